@@ -1,0 +1,454 @@
+# SPDX-License-Identifier: MIT
+#
+# libccvm build.  `make help` lists the targets.
+#
+# Everything is built under $(BUILD): build/plain by default, build/<san> for
+# `SAN=...`, so switching sanitizers needs no `make clean`.  A change of CC or
+# flags is noticed ($(BUILD)/.flags) and rebuilds that directory.
+
+MAKEFLAGS += -r
+.SUFFIXES:
+.DELETE_ON_ERROR:
+
+# ---------------------------------------------------------------------------
+# Sources.  Lists are explicit, sorted, one file a line, so a new file is a
+# one-line change and a stray file is never built by accident
+# (`make check-lists` reports files that are in the tree but in no list).
+# ---------------------------------------------------------------------------
+
+# Public headers, installed and compiled alone by `make check-headers`:
+# add new files here, sorted.
+PUBLIC_HEADERS :=
+PUBLIC_HEADERS += include/ccvm/backend.h
+PUBLIC_HEADERS += include/ccvm/ccvm.h
+PUBLIC_HEADERS += include/ccvm/version.h
+
+# Core library sources (lib/*.c): add new files here, sorted.
+LIB_SRCS :=
+LIB_SRCS += lib/xarray.c
+
+# Backend sources (backends/<name>/*.c): add new files here, sorted.
+BACKEND_SRCS :=
+
+# Check suites, tests/check_<area>.c, each exporting <area>_suite() and named
+# in tests/main.c's CCVM_TEST_SUITES: add new files here, sorted.
+TEST_SRCS :=
+
+# Example programs, one binary each from examples/<name>.c, built by plain
+# `make`: add new names here, sorted.  `make run` runs minihv.
+EXAMPLES :=
+
+# Benchmark programs, one binary each from bench/<name>.c, built and run by
+# `make bench`: add new names here, sorted.  Extra libraries of a program go
+# in <name>_LDLIBS.
+BENCHES :=
+bench_xarray_LDLIBS := -lJudy
+
+# Threaded Check suites also run under ThreadSanitizer by `make ci`
+# (CK_RUN_SUITE names, space separated; empty skips that step).
+TSAN_SUITES ?=
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+
+VERSION := $(shell awk '$$2 == "CCVM_VERSION_STRING" { gsub(/"/, "", $$3); print $$3 }' include/ccvm/version.h)
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+PKG_CONFIG ?= pkg-config
+NM ?= nm
+INSTALL ?= install
+
+comma := ,
+empty :=
+space := $(empty) $(empty)
+
+# SAN=asan, ubsan, tsan, or a comma-separated combination (asan,ubsan).
+SAN_LIST := $(sort $(subst $(comma),$(space),$(SAN)))
+ifneq ($(filter-out asan ubsan tsan,$(SAN_LIST)),)
+$(error SAN=$(SAN): unknown sanitizer $(filter-out asan ubsan tsan,$(SAN_LIST)); use asan, ubsan, tsan or asan$(comma)ubsan)
+endif
+ifneq ($(and $(filter asan,$(SAN_LIST)),$(filter tsan,$(SAN_LIST))),)
+$(error SAN=$(SAN): AddressSanitizer and ThreadSanitizer cannot be combined)
+endif
+SAN_CFLAGS_asan := -fsanitize=address
+SAN_CFLAGS_ubsan := -fsanitize=undefined -fno-sanitize-recover=undefined
+SAN_CFLAGS_tsan := -fsanitize=thread
+SAN_CFLAGS := $(foreach s,$(SAN_LIST),$(SAN_CFLAGS_$(s))) \
+	$(if $(SAN_LIST),-fno-omit-frame-pointer)
+
+BUILD ?= build/$(if $(SAN_LIST),$(subst $(space),-,$(SAN_LIST)),plain)
+
+CFLAGS ?= -O2 -g -Wall -Wextra
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Iinclude -pthread $(SAN_CFLAGS)
+ifeq ($(WERROR),1)
+override CFLAGS += -Werror
+endif
+# Benchmarks measure optimised code whatever CFLAGS says (see `bench`).
+ifeq ($(BENCH_BUILD),1)
+override CFLAGS += -O2
+endif
+LDFLAGS ?=
+LDLIBS ?=
+
+CHECK_CFLAGS = $(shell $(PKG_CONFIG) --cflags check)
+CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check)
+
+# Sanitizer builds are slower: stretch Check's timeouts unless the caller
+# chose a multiplier.
+CHECK_TIMEOUT_MULTIPLIER := $(if $(filter tsan,$(SAN_LIST)),5,$(if $(SAN_LIST),3,1))
+CHECK_ENV = CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-$(CHECK_TIMEOUT_MULTIPLIER)} \
+	ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
+	UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+	TSAN_OPTIONS=$${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+# Suites to run, one after another (CK_RUN_SUITE names); empty runs all.
+CHECK_SUITES ?=
+
+# `make V=1` prints whole commands.
+ifeq ($(V),1)
+Q :=
+msg =
+else
+Q := @
+msg = @printf '  %-7s %s\n' '$(1)' '$(2)';
+endif
+
+# ---------------------------------------------------------------------------
+# Derived names
+# ---------------------------------------------------------------------------
+
+LIB := $(BUILD)/libccvm.a
+PC := $(BUILD)/ccvm.pc
+LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS) $(BACKEND_SRCS))
+TEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,tests/main.c $(TEST_SRCS))
+TEST_BIN := $(BUILD)/tests/ccvm-tests
+EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
+BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
+ALL_OBJS := $(LIB_OBJS) $(TEST_OBJS) $(EXAMPLE_BINS:=.o) $(BENCH_BINS:=.o)
+
+# The backends `make run` tries, in this order, if their sources are built.
+RUN_BACKENDS := $(foreach b,mock tdx snp,$(if $(filter backends/$(b)/%,$(BACKEND_SRCS)),$(b)))
+
+# ---------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------
+
+.PHONY: all
+all: $(LIB) $(PC) $(EXAMPLE_BINS)
+
+# Library internals (lib/*.h) are visible to the library, its tests and
+# benchmarks; examples see only the public headers, like any VMM.
+$(BUILD)/lib/%.o $(BUILD)/backends/%.o $(BUILD)/bench/%.o: OBJ_CFLAGS = -Ilib
+$(BUILD)/tests/%.o: OBJ_CFLAGS = -Ilib $(CHECK_CFLAGS)
+
+$(ALL_OBJS): $(BUILD)/%.o: %.c $(BUILD)/.flags
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(OBJ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(EXAMPLE_BINS) $(BENCH_BINS): %: %.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $($(notdir $@)_LDLIBS) $(LDLIBS)
+
+# Rebuild everything in $(BUILD) when the compiler or flags change; the
+# file is rewritten only then, so unchanged flags rebuild nothing.
+TRACKED_FLAGS = $(subst ','\'',$(strip $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS)))
+$(BUILD)/.flags: FORCE
+	$(Q)mkdir -p $(@D); flags='$(TRACKED_FLAGS)'; \
+	if [ x"$$flags" != x"$$(cat $@ 2>/dev/null)" ]; then \
+		[ ! -e $@ ] || echo "  FLAGS   changed: rebuilding $(BUILD)"; \
+		printf '%s\n' "$$flags" > $@; \
+	fi
+
+# Regenerated on every run, replaced only when it changes, so that
+# `make install PREFIX=...` always installs a matching file.
+$(PC): lib/ccvm.pc.in include/ccvm/version.h FORCE
+	$(Q)mkdir -p $(@D)
+	$(Q)sed -e 's|@prefix@|$(PREFIX)|g' \
+		-e 's|@libdir@|$(LIBDIR)|g' \
+		-e 's|@includedir@|$(INCLUDEDIR)|g' \
+		-e 's|@version@|$(VERSION)|g' $< > $@.tmp
+	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; \
+	else mv $@.tmp $@; printf '  %-7s %s\n' GEN $@; fi
+
+-include $(ALL_OBJS:.o=.d)
+
+.PHONY: FORCE
+FORCE:
+
+# ---------------------------------------------------------------------------
+# Dependencies of the tests and benchmarks: installed with apt-get when
+# missing and running as root, otherwise named and the build fails.
+# $(call need,what,test command,debian packages)
+# ---------------------------------------------------------------------------
+
+define need
+	$(Q)if ! { $(2); } >/dev/null 2>&1; then \
+		if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "  DEPS    $(1) missing: apt-get install $(3)"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get update -q && apt-get install -y -q $(3) || exit 1; \
+			{ $(2); } >/dev/null 2>&1 || { \
+				echo "error: $(1) still missing after installing $(3)" >&2; \
+				exit 1; }; \
+		else \
+			echo "error: $(1) is missing; install it, e.g. on Debian/Ubuntu:" >&2; \
+			echo "    sudo apt-get install $(3)" >&2; \
+			exit 1; \
+		fi; \
+	fi
+endef
+
+.PHONY: check-deps bench-deps
+check-deps:
+	$(call need,Check (libcheck; found with pkg-config),$(PKG_CONFIG) --exists check,check pkg-config)
+
+bench-deps:
+	$(if $(filter -lJudy,$(foreach b,$(BENCHES),$($(b)_LDLIBS))), \
+		$(call need,Judy (libjudy),printf '#include <Judy.h>\n' | $(CC) -E -x c - -o /dev/null,libjudy-dev))
+
+# ---------------------------------------------------------------------------
+# Tests
+# ---------------------------------------------------------------------------
+
+$(TEST_OBJS): | check-deps
+
+$(TEST_BIN): $(TEST_OBJS) $(LIB) | check-deps
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(LIB) $(CHECK_LIBS) $(LDLIBS)
+
+.PHONY: check check-build
+check-build: $(TEST_BIN)
+
+# CK_RUN_SUITE / CK_RUN_CASE in the environment select one suite / case.
+check: $(TEST_BIN)
+	$(call msg,RUN,$(TEST_BIN) $(CHECK_SUITES))
+	$(Q)set -e; $(if $(strip $(CHECK_SUITES)), \
+		for suite in $(CHECK_SUITES); do \
+			CK_RUN_SUITE=$$suite $(CHECK_ENV) $(TEST_BIN); \
+		done, \
+		$(CHECK_ENV) $(TEST_BIN))
+
+# ---------------------------------------------------------------------------
+# Examples and benchmarks
+# ---------------------------------------------------------------------------
+
+.PHONY: run
+ifneq ($(filter minihv,$(EXAMPLES)),)
+run: $(BUILD)/examples/minihv
+	$(Q)set -e; [ -n "$(RUN_BACKENDS)" ] || { echo "make run: no backend is built" >&2; exit 1; }; \
+	for b in $(RUN_BACKENDS); do \
+		echo "==> $(BUILD)/examples/minihv --backend $$b"; \
+		$(BUILD)/examples/minihv --backend $$b; \
+	done
+else
+run:
+	@echo "make run: examples/minihv.c is not in EXAMPLES yet" >&2; exit 1
+endif
+
+# Benchmarks get their own optimised, sanitizer-free build directory.
+.PHONY: bench bench-build bench-bins bench-run
+bench:
+	$(Q)$(MAKE) --no-print-directory SAN= BUILD=build/bench BENCH_BUILD=1 bench-run
+
+bench-build:
+	$(Q)$(MAKE) --no-print-directory SAN= BUILD=build/bench BENCH_BUILD=1 bench-bins
+
+bench-bins: $(BENCH_BINS)
+
+bench-run: $(BENCH_BINS)
+	$(Q)set -e; for b in $(BENCH_BINS); do echo "==> $$b"; $$b; done
+
+$(BENCH_BINS:=.o): | bench-deps
+
+# ---------------------------------------------------------------------------
+# Install
+# ---------------------------------------------------------------------------
+
+.PHONY: install uninstall
+install: $(LIB) $(PC)
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(INCLUDEDIR)/ccvm
+	$(INSTALL) -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libccvm.a
+	$(INSTALL) -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/ccvm.pc
+	$(INSTALL) -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCLUDEDIR)/ccvm/
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libccvm.a $(DESTDIR)$(PKGCONFIGDIR)/ccvm.pc
+	rm -f $(PUBLIC_HEADERS:include/ccvm/%=$(DESTDIR)$(INCLUDEDIR)/ccvm/%)
+	rmdir $(DESTDIR)$(INCLUDEDIR)/ccvm 2>/dev/null || true
+
+# ---------------------------------------------------------------------------
+# Audits (each is one step of `make ci`, usable alone)
+# ---------------------------------------------------------------------------
+
+# Every source in the tree is in a list, and every suite is in tests/main.c.
+LISTED := $(PUBLIC_HEADERS) $(LIB_SRCS) $(BACKEND_SRCS) $(TEST_SRCS) \
+	tests/main.c tests/consumer.c $(EXAMPLES:%=examples/%.c) \
+	$(BENCHES:%=bench/%.c)
+UNLISTED := $(filter-out $(LISTED),$(wildcard include/ccvm/*.h lib/*.c \
+	backends/*/*.c tests/*.c examples/*.c bench/*.c))
+
+.PHONY: check-lists
+check-lists:
+	$(Q)bad=0; \
+	for f in $(UNLISTED); do \
+		echo "$$f: not listed in the Makefile" >&2; bad=1; \
+	done; \
+	for f in $(TEST_SRCS); do \
+		for s in $$(sed -n 's/^Suite \*\([A-Za-z0-9_]*\)_suite(void).*/\1/p' $$f); do \
+			grep -q "SUITE($$s)" tests/main.c || { \
+				echo "$$f: $${s}_suite is not in tests/main.c" >&2; bad=1; }; \
+		done; \
+	done; \
+	[ $$bad = 0 ] && echo "  LISTS   every source and suite is listed"
+
+# Each public header compiles alone, as C11 and as C++, included twice (its
+# guard works).  No -D_GNU_SOURCE: users may not define it.
+HDRCHECK_CC ?= gcc clang
+HDRCHECK_CXX ?= g++ clang++
+
+.PHONY: check-headers
+check-headers:
+	$(Q)set -e; for h in $(PUBLIC_HEADERS:include/%=%); do \
+		for cc in $(HDRCHECK_CC); do \
+			printf '  %-7s %s\n' HDR "$$h ($$cc, C11)"; \
+			printf '#include <%s>\n#include <%s>\n' $$h $$h | \
+				$$cc -std=c11 -Wall -Wextra -Werror -Iinclude \
+				-x c -c -o /dev/null -; \
+		done; \
+		for cxx in $(HDRCHECK_CXX); do \
+			printf '  %-7s %s\n' HDR "$$h ($$cxx, C++17)"; \
+			printf '#include <%s>\n#include <%s>\n' $$h $$h | \
+				$$cxx -std=c++17 -Wall -Wextra -Werror -Iinclude \
+				-x c++ -c -o /dev/null -; \
+		done; \
+	done
+
+# Every external symbol libccvm.a defines starts with ccvm_ (an application's
+# function of the same name would silently replace it in a static link) and
+# has no double underscore.
+.PHONY: check-symbols
+check-symbols: $(LIB)
+	$(Q)bad=$$($(NM) -A -P -g --defined-only $(LIB) | \
+		awk '$$2 !~ /^ccvm_/ || $$2 ~ /__/ { print "  " $$1 " " $$2 " (" $$3 ")" }'); \
+	if [ -n "$$bad" ]; then \
+		echo "error: symbols in $(LIB) not named ccvm_* or with a double underscore:" >&2; \
+		echo "$$bad" >&2; exit 1; \
+	fi; \
+	printf '  %-7s %s\n' NM "$(LIB): $$($(NM) -P -g --defined-only $(LIB) | \
+		grep -c ' [A-Za-z] ' || true) global symbols, all ccvm_"
+
+# Install into a staging root, build tests/consumer.c from it through
+# pkg-config alone (no -Iinclude), run it, then check that uninstall
+# removes every installed file.
+STAGE = $(abspath $(BUILD)/stage)
+STAGE_PC_ENV = PKG_CONFIG_LIBDIR=$(STAGE)/usr/lib/pkgconfig \
+	PKG_CONFIG_SYSROOT_DIR=$(STAGE) \
+	PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1 PKG_CONFIG_ALLOW_SYSTEM_LIBS=1
+
+.PHONY: check-install
+check-install: $(LIB)
+	$(Q)rm -rf $(STAGE)
+	$(Q)$(MAKE) --no-print-directory install DESTDIR=$(STAGE) PREFIX=/usr \
+		LIBDIR=/usr/lib INCLUDEDIR=/usr/include PKGCONFIGDIR=/usr/lib/pkgconfig
+	$(Q)set -e; for mode in "" --static; do \
+		flags=$$($(STAGE_PC_ENV) $(PKG_CONFIG) --cflags --libs $$mode ccvm); \
+		printf '  %-7s %s\n' CONSUME "pkg-config --cflags --libs $$mode ccvm: $$flags"; \
+		$(CC) -std=c11 -Wall -Wextra -Werror -o $(BUILD)/consumer \
+			tests/consumer.c $$flags; \
+		out=$$($(BUILD)/consumer); \
+		[ "$$out" = "consumer ok" ] || { \
+			echo "error: consumer printed '$$out'" >&2; exit 1; }; \
+	done
+	$(Q)$(MAKE) --no-print-directory uninstall DESTDIR=$(STAGE) PREFIX=/usr \
+		LIBDIR=/usr/lib INCLUDEDIR=/usr/include PKGCONFIGDIR=/usr/lib/pkgconfig
+	$(Q)left=$$(find $(STAGE) -type f); [ -z "$$left" ] || { \
+		echo "error: uninstall left files behind:" >&2; echo "$$left" >&2; exit 1; }
+	$(Q)echo "  STAGE   install, consumer and uninstall ok"
+
+# ---------------------------------------------------------------------------
+# CI: every step in order, each with a header line and its time.  Each step
+# pins its compiler, sanitizers and build directory.  (Recursive calls spell
+# $(MAKE) out so that make hands them its jobserver.)
+# ---------------------------------------------------------------------------
+
+CI_STEPS := ci-lists ci-gcc ci-clang ci-check ci-asan-ubsan ci-headers \
+	ci-symbols ci-install ci-tsan
+
+.PHONY: ci $(CI_STEPS)
+ci:
+	$(Q)set -e; n=0; total=$$(date +%s); for step in $(CI_STEPS); do \
+		n=$$((n + 1)); start=$$(date +%s); \
+		echo "=== ci [$$n/$(words $(CI_STEPS))] $$step"; \
+		$(MAKE) --no-print-directory $$step; \
+		echo "=== ci [$$n/$(words $(CI_STEPS))] $$step: ok, $$(($$(date +%s) - start))s"; \
+	done; \
+	echo "=== ci: all $(words $(CI_STEPS)) steps ok, $$(($$(date +%s) - total))s"
+
+ci-lists:
+	@echo "--- every source file and suite listed"
+	$(Q)$(MAKE) --no-print-directory check-lists
+
+ci-gcc:
+	@echo "--- gcc build, WERROR=1"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain all
+
+ci-clang:
+	@echo "--- clang build, WERROR=1"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=clang SAN= BUILD=build/clang all
+
+ci-check:
+	@echo "--- make check (gcc, no sanitizer)"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check
+
+ci-asan-ubsan:
+	@echo "--- make check under AddressSanitizer + UndefinedBehaviorSanitizer"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN=asan,ubsan BUILD=build/asan-ubsan check
+
+ci-headers:
+	@echo "--- public headers compile alone as C11 and C++17"
+	$(Q)$(MAKE) --no-print-directory check-headers
+
+ci-symbols:
+	@echo "--- nm: every global symbol of libccvm.a starts with ccvm_"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-symbols
+
+ci-install:
+	@echo "--- staged install, pkg-config consumer, uninstall"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-install
+
+ci-tsan:
+	@echo "--- ThreadSanitizer run of threaded suites: $(or $(TSAN_SUITES),none)"
+	$(Q)$(if $(strip $(TSAN_SUITES)), \
+		$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN=tsan BUILD=build/tsan check CHECK_SUITES="$(TSAN_SUITES)", \
+		echo "  skipped: TSAN_SUITES is empty")
+
+# ---------------------------------------------------------------------------
+
+.PHONY: clean
+clean:
+	rm -rf build
+
+.PHONY: help
+help:
+	@echo 'make                 libccvm.a, ccvm.pc and the examples in $$(BUILD)'
+	@echo 'make check           build and run the Check tests (CK_RUN_SUITE/CK_RUN_CASE select)'
+	@echo 'make check-build     build the tests only'
+	@echo 'make SAN=asan|ubsan|tsan|asan,ubsan check   the same under sanitizers'
+	@echo 'make run             examples/minihv on every built backend'
+	@echo 'make bench           build (-O2, no sanitizers) and run the benchmarks'
+	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR DESTDIR; make uninstall'
+	@echo 'make ci              everything CI runs (.ci/run runs make check then make ci)'
+	@echo 'make check-lists|check-headers|check-symbols|check-install   single CI audits'
+	@echo 'Variables: CC CFLAGS LDFLAGS LDLIBS WERROR=1 V=1 BUILD TSAN_SUITES CHECK_SUITES'
