@@ -33,6 +33,7 @@ BACKEND_SRCS :=
 # Check suites, tests/check_<area>.c, each exporting <area>_suite() and named
 # in tests/main.c's CCVM_TEST_SUITES: add new files here, sorted.
 TEST_SRCS :=
+TEST_SRCS += tests/check_xarray.c
 
 # Example programs, one binary each from examples/<name>.c, built by plain
 # `make`: add new names here, sorted.  `make run` runs minihv.
