@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libccvm: a user-space model of the private-memory layer of a
+ * confidential-VM hypervisor (Linux KVM with Intel TDX and AMD SEV-SNP).
+ *
+ * The objects and who owns what:
+ *
+ *   platform  The simulated host: physical memory (pfns), CPUs, key ids
+ *             (TDX HKIDs / SNP ASIDs), the backend's global hardware state
+ *             (PAMT, RMP table, direct map), the cost model, statistics and
+ *             the trace sink.  Several VMs share one platform.
+ *   vm        Attribute store, memslots, MMU roots, vCPUs and backend state.
+ *             Reference counted: the VMM's handle, every vCPU handle and
+ *             every gmem file hold one.  It is destroyed when the last one
+ *             is dropped, exactly as in KVM: a gmem file keeps its VM alive,
+ *             the VM keeps no reference on its gmem files.
+ *   gmem      A guest_memfd: the file (bindings to memslots, a VM reference)
+ *             over an inode (the page cache holding private memory).  The
+ *             inode can outlive the file when a backend pins it.
+ *   memslot   A GPA range backed by VMM memory (shared) and optionally a
+ *             gmem range (private).
+ *   vcpu      Runs a guest function on its own thread, handed off with the
+ *             caller of ccvm_vcpu_run() like KVM_RUN.
+ *
+ * Conventions: every int function returns 0 or a negative errno and never
+ * exits or aborts.  Bad input changes nothing.  Constructors return through
+ * an out parameter.  Option structs start with `size_t sz` (set it with
+ * CCVM_OPTS_INIT); fields beyond the caller's size read as zero, unknown
+ * non-zero trailing bytes of a newer caller are -EINVAL.  Names and constant
+ * values follow KVM's uAPI where KVM has one.
+ *
+ * Addresses: GPAs are byte addresses.  A GPA carrying the VM's shared bit
+ * (ccvm_vm_shared_bit(), 0 for mock) is the shared alias of the same gfn;
+ * memslots and attributes are always indexed without it.
+ */
+#ifndef CCVM_CCVM_H
+#define CCVM_CCVM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ccvm/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ccvm_platform;
+struct ccvm_vm;
+struct ccvm_gmem;
+struct ccvm_vcpu;
+struct ccvm_guest;
+
+/*
+ * CCVM_OPTS_INIT() - an option struct with .sz set, as an expression:
+ *	struct ccvm_vm_opts o = CCVM_OPTS_INIT(struct ccvm_vm_opts, .max_vcpus = 4);
+ * Pass NULL instead of an options struct for all defaults.
+ */
+#define CCVM_OPTS_INIT(type, ...) ((type){ .sz = sizeof(type), __VA_ARGS__ })
+
+#define CCVM_PAGE_SHIFT		12
+#define CCVM_PAGE_SIZE		(1ull << CCVM_PAGE_SHIFT)
+#define CCVM_HPAGE_2M_SIZE	(1ull << 21)
+
+/* Mapping levels, as KVM's PG_LEVEL_*. */
+enum ccvm_level {
+	CCVM_LEVEL_NONE = 0,
+	CCVM_LEVEL_4K = 1,
+	CCVM_LEVEL_2M = 2,
+	CCVM_LEVEL_1G = 3,
+};
+
+/* ------------------------------------------------------------------ */
+/* Statistics, cost model and tracing                                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Events counted per VM and per platform.  Each occurrence also adds the
+ * cost model's nanoseconds for it to the simulated clock.  New events are
+ * only appended.
+ */
+enum ccvm_event {
+	/* core */
+	CCVM_EV_FAULT,			/* guest or pre-fault TDP fault handled */
+	CCVM_EV_FAULT_RETRY,		/* fault found stale (seq/range) and retried */
+	CCVM_EV_MAP_4K,			/* 4K leaf installed */
+	CCVM_EV_MAP_2M,			/* 2M leaf installed */
+	CCVM_EV_ZAP,			/* leaf removed from a root */
+	CCVM_EV_TLB_FLUSH,		/* remote TLB flush of a VM */
+	CCVM_EV_INVALIDATE,		/* invalidate_begin..end pair */
+	CCVM_EV_ATTR_CHANGE,		/* attribute update that changed the store */
+	CCVM_EV_MEMSLOT_UPDATE,		/* memslot create/delete/move */
+	CCVM_EV_FAST_ZAP,		/* all direct roots invalidated at once */
+	CCVM_EV_ROOT_ALLOC,		/* TDP root allocated */
+	CCVM_EV_ROOT_FREE,		/* TDP root freed */
+	CCVM_EV_SP_ALLOC,		/* page-table page allocated */
+	CCVM_EV_SP_FREE,		/* page-table page freed */
+	CCVM_EV_PAGE_ALLOC,		/* platform page handed out */
+	CCVM_EV_PAGE_FREE,		/* platform page returned */
+	CCVM_EV_PAGE_CLEAR,		/* page cleared for reuse (e.g. MOVDIR64B) */
+	CCVM_EV_PAGE_LEAK,		/* page leaked on purpose (failed reclaim) */
+	CCVM_EV_GMEM_PREPARE,		/* gmem_prepare call */
+	CCVM_EV_GMEM_INVALIDATE,	/* pages passed to gmem_invalidate */
+	CCVM_EV_EXIT,			/* vCPU exit to the VMM */
+	CCVM_EV_MEMORY_FAULT_EXIT,	/* CCVM_EXIT_MEMORY_FAULT */
+	CCVM_EV_HYPERCALL_EXIT,		/* CCVM_EXIT_HYPERCALL */
+	CCVM_EV_MMIO_EXIT,		/* CCVM_EXIT_MMIO */
+	CCVM_EV_IPI,			/* kick of every vCPU of a VM */
+	CCVM_EV_GUEST_ENTER,		/* guest (re)entered */
+	CCVM_EV_GUEST_ACCESS,		/* guest read/write of one page */
+	/* TDX: SEAMCALL leaves and key ids */
+	CCVM_EV_TDH_MNG_CREATE,
+	CCVM_EV_TDH_MNG_KEY_CONFIG,
+	CCVM_EV_TDH_MNG_ADDCX,
+	CCVM_EV_TDH_MNG_INIT,
+	CCVM_EV_TDH_VP_CREATE,
+	CCVM_EV_TDH_VP_ADDCX,
+	CCVM_EV_TDH_VP_INIT,
+	CCVM_EV_TDH_VP_ENTER,
+	CCVM_EV_TDH_VP_FLUSH,
+	CCVM_EV_TDH_MNG_VPFLUSHDONE,
+	CCVM_EV_TDH_PHYMEM_CACHE_WB,
+	CCVM_EV_TDH_MNG_KEY_FREEID,
+	CCVM_EV_TDH_MEM_SEPT_ADD,
+	CCVM_EV_TDH_MEM_PAGE_ADD,
+	CCVM_EV_TDH_MR_EXTEND,
+	CCVM_EV_TDH_MR_FINALIZE,
+	CCVM_EV_TDH_MEM_PAGE_AUG,
+	CCVM_EV_TDH_MEM_RANGE_BLOCK,
+	CCVM_EV_TDH_MEM_TRACK,
+	CCVM_EV_TDH_MEM_PAGE_REMOVE,
+	CCVM_EV_TDH_PHYMEM_PAGE_WBINVD,
+	CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM,
+	CCVM_EV_TDH_MEM_SEPT_RD,
+	CCVM_EV_TDG_MEM_PAGE_ACCEPT,	/* guest-side TDCALL */
+	CCVM_EV_TDX_BUSY,		/* a SEAMCALL answered OPERAND_BUSY */
+	CCVM_EV_TDX_ERROR,		/* a SEAMCALL failed otherwise */
+	CCVM_EV_KEYID_ALLOC,		/* HKID or ASID taken */
+	CCVM_EV_KEYID_FREE,		/* HKID or ASID returned */
+	CCVM_EV_KEYID_LEAK,		/* HKID or ASID lost for good */
+	/* SNP */
+	CCVM_EV_RMPUPDATE,
+	CCVM_EV_RMPUPDATE_RETRY,	/* FAIL_OVERLAP, retried */
+	CCVM_EV_PSMASH,
+	CCVM_EV_CACHE_FLUSH_PAGE,	/* clflush of one page */
+	CCVM_EV_DIRECTMAP_SPLIT,	/* host 2M/1G mapping split to 4K */
+	CCVM_EV_RMP_FAULT,		/* host write to an assigned page refused */
+	CCVM_EV_RMP_NPF,		/* guest nested fault with the RMP bit */
+	CCVM_EV_PVALIDATE,
+	CCVM_EV_ASID_FLUSH,		/* WBINVD + DF_FLUSH before ASID reuse */
+	CCVM_EV_NR
+};
+
+#define CCVM_STATS_MAX_EVENTS	128
+#define CCVM_STATS_MAX_OPS	64
+
+struct ccvm_stats {
+	size_t sz;
+	uint32_t nr_events;		/* out: valid entries of events[] */
+	uint32_t nr_ops;		/* out: valid entries of op_calls[] */
+	uint64_t events[CCVM_STATS_MAX_EVENTS];	/* by enum ccvm_event */
+	uint64_t op_calls[CCVM_STATS_MAX_OPS];	/* by backend op index */
+	uint64_t op_errors[CCVM_STATS_MAX_OPS];	/* calls that returned < 0 */
+	uint64_t sim_ns;		/* simulated nanoseconds (cost model) */
+	/* platform only (0 for a VM): physical memory */
+	uint64_t total_pages;
+	uint64_t free_pages;
+	uint64_t leaked_pages;
+	uint64_t model_bytes;		/* host memory the model itself uses */
+};
+
+/* Name of an event ("fault", "tdh.mem.page.aug", ...), NULL if unknown. */
+const char *ccvm_event_name(unsigned int ev);
+/* Name of backend op number @op as counted in op_calls[], NULL if unknown. */
+const char *ccvm_backend_op_name(unsigned int op);
+
+/*
+ * Cost model: simulated nanoseconds per event.  A zero entry means the
+ * built-in default for it (see ccvm_cost_model_default()).  The defaults are
+ * labelled assumptions: no per-leaf SEAMCALL, RMPUPDATE or IPI latency is
+ * published.  An IPI costs ipi_ns + ipi_per_vcpu_ns * nr_vcpus.
+ */
+struct ccvm_cost_model {
+	size_t sz;
+	uint64_t ns[CCVM_STATS_MAX_EVENTS];
+	uint64_t ipi_per_vcpu_ns;
+};
+
+/* Fill @cm (cm->sz set by the caller) with the built-in defaults. */
+int ccvm_cost_model_default(struct ccvm_cost_model *cm);
+
+enum ccvm_trace_kind {
+	CCVM_TRACE_OP,		/* backend op call; ret is its result */
+	CCVM_TRACE_EXIT,	/* vCPU exit; arg0 = exit reason */
+	CCVM_TRACE_EVENT,	/* counted event (enum ccvm_event in id) */
+	CCVM_TRACE_API,		/* public call; ret is its result */
+};
+
+struct ccvm_trace_record {
+	uint32_t kind;		/* enum ccvm_trace_kind */
+	uint32_t id;		/* op index, exit reason or event */
+	const char *name;	/* static string */
+	uint32_t vm_id;		/* 0 = platform-wide */
+	int32_t vcpu_id;	/* -1 when not on a vCPU */
+	uint64_t gfn;		/* ~0 when not about one gfn */
+	uint64_t arg0, arg1;
+	int64_t ret;
+	uint64_t sim_ns;	/* simulated clock after the record */
+	uint64_t wall_ns;	/* CLOCK_MONOTONIC at the record */
+	uint64_t dur_ns;	/* wall duration of an op, 0 otherwise */
+};
+
+/*
+ * Trace callback.  Context: called on the thread doing the work, possibly
+ * with library locks held: it must not call back into libccvm.
+ */
+typedef void (*ccvm_trace_fn)(const struct ccvm_trace_record *rec, void *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Logging, errors, version                                            */
+/* ------------------------------------------------------------------ */
+
+enum ccvm_log_level { CCVM_LOG_WARN, CCVM_LOG_INFO, CCVM_LOG_DEBUG };
+typedef void (*ccvm_log_fn)(enum ccvm_log_level level, const char *msg, void *ctx);
+
+/*
+ * Set the process-wide log sink; NULL restores the default (warnings to
+ * stderr).  Return: the previous function.
+ */
+ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx);
+
+/* Text for a negative errno returned by libccvm (never NULL). */
+const char *ccvm_strerror(int err);
+
+/* The library's version string, e.g. "0.1.0". */
+const char *ccvm_version(void);
+
+/* ------------------------------------------------------------------ */
+/* Platform                                                            */
+/* ------------------------------------------------------------------ */
+
+struct ccvm_platform_opts {
+	size_t sz;
+	const char *backend;	/* "mock" (default), "tdx", "snp" */
+	uint64_t mem_bytes;	/* simulated RAM, default 1 GiB, 4K multiple */
+	uint32_t nr_cpus;	/* host CPUs, default 2 */
+	uint32_t nr_keyids;	/* TDX HKIDs / SNP ASIDs, backend default */
+	uint64_t seed;		/* contention and key-stream seed */
+	const struct ccvm_cost_model *costs;	/* NULL = defaults */
+};
+
+/*
+ * ccvm_platform_create() - Create a simulated host.
+ * Context: any thread.  Memory is reserved lazily: untouched pages cost
+ * nothing.
+ * Return: 0; -EINVAL for bad options; -ENOENT for an unknown backend;
+ * -ENOMEM.
+ */
+int ccvm_platform_create(const struct ccvm_platform_opts *opts,
+			 struct ccvm_platform **out);
+
+/*
+ * ccvm_platform_destroy() - Free the platform.
+ * Return: 0; -EBUSY (nothing freed) while VMs or gmem inodes remain;
+ * -EINVAL for NULL.
+ */
+int ccvm_platform_destroy(struct ccvm_platform *p);
+
+int ccvm_platform_get_stats(struct ccvm_platform *p, struct ccvm_stats *st);
+
+/* Install (fn != NULL) or remove the trace callback of @p. */
+int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx);
+
+/*
+ * ccvm_trace_open() - Start writing every trace record of @p to @path as
+ * Chrome trace-event JSON (opens in Perfetto or chrome://tracing).  Replaces
+ * any trace callback.  ccvm_trace_close() (or platform destroy) finishes the
+ * file.  Return: 0, -EINVAL, or the negative errno of fopen().
+ */
+int ccvm_trace_open(struct ccvm_platform *p, const char *path);
+int ccvm_trace_close(struct ccvm_platform *p);
+
+/* ------------------------------------------------------------------ */
+/* Backend capabilities                                                */
+/* ------------------------------------------------------------------ */
+
+struct ccvm_backend_caps {
+	size_t sz;
+	const char *name;
+	uint32_t vm_type;		/* KVM type: SW_PROTECTED 1, SNP 4, TDX 5 */
+	uint64_t memory_attributes;	/* supported mask (PRIVATE) */
+	uint64_t gmem_flags;		/* supported ccvm_gmem_create() flags */
+	uint32_t private_max_level;	/* enum ccvm_level for private mappings */
+	uint32_t shared_max_level;	/* enum ccvm_level for shared mappings */
+	bool has_shared_bit;		/* guest accesses select shared by a GPA bit */
+	bool has_mirror_root;		/* private mappings live in a mirror root */
+	bool requires_accept;		/* guest must accept private pages */
+	bool needs_finalize;		/* launch: populate, then finalize */
+	bool preserves_data_without_punch; /* private->shared->private keeps bytes */
+	bool private_readable_by_host;	/* host sees plaintext of private pages */
+	uint64_t map_gpa_max_bytes;	/* largest MAP_GPA_RANGE exit, 0 = any */
+};
+
+/* Capabilities of backend @name (NULL = "mock").  -ENOENT if not built. */
+int ccvm_backend_caps(const char *name, struct ccvm_backend_caps *caps);
+
+/* Names of the built-in backends, NULL-terminated. */
+const char *const *ccvm_backend_names(void);
+
+/* ------------------------------------------------------------------ */
+/* VM                                                                  */
+/* ------------------------------------------------------------------ */
+
+struct ccvm_vm_opts {
+	size_t sz;
+	uint32_t max_vcpus;	/* default 8, at most 1024 */
+	uint32_t gpa_bits;	/* guest physical width, default 48, 36..52 */
+	uint64_t flags;		/* must be 0 */
+};
+
+/*
+ * ccvm_vm_create() - Create a VM on @p with the platform's backend (KVM's
+ * KVM_CREATE_VM plus, for TDX, KVM_TDX_INIT_VM; for SNP, SNP_LAUNCH_START).
+ * Return: 0; -EINVAL for bad options; -EBUSY/-ENOSPC when no key id is left
+ * (TDX HKID, SNP ASID); -EAGAIN when the simulated RNG ran dry; -ENOMEM.
+ */
+int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *opts,
+		   struct ccvm_vm **out);
+
+/*
+ * ccvm_vm_close() - Drop the VMM's reference.  The VM lives on while vCPU
+ * handles or gmem files hold references; its teardown runs when the last
+ * one goes.  Return: 0 or -EINVAL.
+ */
+int ccvm_vm_close(struct ccvm_vm *vm);
+
+/* The GPA bit that selects the shared alias, 0 for mock. */
+uint64_t ccvm_vm_shared_bit(const struct ccvm_vm *vm);
+
+int ccvm_vm_caps(struct ccvm_vm *vm, struct ccvm_backend_caps *caps);
+int ccvm_vm_get_stats(struct ccvm_vm *vm, struct ccvm_stats *st);
+
+/* Launch: TDX MR.FINALIZE / SNP LAUNCH_FINISH.  -EINVAL if already done. */
+int ccvm_vm_finalize(struct ccvm_vm *vm);
+
+#define CCVM_POPULATE_MEASURE	(1ull << 0)	/* TDX: MR.EXTEND each page */
+/*
+ * ccvm_vm_populate() - Copy @size bytes from @src into private memory at
+ * @gpa before finalize (TDX INIT_MEM_REGION / SNP LAUNCH_UPDATE).  The range
+ * must be PRIVATE and backed by gmem.
+ * Return: 0; -EINVAL (alignment, flags, not private, no gmem, after
+ * finalize); -EEXIST (a page was already populated); -EOPNOTSUPP (mock).
+ */
+int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src,
+		     uint64_t size, uint64_t flags);
+
+/*
+ * ccvm_vm_terminate() - Release the VM's key id now and mark it dead
+ * (KVM_TDX_TERMINATE_VM style): later runs fail with -EIO, and private
+ * memory is reclaimed without the dynamic-removal protocol.
+ */
+int ccvm_vm_terminate(struct ccvm_vm *vm);
+
+/* ------------------------------------------------------------------ */
+/* Memslots                                                            */
+/* ------------------------------------------------------------------ */
+
+#define CCVM_MEM_LOG_DIRTY_PAGES	(1u << 0)	/* not supported: -EINVAL */
+#define CCVM_MEM_READONLY		(1u << 1)	/* not supported: -EINVAL */
+#define CCVM_MEM_GUEST_MEMFD		(1u << 2)
+#define CCVM_MAX_MEMSLOTS		32764u
+
+struct ccvm_memory_region {
+	uint32_t slot;		/* 0 .. CCVM_MAX_MEMSLOTS-1; address space 0 only */
+	uint32_t flags;		/* CCVM_MEM_GUEST_MEMFD */
+	uint64_t guest_phys_addr;
+	uint64_t memory_size;	/* 0 deletes the slot */
+	void *userspace_addr;	/* shared backing owned by the VMM, may be NULL */
+	struct ccvm_gmem *gmem;	/* with CCVM_MEM_GUEST_MEMFD */
+	uint64_t gmem_offset;	/* byte offset into @gmem */
+};
+
+/*
+ * ccvm_vm_set_user_memory_region() - KVM_SET_USER_MEMORY_REGION2.
+ * Create, delete (size 0), or move a slot without gmem.  Deleting or moving
+ * zaps exactly that slot's gfns in every root.
+ * Return: 0; -EINVAL (flags, alignment, wrap, beyond gpa_bits, slot id,
+ * resize, changing a gmem slot, gmem of another VM, gmem range past EOF or
+ * already bound, delete of a missing slot); -EEXIST (GPA overlap); -EIO (VM
+ * bugged); -ENOMEM.
+ */
+int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm,
+				   const struct ccvm_memory_region *r);
+
+/* Test hook: make the next memslot update wrap the generation counter. */
+int ccvm_vm_force_generation_wrap(struct ccvm_vm *vm);
+/* The memslot generation (wraps). */
+uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
+
+/* ------------------------------------------------------------------ */
+/* Memory attributes                                                   */
+/* ------------------------------------------------------------------ */
+
+#define CCVM_MEMORY_ATTRIBUTE_PRIVATE	(1ull << 3)
+
+/*
+ * ccvm_vm_set_memory_attributes() - KVM_SET_MEMORY_ATTRIBUTES.
+ * Mappings of the old kind in the range are zapped before the store
+ * changes; nothing is freed (punch the old backing with fallocate).
+ * Context: takes slots_lock, then mmu_lock for write; may sleep.
+ * Return: 0 (also when the range already holds @attributes); -EINVAL
+ * (flags != 0, unknown bits, size 0, unaligned, wrap); -ENOMEM (nothing
+ * changed); -EIO (VM bugged).
+ */
+int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
+				  uint64_t attributes, uint64_t flags);
+
+/*
+ * ccvm_vm_get_memory_attributes() - The attributes at @gpa and, in
+ * *@run_bytes when not NULL, how many bytes from @gpa on hold the same value
+ * (up to the end of the GPA space).  Return: 0 or -EINVAL.
+ */
+int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa,
+				  uint64_t *attributes, uint64_t *run_bytes);
+
+/* ------------------------------------------------------------------ */
+/* guest_memfd                                                         */
+/* ------------------------------------------------------------------ */
+
+#define CCVM_GMEM_FLAG_MMAP		(1ull << 0)
+#define CCVM_GMEM_FLAG_INIT_SHARED	(1ull << 1)
+#define CCVM_FALLOC_KEEP_SIZE		0x01	/* as FALLOC_FL_KEEP_SIZE */
+#define CCVM_FALLOC_PUNCH_HOLE		0x02	/* as FALLOC_FL_PUNCH_HOLE */
+
+/*
+ * ccvm_gmem_create() - KVM_CREATE_GUEST_MEMFD: a file of @size bytes
+ * (fixed) for @vm; takes a VM reference.
+ * Return: 0; -EINVAL (size 0, unaligned or above INT64_MAX, flags unknown
+ * or not supported by the backend); -EIO (VM bugged or dead);
+ * -ENOMEM.
+ */
+int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags,
+		     struct ccvm_gmem **out);
+
+/*
+ * ccvm_gmem_fallocate() - Allocate (KEEP_SIZE) or punch a hole
+ * (PUNCH_HOLE|KEEP_SIZE).  A punch zaps every mapping of the range first,
+ * then frees the pages.  Works after the VM handle is closed.
+ * Return: 0; -EOPNOTSUPP (mode); -EINVAL (unaligned, len 0, allocate past
+ * EOF, wrap); -ENOMEM (simulated RAM exhausted; pages allocated so far
+ * stay).
+ */
+int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t len);
+
+/*
+ * Host access through the file, as through an mmap of it.  Only pages that
+ * are shared may be touched; reading a hole reads zeros and, like a fault on
+ * a MAP_SHARED mapping, allocates it.
+ * Return: 0; -ENODEV (file without CCVM_GMEM_FLAG_MMAP); -EFAULT (a private
+ * page, or past EOF: where Linux raises SIGBUS); -EINVAL (NULL buf, wrap);
+ * -ENOMEM.
+ */
+int ccvm_gmem_read(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len);
+int ccvm_gmem_write(struct ccvm_gmem *g, uint64_t offset, const void *buf, size_t len);
+
+struct ccvm_gmem_info {
+	size_t sz;
+	uint64_t size;		/* bytes */
+	uint64_t flags;
+	uint64_t nr_pages;	/* pages allocated in the page cache */
+	uint32_t nr_bindings;	/* memslots bound to the file */
+};
+int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info);
+
+/*
+ * ccvm_gmem_close() - Close the file.  The last close releases it:
+ * bindings are cut (private faults on them become memory-fault exits),
+ * mappings are zapped unless the backend defers removal to teardown, and
+ * the VM reference is dropped (possibly destroying the VM).
+ */
+int ccvm_gmem_close(struct ccvm_gmem *g);
+
+/* ------------------------------------------------------------------ */
+/* vCPUs and guest code                                                */
+/* ------------------------------------------------------------------ */
+
+enum ccvm_exit_reason {
+	CCVM_EXIT_UNKNOWN = 0,
+	CCVM_EXIT_MEMORY_FAULT,	/* run returned -EFAULT: convert or give up */
+	CCVM_EXIT_HYPERCALL,	/* MAP_GPA_RANGE: set attributes, set ret */
+	CCVM_EXIT_MMIO,		/* access with no memslot */
+	CCVM_EXIT_SYNC,		/* ccvm_guest_sync() */
+	CCVM_EXIT_DONE,		/* the guest function returned */
+	CCVM_EXIT_GUEST_ABORT,	/* ccvm_guest_abort()/CCVM_GUEST_ASSERT failed */
+	CCVM_EXIT_EXCEPTION,	/* #VE (TDX) / #VC (SNP) on an unaccepted page */
+	CCVM_EXIT_INTERNAL_ERROR, /* run returned an error; see internal.error */
+};
+
+#define CCVM_MEMORY_EXIT_FLAG_PRIVATE	(1ull << 3)
+#define CCVM_HC_MAP_GPA_RANGE		12
+#define CCVM_MAP_GPA_RANGE_PAGE_SZ_4K	0
+#define CCVM_MAP_GPA_RANGE_PAGE_SZ_2M	(1ull << 0)
+#define CCVM_MAP_GPA_RANGE_ENCRYPTED	(1ull << 4)
+#define CCVM_MAP_GPA_RANGE_DECRYPTED	0
+#define CCVM_X86_VE_VECTOR		20
+#define CCVM_X86_VC_VECTOR		29
+
+struct ccvm_run {
+	uint32_t exit_reason;	/* enum ccvm_exit_reason */
+	uint32_t vcpu_id;
+	union {
+		struct { uint64_t flags, gpa, size; } memory_fault;
+		/* MAP_GPA_RANGE: args[0] gpa (no shared bit), args[1] npages,
+		 * args[2] attrs; the VMM sets ret to 0 or a positive errno. */
+		struct { uint64_t nr, args[6], ret; } hypercall;
+		/* reads: the VMM fills data[0..len) before the next run */
+		struct { uint64_t phys_addr; uint8_t data[8]; uint32_t len;
+			 uint8_t is_write; } mmio;
+		struct { uint64_t value; } sync;
+		struct { const char *file; int line; const char *msg; } abort;
+		struct { uint32_t vector; uint64_t gpa; } exception;
+		struct { int error; } internal;
+	};
+};
+
+typedef void (*ccvm_guest_fn)(struct ccvm_guest *g, void *arg);
+
+/*
+ * ccvm_vcpu_create() - Create vCPU @id (< max_vcpus, unique); takes a VM
+ * reference.  Return: 0; -EINVAL; -EEXIST (id in use); -EIO; -ENOMEM.
+ */
+int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out);
+
+/*
+ * ccvm_vcpu_close() - Close the handle: a guest blocked in an exit is
+ * unwound, the thread joined, the VM reference dropped.  The vCPU's backend
+ * state lives until VM teardown, as in KVM.
+ */
+int ccvm_vcpu_close(struct ccvm_vcpu *v);
+
+/*
+ * ccvm_vcpu_pre_fault_memory() - KVM_PRE_FAULT_MEMORY: map [*gpa, *gpa +
+ * *size) as a guest access would (private if the attribute says so),
+ * advancing both as pages are mapped.
+ * Return: 0 if anything was mapped; -EINVAL (size 0, unaligned, wrap);
+ * -ENOENT (no memslot at *gpa); -EFAULT (attribute/backing mismatch);
+ * -EOPNOTSUPP (TDX before finalize); -EIO.
+ */
+int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *size);
+
+/* Set the guest function; only while no guest is running or blocked. */
+int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg);
+
+/*
+ * ccvm_vcpu_run() - Resume the guest until its next exit (KVM_RUN).
+ * Context: one caller per vCPU at a time; vCPUs run in parallel.
+ * Return: 0 with the exit in ccvm_vcpu_run_state(); -EFAULT with a
+ * CCVM_EXIT_MEMORY_FAULT exit; -EINVAL (no guest, or the guest is done);
+ * -EIO (VM bugged/dead, with CCVM_EXIT_INTERNAL_ERROR); -EBUSY (another
+ * thread is in run).
+ */
+int ccvm_vcpu_run(struct ccvm_vcpu *v);
+
+struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v);
+
+/*
+ * Guest side: only from inside a guest function, on its vCPU.  An access
+ * that needs the VMM blocks the guest until the next ccvm_vcpu_run(), then
+ * runs again, as a CPU re-executes a faulting instruction.
+ * Return: 0; -EINVAL (bad range); -EACCES (#VE/#VC: page not accepted);
+ * -EIO (VM dead).
+ */
+int ccvm_guest_read(struct ccvm_guest *g, uint64_t gpa, void *buf, size_t len);
+int ccvm_guest_write(struct ccvm_guest *g, uint64_t gpa, const void *buf, size_t len);
+/* MapGPA / page-state change: hypercall exits; returns -(VMM's ret). */
+int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool to_private);
+/* TDX TDG.MEM.PAGE.ACCEPT / SNP PVALIDATE of each page in the range. */
+int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size);
+/* An exit to the VMM with @value, like a selftest ucall. */
+void ccvm_guest_sync(struct ccvm_guest *g, uint64_t value);
+/* End the guest with CCVM_EXIT_GUEST_ABORT; does not return. */
+#if defined(__cplusplus)
+[[noreturn]]
+#else
+_Noreturn
+#endif
+void ccvm_guest_abort(struct ccvm_guest *g, const char *file, int line,
+		      const char *msg);
+#define CCVM_GUEST_ASSERT(g, cond) \
+	do { if (!(cond)) ccvm_guest_abort((g), __FILE__, __LINE__, #cond); } while (0)
+
+/* The vCPU id and VM shared bit, for guest code. */
+uint32_t ccvm_guest_vcpu_id(const struct ccvm_guest *g);
+uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CCVM_CCVM_H */

@@ -1,0 +1,458 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libccvm internals shared by the core's files and the built-in backends.
+ *
+ * Lock order, outer to inner (kvm-semantics.md 0.3):
+ *   vm->lock (kvm->lock)
+ *     vcpu->mutex
+ *       vm->slots_lock (memslot and attribute updates, gmem release)
+ *         vm->memslots_rw (write: publish; read: a fault in flight = SRCU)
+ *           inode->invalidate_lock (write: punch/release; read: fault, allocate)
+ *             vm->mmu_lock (write: zap, invalidate; read: fault install, guest access)
+ *               vm->attr_lock, inode->pages_lock, platform->mem_lock (leaves)
+ * A fault holds memslots_rw for read across pfn resolution and install, the
+ * way a vCPU holds kvm->srcu; a memslot publisher takes it for write, which
+ * waits for in-flight faults like synchronize_srcu().  gmem release cuts the
+ * slots' file pointers under memslots_rw write before it takes the
+ * invalidate lock, so no fault can reach a released file.
+ */
+#ifndef CCVM_LIB_INTERNAL_H
+#define CCVM_LIB_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ccvm/backend.h>
+#include <ccvm/ccvm.h>
+
+#include "xarray.h"
+
+#define CCVM_PAGE_MASK		(~(CCVM_PAGE_SIZE - 1))
+#define CCVM_PAGES_PER_2M	512ull
+#define CCVM_INVALID_GFN	UINT64_MAX
+
+#define ccvm_container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define CCVM_ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#define ccvm_likely(x)		__builtin_expect(!!(x), 1)
+#define ccvm_unlikely(x)	__builtin_expect(!!(x), 0)
+
+static inline bool ccvm_is_page_aligned(uint64_t x)
+{
+	return (x & (CCVM_PAGE_SIZE - 1)) == 0;
+}
+
+/* ---- backend op indices, generated from backend-ops.h ---------------- */
+
+enum ccvm_op_index {
+#define CCVM_BACKEND_OP(name, kind, ret) CCVM_OPI_##name,
+#include "backend-ops.h"
+#undef CCVM_BACKEND_OP
+	CCVM_OPI_NR
+};
+
+/* ---- counters -------------------------------------------------------- */
+
+struct ccvm_counters {
+	_Atomic uint64_t ev[CCVM_EV_NR];
+	_Atomic uint64_t op_calls[CCVM_OPI_NR];
+	_Atomic uint64_t op_errors[CCVM_OPI_NR];
+	_Atomic uint64_t sim_ns;
+};
+
+void ccvm_counters_read(const struct ccvm_counters *c, struct ccvm_stats *st);
+
+/* ---- fault injection (per platform, per op) -------------------------- */
+
+struct ccvm_inject_rule {
+	_Atomic uint64_t calls;		/* calls seen since the rule was set */
+	uint64_t nth;			/* 0 = every call */
+	uint64_t count;			/* failures left, UINT64_MAX = forever */
+	int err;
+};
+
+/* ---- platform -------------------------------------------------------- */
+
+/* Per-pfn state, one byte each, in a lazily backed array. */
+#define CCVM_PFN_ALLOCATED	(1u << 0)
+#define CCVM_PFN_DIRTY		(1u << 1)
+#define CCVM_PFN_LEAKED		(1u << 2)
+
+struct ccvm_trace_writer;
+
+struct ccvm_platform {
+	const struct ccvm_backend_ops *ops;	/* validated, defaults filled */
+	struct ccvm_backend_caps caps;		/* backend defaults */
+
+	/* simulated RAM: nr_pages pages at mem, lazily backed */
+	uint8_t *mem;
+	uint64_t nr_pages;
+	_Atomic uint8_t *pfn_state;		/* CCVM_PFN_* per pfn */
+	uint32_t *free_next;			/* free list links, lazily backed */
+	pthread_mutex_t mem_lock;
+	uint64_t free_head;			/* UINT64_MAX = empty */
+	uint64_t bump;				/* pfns >= bump never handed out */
+	_Atomic uint64_t nr_free;
+	_Atomic uint64_t nr_leaked;
+
+	uint32_t nr_cpus;
+	uint32_t nr_keyids;
+	_Atomic uint64_t rng;
+	struct ccvm_cost_model costs;
+
+	pthread_mutex_t lock;			/* VM list, ids, inode count */
+	uint32_t nr_vms;
+	uint32_t next_vm_id;
+	uint64_t nr_inodes;
+
+	struct ccvm_counters stats;
+	_Atomic uint64_t model_bytes;		/* heap the model itself uses */
+
+	_Atomic(ccvm_trace_fn) trace_fn;
+	void *_Atomic trace_ctx;
+	pthread_mutex_t trace_lock;		/* serialises trace callbacks */
+	struct ccvm_trace_writer *trace_writer;
+
+	_Atomic bool inject_armed;
+	pthread_mutex_t inject_lock;
+	struct ccvm_inject_rule inject[CCVM_OPI_NR];
+
+	void *priv;				/* backend global state */
+};
+
+/* Account heap the model allocates (for ccvm_stats.model_bytes). */
+static inline void ccvm_model_bytes_add(struct ccvm_platform *p, int64_t bytes)
+{
+	atomic_fetch_add_explicit(&p->model_bytes, (uint64_t)bytes, memory_order_relaxed);
+}
+
+/* lib/backend.c */
+const struct ccvm_backend_ops *ccvm_backend_lookup(const char *name);
+int ccvm_backend_validate(const struct ccvm_backend_ops *ops,
+			  struct ccvm_backend_ops *out);
+extern const char *const ccvm_op_names[CCVM_OPI_NR];
+
+/*
+ * Op dispatch bracket: counts the call, applies an injected failure
+ * (returned nonzero: skip the op and use it as the result) and traces.
+ */
+struct ccvm_op_call {
+	struct ccvm_platform *p;
+	struct ccvm_vm *vm;
+	enum ccvm_op_index op;
+	uint64_t gfn;
+	uint64_t t0;
+};
+int ccvm_op_enter(struct ccvm_op_call *c, struct ccvm_platform *p, struct ccvm_vm *vm,
+		  enum ccvm_op_index op, uint64_t gfn);
+int ccvm_op_leave(struct ccvm_op_call *c, int ret);
+/* For void ops: count and trace only. */
+void ccvm_op_note(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_op_index op,
+		  uint64_t gfn);
+
+/* lib/trace.c */
+void ccvm_trace_emit(struct ccvm_platform *p, const struct ccvm_trace_record *rec);
+static inline bool ccvm_tracing(struct ccvm_platform *p)
+{
+	return atomic_load_explicit(&p->trace_fn, memory_order_relaxed) != NULL;
+}
+void ccvm_trace_writer_close(struct ccvm_platform *p);
+uint64_t ccvm_now_ns(void);
+
+/* lib/stats.c */
+extern const uint64_t ccvm_default_costs[CCVM_EV_NR];
+extern const uint64_t ccvm_default_ipi_per_vcpu_ns;
+extern const char *const ccvm_event_names[CCVM_EV_NR];
+
+/* lib/platform.c */
+/* Copy a caller's option struct (libbpf rules: see platform.c). */
+int ccvm_opts_copy(void *dst, size_t dst_sz, const void *src, size_t src_sz);
+void ccvm_platform_inode_get(struct ccvm_platform *p);
+void ccvm_platform_inode_put(struct ccvm_platform *p);
+
+/* ---- memslots -------------------------------------------------------- */
+
+/* lpage_2m[] entries: a disallow count plus the MIXED flag (bit 31). */
+#define CCVM_LPAGE_MIXED	(1u << 31)
+
+struct ccvm_memslot {
+	uint32_t id;
+	uint32_t flags;
+	uint64_t base_gfn;
+	uint64_t npages;
+	uint8_t *userspace_addr;		/* shared backing, may be NULL */
+	struct ccvm_gmem *_Atomic gmem;		/* NULL once the file is released */
+	struct ccvm_gmem_inode *inode;		/* stable while the slot lives */
+	uint64_t pgoff;				/* gmem page offset of base_gfn */
+	_Atomic bool invalid;			/* being deleted/moved: faults retry */
+	/*
+	 * Hugepage tracking, one entry per 2M page that intersects the slot
+	 * (index (gfn >> 9) - (base_gfn >> 9)); nonzero forbids a 2M mapping.
+	 * Written under mmu_lock write, read under mmu_lock read.
+	 */
+	_Atomic uint32_t *lpage_2m;
+	uint64_t nr_lpage_2m;
+};
+
+struct ccvm_memslots {
+	uint32_t nr;
+	uint64_t generation;
+	struct ccvm_memslot *by_gfn[];		/* sorted by base_gfn */
+};
+
+/* Slot containing @gfn, or NULL; memslots_rw read (or slots_lock) held. */
+struct ccvm_memslot *ccvm_memslot_find(struct ccvm_vm *vm, uint64_t gfn);
+/* Largest level allowed for @gfn by slot bounds and lpage tracking. */
+int ccvm_memslot_max_level(const struct ccvm_memslot *slot, uint64_t gfn);
+void ccvm_memslots_free_all(struct ccvm_vm *vm);
+
+/* ---- attributes (lib/attr.c) ----------------------------------------- */
+
+uint64_t ccvm_attr_get(struct ccvm_vm *vm, uint64_t gfn);
+/* Recompute MIXED for every 2M page of a new slot; mmu_lock write held. */
+void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot);
+
+/* ---- gmem (lib/gmem.c) ----------------------------------------------- */
+
+/* gmem page cache values: pfn << 1 | 1 (0 = hole). */
+#define CCVM_GMEM_VALUE(pfn)	(((pfn) << 1) | 1)
+#define CCVM_GMEM_PFN(v)	((v) >> 1)
+
+struct ccvm_gmem_inode {
+	struct ccvm_platform *p;
+	_Atomic long refcount;			/* open file + backend pins */
+	uint64_t size;				/* bytes, fixed */
+	uint64_t npages;
+	uint64_t flags;
+	pthread_rwlock_t invalidate_lock;	/* filemap_invalidate_lock */
+	pthread_mutex_t pages_lock;		/* protects pages */
+	struct ccvm_xa pages;			/* index -> CCVM_GMEM_VALUE(pfn) */
+	uint64_t nr_pages;			/* allocated, under pages_lock */
+	struct ccvm_gmem *file;			/* the one file, NULL once released */
+};
+
+struct ccvm_gmem {
+	struct ccvm_gmem_inode *inode;
+	struct ccvm_vm *vm;			/* holds a reference */
+	struct ccvm_xa bindings;		/* index -> memslot pointer */
+	uint32_t nr_bindings;
+};
+
+/*
+ * Resolve the private pfn of @gfn in @slot, allocating it (kvm_gmem_get_pfn).
+ * Calls gmem_prepare.  Return: 0; -EFAULT (file released); -EIO (binding
+ * mismatch); -ENOMEM; a gmem_prepare error.
+ */
+int ccvm_gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
+		      uint64_t *pfn, int *max_order);
+/* Allocate without gmem_prepare (launch-time populate).  Errors as above. */
+int ccvm_gmem_alloc_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
+			uint64_t *pfn);
+/* Lookup only (no allocation). 0 or -ENOENT. */
+int ccvm_gmem_lookup_pfn(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn);
+/* Bind/unbind a slot; slots_lock held.  Errors as KVM's kvm_gmem_bind. */
+int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gmem *g,
+		   uint64_t offset);
+void ccvm_gmem_unbind(struct ccvm_memslot *slot);
+/* True if the file page at @index is currently shared (host-accessible rule). */
+bool ccvm_gmem_index_is_private(struct ccvm_gmem *g, uint64_t index);
+
+/* ---- MMU (lib/mmu.c) ------------------------------------------------- */
+
+struct ccvm_sp;
+
+struct ccvm_root {
+	struct ccvm_sp *sp;			/* top-level table */
+	bool mirror;
+	_Atomic long refcount;
+	_Atomic bool invalid;
+	struct ccvm_root *next;			/* vm->mmu.roots, under mmu_lock */
+};
+
+struct ccvm_mmu {
+	struct ccvm_root *roots;		/* every root, valid or invalid */
+	int root_level;				/* 4 or 5 */
+	_Atomic uint64_t invalidate_seq;
+	_Atomic long invalidate_in_progress;
+	_Atomic uint64_t range_start;		/* gfn, CCVM_INVALID_GFN = empty */
+	_Atomic uint64_t range_end;
+	bool range_added;			/* since the last first begin */
+	_Atomic uint64_t nr_sp;			/* page-table pages, all roots */
+	_Atomic uint64_t nr_leaves;		/* present leaves, all roots */
+};
+
+/* Result of a fault that must leave the guest. */
+struct ccvm_fault_exit {
+	uint32_t reason;			/* CCVM_EXIT_MEMORY_FAULT or _MMIO */
+	uint64_t flags, gpa, size;
+};
+
+/* Fault return values besides 0 (mapped) and negative errnos. */
+#define CCVM_PF_RETRY		1		/* stale or busy: run the fault again */
+#define CCVM_PF_EXIT		2		/* *exit filled: leave the guest */
+
+/* Translation of a guest access, for the guest side. */
+struct ccvm_xlate {
+	uint8_t *hva;				/* host address of the 4K page */
+	uint64_t pfn;				/* platform pfn, or ~0 for VMM memory */
+	int level;
+	bool is_private;
+};
+
+int ccvm_mmu_vm_init(struct ccvm_vm *vm);
+/* Teardown: invalidate and zap every root, mirror included; free them. */
+void ccvm_mmu_vm_uninit(struct ccvm_vm *vm);
+/* Make @v's roots valid (kvm_mmu_reload): a mirror root only if it has none. */
+int ccvm_mmu_reload(struct ccvm_vcpu *v);
+/* Drop @v's root references (vCPU free). */
+void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v);
+
+/* Invalidation protocol, mmu_lock held for write (kvm-semantics.md 2.1). */
+void ccvm_mmu_invalidate_begin(struct ccvm_vm *vm);
+void ccvm_mmu_invalidate_range_add(struct ccvm_vm *vm, uint64_t start, uint64_t end);
+void ccvm_mmu_invalidate_end(struct ccvm_vm *vm);
+/* Zap leaves of [start, end) selected by @filter in the matching roots;
+ * mmu_lock write.  Return: true if a TLB flush is needed. */
+bool ccvm_mmu_unmap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end,
+			      unsigned int filter);
+void ccvm_mmu_flush_remote_tlbs(struct ccvm_vm *vm);
+/* Generation wrap: invalidate every direct root, never a mirror root. */
+void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm);
+
+/*
+ * ccvm_mmu_page_fault() - Handle a TDP fault at @gpa (shared bit included)
+ * for vCPU @v (kvm-semantics.md 2.3).  Takes memslots_rw, the gmem and
+ * mmu locks itself.  Return: 0 mapped (or already mapped); CCVM_PF_RETRY;
+ * CCVM_PF_EXIT with *@exit filled (memory fault or MMIO); -EIO (VM bugged);
+ * -ENOMEM; -EFAULT and other gmem errors also fill a memory-fault *@exit.
+ */
+int ccvm_mmu_page_fault(struct ccvm_vcpu *v, uint64_t gpa, bool write,
+			struct ccvm_fault_exit *exit);
+/* Translate @gpa for a guest access; mmu_lock read held.  0 or -ENOENT. */
+int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x);
+/* Look up the leaf for @gpa in the VM's current roots (inspection). */
+int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level);
+/*
+ * Map private @gfn into the VM's mirror (or direct) root without a vCPU, as
+ * KVM's launch path does (kvm_tdp_mmu_map_private_pfn); used by populate.
+ * Return: 0, -EEXIST (already mapped), -EIO, -ENOMEM, an op error.
+ */
+int ccvm_mmu_map_private(struct ccvm_vm *vm, uint64_t gfn);
+
+/* -- added by lib/mmu.c (the fault retry bound) -- */
+/*
+ * A fault answering CCVM_PF_RETRY is run again without re-entering the guest
+ * (kvm-semantics.md 6.13), but not forever: after CCVM_FAULT_RETRY_LIMIT
+ * retries on one gpa without progress the caller gives up and ends the run
+ * with an error exit (CCVM_EXIT_INTERNAL_ERROR, -EAGAIN), the way KVM
+ * surfaces endless faulting to userspace instead of looping (6.11).
+ */
+#define CCVM_FAULT_RETRY_LIMIT	100000u
+/*
+ * ccvm_mmu_page_fault() retried up to CCVM_FAULT_RETRY_LIMIT times, yielding
+ * between tries.  Return: as ccvm_mmu_page_fault() but never CCVM_PF_RETRY;
+ * -EAGAIN past the limit; -EIO once the VM is bugged or dead.
+ */
+int ccvm_mmu_page_fault_retry(struct ccvm_vcpu *v, uint64_t gpa, bool write,
+			      struct ccvm_fault_exit *exit);
+
+/* ---- VM -------------------------------------------------------------- */
+
+enum ccvm_vm_state {
+	CCVM_VM_CREATED,	/* launch phase: populate allowed */
+	CCVM_VM_FINALIZED,	/* runnable */
+};
+
+struct ccvm_vm {
+	struct ccvm_platform *p;
+	const struct ccvm_backend_ops *ops;
+	uint32_t id;
+	_Atomic long refcount;			/* VMM handle, vCPU handles, gmem files */
+	bool handle_closed;			/* under lock */
+
+	uint32_t max_vcpus;
+	uint32_t gpa_bits;
+	uint64_t shared_bit;			/* GPA bit, 0 = none */
+	uint64_t max_gfn;			/* gfns < max_gfn are addressable */
+	struct ccvm_backend_caps caps;
+
+	pthread_mutex_t lock;			/* kvm->lock */
+	pthread_mutex_t slots_lock;
+	pthread_rwlock_t memslots_rw;
+	pthread_rwlock_t mmu_lock;
+	pthread_rwlock_t attr_lock;
+
+	struct ccvm_xa attrs;			/* gfn -> attributes, under attr_lock */
+	struct ccvm_memslots *memslots;		/* under memslots_rw */
+	struct ccvm_xa slot_ids;		/* id -> memslot, under slots_lock */
+	uint64_t generation;			/* under slots_lock */
+	bool force_wrap;
+
+	struct ccvm_mmu mmu;
+
+	struct ccvm_vcpu **vcpus;		/* by index of creation, under lock */
+	_Atomic uint32_t nr_vcpus;
+
+	_Atomic int state;			/* enum ccvm_vm_state */
+	_Atomic bool bugged;
+	_Atomic bool dead;
+	_Atomic long entry_blocked;		/* ccvm_vm_block_entry() depth */
+
+	const void *populate_src;		/* PAGE.ADD source during populate */
+	uint64_t populate_flags;
+
+	struct ccvm_counters stats;
+	void *priv;
+};
+
+/* A reader-writer lock that prefers writers (zaps must not starve). */
+int ccvm_rwlock_init(pthread_rwlock_t *l);
+
+void ccvm_vm_get(struct ccvm_vm *vm);
+/* Drop a reference; the last one destroys the VM (kvm_destroy_vm). */
+void ccvm_vm_put(struct ccvm_vm *vm);
+
+static inline bool ccvm_vm_usable(const struct ccvm_vm *vm)
+{
+	return !atomic_load_explicit(&vm->bugged, memory_order_acquire);
+}
+
+/* ---- vCPU ------------------------------------------------------------ */
+
+enum ccvm_guest_state {
+	CCVM_GUEST_NONE,	/* no guest function set */
+	CCVM_GUEST_READY,	/* set, not started */
+	CCVM_GUEST_RUNNING,	/* the guest thread runs */
+	CCVM_GUEST_EXITED,	/* blocked in an exit, waiting for run */
+	CCVM_GUEST_DONE,	/* function returned or aborted */
+};
+
+struct ccvm_vcpu {
+	struct ccvm_vm *vm;
+	uint32_t id;
+	bool handle_closed;
+	pthread_mutex_t mutex;			/* vcpu->mutex: run, pre-fault, set_guest */
+
+	struct ccvm_root *root;			/* direct root, NULL = needs reload */
+	struct ccvm_root *mirror_root;		/* mirror root (TDX), NULL = none */
+
+	_Atomic bool in_guest;			/* between entry and exit/kick */
+	struct ccvm_run run;
+
+	/* guest execution context (lib/vcpu.c) */
+	struct ccvm_guest *guest;
+
+	void *priv;
+};
+
+/* Free a vCPU at VM teardown (lib/vcpu.c): vcpu_free op, roots, memory. */
+void ccvm_vcpu_destroy(struct ccvm_vcpu *v);
+
+/* Private bit of an access to @gpa (shared-bit rule or the attribute). */
+bool ccvm_fault_is_private(struct ccvm_vm *vm, uint64_t gpa);
+
+#endif /* CCVM_LIB_INTERNAL_H */

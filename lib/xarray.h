@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A range-capable radix store: index (uint64_t) -> value (uint64_t), where 0
+ * means "absent".  One structure serves the VM attribute store (gfn ->
+ * attributes), the gmem page cache (index -> pfn) and gmem bindings (index
+ * -> memslot).
+ *
+ * Model: 64-way nodes.  A slot holds a child node or a value; a value in a
+ * slot at height h covers 64^h indices (a multi-index entry).  Storing a
+ * value over [first, last] writes O(height) aligned multi-index entries per
+ * edge, never one entry per index, and nodes whose 64 slots end up holding
+ * one value collapse back into their parent, so memory follows the number
+ * of runs of equal value, not the number of indices.
+ *
+ * Values are limited to 63 bits (CCVM_XA_VALUE_MAX).
+ *
+ * Context: not thread-safe; the owner serialises writers and excludes
+ * readers from writers (attr_lock, the gmem invalidate lock, slots_lock).
+ * Failure: only the storing calls allocate; they are all-or-nothing.  Use
+ * ccvm_xa_reserve() to move the only possible failure (-ENOMEM) ahead of a
+ * sequence that must not fail, as KVM reserves before it invalidates.
+ */
+#ifndef CCVM_LIB_XARRAY_H
+#define CCVM_LIB_XARRAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CCVM_XA_VALUE_MAX	((1ull << 63) - 1)
+#define CCVM_XA_INDEX_MAX	UINT64_MAX
+
+struct ccvm_xa_node;
+
+struct ccvm_xa {
+	uintptr_t root;			/* node pointer or tagged value */
+	unsigned int height;		/* root covers 64^height indices */
+	struct ccvm_xa_node *spare;	/* reserved nodes, singly linked */
+	size_t nr_spare;
+	size_t nr_nodes;		/* nodes in the tree */
+};
+
+void ccvm_xa_init(struct ccvm_xa *xa);
+/* Free every node (and the reserve). The xa is empty and reusable after. */
+void ccvm_xa_destroy(struct ccvm_xa *xa);
+
+/* Value at @index, 0 if absent.  O(height). */
+uint64_t ccvm_xa_load(const struct ccvm_xa *xa, uint64_t index);
+
+/*
+ * ccvm_xa_store_range() - Set every index in [first, last] to @value (0
+ * erases).  Return: 0; -EINVAL (first > last, value > CCVM_XA_VALUE_MAX);
+ * -ENOMEM with the store unchanged.
+ */
+int ccvm_xa_store_range(struct ccvm_xa *xa, uint64_t first, uint64_t last,
+			uint64_t value);
+static inline int ccvm_xa_store(struct ccvm_xa *xa, uint64_t index, uint64_t value)
+{
+	return ccvm_xa_store_range(xa, index, index, value);
+}
+
+/*
+ * ccvm_xa_reserve() - Make sure a following ccvm_xa_store_range() over
+ * [first, last] (any value) cannot fail for lack of memory.  The reserve
+ * stays with the xa until used or destroyed; it is sized for one store.
+ * Return: 0 or -ENOMEM (nothing changed).
+ */
+int ccvm_xa_reserve(struct ccvm_xa *xa, uint64_t first, uint64_t last);
+
+/*
+ * ccvm_xa_run() - The value at @index and, in *@last, the last index of the
+ * maximal run of that value that contains @index ("how far does the value
+ * at i run").  Absent (0) is a value like any other.
+ */
+uint64_t ccvm_xa_run(const struct ccvm_xa *xa, uint64_t index, uint64_t *last);
+
+/* True if every index in [first, last] holds @value (0 = all absent). */
+bool ccvm_xa_range_is(const struct ccvm_xa *xa, uint64_t first, uint64_t last,
+		      uint64_t value);
+
+/*
+ * ccvm_xa_find() - The first index >= *@index and <= @max holding a
+ * non-zero value: 0 found (*@index set, value in *@value), -ENOENT none.
+ */
+int ccvm_xa_find(const struct ccvm_xa *xa, uint64_t *index, uint64_t max,
+		 uint64_t *value);
+
+/*
+ * Iterate the maximal runs of equal value (absent runs included) that
+ * intersect [first, last], clipped to it, in index order.  @fn returning
+ * nonzero stops the walk and is returned.
+ */
+typedef int (*ccvm_xa_run_fn)(uint64_t first, uint64_t last, uint64_t value,
+			      void *ctx);
+int ccvm_xa_for_each_run(const struct ccvm_xa *xa, uint64_t first, uint64_t last,
+			 ccvm_xa_run_fn fn, void *ctx);
+
+/* True if nothing is stored. */
+bool ccvm_xa_empty(const struct ccvm_xa *xa);
+
+/* Bytes of memory the store uses (nodes and reserve). */
+size_t ccvm_xa_memory(const struct ccvm_xa *xa);
+
+/*
+ * ---- Test hook: for the unit tests only, not part of the API ----
+ *
+ * ccvm_xa_test_fail_alloc() - Make the next @n node allocations (by any xa
+ * in the process) fail, so -ENOMEM paths can be tested without real memory
+ * exhaustion; @n <= 0 makes none fail.  Context: any thread (an atomic
+ * counter), but meant for single-threaded tests.
+ */
+void ccvm_xa_test_fail_alloc(int n);
+
+#endif /* CCVM_LIB_XARRAY_H */
