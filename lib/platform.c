@@ -1,0 +1,486 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The simulated host: physical memory, CPUs, key ids, the cost model and
+ * the backend's global state.
+ *
+ * Physical memory is one anonymous MAP_NORESERVE mapping.  A page costs
+ * host memory only once something writes it, so a platform of 128 GiB whose
+ * guests touch little stays small.  Pages are handed out zeroed: a page that
+ * was never written is zero already; one that was (its DIRTY bit is set by
+ * whoever writes it) is cleared when it is freed.  pfn 0 is never handed
+ * out, so a zero pfn in a data structure always means "none".
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+#define DEFAULT_MEM_BYTES	(1ull << 30)
+#define MAX_MEM_BYTES		(1ull << 44)	/* 16 TiB: free-list links are 32-bit pfns */
+#define DEFAULT_NR_CPUS		2
+#define MAX_NR_CPUS		1024
+#define MAX_NR_KEYIDS		65535
+#define FREE_LIST_END		UINT64_MAX
+
+/* ---- option structs (libbpf rules) ---------------------------------- */
+
+/*
+ * Copy a caller's option struct of @src_sz bytes into @dst of @dst_sz.
+ * Fields past the caller's size stay zero; bytes a newer caller has past
+ * ours must be zero.
+ */
+int ccvm_opts_copy(void *dst, size_t dst_sz, const void *src, size_t src_sz)
+{
+	const uint8_t *s = src;
+	size_t i;
+
+	memset(dst, 0, dst_sz);
+	if (!src)
+		return 0;
+	if (src_sz < sizeof(size_t))
+		return -EINVAL;
+	for (i = dst_sz; i < src_sz; i++)
+		if (s[i])
+			return -EINVAL;
+	memcpy(dst, src, src_sz < dst_sz ? src_sz : dst_sz);
+	return 0;
+}
+
+/* ---- logging --------------------------------------------------------- */
+
+static void default_log(enum ccvm_log_level level, const char *msg, void *ctx)
+{
+	(void)ctx;
+	if (level == CCVM_LOG_WARN)
+		fprintf(stderr, "libccvm: %s\n", msg);
+}
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static ccvm_log_fn log_fn = default_log;
+static void *log_ctx;
+
+ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx)
+{
+	ccvm_log_fn old;
+
+	pthread_mutex_lock(&log_lock);
+	old = log_fn;
+	log_fn = fn ? fn : default_log;
+	log_ctx = fn ? ctx : NULL;
+	pthread_mutex_unlock(&log_lock);
+	return old;
+}
+
+void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&log_lock);
+	log_fn(level, msg, log_ctx);
+	pthread_mutex_unlock(&log_lock);
+}
+
+const char *ccvm_version(void)
+{
+	return CCVM_VERSION_STRING;
+}
+
+/* ---- creation --------------------------------------------------------- */
+
+static void *map_lazy(uint64_t bytes)
+{
+	void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return m == MAP_FAILED ? NULL : m;
+}
+
+static void platform_unmap(struct ccvm_platform *p)
+{
+	if (p->mem)
+		munmap(p->mem, p->nr_pages * CCVM_PAGE_SIZE);
+	if (p->pfn_state)
+		munmap((void *)p->pfn_state, p->nr_pages);
+	if (p->free_next)
+		munmap(p->free_next, p->nr_pages * sizeof(uint32_t));
+}
+
+static void cost_model_fill(struct ccvm_cost_model *dst, const struct ccvm_cost_model *user)
+{
+	unsigned int i;
+
+	memset(dst, 0, sizeof(*dst));
+	dst->sz = sizeof(*dst);
+	for (i = 0; i < CCVM_EV_NR; i++)
+		dst->ns[i] = ccvm_default_costs[i];
+	dst->ipi_per_vcpu_ns = ccvm_default_ipi_per_vcpu_ns;
+	if (!user)
+		return;
+	for (i = 0; i < CCVM_EV_NR; i++)
+		if (user->ns[i])
+			dst->ns[i] = user->ns[i];
+	if (user->ipi_per_vcpu_ns)
+		dst->ipi_per_vcpu_ns = user->ipi_per_vcpu_ns;
+}
+
+int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_platform **out)
+{
+	struct ccvm_platform_opts opts;
+	struct ccvm_cost_model ucosts;
+	const struct ccvm_backend_ops *ops;
+	struct ccvm_backend_ops *vops;
+	struct ccvm_platform *p;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	err = ccvm_opts_copy(&opts, sizeof(opts), uopts, uopts ? uopts->sz : 0);
+	if (err)
+		return err;
+	if (!opts.mem_bytes)
+		opts.mem_bytes = DEFAULT_MEM_BYTES;
+	if (!ccvm_is_page_aligned(opts.mem_bytes) || opts.mem_bytes > MAX_MEM_BYTES ||
+	    opts.mem_bytes < 16 * CCVM_PAGE_SIZE)
+		return -EINVAL;
+	if (!opts.nr_cpus)
+		opts.nr_cpus = DEFAULT_NR_CPUS;
+	if (opts.nr_cpus > MAX_NR_CPUS || opts.nr_keyids > MAX_NR_KEYIDS)
+		return -EINVAL;
+	if (opts.costs) {
+		err = ccvm_opts_copy(&ucosts, sizeof(ucosts), opts.costs, opts.costs->sz);
+		if (err)
+			return err;
+	}
+	ops = ccvm_backend_lookup(opts.backend);
+	if (!ops)
+		return -ENOENT;
+
+	p = calloc(1, sizeof(*p));
+	vops = calloc(1, sizeof(*vops));
+	if (!p || !vops)
+		goto err_nomem;
+	err = ccvm_backend_validate(ops, vops);
+	if (err)
+		goto err_free;
+	p->ops = vops;
+	p->caps.sz = sizeof(p->caps);
+	vops->get_caps(NULL, &p->caps);
+	p->caps.name = vops->name;
+
+	p->nr_pages = opts.mem_bytes >> CCVM_PAGE_SHIFT;
+	p->mem = map_lazy(opts.mem_bytes);
+	p->pfn_state = map_lazy(p->nr_pages);
+	p->free_next = map_lazy(p->nr_pages * sizeof(uint32_t));
+	if (!p->mem || !p->pfn_state || !p->free_next)
+		goto err_unmap;
+	p->free_head = FREE_LIST_END;
+	p->bump = 1;
+	p->nr_free = p->nr_pages - 1;
+	p->nr_cpus = opts.nr_cpus;
+	p->nr_keyids = opts.nr_keyids;
+	p->rng = opts.seed ? opts.seed : 0x5eed5eed5eed5eedull;
+	cost_model_fill(&p->costs, opts.costs ? &ucosts : NULL);
+	p->next_vm_id = 1;
+	pthread_mutex_init(&p->mem_lock, NULL);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->trace_lock, NULL);
+	pthread_mutex_init(&p->inject_lock, NULL);
+	ccvm_model_bytes_add(p, sizeof(*p) + sizeof(*vops));
+
+	if (vops->platform_priv_size) {
+		p->priv = calloc(1, vops->platform_priv_size);
+		if (!p->priv)
+			goto err_locks;
+		ccvm_model_bytes_add(p, (int64_t)vops->platform_priv_size);
+	}
+	{
+		struct ccvm_op_call c;
+
+		err = ccvm_op_enter(&c, p, NULL, CCVM_OPI_platform_init, CCVM_INVALID_GFN);
+		if (!err)
+			err = vops->platform_init(p);
+		err = ccvm_op_leave(&c, err);
+	}
+	if (err)
+		goto err_priv;
+	*out = p;
+	return 0;
+
+err_priv:
+	free(p->priv);
+err_locks:
+	pthread_mutex_destroy(&p->mem_lock);
+	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->trace_lock);
+	pthread_mutex_destroy(&p->inject_lock);
+	platform_unmap(p);
+	free(vops);
+	free(p);
+	return err ? err : -ENOMEM;
+err_unmap:
+	platform_unmap(p);
+err_nomem:
+	err = -ENOMEM;
+err_free:
+	free(vops);
+	free(p);
+	return err;
+}
+
+int ccvm_platform_destroy(struct ccvm_platform *p)
+{
+	bool busy;
+
+	if (!p)
+		return -EINVAL;
+	pthread_mutex_lock(&p->lock);
+	busy = p->nr_vms || p->nr_inodes;
+	pthread_mutex_unlock(&p->lock);
+	if (busy)
+		return -EBUSY;
+	if (p->ops->platform_destroy) {
+		ccvm_op_note(p, NULL, CCVM_OPI_platform_destroy, CCVM_INVALID_GFN);
+		p->ops->platform_destroy(p);
+	}
+	ccvm_trace_writer_close(p);
+	free(p->priv);
+	pthread_mutex_destroy(&p->mem_lock);
+	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->trace_lock);
+	pthread_mutex_destroy(&p->inject_lock);
+	platform_unmap(p);
+	free((void *)p->ops);
+	free(p);
+	return 0;
+}
+
+void ccvm_platform_inode_get(struct ccvm_platform *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->nr_inodes++;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void ccvm_platform_inode_put(struct ccvm_platform *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->nr_inodes--;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- accessors for backends ------------------------------------------- */
+
+void *ccvm_platform_priv(struct ccvm_platform *p)
+{
+	return p->priv;
+}
+
+uint32_t ccvm_platform_nr_cpus(const struct ccvm_platform *p)
+{
+	return p->nr_cpus;
+}
+
+uint32_t ccvm_platform_nr_keyids(const struct ccvm_platform *p)
+{
+	return p->nr_keyids;
+}
+
+uint64_t ccvm_platform_nr_pages(const struct ccvm_platform *p)
+{
+	return p->nr_pages;
+}
+
+/* splitmix64 over an atomic counter: deterministic for a seed, thread-safe. */
+uint64_t ccvm_platform_random(struct ccvm_platform *p)
+{
+	uint64_t z = atomic_fetch_add_explicit(&p->rng, 0x9e3779b97f4a7c15ull,
+					       memory_order_relaxed) + 0x9e3779b97f4a7c15ull;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* ---- physical memory --------------------------------------------------- */
+
+static inline uint8_t pfn_state(struct ccvm_platform *p, uint64_t pfn)
+{
+	return atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed);
+}
+
+static bool pfn_valid(struct ccvm_platform *p, uint64_t pfn)
+{
+	return pfn && pfn < p->nr_pages;
+}
+
+int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&p->mem_lock);
+	if (p->free_head != FREE_LIST_END) {
+		n = p->free_head;
+		p->free_head = p->free_next[n] ? p->free_next[n] : FREE_LIST_END;
+	} else if (p->bump < p->nr_pages) {
+		n = p->bump++;
+	} else {
+		pthread_mutex_unlock(&p->mem_lock);
+		return -ENOMEM;
+	}
+	atomic_store_explicit(&p->pfn_state[n], CCVM_PFN_ALLOCATED, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&p->nr_free, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&p->mem_lock);
+	*pfn = n;
+	ccvm_account(p, NULL, CCVM_EV_PAGE_ALLOC, 1);
+	return 0;
+}
+
+void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn)
+{
+	uint8_t st;
+
+	if (!pfn_valid(p, pfn))
+		return;
+	st = pfn_state(p, pfn);
+	if (!(st & CCVM_PFN_ALLOCATED)) {
+		ccvm_log(CCVM_LOG_WARN, "free of pfn %#llx that is not allocated",
+			 (unsigned long long)pfn);
+		return;
+	}
+	/* A leaked page may still belong to a guest: it never comes back. */
+	if (st & CCVM_PFN_LEAKED)
+		return;
+	if (st & CCVM_PFN_DIRTY)
+		memset(ccvm_page_ptr(p, pfn), 0, CCVM_PAGE_SIZE);
+	atomic_store_explicit(&p->pfn_state[pfn], 0, memory_order_relaxed);
+	pthread_mutex_lock(&p->mem_lock);
+	/* free_next is 32 bits; 0 ends the list (pfn 0 is never free). */
+	p->free_next[pfn] = p->free_head == FREE_LIST_END ? 0 : (uint32_t)p->free_head;
+	p->free_head = pfn;
+	atomic_fetch_add_explicit(&p->nr_free, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&p->mem_lock);
+	ccvm_account(p, NULL, CCVM_EV_PAGE_FREE, 1);
+}
+
+void ccvm_page_leak(struct ccvm_platform *p, uint64_t pfn)
+{
+	uint8_t old;
+
+	if (!pfn_valid(p, pfn))
+		return;
+	old = atomic_fetch_or_explicit(&p->pfn_state[pfn], CCVM_PFN_LEAKED,
+				       memory_order_relaxed);
+	if (old & CCVM_PFN_LEAKED)
+		return;
+	atomic_fetch_add_explicit(&p->nr_leaked, 1, memory_order_relaxed);
+	ccvm_account(p, NULL, CCVM_EV_PAGE_LEAK, 1);
+	ccvm_log(CCVM_LOG_INFO, "pfn %#llx leaked", (unsigned long long)pfn);
+}
+
+void *ccvm_page_ptr(struct ccvm_platform *p, uint64_t pfn)
+{
+	return p->mem + (pfn << CCVM_PAGE_SHIFT);
+}
+
+void ccvm_page_mark_dirty(struct ccvm_platform *p, uint64_t pfn)
+{
+	if (pfn_valid(p, pfn) && !(pfn_state(p, pfn) & CCVM_PFN_DIRTY))
+		atomic_fetch_or_explicit(&p->pfn_state[pfn], CCVM_PFN_DIRTY,
+					 memory_order_relaxed);
+}
+
+bool ccvm_page_is_dirty(struct ccvm_platform *p, uint64_t pfn)
+{
+	return pfn_valid(p, pfn) && (pfn_state(p, pfn) & CCVM_PFN_DIRTY);
+}
+
+void ccvm_page_clear(struct ccvm_platform *p, uint64_t pfn)
+{
+	if (!pfn_valid(p, pfn))
+		return;
+	/* A page nobody wrote is zero already: clearing it would only touch it. */
+	if (pfn_state(p, pfn) & CCVM_PFN_DIRTY) {
+		memset(ccvm_page_ptr(p, pfn), 0, CCVM_PAGE_SIZE);
+		atomic_fetch_and_explicit(&p->pfn_state[pfn], (uint8_t)~CCVM_PFN_DIRTY,
+					  memory_order_relaxed);
+	}
+	ccvm_account(p, NULL, CCVM_EV_PAGE_CLEAR, 1);
+}
+
+/* ---- host direct-map access (inspection) ------------------------------ */
+
+static int host_phys_check(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
+			   const void *buf, uint32_t len)
+{
+	if (!p || !buf || !pfn_valid(p, pfn))
+		return -EINVAL;
+	if ((uint64_t)off + len > CCVM_PAGE_SIZE)
+		return -EINVAL;
+	return 0;
+}
+
+int ccvm_host_read_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
+			void *buf, uint32_t len)
+{
+	uint8_t page[CCVM_PAGE_SIZE];
+	int r;
+
+	r = host_phys_check(p, pfn, off, buf, len);
+	if (r)
+		return r;
+	r = p->ops->host_access(p, pfn, false);
+	if (r < 0)
+		return r;
+	if (r == CCVM_HOST_ACCESS_CIPHERTEXT && p->ops->host_ciphertext) {
+		memcpy(page, ccvm_page_ptr(p, pfn), CCVM_PAGE_SIZE);
+		p->ops->host_ciphertext(p, pfn, page);
+		memcpy(buf, page + off, len);
+	} else {
+		memcpy(buf, (uint8_t *)ccvm_page_ptr(p, pfn) + off, len);
+	}
+	return 0;
+}
+
+int ccvm_host_write_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
+			 const void *buf, uint32_t len)
+{
+	int r;
+
+	r = host_phys_check(p, pfn, off, buf, len);
+	if (r)
+		return r;
+	r = p->ops->host_access(p, pfn, true);
+	if (r < 0)
+		return r;
+	ccvm_page_mark_dirty(p, pfn);
+	memcpy((uint8_t *)ccvm_page_ptr(p, pfn) + off, buf, len);
+	return 0;
+}
+
+/* ---- statistics -------------------------------------------------------- */
+
+int ccvm_platform_get_stats(struct ccvm_platform *p, struct ccvm_stats *st)
+{
+	struct ccvm_stats s;
+	size_t sz;
+
+	if (!p || !st || st->sz < offsetof(struct ccvm_stats, events))
+		return -EINVAL;
+	memset(&s, 0, sizeof(s));
+	ccvm_counters_read(&p->stats, &s);
+	s.total_pages = p->nr_pages - 1;
+	s.free_pages = atomic_load(&p->nr_free);
+	s.leaked_pages = atomic_load(&p->nr_leaked);
+	s.model_bytes = atomic_load(&p->model_bytes);
+	sz = st->sz < sizeof(s) ? st->sz : sizeof(s);
+	s.sz = sz;
+	memcpy(st, &s, sz);
+	return 0;
+}

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tracing: a per-platform callback that receives every backend op, exit
+ * and counted event, and a built-in writer that turns the records into
+ * Chrome trace-event JSON (Perfetto and chrome://tracing open it).
+ *
+ * Timestamps are wall-clock microseconds since the trace was opened, so
+ * concurrent vCPUs show up side by side; each record also carries the
+ * simulated clock in its args.  Lanes: one process per VM (pid = VM id,
+ * 0 for the platform), one thread per vCPU (tid = vCPU id + 1, 0 for the
+ * VMM side).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+struct ccvm_trace_writer {
+	FILE *f;
+	uint64_t t0;
+	uint64_t nr;
+};
+
+uint64_t ccvm_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void ccvm_trace_emit(struct ccvm_platform *p, const struct ccvm_trace_record *rec)
+{
+	ccvm_trace_fn fn;
+
+	pthread_mutex_lock(&p->trace_lock);
+	fn = atomic_load(&p->trace_fn);
+	if (fn)
+		fn(rec, atomic_load(&p->trace_ctx));
+	pthread_mutex_unlock(&p->trace_lock);
+}
+
+int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx)
+{
+	if (!p)
+		return -EINVAL;
+	pthread_mutex_lock(&p->trace_lock);
+	atomic_store(&p->trace_ctx, ctx);
+	atomic_store(&p->trace_fn, fn);
+	pthread_mutex_unlock(&p->trace_lock);
+	return 0;
+}
+
+void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *name,
+		     uint64_t gfn, uint64_t arg0, int64_t ret)
+{
+	struct ccvm_trace_record rec = {
+		.kind = CCVM_TRACE_EVENT,
+		.id = CCVM_EV_NR,
+		.name = name,
+		.vm_id = vm ? vm->id : 0,
+		.vcpu_id = -1,
+		.gfn = gfn,
+		.arg0 = arg0,
+		.ret = ret,
+	};
+
+	if (!ccvm_tracing(p))
+		return;
+	rec.sim_ns = atomic_load_explicit(&p->stats.sim_ns, memory_order_relaxed);
+	rec.wall_ns = ccvm_now_ns();
+	ccvm_trace_emit(p, &rec);
+}
+
+static const char *const kind_names[] = {
+	[CCVM_TRACE_OP] = "op",
+	[CCVM_TRACE_EXIT] = "exit",
+	[CCVM_TRACE_EVENT] = "event",
+	[CCVM_TRACE_API] = "api",
+};
+
+/* Names are static identifiers of ours, but keep the JSON valid anyway. */
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		if ((unsigned char)*s >= 0x20)
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static void writer_record(const struct ccvm_trace_record *rec, void *ctx)
+{
+	struct ccvm_trace_writer *w = ctx;
+	uint64_t wall = rec->wall_ns ? rec->wall_ns : ccvm_now_ns();
+	double ts = wall > w->t0 ? (double)(wall - w->t0) / 1000.0 : 0.0;
+
+	fputs(w->nr++ ? ",\n" : "\n", w->f);
+	fputs("{\"name\":", w->f);
+	json_string(w->f, rec->name ? rec->name : "?");
+	fprintf(w->f, ",\"cat\":\"%s\",\"pid\":%u,\"tid\":%d,\"ts\":%.3f",
+		rec->kind < CCVM_ARRAY_SIZE(kind_names) ? kind_names[rec->kind] : "other",
+		rec->vm_id, rec->vcpu_id + 1, ts);
+	if (rec->dur_ns)
+		fprintf(w->f, ",\"ph\":\"X\",\"dur\":%.3f", (double)rec->dur_ns / 1000.0);
+	else
+		fputs(",\"ph\":\"i\",\"s\":\"t\"", w->f);
+	fputs(",\"args\":{", w->f);
+	if (rec->gfn != CCVM_INVALID_GFN)
+		fprintf(w->f, "\"gfn\":\"0x%llx\",", (unsigned long long)rec->gfn);
+	fprintf(w->f, "\"arg0\":%llu,\"arg1\":%llu,\"ret\":%lld,\"sim_ns\":%llu}}",
+		(unsigned long long)rec->arg0, (unsigned long long)rec->arg1,
+		(long long)rec->ret, (unsigned long long)rec->sim_ns);
+}
+
+void ccvm_trace_writer_close(struct ccvm_platform *p)
+{
+	struct ccvm_trace_writer *w;
+
+	pthread_mutex_lock(&p->trace_lock);
+	w = p->trace_writer;
+	p->trace_writer = NULL;
+	if (w && atomic_load(&p->trace_ctx) == w) {
+		atomic_store(&p->trace_fn, NULL);
+		atomic_store(&p->trace_ctx, NULL);
+	}
+	pthread_mutex_unlock(&p->trace_lock);
+	if (!w)
+		return;
+	fputs("\n],\"displayTimeUnit\":\"ns\"}\n", w->f);
+	fclose(w->f);
+	free(w);
+}
+
+int ccvm_trace_open(struct ccvm_platform *p, const char *path)
+{
+	struct ccvm_trace_writer *w;
+
+	if (!p || !path || !path[0])
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->f = fopen(path, "w");
+	if (!w->f) {
+		int err = -errno;
+
+		free(w);
+		return err;
+	}
+	w->t0 = ccvm_now_ns();
+	fputs("{\"traceEvents\":[", w->f);
+	ccvm_trace_writer_close(p);
+	pthread_mutex_lock(&p->trace_lock);
+	p->trace_writer = w;
+	atomic_store(&p->trace_ctx, w);
+	atomic_store(&p->trace_fn, writer_record);
+	pthread_mutex_unlock(&p->trace_lock);
+	return 0;
+}
+
+int ccvm_trace_close(struct ccvm_platform *p)
+{
+	if (!p)
+		return -EINVAL;
+	ccvm_trace_writer_close(p);
+	return 0;
+}
+
+const char *ccvm_strerror(int err)
+{
+	static _Thread_local char buf[64];
+
+	switch (err) {
+	case 0:
+		return "success";
+	case -EINVAL:
+		return "invalid argument (alignment, range, flags or state)";
+	case -EEXIST:
+		return "already exists (overlapping memslot, populated page, vCPU id)";
+	case -EFAULT:
+		return "memory fault: access does not match the memory attribute or backing";
+	case -EIO:
+		return "VM is bugged or dead";
+	case -EBUSY:
+		return "busy (objects still in use, or contention)";
+	case -ENOMEM:
+		return "out of memory (host or simulated RAM)";
+	case -ENOSPC:
+		return "no key id (HKID/ASID) or slot left";
+	case -ENOENT:
+		return "not found (no memslot, unknown backend)";
+	case -ENODEV:
+		return "gmem file not mappable (no CCVM_GMEM_FLAG_MMAP)";
+	case -EOPNOTSUPP:
+		return "operation not supported by this backend or mode";
+	case -EACCES:
+		return "guest access to a page it has not accepted (#VE/#VC)";
+	case -EAGAIN:
+		return "try again";
+	case -EINTR:
+		return "interrupted";
+	default:
+		if (err < 0)
+			return strerror_r(-err, buf, sizeof(buf));
+		snprintf(buf, sizeof(buf), "not an errno: %d", err);
+		return buf;
+	}
+}
