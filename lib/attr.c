@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The memory-attribute store and KVM_SET_MEMORY_ATTRIBUTES.
+ *
+ * The store is one range xarray per VM, gfn -> attributes, absent = shared
+ * (I26).  An update runs KVM's sequence (kvm-semantics.md 1.2):
+ *   validate -> slots_lock -> no-op if the range already holds the value
+ *   -> reserve (the only failure, before anything changed)
+ *   -> mmu_lock write: invalidate_begin, add the range widened to the 2M
+ *      pages that straddle its edges, pre hook, zap mappings of the old kind
+ *   -> store
+ *   -> mmu_lock write: recompute MIXED for the touched 2M pages, post hook,
+ *      invalidate_end
+ *   -> update_mem_attr per slot, outside mmu_lock (SNP's RMP work).
+ * The pre and post walks only run where a memslot intersects the range;
+ * elsewhere nothing can be mapped, so the store changes without an
+ * invalidation, as in KVM.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+uint64_t ccvm_attr_get(struct ccvm_vm *vm, uint64_t gfn)
+{
+	uint64_t v;
+
+	pthread_rwlock_rdlock(&vm->attr_lock);
+	v = ccvm_xa_load(&vm->attrs, gfn);
+	pthread_rwlock_unlock(&vm->attr_lock);
+	return v;
+}
+
+bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn)
+{
+	return ccvm_attr_get(vm, gfn) & CCVM_MEMORY_ATTRIBUTE_PRIVATE;
+}
+
+int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t *attributes,
+				  uint64_t *run_bytes)
+{
+	uint64_t gfn, last, v;
+
+	if (!vm || !attributes || !ccvm_is_page_aligned(gpa))
+		return -EINVAL;
+	gfn = gpa >> CCVM_PAGE_SHIFT;
+	pthread_rwlock_rdlock(&vm->attr_lock);
+	v = ccvm_xa_run(&vm->attrs, gfn, &last);
+	pthread_rwlock_unlock(&vm->attr_lock);
+	*attributes = v;
+	if (run_bytes) {
+		/* The run may reach the top of the index space: saturate. */
+		uint64_t pages = last - gfn + 1;
+
+		*run_bytes = (pages == 0 || pages > (UINT64_MAX >> CCVM_PAGE_SHIFT)) ?
+			     UINT64_MAX & CCVM_PAGE_MASK : pages << CCVM_PAGE_SHIFT;
+	}
+	return 0;
+}
+
+/* Is the whole 2M page at @hp (a gfn) uniformly @attrs?  attr_lock held. */
+static bool hugepage_uniform(struct ccvm_vm *vm, uint64_t hp, uint64_t attrs)
+{
+	return ccvm_xa_range_is(&vm->attrs, hp, hp + CCVM_PAGES_PER_2M - 1, attrs);
+}
+
+static bool hugepage_in_slot(const struct ccvm_memslot *slot, uint64_t hp)
+{
+	return hp >= slot->base_gfn && hp + CCVM_PAGES_PER_2M <= slot->base_gfn + slot->npages;
+}
+
+static _Atomic uint32_t *lpage_entry(struct ccvm_memslot *slot, uint64_t hp)
+{
+	return &slot->lpage_2m[(hp >> 9) - (slot->base_gfn >> 9)];
+}
+
+static void set_mixed(struct ccvm_memslot *slot, uint64_t hp, bool mixed)
+{
+	_Atomic uint32_t *e = lpage_entry(slot, hp);
+
+	if (mixed)
+		atomic_fetch_or_explicit(e, CCVM_LPAGE_MIXED, memory_order_relaxed);
+	else
+		atomic_fetch_and_explicit(e, ~CCVM_LPAGE_MIXED, memory_order_relaxed);
+}
+
+static bool is_mixed(struct ccvm_memslot *slot, uint64_t hp)
+{
+	return atomic_load_explicit(lpage_entry(slot, hp), memory_order_relaxed) &
+	       CCVM_LPAGE_MIXED;
+}
+
+/* Mixed flags of a new slot (kvm_mmu_init_memslot_memory_attributes). */
+void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot)
+{
+	uint64_t hp = (slot->base_gfn + CCVM_PAGES_PER_2M - 1) & ~(CCVM_PAGES_PER_2M - 1);
+	uint64_t end = slot->base_gfn + slot->npages;
+
+	pthread_rwlock_rdlock(&vm->attr_lock);
+	while (hp + CCVM_PAGES_PER_2M <= end) {
+		uint64_t last;
+
+		ccvm_xa_run(&vm->attrs, hp, &last);
+		if (last < hp + CCVM_PAGES_PER_2M - 1) {
+			set_mixed(slot, hp, true);
+			hp += CCVM_PAGES_PER_2M;
+			continue;
+		}
+		/* One run covers every whole 2M page up to its end: no lookups. */
+		do {
+			set_mixed(slot, hp, false);
+			hp += CCVM_PAGES_PER_2M;
+		} while (hp + CCVM_PAGES_PER_2M <= end && hp + CCVM_PAGES_PER_2M - 1 <= last);
+	}
+	pthread_rwlock_unlock(&vm->attr_lock);
+}
+
+/*
+ * Recompute MIXED after a store over [start, end) (post hook, mmu_lock
+ * write): head and tail 2M pages by looking at them, every 2M page fully
+ * inside the range is uniform by construction.
+ */
+static void post_set_mixed(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t start,
+			   uint64_t end, uint64_t attrs)
+{
+	uint64_t head = start & ~(CCVM_PAGES_PER_2M - 1);
+	uint64_t tail = (end - 1) & ~(CCVM_PAGES_PER_2M - 1);
+	uint64_t hp;
+
+	pthread_rwlock_rdlock(&vm->attr_lock);
+	if (hugepage_in_slot(slot, head))
+		set_mixed(slot, head, !hugepage_uniform(vm, head, attrs));
+	if (tail != head && hugepage_in_slot(slot, tail))
+		set_mixed(slot, tail, !hugepage_uniform(vm, tail, attrs));
+	pthread_rwlock_unlock(&vm->attr_lock);
+	for (hp = head + CCVM_PAGES_PER_2M; hp < tail; hp += CCVM_PAGES_PER_2M)
+		if (hugepage_in_slot(slot, hp))
+			set_mixed(slot, hp, false);
+}
+
+/*
+ * The range to mark in progress: widened to a 2M page straddling an edge
+ * when that page is fully inside the slot and not MIXED yet, because until
+ * the post hook runs a fault next to the range could map that 2M page over
+ * attributes that are about to differ (the 2025-04 fix).
+ */
+static void widen_for_hugepages(struct ccvm_memslot *slot, uint64_t *start, uint64_t *end)
+{
+	uint64_t head = *start & ~(CCVM_PAGES_PER_2M - 1);
+	uint64_t tail = (*end - 1) & ~(CCVM_PAGES_PER_2M - 1);
+
+	if (*start != head && hugepage_in_slot(slot, head) && !is_mixed(slot, head))
+		*start = head;
+	if ((*end & (CCVM_PAGES_PER_2M - 1)) && hugepage_in_slot(slot, tail) &&
+	    !is_mixed(slot, tail))
+		*end = tail + CCVM_PAGES_PER_2M;
+}
+
+struct slot_range {
+	struct ccvm_memslot *slot;
+	uint64_t start, end;		/* the request clipped to the slot */
+};
+
+/* Slots intersecting [start, end), clipped; slots_lock held. */
+static size_t intersecting_slots(struct ccvm_vm *vm, uint64_t start, uint64_t end,
+				 struct slot_range **out)
+{
+	struct ccvm_memslots *s = vm->memslots;
+	struct slot_range *r = NULL;
+	size_t n = 0;
+	uint32_t i;
+
+	for (i = 0; s && i < s->nr; i++) {
+		struct ccvm_memslot *m = s->by_gfn[i];
+		uint64_t a = start > m->base_gfn ? start : m->base_gfn;
+		uint64_t b = end < m->base_gfn + m->npages ? end : m->base_gfn + m->npages;
+
+		if (a >= b)
+			continue;
+		if (!r) {
+			r = malloc((s->nr - i) * sizeof(*r));
+			if (!r)
+				return SIZE_MAX;
+		}
+		r[n].slot = m;
+		r[n].start = a;
+		r[n].end = b;
+		n++;
+	}
+	*out = r;
+	return n;
+}
+
+static int pre_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t attrs)
+{
+	unsigned int filter = (attrs & CCVM_MEMORY_ATTRIBUTE_PRIVATE) ?
+			      CCVM_FILTER_SHARED : CCVM_FILTER_PRIVATE;
+	bool flush = false;
+	size_t i;
+	int err = 0;
+
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_mmu_invalidate_begin(vm);
+	for (i = 0; i < n; i++) {
+		uint64_t a = r[i].start, b = r[i].end;
+		struct ccvm_op_call c;
+		int e;
+
+		widen_for_hugepages(r[i].slot, &a, &b);
+		ccvm_mmu_invalidate_range_add(vm, a, b);
+		e = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_pre_set_mem_attr, r[i].start);
+		if (!e)
+			e = vm->ops->pre_set_mem_attr(vm, r[i].start, r[i].end, attrs);
+		e = ccvm_op_leave(&c, e);
+		if (e && !err)
+			err = e;
+		flush |= ccvm_mmu_unmap_gfn_range(vm, r[i].start, r[i].end, filter);
+	}
+	if (flush)
+		ccvm_mmu_flush_remote_tlbs(vm);
+	pthread_rwlock_unlock(&vm->mmu_lock);
+	return err;
+}
+
+/* @stored false: the update was refused; only end the invalidation. */
+static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t attrs,
+		     bool stored)
+{
+	size_t i;
+
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	for (i = 0; stored && i < n; i++) {
+		post_set_mixed(vm, r[i].slot, r[i].start, r[i].end, attrs);
+		if (vm->ops->post_set_mem_attr) {
+			ccvm_op_note(vm->p, vm, CCVM_OPI_post_set_mem_attr, r[i].start);
+			vm->ops->post_set_mem_attr(vm, r[i].start, r[i].end, attrs);
+		}
+	}
+	ccvm_mmu_invalidate_end(vm);
+	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
+}
+
+int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
+				  uint64_t attributes, uint64_t flags)
+{
+	struct slot_range *r = NULL;
+	uint64_t start, end;
+	size_t n, i;
+	int err = 0;
+
+	/* kvm_vm_ioctl_set_mem_attributes(): the checks, in order. */
+	if (!vm || flags)
+		return -EINVAL;
+	if (attributes & ~vm->caps.memory_attributes)
+		return -EINVAL;
+	if (!size || gpa + size < gpa)
+		return -EINVAL;
+	if (!ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size))
+		return -EINVAL;
+	start = gpa >> CCVM_PAGE_SHIFT;
+	end = start + (size >> CCVM_PAGE_SHIFT);
+
+	pthread_mutex_lock(&vm->slots_lock);
+	if (!ccvm_vm_usable(vm)) {
+		err = -EIO;
+		goto out;
+	}
+	pthread_rwlock_rdlock(&vm->attr_lock);
+	if (ccvm_xa_range_is(&vm->attrs, start, end - 1, attributes)) {
+		pthread_rwlock_unlock(&vm->attr_lock);
+		goto out;
+	}
+	pthread_rwlock_unlock(&vm->attr_lock);
+	/* Writers hold slots_lock; readers never look at the reserve. */
+	err = ccvm_xa_reserve(&vm->attrs, start, end - 1);
+	if (err)
+		goto out;
+	n = intersecting_slots(vm, start, end, &r);
+	if (n == SIZE_MAX) {
+		err = -ENOMEM;
+		goto out;
+	}
+
+	if (n)
+		err = pre_set(vm, r, n, attributes);
+	if (err) {
+		/*
+		 * A refusing pre hook leaves the store as it was; the zaps
+		 * already done only cost refaults.  The invalidation still ends.
+		 */
+		post_set(vm, r, n, attributes, false);
+		goto out_free;
+	}
+
+	pthread_rwlock_wrlock(&vm->attr_lock);
+	if (ccvm_xa_store_range(&vm->attrs, start, end - 1, attributes))
+		ccvm_vm_bug(vm, "attribute store failed after reserve");
+	pthread_rwlock_unlock(&vm->attr_lock);
+	ccvm_account(vm->p, vm, CCVM_EV_ATTR_CHANGE, 1);
+
+	if (n)
+		post_set(vm, r, n, attributes, true);
+
+	/* Outside mmu_lock, may sleep: SNP's RMP and direct-map work. */
+	for (i = 0; i < n; i++) {
+		struct ccvm_op_call c;
+		int e;
+
+		e = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_update_mem_attr, r[i].start);
+		if (!e)
+			e = vm->ops->update_mem_attr(vm, r[i].slot, attributes,
+						     r[i].start, r[i].end);
+		e = ccvm_op_leave(&c, e);
+		if (e && !err)
+			err = e;
+	}
+out_free:
+	free(r);
+out:
+	pthread_mutex_unlock(&vm->slots_lock);
+	return err;
+}

@@ -1,0 +1,597 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest_memfd: a file (bindings to memslots, a VM reference) over an inode
+ * (the page cache that holds private memory, index -> pfn).
+ *
+ * Lifetimes follow Linux: the file holds a VM reference and the VM none on
+ * the file, so the VM cannot be torn down while a gmem file is open; the
+ * inode is referenced by the file and by backend pins (TDX deferred
+ * removal), and its pages are freed, each through gmem_invalidate, only
+ * when the last reference goes.  Punching a hole and releasing the file
+ * zap every mapping of the range before any page is freed (I5).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define GMEM_MAX_SIZE	((uint64_t)INT64_MAX & CCVM_PAGE_MASK)
+
+/* ---- inode ------------------------------------------------------------ */
+
+static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last);
+
+void ccvm_gmem_inode_get(struct ccvm_gmem_inode *inode)
+{
+	atomic_fetch_add_explicit(&inode->refcount, 1, memory_order_relaxed);
+}
+
+void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode)
+{
+	struct ccvm_platform *p = inode->p;
+
+	if (atomic_fetch_sub_explicit(&inode->refcount, 1, memory_order_acq_rel) != 1)
+		return;
+	/* Eviction: truncate the page cache; every mapping is gone by now. */
+	if (inode->npages)
+		inode_free_pages(inode, 0, inode->npages - 1);
+	ccvm_xa_destroy(&inode->pages);
+	pthread_rwlock_destroy(&inode->invalidate_lock);
+	pthread_mutex_destroy(&inode->pages_lock);
+	ccvm_model_bytes_add(p, -(int64_t)sizeof(*inode));
+	free(inode);
+	ccvm_platform_inode_put(p);
+}
+
+struct free_batch {
+	struct ccvm_gmem_inode *inode;
+	uint64_t pfns[64];
+	unsigned int n;
+	uint64_t freed;
+};
+
+/* gmem_invalidate takes pfn ranges: hand it runs of consecutive pfns. */
+static void free_batch_flush(struct free_batch *b)
+{
+	struct ccvm_platform *p = b->inode->p;
+	unsigned int i = 0, j;
+
+	while (i < b->n) {
+		for (j = i + 1; j < b->n && b->pfns[j] == b->pfns[j - 1] + 1; j++)
+			;
+		if (p->ops->gmem_invalidate) {
+			ccvm_op_note(p, NULL, CCVM_OPI_gmem_invalidate, CCVM_INVALID_GFN);
+			p->ops->gmem_invalidate(p, b->pfns[i], b->pfns[j - 1] + 1);
+		}
+		ccvm_account(p, NULL, CCVM_EV_GMEM_INVALIDATE, j - i);
+		for (; i < j; i++)
+			ccvm_page_free(p, b->pfns[i]);
+	}
+	b->n = 0;
+}
+
+static int free_page_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct free_batch *b = ctx;
+
+	if (!value)
+		return 0;
+	/* Every index has its own pfn, so a run of a present value is one index. */
+	if (first != last)
+		ccvm_log(CCVM_LOG_WARN, "gmem: pfn %#llx cached at several indices",
+			 (unsigned long long)CCVM_GMEM_PFN(value));
+	b->pfns[b->n++] = CCVM_GMEM_PFN(value);
+	b->freed++;
+	if (b->n == CCVM_ARRAY_SIZE(b->pfns))
+		free_batch_flush(b);
+	return 0;
+}
+
+/* Truncate [first, last] of the page cache; mappings must be gone. */
+static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
+{
+	struct free_batch b = { .inode = inode };
+
+	pthread_mutex_lock(&inode->pages_lock);
+	ccvm_xa_for_each_run(&inode->pages, first, last, free_page_cb, &b);
+	free_batch_flush(&b);
+	/* Erasing never needs new nodes: the entries it clears exist already. */
+	ccvm_xa_store_range(&inode->pages, first, last, 0);
+	inode->nr_pages -= b.freed;
+	pthread_mutex_unlock(&inode->pages_lock);
+}
+
+/* Page at @index, allocating it zeroed if it is a hole.  pages_lock taken. */
+static int inode_get_page(struct ccvm_gmem_inode *inode, uint64_t index, uint64_t *pfn)
+{
+	uint64_t v;
+	int err;
+
+	pthread_mutex_lock(&inode->pages_lock);
+	v = ccvm_xa_load(&inode->pages, index);
+	if (v) {
+		pthread_mutex_unlock(&inode->pages_lock);
+		*pfn = CCVM_GMEM_PFN(v);
+		return 0;
+	}
+	err = ccvm_xa_reserve(&inode->pages, index, index);
+	if (!err)
+		err = ccvm_page_alloc(inode->p, pfn);
+	if (!err) {
+		ccvm_xa_store(&inode->pages, index, CCVM_GMEM_VALUE(*pfn));
+		inode->nr_pages++;
+	}
+	pthread_mutex_unlock(&inode->pages_lock);
+	return err;
+}
+
+/* ---- file --------------------------------------------------------------- */
+
+int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct ccvm_gmem **out)
+{
+	struct ccvm_gmem_inode *inode;
+	struct ccvm_gmem *g;
+
+	if (!vm || !out)
+		return -EINVAL;
+	if (flags & ~(CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED))
+		return -EINVAL;
+	if (flags & ~vm->caps.gmem_flags)
+		return -EINVAL;
+	if (!size || !ccvm_is_page_aligned(size) || size > GMEM_MAX_SIZE)
+		return -EINVAL;
+	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
+		return -EIO;
+
+	inode = calloc(1, sizeof(*inode));
+	g = calloc(1, sizeof(*g));
+	if (!inode || !g) {
+		free(inode);
+		free(g);
+		return -ENOMEM;
+	}
+	inode->p = vm->p;
+	inode->refcount = 1;
+	inode->size = size;
+	inode->npages = size >> CCVM_PAGE_SHIFT;
+	inode->flags = flags;
+	ccvm_rwlock_init(&inode->invalidate_lock);
+	pthread_mutex_init(&inode->pages_lock, NULL);
+	ccvm_xa_init(&inode->pages);
+	inode->file = g;
+	g->inode = inode;
+	g->vm = vm;
+	ccvm_xa_init(&g->bindings);
+	ccvm_vm_get(vm);
+	ccvm_platform_inode_get(vm->p);
+	ccvm_model_bytes_add(vm->p, sizeof(*inode) + sizeof(*g));
+	*out = g;
+	return 0;
+}
+
+struct bound_range {
+	struct ccvm_memslot *slot;
+	uint64_t start, end;		/* gfns */
+};
+
+struct bound_walk {
+	struct bound_range *r;
+	size_t n, cap;
+};
+
+static int bound_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct bound_walk *w = ctx;
+	struct ccvm_memslot *slot = (struct ccvm_memslot *)(uintptr_t)value;
+
+	if (!slot)
+		return 0;
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 4;
+		struct bound_range *r = realloc(w->r, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		w->r = r;
+		w->cap = cap;
+	}
+	w->r[w->n].slot = slot;
+	w->r[w->n].start = slot->base_gfn + (first - slot->pgoff);
+	w->r[w->n].end = slot->base_gfn + (last - slot->pgoff) + 1;
+	w->n++;
+	return 0;
+}
+
+/*
+ * Zap every mapping of file pages [first, last] in the slots bound to them
+ * and leave the invalidation open (kvm_gmem_invalidate_begin); the caller
+ * frees pages, then calls invalidate_end if this returned true.
+ * invalidate_lock held for write.
+ */
+static int gmem_invalidate_begin(struct ccvm_gmem *g, uint64_t first, uint64_t last,
+				 bool *begun)
+{
+	struct ccvm_vm *vm = g->vm;
+	struct bound_walk w = { 0 };
+	unsigned int filter = CCVM_FILTER_PRIVATE;
+	bool flush = false;
+	size_t i;
+	int err;
+
+	*begun = false;
+	err = ccvm_xa_for_each_run(&g->bindings, first, last, bound_cb, &w);
+	if (err) {
+		free(w.r);
+		return err;
+	}
+	if (!w.n)
+		return 0;
+	/* In-place shared pages of an INIT_SHARED file may be mapped shared. */
+	if (g->inode->flags & CCVM_GMEM_FLAG_INIT_SHARED)
+		filter |= CCVM_FILTER_SHARED;
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_mmu_invalidate_begin(vm);
+	for (i = 0; i < w.n; i++) {
+		ccvm_mmu_invalidate_range_add(vm, w.r[i].start, w.r[i].end);
+		flush |= ccvm_mmu_unmap_gfn_range(vm, w.r[i].start, w.r[i].end, filter);
+	}
+	if (flush)
+		ccvm_mmu_flush_remote_tlbs(vm);
+	pthread_rwlock_unlock(&vm->mmu_lock);
+	free(w.r);
+	*begun = true;
+	return 0;
+}
+
+static void gmem_invalidate_end(struct ccvm_gmem *g)
+{
+	struct ccvm_vm *vm = g->vm;
+
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_mmu_invalidate_end(vm);
+	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
+}
+
+static int gmem_punch_hole(struct ccvm_gmem *g, uint64_t first, uint64_t last)
+{
+	struct ccvm_gmem_inode *inode = g->inode;
+	bool begun;
+	int err;
+
+	pthread_rwlock_wrlock(&inode->invalidate_lock);
+	err = gmem_invalidate_begin(g, first, last, &begun);
+	if (!err)
+		inode_free_pages(inode, first, last);
+	if (begun)
+		gmem_invalidate_end(g);
+	pthread_rwlock_unlock(&inode->invalidate_lock);
+	return err;
+}
+
+static int gmem_allocate(struct ccvm_gmem *g, uint64_t first, uint64_t last)
+{
+	struct ccvm_gmem_inode *inode = g->inode;
+	uint64_t i, pfn;
+	int err = 0;
+
+	/* Allocation does not prepare: no RMP or S-EPT work until a fault. */
+	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	for (i = first; !err && i <= last; i++)
+		err = inode_get_page(inode, i, &pfn);
+	pthread_rwlock_unlock(&inode->invalidate_lock);
+	return err;
+}
+
+int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t len)
+{
+	uint64_t first, last;
+
+	if (!g)
+		return -EINVAL;
+	/* kvm_gmem_fallocate(): KEEP_SIZE always, PUNCH_HOLE or plain allocate. */
+	if (!(mode & CCVM_FALLOC_KEEP_SIZE) ||
+	    (mode & ~(CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE)))
+		return -EOPNOTSUPP;
+	if (!ccvm_is_page_aligned(offset) || !ccvm_is_page_aligned(len))
+		return -EINVAL;
+	if (!len || offset + len < offset)
+		return -EINVAL;
+	first = offset >> CCVM_PAGE_SHIFT;
+	last = ((offset + len) >> CCVM_PAGE_SHIFT) - 1;
+	if (mode & CCVM_FALLOC_PUNCH_HOLE) {
+		/* Past EOF there is nothing to punch, which is not an error. */
+		if (first >= g->inode->npages)
+			return 0;
+		if (last >= g->inode->npages)
+			last = g->inode->npages - 1;
+		return gmem_punch_hole(g, first, last);
+	}
+	if (offset + len > g->inode->size)
+		return -EINVAL;
+	return gmem_allocate(g, first, last);
+}
+
+bool ccvm_gmem_index_is_private(struct ccvm_gmem *g, uint64_t index)
+{
+	struct ccvm_memslot *slot;
+
+	if (!(g->inode->flags & CCVM_GMEM_FLAG_INIT_SHARED))
+		return true;
+	slot = (struct ccvm_memslot *)(uintptr_t)ccvm_xa_load(&g->bindings, index);
+	if (!slot)
+		return false;
+	return ccvm_vm_gfn_is_private(g->vm, slot->base_gfn + (index - slot->pgoff));
+}
+
+static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const void *wbuf,
+		       size_t len)
+{
+	struct ccvm_gmem_inode *inode;
+	struct ccvm_platform *p;
+	uint64_t first, last, i, pfn;
+	size_t done = 0;
+	int err = 0;
+
+	if (!g || (!rbuf && !wbuf))
+		return -EINVAL;
+	inode = g->inode;
+	p = inode->p;
+	if (!(inode->flags & CCVM_GMEM_FLAG_MMAP))
+		return -ENODEV;
+	if (!len)
+		return 0;
+	if (offset + len < offset)
+		return -EINVAL;
+	if (offset + len > inode->size)
+		return -EFAULT;		/* beyond EOF: SIGBUS */
+	first = offset >> CCVM_PAGE_SHIFT;
+	last = (offset + len - 1) >> CCVM_PAGE_SHIFT;
+
+	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	/* All or nothing: a private page anywhere refuses the whole access. */
+	for (i = first; i <= last; i++) {
+		if (ccvm_gmem_index_is_private(g, i)) {
+			err = -EFAULT;
+			goto out;
+		}
+	}
+	for (i = first; i <= last; i++) {
+		uint64_t off = i == first ? offset & (CCVM_PAGE_SIZE - 1) : 0;
+		size_t n = CCVM_PAGE_SIZE - off < len - done ? CCVM_PAGE_SIZE - off : len - done;
+		uint8_t *page;
+
+		err = inode_get_page(inode, i, &pfn);
+		if (err)
+			goto out;
+		err = p->ops->host_access(p, pfn, wbuf != NULL);
+		if (err < 0)
+			goto out;
+		err = 0;
+		page = ccvm_page_ptr(p, pfn);
+		if (wbuf) {
+			ccvm_page_mark_dirty(p, pfn);
+			memcpy(page + off, (const uint8_t *)wbuf + done, n);
+		} else {
+			memcpy((uint8_t *)rbuf + done, page + off, n);
+		}
+		done += n;
+	}
+out:
+	pthread_rwlock_unlock(&inode->invalidate_lock);
+	return err;
+}
+
+int ccvm_gmem_read(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len)
+{
+	return gmem_access(g, offset, buf, NULL, len);
+}
+
+int ccvm_gmem_write(struct ccvm_gmem *g, uint64_t offset, const void *buf, size_t len)
+{
+	return gmem_access(g, offset, NULL, buf, len);
+}
+
+int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info)
+{
+	struct ccvm_gmem_info i;
+	size_t sz;
+
+	if (!g || !info || info->sz < sizeof(size_t))
+		return -EINVAL;
+	memset(&i, 0, sizeof(i));
+	i.size = g->inode->size;
+	i.flags = g->inode->flags;
+	pthread_mutex_lock(&g->inode->pages_lock);
+	i.nr_pages = g->inode->nr_pages;
+	pthread_mutex_unlock(&g->inode->pages_lock);
+	pthread_rwlock_rdlock(&g->inode->invalidate_lock);
+	i.nr_bindings = g->nr_bindings;
+	pthread_rwlock_unlock(&g->inode->invalidate_lock);
+	sz = info->sz < sizeof(i) ? info->sz : sizeof(i);
+	i.sz = sz;
+	memcpy(info, &i, sz);
+	return 0;
+}
+
+static int cut_binding_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct ccvm_memslot *slot = (struct ccvm_memslot *)(uintptr_t)value;
+
+	(void)first;
+	(void)last;
+	(void)ctx;
+	if (slot)
+		atomic_store(&slot->gmem, NULL);
+	return 0;
+}
+
+/* kvm_gmem_release(): the last close of the file. */
+int ccvm_gmem_close(struct ccvm_gmem *g)
+{
+	struct ccvm_gmem_inode *inode;
+	struct ccvm_op_call c;
+	struct ccvm_vm *vm;
+	bool begun = false;
+	int defer;
+
+	if (!g)
+		return -EINVAL;
+	inode = g->inode;
+	vm = g->vm;
+
+	pthread_mutex_lock(&vm->slots_lock);
+	/*
+	 * Cut the slots' file pointers first, under memslots_rw: that waits
+	 * for faults in flight, and later faults get -EFAULT (a memory-fault
+	 * exit), as with a closed guest_memfd.
+	 */
+	pthread_rwlock_wrlock(&vm->memslots_rw);
+	ccvm_xa_for_each_run(&g->bindings, 0, UINT64_MAX, cut_binding_cb, NULL);
+	pthread_rwlock_unlock(&vm->memslots_rw);
+
+	pthread_rwlock_wrlock(&inode->invalidate_lock);
+	defer = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_gmem_defer_removal, CCVM_INVALID_GFN);
+	if (!defer)
+		defer = vm->ops->gmem_defer_removal(vm, inode);
+	defer = ccvm_op_leave(&c, defer);
+	/* A failing hook defers nothing: zap now, the safe default. */
+	if (defer <= 0 &&
+	    gmem_invalidate_begin(g, 0, inode->npages - 1, &begun) == -ENOMEM)
+		ccvm_vm_bug(vm, "gmem release could not zap: out of memory");
+	if (begun)
+		gmem_invalidate_end(g);
+	inode->file = NULL;
+	pthread_rwlock_unlock(&inode->invalidate_lock);
+	pthread_mutex_unlock(&vm->slots_lock);
+
+	ccvm_xa_destroy(&g->bindings);
+	ccvm_model_bytes_add(vm->p, -(int64_t)sizeof(*g));
+	free(g);
+	ccvm_gmem_inode_put(inode);
+	ccvm_vm_put(vm);
+	return 0;
+}
+
+/* ---- binding and the fault side ----------------------------------------- */
+
+int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gmem *g,
+		   uint64_t offset)
+{
+	struct ccvm_gmem_inode *inode = g->inode;
+	uint64_t first = offset >> CCVM_PAGE_SHIFT;
+	uint64_t last = first + slot->npages - 1;
+	int err;
+
+	if (g->vm != vm)
+		return -EINVAL;
+	if (offset + (slot->npages << CCVM_PAGE_SHIFT) > inode->size)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&inode->invalidate_lock);
+	if (!ccvm_xa_range_is(&g->bindings, first, last, 0)) {
+		err = -EINVAL;		/* the file range is bound to another slot */
+	} else {
+		err = ccvm_xa_store_range(&g->bindings, first, last,
+					  (uint64_t)(uintptr_t)slot);
+		if (!err)
+			g->nr_bindings++;
+	}
+	pthread_rwlock_unlock(&inode->invalidate_lock);
+	if (err)
+		return err;
+	slot->inode = inode;
+	slot->pgoff = first;
+	atomic_store(&slot->gmem, g);
+	return 0;
+}
+
+/* slots_lock held, so a concurrent release cannot cut the pointer under us. */
+void ccvm_gmem_unbind(struct ccvm_memslot *slot)
+{
+	struct ccvm_gmem *g = atomic_load(&slot->gmem);
+
+	if (!g)
+		return;
+	pthread_rwlock_wrlock(&g->inode->invalidate_lock);
+	/* Clearing existing entries needs no new nodes: this cannot fail. */
+	ccvm_xa_store_range(&g->bindings, slot->pgoff, slot->pgoff + slot->npages - 1, 0);
+	g->nr_bindings--;
+	pthread_rwlock_unlock(&g->inode->invalidate_lock);
+	atomic_store(&slot->gmem, NULL);
+}
+
+static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
+			uint64_t *pfn, bool prepare)
+{
+	struct ccvm_gmem *g = atomic_load(&slot->gmem);
+	struct ccvm_gmem_inode *inode;
+	struct ccvm_op_call c;
+	uint64_t index;
+	int err;
+
+	if (!g)
+		return -EFAULT;		/* the file was released */
+	inode = slot->inode;
+	index = slot->pgoff + (gfn - slot->base_gfn);
+	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	if (ccvm_xa_load(&g->bindings, index) != (uint64_t)(uintptr_t)slot) {
+		err = -EIO;		/* a stale memslot */
+		goto out;
+	}
+	err = inode_get_page(inode, index, pfn);
+	if (err || !prepare)
+		goto out;
+	/* [NEWEST] semantics: prepare on every get, the backend is idempotent. */
+	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_gmem_prepare, gfn);
+	if (!err)
+		err = vm->ops->gmem_prepare(vm, *pfn, gfn, 0);
+	err = ccvm_op_leave(&c, err);
+	ccvm_account(vm->p, vm, CCVM_EV_GMEM_PREPARE, 1);
+out:
+	pthread_rwlock_unlock(&inode->invalidate_lock);
+	return err;
+}
+
+int ccvm_gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
+		      uint64_t *pfn, int *max_order)
+{
+	if (max_order)
+		*max_order = 0;		/* order-0 folios, as upstream today */
+	return gmem_get_pfn(vm, slot, gfn, pfn, true);
+}
+
+int ccvm_gmem_alloc_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
+			uint64_t *pfn)
+{
+	return gmem_get_pfn(vm, slot, gfn, pfn, false);
+}
+
+int ccvm_gmem_lookup_pfn(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn)
+{
+	struct ccvm_gmem_inode *inode;
+	uint64_t v;
+
+	if (!atomic_load(&slot->gmem))
+		return -ENOENT;
+	inode = slot->inode;
+	pthread_mutex_lock(&inode->pages_lock);
+	v = ccvm_xa_load(&inode->pages, slot->pgoff + (gfn - slot->base_gfn));
+	pthread_mutex_unlock(&inode->pages_lock);
+	if (!v)
+		return -ENOENT;
+	*pfn = CCVM_GMEM_PFN(v);
+	return 0;
+}
+
+int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn)
+{
+	struct ccvm_memslot *slot;
+	int err = -ENOENT;
+
+	pthread_rwlock_rdlock(&vm->memslots_rw);
+	slot = ccvm_memslot_find(vm, gfn);
+	if (slot && (slot->flags & CCVM_MEM_GUEST_MEMFD))
+		err = ccvm_gmem_lookup_pfn(slot, gfn, pfn);
+	pthread_rwlock_unlock(&vm->memslots_rw);
+	return err;
+}

@@ -1,0 +1,384 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memslots with KVM_SET_USER_MEMORY_REGION2 semantics.
+ *
+ * The slot array is replaced, never edited in place: a new sorted array is
+ * built under slots_lock and published under memslots_rw held for write,
+ * which waits for every fault in flight (faults hold it for read, as a vCPU
+ * holds kvm->srcu).  A slot that is deleted or moved is first marked
+ * invalid, so faults on it retry; then its gfns are zapped in every root
+ * (private VMs never zap everything for a slot change, kvm-semantics.md
+ * 5.8); then the array without it is published.
+ *
+ * The generation counter advances on every publish and wraps at
+ * CCVM_MEMSLOT_GEN_LIMIT like KVM's MMIO generation, which costs a fast zap
+ * of every direct root: the path that leaked TDX mirror roots.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define CCVM_MEMSLOT_GEN_LIMIT	(1ull << 19)
+
+struct ccvm_memslot *ccvm_memslot_find(struct ccvm_vm *vm, uint64_t gfn)
+{
+	struct ccvm_memslots *s = vm->memslots;
+	uint32_t lo = 0, hi;
+
+	if (!s)
+		return NULL;
+	hi = s->nr;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		struct ccvm_memslot *m = s->by_gfn[mid];
+
+		if (gfn < m->base_gfn)
+			hi = mid;
+		else if (gfn >= m->base_gfn + m->npages)
+			lo = mid + 1;
+		else
+			return m;
+	}
+	return NULL;
+}
+
+int ccvm_memslot_max_level(const struct ccvm_memslot *slot, uint64_t gfn)
+{
+	uint64_t idx = (gfn >> 9) - (slot->base_gfn >> 9);
+
+	if (idx >= slot->nr_lpage_2m)
+		return CCVM_LEVEL_4K;
+	return atomic_load_explicit(&slot->lpage_2m[idx], memory_order_relaxed) ?
+	       CCVM_LEVEL_4K : CCVM_LEVEL_2M;
+}
+
+uint64_t ccvm_memslot_base_gfn(const struct ccvm_memslot *slot)
+{
+	return slot->base_gfn;
+}
+
+uint64_t ccvm_memslot_npages(const struct ccvm_memslot *slot)
+{
+	return slot->npages;
+}
+
+uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm)
+{
+	return vm ? vm->generation : 0;
+}
+
+int ccvm_vm_force_generation_wrap(struct ccvm_vm *vm)
+{
+	if (!vm)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->slots_lock);
+	vm->force_wrap = true;
+	pthread_mutex_unlock(&vm->slots_lock);
+	return 0;
+}
+
+static void slot_free(struct ccvm_vm *vm, struct ccvm_memslot *slot)
+{
+	ccvm_model_bytes_add(vm->p, -(int64_t)(sizeof(*slot) +
+					       slot->nr_lpage_2m * sizeof(uint32_t)));
+	free((void *)slot->lpage_2m);
+	free(slot);
+}
+
+/*
+ * Hugepage bookkeeping of a new slot: a 2M page that sticks out of the
+ * slot, or whose backing is not aligned like its gfns, can never be mapped
+ * at 2M (KVM's disallow_lpage counts); MIXED is computed by attr.c.
+ */
+static int slot_init_lpage(struct ccvm_vm *vm, struct ccvm_memslot *slot)
+{
+	uint64_t first = slot->base_gfn >> 9;
+	uint64_t last = (slot->base_gfn + slot->npages - 1) >> 9;
+	bool misaligned = false;
+	uint64_t i;
+
+	slot->nr_lpage_2m = last - first + 1;
+	slot->lpage_2m = calloc(slot->nr_lpage_2m, sizeof(uint32_t));
+	if (!slot->lpage_2m)
+		return -ENOMEM;
+	ccvm_model_bytes_add(vm->p, (int64_t)(slot->nr_lpage_2m * sizeof(uint32_t)));
+	if (slot->userspace_addr &&
+	    (((uintptr_t)slot->userspace_addr >> CCVM_PAGE_SHIFT) ^ slot->base_gfn) & 511)
+		misaligned = true;
+	if ((slot->flags & CCVM_MEM_GUEST_MEMFD) && ((slot->pgoff ^ slot->base_gfn) & 511))
+		misaligned = true;
+	for (i = 0; i < slot->nr_lpage_2m; i++) {
+		uint64_t hp = (first + i) << 9;
+
+		if (misaligned || hp < slot->base_gfn ||
+		    hp + CCVM_PAGES_PER_2M > slot->base_gfn + slot->npages)
+			atomic_store_explicit(&slot->lpage_2m[i], 1, memory_order_relaxed);
+	}
+	return 0;
+}
+
+static bool slots_overlap(struct ccvm_vm *vm, const struct ccvm_memslot *skip,
+			  uint64_t start, uint64_t end)
+{
+	struct ccvm_memslots *s = vm->memslots;
+	uint32_t i;
+
+	for (i = 0; s && i < s->nr; i++) {
+		struct ccvm_memslot *m = s->by_gfn[i];
+
+		if (m != skip && start < m->base_gfn + m->npages && m->base_gfn < end)
+			return true;
+	}
+	return false;
+}
+
+/* A copy of the current array with @remove taken out and @add put in. */
+static struct ccvm_memslots *slots_edit(struct ccvm_vm *vm, struct ccvm_memslot *remove,
+					struct ccvm_memslot *add)
+{
+	struct ccvm_memslots *old = vm->memslots, *s;
+	uint32_t n = old ? old->nr : 0, i, j = 0;
+	bool added = false;
+
+	s = malloc(sizeof(*s) + (n + 1) * sizeof(s->by_gfn[0]));
+	if (!s)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		struct ccvm_memslot *m = old->by_gfn[i];
+
+		if (m == remove)
+			continue;
+		if (add && !added && add->base_gfn < m->base_gfn) {
+			s->by_gfn[j++] = add;
+			added = true;
+		}
+		s->by_gfn[j++] = m;
+	}
+	if (add && !added)
+		s->by_gfn[j++] = add;
+	s->nr = j;
+	s->generation = 0;
+	return s;
+}
+
+/* Swap in @s (slots_lock held); waits for faults in flight. */
+static void slots_publish(struct ccvm_vm *vm, struct ccvm_memslots *s)
+{
+	struct ccvm_memslots *old;
+	bool wrapped = false;
+
+	if (vm->force_wrap) {
+		vm->generation = CCVM_MEMSLOT_GEN_LIMIT - 1;
+		vm->force_wrap = false;
+	}
+	if (++vm->generation >= CCVM_MEMSLOT_GEN_LIMIT) {
+		vm->generation = 0;
+		wrapped = true;
+	}
+	s->generation = vm->generation;
+	pthread_rwlock_wrlock(&vm->memslots_rw);
+	old = vm->memslots;
+	vm->memslots = s;
+	pthread_rwlock_unlock(&vm->memslots_rw);
+	free(old);
+	ccvm_account(vm->p, vm, CCVM_EV_MEMSLOT_UPDATE, 1);
+	if (wrapped)
+		ccvm_mmu_zap_all_fast(vm);
+}
+
+/* Mark @slot invalid, wait out faults that still see it valid, zap its gfns. */
+static void slot_invalidate_and_zap(struct ccvm_vm *vm, struct ccvm_memslot *slot)
+{
+	atomic_store(&slot->invalid, true);
+	pthread_rwlock_wrlock(&vm->memslots_rw);
+	pthread_rwlock_unlock(&vm->memslots_rw);
+
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	if (ccvm_mmu_unmap_gfn_range(vm, slot->base_gfn, slot->base_gfn + slot->npages,
+				     CCVM_FILTER_PRIVATE | CCVM_FILTER_SHARED))
+		ccvm_mmu_flush_remote_tlbs(vm);
+	pthread_rwlock_unlock(&vm->mmu_lock);
+}
+
+static int slot_delete(struct ccvm_vm *vm, struct ccvm_memslot *old)
+{
+	struct ccvm_memslots *s = slots_edit(vm, old, NULL);
+
+	if (!s)
+		return -ENOMEM;
+	slot_invalidate_and_zap(vm, old);
+	slots_publish(vm, s);
+	ccvm_xa_store(&vm->slot_ids, old->id, 0);
+	ccvm_gmem_unbind(old);
+	slot_free(vm, old);
+	return 0;
+}
+
+static struct ccvm_memslot *slot_new(struct ccvm_vm *vm, const struct ccvm_memory_region *r)
+{
+	struct ccvm_memslot *slot = calloc(1, sizeof(*slot));
+
+	if (!slot)
+		return NULL;
+	ccvm_model_bytes_add(vm->p, sizeof(*slot));
+	slot->id = r->slot;
+	slot->flags = r->flags;
+	slot->base_gfn = r->guest_phys_addr >> CCVM_PAGE_SHIFT;
+	slot->npages = r->memory_size >> CCVM_PAGE_SHIFT;
+	slot->userspace_addr = r->userspace_addr;
+	return slot;
+}
+
+static int slot_create(struct ccvm_vm *vm, const struct ccvm_memory_region *r)
+{
+	struct ccvm_memslot *slot;
+	struct ccvm_memslots *s;
+	int err;
+
+	slot = slot_new(vm, r);
+	if (!slot)
+		return -ENOMEM;
+	/* Reserve the id entry first: everything after this cannot fail. */
+	err = ccvm_xa_reserve(&vm->slot_ids, r->slot, r->slot);
+	if (err)
+		goto err_free;
+	if (r->flags & CCVM_MEM_GUEST_MEMFD) {
+		slot->pgoff = r->gmem_offset >> CCVM_PAGE_SHIFT;
+		err = slot_init_lpage(vm, slot);
+		if (err)
+			goto err_free;
+		err = ccvm_gmem_bind(vm, slot, r->gmem, r->gmem_offset);
+		if (err)
+			goto err_free;
+	} else {
+		err = slot_init_lpage(vm, slot);
+		if (err)
+			goto err_free;
+	}
+	s = slots_edit(vm, NULL, slot);
+	if (!s) {
+		err = -ENOMEM;
+		goto err_unbind;
+	}
+	/* No fault can see the slot yet, but lpage is read under mmu_lock. */
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_attr_init_memslot(vm, slot);
+	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_xa_store(&vm->slot_ids, slot->id, (uint64_t)(uintptr_t)slot);
+	slots_publish(vm, s);
+	return 0;
+
+err_unbind:
+	ccvm_gmem_unbind(slot);
+err_free:
+	slot_free(vm, slot);
+	return err;
+}
+
+static int slot_move(struct ccvm_vm *vm, struct ccvm_memslot *old,
+		     const struct ccvm_memory_region *r)
+{
+	struct ccvm_memslot *slot;
+	struct ccvm_memslots *s;
+	int err;
+
+	slot = slot_new(vm, r);
+	if (!slot)
+		return -ENOMEM;
+	err = slot_init_lpage(vm, slot);
+	if (err) {
+		slot_free(vm, slot);
+		return err;
+	}
+	s = slots_edit(vm, old, slot);
+	if (!s) {
+		slot_free(vm, slot);
+		return -ENOMEM;
+	}
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_attr_init_memslot(vm, slot);
+	pthread_rwlock_unlock(&vm->mmu_lock);
+	slot_invalidate_and_zap(vm, old);
+	ccvm_xa_store(&vm->slot_ids, slot->id, (uint64_t)(uintptr_t)slot);
+	slots_publish(vm, s);
+	slot_free(vm, old);
+	return 0;
+}
+
+int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm, const struct ccvm_memory_region *r)
+{
+	struct ccvm_memslot *old;
+	uint64_t base, npages;
+	int err;
+
+	if (!vm || !r)
+		return -EINVAL;
+	/* The checks of kvm_set_memory_region(), in its order. */
+	if (r->flags & ~CCVM_MEM_GUEST_MEMFD)
+		return -EINVAL;
+	if (!ccvm_is_page_aligned(r->memory_size) || !ccvm_is_page_aligned(r->guest_phys_addr) ||
+	    !ccvm_is_page_aligned((uintptr_t)r->userspace_addr))
+		return -EINVAL;
+	if ((r->flags & CCVM_MEM_GUEST_MEMFD) &&
+	    (!ccvm_is_page_aligned(r->gmem_offset) ||
+	     r->gmem_offset + r->memory_size < r->gmem_offset))
+		return -EINVAL;
+	if ((r->slot >> 16) != 0 || (r->slot & 0xffff) >= CCVM_MAX_MEMSLOTS)
+		return -EINVAL;
+	if (r->guest_phys_addr + r->memory_size < r->guest_phys_addr)
+		return -EINVAL;
+	base = r->guest_phys_addr >> CCVM_PAGE_SHIFT;
+	npages = r->memory_size >> CCVM_PAGE_SHIFT;
+	if (base + npages > vm->max_gfn)
+		return -EINVAL;
+	if (r->memory_size && (r->flags & CCVM_MEM_GUEST_MEMFD) && !r->gmem)
+		return -EBADF;
+
+	pthread_mutex_lock(&vm->slots_lock);
+	if (!ccvm_vm_usable(vm)) {
+		err = -EIO;
+		goto out;
+	}
+	old = (struct ccvm_memslot *)(uintptr_t)ccvm_xa_load(&vm->slot_ids, r->slot);
+	if (!r->memory_size) {
+		err = old ? slot_delete(vm, old) : -EINVAL;
+		goto out;
+	}
+	if (!old) {
+		err = slots_overlap(vm, NULL, base, base + npages) ? -EEXIST :
+		      slot_create(vm, r);
+		goto out;
+	}
+	/* Modify: gmem slots are immutable, only create and delete. */
+	if ((r->flags | old->flags) & CCVM_MEM_GUEST_MEMFD) {
+		err = -EINVAL;
+		goto out;
+	}
+	if ((uint8_t *)r->userspace_addr != old->userspace_addr || npages != old->npages) {
+		err = -EINVAL;
+		goto out;
+	}
+	if (base == old->base_gfn) {
+		err = 0;	/* nothing to change */
+		goto out;
+	}
+	err = slots_overlap(vm, old, base, base + npages) ? -EEXIST : slot_move(vm, old, r);
+out:
+	pthread_mutex_unlock(&vm->slots_lock);
+	return err;
+}
+
+/* VM teardown: every gmem file is gone, nothing can fault. */
+void ccvm_memslots_free_all(struct ccvm_vm *vm)
+{
+	struct ccvm_memslots *s = vm->memslots;
+	uint32_t i;
+
+	for (i = 0; s && i < s->nr; i++) {
+		ccvm_gmem_unbind(s->by_gfn[i]);
+		slot_free(vm, s->by_gfn[i]);
+	}
+	free(s);
+	vm->memslots = NULL;
+}

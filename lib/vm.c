@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VM lifecycle.  The VM is reference counted exactly as struct kvm: the
+ * VMM's handle, each vCPU handle and each gmem file hold a reference, and
+ * the VM is torn down (kvm_destroy_vm order) when the last one is dropped:
+ *   vm_pre_destroy (TDX: HKID release) -> free vCPUs -> zap and free every
+ *   root, mirror included -> vm_destroy (control pages) -> memslots and
+ *   attributes.
+ * Because gmem files hold references, every gmem file is already released
+ * when this runs, which is what decides TDX's teardown path.
+ */
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_MAX_VCPUS	8
+#define MAX_VCPUS		1024
+#define DEFAULT_GPA_BITS	48
+#define MIN_GPA_BITS		36
+#define MAX_GPA_BITS		52
+
+int ccvm_rwlock_init(pthread_rwlock_t *l)
+{
+	pthread_rwlockattr_t a;
+	int err;
+
+	/*
+	 * Writers first: vCPUs fault continuously, and a zap or a memslot
+	 * update must not starve behind them.
+	 */
+	pthread_rwlockattr_init(&a);
+#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+	err = pthread_rwlock_init(l, &a);
+	pthread_rwlockattr_destroy(&a);
+	return -err;
+}
+
+static void vm_free(struct ccvm_vm *vm)
+{
+	struct ccvm_platform *p = vm->p;
+
+	ccvm_xa_destroy(&vm->attrs);
+	ccvm_xa_destroy(&vm->slot_ids);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->slots_lock);
+	pthread_rwlock_destroy(&vm->memslots_rw);
+	pthread_rwlock_destroy(&vm->mmu_lock);
+	pthread_rwlock_destroy(&vm->attr_lock);
+	ccvm_model_bytes_add(p, -(int64_t)(sizeof(*vm) + vm->ops->vm_priv_size +
+					   vm->max_vcpus * sizeof(vm->vcpus[0])));
+	free(vm->vcpus);
+	free(vm->priv);
+	free(vm);
+	pthread_mutex_lock(&p->lock);
+	p->nr_vms--;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
+		   struct ccvm_vm **out)
+{
+	struct ccvm_vm_opts opts;
+	struct ccvm_op_call c;
+	struct ccvm_vm *vm;
+	int err;
+
+	if (!p || !out)
+		return -EINVAL;
+	err = ccvm_opts_copy(&opts, sizeof(opts), uopts, uopts ? uopts->sz : 0);
+	if (err)
+		return err;
+	if (opts.flags)
+		return -EINVAL;
+	if (!opts.max_vcpus)
+		opts.max_vcpus = DEFAULT_MAX_VCPUS;
+	if (!opts.gpa_bits)
+		opts.gpa_bits = DEFAULT_GPA_BITS;
+	if (opts.max_vcpus > MAX_VCPUS || opts.gpa_bits < MIN_GPA_BITS ||
+	    opts.gpa_bits > MAX_GPA_BITS)
+		return -EINVAL;
+
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->vcpus = calloc(opts.max_vcpus, sizeof(vm->vcpus[0]));
+	if (p->ops->vm_priv_size)
+		vm->priv = calloc(1, p->ops->vm_priv_size);
+	if (!vm->vcpus || (p->ops->vm_priv_size && !vm->priv)) {
+		free(vm->vcpus);
+		free(vm);
+		return -ENOMEM;
+	}
+	vm->p = p;
+	vm->ops = p->ops;
+	vm->refcount = 1;
+	vm->max_vcpus = opts.max_vcpus;
+	vm->gpa_bits = opts.gpa_bits;
+	vm->caps = p->caps;
+	if (vm->caps.has_shared_bit) {
+		vm->shared_bit = 1ull << (opts.gpa_bits - 1);
+		vm->max_gfn = vm->shared_bit >> CCVM_PAGE_SHIFT;
+	} else {
+		vm->max_gfn = (1ull << opts.gpa_bits) >> CCVM_PAGE_SHIFT;
+	}
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->slots_lock, NULL);
+	ccvm_rwlock_init(&vm->memslots_rw);
+	ccvm_rwlock_init(&vm->mmu_lock);
+	ccvm_rwlock_init(&vm->attr_lock);
+	ccvm_xa_init(&vm->attrs);
+	ccvm_xa_init(&vm->slot_ids);
+	vm->state = CCVM_VM_CREATED;
+
+	pthread_mutex_lock(&p->lock);
+	vm->id = p->next_vm_id++;
+	p->nr_vms++;
+	pthread_mutex_unlock(&p->lock);
+	ccvm_model_bytes_add(p, (int64_t)(sizeof(*vm) + p->ops->vm_priv_size +
+					  opts.max_vcpus * sizeof(vm->vcpus[0])));
+	/* The caps a VM reports depend on it (the shared bit's position). */
+	vm->ops->get_caps(vm, &vm->caps);
+	vm->caps.name = vm->ops->name;
+
+	err = ccvm_mmu_vm_init(vm);
+	if (err) {
+		vm_free(vm);
+		return err;
+	}
+	err = ccvm_op_enter(&c, p, vm, CCVM_OPI_vm_init, CCVM_INVALID_GFN);
+	if (!err)
+		err = vm->ops->vm_init(vm);
+	err = ccvm_op_leave(&c, err);
+	if (err) {
+		ccvm_mmu_vm_uninit(vm);
+		vm_free(vm);
+		return err;
+	}
+	*out = vm;
+	return 0;
+}
+
+void ccvm_vm_get(struct ccvm_vm *vm)
+{
+	atomic_fetch_add_explicit(&vm->refcount, 1, memory_order_relaxed);
+}
+
+/* kvm_destroy_vm(): see the file comment for the order and why. */
+static void vm_destroy(struct ccvm_vm *vm)
+{
+	struct ccvm_platform *p = vm->p;
+	uint32_t i, n;
+
+	if (vm->ops->vm_pre_destroy) {
+		ccvm_op_note(p, vm, CCVM_OPI_vm_pre_destroy, CCVM_INVALID_GFN);
+		vm->ops->vm_pre_destroy(vm);
+	}
+	n = atomic_load(&vm->nr_vcpus);
+	for (i = 0; i < n; i++)
+		ccvm_vcpu_destroy(vm->vcpus[i]);
+	ccvm_mmu_vm_uninit(vm);
+	if (vm->ops->vm_destroy) {
+		ccvm_op_note(p, vm, CCVM_OPI_vm_destroy, CCVM_INVALID_GFN);
+		vm->ops->vm_destroy(vm);
+	}
+	ccvm_memslots_free_all(vm);
+	vm_free(vm);
+}
+
+void ccvm_vm_put(struct ccvm_vm *vm)
+{
+	if (atomic_fetch_sub_explicit(&vm->refcount, 1, memory_order_acq_rel) == 1)
+		vm_destroy(vm);
+}
+
+int ccvm_vm_close(struct ccvm_vm *vm)
+{
+	bool closed;
+
+	if (!vm)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->lock);
+	closed = vm->handle_closed;
+	vm->handle_closed = true;
+	pthread_mutex_unlock(&vm->lock);
+	if (closed)
+		return -EINVAL;
+	ccvm_vm_put(vm);
+	return 0;
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+uint64_t ccvm_vm_shared_bit(const struct ccvm_vm *vm)
+{
+	return vm ? vm->shared_bit : 0;
+}
+
+void *ccvm_vm_priv(struct ccvm_vm *vm)
+{
+	return vm->priv;
+}
+
+struct ccvm_platform *ccvm_vm_platform(const struct ccvm_vm *vm)
+{
+	return vm->p;
+}
+
+uint32_t ccvm_vm_id(const struct ccvm_vm *vm)
+{
+	return vm->id;
+}
+
+uint32_t ccvm_vm_gpa_bits(const struct ccvm_vm *vm)
+{
+	return vm->gpa_bits;
+}
+
+uint32_t ccvm_vm_nr_vcpus(const struct ccvm_vm *vm)
+{
+	return atomic_load_explicit(&vm->nr_vcpus, memory_order_acquire);
+}
+
+/* vCPUs are only appended while the VM lives, so no lock is needed. */
+int ccvm_vm_for_each_vcpu(struct ccvm_vm *vm,
+			  int (*fn)(struct ccvm_vcpu *vcpu, void *ctx), void *ctx)
+{
+	uint32_t i, n = ccvm_vm_nr_vcpus(vm);
+	int r;
+
+	for (i = 0; i < n; i++) {
+		r = fn(vm->vcpus[i], ctx);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int ccvm_vm_caps(struct ccvm_vm *vm, struct ccvm_backend_caps *caps)
+{
+	size_t sz;
+
+	if (!vm || !caps || caps->sz < offsetof(struct ccvm_backend_caps, name))
+		return -EINVAL;
+	sz = caps->sz < sizeof(vm->caps) ? caps->sz : sizeof(vm->caps);
+	memcpy(caps, &vm->caps, sz);
+	caps->sz = sz;
+	return 0;
+}
+
+int ccvm_vm_get_stats(struct ccvm_vm *vm, struct ccvm_stats *st)
+{
+	struct ccvm_stats s;
+	size_t sz;
+
+	if (!vm || !st || st->sz < offsetof(struct ccvm_stats, events))
+		return -EINVAL;
+	memset(&s, 0, sizeof(s));
+	ccvm_counters_read(&vm->stats, &s);
+	sz = st->sz < sizeof(s) ? st->sz : sizeof(s);
+	s.sz = sz;
+	memcpy(st, &s, sz);
+	return 0;
+}
+
+/* ---- state --------------------------------------------------------------- */
+
+void ccvm_vm_bug(struct ccvm_vm *vm, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!atomic_exchange(&vm->bugged, true))
+		ccvm_log(CCVM_LOG_WARN, "VM %u bugged: %s", vm->id, msg);
+	atomic_store(&vm->dead, true);
+}
+
+bool ccvm_vm_is_bugged(const struct ccvm_vm *vm)
+{
+	return atomic_load(&vm->bugged);
+}
+
+void ccvm_vm_set_dead(struct ccvm_vm *vm)
+{
+	atomic_store(&vm->dead, true);
+}
+
+bool ccvm_vm_is_dead(const struct ccvm_vm *vm)
+{
+	return atomic_load(&vm->dead);
+}
+
+bool ccvm_vm_is_finalized(const struct ccvm_vm *vm)
+{
+	return atomic_load(&vm->state) == CCVM_VM_FINALIZED;
+}
+
+void ccvm_vm_kick_all(struct ccvm_vm *vm)
+{
+	uint32_t i, n = ccvm_vm_nr_vcpus(vm);
+
+	for (i = 0; i < n; i++) {
+		struct ccvm_vcpu *v = vm->vcpus[i];
+
+		if (atomic_exchange(&v->in_guest, false) && vm->ops->vcpu_exit) {
+			ccvm_op_note(vm->p, vm, CCVM_OPI_vcpu_exit, CCVM_INVALID_GFN);
+			vm->ops->vcpu_exit(v);
+		}
+	}
+	ccvm_account(vm->p, vm, CCVM_EV_IPI, 1);
+}
+
+void ccvm_vm_block_entry(struct ccvm_vm *vm)
+{
+	atomic_fetch_add(&vm->entry_blocked, 1);
+}
+
+void ccvm_vm_unblock_entry(struct ccvm_vm *vm)
+{
+	atomic_fetch_sub(&vm->entry_blocked, 1);
+}
+
+/* ---- launch ---------------------------------------------------------------- */
+
+int ccvm_vm_finalize(struct ccvm_vm *vm)
+{
+	struct ccvm_op_call c;
+	int err = 0;
+
+	if (!vm)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->lock);
+	pthread_mutex_lock(&vm->slots_lock);
+	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm)) {
+		err = -EIO;
+	} else if (atomic_load(&vm->state) != CCVM_VM_CREATED) {
+		err = -EINVAL;
+	} else if (vm->ops->vm_finalize) {
+		/* A backend without a launch protocol is runnable from the start. */
+		err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_vm_finalize, CCVM_INVALID_GFN);
+		if (!err)
+			err = vm->ops->vm_finalize(vm);
+		err = ccvm_op_leave(&c, err);
+	}
+	if (!err)
+		atomic_store(&vm->state, CCVM_VM_FINALIZED);
+	pthread_mutex_unlock(&vm->slots_lock);
+	pthread_mutex_unlock(&vm->lock);
+	return err;
+}
+
+const void *ccvm_vm_populate_source(struct ccvm_vm *vm, uint64_t *flags)
+{
+	if (flags)
+		*flags = vm->populate_flags;
+	return vm->populate_src;
+}
+
+static int populate_one(struct ccvm_vm *vm, uint64_t gfn, const void *src, uint64_t flags)
+{
+	struct ccvm_memslot *slot;
+	struct ccvm_op_call c;
+	uint64_t pfn;
+	int err;
+
+	if (!(ccvm_attr_get(vm, gfn) & CCVM_MEMORY_ATTRIBUTE_PRIVATE))
+		return -EINVAL;
+	slot = ccvm_memslot_find(vm, gfn);
+	if (!slot || !(slot->flags & CCVM_MEM_GUEST_MEMFD) || !atomic_load(&slot->gmem))
+		return -EINVAL;
+
+	if (vm->caps.has_mirror_root) {
+		/*
+		 * As KVM after the PAGE.ADD rework: map through the mirror root
+		 * with the source stashed; set_private_spte sees a VM that is not
+		 * finalized and issues PAGE.ADD from it.
+		 */
+		vm->populate_src = src;
+		vm->populate_flags = flags;
+		err = ccvm_mmu_map_private(vm, gfn);
+		vm->populate_src = NULL;
+		vm->populate_flags = 0;
+		return err;
+	}
+	err = ccvm_gmem_alloc_pfn(vm, slot, gfn, &pfn);
+	if (err)
+		return err;
+	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_populate, gfn);
+	if (!err)
+		err = vm->ops->populate(vm, gfn, pfn, src, flags);
+	return ccvm_op_leave(&c, err);
+}
+
+int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src, uint64_t size,
+		     uint64_t flags)
+{
+	uint64_t gfn, n, i;
+	int err = 0;
+
+	if (!vm || !src || !size || (flags & ~CCVM_POPULATE_MEASURE))
+		return -EINVAL;
+	if (!ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size) || gpa + size < gpa)
+		return -EINVAL;
+	if ((gpa & vm->shared_bit) || ((gpa + size - 1) >> CCVM_PAGE_SHIFT) >= vm->max_gfn)
+		return -EINVAL;
+	if (!vm->ops->populate && !vm->caps.has_mirror_root)
+		return -EOPNOTSUPP;
+
+	gfn = gpa >> CCVM_PAGE_SHIFT;
+	n = size >> CCVM_PAGE_SHIFT;
+	pthread_mutex_lock(&vm->lock);
+	pthread_mutex_lock(&vm->slots_lock);
+	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
+		err = -EIO;
+	else if (atomic_load(&vm->state) != CCVM_VM_CREATED)
+		err = -EINVAL;
+	/* Page by page, stopping at the first error, as kvm_gmem_populate. */
+	for (i = 0; !err && i < n; i++) {
+		pthread_rwlock_rdlock(&vm->memslots_rw);
+		err = populate_one(vm, gfn + i, (const uint8_t *)src + i * CCVM_PAGE_SIZE,
+				   flags);
+		pthread_rwlock_unlock(&vm->memslots_rw);
+	}
+	pthread_mutex_unlock(&vm->slots_lock);
+	pthread_mutex_unlock(&vm->lock);
+	return err;
+}
+
+int ccvm_vm_terminate(struct ccvm_vm *vm)
+{
+	struct ccvm_op_call c;
+	int err;
+
+	if (!vm)
+		return -EINVAL;
+	if (!vm->ops->vm_terminate)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&vm->lock);
+	if (ccvm_vm_is_dead(vm)) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EINVAL;
+	}
+	/* No vCPU may enter from here on; the backend releases its key. */
+	ccvm_vm_set_dead(vm);
+	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_vm_terminate, CCVM_INVALID_GFN);
+	if (!err)
+		err = vm->ops->vm_terminate(vm);
+	err = ccvm_op_leave(&c, err);
+	pthread_mutex_unlock(&vm->lock);
+	return err;
+}
