@@ -1,0 +1,1332 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The TDP MMU: page tables per root, the fault path, zaps, fast zap and the
+ * invalidation protocol (kvm-semantics.md sections 2 and 5).
+ *
+ * Roots.  Every vCPU has a direct root (shared mappings; on VMs without a
+ * mirror root, private ones too) and, when the backend's caps say
+ * has_mirror_root, a mirror root for private mappings.  Roots are shared by
+ * every vCPU that needs the same kind: a reload looks up a valid root of the
+ * kind before allocating one.  A new root holds two references, the
+ * allocating vCPU's and the MMU's own (kvm-semantics.md 5.6), so it outlives
+ * vCPU unloads until it is invalidated.  Invalidating a root drops the MMU's
+ * reference; the last reference zaps and frees it.  Direct roots are
+ * invalidated by a fast zap, mirror roots only at VM teardown.  The root
+ * list and every refcount change are under mmu_lock write.
+ *
+ * Tables.  512 64-bit entries per table, 4 levels (5 when gpa_bits > 48).
+ * Both kinds of root are indexed by the gfn without the shared bit; the
+ * direct root of a VM with a shared bit stands for the aliases carrying it.
+ *
+ * SPTE layout (one 64-bit word, read and written atomically):
+ *   bit 0      present
+ *   bit 1      leaf (at level 2: a 2M mapping)
+ *   bit 2      private: the frame is a gmem pfn mapped as private memory, so
+ *              a root holding both kinds (mock, SNP) can be zapped by filter
+ *   bit 3      host: the frame is a virtual page of the VMM's shared buffer
+ *              (userspace_addr >> 12), not a platform pfn
+ *   bits 12-63 frame number (leaves)
+ * A present non-leaf entry is the address of the child struct ccvm_sp with
+ * bit 0 set (tables are 64-byte aligned).  SPTE_FROZEN is a non-present
+ * magic value that locks one entry of a mirror root while the backend is
+ * told about the change (kvm-semantics.md 5.4); walkers that see it retry.
+ *
+ * Concurrency.  Faults install under mmu_lock read with compare-exchange,
+ * so several vCPUs fault in parallel; zaps, fast zaps, root changes and the
+ * invalidation primitives hold mmu_lock write, so a table is only freed
+ * when no walker can be inside it.  A present mirror entry is never changed
+ * under read: mirror roots only see non-present -> present atomically.
+ *
+ * Hugepages.  A 2M leaf needs the lead's lpage tracking to allow it
+ * (uniform attributes, whole 2M inside one slot), the caps and the
+ * backend's max_mapping_level to allow it, and a contiguous backing: the
+ * VMM buffer's 2M must start 2M aligned (as KVM's hva/gfn alignment rule),
+ * and a gmem 2M must be one folio of order >= 9 at a matching alignment.
+ * gmem hands out order-0 pages today, so private leaves are 4K.
+ */
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define SPTE_PRESENT		(1ull << 0)
+#define SPTE_LEAF		(1ull << 1)
+#define SPTE_PRIVATE		(1ull << 2)
+#define SPTE_HOST		(1ull << 3)
+#define SPTE_FRAME_SHIFT	12
+#define SPTE_TABLE_FLAGS	0x3full
+/* Non-present, so every "present" test fails on it, and never a real value. */
+#define SPTE_FROZEN		0x5a0ull
+
+#define SPTE_PER_TABLE		512
+#define SPTE_LEVEL_BITS		9
+#define NO_PFN			UINT64_MAX
+
+struct ccvm_sp {
+	_Alignas(64) _Atomic uint64_t spte[SPTE_PER_TABLE];
+	uint64_t gfn;		/* first gfn this table covers */
+	uint64_t ext_pfn;	/* mirror: page handed to link_private_spt */
+	int level;		/* level of this table's entries: 1 = 4K leaves */
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static inline uint64_t level_pages(int level)
+{
+	return 1ull << (SPTE_LEVEL_BITS * (level - 1));
+}
+
+static inline unsigned int spte_index(uint64_t gfn, int level)
+{
+	return (unsigned int)(gfn >> (SPTE_LEVEL_BITS * (level - 1))) & (SPTE_PER_TABLE - 1);
+}
+
+static inline bool spte_present(uint64_t e)
+{
+	return e & SPTE_PRESENT;
+}
+
+static inline bool spte_leaf(uint64_t e)
+{
+	return (e & (SPTE_PRESENT | SPTE_LEAF)) == (SPTE_PRESENT | SPTE_LEAF);
+}
+
+static inline uint64_t spte_frame(uint64_t e)
+{
+	return e >> SPTE_FRAME_SHIFT;
+}
+
+static inline struct ccvm_sp *spte_child(uint64_t e)
+{
+	return (struct ccvm_sp *)(uintptr_t)(e & ~SPTE_TABLE_FLAGS);
+}
+
+static inline uint64_t make_leaf(uint64_t frame, bool is_private, bool host)
+{
+	return (frame << SPTE_FRAME_SHIFT) | SPTE_PRESENT | SPTE_LEAF |
+	       (is_private ? SPTE_PRIVATE : 0) | (host ? SPTE_HOST : 0);
+}
+
+static inline uint64_t make_table(struct ccvm_sp *sp)
+{
+	return (uint64_t)(uintptr_t)sp | SPTE_PRESENT;
+}
+
+static inline uint64_t spte_load(_Atomic uint64_t *ptr)
+{
+	return atomic_load_explicit(ptr, memory_order_acquire);
+}
+
+static inline void spte_store(_Atomic uint64_t *ptr, uint64_t v)
+{
+	atomic_store_explicit(ptr, v, memory_order_release);
+}
+
+static inline bool spte_cmpxchg(_Atomic uint64_t *ptr, uint64_t old, uint64_t v)
+{
+	return atomic_compare_exchange_strong_explicit(ptr, &old, v, memory_order_acq_rel,
+						       memory_order_acquire);
+}
+
+static inline bool vm_has_mirror(const struct ccvm_vm *vm)
+{
+	return vm->caps.has_mirror_root;
+}
+
+static inline bool root_is_invalid(const struct ccvm_root *root)
+{
+	return atomic_load_explicit(&root->invalid, memory_order_acquire);
+}
+
+static inline uint64_t gpa_to_gfn(const struct ccvm_vm *vm, uint64_t gpa)
+{
+	return (gpa & ~vm->shared_bit) >> CCVM_PAGE_SHIFT;
+}
+
+/* ---- backend op wrappers (counted, traced, injectable) -------------------- */
+
+static inline int op_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level,
+				      uint64_t spt_pfn)
+{
+	struct ccvm_op_call c;
+	int ret;
+
+	if (!vm->ops->link_private_spt)
+		return -EOPNOTSUPP;
+	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_link_private_spt, gfn);
+	if (!ret)
+		ret = vm->ops->link_private_spt(vm, gfn, level, spt_pfn);
+	return ccvm_op_leave(&c, ret);
+}
+
+static inline int op_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level,
+				      uint64_t pfn)
+{
+	struct ccvm_op_call c;
+	int ret;
+
+	if (!vm->ops->set_private_spte)
+		return -EOPNOTSUPP;
+	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_set_private_spte, gfn);
+	if (!ret)
+		ret = vm->ops->set_private_spte(vm, gfn, level, pfn);
+	return ccvm_op_leave(&c, ret);
+}
+
+static inline int op_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level,
+					 uint64_t pfn)
+{
+	struct ccvm_op_call c;
+	int ret;
+
+	if (!vm->ops->remove_private_spte)
+		return 0;
+	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_remove_private_spte, gfn);
+	if (!ret)
+		ret = vm->ops->remove_private_spte(vm, gfn, level, pfn);
+	return ccvm_op_leave(&c, ret);
+}
+
+static inline int op_free_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level,
+				      uint64_t spt_pfn)
+{
+	struct ccvm_op_call c;
+	int ret;
+
+	if (!vm->ops->free_private_spt)
+		return 0;
+	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_free_private_spt, gfn);
+	if (!ret)
+		ret = vm->ops->free_private_spt(vm, gfn, level, spt_pfn);
+	return ccvm_op_leave(&c, ret);
+}
+
+static inline int op_fault_is_private(struct ccvm_vm *vm, uint64_t gpa)
+{
+	struct ccvm_op_call c;
+	int ret;
+
+	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_fault_is_private,
+			    gpa_to_gfn(vm, gpa));
+	if (!ret)
+		ret = vm->ops->fault_is_private(vm, gpa);
+	return ccvm_op_leave(&c, ret);
+}
+
+static inline int op_max_mapping_level(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn,
+				       bool is_private)
+{
+	struct ccvm_op_call c;
+	int ret;
+
+	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_max_mapping_level, gfn);
+	if (!ret)
+		ret = vm->ops->max_mapping_level(vm, pfn, is_private);
+	return ccvm_op_leave(&c, ret);
+}
+
+/* ---- access classification ------------------------------------------------ */
+
+enum access_kind {
+	ACCESS_SHARED,
+	ACCESS_PRIVATE,
+	ACCESS_BY_ATTR,		/* no hardware signal: the attribute decides (mock) */
+};
+
+static enum access_kind access_kind(struct ccvm_vm *vm, uint64_t gpa)
+{
+	if (vm->ops->fault_is_private)
+		return op_fault_is_private(vm, gpa) > 0 ? ACCESS_PRIVATE : ACCESS_SHARED;
+	if (vm->shared_bit)
+		return (gpa & vm->shared_bit) ? ACCESS_SHARED : ACCESS_PRIVATE;
+	return ACCESS_BY_ATTR;
+}
+
+static inline bool gfn_attr_private(struct ccvm_vm *vm, uint64_t gfn)
+{
+	return ccvm_attr_get(vm, gfn) & CCVM_MEMORY_ATTRIBUTE_PRIVATE;
+}
+
+bool ccvm_fault_is_private(struct ccvm_vm *vm, uint64_t gpa)
+{
+	switch (access_kind(vm, gpa)) {
+	case ACCESS_PRIVATE:
+		return true;
+	case ACCESS_SHARED:
+		return false;
+	default:
+		return gfn_attr_private(vm, gpa_to_gfn(vm, gpa));
+	}
+}
+
+/* ---- tables and roots ------------------------------------------------------ */
+
+static struct ccvm_sp *sp_alloc(struct ccvm_vm *vm, int level, uint64_t gfn)
+{
+	struct ccvm_sp *sp = aligned_alloc(_Alignof(struct ccvm_sp), sizeof(*sp));
+
+	if (!sp)
+		return NULL;
+	memset(sp, 0, sizeof(*sp));
+	sp->gfn = gfn;
+	sp->level = level;
+	sp->ext_pfn = NO_PFN;
+	ccvm_model_bytes_add(vm->p, sizeof(*sp));
+	atomic_fetch_add_explicit(&vm->mmu.nr_sp, 1, memory_order_relaxed);
+	ccvm_account(vm->p, vm, CCVM_EV_SP_ALLOC, 1);
+	return sp;
+}
+
+static void sp_free(struct ccvm_vm *vm, struct ccvm_sp *sp)
+{
+	free(sp);
+	ccvm_model_bytes_add(vm->p, -(int64_t)sizeof(*sp));
+	atomic_fetch_sub_explicit(&vm->mmu.nr_sp, 1, memory_order_relaxed);
+	ccvm_account(vm->p, vm, CCVM_EV_SP_FREE, 1);
+}
+
+/*
+ * Give back a mirror table's external page.  Only at root teardown, after
+ * the backend released its key (kvm-semantics.md 5.5): a page the backend
+ * could not reclaim may still belong to the guest, so it is leaked.
+ * @level is that of the entry that pointed to the table, as for link.
+ */
+static void sp_free_external(struct ccvm_vm *vm, struct ccvm_sp *sp, int level)
+{
+	int ret;
+
+	if (sp->ext_pfn == NO_PFN)
+		return;
+	ret = op_free_private_spt(vm, sp->gfn, level, sp->ext_pfn);
+	if (ret) {
+		ccvm_log(CCVM_LOG_WARN, "vm %u: free_private_spt(gfn %#llx) failed: %d, page leaked",
+			 vm->id, (unsigned long long)sp->gfn, ret);
+		ccvm_page_leak(vm->p, sp->ext_pfn);
+	} else {
+		ccvm_page_free(vm->p, sp->ext_pfn);
+	}
+	sp->ext_pfn = NO_PFN;
+}
+
+/* The valid root of the kind, if any (at most one); mmu_lock held. */
+static struct ccvm_root *root_find_valid(struct ccvm_vm *vm, bool mirror)
+{
+	struct ccvm_root *root;
+
+	for (root = vm->mmu.roots; root; root = root->next)
+		if (root->mirror == mirror && !root_is_invalid(root))
+			return root;
+	return NULL;
+}
+
+/* A new root holding @refs references; mmu_lock write held. */
+static struct ccvm_root *root_alloc(struct ccvm_vm *vm, bool mirror, long refs)
+{
+	struct ccvm_root *root = calloc(1, sizeof(*root));
+
+	if (!root)
+		return NULL;
+	root->sp = sp_alloc(vm, vm->mmu.root_level, 0);
+	if (!root->sp) {
+		free(root);
+		return NULL;
+	}
+	ccvm_model_bytes_add(vm->p, sizeof(*root));
+	root->mirror = mirror;
+	atomic_init(&root->refcount, refs);
+	atomic_init(&root->invalid, false);
+	root->next = vm->mmu.roots;
+	vm->mmu.roots = root;
+	ccvm_account(vm->p, vm, CCVM_EV_ROOT_ALLOC, 1);
+	return root;
+}
+
+/*
+ * A reference on the valid root of the kind, shared with every vCPU that
+ * uses it; a new one starts with the vCPU's and the MMU's reference (5.6).
+ * mmu_lock write held.
+ */
+static struct ccvm_root *root_get_for_vcpu(struct ccvm_vm *vm, bool mirror)
+{
+	struct ccvm_root *root = root_find_valid(vm, mirror);
+
+	if (root) {
+		atomic_fetch_add_explicit(&root->refcount, 1, memory_order_relaxed);
+		return root;
+	}
+	return root_alloc(vm, mirror, 2);
+}
+
+static void zap_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t *ptr,
+		     uint64_t e, uint64_t gfn, int level);
+
+/* Zap every leaf and free every table below @sp (root teardown). */
+static void table_teardown(struct ccvm_vm *vm, struct ccvm_root *root, struct ccvm_sp *sp)
+{
+	uint64_t span = level_pages(sp->level);
+	unsigned int i;
+
+	for (i = 0; i < SPTE_PER_TABLE; i++) {
+		uint64_t e = spte_load(&sp->spte[i]);
+		struct ccvm_sp *child;
+
+		if (!spte_present(e))
+			continue;
+		if (spte_leaf(e)) {
+			zap_leaf(vm, root, &sp->spte[i], e, sp->gfn + i * span, sp->level);
+			continue;
+		}
+		child = spte_child(e);
+		table_teardown(vm, root, child);
+		spte_store(&sp->spte[i], 0);
+		sp_free_external(vm, child, sp->level);
+		sp_free(vm, child);
+	}
+}
+
+/* Last reference gone: zap, free, unlink.  mmu_lock write held. */
+static void root_free(struct ccvm_vm *vm, struct ccvm_root *root)
+{
+	struct ccvm_root **pp;
+
+	table_teardown(vm, root, root->sp);
+	sp_free(vm, root->sp);
+	for (pp = &vm->mmu.roots; *pp; pp = &(*pp)->next) {
+		if (*pp == root) {
+			*pp = root->next;
+			break;
+		}
+	}
+	free(root);
+	ccvm_model_bytes_add(vm->p, -(int64_t)sizeof(*root));
+	ccvm_account(vm->p, vm, CCVM_EV_ROOT_FREE, 1);
+}
+
+/* Drop one reference; mmu_lock write held. */
+static void root_put(struct ccvm_vm *vm, struct ccvm_root *root)
+{
+	long left = atomic_fetch_sub_explicit(&root->refcount, 1, memory_order_acq_rel) - 1;
+
+	if (left > 0)
+		return;
+	if (left < 0 || !root_is_invalid(root)) {
+		/* Only invalid roots may lose their last reference (5.6). */
+		ccvm_vm_bug(vm, "%s root: refcount %ld while %s", root->mirror ? "mirror" : "direct",
+			    left, root_is_invalid(root) ? "invalid" : "valid");
+		if (left < 0)
+			return;
+		atomic_store(&root->invalid, true);
+	}
+	root_free(vm, root);
+}
+
+/* Mark @root invalid and drop the MMU's own reference; mmu_lock write held. */
+static void root_invalidate(struct ccvm_vm *vm, struct ccvm_root *root)
+{
+	if (root_is_invalid(root))
+		return;
+	atomic_store_explicit(&root->invalid, true, memory_order_release);
+	root_put(vm, root);
+}
+
+int ccvm_mmu_vm_init(struct ccvm_vm *vm)
+{
+	struct ccvm_mmu *m = &vm->mmu;
+
+	m->roots = NULL;
+	m->root_level = vm->gpa_bits > 48 ? 5 : 4;
+	atomic_init(&m->invalidate_seq, 0);
+	atomic_init(&m->invalidate_in_progress, 0);
+	atomic_init(&m->range_start, CCVM_INVALID_GFN);
+	atomic_init(&m->range_end, CCVM_INVALID_GFN);
+	m->range_added = false;
+	atomic_init(&m->nr_sp, 0);
+	atomic_init(&m->nr_leaves, 0);
+	return 0;
+}
+
+/*
+ * KVM's kvm_mmu_uninit_tdp_mmu(): every root still valid (mirror roots
+ * included) is invalidated, which drops the MMU's reference and, once the
+ * vCPUs have unloaded, zaps and frees it.  The leaves of a mirror root go
+ * through remove_private_spte, which a TDX backend answers by RECLAIM since
+ * vm_pre_destroy already released the key.
+ */
+void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
+{
+	struct ccvm_root *root, *next;
+
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	for (root = vm->mmu.roots; root; root = next) {
+		next = root->next;
+		root_invalidate(vm, root);
+	}
+	/* References a vCPU never dropped: free anyway, the VM is gone. */
+	while (vm->mmu.roots) {
+		root = vm->mmu.roots;
+		ccvm_log(CCVM_LOG_WARN, "vm %u: %s root freed with %ld references left",
+			 vm->id, root->mirror ? "mirror" : "direct",
+			 atomic_load(&root->refcount));
+		root_free(vm, root);
+	}
+	pthread_rwlock_unlock(&vm->mmu_lock);
+}
+
+/*
+ * kvm_mmu_reload(): the direct root is replaced when missing or invalid; a
+ * mirror root is only taken when the vCPU has none, so a fast zap never makes
+ * a vCPU allocate (or reference) a second mirror root (kvm-semantics.md 10).
+ */
+int ccvm_mmu_reload(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm = v->vm;
+	bool need_direct = !v->root || root_is_invalid(v->root);
+	bool need_mirror = vm_has_mirror(vm) &&
+			   (!v->mirror_root || root_is_invalid(v->mirror_root));
+	int err = 0;
+
+	if (ccvm_likely(!need_direct && !need_mirror))
+		return 0;
+
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	if (need_direct) {
+		struct ccvm_root *root = root_get_for_vcpu(vm, false);
+
+		if (root) {
+			if (v->root)
+				root_put(vm, v->root);
+			v->root = root;
+		} else {
+			err = -ENOMEM;
+		}
+	}
+	if (need_mirror && !err) {
+		struct ccvm_root *root = root_get_for_vcpu(vm, true);
+
+		if (root) {
+			if (v->mirror_root)
+				root_put(vm, v->mirror_root);
+			v->mirror_root = root;
+		} else {
+			err = -ENOMEM;
+		}
+	}
+	pthread_rwlock_unlock(&vm->mmu_lock);
+	return err;
+}
+
+void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm = v->vm;
+
+	if (!v->root && !v->mirror_root)
+		return;
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	if (v->root)
+		root_put(vm, v->root);
+	if (v->mirror_root)
+		root_put(vm, v->mirror_root);
+	v->root = NULL;
+	v->mirror_root = NULL;
+	pthread_rwlock_unlock(&vm->mmu_lock);
+}
+
+/* ---- invalidation protocol (kvm-semantics.md 2.1) ------------------------ */
+
+void ccvm_mmu_invalidate_begin(struct ccvm_vm *vm)
+{
+	struct ccvm_mmu *m = &vm->mmu;
+
+	if (atomic_fetch_add_explicit(&m->invalidate_in_progress, 1,
+				      memory_order_acq_rel) == 0) {
+		atomic_store_explicit(&m->range_start, CCVM_INVALID_GFN, memory_order_relaxed);
+		atomic_store_explicit(&m->range_end, CCVM_INVALID_GFN, memory_order_relaxed);
+		m->range_added = false;
+	}
+}
+
+void ccvm_mmu_invalidate_range_add(struct ccvm_vm *vm, uint64_t start, uint64_t end)
+{
+	struct ccvm_mmu *m = &vm->mmu;
+	uint64_t s = atomic_load_explicit(&m->range_start, memory_order_relaxed);
+	uint64_t e = atomic_load_explicit(&m->range_end, memory_order_relaxed);
+
+	if (atomic_load_explicit(&m->invalidate_in_progress, memory_order_relaxed) <= 0)
+		ccvm_log(CCVM_LOG_WARN, "vm %u: invalidate range added outside begin/end",
+			 vm->id);
+	if (s == CCVM_INVALID_GFN) {
+		s = start;
+		e = end;
+	} else {
+		s = start < s ? start : s;
+		e = end > e ? end : e;
+	}
+	atomic_store_explicit(&m->range_start, s, memory_order_relaxed);
+	atomic_store_explicit(&m->range_end, e, memory_order_release);
+	m->range_added = true;
+}
+
+void ccvm_mmu_invalidate_end(struct ccvm_vm *vm)
+{
+	struct ccvm_mmu *m = &vm->mmu;
+
+	if (!m->range_added)
+		ccvm_log(CCVM_LOG_DEBUG, "vm %u: invalidate_end without a range", vm->id);
+	/* The seq bump is seen by anyone who sees in_progress drop (2.3). */
+	atomic_fetch_add_explicit(&m->invalidate_seq, 1, memory_order_release);
+	if (atomic_fetch_sub_explicit(&m->invalidate_in_progress, 1,
+				      memory_order_release) <= 0) {
+		atomic_store(&m->invalidate_in_progress, 0);
+		ccvm_vm_bug(vm, "mmu invalidate_end without begin");
+	}
+	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
+}
+
+/*
+ * mmu_invalidate_retry_gfn_unsafe(): the cheap check before the pfn lookup
+ * and before taking mmu_lock.  A range that is still empty while in
+ * progress is not a hit here; false negatives are caught under the lock.
+ */
+static bool fault_stale_unlocked(struct ccvm_vm *vm, uint64_t seq, uint64_t start,
+				 uint64_t end)
+{
+	struct ccvm_mmu *m = &vm->mmu;
+
+	if (ccvm_unlikely(atomic_load_explicit(&m->invalidate_in_progress,
+					       memory_order_acquire) > 0)) {
+		uint64_t s = atomic_load_explicit(&m->range_start, memory_order_relaxed);
+		uint64_t e = atomic_load_explicit(&m->range_end, memory_order_acquire);
+
+		if (s != CCVM_INVALID_GFN && start < e && s < end)
+			return true;
+	}
+	return atomic_load_explicit(&m->invalidate_seq, memory_order_acquire) != seq;
+}
+
+/*
+ * mmu_invalidate_retry_gfn() under mmu_lock.  The range checked is the one
+ * the new leaf would cover (its whole 2M for a hugepage): stricter than
+ * KVM's single gfn, and it makes a 2M leaf straddling an invalidation
+ * impossible whatever widened the range.
+ */
+static bool fault_stale_locked(struct ccvm_vm *vm, uint64_t seq, uint64_t start,
+			       uint64_t end)
+{
+	struct ccvm_mmu *m = &vm->mmu;
+
+	if (ccvm_unlikely(atomic_load_explicit(&m->invalidate_in_progress,
+					       memory_order_relaxed) > 0)) {
+		uint64_t s = atomic_load_explicit(&m->range_start, memory_order_relaxed);
+		uint64_t e = atomic_load_explicit(&m->range_end, memory_order_relaxed);
+
+		if (s == CCVM_INVALID_GFN || (start < e && s < end))
+			return true;
+	}
+	return atomic_load_explicit(&m->invalidate_seq, memory_order_relaxed) != seq;
+}
+
+/* ---- zap ------------------------------------------------------------------ */
+
+static void zap_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t *ptr,
+		     uint64_t e, uint64_t gfn, int level)
+{
+	int ret;
+
+	spte_store(ptr, 0);
+	atomic_fetch_sub_explicit(&vm->mmu.nr_leaves, 1, memory_order_relaxed);
+	ccvm_account(vm->p, vm, CCVM_EV_ZAP, 1);
+	if (!root->mirror)
+		return;
+	/* No unwinding: a half-removed private page may still be the guest's. */
+	ret = op_remove_private_spte(vm, gfn, level, spte_frame(e));
+	if (ret) {
+		ccvm_vm_bug(vm, "remove_private_spte(gfn %#llx, level %d) failed: %d",
+			    (unsigned long long)gfn, level, ret);
+		ccvm_page_leak(vm->p, spte_frame(e));
+	}
+}
+
+static bool table_empty(struct ccvm_sp *sp)
+{
+	unsigned int i;
+
+	for (i = 0; i < SPTE_PER_TABLE; i++)
+		if (atomic_load_explicit(&sp->spte[i], memory_order_relaxed))
+			return false;
+	return true;
+}
+
+struct zap_range {
+	struct ccvm_vm *vm;
+	struct ccvm_root *root;
+	uint64_t start, end;
+	unsigned int filter;
+	bool by_leaf_kind;	/* both kinds in this root: the private bit selects */
+	bool flush;
+};
+
+static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
+{
+	uint64_t span = level_pages(sp->level);
+	uint64_t first = z->start > sp->gfn ? z->start : sp->gfn;
+	uint64_t table_end = sp->gfn + span * SPTE_PER_TABLE;
+	uint64_t last = z->end < table_end ? z->end : table_end;
+	uint64_t i, i_first, i_last;
+
+	if (first >= last)
+		return;
+	i_first = (first - sp->gfn) / span;
+	i_last = (last - 1 - sp->gfn) / span;
+	for (i = i_first; i <= i_last; i++) {
+		_Atomic uint64_t *ptr = &sp->spte[i];
+		uint64_t e = spte_load(ptr);
+		uint64_t gfn = sp->gfn + i * span;
+		struct ccvm_sp *child;
+
+		if (!spte_present(e)) {
+			if (e == SPTE_FROZEN)
+				ccvm_vm_bug(z->vm, "frozen spte at gfn %#llx under mmu_lock write",
+					    (unsigned long long)gfn);
+			continue;
+		}
+		if (spte_leaf(e)) {
+			/* A 2M leaf partly inside the range goes whole. */
+			if (z->by_leaf_kind &&
+			    !(z->filter & ((e & SPTE_PRIVATE) ? CCVM_FILTER_PRIVATE
+							      : CCVM_FILTER_SHARED)))
+				continue;
+			zap_leaf(z->vm, z->root, ptr, e, gfn, sp->level);
+			z->flush = true;
+			continue;
+		}
+		child = spte_child(e);
+		zap_table(z, child);
+		/*
+		 * Mirror tables stay until teardown (S-EPT pages cannot be removed
+		 * while the TD runs); an emptied direct table whose whole range was
+		 * zapped goes now, so a later fault can map the range 2M again.
+		 */
+		if (!z->root->mirror && gfn >= z->start && gfn + span <= z->end &&
+		    table_empty(child)) {
+			spte_store(ptr, 0);
+			sp_free(z->vm, child);
+		}
+	}
+}
+
+bool ccvm_mmu_unmap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end,
+			      unsigned int filter)
+{
+	struct zap_range z = {
+		.vm = vm, .start = start, .end = end, .filter = filter,
+		.by_leaf_kind = !vm_has_mirror(vm),
+	};
+	struct ccvm_root *root;
+
+	if (start >= end || !filter)
+		return false;
+	/* Invalid roots too: vCPUs may still use them until they reload. */
+	for (root = vm->mmu.roots; root; root = root->next) {
+		if (vm_has_mirror(vm) &&
+		    !(filter & (root->mirror ? CCVM_FILTER_PRIVATE : CCVM_FILTER_SHARED)))
+			continue;
+		z.root = root;
+		zap_table(&z, root->sp);
+	}
+	return z.flush;
+}
+
+void ccvm_mmu_flush_remote_tlbs(struct ccvm_vm *vm)
+{
+	/* Guest accesses translate under mmu_lock, so nothing is cached to drop. */
+	ccvm_account(vm->p, vm, CCVM_EV_TLB_FLUSH, 1);
+}
+
+void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm)
+{
+	struct ccvm_root *root, *next;
+
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	for (root = vm->mmu.roots; root; root = next) {
+		next = root->next;
+		/* S-EPT entries must go one by one with the key: never fast. */
+		if (!root->mirror)
+			root_invalidate(vm, root);
+	}
+	ccvm_account(vm->p, vm, CCVM_EV_FAST_ZAP, 1);
+	pthread_rwlock_unlock(&vm->mmu_lock);
+}
+
+void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end)
+{
+	if (!vm || start >= end)
+		return;
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_mmu_invalidate_begin(vm);
+	ccvm_mmu_invalidate_range_add(vm, start, end);
+	if (ccvm_mmu_unmap_gfn_range(vm, start, end, CCVM_FILTER_PRIVATE | CCVM_FILTER_SHARED))
+		ccvm_mmu_flush_remote_tlbs(vm);
+	ccvm_mmu_invalidate_end(vm);
+	pthread_rwlock_unlock(&vm->mmu_lock);
+}
+
+/* ---- install ---------------------------------------------------------------- */
+
+struct fault {
+	struct ccvm_vm *vm;
+	uint64_t gfn;		/* without the shared bit */
+	bool is_private;
+	bool host;		/* frame is a VMM virtual page */
+	uint64_t frame;		/* of the 4K page at gfn */
+	int level;		/* in: wanted; out: level of the leaf covering gfn */
+	bool installed;		/* out: this fault wrote the leaf */
+};
+
+/* Freeze, tell the backend, then publish or restore (kvm-semantics.md 5.4). */
+static int mirror_set(struct ccvm_vm *vm, _Atomic uint64_t *ptr, uint64_t new_spte,
+		      int (*op)(struct ccvm_vm *, uint64_t, int, uint64_t),
+		      uint64_t gfn, int level, uint64_t arg)
+{
+	int ret;
+
+	if (!spte_cmpxchg(ptr, 0, SPTE_FROZEN))
+		return -EAGAIN;		/* changed under us: look again */
+	ret = op(vm, gfn, level, arg);
+	if (ret) {
+		spte_store(ptr, 0);
+		/* Busy never spins here: the whole fault is retried. */
+		return ret == -EBUSY ? CCVM_PF_RETRY : ret;
+	}
+	spte_store(ptr, new_spte);
+	return 0;
+}
+
+/* A table for the entry at @level covering @gfn; 0, CCVM_PF_RETRY, -errno. */
+static int link_table(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t *ptr,
+		      uint64_t gfn, int level)
+{
+	uint64_t base = gfn & ~(level_pages(level) - 1);
+	struct ccvm_sp *child = sp_alloc(vm, level - 1, base);
+	int ret;
+
+	if (!child)
+		return -ENOMEM;
+	if (!root->mirror) {
+		if (!spte_cmpxchg(ptr, 0, make_table(child)))
+			sp_free(vm, child);	/* another vCPU linked one */
+		return 0;
+	}
+	ret = ccvm_page_alloc(vm->p, &child->ext_pfn);
+	if (ret) {
+		child->ext_pfn = NO_PFN;
+		sp_free(vm, child);
+		return ret;
+	}
+	ret = mirror_set(vm, ptr, make_table(child), op_link_private_spt, base, level,
+			 child->ext_pfn);
+	if (ret) {
+		/* Never handed over: still the host's page. */
+		ccvm_page_free(vm->p, child->ext_pfn);
+		sp_free(vm, child);
+		return ret == -EAGAIN ? 0 : ret;
+	}
+	return 0;
+}
+
+static int set_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t *ptr,
+		    struct fault *f, int level)
+{
+	uint64_t offset = f->gfn & (level_pages(level) - 1);
+	uint64_t leaf = make_leaf(f->frame - offset, f->is_private, f->host);
+	int ret;
+
+	if (!root->mirror) {
+		if (!spte_cmpxchg(ptr, 0, leaf))
+			return -EAGAIN;
+	} else {
+		ret = mirror_set(vm, ptr, leaf, op_set_private_spte, f->gfn - offset, level,
+				 f->frame - offset);
+		if (ret)
+			return ret;
+	}
+	atomic_fetch_add_explicit(&vm->mmu.nr_leaves, 1, memory_order_relaxed);
+	f->installed = true;
+	f->level = level;
+	return 0;
+}
+
+/*
+ * Walk @root to f->level, linking missing tables, and install the leaf.
+ * mmu_lock held (read or write).  Return: 0 (installed, or a leaf already
+ * covers the gfn: f->installed tells), CCVM_PF_RETRY, or a negative errno.
+ */
+static int tdp_map(struct ccvm_vm *vm, struct ccvm_root *root, struct fault *f)
+{
+	struct ccvm_sp *sp = root->sp;
+	int level = vm->mmu.root_level;
+	int target = f->level;
+	int ret;
+
+	f->installed = false;
+	for (;;) {
+		_Atomic uint64_t *ptr = &sp->spte[spte_index(f->gfn, level)];
+		uint64_t e = spte_load(ptr);
+
+		if (e == SPTE_FROZEN)
+			return CCVM_PF_RETRY;
+		if (spte_leaf(e)) {
+			/* Another vCPU mapped it first: a spurious fault. */
+			f->level = level;
+			return 0;
+		}
+		if (level == target && !spte_present(e)) {
+			ret = set_leaf(vm, root, ptr, f, level);
+			if (ret == -EAGAIN)
+				continue;
+			return ret;
+		}
+		if (level == target) {
+			/*
+			 * A table where a 2M leaf could go (mapped 4K while the range
+			 * was mixed).  Replacing it under mmu_lock read would free a
+			 * table other walkers may be in, so map 4K below it instead.
+			 */
+			target = CCVM_LEVEL_4K;
+		}
+		if (!spte_present(e)) {
+			ret = link_table(vm, root, ptr, f->gfn, level);
+			if (ret)
+				return ret;
+			continue;
+		}
+		sp = spte_child(e);
+		level--;
+	}
+}
+
+/* ---- the fault path (kvm-semantics.md 2.3) ---------------------------------- */
+
+static void memory_fault_exit(struct ccvm_fault_exit *exit, uint64_t gfn, bool is_private)
+{
+	exit->reason = CCVM_EXIT_MEMORY_FAULT;
+	exit->gpa = gfn << CCVM_PAGE_SHIFT;
+	exit->size = CCVM_PAGE_SIZE;
+	exit->flags = is_private ? CCVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
+}
+
+/*
+ * The largest level the backing and the backend allow, before mmu_lock; the
+ * slot's lpage tracking is applied under the lock.  As KVM, the backend is
+ * asked only when something larger than 4K is still possible.
+ */
+static int fault_backing_level(struct fault *f, int order)
+{
+	struct ccvm_vm *vm = f->vm;
+	uint32_t cap = f->is_private ? vm->caps.private_max_level : vm->caps.shared_max_level;
+	uint64_t head = f->frame - (f->gfn & (CCVM_PAGES_PER_2M - 1));
+	int level = CCVM_LEVEL_2M;
+	int ret;
+
+	if (cap && cap < (uint32_t)level)
+		level = (int)cap;
+	if (level < CCVM_LEVEL_2M)
+		return CCVM_LEVEL_4K;
+	if (head & (CCVM_PAGES_PER_2M - 1))
+		return CCVM_LEVEL_4K;		/* the 2M would not start aligned */
+	if (!f->host && order < SPTE_LEVEL_BITS)
+		return CCVM_LEVEL_4K;		/* not one physically contiguous folio */
+	ret = op_max_mapping_level(vm, f->gfn, f->host ? NO_PFN : f->frame, f->is_private);
+	if (ret < 0)
+		return CCVM_LEVEL_4K;
+	if (ret > 0 && ret < level)
+		level = ret;
+	return level;
+}
+
+/*
+ * One fault at @gpa for @v.  @kind says how the access was classified;
+ * ACCESS_BY_ATTR reads the attribute only after the seq snapshot, so a
+ * conversion racing with the fault is always caught by the stale check.
+ */
+static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
+		     struct ccvm_fault_exit *exit, int *mapped_level)
+{
+	struct ccvm_vm *vm = v->vm;
+	struct ccvm_mmu *m = &vm->mmu;
+	struct fault f = { .vm = vm, .gfn = gpa_to_gfn(vm, gpa) };
+	struct ccvm_memslot *slot;
+	struct ccvm_root *root;
+	uint64_t seq, end;
+	bool attr_private;
+	int order = 0;
+	int ret;
+
+	if (!ccvm_vm_usable(vm))
+		return -EIO;
+	ret = ccvm_mmu_reload(v);
+	if (ret)
+		return ret;
+	ccvm_account(vm->p, vm, CCVM_EV_FAULT, 1);
+
+	pthread_rwlock_rdlock(&vm->memslots_rw);
+	seq = atomic_load_explicit(&m->invalidate_seq, memory_order_acquire);
+
+	attr_private = gfn_attr_private(vm, f.gfn);
+	if (kind == ACCESS_BY_ATTR) {
+		f.is_private = attr_private;
+	} else {
+		f.is_private = kind == ACCESS_PRIVATE;
+		/* Nothing ever converts implicitly: the VMM decides (2.5). */
+		if (f.is_private != attr_private) {
+			memory_fault_exit(exit, f.gfn, f.is_private);
+			ret = CCVM_PF_EXIT;
+			goto out;
+		}
+	}
+
+	slot = f.gfn < vm->max_gfn ? ccvm_memslot_find(vm, f.gfn) : NULL;
+	if (!slot) {
+		exit->reason = CCVM_EXIT_MMIO;
+		exit->gpa = gpa;
+		exit->size = 0;
+		exit->flags = 0;
+		ret = CCVM_PF_EXIT;
+		goto out;
+	}
+	if (atomic_load_explicit(&slot->invalid, memory_order_acquire) ||
+	    fault_stale_unlocked(vm, seq, f.gfn, f.gfn + 1)) {
+		ret = CCVM_PF_RETRY;
+		goto out;
+	}
+
+	if (f.is_private) {
+		uint64_t pfn;
+
+		if (!(slot->flags & CCVM_MEM_GUEST_MEMFD) || !slot->inode) {
+			memory_fault_exit(exit, f.gfn, true);
+			ret = CCVM_PF_EXIT;
+			goto out;
+		}
+		ret = ccvm_gmem_get_pfn(vm, slot, f.gfn, &pfn, &order);
+		if (ret) {
+			/* gmem's own error is the result, with the exit filled. */
+			memory_fault_exit(exit, f.gfn, true);
+			goto out;
+		}
+		f.frame = pfn;
+	} else {
+		if (!slot->userspace_addr) {
+			memory_fault_exit(exit, f.gfn, false);
+			ret = CCVM_PF_EXIT;
+			goto out;
+		}
+		f.host = true;
+		f.frame = ((uintptr_t)slot->userspace_addr >> CCVM_PAGE_SHIFT) +
+			  (f.gfn - slot->base_gfn);
+	}
+	f.level = fault_backing_level(&f, order);
+	if (fault_stale_unlocked(vm, seq, f.gfn, f.gfn + 1)) {
+		ret = CCVM_PF_RETRY;
+		goto out;
+	}
+
+	pthread_rwlock_rdlock(&vm->mmu_lock);
+	if (f.level > CCVM_LEVEL_4K) {
+		int slot_level = ccvm_memslot_max_level(slot, f.gfn);
+
+		if (slot_level < f.level)
+			f.level = slot_level < CCVM_LEVEL_4K ? CCVM_LEVEL_4K : slot_level;
+	}
+	root = f.is_private && vm_has_mirror(vm) ? v->mirror_root : v->root;
+	end = (f.gfn | (level_pages(f.level) - 1)) + 1;
+	if (!root || root_is_invalid(root) ||
+	    fault_stale_locked(vm, seq, f.gfn & ~(level_pages(f.level) - 1), end))
+		ret = CCVM_PF_RETRY;
+	else
+		ret = tdp_map(vm, root, &f);
+	pthread_rwlock_unlock(&vm->mmu_lock);
+
+	if (ret == 0 && f.installed)
+		ccvm_account(vm->p, vm, f.level == CCVM_LEVEL_2M ? CCVM_EV_MAP_2M
+								 : CCVM_EV_MAP_4K, 1);
+	if (ret == 0 && mapped_level)
+		*mapped_level = f.level;
+out:
+	pthread_rwlock_unlock(&vm->memslots_rw);
+	if (ret == CCVM_PF_RETRY)
+		ccvm_account(vm->p, vm, CCVM_EV_FAULT_RETRY, 1);
+	return ret;
+}
+
+int ccvm_mmu_page_fault(struct ccvm_vcpu *v, uint64_t gpa, bool write,
+			struct ccvm_fault_exit *exit)
+{
+	(void)write;	/* no read-only or dirty-logged memory in the model */
+	if (!ccvm_vm_usable(v->vm))
+		return -EIO;
+	return fault_run(v, gpa, access_kind(v->vm, gpa), exit, NULL);
+}
+
+static int fault_retry_loop(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
+			    struct ccvm_fault_exit *exit, int *level)
+{
+	unsigned int tries;
+	int ret = CCVM_PF_RETRY;
+
+	for (tries = 0; tries <= CCVM_FAULT_RETRY_LIMIT; tries++) {
+		if (ccvm_vm_is_dead(v->vm) || !ccvm_vm_usable(v->vm))
+			return -EIO;
+		ret = fault_run(v, gpa, kind, exit, level);
+		if (ret != CCVM_PF_RETRY)
+			return ret;
+		/* Let the invalidation or the busy installer finish. */
+		sched_yield();
+	}
+	ccvm_log(CCVM_LOG_WARN, "vm %u vcpu %u: fault at %#llx retried %u times, giving up",
+		 v->vm->id, v->id, (unsigned long long)gpa, CCVM_FAULT_RETRY_LIMIT);
+	return -EAGAIN;
+}
+
+int ccvm_mmu_page_fault_retry(struct ccvm_vcpu *v, uint64_t gpa, bool write,
+			      struct ccvm_fault_exit *exit)
+{
+	(void)write;
+	if (!ccvm_vm_usable(v->vm))
+		return -EIO;
+	return fault_retry_loop(v, gpa, access_kind(v->vm, gpa), exit, NULL);
+}
+
+/* ---- translation and lookup ------------------------------------------------ */
+
+/* The leaf for @gfn in @root, 0 if none (FROZEN counts as none). */
+static uint64_t root_leaf(const struct ccvm_vm *vm, const struct ccvm_root *root,
+			  uint64_t gfn, int *level)
+{
+	struct ccvm_sp *sp = root->sp;
+	int l = vm->mmu.root_level;
+
+	for (;;) {
+		uint64_t e = spte_load(&sp->spte[spte_index(gfn, l)]);
+
+		if (!spte_present(e))
+			return 0;
+		if (spte_leaf(e)) {
+			*level = l;
+			return e;
+		}
+		sp = spte_child(e);
+		l--;
+	}
+}
+
+int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x)
+{
+	struct ccvm_vm *vm = v->vm;
+	uint64_t gfn = gpa_to_gfn(vm, gpa);
+	enum access_kind kind = access_kind(vm, gpa);
+	struct ccvm_root *root;
+	uint64_t e, frame;
+	int level;
+
+	root = kind == ACCESS_PRIVATE && vm_has_mirror(vm) ? v->mirror_root : v->root;
+	if (!root || root_is_invalid(root))
+		return -ENOENT;
+	e = root_leaf(vm, root, gfn, &level);
+	if (!e)
+		return -ENOENT;
+	/*
+	 * One root holding both kinds (SNP): an access of the other kind must
+	 * fault, which turns it into a memory-fault exit.  Without a hardware
+	 * signal (mock) a present leaf always has the attribute's kind.
+	 */
+	if (kind != ACCESS_BY_ATTR && !!(e & SPTE_PRIVATE) != (kind == ACCESS_PRIVATE))
+		return -ENOENT;
+	frame = spte_frame(e) + (gfn & (level_pages(level) - 1));
+	if (e & SPTE_HOST) {
+		x->hva = (uint8_t *)(uintptr_t)(frame << CCVM_PAGE_SHIFT);
+		x->pfn = NO_PFN;
+	} else {
+		x->hva = ccvm_page_ptr(vm->p, frame);
+		x->pfn = frame;
+	}
+	x->level = level;
+	x->is_private = e & SPTE_PRIVATE;
+	return 0;
+}
+
+int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level)
+{
+	uint64_t gfn = gpa_to_gfn(vm, gpa);
+	bool known = vm->shared_bit != 0;
+	bool is_private = known && !(gpa & vm->shared_bit);
+	bool want_mirror = vm_has_mirror(vm) && is_private;
+	struct ccvm_root *root;
+	int ret = -ENOENT;
+
+	pthread_rwlock_rdlock(&vm->mmu_lock);
+	for (root = vm->mmu.roots; root; root = root->next) {
+		uint64_t e;
+		int l;
+
+		if (root->mirror != want_mirror || root_is_invalid(root))
+			continue;
+		e = root_leaf(vm, root, gfn, &l);
+		if (!e || (known && !!(e & SPTE_PRIVATE) != is_private))
+			continue;
+		if (pfn)
+			*pfn = (e & SPTE_HOST) ? NO_PFN
+					       : spte_frame(e) + (gfn & (level_pages(l) - 1));
+		if (level)
+			*level = l;
+		ret = 0;
+		break;
+	}
+	pthread_rwlock_unlock(&vm->mmu_lock);
+	return ret;
+}
+
+int ccvm_vm_lookup_mapping(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level)
+{
+	if (!vm)
+		return -EINVAL;
+	return ccvm_mmu_lookup(vm, gpa, pfn, level);
+}
+
+/* ---- launch-time map without a vCPU ------------------------------------- */
+
+/*
+ * As kvm_tdp_mmu_map_private_pfn(): populate maps into the VM's root of the
+ * private kind, allocating one that only the MMU references when no vCPU
+ * made one yet (vCPUs find and share it later).  mmu_lock is taken for
+ * write: launch is not a hot path and a root may have to be allocated.
+ */
+int ccvm_mmu_map_private(struct ccvm_vm *vm, uint64_t gfn)
+{
+	bool mirror = vm_has_mirror(vm);
+	unsigned int tries;
+	int ret = -EAGAIN;
+
+	if (!ccvm_vm_usable(vm))
+		return -EIO;
+	pthread_rwlock_rdlock(&vm->memslots_rw);
+	for (tries = 0; tries <= CCVM_FAULT_RETRY_LIMIT; tries++) {
+		uint64_t seq = atomic_load_explicit(&vm->mmu.invalidate_seq,
+						    memory_order_acquire);
+		struct ccvm_memslot *slot = ccvm_memslot_find(vm, gfn);
+		struct fault f = {
+			.vm = vm, .gfn = gfn, .is_private = true, .level = CCVM_LEVEL_4K,
+		};
+		struct ccvm_root *root;
+		int order;
+
+		if (!slot || !(slot->flags & CCVM_MEM_GUEST_MEMFD) || !slot->inode) {
+			ret = -EINVAL;
+			break;
+		}
+		ret = ccvm_gmem_get_pfn(vm, slot, gfn, &f.frame, &order);
+		if (ret)
+			break;
+
+		pthread_rwlock_wrlock(&vm->mmu_lock);
+		root = root_find_valid(vm, mirror);
+		if (!root)
+			root = root_alloc(vm, mirror, 1);	/* the MMU's own only */
+		if (!root) {
+			ret = -ENOMEM;
+		} else {
+			if (fault_stale_locked(vm, seq, gfn, gfn + 1))
+				ret = CCVM_PF_RETRY;
+			else
+				ret = tdp_map(vm, root, &f);
+			if (ret == 0 && !f.installed)
+				ret = -EEXIST;
+		}
+		pthread_rwlock_unlock(&vm->mmu_lock);
+		if (ret == 0)
+			ccvm_account(vm->p, vm, CCVM_EV_MAP_4K, 1);
+		if (ret != CCVM_PF_RETRY)
+			break;
+		sched_yield();
+	}
+	pthread_rwlock_unlock(&vm->memslots_rw);
+	return ret == CCVM_PF_RETRY ? -EAGAIN : ret;
+}
+
+/* ---- KVM_PRE_FAULT_MEMORY ------------------------------------------------- */
+
+static int pre_fault_one(struct ccvm_vcpu *v, uint64_t gpa, int *level)
+{
+	struct ccvm_vm *vm = v->vm;
+	uint64_t gfn = gpa_to_gfn(vm, gpa);
+	struct ccvm_fault_exit exit;
+	enum access_kind kind;
+	uint64_t fault_gpa = gfn << CCVM_PAGE_SHIFT;
+	int ret;
+
+	/* As a guest access would: private if the attribute says so. */
+	if (vm->shared_bit) {
+		bool is_private = gfn_attr_private(vm, gfn);
+
+		kind = is_private ? ACCESS_PRIVATE : ACCESS_SHARED;
+		if (!is_private)
+			fault_gpa |= vm->shared_bit;
+	} else {
+		kind = ACCESS_BY_ATTR;
+	}
+	ret = fault_retry_loop(v, fault_gpa, kind, &exit, level);
+	if (ret == CCVM_PF_EXIT)
+		return exit.reason == CCVM_EXIT_MMIO ? -ENOENT : -EFAULT;
+	return ret;
+}
+
+int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *size)
+{
+	struct ccvm_vm *vm;
+	uint64_t full;
+	int ret = 0;
+
+	if (!v || !gpa || !size)
+		return -EINVAL;
+	if (!*size || !ccvm_is_page_aligned(*gpa) || !ccvm_is_page_aligned(*size) ||
+	    *gpa + *size <= *gpa)
+		return -EINVAL;
+	vm = v->vm;
+
+	pthread_mutex_lock(&v->mutex);
+	if (!ccvm_vm_usable(vm)) {
+		ret = -EIO;
+		goto out;
+	}
+	/* TDX maps private memory only once the TD is finalized. */
+	if (vm->caps.has_mirror_root && vm->caps.needs_finalize &&
+	    !ccvm_vm_is_finalized(vm)) {
+		ret = -EOPNOTSUPP;
+		goto out;
+	}
+	ret = ccvm_mmu_reload(v);
+	if (ret)
+		goto out;
+
+	full = *size;
+	while (*size) {
+		uint64_t g = *gpa, leaf_size, n;
+		int level = CCVM_LEVEL_4K;
+
+		ret = pre_fault_one(v, g, &level);
+		if (ret < 0)
+			break;
+		/* Advance to the end of the leaf that now maps g. */
+		leaf_size = level_pages(level) << CCVM_PAGE_SHIFT;
+		n = (g & ~(leaf_size - 1)) + leaf_size - g;
+		if (n > *size)
+			n = *size;
+		*gpa += n;
+		*size -= n;
+	}
+	if (*size != full)
+		ret = 0;
+out:
+	pthread_mutex_unlock(&v->mutex);
+	return ret;
+}
