@@ -245,7 +245,7 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 {
 	struct slot_range *r = NULL;
 	uint64_t start, end;
-	size_t n, i;
+	size_t n, i, before;
 	int err = 0;
 
 	/* kvm_vm_ioctl_set_mem_attributes(): the checks, in order. */
@@ -293,8 +293,10 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 	}
 
 	pthread_rwlock_wrlock(&vm->attr_lock);
+	before = ccvm_xa_memory(&vm->attrs);
 	if (ccvm_xa_store_range(&vm->attrs, start, end - 1, attributes))
 		ccvm_vm_bug(vm, "attribute store failed after reserve");
+	ccvm_model_bytes_add(vm->p, (int64_t)ccvm_xa_memory(&vm->attrs) - (int64_t)before);
 	pthread_rwlock_unlock(&vm->attr_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_ATTR_CHANGE, 1);
 

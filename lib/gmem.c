@@ -35,6 +35,7 @@ void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode)
 	/* Eviction: truncate the page cache; every mapping is gone by now. */
 	if (inode->npages)
 		inode_free_pages(inode, 0, inode->npages - 1);
+	ccvm_model_bytes_add(p, -(int64_t)ccvm_xa_memory(&inode->pages));
 	ccvm_xa_destroy(&inode->pages);
 	pthread_rwlock_destroy(&inode->invalidate_lock);
 	pthread_mutex_destroy(&inode->pages_lock);
@@ -92,18 +93,23 @@ static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint
 {
 	struct free_batch b = { .inode = inode };
 
+	size_t before;
+
 	pthread_mutex_lock(&inode->pages_lock);
+	before = ccvm_xa_memory(&inode->pages);
 	ccvm_xa_for_each_run(&inode->pages, first, last, free_page_cb, &b);
 	free_batch_flush(&b);
 	/* Erasing never needs new nodes: the entries it clears exist already. */
 	ccvm_xa_store_range(&inode->pages, first, last, 0);
 	inode->nr_pages -= b.freed;
+	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
 	pthread_mutex_unlock(&inode->pages_lock);
 }
 
 /* Page at @index, allocating it zeroed if it is a hole.  pages_lock taken. */
 static int inode_get_page(struct ccvm_gmem_inode *inode, uint64_t index, uint64_t *pfn)
 {
+	size_t before;
 	uint64_t v;
 	int err;
 
@@ -114,6 +120,7 @@ static int inode_get_page(struct ccvm_gmem_inode *inode, uint64_t index, uint64_
 		*pfn = CCVM_GMEM_PFN(v);
 		return 0;
 	}
+	before = ccvm_xa_memory(&inode->pages);
 	err = ccvm_xa_reserve(&inode->pages, index, index);
 	if (!err)
 		err = ccvm_page_alloc(inode->p, pfn);
@@ -121,6 +128,7 @@ static int inode_get_page(struct ccvm_gmem_inode *inode, uint64_t index, uint64_
 		ccvm_xa_store(&inode->pages, index, CCVM_GMEM_VALUE(*pfn));
 		inode->nr_pages++;
 	}
+	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
 	pthread_mutex_unlock(&inode->pages_lock);
 	return err;
 }

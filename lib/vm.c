@@ -45,6 +45,7 @@ static void vm_free(struct ccvm_vm *vm)
 {
 	struct ccvm_platform *p = vm->p;
 
+	ccvm_model_bytes_add(p, -(int64_t)ccvm_xa_memory(&vm->attrs));
 	ccvm_xa_destroy(&vm->attrs);
 	ccvm_xa_destroy(&vm->slot_ids);
 	pthread_mutex_destroy(&vm->lock);
