@@ -25,10 +25,20 @@ PUBLIC_HEADERS += include/ccvm/version.h
 
 # Core library sources (lib/*.c): add new files here, sorted.
 LIB_SRCS :=
+LIB_SRCS += lib/attr.c
+LIB_SRCS += lib/backend.c
+LIB_SRCS += lib/gmem.c
+LIB_SRCS += lib/memslot.c
+LIB_SRCS += lib/mmu.c
+LIB_SRCS += lib/platform.c
+LIB_SRCS += lib/stats.c
+LIB_SRCS += lib/trace.c
+LIB_SRCS += lib/vm.c
 LIB_SRCS += lib/xarray.c
 
 # Backend sources (backends/<name>/*.c): add new files here, sorted.
 BACKEND_SRCS :=
+BACKEND_SRCS += backends/mock/mock.c
 
 # Check suites, tests/check_<area>.c, each exporting <area>_suite() and named
 # in tests/main.c's CCVM_TEST_SUITES: add new files here, sorted.
