@@ -39,10 +39,13 @@ LIB_SRCS += lib/xarray.c
 # Backend sources (backends/<name>/*.c): add new files here, sorted.
 BACKEND_SRCS :=
 BACKEND_SRCS += backends/mock/mock.c
+BACKEND_SRCS += backends/snp/snp-hw.c
+BACKEND_SRCS += backends/snp/snp.c
 
 # Check suites, tests/check_<area>.c, each exporting <area>_suite() and named
 # in tests/main.c's CCVM_TEST_SUITES: add new files here, sorted.
 TEST_SRCS :=
+TEST_SRCS += tests/check_snp_hw.c
 TEST_SRCS += tests/check_xarray.c
 
 # Example programs, one binary each from examples/<name>.c, built by plain
@@ -57,7 +60,7 @@ bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?=
+TSAN_SUITES ?= snp_hw
 
 # ---------------------------------------------------------------------------
 # Configuration
