@@ -41,6 +41,8 @@ BACKEND_SRCS :=
 BACKEND_SRCS += backends/mock/mock.c
 BACKEND_SRCS += backends/snp/snp-hw.c
 BACKEND_SRCS += backends/snp/snp.c
+BACKEND_SRCS += backends/tdx/tdx-module.c
+BACKEND_SRCS += backends/tdx/tdx.c
 
 # Check suites, tests/check_<area>.c, each exporting <area>_suite() and named
 # in tests/main.c's CCVM_TEST_SUITES: add new files here, sorted.

@@ -1,0 +1,2439 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The simulated Intel TDX module.  tdx-module.h is the datasheet; this file
+ * follows it leaf by leaf.
+ *
+ * Locks are try-locks built on single atomic words, so contention turns
+ * into TDX_OPERAND_BUSY exactly where the real module answers busy, and the
+ * hot leaves (AUG, BLOCK, TRACK, REMOVE, WBINVD, RECLAIM) cost a handful of
+ * atomic operations and an S-EPT walk, with no allocation or system call.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "tdx-module.h"
+
+/* ---- internal objects ---------------------------------------------- */
+
+enum kot_state { KOT_FREE = 0, KOT_ASSIGNED, KOT_RECLAIMED };
+
+struct ccvm_tdx_kot_entry {
+	_Atomic uint32_t state;		/* enum kot_state; written under key_lock */
+	uint32_t slot;			/* owner TD while not FREE */
+	uint64_t wb_started;		/* packages whose write-back covers it */
+	uint64_t wb_done;		/* packages that wrote it back */
+};
+
+enum hkid_pool_state { POOL_FREE = 0, POOL_ALLOCATED, POOL_LEAKED };
+
+/*
+ * A TD's PAMT owner is a slot number (16 bits fit the 8-byte PAMT entry);
+ * the slot gives the TD and the key that encrypts its pages.  The key stays
+ * after the TD is freed so a racing host read still finds one.
+ */
+struct ccvm_tdx_slot {
+	_Atomic(struct ccvm_tdx_td *) td;
+	_Atomic uint64_t key;
+};
+
+struct ccvm_tdx_inject_rule {
+	uint64_t nth;
+	uint64_t status;
+	uint64_t count;
+	uint64_t calls;
+	uint64_t fired;
+	bool active;
+};
+
+#define NR_INJECT_RULES	(64 + 1)	/* SEAMCALL leaves 0..63, then ACCEPT */
+#define INJECT_ACCEPT	64
+
+struct ccvm_tdx_td {
+	struct ccvm_tdx_module *m;
+	_Atomic(struct ccvm_vm *) vm;
+	uint64_t tdr_pfn;
+	uint32_t slot;
+	uint32_t hkid;
+
+	_Atomic uint32_t tdr_lock;	/* sharex locks: bit 0 exclusive, +2 per sharer */
+	_Atomic uint32_t op_lock;
+	_Atomic uint32_t sept_lock;
+	_Atomic uint32_t epoch_lock;
+
+	_Atomic int lifecycle;		/* written under tdr_lock exclusive */
+	_Atomic int op_state;		/* under tdr_lock or op_lock exclusive */
+	uint64_t pkg_configured;	/* under key_lock + tdr_lock exclusive */
+
+	/* Set before the op state leaves UNINITIALIZED, read-only after. */
+	uint64_t tdcs_pfn[CCVM_TDX_NR_TDCS];
+	unsigned int nr_tdcs;
+	uint64_t root_pfn;
+	int root_level;
+	unsigned int gpaw;
+	uint64_t shared_bit;
+	uint64_t attributes;
+	uint32_t max_vcpus;
+
+	/* TD_EPOCH in bits 63:24, vCPUs in the guest per epoch parity in
+	 * bits 11:0 (even) and 23:12 (odd): one word so REMOVE reads a
+	 * consistent snapshot without a lock. */
+	_Atomic uint64_t epoch_word;
+	_Atomic int64_t nr_children;
+	_Atomic uint32_t nr_assoc;	/* vCPUs associated with a CPU */
+	_Atomic uint32_t nr_vcpus_init;
+	uint64_t mrtd;			/* under op_lock exclusive */
+
+	pthread_mutex_t vp_list_lock;
+	struct ccvm_tdx_vp *vps;
+};
+
+enum vp_run { VP_IDLE = 0, VP_BUSY, VP_IN_GUEST };
+
+struct ccvm_tdx_vp {
+	struct ccvm_tdx_td *td;
+	uint64_t tdvpr_pfn;
+	uint64_t tdcx_pfn[CCVM_TDX_NR_TDCX];
+	unsigned int nr_tdcx;		/* under the TDVPR lock (run) */
+	_Atomic int initialized;
+	_Atomic int run;		/* enum vp_run: the TDVPR lock */
+	_Atomic int cpu;		/* associated host CPU, -1 none */
+	uint64_t epoch;			/* TD epoch entered; valid in the guest */
+	struct ccvm_tdx_vp *next;
+};
+
+/* ---- PAMT entry: type 3:0, lock 4, poison 5, owner slot 23:8, BEPOCH 63:24 */
+
+#define PAMT_TYPE_MASK		0xfull
+#define PAMT_LOCK		(1ull << 4)
+#define PAMT_POISON		(1ull << 5)
+#define PAMT_OWNER_SHIFT	8
+#define PAMT_OWNER_MASK		(0xffffull << PAMT_OWNER_SHIFT)
+#define PAMT_BEPOCH_SHIFT	24
+#define PAMT_BEPOCH_MASK	(~0ull << PAMT_BEPOCH_SHIFT)
+#define EPOCH_MAX		((1ull << 40) - 1)
+
+#define pamt_type(v)		((unsigned int)((v) & PAMT_TYPE_MASK))
+#define pamt_owner(v)		((uint32_t)(((v) & PAMT_OWNER_MASK) >> PAMT_OWNER_SHIFT))
+#define pamt_bepoch(v)		((v) >> PAMT_BEPOCH_SHIFT)
+
+static inline uint64_t pamt_make(unsigned int type, uint32_t slot, uint64_t bepoch)
+{
+	return (uint64_t)type | ((uint64_t)slot << PAMT_OWNER_SHIFT) |
+	       ((bepoch & EPOCH_MAX) << PAMT_BEPOCH_SHIFT);
+}
+
+/* ---- S-EPT entry: state 3:0, entry lock 4, pfn 51:12 -------------------- */
+
+#define SEPTE_STATE_MASK	0xfull
+#define SEPTE_LOCK		(1ull << 4)
+#define SEPTE_PFN_SHIFT		12
+#define SEPTE_PFN_MASK		(((1ull << 40) - 1) << SEPTE_PFN_SHIFT)
+#define SEPT_ENTRIES		512u
+
+static inline uint64_t septe_make(unsigned int state, uint64_t pfn)
+{
+	return (uint64_t)state | ((pfn << SEPTE_PFN_SHIFT) & SEPTE_PFN_MASK);
+}
+
+static inline bool sept_is_leaf(unsigned int s)
+{
+	return s == CCVM_TDX_SEPT_MAPPED || s == CCVM_TDX_SEPT_BLOCKED ||
+	       s == CCVM_TDX_SEPT_PENDING || s == CCVM_TDX_SEPT_PENDING_BLOCKED;
+}
+
+static inline bool sept_is_blocked(unsigned int s)
+{
+	return s == CCVM_TDX_SEPT_BLOCKED || s == CCVM_TDX_SEPT_PENDING_BLOCKED ||
+	       s == CCVM_TDX_SEPT_NL_BLOCKED;
+}
+
+/* ---- epoch word ---------------------------------------------------------- */
+
+#define EPOCH_SHIFT		24
+#define RC_BITS			12
+#define RC_MASK			((1ull << RC_BITS) - 1)
+
+static inline uint64_t epoch_of(uint64_t w)
+{
+	return w >> EPOCH_SHIFT;
+}
+
+static inline uint64_t epoch_rc(uint64_t w, uint64_t epoch)
+{
+	return (w >> (RC_BITS * (epoch & 1))) & RC_MASK;
+}
+
+/* ---- try-locks ------------------------------------------------------------ */
+
+static bool sx_try_shared(_Atomic uint32_t *l)
+{
+	uint32_t v = atomic_load_explicit(l, memory_order_relaxed);
+
+	do {
+		if (v & 1)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(l, &v, v + 2, memory_order_acquire,
+							memory_order_relaxed));
+	return true;
+}
+
+static bool sx_try_excl(_Atomic uint32_t *l)
+{
+	uint32_t zero = 0;
+
+	return atomic_compare_exchange_strong_explicit(l, &zero, 1, memory_order_acquire,
+						       memory_order_relaxed);
+}
+
+static void sx_release_shared(_Atomic uint32_t *l)
+{
+	atomic_fetch_sub_explicit(l, 2, memory_order_release);
+}
+
+static void sx_release_excl(_Atomic uint32_t *l)
+{
+	atomic_store_explicit(l, 0, memory_order_release);
+}
+
+static void sx_release(_Atomic uint32_t *l, bool excl)
+{
+	if (excl)
+		sx_release_excl(l);
+	else
+		sx_release_shared(l);
+}
+
+static bool sx_try(_Atomic uint32_t *l, bool excl)
+{
+	return excl ? sx_try_excl(l) : sx_try_shared(l);
+}
+
+/* Lock a word whose bit @lock_bit is its lock; *@val gets the unlocked value. */
+static bool word_trylock(_Atomic uint64_t *w, uint64_t lock_bit, uint64_t *val)
+{
+	uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+
+	do {
+		if (v & lock_bit)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(w, &v, v | lock_bit, memory_order_acquire,
+							memory_order_acquire));
+	*val = v;
+	return true;
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static inline _Atomic uint64_t *pamt_entry(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	return &m->pamt[pfn];
+}
+
+static inline bool pfn_ok(const struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	return pfn && pfn < m->nr_pages;
+}
+
+static inline _Atomic uint64_t *sept_page(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	return (_Atomic uint64_t *)ccvm_page_ptr(m->p, pfn);
+}
+
+static inline unsigned int sept_index(uint64_t gpa, int level)
+{
+	return (unsigned int)(gpa >> (CCVM_PAGE_SHIFT + 9 * level)) & (SEPT_ENTRIES - 1);
+}
+
+static uint64_t mix64(uint64_t z)
+{
+	z += 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static inline struct ccvm_vm *td_vm(const struct ccvm_tdx_td *td)
+{
+	return atomic_load_explicit(&td->vm, memory_order_relaxed);
+}
+
+static inline int td_lifecycle(const struct ccvm_tdx_td *td)
+{
+	return atomic_load_explicit(&td->lifecycle, memory_order_relaxed);
+}
+
+static inline int td_op_state(const struct ccvm_tdx_td *td)
+{
+	return atomic_load_explicit(&td->op_state, memory_order_relaxed);
+}
+
+static inline uint64_t busy(uint32_t operand)
+{
+	return TDX_OPERAND_BUSY | operand;
+}
+
+static inline bool cpu_ok(const struct ccvm_tdx_module *m, unsigned int cpu)
+{
+	return cpu < m->nr_cpus;
+}
+
+static inline bool is_sw_status(uint64_t s)
+{
+	return (s & TDX_SW_ERROR) == TDX_SW_ERROR;
+}
+
+/* Count the leaf, and its busy/error outcome. */
+static uint64_t seamcall_done(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+			      enum ccvm_event ev, bool has_ev, uint64_t status)
+{
+	if (has_ev)
+		ccvm_account(m->p, vm, ev, 1);
+	if (!(status & TDX_ERROR) || is_sw_status(status))
+		return status;
+	if (ccvm_tdx_is_busy(status))
+		ccvm_account(m->p, vm, CCVM_EV_TDX_BUSY, 1);
+	else if (TDX_STATUS_CLASS(status) != TDX_INTERRUPTED_RESUMABLE)
+		ccvm_account(m->p, vm, CCVM_EV_TDX_ERROR, 1);
+	return status;
+}
+
+static unsigned int inject_index(unsigned int leaf)
+{
+	if (leaf == CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT)
+		return INJECT_ACCEPT;
+	return leaf;
+}
+
+/* An injected status for this call of @leaf, or false. */
+static bool inject_check(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t *status)
+{
+	struct ccvm_tdx_inject_rule *r;
+	bool fire = false;
+
+	if (!atomic_load_explicit(&m->nr_inject_rules, memory_order_relaxed))
+		return false;
+	pthread_mutex_lock(&m->inject_lock);
+	r = &m->inject[inject_index(leaf)];
+	if (r->active) {
+		r->calls++;
+		if (!r->nth || r->calls >= r->nth) {
+			fire = true;
+			*status = r->status;
+			r->fired++;
+			if (r->count && r->fired >= r->count) {
+				r->active = false;
+				atomic_fetch_sub_explicit(&m->nr_inject_rules, 1,
+							  memory_order_relaxed);
+			}
+		}
+	}
+	pthread_mutex_unlock(&m->inject_lock);
+	return fire;
+}
+
+/*
+ * The TD-scoped prologue: TDR lock, lifecycle, TDCS, OP_STATE lock and op
+ * state.  @op_mask: op states allowed (bit per state), 0 = do not take the
+ * OP_STATE lock nor check it.  On success the locks are held; release them
+ * with td_leave().
+ */
+struct td_guard {
+	bool tdr_excl;
+	bool op_taken;
+	bool op_excl;
+};
+
+#define OPS(x)		(1u << CCVM_TDX_OP_##x)
+#define OPS_BUILT	(OPS(INITIALIZED) | OPS(RUNNABLE))
+
+static uint64_t td_enter(struct ccvm_tdx_td *td, struct td_guard *g, bool tdr_excl,
+			 unsigned int op_mask, bool op_excl)
+{
+	g->tdr_excl = tdr_excl;
+	g->op_taken = false;
+	g->op_excl = op_excl;
+	if (!sx_try(&td->tdr_lock, tdr_excl))
+		return busy(CCVM_TDX_OPERAND_TDR);
+	if (td_lifecycle(td) != CCVM_TDX_TD_KEYS_CONFIGURED) {
+		sx_release(&td->tdr_lock, tdr_excl);
+		return TDX_TD_KEYS_NOT_CONFIGURED;
+	}
+	if (!op_mask)
+		return TDX_SUCCESS;
+	if (td->nr_tdcs < CCVM_TDX_NR_TDCS) {
+		sx_release(&td->tdr_lock, tdr_excl);
+		return TDX_TDCS_NOT_ALLOCATED;
+	}
+	if (!sx_try(&td->op_lock, op_excl)) {
+		sx_release(&td->tdr_lock, tdr_excl);
+		return busy(CCVM_TDX_OPERAND_OP_STATE);
+	}
+	g->op_taken = true;
+	if (!(op_mask & (1u << td_op_state(td)))) {
+		sx_release(&td->op_lock, op_excl);
+		sx_release(&td->tdr_lock, tdr_excl);
+		return TDX_OP_STATE_INCORRECT;
+	}
+	return TDX_SUCCESS;
+}
+
+static void td_leave(struct ccvm_tdx_td *td, struct td_guard *g)
+{
+	if (g->op_taken)
+		sx_release(&td->op_lock, g->op_excl);
+	sx_release(&td->tdr_lock, g->tdr_excl);
+}
+
+/* Private GPA of @td, aligned for @level, within [min_level, max_level]. */
+static bool gpa_ok(const struct ccvm_tdx_td *td, uint64_t gpa, int level, int min_level,
+		   int max_level)
+{
+	if (level < min_level || level > max_level)
+		return false;
+	if (gpa & ((CCVM_PAGE_SIZE << (9 * level)) - 1))
+		return false;
+	if (gpa >> td->gpaw)
+		return false;
+	return !(gpa & td->shared_bit);
+}
+
+/*
+ * Walk from the root to the entry of @level covering @gpa.  Every entry on
+ * the way must be NL_MAPPED.  On failure *@entry is the entry where the walk
+ * stopped and *@reached its level.
+ */
+static bool sept_walk(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+		      _Atomic uint64_t **entry, int *reached)
+{
+	struct ccvm_tdx_module *m = td->m;
+	uint64_t pfn = td->root_pfn;
+	int l;
+
+	for (l = td->root_level;; l--) {
+		_Atomic uint64_t *e = sept_page(m, pfn) + sept_index(gpa, l);
+		uint64_t v;
+
+		*entry = e;
+		*reached = l;
+		if (l == level)
+			return true;
+		v = atomic_load_explicit(e, memory_order_acquire);
+		if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_NL_MAPPED)
+			return false;
+		pfn = CCVM_TDX_SEPTE_PFN(v);
+		/* Only a host write over an S-EPT page could get here. */
+		if (!pfn_ok(m, pfn))
+			return false;
+	}
+}
+
+/* BEPOCH tracked: a TRACK after the BLOCK and its epoch's vCPUs all gone. */
+static bool tlb_tracked(struct ccvm_tdx_td *td, uint64_t bepoch)
+{
+	uint64_t w = atomic_load_explicit(&td->epoch_word, memory_order_acquire);
+	uint64_t epoch = epoch_of(w);
+
+	if (bepoch + 1 < epoch)
+		return true;
+	return bepoch + 1 == epoch && epoch_rc(w, bepoch) == 0;
+}
+
+static void td_measure(struct ccvm_tdx_td *td, uint64_t tag, const void *data, size_t len)
+{
+	const uint8_t *b = data;
+	uint64_t h = mix64(td->mrtd ^ tag);
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, b + i, 8);
+		h = mix64(h ^ w);
+	}
+	td->mrtd = h;
+}
+
+/* Make a page donated as an S-EPT or control page all zero (FREE entries). */
+static void page_zero_if_dirty(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	if (ccvm_page_is_dirty(m->p, pfn))
+		memset(ccvm_page_ptr(m->p, pfn), 0, CCVM_PAGE_SIZE);
+}
+
+/* Unlock a PAMT entry with new value @v, keeping a poison bit set meanwhile. */
+static void pamt_unlock(struct ccvm_tdx_module *m, uint64_t pfn, uint64_t v)
+{
+	_Atomic uint64_t *e = pamt_entry(m, pfn);
+	uint64_t cur = atomic_load_explicit(e, memory_order_relaxed);
+
+	while (!atomic_compare_exchange_weak_explicit(e, &cur, (v & ~PAMT_LOCK) | (cur & PAMT_POISON),
+						      memory_order_release, memory_order_relaxed))
+		;
+}
+
+/*
+ * Lock @pfn's PAMT entry expecting PT_NDA.  Return: 0 with the entry locked,
+ * or the status for @operand.
+ */
+static uint64_t pamt_lock_free_page(struct ccvm_tdx_module *m, uint64_t pfn, uint32_t operand)
+{
+	uint64_t v;
+
+	if (!pfn_ok(m, pfn))
+		return TDX_OPERAND_INVALID | operand;
+	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &v))
+		return busy(operand);
+	if (pamt_type(v) != CCVM_TDX_PT_NDA) {
+		pamt_unlock(m, pfn, v);
+		return TDX_PAGE_METADATA_INCORRECT | operand;
+	}
+	return TDX_SUCCESS;
+}
+
+/* Give a locked PT_NDA page to @td as @type (unlocks it). */
+static void pamt_assign(struct ccvm_tdx_td *td, uint64_t pfn, unsigned int type, bool child)
+{
+	struct ccvm_tdx_module *m = td->m;
+
+	atomic_store_explicit(pamt_entry(m, pfn), pamt_make(type, td->slot, 0),
+			      memory_order_release);
+	atomic_fetch_add_explicit(&m->nr_assigned, 1, memory_order_relaxed);
+	if (child)
+		atomic_fetch_add_explicit(&td->nr_children, 1, memory_order_relaxed);
+}
+
+/* Return a locked page to PT_NDA (unlocks it; poison goes with the owner). */
+static void pamt_release(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	atomic_store_explicit(pamt_entry(m, pfn), 0, memory_order_release);
+	atomic_fetch_sub_explicit(&m->nr_assigned, 1, memory_order_relaxed);
+}
+
+/* ---- module setup ----------------------------------------------------------- */
+
+static void *map_lazy(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
+{
+	uint32_t nr_keyids;
+
+	if (!p || !m)
+		return -EINVAL;
+	memset(m, 0, sizeof(*m));
+	m->p = p;
+	m->nr_pages = ccvm_platform_nr_pages(p);
+	m->nr_cpus = ccvm_platform_nr_cpus(p);
+	if (!m->nr_cpus)
+		m->nr_cpus = 1;
+	m->nr_packages = m->nr_cpus / 2;
+	if (!m->nr_packages)
+		m->nr_packages = 1;
+	if (m->nr_packages > CCVM_TDX_MAX_PACKAGES)
+		m->nr_packages = CCVM_TDX_MAX_PACKAGES;
+	m->all_packages = m->nr_packages == 64 ? ~0ull : (1ull << m->nr_packages) - 1;
+	nr_keyids = ccvm_platform_nr_keyids(p);
+	m->nr_hkids = nr_keyids ? nr_keyids : CCVM_TDX_DEFAULT_NR_HKIDS;
+	m->wb_steps = 1;
+	m->secret = ccvm_platform_random(p);
+
+	m->pamt_bytes = m->nr_pages * sizeof(uint64_t);
+	m->pamt = map_lazy(m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
+	m->kot = calloc(CCVM_TDX_FIRST_HKID + m->nr_hkids, sizeof(*m->kot));
+	m->hkid_pool = calloc(CCVM_TDX_FIRST_HKID + m->nr_hkids, 1);
+	/* 1 MiB, mostly never touched: calloc hands out lazily zeroed pages. */
+	m->slots = calloc(CCVM_TDX_MAX_TDS + 1, sizeof(*m->slots));
+	m->inject = calloc(NR_INJECT_RULES, sizeof(*m->inject));
+	if (!m->pamt || !m->kot || !m->hkid_pool || !m->slots || !m->inject) {
+		if (m->pamt)
+			munmap((void *)m->pamt, m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
+		free(m->kot);
+		free(m->hkid_pool);
+		free(m->slots);
+		free(m->inject);
+		memset(m, 0, sizeof(*m));
+		return -ENOMEM;
+	}
+	m->slot_hint = 1;
+	pthread_mutex_init(&m->pool_lock, NULL);
+	pthread_mutex_init(&m->inject_lock, NULL);
+	m->initialized = true;
+	return 0;
+}
+
+static void vp_free_all(struct ccvm_tdx_td *td)
+{
+	struct ccvm_tdx_vp *vp, *next;
+
+	for (vp = td->vps; vp; vp = next) {
+		next = vp->next;
+		free(vp);
+	}
+	td->vps = NULL;
+}
+
+static void td_free(struct ccvm_tdx_td *td)
+{
+	vp_free_all(td);
+	pthread_mutex_destroy(&td->vp_list_lock);
+	free(td);
+}
+
+void ccvm_tdx_module_fini(struct ccvm_tdx_module *m)
+{
+	uint32_t i;
+
+	if (!m || !m->initialized)
+		return;
+	for (i = 1; i <= CCVM_TDX_MAX_TDS; i++) {
+		struct ccvm_tdx_td *td = atomic_load(&m->slots[i].td);
+
+		if (td)
+			td_free(td);
+	}
+	munmap((void *)m->pamt, m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
+	free(m->kot);
+	free(m->hkid_pool);
+	free(m->slots);
+	free(m->inject);
+	pthread_mutex_destroy(&m->pool_lock);
+	pthread_mutex_destroy(&m->inject_lock);
+	memset(m, 0, sizeof(*m));
+}
+
+uint32_t ccvm_tdx_nr_packages(const struct ccvm_tdx_module *m)
+{
+	return m->nr_packages;
+}
+
+unsigned int ccvm_tdx_cpu_package(const struct ccvm_tdx_module *m, unsigned int cpu)
+{
+	unsigned int pkg = cpu / 2;
+
+	return pkg < m->nr_packages ? pkg : m->nr_packages - 1;
+}
+
+uint32_t ccvm_tdx_nr_hkids(const struct ccvm_tdx_module *m)
+{
+	return m->nr_hkids;
+}
+
+int ccvm_tdx_set_cache_wb_steps(struct ccvm_tdx_module *m, uint32_t steps)
+{
+	if (!m || !steps)
+		return -EINVAL;
+	while (!sx_try_excl(&m->key_lock))
+		;
+	m->wb_steps = steps;
+	memset(m->wb_progress, 0, sizeof(m->wb_progress));
+	sx_release_excl(&m->key_lock);
+	return 0;
+}
+
+static inline bool hkid_ok(const struct ccvm_tdx_module *m, uint32_t hkid)
+{
+	return hkid >= CCVM_TDX_FIRST_HKID && hkid < CCVM_TDX_FIRST_HKID + m->nr_hkids;
+}
+
+/* ---- host HKID pool ---------------------------------------------------------- */
+
+int ccvm_tdx_hkid_alloc(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint32_t *hkid)
+{
+	uint32_t i;
+	int err = -ENOSPC;
+
+	if (!m || !hkid)
+		return -EINVAL;
+	pthread_mutex_lock(&m->pool_lock);
+	for (i = CCVM_TDX_FIRST_HKID; i < CCVM_TDX_FIRST_HKID + m->nr_hkids; i++) {
+		if (m->hkid_pool[i] == POOL_FREE) {
+			m->hkid_pool[i] = POOL_ALLOCATED;
+			*hkid = i;
+			err = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&m->pool_lock);
+	if (!err)
+		ccvm_account(m->p, vm, CCVM_EV_KEYID_ALLOC, 1);
+	return err;
+}
+
+int ccvm_tdx_hkid_free(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint32_t hkid)
+{
+	int err = 0;
+
+	if (!m || !hkid_ok(m, hkid))
+		return -EINVAL;
+	pthread_mutex_lock(&m->pool_lock);
+	if (m->hkid_pool[hkid] != POOL_ALLOCATED)
+		err = -EINVAL;
+	else if (atomic_load_explicit(&m->kot[hkid].state, memory_order_acquire) != KOT_FREE)
+		err = -EBUSY;
+	else
+		m->hkid_pool[hkid] = POOL_FREE;
+	pthread_mutex_unlock(&m->pool_lock);
+	if (!err)
+		ccvm_account(m->p, vm, CCVM_EV_KEYID_FREE, 1);
+	return err;
+}
+
+void ccvm_tdx_hkid_leak(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint32_t hkid)
+{
+	bool leaked = false;
+
+	if (!m || !hkid_ok(m, hkid))
+		return;
+	pthread_mutex_lock(&m->pool_lock);
+	if (m->hkid_pool[hkid] != POOL_LEAKED) {
+		m->hkid_pool[hkid] = POOL_LEAKED;
+		leaked = true;
+	}
+	pthread_mutex_unlock(&m->pool_lock);
+	if (leaked) {
+		ccvm_account(m->p, vm, CCVM_EV_KEYID_LEAK, 1);
+		ccvm_log(CCVM_LOG_INFO, "tdx: HKID %u leaked", hkid);
+	}
+}
+
+uint32_t ccvm_tdx_hkids_in_use(struct ccvm_tdx_module *m)
+{
+	uint32_t i, n = 0;
+
+	pthread_mutex_lock(&m->pool_lock);
+	for (i = CCVM_TDX_FIRST_HKID; i < CCVM_TDX_FIRST_HKID + m->nr_hkids; i++)
+		n += m->hkid_pool[i] != POOL_FREE;
+	pthread_mutex_unlock(&m->pool_lock);
+	return n;
+}
+
+/* ---- TD management ---------------------------------------------------------- */
+
+static uint32_t slot_alloc(struct ccvm_tdx_module *m)
+{
+	uint32_t i, s;
+
+	for (i = 0; i < CCVM_TDX_MAX_TDS; i++) {
+		s = (m->slot_hint - 1 + i) % CCVM_TDX_MAX_TDS + 1;
+		if (!atomic_load_explicit(&m->slots[s].td, memory_order_relaxed)) {
+			m->slot_hint = s % CCVM_TDX_MAX_TDS + 1;
+			return s;
+		}
+	}
+	return 0;
+}
+
+static uint64_t mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint64_t tdr_pfn,
+			   uint32_t hkid, struct ccvm_tdx_td **out)
+{
+	struct ccvm_tdx_td *td;
+	uint64_t st;
+	uint32_t slot;
+
+	if (!out || !pfn_ok(m, tdr_pfn))
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!hkid_ok(m, hkid))
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!sx_try_excl(&m->key_lock))
+		return busy(CCVM_TDX_OPERAND_KOT);
+	st = pamt_lock_free_page(m, tdr_pfn, CCVM_TDX_OPERAND_RCX);
+	if (st)
+		goto out_key;
+	if (atomic_load_explicit(&m->kot[hkid].state, memory_order_relaxed) != KOT_FREE) {
+		st = TDX_HKID_NOT_FREE | CCVM_TDX_OPERAND_RDX;
+		goto out_pamt;
+	}
+	td = calloc(1, sizeof(*td));
+	pthread_mutex_lock(&m->pool_lock);
+	slot = td ? slot_alloc(m) : 0;
+	if (slot)
+		atomic_store_explicit(&m->slots[slot].td, td, memory_order_release);
+	pthread_mutex_unlock(&m->pool_lock);
+	if (!slot) {
+		free(td);
+		st = CCVM_TDX_SW_NOMEM;
+		goto out_pamt;
+	}
+	td->m = m;
+	atomic_init(&td->vm, vm);
+	td->tdr_pfn = tdr_pfn;
+	td->slot = slot;
+	td->hkid = hkid;
+	atomic_init(&td->lifecycle, CCVM_TDX_TD_HKID_ASSIGNED);
+	atomic_init(&td->op_state, CCVM_TDX_OP_UNINITIALIZED);
+	atomic_init(&td->epoch_word, 1ull << EPOCH_SHIFT);
+	pthread_mutex_init(&td->vp_list_lock, NULL);
+	atomic_store_explicit(&m->slots[slot].key,
+			      mix64(m->secret ^ ((uint64_t)hkid << 40) ^ ++m->td_serial),
+			      memory_order_relaxed);
+	m->kot[hkid].slot = slot;
+	m->kot[hkid].wb_started = 0;
+	m->kot[hkid].wb_done = 0;
+	atomic_store_explicit(&m->kot[hkid].state, KOT_ASSIGNED, memory_order_release);
+	pamt_assign(td, tdr_pfn, CCVM_TDX_PT_TDR, false);
+	*out = td;
+	sx_release_excl(&m->key_lock);
+	return TDX_SUCCESS;
+
+out_pamt:
+	pamt_unlock(m, tdr_pfn, atomic_load(pamt_entry(m, tdr_pfn)));
+out_key:
+	sx_release_excl(&m->key_lock);
+	return st;
+}
+
+uint64_t ccvm_tdh_mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+			     uint64_t tdr_pfn, uint32_t hkid, struct ccvm_tdx_td **td)
+{
+	uint64_t st;
+
+	if (!m)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(m, CCVM_TDH_MNG_CREATE, &st))
+		st = mng_create(m, vm, tdr_pfn, hkid, td);
+	return seamcall_done(m, vm, CCVM_EV_TDH_MNG_CREATE, true, st);
+}
+
+static uint64_t mng_key_config(struct ccvm_tdx_td *td, unsigned int cpu)
+{
+	struct ccvm_tdx_module *m = td->m;
+	uint64_t st = TDX_SUCCESS, bit;
+
+	if (!cpu_ok(m, cpu))
+		return TDX_OPERAND_INVALID;
+	if (!sx_try_excl(&m->key_lock))
+		return busy(CCVM_TDX_OPERAND_KOT);
+	if (!sx_try_excl(&td->tdr_lock)) {
+		sx_release_excl(&m->key_lock);
+		return busy(CCVM_TDX_OPERAND_TDR);
+	}
+	bit = 1ull << ccvm_tdx_cpu_package(m, cpu);
+	if (td_lifecycle(td) != CCVM_TDX_TD_HKID_ASSIGNED) {
+		st = TDX_LIFECYCLE_STATE_INCORRECT;
+	} else if (td->pkg_configured & bit) {
+		st = TDX_KEY_CONFIGURED;
+	} else {
+		td->pkg_configured |= bit;
+		if (td->pkg_configured == m->all_packages)
+			atomic_store_explicit(&td->lifecycle, CCVM_TDX_TD_KEYS_CONFIGURED,
+					      memory_order_relaxed);
+	}
+	sx_release_excl(&td->tdr_lock);
+	sx_release_excl(&m->key_lock);
+	return st;
+}
+
+uint64_t ccvm_tdh_mng_key_config(struct ccvm_tdx_td *td, unsigned int cpu)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(td->m, CCVM_TDH_MNG_KEY_CONFIG, &st))
+		st = mng_key_config(td, cpu);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_KEY_CONFIG, true, st);
+}
+
+static uint64_t mng_addcx(struct ccvm_tdx_td *td, uint64_t pfn)
+{
+	struct ccvm_tdx_module *m = td->m;
+	struct td_guard g;
+	uint64_t st;
+
+	st = td_enter(td, &g, true, 0, false);
+	if (st)
+		return st;
+	if (td->nr_tdcs >= CCVM_TDX_NR_TDCS) {
+		st = TDX_TDCX_NUM_INCORRECT | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	st = pamt_lock_free_page(m, pfn, CCVM_TDX_OPERAND_RCX);
+	if (st)
+		goto out;
+	if (td->nr_tdcs == CCVM_TDX_TDCS_SEPT_ROOT) {
+		/* The S-EPT root: all entries FREE before anyone walks it. */
+		page_zero_if_dirty(m, pfn);
+		ccvm_page_mark_dirty(m->p, pfn);
+	}
+	td->tdcs_pfn[td->nr_tdcs++] = pfn;
+	pamt_assign(td, pfn, CCVM_TDX_PT_TDCX, true);
+out:
+	td_leave(td, &g);
+	return st;
+}
+
+uint64_t ccvm_tdh_mng_addcx(struct ccvm_tdx_td *td, uint64_t tdcs_pfn)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_MNG_ADDCX, &st))
+		st = mng_addcx(td, tdcs_pfn);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_ADDCX, true, st);
+}
+
+static uint64_t mng_init(struct ccvm_tdx_td *td, const struct ccvm_tdx_td_params *params)
+{
+	struct td_guard g;
+	uint64_t st;
+
+	st = td_enter(td, &g, true, 0, false);
+	if (st)
+		return st;
+	if (td->nr_tdcs < CCVM_TDX_NR_TDCS) {
+		st = TDX_TDCS_NOT_ALLOCATED;
+	} else if (td_op_state(td) != CCVM_TDX_OP_UNINITIALIZED) {
+		st = TDX_OP_STATE_INCORRECT;
+	} else if (!params) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	} else if (params->attributes & ~CCVM_TDX_ATTR_SEPT_VE_DISABLE) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_ATTRIBUTES;
+	} else if (params->gpaw != 48 && params->gpaw != 52) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_EXEC_CONTROLS;
+	} else if (!params->max_vcpus || params->max_vcpus > CCVM_TDX_MAX_VCPUS) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_MAX_VCPUS;
+	} else {
+		td->gpaw = params->gpaw;
+		td->shared_bit = 1ull << (params->gpaw - 1);
+		td->root_level = params->gpaw == 52 ? CCVM_TDX_LEVEL_256T : CCVM_TDX_LEVEL_512G;
+		td->root_pfn = td->tdcs_pfn[CCVM_TDX_TDCS_SEPT_ROOT];
+		td->attributes = params->attributes;
+		td->max_vcpus = params->max_vcpus;
+		atomic_store_explicit(&td->op_state, CCVM_TDX_OP_INITIALIZED, memory_order_relaxed);
+	}
+	td_leave(td, &g);
+	return st;
+}
+
+uint64_t ccvm_tdh_mng_init(struct ccvm_tdx_td *td, const struct ccvm_tdx_td_params *params)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(td->m, CCVM_TDH_MNG_INIT, &st))
+		st = mng_init(td, params);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_INIT, true, st);
+}
+
+static uint64_t mr_finalize(struct ccvm_tdx_td *td)
+{
+	struct td_guard g;
+	uint64_t st;
+
+	st = td_enter(td, &g, false, OPS(INITIALIZED), true);
+	if (st)
+		return st;
+	td->mrtd = mix64(td->mrtd ^ 0x46494e414c495a45ull);
+	atomic_store_explicit(&td->op_state, CCVM_TDX_OP_RUNNABLE, memory_order_relaxed);
+	td_leave(td, &g);
+	return TDX_SUCCESS;
+}
+
+uint64_t ccvm_tdh_mr_finalize(struct ccvm_tdx_td *td)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(td->m, CCVM_TDH_MR_FINALIZE, &st))
+		st = mr_finalize(td);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MR_FINALIZE, true, st);
+}
+
+static uint64_t mng_vpflushdone(struct ccvm_tdx_td *td)
+{
+	struct ccvm_tdx_module *m = td->m;
+	struct ccvm_tdx_kot_entry *k;
+	uint64_t st = TDX_SUCCESS;
+	int lc;
+
+	if (!sx_try_excl(&m->key_lock))
+		return busy(CCVM_TDX_OPERAND_KOT);
+	if (!sx_try_excl(&td->tdr_lock)) {
+		sx_release_excl(&m->key_lock);
+		return busy(CCVM_TDX_OPERAND_TDR);
+	}
+	lc = td_lifecycle(td);
+	if (lc != CCVM_TDX_TD_HKID_ASSIGNED && lc != CCVM_TDX_TD_KEYS_CONFIGURED) {
+		st = TDX_LIFECYCLE_STATE_INCORRECT;
+	} else if (atomic_load_explicit(&td->nr_assoc, memory_order_acquire)) {
+		st = TDX_FLUSHVP_NOT_DONE;
+	} else {
+		k = &m->kot[td->hkid];
+		k->wb_started = 0;
+		k->wb_done = 0;
+		atomic_store_explicit(&k->state, KOT_RECLAIMED, memory_order_release);
+		atomic_store_explicit(&td->lifecycle, CCVM_TDX_TD_BLOCKED, memory_order_relaxed);
+	}
+	sx_release_excl(&td->tdr_lock);
+	sx_release_excl(&m->key_lock);
+	return st;
+}
+
+uint64_t ccvm_tdh_mng_vpflushdone(struct ccvm_tdx_td *td)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(td->m, CCVM_TDH_MNG_VPFLUSHDONE, &st))
+		st = mng_vpflushdone(td);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_VPFLUSHDONE, true, st);
+}
+
+static uint64_t cache_wb(struct ccvm_tdx_module *m, unsigned int cpu, bool resume)
+{
+	unsigned int pkg;
+	uint64_t bit, st = TDX_SUCCESS;
+	uint32_t i, first = CCVM_TDX_FIRST_HKID, end = CCVM_TDX_FIRST_HKID + m->nr_hkids;
+	bool pending = false;
+
+	if (!cpu_ok(m, cpu))
+		return TDX_OPERAND_INVALID;
+	if (!sx_try_excl(&m->key_lock))
+		return busy(CCVM_TDX_OPERAND_KOT);
+	pkg = ccvm_tdx_cpu_package(m, cpu);
+	bit = 1ull << pkg;
+	if (resume && !m->wb_progress[pkg]) {
+		st = TDX_WBCACHE_RESUME_ERROR;
+		goto out;
+	}
+	if (!resume) {
+		/* A new write-back covers the HKIDs reclaimed by now. */
+		m->wb_progress[pkg] = 0;
+		for (i = first; i < end; i++) {
+			struct ccvm_tdx_kot_entry *k = &m->kot[i];
+
+			k->wb_started &= ~bit;
+			if (atomic_load_explicit(&k->state, memory_order_relaxed) == KOT_RECLAIMED &&
+			    !(k->wb_done & bit)) {
+				k->wb_started |= bit;
+				pending = true;
+			}
+		}
+		if (!pending) {
+			st = TDX_NO_HKID_READY_TO_WBCACHE;
+			goto out;
+		}
+	}
+	if (++m->wb_progress[pkg] < m->wb_steps) {
+		st = TDX_INTERRUPTED_RESUMABLE;
+		goto out;
+	}
+	m->wb_progress[pkg] = 0;
+	for (i = first; i < end; i++) {
+		struct ccvm_tdx_kot_entry *k = &m->kot[i];
+
+		if (k->wb_started & bit) {
+			k->wb_started &= ~bit;
+			if (atomic_load_explicit(&k->state, memory_order_relaxed) == KOT_RECLAIMED)
+				k->wb_done |= bit;
+		}
+	}
+out:
+	sx_release_excl(&m->key_lock);
+	return st;
+}
+
+uint64_t ccvm_tdh_phymem_cache_wb(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				  unsigned int cpu, bool resume)
+{
+	uint64_t st;
+
+	if (!m)
+		return TDX_OPERAND_INVALID;
+	if (!inject_check(m, CCVM_TDH_PHYMEM_CACHE_WB, &st))
+		st = cache_wb(m, cpu, resume);
+	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_CACHE_WB, true, st);
+}
+
+static uint64_t mng_key_freeid(struct ccvm_tdx_td *td)
+{
+	struct ccvm_tdx_module *m = td->m;
+	struct ccvm_tdx_kot_entry *k = &m->kot[td->hkid];
+	uint64_t st = TDX_SUCCESS;
+
+	if (!sx_try_excl(&m->key_lock))
+		return busy(CCVM_TDX_OPERAND_KOT);
+	if (!sx_try_excl(&td->tdr_lock)) {
+		sx_release_excl(&m->key_lock);
+		return busy(CCVM_TDX_OPERAND_TDR);
+	}
+	if (td_lifecycle(td) != CCVM_TDX_TD_BLOCKED) {
+		st = TDX_LIFECYCLE_STATE_INCORRECT;
+	} else if ((k->wb_done & m->all_packages) != m->all_packages) {
+		st = TDX_WBCACHE_NOT_COMPLETE;
+	} else {
+		k->slot = 0;
+		k->wb_started = 0;
+		k->wb_done = 0;
+		atomic_store_explicit(&k->state, KOT_FREE, memory_order_release);
+		atomic_store_explicit(&td->lifecycle, CCVM_TDX_TD_TEARDOWN, memory_order_relaxed);
+	}
+	sx_release_excl(&td->tdr_lock);
+	sx_release_excl(&m->key_lock);
+	return st;
+}
+
+uint64_t ccvm_tdh_mng_key_freeid(struct ccvm_tdx_td *td)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(td->m, CCVM_TDH_MNG_KEY_FREEID, &st))
+		st = mng_key_freeid(td);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_KEY_FREEID, true, st);
+}
+
+/* ---- vCPUs --------------------------------------------------------------------- */
+
+static uint64_t vp_create(struct ccvm_tdx_td *td, uint64_t pfn, struct ccvm_tdx_vp **out)
+{
+	struct ccvm_tdx_module *m = td->m;
+	struct ccvm_tdx_vp *vp;
+	struct td_guard g;
+	uint64_t st;
+
+	if (!out)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	st = td_enter(td, &g, false, OPS_BUILT, false);
+	if (st)
+		return st;
+	st = pamt_lock_free_page(m, pfn, CCVM_TDX_OPERAND_RCX);
+	if (st)
+		goto out;
+	vp = calloc(1, sizeof(*vp));
+	if (!vp) {
+		pamt_unlock(m, pfn, 0);
+		st = CCVM_TDX_SW_NOMEM;
+		goto out;
+	}
+	vp->td = td;
+	vp->tdvpr_pfn = pfn;
+	atomic_init(&vp->cpu, -1);
+	pthread_mutex_lock(&td->vp_list_lock);
+	vp->next = td->vps;
+	td->vps = vp;
+	pthread_mutex_unlock(&td->vp_list_lock);
+	pamt_assign(td, pfn, CCVM_TDX_PT_TDVPR, true);
+	*out = vp;
+out:
+	td_leave(td, &g);
+	return st;
+}
+
+uint64_t ccvm_tdh_vp_create(struct ccvm_tdx_td *td, uint64_t tdvpr_pfn,
+			    struct ccvm_tdx_vp **vp)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_VP_CREATE, &st))
+		st = vp_create(td, tdvpr_pfn, vp);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_VP_CREATE, true, st);
+}
+
+static bool vp_trylock(struct ccvm_tdx_vp *vp)
+{
+	int idle = VP_IDLE;
+
+	return atomic_compare_exchange_strong_explicit(&vp->run, &idle, VP_BUSY,
+						       memory_order_acquire, memory_order_relaxed);
+}
+
+static void vp_unlock(struct ccvm_tdx_vp *vp)
+{
+	atomic_store_explicit(&vp->run, VP_IDLE, memory_order_release);
+}
+
+static uint64_t vp_addcx(struct ccvm_tdx_vp *vp, uint64_t pfn)
+{
+	struct ccvm_tdx_td *td = vp->td;
+	struct td_guard g;
+	uint64_t st;
+
+	st = td_enter(td, &g, false, OPS_BUILT, false);
+	if (st)
+		return st;
+	if (!vp_trylock(vp)) {
+		st = busy(CCVM_TDX_OPERAND_TDVPR);
+		goto out;
+	}
+	if (atomic_load_explicit(&vp->initialized, memory_order_relaxed)) {
+		st = TDX_VCPU_STATE_INCORRECT;
+	} else if (vp->nr_tdcx >= CCVM_TDX_NR_TDCX) {
+		st = TDX_TDCX_NUM_INCORRECT | CCVM_TDX_OPERAND_RCX;
+	} else {
+		st = pamt_lock_free_page(td->m, pfn, CCVM_TDX_OPERAND_RCX);
+		if (!st) {
+			vp->tdcx_pfn[vp->nr_tdcx++] = pfn;
+			pamt_assign(td, pfn, CCVM_TDX_PT_TDCX, true);
+		}
+	}
+	vp_unlock(vp);
+out:
+	td_leave(td, &g);
+	return st;
+}
+
+uint64_t ccvm_tdh_vp_addcx(struct ccvm_tdx_vp *vp, uint64_t tdcx_pfn)
+{
+	uint64_t st;
+
+	if (!vp)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(vp->td->m, CCVM_TDH_VP_ADDCX, &st))
+		st = vp_addcx(vp, tdcx_pfn);
+	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_ADDCX, true, st);
+}
+
+/* Associate @vp with @cpu (TDVPR lock held).  Return: 0 or VCPU_ASSOCIATED. */
+static uint64_t vp_associate(struct ccvm_tdx_vp *vp, unsigned int cpu)
+{
+	int cur = atomic_load_explicit(&vp->cpu, memory_order_relaxed);
+
+	if (cur == (int)cpu)
+		return TDX_SUCCESS;
+	if (cur >= 0)
+		return TDX_VCPU_ASSOCIATED;
+	atomic_store_explicit(&vp->cpu, (int)cpu, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vp->td->nr_assoc, 1, memory_order_release);
+	return TDX_SUCCESS;
+}
+
+static uint64_t vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu)
+{
+	struct ccvm_tdx_td *td = vp->td;
+	struct td_guard g;
+	uint64_t st;
+	uint32_t n;
+
+	if (!cpu_ok(td->m, cpu))
+		return TDX_OPERAND_INVALID;
+	st = td_enter(td, &g, false, OPS_BUILT, false);
+	if (st)
+		return st;
+	if (!vp_trylock(vp)) {
+		st = busy(CCVM_TDX_OPERAND_TDVPR);
+		goto out;
+	}
+	if (vp->nr_tdcx < CCVM_TDX_NR_TDCX) {
+		st = TDX_TDCX_NUM_INCORRECT | CCVM_TDX_OPERAND_RCX;
+		goto out_vp;
+	}
+	if (atomic_load_explicit(&vp->initialized, memory_order_relaxed)) {
+		st = TDX_VCPU_STATE_INCORRECT;
+		goto out_vp;
+	}
+	n = atomic_load_explicit(&td->nr_vcpus_init, memory_order_relaxed);
+	do {
+		if (n >= td->max_vcpus) {
+			st = TDX_MAX_VCPUS_EXCEEDED;
+			goto out_vp;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&td->nr_vcpus_init, &n, n + 1,
+							memory_order_relaxed,
+							memory_order_relaxed));
+	st = vp_associate(vp, cpu);
+	if (st) {
+		atomic_fetch_sub_explicit(&td->nr_vcpus_init, 1, memory_order_relaxed);
+		goto out_vp;
+	}
+	atomic_store_explicit(&vp->initialized, 1, memory_order_relaxed);
+out_vp:
+	vp_unlock(vp);
+out:
+	td_leave(td, &g);
+	return st;
+}
+
+uint64_t ccvm_tdh_vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu)
+{
+	uint64_t st;
+
+	if (!vp)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(vp->td->m, CCVM_TDH_VP_INIT, &st))
+		st = vp_init(vp, cpu);
+	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_INIT, true, st);
+}
+
+static uint64_t vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
+{
+	struct ccvm_tdx_td *td = vp->td;
+	struct td_guard g;
+	uint64_t st, w;
+
+	if (!cpu_ok(td->m, cpu))
+		return TDX_OPERAND_INVALID;
+	st = td_enter(td, &g, false, OPS(RUNNABLE), false);
+	if (st)
+		return st;
+	if (!vp_trylock(vp)) {
+		st = busy(CCVM_TDX_OPERAND_TDVPR);
+		goto out;
+	}
+	if (!atomic_load_explicit(&vp->initialized, memory_order_relaxed)) {
+		st = TDX_VCPU_STATE_INCORRECT;
+		goto out_vp;
+	}
+	st = vp_associate(vp, cpu);
+	if (st)
+		goto out_vp;
+	if (!sx_try_shared(&td->epoch_lock)) {
+		st = busy(CCVM_TDX_OPERAND_TD_EPOCH);
+		goto out_vp;
+	}
+	/* TRACK needs the epoch lock exclusively: the epoch is stable here. */
+	w = atomic_load_explicit(&td->epoch_word, memory_order_relaxed);
+	vp->epoch = epoch_of(w);
+	atomic_fetch_add_explicit(&td->epoch_word, 1ull << (RC_BITS * (vp->epoch & 1)),
+				  memory_order_acq_rel);
+	sx_release_shared(&td->epoch_lock);
+	atomic_store_explicit(&vp->run, VP_IN_GUEST, memory_order_release);
+	td_leave(td, &g);
+	return TDX_SUCCESS;
+out_vp:
+	vp_unlock(vp);
+out:
+	td_leave(td, &g);
+	return st;
+}
+
+uint64_t ccvm_tdh_vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
+{
+	uint64_t st;
+
+	if (!vp)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(vp->td->m, CCVM_TDH_VP_ENTER, &st))
+		st = vp_enter(vp, cpu);
+	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_ENTER, true, st);
+}
+
+void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
+{
+	int in = VP_IN_GUEST;
+
+	if (!vp)
+		return;
+	/* Keep the TDVPR lock until the epoch count is dropped: a VP.FLUSH or
+	 * VP.ENTER that finds the vCPU idle finds it out of its epoch too. */
+	if (atomic_load_explicit(&vp->run, memory_order_acquire) != VP_IN_GUEST)
+		return;
+	if (!atomic_compare_exchange_strong_explicit(&vp->run, &in, VP_BUSY,
+						     memory_order_acq_rel, memory_order_relaxed))
+		return;
+	atomic_fetch_sub_explicit(&vp->td->epoch_word, 1ull << (RC_BITS * (vp->epoch & 1)),
+				  memory_order_release);
+	atomic_store_explicit(&vp->run, VP_IDLE, memory_order_release);
+}
+
+static uint64_t vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
+{
+	struct ccvm_tdx_td *td = vp->td;
+	uint64_t st = TDX_SUCCESS;
+	int lc, cur;
+
+	if (!cpu_ok(td->m, cpu))
+		return TDX_OPERAND_INVALID;
+	if (!sx_try_shared(&td->tdr_lock))
+		return busy(CCVM_TDX_OPERAND_TDR);
+	lc = td_lifecycle(td);
+	if (lc != CCVM_TDX_TD_HKID_ASSIGNED && lc != CCVM_TDX_TD_KEYS_CONFIGURED) {
+		st = TDX_LIFECYCLE_STATE_INCORRECT;
+		goto out;
+	}
+	if (!vp_trylock(vp)) {
+		st = busy(CCVM_TDX_OPERAND_TDVPR);
+		goto out;
+	}
+	cur = atomic_load_explicit(&vp->cpu, memory_order_relaxed);
+	if (cur < 0) {
+		st = TDX_VCPU_NOT_ASSOCIATED;
+	} else if (cur != (int)cpu) {
+		st = TDX_VCPU_ASSOCIATED;
+	} else {
+		atomic_store_explicit(&vp->cpu, -1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&td->nr_assoc, 1, memory_order_release);
+	}
+	vp_unlock(vp);
+out:
+	sx_release_shared(&td->tdr_lock);
+	return st;
+}
+
+uint64_t ccvm_tdh_vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
+{
+	uint64_t st;
+
+	if (!vp)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(vp->td->m, CCVM_TDH_VP_FLUSH, &st))
+		st = vp_flush(vp, cpu);
+	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_FLUSH, true, st);
+}
+
+/* ---- S-EPT leaves ----------------------------------------------------------- */
+
+/* TD prologue plus the S-EPT tree lock; undone by sept_leave(). */
+static uint64_t sept_enter(struct ccvm_tdx_td *td, struct td_guard *g, unsigned int op_mask,
+			   bool op_excl, bool sept_excl)
+{
+	uint64_t st = td_enter(td, g, false, op_mask, op_excl);
+
+	if (st)
+		return st;
+	if (!sx_try(&td->sept_lock, sept_excl)) {
+		td_leave(td, g);
+		return busy(CCVM_TDX_OPERAND_SEPT);
+	}
+	return TDX_SUCCESS;
+}
+
+static void sept_leave(struct ccvm_tdx_td *td, struct td_guard *g, bool sept_excl)
+{
+	sx_release(&td->sept_lock, sept_excl);
+	td_leave(td, g);
+}
+
+static uint64_t sept_add(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64_t spt_pfn)
+{
+	struct ccvm_tdx_module *m = td->m;
+	_Atomic uint64_t *e;
+	struct td_guard g;
+	uint64_t st, v;
+	int reached;
+
+	st = sept_enter(td, &g, OPS_BUILT, false, false);
+	if (st)
+		return st;
+	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_2M, td->root_level)) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	if (!sept_walk(td, gpa, level, &e, &reached)) {
+		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	if (!word_trylock(e, SEPTE_LOCK, &v)) {
+		st = busy(CCVM_TDX_OPERAND_RCX);
+		goto out;
+	}
+	if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_FREE) {
+		st = TDX_EPT_ENTRY_NOT_FREE | CCVM_TDX_OPERAND_RCX;
+		goto out_entry;
+	}
+	st = pamt_lock_free_page(m, spt_pfn, CCVM_TDX_OPERAND_R8);
+	if (st)
+		goto out_entry;
+	/* Every entry FREE before the link makes the page reachable. */
+	page_zero_if_dirty(m, spt_pfn);
+	ccvm_page_mark_dirty(m->p, spt_pfn);
+	pamt_assign(td, spt_pfn, CCVM_TDX_PT_EPT, true);
+	v = septe_make(CCVM_TDX_SEPT_NL_MAPPED, spt_pfn);
+out_entry:
+	atomic_store_explicit(e, v & ~SEPTE_LOCK, memory_order_release);
+out:
+	sept_leave(td, &g, false);
+	return st;
+}
+
+uint64_t ccvm_tdh_mem_sept_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+			       uint64_t spt_pfn)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_MEM_SEPT_ADD, &st))
+		st = sept_add(td, gpa, level, spt_pfn);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_SEPT_ADD, true, st);
+}
+
+/*
+ * PAGE.ADD and PAGE.AUG: map @pfn at the 4K entry of @gpa.  ADD copies
+ * @src and maps it MAPPED; AUG leaves it PENDING (zeroed at ACCEPT).
+ */
+static uint64_t page_install(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64_t pfn,
+			     const void *src, bool add)
+{
+	struct ccvm_tdx_module *m = td->m;
+	_Atomic uint64_t *e;
+	struct td_guard g;
+	uint64_t st, v;
+	int reached;
+
+	st = sept_enter(td, &g, add ? OPS(INITIALIZED) : OPS(RUNNABLE), add, false);
+	if (st)
+		return st;
+	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_4K)) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	if (add && !src) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_R9;
+		goto out;
+	}
+	if (!sept_walk(td, gpa, level, &e, &reached)) {
+		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	if (!word_trylock(e, SEPTE_LOCK, &v)) {
+		st = busy(CCVM_TDX_OPERAND_RCX);
+		goto out;
+	}
+	if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_FREE) {
+		st = TDX_EPT_ENTRY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
+		goto out_entry;
+	}
+	st = pamt_lock_free_page(m, pfn, CCVM_TDX_OPERAND_R8);
+	if (st)
+		goto out_entry;
+	if (add) {
+		ccvm_page_mark_dirty(m->p, pfn);
+		memcpy(ccvm_page_ptr(m->p, pfn), src, CCVM_PAGE_SIZE);
+		td_measure(td, 0x4d454d2e41444400ull, &gpa, sizeof(gpa));
+	}
+	pamt_assign(td, pfn, CCVM_TDX_PT_REG, true);
+	v = septe_make(add ? CCVM_TDX_SEPT_MAPPED : CCVM_TDX_SEPT_PENDING, pfn);
+out_entry:
+	atomic_store_explicit(e, v & ~SEPTE_LOCK, memory_order_release);
+out:
+	sept_leave(td, &g, false);
+	return st;
+}
+
+uint64_t ccvm_tdh_mem_page_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+			       uint64_t pfn, const void *src)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_MEM_PAGE_ADD, &st))
+		st = page_install(td, gpa, level, pfn, src, true);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_ADD, true, st);
+}
+
+uint64_t ccvm_tdh_mem_page_aug(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+			       uint64_t pfn)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_MEM_PAGE_AUG, &st))
+		st = page_install(td, gpa, level, pfn, NULL, false);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_AUG, true, st);
+}
+
+static uint64_t mr_extend(struct ccvm_tdx_td *td, uint64_t gpa)
+{
+	_Atomic uint64_t *e;
+	struct td_guard g;
+	uint64_t st, v;
+	int reached;
+
+	st = sept_enter(td, &g, OPS(INITIALIZED), true, false);
+	if (st)
+		return st;
+	if ((gpa & 255) || !gpa_ok(td, gpa & ~(CCVM_PAGE_SIZE - 1), 0, 0, 0)) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	if (!sept_walk(td, gpa, CCVM_TDX_LEVEL_4K, &e, &reached)) {
+		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	v = atomic_load_explicit(e, memory_order_acquire);
+	if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_MAPPED) {
+		st = TDX_EPT_ENTRY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	td_measure(td, gpa, (const uint8_t *)ccvm_page_ptr(td->m->p, CCVM_TDX_SEPTE_PFN(v)) +
+		   (gpa & (CCVM_PAGE_SIZE - 1)), 256);
+out:
+	sept_leave(td, &g, false);
+	return st;
+}
+
+uint64_t ccvm_tdh_mr_extend(struct ccvm_tdx_td *td, uint64_t gpa)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_MR_EXTEND, &st))
+		st = mr_extend(td, gpa);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MR_EXTEND, true, st);
+}
+
+static uint64_t range_block(struct ccvm_tdx_td *td, uint64_t gpa, int level)
+{
+	struct ccvm_tdx_module *m = td->m;
+	_Atomic uint64_t *e;
+	struct td_guard g;
+	uint64_t st, v, pv, pfn;
+	unsigned int s, ns;
+	int reached;
+
+	st = sept_enter(td, &g, OPS_BUILT, false, true);
+	if (st)
+		return st;
+	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, td->root_level)) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	if (!sept_walk(td, gpa, level, &e, &reached)) {
+		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	/* Exclusive tree lock: no entry lock can be held, no entry changes. */
+	v = atomic_load_explicit(e, memory_order_relaxed);
+	s = CCVM_TDX_SEPTE_STATE(v);
+	switch (s) {
+	case CCVM_TDX_SEPT_MAPPED:
+		ns = CCVM_TDX_SEPT_BLOCKED;
+		break;
+	case CCVM_TDX_SEPT_PENDING:
+		ns = CCVM_TDX_SEPT_PENDING_BLOCKED;
+		break;
+	case CCVM_TDX_SEPT_NL_MAPPED:
+		ns = CCVM_TDX_SEPT_NL_BLOCKED;
+		break;
+	default:
+		st = (sept_is_blocked(s) ? TDX_GPA_RANGE_ALREADY_BLOCKED :
+		      TDX_EPT_ENTRY_STATE_INCORRECT) | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	pfn = CCVM_TDX_SEPTE_PFN(v);
+	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &pv)) {
+		st = busy(CCVM_TDX_OPERAND_RCX);
+		goto out;
+	}
+	atomic_store_explicit(e, septe_make(ns, pfn), memory_order_release);
+	/* The epoch is sampled after the entry is blocked. */
+	pv = (pv & ~PAMT_BEPOCH_MASK) |
+	     (epoch_of(atomic_load_explicit(&td->epoch_word, memory_order_acquire)) <<
+	      PAMT_BEPOCH_SHIFT);
+	pamt_unlock(m, pfn, pv);
+out:
+	sept_leave(td, &g, true);
+	return st;
+}
+
+uint64_t ccvm_tdh_mem_range_block(struct ccvm_tdx_td *td, uint64_t gpa, int level)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_MEM_RANGE_BLOCK, &st))
+		st = range_block(td, gpa, level);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_RANGE_BLOCK, true, st);
+}
+
+static uint64_t mem_track(struct ccvm_tdx_td *td)
+{
+	struct td_guard g;
+	uint64_t st, w;
+
+	st = td_enter(td, &g, false, OPS_BUILT, false);
+	if (st)
+		return st;
+	if (!sx_try_excl(&td->epoch_lock)) {
+		st = busy(CCVM_TDX_OPERAND_TD_EPOCH);
+		goto out;
+	}
+	w = atomic_load_explicit(&td->epoch_word, memory_order_acquire);
+	if (epoch_rc(w, epoch_of(w) - 1)) {
+		st = TDX_PREVIOUS_TLB_EPOCH_BUSY;
+	} else {
+		/* The previous epoch's (zero) count becomes the new one's. */
+		atomic_fetch_add_explicit(&td->epoch_word, 1ull << EPOCH_SHIFT,
+					  memory_order_acq_rel);
+	}
+	sx_release_excl(&td->epoch_lock);
+out:
+	td_leave(td, &g);
+	return st;
+}
+
+uint64_t ccvm_tdh_mem_track(struct ccvm_tdx_td *td)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(td->m, CCVM_TDH_MEM_TRACK, &st))
+		st = mem_track(td);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_TRACK, true, st);
+}
+
+static uint64_t page_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64_t *out)
+{
+	struct ccvm_tdx_module *m = td->m;
+	_Atomic uint64_t *e;
+	struct td_guard g;
+	uint64_t st, v, pv, pfn;
+	unsigned int s;
+	int reached;
+
+	st = sept_enter(td, &g, OPS_BUILT, false, true);
+	if (st)
+		return st;
+	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_4K)) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	if (!sept_walk(td, gpa, level, &e, &reached)) {
+		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	v = atomic_load_explicit(e, memory_order_relaxed);
+	s = CCVM_TDX_SEPTE_STATE(v);
+	if (!sept_is_leaf(s)) {
+		st = TDX_EPT_ENTRY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	pfn = CCVM_TDX_SEPTE_PFN(v);
+	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &pv)) {
+		st = busy(CCVM_TDX_OPERAND_RCX);
+		goto out;
+	}
+	/* Before finalize no vCPU ever ran: no TLB can hold the page. */
+	if (td_op_state(td) == CCVM_TDX_OP_RUNNABLE) {
+		if (!sept_is_blocked(s))
+			st = TDX_GPA_RANGE_NOT_BLOCKED | CCVM_TDX_OPERAND_RCX;
+		else if (!tlb_tracked(td, pamt_bepoch(pv)))
+			st = TDX_TLB_TRACKING_NOT_DONE | CCVM_TDX_OPERAND_RCX;
+		if (st) {
+			pamt_unlock(m, pfn, pv);
+			goto out;
+		}
+	}
+	atomic_store_explicit(e, 0, memory_order_release);
+	pamt_release(m, pfn);
+	atomic_fetch_sub_explicit(&td->nr_children, 1, memory_order_relaxed);
+	if (out)
+		*out = pfn;
+out:
+	sept_leave(td, &g, true);
+	return st;
+}
+
+uint64_t ccvm_tdh_mem_page_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+				  uint64_t *pfn)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_MEM_PAGE_REMOVE, &st))
+		st = page_remove(td, gpa, level, pfn);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_REMOVE, true, st);
+}
+
+static uint64_t sept_rd(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+			struct ccvm_tdx_sept_info *info)
+{
+	_Atomic uint64_t *e;
+	struct td_guard g;
+	uint64_t st, v;
+	int reached;
+
+	if (!info)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	st = sept_enter(td, &g, OPS_BUILT, false, false);
+	if (st)
+		return st;
+	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, td->root_level)) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	if (!sept_walk(td, gpa, level, &e, &reached))
+		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
+	v = atomic_load_explicit(e, memory_order_acquire) & ~SEPTE_LOCK;
+	info->raw = v;
+	info->state = CCVM_TDX_SEPTE_STATE(v);
+	info->pfn = CCVM_TDX_SEPTE_PFN(v);
+	info->level = reached;
+out:
+	sept_leave(td, &g, false);
+	return st;
+}
+
+uint64_t ccvm_tdh_mem_sept_rd(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+			      struct ccvm_tdx_sept_info *info)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_MEM_SEPT_RD, &st))
+		st = sept_rd(td, gpa, level, info);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_SEPT_RD, true, st);
+}
+
+static uint64_t sept_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64_t *out)
+{
+	struct ccvm_tdx_module *m = td->m;
+	_Atomic uint64_t *e, *child;
+	struct td_guard g;
+	uint64_t st, v, pv, pfn;
+	unsigned int s, i;
+	int reached;
+
+	st = sept_enter(td, &g, OPS_BUILT, false, true);
+	if (st)
+		return st;
+	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_2M, td->root_level)) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	if (!sept_walk(td, gpa, level, &e, &reached)) {
+		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	v = atomic_load_explicit(e, memory_order_relaxed);
+	s = CCVM_TDX_SEPTE_STATE(v);
+	if (s != CCVM_TDX_SEPT_NL_BLOCKED) {
+		st = (s == CCVM_TDX_SEPT_NL_MAPPED ? TDX_GPA_RANGE_NOT_BLOCKED :
+		      TDX_EPT_ENTRY_STATE_INCORRECT) | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	pfn = CCVM_TDX_SEPTE_PFN(v);
+	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &pv)) {
+		st = busy(CCVM_TDX_OPERAND_RCX);
+		goto out;
+	}
+	if (td_op_state(td) == CCVM_TDX_OP_RUNNABLE && !tlb_tracked(td, pamt_bepoch(pv))) {
+		st = TDX_TLB_TRACKING_NOT_DONE | CCVM_TDX_OPERAND_RCX;
+	} else {
+		child = sept_page(m, pfn);
+		for (i = 0; i < SEPT_ENTRIES; i++) {
+			if (CCVM_TDX_SEPTE_STATE(atomic_load_explicit(&child[i],
+					memory_order_relaxed)) != CCVM_TDX_SEPT_FREE) {
+				st = TDX_EPT_PAGE_NOT_FREE | CCVM_TDX_OPERAND_RCX;
+				break;
+			}
+		}
+	}
+	if (st) {
+		pamt_unlock(m, pfn, pv);
+		goto out;
+	}
+	atomic_store_explicit(e, 0, memory_order_release);
+	pamt_release(m, pfn);
+	atomic_fetch_sub_explicit(&td->nr_children, 1, memory_order_relaxed);
+	if (out)
+		*out = pfn;
+out:
+	sept_leave(td, &g, true);
+	return st;
+}
+
+uint64_t ccvm_tdh_mem_sept_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+				  uint64_t *spt_pfn)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_MEM_SEPT_REMOVE, &st))
+		st = sept_remove(td, gpa, level, spt_pfn);
+	/* No CCVM_EV_* for this leaf (KVM never calls it). */
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_NR, false, st);
+}
+
+static uint64_t range_unblock(struct ccvm_tdx_td *td, uint64_t gpa, int level)
+{
+	struct ccvm_tdx_module *m = td->m;
+	_Atomic uint64_t *e;
+	struct td_guard g;
+	uint64_t st, v, pfn;
+	unsigned int s, ns;
+	int reached;
+
+	st = sept_enter(td, &g, OPS_BUILT, false, true);
+	if (st)
+		return st;
+	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, td->root_level)) {
+		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	if (!sept_walk(td, gpa, level, &e, &reached)) {
+		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	v = atomic_load_explicit(e, memory_order_relaxed);
+	s = CCVM_TDX_SEPTE_STATE(v);
+	switch (s) {
+	case CCVM_TDX_SEPT_BLOCKED:
+		ns = CCVM_TDX_SEPT_MAPPED;
+		break;
+	case CCVM_TDX_SEPT_PENDING_BLOCKED:
+		ns = CCVM_TDX_SEPT_PENDING;
+		break;
+	case CCVM_TDX_SEPT_NL_BLOCKED:
+		ns = CCVM_TDX_SEPT_NL_MAPPED;
+		break;
+	default:
+		st = (s == CCVM_TDX_SEPT_FREE ? TDX_EPT_ENTRY_STATE_INCORRECT :
+		      TDX_GPA_RANGE_NOT_BLOCKED) | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	pfn = CCVM_TDX_SEPTE_PFN(v);
+	if (td_op_state(td) == CCVM_TDX_OP_RUNNABLE &&
+	    !tlb_tracked(td, pamt_bepoch(atomic_load_explicit(pamt_entry(m, pfn),
+							      memory_order_acquire)))) {
+		st = TDX_TLB_TRACKING_NOT_DONE | CCVM_TDX_OPERAND_RCX;
+		goto out;
+	}
+	atomic_store_explicit(e, septe_make(ns, pfn), memory_order_release);
+out:
+	sept_leave(td, &g, true);
+	return st;
+}
+
+uint64_t ccvm_tdh_mem_range_unblock(struct ccvm_tdx_td *td, uint64_t gpa, int level)
+{
+	uint64_t st;
+
+	if (!td)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
+	if (!inject_check(td->m, CCVM_TDH_MEM_RANGE_UNBLOCK, &st))
+		st = range_unblock(td, gpa, level);
+	/* No CCVM_EV_* for this leaf (KVM never calls it). */
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_NR, false, st);
+}
+
+/* ---- physical pages ------------------------------------------------------------ */
+
+static uint64_t page_wbinvd(struct ccvm_tdx_module *m, uint64_t pfn, uint32_t keyid)
+{
+	uint64_t v;
+
+	if (!pfn_ok(m, pfn))
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (keyid != CCVM_TDX_GLOBAL_KEYID) {
+		if (!hkid_ok(m, keyid))
+			return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+		if (atomic_load_explicit(&m->kot[keyid].state, memory_order_acquire) == KOT_FREE)
+			return TDX_KEY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
+	}
+	v = atomic_load_explicit(pamt_entry(m, pfn), memory_order_acquire);
+	if (v & PAMT_LOCK)
+		return busy(CCVM_TDX_OPERAND_RCX);
+	if (pamt_type(v) != CCVM_TDX_PT_NDA)
+		return TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
+	return TDX_SUCCESS;
+}
+
+uint64_t ccvm_tdh_phymem_page_wbinvd(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				     uint64_t pfn, uint32_t keyid)
+{
+	uint64_t st;
+
+	if (!m)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(m, CCVM_TDH_PHYMEM_PAGE_WBINVD, &st))
+		st = page_wbinvd(m, pfn, keyid);
+	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_PAGE_WBINVD, true, st);
+}
+
+/* Unlink and free the vCPU whose TDVPR is @pfn (TDR lock held shared). */
+static void vp_reclaimed(struct ccvm_tdx_td *td, uint64_t pfn)
+{
+	struct ccvm_tdx_vp **pp, *vp = NULL;
+
+	pthread_mutex_lock(&td->vp_list_lock);
+	for (pp = &td->vps; *pp; pp = &(*pp)->next) {
+		if ((*pp)->tdvpr_pfn == pfn) {
+			vp = *pp;
+			*pp = vp->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&td->vp_list_lock);
+	free(vp);
+}
+
+static uint64_t page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm **vm, uint64_t pfn,
+			     struct ccvm_tdx_reclaim_info *info)
+{
+	struct ccvm_tdx_td *td;
+	uint64_t st = TDX_SUCCESS, v;
+	unsigned int type;
+	bool is_tdr;
+
+	if (!pfn_ok(m, pfn))
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &v))
+		return busy(CCVM_TDX_OPERAND_RCX);
+	type = pamt_type(v);
+	if (type == CCVM_TDX_PT_NDA || type == CCVM_TDX_PT_RSVD || type == CCVM_TDX_PT_PAMT) {
+		pamt_unlock(m, pfn, v);
+		return TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
+	}
+	/* Holding a page of the TD keeps its TDR (and the TD) from going away. */
+	td = atomic_load_explicit(&m->slots[pamt_owner(v)].td, memory_order_acquire);
+	if (!td) {
+		pamt_unlock(m, pfn, v);
+		return TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
+	}
+	if (td_vm(td))
+		*vm = td_vm(td);
+	if (info) {
+		info->type = type;
+		info->owner = td->tdr_pfn;
+		info->level = CCVM_TDX_LEVEL_4K;
+	}
+	is_tdr = type == CCVM_TDX_PT_TDR;
+	if (!sx_try(&td->tdr_lock, is_tdr)) {
+		pamt_unlock(m, pfn, v);
+		return busy(CCVM_TDX_OPERAND_TDR);
+	}
+	if (td_lifecycle(td) != CCVM_TDX_TD_TEARDOWN)
+		st = TDX_LIFECYCLE_STATE_INCORRECT;
+	else if (is_tdr && atomic_load_explicit(&td->nr_children, memory_order_acquire))
+		st = TDX_TD_ASSOCIATED_PAGES_EXIST;
+	if (st) {
+		sx_release(&td->tdr_lock, is_tdr);
+		pamt_unlock(m, pfn, v);
+		return st;
+	}
+	if (is_tdr) {
+		atomic_store_explicit(&m->slots[td->slot].td, NULL, memory_order_release);
+		pamt_release(m, pfn);
+		sx_release_excl(&td->tdr_lock);
+		td_free(td);
+		return TDX_SUCCESS;
+	}
+	if (type == CCVM_TDX_PT_TDVPR)
+		vp_reclaimed(td, pfn);
+	pamt_release(m, pfn);
+	atomic_fetch_sub_explicit(&td->nr_children, 1, memory_order_release);
+	sx_release_shared(&td->tdr_lock);
+	return TDX_SUCCESS;
+}
+
+uint64_t ccvm_tdh_phymem_page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				      uint64_t pfn, struct ccvm_tdx_reclaim_info *info)
+{
+	uint64_t st;
+
+	if (!m)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!inject_check(m, CCVM_TDH_PHYMEM_PAGE_RECLAIM, &st))
+		st = page_reclaim(m, &vm, pfn, info);
+	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM, true, st);
+}
+
+/* ---- guest side ------------------------------------------------------------------ */
+
+static inline bool vp_in_guest(const struct ccvm_tdx_vp *vp)
+{
+	return atomic_load_explicit(&vp->run, memory_order_acquire) == VP_IN_GUEST;
+}
+
+static uint64_t page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
+{
+	struct ccvm_tdx_td *td = vp->td;
+	struct ccvm_tdx_module *m = td->m;
+	_Atomic uint64_t *e;
+	uint64_t st = TDX_SUCCESS, v, pfn;
+	unsigned int s;
+	int reached;
+
+	if (!vp_in_guest(vp))
+		return TDX_VCPU_STATE_INCORRECT;
+	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_2M))
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!sx_try_shared(&td->sept_lock))
+		return busy(CCVM_TDX_OPERAND_SEPT);
+	if (!sept_walk(td, gpa, level, &e, &reached)) {
+		st = CCVM_TDX_SW_EPT_VIOLATION;
+		goto out;
+	}
+	if (level == CCVM_TDX_LEVEL_2M) {
+		s = CCVM_TDX_SEPTE_STATE(atomic_load_explicit(e, memory_order_acquire));
+		st = s == CCVM_TDX_SEPT_NL_MAPPED ? TDX_PAGE_SIZE_MISMATCH | CCVM_TDX_OPERAND_RCX :
+		     CCVM_TDX_SW_EPT_VIOLATION;
+		goto out;
+	}
+	if (!word_trylock(e, SEPTE_LOCK, &v)) {
+		st = busy(CCVM_TDX_OPERAND_RCX);
+		goto out;
+	}
+	s = CCVM_TDX_SEPTE_STATE(v);
+	if (s == CCVM_TDX_SEPT_MAPPED) {
+		st = TDX_PAGE_ALREADY_ACCEPTED | CCVM_TDX_OPERAND_RCX;
+	} else if (s != CCVM_TDX_SEPT_PENDING) {
+		st = CCVM_TDX_SW_EPT_VIOLATION;
+	} else {
+		pfn = CCVM_TDX_SEPTE_PFN(v);
+		/* The module zeroes with the TD's key, which also restores the
+		 * page's integrity; a page nobody wrote is zero already. */
+		if (ccvm_page_is_dirty(m->p, pfn))
+			ccvm_page_clear(m->p, pfn);
+		atomic_fetch_and_explicit(pamt_entry(m, pfn), ~PAMT_POISON, memory_order_relaxed);
+		v = septe_make(CCVM_TDX_SEPT_MAPPED, pfn);
+	}
+	atomic_store_explicit(e, v & ~SEPTE_LOCK, memory_order_release);
+out:
+	sx_release_shared(&td->sept_lock);
+	return st;
+}
+
+uint64_t ccvm_tdg_mem_page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
+{
+	struct ccvm_tdx_module *m;
+	uint64_t st;
+
+	if (!vp)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	m = vp->td->m;
+	if (!inject_check(m, CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT, &st))
+		st = page_accept(vp, gpa, level);
+	return seamcall_done(m, td_vm(vp->td), CCVM_EV_TDG_MEM_PAGE_ACCEPT, true, st);
+}
+
+uint64_t ccvm_tdx_guest_access(struct ccvm_tdx_vp *vp, uint64_t gpa, bool write)
+{
+	struct ccvm_tdx_td *td;
+	_Atomic uint64_t *e;
+	uint64_t v;
+	int reached;
+
+	(void)write;	/* S-EPT leaves are RWX: reads and writes fault alike */
+	if (!vp)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	td = vp->td;
+	if (!vp_in_guest(vp))
+		return TDX_VCPU_STATE_INCORRECT;
+	if (!gpa_ok(td, gpa & ~(CCVM_PAGE_SIZE - 1), 0, 0, 0))
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (!sept_walk(td, gpa, CCVM_TDX_LEVEL_4K, &e, &reached))
+		return CCVM_TDX_SW_EPT_VIOLATION;
+	v = atomic_load_explicit(e, memory_order_acquire);
+	switch (CCVM_TDX_SEPTE_STATE(v)) {
+	case CCVM_TDX_SEPT_MAPPED:
+		if (atomic_load_explicit(pamt_entry(td->m, CCVM_TDX_SEPTE_PFN(v)),
+					 memory_order_relaxed) & PAMT_POISON)
+			return CCVM_TDX_SW_MCE;
+		return TDX_SUCCESS;
+	case CCVM_TDX_SEPT_PENDING:
+		return td->attributes & CCVM_TDX_ATTR_SEPT_VE_DISABLE ?
+		       CCVM_TDX_SW_EPT_VIOLATION_PENDING : CCVM_TDX_SW_VE;
+	default:
+		return CCVM_TDX_SW_EPT_VIOLATION;
+	}
+}
+
+/* ---- host direct map -------------------------------------------------------------- */
+
+int ccvm_tdx_host_access(struct ccvm_tdx_module *m, uint64_t pfn, bool write)
+{
+	_Atomic uint64_t *e;
+	uint64_t v;
+
+	if (!m || !pfn_ok(m, pfn))
+		return -EINVAL;
+	e = pamt_entry(m, pfn);
+	v = atomic_load_explicit(e, memory_order_acquire);
+	if (pamt_type(v) == CCVM_TDX_PT_NDA)
+		return 0;
+	if (write) {
+		atomic_fetch_or_explicit(e, PAMT_POISON, memory_order_relaxed);
+		atomic_fetch_add_explicit(&m->nr_poisoned, 1, memory_order_relaxed);
+	}
+	return CCVM_HOST_ACCESS_CIPHERTEXT;
+}
+
+void ccvm_tdx_host_ciphertext(struct ccvm_tdx_module *m, uint64_t pfn, void *page)
+{
+	uint8_t *b = page;
+	uint64_t v, key;
+	unsigned int i, j;
+
+	if (!m || !pfn_ok(m, pfn) || !page)
+		return;
+	v = atomic_load_explicit(pamt_entry(m, pfn), memory_order_acquire);
+	if (pamt_type(v) == CCVM_TDX_PT_NDA)
+		return;
+	if (pamt_type(v) == CCVM_TDX_PT_TDR)
+		key = mix64(m->secret ^ CCVM_TDX_GLOBAL_KEYID);
+	else
+		key = atomic_load_explicit(&m->slots[pamt_owner(v)].key, memory_order_relaxed);
+	key = mix64(key ^ (pfn * 0x9e3779b97f4a7c15ull));
+	for (i = 0; i < CCVM_PAGE_SIZE; i += 8) {
+		uint64_t ks = mix64(key + i);
+
+		for (j = 0; j < 8; j++) {
+			uint8_t k = (uint8_t)(ks >> (8 * j));
+
+			/* A zero key byte would leave the plaintext byte as is. */
+			b[i + j] ^= k ? k : 0xa5;
+		}
+	}
+}
+
+uint64_t ccvm_tdx_nr_poisoned(struct ccvm_tdx_module *m)
+{
+	return atomic_load_explicit(&m->nr_poisoned, memory_order_relaxed);
+}
+
+/* ---- fault injection --------------------------------------------------------------- */
+
+static bool leaf_known(unsigned int leaf)
+{
+	return leaf == CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT ||
+	       (leaf < 64 && ccvm_tdx_leaf_name(leaf));
+}
+
+int ccvm_tdx_inject(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t nth,
+		    uint64_t status, uint64_t count)
+{
+	struct ccvm_tdx_inject_rule *r;
+	int err = 0;
+
+	if (!m || !leaf_known(leaf))
+		return -EINVAL;
+	pthread_mutex_lock(&m->inject_lock);
+	r = &m->inject[inject_index(leaf)];
+	if (!status) {
+		if (!r->active)
+			err = -ENOENT;
+		else
+			atomic_fetch_sub_explicit(&m->nr_inject_rules, 1, memory_order_relaxed);
+		r->active = false;
+	} else {
+		if (!r->active)
+			atomic_fetch_add_explicit(&m->nr_inject_rules, 1, memory_order_relaxed);
+		*r = (struct ccvm_tdx_inject_rule){
+			.nth = nth, .status = status, .count = count, .active = true,
+		};
+	}
+	pthread_mutex_unlock(&m->inject_lock);
+	return err;
+}
+
+/* ---- names ---------------------------------------------------------------------------- */
+
+struct status_name {
+	uint64_t status;
+	const char *name;
+};
+
+#define STATUS_NAME(s) { s, #s }
+
+static const struct status_name status_names[] = {
+	STATUS_NAME(TDX_SUCCESS),
+	STATUS_NAME(TDX_NON_RECOVERABLE_VCPU),
+	STATUS_NAME(TDX_NON_RECOVERABLE_TD),
+	STATUS_NAME(TDX_INTERRUPTED_RESUMABLE),
+	STATUS_NAME(TDX_OPERAND_INVALID),
+	STATUS_NAME(TDX_OPERAND_BUSY),
+	STATUS_NAME(TDX_PREVIOUS_TLB_EPOCH_BUSY),
+	STATUS_NAME(TDX_RND_NO_ENTROPY),
+	STATUS_NAME(TDX_PAGE_METADATA_INCORRECT),
+	STATUS_NAME(TDX_TD_ASSOCIATED_PAGES_EXIST),
+	STATUS_NAME(TDX_TDCS_NOT_ALLOCATED),
+	STATUS_NAME(TDX_LIFECYCLE_STATE_INCORRECT),
+	STATUS_NAME(TDX_OP_STATE_INCORRECT),
+	STATUS_NAME(TDX_TDCX_NUM_INCORRECT),
+	STATUS_NAME(TDX_VCPU_STATE_INCORRECT),
+	STATUS_NAME(TDX_VCPU_ASSOCIATED),
+	STATUS_NAME(TDX_VCPU_NOT_ASSOCIATED),
+	STATUS_NAME(TDX_MAX_VCPUS_EXCEEDED),
+	STATUS_NAME(TDX_TD_KEYS_NOT_CONFIGURED),
+	STATUS_NAME(TDX_KEY_STATE_INCORRECT),
+	STATUS_NAME(TDX_KEY_CONFIGURED),
+	STATUS_NAME(TDX_WBCACHE_NOT_COMPLETE),
+	STATUS_NAME(TDX_HKID_NOT_FREE),
+	STATUS_NAME(TDX_NO_HKID_READY_TO_WBCACHE),
+	STATUS_NAME(TDX_WBCACHE_RESUME_ERROR),
+	STATUS_NAME(TDX_FLUSHVP_NOT_DONE),
+	STATUS_NAME(TDX_EPT_WALK_FAILED),
+	STATUS_NAME(TDX_EPT_ENTRY_NOT_FREE),
+	STATUS_NAME(TDX_GPA_RANGE_NOT_BLOCKED),
+	STATUS_NAME(TDX_GPA_RANGE_ALREADY_BLOCKED),
+	STATUS_NAME(TDX_TLB_TRACKING_NOT_DONE),
+	STATUS_NAME(TDX_PAGE_ALREADY_ACCEPTED),
+	STATUS_NAME(TDX_PAGE_SIZE_MISMATCH),
+	STATUS_NAME(TDX_EPT_ENTRY_STATE_INCORRECT),
+	STATUS_NAME(TDX_EPT_PAGE_NOT_FREE),
+};
+
+const char *ccvm_tdx_status_name(uint64_t status)
+{
+	size_t i;
+
+	switch (status) {
+	case CCVM_TDX_SW_VE:
+		return "CCVM_TDX_SW_VE";
+	case CCVM_TDX_SW_MCE:
+		return "CCVM_TDX_SW_MCE";
+	case CCVM_TDX_SW_EPT_VIOLATION:
+		return "CCVM_TDX_SW_EPT_VIOLATION";
+	case CCVM_TDX_SW_EPT_VIOLATION_PENDING:
+		return "CCVM_TDX_SW_EPT_VIOLATION_PENDING";
+	case CCVM_TDX_SW_NOMEM:
+		return "CCVM_TDX_SW_NOMEM";
+	}
+	for (i = 0; i < sizeof(status_names) / sizeof(status_names[0]); i++)
+		if (status_names[i].status == TDX_STATUS_CLASS(status))
+			return status_names[i].name;
+	return "TDX_UNKNOWN";
+}
+
+static const char *const leaf_names[64] = {
+	[CCVM_TDH_VP_ENTER] = "TDH.VP.ENTER",
+	[CCVM_TDH_MNG_ADDCX] = "TDH.MNG.ADDCX",
+	[CCVM_TDH_MEM_PAGE_ADD] = "TDH.MEM.PAGE.ADD",
+	[CCVM_TDH_MEM_SEPT_ADD] = "TDH.MEM.SEPT.ADD",
+	[CCVM_TDH_VP_ADDCX] = "TDH.VP.ADDCX",
+	[CCVM_TDH_MEM_PAGE_AUG] = "TDH.MEM.PAGE.AUG",
+	[CCVM_TDH_MEM_RANGE_BLOCK] = "TDH.MEM.RANGE.BLOCK",
+	[CCVM_TDH_MNG_KEY_CONFIG] = "TDH.MNG.KEY.CONFIG",
+	[CCVM_TDH_MNG_CREATE] = "TDH.MNG.CREATE",
+	[CCVM_TDH_VP_CREATE] = "TDH.VP.CREATE",
+	[CCVM_TDH_MR_EXTEND] = "TDH.MR.EXTEND",
+	[CCVM_TDH_MR_FINALIZE] = "TDH.MR.FINALIZE",
+	[CCVM_TDH_VP_FLUSH] = "TDH.VP.FLUSH",
+	[CCVM_TDH_MNG_VPFLUSHDONE] = "TDH.MNG.VPFLUSHDONE",
+	[CCVM_TDH_MNG_KEY_FREEID] = "TDH.MNG.KEY.FREEID",
+	[CCVM_TDH_MNG_INIT] = "TDH.MNG.INIT",
+	[CCVM_TDH_VP_INIT] = "TDH.VP.INIT",
+	[CCVM_TDH_MEM_SEPT_RD] = "TDH.MEM.SEPT.RD",
+	[CCVM_TDH_PHYMEM_PAGE_RECLAIM] = "TDH.PHYMEM.PAGE.RECLAIM",
+	[CCVM_TDH_MEM_PAGE_REMOVE] = "TDH.MEM.PAGE.REMOVE",
+	[CCVM_TDH_MEM_SEPT_REMOVE] = "TDH.MEM.SEPT.REMOVE",
+	[CCVM_TDH_MEM_TRACK] = "TDH.MEM.TRACK",
+	[CCVM_TDH_MEM_RANGE_UNBLOCK] = "TDH.MEM.RANGE.UNBLOCK",
+	[CCVM_TDH_PHYMEM_CACHE_WB] = "TDH.PHYMEM.CACHE.WB",
+	[CCVM_TDH_PHYMEM_PAGE_WBINVD] = "TDH.PHYMEM.PAGE.WBINVD",
+};
+
+const char *ccvm_tdx_leaf_name(unsigned int leaf)
+{
+	if (leaf == CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT)
+		return "TDG.MEM.PAGE.ACCEPT";
+	return leaf < 64 ? leaf_names[leaf] : NULL;
+}
+
+/* ---- inspection -------------------------------------------------------------------------- */
+
+int ccvm_tdx_pamt_get(struct ccvm_tdx_module *m, uint64_t pfn,
+		      struct ccvm_tdx_pamt_info *info)
+{
+	struct ccvm_tdx_td *td;
+	uint64_t v;
+
+	if (!m || !info || !pfn_ok(m, pfn))
+		return -EINVAL;
+	v = atomic_load_explicit(pamt_entry(m, pfn), memory_order_acquire);
+	info->type = pamt_type(v);
+	info->bepoch = pamt_bepoch(v);
+	info->poisoned = info->type != CCVM_TDX_PT_NDA && (v & PAMT_POISON);
+	info->owner = 0;
+	if (info->type != CCVM_TDX_PT_NDA) {
+		td = atomic_load_explicit(&m->slots[pamt_owner(v)].td, memory_order_acquire);
+		info->owner = td ? td->tdr_pfn : 0;
+	}
+	return 0;
+}
+
+uint64_t ccvm_tdx_pamt_nr_assigned(struct ccvm_tdx_module *m)
+{
+	return atomic_load_explicit(&m->nr_assigned, memory_order_relaxed);
+}
+
+enum ccvm_tdx_lifecycle ccvm_tdx_td_lifecycle(const struct ccvm_tdx_td *td)
+{
+	return (enum ccvm_tdx_lifecycle)td_lifecycle(td);
+}
+
+enum ccvm_tdx_op_state ccvm_tdx_td_op_state(const struct ccvm_tdx_td *td)
+{
+	return (enum ccvm_tdx_op_state)td_op_state(td);
+}
+
+uint32_t ccvm_tdx_td_hkid(const struct ccvm_tdx_td *td)
+{
+	return td->hkid;
+}
+
+uint64_t ccvm_tdx_td_tdr_pfn(const struct ccvm_tdx_td *td)
+{
+	return td->tdr_pfn;
+}
+
+uint64_t ccvm_tdx_td_nr_children(const struct ccvm_tdx_td *td)
+{
+	return (uint64_t)atomic_load_explicit(&td->nr_children, memory_order_relaxed);
+}
+
+uint64_t ccvm_tdx_td_epoch(const struct ccvm_tdx_td *td)
+{
+	return epoch_of(atomic_load_explicit(&td->epoch_word, memory_order_relaxed));
+}
+
+uint64_t ccvm_tdx_td_shared_bit(const struct ccvm_tdx_td *td)
+{
+	return td_op_state(td) == CCVM_TDX_OP_UNINITIALIZED ? 0 : td->shared_bit;
+}
+
+uint64_t ccvm_tdx_td_measurement(const struct ccvm_tdx_td *td)
+{
+	return td->mrtd;
+}
+
+struct ccvm_vm *ccvm_tdx_td_vm(const struct ccvm_tdx_td *td)
+{
+	return td_vm(td);
+}
+
+void ccvm_tdx_td_detach_vm(struct ccvm_tdx_td *td)
+{
+	if (td)
+		atomic_store_explicit(&td->vm, NULL, memory_order_relaxed);
+}
+
+struct ccvm_tdx_td *ccvm_tdx_vp_td(const struct ccvm_tdx_vp *vp)
+{
+	return vp->td;
+}
+
+uint64_t ccvm_tdx_vp_tdvpr_pfn(const struct ccvm_tdx_vp *vp)
+{
+	return vp->tdvpr_pfn;
+}
+
+bool ccvm_tdx_vp_in_guest(const struct ccvm_tdx_vp *vp)
+{
+	return vp_in_guest(vp);
+}
+
+bool ccvm_tdx_vp_initialized(const struct ccvm_tdx_vp *vp)
+{
+	return atomic_load_explicit(&vp->initialized, memory_order_relaxed);
+}
+
+int ccvm_tdx_vp_cpu(const struct ccvm_tdx_vp *vp)
+{
+	return atomic_load_explicit(&vp->cpu, memory_order_relaxed);
+}
