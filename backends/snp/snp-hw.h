@@ -30,6 +30,14 @@
  * the head is an assigned 2M entry, else unassigned.  Every check below
  * uses the effective entry.
  *
+ * Who changes which field:
+ *   RMPUPDATE (host)            assigned, size, ASID, GPA, immutable; clears
+ *                               validated and VMSA
+ *   PSMASH (host)               one 2M entry -> 512 4K entries
+ *   PVALIDATE (guest)           validated
+ *   SNP_LAUNCH_UPDATE (fw)      validated (+ VMSA for a save area)
+ *   SNP_PAGE_RECLAIM (fw)       clears immutable, validated, VMSA
+ *
  * Host direct map: every platform page has a host kernel mapping whose
  * page size is tracked per 2M region.  At init, every fully populated
  * 1G-aligned gigabyte is mapped with one 1G page, the remaining full 2M
@@ -71,6 +79,24 @@
  * the access checks) take no lock and see a consistent entry.  No
  * instruction allocates memory or makes a system call; the retry loops of
  * the helpers yield the CPU only while contended.
+ *
+ * How the KVM side maps onto this (kvm-semantics.md 7.2-7.6)
+ * ----------------------------------------------------------
+ *   vm_init          ccvm_snp_asid_alloc(); context page: fw_mark_pages()
+ *   vm_destroy       fw_reclaim_pages() of firmware/VMSA pages, asid_free()
+ *   gmem_prepare     already assigned -> 0; else rmp_make_private(pfn,
+ *                    gfn << 12, 2M only if aligned and the region's
+ *                    region_assigned_4k is 0 and the folio allows, else 4K)
+ *   gmem_invalidate  per assigned pfn: whole 2M entry in range -> 2M
+ *                    make_shared; else rmp_psmash() then 4K make_shared;
+ *                    clflush_pages(); failure -> leak_pages()
+ *   max_mapping_level  rmpread().level (4K when unassigned)
+ *   populate         rmp_make_private() + fw_launch_update(NORMAL)
+ *   guest_accept     pvalidate(); SIZEMISMATCH -> rmp_psmash(), zap the 2M
+ *                    gfn range, retry; NPF_RMP -> fault the page in first
+ *   guest_access     guest_access(): NPF_RMP -> CCVM_GUEST_NEEDS_FAULT,
+ *                    VC_NOT_VALIDATED -> -EACCES (#VC)
+ *   host_access / host_ciphertext   the functions of the same name
  */
 #ifndef CCVM_BACKENDS_SNP_HW_H
 #define CCVM_BACKENDS_SNP_HW_H
