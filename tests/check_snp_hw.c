@@ -394,10 +394,11 @@ START_TEST(test_psmash)
 	struct ccvm_snp_rmp_entry e;
 	uint64_t i;
 
-	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, r), CCVM_SNP_FAIL_INPUT);	/* unassigned */
-	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, r + 1), CCVM_SNP_FAIL_INPUT);	/* unaligned */
+	/* Unassigned, unaligned, out of range: only the first one executes. */
+	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, r), CCVM_SNP_FAIL_INPUT);
+	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, r + 1), CCVM_SNP_FAIL_INPUT);
 	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, HW->nr_pages), CCVM_SNP_FAIL_INPUT);
-	ck_assert_uint_eq(ev(CCVM_EV_PSMASH), 1);	/* only the first executed */
+	ck_assert_uint_eq(ev(CCVM_EV_PSMASH), 1);
 
 	ck_assert_int_eq(assign(r, CCVM_LEVEL_2M, 6, gpa), CCVM_SNP_SUCCESS);
 	ck_assert_int_eq(ccvm_snp_pvalidate(HW, NULL, 6, gpa, r, CCVM_LEVEL_2M, true),
@@ -413,7 +414,8 @@ START_TEST(test_psmash)
 		ck_assert_uint_eq(e.entry_pfn, r + i);
 		ck_assert_uint_eq(e.region_assigned_4k, PER_2M);
 	}
-	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, r), CCVM_SNP_FAIL_INPUT);	/* done already */
+	/* Already split: nothing left to PSMASH. */
+	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, r), CCVM_SNP_FAIL_INPUT);
 
 	/* Now 4K updates work and touch one entry only. */
 	ck_assert_int_eq(assign(r + 3, CCVM_LEVEL_4K, 6, gpa + 3 * CCVM_PAGE_SIZE),
