@@ -580,7 +580,6 @@ void ccvm_mmu_invalidate_end(struct ccvm_vm *vm)
 		atomic_store(&m->invalidate_in_progress, 0);
 		ccvm_vm_bug(vm, "mmu invalidate_end without begin");
 	}
-	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
 /*
@@ -769,6 +768,7 @@ void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end)
 		ccvm_mmu_flush_remote_tlbs(vm);
 	ccvm_mmu_invalidate_end(vm);
 	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
 /* ---- install ---------------------------------------------------------------- */
@@ -1120,27 +1120,32 @@ static uint64_t root_leaf(const struct ccvm_vm *vm, const struct ccvm_root *root
 	}
 }
 
+/*
+ * The hot path of every guest access: one walk, no lock of its own, no op
+ * call.  The access kind comes from the shared bit when the VM has one; a
+ * VM without one (mock) has no hardware signal, and there a present leaf
+ * always has the attribute's kind (a conversion zaps the old kind before
+ * the store changes and no fault installs until it ended), so the leaf is
+ * trusted rather than asking fault_is_private on every access.
+ */
 int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x)
 {
 	struct ccvm_vm *vm = v->vm;
 	uint64_t gfn = gpa_to_gfn(vm, gpa);
-	enum access_kind kind = access_kind(vm, gpa);
+	bool known = vm->shared_bit != 0;
+	bool is_private = known && !(gpa & vm->shared_bit);
 	struct ccvm_root *root;
 	uint64_t e, frame;
 	int level;
 
-	root = kind == ACCESS_PRIVATE && vm_has_mirror(vm) ? v->mirror_root : v->root;
+	root = is_private && vm_has_mirror(vm) ? v->mirror_root : v->root;
 	if (!root || root_is_invalid(root))
 		return -ENOENT;
 	e = root_leaf(vm, root, gfn, &level);
 	if (!e)
 		return -ENOENT;
-	/*
-	 * One root holding both kinds (SNP): an access of the other kind must
-	 * fault, which turns it into a memory-fault exit.  Without a hardware
-	 * signal (mock) a present leaf always has the attribute's kind.
-	 */
-	if (kind != ACCESS_BY_ATTR && !!(e & SPTE_PRIVATE) != (kind == ACCESS_PRIVATE))
+	/* One root holding both kinds (SNP): the other kind must fault. */
+	if (known && !!(e & SPTE_PRIVATE) != is_private)
 		return -ENOENT;
 	frame = spte_frame(e) + (gfn & (level_pages(level) - 1));
 	if (e & SPTE_HOST) {
