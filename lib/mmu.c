@@ -300,7 +300,8 @@ static void sp_free_external(struct ccvm_vm *vm, struct ccvm_sp *sp, int level)
 		return;
 	ret = op_free_private_spt(vm, sp->gfn, level, sp->ext_pfn);
 	if (ret) {
-		ccvm_log(CCVM_LOG_WARN, "vm %u: free_private_spt(gfn %#llx) failed: %d, page leaked",
+		ccvm_log(CCVM_LOG_WARN,
+			 "vm %u: free_private_spt(gfn %#llx) failed: %d, page leaked",
 			 vm->id, (unsigned long long)sp->gfn, ret);
 		ccvm_page_leak(vm->p, sp->ext_pfn);
 	} else {
@@ -412,8 +413,9 @@ static void root_put(struct ccvm_vm *vm, struct ccvm_root *root)
 		return;
 	if (left < 0 || !root_is_invalid(root)) {
 		/* Only invalid roots may lose their last reference (5.6). */
-		ccvm_vm_bug(vm, "%s root: refcount %ld while %s", root->mirror ? "mirror" : "direct",
-			    left, root_is_invalid(root) ? "invalid" : "valid");
+		ccvm_vm_bug(vm, "%s root: refcount %ld while %s",
+			    root->mirror ? "mirror" : "direct", left,
+			    root_is_invalid(root) ? "invalid" : "valid");
 		if (left < 0)
 			return;
 		atomic_store(&root->invalid, true);
