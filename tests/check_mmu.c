@@ -358,6 +358,48 @@ START_TEST(test_prefault_errors_and_partial_progress)
 }
 END_TEST
 
+START_TEST(test_five_level_tables_above_48_bits)
+{
+	const uint64_t base = 1ull << 50;
+	struct ccvm_vm_opts vo = CCVM_OPTS_INIT(struct ccvm_vm_opts, .gpa_bits = 52);
+	struct ccvm_memory_region r = { .slot = 0, .flags = CCVM_MEM_GUEST_MEMFD,
+					.guest_phys_addr = base, .memory_size = 2 * MiB };
+	uint8_t *buf = aligned_alloc(CCVM_HPAGE_2M_SIZE, 2 * MiB);
+	struct ccvm_platform *p;
+	struct ccvm_vcpu *v;
+	struct ccvm_gmem *g;
+	struct ccvm_vm *vm;
+	struct ccvm_xlate x;
+	uint64_t pfn;
+
+	ck_assert_int_eq(ccvm_platform_create(NULL, &p), 0);
+	ck_assert_int_eq(ccvm_vm_create(p, &vo, &vm), 0);
+	ck_assert_int_eq(vm->mmu.root_level, 5);
+	ck_assert_int_eq(ccvm_gmem_create(vm, 2 * MiB, 0, &g), 0);
+	r.userspace_addr = buf;
+	r.gmem = g;
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &r), 0);
+	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, base + 3 * PAGE, PAGE,
+						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	prefault_all(v, base, 2 * MiB);
+	ck_assert_int_eq(xlate(v, base + 3 * PAGE, &x), 0);
+	ck_assert(x.is_private);
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, (base >> CCVM_PAGE_SHIFT) + 3, &pfn), 0);
+	ck_assert_uint_eq(x.pfn, pfn);
+	ck_assert_int_eq(xlate(v, base + 4 * PAGE, &x), 0);
+	ck_assert_ptr_eq(x.hva, buf + 4 * PAGE);
+	ck_assert_int_eq(xlate(v, 3 * PAGE, &x), -ENOENT);
+	/* One table per level, 5 to 1. */
+	ck_assert_uint_eq(atomic_load(&vm->mmu.nr_sp), 5);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+	free(buf);
+}
+END_TEST
+
 /* ---- hugepages and conversions ------------------------------------------------ */
 
 START_TEST(test_hugepage_follows_attributes)
@@ -1008,6 +1050,7 @@ Suite *mmu_suite(void)
 	tcase_add_test(tc, test_prefault_private_from_gmem_shared_from_buffer);
 	tcase_add_test(tc, test_prefault_errors_and_partial_progress);
 	tcase_add_test(tc, test_page_table_memory_per_page);
+	tcase_add_test(tc, test_five_level_tables_above_48_bits);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("zap");
