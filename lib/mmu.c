@@ -1141,7 +1141,8 @@ int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x)
 	int level;
 
 	root = is_private && vm_has_mirror(vm) ? v->mirror_root : v->root;
-	if (!root || root_is_invalid(root))
+	/* Past the guest's width: no slot there, the fault makes it MMIO. */
+	if (!root || root_is_invalid(root) || gfn >= vm->max_gfn)
 		return -ENOENT;
 	e = root_leaf(vm, root, gfn, &level);
 	if (!e)
@@ -1171,6 +1172,8 @@ int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level)
 	struct ccvm_root *root;
 	int ret = -ENOENT;
 
+	if (gfn >= vm->max_gfn)
+		return -ENOENT;
 	pthread_rwlock_rdlock(&vm->mmu_lock);
 	for (root = vm->mmu.roots; root; root = root->next) {
 		uint64_t e;

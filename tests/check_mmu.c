@@ -305,6 +305,9 @@ START_TEST(test_prefault_private_from_gmem_shared_from_buffer)
 
 	ck_assert_uint_eq(vm_ev(&e, CCVM_EV_MAP_2M), 1);
 	ck_assert_uint_eq(vm_ev(&e, CCVM_EV_MAP_4K), 512);
+	/* A gpa past the guest's width never aliases a mapped one. */
+	ck_assert_int_eq(xlate(e.v[0], (1ull << 50) | 5 * PAGE, &x), -ENOENT);
+	ck_assert_int_eq(lookup_level(&e, (1ull << 50) | 5 * PAGE), 0);
 	/* The other vCPU shares the root: nothing new to map. */
 	prefault_all(e.v[1], 0, SLOT_SIZE);
 	ck_assert_uint_eq(vm_ev(&e, CCVM_EV_MAP_4K), 512);
