@@ -8,6 +8,8 @@
  * Most cases run on the mock backend.  Mirror-root cases use "mmutest", a
  * test-only backend registered here: a TDX-like VM (shared bit, mirror
  * root, finalize) whose mirror ops only count, and check their context.
+ * "mmutest1" is its SNP-like sibling: a shared bit but one root for both
+ * kinds.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -121,6 +123,20 @@ static const struct ccvm_backend_ops mmutest_ops = {
 	.free_private_spt = tb_free_private_spt,
 };
 
+static void tb1_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *caps)
+{
+	tb_get_caps(vm, caps);
+	caps->has_mirror_root = false;
+	caps->needs_finalize = false;
+}
+
+static const struct ccvm_backend_ops mmutest1_ops = {
+	.abi_version = CCVM_BACKEND_ABI_VERSION,
+	.size = sizeof(struct ccvm_backend_ops),
+	.name = "mmutest1",
+	.get_caps = tb1_get_caps,
+};
+
 /* ---- environment: one VM, one 4 MiB slot (VMM buffer + gmem), vCPUs -------- */
 
 struct env {
@@ -145,8 +161,9 @@ static void env_open(struct env *e, const char *backend, uint64_t gmem_size)
 	memset(e, 0, sizeof(*e));
 	tb_link = tb_set = tb_remove = tb_free = tb_bad_context = 0;
 	tb_bump_seq = 0;
-	if (!strcmp(backend, "mmutest")) {
-		err = ccvm_backend_register(&mmutest_ops);
+	if (!strcmp(backend, mmutest_ops.name) || !strcmp(backend, mmutest1_ops.name)) {
+		err = ccvm_backend_register(strcmp(backend, mmutest_ops.name) ?
+					    &mmutest1_ops : &mmutest_ops);
 		ck_assert(err == 0 || err == -EEXIST);
 	}
 	ck_assert_int_eq(ccvm_platform_create(&po, &e->p), 0);
@@ -661,6 +678,48 @@ START_TEST(test_fault_exits)
 }
 END_TEST
 
+START_TEST(test_one_root_with_a_shared_bit)
+{
+	struct ccvm_fault_exit ex;
+	struct ccvm_xlate x;
+	struct env e;
+
+	env_open(&e, "mmutest1", SLOT_SIZE);
+	ck_assert_uint_ne(e.sbit, 0);
+	set_attr(&e, 0, PAGE, true);
+	ck_assert_int_eq(ccvm_mmu_page_fault(e.v[0], 0, true, &ex), 0);
+	ck_assert_int_eq(ccvm_mmu_page_fault(e.v[0], e.sbit | PAGE, true, &ex), 0);
+	ck_assert_ptr_null(e.v[0]->mirror_root);
+	ck_assert_int_eq(nr_roots(&e, false), 1);
+
+	/* Both kinds in one root; each alias finds only its own kind. */
+	ck_assert_int_eq(xlate(e.v[0], 0, &x), 0);
+	ck_assert(x.is_private);
+	ck_assert_int_eq(xlate(e.v[0], e.sbit, &x), -ENOENT);
+	ck_assert_int_eq(xlate(e.v[0], e.sbit | PAGE, &x), 0);
+	ck_assert(!x.is_private);
+	ck_assert_ptr_eq(x.hva, e.buf + PAGE);
+	ck_assert_int_eq(xlate(e.v[0], PAGE, &x), -ENOENT);
+	ck_assert_int_eq(lookup_level(&e, 0), CCVM_LEVEL_4K);
+	ck_assert_int_eq(lookup_level(&e, e.sbit), 0);
+	ck_assert_int_eq(lookup_level(&e, e.sbit | PAGE), CCVM_LEVEL_4K);
+
+	/* The wrong alias is a memory fault, not a mapping. */
+	ck_assert_int_eq(ccvm_mmu_page_fault(e.v[0], e.sbit, true, &ex), CCVM_PF_EXIT);
+	ck_assert_uint_eq(ex.reason, CCVM_EXIT_MEMORY_FAULT);
+
+	/* The leaf's private bit picks what a filtered zap removes. */
+	set_attr(&e, 0, 2 * PAGE, true);
+	ck_assert_int_eq(lookup_level(&e, 0), CCVM_LEVEL_4K);
+	ck_assert_int_eq(lookup_level(&e, e.sbit | PAGE), 0);
+	ck_assert_uint_eq(vm_ev(&e, CCVM_EV_ZAP), 1);
+	set_attr(&e, 0, 2 * PAGE, false);
+	ck_assert_int_eq(lookup_level(&e, 0), 0);
+	ck_assert_uint_eq(vm_ev(&e, CCVM_EV_ZAP), 2);
+	env_close(&e);
+}
+END_TEST
+
 /* ---- mirror root: FROZEN protocol, busy, removal, teardown ------------------- */
 
 START_TEST(test_mirror_install_restores_on_failure)
@@ -1068,6 +1127,7 @@ Suite *mmu_suite(void)
 	tcase_add_test(tc, test_fault_retries_inside_in_progress_range);
 	tcase_add_test(tc, test_fault_retries_when_seq_moves);
 	tcase_add_test(tc, test_fault_exits);
+	tcase_add_test(tc, test_one_root_with_a_shared_bit);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("mirror");
