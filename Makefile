@@ -49,6 +49,7 @@ BACKEND_SRCS += backends/tdx/tdx.c
 TEST_SRCS :=
 TEST_SRCS += tests/check_mmu.c
 TEST_SRCS += tests/check_snp_hw.c
+TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_xarray.c
 
 # Example programs, one binary each from examples/<name>.c, built by plain

@@ -21,6 +21,7 @@
 #define CCVM_TEST_SUITES(SUITE) \
 	SUITE(mmu) \
 	SUITE(snp_hw) \
+	SUITE(tdx_module) \
 	SUITE(xarray) \
 	/* end of the suite list */
 
