@@ -58,12 +58,11 @@ struct ccvm_tdx_td {
 	uint32_t hkid;
 
 	_Atomic uint32_t tdr_lock;	/* sharex locks: bit 0 exclusive, +2 per sharer */
-	_Atomic uint32_t op_lock;
 	_Atomic uint32_t sept_lock;
 	_Atomic uint32_t epoch_lock;
 
 	_Atomic int lifecycle;		/* written under tdr_lock exclusive */
-	_Atomic int op_state;		/* under tdr_lock or op_lock exclusive */
+	_Atomic int op_state;		/* written under tdr_lock exclusive */
 	uint64_t pkg_configured;	/* under key_lock + tdr_lock exclusive */
 
 	/* Set before the op state leaves UNINITIALIZED, read-only after. */
@@ -83,7 +82,7 @@ struct ccvm_tdx_td {
 	_Atomic int64_t nr_children;
 	_Atomic uint32_t nr_assoc;	/* vCPUs associated with a CPU */
 	_Atomic uint32_t nr_vcpus_init;
-	uint64_t mrtd;			/* under op_lock exclusive */
+	uint64_t mrtd;			/* under tdr_lock exclusive */
 
 	pthread_mutex_t vp_list_lock;
 	struct ccvm_tdx_vp *vps;
@@ -334,55 +333,39 @@ static bool inject_check(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t 
 }
 
 /*
- * The TD-scoped prologue: TDR lock, lifecycle, TDCS, OP_STATE lock and op
- * state.  @op_mask: op states allowed (bit per state), 0 = do not take the
- * OP_STATE lock nor check it.  On success the locks are held; release them
- * with td_leave().
+ * The TD-scoped prologue: TDR lock, lifecycle, TDCS and op state.  @op_mask:
+ * op states allowed (bit per state), 0 = do not check.  The op state only
+ * changes under the TDR lock held exclusively, so the shared holders see a
+ * stable one.  On success the lock is held; release it with td_leave().
  */
 struct td_guard {
 	bool tdr_excl;
-	bool op_taken;
-	bool op_excl;
 };
 
 #define OPS(x)		(1u << CCVM_TDX_OP_##x)
 #define OPS_BUILT	(OPS(INITIALIZED) | OPS(RUNNABLE))
 
 static uint64_t td_enter(struct ccvm_tdx_td *td, struct td_guard *g, bool tdr_excl,
-			 unsigned int op_mask, bool op_excl)
+			 unsigned int op_mask)
 {
+	uint64_t st = TDX_SUCCESS;
+
 	g->tdr_excl = tdr_excl;
-	g->op_taken = false;
-	g->op_excl = op_excl;
 	if (!sx_try(&td->tdr_lock, tdr_excl))
 		return busy(CCVM_TDX_OPERAND_TDR);
-	if (td_lifecycle(td) != CCVM_TDX_TD_KEYS_CONFIGURED) {
+	if (td_lifecycle(td) != CCVM_TDX_TD_KEYS_CONFIGURED)
+		st = TDX_TD_KEYS_NOT_CONFIGURED;
+	else if (op_mask && td->nr_tdcs < CCVM_TDX_NR_TDCS)
+		st = TDX_TDCS_NOT_ALLOCATED;
+	else if (op_mask && !(op_mask & (1u << td_op_state(td))))
+		st = TDX_OP_STATE_INCORRECT;
+	if (st)
 		sx_release(&td->tdr_lock, tdr_excl);
-		return TDX_TD_KEYS_NOT_CONFIGURED;
-	}
-	if (!op_mask)
-		return TDX_SUCCESS;
-	if (td->nr_tdcs < CCVM_TDX_NR_TDCS) {
-		sx_release(&td->tdr_lock, tdr_excl);
-		return TDX_TDCS_NOT_ALLOCATED;
-	}
-	if (!sx_try(&td->op_lock, op_excl)) {
-		sx_release(&td->tdr_lock, tdr_excl);
-		return busy(CCVM_TDX_OPERAND_OP_STATE);
-	}
-	g->op_taken = true;
-	if (!(op_mask & (1u << td_op_state(td)))) {
-		sx_release(&td->op_lock, op_excl);
-		sx_release(&td->tdr_lock, tdr_excl);
-		return TDX_OP_STATE_INCORRECT;
-	}
-	return TDX_SUCCESS;
+	return st;
 }
 
 static void td_leave(struct ccvm_tdx_td *td, struct td_guard *g)
 {
-	if (g->op_taken)
-		sx_release(&td->op_lock, g->op_excl);
 	sx_release(&td->tdr_lock, g->tdr_excl);
 }
 
@@ -847,7 +830,7 @@ static uint64_t mng_addcx(struct ccvm_tdx_td *td, uint64_t pfn)
 	struct td_guard g;
 	uint64_t st;
 
-	st = td_enter(td, &g, true, 0, false);
+	st = td_enter(td, &g, true, 0);
 	if (st)
 		return st;
 	if (td->nr_tdcs >= CCVM_TDX_NR_TDCS) {
@@ -885,7 +868,7 @@ static uint64_t mng_init(struct ccvm_tdx_td *td, const struct ccvm_tdx_td_params
 	struct td_guard g;
 	uint64_t st;
 
-	st = td_enter(td, &g, true, 0, false);
+	st = td_enter(td, &g, true, 0);
 	if (st)
 		return st;
 	if (td->nr_tdcs < CCVM_TDX_NR_TDCS) {
@@ -929,7 +912,7 @@ static uint64_t mr_finalize(struct ccvm_tdx_td *td)
 	struct td_guard g;
 	uint64_t st;
 
-	st = td_enter(td, &g, false, OPS(INITIALIZED), true);
+	st = td_enter(td, &g, true, OPS(INITIALIZED));
 	if (st)
 		return st;
 	td->mrtd = mix64(td->mrtd ^ 0x46494e414c495a45ull);
@@ -1106,7 +1089,7 @@ static uint64_t vp_create(struct ccvm_tdx_td *td, uint64_t pfn, struct ccvm_tdx_
 
 	if (!out)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	st = td_enter(td, &g, false, OPS_BUILT, false);
+	st = td_enter(td, &g, false, OPS_BUILT);
 	if (st)
 		return st;
 	st = pamt_lock_free_page(m, pfn, CCVM_TDX_OPERAND_RCX);
@@ -1163,7 +1146,7 @@ static uint64_t vp_addcx(struct ccvm_tdx_vp *vp, uint64_t pfn)
 	struct td_guard g;
 	uint64_t st;
 
-	st = td_enter(td, &g, false, OPS_BUILT, false);
+	st = td_enter(td, &g, false, OPS_BUILT);
 	if (st)
 		return st;
 	if (!vp_trylock(vp)) {
@@ -1221,7 +1204,7 @@ static uint64_t vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu)
 
 	if (!cpu_ok(td->m, cpu))
 		return TDX_OPERAND_INVALID;
-	st = td_enter(td, &g, false, OPS_BUILT, false);
+	st = td_enter(td, &g, false, OPS_BUILT);
 	if (st)
 		return st;
 	if (!vp_trylock(vp)) {
@@ -1277,7 +1260,7 @@ static uint64_t vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
 
 	if (!cpu_ok(td->m, cpu))
 		return TDX_OPERAND_INVALID;
-	st = td_enter(td, &g, false, OPS(RUNNABLE), false);
+	st = td_enter(td, &g, false, OPS(RUNNABLE));
 	if (st)
 		return st;
 	if (!vp_trylock(vp)) {
@@ -1389,9 +1372,9 @@ uint64_t ccvm_tdh_vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
 
 /* TD prologue plus the S-EPT tree lock; undone by sept_leave(). */
 static uint64_t sept_enter(struct ccvm_tdx_td *td, struct td_guard *g, unsigned int op_mask,
-			   bool op_excl, bool sept_excl)
+			   bool tdr_excl, bool sept_excl)
 {
-	uint64_t st = td_enter(td, g, false, op_mask, op_excl);
+	uint64_t st = td_enter(td, g, tdr_excl, op_mask);
 
 	if (st)
 		return st;
@@ -1650,7 +1633,7 @@ static uint64_t mem_track(struct ccvm_tdx_td *td)
 	struct td_guard g;
 	uint64_t st, w;
 
-	st = td_enter(td, &g, false, OPS_BUILT, false);
+	st = td_enter(td, &g, false, OPS_BUILT);
 	if (st)
 		return st;
 	if (!sx_try_excl(&td->epoch_lock)) {

@@ -50,13 +50,11 @@
  *              guest: i.e. a TRACK happened after the BLOCK and every vCPU in
  *              the guest at that TRACK has exited since (I12).
  *   locks      all try-locks; a failed one is TDX_OPERAND_BUSY | operand id:
- *                TDR lock (CCVM_TDX_OPERAND_TDR): exclusive for KEY.CONFIG,
- *                  MNG.ADDCX, MNG.INIT, VPFLUSHDONE, KEY.FREEID, RECLAIM of
- *                  the TDR; shared for every other leaf on the TD;
- *                OP_STATE lock (CCVM_TDX_OPERAND_OP_STATE): exclusive for
- *                  PAGE.ADD, MR.EXTEND, MR.FINALIZE (they change the
- *                  measurement / op state); shared for the other S-EPT
- *                  leaves, VP.*, TRACK;
+ *                TDR lock (CCVM_TDX_OPERAND_TDR): exclusive for the leaves
+ *                  that change the TD's lifecycle, op state or measurement
+ *                  (KEY.CONFIG, MNG.ADDCX, MNG.INIT, PAGE.ADD, MR.EXTEND,
+ *                  MR.FINALIZE, VPFLUSHDONE, KEY.FREEID, RECLAIM of the TDR);
+ *                  shared for every other leaf on the TD;
  *                S-EPT tree lock (CCVM_TDX_OPERAND_SEPT): exclusive for
  *                  BLOCK, REMOVE, SEPT.REMOVE, UNBLOCK; shared for SEPT.ADD,
  *                  PAGE.ADD, MR.EXTEND, PAGE.AUG, SEPT.RD and the guest's
@@ -483,8 +481,7 @@ uint64_t ccvm_tdh_mng_init(struct ccvm_tdx_td *td, const struct ccvm_tdx_td_para
  * allowed).
  * Status: SUCCESS; TD_KEYS_NOT_CONFIGURED; TDCS_NOT_ALLOCATED;
  * OP_STATE_INCORRECT (not INITIALIZED, e.g. a second FINALIZE);
- * OPERAND_BUSY|OP_STATE (a PAGE.ADD/MR.EXTEND or an S-EPT leaf in flight);
- * OPERAND_BUSY|TDR.
+ * OPERAND_BUSY|TDR (any other leaf on the TD in flight).
  */
 uint64_t ccvm_tdh_mr_finalize(struct ccvm_tdx_td *td);
 
@@ -534,7 +531,7 @@ uint64_t ccvm_tdh_mng_key_freeid(struct ccvm_tdx_td *td);
  * Status: SUCCESS; TD_KEYS_NOT_CONFIGURED; TDCS_NOT_ALLOCATED;
  * OP_STATE_INCORRECT; OPERAND_INVALID|RCX (bad pfn, vp NULL);
  * PAGE_METADATA_INCORRECT|RCX; OPERAND_BUSY|RCX; OPERAND_BUSY|TDR;
- * OPERAND_BUSY|OP_STATE; CCVM_TDX_SW_NOMEM.
+ * CCVM_TDX_SW_NOMEM.
  */
 uint64_t ccvm_tdh_vp_create(struct ccvm_tdx_td *td, uint64_t tdvpr_pfn,
 			    struct ccvm_tdx_vp **vp);
@@ -556,7 +553,7 @@ uint64_t ccvm_tdh_vp_addcx(struct ccvm_tdx_vp *vp, uint64_t tdcx_pfn);
  * Status: SUCCESS; TDCX_NUM_INCORRECT|RCX; VCPU_STATE_INCORRECT;
  * VCPU_ASSOCIATED (with another CPU); MAX_VCPUS_EXCEEDED;
  * TD_KEYS_NOT_CONFIGURED; OP_STATE_INCORRECT; OPERAND_INVALID (cpu);
- * OPERAND_BUSY|TDVPR; OPERAND_BUSY|TDR; OPERAND_BUSY|OP_STATE.
+ * OPERAND_BUSY|TDVPR; OPERAND_BUSY|TDR.
  */
 uint64_t ccvm_tdh_vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu);
 
@@ -570,7 +567,7 @@ uint64_t ccvm_tdh_vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu);
  * VCPU_STATE_INCORRECT; VCPU_ASSOCIATED (another CPU: VP.FLUSH it first);
  * OPERAND_INVALID (cpu); OPERAND_BUSY|TDVPR (already in the guest, or a
  * VP.FLUSH in flight); OPERAND_BUSY|TD_EPOCH (a TRACK in flight);
- * OPERAND_BUSY|TDR; OPERAND_BUSY|OP_STATE.  OPERAND_BUSY|SEPT (zero-step
+ * OPERAND_BUSY|TDR.  OPERAND_BUSY|SEPT (zero-step
  * mitigation) only when injected.
  */
 uint64_t ccvm_tdh_vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu);
@@ -606,7 +603,7 @@ uint64_t ccvm_tdh_vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu);
  *   (OP_STATE_INCORRECT), unless stated otherwise.
  *   The walk from the root to @level needs every entry above NL_MAPPED: else
  *   EPT_WALK_FAILED|RCX.
- *   Busy: OPERAND_BUSY|TDR, |OP_STATE, |SEPT (tree lock), |RCX (entry or the
+ *   Busy: OPERAND_BUSY|TDR, |SEPT (tree lock), |RCX (entry or the
  *   target page's PAMT entry), |R8 (a donated page's PAMT entry).
  */
 
@@ -631,7 +628,7 @@ uint64_t ccvm_tdh_mem_sept_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
  * Status: SUCCESS; OP_STATE_INCORRECT (finalized); EPT_ENTRY_STATE_INCORRECT|
  * RCX (entry not FREE); EPT_WALK_FAILED|RCX; PAGE_METADATA_INCORRECT|R8;
  * OPERAND_INVALID|R8; OPERAND_INVALID|R9 (@src NULL); common statuses.
- * OP_STATE lock exclusive, tree lock shared.
+ * TDR lock exclusive, tree lock shared.
  */
 uint64_t ccvm_tdh_mem_page_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 			       uint64_t pfn, const void *src);
@@ -642,7 +639,7 @@ uint64_t ccvm_tdh_mem_page_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
  * Before: op state INITIALIZED.
  * Status: SUCCESS; OPERAND_INVALID|RCX (alignment, shared bit);
  * OP_STATE_INCORRECT; EPT_WALK_FAILED|RCX; EPT_ENTRY_STATE_INCORRECT|RCX (not
- * MAPPED); common statuses.
+ * MAPPED); common statuses.  TDR lock exclusive, tree lock shared.
  */
 uint64_t ccvm_tdh_mr_extend(struct ccvm_tdx_td *td, uint64_t gpa);
 
@@ -679,7 +676,7 @@ uint64_t ccvm_tdh_mem_range_block(struct ccvm_tdx_td *td, uint64_t gpa, int leve
  * Before: no vCPU that entered in the previous epoch is still in the guest.
  * Status: SUCCESS; PREVIOUS_TLB_EPOCH_BUSY; OPERAND_BUSY|TD_EPOCH (a VP.ENTER
  * in flight); TD_KEYS_NOT_CONFIGURED; TDCS_NOT_ALLOCATED; OP_STATE_INCORRECT;
- * OPERAND_BUSY|TDR, |OP_STATE.
+ * OPERAND_BUSY|TDR.
  */
 uint64_t ccvm_tdh_mem_track(struct ccvm_tdx_td *td);
 
