@@ -780,7 +780,10 @@ uint64_t ccvm_tdg_mem_page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int leve
  * ccvm_tdx_guest_access() - The guest on @vp reads or writes private @gpa
  * (no locks: a hardware S-EPT walk).  Not a leaf: not counted, not
  * injectable.
- * Context: the vCPU's thread, in guest mode.
+ * Context: the vCPU's thread, in guest mode.  On 0 the caller performs the
+ * access on the page before the vCPU leaves guest mode: being in the guest
+ * is what holds off a concurrent REMOVE (TLB tracking waits for the exit),
+ * exactly as a TLB entry does on hardware.
  * Return: 0 (MAPPED: the access goes to the page); CCVM_TDX_SW_VE (PENDING,
  * no SEPT_VE_DISABLE); CCVM_TDX_SW_EPT_VIOLATION_PENDING (PENDING with
  * SEPT_VE_DISABLE); CCVM_TDX_SW_EPT_VIOLATION (no leaf, FREE or blocked);
