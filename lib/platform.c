@@ -277,6 +277,11 @@ void ccvm_platform_inode_put(struct ccvm_platform *p)
 
 /* ---- accessors for backends ------------------------------------------- */
 
+void ccvm_model_bytes(struct ccvm_platform *p, int64_t delta)
+{
+	ccvm_model_bytes_add(p, delta);
+}
+
 void *ccvm_platform_priv(struct ccvm_platform *p)
 {
 	return p->priv;

@@ -79,6 +79,8 @@ const char *const ccvm_event_names[CCVM_EV_NR] = {
 	[CCVM_EV_RMP_NPF] = "rmp.npf",
 	[CCVM_EV_PVALIDATE] = "pvalidate",
 	[CCVM_EV_ASID_FLUSH] = "asid.flush",
+	[CCVM_EV_TDH_MEM_SEPT_REMOVE] = "tdh.mem.sept.remove",
+	[CCVM_EV_TDH_MEM_RANGE_UNBLOCK] = "tdh.mem.range.unblock",
 };
 
 /* Simulated nanoseconds per event (assumptions; see the file comment). */
@@ -132,6 +134,8 @@ const uint64_t ccvm_default_costs[CCVM_EV_NR] = {
 	[CCVM_EV_RMP_NPF] = 2000,
 	[CCVM_EV_PVALIDATE] = 1000,
 	[CCVM_EV_ASID_FLUSH] = 1000000,	/* WBINVD on every CPU + DF_FLUSH */
+	[CCVM_EV_TDH_MEM_SEPT_REMOVE] = 2500,
+	[CCVM_EV_TDH_MEM_RANGE_UNBLOCK] = 2500,
 };
 
 const uint64_t ccvm_default_ipi_per_vcpu_ns = 110;

@@ -227,6 +227,8 @@ uint64_t ccvm_platform_nr_pages(const struct ccvm_platform *p);
 /* Count @n occurrences of @ev for @p and @vm (may be NULL) and charge the cost. */
 void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
 		  uint64_t n);
+/* Host memory the backend's model uses grew (or shrank) by @delta bytes. */
+void ccvm_model_bytes(struct ccvm_platform *p, int64_t delta);
 /* Charge @ns simulated nanoseconds without counting an event. */
 void ccvm_account_ns(struct ccvm_platform *p, struct ccvm_vm *vm, uint64_t ns);
 /* Emit a trace record of kind CCVM_TRACE_EVENT with a free-form name. */

@@ -149,6 +149,8 @@ enum ccvm_event {
 	CCVM_EV_RMP_NPF,		/* guest nested fault with the RMP bit */
 	CCVM_EV_PVALIDATE,
 	CCVM_EV_ASID_FLUSH,		/* WBINVD + DF_FLUSH before ASID reuse */
+	CCVM_EV_TDH_MEM_SEPT_REMOVE,	/* modelled; KVM does not use it */
+	CCVM_EV_TDH_MEM_RANGE_UNBLOCK,	/* modelled; KVM does not use it */
 	CCVM_EV_NR
 };
 
