@@ -48,6 +48,7 @@ BACKEND_SRCS += backends/tdx/tdx.c
 # in tests/main.c's CCVM_TEST_SUITES: add new files here, sorted.
 TEST_SRCS :=
 TEST_SRCS += tests/check_mmu.c
+TEST_SRCS += tests/check_platform.c
 TEST_SRCS += tests/check_snp_hw.c
 TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_xarray.c

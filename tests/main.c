@@ -20,6 +20,7 @@
  */
 #define CCVM_TEST_SUITES(SUITE) \
 	SUITE(mmu) \
+	SUITE(platform) \
 	SUITE(snp_hw) \
 	SUITE(tdx_module) \
 	SUITE(xarray) \

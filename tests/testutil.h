@@ -1,0 +1,409 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the Check suites of the core library: build a platform,
+ * a VM, gmem files and memslots with assertions, register test backends,
+ * and snapshot every piece of state a failing call must leave alone.
+ *
+ * The snapshot reads through the public API wherever it can (attributes,
+ * generation, gmem info, stats).  It includes lib/internal.h only for what
+ * the API does not show: the invalidation sequence and in-progress count,
+ * and the list of memslots (there is no call that enumerates slots).
+ *
+ * Everything here is static inline so that a suite that does not use a
+ * helper gets no unused-function warning.
+ */
+#ifndef CCVM_TESTS_TESTUTIL_H
+#define CCVM_TESTS_TESTUTIL_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include <ccvm/backend.h>
+#include <ccvm/ccvm.h>
+
+#include "internal.h"
+
+#define TU_KiB			(1ull << 10)
+#define TU_MiB			(1ull << 20)
+#define TU_GiB			(1ull << 30)
+#define TU_PAGE			CCVM_PAGE_SIZE
+#define TU_2M			CCVM_HPAGE_2M_SIZE
+
+/* ---- construction, each step asserted ---------------------------------- */
+
+static inline struct ccvm_platform *tu_platform(const char *backend)
+{
+	struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						     .backend = backend,
+						     .mem_bytes = 256 * TU_MiB);
+	struct ccvm_platform *p = NULL;
+	int r = ccvm_platform_create(&o, &p);
+
+	ck_assert_msg(r == 0, "platform_create(%s): %d", backend ? backend : "NULL", r);
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+static inline struct ccvm_vm *tu_vm(struct ccvm_platform *p)
+{
+	struct ccvm_vm *vm = NULL;
+	int r = ccvm_vm_create(p, NULL, &vm);
+
+	ck_assert_msg(r == 0, "vm_create: %d", r);
+	ck_assert_ptr_nonnull(vm);
+	return vm;
+}
+
+static inline struct ccvm_gmem *tu_gmem(struct ccvm_vm *vm, uint64_t size, uint64_t flags)
+{
+	struct ccvm_gmem *g = NULL;
+	int r = ccvm_gmem_create(vm, size, flags, &g);
+
+	ck_assert_msg(r == 0, "gmem_create(%#" PRIx64 ", %#" PRIx64 "): %d", size, flags, r);
+	ck_assert_ptr_nonnull(g);
+	return g;
+}
+
+/* KVM_SET_USER_MEMORY_REGION2 with every field spelled out; returns its result. */
+static inline int tu_region(struct ccvm_vm *vm, uint32_t slot, uint32_t flags, uint64_t gpa,
+			    uint64_t size, void *uaddr, struct ccvm_gmem *g, uint64_t off)
+{
+	struct ccvm_memory_region r = {
+		.slot = slot,
+		.flags = flags,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = uaddr,
+		.gmem = g,
+		.gmem_offset = off,
+	};
+
+	return ccvm_vm_set_user_memory_region(vm, &r);
+}
+
+static inline void tu_gmem_slot(struct ccvm_vm *vm, uint32_t slot, uint64_t gpa,
+				uint64_t size, struct ccvm_gmem *g, uint64_t off)
+{
+	int r = tu_region(vm, slot, CCVM_MEM_GUEST_MEMFD, gpa, size, NULL, g, off);
+
+	ck_assert_msg(r == 0, "gmem slot %u at %#" PRIx64 "+%#" PRIx64 ": %d", slot, gpa,
+		      size, r);
+}
+
+static inline void tu_plain_slot(struct ccvm_vm *vm, uint32_t slot, uint64_t gpa,
+				 uint64_t size, void *uaddr)
+{
+	int r = tu_region(vm, slot, 0, gpa, size, uaddr, NULL, 0);
+
+	ck_assert_msg(r == 0, "slot %u at %#" PRIx64 "+%#" PRIx64 ": %d", slot, gpa, size, r);
+}
+
+static inline void tu_set_attr(struct ccvm_vm *vm, uint64_t gpa, uint64_t size, uint64_t attr)
+{
+	int r = ccvm_vm_set_memory_attributes(vm, gpa, size, attr, 0);
+
+	ck_assert_msg(r == 0, "set_memory_attributes(%#" PRIx64 ", %#" PRIx64 ", %#" PRIx64
+		      "): %d", gpa, size, attr, r);
+}
+
+static inline uint64_t tu_get_attr(struct ccvm_vm *vm, uint64_t gpa, uint64_t *run_bytes)
+{
+	uint64_t a = ~0ull;
+	int r = ccvm_vm_get_memory_attributes(vm, gpa, &a, run_bytes);
+
+	ck_assert_msg(r == 0, "get_memory_attributes(%#" PRIx64 "): %d", gpa, r);
+	return a;
+}
+
+static inline struct ccvm_stats tu_pstats(struct ccvm_platform *p)
+{
+	struct ccvm_stats st = { .sz = sizeof(st) };
+
+	ck_assert_int_eq(ccvm_platform_get_stats(p, &st), 0);
+	return st;
+}
+
+static inline struct ccvm_stats tu_vstats(struct ccvm_vm *vm)
+{
+	struct ccvm_stats st = { .sz = sizeof(st) };
+
+	ck_assert_int_eq(ccvm_vm_get_stats(vm, &st), 0);
+	return st;
+}
+
+static inline uint64_t tu_free_pages(struct ccvm_platform *p)
+{
+	return tu_pstats(p).free_pages;
+}
+
+static inline struct ccvm_gmem_info tu_gmem_info(struct ccvm_gmem *g)
+{
+	struct ccvm_gmem_info i = { .sz = sizeof(i) };
+
+	ck_assert_int_eq(ccvm_gmem_get_info(g, &i), 0);
+	return i;
+}
+
+static inline int64_t tu_calls(struct ccvm_platform *p, const char *op)
+{
+	int64_t n = ccvm_op_calls(p, op);
+
+	ck_assert_msg(n >= 0, "ccvm_op_calls(%s): %" PRId64, op, n);
+	return n;
+}
+
+/* internal.h: the invalidation state is not visible through the API. */
+static inline uint64_t tu_seq(struct ccvm_vm *vm)
+{
+	return atomic_load(&vm->mmu.invalidate_seq);
+}
+
+static inline long tu_in_progress(struct ccvm_vm *vm)
+{
+	return atomic_load(&vm->mmu.invalidate_in_progress);
+}
+
+/* ---- log sink that keeps expected warnings off stderr ------------------ */
+
+static inline unsigned int *tu_log_count(void)
+{
+	static unsigned int n;
+
+	return &n;
+}
+
+static inline void tu_log_sink(enum ccvm_log_level level, const char *msg, void *ctx)
+{
+	(void)msg;
+	(void)ctx;
+	if (level == CCVM_LOG_WARN)
+		(*tu_log_count())++;
+}
+
+/* Count warnings instead of printing them (for tests that provoke them). */
+static inline void tu_quiet_log(void)
+{
+	*tu_log_count() = 0;
+	ccvm_set_log(tu_log_sink, NULL);
+}
+
+/* ---- test backends ------------------------------------------------------- */
+
+/* The caps every test backend reports: the mock's, adjusted by the test. */
+static inline struct ccvm_backend_caps *tu_caps(void)
+{
+	static struct ccvm_backend_caps caps;
+
+	return &caps;
+}
+
+static inline void tu_caps_reset_to_mock(void)
+{
+	struct ccvm_backend_caps *c = tu_caps();
+
+	memset(c, 0, sizeof(*c));
+	c->sz = sizeof(*c);
+	ck_assert_int_eq(ccvm_backend_caps("mock", c), 0);
+}
+
+/* get_caps of test backends: copy tu_caps() past sz and name. */
+static inline void tu_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *caps)
+{
+	const size_t from = offsetof(struct ccvm_backend_caps, vm_type);
+
+	(void)vm;
+	if (caps->sz > from)
+		memcpy((char *)caps + from, (const char *)tu_caps() + from,
+		       (caps->sz < sizeof(*caps) ? caps->sz : sizeof(*caps)) - from);
+}
+
+/* A table with only the mandatory op, for tests to extend. */
+static inline struct ccvm_backend_ops tu_ops(const char *name)
+{
+	struct ccvm_backend_ops o;
+
+	memset(&o, 0, sizeof(o));
+	o.abi_version = CCVM_BACKEND_ABI_VERSION;
+	o.size = sizeof(o);
+	o.name = name;
+	o.get_caps = tu_get_caps;
+	return o;
+}
+
+/*
+ * Register a test backend.  In fork mode every test starts with an empty
+ * registry; with CK_FORK=no a second registration of the same name finds
+ * the first, which serves as well.
+ */
+static inline void tu_register(const struct ccvm_backend_ops *ops)
+{
+	int r = ccvm_backend_register(ops);
+
+	ck_assert_msg(r == 0 || r == -EEXIST, "register %s: %d", ops->name, r);
+}
+
+/* ---- snapshots of observable state --------------------------------------- */
+
+#define TU_SNAP_RUNS	64
+#define TU_SNAP_SLOTS	16
+
+struct tu_attr_run {
+	uint64_t gpa, attr, run_bytes;
+};
+
+struct tu_slot_state {
+	uint32_t id, flags;
+	uint64_t base_gfn, npages, pgoff;
+	void *uaddr;
+	void *gmem;
+};
+
+struct tu_snap {
+	/* attributes: the runs that cover [win_start, win_end) */
+	struct tu_attr_run runs[TU_SNAP_RUNS];
+	unsigned int nr_runs;
+	uint64_t generation;
+	uint32_t nr_slots;
+	struct tu_slot_state slots[TU_SNAP_SLOTS];
+	uint64_t seq;
+	long in_progress;
+	struct ccvm_gmem_info gmem[2];
+	struct ccvm_stats pst, vst;
+};
+
+/* Runs of attributes from @start until @end is covered (or the table is full). */
+static inline unsigned int tu_attr_runs(struct ccvm_vm *vm, uint64_t start, uint64_t end,
+					struct tu_attr_run *runs, unsigned int max)
+{
+	uint64_t gpa = start;
+	unsigned int n = 0;
+
+	while (n < max && gpa < end) {
+		uint64_t a, run = 0;
+
+		ck_assert_int_eq(ccvm_vm_get_memory_attributes(vm, gpa, &a, &run), 0);
+		ck_assert_msg(run >= TU_PAGE && run % TU_PAGE == 0,
+			      "run_bytes %#" PRIx64 " at %#" PRIx64, run, gpa);
+		runs[n++] = (struct tu_attr_run){ gpa, a, run };
+		if (run > UINT64_MAX - gpa)
+			break;
+		gpa += run;
+	}
+	return n;
+}
+
+/*
+ * Take a snapshot of @vm (attributes over [win_start, win_end) and the
+ * neighbours the runs reach), its platform, and up to two gmem files (NULL
+ * allowed).
+ */
+static inline void tu_snap_take(struct tu_snap *s, struct ccvm_platform *p, struct ccvm_vm *vm,
+				struct ccvm_gmem *g0, struct ccvm_gmem *g1,
+				uint64_t win_start, uint64_t win_end)
+{
+	struct ccvm_gmem *g[2] = { g0, g1 };
+	unsigned int i;
+
+	memset(s, 0, sizeof(*s));
+	if (vm) {
+		s->nr_runs = tu_attr_runs(vm, win_start, win_end, s->runs, TU_SNAP_RUNS);
+		s->generation = ccvm_vm_memslot_generation(vm);
+		/* internal.h: memslots cannot be listed through the API. */
+		pthread_rwlock_rdlock(&vm->memslots_rw);
+		if (vm->memslots) {
+			s->nr_slots = vm->memslots->nr;
+			for (i = 0; i < vm->memslots->nr && i < TU_SNAP_SLOTS; i++) {
+				struct ccvm_memslot *m = vm->memslots->by_gfn[i];
+
+				s->slots[i] = (struct tu_slot_state){
+					.id = m->id, .flags = m->flags,
+					.base_gfn = m->base_gfn, .npages = m->npages,
+					.pgoff = m->pgoff, .uaddr = m->userspace_addr,
+					.gmem = (void *)atomic_load(&m->gmem),
+				};
+			}
+		}
+		pthread_rwlock_unlock(&vm->memslots_rw);
+		s->seq = tu_seq(vm);
+		s->in_progress = tu_in_progress(vm);
+		s->vst = tu_vstats(vm);
+	}
+	for (i = 0; i < 2; i++)
+		if (g[i])
+			s->gmem[i] = tu_gmem_info(g[i]);
+	s->pst = tu_pstats(p);
+}
+
+static inline void tu_stats_assert_same(const char *what, const struct ccvm_stats *a,
+					const struct ccvm_stats *b)
+{
+	unsigned int i;
+
+	for (i = 0; i < CCVM_STATS_MAX_EVENTS; i++)
+		ck_assert_msg(a->events[i] == b->events[i],
+			      "%s: event %s changed: %" PRIu64 " -> %" PRIu64, what,
+			      ccvm_event_name(i) ? ccvm_event_name(i) : "?", a->events[i],
+			      b->events[i]);
+	for (i = 0; i < CCVM_STATS_MAX_OPS; i++) {
+		ck_assert_msg(a->op_calls[i] == b->op_calls[i],
+			      "%s: calls of op %s changed: %" PRIu64 " -> %" PRIu64, what,
+			      ccvm_backend_op_name(i) ? ccvm_backend_op_name(i) : "?",
+			      a->op_calls[i], b->op_calls[i]);
+		ck_assert_msg(a->op_errors[i] == b->op_errors[i],
+			      "%s: errors of op %s changed", what,
+			      ccvm_backend_op_name(i) ? ccvm_backend_op_name(i) : "?");
+	}
+	ck_assert_msg(a->sim_ns == b->sim_ns, "%s: sim_ns changed: %" PRIu64 " -> %" PRIu64,
+		      what, a->sim_ns, b->sim_ns);
+	ck_assert_msg(a->free_pages == b->free_pages,
+		      "%s: free_pages changed: %" PRIu64 " -> %" PRIu64, what,
+		      a->free_pages, b->free_pages);
+	ck_assert_msg(a->leaked_pages == b->leaked_pages, "%s: leaked_pages changed", what);
+}
+
+/* Assert that nothing observable differs between @a (before) and @b (after). */
+static inline void tu_snap_assert_same(const struct tu_snap *a, const struct tu_snap *b)
+{
+	unsigned int i;
+
+	ck_assert_msg(a->nr_runs == b->nr_runs, "attribute runs: %u -> %u", a->nr_runs,
+		      b->nr_runs);
+	for (i = 0; i < a->nr_runs; i++)
+		ck_assert_msg(a->runs[i].gpa == b->runs[i].gpa &&
+			      a->runs[i].attr == b->runs[i].attr &&
+			      a->runs[i].run_bytes == b->runs[i].run_bytes,
+			      "attribute run %u changed: %#" PRIx64 " attr %#" PRIx64 " run %#"
+			      PRIx64 " -> %#" PRIx64 " attr %#" PRIx64 " run %#" PRIx64, i,
+			      a->runs[i].gpa, a->runs[i].attr, a->runs[i].run_bytes,
+			      b->runs[i].gpa, b->runs[i].attr, b->runs[i].run_bytes);
+	ck_assert_msg(a->generation == b->generation, "memslot generation: %" PRIu64
+		      " -> %" PRIu64, a->generation, b->generation);
+	ck_assert_msg(a->nr_slots == b->nr_slots, "memslots: %u -> %u", a->nr_slots,
+		      b->nr_slots);
+	for (i = 0; i < a->nr_slots && i < TU_SNAP_SLOTS; i++)
+		ck_assert_msg(!memcmp(&a->slots[i], &b->slots[i], sizeof(a->slots[i])),
+			      "memslot %u (id %u) changed", i, a->slots[i].id);
+	ck_assert_msg(a->seq == b->seq, "invalidate seq: %" PRIu64 " -> %" PRIu64, a->seq,
+		      b->seq);
+	ck_assert_msg(a->in_progress == b->in_progress, "invalidate in progress: %ld -> %ld",
+		      a->in_progress, b->in_progress);
+	for (i = 0; i < 2; i++) {
+		ck_assert_msg(a->gmem[i].size == b->gmem[i].size &&
+			      a->gmem[i].flags == b->gmem[i].flags, "gmem %u size/flags", i);
+		ck_assert_msg(a->gmem[i].nr_pages == b->gmem[i].nr_pages,
+			      "gmem %u nr_pages: %" PRIu64 " -> %" PRIu64, i,
+			      a->gmem[i].nr_pages, b->gmem[i].nr_pages);
+		ck_assert_msg(a->gmem[i].nr_bindings == b->gmem[i].nr_bindings,
+			      "gmem %u nr_bindings: %u -> %u", i, a->gmem[i].nr_bindings,
+			      b->gmem[i].nr_bindings);
+	}
+	tu_stats_assert_same("platform", &a->pst, &b->pst);
+	tu_stats_assert_same("vm", &a->vst, &b->vst);
+}
+
+#endif /* CCVM_TESTS_TESTUTIL_H */
