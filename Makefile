@@ -47,6 +47,7 @@ BACKEND_SRCS += backends/tdx/tdx.c
 # Check suites, tests/check_<area>.c, each exporting <area>_suite() and named
 # in tests/main.c's CCVM_TEST_SUITES: add new files here, sorted.
 TEST_SRCS :=
+TEST_SRCS += tests/check_attr.c
 TEST_SRCS += tests/check_backend.c
 TEST_SRCS += tests/check_mmu.c
 TEST_SRCS += tests/check_platform.c

@@ -19,6 +19,7 @@
  * names the constructor area_suite() of tests/check_<area>.c.
  */
 #define CCVM_TEST_SUITES(SUITE) \
+	SUITE(attr) \
 	SUITE(backend) \
 	SUITE(mmu) \
 	SUITE(platform) \
