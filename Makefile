@@ -49,6 +49,7 @@ BACKEND_SRCS += backends/tdx/tdx.c
 TEST_SRCS :=
 TEST_SRCS += tests/check_attr.c
 TEST_SRCS += tests/check_backend.c
+TEST_SRCS += tests/check_gmem.c
 TEST_SRCS += tests/check_memslot.c
 TEST_SRCS += tests/check_mmu.c
 TEST_SRCS += tests/check_platform.c
