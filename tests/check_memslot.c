@@ -103,6 +103,8 @@ static const struct {
 	{ "across the end of the GPA space", 5, 0, (1ull << 48) - TU_PAGE, 2 * TU_PAGE,
 	  UA_BACKING, GM_NONE, 0, -EINVAL },
 	{ "size 2^63", 5, 0, 0, 1ull << 63, UA_BACKING, GM_NONE, 0, -EINVAL },
+	/* KVM_MEM_MAX_NR_PAGES: at most 2^31 - 1 pages in a slot */
+	{ "2^31 pages", 5, 0, FREE_GPA, 1ull << 43, UA_BACKING, GM_NONE, 0, -EINVAL },
 	/* overlap */
 	{ "inside slot 1", 5, 0, SLOT1_GPA + TU_PAGE, TU_PAGE, UA_BACKING, GM_NONE, 0, -EEXIST },
 	{ "over slot 1's start", 5, 0, SLOT1_GPA - TU_PAGE, 2 * TU_PAGE, UA_BACKING, GM_NONE, 0,
@@ -118,6 +120,11 @@ static const struct {
 	{ "delete in address space 1", 0x10001, 0, SLOT1_GPA, 0, UA_NULL, GM_NONE, 0, -EINVAL },
 	/* gmem binding */
 	{ "GUEST_MEMFD without a gmem", 5, GMEM, FREE_GPA, TU_2M, UA_NULL, GM_NONE, 0, -EBADF },
+	/* KVM looks the file up only to bind a new slot, after the overlap check */
+	{ "GUEST_MEMFD without a gmem, overlapping", 5, GMEM, SLOT1_GPA, TU_2M, UA_NULL,
+	  GM_NONE, 0, -EEXIST },
+	{ "GUEST_MEMFD without a gmem, on plain slot 1", 1, GMEM, SLOT1_GPA, TU_2M,
+	  UA_BACKING, GM_NONE, 0, -EINVAL },
 	{ "gmem of another VM", 5, GMEM, FREE_GPA, TU_2M, UA_NULL, GM_OTHER_VM, 0, -EINVAL },
 	{ "gmem range past EOF", 5, GMEM, FREE_GPA, 2 * TU_PAGE, UA_NULL, GM_OWN,
 	  GMEM_SIZE - TU_PAGE, -EINVAL },
