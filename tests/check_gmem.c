@@ -202,6 +202,11 @@ static const struct {
 	{ KEEP, TOP, 2 * TU_PAGE, -EINVAL },		/* wraps */
 	{ PUNCH, TOP, 2 * TU_PAGE, -EINVAL },
 	{ PUNCH, TU_PAGE, TOP, -EINVAL },
+	/* offset and len are loff_t: negative ones are refused (vfs_fallocate) */
+	{ PUNCH, 1ull << 63, TU_PAGE, -EINVAL },
+	{ PUNCH, TOP, TU_PAGE, -EINVAL },
+	{ PUNCH, 0, 1ull << 63, -EINVAL },
+	{ KEEP, 1ull << 63, TU_PAGE, -EINVAL },
 	{ KEEP, FILE_SIZE, TU_PAGE, -EINVAL },		/* allocate at EOF */
 	{ KEEP, FILE_SIZE - TU_PAGE, 2 * TU_PAGE, -EINVAL },	/* across EOF */
 	{ KEEP, 4 * FILE_SIZE, TU_PAGE, -EINVAL },	/* past EOF */
