@@ -720,6 +720,16 @@ START_TEST(test_one_root_with_a_shared_bit)
 }
 END_TEST
 
+/* Expected warnings are counted here instead of printed. */
+static _Atomic int warnings;
+
+static void count_warnings(enum ccvm_log_level level, const char *msg, void *ctx)
+{
+	(void)msg; (void)ctx;
+	if (level == CCVM_LOG_WARN)
+		warnings++;
+}
+
 /* ---- mirror root: FROZEN protocol, busy, removal, teardown ------------------- */
 
 START_TEST(test_mirror_install_restores_on_failure)
@@ -784,9 +794,12 @@ START_TEST(test_mirror_remove_failure_bugs_vm_and_leaks)
 	leaked = platform_stats(&e).leaked_pages;
 
 	ck_assert_int_eq(ccvm_inject_op_failure(e.p, "remove_private_spte", 1, -EIO, 1), 0);
+	ccvm_set_log(count_warnings, NULL);
 	ret = ccvm_vm_set_memory_attributes(e.vm, 0, PAGE, 0, 0);
 	ck_assert(ret == 0 || ret == -EIO);
 	ck_assert(ccvm_vm_is_bugged(e.vm));
+	ck_assert_int_ge(warnings, 1);
+	ccvm_set_log(NULL, NULL);
 	ck_assert_uint_eq(platform_stats(&e).leaked_pages, leaked + 1);
 	ck_assert_int_eq(lookup_level(&e, 0), 0);
 	ck_assert_int_eq(ccvm_mmu_page_fault(e.v[0], PAGE, true, &ex), -EIO);
@@ -846,6 +859,7 @@ START_TEST(test_mirror_teardown_leaks_unreclaimable_tables)
 	set_attr(&e, 0, PAGE, true);
 	prefault_all(e.v[0], 0, PAGE);
 	ck_assert_int_eq(ccvm_inject_op_failure(e.p, "free_private_spt", 1, -EIO, 1), 0);
+	ccvm_set_log(count_warnings, NULL);
 	ck_assert_int_eq(ccvm_vcpu_close(e.v[0]), 0);
 	ck_assert_int_eq(ccvm_vcpu_close(e.v[1]), 0);
 	e.v[0] = e.v[1] = NULL;
@@ -855,6 +869,8 @@ START_TEST(test_mirror_teardown_leaks_unreclaimable_tables)
 	ck_assert_int_eq(ccvm_platform_get_stats(e.p, &st), 0);
 	ck_assert_uint_eq(st.leaked_pages, 1);
 	ck_assert_uint_eq(st.free_pages, free_pages - 1);
+	ck_assert_int_eq(warnings, 1);
+	ccvm_set_log(NULL, NULL);
 	ck_assert_int_eq(ccvm_platform_destroy(e.p), 0);
 	free(e.buf);
 }
