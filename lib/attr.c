@@ -48,10 +48,15 @@ int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t *at
 	pthread_rwlock_unlock(&vm->attr_lock);
 	*attributes = v;
 	if (run_bytes) {
-		/* The run may reach the top of the index space: saturate. */
-		uint64_t pages = last - gfn + 1;
+		/*
+		 * Clip the run to the GPA space.  A run from gpa 0 to its top is
+		 * 2^64 bytes, which does not fit: it saturates to the largest
+		 * page multiple.
+		 */
+		uint64_t top = UINT64_MAX >> CCVM_PAGE_SHIFT;
+		uint64_t pages = (last < top ? last : top) - gfn + 1;
 
-		*run_bytes = (pages == 0 || pages > (UINT64_MAX >> CCVM_PAGE_SHIFT)) ?
+		*run_bytes = pages > (UINT64_MAX >> CCVM_PAGE_SHIFT) ?
 			     UINT64_MAX & CCVM_PAGE_MASK : pages << CCVM_PAGE_SHIFT;
 	}
 	return 0;
