@@ -517,7 +517,7 @@ static void model_check(const char *what, unsigned int step)
 				      "%s #%u: page %#" PRIx64 " reads %#" PRIx64, what, step,
 				      (uint64_t)(gpa + i * TU_PAGE), a);
 		/* A run is maximal: the page after it differs. */
-		if (gpa + run < 16 * TU_MiB)
+		if (run < 16 * TU_MiB - gpa)
 			ck_assert_msg(model[GFN(gpa + run)] != (a ? 1 : 0),
 				      "%s #%u: run at %#" PRIx64 " is not maximal", what, step,
 				      gpa);
