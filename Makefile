@@ -28,11 +28,13 @@ LIB_SRCS :=
 LIB_SRCS += lib/attr.c
 LIB_SRCS += lib/backend.c
 LIB_SRCS += lib/gmem.c
+LIB_SRCS += lib/guest.c
 LIB_SRCS += lib/memslot.c
 LIB_SRCS += lib/mmu.c
 LIB_SRCS += lib/platform.c
 LIB_SRCS += lib/stats.c
 LIB_SRCS += lib/trace.c
+LIB_SRCS += lib/vcpu.c
 LIB_SRCS += lib/vm.c
 LIB_SRCS += lib/xarray.c
 

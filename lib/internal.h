@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -451,6 +452,68 @@ struct ccvm_vcpu {
 
 /* Free a vCPU at VM teardown (lib/vcpu.c): vcpu_free op, roots, memory. */
 void ccvm_vcpu_destroy(struct ccvm_vcpu *v);
+
+/* -- added by lib/vcpu.c and lib/guest.c (the guest execution context) -- */
+/*
+ * One thread per vCPU runs the guest function, handed off with the thread
+ * in ccvm_vcpu_run(): exactly one of the two runs at a time (guest_turn,
+ * under lock), so everything one side wrote is visible to the other after
+ * the switch.  The thread is created by the first run after set_guest and
+ * joined once the function ended or, at close, after it was unwound: a
+ * longjmp back to @start from the exit it was blocked in, so guest code
+ * never resumes and nothing of the VMM's is touched.  Lock order: the run
+ * caller holds vcpu->mutex while the guest thread runs; the guest thread
+ * takes no lock across a switch.
+ */
+enum ccvm_guest_end {
+	CCVM_GUEST_END_RETURN,	/* the function returned: CCVM_EXIT_DONE */
+	CCVM_GUEST_END_ABORT,	/* ccvm_guest_abort(): run->abort filled */
+	CCVM_GUEST_END_UNWIND,	/* vCPU closed while blocked in an exit */
+};
+
+struct ccvm_guest {
+	struct ccvm_vcpu *vcpu;
+	ccvm_guest_fn fn;
+	void *arg;
+	pthread_t thread;
+	bool thread_live;			/* created, not joined; vcpu->mutex */
+	_Atomic bool in_run;			/* a thread is in ccvm_vcpu_run() */
+	pthread_mutex_t lock;			/* the handoff */
+	pthread_cond_t guest_cond;		/* guest_turn became true */
+	pthread_cond_t vmm_cond;		/* guest_turn became false */
+	bool guest_turn;			/* under lock */
+	int state;				/* enum ccvm_guest_state, under lock */
+	bool unwind;				/* under lock: close wants it gone */
+	int run_ret;				/* what run returns, under lock */
+	int end;				/* enum ccvm_guest_end, guest thread */
+	jmp_buf start;				/* the guest thread's start */
+	/* run->abort points here: guest strings may not outlive the abort */
+	char abort_file[256];
+	char abort_msg[256];
+};
+
+/* The guest context of the calling thread, NULL outside guest code. */
+struct ccvm_guest *ccvm_guest_current(void);
+/*
+ * Make the vCPU be in guest mode (vcpu_enter; waits while entry is
+ * blocked, retries a busy entry).  Failures become internal-error exits
+ * and are retried when the VMM runs the vCPU again, so it always returns
+ * in guest mode.  Context: guest thread, no lock held.
+ */
+void ccvm_guest_enter(struct ccvm_guest *g);
+/* Leave guest mode (in_guest false + vcpu_exit), for a VM exit of any kind. */
+void ccvm_vcpu_leave_guest(struct ccvm_vcpu *v);
+/*
+ * Exit to the VMM with vcpu->run filled by the caller: leave guest mode,
+ * count and trace the exit, switch to the run caller (which returns
+ * @run_ret), and re-enter guest mode once the VMM runs the vCPU again.
+ * Does not return if the vCPU is closed meanwhile.  Context: guest thread,
+ * no lock held.
+ */
+void ccvm_guest_exit(struct ccvm_guest *g, int run_ret);
+/* Exit with CCVM_EXIT_INTERNAL_ERROR {@error}; run returns -EIO for -EIO
+ * and a retry bound hit (-EBUSY), else @error. */
+void ccvm_guest_exit_error(struct ccvm_guest *g, int error);
 
 /* Private bit of an access to @gpa (shared-bit rule or the attribute). */
 bool ccvm_fault_is_private(struct ccvm_vm *vm, uint64_t gpa);

@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The guest side: what guest code calls, on its vCPU's guest thread.
+ *
+ * An access goes page by page, as the CPU's page walk does: in guest mode
+ * and under mmu_lock read, translate through the vCPU's roots and ask the
+ * backend whether the guest may touch the page (guest_access: TDX #VE on a
+ * pending page, SNP validated bit), then copy the bytes.  A miss is a TDP
+ * fault (a VM exit handled in the kernel): the fault path maps the page, or
+ * asks to retry, or needs the VMM (a memory-fault or MMIO exit); then the
+ * access runs again, which is how a CPU re-executes the faulting
+ * instruction.  Only the VMM's own exits return to ccvm_vcpu_run().
+ *
+ * Everything here is only legal on the calling guest's own thread; a
+ * guest context used from anywhere else is -EINVAL.
+ */
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define NO_PFN		UINT64_MAX
+#define MMIO_MAX_BYTES	8	/* one MMIO exit carries at most this much */
+
+/*
+ * Guest memory is where guests and the VMM really race, so ThreadSanitizer
+ * must see every copy; gcc expands a memcpy of bounded size inline, and
+ * then does not instrument it.  Calling through a volatile pointer keeps
+ * the copy a real memcpy call.
+ */
+static void *(*volatile const guest_copy)(void *, const void *, size_t) = memcpy;
+
+static struct ccvm_vcpu *guest_vcpu(struct ccvm_guest *g)
+{
+	if (!g || g != ccvm_guest_current())
+		return NULL;
+	return g->vcpu;
+}
+
+uint32_t ccvm_guest_vcpu_id(const struct ccvm_guest *g)
+{
+	return g ? g->vcpu->id : UINT32_MAX;
+}
+
+uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g)
+{
+	return g ? g->vcpu->vm->shared_bit : 0;
+}
+
+/* [gpa, gpa + len) without wrap and inside the guest physical width. */
+static bool gpa_range_ok(const struct ccvm_vm *vm, uint64_t gpa, uint64_t len)
+{
+	uint64_t last;
+
+	if (!len || len - 1 > UINT64_MAX - gpa)
+		return false;
+	last = gpa + len - 1;
+	return vm->gpa_bits >= 64 || !(last >> vm->gpa_bits);
+}
+
+/* ---- backend ops on the guest side --------------------------------------- */
+
+static int op_guest_access(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn,
+			   bool is_private, bool write)
+{
+	struct ccvm_vm *vm = v->vm;
+	struct ccvm_op_call c;
+	int ret;
+
+	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_guest_access, gfn);
+	if (!ret)
+		ret = vm->ops->guest_access(v, gfn, pfn, is_private, write);
+	return ccvm_op_leave(&c, ret);
+}
+
+static int op_guest_accept(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn, bool mapped)
+{
+	struct ccvm_vm *vm = v->vm;
+	struct ccvm_op_call c;
+	int ret;
+
+	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_guest_accept, gfn);
+	if (!ret)
+		ret = vm->ops->guest_accept(v, gfn, pfn, mapped);
+	return ccvm_op_leave(&c, ret);
+}
+
+static int64_t op_handle_exit_hypercall(struct ccvm_vcpu *v, uint64_t gpa, uint64_t size,
+					bool to_private)
+{
+	struct ccvm_vm *vm = v->vm;
+	struct ccvm_op_call c;
+	int64_t ret;
+	int err;
+
+	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_handle_exit_hypercall,
+			    gpa >> CCVM_PAGE_SHIFT);
+	ret = err ? err : vm->ops->handle_exit_hypercall(v, gpa, size, to_private, &v->run);
+	ccvm_op_leave(&c, ret < 0 ? (int)ret : 0);
+	return ret;
+}
+
+/* ---- faults ------------------------------------------------------------------ */
+
+enum fault_outcome {
+	FAULT_AGAIN,	/* execute the access again */
+	FAULT_MMIO,	/* no memslot: emulate it through the VMM */
+};
+
+/*
+ * The access at @gpa missed: a TDP fault, which is a VM exit (EPT violation
+ * / NPF), so the vCPU leaves guest mode.  Retries are run here without
+ * going back to the VMM, as KVM's TDX loop does (kvm-semantics.md 6.13),
+ * but bounded by @tries: endless faulting ends the run with an internal
+ * error (-EBUSY) instead of hanging, and is retried after the next run.
+ */
+static enum fault_outcome guest_fault(struct ccvm_guest *g, uint64_t gpa, bool write,
+				      unsigned int *tries)
+{
+	struct ccvm_vcpu *v = g->vcpu;
+	struct ccvm_run *run = &v->run;
+	struct ccvm_fault_exit e = { .reason = CCVM_EXIT_UNKNOWN };
+	int r;
+
+	ccvm_vcpu_leave_guest(v);
+	r = ccvm_mmu_page_fault(v, gpa, write, &e);
+	if (r == 0 || r == CCVM_PF_RETRY) {
+		if (++*tries <= CCVM_FAULT_RETRY_LIMIT) {
+			if (r == CCVM_PF_RETRY)
+				sched_yield();
+			return FAULT_AGAIN;
+		}
+		ccvm_log(CCVM_LOG_WARN, "vm %u vcpu %u: access at %#llx faulted %u times "
+			 "without progress", v->vm->id, v->id, (unsigned long long)gpa,
+			 CCVM_FAULT_RETRY_LIMIT);
+		*tries = 0;
+		ccvm_guest_exit_error(g, -EBUSY);
+		return FAULT_AGAIN;
+	}
+	if (r == CCVM_PF_EXIT && e.reason == CCVM_EXIT_MMIO)
+		return FAULT_MMIO;
+	if (e.reason == CCVM_EXIT_MEMORY_FAULT) {
+		/* As KVM: -EFAULT, or gmem's own error with the exit filled. */
+		memset(&run->memory_fault, 0, sizeof(run->memory_fault));
+		run->exit_reason = CCVM_EXIT_MEMORY_FAULT;
+		run->memory_fault.flags = e.flags;
+		run->memory_fault.gpa = e.gpa;
+		run->memory_fault.size = e.size;
+		ccvm_guest_exit(g, r == CCVM_PF_EXIT ? -EFAULT : r);
+		return FAULT_AGAIN;
+	}
+	ccvm_guest_exit_error(g, r < 0 ? r : -EIO);
+	return FAULT_AGAIN;
+}
+
+/* One MMIO exit of at most 8 bytes; reads get what the VMM put in data. */
+static size_t guest_mmio(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
+			 const uint8_t *wbuf, size_t n)
+{
+	struct ccvm_vcpu *v = g->vcpu;
+	struct ccvm_run *run = &v->run;
+	size_t len = n < MMIO_MAX_BYTES ? n : MMIO_MAX_BYTES;
+
+	memset(&run->mmio, 0, sizeof(run->mmio));
+	run->exit_reason = CCVM_EXIT_MMIO;
+	run->mmio.phys_addr = gpa & ~v->vm->shared_bit;
+	run->mmio.len = (uint32_t)len;
+	run->mmio.is_write = wbuf != NULL;
+	if (wbuf)
+		memcpy(run->mmio.data, wbuf, len);
+	ccvm_guest_exit(g, 0);
+	if (rbuf)
+		memcpy(rbuf, run->mmio.data, len);
+	return len;
+}
+
+/* #VE (TDX) / #VC (SNP): reported to the VMM, then to the guest code. */
+static void guest_exception(struct ccvm_guest *g, uint64_t gpa)
+{
+	struct ccvm_vcpu *v = g->vcpu;
+	struct ccvm_run *run = &v->run;
+
+	memset(&run->exception, 0, sizeof(run->exception));
+	run->exit_reason = CCVM_EXIT_EXCEPTION;
+	run->exception.vector = v->vm->caps.has_mirror_root ? CCVM_X86_VE_VECTOR
+							    : CCVM_X86_VC_VECTOR;
+	run->exception.gpa = gpa;
+	ccvm_guest_exit(g, 0);
+}
+
+/*
+ * Take mmu_lock read in guest mode.  A kick (or a terminate) between the
+ * entry and the lock took the vCPU out again: enter again.
+ */
+static void guest_lock_in_guest_mode(struct ccvm_guest *g)
+{
+	struct ccvm_vcpu *v = g->vcpu;
+	struct ccvm_vm *vm = v->vm;
+
+	for (;;) {
+		ccvm_guest_enter(g);
+		pthread_rwlock_rdlock(&vm->mmu_lock);
+		if (ccvm_likely(atomic_load(&v->in_guest) && !ccvm_vm_is_dead(vm)))
+			return;
+		pthread_rwlock_unlock(&vm->mmu_lock);
+		ccvm_vcpu_leave_guest(v);
+	}
+}
+
+/* ---- read and write ---------------------------------------------------------- */
+
+/*
+ * Access @n bytes at @gpa, all inside one page.  Return: bytes done (@n,
+ * or at most 8 for MMIO) or -EACCES.
+ */
+static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
+			   const uint8_t *wbuf, size_t n)
+{
+	struct ccvm_vcpu *v = g->vcpu;
+	struct ccvm_vm *vm = v->vm;
+	uint64_t gfn = (gpa & ~vm->shared_bit) >> CCVM_PAGE_SHIFT;
+	uint64_t off = gpa & (CCVM_PAGE_SIZE - 1);
+	bool write = wbuf != NULL;
+	unsigned int tries = 0;
+	struct ccvm_xlate x;
+	int r;
+
+	for (;;) {
+		guest_lock_in_guest_mode(g);
+		if (ccvm_mmu_translate(v, gpa, &x)) {
+			pthread_rwlock_unlock(&vm->mmu_lock);
+			goto fault;
+		}
+		r = op_guest_access(v, gfn, x.pfn, x.is_private, write);
+		if (r == 0) {
+			if (write) {
+				guest_copy(x.hva + off, wbuf, n);
+				if (x.pfn != NO_PFN)
+					ccvm_page_mark_dirty(vm->p, x.pfn);
+			} else {
+				guest_copy(rbuf, x.hva + off, n);
+			}
+			pthread_rwlock_unlock(&vm->mmu_lock);
+			ccvm_account(vm->p, vm, CCVM_EV_GUEST_ACCESS, 1);
+			return (int64_t)n;
+		}
+		pthread_rwlock_unlock(&vm->mmu_lock);
+		if (r == -EACCES) {
+			guest_exception(g, gpa);
+			return -EACCES;
+		}
+		if (r != CCVM_GUEST_NEEDS_FAULT) {
+			ccvm_guest_exit_error(g, r < 0 ? r : -EIO);
+			continue;
+		}
+		/* A nested fault (SNP RMP #NPF): drop the mapping, fault again. */
+		ccvm_vm_zap_gfn_range(vm, gfn, gfn + 1);
+fault:
+		if (guest_fault(g, gpa, write, &tries) == FAULT_MMIO)
+			return (int64_t)guest_mmio(g, gpa, rbuf, wbuf, n);
+	}
+}
+
+static int guest_rw(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
+		    const uint8_t *wbuf, size_t len)
+{
+	struct ccvm_vcpu *v = guest_vcpu(g);
+	uint64_t done = 0;
+
+	if (!v)
+		return -EINVAL;
+	if (!len)
+		return 0;
+	if ((!rbuf && !wbuf) || !gpa_range_ok(v->vm, gpa, len))
+		return -EINVAL;
+	while (done < len) {
+		uint64_t cur = gpa + done;
+		uint64_t room = CCVM_PAGE_SIZE - (cur & (CCVM_PAGE_SIZE - 1));
+		size_t n = len - done < room ? len - done : room;
+		int64_t r;
+
+		r = access_page(g, cur, rbuf ? rbuf + done : NULL, wbuf ? wbuf + done : NULL, n);
+		if (r < 0)
+			return (int)r;
+		done += (uint64_t)r;
+	}
+	return 0;
+}
+
+int ccvm_guest_read(struct ccvm_guest *g, uint64_t gpa, void *buf, size_t len)
+{
+	if (!buf && len)
+		return -EINVAL;
+	return guest_rw(g, gpa, buf, NULL, len);
+}
+
+int ccvm_guest_write(struct ccvm_guest *g, uint64_t gpa, const void *buf, size_t len)
+{
+	if (!buf && len)
+		return -EINVAL;
+	return guest_rw(g, gpa, NULL, buf, len);
+}
+
+/* ---- hypercalls --------------------------------------------------------------- */
+
+/* The VMM's hypercall.ret (a positive errno, or 0) as the guest's result. */
+static int hypercall_ret_to_errno(uint64_t ret)
+{
+	if (ret <= 4095)
+		return -(int)ret;
+	if ((int64_t)ret < 0 && (int64_t)ret >= -4095)
+		return (int)(int64_t)ret;
+	return -EIO;
+}
+
+int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool to_private)
+{
+	struct ccvm_vcpu *v = guest_vcpu(g);
+	struct ccvm_run *run;
+	struct ccvm_vm *vm;
+	uint64_t limit;
+
+	if (!v)
+		return -EINVAL;
+	vm = v->vm;
+	run = &v->run;
+	/* Direction is explicit; either alias of the range names it. */
+	gpa &= ~vm->shared_bit;
+	limit = vm->max_gfn << CCVM_PAGE_SHIFT;
+	if (!size || !ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size) ||
+	    gpa >= limit || size > limit - gpa)
+		return -EINVAL;
+
+	while (size) {
+		uint64_t chunk;
+		int64_t r;
+
+		ccvm_guest_enter(g);
+		memset(&run->hypercall, 0, sizeof(run->hypercall));
+		run->exit_reason = CCVM_EXIT_HYPERCALL;
+		if (vm->ops->handle_exit_hypercall) {
+			r = op_handle_exit_hypercall(v, gpa, size, to_private);
+			if (r < 0)
+				return (int)r;
+			if (r == 0 || (uint64_t)r > size || !ccvm_is_page_aligned((uint64_t)r)) {
+				ccvm_log(CCVM_LOG_WARN, "vm %u: handle_exit_hypercall chunk %lld "
+					 "for a %llu-byte range", vm->id, (long long)r,
+					 (unsigned long long)size);
+				return -EIO;
+			}
+			chunk = (uint64_t)r;
+			run->exit_reason = CCVM_EXIT_HYPERCALL;
+		} else {
+			chunk = size;
+			run->hypercall.nr = CCVM_HC_MAP_GPA_RANGE;
+			run->hypercall.args[0] = gpa;
+			run->hypercall.args[1] = size >> CCVM_PAGE_SHIFT;
+			run->hypercall.args[2] = (to_private ? CCVM_MAP_GPA_RANGE_ENCRYPTED
+							     : CCVM_MAP_GPA_RANGE_DECRYPTED) |
+						 CCVM_MAP_GPA_RANGE_PAGE_SZ_4K;
+		}
+		ccvm_guest_exit(g, 0);
+		if (run->hypercall.ret)
+			return hypercall_ret_to_errno(run->hypercall.ret);
+		gpa += chunk;
+		size -= chunk;
+	}
+	return 0;
+}
+
+/* ---- accept -------------------------------------------------------------------- */
+
+static int accept_page(struct ccvm_guest *g, uint64_t gpa)
+{
+	struct ccvm_vcpu *v = g->vcpu;
+	struct ccvm_vm *vm = v->vm;
+	uint64_t gfn = gpa >> CCVM_PAGE_SHIFT;
+	unsigned int tries = 0, busy = 0;
+	struct ccvm_xlate x;
+	bool mapped;
+	int r;
+
+	for (;;) {
+		guest_lock_in_guest_mode(g);
+		mapped = !ccvm_mmu_translate(v, gpa, &x) && x.is_private;
+		r = op_guest_accept(v, gfn, mapped ? x.pfn : NO_PFN, mapped);
+		pthread_rwlock_unlock(&vm->mmu_lock);
+		if (r == 0)
+			return 0;
+		/* Host S-EPT operations hold the entry: the guest kernel retries. */
+		if (r == -EAGAIN && ++busy <= CCVM_FAULT_RETRY_LIMIT) {
+			sched_yield();
+			continue;
+		}
+		if (r != CCVM_GUEST_NEEDS_FAULT)
+			return r < 0 ? r : -EIO;
+		/* Nothing to accept yet: the private fault maps (TDX: AUGs) it. */
+		if (guest_fault(g, gpa, true, &tries) == FAULT_MMIO)
+			return -EINVAL;
+	}
+}
+
+int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size)
+{
+	struct ccvm_vcpu *v = guest_vcpu(g);
+	uint64_t limit, off;
+	int r;
+
+	if (!v)
+		return -EINVAL;
+	limit = v->vm->max_gfn << CCVM_PAGE_SHIFT;
+	if (!size || !ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size) ||
+	    (gpa & v->vm->shared_bit) || gpa >= limit || size > limit - gpa)
+		return -EINVAL;
+	for (off = 0; off < size; off += CCVM_PAGE_SIZE) {
+		r = accept_page(g, gpa + off);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- sync and abort ------------------------------------------------------------ */
+
+void ccvm_guest_sync(struct ccvm_guest *g, uint64_t value)
+{
+	struct ccvm_vcpu *v = guest_vcpu(g);
+
+	if (!v) {
+		ccvm_log(CCVM_LOG_WARN, "ccvm_guest_sync called outside its guest; ignored");
+		return;
+	}
+	ccvm_guest_enter(g);
+	memset(&v->run.sync, 0, sizeof(v->run.sync));
+	v->run.exit_reason = CCVM_EXIT_SYNC;
+	v->run.sync.value = value;
+	ccvm_guest_exit(g, 0);
+}
+
+void ccvm_guest_abort(struct ccvm_guest *g, const char *file, int line, const char *msg)
+{
+	struct ccvm_guest *cur = ccvm_guest_current();
+	struct ccvm_run *run;
+
+	if (!cur) {
+		/*
+		 * No guest to end and no way to return: end the calling
+		 * thread rather than the process.
+		 */
+		ccvm_log(CCVM_LOG_WARN, "ccvm_guest_abort called outside guest code "
+			 "(%s:%d: %s); ending the calling thread",
+			 file ? file : "?", line, msg ? msg : "");
+		pthread_exit(NULL);
+	}
+	if (g != cur)
+		ccvm_log(CCVM_LOG_WARN, "ccvm_guest_abort: wrong guest context; "
+			 "aborting the calling guest");
+	snprintf(cur->abort_file, sizeof(cur->abort_file), "%s", file ? file : "?");
+	snprintf(cur->abort_msg, sizeof(cur->abort_msg), "%s", msg ? msg : "");
+	run = &cur->vcpu->run;
+	memset(&run->abort, 0, sizeof(run->abort));
+	run->exit_reason = CCVM_EXIT_GUEST_ABORT;
+	run->abort.file = cur->abort_file;
+	run->abort.line = line;
+	run->abort.msg = cur->abort_msg;
+	cur->end = CCVM_GUEST_END_ABORT;
+	longjmp(cur->start, 1);
+}

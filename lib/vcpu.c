@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vCPUs: lifetime, the guest execution context and the run loop.
+ *
+ * Lifetime follows KVM.  ccvm_vcpu_create() takes a VM reference and calls
+ * vcpu_create; the vCPU is published in vm->vcpus with a release store of
+ * nr_vcpus, so kicks and for_each walk the array without a lock.  Closing
+ * the handle ends the guest thread and drops the reference, but the struct
+ * and the backend's state live until VM teardown (ccvm_vcpu_destroy():
+ * vcpu_free, then the MMU drops its roots), because the VM's walkers may
+ * still look at it.
+ *
+ * Guest code runs on a thread of its own, so it reads like a KVM selftest
+ * guest: straight-line code whose accesses may exit to the VMM.  The run
+ * caller and the guest thread hand the vCPU back and forth (struct
+ * ccvm_guest in internal.h): ccvm_vcpu_run() gives the guest its turn and
+ * sleeps until the guest exits, the guest sleeps in its exit until the
+ * next run.  A guest access that needs the VMM re-executes after the next
+ * run, as a CPU re-executes a faulting instruction.
+ *
+ * Guest mode.  vcpu->in_guest is true between a successful vcpu_enter
+ * (TDH.VP.ENTER) and the next exit, to the VMM or for a TDP fault (an EPT
+ * violation / NPF is a VM exit too), or until a kick clears it.  Entry
+ * happens under mmu_lock read: kicks come from removals that hold mmu_lock
+ * for write, so an entry never slips between a kick and the retry it
+ * protects, and a vCPU that was kicked notices before its next access.
+ */
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static _Thread_local struct ccvm_guest *current_guest;
+
+struct ccvm_guest *ccvm_guest_current(void)
+{
+	return current_guest;
+}
+
+/* The guest of @v calling into the VMM API of its own vCPU would deadlock. */
+static bool called_from_own_guest(const struct ccvm_vcpu *v)
+{
+	return current_guest && current_guest->vcpu == v;
+}
+
+/* ---- accessors ------------------------------------------------------------ */
+
+void *ccvm_vcpu_priv(struct ccvm_vcpu *vcpu)
+{
+	return vcpu->priv;
+}
+
+struct ccvm_vm *ccvm_vcpu_vm(const struct ccvm_vcpu *vcpu)
+{
+	return vcpu->vm;
+}
+
+uint32_t ccvm_vcpu_id(const struct ccvm_vcpu *vcpu)
+{
+	return vcpu->id;
+}
+
+struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v)
+{
+	return v ? &v->run : NULL;
+}
+
+/* ---- create, close, destroy ----------------------------------------------- */
+
+static size_t vcpu_model_bytes(const struct ccvm_vm *vm)
+{
+	return sizeof(struct ccvm_vcpu) + sizeof(struct ccvm_guest) + vm->ops->vcpu_priv_size;
+}
+
+static void vcpu_free_memory(struct ccvm_vcpu *v)
+{
+	struct ccvm_guest *g = v->guest;
+
+	pthread_cond_destroy(&g->guest_cond);
+	pthread_cond_destroy(&g->vmm_cond);
+	pthread_mutex_destroy(&g->lock);
+	pthread_mutex_destroy(&v->mutex);
+	free(g);
+	free(v->priv);
+	free(v);
+}
+
+static struct ccvm_vcpu *vcpu_alloc(struct ccvm_vm *vm, uint32_t id)
+{
+	struct ccvm_vcpu *v = calloc(1, sizeof(*v));
+	struct ccvm_guest *g = calloc(1, sizeof(*g));
+	void *priv = vm->ops->vcpu_priv_size ? calloc(1, vm->ops->vcpu_priv_size) : NULL;
+
+	if (!v || !g || (vm->ops->vcpu_priv_size && !priv)) {
+		free(v);
+		free(g);
+		free(priv);
+		return NULL;
+	}
+	v->vm = vm;
+	v->id = id;
+	v->priv = priv;
+	v->guest = g;
+	v->run.vcpu_id = id;
+	pthread_mutex_init(&v->mutex, NULL);
+	atomic_init(&v->in_guest, false);
+	g->vcpu = v;
+	g->state = CCVM_GUEST_NONE;
+	atomic_init(&g->in_run, false);
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_cond_init(&g->guest_cond, NULL);
+	pthread_cond_init(&g->vmm_cond, NULL);
+	return v;
+}
+
+int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out)
+{
+	struct ccvm_op_call c;
+	struct ccvm_vcpu *v;
+	uint32_t i, n;
+	int err = 0;
+
+	if (!vm || !out)
+		return -EINVAL;
+	if (id >= vm->max_vcpus)
+		return -EINVAL;
+	v = vcpu_alloc(vm, id);
+	if (!v)
+		return -ENOMEM;
+
+	pthread_mutex_lock(&vm->lock);
+	n = atomic_load_explicit(&vm->nr_vcpus, memory_order_relaxed);
+	if (vm->handle_closed)
+		err = -EINVAL;
+	else if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
+		err = -EIO;
+	for (i = 0; !err && i < n; i++)
+		if (vm->vcpus[i]->id == id)
+			err = -EEXIST;
+	if (!err) {
+		err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_vcpu_create, CCVM_INVALID_GFN);
+		if (!err)
+			err = vm->ops->vcpu_create(v);
+		err = ccvm_op_leave(&c, err);
+	}
+	if (err) {
+		pthread_mutex_unlock(&vm->lock);
+		vcpu_free_memory(v);
+		return err;
+	}
+	/* Lock-free walkers load nr_vcpus with acquire, then read the slot. */
+	vm->vcpus[n] = v;
+	atomic_store_explicit(&vm->nr_vcpus, n + 1, memory_order_release);
+	ccvm_vm_get(vm);
+	pthread_mutex_unlock(&vm->lock);
+	ccvm_model_bytes_add(vm->p, (int64_t)vcpu_model_bytes(vm));
+	*out = v;
+	return 0;
+}
+
+/*
+ * End a guest thread that is blocked in an exit: it unwinds from there
+ * without returning into guest code.  vcpu->mutex held, so nobody is in run
+ * and the thread, if live, is blocked in an exit.
+ */
+static void guest_stop(struct ccvm_guest *g)
+{
+	if (!g->thread_live)
+		return;
+	pthread_mutex_lock(&g->lock);
+	if (g->state == CCVM_GUEST_EXITED) {
+		g->unwind = true;
+		g->guest_turn = true;
+		pthread_cond_signal(&g->guest_cond);
+		while (g->guest_turn)
+			pthread_cond_wait(&g->vmm_cond, &g->lock);
+	}
+	pthread_mutex_unlock(&g->lock);
+	pthread_join(g->thread, NULL);
+	g->thread_live = false;
+}
+
+int ccvm_vcpu_close(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm;
+
+	if (!v)
+		return -EINVAL;
+	if (called_from_own_guest(v))
+		return -EDEADLK;
+	pthread_mutex_lock(&v->mutex);
+	if (v->handle_closed) {
+		pthread_mutex_unlock(&v->mutex);
+		return -EINVAL;
+	}
+	v->handle_closed = true;
+	guest_stop(v->guest);
+	pthread_mutex_unlock(&v->mutex);
+
+	/* Last: this may be the VM's last reference, which frees @v. */
+	vm = v->vm;
+	ccvm_vm_put(vm);
+	return 0;
+}
+
+/* kvm_vcpu_destroy(): the backend's state first, then the MMU's roots. */
+void ccvm_vcpu_destroy(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm = v->vm;
+
+	/* Only a handle that was never closed can still have a thread. */
+	pthread_mutex_lock(&v->mutex);
+	guest_stop(v->guest);
+	pthread_mutex_unlock(&v->mutex);
+	if (vm->ops->vcpu_free) {
+		ccvm_op_note(vm->p, vm, CCVM_OPI_vcpu_free, CCVM_INVALID_GFN);
+		vm->ops->vcpu_free(v);
+	}
+	ccvm_mmu_vcpu_unload(v);
+	ccvm_model_bytes_add(vm->p, -(int64_t)vcpu_model_bytes(vm));
+	vcpu_free_memory(v);
+}
+
+int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg)
+{
+	struct ccvm_guest *g;
+	int err = 0;
+
+	if (!v || !fn)
+		return -EINVAL;
+	if (called_from_own_guest(v))
+		return -EDEADLK;
+	g = v->guest;
+	pthread_mutex_lock(&v->mutex);
+	if (v->handle_closed) {
+		err = -EINVAL;
+	} else if (g->thread_live) {
+		err = -EBUSY;		/* a guest is blocked in an exit */
+	} else {
+		pthread_mutex_lock(&g->lock);
+		g->fn = fn;
+		g->arg = arg;
+		g->state = CCVM_GUEST_READY;
+		g->unwind = false;
+		pthread_mutex_unlock(&g->lock);
+		memset(&v->run, 0, sizeof(v->run));
+		v->run.vcpu_id = v->id;
+	}
+	pthread_mutex_unlock(&v->mutex);
+	return err;
+}
+
+/* ---- guest mode ------------------------------------------------------------- */
+
+void ccvm_vcpu_leave_guest(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm = v->vm;
+
+	/* A kick may have taken the vCPU out already: exit once per entry. */
+	if (atomic_exchange(&v->in_guest, false) && vm->ops->vcpu_exit) {
+		ccvm_op_note(vm->p, vm, CCVM_OPI_vcpu_exit, CCVM_INVALID_GFN);
+		vm->ops->vcpu_exit(v);
+	}
+}
+
+/* Positive: entry is blocked (TDX wait_for_sept_zap), wait without bound. */
+#define ENTRY_BLOCKED	1
+
+/* With mmu_lock read held: 0 in guest mode, ENTRY_BLOCKED, or -errno. */
+static int vcpu_try_enter(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm = v->vm;
+	struct ccvm_op_call c;
+	int err;
+
+	if (atomic_load(&v->in_guest))
+		return 0;
+	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
+		return -EIO;
+	if (atomic_load(&vm->entry_blocked) > 0)
+		return ENTRY_BLOCKED;
+	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_vcpu_enter, CCVM_INVALID_GFN);
+	if (!err)
+		err = vm->ops->vcpu_enter(v);
+	err = ccvm_op_leave(&c, err);
+	if (err)
+		return err;
+	atomic_store(&v->in_guest, true);
+	ccvm_account(vm->p, vm, CCVM_EV_GUEST_ENTER, 1);
+	return 0;
+}
+
+/* ---- exits ------------------------------------------------------------------ */
+
+static const char *const exit_names[] = {
+	[CCVM_EXIT_UNKNOWN] = "unknown",
+	[CCVM_EXIT_MEMORY_FAULT] = "memory_fault",
+	[CCVM_EXIT_HYPERCALL] = "hypercall",
+	[CCVM_EXIT_MMIO] = "mmio",
+	[CCVM_EXIT_SYNC] = "sync",
+	[CCVM_EXIT_DONE] = "done",
+	[CCVM_EXIT_GUEST_ABORT] = "guest_abort",
+	[CCVM_EXIT_EXCEPTION] = "exception",
+	[CCVM_EXIT_INTERNAL_ERROR] = "internal_error",
+};
+
+static void exit_account(struct ccvm_vcpu *v, int run_ret)
+{
+	struct ccvm_vm *vm = v->vm;
+	const struct ccvm_run *run = &v->run;
+	uint64_t gfn = CCVM_INVALID_GFN, arg1 = 0;
+
+	ccvm_account(vm->p, vm, CCVM_EV_EXIT, 1);
+	switch (run->exit_reason) {
+	case CCVM_EXIT_MEMORY_FAULT:
+		ccvm_account(vm->p, vm, CCVM_EV_MEMORY_FAULT_EXIT, 1);
+		gfn = run->memory_fault.gpa >> CCVM_PAGE_SHIFT;
+		arg1 = run->memory_fault.flags;
+		break;
+	case CCVM_EXIT_HYPERCALL:
+		ccvm_account(vm->p, vm, CCVM_EV_HYPERCALL_EXIT, 1);
+		gfn = run->hypercall.args[0] >> CCVM_PAGE_SHIFT;
+		arg1 = run->hypercall.args[1];
+		break;
+	case CCVM_EXIT_MMIO:
+		ccvm_account(vm->p, vm, CCVM_EV_MMIO_EXIT, 1);
+		gfn = run->mmio.phys_addr >> CCVM_PAGE_SHIFT;
+		arg1 = run->mmio.len;
+		break;
+	case CCVM_EXIT_SYNC:
+		arg1 = run->sync.value;
+		break;
+	case CCVM_EXIT_EXCEPTION:
+		gfn = run->exception.gpa >> CCVM_PAGE_SHIFT;
+		arg1 = run->exception.vector;
+		break;
+	default:
+		break;
+	}
+	if (ccvm_tracing(vm->p)) {
+		struct ccvm_trace_record rec = {
+			.kind = CCVM_TRACE_EXIT,
+			.id = run->exit_reason,
+			.name = run->exit_reason < CCVM_ARRAY_SIZE(exit_names)
+				? exit_names[run->exit_reason] : "?",
+			.vm_id = vm->id,
+			.vcpu_id = (int32_t)v->id,
+			.gfn = gfn,
+			.arg0 = run->exit_reason,
+			.arg1 = arg1,
+			.ret = run_ret,
+			.sim_ns = atomic_load_explicit(&vm->p->stats.sim_ns,
+						       memory_order_relaxed),
+			.wall_ns = ccvm_now_ns(),
+		};
+		ccvm_trace_emit(vm->p, &rec);
+	}
+}
+
+/*
+ * The guest side of the switch: give the vCPU to the run caller and sleep
+ * until it is ours again.  A close meanwhile unwinds the guest from here.
+ */
+static void guest_handoff(struct ccvm_guest *g, int run_ret)
+{
+	bool unwind;
+
+	pthread_mutex_lock(&g->lock);
+	g->run_ret = run_ret;
+	g->state = CCVM_GUEST_EXITED;
+	g->guest_turn = false;
+	pthread_cond_signal(&g->vmm_cond);
+	while (!g->guest_turn)
+		pthread_cond_wait(&g->guest_cond, &g->lock);
+	unwind = g->unwind;
+	pthread_mutex_unlock(&g->lock);
+	if (unwind) {
+		g->end = CCVM_GUEST_END_UNWIND;
+		longjmp(g->start, 1);
+	}
+}
+
+static void guest_exit_no_enter(struct ccvm_guest *g, int run_ret)
+{
+	struct ccvm_vcpu *v = g->vcpu;
+
+	ccvm_vcpu_leave_guest(v);
+	exit_account(v, run_ret);
+	guest_handoff(g, run_ret);
+}
+
+static void fill_internal_error(struct ccvm_vcpu *v, int error)
+{
+	memset(&v->run.internal, 0, sizeof(v->run.internal));
+	v->run.exit_reason = CCVM_EXIT_INTERNAL_ERROR;
+	v->run.internal.error = error;
+}
+
+static int internal_error_run_ret(int error)
+{
+	return error == -EIO || error == -EBUSY ? -EIO : error;
+}
+
+void ccvm_guest_exit_error(struct ccvm_guest *g, int error)
+{
+	fill_internal_error(g->vcpu, error);
+	ccvm_guest_exit(g, internal_error_run_ret(error));
+}
+
+void ccvm_guest_enter(struct ccvm_guest *g)
+{
+	struct ccvm_vcpu *v = g->vcpu;
+	struct ccvm_vm *vm = v->vm;
+	unsigned int busy = 0;
+	int err;
+
+	for (;;) {
+		if (atomic_load(&v->in_guest))
+			return;
+		err = ccvm_mmu_reload(v);
+		if (!err) {
+			pthread_rwlock_rdlock(&vm->mmu_lock);
+			err = vcpu_try_enter(v);
+			pthread_rwlock_unlock(&vm->mmu_lock);
+		}
+		if (!err)
+			return;
+		if (err == ENTRY_BLOCKED) {
+			sched_yield();
+			continue;
+		}
+		if (err == -EAGAIN && ++busy <= CCVM_FAULT_RETRY_LIMIT) {
+			sched_yield();
+			continue;
+		}
+		/* Not in guest mode: exit without entering, then try again. */
+		busy = 0;
+		if (err == -EAGAIN)
+			err = -EBUSY;
+		fill_internal_error(v, err);
+		guest_exit_no_enter(g, internal_error_run_ret(err));
+	}
+}
+
+void ccvm_guest_exit(struct ccvm_guest *g, int run_ret)
+{
+	guest_exit_no_enter(g, run_ret);
+	ccvm_guest_enter(g);
+}
+
+/* ---- the guest thread ------------------------------------------------------- */
+
+/* The last switch: the thread ends right after, and run joins it. */
+static void guest_finish(struct ccvm_guest *g)
+{
+	struct ccvm_vcpu *v = g->vcpu;
+
+	ccvm_vcpu_leave_guest(v);
+	if (g->end != CCVM_GUEST_END_UNWIND)
+		exit_account(v, 0);
+	pthread_mutex_lock(&g->lock);
+	g->run_ret = 0;
+	g->state = CCVM_GUEST_DONE;
+	g->guest_turn = false;
+	pthread_cond_signal(&g->vmm_cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
+static void *guest_thread(void *arg)
+{
+	struct ccvm_guest *g = arg;
+
+	current_guest = g;
+	g->end = CCVM_GUEST_END_RETURN;
+	/* Aborts and unwinds longjmp back here with g->end set. */
+	if (setjmp(g->start) == 0) {
+		ccvm_guest_enter(g);
+		g->fn(g, g->arg);
+		g->vcpu->run.exit_reason = CCVM_EXIT_DONE;
+	}
+	guest_finish(g);
+	current_guest = NULL;
+	return NULL;
+}
+
+/* ---- run --------------------------------------------------------------------- */
+
+/* vcpu->mutex held. */
+static int run_locked(struct ccvm_vcpu *v)
+{
+	struct ccvm_guest *g = v->guest;
+	struct ccvm_vm *vm = v->vm;
+	bool done;
+	int state, ret, err;
+
+	if (v->handle_closed)
+		return -EINVAL;
+	pthread_mutex_lock(&g->lock);
+	state = g->state;
+	pthread_mutex_unlock(&g->lock);
+	if (state == CCVM_GUEST_NONE || state == CCVM_GUEST_DONE)
+		return -EINVAL;
+	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm)) {
+		fill_internal_error(v, -EIO);
+		return -EIO;
+	}
+
+	pthread_mutex_lock(&g->lock);
+	g->guest_turn = true;
+	g->state = CCVM_GUEST_RUNNING;
+	if (state == CCVM_GUEST_READY) {
+		err = pthread_create(&g->thread, NULL, guest_thread, g);
+		if (err) {
+			g->guest_turn = false;
+			g->state = CCVM_GUEST_READY;
+			pthread_mutex_unlock(&g->lock);
+			return -err;
+		}
+		g->thread_live = true;
+	} else {
+		pthread_cond_signal(&g->guest_cond);
+	}
+	while (g->guest_turn)
+		pthread_cond_wait(&g->vmm_cond, &g->lock);
+	ret = g->run_ret;
+	done = g->state == CCVM_GUEST_DONE;
+	pthread_mutex_unlock(&g->lock);
+
+	if (done) {
+		pthread_join(g->thread, NULL);
+		g->thread_live = false;
+	}
+	return ret;
+}
+
+int ccvm_vcpu_run(struct ccvm_vcpu *v)
+{
+	struct ccvm_guest *g;
+	int ret;
+
+	if (!v)
+		return -EINVAL;
+	if (called_from_own_guest(v))
+		return -EDEADLK;
+	g = v->guest;
+	if (atomic_exchange(&g->in_run, true))
+		return -EBUSY;
+	pthread_mutex_lock(&v->mutex);
+	ret = run_locked(v);
+	pthread_mutex_unlock(&v->mutex);
+	atomic_store(&g->in_run, false);
+	return ret;
+}
