@@ -52,11 +52,13 @@ TEST_SRCS :=
 TEST_SRCS += tests/check_attr.c
 TEST_SRCS += tests/check_backend.c
 TEST_SRCS += tests/check_gmem.c
+TEST_SRCS += tests/check_guest.c
 TEST_SRCS += tests/check_memslot.c
 TEST_SRCS += tests/check_mmu.c
 TEST_SRCS += tests/check_platform.c
 TEST_SRCS += tests/check_snp_hw.c
 TEST_SRCS += tests/check_tdx_module.c
+TEST_SRCS += tests/check_vcpu.c
 TEST_SRCS += tests/check_xarray.c
 
 # Example programs, one binary each from examples/<name>.c, built by plain

@@ -22,11 +22,13 @@
 	SUITE(attr) \
 	SUITE(backend) \
 	SUITE(gmem) \
+	SUITE(guest) \
 	SUITE(memslot) \
 	SUITE(mmu) \
 	SUITE(platform) \
 	SUITE(snp_hw) \
 	SUITE(tdx_module) \
+	SUITE(vcpu) \
 	SUITE(xarray) \
 	/* end of the suite list */
 

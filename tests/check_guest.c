@@ -1,0 +1,1136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests for the guest side (lib/guest.c): reads and writes across pages,
+ * the exact fields of every exit (memory faults with their flags, MMIO
+ * reads and writes with data both ways, MAP_GPA_RANGE hypercalls, #VE/#VC),
+ * accept, a guest-driven conversion round trip, punch then re-fault, a
+ * memslot deleted under a running vCPU, closing a vCPU blocked in an MMIO
+ * exit, and vCPUs faulting while another thread converts and punches.
+ *
+ * Most tests run on the mock backend.  Behaviour the mock cannot show (a
+ * shared bit, accept, #VE/#VC, chunked hypercalls, busy entries, nested
+ * faults) runs on "guest-test": the mock's table with a shared bit and a
+ * few guest-side ops of its own, registered like any out-of-tree backend.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <check.h>
+
+#include "internal.h"
+
+#define MEM_SIZE	(4ull << 20)
+#define MMIO_BASE	(1ull << 30)	/* no memslot there */
+#define TEST_BACKEND	"guest-test"
+
+static struct ccvm_platform *p;
+static struct ccvm_vm *vm;
+static struct ccvm_gmem *gm;
+static uint8_t *shared;
+static uint64_t sbit;		/* the VM's shared bit */
+
+/* ---- the guest-test backend ------------------------------------------------ */
+
+extern const struct ccvm_backend_ops ccvm_mock_backend_ops;
+
+#define TB_PAGES	1024
+
+static struct {
+	_Atomic bool accept_required;
+	_Atomic uint8_t accepted[TB_PAGES];
+	_Atomic int enter_eagain;
+	_Atomic uint64_t needs_fault_gfn;
+	pthread_mutex_t lock;
+	int nr_accepts;
+	struct { uint64_t gfn, pfn; bool mapped; } accepts[16];
+} tb = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void tb_reset(void)
+{
+	int i;
+
+	atomic_store(&tb.accept_required, false);
+	for (i = 0; i < TB_PAGES; i++)
+		atomic_store(&tb.accepted[i], 0);
+	atomic_store(&tb.enter_eagain, 0);
+	atomic_store(&tb.needs_fault_gfn, UINT64_MAX);
+	tb.nr_accepts = 0;
+}
+
+static void tb_get_caps(const struct ccvm_vm *v, struct ccvm_backend_caps *caps)
+{
+	ccvm_mock_backend_ops.get_caps(v, caps);
+	caps->has_shared_bit = true;
+	caps->requires_accept = true;
+	caps->map_gpa_max_bytes = CCVM_HPAGE_2M_SIZE;
+}
+
+static int tb_vcpu_enter(struct ccvm_vcpu *v)
+{
+	(void)v;
+	if (atomic_load(&tb.enter_eagain) > 0) {
+		atomic_fetch_sub(&tb.enter_eagain, 1);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+/* Private pages must be accepted first (#VC), as with SNP's validated bit. */
+static int tb_guest_access(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn,
+			   bool is_private, bool write)
+{
+	uint64_t want = gfn;
+
+	(void)v; (void)pfn; (void)write;
+	if (atomic_compare_exchange_strong(&tb.needs_fault_gfn, &want, UINT64_MAX))
+		return CCVM_GUEST_NEEDS_FAULT;
+	if (atomic_load(&tb.accept_required) && is_private && gfn < TB_PAGES &&
+	    !atomic_load(&tb.accepted[gfn]))
+		return -EACCES;
+	return 0;
+}
+
+static int tb_guest_accept(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn, bool mapped)
+{
+	(void)v;
+	pthread_mutex_lock(&tb.lock);
+	if (tb.nr_accepts < 16) {
+		tb.accepts[tb.nr_accepts].gfn = gfn;
+		tb.accepts[tb.nr_accepts].pfn = pfn;
+		tb.accepts[tb.nr_accepts].mapped = mapped;
+		tb.nr_accepts++;
+	}
+	pthread_mutex_unlock(&tb.lock);
+	if (!mapped)
+		return CCVM_GUEST_NEEDS_FAULT;
+	if (gfn < TB_PAGES)
+		atomic_store(&tb.accepted[gfn], 1);
+	return 0;
+}
+
+/* TDX's MapGPA: at most 2 MiB per exit. */
+static int64_t tb_hypercall(struct ccvm_vcpu *v, uint64_t gpa, uint64_t size,
+			    bool to_private, struct ccvm_run *run)
+{
+	uint64_t chunk = size < CCVM_HPAGE_2M_SIZE ? size : CCVM_HPAGE_2M_SIZE;
+
+	(void)v;
+	run->hypercall.nr = CCVM_HC_MAP_GPA_RANGE;
+	run->hypercall.args[0] = gpa;
+	run->hypercall.args[1] = chunk >> CCVM_PAGE_SHIFT;
+	run->hypercall.args[2] = to_private ? CCVM_MAP_GPA_RANGE_ENCRYPTED : 0;
+	return (int64_t)chunk;
+}
+
+static void tb_register(void)
+{
+	static struct ccvm_backend_ops ops;
+	int err;
+
+	ops = ccvm_mock_backend_ops;
+	ops.name = TEST_BACKEND;
+	ops.get_caps = tb_get_caps;
+	ops.fault_is_private = NULL;	/* the shared-bit rule */
+	ops.vcpu_enter = tb_vcpu_enter;
+	ops.guest_access = tb_guest_access;
+	ops.guest_accept = tb_guest_accept;
+	ops.handle_exit_hypercall = tb_hypercall;
+	err = ccvm_backend_register(&ops);
+	ck_assert_msg(err == 0 || err == -EEXIST, "register: %d", err);
+}
+
+/* ---- fixtures ---------------------------------------------------------------- */
+
+static void env_up(const char *backend)
+{
+	struct ccvm_platform_opts po = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						      .backend = backend);
+	struct ccvm_memory_region r = {
+		.slot = 0,
+		.flags = CCVM_MEM_GUEST_MEMFD,
+		.guest_phys_addr = 0,
+		.memory_size = MEM_SIZE,
+	};
+
+	ck_assert_int_eq(ccvm_platform_create(&po, &p), 0);
+	ck_assert_int_eq(ccvm_vm_create(p, NULL, &vm), 0);
+	sbit = ccvm_vm_shared_bit(vm);
+	ck_assert_int_eq(ccvm_gmem_create(vm, MEM_SIZE, 0, &gm), 0);
+	shared = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		      -1, 0);
+	ck_assert(shared != MAP_FAILED);
+	r.userspace_addr = shared;
+	r.gmem = gm;
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &r), 0);
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0, MEM_SIZE,
+						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+}
+
+static void setup_mock(void)
+{
+	env_up("mock");
+}
+
+static void setup_tb(void)
+{
+	tb_reset();
+	tb_register();
+	env_up(TEST_BACKEND);
+	ck_assert_uint_eq(sbit, 1ull << 47);
+}
+
+static void teardown(void)
+{
+	ck_assert_int_eq(ccvm_gmem_close(gm), 0);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+	munmap(shared, MEM_SIZE);
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static uint64_t vm_event(enum ccvm_event ev)
+{
+	struct ccvm_stats st = { .sz = sizeof(st) };
+
+	ck_assert_int_eq(ccvm_vm_get_stats(vm, &st), 0);
+	return st.events[ev];
+}
+
+static struct ccvm_run *run_once_at(struct ccvm_vcpu *v, int want_ret, uint32_t want_exit,
+				    int line)
+{
+	int ret = ccvm_vcpu_run(v);
+	struct ccvm_run *run = ccvm_vcpu_run_state(v);
+
+	if (run->exit_reason == CCVM_EXIT_GUEST_ABORT && want_exit != CCVM_EXIT_GUEST_ABORT)
+		ck_abort_msg("line %d: guest aborted at %s:%d: %s", line, run->abort.file,
+			     run->abort.line, run->abort.msg);
+	ck_assert_msg(ret == want_ret, "line %d: run returned %d, expected %d", line, ret,
+		      want_ret);
+	ck_assert_msg(run->exit_reason == want_exit, "line %d: exit %u, expected %u", line,
+		      run->exit_reason, want_exit);
+	return run;
+}
+#define run_once(v, ret, exit)	run_once_at((v), (ret), (exit), __LINE__)
+
+#define expect_sync(v, val)						\
+	ck_assert_uint_eq(run_once((v), 0, CCVM_EXIT_SYNC)->sync.value, (uint64_t)(val))
+
+static struct ccvm_vcpu *vcpu_with_guest(uint32_t id, ccvm_guest_fn fn, void *arg)
+{
+	struct ccvm_vcpu *v;
+
+	ck_assert_int_eq(ccvm_vcpu_create(vm, id, &v), 0);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(v, fn, arg), 0);
+	return v;
+}
+
+static void add_slot(uint32_t id, uint64_t gpa, uint64_t size, void *hva,
+		     struct ccvm_gmem *g)
+{
+	struct ccvm_memory_region r = {
+		.slot = id,
+		.flags = g ? CCVM_MEM_GUEST_MEMFD : 0,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = hva,
+		.gmem = g,
+	};
+
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &r), 0);
+}
+
+/* What the host sees of the gmem page behind @gfn (mock: plain text). */
+static void host_read_private(uint64_t gfn, void *buf, uint32_t len)
+{
+	uint64_t pfn;
+
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, gfn, &pfn), 0);
+	ck_assert_int_eq(ccvm_host_read_phys(p, pfn, 0, buf, len), 0);
+}
+
+static bool all_bytes(const uint8_t *b, size_t n, uint8_t v)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (b[i] != v)
+			return false;
+	return true;
+}
+
+static void wait_for(_Atomic int *flag, int value)
+{
+	while (atomic_load(flag) < value)
+		sched_yield();
+}
+
+/* ---- reads and writes ---------------------------------------------------------- */
+
+struct rw_ctx {
+	struct ccvm_guest *g;
+};
+
+#define RW_GPA	0x1ffd
+#define RW_LEN	9000
+
+static void guest_rw(struct ccvm_guest *g, void *arg)
+{
+	static uint8_t buf[RW_LEN], rd[RW_LEN];
+	struct rw_ctx *c = arg;
+	int i;
+
+	c->g = g;
+	for (i = 0; i < RW_LEN; i++)
+		buf[i] = (uint8_t)(i * 13 + 1);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, RW_GPA, buf, RW_LEN) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, RW_GPA, rd, RW_LEN) == 0);
+	CCVM_GUEST_ASSERT(g, memcmp(buf, rd, RW_LEN) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, 0, NULL, 0) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, 0, NULL, 8) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, 0, NULL, 8) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, 1ull << 48, rd, 1) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, (1ull << 48) - 4, rd, 8) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, UINT64_MAX - 2, rd, 8) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(NULL, 0, rd, 8) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_vcpu_id(g) == 3);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_shared_bit(g) == 0);
+	ccvm_guest_sync(g, 1);
+}
+
+START_TEST(test_rw_round_trip)
+{
+	struct rw_ctx c = { 0 };
+	struct ccvm_vcpu *v = vcpu_with_guest(3, guest_rw, &c);
+	uint8_t page[4096];
+	uint64_t accesses;
+	int i;
+
+	expect_sync(v, 1);
+	/* The bytes are in gmem (private), the VMM's buffer is untouched. */
+	host_read_private(RW_GPA >> 12, page, sizeof(page));
+	for (i = RW_GPA & 4095; i < 4096; i++)
+		ck_assert_uint_eq(page[i], (uint8_t)((i - (RW_GPA & 4095)) * 13 + 1));
+	ck_assert(all_bytes(shared, 0x5000, 0));
+	/* 9000 bytes from 0x1ffd touch 4 pages, once to write, once to read. */
+	accesses = vm_event(CCVM_EV_GUEST_ACCESS);
+	ck_assert_uint_eq(accesses, 8);
+	/* Not from outside the guest's own thread. */
+	ck_assert_int_eq(ccvm_guest_read(c.g, 0, page, 8), -EINVAL);
+	ck_assert_int_eq(ccvm_guest_write(c.g, 0, page, 8), -EINVAL);
+	ck_assert_int_eq(ccvm_guest_map_gpa(c.g, 0, 4096, false), -EINVAL);
+	ck_assert_int_eq(ccvm_guest_accept(c.g, 0, 4096), -EINVAL);
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+static void guest_shared_exchange(struct ccvm_guest *g, void *arg)
+{
+	char msg[] = "to the vmm", rd[16];
+
+	(void)arg;
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, 0x5010 | ccvm_guest_shared_bit(g),
+					       msg, sizeof(msg)));
+	ccvm_guest_sync(g, 1);
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, 0x5020 | ccvm_guest_shared_bit(g), rd, 9));
+	CCVM_GUEST_ASSERT(g, !memcmp(rd, "from vmm", 9));
+}
+
+START_TEST(test_shared_access_uses_vmm_buffer)
+{
+	struct ccvm_vcpu *v;
+
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0x5000, 4096, 0, 0), 0);
+	v = vcpu_with_guest(0, guest_shared_exchange, NULL);
+	expect_sync(v, 1);
+	ck_assert_str_eq((char *)shared + 0x5010, "to the vmm");
+	memcpy(shared + 0x5020, "from vmm", 9);
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+/* ---- memory-fault exits --------------------------------------------------------- */
+
+#define SLOT1_GPA	(8ull << 20)
+#define SLOT2_GPA	(12ull << 20)
+
+static void guest_fault_exits(struct ccvm_guest *g, void *arg)
+{
+	uint64_t x = 0;
+
+	(void)arg;
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, SLOT1_GPA + 16, "hi", 3));
+	ccvm_guest_sync(g, 1);
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, SLOT2_GPA + 8, &x, sizeof(x)));
+	ccvm_guest_sync(g, x);
+}
+
+START_TEST(test_memory_fault_exits)
+{
+	uint8_t *buf1 = aligned_alloc(4096, 4096);
+	struct ccvm_gmem *gm2;
+	struct ccvm_vcpu *v;
+	struct ccvm_run *run;
+
+	ck_assert_ptr_nonnull(buf1);
+	memset(buf1, 0, 4096);
+	/* Slot 1: private attribute but no gmem. */
+	add_slot(1, SLOT1_GPA, 4096, buf1, NULL);
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, SLOT1_GPA, 4096,
+						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	/* Slot 2: gmem only, shared attribute: no shared backing. */
+	ck_assert_int_eq(ccvm_gmem_create(vm, 4096, 0, &gm2), 0);
+	add_slot(2, SLOT2_GPA, 4096, NULL, gm2);
+
+	v = vcpu_with_guest(0, guest_fault_exits, NULL);
+	run = run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
+	ck_assert_uint_eq(run->memory_fault.gpa, SLOT1_GPA);
+	ck_assert_uint_eq(run->memory_fault.size, 4096);
+	ck_assert_uint_eq(run->memory_fault.flags, CCVM_MEMORY_EXIT_FLAG_PRIVATE);
+	/* Nothing converts by itself: running again exits again. */
+	run = run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
+	ck_assert_uint_eq(run->memory_fault.gpa, SLOT1_GPA);
+	/* The VMM converts; the write is executed again and lands. */
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, SLOT1_GPA, 4096, 0, 0), 0);
+	expect_sync(v, 1);
+	ck_assert_str_eq((char *)buf1 + 16, "hi");
+
+	run = run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
+	ck_assert_uint_eq(run->memory_fault.gpa, SLOT2_GPA);
+	ck_assert_uint_eq(run->memory_fault.size, 4096);
+	ck_assert_uint_eq(run->memory_fault.flags, 0);
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, SLOT2_GPA, 4096,
+						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	expect_sync(v, 0);	/* a fresh gmem page reads zeros */
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_uint_eq(vm_event(CCVM_EV_MEMORY_FAULT_EXIT), 3);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+	ck_assert_int_eq(ccvm_gmem_close(gm2), 0);
+	add_slot(1, SLOT1_GPA, 0, NULL, NULL);	/* delete before freeing its backing */
+	free(buf1);
+}
+END_TEST
+
+/* With a shared bit the access kind is the guest's, not the attribute's. */
+static void guest_alias_mismatch(struct ccvm_guest *g, void *arg)
+{
+	uint64_t s = ccvm_guest_shared_bit(g), x = 0x1122334455667788ull, y = 0;
+
+	(void)arg;
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, 0x2008 | s, &x, sizeof(x)));
+	ccvm_guest_sync(g, 1);
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, 0x9008, &x, sizeof(x)));
+	ccvm_guest_sync(g, 2);
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, MMIO_BASE | s, &y, 4));
+	ccvm_guest_sync(g, y);
+}
+
+START_TEST(test_memory_fault_shared_bit)
+{
+	struct ccvm_vcpu *v;
+	struct ccvm_run *run;
+	uint64_t x;
+
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0x9000, 4096, 0, 0), 0);
+	v = vcpu_with_guest(0, guest_alias_mismatch, NULL);
+	/* Shared access to a private page. */
+	run = run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
+	ck_assert_uint_eq(run->memory_fault.gpa, 0x2000);
+	ck_assert_uint_eq(run->memory_fault.size, 4096);
+	ck_assert_uint_eq(run->memory_fault.flags, 0);
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0x2000, 4096, 0, 0), 0);
+	expect_sync(v, 1);
+	memcpy(&x, shared + 0x2008, sizeof(x));
+	ck_assert_uint_eq(x, 0x1122334455667788ull);
+
+	/* Private access to a shared page. */
+	run = run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
+	ck_assert_uint_eq(run->memory_fault.gpa, 0x9000);
+	ck_assert_uint_eq(run->memory_fault.flags, CCVM_MEMORY_EXIT_FLAG_PRIVATE);
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0x9000, 4096,
+						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	expect_sync(v, 2);
+	{
+		uint8_t page[16];
+
+		host_read_private(9, page, sizeof(page));
+		memcpy(&x, page + 8, sizeof(x));
+		ck_assert_uint_eq(x, 0x1122334455667788ull);
+	}
+
+	/* MMIO through the shared alias reports the address without the bit. */
+	run = run_once(v, 0, CCVM_EXIT_MMIO);
+	ck_assert_uint_eq(run->mmio.phys_addr, MMIO_BASE);
+	ck_assert_uint_eq(run->mmio.len, 4);
+	ck_assert_uint_eq(run->mmio.is_write, 0);
+	memcpy(run->mmio.data, "\x01\x02\x03\x04", 4);
+	expect_sync(v, 0x04030201);
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+/* ---- MMIO ----------------------------------------------------------------------- */
+
+static void guest_mmio(struct ccvm_guest *g, void *arg)
+{
+	uint8_t w[13], r[12], x[6];
+	int i;
+
+	(void)arg;
+	for (i = 0; i < 13; i++)
+		w[i] = (uint8_t)(i + 1);
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, MMIO_BASE + 4, w, sizeof(w)));
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, MMIO_BASE + 0x100, r, sizeof(r)));
+	for (i = 0; i < 12; i++)
+		CCVM_GUEST_ASSERT(g, r[i] == 0xa0 + i);
+	/* Crossing a page: one piece per page. */
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, MMIO_BASE + 0xffd, x, sizeof(x)));
+	for (i = 0; i < 6; i++)
+		CCVM_GUEST_ASSERT(g, x[i] == 0x50 + i);
+	ccvm_guest_sync(g, 7);
+}
+
+static void expect_mmio(struct ccvm_vcpu *v, uint64_t addr, uint32_t len, bool is_write,
+			const uint8_t *wdata, uint8_t rfirst)
+{
+	struct ccvm_run *run = run_once(v, 0, CCVM_EXIT_MMIO);
+	uint32_t i;
+
+	ck_assert_uint_eq(run->mmio.phys_addr, addr);
+	ck_assert_uint_eq(run->mmio.len, len);
+	ck_assert_uint_eq(run->mmio.is_write, is_write);
+	if (is_write) {
+		ck_assert(!memcmp(run->mmio.data, wdata, len));
+		return;
+	}
+	for (i = 0; i < len; i++)
+		run->mmio.data[i] = (uint8_t)(rfirst + i);
+}
+
+START_TEST(test_mmio_read_write)
+{
+	static const uint8_t w[13] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 };
+	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_mmio, NULL);
+
+	expect_mmio(v, MMIO_BASE + 4, 8, true, w, 0);
+	expect_mmio(v, MMIO_BASE + 12, 5, true, w + 8, 0);
+	expect_mmio(v, MMIO_BASE + 0x100, 8, false, NULL, 0xa0);
+	expect_mmio(v, MMIO_BASE + 0x108, 4, false, NULL, 0xa8);
+	expect_mmio(v, MMIO_BASE + 0xffd, 3, false, NULL, 0x50);
+	expect_mmio(v, MMIO_BASE + 0x1000, 3, false, NULL, 0x53);
+	expect_sync(v, 7);
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_uint_eq(vm_event(CCVM_EV_MMIO_EXIT), 6);
+	ck_assert_uint_eq(vm_event(CCVM_EV_EXIT), 8);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+static _Atomic int mmio_returned;
+
+static void guest_mmio_blocked(struct ccvm_guest *g, void *arg)
+{
+	uint64_t x;
+
+	(void)arg;
+	ccvm_guest_read(g, MMIO_BASE, &x, sizeof(x));
+	atomic_store(&mmio_returned, 1);
+}
+
+START_TEST(test_close_blocked_in_mmio)
+{
+	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_mmio_blocked, NULL);
+
+	run_once(v, 0, CCVM_EXIT_MMIO);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+	ck_assert_int_eq(atomic_load(&mmio_returned), 0);
+}
+END_TEST
+
+/* ---- hypercalls ---------------------------------------------------------------- */
+
+static void guest_map_gpa(struct ccvm_guest *g, void *arg)
+{
+	const uint64_t top = 1ull << 48;
+
+	(void)arg;
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, 0x1001, 4096, false) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, 0x1000, 0, false) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, 0x1000, 0x1001, false) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, top, 4096, true) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, top - 4096, 8192, true) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, top - 4096, UINT64_MAX & ~4095ull,
+						true) == -EINVAL);
+	ccvm_guest_sync(g, (uint64_t)-ccvm_guest_map_gpa(g, 0x200000, 0x3000, false));
+	ccvm_guest_sync(g, (uint64_t)-ccvm_guest_map_gpa(g, 0x200000, 0x3000, true));
+}
+
+START_TEST(test_hypercall_args)
+{
+	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_map_gpa, NULL);
+	struct ccvm_run *run;
+
+	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	ck_assert_uint_eq(run->hypercall.nr, CCVM_HC_MAP_GPA_RANGE);
+	ck_assert_uint_eq(run->hypercall.args[0], 0x200000);
+	ck_assert_uint_eq(run->hypercall.args[1], 3);
+	ck_assert_uint_eq(run->hypercall.args[2],
+			  CCVM_MAP_GPA_RANGE_DECRYPTED | CCVM_MAP_GPA_RANGE_PAGE_SZ_4K);
+	ck_assert_uint_eq(run->hypercall.ret, 0);
+	expect_sync(v, 0);
+
+	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	ck_assert_uint_eq(run->hypercall.args[0], 0x200000);
+	ck_assert_uint_eq(run->hypercall.args[1], 3);
+	ck_assert_uint_eq(run->hypercall.args[2],
+			  CCVM_MAP_GPA_RANGE_ENCRYPTED | CCVM_MAP_GPA_RANGE_PAGE_SZ_4K);
+	run->hypercall.ret = EINVAL;
+	expect_sync(v, EINVAL);
+	run_once(v, 0, CCVM_EXIT_DONE);
+	/* The bad ranges never left the guest. */
+	ck_assert_uint_eq(vm_event(CCVM_EV_HYPERCALL_EXIT), 2);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+static void guest_map_gpa_chunks(struct ccvm_guest *g, void *arg)
+{
+	uint64_t s = ccvm_guest_shared_bit(g);
+
+	(void)arg;
+	ccvm_guest_sync(g, (uint64_t)-ccvm_guest_map_gpa(g, 0x100000 | s, 5ull << 20, true));
+	ccvm_guest_sync(g, (uint64_t)-ccvm_guest_map_gpa(g, 0x100000, 5ull << 20, false));
+}
+
+START_TEST(test_hypercall_chunks)
+{
+	static const uint64_t want[3][2] = {
+		{ 0x100000, 512 }, { 0x300000, 512 }, { 0x500000, 256 },
+	};
+	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_map_gpa_chunks, NULL);
+	struct ccvm_run *run;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+		ck_assert_uint_eq(run->hypercall.nr, CCVM_HC_MAP_GPA_RANGE);
+		ck_assert_uint_eq(run->hypercall.args[0], want[i][0]);
+		ck_assert_uint_eq(run->hypercall.args[1], want[i][1]);
+		ck_assert_uint_eq(run->hypercall.args[2], CCVM_MAP_GPA_RANGE_ENCRYPTED);
+	}
+	expect_sync(v, 0);
+	/* A failure in the second chunk ends the walk there. */
+	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	ck_assert_uint_eq(run->hypercall.args[2], 0);
+	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	ck_assert_uint_eq(run->hypercall.args[0], 0x300000);
+	run->hypercall.ret = EAGAIN;
+	expect_sync(v, EAGAIN);
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_uint_eq(vm_event(CCVM_EV_HYPERCALL_EXIT), 5);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+/* ---- accept, #VE/#VC, nested faults, busy entry ------------------------------- */
+
+static void guest_accept_flow(struct ccvm_guest *g, void *arg)
+{
+	uint64_t s = ccvm_guest_shared_bit(g), x = 1;
+	int r;
+
+	(void)arg;
+	r = ccvm_guest_read(g, 0x3000, &x, sizeof(x));
+	ccvm_guest_sync(g, (uint64_t)-r);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, 0x3001, 4096) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, 0x3000 | s, 4096) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, 0x3000, 0) == -EINVAL);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, 0x3000, 4096) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, 0x4000, 4096) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, 0x3000, &x, sizeof(x)) == 0 && x == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, 0x4000, &x, sizeof(x)) == 0 && x == 0);
+	ccvm_guest_sync(g, 2);
+}
+
+START_TEST(test_exception_and_accept)
+{
+	struct ccvm_vcpu *v;
+	struct ccvm_run *run;
+	uint64_t pfn3, pfn4;
+
+	atomic_store(&tb.accept_required, true);
+	v = vcpu_with_guest(0, guest_accept_flow, NULL);
+	run = run_once(v, 0, CCVM_EXIT_EXCEPTION);
+	ck_assert_uint_eq(run->exception.vector, CCVM_X86_VC_VECTOR);	/* no mirror root */
+	ck_assert_uint_eq(run->exception.gpa, 0x3000);
+	expect_sync(v, EACCES);
+	expect_sync(v, 2);
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, 3, &pfn3), 0);
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, 4, &pfn4), 0);
+	/* gfn 3 was mapped by the failed read; gfn 4 had to be faulted in. */
+	ck_assert_int_eq(tb.nr_accepts, 3);
+	ck_assert_uint_eq(tb.accepts[0].gfn, 3);
+	ck_assert(tb.accepts[0].mapped);
+	ck_assert_uint_eq(tb.accepts[0].pfn, pfn3);
+	ck_assert_uint_eq(tb.accepts[1].gfn, 4);
+	ck_assert(!tb.accepts[1].mapped);
+	ck_assert_uint_eq(tb.accepts[2].gfn, 4);
+	ck_assert(tb.accepts[2].mapped);
+	ck_assert_uint_eq(tb.accepts[2].pfn, pfn4);
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+static void guest_read_9(struct ccvm_guest *g, void *arg)
+{
+	uint64_t x = 1;
+
+	(void)arg;
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, 0x9000, &x, sizeof(x)));
+	ccvm_guest_sync(g, x + 10);
+}
+
+START_TEST(test_guest_access_needs_fault)
+{
+	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_read_9, NULL);
+	uint64_t zaps = vm_event(CCVM_EV_ZAP);
+
+	atomic_store(&tb.needs_fault_gfn, 9);
+	expect_sync(v, 10);
+	/* Mapped, refused, zapped, mapped again. */
+	ck_assert_uint_eq(vm_event(CCVM_EV_FAULT), 2);
+	ck_assert_uint_eq(vm_event(CCVM_EV_ZAP), zaps + 1);
+	ck_assert_uint_eq(atomic_load(&tb.needs_fault_gfn), UINT64_MAX);
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+START_TEST(test_busy_entry_is_retried)
+{
+	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_read_9, NULL);
+
+	atomic_store(&tb.enter_eagain, 3);
+	expect_sync(v, 10);
+	ck_assert_int_eq(atomic_load(&tb.enter_eagain), 0);
+	/* 3 busy + the first entry + the entry after the read's fault. */
+	ck_assert_int_eq(ccvm_op_calls(p, "vcpu_enter"), 5);
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+/* ---- conversions ---------------------------------------------------------------- */
+
+#define CONV_GPA	0x10000ull
+#define CONV_MID	(CONV_GPA + 0x1000)
+
+struct conv_ctx {
+	bool expect_zero;	/* the middle page reads zeros when private again */
+};
+
+static void guest_page_fill(struct ccvm_guest *g, uint64_t gpa, uint8_t v)
+{
+	uint8_t buf[4096];
+
+	memset(buf, v, sizeof(buf));
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, gpa, buf, sizeof(buf)));
+}
+
+static void guest_page_check(struct ccvm_guest *g, uint64_t gpa, uint8_t v)
+{
+	uint8_t buf[4096];
+
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, gpa, buf, sizeof(buf)));
+	CCVM_GUEST_ASSERT(g, all_bytes(buf, sizeof(buf), v));
+}
+
+static void guest_convert(struct ccvm_guest *g, void *arg)
+{
+	struct conv_ctx *c = arg;
+	uint64_t s = ccvm_guest_shared_bit(g);
+	int i;
+
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_accept(g, CONV_GPA, 3 * 4096));
+	for (i = 0; i < 3; i++)
+		guest_page_fill(g, CONV_GPA + i * 4096ull, 0xa1);
+	for (i = 0; i < 3; i++)
+		guest_page_check(g, CONV_GPA + i * 4096ull, 0xa1);
+	ccvm_guest_sync(g, 1);
+
+	/* The middle page becomes a bounce buffer. */
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_map_gpa(g, CONV_MID, 4096, false));
+	guest_page_fill(g, CONV_MID | s, 0xb2);
+	ccvm_guest_sync(g, 2);
+	guest_page_check(g, CONV_MID | s, 0xc3);
+	guest_page_check(g, CONV_GPA, 0xa1);
+	guest_page_check(g, CONV_GPA + 0x2000, 0xa1);
+
+	/* And private again. */
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_map_gpa(g, CONV_MID, 4096, true));
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_accept(g, CONV_MID, 4096));
+	guest_page_check(g, CONV_MID, c->expect_zero ? 0 : 0xa1);
+	guest_page_check(g, CONV_GPA, 0xa1);
+	guest_page_check(g, CONV_GPA + 0x2000, 0xa1);
+	ccvm_guest_sync(g, 3);
+}
+
+/* The VMM's side of a MAP_GPA_RANGE exit, as a VMM does it. */
+static void vmm_convert(struct ccvm_run *run, bool punch)
+{
+	uint64_t gpa = run->hypercall.args[0];
+	uint64_t size = run->hypercall.args[1] << 12;
+	bool to_private = run->hypercall.args[2] & CCVM_MAP_GPA_RANGE_ENCRYPTED;
+
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, gpa, size,
+			 to_private ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0), 0);
+	if (to_private)
+		memset(shared + gpa, 0, size);
+	else if (punch)
+		ck_assert_int_eq(ccvm_gmem_fallocate(gm, CCVM_FALLOC_PUNCH_HOLE |
+						     CCVM_FALLOC_KEEP_SIZE, gpa, size), 0);
+	run->hypercall.ret = 0;
+}
+
+START_TEST(test_conversion_round_trip)
+{
+	bool punch = _i == 0;
+	struct ccvm_backend_caps caps = { .sz = sizeof(caps) };
+	struct conv_ctx c;
+	struct ccvm_vcpu *v;
+	struct ccvm_run *run;
+	uint8_t page[4096];
+
+	ck_assert_int_eq(ccvm_vm_caps(vm, &caps), 0);
+	c.expect_zero = punch || !caps.preserves_data_without_punch;
+	v = vcpu_with_guest(0, guest_convert, &c);
+	expect_sync(v, 1);
+	host_read_private(CONV_MID >> 12, page, sizeof(page));
+	ck_assert(all_bytes(page, sizeof(page), 0xa1));
+
+	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	ck_assert_uint_eq(run->hypercall.args[0], CONV_MID);
+	vmm_convert(run, punch);
+	expect_sync(v, 2);
+	ck_assert(all_bytes(shared + CONV_MID, 4096, 0xb2));
+	ck_assert(all_bytes(shared + CONV_GPA, 4096, 0));	/* neighbours stay private */
+	ck_assert(all_bytes(shared + CONV_GPA + 0x2000, 4096, 0));
+	memset(shared + CONV_MID, 0xc3, 4096);
+
+	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	ck_assert(run->hypercall.args[2] & CCVM_MAP_GPA_RANGE_ENCRYPTED);
+	vmm_convert(run, punch);
+	expect_sync(v, 3);
+	ck_assert(all_bytes(shared + CONV_MID, 4096, 0));
+	host_read_private(CONV_GPA >> 12, page, sizeof(page));
+	ck_assert(all_bytes(page, sizeof(page), 0xa1));
+	host_read_private((CONV_GPA >> 12) + 2, page, sizeof(page));
+	ck_assert(all_bytes(page, sizeof(page), 0xa1));
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_uint_eq(vm_event(CCVM_EV_HYPERCALL_EXIT), 2);
+	ck_assert_uint_eq(vm_event(CCVM_EV_MEMORY_FAULT_EXIT), 0);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+static void guest_punched(struct ccvm_guest *g, void *arg)
+{
+	(void)arg;
+	guest_page_fill(g, 0x7000, 0x77);
+	ccvm_guest_sync(g, 1);
+	guest_page_check(g, 0x7000, 0);
+	ccvm_guest_sync(g, 2);
+}
+
+START_TEST(test_punch_then_refault_reads_zeros)
+{
+	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_punched, NULL);
+	uint64_t zaps, faults;
+
+	expect_sync(v, 1);
+	zaps = vm_event(CCVM_EV_ZAP);
+	faults = vm_event(CCVM_EV_FAULT);
+	ck_assert_int_eq(ccvm_gmem_fallocate(gm, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE,
+					     0x7000, 4096), 0);
+	ck_assert_uint_eq(vm_event(CCVM_EV_ZAP), zaps + 1);
+	expect_sync(v, 2);
+	ck_assert_uint_eq(vm_event(CCVM_EV_FAULT), faults + 1);
+	run_once(v, 0, CCVM_EXIT_DONE);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
+/* ---- memslot deleted under a running vCPU --------------------------------------- */
+
+#define DEL_GPA		(64ull << 20)
+#define DEL_PAGES	16
+#define MMIO_MAGIC	0xeeeeeeeeeeeeeeeeull
+#define SLOT_BYTE	0x1111111111111111ull
+
+struct del_ctx {
+	struct ccvm_vcpu *v;
+	_Atomic int accesses;
+	int mmio_reads, run_ret;
+	uint32_t exit_reason;
+	uint64_t sync_value;
+	char abort[300];
+};
+
+static void guest_slot_user(struct ccvm_guest *g, void *arg)
+{
+	struct del_ctx *c = arg;
+	uint64_t i, val, seen = 0;
+
+	for (i = 0; seen < 3; i++) {
+		uint64_t gpa = DEL_GPA + (i % DEL_PAGES) * 4096 + 8 * (i % 8);
+
+		val = SLOT_BYTE;
+		CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, gpa, &val, sizeof(val)));
+		CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, gpa, &val, sizeof(val)));
+		if (val == MMIO_MAGIC)
+			seen++;
+		else
+			CCVM_GUEST_ASSERT(g, val == SLOT_BYTE);
+		atomic_fetch_add(&c->accesses, 1);
+	}
+	ccvm_guest_sync(g, seen);
+}
+
+static void *del_vmm_thread(void *arg)
+{
+	struct del_ctx *c = arg;
+	struct ccvm_run *run = ccvm_vcpu_run_state(c->v);
+
+	for (;;) {
+		c->run_ret = ccvm_vcpu_run(c->v);
+		c->exit_reason = run->exit_reason;
+		if (c->run_ret || run->exit_reason != CCVM_EXIT_MMIO)
+			break;
+		if (!run->mmio.is_write) {
+			memset(run->mmio.data, 0xee, sizeof(run->mmio.data));
+			c->mmio_reads++;
+		}
+	}
+	if (run->exit_reason == CCVM_EXIT_SYNC)
+		c->sync_value = run->sync.value;
+	if (run->exit_reason == CCVM_EXIT_GUEST_ABORT)
+		snprintf(c->abort, sizeof(c->abort), "%s:%d: %s", run->abort.file,
+			 run->abort.line, run->abort.msg);
+	return NULL;
+}
+
+START_TEST(test_memslot_delete_under_running_vcpu)
+{
+	uint8_t *buf = aligned_alloc(4096, DEL_PAGES * 4096);
+	struct ccvm_memory_region del = { .slot = 1, .guest_phys_addr = DEL_GPA };
+	struct del_ctx c = { 0 };
+	pthread_t t;
+
+	ck_assert_ptr_nonnull(buf);
+	memset(buf, 0x11, DEL_PAGES * 4096);
+	add_slot(1, DEL_GPA, DEL_PAGES * 4096, buf, NULL);
+	c.v = vcpu_with_guest(0, guest_slot_user, &c);
+	ck_assert_int_eq(pthread_create(&t, NULL, del_vmm_thread, &c), 0);
+	wait_for(&c.accesses, 50);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &del), 0);
+	/* Any later guest access to the old backing is a use after free. */
+	free(buf);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_msg(!c.abort[0], "guest: %s", c.abort);
+	ck_assert_int_eq(c.run_ret, 0);
+	ck_assert_uint_eq(c.exit_reason, CCVM_EXIT_SYNC);
+	ck_assert_uint_eq(c.sync_value, 3);
+	ck_assert_int_eq(c.mmio_reads, 3);
+	ck_assert_int_eq(ccvm_vcpu_close(c.v), 0);
+}
+END_TEST
+
+/* ---- vCPUs faulting while a converter converts and punches -------------------- */
+
+#define STABLE_GPA	0x100000ull	/* 4 private pages per vCPU, never converted */
+#define CHURN_GPA	0x200000ull	/* 8 pages per vCPU, flipped all the time */
+#define CHURN_PAGES	16
+#define STRESS_ITERS	150
+#define MIN_ROUNDS	20
+
+struct stress_ctx {
+	struct ccvm_vcpu *v;
+	_Atomic int *rounds;
+	int run_ret;
+	uint32_t exit_reason;
+	int syncs;
+	int racing_faults;
+	char abort[300];
+};
+
+static void guest_stress(struct ccvm_guest *g, void *arg)
+{
+	struct stress_ctx *c = arg;
+	uint32_t id = ccvm_guest_vcpu_id(g);
+	uint64_t stable = STABLE_GPA + id * 4 * 4096ull;
+	uint64_t churn = CHURN_GPA + id * 8 * 4096ull;
+	uint8_t buf[64], rd[64];
+	uint64_t x;
+	int it, i;
+
+	for (it = 0; it < STRESS_ITERS || atomic_load(c->rounds) < MIN_ROUNDS; it++) {
+		uint64_t off = (uint64_t)(it * 64) % 4096;
+
+		memset(buf, (int)(it * 2 + id), sizeof(buf));
+		for (i = 0; i < 4; i++) {
+			CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, stable + i * 4096ull + off,
+							       buf, sizeof(buf)));
+			CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, stable + i * 4096ull + off,
+							      rd, sizeof(rd)));
+			CCVM_GUEST_ASSERT(g, !memcmp(buf, rd, sizeof(buf)));
+		}
+		/* Either kind, any contents: only that it never breaks. */
+		for (i = 0; i < 8; i++) {
+			x = (uint64_t)it;
+			CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, churn + i * 4096ull + off,
+							       &x, sizeof(x)));
+			CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, churn + i * 4096ull + off,
+							      &x, sizeof(x)));
+		}
+		if (it % 50 == 0)
+			ccvm_guest_sync(g, (uint64_t)it);
+	}
+}
+
+static void *stress_vmm_thread(void *arg)
+{
+	struct stress_ctx *c = arg;
+	struct ccvm_run *run = ccvm_vcpu_run_state(c->v);
+
+	for (;;) {
+		c->run_ret = ccvm_vcpu_run(c->v);
+		c->exit_reason = run->exit_reason;
+		/*
+		 * As in KVM for SW_PROTECTED VMs, the fault's private bit is the
+		 * attribute read before the fault's snapshot, so a conversion
+		 * racing with it can end in a memory-fault exit.  The converter
+		 * owns the attributes: run again, as the access will be.
+		 */
+		if (c->run_ret == -EFAULT && run->exit_reason == CCVM_EXIT_MEMORY_FAULT &&
+		    run->memory_fault.gpa >= CHURN_GPA &&
+		    run->memory_fault.gpa < CHURN_GPA + CHURN_PAGES * 4096ull) {
+			c->racing_faults++;
+			continue;
+		}
+		if (c->run_ret || run->exit_reason != CCVM_EXIT_SYNC)
+			break;
+		c->syncs++;
+	}
+	if (run->exit_reason == CCVM_EXIT_GUEST_ABORT)
+		snprintf(c->abort, sizeof(c->abort), "%s:%d: %s", run->abort.file,
+			 run->abort.line, run->abort.msg);
+	return NULL;
+}
+
+/* Not inlined, so that ThreadSanitizer checks it (see lib/guest.c). */
+static void *(*volatile const scrub)(void *, int, size_t) = memset;
+
+struct converter {
+	_Atomic int rounds;
+	_Atomic int stop;
+	int err;
+};
+
+static void *converter_thread(void *arg)
+{
+	struct converter *cv = arg;
+	const uint64_t size = CHURN_PAGES * 4096ull;
+
+	while (!atomic_load(&cv->stop) && !cv->err) {
+		cv->err = ccvm_vm_set_memory_attributes(vm, CHURN_GPA, size, 0, 0);
+		if (!cv->err)
+			cv->err = ccvm_gmem_fallocate(gm, CCVM_FALLOC_PUNCH_HOLE |
+						      CCVM_FALLOC_KEEP_SIZE, CHURN_GPA, size);
+		if (!cv->err)
+			cv->err = ccvm_vm_set_memory_attributes(vm, CHURN_GPA, size,
+								CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0);
+		/* Shared mappings are gone: the VMM may scrub its side. */
+		scrub(shared + CHURN_GPA, 0, size);
+		atomic_fetch_add(&cv->rounds, 1);
+	}
+	return NULL;
+}
+
+START_TEST(test_fault_while_converting)
+{
+	struct converter cv = { 0 };
+	struct stress_ctx c[2];
+	pthread_t conv, t[2];
+	int i;
+
+	memset(c, 0, sizeof(c));
+	ck_assert_int_eq(pthread_create(&conv, NULL, converter_thread, &cv), 0);
+	for (i = 0; i < 2; i++) {
+		c[i].rounds = &cv.rounds;
+		c[i].v = vcpu_with_guest((uint32_t)i, guest_stress, &c[i]);
+		ck_assert_int_eq(pthread_create(&t[i], NULL, stress_vmm_thread, &c[i]), 0);
+	}
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+	atomic_store(&cv.stop, 1);
+	ck_assert_int_eq(pthread_join(conv, NULL), 0);
+	ck_assert_int_eq(cv.err, 0);
+	ck_assert_int_ge(atomic_load(&cv.rounds), MIN_ROUNDS);
+	for (i = 0; i < 2; i++) {
+		ck_assert_msg(!c[i].abort[0], "vcpu %d: %s", i, c[i].abort);
+		ck_assert_int_eq(c[i].run_ret, 0);
+		ck_assert_uint_eq(c[i].exit_reason, CCVM_EXIT_DONE);
+		ck_assert_int_ge(c[i].syncs, STRESS_ITERS / 50);
+		ck_assert_int_eq(ccvm_vcpu_close(c[i].v), 0);
+	}
+	ck_assert_uint_eq(vm_event(CCVM_EV_MEMORY_FAULT_EXIT),
+			  (uint64_t)(c[0].racing_faults + c[1].racing_faults));
+	ck_assert_uint_gt(vm_event(CCVM_EV_ZAP), 0);
+}
+END_TEST
+
+Suite *guest_suite(void)
+{
+	Suite *s = suite_create("guest");
+	TCase *tc;
+
+	tc = tcase_create("mock");
+	tcase_add_checked_fixture(tc, setup_mock, teardown);
+	tcase_add_test(tc, test_rw_round_trip);
+	tcase_add_test(tc, test_shared_access_uses_vmm_buffer);
+	tcase_add_test(tc, test_memory_fault_exits);
+	tcase_add_test(tc, test_mmio_read_write);
+	tcase_add_test(tc, test_close_blocked_in_mmio);
+	tcase_add_test(tc, test_hypercall_args);
+	tcase_add_loop_test(tc, test_conversion_round_trip, 0, 2);
+	tcase_add_test(tc, test_punch_then_refault_reads_zeros);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("shared-bit");
+	tcase_add_checked_fixture(tc, setup_tb, teardown);
+	tcase_add_test(tc, test_memory_fault_shared_bit);
+	tcase_add_test(tc, test_hypercall_chunks);
+	tcase_add_test(tc, test_exception_and_accept);
+	tcase_add_test(tc, test_guest_access_needs_fault);
+	tcase_add_test(tc, test_busy_entry_is_retried);
+	tcase_add_loop_test(tc, test_conversion_round_trip, 0, 2);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("threads");
+	tcase_add_checked_fixture(tc, setup_mock, teardown);
+	tcase_add_test(tc, test_memslot_delete_under_running_vcpu);
+	tcase_add_test(tc, test_fault_while_converting);
+	suite_add_tcase(s, tc);
+	return s;
+}
