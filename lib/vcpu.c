@@ -197,6 +197,9 @@ int ccvm_vcpu_close(struct ccvm_vcpu *v)
 	v->handle_closed = true;
 	guest_stop(v->guest);
 	pthread_mutex_unlock(&v->mutex);
+	/* A run that raced with the close sees it and leaves: wait for that. */
+	while (atomic_load(&v->guest->in_run))
+		sched_yield();
 
 	/* Last: this may be the VM's last reference, which frees @v. */
 	vm = v->vm;
