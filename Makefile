@@ -64,6 +64,7 @@ TEST_SRCS += tests/check_xarray.c
 # Example programs, one binary each from examples/<name>.c, built by plain
 # `make`: add new names here, sorted.  `make run` runs minihv.
 EXAMPLES :=
+EXAMPLES += minihv
 
 # Benchmark programs, one binary each from bench/<name>.c, built and run by
 # `make bench`: add new names here, sorted.  Extra libraries of a program go
