@@ -297,13 +297,16 @@ int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t
 
 	if (!g)
 		return -EINVAL;
+	/* vfs_fallocate(): offset and len are loff_t, so "negative" is refused. */
+	if (offset > INT64_MAX || !len || len > INT64_MAX)
+		return -EINVAL;
 	/* kvm_gmem_fallocate(): KEEP_SIZE always, PUNCH_HOLE or plain allocate. */
 	if (!(mode & CCVM_FALLOC_KEEP_SIZE) ||
 	    (mode & ~(CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE)))
 		return -EOPNOTSUPP;
+	if (offset + len > INT64_MAX)
+		return -EFBIG;
 	if (!ccvm_is_page_aligned(offset) || !ccvm_is_page_aligned(len))
-		return -EINVAL;
-	if (!len || offset + len < offset)
 		return -EINVAL;
 	first = offset >> CCVM_PAGE_SHIFT;
 	last = ((offset + len) >> CCVM_PAGE_SHIFT) - 1;

@@ -20,6 +20,8 @@
 #include "internal.h"
 
 #define CCVM_MEMSLOT_GEN_LIMIT	(1ull << 19)
+/* KVM_MEM_MAX_NR_PAGES: a slot's page count fits in 31 bits. */
+#define CCVM_MEM_MAX_NR_PAGES	((1ull << 31) - 1)
 
 struct ccvm_memslot *ccvm_memslot_find(struct ccvm_vm *vm, uint64_t gfn)
 {
@@ -330,10 +332,8 @@ int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm, const struct ccvm_memory_
 		return -EINVAL;
 	base = r->guest_phys_addr >> CCVM_PAGE_SHIFT;
 	npages = r->memory_size >> CCVM_PAGE_SHIFT;
-	if (base + npages > vm->max_gfn)
+	if (npages > CCVM_MEM_MAX_NR_PAGES || base + npages > vm->max_gfn)
 		return -EINVAL;
-	if (r->memory_size && (r->flags & CCVM_MEM_GUEST_MEMFD) && !r->gmem)
-		return -EBADF;
 
 	pthread_mutex_lock(&vm->slots_lock);
 	if (!ccvm_vm_usable(vm)) {
@@ -346,8 +346,13 @@ int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm, const struct ccvm_memory_
 		goto out;
 	}
 	if (!old) {
-		err = slots_overlap(vm, NULL, base, base + npages) ? -EEXIST :
-		      slot_create(vm, r);
+		/* As KVM: the overlap check comes before the file is looked at. */
+		if (slots_overlap(vm, NULL, base, base + npages))
+			err = -EEXIST;
+		else if ((r->flags & CCVM_MEM_GUEST_MEMFD) && !r->gmem)
+			err = -EBADF;
+		else
+			err = slot_create(vm, r);
 		goto out;
 	}
 	/* Modify: gmem slots are immutable, only create and delete. */

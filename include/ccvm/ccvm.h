@@ -387,10 +387,11 @@ struct ccvm_memory_region {
  * ccvm_vm_set_user_memory_region() - KVM_SET_USER_MEMORY_REGION2.
  * Create, delete (size 0), or move a slot without gmem.  Deleting or moving
  * zaps exactly that slot's gfns in every root.
- * Return: 0; -EINVAL (flags, alignment, wrap, beyond gpa_bits, slot id,
- * resize, changing a gmem slot, gmem of another VM, gmem range past EOF or
- * already bound, delete of a missing slot); -EEXIST (GPA overlap); -EIO (VM
- * bugged); -ENOMEM.
+ * Return: 0; -EINVAL (flags, alignment, wrap, beyond gpa_bits, more than
+ * 2^31 - 1 pages, slot id, resize, changing a gmem slot, gmem of another
+ * VM, gmem range past EOF or already bound, delete of a missing slot);
+ * -EEXIST (GPA overlap); -EBADF (CCVM_MEM_GUEST_MEMFD with a NULL gmem);
+ * -EIO (VM bugged); -ENOMEM.
  */
 int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm,
 				   const struct ccvm_memory_region *r);
@@ -449,9 +450,10 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags,
  * ccvm_gmem_fallocate() - Allocate (KEEP_SIZE) or punch a hole
  * (PUNCH_HOLE|KEEP_SIZE).  A punch zaps every mapping of the range first,
  * then frees the pages.  Works after the VM handle is closed.
- * Return: 0; -EOPNOTSUPP (mode); -EINVAL (unaligned, len 0, allocate past
- * EOF, wrap); -ENOMEM (simulated RAM exhausted; pages allocated so far
- * stay).
+ * Return: 0; -EOPNOTSUPP (mode); -EINVAL (offset or len above INT64_MAX,
+ * as loff_t, len 0, unaligned, allocate past EOF); -EFBIG (offset + len
+ * above INT64_MAX); -ENOMEM (simulated RAM exhausted; pages allocated so
+ * far stay).
  */
 int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t len);
 
