@@ -65,11 +65,14 @@ TEST_SRCS += tests/check_xarray.c
 # `make`: add new names here, sorted.  `make run` runs minihv.
 EXAMPLES :=
 EXAMPLES += minihv
+EXAMPLES += tour
 
 # Benchmark programs, one binary each from bench/<name>.c, built and run by
 # `make bench`: add new names here, sorted.  Extra libraries of a program go
 # in <name>_LDLIBS.
 BENCHES :=
+BENCHES += bench_core
+BENCHES += bench_xarray
 bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
