@@ -185,20 +185,25 @@ const struct ccvm_backend_ops *ccvm_backend_lookup(const char *name)
 int ccvm_backend_register(const struct ccvm_backend_ops *ops)
 {
 	struct ccvm_backend_ops v;
+	unsigned int i;
 	int err;
 
 	err = ccvm_backend_validate(ops, &v);
 	if (err)
 		return err;
-	if (ccvm_backend_lookup(v.name))
-		return -EEXIST;
+	for (i = 0; i < CCVM_ARRAY_SIZE(builtin_backends); i++)
+		if (!strcmp(builtin_backends[i]->name, v.name))
+			return -EEXIST;
+	/* Look and add under one lock, so two registrations cannot both win. */
 	pthread_mutex_lock(&registry_lock);
-	if (nr_registered == MAX_REGISTERED) {
+	for (i = 0; i < nr_registered && !err; i++)
+		if (!strcmp(registered[i].name, v.name))
+			err = -EEXIST;
+	if (!err && nr_registered == MAX_REGISTERED)
 		err = -ENOSPC;
-	} else {
-		/* Entries are never removed, so pointers handed out stay valid. */
+	/* Entries are never removed, so pointers handed out stay valid. */
+	if (!err)
 		registered[nr_registered++] = v;
-	}
 	pthread_mutex_unlock(&registry_lock);
 	return err;
 }

@@ -206,7 +206,7 @@ const char *ccvm_strerror(int err)
 	case -EINTR:
 		return "interrupted";
 	default:
-		if (err < 0)
+		if (err < 0 && err != INT32_MIN)
 			return strerror_r(-err, buf, sizeof(buf));
 		snprintf(buf, sizeof(buf), "not an errno: %d", err);
 		return buf;

@@ -246,7 +246,7 @@ void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
  * Fault injection (any backend): make the @nth call (1-based, 0 = every
  * call) of op @op_name fail with @err (< 0), @count times (0 = forever).
  * Only ops that return int can fail.  One rule per op; err 0 removes it.
- * Return: 0, -EINVAL (unknown or void op, err >= 0 with a rule), -ENOENT.
+ * Return: 0; -ENOENT (unknown op); -EINVAL (NULL platform, a void op, err > 0).
  */
 int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name,
 			   uint64_t nth, int err, uint64_t count);
