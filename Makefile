@@ -77,7 +77,7 @@ bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= snp_hw
+TSAN_SUITES ?= guest mmu snp_hw tdx_module vcpu
 
 # ---------------------------------------------------------------------------
 # Configuration
@@ -462,7 +462,7 @@ ci-install:
 ci-tsan:
 	@echo "--- ThreadSanitizer run of threaded suites: $(or $(TSAN_SUITES),none)"
 	$(Q)$(if $(strip $(TSAN_SUITES)), \
-		$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN=tsan BUILD=build/tsan check CHECK_SUITES="$(TSAN_SUITES)", \
+		$(MAKE) --no-print-directory WERROR=1 CC=clang SAN=tsan BUILD=build/tsan-clang check CHECK_SUITES="$(TSAN_SUITES)", \
 		echo "  skipped: TSAN_SUITES is empty")
 
 # ---------------------------------------------------------------------------
