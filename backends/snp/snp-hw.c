@@ -204,6 +204,16 @@ static size_t round_to_page(size_t bytes)
 	return (bytes + CCVM_PAGE_SIZE - 1) & ~(size_t)(CCVM_PAGE_SIZE - 1);
 }
 
+/*
+ * Heap the tables take, for model_bytes.  The RMP and region arrays are
+ * lazy mappings that cost only the pages touched: left out.
+ */
+static size_t hw_heap_bytes(const struct ccvm_snp_hw *hw)
+{
+	return hw->nr_gigs * sizeof(hw->gig_1g[0]) +
+	       (hw->nr_asids + 1) * (sizeof(hw->asid_state[0]) + sizeof(hw->asid_key[0]));
+}
+
 int ccvm_snp_hw_init(struct ccvm_platform *p, struct ccvm_snp_hw *hw)
 {
 	uint32_t nr_asids;
@@ -246,6 +256,7 @@ int ccvm_snp_hw_init(struct ccvm_platform *p, struct ccvm_snp_hw *hw)
 		atomic_store(&hw->region[hw->nr_regions - 1], REGION_DMAP_4K);
 
 	atomic_init(&hw->fw_key, ccvm_platform_random(p));
+	ccvm_model_bytes(p, (int64_t)hw_heap_bytes(hw));
 	return 0;
 
 err_asid_lock:
@@ -266,6 +277,8 @@ void ccvm_snp_hw_fini(struct ccvm_snp_hw *hw)
 {
 	if (!hw || !hw->platform)
 		return;
+	ccvm_model_bytes(hw->platform,
+			 -(int64_t)(hw_heap_bytes(hw) + hw->leaked_cap * sizeof(hw->leaked[0])));
 	pthread_mutex_destroy(&hw->leak_lock);
 	pthread_mutex_destroy(&hw->asid_lock);
 	free(hw->leaked);
@@ -792,6 +805,8 @@ int ccvm_snp_leak_pages(struct ccvm_snp_hw *hw, uint64_t pfn, uint64_t npages)
 				ret = -ENOMEM;
 				continue;
 			}
+			ccvm_model_bytes(hw->platform, (int64_t)((cap - hw->leaked_cap) *
+								 sizeof(*grown)));
 			hw->leaked = grown;
 			hw->leaked_cap = cap;
 		}
