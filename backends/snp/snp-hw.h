@@ -83,6 +83,8 @@
  * How the KVM side maps onto this (kvm-semantics.md 7.2-7.6)
  * ----------------------------------------------------------
  *   vm_init          ccvm_snp_asid_alloc(); context page: fw_mark_pages()
+ *   vcpu_create      VMSA page (never 2M aligned): rmp_make_private(
+ *                    immutable) + fw_launch_update(VMSA)
  *   vm_destroy       fw_reclaim_pages() of firmware/VMSA pages, asid_free()
  *   gmem_prepare     already assigned -> 0; else rmp_make_private(pfn,
  *                    gfn << 12, 2M only if aligned and the region's
@@ -90,10 +92,14 @@
  *   gmem_invalidate  per assigned pfn: whole 2M entry in range -> 2M
  *                    make_shared; else rmp_psmash() then 4K make_shared;
  *                    clflush_pages(); failure -> leak_pages()
+ *   update_mem_attr  pages already in gmem: to private directmap_split()
+ *                    then rmp_make_private(4K); to shared rmp_psmash() if
+ *                    inside a 2M entry, rmp_make_shared(), clflush_pages()
  *   max_mapping_level  rmpread().level (4K when unassigned)
  *   populate         rmp_make_private() + fw_launch_update(NORMAL)
- *   guest_accept     pvalidate(); SIZEMISMATCH -> rmp_psmash(), zap the 2M
- *                    gfn range, retry; NPF_RMP -> fault the page in first
+ *   guest_accept     pvalidate(); SIZEMISMATCH -> rmp_psmash(), retry (no
+ *                    zap needed: private NPT leaves are 4K while gmem
+ *                    folios are order 0); NPF_RMP -> fault the page in first
  *   guest_access     guest_access(): NPF_RMP -> CCVM_GUEST_NEEDS_FAULT,
  *                    VC_NOT_VALIDATED -> -EACCES (#VC)
  *   host_access / host_ciphertext   the functions of the same name
@@ -521,5 +527,33 @@ uint32_t ccvm_snp_asid_flush(struct ccvm_snp_hw *hw);
 
 /* State of @asid (enum ccvm_snp_asid_state) or -EINVAL (0 or > nr_asids). */
 int ccvm_snp_asid_state(struct ccvm_snp_hw *hw, uint32_t asid);
+
+/* ------------------------------------------------------------------ */
+/* The KVM side (snp.c): inspection and test hooks                     */
+/* ------------------------------------------------------------------ */
+
+/* Entries of one GHCB page-state-change request (VMGEXIT_PSC_MAX_ENTRY). */
+#define CCVM_SNP_PSC_MAX_ENTRIES	253u
+
+/* The ASID of snp VM @vm.  Return: 0 or -EINVAL (not an snp VM, NULL). */
+int ccvm_snp_vm_asid(struct ccvm_vm *vm, uint32_t *asid);
+/* The firmware context page of @vm.  0, -EINVAL, or -ENOENT (none). */
+int ccvm_snp_vm_context_pfn(struct ccvm_vm *vm, uint64_t *pfn);
+/* The VMSA page of @vcpu.  0, -EINVAL, or -ENOENT (none). */
+int ccvm_snp_vcpu_vmsa_pfn(struct ccvm_vcpu *vcpu, uint64_t *pfn);
+
+/*
+ * Called by update_mem_attr for each memslot range after the attribute
+ * store changed and before any RMPUPDATE of the range: the window in which
+ * a vCPU faulting on a page converted to private takes RMP nested faults
+ * until the update lands.  A test may block in it to hold the window open.
+ * Context: slots_lock held, no other lock; must not call back into the VM
+ * except to read its stats.
+ */
+typedef void (*ccvm_snp_update_hook_fn)(struct ccvm_vm *vm, uint64_t start, uint64_t end,
+					uint64_t attrs, void *ctx);
+/* Install (@fn != NULL) or remove the hook of snp platform @p. */
+void ccvm_snp_set_update_mem_attr_hook(struct ccvm_platform *p, ccvm_snp_update_hook_fn fn,
+				       void *ctx);
 
 #endif /* CCVM_BACKENDS_SNP_HW_H */
