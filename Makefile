@@ -56,6 +56,7 @@ TEST_SRCS += tests/check_guest.c
 TEST_SRCS += tests/check_memslot.c
 TEST_SRCS += tests/check_mmu.c
 TEST_SRCS += tests/check_platform.c
+TEST_SRCS += tests/check_snp.c
 TEST_SRCS += tests/check_snp_hw.c
 TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_vcpu.c
@@ -77,7 +78,7 @@ bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= guest mmu snp_hw tdx_module vcpu
+TSAN_SUITES ?= guest mmu snp snp_hw tdx_module vcpu
 
 # ---------------------------------------------------------------------------
 # Configuration

@@ -26,6 +26,7 @@
 	SUITE(memslot) \
 	SUITE(mmu) \
 	SUITE(platform) \
+	SUITE(snp) \
 	SUITE(snp_hw) \
 	SUITE(tdx_module) \
 	SUITE(vcpu) \
