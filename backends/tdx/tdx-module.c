@@ -9,6 +9,7 @@
  * atomic operations and an S-EPT walk, with no allocation or system call.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -438,6 +439,30 @@ static void td_measure(struct ccvm_tdx_td *td, uint64_t tag, const void *data, s
 	td->mrtd = h;
 }
 
+/* Host memory the model itself holds, reported to the platform. */
+static void model_bytes(struct ccvm_tdx_module *m, int64_t delta)
+{
+	atomic_fetch_add_explicit(&m->model_bytes, (uint64_t)delta, memory_order_relaxed);
+	ccvm_model_bytes(m->p, delta);
+}
+
+/*
+ * The PAMT is a lazily backed array: a 4K page of it costs memory from the
+ * first write to one of its entries.  Every page a TD gets passes through
+ * pamt_lock_free_page() first, so that is where the growth is counted.
+ */
+static void pamt_note_touch(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	uint64_t page = pfn / (CCVM_PAGE_SIZE / sizeof(uint64_t));
+	_Atomic uint64_t *w = &m->pamt_touched[page / 64];
+	uint64_t bit = 1ull << (page % 64);
+
+	if (atomic_load_explicit(w, memory_order_relaxed) & bit)
+		return;
+	if (!(atomic_fetch_or_explicit(w, bit, memory_order_relaxed) & bit))
+		model_bytes(m, CCVM_PAGE_SIZE);
+}
+
 /* Make a page donated as an S-EPT or control page all zero (FREE entries). */
 static void page_zero_if_dirty(struct ccvm_tdx_module *m, uint64_t pfn)
 {
@@ -466,6 +491,7 @@ static uint64_t pamt_lock_free_page(struct ccvm_tdx_module *m, uint64_t pfn, uin
 
 	if (!pfn_ok(m, pfn))
 		return TDX_OPERAND_INVALID | operand;
+	pamt_note_touch(m, pfn);
 	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &v))
 		return busy(operand);
 	if (pamt_type(v) != CCVM_TDX_PT_NDA) {
@@ -495,6 +521,15 @@ static void pamt_release(struct ccvm_tdx_module *m, uint64_t pfn)
 }
 
 /* ---- module setup ----------------------------------------------------------- */
+
+/* Words of the bitmap with one bit per 4K page of the PAMT. */
+static size_t pamt_touched_words(const struct ccvm_tdx_module *m)
+{
+	uint64_t entries_per_page = CCVM_PAGE_SIZE / sizeof(uint64_t);
+	uint64_t pages = (m->nr_pages + entries_per_page - 1) / entries_per_page;
+
+	return (size_t)((pages + 63) / 64) + 1;
+}
 
 static void *map_lazy(size_t bytes)
 {
@@ -534,21 +569,37 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 	/* 1 MiB, mostly never touched: calloc hands out lazily zeroed pages. */
 	m->slots = calloc(CCVM_TDX_MAX_TDS + 1, sizeof(*m->slots));
 	m->inject = calloc(NR_INJECT_RULES, sizeof(*m->inject));
-	if (!m->pamt || !m->kot || !m->hkid_pool || !m->slots || !m->inject) {
+	m->pamt_touched = calloc(pamt_touched_words(m), sizeof(*m->pamt_touched));
+	if (!m->pamt || !m->kot || !m->hkid_pool || !m->slots || !m->inject ||
+	    !m->pamt_touched) {
 		if (m->pamt)
 			munmap((void *)m->pamt, m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
 		free(m->kot);
 		free(m->hkid_pool);
 		free(m->slots);
 		free(m->inject);
+		free((void *)m->pamt_touched);
 		memset(m, 0, sizeof(*m));
 		return -ENOMEM;
 	}
+	/* The slot table is calloc'ed lazily: counted per TD as slots fill. */
+	model_bytes(m, (int64_t)((CCVM_TDX_FIRST_HKID + m->nr_hkids) *
+				 (sizeof(*m->kot) + 1) +
+				 NR_INJECT_RULES * sizeof(*m->inject) +
+				 pamt_touched_words(m) * sizeof(*m->pamt_touched)));
 	m->slot_hint = 1;
 	pthread_mutex_init(&m->pool_lock, NULL);
 	pthread_mutex_init(&m->inject_lock, NULL);
 	m->initialized = true;
 	return 0;
+}
+
+static void vp_free(struct ccvm_tdx_vp *vp)
+{
+	if (!vp)
+		return;
+	model_bytes(vp->td->m, -(int64_t)sizeof(*vp));
+	free(vp);
 }
 
 static void vp_free_all(struct ccvm_tdx_td *td)
@@ -557,7 +608,7 @@ static void vp_free_all(struct ccvm_tdx_td *td)
 
 	for (vp = td->vps; vp; vp = next) {
 		next = vp->next;
-		free(vp);
+		vp_free(vp);
 	}
 	td->vps = NULL;
 }
@@ -566,6 +617,7 @@ static void td_free(struct ccvm_tdx_td *td)
 {
 	vp_free_all(td);
 	pthread_mutex_destroy(&td->vp_list_lock);
+	model_bytes(td->m, -(int64_t)(sizeof(*td) + sizeof(struct ccvm_tdx_slot)));
 	free(td);
 }
 
@@ -586,6 +638,8 @@ void ccvm_tdx_module_fini(struct ccvm_tdx_module *m)
 	free(m->hkid_pool);
 	free(m->slots);
 	free(m->inject);
+	free((void *)m->pamt_touched);
+	ccvm_model_bytes(m->p, -(int64_t)atomic_load(&m->model_bytes));
 	pthread_mutex_destroy(&m->pool_lock);
 	pthread_mutex_destroy(&m->inject_lock);
 	memset(m, 0, sizeof(*m));
@@ -618,6 +672,23 @@ int ccvm_tdx_set_cache_wb_steps(struct ccvm_tdx_module *m, uint32_t steps)
 	memset(m->wb_progress, 0, sizeof(m->wb_progress));
 	sx_release_excl(&m->key_lock);
 	return 0;
+}
+
+int ccvm_tdx_set_entry_lock_yields(struct ccvm_tdx_module *m, uint32_t yields)
+{
+	if (!m)
+		return -EINVAL;
+	atomic_store_explicit(&m->entry_lock_yields, yields, memory_order_relaxed);
+	return 0;
+}
+
+/* The rest of a real leaf's latency, spent holding an S-EPT entry lock. */
+static void entry_lock_hold(struct ccvm_tdx_module *m)
+{
+	uint32_t n = atomic_load_explicit(&m->entry_lock_yields, memory_order_relaxed);
+
+	while (n--)
+		sched_yield();
 }
 
 static inline bool hkid_ok(const struct ccvm_tdx_module *m, uint32_t hkid)
@@ -745,6 +816,7 @@ static uint64_t mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint64
 		goto out_pamt;
 	}
 	td->m = m;
+	model_bytes(m, (int64_t)(sizeof(*td) + sizeof(struct ccvm_tdx_slot)));
 	atomic_init(&td->vm, vm);
 	td->tdr_pfn = tdr_pfn;
 	td->slot = slot;
@@ -1102,6 +1174,7 @@ static uint64_t vp_create(struct ccvm_tdx_td *td, uint64_t pfn, struct ccvm_tdx_
 		goto out;
 	}
 	vp->td = td;
+	model_bytes(td->m, (int64_t)sizeof(*vp));
 	vp->tdvpr_pfn = pfn;
 	atomic_init(&vp->cpu, -1);
 	pthread_mutex_lock(&td->vp_list_lock);
@@ -1414,6 +1487,7 @@ static uint64_t sept_add(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64
 		st = busy(CCVM_TDX_OPERAND_RCX);
 		goto out;
 	}
+	entry_lock_hold(m);
 	if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_FREE) {
 		st = TDX_EPT_ENTRY_NOT_FREE | CCVM_TDX_OPERAND_RCX;
 		goto out_entry;
@@ -1477,6 +1551,7 @@ static uint64_t page_install(struct ccvm_tdx_td *td, uint64_t gpa, int level, ui
 		st = busy(CCVM_TDX_OPERAND_RCX);
 		goto out;
 	}
+	entry_lock_hold(m);
 	if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_FREE) {
 		st = TDX_EPT_ENTRY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
 		goto out_entry;
@@ -1951,7 +2026,7 @@ static void vp_reclaimed(struct ccvm_tdx_td *td, uint64_t pfn)
 		}
 	}
 	pthread_mutex_unlock(&td->vp_list_lock);
-	free(vp);
+	vp_free(vp);
 }
 
 static uint64_t page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm **vm, uint64_t pfn,
@@ -2061,6 +2136,7 @@ static uint64_t page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
 		st = busy(CCVM_TDX_OPERAND_RCX);
 		goto out;
 	}
+	entry_lock_hold(m);
 	s = CCVM_TDX_SEPTE_STATE(v);
 	if (s == CCVM_TDX_SEPT_MAPPED) {
 		st = TDX_PAGE_ALREADY_ACCEPTED | CCVM_TDX_OPERAND_RCX;

@@ -104,11 +104,14 @@
  * CCVM_EV_TDX_BUSY, any other error (bit 63, not TDX_SW_ERROR, not
  * INTERRUPTED_RESUMABLE) CCVM_EV_TDX_ERROR.  ACCEPT counts
  * CCVM_EV_TDG_MEM_PAGE_ACCEPT.  The host pool counts CCVM_EV_KEYID_*.
+ * The host memory the module holds (KOT, pool, TD and vCPU objects, and
+ * each 4K page of the PAMT from its first write) is reported through
+ * ccvm_model_bytes(), and given back at ccvm_tdx_module_fini().
  *
  * Context: every function is thread-safe.  No SEAMCALL blocks, allocates or
  * makes a system call on the S-EPT and reclaim paths (SEPT.ADD, PAGE.AUG,
  * BLOCK, TRACK, REMOVE, WBINVD, RECLAIM, ACCEPT, guest access): they are
- * O(S-EPT levels).  A handle (td, vp) must not be used after the RECLAIM
+ * O(S-EPT levels), unless ccvm_tdx_set_entry_lock_yields() asked for more.  A handle (td, vp) must not be used after the RECLAIM
  * that frees it returned TDX_SUCCESS, nor concurrently with that RECLAIM.
  */
 #ifndef CCVM_BACKENDS_TDX_MODULE_H
@@ -340,6 +343,7 @@ struct ccvm_tdx_module {
 	pthread_mutex_t pool_lock;	/* hkid_pool, slots allocation */
 	_Atomic uint32_t key_lock;	/* the global key (KOT) lock */
 	uint32_t wb_steps;		/* CACHE.WB calls per package write-back */
+	_Atomic uint32_t entry_lock_yields; /* sched_yield()s inside an entry lock */
 	uint32_t wb_progress[CCVM_TDX_MAX_PACKAGES];
 	uint64_t secret;		/* key-stream seed */
 	_Atomic uint64_t nr_assigned;	/* PAMT entries not PT_NDA */
@@ -347,6 +351,8 @@ struct ccvm_tdx_module {
 	_Atomic uint32_t nr_inject_rules;
 	pthread_mutex_t inject_lock;
 	struct ccvm_tdx_inject_rule *inject;
+	_Atomic uint64_t *pamt_touched;	/* bit per 4K page of the PAMT written */
+	_Atomic uint64_t model_bytes;	/* reported with ccvm_model_bytes() */
 	bool initialized;
 };
 
@@ -401,6 +407,16 @@ uint32_t ccvm_tdx_nr_hkids(const struct ccvm_tdx_module *m);
  * TDX_INTERRUPTED_RESUMABLE).  Default 1.  Return: 0 or -EINVAL (0).
  */
 int ccvm_tdx_set_cache_wb_steps(struct ccvm_tdx_module *m, uint32_t steps);
+
+/*
+ * A real SEAMCALL takes microseconds, during which the S-EPT entry it locked
+ * stays locked while other CPUs run; the model's leaves take nanoseconds.
+ * With @yields > 0 the leaves that lock an S-EPT entry (SEPT.ADD, PAGE.ADD,
+ * PAGE.AUG, ACCEPT) give up the CPU that many times while holding it, so
+ * concurrent vCPUs meet OPERAND_BUSY even on a loaded machine.  Default 0,
+ * which keeps the no-system-call rule below.  Return: 0 or -EINVAL (NULL).
+ */
+int ccvm_tdx_set_entry_lock_yields(struct ccvm_tdx_module *m, uint32_t yields);
 
 /* ---- host HKID pool (KVM's ida + misc cgroup) ---------------------------- */
 
