@@ -1242,6 +1242,33 @@ START_TEST(test_convert_4k_inside_2m_psmashes_first)
 }
 END_TEST
 
+/* ---- a page gmem_invalidate cannot return --------------------------------------- */
+
+START_TEST(test_invalidate_failure_leaks)
+{
+	uint64_t pfn, pfn2, free_before;
+
+	/* A gmem page the host cannot take back (immutable, as if firmware's). */
+	ck_assert_int_eq(ccvm_gmem_fallocate(gm, CCVM_FALLOC_KEEP_SIZE, 0, 2 * PG), 0);
+	pfn = gmem_pfn(0);
+	pfn2 = gmem_pfn(1);
+	ck_assert_int_eq(ccvm_snp_rmp_make_private(hw, NULL, pfn, 0, CCVM_LEVEL_4K, asid, true),
+			 0);
+	ck_assert_int_eq(ccvm_snp_rmp_make_private(hw, NULL, pfn2, PG, CCVM_LEVEL_4K, asid,
+						   false), 0);
+	free_before = free_pages();
+	warnings_allowed = 8;
+	punch(0, 2 * PG);
+	/* The good page came back; the bad one is leaked, never reused. */
+	ck_assert_uint_eq(free_pages(), free_before + 1);
+	ck_assert_uint_eq(ccvm_snp_nr_leaked(hw), 1);
+	assert_rmp_shared(pfn2);
+	ck_assert(rmp(pfn).assigned);
+	ck_assert_int_eq(ccvm_host_write_phys(p, pfn, 0, "x", 1), -EFAULT);
+	leaks_expected = 1;
+}
+END_TEST
+
 /* ---- update_mem_attr: only pages gmem holds ------------------------------------- */
 
 START_TEST(test_update_mem_attr_touches_allocated_pages_only)
@@ -1661,6 +1688,7 @@ Suite *snp_suite(void)
 	tcase_add_test(tc, test_round_trip_with_punch_zeroes);
 	tcase_add_test(tc, test_psc_exits_coalesced_per_request);
 	tcase_add_test(tc, test_update_mem_attr_touches_allocated_pages_only);
+	tcase_add_test(tc, test_invalidate_failure_leaks);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("huge");
