@@ -51,6 +51,7 @@ BACKEND_SRCS += backends/tdx/tdx.c
 TEST_SRCS :=
 TEST_SRCS += tests/check_attr.c
 TEST_SRCS += tests/check_backend.c
+TEST_SRCS += tests/check_faultsweep.c
 TEST_SRCS += tests/check_gmem.c
 TEST_SRCS += tests/check_guest.c
 TEST_SRCS += tests/check_memslot.c
