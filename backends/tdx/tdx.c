@@ -1,13 +1,415 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The "tdx" backend: KVM's TDX code driving the simulated TDX module
- * (tdx-module.h).  This file holds the backend table; the KVM-side ops
- * (TD/vCPU lifecycle, the mirror-root hooks, HKID release) are still to be
- * written.
+ * The "tdx" backend: KVM's TDX code (arch/x86/kvm/vmx/tdx.c of Linux 6.16,
+ * with the newer design where PAGE.ADD is issued from the map path) driving
+ * the simulated TDX module of tdx-module.h, through SEAMCALLs only.
+ * kvm-semantics.md sections 4-6 and 9 are the specification.
+ *
+ * State per TD (struct kvm_tdx, the VM's private area):
+ *   state      UNINITIALIZED --vm_init (INIT_VM)--> INITIALIZED
+ *              --vm_finalize (MR.FINALIZE)--> RUNNABLE
+ *   hkid       ASSIGNED from INIT_VM until vm_pre_destroy or vm_terminate
+ *              releases it (RELEASED), or LEAKED when the release failed.
+ *              While ASSIGNED, private pages leave the S-EPT by BLOCK,
+ *              TRACK + kick, REMOVE, WBINVD; once RELEASED (module lifecycle
+ *              TEARDOWN) by one PHYMEM.PAGE.RECLAIM each, and only then may
+ *              S-EPT, vCPU and TD control pages be reclaimed (I13, I15).
+ *              hkid_lock is held for read by every op that needs the key to
+ *              stay (installs, removals, guest entry) and for write by its
+ *              release, so a release never runs under a removal (the race
+ *              of kvm-semantics.md 9).
+ *
+ * Two EPTs: the shared EPT is the core's direct root; the Secure-EPT is
+ * mirrored by the core's mirror root, whose hooks below turn every change
+ * into SEAMCALLs.  GFNs never carry the shared bit (I29): an op that sees
+ * one bugs the VM.
+ *
+ * Busy policy (kvm-semantics.md 6.11).  Installs (SEPT.ADD, PAGE.AUG,
+ * PAGE.ADD) run under mmu_lock read and answer a busy module with -EBUSY:
+ * the core restores the frozen SPTE and runs the whole fault again, never
+ * spinning on a SEAMCALL (I20).  Removals run under mmu_lock write and
+ * cannot be undone halfway, so each of BLOCK, TRACK and REMOVE gets exactly
+ * two tries: the second after blocking guest entry (wait_for_sept_zap) and
+ * kicking every vCPU out of the guest, which leaves nobody to contend; a
+ * second failure bugs the VM (I19, I21).
+ *
+ * Pages the module still owns after a failed removal, or that a failed
+ * vCPU creation donated, are "orphans": they cannot go back to the host
+ * while the HKID is held, so vm_destroy reclaims them after the release
+ * (the PAMT then holds nothing of the TD) and leaks them if that fails.
+ * A bugged VM issues no more SEAMCALLs but teardown ones (I27): its
+ * removals are refused (the core leaks those pages) and a gmem release
+ * defers to teardown whenever it can pin the inode.
+ *
+ * Deferred removal (the gmem_defer_removal RFC, NAKed upstream) is off by
+ * default, as in KVM 6.16: a guest_memfd released while the TD holds its
+ * HKID has every page removed dynamically.  ccvm_tdx_set_defer_removal()
+ * (tdx.h) turns it on per TD; ccvm_vm_terminate() releases the HKID early
+ * instead (KVM_TDX_TERMINATE_VM), after which a release is RECLAIM only.
+ *
+ * Locks, outer to inner: mmu_lock (core) -> kvm_tdx.hkid_lock ->
+ * tdx_platform.tdx_lock (KVM's global tdx_lock: every key-management
+ * leaf, so TDs created and destroyed in parallel never meet in the KOT)
+ * -> kvm_tdx.lock (deferred inodes, orphans).
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "tdx-module.h"
+#include "tdx.h"
+
+#define TDX_CACHE_WB_MAX_TRIES	10000u	/* resumes of one package's write-back */
+#define TDX_MR_EXTEND_CHUNK	256u
+#define TDX_MAP_GPA_MAX_LEN	CCVM_HPAGE_2M_SIZE
+/* TD_PARAMS.max_vcpus: the core enforces each VM's own, lower limit. */
+#define TDX_TD_MAX_VCPUS	1024u
+/* An orphan the core already leaked: reclaim it, never free it. */
+#define ORPHAN_LEAKED		(1ull << 63)
+
+/* The platform's private area: the module, then KVM's global state. */
+struct tdx_platform {
+	struct ccvm_tdx_module module;	/* first: the priv pointer is the module */
+	pthread_mutex_t tdx_lock;
+};
+
+enum tdx_td_state {
+	TD_STATE_UNINITIALIZED,
+	TD_STATE_INITIALIZED,
+	TD_STATE_RUNNABLE,
+};
+
+enum tdx_hkid_state {
+	HKID_NONE,
+	HKID_ASSIGNED,
+	HKID_RELEASED,
+	HKID_LEAKED,
+};
+
+struct kvm_tdx {
+	struct ccvm_tdx_module *m;
+	struct ccvm_tdx_td *td;
+	uint32_t hkid;
+	uint64_t tdr_pfn;
+	uint64_t tdcs_pfn[CCVM_TDX_NR_TDCS];
+	unsigned int nr_tdcs;		/* TDCS pages the TD owns */
+	_Atomic int state;		/* enum tdx_td_state */
+	_Atomic int hkid_state;		/* enum tdx_hkid_state, under hkid_lock */
+	pthread_rwlock_t hkid_lock;
+	_Atomic bool wait_for_sept_zap;
+
+	pthread_mutex_t lock;
+	bool defer_removal;
+	struct ccvm_gmem_inode *deferred[CCVM_TDX_MAX_GMEM_INODES];
+	unsigned int nr_deferred;
+	uint64_t *orphans;		/* pfn | ORPHAN_LEAKED */
+	size_t nr_orphans, cap_orphans;
+	bool locks_ready;
+};
+
+struct vcpu_tdx {
+	struct ccvm_tdx_vp *vp;
+	uint64_t tdvpr_pfn;
+	uint64_t tdcx_pfn[CCVM_TDX_NR_TDCX];
+	unsigned int nr_tdcx;
+	unsigned int cpu;		/* the host CPU it runs on */
+};
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static inline struct tdx_platform *tdx_plat(struct ccvm_platform *p)
+{
+	return ccvm_platform_priv(p);
+}
+
+static inline struct kvm_tdx *to_kvm_tdx(struct ccvm_vm *vm)
+{
+	return ccvm_vm_priv(vm);
+}
+
+static inline struct vcpu_tdx *to_tdx(struct ccvm_vcpu *v)
+{
+	return ccvm_vcpu_priv(v);
+}
+
+static inline int hkid_state(struct kvm_tdx *kt)
+{
+	return atomic_load_explicit(&kt->hkid_state, memory_order_acquire);
+}
+
+static inline int td_state(struct kvm_tdx *kt)
+{
+	return atomic_load_explicit(&kt->state, memory_order_acquire);
+}
+
+static inline bool tdx_error(uint64_t st)
+{
+	return st & TDX_ERROR;
+}
+
+/* PREVIOUS_TLB_EPOCH_BUSY is contention too: a kick clears it. */
+static inline bool tdx_busy(uint64_t st)
+{
+	return ccvm_tdx_is_busy(st) || TDX_STATUS_CLASS(st) == TDX_PREVIOUS_TLB_EPOCH_BUSY;
+}
+
+/* The errno KVM gives userspace for a failed SEAMCALL. */
+static int tdx_errno(uint64_t st)
+{
+	if (!tdx_error(st))
+		return 0;
+	if (tdx_busy(st))
+		return -EBUSY;
+	switch (TDX_STATUS_CLASS(st)) {
+	case TDX_RND_NO_ENTROPY:
+		return -EAGAIN;
+	case TDX_OPERAND_INVALID:
+		return -EINVAL;
+	default:
+		return st == CCVM_TDX_SW_NOMEM ? -ENOMEM : -EIO;
+	}
+}
+
+static void tdx_warn(struct ccvm_vm *vm, unsigned int leaf, uint64_t st)
+{
+	ccvm_log(CCVM_LOG_WARN, "tdx vm %u: %s failed: %s (%#" PRIx64 ")",
+		 vm ? ccvm_vm_id(vm) : 0, ccvm_tdx_leaf_name(leaf),
+		 ccvm_tdx_status_name(st), st);
+}
+
+/* A host CPU of package @pkg (KEY.CONFIG and CACHE.WB run once per package). */
+static unsigned int package_cpu(struct ccvm_tdx_module *m, struct ccvm_platform *p,
+				unsigned int pkg)
+{
+	unsigned int c, n = ccvm_platform_nr_cpus(p);
+
+	for (c = 0; c < n; c++)
+		if (ccvm_tdx_cpu_package(m, c) == pkg)
+			return c;
+	return 0;
+}
+
+/* Remember a TD-owned page for reclaim after the HKID release. */
+static void orphan_add(struct kvm_tdx *kt, uint64_t pfn, bool leaked)
+{
+	pthread_mutex_lock(&kt->lock);
+	if (kt->nr_orphans == kt->cap_orphans) {
+		size_t cap = kt->cap_orphans ? kt->cap_orphans * 2 : 16;
+		uint64_t *o = realloc(kt->orphans, cap * sizeof(*o));
+
+		if (!o) {
+			/* Without a record it can never be reclaimed: it stays leaked. */
+			pthread_mutex_unlock(&kt->lock);
+			ccvm_log(CCVM_LOG_WARN, "tdx: pfn %#" PRIx64 " lost for reclaim", pfn);
+			return;
+		}
+		kt->orphans = o;
+		kt->cap_orphans = cap;
+	}
+	kt->orphans[kt->nr_orphans++] = pfn | (leaked ? ORPHAN_LEAKED : 0);
+	pthread_mutex_unlock(&kt->lock);
+}
+
+/*
+ * Take back a TD-owned control or S-EPT page after the HKID release and
+ * give it to the host (cleared), or leak it when the module refuses (I18).
+ */
+static bool reclaim_page(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t pfn, bool give_back)
+{
+	struct ccvm_platform *p = ccvm_vm_platform(vm);
+	uint64_t st = ccvm_tdh_phymem_page_reclaim(kt->m, vm, pfn, NULL);
+
+	if (tdx_error(st)) {
+		tdx_warn(vm, CCVM_TDH_PHYMEM_PAGE_RECLAIM, st);
+		if (give_back)
+			ccvm_page_leak(p, pfn);
+		return false;
+	}
+	if (give_back) {
+		ccvm_page_clear(p, pfn);
+		ccvm_page_free(p, pfn);
+	}
+	return true;
+}
+
+static void free_pages(struct ccvm_platform *p, const uint64_t *pfn, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		ccvm_page_free(p, pfn[i]);
+}
+
+/* ---- HKID release (tdx_mmu_release_hkid) -------------------------------- */
+
+struct flush_ctx {
+	struct kvm_tdx *kt;
+	struct ccvm_vm *vm;
+};
+
+/* TDH.VP.FLUSH on the CPU the vCPU is associated with. */
+static int flush_vcpu(struct ccvm_vcpu *v, void *arg)
+{
+	struct flush_ctx *ctx = arg;
+	struct vcpu_tdx *vt = to_tdx(v);
+	uint64_t st;
+	int cpu;
+
+	if (!vt->vp)
+		return 0;
+	/* The kick's IPI takes a vCPU out that entered between kick and flush. */
+	ccvm_tdx_vp_exit(vt->vp);
+	cpu = ccvm_tdx_vp_cpu(vt->vp);
+	if (cpu < 0)
+		return 0;
+	st = ccvm_tdh_vp_flush(vt->vp, (unsigned int)cpu);
+	if (tdx_error(st) && TDX_STATUS_CLASS(st) != TDX_VCPU_NOT_ASSOCIATED)
+		tdx_warn(ctx->vm, CCVM_TDH_VP_FLUSH, st);
+	return 0;
+}
+
+/* The write-back of one package, resumed while the module asks (bounded). */
+static uint64_t cache_wb_package(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				 unsigned int cpu)
+{
+	uint64_t st = ccvm_tdh_phymem_cache_wb(m, vm, cpu, false);
+	unsigned int tries = 0;
+
+	while (TDX_STATUS_CLASS(st) == TDX_INTERRUPTED_RESUMABLE &&
+	       ++tries < TDX_CACHE_WB_MAX_TRIES)
+		st = ccvm_tdh_phymem_cache_wb(m, vm, cpu, true);
+	return st;
+}
+
+/*
+ * Release the HKID (I14): flush every vCPU, VPFLUSHDONE, CACHE.WB on every
+ * package, KEY.FREEID, then the host's id.  Any failure leaks the HKID for
+ * good, and with it every page the TD still owns.  The caller holds
+ * hkid_lock for write.  Return: 0 or -EIO (leaked).
+ */
+static int release_hkid_locked(struct ccvm_vm *vm, struct kvm_tdx *kt)
+{
+	struct ccvm_platform *p = ccvm_vm_platform(vm);
+	struct tdx_platform *tp = tdx_plat(p);
+	struct flush_ctx ctx = { .kt = kt, .vm = vm };
+	unsigned int pkg, leaf = 0;
+	uint64_t st;
+
+	if (hkid_state(kt) != HKID_ASSIGNED)
+		return hkid_state(kt) == HKID_LEAKED ? -EIO : 0;
+
+	/* No vCPU may be in the guest or enter it again (entry checks the state). */
+	if (ccvm_vm_nr_vcpus(vm))
+		ccvm_vm_kick_all(vm);
+	ccvm_vm_for_each_vcpu(vm, flush_vcpu, &ctx);
+
+	pthread_mutex_lock(&tp->tdx_lock);
+	st = ccvm_tdh_mng_vpflushdone(kt->td);
+	if (tdx_error(st)) {
+		leaf = CCVM_TDH_MNG_VPFLUSHDONE;
+		goto leak;
+	}
+	for (pkg = 0; pkg < ccvm_tdx_nr_packages(kt->m); pkg++) {
+		st = cache_wb_package(kt->m, vm, package_cpu(kt->m, p, pkg));
+		if (tdx_error(st)) {
+			leaf = CCVM_TDH_PHYMEM_CACHE_WB;
+			goto leak;
+		}
+	}
+	st = ccvm_tdh_mng_key_freeid(kt->td);
+	if (tdx_error(st)) {
+		leaf = CCVM_TDH_MNG_KEY_FREEID;
+		goto leak;
+	}
+	if (ccvm_tdx_hkid_free(kt->m, vm, kt->hkid))
+		ccvm_log(CCVM_LOG_WARN, "tdx vm %u: HKID %u not returned to the pool",
+			 ccvm_vm_id(vm), kt->hkid);
+	atomic_store_explicit(&kt->hkid_state, HKID_RELEASED, memory_order_release);
+	pthread_mutex_unlock(&tp->tdx_lock);
+	return 0;
+
+leak:
+	pthread_mutex_unlock(&tp->tdx_lock);
+	tdx_warn(vm, leaf, st);
+	ccvm_log(CCVM_LOG_WARN, "tdx vm %u: HKID %u leaked, the TD's pages with it",
+		 ccvm_vm_id(vm), kt->hkid);
+	ccvm_tdx_hkid_leak(kt->m, vm, kt->hkid);
+	atomic_store_explicit(&kt->hkid_state, HKID_LEAKED, memory_order_release);
+	return -EIO;
+}
+
+static int release_hkid(struct ccvm_vm *vm, struct kvm_tdx *kt)
+{
+	int ret;
+
+	pthread_rwlock_wrlock(&kt->hkid_lock);
+	ret = release_hkid_locked(vm, kt);
+	pthread_rwlock_unlock(&kt->hkid_lock);
+	return ret;
+}
+
+/*
+ * Give back the TD's own pages once nothing else is left: orphans, TDCS,
+ * then the TDR last with a write-back under the global key (I15).  With
+ * the HKID leaked nothing can be reclaimed: every page is leaked and the
+ * TD stays in the module, detached from the VM.
+ */
+static void reclaim_td(struct ccvm_vm *vm, struct kvm_tdx *kt)
+{
+	struct ccvm_platform *p = ccvm_vm_platform(vm);
+	bool released = hkid_state(kt) == HKID_RELEASED;
+	bool tdr_ok = released;
+	unsigned int i;
+	size_t j;
+	uint64_t st;
+
+	for (j = 0; j < kt->nr_orphans; j++) {
+		uint64_t pfn = kt->orphans[j] & ~ORPHAN_LEAKED;
+		bool leaked = kt->orphans[j] & ORPHAN_LEAKED;
+
+		if (!released) {
+			ccvm_page_leak(p, pfn);
+			continue;
+		}
+		/* A page the core leaked stays leaked; the PAMT lets go of it. */
+		if (!reclaim_page(vm, kt, pfn, !leaked))
+			tdr_ok = false;
+	}
+	kt->nr_orphans = 0;
+	for (i = 0; i < kt->nr_tdcs; i++) {
+		if (!released)
+			ccvm_page_leak(p, kt->tdcs_pfn[i]);
+		else if (!reclaim_page(vm, kt, kt->tdcs_pfn[i], true))
+			tdr_ok = false;
+	}
+	kt->nr_tdcs = 0;
+	if (tdr_ok) {
+		st = ccvm_tdh_phymem_page_reclaim(kt->m, vm, kt->tdr_pfn, NULL);
+		if (tdx_error(st)) {
+			tdx_warn(vm, CCVM_TDH_PHYMEM_PAGE_RECLAIM, st);
+			tdr_ok = false;
+		}
+	}
+	if (!tdr_ok) {
+		ccvm_tdx_td_detach_vm(kt->td);
+		ccvm_page_leak(p, kt->tdr_pfn);
+	} else {
+		/* The TDR was encrypted with the module's global key. */
+		st = ccvm_tdh_phymem_page_wbinvd(kt->m, vm, kt->tdr_pfn, CCVM_TDX_GLOBAL_KEYID);
+		if (tdx_error(st)) {
+			tdx_warn(vm, CCVM_TDH_PHYMEM_PAGE_WBINVD, st);
+			ccvm_page_leak(p, kt->tdr_pfn);
+		} else {
+			ccvm_page_clear(p, kt->tdr_pfn);
+			ccvm_page_free(p, kt->tdr_pfn);
+		}
+	}
+	kt->td = NULL;
+}
+
+/* ---- platform and caps ---------------------------------------------------- */
 
 static void tdx_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *caps)
 {
@@ -23,57 +425,826 @@ static void tdx_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *cap
 	caps->needs_finalize = true;
 	caps->preserves_data_without_punch = false;
 	caps->private_readable_by_host = false;
-	caps->map_gpa_max_bytes = CCVM_HPAGE_2M_SIZE;
+	caps->map_gpa_max_bytes = TDX_MAP_GPA_MAX_LEN;
 }
 
 static int tdx_platform_init(struct ccvm_platform *p)
 {
-	return ccvm_tdx_module_init(p, ccvm_platform_priv(p));
+	struct tdx_platform *tp = tdx_plat(p);
+	int err = ccvm_tdx_module_init(p, &tp->module);
+
+	if (err)
+		return err;
+	pthread_mutex_init(&tp->tdx_lock, NULL);
+	return 0;
 }
 
 static void tdx_platform_destroy(struct ccvm_platform *p)
 {
-	ccvm_tdx_module_fini(ccvm_platform_priv(p));
+	struct tdx_platform *tp = tdx_plat(p);
+
+	ccvm_tdx_module_fini(&tp->module);
+	pthread_mutex_destroy(&tp->tdx_lock);
+}
+
+/* ---- VM lifecycle ------------------------------------------------------------ */
+
+static void kvm_tdx_locks_fini(struct kvm_tdx *kt)
+{
+	if (!kt->locks_ready)
+		return;
+	pthread_rwlock_destroy(&kt->hkid_lock);
+	pthread_mutex_destroy(&kt->lock);
+	free(kt->orphans);
+	kt->orphans = NULL;
+	kt->locks_ready = false;
 }
 
 /*
- * Placeholders until the KVM-side task lands: a mirror-root backend must
- * provide all four mirror ops to pass registration.
+ * KVM_TDX_INIT_VM (tdx_td_init): HKID, TDR and TDCS pages, MNG.CREATE,
+ * KEY.CONFIG on every package, ADDCX, MNG.INIT.  A failure unwinds it all:
+ * what the TD owns comes back through the HKID release and RECLAIM.
  */
+static int tdx_vm_init(struct ccvm_vm *vm)
+{
+	struct ccvm_platform *p = ccvm_vm_platform(vm);
+	struct tdx_platform *tp = tdx_plat(p);
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	uint64_t pages[1 + CCVM_TDX_NR_TDCS];
+	struct ccvm_tdx_td_params params = {
+		.attributes = 0,	/* no SEPT_VE_DISABLE: pending pages give #VE */
+		.gpaw = ccvm_vm_gpa_bits(vm),
+		.max_vcpus = TDX_TD_MAX_VCPUS,
+	};
+	unsigned int i, n = 0, pkg, leaf;
+	uint64_t st = TDX_SUCCESS;
+	int err;
+
+	/* The S-EPT has 4 or 5 levels: GPAW 48 or 52 only. */
+	if (params.gpaw != 48 && params.gpaw != 52)
+		return -EINVAL;
+	memset(kt, 0, sizeof(*kt));
+	kt->m = &tp->module;
+	pthread_rwlock_init(&kt->hkid_lock, NULL);
+	pthread_mutex_init(&kt->lock, NULL);
+	kt->locks_ready = true;
+
+	err = ccvm_tdx_hkid_alloc(kt->m, vm, &kt->hkid);
+	if (err)
+		goto out_locks;
+	for (n = 0; n < 1 + CCVM_TDX_NR_TDCS; n++) {
+		err = ccvm_page_alloc(p, &pages[n]);
+		if (err)
+			goto out_pages;
+	}
+	kt->tdr_pfn = pages[0];
+
+	pthread_mutex_lock(&tp->tdx_lock);
+	leaf = CCVM_TDH_MNG_CREATE;
+	st = ccvm_tdh_mng_create(kt->m, vm, kt->tdr_pfn, kt->hkid, &kt->td);
+	if (!tdx_error(st)) {
+		atomic_store(&kt->hkid_state, HKID_ASSIGNED);
+		leaf = CCVM_TDH_MNG_KEY_CONFIG;
+		for (pkg = 0; pkg < ccvm_tdx_nr_packages(kt->m) && !tdx_error(st); pkg++)
+			st = ccvm_tdh_mng_key_config(kt->td, package_cpu(kt->m, p, pkg));
+	}
+	pthread_mutex_unlock(&tp->tdx_lock);
+	if (tdx_error(st)) {
+		err = tdx_errno(st);
+		tdx_warn(vm, leaf, st);
+		if (!kt->td)
+			goto out_pages;
+		goto out_td;
+	}
+	for (i = 0; i < CCVM_TDX_NR_TDCS; i++) {
+		st = ccvm_tdh_mng_addcx(kt->td, pages[1 + i]);
+		if (tdx_error(st)) {
+			leaf = CCVM_TDH_MNG_ADDCX;
+			goto out_seamcall;
+		}
+		kt->tdcs_pfn[kt->nr_tdcs++] = pages[1 + i];
+	}
+	st = ccvm_tdh_mng_init(kt->td, &params);
+	if (tdx_error(st)) {
+		leaf = CCVM_TDH_MNG_INIT;
+		goto out_seamcall;
+	}
+	atomic_store(&kt->state, TD_STATE_INITIALIZED);
+	return 0;
+
+out_seamcall:
+	err = tdx_errno(st);
+	tdx_warn(vm, leaf, st);
+out_td:
+	/* Pages never handed to the module are still the host's. */
+	free_pages(p, pages + 1 + kt->nr_tdcs, CCVM_TDX_NR_TDCS - kt->nr_tdcs);
+	release_hkid(vm, kt);
+	reclaim_td(vm, kt);
+	kvm_tdx_locks_fini(kt);
+	return err;
+out_pages:
+	free_pages(p, pages, n);
+	ccvm_tdx_hkid_free(kt->m, vm, kt->hkid);
+out_locks:
+	kvm_tdx_locks_fini(kt);
+	return err;
+}
+
+/* Last reference gone: the HKID goes first, so everything after is RECLAIM. */
+static void tdx_vm_pre_destroy(struct ccvm_vm *vm)
+{
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+
+	if (kt->td)
+		release_hkid(vm, kt);
+}
+
+/* After vCPUs and roots: orphans, TDCS, TDR; deferred inodes unpinned. */
+static void tdx_vm_destroy(struct ccvm_vm *vm)
+{
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	unsigned int i;
+
+	if (kt->td) {
+		if (hkid_state(kt) == HKID_ASSIGNED) {
+			/* Not reached: vm_pre_destroy released it.  Never reclaim with it. */
+			ccvm_log(CCVM_LOG_WARN, "tdx vm %u: destroyed with its HKID",
+				 ccvm_vm_id(vm));
+			release_hkid(vm, kt);
+		}
+		reclaim_td(vm, kt);
+	}
+	/* Every page of these inodes left the S-EPT with the roots. */
+	for (i = 0; i < kt->nr_deferred; i++)
+		ccvm_gmem_inode_put(kt->deferred[i]);
+	kt->nr_deferred = 0;
+	atomic_store(&kt->state, TD_STATE_UNINITIALIZED);
+	kvm_tdx_locks_fini(kt);
+}
+
+/* KVM_TDX_FINALIZE_VM: MR.FINALIZE; busy is the caller's to retry. */
+static int tdx_vm_finalize(struct ccvm_vm *vm)
+{
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	uint64_t st;
+	int err;
+
+	if (td_state(kt) != TD_STATE_INITIALIZED)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&kt->hkid_lock);
+	if (hkid_state(kt) != HKID_ASSIGNED) {
+		pthread_rwlock_unlock(&kt->hkid_lock);
+		return -EIO;
+	}
+	st = ccvm_tdh_mr_finalize(kt->td);
+	err = tdx_errno(st);
+	if (!err)
+		atomic_store(&kt->state, TD_STATE_RUNNABLE);
+	else if (err != -EBUSY)
+		tdx_warn(vm, CCVM_TDH_MR_FINALIZE, st);
+	pthread_rwlock_unlock(&kt->hkid_lock);
+	return err;
+}
+
+/* KVM_TDX_TERMINATE_VM: the core marked the VM dead; release the HKID now. */
+static int tdx_vm_terminate(struct ccvm_vm *vm)
+{
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+
+	if (!kt->td)
+		return -EINVAL;
+	return release_hkid(vm, kt);
+}
+
+/* ---- vCPUs ---------------------------------------------------------------------- */
+
+/*
+ * KVM_TDX_INIT_VCPU: TDVPR and TDCX pages, VP.CREATE, VP.ADDCX, VP.INIT.
+ * Pages the TD took cannot come back before the HKID release: on failure
+ * they become orphans, the rest goes back to the host.
+ */
+static int tdx_vcpu_create(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm = ccvm_vcpu_vm(v);
+	struct ccvm_platform *p = ccvm_vm_platform(vm);
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	struct vcpu_tdx *vt = to_tdx(v);
+	struct ccvm_tdx_vp *vp = NULL;
+	uint64_t pages[1 + CCVM_TDX_NR_TDCX];
+	unsigned int i, n, owned = 0, leaf = CCVM_TDH_VP_CREATE;
+	uint32_t nr_cpus = ccvm_platform_nr_cpus(p);
+	uint64_t st;
+	int err;
+
+	if (td_state(kt) == TD_STATE_UNINITIALIZED || hkid_state(kt) != HKID_ASSIGNED)
+		return -EIO;
+	for (n = 0; n < 1 + CCVM_TDX_NR_TDCX; n++) {
+		err = ccvm_page_alloc(p, &pages[n]);
+		if (err) {
+			free_pages(p, pages, n);
+			return err;
+		}
+	}
+	vt->cpu = ccvm_vcpu_id(v) % (nr_cpus ? nr_cpus : 1);
+	st = ccvm_tdh_vp_create(kt->td, pages[0], &vp);
+	if (tdx_error(st))
+		goto fail;
+	owned = 1;
+	leaf = CCVM_TDH_VP_ADDCX;
+	for (i = 0; i < CCVM_TDX_NR_TDCX; i++) {
+		st = ccvm_tdh_vp_addcx(vp, pages[1 + i]);
+		if (tdx_error(st))
+			goto fail;
+		owned++;
+	}
+	leaf = CCVM_TDH_VP_INIT;
+	st = ccvm_tdh_vp_init(vp, vt->cpu);
+	if (tdx_error(st))
+		goto fail;
+	vt->vp = vp;
+	vt->tdvpr_pfn = pages[0];
+	memcpy(vt->tdcx_pfn, pages + 1, sizeof(vt->tdcx_pfn));
+	vt->nr_tdcx = CCVM_TDX_NR_TDCX;
+	return 0;
+
+fail:
+	tdx_warn(vm, leaf, st);
+	/* TDCX before TDVPR, as a vCPU free reclaims them. */
+	for (i = owned; i > 1; i--)
+		orphan_add(kt, pages[i - 1], false);
+	if (owned)
+		orphan_add(kt, pages[0], false);
+	free_pages(p, pages + owned, 1 + CCVM_TDX_NR_TDCX - owned);
+	err = tdx_errno(st);
+	return err == -EBUSY ? -EAGAIN : err;
+}
+
+/* After the HKID release: TDCX then TDVPR back to the host (or leaked). */
+static void tdx_vcpu_free(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm = ccvm_vcpu_vm(v);
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	struct vcpu_tdx *vt = to_tdx(v);
+	struct ccvm_platform *p = ccvm_vm_platform(vm);
+	bool released = hkid_state(kt) == HKID_RELEASED;
+	unsigned int i;
+
+	if (!vt->vp)
+		return;
+	for (i = 0; i < vt->nr_tdcx; i++) {
+		if (released)
+			reclaim_page(vm, kt, vt->tdcx_pfn[i], true);
+		else
+			ccvm_page_leak(p, vt->tdcx_pfn[i]);
+	}
+	/* A reclaimed TDVPR takes the module's vCPU handle with it. */
+	if (released)
+		reclaim_page(vm, kt, vt->tdvpr_pfn, true);
+	else
+		ccvm_page_leak(p, vt->tdvpr_pfn);
+	vt->vp = NULL;
+	vt->nr_tdcx = 0;
+}
+
+/* TDH.VP.ENTER; never while a removal waits for the vCPUs to stay out (I21). */
+static int tdx_vcpu_enter(struct ccvm_vcpu *v)
+{
+	struct kvm_tdx *kt = to_kvm_tdx(ccvm_vcpu_vm(v));
+	struct vcpu_tdx *vt = to_tdx(v);
+	uint64_t st;
+	int err = 0;
+
+	if (atomic_load_explicit(&kt->wait_for_sept_zap, memory_order_acquire))
+		return -EAGAIN;
+	pthread_rwlock_rdlock(&kt->hkid_lock);
+	if (hkid_state(kt) != HKID_ASSIGNED || !vt->vp)
+		err = -EIO;
+	else if (td_state(kt) != TD_STATE_RUNNABLE)
+		err = -EINVAL;
+	if (!err) {
+		st = ccvm_tdh_vp_enter(vt->vp, vt->cpu);
+		if (tdx_busy(st)) {
+			err = -EAGAIN;
+		} else if (tdx_error(st)) {
+			tdx_warn(ccvm_vcpu_vm(v), CCVM_TDH_VP_ENTER, st);
+			err = -EIO;
+		}
+	}
+	pthread_rwlock_unlock(&kt->hkid_lock);
+	return err;
+}
+
+static void tdx_vcpu_exit(struct ccvm_vcpu *v)
+{
+	struct vcpu_tdx *vt = to_tdx(v);
+
+	if (vt->vp)
+		ccvm_tdx_vp_exit(vt->vp);
+}
+
+/* ---- guest_memfd ------------------------------------------------------------------- */
+
+/*
+ * The gmem_defer_removal RFC: keep the release from zapping (pin the
+ * inode) so the pages go by one RECLAIM each after the HKID release.  Only
+ * while the HKID is held (after it, zapping is a RECLAIM already) and, but
+ * for a bugged VM, only when asked for.
+ */
+static int tdx_gmem_defer_removal(struct ccvm_vm *vm, struct ccvm_gmem_inode *inode)
+{
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	int defer = 0;
+
+	if (!kt->td || hkid_state(kt) != HKID_ASSIGNED)
+		return 0;
+	pthread_mutex_lock(&kt->lock);
+	if ((kt->defer_removal || ccvm_vm_is_bugged(vm)) &&
+	    kt->nr_deferred < CCVM_TDX_MAX_GMEM_INODES) {
+		ccvm_gmem_inode_get(inode);
+		kt->deferred[kt->nr_deferred++] = inode;
+		defer = 1;
+	}
+	pthread_mutex_unlock(&kt->lock);
+	return defer;
+}
+
+/* ---- Secure-EPT hooks of the mirror root --------------------------------------------- */
+
+/* A private GPA of @vm for @gfn; false (and the VM bugged) if it is not one. */
+static bool private_gpa(struct ccvm_vm *vm, uint64_t gfn, uint64_t *gpa)
+{
+	*gpa = gfn << CCVM_PAGE_SHIFT;
+	if ((*gpa >> CCVM_PAGE_SHIFT) != gfn || (*gpa & ccvm_vm_shared_bit(vm))) {
+		ccvm_vm_bug(vm, "tdx: gfn %#" PRIx64 " reached the S-EPT with the shared bit",
+			    gfn);
+		return false;
+	}
+	return true;
+}
+
+/* link_external_spt: SEPT.ADD of the page under the entry at @level. */
 static int tdx_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t spt_pfn)
 {
-	(void)vm; (void)gfn; (void)level; (void)spt_pfn;
-	return -EOPNOTSUPP;
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	uint64_t gpa, st;
+	int err;
+
+	if (!private_gpa(vm, gfn, &gpa))
+		return -EINVAL;
+	if (level <= CCVM_LEVEL_4K) {
+		ccvm_vm_bug(vm, "tdx: S-EPT page linked at level %d", level);
+		return -EINVAL;
+	}
+	pthread_rwlock_rdlock(&kt->hkid_lock);
+	if (hkid_state(kt) != HKID_ASSIGNED || ccvm_vm_is_bugged(vm)) {
+		err = -EIO;
+		goto out;
+	}
+	st = ccvm_tdh_mem_sept_add(kt->td, gpa, level - 1, spt_pfn);
+	err = tdx_errno(st);
+	if (err && err != -EBUSY) {
+		tdx_warn(vm, CCVM_TDH_MEM_SEPT_ADD, st);
+		ccvm_vm_bug(vm, "tdx: SEPT.ADD at gfn %#" PRIx64 " level %d", gfn, level);
+		err = -EIO;
+	}
+out:
+	pthread_rwlock_unlock(&kt->hkid_lock);
+	return err;
 }
 
+/* Take a page just ADDed back out (before finalize no TLB can hold it). */
+static void page_add_undo(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, uint64_t pfn)
+{
+	struct ccvm_platform *p = ccvm_vm_platform(vm);
+	uint64_t st = ccvm_tdh_mem_page_remove(kt->td, gpa, 0, NULL);
+
+	if (!tdx_error(st))
+		st = ccvm_tdh_phymem_page_wbinvd(kt->m, vm, pfn, kt->hkid);
+	if (tdx_error(st)) {
+		/* Possibly still the TD's: it must never reach the host again. */
+		ccvm_page_leak(p, pfn);
+		orphan_add(kt, pfn, true);
+		ccvm_vm_bug(vm, "tdx: could not undo PAGE.ADD at %#" PRIx64, gpa);
+		return;
+	}
+	ccvm_page_clear(p, pfn);
+}
+
+/* PAGE.ADD from the populate source, then MR.EXTEND of each 256 bytes. */
+static int page_add(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, uint64_t pfn)
+{
+	uint64_t flags = 0, st;
+	const void *src = ccvm_vm_populate_source(vm, &flags);
+	unsigned int off;
+
+	if (!src) {
+		/* Only populate maps before finalize (pre-fault is refused). */
+		ccvm_vm_bug(vm, "tdx: private map at %#" PRIx64 " before finalize", gpa);
+		return -EIO;
+	}
+	st = ccvm_tdh_mem_page_add(kt->td, gpa, 0, pfn, src);
+	if (tdx_busy(st))
+		return -EBUSY;
+	if (tdx_error(st)) {
+		/* The core only maps a FREE entry: the two views disagree. */
+		tdx_warn(vm, CCVM_TDH_MEM_PAGE_ADD, st);
+		ccvm_vm_bug(vm, "tdx: PAGE.ADD at %#" PRIx64, gpa);
+		return -EIO;
+	}
+	if (!(flags & CCVM_POPULATE_MEASURE))
+		return 0;
+	for (off = 0; off < CCVM_PAGE_SIZE; off += TDX_MR_EXTEND_CHUNK) {
+		st = ccvm_tdh_mr_extend(kt->td, gpa + off);
+		if (tdx_error(st)) {
+			tdx_warn(vm, CCVM_TDH_MR_EXTEND, st);
+			/* The SPTE goes back to non-present: so must the S-EPT entry. */
+			page_add_undo(vm, kt, gpa, pfn);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+/* set_external_spte: PAGE.AUG once runnable, PAGE.ADD while populating. */
 static int tdx_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
 {
-	(void)vm; (void)gfn; (void)level; (void)pfn;
-	return -EOPNOTSUPP;
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	uint64_t gpa, st;
+	int err;
+
+	if (!private_gpa(vm, gfn, &gpa))
+		return -EINVAL;
+	if (level != CCVM_LEVEL_4K) {
+		ccvm_vm_bug(vm, "tdx: private leaf at level %d", level);
+		return -EINVAL;
+	}
+	pthread_rwlock_rdlock(&kt->hkid_lock);
+	if (hkid_state(kt) != HKID_ASSIGNED || ccvm_vm_is_bugged(vm)) {
+		err = -EIO;
+		goto out;
+	}
+	if (td_state(kt) != TD_STATE_RUNNABLE) {
+		err = page_add(vm, kt, gpa, pfn);
+		goto out;
+	}
+	st = ccvm_tdh_mem_page_aug(kt->td, gpa, 0, pfn);
+	err = tdx_errno(st);
+	if (err && err != -EBUSY) {
+		tdx_warn(vm, CCVM_TDH_MEM_PAGE_AUG, st);
+		ccvm_vm_bug(vm, "tdx: PAGE.AUG at %#" PRIx64, gpa);
+		err = -EIO;
+	}
+out:
+	pthread_rwlock_unlock(&kt->hkid_lock);
+	return err;
 }
 
+enum removal_leaf { RM_BLOCK, RM_TRACK, RM_REMOVE };
+
+static const unsigned int removal_leaf_nr[] = {
+	[RM_BLOCK] = CCVM_TDH_MEM_RANGE_BLOCK,
+	[RM_TRACK] = CCVM_TDH_MEM_TRACK,
+	[RM_REMOVE] = CCVM_TDH_MEM_PAGE_REMOVE,
+};
+
+static uint64_t removal_call(struct kvm_tdx *kt, enum removal_leaf leaf, uint64_t gpa,
+			     uint64_t *pfn)
+{
+	switch (leaf) {
+	case RM_BLOCK:
+		return ccvm_tdh_mem_range_block(kt->td, gpa, 0);
+	case RM_TRACK:
+		return ccvm_tdh_mem_track(kt->td);
+	default:
+		return ccvm_tdh_mem_page_remove(kt->td, gpa, 0, pfn);
+	}
+}
+
+/*
+ * One removal leaf, at most twice (tdh_do_no_vcpus): the second try runs
+ * with guest entry blocked and every vCPU kicked out, so neither a host
+ * task (mmu_lock is held for write) nor a vCPU can hold what it needs.
+ */
+static uint64_t removal_seamcall(struct ccvm_vm *vm, struct kvm_tdx *kt,
+				 enum removal_leaf leaf, uint64_t gpa, uint64_t *pfn)
+{
+	uint64_t st = removal_call(kt, leaf, gpa, pfn);
+
+	if (!tdx_busy(st))
+		return st;
+	ccvm_vm_block_entry(vm);
+	atomic_store_explicit(&kt->wait_for_sept_zap, true, memory_order_release);
+	ccvm_vm_kick_all(vm);
+	st = removal_call(kt, leaf, gpa, pfn);
+	atomic_store_explicit(&kt->wait_for_sept_zap, false, memory_order_release);
+	ccvm_vm_unblock_entry(vm);
+	return st;
+}
+
+/*
+ * Runtime removal with the HKID held (I12): BLOCK, TRACK and a kick of
+ * every vCPU (their next entry flushes the TD's TLB), REMOVE, WBINVD with
+ * the HKID, then clear the page for the host.
+ */
+static int sept_zap(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, uint64_t pfn)
+{
+	enum removal_leaf leaf = RM_BLOCK;
+	uint64_t st, removed = 0;
+
+	st = removal_seamcall(vm, kt, RM_BLOCK, gpa, NULL);
+	if (tdx_error(st))
+		goto fail;
+	/* Before finalize no vCPU ran: nothing to track. */
+	if (td_state(kt) == TD_STATE_RUNNABLE) {
+		leaf = RM_TRACK;
+		st = removal_seamcall(vm, kt, RM_TRACK, gpa, NULL);
+		if (tdx_error(st))
+			goto fail;
+		ccvm_vm_kick_all(vm);
+	}
+	leaf = RM_REMOVE;
+	st = removal_seamcall(vm, kt, RM_REMOVE, gpa, &removed);
+	if (tdx_error(st))
+		goto fail;
+	if (removed != pfn)
+		ccvm_vm_bug(vm, "tdx: REMOVE at %#" PRIx64 " took pfn %#" PRIx64 ", not %#"
+			    PRIx64, gpa, removed, pfn);
+	st = ccvm_tdh_phymem_page_wbinvd(kt->m, vm, pfn, kt->hkid);
+	if (tdx_error(st)) {
+		/* Out of the TD, but its key may still have dirty lines: leak it. */
+		tdx_warn(vm, CCVM_TDH_PHYMEM_PAGE_WBINVD, st);
+		ccvm_vm_bug(vm, "tdx: WBINVD of pfn %#" PRIx64, pfn);
+		return -EIO;
+	}
+	ccvm_page_clear(ccvm_vm_platform(vm), pfn);
+	return 0;
+
+fail:
+	tdx_warn(vm, removal_leaf_nr[leaf], st);
+	ccvm_vm_bug(vm, "tdx: removal of %#" PRIx64 " failed twice", gpa);
+	/* The core leaks the page; the module lets go of it at teardown. */
+	orphan_add(kt, pfn, true);
+	return -EIO;
+}
+
+/* remove_external_spte: the dynamic sequence, or RECLAIM in TEARDOWN. */
 static int tdx_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
 {
-	(void)vm; (void)gfn; (void)level; (void)pfn;
-	return -EOPNOTSUPP;
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	uint64_t gpa;
+	int err = -EIO;
+
+	if (!private_gpa(vm, gfn, &gpa))
+		return -EINVAL;
+	if (level != CCVM_LEVEL_4K) {
+		ccvm_vm_bug(vm, "tdx: private leaf removed at level %d", level);
+		return -EINVAL;
+	}
+	pthread_rwlock_rdlock(&kt->hkid_lock);
+	switch (hkid_state(kt)) {
+	case HKID_RELEASED:
+		if (reclaim_page(vm, kt, pfn, false)) {
+			ccvm_page_clear(ccvm_vm_platform(vm), pfn);
+			err = 0;
+		} else {
+			orphan_add(kt, pfn, true);
+		}
+		break;
+	case HKID_ASSIGNED:
+		if (ccvm_vm_is_bugged(vm)) {
+			/* No SEAMCALL after a bug but teardown's: reclaim it then. */
+			orphan_add(kt, pfn, true);
+			break;
+		}
+		err = sept_zap(vm, kt, gpa, pfn);
+		break;
+	default:
+		break;		/* the HKID leaked: so does the page */
+	}
+	pthread_rwlock_unlock(&kt->hkid_lock);
+	return err;
 }
 
+/* free_external_spt: only at root teardown, after the HKID release. */
 static int tdx_free_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t spt_pfn)
 {
-	(void)vm; (void)gfn; (void)level; (void)spt_pfn;
-	return -EOPNOTSUPP;
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	int err = -EIO;
+
+	(void)level;
+	pthread_rwlock_rdlock(&kt->hkid_lock);
+	switch (hkid_state(kt)) {
+	case HKID_ASSIGNED:
+		ccvm_vm_bug(vm, "tdx: S-EPT page of gfn %#" PRIx64 " freed while the TD "
+			    "holds its HKID", gfn);
+		err = -EINVAL;
+		break;
+	case HKID_RELEASED:
+		if (reclaim_page(vm, kt, spt_pfn, false)) {
+			ccvm_page_clear(ccvm_vm_platform(vm), spt_pfn);
+			err = 0;
+		} else {
+			orphan_add(kt, spt_pfn, true);
+		}
+		break;
+	default:
+		break;
+	}
+	pthread_rwlock_unlock(&kt->hkid_lock);
+	return err;
+}
+
+/* gmem_max_mapping_level: private mappings are 4K only (I8). */
+static int tdx_max_mapping_level(struct ccvm_vm *vm, uint64_t pfn, bool is_private)
+{
+	(void)vm;
+	(void)pfn;
+	return is_private ? CCVM_LEVEL_4K : 0;
+}
+
+/* ---- guest side -------------------------------------------------------------------- */
+
+/* TDVMCALL MapGPA: one KVM_HC_MAP_GPA_RANGE exit per 2 MiB at most. */
+static int64_t tdx_handle_exit_hypercall(struct ccvm_vcpu *v, uint64_t gpa, uint64_t size,
+					 bool to_private, struct ccvm_run *run)
+{
+	uint64_t chunk = size < TDX_MAP_GPA_MAX_LEN ? size : TDX_MAP_GPA_MAX_LEN;
+
+	gpa &= ~ccvm_vm_shared_bit(ccvm_vcpu_vm(v));
+	run->hypercall.nr = CCVM_HC_MAP_GPA_RANGE;
+	run->hypercall.args[0] = gpa;
+	run->hypercall.args[1] = chunk >> CCVM_PAGE_SHIFT;
+	run->hypercall.args[2] = (to_private ? CCVM_MAP_GPA_RANGE_ENCRYPTED
+					     : CCVM_MAP_GPA_RANGE_DECRYPTED) |
+				 CCVM_MAP_GPA_RANGE_PAGE_SZ_4K;
+	run->hypercall.ret = 0;
+	return (int64_t)chunk;
+}
+
+/*
+ * TDG.MEM.PAGE.ACCEPT.  No leaf yet is an EPT violation: the core faults
+ * the page in (AUG) and the guest accepts again.  Accepting twice is the
+ * guest's error (-EEXIST); busy entries make the guest retry (-EAGAIN).
+ */
+static int tdx_guest_accept(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn, bool mapped)
+{
+	struct vcpu_tdx *vt = to_tdx(v);
+	uint64_t st;
+
+	(void)pfn;
+	(void)mapped;
+	if (!vt->vp)
+		return -EIO;
+	st = ccvm_tdg_mem_page_accept(vt->vp, gfn << CCVM_PAGE_SHIFT, CCVM_TDX_LEVEL_4K);
+	if (!st)
+		return 0;
+	if (st == CCVM_TDX_SW_EPT_VIOLATION)
+		return CCVM_GUEST_NEEDS_FAULT;
+	if (TDX_STATUS_CLASS(st) == TDX_PAGE_ALREADY_ACCEPTED)
+		return -EEXIST;
+	if (tdx_busy(st))
+		return -EAGAIN;
+	return -EIO;
+}
+
+/*
+ * A guest access through the S-EPT.  Pending (AUGed, not accepted) gives
+ * the guest #VE; no leaf or a blocked one is an EPT violation the core
+ * resolves with a fault.  A machine check (host-poisoned page) kills the TD.
+ */
+static int tdx_guest_access(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn,
+			    bool is_private, bool write)
+{
+	struct ccvm_vm *vm = ccvm_vcpu_vm(v);
+	struct vcpu_tdx *vt = to_tdx(v);
+	uint64_t st;
+
+	(void)pfn;
+	if (!is_private)
+		return 0;	/* the shared EPT is the VMM's own */
+	if (!vt->vp)
+		return -EIO;
+	st = ccvm_tdx_guest_access(vt->vp, gfn << CCVM_PAGE_SHIFT, write);
+	switch (st) {
+	case TDX_SUCCESS:
+		return 0;
+	case CCVM_TDX_SW_VE:
+		return -EACCES;
+	case CCVM_TDX_SW_EPT_VIOLATION:
+		return CCVM_GUEST_NEEDS_FAULT;
+	case CCVM_TDX_SW_EPT_VIOLATION_PENDING:
+		ccvm_log(CCVM_LOG_WARN, "tdx vm %u: guest access before accepting gfn %#"
+			 PRIx64, ccvm_vm_id(vm), gfn);
+		ccvm_vm_set_dead(vm);
+		return -EIO;
+	case CCVM_TDX_SW_MCE:
+		ccvm_log(CCVM_LOG_WARN, "tdx vm %u: machine check on gfn %#" PRIx64,
+			 ccvm_vm_id(vm), gfn);
+		ccvm_vm_set_dead(vm);
+		return -EIO;
+	default:
+		return -EIO;
+	}
+}
+
+static int tdx_host_access(struct ccvm_platform *p, uint64_t pfn, bool write)
+{
+	return ccvm_tdx_host_access(&tdx_plat(p)->module, pfn, write);
+}
+
+static void tdx_host_ciphertext(struct ccvm_platform *p, uint64_t pfn, void *page)
+{
+	ccvm_tdx_host_ciphertext(&tdx_plat(p)->module, pfn, page);
+}
+
+/* ---- knobs and inspection (tdx.h) ---------------------------------------------------- */
+
+static bool vm_is_td(struct ccvm_vm *vm)
+{
+	struct ccvm_backend_caps caps = { .sz = sizeof(caps) };
+
+	return vm && !ccvm_vm_caps(vm, &caps) && caps.name && !strcmp(caps.name, "tdx");
+}
+
+struct ccvm_tdx_module *ccvm_tdx_module_of(struct ccvm_platform *p)
+{
+	return p ? &tdx_plat(p)->module : NULL;
+}
+
+struct ccvm_tdx_td *ccvm_tdx_vm_td(struct ccvm_vm *vm)
+{
+	return vm_is_td(vm) ? to_kvm_tdx(vm)->td : NULL;
+}
+
+struct ccvm_tdx_vp *ccvm_tdx_vcpu_vp(struct ccvm_vcpu *v)
+{
+	return v && vm_is_td(ccvm_vcpu_vm(v)) ? to_tdx(v)->vp : NULL;
+}
+
+int ccvm_tdx_set_defer_removal(struct ccvm_vm *vm, bool on)
+{
+	struct kvm_tdx *kt;
+
+	if (!vm_is_td(vm))
+		return -EINVAL;
+	kt = to_kvm_tdx(vm);
+	pthread_mutex_lock(&kt->lock);
+	kt->defer_removal = on;
+	pthread_mutex_unlock(&kt->lock);
+	return 0;
+}
+
+unsigned int ccvm_tdx_nr_deferred(struct ccvm_vm *vm)
+{
+	struct kvm_tdx *kt;
+	unsigned int n;
+
+	if (!vm_is_td(vm))
+		return 0;
+	kt = to_kvm_tdx(vm);
+	pthread_mutex_lock(&kt->lock);
+	n = kt->nr_deferred;
+	pthread_mutex_unlock(&kt->lock);
+	return n;
+}
+
+bool ccvm_tdx_hkid_assigned(struct ccvm_vm *vm)
+{
+	return vm_is_td(vm) && hkid_state(to_kvm_tdx(vm)) == HKID_ASSIGNED;
 }
 
 const struct ccvm_backend_ops ccvm_tdx_backend_ops = {
 	.abi_version = CCVM_BACKEND_ABI_VERSION,
 	.size = sizeof(struct ccvm_backend_ops),
 	.name = "tdx",
-	.platform_priv_size = sizeof(struct ccvm_tdx_module),
+	.platform_priv_size = sizeof(struct tdx_platform),
+	.vm_priv_size = sizeof(struct kvm_tdx),
+	.vcpu_priv_size = sizeof(struct vcpu_tdx),
 	.get_caps = tdx_get_caps,
 	.platform_init = tdx_platform_init,
 	.platform_destroy = tdx_platform_destroy,
+	.vm_init = tdx_vm_init,
+	.vm_pre_destroy = tdx_vm_pre_destroy,
+	.vm_destroy = tdx_vm_destroy,
+	.vm_finalize = tdx_vm_finalize,
+	.vm_terminate = tdx_vm_terminate,
+	/* populate: PAGE.ADD happens in set_private_spte, from the map path */
+	.vcpu_create = tdx_vcpu_create,
+	.vcpu_free = tdx_vcpu_free,
+	.vcpu_enter = tdx_vcpu_enter,
+	.vcpu_exit = tdx_vcpu_exit,
+	/* gmem_prepare, gmem_invalidate: the S-EPT hooks do TDX's preparation */
+	.gmem_defer_removal = tdx_gmem_defer_removal,
+	/* update_mem_attr: a conversion zaps one EPT and faults into the other */
 	.link_private_spt = tdx_link_private_spt,
 	.set_private_spte = tdx_set_private_spte,
 	.remove_private_spte = tdx_remove_private_spte,
 	.free_private_spt = tdx_free_private_spt,
+	/* fault_is_private: the shared bit decides */
+	.max_mapping_level = tdx_max_mapping_level,
+	.handle_exit_hypercall = tdx_handle_exit_hypercall,
+	.guest_accept = tdx_guest_accept,
+	.guest_access = tdx_guest_access,
+	.host_access = tdx_host_access,
+	.host_ciphertext = tdx_host_ciphertext,
 };
