@@ -59,6 +59,7 @@ TEST_SRCS += tests/check_mmu.c
 TEST_SRCS += tests/check_platform.c
 TEST_SRCS += tests/check_snp.c
 TEST_SRCS += tests/check_snp_hw.c
+TEST_SRCS += tests/check_tdx.c
 TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_vcpu.c
 TEST_SRCS += tests/check_xarray.c
@@ -79,7 +80,7 @@ bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= guest mmu snp snp_hw tdx_module vcpu
+TSAN_SUITES ?= guest mmu snp snp_hw tdx tdx_module vcpu
 
 # ---------------------------------------------------------------------------
 # Configuration

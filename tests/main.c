@@ -29,6 +29,7 @@
 	SUITE(platform) \
 	SUITE(snp) \
 	SUITE(snp_hw) \
+	SUITE(tdx) \
 	SUITE(tdx_module) \
 	SUITE(vcpu) \
 	SUITE(xarray) \

@@ -1,0 +1,1967 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests for the KVM side of the tdx backend (backends/tdx/tdx.c) through
+ * the public API: INIT_VM and its unwinding, HKID exhaustion, populate and
+ * finalize, vCPUs, guests that accept and touch private memory, #VE,
+ * MapGPA conversions, injected and real OPERAND_BUSY at every leaf, the
+ * fd-close orders with and without deferral and terminate, HKID release
+ * failures, the memslot generation wrap, and ciphertext on host reads.
+ * Invariants I10-I21, I28 and I29 are checked against the module's own
+ * state (S-EPT reads, PAMT) and an event trace of the SEAMCALLs.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include <ccvm/backend.h>
+#include <ccvm/ccvm.h>
+
+#include "internal.h"
+#include "testutil.h"
+#include "../backends/tdx/tdx.h"
+
+#define MIB		(1ull << 20)
+#define SLOT0_GPA	0ull
+#define SLOT0_SIZE	(4 * MIB)
+#define SLOT1_GPA	(8 * MIB)
+#define SLOT1_SIZE	(2 * MIB)
+#define PG		CCVM_PAGE_SIZE
+#define MAX_VCPUS	4
+#define NR_CONTROL_TD	(1 + CCVM_TDX_NR_TDCS)		/* TDR + TDCS */
+#define NR_CONTROL_VCPU	(1 + CCVM_TDX_NR_TDCX)		/* TDVPR + TDCX */
+
+/*
+ * For loops over thousands of pages: Check reports every passed ck_assert
+ * to its parent process, which costs a system call each.
+ */
+#define CHECK(cond, ...) \
+	do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
+
+/* ------------------------------------------------------------------ */
+/* Fixture: a platform, a TD, up to two gmem files and four vCPUs      */
+
+struct td {
+	struct ccvm_platform *p;
+	struct ccvm_tdx_module *m;
+	struct ccvm_vm *vm;
+	struct ccvm_gmem *g[2];
+	struct ccvm_vcpu *v[MAX_VCPUS];
+	int nr_v;
+	uint8_t *shared[2];		/* VMM memory behind the shared aliases */
+	uint64_t sbit;
+	uint64_t free0;			/* free platform pages before the VM */
+	bool vm_open;
+};
+
+static struct td T;
+
+static struct ccvm_platform *platform_new(uint32_t nr_keyids)
+{
+	struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						     .backend = "tdx",
+						     .mem_bytes = 256 * MIB,
+						     .nr_cpus = 4,
+						     .nr_keyids = nr_keyids,
+						     .seed = 11);
+	struct ccvm_platform *p = NULL;
+
+	ck_assert_int_eq(ccvm_platform_create(&o, &p), 0);
+	return p;
+}
+
+static void setup(void)
+{
+	tu_quiet_log();
+	memset(&T, 0, sizeof(T));
+	T.p = platform_new(0);
+	T.m = ccvm_tdx_module_of(T.p);
+	T.free0 = tu_free_pages(T.p);
+}
+
+static void teardown(void)
+{
+	int i;
+
+	for (i = 0; i < T.nr_v; i++)
+		if (T.v[i])
+			ccvm_vcpu_close(T.v[i]);
+	for (i = 0; i < 2; i++)
+		if (T.g[i])
+			ccvm_gmem_close(T.g[i]);
+	if (T.vm_open)
+		ccvm_vm_close(T.vm);
+	if (T.p)
+		ck_assert_int_eq(ccvm_platform_destroy(T.p), 0);
+	for (i = 0; i < 2; i++)
+		free(T.shared[i]);
+	memset(&T, 0, sizeof(T));
+}
+
+static struct ccvm_vm *td_vm_create(struct ccvm_platform *p, uint32_t gpa_bits, int *err)
+{
+	struct ccvm_vm_opts o = CCVM_OPTS_INIT(struct ccvm_vm_opts, .max_vcpus = 8,
+					       .gpa_bits = gpa_bits);
+	struct ccvm_vm *vm = NULL;
+
+	*err = ccvm_vm_create(p, &o, &vm);
+	return vm;
+}
+
+/* The VM, two gmem-backed slots (all private), @nr_v vCPUs; not finalized. */
+static void td_build(int nr_v, bool two_slots)
+{
+	int err, i;
+
+	T.vm = td_vm_create(T.p, 48, &err);
+	ck_assert_int_eq(err, 0);
+	T.vm_open = true;
+	T.sbit = ccvm_vm_shared_bit(T.vm);
+	ck_assert_uint_eq(T.sbit, 1ull << 47);
+	T.shared[0] = aligned_alloc(CCVM_HPAGE_2M_SIZE, SLOT0_SIZE);
+	ck_assert_ptr_nonnull(T.shared[0]);
+	memset(T.shared[0], 0, SLOT0_SIZE);
+	T.g[0] = tu_gmem(T.vm, SLOT0_SIZE, 0);
+	ck_assert_int_eq(tu_region(T.vm, 0, CCVM_MEM_GUEST_MEMFD, SLOT0_GPA, SLOT0_SIZE,
+				   T.shared[0], T.g[0], 0), 0);
+	if (two_slots) {
+		T.shared[1] = aligned_alloc(CCVM_HPAGE_2M_SIZE, SLOT1_SIZE);
+		ck_assert_ptr_nonnull(T.shared[1]);
+		memset(T.shared[1], 0, SLOT1_SIZE);
+		T.g[1] = tu_gmem(T.vm, SLOT1_SIZE, 0);
+		ck_assert_int_eq(tu_region(T.vm, 1, CCVM_MEM_GUEST_MEMFD, SLOT1_GPA, SLOT1_SIZE,
+					   T.shared[1], T.g[1], 0), 0);
+		tu_set_attr(T.vm, SLOT1_GPA, SLOT1_SIZE, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	}
+	tu_set_attr(T.vm, SLOT0_GPA, SLOT0_SIZE, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	for (i = 0; i < nr_v; i++)
+		ck_assert_int_eq(ccvm_vcpu_create(T.vm, (uint32_t)i, &T.v[i]), 0);
+	T.nr_v = nr_v;
+}
+
+static void td_up(int nr_v, bool two_slots)
+{
+	td_build(nr_v, two_slots);
+	ck_assert_int_eq(ccvm_vm_finalize(T.vm), 0);
+}
+
+static void close_vcpu(int i)
+{
+	ck_assert_int_eq(ccvm_vcpu_close(T.v[i]), 0);
+	T.v[i] = NULL;
+}
+
+static void close_gmem(int i)
+{
+	ck_assert_int_eq(ccvm_gmem_close(T.g[i]), 0);
+	T.g[i] = NULL;
+}
+
+static void close_vm(void)
+{
+	ck_assert_int_eq(ccvm_vm_close(T.vm), 0);
+	T.vm_open = false;
+}
+
+static void close_all(void)
+{
+	int i;
+
+	for (i = 0; i < T.nr_v; i++)
+		if (T.v[i])
+			close_vcpu(i);
+	for (i = 0; i < 2; i++)
+		if (T.g[i])
+			close_gmem(i);
+	if (T.vm_open)
+		close_vm();
+}
+
+static uint64_t pev(enum ccvm_event ev)
+{
+	return tu_pstats(T.p).events[ev];
+}
+
+/* Nothing of any TD is left: pages, PAMT, HKIDs, leaks. */
+static void assert_clean(void)
+{
+	struct ccvm_stats st = tu_pstats(T.p);
+
+	ck_assert_uint_eq(st.free_pages, T.free0);
+	ck_assert_uint_eq(st.leaked_pages, 0);
+	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(T.m), 0);
+	ck_assert_uint_eq(ccvm_tdx_hkids_in_use(T.m), 0);
+	ck_assert_uint_eq(st.events[CCVM_EV_KEYID_LEAK], 0);
+}
+
+/* Pages the PAMT assigns to the TD whose TDR is @tdr, by type. */
+struct census {
+	uint64_t by_type[16];
+	uint64_t total;
+};
+
+static struct census pamt_census(uint64_t tdr)
+{
+	struct census c;
+	uint64_t pfn, n = ccvm_platform_nr_pages(T.p);
+
+	memset(&c, 0, sizeof(c));
+	for (pfn = 1; pfn < n; pfn++) {
+		struct ccvm_tdx_pamt_info info;
+
+		CHECK(ccvm_tdx_pamt_get(T.m, pfn, &info) == 0, "pamt_get(%#" PRIx64 ")", pfn);
+		if (info.type == CCVM_TDX_PT_NDA || info.owner != tdr)
+			continue;
+		c.by_type[info.type & 15]++;
+		c.total++;
+	}
+	return c;
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest helpers                                                       */
+
+/* Run @v until an exit the test wants; MAP_GPA_RANGE is served here. */
+struct vmm_opts {
+	bool punch;			/* discard the old backing on conversion */
+	int nr_hypercalls;		/* out */
+	uint64_t hc_gpa[16], hc_npages[16], hc_attrs[16];
+};
+
+static uint64_t pattern(uint64_t gpa, uint32_t salt)
+{
+	uint64_t z = gpa * 0x9e3779b97f4a7c15ull + salt;
+
+	z ^= z >> 29;
+	return z * 0xbf58476d1ce4e5b9ull | 1;
+}
+
+static void fill(uint8_t *buf, uint64_t gpa, uint32_t salt)
+{
+	uint64_t w = pattern(gpa, salt);
+	unsigned int i;
+
+	for (i = 0; i < PG; i += 8)
+		memcpy(buf + i, &w, 8);
+}
+
+static bool page_has(const uint8_t *buf, uint64_t gpa, uint32_t salt)
+{
+	uint8_t want[PG];
+
+	fill(want, gpa, salt);
+	return !memcmp(buf, want, PG);
+}
+
+static bool page_zero(const uint8_t *buf)
+{
+	unsigned int i;
+
+	for (i = 0; i < PG; i++)
+		if (buf[i])
+			return false;
+	return true;
+}
+
+/* Convert [gpa, gpa + size) as asked by a MAP_GPA_RANGE exit. */
+static void serve_map_gpa(struct ccvm_vm *vm, struct ccvm_run *run, struct vmm_opts *o)
+{
+	uint64_t gpa = run->hypercall.args[0], size = run->hypercall.args[1] * PG;
+	bool to_private = run->hypercall.args[2] & CCVM_MAP_GPA_RANGE_ENCRYPTED;
+
+	if (o && o->nr_hypercalls < 16) {
+		o->hc_gpa[o->nr_hypercalls] = gpa;
+		o->hc_npages[o->nr_hypercalls] = run->hypercall.args[1];
+		o->hc_attrs[o->nr_hypercalls] = run->hypercall.args[2];
+	}
+	if (o)
+		o->nr_hypercalls++;
+	run->hypercall.ret = (uint64_t)-ccvm_vm_set_memory_attributes(vm, gpa, size,
+			to_private ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0);
+	if (!run->hypercall.ret && o && o->punch && !to_private) {
+		/* Only slot 0 is punched by these tests. */
+		if (gpa + size <= SLOT0_SIZE)
+			ck_assert_int_eq(ccvm_gmem_fallocate(T.g[0], CCVM_FALLOC_KEEP_SIZE |
+							     CCVM_FALLOC_PUNCH_HOLE, gpa, size), 0);
+	}
+}
+
+/* Run until a sync, done, exception or error; returns run's result. */
+static int vmm_run(struct ccvm_vcpu *v, struct vmm_opts *o)
+{
+	struct ccvm_run *run = ccvm_vcpu_run_state(v);
+
+	for (;;) {
+		int r = ccvm_vcpu_run(v);
+
+		if (r)
+			return r;
+		if (run->exit_reason == CCVM_EXIT_HYPERCALL) {
+			ck_assert_uint_eq(run->hypercall.nr, CCVM_HC_MAP_GPA_RANGE);
+			serve_map_gpa(ccvm_vcpu_vm(v), run, o);
+			continue;
+		}
+		if (run->exit_reason == CCVM_EXIT_GUEST_ABORT)
+			ck_abort_msg("guest abort at %s:%d: %s", run->abort.file, run->abort.line,
+				     run->abort.msg);
+		return 0;
+	}
+}
+
+static void expect_sync(struct ccvm_vcpu *v, uint64_t value, struct vmm_opts *o)
+{
+	struct ccvm_run *run = ccvm_vcpu_run_state(v);
+	int r = vmm_run(v, o);
+
+	ck_assert_msg(r == 0, "run: %d (exit %u)", r, run->exit_reason);
+	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_SYNC);
+	ck_assert_uint_eq(run->sync.value, value);
+}
+
+static void expect_done(struct ccvm_vcpu *v, struct vmm_opts *o)
+{
+	struct ccvm_run *run = ccvm_vcpu_run_state(v);
+	int r = vmm_run(v, o);
+
+	ck_assert_msg(r == 0, "run: %d (exit %u)", r, run->exit_reason);
+	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_DONE);
+}
+
+/* A guest that accepts and writes [gpa, gpa + n pages) with @salt, then syncs 1. */
+struct fill_arg {
+	uint64_t gpa;
+	uint64_t n;
+	uint32_t salt;
+};
+
+static void guest_accept_fill(struct ccvm_guest *g, void *arg)
+{
+	struct fill_arg *a = arg;
+	uint8_t buf[PG];
+	uint64_t i;
+
+	for (i = 0; i < a->n; i++) {
+		uint64_t gpa = a->gpa + i * PG;
+
+		CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, gpa, PG) == 0);
+		fill(buf, gpa, a->salt);
+		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, gpa, buf, PG) == 0);
+	}
+	ccvm_guest_sync(g, 1);
+	for (i = 0; i < a->n; i++) {
+		uint64_t gpa = a->gpa + i * PG;
+
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, gpa, buf, PG) == 0);
+		CCVM_GUEST_ASSERT(g, page_has(buf, gpa, a->salt));
+	}
+	ccvm_guest_sync(g, 2);
+}
+
+/* ------------------------------------------------------------------ */
+/* Invariant checkers                                                  */
+
+/*
+ * I10, I18, I29 over [gpa, gpa + n pages): a private mapping in the mirror
+ * root exists iff the S-EPT has a MAPPED or PENDING leaf there, with the
+ * same pfn, a 4K leaf, owned by the TD as a guest page in the PAMT; no
+ * leaf is left blocked while the TD runs.  Return: the leaves seen.
+ */
+static uint64_t check_sept_mirror(uint64_t gpa, uint64_t n)
+{
+	struct ccvm_tdx_td *td = ccvm_tdx_vm_td(T.vm);
+	uint64_t tdr = ccvm_tdx_td_tdr_pfn(td), i, leaves = 0;
+
+	for (i = 0; i < n; i++) {
+		uint64_t a = gpa + i * PG, mpfn = 0, st;
+		struct ccvm_tdx_sept_info info;
+		struct ccvm_tdx_pamt_info pi;
+		bool mirror, leaf;
+		int level = 0;
+
+		mirror = ccvm_vm_lookup_mapping(T.vm, a, &mpfn, &level) == 0;
+		st = ccvm_tdh_mem_sept_rd(td, a, CCVM_TDX_LEVEL_4K, &info);
+		CHECK(st == TDX_SUCCESS || TDX_STATUS_CLASS(st) == TDX_EPT_WALK_FAILED,
+			      "SEPT.RD %#" PRIx64 ": %s", a, ccvm_tdx_status_name(st));
+		leaf = st == TDX_SUCCESS && (info.state == CCVM_TDX_SEPT_MAPPED ||
+					     info.state == CCVM_TDX_SEPT_PENDING);
+		CHECK(!(st == TDX_SUCCESS &&
+				(info.state == CCVM_TDX_SEPT_BLOCKED ||
+				 info.state == CCVM_TDX_SEPT_PENDING_BLOCKED)),
+			      "gpa %#" PRIx64 " left blocked", a);
+		CHECK(mirror == leaf, "gpa %#" PRIx64 ": mirror %d, S-EPT state %u", a,
+			      mirror, st == TDX_SUCCESS ? info.state : 99);
+		if (!mirror)
+			continue;
+		leaves++;
+		CHECK(level == CCVM_LEVEL_4K, "gpa %#" PRIx64 ": level %d", a, level);
+		CHECK(info.pfn == mpfn, "gpa %#" PRIx64 ": S-EPT pfn %#" PRIx64 ", mirror %#"
+		      PRIx64, a, info.pfn, mpfn);
+		CHECK(ccvm_tdx_pamt_get(T.m, mpfn, &pi) == 0, "pamt_get");
+		CHECK(pi.type == CCVM_TDX_PT_REG && pi.owner == tdr,
+		      "pfn %#" PRIx64 ": PAMT type %u owner %#" PRIx64, mpfn, pi.type, pi.owner);
+		/* The shared alias never reaches the S-EPT (I29). */
+		st = ccvm_tdh_mem_sept_rd(td, a | T.sbit, CCVM_TDX_LEVEL_4K, &info);
+		CHECK(TDX_STATUS_CLASS(st) == TDX_OPERAND_INVALID, "SEPT.RD of the shared alias");
+	}
+	return leaves;
+}
+
+/* S-EPT pages reachable from the root for the 2M regions of [gpa, +size). */
+static uint64_t sept_pages_reachable(uint64_t gpa, uint64_t size, uint64_t *seen, size_t max)
+{
+	struct ccvm_tdx_td *td = ccvm_tdx_vm_td(T.vm);
+	size_t n = 0, k;
+	uint64_t a;
+	int level;
+
+	for (a = gpa; a < gpa + size; a += CCVM_HPAGE_2M_SIZE) {
+		for (level = CCVM_TDX_LEVEL_512G; level >= CCVM_TDX_LEVEL_2M; level--) {
+			struct ccvm_tdx_sept_info info;
+			uint64_t base = a & ~((PG << (9 * level)) - 1);
+			uint64_t st = ccvm_tdh_mem_sept_rd(td, base, level, &info);
+			bool dup = false;
+
+			if (st || info.state != CCVM_TDX_SEPT_NL_MAPPED)
+				break;
+			for (k = 0; k < n; k++)
+				dup |= seen[k] == info.pfn;
+			if (!dup && n < max)
+				seen[n++] = info.pfn;
+		}
+	}
+	return n;
+}
+
+/*
+ * The TD's PAMT census matches the KVM side: TDR, TDCS and vCPU pages,
+ * every S-EPT page reachable, and one guest page per mirror leaf (I10, I15,
+ * I18); the module's child count agrees.
+ */
+static void check_td_pages(uint64_t leaves, uint64_t ept_pages)
+{
+	struct ccvm_tdx_td *td = ccvm_tdx_vm_td(T.vm);
+	struct census c = pamt_census(ccvm_tdx_td_tdr_pfn(td));
+	uint64_t nv = ccvm_vm_nr_vcpus(T.vm);
+
+	ck_assert_uint_eq(c.by_type[CCVM_TDX_PT_TDR], 1);
+	ck_assert_uint_eq(c.by_type[CCVM_TDX_PT_TDCX], CCVM_TDX_NR_TDCS + nv * CCVM_TDX_NR_TDCX);
+	ck_assert_uint_eq(c.by_type[CCVM_TDX_PT_TDVPR], nv);
+	ck_assert_uint_eq(c.by_type[CCVM_TDX_PT_REG], leaves);
+	ck_assert_uint_eq(c.by_type[CCVM_TDX_PT_EPT], ept_pages);
+	ck_assert_uint_eq(ccvm_tdx_td_nr_children(td), c.total - 1);
+}
+
+/* The S-EPT, mirror and PAMT of the whole test layout agree. */
+static void check_invariants(void)
+{
+	uint64_t seen[64], leaves, ept;
+
+	leaves = check_sept_mirror(SLOT0_GPA, SLOT0_SIZE / PG);
+	ept = sept_pages_reachable(SLOT0_GPA, SLOT0_SIZE, seen, 64);
+	if (T.g[1] || T.shared[1]) {
+		leaves += check_sept_mirror(SLOT1_GPA, SLOT1_SIZE / PG);
+		ept = sept_pages_reachable(SLOT0_GPA, SLOT1_GPA + SLOT1_SIZE, seen, 64);
+	}
+	check_td_pages(leaves, ept);
+}
+
+/* ---- an event trace of the platform (I12-I15) ------------------------------ */
+
+#define TRACE_MAX	(1u << 18)
+
+struct evtrace {
+	pthread_mutex_t lock;
+	uint32_t n;
+	uint16_t ev[TRACE_MAX];
+	bool overflow;
+};
+
+static struct evtrace *TR;
+
+static void trace_cb(const struct ccvm_trace_record *rec, void *ctx)
+{
+	struct evtrace *t = ctx;
+
+	if (rec->kind != CCVM_TRACE_EVENT)
+		return;
+	switch (rec->id) {
+	case CCVM_EV_TDH_MEM_RANGE_BLOCK:
+	case CCVM_EV_TDH_MEM_TRACK:
+	case CCVM_EV_TDH_MEM_PAGE_REMOVE:
+	case CCVM_EV_TDH_PHYMEM_PAGE_WBINVD:
+	case CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM:
+	case CCVM_EV_TDH_VP_FLUSH:
+	case CCVM_EV_TDH_MNG_VPFLUSHDONE:
+	case CCVM_EV_TDH_PHYMEM_CACHE_WB:
+	case CCVM_EV_TDH_MNG_KEY_FREEID:
+	case CCVM_EV_TDH_MEM_PAGE_AUG:
+	case CCVM_EV_TDH_MEM_SEPT_ADD:
+	case CCVM_EV_IPI:
+	case CCVM_EV_PAGE_CLEAR:
+	case CCVM_EV_TDX_BUSY:
+		break;
+	default:
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (t->n < TRACE_MAX)
+		t->ev[t->n++] = (uint16_t)rec->id;
+	else
+		t->overflow = true;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void trace_start(void)
+{
+	TR = calloc(1, sizeof(*TR));
+	ck_assert_ptr_nonnull(TR);
+	pthread_mutex_init(&TR->lock, NULL);
+	ck_assert_int_eq(ccvm_platform_set_trace(T.p, trace_cb, TR), 0);
+}
+
+static void trace_stop(void)
+{
+	ck_assert_int_eq(ccvm_platform_set_trace(T.p, NULL, NULL), 0);
+	ck_assert(!TR->overflow);
+}
+
+static void trace_free(void)
+{
+	pthread_mutex_destroy(&TR->lock);
+	free(TR);
+	TR = NULL;
+}
+
+/*
+ * I12: every REMOVE follows a BLOCK, then a TRACK, then a kick (IPI) since
+ * the previous REMOVE, and is followed by WBINVD and a page clear before
+ * the next BLOCK.  Return: REMOVEs seen.
+ */
+static uint32_t check_removal_order(bool runnable)
+{
+	uint32_t i, removes = 0;
+	int stage = 0;		/* 0 none, 1 blocked, 2 tracked, 3 kicked */
+	int after = 0;		/* after a REMOVE: 1 wbinvd seen, 2 clear seen */
+	bool in_remove = false;
+
+	for (i = 0; i < TR->n; i++) {
+		switch (TR->ev[i]) {
+		case CCVM_EV_TDH_MEM_RANGE_BLOCK:
+			CHECK(!in_remove || after == 2,
+				      "BLOCK at %u before the last page was flushed and cleared", i);
+			in_remove = false;
+			stage = 1;
+			break;
+		case CCVM_EV_TDH_MEM_TRACK:
+			if (stage >= 1)
+				stage = 2;
+			break;
+		case CCVM_EV_IPI:
+			if (stage == 2)
+				stage = 3;
+			break;
+		case CCVM_EV_TDH_MEM_PAGE_REMOVE:
+			CHECK(stage == (runnable ? 3 : 1),
+				      "REMOVE at %u without BLOCK, TRACK, kick (stage %d)", i, stage);
+			removes++;
+			in_remove = true;
+			after = 0;
+			break;
+		case CCVM_EV_TDX_BUSY:
+			/* A refused REMOVE is tried again, still tracked. */
+			if (i && TR->ev[i - 1] == CCVM_EV_TDH_MEM_PAGE_REMOVE) {
+				removes--;
+				in_remove = false;
+			}
+			break;
+		case CCVM_EV_TDH_PHYMEM_PAGE_WBINVD:
+			if (in_remove && after == 0)
+				after = 1;
+			break;
+		case CCVM_EV_PAGE_CLEAR:
+			if (in_remove && after == 1) {
+				after = 2;
+				stage = 0;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	CHECK(!in_remove || after == 2, "last REMOVE not flushed and cleared");
+	return removes;
+}
+
+/*
+ * I13, I14: the HKID release runs VP.FLUSH, VPFLUSHDONE, CACHE.WB on every
+ * package, KEY.FREEID in that order; no RECLAIM before it and no BLOCK,
+ * TRACK, REMOVE or AUG after it; the only WBINVD after it is the TDR's.
+ */
+static void check_release_order(unsigned int nr_vcpus)
+{
+	uint32_t i, flushes = 0, wbs = 0, wbinvd_after = 0;
+	int64_t done = -1, freeid = -1;
+
+	for (i = 0; i < TR->n; i++) {
+		uint16_t e = TR->ev[i];
+
+		if (e == CCVM_EV_TDH_VP_FLUSH && done < 0)
+			flushes++;
+		if (e == CCVM_EV_TDH_MNG_VPFLUSHDONE) {
+			CHECK(done < 0, "second VPFLUSHDONE");
+			done = i;
+		}
+		if (e == CCVM_EV_TDH_PHYMEM_CACHE_WB) {
+			CHECK(done >= 0 && freeid < 0, "CACHE.WB at %u out of order", i);
+			wbs++;
+		}
+		if (e == CCVM_EV_TDH_MNG_KEY_FREEID) {
+			CHECK(done >= 0, "KEY.FREEID before VPFLUSHDONE");
+			freeid = i;
+		}
+		if (e == CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM)
+			CHECK(freeid >= 0, "RECLAIM at %u with the HKID held", i);
+		if (freeid >= 0)
+			CHECK(e != CCVM_EV_TDH_MEM_RANGE_BLOCK &&
+				      e != CCVM_EV_TDH_MEM_TRACK &&
+				      e != CCVM_EV_TDH_MEM_PAGE_REMOVE &&
+				      e != CCVM_EV_TDH_MEM_PAGE_AUG,
+				      "S-EPT change at %u after KEY.FREEID", i);
+		if (freeid >= 0 && e == CCVM_EV_TDH_PHYMEM_PAGE_WBINVD)
+			wbinvd_after++;
+	}
+	ck_assert_int_ge(freeid, 0);
+	ck_assert_uint_eq(flushes, nr_vcpus);
+	ck_assert_uint_eq(wbs, ccvm_tdx_nr_packages(T.m));
+	ck_assert_uint_eq(wbinvd_after, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* KVM_TDX_INIT_VM, HKIDs, vCPUs                                       */
+
+START_TEST(test_create_destroy)
+{
+	struct ccvm_tdx_td *td;
+	struct census c;
+	uint32_t pk = ccvm_tdx_nr_packages(T.m);
+	int err;
+
+	T.vm = td_vm_create(T.p, 48, &err);
+	ck_assert_int_eq(err, 0);
+	T.vm_open = true;
+	td = ccvm_tdx_vm_td(T.vm);
+	ck_assert_ptr_nonnull(td);
+	ck_assert(ccvm_tdx_hkid_assigned(T.vm));
+	ck_assert_int_eq(ccvm_tdx_td_lifecycle(td), CCVM_TDX_TD_KEYS_CONFIGURED);
+	ck_assert_int_eq(ccvm_tdx_td_op_state(td), CCVM_TDX_OP_INITIALIZED);
+	ck_assert_uint_eq(ccvm_tdx_td_shared_bit(td), ccvm_vm_shared_bit(T.vm));
+	ck_assert_uint_eq(ccvm_tdx_hkids_in_use(T.m), 1);
+	ck_assert_uint_eq(pk, 2);
+	c = pamt_census(ccvm_tdx_td_tdr_pfn(td));
+	ck_assert_uint_eq(c.by_type[CCVM_TDX_PT_TDR], 1);
+	ck_assert_uint_eq(c.by_type[CCVM_TDX_PT_TDCX], CCVM_TDX_NR_TDCS);
+	ck_assert_uint_eq(c.total, NR_CONTROL_TD);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MNG_CREATE), 1);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MNG_KEY_CONFIG), pk);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MNG_ADDCX), CCVM_TDX_NR_TDCS);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MNG_INIT), 1);
+	ck_assert_uint_eq(tu_free_pages(T.p), T.free0 - NR_CONTROL_TD);
+
+	trace_start();
+	close_vm();
+	trace_stop();
+	check_release_order(0);
+	trace_free();
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MNG_VPFLUSHDONE), 1);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_PHYMEM_CACHE_WB), pk);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MNG_KEY_FREEID), 1);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM), NR_CONTROL_TD);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_PHYMEM_PAGE_WBINVD), 1);
+	ck_assert_uint_eq(pev(CCVM_EV_TDX_ERROR), 0);
+	assert_clean();
+}
+END_TEST
+
+static const uint32_t gpa_bits_cases[] = { 36, 40, 47, 48, 51, 52 };
+
+START_TEST(test_create_gpa_bits)
+{
+	uint32_t bits = gpa_bits_cases[_i];
+	struct ccvm_vm *vm;
+	int err;
+
+	vm = td_vm_create(T.p, bits, &err);
+	if (bits != 48 && bits != 52) {
+		/* The S-EPT has 4 or 5 levels: nothing else is a TD. */
+		ck_assert_int_eq(err, -EINVAL);
+		assert_clean();
+		ck_assert_uint_eq(pev(CCVM_EV_TDH_MNG_CREATE), 0);
+		return;
+	}
+	ck_assert_int_eq(err, 0);
+	ck_assert_uint_eq(ccvm_vm_shared_bit(vm), 1ull << (bits - 1));
+	ck_assert_uint_eq(ccvm_tdx_td_shared_bit(ccvm_tdx_vm_td(vm)), 1ull << (bits - 1));
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	assert_clean();
+}
+END_TEST
+
+START_TEST(test_hkid_exhaustion)
+{
+	struct ccvm_vm *vm[3];
+	uint64_t free_before;
+	uint32_t hkid0;
+	int err;
+
+	ck_assert_int_eq(ccvm_platform_destroy(T.p), 0);
+	T.p = platform_new(2);
+	T.m = ccvm_tdx_module_of(T.p);
+	T.free0 = tu_free_pages(T.p);
+
+	vm[0] = td_vm_create(T.p, 48, &err);
+	ck_assert_int_eq(err, 0);
+	vm[1] = td_vm_create(T.p, 48, &err);
+	ck_assert_int_eq(err, 0);
+	hkid0 = ccvm_tdx_td_hkid(ccvm_tdx_vm_td(vm[0]));
+	ck_assert_uint_ne(hkid0, ccvm_tdx_td_hkid(ccvm_tdx_vm_td(vm[1])));
+	free_before = tu_free_pages(T.p);
+	ck_assert_ptr_null(td_vm_create(T.p, 48, &err));
+	ck_assert_int_eq(err, -ENOSPC);
+	/* Nothing taken by the refused one. */
+	ck_assert_uint_eq(tu_free_pages(T.p), free_before);
+	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(T.m), 2 * NR_CONTROL_TD);
+	ck_assert_uint_eq(ccvm_tdx_hkids_in_use(T.m), 2);
+
+	ck_assert_int_eq(ccvm_vm_close(vm[0]), 0);
+	vm[2] = td_vm_create(T.p, 48, &err);
+	ck_assert_int_eq(err, 0);
+	/* Reusable only after KEY.FREEID: it was. */
+	ck_assert_uint_eq(ccvm_tdx_td_hkid(ccvm_tdx_vm_td(vm[2])), hkid0);
+	ck_assert_int_eq(ccvm_vm_close(vm[1]), 0);
+	ck_assert_int_eq(ccvm_vm_close(vm[2]), 0);
+	assert_clean();
+}
+END_TEST
+
+/* Each INIT_VM leaf failing: the errno KVM gives, and nothing left behind. */
+static const struct {
+	unsigned int leaf;
+	uint64_t nth;
+	uint64_t status;
+	int err;
+} init_fail[] = {
+	{ CCVM_TDH_MNG_CREATE, 1, TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_KOT, -EBUSY },
+	{ CCVM_TDH_MNG_CREATE, 1, TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX, -EINVAL },
+	{ CCVM_TDH_MNG_KEY_CONFIG, 1, TDX_RND_NO_ENTROPY, -EAGAIN },
+	{ CCVM_TDH_MNG_KEY_CONFIG, 2, TDX_RND_NO_ENTROPY, -EAGAIN },
+	{ CCVM_TDH_MNG_ADDCX, 3, TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX, -EIO },
+	{ CCVM_TDH_MNG_INIT, 1, TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_ATTRIBUTES, -EINVAL },
+	{ CCVM_TDH_MNG_INIT, 1, TDX_RND_NO_ENTROPY, -EAGAIN },
+};
+
+START_TEST(test_init_unwind)
+{
+	struct ccvm_vm *vm;
+	int err;
+
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, init_fail[_i].leaf, init_fail[_i].nth,
+					 init_fail[_i].status, 1), 0);
+	vm = td_vm_create(T.p, 48, &err);
+	ck_assert_ptr_null(vm);
+	ck_assert_int_eq(err, init_fail[_i].err);
+	assert_clean();
+	/* Everything the TD got came back through the HKID release. */
+	if (init_fail[_i].leaf != CCVM_TDH_MNG_CREATE)
+		ck_assert_uint_eq(pev(CCVM_EV_TDH_MNG_KEY_FREEID), 1);
+	vm = td_vm_create(T.p, 48, &err);
+	ck_assert_int_eq(err, 0);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	assert_clean();
+}
+END_TEST
+
+START_TEST(test_vcpu_lifecycle)
+{
+	struct ccvm_vcpu *v = NULL;
+	struct ccvm_tdx_vp *vp;
+	uint64_t free_before;
+
+	td_build(2, false);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_VP_CREATE), 2);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_VP_ADDCX), 2 * CCVM_TDX_NR_TDCX);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_VP_INIT), 2);
+	vp = ccvm_tdx_vcpu_vp(T.v[1]);
+	ck_assert_ptr_nonnull(vp);
+	ck_assert(ccvm_tdx_vp_initialized(vp));
+	ck_assert_int_eq(ccvm_tdx_vp_cpu(vp), 1);
+
+	/* A failure halfway: pages the TD took wait for the HKID release. */
+	free_before = tu_free_pages(T.p);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_VP_ADDCX, 2,
+					 TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX, 1), 0);
+	ck_assert_int_eq(ccvm_vcpu_create(T.vm, 2, &v), -EIO);
+	ck_assert_uint_eq(tu_free_pages(T.p), free_before - 2);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_VP_CREATE, 1,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_TDR, 1), 0);
+	ck_assert_int_eq(ccvm_vcpu_create(T.vm, 2, &v), -EAGAIN);
+	ck_assert_uint_eq(tu_free_pages(T.p), free_before - 2);
+	ck_assert_int_eq(ccvm_vcpu_create(T.vm, 2, &T.v[2]), 0);
+	T.nr_v = 3;
+	ck_assert_int_eq(ccvm_vm_finalize(T.vm), 0);
+
+	trace_start();
+	close_all();
+	trace_stop();
+	check_release_order(3);
+	trace_free();
+	/* TDR, TDCS, three vCPUs and the two orphans. */
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM),
+			  NR_CONTROL_TD + 3 * NR_CONTROL_VCPU + 2);
+	assert_clean();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Launch: populate, measure, finalize                                 */
+
+static void guest_read_populated(struct ccvm_guest *g, void *arg)
+{
+	struct fill_arg *a = arg;
+	uint8_t buf[PG];
+	uint64_t i;
+
+	for (i = 0; i < a->n; i++) {
+		uint64_t gpa = a->gpa + i * PG;
+
+		/* PAGE.ADD pages are MAPPED: no accept, and accepting is an error. */
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, gpa, buf, PG) == 0);
+		CCVM_GUEST_ASSERT(g, page_has(buf, gpa, a->salt));
+		CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, gpa, PG) == -EEXIST);
+	}
+}
+
+START_TEST(test_populate_finalize)
+{
+	struct fill_arg a = { .gpa = 0x10000, .n = 8, .salt = 3 };
+	struct ccvm_tdx_td *td;
+	struct ccvm_run *run;
+	uint8_t *src, host[PG];
+	uint64_t m0, m1, m2, gpa, size, i, pfn;
+	int level;
+
+	td_build(1, false);
+	td = ccvm_tdx_vm_td(T.vm);
+	src = malloc(16 * PG);
+	ck_assert_ptr_nonnull(src);
+	for (i = 0; i < 16; i++)
+		fill(src + i * PG, a.gpa + i * PG, a.salt);
+
+	m0 = ccvm_tdx_td_measurement(td);
+	ck_assert_int_eq(ccvm_vm_populate(T.vm, a.gpa, src, 4 * PG, 0), 0);
+	m1 = ccvm_tdx_td_measurement(td);
+	ck_assert_uint_ne(m0, m1);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MR_EXTEND), 0);
+	ck_assert_int_eq(ccvm_vm_populate(T.vm, a.gpa + 4 * PG, src + 4 * PG, 4 * PG,
+					  CCVM_POPULATE_MEASURE), 0);
+	m2 = ccvm_tdx_td_measurement(td);
+	ck_assert_uint_ne(m1, m2);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_PAGE_ADD), 8);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MR_EXTEND), 4 * PG / 256);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_PAGE_AUG), 0);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_SEPT_ADD), 3);	/* 512G, 1G, 2M tables */
+
+	/* Launch rules. */
+	ck_assert_int_eq(ccvm_vm_populate(T.vm, a.gpa, src, PG, 0), -EEXIST);
+	ck_assert_int_eq(ccvm_vm_populate(T.vm, a.gpa | T.sbit, src, PG, 0), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_populate(T.vm, a.gpa + 1, src, PG, 0), -EINVAL);
+	gpa = 0x40000;
+	size = PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(T.v[0], &gpa, &size), -EOPNOTSUPP);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[0], guest_read_populated, &a), 0);
+	run = ccvm_vcpu_run_state(T.v[0]);
+	ck_assert_int_eq(ccvm_vcpu_run(T.v[0]), -EINVAL);	/* KVM_RUN needs RUNNABLE */
+	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_INTERNAL_ERROR);
+
+	/* MR.FINALIZE busy is the caller's to retry. */
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_MR_FINALIZE, 1,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_TDR, 1), 0);
+	ck_assert_int_eq(ccvm_vm_finalize(T.vm), -EBUSY);
+	ck_assert_int_eq(ccvm_tdx_td_op_state(td), CCVM_TDX_OP_INITIALIZED);
+	ck_assert_int_eq(ccvm_vm_finalize(T.vm), 0);
+	ck_assert_int_eq(ccvm_tdx_td_op_state(td), CCVM_TDX_OP_RUNNABLE);
+	ck_assert_int_eq(ccvm_vm_finalize(T.vm), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_populate(T.vm, 0x80000, src, PG, 0), -EINVAL);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_PAGE_ADD), 8);
+
+	expect_done(T.v[0], NULL);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_PAGE_AUG), 0);
+	check_invariants();
+
+	/* The host sees ciphertext: no byte of it is the plaintext. */
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(T.vm, a.gpa, &pfn, &level), 0);
+	ck_assert_int_eq(ccvm_host_read_phys(T.p, pfn, 0, host, PG), 0);
+	for (i = 0; i < PG; i++)
+		ck_assert_uint_ne(host[i], src[i]);
+	free(src);
+	close_all();
+	assert_clean();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Guest side: accept, #VE, MapGPA, conversions                        */
+
+static void guest_ve(struct ccvm_guest *g, void *arg)
+{
+	uint64_t gpa = *(uint64_t *)arg;
+	uint8_t buf[PG];
+
+	/* Never accepted: the access faults (AUG), then #VE on the pending page. */
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, gpa, buf, 8) == -EACCES);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, gpa, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, gpa, PG) == -EEXIST);
+	memset(buf, 0xff, sizeof(buf));
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, gpa, buf, PG) == 0);
+	CCVM_GUEST_ASSERT(g, page_zero(buf));
+	fill(buf, gpa, 9);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, gpa, buf, PG) == 0);
+	ccvm_guest_sync(g, 1);
+}
+
+START_TEST(test_accept_and_ve)
+{
+	uint64_t gpa = 0x23000, pfn;
+	struct ccvm_run *run;
+	uint8_t host[PG], plain[PG];
+	int level, i;
+
+	td_up(1, false);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[0], guest_ve, &gpa), 0);
+	run = ccvm_vcpu_run_state(T.v[0]);
+	ck_assert_int_eq(vmm_run(T.v[0], NULL), 0);
+	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_EXCEPTION);
+	ck_assert_uint_eq(run->exception.vector, CCVM_X86_VE_VECTOR);
+	ck_assert_uint_eq(run->exception.gpa, gpa);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_PAGE_AUG), 1);
+	check_invariants();
+	expect_sync(T.v[0], 1, NULL);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_PAGE_AUG), 1);
+	ck_assert_uint_ge(pev(CCVM_EV_TDG_MEM_PAGE_ACCEPT), 2);
+	check_invariants();
+
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(T.vm, gpa, &pfn, &level), 0);
+	ck_assert_int_eq(ccvm_host_read_phys(T.p, pfn, 0, host, PG), 0);
+	fill(plain, gpa, 9);
+	for (i = 0; i < (int)PG; i++)
+		ck_assert_uint_ne(host[i], plain[i]);
+	close_all();
+	assert_clean();
+}
+END_TEST
+
+#define CONV_GPA	0x180000ull	/* straddles a 2M boundary */
+#define CONV_SIZE	0x280000ull	/* 2.5 MiB: a 2M and a 512K MapGPA exit */
+
+static void guest_convert(struct ccvm_guest *g, void *arg)
+{
+	uint64_t s = ccvm_guest_shared_bit(g), i;
+	uint8_t buf[PG];
+
+	(void)arg;
+	for (i = 0; i < CONV_SIZE; i += PG) {
+		CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, CONV_GPA + i, PG) == 0);
+		fill(buf, CONV_GPA + i, 1);
+		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, CONV_GPA + i, buf, PG) == 0);
+	}
+	ccvm_guest_sync(g, 1);
+	/* To shared: the guest names the range by either alias. */
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, CONV_GPA | s, CONV_SIZE, false) == 0);
+	for (i = 0; i < CONV_SIZE; i += 64 * PG) {
+		fill(buf, CONV_GPA + i, 2);
+		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, (CONV_GPA + i) | s, buf, PG) == 0);
+	}
+	ccvm_guest_sync(g, 2);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, CONV_GPA, CONV_SIZE, true) == 0);
+	for (i = 0; i < CONV_SIZE; i += 64 * PG) {
+		/* Contents are gone: accept, then zeros. */
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, CONV_GPA + i, buf, 8) == -EACCES);
+		CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, CONV_GPA + i, PG) == 0);
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, CONV_GPA + i, buf, PG) == 0);
+		CCVM_GUEST_ASSERT(g, page_zero(buf));
+	}
+	ccvm_guest_sync(g, 3);
+}
+
+static void run_conversion(bool punch)
+{
+	struct vmm_opts o = { .punch = punch };
+	struct ccvm_run *run;
+	uint64_t pages = CONV_SIZE / PG, i, leaves, block0;
+	int r;
+
+	td_up(1, false);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[0], guest_convert, NULL), 0);
+	expect_sync(T.v[0], 1, &o);
+	leaves = check_sept_mirror(SLOT0_GPA, SLOT0_SIZE / PG);
+	ck_assert_uint_eq(leaves, pages);
+	block0 = pev(CCVM_EV_TDH_MEM_RANGE_BLOCK);
+	ck_assert_uint_eq(block0, 0);
+
+	trace_start();
+	expect_sync(T.v[0], 2, &o);
+	trace_stop();
+	ck_assert_uint_eq(check_removal_order(true), pages);
+	trace_free();
+	/* MapGPA: one exit per 2 MiB at most, gpa without the shared bit. */
+	ck_assert_int_eq(o.nr_hypercalls, 2);
+	ck_assert_uint_eq(o.hc_gpa[0], CONV_GPA);
+	ck_assert_uint_eq(o.hc_npages[0], CCVM_HPAGE_2M_SIZE / PG);
+	ck_assert_uint_eq(o.hc_attrs[0], CCVM_MAP_GPA_RANGE_DECRYPTED);
+	ck_assert_uint_eq(o.hc_gpa[1], CONV_GPA + CCVM_HPAGE_2M_SIZE);
+	ck_assert_uint_eq(o.hc_npages[1], (CONV_SIZE - CCVM_HPAGE_2M_SIZE) / PG);
+	/* Dynamic removal of every page, none left in the S-EPT. */
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_RANGE_BLOCK), pages);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_TRACK), pages);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_PAGE_REMOVE), pages);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_PHYMEM_PAGE_WBINVD), pages);
+	ck_assert_uint_eq(check_sept_mirror(SLOT0_GPA, SLOT0_SIZE / PG), 0);
+	/* The shared writes went to the VMM's memory. */
+	for (i = 0; i < CONV_SIZE; i += 64 * PG)
+		ck_assert(page_has(T.shared[0] + CONV_GPA + i, CONV_GPA + i, 2));
+	if (punch)
+		ck_assert_uint_eq(tu_gmem_info(T.g[0]).nr_pages, 0);
+	else
+		ck_assert_uint_eq(tu_gmem_info(T.g[0]).nr_pages, pages);
+
+	o.nr_hypercalls = 0;
+	o.punch = false;
+	run = ccvm_vcpu_run_state(T.v[0]);
+	for (i = 0; i < CONV_SIZE / (64 * PG); i++) {
+		r = vmm_run(T.v[0], &o);
+		ck_assert_int_eq(r, 0);
+		ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_EXCEPTION);
+		ck_assert_uint_eq(run->exception.vector, CCVM_X86_VE_VECTOR);
+	}
+	expect_sync(T.v[0], 3, &o);
+	ck_assert_int_eq(o.nr_hypercalls, 2);
+	ck_assert_uint_eq(o.hc_attrs[0], CCVM_MAP_GPA_RANGE_ENCRYPTED);
+	check_invariants();
+	close_all();
+	assert_clean();
+}
+
+START_TEST(test_conversion_punch)
+{
+	run_conversion(true);
+}
+END_TEST
+
+START_TEST(test_conversion_keep_backing)
+{
+	run_conversion(false);
+}
+END_TEST
+
+/* Private and shared aliases of one gfn are different memory (I29). */
+static void guest_aliases(struct ccvm_guest *g, void *arg)
+{
+	uint64_t s = ccvm_guest_shared_bit(g), gpa = 0x300000;
+	uint8_t buf[PG];
+
+	(void)arg;
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, gpa, PG) == 0);
+	fill(buf, gpa, 5);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, gpa, buf, PG) == 0);
+	/* The shared alias of a private gfn: a memory-fault exit, no conversion. */
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, gpa | s, buf, 8) == 0);
+	ccvm_guest_sync(g, 1);
+}
+
+START_TEST(test_shared_alias)
+{
+	struct ccvm_run *run;
+	uint64_t pfn = 0;
+	int level;
+
+	td_up(1, false);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[0], guest_aliases, NULL), 0);
+	run = ccvm_vcpu_run_state(T.v[0]);
+	ck_assert_int_eq(vmm_run(T.v[0], NULL), -EFAULT);
+	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_MEMORY_FAULT);
+	ck_assert_uint_eq(run->memory_fault.gpa, 0x300000);
+	ck_assert_uint_eq(run->memory_fault.flags, 0);
+	/* The VMM converts the page to shared: the private mapping goes. */
+	tu_set_attr(T.vm, 0x300000, PG, 0);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_PAGE_REMOVE), 1);
+	expect_sync(T.v[0], 1, NULL);
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(T.vm, 0x300000 | T.sbit, &pfn, &level), 0);
+	ck_assert_uint_eq(pfn, UINT64_MAX);	/* the VMM's memory, not a platform page */
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(T.vm, 0x300000, &pfn, &level), -ENOENT);
+	check_invariants();
+	close_all();
+	assert_clean();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Busy: injected at every leaf                                        */
+
+/* Map @n pages at @gpa from vCPU 0 (accepted, written) and park it. */
+static void guest_map_pages(uint64_t gpa, uint64_t n, struct fill_arg *a)
+{
+	a->gpa = gpa;
+	a->n = n;
+	a->salt = 7;
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[0], guest_accept_fill, a), 0);
+	expect_sync(T.v[0], 1, NULL);
+}
+
+START_TEST(test_busy_install)
+{
+	struct fill_arg a;
+	struct ccvm_stats st;
+	uint8_t src[2 * PG];
+
+	td_build(1, false);
+	/* PAGE.ADD busy: the populate map is retried, measured once. */
+	memset(src, 0x5a, sizeof(src));
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_MEM_PAGE_ADD, 1,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_TDR, 2), 0);
+	ck_assert_int_eq(ccvm_vm_populate(T.vm, 0, src, 2 * PG, CCVM_POPULATE_MEASURE), 0);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_PAGE_ADD), 4);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MR_EXTEND), 2 * PG / 256);
+	ck_assert_int_eq(ccvm_vm_finalize(T.vm), 0);
+
+	/* SEPT.ADD, AUG, ACCEPT and VP.ENTER busy: faults and entries retried. */
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_MEM_SEPT_ADD, 1,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_SEPT, 1), 0);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_MEM_PAGE_AUG, 1,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_RCX, 3), 0);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT, 2,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_RCX, 2), 0);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_VP_ENTER, 1,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_TD_EPOCH, 3), 0);
+	guest_map_pages(0x200000, 4, &a);	/* a new 2M region: SEPT.ADD */
+	expect_sync(T.v[0], 2, NULL);
+	st = tu_pstats(T.p);
+	ck_assert(!ccvm_vm_is_bugged(T.vm));
+	ck_assert_uint_eq(st.events[CCVM_EV_TDX_BUSY], 2 + 1 + 3 + 2 + 3);
+	ck_assert_uint_eq(st.events[CCVM_EV_TDH_MEM_PAGE_AUG], 4 + 3);
+	ck_assert_uint_ge(st.events[CCVM_EV_FAULT_RETRY], 4);
+	ck_assert_uint_eq(st.op_errors[CCVM_OPI_set_private_spte], 2 + 3);
+	ck_assert_uint_eq(st.op_errors[CCVM_OPI_link_private_spt], 1);
+	check_invariants();
+	close_all();
+	assert_clean();
+}
+END_TEST
+
+static const unsigned int removal_leaves[] = {
+	CCVM_TDH_MEM_RANGE_BLOCK, CCVM_TDH_MEM_TRACK, CCVM_TDH_MEM_PAGE_REMOVE,
+};
+
+static enum ccvm_event leaf_event(unsigned int leaf)
+{
+	switch (leaf) {
+	case CCVM_TDH_MEM_RANGE_BLOCK:
+		return CCVM_EV_TDH_MEM_RANGE_BLOCK;
+	case CCVM_TDH_MEM_TRACK:
+		return CCVM_EV_TDH_MEM_TRACK;
+	default:
+		return CCVM_EV_TDH_MEM_PAGE_REMOVE;
+	}
+}
+
+/* One busy answer: the second try, after blocking entry and a kick, works. */
+START_TEST(test_busy_removal_once)
+{
+	unsigned int leaf = removal_leaves[_i % 3];
+	uint64_t status = _i == 3 ? TDX_PREVIOUS_TLB_EPOCH_BUSY
+				  : TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_SEPT;
+	struct fill_arg a;
+	uint64_t ipi0;
+
+	if (_i == 3)
+		leaf = CCVM_TDH_MEM_TRACK;
+	td_up(1, false);
+	guest_map_pages(0x10000, 4, &a);
+	ipi0 = pev(CCVM_EV_IPI);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, leaf, 2, status, 1), 0);
+	trace_start();
+	tu_set_attr(T.vm, 0x10000, 4 * PG, 0);
+	trace_stop();
+	ck_assert_uint_eq(check_removal_order(true), 4);
+	trace_free();
+	ck_assert(!ccvm_vm_is_bugged(T.vm));
+	ck_assert_uint_eq(pev(leaf_event(leaf)), 4 + 1);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_PAGE_REMOVE), leaf == CCVM_TDH_MEM_PAGE_REMOVE ? 5 : 4);
+	/* One kick per TRACK, one more for the retry. */
+	ck_assert_uint_eq(pev(CCVM_EV_IPI) - ipi0, 4 + 1);
+	ck_assert_int_eq(atomic_load(&T.vm->entry_blocked), 0);
+	ck_assert_uint_eq(check_sept_mirror(0x10000, 4), 0);
+	check_invariants();
+	close_all();
+	assert_clean();
+}
+END_TEST
+
+static void guest_after_bug(struct ccvm_guest *g, void *arg)
+{
+	(void)arg;
+	ccvm_guest_sync(g, 3);
+}
+
+/* Busy twice: the VM is bugged, runs fail, teardown still takes everything. */
+START_TEST(test_busy_removal_twice)
+{
+	unsigned int leaf = removal_leaves[_i];
+	struct fill_arg a;
+	struct ccvm_run *run;
+	uint64_t leaves;
+
+	td_up(2, false);
+	guest_map_pages(0x10000, 8, &a);
+	leaves = check_sept_mirror(SLOT0_GPA, SLOT0_SIZE / PG);
+	ck_assert_uint_eq(leaves, 8);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, leaf, 1,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_SEPT, 2), 0);
+	ccvm_vm_set_memory_attributes(T.vm, 0x10000, PG, 0, 0);
+	ck_assert(ccvm_vm_is_bugged(T.vm));
+	ck_assert_uint_eq(pev(leaf_event(leaf)), 2);
+	ck_assert_int_eq(atomic_load(&T.vm->entry_blocked), 0);
+	/* -EIO for everything but teardown. */
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(T.vm, 0x20000, PG, 0, 0), -EIO);
+	ck_assert_int_eq(ccvm_vcpu_run(T.v[0]), -EIO);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[1], guest_after_bug, NULL), 0);
+	ck_assert_int_eq(ccvm_vcpu_run(T.v[1]), -EIO);
+	run = ccvm_vcpu_run_state(T.v[1]);
+	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_INTERNAL_ERROR);
+
+	close_all();
+	/* The page whose removal failed stays leaked; the PAMT let go of it. */
+	ck_assert_uint_eq(tu_pstats(T.p).leaked_pages, 1);
+	ck_assert_uint_eq(tu_free_pages(T.p), T.free0 - 1);
+	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(T.m), 0);
+	ck_assert_uint_eq(ccvm_tdx_hkids_in_use(T.m), 0);
+	/* The other 7 went by RECLAIM after the release, not by BLOCK. */
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_RANGE_BLOCK), leaf == CCVM_TDH_MEM_RANGE_BLOCK ? 2 : 1);
+}
+END_TEST
+
+/* VP.ENTER busy for good: run ends with an error exit, not a hang. */
+static void guest_sync_twice(struct ccvm_guest *g, void *arg)
+{
+	(void)arg;
+	ccvm_guest_sync(g, 1);
+	ccvm_guest_sync(g, 2);
+}
+
+START_TEST(test_busy_entry_forever)
+{
+	struct ccvm_run *run;
+
+	td_up(1, false);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[0], guest_sync_twice, NULL), 0);
+	expect_sync(T.v[0], 1, NULL);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_VP_ENTER, 0,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_TD_EPOCH, 0), 0);
+	run = ccvm_vcpu_run_state(T.v[0]);
+	ck_assert_int_eq(ccvm_vcpu_run(T.v[0]), -EIO);
+	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_INTERNAL_ERROR);
+	ck_assert_int_eq(run->internal.error, -EBUSY);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_VP_ENTER, 0, 0, 0), 0);
+	expect_sync(T.v[0], 2, NULL);
+	close_all();
+	assert_clean();
+}
+END_TEST
+
+/* A guest faulting on one GPA without progress: an error exit past the bound. */
+START_TEST(test_fault_retry_bound)
+{
+	struct fill_arg a = { .gpa = 0x40000, .n = 1, .salt = 4 };
+	struct ccvm_run *run;
+
+	td_up(1, false);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_MEM_PAGE_AUG, 0,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_RCX, 0), 0);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[0], guest_accept_fill, &a), 0);
+	run = ccvm_vcpu_run_state(T.v[0]);
+	ck_assert_int_eq(ccvm_vcpu_run(T.v[0]), -EIO);
+	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_INTERNAL_ERROR);
+	ck_assert_int_eq(run->internal.error, -EBUSY);
+	ck_assert_uint_ge(pev(CCVM_EV_FAULT_RETRY), CCVM_FAULT_RETRY_LIMIT);
+	ck_assert(!ccvm_vm_is_bugged(T.vm));
+	check_invariants();
+	/* Once the module stops refusing, the same access completes. */
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_MEM_PAGE_AUG, 0, 0, 0), 0);
+	expect_sync(T.v[0], 1, NULL);
+	expect_sync(T.v[0], 2, NULL);
+	close_all();
+	assert_clean();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Real contention: vCPU threads faulting and accepting the same pages */
+
+#define CONC_GPA	0x100000ull
+#define CONC_PAGES	64u
+#define CONC_MAX_ROUNDS	400
+
+struct conc {
+	int nr;
+	pthread_barrier_t bar;
+	_Atomic bool stop;
+	_Atomic int failures;
+	/* a spinning barrier for guest code: vCPUs in step, page by page */
+	_Atomic uint32_t arrived;
+	_Atomic uint32_t phase;
+};
+
+struct conc_vcpu {
+	struct conc *c;
+	int id;
+};
+
+static void guest_barrier(struct conc *c)
+{
+	uint32_t phase = atomic_load(&c->phase);
+
+	if (atomic_fetch_add(&c->arrived, 1) + 1 == (uint32_t)c->nr) {
+		atomic_store(&c->arrived, 0);
+		atomic_fetch_add(&c->phase, 1);
+		return;
+	}
+	while (atomic_load(&c->phase) == phase)
+		sched_yield();
+}
+
+static void guest_conc(struct ccvm_guest *g, void *arg)
+{
+	struct conc_vcpu *cv = arg;
+	uint32_t id = ccvm_guest_vcpu_id(g), round;
+	uint8_t buf[PG];
+	uint64_t i;
+	int r;
+
+	for (round = 0;; round++) {
+		/*
+		 * Every vCPU accepts every page, all at once: one faults it in
+		 * (AUG) while the others fault, find it frozen, or find the
+		 * S-EPT entry locked by the AUG or by each other's ACCEPT.
+		 */
+		for (i = 0; i < CONC_PAGES; i++) {
+			guest_barrier(cv->c);
+			r = ccvm_guest_accept(g, CONC_GPA + i * PG, PG);
+			CCVM_GUEST_ASSERT(g, r == 0 || r == -EEXIST);
+		}
+		for (i = id; i < CONC_PAGES; i += (uint64_t)cv->c->nr) {
+			fill(buf, CONC_GPA + i * PG, round);
+			CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, CONC_GPA + i * PG, buf, PG) == 0);
+		}
+		ccvm_guest_sync(g, 1);
+		for (i = 0; i < CONC_PAGES; i++) {
+			CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, CONC_GPA + i * PG, buf, PG) == 0);
+			CCVM_GUEST_ASSERT(g, page_has(buf, CONC_GPA + i * PG, round));
+		}
+		ccvm_guest_sync(g, 2);
+	}
+}
+
+static bool run_to_sync(struct ccvm_vcpu *v, uint64_t value)
+{
+	struct ccvm_run *run = ccvm_vcpu_run_state(v);
+
+	return ccvm_vcpu_run(v) == 0 && run->exit_reason == CCVM_EXIT_SYNC &&
+	       run->sync.value == value;
+}
+
+static void *conc_thread(void *arg)
+{
+	struct conc_vcpu *cv = arg;
+	struct conc *c = cv->c;
+
+	for (;;) {
+		if (!run_to_sync(T.v[cv->id], 1))
+			atomic_fetch_add(&c->failures, 1);
+		pthread_barrier_wait(&c->bar);		/* everybody wrote */
+		if (!run_to_sync(T.v[cv->id], 2))
+			atomic_fetch_add(&c->failures, 1);
+		pthread_barrier_wait(&c->bar);		/* everybody checked */
+		pthread_barrier_wait(&c->bar);		/* the VMM converted */
+		if (atomic_load(&c->stop))
+			return NULL;
+	}
+}
+
+START_TEST(test_concurrent_faults)
+{
+	struct conc c = { .nr = 2 + (int)(_i % 3) };
+	struct conc_vcpu cv[MAX_VCPUS];
+	pthread_t th[MAX_VCPUS];
+	uint64_t busy = 0;
+	int i, round;
+
+	td_up(c.nr, false);
+	/* Leaves as slow as real ones: contention even on one free core. */
+	ck_assert_int_eq(ccvm_tdx_set_entry_lock_yields(T.m, _i < 3 ? 1 : 0), 0);
+	pthread_barrier_init(&c.bar, NULL, (unsigned int)c.nr + 1);
+	for (i = 0; i < c.nr; i++) {
+		cv[i] = (struct conc_vcpu){ .c = &c, .id = i };
+		ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[i], guest_conc, &cv[i]), 0);
+		ck_assert_int_eq(pthread_create(&th[i], NULL, conc_thread, &cv[i]), 0);
+	}
+	for (round = 0;; round++) {
+		pthread_barrier_wait(&c.bar);
+		pthread_barrier_wait(&c.bar);
+		/* Every page is the guests' again only through AUG and ACCEPT. */
+		tu_set_attr(T.vm, CONC_GPA, CONC_PAGES * PG, 0);
+		tu_set_attr(T.vm, CONC_GPA, CONC_PAGES * PG, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+		busy = pev(CCVM_EV_TDX_BUSY);
+		if ((busy && round >= 2) || round >= CONC_MAX_ROUNDS ||
+		    atomic_load(&c.failures))
+			atomic_store(&c.stop, true);
+		pthread_barrier_wait(&c.bar);
+		if (atomic_load(&c.stop))
+			break;
+	}
+	for (i = 0; i < c.nr; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&c.bar);
+	ck_assert_int_eq(atomic_load(&c.failures), 0);
+	/* Contention happened for real, and every busy resolved. */
+	if (_i < 3)
+		ck_assert_uint_gt(busy, 0);
+	ck_assert(!ccvm_vm_is_bugged(T.vm));
+	ck_assert_uint_eq(pev(CCVM_EV_TDX_ERROR), 0);
+	/* One AUG that worked per page and round; the others answered busy. */
+	ck_assert_uint_ge(pev(CCVM_EV_TDH_MEM_PAGE_AUG), (uint64_t)(round + 1) * CONC_PAGES);
+	check_invariants();
+	close_all();
+	assert_clean();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* fd-close orders: which teardown path runs, and nothing leaks        */
+
+enum close_mode { MODE_DYNAMIC, MODE_DEFER, MODE_TERMINATE, NR_MODES };
+#define NR_ITEMS	5	/* gmem 0, gmem 1, vCPU 0, vCPU 1, the VM handle */
+#define NR_PERMS	120
+
+static void perm_of(unsigned int k, int out[NR_ITEMS])
+{
+	int items[NR_ITEMS] = { 0, 1, 2, 3, 4 }, n = NR_ITEMS, i, j;
+
+	for (i = 0; i < NR_ITEMS; i++) {
+		unsigned int f = 1;
+
+		for (j = 2; j < n; j++)
+			f *= (unsigned int)j;
+		j = (int)(k / f);
+		k %= f;
+		out[i] = items[j];
+		memmove(items + j, items + j + 1, (size_t)(n - j - 1) * sizeof(int));
+		n--;
+	}
+}
+
+static void close_order_one(enum close_mode mode, unsigned int perm)
+{
+	struct fill_arg a0 = { .gpa = 0x20000, .n = 24, .salt = 1 };
+	struct fill_arg a1 = { .gpa = SLOT1_GPA + 0x1000, .n = 16, .salt = 2 };
+	uint64_t seen[64], leaves, ept, block0, reclaim0;
+	uint8_t src[4 * PG];
+	int order[NR_ITEMS], i;
+
+	td_build(2, true);
+	memset(src, 0x33, sizeof(src));
+	ck_assert_int_eq(ccvm_vm_populate(T.vm, 0, src, sizeof(src), 0), 0);
+	ck_assert_int_eq(ccvm_vm_finalize(T.vm), 0);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[0], guest_accept_fill, &a0), 0);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[1], guest_accept_fill, &a1), 0);
+	expect_sync(T.v[0], 1, NULL);
+	expect_sync(T.v[1], 1, NULL);
+	leaves = check_sept_mirror(SLOT0_GPA, SLOT0_SIZE / PG) +
+		 check_sept_mirror(SLOT1_GPA, SLOT1_SIZE / PG);
+	ck_assert_uint_eq(leaves, 4 + 24 + 16);
+	ept = sept_pages_reachable(SLOT0_GPA, SLOT1_GPA + SLOT1_SIZE, seen, 64);
+	check_td_pages(leaves, ept);
+
+	if (mode == MODE_DEFER)
+		ck_assert_int_eq(ccvm_tdx_set_defer_removal(T.vm, true), 0);
+	if (mode == MODE_TERMINATE) {
+		ck_assert_int_eq(ccvm_vm_terminate(T.vm), 0);
+		ck_assert(!ccvm_tdx_hkid_assigned(T.vm));
+		ck_assert_int_eq(ccvm_vcpu_run(T.v[0]), -EIO);
+	}
+	block0 = pev(CCVM_EV_TDH_MEM_RANGE_BLOCK);
+	reclaim0 = pev(CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM);
+	perm_of(perm, order);
+	for (i = 0; i < NR_ITEMS; i++) {
+		switch (order[i]) {
+		case 0:
+		case 1:
+			close_gmem(order[i]);
+			break;
+		case 2:
+		case 3:
+			close_vcpu(order[i] - 2);
+			break;
+		default:
+			close_vm();
+			break;
+		}
+	}
+	if (mode == MODE_DYNAMIC) {
+		/* The gmem files keep the VM, so its HKID, until they are gone. */
+		ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_RANGE_BLOCK) - block0, leaves);
+		ck_assert_uint_eq(pev(CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM) - reclaim0,
+				  NR_CONTROL_TD + 2 * NR_CONTROL_VCPU + ept);
+	} else {
+		ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_RANGE_BLOCK) - block0, 0);
+		ck_assert_uint_eq(pev(CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM) - reclaim0,
+				  leaves + NR_CONTROL_TD + 2 * NR_CONTROL_VCPU + ept);
+	}
+	assert_clean();
+	for (i = 0; i < 2; i++) {
+		free(T.shared[i]);
+		T.shared[i] = NULL;
+	}
+	T.nr_v = 0;
+}
+
+START_TEST(test_close_orders)
+{
+	unsigned int perm;
+
+	for (perm = 0; perm < NR_PERMS; perm++)
+		close_order_one((enum close_mode)_i, perm);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MNG_KEY_FREEID), NR_PERMS);
+	ck_assert_uint_eq(pev(CCVM_EV_KEYID_FREE), NR_PERMS);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Terminate, deferral, HKID release failures                          */
+
+static void guest_spin(struct ccvm_guest *g, void *arg)
+{
+	_Atomic bool *started = arg;
+	uint8_t buf[8];
+
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, 0x50000, PG) == 0);
+	atomic_store(started, true);
+	/* Until the TD is gone under it. */
+	while (ccvm_guest_read(g, 0x50000, buf, sizeof(buf)) == 0)
+		;
+}
+
+struct spin_run {
+	struct ccvm_vcpu *v;
+	int ret;
+};
+
+static void *spin_thread(void *arg)
+{
+	struct spin_run *sr = arg;
+
+	sr->ret = ccvm_vcpu_run(sr->v);
+	return NULL;
+}
+
+START_TEST(test_terminate)
+{
+	struct fill_arg a = { .gpa = 0x10000, .n = 16, .salt = 8 };
+	_Atomic bool started = false;
+	struct spin_run sr;
+	struct ccvm_vcpu *v;
+	uint64_t leaves, reclaim0;
+	pthread_t th;
+
+	td_up(2, false);
+	guest_map_pages(a.gpa, a.n, &a);
+	/* vCPU 1 runs in the guest on its own thread while the TD is terminated. */
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[1], guest_spin, &started), 0);
+	sr = (struct spin_run){ .v = T.v[1] };
+	ck_assert_int_eq(pthread_create(&th, NULL, spin_thread, &sr), 0);
+	while (!atomic_load(&started))
+		sched_yield();
+	leaves = check_sept_mirror(SLOT0_GPA, SLOT0_SIZE / PG);
+	ck_assert_uint_eq(leaves, 17);
+
+	trace_start();
+	ck_assert_int_eq(ccvm_vm_terminate(T.vm), 0);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(sr.ret, -EIO);
+	ck_assert(ccvm_vm_is_dead(T.vm));
+	ck_assert(!ccvm_vm_is_bugged(T.vm));
+	ck_assert(!ccvm_tdx_hkid_assigned(T.vm));
+	ck_assert_int_eq(ccvm_tdx_td_lifecycle(ccvm_tdx_vm_td(T.vm)), CCVM_TDX_TD_TEARDOWN);
+	ck_assert_uint_eq(ccvm_tdx_hkids_in_use(T.m), 0);
+	ck_assert_int_eq(ccvm_vm_terminate(T.vm), -EINVAL);
+	ck_assert_int_eq(ccvm_vcpu_run(T.v[0]), -EIO);
+	ck_assert_int_eq(ccvm_vcpu_create(T.vm, 5, &v), -EIO);
+
+	/* The gmem release now takes every page by RECLAIM. */
+	reclaim0 = pev(CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM);
+	close_gmem(0);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM) - reclaim0, leaves);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_RANGE_BLOCK), 0);
+	close_all();
+	trace_stop();
+	check_release_order(2);
+	trace_free();
+	assert_clean();
+}
+END_TEST
+
+/* At most 64 inodes per TD are pinned; the 65th is zapped at once. */
+START_TEST(test_defer_limit)
+{
+	enum { NR = CCVM_TDX_MAX_GMEM_INODES + 1 };
+	struct ccvm_gmem *g[NR];
+	uint64_t gpa, size, block0, reclaim0, seen[64], ept;
+	int i;
+
+	td_up(1, false);
+	ck_assert_int_eq(ccvm_tdx_set_defer_removal(T.vm, true), 0);
+	for (i = 0; i < NR; i++) {
+		g[i] = tu_gmem(T.vm, 2 * PG, 0);
+		gpa = 16 * MIB + (uint64_t)i * 2 * PG;
+		tu_gmem_slot(T.vm, (uint32_t)(10 + i), gpa, 2 * PG, g[i], 0);
+		tu_set_attr(T.vm, gpa, 2 * PG, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+		size = 2 * PG;
+		ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(T.v[0], &gpa, &size), 0);
+		ck_assert_uint_eq(size, 0);
+	}
+	ck_assert_uint_eq(check_sept_mirror(16 * MIB, 2 * NR), 2 * NR);
+	ept = sept_pages_reachable(16 * MIB, 2 * MIB, seen, 64);
+	ck_assert_uint_eq(ept, 3);
+	block0 = pev(CCVM_EV_TDH_MEM_RANGE_BLOCK);
+	for (i = 0; i < NR; i++)
+		ck_assert_int_eq(ccvm_gmem_close(g[i]), 0);
+	ck_assert_uint_eq(ccvm_tdx_nr_deferred(T.vm), CCVM_TDX_MAX_GMEM_INODES);
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_RANGE_BLOCK) - block0, 2);
+	/* The deferred pages stay mapped until the HKID is gone. */
+	ck_assert_uint_eq(check_sept_mirror(16 * MIB, 2 * NR), 2 * (NR - 1));
+	reclaim0 = pev(CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM);
+	close_all();
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM) - reclaim0,
+			  2 * (NR - 1) + NR_CONTROL_TD + NR_CONTROL_VCPU + ept);
+	assert_clean();
+}
+END_TEST
+
+/* VP.FLUSH fails: VPFLUSHDONE refuses, the HKID and the TD's pages leak. */
+START_TEST(test_hkid_release_failure)
+{
+	struct fill_arg a;
+	struct ccvm_stats st;
+	struct ccvm_vm *vm2;
+	uint64_t assigned;
+	int err;
+
+	td_up(1, false);
+	guest_map_pages(0x10000, 4, &a);
+	assigned = ccvm_tdx_pamt_nr_assigned(T.m);
+	ck_assert_int_eq(ccvm_tdx_set_defer_removal(T.vm, true), 0);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_VP_FLUSH, 0,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_TDVPR, 0), 0);
+	close_all();
+	st = tu_pstats(T.p);
+	ck_assert_uint_eq(st.events[CCVM_EV_KEYID_LEAK], 1);
+	ck_assert_uint_eq(st.events[CCVM_EV_TDH_MNG_KEY_FREEID], 0);
+	ck_assert_uint_eq(st.events[CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM], 0);
+	/* Every page the TD owned is lost for good, and counted. */
+	ck_assert_uint_eq(st.leaked_pages, assigned);
+	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(T.m), assigned);
+	ck_assert_uint_eq(ccvm_tdx_hkids_in_use(T.m), 1);
+	ck_assert_uint_eq(st.free_pages + assigned, T.free0);
+	/* Another TD still gets another HKID. */
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_VP_FLUSH, 0, 0, 0), 0);
+	vm2 = td_vm_create(T.p, 48, &err);
+	ck_assert_int_eq(err, 0);
+	ck_assert_int_eq(ccvm_vm_close(vm2), 0);
+	ck_assert_uint_eq(ccvm_tdx_hkids_in_use(T.m), 1);
+}
+END_TEST
+
+START_TEST(test_cache_wb_resumable)
+{
+	ck_assert_int_eq(ccvm_tdx_set_cache_wb_steps(T.m, 3), 0);
+	td_up(2, false);
+	close_all();
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_PHYMEM_CACHE_WB), 3 * ccvm_tdx_nr_packages(T.m));
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MNG_KEY_FREEID), 1);
+	assert_clean();
+}
+END_TEST
+
+/* A removal refused twice at teardown: RECLAIM fails, the page leaks (I18). */
+START_TEST(test_reclaim_failure_leaks)
+{
+	struct fill_arg a;
+
+	td_up(1, false);
+	guest_map_pages(0x10000, 4, &a);
+	ck_assert_int_eq(ccvm_vm_terminate(T.vm), 0);
+	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_PHYMEM_PAGE_RECLAIM, 2,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_RCX, 1), 0);
+	close_all();
+	/* The page stays leaked; the TD let go of it at its last reclaim pass. */
+	ck_assert_uint_eq(tu_pstats(T.p).leaked_pages, 1);
+	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(T.m), 0);
+	ck_assert_uint_eq(ccvm_tdx_hkids_in_use(T.m), 0);
+	ck_assert_uint_eq(tu_free_pages(T.p), T.free0 - 1);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Memslot generation wrap (I28)                                       */
+
+struct root_census {
+	int mirror, direct_valid, direct_invalid;
+	struct ccvm_root *mirror_root;
+	long mirror_refs;
+};
+
+static struct root_census roots_of(struct ccvm_vm *vm)
+{
+	struct root_census c = { 0 };
+	struct ccvm_root *r;
+
+	pthread_rwlock_rdlock(&vm->mmu_lock);
+	for (r = vm->mmu.roots; r; r = r->next) {
+		if (r->mirror) {
+			c.mirror++;
+			c.mirror_root = r;
+			c.mirror_refs = atomic_load(&r->refcount);
+			ck_assert(!atomic_load(&r->invalid));
+		} else if (atomic_load(&r->invalid)) {
+			c.direct_invalid++;
+		} else {
+			c.direct_valid++;
+		}
+	}
+	pthread_rwlock_unlock(&vm->mmu_lock);
+	return c;
+}
+
+START_TEST(test_generation_wrap)
+{
+	enum { WRAPS = 3000 };
+	uint8_t *extra = aligned_alloc(PG, 16 * PG);
+	struct root_census c;
+	struct ccvm_root *m0;
+	uint64_t gpa, size, fast0;
+	int i;
+
+	ck_assert_ptr_nonnull(extra);
+	td_up(2, false);
+	tu_set_attr(T.vm, 3 * MIB, MIB, 0);	/* shared pages for the direct root */
+	gpa = 0;
+	size = PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(T.v[0], &gpa, &size), 0);
+	gpa = 3 * MIB;
+	size = PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(T.v[1], &gpa, &size), 0);
+	c = roots_of(T.vm);
+	ck_assert_int_eq(c.mirror, 1);
+	m0 = c.mirror_root;
+	fast0 = pev(CCVM_EV_FAST_ZAP);
+
+	for (i = 0; i < WRAPS; i++) {
+		struct ccvm_vcpu *v = T.v[i & 1];
+
+		ck_assert_int_eq(ccvm_vm_force_generation_wrap(T.vm), 0);
+		tu_plain_slot(T.vm, 5, 64 * MIB, 16 * PG, extra);
+		ck_assert_uint_eq(ccvm_vm_memslot_generation(T.vm), 0);
+		/* A private and a shared fault between the updates. */
+		gpa = (uint64_t)(i % 512) * PG;
+		size = PG;
+		ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(v, &gpa, &size), 0);
+		gpa = 3 * MIB + (uint64_t)(i % 256) * PG;
+		size = PG;
+		ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(v, &gpa, &size), 0);
+		ck_assert_int_eq(tu_region(T.vm, 5, 0, 64 * MIB, 0, NULL, NULL, 0), 0);
+
+		c = roots_of(T.vm);
+		/* One mirror root, the same, held by the MMU and both vCPUs. */
+		ck_assert_int_eq(c.mirror, 1);
+		ck_assert_ptr_eq(c.mirror_root, m0);
+		ck_assert_int_eq(c.mirror_refs, 3);
+		ck_assert_ptr_eq(T.v[0]->mirror_root, m0);
+		ck_assert_ptr_eq(T.v[1]->mirror_root, m0);
+		ck_assert_int_le(c.direct_valid, 1);
+		/* An invalid direct root lives only while the other vCPU holds it. */
+		ck_assert_int_le(c.direct_invalid, 1);
+	}
+	ck_assert_uint_eq(pev(CCVM_EV_FAST_ZAP) - fast0, WRAPS);
+	ck_assert(!ccvm_vm_is_bugged(T.vm));
+	check_invariants();
+	close_all();
+	ck_assert_uint_eq(pev(CCVM_EV_ROOT_ALLOC), pev(CCVM_EV_ROOT_FREE));
+	assert_clean();
+	free(extra);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Hooks called directly, host writes, model memory                    */
+
+extern const struct ccvm_backend_ops ccvm_tdx_backend_ops;
+
+START_TEST(test_hooks_refuse_misuse)
+{
+	const struct ccvm_backend_ops *ops = &ccvm_tdx_backend_ops;
+	uint64_t pfn;
+	int err;
+
+	/* An S-EPT page freed while the HKID is held (I15). */
+	td_up(1, false);
+	ck_assert_int_eq(ccvm_page_alloc(T.p, &pfn), 0);
+	ck_assert_int_eq(ops->free_private_spt(T.vm, 0, 2, pfn), -EINVAL);
+	ck_assert(ccvm_vm_is_bugged(T.vm));
+	close_all();
+	ccvm_page_free(T.p, pfn);
+	assert_clean();
+
+	/* A gfn with the shared bit never reaches the S-EPT (I29). */
+	T.vm = td_vm_create(T.p, 48, &err);
+	ck_assert_int_eq(err, 0);
+	T.vm_open = true;
+	ck_assert_int_eq(ops->set_private_spte(T.vm, (1ull << 47) >> 12, CCVM_LEVEL_4K, 1),
+			 -EINVAL);
+	ck_assert(ccvm_vm_is_bugged(T.vm));
+	close_vm();
+	assert_clean();
+
+	/* Private leaves are 4K only (I8). */
+	T.vm = td_vm_create(T.p, 48, &err);
+	ck_assert_int_eq(err, 0);
+	T.vm_open = true;
+	ck_assert_int_eq(ops->remove_private_spte(T.vm, 0, CCVM_LEVEL_2M, 1), -EINVAL);
+	ck_assert(ccvm_vm_is_bugged(T.vm));
+	ck_assert_int_eq(ops->max_mapping_level(T.vm, 1, true), CCVM_LEVEL_4K);
+	ck_assert_int_eq(ops->max_mapping_level(T.vm, 1, false), 0);
+	close_vm();
+	assert_clean();
+	ck_assert_uint_eq(pev(CCVM_EV_TDH_MEM_RANGE_BLOCK) + pev(CCVM_EV_TDH_MEM_PAGE_AUG), 0);
+}
+END_TEST
+
+static void guest_read_one(struct ccvm_guest *g, void *arg)
+{
+	uint8_t buf[8];
+
+	ccvm_guest_sync(g, 1);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, *(uint64_t *)arg, buf, sizeof(buf)) == 0);
+	ccvm_guest_sync(g, 2);
+}
+
+/* A host write to a private page breaks it: the guest's next access is #MC. */
+START_TEST(test_host_write_poisons)
+{
+	struct fill_arg a;
+	uint64_t gpa = 0x10000, pfn;
+	uint8_t junk[16] = { 1 };
+	int level;
+
+	td_up(2, false);
+	guest_map_pages(gpa, 1, &a);
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(T.vm, gpa, &pfn, &level), 0);
+	ck_assert_int_eq(ccvm_host_write_phys(T.p, pfn, 0, junk, sizeof(junk)), 0);
+	ck_assert_uint_eq(ccvm_tdx_nr_poisoned(T.m), 1);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[1], guest_read_one, &gpa), 0);
+	expect_sync(T.v[1], 1, NULL);
+	ck_assert_int_eq(ccvm_vcpu_run(T.v[1]), -EIO);
+	ck_assert(ccvm_vm_is_dead(T.vm));
+	close_all();
+	assert_clean();
+}
+END_TEST
+
+START_TEST(test_model_bytes)
+{
+	uint64_t m0 = atomic_load(&T.m->model_bytes), p0 = tu_pstats(T.p).model_bytes;
+	uint64_t during, after;
+	struct fill_arg a;
+
+	td_up(2, false);
+	guest_map_pages(0x10000, 64, &a);
+	during = atomic_load(&T.m->model_bytes);
+	ck_assert_uint_gt(during, m0);
+	ck_assert_uint_gt(tu_pstats(T.p).model_bytes, p0);
+	close_all();
+	after = atomic_load(&T.m->model_bytes);
+	/* TD and vCPU objects are gone; the PAMT pages written stay, counted. */
+	ck_assert_uint_lt(after, during);
+	ck_assert_uint_gt(after, m0);
+	ck_assert_uint_eq((after - m0) % PG, 0);
+	ck_assert_uint_le(after - m0, 4 * PG);
+	assert_clean();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+Suite *tdx_suite(void)
+{
+	Suite *s = suite_create("tdx");
+	TCase *tc;
+
+	tc = tcase_create("lifecycle");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_create_destroy);
+	tcase_add_loop_test(tc, test_create_gpa_bits, 0, (int)CCVM_ARRAY_SIZE(gpa_bits_cases));
+	tcase_add_test(tc, test_hkid_exhaustion);
+	tcase_add_loop_test(tc, test_init_unwind, 0, (int)CCVM_ARRAY_SIZE(init_fail));
+	tcase_add_test(tc, test_vcpu_lifecycle);
+	tcase_add_test(tc, test_populate_finalize);
+	tcase_add_test(tc, test_model_bytes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("guest");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_accept_and_ve);
+	tcase_add_test(tc, test_conversion_punch);
+	tcase_add_test(tc, test_conversion_keep_backing);
+	tcase_add_test(tc, test_shared_alias);
+	tcase_add_test(tc, test_host_write_poisons);
+	tcase_add_test(tc, test_hooks_refuse_misuse);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("busy");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_busy_install);
+	tcase_add_loop_test(tc, test_busy_removal_once, 0, 4);
+	tcase_add_loop_test(tc, test_busy_removal_twice, 0, 3);
+	tcase_add_test(tc, test_busy_entry_forever);
+	tcase_add_test(tc, test_fault_retry_bound);
+	tcase_add_loop_test(tc, test_concurrent_faults, 0, 4);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("teardown");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_loop_test(tc, test_close_orders, 0, NR_MODES);
+	tcase_add_test(tc, test_terminate);
+	tcase_add_test(tc, test_defer_limit);
+	tcase_add_test(tc, test_hkid_release_failure);
+	tcase_add_test(tc, test_cache_wb_resumable);
+	tcase_add_test(tc, test_reclaim_failure_leaks);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("generation_wrap");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_generation_wrap);
+	suite_add_tcase(s, tc);
+	return s;
+}
