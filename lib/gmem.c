@@ -532,7 +532,7 @@ void ccvm_gmem_unbind(struct ccvm_memslot *slot)
 }
 
 static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
-			uint64_t *pfn, bool prepare)
+			uint64_t *pfn)
 {
 	struct ccvm_gmem *g = atomic_load(&slot->gmem);
 	struct ccvm_gmem_inode *inode;
@@ -550,7 +550,7 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 		goto out;
 	}
 	err = inode_get_page(inode, index, pfn);
-	if (err || !prepare)
+	if (err)
 		goto out;
 	/* [NEWEST] semantics: prepare on every get, the backend is idempotent. */
 	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_gmem_prepare, gfn);
@@ -568,13 +568,42 @@ int ccvm_gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gf
 {
 	if (max_order)
 		*max_order = 0;		/* order-0 folios, as upstream today */
-	return gmem_get_pfn(vm, slot, gfn, pfn, true);
+	return gmem_get_pfn(vm, slot, gfn, pfn);
 }
 
-int ccvm_gmem_alloc_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
-			uint64_t *pfn)
+/*
+ * kvm_gmem_populate() for one page: allocate without preparing and hand the
+ * page to the backend's populate op, all under the invalidate lock so that
+ * no punch can free the page in between.
+ */
+int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
+		       const void *src, uint64_t flags)
 {
-	return gmem_get_pfn(vm, slot, gfn, pfn, false);
+	struct ccvm_gmem *g = atomic_load(&slot->gmem);
+	struct ccvm_gmem_inode *inode;
+	struct ccvm_op_call c;
+	uint64_t index, pfn;
+	int err;
+
+	if (!g)
+		return -EINVAL;
+	inode = slot->inode;
+	index = slot->pgoff + (gfn - slot->base_gfn);
+	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	if (ccvm_xa_load(&g->bindings, index) != (uint64_t)(uintptr_t)slot) {
+		err = -EIO;
+		goto out;
+	}
+	err = inode_get_page(inode, index, &pfn);
+	if (err)
+		goto out;
+	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_populate, gfn);
+	if (!err)
+		err = vm->ops->populate(vm, gfn, pfn, src, flags);
+	err = ccvm_op_leave(&c, err);
+out:
+	pthread_rwlock_unlock(&inode->invalidate_lock);
+	return err;
 }
 
 int ccvm_gmem_lookup_pfn(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn)

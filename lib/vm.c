@@ -368,8 +368,6 @@ const void *ccvm_vm_populate_source(struct ccvm_vm *vm, uint64_t *flags)
 static int populate_one(struct ccvm_vm *vm, uint64_t gfn, const void *src, uint64_t flags)
 {
 	struct ccvm_memslot *slot;
-	struct ccvm_op_call c;
-	uint64_t pfn;
 	int err;
 
 	if (!(ccvm_attr_get(vm, gfn) & CCVM_MEMORY_ATTRIBUTE_PRIVATE))
@@ -391,13 +389,7 @@ static int populate_one(struct ccvm_vm *vm, uint64_t gfn, const void *src, uint6
 		vm->populate_flags = 0;
 		return err;
 	}
-	err = ccvm_gmem_alloc_pfn(vm, slot, gfn, &pfn);
-	if (err)
-		return err;
-	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_populate, gfn);
-	if (!err)
-		err = vm->ops->populate(vm, gfn, pfn, src, flags);
-	return ccvm_op_leave(&c, err);
+	return ccvm_gmem_populate(vm, slot, gfn, src, flags);
 }
 
 int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src, uint64_t size,

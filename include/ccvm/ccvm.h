@@ -579,7 +579,8 @@ int ccvm_guest_read(struct ccvm_guest *g, uint64_t gpa, void *buf, size_t len);
 int ccvm_guest_write(struct ccvm_guest *g, uint64_t gpa, const void *buf, size_t len);
 /* MapGPA / page-state change: hypercall exits; returns -(VMM's ret). */
 int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool to_private);
-/* TDX TDG.MEM.PAGE.ACCEPT / SNP PVALIDATE of each page in the range. */
+/* TDX TDG.MEM.PAGE.ACCEPT / SNP PVALIDATE page by page, stopping at the
+ * first failure: -EEXIST for a page accepted already. */
 int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size);
 /* An exit to the VMM with @value, like a selftest ucall. */
 void ccvm_guest_sync(struct ccvm_guest *g, uint64_t value);
@@ -597,6 +598,51 @@ void ccvm_guest_abort(struct ccvm_guest *g, const char *file, int line,
 /* The vCPU id and VM shared bit, for guest code. */
 uint32_t ccvm_guest_vcpu_id(const struct ccvm_guest *g);
 uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
+
+/* ------------------------------------------------------------------ */
+/* Invariants                                                          */
+/* ------------------------------------------------------------------ */
+
+#define CCVM_INVARIANT_MSG_MAX	256
+
+/*
+ * What the invariant checker found.  Invariant numbers are those of the
+ * modelling spec's list (I1..I30, kvm-semantics.md section 11); the table
+ * in lib/invariants.c says which ones are checked and how.
+ */
+struct ccvm_invariant_report {
+	size_t sz;
+	uint32_t invariant;	/* out: first broken invariant, 1..30; 0 = none */
+	uint64_t nr_checks;	/* out: individual checks done */
+	uint64_t gfn;		/* out: gfn involved, UINT64_MAX if none */
+	uint64_t pfn;		/* out: pfn involved, UINT64_MAX if none */
+	char msg[CCVM_INVARIANT_MSG_MAX]; /* out: what broke, "" if nothing */
+};
+
+/*
+ * ccvm_vm_check_invariants() - Walk the live state of @vm (attribute store,
+ * memslots, gmem bindings and pages, every TDP root, vCPU roots, and the
+ * backend's hardware state: S-EPT and PAMT for TDX, RMP and direct map for
+ * SNP) and report the first broken invariant in @r.  Nothing is changed,
+ * counted or traced; a bugged VM is reported, not repaired.
+ * Context: a quiescent point: no other thread in a call on @vm, its vCPUs
+ * or its gmem files (the check takes slots_lock, memslots_rw and mmu_lock
+ * for write, but a punch or a guest between two steps is not excluded).
+ * Return: 0 when the walk ran (r->invariant is 0 if everything held);
+ * -EINVAL (NULL, r->sz too small).
+ */
+int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r);
+
+/*
+ * ccvm_platform_check_invariants() - Check @p's physical memory: the free
+ * list and the per-page state agree (no page both free and allocated), free
+ * plus allocated pages add up to the total, and leaked pages are counted
+ * and never free.  Context and return as ccvm_vm_check_invariants().
+ */
+int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invariant_report *r);
+
+/* One line naming invariant @n (1..30), NULL for another number. */
+const char *ccvm_invariant_name(unsigned int n);
 
 #ifdef __cplusplus
 }
