@@ -29,6 +29,7 @@ LIB_SRCS += lib/attr.c
 LIB_SRCS += lib/backend.c
 LIB_SRCS += lib/gmem.c
 LIB_SRCS += lib/guest.c
+LIB_SRCS += lib/invariants.c
 LIB_SRCS += lib/memslot.c
 LIB_SRCS += lib/mmu.c
 LIB_SRCS += lib/platform.c

@@ -546,8 +546,9 @@ typedef int (*ccvm_mmu_walk_fn)(struct ccvm_root *root, const struct ccvm_mmu_en
 int ccvm_mmu_walk(struct ccvm_vm *vm, struct ccvm_root *root, ccvm_mmu_walk_fn fn, void *ctx);
 /*
  * Test hook: replace the non-table entry at @level covering @gfn in @root
- * by a leaf built from @leaf (frame, is_private, host) or, @leaf NULL, by a
- * non-present one, behind every protocol (no op call, no counter); *@old
+ * by a leaf built from @leaf (frame, is_private, host; SPTE_FROZEN if
+ * leaf->frozen) or, @leaf NULL, by a non-present one, behind every
+ * protocol (no op call, no counter); *@old
  * (may be NULL) gets what was there.  Takes mmu_lock for write.
  * Return: 0; -ENOENT (no table down to @level); -EEXIST (a table is there);
  * -EINVAL.

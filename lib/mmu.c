@@ -1340,3 +1340,102 @@ out:
 	pthread_mutex_unlock(&v->mutex);
 	return ret;
 }
+
+/* ---- inspection for the invariant checker (lib/invariants.c) ------------- */
+
+static int walk_table(struct ccvm_vm *vm, struct ccvm_root *root, struct ccvm_sp *sp,
+		      ccvm_mmu_walk_fn fn, void *ctx)
+{
+	uint64_t span = level_pages(sp->level);
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < SPTE_PER_TABLE; i++) {
+		uint64_t e = spte_load(&sp->spte[i]);
+		struct ccvm_mmu_entry me = {
+			.gfn = sp->gfn + i * span,
+			.level = sp->level,
+			.parent_ext = sp->ext_pfn,
+		};
+		struct ccvm_sp *child = NULL;
+
+		if (e == SPTE_FROZEN) {
+			me.frozen = true;
+			me.frame = NO_PFN;
+		} else if (!spte_present(e)) {
+			continue;
+		} else if (spte_leaf(e)) {
+			me.leaf = true;
+			me.is_private = e & SPTE_PRIVATE;
+			me.host = e & SPTE_HOST;
+			me.frame = spte_frame(e);
+		} else {
+			child = spte_child(e);
+			me.frame = child->ext_pfn;
+		}
+		ret = fn(root, &me, ctx);
+		if (ret)
+			return ret;
+		if (child) {
+			ret = walk_table(vm, root, child, fn, ctx);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+int ccvm_mmu_walk(struct ccvm_vm *vm, struct ccvm_root *root, ccvm_mmu_walk_fn fn, void *ctx)
+{
+	if (!vm || !root || !fn)
+		return -EINVAL;
+	return walk_table(vm, root, root->sp, fn, ctx);
+}
+
+int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn, int level,
+		       const struct ccvm_mmu_entry *leaf, struct ccvm_mmu_entry *old)
+{
+	struct ccvm_sp *sp;
+	int l, ret = -ENOENT;
+
+	if (!vm || !root || level < CCVM_LEVEL_4K || level > vm->mmu.root_level)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+	sp = root->sp;
+	for (l = vm->mmu.root_level;; l--) {
+		_Atomic uint64_t *ptr = &sp->spte[spte_index(gfn, l)];
+		uint64_t e = spte_load(ptr);
+
+		if (l == level) {
+			if (old) {
+				memset(old, 0, sizeof(*old));
+				old->gfn = gfn & ~(level_pages(l) - 1);
+				old->level = l;
+				old->parent_ext = sp->ext_pfn;
+				old->frozen = e == SPTE_FROZEN;
+				old->leaf = spte_leaf(e);
+				old->is_private = spte_leaf(e) && (e & SPTE_PRIVATE);
+				old->host = spte_leaf(e) && (e & SPTE_HOST);
+				old->frame = spte_leaf(e) ? spte_frame(e) : NO_PFN;
+			}
+			if (spte_present(e) && !spte_leaf(e)) {
+				ret = -EEXIST;	/* a table: not a test's to replace */
+				break;
+			}
+			if (!leaf)
+				spte_store(ptr, 0);
+			else if (leaf->frozen)
+				spte_store(ptr, SPTE_FROZEN);
+			else
+				spte_store(ptr, make_leaf(leaf->frame, leaf->is_private,
+							  leaf->host));
+			ret = 0;
+			break;
+		}
+		if (!spte_present(e) || spte_leaf(e))
+			break;
+		sp = spte_child(e);
+	}
+	pthread_rwlock_unlock(&vm->mmu_lock);
+	return ret;
+}

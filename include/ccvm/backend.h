@@ -138,6 +138,16 @@ struct ccvm_backend_ops {
 	int (*host_access)(struct ccvm_platform *p, uint64_t pfn, bool write);
 	/* Bytes a host read of a private page sees instead of the plaintext. */
 	void (*host_ciphertext)(struct ccvm_platform *p, uint64_t pfn, void *page);
+
+	/*
+	 * Backend-specific invariants of @vm (TDX: S-EPT, PAMT, HKID; SNP: RMP,
+	 * direct map) for ccvm_vm_check_invariants(): record the first broken
+	 * one in @r (see lib/invariants.c), change nothing.  Called after the
+	 * core's checks passed, with slots_lock, memslots_rw and mmu_lock held
+	 * for write: it must not take them.  Not counted, not injectable.
+	 * Return: 0 (broken or not), or a negative errno if it could not check.
+	 */
+	int (*check_invariants)(struct ccvm_vm *vm, struct ccvm_invariant_report *r);
 };
 
 /*
