@@ -42,8 +42,10 @@ LIB_SRCS += lib/xarray.c
 # Backend sources (backends/<name>/*.c): add new files here, sorted.
 BACKEND_SRCS :=
 BACKEND_SRCS += backends/mock/mock.c
+BACKEND_SRCS += backends/snp/snp-check.c
 BACKEND_SRCS += backends/snp/snp-hw.c
 BACKEND_SRCS += backends/snp/snp.c
+BACKEND_SRCS += backends/tdx/tdx-check.c
 BACKEND_SRCS += backends/tdx/tdx-module.c
 BACKEND_SRCS += backends/tdx/tdx.c
 

@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The snp backend's part of the invariant checker (lib/invariants.c has the
+ * table): the KVM side's view (NPT leaves, gmem pages, attributes) against
+ * the simulated RMP and host direct map, read with RMPREAD and the
+ * datasheet's inspection calls only, so a check changes and counts nothing.
+ *
+ * Order: I22 (direct map), I24 (2M entries), every private NPT leaf in gfn
+ * order (I8, I23), then the RMP page by page (I23).
+ *
+ * I23 from the RMP's side: a page assigned to the VM's ASID is a vCPU's
+ * VMSA, or the gmem page that the memslot covering its RMP GPA holds at
+ * that gfn, whose attribute is PRIVATE.  When no memslot covers the GPA any
+ * more (deleted while the file lives on, the page still in its cache) the
+ * page can only be required to be allocated: the VM keeps no list of its
+ * files.  No assigned page of any ASID may be free in the host allocator.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "internal.h"
+#include "snp-hw.h"
+
+#define NONE	UINT64_MAX
+
+struct snp_check {
+	struct ccvm_vm *vm;
+	struct ccvm_platform *p;
+	struct ccvm_snp_hw *hw;
+	struct ccvm_invariant_report *r;
+	uint32_t asid;
+};
+
+static bool failed(const struct snp_check *c)
+{
+	return c->r->invariant != 0;
+}
+
+static uint64_t bump_of(struct ccvm_platform *p)
+{
+	uint64_t bump;
+
+	pthread_mutex_lock(&p->mem_lock);
+	bump = p->bump;
+	pthread_mutex_unlock(&p->mem_lock);
+	return bump;
+}
+
+static bool pfn_allocated(struct ccvm_platform *p, uint64_t pfn)
+{
+	return pfn && pfn < p->nr_pages &&
+	       (atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed) &
+		CCVM_PFN_ALLOCATED);
+}
+
+/* The GPA the effective entry @e expects for @pfn. */
+static uint64_t rmp_gpa(const struct ccvm_snp_rmp_entry *e, uint64_t pfn)
+{
+	return e->gpa + ((pfn - e->entry_pfn) << CCVM_PAGE_SHIFT);
+}
+
+/* ---- I22, I24: the direct map and the shape of 2M entries ------------- */
+
+static void check_directmap(struct snp_check *c)
+{
+	uint64_t bad = NONE;
+
+	ccvm_invariant_count(c->r, 1);
+	if (ccvm_snp_directmap_check(c->hw, &bad))
+		ccvm_invariant_fail(c->r, 22, NONE, bad,
+				    "the 2M region at pfn %#" PRIx64 " mixes private 4K pages "
+				    "and shared ones under a large host mapping", bad);
+}
+
+static void check_2m_entries(struct snp_check *c, uint64_t bump)
+{
+	uint64_t head;
+
+	for (head = 0; head + CCVM_SNP_PAGES_PER_2M <= c->hw->nr_pages && head < bump &&
+	     !failed(c); head += CCVM_SNP_PAGES_PER_2M) {
+		struct ccvm_snp_rmp_entry e;
+
+		ccvm_invariant_count(c->r, 1);
+		if (ccvm_snp_rmpread(c->hw, head, &e) || !e.assigned ||
+		    e.level != CCVM_LEVEL_2M || e.entry_pfn != head)
+			continue;
+		if (e.region_assigned_4k)
+			ccvm_invariant_fail(c->r, 24, NONE, head,
+					    "2M RMP entry at pfn %#" PRIx64 " with %u assigned 4K "
+					    "entries inside it", head, e.region_assigned_4k);
+	}
+}
+
+/* ---- private NPT leaves: I8, I23 --------------------------------------------- */
+
+static int leaf_cb(struct ccvm_root *root, const struct ccvm_mmu_entry *me, void *ctx)
+{
+	struct snp_check *c = ctx;
+	uint64_t n, i;
+
+	(void)root;
+	if (!me->leaf || !me->is_private)
+		return 0;
+	n = 1ull << (9 * (me->level - 1));
+	for (i = 0; i < n; i++) {
+		uint64_t pfn = me->frame + i, gfn = me->gfn + i;
+		struct ccvm_snp_rmp_entry e;
+
+		ccvm_invariant_count(c->r, 1);
+		if (ccvm_snp_rmpread(c->hw, pfn, &e) || !e.assigned || e.immutable ||
+		    e.asid != c->asid || rmp_gpa(&e, pfn) != gfn << CCVM_PAGE_SHIFT) {
+			ccvm_invariant_fail(c->r, 23, gfn, pfn,
+					    "private leaf maps gfn %#" PRIx64 " to pfn %#" PRIx64
+					    " which the RMP does not assign to ASID %u there (%s, "
+					    "asid %u, gpa %#" PRIx64 ")", gfn, pfn, c->asid,
+					    e.assigned ? "assigned" : "unassigned", e.asid,
+					    e.assigned ? rmp_gpa(&e, pfn) : 0);
+			return 1;
+		}
+		if (i == 0 && (int)e.level < me->level) {
+			ccvm_invariant_fail(c->r, 8, gfn, pfn,
+					    "private leaf at gfn %#" PRIx64 " is level %d over a "
+					    "level %u RMP entry", gfn, me->level, e.level);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void check_leaves(struct snp_check *c)
+{
+	struct ccvm_root *root;
+
+	for (root = c->vm->mmu.roots; root && !failed(c); root = root->next)
+		ccvm_mmu_walk(c->vm, root, leaf_cb, c);
+}
+
+/* ---- the RMP: I23 -------------------------------------------------------------- */
+
+static bool is_vmsa(struct snp_check *c, uint64_t pfn)
+{
+	uint32_t i, n = ccvm_vm_nr_vcpus(c->vm);
+
+	for (i = 0; i < n; i++) {
+		uint64_t vmsa;
+
+		if (!ccvm_snp_vcpu_vmsa_pfn(c->vm->vcpus[i], &vmsa) && vmsa == pfn)
+			return true;
+	}
+	return false;
+}
+
+static void check_vm_page(struct snp_check *c, uint64_t pfn, const struct ccvm_snp_rmp_entry *e)
+{
+	uint64_t gfn = rmp_gpa(e, pfn) >> CCVM_PAGE_SHIFT, v;
+	struct ccvm_memslot *slot;
+
+	if (e->immutable || e->vmsa) {
+		if (!is_vmsa(c, pfn))
+			ccvm_invariant_fail(c->r, 23, gfn, pfn,
+					    "pfn %#" PRIx64 " is an immutable page of ASID %u but "
+					    "no vCPU's VMSA", pfn, c->asid);
+		return;
+	}
+	if (!ccvm_vm_gfn_is_private(c->vm, gfn)) {
+		ccvm_invariant_fail(c->r, 23, gfn, pfn,
+				    "pfn %#" PRIx64 " is assigned to ASID %u at gfn %#" PRIx64
+				    ", which is not PRIVATE", pfn, c->asid, gfn);
+		return;
+	}
+	slot = gfn < c->vm->max_gfn ? ccvm_memslot_find(c->vm, gfn) : NULL;
+	if (!slot)
+		return;
+	v = 0;
+	if ((slot->flags & CCVM_MEM_GUEST_MEMFD) && slot->inode) {
+		pthread_mutex_lock(&slot->inode->pages_lock);
+		v = ccvm_xa_load(&slot->inode->pages, slot->pgoff + (gfn - slot->base_gfn));
+		pthread_mutex_unlock(&slot->inode->pages_lock);
+	}
+	if (!v || CCVM_GMEM_PFN(v) != pfn)
+		ccvm_invariant_fail(c->r, 23, gfn, pfn,
+				    "pfn %#" PRIx64 " is assigned to ASID %u at gfn %#" PRIx64
+				    " but memslot %u's gmem page there is %s%#" PRIx64, pfn,
+				    c->asid, gfn, slot->id, v ? "" : "a hole, ",
+				    v ? (uint64_t)CCVM_GMEM_PFN(v) : 0);
+}
+
+static void check_rmp(struct snp_check *c, uint64_t bump)
+{
+	uint64_t pfn;
+
+	for (pfn = 1; pfn < bump && pfn < c->hw->nr_pages && !failed(c); pfn++) {
+		struct ccvm_snp_rmp_entry e;
+
+		ccvm_invariant_count(c->r, 1);
+		if (ccvm_snp_rmpread(c->hw, pfn, &e) || !e.assigned)
+			continue;
+		if (!pfn_allocated(c->p, pfn)) {
+			ccvm_invariant_fail(c->r, 23, NONE, pfn,
+					    "pfn %#" PRIx64 " is RMP-assigned (ASID %u) but free in "
+					    "the host allocator", pfn, e.asid);
+			return;
+		}
+		if (e.asid == c->asid)
+			check_vm_page(c, pfn, &e);
+	}
+}
+
+int ccvm_snp_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r)
+{
+	struct snp_check c;
+	uint64_t bump;
+
+	if (!vm || !r)
+		return -EINVAL;
+	memset(&c, 0, sizeof(c));
+	c.vm = vm;
+	c.p = ccvm_vm_platform(vm);
+	c.hw = ccvm_snp_hw_of(c.p);
+	c.r = r;
+	if (ccvm_snp_vm_asid(vm, &c.asid) || !c.asid)
+		return 0;	/* not an SNP guest: nothing of the RMP is its */
+	bump = bump_of(c.p);
+
+	check_directmap(&c);
+	if (!failed(&c))
+		check_2m_entries(&c, bump);
+	if (!failed(&c))
+		check_leaves(&c);
+	if (!failed(&c))
+		check_rmp(&c, bump);
+	return 0;
+}
