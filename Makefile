@@ -57,6 +57,7 @@ TEST_SRCS += tests/check_backend.c
 TEST_SRCS += tests/check_faultsweep.c
 TEST_SRCS += tests/check_gmem.c
 TEST_SRCS += tests/check_guest.c
+TEST_SRCS += tests/check_invariants.c
 TEST_SRCS += tests/check_memslot.c
 TEST_SRCS += tests/check_mmu.c
 TEST_SRCS += tests/check_platform.c

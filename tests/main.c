@@ -24,6 +24,7 @@
 	SUITE(faultsweep) \
 	SUITE(gmem) \
 	SUITE(guest) \
+	SUITE(invariants) \
 	SUITE(memslot) \
 	SUITE(mmu) \
 	SUITE(platform) \
