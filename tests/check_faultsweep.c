@@ -20,7 +20,10 @@
  *     run leaked (a failed reclaim may leak, by design) equal the free pages
  *     before the VM existed, and on the mock nothing leaks at all;
  *   - leave no heap behind (LeakSanitizer, in the ASan build: fork mode
- *     reports a leak as the test's exit status).
+ *     reports a leak as the test's exit status);
+ *   - pass the invariant checker on the VM at rest after the scenario and
+ *     on the platform after teardown (a bugged VM may hold what a failed
+ *     removal left; the checker knows).
  *
  * Scenarios are small (8-16 pages, one vCPU) so that the whole sweep takes
  * seconds.  The guest of a scenario is a script (struct gstep) run by one
@@ -657,7 +660,24 @@ static void run_once(const char *backend, const struct scenario *sc, const char 
 
 	res->rc = sc->body(&r);
 
+	/* At rest (the guest, if any, is blocked in an exit): invariants hold. */
+	if (r.vm) {
+		struct ccvm_invariant_report rep = { .sz = sizeof(rep) };
+
+		ck_assert_int_eq(ccvm_vm_check_invariants(r.vm, &rep), 0);
+		ck_assert_msg(rep.invariant == 0, "%s on %s, %s call %" PRIu64 " failing with "
+			      "%d: invariant I%u broken: %s", sc->name, backend,
+			      op ? op : "no op", nth, err, rep.invariant, rep.msg);
+	}
 	close_all(&r, sc->order);
+	{
+		struct ccvm_invariant_report rep = { .sz = sizeof(rep) };
+
+		ck_assert_int_eq(ccvm_platform_check_invariants(r.p, &rep), 0);
+		ck_assert_msg(rep.invariant == 0, "%s on %s, %s call %" PRIu64 " failing with "
+			      "%d: after teardown, invariant I%u broken: %s", sc->name, backend,
+			      op ? op : "no op", nth, err, rep.invariant, rep.msg);
+	}
 	after = platform_stats(r.p);
 	for (i = 0; i < CCVM_STATS_MAX_OPS; i++) {
 		res->op_calls[i] = after.op_calls[i] - before.op_calls[i];
