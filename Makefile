@@ -63,6 +63,7 @@ TEST_SRCS += tests/check_mmu.c
 TEST_SRCS += tests/check_platform.c
 TEST_SRCS += tests/check_snp.c
 TEST_SRCS += tests/check_snp_hw.c
+TEST_SRCS += tests/check_stress.c
 TEST_SRCS += tests/check_tdx.c
 TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_vcpu.c
@@ -84,7 +85,7 @@ bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= guest mmu snp snp_hw tdx tdx_module vcpu
+TSAN_SUITES ?= guest mmu snp snp_hw stress tdx tdx_module vcpu
 
 # ---------------------------------------------------------------------------
 # Configuration
@@ -141,9 +142,13 @@ CHECK_LIBS = $(shell $(PKG_CONFIG) --libs check)
 # chose a multiplier.
 CHECK_TIMEOUT_MULTIPLIER := $(if $(filter tsan,$(SAN_LIST)),5,$(if $(SAN_LIST),3,1))
 CHECK_ENV = CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-$(CHECK_TIMEOUT_MULTIPLIER)} \
+	$(if $(filter tsan,$(SAN_LIST)),CCVM_STRESS_OPS=$${CCVM_STRESS_OPS:-$(STRESS_OPS_TSAN)}) \
 	ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
 	UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
 	TSAN_OPTIONS=$${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+# The stress suite's operation count (CCVM_STRESS_OPS) under ThreadSanitizer,
+# which runs it several times slower; elsewhere it does 1,000,000.
+STRESS_OPS_TSAN ?= 500000
 # Suites to run, one after another (CK_RUN_SUITE names); empty runs all.
 CHECK_SUITES ?=
 

@@ -30,6 +30,7 @@
 	SUITE(platform) \
 	SUITE(snp) \
 	SUITE(snp_hw) \
+	SUITE(stress) \
 	SUITE(tdx) \
 	SUITE(tdx_module) \
 	SUITE(vcpu) \
