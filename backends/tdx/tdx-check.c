@@ -84,7 +84,7 @@ static int cmp_entry(const void *a, const void *b)
 
 static bool has_u64(const uint64_t *v, size_t n, uint64_t key)
 {
-	return bsearch(&key, v, n, sizeof(*v), cmp_u64) != NULL;
+	return n && bsearch(&key, v, n, sizeof(*v), cmp_u64) != NULL;
 }
 
 static bool has_entry(const struct tdx_check *c, uint64_t gfn, int level)
@@ -141,8 +141,10 @@ static int collect(struct tdx_check *c)
 		else if (c->ents[i].pfn != NONE)
 			c->ext_pfns[c->nr_ext++] = c->ents[i].pfn;
 	}
-	qsort(c->leaf_pfns, c->nr_leaf, sizeof(uint64_t), cmp_u64);
-	qsort(c->ext_pfns, c->nr_ext, sizeof(uint64_t), cmp_u64);
+	if (c->nr_leaf)
+		qsort(c->leaf_pfns, c->nr_leaf, sizeof(uint64_t), cmp_u64);
+	if (c->nr_ext)
+		qsort(c->ext_pfns, c->nr_ext, sizeof(uint64_t), cmp_u64);
 	return 0;
 }
 
@@ -303,7 +305,7 @@ static void check_mirror(struct tdx_check *c)
 
 	for (i = 0; i < c->n && !failed(c); i++)
 		check_entry(c, &c->ents[i]);
-	if (failed(c) || !c->sept_live)
+	if (failed(c) || !c->sept_live || !c->n)
 		return;
 	/* Sorted from here on, for the lookups of check_sept_page(). */
 	qsort(c->ents, c->n, sizeof(c->ents[0]), cmp_entry);
