@@ -54,6 +54,7 @@ BACKEND_SRCS += backends/tdx/tdx.c
 TEST_SRCS :=
 TEST_SRCS += tests/check_attr.c
 TEST_SRCS += tests/check_backend.c
+TEST_SRCS += tests/check_conformance.c
 TEST_SRCS += tests/check_faultsweep.c
 TEST_SRCS += tests/check_gmem.c
 TEST_SRCS += tests/check_guest.c
@@ -85,7 +86,7 @@ bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= guest mmu snp snp_hw stress tdx tdx_module vcpu
+TSAN_SUITES ?= conformance guest mmu snp snp_hw stress tdx tdx_module vcpu
 
 # ---------------------------------------------------------------------------
 # Configuration

@@ -21,6 +21,7 @@
 #define CCVM_TEST_SUITES(SUITE) \
 	SUITE(attr) \
 	SUITE(backend) \
+	SUITE(conformance) \
 	SUITE(faultsweep) \
 	SUITE(gmem) \
 	SUITE(guest) \

@@ -1,0 +1,1113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The conformance suite: the public contract, end to end, on every built
+ * backend.  Each test is looped over ccvm_backend_names() and reads what
+ * may differ from the backend's caps (tests/conformance.h): the guest
+ * accepts when requires_accept, uses the shared alias when has_shared_bit,
+ * populates and finalizes when needs_finalize; a round trip without a
+ * punch keeps the bytes iff preserves_data_without_punch; a host read of a
+ * private page sees the plaintext iff private_readable_by_host.
+ *
+ * Covered: conversion round trips with data checks (with and without a
+ * punch), pages next to a conversion at 4K and 2M edges, punch then
+ * re-fault, launch (populate, finalize), the errno tables of attributes,
+ * memslots and gmem, the exact fields of memory-fault, hypercall and MMIO
+ * exits, pre-fault, a gmem file outliving its VM handle, several memslots
+ * over one file (and a delete that zaps only its own gfns, I30), and 1 or
+ * 4 vCPU threads running at once.  Every scenario ends with the invariant
+ * checker (cf_finish()).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "conformance.h"
+
+#define MIB		(1ull << 20)
+#define PG		CCVM_PAGE_SIZE
+#define MMIO_BASE	(1ull << 30)	/* no memslot there */
+#define PRIV		CCVM_MEMORY_ATTRIBUTE_PRIVATE
+#define KEEP		CCVM_FALLOC_KEEP_SIZE
+#define PUNCH		(CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE)
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static uint64_t attr_at(uint64_t gpa, uint64_t *run)
+{
+	return tu_get_attr(cf.vm, gpa, run);
+}
+
+static bool mapped(uint64_t gpa, uint64_t *pfn)
+{
+	return ccvm_vm_lookup_mapping(cf.vm, gpa, pfn, NULL) == 0;
+}
+
+/* The private mapping of @gpa as the host sees it through the direct map. */
+static void host_view(uint64_t gpa, uint8_t *page)
+{
+	uint64_t pfn = 0;
+
+	ck_assert_msg(mapped(gpa, &pfn), "%s: %#" PRIx64 " not mapped", cf.backend, gpa);
+	ck_assert_int_eq(ccvm_host_read_phys(cf.p, pfn, 0, page, PG), 0);
+}
+
+static void snap(struct tu_snap *s)
+{
+	tu_snap_take(s, cf.p, cf.vm, cf.g, NULL, 0, 64 * MIB);
+}
+
+/* ------------------------------------------------------------------ */
+/* Conversion round trip                                               */
+/* ------------------------------------------------------------------ */
+
+struct rt {
+	uint64_t gpa;
+	uint8_t seen_shared[PG];
+	uint8_t seen_private[PG];
+};
+
+static void guest_roundtrip(struct ccvm_guest *g, void *arg)
+{
+	struct rt *a = arg;
+	uint64_t sbit = ccvm_guest_shared_bit(g);
+	uint8_t buf[PG];
+
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, a->gpa, PG) == 0);
+	cf_fill(buf, PG, 0x11);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, a->gpa, buf, PG) == 0);
+	ccvm_guest_sync(g, 1);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, a->gpa, PG, false) == 0);
+	cf_fill(buf, PG, 0x22);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, a->gpa | sbit, buf, PG) == 0);
+	ccvm_guest_sync(g, 2);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, a->gpa | sbit, a->seen_shared, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, a->gpa, PG, true) == 0);
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, a->gpa, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, a->gpa, a->seen_private, PG) == 0);
+}
+
+static void roundtrip(int i, bool punch)
+{
+	static struct rt a;
+	struct cf_vmm m = { .punch = punch };
+	struct ccvm_vcpu *v;
+	uint8_t page[PG];
+	bool keeps;
+
+	cf_up(i, 4 * MIB, true);
+	cf_runnable(1);
+	v = cf.v[0];
+	memset(&a, 0, sizeof(a));
+	a.gpa = 5 * PG;
+	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_roundtrip, &a), 0);
+
+	cf_expect_sync(v, &m, 1);
+	cf_assert_invariants(cf.vm);
+	host_view(a.gpa, page);
+	if (cf.caps.private_readable_by_host)
+		ck_assert_msg(cf_is(page, PG, 0x11), "%s: host must see the plaintext", cf.backend);
+	else
+		ck_assert_msg(!cf_is(page, PG, 0x11) && memcmp(page, cf.shared + a.gpa, PG),
+			      "%s: host must not see the plaintext", cf.backend);
+
+	cf_expect_sync(v, &m, 2);
+	ck_assert_uint_eq(m.nr_hc, 1);
+	ck_assert_uint_eq(m.hc[0].gpa, a.gpa);
+	ck_assert_uint_eq(m.hc[0].npages, 1);
+	ck_assert(!(m.hc[0].attrs & CCVM_MAP_GPA_RANGE_ENCRYPTED));
+	ck_assert_uint_eq(attr_at(a.gpa, NULL), 0);
+	ck_assert_uint_eq(attr_at(a.gpa + PG, NULL), PRIV);
+	/* The shared alias wrote the VMM's own memory. */
+	ck_assert(cf_is(cf.shared + a.gpa, PG, 0x22));
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, punch ? 0 : 1);
+	cf_assert_invariants(cf.vm);
+
+	cf_expect_done(v, &m);
+	ck_assert_uint_eq(m.nr_hc, 2);
+	ck_assert(m.hc[1].attrs & CCVM_MAP_GPA_RANGE_ENCRYPTED);
+	ck_assert_uint_eq(attr_at(a.gpa, NULL), PRIV);
+	ck_assert(cf_is(a.seen_shared, PG, 0x22));
+	keeps = cf.caps.preserves_data_without_punch && !punch;
+	if (keeps)
+		ck_assert_msg(cf_is(a.seen_private, PG, 0x11), "%s: data lost in a round trip",
+			      cf.backend);
+	else
+		ck_assert_msg(cf_is_zero(a.seen_private, PG), "%s: private page not zeroed",
+			      cf.backend);
+	cf_finish();
+}
+
+START_TEST(test_roundtrip)
+{
+	roundtrip(_i, false);
+}
+END_TEST
+
+START_TEST(test_roundtrip_punch)
+{
+	roundtrip(_i, true);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Neighbours of a conversion, at 4K and 2M edges                      */
+/* ------------------------------------------------------------------ */
+
+#define NB_A	(2 * MIB - PG)			/* last page of a 2M page */
+#define NB_B	(4 * MIB)			/* a whole 2M page */
+static const uint64_t nb_keep[] = {
+	2 * MIB - 2 * PG, 2 * MIB,		/* around A */
+	4 * MIB - PG, 6 * MIB,			/* around B */
+	0, 8 * MIB - PG,			/* far away */
+};
+
+struct nb {
+	uint8_t seen[CCVM_ARRAY_SIZE(nb_keep)][PG];
+	uint8_t seen_a[PG], seen_b0[PG], seen_b1[PG];
+};
+
+static void guest_neighbours(struct ccvm_guest *g, void *arg)
+{
+	struct nb *a = arg;
+	uint64_t sbit = ccvm_guest_shared_bit(g);
+	uint8_t buf[PG];
+	unsigned int i;
+
+	for (i = 0; i < CCVM_ARRAY_SIZE(nb_keep); i++) {
+		CCVM_GUEST_ASSERT(g, cf_guest_accept(g, nb_keep[i], PG) == 0);
+		cf_fill(buf, PG, (uint8_t)(0x30 + i));
+		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, nb_keep[i], buf, PG) == 0);
+	}
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, NB_A, PG) == 0);
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, NB_B, PG) == 0);
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, NB_B + 2 * MIB - PG, PG) == 0);
+	cf_fill(buf, PG, 0x50);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, NB_A, buf, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, NB_B, buf, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, NB_B + 2 * MIB - PG, buf, PG) == 0);
+	ccvm_guest_sync(g, 1);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, NB_A, PG, false) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, NB_B, 2 * MIB, false) == 0);
+	for (i = 0; i < CCVM_ARRAY_SIZE(nb_keep); i++)
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, nb_keep[i], a->seen[i], PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, NB_A | sbit, a->seen_a, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, NB_B | sbit, a->seen_b0, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, (NB_B + 2 * MIB - PG) | sbit, a->seen_b1, PG) == 0);
+}
+
+START_TEST(test_neighbours)
+{
+	static struct nb a;
+	struct cf_vmm m = { .punch = true };
+	uint64_t pfn_before[CCVM_ARRAY_SIZE(nb_keep)], pfn, run;
+	unsigned int i;
+
+	cf_up(_i, 8 * MIB, true);
+	cf_runnable(1);
+	memset(&a, 0, sizeof(a));
+	cf_fill(cf.shared + NB_A, PG, 0x61);
+	cf_fill(cf.shared + NB_B, PG, 0x62);
+	cf_fill(cf.shared + NB_B + 2 * MIB - PG, PG, 0x63);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_neighbours, &a), 0);
+	cf_expect_sync(cf.v[0], &m, 1);
+	for (i = 0; i < CCVM_ARRAY_SIZE(nb_keep); i++)
+		ck_assert(mapped(nb_keep[i], &pfn_before[i]));
+	cf_assert_invariants(cf.vm);
+
+	cf_expect_done(cf.v[0], &m);
+	for (i = 0; i < CCVM_ARRAY_SIZE(nb_keep); i++) {
+		ck_assert_msg(cf_is(a.seen[i], PG, (uint8_t)(0x30 + i)),
+			      "%s: page %#" PRIx64 " next to a conversion changed", cf.backend,
+			      nb_keep[i]);
+		/* Not even zapped: the same page is still mapped. */
+		ck_assert(mapped(nb_keep[i], &pfn));
+		ck_assert_uint_eq(pfn, pfn_before[i]);
+		ck_assert_uint_eq(attr_at(nb_keep[i], NULL), PRIV);
+	}
+	ck_assert(cf_is(a.seen_a, PG, 0x61));
+	ck_assert(cf_is(a.seen_b0, PG, 0x62));
+	ck_assert(cf_is(a.seen_b1, PG, 0x63));
+	/* Exactly the converted ranges changed their attribute. */
+	ck_assert_uint_eq(attr_at(NB_A, &run), 0);
+	ck_assert_uint_eq(run, PG);
+	ck_assert_uint_eq(attr_at(NB_B, &run), 0);
+	ck_assert_uint_eq(run, 2 * MIB);
+	ck_assert_uint_eq(attr_at(2 * MIB - 2 * PG, &run), PRIV);
+	ck_assert_uint_eq(run, PG);
+	cf_finish();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Punch while mapped, then re-fault                                   */
+/* ------------------------------------------------------------------ */
+
+struct pr {
+	uint8_t before[PG], after[PG], other[PG];
+};
+
+static void guest_punch(struct ccvm_guest *g, void *arg)
+{
+	struct pr *a = arg;
+	uint8_t buf[PG];
+
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, 0, 2 * PG) == 0);
+	cf_fill(buf, PG, 0x71);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, 0, buf, PG) == 0);
+	cf_fill(buf, PG, 0x72);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, PG, buf, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, 0, a->before, PG) == 0);
+	ccvm_guest_sync(g, 1);
+	/* The page is new: accepted again where the caps want it. */
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, 0, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, 0, a->after, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, PG, a->other, PG) == 0);
+}
+
+START_TEST(test_punch_refault)
+{
+	static struct pr a;
+
+	cf_up(_i, 2 * MIB, true);
+	cf_runnable(1);
+	memset(&a, 0, sizeof(a));
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_punch, &a), 0);
+	cf_expect_sync(cf.v[0], NULL, 1);
+	ck_assert(cf_is(a.before, PG, 0x71));
+	ck_assert(mapped(0, NULL));
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 2);
+	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, PUNCH, 0, PG), 0);
+	/* Zapped before freed; the attribute stays. */
+	ck_assert(!mapped(0, NULL));
+	ck_assert(mapped(PG, NULL));
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 1);
+	ck_assert_uint_eq(attr_at(0, NULL), PRIV);
+	cf_assert_invariants(cf.vm);
+	cf_expect_done(cf.v[0], NULL);
+	ck_assert_msg(cf_is_zero(a.after, PG), "%s: a punched page re-faulted non-zero",
+		      cf.backend);
+	ck_assert(cf_is(a.other, PG, 0x72));
+	cf_finish();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Launch: populate and finalize                                       */
+/* ------------------------------------------------------------------ */
+
+struct launch {
+	uint8_t seen[4][PG];
+};
+
+static void guest_launch(struct ccvm_guest *g, void *arg)
+{
+	struct launch *a = arg;
+	int i;
+
+	/* Launched pages are accepted/validated by the launch itself. */
+	for (i = 0; i < 4; i++)
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, (uint64_t)i * PG, a->seen[i], PG) == 0);
+}
+
+START_TEST(test_launch)
+{
+	static struct launch a;
+	uint8_t src[4 * PG], page[PG];
+	struct tu_snap s0, s1;
+	int i;
+
+	cf_up(_i, 2 * MIB, true);
+	for (i = 0; i < 4; i++)
+		cf_fill(src + i * PG, PG, (uint8_t)(0x51 + i));
+	if (!cf.caps.needs_finalize) {
+		ck_assert_int_eq(ccvm_vm_populate(cf.vm, 0, src, PG, 0), -EOPNOTSUPP);
+		cf_runnable(0);
+		ck_assert_int_eq(ccvm_vm_finalize(cf.vm), -EINVAL);
+		cf_finish();
+		return;
+	}
+	/* Bad requests change nothing. */
+	tu_set_attr(cf.vm, 10 * PG, PG, 0);
+	snap(&s0);
+	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 10 * PG, src, PG, 0), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 1, src, PG, 0), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 0, src, 0, 0), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 0, src, PG, 1ull << 7), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 0, NULL, PG, 0), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_populate(cf.vm, cf.sbit ? cf.sbit : 1ull << 47, src, PG, 0),
+			 -EINVAL);
+	snap(&s1);
+	tu_snap_assert_same(&s0, &s1);
+
+	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 0, src, 4 * PG, CCVM_POPULATE_MEASURE), 0);
+	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 0, src, PG, 0), -EEXIST);
+	cf_assert_invariants(cf.vm);
+	cf_finalize();
+	ck_assert_int_eq(ccvm_vm_finalize(cf.vm), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 4 * PG, src, PG, 0), -EINVAL);
+	cf_vcpu();
+	memset(&a, 0, sizeof(a));
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_launch, &a), 0);
+	cf_expect_done(cf.v[0], NULL);
+	for (i = 0; i < 4; i++)
+		ck_assert_msg(cf_is(a.seen[i], PG, (uint8_t)(0x51 + i)),
+			      "%s: launched page %d reads wrong", cf.backend, i);
+	host_view(0, page);
+	ck_assert(cf.caps.private_readable_by_host ? cf_is(page, PG, 0x51)
+						   : !cf_is(page, PG, 0x51));
+	cf_finish();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* errno tables                                                        */
+/* ------------------------------------------------------------------ */
+
+static const struct {
+	uint64_t gpa, size, attrs, flags;
+	int want;
+} attr_rows[] = {
+	{ 0, PG, PRIV, 1, -EINVAL },				/* flags */
+	{ 0, PG, 1ull << 0, 0, -EINVAL },			/* unknown attribute */
+	{ 0, PG, PRIV | (1ull << 4), 0, -EINVAL },
+	{ 0, 0, PRIV, 0, -EINVAL },				/* size 0 */
+	{ 0x1000ull << 40, ~0ull << 12, PRIV, 0, -EINVAL },	/* wraps */
+	{ 0x800, PG, PRIV, 0, -EINVAL },			/* unaligned gpa */
+	{ 0, PG + 1, PRIV, 0, -EINVAL },			/* unaligned size */
+	{ 0, PG, PRIV, 0, 0 },
+	{ 0, PG, PRIV, 0, 0 },					/* no change */
+	{ 1ull << 40, 2 * MIB, PRIV, 0, 0 },			/* no memslot needed */
+	{ 0, 2 * MIB, 0, 0, 0 },
+};
+
+START_TEST(test_errno_attr)
+{
+	unsigned int r;
+
+	cf_up(_i, 2 * MIB, false);
+	for (r = 0; r < CCVM_ARRAY_SIZE(attr_rows); r++) {
+		struct tu_snap a, b;
+		int got;
+
+		snap(&a);
+		got = ccvm_vm_set_memory_attributes(cf.vm, attr_rows[r].gpa, attr_rows[r].size,
+						    attr_rows[r].attrs, attr_rows[r].flags);
+		ck_assert_msg(got == attr_rows[r].want, "%s: row %u: %d, want %d", cf.backend, r,
+			      got, attr_rows[r].want);
+		if (got || r == 8) {
+			snap(&b);
+			tu_snap_assert_same(&a, &b);
+		}
+	}
+	ck_assert_uint_eq(attr_at(1ull << 40, NULL), PRIV);
+	ck_assert_uint_eq(attr_at(0, NULL), 0);
+	ck_assert_int_eq(ccvm_vm_get_memory_attributes(cf.vm, 0x800, &(uint64_t){ 0 }, NULL),
+			 -EINVAL);
+	cf_finish();
+}
+END_TEST
+
+enum { G_NONE, G_MAIN, G_SPARE, G_OTHER_VM };
+
+static const struct {
+	const char *what;
+	uint32_t slot, flags;
+	uint64_t gpa, size;
+	bool uaddr;			/* the VMM buffer (else NULL) */
+	uint64_t uaddr_off;
+	int gmem;			/* G_* */
+	uint64_t off;
+	int want;
+} slot_rows[] = {
+	{ "unknown flag", 1, 1u << 3, 16 * MIB, 2 * MIB, true, 0, G_NONE, 0, -EINVAL },
+	{ "dirty logging", 1, CCVM_MEM_LOG_DIRTY_PAGES, 16 * MIB, 2 * MIB, true, 0, G_NONE, 0,
+	  -EINVAL },
+	{ "read-only", 1, CCVM_MEM_READONLY, 16 * MIB, 2 * MIB, true, 0, G_NONE, 0, -EINVAL },
+	{ "gmem + dirty logging", 1, CCVM_MEM_GUEST_MEMFD | CCVM_MEM_LOG_DIRTY_PAGES, 16 * MIB,
+	  2 * MIB, false, 0, G_SPARE, 0, -EINVAL },
+	{ "unaligned gpa", 1, 0, 16 * MIB + 8, 2 * MIB, true, 0, G_NONE, 0, -EINVAL },
+	{ "unaligned size", 1, 0, 16 * MIB, 2 * MIB - 8, true, 0, G_NONE, 0, -EINVAL },
+	{ "unaligned uaddr", 1, 0, 16 * MIB, PG, true, 8, G_NONE, 0, -EINVAL },
+	{ "unaligned gmem offset", 1, CCVM_MEM_GUEST_MEMFD, 16 * MIB, PG, false, 0, G_SPARE, 8,
+	  -EINVAL },
+	{ "slot id too big", CCVM_MAX_MEMSLOTS, 0, 16 * MIB, PG, true, 0, G_NONE, 0, -EINVAL },
+	{ "address space 1", 1u << 16, 0, 16 * MIB, PG, true, 0, G_NONE, 0, -EINVAL },
+	{ "gpa wraps", 1, 0, ~0ull << 12, 2 * PG, true, 0, G_NONE, 0, -EINVAL },
+	{ "past the GPA space", 1, 0, 1ull << 48, PG, true, 0, G_NONE, 0, -EINVAL },
+	{ "too many pages", 1, 0, 0, 1ull << 43, true, 0, G_NONE, 0, -EINVAL },
+	{ "overlap", 1, 0, MIB, 2 * MIB, true, 0, G_NONE, 0, -EEXIST },
+	{ "gmem flag, no file", 1, CCVM_MEM_GUEST_MEMFD, 16 * MIB, PG, false, 0, G_NONE, 0,
+	  -EBADF },
+	{ "gmem past EOF", 1, CCVM_MEM_GUEST_MEMFD, 16 * MIB, 4 * MIB, false, 0, G_SPARE,
+	  2 * MIB, -EINVAL },
+	{ "file range bound already", 1, CCVM_MEM_GUEST_MEMFD, 16 * MIB, PG, false, 0, G_MAIN,
+	  PG, -EINVAL },
+	{ "gmem of another VM", 1, CCVM_MEM_GUEST_MEMFD, 16 * MIB, PG, false, 0, G_OTHER_VM, 0,
+	  -EINVAL },
+	{ "delete a missing slot", 5, 0, 0, 0, false, 0, G_NONE, 0, -EINVAL },
+	{ "move a gmem slot", 0, CCVM_MEM_GUEST_MEMFD, 16 * MIB, 2 * MIB, true, 0, G_MAIN, 0,
+	  -EINVAL },
+	{ "resize a gmem slot", 0, CCVM_MEM_GUEST_MEMFD, 0, MIB, true, 0, G_MAIN, 0, -EINVAL },
+	{ "create", 1, CCVM_MEM_GUEST_MEMFD, 16 * MIB, 2 * MIB, true, 0, G_SPARE, 0, 0 },
+	{ "delete", 1, 0, 0, 0, false, 0, G_NONE, 0, 0 },
+};
+
+START_TEST(test_errno_memslot)
+{
+	struct ccvm_vm *other = NULL;
+	struct ccvm_gmem *spare, *foreign;
+	unsigned int r;
+
+	cf_up(_i, 2 * MIB, false);
+	spare = tu_gmem(cf.vm, 4 * MIB, 0);
+	ck_assert_int_eq(ccvm_vm_create(cf.p, NULL, &other), 0);
+	foreign = tu_gmem(other, 2 * MIB, 0);
+	for (r = 0; r < CCVM_ARRAY_SIZE(slot_rows); r++) {
+		struct ccvm_gmem *files[] = { NULL, cf.g, spare, foreign };
+		struct tu_snap a, b;
+		int got;
+
+		tu_snap_take(&a, cf.p, cf.vm, cf.g, spare, 0, 64 * MIB);
+		got = tu_region(cf.vm, slot_rows[r].slot, slot_rows[r].flags, slot_rows[r].gpa,
+				slot_rows[r].size,
+				slot_rows[r].uaddr ? cf.shared + slot_rows[r].uaddr_off : NULL,
+				files[slot_rows[r].gmem], slot_rows[r].off);
+		ck_assert_msg(got == slot_rows[r].want, "%s: %s: %d, want %d", cf.backend,
+			      slot_rows[r].what, got, slot_rows[r].want);
+		if (got) {
+			tu_snap_take(&b, cf.p, cf.vm, cf.g, spare, 0, 64 * MIB);
+			tu_snap_assert_same(&a, &b);
+		}
+		cf_assert_invariants(cf.vm);
+	}
+	ck_assert_uint_eq(tu_gmem_info(spare).nr_bindings, 0);
+	ck_assert_int_eq(ccvm_gmem_close(spare), 0);
+	ck_assert_int_eq(ccvm_gmem_close(foreign), 0);
+	ck_assert_int_eq(ccvm_vm_close(other), 0);
+	cf_finish();
+}
+END_TEST
+
+START_TEST(test_errno_gmem)
+{
+	static const struct {
+		uint64_t size, flags;
+		int want;	/* 1: 0 if the caps support the flags, else -EINVAL */
+	} create_rows[] = {
+		{ 0, 0, -EINVAL },
+		{ PG + 1, 0, -EINVAL },
+		{ 1ull << 63, 0, -EINVAL },
+		{ PG, 1ull << 2, -EINVAL },
+		{ PG, CCVM_GMEM_FLAG_MMAP, 1 },
+		{ PG, CCVM_GMEM_FLAG_INIT_SHARED, 1 },
+		{ PG, 0, 0 },
+	};
+	static const struct {
+		int mode;
+		uint64_t off, len;
+		int want;
+	} falloc_rows[] = {
+		{ 0, 0, PG, -EOPNOTSUPP },			/* no KEEP_SIZE */
+		{ CCVM_FALLOC_PUNCH_HOLE, 0, PG, -EOPNOTSUPP },
+		{ KEEP | 0x4, 0, PG, -EOPNOTSUPP },
+		{ KEEP, 8, PG, -EINVAL },
+		{ KEEP, 0, PG + 8, -EINVAL },
+		{ KEEP, 0, 0, -EINVAL },
+		{ PUNCH, 0, 0, -EINVAL },
+		{ KEEP, MIB, 2 * MIB, -EINVAL },		/* allocate past EOF */
+		{ KEEP, 1ull << 63, PG, -EINVAL },		/* negative loff_t */
+		{ KEEP, PG, (uint64_t)INT64_MAX & ~(PG - 1), -EFBIG },
+		{ PUNCH, 4 * MIB, PG, 0 },			/* punch past EOF: nothing */
+		{ KEEP, 0, 2 * PG, 0 },
+		{ PUNCH, 0, PG, 0 },
+	};
+	unsigned int r;
+
+	cf_up(_i, 2 * MIB, true);
+	for (r = 0; r < CCVM_ARRAY_SIZE(create_rows); r++) {
+		struct ccvm_gmem *g = (struct ccvm_gmem *)&r;	/* must stay untouched */
+		int want = create_rows[r].want, got;
+		struct tu_snap a, b;
+
+		if (want == 1)
+			want = (create_rows[r].flags & ~cf.caps.gmem_flags) ? -EINVAL : 0;
+		snap(&a);
+		got = ccvm_gmem_create(cf.vm, create_rows[r].size, create_rows[r].flags, &g);
+		ck_assert_msg(got == want, "%s: create row %u: %d, want %d", cf.backend, r, got,
+			      want);
+		if (got) {
+			ck_assert_ptr_eq(g, (struct ccvm_gmem *)&r);
+			snap(&b);
+			tu_snap_assert_same(&a, &b);
+		} else {
+			ck_assert_uint_eq(tu_gmem_info(g).size, create_rows[r].size);
+			ck_assert_int_eq(ccvm_gmem_close(g), 0);
+		}
+	}
+	for (r = 0; r < CCVM_ARRAY_SIZE(falloc_rows); r++) {
+		struct tu_snap a, b;
+		int got;
+
+		snap(&a);
+		got = ccvm_gmem_fallocate(cf.g, falloc_rows[r].mode, falloc_rows[r].off,
+					  falloc_rows[r].len);
+		ck_assert_msg(got == falloc_rows[r].want, "%s: fallocate row %u: %d, want %d",
+			      cf.backend, r, got, falloc_rows[r].want);
+		if (got || r == 10) {
+			snap(&b);
+			tu_snap_assert_same(&a, &b);
+		}
+	}
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 1);
+	cf_finish();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Exits                                                               */
+/* ------------------------------------------------------------------ */
+
+struct one {
+	uint64_t gpa;
+	bool accept;		/* accept (a private access) instead of reading */
+	int ret;
+	uint8_t buf[16];
+};
+
+static void guest_one(struct ccvm_guest *g, void *arg)
+{
+	struct one *a = arg;
+
+	if (a->accept)
+		a->ret = ccvm_guest_accept(g, a->gpa & ~(PG - 1), PG);
+	if (!a->accept || !a->ret)
+		a->ret = ccvm_guest_read(g, a->gpa, a->buf, sizeof(a->buf));
+	ccvm_guest_sync(g, 9);
+}
+
+static void expect_memory_fault(struct ccvm_vcpu *v, uint64_t gpa, bool private)
+{
+	struct ccvm_run *run = ccvm_vcpu_run_state(v);
+	int r = ccvm_vcpu_run(v);
+
+	ck_assert_msg(r == -EFAULT, "%s: run %d, want -EFAULT", cf.backend, r);
+	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_MEMORY_FAULT);
+	ck_assert_uint_eq(run->memory_fault.gpa, gpa);
+	ck_assert_uint_eq(run->memory_fault.size, PG);
+	ck_assert_uint_eq(run->memory_fault.flags, private ? CCVM_MEMORY_EXIT_FLAG_PRIVATE : 0);
+}
+
+START_TEST(test_exit_memory_fault)
+{
+	static struct one a, b, c;
+	uint8_t *plain = aligned_alloc(CF_2M, 2 * MIB);
+
+	cf_up(_i, 2 * MIB, true);
+	ck_assert_ptr_nonnull(plain);
+	memset(plain, 0x3c, 2 * MIB);
+	/* A slot without gmem: PRIVATE there can never be mapped. */
+	tu_plain_slot(cf.vm, 1, 16 * MIB, 2 * MIB, plain);
+	tu_set_attr(cf.vm, 16 * MIB, 2 * MIB, PRIV);
+	cf_runnable(3);
+
+	memset(&a, 0, sizeof(a));
+	a.gpa = 16 * MIB + 3 * PG + 0x10;
+	a.accept = cf.caps.requires_accept;
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_one, &a), 0);
+	expect_memory_fault(cf.v[0], 16 * MIB + 3 * PG, true);
+	/* The access runs again on the next run, and faults again. */
+	expect_memory_fault(cf.v[0], 16 * MIB + 3 * PG, true);
+	cf_assert_invariants(cf.vm);
+
+	if (cf.caps.has_shared_bit) {
+		/* A shared access to a private page... */
+		memset(&b, 0, sizeof(b));
+		b.gpa = (5 * PG + 0x20) | cf.sbit;
+		memset(cf.shared + 5 * PG, 0x5d, PG);
+		ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[1], guest_one, &b), 0);
+		expect_memory_fault(cf.v[1], 5 * PG, false);
+		/* ...runs once the VMM converts. */
+		tu_set_attr(cf.vm, 5 * PG, PG, 0);
+		cf_expect_sync(cf.v[1], NULL, 9);
+		ck_assert_int_eq(b.ret, 0);
+		ck_assert_uint_eq(b.buf[0], 0x5d);
+
+		/* A private access to a shared page. */
+		tu_set_attr(cf.vm, 6 * PG, PG, 0);
+		memset(&c, 0, sizeof(c));
+		c.gpa = 6 * PG + 0x30;
+		c.accept = cf.caps.requires_accept;
+		ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[2], guest_one, &c), 0);
+		expect_memory_fault(cf.v[2], 6 * PG, true);
+		tu_set_attr(cf.vm, 6 * PG, PG, PRIV);
+		cf_expect_sync(cf.v[2], NULL, 9);
+		ck_assert_int_eq(c.ret, 0);
+		ck_assert(cf_is_zero(c.buf, sizeof(c.buf)));
+	}
+	cf_assert_invariants(cf.vm);
+	cf_finish();
+	free(plain);
+}
+END_TEST
+
+struct hc {
+	uint64_t gpa;
+	int r1, r2, r3;
+};
+
+static void guest_hypercalls(struct ccvm_guest *g, void *arg)
+{
+	struct hc *a = arg;
+
+	a->r1 = ccvm_guest_map_gpa(g, a->gpa, 3 * PG, false);
+	ccvm_guest_sync(g, 1);
+	a->r2 = ccvm_guest_map_gpa(g, 2 * MIB, 4 * MIB, true);
+	ccvm_guest_sync(g, 2);
+	a->r3 = ccvm_guest_map_gpa(g, a->gpa, PG, true);
+	ccvm_guest_sync(g, 3);
+}
+
+/* Exits from @first on cover [gpa, gpa + npages) in order, at most max each. */
+static void assert_chunks(const struct cf_vmm *m, unsigned int first, uint64_t gpa,
+			  uint64_t npages, bool to_private)
+{
+	uint64_t max = cf.caps.map_gpa_max_bytes >> CCVM_PAGE_SHIFT;
+	unsigned int i;
+
+	ck_assert_uint_le(m->nr_hc, CF_MAX_HC);
+	for (i = first; i < m->nr_hc && npages; i++) {
+		ck_assert_uint_eq(m->hc[i].nr, CCVM_HC_MAP_GPA_RANGE);
+		ck_assert_uint_eq(m->hc[i].gpa, gpa);
+		ck_assert_uint_gt(m->hc[i].npages, 0);
+		ck_assert_uint_le(m->hc[i].npages, npages);
+		if (max)
+			ck_assert_uint_le(m->hc[i].npages, max);
+		ck_assert_int_eq(!!(m->hc[i].attrs & CCVM_MAP_GPA_RANGE_ENCRYPTED), to_private);
+		if (m->hc[i].attrs & CCVM_MAP_GPA_RANGE_PAGE_SZ_2M)
+			ck_assert_uint_eq(m->hc[i].npages % 512, 0);
+		gpa += m->hc[i].npages * PG;
+		npages -= m->hc[i].npages;
+	}
+	ck_assert_uint_eq(npages, 0);
+	ck_assert_uint_eq(i, m->nr_hc);
+}
+
+START_TEST(test_exit_hypercall)
+{
+	static struct hc a;
+	struct cf_vmm m = { 0 };
+
+	cf_up(_i, 8 * MIB, true);
+	cf_runnable(1);
+	memset(&a, 0, sizeof(a));
+	a.gpa = 7 * PG;
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_hypercalls, &a), 0);
+
+	cf_expect_sync(cf.v[0], &m, 1);
+	ck_assert_int_eq(a.r1, 0);
+	ck_assert_uint_eq(m.nr_hc, 1);
+	assert_chunks(&m, 0, a.gpa, 3, false);
+	ck_assert_uint_eq(m.hc[0].attrs & CCVM_MAP_GPA_RANGE_PAGE_SZ_2M, 0);
+	ck_assert_uint_eq(attr_at(a.gpa, NULL), 0);
+
+	cf_expect_sync(cf.v[0], &m, 2);
+	ck_assert_int_eq(a.r2, 0);
+	assert_chunks(&m, 1, 2 * MIB, 1024, true);
+
+	m.hc_ret = EINVAL;
+	m.nr_hc = 0;
+	cf_expect_sync(cf.v[0], &m, 3);
+	ck_assert_int_eq(a.r3, -EINVAL);
+	ck_assert_uint_eq(m.nr_hc, 1);
+	ck_assert_uint_eq(attr_at(a.gpa, NULL), 0);	/* the VMM refused */
+	cf_expect_done(cf.v[0], &m);
+	cf_finish();
+}
+END_TEST
+
+struct mmio {
+	uint8_t rd[8], rd12[12];
+};
+
+static void guest_mmio(struct ccvm_guest *g, void *arg)
+{
+	struct mmio *a = arg;
+	uint64_t sbit = ccvm_guest_shared_bit(g);
+	static const uint8_t wr[4] = { 0xde, 0xad, 0xbe, 0xef };
+
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, (MMIO_BASE + 0x10) | sbit, wr, 4) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, (MMIO_BASE + 0x20) | sbit, a->rd, 8) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, (MMIO_BASE + 0x40) | sbit, a->rd12, 12) == 0);
+}
+
+static struct ccvm_run *expect_mmio(struct ccvm_vcpu *v, uint64_t addr, uint32_t len,
+				    bool is_write)
+{
+	struct ccvm_run *run = ccvm_vcpu_run_state(v);
+
+	ck_assert_int_eq(ccvm_vcpu_run(v), 0);
+	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_MMIO);
+	ck_assert_uint_eq(run->mmio.phys_addr, addr);
+	ck_assert_uint_eq(run->mmio.len, len);
+	ck_assert_uint_eq(run->mmio.is_write, is_write);
+	return run;
+}
+
+START_TEST(test_exit_mmio)
+{
+	static struct mmio a;
+	struct ccvm_run *run;
+	int i;
+
+	cf_up(_i, 2 * MIB, false);
+	cf_runnable(1);
+	memset(&a, 0, sizeof(a));
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_mmio, &a), 0);
+	run = expect_mmio(cf.v[0], MMIO_BASE + 0x10, 4, true);
+	ck_assert_int_eq(memcmp(run->mmio.data, "\xde\xad\xbe\xef", 4), 0);
+	run = expect_mmio(cf.v[0], MMIO_BASE + 0x20, 8, false);
+	for (i = 0; i < 8; i++)
+		run->mmio.data[i] = (uint8_t)(i + 1);
+	/* 12 bytes: an exit of 8, then one of 4. */
+	run = expect_mmio(cf.v[0], MMIO_BASE + 0x40, 8, false);
+	memset(run->mmio.data, 0xa1, 8);
+	run = expect_mmio(cf.v[0], MMIO_BASE + 0x48, 4, false);
+	memset(run->mmio.data, 0xb2, 8);
+	cf_expect_done(cf.v[0], NULL);
+	for (i = 0; i < 8; i++)
+		ck_assert_uint_eq(a.rd[i], i + 1);
+	for (i = 0; i < 12; i++)
+		ck_assert_uint_eq(a.rd12[i], i < 8 ? 0xa1 : 0xb2);
+	cf_finish();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Pre-fault                                                           */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_prefault)
+{
+	const uint64_t size = 4 * MIB;
+	uint8_t *plain = aligned_alloc(CF_2M, 2 * MIB);
+	struct tu_snap s0, s1;
+	uint64_t gpa, len, i;
+
+	ck_assert_ptr_nonnull(plain);
+	cf_up(_i, size, true);
+	tu_plain_slot(cf.vm, 1, 16 * MIB, 2 * MIB, plain);
+	tu_set_attr(cf.vm, 16 * MIB, PG, PRIV);
+	cf_runnable(1);
+
+	snap(&s0);
+	gpa = 0, len = 0;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), -EINVAL);
+	gpa = 8, len = PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), -EINVAL);
+	ck_assert_uint_eq(gpa, 8);
+	ck_assert_uint_eq(len, PG);
+	gpa = 0, len = 8;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), -EINVAL);
+	gpa = ~0ull << 12, len = 2 * PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), -EINVAL);
+	snap(&s1);
+	tu_snap_assert_same(&s0, &s1);
+
+	/* Past the slot's end: partial progress, then -ENOENT. */
+	gpa = size - 2 * PG, len = 4 * PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), 0);
+	ck_assert_uint_eq(gpa, size);
+	ck_assert_uint_eq(len, 2 * PG);
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), -ENOENT);
+	ck_assert_uint_eq(gpa, size);
+	ck_assert_uint_eq(len, 2 * PG);
+	ck_assert(mapped(size - PG, NULL));
+
+	/* Private pages as a private access would map them. */
+	gpa = 0, len = 8 * PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), 0);
+	ck_assert_uint_eq(gpa, 8 * PG);
+	ck_assert_uint_eq(len, 0);
+	for (i = 0; i < 8; i++)
+		ck_assert(mapped(i * PG, NULL));
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 10);
+
+	/* Shared ones at the shared alias. */
+	tu_set_attr(cf.vm, MIB, 8 * PG, 0);
+	gpa = MIB, len = 8 * PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), 0);
+	ck_assert_uint_eq(len, 0);
+	ck_assert(mapped(MIB | cf.sbit, NULL));
+	if (cf.sbit)
+		ck_assert(!mapped(MIB, NULL));
+
+	/* PRIVATE without gmem: the memory-fault case. */
+	gpa = 16 * MIB, len = PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), -EFAULT);
+	ck_assert_uint_eq(gpa, 16 * MIB);
+	ck_assert_uint_eq(len, PG);
+	cf_finish();
+	free(plain);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Lifetimes and bindings                                              */
+/* ------------------------------------------------------------------ */
+
+/* Pages a guest writes or checks: @pat fills @gpa; gpa CF_NONE ends. */
+struct pg {
+	uint64_t gpa;
+	uint8_t pat;
+};
+
+static void guest_write_pages(struct ccvm_guest *g, void *arg)
+{
+	const struct pg *pages = arg;
+	uint8_t buf[PG];
+	int i;
+
+	for (i = 0; pages[i].gpa != CF_NONE; i++) {
+		CCVM_GUEST_ASSERT(g, cf_guest_accept(g, pages[i].gpa, PG) == 0);
+		cf_fill(buf, PG, pages[i].pat);
+		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, pages[i].gpa, buf, PG) == 0);
+	}
+}
+
+static void guest_check_pages(struct ccvm_guest *g, void *arg)
+{
+	const struct pg *pages = arg;
+	uint8_t buf[PG];
+	int i;
+
+	for (i = 0; pages[i].gpa != CF_NONE; i++) {
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, pages[i].gpa, buf, PG) == 0);
+		CCVM_GUEST_ASSERT(g, cf_is(buf, PG, pages[i].pat));
+	}
+}
+
+START_TEST(test_gmem_outlives_vm)
+{
+	static const struct pg gpas[] = { { 0, 0x81 }, { 9 * PG, 0x82 }, { CF_NONE, 0 } };
+
+	cf_up(_i, 2 * MIB, true);
+	cf_runnable(1);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_write_pages, (void *)gpas), 0);
+	cf_expect_done(cf.v[0], NULL);
+	cf_close_vcpus();
+	cf_assert_invariants(cf.vm);
+
+	/* The handle goes; the file keeps the VM. */
+	ck_assert_int_eq(ccvm_vm_close(cf.vm), 0);
+	cf.vm_open = false;
+	ck_assert_int_eq(ccvm_vm_close(cf.vm), -EINVAL);
+	ck_assert_int_eq(ccvm_platform_destroy(cf.p), -EBUSY);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 2);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_bindings, 1);
+	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, KEEP, MIB, 16 * PG), 0);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 18);
+	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, PUNCH, 0, 2 * MIB), 0);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, KEEP, 0, PG), 0);
+	cf_assert_platform_invariants(cf.p);
+	cf_finish();
+}
+END_TEST
+
+START_TEST(test_slots_share_gmem)
+{
+	static const struct pg gpas[] = {
+		{ 0, 0x91 }, { 16 * MIB + PG, 0x92 }, { 48 * MIB + 2 * PG, 0x93 }, { CF_NONE, 0 },
+	};
+	uint64_t pfn[3], p;
+	int i, j;
+
+	cf_up(_i, 4 * MIB, false);
+	ck_assert_int_eq(tu_region(cf.vm, 0, 0, 0, 0, NULL, NULL, 0), 0);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_bindings, 0);
+	tu_gmem_slot(cf.vm, 0, 0, MIB, cf.g, 0);
+	tu_gmem_slot(cf.vm, 1, 16 * MIB, MIB, cf.g, 2 * MIB);
+	ck_assert_int_eq(tu_region(cf.vm, 2, CCVM_MEM_GUEST_MEMFD, 32 * MIB, MIB, NULL, cf.g,
+				   MIB / 2), -EINVAL);
+	tu_gmem_slot(cf.vm, 3, 48 * MIB, MIB, cf.g, MIB);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_bindings, 3);
+	tu_set_attr(cf.vm, 0, 64 * MIB, PRIV);
+	cf_runnable(1);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_write_pages, (void *)gpas), 0);
+	cf_expect_done(cf.v[0], NULL);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 3);
+	for (i = 0; i < 3; i++) {
+		ck_assert(mapped(gpas[i].gpa, &pfn[i]));
+		for (j = 0; j < i; j++)
+			ck_assert_uint_ne(pfn[i], pfn[j]);
+	}
+	cf_assert_invariants(cf.vm);
+
+	/* Deleting slot 0 zaps its gfns and only those (I30). */
+	ck_assert_int_eq(tu_region(cf.vm, 0, 0, 0, 0, NULL, NULL, 0), 0);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_bindings, 2);
+	ck_assert(!mapped(0, NULL));
+	for (i = 1; i < 3; i++) {
+		ck_assert(mapped(gpas[i].gpa, &p));
+		ck_assert_uint_eq(p, pfn[i]);
+	}
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 3);	/* the file keeps its page */
+	cf_assert_invariants(cf.vm);
+	/* What was written through slots 1 and 3 is still there. */
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_check_pages, (void *)&gpas[1]), 0);
+	cf_expect_done(cf.v[0], NULL);
+	cf_finish();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* vCPU threads at once                                                */
+/* ------------------------------------------------------------------ */
+
+#define TH_ITERS	64
+#define TH_PAGES	4
+#define TH_STRIDE	(512 * 1024ull)
+#define TH_SHARED	(4 * MIB)
+
+struct th {
+	uint32_t k;
+	pthread_t thread;
+	struct ccvm_vcpu *v;
+	int bad;			/* VMM side: unexpected exits */
+	unsigned int syncs;
+};
+
+static void guest_thread_fn(struct ccvm_guest *g, void *arg)
+{
+	struct th *t = arg;
+	uint64_t sbit = ccvm_guest_shared_bit(g);
+	uint64_t priv = t->k * TH_STRIDE, shared = TH_SHARED + t->k * TH_STRIDE;
+	uint64_t it, w, r;
+
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, priv, TH_PAGES * PG) == 0);
+	for (it = 0; it < TH_ITERS; it++) {
+		uint64_t off = (it % TH_PAGES) * PG + (it % 64) * 8;
+
+		w = (uint64_t)t->k << 32 | it;
+		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, priv + off, &w, 8) == 0);
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, priv + off, &r, 8) == 0);
+		CCVM_GUEST_ASSERT(g, r == w);
+		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, (shared + off) | sbit, &w, 8) == 0);
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, (shared + off) | sbit, &r, 8) == 0);
+		CCVM_GUEST_ASSERT(g, r == w);
+		if (it % 16 == 15)
+			ccvm_guest_sync(g, it);
+	}
+}
+
+static void *vmm_thread_fn(void *arg)
+{
+	struct th *t = arg;
+
+	for (;;) {
+		int r = ccvm_vcpu_run(t->v);
+		struct ccvm_run *run = ccvm_vcpu_run_state(t->v);
+
+		if (r == 0 && run->exit_reason == CCVM_EXIT_SYNC) {
+			t->syncs++;
+			continue;
+		}
+		if (r != 0 || run->exit_reason != CCVM_EXIT_DONE)
+			t->bad = r ? r : (int)run->exit_reason;
+		return NULL;
+	}
+}
+
+static void vcpu_threads(int backend, int n)
+{
+	struct th t[CF_MAX_VCPUS];
+	int k;
+
+	cf_up(backend, 8 * MIB, true);
+	tu_set_attr(cf.vm, TH_SHARED, 4 * MIB, 0);
+	cf_runnable(n);
+	for (k = 0; k < n; k++) {
+		memset(&t[k], 0, sizeof(t[k]));
+		t[k].k = (uint32_t)k;
+		t[k].v = cf.v[k];
+		ck_assert_int_eq(ccvm_vcpu_set_guest(t[k].v, guest_thread_fn, &t[k]), 0);
+	}
+	for (k = 0; k < n; k++)
+		ck_assert_int_eq(pthread_create(&t[k].thread, NULL, vmm_thread_fn, &t[k]), 0);
+	for (k = 0; k < n; k++)
+		ck_assert_int_eq(pthread_join(t[k].thread, NULL), 0);
+	for (k = 0; k < n; k++) {
+		struct ccvm_run *run = ccvm_vcpu_run_state(t[k].v);
+
+		ck_assert_msg(!t[k].bad, "%s: vCPU %d ended with %d%s%s", cf.backend, k, t[k].bad,
+			      run->exit_reason == CCVM_EXIT_GUEST_ABORT ? ": " : "",
+			      run->exit_reason == CCVM_EXIT_GUEST_ABORT ? run->abort.msg : "");
+		ck_assert_uint_eq(t[k].syncs, TH_ITERS / 16);
+	}
+	/* The shared halves are the VMM's memory: it sees the last writes. */
+	for (k = 0; k < n; k++) {
+		uint64_t it = TH_ITERS - 1, w;
+		uint64_t off = (it % TH_PAGES) * PG + (it % 64) * 8;
+
+		memcpy(&w, cf.shared + TH_SHARED + k * TH_STRIDE + off, 8);
+		ck_assert_uint_eq(w, (uint64_t)k << 32 | it);
+	}
+	cf_finish();
+}
+
+START_TEST(test_vcpus_1)
+{
+	vcpu_threads(_i, 1);
+}
+END_TEST
+
+START_TEST(test_vcpus_4)
+{
+	vcpu_threads(_i, 4);
+}
+END_TEST
+
+Suite *conformance_suite(void)
+{
+	Suite *s = suite_create("conformance");
+	int n = cf_nr_backends();
+	TCase *tc;
+
+	tc = tcase_create("conversion");
+	tcase_add_loop_test(tc, test_roundtrip, 0, n);
+	tcase_add_loop_test(tc, test_roundtrip_punch, 0, n);
+	tcase_add_loop_test(tc, test_neighbours, 0, n);
+	tcase_add_loop_test(tc, test_punch_refault, 0, n);
+	tcase_add_loop_test(tc, test_launch, 0, n);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("errno");
+	tcase_add_loop_test(tc, test_errno_attr, 0, n);
+	tcase_add_loop_test(tc, test_errno_memslot, 0, n);
+	tcase_add_loop_test(tc, test_errno_gmem, 0, n);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("exits");
+	tcase_add_loop_test(tc, test_exit_memory_fault, 0, n);
+	tcase_add_loop_test(tc, test_exit_hypercall, 0, n);
+	tcase_add_loop_test(tc, test_exit_mmio, 0, n);
+	tcase_add_loop_test(tc, test_prefault, 0, n);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lifetime");
+	tcase_add_loop_test(tc, test_gmem_outlives_vm, 0, n);
+	tcase_add_loop_test(tc, test_slots_share_gmem, 0, n);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("threads");
+	tcase_add_loop_test(tc, test_vcpus_1, 0, n);
+	tcase_add_loop_test(tc, test_vcpus_4, 0, n);
+	suite_add_tcase(s, tc);
+	return s;
+}
