@@ -1304,6 +1304,10 @@ int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *siz
 	vm = v->vm;
 
 	pthread_mutex_lock(&v->mutex);
+	if (v->handle_closed) {
+		ret = -EINVAL;	/* a closed handle, as run and set_guest say */
+		goto out;
+	}
 	if (!ccvm_vm_usable(vm)) {
 		ret = -EIO;
 		goto out;
