@@ -53,6 +53,7 @@ BACKEND_SRCS += backends/tdx/tdx.c
 # in tests/main.c's CCVM_TEST_SUITES: add new files here, sorted.
 TEST_SRCS :=
 TEST_SRCS += tests/check_attr.c
+TEST_SRCS += tests/check_badinput.c
 TEST_SRCS += tests/check_backend.c
 TEST_SRCS += tests/check_conformance.c
 TEST_SRCS += tests/check_faultsweep.c

@@ -21,6 +21,7 @@
 #define CCVM_TEST_SUITES(SUITE) \
 	SUITE(attr) \
 	SUITE(backend) \
+	SUITE(badinput) \
 	SUITE(conformance) \
 	SUITE(faultsweep) \
 	SUITE(gmem) \
