@@ -617,6 +617,19 @@ START_TEST(test_tdx_half_release)
 }
 END_TEST
 
+/* A vCPU that failed after VP.CREATE leaves its pages with the TD: allowed. */
+START_TEST(test_tdx_vcpu_orphans)
+{
+	struct ccvm_vcpu *v = NULL;
+	struct ccvm_tdx_module *m = ccvm_tdx_module_of(F.p);
+
+	ck_assert_int_eq(ccvm_tdx_inject(m, CCVM_TDH_VP_INIT, 0, TDX_OPERAND_INVALID, 1), 0);
+	ck_assert_int_lt(ccvm_vcpu_create(F.vm, 1, &v), 0);
+	ck_assert_ptr_null(v);
+	assert_clean_report();
+}
+END_TEST
+
 /* After terminate the HKID is gone and only the PAMT is compared. */
 START_TEST(test_tdx_terminated)
 {
@@ -733,6 +746,21 @@ START_TEST(test_snp_leaf_unassigned)
 }
 END_TEST
 
+/* A page that could not be made shared again is leaked: I23 allows it. */
+START_TEST(test_snp_leaked_assigned)
+{
+	uint64_t pfn;
+
+	ck_assert_int_eq(ccvm_page_alloc(F.p, &pfn), 0);
+	ck_assert_int_eq(ccvm_snp_rmp_make_private(hw(), NULL, pfn, 100 * PG, CCVM_LEVEL_4K,
+						   asid(), false), 0);
+	expect(23);
+	ccvm_page_leak(F.p, pfn);
+	assert_clean_report();
+	cf_assert_platform_invariants(F.p);
+}
+END_TEST
+
 /* I23: an assigned page back in the host allocator. */
 START_TEST(test_snp_assigned_free)
 {
@@ -771,6 +799,7 @@ Suite *invariants_suite(void)
 	tcase_add_checked_fixture(tc, setup_tdx, teardown);
 	tcase_add_test(tc, test_tdx_healthy);
 	tcase_add_loop_test(tc, test_tdx_break, 0, (int)CCVM_ARRAY_SIZE(tdx_breaks));
+	tcase_add_test(tc, test_tdx_vcpu_orphans);
 	tcase_add_test(tc, test_tdx_terminated);
 	suite_add_tcase(s, tc);
 
@@ -791,6 +820,7 @@ Suite *invariants_suite(void)
 	tcase_add_test(tc, test_snp_stray_private);
 	tcase_add_test(tc, test_snp_leaf_unassigned);
 	tcase_add_test(tc, test_snp_assigned_free);
+	tcase_add_test(tc, test_snp_leaked_assigned);
 	suite_add_tcase(s, tc);
 	return s;
 }

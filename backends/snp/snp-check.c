@@ -14,6 +14,8 @@
  * more (deleted while the file lives on, the page still in its cache) the
  * page can only be required to be allocated: the VM keeps no list of its
  * files.  No assigned page of any ASID may be free in the host allocator.
+ * A page that could not be made shared again is leaked (never reused),
+ * which is I23's failure branch: it may stay assigned to anyone.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -202,6 +204,10 @@ static void check_rmp(struct snp_check *c, uint64_t bump)
 					    "the host allocator", pfn, e.asid);
 			return;
 		}
+		/* Could not be made shared again: leaked, which I23 allows. */
+		if (atomic_load_explicit(&c->p->pfn_state[pfn], memory_order_relaxed) &
+		    CCVM_PFN_LEAKED)
+			continue;
 		if (e.asid == c->asid)
 			check_vm_page(c, pfn, &e);
 	}

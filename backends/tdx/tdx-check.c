@@ -14,6 +14,11 @@
  * (I10), then the PAMT page by page (I18, I10, I15, I12, I17), then the
  * pins (I17).
  *
+ * A vCPU whose creation failed after VP.CREATE leaves its TDVPR and TDCX
+ * pages with the TD until teardown (they cannot come back while the HKID
+ * is held) without bugging the VM, so a TDVPR page need not be a live
+ * vCPU's; each live vCPU's TDVPR must be the TD's, though.
+ *
  * The S-EPT contents are checked only while the TD holds its HKID: after
  * the release a zap reclaims the page and leaves its S-EPT entry behind
  * (nothing walks the S-EPT in TEARDOWN), so there only the PAMT counts.
@@ -316,19 +321,6 @@ static void check_mirror(struct tdx_check *c)
 
 /* ---- PAMT ------------------------------------------------------------------------ */
 
-static bool is_tdvpr(struct tdx_check *c, uint64_t pfn)
-{
-	uint32_t i, n = ccvm_vm_nr_vcpus(c->vm);
-
-	for (i = 0; i < n; i++) {
-		struct ccvm_tdx_vp *vp = ccvm_tdx_vcpu_vp(c->vm->vcpus[i]);
-
-		if (vp && ccvm_tdx_vp_tdvpr_pfn(vp) == pfn)
-			return true;
-	}
-	return false;
-}
-
 static void check_pamt_page(struct tdx_check *c, uint64_t pfn,
 			    const struct ccvm_tdx_pamt_info *info, uint8_t st)
 {
@@ -351,11 +343,6 @@ static void check_pamt_page(struct tdx_check *c, uint64_t pfn,
 		if (!has_u64(c->ext_pfns, c->nr_ext, pfn))
 			ccvm_invariant_fail(c->r, 10, NONE, pfn,
 					    "S-EPT page %#" PRIx64 " is linked by no mirror table", pfn);
-		break;
-	case CCVM_TDX_PT_TDVPR:
-		if (!is_tdvpr(c, pfn))
-			ccvm_invariant_fail(c->r, 15, NONE, pfn,
-					    "TDVPR page %#" PRIx64 " belongs to no vCPU of the VM", pfn);
 		break;
 	case CCVM_TDX_PT_TDR:
 		if (pfn != c->tdr)
