@@ -55,7 +55,7 @@
  * | I22 | ccvm_snp_directmap_check(): no large host mapping over a mix | snp         |
  * |     | of private 4K and shared pages                               |             |
  * | I23 | an RMP page assigned to the VM's ASID is a VMSA or the gmem  | snp         |
- * |     | page PRIVATE at its RMP GPA (unless leaked: failure => leak);|             |
+ * |     | page at its RMP GPA (unless leaked: failure => leak);        |             |
  * |     | a private leaf's pfn is assigned to the ASID at that gfn; no |             |
  * |     | assigned page is free                                        |             |
  * | I24 | a 2M RMP entry has no assigned 4K entry inside its region    | snp         |
