@@ -71,6 +71,11 @@ TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_vcpu.c
 TEST_SRCS += tests/check_xarray.c
 
+# The differential fuzzer (not a Check suite): one program that libFuzzer
+# drives (`make fuzz`) or that replays a corpus (`make fuzz-replay`).
+FUZZ_SRCS :=
+FUZZ_SRCS += tests/fuzz_ccvm.c
+
 # Example programs, one binary each from examples/<name>.c, built by plain
 # `make`: add new names here, sorted.  `make run` runs minihv.
 EXAMPLES :=
@@ -82,6 +87,7 @@ EXAMPLES += tour
 # in <name>_LDLIBS.
 BENCHES :=
 BENCHES += bench_core
+BENCHES += bench_td_shutdown
 BENCHES += bench_xarray
 bench_xarray_LDLIBS := -lJudy
 
@@ -174,7 +180,9 @@ TEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,tests/main.c $(TEST_SRCS))
 TEST_BIN := $(BUILD)/tests/ccvm-tests
 EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
 BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
-ALL_OBJS := $(LIB_OBJS) $(TEST_OBJS) $(EXAMPLE_BINS:=.o) $(BENCH_BINS:=.o)
+FUZZ_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(FUZZ_SRCS))
+FUZZ_BIN := $(BUILD)/tests/fuzz_ccvm
+ALL_OBJS := $(LIB_OBJS) $(TEST_OBJS) $(EXAMPLE_BINS:=.o) $(BENCH_BINS:=.o) $(FUZZ_OBJS)
 
 # The backends `make run` tries, in this order, if their sources are built.
 RUN_BACKENDS := $(foreach b,mock tdx snp,$(if $(filter backends/$(b)/%,$(BACKEND_SRCS)),$(b)))
@@ -285,6 +293,56 @@ check: $(TEST_BIN)
 		$(CHECK_ENV) $(TEST_BIN))
 
 # ---------------------------------------------------------------------------
+# Differential fuzzing (tests/fuzz_ccvm.c)
+#
+# `make fuzz` builds the harness and the library with clang's libFuzzer,
+# ASan and UBSan in build/fuzz and fuzzes for FUZZ_SECONDS, starting from
+# the seed corpus in tests/fuzz-corpus (new inputs go to build/fuzz/corpus,
+# a failing one to build/fuzz/crash-*).  `make fuzz-smoke` is a short run
+# (a CI step).  `make fuzz-replay` builds the same harness as a plain
+# program with $(CC) in $(BUILD) and replays the corpus, so any compiler
+# tests it; `make fuzz-seeds` rewrites the seed corpus from the harness.
+# ---------------------------------------------------------------------------
+
+FUZZ_CORPUS := tests/fuzz-corpus
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SEED ?= 1
+FUZZ_CC ?= clang
+FUZZ_BUILD ?= build/fuzz
+FUZZ_OPTIONS ?= -timeout=30 -rss_limit_mb=4096 -print_final_stats=1
+
+# LIBFUZZER=1 (set by `make fuzz`): libFuzzer provides main().
+$(FUZZ_OBJS): OBJ_CFLAGS = -Ilib $(if $(filter 1,$(LIBFUZZER)),-DCCVM_FUZZ_LIBFUZZER)
+
+$(FUZZ_BIN): $(FUZZ_OBJS) $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $(if $(filter 1,$(LIBFUZZER)),-fsanitize=fuzzer) \
+		-o $@ $(FUZZ_OBJS) $(LIB) $(LDLIBS)
+
+.PHONY: fuzz fuzz-smoke fuzz-run fuzz-replay fuzz-seeds
+fuzz:
+	$(Q)$(MAKE) --no-print-directory CC=$(FUZZ_CC) SAN=asan,ubsan BUILD=$(FUZZ_BUILD) \
+		LIBFUZZER=1 CFLAGS="-O1 -g -Wall -Wextra -fsanitize=fuzzer-no-link" fuzz-run
+
+fuzz-smoke:
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+
+fuzz-run: $(FUZZ_BIN)
+	$(Q)mkdir -p $(BUILD)/corpus
+	$(call msg,FUZZ,$(FUZZ_BIN) for $(FUZZ_SECONDS) s)
+	$(Q)$(CHECK_ENV) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
+		-artifact_prefix=$(BUILD)/ $(FUZZ_OPTIONS) $(BUILD)/corpus $(FUZZ_CORPUS)
+
+fuzz-replay: $(FUZZ_BIN)
+	$(call msg,REPLAY,$(FUZZ_CORPUS))
+	$(Q)$(CHECK_ENV) $(FUZZ_BIN) $(FUZZ_CORPUS)
+
+fuzz-seeds: $(FUZZ_BIN)
+	$(Q)mkdir -p $(FUZZ_CORPUS)
+	$(Q)$(FUZZ_BIN) --write-seeds $(FUZZ_CORPUS)
+
+# ---------------------------------------------------------------------------
 # Examples and benchmarks
 # ---------------------------------------------------------------------------
 
@@ -338,7 +396,7 @@ uninstall:
 # ---------------------------------------------------------------------------
 
 # Every source in the tree is in a list, and every suite is in tests/main.c.
-LISTED := $(PUBLIC_HEADERS) $(LIB_SRCS) $(BACKEND_SRCS) $(TEST_SRCS) \
+LISTED := $(PUBLIC_HEADERS) $(LIB_SRCS) $(BACKEND_SRCS) $(TEST_SRCS) $(FUZZ_SRCS) \
 	tests/main.c tests/consumer.c $(EXAMPLES:%=examples/%.c) \
 	$(BENCHES:%=bench/%.c)
 UNLISTED := $(filter-out $(LISTED),$(wildcard include/ccvm/*.h lib/*.c \
@@ -429,7 +487,7 @@ check-install: $(LIB)
 # ---------------------------------------------------------------------------
 
 CI_STEPS := ci-lists ci-gcc ci-clang ci-check ci-asan-ubsan ci-headers \
-	ci-symbols ci-install ci-tsan
+	ci-symbols ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
 
 .PHONY: ci $(CI_STEPS)
 ci:
@@ -479,6 +537,14 @@ ci-tsan:
 		$(MAKE) --no-print-directory WERROR=1 CC=clang SAN=tsan BUILD=build/tsan-clang check CHECK_SUITES="$(TSAN_SUITES)", \
 		echo "  skipped: TSAN_SUITES is empty")
 
+ci-fuzz-replay:
+	@echo "--- differential fuzzer: replay the seed corpus (gcc, ASan + UBSan)"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN=asan,ubsan BUILD=build/asan-ubsan fuzz-replay
+
+ci-fuzz-smoke:
+	@echo "--- differential fuzzer: libFuzzer for $(FUZZ_SMOKE_SECONDS) s (clang)"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 fuzz-smoke
+
 # ---------------------------------------------------------------------------
 
 .PHONY: clean
@@ -493,6 +559,8 @@ help:
 	@echo 'make SAN=asan|ubsan|tsan|asan,ubsan check   the same under sanitizers'
 	@echo 'make run             examples/minihv on every built backend'
 	@echo 'make bench           build (-O2, no sanitizers) and run the benchmarks'
+	@echo 'make fuzz            libFuzzer (clang) on every backend for FUZZ_SECONDS; fuzz-smoke: short'
+	@echo 'make fuzz-replay     replay tests/fuzz-corpus with the plain harness; fuzz-seeds: rewrite it'
 	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR DESTDIR; make uninstall'
 	@echo 'make ci              everything CI runs (.ci/run runs make check then make ci)'
 	@echo 'make check-lists|check-headers|check-symbols|check-install   single CI audits'

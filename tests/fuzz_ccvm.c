@@ -1,0 +1,1221 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Differential fuzzer: the same sequence of public-API operations on every
+ * built backend, whose guest-visible results must agree wherever the
+ * backends' capabilities say they should.
+ *
+ * An input is decoded into up to MAX_HOST_OPS host operations: set
+ * attributes (valid and invalid), punch and allocate gmem, memslot create,
+ * move and delete (valid and invalid), pre-fault, gmem host read/write,
+ * attribute and gmem queries, a memslot generation wrap, and RUN: a fresh
+ * vCPU whose guest executes a decoded list of guest operations (read,
+ * write, MAP_GPA_RANGE, accept) while the VMM serves its exits with a fixed
+ * policy (MAP_GPA_RANGE and memory faults convert, punching on the way to
+ * shared when the input says so; MMIO reads return a pattern).  Each
+ * backend runs the sequence on its own platform and produces one record
+ * per host and per guest operation: errno, data read, MMIO and
+ * memory-fault exits.  After every host operation, and after teardown, the
+ * invariant checker must pass and, at the end, every page must be back.
+ *
+ * What may differ, and how it is handled (everything else must agree, or
+ * the harness aborts, which is how libFuzzer reports):
+ *   - has_shared_bit: an access through the alias that does not match the
+ *     page's attribute is a memory-fault exit with a shared bit and a plain
+ *     access without one.  Such an access (only the FORCE alias modes make
+ *     one) ends the comparison of backend pairs that differ in the cap.
+ *   - requires_accept: a private access may see #VE/#VC; the guest then
+ *     accepts and retries once, so the result is the same everywhere.  An
+ *     explicit accept of a page that is not private gmem memory may fault
+ *     or exit where accept is needed and is a no-op elsewhere: it ends the
+ *     comparison of pairs that differ in the cap.  Accepting an accepted
+ *     page (-EEXIST) counts as success.  Accept faults pages in where it is
+ *     needed, so after one the gmem page count is not compared across the
+ *     cap.  Exception exits are not compared
+ *     (when acceptance is lost differs: TDX loses it with any removal).
+ *   - preserves_data_without_punch: private bytes read back after the
+ *     private mapping was zapped without a punch (a conversion to shared,
+ *     a gmem memslot deleted) are compared only between backends that
+ *     agree on the cap.
+ *   - gmem flags: gmem host read/write needs CCVM_GMEM_FLAG_MMAP; where the
+ *     backends differ in it, the results are not compared, and a success
+ *     on one side (it allocates, or writes the page cache) ends the
+ *     comparison of that pair.
+ *   - exit counts of MAP_GPA_RANGE (chunking) are not compared, only the
+ *     guest's result and the attributes it leaves.
+ *
+ * Built with -fsanitize=fuzzer (CCVM_FUZZ_LIBFUZZER), libFuzzer drives it
+ * (`make fuzz`, `make fuzz-smoke`).  Built without, it is a replay program
+ * (`make fuzz-replay`): `fuzz_ccvm FILE|DIR...` runs each input, and
+ * `fuzz_ccvm --write-seeds DIR` writes the seed corpus kept in
+ * tests/fuzz-corpus.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <ccvm/backend.h>
+#include <ccvm/ccvm.h>
+
+#define PAGE		CCVM_PAGE_SIZE
+#define WIN_PAGES	96		/* guest ops address [0, 96 pages) */
+#define SLOT_BACKING	(WIN_PAGES + 8)	/* VMM page backing fuzzed slot 1, +8 per id */
+#define SHARED_PAGES	(SLOT_BACKING + NR_SLOTS * 8)
+#define SLOT0_PAGES	16		/* slot 0: GPA pages 0-15, gmem pages 0-15 */
+#define GMEM_PAGES	32
+#define NR_SLOTS	4		/* slot 0 and fuzzed slots 1-3 */
+#define MAX_BACKENDS	8
+#define MAX_HOST_OPS	48
+#define MAX_GUEST_OPS	16
+#define MAX_RUNS	24
+#define MAX_RECS	(MAX_HOST_OPS * (1 + MAX_GUEST_OPS))
+/*
+ * Per run, MMIO and memory-fault exits beyond MAX_EXITS end it (the same
+ * everywhere); exceptions and hypercalls, whose number depends on the
+ * backend, have a bound of their own that only a loop reaches.
+ */
+#define MAX_EXITS	256
+#define MAX_OTHER_EXITS	4096
+#define GUEST_BUF	(2 * PAGE)
+
+#define NOT_RUN		9999		/* a guest op the run never reached */
+
+/* ---- records ------------------------------------------------------------------ */
+
+enum rec_kind {
+	R_SET_ATTR, R_PUNCH, R_ALLOC, R_SLOT, R_PREFAULT, R_RUN, R_GMEM_RW, R_GET_ATTR,
+	R_GMEM_INFO, R_WRAP,
+	R_G_READ, R_G_WRITE, R_G_MAP, R_G_ACCEPT,
+	R_NR_KINDS
+};
+
+static const char *const rec_names[R_NR_KINDS] = {
+	"set_attr", "punch", "alloc", "slot", "prefault", "run", "gmem_rw", "get_attr",
+	"gmem_info", "wrap", "guest_read", "guest_write", "guest_map_gpa", "guest_accept",
+};
+
+#define F_MISMATCH	(1u << 0)	/* access through the alias the attribute does not say */
+#define F_ACCEPT_ODD	(1u << 1)	/* accept of a page that is not private gmem memory */
+#define F_ZAPDEP	(1u << 2)	/* read private bytes zapped without a punch */
+#define F_GMEM_HOST	(1u << 3)	/* gmem host access */
+#define F_ACCEPTED	(1u << 4)	/* gmem_info after an explicit accept */
+
+struct rec {
+	uint8_t kind;
+	uint8_t flags;
+	int32_t err;
+	uint64_t v0, v1;	/* op-specific results */
+	uint64_t data;		/* hash of the bytes read */
+	uint64_t mmio;		/* hash of the MMIO exits during a guest op */
+	uint64_t memfault;	/* hash of the memory-fault exits during a guest op */
+	uint32_t nr_mmio, nr_memfault, nr_exc;
+	char what[48];		/* the decoded op, for reports */
+};
+
+static uint64_t hash_mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+	return h * 0x100000001b3ull;
+}
+
+static uint64_t hash_bytes(const uint8_t *b, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* ---- the world of one backend ---------------------------------------------------- */
+
+struct slot_shadow {
+	bool used;
+	bool gmem;
+	bool backing;		/* has shared backing (userspace_addr) */
+	uint64_t gpa_page, npages, gmem_page;
+};
+
+struct world {
+	const char *backend;
+	struct ccvm_backend_caps caps;
+	struct ccvm_platform *p;
+	struct ccvm_vm *vm;
+	struct ccvm_gmem *g;
+	/*
+	 * VMM memory: slot 0's shared backing at the start, each fuzzed slot's
+	 * at SLOT_BACKING + 8 * id pages (fixed, so a slot can move).
+	 */
+	uint8_t *shared;
+	uint64_t sbit;
+	uint64_t free_start;
+	bool punch_on_share;
+	bool gmem_first;		/* teardown closes the gmem file first */
+	unsigned int nr_runs;
+	bool accepted;			/* the guest ran an explicit accept */
+
+	/*
+	 * Shadows, written by the harness thread and read by the guest after
+	 * the run handoff.  attr[] is read back from the library after every
+	 * attribute change, so it is the truth.
+	 */
+	uint8_t attr[WIN_PAGES];
+	struct slot_shadow slots[NR_SLOTS];
+	bool zapdep[GMEM_PAGES];
+
+	struct rec recs[MAX_RECS];
+	unsigned int nrec;
+	unsigned int cur;		/* record of the running guest op */
+};
+
+/* The input being replayed, for reports (NULL under libFuzzer). */
+static const char *current_input;
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "fuzz_ccvm: %s%s", current_input ? current_input : "",
+		current_input ? ": " : "");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	abort();
+}
+
+static void quiet_log(enum ccvm_log_level level, const char *msg, void *ctx)
+{
+	(void)level;
+	(void)msg;
+	(void)ctx;
+}
+
+static struct rec *rec_new(struct world *w, enum rec_kind kind)
+{
+	struct rec *r;
+
+	if (w->nrec == MAX_RECS)
+		die("record table full");
+	r = &w->recs[w->nrec++];
+	memset(r, 0, sizeof(*r));
+	r->kind = kind;
+	return r;
+}
+
+static void refresh_attrs(struct world *w)
+{
+	uint64_t page = 0;
+
+	while (page < WIN_PAGES) {
+		uint64_t a = 0, run = 0, n;
+
+		if (ccvm_vm_get_memory_attributes(w->vm, page * PAGE, &a, &run))
+			die("%s: get_memory_attributes failed", w->backend);
+		n = run / PAGE;
+		if (!n)
+			die("%s: attribute run of 0 pages", w->backend);
+		for (; n && page < WIN_PAGES; n--, page++)
+			w->attr[page] = (a & CCVM_MEMORY_ATTRIBUTE_PRIVATE) != 0;
+	}
+}
+
+static const struct slot_shadow *slot_at(const struct world *w, uint64_t page)
+{
+	unsigned int i;
+
+	for (i = 0; i < NR_SLOTS; i++) {
+		const struct slot_shadow *s = &w->slots[i];
+
+		if (s->used && page >= s->gpa_page && page < s->gpa_page + s->npages)
+			return s;
+	}
+	return NULL;
+}
+
+/* The gmem page behind GPA page @page, or -1. */
+static int gmem_index(const struct world *w, uint64_t page)
+{
+	const struct slot_shadow *s = slot_at(w, page);
+
+	if (!s || !s->gmem)
+		return -1;
+	return (int)(s->gmem_page + (page - s->gpa_page));
+}
+
+/* Attributes changed: private pages that went shared lost their mapping. */
+static void attrs_changed(struct world *w, const uint8_t *before)
+{
+	uint64_t page;
+
+	refresh_attrs(w);
+	for (page = 0; page < WIN_PAGES; page++) {
+		int idx = gmem_index(w, page);
+
+		if (before[page] && !w->attr[page] && idx >= 0)
+			w->zapdep[idx] = true;
+	}
+}
+
+static int set_attrs(struct world *w, uint64_t gpa, uint64_t size, bool priv)
+{
+	uint8_t before[WIN_PAGES];
+	int err;
+
+	memcpy(before, w->attr, sizeof(before));
+	err = ccvm_vm_set_memory_attributes(w->vm, gpa, size,
+					    priv ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0);
+	/* Even a failed update may have changed the store (update_mem_attr). */
+	attrs_changed(w, before);
+	return err;
+}
+
+static int punch(struct world *w, uint64_t off, uint64_t len)
+{
+	int err = ccvm_gmem_fallocate(w->g, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE,
+				      off, len);
+	uint64_t i;
+
+	if (!err)
+		for (i = off / PAGE; i < (off + len) / PAGE && i < GMEM_PAGES; i++)
+			w->zapdep[i] = false;
+	return err;
+}
+
+static void check_invariants(struct world *w, const char *when)
+{
+	struct ccvm_invariant_report rep = { .sz = sizeof(rep) };
+
+	if (w->vm) {
+		if (ccvm_vm_check_invariants(w->vm, &rep))
+			die("%s: vm invariant check failed to run", w->backend);
+		if (rep.invariant)
+			die("%s: after %s: invariant I%u broken (gfn %#" PRIx64 " pfn %#" PRIx64
+			    "): %s", w->backend, when, rep.invariant, rep.gfn, rep.pfn, rep.msg);
+	}
+	memset(&rep, 0, sizeof(rep));
+	rep.sz = sizeof(rep);
+	if (ccvm_platform_check_invariants(w->p, &rep))
+		die("%s: platform invariant check failed to run", w->backend);
+	if (rep.invariant)
+		die("%s: after %s: platform invariant I%u broken: %s", w->backend, when,
+		    rep.invariant, rep.msg);
+}
+
+/* ---- decoding ------------------------------------------------------------------- */
+
+struct input {
+	const uint8_t *d;
+	size_t n, pos;
+};
+
+static bool take(struct input *in, uint8_t *b, size_t k)
+{
+	if (in->n - in->pos < k)
+		return false;
+	memcpy(b, in->d + in->pos, k);
+	in->pos += k;
+	return true;
+}
+
+enum host_op {
+	H_SET_ATTR, H_PUNCH, H_ALLOC, H_SLOT, H_PREFAULT, H_RUN, H_GMEM_RW, H_GET_ATTR,
+	H_GMEM_INFO, H_WRAP,
+	H_NR
+};
+
+/* Argument bytes after the op byte (H_RUN: then 4 bytes per guest op). */
+static const uint8_t host_args[H_NR] = {
+	[H_SET_ATTR] = 3, [H_PUNCH] = 3, [H_ALLOC] = 3, [H_SLOT] = 4, [H_PREFAULT] = 2,
+	[H_RUN] = 1, [H_GMEM_RW] = 4, [H_GET_ATTR] = 1, [H_GMEM_INFO] = 0, [H_WRAP] = 0,
+};
+
+enum guest_op { G_READ, G_WRITE, G_MAP, G_ACCEPT, G_NR };
+
+enum alias_mode { ALIAS_AUTO, ALIAS_AUTO2, ALIAS_PRIVATE, ALIAS_SHARED };
+
+struct gop {
+	uint8_t b[4];
+};
+
+struct prog {
+	struct gop ops[MAX_GUEST_OPS];
+	unsigned int n;
+};
+
+static const uint32_t lens[8] = { 1, 8, 16, 64, 512, 4096, 4097, 6000 };
+
+/* ---- host operations -------------------------------------------------------------- */
+
+static uint64_t npages_of(uint8_t b, unsigned int max)
+{
+	return 1 + b % max;
+}
+
+static void op_set_attr(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_SET_ATTR);
+	uint64_t gpa = (a[0] % WIN_PAGES) * PAGE, size = npages_of(a[1], 16) * PAGE;
+	uint64_t attrs = (a[2] & 1) ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0, flags = 0;
+	uint8_t before[WIN_PAGES];
+
+	switch ((a[2] >> 1) % 12) {
+	case 1: gpa += 1; break;
+	case 2: size = 0; break;
+	case 3: flags = 1; break;
+	case 4: attrs |= 1; break;
+	case 5: size += 1; break;
+	case 6: size = UINT64_MAX & ~(PAGE - 1); break;	/* wraps */
+	default: break;
+	}
+	snprintf(r->what, sizeof(r->what), "set_attr %#" PRIx64 "+%#" PRIx64 " %#" PRIx64,
+		 gpa, size, attrs);
+	memcpy(before, w->attr, sizeof(before));
+	r->err = ccvm_vm_set_memory_attributes(w->vm, gpa, size, attrs, flags);
+	attrs_changed(w, before);
+}
+
+static void op_fallocate(struct world *w, const uint8_t *a, bool is_punch)
+{
+	struct rec *r = rec_new(w, is_punch ? R_PUNCH : R_ALLOC);
+	uint64_t off = (a[0] % GMEM_PAGES) * PAGE, len = npages_of(a[1], 16) * PAGE;
+	int mode = CCVM_FALLOC_KEEP_SIZE | (is_punch ? CCVM_FALLOC_PUNCH_HOLE : 0);
+
+	switch (a[2] % 8) {
+	case 1: mode &= ~CCVM_FALLOC_KEEP_SIZE; break;
+	case 2: off += 512; break;
+	case 3: len = (GMEM_PAGES + 4) * PAGE; break;		/* past EOF */
+	case 4: off = (uint64_t)INT64_MAX & ~(PAGE - 1); break;	/* loff_t overflow */
+	default: break;
+	}
+	snprintf(r->what, sizeof(r->what), "%s %#" PRIx64 "+%#" PRIx64 " mode %d",
+		 is_punch ? "punch" : "alloc", off, len, mode);
+	if (is_punch && mode == (CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE) &&
+	    off % PAGE == 0) {
+		r->err = punch(w, off, len);
+		return;
+	}
+	r->err = ccvm_gmem_fallocate(w->g, mode, off, len);
+}
+
+static void op_slot(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_SLOT);
+	uint32_t id = 1 + a[0] % (NR_SLOTS - 1);
+	uint64_t gpa_page = a[1] % (WIN_PAGES - 16), npages = a[2] % 9;	/* 0 deletes */
+	bool gmem = a[3] & 1, backing = !(a[3] & 2);
+	uint64_t gmem_page = 16 + ((a[3] >> 2) % 4) * 4;
+	struct ccvm_memory_region mr = {
+		.slot = id,
+		.flags = gmem ? CCVM_MEM_GUEST_MEMFD : 0,
+		.guest_phys_addr = gpa_page * PAGE,
+		.memory_size = npages * PAGE,
+		.userspace_addr = backing ? w->shared + (SLOT_BACKING + 8 * id) * PAGE : NULL,
+		.gmem = gmem ? w->g : NULL,
+		.gmem_offset = gmem_page * PAGE,
+	};
+	struct slot_shadow *s = &w->slots[id];
+	uint64_t i;
+
+	switch ((a[3] >> 4) % 8) {
+	case 1: mr.gmem = NULL; break;				/* -EBADF with gmem */
+	case 2: mr.gmem_offset = (GMEM_PAGES - 2) * PAGE; break;	/* past EOF */
+	case 3: mr.flags |= CCVM_MEM_READONLY; break;
+	case 4: mr.guest_phys_addr += 1; break;
+	default: break;
+	}
+	snprintf(r->what, sizeof(r->what), "slot %u gpa %#" PRIx64 " %" PRIu64 "p %s%s", id,
+		 (uint64_t)mr.guest_phys_addr, npages, gmem ? "gmem" : "plain",
+		 backing ? "" : " nobacking");
+	r->err = ccvm_vm_set_user_memory_region(w->vm, &mr);
+	if (r->err)
+		return;
+	if (!npages) {
+		/* Deleted: its private mappings went without a punch. */
+		for (i = 0; s->gmem && i < s->npages; i++)
+			w->zapdep[s->gmem_page + i] = true;
+		s->used = false;
+		return;
+	}
+	if (s->used && s->gmem)
+		die("%s: a gmem slot was modified (%s)", w->backend, r->what);
+	s->used = true;
+	s->gmem = mr.flags & CCVM_MEM_GUEST_MEMFD;
+	s->backing = mr.userspace_addr != NULL;
+	s->gpa_page = gpa_page;
+	s->npages = npages;
+	s->gmem_page = gmem_page;
+}
+
+static void op_prefault(struct world *w, const uint8_t *a, struct ccvm_vcpu *v)
+{
+	struct rec *r = rec_new(w, R_PREFAULT);
+	uint64_t gpa = (a[0] % WIN_PAGES) * PAGE, size = npages_of(a[1], 16) * PAGE;
+	int err = 0;
+
+	snprintf(r->what, sizeof(r->what), "prefault %#" PRIx64 "+%#" PRIx64, gpa, size);
+	/* Partial progress returns 0: go on until done or an error, as a VMM. */
+	while (size) {
+		uint64_t left = size;
+
+		err = ccvm_vcpu_pre_fault_memory(v, &gpa, &size);
+		if (err)
+			break;
+		if (size >= left)
+			die("%s: pre-fault returned 0 without progress (%s)", w->backend,
+			    r->what);
+	}
+	r->err = err;
+	r->v0 = gpa;
+}
+
+static void op_gmem_rw(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_GMEM_RW);
+	uint64_t off = (a[0] % GMEM_PAGES) * PAGE + (a[1] & 0xf) * 256;
+	uint32_t len = lens[(a[1] >> 4) % 8];
+	static uint8_t buf[2 * PAGE];
+	uint32_t i;
+
+	r->flags = F_GMEM_HOST;
+	snprintf(r->what, sizeof(r->what), "gmem_%s %#" PRIx64 "+%u",
+		 (a[3] & 1) ? "write" : "read", off, len);
+	if (a[3] & 1) {
+		for (i = 0; i < len; i++)
+			buf[i] = (uint8_t)(a[2] + i * 7);
+		r->err = ccvm_gmem_write(w->g, off, buf, len);
+	} else {
+		memset(buf, 0, len);
+		r->err = ccvm_gmem_read(w->g, off, buf, len);
+		if (!r->err)
+			r->data = hash_bytes(buf, len);
+	}
+}
+
+static void op_get_attr(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_GET_ATTR);
+	uint64_t gpa = (a[0] % WIN_PAGES) * PAGE;
+
+	snprintf(r->what, sizeof(r->what), "get_attr %#" PRIx64, gpa);
+	r->err = ccvm_vm_get_memory_attributes(w->vm, gpa, &r->v0, &r->v1);
+}
+
+static void op_gmem_info(struct world *w)
+{
+	struct rec *r = rec_new(w, R_GMEM_INFO);
+	struct ccvm_gmem_info i = { .sz = sizeof(i) };
+
+	snprintf(r->what, sizeof(r->what), "gmem_info");
+	if (w->accepted)
+		r->flags |= F_ACCEPTED;
+	r->err = ccvm_gmem_get_info(w->g, &i);
+	r->v0 = i.nr_pages;
+	r->v1 = i.nr_bindings;
+}
+
+/* ---- the guest ------------------------------------------------------------------- */
+
+struct guest_ctx {
+	struct world *w;
+	const struct prog *prog;
+	unsigned int rec_base;
+};
+
+static uint8_t fill_byte(uint8_t seed, uint64_t gpa)
+{
+	return (uint8_t)(seed * 29 + gpa * 13 + (gpa >> 12) * 3 + 7);
+}
+
+/* Does the attribute of every window page of [gpa, gpa+len) equal @priv? */
+static bool attr_matches(const struct world *w, uint64_t gpa, uint64_t len, bool priv)
+{
+	uint64_t p;
+
+	for (p = gpa / PAGE; p <= (gpa + len - 1) / PAGE && p < WIN_PAGES; p++)
+		if (w->attr[p] != priv)
+			return false;
+	return true;
+}
+
+/* Private gmem pages of the range that were zapped without a punch. */
+static bool reads_zapdep(const struct world *w, uint64_t gpa, uint64_t len)
+{
+	uint64_t p;
+
+	for (p = gpa / PAGE; p <= (gpa + len - 1) / PAGE && p < WIN_PAGES; p++) {
+		int idx = gmem_index(w, p);
+
+		if (w->attr[p] && idx >= 0 && w->zapdep[idx])
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A guest read or write; on #VE/#VC, accept every page of the range (one by
+ * one: an accepted page answers -EEXIST) and retry once.
+ */
+static int guest_access(struct ccvm_guest *g, uint64_t gpa, uint64_t sbit, uint8_t *buf,
+			size_t len, bool write)
+{
+	uint64_t p;
+	int tries, r = 0;
+
+	for (tries = 0; tries < 2; tries++) {
+		r = write ? ccvm_guest_write(g, gpa | sbit, buf, len)
+			  : ccvm_guest_read(g, gpa | sbit, buf, len);
+		if (r != -EACCES)
+			break;
+		for (p = gpa & ~(PAGE - 1); p < gpa + len; p += PAGE)
+			ccvm_guest_accept(g, p, PAGE);
+	}
+	return r;
+}
+
+static void guest_rw(struct ccvm_guest *g, struct world *w, struct rec *r, const struct gop *o,
+		     bool write)
+{
+	static _Thread_local uint8_t buf[GUEST_BUF];
+	uint64_t page = o->b[1] % WIN_PAGES;
+	uint64_t gpa = page * PAGE + (o->b[2] & 0xf) * 256;
+	uint64_t len = lens[(o->b[2] >> 4) % 8], p;
+	enum alias_mode mode = (o->b[0] >> 3) % 4;
+	bool priv;
+	uint64_t i;
+
+	if (gpa + len > WIN_PAGES * PAGE)
+		len = WIN_PAGES * PAGE - gpa;
+	if (mode == ALIAS_PRIVATE || mode == ALIAS_SHARED) {
+		priv = mode == ALIAS_PRIVATE;
+		if (!attr_matches(w, gpa, len, priv))
+			r->flags |= F_MISMATCH;
+	} else {
+		priv = w->attr[page];
+		/* A range over both kinds: the second part is a mismatch. */
+		if (!attr_matches(w, gpa, len, priv))
+			r->flags |= F_MISMATCH;
+	}
+	snprintf(r->what, sizeof(r->what), "guest_%s %#" PRIx64 "+%" PRIu64 " %s",
+		 write ? "write" : "read", gpa, len, priv ? "private" : "shared");
+	if (!write && reads_zapdep(w, gpa, len))
+		r->flags |= F_ZAPDEP;
+	if (write)
+		for (i = 0; i < len; i++)
+			buf[i] = fill_byte(o->b[3], gpa + i);
+	else
+		memset(buf, 0xee, len);
+	r->err = guest_access(g, gpa, priv ? 0 : w->sbit, buf, len, write);
+	if (!write && !r->err)
+		r->data = hash_bytes(buf, len);
+	/* The access may have converted pages on the way (memory-fault exits). */
+	if (!write && reads_zapdep(w, gpa, len))
+		r->flags |= F_ZAPDEP;
+	/* Whole private gmem pages rewritten: the same bytes everywhere again. */
+	if (write && !r->err && priv)
+		for (p = (gpa + PAGE - 1) / PAGE; (p + 1) * PAGE <= gpa + len; p++)
+			if (gmem_index(w, p) >= 0)
+				w->zapdep[gmem_index(w, p)] = false;
+}
+
+static void guest_fn(struct ccvm_guest *g, void *arg)
+{
+	struct guest_ctx *c = arg;
+	struct world *w = c->w;
+	unsigned int i;
+
+	for (i = 0; i < c->prog->n; i++) {
+		const struct gop *o = &c->prog->ops[i];
+		struct rec *r = &w->recs[c->rec_base + i];
+		uint64_t gpa = (o->b[1] % WIN_PAGES) * PAGE;
+		uint64_t size = npages_of(o->b[2], 8) * PAGE, p;
+
+		w->cur = c->rec_base + i;
+		if (gpa + size > WIN_PAGES * PAGE)
+			size = WIN_PAGES * PAGE - gpa;
+		switch (r->kind) {
+		case R_G_READ:
+			guest_rw(g, w, r, o, false);
+			break;
+		case R_G_WRITE:
+			guest_rw(g, w, r, o, true);
+			break;
+		case R_G_MAP:
+			snprintf(r->what, sizeof(r->what), "guest_map_gpa %#" PRIx64 "+%#" PRIx64
+				 " %s", gpa, size, (o->b[3] & 1) ? "private" : "shared");
+			r->err = ccvm_guest_map_gpa(g, gpa, size, o->b[3] & 1);
+			break;
+		case R_G_ACCEPT:
+			snprintf(r->what, sizeof(r->what), "guest_accept %#" PRIx64 "+%#" PRIx64,
+				 gpa, size);
+			for (p = gpa / PAGE; p < (gpa + size) / PAGE; p++)
+				if (!w->attr[p] || gmem_index(w, p) < 0)
+					r->flags |= F_ACCEPT_ODD;
+			w->accepted = true;
+			r->err = ccvm_guest_accept(g, gpa, size);
+			if (r->err == -EEXIST)
+				r->err = 0;	/* already accepted: the page is usable */
+			break;
+		}
+	}
+}
+
+/* ---- the VMM side of a run ---------------------------------------------------------- */
+
+enum run_end { END_DONE, END_STUCK, END_ERROR, END_EXITS, END_CREATE };
+
+/*
+ * One RUN: the guest ops' records first, then the run's own (how it ended),
+ * so that a comparison stopped by a guest op never judges the run's end.
+ */
+static void vmm_run(struct world *w, const struct prog *prog)
+{
+	struct rec *rr;
+	struct guest_ctx ctx = { .w = w, .prog = prog };
+	struct ccvm_vcpu *v = NULL;
+	struct ccvm_run *run;
+	unsigned int i, n = 0, other = 0;
+	int err;
+
+	ctx.rec_base = w->nrec;
+	for (i = 0; i < prog->n; i++) {
+		static const uint8_t kinds[G_NR] = { R_G_READ, R_G_WRITE, R_G_MAP, R_G_ACCEPT };
+		struct rec *r = rec_new(w, kinds[prog->ops[i].b[0] % G_NR]);
+
+		r->err = NOT_RUN;
+		snprintf(r->what, sizeof(r->what), "%s (not run)", rec_names[r->kind]);
+	}
+	w->cur = ctx.rec_base;
+	rr = rec_new(w, R_RUN);
+	snprintf(rr->what, sizeof(rr->what), "run of %u guest ops", prog->n);
+
+	err = ccvm_vcpu_create(w->vm, w->nr_runs++, &v);
+	if (err) {
+		rr->err = err;
+		rr->v0 = END_CREATE;
+		return;
+	}
+	err = ccvm_vcpu_set_guest(v, guest_fn, &ctx);
+	if (err)
+		die("%s: set_guest: %d", w->backend, err);
+	run = ccvm_vcpu_run_state(v);
+	rr->v0 = END_EXITS;
+	while (n < MAX_EXITS && other < MAX_OTHER_EXITS) {
+		struct rec *r;
+
+		err = ccvm_vcpu_run(v);
+		r = &w->recs[w->cur];	/* the op the guest is in now */
+		if (err == -EFAULT && run->exit_reason == CCVM_EXIT_MEMORY_FAULT) {
+			uint64_t gpa = run->memory_fault.gpa, page = gpa / PAGE;
+			bool want = run->memory_fault.flags & CCVM_MEMORY_EXIT_FLAG_PRIVATE;
+
+			r->nr_memfault++;
+			n++;
+			r->memfault = hash_mix(hash_mix(r->memfault, gpa), run->memory_fault.flags);
+			/* Convert as asked, unless that is the attribute already. */
+			if (page >= WIN_PAGES || w->attr[page] == want) {
+				rr->v0 = END_STUCK;
+				rr->v1 = gpa;
+				break;
+			}
+			err = set_attrs(w, gpa, run->memory_fault.size, want);
+			if (err) {
+				rr->v0 = END_ERROR;
+				rr->err = err;
+				break;
+			}
+			continue;
+		}
+		if (err) {
+			rr->v0 = END_ERROR;
+			rr->err = err;
+			rr->v1 = run->exit_reason;
+			break;
+		}
+		if (run->exit_reason == CCVM_EXIT_DONE) {
+			rr->v0 = END_DONE;
+			break;
+		}
+		switch (run->exit_reason) {
+		case CCVM_EXIT_HYPERCALL: {
+			other++;
+			uint64_t gpa = run->hypercall.args[0];
+			uint64_t size = run->hypercall.args[1] * PAGE;
+			bool priv = run->hypercall.args[2] & CCVM_MAP_GPA_RANGE_ENCRYPTED;
+
+			if (run->hypercall.nr != CCVM_HC_MAP_GPA_RANGE)
+				die("%s: hypercall %" PRIu64, w->backend, run->hypercall.nr);
+			err = set_attrs(w, gpa, size, priv);
+			if (!err && !priv && w->punch_on_share) {
+				/* Punch what of the range is slot 0's gmem. */
+				uint64_t end = gpa + size < SLOT0_PAGES * PAGE ? gpa + size
+									: SLOT0_PAGES * PAGE;
+
+				if (gpa < end)
+					err = punch(w, gpa, end - gpa);
+			}
+			run->hypercall.ret = (uint64_t)-err;
+			break;
+		}
+		case CCVM_EXIT_MMIO:
+			r->nr_mmio++;
+			n++;
+			r->mmio = hash_mix(hash_mix(hash_mix(r->mmio, run->mmio.phys_addr),
+						    run->mmio.len), run->mmio.is_write);
+			if (run->mmio.is_write) {
+				r->mmio = hash_mix(r->mmio, hash_bytes(run->mmio.data,
+								       run->mmio.len));
+			} else {
+				for (i = 0; i < sizeof(run->mmio.data); i++)
+					run->mmio.data[i] = (uint8_t)(run->mmio.phys_addr + i);
+			}
+			break;
+		case CCVM_EXIT_EXCEPTION:
+			r->nr_exc++;	/* the guest accepts and retries */
+			other++;
+			break;
+		default:
+			die("%s: unexpected exit %u in %s", w->backend, run->exit_reason,
+			    r->what);
+		}
+	}
+	/* Closing unwinds a guest left in an exit. */
+	if (ccvm_vcpu_close(v))
+		die("%s: vcpu close failed", w->backend);
+}
+
+/* ---- one backend's whole sequence ------------------------------------------------------ */
+
+static void world_setup(struct world *w, const char *backend, uint8_t header)
+{
+	struct ccvm_platform_opts po = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						      .backend = backend,
+						      .mem_bytes = 64ull << 20, .seed = 3);
+	struct ccvm_vm_opts vo = CCVM_OPTS_INIT(struct ccvm_vm_opts, .max_vcpus = MAX_RUNS + 2);
+	struct ccvm_stats st = { .sz = sizeof(st) };
+	struct ccvm_memory_region mr = {
+		.slot = 0,
+		.flags = CCVM_MEM_GUEST_MEMFD,
+		.memory_size = SLOT0_PAGES * PAGE,
+	};
+	uint64_t gflags;
+
+	memset(w, 0, sizeof(*w));
+	w->backend = backend;
+	w->punch_on_share = header & 1;
+	w->gmem_first = header & 2;
+	w->caps.sz = sizeof(w->caps);
+	if (ccvm_backend_caps(backend, &w->caps))
+		die("%s: caps", backend);
+	if (ccvm_platform_create(&po, &w->p))
+		die("%s: platform_create", backend);
+	ccvm_platform_get_stats(w->p, &st);
+	w->free_start = st.free_pages;
+	if (ccvm_vm_create(w->p, &vo, &w->vm))
+		die("%s: vm_create", backend);
+	w->sbit = ccvm_vm_shared_bit(w->vm);
+	/* Host access where the backend allows it (a caps difference). */
+	gflags = w->caps.gmem_flags & (CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED);
+	if (ccvm_gmem_create(w->vm, GMEM_PAGES * PAGE, gflags, &w->g))
+		die("%s: gmem_create", backend);
+	w->shared = mmap(NULL, SHARED_PAGES * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (w->shared == MAP_FAILED)
+		die("mmap");
+	mr.userspace_addr = w->shared;
+	mr.gmem = w->g;
+	if (ccvm_vm_set_user_memory_region(w->vm, &mr))
+		die("%s: slot 0", backend);
+	w->slots[0] = (struct slot_shadow){ .used = true, .gmem = true, .backing = true,
+					    .npages = SLOT0_PAGES };
+	if (header & 4) {
+		if (ccvm_vm_set_memory_attributes(w->vm, 0, SLOT0_PAGES * PAGE,
+						  CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0))
+			die("%s: initial attributes", backend);
+	}
+	refresh_attrs(w);
+	/* Runnable from here on: the launch protocol is not fuzzed. */
+	if (w->caps.needs_finalize && ccvm_vm_finalize(w->vm))
+		die("%s: finalize", backend);
+	check_invariants(w, "setup");
+}
+
+static void world_teardown(struct world *w)
+{
+	struct ccvm_stats st = { .sz = sizeof(st) };
+	bool bugged = ccvm_vm_is_bugged(w->vm);
+
+	if (w->gmem_first) {
+		ccvm_gmem_close(w->g);
+		w->g = NULL;
+	}
+	if (ccvm_vm_close(w->vm))
+		die("%s: vm_close", w->backend);
+	w->vm = NULL;
+	if (w->g && ccvm_gmem_close(w->g))
+		die("%s: gmem_close", w->backend);
+	w->g = NULL;
+	check_invariants(w, "teardown");
+	ccvm_platform_get_stats(w->p, &st);
+	if (st.free_pages + st.leaked_pages != w->free_start)
+		die("%s: %" PRIu64 " free and %" PRIu64 " leaked pages after teardown, %" PRIu64
+		    " free before: pages lost", w->backend, st.free_pages, st.leaked_pages,
+		    w->free_start);
+	if (st.leaked_pages && !bugged)
+		die("%s: %" PRIu64 " pages leaked by a VM that was never bugged", w->backend,
+		    st.leaked_pages);
+	if (ccvm_platform_destroy(w->p))
+		die("%s: platform still busy after teardown", w->backend);
+	munmap(w->shared, SHARED_PAGES * PAGE);
+}
+
+static void world_run(struct world *w, const uint8_t *data, size_t size)
+{
+	struct input in = { .d = data, .n = size, .pos = 1 };
+	struct ccvm_vcpu *pv = NULL;
+	unsigned int nops = 0;
+	uint8_t op, a[4];
+
+	/* A vCPU for pre-faults, created like any other. */
+	if (ccvm_vcpu_create(w->vm, MAX_RUNS + 1, &pv))
+		die("%s: pre-fault vcpu", w->backend);
+	while (nops++ < MAX_HOST_OPS && take(&in, &op, 1)) {
+		enum host_op h = op % H_NR;
+		struct prog prog;
+		unsigned int i;
+
+		if (!take(&in, a, host_args[h]))
+			break;
+		switch (h) {
+		case H_SET_ATTR:
+			op_set_attr(w, a);
+			break;
+		case H_PUNCH:
+		case H_ALLOC:
+			op_fallocate(w, a, h == H_PUNCH);
+			break;
+		case H_SLOT:
+			op_slot(w, a);
+			break;
+		case H_PREFAULT:
+			op_prefault(w, a, pv);
+			break;
+		case H_RUN:
+			prog.n = 1 + a[0] % MAX_GUEST_OPS;	/* byte n - 1 */
+			for (i = 0; i < prog.n; i++)
+				if (!take(&in, prog.ops[i].b, 4))
+					break;
+			prog.n = i;
+			if (w->nr_runs >= MAX_RUNS || !prog.n) {
+				nops = MAX_HOST_OPS;	/* stop here, on every backend alike */
+				break;
+			}
+			vmm_run(w, &prog);
+			break;
+		case H_GMEM_RW:
+			op_gmem_rw(w, a);
+			break;
+		case H_GET_ATTR:
+			op_get_attr(w, a);
+			break;
+		case H_GMEM_INFO:
+			op_gmem_info(w);
+			break;
+		case H_WRAP:
+			snprintf(rec_new(w, R_WRAP)->what, sizeof(w->recs[0].what), "wrap");
+			ccvm_vm_force_generation_wrap(w->vm);
+			break;
+		default:
+			break;
+		}
+		check_invariants(w, w->nrec ? w->recs[w->nrec - 1].what : "?");
+	}
+	if (ccvm_vcpu_close(pv))
+		die("%s: vcpu close", w->backend);
+}
+
+/* ---- comparison ---------------------------------------------------------------------- */
+
+static void disagree(const struct world *a, const struct world *b, unsigned int i,
+		     const char *what)
+{
+	const struct rec *x = &a->recs[i], *y = &b->recs[i];
+
+	die("backends disagree on record %u (%s): %s\n"
+	    "  %-4s: %s: err %d v0 %#" PRIx64 " v1 %#" PRIx64 " data %#" PRIx64 " mmio %u/%#"
+	    PRIx64 " memfault %u/%#" PRIx64 " flags %#x\n"
+	    "  %-4s: %s: err %d v0 %#" PRIx64 " v1 %#" PRIx64 " data %#" PRIx64 " mmio %u/%#"
+	    PRIx64 " memfault %u/%#" PRIx64 " flags %#x",
+	    i, rec_names[x->kind], what,
+	    a->backend, x->what, x->err, x->v0, x->v1, x->data, x->nr_mmio, x->mmio,
+	    x->nr_memfault, x->memfault, x->flags,
+	    b->backend, y->what, y->err, y->v0, y->v1, y->data, y->nr_mmio, y->mmio,
+	    y->nr_memfault, y->memfault, y->flags);
+}
+
+static bool has_mmap(const struct world *w)
+{
+	return w->caps.gmem_flags & CCVM_GMEM_FLAG_MMAP;
+}
+
+/* Records compared and records in all, per backend pair (replay statistics). */
+static uint64_t pair_compared[MAX_BACKENDS][MAX_BACKENDS], pair_total[MAX_BACKENDS][MAX_BACKENDS];
+
+/* Return: how many records were compared before a cap difference stopped it. */
+static unsigned int compare(const struct world *a, const struct world *b)
+{
+	unsigned int i;
+
+	if (a->nrec != b->nrec)
+		die("%s has %u records, %s %u", a->backend, a->nrec, b->backend, b->nrec);
+	for (i = 0; i < a->nrec; i++) {
+		const struct rec *x = &a->recs[i], *y = &b->recs[i];
+		unsigned int flags = x->flags | y->flags;
+
+		if (x->kind != y->kind)
+			disagree(a, b, i, "different operations");
+		/* Caps that make the rest of the sequence incomparable. */
+		if ((flags & F_MISMATCH) && a->caps.has_shared_bit != b->caps.has_shared_bit)
+			return i;
+		if ((flags & F_ACCEPT_ODD) && a->caps.requires_accept != b->caps.requires_accept)
+			return i;
+		if ((flags & F_GMEM_HOST) && has_mmap(a) != has_mmap(b)) {
+			if (x->err != -ENODEV && y->err != -ENODEV)
+				disagree(a, b, i, "both have no MMAP but answer otherwise");
+			if (!x->err || !y->err)
+				return i;
+			continue;
+		}
+		if (x->err != y->err)
+			disagree(a, b, i, "errno");
+		/*
+		 * Accepting faults pages in (allocating them) where accept is
+		 * needed and does nothing elsewhere: the page count may differ.
+		 */
+		if ((x->v0 != y->v0 &&
+		     !(x->kind == R_GMEM_INFO && (flags & F_ACCEPTED) &&
+		       a->caps.requires_accept != b->caps.requires_accept)) || x->v1 != y->v1)
+			disagree(a, b, i, "result values");
+		if (x->nr_mmio != y->nr_mmio || x->mmio != y->mmio)
+			disagree(a, b, i, "MMIO exits");
+		if (x->nr_memfault != y->nr_memfault || x->memfault != y->memfault)
+			disagree(a, b, i, "memory-fault exits");
+		if (x->data != y->data &&
+		    !((flags & F_ZAPDEP) && a->caps.preserves_data_without_punch !=
+					    b->caps.preserves_data_without_punch))
+			disagree(a, b, i, "data read");
+	}
+	return i;
+}
+
+/* ---- entry points --------------------------------------------------------------------- */
+
+static struct world worlds[MAX_BACKENDS];
+
+/* CCVM_FUZZ_DEBUG=1: every record of every backend, to see a disagreement. */
+static void dump(const struct world *w)
+{
+	unsigned int i;
+
+	for (i = 0; i < w->nrec; i++) {
+		const struct rec *r = &w->recs[i];
+
+		fprintf(stderr, "%-4s %3u %-40s err %5d v0 %#" PRIx64 " v1 %#" PRIx64
+			" data %016" PRIx64 " mmio %u memfault %u exc %u flags %#x\n",
+			w->backend, i, r->what, r->err, r->v0, r->v1, r->data, r->nr_mmio,
+			r->nr_memfault, r->nr_exc, r->flags);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *const *names = ccvm_backend_names();
+	unsigned int n, i, j;
+
+	if (size < 2)
+		return 0;
+	ccvm_set_log(quiet_log, NULL);
+	for (n = 0; names[n] && n < MAX_BACKENDS; n++) {
+		world_setup(&worlds[n], names[n], data[0]);
+		world_run(&worlds[n], data, size);
+		world_teardown(&worlds[n]);
+	}
+	if (getenv("CCVM_FUZZ_DEBUG"))
+		for (i = 0; i < n; i++)
+			dump(&worlds[i]);
+	for (i = 0; i < n; i++) {
+		for (j = i + 1; j < n; j++) {
+			pair_compared[i][j] += compare(&worlds[i], &worlds[j]);
+			pair_total[i][j] += worlds[i].nrec;
+		}
+	}
+	return 0;
+}
+
+#ifndef CCVM_FUZZ_LIBFUZZER
+
+/* ---- the seed corpus --------------------------------------------------------------------- */
+
+/* Guest op bytes: kind | alias << 3, page, len/offset, seed or direction. */
+#define GR(pg, lo, s)	G_READ, (pg), (lo), (s)
+#define GW(pg, lo, s)	G_WRITE, (pg), (lo), (s)
+#define GRS(pg, lo)	G_READ | (ALIAS_SHARED << 3), (pg), (lo), 0
+#define GWS(pg, lo, s)	G_WRITE | (ALIAS_SHARED << 3), (pg), (lo), (s)
+#define GWP(pg, lo, s)	G_WRITE | (ALIAS_PRIVATE << 3), (pg), (lo), (s)
+#define GM(pg, n, p)	G_MAP, (pg), (n) - 1, (p)
+#define GA(pg, n)	G_ACCEPT, (pg), (n) - 1, 0
+#define PAGE_LEN	0x50		/* lens[5]: 4096 at offset 0 */
+#define SMALL		0x13		/* 8 bytes at offset 0x300 */
+#define RUN(n)		H_RUN, (n) - 1
+
+struct seed {
+	const char *name;
+	uint8_t bytes[160];
+	size_t len;
+};
+
+#define SEED(nm, ...) { nm, { __VA_ARGS__ }, sizeof((uint8_t[]){ __VA_ARGS__ }) }
+
+static const struct seed seeds[] = {
+	SEED("private-rw", 4, RUN(4), GA(0, 4), GW(0, PAGE_LEN, 1), GW(1, SMALL, 2),
+	     GR(0, PAGE_LEN, 0)),
+	SEED("convert-punch", 5, RUN(8), GA(0, 2), GW(0, PAGE_LEN, 3), GM(0, 2, 0),
+	     GW(0, PAGE_LEN, 4), GR(0, PAGE_LEN, 0), GM(0, 2, 1), GA(0, 2), GR(0, PAGE_LEN, 0)),
+	SEED("convert-keep", 4, RUN(8), GA(2, 1), GW(2, PAGE_LEN, 5), GM(2, 1, 0),
+	     GR(2, SMALL, 0), GM(2, 1, 1), GA(2, 1), GR(2, PAGE_LEN, 0), GW(2, SMALL, 6)),
+	SEED("attr-errnos", 0, H_SET_ATTR, 0, 3, 1, H_SET_ATTR, 1, 1, 3, H_SET_ATTR, 2, 2, 5,
+	     H_SET_ATTR, 3, 0, 7, H_SET_ATTR, 4, 1, 9, H_SET_ATTR, 5, 1, 11, H_SET_ATTR, 6, 1,
+	     13, H_GET_ATTR, 0, H_GET_ATTR, 3),
+	SEED("punch-refault", 4, RUN(3), GA(3, 2), GW(3, PAGE_LEN, 7), GW(4, PAGE_LEN, 8),
+	     H_PUNCH, 3, 1, 0, RUN(3), GA(3, 2), GR(3, PAGE_LEN, 0), GR(4, PAGE_LEN, 0),
+	     H_GMEM_INFO),
+	SEED("fallocate-errnos", 0, H_ALLOC, 0, 3, 0, H_ALLOC, 1, 0, 1, H_PUNCH, 2, 0, 2,
+	     H_PUNCH, 3, 0, 3, H_ALLOC, 4, 0, 4, H_PUNCH, 30, 7, 3, H_GMEM_INFO),
+	SEED("memslots", 0, H_SLOT, 0, 20, 4, 1, H_SLOT, 1, 30, 4, 0, H_SLOT, 2, 10, 4, 1,
+	     H_SLOT, 2, 40, 4, 0x15, H_SLOT, 1, 34, 4, 0, H_SLOT, 0, 20, 0, 0, H_SLOT, 0, 20,
+	     4, 0x14, H_GMEM_INFO, H_SLOT, 1, 0, 0, 0),
+	SEED("slot-errnos", 0, H_SLOT, 0, 20, 4, 0x11, H_SLOT, 0, 20, 4, 0x21, H_SLOT, 0, 20,
+	     4, 0x30, H_SLOT, 0, 20, 4, 0x40, H_SLOT, 1, 21, 0, 0),
+	SEED("prefault", 4, H_SET_ATTR, 8, 3, 0, H_PREFAULT, 0, 15, H_SLOT, 0, 20, 4, 2,
+	     H_PREFAULT, 18, 7, H_PREFAULT, 70, 1, RUN(4), GA(0, 8), GR(0, PAGE_LEN, 0),
+	     GRS(9, SMALL), GR(20, SMALL, 0)),
+	SEED("mmio", 0, RUN(4), GR(80, SMALL, 0), GW(81, 0x10, 9), GR(90, 0x40, 0),
+	     GW(95, 0x70, 3)),
+	SEED("shared-slot", 0, H_SLOT, 0, 24, 8, 0, RUN(4), GW(24, PAGE_LEN, 1),
+	     GR(25, 0x60, 0), GWS(26, SMALL, 2), GRS(26, SMALL)),
+	SEED("implicit", 4, RUN(4), GA(5, 1), GWS(5, SMALL, 1), GWP(5, SMALL, 2),
+	     GR(5, SMALL, 0)),
+	SEED("gmem-host", 0, H_GMEM_RW, 8, 0x52, 1, 1, H_GMEM_RW, 8, 0x52, 0, 0,
+	     H_SET_ATTR, 8, 0, 1, H_GMEM_RW, 8, 0x13, 0, 0, H_GMEM_INFO),
+	SEED("gmem-slot-delete", 4, H_SLOT, 0, 40, 4, 1, H_SET_ATTR, 40, 3, 1, RUN(3),
+	     GA(40, 4), GW(40, PAGE_LEN, 4), GR(41, SMALL, 0), H_SLOT, 0, 40, 0, 0,
+	     H_SLOT, 0, 40, 4, 1, RUN(2), GA(40, 1), GR(40, PAGE_LEN, 0)),
+	SEED("wrap", 4, RUN(2), GA(0, 1), GW(0, SMALL, 1), H_WRAP, H_SLOT, 0, 50, 2, 0,
+	     RUN(2), GR(0, SMALL, 0), GR(50, SMALL, 0)),
+	SEED("close-gmem-first", 7, RUN(6), GA(0, 4), GW(0, PAGE_LEN, 1), GM(1, 2, 0),
+	     GWS(1, SMALL, 2), GM(1, 2, 1), GA(1, 2), H_PUNCH, 0, 15, 0),
+};
+
+static int write_seeds(const char *dir)
+{
+	char path[4096];
+	size_t i;
+
+	for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%02zu-%s", dir, i + 1, seeds[i].name);
+		f = fopen(path, "wb");
+		if (!f || fwrite(seeds[i].bytes, 1, seeds[i].len, f) != seeds[i].len) {
+			perror(path);
+			if (f)
+				fclose(f);
+			return 1;
+		}
+		fclose(f);
+	}
+	printf("fuzz_ccvm: %zu seeds written to %s\n", i, dir);
+	return 0;
+}
+
+/* ---- replay ---------------------------------------------------------------------------- */
+
+static int replay_file(const char *path)
+{
+	static uint8_t buf[1 << 20];
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	if (!f) {
+		perror(path);
+		return 1;
+	}
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	current_input = path;
+	LLVMFuzzerTestOneInput(buf, n);
+	current_input = NULL;
+	return 0;
+}
+
+static int replay(const char *path, unsigned int *count)
+{
+	struct dirent **names;
+	char sub[4096];
+	int n, i, err = 0;
+
+	n = scandir(path, &names, NULL, alphasort);
+	if (n < 0) {
+		(*count)++;
+		return replay_file(path);
+	}
+	for (i = 0; i < n; i++) {
+		if (names[i]->d_name[0] != '.' && !err) {
+			snprintf(sub, sizeof(sub), "%s/%s", path, names[i]->d_name);
+			(*count)++;
+			err = replay_file(sub);
+		}
+		free(names[i]);
+	}
+	free(names);
+	return err;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned int count = 0;
+	int i;
+
+	if (argc == 3 && !strcmp(argv[1], "--write-seeds"))
+		return write_seeds(argv[2]);
+	if (argc < 2) {
+		fprintf(stderr, "usage: fuzz_ccvm FILE|DIR...   replay inputs\n"
+			"       fuzz_ccvm --write-seeds DIR   write the seed corpus\n");
+		return 2;
+	}
+	for (i = 1; i < argc; i++)
+		if (replay(argv[i], &count))
+			return 1;
+	printf("fuzz_ccvm: %u inputs replayed on every backend, all agree\n", count);
+	if (getenv("CCVM_FUZZ_STATS")) {
+		const char *const *names = ccvm_backend_names();
+		unsigned int a, b;
+
+		for (a = 0; names[a] && a < MAX_BACKENDS; a++)
+			for (b = a + 1; names[b] && b < MAX_BACKENDS; b++)
+				printf("  %s/%s: %" PRIu64 " of %" PRIu64 " records compared\n",
+				       names[a], names[b], pair_compared[a][b], pair_total[a][b]);
+	}
+	return 0;
+}
+
+#endif /* !CCVM_FUZZ_LIBFUZZER */
