@@ -341,6 +341,9 @@ static void check_slot(struct check *c, struct ccvm_memslot *m, struct ccvm_mems
 					    m->id);
 		return;
 	}
+	/* Released: the release cut the bindings, and the inode may be freed. */
+	if (!g)
+		return;
 	if (!m->inode || m->pgoff + m->npages > m->inode->npages ||
 	    m->pgoff + m->npages < m->pgoff) {
 		ccvm_invariant_fail(c->r, 6, m->base_gfn, NONE,
@@ -349,8 +352,6 @@ static void check_slot(struct check *c, struct ccvm_memslot *m, struct ccvm_mems
 				    (unsigned long long)m->npages);
 		return;
 	}
-	if (!g)
-		return;		/* released: the release cut the bindings */
 	if (g->inode != m->inode || g->vm != vm) {
 		ccvm_invariant_fail(c->r, 6, m->base_gfn, NONE,
 				    "gmem memslot %u: its file is of another inode or VM", m->id);
