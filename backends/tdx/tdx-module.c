@@ -1380,17 +1380,30 @@ uint64_t ccvm_tdh_vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
 
 void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
 {
-	int in = VP_IN_GUEST;
+	int cur;
 
 	if (!vp)
 		return;
-	/* Keep the TDVPR lock until the epoch count is dropped: a VP.FLUSH or
-	 * VP.ENTER that finds the vCPU idle finds it out of its epoch too. */
-	if (atomic_load_explicit(&vp->run, memory_order_acquire) != VP_IN_GUEST)
-		return;
-	if (!atomic_compare_exchange_strong_explicit(&vp->run, &in, VP_BUSY,
-						     memory_order_acq_rel, memory_order_relaxed))
-		return;
+	/*
+	 * Keep the TDVPR lock until the epoch count is dropped: a VP.FLUSH or
+	 * VP.ENTER that finds the vCPU idle finds it out of its epoch too.  A
+	 * kicker that finds the lock held (an exit or an entry in flight on
+	 * the vCPU's thread) waits for it: a TRACK or REMOVE after the kick
+	 * must not see the vCPU in the epoch it is leaving.
+	 */
+	for (;;) {
+		cur = atomic_load_explicit(&vp->run, memory_order_acquire);
+		if (cur == VP_IDLE)
+			return;
+		if (cur == VP_BUSY) {
+			sched_yield();
+			continue;
+		}
+		if (atomic_compare_exchange_strong_explicit(&vp->run, &cur, VP_BUSY,
+							    memory_order_acq_rel,
+							    memory_order_relaxed))
+			break;
+	}
 	atomic_fetch_sub_explicit(&vp->td->epoch_word, 1ull << (RC_BITS * (vp->epoch & 1)),
 				  memory_order_release);
 	atomic_store_explicit(&vp->run, VP_IDLE, memory_order_release);

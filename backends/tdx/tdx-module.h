@@ -591,7 +591,11 @@ uint64_t ccvm_tdh_vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu);
 /*
  * ccvm_tdx_vp_exit() - The simulated VM exit (not a SEAMCALL): the vCPU
  * leaves guest mode and its TD epoch.  Does nothing if it is not in the
- * guest.  Context: any thread (the vCPU's, or the one that kicked it).
+ * guest.  On return the vCPU is out of the guest and counted in no epoch,
+ * as after the IPI a kick sends: an exit another thread is making is
+ * waited for, and so is an entry in flight (then exited).
+ * Context: any thread (the vCPU's, or the one that kicked it); the caller
+ * must not itself be in a leaf on this vCPU.
  */
 void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp);
 
