@@ -14,10 +14,11 @@
  *              TRACK + kick, REMOVE, WBINVD; once RELEASED (module lifecycle
  *              TEARDOWN) by one PHYMEM.PAGE.RECLAIM each, and only then may
  *              S-EPT, vCPU and TD control pages be reclaimed (I13, I15).
- *              hkid_lock is held for read by every op that needs the key to
- *              stay (installs, removals, guest entry) and for write by its
- *              release, so a release never runs under a removal (the race
- *              of kvm-semantics.md 9).
+ *              The release holds the VM's mmu_lock for write, as KVM's
+ *              does: every op that needs the key to stay (installs,
+ *              removals, guest entry and accesses) runs under mmu_lock, so
+ *              a release never runs under a removal (the race of
+ *              kvm-semantics.md 9) and the hot paths take no lock of ours.
  *
  * Two EPTs: the shared EPT is the core's direct root; the Secure-EPT is
  * mirrored by the core's mirror root, whose hooks below turn every change
@@ -47,7 +48,8 @@
  * (tdx.h) turns it on per TD; ccvm_vm_terminate() releases the HKID early
  * instead (KVM_TDX_TERMINATE_VM), after which a release is RECLAIM only.
  *
- * Locks, outer to inner: mmu_lock (core) -> kvm_tdx.hkid_lock ->
+ * Locks, outer to inner: mmu_lock (core; the HKID release takes it for
+ * write, the only core lock this file touches, hence internal.h) ->
  * tdx_platform.tdx_lock (KVM's global tdx_lock: every key-management
  * leaf, so TDs created and destroyed in parallel never meet in the KOT)
  * -> kvm_tdx.lock (deferred inodes, orphans).
@@ -59,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "tdx.h"
 
 #define TDX_CACHE_WB_MAX_TRIES	10000u	/* resumes of one package's write-back */
@@ -96,8 +99,7 @@ struct kvm_tdx {
 	uint64_t tdcs_pfn[CCVM_TDX_NR_TDCS];
 	unsigned int nr_tdcs;		/* TDCS pages the TD owns */
 	_Atomic int state;		/* enum tdx_td_state */
-	_Atomic int hkid_state;		/* enum tdx_hkid_state, under hkid_lock */
-	pthread_rwlock_t hkid_lock;
+	_Atomic int hkid_state;		/* enum tdx_hkid_state, written under mmu_lock */
 	_Atomic bool wait_for_sept_zap;
 
 	pthread_mutex_t lock;
@@ -287,7 +289,7 @@ static uint64_t cache_wb_package(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
  * Release the HKID (I14): flush every vCPU, VPFLUSHDONE, CACHE.WB on every
  * package, KEY.FREEID, then the host's id.  Any failure leaks the HKID for
  * good, and with it every page the TD still owns.  The caller holds
- * hkid_lock for write.  Return: 0 or -EIO (leaked).
+ * mmu_lock for write.  Return: 0 or -EIO (leaked).
  */
 static int release_hkid_locked(struct ccvm_vm *vm, struct kvm_tdx *kt)
 {
@@ -344,9 +346,9 @@ static int release_hkid(struct ccvm_vm *vm, struct kvm_tdx *kt)
 {
 	int ret;
 
-	pthread_rwlock_wrlock(&kt->hkid_lock);
+	pthread_rwlock_wrlock(&vm->mmu_lock);
 	ret = release_hkid_locked(vm, kt);
-	pthread_rwlock_unlock(&kt->hkid_lock);
+	pthread_rwlock_unlock(&vm->mmu_lock);
 	return ret;
 }
 
@@ -453,7 +455,6 @@ static void kvm_tdx_locks_fini(struct kvm_tdx *kt)
 {
 	if (!kt->locks_ready)
 		return;
-	pthread_rwlock_destroy(&kt->hkid_lock);
 	pthread_mutex_destroy(&kt->lock);
 	free(kt->orphans);
 	kt->orphans = NULL;
@@ -485,7 +486,6 @@ static int tdx_vm_init(struct ccvm_vm *vm)
 		return -EINVAL;
 	memset(kt, 0, sizeof(*kt));
 	kt->m = &tp->module;
-	pthread_rwlock_init(&kt->hkid_lock, NULL);
 	pthread_mutex_init(&kt->lock, NULL);
 	kt->locks_ready = true;
 
@@ -591,18 +591,15 @@ static int tdx_vm_finalize(struct ccvm_vm *vm)
 
 	if (td_state(kt) != TD_STATE_INITIALIZED)
 		return -EINVAL;
-	pthread_rwlock_rdlock(&kt->hkid_lock);
-	if (hkid_state(kt) != HKID_ASSIGNED) {
-		pthread_rwlock_unlock(&kt->hkid_lock);
+	/* The caller holds the VM's lock, as terminate does. */
+	if (hkid_state(kt) != HKID_ASSIGNED)
 		return -EIO;
-	}
 	st = ccvm_tdh_mr_finalize(kt->td);
 	err = tdx_errno(st);
 	if (!err)
 		atomic_store(&kt->state, TD_STATE_RUNNABLE);
 	else if (err != -EBUSY)
 		tdx_warn(vm, CCVM_TDH_MR_FINALIZE, st);
-	pthread_rwlock_unlock(&kt->hkid_lock);
 	return err;
 }
 
@@ -716,7 +713,6 @@ static int tdx_vcpu_enter(struct ccvm_vcpu *v)
 
 	if (atomic_load_explicit(&kt->wait_for_sept_zap, memory_order_acquire))
 		return -EAGAIN;
-	pthread_rwlock_rdlock(&kt->hkid_lock);
 	if (hkid_state(kt) != HKID_ASSIGNED || !vt->vp)
 		err = -EIO;
 	else if (td_state(kt) != TD_STATE_RUNNABLE)
@@ -730,7 +726,6 @@ static int tdx_vcpu_enter(struct ccvm_vcpu *v)
 			err = -EIO;
 		}
 	}
-	pthread_rwlock_unlock(&kt->hkid_lock);
 	return err;
 }
 
@@ -768,7 +763,12 @@ static int tdx_gmem_defer_removal(struct ccvm_vm *vm, struct ccvm_gmem_inode *in
 	return defer;
 }
 
-/* ---- Secure-EPT hooks of the mirror root --------------------------------------------- */
+/*
+ * ---- Secure-EPT hooks of the mirror root ---------------------------------------------
+ *
+ * Called with mmu_lock held (read for installs, write for removals and
+ * root teardown), which keeps the HKID state still underneath them.
+ */
 
 /* A private GPA of @vm for @gfn; false (and the VM bugged) if it is not one. */
 static bool private_gpa(struct ccvm_vm *vm, uint64_t gfn, uint64_t *gpa)
@@ -795,11 +795,8 @@ static int tdx_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 		ccvm_vm_bug(vm, "tdx: S-EPT page linked at level %d", level);
 		return -EINVAL;
 	}
-	pthread_rwlock_rdlock(&kt->hkid_lock);
-	if (hkid_state(kt) != HKID_ASSIGNED || ccvm_vm_is_bugged(vm)) {
-		err = -EIO;
-		goto out;
-	}
+	if (hkid_state(kt) != HKID_ASSIGNED || ccvm_vm_is_bugged(vm))
+		return -EIO;
 	st = ccvm_tdh_mem_sept_add(kt->td, gpa, level - 1, spt_pfn);
 	err = tdx_errno(st);
 	if (err && err != -EBUSY) {
@@ -807,8 +804,6 @@ static int tdx_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 		ccvm_vm_bug(vm, "tdx: SEPT.ADD at gfn %#" PRIx64 " level %d", gfn, level);
 		err = -EIO;
 	}
-out:
-	pthread_rwlock_unlock(&kt->hkid_lock);
 	return err;
 }
 
@@ -878,15 +873,10 @@ static int tdx_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 		ccvm_vm_bug(vm, "tdx: private leaf at level %d", level);
 		return -EINVAL;
 	}
-	pthread_rwlock_rdlock(&kt->hkid_lock);
-	if (hkid_state(kt) != HKID_ASSIGNED || ccvm_vm_is_bugged(vm)) {
-		err = -EIO;
-		goto out;
-	}
-	if (td_state(kt) != TD_STATE_RUNNABLE) {
-		err = page_add(vm, kt, gpa, pfn);
-		goto out;
-	}
+	if (hkid_state(kt) != HKID_ASSIGNED || ccvm_vm_is_bugged(vm))
+		return -EIO;
+	if (td_state(kt) != TD_STATE_RUNNABLE)
+		return page_add(vm, kt, gpa, pfn);
 	st = ccvm_tdh_mem_page_aug(kt->td, gpa, 0, pfn);
 	err = tdx_errno(st);
 	if (err && err != -EBUSY) {
@@ -894,9 +884,31 @@ static int tdx_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 		ccvm_vm_bug(vm, "tdx: PAGE.AUG at %#" PRIx64, gpa);
 		err = -EIO;
 	}
-out:
-	pthread_rwlock_unlock(&kt->hkid_lock);
 	return err;
+}
+
+/* The IPI reaching a vCPU that was already on its way out of the guest. */
+static int vcpu_force_exit(struct ccvm_vcpu *v, void *ctx)
+{
+	struct vcpu_tdx *vt = to_tdx(v);
+
+	(void)ctx;
+	if (vt->vp)
+		ccvm_tdx_vp_exit(vt->vp);
+	return 0;
+}
+
+/*
+ * KVM_REQ_OUTSIDE_GUEST_MODE to every vCPU, waiting until each is out.
+ * The core's kick covers the vCPUs it sees in guest mode; a vCPU whose
+ * thread cleared its guest-mode flag but has not told the module yet
+ * (lib/vcpu.c leaves in that order) is still in the TD's epoch, so it is
+ * taken out here too.  mmu_lock is held for write: no access is in flight.
+ */
+static void kick_all_vcpus(struct ccvm_vm *vm)
+{
+	ccvm_vm_kick_all(vm);
+	ccvm_vm_for_each_vcpu(vm, vcpu_force_exit, NULL);
 }
 
 enum removal_leaf { RM_BLOCK, RM_TRACK, RM_REMOVE };
@@ -934,7 +946,7 @@ static uint64_t removal_seamcall(struct ccvm_vm *vm, struct kvm_tdx *kt,
 		return st;
 	ccvm_vm_block_entry(vm);
 	atomic_store_explicit(&kt->wait_for_sept_zap, true, memory_order_release);
-	ccvm_vm_kick_all(vm);
+	kick_all_vcpus(vm);
 	st = removal_call(kt, leaf, gpa, pfn);
 	atomic_store_explicit(&kt->wait_for_sept_zap, false, memory_order_release);
 	ccvm_vm_unblock_entry(vm);
@@ -960,7 +972,7 @@ static int sept_zap(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, uint64
 		st = removal_seamcall(vm, kt, RM_TRACK, gpa, NULL);
 		if (tdx_error(st))
 			goto fail;
-		ccvm_vm_kick_all(vm);
+		kick_all_vcpus(vm);
 	}
 	leaf = RM_REMOVE;
 	st = removal_seamcall(vm, kt, RM_REMOVE, gpa, &removed);
@@ -1000,7 +1012,6 @@ static int tdx_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, 
 		ccvm_vm_bug(vm, "tdx: private leaf removed at level %d", level);
 		return -EINVAL;
 	}
-	pthread_rwlock_rdlock(&kt->hkid_lock);
 	switch (hkid_state(kt)) {
 	case HKID_RELEASED:
 		if (reclaim_page(vm, kt, pfn, false)) {
@@ -1021,7 +1032,6 @@ static int tdx_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, 
 	default:
 		break;		/* the HKID leaked: so does the page */
 	}
-	pthread_rwlock_unlock(&kt->hkid_lock);
 	return err;
 }
 
@@ -1032,7 +1042,6 @@ static int tdx_free_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 	int err = -EIO;
 
 	(void)level;
-	pthread_rwlock_rdlock(&kt->hkid_lock);
 	switch (hkid_state(kt)) {
 	case HKID_ASSIGNED:
 		ccvm_vm_bug(vm, "tdx: S-EPT page of gfn %#" PRIx64 " freed while the TD "
@@ -1050,7 +1059,6 @@ static int tdx_free_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 	default:
 		break;
 	}
-	pthread_rwlock_unlock(&kt->hkid_lock);
 	return err;
 }
 
