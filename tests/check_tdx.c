@@ -1449,6 +1449,73 @@ START_TEST(test_concurrent_faults)
 }
 END_TEST
 
+/*
+ * A kick that meets a vCPU on its way out of the guest waits for it: right
+ * after ccvm_tdx_vp_exit() from the kicking thread, the vCPU is in no
+ * epoch, so the next TRACK never finds the previous epoch busy.
+ */
+struct exit_race {
+	struct ccvm_tdx_vp *vp;
+	unsigned int cpu;
+	_Atomic bool stop;
+	_Atomic uint64_t entries;
+};
+
+static void *enter_exit_thread(void *arg)
+{
+	struct exit_race *x = arg;
+
+	while (!atomic_load(&x->stop)) {
+		if (ccvm_tdh_vp_enter(x->vp, x->cpu) == TDX_SUCCESS) {
+			atomic_fetch_add(&x->entries, 1);
+			ccvm_tdx_vp_exit(x->vp);
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_kick_waits_for_exit)
+{
+	struct ccvm_tdx_td *td;
+	struct exit_race x;
+	uint64_t st, done = 0;
+	pthread_t th;
+	int i;
+
+	td_up(1, false);
+	td = ccvm_tdx_vm_td(T.vm);
+	x.vp = ccvm_tdx_vcpu_vp(T.v[0]);
+	x.cpu = (unsigned int)ccvm_tdx_vp_cpu(x.vp);
+	atomic_init(&x.stop, false);
+	atomic_init(&x.entries, 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, enter_exit_thread, &x), 0);
+	for (i = 0; i < 20000; i++) {
+		st = ccvm_tdh_mem_track(td);
+		if (st) {
+			CHECK(ccvm_tdx_is_busy(st) ||
+			      TDX_STATUS_CLASS(st) == TDX_PREVIOUS_TLB_EPOCH_BUSY,
+			      "TRACK: %s", ccvm_tdx_status_name(st));
+			ccvm_tdx_vp_exit(x.vp);
+			continue;
+		}
+		ccvm_tdx_vp_exit(x.vp);		/* the kick */
+		do
+			st = ccvm_tdh_mem_track(td);
+		while (ccvm_tdx_is_busy(st));
+		CHECK(st == TDX_SUCCESS, "TRACK after the kick: %s", ccvm_tdx_status_name(st));
+		done++;
+	}
+	atomic_store(&x.stop, true);
+	pthread_join(th, NULL);
+	ccvm_tdx_vp_exit(x.vp);
+	ck_assert_uint_gt(done, 0);
+	ck_assert_uint_gt(atomic_load(&x.entries), 0);
+	ck_assert(!ccvm_tdx_vp_in_guest(x.vp));
+	close_all();
+	assert_clean();
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* fd-close orders: which teardown path runs, and nothing leaks        */
 
@@ -1947,6 +2014,7 @@ Suite *tdx_suite(void)
 	tcase_add_test(tc, test_busy_entry_forever);
 	tcase_add_test(tc, test_fault_retry_bound);
 	tcase_add_loop_test(tc, test_concurrent_faults, 0, 4);
+	tcase_add_test(tc, test_kick_waits_for_exit);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("teardown");
