@@ -82,9 +82,9 @@ static const struct op_errnos {
 	{ "vm_terminate",	 { -EIO } },
 	{ "populate",		 { -EIO, -EBUSY, -EINVAL } },
 	{ "vcpu_create",	 { -ENOMEM, -EIO } },
-	{ "vcpu_enter",		 { -EAGAIN, -EIO } },		/* busy entry is retried */
-	{ "gmem_prepare",	 { -ENOMEM, -EIO, -EINVAL } },	/* SNP RMPUPDATE refusals */
-	{ "gmem_defer_removal",	 { -ENOMEM, -EIO } },		/* defers nothing then */
+	{ "vcpu_enter",		 { -EAGAIN, -EIO } },		/* busy: retried */
+	{ "gmem_prepare",	 { -ENOMEM, -EIO, -EINVAL } },	/* RMPUPDATE refused */
+	{ "gmem_defer_removal",	 { -ENOMEM, -EIO } },		/* zaps now */
 	{ "pre_set_mem_attr",	 { -EINVAL, -EBUSY } },
 	{ "update_mem_attr",	 { -ENOMEM, -EIO, -EINVAL } },
 	{ "link_private_spt",	 { -EBUSY, -ENOMEM, -EIO } },	/* SEPT.ADD */
@@ -162,7 +162,8 @@ static void guest_script_fn(struct ccvm_guest *g, void *arg)
 			memset(buf, 0xee, st->len);
 			err = ccvm_guest_read(g, gpa, buf, st->len);
 			for (k = 0; !err && k < st->len; k++)
-				bad |= buf[k] != (st->op == G_ZERO ? 0 : pattern(st->seed, st->gpa + k));
+				bad |= buf[k] != (st->op == G_ZERO ? 0 :
+						  pattern(st->seed, st->gpa + k));
 			break;
 		case G_ACCEPT:
 			if (s->needs_accept)

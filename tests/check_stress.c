@@ -360,8 +360,8 @@ static void *vcpu_thread(void *arg)
 			size = run->memory_fault.size;
 			atomic_fetch_add(&s->memfault_exits, 1);
 			if (!in_common(gpa, size)) {
-				stress_fail(s, "vcpu %u: memory fault at %#" PRIx64 " outside the common "
-				     "pages", c->id, gpa);
+				stress_fail(s, "vcpu %u: memory fault at %#" PRIx64
+					    " outside the common pages", c->id, gpa);
 				break;
 			}
 			/* An implicit conversion: the guest's access says which way. */
@@ -385,7 +385,8 @@ static void *vcpu_thread(void *arg)
 			gpa = run->hypercall.args[0];
 			size = run->hypercall.args[1] * PAGE;
 			if (run->hypercall.nr != CCVM_HC_MAP_GPA_RANGE || !in_own(gpa)) {
-				stress_fail(s, "vcpu %u: unexpected hypercall at %#" PRIx64, c->id, gpa);
+				stress_fail(s, "vcpu %u: unexpected hypercall at %#" PRIx64,
+					    c->id, gpa);
 				goto out;
 			}
 			err = convert(s, gpa, size,
@@ -547,7 +548,8 @@ static void *churner_thread(void *arg)
 			ccvm_vm_force_generation_wrap(s->vm);
 		err = churn_slot(s, !present);
 		if (err) {
-			stress_fail(s, "churner: %s slot 1: %d", present ? "delete" : "create", err);
+			stress_fail(s, "churner: %s slot 1: %d",
+				    present ? "delete" : "create", err);
 			break;
 		}
 		present = !present;
