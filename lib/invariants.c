@@ -14,8 +14,8 @@
  * |-----|--------------------------------------------------------------|-------------|
  * | I1  | a private leaf: every gfn it covers is PRIVATE in the store, | core, leaf  |
  * |     | inside one gmem slot, and its pfn is the gmem page at        |             |
- * |     | pgoff + (gfn - base_gfn) (the inode's, also after the file   |             |
- * |     | was released with removal deferred)                          |             |
+ * |     | pgoff + (gfn - base_gfn) (after the file's release, with     |             |
+ * |     | removal deferred, the pfn is left to I5 and TDX's I10)       |             |
  * | I2  | a shared leaf: no gfn it covers is PRIVATE, it maps the      | core, leaf  |
  * |     | slot's userspace_addr + (gfn - base_gfn)                     |             |
  * | I3  | no invalidation left open (in_progress 0): every begin had   | core        |
@@ -659,6 +659,14 @@ static void check_private_leaf(struct check *c, const struct ccvm_mmu_entry *e,
 				    (unsigned long long)e->gfn, slot->id);
 		return;
 	}
+	/*
+	 * After the file's release the slot's inode pointer is only good while
+	 * a backend pins the inode (deferred removal), which is also the only
+	 * way a leaf survives the release: leave the pfn to I5 and the
+	 * backend's own ownership check rather than read a freed inode.
+	 */
+	if (!atomic_load(&slot->gmem))
+		return;
 	for (i = 0; i < n; i++) {
 		uint64_t index = slot->pgoff + (e->gfn + i - slot->base_gfn);
 		uint64_t pfn = inode_pfn(slot->inode, index);

@@ -348,6 +348,17 @@ START_TEST(test_mock_bugged_vm)
 }
 END_TEST
 
+/* A released file: the slot stays with a stale inode that must not be read. */
+START_TEST(test_mock_released_file)
+{
+	ck_assert_int_eq(ccvm_gmem_close(F.g), 0);
+	F.g = NULL;
+	ck_assert_int_ne(ccvm_vm_lookup_mapping(F.vm, 0, NULL, NULL), 0);
+	assert_clean_report();
+	cf_assert_platform_invariants(F.p);
+}
+END_TEST
+
 START_TEST(test_report_fields)
 {
 	struct ccvm_invariant_report r;
@@ -630,6 +641,18 @@ START_TEST(test_tdx_vcpu_orphans)
 }
 END_TEST
 
+/* Deferred removal: the file goes, its private leaves and pinned inode stay. */
+START_TEST(test_tdx_deferred_release)
+{
+	ck_assert_int_eq(ccvm_tdx_set_defer_removal(F.vm, true), 0);
+	ck_assert_int_eq(ccvm_gmem_close(F.g), 0);
+	F.g = NULL;
+	ck_assert_uint_eq(ccvm_tdx_nr_deferred(F.vm), 1);
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(F.vm, 0, NULL, NULL), 0);
+	assert_clean_report();
+}
+END_TEST
+
 /* After terminate the HKID is gone and only the PAMT is compared. */
 START_TEST(test_tdx_terminated)
 {
@@ -790,6 +813,7 @@ Suite *invariants_suite(void)
 	tcase_add_test(tc, test_mock_healthy);
 	tcase_add_loop_test(tc, test_mock_break, 0, (int)CCVM_ARRAY_SIZE(mock_breaks));
 	tcase_add_test(tc, test_mock_bugged_vm);
+	tcase_add_test(tc, test_mock_released_file);
 	tcase_add_test(tc, test_report_fields);
 	tcase_add_test(tc, test_check_is_invisible);
 	tcase_add_loop_test(tc, test_platform_break, 0, (int)CCVM_ARRAY_SIZE(platform_breaks));
@@ -800,6 +824,7 @@ Suite *invariants_suite(void)
 	tcase_add_test(tc, test_tdx_healthy);
 	tcase_add_loop_test(tc, test_tdx_break, 0, (int)CCVM_ARRAY_SIZE(tdx_breaks));
 	tcase_add_test(tc, test_tdx_vcpu_orphans);
+	tcase_add_test(tc, test_tdx_deferred_release);
 	tcase_add_test(tc, test_tdx_terminated);
 	suite_add_tcase(s, tc);
 

@@ -176,6 +176,9 @@ static void check_vm_page(struct snp_check *c, uint64_t pfn, const struct ccvm_s
 		return;
 	v = 0;
 	if ((slot->flags & CCVM_MEM_GUEST_MEMFD) && slot->inode) {
+		/* A released file's inode may be freed already: nothing to compare. */
+		if (!atomic_load(&slot->gmem))
+			return;
 		pthread_mutex_lock(&slot->inode->pages_lock);
 		v = ccvm_xa_load(&slot->inode->pages, slot->pgoff + (gfn - slot->base_gfn));
 		pthread_mutex_unlock(&slot->inode->pages_lock);
