@@ -505,6 +505,7 @@ static void trace_cb(const struct ccvm_trace_record *rec, void *ctx)
 	case CCVM_EV_IPI:
 	case CCVM_EV_PAGE_CLEAR:
 	case CCVM_EV_TDX_BUSY:
+	case CCVM_EV_TDH_VP_ENTER:
 		break;
 	default:
 		return;
@@ -1211,6 +1212,96 @@ START_TEST(test_busy_removal_once)
 }
 END_TEST
 
+/* ccvm_vcpu_run() on a thread of its own. */
+struct spin_run {
+	struct ccvm_vcpu *v;
+	int ret;
+};
+
+static void *spin_thread(void *arg)
+{
+	struct spin_run *sr = arg;
+
+	sr->ret = ccvm_vcpu_run(sr->v);
+	return NULL;
+}
+
+/* A guest that keeps touching memory until told to stop. */
+struct spin_guest {
+	_Atomic bool started, stop;
+};
+
+static void guest_touch_loop(struct ccvm_guest *g, void *arg)
+{
+	struct spin_guest *sg = arg;
+	uint8_t buf[8];
+
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, 0x50000, PG) == 0);
+	atomic_store(&sg->started, true);
+	while (!atomic_load(&sg->stop))
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, 0x50000, buf, sizeof(buf)) == 0);
+}
+
+/*
+ * I21: with a vCPU entering and leaving the guest all the time, no
+ * VP.ENTER comes between a removal leaf answered busy and its second try.
+ */
+START_TEST(test_busy_removal_blocks_entry)
+{
+	unsigned int leaf = removal_leaves[_i];
+	struct spin_guest sg;
+	struct spin_run sr;
+	struct fill_arg a;
+	uint64_t enters0;
+	uint32_t i, busy = 0;
+	bool waiting = false;
+	pthread_t th;
+
+	td_up(2, false);
+	guest_map_pages(0x10000, 8, &a);
+	atomic_init(&sg.started, false);
+	atomic_init(&sg.stop, false);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[1], guest_touch_loop, &sg), 0);
+	sr = (struct spin_run){ .v = T.v[1] };
+	ck_assert_int_eq(pthread_create(&th, NULL, spin_thread, &sr), 0);
+	while (!atomic_load(&sg.started))
+		sched_yield();
+	enters0 = pev(CCVM_EV_TDH_VP_ENTER);
+	trace_start();
+	/* Every page's leaf is busy once: eight retries with the guest running. */
+	for (i = 0; i < 8; i++) {
+		ck_assert_int_eq(ccvm_tdx_inject(T.m, leaf, 1,
+						 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_SEPT, 1), 0);
+		tu_set_attr(T.vm, 0x10000 + i * PG, PG, 0);
+		sched_yield();
+	}
+	trace_stop();
+	atomic_store(&sg.stop, true);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(sr.ret, 0);
+	ck_assert(!ccvm_vm_is_bugged(T.vm));
+	for (i = 0; i < TR->n; i++) {
+		uint16_t e = TR->ev[i];
+
+		if (e == CCVM_EV_TDX_BUSY && i && TR->ev[i - 1] == leaf_event(leaf)) {
+			waiting = true;
+			busy++;
+		} else if (e == leaf_event(leaf)) {
+			waiting = false;
+		} else if (e == CCVM_EV_TDH_VP_ENTER) {
+			CHECK(!waiting, "VP.ENTER at %u while a removal waits for its retry", i);
+		}
+	}
+	trace_free();
+	ck_assert_uint_eq(busy, 8);
+	/* The guest did run meanwhile. */
+	ck_assert_uint_gt(pev(CCVM_EV_TDH_VP_ENTER), enters0);
+	check_invariants();
+	close_all();
+	assert_clean();
+}
+END_TEST
+
 static void guest_after_bug(struct ccvm_guest *g, void *arg)
 {
 	(void)arg;
@@ -1637,19 +1728,6 @@ static void guest_spin(struct ccvm_guest *g, void *arg)
 		;
 }
 
-struct spin_run {
-	struct ccvm_vcpu *v;
-	int ret;
-};
-
-static void *spin_thread(void *arg)
-{
-	struct spin_run *sr = arg;
-
-	sr->ret = ccvm_vcpu_run(sr->v);
-	return NULL;
-}
-
 START_TEST(test_terminate)
 {
 	struct fill_arg a = { .gpa = 0x10000, .n = 16, .salt = 8 };
@@ -2017,6 +2095,7 @@ Suite *tdx_suite(void)
 	tcase_add_test(tc, test_busy_install);
 	tcase_add_loop_test(tc, test_busy_removal_once, 0, 4);
 	tcase_add_loop_test(tc, test_busy_removal_twice, 0, 3);
+	tcase_add_loop_test(tc, test_busy_removal_blocks_entry, 0, 3);
 	tcase_add_test(tc, test_busy_entry_forever);
 	tcase_add_test(tc, test_fault_retry_bound);
 	tcase_add_loop_test(tc, test_concurrent_faults, 0, 4);
