@@ -1094,9 +1094,12 @@ START_TEST(test_fault_while_converting)
 		ck_assert_int_ge(c[i].syncs, STRESS_ITERS / 50);
 		ck_assert_int_eq(ccvm_vcpu_close(c[i].v), 0);
 	}
+	/*
+	 * Whether a zap hit a mapping mid-run depends on scheduling, so it is
+	 * not asserted; what must hold whatever the interleaving is above.
+	 */
 	ck_assert_uint_eq(vm_event(CCVM_EV_MEMORY_FAULT_EXIT),
 			  (uint64_t)(c[0].racing_faults + c[1].racing_faults));
-	ck_assert_uint_gt(vm_event(CCVM_EV_ZAP), 0);
 }
 END_TEST
 

@@ -1096,8 +1096,10 @@ static void race_run(const char *backend)
 	ck_assert_int_eq(atomic_load(&r.errors), 0);
 	ck_assert(ccvm_vm_usable(e.vm));
 	ck_assert_int_eq(atomic_load(&e.vm->mmu.invalidate_in_progress), 0);
-	/* The faults raced with conversions: some found their range in flux. */
-	ck_assert_uint_gt(vm_ev(&e, CCVM_EV_ZAP), 0);
+	/*
+	 * How often a fault found its range in flux depends on scheduling and
+	 * is not asserted; the mappings must agree with the attributes anyway.
+	 */
 	race_check_mappings(&e);
 	prefault_all(e.v[1], 0, SLOT_SIZE);
 	race_check_mappings(&e);
