@@ -101,6 +101,7 @@ struct kvm_tdx {
 	_Atomic int state;		/* enum tdx_td_state */
 	_Atomic int hkid_state;		/* enum tdx_hkid_state, written under mmu_lock */
 	_Atomic bool wait_for_sept_zap;
+	_Atomic uint32_t nr_in_guest;	/* from a VP.ENTER to its vcpu_exit op */
 
 	pthread_mutex_t lock;
 	bool defer_removal;
@@ -719,9 +720,11 @@ static int tdx_vcpu_enter(struct ccvm_vcpu *v)
 		err = -EINVAL;
 	if (!err) {
 		st = ccvm_tdh_vp_enter(vt->vp, vt->cpu);
-		if (tdx_busy(st)) {
+		if (!tdx_error(st)) {
+			atomic_fetch_add_explicit(&kt->nr_in_guest, 1, memory_order_relaxed);
+		} else if (tdx_busy(st)) {
 			err = -EAGAIN;
-		} else if (tdx_error(st)) {
+		} else {
 			tdx_warn(ccvm_vcpu_vm(v), CCVM_TDH_VP_ENTER, st);
 			err = -EIO;
 		}
@@ -729,12 +732,17 @@ static int tdx_vcpu_enter(struct ccvm_vcpu *v)
 	return err;
 }
 
+/* Once per entry (the core's guest-mode flag decides who calls it). */
 static void tdx_vcpu_exit(struct ccvm_vcpu *v)
 {
+	struct kvm_tdx *kt = to_kvm_tdx(ccvm_vcpu_vm(v));
 	struct vcpu_tdx *vt = to_tdx(v);
 
-	if (vt->vp)
-		ccvm_tdx_vp_exit(vt->vp);
+	if (!vt->vp)
+		return;
+	ccvm_tdx_vp_exit(vt->vp);
+	/* After the module let go: a count of 0 means nobody is in the TD. */
+	atomic_fetch_sub_explicit(&kt->nr_in_guest, 1, memory_order_release);
 }
 
 /* ---- guest_memfd ------------------------------------------------------------------- */
@@ -903,12 +911,14 @@ static int vcpu_force_exit(struct ccvm_vcpu *v, void *ctx)
  * The core's kick covers the vCPUs it sees in guest mode; a vCPU whose
  * thread cleared its guest-mode flag but has not told the module yet
  * (lib/vcpu.c leaves in that order) is still in the TD's epoch, so it is
- * taken out here too.  mmu_lock is held for write: no access is in flight.
+ * taken out here too, unless no vCPU is between an entry and its exit op.
+ * mmu_lock is held for write: no entry and no access is in flight.
  */
-static void kick_all_vcpus(struct ccvm_vm *vm)
+static void kick_all_vcpus(struct ccvm_vm *vm, struct kvm_tdx *kt)
 {
 	ccvm_vm_kick_all(vm);
-	ccvm_vm_for_each_vcpu(vm, vcpu_force_exit, NULL);
+	if (atomic_load_explicit(&kt->nr_in_guest, memory_order_acquire))
+		ccvm_vm_for_each_vcpu(vm, vcpu_force_exit, NULL);
 }
 
 enum removal_leaf { RM_BLOCK, RM_TRACK, RM_REMOVE };
@@ -946,7 +956,7 @@ static uint64_t removal_seamcall(struct ccvm_vm *vm, struct kvm_tdx *kt,
 		return st;
 	ccvm_vm_block_entry(vm);
 	atomic_store_explicit(&kt->wait_for_sept_zap, true, memory_order_release);
-	kick_all_vcpus(vm);
+	kick_all_vcpus(vm, kt);
 	st = removal_call(kt, leaf, gpa, pfn);
 	atomic_store_explicit(&kt->wait_for_sept_zap, false, memory_order_release);
 	ccvm_vm_unblock_entry(vm);
@@ -972,7 +982,7 @@ static int sept_zap(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, uint64
 		st = removal_seamcall(vm, kt, RM_TRACK, gpa, NULL);
 		if (tdx_error(st))
 			goto fail;
-		kick_all_vcpus(vm);
+		kick_all_vcpus(vm, kt);
 	}
 	leaf = RM_REMOVE;
 	st = removal_seamcall(vm, kt, RM_REMOVE, gpa, &removed);
