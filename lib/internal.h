@@ -187,7 +187,7 @@ struct ccvm_memslot {
 	uint64_t npages;
 	uint8_t *userspace_addr;		/* shared backing, may be NULL */
 	struct ccvm_gmem *_Atomic gmem;		/* NULL once the file is released */
-	struct ccvm_gmem_inode *inode;		/* stable while the slot lives */
+	struct ccvm_gmem_inode *inode;		/* valid only while gmem is non-NULL */
 	uint64_t pgoff;				/* gmem page offset of base_gfn */
 	_Atomic bool invalid;			/* being deleted/moved: faults retry */
 	/*

@@ -556,4 +556,11 @@ typedef void (*ccvm_snp_update_hook_fn)(struct ccvm_vm *vm, uint64_t start, uint
 void ccvm_snp_set_update_mem_attr_hook(struct ccvm_platform *p, ccvm_snp_update_hook_fn fn,
 				       void *ctx);
 
+/*
+ * The SNP half of ccvm_vm_check_invariants() (backends/snp/snp-check.c):
+ * I22 (no 4K private page under a large host mapping), I23 (every page
+ * assigned to the VM's ASID is one of its gmem pages), I24.
+ */
+int ccvm_snp_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r);
+
 #endif /* CCVM_BACKENDS_SNP_HW_H */

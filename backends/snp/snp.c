@@ -841,4 +841,5 @@ const struct ccvm_backend_ops ccvm_snp_backend_ops = {
 	.guest_access = snp_guest_access,
 	.host_access = snp_host_access,
 	.host_ciphertext = snp_host_ciphertext,
+	.check_invariants = ccvm_snp_check_invariants,
 };

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define CCVM_BACKEND_ABI_MAJOR	1
-#define CCVM_BACKEND_ABI_MINOR	0
+#define CCVM_BACKEND_ABI_MINOR	1	/* 1: check_invariants */
 #define CCVM_BACKEND_ABI_VERSION \
 	((uint32_t)((CCVM_BACKEND_ABI_MAJOR << 16) | CCVM_BACKEND_ABI_MINOR))
 
