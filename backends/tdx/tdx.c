@@ -1265,4 +1265,5 @@ const struct ccvm_backend_ops ccvm_tdx_backend_ops = {
 	.guest_access = tdx_guest_access,
 	.host_access = tdx_host_access,
 	.host_ciphertext = tdx_host_ciphertext,
+	.check_invariants = ccvm_tdx_check_invariants,
 };

@@ -42,4 +42,10 @@ unsigned int ccvm_tdx_nr_deferred(struct ccvm_vm *vm);
 /* True while the TD holds its HKID (from INIT_VM until its release). */
 bool ccvm_tdx_hkid_assigned(struct ccvm_vm *vm);
 
+/*
+ * The TDX half of ccvm_vm_check_invariants() (backends/tdx/tdx-check.c):
+ * the KVM side's view against the module's S-EPT, PAMT and TD state.
+ */
+int ccvm_tdx_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r);
+
 #endif /* CCVM_BACKENDS_TDX_H */
