@@ -208,6 +208,7 @@ static void orphan_add(struct kvm_tdx *kt, uint64_t pfn, bool leaked)
 			ccvm_log(CCVM_LOG_WARN, "tdx: pfn %#" PRIx64 " lost for reclaim", pfn);
 			return;
 		}
+		ccvm_model_bytes(kt->m->p, (int64_t)((cap - kt->cap_orphans) * sizeof(*o)));
 		kt->orphans = o;
 		kt->cap_orphans = cap;
 	}
@@ -457,8 +458,10 @@ static void kvm_tdx_locks_fini(struct kvm_tdx *kt)
 	if (!kt->locks_ready)
 		return;
 	pthread_mutex_destroy(&kt->lock);
+	ccvm_model_bytes(kt->m->p, -(int64_t)(kt->cap_orphans * sizeof(*kt->orphans)));
 	free(kt->orphans);
 	kt->orphans = NULL;
+	kt->cap_orphans = 0;
 	kt->locks_ready = false;
 }
 
