@@ -270,6 +270,16 @@ static int vmm_run(struct run *r, const struct gstep *steps)
 	run = ccvm_vcpu_run_state(r->v);
 	for (n = 0; n < MAX_EXITS; n++) {
 		err = ccvm_vcpu_run(r->v);
+		/*
+		 * -EFAULT with a memory-fault exit is the guest asking for a
+		 * conversion (its access and the attribute differ).  Scripts
+		 * always use the alias the attribute says, so whatever failed,
+		 * that request is wrong: a VMM would convert on it.
+		 */
+		if (err == -EFAULT && run->exit_reason == CCVM_EXIT_MEMORY_FAULT) {
+			r->why = "memory-fault exit (a conversion request) the guest never made";
+			return BAD_OUTCOME;
+		}
 		if (err)
 			return err;
 		switch (run->exit_reason) {
