@@ -201,7 +201,7 @@ static void guest_lock_in_guest_mode(struct ccvm_guest *g)
 	for (;;) {
 		ccvm_guest_enter(g);
 		pthread_rwlock_rdlock(&vm->mmu_lock);
-		if (ccvm_likely(atomic_load(&v->in_guest) && !ccvm_vm_is_dead(vm)))
+		if (ccvm_likely(ccvm_vcpu_in_guest(v) && !ccvm_vm_is_dead(vm)))
 			return;
 		pthread_rwlock_unlock(&vm->mmu_lock);
 		ccvm_vcpu_leave_guest(v);

@@ -442,7 +442,7 @@ struct ccvm_vcpu {
 	struct ccvm_root *root;			/* direct root, NULL = needs reload */
 	struct ccvm_root *mirror_root;		/* mirror root (TDX), NULL = none */
 
-	_Atomic bool in_guest;			/* between entry and exit/kick */
+	_Atomic int in_guest;			/* CCVM_VCPU_OUT/IN/EXITING */
 	struct ccvm_run run;
 
 	/* guest execution context (lib/vcpu.c) */
@@ -502,6 +502,27 @@ struct ccvm_guest *ccvm_guest_current(void);
  * in guest mode.  Context: guest thread, no lock held.
  */
 void ccvm_guest_enter(struct ccvm_guest *g);
+/*
+ * Guest mode of a vCPU.  IN runs from a successful vcpu_enter to the exit;
+ * EXITING covers the vcpu_exit op, whoever calls it (the vCPU leaving, or a
+ * kick), so a kick can wait for an exit already under way instead of
+ * skipping that vCPU.  Only the vCPU itself moves OUT -> IN.
+ */
+#define CCVM_VCPU_OUT		0
+#define CCVM_VCPU_IN		1
+#define CCVM_VCPU_EXITING	2
+
+/*
+ * Take @v out of guest mode (IN -> EXITING -> vcpu_exit -> OUT), or wait
+ * for an exit another thread is doing.  Return: true if this call exited it.
+ */
+bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v);
+
+static inline bool ccvm_vcpu_in_guest(struct ccvm_vcpu *v)
+{
+	return atomic_load_explicit(&v->in_guest, memory_order_acquire) == CCVM_VCPU_IN;
+}
+
 /* Leave guest mode (in_guest false + vcpu_exit), for a VM exit of any kind. */
 void ccvm_vcpu_leave_guest(struct ccvm_vcpu *v);
 /*

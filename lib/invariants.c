@@ -624,7 +624,7 @@ static void check_at_rest(struct check *c)
 	}
 	for (i = 0; i < n; i++) {
 		count(c, 1);
-		if (atomic_load(&vm->vcpus[i]->in_guest)) {
+		if (atomic_load(&vm->vcpus[i]->in_guest) != CCVM_VCPU_OUT) {
 			ccvm_invariant_fail(c->r, 21, NONE, NONE,
 					    "vCPU %u is in guest mode at rest (an entry without "
 					    "its exit)", vm->vcpus[i]->id);

@@ -234,13 +234,26 @@ enum access_kind {
 	ACCESS_BY_ATTR,		/* no hardware signal: the attribute decides (mock) */
 };
 
-static enum access_kind access_kind(struct ccvm_vm *vm, uint64_t gpa)
+/*
+ * The kind of an access.  A failing fault_is_private op is the fault's
+ * error: guessing "shared" would turn a private write into a conversion
+ * request the guest never made.
+ */
+static int access_kind(struct ccvm_vm *vm, uint64_t gpa, enum access_kind *kind)
 {
-	if (vm->ops->fault_is_private)
-		return op_fault_is_private(vm, gpa) > 0 ? ACCESS_PRIVATE : ACCESS_SHARED;
-	if (vm->shared_bit)
-		return (gpa & vm->shared_bit) ? ACCESS_SHARED : ACCESS_PRIVATE;
-	return ACCESS_BY_ATTR;
+	int r;
+
+	if (vm->ops->fault_is_private) {
+		r = op_fault_is_private(vm, gpa);
+		if (r < 0)
+			return r;
+		*kind = r ? ACCESS_PRIVATE : ACCESS_SHARED;
+	} else if (vm->shared_bit) {
+		*kind = (gpa & vm->shared_bit) ? ACCESS_SHARED : ACCESS_PRIVATE;
+	} else {
+		*kind = ACCESS_BY_ATTR;
+	}
+	return 0;
 }
 
 static inline bool gfn_attr_private(struct ccvm_vm *vm, uint64_t gfn)
@@ -250,7 +263,12 @@ static inline bool gfn_attr_private(struct ccvm_vm *vm, uint64_t gfn)
 
 bool ccvm_fault_is_private(struct ccvm_vm *vm, uint64_t gpa)
 {
-	switch (access_kind(vm, gpa)) {
+	enum access_kind kind;
+
+	/* Inspection only: when the op fails, the attribute answers. */
+	if (access_kind(vm, gpa, &kind))
+		kind = ACCESS_BY_ATTR;
+	switch (kind) {
 	case ACCESS_PRIVATE:
 		return true;
 	case ACCESS_SHARED:
@@ -1067,7 +1085,13 @@ int ccvm_mmu_page_fault(struct ccvm_vcpu *v, uint64_t gpa, bool write,
 	(void)write;	/* no read-only or dirty-logged memory in the model */
 	if (!ccvm_vm_usable(v->vm))
 		return -EIO;
-	return fault_run(v, gpa, access_kind(v->vm, gpa), exit, NULL);
+	enum access_kind kind;
+	int err;
+
+	err = access_kind(v->vm, gpa, &kind);
+	if (err)
+		return err;
+	return fault_run(v, gpa, kind, exit, NULL);
 }
 
 static int fault_retry_loop(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
@@ -1096,7 +1120,13 @@ int ccvm_mmu_page_fault_retry(struct ccvm_vcpu *v, uint64_t gpa, bool write,
 	(void)write;
 	if (!ccvm_vm_usable(v->vm))
 		return -EIO;
-	return fault_retry_loop(v, gpa, access_kind(v->vm, gpa), exit, NULL);
+	enum access_kind kind;
+	int err;
+
+	err = access_kind(v->vm, gpa, &kind);
+	if (err)
+		return err;
+	return fault_retry_loop(v, gpa, kind, exit, NULL);
 }
 
 /* ---- translation and lookup ------------------------------------------------ */

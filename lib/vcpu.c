@@ -104,7 +104,7 @@ static struct ccvm_vcpu *vcpu_alloc(struct ccvm_vm *vm, uint32_t id)
 	v->guest = g;
 	v->run.vcpu_id = id;
 	pthread_mutex_init(&v->mutex, NULL);
-	atomic_init(&v->in_guest, false);
+	atomic_init(&v->in_guest, CCVM_VCPU_OUT);
 	g->vcpu = v;
 	g->state = CCVM_GUEST_NONE;
 	atomic_init(&g->in_run, false);
@@ -258,13 +258,8 @@ int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg)
 
 void ccvm_vcpu_leave_guest(struct ccvm_vcpu *v)
 {
-	struct ccvm_vm *vm = v->vm;
-
 	/* A kick may have taken the vCPU out already: exit once per entry. */
-	if (atomic_exchange(&v->in_guest, false) && vm->ops->vcpu_exit) {
-		ccvm_op_note(vm->p, vm, CCVM_OPI_vcpu_exit, CCVM_INVALID_GFN);
-		vm->ops->vcpu_exit(v);
-	}
+	ccvm_vcpu_exit_guest(v);
 }
 
 /* Positive: entry is blocked (TDX wait_for_sept_zap), wait without bound. */
@@ -277,8 +272,10 @@ static int vcpu_try_enter(struct ccvm_vcpu *v)
 	struct ccvm_op_call c;
 	int err;
 
-	if (atomic_load(&v->in_guest))
+	if (ccvm_vcpu_in_guest(v))
 		return 0;
+	/* A kick still taking it out: let it finish before entering again. */
+	ccvm_vcpu_exit_guest(v);
 	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
 		return -EIO;
 	if (atomic_load(&vm->entry_blocked) > 0)
@@ -289,7 +286,7 @@ static int vcpu_try_enter(struct ccvm_vcpu *v)
 	err = ccvm_op_leave(&c, err);
 	if (err)
 		return err;
-	atomic_store(&v->in_guest, true);
+	atomic_store_explicit(&v->in_guest, CCVM_VCPU_IN, memory_order_release);
 	ccvm_account(vm->p, vm, CCVM_EV_GUEST_ENTER, 1);
 	return 0;
 }
@@ -419,7 +416,7 @@ void ccvm_guest_enter(struct ccvm_guest *g)
 	int err;
 
 	for (;;) {
-		if (atomic_load(&v->in_guest))
+		if (ccvm_vcpu_in_guest(v))
 			return;
 		err = ccvm_mmu_reload(v);
 		if (!err) {

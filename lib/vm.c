@@ -304,18 +304,35 @@ bool ccvm_vm_is_finalized(const struct ccvm_vm *vm)
 	return atomic_load(&vm->state) == CCVM_VM_FINALIZED;
 }
 
+bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm = v->vm;
+	int state = atomic_load_explicit(&v->in_guest, memory_order_acquire);
+
+	/* Most vCPUs a kick visits are out: a plain load, no locked write. */
+	if (state == CCVM_VCPU_OUT)
+		return false;
+	if (state == CCVM_VCPU_IN &&
+	    atomic_compare_exchange_strong(&v->in_guest, &state, CCVM_VCPU_EXITING)) {
+		if (vm->ops->vcpu_exit) {
+			ccvm_op_note(vm->p, vm, CCVM_OPI_vcpu_exit, CCVM_INVALID_GFN);
+			vm->ops->vcpu_exit(v);
+		}
+		atomic_store_explicit(&v->in_guest, CCVM_VCPU_OUT, memory_order_release);
+		return true;
+	}
+	/* Someone else is taking it out: an IPI returns only once it is out. */
+	while (atomic_load_explicit(&v->in_guest, memory_order_acquire) == CCVM_VCPU_EXITING)
+		sched_yield();
+	return false;
+}
+
 void ccvm_vm_kick_all(struct ccvm_vm *vm)
 {
 	uint32_t i, n = ccvm_vm_nr_vcpus(vm);
 
-	for (i = 0; i < n; i++) {
-		struct ccvm_vcpu *v = vm->vcpus[i];
-
-		if (atomic_exchange(&v->in_guest, false) && vm->ops->vcpu_exit) {
-			ccvm_op_note(vm->p, vm, CCVM_OPI_vcpu_exit, CCVM_INVALID_GFN);
-			vm->ops->vcpu_exit(v);
-		}
-	}
+	for (i = 0; i < n; i++)
+		ccvm_vcpu_exit_guest(vm->vcpus[i]);
 	ccvm_account(vm->p, vm, CCVM_EV_IPI, 1);
 }
 
