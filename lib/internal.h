@@ -58,14 +58,24 @@ enum ccvm_op_index {
 
 /* ---- counters -------------------------------------------------------- */
 
+/*
+ * The simulated clock is not kept as a running sum: it is the event counts
+ * times the cost model, plus extra_ns for what no event carries (the
+ * per-vCPU part of an IPI, ccvm_account_ns).  That keeps ccvm_account, on
+ * every fault and every SEAMCALL, at one atomic add per counter.
+ */
 struct ccvm_counters {
 	_Atomic uint64_t ev[CCVM_EV_NR];
 	_Atomic uint64_t op_calls[CCVM_OPI_NR];
 	_Atomic uint64_t op_errors[CCVM_OPI_NR];
-	_Atomic uint64_t sim_ns;
+	_Atomic uint64_t extra_ns;
 };
 
-void ccvm_counters_read(const struct ccvm_counters *c, struct ccvm_stats *st);
+void ccvm_counters_read(const struct ccvm_counters *c, const struct ccvm_cost_model *costs,
+			struct ccvm_stats *st);
+/* The simulated clock of @c under @costs, in nanoseconds. */
+uint64_t ccvm_counters_sim_ns(const struct ccvm_counters *c,
+			      const struct ccvm_cost_model *costs);
 
 /* ---- fault injection (per platform, per op) -------------------------- */
 

@@ -479,7 +479,7 @@ int ccvm_platform_get_stats(struct ccvm_platform *p, struct ccvm_stats *st)
 	if (!p || !st || st->sz < offsetof(struct ccvm_stats, events))
 		return -EINVAL;
 	memset(&s, 0, sizeof(s));
-	ccvm_counters_read(&p->stats, &s);
+	ccvm_counters_read(&p->stats, &p->costs, &s);
 	s.total_pages = p->nr_pages - 1;
 	s.free_pages = atomic_load(&p->nr_free);
 	s.leaked_pages = atomic_load(&p->nr_leaked);

@@ -182,7 +182,19 @@ int ccvm_cost_model_default(struct ccvm_cost_model *cm)
 	return 0;
 }
 
-void ccvm_counters_read(const struct ccvm_counters *c, struct ccvm_stats *st)
+uint64_t ccvm_counters_sim_ns(const struct ccvm_counters *c,
+			      const struct ccvm_cost_model *costs)
+{
+	uint64_t ns = atomic_load_explicit(&c->extra_ns, memory_order_relaxed);
+	unsigned int i;
+
+	for (i = 0; i < CCVM_EV_NR; i++)
+		ns += atomic_load_explicit(&c->ev[i], memory_order_relaxed) * costs->ns[i];
+	return ns;
+}
+
+void ccvm_counters_read(const struct ccvm_counters *c, const struct ccvm_cost_model *costs,
+			struct ccvm_stats *st)
 {
 	unsigned int i;
 
@@ -194,32 +206,28 @@ void ccvm_counters_read(const struct ccvm_counters *c, struct ccvm_stats *st)
 		st->op_calls[i] = atomic_load_explicit(&c->op_calls[i], memory_order_relaxed);
 		st->op_errors[i] = atomic_load_explicit(&c->op_errors[i], memory_order_relaxed);
 	}
-	st->sim_ns = atomic_load_explicit(&c->sim_ns, memory_order_relaxed);
+	st->sim_ns = ccvm_counters_sim_ns(c, costs);
 }
 
 void ccvm_account_ns(struct ccvm_platform *p, struct ccvm_vm *vm, uint64_t ns)
 {
-	atomic_fetch_add_explicit(&p->stats.sim_ns, ns, memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->stats.extra_ns, ns, memory_order_relaxed);
 	if (vm)
-		atomic_fetch_add_explicit(&vm->stats.sim_ns, ns, memory_order_relaxed);
+		atomic_fetch_add_explicit(&vm->stats.extra_ns, ns, memory_order_relaxed);
 }
 
 void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
 		  uint64_t n)
 {
-	uint64_t ns;
-
 	if ((unsigned int)ev >= CCVM_EV_NR)
 		return;
 	atomic_fetch_add_explicit(&p->stats.ev[ev], n, memory_order_relaxed);
 	if (vm)
 		atomic_fetch_add_explicit(&vm->stats.ev[ev], n, memory_order_relaxed);
-	ns = p->costs.ns[ev] * n;
-	if (ev == CCVM_EV_IPI && vm)
-		ns += p->costs.ipi_per_vcpu_ns * n *
-		      atomic_load_explicit(&vm->nr_vcpus, memory_order_relaxed);
-	if (ns)
-		ccvm_account_ns(p, vm, ns);
+	/* The event's own cost is counted through ev[]; an IPI also scales. */
+	if (ev == CCVM_EV_IPI && vm && p->costs.ipi_per_vcpu_ns)
+		ccvm_account_ns(p, vm, p->costs.ipi_per_vcpu_ns * n *
+				atomic_load_explicit(&vm->nr_vcpus, memory_order_relaxed));
 	if (ccvm_unlikely(ccvm_tracing(p))) {
 		struct ccvm_trace_record rec = {
 			.kind = CCVM_TRACE_EVENT,
@@ -229,7 +237,7 @@ void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event e
 			.vcpu_id = -1,
 			.gfn = CCVM_INVALID_GFN,
 			.arg0 = n,
-			.sim_ns = atomic_load_explicit(&p->stats.sim_ns, memory_order_relaxed),
+			.sim_ns = ccvm_counters_sim_ns(&p->stats, &p->costs),
 			.wall_ns = ccvm_now_ns(),
 		};
 		ccvm_trace_emit(p, &rec);

@@ -69,7 +69,7 @@ void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *na
 
 	if (!ccvm_tracing(p))
 		return;
-	rec.sim_ns = atomic_load_explicit(&p->stats.sim_ns, memory_order_relaxed);
+	rec.sim_ns = ccvm_counters_sim_ns(&p->stats, &p->costs);
 	rec.wall_ns = ccvm_now_ns();
 	ccvm_trace_emit(p, &rec);
 }

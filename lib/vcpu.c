@@ -350,8 +350,7 @@ static void exit_account(struct ccvm_vcpu *v, int run_ret)
 			.arg0 = run->exit_reason,
 			.arg1 = arg1,
 			.ret = run_ret,
-			.sim_ns = atomic_load_explicit(&vm->p->stats.sim_ns,
-						       memory_order_relaxed),
+			.sim_ns = ccvm_counters_sim_ns(&vm->p->stats, &vm->p->costs),
 			.wall_ns = ccvm_now_ns(),
 		};
 		ccvm_trace_emit(vm->p, &rec);

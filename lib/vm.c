@@ -262,7 +262,7 @@ int ccvm_vm_get_stats(struct ccvm_vm *vm, struct ccvm_stats *st)
 	if (!vm || !st || st->sz < offsetof(struct ccvm_stats, events))
 		return -EINVAL;
 	memset(&s, 0, sizeof(s));
-	ccvm_counters_read(&vm->stats, &s);
+	ccvm_counters_read(&vm->stats, &vm->p->costs, &s);
 	sz = st->sz < sizeof(s) ? st->sz : sizeof(s);
 	s.sz = sz;
 	memcpy(st, &s, sz);
