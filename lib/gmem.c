@@ -170,6 +170,10 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	g->inode = inode;
 	g->vm = vm;
 	ccvm_xa_init(&g->bindings);
+	pthread_mutex_lock(&vm->slots_lock);
+	g->next_file = vm->gmem_files;
+	vm->gmem_files = g;
+	pthread_mutex_unlock(&vm->slots_lock);
 	ccvm_vm_get(vm);
 	ccvm_platform_inode_get(vm->p);
 	ccvm_model_bytes_add(vm->p, sizeof(*inode) + sizeof(*g));
@@ -441,6 +445,7 @@ static int cut_binding_cb(uint64_t first, uint64_t last, uint64_t value, void *c
 int ccvm_gmem_close(struct ccvm_gmem *g)
 {
 	struct ccvm_gmem_inode *inode;
+	struct ccvm_gmem **pp;
 	struct ccvm_op_call c;
 	struct ccvm_vm *vm;
 	bool begun = false;
@@ -474,6 +479,12 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 		gmem_invalidate_end(g);
 	inode->file = NULL;
 	pthread_rwlock_unlock(&inode->invalidate_lock);
+	for (pp = &vm->gmem_files; *pp; pp = &(*pp)->next_file) {
+		if (*pp == g) {
+			*pp = g->next_file;
+			break;
+		}
+	}
 	pthread_mutex_unlock(&vm->slots_lock);
 
 	ccvm_xa_destroy(&g->bindings);

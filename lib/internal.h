@@ -249,6 +249,7 @@ struct ccvm_gmem_inode {
 struct ccvm_gmem {
 	struct ccvm_gmem_inode *inode;
 	struct ccvm_vm *vm;			/* holds a reference */
+	struct ccvm_gmem *next_file;		/* vm->gmem_files, under slots_lock */
 	struct ccvm_xa bindings;		/* index -> memslot pointer */
 	uint32_t nr_bindings;
 };
@@ -401,6 +402,8 @@ struct ccvm_vm {
 	struct ccvm_xa attrs;			/* gfn -> attributes, under attr_lock */
 	struct ccvm_memslots *memslots;		/* under memslots_rw */
 	struct ccvm_xa slot_ids;		/* id -> memslot, under slots_lock */
+	/* Open gmem files, for inspection only (KVM keeps no such list). */
+	struct ccvm_gmem *gmem_files;		/* under slots_lock */
 	uint64_t generation;			/* under slots_lock */
 	bool force_wrap;
 

@@ -8,17 +8,17 @@
  * Order: I22 (direct map), I24 (2M entries), every private NPT leaf in gfn
  * order (I8, I23), then the RMP page by page (I23).
  *
- * I23 from the RMP's side: a page assigned to the VM's ASID is a vCPU's
- * VMSA, or the gmem page that the memslot covering its RMP GPA holds at
- * that gfn.  When no memslot covers the GPA any
- * more (deleted while the file lives on, the page still in its cache) the
- * page can only be required to be allocated: the VM keeps no list of its
- * files.  No assigned page of any ASID may be free in the host allocator.
+ * I23 from the RMP's side: an immutable page assigned to the VM's ASID is
+ * a vCPU's VMSA, any other is cached by one of the VM's open gmem files
+ * (not necessarily the one bound at its RMP GPA now: gmem keeps a page
+ * assigned across unbinding and rebinding of that GPA); no assigned page of
+ * any ASID is free in the host allocator.
  * A page that could not be made shared again is leaked (never reused),
  * which is I23's failure branch: it may stay assigned to anyone.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -32,6 +32,8 @@ struct snp_check {
 	struct ccvm_snp_hw *hw;
 	struct ccvm_invariant_report *r;
 	uint32_t asid;
+	uint64_t *gmem_pfns;		/* bitmap of pfns cached by the VM's gmem */
+	uint64_t nr_bits;
 };
 
 static bool failed(const struct snp_check *c)
@@ -155,8 +157,7 @@ static bool is_vmsa(struct snp_check *c, uint64_t pfn)
 
 static void check_vm_page(struct snp_check *c, uint64_t pfn, const struct ccvm_snp_rmp_entry *e)
 {
-	uint64_t gfn = rmp_gpa(e, pfn) >> CCVM_PAGE_SHIFT, v;
-	struct ccvm_memslot *slot;
+	uint64_t gfn = rmp_gpa(e, pfn) >> CCVM_PAGE_SHIFT;
 
 	if (e->immutable || e->vmsa) {
 		if (!is_vmsa(c, pfn))
@@ -166,29 +167,47 @@ static void check_vm_page(struct snp_check *c, uint64_t pfn, const struct ccvm_s
 		return;
 	}
 	/*
-	 * The attribute is not checked: when update_mem_attr fails after the
-	 * store changed to shared, the page stays assigned (the VMM got the
-	 * error) until a punch frees it or a conversion back finds it owned;
-	 * the host never reuses it meanwhile, which is all I23 asks.
+	 * A guest page is looked for in every open gmem file of the VM, not
+	 * only behind the memslot at its RMP GPA: gmem keeps a page assigned
+	 * while it is cached, and that file range may since have been unbound
+	 * and the GPA given to another slot or file (KVM makes pages shared
+	 * only when gmem frees them).
 	 */
-	slot = gfn < c->vm->max_gfn ? ccvm_memslot_find(c->vm, gfn) : NULL;
-	if (!slot)
-		return;
-	v = 0;
-	if ((slot->flags & CCVM_MEM_GUEST_MEMFD) && slot->inode) {
-		/* A released file's inode may be freed already: nothing to compare. */
-		if (!atomic_load(&slot->gmem))
-			return;
-		pthread_mutex_lock(&slot->inode->pages_lock);
-		v = ccvm_xa_load(&slot->inode->pages, slot->pgoff + (gfn - slot->base_gfn));
-		pthread_mutex_unlock(&slot->inode->pages_lock);
-	}
-	if (!v || CCVM_GMEM_PFN(v) != pfn)
+	if (!c->gmem_pfns)
+		return;		/* no memory for the bitmap: this part is skipped */
+	if (pfn >= c->nr_bits || !(c->gmem_pfns[pfn / 64] & (1ull << (pfn % 64))))
 		ccvm_invariant_fail(c->r, 23, gfn, pfn,
-				    "pfn %#" PRIx64 " is assigned to ASID %u at gfn %#" PRIx64
-				    " but memslot %u's gmem page there is %s%#" PRIx64, pfn,
-				    c->asid, gfn, slot->id, v ? "" : "a hole, ",
-				    v ? (uint64_t)CCVM_GMEM_PFN(v) : 0);
+				    "pfn %#" PRIx64 " is assigned to ASID %u (gpa %#" PRIx64
+				    ") but is in no open gmem file of the VM", pfn, c->asid,
+				    gfn << CCVM_PAGE_SHIFT);
+}
+
+static int mark_gmem_pfn(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct snp_check *c = ctx;
+	uint64_t pfn = CCVM_GMEM_PFN(value);
+
+	(void)first;
+	(void)last;
+	if (value && pfn < c->nr_bits)
+		c->gmem_pfns[pfn / 64] |= 1ull << (pfn % 64);
+	return 0;
+}
+
+/* The pfns of every open gmem file of the VM (slots_lock held). */
+static void collect_gmem_pfns(struct snp_check *c, uint64_t bump)
+{
+	struct ccvm_gmem *g;
+
+	c->nr_bits = bump;
+	c->gmem_pfns = calloc((bump + 63) / 64, sizeof(uint64_t));
+	if (!c->gmem_pfns)
+		return;
+	for (g = c->vm->gmem_files; g; g = g->next_file) {
+		pthread_mutex_lock(&g->inode->pages_lock);
+		ccvm_xa_for_each_run(&g->inode->pages, 0, UINT64_MAX, mark_gmem_pfn, c);
+		pthread_mutex_unlock(&g->inode->pages_lock);
+	}
 }
 
 static void check_rmp(struct snp_check *c, uint64_t bump)
@@ -237,7 +256,10 @@ int ccvm_snp_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *
 		check_2m_entries(&c, bump);
 	if (!failed(&c))
 		check_leaves(&c);
-	if (!failed(&c))
+	if (!failed(&c)) {
+		collect_gmem_pfns(&c, bump);
 		check_rmp(&c, bump);
+		free(c.gmem_pfns);
+	}
 	return 0;
 }
