@@ -146,60 +146,48 @@ static inline uint64_t gpa_to_gfn(const struct ccvm_vm *vm, uint64_t gpa)
 
 /* ---- backend op wrappers (counted, traced, injectable) -------------------- */
 
-static inline int op_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level,
-				      uint64_t spt_pfn)
+typedef int (*mirror_op_fn)(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn);
+
+/*
+ * The four mirror ops share one signature, so one bracket serves them all.
+ * A backend without the op (no mirror root) answers @absent.
+ */
+static int mirror_op(struct ccvm_vm *vm, enum ccvm_op_index op, mirror_op_fn fn,
+		     uint64_t gfn, int level, uint64_t pfn, int absent)
 {
 	struct ccvm_op_call c;
 	int ret;
 
-	if (!vm->ops->link_private_spt)
-		return -EOPNOTSUPP;
-	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_link_private_spt, gfn);
+	if (!fn)
+		return absent;
+	ret = ccvm_op_enter(&c, vm->p, vm, op, gfn);
 	if (!ret)
-		ret = vm->ops->link_private_spt(vm, gfn, level, spt_pfn);
+		ret = fn(vm, gfn, level, pfn);
 	return ccvm_op_leave(&c, ret);
 }
 
-static inline int op_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level,
-				      uint64_t pfn)
+static int op_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t spt_pfn)
 {
-	struct ccvm_op_call c;
-	int ret;
-
-	if (!vm->ops->set_private_spte)
-		return -EOPNOTSUPP;
-	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_set_private_spte, gfn);
-	if (!ret)
-		ret = vm->ops->set_private_spte(vm, gfn, level, pfn);
-	return ccvm_op_leave(&c, ret);
+	return mirror_op(vm, CCVM_OPI_link_private_spt, vm->ops->link_private_spt, gfn,
+			 level, spt_pfn, -EOPNOTSUPP);
 }
 
-static inline int op_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level,
-					 uint64_t pfn)
+static int op_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
 {
-	struct ccvm_op_call c;
-	int ret;
-
-	if (!vm->ops->remove_private_spte)
-		return 0;
-	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_remove_private_spte, gfn);
-	if (!ret)
-		ret = vm->ops->remove_private_spte(vm, gfn, level, pfn);
-	return ccvm_op_leave(&c, ret);
+	return mirror_op(vm, CCVM_OPI_set_private_spte, vm->ops->set_private_spte, gfn,
+			 level, pfn, -EOPNOTSUPP);
 }
 
-static inline int op_free_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level,
-				      uint64_t spt_pfn)
+static int op_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
 {
-	struct ccvm_op_call c;
-	int ret;
+	return mirror_op(vm, CCVM_OPI_remove_private_spte, vm->ops->remove_private_spte, gfn,
+			 level, pfn, 0);
+}
 
-	if (!vm->ops->free_private_spt)
-		return 0;
-	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_free_private_spt, gfn);
-	if (!ret)
-		ret = vm->ops->free_private_spt(vm, gfn, level, spt_pfn);
-	return ccvm_op_leave(&c, ret);
+static int op_free_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t spt_pfn)
+{
+	return mirror_op(vm, CCVM_OPI_free_private_spt, vm->ops->free_private_spt, gfn,
+			 level, spt_pfn, 0);
 }
 
 static inline int op_fault_is_private(struct ccvm_vm *vm, uint64_t gpa)
