@@ -286,10 +286,9 @@ static inline bool is_sw_status(uint64_t s)
 
 /* Count the leaf, and its busy/error outcome. */
 static uint64_t seamcall_done(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
-			      enum ccvm_event ev, bool has_ev, uint64_t status)
+			      enum ccvm_event ev, uint64_t status)
 {
-	if (has_ev)
-		ccvm_account(m->p, vm, ev, 1);
+	ccvm_account(m->p, vm, ev, 1);
 	if (!(status & TDX_ERROR) || is_sw_status(status))
 		return status;
 	if (ccvm_tdx_is_busy(status))
@@ -853,7 +852,7 @@ uint64_t ccvm_tdh_mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(m, CCVM_TDH_MNG_CREATE, &st))
 		st = mng_create(m, vm, tdr_pfn, hkid, td);
-	return seamcall_done(m, vm, CCVM_EV_TDH_MNG_CREATE, true, st);
+	return seamcall_done(m, vm, CCVM_EV_TDH_MNG_CREATE, st);
 }
 
 static uint64_t mng_key_config(struct ccvm_tdx_td *td, unsigned int cpu)
@@ -893,7 +892,7 @@ uint64_t ccvm_tdh_mng_key_config(struct ccvm_tdx_td *td, unsigned int cpu)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(td->m, CCVM_TDH_MNG_KEY_CONFIG, &st))
 		st = mng_key_config(td, cpu);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_KEY_CONFIG, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_KEY_CONFIG, st);
 }
 
 static uint64_t mng_addcx(struct ccvm_tdx_td *td, uint64_t pfn)
@@ -932,7 +931,7 @@ uint64_t ccvm_tdh_mng_addcx(struct ccvm_tdx_td *td, uint64_t tdcs_pfn)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_MNG_ADDCX, &st))
 		st = mng_addcx(td, tdcs_pfn);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_ADDCX, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_ADDCX, st);
 }
 
 static uint64_t mng_init(struct ccvm_tdx_td *td, const struct ccvm_tdx_td_params *params)
@@ -976,7 +975,7 @@ uint64_t ccvm_tdh_mng_init(struct ccvm_tdx_td *td, const struct ccvm_tdx_td_para
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(td->m, CCVM_TDH_MNG_INIT, &st))
 		st = mng_init(td, params);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_INIT, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_INIT, st);
 }
 
 static uint64_t mr_finalize(struct ccvm_tdx_td *td)
@@ -1001,7 +1000,7 @@ uint64_t ccvm_tdh_mr_finalize(struct ccvm_tdx_td *td)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(td->m, CCVM_TDH_MR_FINALIZE, &st))
 		st = mr_finalize(td);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MR_FINALIZE, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MR_FINALIZE, st);
 }
 
 static uint64_t mng_vpflushdone(struct ccvm_tdx_td *td)
@@ -1042,7 +1041,7 @@ uint64_t ccvm_tdh_mng_vpflushdone(struct ccvm_tdx_td *td)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(td->m, CCVM_TDH_MNG_VPFLUSHDONE, &st))
 		st = mng_vpflushdone(td);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_VPFLUSHDONE, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_VPFLUSHDONE, st);
 }
 
 static uint64_t cache_wb(struct ccvm_tdx_module *m, unsigned int cpu, bool resume)
@@ -1108,7 +1107,7 @@ uint64_t ccvm_tdh_phymem_cache_wb(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
 		return TDX_OPERAND_INVALID;
 	if (!inject_check(m, CCVM_TDH_PHYMEM_CACHE_WB, &st))
 		st = cache_wb(m, cpu, resume);
-	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_CACHE_WB, true, st);
+	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_CACHE_WB, st);
 }
 
 static uint64_t mng_key_freeid(struct ccvm_tdx_td *td)
@@ -1147,7 +1146,7 @@ uint64_t ccvm_tdh_mng_key_freeid(struct ccvm_tdx_td *td)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(td->m, CCVM_TDH_MNG_KEY_FREEID, &st))
 		st = mng_key_freeid(td);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_KEY_FREEID, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_KEY_FREEID, st);
 }
 
 /* ---- vCPUs --------------------------------------------------------------------- */
@@ -1197,7 +1196,7 @@ uint64_t ccvm_tdh_vp_create(struct ccvm_tdx_td *td, uint64_t tdvpr_pfn,
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_VP_CREATE, &st))
 		st = vp_create(td, tdvpr_pfn, vp);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_VP_CREATE, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_VP_CREATE, st);
 }
 
 static bool vp_trylock(struct ccvm_tdx_vp *vp)
@@ -1251,7 +1250,7 @@ uint64_t ccvm_tdh_vp_addcx(struct ccvm_tdx_vp *vp, uint64_t tdcx_pfn)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(vp->td->m, CCVM_TDH_VP_ADDCX, &st))
 		st = vp_addcx(vp, tdcx_pfn);
-	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_ADDCX, true, st);
+	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_ADDCX, st);
 }
 
 /* Associate @vp with @cpu (TDVPR lock held).  Return: 0 or VCPU_ASSOCIATED. */
@@ -1322,7 +1321,7 @@ uint64_t ccvm_tdh_vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(vp->td->m, CCVM_TDH_VP_INIT, &st))
 		st = vp_init(vp, cpu);
-	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_INIT, true, st);
+	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_INIT, st);
 }
 
 static uint64_t vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
@@ -1375,7 +1374,7 @@ uint64_t ccvm_tdh_vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(vp->td->m, CCVM_TDH_VP_ENTER, &st))
 		st = vp_enter(vp, cpu);
-	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_ENTER, true, st);
+	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_ENTER, st);
 }
 
 void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
@@ -1451,7 +1450,7 @@ uint64_t ccvm_tdh_vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(vp->td->m, CCVM_TDH_VP_FLUSH, &st))
 		st = vp_flush(vp, cpu);
-	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_FLUSH, true, st);
+	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_FLUSH, st);
 }
 
 /* ---- S-EPT leaves ----------------------------------------------------------- */
@@ -1529,7 +1528,7 @@ uint64_t ccvm_tdh_mem_sept_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_MEM_SEPT_ADD, &st))
 		st = sept_add(td, gpa, level, spt_pfn);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_SEPT_ADD, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_SEPT_ADD, st);
 }
 
 /*
@@ -1595,7 +1594,7 @@ uint64_t ccvm_tdh_mem_page_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_MEM_PAGE_ADD, &st))
 		st = page_install(td, gpa, level, pfn, src, true);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_ADD, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_ADD, st);
 }
 
 uint64_t ccvm_tdh_mem_page_aug(struct ccvm_tdx_td *td, uint64_t gpa, int level,
@@ -1607,7 +1606,7 @@ uint64_t ccvm_tdh_mem_page_aug(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_MEM_PAGE_AUG, &st))
 		st = page_install(td, gpa, level, pfn, NULL, false);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_AUG, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_AUG, st);
 }
 
 static uint64_t mr_extend(struct ccvm_tdx_td *td, uint64_t gpa)
@@ -1648,7 +1647,7 @@ uint64_t ccvm_tdh_mr_extend(struct ccvm_tdx_td *td, uint64_t gpa)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_MR_EXTEND, &st))
 		st = mr_extend(td, gpa);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MR_EXTEND, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MR_EXTEND, st);
 }
 
 static uint64_t range_block(struct ccvm_tdx_td *td, uint64_t gpa, int level)
@@ -1713,7 +1712,7 @@ uint64_t ccvm_tdh_mem_range_block(struct ccvm_tdx_td *td, uint64_t gpa, int leve
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_MEM_RANGE_BLOCK, &st))
 		st = range_block(td, gpa, level);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_RANGE_BLOCK, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_RANGE_BLOCK, st);
 }
 
 static uint64_t mem_track(struct ccvm_tdx_td *td)
@@ -1750,7 +1749,21 @@ uint64_t ccvm_tdh_mem_track(struct ccvm_tdx_td *td)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(td->m, CCVM_TDH_MEM_TRACK, &st))
 		st = mem_track(td);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_TRACK, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_TRACK, st);
+}
+
+/*
+ * The end of a successful PAGE.REMOVE or SEPT.REMOVE: the entry becomes
+ * FREE and its page goes back to PT_NDA (entry and PAMT locks held).
+ */
+static void sept_entry_free(struct ccvm_tdx_td *td, _Atomic uint64_t *e, uint64_t pfn,
+			    uint64_t *out)
+{
+	atomic_store_explicit(e, 0, memory_order_release);
+	pamt_release(td->m, pfn);
+	atomic_fetch_sub_explicit(&td->nr_children, 1, memory_order_relaxed);
+	if (out)
+		*out = pfn;
 }
 
 static uint64_t page_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64_t *out)
@@ -1795,11 +1808,7 @@ static uint64_t page_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level, uin
 			goto out;
 		}
 	}
-	atomic_store_explicit(e, 0, memory_order_release);
-	pamt_release(m, pfn);
-	atomic_fetch_sub_explicit(&td->nr_children, 1, memory_order_relaxed);
-	if (out)
-		*out = pfn;
+	sept_entry_free(td, e, pfn, out);
 out:
 	sept_leave(td, &g, true);
 	return st;
@@ -1814,7 +1823,7 @@ uint64_t ccvm_tdh_mem_page_remove(struct ccvm_tdx_td *td, uint64_t gpa, int leve
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_MEM_PAGE_REMOVE, &st))
 		st = page_remove(td, gpa, level, pfn);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_REMOVE, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_REMOVE, st);
 }
 
 static uint64_t sept_rd(struct ccvm_tdx_td *td, uint64_t gpa, int level,
@@ -1855,7 +1864,7 @@ uint64_t ccvm_tdh_mem_sept_rd(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_MEM_SEPT_RD, &st))
 		st = sept_rd(td, gpa, level, info);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_SEPT_RD, true, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_SEPT_RD, st);
 }
 
 static uint64_t sept_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64_t *out)
@@ -1906,11 +1915,7 @@ static uint64_t sept_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level, uin
 		pamt_unlock(m, pfn, pv);
 		goto out;
 	}
-	atomic_store_explicit(e, 0, memory_order_release);
-	pamt_release(m, pfn);
-	atomic_fetch_sub_explicit(&td->nr_children, 1, memory_order_relaxed);
-	if (out)
-		*out = pfn;
+	sept_entry_free(td, e, pfn, out);
 out:
 	sept_leave(td, &g, true);
 	return st;
@@ -1925,8 +1930,7 @@ uint64_t ccvm_tdh_mem_sept_remove(struct ccvm_tdx_td *td, uint64_t gpa, int leve
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_MEM_SEPT_REMOVE, &st))
 		st = sept_remove(td, gpa, level, spt_pfn);
-	/* No CCVM_EV_* for this leaf (KVM never calls it). */
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_NR, false, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_SEPT_REMOVE, st);
 }
 
 static uint64_t range_unblock(struct ccvm_tdx_td *td, uint64_t gpa, int level)
@@ -1987,8 +1991,7 @@ uint64_t ccvm_tdh_mem_range_unblock(struct ccvm_tdx_td *td, uint64_t gpa, int le
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
 	if (!inject_check(td->m, CCVM_TDH_MEM_RANGE_UNBLOCK, &st))
 		st = range_unblock(td, gpa, level);
-	/* No CCVM_EV_* for this leaf (KVM never calls it). */
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_NR, false, st);
+	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_RANGE_UNBLOCK, st);
 }
 
 /* ---- physical pages ------------------------------------------------------------ */
@@ -2022,7 +2025,7 @@ uint64_t ccvm_tdh_phymem_page_wbinvd(struct ccvm_tdx_module *m, struct ccvm_vm *
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(m, CCVM_TDH_PHYMEM_PAGE_WBINVD, &st))
 		st = page_wbinvd(m, pfn, keyid);
-	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_PAGE_WBINVD, true, st);
+	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_PAGE_WBINVD, st);
 }
 
 /* Unlink and free the vCPU whose TDVPR is @pfn (TDR lock held shared). */
@@ -2110,7 +2113,7 @@ uint64_t ccvm_tdh_phymem_page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm 
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!inject_check(m, CCVM_TDH_PHYMEM_PAGE_RECLAIM, &st))
 		st = page_reclaim(m, &vm, pfn, info);
-	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM, true, st);
+	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM, st);
 }
 
 /* ---- guest side ------------------------------------------------------------------ */
@@ -2180,7 +2183,7 @@ uint64_t ccvm_tdg_mem_page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int leve
 	m = vp->td->m;
 	if (!inject_check(m, CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT, &st))
 		st = page_accept(vp, gpa, level);
-	return seamcall_done(m, td_vm(vp->td), CCVM_EV_TDG_MEM_PAGE_ACCEPT, true, st);
+	return seamcall_done(m, td_vm(vp->td), CCVM_EV_TDG_MEM_PAGE_ACCEPT, st);
 }
 
 uint64_t ccvm_tdx_guest_access(struct ccvm_tdx_vp *vp, uint64_t gpa, bool write)

@@ -99,8 +99,7 @@
  * ccvm_tdx_inject(), before any check and without changing state.
  *
  * Accounting: each SEAMCALL counts its CCVM_EV_TDH_* event once per call for
- * the platform and the TD's VM (MEM.SEPT.REMOVE and MEM.RANGE.UNBLOCK have
- * no event of their own); an OPERAND_BUSY result also counts
+ * the platform and the TD's VM; an OPERAND_BUSY result also counts
  * CCVM_EV_TDX_BUSY, any other error (bit 63, not TDX_SW_ERROR, not
  * INTERRUPTED_RESUMABLE) CCVM_EV_TDX_ERROR.  ACCEPT counts
  * CCVM_EV_TDG_MEM_PAGE_ACCEPT.  The host pool counts CCVM_EV_KEYID_*.
