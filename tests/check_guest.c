@@ -24,6 +24,7 @@
 #include <check.h>
 
 #include "internal.h"
+#include "testutil.h"
 
 #define MEM_SIZE	(4ull << 20)
 #define MMIO_BASE	(1ull << 30)	/* no memslot there */
@@ -203,25 +204,6 @@ static uint64_t vm_event(enum ccvm_event ev)
 	return st.events[ev];
 }
 
-static struct ccvm_run *run_once_at(struct ccvm_vcpu *v, int want_ret, uint32_t want_exit,
-				    int line)
-{
-	int ret = ccvm_vcpu_run(v);
-	struct ccvm_run *run = ccvm_vcpu_run_state(v);
-
-	if (run->exit_reason == CCVM_EXIT_GUEST_ABORT && want_exit != CCVM_EXIT_GUEST_ABORT)
-		ck_abort_msg("line %d: guest aborted at %s:%d: %s", line, run->abort.file,
-			     run->abort.line, run->abort.msg);
-	ck_assert_msg(ret == want_ret, "line %d: run returned %d, expected %d", line, ret,
-		      want_ret);
-	ck_assert_msg(run->exit_reason == want_exit, "line %d: exit %u, expected %u", line,
-		      run->exit_reason, want_exit);
-	return run;
-}
-#define run_once(v, ret, exit)	run_once_at((v), (ret), (exit), __LINE__)
-
-#define expect_sync(v, val)						\
-	ck_assert_uint_eq(run_once((v), 0, CCVM_EXIT_SYNC)->sync.value, (uint64_t)(val))
 
 static struct ccvm_vcpu *vcpu_with_guest(uint32_t id, ccvm_guest_fn fn, void *arg)
 {
@@ -313,7 +295,7 @@ START_TEST(test_rw_round_trip)
 	uint64_t accesses;
 	int i;
 
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	/* The bytes are in gmem (private), the VMM's buffer is untouched. */
 	host_read_private(RW_GPA >> 12, page, sizeof(page));
 	for (i = RW_GPA & 4095; i < 4096; i++)
@@ -327,7 +309,7 @@ START_TEST(test_rw_round_trip)
 	ck_assert_int_eq(ccvm_guest_write(c.g, 0, page, 8), -EINVAL);
 	ck_assert_int_eq(ccvm_guest_map_gpa(c.g, 0, 4096, false), -EINVAL);
 	ck_assert_int_eq(ccvm_guest_accept(c.g, 0, 4096), -EINVAL);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -350,10 +332,10 @@ START_TEST(test_shared_access_uses_vmm_buffer)
 
 	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0x5000, 4096, 0, 0), 0);
 	v = vcpu_with_guest(0, guest_shared_exchange, NULL);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	ck_assert_str_eq((char *)shared + 0x5010, "to the vmm");
 	memcpy(shared + 0x5020, "from vmm", 9);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -392,26 +374,26 @@ START_TEST(test_memory_fault_exits)
 	add_slot(2, SLOT2_GPA, 4096, NULL, gm2);
 
 	v = vcpu_with_guest(0, guest_fault_exits, NULL);
-	run = run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
+	run = tu_run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
 	ck_assert_uint_eq(run->memory_fault.gpa, SLOT1_GPA);
 	ck_assert_uint_eq(run->memory_fault.size, 4096);
 	ck_assert_uint_eq(run->memory_fault.flags, CCVM_MEMORY_EXIT_FLAG_PRIVATE);
 	/* Nothing converts by itself: running again exits again. */
-	run = run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
+	run = tu_run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
 	ck_assert_uint_eq(run->memory_fault.gpa, SLOT1_GPA);
 	/* The VMM converts; the write is executed again and lands. */
 	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, SLOT1_GPA, 4096, 0, 0), 0);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	ck_assert_str_eq((char *)buf1 + 16, "hi");
 
-	run = run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
+	run = tu_run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
 	ck_assert_uint_eq(run->memory_fault.gpa, SLOT2_GPA);
 	ck_assert_uint_eq(run->memory_fault.size, 4096);
 	ck_assert_uint_eq(run->memory_fault.flags, 0);
 	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, SLOT2_GPA, 4096,
 						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
-	expect_sync(v, 0);	/* a fresh gmem page reads zeros */
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_expect_sync(v, 0);	/* a fresh gmem page reads zeros */
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_uint_eq(vm_event(CCVM_EV_MEMORY_FAULT_EXIT), 3);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 	ck_assert_int_eq(ccvm_gmem_close(gm2), 0);
@@ -443,22 +425,22 @@ START_TEST(test_memory_fault_shared_bit)
 	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0x9000, 4096, 0, 0), 0);
 	v = vcpu_with_guest(0, guest_alias_mismatch, NULL);
 	/* Shared access to a private page. */
-	run = run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
+	run = tu_run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
 	ck_assert_uint_eq(run->memory_fault.gpa, 0x2000);
 	ck_assert_uint_eq(run->memory_fault.size, 4096);
 	ck_assert_uint_eq(run->memory_fault.flags, 0);
 	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0x2000, 4096, 0, 0), 0);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	memcpy(&x, shared + 0x2008, sizeof(x));
 	ck_assert_uint_eq(x, 0x1122334455667788ull);
 
 	/* Private access to a shared page. */
-	run = run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
+	run = tu_run_once(v, -EFAULT, CCVM_EXIT_MEMORY_FAULT);
 	ck_assert_uint_eq(run->memory_fault.gpa, 0x9000);
 	ck_assert_uint_eq(run->memory_fault.flags, CCVM_MEMORY_EXIT_FLAG_PRIVATE);
 	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0x9000, 4096,
 						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
-	expect_sync(v, 2);
+	tu_expect_sync(v, 2);
 	{
 		uint8_t page[16];
 
@@ -468,13 +450,13 @@ START_TEST(test_memory_fault_shared_bit)
 	}
 
 	/* MMIO through the shared alias reports the address without the bit. */
-	run = run_once(v, 0, CCVM_EXIT_MMIO);
+	run = tu_run_once(v, 0, CCVM_EXIT_MMIO);
 	ck_assert_uint_eq(run->mmio.phys_addr, MMIO_BASE);
 	ck_assert_uint_eq(run->mmio.len, 4);
 	ck_assert_uint_eq(run->mmio.is_write, 0);
 	memcpy(run->mmio.data, "\x01\x02\x03\x04", 4);
-	expect_sync(v, 0x04030201);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_expect_sync(v, 0x04030201);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -503,7 +485,7 @@ static void guest_mmio(struct ccvm_guest *g, void *arg)
 static void expect_mmio(struct ccvm_vcpu *v, uint64_t addr, uint32_t len, bool is_write,
 			const uint8_t *wdata, uint8_t rfirst)
 {
-	struct ccvm_run *run = run_once(v, 0, CCVM_EXIT_MMIO);
+	struct ccvm_run *run = tu_run_once(v, 0, CCVM_EXIT_MMIO);
 	uint32_t i;
 
 	ck_assert_uint_eq(run->mmio.phys_addr, addr);
@@ -528,8 +510,8 @@ START_TEST(test_mmio_read_write)
 	expect_mmio(v, MMIO_BASE + 0x108, 4, false, NULL, 0xa8);
 	expect_mmio(v, MMIO_BASE + 0xffd, 3, false, NULL, 0x50);
 	expect_mmio(v, MMIO_BASE + 0x1000, 3, false, NULL, 0x53);
-	expect_sync(v, 7);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_expect_sync(v, 7);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_uint_eq(vm_event(CCVM_EV_MMIO_EXIT), 6);
 	ck_assert_uint_eq(vm_event(CCVM_EV_EXIT), 8);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
@@ -551,7 +533,7 @@ START_TEST(test_close_blocked_in_mmio)
 {
 	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_mmio_blocked, NULL);
 
-	run_once(v, 0, CCVM_EXIT_MMIO);
+	tu_run_once(v, 0, CCVM_EXIT_MMIO);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 	ck_assert_int_eq(atomic_load(&mmio_returned), 0);
 }
@@ -580,23 +562,23 @@ START_TEST(test_hypercall_args)
 	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_map_gpa, NULL);
 	struct ccvm_run *run;
 
-	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 	ck_assert_uint_eq(run->hypercall.nr, CCVM_HC_MAP_GPA_RANGE);
 	ck_assert_uint_eq(run->hypercall.args[0], 0x200000);
 	ck_assert_uint_eq(run->hypercall.args[1], 3);
 	ck_assert_uint_eq(run->hypercall.args[2],
 			  CCVM_MAP_GPA_RANGE_DECRYPTED | CCVM_MAP_GPA_RANGE_PAGE_SZ_4K);
 	ck_assert_uint_eq(run->hypercall.ret, 0);
-	expect_sync(v, 0);
+	tu_expect_sync(v, 0);
 
-	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 	ck_assert_uint_eq(run->hypercall.args[0], 0x200000);
 	ck_assert_uint_eq(run->hypercall.args[1], 3);
 	ck_assert_uint_eq(run->hypercall.args[2],
 			  CCVM_MAP_GPA_RANGE_ENCRYPTED | CCVM_MAP_GPA_RANGE_PAGE_SZ_4K);
 	run->hypercall.ret = EINVAL;
-	expect_sync(v, EINVAL);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_expect_sync(v, EINVAL);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	/* The bad ranges never left the guest. */
 	ck_assert_uint_eq(vm_event(CCVM_EV_HYPERCALL_EXIT), 2);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
@@ -622,21 +604,21 @@ START_TEST(test_hypercall_chunks)
 	int i;
 
 	for (i = 0; i < 3; i++) {
-		run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+		run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 		ck_assert_uint_eq(run->hypercall.nr, CCVM_HC_MAP_GPA_RANGE);
 		ck_assert_uint_eq(run->hypercall.args[0], want[i][0]);
 		ck_assert_uint_eq(run->hypercall.args[1], want[i][1]);
 		ck_assert_uint_eq(run->hypercall.args[2], CCVM_MAP_GPA_RANGE_ENCRYPTED);
 	}
-	expect_sync(v, 0);
+	tu_expect_sync(v, 0);
 	/* A failure in the second chunk ends the walk there. */
-	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 	ck_assert_uint_eq(run->hypercall.args[2], 0);
-	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 	ck_assert_uint_eq(run->hypercall.args[0], 0x300000);
 	run->hypercall.ret = EAGAIN;
-	expect_sync(v, EAGAIN);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_expect_sync(v, EAGAIN);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_uint_eq(vm_event(CCVM_EV_HYPERCALL_EXIT), 5);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -670,11 +652,11 @@ START_TEST(test_exception_and_accept)
 
 	atomic_store(&tb.accept_required, true);
 	v = vcpu_with_guest(0, guest_accept_flow, NULL);
-	run = run_once(v, 0, CCVM_EXIT_EXCEPTION);
+	run = tu_run_once(v, 0, CCVM_EXIT_EXCEPTION);
 	ck_assert_uint_eq(run->exception.vector, CCVM_X86_VC_VECTOR);	/* no mirror root */
 	ck_assert_uint_eq(run->exception.gpa, 0x3000);
-	expect_sync(v, EACCES);
-	expect_sync(v, 2);
+	tu_expect_sync(v, EACCES);
+	tu_expect_sync(v, 2);
 	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, 3, &pfn3), 0);
 	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, 4, &pfn4), 0);
 	/* gfn 3 was mapped by the failed read; gfn 4 had to be faulted in. */
@@ -687,7 +669,7 @@ START_TEST(test_exception_and_accept)
 	ck_assert_uint_eq(tb.accepts[2].gfn, 4);
 	ck_assert(tb.accepts[2].mapped);
 	ck_assert_uint_eq(tb.accepts[2].pfn, pfn4);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -707,12 +689,12 @@ START_TEST(test_guest_access_needs_fault)
 	uint64_t zaps = vm_event(CCVM_EV_ZAP);
 
 	atomic_store(&tb.needs_fault_gfn, 9);
-	expect_sync(v, 10);
+	tu_expect_sync(v, 10);
 	/* Mapped, refused, zapped, mapped again. */
 	ck_assert_uint_eq(vm_event(CCVM_EV_FAULT), 2);
 	ck_assert_uint_eq(vm_event(CCVM_EV_ZAP), zaps + 1);
 	ck_assert_uint_eq(atomic_load(&tb.needs_fault_gfn), UINT64_MAX);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -722,11 +704,11 @@ START_TEST(test_busy_entry_is_retried)
 	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_read_9, NULL);
 
 	atomic_store(&tb.enter_eagain, 3);
-	expect_sync(v, 10);
+	tu_expect_sync(v, 10);
 	ck_assert_int_eq(atomic_load(&tb.enter_eagain), 0);
 	/* 3 busy + the first entry + the entry after the read's fault. */
 	ck_assert_int_eq(ccvm_op_calls(p, "vcpu_enter"), 5);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -815,29 +797,29 @@ START_TEST(test_conversion_round_trip)
 	ck_assert_int_eq(ccvm_vm_caps(vm, &caps), 0);
 	c.expect_zero = punch || !caps.preserves_data_without_punch;
 	v = vcpu_with_guest(0, guest_convert, &c);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	host_read_private(CONV_MID >> 12, page, sizeof(page));
 	ck_assert(all_bytes(page, sizeof(page), 0xa1));
 
-	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 	ck_assert_uint_eq(run->hypercall.args[0], CONV_MID);
 	vmm_convert(run, punch);
-	expect_sync(v, 2);
+	tu_expect_sync(v, 2);
 	ck_assert(all_bytes(shared + CONV_MID, 4096, 0xb2));
 	ck_assert(all_bytes(shared + CONV_GPA, 4096, 0));	/* neighbours stay private */
 	ck_assert(all_bytes(shared + CONV_GPA + 0x2000, 4096, 0));
 	memset(shared + CONV_MID, 0xc3, 4096);
 
-	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 	ck_assert(run->hypercall.args[2] & CCVM_MAP_GPA_RANGE_ENCRYPTED);
 	vmm_convert(run, punch);
-	expect_sync(v, 3);
+	tu_expect_sync(v, 3);
 	ck_assert(all_bytes(shared + CONV_MID, 4096, 0));
 	host_read_private(CONV_GPA >> 12, page, sizeof(page));
 	ck_assert(all_bytes(page, sizeof(page), 0xa1));
 	host_read_private((CONV_GPA >> 12) + 2, page, sizeof(page));
 	ck_assert(all_bytes(page, sizeof(page), 0xa1));
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_uint_eq(vm_event(CCVM_EV_HYPERCALL_EXIT), 2);
 	ck_assert_uint_eq(vm_event(CCVM_EV_MEMORY_FAULT_EXIT), 0);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
@@ -858,15 +840,15 @@ START_TEST(test_punch_then_refault_reads_zeros)
 	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_punched, NULL);
 	uint64_t zaps, faults;
 
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	zaps = vm_event(CCVM_EV_ZAP);
 	faults = vm_event(CCVM_EV_FAULT);
 	ck_assert_int_eq(ccvm_gmem_fallocate(gm, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE,
 					     0x7000, 4096), 0);
 	ck_assert_uint_eq(vm_event(CCVM_EV_ZAP), zaps + 1);
-	expect_sync(v, 2);
+	tu_expect_sync(v, 2);
 	ck_assert_uint_eq(vm_event(CCVM_EV_FAULT), faults + 1);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST

@@ -39,6 +39,7 @@
 
 #include "internal.h"
 #include "../backends/snp/snp-hw.h"
+#include "testutil.h"
 
 extern const struct ccvm_backend_ops ccvm_snp_backend_ops;
 
@@ -291,34 +292,16 @@ static void check_mappings_agree_with_rmp(void)
 		      (unsigned long long)bad);
 }
 
-static struct ccvm_run *run_once_at(struct ccvm_vcpu *v, int want_ret, uint32_t want_exit,
-				    int line)
-{
-	int ret = ccvm_vcpu_run(v);
-	struct ccvm_run *run = ccvm_vcpu_run_state(v);
-
-	if (run->exit_reason == CCVM_EXIT_GUEST_ABORT && want_exit != CCVM_EXIT_GUEST_ABORT)
-		ck_abort_msg("line %d: guest aborted at %s:%d: %s", line, run->abort.file,
-			     run->abort.line, run->abort.msg);
-	ck_assert_msg(ret == want_ret, "line %d: run returned %d, expected %d (exit %u)", line,
-		      ret, want_ret, run->exit_reason);
-	ck_assert_msg(run->exit_reason == want_exit, "line %d: exit %u, expected %u", line,
-		      run->exit_reason, want_exit);
-	return run;
-}
-#define run_once(v, ret, exit)	run_once_at((v), (ret), (exit), __LINE__)
-#define expect_sync(v, val)	\
-	ck_assert_uint_eq(run_once((v), 0, CCVM_EXIT_SYNC)->sync.value, (uint64_t)(val))
 
 /* A #VC exit for an unvalidated private page at @gpa. */
 #define expect_vc(v, gpa_) do {						\
-	struct ccvm_run *r_ = run_once((v), 0, CCVM_EXIT_EXCEPTION);		\
+	struct ccvm_run *r_ = tu_run_once((v), 0, CCVM_EXIT_EXCEPTION);		\
 	ck_assert_uint_eq(r_->exception.vector, CCVM_X86_VC_VECTOR);		\
 	ck_assert_uint_eq(r_->exception.gpa, (uint64_t)(gpa_));			\
 } while (0)
 
 #define expect_memory_fault(v, gpa_, flags_) do {				\
-	struct ccvm_run *r_ = run_once((v), -EFAULT, CCVM_EXIT_MEMORY_FAULT);	\
+	struct ccvm_run *r_ = tu_run_once((v), -EFAULT, CCVM_EXIT_MEMORY_FAULT);	\
 	ck_assert_uint_eq(r_->memory_fault.gpa, (uint64_t)(gpa_));		\
 	ck_assert_uint_eq(r_->memory_fault.size, PG);				\
 	ck_assert_uint_eq(r_->memory_fault.flags, (uint64_t)(flags_));		\
@@ -595,9 +578,9 @@ START_TEST(test_populate_rules)
 	ck_assert_int_eq(ccvm_vm_populate(vm, 0x14000, l.src, PG, 0), -EINVAL);
 
 	v = vcpu_with_guest(0, guest_launched, &l);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_RMP_NPF), 0);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	check_mappings_agree_with_rmp();
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -639,7 +622,7 @@ START_TEST(test_fault_prepare_pvalidate_access)
 	assert_rmp_guest(pfn, G_BASIC >> 12, false);
 	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_RMPUPDATE), updates + 1);
 
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	assert_rmp_guest(pfn, G_BASIC >> 12, true);
 	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_PVALIDATE), 2);
 	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_RMP_NPF), 0);
@@ -660,7 +643,7 @@ START_TEST(test_fault_prepare_pvalidate_access)
 		ck_assert_int_eq(ccvm_host_read_phys(p, pfn, 100, h, 64), 0);
 		ck_assert(memcmp(h, w, 64) != 0);
 	}
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	check_mappings_agree_with_rmp();
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -702,12 +685,12 @@ START_TEST(test_memory_fault_exits)
 	set_attr(G_SHRD, PG, PRIV);
 	expect_memory_fault(v, G_PRIV, 0);
 	set_attr(G_PRIV, PG, 0);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	/* The shared write went to the VMM's own memory, not to gmem. */
 	ck_assert(memcmp(shared + G_PRIV, w, sizeof(w)) == 0);
 	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_RMP_NPF), npf);
 	assert_rmp_guest(mapped_pfn(G_SHRD), G_SHRD >> 12, true);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	check_mappings_agree_with_rmp();
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -749,7 +732,7 @@ START_TEST(test_host_access_private_shared_freed)
 	set_attr(0, MEM_SIZE, PRIV);
 	ck_assert_int_eq(ccvm_vm_finalize(vm), 0);
 	v = vcpu_with_guest(0, guest_host_test, NULL);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	pfn = mapped_pfn(G_HOST);
 
 	/* Private: reads are ciphertext (no byte equal), writes are RMP faults. */
@@ -762,7 +745,7 @@ START_TEST(test_host_access_private_shared_freed)
 	ck_assert(memcmp(ccvm_page_ptr(p, pfn), w, PG) == 0);
 	/* Its shared 4K neighbour in the same 2M region is writable (I22). */
 	ck_assert_int_eq(ccvm_snp_directmap_level(hw, pfn), CCVM_LEVEL_4K);
-	expect_sync(v, 2);
+	tu_expect_sync(v, 2);
 
 	/* Shared (converted, not punched): plaintext, writable. */
 	flushes = pev(CCVM_EV_CACHE_FLUSH_PAGE);
@@ -776,7 +759,7 @@ START_TEST(test_host_access_private_shared_freed)
 	set_attr(G_HOST, PG, PRIV);
 	assert_rmp_guest(pfn, G_HOST >> 12, false);
 	expect_vc(v, G_HOST);
-	expect_sync(v, 3);
+	tu_expect_sync(v, 3);
 
 	/* Freed (punched): shared again after a flush, zeroed, writable. */
 	flushes = pev(CCVM_EV_CACHE_FLUSH_PAGE);
@@ -789,7 +772,7 @@ START_TEST(test_host_access_private_shared_freed)
 	ck_assert_int_eq(ccvm_host_write_phys(p, pfn, 0, h, 8), 0);
 	ck_assert_uint_eq(pev(CCVM_EV_RMP_FAULT), faults + 1);
 
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	check_mappings_agree_with_rmp();
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -890,7 +873,7 @@ static void round_trip(bool punched)
 	v = vcpu_with_guest(0, guest_round_trip, &c);
 
 	/* PSC to shared: one MAP_GPA_RANGE exit, gpa without the C-bit. */
-	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 	ck_assert_uint_eq(run->hypercall.nr, CCVM_HC_MAP_GPA_RANGE);
 	ck_assert_uint_eq(run->hypercall.args[0], G_CONV);
 	ck_assert_uint_eq(run->hypercall.args[1], CONV_PAGES);
@@ -911,7 +894,7 @@ static void round_trip(bool punched)
 	}
 	run->hypercall.ret = 0;
 
-	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 	ck_assert_uint_eq(run->hypercall.nr, CCVM_HC_MAP_GPA_RANGE);
 	ck_assert_uint_eq(run->hypercall.args[0], G_CONV);
 	ck_assert_uint_eq(run->hypercall.args[1], CONV_PAGES);
@@ -934,10 +917,10 @@ static void round_trip(bool punched)
 	run->hypercall.ret = 0;
 
 	expect_vc(v, G_CONV);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	for (i = 0; i < CONV_PAGES; i++)
 		assert_rmp_guest(mapped_pfn(G_CONV + i * PG), (G_CONV >> 12) + i, true);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	check_mappings_agree_with_rmp();
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -990,7 +973,7 @@ START_TEST(test_psc_exits_coalesced_per_request)
 	ck_assert_int_eq(ccvm_vm_finalize(vm), 0);
 	v = vcpu_with_guest(0, guest_psc, NULL);
 	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		struct ccvm_run *run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+		struct ccvm_run *run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 
 		ck_assert_uint_eq(run->hypercall.nr, CCVM_HC_MAP_GPA_RANGE);
 		ck_assert_msg(run->hypercall.args[0] == want[i].gpa &&
@@ -1008,9 +991,9 @@ START_TEST(test_psc_exits_coalesced_per_request)
 			 (run->hypercall.args[2] & CCVM_MAP_GPA_RANGE_ENCRYPTED) ? PRIV : 0);
 		run->hypercall.ret = 0;
 	}
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_HYPERCALL_EXIT), 7);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -1142,7 +1125,7 @@ START_TEST(test_pvalidate_4k_inside_2m_psmashes)
 	v = vcpu_with_guest(0, guest_pvalidate_in_2m, NULL);
 	psmash = vm_ev(vm, CCVM_EV_PSMASH);
 	expect_vc(v, 6 * PG);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	/* Size mismatch: KVM PSMASHed the 2M entry, the retry validated 4K. */
 	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_PSMASH), psmash + 1);
 	e = rmp(base_pfn);
@@ -1153,7 +1136,7 @@ START_TEST(test_pvalidate_4k_inside_2m_psmashes)
 	assert_rmp_guest(base_pfn + 511, 511, false);
 	ck_assert_int_eq(ccvm_snp_backend_ops.max_mapping_level(vm, base_pfn + 5, true),
 			 CCVM_LEVEL_4K);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	check_mappings_agree_with_rmp();
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -1401,7 +1384,7 @@ START_TEST(test_attr_rmpupdate_race)
 	set_attr(0, MEM_SIZE, PRIV);
 	ck_assert_int_eq(ccvm_vm_finalize(vm), 0);
 	v = vcpu_with_guest(0, guest_race, &accept_first);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	pfn = mapped_pfn(G_RACE);
 	assert_rmp_guest(pfn, G_RACE >> 12, true);
 
@@ -1419,7 +1402,7 @@ START_TEST(test_attr_rmpupdate_race)
 		sched_yield();
 
 	if (accept_first) {
-		expect_sync(v, 2);
+		tu_expect_sync(v, 2);
 	} else {
 		expect_vc(v, G_RACE);
 		/* Every nested fault dropped the mapping before the next try. */
@@ -1436,9 +1419,9 @@ START_TEST(test_attr_rmpupdate_race)
 	check_mappings_agree_with_rmp();
 
 	if (!accept_first)
-		expect_sync(v, 2);
+		tu_expect_sync(v, 2);
 	assert_rmp_guest(pfn, G_RACE >> 12, true);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	check_mappings_agree_with_rmp();
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -1620,10 +1603,10 @@ START_TEST(test_teardown_returns_everything)
 	ck_assert_int_eq(ccvm_snp_vcpu_vmsa_pfn(v, &vmsa[0]), 0);
 	ck_assert_int_eq(ccvm_snp_vcpu_vmsa_pfn(v2, &vmsa[1]), 0);
 	ck_assert_int_eq(ccvm_snp_vm_context_pfn(vm, &ctx), 0);
-	run = run_once(v, 0, CCVM_EXIT_HYPERCALL);
+	run = tu_run_once(v, 0, CCVM_EXIT_HYPERCALL);
 	set_attr(run->hypercall.args[0], run->hypercall.args[1] * PG, 0);
 	run->hypercall.ret = 0;
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	for (i = 0x20; i < 0x24; i++)
 		pfns[n++] = gmem_pfn(i);
 	check_mappings_agree_with_rmp();

@@ -78,26 +78,6 @@ static uint64_t vm_event(struct ccvm_vm *v, enum ccvm_event ev)
 	return st.events[ev];
 }
 
-/* One run; the exit must be @want_exit and run must return @want_ret. */
-static struct ccvm_run *run_once_at(struct ccvm_vcpu *v, int want_ret, uint32_t want_exit,
-				    int line)
-{
-	int ret = ccvm_vcpu_run(v);
-	struct ccvm_run *run = ccvm_vcpu_run_state(v);
-
-	if (run->exit_reason == CCVM_EXIT_GUEST_ABORT && want_exit != CCVM_EXIT_GUEST_ABORT)
-		ck_abort_msg("line %d: guest aborted at %s:%d: %s", line, run->abort.file,
-			     run->abort.line, run->abort.msg);
-	ck_assert_msg(ret == want_ret, "line %d: run returned %d, expected %d", line, ret,
-		      want_ret);
-	ck_assert_msg(run->exit_reason == want_exit, "line %d: exit %u, expected %u", line,
-		      run->exit_reason, want_exit);
-	return run;
-}
-#define run_once(v, ret, exit)	run_once_at((v), (ret), (exit), __LINE__)
-
-#define expect_sync(v, val)						\
-	ck_assert_uint_eq(run_once((v), 0, CCVM_EXIT_SYNC)->sync.value, (val))
 
 static void guest_return(struct ccvm_guest *g, void *arg);
 
@@ -257,7 +237,7 @@ START_TEST(test_run_after_done)
 
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_return, &calls), 0);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(atomic_load(&calls), 1);
 	ck_assert_int_eq(ccvm_vcpu_run(v), -EINVAL);
 	ck_assert_int_eq(ccvm_vcpu_run(v), -EINVAL);
@@ -266,7 +246,7 @@ START_TEST(test_run_after_done)
 
 	/* A new guest function starts a new context. */
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_return, &calls), 0);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(atomic_load(&calls), 2);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -301,8 +281,8 @@ START_TEST(test_guest_abort)
 
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_assert_fails, NULL), 0);
-	expect_sync(v, 1);
-	run = run_once(v, 0, CCVM_EXIT_GUEST_ABORT);
+	tu_expect_sync(v, 1);
+	run = tu_run_once(v, 0, CCVM_EXIT_GUEST_ABORT);
 	base = strrchr(run->abort.file, '/');
 	ck_assert_str_eq(base ? base + 1 : run->abort.file, "check_vcpu.c");
 	ck_assert_int_eq(run->abort.line, abort_line);
@@ -312,7 +292,7 @@ START_TEST(test_guest_abort)
 
 	/* The message is kept even though the guest's stack is gone. */
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_abort_stack_msg, NULL), 0);
-	run = run_once(v, 0, CCVM_EXIT_GUEST_ABORT);
+	run = tu_run_once(v, 0, CCVM_EXIT_GUEST_ABORT);
 	ck_assert_str_eq(run->abort.file, "here.c");
 	ck_assert_int_eq(run->abort.line, 7);
 	ck_assert_str_eq(run->abort.msg, "stack 42");
@@ -340,12 +320,12 @@ START_TEST(test_sync_values)
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 2, &v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_syncs, NULL), 0);
 	for (i = 0; i < NR_SYNCS; i++) {
-		struct ccvm_run *run = run_once(v, 0, CCVM_EXIT_SYNC);
+		struct ccvm_run *run = tu_run_once(v, 0, CCVM_EXIT_SYNC);
 
 		ck_assert_uint_eq(run->sync.value, i * 3 + 1);
 		ck_assert_uint_eq(run->vcpu_id, 2);
 	}
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_uint_eq(vm_event(vm, CCVM_EV_EXIT), NR_SYNCS + 1);
 	/* Every run enters the guest once: nothing else took it out. */
 	ck_assert_uint_eq(vm_event(vm, CCVM_EV_GUEST_ENTER), NR_SYNCS + 1);
@@ -424,7 +404,7 @@ START_TEST(test_close_blocked_in_exit)
 
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_sync_then_flag, NULL), 0);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	/* set_guest is refused while a guest is blocked in an exit. */
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_return, &calls), -EBUSY);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
@@ -438,7 +418,7 @@ START_TEST(test_close_blocked_in_exit)
 	ck_assert_int_eq(ccvm_vcpu_close(idle), 0);
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 2, &done), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(done, guest_return, &calls), 0);
-	run_once(done, 0, CCVM_EXIT_DONE);
+	tu_run_once(done, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(done), 0);
 	ck_assert_int_eq(atomic_load(&calls), 1);
 }
@@ -454,7 +434,7 @@ START_TEST(test_close_blocked_last_reference)
 	ck_assert_int_eq(ccvm_vm_create(p, NULL, &other), 0);
 	ck_assert_int_eq(ccvm_vcpu_create(other, 0, &v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_sync_then_flag, NULL), 0);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	ck_assert_int_eq(ccvm_vm_close(other), 0);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 	ck_assert_int_eq(atomic_load(&after_exit), 0);
@@ -641,11 +621,11 @@ START_TEST(test_dead_vm_run_eio)
 
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_two_syncs, NULL), 0);
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 	ccvm_vm_set_dead(vm);
-	run = run_once(v, -EIO, CCVM_EXIT_INTERNAL_ERROR);
+	run = tu_run_once(v, -EIO, CCVM_EXIT_INTERNAL_ERROR);
 	ck_assert_int_eq(run->internal.error, -EIO);
-	run_once(v, -EIO, CCVM_EXIT_INTERNAL_ERROR);
+	tu_run_once(v, -EIO, CCVM_EXIT_INTERNAL_ERROR);
 	ck_assert_int_eq(atomic_load(&dead_after), 0);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -703,8 +683,8 @@ START_TEST(test_trace_exits)
 	ck_assert_int_eq(ccvm_platform_set_trace(p, collect_exits, &log), 0);
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 6, &v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_sync5, NULL), 0);
-	expect_sync(v, 5);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_expect_sync(v, 5);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_platform_set_trace(p, NULL, NULL), 0);
 	ck_assert_int_eq(log.n, 2);
 	ck_assert_uint_eq(log.rec[0].id, CCVM_EXIT_SYNC);
@@ -743,17 +723,17 @@ START_TEST(test_inject_vcpu_enter)
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_write_sync, NULL), 0);
 	ck_assert_int_eq(ccvm_inject_op_failure(p, "vcpu_enter", 1, -ENOMEM, 1), 0);
-	run = run_once(v, -ENOMEM, CCVM_EXIT_INTERNAL_ERROR);
+	run = tu_run_once(v, -ENOMEM, CCVM_EXIT_INTERNAL_ERROR);
 	ck_assert_int_eq(run->internal.error, -ENOMEM);
 	/* The next run enters and the guest goes on where it was. */
-	expect_sync(v, 1);
+	tu_expect_sync(v, 1);
 
 	/* A busy entry is retried without bothering the VMM. */
 	calls = ccvm_op_calls(p, "vcpu_enter");
 	ck_assert_int_eq(ccvm_inject_op_failure(p, "vcpu_enter", 1, -EAGAIN, 5), 0);
-	expect_sync(v, 2);
+	tu_expect_sync(v, 2);
 	ck_assert_int_eq(ccvm_op_calls(p, "vcpu_enter"), calls + 6);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -781,13 +761,13 @@ START_TEST(test_inject_gmem_prepare)
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_write_sync, NULL), 0);
 	ck_assert_int_eq(ccvm_inject_op_failure(p, "gmem_prepare", 1, -ENOMEM, 1), 0);
 	/* As KVM: gmem's error is the result, with the memory-fault exit filled. */
-	run = run_once(v, -ENOMEM, CCVM_EXIT_MEMORY_FAULT);
+	run = tu_run_once(v, -ENOMEM, CCVM_EXIT_MEMORY_FAULT);
 	ck_assert_uint_eq(run->memory_fault.gpa, 0x3000);
 	ck_assert_uint_eq(run->memory_fault.size, 4096);
 	ck_assert_uint_eq(run->memory_fault.flags, CCVM_MEMORY_EXIT_FLAG_PRIVATE);
-	expect_sync(v, 1);
-	expect_sync(v, 2);
-	run_once(v, 0, CCVM_EXIT_DONE);
+	tu_expect_sync(v, 1);
+	tu_expect_sync(v, 2);
+	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -800,8 +780,8 @@ START_TEST(test_inject_gmem_prepare_then_close)
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_write_sync, NULL), 0);
 	ck_assert_int_eq(ccvm_inject_op_failure(p, "gmem_prepare", 0, -ENOSPC, 0), 0);
-	run_once(v, -ENOSPC, CCVM_EXIT_MEMORY_FAULT);
-	run_once(v, -ENOSPC, CCVM_EXIT_MEMORY_FAULT);
+	tu_run_once(v, -ENOSPC, CCVM_EXIT_MEMORY_FAULT);
+	tu_run_once(v, -ENOSPC, CCVM_EXIT_MEMORY_FAULT);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST

@@ -406,4 +406,29 @@ static inline void tu_snap_assert_same(const struct tu_snap *a, const struct tu_
 	tu_stats_assert_same("vm", &a->vst, &b->vst);
 }
 
+/* ---- vCPU runs ------------------------------------------------------------ */
+
+/*
+ * One ccvm_vcpu_run(): it must return @want_ret with exit @want_exit; a guest
+ * abort nobody expected fails with the guest's file, line and message.
+ */
+static inline struct ccvm_run *tu_run_once_at(struct ccvm_vcpu *v, int want_ret,
+					      uint32_t want_exit, int line)
+{
+	int ret = ccvm_vcpu_run(v);
+	struct ccvm_run *run = ccvm_vcpu_run_state(v);
+
+	if (run->exit_reason == CCVM_EXIT_GUEST_ABORT && want_exit != CCVM_EXIT_GUEST_ABORT)
+		ck_abort_msg("line %d: guest aborted at %s:%d: %s", line, run->abort.file,
+			     run->abort.line, run->abort.msg);
+	ck_assert_msg(ret == want_ret, "line %d: run returned %d, expected %d (exit %u)", line,
+		      ret, want_ret, run->exit_reason);
+	ck_assert_msg(run->exit_reason == want_exit, "line %d: exit %u, expected %u", line,
+		      run->exit_reason, want_exit);
+	return run;
+}
+#define tu_run_once(v, ret, exit)	tu_run_once_at((v), (ret), (exit), __LINE__)
+#define tu_expect_sync(v, val) \
+	ck_assert_uint_eq(tu_run_once((v), 0, CCVM_EXIT_SYNC)->sync.value, (uint64_t)(val))
+
 #endif /* CCVM_TESTS_TESTUTIL_H */
