@@ -432,13 +432,14 @@ int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src, uint64_t
 		err = -EIO;
 	else if (atomic_load(&vm->state) != CCVM_VM_CREATED)
 		err = -EINVAL;
-	/* Page by page, stopping at the first error, as kvm_gmem_populate. */
-	for (i = 0; !err && i < n; i++) {
-		pthread_rwlock_rdlock(&vm->memslots_rw);
+	/*
+	 * Page by page, stopping at the first error, as kvm_gmem_populate.
+	 * slots_lock keeps every memslot writer out, so the slot lookups need
+	 * no memslots_rw here (the mirror path takes it itself, to fault).
+	 */
+	for (i = 0; !err && i < n; i++)
 		err = populate_one(vm, gfn + i, (const uint8_t *)src + i * CCVM_PAGE_SIZE,
 				   flags);
-		pthread_rwlock_unlock(&vm->memslots_rw);
-	}
 	pthread_mutex_unlock(&vm->slots_lock);
 	pthread_mutex_unlock(&vm->lock);
 	return err;
