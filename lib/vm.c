@@ -336,6 +336,16 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm)
 	ccvm_account(vm->p, vm, CCVM_EV_IPI, 1);
 }
 
+void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm)
+{
+	pthread_rwlock_wrlock(&vm->mmu_lock);
+}
+
+void ccvm_vm_mmu_write_unlock(struct ccvm_vm *vm)
+{
+	pthread_rwlock_unlock(&vm->mmu_lock);
+}
+
 void ccvm_vm_block_entry(struct ccvm_vm *vm)
 {
 	atomic_fetch_add(&vm->entry_blocked, 1);

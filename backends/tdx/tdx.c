@@ -49,7 +49,7 @@
  * instead (KVM_TDX_TERMINATE_VM), after which a release is RECLAIM only.
  *
  * Locks, outer to inner: mmu_lock (core; the HKID release takes it for
- * write, the only core lock this file touches, hence internal.h) ->
+ * write through ccvm_vm_mmu_write_lock(), as KVM's does) ->
  * tdx_platform.tdx_lock (KVM's global tdx_lock: every key-management
  * leaf, so TDs created and destroyed in parallel never meet in the KOT)
  * -> kvm_tdx.lock (deferred inodes, orphans).
@@ -61,7 +61,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include <ccvm/backend.h>
+
 #include "tdx.h"
 
 #define TDX_CACHE_WB_MAX_TRIES	10000u	/* resumes of one package's write-back */
@@ -348,9 +349,9 @@ static int release_hkid(struct ccvm_vm *vm, struct kvm_tdx *kt)
 {
 	int ret;
 
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_vm_mmu_write_lock(vm);
 	ret = release_hkid_locked(vm, kt);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_vm_mmu_write_unlock(vm);
 	return ret;
 }
 

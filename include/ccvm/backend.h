@@ -188,6 +188,14 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm);
 void ccvm_vm_block_entry(struct ccvm_vm *vm);
 void ccvm_vm_unblock_entry(struct ccvm_vm *vm);
 
+/*
+ * Take / drop the VM's mmu_lock for write, for backend work that must not
+ * run beside faults, zaps or guest accesses (TDX's HKID release).  Never
+ * from inside an op the core calls with mmu_lock held.
+ */
+void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm);
+void ccvm_vm_mmu_write_unlock(struct ccvm_vm *vm);
+
 /* Mark @vm bugged (KVM_BUG_ON): later operations but teardown get -EIO. */
 void ccvm_vm_bug(struct ccvm_vm *vm, const char *fmt, ...);
 bool ccvm_vm_is_bugged(const struct ccvm_vm *vm);
