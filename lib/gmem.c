@@ -646,3 +646,94 @@ int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn)
 	pthread_rwlock_unlock(&vm->memslots_rw);
 	return err;
 }
+
+/* ---- walks for backends ------------------------------------------------ */
+
+/* The first allocated page of @inode in [*index, last]: 0 or -ENOENT. */
+static int inode_next_page(struct ccvm_gmem_inode *inode, uint64_t *index, uint64_t last,
+			   uint64_t *pfn)
+{
+	uint64_t v;
+	int err;
+
+	pthread_mutex_lock(&inode->pages_lock);
+	err = ccvm_xa_find(&inode->pages, index, last, &v);
+	pthread_mutex_unlock(&inode->pages_lock);
+	if (!err)
+		*pfn = CCVM_GMEM_PFN(v);
+	return err;
+}
+
+int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot,
+				   uint64_t start, uint64_t end, ccvm_gmem_gfn_fn fn,
+				   void *ctx)
+{
+	struct ccvm_gmem_inode *inode;
+	uint64_t index, last, pfn;
+	int ret = 0;
+
+	if (!slot || !fn)
+		return -EINVAL;
+	if (start < slot->base_gfn)
+		start = slot->base_gfn;
+	if (end > slot->base_gfn + slot->npages)
+		end = slot->base_gfn + slot->npages;
+	/* slots_lock is held: the binding cannot be released under us. */
+	if (!ccvm_memslot_has_gmem(slot) || start >= end)
+		return 0;
+	inode = slot->inode;
+	index = slot->pgoff + (start - slot->base_gfn);
+	last = slot->pgoff + (end - 1 - slot->base_gfn);
+
+	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	while (index <= last && !inode_next_page(inode, &index, last, &pfn)) {
+		ret = fn(vm, slot->base_gfn + (index - slot->pgoff), pfn, ctx);
+		if (ret < 0)
+			break;
+		/* It may have handled more than the one page (a 2M unit). */
+		if (ret > (int64_t)(last - index))
+			break;
+		index += ret > 1 ? (uint64_t)ret : 1;
+		ret = 0;
+	}
+	pthread_rwlock_unlock(&inode->invalidate_lock);
+	return ret < 0 ? ret : 0;
+}
+
+struct file_walk {
+	ccvm_gmem_page_fn fn;
+	void *ctx;
+};
+
+static int file_run_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct file_walk *w = ctx;
+	int ret;
+
+	if (!value)
+		return 0;	/* a hole */
+	for (; first <= last; first++) {
+		ret = w->fn(first, CCVM_GMEM_PFN(value), w->ctx);
+		if (ret)
+			return ret;
+		if (first == last)
+			break;
+	}
+	return 0;
+}
+
+int ccvm_vm_for_each_gmem_file_pfn(struct ccvm_vm *vm, ccvm_gmem_page_fn fn, void *ctx)
+{
+	struct file_walk w = { .fn = fn, .ctx = ctx };
+	struct ccvm_gmem *g;
+	int ret = 0;
+
+	if (!vm || !fn)
+		return -EINVAL;
+	for (g = vm->gmem_files; g && !ret; g = g->next_file) {
+		pthread_mutex_lock(&g->inode->pages_lock);
+		ret = ccvm_xa_for_each_run(&g->inode->pages, 0, UINT64_MAX, file_run_cb, &w);
+		pthread_mutex_unlock(&g->inode->pages_lock);
+	}
+	return ret;
+}

@@ -553,24 +553,9 @@ void ccvm_guest_exit_error(struct ccvm_guest *g, int error);
 /* Private bit of an access to @gpa (shared-bit rule or the attribute). */
 bool ccvm_fault_is_private(struct ccvm_vm *vm, uint64_t gpa);
 
-/* -- added by lib/invariants.c (the invariant checker's view of the MMU) -- */
-/*
- * One present (or frozen) entry of a TDP root, as ccvm_mmu_walk() reports
- * it.  Tables are reported before the entries below them.
- */
-struct ccvm_mmu_entry {
-	uint64_t gfn;		/* first gfn the entry covers, without the shared bit */
-	int level;		/* level of the entry: CCVM_LEVEL_4K for a 4K leaf */
-	bool leaf;		/* a mapping; else a table (or frozen) */
-	bool frozen;		/* SPTE_FROZEN: a mirror install in flight */
-	bool is_private;	/* leaf: a gmem pfn mapped as private memory */
-	bool host;		/* leaf: frame is a page of the VMM's shared buffer */
-	uint64_t frame;		/* leaf: frame of its first page; table: the child's
-				 * external (S-EPT) page, UINT64_MAX if none */
-	uint64_t parent_ext;	/* external page of the table holding the entry,
-				 * UINT64_MAX for a root table or a direct root */
-};
+/* ---- the invariant checker's view of the MMU (lib/mmu.c) -------------- */
 
+/* struct ccvm_mmu_entry, what a walk reports, is in <ccvm/backend.h>. */
 typedef int (*ccvm_mmu_walk_fn)(struct ccvm_root *root, const struct ccvm_mmu_entry *e,
 				void *ctx);
 /*
@@ -590,16 +575,6 @@ int ccvm_mmu_walk(struct ccvm_vm *vm, struct ccvm_root *root, ccvm_mmu_walk_fn f
 int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn, int level,
 		       const struct ccvm_mmu_entry *leaf, struct ccvm_mmu_entry *old);
 
-/* Report helpers for the checker and the backends' check_invariants op. */
-void ccvm_invariant_fail(struct ccvm_invariant_report *r, unsigned int invariant,
-			 uint64_t gfn, uint64_t pfn, const char *fmt, ...)
-#if defined(__GNUC__)
-	__attribute__((format(printf, 5, 6)))
-#endif
-	;
-static inline void ccvm_invariant_count(struct ccvm_invariant_report *r, uint64_t n)
-{
-	r->nr_checks += n;
-}
+/* ccvm_invariant_fail() and ccvm_invariant_count() are in <ccvm/backend.h>. */
 
 #endif /* CCVM_LIB_INTERNAL_H */

@@ -148,6 +148,16 @@ void ccvm_invariant_fail(struct ccvm_invariant_report *r, unsigned int invariant
 	va_end(ap);
 }
 
+void ccvm_invariant_count(struct ccvm_invariant_report *r, uint64_t n)
+{
+	r->nr_checks += n;
+}
+
+bool ccvm_invariant_failed(const struct ccvm_invariant_report *r)
+{
+	return r->invariant != 0;
+}
+
 /* ---- report plumbing -------------------------------------------------- */
 
 static int report_begin(struct ccvm_invariant_report *out, struct ccvm_invariant_report *r)
@@ -184,12 +194,12 @@ struct check {
 
 static bool failed(const struct check *c)
 {
-	return c->r->invariant != 0;
+	return ccvm_invariant_failed(c->r);
 }
 
 static void count(struct check *c, uint64_t n)
 {
-	c->r->nr_checks += n;
+	ccvm_invariant_count(c->r, n);
 }
 
 static struct ccvm_memslots *slots(const struct check *c)
@@ -258,13 +268,6 @@ static uint64_t inode_pfn(struct ccvm_gmem_inode *inode, uint64_t index)
 	v = ccvm_xa_load(&inode->pages, index);
 	pthread_mutex_unlock(&inode->pages_lock);
 	return v ? CCVM_GMEM_PFN(v) : NONE;
-}
-
-static bool pfn_allocated(struct ccvm_platform *p, uint64_t pfn)
-{
-	return pfn && pfn < p->nr_pages &&
-	       (atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed) &
-		CCVM_PFN_ALLOCATED);
 }
 
 /* ---- I26: the attribute store --------------------------------------------- */
@@ -713,7 +716,7 @@ static void check_shared_leaf(struct check *c, const struct ccvm_mmu_entry *e,
 				    (unsigned long long)want);
 }
 
-static void check_leaf(struct check *c, struct ccvm_root *root, const struct ccvm_mmu_entry *e)
+static void check_leaf(struct check *c, const struct ccvm_mmu_entry *e)
 {
 	struct ccvm_vm *vm = c->vm;
 	uint64_t n = level_pages(e->level), i;
@@ -725,15 +728,15 @@ static void check_leaf(struct check *c, struct ccvm_root *root, const struct ccv
 	if (e->gfn + n > vm->max_gfn || e->gfn + n < e->gfn) {
 		ccvm_invariant_fail(c->r, 29, e->gfn, NONE,
 				    "%s leaf at gfn %#llx is past the GPA space (carries the "
-				    "shared bit)", root->mirror ? "mirror" : "direct",
+				    "shared bit)", e->mirror ? "mirror" : "direct",
 				    (unsigned long long)e->gfn);
 		return;
 	}
-	if (vm->caps.has_mirror_root && root->mirror != e->is_private) {
+	if (vm->caps.has_mirror_root && e->mirror != e->is_private) {
 		ccvm_invariant_fail(c->r, 29, e->gfn, e->frame,
 				    "%s leaf at gfn %#llx in the %s root",
 				    e->is_private ? "private" : "shared",
-				    (unsigned long long)e->gfn, root->mirror ? "mirror" : "direct");
+				    (unsigned long long)e->gfn, e->mirror ? "mirror" : "direct");
 		return;
 	}
 
@@ -755,7 +758,7 @@ static void check_leaf(struct check *c, struct ccvm_root *root, const struct ccv
 	/* I5: never a platform page that went back to the allocator. */
 	for (i = 0; !e->host && i < n; i++) {
 		count(c, 1);
-		if (!pfn_allocated(vm->p, e->frame + i)) {
+		if (!ccvm_page_is_allocated(vm->p, e->frame + i)) {
 			ccvm_invariant_fail(c->r, 5, e->gfn + i, e->frame + i,
 					    "gfn %#llx maps pfn %#llx, which is free in the "
 					    "platform allocator", (unsigned long long)(e->gfn + i),
@@ -787,7 +790,7 @@ static void check_leaf(struct check *c, struct ccvm_root *root, const struct ccv
 				    (unsigned long long)e->gfn);
 }
 
-static int leaf_cb(struct ccvm_root *root, const struct ccvm_mmu_entry *e, void *ctx)
+static int leaf_cb(const struct ccvm_mmu_entry *e, void *ctx)
 {
 	struct check *c = ctx;
 
@@ -800,7 +803,7 @@ static int leaf_cb(struct ccvm_root *root, const struct ccvm_mmu_entry *e, void 
 	if (!e->leaf) {
 		/* A mirror table's external page is the TD's: allocated (I5). */
 		count(c, 1);
-		if (e->frame != NONE && !pfn_allocated(c->vm->p, e->frame)) {
+		if (e->frame != NONE && !ccvm_page_is_allocated(c->vm->p, e->frame)) {
 			ccvm_invariant_fail(c->r, 5, e->gfn, e->frame,
 					    "mirror table at gfn %#llx level %d: its S-EPT page "
 					    "%#llx is free in the platform allocator",
@@ -810,16 +813,13 @@ static int leaf_cb(struct ccvm_root *root, const struct ccvm_mmu_entry *e, void 
 		}
 		return 0;
 	}
-	check_leaf(c, root, e);
+	check_leaf(c, e);
 	return failed(c);
 }
 
 static void check_leaves(struct check *c)
 {
-	struct ccvm_root *root;
-
-	for (root = c->vm->mmu.roots; root && !failed(c); root = root->next)
-		ccvm_mmu_walk(c->vm, root, leaf_cb, c);
+	ccvm_vm_for_each_mapping(c->vm, CCVM_ROOT_ALL, leaf_cb, c);
 }
 
 /* ---- entry points -------------------------------------------------------------- */

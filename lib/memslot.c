@@ -65,6 +65,11 @@ uint64_t ccvm_memslot_npages(const struct ccvm_memslot *slot)
 	return slot->npages;
 }
 
+bool ccvm_memslot_has_gmem(const struct ccvm_memslot *slot)
+{
+	return (slot->flags & CCVM_MEM_GUEST_MEMFD) && atomic_load(&slot->gmem);
+}
+
 uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm)
 {
 	return vm ? vm->generation : 0;

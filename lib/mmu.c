@@ -1377,6 +1377,7 @@ static int walk_table(struct ccvm_vm *vm, struct ccvm_root *root, struct ccvm_sp
 		struct ccvm_mmu_entry me = {
 			.gfn = sp->gfn + i * span,
 			.level = sp->level,
+			.mirror = root->mirror,
 			.parent_ext = sp->ext_pfn,
 		};
 		struct ccvm_sp *child = NULL;
@@ -1414,6 +1415,34 @@ int ccvm_mmu_walk(struct ccvm_vm *vm, struct ccvm_root *root, ccvm_mmu_walk_fn f
 	return walk_table(vm, root, root->sp, fn, ctx);
 }
 
+struct mapping_walk {
+	ccvm_mapping_fn fn;
+	void *ctx;
+};
+
+static int mapping_cb(struct ccvm_root *root, const struct ccvm_mmu_entry *e, void *ctx)
+{
+	struct mapping_walk *w = ctx;
+
+	(void)root;
+	return w->fn(e, w->ctx);
+}
+
+int ccvm_vm_for_each_mapping(struct ccvm_vm *vm, unsigned int roots, ccvm_mapping_fn fn,
+			     void *ctx)
+{
+	struct mapping_walk w = { .fn = fn, .ctx = ctx };
+	struct ccvm_root *root;
+	int ret = 0;
+
+	if (!vm || !fn || !(roots & CCVM_ROOT_ALL))
+		return -EINVAL;
+	for (root = vm->mmu.roots; root && !ret; root = root->next)
+		if (roots & (root->mirror ? CCVM_ROOT_MIRROR : CCVM_ROOT_DIRECT))
+			ret = walk_table(vm, root, root->sp, mapping_cb, &w);
+	return ret;
+}
+
 int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn, int level,
 		       const struct ccvm_mmu_entry *leaf, struct ccvm_mmu_entry *old)
 {
@@ -1433,6 +1462,7 @@ int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn,
 				memset(old, 0, sizeof(*old));
 				old->gfn = gfn & ~(level_pages(l) - 1);
 				old->level = l;
+				old->mirror = root->mirror;
 				old->parent_ext = sp->ext_pfn;
 				old->frozen = e == SPTE_FROZEN;
 				old->leaf = spte_leaf(e);

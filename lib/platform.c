@@ -302,6 +302,21 @@ uint64_t ccvm_platform_nr_pages(const struct ccvm_platform *p)
 	return p->nr_pages;
 }
 
+const char *ccvm_platform_backend_name(const struct ccvm_platform *p)
+{
+	return p->ops->name;
+}
+
+uint64_t ccvm_platform_nr_gmem_inodes(struct ccvm_platform *p)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->nr_inodes;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
 /* splitmix64 over an atomic counter: deterministic for a seed, thread-safe. */
 uint64_t ccvm_platform_random(struct ccvm_platform *p)
 {
@@ -404,6 +419,26 @@ void ccvm_page_mark_dirty(struct ccvm_platform *p, uint64_t pfn)
 bool ccvm_page_is_dirty(struct ccvm_platform *p, uint64_t pfn)
 {
 	return pfn_valid(p, pfn) && (pfn_state(p, pfn) & CCVM_PFN_DIRTY);
+}
+
+bool ccvm_page_is_allocated(struct ccvm_platform *p, uint64_t pfn)
+{
+	return pfn_valid(p, pfn) && (pfn_state(p, pfn) & CCVM_PFN_ALLOCATED);
+}
+
+bool ccvm_page_is_leaked(struct ccvm_platform *p, uint64_t pfn)
+{
+	return pfn_valid(p, pfn) && (pfn_state(p, pfn) & CCVM_PFN_LEAKED);
+}
+
+uint64_t ccvm_platform_pfn_limit(struct ccvm_platform *p)
+{
+	uint64_t bump;
+
+	pthread_mutex_lock(&p->mem_lock);
+	bump = p->bump;
+	pthread_mutex_unlock(&p->mem_lock);
+	return bump;
 }
 
 void ccvm_page_clear(struct ccvm_platform *p, uint64_t pfn)

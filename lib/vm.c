@@ -227,6 +227,11 @@ uint32_t ccvm_vm_nr_vcpus(const struct ccvm_vm *vm)
 	return atomic_load_explicit(&vm->nr_vcpus, memory_order_acquire);
 }
 
+const char *ccvm_vm_backend_name(const struct ccvm_vm *vm)
+{
+	return vm->ops->name;
+}
+
 /* vCPUs are only appended while the VM lives, so no lock is needed. */
 int ccvm_vm_for_each_vcpu(struct ccvm_vm *vm,
 			  int (*fn)(struct ccvm_vcpu *vcpu, void *ctx), void *ctx)

@@ -8,7 +8,10 @@
  * ccvm_backend_ops at the points where KVM calls its x86 ops.  A backend
  * touches only its own simulated hardware state (kept in the platform,
  * VM and vCPU private areas that the core allocates with the sizes in the
- * table) and the services below.  It never calls the public API.
+ * table) and the services below.  It never calls the public API and never
+ * includes the core's private headers (lib/internal.h and the rest of
+ * lib/): the core's structures are opaque here, and `make check-boundary`
+ * fails a backend that reaches them.
  *
  * Ops are marked, in lib/backend-ops.h, mandatory, optional (the core checks
  * for NULL and does without), or optional-returning-0 (a NULL op is replaced
@@ -31,7 +34,10 @@ extern "C" {
 #endif
 
 #define CCVM_BACKEND_ABI_MAJOR	1
-#define CCVM_BACKEND_ABI_MINOR	1	/* 1: check_invariants */
+/* Minor 1: check_invariants.  2: the services a backend's checks and
+ * conversions need (page state, gmem and mapping walks, invariant reports),
+ * functions only: the ops table did not change. */
+#define CCVM_BACKEND_ABI_MINOR	2
 #define CCVM_BACKEND_ABI_VERSION \
 	((uint32_t)((CCVM_BACKEND_ABI_MAJOR << 16) | CCVM_BACKEND_ABI_MINOR))
 
@@ -159,7 +165,18 @@ struct ccvm_backend_ops {
  */
 int ccvm_backend_register(const struct ccvm_backend_ops *ops);
 
-/* ---- core services for backends ---------------------------------- */
+/*
+ * ---- core services for backends ------------------------------------
+ *
+ * Grouped by what they reach: identity and private areas; vCPUs and guest
+ * entry; VM state; attributes, memslots and gmem; the VM's mappings;
+ * physical memory; accounting, tracing and logging; invariant reports;
+ * fault injection and inspection.  Unless a comment says otherwise a
+ * service takes no core lock but leaf locks of its own, may be called
+ * from any op, and its arguments are valid handles (no NULL checks).
+ */
+
+/* ---- identity and private areas ---- */
 
 void *ccvm_platform_priv(struct ccvm_platform *p);
 void *ccvm_vm_priv(struct ccvm_vm *vm);
@@ -173,6 +190,15 @@ uint32_t ccvm_platform_nr_cpus(const struct ccvm_platform *p);
 uint32_t ccvm_platform_nr_keyids(const struct ccvm_platform *p);
 /* Deterministic per-platform pseudo-random numbers (seeded). */
 uint64_t ccvm_platform_random(struct ccvm_platform *p);
+/*
+ * The name of the backend (its ops table's name) that runs @p / @vm, so a
+ * backend's exported helpers can refuse a handle of another backend.
+ * Return: a static string, never NULL.
+ */
+const char *ccvm_platform_backend_name(const struct ccvm_platform *p);
+const char *ccvm_vm_backend_name(const struct ccvm_vm *vm);
+
+/* ---- vCPUs and guest entry ---- */
 
 /* Call @fn for every created vCPU of @vm (stops at a nonzero return). */
 int ccvm_vm_for_each_vcpu(struct ccvm_vm *vm,
@@ -187,6 +213,8 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm);
 /* Block guest entry until ccvm_vm_unblock_entry() (TDX wait_for_sept_zap). */
 void ccvm_vm_block_entry(struct ccvm_vm *vm);
 void ccvm_vm_unblock_entry(struct ccvm_vm *vm);
+
+/* ---- VM state ---- */
 
 /*
  * Take / drop the VM's mmu_lock for write, for backend work that must not
@@ -210,6 +238,8 @@ bool ccvm_vm_is_finalized(const struct ccvm_vm *vm);
  */
 const void *ccvm_vm_populate_source(struct ccvm_vm *vm, uint64_t *flags);
 
+/* ---- attributes, memslots and gmem ---- */
+
 /* Attribute of @gfn; true if PRIVATE. */
 bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn);
 /* Zap [start, end) in every root (takes mmu_lock for write). */
@@ -220,10 +250,106 @@ int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn);
 /* Memslot accessors (for update_mem_attr). */
 uint64_t ccvm_memslot_base_gfn(const struct ccvm_memslot *slot);
 uint64_t ccvm_memslot_npages(const struct ccvm_memslot *slot);
+/*
+ * ccvm_memslot_has_gmem() - Whether @slot is a gmem slot whose file is
+ * still bound (not released).  Context: slots_lock held (update_mem_attr),
+ * which keeps the answer true until the op returns.
+ * Return: true for a live gmem binding, false for a plain slot or a
+ * released file.
+ */
+bool ccvm_memslot_has_gmem(const struct ccvm_memslot *slot);
+
+/*
+ * Called for one allocated gmem page: @gfn of the slot, @pfn behind it.
+ * Return: how many gfns from @gfn on the callback dealt with (0 or 1: this
+ * page; more when it handled a larger unit such as a 2M RMP entry), the
+ * walk resuming after them; or a negative errno that ends the walk.
+ */
+typedef int (*ccvm_gmem_gfn_fn)(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, void *ctx);
+/*
+ * ccvm_memslot_for_each_gmem_pfn() - Call @fn for every gfn of [@start,
+ * @end) inside @slot whose gmem page is already allocated, in gfn order;
+ * nothing is allocated and holes are skipped.  The file's invalidate lock
+ * is held for read across the walk, as a gmem fault holds it, so no punch
+ * and no release can free a page while @fn works on it; faults may
+ * allocate pages meanwhile (those behind the walk's position are not
+ * visited).
+ * Context: slots_lock held (update_mem_attr), no other core lock.  @fn is
+ * called with the invalidate lock only: it may sleep and take backend locks
+ * that gmem_prepare also takes, and must not punch, release or change
+ * memslots.
+ * Return: 0 once the range is walked (also for a slot without a live gmem
+ * binding, or an empty range); the negative errno @fn returned; -EINVAL
+ * (NULL @slot or @fn).
+ */
+int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot,
+				   uint64_t start, uint64_t end, ccvm_gmem_gfn_fn fn,
+				   void *ctx);
+
+/*
+ * Called for one page cached by a gmem file: its page @index in the file
+ * and its @pfn.  Return: 0 to go on, nonzero to stop the walk.
+ */
+typedef int (*ccvm_gmem_page_fn)(uint64_t index, uint64_t pfn, void *ctx);
+/*
+ * ccvm_vm_for_each_gmem_file_pfn() - Call @fn for every page cached by
+ * every open gmem file of @vm, whatever binds it now (a page stays cached
+ * across unbinding and rebinding), file by file in index order.
+ * Context: slots_lock held (check_invariants), which keeps the file list
+ * still.  @fn runs under the file's page lock, a leaf: it must not call a
+ * core service that takes a lock.
+ * Return: 0, or the nonzero value @fn stopped the walk with.
+ */
+int ccvm_vm_for_each_gmem_file_pfn(struct ccvm_vm *vm, ccvm_gmem_page_fn fn, void *ctx);
 
 /* Pin / unpin a gmem inode (keeps its pages after the file is closed). */
 void ccvm_gmem_inode_get(struct ccvm_gmem_inode *inode);
 void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode);
+/* gmem inodes alive on @p (open files and pinned inodes).  Takes a leaf lock. */
+uint64_t ccvm_platform_nr_gmem_inodes(struct ccvm_platform *p);
+
+/* ---- the VM's mappings ---- */
+
+/*
+ * One present (or frozen) entry of a TDP root, as the mapping walk reports
+ * it.  Tables come before the entries below them.  Produced by the core and
+ * only read by backends: fields may be appended, never reordered.
+ */
+struct ccvm_mmu_entry {
+	uint64_t gfn;		/* first gfn the entry covers, without the shared bit */
+	int level;		/* level of the entry: CCVM_LEVEL_4K for a 4K leaf */
+	bool leaf;		/* a mapping; else a table (or frozen) */
+	bool frozen;		/* SPTE_FROZEN: a mirror install in flight */
+	bool is_private;	/* leaf: a gmem pfn mapped as private memory */
+	bool host;		/* leaf: frame is a page of the VMM's shared buffer */
+	bool mirror;		/* the entry is in a mirror root (else a direct one) */
+	uint64_t frame;		/* leaf: frame of its first page; table: the child's
+				 * external (S-EPT) page, UINT64_MAX if none */
+	uint64_t parent_ext;	/* external page of the table holding the entry,
+				 * UINT64_MAX for a root table or a direct root */
+};
+
+/* Which roots a mapping walk visits. */
+#define CCVM_ROOT_DIRECT	(1u << 0)
+#define CCVM_ROOT_MIRROR	(1u << 1)
+#define CCVM_ROOT_ALL		(CCVM_ROOT_DIRECT | CCVM_ROOT_MIRROR)
+
+typedef int (*ccvm_mapping_fn)(const struct ccvm_mmu_entry *e, void *ctx);
+/*
+ * ccvm_vm_for_each_mapping() - Call @fn for every present or frozen entry
+ * of every root of @vm of the kinds in @roots (valid and invalid roots
+ * alike), root by root, each in gfn order.
+ * Context: mmu_lock held, read or write: inside an op the core calls with
+ * it (check_invariants holds it for write), or between
+ * ccvm_vm_mmu_write_lock() and ccvm_vm_mmu_write_unlock().  @fn must not
+ * take mmu_lock nor change a root.
+ * Return: 0 after every entry; the first nonzero value of @fn, which ends
+ * the walk; -EINVAL (NULL @fn, or @roots names no root kind).
+ */
+int ccvm_vm_for_each_mapping(struct ccvm_vm *vm, unsigned int roots, ccvm_mapping_fn fn,
+			     void *ctx);
+
+/* ---- physical memory ---- */
 
 /*
  * Simulated physical memory.  Pages come zeroed.  ccvm_page_ptr() is the
@@ -238,9 +364,29 @@ void *ccvm_page_ptr(struct ccvm_platform *p, uint64_t pfn);
 /* The page's bytes will be written: it must be cleared before reuse. */
 void ccvm_page_mark_dirty(struct ccvm_platform *p, uint64_t pfn);
 bool ccvm_page_is_dirty(struct ccvm_platform *p, uint64_t pfn);
+/*
+ * ccvm_page_is_allocated() / ccvm_page_is_leaked() - The allocator's state
+ * of @pfn: handed out by ccvm_page_alloc() and not freed since; leaked with
+ * ccvm_page_leak() (a leaked page also stays allocated, forever).
+ * Context: any thread, lock-free; exact while nothing allocates, frees or
+ * leaks that page (as inside check_invariants).
+ * Return: the state; false for pfn 0 and pfns past the platform.
+ */
+bool ccvm_page_is_allocated(struct ccvm_platform *p, uint64_t pfn);
+bool ccvm_page_is_leaked(struct ccvm_platform *p, uint64_t pfn);
+/*
+ * ccvm_platform_pfn_limit() - The lowest pfn the allocator never handed
+ * out: every pfn from there on has always been free, so a walk over the
+ * pages anyone may own ends there.  It only grows.
+ * Context: any thread; takes the allocator's lock (a leaf).
+ * Return: a pfn in [1, ccvm_platform_nr_pages()].
+ */
+uint64_t ccvm_platform_pfn_limit(struct ccvm_platform *p);
 /* Zero the page now (counts CCVM_EV_PAGE_CLEAR). */
 void ccvm_page_clear(struct ccvm_platform *p, uint64_t pfn);
 uint64_t ccvm_platform_nr_pages(const struct ccvm_platform *p);
+
+/* ---- accounting, tracing and logging ---- */
 
 /* Count @n occurrences of @ev for @p and @vm (may be NULL) and charge the cost. */
 void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
@@ -259,6 +405,28 @@ void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)))
 #endif
 	;
+
+/* ---- invariant reports (for check_invariants) ---- */
+
+/*
+ * ccvm_invariant_fail() - Record that invariant @invariant (1..30) is
+ * broken at @gfn / @pfn (UINT64_MAX: none) with a printf-style message.
+ * Only the first failure of a report is kept: later calls change nothing,
+ * so a check may go on or stop as it likes.
+ * Context: any; touches only @r.
+ */
+void ccvm_invariant_fail(struct ccvm_invariant_report *r, unsigned int invariant,
+			 uint64_t gfn, uint64_t pfn, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 5, 6)))
+#endif
+	;
+/* Add @n to the report's count of individual checks done (r->nr_checks). */
+void ccvm_invariant_count(struct ccvm_invariant_report *r, uint64_t n);
+/* True once a failure is recorded in @r (r->invariant != 0). */
+bool ccvm_invariant_failed(const struct ccvm_invariant_report *r);
+
+/* ---- fault injection and inspection ---- */
 
 /*
  * Fault injection (any backend): make the @nth call (1-based, 0 = every
