@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include <ccvm/backend.h>
+
 #include "snp-hw.h"
 
 #define NONE	UINT64_MAX
@@ -38,24 +39,7 @@ struct snp_check {
 
 static bool failed(const struct snp_check *c)
 {
-	return c->r->invariant != 0;
-}
-
-static uint64_t bump_of(struct ccvm_platform *p)
-{
-	uint64_t bump;
-
-	pthread_mutex_lock(&p->mem_lock);
-	bump = p->bump;
-	pthread_mutex_unlock(&p->mem_lock);
-	return bump;
-}
-
-static bool pfn_allocated(struct ccvm_platform *p, uint64_t pfn)
-{
-	return pfn && pfn < p->nr_pages &&
-	       (atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed) &
-		CCVM_PFN_ALLOCATED);
+	return ccvm_invariant_failed(c->r);
 }
 
 /* The GPA the effective entry @e expects for @pfn. */
@@ -77,11 +61,11 @@ static void check_directmap(struct snp_check *c)
 				    "and shared ones under a large host mapping", bad);
 }
 
-static void check_2m_entries(struct snp_check *c, uint64_t bump)
+static void check_2m_entries(struct snp_check *c, uint64_t limit)
 {
 	uint64_t head;
 
-	for (head = 0; head + CCVM_SNP_PAGES_PER_2M <= c->hw->nr_pages && head < bump &&
+	for (head = 0; head + CCVM_SNP_PAGES_PER_2M <= c->hw->nr_pages && head < limit &&
 	     !failed(c); head += CCVM_SNP_PAGES_PER_2M) {
 		struct ccvm_snp_rmp_entry e;
 
@@ -98,12 +82,11 @@ static void check_2m_entries(struct snp_check *c, uint64_t bump)
 
 /* ---- private NPT leaves: I8, I23 --------------------------------------------- */
 
-static int leaf_cb(struct ccvm_root *root, const struct ccvm_mmu_entry *me, void *ctx)
+static int leaf_cb(const struct ccvm_mmu_entry *me, void *ctx)
 {
 	struct snp_check *c = ctx;
 	uint64_t n, i;
 
-	(void)root;
 	if (!me->leaf || !me->is_private)
 		return 0;
 	n = 1ull << (9 * (me->level - 1));
@@ -134,25 +117,22 @@ static int leaf_cb(struct ccvm_root *root, const struct ccvm_mmu_entry *me, void
 
 static void check_leaves(struct snp_check *c)
 {
-	struct ccvm_root *root;
-
-	for (root = c->vm->mmu.roots; root && !failed(c); root = root->next)
-		ccvm_mmu_walk(c->vm, root, leaf_cb, c);
+	ccvm_vm_for_each_mapping(c->vm, CCVM_ROOT_ALL, leaf_cb, c);
 }
 
 /* ---- the RMP: I23 -------------------------------------------------------------- */
 
+static int vmsa_cb(struct ccvm_vcpu *vcpu, void *ctx)
+{
+	const uint64_t *pfn = ctx;
+	uint64_t vmsa;
+
+	return !ccvm_snp_vcpu_vmsa_pfn(vcpu, &vmsa) && vmsa == *pfn;
+}
+
 static bool is_vmsa(struct snp_check *c, uint64_t pfn)
 {
-	uint32_t i, n = ccvm_vm_nr_vcpus(c->vm);
-
-	for (i = 0; i < n; i++) {
-		uint64_t vmsa;
-
-		if (!ccvm_snp_vcpu_vmsa_pfn(c->vm->vcpus[i], &vmsa) && vmsa == pfn)
-			return true;
-	}
-	return false;
+	return ccvm_vm_for_each_vcpu(c->vm, vmsa_cb, &pfn) != 0;
 }
 
 static void check_vm_page(struct snp_check *c, uint64_t pfn, const struct ccvm_snp_rmp_entry *e)
@@ -182,53 +162,43 @@ static void check_vm_page(struct snp_check *c, uint64_t pfn, const struct ccvm_s
 				    gfn << CCVM_PAGE_SHIFT);
 }
 
-static int mark_gmem_pfn(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+static int mark_gmem_pfn(uint64_t index, uint64_t pfn, void *ctx)
 {
 	struct snp_check *c = ctx;
-	uint64_t pfn = CCVM_GMEM_PFN(value);
 
-	(void)first;
-	(void)last;
-	if (value && pfn < c->nr_bits)
+	(void)index;
+	if (pfn < c->nr_bits)
 		c->gmem_pfns[pfn / 64] |= 1ull << (pfn % 64);
 	return 0;
 }
 
 /* The pfns of every open gmem file of the VM (slots_lock held). */
-static void collect_gmem_pfns(struct snp_check *c, uint64_t bump)
+static void collect_gmem_pfns(struct snp_check *c, uint64_t limit)
 {
-	struct ccvm_gmem *g;
-
-	c->nr_bits = bump;
-	c->gmem_pfns = calloc((bump + 63) / 64, sizeof(uint64_t));
-	if (!c->gmem_pfns)
-		return;
-	for (g = c->vm->gmem_files; g; g = g->next_file) {
-		pthread_mutex_lock(&g->inode->pages_lock);
-		ccvm_xa_for_each_run(&g->inode->pages, 0, UINT64_MAX, mark_gmem_pfn, c);
-		pthread_mutex_unlock(&g->inode->pages_lock);
-	}
+	c->nr_bits = limit;
+	c->gmem_pfns = calloc((limit + 63) / 64, sizeof(uint64_t));
+	if (c->gmem_pfns)
+		ccvm_vm_for_each_gmem_file_pfn(c->vm, mark_gmem_pfn, c);
 }
 
-static void check_rmp(struct snp_check *c, uint64_t bump)
+static void check_rmp(struct snp_check *c, uint64_t limit)
 {
 	uint64_t pfn;
 
-	for (pfn = 1; pfn < bump && pfn < c->hw->nr_pages && !failed(c); pfn++) {
+	for (pfn = 1; pfn < limit && pfn < c->hw->nr_pages && !failed(c); pfn++) {
 		struct ccvm_snp_rmp_entry e;
 
 		ccvm_invariant_count(c->r, 1);
 		if (ccvm_snp_rmpread(c->hw, pfn, &e) || !e.assigned)
 			continue;
-		if (!pfn_allocated(c->p, pfn)) {
+		if (!ccvm_page_is_allocated(c->p, pfn)) {
 			ccvm_invariant_fail(c->r, 23, NONE, pfn,
 					    "pfn %#" PRIx64 " is RMP-assigned (ASID %u) but free in "
 					    "the host allocator", pfn, e.asid);
 			return;
 		}
 		/* Could not be made shared again: leaked, which I23 allows. */
-		if (atomic_load_explicit(&c->p->pfn_state[pfn], memory_order_relaxed) &
-		    CCVM_PFN_LEAKED)
+		if (ccvm_page_is_leaked(c->p, pfn))
 			continue;
 		if (e.asid == c->asid)
 			check_vm_page(c, pfn, &e);
@@ -238,7 +208,7 @@ static void check_rmp(struct snp_check *c, uint64_t bump)
 int ccvm_snp_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r)
 {
 	struct snp_check c;
-	uint64_t bump;
+	uint64_t limit;
 
 	if (!vm || !r)
 		return -EINVAL;
@@ -249,16 +219,17 @@ int ccvm_snp_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *
 	c.r = r;
 	if (ccvm_snp_vm_asid(vm, &c.asid) || !c.asid)
 		return 0;	/* not an SNP guest: nothing of the RMP is its */
-	bump = bump_of(c.p);
+	/* Past the allocator's limit no page was ever handed to anyone. */
+	limit = ccvm_platform_pfn_limit(c.p);
 
 	check_directmap(&c);
 	if (!failed(&c))
-		check_2m_entries(&c, bump);
+		check_2m_entries(&c, limit);
 	if (!failed(&c))
 		check_leaves(&c);
 	if (!failed(&c)) {
-		collect_gmem_pfns(&c, bump);
-		check_rmp(&c, bump);
+		collect_gmem_pfns(&c, limit);
+		check_rmp(&c, limit);
 		free(c.gmem_pfns);
 	}
 	return 0;

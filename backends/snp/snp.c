@@ -33,8 +33,11 @@
  * populate, update_mem_attr and the firmware/VMSA pages take it.
  * gmem_invalidate does not (it runs in the page-free path, which cannot
  * sleep; splitting is lock-free in the hardware model).
- * Lock order: slots_lock -> gmem invalidate_lock (read) -> dmap_mutex ->
- * the core's leaf locks (gmem pages_lock, attr_lock).
+ * update_mem_attr takes it per page, inside the core's walk of the pages
+ * gmem holds (ccvm_memslot_for_each_gmem_pfn()).
+ * Lock order: slots_lock -> gmem invalidate_lock (read; the core holds it
+ * around gmem_prepare, populate and that walk) -> dmap_mutex -> the core's
+ * leaf locks (gmem pages_lock, attr_lock).
  *
  * The race of that design.  update_mem_attr runs after the attribute store
  * changed.  A vCPU that faults on a page being converted to private in
@@ -63,9 +66,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
-#include "internal.h"
+#include <ccvm/backend.h>
+
 #include "snp-hw.h"
 
 #define NO_PFN			UINT64_MAX
@@ -330,7 +335,7 @@ static int safe_alloc_page(struct ccvm_platform *p, uint64_t *out)
 		err = ccvm_page_alloc(p, &pfn);
 		if (err || pfn % PAGES_PER_2M)
 			break;
-		if (n == CCVM_ARRAY_SIZE(aligned)) {
+		if (n == sizeof(aligned) / sizeof(aligned[0])) {
 			ccvm_page_free(p, pfn);
 			err = -ENOMEM;
 			break;
@@ -566,6 +571,30 @@ static int convert_to_shared(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, uin
 	return 0;
 }
 
+struct convert_walk {
+	uint64_t end;
+	bool to_private;
+	int err;		/* the first failure; the walk goes on past it */
+};
+
+/* One page gmem already holds: make its RMP entry follow the new attribute. */
+static int convert_page(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, void *ctx)
+{
+	struct convert_walk *w = ctx;
+	uint64_t done = 1;
+	int err;
+
+	pthread_mutex_lock(dmap_mutex(vm));
+	if (w->to_private)
+		err = convert_to_private(vm, gfn, pfn);
+	else
+		err = convert_to_shared(vm, gfn, pfn, w->end, &done);
+	pthread_mutex_unlock(dmap_mutex(vm));
+	if (err && !w->err)
+		w->err = err;
+	return (int)done;
+}
+
 /*
  * Make the RMP follow the attribute store for the pages of [start, end)
  * that gmem already holds.  Pages not allocated yet are left to
@@ -576,20 +605,19 @@ static int snp_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
 {
 	struct snp_platform *sp = snp_plat(ccvm_vm_platform(vm));
 	struct snp_vm *sv = snp_vm(vm);
-	bool to_private = attrs & CCVM_MEMORY_ATTRIBUTE_PRIVATE;
+	struct convert_walk w = {
+		.end = end,
+		.to_private = attrs & CCVM_MEMORY_ATTRIBUTE_PRIVATE,
+	};
 	ccvm_snp_update_hook_fn hook;
-	struct ccvm_gmem_inode *inode;
-	uint64_t gfn, pfn, done;
-	int err = 0, e;
+	int err;
 
-	/* slots_lock is held: the binding cannot be released under us. */
-	if (!(slot->flags & CCVM_MEM_GUEST_MEMFD) || !atomic_load(&slot->gmem) || start >= end)
+	if (!ccvm_memslot_has_gmem(slot) || start >= end)
 		return 0;
 	if (ccvm_vm_is_bugged(vm))
 		return -EIO;
-	inode = slot->inode;
 
-	if (to_private) {
+	if (w.to_private) {
 		pthread_mutex_lock(&sp->dmap_mutex);
 		sv->pending_start = start;
 		sv->pending_end = end;
@@ -600,25 +628,14 @@ static int snp_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
 	if (hook)
 		hook(vm, start, end, attrs, atomic_load(&sp->update_hook_ctx));
 
-	/* As a gmem fault does: no punch frees a page while it is converted. */
-	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	/* The walk holds gmem's invalidate lock: no punch frees a page meanwhile. */
+	err = ccvm_memslot_for_each_gmem_pfn(vm, slot, start, end, convert_page, &w);
+
 	pthread_mutex_lock(&sp->dmap_mutex);
-	for (gfn = start; gfn < end; gfn += done) {
-		done = 1;
-		if (ccvm_gmem_lookup_pfn(slot, gfn, &pfn))
-			continue;
-		if (to_private)
-			e = convert_to_private(vm, gfn, pfn);
-		else
-			e = convert_to_shared(vm, gfn, pfn, end, &done);
-		if (e && !err)
-			err = e;
-	}
 	sv->pending_start = 0;
 	sv->pending_end = 0;
 	pthread_mutex_unlock(&sp->dmap_mutex);
-	pthread_rwlock_unlock(&inode->invalidate_lock);
-	return err;
+	return err ? err : w.err;
 }
 
 void ccvm_snp_set_update_mem_attr_hook(struct ccvm_platform *p, ccvm_snp_update_hook_fn fn,
@@ -626,7 +643,7 @@ void ccvm_snp_set_update_mem_attr_hook(struct ccvm_platform *p, ccvm_snp_update_
 {
 	struct snp_platform *sp;
 
-	if (!p || strcmp(p->ops->name, "snp"))
+	if (!p || strcmp(ccvm_platform_backend_name(p), "snp"))
 		return;
 	sp = snp_plat(p);
 	atomic_store(&sp->update_hook_ctx, ctx);
@@ -779,7 +796,7 @@ static void snp_host_ciphertext(struct ccvm_platform *p, uint64_t pfn, void *pag
 
 static bool is_snp_vm(const struct ccvm_vm *vm)
 {
-	return vm && !strcmp(vm->ops->name, "snp");
+	return vm && !strcmp(ccvm_vm_backend_name(vm), "snp");
 }
 
 int ccvm_snp_vm_asid(struct ccvm_vm *vm, uint32_t *asid)
