@@ -195,8 +195,11 @@ RUN_BACKENDS := $(foreach b,mock tdx snp,$(if $(filter backends/$(b)/%,$(BACKEND
 all: $(LIB) $(PC) $(EXAMPLE_BINS)
 
 # Library internals (lib/*.h) are visible to the library, its tests and
-# benchmarks; examples see only the public headers, like any VMM.
-$(BUILD)/lib/%.o $(BUILD)/backends/%.o $(BUILD)/bench/%.o: OBJ_CFLAGS = -Ilib
+# benchmarks.  Backends see only the public headers and their own, as an
+# out-of-tree backend would (`make check-boundary`); examples only the
+# public headers, like any VMM.
+$(BUILD)/lib/%.o $(BUILD)/bench/%.o: OBJ_CFLAGS = -Ilib
+$(BUILD)/backends/%.o: OBJ_CFLAGS =
 $(BUILD)/tests/%.o: OBJ_CFLAGS = -Ilib $(CHECK_CFLAGS)
 
 $(ALL_OBJS): $(BUILD)/%.o: %.c $(BUILD)/.flags

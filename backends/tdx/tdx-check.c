@@ -28,10 +28,12 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include <ccvm/backend.h>
+
 #include "tdx.h"
 
 #define NONE		UINT64_MAX
@@ -63,7 +65,7 @@ struct tdx_check {
 
 static bool failed(const struct tdx_check *c)
 {
-	return c->r->invariant != 0;
+	return ccvm_invariant_failed(c->r);
 }
 
 static uint64_t level_pages(int level)
@@ -101,11 +103,10 @@ static bool has_entry(const struct tdx_check *c, uint64_t gfn, int level)
 
 /* ---- collecting the mirror root --------------------------------------- */
 
-static int collect_cb(struct ccvm_root *root, const struct ccvm_mmu_entry *e, void *ctx)
+static int collect_cb(const struct ccvm_mmu_entry *e, void *ctx)
 {
 	struct tdx_check *c = ctx;
 
-	(void)root;
 	if (e->frozen)
 		return 0;	/* the core reports it (I11) */
 	if (c->n == c->cap) {
@@ -128,12 +129,9 @@ static int collect_cb(struct ccvm_root *root, const struct ccvm_mmu_entry *e, vo
 
 static int collect(struct tdx_check *c)
 {
-	struct ccvm_root *root;
 	size_t i;
 
-	for (root = c->vm->mmu.roots; root && !c->err; root = root->next)
-		if (root->mirror)
-			ccvm_mmu_walk(c->vm, root, collect_cb, c);
+	ccvm_vm_for_each_mapping(c->vm, CCVM_ROOT_MIRROR, collect_cb, c);
 	if (c->err)
 		return c->err;
 	c->leaf_pfns = malloc((c->n + 1) * sizeof(uint64_t));
@@ -186,34 +184,37 @@ static void check_td_state(struct tdx_check *c)
 	}
 }
 
+/* One vCPU: out of the TD (I21), its TDVPR the TD's (I15); nonzero stops. */
+static int check_vcpu(struct ccvm_vcpu *v, void *ctx)
+{
+	struct tdx_check *c = ctx;
+	struct ccvm_tdx_vp *vp = ccvm_tdx_vcpu_vp(v);
+	struct ccvm_tdx_pamt_info info;
+	uint64_t tdvpr;
+
+	if (!vp)
+		return 0;
+	ccvm_invariant_count(c->r, 2);
+	if (ccvm_tdx_vp_in_guest(vp)) {
+		ccvm_invariant_fail(c->r, 21, NONE, NONE,
+				    "vCPU %u is in the TD at rest (VP.ENTER without exit)",
+				    ccvm_vcpu_id(v));
+		return 1;
+	}
+	tdvpr = ccvm_tdx_vp_tdvpr_pfn(vp);
+	if (ccvm_tdx_pamt_get(c->m, tdvpr, &info) || info.type != CCVM_TDX_PT_TDVPR ||
+	    info.owner != c->tdr) {
+		ccvm_invariant_fail(c->r, 15, NONE, tdvpr,
+				    "vCPU %u: its TDVPR page %#" PRIx64 " is not the TD's "
+				    "TDVPR in the PAMT", ccvm_vcpu_id(v), tdvpr);
+		return 1;
+	}
+	return 0;
+}
+
 static void check_vcpus(struct tdx_check *c)
 {
-	uint32_t i, n = ccvm_vm_nr_vcpus(c->vm);
-
-	for (i = 0; i < n; i++) {
-		struct ccvm_vcpu *v = c->vm->vcpus[i];
-		struct ccvm_tdx_vp *vp = ccvm_tdx_vcpu_vp(v);
-		struct ccvm_tdx_pamt_info info;
-		uint64_t tdvpr;
-
-		if (!vp)
-			continue;
-		ccvm_invariant_count(c->r, 2);
-		if (ccvm_tdx_vp_in_guest(vp)) {
-			ccvm_invariant_fail(c->r, 21, NONE, NONE,
-					    "vCPU %u is in the TD at rest (VP.ENTER without exit)",
-					    v->id);
-			return;
-		}
-		tdvpr = ccvm_tdx_vp_tdvpr_pfn(vp);
-		if (ccvm_tdx_pamt_get(c->m, tdvpr, &info) || info.type != CCVM_TDX_PT_TDVPR ||
-		    info.owner != c->tdr) {
-			ccvm_invariant_fail(c->r, 15, NONE, tdvpr,
-					    "vCPU %u: its TDVPR page %#" PRIx64 " is not the TD's "
-					    "TDVPR in the PAMT", v->id, tdvpr);
-			return;
-		}
-	}
+	ccvm_vm_for_each_vcpu(c->vm, check_vcpu, c);
 }
 
 /* ---- mirror root vs S-EPT ----------------------------------------------------- */
@@ -322,9 +323,9 @@ static void check_mirror(struct tdx_check *c)
 /* ---- PAMT ------------------------------------------------------------------------ */
 
 static void check_pamt_page(struct tdx_check *c, uint64_t pfn,
-			    const struct ccvm_tdx_pamt_info *info, uint8_t st)
+			    const struct ccvm_tdx_pamt_info *info)
 {
-	if (!(st & CCVM_PFN_ALLOCATED)) {
+	if (!ccvm_page_is_allocated(c->p, pfn)) {
 		ccvm_invariant_fail(c->r, 18, NONE, pfn,
 				    "pfn %#" PRIx64 " (PAMT type %u) belongs to a TD but is free "
 				    "in the host allocator", pfn, info->type);
@@ -360,20 +361,15 @@ static void check_pamt_page(struct tdx_check *c, uint64_t pfn,
 				    "TD's epoch %" PRIu64, pfn, info->bepoch, c->epoch);
 		return;
 	}
-	if (st & CCVM_PFN_LEAKED)
+	if (ccvm_page_is_leaked(c->p, pfn))
 		ccvm_invariant_fail(c->r, 17, NONE, pfn,
 				    "TD page %#" PRIx64 " is leaked but the VM is not bugged", pfn);
 }
 
 static void check_pamt(struct tdx_check *c)
 {
-	struct ccvm_platform *p = c->p;
 	struct ccvm_tdx_pamt_info info;
-	uint64_t pfn, bump, children = 0;
-
-	pthread_mutex_lock(&p->mem_lock);
-	bump = p->bump;
-	pthread_mutex_unlock(&p->mem_lock);
+	uint64_t pfn, limit = ccvm_platform_pfn_limit(c->p), children = 0;
 
 	ccvm_invariant_count(c->r, 1);
 	if (!pamt_is(c, c->tdr, CCVM_TDX_PT_TDR)) {
@@ -382,17 +378,14 @@ static void check_pamt(struct tdx_check *c)
 				    c->tdr);
 		return;
 	}
-	/* Past the bump pointer no page was ever handed to anyone. */
-	for (pfn = 1; pfn < bump && !failed(c); pfn++) {
-		uint8_t st;
-
+	/* Past the allocator's limit no page was ever handed to anyone. */
+	for (pfn = 1; pfn < limit && !failed(c); pfn++) {
 		ccvm_invariant_count(c->r, 1);
 		if (ccvm_tdx_pamt_get(c->m, pfn, &info) || info.type == CCVM_TDX_PT_NDA)
 			continue;
-		st = atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed);
 		if (info.owner == c->tdr && info.type != CCVM_TDX_PT_TDR)
 			children++;
-		check_pamt_page(c, pfn, &info, st);
+		check_pamt_page(c, pfn, &info);
 	}
 	if (failed(c))
 		return;
@@ -407,11 +400,8 @@ static void check_pamt(struct tdx_check *c)
 static void check_pins(struct tdx_check *c)
 {
 	unsigned int pinned = ccvm_tdx_nr_deferred(c->vm);
-	uint64_t inodes;
+	uint64_t inodes = ccvm_platform_nr_gmem_inodes(c->p);
 
-	pthread_mutex_lock(&c->p->lock);
-	inodes = c->p->nr_inodes;
-	pthread_mutex_unlock(&c->p->lock);
 	ccvm_invariant_count(c->r, 1);
 	if (pinned > CCVM_TDX_MAX_GMEM_INODES || inodes < pinned)
 		ccvm_invariant_fail(c->r, 17, NONE, NONE,

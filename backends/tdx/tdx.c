@@ -1183,9 +1183,7 @@ static void tdx_host_ciphertext(struct ccvm_platform *p, uint64_t pfn, void *pag
 
 static bool vm_is_td(struct ccvm_vm *vm)
 {
-	struct ccvm_backend_caps caps = { .sz = sizeof(caps) };
-
-	return vm && !ccvm_vm_caps(vm, &caps) && caps.name && !strcmp(caps.name, "tdx");
+	return vm && !strcmp(ccvm_vm_backend_name(vm), "tdx");
 }
 
 struct ccvm_tdx_module *ccvm_tdx_module_of(struct ccvm_platform *p)
