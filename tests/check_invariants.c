@@ -21,7 +21,7 @@
 #include <check.h>
 
 #include "conformance.h"
-#include "../backends/snp/snp-hw.h"
+#include "../backends/snp/snp.h"
 #include "../backends/tdx/tdx.h"
 
 #define MIB		(1ull << 20)

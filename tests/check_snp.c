@@ -38,7 +38,7 @@
 #include <ccvm/ccvm.h>
 
 #include "internal.h"
-#include "../backends/snp/snp-hw.h"
+#include "../backends/snp/snp.h"
 #include "testutil.h"
 
 extern const struct ccvm_backend_ops ccvm_snp_backend_ops;

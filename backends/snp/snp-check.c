@@ -23,7 +23,7 @@
 
 #include <ccvm/backend.h>
 
-#include "snp-hw.h"
+#include "snp.h"
 
 #define NONE	UINT64_MAX
 

@@ -71,7 +71,7 @@
 
 #include <ccvm/backend.h>
 
-#include "snp-hw.h"
+#include "snp.h"
 
 #define NO_PFN			UINT64_MAX
 #define PAGES_PER_2M		((uint64_t)CCVM_SNP_PAGES_PER_2M)
