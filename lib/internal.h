@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libccvm internals shared by the core's files and the built-in backends.
+ * The core's private header: the structures and helpers the files of lib/
+ * share.  Backends never include it, nor any other header of lib/: they
+ * see the core only through <ccvm/backend.h>, built-in and out-of-tree
+ * backends alike (backends/ is compiled without -Ilib, and
+ * `make check-boundary` fails on a backend that reaches in anyway).
+ * Tests that must look behind the API include it in their own files.
  *
  * Lock order, outer to inner (kvm-semantics.md 0.3):
  *   vm->lock (kvm->lock)
