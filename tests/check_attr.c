@@ -5,13 +5,15 @@
  * intersects, -ENOMEM before anything changed, run queries, neighbours of
  * a conversion, and the hugepage MIXED flags.
  *
- * internal.h is used (through testutil.h) for what the API does not show:
+ * internal.h is used for what the API does not show:
  * the invalidation sequence, in-progress count and range, and the MIXED
  * flags of a slot's 2M pages.
  */
 #include <errno.h>
 #include <string.h>
 
+#include "internal.h"
+#include "snapshot.h"
 #include "testutil.h"
 
 #define PRIV		CCVM_MEMORY_ATTRIBUTE_PRIVATE

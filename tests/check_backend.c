@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 /* ---- an out-of-tree backend that counts its own calls ---------------------- */

@@ -18,6 +18,7 @@
 #include <check.h>
 
 #include "conformance.h"
+#include "snapshot.h"
 
 #define MIB		(1ull << 20)
 #define PG		CCVM_PAGE_SIZE
@@ -242,7 +243,7 @@ START_TEST(test_bad_calls)
 	cf_up(_i, 2 * MIB, true);
 	cf_runnable(1);
 	report.sz = sizeof(report);
-	for (r = 0; r < CCVM_ARRAY_SIZE(calls); r++) {
+	for (r = 0; r < TU_ARRAY_SIZE(calls); r++) {
 		struct tu_snap a, b;
 		int got;
 
@@ -291,7 +292,7 @@ START_TEST(test_bad_platform_opts)
 							   .backend = "no-such-backend");
 	unsigned int r;
 
-	for (r = 0; r < CCVM_ARRAY_SIZE(rows); r++) {
+	for (r = 0; r < TU_ARRAY_SIZE(rows); r++) {
 		ck_assert_msg(ccvm_platform_create(&rows[r], &p) == -EINVAL, "%s: row %u", b, r);
 		ck_assert_ptr_eq(p, (struct ccvm_platform *)&rows);
 	}
@@ -326,7 +327,7 @@ START_TEST(test_bad_vm_opts)
 
 	cf_up(_i, 2 * MIB, true);
 	tu_snap_take(&a, cf.p, NULL, NULL, NULL, 0, 0);
-	for (r = 0; r < CCVM_ARRAY_SIZE(rows); r++) {
+	for (r = 0; r < TU_ARRAY_SIZE(rows); r++) {
 		ck_assert_msg(ccvm_vm_create(cf.p, &rows[r], &vm) == -EINVAL, "%s: row %u",
 			      cf.backend, r);
 		ck_assert_ptr_eq(vm, (struct ccvm_vm *)&rows);
@@ -542,7 +543,7 @@ START_TEST(test_guest_bad_input)
 	a.self = cf.v[0];
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_bad, &a), 0);
 	cf_expect_done(cf.v[0], NULL);
-	ck_assert_int_eq(a.n, (int)CCVM_ARRAY_SIZE(gb_want));
+	ck_assert_int_eq(a.n, (int)TU_ARRAY_SIZE(gb_want));
 	for (k = 0; k < a.n; k++)
 		ck_assert_msg(a.got[k] == gb_want[k], "%s: guest call %d: %d, want %d",
 			      cf.backend, k, a.got[k], gb_want[k]);

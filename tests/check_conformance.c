@@ -28,6 +28,7 @@
 #include <check.h>
 
 #include "conformance.h"
+#include "snapshot.h"
 
 #define MIB		(1ull << 20)
 #define PG		CCVM_PAGE_SIZE
@@ -168,7 +169,7 @@ static const uint64_t nb_keep[] = {
 };
 
 struct nb {
-	uint8_t seen[CCVM_ARRAY_SIZE(nb_keep)][PG];
+	uint8_t seen[TU_ARRAY_SIZE(nb_keep)][PG];
 	uint8_t seen_a[PG], seen_b0[PG], seen_b1[PG];
 };
 
@@ -179,7 +180,7 @@ static void guest_neighbours(struct ccvm_guest *g, void *arg)
 	uint8_t buf[PG];
 	unsigned int i;
 
-	for (i = 0; i < CCVM_ARRAY_SIZE(nb_keep); i++) {
+	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++) {
 		CCVM_GUEST_ASSERT(g, cf_guest_accept(g, nb_keep[i], PG) == 0);
 		cf_fill(buf, PG, (uint8_t)(0x30 + i));
 		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, nb_keep[i], buf, PG) == 0);
@@ -194,7 +195,7 @@ static void guest_neighbours(struct ccvm_guest *g, void *arg)
 	ccvm_guest_sync(g, 1);
 	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, NB_A, PG, false) == 0);
 	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, NB_B, 2 * MIB, false) == 0);
-	for (i = 0; i < CCVM_ARRAY_SIZE(nb_keep); i++)
+	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++)
 		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, nb_keep[i], a->seen[i], PG) == 0);
 	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, NB_A | sbit, a->seen_a, PG) == 0);
 	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, NB_B | sbit, a->seen_b0, PG) == 0);
@@ -205,7 +206,7 @@ START_TEST(test_neighbours)
 {
 	static struct nb a;
 	struct cf_vmm m = { .punch = true };
-	uint64_t pfn_before[CCVM_ARRAY_SIZE(nb_keep)], pfn, run;
+	uint64_t pfn_before[TU_ARRAY_SIZE(nb_keep)], pfn, run;
 	unsigned int i;
 
 	cf_up(_i, 8 * MIB, true);
@@ -216,12 +217,12 @@ START_TEST(test_neighbours)
 	cf_fill(cf.shared + NB_B + 2 * MIB - PG, PG, 0x63);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_neighbours, &a), 0);
 	cf_expect_sync(cf.v[0], &m, 1);
-	for (i = 0; i < CCVM_ARRAY_SIZE(nb_keep); i++)
+	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++)
 		ck_assert(mapped(nb_keep[i], &pfn_before[i]));
 	cf_assert_invariants(cf.vm);
 
 	cf_expect_done(cf.v[0], &m);
-	for (i = 0; i < CCVM_ARRAY_SIZE(nb_keep); i++) {
+	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++) {
 		ck_assert_msg(cf_is(a.seen[i], PG, (uint8_t)(0x30 + i)),
 			      "%s: page %#" PRIx64 " next to a conversion changed", cf.backend,
 			      nb_keep[i]);
@@ -391,7 +392,7 @@ START_TEST(test_errno_attr)
 	unsigned int r;
 
 	cf_up(_i, 2 * MIB, false);
-	for (r = 0; r < CCVM_ARRAY_SIZE(attr_rows); r++) {
+	for (r = 0; r < TU_ARRAY_SIZE(attr_rows); r++) {
 		struct tu_snap a, b;
 		int got;
 
@@ -468,7 +469,7 @@ START_TEST(test_errno_memslot)
 	spare = tu_gmem(cf.vm, 4 * MIB, 0);
 	ck_assert_int_eq(ccvm_vm_create(cf.p, NULL, &other), 0);
 	foreign = tu_gmem(other, 2 * MIB, 0);
-	for (r = 0; r < CCVM_ARRAY_SIZE(slot_rows); r++) {
+	for (r = 0; r < TU_ARRAY_SIZE(slot_rows); r++) {
 		struct ccvm_gmem *files[] = { NULL, cf.g, spare, foreign };
 		struct tu_snap a, b;
 		int got;
@@ -530,7 +531,7 @@ START_TEST(test_errno_gmem)
 	unsigned int r;
 
 	cf_up(_i, 2 * MIB, true);
-	for (r = 0; r < CCVM_ARRAY_SIZE(create_rows); r++) {
+	for (r = 0; r < TU_ARRAY_SIZE(create_rows); r++) {
 		struct ccvm_gmem *g = (struct ccvm_gmem *)&r;	/* must stay untouched */
 		int want = create_rows[r].want, got;
 		struct tu_snap a, b;
@@ -550,7 +551,7 @@ START_TEST(test_errno_gmem)
 			ck_assert_int_eq(ccvm_gmem_close(g), 0);
 		}
 	}
-	for (r = 0; r < CCVM_ARRAY_SIZE(falloc_rows); r++) {
+	for (r = 0; r < TU_ARRAY_SIZE(falloc_rows); r++) {
 		struct tu_snap a, b;
 		int got;
 

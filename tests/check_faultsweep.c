@@ -603,7 +603,7 @@ static const struct scenario scenarios[] = {
 	{ "memslot",		sc_memslot,		CLOSE_VM_FIRST },
 };
 
-#define NR_SCENARIOS	((int)CCVM_ARRAY_SIZE(scenarios))
+#define NR_SCENARIOS	((int)TU_ARRAY_SIZE(scenarios))
 
 /* ---- run, tear down, account -------------------------------------------------- */
 
@@ -716,14 +716,14 @@ static const int *errnos_of(const char *op, unsigned int *n)
 {
 	size_t i;
 
-	for (i = 0; i < CCVM_ARRAY_SIZE(op_errnos); i++) {
+	for (i = 0; i < TU_ARRAY_SIZE(op_errnos); i++) {
 		if (!strcmp(op_errnos[i].op, op)) {
 			for (*n = 0; *n < 4 && op_errnos[i].err[*n]; (*n)++)
 				;
 			return op_errnos[i].err;
 		}
 	}
-	*n = CCVM_ARRAY_SIZE(default_errnos);
+	*n = TU_ARRAY_SIZE(default_errnos);
 	return default_errnos;
 }
 

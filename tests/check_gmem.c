@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "internal.h"
+#include "snapshot.h"
 #include "testutil.h"
 
 #define PRIV		CCVM_MEMORY_ATTRIBUTE_PRIVATE

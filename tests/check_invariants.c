@@ -20,7 +20,9 @@
 
 #include <check.h>
 
+#include "internal.h"
 #include "conformance.h"
+#include "snapshot.h"
 #include "../backends/snp/snp.h"
 #include "../backends/tdx/tdx.h"
 

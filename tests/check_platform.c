@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 /* ---- creation with defaults ---------------------------------------------- */
