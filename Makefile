@@ -287,7 +287,9 @@ $(TEST_BIN): $(TEST_OBJS) $(LIB) | check-deps
 check-build: $(TEST_BIN)
 
 # CK_RUN_SUITE / CK_RUN_CASE in the environment select one suite / case.
-check: $(TEST_BIN)
+# The boundary audit runs first: a backend reaching into the core fails
+# `make check` before any test does.
+check: check-boundary $(TEST_BIN)
 	$(call msg,RUN,$(TEST_BIN) $(CHECK_SUITES))
 	$(Q)set -e; $(if $(strip $(CHECK_SUITES)), \
 		for suite in $(CHECK_SUITES); do \
@@ -419,6 +421,31 @@ check-lists:
 	done; \
 	[ $$bad = 0 ] && echo "  LISTS   every source and suite is listed"
 
+# The sealed backend boundary: no file under backends/, and not
+# tests/conformance.h (the fixtures an out-of-tree backend's author runs),
+# may include a private header of the core (lib/*.h), directly or through
+# another header, by any path.  The preprocessor lists what each file really
+# pulls in; -Ilib is given so that a reach for lib/ resolves and is reported
+# here, rather than only failing to compile.
+BOUNDARY_FILES := $(BACKEND_SRCS) $(sort $(wildcard backends/*/*.h)) tests/conformance.h
+
+.PHONY: check-boundary
+check-boundary: | check-deps
+	$(Q)bad=0; for f in $(BOUNDARY_FILES); do \
+		deps=$$($(CC) -std=c11 -D_GNU_SOURCE -Iinclude -Ilib $(CHECK_CFLAGS) \
+			-MM -MT x -x c $$f) || \
+			{ echo "$$f: cannot list its includes" >&2; bad=1; continue; }; \
+		for d in $$(printf '%s\n' "$$deps" | tr -d '\\' | sed 's/^x://'); do \
+			case $$(realpath -m --relative-to=. "$$d") in lib/*) \
+				echo "$$f: includes $$d, a private header of the core;" \
+					"only <ccvm/ccvm.h> and <ccvm/backend.h> are the core's to include here" >&2; \
+				bad=1;; \
+			esac; \
+		done; \
+	done; \
+	[ $$bad = 0 ] && printf '  %-7s %s\n' BOUNDARY \
+		"$(words $(BOUNDARY_FILES)) files (backends/, tests/conformance.h): public headers only"
+
 # Each public header compiles alone, as C11 and as C++, included twice (its
 # guard works).  No -D_GNU_SOURCE: users may not define it.
 HDRCHECK_CC ?= gcc clang
@@ -489,7 +516,7 @@ check-install: $(LIB)
 # $(MAKE) out so that make hands them its jobserver.)
 # ---------------------------------------------------------------------------
 
-CI_STEPS := ci-lists ci-gcc ci-clang ci-check ci-asan-ubsan ci-headers \
+CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-asan-ubsan ci-headers \
 	ci-symbols ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
 
 .PHONY: ci $(CI_STEPS)
@@ -505,6 +532,10 @@ ci:
 ci-lists:
 	@echo "--- every source file and suite listed"
 	$(Q)$(MAKE) --no-print-directory check-lists
+
+ci-boundary:
+	@echo "--- backends and conformance.h include no private header of the core"
+	$(Q)$(MAKE) --no-print-directory check-boundary
 
 ci-gcc:
 	@echo "--- gcc build, WERROR=1"
@@ -566,5 +597,6 @@ help:
 	@echo 'make fuzz-replay     replay tests/fuzz-corpus with the plain harness; fuzz-seeds: rewrite it'
 	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR DESTDIR; make uninstall'
 	@echo 'make ci              everything CI runs (.ci/run runs make check then make ci)'
+	@echo 'make check-boundary  no backend (nor tests/conformance.h) includes a lib/ header'
 	@echo 'make check-lists|check-headers|check-symbols|check-install   single CI audits'
 	@echo 'Variables: CC CFLAGS LDFLAGS LDLIBS WERROR=1 V=1 BUILD TSAN_SUITES CHECK_SUITES'
