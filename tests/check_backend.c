@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The backend ABI: registration and validation of out-of-tree tables,
- * default fill-in of optional ops, per-op call counters and fault
- * injection.
+ * default fill-in of optional ops, per-op call counters, fault injection,
+ * and the core services a backend's checks and conversions use.
  *
  * Registration is process-wide and permanent; in fork mode (the default)
  * every test starts with an empty registry.
@@ -498,6 +498,178 @@ START_TEST(test_inject_rearm_and_scope)
 }
 END_TEST
 
+/* ---- the services a backend's checks and conversions use ------------------------ */
+
+#define SVC_MAX		8
+#define SVC_SKIP_GFN	2	/* the walk callback takes two pages at once here */
+
+/* What the "svc" backend saw through the services, for the test to judge. */
+static struct {
+	bool fail;			/* check_invariants reports I23 */
+	bool had_gmem;
+	unsigned int nr_walked;		/* update_mem_attr walk */
+	uint64_t gfn[SVC_MAX], pfn[SVC_MAX];
+	unsigned int nr_leaves, nr_mirror, nr_file_pages, nr_bad_frames;
+	uint64_t limit;
+	int bad_roots, bad_fn;
+} svc;
+
+static int svc_gfn_cb(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, void *ctx)
+{
+	(void)vm;
+	(void)ctx;
+	if (svc.nr_walked < SVC_MAX) {
+		svc.gfn[svc.nr_walked] = gfn;
+		svc.pfn[svc.nr_walked] = pfn;
+	}
+	svc.nr_walked++;
+	return gfn == SVC_SKIP_GFN ? 2 : 0;
+}
+
+static int svc_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
+			       uint64_t attrs, uint64_t start, uint64_t end)
+{
+	(void)attrs;
+	svc.had_gmem = ccvm_memslot_has_gmem(slot);
+	return ccvm_memslot_for_each_gmem_pfn(vm, slot, start, end, svc_gfn_cb, NULL);
+}
+
+static int svc_leaf_cb(const struct ccvm_mmu_entry *e, void *ctx)
+{
+	struct ccvm_platform *p = ctx;
+
+	if (!e->leaf)
+		return 0;
+	svc.nr_leaves++;
+	if (e->mirror)
+		svc.nr_mirror++;
+	if (!ccvm_page_is_allocated(p, e->frame) || ccvm_page_is_leaked(p, e->frame) ||
+	    e->frame >= svc.limit)
+		svc.nr_bad_frames++;
+	return 0;
+}
+
+static int svc_mirror_cb(const struct ccvm_mmu_entry *e, void *ctx)
+{
+	(void)e;
+	(void)ctx;
+	svc.nr_mirror++;
+	return 0;
+}
+
+static int svc_file_cb(uint64_t index, uint64_t pfn, void *ctx)
+{
+	(void)index;
+	(void)pfn;
+	(void)ctx;
+	svc.nr_file_pages++;
+	return 0;
+}
+
+static int svc_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r)
+{
+	struct ccvm_platform *p = ccvm_vm_platform(vm);
+
+	svc.limit = ccvm_platform_pfn_limit(p);
+	svc.nr_leaves = svc.nr_mirror = svc.nr_file_pages = svc.nr_bad_frames = 0;
+	ccvm_vm_for_each_mapping(vm, CCVM_ROOT_ALL, svc_leaf_cb, p);
+	ccvm_vm_for_each_mapping(vm, CCVM_ROOT_MIRROR, svc_mirror_cb, NULL);
+	ccvm_vm_for_each_gmem_file_pfn(vm, svc_file_cb, NULL);
+	svc.bad_roots = ccvm_vm_for_each_mapping(vm, 0, svc_leaf_cb, p);
+	svc.bad_fn = ccvm_vm_for_each_mapping(vm, CCVM_ROOT_ALL, NULL, NULL);
+	ccvm_invariant_count(r, 1);
+	if (svc.fail)
+		ccvm_invariant_fail(r, 23, 5, 6, "svc says %d", 1);
+	return ccvm_invariant_failed(r) == svc.fail ? 0 : -EPROTO;
+}
+
+static struct ccvm_invariant_report svc_check(struct ccvm_vm *vm)
+{
+	struct ccvm_invariant_report r = { .sz = sizeof(r) };
+
+	ck_assert_int_eq(ccvm_vm_check_invariants(vm, &r), 0);
+	return r;
+}
+
+START_TEST(test_services)
+{
+	struct ccvm_backend_ops o = tu_ops("svc");
+	struct ccvm_invariant_report r;
+	struct ccvm_platform *p;
+	struct ccvm_vcpu *v = NULL;
+	struct ccvm_vm *vm;
+	struct ccvm_gmem *g;
+	uint64_t gpa, size, pfn2;
+
+	memset(&svc, 0, sizeof(svc));
+	o.update_mem_attr = svc_update_mem_attr;
+	o.check_invariants = svc_check_invariants;
+	ck_assert_int_eq(ccvm_backend_register(&o), 0);
+	p = platform_on("svc");
+	vm = tu_vm(p);
+	ck_assert_str_eq(ccvm_platform_backend_name(p), "svc");
+	ck_assert_str_eq(ccvm_vm_backend_name(vm), "svc");
+	g = tu_gmem(vm, 16 * TU_PAGE, 0);
+	ck_assert_uint_eq(ccvm_platform_nr_gmem_inodes(p), 1);
+	tu_gmem_slot(vm, 0, 0, 16 * TU_PAGE, g, 0);
+
+	/* Nothing allocated yet: the walk visits nothing. */
+	tu_set_attr(vm, 0, 16 * TU_PAGE, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	ck_assert(svc.had_gmem);
+	ck_assert_uint_eq(svc.nr_walked, 0);
+
+	/* Private pages at gfns 2, 3 and 7, mapped 4K (the slot is below 2M). */
+	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
+	gpa = 2 * TU_PAGE;
+	size = 2 * TU_PAGE;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(v, &gpa, &size), 0);
+	gpa = 7 * TU_PAGE;
+	size = TU_PAGE;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(v, &gpa, &size), 0);
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, 2, &pfn2), 0);
+
+	r = svc_check(vm);
+	ck_assert_msg(r.invariant == 0, "%s", r.msg);
+	ck_assert_uint_eq(svc.nr_leaves, 3);
+	ck_assert_uint_eq(svc.nr_mirror, 0);
+	ck_assert_uint_eq(svc.nr_file_pages, 3);
+	ck_assert_uint_eq(svc.nr_bad_frames, 0);
+	ck_assert_uint_ge(svc.limit, 1);
+	ck_assert_uint_le(svc.limit, ccvm_platform_nr_pages(p));
+	ck_assert_int_eq(svc.bad_roots, -EINVAL);
+	ck_assert_int_eq(svc.bad_fn, -EINVAL);
+
+	/* The backend's failure reaches the report, with its message. */
+	svc.fail = true;
+	r = svc_check(vm);
+	ck_assert_uint_eq(r.invariant, 23);
+	ck_assert_uint_eq(r.gfn, 5);
+	ck_assert_uint_eq(r.pfn, 6);
+	ck_assert_str_eq(r.msg, "I23: svc says 1");
+	svc.fail = false;
+
+	/* Back to shared: gfn 2's callback takes gfn 3 too, then gfn 7. */
+	tu_set_attr(vm, 0, 16 * TU_PAGE, 0);
+	ck_assert_uint_eq(svc.nr_walked, 2);
+	ck_assert_uint_eq(svc.gfn[0], SVC_SKIP_GFN);
+	ck_assert_uint_eq(svc.pfn[0], pfn2);
+	ck_assert_uint_eq(svc.gfn[1], 7);
+
+	/* Bad input, and page state outside the platform. */
+	ck_assert_int_eq(ccvm_memslot_for_each_gmem_pfn(vm, NULL, 0, 16, svc_gfn_cb, NULL),
+			 -EINVAL);
+	ck_assert_int_eq(ccvm_vm_for_each_gmem_file_pfn(vm, NULL, NULL), -EINVAL);
+	ck_assert(!ccvm_page_is_allocated(p, 0));
+	ck_assert(!ccvm_page_is_allocated(p, ccvm_platform_nr_pages(p)));
+	ck_assert(!ccvm_page_is_leaked(p, pfn2));
+
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+}
+END_TEST
+
 #define LOOP(tc, fn, table) \
 	tcase_add_loop_test(tc, fn, 0, (int)(sizeof(table) / sizeof((table)[0])))
 
@@ -523,6 +695,11 @@ Suite *backend_suite(void)
 	LOOP(tc, test_inject_errors, inject_error_cases);
 	LOOP(tc, test_inject_pattern, inject_cases);
 	tcase_add_test(tc, test_inject_rearm_and_scope);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("services");
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_services);
 	suite_add_tcase(s, tc);
 	return s;
 }
