@@ -10,8 +10,6 @@
  * whoever writes it) is cleared when it is freed.  pfn 0 is never handed
  * out, so a zero pfn in a data structure always means "none".
  */
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -47,49 +45,6 @@ int ccvm_opts_copy(void *dst, size_t dst_sz, const void *src, size_t src_sz)
 			return -EINVAL;
 	memcpy(dst, src, src_sz < dst_sz ? src_sz : dst_sz);
 	return 0;
-}
-
-/* ---- logging --------------------------------------------------------- */
-
-static void default_log(enum ccvm_log_level level, const char *msg, void *ctx)
-{
-	(void)ctx;
-	if (level == CCVM_LOG_WARN)
-		fprintf(stderr, "libccvm: %s\n", msg);
-}
-
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static ccvm_log_fn log_fn = default_log;
-static void *log_ctx;
-
-ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx)
-{
-	ccvm_log_fn old;
-
-	pthread_mutex_lock(&log_lock);
-	old = log_fn;
-	log_fn = fn ? fn : default_log;
-	log_ctx = fn ? ctx : NULL;
-	pthread_mutex_unlock(&log_lock);
-	return old;
-}
-
-void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	pthread_mutex_lock(&log_lock);
-	log_fn(level, msg, log_ctx);
-	pthread_mutex_unlock(&log_lock);
-}
-
-const char *ccvm_version(void)
-{
-	return CCVM_VERSION_STRING;
 }
 
 /* ---- creation --------------------------------------------------------- */

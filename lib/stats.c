@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Counters, the cost model and its defaults.
+ * Counters, the cost model and its defaults, and the trace records of
+ * events (counted ones and a backend's free-form notes), which carry the
+ * simulated clock those counters make.
  *
  * Every default below is an assumption, not a measurement: no per-leaf
  * SEAMCALL latency, RMPUPDATE/PSMASH latency or TLB-shootdown cost is
@@ -242,4 +244,25 @@ void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event e
 		};
 		ccvm_trace_emit(p, &rec);
 	}
+}
+
+void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *name,
+		     uint64_t gfn, uint64_t arg0, int64_t ret)
+{
+	struct ccvm_trace_record rec = {
+		.kind = CCVM_TRACE_EVENT,
+		.id = CCVM_EV_NR,
+		.name = name,
+		.vm_id = vm ? vm->id : 0,
+		.vcpu_id = -1,
+		.gfn = gfn,
+		.arg0 = arg0,
+		.ret = ret,
+	};
+
+	if (!ccvm_tracing(p))
+		return;
+	rec.sim_ns = ccvm_counters_sim_ns(&p->stats, &p->costs);
+	rec.wall_ns = ccvm_now_ns();
+	ccvm_trace_emit(p, &rec);
 }

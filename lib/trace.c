@@ -12,7 +12,6 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #include "internal.h"
@@ -51,27 +50,6 @@ int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx
 	atomic_store(&p->trace_fn, fn);
 	pthread_mutex_unlock(&p->trace_lock);
 	return 0;
-}
-
-void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *name,
-		     uint64_t gfn, uint64_t arg0, int64_t ret)
-{
-	struct ccvm_trace_record rec = {
-		.kind = CCVM_TRACE_EVENT,
-		.id = CCVM_EV_NR,
-		.name = name,
-		.vm_id = vm ? vm->id : 0,
-		.vcpu_id = -1,
-		.gfn = gfn,
-		.arg0 = arg0,
-		.ret = ret,
-	};
-
-	if (!ccvm_tracing(p))
-		return;
-	rec.sim_ns = ccvm_counters_sim_ns(&p->stats, &p->costs);
-	rec.wall_ns = ccvm_now_ns();
-	ccvm_trace_emit(p, &rec);
 }
 
 static const char *const kind_names[] = {
@@ -170,45 +148,4 @@ int ccvm_trace_close(struct ccvm_platform *p)
 		return -EINVAL;
 	ccvm_trace_writer_close(p);
 	return 0;
-}
-
-const char *ccvm_strerror(int err)
-{
-	static _Thread_local char buf[64];
-
-	switch (err) {
-	case 0:
-		return "success";
-	case -EINVAL:
-		return "invalid argument (alignment, range, flags or state)";
-	case -EEXIST:
-		return "already exists (overlapping memslot, populated page, vCPU id)";
-	case -EFAULT:
-		return "memory fault: access does not match the memory attribute or backing";
-	case -EIO:
-		return "VM is bugged or dead";
-	case -EBUSY:
-		return "busy (objects still in use, or contention)";
-	case -ENOMEM:
-		return "out of memory (host or simulated RAM)";
-	case -ENOSPC:
-		return "no key id (HKID/ASID) or slot left";
-	case -ENOENT:
-		return "not found (no memslot, unknown backend)";
-	case -ENODEV:
-		return "gmem file not mappable (no CCVM_GMEM_FLAG_MMAP)";
-	case -EOPNOTSUPP:
-		return "operation not supported by this backend or mode";
-	case -EACCES:
-		return "guest access to a page it has not accepted (#VE/#VC)";
-	case -EAGAIN:
-		return "try again";
-	case -EINTR:
-		return "interrupted";
-	default:
-		if (err < 0 && err != INT32_MIN)
-			return strerror_r(-err, buf, sizeof(buf));
-		snprintf(buf, sizeof(buf), "not an errno: %d", err);
-		return buf;
-	}
 }
