@@ -256,6 +256,29 @@ int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg)
 
 /* ---- guest mode ------------------------------------------------------------- */
 
+bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm = v->vm;
+	int state = atomic_load_explicit(&v->in_guest, memory_order_acquire);
+
+	/* Most vCPUs a kick visits are out: a plain load, no locked write. */
+	if (state == CCVM_VCPU_OUT)
+		return false;
+	if (state == CCVM_VCPU_IN &&
+	    atomic_compare_exchange_strong(&v->in_guest, &state, CCVM_VCPU_EXITING)) {
+		if (vm->ops->vcpu_exit) {
+			ccvm_op_note(vm->p, vm, CCVM_OPI_vcpu_exit, CCVM_INVALID_GFN);
+			vm->ops->vcpu_exit(v);
+		}
+		atomic_store_explicit(&v->in_guest, CCVM_VCPU_OUT, memory_order_release);
+		return true;
+	}
+	/* Someone else is taking it out: an IPI returns only once it is out. */
+	while (atomic_load_explicit(&v->in_guest, memory_order_acquire) == CCVM_VCPU_EXITING)
+		sched_yield();
+	return false;
+}
+
 void ccvm_vcpu_leave_guest(struct ccvm_vcpu *v)
 {
 	/* A kick may have taken the vCPU out already: exit once per entry. */
