@@ -18,7 +18,7 @@
  */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "backend-call.h"
 
 uint64_t ccvm_attr_get(struct ccvm_vm *vm, uint64_t gfn)
 {
@@ -207,15 +207,11 @@ static int pre_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t 
 	ccvm_mmu_invalidate_begin(vm);
 	for (i = 0; i < n; i++) {
 		uint64_t a = r[i].start, b = r[i].end;
-		struct ccvm_op_call c;
 		int e;
 
 		widen_for_hugepages(r[i].slot, &a, &b);
 		ccvm_mmu_invalidate_range_add(vm, a, b);
-		e = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_pre_set_mem_attr, r[i].start);
-		if (!e)
-			e = vm->ops->pre_set_mem_attr(vm, r[i].start, r[i].end, attrs);
-		e = ccvm_op_leave(&c, e);
+		e = ccvm_op_pre_set_mem_attr(vm, r[i].start, r[i].end, attrs);
 		if (e && !err)
 			err = e;
 		flush |= ccvm_mmu_unmap_gfn_range(vm, r[i].start, r[i].end, filter);
@@ -235,10 +231,7 @@ static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_
 	pthread_rwlock_wrlock(&vm->mmu_lock);
 	for (i = 0; stored && i < n; i++) {
 		post_set_mixed(vm, r[i].slot, r[i].start, r[i].end, attrs);
-		if (vm->ops->post_set_mem_attr) {
-			ccvm_op_note(vm->p, vm, CCVM_OPI_post_set_mem_attr, r[i].start);
-			vm->ops->post_set_mem_attr(vm, r[i].start, r[i].end, attrs);
-		}
+		ccvm_op_post_set_mem_attr(vm, r[i].start, r[i].end, attrs);
 	}
 	ccvm_mmu_invalidate_end(vm);
 	pthread_rwlock_unlock(&vm->mmu_lock);
@@ -310,14 +303,9 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 
 	/* Outside mmu_lock, may sleep: SNP's RMP and direct-map work. */
 	for (i = 0; i < n; i++) {
-		struct ccvm_op_call c;
-		int e;
+		int e = ccvm_op_update_mem_attr(vm, r[i].slot, attributes, r[i].start,
+						r[i].end);
 
-		e = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_update_mem_attr, r[i].start);
-		if (!e)
-			e = vm->ops->update_mem_attr(vm, r[i].slot, attributes,
-						     r[i].start, r[i].end);
-		e = ccvm_op_leave(&c, e);
 		if (e && !err)
 			err = e;
 	}

@@ -2,13 +2,14 @@
 /*
  * The backend table: built-in backends listed explicitly (constructor-based
  * self-registration would vanish from a static archive), registration-time
- * validation and default fill-in generated from backend-ops.h, and the op
- * dispatch bracket that counts, injects failures and traces.
+ * validation and default fill-in generated from backend-ops.h, failure
+ * injection, and the out-of-line half of the op-call bracket of
+ * backend-call.h (the calls made while a trace or an injection is armed).
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend-call.h"
 
 extern const struct ccvm_backend_ops ccvm_mock_backend_ops;
 extern const struct ccvm_backend_ops ccvm_snp_backend_ops;
@@ -28,84 +29,43 @@ static unsigned int nr_registered;
 static const char *backend_names[CCVM_ARRAY_SIZE(builtin_backends) + MAX_REGISTERED + 1];
 
 const char *const ccvm_op_names[CCVM_OPI_NR] = {
-#define CCVM_BACKEND_OP(name, kind, ret) [CCVM_OPI_##name] = #name,
+#define CCVM_BACKEND_OP(name, ...) [CCVM_OPI_##name] = #name,
 #include "backend-ops.h"
-#undef CCVM_BACKEND_OP
 };
 
-static const bool op_returns_int[CCVM_OPI_NR] = {
-#define CCVM_BACKEND_OP(name, kind, ret) [CCVM_OPI_##name] = CCVM_RET_IS_##ret,
-#define CCVM_RET_IS_INT		true
-#define CCVM_RET_IS_VOID	false
+/* Ops an injection rule may fail: the counted ones that return an errno. */
+#define INJECTABLE_INT		true
+#define INJECTABLE_I64		true
+#define INJECTABLE_VOID		false
+#define INJECTABLE_DIRECT_INT	false
+#define INJECTABLE_DIRECT_VOID	false
+static const bool op_injectable[CCVM_OPI_NR] = {
+#define CCVM_BACKEND_OP(name, kind, call, ...) [CCVM_OPI_##name] = INJECTABLE_##call,
 #include "backend-ops.h"
-#undef CCVM_BACKEND_OP
 };
 
-/*
- * Defaults for OPTIONAL_RET0 ops.  Each needs its own signature, so they
- * are written out; the fill-in below refers to them by op name.
- */
-static int ret0_platform_init(struct ccvm_platform *p) { (void)p; return 0; }
-static int ret0_vm_init(struct ccvm_vm *vm) { (void)vm; return 0; }
-static int ret0_vcpu_create(struct ccvm_vcpu *v) { (void)v; return 0; }
-static int ret0_vcpu_enter(struct ccvm_vcpu *v) { (void)v; return 0; }
+/* backend-ops.h says of each op what struct ccvm_backend_ops says. */
+#define RET_TYPE_INT		int
+#define RET_TYPE_I64		int64_t
+#define RET_TYPE_VOID		void
+#define RET_TYPE_DIRECT_INT	int
+#define RET_TYPE_DIRECT_VOID	void
+#define CCVM_BACKEND_OP(name, kind, call, ctx, gfn, params, args)		\
+	_Static_assert(_Generic(((struct ccvm_backend_ops *)0)->name,		\
+				RET_TYPE_##call (*)params: 1, default: 0),	\
+		       "lib/backend-ops.h: the entry of " #name " does not match "	\
+		       "struct ccvm_backend_ops");
+#include "backend-ops.h"
 
-static int ret0_gmem_prepare(struct ccvm_vm *vm, uint64_t pfn, uint64_t gfn, int order)
-{
-	(void)vm; (void)pfn; (void)gfn; (void)order;
-	return 0;
-}
-
-static int ret0_gmem_defer_removal(struct ccvm_vm *vm, struct ccvm_gmem_inode *inode)
-{
-	(void)vm; (void)inode;
-	return 0;
-}
-
-static int ret0_pre_set_mem_attr(struct ccvm_vm *vm, uint64_t start, uint64_t end,
-				 uint64_t attrs)
-{
-	(void)vm; (void)start; (void)end; (void)attrs;
-	return 0;
-}
-
-static int ret0_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
-				uint64_t attrs, uint64_t start, uint64_t end)
-{
-	(void)vm; (void)slot; (void)attrs; (void)start; (void)end;
-	return 0;
-}
-
-static int ret0_max_mapping_level(struct ccvm_vm *vm, uint64_t pfn, bool is_private)
-{
-	(void)vm; (void)pfn; (void)is_private;
-	return 0;
-}
-
-static int ret0_guest_accept(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn, bool mapped)
-{
-	(void)v; (void)gfn; (void)pfn; (void)mapped;
-	return 0;
-}
-
-static int ret0_guest_access(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn,
-			     bool is_private, bool write)
-{
-	(void)v; (void)gfn; (void)pfn; (void)is_private; (void)write;
-	return 0;
-}
-
-static int ret0_host_access(struct ccvm_platform *p, uint64_t pfn, bool write)
-{
-	(void)p; (void)pfn; (void)write;
-	return 0;
-}
-
-static int ret0_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r)
-{
-	(void)vm; (void)r;
-	return 0;
-}
+/* The default of each OPTIONAL_RET0 op: ret0_<name>(), returning 0. */
+#define RET0_MANDATORY(name, params)
+#define RET0_OPTIONAL(name, params)
+#define RET0_OPTIONAL_RET0(name, params) static int ret0_##name params { return 0; }
+#define CCVM_BACKEND_OP(name, kind, call, ctx, gfn, params, args) RET0_##kind(name, params)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#include "backend-ops.h"
+#pragma GCC diagnostic pop
 
 /* The smallest table a backend of ABI major 1 may hand us. */
 #define OPS_SIZE_V1	(offsetof(struct ccvm_backend_ops, host_ciphertext) + \
@@ -144,9 +104,8 @@ int ccvm_backend_validate(const struct ccvm_backend_ops *ops,
 	}
 #define FILL_OPTIONAL(op)
 #define FILL_OPTIONAL_RET0(op)	if (!v.op) v.op = ret0_##op;
-#define CCVM_BACKEND_OP(op, kind, ret) FILL_##kind(op)
+#define CCVM_BACKEND_OP(op, kind, ...) FILL_##kind(op)
 #include "backend-ops.h"
-#undef CCVM_BACKEND_OP
 #undef FILL_MANDATORY
 #undef FILL_OPTIONAL
 #undef FILL_OPTIONAL_RET0
@@ -254,7 +213,7 @@ const char *ccvm_backend_op_name(unsigned int op)
 	return op < CCVM_OPI_NR ? ccvm_op_names[op] : NULL;
 }
 
-/* ---- dispatch, counting and injection ------------------------------ */
+/* ---- injection and the slow op-call bracket ------------------------- */
 
 static int op_index(const char *name)
 {
@@ -281,7 +240,7 @@ int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name,
 	op = op_index(op_name);
 	if (op < 0)
 		return op;
-	if (!op_returns_int[op])
+	if (!op_injectable[op])
 		return -EINVAL;
 
 	pthread_mutex_lock(&p->inject_lock);
@@ -292,7 +251,7 @@ int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name,
 	r->err = err;
 	for (i = 0; i < CCVM_OPI_NR; i++)
 		armed |= p->inject[i].count != 0;
-	atomic_store(&p->inject_armed, armed);
+	ccvm_op_hooks_set(p, CCVM_OP_HOOK_INJECT, armed);
 	pthread_mutex_unlock(&p->inject_lock);
 	return 0;
 }
@@ -328,38 +287,26 @@ static int inject_check(struct ccvm_platform *p, enum ccvm_op_index op)
 	return err;
 }
 
-static void op_count(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_op_index op)
-{
-	atomic_fetch_add_explicit(&p->stats.op_calls[op], 1, memory_order_relaxed);
-	if (vm)
-		atomic_fetch_add_explicit(&vm->stats.op_calls[op], 1, memory_order_relaxed);
-}
-
-int ccvm_op_enter(struct ccvm_op_call *c, struct ccvm_platform *p, struct ccvm_vm *vm,
-		  enum ccvm_op_index op, uint64_t gfn)
+int ccvm_op_hooked_enter(struct ccvm_op_call *c, struct ccvm_platform *p,
+			 struct ccvm_vm *vm, enum ccvm_op_index op, uint64_t gfn)
 {
 	c->p = p;
 	c->vm = vm;
 	c->op = op;
 	c->gfn = gfn;
 	c->t0 = 0;
-	op_count(p, vm, op);
+	ccvm_op_count(p, vm, op);
 	if (ccvm_tracing(p))
 		c->t0 = ccvm_now_ns();
-	if (ccvm_unlikely(atomic_load_explicit(&p->inject_armed, memory_order_relaxed)))
+	if (atomic_load_explicit(&p->op_hooks, memory_order_relaxed) & CCVM_OP_HOOK_INJECT)
 		return inject_check(p, op);
 	return 0;
 }
 
-int ccvm_op_leave(struct ccvm_op_call *c, int ret)
+int64_t ccvm_op_hooked_leave(struct ccvm_op_call *c, int64_t ret)
 {
-	if (ret < 0) {
-		atomic_fetch_add_explicit(&c->p->stats.op_errors[c->op], 1,
-					  memory_order_relaxed);
-		if (c->vm)
-			atomic_fetch_add_explicit(&c->vm->stats.op_errors[c->op], 1,
-						  memory_order_relaxed);
-	}
+	if (ret < 0)
+		ccvm_op_count_error(c->p, c->vm, c->op);
 	if (c->t0 && ccvm_tracing(c->p)) {
 		uint64_t now = ccvm_now_ns();
 		struct ccvm_trace_record rec = {
@@ -376,22 +323,4 @@ int ccvm_op_leave(struct ccvm_op_call *c, int ret)
 		ccvm_trace_emit(c->p, &rec);
 	}
 	return ret;
-}
-
-void ccvm_op_note(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_op_index op,
-		  uint64_t gfn)
-{
-	op_count(p, vm, op);
-	if (ccvm_tracing(p)) {
-		struct ccvm_trace_record rec = {
-			.kind = CCVM_TRACE_OP,
-			.id = op,
-			.name = ccvm_op_names[op],
-			.vm_id = vm ? vm->id : 0,
-			.vcpu_id = -1,
-			.gfn = gfn,
-			.wall_ns = ccvm_now_ns(),
-		};
-		ccvm_trace_emit(p, &rec);
-	}
 }

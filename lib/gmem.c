@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend-call.h"
 
 #define GMEM_MAX_SIZE	((uint64_t)INT64_MAX & CCVM_PAGE_MASK)
 
@@ -60,10 +60,7 @@ static void free_batch_flush(struct free_batch *b)
 	while (i < b->n) {
 		for (j = i + 1; j < b->n && b->pfns[j] == b->pfns[j - 1] + 1; j++)
 			;
-		if (p->ops->gmem_invalidate) {
-			ccvm_op_note(p, NULL, CCVM_OPI_gmem_invalidate, CCVM_INVALID_GFN);
-			p->ops->gmem_invalidate(p, b->pfns[i], b->pfns[j - 1] + 1);
-		}
+		ccvm_op_gmem_invalidate(p, b->pfns[i], b->pfns[j - 1] + 1);
 		ccvm_account(p, NULL, CCVM_EV_GMEM_INVALIDATE, j - i);
 		for (; i < j; i++)
 			ccvm_page_free(p, b->pfns[i]);
@@ -379,7 +376,7 @@ static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const v
 		err = inode_get_page(inode, i, &pfn);
 		if (err)
 			goto out;
-		err = p->ops->host_access(p, pfn, wbuf != NULL);
+		err = ccvm_op_host_access(p, pfn, wbuf != NULL);
 		if (err < 0)
 			goto out;
 		err = 0;
@@ -446,7 +443,6 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 {
 	struct ccvm_gmem_inode *inode;
 	struct ccvm_gmem **pp;
-	struct ccvm_op_call c;
 	struct ccvm_vm *vm;
 	bool begun = false;
 	int defer;
@@ -467,10 +463,7 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 	pthread_rwlock_unlock(&vm->memslots_rw);
 
 	pthread_rwlock_wrlock(&inode->invalidate_lock);
-	defer = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_gmem_defer_removal, CCVM_INVALID_GFN);
-	if (!defer)
-		defer = vm->ops->gmem_defer_removal(vm, inode);
-	defer = ccvm_op_leave(&c, defer);
+	defer = ccvm_op_gmem_defer_removal(vm, inode);
 	/* A failing hook defers nothing: zap now, the safe default. */
 	if (defer <= 0 &&
 	    gmem_invalidate_begin(g, 0, inode->npages - 1, &begun) == -ENOMEM)
@@ -547,7 +540,6 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 {
 	struct ccvm_gmem *g = atomic_load(&slot->gmem);
 	struct ccvm_gmem_inode *inode;
-	struct ccvm_op_call c;
 	uint64_t index;
 	int err;
 
@@ -564,10 +556,7 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 	if (err)
 		goto out;
 	/* [NEWEST] semantics: prepare on every get, the backend is idempotent. */
-	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_gmem_prepare, gfn);
-	if (!err)
-		err = vm->ops->gmem_prepare(vm, *pfn, gfn, 0);
-	err = ccvm_op_leave(&c, err);
+	err = ccvm_op_gmem_prepare(vm, *pfn, gfn, 0);
 	ccvm_account(vm->p, vm, CCVM_EV_GMEM_PREPARE, 1);
 out:
 	pthread_rwlock_unlock(&inode->invalidate_lock);
@@ -592,7 +581,6 @@ int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t g
 {
 	struct ccvm_gmem *g = atomic_load(&slot->gmem);
 	struct ccvm_gmem_inode *inode;
-	struct ccvm_op_call c;
 	uint64_t index, pfn;
 	int err;
 
@@ -608,10 +596,7 @@ int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t g
 	err = inode_get_page(inode, index, &pfn);
 	if (err)
 		goto out;
-	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_populate, gfn);
-	if (!err)
-		err = vm->ops->populate(vm, gfn, pfn, src, flags);
-	err = ccvm_op_leave(&c, err);
+	err = ccvm_op_populate(vm, gfn, pfn, src, flags);
 out:
 	pthread_rwlock_unlock(&inode->invalidate_lock);
 	return err;

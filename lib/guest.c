@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend-call.h"
 
 #define NO_PFN		UINT64_MAX
 #define MMIO_MAX_BYTES	8	/* one MMIO exit carries at most this much */
@@ -57,48 +57,6 @@ static bool gpa_range_ok(const struct ccvm_vm *vm, uint64_t gpa, uint64_t len)
 		return false;
 	last = gpa + len - 1;
 	return vm->gpa_bits >= 64 || !(last >> vm->gpa_bits);
-}
-
-/* ---- backend ops on the guest side --------------------------------------- */
-
-static int op_guest_access(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn,
-			   bool is_private, bool write)
-{
-	struct ccvm_vm *vm = v->vm;
-	struct ccvm_op_call c;
-	int ret;
-
-	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_guest_access, gfn);
-	if (!ret)
-		ret = vm->ops->guest_access(v, gfn, pfn, is_private, write);
-	return ccvm_op_leave(&c, ret);
-}
-
-static int op_guest_accept(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn, bool mapped)
-{
-	struct ccvm_vm *vm = v->vm;
-	struct ccvm_op_call c;
-	int ret;
-
-	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_guest_accept, gfn);
-	if (!ret)
-		ret = vm->ops->guest_accept(v, gfn, pfn, mapped);
-	return ccvm_op_leave(&c, ret);
-}
-
-static int64_t op_handle_exit_hypercall(struct ccvm_vcpu *v, uint64_t gpa, uint64_t size,
-					bool to_private)
-{
-	struct ccvm_vm *vm = v->vm;
-	struct ccvm_op_call c;
-	int64_t ret;
-	int err;
-
-	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_handle_exit_hypercall,
-			    gpa >> CCVM_PAGE_SHIFT);
-	ret = err ? err : vm->ops->handle_exit_hypercall(v, gpa, size, to_private, &v->run);
-	ccvm_op_leave(&c, ret < 0 ? (int)ret : 0);
-	return ret;
 }
 
 /* ---- faults ------------------------------------------------------------------ */
@@ -232,7 +190,7 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 			pthread_rwlock_unlock(&vm->mmu_lock);
 			goto fault;
 		}
-		r = op_guest_access(v, gfn, x.pfn, x.is_private, write);
+		r = ccvm_op_guest_access(v, gfn, x.pfn, x.is_private, write);
 		if (r == 0) {
 			if (write) {
 				guest_copy(x.hva + off, wbuf, n);
@@ -339,8 +297,8 @@ int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool t
 		ccvm_guest_enter(g);
 		memset(&run->hypercall, 0, sizeof(run->hypercall));
 		run->exit_reason = CCVM_EXIT_HYPERCALL;
-		if (vm->ops->handle_exit_hypercall) {
-			r = op_handle_exit_hypercall(v, gpa, size, to_private);
+		if (ccvm_has_op(vm, handle_exit_hypercall)) {
+			r = ccvm_op_handle_exit_hypercall(v, gpa, size, to_private, run);
 			if (r < 0)
 				return (int)r;
 			if (r == 0 || (uint64_t)r > size || !ccvm_is_page_aligned((uint64_t)r)) {
@@ -384,7 +342,7 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa)
 	for (;;) {
 		guest_lock_in_guest_mode(g);
 		mapped = !ccvm_mmu_translate(v, gpa, &x) && x.is_private;
-		r = op_guest_accept(v, gfn, mapped ? x.pfn : NO_PFN, mapped);
+		r = ccvm_op_guest_accept(v, gfn, mapped ? x.pfn : NO_PFN, mapped);
 		pthread_rwlock_unlock(&vm->mmu_lock);
 		if (r == 0)
 			return 0;

@@ -55,9 +55,8 @@ static inline bool ccvm_is_page_aligned(uint64_t x)
 /* ---- backend op indices, generated from backend-ops.h ---------------- */
 
 enum ccvm_op_index {
-#define CCVM_BACKEND_OP(name, kind, ret) CCVM_OPI_##name,
+#define CCVM_BACKEND_OP(name, ...) CCVM_OPI_##name,
 #include "backend-ops.h"
-#undef CCVM_BACKEND_OP
 	CCVM_OPI_NR
 };
 
@@ -133,12 +132,28 @@ struct ccvm_platform {
 	pthread_mutex_t trace_lock;		/* serialises trace callbacks */
 	struct ccvm_trace_writer *trace_writer;
 
-	_Atomic bool inject_armed;
+	_Atomic unsigned int op_hooks;		/* CCVM_OP_HOOK_*: op calls take the slow path */
 	pthread_mutex_t inject_lock;
 	struct ccvm_inject_rule inject[CCVM_OPI_NR];
 
 	void *priv;				/* backend global state */
 };
+
+/*
+ * What makes backend op calls leave their fast path (lib/backend-call.h):
+ * a trace callback, an injection rule.  Set and cleared by whoever arms
+ * or disarms the hook, under that hook's own lock.
+ */
+#define CCVM_OP_HOOK_TRACE	(1u << 0)
+#define CCVM_OP_HOOK_INJECT	(1u << 1)
+
+static inline void ccvm_op_hooks_set(struct ccvm_platform *p, unsigned int hook, bool on)
+{
+	if (on)
+		atomic_fetch_or_explicit(&p->op_hooks, hook, memory_order_relaxed);
+	else
+		atomic_fetch_and_explicit(&p->op_hooks, ~hook, memory_order_relaxed);
+}
 
 /* Account heap the model allocates (for ccvm_stats.model_bytes). */
 static inline void ccvm_model_bytes_add(struct ccvm_platform *p, int64_t bytes)
@@ -151,24 +166,6 @@ const struct ccvm_backend_ops *ccvm_backend_lookup(const char *name);
 int ccvm_backend_validate(const struct ccvm_backend_ops *ops,
 			  struct ccvm_backend_ops *out);
 extern const char *const ccvm_op_names[CCVM_OPI_NR];
-
-/*
- * Op dispatch bracket: counts the call, applies an injected failure
- * (returned nonzero: skip the op and use it as the result) and traces.
- */
-struct ccvm_op_call {
-	struct ccvm_platform *p;
-	struct ccvm_vm *vm;
-	enum ccvm_op_index op;
-	uint64_t gfn;
-	uint64_t t0;
-};
-int ccvm_op_enter(struct ccvm_op_call *c, struct ccvm_platform *p, struct ccvm_vm *vm,
-		  enum ccvm_op_index op, uint64_t gfn);
-int ccvm_op_leave(struct ccvm_op_call *c, int ret);
-/* For void ops: count and trace only. */
-void ccvm_op_note(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_op_index op,
-		  uint64_t gfn);
 
 /* lib/trace.c */
 void ccvm_trace_emit(struct ccvm_platform *p, const struct ccvm_trace_record *rec);
@@ -439,6 +436,12 @@ void ccvm_vm_put(struct ccvm_vm *vm);
 static inline bool ccvm_vm_usable(const struct ccvm_vm *vm)
 {
 	return !atomic_load_explicit(&vm->bugged, memory_order_acquire);
+}
+
+/* The gfn of @gpa, without the shared bit. */
+static inline uint64_t ccvm_gpa_to_gfn(const struct ccvm_vm *vm, uint64_t gpa)
+{
+	return (gpa & ~vm->shared_bit) >> CCVM_PAGE_SHIFT;
 }
 
 /* ---- vCPU ------------------------------------------------------------ */

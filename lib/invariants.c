@@ -87,7 +87,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend-call.h"
 
 #define NONE	UINT64_MAX
 
@@ -848,11 +848,11 @@ static void vm_check(struct check *c)
 	check_leaves(c);
 	if (failed(c))
 		return;
-	err = vm->ops->check_invariants(vm, c->r);
+	err = ccvm_op_check_invariants(vm, c->r);
 	if (err && !failed(c))
 		ccvm_invariant_fail(c->r, 27, NONE, NONE,
 				    "backend %s could not check its invariants: %d",
-				    vm->ops->name, err);
+				    vm->caps.name, err);
 }
 
 int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *out)

@@ -48,7 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend-call.h"
 
 #define SPTE_PRESENT		(1ull << 0)
 #define SPTE_LEAF		(1ull << 1)
@@ -144,76 +144,6 @@ static inline uint64_t gpa_to_gfn(const struct ccvm_vm *vm, uint64_t gpa)
 	return (gpa & ~vm->shared_bit) >> CCVM_PAGE_SHIFT;
 }
 
-/* ---- backend op wrappers (counted, traced, injectable) -------------------- */
-
-typedef int (*mirror_op_fn)(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn);
-
-/*
- * The four mirror ops share one signature, so one bracket serves them all.
- * A backend without the op (no mirror root) answers @absent.
- */
-static int mirror_op(struct ccvm_vm *vm, enum ccvm_op_index op, mirror_op_fn fn,
-		     uint64_t gfn, int level, uint64_t pfn, int absent)
-{
-	struct ccvm_op_call c;
-	int ret;
-
-	if (!fn)
-		return absent;
-	ret = ccvm_op_enter(&c, vm->p, vm, op, gfn);
-	if (!ret)
-		ret = fn(vm, gfn, level, pfn);
-	return ccvm_op_leave(&c, ret);
-}
-
-static int op_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t spt_pfn)
-{
-	return mirror_op(vm, CCVM_OPI_link_private_spt, vm->ops->link_private_spt, gfn,
-			 level, spt_pfn, -EOPNOTSUPP);
-}
-
-static int op_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
-{
-	return mirror_op(vm, CCVM_OPI_set_private_spte, vm->ops->set_private_spte, gfn,
-			 level, pfn, -EOPNOTSUPP);
-}
-
-static int op_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
-{
-	return mirror_op(vm, CCVM_OPI_remove_private_spte, vm->ops->remove_private_spte, gfn,
-			 level, pfn, 0);
-}
-
-static int op_free_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t spt_pfn)
-{
-	return mirror_op(vm, CCVM_OPI_free_private_spt, vm->ops->free_private_spt, gfn,
-			 level, spt_pfn, 0);
-}
-
-static inline int op_fault_is_private(struct ccvm_vm *vm, uint64_t gpa)
-{
-	struct ccvm_op_call c;
-	int ret;
-
-	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_fault_is_private,
-			    gpa_to_gfn(vm, gpa));
-	if (!ret)
-		ret = vm->ops->fault_is_private(vm, gpa);
-	return ccvm_op_leave(&c, ret);
-}
-
-static inline int op_max_mapping_level(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn,
-				       bool is_private)
-{
-	struct ccvm_op_call c;
-	int ret;
-
-	ret = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_max_mapping_level, gfn);
-	if (!ret)
-		ret = vm->ops->max_mapping_level(vm, pfn, is_private);
-	return ccvm_op_leave(&c, ret);
-}
-
 /* ---- access classification ------------------------------------------------ */
 
 enum access_kind {
@@ -231,8 +161,8 @@ static int access_kind(struct ccvm_vm *vm, uint64_t gpa, enum access_kind *kind)
 {
 	int r;
 
-	if (vm->ops->fault_is_private) {
-		r = op_fault_is_private(vm, gpa);
+	if (ccvm_has_op(vm, fault_is_private)) {
+		r = ccvm_op_fault_is_private(vm, gpa);
 		if (r < 0)
 			return r;
 		*kind = r ? ACCESS_PRIVATE : ACCESS_SHARED;
@@ -304,7 +234,7 @@ static void sp_free_external(struct ccvm_vm *vm, struct ccvm_sp *sp, int level)
 
 	if (sp->ext_pfn == NO_PFN)
 		return;
-	ret = op_free_private_spt(vm, sp->gfn, level, sp->ext_pfn);
+	ret = ccvm_op_free_private_spt(vm, sp->gfn, level, sp->ext_pfn);
 	if (ret) {
 		ccvm_log(CCVM_LOG_WARN,
 			 "vm %u: free_private_spt(gfn %#llx) failed: %d, page leaked",
@@ -646,7 +576,7 @@ static void zap_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_
 	if (!root->mirror)
 		return;
 	/* No unwinding: a half-removed private page may still be the guest's. */
-	ret = op_remove_private_spte(vm, gfn, level, spte_frame(e));
+	ret = ccvm_op_remove_private_spte(vm, gfn, level, spte_frame(e));
 	if (ret) {
 		ccvm_vm_bug(vm, "remove_private_spte(gfn %#llx, level %d) failed: %d",
 			    (unsigned long long)gfn, level, ret);
@@ -831,7 +761,7 @@ static int link_table(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64
 		sp_free(vm, child);
 		return ret;
 	}
-	ret = mirror_set(vm, ptr, make_table(child), op_link_private_spt, base, level,
+	ret = mirror_set(vm, ptr, make_table(child), ccvm_op_link_private_spt, base, level,
 			 child->ext_pfn);
 	if (ret) {
 		/* Never handed over: still the host's page. */
@@ -853,7 +783,7 @@ static int set_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t
 		if (!spte_cmpxchg(ptr, 0, leaf))
 			return -EAGAIN;
 	} else {
-		ret = mirror_set(vm, ptr, leaf, op_set_private_spte, f->gfn - offset, level,
+		ret = mirror_set(vm, ptr, leaf, ccvm_op_set_private_spte, f->gfn - offset, level,
 				 f->frame - offset);
 		if (ret)
 			return ret;
@@ -944,7 +874,7 @@ static int fault_backing_level(struct fault *f, int order)
 		return CCVM_LEVEL_4K;		/* the 2M would not start aligned */
 	if (!f->host && order < SPTE_LEVEL_BITS)
 		return CCVM_LEVEL_4K;		/* not one physically contiguous folio */
-	ret = op_max_mapping_level(vm, f->gfn, f->host ? NO_PFN : f->frame, f->is_private);
+	ret = ccvm_op_max_mapping_level(vm, f->host ? NO_PFN : f->frame, f->is_private);
 	if (ret < 0)
 		return CCVM_LEVEL_4K;
 	if (ret > 0 && ret < level)

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "internal.h"
+#include "backend-call.h"
 
 #define DEFAULT_MEM_BYTES	(1ull << 30)
 #define MAX_MEM_BYTES		(1ull << 44)	/* 16 TiB: free-list links are 32-bit pfns */
@@ -155,14 +155,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 			goto err_locks;
 		ccvm_model_bytes_add(p, (int64_t)vops->platform_priv_size);
 	}
-	{
-		struct ccvm_op_call c;
-
-		err = ccvm_op_enter(&c, p, NULL, CCVM_OPI_platform_init, CCVM_INVALID_GFN);
-		if (!err)
-			err = vops->platform_init(p);
-		err = ccvm_op_leave(&c, err);
-	}
+	err = ccvm_op_platform_init(p);
 	if (err)
 		goto err_priv;
 	*out = p;
@@ -200,10 +193,7 @@ int ccvm_platform_destroy(struct ccvm_platform *p)
 	pthread_mutex_unlock(&p->lock);
 	if (busy)
 		return -EBUSY;
-	if (p->ops->platform_destroy) {
-		ccvm_op_note(p, NULL, CCVM_OPI_platform_destroy, CCVM_INVALID_GFN);
-		p->ops->platform_destroy(p);
-	}
+	ccvm_op_platform_destroy(p);
 	ccvm_trace_writer_close(p);
 	free(p->priv);
 	pthread_mutex_destroy(&p->mem_lock);
@@ -430,12 +420,12 @@ int ccvm_host_read_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
 	r = host_phys_check(p, pfn, off, buf, len);
 	if (r)
 		return r;
-	r = p->ops->host_access(p, pfn, false);
+	r = ccvm_op_host_access(p, pfn, false);
 	if (r < 0)
 		return r;
-	if (r == CCVM_HOST_ACCESS_CIPHERTEXT && p->ops->host_ciphertext) {
+	if (r == CCVM_HOST_ACCESS_CIPHERTEXT && ccvm_has_op(p, host_ciphertext)) {
 		memcpy(page, ccvm_page_ptr(p, pfn), CCVM_PAGE_SIZE);
-		p->ops->host_ciphertext(p, pfn, page);
+		ccvm_op_host_ciphertext(p, pfn, page);
 		memcpy(buf, page + off, len);
 	} else {
 		memcpy(buf, (uint8_t *)ccvm_page_ptr(p, pfn) + off, len);
@@ -451,7 +441,7 @@ int ccvm_host_write_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
 	r = host_phys_check(p, pfn, off, buf, len);
 	if (r)
 		return r;
-	r = p->ops->host_access(p, pfn, true);
+	r = ccvm_op_host_access(p, pfn, true);
 	if (r < 0)
 		return r;
 	ccvm_page_mark_dirty(p, pfn);

@@ -48,6 +48,7 @@ int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx
 	pthread_mutex_lock(&p->trace_lock);
 	atomic_store(&p->trace_ctx, ctx);
 	atomic_store(&p->trace_fn, fn);
+	ccvm_op_hooks_set(p, CCVM_OP_HOOK_TRACE, fn != NULL);
 	pthread_mutex_unlock(&p->trace_lock);
 	return 0;
 }
@@ -106,6 +107,7 @@ void ccvm_trace_writer_close(struct ccvm_platform *p)
 	if (w && atomic_load(&p->trace_ctx) == w) {
 		atomic_store(&p->trace_fn, NULL);
 		atomic_store(&p->trace_ctx, NULL);
+		ccvm_op_hooks_set(p, CCVM_OP_HOOK_TRACE, false);
 	}
 	pthread_mutex_unlock(&p->trace_lock);
 	if (!w)
@@ -138,6 +140,7 @@ int ccvm_trace_open(struct ccvm_platform *p, const char *path)
 	p->trace_writer = w;
 	atomic_store(&p->trace_ctx, w);
 	atomic_store(&p->trace_fn, writer_record);
+	ccvm_op_hooks_set(p, CCVM_OP_HOOK_TRACE, true);
 	pthread_mutex_unlock(&p->trace_lock);
 	return 0;
 }

@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend-call.h"
 
 static _Thread_local struct ccvm_guest *current_guest;
 
@@ -70,7 +70,7 @@ struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v)
 
 static size_t vcpu_model_bytes(const struct ccvm_vm *vm)
 {
-	return sizeof(struct ccvm_vcpu) + sizeof(struct ccvm_guest) + vm->ops->vcpu_priv_size;
+	return sizeof(struct ccvm_vcpu) + sizeof(struct ccvm_guest) + ccvm_vcpu_priv_size(vm);
 }
 
 static void vcpu_free_memory(struct ccvm_vcpu *v)
@@ -90,9 +90,10 @@ static struct ccvm_vcpu *vcpu_alloc(struct ccvm_vm *vm, uint32_t id)
 {
 	struct ccvm_vcpu *v = calloc(1, sizeof(*v));
 	struct ccvm_guest *g = calloc(1, sizeof(*g));
-	void *priv = vm->ops->vcpu_priv_size ? calloc(1, vm->ops->vcpu_priv_size) : NULL;
+	size_t priv_size = ccvm_vcpu_priv_size(vm);
+	void *priv = priv_size ? calloc(1, priv_size) : NULL;
 
-	if (!v || !g || (vm->ops->vcpu_priv_size && !priv)) {
+	if (!v || !g || (priv_size && !priv)) {
 		free(v);
 		free(g);
 		free(priv);
@@ -116,7 +117,6 @@ static struct ccvm_vcpu *vcpu_alloc(struct ccvm_vm *vm, uint32_t id)
 
 int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out)
 {
-	struct ccvm_op_call c;
 	struct ccvm_vcpu *v;
 	uint32_t i, n;
 	int err = 0;
@@ -139,10 +139,7 @@ int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out)
 		if (vm->vcpus[i]->id == id)
 			err = -EEXIST;
 	if (!err) {
-		err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_vcpu_create, CCVM_INVALID_GFN);
-		if (!err)
-			err = vm->ops->vcpu_create(v);
-		err = ccvm_op_leave(&c, err);
+		err = ccvm_op_vcpu_create(v);
 	}
 	if (err) {
 		pthread_mutex_unlock(&vm->lock);
@@ -216,10 +213,7 @@ void ccvm_vcpu_destroy(struct ccvm_vcpu *v)
 	pthread_mutex_lock(&v->mutex);
 	guest_stop(v->guest);
 	pthread_mutex_unlock(&v->mutex);
-	if (vm->ops->vcpu_free) {
-		ccvm_op_note(vm->p, vm, CCVM_OPI_vcpu_free, CCVM_INVALID_GFN);
-		vm->ops->vcpu_free(v);
-	}
+	ccvm_op_vcpu_free(v);
 	ccvm_mmu_vcpu_unload(v);
 	ccvm_model_bytes_add(vm->p, -(int64_t)vcpu_model_bytes(vm));
 	vcpu_free_memory(v);
@@ -258,7 +252,6 @@ int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg)
 
 bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v)
 {
-	struct ccvm_vm *vm = v->vm;
 	int state = atomic_load_explicit(&v->in_guest, memory_order_acquire);
 
 	/* Most vCPUs a kick visits are out: a plain load, no locked write. */
@@ -266,10 +259,7 @@ bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v)
 		return false;
 	if (state == CCVM_VCPU_IN &&
 	    atomic_compare_exchange_strong(&v->in_guest, &state, CCVM_VCPU_EXITING)) {
-		if (vm->ops->vcpu_exit) {
-			ccvm_op_note(vm->p, vm, CCVM_OPI_vcpu_exit, CCVM_INVALID_GFN);
-			vm->ops->vcpu_exit(v);
-		}
+		ccvm_op_vcpu_exit(v);
 		atomic_store_explicit(&v->in_guest, CCVM_VCPU_OUT, memory_order_release);
 		return true;
 	}
@@ -292,7 +282,6 @@ void ccvm_vcpu_leave_guest(struct ccvm_vcpu *v)
 static int vcpu_try_enter(struct ccvm_vcpu *v)
 {
 	struct ccvm_vm *vm = v->vm;
-	struct ccvm_op_call c;
 	int err;
 
 	if (ccvm_vcpu_in_guest(v))
@@ -303,10 +292,7 @@ static int vcpu_try_enter(struct ccvm_vcpu *v)
 		return -EIO;
 	if (atomic_load(&vm->entry_blocked) > 0)
 		return ENTRY_BLOCKED;
-	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_vcpu_enter, CCVM_INVALID_GFN);
-	if (!err)
-		err = vm->ops->vcpu_enter(v);
-	err = ccvm_op_leave(&c, err);
+	err = ccvm_op_vcpu_enter(v);
 	if (err)
 		return err;
 	atomic_store_explicit(&v->in_guest, CCVM_VCPU_IN, memory_order_release);

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "backend-call.h"
 
 #define DEFAULT_MAX_VCPUS	8
 #define MAX_VCPUS		1024
@@ -52,7 +52,7 @@ static void vm_free(struct ccvm_vm *vm)
 	pthread_rwlock_destroy(&vm->memslots_rw);
 	pthread_rwlock_destroy(&vm->mmu_lock);
 	pthread_rwlock_destroy(&vm->attr_lock);
-	ccvm_model_bytes_add(p, -(int64_t)(sizeof(*vm) + vm->ops->vm_priv_size +
+	ccvm_model_bytes_add(p, -(int64_t)(sizeof(*vm) + ccvm_vm_priv_size(vm) +
 					   vm->max_vcpus * sizeof(vm->vcpus[0])));
 	free(vm->vcpus);
 	free(vm->priv);
@@ -66,7 +66,6 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 		   struct ccvm_vm **out)
 {
 	struct ccvm_vm_opts opts;
-	struct ccvm_op_call c;
 	struct ccvm_vm *vm;
 	int err;
 
@@ -88,16 +87,16 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return -ENOMEM;
+	vm->p = p;
+	vm->ops = p->ops;
 	vm->vcpus = calloc(opts.max_vcpus, sizeof(vm->vcpus[0]));
-	if (p->ops->vm_priv_size)
-		vm->priv = calloc(1, p->ops->vm_priv_size);
-	if (!vm->vcpus || (p->ops->vm_priv_size && !vm->priv)) {
+	if (ccvm_vm_priv_size(vm))
+		vm->priv = calloc(1, ccvm_vm_priv_size(vm));
+	if (!vm->vcpus || (ccvm_vm_priv_size(vm) && !vm->priv)) {
 		free(vm->vcpus);
 		free(vm);
 		return -ENOMEM;
 	}
-	vm->p = p;
-	vm->ops = p->ops;
 	vm->refcount = 1;
 	vm->max_vcpus = opts.max_vcpus;
 	vm->gpa_bits = opts.gpa_bits;
@@ -121,21 +120,18 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	vm->id = p->next_vm_id++;
 	p->nr_vms++;
 	pthread_mutex_unlock(&p->lock);
-	ccvm_model_bytes_add(p, (int64_t)(sizeof(*vm) + p->ops->vm_priv_size +
+	ccvm_model_bytes_add(p, (int64_t)(sizeof(*vm) + ccvm_vm_priv_size(vm) +
 					  opts.max_vcpus * sizeof(vm->vcpus[0])));
 	/* The caps a VM reports depend on it (the shared bit's position). */
-	vm->ops->get_caps(vm, &vm->caps);
-	vm->caps.name = vm->ops->name;
+	ccvm_op_get_caps(vm, &vm->caps);
+	vm->caps.name = p->caps.name;
 
 	err = ccvm_mmu_vm_init(vm);
 	if (err) {
 		vm_free(vm);
 		return err;
 	}
-	err = ccvm_op_enter(&c, p, vm, CCVM_OPI_vm_init, CCVM_INVALID_GFN);
-	if (!err)
-		err = vm->ops->vm_init(vm);
-	err = ccvm_op_leave(&c, err);
+	err = ccvm_op_vm_init(vm);
 	if (err) {
 		ccvm_mmu_vm_uninit(vm);
 		vm_free(vm);
@@ -153,21 +149,14 @@ void ccvm_vm_get(struct ccvm_vm *vm)
 /* kvm_destroy_vm(): see the file comment for the order and why. */
 static void vm_destroy(struct ccvm_vm *vm)
 {
-	struct ccvm_platform *p = vm->p;
 	uint32_t i, n;
 
-	if (vm->ops->vm_pre_destroy) {
-		ccvm_op_note(p, vm, CCVM_OPI_vm_pre_destroy, CCVM_INVALID_GFN);
-		vm->ops->vm_pre_destroy(vm);
-	}
+	ccvm_op_vm_pre_destroy(vm);
 	n = atomic_load(&vm->nr_vcpus);
 	for (i = 0; i < n; i++)
 		ccvm_vcpu_destroy(vm->vcpus[i]);
 	ccvm_mmu_vm_uninit(vm);
-	if (vm->ops->vm_destroy) {
-		ccvm_op_note(p, vm, CCVM_OPI_vm_destroy, CCVM_INVALID_GFN);
-		vm->ops->vm_destroy(vm);
-	}
+	ccvm_op_vm_destroy(vm);
 	ccvm_memslots_free_all(vm);
 	vm_free(vm);
 }
@@ -341,7 +330,6 @@ void ccvm_vm_unblock_entry(struct ccvm_vm *vm)
 
 int ccvm_vm_finalize(struct ccvm_vm *vm)
 {
-	struct ccvm_op_call c;
 	int err = 0;
 
 	if (!vm)
@@ -352,12 +340,9 @@ int ccvm_vm_finalize(struct ccvm_vm *vm)
 		err = -EIO;
 	} else if (atomic_load(&vm->state) != CCVM_VM_CREATED) {
 		err = -EINVAL;
-	} else if (vm->ops->vm_finalize) {
+	} else if (ccvm_has_op(vm, vm_finalize)) {
 		/* A backend without a launch protocol is runnable from the start. */
-		err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_vm_finalize, CCVM_INVALID_GFN);
-		if (!err)
-			err = vm->ops->vm_finalize(vm);
-		err = ccvm_op_leave(&c, err);
+		err = ccvm_op_vm_finalize(vm);
 	}
 	if (!err)
 		atomic_store(&vm->state, CCVM_VM_FINALIZED);
@@ -412,7 +397,7 @@ int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src, uint64_t
 		return -EINVAL;
 	if ((gpa & vm->shared_bit) || ((gpa + size - 1) >> CCVM_PAGE_SHIFT) >= vm->max_gfn)
 		return -EINVAL;
-	if (!vm->ops->populate && !vm->caps.has_mirror_root)
+	if (!ccvm_has_op(vm, populate) && !vm->caps.has_mirror_root)
 		return -EOPNOTSUPP;
 
 	gfn = gpa >> CCVM_PAGE_SHIFT;
@@ -438,12 +423,11 @@ int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src, uint64_t
 
 int ccvm_vm_terminate(struct ccvm_vm *vm)
 {
-	struct ccvm_op_call c;
 	int err;
 
 	if (!vm)
 		return -EINVAL;
-	if (!vm->ops->vm_terminate)
+	if (!ccvm_has_op(vm, vm_terminate))
 		return -EOPNOTSUPP;
 	pthread_mutex_lock(&vm->lock);
 	if (ccvm_vm_is_dead(vm)) {
@@ -452,10 +436,7 @@ int ccvm_vm_terminate(struct ccvm_vm *vm)
 	}
 	/* No vCPU may enter from here on; the backend releases its key. */
 	ccvm_vm_set_dead(vm);
-	err = ccvm_op_enter(&c, vm->p, vm, CCVM_OPI_vm_terminate, CCVM_INVALID_GFN);
-	if (!err)
-		err = vm->ops->vm_terminate(vm);
-	err = ccvm_op_leave(&c, err);
+	err = ccvm_op_vm_terminate(vm);
 	pthread_mutex_unlock(&vm->lock);
 	return err;
 }

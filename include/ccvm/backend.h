@@ -431,8 +431,11 @@ bool ccvm_invariant_failed(const struct ccvm_invariant_report *r);
 /*
  * Fault injection (any backend): make the @nth call (1-based, 0 = every
  * call) of op @op_name fail with @err (< 0), @count times (0 = forever).
- * Only ops that return int can fail.  One rule per op; err 0 removes it.
- * Return: 0; -ENOENT (unknown op); -EINVAL (NULL platform, a void op, err > 0).
+ * Only counted ops that return an errno can fail: not the void ones, nor
+ * host_access and check_invariants, which the core calls uncounted.  One
+ * rule per op; err 0 removes it.
+ * Return: 0; -ENOENT (unknown op); -EINVAL (NULL platform, an op that
+ * cannot fail, err > 0).
  */
 int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name,
 			   uint64_t nth, int err, uint64_t count);
