@@ -272,6 +272,23 @@ static int hypercall_ret_to_errno(uint64_t ret)
 	return -EIO;
 }
 
+/*
+ * The KVM_HC_MAP_GPA_RANGE exit for [gpa, gpa + size): TDX's MapGPA and
+ * SNP's page-state change reach the VMM in this one form.
+ */
+static void map_gpa_exit_fill(struct ccvm_run *run, uint64_t gpa, uint64_t size,
+			      bool to_private)
+{
+	memset(&run->hypercall, 0, sizeof(run->hypercall));
+	run->exit_reason = CCVM_EXIT_HYPERCALL;
+	run->hypercall.nr = CCVM_HC_MAP_GPA_RANGE;
+	run->hypercall.args[0] = gpa;
+	run->hypercall.args[1] = size >> CCVM_PAGE_SHIFT;
+	run->hypercall.args[2] = (to_private ? CCVM_MAP_GPA_RANGE_ENCRYPTED
+					     : CCVM_MAP_GPA_RANGE_DECRYPTED) |
+				 CCVM_MAP_GPA_RANGE_PAGE_SZ_4K;
+}
+
 int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool to_private)
 {
 	struct ccvm_vcpu *v = guest_vcpu(g);
@@ -291,12 +308,11 @@ int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool t
 		return -EINVAL;
 
 	while (size) {
-		uint64_t chunk;
+		uint64_t chunk = size;
 		int64_t r;
 
 		ccvm_guest_enter(g);
-		memset(&run->hypercall, 0, sizeof(run->hypercall));
-		run->exit_reason = CCVM_EXIT_HYPERCALL;
+		map_gpa_exit_fill(run, gpa, size, to_private);
 		if (ccvm_has_op(vm, handle_exit_hypercall)) {
 			r = ccvm_op_handle_exit_hypercall(v, gpa, size, to_private, run);
 			if (r < 0)
@@ -309,14 +325,7 @@ int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool t
 			}
 			chunk = (uint64_t)r;
 			run->exit_reason = CCVM_EXIT_HYPERCALL;
-		} else {
-			chunk = size;
-			run->hypercall.nr = CCVM_HC_MAP_GPA_RANGE;
-			run->hypercall.args[0] = gpa;
-			run->hypercall.args[1] = size >> CCVM_PAGE_SHIFT;
-			run->hypercall.args[2] = (to_private ? CCVM_MAP_GPA_RANGE_ENCRYPTED
-							     : CCVM_MAP_GPA_RANGE_DECRYPTED) |
-						 CCVM_MAP_GPA_RANGE_PAGE_SZ_4K;
+			run->hypercall.args[1] = chunk >> CCVM_PAGE_SHIFT;
 		}
 		ccvm_guest_exit(g, 0);
 		if (run->hypercall.ret)

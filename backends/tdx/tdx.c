@@ -1090,17 +1090,11 @@ static int tdx_max_mapping_level(struct ccvm_vm *vm, uint64_t pfn, bool is_priva
 static int64_t tdx_handle_exit_hypercall(struct ccvm_vcpu *v, uint64_t gpa, uint64_t size,
 					 bool to_private, struct ccvm_run *run)
 {
-	uint64_t chunk = size < TDX_MAP_GPA_MAX_LEN ? size : TDX_MAP_GPA_MAX_LEN;
-
-	gpa &= ~ccvm_vm_shared_bit(ccvm_vcpu_vm(v));
-	run->hypercall.nr = CCVM_HC_MAP_GPA_RANGE;
-	run->hypercall.args[0] = gpa;
-	run->hypercall.args[1] = chunk >> CCVM_PAGE_SHIFT;
-	run->hypercall.args[2] = (to_private ? CCVM_MAP_GPA_RANGE_ENCRYPTED
-					     : CCVM_MAP_GPA_RANGE_DECRYPTED) |
-				 CCVM_MAP_GPA_RANGE_PAGE_SZ_4K;
-	run->hypercall.ret = 0;
-	return (int64_t)chunk;
+	(void)v;
+	(void)gpa;
+	(void)to_private;
+	(void)run;
+	return (int64_t)(size < TDX_MAP_GPA_MAX_LEN ? size : TDX_MAP_GPA_MAX_LEN);
 }
 
 /*

@@ -125,9 +125,12 @@ struct ccvm_backend_ops {
 	int (*max_mapping_level)(struct ccvm_vm *vm, uint64_t pfn, bool is_private);
 
 	/*
-	 * Guest asked to convert [gpa, gpa+size): fill run->hypercall for the
-	 * first chunk, return its length in bytes (> 0) or a negative errno that
-	 * the guest gets back.  NULL: one exit for the whole range.
+	 * Guest asked to convert [gpa, gpa+size) (no shared bit): return the
+	 * length in bytes (> 0, page aligned) of the first chunk to exit with,
+	 * or a negative errno that the guest gets back.  The core has filled
+	 * run->hypercall for the whole range and narrows args[1] to the chunk;
+	 * the op may set the chunk's page size (CCVM_MAP_GPA_RANGE_PAGE_SZ_2M)
+	 * in args[2].  NULL: one exit for the whole range.
 	 */
 	int64_t (*handle_exit_hypercall)(struct ccvm_vcpu *vcpu, uint64_t gpa,
 					 uint64_t size, bool to_private,
