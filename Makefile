@@ -28,6 +28,7 @@ LIB_SRCS :=
 LIB_SRCS += lib/attr.c
 LIB_SRCS += lib/backend.c
 LIB_SRCS += lib/error.c
+LIB_SRCS += lib/fault.c
 LIB_SRCS += lib/gmem.c
 LIB_SRCS += lib/guest.c
 LIB_SRCS += lib/invariants.c

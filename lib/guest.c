@@ -20,7 +20,6 @@
 
 #include "backend-call.h"
 
-#define NO_PFN		UINT64_MAX
 #define MMIO_MAX_BYTES	8	/* one MMIO exit carries at most this much */
 
 /*
@@ -68,10 +67,10 @@ enum fault_outcome {
 
 /*
  * The access at @gpa missed: a TDP fault, which is a VM exit (EPT violation
- * / NPF), so the vCPU leaves guest mode.  Retries are run here without
- * going back to the VMM, as KVM's TDX loop does (kvm-semantics.md 6.13),
- * but bounded by @tries: endless faulting ends the run with an internal
- * error (-EBUSY) instead of hanging, and is retried after the next run.
+ * / NPF), so the vCPU leaves guest mode.  The fault path retries by itself;
+ * *@tries is the access's budget for it, so that an access faulting again
+ * and again without completing ends the run with an internal error
+ * (-EBUSY) instead of hanging, and faults again after the next run.
  */
 static enum fault_outcome guest_fault(struct ccvm_guest *g, uint64_t gpa, bool write,
 				      unsigned int *tries)
@@ -82,20 +81,9 @@ static enum fault_outcome guest_fault(struct ccvm_guest *g, uint64_t gpa, bool w
 	int r;
 
 	ccvm_vcpu_leave_guest(v);
-	r = ccvm_mmu_page_fault(v, gpa, write, &e);
-	if (r == 0 || r == CCVM_PF_RETRY) {
-		if (++*tries <= CCVM_FAULT_RETRY_LIMIT) {
-			if (r == CCVM_PF_RETRY)
-				sched_yield();
-			return FAULT_AGAIN;
-		}
-		ccvm_log(CCVM_LOG_WARN, "vm %u vcpu %u: access at %#llx faulted %u times "
-			 "without progress", v->vm->id, v->id, (unsigned long long)gpa,
-			 CCVM_FAULT_RETRY_LIMIT);
-		*tries = 0;
-		ccvm_guest_exit_error(g, -EBUSY);
+	r = ccvm_fault_in(v, gpa, write, &e, tries);
+	if (r == 0)
 		return FAULT_AGAIN;
-	}
 	if (r == CCVM_PF_EXIT && e.reason == CCVM_EXIT_MMIO)
 		return FAULT_MMIO;
 	if (e.reason == CCVM_EXIT_MEMORY_FAULT) {
@@ -194,7 +182,7 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 		if (r == 0) {
 			if (write) {
 				guest_copy(x.hva + off, wbuf, n);
-				if (x.pfn != NO_PFN)
+				if (x.pfn != CCVM_NO_PFN)
 					ccvm_page_mark_dirty(vm->p, x.pfn);
 			} else {
 				guest_copy(rbuf, x.hva + off, n);
@@ -351,7 +339,7 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa)
 	for (;;) {
 		guest_lock_in_guest_mode(g);
 		mapped = !ccvm_mmu_translate(v, gpa, &x) && x.is_private;
-		r = ccvm_op_guest_accept(v, gfn, mapped ? x.pfn : NO_PFN, mapped);
+		r = ccvm_op_guest_accept(v, gfn, mapped ? x.pfn : CCVM_NO_PFN, mapped);
 		pthread_rwlock_unlock(&vm->mmu_lock);
 		if (r == 0)
 			return 0;

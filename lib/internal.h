@@ -40,6 +40,7 @@
 #define CCVM_PAGE_MASK		(~(CCVM_PAGE_SIZE - 1))
 #define CCVM_PAGES_PER_2M	512ull
 #define CCVM_INVALID_GFN	UINT64_MAX
+#define CCVM_NO_PFN		UINT64_MAX
 
 #define ccvm_container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -50,6 +51,12 @@
 static inline bool ccvm_is_page_aligned(uint64_t x)
 {
 	return (x & (CCVM_PAGE_SIZE - 1)) == 0;
+}
+
+/* Pages one page-table entry at @level covers: 1 at CCVM_LEVEL_4K, 512 at 2M. */
+static inline uint64_t ccvm_level_pages(int level)
+{
+	return 1ull << (9 * (level - 1));
 }
 
 /* ---- backend op indices, generated from backend-ops.h ---------------- */
@@ -338,6 +345,42 @@ void ccvm_mmu_flush_remote_tlbs(struct ccvm_vm *vm);
 /* Generation wrap: invalidate every direct root, never a mirror root. */
 void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm);
 
+/* Translate @gpa for a guest access; mmu_lock read held.  0 or -ENOENT. */
+int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x);
+/* Look up the leaf for @gpa in the VM's current roots (inspection). */
+int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level);
+static inline bool ccvm_root_is_invalid(const struct ccvm_root *root)
+{
+	return atomic_load_explicit(&root->invalid, memory_order_acquire);
+}
+
+/*
+ * The valid root of the VM's private kind (mirror, or direct without one),
+ * or a new one that only the MMU references; mmu_lock write held.  For a
+ * map without a vCPU (populate).  NULL: out of memory.
+ */
+struct ccvm_root *ccvm_mmu_launch_root(struct ccvm_vm *vm);
+
+/* What a fault installs: the frame of one 4K page and the leaf's level. */
+struct ccvm_page_fault {
+	uint64_t gfn;		/* without the shared bit */
+	bool is_private;
+	bool host;		/* frame is a VMM virtual page */
+	uint64_t frame;		/* of the 4K page at gfn */
+	int level;		/* in: wanted; out: level of the leaf covering gfn */
+	bool installed;		/* out: this fault wrote the leaf */
+};
+
+/*
+ * Walk @root to f->level, linking missing tables (mirror: link_private_spt
+ * under the FROZEN protocol), and install the leaf.  mmu_lock held (read or
+ * write).  Return: 0 (installed, or a leaf already covers the gfn:
+ * f->installed tells), CCVM_PF_RETRY, or a negative errno.
+ */
+int ccvm_tdp_map(struct ccvm_vm *vm, struct ccvm_root *root, struct ccvm_page_fault *f);
+
+/* ---- the fault path (lib/fault.c) ------------------------------------ */
+
 /*
  * ccvm_mmu_page_fault() - Handle a TDP fault at @gpa (shared bit included)
  * for vCPU @v (kvm-semantics.md 2.3).  Takes memslots_rw, the gmem and
@@ -347,33 +390,24 @@ void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm);
  */
 int ccvm_mmu_page_fault(struct ccvm_vcpu *v, uint64_t gpa, bool write,
 			struct ccvm_fault_exit *exit);
-/* Translate @gpa for a guest access; mmu_lock read held.  0 or -ENOENT. */
-int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x);
-/* Look up the leaf for @gpa in the VM's current roots (inspection). */
-int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level);
 /*
- * Map private @gfn into the VM's mirror (or direct) root without a vCPU, as
- * KVM's launch path does (kvm_tdp_mmu_map_private_pfn); used by populate.
- * Return: 0, -EEXIST (already mapped), -EIO, -ENOMEM, an op error.
- */
-int ccvm_mmu_map_private(struct ccvm_vm *vm, uint64_t gfn);
-
-/* -- added by lib/mmu.c (the fault retry bound) -- */
-/*
- * A fault answering CCVM_PF_RETRY is run again without re-entering the guest
- * (kvm-semantics.md 6.13), but not forever: after CCVM_FAULT_RETRY_LIMIT
- * retries on one gpa without progress the caller gives up and ends the run
- * with an error exit (CCVM_EXIT_INTERNAL_ERROR, -EAGAIN), the way KVM
- * surfaces endless faulting to userspace instead of looping (6.11).
+ * ccvm_fault_in() - The fault of a guest access at @gpa, run again while it
+ * asks for a retry, without going back to the guest (kvm-semantics.md
+ * 6.13).  *@tries is the access's budget, spent one per run over calls;
+ * past CCVM_FAULT_RETRY_LIMIT runs the call gives up.  Return: as
+ * ccvm_mmu_page_fault() but never CCVM_PF_RETRY; -EBUSY past the bound
+ * (*@tries is reset); -EIO once the VM is bugged or dead.
  */
 #define CCVM_FAULT_RETRY_LIMIT	100000u
+int ccvm_fault_in(struct ccvm_vcpu *v, uint64_t gpa, bool write,
+		  struct ccvm_fault_exit *exit, unsigned int *tries);
 /*
- * ccvm_mmu_page_fault() retried up to CCVM_FAULT_RETRY_LIMIT times, yielding
- * between tries.  Return: as ccvm_mmu_page_fault() but never CCVM_PF_RETRY;
- * -EAGAIN past the limit; -EIO once the VM is bugged or dead.
+ * Map private @gfn into the VM's private root without a vCPU, as KVM's
+ * launch path does (kvm_tdp_mmu_map_private_pfn); used by populate.
+ * Return: 0, -EEXIST (already mapped), -EINVAL (no gmem slot), -EBUSY
+ * (retried past the bound), -EIO, -ENOMEM, an op error.
  */
-int ccvm_mmu_page_fault_retry(struct ccvm_vcpu *v, uint64_t gpa, bool write,
-			      struct ccvm_fault_exit *exit);
+int ccvm_fault_map_private(struct ccvm_vm *vm, uint64_t gfn);
 
 /* ---- VM -------------------------------------------------------------- */
 
@@ -558,8 +592,11 @@ void ccvm_guest_exit(struct ccvm_guest *g, int run_ret);
  * and a retry bound hit (-EBUSY), else @error. */
 void ccvm_guest_exit_error(struct ccvm_guest *g, int error);
 
-/* Private bit of an access to @gpa (shared-bit rule or the attribute). */
-bool ccvm_fault_is_private(struct ccvm_vm *vm, uint64_t gpa);
+/* The root @v maps memory of the kind through (private: the mirror, if any). */
+static inline struct ccvm_root *ccvm_vcpu_root(const struct ccvm_vcpu *v, bool is_private)
+{
+	return is_private && v->vm->caps.has_mirror_root ? v->mirror_root : v->root;
+}
 
 /* ---- the invariant checker's view of the MMU (lib/mmu.c) -------------- */
 

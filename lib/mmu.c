@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The TDP MMU: page tables per root, the fault path, zaps, fast zap and the
- * invalidation protocol (kvm-semantics.md sections 2 and 5).
+ * The TDP MMU: roots and their page tables, installing a leaf (and the
+ * mirror protocol that tells the backend), zaps, fast zap, the invalidation
+ * protocol's writer side, translation and inspection (kvm-semantics.md
+ * sections 2 and 5).  What to install, and when, is the fault path's
+ * decision (lib/fault.c), which calls in here only through the primitives
+ * internal.h declares.
  *
  * Roots.  Every vCPU has a direct root (shared mappings; on VMs without a
  * mirror root, private ones too) and, when the backend's caps say
@@ -36,15 +40,7 @@
  * invalidation primitives hold mmu_lock write, so a table is only freed
  * when no walker can be inside it.  A present mirror entry is never changed
  * under read: mirror roots only see non-present -> present atomically.
- *
- * Hugepages.  A 2M leaf needs the lead's lpage tracking to allow it
- * (uniform attributes, whole 2M inside one slot), the caps and the
- * backend's max_mapping_level to allow it, and a contiguous backing: the
- * VMM buffer's 2M must start 2M aligned (as KVM's hva/gfn alignment rule),
- * and a gmem 2M must be one folio of order >= 9 at a matching alignment.
- * gmem hands out order-0 pages today, so private leaves are 4K.
  */
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,7 +57,6 @@
 
 #define SPTE_PER_TABLE		512
 #define SPTE_LEVEL_BITS		9
-#define NO_PFN			UINT64_MAX
 
 struct ccvm_sp {
 	_Alignas(64) _Atomic uint64_t spte[SPTE_PER_TABLE];
@@ -71,11 +66,6 @@ struct ccvm_sp {
 };
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static inline uint64_t level_pages(int level)
-{
-	return 1ull << (SPTE_LEVEL_BITS * (level - 1));
-}
 
 static inline unsigned int spte_index(uint64_t gfn, int level)
 {
@@ -134,68 +124,6 @@ static inline bool vm_has_mirror(const struct ccvm_vm *vm)
 	return vm->caps.has_mirror_root;
 }
 
-static inline bool root_is_invalid(const struct ccvm_root *root)
-{
-	return atomic_load_explicit(&root->invalid, memory_order_acquire);
-}
-
-static inline uint64_t gpa_to_gfn(const struct ccvm_vm *vm, uint64_t gpa)
-{
-	return (gpa & ~vm->shared_bit) >> CCVM_PAGE_SHIFT;
-}
-
-/* ---- access classification ------------------------------------------------ */
-
-enum access_kind {
-	ACCESS_SHARED,
-	ACCESS_PRIVATE,
-	ACCESS_BY_ATTR,		/* no hardware signal: the attribute decides (mock) */
-};
-
-/*
- * The kind of an access.  A failing fault_is_private op is the fault's
- * error: guessing "shared" would turn a private write into a conversion
- * request the guest never made.
- */
-static int access_kind(struct ccvm_vm *vm, uint64_t gpa, enum access_kind *kind)
-{
-	int r;
-
-	if (ccvm_has_op(vm, fault_is_private)) {
-		r = ccvm_op_fault_is_private(vm, gpa);
-		if (r < 0)
-			return r;
-		*kind = r ? ACCESS_PRIVATE : ACCESS_SHARED;
-	} else if (vm->shared_bit) {
-		*kind = (gpa & vm->shared_bit) ? ACCESS_SHARED : ACCESS_PRIVATE;
-	} else {
-		*kind = ACCESS_BY_ATTR;
-	}
-	return 0;
-}
-
-static inline bool gfn_attr_private(struct ccvm_vm *vm, uint64_t gfn)
-{
-	return ccvm_attr_get(vm, gfn) & CCVM_MEMORY_ATTRIBUTE_PRIVATE;
-}
-
-bool ccvm_fault_is_private(struct ccvm_vm *vm, uint64_t gpa)
-{
-	enum access_kind kind;
-
-	/* Inspection only: when the op fails, the attribute answers. */
-	if (access_kind(vm, gpa, &kind))
-		kind = ACCESS_BY_ATTR;
-	switch (kind) {
-	case ACCESS_PRIVATE:
-		return true;
-	case ACCESS_SHARED:
-		return false;
-	default:
-		return gfn_attr_private(vm, gpa_to_gfn(vm, gpa));
-	}
-}
-
 /* ---- tables and roots ------------------------------------------------------ */
 
 static struct ccvm_sp *sp_alloc(struct ccvm_vm *vm, int level, uint64_t gfn)
@@ -207,7 +135,7 @@ static struct ccvm_sp *sp_alloc(struct ccvm_vm *vm, int level, uint64_t gfn)
 	memset(sp, 0, sizeof(*sp));
 	sp->gfn = gfn;
 	sp->level = level;
-	sp->ext_pfn = NO_PFN;
+	sp->ext_pfn = CCVM_NO_PFN;
 	ccvm_model_bytes_add(vm->p, sizeof(*sp));
 	atomic_fetch_add_explicit(&vm->mmu.nr_sp, 1, memory_order_relaxed);
 	ccvm_account(vm->p, vm, CCVM_EV_SP_ALLOC, 1);
@@ -232,7 +160,7 @@ static void sp_free_external(struct ccvm_vm *vm, struct ccvm_sp *sp, int level)
 {
 	int ret;
 
-	if (sp->ext_pfn == NO_PFN)
+	if (sp->ext_pfn == CCVM_NO_PFN)
 		return;
 	ret = ccvm_op_free_private_spt(vm, sp->gfn, level, sp->ext_pfn);
 	if (ret) {
@@ -243,7 +171,7 @@ static void sp_free_external(struct ccvm_vm *vm, struct ccvm_sp *sp, int level)
 	} else {
 		ccvm_page_free(vm->p, sp->ext_pfn);
 	}
-	sp->ext_pfn = NO_PFN;
+	sp->ext_pfn = CCVM_NO_PFN;
 }
 
 /* The valid root of the kind, if any (at most one); mmu_lock held. */
@@ -252,7 +180,7 @@ static struct ccvm_root *root_find_valid(struct ccvm_vm *vm, bool mirror)
 	struct ccvm_root *root;
 
 	for (root = vm->mmu.roots; root; root = root->next)
-		if (root->mirror == mirror && !root_is_invalid(root))
+		if (root->mirror == mirror && !ccvm_root_is_invalid(root))
 			return root;
 	return NULL;
 }
@@ -295,13 +223,20 @@ static struct ccvm_root *root_get_for_vcpu(struct ccvm_vm *vm, bool mirror)
 	return root_alloc(vm, mirror, 2);
 }
 
+struct ccvm_root *ccvm_mmu_launch_root(struct ccvm_vm *vm)
+{
+	struct ccvm_root *root = root_find_valid(vm, vm_has_mirror(vm));
+
+	return root ? root : root_alloc(vm, vm_has_mirror(vm), 1);
+}
+
 static void zap_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t *ptr,
 		     uint64_t e, uint64_t gfn, int level);
 
 /* Zap every leaf and free every table below @sp (root teardown). */
 static void table_teardown(struct ccvm_vm *vm, struct ccvm_root *root, struct ccvm_sp *sp)
 {
-	uint64_t span = level_pages(sp->level);
+	uint64_t span = ccvm_level_pages(sp->level);
 	unsigned int i;
 
 	for (i = 0; i < SPTE_PER_TABLE; i++) {
@@ -347,11 +282,11 @@ static void root_put(struct ccvm_vm *vm, struct ccvm_root *root)
 
 	if (left > 0)
 		return;
-	if (left < 0 || !root_is_invalid(root)) {
+	if (left < 0 || !ccvm_root_is_invalid(root)) {
 		/* Only invalid roots may lose their last reference (5.6). */
 		ccvm_vm_bug(vm, "%s root: refcount %ld while %s",
 			    root->mirror ? "mirror" : "direct", left,
-			    root_is_invalid(root) ? "invalid" : "valid");
+			    ccvm_root_is_invalid(root) ? "invalid" : "valid");
 		if (left < 0)
 			return;
 		atomic_store(&root->invalid, true);
@@ -362,7 +297,7 @@ static void root_put(struct ccvm_vm *vm, struct ccvm_root *root)
 /* Mark @root invalid and drop the MMU's own reference; mmu_lock write held. */
 static void root_invalidate(struct ccvm_vm *vm, struct ccvm_root *root)
 {
-	if (root_is_invalid(root))
+	if (ccvm_root_is_invalid(root))
 		return;
 	atomic_store_explicit(&root->invalid, true, memory_order_release);
 	root_put(vm, root);
@@ -419,9 +354,9 @@ void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
 int ccvm_mmu_reload(struct ccvm_vcpu *v)
 {
 	struct ccvm_vm *vm = v->vm;
-	bool need_direct = !v->root || root_is_invalid(v->root);
+	bool need_direct = !v->root || ccvm_root_is_invalid(v->root);
 	bool need_mirror = vm_has_mirror(vm) &&
-			   (!v->mirror_root || root_is_invalid(v->mirror_root));
+			   (!v->mirror_root || ccvm_root_is_invalid(v->mirror_root));
 	int err = 0;
 
 	if (ccvm_likely(!need_direct && !need_mirror))
@@ -520,49 +455,6 @@ void ccvm_mmu_invalidate_end(struct ccvm_vm *vm)
 	}
 }
 
-/*
- * mmu_invalidate_retry_gfn_unsafe(): the cheap check before the pfn lookup
- * and before taking mmu_lock.  A range that is still empty while in
- * progress is not a hit here; false negatives are caught under the lock.
- */
-static bool fault_stale_unlocked(struct ccvm_vm *vm, uint64_t seq, uint64_t start,
-				 uint64_t end)
-{
-	struct ccvm_mmu *m = &vm->mmu;
-
-	if (ccvm_unlikely(atomic_load_explicit(&m->invalidate_in_progress,
-					       memory_order_acquire) > 0)) {
-		uint64_t s = atomic_load_explicit(&m->range_start, memory_order_relaxed);
-		uint64_t e = atomic_load_explicit(&m->range_end, memory_order_acquire);
-
-		if (s != CCVM_INVALID_GFN && start < e && s < end)
-			return true;
-	}
-	return atomic_load_explicit(&m->invalidate_seq, memory_order_acquire) != seq;
-}
-
-/*
- * mmu_invalidate_retry_gfn() under mmu_lock.  The range checked is the one
- * the new leaf would cover (its whole 2M for a hugepage): stricter than
- * KVM's single gfn, and it makes a 2M leaf straddling an invalidation
- * impossible whatever widened the range.
- */
-static bool fault_stale_locked(struct ccvm_vm *vm, uint64_t seq, uint64_t start,
-			       uint64_t end)
-{
-	struct ccvm_mmu *m = &vm->mmu;
-
-	if (ccvm_unlikely(atomic_load_explicit(&m->invalidate_in_progress,
-					       memory_order_relaxed) > 0)) {
-		uint64_t s = atomic_load_explicit(&m->range_start, memory_order_relaxed);
-		uint64_t e = atomic_load_explicit(&m->range_end, memory_order_relaxed);
-
-		if (s == CCVM_INVALID_GFN || (start < e && s < end))
-			return true;
-	}
-	return atomic_load_explicit(&m->invalidate_seq, memory_order_relaxed) != seq;
-}
-
 /* ---- zap ------------------------------------------------------------------ */
 
 static void zap_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t *ptr,
@@ -605,7 +497,7 @@ struct zap_range {
 
 static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
 {
-	uint64_t span = level_pages(sp->level);
+	uint64_t span = ccvm_level_pages(sp->level);
 	uint64_t first = z->start > sp->gfn ? z->start : sp->gfn;
 	uint64_t table_end = sp->gfn + span * SPTE_PER_TABLE;
 	uint64_t last = z->end < table_end ? z->end : table_end;
@@ -711,16 +603,6 @@ void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end)
 
 /* ---- install ---------------------------------------------------------------- */
 
-struct fault {
-	struct ccvm_vm *vm;
-	uint64_t gfn;		/* without the shared bit */
-	bool is_private;
-	bool host;		/* frame is a VMM virtual page */
-	uint64_t frame;		/* of the 4K page at gfn */
-	int level;		/* in: wanted; out: level of the leaf covering gfn */
-	bool installed;		/* out: this fault wrote the leaf */
-};
-
 /* Freeze, tell the backend, then publish or restore (kvm-semantics.md 5.4). */
 static int mirror_set(struct ccvm_vm *vm, _Atomic uint64_t *ptr, uint64_t new_spte,
 		      int (*op)(struct ccvm_vm *, uint64_t, int, uint64_t),
@@ -744,7 +626,7 @@ static int mirror_set(struct ccvm_vm *vm, _Atomic uint64_t *ptr, uint64_t new_sp
 static int link_table(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t *ptr,
 		      uint64_t gfn, int level)
 {
-	uint64_t base = gfn & ~(level_pages(level) - 1);
+	uint64_t base = gfn & ~(ccvm_level_pages(level) - 1);
 	struct ccvm_sp *child = sp_alloc(vm, level - 1, base);
 	int ret;
 
@@ -757,7 +639,7 @@ static int link_table(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64
 	}
 	ret = ccvm_page_alloc(vm->p, &child->ext_pfn);
 	if (ret) {
-		child->ext_pfn = NO_PFN;
+		child->ext_pfn = CCVM_NO_PFN;
 		sp_free(vm, child);
 		return ret;
 	}
@@ -773,9 +655,9 @@ static int link_table(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64
 }
 
 static int set_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t *ptr,
-		    struct fault *f, int level)
+		    struct ccvm_page_fault *f, int level)
 {
-	uint64_t offset = f->gfn & (level_pages(level) - 1);
+	uint64_t offset = f->gfn & (ccvm_level_pages(level) - 1);
 	uint64_t leaf = make_leaf(f->frame - offset, f->is_private, f->host);
 	int ret;
 
@@ -799,7 +681,7 @@ static int set_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t
  * mmu_lock held (read or write).  Return: 0 (installed, or a leaf already
  * covers the gfn: f->installed tells), CCVM_PF_RETRY, or a negative errno.
  */
-static int tdp_map(struct ccvm_vm *vm, struct ccvm_root *root, struct fault *f)
+int ccvm_tdp_map(struct ccvm_vm *vm, struct ccvm_root *root, struct ccvm_page_fault *f)
 {
 	struct ccvm_sp *sp = root->sp;
 	int level = vm->mmu.root_level;
@@ -843,210 +725,6 @@ static int tdp_map(struct ccvm_vm *vm, struct ccvm_root *root, struct fault *f)
 	}
 }
 
-/* ---- the fault path (kvm-semantics.md 2.3) ---------------------------------- */
-
-static void memory_fault_exit(struct ccvm_fault_exit *exit, uint64_t gfn, bool is_private)
-{
-	exit->reason = CCVM_EXIT_MEMORY_FAULT;
-	exit->gpa = gfn << CCVM_PAGE_SHIFT;
-	exit->size = CCVM_PAGE_SIZE;
-	exit->flags = is_private ? CCVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
-}
-
-/*
- * The largest level the backing and the backend allow, before mmu_lock; the
- * slot's lpage tracking is applied under the lock.  As KVM, the backend is
- * asked only when something larger than 4K is still possible.
- */
-static int fault_backing_level(struct fault *f, int order)
-{
-	struct ccvm_vm *vm = f->vm;
-	uint32_t cap = f->is_private ? vm->caps.private_max_level : vm->caps.shared_max_level;
-	uint64_t head = f->frame - (f->gfn & (CCVM_PAGES_PER_2M - 1));
-	int level = CCVM_LEVEL_2M;
-	int ret;
-
-	if (cap && cap < (uint32_t)level)
-		level = (int)cap;
-	if (level < CCVM_LEVEL_2M)
-		return CCVM_LEVEL_4K;
-	if (head & (CCVM_PAGES_PER_2M - 1))
-		return CCVM_LEVEL_4K;		/* the 2M would not start aligned */
-	if (!f->host && order < SPTE_LEVEL_BITS)
-		return CCVM_LEVEL_4K;		/* not one physically contiguous folio */
-	ret = ccvm_op_max_mapping_level(vm, f->host ? NO_PFN : f->frame, f->is_private);
-	if (ret < 0)
-		return CCVM_LEVEL_4K;
-	if (ret > 0 && ret < level)
-		level = ret;
-	return level;
-}
-
-/*
- * One fault at @gpa for @v.  @kind says how the access was classified;
- * ACCESS_BY_ATTR reads the attribute only after the seq snapshot, so a
- * conversion racing with the fault is always caught by the stale check.
- */
-static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
-		     struct ccvm_fault_exit *exit, int *mapped_level)
-{
-	struct ccvm_vm *vm = v->vm;
-	struct ccvm_mmu *m = &vm->mmu;
-	struct fault f = { .vm = vm, .gfn = gpa_to_gfn(vm, gpa) };
-	struct ccvm_memslot *slot;
-	struct ccvm_root *root;
-	uint64_t seq, end;
-	bool attr_private;
-	int order = 0;
-	int ret;
-
-	if (!ccvm_vm_usable(vm))
-		return -EIO;
-	ret = ccvm_mmu_reload(v);
-	if (ret)
-		return ret;
-	ccvm_account(vm->p, vm, CCVM_EV_FAULT, 1);
-
-	pthread_rwlock_rdlock(&vm->memslots_rw);
-	seq = atomic_load_explicit(&m->invalidate_seq, memory_order_acquire);
-
-	attr_private = gfn_attr_private(vm, f.gfn);
-	if (kind == ACCESS_BY_ATTR) {
-		f.is_private = attr_private;
-	} else {
-		f.is_private = kind == ACCESS_PRIVATE;
-		/* Nothing ever converts implicitly: the VMM decides (2.5). */
-		if (f.is_private != attr_private) {
-			memory_fault_exit(exit, f.gfn, f.is_private);
-			ret = CCVM_PF_EXIT;
-			goto out;
-		}
-	}
-
-	slot = f.gfn < vm->max_gfn ? ccvm_memslot_find(vm, f.gfn) : NULL;
-	if (!slot) {
-		exit->reason = CCVM_EXIT_MMIO;
-		exit->gpa = gpa;
-		exit->size = 0;
-		exit->flags = 0;
-		ret = CCVM_PF_EXIT;
-		goto out;
-	}
-	if (atomic_load_explicit(&slot->invalid, memory_order_acquire) ||
-	    fault_stale_unlocked(vm, seq, f.gfn, f.gfn + 1)) {
-		ret = CCVM_PF_RETRY;
-		goto out;
-	}
-
-	if (f.is_private) {
-		uint64_t pfn;
-
-		if (!(slot->flags & CCVM_MEM_GUEST_MEMFD) || !slot->inode) {
-			memory_fault_exit(exit, f.gfn, true);
-			ret = CCVM_PF_EXIT;
-			goto out;
-		}
-		ret = ccvm_gmem_get_pfn(vm, slot, f.gfn, &pfn, &order);
-		if (ret) {
-			/* gmem's own error is the result, with the exit filled. */
-			memory_fault_exit(exit, f.gfn, true);
-			goto out;
-		}
-		f.frame = pfn;
-	} else {
-		if (!slot->userspace_addr) {
-			memory_fault_exit(exit, f.gfn, false);
-			ret = CCVM_PF_EXIT;
-			goto out;
-		}
-		f.host = true;
-		f.frame = ((uintptr_t)slot->userspace_addr >> CCVM_PAGE_SHIFT) +
-			  (f.gfn - slot->base_gfn);
-	}
-	f.level = fault_backing_level(&f, order);
-	if (fault_stale_unlocked(vm, seq, f.gfn, f.gfn + 1)) {
-		ret = CCVM_PF_RETRY;
-		goto out;
-	}
-
-	pthread_rwlock_rdlock(&vm->mmu_lock);
-	if (f.level > CCVM_LEVEL_4K) {
-		int slot_level = ccvm_memslot_max_level(slot, f.gfn);
-
-		if (slot_level < f.level)
-			f.level = slot_level < CCVM_LEVEL_4K ? CCVM_LEVEL_4K : slot_level;
-	}
-	root = f.is_private && vm_has_mirror(vm) ? v->mirror_root : v->root;
-	end = (f.gfn | (level_pages(f.level) - 1)) + 1;
-	if (!root || root_is_invalid(root) ||
-	    fault_stale_locked(vm, seq, f.gfn & ~(level_pages(f.level) - 1), end))
-		ret = CCVM_PF_RETRY;
-	else
-		ret = tdp_map(vm, root, &f);
-	pthread_rwlock_unlock(&vm->mmu_lock);
-
-	if (ret == 0 && f.installed)
-		ccvm_account(vm->p, vm, f.level == CCVM_LEVEL_2M ? CCVM_EV_MAP_2M
-								 : CCVM_EV_MAP_4K, 1);
-	if (ret == 0 && mapped_level)
-		*mapped_level = f.level;
-out:
-	pthread_rwlock_unlock(&vm->memslots_rw);
-	if (ret == CCVM_PF_RETRY)
-		ccvm_account(vm->p, vm, CCVM_EV_FAULT_RETRY, 1);
-	return ret;
-}
-
-int ccvm_mmu_page_fault(struct ccvm_vcpu *v, uint64_t gpa, bool write,
-			struct ccvm_fault_exit *exit)
-{
-	(void)write;	/* no read-only or dirty-logged memory in the model */
-	if (!ccvm_vm_usable(v->vm))
-		return -EIO;
-	enum access_kind kind;
-	int err;
-
-	err = access_kind(v->vm, gpa, &kind);
-	if (err)
-		return err;
-	return fault_run(v, gpa, kind, exit, NULL);
-}
-
-static int fault_retry_loop(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
-			    struct ccvm_fault_exit *exit, int *level)
-{
-	unsigned int tries;
-	int ret = CCVM_PF_RETRY;
-
-	for (tries = 0; tries <= CCVM_FAULT_RETRY_LIMIT; tries++) {
-		if (ccvm_vm_is_dead(v->vm) || !ccvm_vm_usable(v->vm))
-			return -EIO;
-		ret = fault_run(v, gpa, kind, exit, level);
-		if (ret != CCVM_PF_RETRY)
-			return ret;
-		/* Let the invalidation or the busy installer finish. */
-		sched_yield();
-	}
-	ccvm_log(CCVM_LOG_WARN, "vm %u vcpu %u: fault at %#llx retried %u times, giving up",
-		 v->vm->id, v->id, (unsigned long long)gpa, CCVM_FAULT_RETRY_LIMIT);
-	return -EAGAIN;
-}
-
-int ccvm_mmu_page_fault_retry(struct ccvm_vcpu *v, uint64_t gpa, bool write,
-			      struct ccvm_fault_exit *exit)
-{
-	(void)write;
-	if (!ccvm_vm_usable(v->vm))
-		return -EIO;
-	enum access_kind kind;
-	int err;
-
-	err = access_kind(v->vm, gpa, &kind);
-	if (err)
-		return err;
-	return fault_retry_loop(v, gpa, kind, exit, NULL);
-}
-
 /* ---- translation and lookup ------------------------------------------------ */
 
 /* The leaf for @gfn in @root, 0 if none (FROZEN counts as none). */
@@ -1081,16 +759,16 @@ static uint64_t root_leaf(const struct ccvm_vm *vm, const struct ccvm_root *root
 int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x)
 {
 	struct ccvm_vm *vm = v->vm;
-	uint64_t gfn = gpa_to_gfn(vm, gpa);
+	uint64_t gfn = ccvm_gpa_to_gfn(vm, gpa);
 	bool known = vm->shared_bit != 0;
 	bool is_private = known && !(gpa & vm->shared_bit);
 	struct ccvm_root *root;
 	uint64_t e, frame;
 	int level;
 
-	root = is_private && vm_has_mirror(vm) ? v->mirror_root : v->root;
+	root = ccvm_vcpu_root(v, is_private);
 	/* Past the guest's width: no slot there, the fault makes it MMIO. */
-	if (!root || root_is_invalid(root) || gfn >= vm->max_gfn)
+	if (!root || ccvm_root_is_invalid(root) || gfn >= vm->max_gfn)
 		return -ENOENT;
 	e = root_leaf(vm, root, gfn, &level);
 	if (!e)
@@ -1098,10 +776,10 @@ int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x)
 	/* One root holding both kinds (SNP): the other kind must fault. */
 	if (known && !!(e & SPTE_PRIVATE) != is_private)
 		return -ENOENT;
-	frame = spte_frame(e) + (gfn & (level_pages(level) - 1));
+	frame = spte_frame(e) + (gfn & (ccvm_level_pages(level) - 1));
 	if (e & SPTE_HOST) {
 		x->hva = (uint8_t *)(uintptr_t)(frame << CCVM_PAGE_SHIFT);
-		x->pfn = NO_PFN;
+		x->pfn = CCVM_NO_PFN;
 	} else {
 		x->hva = ccvm_page_ptr(vm->p, frame);
 		x->pfn = frame;
@@ -1113,7 +791,7 @@ int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x)
 
 int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level)
 {
-	uint64_t gfn = gpa_to_gfn(vm, gpa);
+	uint64_t gfn = ccvm_gpa_to_gfn(vm, gpa);
 	bool known = vm->shared_bit != 0;
 	bool is_private = known && !(gpa & vm->shared_bit);
 	bool want_mirror = vm_has_mirror(vm) && is_private;
@@ -1127,14 +805,14 @@ int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level)
 		uint64_t e;
 		int l;
 
-		if (root->mirror != want_mirror || root_is_invalid(root))
+		if (root->mirror != want_mirror || ccvm_root_is_invalid(root))
 			continue;
 		e = root_leaf(vm, root, gfn, &l);
 		if (!e || (known && !!(e & SPTE_PRIVATE) != is_private))
 			continue;
 		if (pfn)
-			*pfn = (e & SPTE_HOST) ? NO_PFN
-					       : spte_frame(e) + (gfn & (level_pages(l) - 1));
+			*pfn = (e & SPTE_HOST) ? CCVM_NO_PFN
+					       : spte_frame(e) + (gfn & (ccvm_level_pages(l) - 1));
 		if (level)
 			*level = l;
 		ret = 0;
@@ -1151,154 +829,12 @@ int ccvm_vm_lookup_mapping(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int 
 	return ccvm_mmu_lookup(vm, gpa, pfn, level);
 }
 
-/* ---- launch-time map without a vCPU ------------------------------------- */
-
-/*
- * As kvm_tdp_mmu_map_private_pfn(): populate maps into the VM's root of the
- * private kind, allocating one that only the MMU references when no vCPU
- * made one yet (vCPUs find and share it later).  mmu_lock is taken for
- * write: launch is not a hot path and a root may have to be allocated.
- */
-int ccvm_mmu_map_private(struct ccvm_vm *vm, uint64_t gfn)
-{
-	bool mirror = vm_has_mirror(vm);
-	unsigned int tries;
-	int ret = -EAGAIN;
-
-	if (!ccvm_vm_usable(vm))
-		return -EIO;
-	pthread_rwlock_rdlock(&vm->memslots_rw);
-	for (tries = 0; tries <= CCVM_FAULT_RETRY_LIMIT; tries++) {
-		uint64_t seq = atomic_load_explicit(&vm->mmu.invalidate_seq,
-						    memory_order_acquire);
-		struct ccvm_memslot *slot = ccvm_memslot_find(vm, gfn);
-		struct fault f = {
-			.vm = vm, .gfn = gfn, .is_private = true, .level = CCVM_LEVEL_4K,
-		};
-		struct ccvm_root *root;
-		int order;
-
-		if (!slot || !(slot->flags & CCVM_MEM_GUEST_MEMFD) || !slot->inode) {
-			ret = -EINVAL;
-			break;
-		}
-		ret = ccvm_gmem_get_pfn(vm, slot, gfn, &f.frame, &order);
-		if (ret)
-			break;
-
-		pthread_rwlock_wrlock(&vm->mmu_lock);
-		root = root_find_valid(vm, mirror);
-		if (!root)
-			root = root_alloc(vm, mirror, 1);	/* the MMU's own only */
-		if (!root) {
-			ret = -ENOMEM;
-		} else {
-			if (fault_stale_locked(vm, seq, gfn, gfn + 1))
-				ret = CCVM_PF_RETRY;
-			else
-				ret = tdp_map(vm, root, &f);
-			if (ret == 0 && !f.installed)
-				ret = -EEXIST;
-		}
-		pthread_rwlock_unlock(&vm->mmu_lock);
-		if (ret == 0)
-			ccvm_account(vm->p, vm, CCVM_EV_MAP_4K, 1);
-		if (ret != CCVM_PF_RETRY)
-			break;
-		sched_yield();
-	}
-	pthread_rwlock_unlock(&vm->memslots_rw);
-	return ret == CCVM_PF_RETRY ? -EAGAIN : ret;
-}
-
-/* ---- KVM_PRE_FAULT_MEMORY ------------------------------------------------- */
-
-static int pre_fault_one(struct ccvm_vcpu *v, uint64_t gpa, int *level)
-{
-	struct ccvm_vm *vm = v->vm;
-	uint64_t gfn = gpa_to_gfn(vm, gpa);
-	struct ccvm_fault_exit exit;
-	enum access_kind kind;
-	uint64_t fault_gpa = gfn << CCVM_PAGE_SHIFT;
-	int ret;
-
-	/* As a guest access would: private if the attribute says so. */
-	if (vm->shared_bit) {
-		bool is_private = gfn_attr_private(vm, gfn);
-
-		kind = is_private ? ACCESS_PRIVATE : ACCESS_SHARED;
-		if (!is_private)
-			fault_gpa |= vm->shared_bit;
-	} else {
-		kind = ACCESS_BY_ATTR;
-	}
-	ret = fault_retry_loop(v, fault_gpa, kind, &exit, level);
-	if (ret == CCVM_PF_EXIT)
-		return exit.reason == CCVM_EXIT_MMIO ? -ENOENT : -EFAULT;
-	return ret;
-}
-
-int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *size)
-{
-	struct ccvm_vm *vm;
-	uint64_t full;
-	int ret = 0;
-
-	if (!v || !gpa || !size)
-		return -EINVAL;
-	if (!*size || !ccvm_is_page_aligned(*gpa) || !ccvm_is_page_aligned(*size) ||
-	    *gpa + *size <= *gpa)
-		return -EINVAL;
-	vm = v->vm;
-
-	pthread_mutex_lock(&v->mutex);
-	if (v->handle_closed) {
-		ret = -EINVAL;	/* a closed handle, as run and set_guest say */
-		goto out;
-	}
-	if (!ccvm_vm_usable(vm)) {
-		ret = -EIO;
-		goto out;
-	}
-	/* TDX maps private memory only once the TD is finalized. */
-	if (vm->caps.has_mirror_root && vm->caps.needs_finalize &&
-	    !ccvm_vm_is_finalized(vm)) {
-		ret = -EOPNOTSUPP;
-		goto out;
-	}
-	ret = ccvm_mmu_reload(v);
-	if (ret)
-		goto out;
-
-	full = *size;
-	while (*size) {
-		uint64_t g = *gpa, leaf_size, n;
-		int level = CCVM_LEVEL_4K;
-
-		ret = pre_fault_one(v, g, &level);
-		if (ret < 0)
-			break;
-		/* Advance to the end of the leaf that now maps g. */
-		leaf_size = level_pages(level) << CCVM_PAGE_SHIFT;
-		n = (g & ~(leaf_size - 1)) + leaf_size - g;
-		if (n > *size)
-			n = *size;
-		*gpa += n;
-		*size -= n;
-	}
-	if (*size != full)
-		ret = 0;
-out:
-	pthread_mutex_unlock(&v->mutex);
-	return ret;
-}
-
 /* ---- inspection for the invariant checker (lib/invariants.c) ------------- */
 
 static int walk_table(struct ccvm_vm *vm, struct ccvm_root *root, struct ccvm_sp *sp,
 		      ccvm_mmu_walk_fn fn, void *ctx)
 {
-	uint64_t span = level_pages(sp->level);
+	uint64_t span = ccvm_level_pages(sp->level);
 	unsigned int i;
 	int ret;
 
@@ -1314,7 +850,7 @@ static int walk_table(struct ccvm_vm *vm, struct ccvm_root *root, struct ccvm_sp
 
 		if (e == SPTE_FROZEN) {
 			me.frozen = true;
-			me.frame = NO_PFN;
+			me.frame = CCVM_NO_PFN;
 		} else if (!spte_present(e)) {
 			continue;
 		} else if (spte_leaf(e)) {
@@ -1390,7 +926,7 @@ int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn,
 		if (l == level) {
 			if (old) {
 				memset(old, 0, sizeof(*old));
-				old->gfn = gfn & ~(level_pages(l) - 1);
+				old->gfn = gfn & ~(ccvm_level_pages(l) - 1);
 				old->level = l;
 				old->mirror = root->mirror;
 				old->parent_ext = sp->ext_pfn;
@@ -1398,7 +934,7 @@ int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn,
 				old->leaf = spte_leaf(e);
 				old->is_private = spte_leaf(e) && (e & SPTE_PRIVATE);
 				old->host = spte_leaf(e) && (e & SPTE_HOST);
-				old->frame = spte_leaf(e) ? spte_frame(e) : NO_PFN;
+				old->frame = spte_leaf(e) ? spte_frame(e) : CCVM_NO_PFN;
 			}
 			if (spte_present(e) && !spte_leaf(e)) {
 				ret = -EEXIST;	/* a table: not a test's to replace */

@@ -377,7 +377,7 @@ static int populate_one(struct ccvm_vm *vm, uint64_t gfn, const void *src, uint6
 		 */
 		vm->populate_src = src;
 		vm->populate_flags = flags;
-		err = ccvm_mmu_map_private(vm, gfn);
+		err = ccvm_fault_map_private(vm, gfn);
 		vm->populate_src = NULL;
 		vm->populate_flags = 0;
 		return err;

@@ -549,7 +549,8 @@ int ccvm_vcpu_close(struct ccvm_vcpu *v);
  * advancing both as pages are mapped.
  * Return: 0 if anything was mapped; -EINVAL (size 0, unaligned, wrap);
  * -ENOENT (no memslot at *gpa); -EFAULT (attribute/backing mismatch);
- * -EOPNOTSUPP (TDX before finalize); -EIO.
+ * -EOPNOTSUPP (TDX before finalize); -EBUSY (the fault at *gpa kept
+ * asking for a retry, past the library's bound); -EIO.
  */
 int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *size);
 
