@@ -105,10 +105,10 @@ static int slot_init_lpage(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 	bool misaligned = false;
 	uint64_t i;
 
-	slot->nr_lpage_2m = last - first + 1;
-	slot->lpage_2m = calloc(slot->nr_lpage_2m, sizeof(uint32_t));
+	slot->lpage_2m = calloc(last - first + 1, sizeof(uint32_t));
 	if (!slot->lpage_2m)
 		return -ENOMEM;
+	slot->nr_lpage_2m = last - first + 1;
 	ccvm_model_bytes_add(vm->p, (int64_t)(slot->nr_lpage_2m * sizeof(uint32_t)));
 	if (slot->userspace_addr &&
 	    (((uintptr_t)slot->userspace_addr >> CCVM_PAGE_SHIFT) ^ slot->base_gfn) & 511)
@@ -234,6 +234,12 @@ static struct ccvm_memslot *slot_new(struct ccvm_vm *vm, const struct ccvm_memor
 	slot->base_gfn = r->guest_phys_addr >> CCVM_PAGE_SHIFT;
 	slot->npages = r->memory_size >> CCVM_PAGE_SHIFT;
 	slot->userspace_addr = r->userspace_addr;
+	if (r->flags & CCVM_MEM_GUEST_MEMFD)
+		slot->pgoff = r->gmem_offset >> CCVM_PAGE_SHIFT;
+	if (slot_init_lpage(vm, slot)) {
+		slot_free(vm, slot);
+		return NULL;
+	}
 	return slot;
 }
 
@@ -251,15 +257,7 @@ static int slot_create(struct ccvm_vm *vm, const struct ccvm_memory_region *r)
 	if (err)
 		goto err_free;
 	if (r->flags & CCVM_MEM_GUEST_MEMFD) {
-		slot->pgoff = r->gmem_offset >> CCVM_PAGE_SHIFT;
-		err = slot_init_lpage(vm, slot);
-		if (err)
-			goto err_free;
 		err = ccvm_gmem_bind(vm, slot, r->gmem, r->gmem_offset);
-		if (err)
-			goto err_free;
-	} else {
-		err = slot_init_lpage(vm, slot);
 		if (err)
 			goto err_free;
 	}
@@ -288,16 +286,10 @@ static int slot_move(struct ccvm_vm *vm, struct ccvm_memslot *old,
 {
 	struct ccvm_memslot *slot;
 	struct ccvm_memslots *s;
-	int err;
 
 	slot = slot_new(vm, r);
 	if (!slot)
 		return -ENOMEM;
-	err = slot_init_lpage(vm, slot);
-	if (err) {
-		slot_free(vm, slot);
-		return err;
-	}
 	s = slots_edit(vm, old, slot);
 	if (!s) {
 		slot_free(vm, slot);
