@@ -346,6 +346,19 @@ void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
 	pthread_rwlock_unlock(&vm->mmu_lock);
 }
 
+/* Point *@slot at the valid root of the kind, dropping the old one; mmu_lock write. */
+static int vcpu_root_replace(struct ccvm_vm *vm, struct ccvm_root **slot, bool mirror)
+{
+	struct ccvm_root *root = root_get_for_vcpu(vm, mirror);
+
+	if (!root)
+		return -ENOMEM;
+	if (*slot)
+		root_put(vm, *slot);
+	*slot = root;
+	return 0;
+}
+
 /*
  * kvm_mmu_reload(): the direct root is replaced when missing or invalid; a
  * mirror root is only taken when the vCPU has none, so a fast zap never makes
@@ -363,28 +376,10 @@ int ccvm_mmu_reload(struct ccvm_vcpu *v)
 		return 0;
 
 	pthread_rwlock_wrlock(&vm->mmu_lock);
-	if (need_direct) {
-		struct ccvm_root *root = root_get_for_vcpu(vm, false);
-
-		if (root) {
-			if (v->root)
-				root_put(vm, v->root);
-			v->root = root;
-		} else {
-			err = -ENOMEM;
-		}
-	}
-	if (need_mirror && !err) {
-		struct ccvm_root *root = root_get_for_vcpu(vm, true);
-
-		if (root) {
-			if (v->mirror_root)
-				root_put(vm, v->mirror_root);
-			v->mirror_root = root;
-		} else {
-			err = -ENOMEM;
-		}
-	}
+	if (need_direct)
+		err = vcpu_root_replace(vm, &v->root, false);
+	if (need_mirror && !err)
+		err = vcpu_root_replace(vm, &v->mirror_root, true);
 	pthread_rwlock_unlock(&vm->mmu_lock);
 	return err;
 }
