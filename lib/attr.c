@@ -146,7 +146,7 @@ static void post_set_mixed(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64
  * The range to mark in progress: widened to a 2M page straddling an edge
  * when that page is fully inside the slot and not MIXED yet, because until
  * the post hook runs a fault next to the range could map that 2M page over
- * attributes that are about to differ (the 2025-04 fix).
+ * attributes that are about to differ (KVM closed that race in 2025-04).
  */
 static void widen_for_hugepages(struct ccvm_memslot *slot, uint64_t *start, uint64_t *end)
 {

@@ -555,7 +555,7 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 	err = inode_get_page(inode, index, pfn);
 	if (err)
 		goto out;
-	/* [NEWEST] semantics: prepare on every get, the backend is idempotent. */
+	/* As upstream now: prepare on every get; the backend makes it idempotent. */
 	err = ccvm_op_gmem_prepare(vm, *pfn, gfn, 0);
 	ccvm_account(vm->p, vm, CCVM_EV_GMEM_PREPARE, 1);
 out:

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The core's private header: the structures and helpers the files of lib/
- * share.  Backends never include it, nor any other header of lib/: they
- * see the core only through <ccvm/backend.h>, built-in and out-of-tree
- * backends alike (backends/ is compiled without -Ilib, and
- * `make check-boundary` fails on a backend that reaches in anyway).
- * Tests that must look behind the API include it in their own files.
+ * The core's private header: the objects (platform, VM, memslots, gmem,
+ * TDP MMU, vCPU) and what one file of lib/ calls in another.  Backends
+ * never include it, nor any other header of lib/: they see the core only
+ * through <ccvm/backend.h>, built-in and out-of-tree backends alike
+ * (backends/ is compiled without -Ilib, and `make check-boundary` fails on
+ * a backend that reaches in anyway), and the core reaches them only
+ * through the op wrappers of backend-call.h.  Tests that must look behind
+ * the API include it in their own files.
  *
  * Lock order, outer to inner (kvm-semantics.md 0.3):
  *   vm->lock (kvm->lock)
@@ -59,7 +61,7 @@ static inline uint64_t ccvm_level_pages(int level)
 	return 1ull << (9 * (level - 1));
 }
 
-/* ---- backend op indices, generated from backend-ops.h ---------------- */
+/* ---- the backend table and op calls ---------------------------------- */
 
 enum ccvm_op_index {
 #define CCVM_BACKEND_OP(name, ...) CCVM_OPI_##name,
@@ -67,7 +69,22 @@ enum ccvm_op_index {
 	CCVM_OPI_NR
 };
 
-/* ---- counters -------------------------------------------------------- */
+extern const char *const ccvm_op_names[CCVM_OPI_NR];
+/* The table registered as @name (NULL: "mock"), NULL if none. */
+const struct ccvm_backend_ops *ccvm_backend_lookup(const char *name);
+/* Check a backend's table and copy it to @out with the defaults filled in. */
+int ccvm_backend_validate(const struct ccvm_backend_ops *ops,
+			  struct ccvm_backend_ops *out);
+
+/* An injection rule: fail the nth call of one op with err, count times. */
+struct ccvm_inject_rule {
+	_Atomic uint64_t calls;		/* calls seen since the rule was set */
+	uint64_t nth;			/* 0 = every call */
+	uint64_t count;			/* failures left, UINT64_MAX = forever */
+	int err;
+};
+
+/* ---- counters, the cost model and the trace -------------------------- */
 
 /*
  * The simulated clock is not kept as a running sum: it is the event counts
@@ -88,16 +105,17 @@ void ccvm_counters_read(const struct ccvm_counters *c, const struct ccvm_cost_mo
 uint64_t ccvm_counters_sim_ns(const struct ccvm_counters *c,
 			      const struct ccvm_cost_model *costs);
 
-/* ---- fault injection (per platform, per op) -------------------------- */
+extern const uint64_t ccvm_default_costs[CCVM_EV_NR];
+extern const uint64_t ccvm_default_ipi_per_vcpu_ns;
+extern const char *const ccvm_event_names[CCVM_EV_NR];
 
-struct ccvm_inject_rule {
-	_Atomic uint64_t calls;		/* calls seen since the rule was set */
-	uint64_t nth;			/* 0 = every call */
-	uint64_t count;			/* failures left, UINT64_MAX = forever */
-	int err;
-};
+/* Hand @rec to the platform's trace callback, if any. */
+void ccvm_trace_emit(struct ccvm_platform *p, const struct ccvm_trace_record *rec);
+void ccvm_trace_writer_close(struct ccvm_platform *p);
+/* CLOCK_MONOTONIC in nanoseconds: trace timestamps only, never the model's clock. */
+uint64_t ccvm_now_ns(void);
 
-/* ---- platform -------------------------------------------------------- */
+/* ---- the platform: simulated host and physical memory ---------------- */
 
 /* Per-pfn state, one byte each, in a lazily backed array. */
 #define CCVM_PFN_ALLOCATED	(1u << 0)
@@ -146,6 +164,11 @@ struct ccvm_platform {
 	void *priv;				/* backend global state */
 };
 
+static inline bool ccvm_tracing(struct ccvm_platform *p)
+{
+	return atomic_load_explicit(&p->trace_fn, memory_order_relaxed) != NULL;
+}
+
 /*
  * What makes backend op calls leave their fast path (lib/backend-call.h):
  * a trace callback, an injection rule.  Set and cleared by whoever arms
@@ -168,29 +191,9 @@ static inline void ccvm_model_bytes_add(struct ccvm_platform *p, int64_t bytes)
 	atomic_fetch_add_explicit(&p->model_bytes, (uint64_t)bytes, memory_order_relaxed);
 }
 
-/* lib/backend.c */
-const struct ccvm_backend_ops *ccvm_backend_lookup(const char *name);
-int ccvm_backend_validate(const struct ccvm_backend_ops *ops,
-			  struct ccvm_backend_ops *out);
-extern const char *const ccvm_op_names[CCVM_OPI_NR];
-
-/* lib/trace.c */
-void ccvm_trace_emit(struct ccvm_platform *p, const struct ccvm_trace_record *rec);
-static inline bool ccvm_tracing(struct ccvm_platform *p)
-{
-	return atomic_load_explicit(&p->trace_fn, memory_order_relaxed) != NULL;
-}
-void ccvm_trace_writer_close(struct ccvm_platform *p);
-uint64_t ccvm_now_ns(void);
-
-/* lib/stats.c */
-extern const uint64_t ccvm_default_costs[CCVM_EV_NR];
-extern const uint64_t ccvm_default_ipi_per_vcpu_ns;
-extern const char *const ccvm_event_names[CCVM_EV_NR];
-
-/* lib/platform.c */
 /* Copy a caller's option struct (libbpf rules: see platform.c). */
 int ccvm_opts_copy(void *dst, size_t dst_sz, const void *src, size_t src_sz);
+/* gmem inodes alive on the platform: it cannot be destroyed while any are. */
 void ccvm_platform_inode_get(struct ccvm_platform *p);
 void ccvm_platform_inode_put(struct ccvm_platform *p);
 
@@ -230,13 +233,13 @@ struct ccvm_memslot *ccvm_memslot_find(struct ccvm_vm *vm, uint64_t gfn);
 int ccvm_memslot_max_level(const struct ccvm_memslot *slot, uint64_t gfn);
 void ccvm_memslots_free_all(struct ccvm_vm *vm);
 
-/* ---- attributes (lib/attr.c) ----------------------------------------- */
+/* ---- memory attributes ----------------------------------------------- */
 
 uint64_t ccvm_attr_get(struct ccvm_vm *vm, uint64_t gfn);
 /* Recompute MIXED for every 2M page of a new slot; mmu_lock write held. */
 void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot);
 
-/* ---- gmem (lib/gmem.c) ----------------------------------------------- */
+/* ---- guest_memfd ----------------------------------------------------- */
 
 /* gmem page cache values: pfn << 1 | 1 (0 = hole). */
 #define CCVM_GMEM_VALUE(pfn)	(((pfn) << 1) | 1)
@@ -280,10 +283,10 @@ int ccvm_gmem_lookup_pfn(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn)
 int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gmem *g,
 		   uint64_t offset);
 void ccvm_gmem_unbind(struct ccvm_memslot *slot);
-/* True if the file page at @index is currently shared (host-accessible rule). */
+/* Is the file page at @index private now (so the host may not touch it)? */
 bool ccvm_gmem_index_is_private(struct ccvm_gmem *g, uint64_t index);
 
-/* ---- MMU (lib/mmu.c) ------------------------------------------------- */
+/* ---- the TDP MMU: roots, tables, invalidation, zap, install ---------- */
 
 struct ccvm_sp;
 
@@ -306,16 +309,6 @@ struct ccvm_mmu {
 	_Atomic uint64_t nr_sp;			/* page-table pages, all roots */
 	_Atomic uint64_t nr_leaves;		/* present leaves, all roots */
 };
-
-/* Result of a fault that must leave the guest. */
-struct ccvm_fault_exit {
-	uint32_t reason;			/* CCVM_EXIT_MEMORY_FAULT or _MMIO */
-	uint64_t flags, gpa, size;
-};
-
-/* Fault return values besides 0 (mapped) and negative errnos. */
-#define CCVM_PF_RETRY		1		/* stale or busy: run the fault again */
-#define CCVM_PF_EXIT		2		/* *exit filled: leave the guest */
 
 /* Translation of a guest access, for the guest side. */
 struct ccvm_xlate {
@@ -349,6 +342,7 @@ void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm);
 int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x);
 /* Look up the leaf for @gpa in the VM's current roots (inspection). */
 int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level);
+
 static inline bool ccvm_root_is_invalid(const struct ccvm_root *root)
 {
 	return atomic_load_explicit(&root->invalid, memory_order_acquire);
@@ -360,6 +354,10 @@ static inline bool ccvm_root_is_invalid(const struct ccvm_root *root)
  * map without a vCPU (populate).  NULL: out of memory.
  */
 struct ccvm_root *ccvm_mmu_launch_root(struct ccvm_vm *vm);
+
+/* Fault return values besides 0 (mapped) and negative errnos. */
+#define CCVM_PF_RETRY		1		/* stale or busy: run the fault again */
+#define CCVM_PF_EXIT		2		/* *exit filled: leave the guest */
 
 /* What a fault installs: the frame of one 4K page and the leaf's level. */
 struct ccvm_page_fault {
@@ -379,7 +377,36 @@ struct ccvm_page_fault {
  */
 int ccvm_tdp_map(struct ccvm_vm *vm, struct ccvm_root *root, struct ccvm_page_fault *f);
 
-/* ---- the fault path (lib/fault.c) ------------------------------------ */
+/*
+ * Inspection, for the invariant checker and the tests.  What a walk
+ * reports, struct ccvm_mmu_entry, is in <ccvm/backend.h>.
+ */
+typedef int (*ccvm_mmu_walk_fn)(struct ccvm_root *root, const struct ccvm_mmu_entry *e,
+				void *ctx);
+/*
+ * Call @fn for every present or frozen entry of @root in gfn order (stops
+ * at a nonzero return, which is returned).  mmu_lock held by the caller.
+ */
+int ccvm_mmu_walk(struct ccvm_vm *vm, struct ccvm_root *root, ccvm_mmu_walk_fn fn, void *ctx);
+/*
+ * Test hook: replace the non-table entry at @level covering @gfn in @root
+ * by a leaf built from @leaf (frame, is_private, host; SPTE_FROZEN if
+ * leaf->frozen) or, @leaf NULL, by a non-present one, behind every
+ * protocol (no op call, no counter); *@old (may be NULL) gets what was
+ * there.  Takes mmu_lock for write.
+ * Return: 0; -ENOENT (no table down to @level); -EEXIST (a table is there);
+ * -EINVAL.
+ */
+int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn, int level,
+		       const struct ccvm_mmu_entry *leaf, struct ccvm_mmu_entry *old);
+
+/* ---- the fault path -------------------------------------------------- */
+
+/* Result of a fault that must leave the guest. */
+struct ccvm_fault_exit {
+	uint32_t reason;			/* CCVM_EXIT_MEMORY_FAULT or _MMIO */
+	uint64_t flags, gpa, size;
+};
 
 /*
  * ccvm_mmu_page_fault() - Handle a TDP fault at @gpa (shared bit included)
@@ -409,7 +436,7 @@ int ccvm_fault_in(struct ccvm_vcpu *v, uint64_t gpa, bool write,
  */
 int ccvm_fault_map_private(struct ccvm_vm *vm, uint64_t gfn);
 
-/* ---- VM -------------------------------------------------------------- */
+/* ---- the VM ---------------------------------------------------------- */
 
 enum ccvm_vm_state {
 	CCVM_VM_CREATED,	/* launch phase: populate allowed */
@@ -478,7 +505,7 @@ static inline uint64_t ccvm_gpa_to_gfn(const struct ccvm_vm *vm, uint64_t gpa)
 	return (gpa & ~vm->shared_bit) >> CCVM_PAGE_SHIFT;
 }
 
-/* ---- vCPU ------------------------------------------------------------ */
+/* ---- vCPUs and the guest execution context --------------------------- */
 
 enum ccvm_guest_state {
 	CCVM_GUEST_NONE,	/* no guest function set */
@@ -506,10 +533,15 @@ struct ccvm_vcpu {
 	void *priv;
 };
 
-/* Free a vCPU at VM teardown (lib/vcpu.c): vcpu_free op, roots, memory. */
+/* Free a vCPU at VM teardown: vcpu_free op, roots, memory. */
 void ccvm_vcpu_destroy(struct ccvm_vcpu *v);
 
-/* -- added by lib/vcpu.c and lib/guest.c (the guest execution context) -- */
+/* The root @v maps memory of the kind through (private: the mirror, if any). */
+static inline struct ccvm_root *ccvm_vcpu_root(const struct ccvm_vcpu *v, bool is_private)
+{
+	return is_private && v->vm->caps.has_mirror_root ? v->mirror_root : v->root;
+}
+
 /*
  * One thread per vCPU runs the guest function, handed off with the thread
  * in ccvm_vcpu_run(): exactly one of the two runs at a time (guest_turn,
@@ -591,34 +623,6 @@ void ccvm_guest_exit(struct ccvm_guest *g, int run_ret);
 /* Exit with CCVM_EXIT_INTERNAL_ERROR {@error}; run returns -EIO for -EIO
  * and a retry bound hit (-EBUSY), else @error. */
 void ccvm_guest_exit_error(struct ccvm_guest *g, int error);
-
-/* The root @v maps memory of the kind through (private: the mirror, if any). */
-static inline struct ccvm_root *ccvm_vcpu_root(const struct ccvm_vcpu *v, bool is_private)
-{
-	return is_private && v->vm->caps.has_mirror_root ? v->mirror_root : v->root;
-}
-
-/* ---- the invariant checker's view of the MMU (lib/mmu.c) -------------- */
-
-/* struct ccvm_mmu_entry, what a walk reports, is in <ccvm/backend.h>. */
-typedef int (*ccvm_mmu_walk_fn)(struct ccvm_root *root, const struct ccvm_mmu_entry *e,
-				void *ctx);
-/*
- * Call @fn for every present or frozen entry of @root in gfn order (stops
- * at a nonzero return, which is returned).  mmu_lock held by the caller.
- */
-int ccvm_mmu_walk(struct ccvm_vm *vm, struct ccvm_root *root, ccvm_mmu_walk_fn fn, void *ctx);
-/*
- * Test hook: replace the non-table entry at @level covering @gfn in @root
- * by a leaf built from @leaf (frame, is_private, host; SPTE_FROZEN if
- * leaf->frozen) or, @leaf NULL, by a non-present one, behind every
- * protocol (no op call, no counter); *@old
- * (may be NULL) gets what was there.  Takes mmu_lock for write.
- * Return: 0; -ENOENT (no table down to @level); -EEXIST (a table is there);
- * -EINVAL.
- */
-int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn, int level,
-		       const struct ccvm_mmu_entry *leaf, struct ccvm_mmu_entry *old);
 
 /* ccvm_invariant_fail() and ccvm_invariant_count() are in <ccvm/backend.h>. */
 
