@@ -249,7 +249,7 @@ uint64_t ccvm_platform_nr_pages(const struct ccvm_platform *p)
 
 const char *ccvm_platform_backend_name(const struct ccvm_platform *p)
 {
-	return p->ops->name;
+	return p->caps.name;
 }
 
 uint64_t ccvm_platform_nr_gmem_inodes(struct ccvm_platform *p)

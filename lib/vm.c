@@ -217,7 +217,7 @@ uint32_t ccvm_vm_nr_vcpus(const struct ccvm_vm *vm)
 
 const char *ccvm_vm_backend_name(const struct ccvm_vm *vm)
 {
-	return vm->ops->name;
+	return vm->caps.name;
 }
 
 /* vCPUs are only appended while the VM lives, so no lock is needed. */
