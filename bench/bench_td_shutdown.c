@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * TD shutdown: dynamic removal versus teardown reclaim, against the
- * published figures (kvm-semantics.md section 12, Adrian Hunter's 2025
+ * published figures (docs/semantics.md section 12, Adrian Hunter's 2025
  * measurements): 4 vCPUs / 18 GB, 72 s -> 24 s; 32 vCPUs / 107 GB,
  * 517 s -> 134 s.
  *

@@ -3,7 +3,7 @@
  * The memory-attribute store and KVM_SET_MEMORY_ATTRIBUTES.
  *
  * The store is one range xarray per VM, gfn -> attributes, absent = shared
- * (I26).  An update runs KVM's sequence (kvm-semantics.md 1.2):
+ * (I26).  An update runs KVM's sequence (docs/semantics.md 1.2):
  *   validate -> slots_lock -> no-op if the range already holds the value
  *   -> reserve (the only failure, before anything changed)
  *   -> mmu_lock write: invalidate_begin, add the range widened to the 2M

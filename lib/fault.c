@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The TDP fault path (kvm-semantics.md 2.3): what a guest access that found
+ * The TDP fault path (docs/semantics.md 2.3): what a guest access that found
  * no mapping does, KVM_PRE_FAULT_MEMORY, and the launch-time map of
  * populate.  The page tables it installs into are lib/mmu.c's.
  *

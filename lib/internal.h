@@ -9,7 +9,7 @@
  * through the op wrappers of backend-call.h.  Tests that must look behind
  * the API include it in their own files.
  *
- * Lock order, outer to inner (kvm-semantics.md 0.3):
+ * Lock order, outer to inner (docs/semantics.md 0.3):
  *   vm->lock (kvm->lock)
  *     vcpu->mutex
  *       vm->slots_lock (memslot and attribute updates, gmem release)
@@ -326,7 +326,7 @@ int ccvm_mmu_reload(struct ccvm_vcpu *v);
 /* Drop @v's root references (vCPU free). */
 void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v);
 
-/* Invalidation protocol, mmu_lock held for write (kvm-semantics.md 2.1). */
+/* Invalidation protocol, mmu_lock held for write (docs/semantics.md 2.1). */
 void ccvm_mmu_invalidate_begin(struct ccvm_vm *vm);
 void ccvm_mmu_invalidate_range_add(struct ccvm_vm *vm, uint64_t start, uint64_t end);
 void ccvm_mmu_invalidate_end(struct ccvm_vm *vm);
@@ -410,7 +410,7 @@ struct ccvm_fault_exit {
 
 /*
  * ccvm_mmu_page_fault() - Handle a TDP fault at @gpa (shared bit included)
- * for vCPU @v (kvm-semantics.md 2.3).  Takes memslots_rw, the gmem and
+ * for vCPU @v (docs/semantics.md 2.3).  Takes memslots_rw, the gmem and
  * mmu locks itself.  Return: 0 mapped (or already mapped); CCVM_PF_RETRY;
  * CCVM_PF_EXIT with *@exit filled (memory fault or MMIO); -EIO (VM bugged);
  * -ENOMEM; -EFAULT and other gmem errors also fill a memory-fault *@exit.
@@ -419,7 +419,7 @@ int ccvm_mmu_page_fault(struct ccvm_vcpu *v, uint64_t gpa, bool write,
 			struct ccvm_fault_exit *exit);
 /*
  * ccvm_fault_in() - The fault of a guest access at @gpa, run again while it
- * asks for a retry, without going back to the guest (kvm-semantics.md
+ * asks for a retry, without going back to the guest (docs/semantics.md
  * 6.13).  *@tries is the access's budget, spent one per run over calls;
  * past CCVM_FAULT_RETRY_LIMIT runs the call gives up.  Return: as
  * ccvm_mmu_page_fault() but never CCVM_PF_RETRY; -EBUSY past the bound

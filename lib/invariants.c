@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The invariant checker (ARCHITECTURE.md section 8): walk the live state of
+ * The invariant checker (docs/invariants.md): walk the live state of
  * a VM, or a platform's physical memory, and report the first invariant of
- * kvm-semantics.md section 11 that does not hold.  Tests run it after every
+ * docs/semantics.md section 11 that does not hold.  Tests run it after every
  * scenario; a VMM may run it at any quiescent point.  It changes, counts and
  * traces nothing.
  *
@@ -545,7 +545,7 @@ static void check_vcpu_roots(struct check *c)
 					    "vCPU %u has a mirror root on a VM without one", v->id);
 			return;
 		}
-		/* kvm-semantics.md 10: the mirror root is never dropped alone. */
+		/* docs/semantics.md 10: the mirror root is never dropped alone. */
 		if (vm->caps.has_mirror_root && v->root && !v->root->invalid &&
 		    (!v->mirror_root || v->mirror_root->invalid)) {
 			ccvm_invariant_fail(c->r, 28, NONE, NONE,

@@ -7,7 +7,7 @@
  * which waits for every fault in flight (faults hold it for read, as a vCPU
  * holds kvm->srcu).  A slot that is deleted or moved is first marked
  * invalid, so faults on it retry; then its gfns are zapped in every root
- * (private VMs never zap everything for a slot change, kvm-semantics.md
+ * (private VMs never zap everything for a slot change, docs/semantics.md
  * 5.8); then the array without it is published.
  *
  * The generation counter advances on every publish and wraps at

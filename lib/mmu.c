@@ -2,7 +2,7 @@
 /*
  * The TDP MMU: roots and their page tables, installing a leaf (and the
  * mirror protocol that tells the backend), zaps, fast zap, the invalidation
- * protocol's writer side, translation and inspection (kvm-semantics.md
+ * protocol's writer side, translation and inspection (docs/semantics.md
  * sections 2 and 5).  What to install, and when, is the fault path's
  * decision (lib/fault.c), which calls in here only through the primitives
  * internal.h declares.
@@ -12,7 +12,7 @@
  * has_mirror_root, a mirror root for private mappings.  Roots are shared by
  * every vCPU that needs the same kind: a reload looks up a valid root of the
  * kind before allocating one.  A new root holds two references, the
- * allocating vCPU's and the MMU's own (kvm-semantics.md 5.6), so it outlives
+ * allocating vCPU's and the MMU's own (docs/semantics.md 5.6), so it outlives
  * vCPU unloads until it is invalidated.  Invalidating a root drops the MMU's
  * reference; the last reference zaps and frees it.  Direct roots are
  * invalidated by a fast zap, mirror roots only at VM teardown.  The root
@@ -33,7 +33,7 @@
  * A present non-leaf entry is the address of the child struct ccvm_sp with
  * bit 0 set (tables are 64-byte aligned).  SPTE_FROZEN is a non-present
  * magic value that locks one entry of a mirror root while the backend is
- * told about the change (kvm-semantics.md 5.4); walkers that see it retry.
+ * told about the change (docs/semantics.md 5.4); walkers that see it retry.
  *
  * Concurrency.  Faults install under mmu_lock read with compare-exchange,
  * so several vCPUs fault in parallel; zaps, fast zaps, root changes and the
@@ -152,7 +152,7 @@ static void sp_free(struct ccvm_vm *vm, struct ccvm_sp *sp)
 
 /*
  * Give back a mirror table's external page.  Only at root teardown, after
- * the backend released its key (kvm-semantics.md 5.5): a page the backend
+ * the backend released its key (docs/semantics.md 5.5): a page the backend
  * could not reclaim may still belong to the guest, so it is leaked.
  * @level is that of the entry that pointed to the table, as for link.
  */
@@ -362,7 +362,7 @@ static int vcpu_root_replace(struct ccvm_vm *vm, struct ccvm_root **slot, bool m
 /*
  * kvm_mmu_reload(): the direct root is replaced when missing or invalid; a
  * mirror root is only taken when the vCPU has none, so a fast zap never makes
- * a vCPU allocate (or reference) a second mirror root (kvm-semantics.md 10).
+ * a vCPU allocate (or reference) a second mirror root (docs/semantics.md 10).
  */
 int ccvm_mmu_reload(struct ccvm_vcpu *v)
 {
@@ -400,7 +400,7 @@ void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v)
 	pthread_rwlock_unlock(&vm->mmu_lock);
 }
 
-/* ---- invalidation protocol (kvm-semantics.md 2.1) ------------------------ */
+/* ---- invalidation protocol (docs/semantics.md 2.1) ----------------------- */
 
 void ccvm_mmu_invalidate_begin(struct ccvm_vm *vm)
 {
@@ -598,7 +598,7 @@ void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end)
 
 /* ---- install ---------------------------------------------------------------- */
 
-/* Freeze, tell the backend, then publish or restore (kvm-semantics.md 5.4). */
+/* Freeze, tell the backend, then publish or restore (docs/semantics.md 5.4). */
 static int mirror_set(struct ccvm_vm *vm, _Atomic uint64_t *ptr, uint64_t new_spte,
 		      int (*op)(struct ccvm_vm *, uint64_t, int, uint64_t),
 		      uint64_t gfn, int level, uint64_t arg)

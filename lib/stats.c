@@ -6,7 +6,7 @@
  *
  * Every default below is an assumption, not a measurement: no per-leaf
  * SEAMCALL latency, RMPUPDATE/PSMASH latency or TLB-shootdown cost is
- * published (kvm-semantics.md section 12).
+ * published (docs/semantics.md section 12).
  *
  * The TD shutdown fit.  Published: 4 vCPUs / 18 GB, 72 s with dynamic
  * removal versus 24 s with teardown reclaim; 32 vCPUs / 107 GB, 517 s

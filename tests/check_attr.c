@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * KVM_SET_MEMORY_ATTRIBUTES semantics (kvm-semantics.md 1.1-1.4): the
+ * KVM_SET_MEMORY_ATTRIBUTES semantics (docs/semantics.md 1.1-1.4): the
  * validation table, the no-op fast path, invalidation only where a memslot
  * intersects, -ENOMEM before anything changed, run queries, neighbours of
  * a conversion, and the hugepage MIXED flags.
@@ -115,7 +115,7 @@ static void snap(struct tu_snap *s)
 	tu_snap_take(s, p, vm, g, NULL, 0, 16 * TU_MiB);
 }
 
-/* ---- validation (kvm-semantics 1.1, in KVM's order) --------------------------- */
+/* ---- validation (docs/semantics.md 1.1, in KVM's order) ----------------------- */
 
 static const struct {
 	uint64_t gpa, size, attrs, flags;

@@ -69,7 +69,7 @@
 
 /*
  * Errnos each op can really return, from the backends and the contract
- * (backend.h, kvm-semantics.md).  -EBUSY and -EAGAIN are the contention
+ * (backend.h, docs/semantics.md).  -EBUSY and -EAGAIN are the contention
  * answers the core retries (install path, entry, accept); the others end
  * the operation.  An op missing here (one appended later) gets -EIO.
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * guest_memfd (kvm-semantics.md 3.2, 3.5, 3.6, 3.10; real-kvm.md 3):
+ * guest_memfd (docs/semantics.md 3.2, 3.5, 3.6, 3.10; docs/real-kvm.md):
  * create, fallocate, host access through the file, and lifetimes (the file
  * keeps its VM alive, a backend may pin the inode past the file).
  */

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * KVM_SET_USER_MEMORY_REGION2 semantics (kvm-semantics.md 3.3, real-kvm.md
- * 4): the errno table, create/delete/move, gmem bindings, the generation
- * counter and its wrap.  Every refused call must leave the slots, the
- * generation, the gmem bindings and every counter as they were.
+ * KVM_SET_USER_MEMORY_REGION2 semantics (docs/semantics.md 3.3,
+ * docs/real-kvm.md): the errno table, create/delete/move, gmem bindings,
+ * the generation counter and its wrap.  Every refused call must leave the
+ * slots, the generation, the gmem bindings and every counter as they were.
  */
 #include <errno.h>
 #include <string.h>

@@ -567,7 +567,7 @@ START_TEST(test_vm_zap_gfn_range_service)
 }
 END_TEST
 
-/* ---- the invalidation retry (kvm-semantics 2.3) ------------------------------ */
+/* ---- the invalidation retry (docs/semantics.md 2.3) -------------------------- */
 
 START_TEST(test_fault_retries_inside_in_progress_range)
 {

@@ -3,7 +3,7 @@
  * Simulated AMD SEV-SNP hardware: the RMP table, RMPUPDATE / PSMASH /
  * RMPREAD / PVALIDATE, the guest's and the host's RMP access checks, the
  * host kernel direct map, the ASID pool, and the few firmware (PSP)
- * commands that change RMP entries.  kvm-semantics.md section 7 is the
+ * commands that change RMP entries.  docs/semantics.md section 7 is the
  * specification; this header is the datasheet the KVM side of the snp
  * backend (backends/snp/snp.c, declared in snp.h) programs against.
  *
@@ -80,7 +80,7 @@
  * instruction allocates memory or makes a system call; the retry loops of
  * the helpers yield the CPU only while contended.
  *
- * How the KVM side maps onto this (kvm-semantics.md 7.2-7.6)
+ * How the KVM side maps onto this (docs/semantics.md 7.2-7.6)
  * ----------------------------------------------------------
  *   vm_init          ccvm_snp_asid_alloc(); context page: fw_mark_pages()
  *   vcpu_create      VMSA page (never 2M aligned): rmp_make_private(

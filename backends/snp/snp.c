@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The snp backend: KVM's SEV-SNP code (arch/x86/kvm/svm/sev.c and the RMP
- * helpers of arch/x86/virt/svm/sev.c, kvm-semantics.md section 7) driving
+ * helpers of arch/x86/virt/svm/sev.c, docs/semantics.md section 7) driving
  * the simulated hardware of snp-hw.c.
  *
  * One NPT.  SNP has no mirror root: the VM's direct root maps private and
@@ -51,7 +51,7 @@
  * (ccvm_snp_set_update_mem_attr_hook()) runs inside that window so a test
  * can hold it open.
  *
- * Page-state changes (kvm-semantics.md 7.5).  ccvm_guest_map_gpa() stands
+ * Page-state changes (docs/semantics.md 7.5).  ccvm_guest_map_gpa() stands
  * for the guest filling GHCB PSC requests of at most
  * CCVM_SNP_PSC_MAX_ENTRIES entries each, as Linux's __set_pages_state()
  * does: a 2M entry wherever the remaining range starts 2M aligned with at

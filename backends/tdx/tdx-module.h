@@ -5,7 +5,7 @@
  * This is a datasheet.  The KVM side of the backend (backends/tdx/tdx.c)
  * drives the module only through the functions below, exactly as KVM drives
  * the real module through SEAMCALLs; it never touches PAMT, S-EPT or TD
- * control state directly.  kvm-semantics.md section 6 is the specification.
+ * control state directly.  docs/semantics.md section 6 is the specification.
  *
  * Model
  * -----
@@ -157,7 +157,7 @@
 #define CCVM_TDG_MEM_PAGE_ACCEPT	6
 #define CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT (CCVM_TDX_TDCALL | CCVM_TDG_MEM_PAGE_ACCEPT)
 
-/* ---- status codes (kvm-semantics.md 6.7, tdx-module ABI values) ------- */
+/* ---- status codes (docs/semantics.md 6.7, tdx-module ABI values) ------ */
 
 #define TDX_SUCCESS			0x0000000000000000ull
 #define TDX_NON_RECOVERABLE_VCPU	0x4000000100000000ull

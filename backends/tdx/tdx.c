@@ -3,7 +3,7 @@
  * The "tdx" backend: KVM's TDX code (arch/x86/kvm/vmx/tdx.c of Linux 6.16,
  * with the newer design where PAGE.ADD is issued from the map path) driving
  * the simulated TDX module of tdx-module.h, through SEAMCALLs only.
- * kvm-semantics.md sections 4-6 and 9 are the specification.
+ * docs/semantics.md sections 4-6 and 9 are the specification.
  *
  * State per TD (struct kvm_tdx, the VM's private area):
  *   state      UNINITIALIZED --vm_init (INIT_VM)--> INITIALIZED
@@ -18,14 +18,14 @@
  *              does: every op that needs the key to stay (installs,
  *              removals, guest entry and accesses) runs under mmu_lock, so
  *              a release never runs under a removal (the race of
- *              kvm-semantics.md 9) and the hot paths take no lock of ours.
+ *              docs/semantics.md 9) and the hot paths take no lock of ours.
  *
  * Two EPTs: the shared EPT is the core's direct root; the Secure-EPT is
  * mirrored by the core's mirror root, whose hooks below turn every change
  * into SEAMCALLs.  GFNs never carry the shared bit (I29): an op that sees
  * one bugs the VM.
  *
- * Busy policy (kvm-semantics.md 6.11).  Installs (SEPT.ADD, PAGE.AUG,
+ * Busy policy (docs/semantics.md 6.11).  Installs (SEPT.ADD, PAGE.AUG,
  * PAGE.ADD) run under mmu_lock read and answer a busy module with -EBUSY:
  * the core restores the frozen SPTE and runs the whole fault again, never
  * spinning on a SEAMCALL (I20).  Removals run under mmu_lock write and

@@ -608,7 +608,7 @@ uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
 
 /*
  * What the invariant checker found.  Invariant numbers are those of the
- * modelling spec's list (I1..I30, kvm-semantics.md section 11); the table
+ * modelling spec's list (I1..I30, docs/semantics.md section 11); the table
  * in lib/invariants.c says which ones are checked and how.
  */
 struct ccvm_invariant_report {
