@@ -7,6 +7,7 @@
  * into TDX_OPERAND_BUSY exactly where the real module answers busy, and the
  * hot leaves (AUG, BLOCK, TRACK, REMOVE, WBINVD, RECLAIM) cost a handful of
  * atomic operations and an S-EPT walk, with no allocation or system call.
+ * Every lock is taken in lock_try() or lock_wait().
  */
 #include <errno.h>
 #include <sched.h>
@@ -58,9 +59,9 @@ struct ccvm_tdx_td {
 	uint32_t slot;
 	uint32_t hkid;
 
-	_Atomic uint32_t tdr_lock;	/* sharex locks: bit 0 exclusive, +2 per sharer */
-	_Atomic uint32_t sept_lock;
-	_Atomic uint32_t epoch_lock;
+	_Atomic uint64_t tdr_lock;	/* sharex lock words (SX_*) */
+	_Atomic uint64_t sept_lock;
+	_Atomic uint64_t epoch_lock;
 
 	_Atomic int lifecycle;		/* written under tdr_lock exclusive */
 	_Atomic int op_state;		/* written under tdr_lock exclusive */
@@ -68,13 +69,13 @@ struct ccvm_tdx_td {
 
 	/* Set before the op state leaves UNINITIALIZED, read-only after. */
 	uint64_t tdcs_pfn[CCVM_TDX_NR_TDCS];
-	unsigned int nr_tdcs;
 	uint64_t root_pfn;
 	int root_level;
 	unsigned int gpaw;
 	uint64_t shared_bit;
 	uint64_t attributes;
 	uint32_t max_vcpus;
+	unsigned int nr_tdcs;
 
 	/* TD_EPOCH in bits 63:24, vCPUs in the guest per epoch parity in
 	 * bits 11:0 (even) and 23:12 (odd): one word so REMOVE reads a
@@ -89,16 +90,21 @@ struct ccvm_tdx_td {
 	struct ccvm_tdx_vp *vps;
 };
 
-enum vp_run { VP_IDLE = 0, VP_BUSY, VP_IN_GUEST };
+/*
+ * The TDVPR lock word.  A leaf takes it IDLE -> BUSY; VP.ENTER leaves it
+ * IN_GUEST (the guest holds it); an exit takes it IN_GUEST -> IN_GUEST +
+ * BUSY, then drops it to IDLE.
+ */
+enum vp_run { VP_IDLE = 0, VP_BUSY = 1, VP_IN_GUEST = 2 };
 
 struct ccvm_tdx_vp {
 	struct ccvm_tdx_td *td;
 	uint64_t tdvpr_pfn;
 	uint64_t tdcx_pfn[CCVM_TDX_NR_TDCX];
-	unsigned int nr_tdcx;		/* under the TDVPR lock (run) */
-	_Atomic int initialized;
-	_Atomic int run;		/* enum vp_run: the TDVPR lock */
+	_Atomic uint64_t run;		/* enum vp_run: the TDVPR lock */
 	_Atomic int cpu;		/* associated host CPU, -1 none */
+	uint16_t nr_tdcx;		/* under the TDVPR lock (run) */
+	_Atomic bool initialized;
 	uint64_t epoch;			/* TD epoch entered; valid in the guest */
 	struct ccvm_tdx_vp *next;
 };
@@ -165,63 +171,72 @@ static inline uint64_t epoch_rc(uint64_t w, uint64_t epoch)
 	return (w >> (RC_BITS * (epoch & 1))) & RC_MASK;
 }
 
-/* ---- try-locks ------------------------------------------------------------ */
+/* ---- locks ------------------------------------------------------------------ */
 
-static bool sx_try_shared(_Atomic uint32_t *l)
+/*
+ * lock_try() - Try lock word @w once: the attempt succeeds when the word's
+ * bits @mask equal @want, and then adds @take to it.  *@was (may be NULL)
+ * gets the word as it was.  Never waits.  Every module lock (the sharex
+ * locks, the TDVPR lock, the PAMT and S-EPT entry locks) is tried here,
+ * and the few callers that must have a lock retry it here.
+ */
+static bool lock_try(_Atomic uint64_t *w, uint64_t mask, uint64_t want, uint64_t take,
+		     uint64_t *was)
 {
-	uint32_t v = atomic_load_explicit(l, memory_order_relaxed);
+	uint64_t v = atomic_load_explicit(w, memory_order_acquire);
 
 	do {
-		if (v & 1)
+		if ((v & mask) != want)
 			return false;
-	} while (!atomic_compare_exchange_weak_explicit(l, &v, v + 2, memory_order_acquire,
-							memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(w, &v, v + take, memory_order_acq_rel,
+							memory_order_acquire));
+	if (was)
+		*was = v;
 	return true;
 }
 
-static bool sx_try_excl(_Atomic uint32_t *l)
+/*
+ * lock_wait() - Take a host-side mutex (HKID pool, injection rules, a TD's
+ * vCPU list): bookkeeping the real module does not have, so it blocks
+ * instead of answering busy.  The only place the module blocks on a lock.
+ */
+static void lock_wait(pthread_mutex_t *l)
 {
-	uint32_t zero = 0;
-
-	return atomic_compare_exchange_strong_explicit(l, &zero, 1, memory_order_acquire,
-						       memory_order_relaxed);
+	pthread_mutex_lock(l);
 }
 
-static void sx_release_shared(_Atomic uint32_t *l)
+/* Sharex lock word: bit 0 exclusive, +2 per sharer. */
+#define SX_EXCL		1ull
+#define SX_SHARER	2ull
+
+static bool sx_try(_Atomic uint64_t *l, bool excl)
 {
-	atomic_fetch_sub_explicit(l, 2, memory_order_release);
+	return excl ? lock_try(l, ~0ull, 0, SX_EXCL, NULL) :
+		      lock_try(l, SX_EXCL, 0, SX_SHARER, NULL);
 }
 
-static void sx_release_excl(_Atomic uint32_t *l)
-{
-	atomic_store_explicit(l, 0, memory_order_release);
-}
-
-static void sx_release(_Atomic uint32_t *l, bool excl)
+static void sx_release(_Atomic uint64_t *l, bool excl)
 {
 	if (excl)
-		sx_release_excl(l);
+		atomic_store_explicit(l, 0, memory_order_release);
 	else
-		sx_release_shared(l);
-}
-
-static bool sx_try(_Atomic uint32_t *l, bool excl)
-{
-	return excl ? sx_try_excl(l) : sx_try_shared(l);
+		atomic_fetch_sub_explicit(l, SX_SHARER, memory_order_release);
 }
 
 /* Lock a word whose bit @lock_bit is its lock; *@val gets the unlocked value. */
 static bool word_trylock(_Atomic uint64_t *w, uint64_t lock_bit, uint64_t *val)
 {
-	uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+	return lock_try(w, lock_bit, 0, lock_bit, val);
+}
 
-	do {
-		if (v & lock_bit)
-			return false;
-	} while (!atomic_compare_exchange_weak_explicit(w, &v, v | lock_bit, memory_order_acquire,
-							memory_order_acquire));
-	*val = v;
-	return true;
+static bool vp_trylock(struct ccvm_tdx_vp *vp)
+{
+	return lock_try(&vp->run, ~0ull, VP_IDLE, VP_BUSY, NULL);
+}
+
+static void vp_unlock(struct ccvm_tdx_vp *vp)
+{
+	atomic_store_explicit(&vp->run, VP_IDLE, memory_order_release);
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -313,7 +328,7 @@ static bool inject_check(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t 
 
 	if (!atomic_load_explicit(&m->nr_inject_rules, memory_order_relaxed))
 		return false;
-	pthread_mutex_lock(&m->inject_lock);
+	lock_wait(&m->inject_lock);
 	r = &m->inject[inject_index(leaf)];
 	if (r->active) {
 		r->calls++;
@@ -665,11 +680,11 @@ int ccvm_tdx_set_cache_wb_steps(struct ccvm_tdx_module *m, uint32_t steps)
 {
 	if (!m || !steps)
 		return -EINVAL;
-	while (!sx_try_excl(&m->key_lock))
+	while (!sx_try(&m->key_lock, true))
 		;
 	m->wb_steps = steps;
 	memset(m->wb_progress, 0, sizeof(m->wb_progress));
-	sx_release_excl(&m->key_lock);
+	sx_release(&m->key_lock, true);
 	return 0;
 }
 
@@ -704,7 +719,7 @@ int ccvm_tdx_hkid_alloc(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint32_t 
 
 	if (!m || !hkid)
 		return -EINVAL;
-	pthread_mutex_lock(&m->pool_lock);
+	lock_wait(&m->pool_lock);
 	for (i = CCVM_TDX_FIRST_HKID; i < CCVM_TDX_FIRST_HKID + m->nr_hkids; i++) {
 		if (m->hkid_pool[i] == POOL_FREE) {
 			m->hkid_pool[i] = POOL_ALLOCATED;
@@ -725,7 +740,7 @@ int ccvm_tdx_hkid_free(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint32_t h
 
 	if (!m || !hkid_ok(m, hkid))
 		return -EINVAL;
-	pthread_mutex_lock(&m->pool_lock);
+	lock_wait(&m->pool_lock);
 	if (m->hkid_pool[hkid] != POOL_ALLOCATED)
 		err = -EINVAL;
 	else if (atomic_load_explicit(&m->kot[hkid].state, memory_order_acquire) != KOT_FREE)
@@ -744,7 +759,7 @@ void ccvm_tdx_hkid_leak(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint32_t 
 
 	if (!m || !hkid_ok(m, hkid))
 		return;
-	pthread_mutex_lock(&m->pool_lock);
+	lock_wait(&m->pool_lock);
 	if (m->hkid_pool[hkid] != POOL_LEAKED) {
 		m->hkid_pool[hkid] = POOL_LEAKED;
 		leaked = true;
@@ -760,7 +775,7 @@ uint32_t ccvm_tdx_hkids_in_use(struct ccvm_tdx_module *m)
 {
 	uint32_t i, n = 0;
 
-	pthread_mutex_lock(&m->pool_lock);
+	lock_wait(&m->pool_lock);
 	for (i = CCVM_TDX_FIRST_HKID; i < CCVM_TDX_FIRST_HKID + m->nr_hkids; i++)
 		n += m->hkid_pool[i] != POOL_FREE;
 	pthread_mutex_unlock(&m->pool_lock);
@@ -794,7 +809,7 @@ static uint64_t mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint64
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!hkid_ok(m, hkid))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!sx_try_excl(&m->key_lock))
+	if (!sx_try(&m->key_lock, true))
 		return busy(CCVM_TDX_OPERAND_KOT);
 	st = pamt_lock_free_page(m, tdr_pfn, CCVM_TDX_OPERAND_RCX);
 	if (st)
@@ -804,7 +819,7 @@ static uint64_t mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint64
 		goto out_pamt;
 	}
 	td = calloc(1, sizeof(*td));
-	pthread_mutex_lock(&m->pool_lock);
+	lock_wait(&m->pool_lock);
 	slot = td ? slot_alloc(m) : 0;
 	if (slot)
 		atomic_store_explicit(&m->slots[slot].td, td, memory_order_release);
@@ -833,13 +848,13 @@ static uint64_t mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint64
 	atomic_store_explicit(&m->kot[hkid].state, KOT_ASSIGNED, memory_order_release);
 	pamt_assign(td, tdr_pfn, CCVM_TDX_PT_TDR, false);
 	*out = td;
-	sx_release_excl(&m->key_lock);
+	sx_release(&m->key_lock, true);
 	return TDX_SUCCESS;
 
 out_pamt:
 	pamt_unlock(m, tdr_pfn, atomic_load(pamt_entry(m, tdr_pfn)));
 out_key:
-	sx_release_excl(&m->key_lock);
+	sx_release(&m->key_lock, true);
 	return st;
 }
 
@@ -862,10 +877,10 @@ static uint64_t mng_key_config(struct ccvm_tdx_td *td, unsigned int cpu)
 
 	if (!cpu_ok(m, cpu))
 		return TDX_OPERAND_INVALID;
-	if (!sx_try_excl(&m->key_lock))
+	if (!sx_try(&m->key_lock, true))
 		return busy(CCVM_TDX_OPERAND_KOT);
-	if (!sx_try_excl(&td->tdr_lock)) {
-		sx_release_excl(&m->key_lock);
+	if (!sx_try(&td->tdr_lock, true)) {
+		sx_release(&m->key_lock, true);
 		return busy(CCVM_TDX_OPERAND_TDR);
 	}
 	bit = 1ull << ccvm_tdx_cpu_package(m, cpu);
@@ -879,8 +894,8 @@ static uint64_t mng_key_config(struct ccvm_tdx_td *td, unsigned int cpu)
 			atomic_store_explicit(&td->lifecycle, CCVM_TDX_TD_KEYS_CONFIGURED,
 					      memory_order_relaxed);
 	}
-	sx_release_excl(&td->tdr_lock);
-	sx_release_excl(&m->key_lock);
+	sx_release(&td->tdr_lock, true);
+	sx_release(&m->key_lock, true);
 	return st;
 }
 
@@ -1010,10 +1025,10 @@ static uint64_t mng_vpflushdone(struct ccvm_tdx_td *td)
 	uint64_t st = TDX_SUCCESS;
 	int lc;
 
-	if (!sx_try_excl(&m->key_lock))
+	if (!sx_try(&m->key_lock, true))
 		return busy(CCVM_TDX_OPERAND_KOT);
-	if (!sx_try_excl(&td->tdr_lock)) {
-		sx_release_excl(&m->key_lock);
+	if (!sx_try(&td->tdr_lock, true)) {
+		sx_release(&m->key_lock, true);
 		return busy(CCVM_TDX_OPERAND_TDR);
 	}
 	lc = td_lifecycle(td);
@@ -1028,8 +1043,8 @@ static uint64_t mng_vpflushdone(struct ccvm_tdx_td *td)
 		atomic_store_explicit(&k->state, KOT_RECLAIMED, memory_order_release);
 		atomic_store_explicit(&td->lifecycle, CCVM_TDX_TD_BLOCKED, memory_order_relaxed);
 	}
-	sx_release_excl(&td->tdr_lock);
-	sx_release_excl(&m->key_lock);
+	sx_release(&td->tdr_lock, true);
+	sx_release(&m->key_lock, true);
 	return st;
 }
 
@@ -1053,7 +1068,7 @@ static uint64_t cache_wb(struct ccvm_tdx_module *m, unsigned int cpu, bool resum
 
 	if (!cpu_ok(m, cpu))
 		return TDX_OPERAND_INVALID;
-	if (!sx_try_excl(&m->key_lock))
+	if (!sx_try(&m->key_lock, true))
 		return busy(CCVM_TDX_OPERAND_KOT);
 	pkg = ccvm_tdx_cpu_package(m, cpu);
 	bit = 1ull << pkg;
@@ -1094,7 +1109,7 @@ static uint64_t cache_wb(struct ccvm_tdx_module *m, unsigned int cpu, bool resum
 		}
 	}
 out:
-	sx_release_excl(&m->key_lock);
+	sx_release(&m->key_lock, true);
 	return st;
 }
 
@@ -1116,10 +1131,10 @@ static uint64_t mng_key_freeid(struct ccvm_tdx_td *td)
 	struct ccvm_tdx_kot_entry *k = &m->kot[td->hkid];
 	uint64_t st = TDX_SUCCESS;
 
-	if (!sx_try_excl(&m->key_lock))
+	if (!sx_try(&m->key_lock, true))
 		return busy(CCVM_TDX_OPERAND_KOT);
-	if (!sx_try_excl(&td->tdr_lock)) {
-		sx_release_excl(&m->key_lock);
+	if (!sx_try(&td->tdr_lock, true)) {
+		sx_release(&m->key_lock, true);
 		return busy(CCVM_TDX_OPERAND_TDR);
 	}
 	if (td_lifecycle(td) != CCVM_TDX_TD_BLOCKED) {
@@ -1133,8 +1148,8 @@ static uint64_t mng_key_freeid(struct ccvm_tdx_td *td)
 		atomic_store_explicit(&k->state, KOT_FREE, memory_order_release);
 		atomic_store_explicit(&td->lifecycle, CCVM_TDX_TD_TEARDOWN, memory_order_relaxed);
 	}
-	sx_release_excl(&td->tdr_lock);
-	sx_release_excl(&m->key_lock);
+	sx_release(&td->tdr_lock, true);
+	sx_release(&m->key_lock, true);
 	return st;
 }
 
@@ -1176,7 +1191,7 @@ static uint64_t vp_create(struct ccvm_tdx_td *td, uint64_t pfn, struct ccvm_tdx_
 	model_bytes(td->m, (int64_t)sizeof(*vp));
 	vp->tdvpr_pfn = pfn;
 	atomic_init(&vp->cpu, -1);
-	pthread_mutex_lock(&td->vp_list_lock);
+	lock_wait(&td->vp_list_lock);
 	vp->next = td->vps;
 	td->vps = vp;
 	pthread_mutex_unlock(&td->vp_list_lock);
@@ -1197,19 +1212,6 @@ uint64_t ccvm_tdh_vp_create(struct ccvm_tdx_td *td, uint64_t tdvpr_pfn,
 	if (!inject_check(td->m, CCVM_TDH_VP_CREATE, &st))
 		st = vp_create(td, tdvpr_pfn, vp);
 	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_VP_CREATE, st);
-}
-
-static bool vp_trylock(struct ccvm_tdx_vp *vp)
-{
-	int idle = VP_IDLE;
-
-	return atomic_compare_exchange_strong_explicit(&vp->run, &idle, VP_BUSY,
-						       memory_order_acquire, memory_order_relaxed);
-}
-
-static void vp_unlock(struct ccvm_tdx_vp *vp)
-{
-	atomic_store_explicit(&vp->run, VP_IDLE, memory_order_release);
 }
 
 static uint64_t vp_addcx(struct ccvm_tdx_vp *vp, uint64_t pfn)
@@ -1305,7 +1307,7 @@ static uint64_t vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu)
 		atomic_fetch_sub_explicit(&td->nr_vcpus_init, 1, memory_order_relaxed);
 		goto out_vp;
 	}
-	atomic_store_explicit(&vp->initialized, 1, memory_order_relaxed);
+	atomic_store_explicit(&vp->initialized, true, memory_order_relaxed);
 out_vp:
 	vp_unlock(vp);
 out:
@@ -1346,7 +1348,7 @@ static uint64_t vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
 	st = vp_associate(vp, cpu);
 	if (st)
 		goto out_vp;
-	if (!sx_try_shared(&td->epoch_lock)) {
+	if (!sx_try(&td->epoch_lock, false)) {
 		st = busy(CCVM_TDX_OPERAND_TD_EPOCH);
 		goto out_vp;
 	}
@@ -1355,7 +1357,7 @@ static uint64_t vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
 	vp->epoch = epoch_of(w);
 	atomic_fetch_add_explicit(&td->epoch_word, 1ull << (RC_BITS * (vp->epoch & 1)),
 				  memory_order_acq_rel);
-	sx_release_shared(&td->epoch_lock);
+	sx_release(&td->epoch_lock, false);
 	atomic_store_explicit(&vp->run, VP_IN_GUEST, memory_order_release);
 	td_leave(td, &g);
 	return TDX_SUCCESS;
@@ -1379,7 +1381,7 @@ uint64_t ccvm_tdh_vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
 
 void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
 {
-	int cur;
+	uint64_t cur;
 
 	if (!vp)
 		return;
@@ -1394,13 +1396,11 @@ void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
 		cur = atomic_load_explicit(&vp->run, memory_order_acquire);
 		if (cur == VP_IDLE)
 			return;
-		if (cur == VP_BUSY) {
+		if (cur & VP_BUSY) {
 			sched_yield();
 			continue;
 		}
-		if (atomic_compare_exchange_strong_explicit(&vp->run, &cur, VP_BUSY,
-							    memory_order_acq_rel,
-							    memory_order_relaxed))
+		if (lock_try(&vp->run, ~0ull, VP_IN_GUEST, VP_BUSY, NULL))
 			break;
 	}
 	atomic_fetch_sub_explicit(&vp->td->epoch_word, 1ull << (RC_BITS * (vp->epoch & 1)),
@@ -1416,7 +1416,7 @@ static uint64_t vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
 
 	if (!cpu_ok(td->m, cpu))
 		return TDX_OPERAND_INVALID;
-	if (!sx_try_shared(&td->tdr_lock))
+	if (!sx_try(&td->tdr_lock, false))
 		return busy(CCVM_TDX_OPERAND_TDR);
 	lc = td_lifecycle(td);
 	if (lc != CCVM_TDX_TD_HKID_ASSIGNED && lc != CCVM_TDX_TD_KEYS_CONFIGURED) {
@@ -1438,7 +1438,7 @@ static uint64_t vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
 	}
 	vp_unlock(vp);
 out:
-	sx_release_shared(&td->tdr_lock);
+	sx_release(&td->tdr_lock, false);
 	return st;
 }
 
@@ -1723,7 +1723,7 @@ static uint64_t mem_track(struct ccvm_tdx_td *td)
 	st = td_enter(td, &g, false, OPS_BUILT);
 	if (st)
 		return st;
-	if (!sx_try_excl(&td->epoch_lock)) {
+	if (!sx_try(&td->epoch_lock, true)) {
 		st = busy(CCVM_TDX_OPERAND_TD_EPOCH);
 		goto out;
 	}
@@ -1735,7 +1735,7 @@ static uint64_t mem_track(struct ccvm_tdx_td *td)
 		atomic_fetch_add_explicit(&td->epoch_word, 1ull << EPOCH_SHIFT,
 					  memory_order_acq_rel);
 	}
-	sx_release_excl(&td->epoch_lock);
+	sx_release(&td->epoch_lock, true);
 out:
 	td_leave(td, &g);
 	return st;
@@ -2033,7 +2033,7 @@ static void vp_reclaimed(struct ccvm_tdx_td *td, uint64_t pfn)
 {
 	struct ccvm_tdx_vp **pp, *vp = NULL;
 
-	pthread_mutex_lock(&td->vp_list_lock);
+	lock_wait(&td->vp_list_lock);
 	for (pp = &td->vps; *pp; pp = &(*pp)->next) {
 		if ((*pp)->tdvpr_pfn == pfn) {
 			vp = *pp;
@@ -2092,7 +2092,7 @@ static uint64_t page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm **vm, uin
 	if (is_tdr) {
 		atomic_store_explicit(&m->slots[td->slot].td, NULL, memory_order_release);
 		pamt_release(m, pfn);
-		sx_release_excl(&td->tdr_lock);
+		sx_release(&td->tdr_lock, true);
 		td_free(td);
 		return TDX_SUCCESS;
 	}
@@ -2100,7 +2100,7 @@ static uint64_t page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm **vm, uin
 		vp_reclaimed(td, pfn);
 	pamt_release(m, pfn);
 	atomic_fetch_sub_explicit(&td->nr_children, 1, memory_order_release);
-	sx_release_shared(&td->tdr_lock);
+	sx_release(&td->tdr_lock, false);
 	return TDX_SUCCESS;
 }
 
@@ -2136,7 +2136,7 @@ static uint64_t page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
 		return TDX_VCPU_STATE_INCORRECT;
 	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_2M))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!sx_try_shared(&td->sept_lock))
+	if (!sx_try(&td->sept_lock, false))
 		return busy(CCVM_TDX_OPERAND_SEPT);
 	if (!sept_walk(td, gpa, level, &e, &reached)) {
 		st = CCVM_TDX_SW_EPT_VIOLATION;
@@ -2169,7 +2169,7 @@ static uint64_t page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
 	}
 	atomic_store_explicit(e, v & ~SEPTE_LOCK, memory_order_release);
 out:
-	sx_release_shared(&td->sept_lock);
+	sx_release(&td->sept_lock, false);
 	return st;
 }
 
@@ -2287,7 +2287,7 @@ int ccvm_tdx_inject(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t nth,
 
 	if (!m || !leaf_known(leaf))
 		return -EINVAL;
-	pthread_mutex_lock(&m->inject_lock);
+	lock_wait(&m->inject_lock);
 	r = &m->inject[inject_index(leaf)];
 	if (!status) {
 		if (!r->active)

@@ -340,7 +340,7 @@ struct ccvm_tdx_module {
 	uint32_t slot_hint;
 	uint64_t td_serial;
 	pthread_mutex_t pool_lock;	/* hkid_pool, slots allocation */
-	_Atomic uint32_t key_lock;	/* the global key (KOT) lock */
+	_Atomic uint64_t key_lock;	/* the global key (KOT) lock */
 	uint32_t wb_steps;		/* CACHE.WB calls per package write-back */
 	_Atomic uint32_t entry_lock_yields; /* sched_yield()s inside an entry lock */
 	uint32_t wb_progress[CCVM_TDX_MAX_PACKAGES];
