@@ -3,6 +3,12 @@
  * The simulated Intel TDX module.  tdx-module.h is the datasheet; this file
  * follows it leaf by leaf.
  *
+ * Every leaf comes in through seamcall(), which finds it in the leaf table
+ * at the end of this file (number, name, handler, counted event) and does
+ * what every leaf does: the handle check, fault injection, and counting the
+ * call and its outcome.  The handlers do the leaf's own work; the S-EPT
+ * leaves start with sept_lookup(), which applies their row of sept_gates[].
+ *
  * Locks are try-locks built on single atomic words, so contention turns
  * into TDX_OPERAND_BUSY exactly where the real module answers busy, and the
  * hot leaves (AUG, BLOCK, TRACK, REMOVE, WBINVD, RECLAIM) cost a handful of
@@ -49,8 +55,10 @@ struct ccvm_tdx_inject_rule {
 	bool active;
 };
 
-#define NR_INJECT_RULES	(64 + 1)	/* SEAMCALL leaves 0..63, then ACCEPT */
-#define INJECT_ACCEPT	64
+/* Leaf slots: SEAMCALL leaves 0..63, then ACCEPT.  One injection rule each. */
+#define NR_TDH_LEAVES	64
+#define LEAF_SLOT_TDG_MEM_PAGE_ACCEPT NR_TDH_LEAVES
+#define NR_LEAF_SLOTS	(NR_TDH_LEAVES + 1)
 
 struct ccvm_tdx_td {
 	struct ccvm_tdx_module *m;
@@ -294,57 +302,14 @@ static inline bool cpu_ok(const struct ccvm_tdx_module *m, unsigned int cpu)
 	return cpu < m->nr_cpus;
 }
 
+static inline bool hkid_ok(const struct ccvm_tdx_module *m, uint32_t hkid)
+{
+	return hkid >= CCVM_TDX_FIRST_HKID && hkid < CCVM_TDX_FIRST_HKID + m->nr_hkids;
+}
+
 static inline bool is_sw_status(uint64_t s)
 {
 	return (s & TDX_SW_ERROR) == TDX_SW_ERROR;
-}
-
-/* Count the leaf, and its busy/error outcome. */
-static uint64_t seamcall_done(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
-			      enum ccvm_event ev, uint64_t status)
-{
-	ccvm_account(m->p, vm, ev, 1);
-	if (!(status & TDX_ERROR) || is_sw_status(status))
-		return status;
-	if (ccvm_tdx_is_busy(status))
-		ccvm_account(m->p, vm, CCVM_EV_TDX_BUSY, 1);
-	else if (TDX_STATUS_CLASS(status) != TDX_INTERRUPTED_RESUMABLE)
-		ccvm_account(m->p, vm, CCVM_EV_TDX_ERROR, 1);
-	return status;
-}
-
-static unsigned int inject_index(unsigned int leaf)
-{
-	if (leaf == CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT)
-		return INJECT_ACCEPT;
-	return leaf;
-}
-
-/* An injected status for this call of @leaf, or false. */
-static bool inject_check(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t *status)
-{
-	struct ccvm_tdx_inject_rule *r;
-	bool fire = false;
-
-	if (!atomic_load_explicit(&m->nr_inject_rules, memory_order_relaxed))
-		return false;
-	lock_wait(&m->inject_lock);
-	r = &m->inject[inject_index(leaf)];
-	if (r->active) {
-		r->calls++;
-		if (!r->nth || r->calls >= r->nth) {
-			fire = true;
-			*status = r->status;
-			r->fired++;
-			if (r->count && r->fired >= r->count) {
-				r->active = false;
-				atomic_fetch_sub_explicit(&m->nr_inject_rules, 1,
-							  memory_order_relaxed);
-			}
-		}
-	}
-	pthread_mutex_unlock(&m->inject_lock);
-	return fire;
 }
 
 /*
@@ -384,13 +349,46 @@ static void td_leave(struct ccvm_tdx_td *td, struct td_guard *g)
 	sx_release(&td->tdr_lock, g->tdr_excl);
 }
 
-/* Private GPA of @td, aligned for @level, within [min_level, max_level]. */
+/* The global key (KOT) lock, always exclusive; kot_unlock() returns @st. */
+static uint64_t kot_lock(struct ccvm_tdx_module *m)
+{
+	return sx_try(&m->key_lock, true) ? TDX_SUCCESS : busy(CCVM_TDX_OPERAND_KOT);
+}
+
+static uint64_t kot_unlock(struct ccvm_tdx_module *m, uint64_t st)
+{
+	sx_release(&m->key_lock, true);
+	return st;
+}
+
+/* The key-management prologue: the KOT lock, then the TDR lock, both exclusive. */
+static uint64_t key_enter(struct ccvm_tdx_td *td)
+{
+	uint64_t st = kot_lock(td->m);
+
+	if (st)
+		return st;
+	if (!sx_try(&td->tdr_lock, true))
+		return kot_unlock(td->m, busy(CCVM_TDX_OPERAND_TDR));
+	return TDX_SUCCESS;
+}
+
+static uint64_t key_leave(struct ccvm_tdx_td *td, uint64_t st)
+{
+	sx_release(&td->tdr_lock, true);
+	return kot_unlock(td->m, st);
+}
+
+/*
+ * Private GPA of @td within [min_level, max_level], aligned to @align bytes
+ * (0: to the size of @level).
+ */
 static bool gpa_ok(const struct ccvm_tdx_td *td, uint64_t gpa, int level, int min_level,
-		   int max_level)
+		   int max_level, uint64_t align)
 {
 	if (level < min_level || level > max_level)
 		return false;
-	if (gpa & ((CCVM_PAGE_SIZE << (9 * level)) - 1))
+	if (gpa & ((align ? align : CCVM_PAGE_SIZE << (9 * level)) - 1))
 		return false;
 	if (gpa >> td->gpaw)
 		return false;
@@ -484,6 +482,13 @@ static void page_zero_if_dirty(struct ccvm_tdx_module *m, uint64_t pfn)
 		memset(ccvm_page_ptr(m->p, pfn), 0, CCVM_PAGE_SIZE);
 }
 
+/* Lock @pfn's PAMT entry: 0 with *@v its value, or busy for @operand. */
+static uint64_t pamt_lock(struct ccvm_tdx_module *m, uint64_t pfn, uint32_t operand,
+			  uint64_t *v)
+{
+	return word_trylock(pamt_entry(m, pfn), PAMT_LOCK, v) ? TDX_SUCCESS : busy(operand);
+}
+
 /* Unlock a PAMT entry with new value @v, keeping a poison bit set meanwhile. */
 static void pamt_unlock(struct ccvm_tdx_module *m, uint64_t pfn, uint64_t v)
 {
@@ -534,6 +539,33 @@ static void pamt_release(struct ccvm_tdx_module *m, uint64_t pfn)
 	atomic_fetch_sub_explicit(&m->nr_assigned, 1, memory_order_relaxed);
 }
 
+/*
+ * One call's operands by meaning (the real leaves take them in RCX, RDX, R8,
+ * R9): the entry points fill those of their leaf, seamcall() the module, TD
+ * and VM from the handle.  RECLAIM sets @vm to the page owner's.
+ */
+struct leaf_args {
+	unsigned int leaf;
+	struct ccvm_tdx_module *m;
+	struct ccvm_vm *vm;		/* charged for the call */
+	struct ccvm_tdx_td *td;
+	struct ccvm_tdx_vp *vp;
+	uint64_t gpa;
+	int level;
+	uint64_t pfn;			/* the page the leaf adds, removes or flushes */
+	uint32_t keyid;			/* MNG.CREATE's HKID, WBINVD's KeyID */
+	unsigned int cpu;		/* the host CPU the call runs on */
+	bool resume;
+	const void *src;
+	const struct ccvm_tdx_td_params *params;
+
+	struct ccvm_tdx_td **td_out;
+	struct ccvm_tdx_vp **vp_out;
+	uint64_t *pfn_out;
+	struct ccvm_tdx_sept_info *sept_info;
+	struct ccvm_tdx_reclaim_info *reclaim_info;
+};
+
 /* ---- module setup ----------------------------------------------------------- */
 
 /* Words of the bitmap with one bit per 4K page of the PAMT. */
@@ -582,7 +614,7 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 	m->hkid_pool = calloc(CCVM_TDX_FIRST_HKID + m->nr_hkids, 1);
 	/* 1 MiB, mostly never touched: calloc hands out lazily zeroed pages. */
 	m->slots = calloc(CCVM_TDX_MAX_TDS + 1, sizeof(*m->slots));
-	m->inject = calloc(NR_INJECT_RULES, sizeof(*m->inject));
+	m->inject = calloc(NR_LEAF_SLOTS, sizeof(*m->inject));
 	m->pamt_touched = calloc(pamt_touched_words(m), sizeof(*m->pamt_touched));
 	if (!m->pamt || !m->kot || !m->hkid_pool || !m->slots || !m->inject ||
 	    !m->pamt_touched) {
@@ -599,7 +631,7 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 	/* The slot table is calloc'ed lazily: counted per TD as slots fill. */
 	model_bytes(m, (int64_t)((CCVM_TDX_FIRST_HKID + m->nr_hkids) *
 				 (sizeof(*m->kot) + 1) +
-				 NR_INJECT_RULES * sizeof(*m->inject) +
+				 NR_LEAF_SLOTS * sizeof(*m->inject) +
 				 pamt_touched_words(m) * sizeof(*m->pamt_touched)));
 	m->slot_hint = 1;
 	pthread_mutex_init(&m->pool_lock, NULL);
@@ -680,12 +712,11 @@ int ccvm_tdx_set_cache_wb_steps(struct ccvm_tdx_module *m, uint32_t steps)
 {
 	if (!m || !steps)
 		return -EINVAL;
-	while (!sx_try(&m->key_lock, true))
+	while (kot_lock(m))
 		;
 	m->wb_steps = steps;
 	memset(m->wb_progress, 0, sizeof(m->wb_progress));
-	sx_release(&m->key_lock, true);
-	return 0;
+	return (int)kot_unlock(m, 0);
 }
 
 int ccvm_tdx_set_entry_lock_yields(struct ccvm_tdx_module *m, uint32_t yields)
@@ -703,11 +734,6 @@ static void entry_lock_hold(struct ccvm_tdx_module *m)
 
 	while (n--)
 		sched_yield();
-}
-
-static inline bool hkid_ok(const struct ccvm_tdx_module *m, uint32_t hkid)
-{
-	return hkid >= CCVM_TDX_FIRST_HKID && hkid < CCVM_TDX_FIRST_HKID + m->nr_hkids;
 }
 
 /* ---- host HKID pool ---------------------------------------------------------- */
@@ -798,22 +824,39 @@ static uint32_t slot_alloc(struct ccvm_tdx_module *m)
 	return 0;
 }
 
-static uint64_t mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint64_t tdr_pfn,
-			   uint32_t hkid, struct ccvm_tdx_td **out)
+/* Move KOT entry @k to @state, no write-back started or done (key lock held). */
+static void kot_set(struct ccvm_tdx_kot_entry *k, enum kot_state state)
 {
+	k->wb_started = 0;
+	k->wb_done = 0;
+	atomic_store_explicit(&k->state, state, memory_order_release);
+}
+
+/* The TD's lifecycle changes under the TDR lock held exclusively. */
+static void td_set_lifecycle(struct ccvm_tdx_td *td, enum ccvm_tdx_lifecycle lc)
+{
+	atomic_store_explicit(&td->lifecycle, lc, memory_order_relaxed);
+}
+
+static uint64_t mng_create(struct leaf_args *a)
+{
+	struct ccvm_tdx_module *m = a->m;
+	uint64_t tdr_pfn = a->pfn;
+	uint32_t hkid = a->keyid;
 	struct ccvm_tdx_td *td;
 	uint64_t st;
 	uint32_t slot;
 
-	if (!out || !pfn_ok(m, tdr_pfn))
+	if (!a->td_out || !pfn_ok(m, tdr_pfn))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!hkid_ok(m, hkid))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!sx_try(&m->key_lock, true))
-		return busy(CCVM_TDX_OPERAND_KOT);
+	st = kot_lock(m);
+	if (st)
+		return st;
 	st = pamt_lock_free_page(m, tdr_pfn, CCVM_TDX_OPERAND_RCX);
 	if (st)
-		goto out_key;
+		return kot_unlock(m, st);
 	if (atomic_load_explicit(&m->kot[hkid].state, memory_order_relaxed) != KOT_FREE) {
 		st = TDX_HKID_NOT_FREE | CCVM_TDX_OPERAND_RDX;
 		goto out_pamt;
@@ -831,7 +874,7 @@ static uint64_t mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint64
 	}
 	td->m = m;
 	model_bytes(m, (int64_t)(sizeof(*td) + sizeof(struct ccvm_tdx_slot)));
-	atomic_init(&td->vm, vm);
+	atomic_init(&td->vm, a->vm);
 	td->tdr_pfn = tdr_pfn;
 	td->slot = slot;
 	td->hkid = hkid;
@@ -843,47 +886,28 @@ static uint64_t mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint64
 			      mix64(m->secret ^ ((uint64_t)hkid << 40) ^ ++m->td_serial),
 			      memory_order_relaxed);
 	m->kot[hkid].slot = slot;
-	m->kot[hkid].wb_started = 0;
-	m->kot[hkid].wb_done = 0;
-	atomic_store_explicit(&m->kot[hkid].state, KOT_ASSIGNED, memory_order_release);
+	kot_set(&m->kot[hkid], KOT_ASSIGNED);
 	pamt_assign(td, tdr_pfn, CCVM_TDX_PT_TDR, false);
-	*out = td;
-	sx_release(&m->key_lock, true);
-	return TDX_SUCCESS;
+	*a->td_out = td;
+	return kot_unlock(m, TDX_SUCCESS);
 
 out_pamt:
 	pamt_unlock(m, tdr_pfn, atomic_load(pamt_entry(m, tdr_pfn)));
-out_key:
-	sx_release(&m->key_lock, true);
-	return st;
+	return kot_unlock(m, st);
 }
 
-uint64_t ccvm_tdh_mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
-			     uint64_t tdr_pfn, uint32_t hkid, struct ccvm_tdx_td **td)
+static uint64_t mng_key_config(struct leaf_args *a)
 {
-	uint64_t st;
-
-	if (!m)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(m, CCVM_TDH_MNG_CREATE, &st))
-		st = mng_create(m, vm, tdr_pfn, hkid, td);
-	return seamcall_done(m, vm, CCVM_EV_TDH_MNG_CREATE, st);
-}
-
-static uint64_t mng_key_config(struct ccvm_tdx_td *td, unsigned int cpu)
-{
+	struct ccvm_tdx_td *td = a->td;
 	struct ccvm_tdx_module *m = td->m;
-	uint64_t st = TDX_SUCCESS, bit;
+	uint64_t st, bit;
 
-	if (!cpu_ok(m, cpu))
+	if (!cpu_ok(m, a->cpu))
 		return TDX_OPERAND_INVALID;
-	if (!sx_try(&m->key_lock, true))
-		return busy(CCVM_TDX_OPERAND_KOT);
-	if (!sx_try(&td->tdr_lock, true)) {
-		sx_release(&m->key_lock, true);
-		return busy(CCVM_TDX_OPERAND_TDR);
-	}
-	bit = 1ull << ccvm_tdx_cpu_package(m, cpu);
+	st = key_enter(td);
+	if (st)
+		return st;
+	bit = 1ull << ccvm_tdx_cpu_package(m, a->cpu);
 	if (td_lifecycle(td) != CCVM_TDX_TD_HKID_ASSIGNED) {
 		st = TDX_LIFECYCLE_STATE_INCORRECT;
 	} else if (td->pkg_configured & bit) {
@@ -891,66 +915,40 @@ static uint64_t mng_key_config(struct ccvm_tdx_td *td, unsigned int cpu)
 	} else {
 		td->pkg_configured |= bit;
 		if (td->pkg_configured == m->all_packages)
-			atomic_store_explicit(&td->lifecycle, CCVM_TDX_TD_KEYS_CONFIGURED,
-					      memory_order_relaxed);
+			td_set_lifecycle(td, CCVM_TDX_TD_KEYS_CONFIGURED);
 	}
-	sx_release(&td->tdr_lock, true);
-	sx_release(&m->key_lock, true);
-	return st;
+	return key_leave(td, st);
 }
 
-uint64_t ccvm_tdh_mng_key_config(struct ccvm_tdx_td *td, unsigned int cpu)
+static uint64_t mng_addcx(struct leaf_args *a)
 {
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(td->m, CCVM_TDH_MNG_KEY_CONFIG, &st))
-		st = mng_key_config(td, cpu);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_KEY_CONFIG, st);
-}
-
-static uint64_t mng_addcx(struct ccvm_tdx_td *td, uint64_t pfn)
-{
-	struct ccvm_tdx_module *m = td->m;
+	struct ccvm_tdx_td *td = a->td;
 	struct td_guard g;
-	uint64_t st;
+	uint64_t st = td_enter(td, &g, true, 0);
 
-	st = td_enter(td, &g, true, 0);
 	if (st)
 		return st;
-	if (td->nr_tdcs >= CCVM_TDX_NR_TDCS) {
+	if (td->nr_tdcs >= CCVM_TDX_NR_TDCS)
 		st = TDX_TDCX_NUM_INCORRECT | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	st = pamt_lock_free_page(m, pfn, CCVM_TDX_OPERAND_RCX);
-	if (st)
-		goto out;
-	if (td->nr_tdcs == CCVM_TDX_TDCS_SEPT_ROOT) {
+	else
+		st = pamt_lock_free_page(a->m, a->pfn, CCVM_TDX_OPERAND_RCX);
+	if (!st && td->nr_tdcs == CCVM_TDX_TDCS_SEPT_ROOT) {
 		/* The S-EPT root: all entries FREE before anyone walks it. */
-		page_zero_if_dirty(m, pfn);
-		ccvm_page_mark_dirty(m->p, pfn);
+		page_zero_if_dirty(a->m, a->pfn);
+		ccvm_page_mark_dirty(a->m->p, a->pfn);
 	}
-	td->tdcs_pfn[td->nr_tdcs++] = pfn;
-	pamt_assign(td, pfn, CCVM_TDX_PT_TDCX, true);
-out:
+	if (!st) {
+		td->tdcs_pfn[td->nr_tdcs++] = a->pfn;
+		pamt_assign(td, a->pfn, CCVM_TDX_PT_TDCX, true);
+	}
 	td_leave(td, &g);
 	return st;
 }
 
-uint64_t ccvm_tdh_mng_addcx(struct ccvm_tdx_td *td, uint64_t tdcs_pfn)
+static uint64_t mng_init(struct leaf_args *a)
 {
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_MNG_ADDCX, &st))
-		st = mng_addcx(td, tdcs_pfn);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_ADDCX, st);
-}
-
-static uint64_t mng_init(struct ccvm_tdx_td *td, const struct ccvm_tdx_td_params *params)
-{
+	const struct ccvm_tdx_td_params *params = a->params;
+	struct ccvm_tdx_td *td = a->td;
 	struct td_guard g;
 	uint64_t st;
 
@@ -982,19 +980,9 @@ static uint64_t mng_init(struct ccvm_tdx_td *td, const struct ccvm_tdx_td_params
 	return st;
 }
 
-uint64_t ccvm_tdh_mng_init(struct ccvm_tdx_td *td, const struct ccvm_tdx_td_params *params)
+static uint64_t mr_finalize(struct leaf_args *a)
 {
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(td->m, CCVM_TDH_MNG_INIT, &st))
-		st = mng_init(td, params);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_INIT, st);
-}
-
-static uint64_t mr_finalize(struct ccvm_tdx_td *td)
-{
+	struct ccvm_tdx_td *td = a->td;
 	struct td_guard g;
 	uint64_t st;
 
@@ -1007,76 +995,47 @@ static uint64_t mr_finalize(struct ccvm_tdx_td *td)
 	return TDX_SUCCESS;
 }
 
-uint64_t ccvm_tdh_mr_finalize(struct ccvm_tdx_td *td)
+static uint64_t mng_vpflushdone(struct leaf_args *a)
 {
+	struct ccvm_tdx_td *td = a->td;
 	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(td->m, CCVM_TDH_MR_FINALIZE, &st))
-		st = mr_finalize(td);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MR_FINALIZE, st);
-}
-
-static uint64_t mng_vpflushdone(struct ccvm_tdx_td *td)
-{
-	struct ccvm_tdx_module *m = td->m;
-	struct ccvm_tdx_kot_entry *k;
-	uint64_t st = TDX_SUCCESS;
 	int lc;
 
-	if (!sx_try(&m->key_lock, true))
-		return busy(CCVM_TDX_OPERAND_KOT);
-	if (!sx_try(&td->tdr_lock, true)) {
-		sx_release(&m->key_lock, true);
-		return busy(CCVM_TDX_OPERAND_TDR);
-	}
+	st = key_enter(td);
+	if (st)
+		return st;
 	lc = td_lifecycle(td);
 	if (lc != CCVM_TDX_TD_HKID_ASSIGNED && lc != CCVM_TDX_TD_KEYS_CONFIGURED) {
 		st = TDX_LIFECYCLE_STATE_INCORRECT;
 	} else if (atomic_load_explicit(&td->nr_assoc, memory_order_acquire)) {
 		st = TDX_FLUSHVP_NOT_DONE;
 	} else {
-		k = &m->kot[td->hkid];
-		k->wb_started = 0;
-		k->wb_done = 0;
-		atomic_store_explicit(&k->state, KOT_RECLAIMED, memory_order_release);
-		atomic_store_explicit(&td->lifecycle, CCVM_TDX_TD_BLOCKED, memory_order_relaxed);
+		kot_set(&td->m->kot[td->hkid], KOT_RECLAIMED);
+		td_set_lifecycle(td, CCVM_TDX_TD_BLOCKED);
 	}
-	sx_release(&td->tdr_lock, true);
-	sx_release(&m->key_lock, true);
-	return st;
+	return key_leave(td, st);
 }
 
-uint64_t ccvm_tdh_mng_vpflushdone(struct ccvm_tdx_td *td)
+static uint64_t cache_wb(struct leaf_args *a)
 {
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(td->m, CCVM_TDH_MNG_VPFLUSHDONE, &st))
-		st = mng_vpflushdone(td);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_VPFLUSHDONE, st);
-}
-
-static uint64_t cache_wb(struct ccvm_tdx_module *m, unsigned int cpu, bool resume)
-{
+	struct ccvm_tdx_module *m = a->m;
 	unsigned int pkg;
-	uint64_t bit, st = TDX_SUCCESS;
+	uint64_t bit, st;
 	uint32_t i, first = CCVM_TDX_FIRST_HKID, end = CCVM_TDX_FIRST_HKID + m->nr_hkids;
 	bool pending = false;
 
-	if (!cpu_ok(m, cpu))
+	if (!cpu_ok(m, a->cpu))
 		return TDX_OPERAND_INVALID;
-	if (!sx_try(&m->key_lock, true))
-		return busy(CCVM_TDX_OPERAND_KOT);
-	pkg = ccvm_tdx_cpu_package(m, cpu);
+	st = kot_lock(m);
+	if (st)
+		return st;
+	pkg = ccvm_tdx_cpu_package(m, a->cpu);
 	bit = 1ull << pkg;
-	if (resume && !m->wb_progress[pkg]) {
+	if (a->resume && !m->wb_progress[pkg]) {
 		st = TDX_WBCACHE_RESUME_ERROR;
 		goto out;
 	}
-	if (!resume) {
+	if (!a->resume) {
 		/* A new write-back covers the HKIDs reclaimed by now. */
 		m->wb_progress[pkg] = 0;
 		for (i = first; i < end; i++) {
@@ -1109,150 +1068,114 @@ static uint64_t cache_wb(struct ccvm_tdx_module *m, unsigned int cpu, bool resum
 		}
 	}
 out:
-	sx_release(&m->key_lock, true);
-	return st;
+	return kot_unlock(m, st);
 }
 
-uint64_t ccvm_tdh_phymem_cache_wb(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
-				  unsigned int cpu, bool resume)
+static uint64_t mng_key_freeid(struct leaf_args *a)
 {
-	uint64_t st;
-
-	if (!m)
-		return TDX_OPERAND_INVALID;
-	if (!inject_check(m, CCVM_TDH_PHYMEM_CACHE_WB, &st))
-		st = cache_wb(m, cpu, resume);
-	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_CACHE_WB, st);
-}
-
-static uint64_t mng_key_freeid(struct ccvm_tdx_td *td)
-{
+	struct ccvm_tdx_td *td = a->td;
 	struct ccvm_tdx_module *m = td->m;
 	struct ccvm_tdx_kot_entry *k = &m->kot[td->hkid];
-	uint64_t st = TDX_SUCCESS;
+	uint64_t st;
 
-	if (!sx_try(&m->key_lock, true))
-		return busy(CCVM_TDX_OPERAND_KOT);
-	if (!sx_try(&td->tdr_lock, true)) {
-		sx_release(&m->key_lock, true);
-		return busy(CCVM_TDX_OPERAND_TDR);
-	}
+	st = key_enter(td);
+	if (st)
+		return st;
 	if (td_lifecycle(td) != CCVM_TDX_TD_BLOCKED) {
 		st = TDX_LIFECYCLE_STATE_INCORRECT;
 	} else if ((k->wb_done & m->all_packages) != m->all_packages) {
 		st = TDX_WBCACHE_NOT_COMPLETE;
 	} else {
 		k->slot = 0;
-		k->wb_started = 0;
-		k->wb_done = 0;
-		atomic_store_explicit(&k->state, KOT_FREE, memory_order_release);
-		atomic_store_explicit(&td->lifecycle, CCVM_TDX_TD_TEARDOWN, memory_order_relaxed);
+		kot_set(k, KOT_FREE);
+		td_set_lifecycle(td, CCVM_TDX_TD_TEARDOWN);
 	}
-	sx_release(&td->tdr_lock, true);
-	sx_release(&m->key_lock, true);
-	return st;
-}
-
-uint64_t ccvm_tdh_mng_key_freeid(struct ccvm_tdx_td *td)
-{
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(td->m, CCVM_TDH_MNG_KEY_FREEID, &st))
-		st = mng_key_freeid(td);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MNG_KEY_FREEID, st);
+	return key_leave(td, st);
 }
 
 /* ---- vCPUs --------------------------------------------------------------------- */
 
-static uint64_t vp_create(struct ccvm_tdx_td *td, uint64_t pfn, struct ccvm_tdx_vp **out)
+static uint64_t vp_create(struct leaf_args *a)
 {
+	struct ccvm_tdx_td *td = a->td;
 	struct ccvm_tdx_module *m = td->m;
 	struct ccvm_tdx_vp *vp;
 	struct td_guard g;
 	uint64_t st;
 
-	if (!out)
+	if (!a->vp_out)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	st = td_enter(td, &g, false, OPS_BUILT);
 	if (st)
 		return st;
-	st = pamt_lock_free_page(m, pfn, CCVM_TDX_OPERAND_RCX);
+	st = pamt_lock_free_page(m, a->pfn, CCVM_TDX_OPERAND_RCX);
 	if (st)
 		goto out;
 	vp = calloc(1, sizeof(*vp));
 	if (!vp) {
-		pamt_unlock(m, pfn, 0);
+		pamt_unlock(m, a->pfn, 0);
 		st = CCVM_TDX_SW_NOMEM;
 		goto out;
 	}
 	vp->td = td;
 	model_bytes(td->m, (int64_t)sizeof(*vp));
-	vp->tdvpr_pfn = pfn;
+	vp->tdvpr_pfn = a->pfn;
 	atomic_init(&vp->cpu, -1);
 	lock_wait(&td->vp_list_lock);
 	vp->next = td->vps;
 	td->vps = vp;
 	pthread_mutex_unlock(&td->vp_list_lock);
-	pamt_assign(td, pfn, CCVM_TDX_PT_TDVPR, true);
-	*out = vp;
+	pamt_assign(td, a->pfn, CCVM_TDX_PT_TDVPR, true);
+	*a->vp_out = vp;
 out:
 	td_leave(td, &g);
 	return st;
 }
 
-uint64_t ccvm_tdh_vp_create(struct ccvm_tdx_td *td, uint64_t tdvpr_pfn,
-			    struct ccvm_tdx_vp **vp)
+/*
+ * The vCPU prologue: the TD's (td_enter(), TDR lock shared), then the TDVPR
+ * lock.  Undone by vp_leave().
+ */
+static uint64_t vp_lock(struct ccvm_tdx_vp *vp, struct td_guard *g, unsigned int op_mask)
 {
-	uint64_t st;
+	uint64_t st = td_enter(vp->td, g, false, op_mask);
 
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_VP_CREATE, &st))
-		st = vp_create(td, tdvpr_pfn, vp);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_VP_CREATE, st);
-}
-
-static uint64_t vp_addcx(struct ccvm_tdx_vp *vp, uint64_t pfn)
-{
-	struct ccvm_tdx_td *td = vp->td;
-	struct td_guard g;
-	uint64_t st;
-
-	st = td_enter(td, &g, false, OPS_BUILT);
 	if (st)
 		return st;
 	if (!vp_trylock(vp)) {
-		st = busy(CCVM_TDX_OPERAND_TDVPR);
-		goto out;
+		td_leave(vp->td, g);
+		return busy(CCVM_TDX_OPERAND_TDVPR);
 	}
-	if (atomic_load_explicit(&vp->initialized, memory_order_relaxed)) {
-		st = TDX_VCPU_STATE_INCORRECT;
-	} else if (vp->nr_tdcx >= CCVM_TDX_NR_TDCX) {
-		st = TDX_TDCX_NUM_INCORRECT | CCVM_TDX_OPERAND_RCX;
-	} else {
-		st = pamt_lock_free_page(td->m, pfn, CCVM_TDX_OPERAND_RCX);
-		if (!st) {
-			vp->tdcx_pfn[vp->nr_tdcx++] = pfn;
-			pamt_assign(td, pfn, CCVM_TDX_PT_TDCX, true);
-		}
-	}
+	return TDX_SUCCESS;
+}
+
+static uint64_t vp_leave(struct ccvm_tdx_vp *vp, struct td_guard *g, uint64_t st)
+{
 	vp_unlock(vp);
-out:
-	td_leave(td, &g);
+	td_leave(vp->td, g);
 	return st;
 }
 
-uint64_t ccvm_tdh_vp_addcx(struct ccvm_tdx_vp *vp, uint64_t tdcx_pfn)
+static uint64_t vp_addcx(struct leaf_args *a)
 {
+	struct ccvm_tdx_vp *vp = a->vp;
+	struct td_guard g;
 	uint64_t st;
 
-	if (!vp)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(vp->td->m, CCVM_TDH_VP_ADDCX, &st))
-		st = vp_addcx(vp, tdcx_pfn);
-	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_ADDCX, st);
+	st = vp_lock(vp, &g, OPS_BUILT);
+	if (st)
+		return st;
+	if (atomic_load_explicit(&vp->initialized, memory_order_relaxed))
+		st = TDX_VCPU_STATE_INCORRECT;
+	else if (vp->nr_tdcx >= CCVM_TDX_NR_TDCX)
+		st = TDX_TDCX_NUM_INCORRECT | CCVM_TDX_OPERAND_RCX;
+	else
+		st = pamt_lock_free_page(a->m, a->pfn, CCVM_TDX_OPERAND_RCX);
+	if (!st) {
+		vp->tdcx_pfn[vp->nr_tdcx++] = a->pfn;
+		pamt_assign(a->td, a->pfn, CCVM_TDX_PT_TDCX, true);
+	}
+	return vp_leave(vp, &g, st);
 }
 
 /* Associate @vp with @cpu (TDVPR lock held).  Return: 0 or VCPU_ASSOCIATED. */
@@ -1269,89 +1192,68 @@ static uint64_t vp_associate(struct ccvm_tdx_vp *vp, unsigned int cpu)
 	return TDX_SUCCESS;
 }
 
-static uint64_t vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu)
+/* Count one more initialised vCPU of @td, unless max_vcpus are already. */
+static bool vp_count_init(struct ccvm_tdx_td *td)
 {
-	struct ccvm_tdx_td *td = vp->td;
-	struct td_guard g;
-	uint64_t st;
-	uint32_t n;
+	uint32_t n = atomic_load_explicit(&td->nr_vcpus_init, memory_order_relaxed);
 
-	if (!cpu_ok(td->m, cpu))
-		return TDX_OPERAND_INVALID;
-	st = td_enter(td, &g, false, OPS_BUILT);
-	if (st)
-		return st;
-	if (!vp_trylock(vp)) {
-		st = busy(CCVM_TDX_OPERAND_TDVPR);
-		goto out;
-	}
-	if (vp->nr_tdcx < CCVM_TDX_NR_TDCX) {
-		st = TDX_TDCX_NUM_INCORRECT | CCVM_TDX_OPERAND_RCX;
-		goto out_vp;
-	}
-	if (atomic_load_explicit(&vp->initialized, memory_order_relaxed)) {
-		st = TDX_VCPU_STATE_INCORRECT;
-		goto out_vp;
-	}
-	n = atomic_load_explicit(&td->nr_vcpus_init, memory_order_relaxed);
 	do {
-		if (n >= td->max_vcpus) {
-			st = TDX_MAX_VCPUS_EXCEEDED;
-			goto out_vp;
-		}
+		if (n >= td->max_vcpus)
+			return false;
 	} while (!atomic_compare_exchange_weak_explicit(&td->nr_vcpus_init, &n, n + 1,
 							memory_order_relaxed,
 							memory_order_relaxed));
-	st = vp_associate(vp, cpu);
-	if (st) {
-		atomic_fetch_sub_explicit(&td->nr_vcpus_init, 1, memory_order_relaxed);
-		goto out_vp;
-	}
-	atomic_store_explicit(&vp->initialized, true, memory_order_relaxed);
-out_vp:
-	vp_unlock(vp);
-out:
-	td_leave(td, &g);
-	return st;
+	return true;
 }
 
-uint64_t ccvm_tdh_vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu)
+static uint64_t vp_init(struct leaf_args *a)
 {
+	struct ccvm_tdx_vp *vp = a->vp;
+	struct td_guard g;
 	uint64_t st;
 
-	if (!vp)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(vp->td->m, CCVM_TDH_VP_INIT, &st))
-		st = vp_init(vp, cpu);
-	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_INIT, st);
+	if (!cpu_ok(a->m, a->cpu))
+		return TDX_OPERAND_INVALID;
+	st = vp_lock(vp, &g, OPS_BUILT);
+	if (st)
+		return st;
+	if (vp->nr_tdcx < CCVM_TDX_NR_TDCX) {
+		st = TDX_TDCX_NUM_INCORRECT | CCVM_TDX_OPERAND_RCX;
+	} else if (atomic_load_explicit(&vp->initialized, memory_order_relaxed)) {
+		st = TDX_VCPU_STATE_INCORRECT;
+	} else if (!vp_count_init(a->td)) {
+		st = TDX_MAX_VCPUS_EXCEEDED;
+	} else {
+		st = vp_associate(vp, a->cpu);
+		if (st)
+			atomic_fetch_sub_explicit(&a->td->nr_vcpus_init, 1, memory_order_relaxed);
+		else
+			atomic_store_explicit(&vp->initialized, true, memory_order_relaxed);
+	}
+	return vp_leave(vp, &g, st);
 }
 
-static uint64_t vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
+/* On success the vCPU keeps its TDVPR lock: it is in the guest. */
+static uint64_t vp_enter(struct leaf_args *a)
 {
-	struct ccvm_tdx_td *td = vp->td;
+	struct ccvm_tdx_vp *vp = a->vp;
+	struct ccvm_tdx_td *td = a->td;
 	struct td_guard g;
 	uint64_t st, w;
 
-	if (!cpu_ok(td->m, cpu))
+	if (!cpu_ok(a->m, a->cpu))
 		return TDX_OPERAND_INVALID;
-	st = td_enter(td, &g, false, OPS(RUNNABLE));
+	st = vp_lock(vp, &g, OPS(RUNNABLE));
 	if (st)
 		return st;
-	if (!vp_trylock(vp)) {
-		st = busy(CCVM_TDX_OPERAND_TDVPR);
-		goto out;
-	}
-	if (!atomic_load_explicit(&vp->initialized, memory_order_relaxed)) {
+	if (!atomic_load_explicit(&vp->initialized, memory_order_relaxed))
 		st = TDX_VCPU_STATE_INCORRECT;
-		goto out_vp;
-	}
-	st = vp_associate(vp, cpu);
-	if (st)
-		goto out_vp;
-	if (!sx_try(&td->epoch_lock, false)) {
+	else
+		st = vp_associate(vp, a->cpu);
+	if (!st && !sx_try(&td->epoch_lock, false))
 		st = busy(CCVM_TDX_OPERAND_TD_EPOCH);
-		goto out_vp;
-	}
+	if (st)
+		return vp_leave(vp, &g, st);
 	/* TRACK needs the epoch lock exclusively: the epoch is stable here. */
 	w = atomic_load_explicit(&td->epoch_word, memory_order_relaxed);
 	vp->epoch = epoch_of(w);
@@ -1361,22 +1263,6 @@ static uint64_t vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
 	atomic_store_explicit(&vp->run, VP_IN_GUEST, memory_order_release);
 	td_leave(td, &g);
 	return TDX_SUCCESS;
-out_vp:
-	vp_unlock(vp);
-out:
-	td_leave(td, &g);
-	return st;
-}
-
-uint64_t ccvm_tdh_vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
-{
-	uint64_t st;
-
-	if (!vp)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(vp->td->m, CCVM_TDH_VP_ENTER, &st))
-		st = vp_enter(vp, cpu);
-	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_ENTER, st);
 }
 
 void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
@@ -1408,13 +1294,14 @@ void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
 	atomic_store_explicit(&vp->run, VP_IDLE, memory_order_release);
 }
 
-static uint64_t vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
+static uint64_t vp_flush(struct leaf_args *a)
 {
+	struct ccvm_tdx_vp *vp = a->vp;
 	struct ccvm_tdx_td *td = vp->td;
 	uint64_t st = TDX_SUCCESS;
 	int lc, cur;
 
-	if (!cpu_ok(td->m, cpu))
+	if (!cpu_ok(td->m, a->cpu))
 		return TDX_OPERAND_INVALID;
 	if (!sx_try(&td->tdr_lock, false))
 		return busy(CCVM_TDX_OPERAND_TDR);
@@ -1430,7 +1317,7 @@ static uint64_t vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
 	cur = atomic_load_explicit(&vp->cpu, memory_order_relaxed);
 	if (cur < 0) {
 		st = TDX_VCPU_NOT_ASSOCIATED;
-	} else if (cur != (int)cpu) {
+	} else if (cur != (int)a->cpu) {
 		st = TDX_VCPU_ASSOCIATED;
 	} else {
 		atomic_store_explicit(&vp->cpu, -1, memory_order_relaxed);
@@ -1442,281 +1329,251 @@ out:
 	return st;
 }
 
-uint64_t ccvm_tdh_vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
-{
-	uint64_t st;
-
-	if (!vp)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(vp->td->m, CCVM_TDH_VP_FLUSH, &st))
-		st = vp_flush(vp, cpu);
-	return seamcall_done(vp->td->m, td_vm(vp->td), CCVM_EV_TDH_VP_FLUSH, st);
-}
-
 /* ---- S-EPT leaves ----------------------------------------------------------- */
 
-/* TD prologue plus the S-EPT tree lock; undone by sept_leave(). */
-static uint64_t sept_enter(struct ccvm_tdx_td *td, struct td_guard *g, unsigned int op_mask,
-			   bool tdr_excl, bool sept_excl)
-{
-	uint64_t st = td_enter(td, g, tdr_excl, op_mask);
+/*
+ * How each S-EPT leaf on the TD gets at its entry (the lock list in
+ * tdx-module.h says why): the op states it needs, whether it holds the TDR
+ * and S-EPT tree locks exclusively (EX) or shared (SH), the levels its GPA
+ * operand may name (ROOT: the TD's root level), the GPA alignment when not
+ * the level's size, and whether it needs a source page (R9).
+ */
+struct sept_gate {
+	unsigned int ops;
+	bool tdr_excl;
+	bool tree_excl;
+	int min_level;
+	int max_level;
+	uint64_t align;
+	bool src;
+};
 
+#define SH	false
+#define EX	true
+#define L4K	CCVM_TDX_LEVEL_4K
+#define L2M	CCVM_TDX_LEVEL_2M
+#define ROOT	(-1)
+
+static const struct sept_gate sept_gates[NR_TDH_LEAVES] = {
+	/*				  op states	    TDR tree levels	align src */
+	[CCVM_TDH_MEM_SEPT_ADD]		= { OPS_BUILT,	      SH, SH, L2M, ROOT, 0,	false },
+	[CCVM_TDH_MEM_PAGE_ADD]		= { OPS(INITIALIZED), EX, SH, L4K, L4K,	 0,	true },
+	[CCVM_TDH_MR_EXTEND]		= { OPS(INITIALIZED), EX, SH, L4K, L4K,	 256,	false },
+	[CCVM_TDH_MEM_PAGE_AUG]		= { OPS(RUNNABLE),    SH, SH, L4K, L4K,	 0,	false },
+	[CCVM_TDH_MEM_RANGE_BLOCK]	= { OPS_BUILT,	      SH, EX, L4K, ROOT, 0,	false },
+	[CCVM_TDH_MEM_PAGE_REMOVE]	= { OPS_BUILT,	      SH, EX, L4K, L4K,	 0,	false },
+	[CCVM_TDH_MEM_SEPT_RD]		= { OPS_BUILT,	      SH, SH, L4K, ROOT, 0,	false },
+	[CCVM_TDH_MEM_SEPT_REMOVE]	= { OPS_BUILT,	      SH, EX, L2M, ROOT, 0,	false },
+	[CCVM_TDH_MEM_RANGE_UNBLOCK]	= { OPS_BUILT,	      SH, EX, L4K, ROOT, 0,	false },
+};
+
+/* An S-EPT leaf in flight: the locks it holds and the entry it works on. */
+struct sept_op {
+	struct ccvm_tdx_td *td;
+	const struct sept_gate *gate;
+	struct td_guard g;
+	bool locked;		/* TDR and tree locks held */
+	_Atomic uint64_t *e;	/* the entry asked for, or where the walk stopped */
+	int reached;		/* its level */
+	uint64_t v;		/* its value after the walk, */
+	unsigned int state;	/* state */
+	uint64_t pfn;		/* and pfn */
+};
+
+/*
+ * sept_lookup() - The start of an S-EPT leaf on the TD, as its row of
+ * sept_gates[] says: the TD's state and TDR lock (td_enter()), the S-EPT tree
+ * lock, the GPA operand, the walk to the entry of a->level covering a->gpa.
+ * Whatever it returns, the leaf ends with sept_done().
+ * Return: TDX_SUCCESS, op->e the entry; EPT_WALK_FAILED|RCX, op->e the entry
+ * where the walk stopped; else the status that stopped it, op->e NULL.
+ */
+static uint64_t sept_lookup(struct sept_op *op, struct leaf_args *a)
+{
+	const struct sept_gate *gate = &sept_gates[a->leaf];
+	struct ccvm_tdx_td *td = a->td;
+	uint64_t st;
+	bool found;
+
+	*op = (struct sept_op){ .td = td, .gate = gate };
+	st = td_enter(td, &op->g, gate->tdr_excl, gate->ops);
 	if (st)
 		return st;
-	if (!sx_try(&td->sept_lock, sept_excl)) {
-		td_leave(td, g);
+	if (!sx_try(&td->sept_lock, gate->tree_excl)) {
+		td_leave(td, &op->g);
 		return busy(CCVM_TDX_OPERAND_SEPT);
 	}
-	return TDX_SUCCESS;
+	op->locked = true;
+	if (!gpa_ok(td, a->gpa, a->level, gate->min_level,
+		    gate->max_level == ROOT ? td->root_level : gate->max_level, gate->align))
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (gate->src && !a->src)
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_R9;
+	found = sept_walk(td, a->gpa, a->level, &op->e, &op->reached);
+	op->v = atomic_load_explicit(op->e, memory_order_acquire);
+	op->state = CCVM_TDX_SEPTE_STATE(op->v);
+	op->pfn = CCVM_TDX_SEPTE_PFN(op->v);
+	return found ? TDX_SUCCESS : TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
 }
 
-static void sept_leave(struct ccvm_tdx_td *td, struct td_guard *g, bool sept_excl)
-{
-	sx_release(&td->sept_lock, sept_excl);
-	td_leave(td, g);
-}
+#undef SH
+#undef EX
+#undef L4K
+#undef L2M
+#undef ROOT
 
-static uint64_t sept_add(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64_t spt_pfn)
+/* Release what sept_lookup() took; return @st. */
+static uint64_t sept_done(struct sept_op *op, uint64_t st)
 {
-	struct ccvm_tdx_module *m = td->m;
-	_Atomic uint64_t *e;
-	struct td_guard g;
-	uint64_t st, v;
-	int reached;
-
-	st = sept_enter(td, &g, OPS_BUILT, false, false);
-	if (st)
-		return st;
-	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_2M, td->root_level)) {
-		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-		goto out;
+	if (op->locked) {
+		sx_release(&op->td->sept_lock, op->gate->tree_excl);
+		td_leave(op->td, &op->g);
 	}
-	if (!sept_walk(td, gpa, level, &e, &reached)) {
-		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	if (!word_trylock(e, SEPTE_LOCK, &v)) {
-		st = busy(CCVM_TDX_OPERAND_RCX);
-		goto out;
-	}
-	entry_lock_hold(m);
-	if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_FREE) {
-		st = TDX_EPT_ENTRY_NOT_FREE | CCVM_TDX_OPERAND_RCX;
-		goto out_entry;
-	}
-	st = pamt_lock_free_page(m, spt_pfn, CCVM_TDX_OPERAND_R8);
-	if (st)
-		goto out_entry;
-	/* Every entry FREE before the link makes the page reachable. */
-	page_zero_if_dirty(m, spt_pfn);
-	ccvm_page_mark_dirty(m->p, spt_pfn);
-	pamt_assign(td, spt_pfn, CCVM_TDX_PT_EPT, true);
-	v = septe_make(CCVM_TDX_SEPT_NL_MAPPED, spt_pfn);
-out_entry:
-	atomic_store_explicit(e, v & ~SEPTE_LOCK, memory_order_release);
-out:
-	sept_leave(td, &g, false);
 	return st;
-}
-
-uint64_t ccvm_tdh_mem_sept_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
-			       uint64_t spt_pfn)
-{
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_MEM_SEPT_ADD, &st))
-		st = sept_add(td, gpa, level, spt_pfn);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_SEPT_ADD, st);
 }
 
 /*
- * PAGE.ADD and PAGE.AUG: map @pfn at the 4K entry of @gpa.  ADD copies
- * @src and maps it MAPPED; AUG leaves it PENDING (zeroed at ACCEPT).
+ * Lock S-EPT entry @e for a change under the shared tree lock; *@v gets its
+ * value.  Return: 0, or OPERAND_BUSY|RCX when another leaf holds it.
  */
-static uint64_t page_install(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64_t pfn,
-			     const void *src, bool add)
+static uint64_t sept_entry_lock(struct ccvm_tdx_module *m, _Atomic uint64_t *e, uint64_t *v)
 {
-	struct ccvm_tdx_module *m = td->m;
-	_Atomic uint64_t *e;
-	struct td_guard g;
-	uint64_t st, v;
-	int reached;
-
-	st = sept_enter(td, &g, add ? OPS(INITIALIZED) : OPS(RUNNABLE), add, false);
-	if (st)
-		return st;
-	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_4K)) {
-		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	if (add && !src) {
-		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_R9;
-		goto out;
-	}
-	if (!sept_walk(td, gpa, level, &e, &reached)) {
-		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	if (!word_trylock(e, SEPTE_LOCK, &v)) {
-		st = busy(CCVM_TDX_OPERAND_RCX);
-		goto out;
-	}
+	if (!word_trylock(e, SEPTE_LOCK, v))
+		return busy(CCVM_TDX_OPERAND_RCX);
 	entry_lock_hold(m);
-	if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_FREE) {
-		st = TDX_EPT_ENTRY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
-		goto out_entry;
-	}
-	st = pamt_lock_free_page(m, pfn, CCVM_TDX_OPERAND_R8);
-	if (st)
-		goto out_entry;
-	if (add) {
-		ccvm_page_mark_dirty(m->p, pfn);
-		memcpy(ccvm_page_ptr(m->p, pfn), src, CCVM_PAGE_SIZE);
-		td_measure(td, 0x4d454d2e41444400ull, &gpa, sizeof(gpa));
-	}
-	pamt_assign(td, pfn, CCVM_TDX_PT_REG, true);
-	v = septe_make(add ? CCVM_TDX_SEPT_MAPPED : CCVM_TDX_SEPT_PENDING, pfn);
-out_entry:
+	return TDX_SUCCESS;
+}
+
+static void sept_entry_unlock(_Atomic uint64_t *e, uint64_t v)
+{
 	atomic_store_explicit(e, v & ~SEPTE_LOCK, memory_order_release);
-out:
-	sept_leave(td, &g, false);
-	return st;
 }
 
-uint64_t ccvm_tdh_mem_page_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
-			       uint64_t pfn, const void *src)
+/*
+ * SEPT.ADD, PAGE.ADD, PAGE.AUG: the FREE entry at the GPA gets page a->pfn
+ * (R8), which the TD owns from now on: an S-EPT page linked NL_MAPPED, a copy
+ * of a->src MAPPED and measured, or a PENDING page for the guest to accept.
+ */
+static uint64_t sept_fill(struct leaf_args *a)
 {
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_MEM_PAGE_ADD, &st))
-		st = page_install(td, gpa, level, pfn, src, true);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_ADD, st);
-}
-
-uint64_t ccvm_tdh_mem_page_aug(struct ccvm_tdx_td *td, uint64_t gpa, int level,
-			       uint64_t pfn)
-{
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_MEM_PAGE_AUG, &st))
-		st = page_install(td, gpa, level, pfn, NULL, false);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_AUG, st);
-}
-
-static uint64_t mr_extend(struct ccvm_tdx_td *td, uint64_t gpa)
-{
-	_Atomic uint64_t *e;
-	struct td_guard g;
+	struct ccvm_tdx_module *m = a->m;
+	unsigned int type = CCVM_TDX_PT_REG, state = CCVM_TDX_SEPT_PENDING;
+	bool link = a->leaf == CCVM_TDH_MEM_SEPT_ADD;
+	struct sept_op op;
 	uint64_t st, v;
-	int reached;
 
-	st = sept_enter(td, &g, OPS(INITIALIZED), true, false);
+	st = sept_lookup(&op, a);
+	if (!st)
+		st = sept_entry_lock(m, op.e, &v);
 	if (st)
-		return st;
-	if ((gpa & 255) || !gpa_ok(td, gpa & ~(CCVM_PAGE_SIZE - 1), 0, 0, 0)) {
-		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-		goto out;
+		return sept_done(&op, st);
+	if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_FREE)
+		st = (link ? TDX_EPT_ENTRY_NOT_FREE : TDX_EPT_ENTRY_STATE_INCORRECT) |
+		     CCVM_TDX_OPERAND_RCX;
+	else
+		st = pamt_lock_free_page(m, a->pfn, CCVM_TDX_OPERAND_R8);
+	if (!st && link) {
+		/* Every entry FREE before the link makes the page reachable. */
+		page_zero_if_dirty(m, a->pfn);
+		ccvm_page_mark_dirty(m->p, a->pfn);
+		type = CCVM_TDX_PT_EPT;
+		state = CCVM_TDX_SEPT_NL_MAPPED;
+	} else if (!st && a->leaf == CCVM_TDH_MEM_PAGE_ADD) {
+		ccvm_page_mark_dirty(m->p, a->pfn);
+		memcpy(ccvm_page_ptr(m->p, a->pfn), a->src, CCVM_PAGE_SIZE);
+		td_measure(a->td, 0x4d454d2e41444400ull, &a->gpa, sizeof(a->gpa));
+		state = CCVM_TDX_SEPT_MAPPED;
 	}
-	if (!sept_walk(td, gpa, CCVM_TDX_LEVEL_4K, &e, &reached)) {
-		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
-		goto out;
+	if (!st) {
+		pamt_assign(a->td, a->pfn, type, true);
+		v = septe_make(state, a->pfn);
 	}
-	v = atomic_load_explicit(e, memory_order_acquire);
-	if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_MAPPED) {
-		st = TDX_EPT_ENTRY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	td_measure(td, gpa, (const uint8_t *)ccvm_page_ptr(td->m->p, CCVM_TDX_SEPTE_PFN(v)) +
-		   (gpa & (CCVM_PAGE_SIZE - 1)), 256);
-out:
-	sept_leave(td, &g, false);
-	return st;
+	sept_entry_unlock(op.e, v);
+	return sept_done(&op, st);
 }
 
-uint64_t ccvm_tdh_mr_extend(struct ccvm_tdx_td *td, uint64_t gpa)
+static uint64_t mr_extend(struct leaf_args *a)
 {
+	struct sept_op op;
 	uint64_t st;
 
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_MR_EXTEND, &st))
-		st = mr_extend(td, gpa);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MR_EXTEND, st);
+	st = sept_lookup(&op, a);
+	if (st)
+		return sept_done(&op, st);
+	if (op.state != CCVM_TDX_SEPT_MAPPED)
+		return sept_done(&op, TDX_EPT_ENTRY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX);
+	td_measure(a->td, a->gpa,
+		   (const uint8_t *)ccvm_page_ptr(a->m->p, op.pfn) +
+		   (a->gpa & (CCVM_PAGE_SIZE - 1)), 256);
+	return sept_done(&op, TDX_SUCCESS);
 }
 
-static uint64_t range_block(struct ccvm_tdx_td *td, uint64_t gpa, int level)
-{
-	struct ccvm_tdx_module *m = td->m;
-	_Atomic uint64_t *e;
-	struct td_guard g;
-	uint64_t st, v, pv, pfn;
-	unsigned int s, ns;
-	int reached;
+/* What BLOCK and UNBLOCK turn each state into; FREE: not from that state. */
+static const uint8_t sept_blocked[SEPTE_STATE_MASK + 1] = {
+	[CCVM_TDX_SEPT_MAPPED]		= CCVM_TDX_SEPT_BLOCKED,
+	[CCVM_TDX_SEPT_PENDING]		= CCVM_TDX_SEPT_PENDING_BLOCKED,
+	[CCVM_TDX_SEPT_NL_MAPPED]	= CCVM_TDX_SEPT_NL_BLOCKED,
+};
 
-	st = sept_enter(td, &g, OPS_BUILT, false, true);
-	if (st)
-		return st;
-	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, td->root_level)) {
-		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	if (!sept_walk(td, gpa, level, &e, &reached)) {
-		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	/* Exclusive tree lock: no entry lock can be held, no entry changes. */
-	v = atomic_load_explicit(e, memory_order_relaxed);
-	s = CCVM_TDX_SEPTE_STATE(v);
-	switch (s) {
-	case CCVM_TDX_SEPT_MAPPED:
-		ns = CCVM_TDX_SEPT_BLOCKED;
-		break;
-	case CCVM_TDX_SEPT_PENDING:
-		ns = CCVM_TDX_SEPT_PENDING_BLOCKED;
-		break;
-	case CCVM_TDX_SEPT_NL_MAPPED:
-		ns = CCVM_TDX_SEPT_NL_BLOCKED;
-		break;
-	default:
-		st = (sept_is_blocked(s) ? TDX_GPA_RANGE_ALREADY_BLOCKED :
+static const uint8_t sept_unblocked[SEPTE_STATE_MASK + 1] = {
+	[CCVM_TDX_SEPT_BLOCKED]		= CCVM_TDX_SEPT_MAPPED,
+	[CCVM_TDX_SEPT_PENDING_BLOCKED]	= CCVM_TDX_SEPT_PENDING,
+	[CCVM_TDX_SEPT_NL_BLOCKED]	= CCVM_TDX_SEPT_NL_MAPPED,
+};
+
+/* A blocked page with BEPOCH @bepoch may go: tracked, or the TD never ran. */
+static bool sept_tracked(struct ccvm_tdx_td *td, uint64_t bepoch)
+{
+	/* Before finalize no vCPU ever ran: no TLB can hold the page. */
+	return td_op_state(td) != CCVM_TDX_OP_RUNNABLE || tlb_tracked(td, bepoch);
+}
+
+/* Under the exclusive tree lock no entry lock is held and no entry changes. */
+static uint64_t range_block(struct leaf_args *a)
+{
+	struct sept_op op;
+	uint64_t st, pv;
+
+	st = sept_lookup(&op, a);
+	if (!st && !sept_blocked[op.state])
+		st = (sept_is_blocked(op.state) ? TDX_GPA_RANGE_ALREADY_BLOCKED :
 		      TDX_EPT_ENTRY_STATE_INCORRECT) | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	pfn = CCVM_TDX_SEPTE_PFN(v);
-	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &pv)) {
-		st = busy(CCVM_TDX_OPERAND_RCX);
-		goto out;
-	}
-	atomic_store_explicit(e, septe_make(ns, pfn), memory_order_release);
+	if (!st)
+		st = pamt_lock(a->m, op.pfn, CCVM_TDX_OPERAND_RCX, &pv);
+	if (st)
+		return sept_done(&op, st);
+	atomic_store_explicit(op.e, septe_make(sept_blocked[op.state], op.pfn),
+			      memory_order_release);
 	/* The epoch is sampled after the entry is blocked. */
 	pv = (pv & ~PAMT_BEPOCH_MASK) |
-	     (epoch_of(atomic_load_explicit(&td->epoch_word, memory_order_acquire)) <<
+	     (epoch_of(atomic_load_explicit(&a->td->epoch_word, memory_order_acquire)) <<
 	      PAMT_BEPOCH_SHIFT);
-	pamt_unlock(m, pfn, pv);
-out:
-	sept_leave(td, &g, true);
-	return st;
+	pamt_unlock(a->m, op.pfn, pv);
+	return sept_done(&op, TDX_SUCCESS);
 }
 
-uint64_t ccvm_tdh_mem_range_block(struct ccvm_tdx_td *td, uint64_t gpa, int level)
+static uint64_t range_unblock(struct leaf_args *a)
 {
-	uint64_t st;
+	struct sept_op op;
+	uint64_t st = sept_lookup(&op, a);
 
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_MEM_RANGE_BLOCK, &st))
-		st = range_block(td, gpa, level);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_RANGE_BLOCK, st);
+	if (st)
+		return sept_done(&op, st);
+	if (!sept_unblocked[op.state])
+		st = (op.state == CCVM_TDX_SEPT_FREE ? TDX_EPT_ENTRY_STATE_INCORRECT :
+		      TDX_GPA_RANGE_NOT_BLOCKED) | CCVM_TDX_OPERAND_RCX;
+	else if (!sept_tracked(a->td, pamt_bepoch(atomic_load_explicit(pamt_entry(a->m, op.pfn),
+								      memory_order_acquire))))
+		st = TDX_TLB_TRACKING_NOT_DONE | CCVM_TDX_OPERAND_RCX;
+	else
+		atomic_store_explicit(op.e, septe_make(sept_unblocked[op.state], op.pfn),
+				      memory_order_release);
+	return sept_done(&op, st);
 }
 
-static uint64_t mem_track(struct ccvm_tdx_td *td)
+static uint64_t mem_track(struct leaf_args *a)
 {
+	struct ccvm_tdx_td *td = a->td;
 	struct td_guard g;
 	uint64_t st, w;
 
@@ -1741,291 +1598,111 @@ out:
 	return st;
 }
 
-uint64_t ccvm_tdh_mem_track(struct ccvm_tdx_td *td)
+/* True when every entry of S-EPT page @pfn is FREE. */
+static bool sept_page_empty(struct ccvm_tdx_module *m, uint64_t pfn)
 {
-	uint64_t st;
+	_Atomic uint64_t *child = sept_page(m, pfn);
+	unsigned int i;
 
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(td->m, CCVM_TDH_MEM_TRACK, &st))
-		st = mem_track(td);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_TRACK, st);
+	for (i = 0; i < SEPT_ENTRIES; i++)
+		if (CCVM_TDX_SEPTE_STATE(atomic_load_explicit(&child[i], memory_order_relaxed)) !=
+		    CCVM_TDX_SEPT_FREE)
+			return false;
+	return true;
 }
 
 /*
- * The end of a successful PAGE.REMOVE or SEPT.REMOVE: the entry becomes
- * FREE and its page goes back to PT_NDA (entry and PAMT locks held).
+ * The rest of PAGE.REMOVE and SEPT.REMOVE once the entry's state is right
+ * (@st TDX_SUCCESS): under its PAMT entry lock, the page must be blocked
+ * when the TD runs, tracked, and as an S-EPT page have no entry left; then
+ * the entry becomes FREE and the page goes back to PT_NDA, into *a->pfn_out.
  */
-static void sept_entry_free(struct ccvm_tdx_td *td, _Atomic uint64_t *e, uint64_t pfn,
-			    uint64_t *out)
+static uint64_t sept_unmap(struct sept_op *op, struct leaf_args *a, uint64_t st)
 {
-	atomic_store_explicit(e, 0, memory_order_release);
-	pamt_release(td->m, pfn);
-	atomic_fetch_sub_explicit(&td->nr_children, 1, memory_order_relaxed);
-	if (out)
-		*out = pfn;
-}
+	uint64_t pv;
 
-static uint64_t page_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64_t *out)
-{
-	struct ccvm_tdx_module *m = td->m;
-	_Atomic uint64_t *e;
-	struct td_guard g;
-	uint64_t st, v, pv, pfn;
-	unsigned int s;
-	int reached;
-
-	st = sept_enter(td, &g, OPS_BUILT, false, true);
+	if (!st)
+		st = pamt_lock(a->m, op->pfn, CCVM_TDX_OPERAND_RCX, &pv);
 	if (st)
-		return st;
-	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_4K)) {
-		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-		goto out;
+		return sept_done(op, st);
+	if (!sept_is_blocked(op->state) && td_op_state(a->td) == CCVM_TDX_OP_RUNNABLE)
+		st = TDX_GPA_RANGE_NOT_BLOCKED | CCVM_TDX_OPERAND_RCX;
+	else if (!sept_tracked(a->td, pamt_bepoch(pv)))
+		st = TDX_TLB_TRACKING_NOT_DONE | CCVM_TDX_OPERAND_RCX;
+	else if (op->state == CCVM_TDX_SEPT_NL_BLOCKED && !sept_page_empty(a->m, op->pfn))
+		st = TDX_EPT_PAGE_NOT_FREE | CCVM_TDX_OPERAND_RCX;
+	if (st) {
+		pamt_unlock(a->m, op->pfn, pv);
+		return sept_done(op, st);
 	}
-	if (!sept_walk(td, gpa, level, &e, &reached)) {
-		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	v = atomic_load_explicit(e, memory_order_relaxed);
-	s = CCVM_TDX_SEPTE_STATE(v);
-	if (!sept_is_leaf(s)) {
+	atomic_store_explicit(op->e, 0, memory_order_release);
+	pamt_release(a->m, op->pfn);
+	atomic_fetch_sub_explicit(&a->td->nr_children, 1, memory_order_relaxed);
+	if (a->pfn_out)
+		*a->pfn_out = op->pfn;
+	return sept_done(op, TDX_SUCCESS);
+}
+
+static uint64_t page_remove(struct leaf_args *a)
+{
+	struct sept_op op;
+	uint64_t st = sept_lookup(&op, a);
+
+	if (!st && !sept_is_leaf(op.state))
 		st = TDX_EPT_ENTRY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	pfn = CCVM_TDX_SEPTE_PFN(v);
-	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &pv)) {
-		st = busy(CCVM_TDX_OPERAND_RCX);
-		goto out;
-	}
-	/* Before finalize no vCPU ever ran: no TLB can hold the page. */
-	if (td_op_state(td) == CCVM_TDX_OP_RUNNABLE) {
-		if (!sept_is_blocked(s))
-			st = TDX_GPA_RANGE_NOT_BLOCKED | CCVM_TDX_OPERAND_RCX;
-		else if (!tlb_tracked(td, pamt_bepoch(pv)))
-			st = TDX_TLB_TRACKING_NOT_DONE | CCVM_TDX_OPERAND_RCX;
-		if (st) {
-			pamt_unlock(m, pfn, pv);
-			goto out;
-		}
-	}
-	sept_entry_free(td, e, pfn, out);
-out:
-	sept_leave(td, &g, true);
-	return st;
+	return sept_unmap(&op, a, st);
 }
 
-uint64_t ccvm_tdh_mem_page_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level,
-				  uint64_t *pfn)
+static uint64_t sept_remove(struct leaf_args *a)
 {
+	struct sept_op op;
+	uint64_t st = sept_lookup(&op, a);
+
+	if (!st && op.state != CCVM_TDX_SEPT_NL_BLOCKED)
+		st = (op.state == CCVM_TDX_SEPT_NL_MAPPED ? TDX_GPA_RANGE_NOT_BLOCKED :
+		      TDX_EPT_ENTRY_STATE_INCORRECT) | CCVM_TDX_OPERAND_RCX;
+	return sept_unmap(&op, a, st);
+}
+
+static uint64_t sept_rd(struct leaf_args *a)
+{
+	struct ccvm_tdx_sept_info *info = a->sept_info;
+	struct sept_op op;
 	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_MEM_PAGE_REMOVE, &st))
-		st = page_remove(td, gpa, level, pfn);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_PAGE_REMOVE, st);
-}
-
-static uint64_t sept_rd(struct ccvm_tdx_td *td, uint64_t gpa, int level,
-			struct ccvm_tdx_sept_info *info)
-{
-	_Atomic uint64_t *e;
-	struct td_guard g;
-	uint64_t st, v;
-	int reached;
 
 	if (!info)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	st = sept_enter(td, &g, OPS_BUILT, false, false);
-	if (st)
-		return st;
-	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, td->root_level)) {
-		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-		goto out;
+	st = sept_lookup(&op, a);
+	if (op.e) {
+		info->raw = op.v & ~SEPTE_LOCK;
+		info->state = op.state;
+		info->pfn = op.pfn;
+		info->level = op.reached;
 	}
-	if (!sept_walk(td, gpa, level, &e, &reached))
-		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
-	v = atomic_load_explicit(e, memory_order_acquire) & ~SEPTE_LOCK;
-	info->raw = v;
-	info->state = CCVM_TDX_SEPTE_STATE(v);
-	info->pfn = CCVM_TDX_SEPTE_PFN(v);
-	info->level = reached;
-out:
-	sept_leave(td, &g, false);
-	return st;
-}
-
-uint64_t ccvm_tdh_mem_sept_rd(struct ccvm_tdx_td *td, uint64_t gpa, int level,
-			      struct ccvm_tdx_sept_info *info)
-{
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_MEM_SEPT_RD, &st))
-		st = sept_rd(td, gpa, level, info);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_SEPT_RD, st);
-}
-
-static uint64_t sept_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level, uint64_t *out)
-{
-	struct ccvm_tdx_module *m = td->m;
-	_Atomic uint64_t *e, *child;
-	struct td_guard g;
-	uint64_t st, v, pv, pfn;
-	unsigned int s, i;
-	int reached;
-
-	st = sept_enter(td, &g, OPS_BUILT, false, true);
-	if (st)
-		return st;
-	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_2M, td->root_level)) {
-		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	if (!sept_walk(td, gpa, level, &e, &reached)) {
-		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	v = atomic_load_explicit(e, memory_order_relaxed);
-	s = CCVM_TDX_SEPTE_STATE(v);
-	if (s != CCVM_TDX_SEPT_NL_BLOCKED) {
-		st = (s == CCVM_TDX_SEPT_NL_MAPPED ? TDX_GPA_RANGE_NOT_BLOCKED :
-		      TDX_EPT_ENTRY_STATE_INCORRECT) | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	pfn = CCVM_TDX_SEPTE_PFN(v);
-	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &pv)) {
-		st = busy(CCVM_TDX_OPERAND_RCX);
-		goto out;
-	}
-	if (td_op_state(td) == CCVM_TDX_OP_RUNNABLE && !tlb_tracked(td, pamt_bepoch(pv))) {
-		st = TDX_TLB_TRACKING_NOT_DONE | CCVM_TDX_OPERAND_RCX;
-	} else {
-		child = sept_page(m, pfn);
-		for (i = 0; i < SEPT_ENTRIES; i++) {
-			if (CCVM_TDX_SEPTE_STATE(atomic_load_explicit(&child[i],
-					memory_order_relaxed)) != CCVM_TDX_SEPT_FREE) {
-				st = TDX_EPT_PAGE_NOT_FREE | CCVM_TDX_OPERAND_RCX;
-				break;
-			}
-		}
-	}
-	if (st) {
-		pamt_unlock(m, pfn, pv);
-		goto out;
-	}
-	sept_entry_free(td, e, pfn, out);
-out:
-	sept_leave(td, &g, true);
-	return st;
-}
-
-uint64_t ccvm_tdh_mem_sept_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level,
-				  uint64_t *spt_pfn)
-{
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_MEM_SEPT_REMOVE, &st))
-		st = sept_remove(td, gpa, level, spt_pfn);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_SEPT_REMOVE, st);
-}
-
-static uint64_t range_unblock(struct ccvm_tdx_td *td, uint64_t gpa, int level)
-{
-	struct ccvm_tdx_module *m = td->m;
-	_Atomic uint64_t *e;
-	struct td_guard g;
-	uint64_t st, v, pfn;
-	unsigned int s, ns;
-	int reached;
-
-	st = sept_enter(td, &g, OPS_BUILT, false, true);
-	if (st)
-		return st;
-	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, td->root_level)) {
-		st = TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	if (!sept_walk(td, gpa, level, &e, &reached)) {
-		st = TDX_EPT_WALK_FAILED | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	v = atomic_load_explicit(e, memory_order_relaxed);
-	s = CCVM_TDX_SEPTE_STATE(v);
-	switch (s) {
-	case CCVM_TDX_SEPT_BLOCKED:
-		ns = CCVM_TDX_SEPT_MAPPED;
-		break;
-	case CCVM_TDX_SEPT_PENDING_BLOCKED:
-		ns = CCVM_TDX_SEPT_PENDING;
-		break;
-	case CCVM_TDX_SEPT_NL_BLOCKED:
-		ns = CCVM_TDX_SEPT_NL_MAPPED;
-		break;
-	default:
-		st = (s == CCVM_TDX_SEPT_FREE ? TDX_EPT_ENTRY_STATE_INCORRECT :
-		      TDX_GPA_RANGE_NOT_BLOCKED) | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	pfn = CCVM_TDX_SEPTE_PFN(v);
-	if (td_op_state(td) == CCVM_TDX_OP_RUNNABLE &&
-	    !tlb_tracked(td, pamt_bepoch(atomic_load_explicit(pamt_entry(m, pfn),
-							      memory_order_acquire)))) {
-		st = TDX_TLB_TRACKING_NOT_DONE | CCVM_TDX_OPERAND_RCX;
-		goto out;
-	}
-	atomic_store_explicit(e, septe_make(ns, pfn), memory_order_release);
-out:
-	sept_leave(td, &g, true);
-	return st;
-}
-
-uint64_t ccvm_tdh_mem_range_unblock(struct ccvm_tdx_td *td, uint64_t gpa, int level)
-{
-	uint64_t st;
-
-	if (!td)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RDX;
-	if (!inject_check(td->m, CCVM_TDH_MEM_RANGE_UNBLOCK, &st))
-		st = range_unblock(td, gpa, level);
-	return seamcall_done(td->m, td_vm(td), CCVM_EV_TDH_MEM_RANGE_UNBLOCK, st);
+	return sept_done(&op, st);
 }
 
 /* ---- physical pages ------------------------------------------------------------ */
 
-static uint64_t page_wbinvd(struct ccvm_tdx_module *m, uint64_t pfn, uint32_t keyid)
+static uint64_t page_wbinvd(struct leaf_args *a)
 {
+	struct ccvm_tdx_module *m = a->m;
 	uint64_t v;
 
-	if (!pfn_ok(m, pfn))
+	if (!pfn_ok(m, a->pfn))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (keyid != CCVM_TDX_GLOBAL_KEYID) {
-		if (!hkid_ok(m, keyid))
+	if (a->keyid != CCVM_TDX_GLOBAL_KEYID) {
+		if (!hkid_ok(m, a->keyid))
 			return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-		if (atomic_load_explicit(&m->kot[keyid].state, memory_order_acquire) == KOT_FREE)
+		if (atomic_load_explicit(&m->kot[a->keyid].state, memory_order_acquire) == KOT_FREE)
 			return TDX_KEY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
 	}
-	v = atomic_load_explicit(pamt_entry(m, pfn), memory_order_acquire);
+	v = atomic_load_explicit(pamt_entry(m, a->pfn), memory_order_acquire);
 	if (v & PAMT_LOCK)
 		return busy(CCVM_TDX_OPERAND_RCX);
 	if (pamt_type(v) != CCVM_TDX_PT_NDA)
 		return TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
 	return TDX_SUCCESS;
-}
-
-uint64_t ccvm_tdh_phymem_page_wbinvd(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
-				     uint64_t pfn, uint32_t keyid)
-{
-	uint64_t st;
-
-	if (!m)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(m, CCVM_TDH_PHYMEM_PAGE_WBINVD, &st))
-		st = page_wbinvd(m, pfn, keyid);
-	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_PAGE_WBINVD, st);
 }
 
 /* Unlink and free the vCPU whose TDVPR is @pfn (TDR lock held shared). */
@@ -2045,18 +1722,21 @@ static void vp_reclaimed(struct ccvm_tdx_td *td, uint64_t pfn)
 	vp_free(vp);
 }
 
-static uint64_t page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm **vm, uint64_t pfn,
-			     struct ccvm_tdx_reclaim_info *info)
+static uint64_t page_reclaim(struct leaf_args *a)
 {
+	struct ccvm_tdx_module *m = a->m;
+	struct ccvm_tdx_reclaim_info *info = a->reclaim_info;
+	uint64_t pfn = a->pfn;
 	struct ccvm_tdx_td *td;
-	uint64_t st = TDX_SUCCESS, v;
+	uint64_t st, v;
 	unsigned int type;
 	bool is_tdr;
 
 	if (!pfn_ok(m, pfn))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &v))
-		return busy(CCVM_TDX_OPERAND_RCX);
+	st = pamt_lock(m, pfn, CCVM_TDX_OPERAND_RCX, &v);
+	if (st)
+		return st;
 	type = pamt_type(v);
 	if (type == CCVM_TDX_PT_NDA || type == CCVM_TDX_PT_RSVD || type == CCVM_TDX_PT_PAMT) {
 		pamt_unlock(m, pfn, v);
@@ -2069,7 +1749,7 @@ static uint64_t page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm **vm, uin
 		return TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
 	}
 	if (td_vm(td))
-		*vm = td_vm(td);
+		a->vm = td_vm(td);
 	if (info) {
 		info->type = type;
 		info->owner = td->tdr_pfn;
@@ -2104,18 +1784,6 @@ static uint64_t page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm **vm, uin
 	return TDX_SUCCESS;
 }
 
-uint64_t ccvm_tdh_phymem_page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
-				      uint64_t pfn, struct ccvm_tdx_reclaim_info *info)
-{
-	uint64_t st;
-
-	if (!m)
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!inject_check(m, CCVM_TDH_PHYMEM_PAGE_RECLAIM, &st))
-		st = page_reclaim(m, &vm, pfn, info);
-	return seamcall_done(m, vm, CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM, st);
-}
-
 /* ---- guest side ------------------------------------------------------------------ */
 
 static inline bool vp_in_guest(const struct ccvm_tdx_vp *vp)
@@ -2123,36 +1791,15 @@ static inline bool vp_in_guest(const struct ccvm_tdx_vp *vp)
 	return atomic_load_explicit(&vp->run, memory_order_acquire) == VP_IN_GUEST;
 }
 
-static uint64_t page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
+/* ACCEPT of the 4K entry @e, the tree lock held shared. */
+static uint64_t accept_entry(struct ccvm_tdx_module *m, _Atomic uint64_t *e)
 {
-	struct ccvm_tdx_td *td = vp->td;
-	struct ccvm_tdx_module *m = td->m;
-	_Atomic uint64_t *e;
-	uint64_t st = TDX_SUCCESS, v, pfn;
+	uint64_t st, v, pfn;
 	unsigned int s;
-	int reached;
 
-	if (!vp_in_guest(vp))
-		return TDX_VCPU_STATE_INCORRECT;
-	if (!gpa_ok(td, gpa, level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_2M))
-		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!sx_try(&td->sept_lock, false))
-		return busy(CCVM_TDX_OPERAND_SEPT);
-	if (!sept_walk(td, gpa, level, &e, &reached)) {
-		st = CCVM_TDX_SW_EPT_VIOLATION;
-		goto out;
-	}
-	if (level == CCVM_TDX_LEVEL_2M) {
-		s = CCVM_TDX_SEPTE_STATE(atomic_load_explicit(e, memory_order_acquire));
-		st = s == CCVM_TDX_SEPT_NL_MAPPED ? TDX_PAGE_SIZE_MISMATCH | CCVM_TDX_OPERAND_RCX :
-		     CCVM_TDX_SW_EPT_VIOLATION;
-		goto out;
-	}
-	if (!word_trylock(e, SEPTE_LOCK, &v)) {
-		st = busy(CCVM_TDX_OPERAND_RCX);
-		goto out;
-	}
-	entry_lock_hold(m);
+	st = sept_entry_lock(m, e, &v);
+	if (st)
+		return st;
 	s = CCVM_TDX_SEPTE_STATE(v);
 	if (s == CCVM_TDX_SEPT_MAPPED) {
 		st = TDX_PAGE_ALREADY_ACCEPTED | CCVM_TDX_OPERAND_RCX;
@@ -2167,23 +1814,34 @@ static uint64_t page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
 		atomic_fetch_and_explicit(pamt_entry(m, pfn), ~PAMT_POISON, memory_order_relaxed);
 		v = septe_make(CCVM_TDX_SEPT_MAPPED, pfn);
 	}
-	atomic_store_explicit(e, v & ~SEPTE_LOCK, memory_order_release);
-out:
-	sx_release(&td->sept_lock, false);
+	sept_entry_unlock(e, v);
 	return st;
 }
 
-uint64_t ccvm_tdg_mem_page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
+/* The guest's TDCALL: no TDR lock, and a walk that stops is a TD exit. */
+static uint64_t page_accept(struct leaf_args *a)
 {
-	struct ccvm_tdx_module *m;
+	struct ccvm_tdx_td *td = a->td;
+	_Atomic uint64_t *e;
 	uint64_t st;
+	int reached;
 
-	if (!vp)
+	if (!vp_in_guest(a->vp))
+		return TDX_VCPU_STATE_INCORRECT;
+	if (!gpa_ok(td, a->gpa, a->level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_2M, 0))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	m = vp->td->m;
-	if (!inject_check(m, CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT, &st))
-		st = page_accept(vp, gpa, level);
-	return seamcall_done(m, td_vm(vp->td), CCVM_EV_TDG_MEM_PAGE_ACCEPT, st);
+	if (!sx_try(&td->sept_lock, false))
+		return busy(CCVM_TDX_OPERAND_SEPT);
+	if (!sept_walk(td, a->gpa, a->level, &e, &reached))
+		st = CCVM_TDX_SW_EPT_VIOLATION;
+	else if (a->level == CCVM_TDX_LEVEL_2M)
+		st = CCVM_TDX_SEPTE_STATE(atomic_load_explicit(e, memory_order_acquire)) ==
+		     CCVM_TDX_SEPT_NL_MAPPED ? TDX_PAGE_SIZE_MISMATCH | CCVM_TDX_OPERAND_RCX :
+		     CCVM_TDX_SW_EPT_VIOLATION;
+	else
+		st = accept_entry(a->m, e);
+	sx_release(&td->sept_lock, false);
+	return st;
 }
 
 uint64_t ccvm_tdx_guest_access(struct ccvm_tdx_vp *vp, uint64_t gpa, bool write)
@@ -2199,7 +1857,7 @@ uint64_t ccvm_tdx_guest_access(struct ccvm_tdx_vp *vp, uint64_t gpa, bool write)
 	td = vp->td;
 	if (!vp_in_guest(vp))
 		return TDX_VCPU_STATE_INCORRECT;
-	if (!gpa_ok(td, gpa & ~(CCVM_PAGE_SIZE - 1), 0, 0, 0))
+	if (!gpa_ok(td, gpa & ~(CCVM_PAGE_SIZE - 1), 0, 0, 0, 0))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!sept_walk(td, gpa, CCVM_TDX_LEVEL_4K, &e, &reached))
 		return CCVM_TDX_SW_EPT_VIOLATION;
@@ -2273,10 +1931,39 @@ uint64_t ccvm_tdx_nr_poisoned(struct ccvm_tdx_module *m)
 
 /* ---- fault injection --------------------------------------------------------------- */
 
-static bool leaf_known(unsigned int leaf)
+/* Slot of @leaf in the leaf table and the injection rules; NR_LEAF_SLOTS if none. */
+static unsigned int leaf_slot(unsigned int leaf)
 {
-	return leaf == CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT ||
-	       (leaf < 64 && ccvm_tdx_leaf_name(leaf));
+	if (leaf == CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT)
+		return LEAF_SLOT_TDG_MEM_PAGE_ACCEPT;
+	return leaf < NR_TDH_LEAVES ? leaf : NR_LEAF_SLOTS;
+}
+
+/* An injected status for this call of @leaf, or false. */
+static bool inject_check(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t *status)
+{
+	struct ccvm_tdx_inject_rule *r;
+	bool fire = false;
+
+	if (!atomic_load_explicit(&m->nr_inject_rules, memory_order_relaxed))
+		return false;
+	lock_wait(&m->inject_lock);
+	r = &m->inject[leaf_slot(leaf)];
+	if (r->active) {
+		r->calls++;
+		if (!r->nth || r->calls >= r->nth) {
+			fire = true;
+			*status = r->status;
+			r->fired++;
+			if (r->count && r->fired >= r->count) {
+				r->active = false;
+				atomic_fetch_sub_explicit(&m->nr_inject_rules, 1,
+							  memory_order_relaxed);
+			}
+		}
+	}
+	pthread_mutex_unlock(&m->inject_lock);
+	return fire;
 }
 
 int ccvm_tdx_inject(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t nth,
@@ -2285,10 +1972,10 @@ int ccvm_tdx_inject(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t nth,
 	struct ccvm_tdx_inject_rule *r;
 	int err = 0;
 
-	if (!m || !leaf_known(leaf))
+	if (!m || !ccvm_tdx_leaf_name(leaf))
 		return -EINVAL;
 	lock_wait(&m->inject_lock);
-	r = &m->inject[inject_index(leaf)];
+	r = &m->inject[leaf_slot(leaf)];
 	if (!status) {
 		if (!r->active)
 			err = -ENOENT;
@@ -2375,39 +2062,268 @@ const char *ccvm_tdx_status_name(uint64_t status)
 	return "TDX_UNKNOWN";
 }
 
-static const char *const leaf_names[64] = {
-	[CCVM_TDH_VP_ENTER] = "TDH.VP.ENTER",
-	[CCVM_TDH_MNG_ADDCX] = "TDH.MNG.ADDCX",
-	[CCVM_TDH_MEM_PAGE_ADD] = "TDH.MEM.PAGE.ADD",
-	[CCVM_TDH_MEM_SEPT_ADD] = "TDH.MEM.SEPT.ADD",
-	[CCVM_TDH_VP_ADDCX] = "TDH.VP.ADDCX",
-	[CCVM_TDH_MEM_PAGE_AUG] = "TDH.MEM.PAGE.AUG",
-	[CCVM_TDH_MEM_RANGE_BLOCK] = "TDH.MEM.RANGE.BLOCK",
-	[CCVM_TDH_MNG_KEY_CONFIG] = "TDH.MNG.KEY.CONFIG",
-	[CCVM_TDH_MNG_CREATE] = "TDH.MNG.CREATE",
-	[CCVM_TDH_VP_CREATE] = "TDH.VP.CREATE",
-	[CCVM_TDH_MR_EXTEND] = "TDH.MR.EXTEND",
-	[CCVM_TDH_MR_FINALIZE] = "TDH.MR.FINALIZE",
-	[CCVM_TDH_VP_FLUSH] = "TDH.VP.FLUSH",
-	[CCVM_TDH_MNG_VPFLUSHDONE] = "TDH.MNG.VPFLUSHDONE",
-	[CCVM_TDH_MNG_KEY_FREEID] = "TDH.MNG.KEY.FREEID",
-	[CCVM_TDH_MNG_INIT] = "TDH.MNG.INIT",
-	[CCVM_TDH_VP_INIT] = "TDH.VP.INIT",
-	[CCVM_TDH_MEM_SEPT_RD] = "TDH.MEM.SEPT.RD",
-	[CCVM_TDH_PHYMEM_PAGE_RECLAIM] = "TDH.PHYMEM.PAGE.RECLAIM",
-	[CCVM_TDH_MEM_PAGE_REMOVE] = "TDH.MEM.PAGE.REMOVE",
-	[CCVM_TDH_MEM_SEPT_REMOVE] = "TDH.MEM.SEPT.REMOVE",
-	[CCVM_TDH_MEM_TRACK] = "TDH.MEM.TRACK",
-	[CCVM_TDH_MEM_RANGE_UNBLOCK] = "TDH.MEM.RANGE.UNBLOCK",
-	[CCVM_TDH_PHYMEM_CACHE_WB] = "TDH.PHYMEM.CACHE.WB",
-	[CCVM_TDH_PHYMEM_PAGE_WBINVD] = "TDH.PHYMEM.PAGE.WBINVD",
+/* ---- the leaves ---------------------------------------------------------------------- */
+
+/* What a leaf is called on; a NULL handle is OPERAND_INVALID | its register. */
+enum leaf_on { ON_MODULE, ON_TD, ON_VP };
+
+#define IN_NONE		0
+#define IN_RCX		CCVM_TDX_OPERAND_RCX
+#define IN_RDX		CCVM_TDX_OPERAND_RDX
+
+struct leaf {
+	const char *name;
+	uint64_t (*handler)(struct leaf_args *a);
+	enum ccvm_event event;		/* counted once per call */
+	enum leaf_on on;
+	uint32_t handle_reg;		/* the operand a NULL handle is reported in */
 };
+
+#define TDH(nr, name, handler, on, reg) \
+	[CCVM_TDH_##nr] = { "TDH." name, handler, CCVM_EV_TDH_##nr, ON_##on, IN_##reg }
+#define TDG(nr, name, handler, on, reg) \
+	[LEAF_SLOT_TDG_##nr] = { "TDG." name, handler, CCVM_EV_TDG_##nr, ON_##on, IN_##reg }
+
+/*
+ * Every leaf the model implements, one a row: its number, CCVM_TDH_<nr>
+ * (g6: the guest's TDCALL 6, CCVM_TDG_<nr>), its name after "TDH." ("TDG."),
+ * the handler, what it is called on, and the register a NULL handle is
+ * reported in.  Each call counts event CCVM_EV_TDH_<nr> (CCVM_EV_TDG_<nr>).
+ */
+static const struct leaf leaves[NR_LEAF_SLOTS] = {
+	/*  0 */ TDH(VP_ENTER,            "VP.ENTER",            vp_enter,        VP,     RCX),
+	/*  1 */ TDH(MNG_ADDCX,           "MNG.ADDCX",           mng_addcx,       TD,     RDX),
+	/*  2 */ TDH(MEM_PAGE_ADD,        "MEM.PAGE.ADD",        sept_fill,       TD,     RDX),
+	/*  3 */ TDH(MEM_SEPT_ADD,        "MEM.SEPT.ADD",        sept_fill,       TD,     RDX),
+	/*  4 */ TDH(VP_ADDCX,            "VP.ADDCX",            vp_addcx,        VP,     RDX),
+	/*  6 */ TDH(MEM_PAGE_AUG,        "MEM.PAGE.AUG",        sept_fill,       TD,     RDX),
+	/*  7 */ TDH(MEM_RANGE_BLOCK,     "MEM.RANGE.BLOCK",     range_block,     TD,     RDX),
+	/*  8 */ TDH(MNG_KEY_CONFIG,      "MNG.KEY.CONFIG",      mng_key_config,  TD,     RCX),
+	/*  9 */ TDH(MNG_CREATE,          "MNG.CREATE",          mng_create,      MODULE, RCX),
+	/* 10 */ TDH(VP_CREATE,           "VP.CREATE",           vp_create,       TD,     RDX),
+	/* 16 */ TDH(MR_EXTEND,           "MR.EXTEND",           mr_extend,       TD,     RDX),
+	/* 17 */ TDH(MR_FINALIZE,         "MR.FINALIZE",         mr_finalize,     TD,     RCX),
+	/* 18 */ TDH(VP_FLUSH,            "VP.FLUSH",            vp_flush,        VP,     RCX),
+	/* 19 */ TDH(MNG_VPFLUSHDONE,     "MNG.VPFLUSHDONE",     mng_vpflushdone, TD,     RCX),
+	/* 20 */ TDH(MNG_KEY_FREEID,      "MNG.KEY.FREEID",      mng_key_freeid,  TD,     RCX),
+	/* 21 */ TDH(MNG_INIT,            "MNG.INIT",            mng_init,        TD,     RCX),
+	/* 22 */ TDH(VP_INIT,             "VP.INIT",             vp_init,         VP,     RCX),
+	/* 25 */ TDH(MEM_SEPT_RD,         "MEM.SEPT.RD",         sept_rd,         TD,     RDX),
+	/* 28 */ TDH(PHYMEM_PAGE_RECLAIM, "PHYMEM.PAGE.RECLAIM", page_reclaim,    MODULE, RCX),
+	/* 29 */ TDH(MEM_PAGE_REMOVE,     "MEM.PAGE.REMOVE",     page_remove,     TD,     RDX),
+	/* 30 */ TDH(MEM_SEPT_REMOVE,     "MEM.SEPT.REMOVE",     sept_remove,     TD,     RDX),
+	/* 38 */ TDH(MEM_TRACK,           "MEM.TRACK",           mem_track,       TD,     RCX),
+	/* 39 */ TDH(MEM_RANGE_UNBLOCK,   "MEM.RANGE.UNBLOCK",   range_unblock,   TD,     RDX),
+	/* 40 */ TDH(PHYMEM_CACHE_WB,     "PHYMEM.CACHE.WB",     cache_wb,        MODULE, NONE),
+	/* 41 */ TDH(PHYMEM_PAGE_WBINVD,  "PHYMEM.PAGE.WBINVD",  page_wbinvd,     MODULE, RCX),
+	/* g6 */ TDG(MEM_PAGE_ACCEPT,     "MEM.PAGE.ACCEPT",     page_accept,     VP,     RCX),
+};
+
+#undef TDH
+#undef TDG
+
+/* Count the leaf, and its busy/error outcome. */
+static uint64_t seamcall_done(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+			      enum ccvm_event ev, uint64_t status)
+{
+	ccvm_account(m->p, vm, ev, 1);
+	if (!(status & TDX_ERROR) || is_sw_status(status))
+		return status;
+	if (ccvm_tdx_is_busy(status))
+		ccvm_account(m->p, vm, CCVM_EV_TDX_BUSY, 1);
+	else if (TDX_STATUS_CLASS(status) != TDX_INTERRUPTED_RESUMABLE)
+		ccvm_account(m->p, vm, CCVM_EV_TDX_ERROR, 1);
+	return status;
+}
+
+/*
+ * seamcall() - Make leaf @nr with operands @a: what every leaf does around its
+ * handler.  A NULL handle (or a module not set up) is refused, uncounted; an
+ * injected status replaces the handler; then ccvm_account() counts, costs and
+ * traces the call, and a busy or error outcome, for the platform and the VM
+ * charged (the TD's, else the caller's or the one the handler named).
+ */
+static uint64_t seamcall(unsigned int nr, struct leaf_args *a)
+{
+	const struct leaf *l = &leaves[leaf_slot(nr)];
+	uint64_t st;
+
+	a->leaf = nr;
+	if (l->on == ON_VP)
+		a->td = a->vp ? a->vp->td : NULL;
+	if (l->on != ON_MODULE)
+		a->m = a->td ? a->td->m : NULL;
+	if (!a->m || !a->m->initialized)
+		return TDX_OPERAND_INVALID | l->handle_reg;
+	if (!inject_check(a->m, nr, &st))
+		st = l->handler(a);
+	if (l->on != ON_MODULE)
+		a->vm = td_vm(a->td);
+	return seamcall_done(a->m, a->vm, l->event, st);
+}
 
 const char *ccvm_tdx_leaf_name(unsigned int leaf)
 {
-	if (leaf == CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT)
-		return "TDG.MEM.PAGE.ACCEPT";
-	return leaf < 64 ? leaf_names[leaf] : NULL;
+	unsigned int slot = leaf_slot(leaf);
+
+	return slot < NR_LEAF_SLOTS ? leaves[slot].name : NULL;
+}
+
+/* ---- SEAMCALL and TDCALL entry points (tdx-module.h) -------------------------------- */
+
+uint64_t ccvm_tdh_mng_create(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+			     uint64_t tdr_pfn, uint32_t hkid, struct ccvm_tdx_td **td)
+{
+	return seamcall(CCVM_TDH_MNG_CREATE, &(struct leaf_args){
+		.m = m, .vm = vm, .pfn = tdr_pfn, .keyid = hkid, .td_out = td });
+}
+
+uint64_t ccvm_tdh_mng_key_config(struct ccvm_tdx_td *td, unsigned int cpu)
+{
+	return seamcall(CCVM_TDH_MNG_KEY_CONFIG, &(struct leaf_args){ .td = td, .cpu = cpu });
+}
+
+uint64_t ccvm_tdh_mng_addcx(struct ccvm_tdx_td *td, uint64_t tdcs_pfn)
+{
+	return seamcall(CCVM_TDH_MNG_ADDCX, &(struct leaf_args){ .td = td, .pfn = tdcs_pfn });
+}
+
+uint64_t ccvm_tdh_mng_init(struct ccvm_tdx_td *td, const struct ccvm_tdx_td_params *params)
+{
+	return seamcall(CCVM_TDH_MNG_INIT, &(struct leaf_args){ .td = td, .params = params });
+}
+
+uint64_t ccvm_tdh_mr_finalize(struct ccvm_tdx_td *td)
+{
+	return seamcall(CCVM_TDH_MR_FINALIZE, &(struct leaf_args){ .td = td });
+}
+
+uint64_t ccvm_tdh_mng_vpflushdone(struct ccvm_tdx_td *td)
+{
+	return seamcall(CCVM_TDH_MNG_VPFLUSHDONE, &(struct leaf_args){ .td = td });
+}
+
+uint64_t ccvm_tdh_phymem_cache_wb(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				  unsigned int cpu, bool resume)
+{
+	return seamcall(CCVM_TDH_PHYMEM_CACHE_WB, &(struct leaf_args){
+		.m = m, .vm = vm, .cpu = cpu, .resume = resume });
+}
+
+uint64_t ccvm_tdh_mng_key_freeid(struct ccvm_tdx_td *td)
+{
+	return seamcall(CCVM_TDH_MNG_KEY_FREEID, &(struct leaf_args){ .td = td });
+}
+
+uint64_t ccvm_tdh_vp_create(struct ccvm_tdx_td *td, uint64_t tdvpr_pfn,
+			    struct ccvm_tdx_vp **vp)
+{
+	return seamcall(CCVM_TDH_VP_CREATE, &(struct leaf_args){
+		.td = td, .pfn = tdvpr_pfn, .vp_out = vp });
+}
+
+uint64_t ccvm_tdh_vp_addcx(struct ccvm_tdx_vp *vp, uint64_t tdcx_pfn)
+{
+	return seamcall(CCVM_TDH_VP_ADDCX, &(struct leaf_args){ .vp = vp, .pfn = tdcx_pfn });
+}
+
+uint64_t ccvm_tdh_vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu)
+{
+	return seamcall(CCVM_TDH_VP_INIT, &(struct leaf_args){ .vp = vp, .cpu = cpu });
+}
+
+uint64_t ccvm_tdh_vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
+{
+	return seamcall(CCVM_TDH_VP_ENTER, &(struct leaf_args){ .vp = vp, .cpu = cpu });
+}
+
+uint64_t ccvm_tdh_vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
+{
+	return seamcall(CCVM_TDH_VP_FLUSH, &(struct leaf_args){ .vp = vp, .cpu = cpu });
+}
+
+uint64_t ccvm_tdh_mem_sept_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+			       uint64_t spt_pfn)
+{
+	return seamcall(CCVM_TDH_MEM_SEPT_ADD, &(struct leaf_args){
+		.td = td, .gpa = gpa, .level = level, .pfn = spt_pfn });
+}
+
+uint64_t ccvm_tdh_mem_page_add(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+			       uint64_t pfn, const void *src)
+{
+	return seamcall(CCVM_TDH_MEM_PAGE_ADD, &(struct leaf_args){
+		.td = td, .gpa = gpa, .level = level, .pfn = pfn, .src = src });
+}
+
+uint64_t ccvm_tdh_mr_extend(struct ccvm_tdx_td *td, uint64_t gpa)
+{
+	return seamcall(CCVM_TDH_MR_EXTEND, &(struct leaf_args){ .td = td, .gpa = gpa });
+}
+
+uint64_t ccvm_tdh_mem_page_aug(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+			       uint64_t pfn)
+{
+	return seamcall(CCVM_TDH_MEM_PAGE_AUG, &(struct leaf_args){
+		.td = td, .gpa = gpa, .level = level, .pfn = pfn });
+}
+
+uint64_t ccvm_tdh_mem_range_block(struct ccvm_tdx_td *td, uint64_t gpa, int level)
+{
+	return seamcall(CCVM_TDH_MEM_RANGE_BLOCK, &(struct leaf_args){
+		.td = td, .gpa = gpa, .level = level });
+}
+
+uint64_t ccvm_tdh_mem_track(struct ccvm_tdx_td *td)
+{
+	return seamcall(CCVM_TDH_MEM_TRACK, &(struct leaf_args){ .td = td });
+}
+
+uint64_t ccvm_tdh_mem_page_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+				  uint64_t *pfn)
+{
+	return seamcall(CCVM_TDH_MEM_PAGE_REMOVE, &(struct leaf_args){
+		.td = td, .gpa = gpa, .level = level, .pfn_out = pfn });
+}
+
+uint64_t ccvm_tdh_mem_sept_rd(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+			      struct ccvm_tdx_sept_info *info)
+{
+	return seamcall(CCVM_TDH_MEM_SEPT_RD, &(struct leaf_args){
+		.td = td, .gpa = gpa, .level = level, .sept_info = info });
+}
+
+uint64_t ccvm_tdh_mem_sept_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+				  uint64_t *spt_pfn)
+{
+	return seamcall(CCVM_TDH_MEM_SEPT_REMOVE, &(struct leaf_args){
+		.td = td, .gpa = gpa, .level = level, .pfn_out = spt_pfn });
+}
+
+uint64_t ccvm_tdh_mem_range_unblock(struct ccvm_tdx_td *td, uint64_t gpa, int level)
+{
+	return seamcall(CCVM_TDH_MEM_RANGE_UNBLOCK, &(struct leaf_args){
+		.td = td, .gpa = gpa, .level = level });
+}
+
+uint64_t ccvm_tdh_phymem_page_wbinvd(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				     uint64_t pfn, uint32_t keyid)
+{
+	return seamcall(CCVM_TDH_PHYMEM_PAGE_WBINVD, &(struct leaf_args){
+		.m = m, .vm = vm, .pfn = pfn, .keyid = keyid });
+}
+
+uint64_t ccvm_tdh_phymem_page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				      uint64_t pfn, struct ccvm_tdx_reclaim_info *info)
+{
+	return seamcall(CCVM_TDH_PHYMEM_PAGE_RECLAIM, &(struct leaf_args){
+		.m = m, .vm = vm, .pfn = pfn, .reclaim_info = info });
+}
+
+uint64_t ccvm_tdg_mem_page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
+{
+	return seamcall(CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT, &(struct leaf_args){
+		.vp = vp, .gpa = gpa, .level = level });
 }
 
 /* ---- inspection -------------------------------------------------------------------------- */

@@ -95,8 +95,11 @@
  * and 47:40) are the model's own: TD exits and guest faults of the
  * guest-side calls, and host memory exhaustion.
  *
- * Every SEAMCALL may also return any status injected with
- * ccvm_tdx_inject(), before any check and without changing state.
+ * A SEAMCALL on a NULL handle (module, TD or vCPU), or on a module not set
+ * up, returns OPERAND_INVALID | the handle's operand (none for CACHE.WB) and is
+ * not counted.
+ * Past that, every SEAMCALL may also return any status injected with
+ * ccvm_tdx_inject(), before any other check and without changing state.
  *
  * Accounting: each SEAMCALL counts its CCVM_EV_TDH_* event once per call for
  * the platform and the TD's VM; an OPERAND_BUSY result also counts
