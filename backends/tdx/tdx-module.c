@@ -585,6 +585,19 @@ static void *map_lazy(size_t bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* Give back the module's tables (any may be missing) and zero @m. */
+static void module_free(struct ccvm_tdx_module *m)
+{
+	if (m->pamt)
+		munmap((void *)m->pamt, m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
+	free(m->kot);
+	free(m->hkid_pool);
+	free(m->slots);
+	free(m->inject);
+	free((void *)m->pamt_touched);
+	memset(m, 0, sizeof(*m));
+}
+
 int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 {
 	uint32_t nr_keyids;
@@ -618,14 +631,7 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 	m->pamt_touched = calloc(pamt_touched_words(m), sizeof(*m->pamt_touched));
 	if (!m->pamt || !m->kot || !m->hkid_pool || !m->slots || !m->inject ||
 	    !m->pamt_touched) {
-		if (m->pamt)
-			munmap((void *)m->pamt, m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
-		free(m->kot);
-		free(m->hkid_pool);
-		free(m->slots);
-		free(m->inject);
-		free((void *)m->pamt_touched);
-		memset(m, 0, sizeof(*m));
+		module_free(m);
 		return -ENOMEM;
 	}
 	/* The slot table is calloc'ed lazily: counted per TD as slots fill. */
@@ -679,16 +685,10 @@ void ccvm_tdx_module_fini(struct ccvm_tdx_module *m)
 		if (td)
 			td_free(td);
 	}
-	munmap((void *)m->pamt, m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
-	free(m->kot);
-	free(m->hkid_pool);
-	free(m->slots);
-	free(m->inject);
-	free((void *)m->pamt_touched);
 	ccvm_model_bytes(m->p, -(int64_t)atomic_load(&m->model_bytes));
 	pthread_mutex_destroy(&m->pool_lock);
 	pthread_mutex_destroy(&m->inject_lock);
-	memset(m, 0, sizeof(*m));
+	module_free(m);
 }
 
 uint32_t ccvm_tdx_nr_packages(const struct ccvm_tdx_module *m)
