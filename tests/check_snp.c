@@ -61,19 +61,10 @@ static size_t shared_size;
 static uint64_t sbit;			/* the C-bit, as the shared bit */
 static uint32_t asid;
 static uint64_t free_at_start;		/* platform free pages before any VM */
-static _Atomic unsigned int nr_warnings;
 static unsigned int warnings_allowed;
 static uint64_t leaks_expected;
 
 /* ---- fixtures ------------------------------------------------------------------- */
-
-static void quiet_log(enum ccvm_log_level level, const char *msg, void *ctx)
-{
-	(void)msg;
-	(void)ctx;
-	if (level == CCVM_LOG_WARN)
-		atomic_fetch_add(&nr_warnings, 1);
-}
 
 static void platform_up(uint32_t nr_keyids)
 {
@@ -82,16 +73,12 @@ static void platform_up(uint32_t nr_keyids)
 						     .mem_bytes = GIB,
 						     .nr_keyids = nr_keyids,
 						     .seed = 7);
-	struct ccvm_stats st = { .sz = sizeof(st) };
 
-	atomic_store(&nr_warnings, 0);
 	warnings_allowed = 0;
 	leaks_expected = 0;
-	ccvm_set_log(quiet_log, NULL);
-	ck_assert_int_eq(ccvm_platform_create(&o, &p), 0);
+	p = tu_platform_up(&o);
 	hw = ccvm_snp_hw_of(p);
-	ck_assert_int_eq(ccvm_platform_get_stats(p, &st), 0);
-	free_at_start = st.free_pages;
+	free_at_start = tu_free_pages(p);
 	vm = NULL;
 	gm = NULL;
 	shared = NULL;
@@ -156,24 +143,14 @@ static void teardown(void)
 	ck_assert_uint_eq(ccvm_snp_nr_leaked(hw), leaks_expected);
 	ck_assert_msg(ccvm_snp_directmap_check(hw, &bad) == 0,
 		      "I22: region at pfn %#llx", (unsigned long long)bad);
-	ck_assert_msg(atomic_load(&nr_warnings) <= warnings_allowed, "%u warnings logged",
-		      atomic_load(&nr_warnings));
+	ck_assert_msg(tu_warnings() <= warnings_allowed, "%u warnings logged", tu_warnings());
 	ccvm_snp_set_update_mem_attr_hook(p, NULL, NULL);
-	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+	tu_platform_down(p);
 	if (shared)
 		munmap(shared, shared_size);
-	ccvm_set_log(NULL, NULL);
 }
 
 /* ---- helpers -------------------------------------------------------------------- */
-
-static uint64_t pev(enum ccvm_event e)
-{
-	struct ccvm_stats st = { .sz = sizeof(st) };
-
-	ck_assert_int_eq(ccvm_platform_get_stats(p, &st), 0);
-	return st.events[e];
-}
 
 static uint64_t vm_ev(struct ccvm_vm *v, enum ccvm_event e)
 {
@@ -182,14 +159,6 @@ static uint64_t vm_ev(struct ccvm_vm *v, enum ccvm_event e)
 	if (ccvm_vm_get_stats(v, &st))
 		return 0;
 	return st.events[e];
-}
-
-static uint64_t free_pages(void)
-{
-	struct ccvm_stats st = { .sz = sizeof(st) };
-
-	ck_assert_int_eq(ccvm_platform_get_stats(p, &st), 0);
-	return st.free_pages;
 }
 
 static struct ccvm_snp_rmp_entry rmp(uint64_t pfn)
@@ -382,11 +351,11 @@ START_TEST(test_vm_asid_and_context_page)
 	ck_assert_uint_eq(e.asid, 0);
 	ck_assert_uint_eq(e.level, CCVM_LEVEL_4K);
 	/* A 4K firmware page split the 1G and then the 2M host mapping. */
-	splits = pev(CCVM_EV_DIRECTMAP_SPLIT);
+	splits = tu_event(p, CCVM_EV_DIRECTMAP_SPLIT);
 	ck_assert_uint_eq(splits, 2);
 	ck_assert_int_eq(ccvm_snp_directmap_level(hw, ctx), CCVM_LEVEL_4K);
 	ck_assert_int_eq(ccvm_host_write_phys(p, ctx, 0, "x", 1), -EFAULT);
-	ck_assert_uint_eq(pev(CCVM_EV_RMP_FAULT), 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_RMP_FAULT), 1);
 	ck_assert_int_eq(ccvm_host_read_phys(p, ctx, 0, page, PG), 0);
 	ck_assert(memcmp(page, zero, PG) != 0);
 
@@ -422,12 +391,12 @@ START_TEST(test_vcpu_vmsa_avoids_2m_aligned_pfn)
 			break;
 		ck_assert_uint_lt(n, PER_2M);
 	}
-	before = free_pages();
+	before = tu_free_pages(p);
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
 	ck_assert_int_eq(ccvm_snp_vcpu_vmsa_pfn(v, &vmsa), 0);
 	/* snp_safe_alloc_page(): the aligned page went back. */
 	ck_assert_uint_ne(vmsa % PER_2M, 0);
-	ck_assert_uint_eq(free_pages(), before - 1);
+	ck_assert_uint_eq(tu_free_pages(p), before - 1);
 	ck_assert_uint_eq(vmsa, pfn + 2);
 	e = rmp(vmsa);
 	ck_assert(e.assigned && e.immutable && e.vmsa && e.validated);
@@ -461,7 +430,7 @@ START_TEST(test_reclaim_failure_leaks_and_bugs)
 	gm = NULL;
 	ck_assert_int_eq(ccvm_vm_close(vm), 0);
 	vm = NULL;
-	ck_assert_uint_ge(atomic_load(&nr_warnings), 1);
+	ck_assert_uint_ge(tu_warnings(), 1);
 	ck_assert_uint_eq(ccvm_snp_nr_leaked(hw), 1);
 	{
 		uint64_t leaked;
@@ -489,18 +458,18 @@ START_TEST(test_asid_exhaustion_and_reuse)
 		ck_assert_int_eq(ccvm_snp_vm_asid(vms[i], &a[i]), 0);
 		ck_assert_uint_eq(a[i], i + 1);
 	}
-	before = free_pages();
+	before = tu_free_pages(p);
 	ck_assert_int_eq(ccvm_vm_create(p, NULL, &vms[4]), -ENOSPC);
-	ck_assert_uint_eq(free_pages(), before);
+	ck_assert_uint_eq(tu_free_pages(p), before);
 
 	/* A freed ASID waits for WBINVD + DF_FLUSH before it is handed out. */
 	ck_assert_int_eq(ccvm_vm_close(vms[1]), 0);
 	ck_assert_int_eq(ccvm_snp_asid_state(hw, 2), CCVM_SNP_ASID_DIRTY);
-	flushes = (uint32_t)pev(CCVM_EV_ASID_FLUSH);
+	flushes = (uint32_t)tu_event(p, CCVM_EV_ASID_FLUSH);
 	ck_assert_int_eq(ccvm_vm_create(p, NULL, &vms[1]), 0);
 	ck_assert_int_eq(ccvm_snp_vm_asid(vms[1], &a[1]), 0);
 	ck_assert_uint_eq(a[1], 2);
-	ck_assert_uint_eq(pev(CCVM_EV_ASID_FLUSH), flushes + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_ASID_FLUSH), flushes + 1);
 	ck_assert_int_eq(ccvm_vm_create(p, NULL, &vms[4]), -ENOSPC);
 
 	/* With a clean one left, a dirty one is not reused. */
@@ -515,7 +484,7 @@ START_TEST(test_asid_exhaustion_and_reuse)
 
 	ck_assert_int_eq(ccvm_vm_close(vms[0]), 0);
 	ck_assert_int_eq(ccvm_vm_close(vms[1]), 0);
-	ck_assert_uint_eq(pev(CCVM_EV_KEYID_FREE), pev(CCVM_EV_KEYID_ALLOC));
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_KEYID_FREE), tu_event(p, CCVM_EV_KEYID_ALLOC));
 }
 END_TEST
 
@@ -739,38 +708,38 @@ START_TEST(test_host_access_private_shared_freed)
 	ck_assert_int_eq(ccvm_host_read_phys(p, pfn, 0, h, PG), 0);
 	for (i = 0; i < PG; i++)
 		ck_assert_msg(h[i] != w[i], "byte %zu of ciphertext equals the plaintext", i);
-	faults = pev(CCVM_EV_RMP_FAULT);
+	faults = tu_event(p, CCVM_EV_RMP_FAULT);
 	ck_assert_int_eq(ccvm_host_write_phys(p, pfn, 8, "host", 4), -EFAULT);
-	ck_assert_uint_eq(pev(CCVM_EV_RMP_FAULT), faults + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_RMP_FAULT), faults + 1);
 	ck_assert(memcmp(ccvm_page_ptr(p, pfn), w, PG) == 0);
 	/* Its shared 4K neighbour in the same 2M region is writable (I22). */
 	ck_assert_int_eq(ccvm_snp_directmap_level(hw, pfn), CCVM_LEVEL_4K);
 	tu_expect_sync(v, 2);
 
 	/* Shared (converted, not punched): plaintext, writable. */
-	flushes = pev(CCVM_EV_CACHE_FLUSH_PAGE);
+	flushes = tu_event(p, CCVM_EV_CACHE_FLUSH_PAGE);
 	set_attr(G_HOST, PG, 0);
 	assert_rmp_shared(pfn);
-	ck_assert_uint_eq(pev(CCVM_EV_CACHE_FLUSH_PAGE), flushes + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_CACHE_FLUSH_PAGE), flushes + 1);
 	ck_assert_int_eq(ccvm_host_read_phys(p, pfn, 0, h, PG), 0);
 	ck_assert(memcmp(h, w, PG) == 0);
 	ck_assert_int_eq(ccvm_host_write_phys(p, pfn, 0, "hostdata", 8), 0);
-	ck_assert_uint_eq(pev(CCVM_EV_RMP_FAULT), faults + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_RMP_FAULT), faults + 1);
 	set_attr(G_HOST, PG, PRIV);
 	assert_rmp_guest(pfn, G_HOST >> 12, false);
 	expect_vc(v, G_HOST);
 	tu_expect_sync(v, 3);
 
 	/* Freed (punched): shared again after a flush, zeroed, writable. */
-	flushes = pev(CCVM_EV_CACHE_FLUSH_PAGE);
+	flushes = tu_event(p, CCVM_EV_CACHE_FLUSH_PAGE);
 	punch(G_HOST, PG);
 	assert_rmp_shared(pfn);
-	ck_assert_uint_eq(pev(CCVM_EV_CACHE_FLUSH_PAGE), flushes + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_CACHE_FLUSH_PAGE), flushes + 1);
 	ck_assert_int_eq(ccvm_host_read_phys(p, pfn, 0, h, PG), 0);
 	ck_assert(all_bytes(h, PG, 0));
 	memset(h, 0, 8);
 	ck_assert_int_eq(ccvm_host_write_phys(p, pfn, 0, h, 8), 0);
-	ck_assert_uint_eq(pev(CCVM_EV_RMP_FAULT), faults + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_RMP_FAULT), faults + 1);
 
 	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	check_mappings_agree_with_rmp();
@@ -801,25 +770,25 @@ START_TEST(test_directmap_splits_counted_never_merged)
 	ck_assert_int_eq(ccvm_vm_finalize(vm), 0);
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
 
-	splits = pev(CCVM_EV_DIRECTMAP_SPLIT);
+	splits = tu_event(p, CCVM_EV_DIRECTMAP_SPLIT);
 	gpa = a << 12;
 	size = PG;
 	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(v, &gpa, &size), 0);
-	ck_assert_uint_eq(pev(CCVM_EV_DIRECTMAP_SPLIT), splits + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_DIRECTMAP_SPLIT), splits + 1);
 	ck_assert_int_eq(ccvm_snp_directmap_level(hw, gmem_pfn(a)), CCVM_LEVEL_4K);
 	assert_rmp_guest(gmem_pfn(a), a, false);
 	/* The same region again: already 4K, nothing to count. */
 	gpa = (a + 1) << 12;
 	size = PG;
 	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(v, &gpa, &size), 0);
-	ck_assert_uint_eq(pev(CCVM_EV_DIRECTMAP_SPLIT), splits + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_DIRECTMAP_SPLIT), splits + 1);
 	check_mappings_agree_with_rmp();
 
 	/* Shared again and freed: the split stays. */
 	set_attr(a << 12, 2 * PG, 0);
 	punch(a << 12, 2 * PG);
 	ck_assert_int_eq(ccvm_snp_directmap_level(hw, gmem_pfn(a + 2)), CCVM_LEVEL_4K);
-	ck_assert_uint_eq(pev(CCVM_EV_DIRECTMAP_SPLIT), splits + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_DIRECTMAP_SPLIT), splits + 1);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -887,10 +856,10 @@ static void round_trip(bool punched)
 	/* Shared now: any RMPUPDATE clears validated. */
 	for (i = 0; i < CONV_PAGES; i++)
 		assert_rmp_shared(pfn[i]);
-	free_before = free_pages();
+	free_before = tu_free_pages(p);
 	if (punched) {
 		punch(G_CONV, CONV_PAGES * PG);
-		ck_assert_uint_eq(free_pages(), free_before + CONV_PAGES);
+		ck_assert_uint_eq(tu_free_pages(p), free_before + CONV_PAGES);
 	}
 	run->hypercall.ret = 0;
 
@@ -1151,12 +1120,12 @@ START_TEST(test_punch_inside_2m_psmashes_first)
 	ck_assert_uint_eq(rmp(base_pfn + PER_2M).level, CCVM_LEVEL_2M);
 
 	/* One 4K page inside a 2M entry: PSMASH, then a 4K RMPUPDATE (I24). */
-	psmash = pev(CCVM_EV_PSMASH);
-	updates = pev(CCVM_EV_RMPUPDATE);
+	psmash = tu_event(p, CCVM_EV_PSMASH);
+	updates = tu_event(p, CCVM_EV_RMPUPDATE);
 	punch(huge_off + 5 * PG, PG);
-	ck_assert_uint_eq(pev(CCVM_EV_PSMASH), psmash + 1);
-	ck_assert_uint_eq(pev(CCVM_EV_RMPUPDATE), updates + 1);
-	ck_assert_uint_eq(pev(CCVM_EV_RMPUPDATE_RETRY), 0);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_PSMASH), psmash + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_RMPUPDATE), updates + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_RMPUPDATE_RETRY), 0);
 	assert_rmp_shared(base_pfn + 5);
 	assert_rmp_guest(base_pfn + 6, 6, false);
 	ck_assert_uint_eq(rmp(base_pfn + 6).level, CCVM_LEVEL_4K);
@@ -1166,27 +1135,27 @@ START_TEST(test_punch_inside_2m_psmashes_first)
 	 * gmem frees order-0 pages, so a punch of a whole 2M entry still
 	 * frees 4K pages: PSMASH, then 512 4K RMPUPDATEs.
 	 */
-	psmash = pev(CCVM_EV_PSMASH);
-	updates = pev(CCVM_EV_RMPUPDATE);
+	psmash = tu_event(p, CCVM_EV_PSMASH);
+	updates = tu_event(p, CCVM_EV_RMPUPDATE);
 	punch(huge_off + 16 * PG, (PER_2M - 16) * PG);
-	ck_assert_uint_eq(pev(CCVM_EV_PSMASH), psmash);
-	ck_assert_uint_eq(pev(CCVM_EV_RMPUPDATE), updates + PER_2M - 16);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_PSMASH), psmash);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_RMPUPDATE), updates + PER_2M - 16);
 	assert_rmp_shared(base_pfn + 100);
 
 	/* The free of a 2M folio: one 2M RMPUPDATE, no PSMASH, 512 flushes. */
-	psmash = pev(CCVM_EV_PSMASH);
-	updates = pev(CCVM_EV_RMPUPDATE);
-	flushes = pev(CCVM_EV_CACHE_FLUSH_PAGE);
+	psmash = tu_event(p, CCVM_EV_PSMASH);
+	updates = tu_event(p, CCVM_EV_RMPUPDATE);
+	flushes = tu_event(p, CCVM_EV_CACHE_FLUSH_PAGE);
 	ccvm_snp_backend_ops.gmem_invalidate(p, base_pfn + PER_2M, base_pfn + 2 * PER_2M);
-	ck_assert_uint_eq(pev(CCVM_EV_PSMASH), psmash);
-	ck_assert_uint_eq(pev(CCVM_EV_RMPUPDATE), updates + 1);
-	ck_assert_uint_eq(pev(CCVM_EV_CACHE_FLUSH_PAGE), flushes + PER_2M);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_PSMASH), psmash);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_RMPUPDATE), updates + 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_CACHE_FLUSH_PAGE), flushes + PER_2M);
 	assert_rmp_shared(base_pfn + PER_2M);
 	assert_rmp_shared(base_pfn + PER_2M + 100);
 	/* Freed for real later: nothing assigned, nothing to do. */
-	updates = pev(CCVM_EV_RMPUPDATE);
+	updates = tu_event(p, CCVM_EV_RMPUPDATE);
 	punch(huge_off + PER_2M * PG, 2 * MIB);
-	ck_assert_uint_eq(pev(CCVM_EV_RMPUPDATE), updates);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_RMPUPDATE), updates);
 }
 END_TEST
 
@@ -1239,11 +1208,11 @@ START_TEST(test_invalidate_failure_leaks)
 			 0);
 	ck_assert_int_eq(ccvm_snp_rmp_make_private(hw, NULL, pfn2, PG, CCVM_LEVEL_4K, asid,
 						   false), 0);
-	free_before = free_pages();
+	free_before = tu_free_pages(p);
 	warnings_allowed = 8;
 	punch(0, 2 * PG);
 	/* The good page came back; the bad one is leaked, never reused. */
-	ck_assert_uint_eq(free_pages(), free_before + 1);
+	ck_assert_uint_eq(tu_free_pages(p), free_before + 1);
 	ck_assert_uint_eq(ccvm_snp_nr_leaked(hw), 1);
 	assert_rmp_shared(pfn2);
 	ck_assert(rmp(pfn).assigned);
@@ -1276,10 +1245,10 @@ START_TEST(test_update_mem_attr_touches_allocated_pages_only)
 	}
 	/* Back to shared: the same three, flushed for the host. */
 	updates = vm_ev(vm, CCVM_EV_RMPUPDATE);
-	i = pev(CCVM_EV_CACHE_FLUSH_PAGE);
+	i = tu_event(p, CCVM_EV_CACHE_FLUSH_PAGE);
 	set_attr(0, 64 * PG, 0);
 	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_RMPUPDATE), updates + 3);
-	ck_assert_uint_eq(pev(CCVM_EV_CACHE_FLUSH_PAGE), i + 3);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_CACHE_FLUSH_PAGE), i + 3);
 	assert_rmp_shared(gmem_pfn(20));
 	/* Outside any gmem slot nothing is asked of the backend. */
 	set_attr(1ull << 32, PG, PRIV);

@@ -19,6 +19,7 @@
 #include <ccvm/backend.h>
 #include <ccvm/ccvm.h>
 
+#include "testutil.h"
 #include "../backends/snp/snp-hw.h"
 
 #define GIB		(1ull << 30)
@@ -27,23 +28,9 @@
 
 static struct ccvm_platform *P;
 static struct ccvm_snp_hw *HW;
-static _Atomic unsigned int nr_warnings;
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
-
-static void quiet_log(enum ccvm_log_level level, const char *msg, void *ctx)
-{
-	(void)msg;
-	(void)ctx;
-	if (level == CCVM_LOG_WARN)
-		atomic_fetch_add(&nr_warnings, 1);
-}
-
-static unsigned int warnings(void)
-{
-	return atomic_load(&nr_warnings);
-}
 
 static void platform_up(uint64_t mem_bytes, uint32_t nr_keyids)
 {
@@ -53,9 +40,7 @@ static void platform_up(uint64_t mem_bytes, uint32_t nr_keyids)
 						     .nr_keyids = nr_keyids,
 						     .seed = 42);
 
-	atomic_store(&nr_warnings, 0);
-	ccvm_set_log(quiet_log, NULL);
-	ck_assert_int_eq(ccvm_platform_create(&o, &P), 0);
+	P = tu_platform_up(&o);
 	HW = ccvm_snp_hw_of(P);
 	ck_assert_ptr_nonnull(HW);
 }
@@ -67,28 +52,9 @@ static void setup(void)
 
 static void teardown(void)
 {
-	ck_assert_int_eq(ccvm_platform_destroy(P), 0);
+	tu_platform_down(P);
 	P = NULL;
 	HW = NULL;
-	ccvm_set_log(NULL, NULL);
-}
-
-static uint64_t ev(enum ccvm_event e)
-{
-	struct ccvm_stats st;
-
-	memset(&st, 0, sizeof(st));
-	st.sz = sizeof(st);
-	ck_assert_int_eq(ccvm_platform_get_stats(P, &st), 0);
-	return st.events[e];
-}
-
-static uint64_t page(void)
-{
-	uint64_t pfn;
-
-	ck_assert_int_eq(ccvm_page_alloc(P, &pfn), 0);
-	return pfn;
 }
 
 /* Allocate pages until one whole 2M-aligned region is ours; its first pfn. */
@@ -100,7 +66,7 @@ static uint64_t region(void)
 
 	ck_assert_ptr_nonnull(have);
 	for (i = 0; i < 4 * PER_2M && r == UINT64_MAX; i++) {
-		pfn = page();
+		pfn = tu_page(P);
 		if (pfn / PER_2M < nr && ++have[pfn / PER_2M] == PER_2M)
 			r = pfn / PER_2M * PER_2M;
 	}
@@ -164,7 +130,7 @@ static void fill(uint64_t pfn, uint8_t seed)
 
 START_TEST(test_init_state)
 {
-	uint64_t pfn = page();
+	uint64_t pfn = tu_page(P);
 	uint64_t bad;
 
 	ck_assert_uint_eq(HW->nr_pages, GIB / CCVM_PAGE_SIZE);
@@ -247,7 +213,7 @@ END_TEST
 
 START_TEST(test_rmpupdate_4k)
 {
-	uint64_t pfn = page();
+	uint64_t pfn = tu_page(P);
 	struct ccvm_snp_rmp_entry e;
 
 	ck_assert_int_eq(assign(pfn, CCVM_LEVEL_4K, 3, 0x7000), CCVM_SNP_SUCCESS);
@@ -276,14 +242,14 @@ START_TEST(test_rmpupdate_4k)
 	ck_assert_int_eq(unassign(pfn, CCVM_LEVEL_4K), CCVM_SNP_SUCCESS);
 	assert_unassigned(pfn);
 	ck_assert_uint_eq(rmpread(pfn).region_assigned_4k, 0);
-	ck_assert_uint_eq(ev(CCVM_EV_RMPUPDATE), 4);
-	ck_assert_uint_eq(ev(CCVM_EV_PVALIDATE), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMPUPDATE), 4);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_PVALIDATE), 1);
 }
 END_TEST
 
 START_TEST(test_rmpupdate_bad_input)
 {
-	uint64_t pfn = page();
+	uint64_t pfn = tu_page(P);
 	uint64_t r = region();
 	struct ccvm_snp_rmp_entry bad = { .assigned = true, .level = CCVM_LEVEL_4K, .asid = 1 };
 
@@ -303,7 +269,7 @@ START_TEST(test_rmpupdate_bad_input)
 	assert_unassigned(pfn);
 	assert_unassigned(r);
 	assert_unassigned(r + 1);
-	ck_assert_uint_eq(ev(CCVM_EV_RMPUPDATE), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMPUPDATE), 0);
 	/* The largest legal GPA and ASID are accepted. */
 	ck_assert_int_eq(assign(pfn, CCVM_LEVEL_4K, 16, CCVM_SNP_GPA_LIMIT - CCVM_PAGE_SIZE),
 			 CCVM_SNP_SUCCESS);
@@ -364,7 +330,7 @@ END_TEST
 
 START_TEST(test_immutable)
 {
-	uint64_t pfn = page(), r = region();
+	uint64_t pfn = tu_page(P), r = region();
 
 	/* Firmware pages: assigned, ASID 0, immutable. */
 	ck_assert_int_eq(ccvm_snp_fw_mark_pages(HW, NULL, pfn, 1), 0);
@@ -373,7 +339,7 @@ START_TEST(test_immutable)
 	ck_assert_int_eq(assign(pfn, CCVM_LEVEL_4K, 1, 0), CCVM_SNP_FAIL_PERMISSION);
 	ck_assert_int_eq(unassign(pfn, CCVM_LEVEL_4K), CCVM_SNP_FAIL_PERMISSION);
 	ck_assert_int_eq(ccvm_snp_rmp_make_shared(HW, NULL, pfn, CCVM_LEVEL_4K), -EFAULT);
-	ck_assert_uint_ge(warnings(), 1);
+	ck_assert_uint_ge(tu_warnings(), 1);
 	ck_assert(rmpread(pfn).immutable);
 
 	/* An immutable 2M entry cannot be rewritten either. */
@@ -398,13 +364,13 @@ START_TEST(test_psmash)
 	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, r), CCVM_SNP_FAIL_INPUT);
 	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, r + 1), CCVM_SNP_FAIL_INPUT);
 	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, HW->nr_pages), CCVM_SNP_FAIL_INPUT);
-	ck_assert_uint_eq(ev(CCVM_EV_PSMASH), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_PSMASH), 1);
 
 	ck_assert_int_eq(assign(r, CCVM_LEVEL_2M, 6, gpa), CCVM_SNP_SUCCESS);
 	ck_assert_int_eq(ccvm_snp_pvalidate(HW, NULL, 6, gpa, r, CCVM_LEVEL_2M, true),
 			 CCVM_SNP_SUCCESS);
 	ck_assert_int_eq(ccvm_snp_psmash(HW, NULL, r), CCVM_SNP_SUCCESS);
-	ck_assert_uint_eq(ev(CCVM_EV_PSMASH), 2);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_PSMASH), 2);
 	for (i = 0; i < PER_2M; i++) {
 		e = rmpread(r + i);
 		ck_assert(e.assigned && e.validated && !e.immutable);
@@ -434,7 +400,7 @@ END_TEST
 
 START_TEST(test_pvalidate_4k)
 {
-	uint64_t pfn = page(), other = page();
+	uint64_t pfn = tu_page(P), other = tu_page(P);
 	uint64_t gpa = 0x40000;
 
 	ck_assert_int_eq(assign(pfn, CCVM_LEVEL_4K, 1, gpa), CCVM_SNP_SUCCESS);
@@ -450,7 +416,7 @@ START_TEST(test_pvalidate_4k)
 	ck_assert(!rmpread(pfn).validated);
 	ck_assert_int_eq(ccvm_snp_pvalidate(HW, NULL, 1, gpa, pfn, CCVM_LEVEL_4K, false),
 			 CCVM_SNP_FAIL_NOUPDATE);
-	ck_assert_uint_eq(ev(CCVM_EV_RMP_NPF), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMP_NPF), 0);
 
 	/* Wrong ASID, wrong GPA, unassigned page: #NPF(RMP), counted. */
 	ck_assert_int_eq(ccvm_snp_pvalidate(HW, NULL, 2, gpa, pfn, CCVM_LEVEL_4K, true),
@@ -459,7 +425,7 @@ START_TEST(test_pvalidate_4k)
 			 CCVM_SNP_NPF_RMP);
 	ck_assert_int_eq(ccvm_snp_pvalidate(HW, NULL, 1, gpa, other, CCVM_LEVEL_4K, true),
 			 CCVM_SNP_NPF_RMP);
-	ck_assert_uint_eq(ev(CCVM_EV_RMP_NPF), 3);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMP_NPF), 3);
 	ck_assert(!rmpread(pfn).validated);
 
 	/* Bad operands: not executed. */
@@ -473,7 +439,7 @@ START_TEST(test_pvalidate_4k)
 			 CCVM_SNP_FAIL_INPUT);
 	ck_assert_int_eq(ccvm_snp_pvalidate(HW, NULL, 1, gpa, HW->nr_pages, CCVM_LEVEL_4K,
 					    true), CCVM_SNP_FAIL_INPUT);
-	ck_assert_uint_eq(ev(CCVM_EV_PVALIDATE), 7);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_PVALIDATE), 7);
 
 	/* Immutable pages cannot be validated by the guest. */
 	ck_assert_int_eq(update(other, true, CCVM_LEVEL_4K, 1, gpa, true), CCVM_SNP_SUCCESS);
@@ -537,7 +503,7 @@ END_TEST
 
 START_TEST(test_guest_access)
 {
-	uint64_t pfn = page(), shared = page(), r = region();
+	uint64_t pfn = tu_page(P), shared = tu_page(P), r = region();
 	uint64_t gpa = 0x80000, g2 = 11 * CCVM_HPAGE_2M_SIZE;
 
 	ck_assert_int_eq(assign(pfn, CCVM_LEVEL_4K, 1, gpa), CCVM_SNP_SUCCESS);
@@ -553,7 +519,7 @@ START_TEST(test_guest_access)
 	/* Any byte of the page: the offset is ignored. */
 	ck_assert_int_eq(ccvm_snp_guest_access(HW, NULL, 1, gpa + 0x123, pfn, true, false),
 			 CCVM_SNP_SUCCESS);
-	ck_assert_uint_eq(ev(CCVM_EV_RMP_NPF), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMP_NPF), 0);
 
 	/* Mismatches: #NPF(RMP). */
 	ck_assert_int_eq(ccvm_snp_guest_access(HW, NULL, 2, gpa, pfn, true, false),
@@ -567,7 +533,7 @@ START_TEST(test_guest_access)
 			 CCVM_SNP_NPF_RMP);
 	ck_assert_int_eq(ccvm_snp_guest_access(HW, NULL, 1, gpa, pfn, false, true),
 			 CCVM_SNP_NPF_RMP);
-	ck_assert_uint_eq(ev(CCVM_EV_RMP_NPF), 5);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMP_NPF), 5);
 	/* Shared access to a shared page is fine, whatever the ASID. */
 	ck_assert_int_eq(ccvm_snp_guest_access(HW, NULL, 1, gpa, shared, false, true),
 			 CCVM_SNP_SUCCESS);
@@ -594,7 +560,7 @@ END_TEST
 
 START_TEST(test_guest_access_immutable)
 {
-	uint64_t vmsa = page();
+	uint64_t vmsa = tu_page(P);
 	uint64_t gpa = 0xfff000;
 
 	ck_assert_int_eq(ccvm_snp_rmp_make_private(HW, NULL, vmsa, gpa, CCVM_LEVEL_4K, 1, true), 0);
@@ -613,7 +579,7 @@ END_TEST
 
 START_TEST(test_host_access_private_page)
 {
-	uint64_t pfn = page();
+	uint64_t pfn = tu_page(P);
 	uint8_t plain[CCVM_PAGE_SIZE], c1[CCVM_PAGE_SIZE], c2[CCVM_PAGE_SIZE];
 	uint32_t a1, a2;
 	size_t i;
@@ -637,9 +603,9 @@ START_TEST(test_host_access_private_page)
 	ck_assert_mem_eq(c1, c2, sizeof(c1));
 
 	/* A write is an RMP fault: counted, page untouched. */
-	ck_assert_uint_eq(ev(CCVM_EV_RMP_FAULT), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMP_FAULT), 0);
 	ck_assert_int_eq(ccvm_snp_host_access(HW, pfn, true), -EFAULT);
-	ck_assert_uint_eq(ev(CCVM_EV_RMP_FAULT), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMP_FAULT), 1);
 	ck_assert_mem_eq(ccvm_page_ptr(P, pfn), plain, CCVM_PAGE_SIZE);
 
 	/* The same plaintext under another ASID reads differently. */
@@ -656,7 +622,7 @@ END_TEST
 
 START_TEST(test_host_access_shared_and_freed)
 {
-	uint64_t pfn = page();
+	uint64_t pfn = tu_page(P);
 	uint8_t plain[CCVM_PAGE_SIZE], copy[CCVM_PAGE_SIZE];
 
 	fill(pfn, 3);
@@ -673,19 +639,19 @@ START_TEST(test_host_access_shared_and_freed)
 	ck_assert_int_eq(ccvm_snp_host_access(HW, pfn, true), -EFAULT);
 	ck_assert_int_eq(ccvm_snp_rmp_make_shared(HW, NULL, pfn, CCVM_LEVEL_4K), 0);
 	ccvm_snp_clflush_pages(HW, NULL, pfn, 1);
-	ck_assert_uint_eq(ev(CCVM_EV_CACHE_FLUSH_PAGE), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_CACHE_FLUSH_PAGE), 1);
 	ck_assert_int_eq(ccvm_snp_host_access(HW, pfn, false), 0);
 	ck_assert_int_eq(ccvm_snp_host_access(HW, pfn, true), 0);
 	ccvm_snp_host_ciphertext(HW, pfn, copy);
 	ck_assert_mem_eq(copy, plain, sizeof(copy));
-	ck_assert_uint_eq(ev(CCVM_EV_RMP_FAULT), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMP_FAULT), 1);
 	ck_assert_int_eq(ccvm_snp_host_access(HW, HW->nr_pages, false), -EINVAL);
 }
 END_TEST
 
 START_TEST(test_firmware_page_ciphertext)
 {
-	uint64_t pfn = page();
+	uint64_t pfn = tu_page(P);
 	uint8_t plain[CCVM_PAGE_SIZE], c[CCVM_PAGE_SIZE];
 	size_t i;
 
@@ -713,7 +679,7 @@ START_TEST(test_directmap_split_on_4k_private)
 	ck_assert_int_eq(ccvm_snp_directmap_level(HW, pfn), CCVM_LEVEL_1G);
 	ck_assert_int_eq(ccvm_snp_rmp_make_private(HW, NULL, pfn, 0, CCVM_LEVEL_4K, 1, false), 0);
 	/* 1G -> 2M, then that 2M -> 4K: two splits. */
-	ck_assert_uint_eq(ev(CCVM_EV_DIRECTMAP_SPLIT), 2);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_DIRECTMAP_SPLIT), 2);
 	ck_assert_int_eq(ccvm_snp_directmap_level(HW, pfn), CCVM_LEVEL_4K);
 	ck_assert_int_eq(ccvm_snp_directmap_level(HW, r), CCVM_LEVEL_4K);
 	ck_assert_int_eq(ccvm_snp_directmap_level(HW, far), CCVM_LEVEL_2M);
@@ -724,11 +690,11 @@ START_TEST(test_directmap_split_on_4k_private)
 	/* Same region: nothing more to split. */
 	ck_assert_int_eq(ccvm_snp_rmp_make_private(HW, NULL, pfn + 1, 0x1000, CCVM_LEVEL_4K, 1,
 						   false), 0);
-	ck_assert_uint_eq(ev(CCVM_EV_DIRECTMAP_SPLIT), 2);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_DIRECTMAP_SPLIT), 2);
 	/* Another region of the already split gigabyte: one 2M split. */
 	ck_assert_int_eq(ccvm_snp_rmp_make_private(HW, NULL, far, 0x2000, CCVM_LEVEL_4K, 1,
 						   false), 0);
-	ck_assert_uint_eq(ev(CCVM_EV_DIRECTMAP_SPLIT), 3);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_DIRECTMAP_SPLIT), 3);
 
 	/* Never merged back, even when everything is shared again. */
 	ck_assert_int_eq(ccvm_snp_rmp_make_shared(HW, NULL, pfn, CCVM_LEVEL_4K), 0);
@@ -736,9 +702,9 @@ START_TEST(test_directmap_split_on_4k_private)
 	ck_assert_int_eq(ccvm_snp_rmp_make_shared(HW, NULL, far, CCVM_LEVEL_4K), 0);
 	ck_assert_int_eq(ccvm_snp_directmap_level(HW, pfn), CCVM_LEVEL_4K);
 	ck_assert_int_eq(ccvm_snp_directmap_level(HW, far), CCVM_LEVEL_4K);
-	ck_assert_uint_eq(ev(CCVM_EV_DIRECTMAP_SPLIT), 3);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_DIRECTMAP_SPLIT), 3);
 	ck_assert_int_eq(ccvm_snp_directmap_split(HW, NULL, pfn), 0);
-	ck_assert_uint_eq(ev(CCVM_EV_DIRECTMAP_SPLIT), 3);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_DIRECTMAP_SPLIT), 3);
 	ck_assert_int_eq(ccvm_snp_directmap_split(HW, NULL, HW->nr_pages), -EINVAL);
 	ck_assert_int_eq(ccvm_snp_directmap_check(HW, &bad), 0);
 }
@@ -749,7 +715,7 @@ START_TEST(test_directmap_no_split_for_2m)
 	uint64_t r = region();
 
 	ck_assert_int_eq(ccvm_snp_rmp_make_private(HW, NULL, r, 0, CCVM_LEVEL_2M, 1, false), 0);
-	ck_assert_uint_eq(ev(CCVM_EV_DIRECTMAP_SPLIT), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_DIRECTMAP_SPLIT), 0);
 	ck_assert_int_eq(ccvm_snp_directmap_level(HW, r), CCVM_LEVEL_1G);
 	/* A large host mapping over a wholly private 2M region is consistent ... */
 	ck_assert_int_eq(ccvm_snp_directmap_check(HW, NULL), 0);
@@ -784,7 +750,7 @@ START_TEST(test_i22_raw_rmpupdate_under_large_mapping)
 	ck_assert(!ccvm_snp_pfn_assigned(HW, pfn + 1));
 	ck_assert_int_eq(ccvm_snp_host_access(HW, pfn + 1, true), -EFAULT);
 	ck_assert_int_eq(ccvm_snp_host_access(HW, r, true), -EFAULT);
-	ck_assert_uint_eq(ev(CCVM_EV_RMP_FAULT), 2);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMP_FAULT), 2);
 	/* Reads are never blocked, and read plaintext of the shared page. */
 	ck_assert_int_eq(ccvm_snp_host_access(HW, pfn + 1, false), 0);
 	/* The 1G mapping is checked as 2M: the next region is unaffected. */
@@ -806,7 +772,7 @@ END_TEST
 
 START_TEST(test_make_private_shared_errors)
 {
-	uint64_t pfn = page(), r = region();
+	uint64_t pfn = tu_page(P), r = region();
 
 	ck_assert_int_eq(ccvm_snp_rmp_make_private(HW, NULL, pfn, 0, CCVM_LEVEL_4K, 0, false),
 			 -EINVAL);
@@ -823,25 +789,25 @@ START_TEST(test_make_private_shared_errors)
 	ck_assert_int_eq(ccvm_snp_rmp_make_shared(HW, NULL, pfn, 0), -EINVAL);
 	ck_assert_int_eq(ccvm_snp_rmp_make_shared(HW, NULL, r + 1, CCVM_LEVEL_2M), -EINVAL);
 	/* Bad input changes nothing: no split, no RMPUPDATE, no log. */
-	ck_assert_uint_eq(ev(CCVM_EV_DIRECTMAP_SPLIT), 0);
-	ck_assert_uint_eq(ev(CCVM_EV_RMPUPDATE), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_DIRECTMAP_SPLIT), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMPUPDATE), 0);
 	ck_assert_int_eq(ccvm_snp_directmap_level(HW, pfn), CCVM_LEVEL_1G);
-	ck_assert_uint_eq(warnings(), 0);
+	ck_assert_uint_eq(tu_warnings(), 0);
 	assert_unassigned(pfn);
 
 	/* I24 through the helpers: 4K make_shared inside 2M fails until PSMASH. */
 	ck_assert_int_eq(ccvm_snp_rmp_make_private(HW, NULL, r, 0, CCVM_LEVEL_2M, 1, false), 0);
 	ck_assert_int_eq(ccvm_snp_rmp_make_shared(HW, NULL, r + 4, CCVM_LEVEL_4K), -EFAULT);
-	ck_assert_uint_eq(warnings(), 1);
+	ck_assert_uint_eq(tu_warnings(), 1);
 	ck_assert(ccvm_snp_pfn_assigned(HW, r + 4));
 	ck_assert_int_eq(ccvm_snp_rmp_psmash(HW, NULL, r + 4), 0);
-	ck_assert_uint_eq(ev(CCVM_EV_PSMASH), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_PSMASH), 1);
 	ck_assert_int_eq(ccvm_snp_rmp_make_shared(HW, NULL, r + 4, CCVM_LEVEL_4K), 0);
 	assert_unassigned(r + 4);
 	/* Already 4K-shaped: psmash() is a no-op success. */
 	ck_assert_int_eq(ccvm_snp_rmp_psmash(HW, NULL, r), 0);
 	ck_assert_int_eq(ccvm_snp_rmp_psmash(HW, NULL, pfn), 0);
-	ck_assert_uint_eq(ev(CCVM_EV_PSMASH), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_PSMASH), 1);
 	ck_assert_int_eq(ccvm_snp_rmp_psmash(HW, NULL, HW->nr_pages), -EINVAL);
 }
 END_TEST
@@ -857,9 +823,9 @@ START_TEST(test_make_2m_round_trip)
 	ck_assert_int_eq(ccvm_snp_rmp_make_shared(HW, NULL, r, CCVM_LEVEL_2M), 0);
 	assert_unassigned(r + 511);
 	ccvm_snp_clflush_pages(HW, NULL, r, PER_2M);
-	ck_assert_uint_eq(ev(CCVM_EV_CACHE_FLUSH_PAGE), PER_2M);
-	ck_assert_uint_eq(ev(CCVM_EV_RMPUPDATE), 2);
-	ck_assert_uint_eq(ev(CCVM_EV_RMPUPDATE_RETRY), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_CACHE_FLUSH_PAGE), PER_2M);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMPUPDATE), 2);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMPUPDATE_RETRY), 0);
 }
 END_TEST
 
@@ -868,7 +834,7 @@ END_TEST
 
 START_TEST(test_firmware_pages)
 {
-	uint64_t a = page(), b = page(), shared = page();
+	uint64_t a = tu_page(P), b = tu_page(P), shared = tu_page(P);
 	uint64_t leaked;
 
 	ck_assert_int_eq(ccvm_snp_fw_mark_pages(HW, NULL, a, 0), -EINVAL);
@@ -914,7 +880,7 @@ END_TEST
 
 START_TEST(test_launch_update)
 {
-	uint64_t pfn = page(), vmsa = page(), other = page();
+	uint64_t pfn = tu_page(P), vmsa = tu_page(P), other = tu_page(P);
 	uint64_t gpa = 0x3000;
 
 	ck_assert_int_eq(ccvm_snp_fw_launch_update(HW, NULL, pfn, 1, CCVM_SNP_LAUNCH_PAGE_NORMAL),
@@ -956,11 +922,11 @@ END_TEST
 
 START_TEST(test_leaks)
 {
-	uint64_t a = page(), pfn;
+	uint64_t a = tu_page(P), pfn;
 	struct ccvm_stats st;
 
-	page();
-	page();
+	tu_page(P);
+	tu_page(P);
 	ck_assert_int_eq(ccvm_snp_leak_pages(HW, a, 0), -EINVAL);
 	ck_assert_int_eq(ccvm_snp_leak_pages(HW, HW->nr_pages, 1), -EINVAL);
 	ck_assert_int_eq(ccvm_snp_leak_pages(HW, a, 3), 0);
@@ -968,7 +934,7 @@ START_TEST(test_leaks)
 	ck_assert_int_eq(ccvm_snp_leaked_pfn(HW, 2, &pfn), 0);
 	ck_assert_uint_eq(pfn, a + 2);
 	ck_assert_int_eq(ccvm_snp_leaked_pfn(HW, 3, &pfn), -ENOENT);
-	ck_assert_uint_eq(ev(CCVM_EV_PAGE_LEAK), 3);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_PAGE_LEAK), 3);
 	memset(&st, 0, sizeof(st));
 	st.sz = sizeof(st);
 	ck_assert_int_eq(ccvm_platform_get_stats(P, &st), 0);
@@ -992,7 +958,7 @@ START_TEST(test_asid_exhaustion)
 	}
 	ck_assert_int_eq(ccvm_snp_asid_alloc(HW, NULL, &asid), -ENOSPC);
 	ck_assert_int_eq(ccvm_snp_asid_alloc(HW, NULL, NULL), -EINVAL);
-	ck_assert_uint_eq(ev(CCVM_EV_ASID_FLUSH), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_ASID_FLUSH), 0);
 
 	/* A freed ASID waits for the flush ... */
 	ck_assert_int_eq(ccvm_snp_asid_free(HW, NULL, 2), 0);
@@ -1003,11 +969,11 @@ START_TEST(test_asid_exhaustion)
 	/* ... which allocation performs when nothing else is free. */
 	ck_assert_int_eq(ccvm_snp_asid_alloc(HW, NULL, &asid), 0);
 	ck_assert_uint_eq(asid, 2);
-	ck_assert_uint_eq(ev(CCVM_EV_ASID_FLUSH), 1);
-	ck_assert_uint_eq(ev(CCVM_EV_KEYID_ALLOC), 5);
-	ck_assert_uint_eq(ev(CCVM_EV_KEYID_FREE), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_ASID_FLUSH), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_KEYID_ALLOC), 5);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_KEYID_FREE), 1);
 	ck_assert_int_eq(ccvm_snp_asid_alloc(HW, NULL, &asid), -ENOSPC);
-	ck_assert_uint_eq(ev(CCVM_EV_ASID_FLUSH), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_ASID_FLUSH), 1);
 }
 END_TEST
 
@@ -1020,13 +986,13 @@ START_TEST(test_asid_reuse_only_after_flush)
 	/* Clean ASIDs remain: the dirty one is not reused, no flush. */
 	ck_assert_int_eq(ccvm_snp_asid_alloc(HW, NULL, &b), 0);
 	ck_assert_uint_ne(b, a);
-	ck_assert_uint_eq(ev(CCVM_EV_ASID_FLUSH), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_ASID_FLUSH), 0);
 	ck_assert_int_eq(ccvm_snp_asid_state(HW, a), CCVM_SNP_ASID_DIRTY);
 	/* An explicit flush makes it allocatable again. */
 	ck_assert_uint_eq(ccvm_snp_asid_flush(HW), 1);
-	ck_assert_uint_eq(ev(CCVM_EV_ASID_FLUSH), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_ASID_FLUSH), 1);
 	ck_assert_uint_eq(ccvm_snp_asid_flush(HW), 0);
-	ck_assert_uint_eq(ev(CCVM_EV_ASID_FLUSH), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_ASID_FLUSH), 1);
 	ck_assert_int_eq(ccvm_snp_asid_alloc(HW, NULL, &c), 0);
 	ck_assert_uint_eq(c, a);
 }
@@ -1040,7 +1006,7 @@ START_TEST(test_asid_new_key_on_reuse)
 
 	teardown();
 	platform_up(64 * MIB, 1);
-	pfn = page();
+	pfn = tu_page(P);
 	fill(pfn, 1);
 	memcpy(plain, ccvm_page_ptr(P, pfn), sizeof(plain));
 	ck_assert_int_eq(ccvm_snp_asid_alloc(HW, NULL, &a), 0);
@@ -1061,7 +1027,7 @@ END_TEST
 
 START_TEST(test_injected_overlap_and_inuse)
 {
-	uint64_t pfn = page(), r = region();
+	uint64_t pfn = tu_page(P), r = region();
 
 	ccvm_snp_inject_overlap(HW, 1);
 	ck_assert_int_eq(assign(pfn, CCVM_LEVEL_4K, 1, 0), CCVM_SNP_FAIL_OVERLAP);
@@ -1070,8 +1036,8 @@ START_TEST(test_injected_overlap_and_inuse)
 
 	ccvm_snp_inject_overlap(HW, 3);
 	ck_assert_int_eq(ccvm_snp_rmp_make_private(HW, NULL, pfn, 0, CCVM_LEVEL_4K, 1, false), 0);
-	ck_assert_uint_eq(ev(CCVM_EV_RMPUPDATE_RETRY), 3);
-	ck_assert_uint_eq(ev(CCVM_EV_RMPUPDATE), 5);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMPUPDATE_RETRY), 3);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMPUPDATE), 5);
 	ck_assert(ccvm_snp_pfn_assigned(HW, pfn));
 
 	ck_assert_int_eq(assign(r, CCVM_LEVEL_2M, 1, 0), CCVM_SNP_SUCCESS);
@@ -1081,7 +1047,7 @@ START_TEST(test_injected_overlap_and_inuse)
 	ccvm_snp_inject_inuse(HW, 2);
 	ck_assert_int_eq(ccvm_snp_rmp_psmash(HW, NULL, r), 0);
 	ck_assert_uint_eq(rmpread(r + 1).level, CCVM_LEVEL_4K);
-	ck_assert_uint_eq(ev(CCVM_EV_PSMASH), 4);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_PSMASH), 4);
 	ck_assert_uint_eq(atomic_load(&HW->nr_fail_inuse), 3);
 
 	/* Cancelling works. */
@@ -1135,7 +1101,7 @@ START_TEST(test_overlap_held_region_two_threads)
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
 	ck_assert_int_eq(a.ret, 0);
 	ck_assert(ccvm_snp_pfn_assigned(HW, r + 33));
-	ck_assert_uint_ge(ev(CCVM_EV_RMPUPDATE_RETRY), 1);
+	ck_assert_uint_ge(tu_event(P, CCVM_EV_RMPUPDATE_RETRY), 1);
 
 	/* PSMASH of a 2M entry while the region is held. */
 	ck_assert_int_eq(ccvm_snp_rmp_make_shared(HW, NULL, r + 33, CCVM_LEVEL_4K), 0);
@@ -1209,7 +1175,7 @@ START_TEST(test_converter_vs_vcpu_threads)
 
 	ck_assert_uint_gt(atomic_load(&HW->nr_fail_overlap), 0);
 	ck_assert_uint_gt(atomic_load(&HW->nr_fail_inuse), 0);
-	ck_assert_uint_eq(ev(CCVM_EV_RMPUPDATE_RETRY), atomic_load(&HW->nr_fail_overlap));
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMPUPDATE_RETRY), atomic_load(&HW->nr_fail_overlap));
 	for (i = 0; i < PER_2M; i++)
 		assert_unassigned(r + i);
 	ck_assert_uint_eq(rmpread(r).region_assigned_4k, 0);
@@ -1260,7 +1226,8 @@ START_TEST(test_two_converters_same_region)
 	for (i = 0; i < PER_2M; i++)
 		assert_unassigned(r + i);
 	ck_assert_uint_eq(rmpread(r).region_assigned_4k, 0);
-	ck_assert_uint_eq(ev(CCVM_EV_RMPUPDATE), 2 * 2000 * 16 + ev(CCVM_EV_RMPUPDATE_RETRY));
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_RMPUPDATE),
+			  2 * 2000 * 16 + tu_event(P, CCVM_EV_RMPUPDATE_RETRY));
 }
 END_TEST
 

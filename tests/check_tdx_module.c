@@ -20,6 +20,7 @@
 #include <ccvm/backend.h>
 #include <ccvm/ccvm.h>
 
+#include "testutil.h"
 #include "../backends/tdx/tdx-module.h"
 
 #define MIB		(1ull << 20)
@@ -47,13 +48,6 @@ struct ttd {
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 
-static void quiet_log(enum ccvm_log_level level, const char *msg, void *ctx)
-{
-	(void)level;
-	(void)msg;
-	(void)ctx;
-}
-
 static void platform_up(uint32_t nr_cpus, uint32_t nr_keyids)
 {
 	struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
@@ -63,8 +57,7 @@ static void platform_up(uint32_t nr_cpus, uint32_t nr_keyids)
 						     .nr_keyids = nr_keyids,
 						     .seed = 7);
 
-	ccvm_set_log(quiet_log, NULL);
-	ck_assert_int_eq(ccvm_platform_create(&o, &P), 0);
+	P = tu_platform_up(&o);
 	M = ccvm_platform_priv(P);
 	ck_assert_ptr_nonnull(M);
 }
@@ -76,33 +69,14 @@ static void setup(void)
 
 static void teardown(void)
 {
-	ck_assert_int_eq(ccvm_platform_destroy(P), 0);
+	tu_platform_down(P);
 	P = NULL;
 	M = NULL;
-	ccvm_set_log(NULL, NULL);
-}
-
-static uint64_t ev(enum ccvm_event e)
-{
-	struct ccvm_stats st;
-
-	memset(&st, 0, sizeof(st));
-	st.sz = sizeof(st);
-	ck_assert_int_eq(ccvm_platform_get_stats(P, &st), 0);
-	return st.events[e];
-}
-
-static uint64_t page(void)
-{
-	uint64_t pfn;
-
-	ck_assert_int_eq(ccvm_page_alloc(P, &pfn), 0);
-	return pfn;
 }
 
 static uint64_t donate(struct ttd *t)
 {
-	uint64_t pfn = page();
+	uint64_t pfn = tu_page(P);
 
 	ck_assert_int_lt(t->nr_donated, MAX_DONATED);
 	t->donated[t->nr_donated++] = pfn;
@@ -152,7 +126,7 @@ static void td_create_keyed(struct ttd *t)
 
 	memset(t, 0, sizeof(*t));
 	ck_assert_int_eq(ccvm_tdx_hkid_alloc(M, NULL, &t->hkid), 0);
-	t->tdr = page();
+	t->tdr = tu_page(P);
 	OK(ccvm_tdh_mng_create(M, NULL, t->tdr, t->hkid, &t->td));
 	for (pkg = 0; pkg < ccvm_tdx_nr_packages(M); pkg++)
 		OK(ccvm_tdh_mng_key_config(t->td, pkg * 2));
@@ -200,7 +174,7 @@ static void map_path(struct ttd *t, uint64_t gpa, uint32_t gpaw)
 
 	for (level = root_level(gpaw); level >= CCVM_TDX_LEVEL_2M; level--) {
 		uint64_t a = gpa & ~((CCVM_PAGE_SIZE << (9 * level)) - 1);
-		uint64_t pfn = page();
+		uint64_t pfn = tu_page(P);
 		uint64_t st = ccvm_tdh_mem_sept_add(t->td, a, level, pfn);
 
 		if (st == (TDX_EPT_ENTRY_NOT_FREE | RCX)) {
@@ -309,7 +283,7 @@ START_TEST(test_init_defaults)
 	ck_assert_uint_eq(ccvm_tdx_cpu_package(M, 0), 0);
 	ck_assert_uint_eq(ccvm_tdx_cpu_package(M, 1), 0);
 	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(M), 0);
-	ck_assert_uint_eq(pamt_type(page()), CCVM_TDX_PT_NDA);
+	ck_assert_uint_eq(pamt_type(tu_page(P)), CCVM_TDX_PT_NDA);
 	ck_assert_int_eq(ccvm_tdx_module_init(NULL, M), -EINVAL);
 }
 END_TEST
@@ -361,19 +335,19 @@ START_TEST(test_hkid_pool_exhaustion_and_reuse)
 	}
 	ck_assert_int_eq(ccvm_tdx_hkid_alloc(M, NULL, &extra), -ENOSPC);
 	ck_assert_uint_eq(ccvm_tdx_hkids_in_use(M), 3);
-	ck_assert_uint_eq(ev(CCVM_EV_KEYID_ALLOC), 3);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_KEYID_ALLOC), 3);
 	for (i = 0; i < 3; i++)
 		ck_assert_int_eq(ccvm_tdx_hkid_free(M, NULL, h[i]), 0);
 	ck_assert_int_eq(ccvm_tdx_hkid_free(M, NULL, h[0]), -EINVAL);
 	ck_assert_int_eq(ccvm_tdx_hkid_free(M, NULL, 0), -EINVAL);
-	ck_assert_uint_eq(ev(CCVM_EV_KEYID_FREE), 3);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_KEYID_FREE), 3);
 
 	/* A TD holds its HKID in the KOT: the pool cannot hand it back. */
 	td_build(&a, 0, 48, 1);
 	ck_assert_int_eq(ccvm_tdx_hkid_free(M, NULL, a.hkid), -EBUSY);
 	td_release_hkid(&a);		/* KEY.FREEID */
 	memset(&b, 0, sizeof(b));
-	b.tdr = page();
+	b.tdr = tu_page(P);
 	/* The KOT is free again, but the host pool still has it allocated. */
 	ck_assert_uint_eq(ccvm_tdx_hkids_in_use(M), 1);
 	td_destroy(&a);
@@ -388,7 +362,7 @@ START_TEST(test_hkid_pool_exhaustion_and_reuse)
 	ck_assert_int_eq(ccvm_tdx_hkid_alloc(M, NULL, &extra), 0);
 	ccvm_tdx_hkid_leak(M, NULL, extra);
 	ccvm_tdx_hkid_leak(M, NULL, extra);
-	ck_assert_uint_eq(ev(CCVM_EV_KEYID_LEAK), 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_KEYID_LEAK), 1);
 	ck_assert_int_eq(ccvm_tdx_hkid_free(M, NULL, extra), -EINVAL);
 	for (i = 0; i < 2; i++)
 		ck_assert_int_eq(ccvm_tdx_hkid_alloc(M, NULL, &h[i]), 0);
@@ -404,7 +378,7 @@ END_TEST
 START_TEST(test_mng_create)
 {
 	struct ccvm_tdx_td *td, *td2;
-	uint64_t tdr = page(), tdr2 = page();
+	uint64_t tdr = tu_page(P), tdr2 = tu_page(P);
 	uint32_t hkid;
 
 	ck_assert_int_eq(ccvm_tdx_hkid_alloc(M, NULL, &hkid), 0);
@@ -435,8 +409,8 @@ START_TEST(test_mng_create)
 	ck_status(ccvm_tdh_mng_create(M, NULL, tdr2, hkid, &td2),
 		  TDX_HKID_NOT_FREE | CCVM_TDX_OPERAND_RDX);
 	ck_assert_uint_eq(pamt_type(tdr2), CCVM_TDX_PT_NDA);
-	ck_assert_uint_eq(ev(CCVM_EV_TDH_MNG_CREATE), 8);
-	ck_assert_uint_eq(ev(CCVM_EV_TDX_ERROR), 7);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDH_MNG_CREATE), 8);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDX_ERROR), 7);
 
 	/* Nothing else was added: a KEY.CONFIG-less TD can go straight down. */
 	ck_status(ccvm_tdh_mng_key_freeid(td), TDX_LIFECYCLE_STATE_INCORRECT);
@@ -458,7 +432,7 @@ START_TEST(test_key_config_packages)
 	ck_assert_int_eq(ccvm_platform_destroy(P), 0);
 	platform_up(4, 0);		/* 2 packages: CPUs 0-1 and 2-3 */
 	ck_assert_uint_eq(ccvm_tdx_nr_packages(M), 2);
-	tdr = page();
+	tdr = tu_page(P);
 	ck_assert_int_eq(ccvm_tdx_hkid_alloc(M, NULL, &hkid), 0);
 	OK(ccvm_tdh_mng_create(M, NULL, tdr, hkid, &td));
 	ck_status(ccvm_tdh_mng_key_config(td, 4), TDX_OPERAND_INVALID);
@@ -466,14 +440,14 @@ START_TEST(test_key_config_packages)
 	ck_status(ccvm_tdh_mng_key_config(td, 0), TDX_KEY_CONFIGURED);
 	ck_assert_int_eq(ccvm_tdx_td_lifecycle(td), CCVM_TDX_TD_HKID_ASSIGNED);
 	/* Not keyed everywhere yet: S-EPT and TDCS work is refused. */
-	ck_status(ccvm_tdh_mng_addcx(td, page()), TDX_TD_KEYS_NOT_CONFIGURED);
+	ck_status(ccvm_tdh_mng_addcx(td, tu_page(P)), TDX_TD_KEYS_NOT_CONFIGURED);
 	OK(ccvm_tdh_mng_key_config(td, 3));
 	ck_assert_int_eq(ccvm_tdx_td_lifecycle(td), CCVM_TDX_TD_KEYS_CONFIGURED);
 	/* Every package done: the module says the lifecycle is wrong. */
 	ck_status(ccvm_tdh_mng_key_config(td, 2), TDX_LIFECYCLE_STATE_INCORRECT);
 	/* KEY_CONFIGURED is a warning, not an error. */
-	ck_assert_uint_eq(ev(CCVM_EV_TDX_ERROR), 3);
-	ck_assert_uint_eq(ev(CCVM_EV_TDH_MNG_KEY_CONFIG), 5);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDX_ERROR), 3);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDH_MNG_KEY_CONFIG), 5);
 
 	/* Release needs a write-back on both packages. */
 	OK(ccvm_tdh_mng_vpflushdone(td));
@@ -504,7 +478,7 @@ START_TEST(test_addcx_and_init)
 		ck_assert_uint_eq(pamt_type(pfn), CCVM_TDX_PT_TDCX);
 		ck_assert_uint_eq(pamt_owner(pfn), t.tdr);
 	}
-	used = page();
+	used = tu_page(P);
 	ck_status(ccvm_tdh_mng_addcx(t.td, used), TDX_TDCX_NUM_INCORRECT | RCX);
 	ck_assert_uint_eq(pamt_type(used), CCVM_TDX_PT_NDA);
 	ck_assert_uint_eq(ccvm_tdx_td_nr_children(t.td), CCVM_TDX_NR_TDCS);
@@ -560,10 +534,10 @@ START_TEST(test_vp_lifecycle)
 	unsigned int i;
 
 	td_create_keyed(&t);
-	ck_status(ccvm_tdh_vp_create(t.td, page(), &vp), TDX_TDCS_NOT_ALLOCATED);
+	ck_status(ccvm_tdh_vp_create(t.td, tu_page(P), &vp), TDX_TDCS_NOT_ALLOCATED);
 	for (i = 0; i < CCVM_TDX_NR_TDCS; i++)
 		OK(ccvm_tdh_mng_addcx(t.td, donate(&t)));
-	ck_status(ccvm_tdh_vp_create(t.td, page(), &vp), TDX_OP_STATE_INCORRECT);
+	ck_status(ccvm_tdh_vp_create(t.td, tu_page(P), &vp), TDX_OP_STATE_INCORRECT);
 	OK(ccvm_tdh_mng_init(t.td, &params));
 
 	ck_status(ccvm_tdh_vp_create(t.td, t.tdr, &vp), TDX_PAGE_METADATA_INCORRECT | RCX);
@@ -573,14 +547,14 @@ START_TEST(test_vp_lifecycle)
 	ck_status(ccvm_tdh_vp_init(vp, 0), TDX_TDCX_NUM_INCORRECT | RCX);
 	OK(ccvm_tdh_vp_addcx(vp, donate(&t)));
 	OK(ccvm_tdh_vp_addcx(vp, donate(&t)));
-	ck_status(ccvm_tdh_vp_addcx(vp, page()), TDX_TDCX_NUM_INCORRECT | RCX);
+	ck_status(ccvm_tdh_vp_addcx(vp, tu_page(P)), TDX_TDCX_NUM_INCORRECT | RCX);
 	ck_assert_int_eq(ccvm_tdx_vp_cpu(vp), -1);
 	ck_status(ccvm_tdh_vp_init(vp, 9), TDX_OPERAND_INVALID);
 	OK(ccvm_tdh_vp_init(vp, 1));
 	ck_assert(ccvm_tdx_vp_initialized(vp));
 	ck_assert_int_eq(ccvm_tdx_vp_cpu(vp), 1);
 	ck_status(ccvm_tdh_vp_init(vp, 1), TDX_VCPU_STATE_INCORRECT);
-	ck_status(ccvm_tdh_vp_addcx(vp, page()), TDX_VCPU_STATE_INCORRECT);
+	ck_status(ccvm_tdh_vp_addcx(vp, tu_page(P)), TDX_VCPU_STATE_INCORRECT);
 
 	/* max_vcpus 1: a second vCPU can be created but not initialised. */
 	OK(ccvm_tdh_vp_create(t.td, donate(&t), &vp2));
@@ -764,15 +738,15 @@ START_TEST(test_sept_state_machine)
 	/* FREE --AUG--> PENDING; a second AUG finds it in use. */
 	pfn = aug(&t, pend);
 	ck_assert_uint_eq(sept_state(&t, pend, 0), CCVM_TDX_SEPT_PENDING);
-	ck_status(ccvm_tdh_mem_page_aug(t.td, pend, 0, page()),
+	ck_status(ccvm_tdh_mem_page_aug(t.td, pend, 0, tu_page(P)),
 		  TDX_EPT_ENTRY_STATE_INCORRECT | RCX);
 	ck_status(ccvm_tdh_mem_page_aug(t.td, pend + 3 * CCVM_PAGE_SIZE, 0, pfn),
 		  TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_R8);
-	ck_status(ccvm_tdh_mem_page_aug(t.td, GPA0 + GPA_2M, 0, page()),
+	ck_status(ccvm_tdh_mem_page_aug(t.td, GPA0 + GPA_2M, 0, tu_page(P)),
 		  TDX_EPT_WALK_FAILED | RCX);
-	ck_status(ccvm_tdh_mem_page_aug(t.td, GPA0, CCVM_TDX_LEVEL_2M, page()),
+	ck_status(ccvm_tdh_mem_page_aug(t.td, GPA0, CCVM_TDX_LEVEL_2M, tu_page(P)),
 		  TDX_OPERAND_INVALID | RCX);	/* 2M leaves not modelled */
-	ck_status(ccvm_tdh_mem_page_aug(t.td, pend | (1ull << 47), 0, page()),
+	ck_status(ccvm_tdh_mem_page_aug(t.td, pend | (1ull << 47), 0, tu_page(P)),
 		  TDX_OPERAND_INVALID | RCX);
 
 	/* Illegal: BLOCK/REMOVE/UNBLOCK of FREE, REMOVE unblocked. */
@@ -793,7 +767,7 @@ START_TEST(test_sept_state_machine)
 	ck_assert_uint_eq(sept_state(&t, mapped, 0), CCVM_TDX_SEPT_BLOCKED);
 	ck_assert_uint_eq(sept_state(&t, pend, 0), CCVM_TDX_SEPT_PENDING_BLOCKED);
 	ck_status(ccvm_tdh_mem_range_block(t.td, mapped, 0), TDX_GPA_RANGE_ALREADY_BLOCKED | RCX);
-	ck_status(ccvm_tdh_mem_page_aug(t.td, mapped, 0, page()),
+	ck_status(ccvm_tdh_mem_page_aug(t.td, mapped, 0, tu_page(P)),
 		  TDX_EPT_ENTRY_STATE_INCORRECT | RCX);
 
 	/* UNBLOCK and REMOVE want a completed TRACK. */
@@ -833,7 +807,7 @@ START_TEST(test_sept_nonleaf_block_and_remove)
 	OK(ccvm_tdh_mem_range_block(t.td, gpa, CCVM_TDX_LEVEL_2M));
 	ck_assert_uint_eq(sept_state(&t, gpa, CCVM_TDX_LEVEL_2M), CCVM_TDX_SEPT_NL_BLOCKED);
 	/* Nothing walks through a blocked table. */
-	ck_status(ccvm_tdh_mem_page_aug(t.td, gpa + CCVM_PAGE_SIZE, 0, page()),
+	ck_status(ccvm_tdh_mem_page_aug(t.td, gpa + CCVM_PAGE_SIZE, 0, tu_page(P)),
 		  TDX_EPT_WALK_FAILED | RCX);
 	ck_status(ccvm_tdh_mem_sept_remove(t.td, gpa, CCVM_TDX_LEVEL_2M, NULL),
 		  TDX_TLB_TRACKING_NOT_DONE | RCX);
@@ -867,7 +841,7 @@ START_TEST(test_five_level_sept)
 	OK(ccvm_tdh_mr_finalize(t.td));
 	aug(&t, high);
 	ck_assert_uint_eq(sept_state(&t, high, 0), CCVM_TDX_SEPT_PENDING);
-	ck_status(ccvm_tdh_mem_page_aug(t.td, high | (1ull << 51), 0, page()),
+	ck_status(ccvm_tdh_mem_page_aug(t.td, high | (1ull << 51), 0, tu_page(P)),
 		  TDX_OPERAND_INVALID | RCX);
 	remove_page(&t, high);
 	td_destroy(&t);
@@ -919,8 +893,8 @@ START_TEST(test_tlb_tracking)
 	OK(ccvm_tdh_mem_page_remove(t.td, gpa + CCVM_PAGE_SIZE, 0, NULL));
 	OK(ccvm_tdh_mem_track(t.td));
 	ccvm_tdx_vp_exit(a);
-	ck_assert_uint_eq(ev(CCVM_EV_TDH_MEM_TRACK), 4);
-	ck_assert_uint_eq(ev(CCVM_EV_TDH_MEM_PAGE_REMOVE), 6);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDH_MEM_TRACK), 4);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDH_MEM_PAGE_REMOVE), 6);
 	td_destroy(&t);
 }
 END_TEST
@@ -981,7 +955,7 @@ START_TEST(test_accept_and_access)
 	ck_assert_uint_eq(sept_state(&t, gpa, 0), CCVM_TDX_SEPT_MAPPED);
 	ck_status(ccvm_tdg_mem_page_accept(vp, gpa, 0), TDX_PAGE_ALREADY_ACCEPTED | RCX);
 	OK(ccvm_tdx_guest_access(vp, gpa + 100, true));
-	ck_assert_uint_eq(ev(CCVM_EV_TDG_MEM_PAGE_ACCEPT), 10);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDG_MEM_PAGE_ACCEPT), 10);
 
 	/* Blocked: the hardware walk faults to the host. */
 	ccvm_tdx_vp_exit(vp);
@@ -1007,7 +981,7 @@ START_TEST(test_accept_leaves_clean_pages_alone)
 	ccvm_tdx_vp_exit(t.vp[0]);
 	/* A page nobody wrote is zero already: it stays untouched. */
 	ck_assert(!ccvm_page_is_dirty(P, pfn));
-	ck_assert_uint_eq(ev(CCVM_EV_PAGE_CLEAR), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_PAGE_CLEAR), 0);
 	td_destroy(&t);
 }
 END_TEST
@@ -1064,17 +1038,17 @@ START_TEST(test_release_order)
 	OK(ccvm_tdh_phymem_cache_wb(M, NULL, 0, true));
 	ck_status(ccvm_tdh_phymem_cache_wb(M, NULL, 0, false), TDX_NO_HKID_READY_TO_WBCACHE);
 	/* INTERRUPTED_RESUMABLE is part of the protocol, not an error. */
-	ck_assert_uint_eq(ev(CCVM_EV_TDH_PHYMEM_CACHE_WB), 9);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDH_PHYMEM_CACHE_WB), 9);
 
 	OK(ccvm_tdh_mng_key_freeid(t.td));
 	/* TEARDOWN: the key is gone (I13). */
 	ck_status(ccvm_tdh_mem_range_block(t.td, GPA0, 0), TDX_TD_KEYS_NOT_CONFIGURED);
 	ck_status(ccvm_tdh_mem_page_remove(t.td, GPA0, 0, NULL), TDX_TD_KEYS_NOT_CONFIGURED);
-	ck_status(ccvm_tdh_mem_page_aug(t.td, GPA0 + CCVM_PAGE_SIZE, 0, page()),
+	ck_status(ccvm_tdh_mem_page_aug(t.td, GPA0 + CCVM_PAGE_SIZE, 0, tu_page(P)),
 		  TDX_TD_KEYS_NOT_CONFIGURED);
 	ck_status(ccvm_tdh_mem_track(t.td), TDX_TD_KEYS_NOT_CONFIGURED);
 	ck_status(ccvm_tdh_vp_flush(t.vp[0], 0), TDX_LIFECYCLE_STATE_INCORRECT);
-	ck_status(ccvm_tdh_phymem_page_wbinvd(M, NULL, page(), t.hkid),
+	ck_status(ccvm_tdh_phymem_page_wbinvd(M, NULL, tu_page(P), t.hkid),
 		  TDX_KEY_STATE_INCORRECT | RCX);
 	t.hkid_released = true;
 	t.nr_vp = 0;
@@ -1086,7 +1060,7 @@ START_TEST(test_reclaim_rules)
 {
 	struct ttd t;
 	struct ccvm_tdx_reclaim_info ri;
-	uint64_t pfn, tdcs_pfn, nda = page();
+	uint64_t pfn, tdcs_pfn, nda = tu_page(P);
 
 	td_runnable(&t, 0, 1);
 	pfn = aug(&t, GPA0);
@@ -1169,10 +1143,10 @@ START_TEST(test_wbinvd)
 		  TDX_OPERAND_INVALID | RCX);
 	ck_status(ccvm_tdh_phymem_page_wbinvd(M, NULL, 0, t.hkid), TDX_OPERAND_INVALID | RCX);
 	/* An HKID nobody holds in the KOT. */
-	ck_status(ccvm_tdh_phymem_page_wbinvd(M, NULL, page(), t.hkid + 1),
+	ck_status(ccvm_tdh_phymem_page_wbinvd(M, NULL, tu_page(P), t.hkid + 1),
 		  TDX_KEY_STATE_INCORRECT | RCX);
 	remove_page(&t, GPA0);		/* WBINVD with the HKID inside */
-	ck_assert_uint_eq(ev(CCVM_EV_TDH_PHYMEM_PAGE_WBINVD), 6);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDH_PHYMEM_PAGE_WBINVD), 6);
 	td_destroy(&t);
 }
 END_TEST
@@ -1198,7 +1172,7 @@ START_TEST(test_ciphertext)
 {
 	struct ttd a, b;
 	uint8_t src[CCVM_PAGE_SIZE], ca[CCVM_PAGE_SIZE], cb[CCVM_PAGE_SIZE];
-	uint64_t pa, pb, nda = page();
+	uint64_t pa, pb, nda = tu_page(P);
 	struct ccvm_tdx_sept_info si;
 	unsigned int i;
 
@@ -1291,25 +1265,25 @@ START_TEST(test_accounting)
 	uint64_t busy0, err0, aug0;
 
 	td_runnable(&t, 0, 1);
-	aug0 = ev(CCVM_EV_TDH_MEM_PAGE_AUG);
-	err0 = ev(CCVM_EV_TDX_ERROR);
-	busy0 = ev(CCVM_EV_TDX_BUSY);
+	aug0 = tu_event(P, CCVM_EV_TDH_MEM_PAGE_AUG);
+	err0 = tu_event(P, CCVM_EV_TDX_ERROR);
+	busy0 = tu_event(P, CCVM_EV_TDX_BUSY);
 	aug(&t, GPA0);
-	ck_assert_uint_eq(ev(CCVM_EV_TDH_MEM_PAGE_AUG), aug0 + 1);
-	ck_assert_uint_eq(ev(CCVM_EV_TDX_ERROR), err0);
-	ck_status(ccvm_tdh_mem_page_aug(t.td, GPA0, 0, page()),
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDH_MEM_PAGE_AUG), aug0 + 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDX_ERROR), err0);
+	ck_status(ccvm_tdh_mem_page_aug(t.td, GPA0, 0, tu_page(P)),
 		  TDX_EPT_ENTRY_STATE_INCORRECT | RCX);
-	ck_assert_uint_eq(ev(CCVM_EV_TDH_MEM_PAGE_AUG), aug0 + 2);
-	ck_assert_uint_eq(ev(CCVM_EV_TDX_ERROR), err0 + 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDH_MEM_PAGE_AUG), aug0 + 2);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDX_ERROR), err0 + 1);
 	OK(ccvm_tdh_vp_enter(t.vp[0], t.vp_cpu[0]));
 	ck_status(ccvm_tdh_vp_enter(t.vp[0], t.vp_cpu[0]),
 		  TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_TDVPR);
-	ck_assert_uint_eq(ev(CCVM_EV_TDX_BUSY), busy0 + 1);
-	ck_assert_uint_eq(ev(CCVM_EV_TDX_ERROR), err0 + 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDX_BUSY), busy0 + 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDX_ERROR), err0 + 1);
 	/* Guest faults are exits, not SEAMCALL errors. */
 	ck_status(ccvm_tdg_mem_page_accept(t.vp[0], GPA0 + CCVM_PAGE_SIZE, 0),
 		  CCVM_TDX_SW_EPT_VIOLATION);
-	ck_assert_uint_eq(ev(CCVM_EV_TDX_ERROR), err0 + 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDX_ERROR), err0 + 1);
 	ccvm_tdx_vp_exit(t.vp[0]);
 	td_destroy(&t);
 }
@@ -1341,8 +1315,8 @@ START_TEST(test_inject_rules)
 	ck_status(ccvm_tdh_mem_track(t.td), TDX_RND_NO_ENTROPY);
 	ck_assert_int_eq(ccvm_tdx_inject(M, CCVM_TDH_MEM_TRACK, 0, 0, 0), 0);
 	OK(ccvm_tdh_mem_track(t.td));
-	ck_assert_uint_eq(ev(CCVM_EV_TDH_MEM_TRACK), 7);
-	ck_assert_uint_eq(ev(CCVM_EV_TDX_BUSY), 2);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDH_MEM_TRACK), 7);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDX_BUSY), 2);
 	td_destroy(&t);
 }
 END_TEST
@@ -1457,7 +1431,7 @@ START_TEST(test_inject_busy_every_leaf)
 {
 	const struct leaf_case *c = &leaf_cases[_i];
 	uint64_t b = TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_SEPT;
-	uint64_t spare = page(), ev0, busy0, assigned, epoch;
+	uint64_t spare = tu_page(P), ev0, busy0, assigned, epoch;
 	struct ccvm_tdx_sept_info si;
 	struct ttd t;
 
@@ -1465,14 +1439,14 @@ START_TEST(test_inject_busy_every_leaf)
 	aug(&t, GPA0);
 	assigned = ccvm_tdx_pamt_nr_assigned(M);
 	epoch = ccvm_tdx_td_epoch(t.td);
-	ev0 = c->ev < CCVM_EV_NR ? ev(c->ev) : 0;
-	busy0 = ev(CCVM_EV_TDX_BUSY);
+	ev0 = c->ev < CCVM_EV_NR ? tu_event(P, c->ev) : 0;
+	busy0 = tu_event(P, CCVM_EV_TDX_BUSY);
 
 	ck_assert_int_eq(ccvm_tdx_inject(M, c->leaf, 1, b, 1), 0);
 	ck_status(call_leaf(c->leaf, &t, spare), b);
 	if (c->ev < CCVM_EV_NR)
-		ck_assert_uint_eq(ev(c->ev), ev0 + 1);
-	ck_assert_uint_eq(ev(CCVM_EV_TDX_BUSY), busy0 + 1);
+		ck_assert_uint_eq(tu_event(P, c->ev), ev0 + 1);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDX_BUSY), busy0 + 1);
 
 	/* Nothing changed. */
 	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(M), assigned);
@@ -1543,7 +1517,7 @@ static void *block_thread(void *arg)
 static void *aug_thread(void *arg)
 {
 	struct hammer *h = arg;
-	uint64_t pfn = page();
+	uint64_t pfn = tu_page(P);
 	unsigned long i;
 
 	for (i = 0; !hammer_done(h, i); i++)
@@ -1587,7 +1561,7 @@ START_TEST(test_real_busy_sept_lock)
 	b = (struct hammer){ .t = &t, .gpa = GPA0 + CCVM_PAGE_SIZE, .want = sept_busy,
 			     .seen_self = &seen_b, .seen_other = &seen_a, .stop = &stop };
 	run_pair(block_thread, &a, aug_thread, &b);
-	ck_assert_uint_ge(ev(CCVM_EV_TDX_BUSY), 2);
+	ck_assert_uint_ge(tu_event(P, CCVM_EV_TDX_BUSY), 2);
 	ck_assert_uint_eq(sept_state(&t, GPA0, 0), CCVM_TDX_SEPT_PENDING);
 	td_destroy(&t);
 }
@@ -1738,7 +1712,7 @@ START_TEST(test_concurrent_vcpus)
 			ck_assert_uint_eq(sept_state(&t, va[i].first_gpa + j * CCVM_PAGE_SIZE, 0),
 					  CCVM_TDX_SEPT_MAPPED);
 	}
-	ck_assert_uint_ge(ev(CCVM_EV_TDG_MEM_PAGE_ACCEPT), 128);
+	ck_assert_uint_ge(tu_event(P, CCVM_EV_TDG_MEM_PAGE_ACCEPT), 128);
 	td_destroy(&t);
 }
 END_TEST

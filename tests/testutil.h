@@ -2,9 +2,10 @@
 /*
  * Helpers shared by the Check suites: build a platform, a VM, gmem files
  * and memslots with assertions, register test backends, compare counters,
- * run vCPUs.  Public headers only, so that the conformance fixtures
- * (conformance.h) can build on it; the snapshot that also reads the core's
- * internals is snapshot.h.
+ * run vCPUs; for the suites that call the simulated hardware directly, a
+ * platform of their own, its event counts and raw pages.  Public headers
+ * only, so that the conformance fixtures (conformance.h) can build on it;
+ * the snapshot that also reads the core's internals is snapshot.h.
  *
  * Everything here is static inline so that a suite that does not use a
  * helper gets no unused-function warning.
@@ -14,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,9 +157,10 @@ static inline int64_t tu_calls(struct ccvm_platform *p, const char *op)
 
 /* ---- log sink that keeps expected warnings off stderr ------------------ */
 
-static inline unsigned int *tu_log_count(void)
+/* Atomic: the hardware suites' threads may warn at the same time. */
+static inline _Atomic unsigned int *tu_log_count(void)
 {
-	static unsigned int n;
+	static _Atomic unsigned int n;
 
 	return &n;
 }
@@ -175,6 +178,49 @@ static inline void tu_quiet_log(void)
 {
 	*tu_log_count() = 0;
 	ccvm_set_log(tu_log_sink, NULL);
+}
+
+/* Warnings counted since tu_quiet_log(). */
+static inline unsigned int tu_warnings(void)
+{
+	return atomic_load(tu_log_count());
+}
+
+/* ---- a platform of its own, for the suites that drive the hardware ------- */
+
+/* Create a platform from @o, its warnings counted rather than printed. */
+static inline struct ccvm_platform *tu_platform_up(const struct ccvm_platform_opts *o)
+{
+	struct ccvm_platform *p = NULL;
+	int r;
+
+	tu_quiet_log();
+	r = ccvm_platform_create(o, &p);
+	ck_assert_msg(r == 0, "platform_create(%s): %d", o->backend ? o->backend : "NULL", r);
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+/* Destroy @p, which must succeed, and print warnings again. */
+static inline void tu_platform_down(struct ccvm_platform *p)
+{
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+	ccvm_set_log(NULL, NULL);
+}
+
+/* How often @p counted event @e. */
+static inline uint64_t tu_event(struct ccvm_platform *p, enum ccvm_event e)
+{
+	return tu_pstats(p).events[e];
+}
+
+/* One page from @p's allocator, as a backend would take it. */
+static inline uint64_t tu_page(struct ccvm_platform *p)
+{
+	uint64_t pfn;
+
+	ck_assert_int_eq(ccvm_page_alloc(p, &pfn), 0);
+	return pfn;
 }
 
 /* ---- test backends ------------------------------------------------------- */
