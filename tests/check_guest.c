@@ -152,25 +152,11 @@ static void env_up(const char *backend)
 {
 	struct ccvm_platform_opts po = CCVM_OPTS_INIT(struct ccvm_platform_opts,
 						      .backend = backend);
-	struct ccvm_memory_region r = {
-		.slot = 0,
-		.flags = CCVM_MEM_GUEST_MEMFD,
-		.guest_phys_addr = 0,
-		.memory_size = MEM_SIZE,
-	};
 
 	ck_assert_int_eq(ccvm_platform_create(&po, &p), 0);
 	ck_assert_int_eq(ccvm_vm_create(p, NULL, &vm), 0);
 	sbit = ccvm_vm_shared_bit(vm);
-	ck_assert_int_eq(ccvm_gmem_create(vm, MEM_SIZE, 0, &gm), 0);
-	shared = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		      -1, 0);
-	ck_assert(shared != MAP_FAILED);
-	r.userspace_addr = shared;
-	r.gmem = gm;
-	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &r), 0);
-	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0, MEM_SIZE,
-						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	shared = tu_private_slot0(vm, MEM_SIZE, &gm);
 }
 
 static void setup_mock(void)
@@ -195,14 +181,6 @@ static void teardown(void)
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static uint64_t vm_event(enum ccvm_event ev)
-{
-	struct ccvm_stats st = { .sz = sizeof(st) };
-
-	ck_assert_int_eq(ccvm_vm_get_stats(vm, &st), 0);
-	return st.events[ev];
-}
 
 
 static struct ccvm_vcpu *vcpu_with_guest(uint32_t id, ccvm_guest_fn fn, void *arg)
@@ -302,7 +280,7 @@ START_TEST(test_rw_round_trip)
 		ck_assert_uint_eq(page[i], (uint8_t)((i - (RW_GPA & 4095)) * 13 + 1));
 	ck_assert(all_bytes(shared, 0x5000, 0));
 	/* 9000 bytes from 0x1ffd touch 4 pages, once to write, once to read. */
-	accesses = vm_event(CCVM_EV_GUEST_ACCESS);
+	accesses = tu_vm_event(vm, CCVM_EV_GUEST_ACCESS);
 	ck_assert_uint_eq(accesses, 8);
 	/* Not from outside the guest's own thread. */
 	ck_assert_int_eq(ccvm_guest_read(c.g, 0, page, 8), -EINVAL);
@@ -394,7 +372,7 @@ START_TEST(test_memory_fault_exits)
 						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
 	tu_expect_sync(v, 0);	/* a fresh gmem page reads zeros */
 	tu_run_once(v, 0, CCVM_EXIT_DONE);
-	ck_assert_uint_eq(vm_event(CCVM_EV_MEMORY_FAULT_EXIT), 3);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_MEMORY_FAULT_EXIT), 3);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 	ck_assert_int_eq(ccvm_gmem_close(gm2), 0);
 	add_slot(1, SLOT1_GPA, 0, NULL, NULL);	/* delete before freeing its backing */
@@ -512,8 +490,8 @@ START_TEST(test_mmio_read_write)
 	expect_mmio(v, MMIO_BASE + 0x1000, 3, false, NULL, 0x53);
 	tu_expect_sync(v, 7);
 	tu_run_once(v, 0, CCVM_EXIT_DONE);
-	ck_assert_uint_eq(vm_event(CCVM_EV_MMIO_EXIT), 6);
-	ck_assert_uint_eq(vm_event(CCVM_EV_EXIT), 8);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_MMIO_EXIT), 6);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_EXIT), 8);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -580,7 +558,7 @@ START_TEST(test_hypercall_args)
 	tu_expect_sync(v, EINVAL);
 	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	/* The bad ranges never left the guest. */
-	ck_assert_uint_eq(vm_event(CCVM_EV_HYPERCALL_EXIT), 2);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_HYPERCALL_EXIT), 2);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -619,7 +597,7 @@ START_TEST(test_hypercall_chunks)
 	run->hypercall.ret = EAGAIN;
 	tu_expect_sync(v, EAGAIN);
 	tu_run_once(v, 0, CCVM_EXIT_DONE);
-	ck_assert_uint_eq(vm_event(CCVM_EV_HYPERCALL_EXIT), 5);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_HYPERCALL_EXIT), 5);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -686,13 +664,13 @@ static void guest_read_9(struct ccvm_guest *g, void *arg)
 START_TEST(test_guest_access_needs_fault)
 {
 	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_read_9, NULL);
-	uint64_t zaps = vm_event(CCVM_EV_ZAP);
+	uint64_t zaps = tu_vm_event(vm, CCVM_EV_ZAP);
 
 	atomic_store(&tb.needs_fault_gfn, 9);
 	tu_expect_sync(v, 10);
 	/* Mapped, refused, zapped, mapped again. */
-	ck_assert_uint_eq(vm_event(CCVM_EV_FAULT), 2);
-	ck_assert_uint_eq(vm_event(CCVM_EV_ZAP), zaps + 1);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_FAULT), 2);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_ZAP), zaps + 1);
 	ck_assert_uint_eq(atomic_load(&tb.needs_fault_gfn), UINT64_MAX);
 	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
@@ -820,8 +798,8 @@ START_TEST(test_conversion_round_trip)
 	host_read_private((CONV_GPA >> 12) + 2, page, sizeof(page));
 	ck_assert(all_bytes(page, sizeof(page), 0xa1));
 	tu_run_once(v, 0, CCVM_EXIT_DONE);
-	ck_assert_uint_eq(vm_event(CCVM_EV_HYPERCALL_EXIT), 2);
-	ck_assert_uint_eq(vm_event(CCVM_EV_MEMORY_FAULT_EXIT), 0);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_HYPERCALL_EXIT), 2);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_MEMORY_FAULT_EXIT), 0);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -841,13 +819,13 @@ START_TEST(test_punch_then_refault_reads_zeros)
 	uint64_t zaps, faults;
 
 	tu_expect_sync(v, 1);
-	zaps = vm_event(CCVM_EV_ZAP);
-	faults = vm_event(CCVM_EV_FAULT);
+	zaps = tu_vm_event(vm, CCVM_EV_ZAP);
+	faults = tu_vm_event(vm, CCVM_EV_FAULT);
 	ck_assert_int_eq(ccvm_gmem_fallocate(gm, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE,
 					     0x7000, 4096), 0);
-	ck_assert_uint_eq(vm_event(CCVM_EV_ZAP), zaps + 1);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_ZAP), zaps + 1);
 	tu_expect_sync(v, 2);
-	ck_assert_uint_eq(vm_event(CCVM_EV_FAULT), faults + 1);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_FAULT), faults + 1);
 	tu_run_once(v, 0, CCVM_EXIT_DONE);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
@@ -1080,7 +1058,7 @@ START_TEST(test_fault_while_converting)
 	 * Whether a zap hit a mapping mid-run depends on scheduling, so it is
 	 * not asserted; what must hold whatever the interleaving is above.
 	 */
-	ck_assert_uint_eq(vm_event(CCVM_EV_MEMORY_FAULT_EXIT),
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_MEMORY_FAULT_EXIT),
 			  (uint64_t)(c[0].racing_faults + c[1].racing_faults));
 }
 END_TEST

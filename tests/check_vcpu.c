@@ -35,24 +35,9 @@ static uint8_t *shared;
 
 static void setup(void)
 {
-	struct ccvm_memory_region r = {
-		.slot = 0,
-		.flags = CCVM_MEM_GUEST_MEMFD,
-		.guest_phys_addr = 0,
-		.memory_size = MEM_SIZE,
-	};
-
 	ck_assert_int_eq(ccvm_platform_create(NULL, &p), 0);
 	ck_assert_int_eq(ccvm_vm_create(p, NULL, &vm), 0);
-	ck_assert_int_eq(ccvm_gmem_create(vm, MEM_SIZE, 0, &gm), 0);
-	shared = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		      -1, 0);
-	ck_assert(shared != MAP_FAILED);
-	r.userspace_addr = shared;
-	r.gmem = gm;
-	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &r), 0);
-	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0, MEM_SIZE,
-						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	shared = tu_private_slot0(vm, MEM_SIZE, &gm);
 }
 
 /* Tests close their vCPUs; whatever else is left must let the platform go. */
@@ -68,14 +53,6 @@ static void teardown(void)
 	gm = NULL;
 	vm = NULL;
 	p = NULL;
-}
-
-static uint64_t vm_event(struct ccvm_vm *v, enum ccvm_event ev)
-{
-	struct ccvm_stats st = { .sz = sizeof(st) };
-
-	ck_assert_int_eq(ccvm_vm_get_stats(v, &st), 0);
-	return st.events[ev];
 }
 
 
@@ -225,7 +202,7 @@ START_TEST(test_run_without_guest)
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, NULL, NULL), -EINVAL);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(NULL, guest_return, NULL), -EINVAL);
 	ck_assert_int_eq(ccvm_vcpu_run(v), -EINVAL);
-	ck_assert_uint_eq(vm_event(vm, CCVM_EV_EXIT), 0);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_EXIT), 0);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -242,7 +219,7 @@ START_TEST(test_run_after_done)
 	ck_assert_int_eq(ccvm_vcpu_run(v), -EINVAL);
 	ck_assert_int_eq(ccvm_vcpu_run(v), -EINVAL);
 	ck_assert_int_eq(atomic_load(&calls), 1);
-	ck_assert_uint_eq(vm_event(vm, CCVM_EV_EXIT), 1);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_EXIT), 1);
 
 	/* A new guest function starts a new context. */
 	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_return, &calls), 0);
@@ -296,7 +273,7 @@ START_TEST(test_guest_abort)
 	ck_assert_str_eq(run->abort.file, "here.c");
 	ck_assert_int_eq(run->abort.line, 7);
 	ck_assert_str_eq(run->abort.msg, "stack 42");
-	ck_assert_uint_eq(vm_event(vm, CCVM_EV_EXIT), 3);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_EXIT), 3);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -326,10 +303,10 @@ START_TEST(test_sync_values)
 		ck_assert_uint_eq(run->vcpu_id, 2);
 	}
 	tu_run_once(v, 0, CCVM_EXIT_DONE);
-	ck_assert_uint_eq(vm_event(vm, CCVM_EV_EXIT), NR_SYNCS + 1);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_EXIT), NR_SYNCS + 1);
 	/* Every run enters the guest once: nothing else took it out. */
-	ck_assert_uint_eq(vm_event(vm, CCVM_EV_GUEST_ENTER), NR_SYNCS + 1);
-	ck_assert_uint_eq(vm_event(vm, CCVM_EV_MEMORY_FAULT_EXIT), 0);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_GUEST_ENTER), NR_SYNCS + 1);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_MEMORY_FAULT_EXIT), 0);
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST
@@ -410,7 +387,7 @@ START_TEST(test_close_blocked_in_exit)
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 	ck_assert_int_eq(atomic_load(&after_exit), 0);
 	/* Unwinding is not an exit the VMM sees. */
-	ck_assert_uint_eq(vm_event(vm, CCVM_EV_EXIT), 1);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_EXIT), 1);
 
 	/* Closing a vCPU whose guest never ran, or ended. */
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 1, &idle), 0);
@@ -523,7 +500,7 @@ START_TEST(test_parallel_vcpus)
 	for (i = 0; i < 2; i++)
 		ck_assert_int_eq(ccvm_vcpu_close(c[i].v), 0);
 	/* Each guest touched two pages (6000 bytes at offset 100) per access. */
-	ck_assert_uint_eq(vm_event(vm, CCVM_EV_GUEST_ACCESS), 2 * 20 * 2 * 2);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_GUEST_ACCESS), 2 * 20 * 2 * 2);
 }
 END_TEST
 
@@ -589,7 +566,7 @@ START_TEST(test_kick_makes_guest_reenter)
 	ck_assert_int_eq(pthread_create(&t, NULL, run_thread, &c), 0);
 	wait_for(&kick_phase, 1);
 	ck_assert(atomic_load(&c.v->in_guest));
-	enters = vm_event(vm, CCVM_EV_GUEST_ENTER);
+	enters = tu_vm_event(vm, CCVM_EV_GUEST_ENTER);
 	ccvm_vm_kick_all(vm);
 	ck_assert(!atomic_load(&c.v->in_guest));
 	atomic_store(&kick_phase, 2);
@@ -598,7 +575,7 @@ START_TEST(test_kick_makes_guest_reenter)
 	ck_assert_uint_eq(c.exit_reason, CCVM_EXIT_SYNC);
 	ck_assert_uint_eq(ccvm_vcpu_run_state(c.v)->sync.value, 0x1234);
 	/* The access after the kick entered again, exactly once. */
-	ck_assert_uint_eq(vm_event(vm, CCVM_EV_GUEST_ENTER), enters + 1);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_GUEST_ENTER), enters + 1);
 	ck_assert(!atomic_load(&c.v->in_guest));	/* left at the exit */
 	ck_assert_int_eq(ccvm_vcpu_close(c.v), 0);
 }

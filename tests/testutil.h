@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <check.h>
 
@@ -109,6 +110,24 @@ static inline void tu_set_attr(struct ccvm_vm *vm, uint64_t gpa, uint64_t size, 
 		      "): %d", gpa, size, attr, r);
 }
 
+/*
+ * Slot 0 at GPA 0: @size bytes of a new gmem file, all private, over a new
+ * anonymous mapping as the VMM's shared buffer, which is returned (munmap it
+ * with @size).
+ */
+static inline uint8_t *tu_private_slot0(struct ccvm_vm *vm, uint64_t size,
+					struct ccvm_gmem **gm)
+{
+	uint8_t *shared;
+
+	*gm = tu_gmem(vm, size, 0);
+	shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert(shared != MAP_FAILED);
+	ck_assert_int_eq(tu_region(vm, 0, CCVM_MEM_GUEST_MEMFD, 0, size, shared, *gm, 0), 0);
+	tu_set_attr(vm, 0, size, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	return shared;
+}
+
 static inline uint64_t tu_get_attr(struct ccvm_vm *vm, uint64_t gpa, uint64_t *run_bytes)
 {
 	uint64_t a = ~0ull;
@@ -132,6 +151,12 @@ static inline struct ccvm_stats tu_vstats(struct ccvm_vm *vm)
 
 	ck_assert_int_eq(ccvm_vm_get_stats(vm, &st), 0);
 	return st;
+}
+
+/* How often @vm counted event @e. */
+static inline uint64_t tu_vm_event(struct ccvm_vm *vm, enum ccvm_event e)
+{
+	return tu_vstats(vm).events[e];
 }
 
 static inline uint64_t tu_free_pages(struct ccvm_platform *p)
