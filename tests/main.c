@@ -34,6 +34,7 @@
 	SUITE(snp_hw) \
 	SUITE(stress) \
 	SUITE(tdx) \
+	SUITE(tdx_busy) \
 	SUITE(tdx_guest) \
 	SUITE(tdx_lifecycle) \
 	SUITE(tdx_module) \
