@@ -74,6 +74,7 @@ TEST_SRCS += tests/check_tdx_busy.c
 TEST_SRCS += tests/check_tdx_guest.c
 TEST_SRCS += tests/check_tdx_lifecycle.c
 TEST_SRCS += tests/check_tdx_module.c
+TEST_SRCS += tests/check_tdx_teardown.c
 TEST_SRCS += tests/check_vcpu.c
 TEST_SRCS += tests/check_xarray.c
 
@@ -99,7 +100,7 @@ bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= conformance guest mmu snp snp_hw stress tdx tdx_busy tdx_guest tdx_lifecycle tdx_module vcpu
+TSAN_SUITES ?= conformance guest mmu snp snp_hw stress tdx tdx_busy tdx_guest tdx_lifecycle tdx_module tdx_teardown vcpu
 
 # ---------------------------------------------------------------------------
 # Configuration

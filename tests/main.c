@@ -38,6 +38,7 @@
 	SUITE(tdx_guest) \
 	SUITE(tdx_lifecycle) \
 	SUITE(tdx_module) \
+	SUITE(tdx_teardown) \
 	SUITE(vcpu) \
 	SUITE(xarray) \
 	/* end of the suite list */
