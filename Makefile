@@ -69,8 +69,8 @@ TEST_SRCS += tests/check_platform.c
 TEST_SRCS += tests/check_snp.c
 TEST_SRCS += tests/check_snp_hw.c
 TEST_SRCS += tests/check_stress.c
-TEST_SRCS += tests/check_tdx.c
 TEST_SRCS += tests/check_tdx_busy.c
+TEST_SRCS += tests/check_tdx_generation.c
 TEST_SRCS += tests/check_tdx_guest.c
 TEST_SRCS += tests/check_tdx_lifecycle.c
 TEST_SRCS += tests/check_tdx_module.c
@@ -100,7 +100,8 @@ bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= conformance guest mmu snp snp_hw stress tdx tdx_busy tdx_guest tdx_lifecycle tdx_module tdx_teardown vcpu
+TSAN_SUITES ?= conformance guest mmu snp snp_hw stress tdx_busy tdx_generation tdx_guest \
+	tdx_lifecycle tdx_module tdx_teardown vcpu
 
 # ---------------------------------------------------------------------------
 # Configuration

@@ -33,8 +33,8 @@
 	SUITE(snp) \
 	SUITE(snp_hw) \
 	SUITE(stress) \
-	SUITE(tdx) \
 	SUITE(tdx_busy) \
+	SUITE(tdx_generation) \
 	SUITE(tdx_guest) \
 	SUITE(tdx_lifecycle) \
 	SUITE(tdx_module) \

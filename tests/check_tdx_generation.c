@@ -1,22 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Tests for the KVM side of the tdx backend (backends/tdx/tdx.c) through
- * the public API: INIT_VM and its unwinding, HKID exhaustion, populate and
- * finalize, vCPUs, guests that accept and touch private memory, #VE,
- * MapGPA conversions, injected and real OPERAND_BUSY at every leaf, the
- * fd-close orders with and without deferral and terminate, HKID release
- * failures, the memslot generation wrap, and ciphertext on host reads.
- * Invariants I10-I21, I28 and I29 are checked against the module's own
- * state (S-EPT reads, PAMT) and an event trace of the SEAMCALLs.
+ * Tests for the memslot generation wrap on a TD (backends/tdx/tdx.c and
+ * the core's fast zap): thousands of wraps with private and shared faults
+ * between the memslot updates keep one mirror root, the same, held by the
+ * MMU and every vCPU, while direct roots come and go (I28).  The TD fixture
+ * is tdx_fixture.h.
  */
-#include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <check.h>
 
@@ -114,9 +107,9 @@ END_TEST
 
 /* ------------------------------------------------------------------ */
 
-Suite *tdx_suite(void)
+Suite *tdx_generation_suite(void)
 {
-	Suite *s = suite_create("tdx");
+	Suite *s = suite_create("tdx_generation");
 	TCase *tc;
 
 	tc = tcase_create("generation_wrap");
