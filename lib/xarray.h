@@ -5,12 +5,19 @@
  * attributes), the gmem page cache (index -> pfn) and gmem bindings (index
  * -> memslot).
  *
- * Model: 64-way nodes.  A slot holds a child node or a value; a value in a
- * slot at height h covers 64^h indices (a multi-index entry).  Storing a
- * value over [first, last] writes O(height) aligned multi-index entries per
- * edge, never one entry per index, and nodes whose 64 slots end up holding
+ * Model: a 64-way radix tree.  A slot holds a child node or a value; a value
+ * in a slot at height h covers 64^h indices (a multi-index entry).  Storing
+ * a value over [first, last] writes O(height) aligned multi-index entries
+ * per edge, never one entry per index, and nodes whose slots end up holding
  * one value collapse back into their parent, so memory follows the number
  * of runs of equal value, not the number of indices.
+ *
+ * A node keeps its 64 slots as runs: a 64-bit map of the slots where a run
+ * starts and one entry per run, in one of seven sizes (2 to 24 runs), or as
+ * a plain array of 64 slots once it has more runs than that.  A lookup
+ * never searches: the entry of slot i is entry number popcount(starts up to
+ * i) - 1.  So a fragmented map costs a few words per run edge, and a dense
+ * one (the page cache) 8 bytes per index.
  *
  * Values are limited to 63 bits (CCVM_XA_VALUE_MAX).
  *
@@ -19,6 +26,10 @@
  * Failure: only the storing calls allocate; they are all-or-nothing.  Use
  * ccvm_xa_reserve() to move the only possible failure (-ENOMEM) ahead of a
  * sequence that must not fail, as KVM reserves before it invalidates.
+ * Memory: a store keeps up to CCVM_XA_CACHE_PER_CLASS free nodes of each
+ * size for the next ones instead of returning them to malloc, as long as
+ * the tree has nodes; a store that leaves none frees them all, so an empty
+ * store holds no memory.
  */
 #ifndef CCVM_LIB_XARRAY_H
 #define CCVM_LIB_XARRAY_H
@@ -30,21 +41,27 @@
 #define CCVM_XA_VALUE_MAX	((1ull << 63) - 1)
 #define CCVM_XA_INDEX_MAX	UINT64_MAX
 
+#define CCVM_XA_NR_CLASSES	8	/* node sizes */
+#define CCVM_XA_CACHE_PER_CLASS	4	/* free nodes of each size a store keeps */
+
 struct ccvm_xa_node;
 
 struct ccvm_xa {
-	uintptr_t root;			/* node pointer or tagged value */
+	uintptr_t root;			/* tagged node pointer or tagged value */
 	unsigned int height;		/* root covers 64^height indices */
-	struct ccvm_xa_node *spare;	/* reserved nodes, singly linked */
-	size_t nr_spare;
 	size_t nr_nodes;		/* nodes in the tree */
+	size_t bytes;			/* their size */
+	size_t nr_spare;		/* free nodes kept (reserve and cache) */
+	size_t spare_bytes;		/* their size */
+	struct ccvm_xa_node *spare[CCVM_XA_NR_CLASSES];	/* by size, singly linked */
+	unsigned int nr_spare_class[CCVM_XA_NR_CLASSES];
 };
 
 void ccvm_xa_init(struct ccvm_xa *xa);
 /* Free every node (and the reserve). The xa is empty and reusable after. */
 void ccvm_xa_destroy(struct ccvm_xa *xa);
 
-/* Value at @index, 0 if absent.  O(height). */
+/* Value at @index, 0 if absent.  O(height), no search at any level. */
 uint64_t ccvm_xa_load(const struct ccvm_xa *xa, uint64_t index);
 
 /*
@@ -98,17 +115,32 @@ int ccvm_xa_for_each_run(const struct ccvm_xa *xa, uint64_t first, uint64_t last
 /* True if nothing is stored. */
 bool ccvm_xa_empty(const struct ccvm_xa *xa);
 
-/* Bytes of memory the store uses (nodes and reserve). */
+/* Bytes of memory the store uses (nodes, reserve and cache). */
 size_t ccvm_xa_memory(const struct ccvm_xa *xa);
 
 /*
- * ---- Test hook: for the unit tests only, not part of the API ----
+ * ---- Test hooks: for the unit tests only, not part of the API ----
  *
  * ccvm_xa_test_fail_alloc() - Make the next @n node allocations (by any xa
  * in the process) fail, so -ENOMEM paths can be tested without real memory
- * exhaustion; @n <= 0 makes none fail.  Context: any thread (an atomic
- * counter), but meant for single-threaded tests.
+ * exhaustion; @n <= 0 makes none fail.  Nodes taken from the reserve or the
+ * cache are not allocations.  Context: any thread (an atomic counter), but
+ * meant for single-threaded tests.
  */
 void ccvm_xa_test_fail_alloc(int n);
+
+/*
+ * ccvm_xa_test_shape() - Count the tree's nodes by size class into
+ * @per_class[CCVM_XA_NR_CLASSES] (class CCVM_XA_NR_CLASSES - 1 is the plain
+ * 64-slot node) and check the invariants: every node is 16-byte aligned,
+ * holds at least two runs in the slots it uses, fits its class, keeps its
+ * run map exact, and the node, byte and free-list counts add up.
+ * Return: 0 or -EUCLEAN (the tests compare against a model for details).
+ */
+int ccvm_xa_test_shape(const struct ccvm_xa *xa, size_t *per_class);
+
+/* Runs a node of size class @cls holds at most; its size in bytes. */
+unsigned int ccvm_xa_test_class_runs(unsigned int cls);
+size_t ccvm_xa_test_class_bytes(unsigned int cls);
 
 #endif /* CCVM_LIB_XARRAY_H */
