@@ -259,23 +259,51 @@ static inline uint64_t min_u64(uint64_t a, uint64_t b)
 /* ------------------------------------------------------------------ */
 /* Node allocation, the free lists, and the test hook                  */
 
-/* Allocations still to fail; shared by every xa (tests run one per process). */
+/*
+ * Allocations still to let through, then to fail; shared by every xa
+ * (tests run one per process).
+ */
+static atomic_int xa_passing_allocs;
 static atomic_int xa_failing_allocs;
+
+void ccvm_xa_test_fail_alloc_from(int skip, int n)
+{
+	atomic_store(&xa_failing_allocs, 0);
+	atomic_store(&xa_passing_allocs, skip < 0 ? 0 : skip);
+	atomic_store(&xa_failing_allocs, n < 0 ? 0 : n);
+}
 
 void ccvm_xa_test_fail_alloc(int n)
 {
-	atomic_store(&xa_failing_allocs, n < 0 ? 0 : n);
+	ccvm_xa_test_fail_alloc_from(0, n);
+}
+
+/* Should this allocation fail (test hook)? */
+static bool alloc_fails(void)
+{
+	int left = atomic_load_explicit(&xa_failing_allocs, memory_order_relaxed);
+
+	if (left <= 0)
+		return false;
+	left = atomic_load_explicit(&xa_passing_allocs, memory_order_relaxed);
+	while (left > 0) {
+		if (atomic_compare_exchange_weak(&xa_passing_allocs, &left, left - 1))
+			return false;
+	}
+	left = atomic_load_explicit(&xa_failing_allocs, memory_order_relaxed);
+	while (left > 0) {
+		if (atomic_compare_exchange_weak(&xa_failing_allocs, &left, left - 1))
+			return true;
+	}
+	return false;
 }
 
 static void *node_alloc(unsigned int cls)
 {
-	int left = atomic_load_explicit(&xa_failing_allocs, memory_order_relaxed);
 	void *node;
 
-	while (left > 0) {
-		if (atomic_compare_exchange_weak(&xa_failing_allocs, &left, left - 1))
-			return NULL;
-	}
+	if (alloc_fails())
+		return NULL;
 	/* The class lives in the low bits of the entry: 16-byte alignment. */
 	if (posix_memalign(&node, 16, class_bytes(cls)))
 		return NULL;
@@ -1428,6 +1456,11 @@ size_t ccvm_xa_memory(const struct ccvm_xa *xa)
 
 /* ------------------------------------------------------------------ */
 /* Test hooks                                                          */
+
+void ccvm_xa_test_drop_spare(struct ccvm_xa *xa)
+{
+	spare_trim(xa, 0);
+}
 
 unsigned int ccvm_xa_test_class_runs(unsigned int cls)
 {

@@ -128,6 +128,8 @@ size_t ccvm_xa_memory(const struct ccvm_xa *xa);
  * meant for single-threaded tests.
  */
 void ccvm_xa_test_fail_alloc(int n);
+/* The same after letting the next @skip allocations succeed. */
+void ccvm_xa_test_fail_alloc_from(int skip, int n);
 
 /*
  * ccvm_xa_test_shape() - Count the tree's nodes by size class into
@@ -138,6 +140,9 @@ void ccvm_xa_test_fail_alloc(int n);
  * Return: 0 or -EUCLEAN (the tests compare against a model for details).
  */
 int ccvm_xa_test_shape(const struct ccvm_xa *xa, size_t *per_class);
+
+/* Free the nodes kept for later stores (reserve and cache). */
+void ccvm_xa_test_drop_spare(struct ccvm_xa *xa);
 
 /* Runs a node of size class @cls holds at most; its size in bytes. */
 unsigned int ccvm_xa_test_class_runs(unsigned int cls);

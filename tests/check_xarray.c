@@ -283,6 +283,7 @@ static void check_against_model(const struct ccvm_xa *xa, const struct model *m,
 	expect_int_eq(ccvm_xa_empty(xa), m->nr == 1 && m->runs[0].value == 0);
 	/* Memory follows the runs: at most two edge paths per run edge. */
 	expect_u64_le(xa->nr_nodes, 2 * 11 * m->nr);
+	expect_int_eq(ccvm_xa_test_shape(xa, (size_t[CCVM_XA_NR_CLASSES]){ 0 }), 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1056,6 +1057,428 @@ START_TEST(test_random_sparse)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Node forms: run nodes in several sizes, plain nodes                 */
+
+/* The class a node of @runs runs takes: the smallest that holds them. */
+static unsigned int class_for_runs(unsigned int runs)
+{
+	unsigned int cls = 0;
+
+	while (ccvm_xa_test_class_runs(cls) < runs)
+		cls++;
+	return cls;
+}
+
+/* The tree is sound and has exactly the nodes counted in @want. */
+static void expect_classes(const struct ccvm_xa *xa, const size_t *want)
+{
+	size_t got[CCVM_XA_NR_CLASSES], bytes = 0;
+	unsigned int cls;
+
+	expect_int_eq(ccvm_xa_test_shape(xa, got), 0);
+	for (cls = 0; cls < CCVM_XA_NR_CLASSES; cls++) {
+		expect_u64_eq(got[cls], want[cls]);
+		bytes += want[cls] * ccvm_xa_test_class_bytes(cls);
+	}
+	expect_u64_eq(xa->bytes, bytes);
+	expect_u64_eq(ccvm_xa_memory(xa), xa->bytes + xa->spare_bytes);
+}
+
+/*
+ * A root (height 2) with one leaf under slot 1 (indices 64..127) and a
+ * value in slot 63, so the leaf's changes show in both.
+ */
+static void leaf_setup(struct ccvm_xa *xa)
+{
+	ccvm_xa_init(xa);
+	expect_int_eq(ccvm_xa_store_range(xa, 4032, 4095, 99), 0);
+	expect_u64_eq(xa->height, 2);
+	expect_u64_eq(xa->nr_nodes, 1);
+}
+
+/* Classes a leaf of @runs runs under the leaf_setup() root gives. */
+static void want_leaf(size_t *want, unsigned int root_runs, unsigned int runs)
+{
+	memset(want, 0, CCVM_XA_NR_CLASSES * sizeof(*want));
+	want[class_for_runs(root_runs)]++;
+	if (runs)
+		want[class_for_runs(runs)]++;
+}
+
+/* One leaf through every class and back, one run at a time. */
+START_TEST(test_classes_grow_and_shrink)
+{
+	size_t want[CCVM_XA_NR_CLASSES];
+	struct ccvm_xa xa;
+	unsigned int k;
+
+	leaf_setup(&xa);
+	for (k = 1; k <= 64; k++) {
+		/* Distinct values at 64..64+k-1, absent after: k + 1 runs, 64 at most. */
+		expect_int_eq(ccvm_xa_store(&xa, 63 + k, 1000 + k), 0);
+		want_leaf(want, 4, k < 64 ? k + 1 : 64);
+		expect_classes(&xa, want);
+		expect_u64_eq(ccvm_xa_load(&xa, 63 + k), 1000 + k);
+		if (k < 64)
+			expect_u64_eq(ccvm_xa_load(&xa, 64 + k), 0);
+	}
+	/* Back down from the top: the node moves to each smaller class. */
+	for (k = 64; k >= 2; k--) {
+		expect_int_eq(ccvm_xa_store(&xa, 63 + k, 0), 0);
+		want_leaf(want, 4, k);
+		expect_classes(&xa, want);
+	}
+	/* The last value goes: the leaf collapses, the root keeps slot 63. */
+	expect_int_eq(ccvm_xa_store(&xa, 64, 0), 0);
+	want_leaf(want, 2, 0);
+	expect_classes(&xa, want);
+	expect(ccvm_xa_range_is(&xa, 0, 4031, 0));
+	expect_int_eq(ccvm_xa_store_range(&xa, 4032, 4095, 0), 0);
+	expect(ccvm_xa_empty(&xa));
+	expect_u64_eq(ccvm_xa_memory(&xa), 0);
+	ccvm_xa_destroy(&xa);
+}
+END_TEST
+
+/* Collapses: partly (merging into the parent's runs) and from a plain node. */
+START_TEST(test_collapse_forms)
+{
+	size_t want[CCVM_XA_NR_CLASSES];
+	struct ccvm_xa xa;
+	uint64_t last = 0;
+	unsigned int k;
+
+	leaf_setup(&xa);
+	/* Two halves of one leaf, then the second half takes the first's value. */
+	expect_int_eq(ccvm_xa_store_range(&xa, 64, 95, 5), 0);
+	expect_int_eq(ccvm_xa_store_range(&xa, 96, 127, 6), 0);
+	want_leaf(want, 4, 2);
+	expect_classes(&xa, want);
+	expect_int_eq(ccvm_xa_store_range(&xa, 96, 127, 5), 0);
+	want_leaf(want, 4, 0);
+	expect_classes(&xa, want);
+	expect_u64_eq(ccvm_xa_run(&xa, 64, &last), 5);
+	expect_u64_eq(last, 127);
+	/* Its neighbours take the value too: the root's runs merge to three. */
+	expect_int_eq(ccvm_xa_store_range(&xa, 0, 63, 5), 0);
+	expect_int_eq(ccvm_xa_store_range(&xa, 128, 4031, 5), 0);
+	want_leaf(want, 2, 0);
+	expect_classes(&xa, want);
+	expect_int_eq(ccvm_xa_store_range(&xa, 0, 4095, 0), 0);
+	expect(ccvm_xa_empty(&xa));
+
+	/* A plain leaf (64 distinct values) made uniform but for its last slot. */
+	leaf_setup(&xa);
+	for (k = 0; k < 64; k++)
+		expect_int_eq(ccvm_xa_store(&xa, 64 + k, 500 + k), 0);
+	want_leaf(want, 4, 64);
+	expect_classes(&xa, want);
+	expect_int_eq(ccvm_xa_store_range(&xa, 64, 126, 3), 0);
+	want_leaf(want, 4, 2);
+	expect_classes(&xa, want);
+	/* Then fully covered from its parent: freed without being visited. */
+	expect_int_eq(ccvm_xa_store_range(&xa, 60, 130, 0), 0);
+	want_leaf(want, 2, 0);
+	expect_classes(&xa, want);
+	/* And a plain leaf that collapses straight into a value. */
+	for (k = 0; k < 64; k++)
+		expect_int_eq(ccvm_xa_store(&xa, 64 + k, 500 + k), 0);
+	expect_int_eq(ccvm_xa_store_range(&xa, 65, 127, 500), 0);
+	want_leaf(want, 4, 0);
+	expect_classes(&xa, want);
+	expect(ccvm_xa_range_is(&xa, 64, 127, 500));
+	ccvm_xa_destroy(&xa);
+	expect_u64_eq(ccvm_xa_memory(&xa), 0);
+}
+END_TEST
+
+/*
+ * A leaf with exactly as many runs as class @_i holds, then a value in the
+ * middle of one of its runs (two more runs): the store needs a larger
+ * node.  Without memory it fails and changes nothing, at each step of
+ * taking its nodes; after a reserve it cannot fail.
+ */
+START_TEST(test_reserve_at_each_class)
+{
+	unsigned int cls = (unsigned int)_i;
+	unsigned int runs = ccvm_xa_test_class_runs(cls), k, skip;
+	size_t want[CCVM_XA_NR_CLASSES];
+	struct snapshot before = { 0 };
+	struct ccvm_xa xa;
+	uint64_t mid;
+
+	leaf_setup(&xa);
+	/* runs - 1 stored runs of two indices each from 64, then absent. */
+	for (k = 0; k + 1 < runs; k++)
+		expect_int_eq(ccvm_xa_store_range(&xa, 64 + 2 * k, 65 + 2 * k, 1 + k), 0);
+	want_leaf(want, 4, runs);
+	expect_classes(&xa, want);
+	mid = 64 + 2 * (runs - 1) + 3;	/* inside the absent run */
+	for (skip = 0; skip < 3; skip++) {
+		/* Nodes kept from earlier stores would serve this one: none. */
+		ccvm_xa_test_drop_spare(&xa);
+		take_snapshot(&xa, &before);
+		ccvm_xa_test_fail_alloc_from((int)skip, 1 << 30);
+		if (ccvm_xa_store(&xa, mid, 77) == 0) {
+			/* It needed fewer allocations than skip let through. */
+			expect_int_gt((int)skip, 0);
+			ccvm_xa_test_fail_alloc(-1);
+			expect_int_eq(ccvm_xa_store(&xa, mid, 0), 0);
+			ccvm_xa_test_drop_spare(&xa);
+			take_snapshot(&xa, &before);
+		} else {
+			check_snapshot(&xa, &before);
+		}
+		ccvm_xa_test_fail_alloc(1 << 30);
+		expect_int_eq(ccvm_xa_reserve(&xa, mid, mid), -ENOMEM);
+		check_snapshot(&xa, &before);
+		ccvm_xa_test_fail_alloc(-1);
+	}
+	ccvm_xa_test_drop_spare(&xa);
+	expect_int_eq(ccvm_xa_reserve(&xa, mid, mid), 0);
+	expect_u64_gt(xa.nr_spare, 0);
+	ccvm_xa_test_fail_alloc(1 << 30);
+	expect_int_eq(ccvm_xa_store(&xa, mid, 77), 0);
+	ccvm_xa_test_fail_alloc(-1);
+	want_leaf(want, 4, runs + 2);
+	expect_classes(&xa, want);
+	expect_u64_eq(ccvm_xa_load(&xa, mid), 77);
+	expect_u64_eq(ccvm_xa_load(&xa, mid - 1), 0);
+	expect_u64_eq(ccvm_xa_load(&xa, mid + 1), 0);
+
+	free(before.runs.runs);
+	ccvm_xa_destroy(&xa);
+}
+END_TEST
+
+/* New nodes all the way down, and a taller root: each allocation can fail. */
+START_TEST(test_enomem_fresh_chain_and_growth)
+{
+	struct snapshot before = { 0 };
+	struct ccvm_xa xa;
+	int skip, ret, failed = 0;
+
+	ccvm_xa_init(&xa);
+	expect_int_eq(ccvm_xa_store_range(&xa, 0, (1ull << 30) - 1, 4), 0);
+	expect_int_eq(ccvm_xa_store(&xa, 1ull << 30, 2), 0);
+	take_snapshot(&xa, &before);
+	for (skip = 0; skip < 16; skip++) {
+		/* A single index deep inside the run: a new node per level. */
+		ccvm_xa_test_fail_alloc_from(skip, 1 << 30);
+		ret = ccvm_xa_store(&xa, 12345678, 9);
+		ccvm_xa_test_fail_alloc(-1);
+		if (ret == 0)
+			break;
+		expect_int_eq(ret, -ENOMEM);
+		check_snapshot(&xa, &before);
+		failed++;
+	}
+	expect_int_gt(failed, 3);
+	expect_u64_eq(ccvm_xa_load(&xa, 12345678), 9);
+	expect_u64_eq(ccvm_xa_load(&xa, 12345677), 4);
+	expect_int_eq(ccvm_xa_store(&xa, 12345678, 4), 0);
+
+	/* The top of the index space: the root grows by several levels. */
+	take_snapshot(&xa, &before);
+	failed = 0;
+	for (skip = 0; skip < 32; skip++) {
+		ccvm_xa_test_fail_alloc_from(skip, 1 << 30);
+		ret = ccvm_xa_store_range(&xa, UINT64_MAX - 70, UINT64_MAX, 3);
+		ccvm_xa_test_fail_alloc(-1);
+		if (ret == 0)
+			break;
+		expect_int_eq(ret, -ENOMEM);
+		check_snapshot(&xa, &before);
+		failed++;
+	}
+	expect_int_gt(failed, 5);
+	expect_u64_eq(xa.height, 11);
+	expect(ccvm_xa_range_is(&xa, UINT64_MAX - 70, UINT64_MAX, 3));
+	expect(ccvm_xa_range_is(&xa, (1ull << 30) + 1, UINT64_MAX - 71, 0));
+	expect_int_eq(ccvm_xa_test_shape(&xa, (size_t[CCVM_XA_NR_CLASSES]){ 0 }), 0);
+	free(before.runs.runs);
+	ccvm_xa_destroy(&xa);
+}
+END_TEST
+
+/*
+ * Flipping pages one at a time inside a run needs a new node per level and
+ * frees them again: after the first flip every one comes from the cache,
+ * none from malloc.
+ */
+START_TEST(test_cache_serves_flips)
+{
+	struct ccvm_xa xa;
+	uint64_t g;
+
+	const uint64_t mid = (1 << 20) + 7 * 4096 + 7 * 64 + 7;
+
+	ccvm_xa_init(&xa);
+	expect_int_eq(ccvm_xa_store_range(&xa, 1 << 20, (2 << 20) - 1, 8), 0);
+	/* In the middle of a node at every level: three runs each, the most. */
+	expect_int_eq(ccvm_xa_store(&xa, mid, 0), 0);
+	expect_int_eq(ccvm_xa_store(&xa, mid, 8), 0);
+	expect_u64_gt(xa.nr_spare, 0);
+	ccvm_xa_test_fail_alloc(1 << 30);
+	for (g = 1 << 20; g < (1 << 20) + 100000; g += 7) {
+		expect_int_eq(ccvm_xa_store(&xa, g, 0), 0);
+		expect_u64_eq(ccvm_xa_load(&xa, g), 0);
+		expect_int_eq(ccvm_xa_store(&xa, g, 8), 0);
+	}
+	ccvm_xa_test_fail_alloc(-1);
+	expect(ccvm_xa_range_is(&xa, 1 << 20, (2 << 20) - 1, 8));
+	expect_u64_le(xa.nr_spare, CACHE_MAX_NODES);
+	/* Erasing everything gives the cache back too. */
+	expect_int_eq(ccvm_xa_store_range(&xa, 0, UINT64_MAX, 0), 0);
+	expect_u64_eq(ccvm_xa_memory(&xa), 0);
+	ccvm_xa_destroy(&xa);
+}
+END_TEST
+
+/*
+ * The fragmented map of bench_xarray (runs of 1..1024 indices, two values
+ * alternating): memory per run stays a few words.  Fixed 64-slot nodes
+ * took about 550 bytes per run here.
+ */
+START_TEST(test_memory_fragmented)
+{
+	const unsigned int nr_runs = 20000;
+	struct ccvm_xa xa;
+	uint64_t start = 0;
+	unsigned int i;
+
+	ccvm_xa_init(&xa);
+	rng_seed(0x5eed0004);
+	for (i = 0; i < nr_runs; i++) {
+		uint64_t len = 1 + rng_below(1024);
+
+		expect_int_eq(ccvm_xa_store_range(&xa, start, start + len - 1, i & 1 ? 0 : 8), 0);
+		start += len;
+	}
+	expect_int_eq(ccvm_xa_test_shape(&xa, (size_t[CCVM_XA_NR_CLASSES]){ 0 }), 0);
+	expect_u64_le(xa.bytes, 64 * nr_runs);
+	ccvm_xa_destroy(&xa);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Differential test against a flat array, millions of operations      */
+
+#define FLAT_SIZE	(1u << 14)
+
+/* Windows: at 0, across a 2^36 boundary, at the very top of the space. */
+static const uint64_t flat_bases[] = { 0, (1ull << 36) - 5000, UINT64_MAX - FLAT_SIZE + 1 };
+
+static void flat_check_all(const struct ccvm_xa *xa, const uint64_t *flat, uint64_t base,
+			   struct run_list *list)
+{
+	size_t i, r = 0;
+	uint64_t at = base;
+
+	for (i = 0; i < FLAT_SIZE; i++)
+		expect_u64_eq(ccvm_xa_load(xa, base + i), flat[i]);
+	/* The runs, clipped to the window, must be the array's runs. */
+	collect_runs(xa, base, base + FLAT_SIZE - 1, list);
+	for (i = 0; i < FLAT_SIZE; i++) {
+		if (i && flat[i] != flat[i - 1]) {
+			expect_u64_eq(list->runs[r].last, base + i - 1);
+			r++;
+			at = base + i;
+		}
+		expect(r < list->nr);
+		expect_u64_eq(list->runs[r].first, at);
+		expect_u64_eq(list->runs[r].value, flat[i]);
+	}
+	expect_u64_eq(r + 1, list->nr);
+	expect_int_eq(ccvm_xa_test_shape(xa, (size_t[CCVM_XA_NR_CLASSES]){ 0 }), 0);
+	/* Nothing outside the window. */
+	if (base)
+		expect(ccvm_xa_range_is(xa, 0, base - 1, 0));
+	if (base + FLAT_SIZE)
+		expect(ccvm_xa_range_is(xa, base + FLAT_SIZE, UINT64_MAX, 0));
+}
+
+START_TEST(test_random_flat)
+{
+	const uint64_t base = flat_bases[_i];
+	uint64_t *flat = calloc(FLAT_SIZE, sizeof(*flat));
+	struct run_list list = { 0 };
+	struct ccvm_xa xa;
+	long op, ops = 700000;
+	int failures = 0;
+
+	expect_nonnull(flat);
+	ccvm_xa_init(&xa);
+	rng_seed(0xf1a7 + _i);
+	for (op = 0; op < ops; op++) {
+		uint64_t first = rng_below(FLAT_SIZE), len, value, i, last;
+		unsigned int kind = (unsigned int)rng_below(100);
+		int ret;
+
+		len = kind < 30 ? 1 : 1 + rng_below(1ull << rng_below(15));
+		last = first + len - 1 >= FLAT_SIZE ? FLAT_SIZE - 1 : first + len - 1;
+		/* Few values (runs merge) or one per index (the page cache). */
+		value = kind < 20 ? ((base + first) & 0xffffffff) + 1 : rng_below(4);
+		if (kind >= 20 && kind < 25)
+			value = CCVM_XA_VALUE_MAX - rng_below(2);
+
+		if (kind >= 90 && kind < 95) {
+			/* Reserved: must not fail even with no memory at all. */
+			expect_int_eq(ccvm_xa_reserve(&xa, base + first, base + last), 0);
+			ccvm_xa_test_fail_alloc(1 << 30);
+			ret = ccvm_xa_store_range(&xa, base + first, base + last, value);
+			ccvm_xa_test_fail_alloc(-1);
+			expect_int_eq(ret, 0);
+		} else if (kind >= 95) {
+			/* Memory runs out after a few allocations: all or nothing. */
+			ccvm_xa_test_drop_spare(&xa);
+			ccvm_xa_test_fail_alloc_from((int)rng_below(3), 1 << 30);
+			ret = ccvm_xa_store_range(&xa, base + first, base + last, value);
+			ccvm_xa_test_fail_alloc(-1);
+			expect(ret == 0 || ret == -ENOMEM);
+			if (ret) {
+				failures++;
+				continue;
+			}
+		} else {
+			expect_int_eq(ccvm_xa_store_range(&xa, base + first, base + last, value), 0);
+		}
+		for (i = first; i <= last; i++)
+			flat[i] = value;
+
+		expect_u64_eq(ccvm_xa_load(&xa, base + first), flat[first]);
+		expect_u64_eq(ccvm_xa_load(&xa, base + last), flat[last]);
+		if (first)
+			expect_u64_eq(ccvm_xa_load(&xa, base + first - 1), flat[first - 1]);
+		if (last + 1 < FLAT_SIZE)
+			expect_u64_eq(ccvm_xa_load(&xa, base + last + 1), flat[last + 1]);
+		for (i = 0; i < 4; i++) {
+			uint64_t at = rng_below(FLAT_SIZE);
+
+			expect_u64_eq(ccvm_xa_load(&xa, base + at), flat[at]);
+		}
+		/* Now and then the whole window, and the store's invariants. */
+		if ((op & 8191) == 0 || op == ops - 1)
+			flat_check_all(&xa, flat, base, &list);
+		/* Now and then empty it, so small trees get their turn. */
+		if (rng_below(50000) == 0) {
+			expect_int_eq(ccvm_xa_store_range(&xa, base, base + FLAT_SIZE - 1, 0), 0);
+			memset(flat, 0, FLAT_SIZE * sizeof(*flat));
+			expect(ccvm_xa_empty(&xa));
+			expect_u64_eq(ccvm_xa_memory(&xa), 0);
+		}
+	}
+	expect_int_gt(failures, 1000);
+	expect_int_eq(ccvm_xa_store_range(&xa, base, base + FLAT_SIZE - 1, 0), 0);
+	expect(ccvm_xa_empty(&xa));
+	expect_u64_eq(ccvm_xa_memory(&xa), 0);
+	ccvm_xa_destroy(&xa);
+	free(list.runs);
+	free(flat);
+}
+END_TEST
+
 Suite *xarray_suite(void)
 {
 	Suite *s = suite_create("xarray");
@@ -1086,12 +1509,28 @@ Suite *xarray_suite(void)
 	tcase_add_test(tc, test_beyond_root_span);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("forms");
+	tcase_add_test(tc, test_classes_grow_and_shrink);
+	tcase_add_test(tc, test_collapse_forms);
+	tcase_add_loop_test(tc, test_reserve_at_each_class, 0, CCVM_XA_NR_CLASSES - 1);
+	tcase_add_test(tc, test_enomem_fresh_chain_and_growth);
+	tcase_add_test(tc, test_cache_serves_flips);
+	tcase_add_test(tc, test_memory_fragmented);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("random");
 	/* Many thousand checked operations: seconds under a sanitizer. */
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, test_random_dense, 0,
 			    sizeof(dense_bases) / sizeof(dense_bases[0]));
 	tcase_add_test(tc, test_random_sparse);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("flat");
+	/* 700,000 checked operations per window. */
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_random_flat, 0,
+			    sizeof(flat_bases) / sizeof(flat_bases[0]));
 	suite_add_tcase(s, tc);
 	return s;
 }
