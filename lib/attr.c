@@ -35,11 +35,21 @@ bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn)
 	return ccvm_attr_get(vm, gfn) & CCVM_MEMORY_ATTRIBUTE_PRIVATE;
 }
 
+int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa, uint64_t *attributes)
+{
+	if (!vm || !attributes || !ccvm_is_page_aligned(gpa))
+		return -EINVAL;
+	*attributes = ccvm_attr_get(vm, gpa >> CCVM_PAGE_SHIFT);
+	return 0;
+}
+
 int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t *attributes,
 				  uint64_t *run_bytes)
 {
 	uint64_t gfn, last, v;
 
+	if (!run_bytes)
+		return ccvm_vm_get_memory_attribute(vm, gpa, attributes);
 	if (!vm || !attributes || !ccvm_is_page_aligned(gpa))
 		return -EINVAL;
 	gfn = gpa >> CCVM_PAGE_SHIFT;

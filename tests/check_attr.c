@@ -168,6 +168,23 @@ START_TEST(test_null_and_get_invalid)
 	/* run_bytes is optional. */
 	ck_assert_int_eq(ccvm_vm_get_memory_attributes(vm, 0, &a, NULL), 0);
 	ck_assert_uint_eq(a, 0);
+
+	/* The point query: the same errno rules, nothing written on error. */
+	a = 0x1234;
+	ck_assert_int_eq(ccvm_vm_get_memory_attribute(NULL, 0, &a), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_get_memory_attribute(vm, 0, NULL), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_get_memory_attribute(vm, 1, &a), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_get_memory_attribute(vm, 2 * TU_MiB + 8, &a), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_get_memory_attribute(vm, UINT64_MAX, &a), -EINVAL);
+	ck_assert_uint_eq(a, 0x1234);
+	tu_set_attr(vm, 2 * TU_MiB, TU_PAGE, PRIV);
+	ck_assert_int_eq(ccvm_vm_get_memory_attribute(vm, 2 * TU_MiB, &a), 0);
+	ck_assert_uint_eq(a, PRIV);
+	ck_assert_int_eq(ccvm_vm_get_memory_attribute(vm, 2 * TU_MiB + TU_PAGE, &a), 0);
+	ck_assert_uint_eq(a, 0);
+	/* Any aligned gpa is valid, beyond the GPA width up to the last page. */
+	ck_assert_int_eq(ccvm_vm_get_memory_attribute(vm, UINT64_MAX - TU_PAGE + 1, &a), 0);
+	ck_assert_uint_eq(a, 0);
 }
 END_TEST
 

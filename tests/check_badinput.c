@@ -92,6 +92,11 @@ CALL(c_attr_null, ccvm_vm_set_memory_attributes(NULL, 0, PG, PRIV, 0))
 CALL(c_get_attr_null, ccvm_vm_get_memory_attributes(NULL, 0, v_attr, NULL))
 CALL(c_get_attr_out_null, ccvm_vm_get_memory_attributes(cf.vm, 0, NULL, NULL))
 CALL(c_get_attr_unaligned, ccvm_vm_get_memory_attributes(cf.vm, 8, v_attr, NULL))
+CALL(c_get_attr_run_unaligned, ccvm_vm_get_memory_attributes(cf.vm, 8, v_attr, &v_size))
+CALL(c_get_point_null, ccvm_vm_get_memory_attribute(NULL, 0, v_attr))
+CALL(c_get_point_out_null, ccvm_vm_get_memory_attribute(cf.vm, 0, NULL))
+CALL(c_get_point_unaligned, ccvm_vm_get_memory_attribute(cf.vm, 8, v_attr))
+CALL(c_get_point_top_unaligned, ccvm_vm_get_memory_attribute(cf.vm, UINT64_MAX, v_attr))
 CALL(c_gmem_create_null, ccvm_gmem_create(NULL, PG, 0, &(struct ccvm_gmem *){ NULL }))
 CALL(c_gmem_create_out_null, ccvm_gmem_create(cf.vm, PG, 0, NULL))
 CALL(c_falloc_null, ccvm_gmem_fallocate(NULL, KEEP, 0, PG))
@@ -186,6 +191,11 @@ static const struct call calls[] = {
 	ROW(c_get_attr_null, -EINVAL),
 	ROW(c_get_attr_out_null, -EINVAL),
 	ROW(c_get_attr_unaligned, -EINVAL),
+	ROW(c_get_attr_run_unaligned, -EINVAL),
+	ROW(c_get_point_null, -EINVAL),
+	ROW(c_get_point_out_null, -EINVAL),
+	ROW(c_get_point_unaligned, -EINVAL),
+	ROW(c_get_point_top_unaligned, -EINVAL),
 	ROW(c_gmem_create_null, -EINVAL),
 	ROW(c_gmem_create_out_null, -EINVAL),
 	ROW(c_falloc_null, -EINVAL),

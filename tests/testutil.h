@@ -130,10 +130,13 @@ static inline uint8_t *tu_private_slot0(struct ccvm_vm *vm, uint64_t size,
 
 static inline uint64_t tu_get_attr(struct ccvm_vm *vm, uint64_t gpa, uint64_t *run_bytes)
 {
-	uint64_t a = ~0ull;
+	uint64_t a = ~0ull, point = ~0ull;
 	int r = ccvm_vm_get_memory_attributes(vm, gpa, &a, run_bytes);
 
 	ck_assert_msg(r == 0, "get_memory_attributes(%#" PRIx64 "): %d", gpa, r);
+	/* The point query answers the same, every time. */
+	r = ccvm_vm_get_memory_attribute(vm, gpa, &point);
+	ck_assert_msg(r == 0 && point == a, "get_memory_attribute(%#" PRIx64 "): %d", gpa, r);
 	return a;
 }
 

@@ -422,10 +422,26 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 /*
  * ccvm_vm_get_memory_attributes() - The attributes at @gpa and, in
  * *@run_bytes when not NULL, how many bytes from @gpa on hold the same value
- * (up to the end of the GPA space).  Return: 0 or -EINVAL.
+ * (up to the end of the GPA space): the run query, which walks to the end
+ * of the run.  With @run_bytes NULL it is ccvm_vm_get_memory_attribute().
+ * Context: takes the attribute lock for read; does not sleep.
+ * Return: 0; -EINVAL (NULL @vm or @attributes, @gpa not page aligned), with
+ * nothing written.
  */
 int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa,
 				  uint64_t *attributes, uint64_t *run_bytes);
+
+/*
+ * ccvm_vm_get_memory_attribute() - The attributes of the page at @gpa: the
+ * point query, which does not look for where the value ends.  Any page
+ * aligned @gpa is valid, as for the run query (attributes are not bounded
+ * by the GPA width).
+ * Context: takes the attribute lock for read; does not sleep.
+ * Return: 0; -EINVAL (NULL @vm or @attributes, @gpa not page aligned), with
+ * nothing written.
+ */
+int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
+				 uint64_t *attributes);
 
 /* ------------------------------------------------------------------ */
 /* guest_memfd                                                         */
