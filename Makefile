@@ -91,11 +91,16 @@ EXAMPLES += tour
 
 # Benchmark programs, one binary each from bench/<name>.c, built and run by
 # `make bench`: add new names here, sorted.  Extra libraries of a program go
-# in <name>_LDLIBS.
+# in <name>_LDLIBS.  A program states each goal on its stdout as one line
+#   SUMMARY|<goal>|<ours>|<peer>|<ratio>|<met>
+# (met is yes, no, or - for a figure shown without a goal; no field holds a
+# '|'; bench/README.md has the details), and `make bench` ends with one
+# table of the SUMMARY lines of every program, in the order they came.
 BENCHES :=
 BENCHES += bench_core
 BENCHES += bench_td_shutdown
 BENCHES += bench_xarray
+bench_core_LDLIBS := -lJudy
 bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
@@ -382,8 +387,21 @@ bench-build:
 
 bench-bins: $(BENCH_BINS)
 
+# Every program runs even if one fails; the run fails after the table if
+# any did.  Output goes through a pipe: stdbuf keeps it line by line.
+BENCH_LOG = $(BUILD)/bench/bench.log
 bench-run: $(BENCH_BINS)
-	$(Q)set -e; for b in $(BENCH_BINS); do echo "==> $$b"; $$b; done
+	$(Q)log=$(BENCH_LOG); : > $$log; status=0; \
+	buf=$$(command -v stdbuf >/dev/null && echo "stdbuf -oL"); \
+	for b in $(BENCH_BINS); do \
+		echo "==> $$b" | tee -a $$log; \
+		{ $$buf $$b 2>&1; echo $$? > $$log.rc; } | tee -a $$log; \
+		rc=$$(cat $$log.rc); \
+		[ "$$rc" = 0 ] || { echo "==> $$b: exit status $$rc" | tee -a $$log; status=1; }; \
+	done; \
+	rm -f $$log.rc; \
+	awk -F'|' -f bench/summary.awk $$log; \
+	exit $$status
 
 $(BENCH_BINS:=.o): | bench-deps
 
