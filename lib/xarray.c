@@ -636,8 +636,12 @@ static uintptr_t plan_level(struct xa_store *st, uintptr_t old, unsigned int hei
 	uint64_t ns;
 
 	*kid = -1;
-	/* One slot, unchanged below: nothing changes here either. */
-	if (lo == hi && kids[0] < 0 && e[0] == was)
+	/*
+	 * One slot whose entry stays (its node, if planned, changes in place):
+	 * nothing changes here.  A node that moves, collapses or may move has
+	 * a new or stand-in entry.
+	 */
+	if (lo == hi && e[0] == was)
 		return old;
 
 	p = &st->plans[st->nr_plans];
