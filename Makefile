@@ -21,6 +21,8 @@ MAKEFLAGS += -r
 PUBLIC_HEADERS :=
 PUBLIC_HEADERS += include/ccvm/backend.h
 PUBLIC_HEADERS += include/ccvm/ccvm.h
+PUBLIC_HEADERS += include/ccvm/explore.h
+PUBLIC_HEADERS += include/ccvm/sync.h
 PUBLIC_HEADERS += include/ccvm/version.h
 
 # Core library sources (lib/*.c): add new files here, sorted.
@@ -28,6 +30,7 @@ LIB_SRCS :=
 LIB_SRCS += lib/attr.c
 LIB_SRCS += lib/backend.c
 LIB_SRCS += lib/error.c
+LIB_SRCS += lib/explore.c
 LIB_SRCS += lib/fault.c
 LIB_SRCS += lib/gmem.c
 LIB_SRCS += lib/guest.c
@@ -36,6 +39,7 @@ LIB_SRCS += lib/log.c
 LIB_SRCS += lib/memslot.c
 LIB_SRCS += lib/mmu.c
 LIB_SRCS += lib/platform.c
+LIB_SRCS += lib/sched.c
 LIB_SRCS += lib/stats.c
 LIB_SRCS += lib/trace.c
 LIB_SRCS += lib/vcpu.c
@@ -66,6 +70,7 @@ TEST_SRCS += tests/check_invariants.c
 TEST_SRCS += tests/check_memslot.c
 TEST_SRCS += tests/check_mmu.c
 TEST_SRCS += tests/check_platform.c
+TEST_SRCS += tests/check_sched.c
 TEST_SRCS += tests/check_snp.c
 TEST_SRCS += tests/check_snp_hw.c
 TEST_SRCS += tests/check_stress.c
@@ -98,6 +103,7 @@ EXAMPLES += tour
 # table of the SUMMARY lines of every program, in the order they came.
 BENCHES :=
 BENCHES += bench_core
+BENCHES += bench_sched
 BENCHES += bench_td_shutdown
 BENCHES += bench_xarray
 bench_core_LDLIBS := -lJudy
@@ -105,8 +111,8 @@ bench_xarray_LDLIBS := -lJudy
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= conformance guest mmu snp snp_hw stress tdx_busy tdx_generation tdx_guest \
-	tdx_lifecycle tdx_module tdx_teardown vcpu
+TSAN_SUITES ?= conformance guest mmu sched snp snp_hw stress tdx_busy tdx_generation \
+	tdx_guest tdx_lifecycle tdx_module tdx_teardown vcpu
 
 # ---------------------------------------------------------------------------
 # Configuration

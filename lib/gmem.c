@@ -160,7 +160,7 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	inode->size = size;
 	inode->npages = size >> CCVM_PAGE_SHIFT;
 	inode->flags = flags;
-	ccvm_rwlock_init(&inode->invalidate_lock);
+	ccvm_pthread_rwlock_init(&inode->invalidate_lock);
 	pthread_mutex_init(&inode->pages_lock, NULL);
 	ccvm_xa_init(&inode->pages);
 	inode->file = g;

@@ -162,6 +162,8 @@ struct ccvm_platform {
 	struct ccvm_inject_rule inject[CCVM_OPI_NR];
 
 	void *priv;				/* backend global state */
+
+	struct ccvm_sched *sched;		/* serial mode; NULL: free-running */
 };
 
 static inline bool ccvm_tracing(struct ccvm_platform *p)
@@ -488,7 +490,7 @@ struct ccvm_vm {
 };
 
 /* A reader-writer lock that prefers writers (zaps must not starve). */
-int ccvm_rwlock_init(pthread_rwlock_t *l);
+int ccvm_pthread_rwlock_init(pthread_rwlock_t *l);
 
 void ccvm_vm_get(struct ccvm_vm *vm);
 /* Drop a reference; the last one destroys the VM (kvm_destroy_vm). */

@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 
 #include "backend-call.h"
+#include "scheduler.h"
 
 #define DEFAULT_MEM_BYTES	(1ull << 30)
 #define MAX_MEM_BYTES		(1ull << 44)	/* 16 TiB: free-list links are 32-bit pfns */
@@ -106,7 +107,8 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 		return -EINVAL;
 	if (!opts.nr_cpus)
 		opts.nr_cpus = DEFAULT_NR_CPUS;
-	if (opts.nr_cpus > MAX_NR_CPUS || opts.nr_keyids > MAX_NR_KEYIDS)
+	if (opts.nr_cpus > MAX_NR_CPUS || opts.nr_keyids > MAX_NR_KEYIDS ||
+	    opts.sched > CCVM_SCHED_SERIAL)
 		return -EINVAL;
 	if (opts.costs) {
 		err = ccvm_opts_copy(&ucosts, sizeof(ucosts), opts.costs, opts.costs->sz);
@@ -148,6 +150,9 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	pthread_mutex_init(&p->trace_lock, NULL);
 	pthread_mutex_init(&p->inject_lock, NULL);
 	ccvm_model_bytes_add(p, sizeof(*p) + sizeof(*vops));
+	err = ccvm_sched_platform_attach(p, opts.sched, opts.sched_seed);
+	if (err)
+		goto err_locks;
 
 	if (vops->platform_priv_size) {
 		p->priv = calloc(1, vops->platform_priv_size);
@@ -164,6 +169,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 err_priv:
 	free(p->priv);
 err_locks:
+	ccvm_sched_platform_detach(p);
 	pthread_mutex_destroy(&p->mem_lock);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->trace_lock);
@@ -189,12 +195,13 @@ int ccvm_platform_destroy(struct ccvm_platform *p)
 	if (!p)
 		return -EINVAL;
 	pthread_mutex_lock(&p->lock);
-	busy = p->nr_vms || p->nr_inodes;
+	busy = p->nr_vms || p->nr_inodes || ccvm_sched_platform_busy(p);
 	pthread_mutex_unlock(&p->lock);
 	if (busy)
 		return -EBUSY;
 	ccvm_op_platform_destroy(p);
 	ccvm_trace_writer_close(p);
+	ccvm_sched_platform_detach(p);
 	free(p->priv);
 	pthread_mutex_destroy(&p->mem_lock);
 	pthread_mutex_destroy(&p->lock);

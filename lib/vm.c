@@ -22,7 +22,7 @@
 #define MIN_GPA_BITS		36
 #define MAX_GPA_BITS		52
 
-int ccvm_rwlock_init(pthread_rwlock_t *l)
+int ccvm_pthread_rwlock_init(pthread_rwlock_t *l)
 {
 	pthread_rwlockattr_t a;
 	int err;
@@ -109,9 +109,9 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	}
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->slots_lock, NULL);
-	ccvm_rwlock_init(&vm->memslots_rw);
-	ccvm_rwlock_init(&vm->mmu_lock);
-	ccvm_rwlock_init(&vm->attr_lock);
+	ccvm_pthread_rwlock_init(&vm->memslots_rw);
+	ccvm_pthread_rwlock_init(&vm->mmu_lock);
+	ccvm_pthread_rwlock_init(&vm->attr_lock);
 	ccvm_xa_init(&vm->attrs);
 	ccvm_xa_init(&vm->slot_ids);
 	vm->state = CCVM_VM_CREATED;

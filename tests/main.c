@@ -30,6 +30,7 @@
 	SUITE(memslot) \
 	SUITE(mmu) \
 	SUITE(platform) \
+	SUITE(sched) \
 	SUITE(snp) \
 	SUITE(snp_hw) \
 	SUITE(stress) \

@@ -28,6 +28,7 @@
 
 #include <stdarg.h>
 #include <ccvm/ccvm.h>
+#include <ccvm/sync.h>
 
 #ifdef __cplusplus
 extern "C" {

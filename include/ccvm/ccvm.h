@@ -242,6 +242,12 @@ const char *ccvm_version(void);
 /* Platform                                                            */
 /* ------------------------------------------------------------------ */
 
+/* How a platform's threads are scheduled (include/ccvm/sync.h). */
+enum ccvm_sched_mode {
+	CCVM_SCHED_FREE,	/* real threads, the OS schedules them (default) */
+	CCVM_SCHED_SERIAL,	/* one controlled thread at a time, seeded choices */
+};
+
 struct ccvm_platform_opts {
 	size_t sz;
 	const char *backend;	/* "mock" (default), "tdx", "snp" */
@@ -250,22 +256,25 @@ struct ccvm_platform_opts {
 	uint32_t nr_keyids;	/* TDX HKIDs / SNP ASIDs, backend default */
 	uint64_t seed;		/* contention and key-stream seed */
 	const struct ccvm_cost_model *costs;	/* NULL = defaults */
+	uint32_t sched;		/* enum ccvm_sched_mode; SERIAL: the creating
+				 * thread is controlled thread 0 */
+	uint64_t sched_seed;	/* SERIAL: seed of the random schedule */
 };
 
 /*
  * ccvm_platform_create() - Create a simulated host.
  * Context: any thread.  Memory is reserved lazily: untouched pages cost
  * nothing.
- * Return: 0; -EINVAL for bad options; -ENOENT for an unknown backend;
- * -ENOMEM.
+ * Return: 0; -EINVAL for bad options (an unknown sched mode too); -ENOENT
+ * for an unknown backend; -ENOMEM.
  */
 int ccvm_platform_create(const struct ccvm_platform_opts *opts,
 			 struct ccvm_platform **out);
 
 /*
  * ccvm_platform_destroy() - Free the platform.
- * Return: 0; -EBUSY (nothing freed) while VMs or gmem inodes remain;
- * -EINVAL for NULL.
+ * Return: 0; -EBUSY (nothing freed) while VMs or gmem inodes remain, or
+ * threads of a serial platform are not joined; -EINVAL for NULL.
  */
 int ccvm_platform_destroy(struct ccvm_platform *p);
 

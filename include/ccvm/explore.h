@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libccvm schedule explorer: run a scenario many times, each on a fresh
+ * platform under the deterministic scheduler and a new schedule, and report
+ * the first schedule that fails with a token that replays it exactly.
+ *
+ *	static int run(struct ccvm_platform *p, void *ctx) { ... threads ... }
+ *	struct ccvm_scenario sc = CCVM_OPTS_INIT(struct ccvm_scenario,
+ *						 .name = "lost-update", .run = run);
+ *	struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts,
+ *						    .strategy = CCVM_EXPLORE_PCT,
+ *						    .runs = 10000);
+ *	struct ccvm_explore_result res = CCVM_OPTS_INIT(struct ccvm_explore_result);
+ *	int err = ccvm_explore(&sc, &o, &res);	// < 0 with res.failure set
+ *	...
+ *	ccvm_replay(&sc, res.token, NULL, &res2);	// the same failure again
+ *	ccvm_explore_result_release(&res);
+ *
+ * The scenario runs on the calling thread, which the scheduler controls as
+ * thread 0; it makes its threads with ccvm_thread_create() and joins them
+ * before it returns.  Its only nondeterminism must come from the schedule.
+ * docs/scheduler.md describes the strategies, tokens and guarantees.
+ */
+#ifndef CCVM_EXPLORE_H
+#define CCVM_EXPLORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <ccvm/ccvm.h>
+#include <ccvm/sync.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- scheduling events --------------------------------------------------------- */
+
+/* What a scheduling step did (the operation the chosen thread performed). */
+enum ccvm_sched_op {
+	CCVM_SCHED_OP_START,		/* a new thread's first step */
+	CCVM_SCHED_OP_EXIT,		/* its function returned */
+	CCVM_SCHED_OP_CREATE,		/* ccvm_thread_create() */
+	CCVM_SCHED_OP_JOIN,
+	CCVM_SCHED_OP_LOCK,
+	CCVM_SCHED_OP_TRYLOCK,
+	CCVM_SCHED_OP_UNLOCK,
+	CCVM_SCHED_OP_RDLOCK,
+	CCVM_SCHED_OP_WRLOCK,
+	CCVM_SCHED_OP_TRYRDLOCK,
+	CCVM_SCHED_OP_TRYWRLOCK,
+	CCVM_SCHED_OP_RWUNLOCK,
+	CCVM_SCHED_OP_COND_WAIT,	/* release the mutex and sleep */
+	CCVM_SCHED_OP_COND_WAKE,	/* woken: take the mutex again */
+	CCVM_SCHED_OP_SIGNAL,
+	CCVM_SCHED_OP_BROADCAST,
+	CCVM_SCHED_OP_POINT,		/* ccvm_sched_point() */
+	CCVM_SCHED_OP_YIELD,
+	CCVM_SCHED_OP_SPIN,		/* ccvm_spin_wait() */
+	CCVM_SCHED_OP_NR
+};
+
+#define CCVM_SCHED_NAME_MAX	16
+
+struct ccvm_sched_event {
+	uint64_t step;			/* 0-based index in the run */
+	uint32_t thread;		/* controlled thread id, 0 = the scenario */
+	uint32_t op;			/* enum ccvm_sched_op */
+	const char *obj;		/* lock, condition or point name; may be NULL */
+	const char *file;		/* call site, NULL if unknown */
+	const char *func;
+	uint32_t line;
+	char thread_name[CCVM_SCHED_NAME_MAX];
+};
+
+/* "lock", "cond_wait", ...; NULL for an unknown value. */
+const char *ccvm_sched_op_name(unsigned int op);
+
+/* ---- scenarios ------------------------------------------------------------------- */
+
+struct ccvm_scenario {
+	size_t sz;
+	const char *name;
+	/*
+	 * One execution on a fresh platform @p (made from @platform, then
+	 * destroyed by the explorer).  Return 0, or a negative errno: the run
+	 * fails.  Context: controlled thread 0.
+	 */
+	int (*run)(struct ccvm_platform *p, void *ctx);
+	/*
+	 * Optional check, called with scheduling suspended at every quiescent
+	 * point (no controlled thread holds a lock of the sync layer) and once
+	 * after @run returned.  It may take locks.  Return 0, or nonzero with a
+	 * message in @msg: the run fails.
+	 */
+	int (*check)(struct ccvm_platform *p, void *ctx, char *msg, size_t msg_sz);
+	void *ctx;
+	const struct ccvm_platform_opts *platform;	/* NULL: mock defaults */
+};
+
+/* ---- options ----------------------------------------------------------------------- */
+
+enum ccvm_explore_strategy {
+	CCVM_EXPLORE_RANDOM,	/* a uniformly random runnable thread at every step */
+	CCVM_EXPLORE_PCT,	/* probabilistic concurrency testing, depth pct_depth */
+	CCVM_EXPLORE_DFS,	/* every schedule within the preemption bound */
+	CCVM_EXPLORE_NR
+};
+
+#define CCVM_EXPLORE_UNBOUNDED		(-1)	/* preemption_bound: no bound */
+#define CCVM_EXPLORE_MAX_PCT_DEPTH	32
+#define CCVM_EXPLORE_MAX_EVENTS		256
+
+/* flags */
+#define CCVM_EXPLORE_QUIET		(1u << 0)	/* print nothing */
+#define CCVM_EXPLORE_NO_SLEEP_SETS	(1u << 1)	/* DFS: no reduction */
+#define CCVM_EXPLORE_NO_CRASH_HANDLER	(1u << 2)	/* leave signals alone */
+
+/* What ccvm_explore() tells the run callback about each finished run. */
+struct ccvm_explore_run {
+	uint64_t index;		/* run number in the whole sweep (all shards) */
+	uint64_t seed;		/* random/PCT: the run's seed */
+	uint64_t steps;
+	uint64_t switches;	/* context switches */
+	int status;		/* 0 or the run's failure errno */
+	const char *token;	/* the run's schedule; valid during the call */
+};
+
+struct ccvm_explore_opts {
+	size_t sz;
+	uint32_t strategy;	/* enum ccvm_explore_strategy; default random */
+	uint32_t flags;		/* CCVM_EXPLORE_* */
+	uint64_t seed;		/* random/PCT: run i uses seed + i */
+	uint64_t runs;		/* random/PCT: runs (default 1000); DFS: limit, 0 = none */
+	uint32_t pct_depth;	/* PCT bug depth d >= 1 (default 3) */
+	uint64_t pct_steps;	/* PCT run length estimate k; 0 = measure it */
+	int32_t preemption_bound; /* DFS: preemptions per schedule, -1 = unbounded */
+	uint64_t step_bound;	/* steps before a run is a livelock; 0 = 100000 */
+	uint32_t shard_index;	/* this process runs shard shard_index ... */
+	uint32_t shard_count;	/* ... of shard_count (0 or 1: no sharding) */
+	uint32_t last_events;	/* events kept for a failure report; 0 = 32 */
+	FILE *report;		/* failure reports; NULL = stderr */
+	/* Called after every run of this shard (progress lines, tests). */
+	void (*run_fn)(const struct ccvm_explore_run *run, void *ctx);
+	/* Called at every step of every run (full traces). */
+	void (*event_fn)(const struct ccvm_sched_event *ev, void *ctx);
+	void *fn_ctx;
+};
+
+/* ---- results ------------------------------------------------------------------------- */
+
+enum ccvm_explore_failure {
+	CCVM_EXPLORE_OK,
+	CCVM_EXPLORE_FAIL_SCENARIO,	/* run returned an error */
+	CCVM_EXPLORE_FAIL_CHECK,	/* the check hook failed */
+	CCVM_EXPLORE_FAIL_DEADLOCK,	/* no thread could run */
+	CCVM_EXPLORE_FAIL_LIVELOCK,	/* the step bound was hit */
+	CCVM_EXPLORE_FAIL_MISUSE,	/* a sync-layer rule was broken */
+	CCVM_EXPLORE_FAIL_DIVERGED,	/* replay: the run no longer matches the token */
+};
+
+struct ccvm_explore_result {
+	size_t sz;
+	uint64_t runs;		/* runs done by this shard */
+	uint64_t pruned;	/* DFS: runs found redundant by sleep sets */
+	uint64_t steps;		/* steps over every run */
+	uint64_t max_steps;	/* longest run */
+	uint64_t switches;	/* context switches over every run */
+	uint64_t pct_steps;	/* PCT: the run length estimate used */
+	bool exhausted;		/* DFS: every schedule of this shard was run */
+	uint32_t failure;	/* enum ccvm_explore_failure */
+	int error;		/* errno of the failure, 0 if none */
+	uint64_t failed_run;	/* index of the failing run */
+	uint64_t failed_seed;	/* its seed (random/PCT) */
+	char *token;		/* failing schedule; free with _release() */
+	char *message;		/* what failed, multi-line; free with _release() */
+	struct ccvm_sched_event *events; /* the last nr_events steps, oldest first */
+	uint32_t nr_events;
+};
+
+/*
+ * ccvm_explore() - Run @sc under schedules chosen by @opts (NULL: 1000
+ * random schedules from seed 0) until one fails or the budget is spent.
+ * Each run gets a fresh platform whose creator is the calling thread,
+ * controlled as thread 0.  On a failure the token, the message and the
+ * last events are stored in @res (and printed unless QUIET); a crash of
+ * the process during a run prints the token of the running schedule to
+ * stderr first (unless NO_CRASH_HANDLER).
+ * Context: a thread that is not itself under a scheduler; one exploration
+ * at a time per process has the crash handler.
+ * Return: 0 (nothing failed); a failure's negative errno with
+ * res->failure set: the scenario's error, -EPROTO (check), -EDEADLK,
+ * -ELOOP (livelock), -EPERM (misuse); -EINVAL (bad scenario or options:
+ * nothing run, @res untouched); -ENOMEM.
+ */
+int ccvm_explore(const struct ccvm_scenario *sc, const struct ccvm_explore_opts *opts,
+		 struct ccvm_explore_result *res);
+
+/*
+ * ccvm_replay() - Run @sc once under the schedule in @token (from a result
+ * or a report).  @opts gives the step bound, events and report stream; its
+ * strategy, seeds, runs and shard are ignored.
+ * Return: 0 (the run passed); the failure's errno as ccvm_explore(), or
+ * -ESTALE (CCVM_EXPLORE_FAIL_DIVERGED: the scenario took another path than
+ * the token's, e.g. after a code change); -EINVAL (malformed token or bad
+ * arguments, @res untouched).
+ */
+int ccvm_replay(const struct ccvm_scenario *sc, const char *token,
+		const struct ccvm_explore_opts *opts, struct ccvm_explore_result *res);
+
+/* Free what a result points to; the counters stay. */
+void ccvm_explore_result_release(struct ccvm_explore_result *res);
+
+/*
+ * ccvm_explore_parse_shard() - Parse "i/n" (0 <= i < n) for the shard
+ * fields.  Return: 0; -EINVAL (syntax, i >= n, n == 0, overflow; outputs
+ * untouched).
+ */
+int ccvm_explore_parse_shard(const char *s, uint32_t *index, uint32_t *count);
+
+/* Name of a strategy ("random", "pct", "dfs") or failure; NULL if unknown. */
+const char *ccvm_explore_strategy_name(unsigned int strategy);
+const char *ccvm_explore_failure_name(unsigned int failure);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CCVM_EXPLORE_H */

@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libccvm synchronisation layer: every lock, condition variable, spin-wait
+ * and thread of the library, its backends and a VMM that wants its own
+ * threads scheduled goes through these calls.
+ *
+ * Two modes, chosen per platform when it is created (struct
+ * ccvm_platform_opts.sched, or by ccvm_explore()):
+ *
+ *  - free-running (the default): each call is the plain pthread call behind
+ *    one predictable branch on the object's scheduler pointer, which is NULL.
+ *    Nothing else is added: no counter, no site record, no atomic.
+ *
+ *  - serial: the platform has a deterministic scheduler (lib/sched.c).
+ *    Exactly one controlled thread runs at a time; every call below is a
+ *    scheduling point where the scheduler may hand the CPU to another
+ *    thread.  Locks are then models (owner, readers) that the scheduler
+ *    reads to know who can run; a thread waiting for a lock, a condition, a
+ *    join or a change of a watched word is not runnable, and a state where
+ *    no thread can run is reported as a deadlock naming every thread's wait
+ *    point instead of hanging.  The slow path is out of line.
+ *
+ * An object takes its mode from the scheduler pointer given to its init
+ * call: ccvm_platform_sched(p), NULL when @p is free-running.  Objects that
+ * are not tied to a platform (process-wide registries) pass NULL and stay
+ * plain pthread objects in both modes.
+ *
+ * Call sites.  The lock, wait and point calls are macros that pass a
+ * static record of their file, function and line (CCVM_SYNC_SITE) to the
+ * *_at() function, so a deadlock report names the line each thread waits
+ * at.  In free-running mode the record is never touched.  Code that cannot
+ * use the macros (another language) calls the *_at() functions with a NULL
+ * site.
+ *
+ * Names.  Every object carries a name for reports ("mmu_lock",
+ * "vcpu->mutex"); it is stored, not copied: pass a string literal.
+ *
+ * Rules in serial mode (the scheduler reports a breach as a failed run):
+ * a mutex is unlocked only by its owner and never locked twice by one
+ * thread; a thread touching a serial platform's objects is one that the
+ * scheduler controls (the platform's creator, or one made by
+ * ccvm_thread_create()); shared words written outside a lock are announced
+ * with ccvm_sched_point() naming the word, so the explorer knows which
+ * steps conflict (see docs/scheduler.md).
+ */
+#ifndef CCVM_SYNC_H
+#define CCVM_SYNC_H
+
+#include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ccvm_platform;
+struct ccvm_sched;
+struct ccvm_thread;
+
+/* ---- call sites ------------------------------------------------------------ */
+
+/* Where a thread waits: filled once per call site, at compile time. */
+struct ccvm_sync_site {
+	const char *file;
+	const char *func;
+	unsigned int line;
+};
+
+#if defined(__GNUC__)
+#define CCVM_SYNC_SITE							\
+	(__extension__({						\
+		static const struct ccvm_sync_site ccvm_sync_site_ = {	\
+			__FILE__, __func__, __LINE__ };			\
+		&ccvm_sync_site_;					\
+	}))
+#define ccvm_sync_serial(sched)	__builtin_expect((sched) != 0, 0)
+#else
+#define CCVM_SYNC_SITE		((const struct ccvm_sync_site *)0)
+#define ccvm_sync_serial(sched)	((sched) != 0)
+#endif
+
+/* ---- objects ----------------------------------------------------------------- */
+
+/*
+ * glibc shows pthread_rwlock_t only to POSIX 2001 code; a strict C11 user
+ * gets storage of the same size and alignment and an out-of-line
+ * free-running path, so the struct is the same for everyone.
+ */
+#if defined(__GLIBC__) && !defined(__USE_XOPEN2K)
+#define CCVM_SYNC_RWLOCK_INLINE	0
+#else
+#define CCVM_SYNC_RWLOCK_INLINE	1
+#endif
+
+/*
+ * The scheduler pointer comes first so that the mode test and the pthread
+ * object share a cache line.  u.model is the serial-mode state; only the
+ * scheduler reads or writes it, and only in serial mode.
+ */
+struct ccvm_mutex {
+	struct ccvm_sched *sched;		/* NULL: free-running */
+	const char *name;
+	union {
+		pthread_mutex_t lock;
+		struct { int owner; } model;	/* thread id, -1 = free */
+	} u;
+};
+
+/* Writer-preferring: a waiting writer holds off new readers. */
+struct ccvm_rwlock {
+	struct ccvm_sched *sched;
+	const char *name;
+	union {
+#if CCVM_SYNC_RWLOCK_INLINE
+		pthread_rwlock_t lock;
+#else
+		char lock_storage[__SIZEOF_PTHREAD_RWLOCK_T];
+		long lock_align;
+#endif
+		struct {
+			int writer;		/* thread id, -1 = none */
+			uint32_t readers;	/* read holds, recursion included */
+			uint32_t wpending;	/* threads about to write-lock */
+			uint64_t reader_mask;	/* threads holding it for read */
+		} model;
+	} u;
+};
+
+struct ccvm_cond {
+	struct ccvm_sched *sched;
+	const char *name;
+	pthread_cond_t cond;			/* free-running only */
+};
+
+/* A process-wide mutex, always free-running: static struct ccvm_mutex m = ...; */
+#define CCVM_MUTEX_INITIALIZER(lock_name) \
+	{ 0, lock_name, { PTHREAD_MUTEX_INITIALIZER } }
+
+/*
+ * ccvm_platform_sched() - The scheduler of @p, to pass to the init calls.
+ * Context: any thread.
+ * Return: the scheduler, or NULL when @p is free-running (or NULL).
+ */
+struct ccvm_sched *ccvm_platform_sched(const struct ccvm_platform *p);
+
+/*
+ * ccvm_mutex_init() / ccvm_rwlock_init() / ccvm_cond_init() - Set up @m in
+ * the mode of @s (NULL: free-running), named @name (a string literal).
+ * The rwlock prefers writers in both modes.
+ * Context: any thread; the object is not in use.
+ * Return: 0; -EINVAL (NULL object); a pthread init error, negated.
+ */
+int ccvm_mutex_init(struct ccvm_mutex *m, struct ccvm_sched *s, const char *name);
+int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const char *name);
+int ccvm_cond_init(struct ccvm_cond *c, struct ccvm_sched *s, const char *name);
+
+/*
+ * Destroy an object set up by the calls above.  Context: nobody holds or
+ * waits on it.
+ */
+void ccvm_mutex_destroy(struct ccvm_mutex *m);
+void ccvm_rwlock_destroy(struct ccvm_rwlock *l);
+void ccvm_cond_destroy(struct ccvm_cond *c);
+
+/* Serial-mode paths, out of line: called only through the inlines below. */
+void ccvm_sync_mutex_lock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
+int ccvm_sync_mutex_trylock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
+void ccvm_sync_mutex_unlock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
+void ccvm_sync_rwlock_lock(struct ccvm_rwlock *l, int write, const struct ccvm_sync_site *site);
+int ccvm_sync_rwlock_trylock(struct ccvm_rwlock *l, int write,
+			     const struct ccvm_sync_site *site);
+void ccvm_sync_rwlock_unlock(struct ccvm_rwlock *l, const struct ccvm_sync_site *site);
+/* Free-running rwlock calls for code that cannot see pthread_rwlock_t. */
+int ccvm_sync_rwlock_plain(struct ccvm_rwlock *l, int op);
+#define CCVM_SYNC_RW_RDLOCK	0
+#define CCVM_SYNC_RW_WRLOCK	1
+#define CCVM_SYNC_RW_TRYRDLOCK	2
+#define CCVM_SYNC_RW_TRYWRLOCK	3
+#define CCVM_SYNC_RW_UNLOCK	4
+#if CCVM_SYNC_RWLOCK_INLINE
+#define ccvm_sync_rw_plain(l, op, call)	(call)
+#else
+#define ccvm_sync_rw_plain(l, op, call)	ccvm_sync_rwlock_plain((l), (op))
+#endif
+void ccvm_sync_cond_wait(struct ccvm_cond *c, struct ccvm_mutex *m,
+			 const struct ccvm_sync_site *site);
+void ccvm_sync_cond_wake(struct ccvm_cond *c, int all, const struct ccvm_sync_site *site);
+void ccvm_sync_point(struct ccvm_sched *s, const void *obj, const char *where,
+		     const struct ccvm_sync_site *site);
+void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_sync_site *site);
+void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
+			 uint64_t old, const char *where, const struct ccvm_sync_site *site);
+
+/* ---- mutex ------------------------------------------------------------------- */
+
+/*
+ * ccvm_mutex_lock() / ccvm_mutex_unlock() - As pthread_mutex_lock/unlock.
+ * Context: any thread of the object's platform; a mutex is not recursive.
+ */
+#define ccvm_mutex_lock(m)	ccvm_mutex_lock_at((m), CCVM_SYNC_SITE)
+#define ccvm_mutex_unlock(m)	ccvm_mutex_unlock_at((m), CCVM_SYNC_SITE)
+/*
+ * ccvm_mutex_trylock() - Take @m if it is free.  In serial mode the answer
+ * depends only on the schedule.  Return: 0 (taken) or -EBUSY.
+ */
+#define ccvm_mutex_trylock(m)	ccvm_mutex_trylock_at((m), CCVM_SYNC_SITE)
+
+static inline void ccvm_mutex_lock_at(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(m->sched))
+		ccvm_sync_mutex_lock(m, site);
+	else
+		pthread_mutex_lock(&m->u.lock);
+}
+
+static inline int ccvm_mutex_trylock_at(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(m->sched))
+		return ccvm_sync_mutex_trylock(m, site);
+	return -pthread_mutex_trylock(&m->u.lock);
+}
+
+static inline void ccvm_mutex_unlock_at(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(m->sched))
+		ccvm_sync_mutex_unlock(m, site);
+	else
+		pthread_mutex_unlock(&m->u.lock);
+}
+
+/* ---- rwlock ------------------------------------------------------------------ */
+
+/*
+ * ccvm_rwlock_rdlock() / _wrlock() / _unlock() - As the pthread calls; one
+ * unlock for both kinds.  _tryrdlock() / _trywrlock() return 0 or -EBUSY.
+ * A read lock is not taken while a writer waits, so a thread that read-locks
+ * twice can deadlock against a writer (as glibc's writer-preferring kind).
+ */
+#define ccvm_rwlock_rdlock(l)		ccvm_rwlock_rdlock_at((l), CCVM_SYNC_SITE)
+#define ccvm_rwlock_wrlock(l)		ccvm_rwlock_wrlock_at((l), CCVM_SYNC_SITE)
+#define ccvm_rwlock_tryrdlock(l)	ccvm_rwlock_tryrdlock_at((l), CCVM_SYNC_SITE)
+#define ccvm_rwlock_trywrlock(l)	ccvm_rwlock_trywrlock_at((l), CCVM_SYNC_SITE)
+#define ccvm_rwlock_unlock(l)		ccvm_rwlock_unlock_at((l), CCVM_SYNC_SITE)
+
+static inline void ccvm_rwlock_rdlock_at(struct ccvm_rwlock *l, const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(l->sched))
+		ccvm_sync_rwlock_lock(l, 0, site);
+	else
+		ccvm_sync_rw_plain(l, CCVM_SYNC_RW_RDLOCK, pthread_rwlock_rdlock(&l->u.lock));
+}
+
+static inline void ccvm_rwlock_wrlock_at(struct ccvm_rwlock *l, const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(l->sched))
+		ccvm_sync_rwlock_lock(l, 1, site);
+	else
+		ccvm_sync_rw_plain(l, CCVM_SYNC_RW_WRLOCK, pthread_rwlock_wrlock(&l->u.lock));
+}
+
+static inline int ccvm_rwlock_tryrdlock_at(struct ccvm_rwlock *l,
+					   const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(l->sched))
+		return ccvm_sync_rwlock_trylock(l, 0, site);
+	return -ccvm_sync_rw_plain(l, CCVM_SYNC_RW_TRYRDLOCK,
+				   pthread_rwlock_tryrdlock(&l->u.lock));
+}
+
+static inline int ccvm_rwlock_trywrlock_at(struct ccvm_rwlock *l,
+					   const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(l->sched))
+		return ccvm_sync_rwlock_trylock(l, 1, site);
+	return -ccvm_sync_rw_plain(l, CCVM_SYNC_RW_TRYWRLOCK,
+				   pthread_rwlock_trywrlock(&l->u.lock));
+}
+
+static inline void ccvm_rwlock_unlock_at(struct ccvm_rwlock *l, const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(l->sched))
+		ccvm_sync_rwlock_unlock(l, site);
+	else
+		ccvm_sync_rw_plain(l, CCVM_SYNC_RW_UNLOCK, pthread_rwlock_unlock(&l->u.lock));
+}
+
+/* ---- condition variable -------------------------------------------------------- */
+
+/*
+ * ccvm_cond_wait() - As pthread_cond_wait: release @m, sleep until woken,
+ * take @m again.  In serial mode wake-ups are never spurious and a signal
+ * wakes the longest waiter; callers still loop on their predicate.
+ * ccvm_cond_signal() / _broadcast() - Wake one / every waiter.
+ * Context: @m held (wait); @c and @m of the same platform.
+ */
+#define ccvm_cond_wait(c, m)		ccvm_cond_wait_at((c), (m), CCVM_SYNC_SITE)
+#define ccvm_cond_signal(c)		ccvm_cond_signal_at((c), CCVM_SYNC_SITE)
+#define ccvm_cond_broadcast(c)		ccvm_cond_broadcast_at((c), CCVM_SYNC_SITE)
+
+static inline void ccvm_cond_wait_at(struct ccvm_cond *c, struct ccvm_mutex *m,
+				     const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(c->sched))
+		ccvm_sync_cond_wait(c, m, site);
+	else
+		pthread_cond_wait(&c->cond, &m->u.lock);
+}
+
+static inline void ccvm_cond_signal_at(struct ccvm_cond *c, const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(c->sched))
+		ccvm_sync_cond_wake(c, 0, site);
+	else
+		pthread_cond_signal(&c->cond);
+}
+
+static inline void ccvm_cond_broadcast_at(struct ccvm_cond *c, const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(c->sched))
+		ccvm_sync_cond_wake(c, 1, site);
+	else
+		pthread_cond_broadcast(&c->cond);
+}
+
+/* ---- scheduling points, yields and spin-waits ----------------------------------- */
+
+/*
+ * ccvm_sched_point() - A scheduling point before an operation on shared
+ * state that no lock orders, typically the atomic that decides contention
+ * (a CAS on a try-lock word, an exchange on a state word).  @obj is the word
+ * (NULL: may conflict with anything), @where a string literal for reports.
+ * Free-running: nothing.  Context: a thread of @s's platform.
+ */
+#define ccvm_sched_point(s, obj, where) \
+	ccvm_sched_point_at((s), (obj), (where), CCVM_SYNC_SITE)
+
+static inline void ccvm_sched_point_at(struct ccvm_sched *s, const void *obj, const char *where,
+				       const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(s))
+		ccvm_sync_point(s, obj, where, site);
+}
+
+/*
+ * ccvm_sched_yield() - Let others run (a retry loop's back-off).  Free-running:
+ * sched_yield().  Serial: the caller is not runnable again until another
+ * thread has run, unless no other thread can run at all; a loop that never
+ * ends this way hits the step bound and is reported as a livelock.
+ */
+#define ccvm_sched_yield(s, where)	ccvm_sched_yield_at((s), (where), CCVM_SYNC_SITE)
+
+static inline void ccvm_sched_yield_at(struct ccvm_sched *s, const char *where,
+				       const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(s))
+		ccvm_sync_yield(s, where, site);
+	else
+		sched_yield();
+}
+
+/*
+ * ccvm_spin_wait() - One round of a busy-wait on the word at @ptr (1, 2, 4
+ * or 8 bytes) that the caller saw holding @old: the caller loads it again
+ * afterwards and loops.  Free-running: sched_yield().  Serial: the caller is
+ * not runnable until the word differs from @old, so a spin never burns
+ * steps, and one that nobody can end is a deadlock naming @where.
+ */
+#define ccvm_spin_wait(s, ptr, old, where) \
+	ccvm_spin_wait_at((s), (ptr), sizeof(*(ptr)), (uint64_t)(old), (where), CCVM_SYNC_SITE)
+
+static inline void ccvm_spin_wait_at(struct ccvm_sched *s, const volatile void *addr,
+				     size_t size, uint64_t old, const char *where,
+				     const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(s))
+		ccvm_sync_spin_wait(s, addr, size, old, where, site);
+	else
+		sched_yield();
+}
+
+/* ---- threads ------------------------------------------------------------------ */
+
+typedef int (*ccvm_thread_fn)(void *arg);
+
+/*
+ * ccvm_thread_create() - Start a thread running @fn(@arg), named @name
+ * (copied, at most 15 characters kept) on @p's scheduler: a plain pthread
+ * when @p is free-running, a controlled thread in serial mode (it first
+ * runs when the scheduler picks it).  Library threads (vCPU guests) and
+ * VMM threads alike use it.
+ * Context: free-running: any thread; serial: a controlled thread of @p.
+ * Return: 0 with *@out set; -EINVAL (NULL argument); -EPERM (serial
+ * platform, caller not controlled by it); -EAGAIN (too many threads);
+ * -ENOMEM.
+ */
+int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_thread_fn fn,
+		       void *arg, const char *name);
+
+/*
+ * ccvm_thread_join() - Wait for @t to end; *@ret (may be NULL) gets what
+ * its function returned.  @t is freed.
+ * Context: free-running: any other thread; serial: a controlled thread.
+ * Return: 0; -EINVAL (NULL); -EDEADLK (@t is the caller); -ECANCELED (the
+ * schedule failed and @t was unwound: *@ret untouched).
+ */
+#define ccvm_thread_join(t, ret)	ccvm_thread_join_at((t), (ret), CCVM_SYNC_SITE)
+int ccvm_thread_join_at(struct ccvm_thread *t, int *ret, const struct ccvm_sync_site *site);
+
+/* The name given at creation ("main" for a serial platform's creator). */
+const char *ccvm_thread_name(const struct ccvm_thread *t);
+
+/*
+ * ccvm_sched_status() - Whether the schedule of a serial platform made with
+ * .sched = CCVM_SCHED_SERIAL failed (outside ccvm_explore(), which reports
+ * failures itself).  After a failure every other controlled thread has been
+ * unwound, the creator's pending call returned without effect, and sync
+ * calls no longer schedule: the platform is good only for destroying.
+ * Return: 0 (no failure, or @s NULL); -EDEADLK, -ELOOP, -EPERM with a
+ * report in @msg (NUL-terminated, may be NULL).
+ */
+int ccvm_sched_status(struct ccvm_sched *s, char *msg, size_t msg_sz);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CCVM_SYNC_H */

@@ -1,0 +1,1715 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The deterministic scheduler: the serial mode of the sync layer
+ * (include/ccvm/sync.h).  docs/scheduler.md is the long version.
+ *
+ * Threads.  Every controlled thread is a real OS thread with a semaphore,
+ * its baton.  Exactly one holds the baton at a time; it runs until its next
+ * scheduling point, where it announces its pending operation (op, wait
+ * predicate, object, call site) and picks the next thread.  If that is
+ * another one, it posts that thread's baton and sleeps on its own.  The
+ * semaphores order everything one thread did before the switch before
+ * everything the next does, so the model's plain fields need no atomics
+ * and ThreadSanitizer sees the happens-before.  Nothing spins.
+ *
+ * Steps.  A scheduling point comes before every visible operation (lock,
+ * unlock, wait, signal, create, join, exit, explicit point); picking a
+ * thread at a point is one step, numbered from 0.  A thread parked at a
+ * point can run when its wait predicate holds: a lock free, a condition
+ * signalled, a joined thread ended, a watched word changed, another thread
+ * run since a yield.  No runnable thread while some are alive is a
+ * deadlock; more than step_bound steps is a livelock.  Either ends the run:
+ * every other thread is woken in turn and longjmps back to its start
+ * (abandoning its stack, as a guest unwind does), then thread 0 does.
+ *
+ * Choice.  At a step the default is to keep the running thread, or the
+ * lowest runnable id if it cannot run; the strategy may pick another.  The
+ * record of a run is the list of (step, thread) where the pick was not the
+ * default, which is all a replay needs.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "scheduler.h"
+
+#define BIT(i)		(1ull << (i))
+
+/* The controlled thread running on this OS thread, if any. */
+static _Thread_local struct ccvm_thread *sched_self;
+
+static const char *const op_names[CCVM_SCHED_OP_NR] = {
+	[CCVM_SCHED_OP_START] = "start",
+	[CCVM_SCHED_OP_EXIT] = "exit",
+	[CCVM_SCHED_OP_CREATE] = "create",
+	[CCVM_SCHED_OP_JOIN] = "join",
+	[CCVM_SCHED_OP_LOCK] = "lock",
+	[CCVM_SCHED_OP_TRYLOCK] = "trylock",
+	[CCVM_SCHED_OP_UNLOCK] = "unlock",
+	[CCVM_SCHED_OP_RDLOCK] = "rdlock",
+	[CCVM_SCHED_OP_WRLOCK] = "wrlock",
+	[CCVM_SCHED_OP_TRYRDLOCK] = "tryrdlock",
+	[CCVM_SCHED_OP_TRYWRLOCK] = "trywrlock",
+	[CCVM_SCHED_OP_RWUNLOCK] = "rwunlock",
+	[CCVM_SCHED_OP_COND_WAIT] = "cond_wait",
+	[CCVM_SCHED_OP_COND_WAKE] = "cond_wake",
+	[CCVM_SCHED_OP_SIGNAL] = "signal",
+	[CCVM_SCHED_OP_BROADCAST] = "broadcast",
+	[CCVM_SCHED_OP_POINT] = "point",
+	[CCVM_SCHED_OP_YIELD] = "yield",
+	[CCVM_SCHED_OP_SPIN] = "spin",
+};
+
+const char *ccvm_sched_op_name(unsigned int op)
+{
+	return op < CCVM_SCHED_OP_NR ? op_names[op] : NULL;
+}
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static unsigned int lowest(uint64_t mask)
+{
+	return (unsigned int)__builtin_ctzll(mask);
+}
+
+/* The @n-th (0-based) set bit of @mask. */
+static unsigned int nth_bit(uint64_t mask, unsigned int n)
+{
+	while (n--)
+		mask &= mask - 1;
+	return lowest(mask);
+}
+
+static void sem_wait_nointr(sem_t *sem)
+{
+	while (sem_wait(sem) && errno == EINTR)
+		;
+}
+
+static uint64_t load_word(const volatile void *addr, size_t size)
+{
+	switch (size) {
+	case 1: return __atomic_load_n((const volatile uint8_t *)addr, __ATOMIC_RELAXED);
+	case 2: return __atomic_load_n((const volatile uint16_t *)addr, __ATOMIC_RELAXED);
+	case 4: return __atomic_load_n((const volatile uint32_t *)addr, __ATOMIC_RELAXED);
+	default: return __atomic_load_n((const volatile uint64_t *)addr, __ATOMIC_RELAXED);
+	}
+}
+
+static const char *site_file(const struct ccvm_sync_site *site)
+{
+	const char *f;
+
+	if (!site || !site->file)
+		return "?";
+	f = strrchr(site->file, '/');
+	return f ? f + 1 : site->file;
+}
+
+/* Append to s->msg, truncating quietly. */
+static void msg_add(struct ccvm_sched *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void msg_add(struct ccvm_sched *s, const char *fmt, ...)
+{
+	size_t len = strlen(s->msg);
+	va_list ap;
+
+	if (len + 1 >= sizeof(s->msg))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(s->msg + len, sizeof(s->msg) - len, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- held locks (reports and the quiescence test) ---------------------------- */
+
+static void held_add(struct ccvm_sched *s, struct ccvm_thread *t, const void *obj,
+		     const char *name, uint8_t kind)
+{
+	s->nr_held++;
+	if (t && t->nheld < CCVM_SCHED_MAX_HELD)
+		t->held[t->nheld] = (struct ccvm_held){ obj, name, kind };
+	if (t)
+		t->nheld++;
+}
+
+/* Drop one hold of @obj; return how many holds of @obj of @kind remain. */
+static unsigned int held_del(struct ccvm_sched *s, struct ccvm_thread *t, const void *obj,
+			     uint8_t kind)
+{
+	unsigned int i, n, left = 0;
+	bool gone = false;
+
+	if (s->nr_held)
+		s->nr_held--;
+	if (!t || !t->nheld)
+		return 0;
+	n = t->nheld < CCVM_SCHED_MAX_HELD ? t->nheld : CCVM_SCHED_MAX_HELD;
+	for (i = n; i-- > 0;) {
+		if (t->held[i].obj != obj || t->held[i].kind != kind)
+			continue;
+		if (!gone) {
+			memmove(&t->held[i], &t->held[i + 1], (n - i - 1) * sizeof(t->held[0]));
+			n--;
+			gone = true;
+		} else {
+			left++;
+		}
+	}
+	t->nheld--;
+	return left;
+}
+
+/* ---- wait predicates ---------------------------------------------------------- */
+
+static bool rd_ok(const struct ccvm_rwlock *l)
+{
+	/* Writer first: readers join readers only while no writer waits. */
+	return l->u.model.writer < 0 && (l->u.model.readers == 0 || l->u.model.wpending == 0);
+}
+
+static bool wr_ok(const struct ccvm_rwlock *l)
+{
+	return l->u.model.writer < 0 && l->u.model.readers == 0;
+}
+
+static bool runnable(const struct ccvm_sched *s, const struct ccvm_thread *t)
+{
+	switch (t->wait) {
+	case CCVM_W_NONE:
+		return true;
+	case CCVM_W_MUTEX:
+		return ((const struct ccvm_mutex *)t->wobj)->u.model.owner < 0;
+	case CCVM_W_RDLOCK:
+		return rd_ok(t->wobj);
+	case CCVM_W_WRLOCK:
+		return wr_ok(t->wobj);
+	case CCVM_W_COND:
+		return t->signaled && t->cmutex->u.model.owner < 0;
+	case CCVM_W_JOIN:
+		return ((const struct ccvm_thread *)t->wobj)->state != CCVM_T_LIVE;
+	case CCVM_W_CHANGE:
+		return load_word(t->wobj, t->wsize) != t->wold;
+	case CCVM_W_YIELD:
+		return s->nswitch != t->wold;
+	}
+	return true;
+}
+
+/* ---- reports --------------------------------------------------------------------- */
+
+static void thread_ref(struct ccvm_sched *s, int id)
+{
+	if (id < 0)
+		msg_add(s, "nobody");
+	else if ((unsigned int)id >= s->nr_threads)
+		msg_add(s, "a thread outside the schedule");
+	else
+		msg_add(s, "thread %d \"%s\"%s", id, s->threads[id].name,
+			s->threads[id].state == CCVM_T_LIVE ? "" : " (ended)");
+}
+
+static void describe_wait(struct ccvm_sched *s, const struct ccvm_thread *t)
+{
+	const struct ccvm_rwlock *l = t->wobj;
+	const char *name = t->oname ? t->oname : "?";
+	uint64_t m;
+
+	switch (t->wait) {
+	case CCVM_W_NONE:
+		msg_add(s, "can run, next: %s \"%s\"", op_names[t->op], name);
+		break;
+	case CCVM_W_MUTEX:
+		msg_add(s, "waits for mutex \"%s\" held by ", name);
+		thread_ref(s, ((const struct ccvm_mutex *)t->wobj)->u.model.owner);
+		break;
+	case CCVM_W_RDLOCK:
+	case CCVM_W_WRLOCK:
+		msg_add(s, "waits to %s-lock rwlock \"%s\" ",
+			t->wait == CCVM_W_RDLOCK ? "read" : "write", name);
+		if (l->u.model.writer >= 0) {
+			msg_add(s, "held for write by ");
+			thread_ref(s, l->u.model.writer);
+		} else if (l->u.model.readers) {
+			msg_add(s, "held for read by");
+			for (m = l->u.model.reader_mask; m; m &= m - 1) {
+				msg_add(s, " ");
+				thread_ref(s, (int)lowest(m));
+			}
+			if (t->wait == CCVM_W_RDLOCK)
+				msg_add(s, ", behind a waiting writer");
+		}
+		break;
+	case CCVM_W_COND:
+		if (t->signaled) {
+			msg_add(s, "woken on cond \"%s\", waits for mutex \"%s\" held by ",
+				name, t->cmutex->name ? t->cmutex->name : "?");
+			thread_ref(s, t->cmutex->u.model.owner);
+		} else {
+			msg_add(s, "waits on cond \"%s\" (mutex \"%s\")", name,
+				t->cmutex->name ? t->cmutex->name : "?");
+		}
+		break;
+	case CCVM_W_JOIN:
+		msg_add(s, "waits to join ");
+		thread_ref(s, ((const struct ccvm_thread *)t->wobj)->id);
+		break;
+	case CCVM_W_CHANGE:
+		msg_add(s, "waits for \"%s\" to change from %#llx", name,
+			(unsigned long long)t->wold);
+		break;
+	case CCVM_W_YIELD:
+		msg_add(s, "yields at \"%s\"", name);
+		break;
+	}
+	if (t->site)
+		msg_add(s, ", at %s:%u (%s)", site_file(t->site), t->site->line,
+			t->site->func ? t->site->func : "?");
+}
+
+static void describe_threads(struct ccvm_sched *s)
+{
+	uint32_t i, j, n;
+
+	for (i = 0; i < s->nr_threads; i++) {
+		const struct ccvm_thread *t = &s->threads[i];
+
+		if (t->state != CCVM_T_LIVE)
+			continue;
+		msg_add(s, "  thread %u \"%s\": ", i, t->name);
+		describe_wait(s, t);
+		n = t->nheld < CCVM_SCHED_MAX_HELD ? t->nheld : CCVM_SCHED_MAX_HELD;
+		for (j = 0; j < n; j++)
+			msg_add(s, "%s %s \"%s\"", j ? "," : "; holds",
+				t->held[j].kind == 0 ? "mutex" :
+				t->held[j].kind == 1 ? "rwlock (read)" : "rwlock (write)",
+				t->held[j].name ? t->held[j].name : "?");
+		msg_add(s, "\n");
+	}
+}
+
+/* Record the run's failure; the first one wins. */
+static void sched_fail(struct ccvm_sched *s, uint32_t kind, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void sched_fail(struct ccvm_sched *s, uint32_t kind, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->failed)
+		return;
+	s->failed = true;
+	s->failure = kind;
+	s->error = err;
+	va_start(ap, fmt);
+	vsnprintf(s->msg, sizeof(s->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* ---- unwinding a failed run ------------------------------------------------------ */
+
+static void ccvm_noreturn_unwind(struct ccvm_thread *t) __attribute__((noreturn));
+static void ccvm_noreturn_unwind(struct ccvm_thread *t)
+{
+	longjmp(t->start, 1);
+}
+
+static void mark_done(struct ccvm_sched *s, struct ccvm_thread *t, bool unwound)
+{
+	t->state = CCVM_T_DONE;
+	t->unwound = unwound;
+	s->live &= ~BIT(t->id);
+}
+
+/*
+ * @r holds the baton and the run has failed: unwind every other thread but
+ * thread 0, one at a time, then hand thread 0 the baton.  Returns only on
+ * thread 0 (which decides how to leave) or for an @r without a start.
+ */
+static void sched_abort(struct ccvm_sched *s, struct ccvm_thread *r)
+{
+	struct ccvm_thread *t0 = &s->threads[0];
+	uint32_t i;
+
+	s->aborting = true;
+	s->unwinder = r;
+	for (i = 1; i < s->nr_threads; i++) {
+		struct ccvm_thread *t = &s->threads[i];
+
+		if (t == r || t->state != CCVM_T_LIVE)
+			continue;
+		s->current = t;
+		sem_post(&t->baton);
+		sem_wait_nointr(&r->baton);
+	}
+	s->current = r;
+	if (r == t0)
+		return;
+	if (r->state == CCVM_T_LIVE)
+		mark_done(s, r, true);
+	r->self_unwind = true;
+	if (t0->state == CCVM_T_LIVE) {
+		s->current = t0;
+		sem_post(&t0->baton);
+	}
+	/* Touch nothing shared from here: thread 0 may be reaping us. */
+	ccvm_noreturn_unwind(r);
+}
+
+/* Woken while the run is being aborted. */
+static void unwind_self(struct ccvm_sched *s, struct ccvm_thread *t)
+{
+	if (t->id == 0) {
+		if (t->has_jmp)
+			ccvm_noreturn_unwind(t);
+		return;		/* a direct-mode creator: its call returns */
+	}
+	(void)s;
+	ccvm_noreturn_unwind(t);
+}
+
+/* The failed run must end now; returns only for a direct-mode thread 0. */
+static void fail_now(struct ccvm_sched *s, struct ccvm_thread *r)
+{
+	sched_abort(s, r);
+	if (r->has_jmp)
+		ccvm_noreturn_unwind(r);
+}
+
+/* ---- strategies ------------------------------------------------------------------- */
+
+/* The alternatives of DFS node @n in the order they are tried. */
+static unsigned int node_alts(const struct ccvm_sched *s, const struct ccvm_sched_node *n,
+			      uint8_t *alts)
+{
+	unsigned int def = n->cur != CCVM_SCHED_NONE ? n->cur : lowest(n->enabled);
+	unsigned int k = 0;
+	uint64_t m;
+
+	if (!(n->sleep & BIT(def)))
+		alts[k++] = (uint8_t)def;
+	for (m = n->enabled & ~BIT(def) & ~n->sleep; m; m &= m - 1) {
+		/* Taking another thread while the running one can go on preempts it. */
+		unsigned int cost = n->cur != CCVM_SCHED_NONE;
+
+		if (s->bound >= 0 && n->preempt + cost > (unsigned int)s->bound)
+			continue;
+		alts[k++] = (uint8_t)lowest(m);
+	}
+	return k;
+}
+
+/*
+ * Shards [lo, hi) of node @n's subtree split between its @nalts
+ * alternatives: one shard each round-robin when there are enough
+ * alternatives, else contiguous slices that split further down.
+ */
+static void alt_range(const struct ccvm_sched_node *n, unsigned int k, unsigned int nalts,
+		      uint32_t *lo, uint32_t *hi)
+{
+	uint32_t r = n->hi - n->lo;
+
+	if (r <= 1) {
+		*lo = n->lo;
+		*hi = n->hi;
+	} else if (nalts >= r) {
+		*lo = n->lo + k % r;
+		*hi = *lo + 1;
+	} else {
+		*lo = n->lo + (uint32_t)((uint64_t)k * r / nalts);
+		*hi = n->lo + (uint32_t)((uint64_t)(k + 1) * r / nalts);
+	}
+}
+
+static struct ccvm_sched_node *node_push(struct ccvm_sched *s)
+{
+	if (s->nr_nodes == s->cap_nodes) {
+		size_t cap = s->cap_nodes ? 2 * s->cap_nodes : 256;
+		struct ccvm_sched_node *n = realloc(s->nodes, cap * sizeof(*n));
+
+		if (!n)
+			return NULL;
+		s->nodes = n;
+		s->cap_nodes = cap;
+	}
+	return &s->nodes[s->nr_nodes++];
+}
+
+/* DFS pick at a step where @en (two or more threads) can run. */
+static int pick_dfs(struct ccvm_sched *s, uint64_t en, unsigned int cur, unsigned int def)
+{
+	uint8_t alts[CCVM_SCHED_MAX_THREADS];
+	struct ccvm_sched_node *n;
+	unsigned int nalts, k, i;
+
+	if (s->dfs_off)
+		return (int)def;
+	if (s->node_idx < s->prefix) {
+		n = &s->nodes[s->node_idx];
+		if (n->enabled != en || n->cur != cur) {
+			sched_fail(s, CCVM_EXPLORE_FAIL_DIVERGED, -ESTALE,
+				   "the scenario is not deterministic: at step %llu threads %#llx "
+				   "could run, in the run before %#llx\n",
+				   (unsigned long long)s->step, (unsigned long long)en,
+				   (unsigned long long)n->enabled);
+			return -1;
+		}
+		nalts = node_alts(s, n, alts);
+		k = n->chosen;
+	} else {
+		n = node_push(s);
+		if (!n) {
+			sched_fail(s, CCVM_EXPLORE_FAIL_MISUSE, -ENOMEM, "out of memory for the DFS stack\n");
+			return -1;
+		}
+		*n = (struct ccvm_sched_node){
+			.enabled = en, .sleep = s->sleep, .lo = s->lo, .hi = s->hi,
+			.preempt = (uint16_t)s->preempt, .cur = (uint8_t)cur,
+		};
+		nalts = node_alts(s, n, alts);
+		if (!nalts) {
+			/* Every runnable thread sleeps: the rest was explored elsewhere. */
+			s->nr_nodes--;
+			s->dfs_off = true;
+			return (int)def;
+		}
+		for (k = 0; k < nalts; k++) {
+			uint32_t lo, hi;
+
+			alt_range(n, k, nalts, &lo, &hi);
+			if (lo <= s->shard_index && s->shard_index < hi)
+				break;
+		}
+		n->chosen = (uint8_t)k;
+	}
+	s->node_idx++;
+	alt_range(n, k, nalts, &s->lo, &s->hi);
+	if (s->sleep_sets) {
+		/* Alternatives tried before this one (here or by other shards) sleep. */
+		s->sleep = n->sleep;
+		for (i = 0; i < k; i++)
+			s->sleep |= BIT(alts[i]);
+	}
+	if (cur != CCVM_SCHED_NONE && alts[k] != cur)
+		s->preempt++;
+	return alts[k];
+}
+
+static int pick_replay(struct ccvm_sched *s, uint64_t en, unsigned int def)
+{
+	unsigned int id;
+
+	if (s->replay_i >= s->replay_n || s->replay[s->replay_i].step != s->step)
+		return (int)def;
+	id = s->replay[s->replay_i++].tid;
+	if (id < CCVM_SCHED_MAX_THREADS && (en & BIT(id)) && id != def)
+		return (int)id;
+	sched_fail(s, CCVM_EXPLORE_FAIL_DIVERGED, -ESTALE,
+		   "replay diverged at step %llu: the token runs thread %u, which %s "
+		   "(runnable: %#llx); the scenario no longer matches the token\n",
+		   (unsigned long long)s->step, id,
+		   id == def ? "would run anyway" : "cannot run here",
+		   (unsigned long long)en);
+	return -1;
+}
+
+/*
+ * PCT (Burckhardt et al., ASPLOS 2010): the runnable thread of highest
+ * priority runs; at change point i (a step drawn uniformly from the run
+ * length estimate) the running thread's priority drops to i, below every
+ * start priority (which are >= d).
+ */
+static unsigned int pick_pct(struct ccvm_sched *s, struct ccvm_thread *r, uint64_t en)
+{
+	unsigned int best = lowest(en), i;
+	uint64_t m;
+
+	for (i = 0; i < s->pct_nchange; i++)
+		if (s->pct_change[i] == s->step && r && r->state == CCVM_T_LIVE)
+			r->prio = i + 1;
+	for (m = en & (en - 1); m; m &= m - 1)
+		if (s->threads[lowest(m)].prio > s->threads[best].prio)
+			best = lowest(m);
+	return best;
+}
+
+/* ---- the step ------------------------------------------------------------------------ */
+
+static void rec_push(struct ccvm_sched *s, uint64_t v)
+{
+	uint8_t *rec = s->rec;
+
+	if (s->rec_cap - s->rec_len < 10) {
+		size_t cap = s->rec_cap ? 2 * s->rec_cap : 4096;
+
+		rec = realloc(rec, cap);
+		if (!rec) {
+			sched_fail(s, CCVM_EXPLORE_FAIL_MISUSE, -ENOMEM,
+				   "out of memory for the schedule record\n");
+			return;
+		}
+		s->rec_cap = cap;
+		s->rec = rec;
+	}
+	do {
+		rec[s->rec_len++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+}
+
+static void emit_event(struct ccvm_sched *s, const struct ccvm_thread *t)
+{
+	struct ccvm_sched_event ev = {
+		.step = s->step,
+		.thread = t->id,
+		.op = t->op,
+		.obj = t->oname,
+		.file = t->site ? t->site->file : NULL,
+		.func = t->site ? t->site->func : NULL,
+		.line = t->site ? t->site->line : 0,
+	};
+
+	memcpy(ev.thread_name, t->name, sizeof(ev.thread_name));
+	s->event_fn(&ev, s->event_ctx);
+}
+
+static bool dependent(const struct ccvm_thread *a, const struct ccvm_thread *b)
+{
+	return !a->dobj || !b->dobj || a->dobj == b->dobj;
+}
+
+static bool quiescent_check(struct ccvm_sched *s);
+
+/*
+ * Pick the thread that performs the next step; @r is the one at the point
+ * (NULL or ended after an exit).  Return: the thread, or NULL when the run
+ * failed here.
+ */
+static struct ccvm_thread *pick(struct ccvm_sched *s, struct ccvm_thread *r)
+{
+	uint64_t en = 0, m;
+	unsigned int cur, def;
+	struct ccvm_thread *t;
+	struct ccvm_sched_ring *ring;
+	int id;
+
+	if (s->step >= s->step_bound) {
+		sched_fail(s, CCVM_EXPLORE_FAIL_LIVELOCK, -ELOOP,
+			   "livelock: the run did not end within %llu steps\n",
+			   (unsigned long long)s->step_bound);
+		describe_threads(s);
+		return NULL;
+	}
+	if (s->sc && s->sc->check && !s->nr_held && !quiescent_check(s))
+		return NULL;
+	for (m = s->live; m; m &= m - 1)
+		if (runnable(s, &s->threads[lowest(m)]))
+			en |= BIT(lowest(m));
+	if (!en) {
+		/* A yield cannot block: with nobody else to run, yielders go on. */
+		for (m = s->live; m; m &= m - 1)
+			if (s->threads[lowest(m)].wait == CCVM_W_YIELD)
+				en |= BIT(lowest(m));
+	}
+	if (!en) {
+		sched_fail(s, CCVM_EXPLORE_FAIL_DEADLOCK, -EDEADLK,
+			   "deadlock at step %llu: no thread can run\n",
+			   (unsigned long long)s->step);
+		describe_threads(s);
+		return NULL;
+	}
+	cur = r && (en & BIT(r->id)) ? r->id : CCVM_SCHED_NONE;
+	def = cur != CCVM_SCHED_NONE ? cur : lowest(en);
+	if (s->sleep_sets && !s->dfs_off && !(en & ~s->sleep))
+		s->dfs_off = true;	/* only sleeping threads can run: redundant */
+
+	if (!(en & (en - 1))) {
+		id = (int)def;
+	} else {
+		switch (s->strategy) {
+		case CCVM_SCHED_RANDOM:
+			id = (int)nth_bit(en, (unsigned int)(rng_next(&s->rng) %
+						(unsigned int)__builtin_popcountll(en)));
+			break;
+		case CCVM_SCHED_PCT:
+			id = (int)pick_pct(s, r, en);
+			break;
+		case CCVM_SCHED_DFS:
+			id = pick_dfs(s, en, cur, def);
+			break;
+		case CCVM_SCHED_REPLAY:
+			id = pick_replay(s, en, def);
+			break;
+		default:
+			id = (int)def;
+			break;
+		}
+		if (id < 0)
+			return NULL;
+	}
+	if ((unsigned int)id != def) {
+		rec_push(s, s->step - s->rec_last);
+		rec_push(s, (uint64_t)id);
+		s->rec_last = s->step;
+		if (s->failed)
+			return NULL;
+	}
+	t = &s->threads[id];
+	if (!r || r != t)
+		s->nswitch++;
+	if (s->sleep_sets && !s->dfs_off) {
+		for (m = s->sleep; m; m &= m - 1)
+			if (dependent(&s->threads[lowest(m)], t))
+				s->sleep &= ~BIT(lowest(m));
+		s->sleep &= ~BIT(id);
+	}
+	ring = &s->ring[s->step & (CCVM_SCHED_RING - 1)];
+	ring->step = s->step;
+	ring->obj = t->oname;
+	ring->site = t->site;
+	ring->tid = (uint8_t)id;
+	ring->op = t->op;
+	s->hash = (s->hash ^ (uint32_t)(id | t->op << 8)) * 16777619u;
+	if (s->event_fn)
+		emit_event(s, t);
+	s->step++;
+	return t;
+}
+
+/* Sleep until picked; a failed run unwinds from here. */
+static void park(struct ccvm_sched *s, struct ccvm_thread *t)
+{
+	sem_wait_nointr(&t->baton);
+	if (s->aborting)
+		unwind_self(s, t);
+}
+
+/*
+ * The running thread @t announces its next operation and waits until it is
+ * picked to do it.  Return: true to do it; false only for a direct-mode
+ * thread 0 after the run failed (skip the operation).
+ */
+static bool step(struct ccvm_sched *s, struct ccvm_thread *t, uint8_t op, uint8_t wait,
+		 const void *wobj, const void *dobj, const char *name,
+		 const struct ccvm_sync_site *site)
+{
+	struct ccvm_thread *next;
+
+	t->op = op;
+	t->wait = wait;
+	t->wobj = wobj;
+	t->dobj = dobj;
+	t->oname = name;
+	t->site = site;
+	next = pick(s, t);
+	if (!next) {
+		fail_now(s, t);
+		return false;
+	}
+	if (next != t) {
+		s->current = next;
+		sem_post(&next->baton);
+		park(s, t);
+		if (s->aborting)
+			return false;
+	}
+	t->wait = CCVM_W_NONE;
+	return true;
+}
+
+/* A rule of the sync layer broken by @t: fail the run. */
+static void misuse(struct ccvm_sched *s, struct ccvm_thread *t, const struct ccvm_sync_site *site,
+		   const char *what, const char *name)
+{
+	sched_fail(s, CCVM_EXPLORE_FAIL_MISUSE, -EPERM,
+		   "misuse at step %llu: thread %u \"%s\" %s \"%s\", at %s:%u\n",
+		   (unsigned long long)s->step, t->id, t->name, what, name ? name : "?",
+		   site_file(site), site ? site->line : 0);
+	describe_threads(s);
+	fail_now(s, t);
+}
+
+/*
+ * The controlled thread calling into @s, or NULL to act directly on the
+ * model without scheduling: outside a run, inside a check, after a failure,
+ * or from a thread the scheduler does not control.
+ */
+static struct ccvm_thread *controlled(struct ccvm_sched *s)
+{
+	struct ccvm_thread *t = sched_self;
+
+	if (t && t->s == s && s->running && !s->in_check && !s->failed)
+		return t;
+	return NULL;
+}
+
+static int self_id(struct ccvm_sched *s)
+{
+	struct ccvm_thread *t = sched_self;
+
+	return t && t->s == s ? t->id : CCVM_SCHED_MAX_THREADS;
+}
+
+static struct ccvm_thread *self_of(struct ccvm_sched *s)
+{
+	struct ccvm_thread *t = sched_self;
+
+	return t && t->s == s ? t : NULL;
+}
+
+/* ---- sync objects -------------------------------------------------------------------- */
+
+struct ccvm_sched *ccvm_platform_sched(const struct ccvm_platform *p)
+{
+	return p ? p->sched : NULL;
+}
+
+int ccvm_mutex_init(struct ccvm_mutex *m, struct ccvm_sched *s, const char *name)
+{
+	if (!m)
+		return -EINVAL;
+	m->sched = s;
+	m->name = name;
+	if (s) {
+		m->u.model.owner = -1;
+		return 0;
+	}
+	return -pthread_mutex_init(&m->u.lock, NULL);
+}
+
+void ccvm_mutex_destroy(struct ccvm_mutex *m)
+{
+	if (m && !m->sched)
+		pthread_mutex_destroy(&m->u.lock);
+}
+
+int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const char *name)
+{
+	pthread_rwlockattr_t a;
+	int err;
+
+	if (!l)
+		return -EINVAL;
+	l->sched = s;
+	l->name = name;
+	if (s) {
+		memset(&l->u.model, 0, sizeof(l->u.model));
+		l->u.model.writer = -1;
+		return 0;
+	}
+	/* Writers first: vCPUs fault continuously, a zap must not starve. */
+	err = pthread_rwlockattr_init(&a);
+	if (err)
+		return -err;
+#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+	err = pthread_rwlock_init(&l->u.lock, &a);
+	pthread_rwlockattr_destroy(&a);
+	return -err;
+}
+
+int ccvm_sync_rwlock_plain(struct ccvm_rwlock *l, int op)
+{
+	switch (op) {
+	case CCVM_SYNC_RW_RDLOCK: return pthread_rwlock_rdlock(&l->u.lock);
+	case CCVM_SYNC_RW_WRLOCK: return pthread_rwlock_wrlock(&l->u.lock);
+	case CCVM_SYNC_RW_TRYRDLOCK: return pthread_rwlock_tryrdlock(&l->u.lock);
+	case CCVM_SYNC_RW_TRYWRLOCK: return pthread_rwlock_trywrlock(&l->u.lock);
+	case CCVM_SYNC_RW_UNLOCK: return pthread_rwlock_unlock(&l->u.lock);
+	}
+	return EINVAL;
+}
+
+void ccvm_rwlock_destroy(struct ccvm_rwlock *l)
+{
+	if (l && !l->sched)
+		pthread_rwlock_destroy(&l->u.lock);
+}
+
+int ccvm_cond_init(struct ccvm_cond *c, struct ccvm_sched *s, const char *name)
+{
+	if (!c)
+		return -EINVAL;
+	c->sched = s;
+	c->name = name;
+	if (s)
+		return 0;
+	return -pthread_cond_init(&c->cond, NULL);
+}
+
+void ccvm_cond_destroy(struct ccvm_cond *c)
+{
+	if (c && !c->sched)
+		pthread_cond_destroy(&c->cond);
+}
+
+void ccvm_sync_mutex_lock(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
+{
+	struct ccvm_sched *s = m->sched;
+	struct ccvm_thread *t = controlled(s);
+
+	if (!t) {
+		m->u.model.owner = self_id(s);
+		held_add(s, self_of(s), m, m->name, 0);
+		return;
+	}
+	if (m->u.model.owner == t->id) {
+		misuse(s, t, site, "locks the mutex it holds:", m->name);
+		return;
+	}
+	if (!step(s, t, CCVM_SCHED_OP_LOCK, CCVM_W_MUTEX, m, m, m->name, site))
+		return;
+	m->u.model.owner = t->id;
+	held_add(s, t, m, m->name, 0);
+}
+
+int ccvm_sync_mutex_trylock(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
+{
+	struct ccvm_sched *s = m->sched;
+	struct ccvm_thread *t = controlled(s);
+
+	if (t && !step(s, t, CCVM_SCHED_OP_TRYLOCK, CCVM_W_NONE, m, m, m->name, site))
+		return -EBUSY;
+	if (m->u.model.owner >= 0)
+		return -EBUSY;
+	m->u.model.owner = t ? t->id : self_id(s);
+	held_add(s, t ? t : self_of(s), m, m->name, 0);
+	return 0;
+}
+
+void ccvm_sync_mutex_unlock(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
+{
+	struct ccvm_sched *s = m->sched;
+	struct ccvm_thread *t = controlled(s);
+
+	if (t) {
+		if (m->u.model.owner != t->id) {
+			misuse(s, t, site, "unlocks a mutex it does not hold:", m->name);
+			return;
+		}
+		if (!step(s, t, CCVM_SCHED_OP_UNLOCK, CCVM_W_NONE, m, m, m->name, site))
+			return;
+	}
+	m->u.model.owner = -1;
+	held_del(s, t ? t : self_of(s), m, 0);
+}
+
+static void rw_take(struct ccvm_sched *s, struct ccvm_thread *t, struct ccvm_rwlock *l,
+		    int write)
+{
+	int id = t ? t->id : self_id(s);
+
+	if (write) {
+		l->u.model.writer = id;
+	} else {
+		l->u.model.readers++;
+		if (id < CCVM_SCHED_MAX_THREADS)
+			l->u.model.reader_mask |= BIT(id);
+	}
+	held_add(s, t ? t : self_of(s), l, l->name, write ? 2 : 1);
+}
+
+void ccvm_sync_rwlock_lock(struct ccvm_rwlock *l, int write, const struct ccvm_sync_site *site)
+{
+	struct ccvm_sched *s = l->sched;
+	struct ccvm_thread *t = controlled(s);
+	bool ok;
+
+	if (!t) {
+		rw_take(s, NULL, l, write);
+		return;
+	}
+	if (l->u.model.writer == t->id ||
+	    (write && (l->u.model.reader_mask & BIT(t->id)))) {
+		misuse(s, t, site, write ? "write-locks an rwlock it holds:" :
+			  "read-locks an rwlock it holds for write:", l->name);
+		return;
+	}
+	if (write) {
+		l->u.model.wpending++;
+		ok = step(s, t, CCVM_SCHED_OP_WRLOCK, CCVM_W_WRLOCK, l, l, l->name, site);
+		l->u.model.wpending--;
+	} else {
+		ok = step(s, t, CCVM_SCHED_OP_RDLOCK, CCVM_W_RDLOCK, l, l, l->name, site);
+	}
+	if (ok)
+		rw_take(s, t, l, write);
+}
+
+int ccvm_sync_rwlock_trylock(struct ccvm_rwlock *l, int write, const struct ccvm_sync_site *site)
+{
+	struct ccvm_sched *s = l->sched;
+	struct ccvm_thread *t = controlled(s);
+
+	if (t && !step(s, t, write ? CCVM_SCHED_OP_TRYWRLOCK : CCVM_SCHED_OP_TRYRDLOCK,
+		       CCVM_W_NONE, l, l, l->name, site))
+		return -EBUSY;
+	if (write ? !wr_ok(l) : !rd_ok(l))
+		return -EBUSY;
+	rw_take(s, t, l, write);
+	return 0;
+}
+
+void ccvm_sync_rwlock_unlock(struct ccvm_rwlock *l, const struct ccvm_sync_site *site)
+{
+	struct ccvm_sched *s = l->sched;
+	struct ccvm_thread *t = controlled(s);
+	struct ccvm_thread *me = t ? t : self_of(s);
+	int id = t ? t->id : self_id(s);
+
+	if (t) {
+		if (l->u.model.writer != t->id && !(l->u.model.reader_mask & BIT(t->id))) {
+			misuse(s, t, site, "unlocks an rwlock it does not hold:", l->name);
+			return;
+		}
+		if (!step(s, t, CCVM_SCHED_OP_RWUNLOCK, CCVM_W_NONE, l, l, l->name, site))
+			return;
+	}
+	if (l->u.model.writer >= 0 && (l->u.model.writer == id || !t)) {
+		l->u.model.writer = -1;
+		held_del(s, me, l, 2);
+	} else if (l->u.model.readers) {
+		l->u.model.readers--;
+		if (!held_del(s, me, l, 1) && id < CCVM_SCHED_MAX_THREADS)
+			l->u.model.reader_mask &= ~BIT(id);
+		if (!l->u.model.readers)
+			l->u.model.reader_mask = 0;
+	}
+}
+
+void ccvm_sync_cond_wait(struct ccvm_cond *c, struct ccvm_mutex *m,
+			 const struct ccvm_sync_site *site)
+{
+	struct ccvm_sched *s = c->sched;
+	struct ccvm_thread *t = controlled(s);
+
+	if (!t)
+		return;		/* nobody else can run: a spurious wake-up */
+	if (m->sched != s || m->u.model.owner != t->id) {
+		misuse(s, t, site, "waits on a condition without holding its mutex:", c->name);
+		return;
+	}
+	/* Release and sleep are one step; taking the mutex back is another. */
+	if (!step(s, t, CCVM_SCHED_OP_COND_WAIT, CCVM_W_NONE, c, NULL, c->name, site))
+		return;
+	m->u.model.owner = -1;
+	held_del(s, t, m, 0);
+	t->ticket = s->ticket++;
+	t->signaled = false;
+	t->cmutex = m;
+	if (!step(s, t, CCVM_SCHED_OP_COND_WAKE, CCVM_W_COND, c, NULL, c->name, site))
+		return;
+	m->u.model.owner = t->id;
+	held_add(s, t, m, m->name, 0);
+}
+
+void ccvm_sync_cond_wake(struct ccvm_cond *c, int all, const struct ccvm_sync_site *site)
+{
+	struct ccvm_sched *s = c->sched;
+	struct ccvm_thread *t = controlled(s), *first = NULL;
+	uint64_t m;
+
+	if (t && !step(s, t, all ? CCVM_SCHED_OP_BROADCAST : CCVM_SCHED_OP_SIGNAL, CCVM_W_NONE,
+		       c, c, c->name, site))
+		return;
+	/* A signal wakes the longest waiter: the choice is the schedule's, not ours. */
+	for (m = s->live; m; m &= m - 1) {
+		struct ccvm_thread *w = &s->threads[lowest(m)];
+
+		if (w->wait != CCVM_W_COND || w->wobj != c || w->signaled)
+			continue;
+		if (all)
+			w->signaled = true;
+		else if (!first || w->ticket < first->ticket)
+			first = w;
+	}
+	if (first)
+		first->signaled = true;
+}
+
+void ccvm_sync_point(struct ccvm_sched *s, const void *obj, const char *where,
+		     const struct ccvm_sync_site *site)
+{
+	struct ccvm_thread *t = controlled(s);
+
+	if (t)
+		step(s, t, CCVM_SCHED_OP_POINT, CCVM_W_NONE, obj, obj, where, site);
+}
+
+void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_sync_site *site)
+{
+	struct ccvm_thread *t = controlled(s);
+
+	if (!t) {
+		sched_yield();
+		return;
+	}
+	t->wold = s->nswitch;
+	step(s, t, CCVM_SCHED_OP_YIELD, CCVM_W_YIELD, NULL, NULL, where, site);
+}
+
+void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
+			 uint64_t old, const char *where, const struct ccvm_sync_site *site)
+{
+	struct ccvm_thread *t = controlled(s);
+
+	if (!t || (size != 1 && size != 2 && size != 4 && size != 8)) {
+		sched_yield();
+		return;
+	}
+	t->wsize = (uint8_t)size;
+	/* Compare as the caller does: the low @size bytes of @old. */
+	t->wold = size == 8 ? old : old & ((1ull << (size * 8)) - 1);
+	step(s, t, CCVM_SCHED_OP_SPIN, CCVM_W_CHANGE, (const void *)addr, (const void *)addr,
+	     where, site);
+}
+
+/* ---- threads ---------------------------------------------------------------------------- */
+
+static void *free_thread_main(void *arg)
+{
+	struct ccvm_thread *t = arg;
+
+	t->ret = t->fn(t->arg);
+	return NULL;
+}
+
+/* Thread @t has run its function: its exit is a step, then it hands over. */
+static void thread_exit(struct ccvm_sched *s, struct ccvm_thread *t)
+{
+	struct ccvm_thread *next;
+
+	if (!step(s, t, CCVM_SCHED_OP_EXIT, CCVM_W_NONE, t, t, t->name, NULL))
+		return;
+	mark_done(s, t, false);
+	next = pick(s, NULL);
+	if (!next) {
+		sched_abort(s, t);
+		return;
+	}
+	s->current = next;
+	sem_post(&next->baton);
+}
+
+static void *controlled_thread_main(void *arg)
+{
+	struct ccvm_thread *t = arg;
+	struct ccvm_sched *s = t->s;
+
+	sched_self = t;
+	if (setjmp(t->start) == 0) {
+		park(s, t);
+		t->ret = t->fn(t->arg);
+		thread_exit(s, t);
+	} else if (!t->self_unwind) {
+		/* Unwound by another thread's abort: report back to it. */
+		mark_done(s, t, true);
+		sem_post(&s->unwinder->baton);
+	}
+	sched_self = NULL;
+	return NULL;
+}
+
+int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_thread_fn fn,
+		       void *arg, const char *name)
+{
+	struct ccvm_sched *s;
+	struct ccvm_thread *t, *self;
+	int err;
+
+	if (!p || !out || !fn)
+		return -EINVAL;
+	s = p->sched;
+	if (!s) {
+		t = calloc(1, sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		t->fn = fn;
+		t->arg = arg;
+		snprintf(t->name, sizeof(t->name), "%s", name ? name : "thread");
+		err = pthread_create(&t->pt, NULL, free_thread_main, t);
+		if (err) {
+			free(t);
+			return -err;
+		}
+		*out = t;
+		return 0;
+	}
+	self = controlled(s);
+	if (!self)
+		return -EPERM;
+	if (s->nr_threads >= CCVM_SCHED_MAX_THREADS)
+		return -EAGAIN;
+	if (!step(s, self, CCVM_SCHED_OP_CREATE, CCVM_W_NONE, NULL, NULL, NULL, NULL))
+		return -ECANCELED;
+
+	t = &s->threads[s->nr_threads];
+	sem_destroy(&t->baton);
+	memset(t, 0, offsetof(struct ccvm_thread, baton));
+	sem_init(&t->baton, 0, 0);
+	t->s = s;
+	t->fn = fn;
+	t->arg = arg;
+	snprintf(t->name, sizeof(t->name), "%s", name ? name : "thread");
+	t->id = (uint8_t)s->nr_threads;
+	t->state = CCVM_T_LIVE;
+	t->has_jmp = true;
+	t->op = CCVM_SCHED_OP_START;
+	t->wait = CCVM_W_NONE;
+	t->dobj = t;
+	t->oname = t->name;
+	/* PCT: a random priority among the start priorities (above every change). */
+	t->prio = s->pct_depth + (rng_next(&s->rng) >> 8);
+	err = pthread_create(&t->pt, NULL, controlled_thread_main, t);
+	if (err) {
+		t->state = CCVM_T_FREE;
+		return -err;
+	}
+	t->os_thread = true;
+	s->nr_threads++;
+	s->live |= BIT(t->id);
+	*out = t;
+	return 0;
+}
+
+static void reap(struct ccvm_thread *t)
+{
+	if (t->os_thread) {
+		pthread_join(t->pt, NULL);
+		t->os_thread = false;
+	}
+}
+
+int ccvm_thread_join_at(struct ccvm_thread *t, int *ret, const struct ccvm_sync_site *site)
+{
+	struct ccvm_sched *s;
+	struct ccvm_thread *self;
+
+	if (!t)
+		return -EINVAL;
+	s = t->s;
+	if (!s) {
+		if (pthread_equal(t->pt, pthread_self()))
+			return -EDEADLK;
+		pthread_join(t->pt, NULL);
+		if (ret)
+			*ret = t->ret;
+		free(t);
+		return 0;
+	}
+	self = controlled(s);
+	if (self == t || t->id == 0)
+		return -EDEADLK;
+	if (t->state == CCVM_T_JOINED || t->state == CCVM_T_FREE)
+		return -EINVAL;
+	if (self && !step(s, self, CCVM_SCHED_OP_JOIN, CCVM_W_JOIN, t, t, t->name, site))
+		return -ECANCELED;
+	if (!self && t->state == CCVM_T_LIVE)
+		return -EPERM;		/* cannot wait outside the schedule */
+	reap(t);
+	t->state = CCVM_T_JOINED;
+	if (t->unwound)
+		return -ECANCELED;
+	if (ret)
+		*ret = t->ret;
+	return 0;
+}
+
+const char *ccvm_thread_name(const struct ccvm_thread *t)
+{
+	return t ? t->name : NULL;
+}
+
+/* ---- runs ---------------------------------------------------------------------------- */
+
+int ccvm_sched_new(struct ccvm_sched **out)
+{
+	struct ccvm_sched *s = calloc(1, sizeof(*s));
+	unsigned int i;
+
+	if (!s)
+		return -ENOMEM;
+	for (i = 0; i < CCVM_SCHED_MAX_THREADS; i++)
+		sem_init(&s->threads[i].baton, 0, 0);
+	s->step_bound = CCVM_SCHED_DEFAULT_STEP_BOUND;
+	s->bound = -1;
+	s->shard_count = 1;
+	*out = s;
+	return 0;
+}
+
+void ccvm_sched_free(struct ccvm_sched *s)
+{
+	unsigned int i;
+
+	if (!s)
+		return;
+	for (i = 0; i < CCVM_SCHED_MAX_THREADS; i++) {
+		reap(&s->threads[i]);
+		sem_destroy(&s->threads[i].baton);
+	}
+	free(s->nodes);
+	free(s->replay);
+	free(s->rec);
+	free(s);
+}
+
+void ccvm_sched_run_begin(struct ccvm_sched *s, bool can_unwind)
+{
+	struct ccvm_thread *t0 = &s->threads[0];
+	uint32_t i;
+
+	s->nr_threads = 1;
+	s->live = 1;
+	s->running = true;
+	s->in_check = s->failed = s->aborting = false;
+	s->step = s->nswitch = s->ticket = 0;
+	s->hash = 2166136261u;
+	s->nr_held = 0;
+	s->error = 0;
+	s->failure = CCVM_EXPLORE_OK;
+	s->msg[0] = '\0';
+	s->rng = s->seed;
+	s->rec_len = 0;
+	s->rec_last = 0;
+	s->unwinder = NULL;
+	/* DFS: replay the prefix, and explore on from there. */
+	s->node_idx = 0;
+	s->nr_nodes = s->prefix;
+	s->sleep = 0;
+	s->preempt = 0;
+	s->lo = 0;
+	s->hi = s->shard_count;
+	s->dfs_off = false;
+	s->replay_i = 0;
+
+	sem_destroy(&t0->baton);
+	memset(t0, 0, offsetof(struct ccvm_thread, baton));
+	sem_init(&t0->baton, 0, 0);
+	t0->s = s;
+	snprintf(t0->name, sizeof(t0->name), "main");
+	t0->state = CCVM_T_LIVE;
+	t0->has_jmp = can_unwind;
+	t0->op = CCVM_SCHED_OP_START;
+	t0->prio = s->pct_depth + (rng_next(&s->rng) >> 8);
+	s->current = t0;
+	sched_self = t0;
+
+	/* PCT: d - 1 change points spread over the estimated run length. */
+	s->pct_nchange = 0;
+	if (s->strategy == CCVM_SCHED_PCT)
+		for (i = 0; i + 1 < s->pct_depth; i++)
+			s->pct_change[s->pct_nchange++] =
+				1 + rng_next(&s->rng) % (s->pct_steps ? s->pct_steps : 1);
+}
+
+static bool quiescent_check(struct ccvm_sched *s)
+{
+	char msg[512] = "";
+	int r;
+
+	s->in_check = true;
+	r = s->sc->check(s->p, s->sc->ctx, msg, sizeof(msg));
+	s->in_check = false;
+	if (!r)
+		return true;
+	msg[sizeof(msg) - 1] = '\0';
+	sched_fail(s, CCVM_EXPLORE_FAIL_CHECK, -EPROTO, "check failed at step %llu: %s\n",
+		   (unsigned long long)s->step, msg[0] ? msg : "(no message)");
+	describe_threads(s);
+	return false;
+}
+
+int ccvm_sched_run_finish(struct ccvm_sched *s, int err)
+{
+	struct ccvm_thread *t0 = &s->threads[0];
+	uint64_t others = s->live & ~1ull;
+
+	if (err && !s->failed)
+		sched_fail(s, CCVM_EXPLORE_FAIL_SCENARIO, err,
+			   "the scenario returned %d (%s) at step %llu\n", err,
+			   ccvm_strerror(err), (unsigned long long)s->step);
+	if (others && !s->failed) {
+		sched_fail(s, CCVM_EXPLORE_FAIL_MISUSE, -EBUSY,
+			   "the scenario returned with threads it did not join:\n");
+		describe_threads(s);
+	}
+	if (others)
+		sched_abort(s, t0);
+	if (!s->failed && s->strategy == CCVM_SCHED_REPLAY) {
+		if (s->replay_i < s->replay_n)
+			sched_fail(s, CCVM_EXPLORE_FAIL_DIVERGED, -ESTALE,
+				   "replay diverged: the run ended at step %llu, before the token's "
+				   "choice at step %llu\n", (unsigned long long)s->step,
+				   (unsigned long long)s->replay[s->replay_i].step);
+		else if (!s->replay_partial && (s->replay_steps != s->step ||
+						s->replay_hash != s->hash))
+			sched_fail(s, CCVM_EXPLORE_FAIL_DIVERGED, -ESTALE,
+				   "replay diverged: the run took %llu steps (token: %llu)%s; the "
+				   "scenario no longer matches the token\n",
+				   (unsigned long long)s->step,
+				   (unsigned long long)s->replay_steps,
+				   s->replay_steps == s->step ? " of other operations" : "");
+	}
+	if (!s->failed && s->sc && s->sc->check)
+		quiescent_check(s);
+	return s->failed ? s->error : 0;
+}
+
+void ccvm_sched_run_end(struct ccvm_sched *s)
+{
+	uint32_t i;
+
+	s->running = false;
+	for (i = 1; i < s->nr_threads; i++)
+		reap(&s->threads[i]);
+	if (sched_self && sched_self->s == s)
+		sched_self = NULL;
+}
+
+bool ccvm_sched_dfs_next(struct ccvm_sched *s)
+{
+	uint8_t alts[CCVM_SCHED_MAX_THREADS];
+	size_t j;
+
+	for (j = s->nr_nodes; j-- > 0;) {
+		struct ccvm_sched_node *n = &s->nodes[j];
+		unsigned int nalts = node_alts(s, n, alts), k;
+
+		for (k = n->chosen + 1u; k < nalts; k++) {
+			uint32_t lo, hi;
+
+			alt_range(n, k, nalts, &lo, &hi);
+			if (lo <= s->shard_index && s->shard_index < hi) {
+				n->chosen = (uint8_t)k;
+				s->nr_nodes = s->prefix = j + 1;
+				return true;
+			}
+		}
+	}
+	s->nr_nodes = s->prefix = 0;
+	return false;
+}
+
+bool ccvm_sched_dfs_owned(const struct ccvm_sched *s)
+{
+	return s->lo == s->shard_index;
+}
+
+uint32_t ccvm_sched_last_events(const struct ccvm_sched *s, struct ccvm_sched_event *ev,
+				uint32_t n)
+{
+	uint64_t first, i;
+	uint32_t k = 0;
+
+	if (n > CCVM_SCHED_RING)
+		n = CCVM_SCHED_RING;
+	first = s->step > n ? s->step - n : 0;
+	for (i = first; i < s->step; i++) {
+		const struct ccvm_sched_ring *r = &s->ring[i & (CCVM_SCHED_RING - 1)];
+
+		ev[k] = (struct ccvm_sched_event){
+			.step = r->step, .thread = r->tid, .op = r->op, .obj = r->obj,
+			.file = r->site ? r->site->file : NULL,
+			.func = r->site ? r->site->func : NULL,
+			.line = r->site ? r->site->line : 0,
+		};
+		memcpy(ev[k].thread_name, s->threads[r->tid].name, sizeof(ev[k].thread_name));
+		k++;
+	}
+	return k;
+}
+
+/* ---- tokens ---------------------------------------------------------------------------- */
+
+/*
+ * Token v1: "S1:" then base64url (no padding) of varints: flags (bit 0:
+ * partial, the run did not end), steps, hash of the (thread, op) sequence,
+ * then (step delta, thread) per non-default pick.
+ */
+#define TOKEN_PREFIX		"S1:"
+#define TOKEN_PARTIAL		1u
+
+static const char b64url[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	do {
+		p[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+	return n;
+}
+
+/* Base64url of @n bytes at @in into @out (room for 4 * ceil(n / 3) + 1). */
+static size_t b64_encode(const uint8_t *in, size_t n, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+
+		if (i + 1 < n)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= in[i + 2];
+		out[o++] = b64url[v >> 18];
+		out[o++] = b64url[(v >> 12) & 63];
+		if (i + 1 < n)
+			out[o++] = b64url[(v >> 6) & 63];
+		if (i + 2 < n)
+			out[o++] = b64url[v & 63];
+	}
+	out[o] = '\0';
+	return o;
+}
+
+static size_t token_header(const struct ccvm_sched *s, bool partial, uint8_t *hdr)
+{
+	size_t n = put_varint(hdr, partial ? TOKEN_PARTIAL : 0);
+
+	n += put_varint(hdr + n, s->step);
+	n += put_varint(hdr + n, s->hash);
+	return n;
+}
+
+int ccvm_sched_token(const struct ccvm_sched *s, char **out)
+{
+	uint8_t hdr[32];
+	size_t hn = token_header(s, false, hdr), n = hn + s->rec_len;
+	uint8_t *raw = malloc(n ? n : 1);
+	char *tok = malloc(sizeof(TOKEN_PREFIX) + 4 * (n / 3 + 1));
+
+	if (!raw || !tok) {
+		free(raw);
+		free(tok);
+		return -ENOMEM;
+	}
+	memcpy(raw, hdr, hn);
+	if (s->rec_len)
+		memcpy(raw + hn, s->rec, s->rec_len);
+	memcpy(tok, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1);
+	b64_encode(raw, n, tok + sizeof(TOKEN_PREFIX) - 1);
+	free(raw);
+	*out = tok;
+	return 0;
+}
+
+void ccvm_sched_write_token(const struct ccvm_sched *s, int fd, const char *prefix)
+{
+	static char buf[65536];
+	uint8_t raw[48];
+	const uint8_t *rec = s->rec;
+	size_t len = s->rec_len, hn, o, i, chunk;
+	ssize_t w;
+
+	hn = token_header(s, true, raw);
+	o = strlen(prefix);
+	if (o + sizeof(TOKEN_PREFIX) + 4 * ((hn + len) / 3 + 2) > sizeof(buf)) {
+		static const char too_long[] = "(the schedule is too long to print here)\n";
+
+		w = write(fd, prefix, strlen(prefix));
+		w = write(fd, too_long, sizeof(too_long) - 1);
+		(void)w;
+		return;
+	}
+	memcpy(buf, prefix, o);
+	memcpy(buf + o, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1);
+	o += sizeof(TOKEN_PREFIX) - 1;
+	/* Header and record are encoded as one byte string, 3 bytes at a time. */
+	for (i = 0; i < hn + len; i += chunk) {
+		uint8_t tri[3];
+		size_t k;
+
+		chunk = hn + len - i < 3 ? hn + len - i : 3;
+		for (k = 0; k < chunk; k++)
+			tri[k] = i + k < hn ? raw[i + k] : rec[i + k - hn];
+		o += b64_encode(tri, chunk, buf + o);
+	}
+	buf[o++] = '\n';
+	for (i = 0; i < o; i += (size_t)w) {
+		w = write(fd, buf + i, o - i);
+		if (w <= 0)
+			break;
+	}
+}
+
+static int b64_value(char c)
+{
+	const char *p = c ? strchr(b64url, c) : NULL;
+
+	return p ? (int)(p - b64url) : -1;
+}
+
+static int get_varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *v)
+{
+	unsigned int shift = 0;
+
+	*v = 0;
+	while (*pos < n && shift < 64) {
+		uint8_t b = p[(*pos)++];
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return 0;
+		shift += 7;
+	}
+	return -EINVAL;
+}
+
+int ccvm_sched_load_token(struct ccvm_sched *s, const char *token)
+{
+	const size_t plen = sizeof(TOKEN_PREFIX) - 1;
+	size_t tl, n = 0, pos = 0, nc = 0, i;
+	uint64_t flags, steps, hash, step = 0, v, tid;
+	struct ccvm_sched_choice *c;
+	uint32_t acc = 0;
+	uint8_t *raw;
+	int bits = 0, err = -EINVAL;
+
+	if (!token || strncmp(token, TOKEN_PREFIX, plen))
+		return -EINVAL;
+	token += plen;
+	tl = strlen(token);
+	if (tl % 4 == 1)
+		return -EINVAL;
+	raw = malloc(tl * 3 / 4 + 1);
+	if (!raw)
+		return -ENOMEM;
+	for (i = 0; i < tl; i++) {
+		int d = b64_value(token[i]);
+
+		if (d < 0)
+			goto out;
+		acc = acc << 6 | (uint32_t)d;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			raw[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	if (acc & ((1u << bits) - 1))
+		goto out;		/* non-canonical trailing bits */
+	if (get_varint(raw, n, &pos, &flags) || flags > TOKEN_PARTIAL ||
+	    get_varint(raw, n, &pos, &steps) || get_varint(raw, n, &pos, &hash) ||
+	    hash > UINT32_MAX)
+		goto out;
+	c = malloc((n - pos) / 2 * sizeof(*c) + sizeof(*c));
+	if (!c) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (pos < n) {
+		if (get_varint(raw, n, &pos, &v) || get_varint(raw, n, &pos, &tid) ||
+		    tid >= CCVM_SCHED_MAX_THREADS || (nc && !v) || v > UINT64_MAX - step ||
+		    (!(flags & TOKEN_PARTIAL) && step + v >= steps)) {
+			free(c);
+			goto out;
+		}
+		step += v;
+		c[nc++] = (struct ccvm_sched_choice){ step, (uint32_t)tid };
+	}
+	free(s->replay);
+	s->replay = c;
+	s->replay_n = nc;
+	s->replay_steps = steps;
+	s->replay_hash = (uint32_t)hash;
+	s->replay_partial = flags & TOKEN_PARTIAL;
+	err = 0;
+out:
+	free(raw);
+	return err;
+}
+
+bool ccvm_sched_caller_controlled(void)
+{
+	return sched_self && sched_self->s && sched_self->s->running;
+}
+
+/* ---- platforms --------------------------------------------------------------------------- */
+
+int ccvm_sched_platform_attach(struct ccvm_platform *p, uint32_t mode, uint64_t seed)
+{
+	struct ccvm_thread *self = sched_self;
+	struct ccvm_sched *s;
+	int err;
+
+	/* Made by a controlled thread: the platform joins that thread's schedule. */
+	if (self && self->s && self->s->running) {
+		s = self->s;
+		s->refs++;
+		if (!s->p)
+			s->p = p;
+		p->sched = s;
+		return 0;
+	}
+	if (mode != CCVM_SCHED_SERIAL)
+		return 0;
+	err = ccvm_sched_new(&s);
+	if (err)
+		return err;
+	s->owned = true;
+	s->refs = 1;
+	s->strategy = CCVM_SCHED_RANDOM;
+	s->seed = seed;
+	s->step_bound = UINT64_MAX;	/* a program, not a test run: no livelock bound */
+	s->p = p;
+	ccvm_sched_run_begin(s, false);
+	p->sched = s;
+	return 0;
+}
+
+bool ccvm_sched_platform_busy(struct ccvm_platform *p)
+{
+	struct ccvm_sched *s = p->sched;
+
+	uint32_t i;
+
+	if (!s || !s->owned || s->refs > 1)
+		return false;
+	/* Only the creator (thread 0) ends its scheduler, once it joined all. */
+	if (sched_self != &s->threads[0])
+		return true;
+	for (i = 1; i < s->nr_threads; i++)
+		if (!s->failed && s->threads[i].state != CCVM_T_JOINED)
+			return true;
+	return false;
+}
+
+void ccvm_sched_platform_detach(struct ccvm_platform *p)
+{
+	struct ccvm_sched *s = p->sched;
+
+	if (!s)
+		return;
+	p->sched = NULL;
+	if (s->p == p)
+		s->p = NULL;
+	if (--s->refs || !s->owned)
+		return;
+	ccvm_sched_run_end(s);
+	ccvm_sched_free(s);
+}
+
+int ccvm_sched_status(struct ccvm_sched *s, char *msg, size_t msg_sz)
+{
+	if (msg && msg_sz)
+		snprintf(msg, msg_sz, "%s", s && s->failed ? s->msg : "");
+	return s && s->failed ? s->error : 0;
+}
