@@ -228,6 +228,8 @@ static void print_report(struct explore *x)
 		fprintf(f, " in the PCT calibration run (FIFO schedule)\n");
 	else if (x->s->strategy == CCVM_SCHED_REPLAY)
 		fprintf(f, " in the replayed run\n");
+	else if (x->o.strategy == CCVM_EXPLORE_DFS)
+		fprintf(f, " in run %llu (dfs)\n", (unsigned long long)r->failed_run);
 	else
 		fprintf(f, " in run %llu (%s, seed %llu)\n", (unsigned long long)r->failed_run,
 			ccvm_explore_strategy_name(x->o.strategy),
@@ -241,9 +243,13 @@ static void print_report(struct explore *x)
 		const char *file = e->file ? strrchr(e->file, '/') : NULL;
 
 		file = file ? file + 1 : e->file;
-		fprintf(f, "  %6llu  %2u %-12s %-10s %-20s %s:%u\n", (unsigned long long)e->step,
+		fprintf(f, "  %6llu  %2u %-12s %-10s %-20s ", (unsigned long long)e->step,
 			e->thread, e->thread_name, ccvm_sched_op_name(e->op),
-			e->obj ? e->obj : "-", file ? file : "?", e->line);
+			e->obj ? e->obj : "-");
+		if (file)
+			fprintf(f, "%s:%u\n", file, e->line);
+		else
+			fprintf(f, "-\n");
 	}
 	if (r->token)
 		fprintf(f, "replay token: %s\n", r->token);

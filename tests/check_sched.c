@@ -299,16 +299,12 @@ END_TEST
  * create(A) is first and join(B) last (it comes after everything), so the
  * count is the interleavings of the chains a1 a2 a3 join(A) and create(B)
  * b1 b2 b3 with create(B) before join(A): C(8,4) = 70 minus the one that
- * puts all of A's chain first, 69.  With no preemption (bound 0): main runs
- * until join(A) blocks, then A or ... only 3 schedules:
- *   (1) main cA cB jA-blocks, A runs to its end (A was picked as lowest id),
- *       then main joins A and blocks on B, B runs, main joins B;
- * and the two where B's thread, once it runs, is never preempted either:
- * every switch happens where the running thread blocks or ends, and there
- * the next runnable thread is a free choice: after cA cB main blocks on
- * join(A) with A and B runnable (2 choices); if B runs first it ends and A
- * must run (1); if A runs first, it ends and main (join A) and B compete
- * (2).  That gives 1 + 2 = 3.
+ * puts all of A's chain first, 69.
+ * With no preemption (bound 0) a switch happens only where the running
+ * thread blocks or ends.  main does cA cB and blocks in join(A); A or B
+ * may run.  A: it runs to its end, then main (join(A) now possible) or B
+ * may run, and each order ends one way: 2 schedules.  B: it runs to its
+ * end, then only A can run: 1 schedule.  3 in all.
  * Dependent steps for sleep sets: create has no object (conflicts with
  * all), start/exit/join of X share X, the points have one object each; the
  * runs that sleep sets keep are 4, one per Mazurkiewicz trace.
@@ -818,6 +814,73 @@ START_TEST(test_rwlock_recursive_read)
 	ck_assert_ptr_nonnull(strstr(res.message, "waits to read-lock rwlock \"l\" held for "
 				     "read by thread 0 \"main\", behind a waiting writer"));
 	ccvm_explore_result_release(&res);
+}
+END_TEST
+
+/* A long write-locked loop that reschedules lets a reader in half-way. */
+struct resched {
+	struct ccvm_rwlock l;
+	int items[4];
+	bool resched;
+	unsigned int partial;	/* runs where the reader saw half a walk */
+};
+
+static int resched_walker(void *arg)
+{
+	struct resched *x = arg;
+	int i;
+
+	ccvm_rwlock_wrlock(&x->l);
+	for (i = 0; i < 4; i++) {
+		x->items[i] = 1;
+		if (x->resched && i == 1)
+			ccvm_rwlock_cond_resched(&x->l, 1);
+	}
+	ccvm_rwlock_unlock(&x->l);
+	return 0;
+}
+
+static int resched_reader(void *arg)
+{
+	struct resched *x = arg;
+	int i, n = 0;
+
+	ccvm_rwlock_rdlock(&x->l);
+	for (i = 0; i < 4; i++)
+		n += x->items[i];
+	ccvm_rwlock_unlock(&x->l);
+	x->partial += n == 2;
+	return n == 0 || n == 4 || (x->resched && n == 2) ? 0 : -EPROTO;
+}
+
+static int resched_run(struct ccvm_platform *p, void *ctx)
+{
+	struct resched *x = ctx;
+	struct ccvm_thread *w, *r;
+	int rw = 0, rr = 0;
+
+	memset(x->items, 0, sizeof(x->items));
+	ccvm_rwlock_init(&x->l, ccvm_platform_sched(p), "walk_lock");
+	ck_assert_int_eq(ccvm_thread_create(p, &w, resched_walker, x, "walker"), 0);
+	ck_assert_int_eq(ccvm_thread_create(p, &r, resched_reader, x, "reader"), 0);
+	ccvm_thread_join(w, &rw);
+	ccvm_thread_join(r, &rr);
+	return rw ? rw : rr;
+}
+
+START_TEST(test_cond_resched)
+{
+	struct resched x = { .resched = false };
+	struct ccvm_scenario sc = scenario("resched", resched_run, &x);
+	struct ccvm_explore_opts o = quiet(CCVM_EXPLORE_DFS);
+	struct ccvm_explore_result res = RESULT_INIT;
+
+	o.preemption_bound = CCVM_EXPLORE_UNBOUNDED;
+	ck_assert_int_eq(ccvm_explore(&sc, &o, &res), 0);
+	ck_assert_uint_eq(x.partial, 0);
+	x.resched = true;
+	ck_assert_int_eq(ccvm_explore(&sc, &o, &res), 0);
+	ck_assert_uint_gt(x.partial, 0);
 }
 END_TEST
 
@@ -1393,6 +1456,7 @@ Suite *sched_suite(void)
 	tcase_add_test(tc, test_cond);
 	tcase_add_test(tc, test_rwlock);
 	tcase_add_test(tc, test_rwlock_recursive_read);
+	tcase_add_test(tc, test_cond_resched);
 	tcase_add_test(tc, test_trylock);
 	tcase_add_test(tc, test_spin_wait);
 	tcase_add_test(tc, test_check_hook);

@@ -286,6 +286,29 @@ static inline void ccvm_rwlock_unlock_at(struct ccvm_rwlock *l, const struct ccv
 		ccvm_sync_rw_plain(l, CCVM_SYNC_RW_UNLOCK, pthread_rwlock_unlock(&l->u.lock));
 }
 
+/*
+ * ccvm_rwlock_cond_resched() - Drop @l (held for write if @write, else for
+ * read), let others run, take it again: KVM's cond_resched_rwlock_write /
+ * _read, for long loops that must let other paths in (zaps, punches,
+ * teardown reclaim).  The caller revalidates what it walked afterwards.
+ * Free-running: unlock, sched_yield(), lock.  Serial: the unlock and the
+ * lock are steps, so any other thread may run between them.
+ */
+#define ccvm_rwlock_cond_resched(l, write) \
+	ccvm_rwlock_cond_resched_at((l), (write), CCVM_SYNC_SITE)
+
+static inline void ccvm_rwlock_cond_resched_at(struct ccvm_rwlock *l, int write,
+					       const struct ccvm_sync_site *site)
+{
+	ccvm_rwlock_unlock_at(l, site);
+	if (!ccvm_sync_serial(l->sched))
+		sched_yield();
+	if (write)
+		ccvm_rwlock_wrlock_at(l, site);
+	else
+		ccvm_rwlock_rdlock_at(l, site);
+}
+
 /* ---- condition variable -------------------------------------------------------- */
 
 /*
