@@ -41,6 +41,7 @@ LIB_SRCS += lib/mmu.c
 LIB_SRCS += lib/platform.c
 LIB_SRCS += lib/sched.c
 LIB_SRCS += lib/stats.c
+LIB_SRCS += lib/study.c
 LIB_SRCS += lib/trace.c
 LIB_SRCS += lib/vcpu.c
 LIB_SRCS += lib/vm.c

@@ -204,9 +204,10 @@ static void *run_one(void *arg)
 			FAIL(r, ccvm_vm_terminate);
 	}
 	if (r->mode == MODE_DEFER) {
-		r->err = ccvm_tdx_set_defer_removal(vm, true);
+		r->err = ccvm_vm_set_study_knob(vm, CCVM_STUDY_GMEM_DEFER_REMOVAL,
+						CCVM_GMEM_DEFER_RFC);
 		if (r->err)
-			FAIL(r, ccvm_tdx_set_defer_removal);
+			FAIL(r, ccvm_vm_set_study_knob);
 	}
 	for (i = 0; i < nv; i++) {
 		ccvm_vcpu_close(v[i]);

@@ -325,6 +325,12 @@ int ccvm_mmu_vm_init(struct ccvm_vm *vm);
 void ccvm_mmu_vm_uninit(struct ccvm_vm *vm);
 /* Make @v's roots valid (kvm_mmu_reload): a mirror root only if it has none. */
 int ccvm_mmu_reload(struct ccvm_vcpu *v);
+/* Roots of @vm by kind ([0] direct, [1] mirror): counts and references. */
+struct ccvm_root_census {
+	uint32_t valid[2], invalid[2];
+	uint64_t refs[2];
+};
+void ccvm_mmu_root_census(struct ccvm_vm *vm, struct ccvm_root_census *c);
 /* Drop @v's root references (vCPU free). */
 void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v);
 
@@ -481,6 +487,7 @@ struct ccvm_vm {
 	_Atomic bool bugged;
 	_Atomic bool dead;
 	_Atomic long entry_blocked;		/* ccvm_vm_block_entry() depth */
+	_Atomic uint32_t study[CCVM_STUDY_NR_KNOBS];	/* lib/study.c */
 
 	const void *populate_src;		/* PAGE.ADD source during populate */
 	uint64_t populate_flags;

@@ -319,12 +319,42 @@ int ccvm_mmu_vm_init(struct ccvm_vm *vm)
 	return 0;
 }
 
+/* Leak every page below @sp and free the tables (a root nobody may zap). */
+static void table_leak(struct ccvm_vm *vm, struct ccvm_sp *sp)
+{
+	unsigned int i;
+
+	for (i = 0; i < SPTE_PER_TABLE; i++) {
+		uint64_t e = spte_load(&sp->spte[i]);
+		struct ccvm_sp *child;
+
+		if (!spte_present(e))
+			continue;
+		if (spte_leaf(e)) {
+			/* A private page the backend was never told to let go of. */
+			if (e & SPTE_PRIVATE)
+				ccvm_page_leak(vm->p, spte_frame(e));
+			atomic_fetch_sub_explicit(&vm->mmu.nr_leaves, 1, memory_order_relaxed);
+			continue;
+		}
+		child = spte_child(e);
+		table_leak(vm, child);
+		if (child->ext_pfn != CCVM_NO_PFN)
+			ccvm_page_leak(vm->p, child->ext_pfn);
+		sp_free(vm, child);
+	}
+}
+
 /*
  * KVM's kvm_mmu_uninit_tdp_mmu(): every root still valid (mirror roots
  * included) is invalidated, which drops the MMU's reference and, once the
  * vCPUs have unloaded, zaps and frees it.  The leaves of a mirror root go
  * through remove_private_spte, which a TDX backend answers by RECLAIM since
  * vm_pre_destroy already released the key.
+ *
+ * A root that still has references now had one leaked (study 001's v3
+ * reload): KVM never zaps it, so its S-EPT pages stay the TD's and every
+ * page below it is lost; the model leaks them the same way.
  */
 void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
 {
@@ -335,13 +365,17 @@ void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
 		next = root->next;
 		root_invalidate(vm, root);
 	}
-	/* References a vCPU never dropped: free anyway, the VM is gone. */
 	while (vm->mmu.roots) {
 		root = vm->mmu.roots;
-		ccvm_log(CCVM_LOG_WARN, "vm %u: %s root freed with %ld references left",
+		ccvm_log(CCVM_LOG_WARN, "vm %u: %s root leaked with %ld references left",
 			 vm->id, root->mirror ? "mirror" : "direct",
 			 atomic_load(&root->refcount));
-		root_free(vm, root);
+		ccvm_account(vm->p, vm, CCVM_EV_ROOT_LEAK, 1);
+		table_leak(vm, root->sp);
+		vm->mmu.roots = root->next;
+		sp_free(vm, root->sp);
+		free(root);
+		ccvm_model_bytes_add(vm->p, -(int64_t)sizeof(*root));
 	}
 	pthread_rwlock_unlock(&vm->mmu_lock);
 }
@@ -363,6 +397,12 @@ static int vcpu_root_replace(struct ccvm_vm *vm, struct ccvm_root **slot, bool m
  * kvm_mmu_reload(): the direct root is replaced when missing or invalid; a
  * mirror root is only taken when the vCPU has none, so a fast zap never makes
  * a vCPU allocate (or reference) a second mirror root (docs/semantics.md 10).
+ *
+ * The study knob CCVM_STUDY_MIRROR_RELOAD brings back the code under review
+ * (docs/studies/001.md): mmu_alloc_direct_roots() took a mirror root
+ * whenever it ran, and kvm_tdp_mmu_alloc_root() hands out a new reference
+ * on the valid one and overwrites the vCPU's pointer, so the reference the
+ * vCPU held is never dropped.
  */
 int ccvm_mmu_reload(struct ccvm_vcpu *v)
 {
@@ -378,10 +418,37 @@ int ccvm_mmu_reload(struct ccvm_vcpu *v)
 	pthread_rwlock_wrlock(&vm->mmu_lock);
 	if (need_direct)
 		err = vcpu_root_replace(vm, &v->root, false);
-	if (need_mirror && !err)
+	if (need_mirror && !err) {
 		err = vcpu_root_replace(vm, &v->mirror_root, true);
+	} else if (need_direct && !err && v->mirror_root &&
+		   ccvm_vm_study_knob(vm, CCVM_STUDY_MIRROR_RELOAD) == CCVM_MIRROR_RELOAD_V3) {
+		struct ccvm_root *root = root_get_for_vcpu(vm, true);
+
+		if (!root)
+			err = -ENOMEM;
+		else
+			v->mirror_root = root;	/* the old reference is lost */
+	}
 	pthread_rwlock_unlock(&vm->mmu_lock);
 	return err;
+}
+
+void ccvm_mmu_root_census(struct ccvm_vm *vm, struct ccvm_root_census *c)
+{
+	struct ccvm_root *root;
+
+	memset(c, 0, sizeof(*c));
+	pthread_rwlock_rdlock(&vm->mmu_lock);
+	for (root = vm->mmu.roots; root; root = root->next) {
+		unsigned int kind = root->mirror ? 1 : 0;
+
+		if (ccvm_root_is_invalid(root))
+			c->invalid[kind]++;
+		else
+			c->valid[kind]++;
+		c->refs[kind] += (uint64_t)atomic_load(&root->refcount);
+	}
+	pthread_rwlock_unlock(&vm->mmu_lock);
 }
 
 void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v)

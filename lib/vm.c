@@ -304,6 +304,7 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm)
 	for (i = 0; i < n; i++)
 		ccvm_vcpu_exit_guest(vm->vcpus[i]);
 	ccvm_account(vm->p, vm, CCVM_EV_IPI, 1);
+	ccvm_account(vm->p, vm, CCVM_EV_KICK_VCPU, n);
 }
 
 void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm)

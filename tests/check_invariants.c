@@ -655,7 +655,8 @@ END_TEST
 /* Deferred removal: the file goes, its private leaves and pinned inode stay. */
 START_TEST(test_tdx_deferred_release)
 {
-	ck_assert_int_eq(ccvm_tdx_set_defer_removal(F.vm, true), 0);
+	ck_assert_int_eq(ccvm_vm_set_study_knob(F.vm, CCVM_STUDY_GMEM_DEFER_REMOVAL,
+							 CCVM_GMEM_DEFER_RFC), 0);
 	ck_assert_int_eq(ccvm_gmem_close(F.g), 0);
 	F.g = NULL;
 	ck_assert_uint_eq(ccvm_tdx_nr_deferred(F.vm), 1);

@@ -66,7 +66,8 @@ static void close_order_one(enum close_mode mode, unsigned int perm)
 	check_td_pages(leaves, ept);
 
 	if (mode == MODE_DEFER)
-		ck_assert_int_eq(ccvm_tdx_set_defer_removal(T.vm, true), 0);
+		ck_assert_int_eq(ccvm_vm_set_study_knob(T.vm, CCVM_STUDY_GMEM_DEFER_REMOVAL,
+								 CCVM_GMEM_DEFER_RFC), 0);
 	if (mode == MODE_TERMINATE) {
 		ck_assert_int_eq(ccvm_vm_terminate(T.vm), 0);
 		ck_assert(!ccvm_tdx_hkid_assigned(T.vm));
@@ -189,7 +190,8 @@ START_TEST(test_defer_limit)
 	int i;
 
 	td_up(1, false);
-	ck_assert_int_eq(ccvm_tdx_set_defer_removal(T.vm, true), 0);
+	ck_assert_int_eq(ccvm_vm_set_study_knob(T.vm, CCVM_STUDY_GMEM_DEFER_REMOVAL,
+							 CCVM_GMEM_DEFER_RFC), 0);
 	for (i = 0; i < NR; i++) {
 		g[i] = tu_gmem(T.vm, 2 * PG, 0);
 		gpa = 16 * MIB + (uint64_t)i * 2 * PG;
@@ -229,7 +231,8 @@ START_TEST(test_hkid_release_failure)
 	td_up(1, false);
 	guest_map_pages(0x10000, 4, &a);
 	assigned = ccvm_tdx_pamt_nr_assigned(T.m);
-	ck_assert_int_eq(ccvm_tdx_set_defer_removal(T.vm, true), 0);
+	ck_assert_int_eq(ccvm_vm_set_study_knob(T.vm, CCVM_STUDY_GMEM_DEFER_REMOVAL,
+							 CCVM_GMEM_DEFER_RFC), 0);
 	ck_assert_int_eq(ccvm_tdx_inject(T.m, CCVM_TDH_VP_FLUSH, 0,
 					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_TDVPR, 0), 0);
 	close_all();

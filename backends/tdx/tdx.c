@@ -44,8 +44,9 @@
  *
  * Deferred removal (the gmem_defer_removal RFC, NAKed upstream) is off by
  * default, as in KVM 6.16: a guest_memfd released while the TD holds its
- * HKID has every page removed dynamically.  ccvm_tdx_set_defer_removal()
- * (tdx.h) turns it on per TD; ccvm_vm_terminate() releases the HKID early
+ * HKID has every page removed dynamically.  The study knob
+ * CCVM_STUDY_GMEM_DEFER_REMOVAL (ccvm.h) turns it on per TD;
+ * ccvm_vm_terminate() releases the HKID early
  * instead (KVM_TDX_TERMINATE_VM), after which a release is RECLAIM only.
  *
  * Locks, outer to inner: mmu_lock (core; the HKID release takes it for
@@ -105,7 +106,6 @@ struct kvm_tdx {
 	_Atomic uint32_t nr_in_guest;	/* from a VP.ENTER to its vcpu_exit op */
 
 	pthread_mutex_t lock;
-	bool defer_removal;
 	struct ccvm_gmem_inode *deferred[CCVM_TDX_MAX_GMEM_INODES];
 	unsigned int nr_deferred;
 	uint64_t *orphans;		/* pfn | ORPHAN_LEAKED */
@@ -431,6 +431,7 @@ static void tdx_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *cap
 	caps->preserves_data_without_punch = false;
 	caps->private_readable_by_host = false;
 	caps->map_gpa_max_bytes = TDX_MAP_GPA_MAX_LEN;
+	caps->study_knobs = 1ull << CCVM_STUDY_GMEM_DEFER_REMOVAL;
 }
 
 static int tdx_platform_init(struct ccvm_platform *p)
@@ -765,7 +766,8 @@ static int tdx_gmem_defer_removal(struct ccvm_vm *vm, struct ccvm_gmem_inode *in
 	if (!kt->td || hkid_state(kt) != HKID_ASSIGNED)
 		return 0;
 	pthread_mutex_lock(&kt->lock);
-	if ((kt->defer_removal || ccvm_vm_is_bugged(vm)) &&
+	if ((ccvm_vm_study_knob(vm, CCVM_STUDY_GMEM_DEFER_REMOVAL) == CCVM_GMEM_DEFER_RFC ||
+	     ccvm_vm_is_bugged(vm)) &&
 	    kt->nr_deferred < CCVM_TDX_MAX_GMEM_INODES) {
 		ccvm_gmem_inode_get(inode);
 		kt->deferred[kt->nr_deferred++] = inode;
@@ -1193,19 +1195,6 @@ struct ccvm_tdx_td *ccvm_tdx_vm_td(struct ccvm_vm *vm)
 struct ccvm_tdx_vp *ccvm_tdx_vcpu_vp(struct ccvm_vcpu *v)
 {
 	return v && vm_is_td(ccvm_vcpu_vm(v)) ? to_tdx(v)->vp : NULL;
-}
-
-int ccvm_tdx_set_defer_removal(struct ccvm_vm *vm, bool on)
-{
-	struct kvm_tdx *kt;
-
-	if (!vm_is_td(vm))
-		return -EINVAL;
-	kt = to_kvm_tdx(vm);
-	pthread_mutex_lock(&kt->lock);
-	kt->defer_removal = on;
-	pthread_mutex_unlock(&kt->lock);
-	return 0;
 }
 
 unsigned int ccvm_tdx_nr_deferred(struct ccvm_vm *vm)

@@ -2,9 +2,8 @@
 /*
  * The KVM side of the "tdx" backend (tdx.c), as seen by tests, examples and
  * benchmarks that link the library and want to look behind the public API:
- * the TD and vCPU handles of the simulated module, and the one policy knob
- * the upstream kernel does not have (deferred guest memory removal, the
- * NAKed 2025 RFC).  A VMM never needs this header.
+ * the TD and vCPU handles of the simulated module and what deferred removal
+ * pinned.  A VMM never needs this header.
  */
 #ifndef CCVM_BACKENDS_TDX_H
 #define CCVM_BACKENDS_TDX_H
@@ -27,16 +26,9 @@ struct ccvm_tdx_td *ccvm_tdx_vm_td(struct ccvm_vm *vm);
 struct ccvm_tdx_vp *ccvm_tdx_vcpu_vp(struct ccvm_vcpu *v);
 
 /*
- * ccvm_tdx_set_defer_removal() - Choose what the release of a guest_memfd
- * of @vm does while the TD still holds its HKID: zap every page now with
- * BLOCK, TRACK, REMOVE (false, the default: KVM 6.16), or pin the inode and
- * leave the pages to the cheap RECLAIM after the HKID release (true: the
- * gmem_defer_removal RFC, at most CCVM_TDX_MAX_GMEM_INODES inodes per TD).
- * Return: 0 or -EINVAL (not a TD).
+ * Inodes @vm has pinned for deferred removal right now (the study knob
+ * CCVM_STUDY_GMEM_DEFER_REMOVAL of ccvm.h turns deferral on).
  */
-int ccvm_tdx_set_defer_removal(struct ccvm_vm *vm, bool on);
-
-/* Inodes @vm has pinned for deferred removal right now. */
 unsigned int ccvm_tdx_nr_deferred(struct ccvm_vm *vm);
 
 /* True while the TD holds its HKID (from INIT_VM until its release). */

@@ -234,6 +234,12 @@ bool ccvm_vm_is_bugged(const struct ccvm_vm *vm);
 /* Mark @vm dead (no more guest entry) without bugging it. */
 void ccvm_vm_set_dead(struct ccvm_vm *vm);
 bool ccvm_vm_is_dead(const struct ccvm_vm *vm);
+/*
+ * The value of study knob @knob of @vm (enum ccvm_study_knob in ccvm.h), 0
+ * (what upstream merged) for an unknown knob.  A backend reads the knobs
+ * it lists in caps.study_knobs where the behaviour they select runs.
+ */
+uint32_t ccvm_vm_study_knob(const struct ccvm_vm *vm, unsigned int knob);
 bool ccvm_vm_is_finalized(const struct ccvm_vm *vm);
 /*
  * During ccvm_vm_populate() on a mirror-root backend: the source page being

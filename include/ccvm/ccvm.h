@@ -151,6 +151,8 @@ enum ccvm_event {
 	CCVM_EV_ASID_FLUSH,		/* WBINVD + DF_FLUSH before ASID reuse */
 	CCVM_EV_TDH_MEM_SEPT_REMOVE,	/* modelled; KVM does not use it */
 	CCVM_EV_TDH_MEM_RANGE_UNBLOCK,	/* modelled; KVM does not use it */
+	CCVM_EV_ROOT_LEAK,		/* root left with references at teardown */
+	CCVM_EV_KICK_VCPU,		/* a vCPU a kick visited (request, mode check) */
 	CCVM_EV_NR
 };
 
@@ -181,7 +183,9 @@ const char *ccvm_backend_op_name(unsigned int op);
  * Cost model: simulated nanoseconds per event.  A zero entry means the
  * built-in default for it (see ccvm_cost_model_default()).  The defaults are
  * labelled assumptions: no per-leaf SEAMCALL, RMPUPDATE or IPI latency is
- * published.  An IPI costs ipi_ns + ipi_per_vcpu_ns * nr_vcpus.
+ * published.  A kick of every vCPU costs ns[CCVM_EV_IPI] once and
+ * ns[CCVM_EV_KICK_VCPU] per vCPU it visits, plus ipi_per_vcpu_ns times the
+ * VM's vCPUs (an older form of the same slope; 0 by default).
  */
 struct ccvm_cost_model {
 	size_t sz;
@@ -311,6 +315,8 @@ struct ccvm_backend_caps {
 	bool preserves_data_without_punch; /* private->shared->private keeps bytes */
 	bool private_readable_by_host;	/* host sees plaintext of private pages */
 	uint64_t map_gpa_max_bytes;	/* largest MAP_GPA_RANGE exit, 0 = any */
+	uint64_t study_knobs;		/* 1 << knob for each study knob the
+					 * backend implements (see below) */
 };
 
 /* Capabilities of backend @name (NULL = "mock").  -ENOENT if not built. */
@@ -372,6 +378,60 @@ int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src,
  * memory is reclaimed without the dynamic-removal protocol.
  */
 int ccvm_vm_terminate(struct ccvm_vm *vm);
+
+/* ------------------------------------------------------------------ */
+/* Study knobs                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A study knob selects, for one VM, code the kernel discussed and did not
+ * merge (or replaced), so that a study program (studies/, `make seeds`,
+ * docs/studies/) runs the code under review and the merged code side by
+ * side on the same model.  Value 0 of every knob is what upstream merged: a
+ * VMM never sets one.  A knob is read where the behaviour it selects runs,
+ * so set it before that; a later change applies from then on.  New knobs
+ * are only appended.
+ */
+enum ccvm_study_knob {
+	/*
+	 * Study 001, the mirror root and the memslot generation wrap
+	 * (docs/studies/001.md).  Any VM with a mirror root (tdx).
+	 *   CCVM_MIRROR_RELOAD_MERGED  a reload takes a mirror root only when
+	 *                              the vCPU has no valid one
+	 *   CCVM_MIRROR_RELOAD_V3      the code under review: a reload that
+	 *                              replaces the direct root takes the mirror
+	 *                              root again, and the vCPU's reference on
+	 *                              the one it had is lost
+	 */
+	CCVM_STUDY_MIRROR_RELOAD = 0,
+	/*
+	 * Study 002, TD shutdown (docs/studies/002.md): what the release of a
+	 * guest_memfd does while the TD holds its HKID.  Backends that list it
+	 * in caps.study_knobs (tdx).
+	 *   CCVM_GMEM_DEFER_OFF        remove every page now (KVM 6.16)
+	 *   CCVM_GMEM_DEFER_RFC        the gmem_defer_removal RFC ("option 2"):
+	 *                              pin the inode, leave the pages to the
+	 *                              RECLAIM after the HKID release (at most
+	 *                              64 inodes per TD; more are removed now)
+	 */
+	CCVM_STUDY_GMEM_DEFER_REMOVAL = 1,
+	CCVM_STUDY_NR_KNOBS
+};
+
+#define CCVM_MIRROR_RELOAD_MERGED	0u
+#define CCVM_MIRROR_RELOAD_V3		1u
+#define CCVM_GMEM_DEFER_OFF		0u
+#define CCVM_GMEM_DEFER_RFC		1u
+
+/*
+ * ccvm_vm_set_study_knob() - Set study knob @knob of @vm to @value.
+ * Return: 0; -EINVAL (NULL, unknown knob, value out of range); -EOPNOTSUPP
+ * (the knob does not apply to this VM's backend); nothing changes on error.
+ */
+int ccvm_vm_set_study_knob(struct ccvm_vm *vm, unsigned int knob, uint32_t value);
+
+/* Read a study knob of @vm into *@value.  Return: 0 or -EINVAL. */
+int ccvm_vm_get_study_knob(struct ccvm_vm *vm, unsigned int knob, uint32_t *value);
 
 /* ------------------------------------------------------------------ */
 /* Memslots                                                            */
