@@ -75,6 +75,7 @@ TEST_SRCS += tests/check_sched.c
 TEST_SRCS += tests/check_snp.c
 TEST_SRCS += tests/check_snp_hw.c
 TEST_SRCS += tests/check_stress.c
+TEST_SRCS += tests/check_studies.c
 TEST_SRCS += tests/check_tdx_busy.c
 TEST_SRCS += tests/check_tdx_generation.c
 TEST_SRCS += tests/check_tdx_guest.c
@@ -109,6 +110,18 @@ BENCHES += bench_td_shutdown
 BENCHES += bench_xarray
 bench_core_LDLIBS := -lJudy
 bench_xarray_LDLIBS := -lJudy
+
+# Studies (docs/studies/): the scenario library studies/*.c below, linked
+# into every study program and into the tests (tests/check_studies.c
+# asserts each study's outcome), and one program per study,
+# studies/<name>.c, run by `make seeds`: add new names here, sorted.  A
+# study's plot script, if any, is studies/<name>.gp.
+STUDY_LIB_SRCS :=
+STUDY_LIB_SRCS += studies/s001.c
+STUDY_LIB_SRCS += studies/study.c
+
+STUDIES :=
+STUDIES += study_001
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
@@ -197,12 +210,15 @@ LIB := $(BUILD)/libccvm.a
 PC := $(BUILD)/ccvm.pc
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS) $(BACKEND_SRCS))
 TEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,tests/main.c $(TEST_SRCS))
+STUDY_LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(STUDY_LIB_SRCS))
+STUDY_BINS := $(STUDIES:%=$(BUILD)/studies/%)
 TEST_BIN := $(BUILD)/tests/ccvm-tests
 EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
 BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
 FUZZ_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(FUZZ_SRCS))
 FUZZ_BIN := $(BUILD)/tests/fuzz_ccvm
-ALL_OBJS := $(LIB_OBJS) $(TEST_OBJS) $(EXAMPLE_BINS:=.o) $(BENCH_BINS:=.o) $(FUZZ_OBJS)
+ALL_OBJS := $(LIB_OBJS) $(TEST_OBJS) $(EXAMPLE_BINS:=.o) $(BENCH_BINS:=.o) $(FUZZ_OBJS) \
+	$(STUDY_LIB_OBJS) $(STUDY_BINS:=.o)
 
 # The backends `make run` tries, in this order, if their sources are built.
 RUN_BACKENDS := $(foreach b,mock tdx snp,$(if $(filter backends/$(b)/%,$(BACKEND_SRCS)),$(b)))
@@ -212,15 +228,15 @@ RUN_BACKENDS := $(foreach b,mock tdx snp,$(if $(filter backends/$(b)/%,$(BACKEND
 # ---------------------------------------------------------------------------
 
 .PHONY: all
-all: $(LIB) $(PC) $(EXAMPLE_BINS)
+all: $(LIB) $(PC) $(EXAMPLE_BINS) $(STUDY_BINS)
 
 # Library internals (lib/*.h) are visible to the library, its tests and
 # benchmarks.  Backends see only the public headers and their own, as an
 # out-of-tree backend would (`make check-boundary`); examples only the
 # public headers, like any VMM.
-$(BUILD)/lib/%.o $(BUILD)/bench/%.o: OBJ_CFLAGS = -Ilib
+$(BUILD)/lib/%.o $(BUILD)/bench/%.o $(BUILD)/studies/%.o: OBJ_CFLAGS = -Ilib
 $(BUILD)/backends/%.o: OBJ_CFLAGS =
-$(BUILD)/tests/%.o: OBJ_CFLAGS = -Ilib $(CHECK_CFLAGS)
+$(BUILD)/tests/%.o: OBJ_CFLAGS = -Ilib -Istudies $(CHECK_CFLAGS)
 
 $(ALL_OBJS): $(BUILD)/%.o: %.c $(BUILD)/.flags
 	$(call msg,CC,$@)
@@ -235,6 +251,10 @@ $(LIB): $(LIB_OBJS)
 $(EXAMPLE_BINS) $(BENCH_BINS): %: %.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $($(notdir $@)_LDLIBS) $(LDLIBS)
+
+$(STUDY_BINS): %: %.o $(STUDY_LIB_OBJS) $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STUDY_LIB_OBJS) $(LIB) -lm $(LDLIBS)
 
 # Rebuild everything in $(BUILD) when the compiler or flags change; the
 # file is rewritten only then, so unchanged flags rebuild nothing.
@@ -299,9 +319,10 @@ bench-deps:
 
 $(TEST_OBJS): | check-deps
 
-$(TEST_BIN): $(TEST_OBJS) $(LIB) | check-deps
+$(TEST_BIN): $(TEST_OBJS) $(STUDY_LIB_OBJS) $(LIB) | check-deps
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(LIB) $(CHECK_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(STUDY_LIB_OBJS) $(LIB) $(CHECK_LIBS) \
+		-lm $(LDLIBS)
 
 .PHONY: check check-build
 check-build: $(TEST_BIN)
@@ -413,6 +434,44 @@ bench-run: $(BENCH_BINS)
 $(BENCH_BINS:=.o): | bench-deps
 
 # ---------------------------------------------------------------------------
+# Studies: `make seeds` builds the study programs optimised (build/seeds),
+# runs each with its CSV under build/seeds/studies/, draws
+# docs/studies/<name>.svg from it with studies/<name>.gp (gnuplot,
+# installed as Check is when missing), and ends with one summary table of
+# the SEED|thread|policy|outcome|figure lines every study prints.  It fails
+# if a study fails or reports an outcome other than the expected one.
+# ---------------------------------------------------------------------------
+
+.PHONY: seeds seeds-run seeds-deps
+seeds:
+	$(Q)$(MAKE) --no-print-directory SAN= BUILD=build/seeds BENCH_BUILD=1 seeds-run
+
+seeds-deps:
+	$(call need,gnuplot,command -v gnuplot,gnuplot-nox)
+
+SEEDS_LOG = $(BUILD)/studies/seeds.log
+seeds-run: $(STUDY_BINS) | seeds-deps
+	$(Q)log=$(SEEDS_LOG); : > $$log; status=0; start=$$(date +%s); \
+	buf=$$(command -v stdbuf >/dev/null && echo "stdbuf -oL"); \
+	for s in $(STUDIES); do \
+		echo "==> $$s" | tee -a $$log; \
+		{ $$buf $(BUILD)/studies/$$s --csv $(BUILD)/studies/$$s.csv 2>&1; \
+			echo $$? > $$log.rc; } | tee -a $$log; \
+		rc=$$(cat $$log.rc); \
+		[ "$$rc" = 0 ] || { echo "==> $$s: exit status $$rc" | tee -a $$log; status=1; }; \
+		if [ -f studies/$$s.gp ]; then \
+			gnuplot -e "csv='$(BUILD)/studies/$$s.csv'; out='docs/studies/$$s.svg'" \
+				studies/$$s.gp || status=1; \
+			echo "  PLOT    docs/studies/$$s.svg"; \
+		fi; \
+	done; \
+	rm -f $$log.rc; \
+	awk -F'|' -f studies/summary.awk $$log; \
+	echo "make seeds: $$(($$(date +%s) - start)) s"; \
+	grep -q '^SEED|.*|UNEXPECTED|' $$log && status=1; \
+	exit $$status
+
+# ---------------------------------------------------------------------------
 # Install
 # ---------------------------------------------------------------------------
 
@@ -436,9 +495,9 @@ uninstall:
 # Every source in the tree is in a list, and every suite is in tests/main.c.
 LISTED := $(PUBLIC_HEADERS) $(LIB_SRCS) $(BACKEND_SRCS) $(TEST_SRCS) $(FUZZ_SRCS) \
 	tests/main.c tests/consumer.c $(EXAMPLES:%=examples/%.c) \
-	$(BENCHES:%=bench/%.c)
+	$(BENCHES:%=bench/%.c) $(STUDY_LIB_SRCS) $(STUDIES:%=studies/%.c)
 UNLISTED := $(filter-out $(LISTED),$(wildcard include/ccvm/*.h lib/*.c \
-	backends/*/*.c tests/*.c examples/*.c bench/*.c))
+	backends/*/*.c tests/*.c examples/*.c bench/*.c studies/*.c))
 
 .PHONY: check-lists
 check-lists:
@@ -626,6 +685,7 @@ help:
 	@echo 'make SAN=asan|ubsan|tsan|asan,ubsan check   the same under sanitizers'
 	@echo 'make run             examples/minihv on every built backend'
 	@echo 'make bench           build (-O2, no sanitizers) and run the benchmarks'
+	@echo 'make seeds           run the studies of the source threads, plots in docs/studies/'
 	@echo 'make fuzz            libFuzzer (clang) on every backend for FUZZ_SECONDS; fuzz-smoke: short'
 	@echo 'make fuzz-replay     replay tests/fuzz-corpus with the plain harness; fuzz-seeds: rewrite it'
 	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR DESTDIR; make uninstall'

@@ -34,6 +34,7 @@
 	SUITE(snp) \
 	SUITE(snp_hw) \
 	SUITE(stress) \
+	SUITE(studies) \
 	SUITE(tdx_busy) \
 	SUITE(tdx_generation) \
 	SUITE(tdx_guest) \

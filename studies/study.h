@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The study framework (docs/studies/README.md).  A study replays one of the
+ * KVM threads libccvm is built from: a study knob (ccvm.h) brings back the
+ * code under review, a scenario (studies/sNNN.c) runs it and the merged
+ * code on the same model, and a program (studies/study_NNN.c) prints one
+ * table, writes a CSV and states its outcome as
+ *	SEED|<thread>|<policy>|<outcome>|<key figure>
+ * lines, which `make seeds` gathers into one summary table.  The scenarios
+ * are linked into the tests too (tests/check_studies.c), so the outcome
+ * each study reports is asserted on every `make check`.
+ *
+ * A scenario that runs threads creates its platforms with
+ * .sched = CCVM_SCHED_SERIAL and the study's --seed, so every run of it
+ * takes the same schedule (docs/scheduler.md).
+ */
+#ifndef CCVM_STUDIES_STUDY_H
+#define CCVM_STUDIES_STUDY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <ccvm/ccvm.h>
+
+#define STUDY_GIB	(1ull << 30)
+#define STUDY_MIB	(1ull << 20)
+
+/* Command line every study takes. */
+struct study_opts {
+	const char *csv;	/* --csv FILE: the table as CSV (default: none) */
+	const char *trace;	/* --trace FILE: Chrome trace JSON of a small run */
+	uint64_t seed;		/* --seed N: schedules and platform seeds */
+	bool quick;		/* --quick: smaller sizes (tests, smoke runs) */
+	int argi;		/* first argument the framework did not take */
+};
+
+/*
+ * Parse the common options; a study's own come after them.  Return: 0,
+ * 1 when --help was printed (exit 0), or -EINVAL (usage printed).
+ */
+int study_parse(int argc, char **argv, const char *usage, struct study_opts *o);
+
+/*
+ * One table: printed on stdout as aligned columns and, when a CSV file is
+ * open, written there as rows.  Columns are given once; each row is a
+ * printf-style line of fields separated by '|'.
+ */
+struct study_table {
+	FILE *csv;
+	unsigned int nr_cols;
+	int width[24];
+};
+
+int study_table_open(struct study_table *t, const struct study_opts *o,
+		     const char *const *cols, const int *width, unsigned int nr_cols);
+void study_table_row(struct study_table *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int study_table_close(struct study_table *t);
+
+/* One line of the `make seeds` summary. */
+void study_seed_line(const char *thread, const char *policy, const char *outcome,
+		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Silence the library's log: the old code of a study warns by design. */
+void study_quiet_log(void);
+
+/* ---- study 001: mirror root and the generation wrap (s001.c) ---- */
+
+struct s001_result {
+	/* after the last wrap, the TD still running */
+	uint32_t mirror_roots, direct_roots;	/* valid roots of each kind */
+	uint64_t mirror_refs;			/* references on mirror roots */
+	uint32_t broken_invariant;		/* ccvm_vm_check_invariants() */
+	/* after every handle is closed */
+	uint64_t roots_leaked;			/* CCVM_EV_ROOT_LEAK */
+	uint64_t pages_leaked;			/* the platform's leaked pages */
+	uint64_t pages_left;			/* allocated pages not leaked nor freed */
+};
+
+/*
+ * A TD with @nr_vcpus vCPUs; every round hot-plugs memory (a memslot update
+ * that wraps the generation when @wrap) and each vCPU pre-faults private
+ * pages in a fresh 2 MiB region, which reloads its MMU.  @reload is the
+ * value of CCVM_STUDY_MIRROR_RELOAD.  @trace: a trace file or NULL.
+ * Return: 0 or a negative errno (*@what names the failing call).
+ */
+int s001_run(uint32_t reload, unsigned int nr_vcpus, unsigned int rounds, bool wrap,
+	     const char *trace, struct s001_result *res, const char **what);
+
+#endif /* CCVM_STUDIES_STUDY_H */
