@@ -118,10 +118,12 @@ bench_xarray_LDLIBS := -lJudy
 # study's plot script, if any, is studies/<name>.gp.
 STUDY_LIB_SRCS :=
 STUDY_LIB_SRCS += studies/s001.c
+STUDY_LIB_SRCS += studies/s002.c
 STUDY_LIB_SRCS += studies/study.c
 
 STUDIES :=
 STUDIES += study_001
+STUDIES += study_002
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).

@@ -88,4 +88,55 @@ struct s001_result {
 int s001_run(uint32_t reload, unsigned int nr_vcpus, unsigned int rounds, bool wrap,
 	     const char *trace, struct s001_result *res, const char **what);
 
+/* ---- study 002: TD shutdown (s002.c) ---- */
+
+enum s002_policy {
+	S002_DYNAMIC,	/* default order: gmem closed while the TD holds its HKID */
+	S002_DEFERRED,	/* CCVM_STUDY_GMEM_DEFER_REMOVAL: the RFC's option 2 */
+	S002_TERMINATE,	/* ccvm_vm_terminate() first: option 1 */
+	S002_NR_POLICIES
+};
+
+extern const char *const s002_policy_names[S002_NR_POLICIES];
+
+struct s002_cfg {
+	enum s002_policy policy;
+	unsigned int nr_vcpus;
+	uint64_t bytes;		/* guest memory, every page mapped before shutdown */
+	const char *trace;	/* trace file of the whole run, or NULL */
+	bool timed;		/* measure wall seconds (never in tests) */
+};
+
+struct s002_result {
+	uint64_t pages;			/* 4K guest pages */
+	uint64_t ev[CCVM_EV_NR];	/* events of the shutdown alone */
+	uint64_t sim_ns;		/* the platform's simulated ns of the shutdown */
+	double map_wall_s, shutdown_wall_s;	/* cfg.timed only */
+	uint64_t model_bytes;		/* the platform's, every page mapped */
+	uint64_t pages_left;		/* pages not back in the pool afterwards */
+};
+
+/*
+ * Build a TD of @cfg->bytes with @cfg->nr_vcpus vCPUs, map every page of its
+ * guest_memfd into the S-EPT (KVM_PRE_FAULT_MEMORY from vCPU 0: PAGE.AUG,
+ * no guest byte is written), then shut it down by @cfg->policy.  Each run
+ * has its own platform, so runs may go in parallel threads.
+ * Return: 0 or a negative errno (*@what names the failing call).
+ */
+int s002_shutdown(const struct s002_cfg *cfg, struct s002_result *res, const char **what);
+
+/*
+ * The events of a shutdown at @full_gib GiB from runs at @small_gib and
+ * 2 * @small_gib: every count the model makes is affine in the guest size
+ * in whole GiB up to 512 GiB (one S-EPT leaf table per 2 MiB, one
+ * directory per GiB, the rest fixed), so the extrapolation is exact; the
+ * tests check it against a direct run.  Return: 0, -ERANGE when a count
+ * is not affine (it would not be exact), or the runs' errno.
+ */
+int s002_extrapolate(const struct s002_result *small, const struct s002_result *twice,
+		     uint64_t small_gib, uint64_t full_gib, struct s002_result *out);
+
+/* Simulated ns of the events @ev priced by @cm (what the platform charges). */
+uint64_t s002_price(const uint64_t *ev, const struct ccvm_cost_model *cm);
+
 #endif /* CCVM_STUDIES_STUDY_H */

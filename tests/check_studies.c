@@ -140,6 +140,75 @@ START_TEST(test_s001_merged_one_root)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Study 002: TD shutdown                                              */
+
+static void s002(enum s002_policy pol, unsigned int nv, uint64_t bytes, struct s002_result *r)
+{
+	struct s002_cfg cfg = { .policy = pol, .nr_vcpus = nv, .bytes = bytes };
+	const char *what;
+
+	ck_assert_int_eq(s002_shutdown(&cfg, r, &what), 0);
+	ck_assert_uint_eq(r->pages_left, 0);
+}
+
+/*
+ * The default order removes every page dynamically, each with one kick of
+ * every vCPU; the RFC's deferral and terminate-first reclaim every page
+ * with one RECLAIM and no removal leaf, and cost less than half.
+ */
+START_TEST(test_s002_outcomes)
+{
+	enum { NV = 6 };
+	const uint64_t bytes = 8 * STUDY_MIB, pages = bytes >> 12;
+	struct ccvm_cost_model cm = { .sz = sizeof(cm) };
+	struct s002_result r[S002_NR_POLICIES];
+	unsigned int p;
+
+	ccvm_cost_model_default(&cm);
+	for (p = 0; p < S002_NR_POLICIES; p++) {
+		s002((enum s002_policy)p, NV, bytes, &r[p]);
+		/* The platform's clock is its cost model applied to the counts. */
+		ck_assert_uint_eq(s002_price(r[p].ev, &cm), r[p].sim_ns);
+	}
+	ck_assert_uint_eq(r[S002_DYNAMIC].ev[CCVM_EV_TDH_MEM_RANGE_BLOCK], pages);
+	ck_assert_uint_eq(r[S002_DYNAMIC].ev[CCVM_EV_TDH_MEM_TRACK], pages);
+	ck_assert_uint_eq(r[S002_DYNAMIC].ev[CCVM_EV_TDH_MEM_PAGE_REMOVE], pages);
+	ck_assert_uint_eq(r[S002_DYNAMIC].ev[CCVM_EV_IPI], pages + 1);	/* + HKID release */
+	ck_assert_uint_eq(r[S002_DYNAMIC].ev[CCVM_EV_KICK_VCPU], (pages + 1) * NV);
+	for (p = S002_DEFERRED; p <= S002_TERMINATE; p++) {
+		ck_assert_uint_eq(r[p].ev[CCVM_EV_TDH_MEM_RANGE_BLOCK], 0);
+		ck_assert_uint_eq(r[p].ev[CCVM_EV_TDH_MEM_PAGE_REMOVE], 0);
+		/* Every guest page, its S-EPT tables and the TD's control pages. */
+		ck_assert_uint_ge(r[p].ev[CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM], pages);
+		ck_assert_uint_lt(2 * r[p].sim_ns, r[S002_DYNAMIC].sim_ns);
+	}
+	ck_assert_uint_eq(r[S002_DEFERRED].ev[CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM],
+			  r[S002_TERMINATE].ev[CCVM_EV_TDH_PHYMEM_PAGE_RECLAIM]);
+}
+END_TEST
+
+/*
+ * The scale divisor of study 002 is exact: every count of a shutdown is
+ * affine in the guest size in whole GiB, so runs at 1 and 2 GiB extrapolate
+ * to a direct run at 3 GiB count for count.
+ */
+START_TEST(test_s002_scaling_exact)
+{
+	/* Deferred differs from terminate only in when the HKID goes. */
+	unsigned int p = _i ? S002_TERMINATE : S002_DYNAMIC;
+	struct s002_result a, b, c, x;
+
+	s002((enum s002_policy)p, 4, 1 * STUDY_GIB, &a);
+	s002((enum s002_policy)p, 4, 2 * STUDY_GIB, &b);
+	s002((enum s002_policy)p, 4, 3 * STUDY_GIB, &c);
+	ck_assert_int_eq(s002_extrapolate(&a, &b, 1, 3, &x), 0);
+	ck_assert_uint_eq(x.pages, c.pages);
+	ck_assert_mem_eq(x.ev, c.ev, sizeof(x.ev));
+	ck_assert_uint_eq(s002_extrapolate(&a, &b, 1, 600, &x), -EINVAL);
+}
+END_TEST
+
 Suite *studies_suite(void)
 {
 	Suite *s = suite_create("studies");
@@ -152,6 +221,12 @@ Suite *studies_suite(void)
 	tcase_add_test(tc, test_s001_v3_leaks);
 	tcase_add_test(tc, test_s001_v3_no_wrap);
 	tcase_add_test(tc, test_s001_merged_one_root);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("s002");
+	/* Whole GiB TDs: the scaling check maps 6 GiB per policy. */
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_s002_outcomes);
+	tcase_add_loop_test(tc, test_s002_scaling_exact, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
