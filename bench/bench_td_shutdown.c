@@ -3,7 +3,12 @@
  * TD shutdown: dynamic removal versus teardown reclaim, against the
  * published figures (docs/semantics.md section 12, Adrian Hunter's 2025
  * measurements): 4 vCPUs / 18 GB, 72 s -> 24 s; 32 vCPUs / 107 GB,
- * 517 s -> 134 s.
+ * 517 s -> 134 s; 64 vCPUs / 400 GB, 5,539 s -> 467 s (the cover letter of
+ * KVM_TDX_TERMINATE_VM).  The model's fit and its miss of the third row are
+ * studies/study_002.c's subject (docs/studies/002.md); here the rows also
+ * measure the library's own speed: a SUMMARY line per row gives its wall
+ * seconds against the goal (issue: the 107 GB row under 15 s, the 400 GB
+ * row under 60 s).
  *
  * Each row builds a TD of that size, maps every page of its guest_memfd
  * into the S-EPT (KVM_PRE_FAULT_MEMORY: PAGE.AUG, the pages are never
@@ -25,7 +30,7 @@
  * are never touched, so neither grows with guest memory, only metadata).
  *
  * Usage: bench_td_shutdown [-r ROW] [-d DIVISOR] [-D] [-m MODE]
- *   -r ROW      only row 1 or 2
+ *   -r ROW      only row 1, 2 or 3 (row 3 runs at full size only this way)
  *   -d DIVISOR  guest sizes divided by DIVISOR (quick runs; the ratio is
  *               unchanged, the seconds scale down)
  *   -D          also the deferred-removal hook (gmem_defer_removal RFC)
@@ -47,7 +52,7 @@
 #include "../backends/tdx/tdx.h"
 
 #define GIB		(1ull << 30)
-#define MAX_VCPUS	32
+#define MAX_VCPUS	64
 #define TOLERANCE	0.15
 
 struct row {
@@ -59,7 +64,17 @@ struct row {
 static const struct row rows[] = {
 	{ 4, 18, 72.0, 24.0 },
 	{ 32, 107, 517.0, 134.0 },
+	{ 64, 400, 5539.0, 467.0 },
 };
+
+/*
+ * Wall-time goals of a whole row (both TDs built, mapped and shut down,
+ * in parallel): row 2 under 15 s, row 3 under 60 s.  Row 3 runs at 1/8 of
+ * its size unless -r 3 asks for it alone; its wall time is then the
+ * measured one times 8 (the work is linear in pages), labelled "est.".
+ */
+static const double row_goal_s[] = { 0, 15.0, 60.0 };
+#define ROW3_DIVISOR	8
 
 enum mode { MODE_DYNAMIC, MODE_TERMINATE, MODE_DEFER };
 
@@ -255,7 +270,7 @@ static void per_page(const struct run *r, uint64_t pages)
 
 int main(int argc, char **argv)
 {
-	unsigned int first = 0, last = 1, k, m, nr_modes = 2, only = ~0u;
+	unsigned int first = 0, last = 2, k, m, nr_modes = 2, only = ~0u;
 	uint64_t divisor = 1;
 	bool fail = false;
 	int opt;
@@ -264,8 +279,8 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'r':
 			first = last = (unsigned int)atoi(optarg) - 1;
-			if (first > 1) {
-				fprintf(stderr, "-r: row 1 or 2\n");
+			if (first > 2) {
+				fprintf(stderr, "-r: row 1, 2 or 3\n");
 				return 2;
 			}
 			break;
@@ -302,7 +317,10 @@ int main(int argc, char **argv)
 	       "model B/page  peak RSS B/page\n");
 	for (k = first; k <= last; k++) {
 		const struct row *row = &rows[k];
-		uint64_t bytes = (row->guest_gb * GIB / divisor) & ~(CCVM_HPAGE_2M_SIZE - 1);
+		/* Row 3 at full size only when asked for alone. */
+		uint64_t row_div = k == 2 && first != last ? ROW3_DIVISOR : 1;
+		uint64_t bytes = (row->guest_gb * GIB / divisor / row_div) &
+				 ~(CCVM_HPAGE_2M_SIZE - 1);
 		uint64_t pages = bytes >> CCVM_PAGE_SHIFT, rss_peak;
 		struct run runs[3];
 		bool ran[3];
@@ -324,7 +342,7 @@ int main(int argc, char **argv)
 			if (ran[m])
 				pthread_join(th[m], NULL);
 		rss_peak = peak_rss_bytes();
-		scale = (double)divisor;
+		scale = (double)(divisor * row_div);
 		for (m = 0; m < nr_modes; m++) {
 			struct run *r = &runs[m];
 			double pub = m == MODE_DYNAMIC ? row->pub_dynamic : row->pub_reclaim;
@@ -353,8 +371,19 @@ int main(int argc, char **argv)
 		       k == 0 ? ", fitted" : (err > TOLERANCE || err < -TOLERANCE ?
 					       ": OUTSIDE 15 %" : ": predicted, within 15 %"),
 		       now_s() - t0, cpu_s() - c0, runs[MODE_DYNAMIC].map_wall_s);
-		if (k > 0 && (err > TOLERANCE || err < -TOLERANCE))
+		/* Row 3 is a known miss of the model (docs/studies/002.md). */
+		if (k == 1 && (err > TOLERANCE || err < -TOLERANCE))
 			fail = true;
+		if (row_goal_s[k] > 0 && divisor == 1) {
+			double wall = (now_s() - t0) * (double)row_div;
+			char goal[96];
+
+			snprintf(goal, sizeof(goal), "TD shutdown row %u (%u vCPUs %" PRIu64
+				 " GiB) wall s%s", k + 1, row->vcpus, row->guest_gb,
+				 row_div > 1 ? " (est. from 1/8 size)" : "");
+			printf("SUMMARY|%s|%.1f|%.0f|%.2f|%s\n", goal, wall, row_goal_s[k],
+			       wall / row_goal_s[k], wall <= row_goal_s[k] ? "yes" : "no");
+		}
 	}
 	return fail ? 1 : 0;
 }
