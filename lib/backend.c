@@ -23,7 +23,8 @@ static const struct ccvm_backend_ops *const builtin_backends[] = {
 
 #define MAX_REGISTERED	8
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Process-wide, no platform's: a plain mutex in both modes. */
+static struct ccvm_mutex registry_lock = CCVM_MUTEX_INITIALIZER("registry_lock");
 static struct ccvm_backend_ops registered[MAX_REGISTERED];
 static unsigned int nr_registered;
 static const char *backend_names[CCVM_ARRAY_SIZE(builtin_backends) + MAX_REGISTERED + 1];
@@ -139,11 +140,11 @@ const struct ccvm_backend_ops *ccvm_backend_lookup(const char *name)
 	for (i = 0; i < CCVM_ARRAY_SIZE(builtin_backends); i++)
 		if (!strcmp(builtin_backends[i]->name, name))
 			return builtin_backends[i];
-	pthread_mutex_lock(&registry_lock);
+	ccvm_mutex_lock(&registry_lock);
 	for (i = 0; i < nr_registered; i++)
 		if (!strcmp(registered[i].name, name))
 			found = &registered[i];
-	pthread_mutex_unlock(&registry_lock);
+	ccvm_mutex_unlock(&registry_lock);
 	return found;
 }
 
@@ -160,7 +161,7 @@ int ccvm_backend_register(const struct ccvm_backend_ops *ops)
 		if (!strcmp(builtin_backends[i]->name, v.name))
 			return -EEXIST;
 	/* Look and add under one lock, so two registrations cannot both win. */
-	pthread_mutex_lock(&registry_lock);
+	ccvm_mutex_lock(&registry_lock);
 	for (i = 0; i < nr_registered && !err; i++)
 		if (!strcmp(registered[i].name, v.name))
 			err = -EEXIST;
@@ -169,7 +170,7 @@ int ccvm_backend_register(const struct ccvm_backend_ops *ops)
 	/* Entries are never removed, so pointers handed out stay valid. */
 	if (!err)
 		registered[nr_registered++] = v;
-	pthread_mutex_unlock(&registry_lock);
+	ccvm_mutex_unlock(&registry_lock);
 	return err;
 }
 
@@ -177,13 +178,13 @@ const char *const *ccvm_backend_names(void)
 {
 	unsigned int i, n = 0;
 
-	pthread_mutex_lock(&registry_lock);
+	ccvm_mutex_lock(&registry_lock);
 	for (i = 0; i < CCVM_ARRAY_SIZE(builtin_backends); i++)
 		backend_names[n++] = builtin_backends[i]->name;
 	for (i = 0; i < nr_registered; i++)
 		backend_names[n++] = registered[i].name;
 	backend_names[n] = NULL;
-	pthread_mutex_unlock(&registry_lock);
+	ccvm_mutex_unlock(&registry_lock);
 	return backend_names;
 }
 
@@ -243,7 +244,7 @@ int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name,
 	if (!op_injectable[op])
 		return -EINVAL;
 
-	pthread_mutex_lock(&p->inject_lock);
+	ccvm_mutex_lock(&p->inject_lock);
 	r = &p->inject[op];
 	atomic_store(&r->calls, 0);
 	r->nth = nth ? nth : 1;
@@ -252,7 +253,7 @@ int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name,
 	for (i = 0; i < CCVM_OPI_NR; i++)
 		armed |= p->inject[i].count != 0;
 	ccvm_op_hooks_set(p, CCVM_OP_HOOK_INJECT, armed);
-	pthread_mutex_unlock(&p->inject_lock);
+	ccvm_mutex_unlock(&p->inject_lock);
 	return 0;
 }
 
@@ -273,7 +274,7 @@ static int inject_check(struct ccvm_platform *p, enum ccvm_op_index op)
 	struct ccvm_inject_rule *r = &p->inject[op];
 	int err = 0;
 
-	pthread_mutex_lock(&p->inject_lock);
+	ccvm_mutex_lock(&p->inject_lock);
 	if (r->count) {
 		uint64_t n = atomic_fetch_add(&r->calls, 1) + 1;
 
@@ -283,7 +284,7 @@ static int inject_check(struct ccvm_platform *p, enum ccvm_op_index op)
 				r->count--;
 		}
 	}
-	pthread_mutex_unlock(&p->inject_lock);
+	ccvm_mutex_unlock(&p->inject_lock);
 	return err;
 }
 

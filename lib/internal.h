@@ -133,7 +133,7 @@ struct ccvm_platform {
 	uint64_t nr_pages;
 	_Atomic uint8_t *pfn_state;		/* CCVM_PFN_* per pfn */
 	uint32_t *free_next;			/* free list links, lazily backed */
-	pthread_mutex_t mem_lock;
+	struct ccvm_mutex mem_lock;
 	uint64_t free_head;			/* UINT64_MAX = empty */
 	uint64_t bump;				/* pfns >= bump never handed out */
 	_Atomic uint64_t nr_free;
@@ -144,7 +144,7 @@ struct ccvm_platform {
 	_Atomic uint64_t rng;
 	struct ccvm_cost_model costs;
 
-	pthread_mutex_t lock;			/* VM list, ids, inode count */
+	struct ccvm_mutex lock;			/* VM list, ids, inode count */
 	uint32_t nr_vms;
 	uint32_t next_vm_id;
 	uint64_t nr_inodes;
@@ -154,11 +154,11 @@ struct ccvm_platform {
 
 	_Atomic(ccvm_trace_fn) trace_fn;
 	void *_Atomic trace_ctx;
-	pthread_mutex_t trace_lock;		/* serialises trace callbacks */
+	struct ccvm_mutex trace_lock;		/* serialises trace callbacks */
 	struct ccvm_trace_writer *trace_writer;
 
 	_Atomic unsigned int op_hooks;		/* CCVM_OP_HOOK_*: op calls take the slow path */
-	pthread_mutex_t inject_lock;
+	struct ccvm_mutex inject_lock;
 	struct ccvm_inject_rule inject[CCVM_OPI_NR];
 
 	void *priv;				/* backend global state */

@@ -897,7 +897,7 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 	if (err)
 		return err;
 
-	pthread_mutex_lock(&p->mem_lock);
+	ccvm_mutex_lock(&p->mem_lock);
 	nr_free = atomic_load(&p->nr_free);
 	nr_leaked = atomic_load(&p->nr_leaked);
 	/* The free list: bounded by the free count, so a cycle cannot hang us. */
@@ -962,7 +962,7 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 					    (unsigned long long)leaked,
 					    (unsigned long long)nr_leaked);
 	}
-	pthread_mutex_unlock(&p->mem_lock);
+	ccvm_mutex_unlock(&p->mem_lock);
 	report_end(out, &r);
 	return 0;
 }

@@ -16,7 +16,8 @@ static void default_log(enum ccvm_log_level level, const char *msg, void *ctx)
 		fprintf(stderr, "libccvm: %s\n", msg);
 }
 
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Process-wide, no platform's: a plain mutex in both modes. */
+static struct ccvm_mutex log_lock = CCVM_MUTEX_INITIALIZER("log_lock");
 static ccvm_log_fn log_fn = default_log;
 static void *log_ctx;
 
@@ -24,11 +25,11 @@ ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx)
 {
 	ccvm_log_fn old;
 
-	pthread_mutex_lock(&log_lock);
+	ccvm_mutex_lock(&log_lock);
 	old = log_fn;
 	log_fn = fn ? fn : default_log;
 	log_ctx = fn ? ctx : NULL;
-	pthread_mutex_unlock(&log_lock);
+	ccvm_mutex_unlock(&log_lock);
 	return old;
 }
 
@@ -40,7 +41,7 @@ void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	pthread_mutex_lock(&log_lock);
+	ccvm_mutex_lock(&log_lock);
 	log_fn(level, msg, log_ctx);
-	pthread_mutex_unlock(&log_lock);
+	ccvm_mutex_unlock(&log_lock);
 }

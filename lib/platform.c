@@ -86,6 +86,30 @@ static void cost_model_fill(struct ccvm_cost_model *dst, const struct ccvm_cost_
 		dst->ipi_per_vcpu_ns = user->ipi_per_vcpu_ns;
 }
 
+/*
+ * The platform's locks, in the mode of its scheduler.  trace_lock stays a
+ * plain mutex in both modes: it only keeps two trace callbacks apart, and
+ * a trace must not change the schedule it records (a token recorded
+ * without a trace replays with one).
+ */
+static void platform_locks_init(struct ccvm_platform *p)
+{
+	struct ccvm_sched *s = ccvm_platform_sched(p);
+
+	ccvm_mutex_init(&p->lock, s, "platform->lock");
+	ccvm_mutex_init(&p->mem_lock, s, "mem_lock");
+	ccvm_mutex_init(&p->trace_lock, NULL, "trace_lock");
+	ccvm_mutex_init(&p->inject_lock, s, "inject_lock");
+}
+
+static void platform_locks_destroy(struct ccvm_platform *p)
+{
+	ccvm_mutex_destroy(&p->lock);
+	ccvm_mutex_destroy(&p->mem_lock);
+	ccvm_mutex_destroy(&p->trace_lock);
+	ccvm_mutex_destroy(&p->inject_lock);
+}
+
 int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_platform **out)
 {
 	struct ccvm_platform_opts opts;
@@ -145,14 +169,12 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	p->rng = opts.seed ? opts.seed : 0x5eed5eed5eed5eedull;
 	cost_model_fill(&p->costs, opts.costs ? &ucosts : NULL);
 	p->next_vm_id = 1;
-	pthread_mutex_init(&p->mem_lock, NULL);
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_mutex_init(&p->trace_lock, NULL);
-	pthread_mutex_init(&p->inject_lock, NULL);
 	ccvm_model_bytes_add(p, sizeof(*p) + sizeof(*vops));
+	/* The scheduler first: every lock of the platform takes its mode from it. */
 	err = ccvm_sched_platform_attach(p, opts.sched, opts.sched_seed);
 	if (err)
-		goto err_locks;
+		goto err_unmap;
+	platform_locks_init(p);
 
 	if (vops->platform_priv_size) {
 		p->priv = calloc(1, vops->platform_priv_size);
@@ -169,17 +191,16 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 err_priv:
 	free(p->priv);
 err_locks:
+	platform_locks_destroy(p);
 	ccvm_sched_platform_detach(p);
-	pthread_mutex_destroy(&p->mem_lock);
-	pthread_mutex_destroy(&p->lock);
-	pthread_mutex_destroy(&p->trace_lock);
-	pthread_mutex_destroy(&p->inject_lock);
 	platform_unmap(p);
 	free(vops);
 	free(p);
 	return err ? err : -ENOMEM;
 err_unmap:
 	platform_unmap(p);
+	if (err)
+		goto err_free;
 err_nomem:
 	err = -ENOMEM;
 err_free:
@@ -194,19 +215,16 @@ int ccvm_platform_destroy(struct ccvm_platform *p)
 
 	if (!p)
 		return -EINVAL;
-	pthread_mutex_lock(&p->lock);
+	ccvm_mutex_lock(&p->lock);
 	busy = p->nr_vms || p->nr_inodes || ccvm_sched_platform_busy(p);
-	pthread_mutex_unlock(&p->lock);
+	ccvm_mutex_unlock(&p->lock);
 	if (busy)
 		return -EBUSY;
 	ccvm_op_platform_destroy(p);
 	ccvm_trace_writer_close(p);
+	platform_locks_destroy(p);
 	ccvm_sched_platform_detach(p);
 	free(p->priv);
-	pthread_mutex_destroy(&p->mem_lock);
-	pthread_mutex_destroy(&p->lock);
-	pthread_mutex_destroy(&p->trace_lock);
-	pthread_mutex_destroy(&p->inject_lock);
 	platform_unmap(p);
 	free((void *)p->ops);
 	free(p);
@@ -215,16 +233,16 @@ int ccvm_platform_destroy(struct ccvm_platform *p)
 
 void ccvm_platform_inode_get(struct ccvm_platform *p)
 {
-	pthread_mutex_lock(&p->lock);
+	ccvm_mutex_lock(&p->lock);
 	p->nr_inodes++;
-	pthread_mutex_unlock(&p->lock);
+	ccvm_mutex_unlock(&p->lock);
 }
 
 void ccvm_platform_inode_put(struct ccvm_platform *p)
 {
-	pthread_mutex_lock(&p->lock);
+	ccvm_mutex_lock(&p->lock);
 	p->nr_inodes--;
-	pthread_mutex_unlock(&p->lock);
+	ccvm_mutex_unlock(&p->lock);
 }
 
 /* ---- accessors for backends ------------------------------------------- */
@@ -263,9 +281,9 @@ uint64_t ccvm_platform_nr_gmem_inodes(struct ccvm_platform *p)
 {
 	uint64_t n;
 
-	pthread_mutex_lock(&p->lock);
+	ccvm_mutex_lock(&p->lock);
 	n = p->nr_inodes;
-	pthread_mutex_unlock(&p->lock);
+	ccvm_mutex_unlock(&p->lock);
 	return n;
 }
 
@@ -296,19 +314,19 @@ int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn)
 {
 	uint64_t n;
 
-	pthread_mutex_lock(&p->mem_lock);
+	ccvm_mutex_lock(&p->mem_lock);
 	if (p->free_head != FREE_LIST_END) {
 		n = p->free_head;
 		p->free_head = p->free_next[n] ? p->free_next[n] : FREE_LIST_END;
 	} else if (p->bump < p->nr_pages) {
 		n = p->bump++;
 	} else {
-		pthread_mutex_unlock(&p->mem_lock);
+		ccvm_mutex_unlock(&p->mem_lock);
 		return -ENOMEM;
 	}
 	atomic_store_explicit(&p->pfn_state[n], CCVM_PFN_ALLOCATED, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&p->nr_free, 1, memory_order_relaxed);
-	pthread_mutex_unlock(&p->mem_lock);
+	ccvm_mutex_unlock(&p->mem_lock);
 	*pfn = n;
 	ccvm_account(p, NULL, CCVM_EV_PAGE_ALLOC, 1);
 	return 0;
@@ -332,12 +350,12 @@ void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn)
 	if (st & CCVM_PFN_DIRTY)
 		memset(ccvm_page_ptr(p, pfn), 0, CCVM_PAGE_SIZE);
 	atomic_store_explicit(&p->pfn_state[pfn], 0, memory_order_relaxed);
-	pthread_mutex_lock(&p->mem_lock);
+	ccvm_mutex_lock(&p->mem_lock);
 	/* free_next is 32 bits; 0 ends the list (pfn 0 is never free). */
 	p->free_next[pfn] = p->free_head == FREE_LIST_END ? 0 : (uint32_t)p->free_head;
 	p->free_head = pfn;
 	atomic_fetch_add_explicit(&p->nr_free, 1, memory_order_relaxed);
-	pthread_mutex_unlock(&p->mem_lock);
+	ccvm_mutex_unlock(&p->mem_lock);
 	ccvm_account(p, NULL, CCVM_EV_PAGE_FREE, 1);
 }
 
@@ -387,9 +405,9 @@ uint64_t ccvm_platform_pfn_limit(struct ccvm_platform *p)
 {
 	uint64_t bump;
 
-	pthread_mutex_lock(&p->mem_lock);
+	ccvm_mutex_lock(&p->mem_lock);
 	bump = p->bump;
-	pthread_mutex_unlock(&p->mem_lock);
+	ccvm_mutex_unlock(&p->mem_lock);
 	return bump;
 }
 

@@ -34,22 +34,22 @@ void ccvm_trace_emit(struct ccvm_platform *p, const struct ccvm_trace_record *re
 {
 	ccvm_trace_fn fn;
 
-	pthread_mutex_lock(&p->trace_lock);
+	ccvm_mutex_lock(&p->trace_lock);
 	fn = atomic_load(&p->trace_fn);
 	if (fn)
 		fn(rec, atomic_load(&p->trace_ctx));
-	pthread_mutex_unlock(&p->trace_lock);
+	ccvm_mutex_unlock(&p->trace_lock);
 }
 
 int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx)
 {
 	if (!p)
 		return -EINVAL;
-	pthread_mutex_lock(&p->trace_lock);
+	ccvm_mutex_lock(&p->trace_lock);
 	atomic_store(&p->trace_ctx, ctx);
 	atomic_store(&p->trace_fn, fn);
 	ccvm_op_hooks_set(p, CCVM_OP_HOOK_TRACE, fn != NULL);
-	pthread_mutex_unlock(&p->trace_lock);
+	ccvm_mutex_unlock(&p->trace_lock);
 	return 0;
 }
 
@@ -101,7 +101,7 @@ void ccvm_trace_writer_close(struct ccvm_platform *p)
 {
 	struct ccvm_trace_writer *w;
 
-	pthread_mutex_lock(&p->trace_lock);
+	ccvm_mutex_lock(&p->trace_lock);
 	w = p->trace_writer;
 	p->trace_writer = NULL;
 	if (w && atomic_load(&p->trace_ctx) == w) {
@@ -109,7 +109,7 @@ void ccvm_trace_writer_close(struct ccvm_platform *p)
 		atomic_store(&p->trace_ctx, NULL);
 		ccvm_op_hooks_set(p, CCVM_OP_HOOK_TRACE, false);
 	}
-	pthread_mutex_unlock(&p->trace_lock);
+	ccvm_mutex_unlock(&p->trace_lock);
 	if (!w)
 		return;
 	fputs("\n],\"displayTimeUnit\":\"ns\"}\n", w->f);
@@ -136,12 +136,12 @@ int ccvm_trace_open(struct ccvm_platform *p, const char *path)
 	w->t0 = ccvm_now_ns();
 	fputs("{\"traceEvents\":[", w->f);
 	ccvm_trace_writer_close(p);
-	pthread_mutex_lock(&p->trace_lock);
+	ccvm_mutex_lock(&p->trace_lock);
 	p->trace_writer = w;
 	atomic_store(&p->trace_ctx, w);
 	atomic_store(&p->trace_fn, writer_record);
 	ccvm_op_hooks_set(p, CCVM_OP_HOOK_TRACE, true);
-	pthread_mutex_unlock(&p->trace_lock);
+	ccvm_mutex_unlock(&p->trace_lock);
 	return 0;
 }
 

@@ -57,9 +57,9 @@ static void vm_free(struct ccvm_vm *vm)
 	free(vm->vcpus);
 	free(vm->priv);
 	free(vm);
-	pthread_mutex_lock(&p->lock);
+	ccvm_mutex_lock(&p->lock);
 	p->nr_vms--;
-	pthread_mutex_unlock(&p->lock);
+	ccvm_mutex_unlock(&p->lock);
 }
 
 int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
@@ -116,10 +116,10 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	ccvm_xa_init(&vm->slot_ids);
 	vm->state = CCVM_VM_CREATED;
 
-	pthread_mutex_lock(&p->lock);
+	ccvm_mutex_lock(&p->lock);
 	vm->id = p->next_vm_id++;
 	p->nr_vms++;
-	pthread_mutex_unlock(&p->lock);
+	ccvm_mutex_unlock(&p->lock);
 	ccvm_model_bytes_add(p, (int64_t)(sizeof(*vm) + ccvm_vm_priv_size(vm) +
 					  opts.max_vcpus * sizeof(vm->vcpus[0])));
 	/* The caps a VM reports depend on it (the shared bit's position). */
