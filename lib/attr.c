@@ -24,9 +24,9 @@ uint64_t ccvm_attr_get(struct ccvm_vm *vm, uint64_t gfn)
 {
 	uint64_t v;
 
-	pthread_rwlock_rdlock(&vm->attr_lock);
+	ccvm_rwlock_rdlock(&vm->attr_lock);
 	v = ccvm_xa_load(&vm->attrs, gfn);
-	pthread_rwlock_unlock(&vm->attr_lock);
+	ccvm_rwlock_unlock(&vm->attr_lock);
 	return v;
 }
 
@@ -53,9 +53,9 @@ int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t *at
 	if (!vm || !attributes || !ccvm_is_page_aligned(gpa))
 		return -EINVAL;
 	gfn = gpa >> CCVM_PAGE_SHIFT;
-	pthread_rwlock_rdlock(&vm->attr_lock);
+	ccvm_rwlock_rdlock(&vm->attr_lock);
 	v = ccvm_xa_run(&vm->attrs, gfn, &last);
-	pthread_rwlock_unlock(&vm->attr_lock);
+	ccvm_rwlock_unlock(&vm->attr_lock);
 	*attributes = v;
 	if (run_bytes) {
 		/*
@@ -110,7 +110,7 @@ void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 	uint64_t hp = (slot->base_gfn + CCVM_PAGES_PER_2M - 1) & ~(CCVM_PAGES_PER_2M - 1);
 	uint64_t end = slot->base_gfn + slot->npages;
 
-	pthread_rwlock_rdlock(&vm->attr_lock);
+	ccvm_rwlock_rdlock(&vm->attr_lock);
 	while (hp + CCVM_PAGES_PER_2M <= end) {
 		uint64_t last;
 
@@ -126,7 +126,7 @@ void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 			hp += CCVM_PAGES_PER_2M;
 		} while (hp + CCVM_PAGES_PER_2M <= end && hp + CCVM_PAGES_PER_2M - 1 <= last);
 	}
-	pthread_rwlock_unlock(&vm->attr_lock);
+	ccvm_rwlock_unlock(&vm->attr_lock);
 }
 
 /*
@@ -141,12 +141,12 @@ static void post_set_mixed(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64
 	uint64_t tail = (end - 1) & ~(CCVM_PAGES_PER_2M - 1);
 	uint64_t hp;
 
-	pthread_rwlock_rdlock(&vm->attr_lock);
+	ccvm_rwlock_rdlock(&vm->attr_lock);
 	if (hugepage_in_slot(slot, head))
 		set_mixed(slot, head, !hugepage_uniform(vm, head, attrs));
 	if (tail != head && hugepage_in_slot(slot, tail))
 		set_mixed(slot, tail, !hugepage_uniform(vm, tail, attrs));
-	pthread_rwlock_unlock(&vm->attr_lock);
+	ccvm_rwlock_unlock(&vm->attr_lock);
 	for (hp = head + CCVM_PAGES_PER_2M; hp < tail; hp += CCVM_PAGES_PER_2M)
 		if (hugepage_in_slot(slot, hp))
 			set_mixed(slot, hp, false);
@@ -213,7 +213,7 @@ static int pre_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t 
 	size_t i;
 	int err = 0;
 
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(vm);
 	for (i = 0; i < n; i++) {
 		uint64_t a = r[i].start, b = r[i].end;
@@ -228,7 +228,7 @@ static int pre_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t 
 	}
 	if (flush)
 		ccvm_mmu_flush_remote_tlbs(vm);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	return err;
 }
 
@@ -238,13 +238,13 @@ static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_
 {
 	size_t i;
 
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	for (i = 0; stored && i < n; i++) {
 		post_set_mixed(vm, r[i].slot, r[i].start, r[i].end, attrs);
 		ccvm_op_post_set_mem_attr(vm, r[i].start, r[i].end, attrs);
 	}
 	ccvm_mmu_invalidate_end(vm);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
@@ -268,17 +268,17 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 	start = gpa >> CCVM_PAGE_SHIFT;
 	end = start + (size >> CCVM_PAGE_SHIFT);
 
-	pthread_mutex_lock(&vm->slots_lock);
+	ccvm_mutex_lock(&vm->slots_lock);
 	if (!ccvm_vm_usable(vm)) {
 		err = -EIO;
 		goto out;
 	}
-	pthread_rwlock_rdlock(&vm->attr_lock);
+	ccvm_rwlock_rdlock(&vm->attr_lock);
 	if (ccvm_xa_range_is(&vm->attrs, start, end - 1, attributes)) {
-		pthread_rwlock_unlock(&vm->attr_lock);
+		ccvm_rwlock_unlock(&vm->attr_lock);
 		goto out;
 	}
-	pthread_rwlock_unlock(&vm->attr_lock);
+	ccvm_rwlock_unlock(&vm->attr_lock);
 	/* Writers hold slots_lock; readers never look at the reserve. */
 	err = ccvm_xa_reserve(&vm->attrs, start, end - 1);
 	if (err)
@@ -300,12 +300,12 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		goto out_free;
 	}
 
-	pthread_rwlock_wrlock(&vm->attr_lock);
+	ccvm_rwlock_wrlock(&vm->attr_lock);
 	before = ccvm_xa_memory(&vm->attrs);
 	if (ccvm_xa_store_range(&vm->attrs, start, end - 1, attributes))
 		ccvm_vm_bug(vm, "attribute store failed after reserve");
 	ccvm_model_bytes_add(vm->p, (int64_t)ccvm_xa_memory(&vm->attrs) - (int64_t)before);
-	pthread_rwlock_unlock(&vm->attr_lock);
+	ccvm_rwlock_unlock(&vm->attr_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_ATTR_CHANGE, 1);
 
 	if (n)
@@ -322,6 +322,6 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 out_free:
 	free(r);
 out:
-	pthread_mutex_unlock(&vm->slots_lock);
+	ccvm_mutex_unlock(&vm->slots_lock);
 	return err;
 }

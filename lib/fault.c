@@ -161,7 +161,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		return ret;
 	ccvm_account(vm->p, vm, CCVM_EV_FAULT, 1);
 
-	pthread_rwlock_rdlock(&vm->memslots_rw);
+	ccvm_rwlock_rdlock(&vm->memslots_rw);
 	seq = atomic_load_explicit(&vm->mmu.invalidate_seq, memory_order_acquire);
 
 	attr_private = ccvm_vm_gfn_is_private(vm, f.gfn);
@@ -223,7 +223,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		goto out;
 	}
 
-	pthread_rwlock_rdlock(&vm->mmu_lock);
+	ccvm_rwlock_rdlock(&vm->mmu_lock);
 	if (f.level > CCVM_LEVEL_4K) {
 		int slot_level = ccvm_memslot_max_level(slot, f.gfn);
 
@@ -237,7 +237,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		ret = CCVM_PF_RETRY;
 	else
 		ret = ccvm_tdp_map(vm, root, &f);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 
 	if (ret == 0 && f.installed)
 		ccvm_account(vm->p, vm, f.level == CCVM_LEVEL_2M ? CCVM_EV_MAP_2M
@@ -245,7 +245,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 	if (ret == 0 && mapped_level)
 		*mapped_level = f.level;
 out:
-	pthread_rwlock_unlock(&vm->memslots_rw);
+	ccvm_rwlock_unlock(&vm->memslots_rw);
 	if (ret == CCVM_PF_RETRY)
 		ccvm_account(vm->p, vm, CCVM_EV_FAULT_RETRY, 1);
 	return ret;
@@ -281,7 +281,7 @@ static int launch_map_run(struct ccvm_vm *vm, uint64_t gfn)
 	uint64_t seq;
 	int order, ret;
 
-	pthread_rwlock_rdlock(&vm->memslots_rw);
+	ccvm_rwlock_rdlock(&vm->memslots_rw);
 	seq = atomic_load_explicit(&vm->mmu.invalidate_seq, memory_order_acquire);
 	slot = ccvm_memslot_find(vm, gfn);
 	if (!slot || !(slot->flags & CCVM_MEM_GUEST_MEMFD) || !slot->inode) {
@@ -292,7 +292,7 @@ static int launch_map_run(struct ccvm_vm *vm, uint64_t gfn)
 	if (ret)
 		goto out;
 
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	root = ccvm_mmu_launch_root(vm);
 	if (!root)
 		ret = -ENOMEM;
@@ -302,11 +302,11 @@ static int launch_map_run(struct ccvm_vm *vm, uint64_t gfn)
 		ret = ccvm_tdp_map(vm, root, &f);
 	if (ret == 0 && !f.installed)
 		ret = -EEXIST;
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	if (ret == 0)
 		ccvm_account(vm->p, vm, CCVM_EV_MAP_4K, 1);
 out:
-	pthread_rwlock_unlock(&vm->memslots_rw);
+	ccvm_rwlock_unlock(&vm->memslots_rw);
 	return ret;
 }
 

@@ -167,10 +167,10 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	g->inode = inode;
 	g->vm = vm;
 	ccvm_xa_init(&g->bindings);
-	pthread_mutex_lock(&vm->slots_lock);
+	ccvm_mutex_lock(&vm->slots_lock);
 	g->next_file = vm->gmem_files;
 	vm->gmem_files = g;
-	pthread_mutex_unlock(&vm->slots_lock);
+	ccvm_mutex_unlock(&vm->slots_lock);
 	ccvm_vm_get(vm);
 	ccvm_platform_inode_get(vm->p);
 	ccvm_model_bytes_add(vm->p, sizeof(*inode) + sizeof(*g));
@@ -238,7 +238,7 @@ static int gmem_invalidate_begin(struct ccvm_gmem *g, uint64_t first, uint64_t l
 	/* In-place shared pages of an INIT_SHARED file may be mapped shared. */
 	if (g->inode->flags & CCVM_GMEM_FLAG_INIT_SHARED)
 		filter |= CCVM_FILTER_SHARED;
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(vm);
 	for (i = 0; i < w.n; i++) {
 		ccvm_mmu_invalidate_range_add(vm, w.r[i].start, w.r[i].end);
@@ -246,7 +246,7 @@ static int gmem_invalidate_begin(struct ccvm_gmem *g, uint64_t first, uint64_t l
 	}
 	if (flush)
 		ccvm_mmu_flush_remote_tlbs(vm);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	free(w.r);
 	*begun = true;
 	return 0;
@@ -256,9 +256,9 @@ static void gmem_invalidate_end(struct ccvm_gmem *g)
 {
 	struct ccvm_vm *vm = g->vm;
 
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_end(vm);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
@@ -452,15 +452,15 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 	inode = g->inode;
 	vm = g->vm;
 
-	pthread_mutex_lock(&vm->slots_lock);
+	ccvm_mutex_lock(&vm->slots_lock);
 	/*
 	 * Cut the slots' file pointers first, under memslots_rw: that waits
 	 * for faults in flight, and later faults get -EFAULT (a memory-fault
 	 * exit), as with a closed guest_memfd.
 	 */
-	pthread_rwlock_wrlock(&vm->memslots_rw);
+	ccvm_rwlock_wrlock(&vm->memslots_rw);
 	ccvm_xa_for_each_run(&g->bindings, 0, UINT64_MAX, cut_binding_cb, NULL);
-	pthread_rwlock_unlock(&vm->memslots_rw);
+	ccvm_rwlock_unlock(&vm->memslots_rw);
 
 	pthread_rwlock_wrlock(&inode->invalidate_lock);
 	defer = ccvm_op_gmem_defer_removal(vm, inode);
@@ -478,7 +478,7 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&vm->slots_lock);
+	ccvm_mutex_unlock(&vm->slots_lock);
 
 	ccvm_xa_destroy(&g->bindings);
 	ccvm_model_bytes_add(vm->p, -(int64_t)sizeof(*g));
@@ -624,11 +624,11 @@ int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn)
 	struct ccvm_memslot *slot;
 	int err = -ENOENT;
 
-	pthread_rwlock_rdlock(&vm->memslots_rw);
+	ccvm_rwlock_rdlock(&vm->memslots_rw);
 	slot = ccvm_memslot_find(vm, gfn);
 	if (slot && (slot->flags & CCVM_MEM_GUEST_MEMFD))
 		err = ccvm_gmem_lookup_pfn(slot, gfn, pfn);
-	pthread_rwlock_unlock(&vm->memslots_rw);
+	ccvm_rwlock_unlock(&vm->memslots_rw);
 	return err;
 }
 

@@ -146,10 +146,10 @@ static void guest_lock_in_guest_mode(struct ccvm_guest *g)
 
 	for (;;) {
 		ccvm_guest_enter(g);
-		pthread_rwlock_rdlock(&vm->mmu_lock);
+		ccvm_rwlock_rdlock(&vm->mmu_lock);
 		if (ccvm_likely(ccvm_vcpu_in_guest(v) && !ccvm_vm_is_dead(vm)))
 			return;
-		pthread_rwlock_unlock(&vm->mmu_lock);
+		ccvm_rwlock_unlock(&vm->mmu_lock);
 		ccvm_vcpu_leave_guest(v);
 	}
 }
@@ -175,7 +175,7 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 	for (;;) {
 		guest_lock_in_guest_mode(g);
 		if (ccvm_mmu_translate(v, gpa, &x)) {
-			pthread_rwlock_unlock(&vm->mmu_lock);
+			ccvm_rwlock_unlock(&vm->mmu_lock);
 			goto fault;
 		}
 		r = ccvm_op_guest_access(v, gfn, x.pfn, x.is_private, write);
@@ -187,11 +187,11 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 			} else {
 				guest_copy(rbuf, x.hva + off, n);
 			}
-			pthread_rwlock_unlock(&vm->mmu_lock);
+			ccvm_rwlock_unlock(&vm->mmu_lock);
 			ccvm_account(vm->p, vm, CCVM_EV_GUEST_ACCESS, 1);
 			return (int64_t)n;
 		}
-		pthread_rwlock_unlock(&vm->mmu_lock);
+		ccvm_rwlock_unlock(&vm->mmu_lock);
 		if (r == -EACCES) {
 			guest_exception(g, gpa);
 			return -EACCES;
@@ -340,7 +340,7 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa)
 		guest_lock_in_guest_mode(g);
 		mapped = !ccvm_mmu_translate(v, gpa, &x) && x.is_private;
 		r = ccvm_op_guest_accept(v, gfn, mapped ? x.pfn : CCVM_NO_PFN, mapped);
-		pthread_rwlock_unlock(&vm->mmu_lock);
+		ccvm_rwlock_unlock(&vm->mmu_lock);
 		if (r == 0)
 			return 0;
 		/* Host S-EPT operations hold the entry: the guest kernel retries. */

@@ -464,11 +464,11 @@ struct ccvm_vm {
 	uint64_t max_gfn;			/* gfns < max_gfn are addressable */
 	struct ccvm_backend_caps caps;
 
-	pthread_mutex_t lock;			/* kvm->lock */
-	pthread_mutex_t slots_lock;
-	pthread_rwlock_t memslots_rw;
-	pthread_rwlock_t mmu_lock;
-	pthread_rwlock_t attr_lock;
+	struct ccvm_mutex lock;			/* kvm->lock */
+	struct ccvm_mutex slots_lock;
+	struct ccvm_rwlock memslots_rw;
+	struct ccvm_rwlock mmu_lock;
+	struct ccvm_rwlock attr_lock;
 
 	struct ccvm_xa attrs;			/* gfn -> attributes, under attr_lock */
 	struct ccvm_memslots *memslots;		/* under memslots_rw */

@@ -243,9 +243,9 @@ static bool attrs_are(struct ccvm_vm *vm, uint64_t first, uint64_t last, uint64_
 {
 	bool ok;
 
-	pthread_rwlock_rdlock(&vm->attr_lock);
+	ccvm_rwlock_rdlock(&vm->attr_lock);
 	ok = ccvm_xa_range_is(&vm->attrs, first, last, attrs);
-	pthread_rwlock_unlock(&vm->attr_lock);
+	ccvm_rwlock_unlock(&vm->attr_lock);
 	return ok;
 }
 
@@ -253,9 +253,9 @@ static bool attrs_uniform(struct ccvm_vm *vm, uint64_t first, uint64_t last)
 {
 	uint64_t end;
 
-	pthread_rwlock_rdlock(&vm->attr_lock);
+	ccvm_rwlock_rdlock(&vm->attr_lock);
 	ccvm_xa_run(&vm->attrs, first, &end);
-	pthread_rwlock_unlock(&vm->attr_lock);
+	ccvm_rwlock_unlock(&vm->attr_lock);
 	return end >= last;
 }
 
@@ -292,9 +292,9 @@ static void check_attr_store(struct check *c)
 {
 	struct ccvm_vm *vm = c->vm;
 
-	pthread_rwlock_rdlock(&vm->attr_lock);
+	ccvm_rwlock_rdlock(&vm->attr_lock);
 	ccvm_xa_for_each_run(&vm->attrs, 0, UINT64_MAX, attr_value_cb, c);
-	pthread_rwlock_unlock(&vm->attr_lock);
+	ccvm_rwlock_unlock(&vm->attr_lock);
 }
 
 /* ---- I27: a bugged VM --------------------------------------------------------- */
@@ -484,9 +484,9 @@ static long open_handles(struct ccvm_vm *vm)
 	uint32_t i, n = ccvm_vm_nr_vcpus(vm);
 	long handles = 0;
 
-	pthread_mutex_lock(&vm->lock);
+	ccvm_mutex_lock(&vm->lock);
 	handles += !vm->handle_closed;
-	pthread_mutex_unlock(&vm->lock);
+	ccvm_mutex_unlock(&vm->lock);
 	for (i = 0; i < n; i++) {
 		struct ccvm_vcpu *v = vm->vcpus[i];
 
@@ -872,13 +872,13 @@ int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *o
 	c.handles = open_handles(vm);
 
 	/* A quiescent point: no memslot change, no fault, no zap meanwhile. */
-	pthread_mutex_lock(&vm->slots_lock);
-	pthread_rwlock_wrlock(&vm->memslots_rw);
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_mutex_lock(&vm->slots_lock);
+	ccvm_rwlock_wrlock(&vm->memslots_rw);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	vm_check(&c);
-	pthread_rwlock_unlock(&vm->mmu_lock);
-	pthread_rwlock_unlock(&vm->memslots_rw);
-	pthread_mutex_unlock(&vm->slots_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_mutex_unlock(&vm->slots_lock);
 
 	free(c.files);
 	report_end(out, &r);

@@ -79,9 +79,9 @@ int ccvm_vm_force_generation_wrap(struct ccvm_vm *vm)
 {
 	if (!vm)
 		return -EINVAL;
-	pthread_mutex_lock(&vm->slots_lock);
+	ccvm_mutex_lock(&vm->slots_lock);
 	vm->force_wrap = true;
-	pthread_mutex_unlock(&vm->slots_lock);
+	ccvm_mutex_unlock(&vm->slots_lock);
 	return 0;
 }
 
@@ -184,10 +184,10 @@ static void slots_publish(struct ccvm_vm *vm, struct ccvm_memslots *s)
 		wrapped = true;
 	}
 	s->generation = vm->generation;
-	pthread_rwlock_wrlock(&vm->memslots_rw);
+	ccvm_rwlock_wrlock(&vm->memslots_rw);
 	old = vm->memslots;
 	vm->memslots = s;
-	pthread_rwlock_unlock(&vm->memslots_rw);
+	ccvm_rwlock_unlock(&vm->memslots_rw);
 	free(old);
 	ccvm_account(vm->p, vm, CCVM_EV_MEMSLOT_UPDATE, 1);
 	if (wrapped)
@@ -198,14 +198,14 @@ static void slots_publish(struct ccvm_vm *vm, struct ccvm_memslots *s)
 static void slot_invalidate_and_zap(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 {
 	atomic_store(&slot->invalid, true);
-	pthread_rwlock_wrlock(&vm->memslots_rw);
-	pthread_rwlock_unlock(&vm->memslots_rw);
+	ccvm_rwlock_wrlock(&vm->memslots_rw);
+	ccvm_rwlock_unlock(&vm->memslots_rw);
 
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	if (ccvm_mmu_unmap_gfn_range(vm, slot->base_gfn, slot->base_gfn + slot->npages,
 				     CCVM_FILTER_PRIVATE | CCVM_FILTER_SHARED))
 		ccvm_mmu_flush_remote_tlbs(vm);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 }
 
 static int slot_delete(struct ccvm_vm *vm, struct ccvm_memslot *old)
@@ -267,9 +267,9 @@ static int slot_create(struct ccvm_vm *vm, const struct ccvm_memory_region *r)
 		goto err_unbind;
 	}
 	/* No fault can see the slot yet, but lpage is read under mmu_lock. */
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	ccvm_attr_init_memslot(vm, slot);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	ccvm_xa_store(&vm->slot_ids, slot->id, (uint64_t)(uintptr_t)slot);
 	slots_publish(vm, s);
 	return 0;
@@ -295,9 +295,9 @@ static int slot_move(struct ccvm_vm *vm, struct ccvm_memslot *old,
 		slot_free(vm, slot);
 		return -ENOMEM;
 	}
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	ccvm_attr_init_memslot(vm, slot);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	slot_invalidate_and_zap(vm, old);
 	ccvm_xa_store(&vm->slot_ids, slot->id, (uint64_t)(uintptr_t)slot);
 	slots_publish(vm, s);
@@ -332,7 +332,7 @@ int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm, const struct ccvm_memory_
 	if (npages > CCVM_MEM_MAX_NR_PAGES || base + npages > vm->max_gfn)
 		return -EINVAL;
 
-	pthread_mutex_lock(&vm->slots_lock);
+	ccvm_mutex_lock(&vm->slots_lock);
 	if (!ccvm_vm_usable(vm)) {
 		err = -EIO;
 		goto out;
@@ -367,7 +367,7 @@ int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm, const struct ccvm_memory_
 	}
 	err = slots_overlap(vm, old, base, base + npages) ? -EEXIST : slot_move(vm, old, r);
 out:
-	pthread_mutex_unlock(&vm->slots_lock);
+	ccvm_mutex_unlock(&vm->slots_lock);
 	return err;
 }
 

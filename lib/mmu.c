@@ -360,7 +360,7 @@ void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
 {
 	struct ccvm_root *root, *next;
 
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	for (root = vm->mmu.roots; root; root = next) {
 		next = root->next;
 		root_invalidate(vm, root);
@@ -377,7 +377,7 @@ void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
 		free(root);
 		ccvm_model_bytes_add(vm->p, -(int64_t)sizeof(*root));
 	}
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 }
 
 /* Point *@slot at the valid root of the kind, dropping the old one; mmu_lock write. */
@@ -415,7 +415,7 @@ int ccvm_mmu_reload(struct ccvm_vcpu *v)
 	if (ccvm_likely(!need_direct && !need_mirror))
 		return 0;
 
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	if (need_direct)
 		err = vcpu_root_replace(vm, &v->root, false);
 	if (need_mirror && !err) {
@@ -429,7 +429,7 @@ int ccvm_mmu_reload(struct ccvm_vcpu *v)
 		else
 			v->mirror_root = root;	/* the old reference is lost */
 	}
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	return err;
 }
 
@@ -438,7 +438,7 @@ void ccvm_mmu_root_census(struct ccvm_vm *vm, struct ccvm_root_census *c)
 	struct ccvm_root *root;
 
 	memset(c, 0, sizeof(*c));
-	pthread_rwlock_rdlock(&vm->mmu_lock);
+	ccvm_rwlock_rdlock(&vm->mmu_lock);
 	for (root = vm->mmu.roots; root; root = root->next) {
 		unsigned int kind = root->mirror ? 1 : 0;
 
@@ -448,7 +448,7 @@ void ccvm_mmu_root_census(struct ccvm_vm *vm, struct ccvm_root_census *c)
 			c->valid[kind]++;
 		c->refs[kind] += (uint64_t)atomic_load(&root->refcount);
 	}
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 }
 
 void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v)
@@ -457,14 +457,14 @@ void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v)
 
 	if (!v->root && !v->mirror_root)
 		return;
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	if (v->root)
 		root_put(vm, v->root);
 	if (v->mirror_root)
 		root_put(vm, v->mirror_root);
 	v->root = NULL;
 	v->mirror_root = NULL;
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 }
 
 /* ---- invalidation protocol (docs/semantics.md 2.1) ----------------------- */
@@ -638,7 +638,7 @@ void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm)
 {
 	struct ccvm_root *root, *next;
 
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	for (root = vm->mmu.roots; root; root = next) {
 		next = root->next;
 		/* S-EPT entries must go one by one with the key: never fast. */
@@ -646,20 +646,20 @@ void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm)
 			root_invalidate(vm, root);
 	}
 	ccvm_account(vm->p, vm, CCVM_EV_FAST_ZAP, 1);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 }
 
 void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end)
 {
 	if (!vm || start >= end)
 		return;
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(vm);
 	ccvm_mmu_invalidate_range_add(vm, start, end);
 	if (ccvm_mmu_unmap_gfn_range(vm, start, end, CCVM_FILTER_PRIVATE | CCVM_FILTER_SHARED))
 		ccvm_mmu_flush_remote_tlbs(vm);
 	ccvm_mmu_invalidate_end(vm);
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
@@ -862,7 +862,7 @@ int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level)
 
 	if (gfn >= vm->max_gfn)
 		return -ENOENT;
-	pthread_rwlock_rdlock(&vm->mmu_lock);
+	ccvm_rwlock_rdlock(&vm->mmu_lock);
 	for (root = vm->mmu.roots; root; root = root->next) {
 		uint64_t e;
 		int l;
@@ -880,7 +880,7 @@ int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level)
 		ret = 0;
 		break;
 	}
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	return ret;
 }
 
@@ -979,7 +979,7 @@ int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn,
 
 	if (!vm || !root || level < CCVM_LEVEL_4K || level > vm->mmu.root_level)
 		return -EINVAL;
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	sp = root->sp;
 	for (l = vm->mmu.root_level;; l--) {
 		_Atomic uint64_t *ptr = &sp->spte[spte_index(gfn, l)];
@@ -1016,6 +1016,6 @@ int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn,
 			break;
 		sp = spte_child(e);
 	}
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	return ret;
 }

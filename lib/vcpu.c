@@ -129,7 +129,7 @@ int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out)
 	if (!v)
 		return -ENOMEM;
 
-	pthread_mutex_lock(&vm->lock);
+	ccvm_mutex_lock(&vm->lock);
 	n = atomic_load_explicit(&vm->nr_vcpus, memory_order_relaxed);
 	if (vm->handle_closed)
 		err = -EINVAL;
@@ -142,7 +142,7 @@ int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out)
 		err = ccvm_op_vcpu_create(v);
 	}
 	if (err) {
-		pthread_mutex_unlock(&vm->lock);
+		ccvm_mutex_unlock(&vm->lock);
 		vcpu_free_memory(v);
 		return err;
 	}
@@ -150,7 +150,7 @@ int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out)
 	vm->vcpus[n] = v;
 	atomic_store_explicit(&vm->nr_vcpus, n + 1, memory_order_release);
 	ccvm_vm_get(vm);
-	pthread_mutex_unlock(&vm->lock);
+	ccvm_mutex_unlock(&vm->lock);
 	ccvm_model_bytes_add(vm->p, (int64_t)vcpu_model_bytes(vm));
 	*out = v;
 	return 0;
@@ -428,9 +428,9 @@ void ccvm_guest_enter(struct ccvm_guest *g)
 			return;
 		err = ccvm_mmu_reload(v);
 		if (!err) {
-			pthread_rwlock_rdlock(&vm->mmu_lock);
+			ccvm_rwlock_rdlock(&vm->mmu_lock);
 			err = vcpu_try_enter(v);
-			pthread_rwlock_unlock(&vm->mmu_lock);
+			ccvm_rwlock_unlock(&vm->mmu_lock);
 		}
 		if (!err)
 			return;

@@ -47,11 +47,11 @@ static void vm_free(struct ccvm_vm *vm)
 	ccvm_model_bytes_add(p, -(int64_t)ccvm_xa_memory(&vm->attrs));
 	ccvm_xa_destroy(&vm->attrs);
 	ccvm_xa_destroy(&vm->slot_ids);
-	pthread_mutex_destroy(&vm->lock);
-	pthread_mutex_destroy(&vm->slots_lock);
-	pthread_rwlock_destroy(&vm->memslots_rw);
-	pthread_rwlock_destroy(&vm->mmu_lock);
-	pthread_rwlock_destroy(&vm->attr_lock);
+	ccvm_mutex_destroy(&vm->lock);
+	ccvm_mutex_destroy(&vm->slots_lock);
+	ccvm_rwlock_destroy(&vm->memslots_rw);
+	ccvm_rwlock_destroy(&vm->mmu_lock);
+	ccvm_rwlock_destroy(&vm->attr_lock);
 	ccvm_model_bytes_add(p, -(int64_t)(sizeof(*vm) + ccvm_vm_priv_size(vm) +
 					   vm->max_vcpus * sizeof(vm->vcpus[0])));
 	free(vm->vcpus);
@@ -107,11 +107,12 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	} else {
 		vm->max_gfn = (1ull << opts.gpa_bits) >> CCVM_PAGE_SHIFT;
 	}
-	pthread_mutex_init(&vm->lock, NULL);
-	pthread_mutex_init(&vm->slots_lock, NULL);
-	ccvm_pthread_rwlock_init(&vm->memslots_rw);
-	ccvm_pthread_rwlock_init(&vm->mmu_lock);
-	ccvm_pthread_rwlock_init(&vm->attr_lock);
+	/* The rwlocks prefer writers: vCPUs fault continuously, zaps must not starve. */
+	ccvm_mutex_init(&vm->lock, ccvm_platform_sched(p), "vm->lock");
+	ccvm_mutex_init(&vm->slots_lock, ccvm_platform_sched(p), "slots_lock");
+	ccvm_rwlock_init(&vm->memslots_rw, ccvm_platform_sched(p), "memslots_rw");
+	ccvm_rwlock_init(&vm->mmu_lock, ccvm_platform_sched(p), "mmu_lock");
+	ccvm_rwlock_init(&vm->attr_lock, ccvm_platform_sched(p), "attr_lock");
 	ccvm_xa_init(&vm->attrs);
 	ccvm_xa_init(&vm->slot_ids);
 	vm->state = CCVM_VM_CREATED;
@@ -173,10 +174,10 @@ int ccvm_vm_close(struct ccvm_vm *vm)
 
 	if (!vm)
 		return -EINVAL;
-	pthread_mutex_lock(&vm->lock);
+	ccvm_mutex_lock(&vm->lock);
 	closed = vm->handle_closed;
 	vm->handle_closed = true;
-	pthread_mutex_unlock(&vm->lock);
+	ccvm_mutex_unlock(&vm->lock);
 	if (closed)
 		return -EINVAL;
 	ccvm_vm_put(vm);
@@ -309,12 +310,12 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm)
 
 void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm)
 {
-	pthread_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
 }
 
 void ccvm_vm_mmu_write_unlock(struct ccvm_vm *vm)
 {
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 }
 
 void ccvm_vm_block_entry(struct ccvm_vm *vm)
@@ -335,8 +336,8 @@ int ccvm_vm_finalize(struct ccvm_vm *vm)
 
 	if (!vm)
 		return -EINVAL;
-	pthread_mutex_lock(&vm->lock);
-	pthread_mutex_lock(&vm->slots_lock);
+	ccvm_mutex_lock(&vm->lock);
+	ccvm_mutex_lock(&vm->slots_lock);
 	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm)) {
 		err = -EIO;
 	} else if (atomic_load(&vm->state) != CCVM_VM_CREATED) {
@@ -347,8 +348,8 @@ int ccvm_vm_finalize(struct ccvm_vm *vm)
 	}
 	if (!err)
 		atomic_store(&vm->state, CCVM_VM_FINALIZED);
-	pthread_mutex_unlock(&vm->slots_lock);
-	pthread_mutex_unlock(&vm->lock);
+	ccvm_mutex_unlock(&vm->slots_lock);
+	ccvm_mutex_unlock(&vm->lock);
 	return err;
 }
 
@@ -403,8 +404,8 @@ int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src, uint64_t
 
 	gfn = gpa >> CCVM_PAGE_SHIFT;
 	n = size >> CCVM_PAGE_SHIFT;
-	pthread_mutex_lock(&vm->lock);
-	pthread_mutex_lock(&vm->slots_lock);
+	ccvm_mutex_lock(&vm->lock);
+	ccvm_mutex_lock(&vm->slots_lock);
 	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
 		err = -EIO;
 	else if (atomic_load(&vm->state) != CCVM_VM_CREATED)
@@ -417,8 +418,8 @@ int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src, uint64_t
 	for (i = 0; !err && i < n; i++)
 		err = populate_one(vm, gfn + i, (const uint8_t *)src + i * CCVM_PAGE_SIZE,
 				   flags);
-	pthread_mutex_unlock(&vm->slots_lock);
-	pthread_mutex_unlock(&vm->lock);
+	ccvm_mutex_unlock(&vm->slots_lock);
+	ccvm_mutex_unlock(&vm->lock);
 	return err;
 }
 
@@ -430,14 +431,14 @@ int ccvm_vm_terminate(struct ccvm_vm *vm)
 		return -EINVAL;
 	if (!ccvm_has_op(vm, vm_terminate))
 		return -EOPNOTSUPP;
-	pthread_mutex_lock(&vm->lock);
+	ccvm_mutex_lock(&vm->lock);
 	if (ccvm_vm_is_dead(vm)) {
-		pthread_mutex_unlock(&vm->lock);
+		ccvm_mutex_unlock(&vm->lock);
 		return -EINVAL;
 	}
 	/* No vCPU may enter from here on; the backend releases its key. */
 	ccvm_vm_set_dead(vm);
 	err = ccvm_op_vm_terminate(vm);
-	pthread_mutex_unlock(&vm->lock);
+	ccvm_mutex_unlock(&vm->lock);
 	return err;
 }

@@ -84,18 +84,18 @@ static void prefault(uint64_t gpa, uint64_t size)
 
 static void attr_store(uint64_t gfn, uint64_t value)
 {
-	pthread_rwlock_wrlock(&F.vm->attr_lock);
+	ccvm_rwlock_wrlock(&F.vm->attr_lock);
 	ck_assert_int_eq(ccvm_xa_store(&F.vm->attrs, gfn, value), 0);
-	pthread_rwlock_unlock(&F.vm->attr_lock);
+	ccvm_rwlock_unlock(&F.vm->attr_lock);
 }
 
 static struct ccvm_memslot *slot_at(uint64_t gfn)
 {
 	struct ccvm_memslot *s;
 
-	pthread_rwlock_rdlock(&F.vm->memslots_rw);
+	ccvm_rwlock_rdlock(&F.vm->memslots_rw);
 	s = ccvm_memslot_find(F.vm, gfn);
-	pthread_rwlock_unlock(&F.vm->memslots_rw);
+	ccvm_rwlock_unlock(&F.vm->memslots_rw);
 	ck_assert_ptr_nonnull(s);
 	return s;
 }

@@ -29,7 +29,7 @@ static struct root_census roots_of(struct ccvm_vm *vm)
 	struct root_census c = { 0 };
 	struct ccvm_root *r;
 
-	pthread_rwlock_rdlock(&vm->mmu_lock);
+	ccvm_rwlock_rdlock(&vm->mmu_lock);
 	for (r = vm->mmu.roots; r; r = r->next) {
 		if (r->mirror) {
 			c.mirror++;
@@ -42,7 +42,7 @@ static struct root_census roots_of(struct ccvm_vm *vm)
 			c.direct_valid++;
 		}
 	}
-	pthread_rwlock_unlock(&vm->mmu_lock);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
 	return c;
 }
 
