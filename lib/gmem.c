@@ -37,8 +37,8 @@ void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode)
 		inode_free_pages(inode, 0, inode->npages - 1);
 	ccvm_model_bytes_add(p, -(int64_t)ccvm_xa_memory(&inode->pages));
 	ccvm_xa_destroy(&inode->pages);
-	pthread_rwlock_destroy(&inode->invalidate_lock);
-	pthread_mutex_destroy(&inode->pages_lock);
+	ccvm_rwlock_destroy(&inode->invalidate_lock);
+	ccvm_mutex_destroy(&inode->pages_lock);
 	ccvm_model_bytes_add(p, -(int64_t)sizeof(*inode));
 	free(inode);
 	ccvm_platform_inode_put(p);
@@ -92,7 +92,7 @@ static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint
 
 	size_t before;
 
-	pthread_mutex_lock(&inode->pages_lock);
+	ccvm_mutex_lock(&inode->pages_lock);
 	before = ccvm_xa_memory(&inode->pages);
 	ccvm_xa_for_each_run(&inode->pages, first, last, free_page_cb, &b);
 	free_batch_flush(&b);
@@ -100,7 +100,7 @@ static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint
 	ccvm_xa_store_range(&inode->pages, first, last, 0);
 	inode->nr_pages -= b.freed;
 	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
-	pthread_mutex_unlock(&inode->pages_lock);
+	ccvm_mutex_unlock(&inode->pages_lock);
 }
 
 /* Page at @index, allocating it zeroed if it is a hole.  pages_lock taken. */
@@ -110,10 +110,10 @@ static int inode_get_page(struct ccvm_gmem_inode *inode, uint64_t index, uint64_
 	uint64_t v;
 	int err;
 
-	pthread_mutex_lock(&inode->pages_lock);
+	ccvm_mutex_lock(&inode->pages_lock);
 	v = ccvm_xa_load(&inode->pages, index);
 	if (v) {
-		pthread_mutex_unlock(&inode->pages_lock);
+		ccvm_mutex_unlock(&inode->pages_lock);
 		*pfn = CCVM_GMEM_PFN(v);
 		return 0;
 	}
@@ -126,7 +126,7 @@ static int inode_get_page(struct ccvm_gmem_inode *inode, uint64_t index, uint64_
 		inode->nr_pages++;
 	}
 	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
-	pthread_mutex_unlock(&inode->pages_lock);
+	ccvm_mutex_unlock(&inode->pages_lock);
 	return err;
 }
 
@@ -160,8 +160,8 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	inode->size = size;
 	inode->npages = size >> CCVM_PAGE_SHIFT;
 	inode->flags = flags;
-	ccvm_pthread_rwlock_init(&inode->invalidate_lock);
-	pthread_mutex_init(&inode->pages_lock, NULL);
+	ccvm_rwlock_init(&inode->invalidate_lock, ccvm_platform_sched(vm->p), "invalidate_lock");
+	ccvm_mutex_init(&inode->pages_lock, ccvm_platform_sched(vm->p), "pages_lock");
 	ccvm_xa_init(&inode->pages);
 	inode->file = g;
 	g->inode = inode;
@@ -268,13 +268,13 @@ static int gmem_punch_hole(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 	bool begun;
 	int err;
 
-	pthread_rwlock_wrlock(&inode->invalidate_lock);
+	ccvm_rwlock_wrlock(&inode->invalidate_lock);
 	err = gmem_invalidate_begin(g, first, last, &begun);
 	if (!err)
 		inode_free_pages(inode, first, last);
 	if (begun)
 		gmem_invalidate_end(g);
-	pthread_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	return err;
 }
 
@@ -285,10 +285,10 @@ static int gmem_allocate(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 	int err = 0;
 
 	/* Allocation does not prepare: no RMP or S-EPT work until a fault. */
-	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	ccvm_rwlock_rdlock(&inode->invalidate_lock);
 	for (i = first; !err && i <= last; i++)
 		err = inode_get_page(inode, i, &pfn);
-	pthread_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	return err;
 }
 
@@ -360,7 +360,7 @@ static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const v
 	first = offset >> CCVM_PAGE_SHIFT;
 	last = (offset + len - 1) >> CCVM_PAGE_SHIFT;
 
-	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	ccvm_rwlock_rdlock(&inode->invalidate_lock);
 	/* All or nothing: a private page anywhere refuses the whole access. */
 	for (i = first; i <= last; i++) {
 		if (ccvm_gmem_index_is_private(g, i)) {
@@ -390,7 +390,7 @@ static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const v
 		done += n;
 	}
 out:
-	pthread_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	return err;
 }
 
@@ -414,12 +414,12 @@ int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info)
 	memset(&i, 0, sizeof(i));
 	i.size = g->inode->size;
 	i.flags = g->inode->flags;
-	pthread_mutex_lock(&g->inode->pages_lock);
+	ccvm_mutex_lock(&g->inode->pages_lock);
 	i.nr_pages = g->inode->nr_pages;
-	pthread_mutex_unlock(&g->inode->pages_lock);
-	pthread_rwlock_rdlock(&g->inode->invalidate_lock);
+	ccvm_mutex_unlock(&g->inode->pages_lock);
+	ccvm_rwlock_rdlock(&g->inode->invalidate_lock);
 	i.nr_bindings = g->nr_bindings;
-	pthread_rwlock_unlock(&g->inode->invalidate_lock);
+	ccvm_rwlock_unlock(&g->inode->invalidate_lock);
 	sz = info->sz < sizeof(i) ? info->sz : sizeof(i);
 	i.sz = sz;
 	memcpy(info, &i, sz);
@@ -462,7 +462,7 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 	ccvm_xa_for_each_run(&g->bindings, 0, UINT64_MAX, cut_binding_cb, NULL);
 	ccvm_rwlock_unlock(&vm->memslots_rw);
 
-	pthread_rwlock_wrlock(&inode->invalidate_lock);
+	ccvm_rwlock_wrlock(&inode->invalidate_lock);
 	defer = ccvm_op_gmem_defer_removal(vm, inode);
 	/* A failing hook defers nothing: zap now, the safe default. */
 	if (defer <= 0 &&
@@ -471,7 +471,7 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 	if (begun)
 		gmem_invalidate_end(g);
 	inode->file = NULL;
-	pthread_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	for (pp = &vm->gmem_files; *pp; pp = &(*pp)->next_file) {
 		if (*pp == g) {
 			*pp = g->next_file;
@@ -502,7 +502,7 @@ int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gm
 		return -EINVAL;
 	if (offset + (slot->npages << CCVM_PAGE_SHIFT) > inode->size)
 		return -EINVAL;
-	pthread_rwlock_wrlock(&inode->invalidate_lock);
+	ccvm_rwlock_wrlock(&inode->invalidate_lock);
 	if (!ccvm_xa_range_is(&g->bindings, first, last, 0)) {
 		err = -EINVAL;		/* the file range is bound to another slot */
 	} else {
@@ -511,7 +511,7 @@ int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gm
 		if (!err)
 			g->nr_bindings++;
 	}
-	pthread_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	if (err)
 		return err;
 	slot->inode = inode;
@@ -527,11 +527,11 @@ void ccvm_gmem_unbind(struct ccvm_memslot *slot)
 
 	if (!g)
 		return;
-	pthread_rwlock_wrlock(&g->inode->invalidate_lock);
+	ccvm_rwlock_wrlock(&g->inode->invalidate_lock);
 	/* Clearing existing entries needs no new nodes: this cannot fail. */
 	ccvm_xa_store_range(&g->bindings, slot->pgoff, slot->pgoff + slot->npages - 1, 0);
 	g->nr_bindings--;
-	pthread_rwlock_unlock(&g->inode->invalidate_lock);
+	ccvm_rwlock_unlock(&g->inode->invalidate_lock);
 	atomic_store(&slot->gmem, NULL);
 }
 
@@ -547,7 +547,7 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 		return -EFAULT;		/* the file was released */
 	inode = slot->inode;
 	index = slot->pgoff + (gfn - slot->base_gfn);
-	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	ccvm_rwlock_rdlock(&inode->invalidate_lock);
 	if (ccvm_xa_load(&g->bindings, index) != (uint64_t)(uintptr_t)slot) {
 		err = -EIO;		/* a stale memslot */
 		goto out;
@@ -559,7 +559,7 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 	err = ccvm_op_gmem_prepare(vm, *pfn, gfn, 0);
 	ccvm_account(vm->p, vm, CCVM_EV_GMEM_PREPARE, 1);
 out:
-	pthread_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	return err;
 }
 
@@ -588,7 +588,7 @@ int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t g
 		return -EINVAL;
 	inode = slot->inode;
 	index = slot->pgoff + (gfn - slot->base_gfn);
-	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	ccvm_rwlock_rdlock(&inode->invalidate_lock);
 	if (ccvm_xa_load(&g->bindings, index) != (uint64_t)(uintptr_t)slot) {
 		err = -EIO;
 		goto out;
@@ -598,7 +598,7 @@ int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t g
 		goto out;
 	err = ccvm_op_populate(vm, gfn, pfn, src, flags);
 out:
-	pthread_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	return err;
 }
 
@@ -610,9 +610,9 @@ int ccvm_gmem_lookup_pfn(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn)
 	if (!atomic_load(&slot->gmem))
 		return -ENOENT;
 	inode = slot->inode;
-	pthread_mutex_lock(&inode->pages_lock);
+	ccvm_mutex_lock(&inode->pages_lock);
 	v = ccvm_xa_load(&inode->pages, slot->pgoff + (gfn - slot->base_gfn));
-	pthread_mutex_unlock(&inode->pages_lock);
+	ccvm_mutex_unlock(&inode->pages_lock);
 	if (!v)
 		return -ENOENT;
 	*pfn = CCVM_GMEM_PFN(v);
@@ -641,9 +641,9 @@ static int inode_next_page(struct ccvm_gmem_inode *inode, uint64_t *index, uint6
 	uint64_t v;
 	int err;
 
-	pthread_mutex_lock(&inode->pages_lock);
+	ccvm_mutex_lock(&inode->pages_lock);
 	err = ccvm_xa_find(&inode->pages, index, last, &v);
-	pthread_mutex_unlock(&inode->pages_lock);
+	ccvm_mutex_unlock(&inode->pages_lock);
 	if (!err)
 		*pfn = CCVM_GMEM_PFN(v);
 	return err;
@@ -670,7 +670,7 @@ int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot
 	index = slot->pgoff + (start - slot->base_gfn);
 	last = slot->pgoff + (end - 1 - slot->base_gfn);
 
-	pthread_rwlock_rdlock(&inode->invalidate_lock);
+	ccvm_rwlock_rdlock(&inode->invalidate_lock);
 	while (index <= last && !inode_next_page(inode, &index, last, &pfn)) {
 		ret = fn(vm, slot->base_gfn + (index - slot->pgoff), pfn, ctx);
 		if (ret < 0)
@@ -681,7 +681,7 @@ int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot
 		index += ret > 1 ? (uint64_t)ret : 1;
 		ret = 0;
 	}
-	pthread_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	return ret < 0 ? ret : 0;
 }
 
@@ -716,9 +716,9 @@ int ccvm_vm_for_each_gmem_file_pfn(struct ccvm_vm *vm, ccvm_gmem_page_fn fn, voi
 	if (!vm || !fn)
 		return -EINVAL;
 	for (g = vm->gmem_files; g && !ret; g = g->next_file) {
-		pthread_mutex_lock(&g->inode->pages_lock);
+		ccvm_mutex_lock(&g->inode->pages_lock);
 		ret = ccvm_xa_for_each_run(&g->inode->pages, 0, UINT64_MAX, file_run_cb, &w);
-		pthread_mutex_unlock(&g->inode->pages_lock);
+		ccvm_mutex_unlock(&g->inode->pages_lock);
 	}
 	return ret;
 }

@@ -253,8 +253,8 @@ struct ccvm_gmem_inode {
 	uint64_t size;				/* bytes, fixed */
 	uint64_t npages;
 	uint64_t flags;
-	pthread_rwlock_t invalidate_lock;	/* filemap_invalidate_lock */
-	pthread_mutex_t pages_lock;		/* protects pages */
+	struct ccvm_rwlock invalidate_lock;	/* filemap_invalidate_lock */
+	struct ccvm_mutex pages_lock;		/* protects pages */
 	struct ccvm_xa pages;			/* index -> CCVM_GMEM_VALUE(pfn) */
 	uint64_t nr_pages;			/* allocated, under pages_lock */
 	struct ccvm_gmem *file;			/* the one file, NULL once released */
@@ -495,9 +495,6 @@ struct ccvm_vm {
 	struct ccvm_counters stats;
 	void *priv;
 };
-
-/* A reader-writer lock that prefers writers (zaps must not starve). */
-int ccvm_pthread_rwlock_init(pthread_rwlock_t *l);
 
 void ccvm_vm_get(struct ccvm_vm *vm);
 /* Drop a reference; the last one destroys the VM (kvm_destroy_vm). */

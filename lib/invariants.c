@@ -264,9 +264,9 @@ static uint64_t inode_pfn(struct ccvm_gmem_inode *inode, uint64_t index)
 {
 	uint64_t v;
 
-	pthread_mutex_lock(&inode->pages_lock);
+	ccvm_mutex_lock(&inode->pages_lock);
 	v = ccvm_xa_load(&inode->pages, index);
-	pthread_mutex_unlock(&inode->pages_lock);
+	ccvm_mutex_unlock(&inode->pages_lock);
 	return v ? CCVM_GMEM_PFN(v) : NONE;
 }
 

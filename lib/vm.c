@@ -22,24 +22,6 @@
 #define MIN_GPA_BITS		36
 #define MAX_GPA_BITS		52
 
-int ccvm_pthread_rwlock_init(pthread_rwlock_t *l)
-{
-	pthread_rwlockattr_t a;
-	int err;
-
-	/*
-	 * Writers first: vCPUs fault continuously, and a zap or a memslot
-	 * update must not starve behind them.
-	 */
-	pthread_rwlockattr_init(&a);
-#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
-	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-#endif
-	err = pthread_rwlock_init(l, &a);
-	pthread_rwlockattr_destroy(&a);
-	return -err;
-}
-
 static void vm_free(struct ccvm_vm *vm)
 {
 	struct ccvm_platform *p = vm->p;
