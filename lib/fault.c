@@ -419,7 +419,7 @@ int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *siz
 		return -EINVAL;
 	vm = v->vm;
 
-	pthread_mutex_lock(&v->mutex);
+	ccvm_mutex_lock(&v->mutex);
 	if (v->handle_closed) {
 		ret = -EINVAL;	/* a closed handle, as run and set_guest say */
 		goto out;
@@ -457,6 +457,6 @@ int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *siz
 	if (*size != full)
 		ret = 0;
 out:
-	pthread_mutex_unlock(&v->mutex);
+	ccvm_mutex_unlock(&v->mutex);
 	return ret;
 }

@@ -14,7 +14,6 @@
  * Everything here is only legal on the calling guest's own thread; a
  * guest context used from anywhere else is -EINVAL.
  */
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -345,7 +344,7 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa)
 			return 0;
 		/* Host S-EPT operations hold the entry: the guest kernel retries. */
 		if (r == -EAGAIN && ++busy <= CCVM_FAULT_RETRY_LIMIT) {
-			sched_yield();
+			ccvm_sched_yield(ccvm_platform_sched(vm->p), "accept busy");
 			continue;
 		}
 		if (r != CCVM_GUEST_NEEDS_FAULT)

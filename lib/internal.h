@@ -525,7 +525,7 @@ struct ccvm_vcpu {
 	struct ccvm_vm *vm;
 	uint32_t id;
 	bool handle_closed;
-	pthread_mutex_t mutex;			/* vcpu->mutex: run, pre-fault, set_guest */
+	struct ccvm_mutex mutex;		/* vcpu->mutex: run, pre-fault, set_guest */
 
 	struct ccvm_root *root;			/* direct root, NULL = needs reload */
 	struct ccvm_root *mirror_root;		/* mirror root (TDX), NULL = none */
@@ -569,12 +569,12 @@ struct ccvm_guest {
 	struct ccvm_vcpu *vcpu;
 	ccvm_guest_fn fn;
 	void *arg;
-	pthread_t thread;
+	struct ccvm_thread *thread;		/* "vcpuN" (ccvm_thread_create) */
 	bool thread_live;			/* created, not joined; vcpu->mutex */
 	_Atomic bool in_run;			/* a thread is in ccvm_vcpu_run() */
-	pthread_mutex_t lock;			/* the handoff */
-	pthread_cond_t guest_cond;		/* guest_turn became true */
-	pthread_cond_t vmm_cond;		/* guest_turn became false */
+	struct ccvm_mutex lock;			/* the handoff */
+	struct ccvm_cond guest_cond;		/* guest_turn became true */
+	struct ccvm_cond vmm_cond;		/* guest_turn became false */
 	bool guest_turn;			/* under lock */
 	int state;				/* enum ccvm_guest_state, under lock */
 	bool unwind;				/* under lock: close wants it gone */

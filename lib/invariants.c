@@ -490,9 +490,9 @@ static long open_handles(struct ccvm_vm *vm)
 	for (i = 0; i < n; i++) {
 		struct ccvm_vcpu *v = vm->vcpus[i];
 
-		pthread_mutex_lock(&v->mutex);
+		ccvm_mutex_lock(&v->mutex);
 		handles += !v->handle_closed;
-		pthread_mutex_unlock(&v->mutex);
+		ccvm_mutex_unlock(&v->mutex);
 	}
 	return handles;
 }

@@ -25,7 +25,7 @@
  * for write, so an entry never slips between a kick and the retry it
  * protects, and a vCPU that was kicked notices before its next access.
  */
-#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,10 +77,10 @@ static void vcpu_free_memory(struct ccvm_vcpu *v)
 {
 	struct ccvm_guest *g = v->guest;
 
-	pthread_cond_destroy(&g->guest_cond);
-	pthread_cond_destroy(&g->vmm_cond);
-	pthread_mutex_destroy(&g->lock);
-	pthread_mutex_destroy(&v->mutex);
+	ccvm_cond_destroy(&g->guest_cond);
+	ccvm_cond_destroy(&g->vmm_cond);
+	ccvm_mutex_destroy(&g->lock);
+	ccvm_mutex_destroy(&v->mutex);
 	free(g);
 	free(v->priv);
 	free(v);
@@ -92,6 +92,7 @@ static struct ccvm_vcpu *vcpu_alloc(struct ccvm_vm *vm, uint32_t id)
 	struct ccvm_guest *g = calloc(1, sizeof(*g));
 	size_t priv_size = ccvm_vcpu_priv_size(vm);
 	void *priv = priv_size ? calloc(1, priv_size) : NULL;
+	struct ccvm_sched *s = ccvm_platform_sched(vm->p);
 
 	if (!v || !g || (priv_size && !priv)) {
 		free(v);
@@ -104,14 +105,14 @@ static struct ccvm_vcpu *vcpu_alloc(struct ccvm_vm *vm, uint32_t id)
 	v->priv = priv;
 	v->guest = g;
 	v->run.vcpu_id = id;
-	pthread_mutex_init(&v->mutex, NULL);
+	ccvm_mutex_init(&v->mutex, s, "vcpu->mutex");
 	atomic_init(&v->in_guest, CCVM_VCPU_OUT);
 	g->vcpu = v;
 	g->state = CCVM_GUEST_NONE;
 	atomic_init(&g->in_run, false);
-	pthread_mutex_init(&g->lock, NULL);
-	pthread_cond_init(&g->guest_cond, NULL);
-	pthread_cond_init(&g->vmm_cond, NULL);
+	ccvm_mutex_init(&g->lock, s, "guest->lock");
+	ccvm_cond_init(&g->guest_cond, s, "guest_cond");
+	ccvm_cond_init(&g->vmm_cond, s, "vmm_cond");
 	return v;
 }
 
@@ -165,16 +166,17 @@ static void guest_stop(struct ccvm_guest *g)
 {
 	if (!g->thread_live)
 		return;
-	pthread_mutex_lock(&g->lock);
+	ccvm_mutex_lock(&g->lock);
 	if (g->state == CCVM_GUEST_EXITED) {
 		g->unwind = true;
 		g->guest_turn = true;
-		pthread_cond_signal(&g->guest_cond);
+		ccvm_cond_signal(&g->guest_cond);
 		while (g->guest_turn)
-			pthread_cond_wait(&g->vmm_cond, &g->lock);
+			ccvm_cond_wait(&g->vmm_cond, &g->lock);
 	}
-	pthread_mutex_unlock(&g->lock);
-	pthread_join(g->thread, NULL);
+	ccvm_mutex_unlock(&g->lock);
+	ccvm_thread_join(g->thread, NULL);
+	g->thread = NULL;
 	g->thread_live = false;
 }
 
@@ -186,17 +188,17 @@ int ccvm_vcpu_close(struct ccvm_vcpu *v)
 		return -EINVAL;
 	if (called_from_own_guest(v))
 		return -EDEADLK;
-	pthread_mutex_lock(&v->mutex);
+	ccvm_mutex_lock(&v->mutex);
 	if (v->handle_closed) {
-		pthread_mutex_unlock(&v->mutex);
+		ccvm_mutex_unlock(&v->mutex);
 		return -EINVAL;
 	}
 	v->handle_closed = true;
 	guest_stop(v->guest);
-	pthread_mutex_unlock(&v->mutex);
+	ccvm_mutex_unlock(&v->mutex);
 	/* A run that raced with the close sees it and leaves: wait for that. */
 	while (atomic_load(&v->guest->in_run))
-		sched_yield();
+		ccvm_spin_wait(ccvm_platform_sched(v->vm->p), &v->guest->in_run, true, "in_run");
 
 	/* Last: this may be the VM's last reference, which frees @v. */
 	vm = v->vm;
@@ -210,9 +212,9 @@ void ccvm_vcpu_destroy(struct ccvm_vcpu *v)
 	struct ccvm_vm *vm = v->vm;
 
 	/* Only a handle that was never closed can still have a thread. */
-	pthread_mutex_lock(&v->mutex);
+	ccvm_mutex_lock(&v->mutex);
 	guest_stop(v->guest);
-	pthread_mutex_unlock(&v->mutex);
+	ccvm_mutex_unlock(&v->mutex);
 	ccvm_op_vcpu_free(v);
 	ccvm_mmu_vcpu_unload(v);
 	ccvm_model_bytes_add(vm->p, -(int64_t)vcpu_model_bytes(vm));
@@ -229,22 +231,22 @@ int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg)
 	if (called_from_own_guest(v))
 		return -EDEADLK;
 	g = v->guest;
-	pthread_mutex_lock(&v->mutex);
+	ccvm_mutex_lock(&v->mutex);
 	if (v->handle_closed) {
 		err = -EINVAL;
 	} else if (g->thread_live) {
 		err = -EBUSY;		/* a guest is blocked in an exit */
 	} else {
-		pthread_mutex_lock(&g->lock);
+		ccvm_mutex_lock(&g->lock);
 		g->fn = fn;
 		g->arg = arg;
 		g->state = CCVM_GUEST_READY;
 		g->unwind = false;
-		pthread_mutex_unlock(&g->lock);
+		ccvm_mutex_unlock(&g->lock);
 		memset(&v->run, 0, sizeof(v->run));
 		v->run.vcpu_id = v->id;
 	}
-	pthread_mutex_unlock(&v->mutex);
+	ccvm_mutex_unlock(&v->mutex);
 	return err;
 }
 
@@ -265,7 +267,8 @@ bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v)
 	}
 	/* Someone else is taking it out: an IPI returns only once it is out. */
 	while (atomic_load_explicit(&v->in_guest, memory_order_acquire) == CCVM_VCPU_EXITING)
-		sched_yield();
+		ccvm_spin_wait(ccvm_platform_sched(v->vm->p), &v->in_guest, CCVM_VCPU_EXITING,
+			       "in_guest exiting");
 	return false;
 }
 
@@ -374,15 +377,15 @@ static void guest_handoff(struct ccvm_guest *g, int run_ret)
 {
 	bool unwind;
 
-	pthread_mutex_lock(&g->lock);
+	ccvm_mutex_lock(&g->lock);
 	g->run_ret = run_ret;
 	g->state = CCVM_GUEST_EXITED;
 	g->guest_turn = false;
-	pthread_cond_signal(&g->vmm_cond);
+	ccvm_cond_signal(&g->vmm_cond);
 	while (!g->guest_turn)
-		pthread_cond_wait(&g->guest_cond, &g->lock);
+		ccvm_cond_wait(&g->guest_cond, &g->lock);
 	unwind = g->unwind;
-	pthread_mutex_unlock(&g->lock);
+	ccvm_mutex_unlock(&g->lock);
 	if (unwind) {
 		g->end = CCVM_GUEST_END_UNWIND;
 		longjmp(g->start, 1);
@@ -420,7 +423,9 @@ void ccvm_guest_enter(struct ccvm_guest *g)
 {
 	struct ccvm_vcpu *v = g->vcpu;
 	struct ccvm_vm *vm = v->vm;
+	struct ccvm_sched *s = ccvm_platform_sched(vm->p);
 	unsigned int busy = 0;
+	long blocked;
 	int err;
 
 	for (;;) {
@@ -435,11 +440,14 @@ void ccvm_guest_enter(struct ccvm_guest *g)
 		if (!err)
 			return;
 		if (err == ENTRY_BLOCKED) {
-			sched_yield();
+			/* Until the removal that blocked entry unblocks it. */
+			blocked = atomic_load(&vm->entry_blocked);
+			if (blocked > 0)
+				ccvm_spin_wait(s, &vm->entry_blocked, blocked, "entry_blocked");
 			continue;
 		}
 		if (err == -EAGAIN && ++busy <= CCVM_FAULT_RETRY_LIMIT) {
-			sched_yield();
+			ccvm_sched_yield(s, "vcpu_enter busy");
 			continue;
 		}
 		/* Not in guest mode: exit without entering, then try again. */
@@ -467,15 +475,15 @@ static void guest_finish(struct ccvm_guest *g)
 	ccvm_vcpu_leave_guest(v);
 	if (g->end != CCVM_GUEST_END_UNWIND)
 		exit_account(v, 0);
-	pthread_mutex_lock(&g->lock);
+	ccvm_mutex_lock(&g->lock);
 	g->run_ret = 0;
 	g->state = CCVM_GUEST_DONE;
 	g->guest_turn = false;
-	pthread_cond_signal(&g->vmm_cond);
-	pthread_mutex_unlock(&g->lock);
+	ccvm_cond_signal(&g->vmm_cond);
+	ccvm_mutex_unlock(&g->lock);
 }
 
-static void *guest_thread(void *arg)
+static int guest_thread(void *arg)
 {
 	struct ccvm_guest *g = arg;
 
@@ -489,7 +497,7 @@ static void *guest_thread(void *arg)
 	}
 	guest_finish(g);
 	current_guest = NULL;
-	return NULL;
+	return 0;
 }
 
 /* ---- run --------------------------------------------------------------------- */
@@ -499,14 +507,15 @@ static int run_locked(struct ccvm_vcpu *v)
 {
 	struct ccvm_guest *g = v->guest;
 	struct ccvm_vm *vm = v->vm;
+	char name[16];				/* "vcpuN", as a thread name */
 	bool done;
 	int state, ret, err;
 
 	if (v->handle_closed)
 		return -EINVAL;
-	pthread_mutex_lock(&g->lock);
+	ccvm_mutex_lock(&g->lock);
 	state = g->state;
-	pthread_mutex_unlock(&g->lock);
+	ccvm_mutex_unlock(&g->lock);
 	if (state == CCVM_GUEST_NONE || state == CCVM_GUEST_DONE)
 		return -EINVAL;
 	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm)) {
@@ -514,29 +523,32 @@ static int run_locked(struct ccvm_vcpu *v)
 		return -EIO;
 	}
 
-	pthread_mutex_lock(&g->lock);
+	ccvm_mutex_lock(&g->lock);
 	g->guest_turn = true;
 	g->state = CCVM_GUEST_RUNNING;
 	if (state == CCVM_GUEST_READY) {
-		err = pthread_create(&g->thread, NULL, guest_thread, g);
+		/* A controlled thread on a serial platform, from its first step. */
+		snprintf(name, sizeof(name), "vcpu%u", v->id);
+		err = ccvm_thread_create(vm->p, &g->thread, guest_thread, g, name);
 		if (err) {
 			g->guest_turn = false;
 			g->state = CCVM_GUEST_READY;
-			pthread_mutex_unlock(&g->lock);
-			return -err;
+			ccvm_mutex_unlock(&g->lock);
+			return err;
 		}
 		g->thread_live = true;
 	} else {
-		pthread_cond_signal(&g->guest_cond);
+		ccvm_cond_signal(&g->guest_cond);
 	}
 	while (g->guest_turn)
-		pthread_cond_wait(&g->vmm_cond, &g->lock);
+		ccvm_cond_wait(&g->vmm_cond, &g->lock);
 	ret = g->run_ret;
 	done = g->state == CCVM_GUEST_DONE;
-	pthread_mutex_unlock(&g->lock);
+	ccvm_mutex_unlock(&g->lock);
 
 	if (done) {
-		pthread_join(g->thread, NULL);
+		ccvm_thread_join(g->thread, NULL);
+		g->thread = NULL;
 		g->thread_live = false;
 	}
 	return ret;
@@ -554,9 +566,9 @@ int ccvm_vcpu_run(struct ccvm_vcpu *v)
 	g = v->guest;
 	if (atomic_exchange(&g->in_run, true))
 		return -EBUSY;
-	pthread_mutex_lock(&v->mutex);
+	ccvm_mutex_lock(&v->mutex);
 	ret = run_locked(v);
-	pthread_mutex_unlock(&v->mutex);
+	ccvm_mutex_unlock(&v->mutex);
 	atomic_store(&g->in_run, false);
 	return ret;
 }
