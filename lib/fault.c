@@ -34,7 +34,6 @@
  * CCVM_EXIT_INTERNAL_ERROR exit {-EBUSY} (run returns -EIO) and faults
  * again on its next run; KVM_PRE_FAULT_MEMORY and populate return it.
  */
-#include <sched.h>
 #include <stdlib.h>
 
 #include "backend-call.h"
@@ -350,7 +349,7 @@ static int fault_retry(struct fault_attempt *a, unsigned int *tries)
 		if (ret != CCVM_PF_RETRY)
 			return ret;
 		/* Let the invalidation or the busy installer finish. */
-		sched_yield();
+		ccvm_sched_yield(ccvm_platform_sched(a->vm->p), "fault retry");
 	}
 }
 
