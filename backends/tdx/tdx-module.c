@@ -16,7 +16,6 @@
  * Every lock is taken in lock_try() or lock_wait().
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -94,7 +93,7 @@ struct ccvm_tdx_td {
 	_Atomic uint32_t nr_vcpus_init;
 	uint64_t mrtd;			/* under tdr_lock exclusive */
 
-	pthread_mutex_t vp_list_lock;
+	struct ccvm_mutex vp_list_lock;
 	struct ccvm_tdx_vp *vps;
 };
 
@@ -186,12 +185,19 @@ static inline uint64_t epoch_rc(uint64_t w, uint64_t epoch)
  * bits @mask equal @want, and then adds @take to it.  *@was (may be NULL)
  * gets the word as it was.  Never waits.  Every module lock (the sharex
  * locks, the TDVPR lock, the PAMT and S-EPT entry locks) is tried here,
- * and the few callers that must have a lock retry it here.
+ * and the few callers that must have a lock retry it here.  Each try is a
+ * scheduling point named @what, and so is each release (lock_release()):
+ * on a serial platform OPERAND_BUSY comes exactly from the schedules that
+ * run another leaf inside a holder's window, and replays.
  */
-static bool lock_try(_Atomic uint64_t *w, uint64_t mask, uint64_t want, uint64_t take,
-		     uint64_t *was)
+static bool lock_try(const struct ccvm_tdx_module *m, _Atomic uint64_t *w, uint64_t mask,
+		     uint64_t want, uint64_t take, uint64_t *was, const char *what)
 {
-	uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+	uint64_t v;
+
+	/* Whether it is free decides busy: a choice the scheduler explores. */
+	ccvm_sched_point(m->sched, NULL, what);
+	v = atomic_load_explicit(w, memory_order_acquire);
 
 	do {
 		if ((v & mask) != want)
@@ -208,23 +214,32 @@ static bool lock_try(_Atomic uint64_t *w, uint64_t mask, uint64_t want, uint64_t
  * vCPU list): bookkeeping the real module does not have, so it blocks
  * instead of answering busy.  The only place the module blocks on a lock.
  */
-static void lock_wait(pthread_mutex_t *l)
+static void lock_wait(struct ccvm_mutex *l)
 {
-	pthread_mutex_lock(l);
+	ccvm_mutex_lock(l);
+}
+
+/* The scheduling point before a module lock is let go (see lock_try()). */
+static void lock_release(const struct ccvm_tdx_module *m, const char *what)
+{
+	ccvm_sched_point(m->sched, NULL, what);
 }
 
 /* Sharex lock word: bit 0 exclusive, +2 per sharer. */
 #define SX_EXCL		1ull
 #define SX_SHARER	2ull
 
-static bool sx_try(_Atomic uint64_t *l, bool excl)
+static bool sx_try(const struct ccvm_tdx_module *m, _Atomic uint64_t *l, bool excl,
+		   const char *what)
 {
-	return excl ? lock_try(l, ~0ull, 0, SX_EXCL, NULL) :
-		      lock_try(l, SX_EXCL, 0, SX_SHARER, NULL);
+	return excl ? lock_try(m, l, ~0ull, 0, SX_EXCL, NULL, what) :
+		      lock_try(m, l, SX_EXCL, 0, SX_SHARER, NULL, what);
 }
 
-static void sx_release(_Atomic uint64_t *l, bool excl)
+static void sx_release(const struct ccvm_tdx_module *m, _Atomic uint64_t *l, bool excl,
+		       const char *what)
 {
+	lock_release(m, what);
 	if (excl)
 		atomic_store_explicit(l, 0, memory_order_release);
 	else
@@ -232,18 +247,20 @@ static void sx_release(_Atomic uint64_t *l, bool excl)
 }
 
 /* Lock a word whose bit @lock_bit is its lock; *@val gets the unlocked value. */
-static bool word_trylock(_Atomic uint64_t *w, uint64_t lock_bit, uint64_t *val)
+static bool word_trylock(const struct ccvm_tdx_module *m, _Atomic uint64_t *w,
+			 uint64_t lock_bit, uint64_t *val, const char *what)
 {
-	return lock_try(w, lock_bit, 0, lock_bit, val);
+	return lock_try(m, w, lock_bit, 0, lock_bit, val, what);
 }
 
 static bool vp_trylock(struct ccvm_tdx_vp *vp)
 {
-	return lock_try(&vp->run, ~0ull, VP_IDLE, VP_BUSY, NULL);
+	return lock_try(vp->td->m, &vp->run, ~0ull, VP_IDLE, VP_BUSY, NULL, "tdvpr lock");
 }
 
 static void vp_unlock(struct ccvm_tdx_vp *vp)
 {
+	lock_release(vp->td->m, "tdvpr unlock");
 	atomic_store_explicit(&vp->run, VP_IDLE, memory_order_release);
 }
 
@@ -331,7 +348,7 @@ static uint64_t td_enter(struct ccvm_tdx_td *td, struct td_guard *g, bool tdr_ex
 	uint64_t st = TDX_SUCCESS;
 
 	g->tdr_excl = tdr_excl;
-	if (!sx_try(&td->tdr_lock, tdr_excl))
+	if (!sx_try(td->m, &td->tdr_lock, tdr_excl, "tdr_lock"))
 		return busy(CCVM_TDX_OPERAND_TDR);
 	if (td_lifecycle(td) != CCVM_TDX_TD_KEYS_CONFIGURED)
 		st = TDX_TD_KEYS_NOT_CONFIGURED;
@@ -340,24 +357,24 @@ static uint64_t td_enter(struct ccvm_tdx_td *td, struct td_guard *g, bool tdr_ex
 	else if (op_mask && !(op_mask & (1u << td_op_state(td))))
 		st = TDX_OP_STATE_INCORRECT;
 	if (st)
-		sx_release(&td->tdr_lock, tdr_excl);
+		sx_release(td->m, &td->tdr_lock, tdr_excl, "tdr_lock");
 	return st;
 }
 
 static void td_leave(struct ccvm_tdx_td *td, struct td_guard *g)
 {
-	sx_release(&td->tdr_lock, g->tdr_excl);
+	sx_release(td->m, &td->tdr_lock, g->tdr_excl, "tdr_lock");
 }
 
 /* The global key (KOT) lock, always exclusive; kot_unlock() returns @st. */
 static uint64_t kot_lock(struct ccvm_tdx_module *m)
 {
-	return sx_try(&m->key_lock, true) ? TDX_SUCCESS : busy(CCVM_TDX_OPERAND_KOT);
+	return sx_try(m, &m->key_lock, true, "key_lock") ? TDX_SUCCESS : busy(CCVM_TDX_OPERAND_KOT);
 }
 
 static uint64_t kot_unlock(struct ccvm_tdx_module *m, uint64_t st)
 {
-	sx_release(&m->key_lock, true);
+	sx_release(m, &m->key_lock, true, "key_lock");
 	return st;
 }
 
@@ -368,14 +385,14 @@ static uint64_t key_enter(struct ccvm_tdx_td *td)
 
 	if (st)
 		return st;
-	if (!sx_try(&td->tdr_lock, true))
+	if (!sx_try(td->m, &td->tdr_lock, true, "tdr_lock"))
 		return kot_unlock(td->m, busy(CCVM_TDX_OPERAND_TDR));
 	return TDX_SUCCESS;
 }
 
 static uint64_t key_leave(struct ccvm_tdx_td *td, uint64_t st)
 {
-	sx_release(&td->tdr_lock, true);
+	sx_release(td->m, &td->tdr_lock, true, "tdr_lock");
 	return kot_unlock(td->m, st);
 }
 
@@ -486,14 +503,17 @@ static void page_zero_if_dirty(struct ccvm_tdx_module *m, uint64_t pfn)
 static uint64_t pamt_lock(struct ccvm_tdx_module *m, uint64_t pfn, uint32_t operand,
 			  uint64_t *v)
 {
-	return word_trylock(pamt_entry(m, pfn), PAMT_LOCK, v) ? TDX_SUCCESS : busy(operand);
+	return word_trylock(m, pamt_entry(m, pfn), PAMT_LOCK, v, "pamt entry lock") ? TDX_SUCCESS : busy(operand);
 }
 
 /* Unlock a PAMT entry with new value @v, keeping a poison bit set meanwhile. */
 static void pamt_unlock(struct ccvm_tdx_module *m, uint64_t pfn, uint64_t v)
 {
 	_Atomic uint64_t *e = pamt_entry(m, pfn);
-	uint64_t cur = atomic_load_explicit(e, memory_order_relaxed);
+	uint64_t cur;
+
+	lock_release(m, "pamt entry unlock");
+	cur = atomic_load_explicit(e, memory_order_relaxed);
 
 	while (!atomic_compare_exchange_weak_explicit(e, &cur, (v & ~PAMT_LOCK) | (cur & PAMT_POISON),
 						      memory_order_release, memory_order_relaxed))
@@ -511,7 +531,7 @@ static uint64_t pamt_lock_free_page(struct ccvm_tdx_module *m, uint64_t pfn, uin
 	if (!pfn_ok(m, pfn))
 		return TDX_OPERAND_INVALID | operand;
 	pamt_note_touch(m, pfn);
-	if (!word_trylock(pamt_entry(m, pfn), PAMT_LOCK, &v))
+	if (!word_trylock(m, pamt_entry(m, pfn), PAMT_LOCK, &v, "pamt entry lock"))
 		return busy(operand);
 	if (pamt_type(v) != CCVM_TDX_PT_NDA) {
 		pamt_unlock(m, pfn, v);
@@ -525,6 +545,7 @@ static void pamt_assign(struct ccvm_tdx_td *td, uint64_t pfn, unsigned int type,
 {
 	struct ccvm_tdx_module *m = td->m;
 
+	lock_release(m, "pamt entry unlock");
 	atomic_store_explicit(pamt_entry(m, pfn), pamt_make(type, td->slot, 0),
 			      memory_order_release);
 	atomic_fetch_add_explicit(&m->nr_assigned, 1, memory_order_relaxed);
@@ -535,6 +556,7 @@ static void pamt_assign(struct ccvm_tdx_td *td, uint64_t pfn, unsigned int type,
 /* Return a locked page to PT_NDA (unlocks it; poison goes with the owner). */
 static void pamt_release(struct ccvm_tdx_module *m, uint64_t pfn)
 {
+	lock_release(m, "pamt entry unlock");
 	atomic_store_explicit(pamt_entry(m, pfn), 0, memory_order_release);
 	atomic_fetch_sub_explicit(&m->nr_assigned, 1, memory_order_relaxed);
 }
@@ -640,8 +662,9 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 				 NR_LEAF_SLOTS * sizeof(*m->inject) +
 				 pamt_touched_words(m) * sizeof(*m->pamt_touched)));
 	m->slot_hint = 1;
-	pthread_mutex_init(&m->pool_lock, NULL);
-	pthread_mutex_init(&m->inject_lock, NULL);
+	m->sched = ccvm_platform_sched(p);
+	ccvm_mutex_init(&m->pool_lock, m->sched, "tdx pool_lock");
+	ccvm_mutex_init(&m->inject_lock, m->sched, "tdx inject_lock");
 	m->initialized = true;
 	return 0;
 }
@@ -668,7 +691,7 @@ static void vp_free_all(struct ccvm_tdx_td *td)
 static void td_free(struct ccvm_tdx_td *td)
 {
 	vp_free_all(td);
-	pthread_mutex_destroy(&td->vp_list_lock);
+	ccvm_mutex_destroy(&td->vp_list_lock);
 	model_bytes(td->m, -(int64_t)(sizeof(*td) + sizeof(struct ccvm_tdx_slot)));
 	free(td);
 }
@@ -686,8 +709,8 @@ void ccvm_tdx_module_fini(struct ccvm_tdx_module *m)
 			td_free(td);
 	}
 	ccvm_model_bytes(m->p, -(int64_t)atomic_load(&m->model_bytes));
-	pthread_mutex_destroy(&m->pool_lock);
-	pthread_mutex_destroy(&m->inject_lock);
+	ccvm_mutex_destroy(&m->pool_lock);
+	ccvm_mutex_destroy(&m->inject_lock);
 	module_free(m);
 }
 
@@ -712,8 +735,12 @@ int ccvm_tdx_set_cache_wb_steps(struct ccvm_tdx_module *m, uint32_t steps)
 {
 	if (!m || !steps)
 		return -EINVAL;
-	while (kot_lock(m))
-		;
+	while (kot_lock(m)) {
+		uint64_t seen = atomic_load_explicit(&m->key_lock, memory_order_relaxed);
+
+		if (seen)
+			ccvm_spin_wait(m->sched, &m->key_lock, seen, "key_lock");
+	}
 	m->wb_steps = steps;
 	memset(m->wb_progress, 0, sizeof(m->wb_progress));
 	return (int)kot_unlock(m, 0);
@@ -732,6 +759,12 @@ static void entry_lock_hold(struct ccvm_tdx_module *m)
 {
 	uint32_t n = atomic_load_explicit(&m->entry_lock_yields, memory_order_relaxed);
 
+	/* Serial: the window is one scheduling point, whatever its length. */
+	if (m->sched) {
+		if (n)
+			ccvm_sched_point(m->sched, NULL, "sept entry held");
+		return;
+	}
 	while (n--)
 		sched_yield();
 }
@@ -754,7 +787,7 @@ int ccvm_tdx_hkid_alloc(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint32_t 
 			break;
 		}
 	}
-	pthread_mutex_unlock(&m->pool_lock);
+	ccvm_mutex_unlock(&m->pool_lock);
 	if (!err)
 		ccvm_account(m->p, vm, CCVM_EV_KEYID_ALLOC, 1);
 	return err;
@@ -773,7 +806,7 @@ int ccvm_tdx_hkid_free(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint32_t h
 		err = -EBUSY;
 	else
 		m->hkid_pool[hkid] = POOL_FREE;
-	pthread_mutex_unlock(&m->pool_lock);
+	ccvm_mutex_unlock(&m->pool_lock);
 	if (!err)
 		ccvm_account(m->p, vm, CCVM_EV_KEYID_FREE, 1);
 	return err;
@@ -790,7 +823,7 @@ void ccvm_tdx_hkid_leak(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint32_t 
 		m->hkid_pool[hkid] = POOL_LEAKED;
 		leaked = true;
 	}
-	pthread_mutex_unlock(&m->pool_lock);
+	ccvm_mutex_unlock(&m->pool_lock);
 	if (leaked) {
 		ccvm_account(m->p, vm, CCVM_EV_KEYID_LEAK, 1);
 		ccvm_log(CCVM_LOG_INFO, "tdx: HKID %u leaked", hkid);
@@ -804,7 +837,7 @@ uint32_t ccvm_tdx_hkids_in_use(struct ccvm_tdx_module *m)
 	lock_wait(&m->pool_lock);
 	for (i = CCVM_TDX_FIRST_HKID; i < CCVM_TDX_FIRST_HKID + m->nr_hkids; i++)
 		n += m->hkid_pool[i] != POOL_FREE;
-	pthread_mutex_unlock(&m->pool_lock);
+	ccvm_mutex_unlock(&m->pool_lock);
 	return n;
 }
 
@@ -866,7 +899,7 @@ static uint64_t mng_create(struct leaf_args *a)
 	slot = td ? slot_alloc(m) : 0;
 	if (slot)
 		atomic_store_explicit(&m->slots[slot].td, td, memory_order_release);
-	pthread_mutex_unlock(&m->pool_lock);
+	ccvm_mutex_unlock(&m->pool_lock);
 	if (!slot) {
 		free(td);
 		st = CCVM_TDX_SW_NOMEM;
@@ -881,7 +914,7 @@ static uint64_t mng_create(struct leaf_args *a)
 	atomic_init(&td->lifecycle, CCVM_TDX_TD_HKID_ASSIGNED);
 	atomic_init(&td->op_state, CCVM_TDX_OP_UNINITIALIZED);
 	atomic_init(&td->epoch_word, 1ull << EPOCH_SHIFT);
-	pthread_mutex_init(&td->vp_list_lock, NULL);
+	ccvm_mutex_init(&td->vp_list_lock, m->sched, "vp_list_lock");
 	atomic_store_explicit(&m->slots[slot].key,
 			      mix64(m->secret ^ ((uint64_t)hkid << 40) ^ ++m->td_serial),
 			      memory_order_relaxed);
@@ -1124,7 +1157,7 @@ static uint64_t vp_create(struct leaf_args *a)
 	lock_wait(&td->vp_list_lock);
 	vp->next = td->vps;
 	td->vps = vp;
-	pthread_mutex_unlock(&td->vp_list_lock);
+	ccvm_mutex_unlock(&td->vp_list_lock);
 	pamt_assign(td, a->pfn, CCVM_TDX_PT_TDVPR, true);
 	*a->vp_out = vp;
 out:
@@ -1250,7 +1283,7 @@ static uint64_t vp_enter(struct leaf_args *a)
 		st = TDX_VCPU_STATE_INCORRECT;
 	else
 		st = vp_associate(vp, a->cpu);
-	if (!st && !sx_try(&td->epoch_lock, false))
+	if (!st && !sx_try(td->m, &td->epoch_lock, false, "epoch_lock"))
 		st = busy(CCVM_TDX_OPERAND_TD_EPOCH);
 	if (st)
 		return vp_leave(vp, &g, st);
@@ -1259,7 +1292,8 @@ static uint64_t vp_enter(struct leaf_args *a)
 	vp->epoch = epoch_of(w);
 	atomic_fetch_add_explicit(&td->epoch_word, 1ull << (RC_BITS * (vp->epoch & 1)),
 				  memory_order_acq_rel);
-	sx_release(&td->epoch_lock, false);
+	sx_release(td->m, &td->epoch_lock, false, "epoch_lock");
+	lock_release(td->m, "tdvpr unlock");
 	atomic_store_explicit(&vp->run, VP_IN_GUEST, memory_order_release);
 	td_leave(td, &g);
 	return TDX_SUCCESS;
@@ -1279,18 +1313,21 @@ void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
 	 * must not see the vCPU in the epoch it is leaving.
 	 */
 	for (;;) {
+		ccvm_sched_point(vp->td->m->sched, NULL, "tdvpr exit");
 		cur = atomic_load_explicit(&vp->run, memory_order_acquire);
 		if (cur == VP_IDLE)
 			return;
 		if (cur & VP_BUSY) {
-			sched_yield();
+			ccvm_spin_wait(vp->td->m->sched, &vp->run, cur, "tdvpr lock");
 			continue;
 		}
-		if (lock_try(&vp->run, ~0ull, VP_IN_GUEST, VP_BUSY, NULL))
+		if (lock_try(vp->td->m, &vp->run, ~0ull, VP_IN_GUEST, VP_BUSY, NULL, "tdvpr lock"))
 			break;
 	}
+	/* The try of the TDVPR lock just before is the epoch count's point. */
 	atomic_fetch_sub_explicit(&vp->td->epoch_word, 1ull << (RC_BITS * (vp->epoch & 1)),
 				  memory_order_release);
+	lock_release(vp->td->m, "tdvpr unlock");
 	atomic_store_explicit(&vp->run, VP_IDLE, memory_order_release);
 }
 
@@ -1303,7 +1340,7 @@ static uint64_t vp_flush(struct leaf_args *a)
 
 	if (!cpu_ok(td->m, a->cpu))
 		return TDX_OPERAND_INVALID;
-	if (!sx_try(&td->tdr_lock, false))
+	if (!sx_try(td->m, &td->tdr_lock, false, "tdr_lock"))
 		return busy(CCVM_TDX_OPERAND_TDR);
 	lc = td_lifecycle(td);
 	if (lc != CCVM_TDX_TD_HKID_ASSIGNED && lc != CCVM_TDX_TD_KEYS_CONFIGURED) {
@@ -1325,7 +1362,7 @@ static uint64_t vp_flush(struct leaf_args *a)
 	}
 	vp_unlock(vp);
 out:
-	sx_release(&td->tdr_lock, false);
+	sx_release(td->m, &td->tdr_lock, false, "tdr_lock");
 	return st;
 }
 
@@ -1399,7 +1436,7 @@ static uint64_t sept_lookup(struct sept_op *op, struct leaf_args *a)
 	st = td_enter(td, &op->g, gate->tdr_excl, gate->ops);
 	if (st)
 		return st;
-	if (!sx_try(&td->sept_lock, gate->tree_excl)) {
+	if (!sx_try(td->m, &td->sept_lock, gate->tree_excl, "sept_lock")) {
 		td_leave(td, &op->g);
 		return busy(CCVM_TDX_OPERAND_SEPT);
 	}
@@ -1426,7 +1463,7 @@ static uint64_t sept_lookup(struct sept_op *op, struct leaf_args *a)
 static uint64_t sept_done(struct sept_op *op, uint64_t st)
 {
 	if (op->locked) {
-		sx_release(&op->td->sept_lock, op->gate->tree_excl);
+		sx_release(op->td->m, &op->td->sept_lock, op->gate->tree_excl, "sept_lock");
 		td_leave(op->td, &op->g);
 	}
 	return st;
@@ -1438,14 +1475,15 @@ static uint64_t sept_done(struct sept_op *op, uint64_t st)
  */
 static uint64_t sept_entry_lock(struct ccvm_tdx_module *m, _Atomic uint64_t *e, uint64_t *v)
 {
-	if (!word_trylock(e, SEPTE_LOCK, v))
+	if (!word_trylock(m, e, SEPTE_LOCK, v, "sept entry lock"))
 		return busy(CCVM_TDX_OPERAND_RCX);
 	entry_lock_hold(m);
 	return TDX_SUCCESS;
 }
 
-static void sept_entry_unlock(_Atomic uint64_t *e, uint64_t v)
+static void sept_entry_unlock(const struct ccvm_tdx_module *m, _Atomic uint64_t *e, uint64_t v)
 {
+	lock_release(m, "sept entry unlock");
 	atomic_store_explicit(e, v & ~SEPTE_LOCK, memory_order_release);
 }
 
@@ -1488,7 +1526,7 @@ static uint64_t sept_fill(struct leaf_args *a)
 		pamt_assign(a->td, a->pfn, type, true);
 		v = septe_make(state, a->pfn);
 	}
-	sept_entry_unlock(op.e, v);
+	sept_entry_unlock(m, op.e, v);
 	return sept_done(&op, st);
 }
 
@@ -1580,7 +1618,7 @@ static uint64_t mem_track(struct leaf_args *a)
 	st = td_enter(td, &g, false, OPS_BUILT);
 	if (st)
 		return st;
-	if (!sx_try(&td->epoch_lock, true)) {
+	if (!sx_try(td->m, &td->epoch_lock, true, "epoch_lock")) {
 		st = busy(CCVM_TDX_OPERAND_TD_EPOCH);
 		goto out;
 	}
@@ -1592,7 +1630,7 @@ static uint64_t mem_track(struct leaf_args *a)
 		atomic_fetch_add_explicit(&td->epoch_word, 1ull << EPOCH_SHIFT,
 					  memory_order_acq_rel);
 	}
-	sx_release(&td->epoch_lock, true);
+	sx_release(td->m, &td->epoch_lock, true, "epoch_lock");
 out:
 	td_leave(td, &g);
 	return st;
@@ -1697,6 +1735,8 @@ static uint64_t page_wbinvd(struct leaf_args *a)
 		if (atomic_load_explicit(&m->kot[a->keyid].state, memory_order_acquire) == KOT_FREE)
 			return TDX_KEY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
 	}
+	/* A PAMT entry lock held by another leaf makes this one busy. */
+	ccvm_sched_point(m->sched, NULL, "pamt entry");
 	v = atomic_load_explicit(pamt_entry(m, a->pfn), memory_order_acquire);
 	if (v & PAMT_LOCK)
 		return busy(CCVM_TDX_OPERAND_RCX);
@@ -1718,7 +1758,7 @@ static void vp_reclaimed(struct ccvm_tdx_td *td, uint64_t pfn)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&td->vp_list_lock);
+	ccvm_mutex_unlock(&td->vp_list_lock);
 	vp_free(vp);
 }
 
@@ -1756,7 +1796,7 @@ static uint64_t page_reclaim(struct leaf_args *a)
 		info->level = CCVM_TDX_LEVEL_4K;
 	}
 	is_tdr = type == CCVM_TDX_PT_TDR;
-	if (!sx_try(&td->tdr_lock, is_tdr)) {
+	if (!sx_try(td->m, &td->tdr_lock, is_tdr, "tdr_lock")) {
 		pamt_unlock(m, pfn, v);
 		return busy(CCVM_TDX_OPERAND_TDR);
 	}
@@ -1765,14 +1805,14 @@ static uint64_t page_reclaim(struct leaf_args *a)
 	else if (is_tdr && atomic_load_explicit(&td->nr_children, memory_order_acquire))
 		st = TDX_TD_ASSOCIATED_PAGES_EXIST;
 	if (st) {
-		sx_release(&td->tdr_lock, is_tdr);
+		sx_release(td->m, &td->tdr_lock, is_tdr, "tdr_lock");
 		pamt_unlock(m, pfn, v);
 		return st;
 	}
 	if (is_tdr) {
 		atomic_store_explicit(&m->slots[td->slot].td, NULL, memory_order_release);
 		pamt_release(m, pfn);
-		sx_release(&td->tdr_lock, true);
+		sx_release(td->m, &td->tdr_lock, true, "tdr_lock");
 		td_free(td);
 		return TDX_SUCCESS;
 	}
@@ -1780,7 +1820,7 @@ static uint64_t page_reclaim(struct leaf_args *a)
 		vp_reclaimed(td, pfn);
 	pamt_release(m, pfn);
 	atomic_fetch_sub_explicit(&td->nr_children, 1, memory_order_release);
-	sx_release(&td->tdr_lock, false);
+	sx_release(td->m, &td->tdr_lock, false, "tdr_lock");
 	return TDX_SUCCESS;
 }
 
@@ -1814,7 +1854,7 @@ static uint64_t accept_entry(struct ccvm_tdx_module *m, _Atomic uint64_t *e)
 		atomic_fetch_and_explicit(pamt_entry(m, pfn), ~PAMT_POISON, memory_order_relaxed);
 		v = septe_make(CCVM_TDX_SEPT_MAPPED, pfn);
 	}
-	sept_entry_unlock(e, v);
+	sept_entry_unlock(m, e, v);
 	return st;
 }
 
@@ -1830,7 +1870,7 @@ static uint64_t page_accept(struct leaf_args *a)
 		return TDX_VCPU_STATE_INCORRECT;
 	if (!gpa_ok(td, a->gpa, a->level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_2M, 0))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!sx_try(&td->sept_lock, false))
+	if (!sx_try(td->m, &td->sept_lock, false, "sept_lock"))
 		return busy(CCVM_TDX_OPERAND_SEPT);
 	if (!sept_walk(td, a->gpa, a->level, &e, &reached))
 		st = CCVM_TDX_SW_EPT_VIOLATION;
@@ -1840,7 +1880,7 @@ static uint64_t page_accept(struct leaf_args *a)
 		     CCVM_TDX_SW_EPT_VIOLATION;
 	else
 		st = accept_entry(a->m, e);
-	sx_release(&td->sept_lock, false);
+	sx_release(td->m, &td->sept_lock, false, "sept_lock");
 	return st;
 }
 
@@ -1962,7 +2002,7 @@ static bool inject_check(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t 
 			}
 		}
 	}
-	pthread_mutex_unlock(&m->inject_lock);
+	ccvm_mutex_unlock(&m->inject_lock);
 	return fire;
 }
 
@@ -1989,7 +2029,7 @@ int ccvm_tdx_inject(struct ccvm_tdx_module *m, unsigned int leaf, uint64_t nth,
 			.nth = nth, .status = status, .count = count, .active = true,
 		};
 	}
-	pthread_mutex_unlock(&m->inject_lock);
+	ccvm_mutex_unlock(&m->inject_lock);
 	return err;
 }
 

@@ -119,7 +119,6 @@
 #ifndef CCVM_BACKENDS_TDX_MODULE_H
 #define CCVM_BACKENDS_TDX_MODULE_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -342,16 +341,17 @@ struct ccvm_tdx_module {
 	struct ccvm_tdx_slot *slots;	/* [CCVM_TDX_MAX_TDS + 1], 0 unused */
 	uint32_t slot_hint;
 	uint64_t td_serial;
-	pthread_mutex_t pool_lock;	/* hkid_pool, slots allocation */
+	struct ccvm_sched *sched;	/* the platform's, NULL: free-running */
+	struct ccvm_mutex pool_lock;	/* hkid_pool, slots allocation */
 	_Atomic uint64_t key_lock;	/* the global key (KOT) lock */
 	uint32_t wb_steps;		/* CACHE.WB calls per package write-back */
-	_Atomic uint32_t entry_lock_yields; /* sched_yield()s inside an entry lock */
+	_Atomic uint32_t entry_lock_yields; /* yields inside an entry lock (free-running) */
 	uint32_t wb_progress[CCVM_TDX_MAX_PACKAGES];
 	uint64_t secret;		/* key-stream seed */
 	_Atomic uint64_t nr_assigned;	/* PAMT entries not PT_NDA */
 	_Atomic uint64_t nr_poisoned;	/* host writes to TD pages */
 	_Atomic uint32_t nr_inject_rules;
-	pthread_mutex_t inject_lock;
+	struct ccvm_mutex inject_lock;
 	struct ccvm_tdx_inject_rule *inject;
 	_Atomic uint64_t *pamt_touched;	/* bit per 4K page of the PAMT written */
 	_Atomic uint64_t model_bytes;	/* reported with ccvm_model_bytes() */
@@ -416,7 +416,9 @@ int ccvm_tdx_set_cache_wb_steps(struct ccvm_tdx_module *m, uint32_t steps);
  * With @yields > 0 the leaves that lock an S-EPT entry (SEPT.ADD, PAGE.ADD,
  * PAGE.AUG, ACCEPT) give up the CPU that many times while holding it, so
  * concurrent vCPUs meet OPERAND_BUSY even on a loaded machine.  Default 0,
- * which keeps the no-system-call rule below.  Return: 0 or -EINVAL (NULL).
+ * which keeps the no-system-call rule below.  On a serial platform any
+ * @yields > 0 is one scheduling point inside the window (the scheduler, not
+ * the OS, decides who meets it).  Return: 0 or -EINVAL (NULL).
  */
 int ccvm_tdx_set_entry_lock_yields(struct ccvm_tdx_module *m, uint32_t yields);
 

@@ -57,7 +57,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +76,7 @@
 /* The platform's private area: the module, then KVM's global state. */
 struct tdx_platform {
 	struct ccvm_tdx_module module;	/* first: the priv pointer is the module */
-	pthread_mutex_t tdx_lock;
+	struct ccvm_mutex tdx_lock;
 };
 
 enum tdx_td_state {
@@ -105,7 +104,7 @@ struct kvm_tdx {
 	_Atomic bool wait_for_sept_zap;
 	_Atomic uint32_t nr_in_guest;	/* from a VP.ENTER to its vcpu_exit op */
 
-	pthread_mutex_t lock;
+	struct ccvm_mutex lock;
 	struct ccvm_gmem_inode *deferred[CCVM_TDX_MAX_GMEM_INODES];
 	unsigned int nr_deferred;
 	uint64_t *orphans;		/* pfn | ORPHAN_LEAKED */
@@ -198,14 +197,14 @@ static unsigned int package_cpu(struct ccvm_tdx_module *m, struct ccvm_platform 
 /* Remember a TD-owned page for reclaim after the HKID release. */
 static void orphan_add(struct kvm_tdx *kt, uint64_t pfn, bool leaked)
 {
-	pthread_mutex_lock(&kt->lock);
+	ccvm_mutex_lock(&kt->lock);
 	if (kt->nr_orphans == kt->cap_orphans) {
 		size_t cap = kt->cap_orphans ? kt->cap_orphans * 2 : 16;
 		uint64_t *o = realloc(kt->orphans, cap * sizeof(*o));
 
 		if (!o) {
 			/* Without a record it can never be reclaimed: it stays leaked. */
-			pthread_mutex_unlock(&kt->lock);
+			ccvm_mutex_unlock(&kt->lock);
 			ccvm_log(CCVM_LOG_WARN, "tdx: pfn %#" PRIx64 " lost for reclaim", pfn);
 			return;
 		}
@@ -214,7 +213,7 @@ static void orphan_add(struct kvm_tdx *kt, uint64_t pfn, bool leaked)
 		kt->cap_orphans = cap;
 	}
 	kt->orphans[kt->nr_orphans++] = pfn | (leaked ? ORPHAN_LEAKED : 0);
-	pthread_mutex_unlock(&kt->lock);
+	ccvm_mutex_unlock(&kt->lock);
 }
 
 /*
@@ -310,7 +309,7 @@ static int release_hkid_locked(struct ccvm_vm *vm, struct kvm_tdx *kt)
 		ccvm_vm_kick_all(vm);
 	ccvm_vm_for_each_vcpu(vm, flush_vcpu, &ctx);
 
-	pthread_mutex_lock(&tp->tdx_lock);
+	ccvm_mutex_lock(&tp->tdx_lock);
 	st = ccvm_tdh_mng_vpflushdone(kt->td);
 	if (tdx_error(st)) {
 		leaf = CCVM_TDH_MNG_VPFLUSHDONE;
@@ -332,11 +331,11 @@ static int release_hkid_locked(struct ccvm_vm *vm, struct kvm_tdx *kt)
 		ccvm_log(CCVM_LOG_WARN, "tdx vm %u: HKID %u not returned to the pool",
 			 ccvm_vm_id(vm), kt->hkid);
 	atomic_store_explicit(&kt->hkid_state, HKID_RELEASED, memory_order_release);
-	pthread_mutex_unlock(&tp->tdx_lock);
+	ccvm_mutex_unlock(&tp->tdx_lock);
 	return 0;
 
 leak:
-	pthread_mutex_unlock(&tp->tdx_lock);
+	ccvm_mutex_unlock(&tp->tdx_lock);
 	tdx_warn(vm, leaf, st);
 	ccvm_log(CCVM_LOG_WARN, "tdx vm %u: HKID %u leaked, the TD's pages with it",
 		 ccvm_vm_id(vm), kt->hkid);
@@ -441,7 +440,7 @@ static int tdx_platform_init(struct ccvm_platform *p)
 
 	if (err)
 		return err;
-	pthread_mutex_init(&tp->tdx_lock, NULL);
+	ccvm_mutex_init(&tp->tdx_lock, ccvm_platform_sched(p), "tdx_lock");
 	return 0;
 }
 
@@ -450,7 +449,7 @@ static void tdx_platform_destroy(struct ccvm_platform *p)
 	struct tdx_platform *tp = tdx_plat(p);
 
 	ccvm_tdx_module_fini(&tp->module);
-	pthread_mutex_destroy(&tp->tdx_lock);
+	ccvm_mutex_destroy(&tp->tdx_lock);
 }
 
 /* ---- VM lifecycle ------------------------------------------------------------ */
@@ -459,7 +458,7 @@ static void kvm_tdx_locks_fini(struct kvm_tdx *kt)
 {
 	if (!kt->locks_ready)
 		return;
-	pthread_mutex_destroy(&kt->lock);
+	ccvm_mutex_destroy(&kt->lock);
 	ccvm_model_bytes(kt->m->p, -(int64_t)(kt->cap_orphans * sizeof(*kt->orphans)));
 	free(kt->orphans);
 	kt->orphans = NULL;
@@ -492,7 +491,7 @@ static int tdx_vm_init(struct ccvm_vm *vm)
 		return -EINVAL;
 	memset(kt, 0, sizeof(*kt));
 	kt->m = &tp->module;
-	pthread_mutex_init(&kt->lock, NULL);
+	ccvm_mutex_init(&kt->lock, ccvm_platform_sched(p), "kvm_tdx->lock");
 	kt->locks_ready = true;
 
 	err = ccvm_tdx_hkid_alloc(kt->m, vm, &kt->hkid);
@@ -505,7 +504,7 @@ static int tdx_vm_init(struct ccvm_vm *vm)
 	}
 	kt->tdr_pfn = pages[0];
 
-	pthread_mutex_lock(&tp->tdx_lock);
+	ccvm_mutex_lock(&tp->tdx_lock);
 	leaf = CCVM_TDH_MNG_CREATE;
 	st = ccvm_tdh_mng_create(kt->m, vm, kt->tdr_pfn, kt->hkid, &kt->td);
 	if (!tdx_error(st)) {
@@ -514,7 +513,7 @@ static int tdx_vm_init(struct ccvm_vm *vm)
 		for (pkg = 0; pkg < ccvm_tdx_nr_packages(kt->m) && !tdx_error(st); pkg++)
 			st = ccvm_tdh_mng_key_config(kt->td, package_cpu(kt->m, p, pkg));
 	}
-	pthread_mutex_unlock(&tp->tdx_lock);
+	ccvm_mutex_unlock(&tp->tdx_lock);
 	if (tdx_error(st)) {
 		err = tdx_errno(st);
 		tdx_warn(vm, leaf, st);
@@ -765,7 +764,7 @@ static int tdx_gmem_defer_removal(struct ccvm_vm *vm, struct ccvm_gmem_inode *in
 
 	if (!kt->td || hkid_state(kt) != HKID_ASSIGNED)
 		return 0;
-	pthread_mutex_lock(&kt->lock);
+	ccvm_mutex_lock(&kt->lock);
 	if ((ccvm_vm_study_knob(vm, CCVM_STUDY_GMEM_DEFER_REMOVAL) == CCVM_GMEM_DEFER_RFC ||
 	     ccvm_vm_is_bugged(vm)) &&
 	    kt->nr_deferred < CCVM_TDX_MAX_GMEM_INODES) {
@@ -773,7 +772,7 @@ static int tdx_gmem_defer_removal(struct ccvm_vm *vm, struct ccvm_gmem_inode *in
 		kt->deferred[kt->nr_deferred++] = inode;
 		defer = 1;
 	}
-	pthread_mutex_unlock(&kt->lock);
+	ccvm_mutex_unlock(&kt->lock);
 	return defer;
 }
 
@@ -1205,9 +1204,9 @@ unsigned int ccvm_tdx_nr_deferred(struct ccvm_vm *vm)
 	if (!vm_is_td(vm))
 		return 0;
 	kt = to_kvm_tdx(vm);
-	pthread_mutex_lock(&kt->lock);
+	ccvm_mutex_lock(&kt->lock);
 	n = kt->nr_deferred;
-	pthread_mutex_unlock(&kt->lock);
+	ccvm_mutex_unlock(&kt->lock);
 	return n;
 }
 
