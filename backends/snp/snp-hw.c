@@ -17,7 +17,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -109,22 +108,37 @@ static inline bool region_full(struct ccvm_snp_hw *hw, uint64_t head_pfn)
 	return head_pfn + CCVM_SNP_PAGES_PER_2M <= hw->nr_pages;
 }
 
-static bool region_trylock(_Atomic uint32_t *r)
+/*
+ * The region lock is the RMP's contention: taking it and letting it go are
+ * scheduling points on a serial platform, so which RMPUPDATE, PSMASH or
+ * PVALIDATE meets another's window is the schedule's choice, and replays.
+ */
+static bool region_trylock(struct ccvm_snp_hw *hw, _Atomic uint32_t *r, uint32_t *seen)
 {
-	return !(atomic_fetch_or_explicit(r, REGION_LOCK, memory_order_acquire) &
-		 REGION_LOCK);
+	uint32_t old;
+
+	ccvm_sched_point(hw->sched, NULL, "rmp region lock");
+	old = atomic_fetch_or_explicit(r, REGION_LOCK, memory_order_acquire);
+	if (seen)
+		*seen = old;
+	return !(old & REGION_LOCK);
 }
 
-static void region_unlock(_Atomic uint32_t *r)
+static void region_unlock(struct ccvm_snp_hw *hw, _Atomic uint32_t *r)
 {
+	ccvm_sched_point(hw->sched, NULL, "rmp region unlock");
 	atomic_fetch_and_explicit(r, ~REGION_LOCK, memory_order_release);
 }
 
-/* Back off while another CPU holds something we need; yield now and then. */
-static void snp_cpu_relax(unsigned int *spins)
+/*
+ * Back off while another CPU holds something we need (a retry on the
+ * operation's own result): pause, and yield now and then; on a serial
+ * platform every round yields to another thread.
+ */
+static void snp_cpu_relax(struct ccvm_snp_hw *hw, unsigned int *spins)
 {
-	if ((++*spins & 63) == 0) {
-		sched_yield();
+	if (hw->sched || (++*spins & 63) == 0) {
+		ccvm_sched_yield(hw->sched, "rmp busy");
 		return;
 	}
 #if defined(__x86_64__) || defined(__i386__)
@@ -133,12 +147,17 @@ static void snp_cpu_relax(unsigned int *spins)
 }
 
 /* Hardware operations that do not fail on contention wait for the region. */
-static void region_lock_wait(_Atomic uint32_t *r)
+static void region_lock_wait(struct ccvm_snp_hw *hw, _Atomic uint32_t *r)
 {
 	unsigned int spins = 0;
+	uint32_t seen;
 
-	while (!region_trylock(r))
-		snp_cpu_relax(&spins);
+	while (!region_trylock(hw, r, &seen)) {
+		if (hw->sched)
+			ccvm_spin_wait(hw->sched, r, seen, "rmp region");
+		else
+			snp_cpu_relax(hw, &spins);
+	}
 }
 
 static void region_count_add(_Atomic uint32_t *r, uint32_t n)
@@ -242,9 +261,10 @@ int ccvm_snp_hw_init(struct ccvm_platform *p, struct ccvm_snp_hw *hw)
 	hw->asid_key = calloc(nr_asids + 1, sizeof(hw->asid_key[0]));
 	if (!hw->rmp || !hw->region || !hw->gig_1g || !hw->asid_state || !hw->asid_key)
 		goto err_free;
-	if (pthread_mutex_init(&hw->asid_lock, NULL))
+	hw->sched = ccvm_platform_sched(p);
+	if (ccvm_mutex_init(&hw->asid_lock, hw->sched, "asid_lock"))
 		goto err_free;
-	if (pthread_mutex_init(&hw->leak_lock, NULL))
+	if (ccvm_mutex_init(&hw->leak_lock, hw->sched, "leak_lock"))
 		goto err_asid_lock;
 
 	/* Boot-time direct map: 1G pages where a whole gigabyte exists. */
@@ -260,7 +280,7 @@ int ccvm_snp_hw_init(struct ccvm_platform *p, struct ccvm_snp_hw *hw)
 	return 0;
 
 err_asid_lock:
-	pthread_mutex_destroy(&hw->asid_lock);
+	ccvm_mutex_destroy(&hw->asid_lock);
 err_free:
 	free(hw->asid_key);
 	free(hw->asid_state);
@@ -279,8 +299,8 @@ void ccvm_snp_hw_fini(struct ccvm_snp_hw *hw)
 		return;
 	ccvm_model_bytes(hw->platform,
 			 -(int64_t)(hw_heap_bytes(hw) + hw->leaked_cap * sizeof(hw->leaked[0])));
-	pthread_mutex_destroy(&hw->leak_lock);
-	pthread_mutex_destroy(&hw->asid_lock);
+	ccvm_mutex_destroy(&hw->leak_lock);
+	ccvm_mutex_destroy(&hw->asid_lock);
 	free(hw->leaked);
 	free(hw->asid_key);
 	free(hw->asid_state);
@@ -304,13 +324,13 @@ bool ccvm_snp_region_trylock(struct ccvm_snp_hw *hw, uint64_t pfn)
 {
 	if (pfn >= hw->nr_pages)
 		return false;
-	return region_trylock(region_of(hw, pfn));
+	return region_trylock(hw, region_of(hw, pfn), NULL);
 }
 
 void ccvm_snp_region_unlock(struct ccvm_snp_hw *hw, uint64_t pfn)
 {
 	if (pfn < hw->nr_pages)
-		region_unlock(region_of(hw, pfn));
+		region_unlock(hw, region_of(hw, pfn));
 }
 
 /* ---- RMPUPDATE / PSMASH / RMPREAD ------------------------------------ */
@@ -361,7 +381,7 @@ static int rmpupdate_exec(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64_t p
 	int rc = CCVM_SNP_SUCCESS;
 
 	snp_account(hw, vm, CCVM_EV_RMPUPDATE, 1);
-	if (inject_take(&hw->inject_overlap) || !region_trylock(r)) {
+	if (inject_take(&hw->inject_overlap) || !region_trylock(hw, r, NULL)) {
 		atomic_fetch_add_explicit(&hw->nr_fail_overlap, 1, memory_order_relaxed);
 		return CCVM_SNP_FAIL_OVERLAP;
 	}
@@ -393,7 +413,7 @@ static int rmpupdate_exec(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64_t p
 		rmp_store(hw, head_pfn, val);
 	}
 out:
-	region_unlock(r);
+	region_unlock(hw, r);
 	return rc;
 }
 
@@ -419,7 +439,7 @@ int ccvm_snp_psmash(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64_t pfn)
 		return CCVM_SNP_FAIL_INPUT;
 	snp_account(hw, vm, CCVM_EV_PSMASH, 1);
 	r = region_of(hw, pfn);
-	if (inject_take(&hw->inject_inuse) || !region_trylock(r)) {
+	if (inject_take(&hw->inject_inuse) || !region_trylock(hw, r, NULL)) {
 		atomic_fetch_add_explicit(&hw->nr_fail_inuse, 1, memory_order_relaxed);
 		return CCVM_SNP_FAIL_INUSE;
 	}
@@ -437,7 +457,7 @@ int ccvm_snp_psmash(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64_t pfn)
 	region_count_add(r, CCVM_SNP_PAGES_PER_2M);
 	rmp_store(hw, pfn, head & ~RMPE_SIZE_2M);
 out:
-	region_unlock(r);
+	region_unlock(hw, r);
 	return rc;
 }
 
@@ -506,7 +526,7 @@ int ccvm_snp_pvalidate(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint32_t asid
 
 	snp_account(hw, vm, CCVM_EV_PVALIDATE, 1);
 	r = region_of(hw, pfn);
-	region_lock_wait(r);
+	region_lock_wait(hw, r);
 	e = rmp_effective(hw, pfn, &entry_pfn);
 	if (!rmpe_owned_by(e, entry_pfn, asid, gpa, pfn) || (e & RMPE_IMMUTABLE)) {
 		rc = CCVM_SNP_NPF_RMP;
@@ -518,7 +538,7 @@ int ccvm_snp_pvalidate(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint32_t asid
 		rmp_store(hw, entry_pfn, validate ? e | RMPE_VALIDATED : e & ~RMPE_VALIDATED);
 		rc = CCVM_SNP_SUCCESS;
 	}
-	region_unlock(r);
+	region_unlock(hw, r);
 
 	if (rc == CCVM_SNP_NPF_RMP)
 		snp_account(hw, vm, CCVM_EV_RMP_NPF, 1);
@@ -578,6 +598,7 @@ int ccvm_snp_directmap_split(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64_
 	if (atomic_load_explicit(r, memory_order_acquire) & REGION_DMAP_4K)
 		return 0;
 	/* The gigabyte goes to 2M pages before its 2M page goes to 4K. */
+	ccvm_sched_point(hw->sched, NULL, "direct map split");
 	if (atomic_exchange_explicit(&hw->gig_1g[pfn / CCVM_SNP_PAGES_PER_1G], 0,
 				     memory_order_acq_rel))
 		splits++;
@@ -694,7 +715,7 @@ static int rmpupdate_retry(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64_t 
 
 	while ((rc = rmpupdate_exec(hw, vm, pfn, level, val)) == CCVM_SNP_FAIL_OVERLAP) {
 		snp_account(hw, vm, CCVM_EV_RMPUPDATE_RETRY, 1);
-		snp_cpu_relax(&spins);
+		snp_cpu_relax(hw, &spins);
 	}
 	return rc;
 }
@@ -767,7 +788,7 @@ int ccvm_snp_rmp_psmash(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64_t pfn
 		rc = ccvm_snp_psmash(hw, vm, head_pfn);
 		if (rc != CCVM_SNP_FAIL_INUSE)
 			break;
-		snp_cpu_relax(&spins);
+		snp_cpu_relax(hw, &spins);
 	}
 	/* FAIL_INPUT here means another CPU split or freed it meanwhile. */
 	return 0;
@@ -795,7 +816,7 @@ int ccvm_snp_leak_pages(struct ccvm_snp_hw *hw, uint64_t pfn, uint64_t npages)
 
 	if (!pfn_range_ok(hw, pfn, npages))
 		return -EINVAL;
-	pthread_mutex_lock(&hw->leak_lock);
+	ccvm_mutex_lock(&hw->leak_lock);
 	for (i = 0; i < npages; i++) {
 		ccvm_page_leak(hw->platform, pfn + i);
 		if (hw->nr_leaked == hw->leaked_cap) {
@@ -812,7 +833,7 @@ int ccvm_snp_leak_pages(struct ccvm_snp_hw *hw, uint64_t pfn, uint64_t npages)
 		}
 		hw->leaked[hw->nr_leaked++] = pfn + i;
 	}
-	pthread_mutex_unlock(&hw->leak_lock);
+	ccvm_mutex_unlock(&hw->leak_lock);
 	ccvm_log(CCVM_LOG_WARN, "snp: leaked %" PRIu64 " page(s) at pfn %#" PRIx64,
 		 npages, pfn);
 	return ret;
@@ -822,9 +843,9 @@ size_t ccvm_snp_nr_leaked(struct ccvm_snp_hw *hw)
 {
 	size_t n;
 
-	pthread_mutex_lock(&hw->leak_lock);
+	ccvm_mutex_lock(&hw->leak_lock);
 	n = hw->nr_leaked;
-	pthread_mutex_unlock(&hw->leak_lock);
+	ccvm_mutex_unlock(&hw->leak_lock);
 	return n;
 }
 
@@ -832,12 +853,12 @@ int ccvm_snp_leaked_pfn(struct ccvm_snp_hw *hw, size_t idx, uint64_t *pfn)
 {
 	int ret = -ENOENT;
 
-	pthread_mutex_lock(&hw->leak_lock);
+	ccvm_mutex_lock(&hw->leak_lock);
 	if (idx < hw->nr_leaked && pfn) {
 		*pfn = hw->leaked[idx];
 		ret = 0;
 	}
-	pthread_mutex_unlock(&hw->leak_lock);
+	ccvm_mutex_unlock(&hw->leak_lock);
 	return ret;
 }
 
@@ -853,14 +874,14 @@ int ccvm_snp_fw_page_reclaim(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64_
 	if (!hw || pfn >= hw->nr_pages)
 		return -EINVAL;
 	r = region_of(hw, pfn);
-	region_lock_wait(r);
+	region_lock_wait(hw, r);
 	e = rmp_effective(hw, pfn, &entry_pfn);
 	if ((e & (RMPE_ASSIGNED | RMPE_IMMUTABLE)) == (RMPE_ASSIGNED | RMPE_IMMUTABLE) &&
 	    !(e & RMPE_SIZE_2M)) {
 		rmp_store(hw, pfn, e & ~(RMPE_IMMUTABLE | RMPE_VALIDATED | RMPE_VMSA));
 		ret = 0;
 	}
-	region_unlock(r);
+	region_unlock(hw, r);
 	return ret;
 }
 
@@ -913,7 +934,7 @@ int ccvm_snp_fw_launch_update(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64
 	    (type != CCVM_SNP_LAUNCH_PAGE_NORMAL && type != CCVM_SNP_LAUNCH_PAGE_VMSA))
 		return -EINVAL;
 	r = region_of(hw, pfn);
-	region_lock_wait(r);
+	region_lock_wait(hw, r);
 	e = rmp_effective(hw, pfn, &entry_pfn);
 	if (!(e & RMPE_ASSIGNED) || rmpe_asid(e) != asid || (e & RMPE_VALIDATED))
 		goto out;
@@ -925,7 +946,7 @@ int ccvm_snp_fw_launch_update(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64
 		ret = 0;
 	}
 out:
-	region_unlock(r);
+	region_unlock(hw, r);
 	return ret;
 }
 
@@ -963,7 +984,7 @@ int ccvm_snp_asid_alloc(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint32_t *ou
 	if (!hw || !out)
 		return -EINVAL;
 	key = ccvm_platform_random(hw->platform);
-	pthread_mutex_lock(&hw->asid_lock);
+	ccvm_mutex_lock(&hw->asid_lock);
 	asid = asid_find_free_locked(hw);
 	if (!asid) {
 		/* KVM recycles freed ASIDs only after WBINVD + SNP_DF_FLUSH. */
@@ -974,7 +995,7 @@ int ccvm_snp_asid_alloc(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint32_t *ou
 		hw->asid_state[asid] = CCVM_SNP_ASID_IN_USE;
 		atomic_store_explicit(&hw->asid_key[asid], key, memory_order_relaxed);
 	}
-	pthread_mutex_unlock(&hw->asid_lock);
+	ccvm_mutex_unlock(&hw->asid_lock);
 
 	if (flushed)
 		snp_account(hw, NULL, CCVM_EV_ASID_FLUSH, 1);
@@ -991,12 +1012,12 @@ int ccvm_snp_asid_free(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint32_t asid
 
 	if (!hw || !asid || asid > hw->nr_asids)
 		return -EINVAL;
-	pthread_mutex_lock(&hw->asid_lock);
+	ccvm_mutex_lock(&hw->asid_lock);
 	if (hw->asid_state[asid] == CCVM_SNP_ASID_IN_USE) {
 		hw->asid_state[asid] = CCVM_SNP_ASID_DIRTY;
 		ret = 0;
 	}
-	pthread_mutex_unlock(&hw->asid_lock);
+	ccvm_mutex_unlock(&hw->asid_lock);
 	if (!ret)
 		snp_account(hw, vm, CCVM_EV_KEYID_FREE, 1);
 	return ret;
@@ -1006,9 +1027,9 @@ uint32_t ccvm_snp_asid_flush(struct ccvm_snp_hw *hw)
 {
 	uint32_t n;
 
-	pthread_mutex_lock(&hw->asid_lock);
+	ccvm_mutex_lock(&hw->asid_lock);
 	n = asid_flush_locked(hw);
-	pthread_mutex_unlock(&hw->asid_lock);
+	ccvm_mutex_unlock(&hw->asid_lock);
 	if (n)
 		snp_account(hw, NULL, CCVM_EV_ASID_FLUSH, 1);
 	return n;
@@ -1020,8 +1041,8 @@ int ccvm_snp_asid_state(struct ccvm_snp_hw *hw, uint32_t asid)
 
 	if (!hw || !asid || asid > hw->nr_asids)
 		return -EINVAL;
-	pthread_mutex_lock(&hw->asid_lock);
+	ccvm_mutex_lock(&hw->asid_lock);
 	state = hw->asid_state[asid];
-	pthread_mutex_unlock(&hw->asid_lock);
+	ccvm_mutex_unlock(&hw->asid_lock);
 	return state;
 }

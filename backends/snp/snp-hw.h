@@ -107,7 +107,6 @@
 #ifndef CCVM_BACKENDS_SNP_HW_H
 #define CCVM_BACKENDS_SNP_HW_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -193,6 +192,7 @@ enum ccvm_snp_asid_state {
  */
 struct ccvm_snp_hw {
 	struct ccvm_platform *platform;
+	struct ccvm_sched *sched;	/* the platform's, NULL: free-running */
 	uint64_t nr_pages;
 	uint64_t nr_regions;		/* 2M regions, the last may be partial */
 	uint64_t nr_gigs;		/* 1G regions, the last may be partial */
@@ -204,12 +204,12 @@ struct ccvm_snp_hw {
 	_Atomic uint8_t *gig_1g;	/* per 1G region: still one 1G mapping */
 
 	uint32_t nr_asids;
-	pthread_mutex_t asid_lock;
+	struct ccvm_mutex asid_lock;
 	uint8_t *asid_state;		/* enum ccvm_snp_asid_state, [0..nr_asids] */
 	_Atomic uint64_t *asid_key;	/* memory-encryption key per ASID */
 	_Atomic uint64_t fw_key;	/* key of firmware (ASID 0) pages */
 
-	pthread_mutex_t leak_lock;
+	struct ccvm_mutex leak_lock;
 	uint64_t *leaked;
 	size_t nr_leaked, leaked_cap;
 

@@ -65,7 +65,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -82,7 +81,7 @@
 /* Platform private area; the hardware first so ccvm_snp_hw_of() works. */
 struct snp_platform {
 	struct ccvm_snp_hw hw;
-	pthread_mutex_t dmap_mutex;
+	struct ccvm_mutex dmap_mutex;
 	_Atomic(ccvm_snp_update_hook_fn) update_hook;
 	void *_Atomic update_hook_ctx;
 };
@@ -120,7 +119,7 @@ static inline struct snp_vm *snp_vm(struct ccvm_vm *vm)
 	return ccvm_vm_priv(vm);
 }
 
-static inline pthread_mutex_t *dmap_mutex(struct ccvm_vm *vm)
+static inline struct ccvm_mutex *dmap_mutex(struct ccvm_vm *vm)
 {
 	return &snp_plat(ccvm_vm_platform(vm))->dmap_mutex;
 }
@@ -162,10 +161,10 @@ static int snp_platform_init(struct ccvm_platform *p)
 	err = ccvm_snp_hw_init(p, &sp->hw);
 	if (err)
 		return err;
-	err = pthread_mutex_init(&sp->dmap_mutex, NULL);
+	err = ccvm_mutex_init(&sp->dmap_mutex, ccvm_platform_sched(p), "dmap_mutex");
 	if (err) {
 		ccvm_snp_hw_fini(&sp->hw);
-		return -err;
+		return err;
 	}
 	atomic_init(&sp->update_hook, NULL);
 	atomic_init(&sp->update_hook_ctx, NULL);
@@ -176,7 +175,7 @@ static void snp_platform_destroy(struct ccvm_platform *p)
 {
 	struct snp_platform *sp = snp_plat(p);
 
-	pthread_mutex_destroy(&sp->dmap_mutex);
+	ccvm_mutex_destroy(&sp->dmap_mutex);
 	ccvm_snp_hw_fini(&sp->hw);
 }
 
@@ -198,9 +197,9 @@ static int snp_vm_init(struct ccvm_vm *vm)
 	if (err)
 		goto err_asid;
 	/* SNP_GCTX_CREATE: the context page becomes the firmware's. */
-	pthread_mutex_lock(dmap_mutex(vm));
+	ccvm_mutex_lock(dmap_mutex(vm));
 	err = ccvm_snp_fw_mark_pages(hw, vm, pfn, 1);
-	pthread_mutex_unlock(dmap_mutex(vm));
+	ccvm_mutex_unlock(dmap_mutex(vm));
 	if (err) {
 		/* fw_mark_pages left it shared, or leaked it. */
 		ccvm_page_free(ccvm_vm_platform(vm), pfn);
@@ -282,7 +281,7 @@ static int snp_populate(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, const vo
 		return -EIO;
 	if (!sv->launch_started || sv->launch_finished)
 		return -EINVAL;
-	pthread_mutex_lock(dmap_mutex(vm));
+	ccvm_mutex_lock(dmap_mutex(vm));
 	if (ccvm_snp_rmpread(hw, pfn, &e)) {
 		err = -EINVAL;
 		goto out;
@@ -314,7 +313,7 @@ static int snp_populate(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, const vo
 		err = -EIO;
 	}
 out:
-	pthread_mutex_unlock(dmap_mutex(vm));
+	ccvm_mutex_unlock(dmap_mutex(vm));
 	return err;
 }
 
@@ -363,10 +362,10 @@ static int snp_vcpu_create(struct ccvm_vcpu *vcpu)
 	err = safe_alloc_page(p, &pfn);
 	if (err)
 		return err;
-	pthread_mutex_lock(dmap_mutex(vm));
+	ccvm_mutex_lock(dmap_mutex(vm));
 	err = ccvm_snp_rmp_make_private(hw, vm, pfn, SNP_VMSA_GPA, CCVM_LEVEL_4K,
 					snp_vm(vm)->asid, true);
-	pthread_mutex_unlock(dmap_mutex(vm));
+	ccvm_mutex_unlock(dmap_mutex(vm));
 	if (err) {
 		ccvm_page_free(p, pfn);
 		return -EIO;
@@ -445,9 +444,9 @@ static int snp_gmem_prepare(struct ccvm_vm *vm, uint64_t pfn, uint64_t gfn, int 
 		return -EINVAL;
 	if (rmp_owned_at(&e, pfn, snp_vm(vm)->asid, gfn))
 		return 0;
-	pthread_mutex_lock(dmap_mutex(vm));
+	ccvm_mutex_lock(dmap_mutex(vm));
 	err = prepare_locked(vm, pfn, gfn, max_order);
-	pthread_mutex_unlock(dmap_mutex(vm));
+	ccvm_mutex_unlock(dmap_mutex(vm));
 	return err;
 }
 
@@ -584,12 +583,12 @@ static int convert_page(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, void *ct
 	uint64_t done = 1;
 	int err;
 
-	pthread_mutex_lock(dmap_mutex(vm));
+	ccvm_mutex_lock(dmap_mutex(vm));
 	if (w->to_private)
 		err = convert_to_private(vm, gfn, pfn);
 	else
 		err = convert_to_shared(vm, gfn, pfn, w->end, &done);
-	pthread_mutex_unlock(dmap_mutex(vm));
+	ccvm_mutex_unlock(dmap_mutex(vm));
 	if (err && !w->err)
 		w->err = err;
 	return (int)done;
@@ -618,10 +617,10 @@ static int snp_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
 		return -EIO;
 
 	if (w.to_private) {
-		pthread_mutex_lock(&sp->dmap_mutex);
+		ccvm_mutex_lock(&sp->dmap_mutex);
 		sv->pending_start = start;
 		sv->pending_end = end;
-		pthread_mutex_unlock(&sp->dmap_mutex);
+		ccvm_mutex_unlock(&sp->dmap_mutex);
 	}
 	/* The window between the attribute store and the RMPUPDATEs. */
 	hook = atomic_load(&sp->update_hook);
@@ -631,10 +630,10 @@ static int snp_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
 	/* The walk holds gmem's invalidate lock: no punch frees a page meanwhile. */
 	err = ccvm_memslot_for_each_gmem_pfn(vm, slot, start, end, convert_page, &w);
 
-	pthread_mutex_lock(&sp->dmap_mutex);
+	ccvm_mutex_lock(&sp->dmap_mutex);
 	sv->pending_start = 0;
 	sv->pending_end = 0;
-	pthread_mutex_unlock(&sp->dmap_mutex);
+	ccvm_mutex_unlock(&sp->dmap_mutex);
 	return err ? err : w.err;
 }
 
