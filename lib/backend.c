@@ -291,21 +291,33 @@ static int inject_check(struct ccvm_platform *p, enum ccvm_op_index op)
 int ccvm_op_hooked_enter(struct ccvm_op_call *c, struct ccvm_platform *p,
 			 struct ccvm_vm *vm, enum ccvm_op_index op, uint64_t gfn)
 {
+	unsigned int hooks = atomic_load_explicit(&p->op_hooks, memory_order_relaxed);
+
 	c->p = p;
 	c->vm = vm;
 	c->op = op;
 	c->gfn = gfn;
 	c->t0 = 0;
+	/*
+	 * A backend op is one step of the hardware or the vendor code: the call
+	 * is a scheduling point, so every SEAMCALL or RMPUPDATE is an
+	 * interleaving boundary.  What the op touches is not known here: the
+	 * point names no object (it conflicts with every other step).
+	 */
+	if (hooks & CCVM_OP_HOOK_SCHED)
+		ccvm_sched_point(p->sched, NULL, ccvm_op_names[op]);
 	ccvm_op_count(p, vm, op);
 	if (ccvm_tracing(p))
 		c->t0 = ccvm_now_ns();
-	if (atomic_load_explicit(&p->op_hooks, memory_order_relaxed) & CCVM_OP_HOOK_INJECT)
+	if (hooks & CCVM_OP_HOOK_INJECT)
 		return inject_check(p, op);
 	return 0;
 }
 
 int64_t ccvm_op_hooked_leave(struct ccvm_op_call *c, int64_t ret)
 {
+	if (atomic_load_explicit(&c->p->op_hooks, memory_order_relaxed) & CCVM_OP_HOOK_SCHED)
+		ccvm_sched_point(c->p->sched, NULL, ccvm_op_names[c->op]);
 	if (ret < 0)
 		ccvm_op_count_error(c->p, c->vm, c->op);
 	if (c->t0 && ccvm_tracing(c->p)) {

@@ -161,6 +161,8 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 	ccvm_account(vm->p, vm, CCVM_EV_FAULT, 1);
 
 	ccvm_rwlock_rdlock(&vm->memslots_rw);
+	/* The snapshot races with every invalidation: a point of its own. */
+	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate_seq snapshot");
 	seq = atomic_load_explicit(&vm->mmu.invalidate_seq, memory_order_acquire);
 
 	attr_private = ccvm_vm_gfn_is_private(vm, f.gfn);
@@ -185,6 +187,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		ret = CCVM_PF_EXIT;
 		goto out;
 	}
+	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate check");
 	if (atomic_load_explicit(&slot->invalid, memory_order_acquire) ||
 	    invalidated_since(vm, seq, f.gfn, f.gfn + 1, false)) {
 		ret = CCVM_PF_RETRY;
@@ -217,6 +220,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 			  (f.gfn - slot->base_gfn);
 	}
 	f.level = fault_backing_level(vm, &f, order);
+	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate check");
 	if (invalidated_since(vm, seq, f.gfn, f.gfn + 1, false)) {
 		ret = CCVM_PF_RETRY;
 		goto out;
@@ -281,6 +285,7 @@ static int launch_map_run(struct ccvm_vm *vm, uint64_t gfn)
 	int order, ret;
 
 	ccvm_rwlock_rdlock(&vm->memslots_rw);
+	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate_seq snapshot");
 	seq = atomic_load_explicit(&vm->mmu.invalidate_seq, memory_order_acquire);
 	slot = ccvm_memslot_find(vm, gfn);
 	if (!slot || !(slot->flags & CCVM_MEM_GUEST_MEMFD) || !slot->inode) {
@@ -349,7 +354,7 @@ static int fault_retry(struct fault_attempt *a, unsigned int *tries)
 		if (ret != CCVM_PF_RETRY)
 			return ret;
 		/* Let the invalidation or the busy installer finish. */
-		ccvm_sched_yield(ccvm_platform_sched(a->vm->p), "fault retry");
+		ccvm_sched_yield(ccvm_sched_of(a->vm->p), "fault retry");
 	}
 }
 

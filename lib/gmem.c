@@ -30,6 +30,8 @@ void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode)
 {
 	struct ccvm_platform *p = inode->p;
 
+	/* The last reference frees the pages: the schedule decides whose it is. */
+	ccvm_sched_point(ccvm_sched_of(p), NULL, "inode put");
 	if (atomic_fetch_sub_explicit(&inode->refcount, 1, memory_order_acq_rel) != 1)
 		return;
 	/* Eviction: truncate the page cache; every mapping is gone by now. */
@@ -160,8 +162,8 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	inode->size = size;
 	inode->npages = size >> CCVM_PAGE_SHIFT;
 	inode->flags = flags;
-	ccvm_rwlock_init(&inode->invalidate_lock, ccvm_platform_sched(vm->p), "invalidate_lock");
-	ccvm_mutex_init(&inode->pages_lock, ccvm_platform_sched(vm->p), "pages_lock");
+	ccvm_rwlock_init(&inode->invalidate_lock, ccvm_sched_of(vm->p), "invalidate_lock");
+	ccvm_mutex_init(&inode->pages_lock, ccvm_sched_of(vm->p), "pages_lock");
 	ccvm_xa_init(&inode->pages);
 	inode->file = g;
 	g->inode = inode;

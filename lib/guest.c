@@ -173,6 +173,8 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 
 	for (;;) {
 		guest_lock_in_guest_mode(g);
+		/* The access itself: the guest's own step against faults and zaps. */
+		ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "guest access");
 		if (ccvm_mmu_translate(v, gpa, &x)) {
 			ccvm_rwlock_unlock(&vm->mmu_lock);
 			goto fault;
@@ -344,7 +346,7 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa)
 			return 0;
 		/* Host S-EPT operations hold the entry: the guest kernel retries. */
 		if (r == -EAGAIN && ++busy <= CCVM_FAULT_RETRY_LIMIT) {
-			ccvm_sched_yield(ccvm_platform_sched(vm->p), "accept busy");
+			ccvm_sched_yield(ccvm_sched_of(vm->p), "accept busy");
 			continue;
 		}
 		if (r != CCVM_GUEST_NEEDS_FAULT)

@@ -166,6 +166,16 @@ struct ccvm_platform {
 	struct ccvm_sched *sched;		/* serial mode; NULL: free-running */
 };
 
+/*
+ * The platform's scheduler, NULL when free-running: ccvm_platform_sched()
+ * inline, for the library's hot paths (each point costs this load and a
+ * not-taken branch).
+ */
+static inline struct ccvm_sched *ccvm_sched_of(const struct ccvm_platform *p)
+{
+	return p->sched;
+}
+
 static inline bool ccvm_tracing(struct ccvm_platform *p)
 {
 	return atomic_load_explicit(&p->trace_fn, memory_order_relaxed) != NULL;
@@ -173,11 +183,14 @@ static inline bool ccvm_tracing(struct ccvm_platform *p)
 
 /*
  * What makes backend op calls leave their fast path (lib/backend-call.h):
- * a trace callback, an injection rule.  Set and cleared by whoever arms
- * or disarms the hook, under that hook's own lock.
+ * a trace callback, an injection rule, a serial platform's scheduler (the
+ * call and the return are scheduling points).  Set and cleared by whoever
+ * arms or disarms the hook, under that hook's own lock; SCHED is set once,
+ * at creation, and never cleared.
  */
 #define CCVM_OP_HOOK_TRACE	(1u << 0)
 #define CCVM_OP_HOOK_INJECT	(1u << 1)
+#define CCVM_OP_HOOK_SCHED	(1u << 2)
 
 static inline void ccvm_op_hooks_set(struct ccvm_platform *p, unsigned int hook, bool on)
 {

@@ -469,10 +469,17 @@ void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v)
 
 /* ---- invalidation protocol (docs/semantics.md 2.1) ----------------------- */
 
+/*
+ * The updates below are scheduling points although mmu_lock is held for
+ * write: the fault's early checks read these words without it, and the
+ * window between begin and the first range_add (in progress, range still
+ * empty) is one those checks must handle.
+ */
 void ccvm_mmu_invalidate_begin(struct ccvm_vm *vm)
 {
 	struct ccvm_mmu *m = &vm->mmu;
 
+	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate begin");
 	if (atomic_fetch_add_explicit(&m->invalidate_in_progress, 1,
 				      memory_order_acq_rel) == 0) {
 		atomic_store_explicit(&m->range_start, CCVM_INVALID_GFN, memory_order_relaxed);
@@ -484,9 +491,11 @@ void ccvm_mmu_invalidate_begin(struct ccvm_vm *vm)
 void ccvm_mmu_invalidate_range_add(struct ccvm_vm *vm, uint64_t start, uint64_t end)
 {
 	struct ccvm_mmu *m = &vm->mmu;
-	uint64_t s = atomic_load_explicit(&m->range_start, memory_order_relaxed);
-	uint64_t e = atomic_load_explicit(&m->range_end, memory_order_relaxed);
+	uint64_t s, e;
 
+	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate range");
+	s = atomic_load_explicit(&m->range_start, memory_order_relaxed);
+	e = atomic_load_explicit(&m->range_end, memory_order_relaxed);
 	if (atomic_load_explicit(&m->invalidate_in_progress, memory_order_relaxed) <= 0)
 		ccvm_log(CCVM_LOG_WARN, "vm %u: invalidate range added outside begin/end",
 			 vm->id);
@@ -506,6 +515,7 @@ void ccvm_mmu_invalidate_end(struct ccvm_vm *vm)
 {
 	struct ccvm_mmu *m = &vm->mmu;
 
+	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate end");
 	if (!m->range_added)
 		ccvm_log(CCVM_LOG_DEBUG, "vm %u: invalidate_end without a range", vm->id);
 	/* The seq bump is seen by anyone who sees in_progress drop (2.3). */

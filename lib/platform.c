@@ -94,7 +94,7 @@ static void cost_model_fill(struct ccvm_cost_model *dst, const struct ccvm_cost_
  */
 static void platform_locks_init(struct ccvm_platform *p)
 {
-	struct ccvm_sched *s = ccvm_platform_sched(p);
+	struct ccvm_sched *s = ccvm_sched_of(p);
 
 	ccvm_mutex_init(&p->lock, s, "platform->lock");
 	ccvm_mutex_init(&p->mem_lock, s, "mem_lock");
@@ -175,6 +175,8 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	if (err)
 		goto err_unmap;
 	platform_locks_init(p);
+	/* Serial: every op call and return is a scheduling point (backend-call.h). */
+	ccvm_op_hooks_set(p, CCVM_OP_HOOK_SCHED, p->sched != NULL);
 
 	if (vops->platform_priv_size) {
 		p->priv = calloc(1, vops->platform_priv_size);

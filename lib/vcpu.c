@@ -92,7 +92,7 @@ static struct ccvm_vcpu *vcpu_alloc(struct ccvm_vm *vm, uint32_t id)
 	struct ccvm_guest *g = calloc(1, sizeof(*g));
 	size_t priv_size = ccvm_vcpu_priv_size(vm);
 	void *priv = priv_size ? calloc(1, priv_size) : NULL;
-	struct ccvm_sched *s = ccvm_platform_sched(vm->p);
+	struct ccvm_sched *s = ccvm_sched_of(vm->p);
 
 	if (!v || !g || (priv_size && !priv)) {
 		free(v);
@@ -198,7 +198,7 @@ int ccvm_vcpu_close(struct ccvm_vcpu *v)
 	ccvm_mutex_unlock(&v->mutex);
 	/* A run that raced with the close sees it and leaves: wait for that. */
 	while (atomic_load(&v->guest->in_run))
-		ccvm_spin_wait(ccvm_platform_sched(v->vm->p), &v->guest->in_run, true, "in_run");
+		ccvm_spin_wait(ccvm_sched_of(v->vm->p), &v->guest->in_run, true, "in_run");
 
 	/* Last: this may be the VM's last reference, which frees @v. */
 	vm = v->vm;
@@ -254,21 +254,25 @@ int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg)
 
 bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v)
 {
-	int state = atomic_load_explicit(&v->in_guest, memory_order_acquire);
+	struct ccvm_sched *s = ccvm_sched_of(v->vm->p);
+	int state;
 
+	/* A kick (IPI) meets the vCPU wherever the schedule has it. */
+	ccvm_sched_point(s, NULL, "kick");
+	state = atomic_load_explicit(&v->in_guest, memory_order_acquire);
 	/* Most vCPUs a kick visits are out: a plain load, no locked write. */
 	if (state == CCVM_VCPU_OUT)
 		return false;
 	if (state == CCVM_VCPU_IN &&
 	    atomic_compare_exchange_strong(&v->in_guest, &state, CCVM_VCPU_EXITING)) {
 		ccvm_op_vcpu_exit(v);
+		ccvm_sched_point(s, NULL, "guest mode off");
 		atomic_store_explicit(&v->in_guest, CCVM_VCPU_OUT, memory_order_release);
 		return true;
 	}
 	/* Someone else is taking it out: an IPI returns only once it is out. */
 	while (atomic_load_explicit(&v->in_guest, memory_order_acquire) == CCVM_VCPU_EXITING)
-		ccvm_spin_wait(ccvm_platform_sched(v->vm->p), &v->in_guest, CCVM_VCPU_EXITING,
-			       "in_guest exiting");
+		ccvm_spin_wait(s, &v->in_guest, CCVM_VCPU_EXITING, "in_guest exiting");
 	return false;
 }
 
@@ -423,7 +427,7 @@ void ccvm_guest_enter(struct ccvm_guest *g)
 {
 	struct ccvm_vcpu *v = g->vcpu;
 	struct ccvm_vm *vm = v->vm;
-	struct ccvm_sched *s = ccvm_platform_sched(vm->p);
+	struct ccvm_sched *s = ccvm_sched_of(vm->p);
 	unsigned int busy = 0;
 	long blocked;
 	int err;

@@ -90,11 +90,11 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 		vm->max_gfn = (1ull << opts.gpa_bits) >> CCVM_PAGE_SHIFT;
 	}
 	/* The rwlocks prefer writers: vCPUs fault continuously, zaps must not starve. */
-	ccvm_mutex_init(&vm->lock, ccvm_platform_sched(p), "vm->lock");
-	ccvm_mutex_init(&vm->slots_lock, ccvm_platform_sched(p), "slots_lock");
-	ccvm_rwlock_init(&vm->memslots_rw, ccvm_platform_sched(p), "memslots_rw");
-	ccvm_rwlock_init(&vm->mmu_lock, ccvm_platform_sched(p), "mmu_lock");
-	ccvm_rwlock_init(&vm->attr_lock, ccvm_platform_sched(p), "attr_lock");
+	ccvm_mutex_init(&vm->lock, ccvm_sched_of(p), "vm->lock");
+	ccvm_mutex_init(&vm->slots_lock, ccvm_sched_of(p), "slots_lock");
+	ccvm_rwlock_init(&vm->memslots_rw, ccvm_sched_of(p), "memslots_rw");
+	ccvm_rwlock_init(&vm->mmu_lock, ccvm_sched_of(p), "mmu_lock");
+	ccvm_rwlock_init(&vm->attr_lock, ccvm_sched_of(p), "attr_lock");
 	ccvm_xa_init(&vm->attrs);
 	ccvm_xa_init(&vm->slot_ids);
 	vm->state = CCVM_VM_CREATED;
@@ -146,6 +146,8 @@ static void vm_destroy(struct ccvm_vm *vm)
 
 void ccvm_vm_put(struct ccvm_vm *vm)
 {
+	/* Whoever drops the last reference destroys the VM: the schedule decides. */
+	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "vm put");
 	if (atomic_fetch_sub_explicit(&vm->refcount, 1, memory_order_acq_rel) == 1)
 		vm_destroy(vm);
 }
