@@ -224,7 +224,8 @@ static int pre_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t 
 		e = ccvm_op_pre_set_mem_attr(vm, r[i].start, r[i].end, attrs);
 		if (e && !err)
 			err = e;
-		flush |= ccvm_mmu_unmap_gfn_range(vm, r[i].start, r[i].end, filter);
+		/* May yield: the range is published as in progress. */
+		flush |= ccvm_mmu_unmap_gfn_range(vm, r[i].start, r[i].end, filter, true);
 	}
 	if (flush)
 		ccvm_mmu_flush_remote_tlbs(vm);

@@ -51,6 +51,8 @@ struct free_batch {
 	uint64_t pfns[64];
 	unsigned int n;
 	uint64_t freed;
+	uint64_t budget;		/* pages this batch may still free */
+	uint64_t stop;			/* index of its last page when it ran out */
 };
 
 /* gmem_invalidate takes pfn ranges: hand it runs of consecutive pfns. */
@@ -84,25 +86,46 @@ static int free_page_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx
 	b->freed++;
 	if (b->n == CCVM_ARRAY_SIZE(b->pfns))
 		free_batch_flush(b);
+	if (!--b->budget) {
+		b->stop = last;
+		return 1;
+	}
 	return 0;
 }
 
-/* Truncate [first, last] of the page cache; mappings must be gone. */
+/*
+ * Truncate [first, last] of the page cache; mappings must be gone.  Pages
+ * go in batches of resched_entries, pages_lock dropped and the CPU yielded
+ * between batches, as truncation reschedules between folio batches; the
+ * caller's invalidate lock (or the last reference) keeps everyone else out
+ * of the range meanwhile.
+ */
 static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
 {
 	struct free_batch b = { .inode = inode };
-
+	uint64_t end;
 	size_t before;
 
-	ccvm_mutex_lock(&inode->pages_lock);
-	before = ccvm_xa_memory(&inode->pages);
-	ccvm_xa_for_each_run(&inode->pages, first, last, free_page_cb, &b);
-	free_batch_flush(&b);
-	/* Erasing never needs new nodes: the entries it clears exist already. */
-	ccvm_xa_store_range(&inode->pages, first, last, 0);
-	inode->nr_pages -= b.freed;
-	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
-	ccvm_mutex_unlock(&inode->pages_lock);
+	for (;;) {
+		b.freed = 0;
+		b.budget = inode->p->resched_entries;
+		b.stop = CCVM_INVALID_GFN;
+		ccvm_mutex_lock(&inode->pages_lock);
+		before = ccvm_xa_memory(&inode->pages);
+		ccvm_xa_for_each_run(&inode->pages, first, last, free_page_cb, &b);
+		free_batch_flush(&b);
+		end = b.stop != CCVM_INVALID_GFN ? b.stop : last;
+		/* Erasing never needs new nodes: the entries it clears exist already. */
+		ccvm_xa_store_range(&inode->pages, first, end, 0);
+		inode->nr_pages -= b.freed;
+		ccvm_model_bytes_add(inode->p,
+				     (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
+		ccvm_mutex_unlock(&inode->pages_lock);
+		if (end == last)
+			return;
+		first = end + 1;
+		ccvm_sched_yield(ccvm_sched_of(inode->p), "gmem truncate");
+	}
 }
 
 /* Page at @index, allocating it zeroed if it is a hole.  pages_lock taken. */
@@ -244,7 +267,8 @@ static int gmem_invalidate_begin(struct ccvm_gmem *g, uint64_t first, uint64_t l
 	ccvm_mmu_invalidate_begin(vm);
 	for (i = 0; i < w.n; i++) {
 		ccvm_mmu_invalidate_range_add(vm, w.r[i].start, w.r[i].end);
-		flush |= ccvm_mmu_unmap_gfn_range(vm, w.r[i].start, w.r[i].end, filter);
+		/* May yield (range->may_block): the range is published as in progress. */
+		flush |= ccvm_mmu_unmap_gfn_range(vm, w.r[i].start, w.r[i].end, filter, true);
 	}
 	if (flush)
 		ccvm_mmu_flush_remote_tlbs(vm);

@@ -164,6 +164,7 @@ struct ccvm_platform {
 	void *priv;				/* backend global state */
 
 	struct ccvm_sched *sched;		/* serial mode; NULL: free-running */
+	uint32_t resched_entries;		/* long loops yield this often */
 };
 
 /*
@@ -321,6 +322,8 @@ struct ccvm_mmu {
 	_Atomic uint64_t range_start;		/* gfn, CCVM_INVALID_GFN = empty */
 	_Atomic uint64_t range_end;
 	bool range_added;			/* since the last first begin */
+	bool teardown;				/* VM teardown: root frees yield */
+	uint32_t teardown_leaves;		/* leaves freed since the last yield */
 	_Atomic uint64_t nr_sp;			/* page-table pages, all roots */
 	_Atomic uint64_t nr_leaves;		/* present leaves, all roots */
 };
@@ -351,10 +354,16 @@ void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v);
 void ccvm_mmu_invalidate_begin(struct ccvm_vm *vm);
 void ccvm_mmu_invalidate_range_add(struct ccvm_vm *vm, uint64_t start, uint64_t end);
 void ccvm_mmu_invalidate_end(struct ccvm_vm *vm);
-/* Zap leaves of [start, end) selected by @filter in the matching roots;
- * mmu_lock write.  Return: true if a TLB flush is needed. */
+/*
+ * Zap leaves of [start, end) selected by @filter in the matching roots;
+ * mmu_lock write.  With @can_yield the walk drops and retakes mmu_lock
+ * every p->resched_entries leaves, as KVM's zap does when it may block:
+ * the caller must keep faults out of the range across that (an
+ * invalidation in progress over it, or the memslot marked invalid).
+ * Return: true if a TLB flush is needed (one is done at each yield).
+ */
 bool ccvm_mmu_unmap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end,
-			      unsigned int filter);
+			      unsigned int filter, bool can_yield);
 void ccvm_mmu_flush_remote_tlbs(struct ccvm_vm *vm);
 /* Generation wrap: invalidate every direct root, never a mirror root. */
 void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm);

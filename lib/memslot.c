@@ -202,8 +202,9 @@ static void slot_invalidate_and_zap(struct ccvm_vm *vm, struct ccvm_memslot *slo
 	ccvm_rwlock_unlock(&vm->memslots_rw);
 
 	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	/* May yield: slot->invalid sends faults on it back to retry meanwhile. */
 	if (ccvm_mmu_unmap_gfn_range(vm, slot->base_gfn, slot->base_gfn + slot->npages,
-				     CCVM_FILTER_PRIVATE | CCVM_FILTER_SHARED))
+				     CCVM_FILTER_PRIVATE | CCVM_FILTER_SHARED, true))
 		ccvm_mmu_flush_remote_tlbs(vm);
 	ccvm_rwlock_unlock(&vm->mmu_lock);
 }

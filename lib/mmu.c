@@ -233,6 +233,26 @@ struct ccvm_root *ccvm_mmu_launch_root(struct ccvm_vm *vm)
 static void zap_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t *ptr,
 		     uint64_t e, uint64_t gfn, int level);
 
+/*
+ * At VM teardown (KVM's zap of the invalidated roots in
+ * kvm_mmu_uninit_tdp_mmu(), __tdp_mmu_zap_root()): yield mmu_lock every
+ * resched_entries leaves, between leaves, never inside one leaf's removal
+ * (TDX: the RECLAIM of each page).  Nobody else holds the VM, so the
+ * tables stay as they are; the yield lets other VMs' threads in.  A root
+ * freed while the VM runs (its last vCPU reference gone after a fast zap)
+ * is freed in one go under mmu_lock: concurrent zaps walk invalid roots,
+ * and one of them could free a table this walk is in.
+ */
+static void teardown_resched(struct ccvm_vm *vm)
+{
+	struct ccvm_mmu *m = &vm->mmu;
+
+	if (!m->teardown || ++m->teardown_leaves < vm->p->resched_entries)
+		return;
+	m->teardown_leaves = 0;
+	ccvm_rwlock_cond_resched(&vm->mmu_lock, 1);
+}
+
 /* Zap every leaf and free every table below @sp (root teardown). */
 static void table_teardown(struct ccvm_vm *vm, struct ccvm_root *root, struct ccvm_sp *sp)
 {
@@ -247,6 +267,7 @@ static void table_teardown(struct ccvm_vm *vm, struct ccvm_root *root, struct cc
 			continue;
 		if (spte_leaf(e)) {
 			zap_leaf(vm, root, &sp->spte[i], e, sp->gfn + i * span, sp->level);
+			teardown_resched(vm);
 			continue;
 		}
 		child = spte_child(e);
@@ -275,23 +296,24 @@ static void root_free(struct ccvm_vm *vm, struct ccvm_root *root)
 	ccvm_account(vm->p, vm, CCVM_EV_ROOT_FREE, 1);
 }
 
-/* Drop one reference; mmu_lock write held. */
-static void root_put(struct ccvm_vm *vm, struct ccvm_root *root)
+/* Drop one reference; mmu_lock write held.  Return: true if it freed @root. */
+static bool root_put(struct ccvm_vm *vm, struct ccvm_root *root)
 {
 	long left = atomic_fetch_sub_explicit(&root->refcount, 1, memory_order_acq_rel) - 1;
 
 	if (left > 0)
-		return;
+		return false;
 	if (left < 0 || !ccvm_root_is_invalid(root)) {
 		/* Only invalid roots may lose their last reference (5.6). */
 		ccvm_vm_bug(vm, "%s root: refcount %ld while %s",
 			    root->mirror ? "mirror" : "direct", left,
 			    ccvm_root_is_invalid(root) ? "invalid" : "valid");
 		if (left < 0)
-			return;
+			return false;
 		atomic_store(&root->invalid, true);
 	}
 	root_free(vm, root);
+	return true;
 }
 
 /* Mark @root invalid and drop the MMU's own reference; mmu_lock write held. */
@@ -361,6 +383,7 @@ void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
 	struct ccvm_root *root, *next;
 
 	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	vm->mmu.teardown = true;
 	for (root = vm->mmu.roots; root; root = next) {
 		next = root->next;
 		root_invalidate(vm, root);
@@ -561,10 +584,15 @@ static bool table_empty(struct ccvm_sp *sp)
 struct zap_range {
 	struct ccvm_vm *vm;
 	struct ccvm_root *root;
-	uint64_t start, end;
+	uint64_t start, end;	/* start moves on after each yield */
+	uint64_t first;		/* the caller's start: emptied tables inside go */
 	unsigned int filter;
 	bool by_leaf_kind;	/* both kinds in this root: the private bit selects */
 	bool flush;
+	/* KVM's tdp_mmu_iter_cond_resched(): 0 = may not yield */
+	uint32_t interval;
+	uint32_t leaves;	/* leaves visited since the walk (re)started */
+	uint64_t resume;	/* CCVM_INVALID_GFN, or the gfn to restart from */
 };
 
 static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
@@ -593,22 +621,34 @@ static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
 		}
 		if (spte_leaf(e)) {
 			/* A 2M leaf partly inside the range goes whole. */
-			if (z->by_leaf_kind &&
-			    !(z->filter & ((e & SPTE_PRIVATE) ? CCVM_FILTER_PRIVATE
-							      : CCVM_FILTER_SHARED)))
-				continue;
-			zap_leaf(z->vm, z->root, ptr, e, gfn, sp->level);
-			z->flush = true;
+			if (!z->by_leaf_kind ||
+			    (z->filter & ((e & SPTE_PRIVATE) ? CCVM_FILTER_PRIVATE
+							     : CCVM_FILTER_SHARED))) {
+				zap_leaf(z->vm, z->root, ptr, e, gfn, sp->level);
+				z->flush = true;
+			}
+			/*
+			 * Enough leaves since the walk started: stop here and
+			 * let the caller yield, then restart from the root at
+			 * the next gfn (the walk made progress: no livelock).
+			 * Never inside one leaf's removal: only between leaves.
+			 */
+			if (z->interval && ++z->leaves >= z->interval && gfn + span < z->end) {
+				z->resume = gfn + span;
+				return;
+			}
 			continue;
 		}
 		child = spte_child(e);
 		zap_table(z, child);
+		if (z->resume != CCVM_INVALID_GFN)
+			return;		/* yielding: the restart looks at the table again */
 		/*
 		 * Mirror tables stay until teardown (S-EPT pages cannot be removed
 		 * while the TD runs); an emptied direct table whose whole range was
 		 * zapped goes now, so a later fault can map the range 2M again.
 		 */
-		if (!z->root->mirror && gfn >= z->start && gfn + span <= z->end &&
+		if (!z->root->mirror && gfn >= z->first && gfn + span <= z->end &&
 		    table_empty(child)) {
 			spte_store(ptr, 0);
 			sp_free(z->vm, child);
@@ -616,24 +656,70 @@ static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
 	}
 }
 
+/*
+ * Yield mmu_lock in the middle of a zap of @root (KVM's
+ * tdp_mmu_iter_cond_resched): flush the TLBs owed first, and hold a
+ * reference across the unlock so the root cannot be freed meanwhile.
+ * Return: the root to go on with, @root or, if dropping that reference
+ * freed it (it was invalidated meanwhile), the one after it.
+ */
+static struct ccvm_root *zap_yield(struct zap_range *z, struct ccvm_root *root, bool *gone)
+{
+	struct ccvm_vm *vm = z->vm;
+	struct ccvm_root *next;
+
+	if (z->flush) {
+		ccvm_mmu_flush_remote_tlbs(vm);
+		z->flush = false;
+	}
+	atomic_fetch_add_explicit(&root->refcount, 1, memory_order_relaxed);
+	ccvm_rwlock_cond_resched(&vm->mmu_lock, 1);
+	/* Tables may have been freed meanwhile: the walk restarts from the root. */
+	next = root->next;
+	*gone = root_put(vm, root);
+	return *gone ? next : root;
+}
+
 bool ccvm_mmu_unmap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end,
-			      unsigned int filter)
+			      unsigned int filter, bool can_yield)
 {
 	struct zap_range z = {
-		.vm = vm, .start = start, .end = end, .filter = filter,
+		.vm = vm, .end = end, .first = start, .filter = filter,
 		.by_leaf_kind = !vm_has_mirror(vm),
+		.interval = can_yield ? vm->p->resched_entries : 0,
 	};
-	struct ccvm_root *root;
+	struct ccvm_root *root = vm->mmu.roots;
+	bool gone;
 
 	if (start >= end || !filter)
 		return false;
-	/* Invalid roots too: vCPUs may still use them until they reload. */
-	for (root = vm->mmu.roots; root; root = root->next) {
+	/*
+	 * Invalid roots too: vCPUs may still use them until they reload.  Roots
+	 * a yield lets others add are new and empty, and faults stay out of the
+	 * range while it is zapped: they are not missed.
+	 */
+	while (root) {
 		if (vm_has_mirror(vm) &&
-		    !(filter & (root->mirror ? CCVM_FILTER_PRIVATE : CCVM_FILTER_SHARED)))
+		    !(filter & (root->mirror ? CCVM_FILTER_PRIVATE : CCVM_FILTER_SHARED))) {
+			root = root->next;
 			continue;
+		}
 		z.root = root;
-		zap_table(&z, root->sp);
+		z.start = start;
+		gone = false;
+		for (;;) {
+			z.leaves = 0;
+			z.resume = CCVM_INVALID_GFN;
+			zap_table(&z, root->sp);
+			if (z.resume == CCVM_INVALID_GFN || z.resume >= end)
+				break;
+			z.start = z.resume;
+			root = zap_yield(&z, root, &gone);
+			if (gone)
+				break;
+		}
+		if (!gone)
+			root = root->next;
 	}
 	return z.flush;
 }
@@ -666,7 +752,9 @@ void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end)
 	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(vm);
 	ccvm_mmu_invalidate_range_add(vm, start, end);
-	if (ccvm_mmu_unmap_gfn_range(vm, start, end, CCVM_FILTER_PRIVATE | CCVM_FILTER_SHARED))
+	/* A guest's nested fault (one gfn) or a backend's service: no yield. */
+	if (ccvm_mmu_unmap_gfn_range(vm, start, end, CCVM_FILTER_PRIVATE | CCVM_FILTER_SHARED,
+				     false))
 		ccvm_mmu_flush_remote_tlbs(vm);
 	ccvm_mmu_invalidate_end(vm);
 	ccvm_rwlock_unlock(&vm->mmu_lock);

@@ -169,6 +169,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	p->rng = opts.seed ? opts.seed : 0x5eed5eed5eed5eedull;
 	cost_model_fill(&p->costs, opts.costs ? &ucosts : NULL);
 	p->next_vm_id = 1;
+	p->resched_entries = opts.resched_entries ? opts.resched_entries : CCVM_RESCHED_ENTRIES;
 	ccvm_model_bytes_add(p, sizeof(*p) + sizeof(*vops));
 	/* The scheduler first: every lock of the platform takes its mode from it. */
 	err = ccvm_sched_platform_attach(p, opts.sched, opts.sched_seed);

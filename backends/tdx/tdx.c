@@ -373,6 +373,9 @@ static void reclaim_td(struct ccvm_vm *vm, struct kvm_tdx *kt)
 		uint64_t pfn = kt->orphans[j] & ~ORPHAN_LEAKED;
 		bool leaked = kt->orphans[j] & ORPHAN_LEAKED;
 
+		/* Teardown reclaim is a long loop: let others in now and then. */
+		if (j && j % CCVM_RESCHED_ENTRIES == 0)
+			ccvm_sched_yield(ccvm_platform_sched(p), "tdx reclaim");
 		if (!released) {
 			ccvm_page_leak(p, pfn);
 			continue;

@@ -252,6 +252,14 @@ enum ccvm_sched_mode {
 	CCVM_SCHED_SERIAL,	/* one controlled thread at a time, seeded choices */
 };
 
+/*
+ * Long loops of the library (the zap of a range or of a root at teardown,
+ * freeing a gmem punch's pages) drop their lock and yield after this many
+ * entries, as KVM's cond_resched points do, in both scheduling modes.  A
+ * platform option lowers it, to make a window narrow enough to explore.
+ */
+#define CCVM_RESCHED_ENTRIES	64u
+
 struct ccvm_platform_opts {
 	size_t sz;
 	const char *backend;	/* "mock" (default), "tdx", "snp" */
@@ -263,6 +271,8 @@ struct ccvm_platform_opts {
 	uint32_t sched;		/* enum ccvm_sched_mode; SERIAL: the creating
 				 * thread is controlled thread 0 */
 	uint64_t sched_seed;	/* SERIAL: seed of the random schedule */
+	uint32_t resched_entries; /* entries between yields of long loops;
+				   * 0 = CCVM_RESCHED_ENTRIES */
 };
 
 /*
