@@ -72,6 +72,7 @@ TEST_SRCS += tests/check_memslot.c
 TEST_SRCS += tests/check_mmu.c
 TEST_SRCS += tests/check_platform.c
 TEST_SRCS += tests/check_sched.c
+TEST_SRCS += tests/check_sched_lib.c
 TEST_SRCS += tests/check_snp.c
 TEST_SRCS += tests/check_snp_hw.c
 TEST_SRCS += tests/check_stress.c

@@ -50,7 +50,8 @@ struct ccvm_op_call {
 	struct ccvm_vm *vm;		/* NULL for a platform op */
 	enum ccvm_op_index op;
 	uint64_t gfn;			/* for the trace */
-	uint64_t t0;			/* wall clock at enter, 0 if not traced */
+	uint64_t t0;			/* trace clock at enter, if traced */
+	bool traced;
 };
 
 /*

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend-call.h"
+#include "scheduler.h"
 
 extern const struct ccvm_backend_ops ccvm_mock_backend_ops;
 extern const struct ccvm_backend_ops ccvm_snp_backend_ops;
@@ -298,17 +299,23 @@ int ccvm_op_hooked_enter(struct ccvm_op_call *c, struct ccvm_platform *p,
 	c->op = op;
 	c->gfn = gfn;
 	c->t0 = 0;
+	c->traced = false;
 	/*
 	 * A backend op is one step of the hardware or the vendor code: the call
 	 * is a scheduling point, so every SEAMCALL or RMPUPDATE is an
 	 * interleaving boundary.  What the op touches is not known here: the
 	 * point names no object (it conflicts with every other step).
 	 */
-	if (hooks & CCVM_OP_HOOK_SCHED)
+	if (hooks & CCVM_OP_HOOK_SCHED) {
 		ccvm_sched_point(p->sched, NULL, ccvm_op_names[op]);
+		/* Mid-op states (module locks, an RMP update) are not quiescent. */
+		ccvm_sched_busy_enter(p->sched, c, ccvm_op_names[op]);
+	}
 	ccvm_op_count(p, vm, op);
-	if (ccvm_tracing(p))
-		c->t0 = ccvm_now_ns();
+	if (ccvm_tracing(p)) {
+		c->traced = true;
+		c->t0 = ccvm_trace_clock(p);
+	}
 	if (hooks & CCVM_OP_HOOK_INJECT)
 		return inject_check(p, op);
 	return 0;
@@ -316,12 +323,14 @@ int ccvm_op_hooked_enter(struct ccvm_op_call *c, struct ccvm_platform *p,
 
 int64_t ccvm_op_hooked_leave(struct ccvm_op_call *c, int64_t ret)
 {
-	if (atomic_load_explicit(&c->p->op_hooks, memory_order_relaxed) & CCVM_OP_HOOK_SCHED)
+	if (atomic_load_explicit(&c->p->op_hooks, memory_order_relaxed) & CCVM_OP_HOOK_SCHED) {
+		ccvm_sched_busy_leave(c->p->sched, c);
 		ccvm_sched_point(c->p->sched, NULL, ccvm_op_names[c->op]);
+	}
 	if (ret < 0)
 		ccvm_op_count_error(c->p, c->vm, c->op);
-	if (c->t0 && ccvm_tracing(c->p)) {
-		uint64_t now = ccvm_now_ns();
+	if (c->traced && ccvm_tracing(c->p)) {
+		uint64_t now = ccvm_trace_clock(c->p);
 		struct ccvm_trace_record rec = {
 			.kind = CCVM_TRACE_OP,
 			.id = c->op,

@@ -191,6 +191,7 @@ static int run_once(struct explore *x)
 	}
 	x->r.steps += s->step;
 	x->r.switches += s->nswitch;
+	x->r.checks += s->nr_checks;
 	if (s->step > x->r.max_steps)
 		x->r.max_steps = s->step;
 	return status;
@@ -372,7 +373,7 @@ static int explore_setup(struct explore *x, const struct ccvm_scenario *sc,
 	    x->o.preemption_bound < CCVM_EXPLORE_UNBOUNDED ||
 	    x->o.last_events > CCVM_EXPLORE_MAX_EVENTS ||
 	    x->o.flags & ~(CCVM_EXPLORE_QUIET | CCVM_EXPLORE_NO_SLEEP_SETS |
-			   CCVM_EXPLORE_NO_CRASH_HANDLER) ||
+			   CCVM_EXPLORE_NO_CRASH_HANDLER | CCVM_EXPLORE_NO_LIBRARY_CHECK) ||
 	    (x->o.shard_count ? x->o.shard_index >= x->o.shard_count : x->o.shard_index))
 		return -EINVAL;
 	if (!opts || (!x->o.runs && x->o.strategy != CCVM_EXPLORE_DFS))
@@ -392,6 +393,7 @@ static int explore_setup(struct explore *x, const struct ccvm_scenario *sc,
 		return err;
 	x->s->refs = 1;
 	x->s->sc = &x->sc;
+	x->s->lib_check = !(x->o.flags & CCVM_EXPLORE_NO_LIBRARY_CHECK);
 	x->s->step_bound = x->o.step_bound;
 	x->s->shard_index = x->o.shard_index;
 	x->s->shard_count = x->o.shard_count > 1 ? x->o.shard_count : 1;

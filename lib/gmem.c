@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "backend-call.h"
+#include "scheduler.h"
 
 #define GMEM_MAX_SIZE	((uint64_t)INT64_MAX & CCVM_PAGE_MASK)
 
@@ -504,12 +505,19 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 			break;
 		}
 	}
+	/*
+	 * From the unlink until the inode's pages are gone (or pinned by the
+	 * backend), the VM has pages no open file explains: not a state the
+	 * invariant checker of a schedule may look at.
+	 */
+	ccvm_sched_busy_enter(ccvm_sched_of(vm->p), g, "gmem release");
 	ccvm_mutex_unlock(&vm->slots_lock);
 
 	ccvm_xa_destroy(&g->bindings);
 	ccvm_model_bytes_add(vm->p, -(int64_t)sizeof(*g));
-	free(g);
 	ccvm_gmem_inode_put(inode);
+	ccvm_sched_busy_leave(ccvm_sched_of(vm->p), g);
+	free(g);
 	ccvm_vm_put(vm);
 	return 0;
 }

@@ -114,6 +114,12 @@ void ccvm_trace_emit(struct ccvm_platform *p, const struct ccvm_trace_record *re
 void ccvm_trace_writer_close(struct ccvm_platform *p);
 /* CLOCK_MONOTONIC in nanoseconds: trace timestamps only, never the model's clock. */
 uint64_t ccvm_now_ns(void);
+/*
+ * The clock of @p's trace timestamps: CLOCK_MONOTONIC when free-running;
+ * on a serial platform the simulated clock, so that one schedule gives one
+ * trace, byte for byte.
+ */
+uint64_t ccvm_trace_clock(struct ccvm_platform *p);
 
 /* ---- the platform: simulated host and physical memory ---------------- */
 
@@ -145,6 +151,7 @@ struct ccvm_platform {
 	struct ccvm_cost_model costs;
 
 	struct ccvm_mutex lock;			/* VM list, ids, inode count */
+	struct ccvm_vm *vms;			/* VMs created and not being destroyed */
 	uint32_t nr_vms;
 	uint32_t next_vm_id;
 	uint64_t nr_inodes;
@@ -477,6 +484,7 @@ struct ccvm_vm {
 	struct ccvm_platform *p;
 	const struct ccvm_backend_ops *ops;
 	uint32_t id;
+	struct ccvm_vm *next_vm;		/* p->vms, under p->lock */
 	_Atomic long refcount;			/* VMM handle, vCPU handles, gmem files */
 	bool handle_closed;			/* under lock */
 
@@ -653,5 +661,13 @@ void ccvm_guest_exit(struct ccvm_guest *g, int run_ret);
 void ccvm_guest_exit_error(struct ccvm_guest *g, int error);
 
 /* ccvm_invariant_fail() and ccvm_invariant_count() are in <ccvm/backend.h>. */
+
+/*
+ * Check every VM on @p's list and the platform itself; the first broken
+ * invariant goes to @msg.  The deterministic scheduler calls it at each
+ * quiescent point of a run (no controlled thread holds a lock of the sync
+ * layer nor is inside a backend op) and at the end.  Return: 0 or 1.
+ */
+int ccvm_platform_check_all(struct ccvm_platform *p, char *msg, size_t msg_sz);
 
 #endif /* CCVM_LIB_INTERNAL_H */

@@ -625,12 +625,25 @@ static void check_at_rest(struct check *c)
 				    atomic_load(&vm->entry_blocked));
 		return;
 	}
+	/*
+	 * A vCPU is in guest mode only while a run has handed it to its guest
+	 * (guest_turn): at rest never, and at a quiescent point of a schedule
+	 * only the vCPUs whose guest thread has the turn.
+	 */
 	for (i = 0; i < n; i++) {
+		struct ccvm_vcpu *v = vm->vcpus[i];
+		bool turn;
+
 		count(c, 1);
-		if (atomic_load(&vm->vcpus[i]->in_guest) != CCVM_VCPU_OUT) {
+		if (!ccvm_vcpu_guest_mode(v))
+			continue;
+		ccvm_mutex_lock(&v->guest->lock);
+		turn = v->guest->guest_turn;
+		ccvm_mutex_unlock(&v->guest->lock);
+		if (!turn) {
 			ccvm_invariant_fail(c->r, 21, NONE, NONE,
-					    "vCPU %u is in guest mode at rest (an entry without "
-					    "its exit)", vm->vcpus[i]->id);
+					    "vCPU %u is in guest mode with no run giving it to "
+					    "its guest (an entry without its exit)", v->id);
 			return;
 		}
 	}
@@ -964,5 +977,37 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 	}
 	ccvm_mutex_unlock(&p->mem_lock);
 	report_end(out, &r);
+	return 0;
+}
+
+int ccvm_platform_check_all(struct ccvm_platform *p, char *msg, size_t msg_sz)
+{
+	struct ccvm_invariant_report r;
+	struct ccvm_vm *vm;
+	int bad = 0;
+
+	/*
+	 * Only at a quiescent point of a schedule: nobody holds p->lock or any
+	 * lock the checks take, so the list cannot change under the walk.
+	 */
+	ccvm_mutex_lock(&p->lock);
+	for (vm = p->vms; vm && !bad; vm = vm->next_vm) {
+		memset(&r, 0, sizeof(r));
+		r.sz = sizeof(r);
+		if (!ccvm_vm_check_invariants(vm, &r) && r.invariant) {
+			snprintf(msg, msg_sz, "vm %u: invariant I%u broken: %s", vm->id,
+				 r.invariant, r.msg);
+			bad = 1;
+		}
+	}
+	ccvm_mutex_unlock(&p->lock);
+	if (bad)
+		return 1;
+	memset(&r, 0, sizeof(r));
+	r.sz = sizeof(r);
+	if (!ccvm_platform_check_invariants(p, &r) && r.invariant) {
+		snprintf(msg, msg_sz, "platform: invariant I%u broken: %s", r.invariant, r.msg);
+		return 1;
+	}
 	return 0;
 }

@@ -352,8 +352,9 @@ void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn)
 		return;
 	if (st & CCVM_PFN_DIRTY)
 		memset(ccvm_page_ptr(p, pfn), 0, CCVM_PAGE_SIZE);
-	atomic_store_explicit(&p->pfn_state[pfn], 0, memory_order_relaxed);
 	ccvm_mutex_lock(&p->mem_lock);
+	/* With the list, so that the state and the list never disagree unlocked. */
+	atomic_store_explicit(&p->pfn_state[pfn], 0, memory_order_relaxed);
 	/* free_next is 32 bits; 0 ends the list (pfn 0 is never free). */
 	p->free_next[pfn] = p->free_head == FREE_LIST_END ? 0 : (uint32_t)p->free_head;
 	p->free_head = pfn;

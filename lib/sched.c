@@ -136,10 +136,17 @@ static void msg_add(struct ccvm_sched *s, const char *fmt, ...)
 
 /* ---- held locks (reports and the quiescence test) ---------------------------- */
 
+/* An outer mutex (ccvm_sched_mutex_outer()) held does not end quiescence. */
+static bool held_counts(const void *obj, uint8_t kind)
+{
+	return kind != 0 || !((const struct ccvm_mutex *)obj)->u.model.outer;
+}
+
 static void held_add(struct ccvm_sched *s, struct ccvm_thread *t, const void *obj,
 		     const char *name, uint8_t kind)
 {
-	s->nr_held++;
+	if (held_counts(obj, kind))
+		s->nr_held++;
 	if (t && t->nheld < CCVM_SCHED_MAX_HELD)
 		t->held[t->nheld] = (struct ccvm_held){ obj, name, kind };
 	if (t)
@@ -153,7 +160,7 @@ static unsigned int held_del(struct ccvm_sched *s, struct ccvm_thread *t, const 
 	unsigned int i, n, left = 0;
 	bool gone = false;
 
-	if (s->nr_held)
+	if (s->nr_held && held_counts(obj, kind))
 		s->nr_held--;
 	if (!t || !t->nheld)
 		return 0;
@@ -295,7 +302,8 @@ static void describe_threads(struct ccvm_sched *s)
 		for (j = 0; j < n; j++)
 			msg_add(s, "%s %s \"%s\"", j ? "," : "; holds",
 				t->held[j].kind == 0 ? "mutex" :
-				t->held[j].kind == 1 ? "rwlock (read)" : "rwlock (write)",
+				t->held[j].kind == 1 ? "rwlock (read)" :
+				t->held[j].kind == 2 ? "rwlock (write)" : "is inside",
 				t->held[j].name ? t->held[j].name : "?");
 		msg_add(s, "\n");
 	}
@@ -612,7 +620,7 @@ static struct ccvm_thread *pick(struct ccvm_sched *s, struct ccvm_thread *r)
 		describe_threads(s);
 		return NULL;
 	}
-	if (s->sc && s->sc->check && !s->nr_held && !quiescent_check(s))
+	if (((s->sc && s->sc->check) || s->lib_check) && !s->nr_held && !quiescent_check(s))
 		return NULL;
 	for (m = s->live; m; m &= m - 1)
 		if (runnable(s, &s->threads[lowest(m)]))
@@ -784,6 +792,7 @@ int ccvm_mutex_init(struct ccvm_mutex *m, struct ccvm_sched *s, const char *name
 	m->name = name;
 	if (s) {
 		m->u.model.owner = -1;
+		m->u.model.outer = 0;
 		return 0;
 	}
 	return -pthread_mutex_init(&m->u.lock, NULL);
@@ -861,6 +870,8 @@ void ccvm_sync_mutex_lock(struct ccvm_mutex *m, const struct ccvm_sync_site *sit
 	struct ccvm_sched *s = m->sched;
 	struct ccvm_thread *t = controlled(s);
 
+	if (s->in_check)
+		return;		/* nothing else runs: the checker reads as if it held it */
 	if (!t) {
 		m->u.model.owner = self_id(s);
 		held_add(s, self_of(s), m, m->name, 0);
@@ -881,6 +892,8 @@ int ccvm_sync_mutex_trylock(struct ccvm_mutex *m, const struct ccvm_sync_site *s
 	struct ccvm_sched *s = m->sched;
 	struct ccvm_thread *t = controlled(s);
 
+	if (s->in_check)
+		return 0;
 	if (t && !step(s, t, CCVM_SCHED_OP_TRYLOCK, CCVM_W_NONE, m, m, m->name, site))
 		return -EBUSY;
 	if (m->u.model.owner >= 0)
@@ -895,6 +908,8 @@ void ccvm_sync_mutex_unlock(struct ccvm_mutex *m, const struct ccvm_sync_site *s
 	struct ccvm_sched *s = m->sched;
 	struct ccvm_thread *t = controlled(s);
 
+	if (s->in_check)
+		return;
 	if (t) {
 		if (m->u.model.owner != t->id) {
 			misuse(s, t, site, "unlocks a mutex it does not hold:", m->name);
@@ -928,6 +943,8 @@ void ccvm_sync_rwlock_lock(struct ccvm_rwlock *l, int write, const struct ccvm_s
 	struct ccvm_thread *t = controlled(s);
 	bool ok;
 
+	if (s->in_check)
+		return;
 	if (!t) {
 		rw_take(s, NULL, l, write);
 		return;
@@ -954,6 +971,8 @@ int ccvm_sync_rwlock_trylock(struct ccvm_rwlock *l, int write, const struct ccvm
 	struct ccvm_sched *s = l->sched;
 	struct ccvm_thread *t = controlled(s);
 
+	if (s->in_check)
+		return 0;
 	if (t && !step(s, t, write ? CCVM_SCHED_OP_TRYWRLOCK : CCVM_SCHED_OP_TRYRDLOCK,
 		       CCVM_W_NONE, l, l, l->name, site))
 		return -EBUSY;
@@ -970,6 +989,8 @@ void ccvm_sync_rwlock_unlock(struct ccvm_rwlock *l, const struct ccvm_sync_site 
 	struct ccvm_thread *me = t ? t : self_of(s);
 	int id = t ? t->id : self_id(s);
 
+	if (s->in_check)
+		return;
 	if (t) {
 		if (l->u.model.writer != t->id && !(l->u.model.reader_mask & BIT(t->id))) {
 			misuse(s, t, site, "unlocks an rwlock it does not hold:", l->name);
@@ -1279,6 +1300,7 @@ void ccvm_sched_run_begin(struct ccvm_sched *s, bool can_unwind)
 	s->step = s->nswitch = s->ticket = 0;
 	s->hash = 2166136261u;
 	s->nr_held = 0;
+	s->nr_checks = 0;
 	s->error = 0;
 	s->failure = CCVM_EXPLORE_OK;
 	s->msg[0] = '\0';
@@ -1316,13 +1338,22 @@ void ccvm_sched_run_begin(struct ccvm_sched *s, bool can_unwind)
 				1 + rng_next(&s->rng) % (s->pct_steps ? s->pct_steps : 1);
 }
 
+/*
+ * The checks of a quiescent point: the scenario's hook, then (unless the
+ * explorer was told not to) the library's invariant checker over every VM
+ * of the run's platform and the platform itself.
+ */
 static bool quiescent_check(struct ccvm_sched *s)
 {
 	char msg[512] = "";
-	int r;
+	int r = 0;
 
 	s->in_check = true;
-	r = s->sc->check(s->p, s->sc->ctx, msg, sizeof(msg));
+	s->nr_checks++;
+	if (s->sc && s->sc->check)
+		r = s->sc->check(s->p, s->sc->ctx, msg, sizeof(msg));
+	if (!r && s->lib_check && s->p)
+		r = ccvm_platform_check_all(s->p, msg, sizeof(msg));
 	s->in_check = false;
 	if (!r)
 		return true;
@@ -1364,7 +1395,7 @@ int ccvm_sched_run_finish(struct ccvm_sched *s, int err)
 				   (unsigned long long)s->replay_steps,
 				   s->replay_steps == s->step ? " of other operations" : "");
 	}
-	if (!s->failed && s->sc && s->sc->check)
+	if (!s->failed && ((s->sc && s->sc->check) || s->lib_check))
 		quiescent_check(s);
 	return s->failed ? s->error : 0;
 }
@@ -1640,6 +1671,24 @@ out:
 bool ccvm_sched_caller_controlled(void)
 {
 	return sched_self && sched_self->s && sched_self->s->running;
+}
+
+void ccvm_sched_mutex_outer(struct ccvm_mutex *m)
+{
+	if (m->sched)
+		m->u.model.outer = 1;
+}
+
+void ccvm_sched_busy_enter(struct ccvm_sched *s, const void *key, const char *what)
+{
+	if (s && s->running)
+		held_add(s, self_of(s), key, what, 3);
+}
+
+void ccvm_sched_busy_leave(struct ccvm_sched *s, const void *key)
+{
+	if (s && s->running)
+		held_del(s, self_of(s), key, 3);
 }
 
 /* ---- platforms --------------------------------------------------------------------------- */

@@ -56,7 +56,7 @@ enum ccvm_thread_state {
 struct ccvm_held {
 	const void *obj;
 	const char *name;
-	uint8_t kind;		/* 0 mutex, 1 read, 2 write */
+	uint8_t kind;		/* 0 mutex, 1 read, 2 write, 3 inside (busy) */
 };
 
 struct ccvm_thread {
@@ -128,6 +128,7 @@ struct ccvm_sched {
 	uint32_t shard_index, shard_count;
 	struct ccvm_platform *p;		/* first platform of the run */
 	const struct ccvm_scenario *sc;		/* check hook, NULL: none */
+	bool lib_check;				/* invariants at quiescent points */
 	void (*event_fn)(const struct ccvm_sched_event *ev, void *ctx);
 	void *event_ctx;
 	bool owned;				/* made by a platform (direct mode) */
@@ -143,6 +144,7 @@ struct ccvm_sched {
 	uint64_t step, nswitch, ticket, rng;
 	uint32_t hash;
 	uint32_t nr_held;			/* lock holds, every thread */
+	uint64_t nr_checks;			/* quiescent checks this run */
 	int error;				/* failure errno */
 	uint32_t failure;			/* enum ccvm_explore_failure */
 	char msg[CCVM_SCHED_MSG_MAX];
@@ -218,6 +220,24 @@ uint32_t ccvm_sched_last_events(const struct ccvm_sched *s, struct ccvm_sched_ev
 
 /* Whether the calling thread is controlled by a scheduler that is running. */
 bool ccvm_sched_caller_controlled(void);
+
+/*
+ * Mark the calling thread as inside something whose intermediate states
+ * the invariant checker must not see (a backend op: the module's locks,
+ * an RMP update in flight): until the matching _leave, no point is
+ * quiescent.  @key identifies the mark (unique while it is held), @what
+ * names it in reports.  No-ops when @s is NULL or not running.
+ */
+void ccvm_sched_busy_enter(struct ccvm_sched *s, const void *key, const char *what);
+
+/*
+ * Make @m (just initialised) an outer mutex: held across a wait for other
+ * threads (vcpu->mutex across a run), guarding nothing the invariant
+ * checker reads mid-change, so holding it does not end quiescence.  Its
+ * waits and steps are those of any mutex.  No-op when free-running.
+ */
+void ccvm_sched_mutex_outer(struct ccvm_mutex *m);
+void ccvm_sched_busy_leave(struct ccvm_sched *s, const void *key);
 
 /* lib/platform.c hooks: join the caller's scheduler or make one (SERIAL). */
 int ccvm_sched_platform_attach(struct ccvm_platform *p, uint32_t mode, uint64_t seed);

@@ -244,7 +244,7 @@ void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event e
 			.gfn = CCVM_INVALID_GFN,
 			.arg0 = n,
 			.sim_ns = ccvm_counters_sim_ns(&p->stats, &p->costs),
-			.wall_ns = ccvm_now_ns(),
+			.wall_ns = ccvm_trace_clock(p),
 		};
 		ccvm_trace_emit(p, &rec);
 	}
@@ -267,6 +267,6 @@ void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *na
 	if (!ccvm_tracing(p))
 		return;
 	rec.sim_ns = ccvm_counters_sim_ns(&p->stats, &p->costs);
-	rec.wall_ns = ccvm_now_ns();
+	rec.wall_ns = ccvm_trace_clock(p);
 	ccvm_trace_emit(p, &rec);
 }

@@ -6,7 +6,8 @@
  *
  * Timestamps are wall-clock microseconds since the trace was opened, so
  * concurrent vCPUs show up side by side; each record also carries the
- * simulated clock in its args.  Lanes: one process per VM (pid = VM id,
+ * simulated clock in its args.  On a serial platform the timestamps are
+ * the simulated clock too (ccvm_trace_clock()): one schedule, one trace.  Lanes: one process per VM (pid = VM id,
  * 0 for the platform), one thread per vCPU (tid = vCPU id + 1, 0 for the
  * VMM side).
  */
@@ -17,6 +18,7 @@
 #include "internal.h"
 
 struct ccvm_trace_writer {
+	struct ccvm_platform *p;
 	FILE *f;
 	uint64_t t0;
 	uint64_t nr;
@@ -28,6 +30,13 @@ uint64_t ccvm_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t ccvm_trace_clock(struct ccvm_platform *p)
+{
+	if (ccvm_sched_of(p))
+		return ccvm_counters_sim_ns(&p->stats, &p->costs);
+	return ccvm_now_ns();
 }
 
 void ccvm_trace_emit(struct ccvm_platform *p, const struct ccvm_trace_record *rec)
@@ -76,7 +85,7 @@ static void json_string(FILE *f, const char *s)
 static void writer_record(const struct ccvm_trace_record *rec, void *ctx)
 {
 	struct ccvm_trace_writer *w = ctx;
-	uint64_t wall = rec->wall_ns ? rec->wall_ns : ccvm_now_ns();
+	uint64_t wall = rec->wall_ns ? rec->wall_ns : ccvm_trace_clock(w->p);
 	double ts = wall > w->t0 ? (double)(wall - w->t0) / 1000.0 : 0.0;
 
 	fputs(w->nr++ ? ",\n" : "\n", w->f);
@@ -133,7 +142,8 @@ int ccvm_trace_open(struct ccvm_platform *p, const char *path)
 		free(w);
 		return err;
 	}
-	w->t0 = ccvm_now_ns();
+	w->p = p;
+	w->t0 = ccvm_trace_clock(p);
 	fputs("{\"traceEvents\":[", w->f);
 	ccvm_trace_writer_close(p);
 	ccvm_mutex_lock(&p->trace_lock);

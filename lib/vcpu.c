@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "backend-call.h"
+#include "scheduler.h"
 
 static _Thread_local struct ccvm_guest *current_guest;
 
@@ -59,6 +60,11 @@ struct ccvm_vm *ccvm_vcpu_vm(const struct ccvm_vcpu *vcpu)
 uint32_t ccvm_vcpu_id(const struct ccvm_vcpu *vcpu)
 {
 	return vcpu->id;
+}
+
+bool ccvm_vcpu_guest_mode(const struct ccvm_vcpu *v)
+{
+	return atomic_load_explicit(&v->in_guest, memory_order_acquire) != CCVM_VCPU_OUT;
 }
 
 struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v)
@@ -106,6 +112,8 @@ static struct ccvm_vcpu *vcpu_alloc(struct ccvm_vm *vm, uint32_t id)
 	v->guest = g;
 	v->run.vcpu_id = id;
 	ccvm_mutex_init(&v->mutex, s, "vcpu->mutex");
+	/* Held across a whole run, while the guest works: not a reason to skip checks. */
+	ccvm_sched_mutex_outer(&v->mutex);
 	atomic_init(&v->in_guest, CCVM_VCPU_OUT);
 	g->vcpu = v;
 	g->state = CCVM_GUEST_NONE;
@@ -367,7 +375,7 @@ static void exit_account(struct ccvm_vcpu *v, int run_ret)
 			.arg1 = arg1,
 			.ret = run_ret,
 			.sim_ns = ccvm_counters_sim_ns(&vm->p->stats, &vm->p->costs),
-			.wall_ns = ccvm_now_ns(),
+			.wall_ns = ccvm_trace_clock(vm->p),
 		};
 		ccvm_trace_emit(vm->p, &rec);
 	}

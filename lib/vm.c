@@ -120,6 +120,11 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 		vm_free(vm);
 		return err;
 	}
+	/* Complete: the invariant checker of a schedule may look at it now. */
+	ccvm_mutex_lock(&p->lock);
+	vm->next_vm = p->vms;
+	p->vms = vm;
+	ccvm_mutex_unlock(&p->lock);
 	*out = vm;
 	return 0;
 }
@@ -132,8 +137,19 @@ void ccvm_vm_get(struct ccvm_vm *vm)
 /* kvm_destroy_vm(): see the file comment for the order and why. */
 static void vm_destroy(struct ccvm_vm *vm)
 {
+	struct ccvm_platform *p = vm->p;
+	struct ccvm_vm **pp;
 	uint32_t i, n;
 
+	/* Off the list first: from here on its state is half gone. */
+	ccvm_mutex_lock(&p->lock);
+	for (pp = &p->vms; *pp; pp = &(*pp)->next_vm) {
+		if (*pp == vm) {
+			*pp = vm->next_vm;
+			break;
+		}
+	}
+	ccvm_mutex_unlock(&p->lock);
 	ccvm_op_vm_pre_destroy(vm);
 	n = atomic_load(&vm->nr_vcpus);
 	for (i = 0; i < n; i++)

@@ -31,6 +31,7 @@
 	SUITE(mmu) \
 	SUITE(platform) \
 	SUITE(sched) \
+	SUITE(sched_lib) \
 	SUITE(snp) \
 	SUITE(snp_hw) \
 	SUITE(stress) \

@@ -195,10 +195,11 @@ static int check_vcpu(struct ccvm_vcpu *v, void *ctx)
 	if (!vp)
 		return 0;
 	ccvm_invariant_count(c->r, 2);
-	if (ccvm_tdx_vp_in_guest(vp)) {
+	/* In the TD only while the core has it in guest mode: never at rest. */
+	if (ccvm_tdx_vp_in_guest(vp) && !ccvm_vcpu_guest_mode(v)) {
 		ccvm_invariant_fail(c->r, 21, NONE, NONE,
-				    "vCPU %u is in the TD at rest (VP.ENTER without exit)",
-				    ccvm_vcpu_id(v));
+				    "vCPU %u is in the TD but out of guest mode (VP.ENTER "
+				    "without exit)", ccvm_vcpu_id(v));
 		return 1;
 	}
 	tdvpr = ccvm_tdx_vp_tdvpr_pfn(vp);

@@ -37,8 +37,9 @@ extern "C" {
 #define CCVM_BACKEND_ABI_MAJOR	1
 /* Minor 1: check_invariants.  2: the services a backend's checks and
  * conversions need (page state, gmem and mapping walks, invariant reports),
- * functions only: the ops table did not change. */
-#define CCVM_BACKEND_ABI_MINOR	2
+ * functions only: the ops table did not change.  3: ccvm_vcpu_guest_mode(),
+ * for checks made while vCPUs run (a schedule's quiescent points). */
+#define CCVM_BACKEND_ABI_MINOR	3
 #define CCVM_BACKEND_ABI_VERSION \
 	((uint32_t)((CCVM_BACKEND_ABI_MAJOR << 16) | CCVM_BACKEND_ABI_MINOR))
 
@@ -189,6 +190,14 @@ struct ccvm_platform *ccvm_vm_platform(const struct ccvm_vm *vm);
 struct ccvm_vm *ccvm_vcpu_vm(const struct ccvm_vcpu *vcpu);
 uint32_t ccvm_vm_id(const struct ccvm_vm *vm);
 uint32_t ccvm_vcpu_id(const struct ccvm_vcpu *vcpu);
+/*
+ * ccvm_vcpu_guest_mode() - Whether the core has @vcpu in guest mode: from
+ * a successful vcpu_enter until the vcpu_exit that ends it (the vCPU's own
+ * exit or a kick) has returned.  It is only ever in guest mode while a run
+ * has handed it to guest code, so at rest it is false.
+ * Context: any; exact at a quiescent point (check_invariants).
+ */
+bool ccvm_vcpu_guest_mode(const struct ccvm_vcpu *vcpu);
 uint32_t ccvm_vm_gpa_bits(const struct ccvm_vm *vm);
 uint32_t ccvm_platform_nr_cpus(const struct ccvm_platform *p);
 uint32_t ccvm_platform_nr_keyids(const struct ccvm_platform *p);

@@ -213,8 +213,9 @@ struct ccvm_trace_record {
 	uint64_t arg0, arg1;
 	int64_t ret;
 	uint64_t sim_ns;	/* simulated clock after the record */
-	uint64_t wall_ns;	/* CLOCK_MONOTONIC at the record */
-	uint64_t dur_ns;	/* wall duration of an op, 0 otherwise */
+	uint64_t wall_ns;	/* CLOCK_MONOTONIC at the record (serial
+				 * platform: the simulated clock) */
+	uint64_t dur_ns;	/* duration of an op on that clock, 0 otherwise */
 };
 
 /*

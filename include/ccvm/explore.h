@@ -117,6 +117,8 @@ enum ccvm_explore_strategy {
 #define CCVM_EXPLORE_QUIET		(1u << 0)	/* print nothing */
 #define CCVM_EXPLORE_NO_SLEEP_SETS	(1u << 1)	/* DFS: no reduction */
 #define CCVM_EXPLORE_NO_CRASH_HANDLER	(1u << 2)	/* leave signals alone */
+/* Skip the library's invariant checker at quiescent points (and at the end). */
+#define CCVM_EXPLORE_NO_LIBRARY_CHECK	(1u << 3)
 
 /* What ccvm_explore() tells the run callback about each finished run. */
 struct ccvm_explore_run {
@@ -178,6 +180,7 @@ struct ccvm_explore_result {
 	char *message;		/* what failed, multi-line; free with _release() */
 	struct ccvm_sched_event *events; /* the last nr_events steps, oldest first */
 	uint32_t nr_events;
+	uint64_t checks;	/* quiescent points checked (hook and library), all runs */
 };
 
 /*

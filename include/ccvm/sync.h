@@ -104,7 +104,10 @@ struct ccvm_mutex {
 	const char *name;
 	union {
 		pthread_mutex_t lock;
-		struct { int owner; } model;	/* thread id, -1 = free */
+		struct {
+			int owner;		/* thread id, -1 = free */
+			int outer;		/* held, still quiescent (lib/scheduler.h) */
+		} model;
 	} u;
 };
 
