@@ -128,8 +128,8 @@ STUDIES += study_002
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= conformance guest mmu sched snp snp_hw stress tdx_busy tdx_generation \
-	tdx_guest tdx_lifecycle tdx_module tdx_teardown vcpu
+TSAN_SUITES ?= conformance guest mmu sched sched_lib snp snp_hw stress tdx_busy \
+	tdx_generation tdx_guest tdx_lifecycle tdx_module tdx_teardown vcpu
 
 # ---------------------------------------------------------------------------
 # Configuration

@@ -176,8 +176,11 @@ static int run_once(struct explore *x)
 			x->setup_err = err;
 		else
 			p = pp;
-		if (!err)
+		if (!err) {
+			/* From here the platform is the scenario's: check it. */
+			s->checks_armed = true;
 			err = x->sc.run(pp, x->sc.ctx);
+		}
 	}
 	/* Here normally, or by longjmp from wherever thread 0 was unwound. */
 	status = ccvm_sched_run_finish(s, err);

@@ -620,7 +620,8 @@ static struct ccvm_thread *pick(struct ccvm_sched *s, struct ccvm_thread *r)
 		describe_threads(s);
 		return NULL;
 	}
-	if (((s->sc && s->sc->check) || s->lib_check) && !s->nr_held && !quiescent_check(s))
+	if (((s->sc && s->sc->check) || s->lib_check) && s->checks_armed && !s->nr_held &&
+	    !quiescent_check(s))
 		return NULL;
 	for (m = s->live; m; m &= m - 1)
 		if (runnable(s, &s->threads[lowest(m)]))
@@ -1301,6 +1302,7 @@ void ccvm_sched_run_begin(struct ccvm_sched *s, bool can_unwind)
 	s->hash = 2166136261u;
 	s->nr_held = 0;
 	s->nr_checks = 0;
+	s->checks_armed = false;
 	s->error = 0;
 	s->failure = CCVM_EXPLORE_OK;
 	s->msg[0] = '\0';
@@ -1395,7 +1397,7 @@ int ccvm_sched_run_finish(struct ccvm_sched *s, int err)
 				   (unsigned long long)s->replay_steps,
 				   s->replay_steps == s->step ? " of other operations" : "");
 	}
-	if (!s->failed && ((s->sc && s->sc->check) || s->lib_check))
+	if (!s->failed && ((s->sc && s->sc->check) || s->lib_check) && s->checks_armed)
 		quiescent_check(s);
 	return s->failed ? s->error : 0;
 }

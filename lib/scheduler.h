@@ -129,6 +129,7 @@ struct ccvm_sched {
 	struct ccvm_platform *p;		/* first platform of the run */
 	const struct ccvm_scenario *sc;		/* check hook, NULL: none */
 	bool lib_check;				/* invariants at quiescent points */
+	bool checks_armed;			/* the scenario runs: checks may start */
 	void (*event_fn)(const struct ccvm_sched_event *ev, void *ctx);
 	void *event_ctx;
 	bool owned;				/* made by a platform (direct mode) */
