@@ -659,7 +659,9 @@ int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg);
  * Return: 0 with the exit in ccvm_vcpu_run_state(); -EFAULT with a
  * CCVM_EXIT_MEMORY_FAULT exit; -EINVAL (no guest, or the guest is done);
  * -EIO (VM bugged/dead, with CCVM_EXIT_INTERNAL_ERROR); -EBUSY (another
- * thread is in run).
+ * thread is in run); -EPERM (serial platform: the first run of a guest from
+ * a thread the scheduler does not control: the guest thread is a
+ * controlled thread made by the caller, ccvm_thread_create()).
  */
 int ccvm_vcpu_run(struct ccvm_vcpu *v);
 
