@@ -87,19 +87,23 @@ static int free_page_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx
 	b->freed++;
 	if (b->n == CCVM_ARRAY_SIZE(b->pfns))
 		free_batch_flush(b);
+	/* Every batch, if someone waits for pages_lock (always when serial). */
 	if (!--b->budget) {
-		b->stop = last;
-		return 1;
+		b->budget = b->inode->p->resched_entries;
+		if (ccvm_mutex_needbreak(&b->inode->pages_lock)) {
+			b->stop = last;
+			return 1;
+		}
 	}
 	return 0;
 }
 
 /*
- * Truncate [first, last] of the page cache; mappings must be gone.  Pages
- * go in batches of resched_entries, pages_lock dropped and the CPU yielded
- * between batches, as truncation reschedules between folio batches; the
- * caller's invalidate lock (or the last reference) keeps everyone else out
- * of the range meanwhile.
+ * Truncate [first, last] of the page cache; mappings must be gone.  Every
+ * resched_entries pages, if someone waits for pages_lock (always on a
+ * serial platform), the lock is dropped and the CPU yielded, as truncation
+ * reschedules between folio batches; the caller's invalidate lock (or the
+ * last reference) keeps everyone else out of the range meanwhile.
  */
 static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
 {
@@ -107,11 +111,11 @@ static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint
 	uint64_t end;
 	size_t before;
 
+	ccvm_mutex_lock(&inode->pages_lock);
 	for (;;) {
 		b.freed = 0;
 		b.budget = inode->p->resched_entries;
 		b.stop = CCVM_INVALID_GFN;
-		ccvm_mutex_lock(&inode->pages_lock);
 		before = ccvm_xa_memory(&inode->pages);
 		ccvm_xa_for_each_run(&inode->pages, first, last, free_page_cb, &b);
 		free_batch_flush(&b);
@@ -121,12 +125,12 @@ static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint
 		inode->nr_pages -= b.freed;
 		ccvm_model_bytes_add(inode->p,
 				     (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
-		ccvm_mutex_unlock(&inode->pages_lock);
 		if (end == last)
-			return;
+			break;
 		first = end + 1;
-		ccvm_sched_yield(ccvm_sched_of(inode->p), "gmem truncate");
+		ccvm_mutex_cond_resched(&inode->pages_lock);
 	}
+	ccvm_mutex_unlock(&inode->pages_lock);
 }
 
 /* Page at @index, allocating it zeroed if it is a hole.  pages_lock taken. */

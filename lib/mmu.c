@@ -250,7 +250,8 @@ static void teardown_resched(struct ccvm_vm *vm)
 	if (!m->teardown || ++m->teardown_leaves < vm->p->resched_entries)
 		return;
 	m->teardown_leaves = 0;
-	ccvm_rwlock_cond_resched(&vm->mmu_lock, 1);
+	if (ccvm_rwlock_needbreak(&vm->mmu_lock))
+		ccvm_rwlock_cond_resched(&vm->mmu_lock, 1);
 }
 
 /* Zap every leaf and free every table below @sp (root teardown). */
@@ -628,14 +629,18 @@ static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
 				z->flush = true;
 			}
 			/*
-			 * Enough leaves since the walk started: stop here and
-			 * let the caller yield, then restart from the root at
-			 * the next gfn (the walk made progress: no livelock).
-			 * Never inside one leaf's removal: only between leaves.
+			 * Every interval leaves, if someone waits for mmu_lock
+			 * (always on a serial platform): stop here and let the
+			 * caller yield, then restart from the root at the next
+			 * gfn (the walk made progress: no livelock).  Never
+			 * inside one leaf's removal: only between leaves.
 			 */
 			if (z->interval && ++z->leaves >= z->interval && gfn + span < z->end) {
-				z->resume = gfn + span;
-				return;
+				z->leaves = 0;
+				if (ccvm_rwlock_needbreak(&z->vm->mmu_lock)) {
+					z->resume = gfn + span;
+					return;
+				}
 			}
 			continue;
 		}
@@ -708,7 +713,6 @@ bool ccvm_mmu_unmap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end,
 		z.start = start;
 		gone = false;
 		for (;;) {
-			z.leaves = 0;
 			z.resume = CCVM_INVALID_GFN;
 			zap_table(&z, root->sp);
 			if (z.resume == CCVM_INVALID_GFN || z.resume >= end)

@@ -791,6 +791,7 @@ int ccvm_mutex_init(struct ccvm_mutex *m, struct ccvm_sched *s, const char *name
 		return -EINVAL;
 	m->sched = s;
 	m->name = name;
+	m->waiters = 0;
 	if (s) {
 		m->u.model.owner = -1;
 		m->u.model.outer = 0;
@@ -814,6 +815,7 @@ int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const char *na
 		return -EINVAL;
 	l->sched = s;
 	l->name = name;
+	l->waiters = 0;
 	if (s) {
 		memset(&l->u.model, 0, sizeof(l->u.model));
 		l->u.model.writer = -1;
@@ -829,6 +831,20 @@ int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const char *na
 	err = pthread_rwlock_init(&l->u.lock, &a);
 	pthread_rwlockattr_destroy(&a);
 	return -err;
+}
+
+void ccvm_sync_mutex_wait(struct ccvm_mutex *m)
+{
+	__atomic_fetch_add(&m->waiters, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&m->u.lock);
+	__atomic_fetch_sub(&m->waiters, 1, __ATOMIC_RELAXED);
+}
+
+void ccvm_sync_rwlock_wait(struct ccvm_rwlock *l, int write)
+{
+	__atomic_fetch_add(&l->waiters, 1, __ATOMIC_RELAXED);
+	ccvm_sync_rwlock_plain(l, write ? CCVM_SYNC_RW_WRLOCK : CCVM_SYNC_RW_RDLOCK);
+	__atomic_fetch_sub(&l->waiters, 1, __ATOMIC_RELAXED);
 }
 
 int ccvm_sync_rwlock_plain(struct ccvm_rwlock *l, int op)

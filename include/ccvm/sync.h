@@ -102,6 +102,7 @@ struct ccvm_sync_site {
 struct ccvm_mutex {
 	struct ccvm_sched *sched;		/* NULL: free-running */
 	const char *name;
+	unsigned int waiters;			/* free-running: threads blocked in lock */
 	union {
 		pthread_mutex_t lock;
 		struct {
@@ -115,6 +116,7 @@ struct ccvm_mutex {
 struct ccvm_rwlock {
 	struct ccvm_sched *sched;
 	const char *name;
+	unsigned int waiters;			/* free-running: threads blocked in lock */
 	union {
 #if CCVM_SYNC_RWLOCK_INLINE
 		pthread_rwlock_t lock;
@@ -139,7 +141,7 @@ struct ccvm_cond {
 
 /* A process-wide mutex, always free-running: static struct ccvm_mutex m = ...; */
 #define CCVM_MUTEX_INITIALIZER(lock_name) \
-	{ 0, lock_name, { PTHREAD_MUTEX_INITIALIZER } }
+	{ 0, lock_name, 0, { PTHREAD_MUTEX_INITIALIZER } }
 
 /*
  * ccvm_platform_sched() - The scheduler of @p, to pass to the init calls.
@@ -175,6 +177,9 @@ void ccvm_sync_rwlock_lock(struct ccvm_rwlock *l, int write, const struct ccvm_s
 int ccvm_sync_rwlock_trylock(struct ccvm_rwlock *l, int write,
 			     const struct ccvm_sync_site *site);
 void ccvm_sync_rwlock_unlock(struct ccvm_rwlock *l, const struct ccvm_sync_site *site);
+/* Free-running blocking paths, out of line: count the waiter, then block. */
+void ccvm_sync_mutex_wait(struct ccvm_mutex *m);
+void ccvm_sync_rwlock_wait(struct ccvm_rwlock *l, int write);
 /* Free-running rwlock calls for code that cannot see pthread_rwlock_t. */
 int ccvm_sync_rwlock_plain(struct ccvm_rwlock *l, int op);
 #define CCVM_SYNC_RW_RDLOCK	0
@@ -210,12 +215,17 @@ void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t
  */
 #define ccvm_mutex_trylock(m)	ccvm_mutex_trylock_at((m), CCVM_SYNC_SITE)
 
+/*
+ * Free-running, a lock that is not free at once is taken out of line, where
+ * the waiter is counted for ccvm_mutex_needbreak(); the uncontended path is
+ * one try.
+ */
 static inline void ccvm_mutex_lock_at(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
 {
 	if (ccvm_sync_serial(m->sched))
 		ccvm_sync_mutex_lock(m, site);
-	else
-		pthread_mutex_lock(&m->u.lock);
+	else if (__builtin_expect(pthread_mutex_trylock(&m->u.lock) != 0, 0))
+		ccvm_sync_mutex_wait(m);
 }
 
 static inline int ccvm_mutex_trylock_at(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
@@ -251,16 +261,18 @@ static inline void ccvm_rwlock_rdlock_at(struct ccvm_rwlock *l, const struct ccv
 {
 	if (ccvm_sync_serial(l->sched))
 		ccvm_sync_rwlock_lock(l, 0, site);
-	else
-		ccvm_sync_rw_plain(l, CCVM_SYNC_RW_RDLOCK, pthread_rwlock_rdlock(&l->u.lock));
+	else if (__builtin_expect(ccvm_sync_rw_plain(l, CCVM_SYNC_RW_TRYRDLOCK,
+						     pthread_rwlock_tryrdlock(&l->u.lock)) != 0, 0))
+		ccvm_sync_rwlock_wait(l, 0);
 }
 
 static inline void ccvm_rwlock_wrlock_at(struct ccvm_rwlock *l, const struct ccvm_sync_site *site)
 {
 	if (ccvm_sync_serial(l->sched))
 		ccvm_sync_rwlock_lock(l, 1, site);
-	else
-		ccvm_sync_rw_plain(l, CCVM_SYNC_RW_WRLOCK, pthread_rwlock_wrlock(&l->u.lock));
+	else if (__builtin_expect(ccvm_sync_rw_plain(l, CCVM_SYNC_RW_TRYWRLOCK,
+						     pthread_rwlock_trywrlock(&l->u.lock)) != 0, 0))
+		ccvm_sync_rwlock_wait(l, 1);
 }
 
 static inline int ccvm_rwlock_tryrdlock_at(struct ccvm_rwlock *l,
@@ -290,12 +302,29 @@ static inline void ccvm_rwlock_unlock_at(struct ccvm_rwlock *l, const struct ccv
 }
 
 /*
+ * ccvm_rwlock_needbreak() / ccvm_mutex_needbreak() - Whether a holder of
+ * the lock in a long loop should let others in now, as KVM's
+ * rwlock_needbreak(): free-running, when a thread waits for it; on a
+ * serial platform always (the scheduler decides who runs next).
+ */
+static inline int ccvm_rwlock_needbreak(const struct ccvm_rwlock *l)
+{
+	return ccvm_sync_serial(l->sched) || __atomic_load_n(&l->waiters, __ATOMIC_RELAXED) != 0;
+}
+
+static inline int ccvm_mutex_needbreak(const struct ccvm_mutex *m)
+{
+	return ccvm_sync_serial(m->sched) || __atomic_load_n(&m->waiters, __ATOMIC_RELAXED) != 0;
+}
+
+/*
  * ccvm_rwlock_cond_resched() - Drop @l (held for write if @write, else for
  * read), let others run, take it again: KVM's cond_resched_rwlock_write /
  * _read, for long loops that must let other paths in (zaps, punches,
  * teardown reclaim).  The caller revalidates what it walked afterwards.
  * Free-running: unlock, sched_yield(), lock.  Serial: the unlock and the
- * lock are steps, so any other thread may run between them.
+ * lock are steps, so any other thread may run between them.  Callers that
+ * yield only when it is needed test ccvm_rwlock_needbreak() first.
  */
 #define ccvm_rwlock_cond_resched(l, write) \
 	ccvm_rwlock_cond_resched_at((l), (write), CCVM_SYNC_SITE)
@@ -310,6 +339,18 @@ static inline void ccvm_rwlock_cond_resched_at(struct ccvm_rwlock *l, int write,
 		ccvm_rwlock_wrlock_at(l, site);
 	else
 		ccvm_rwlock_rdlock_at(l, site);
+}
+
+/* ccvm_mutex_cond_resched() - The same for a mutex (KVM's cond_resched_lock). */
+#define ccvm_mutex_cond_resched(m)	ccvm_mutex_cond_resched_at((m), CCVM_SYNC_SITE)
+
+static inline void ccvm_mutex_cond_resched_at(struct ccvm_mutex *m,
+					      const struct ccvm_sync_site *site)
+{
+	ccvm_mutex_unlock_at(m, site);
+	if (!ccvm_sync_serial(m->sched))
+		sched_yield();
+	ccvm_mutex_lock_at(m, site);
 }
 
 /* ---- condition variable -------------------------------------------------------- */
