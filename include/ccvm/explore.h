@@ -272,12 +272,12 @@ CCVM_API const struct ccvm_builtin_scenario *ccvm_builtin_scenario(size_t i);
  * ccvm_builtin_scenario_create() - A scenario to pass to ccvm_explore() or
  * ccvm_replay(): built-in @name on @backend (NULL: @platform's, else
  * "mock"), on platforms made from @platform (NULL: 64 MiB, 2 CPUs; its
- * backend field, if set, must be @backend).  Free it with _destroy().
+ * backend field, if set, must be @backend).  Free it with _destroy().  On
+ * an error *@out is left as it was.
  * Context: any thread.
  * Return: 0 with *@out set; -EINVAL (NULL name or out, bad @platform, two
  * different backends); -ENOENT (no such scenario, backend not built);
- * -EOPNOTSUPP (the scenario does not run on @backend); -ENOMEM.  *@out is
- * untouched on error.
+ * -EOPNOTSUPP (the scenario does not run on @backend); -ENOMEM.
  */
 CCVM_API int ccvm_builtin_scenario_create(const char *name, const char *backend,
 					  const struct ccvm_platform_opts *platform,
