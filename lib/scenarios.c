@@ -57,6 +57,7 @@ struct sc_def {
 	bool no_finalize;		/* the threads run before finalize */
 	uint64_t private_at_start;	/* pages of slot 0 made private, mask */
 	bool populate_pq;		/* populate P and Q before finalize */
+	uint32_t snp_rmp;		/* SNP: CCVM_STUDY_SNP_RMP_UPDATE + 1, 0: default */
 	ccvm_guest_fn guest;
 	ccvm_thread_fn vmm;		/* the VMM thread, NULL: none */
 	const char *vmm_name;
@@ -299,7 +300,9 @@ static void install_accept_guest(struct ccvm_guest *g, void *arg)
 /*
  * rmp-fault (snp): P starts shared; the vCPU validates and writes it as
  * private (memory-fault exits until it is) while the VMM converts it to
- * private (the RMPUPDATE of update_mem_attr).
+ * private: the RMPUPDATE of update_mem_attr, so the VM runs the posted
+ * design of that op (study knob CCVM_STUDY_SNP_RMP_UPDATE = POSTED; the
+ * merged design has no RMP work at conversion, conv-fault covers it).
  */
 static void rmp_fault_guest(struct ccvm_guest *g, void *arg)
 {
@@ -413,8 +416,8 @@ static const struct sc_def sc_defs[] = {
 	},
 	{
 		.pub = { "rmp-fault", "a vCPU validates and writes page P while a VMM thread "
-			 "converts it from shared to private (RMPUPDATE)", "snp" },
-		.snp_only = true, .nr_vcpus = 1,
+			 "converts it from shared to private (update_mem_attr as posted)", "snp" },
+		.snp_only = true, .nr_vcpus = 1, .snp_rmp = CCVM_SNP_RMP_POSTED + 1,
 		.guest = rmp_fault_guest, .vmm = rmp_fault_vmm, .vmm_name = "converter",
 	},
 	{
@@ -449,6 +452,11 @@ static int sc_setup(struct sc *x)
 	if (r)
 		return sc_fail(x, r, "vm_create: %s", ccvm_strerror(r));
 	x->sbit = ccvm_vm_shared_bit(x->vm);
+	if (d->snp_rmp) {
+		r = ccvm_vm_set_study_knob(x->vm, CCVM_STUDY_SNP_RMP_UPDATE, d->snp_rmp - 1);
+		if (r)
+			return sc_fail(x, r, "SNP RMP design: %s", ccvm_strerror(r));
+	}
 	r = ccvm_gmem_create(x->vm, SC_PAGES * SC_PAGE, 0, &x->g);
 	if (r)
 		return sc_fail(x, r, "gmem_create: %s", ccvm_strerror(r));

@@ -117,21 +117,21 @@ START_TEST(test_every_scenario)
 END_TEST
 
 /*
- * The SNP fix: random schedules 0..299 of conv-fault found I23 (a private
- * leaf over a page the RMP does not assign) in schedule 148, and rmp-fault
- * in 276, when update_mem_attr cleared its pending range after its walk.
- * The same budgets find nothing now.  (check_mutants.c replays the finds on
+ * The SNP fix: random schedules 0..299 of rmp-fault found I23 (a private
+ * leaf over a page the RMP does not assign) in schedule 276 when
+ * update_mem_attr (as posted) cleared its pending range after its walk.
+ * The same budget finds nothing now.  (check_mutants.c replays the find on
  * a build with the old order.)
  */
 START_TEST(test_snp_pending_fix)
 {
-	static const char *const names[] = { "conv-fault", "rmp-fault" };
+	static const char *const names[] = { "rmp-fault" };
 	unsigned int k;
 
 	if (!built("snp"))
 		return;
 	tu_quiet_log();
-	for (k = 0; k < 2; k++) {
+	for (k = 0; k < 1; k++) {
 		struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts,
 							    .strategy = CCVM_EXPLORE_RANDOM,
 							    .runs = 300,
