@@ -58,6 +58,7 @@ struct sc_def {
 	uint64_t private_at_start;	/* pages of slot 0 made private, mask */
 	bool populate_pq;		/* populate P and Q before finalize */
 	uint32_t snp_rmp;		/* SNP: CCVM_STUDY_SNP_RMP_UPDATE + 1, 0: default */
+	bool fault_ends_run;		/* a memory-fault exit ends the run loop */
 	ccvm_guest_fn guest;
 	ccvm_thread_fn vmm;		/* the VMM thread, NULL: none */
 	const char *vmm_name;
@@ -152,6 +153,9 @@ static int sc_runner(void *arg)
 
 	for (n = 0; n < 256; n++) {
 		r = ccvm_vcpu_run(v);
+		if (r == -EFAULT && run->exit_reason == CCVM_EXIT_MEMORY_FAULT &&
+		    x->def->fault_ends_run)
+			return 0;	/* the page went shared for good: the guest stays blocked */
 		if (r == -EFAULT && run->exit_reason == CCVM_EXIT_MEMORY_FAULT) {
 			/* The other path has the page of the other kind: let it go on. */
 			ccvm_sched_yield(x->s, "memory fault exit");
@@ -230,6 +234,23 @@ static int punch_q_vmm(void *arg)
 				    SC_PAGE);
 
 	return r ? sc_fail(x, r, "punch: %s", ccvm_strerror(r)) : 0;
+}
+
+/*
+ * conv-fault-1: the smallest conversion against a fault: one vCPU accepts
+ * and writes private P once while the VMM converts P to shared, once.  If
+ * the conversion wins, the guest's access is a memory-fault exit and the
+ * run loop stops there (the guest is left blocked; closing the vCPU
+ * unwinds it).
+ */
+static int conv_once_vmm(void *arg)
+{
+	return set_attr(arg, SC_P, false);
+}
+
+static void conv_once_guest(struct ccvm_guest *g, void *arg)
+{
+	g_private(g, arg, SC_P, vcpu_val(g, 0));
 }
 
 /* punch-write: a vCPU writes private P twice while the VMM punches P out of gmem. */
@@ -414,6 +435,12 @@ static const struct sc_def sc_defs[] = {
 			 "converts P to shared and back", "mock tdx snp" },
 		.nr_vcpus = 2, .private_at_start = PAGE_BIT(SC_P),
 		.guest = conv_fault_guest, .vmm = conv_fault_vmm, .vmm_name = "converter",
+	},
+	{
+		.pub = { "conv-fault-1", "a vCPU writes private page P once while a VMM thread "
+			 "converts P to shared once (small enough to exhaust)", "mock tdx snp" },
+		.nr_vcpus = 1, .private_at_start = PAGE_BIT(SC_P), .fault_ends_run = true,
+		.guest = conv_once_guest, .vmm = conv_once_vmm, .vmm_name = "converter",
 	},
 	{
 		.pub = { "conv-punch", "a vCPU writes private pages P and Q while one VMM thread "
