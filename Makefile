@@ -19,11 +19,20 @@ MAKEFLAGS += -r
 # Public headers, installed and compiled alone by `make check-headers`:
 # add new files here, sorted.
 PUBLIC_HEADERS :=
+PUBLIC_HEADERS += include/ccvm/api.h
 PUBLIC_HEADERS += include/ccvm/backend.h
 PUBLIC_HEADERS += include/ccvm/ccvm.h
 PUBLIC_HEADERS += include/ccvm/explore.h
 PUBLIC_HEADERS += include/ccvm/sync.h
 PUBLIC_HEADERS += include/ccvm/version.h
+
+# Hand-written man pages (the overviews); the page of every public call is
+# generated from its header comment by scripts/gen-man.py (`make man`).
+MAN_PAGES :=
+MAN_PAGES += man/man3/libccvm-backend.3
+MAN_PAGES += man/man3/libccvm-explore.3
+MAN_PAGES += man/man3/libccvm-sync.3
+MAN_PAGES += man/man3/libccvm.3
 
 # Core library sources (lib/*.c): add new files here, sorted.
 LIB_SRCS :=
@@ -142,6 +151,7 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 
 PKG_CONFIG ?= pkg-config
@@ -211,6 +221,14 @@ endif
 # ---------------------------------------------------------------------------
 
 LIB := $(BUILD)/libccvm.a
+# The shared library: libccvm.so.$(VERSION), its SONAME libccvm.so.$(SOMAJOR)
+# (bumped on an incompatible change of the interface), and the link-time
+# name libccvm.so.  lib/libccvm.map versions the exported symbols.
+SOMAJOR := $(shell awk '$$2 == "CCVM_VERSION_MAJOR" { print $$3 }' include/ccvm/version.h)
+SONAME := libccvm.so.$(SOMAJOR)
+SO := $(BUILD)/libccvm.so.$(VERSION)
+SO_LINKS := $(BUILD)/$(SONAME) $(BUILD)/libccvm.so
+SO_MAP := lib/libccvm.map
 PC := $(BUILD)/ccvm.pc
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS) $(BACKEND_SRCS))
 TEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,tests/main.c $(TEST_SRCS))
@@ -232,7 +250,7 @@ RUN_BACKENDS := $(foreach b,mock tdx snp,$(if $(filter backends/$(b)/%,$(BACKEND
 # ---------------------------------------------------------------------------
 
 .PHONY: all
-all: $(LIB) $(PC) $(EXAMPLE_BINS) $(STUDY_BINS)
+all: $(LIB) $(SO) $(SO_LINKS) $(PC) $(EXAMPLE_BINS) $(STUDY_BINS)
 
 # Library internals (lib/*.h) are visible to the library, its tests and
 # benchmarks.  Backends see only the public headers and their own, as an
@@ -242,15 +260,31 @@ $(BUILD)/lib/%.o $(BUILD)/bench/%.o $(BUILD)/studies/%.o: OBJ_CFLAGS = -Ilib
 $(BUILD)/backends/%.o: OBJ_CFLAGS =
 $(BUILD)/tests/%.o: OBJ_CFLAGS = -Ilib -Istudies $(CHECK_CFLAGS)
 
+# The library's objects go into both libccvm.a and libccvm.so: position
+# independent, and hidden unless a public header marks them CCVM_API.
+LIB_OBJ_CFLAGS := -fPIC -fvisibility=hidden
+
 $(ALL_OBJS): $(BUILD)/%.o: %.c $(BUILD)/.flags
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) $(OBJ_CFLAGS) -MMD -MP -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS) $(OBJ_CFLAGS) $(if $(filter $@,$(LIB_OBJS)),$(LIB_OBJ_CFLAGS)) \
+		-MMD -MP -c -o $@ $<
 
 $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+# -z defs: the library names every library it needs (not under a
+# sanitizer, whose runtime the program brings).
+$(SO): $(LIB_OBJS) $(SO_MAP)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
+		-Wl,--version-script=$(SO_MAP) $(if $(SAN_LIST),,-Wl$(comma)-z$(comma)defs) \
+		-o $@ $(LIB_OBJS) $(LDLIBS)
+
+$(SO_LINKS): $(SO)
+	$(Q)ln -sf $(notdir $(SO)) $@
 
 $(EXAMPLE_BINS) $(BENCH_BINS): %: %.o $(LIB)
 	$(call msg,LD,$@)
@@ -262,7 +296,7 @@ $(STUDY_BINS): %: %.o $(STUDY_LIB_OBJS) $(LIB)
 
 # Rebuild everything in $(BUILD) when the compiler or flags change; the
 # file is rewritten only then, so unchanged flags rebuild nothing.
-TRACKED_FLAGS = $(subst ','\'',$(strip $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS)))
+TRACKED_FLAGS = $(subst ','\'',$(strip $(CC) $(CFLAGS) $(LIB_OBJ_CFLAGS) $(LDFLAGS) $(LDLIBS)))
 $(BUILD)/.flags: FORCE
 	$(Q)mkdir -p $(@D); flags='$(TRACKED_FLAGS)'; \
 	if [ x"$$flags" != x"$$(cat $@ 2>/dev/null)" ]; then \
@@ -275,8 +309,8 @@ $(BUILD)/.flags: FORCE
 $(PC): lib/ccvm.pc.in include/ccvm/version.h FORCE
 	$(Q)mkdir -p $(@D)
 	$(Q)sed -e 's|@prefix@|$(PREFIX)|g' \
-		-e 's|@libdir@|$(LIBDIR)|g' \
-		-e 's|@includedir@|$(INCLUDEDIR)|g' \
+		-e 's|@libdir@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
+		-e 's|@includedir@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' \
 		-e 's|@version@|$(VERSION)|g' $< > $@.tmp
 	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; \
 	else mv $@.tmp $@; printf '  %-7s %s\n' GEN $@; fi
@@ -309,9 +343,12 @@ define need
 	fi
 endef
 
-.PHONY: check-deps bench-deps
+.PHONY: check-deps bench-deps man-deps
 check-deps:
 	$(call need,Check (libcheck; found with pkg-config),$(PKG_CONFIG) --exists check,check pkg-config)
+
+man-deps:
+	$(call need,mandoc (man page linter),command -v mandoc,mandoc)
 
 bench-deps:
 	$(if $(filter -lJudy,$(foreach b,$(BENCHES),$($(b)_LDLIBS))), \
@@ -334,7 +371,7 @@ check-build: $(TEST_BIN)
 # CK_RUN_SUITE / CK_RUN_CASE in the environment select one suite / case.
 # The boundary audit runs first: a backend reaching into the core fails
 # `make check` before any test does.
-check: check-boundary $(TEST_BIN)
+check: check-boundary check-man $(TEST_BIN)
 	$(call msg,RUN,$(TEST_BIN) $(CHECK_SUITES))
 	$(Q)set -e; $(if $(strip $(CHECK_SUITES)), \
 		for suite in $(CHECK_SUITES); do \
@@ -476,21 +513,71 @@ seeds-run: $(STUDY_BINS) | seeds-deps
 	exit $$status
 
 # ---------------------------------------------------------------------------
+# Man pages: $(BUILD)/man/man3 holds one page per public call, generated
+# from the header comments, and the hand-written overviews.  `make
+# check-man` (part of `make check`) insists that every CCVM_API declaration
+# has a comment with Context: and Return:, lints every page with mandoc,
+# checks that every exported function has a page, and compiles the
+# EXAMPLE of each overview (running those with a main()).
+# ---------------------------------------------------------------------------
+
+MAN_DIR := $(BUILD)/man/man3
+MAN_DATE := $(shell git log -1 --format=%cs 2>/dev/null || date +%F)
+
+.PHONY: man check-man
+man: $(MAN_DIR)/.stamp
+
+$(MAN_DIR)/.stamp: scripts/gen-man.py $(PUBLIC_HEADERS) $(MAN_PAGES)
+	$(call msg,MAN,$(MAN_DIR))
+	$(Q)rm -rf $(MAN_DIR) && mkdir -p $(MAN_DIR)
+	$(Q)python3 scripts/gen-man.py --out $(MAN_DIR) --version $(VERSION) \
+		--date $(MAN_DATE) $(PUBLIC_HEADERS) >/dev/null
+	$(Q)cp $(MAN_PAGES) $(MAN_DIR)/
+	$(Q)touch $@
+
+check-man: $(MAN_DIR)/.stamp $(LIB) | man-deps
+	$(Q)python3 scripts/gen-man.py --check $(PUBLIC_HEADERS)
+	$(Q)cd $(MAN_DIR)/.. && mandoc -Tlint -W warning man3/*.3
+	$(Q)missing=$$(python3 scripts/api-symbols.py $(PUBLIC_HEADERS) | \
+		while read f; do [ -f $(MAN_DIR)/$$f.3 ] || echo $$f; done); \
+	[ -z "$$missing" ] || { echo "error: no man page for: $$missing" >&2; exit 1; }
+	$(Q)set -e; for p in $(MAN_PAGES); do \
+		src=$(BUILD)/man/$$(basename $$p .3)-example.c; \
+		sed -n '/^\.EX/,/^\.EE/p' $$p | sed '1d;$$d;s/\\en/\\n/g;s/\\e/\\/g' > $$src; \
+		[ -s $$src ] || continue; \
+		if grep -q '^int main' $$src; then \
+			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -o $${src%.c} $$src $(LIB) -pthread; \
+			$${src%.c} > /dev/null; \
+		else \
+			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -c -o $${src%.c}.o $$src; \
+		fi; \
+	done
+	$(Q)printf '  %-7s %s\n' MAN "$$(ls $(MAN_DIR)/*.3 | wc -l) pages in $(MAN_DIR): mandoc -Tlint clean, every public call has one, examples build and run"
+
+# ---------------------------------------------------------------------------
 # Install
 # ---------------------------------------------------------------------------
 
 .PHONY: install uninstall
-install: $(LIB) $(PC)
+install: $(LIB) $(SO) $(PC) $(MAN_DIR)/.stamp
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
-		$(DESTDIR)$(INCLUDEDIR)/ccvm
+		$(DESTDIR)$(INCLUDEDIR)/ccvm $(DESTDIR)$(MANDIR)/man3
+	$(INSTALL) -m 644 $(MAN_DIR)/*.3 $(DESTDIR)$(MANDIR)/man3/
 	$(INSTALL) -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libccvm.a
+	$(INSTALL) -m 755 $(SO) $(DESTDIR)$(LIBDIR)/$(notdir $(SO))
+	ln -sf $(notdir $(SO)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libccvm.so
 	$(INSTALL) -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/ccvm.pc
 	$(INSTALL) -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCLUDEDIR)/ccvm/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libccvm.a $(DESTDIR)$(PKGCONFIGDIR)/ccvm.pc
+	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(SO)) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libccvm.so
 	rm -f $(PUBLIC_HEADERS:include/ccvm/%=$(DESTDIR)$(INCLUDEDIR)/ccvm/%)
 	rmdir $(DESTDIR)$(INCLUDEDIR)/ccvm 2>/dev/null || true
+	for f in $$(python3 scripts/api-symbols.py $(PUBLIC_HEADERS)) $(notdir $(MAN_PAGES:.3=)); do \
+		rm -f $(DESTDIR)$(MANDIR)/man3/$$f.3; done
 
 # ---------------------------------------------------------------------------
 # Audits (each is one step of `make ci`, usable alone)
@@ -499,9 +586,9 @@ uninstall:
 # Every source in the tree is in a list, and every suite is in tests/main.c.
 LISTED := $(PUBLIC_HEADERS) $(LIB_SRCS) $(BACKEND_SRCS) $(TEST_SRCS) $(FUZZ_SRCS) \
 	tests/main.c tests/consumer.c $(EXAMPLES:%=examples/%.c) \
-	$(BENCHES:%=bench/%.c) $(STUDY_LIB_SRCS) $(STUDIES:%=studies/%.c)
+	$(BENCHES:%=bench/%.c) $(STUDY_LIB_SRCS) $(STUDIES:%=studies/%.c) $(MAN_PAGES)
 UNLISTED := $(filter-out $(LISTED),$(wildcard include/ccvm/*.h lib/*.c \
-	backends/*/*.c tests/*.c examples/*.c bench/*.c studies/*.c))
+	backends/*/*.c tests/*.c examples/*.c bench/*.c studies/*.c man/man3/*.3))
 
 .PHONY: check-lists
 check-lists:
@@ -578,6 +665,29 @@ check-symbols: $(LIB)
 	printf '  %-7s %s\n' NM "$(LIB): $$($(NM) -P -g --defined-only $(LIB) | \
 		grep -c ' [A-Za-z] ' || true) global symbols, all ccvm_"
 
+# libccvm.so exports exactly the functions the public headers mark
+# CCVM_API, all in a version node, and every file-scope function a public
+# header declares is so marked (scripts/api-symbols.py reads the headers).
+.PHONY: check-exports
+check-exports: $(SO)
+	$(Q)set -e; tmp=$(BUILD)/exports; \
+	python3 scripts/api-symbols.py --unmarked $(PUBLIC_HEADERS) > $$tmp.unmarked; \
+	if [ -s $$tmp.unmarked ]; then \
+		echo "error: public declarations without CCVM_API:" >&2; \
+		cat $$tmp.unmarked >&2; exit 1; \
+	fi; \
+	python3 scripts/api-symbols.py $(PUBLIC_HEADERS) > $$tmp.declared; \
+	$(NM) -D --defined-only $(SO) | awk '$$2 != "A" { print $$3 }' | \
+		sed 's/@.*//' | sort -u > $$tmp.exported; \
+	if ! cmp -s $$tmp.declared $$tmp.exported; then \
+		echo "error: $(SO) exports differ from the CCVM_API declarations" \
+			"(< declared only, > exported only):" >&2; \
+		diff $$tmp.declared $$tmp.exported | grep '^[<>]' >&2; exit 1; \
+	fi; \
+	unversioned=$$(objdump -T $(SO) | awk '$$4 == ".text" && $$(NF-1) !~ /CCVM_/' | wc -l); \
+	[ $$unversioned = 0 ] || { echo "error: $$unversioned exports without a CCVM_ version" >&2; exit 1; }; \
+	printf '  %-7s %s\n' EXPORTS "$(notdir $(SO)): $$(wc -l < $$tmp.exported) functions, the CCVM_API set of $(words $(PUBLIC_HEADERS)) headers, versioned"
+
 # Install into a staging root, build tests/consumer.c from it through
 # pkg-config alone (no -Iinclude), run it, then check that uninstall
 # removes every installed file.
@@ -591,15 +701,31 @@ check-install: $(LIB)
 	$(Q)rm -rf $(STAGE)
 	$(Q)$(MAKE) --no-print-directory install DESTDIR=$(STAGE) PREFIX=/usr \
 		LIBDIR=/usr/lib INCLUDEDIR=/usr/include PKGCONFIGDIR=/usr/lib/pkgconfig
-	$(Q)set -e; for mode in "" --static; do \
-		flags=$$($(STAGE_PC_ENV) $(PKG_CONFIG) --cflags --libs $$mode ccvm); \
-		printf '  %-7s %s\n' CONSUME "pkg-config --cflags --libs $$mode ccvm: $$flags"; \
-		$(CC) -std=c11 -Wall -Wextra -Werror -o $(BUILD)/consumer \
+	$(Q)set -e; for mode in shared static; do \
+		if [ $$mode = shared ]; then \
+			flags=$$($(STAGE_PC_ENV) $(PKG_CONFIG) --cflags --libs ccvm); \
+			desc="pkg-config --cflags --libs ccvm"; \
+		else \
+			flags=$$($(STAGE_PC_ENV) $(PKG_CONFIG) --cflags --libs --static ccvm | \
+				sed 's/-lccvm/-l:libccvm.a/'); \
+			desc="pkg-config --cflags --libs --static ccvm, -lccvm as -l:libccvm.a"; \
+		fi; \
+		printf '  %-7s %s\n' CONSUME "$$mode: $$desc: $$flags"; \
+		$(CC) -std=c11 -Wall -Wextra -Werror -o $(BUILD)/consumer-$$mode \
 			tests/consumer.c $$flags; \
-		out=$$($(BUILD)/consumer); \
+		needed=$$(readelf -d $(BUILD)/consumer-$$mode | grep -c 'NEEDED.*\[$(SONAME)\]' || true); \
+		case $$mode$$needed in shared1|static0) ;; *) \
+			echo "error: $$mode consumer: $$needed NEEDED entries for $(SONAME)" >&2; exit 1;; \
+		esac; \
+		out=$$(LD_LIBRARY_PATH=$(STAGE)/usr/lib $(BUILD)/consumer-$$mode); \
 		[ "$$out" = "consumer ok" ] || { \
-			echo "error: consumer printed '$$out'" >&2; exit 1; }; \
+			echo "error: $$mode consumer printed '$$out'" >&2; exit 1; }; \
 	done
+	$(Q)n=$$(ls $(STAGE)/usr/share/man/man3/*.3 | wc -l); \
+	MANPATH=$(STAGE)/usr/share/man man -w ccvm_vcpu_run >/dev/null && \
+	MANPATH=$(STAGE)/usr/share/man man -w libccvm >/dev/null || { \
+		echo "error: man cannot find the installed pages" >&2; exit 1; }; \
+	printf '  %-7s %s\n' MAN "$$n pages installed, found by man(1)"
 	$(Q)$(MAKE) --no-print-directory uninstall DESTDIR=$(STAGE) PREFIX=/usr \
 		LIBDIR=/usr/lib INCLUDEDIR=/usr/include PKGCONFIGDIR=/usr/lib/pkgconfig
 	$(Q)left=$$(find $(STAGE) -type f); [ -z "$$left" ] || { \
@@ -613,7 +739,7 @@ check-install: $(LIB)
 # ---------------------------------------------------------------------------
 
 CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-asan-ubsan ci-headers \
-	ci-symbols ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
+	ci-symbols ci-exports ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
 
 .PHONY: ci $(CI_STEPS)
 ci:
@@ -657,6 +783,10 @@ ci-symbols:
 	@echo "--- nm: every global symbol of libccvm.a starts with ccvm_"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-symbols
 
+ci-exports:
+	@echo "--- libccvm.so exports exactly the CCVM_API declarations"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-exports
+
 ci-install:
 	@echo "--- staged install, pkg-config consumer, uninstall"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-install
@@ -683,7 +813,7 @@ clean:
 
 .PHONY: help
 help:
-	@echo 'make                 libccvm.a, ccvm.pc and the examples in $$(BUILD)'
+	@echo 'make                 libccvm.a, libccvm.so, ccvm.pc and the examples in $$(BUILD)'
 	@echo 'make check           build and run the Check tests (CK_RUN_SUITE/CK_RUN_CASE select)'
 	@echo 'make check-build     build the tests only'
 	@echo 'make SAN=asan|ubsan|tsan|asan,ubsan check   the same under sanitizers'
@@ -692,8 +822,9 @@ help:
 	@echo 'make seeds           run the studies of the source threads, plots in docs/studies/'
 	@echo 'make fuzz            libFuzzer (clang) on every backend for FUZZ_SECONDS; fuzz-smoke: short'
 	@echo 'make fuzz-replay     replay tests/fuzz-corpus with the plain harness; fuzz-seeds: rewrite it'
-	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR DESTDIR; make uninstall'
+	@echo 'make man             man pages of every public call in $$(BUILD)/man/man3 (from the headers)'
+	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR MANDIR DESTDIR; make uninstall'
 	@echo 'make ci              everything CI runs (.ci/run runs make check then make ci)'
 	@echo 'make check-boundary  no backend (nor tests/conformance.h) includes a lib/ header'
-	@echo 'make check-lists|check-headers|check-symbols|check-install   single CI audits'
+	@echo 'make check-lists|check-headers|check-symbols|check-exports|check-man|check-install   single CI audits'
 	@echo 'Variables: CC CFLAGS LDFLAGS LDLIBS WERROR=1 V=1 BUILD TSAN_SUITES CHECK_SUITES'

@@ -11,7 +11,9 @@
  *   -> store
  *   -> mmu_lock write: recompute MIXED for the touched 2M pages, post hook,
  *      invalidate_end
- *   -> update_mem_attr per slot, outside mmu_lock (SNP's RMP work).
+ *   -> update_mem_attr per slot, outside mmu_lock (SNP's RMP work; only
+ *      under study 004's knob, and there before invalidate_end for its
+ *      locked variant).
  * The pre and post walks only run where a memslot intersects the range;
  * elsewhere nothing can be mapped, so the store changes without an
  * invalidation, as in KVM.
@@ -113,25 +115,19 @@ static bool hugepage_in_slot(const struct ccvm_memslot *slot, uint64_t hp)
 	return hp >= slot->base_gfn && hp + CCVM_PAGES_PER_2M <= slot->base_gfn + slot->npages;
 }
 
-static _Atomic uint32_t *lpage_entry(struct ccvm_memslot *slot, uint64_t hp)
+static uint64_t lpage_index(const struct ccvm_memslot *slot, uint64_t hp)
 {
-	return &slot->lpage_2m[(hp >> 9) - (slot->base_gfn >> 9)];
+	return (hp >> 9) - (slot->base_gfn >> 9);
 }
 
 static void set_mixed(struct ccvm_memslot *slot, uint64_t hp, bool mixed)
 {
-	_Atomic uint32_t *e = lpage_entry(slot, hp);
-
-	if (mixed)
-		atomic_fetch_or_explicit(e, CCVM_LPAGE_MIXED, memory_order_relaxed);
-	else
-		atomic_fetch_and_explicit(e, ~CCVM_LPAGE_MIXED, memory_order_relaxed);
+	ccvm_lpage_assign(slot->lpage_mixed, lpage_index(slot, hp), mixed);
 }
 
 static bool is_mixed(struct ccvm_memslot *slot, uint64_t hp)
 {
-	return atomic_load_explicit(lpage_entry(slot, hp), memory_order_relaxed) &
-	       CCVM_LPAGE_MIXED;
+	return ccvm_lpage_test(slot->lpage_mixed, lpage_index(slot, hp));
 }
 
 /* Mixed flags of a new slot (kvm_mmu_init_memslot_memory_attributes). */
@@ -150,11 +146,12 @@ void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 			hp += CCVM_PAGES_PER_2M;
 			continue;
 		}
-		/* One run covers every whole 2M page up to its end: no lookups. */
-		do {
-			set_mixed(slot, hp, false);
-			hp += CCVM_PAGES_PER_2M;
-		} while (hp + CCVM_PAGES_PER_2M <= end && hp + CCVM_PAGES_PER_2M - 1 <= last);
+		/*
+		 * One run covers every whole 2M page up to its end, and MIXED
+		 * is already clear in a new slot's bitmap: go on from the 2M
+		 * page that holds the run's end.
+		 */
+		hp = last >= end ? end : (last + 1) & ~(CCVM_PAGES_PER_2M - 1);
 	}
 	ccvm_rwlock_unlock(&vm->attr_lock);
 }
@@ -169,7 +166,6 @@ static void post_set_mixed(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64
 {
 	uint64_t head = start & ~(CCVM_PAGES_PER_2M - 1);
 	uint64_t tail = (end - 1) & ~(CCVM_PAGES_PER_2M - 1);
-	uint64_t hp;
 
 	ccvm_rwlock_rdlock(&vm->attr_lock);
 	if (hugepage_in_slot(slot, head))
@@ -177,9 +173,10 @@ static void post_set_mixed(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64
 	if (tail != head && hugepage_in_slot(slot, tail))
 		set_mixed(slot, tail, !hugepage_uniform(vm, tail, attrs));
 	ccvm_rwlock_unlock(&vm->attr_lock);
-	for (hp = head + CCVM_PAGES_PER_2M; hp < tail; hp += CCVM_PAGES_PER_2M)
-		if (hugepage_in_slot(slot, hp))
-			set_mixed(slot, hp, false);
+	/* Every 2M page strictly between head and tail lies inside the slot. */
+	if (tail > head + CCVM_PAGES_PER_2M)
+		ccvm_lpage_clear_range(slot->lpage_mixed, lpage_index(slot, head) + 1,
+				       lpage_index(slot, tail));
 }
 
 /*
@@ -263,9 +260,20 @@ static int pre_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t 
 	return err;
 }
 
-/* @stored false: the update was refused; only end the invalidation. */
+static void end_invalidation(struct ccvm_vm *vm)
+{
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_mmu_invalidate_end(vm);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
+}
+
+/*
+ * @stored false: the update was refused; only end the invalidation.
+ * @end false: leave the range in progress (the caller ends it).
+ */
 static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t attrs,
-		     bool stored)
+		     bool stored, bool end)
 {
 	size_t i;
 
@@ -274,9 +282,11 @@ static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_
 		post_set_mixed(vm, r[i].slot, r[i].start, r[i].end, attrs);
 		ccvm_op_post_set_mem_attr(vm, r[i].start, r[i].end, attrs);
 	}
-	ccvm_mmu_invalidate_end(vm);
+	if (end)
+		ccvm_mmu_invalidate_end(vm);
 	ccvm_rwlock_unlock(&vm->mmu_lock);
-	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
+	if (end)
+		ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
 int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
@@ -285,6 +295,7 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 	struct slot_range *r = NULL;
 	uint64_t start, end;
 	size_t n, i, before;
+	bool in_window;
 	int err = 0;
 
 	/* kvm_vm_ioctl_set_mem_attributes(): the checks, in order. */
@@ -331,7 +342,7 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		 * A refusing pre hook leaves the store as it was; the zaps
 		 * already done only cost refaults.  The invalidation still ends.
 		 */
-		post_set(vm, r, n, attributes, false);
+		post_set(vm, r, n, attributes, false, true);
 		goto out_free;
 	}
 
@@ -343,8 +354,13 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 	ccvm_rwlock_unlock(&vm->attr_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_ATTR_CHANGE, 1);
 
+	/*
+	 * Study 004's locked variant (CCVM_SNP_RMP_LOCKED) keeps the range in
+	 * progress across update_mem_attr, so a fault meanwhile is stale.
+	 */
+	in_window = ccvm_vm_study_knob(vm, CCVM_STUDY_SNP_RMP_UPDATE) == CCVM_SNP_RMP_LOCKED;
 	if (n)
-		post_set(vm, r, n, attributes, true);
+		post_set(vm, r, n, attributes, true, !in_window);
 
 	/* Outside mmu_lock, may sleep: SNP's RMP and direct-map work. */
 	for (i = 0; i < n; i++) {
@@ -354,6 +370,8 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		if (e && !err)
 			err = e;
 	}
+	if (n && in_window)
+		end_invalidation(vm);
 out_free:
 	free(r);
 out:
