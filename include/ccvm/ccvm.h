@@ -757,6 +757,8 @@ CCVM_API int ccvm_gmem_write(struct ccvm_gmem *g, uint64_t offset, const void *b
  * byte offset of the first page that would raise SIGBUS (the first private
  * page, or EOF), as si_addr names the faulting address.  Nothing is written
  * to it on success or any other error.
+ * Context: any thread but a guest's; takes the file's invalidate lock for
+ * read.
  * Return: as ccvm_gmem_read(); -EINVAL also for unknown @flags.
  */
 CCVM_API int ccvm_gmem_access(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len,
@@ -838,7 +840,7 @@ CCVM_API int ccvm_gmem_get_memory_attributes(struct ccvm_gmem *g, uint64_t offse
  * read, then its page lock.
  * Return: 0; -EINVAL (NULL, size 0, misaligned, wrap, past EOF; unpin of a
  * page not pinned); -ENODEV (no CCVM_GMEM_FLAG_MMAP); -EFAULT (pin of a
- * private page); -ENOMEM.  Nothing changes on error.
+ * private page); -ENOMEM; nothing changes on any error.
  */
 CCVM_API int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size);
 CCVM_API int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size);
