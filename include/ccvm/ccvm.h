@@ -303,6 +303,8 @@ int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx
  * Chrome trace-event JSON (opens in Perfetto or chrome://tracing).  Replaces
  * any trace callback.  ccvm_trace_close() (or platform destroy) finishes the
  * file.  Return: 0, -EINVAL, or the negative errno of fopen().
+ * ccvm_trace_close() returns the first write error (e.g. -ENOSPC) of the
+ * trace, 0 if every write succeeded or no trace was open.
  */
 int ccvm_trace_open(struct ccvm_platform *p, const char *path);
 int ccvm_trace_close(struct ccvm_platform *p);
