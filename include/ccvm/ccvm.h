@@ -495,8 +495,11 @@ uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
  * changes; nothing is freed (punch the old backing with fallocate).
  * Context: takes slots_lock, then mmu_lock for write; may sleep.
  * Return: 0 (also when the range already holds @attributes); -EINVAL
- * (flags != 0, unknown bits, size 0, unaligned, wrap); -ENOMEM (nothing
- * changed); -EIO (VM bugged).
+ * (flags != 0, unknown bits, size 0, unaligned, wrap); -ENOMEM; a
+ * backend's errno; -EIO (VM bugged).  On any error but -EIO nothing
+ * changed (mappings of the old kind may be gone: they fault back); a
+ * failing backend update after the store is rolled back, and -EIO with the
+ * VM bugged if even that fails.
  */
 int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
 				  uint64_t attributes, uint64_t flags);
