@@ -19,6 +19,7 @@ MAKEFLAGS += -r
 # Public headers, installed and compiled alone by `make check-headers`:
 # add new files here, sorted.
 PUBLIC_HEADERS :=
+PUBLIC_HEADERS += include/ccvm/api.h
 PUBLIC_HEADERS += include/ccvm/backend.h
 PUBLIC_HEADERS += include/ccvm/ccvm.h
 PUBLIC_HEADERS += include/ccvm/explore.h
@@ -210,6 +211,14 @@ endif
 # ---------------------------------------------------------------------------
 
 LIB := $(BUILD)/libccvm.a
+# The shared library: libccvm.so.$(VERSION), its SONAME libccvm.so.$(SOMAJOR)
+# (bumped on an incompatible change of the interface), and the link-time
+# name libccvm.so.  lib/libccvm.map versions the exported symbols.
+SOMAJOR := $(shell awk '$$2 == "CCVM_VERSION_MAJOR" { print $$3 }' include/ccvm/version.h)
+SONAME := libccvm.so.$(SOMAJOR)
+SO := $(BUILD)/libccvm.so.$(VERSION)
+SO_LINKS := $(BUILD)/$(SONAME) $(BUILD)/libccvm.so
+SO_MAP := lib/libccvm.map
 PC := $(BUILD)/ccvm.pc
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS) $(BACKEND_SRCS))
 TEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,tests/main.c $(TEST_SRCS))
@@ -231,7 +240,7 @@ RUN_BACKENDS := $(foreach b,mock tdx snp,$(if $(filter backends/$(b)/%,$(BACKEND
 # ---------------------------------------------------------------------------
 
 .PHONY: all
-all: $(LIB) $(PC) $(EXAMPLE_BINS) $(STUDY_BINS)
+all: $(LIB) $(SO) $(SO_LINKS) $(PC) $(EXAMPLE_BINS) $(STUDY_BINS)
 
 # Library internals (lib/*.h) are visible to the library, its tests and
 # benchmarks.  Backends see only the public headers and their own, as an
@@ -241,15 +250,31 @@ $(BUILD)/lib/%.o $(BUILD)/bench/%.o $(BUILD)/studies/%.o: OBJ_CFLAGS = -Ilib
 $(BUILD)/backends/%.o: OBJ_CFLAGS =
 $(BUILD)/tests/%.o: OBJ_CFLAGS = -Ilib -Istudies $(CHECK_CFLAGS)
 
+# The library's objects go into both libccvm.a and libccvm.so: position
+# independent, and hidden unless a public header marks them CCVM_API.
+LIB_OBJ_CFLAGS := -fPIC -fvisibility=hidden
+
 $(ALL_OBJS): $(BUILD)/%.o: %.c $(BUILD)/.flags
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) $(OBJ_CFLAGS) -MMD -MP -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS) $(OBJ_CFLAGS) $(if $(filter $@,$(LIB_OBJS)),$(LIB_OBJ_CFLAGS)) \
+		-MMD -MP -c -o $@ $<
 
 $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+# -z defs: the library names every library it needs (not under a
+# sanitizer, whose runtime the program brings).
+$(SO): $(LIB_OBJS) $(SO_MAP)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
+		-Wl,--version-script=$(SO_MAP) $(if $(SAN_LIST),,-Wl$(comma)-z$(comma)defs) \
+		-o $@ $(LIB_OBJS) $(LDLIBS)
+
+$(SO_LINKS): $(SO)
+	$(Q)ln -sf $(notdir $(SO)) $@
 
 $(EXAMPLE_BINS) $(BENCH_BINS): %: %.o $(LIB)
 	$(call msg,LD,$@)
@@ -261,7 +286,7 @@ $(STUDY_BINS): %: %.o $(STUDY_LIB_OBJS) $(LIB)
 
 # Rebuild everything in $(BUILD) when the compiler or flags change; the
 # file is rewritten only then, so unchanged flags rebuild nothing.
-TRACKED_FLAGS = $(subst ','\'',$(strip $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS)))
+TRACKED_FLAGS = $(subst ','\'',$(strip $(CC) $(CFLAGS) $(LIB_OBJ_CFLAGS) $(LDFLAGS) $(LDLIBS)))
 $(BUILD)/.flags: FORCE
 	$(Q)mkdir -p $(@D); flags='$(TRACKED_FLAGS)'; \
 	if [ x"$$flags" != x"$$(cat $@ 2>/dev/null)" ]; then \
@@ -274,8 +299,8 @@ $(BUILD)/.flags: FORCE
 $(PC): lib/ccvm.pc.in include/ccvm/version.h FORCE
 	$(Q)mkdir -p $(@D)
 	$(Q)sed -e 's|@prefix@|$(PREFIX)|g' \
-		-e 's|@libdir@|$(LIBDIR)|g' \
-		-e 's|@includedir@|$(INCLUDEDIR)|g' \
+		-e 's|@libdir@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|g' \
+		-e 's|@includedir@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|g' \
 		-e 's|@version@|$(VERSION)|g' $< > $@.tmp
 	$(Q)if cmp -s $@.tmp $@; then rm -f $@.tmp; \
 	else mv $@.tmp $@; printf '  %-7s %s\n' GEN $@; fi
@@ -479,15 +504,20 @@ seeds-run: $(STUDY_BINS) | seeds-deps
 # ---------------------------------------------------------------------------
 
 .PHONY: install uninstall
-install: $(LIB) $(PC)
+install: $(LIB) $(SO) $(PC)
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
 		$(DESTDIR)$(INCLUDEDIR)/ccvm
 	$(INSTALL) -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libccvm.a
+	$(INSTALL) -m 755 $(SO) $(DESTDIR)$(LIBDIR)/$(notdir $(SO))
+	ln -sf $(notdir $(SO)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libccvm.so
 	$(INSTALL) -m 644 $(PC) $(DESTDIR)$(PKGCONFIGDIR)/ccvm.pc
 	$(INSTALL) -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCLUDEDIR)/ccvm/
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libccvm.a $(DESTDIR)$(PKGCONFIGDIR)/ccvm.pc
+	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(SO)) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libccvm.so
 	rm -f $(PUBLIC_HEADERS:include/ccvm/%=$(DESTDIR)$(INCLUDEDIR)/ccvm/%)
 	rmdir $(DESTDIR)$(INCLUDEDIR)/ccvm 2>/dev/null || true
 
@@ -577,6 +607,29 @@ check-symbols: $(LIB)
 	printf '  %-7s %s\n' NM "$(LIB): $$($(NM) -P -g --defined-only $(LIB) | \
 		grep -c ' [A-Za-z] ' || true) global symbols, all ccvm_"
 
+# libccvm.so exports exactly the functions the public headers mark
+# CCVM_API, all in a version node, and every file-scope function a public
+# header declares is so marked (scripts/api-symbols.py reads the headers).
+.PHONY: check-exports
+check-exports: $(SO)
+	$(Q)set -e; tmp=$(BUILD)/exports; \
+	python3 scripts/api-symbols.py --unmarked $(PUBLIC_HEADERS) > $$tmp.unmarked; \
+	if [ -s $$tmp.unmarked ]; then \
+		echo "error: public declarations without CCVM_API:" >&2; \
+		cat $$tmp.unmarked >&2; exit 1; \
+	fi; \
+	python3 scripts/api-symbols.py $(PUBLIC_HEADERS) > $$tmp.declared; \
+	$(NM) -D --defined-only $(SO) | awk '$$2 != "A" { print $$3 }' | \
+		sed 's/@.*//' | sort -u > $$tmp.exported; \
+	if ! cmp -s $$tmp.declared $$tmp.exported; then \
+		echo "error: $(SO) exports differ from the CCVM_API declarations" \
+			"(< declared only, > exported only):" >&2; \
+		diff $$tmp.declared $$tmp.exported | grep '^[<>]' >&2; exit 1; \
+	fi; \
+	unversioned=$$(objdump -T $(SO) | awk '$$4 == ".text" && $$(NF-1) !~ /CCVM_/' | wc -l); \
+	[ $$unversioned = 0 ] || { echo "error: $$unversioned exports without a CCVM_ version" >&2; exit 1; }; \
+	printf '  %-7s %s\n' EXPORTS "$(notdir $(SO)): $$(wc -l < $$tmp.exported) functions, the CCVM_API set of $(words $(PUBLIC_HEADERS)) headers, versioned"
+
 # Install into a staging root, build tests/consumer.c from it through
 # pkg-config alone (no -Iinclude), run it, then check that uninstall
 # removes every installed file.
@@ -590,14 +643,25 @@ check-install: $(LIB)
 	$(Q)rm -rf $(STAGE)
 	$(Q)$(MAKE) --no-print-directory install DESTDIR=$(STAGE) PREFIX=/usr \
 		LIBDIR=/usr/lib INCLUDEDIR=/usr/include PKGCONFIGDIR=/usr/lib/pkgconfig
-	$(Q)set -e; for mode in "" --static; do \
-		flags=$$($(STAGE_PC_ENV) $(PKG_CONFIG) --cflags --libs $$mode ccvm); \
-		printf '  %-7s %s\n' CONSUME "pkg-config --cflags --libs $$mode ccvm: $$flags"; \
-		$(CC) -std=c11 -Wall -Wextra -Werror -o $(BUILD)/consumer \
+	$(Q)set -e; for mode in shared static; do \
+		if [ $$mode = shared ]; then \
+			flags=$$($(STAGE_PC_ENV) $(PKG_CONFIG) --cflags --libs ccvm); \
+			desc="pkg-config --cflags --libs ccvm"; \
+		else \
+			flags=$$($(STAGE_PC_ENV) $(PKG_CONFIG) --cflags --libs --static ccvm | \
+				sed 's/-lccvm/-l:libccvm.a/'); \
+			desc="pkg-config --cflags --libs --static ccvm, -lccvm as -l:libccvm.a"; \
+		fi; \
+		printf '  %-7s %s\n' CONSUME "$$mode: $$desc: $$flags"; \
+		$(CC) -std=c11 -Wall -Wextra -Werror -o $(BUILD)/consumer-$$mode \
 			tests/consumer.c $$flags; \
-		out=$$($(BUILD)/consumer); \
+		needed=$$(readelf -d $(BUILD)/consumer-$$mode | grep -c 'NEEDED.*\[$(SONAME)\]' || true); \
+		case $$mode$$needed in shared1|static0) ;; *) \
+			echo "error: $$mode consumer: $$needed NEEDED entries for $(SONAME)" >&2; exit 1;; \
+		esac; \
+		out=$$(LD_LIBRARY_PATH=$(STAGE)/usr/lib $(BUILD)/consumer-$$mode); \
 		[ "$$out" = "consumer ok" ] || { \
-			echo "error: consumer printed '$$out'" >&2; exit 1; }; \
+			echo "error: $$mode consumer printed '$$out'" >&2; exit 1; }; \
 	done
 	$(Q)$(MAKE) --no-print-directory uninstall DESTDIR=$(STAGE) PREFIX=/usr \
 		LIBDIR=/usr/lib INCLUDEDIR=/usr/include PKGCONFIGDIR=/usr/lib/pkgconfig
@@ -612,7 +676,7 @@ check-install: $(LIB)
 # ---------------------------------------------------------------------------
 
 CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-asan-ubsan ci-headers \
-	ci-symbols ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
+	ci-symbols ci-exports ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
 
 .PHONY: ci $(CI_STEPS)
 ci:
@@ -656,6 +720,10 @@ ci-symbols:
 	@echo "--- nm: every global symbol of libccvm.a starts with ccvm_"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-symbols
 
+ci-exports:
+	@echo "--- libccvm.so exports exactly the CCVM_API declarations"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-exports
+
 ci-install:
 	@echo "--- staged install, pkg-config consumer, uninstall"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-install
@@ -682,7 +750,7 @@ clean:
 
 .PHONY: help
 help:
-	@echo 'make                 libccvm.a, ccvm.pc and the examples in $$(BUILD)'
+	@echo 'make                 libccvm.a, libccvm.so, ccvm.pc and the examples in $$(BUILD)'
 	@echo 'make check           build and run the Check tests (CK_RUN_SUITE/CK_RUN_CASE select)'
 	@echo 'make check-build     build the tests only'
 	@echo 'make SAN=asan|ubsan|tsan|asan,ubsan check   the same under sanitizers'
@@ -694,5 +762,5 @@ help:
 	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR DESTDIR; make uninstall'
 	@echo 'make ci              everything CI runs (.ci/run runs make check then make ci)'
 	@echo 'make check-boundary  no backend (nor tests/conformance.h) includes a lib/ header'
-	@echo 'make check-lists|check-headers|check-symbols|check-install   single CI audits'
+	@echo 'make check-lists|check-headers|check-symbols|check-exports|check-install   single CI audits'
 	@echo 'Variables: CC CFLAGS LDFLAGS LDLIBS WERROR=1 V=1 BUILD TSAN_SUITES CHECK_SUITES'

@@ -13,6 +13,11 @@ const char *ccvm_version(void)
 	return CCVM_VERSION_STRING;
 }
 
+unsigned int ccvm_version_number(void)
+{
+	return CCVM_VERSION_NUMBER;
+}
+
 const char *ccvm_strerror(int err)
 {
 	static _Thread_local char buf[64];

@@ -2,7 +2,9 @@
 /*
  * A VMM in miniature, built by `make check-install` against a staged
  * install through `pkg-config ccvm` alone: proves that the installed
- * headers, libccvm.a and ccvm.pc are enough, with no source tree around.
+ * headers, libccvm.so or libccvm.a, and ccvm.pc are enough, with no
+ * source tree around.  Built twice: linked to the shared library, then to
+ * the archive alone.
  */
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +23,11 @@ int main(void)
 	if (strcmp(ccvm_version(), CCVM_VERSION_STRING) != 0) {
 		fprintf(stderr, "consumer: library %s, headers %s\n",
 			ccvm_version(), CCVM_VERSION_STRING);
+		return 1;
+	}
+	if (ccvm_version_number() != CCVM_VERSION_NUMBER) {
+		fprintf(stderr, "consumer: library 0x%06x, headers 0x%06x\n",
+			ccvm_version_number(), (unsigned int)CCVM_VERSION_NUMBER);
 		return 1;
 	}
 

@@ -27,6 +27,7 @@
 #define CCVM_BACKEND_H
 
 #include <stdarg.h>
+#include <ccvm/api.h>
 #include <ccvm/ccvm.h>
 #include <ccvm/sync.h>
 
@@ -168,7 +169,7 @@ struct ccvm_backend_ops {
  * validated here.  Return: 0; -EINVAL (invalid table); -EEXIST (name
  * taken); -ENOSPC (at most 8 registered backends).
  */
-int ccvm_backend_register(const struct ccvm_backend_ops *ops);
+CCVM_API int ccvm_backend_register(const struct ccvm_backend_ops *ops);
 
 /*
  * ---- core services for backends ------------------------------------
@@ -183,13 +184,13 @@ int ccvm_backend_register(const struct ccvm_backend_ops *ops);
 
 /* ---- identity and private areas ---- */
 
-void *ccvm_platform_priv(struct ccvm_platform *p);
-void *ccvm_vm_priv(struct ccvm_vm *vm);
-void *ccvm_vcpu_priv(struct ccvm_vcpu *vcpu);
-struct ccvm_platform *ccvm_vm_platform(const struct ccvm_vm *vm);
-struct ccvm_vm *ccvm_vcpu_vm(const struct ccvm_vcpu *vcpu);
-uint32_t ccvm_vm_id(const struct ccvm_vm *vm);
-uint32_t ccvm_vcpu_id(const struct ccvm_vcpu *vcpu);
+CCVM_API void *ccvm_platform_priv(struct ccvm_platform *p);
+CCVM_API void *ccvm_vm_priv(struct ccvm_vm *vm);
+CCVM_API void *ccvm_vcpu_priv(struct ccvm_vcpu *vcpu);
+CCVM_API struct ccvm_platform *ccvm_vm_platform(const struct ccvm_vm *vm);
+CCVM_API struct ccvm_vm *ccvm_vcpu_vm(const struct ccvm_vcpu *vcpu);
+CCVM_API uint32_t ccvm_vm_id(const struct ccvm_vm *vm);
+CCVM_API uint32_t ccvm_vcpu_id(const struct ccvm_vcpu *vcpu);
 /*
  * ccvm_vcpu_guest_mode() - Whether the core has @vcpu in guest mode: from
  * a successful vcpu_enter until the vcpu_exit that ends it (the vCPU's own
@@ -197,35 +198,35 @@ uint32_t ccvm_vcpu_id(const struct ccvm_vcpu *vcpu);
  * has handed it to guest code, so at rest it is false.
  * Context: any; exact at a quiescent point (check_invariants).
  */
-bool ccvm_vcpu_guest_mode(const struct ccvm_vcpu *vcpu);
-uint32_t ccvm_vm_gpa_bits(const struct ccvm_vm *vm);
-uint32_t ccvm_platform_nr_cpus(const struct ccvm_platform *p);
-uint32_t ccvm_platform_nr_keyids(const struct ccvm_platform *p);
+CCVM_API bool ccvm_vcpu_guest_mode(const struct ccvm_vcpu *vcpu);
+CCVM_API uint32_t ccvm_vm_gpa_bits(const struct ccvm_vm *vm);
+CCVM_API uint32_t ccvm_platform_nr_cpus(const struct ccvm_platform *p);
+CCVM_API uint32_t ccvm_platform_nr_keyids(const struct ccvm_platform *p);
 /* Deterministic per-platform pseudo-random numbers (seeded). */
-uint64_t ccvm_platform_random(struct ccvm_platform *p);
+CCVM_API uint64_t ccvm_platform_random(struct ccvm_platform *p);
 /*
  * The name of the backend (its ops table's name) that runs @p / @vm, so a
  * backend's exported helpers can refuse a handle of another backend.
  * Return: a static string, never NULL.
  */
-const char *ccvm_platform_backend_name(const struct ccvm_platform *p);
-const char *ccvm_vm_backend_name(const struct ccvm_vm *vm);
+CCVM_API const char *ccvm_platform_backend_name(const struct ccvm_platform *p);
+CCVM_API const char *ccvm_vm_backend_name(const struct ccvm_vm *vm);
 
 /* ---- vCPUs and guest entry ---- */
 
 /* Call @fn for every created vCPU of @vm (stops at a nonzero return). */
-int ccvm_vm_for_each_vcpu(struct ccvm_vm *vm,
-			  int (*fn)(struct ccvm_vcpu *vcpu, void *ctx), void *ctx);
-uint32_t ccvm_vm_nr_vcpus(const struct ccvm_vm *vm);
+CCVM_API int ccvm_vm_for_each_vcpu(struct ccvm_vm *vm,
+				   int (*fn)(struct ccvm_vcpu *vcpu, void *ctx), void *ctx);
+CCVM_API uint32_t ccvm_vm_nr_vcpus(const struct ccvm_vm *vm);
 /*
  * Force every vCPU out of guest mode and wait for it (an IPI with
  * KVM_REQ_OUTSIDE_GUEST_MODE); counted as CCVM_EV_IPI.  Each vCPU that was
  * in the guest gets vcpu_exit.
  */
-void ccvm_vm_kick_all(struct ccvm_vm *vm);
+CCVM_API void ccvm_vm_kick_all(struct ccvm_vm *vm);
 /* Block guest entry until ccvm_vm_unblock_entry() (TDX wait_for_sept_zap). */
-void ccvm_vm_block_entry(struct ccvm_vm *vm);
-void ccvm_vm_unblock_entry(struct ccvm_vm *vm);
+CCVM_API void ccvm_vm_block_entry(struct ccvm_vm *vm);
+CCVM_API void ccvm_vm_unblock_entry(struct ccvm_vm *vm);
 
 /* ---- VM state ---- */
 
@@ -234,41 +235,41 @@ void ccvm_vm_unblock_entry(struct ccvm_vm *vm);
  * run beside faults, zaps or guest accesses (TDX's HKID release).  Never
  * from inside an op the core calls with mmu_lock held.
  */
-void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm);
-void ccvm_vm_mmu_write_unlock(struct ccvm_vm *vm);
+CCVM_API void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm);
+CCVM_API void ccvm_vm_mmu_write_unlock(struct ccvm_vm *vm);
 
 /* Mark @vm bugged (KVM_BUG_ON): later operations but teardown get -EIO. */
-void ccvm_vm_bug(struct ccvm_vm *vm, const char *fmt, ...);
-bool ccvm_vm_is_bugged(const struct ccvm_vm *vm);
+CCVM_API void ccvm_vm_bug(struct ccvm_vm *vm, const char *fmt, ...);
+CCVM_API bool ccvm_vm_is_bugged(const struct ccvm_vm *vm);
 /* Mark @vm dead (no more guest entry) without bugging it. */
-void ccvm_vm_set_dead(struct ccvm_vm *vm);
-bool ccvm_vm_is_dead(const struct ccvm_vm *vm);
+CCVM_API void ccvm_vm_set_dead(struct ccvm_vm *vm);
+CCVM_API bool ccvm_vm_is_dead(const struct ccvm_vm *vm);
 /*
  * The value of study knob @knob of @vm (enum ccvm_study_knob in ccvm.h), 0
  * (what upstream merged) for an unknown knob.  A backend reads the knobs
  * it lists in caps.study_knobs where the behaviour they select runs.
  */
-uint32_t ccvm_vm_study_knob(const struct ccvm_vm *vm, unsigned int knob);
-bool ccvm_vm_is_finalized(const struct ccvm_vm *vm);
+CCVM_API uint32_t ccvm_vm_study_knob(const struct ccvm_vm *vm, unsigned int knob);
+CCVM_API bool ccvm_vm_is_finalized(const struct ccvm_vm *vm);
 /*
  * During ccvm_vm_populate() on a mirror-root backend: the source page being
  * added (set_private_spte issues PAGE.ADD from it) and the populate flags;
  * NULL outside populate.
  */
-const void *ccvm_vm_populate_source(struct ccvm_vm *vm, uint64_t *flags);
+CCVM_API const void *ccvm_vm_populate_source(struct ccvm_vm *vm, uint64_t *flags);
 
 /* ---- attributes, memslots and gmem ---- */
 
 /* Attribute of @gfn; true if PRIVATE. */
-bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn);
+CCVM_API bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn);
 /* Zap [start, end) in every root (takes mmu_lock for write). */
-void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end);
+CCVM_API void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end);
 /* The gmem pfn behind @gfn if allocated (no allocation): 0 or -ENOENT. */
-int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn);
+CCVM_API int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn);
 
 /* Memslot accessors (for update_mem_attr). */
-uint64_t ccvm_memslot_base_gfn(const struct ccvm_memslot *slot);
-uint64_t ccvm_memslot_npages(const struct ccvm_memslot *slot);
+CCVM_API uint64_t ccvm_memslot_base_gfn(const struct ccvm_memslot *slot);
+CCVM_API uint64_t ccvm_memslot_npages(const struct ccvm_memslot *slot);
 /*
  * ccvm_memslot_has_gmem() - Whether @slot is a gmem slot whose file is
  * still bound (not released).  Context: slots_lock held (update_mem_attr),
@@ -276,7 +277,7 @@ uint64_t ccvm_memslot_npages(const struct ccvm_memslot *slot);
  * Return: true for a live gmem binding, false for a plain slot or a
  * released file.
  */
-bool ccvm_memslot_has_gmem(const struct ccvm_memslot *slot);
+CCVM_API bool ccvm_memslot_has_gmem(const struct ccvm_memslot *slot);
 
 /*
  * Called for one allocated gmem page: @gfn of the slot, @pfn behind it.
@@ -301,9 +302,9 @@ typedef int (*ccvm_gmem_gfn_fn)(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, 
  * binding, or an empty range); the negative errno @fn returned; -EINVAL
  * (NULL @slot or @fn).
  */
-int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot,
-				   uint64_t start, uint64_t end, ccvm_gmem_gfn_fn fn,
-				   void *ctx);
+CCVM_API int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot,
+					    uint64_t start, uint64_t end, ccvm_gmem_gfn_fn fn,
+					    void *ctx);
 
 /*
  * Called for one page cached by a gmem file: its page @index in the file
@@ -319,13 +320,13 @@ typedef int (*ccvm_gmem_page_fn)(uint64_t index, uint64_t pfn, void *ctx);
  * core service that takes a lock.
  * Return: 0, or the nonzero value @fn stopped the walk with.
  */
-int ccvm_vm_for_each_gmem_file_pfn(struct ccvm_vm *vm, ccvm_gmem_page_fn fn, void *ctx);
+CCVM_API int ccvm_vm_for_each_gmem_file_pfn(struct ccvm_vm *vm, ccvm_gmem_page_fn fn, void *ctx);
 
 /* Pin / unpin a gmem inode (keeps its pages after the file is closed). */
-void ccvm_gmem_inode_get(struct ccvm_gmem_inode *inode);
-void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode);
+CCVM_API void ccvm_gmem_inode_get(struct ccvm_gmem_inode *inode);
+CCVM_API void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode);
 /* gmem inodes alive on @p (open files and pinned inodes).  Takes a leaf lock. */
-uint64_t ccvm_platform_nr_gmem_inodes(struct ccvm_platform *p);
+CCVM_API uint64_t ccvm_platform_nr_gmem_inodes(struct ccvm_platform *p);
 
 /* ---- the VM's mappings ---- */
 
@@ -365,8 +366,8 @@ typedef int (*ccvm_mapping_fn)(const struct ccvm_mmu_entry *e, void *ctx);
  * Return: 0 after every entry; the first nonzero value of @fn, which ends
  * the walk; -EINVAL (NULL @fn, or @roots names no root kind).
  */
-int ccvm_vm_for_each_mapping(struct ccvm_vm *vm, unsigned int roots, ccvm_mapping_fn fn,
-			     void *ctx);
+CCVM_API int ccvm_vm_for_each_mapping(struct ccvm_vm *vm, unsigned int roots, ccvm_mapping_fn fn,
+				      void *ctx);
 
 /* ---- physical memory ---- */
 
@@ -376,13 +377,13 @@ int ccvm_vm_for_each_mapping(struct ccvm_vm *vm, unsigned int roots, ccvm_mappin
  * cannot give back (failed reclaim) is leaked with ccvm_page_leak(): never
  * reused, counted.
  */
-int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn);
-void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn);
-void ccvm_page_leak(struct ccvm_platform *p, uint64_t pfn);
-void *ccvm_page_ptr(struct ccvm_platform *p, uint64_t pfn);
+CCVM_API int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn);
+CCVM_API void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn);
+CCVM_API void ccvm_page_leak(struct ccvm_platform *p, uint64_t pfn);
+CCVM_API void *ccvm_page_ptr(struct ccvm_platform *p, uint64_t pfn);
 /* The page's bytes will be written: it must be cleared before reuse. */
-void ccvm_page_mark_dirty(struct ccvm_platform *p, uint64_t pfn);
-bool ccvm_page_is_dirty(struct ccvm_platform *p, uint64_t pfn);
+CCVM_API void ccvm_page_mark_dirty(struct ccvm_platform *p, uint64_t pfn);
+CCVM_API bool ccvm_page_is_dirty(struct ccvm_platform *p, uint64_t pfn);
 /*
  * ccvm_page_is_allocated() / ccvm_page_is_leaked() - The allocator's state
  * of @pfn: handed out by ccvm_page_alloc() and not freed since; leaked with
@@ -391,8 +392,8 @@ bool ccvm_page_is_dirty(struct ccvm_platform *p, uint64_t pfn);
  * leaks that page (as inside check_invariants).
  * Return: the state; false for pfn 0 and pfns past the platform.
  */
-bool ccvm_page_is_allocated(struct ccvm_platform *p, uint64_t pfn);
-bool ccvm_page_is_leaked(struct ccvm_platform *p, uint64_t pfn);
+CCVM_API bool ccvm_page_is_allocated(struct ccvm_platform *p, uint64_t pfn);
+CCVM_API bool ccvm_page_is_leaked(struct ccvm_platform *p, uint64_t pfn);
 /*
  * ccvm_platform_pfn_limit() - The lowest pfn the allocator never handed
  * out: every pfn from there on has always been free, so a walk over the
@@ -400,30 +401,30 @@ bool ccvm_page_is_leaked(struct ccvm_platform *p, uint64_t pfn);
  * Context: any thread; takes the allocator's lock (a leaf).
  * Return: a pfn in [1, ccvm_platform_nr_pages()].
  */
-uint64_t ccvm_platform_pfn_limit(struct ccvm_platform *p);
+CCVM_API uint64_t ccvm_platform_pfn_limit(struct ccvm_platform *p);
 /* Zero the page now (counts CCVM_EV_PAGE_CLEAR). */
-void ccvm_page_clear(struct ccvm_platform *p, uint64_t pfn);
-uint64_t ccvm_platform_nr_pages(const struct ccvm_platform *p);
+CCVM_API void ccvm_page_clear(struct ccvm_platform *p, uint64_t pfn);
+CCVM_API uint64_t ccvm_platform_nr_pages(const struct ccvm_platform *p);
 
 /* ---- accounting, tracing and logging ---- */
 
 /* Count @n occurrences of @ev for @p and @vm (may be NULL) and charge the cost. */
-void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
-		  uint64_t n);
+CCVM_API void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
+			   uint64_t n);
 /* Host memory the backend's model uses grew (or shrank) by @delta bytes. */
-void ccvm_model_bytes(struct ccvm_platform *p, int64_t delta);
+CCVM_API void ccvm_model_bytes(struct ccvm_platform *p, int64_t delta);
 /* Charge @ns simulated nanoseconds without counting an event. */
-void ccvm_account_ns(struct ccvm_platform *p, struct ccvm_vm *vm, uint64_t ns);
+CCVM_API void ccvm_account_ns(struct ccvm_platform *p, struct ccvm_vm *vm, uint64_t ns);
 /* Emit a trace record of kind CCVM_TRACE_EVENT with a free-form name. */
-void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *name,
-		     uint64_t gfn, uint64_t arg0, int64_t ret);
+CCVM_API void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *name,
+			      uint64_t gfn, uint64_t arg0, int64_t ret);
 
 /* Log through the library's log sink. */
-void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
-#if defined(__GNUC__)
-	__attribute__((format(printf, 2, 3)))
-#endif
-	;
+CCVM_API void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
+	 #if defined(__GNUC__)
+		 __attribute__((format(printf, 2, 3)))
+	 #endif
+		 ;
 
 /* ---- invariant reports (for check_invariants) ---- */
 
@@ -434,16 +435,16 @@ void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
  * so a check may go on or stop as it likes.
  * Context: any; touches only @r.
  */
-void ccvm_invariant_fail(struct ccvm_invariant_report *r, unsigned int invariant,
-			 uint64_t gfn, uint64_t pfn, const char *fmt, ...)
-#if defined(__GNUC__)
-	__attribute__((format(printf, 5, 6)))
-#endif
-	;
+CCVM_API void ccvm_invariant_fail(struct ccvm_invariant_report *r, unsigned int invariant,
+				  uint64_t gfn, uint64_t pfn, const char *fmt, ...)
+	 #if defined(__GNUC__)
+		 __attribute__((format(printf, 5, 6)))
+	 #endif
+		 ;
 /* Add @n to the report's count of individual checks done (r->nr_checks). */
-void ccvm_invariant_count(struct ccvm_invariant_report *r, uint64_t n);
+CCVM_API void ccvm_invariant_count(struct ccvm_invariant_report *r, uint64_t n);
 /* True once a failure is recorded in @r (r->invariant != 0). */
-bool ccvm_invariant_failed(const struct ccvm_invariant_report *r);
+CCVM_API bool ccvm_invariant_failed(const struct ccvm_invariant_report *r);
 
 /* ---- fault injection and inspection ---- */
 
@@ -456,22 +457,22 @@ bool ccvm_invariant_failed(const struct ccvm_invariant_report *r);
  * Return: 0; -ENOENT (unknown op); -EINVAL (NULL platform, an op that
  * cannot fail, err > 0).
  */
-int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name,
-			   uint64_t nth, int err, uint64_t count);
+CCVM_API int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name,
+				    uint64_t nth, int err, uint64_t count);
 /* Number of op calls since platform creation, -EINVAL for an unknown op. */
-int64_t ccvm_op_calls(struct ccvm_platform *p, const char *op_name);
+CCVM_API int64_t ccvm_op_calls(struct ccvm_platform *p, const char *op_name);
 
 /*
  * Inspection (debugfs-like, for tests and examples): read or write a
  * platform page through the host direct map, obeying the backend's rules
  * (TDX private: ciphertext; SNP assigned: a write is an RMP fault, -EFAULT).
  */
-int ccvm_host_read_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
-			void *buf, uint32_t len);
-int ccvm_host_write_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
-			 const void *buf, uint32_t len);
+CCVM_API int ccvm_host_read_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
+				 void *buf, uint32_t len);
+CCVM_API int ccvm_host_write_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
+				  const void *buf, uint32_t len);
 /* The pfn mapped at @gpa (with or without the shared bit) in @vm, if any. */
-int ccvm_vm_lookup_mapping(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level);
+CCVM_API int ccvm_vm_lookup_mapping(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level);
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ccvm/api.h>
 #include <ccvm/version.h>
 
 #ifdef __cplusplus
@@ -175,9 +176,9 @@ struct ccvm_stats {
 };
 
 /* Name of an event ("fault", "tdh.mem.page.aug", ...), NULL if unknown. */
-const char *ccvm_event_name(unsigned int ev);
+CCVM_API const char *ccvm_event_name(unsigned int ev);
 /* Name of backend op number @op as counted in op_calls[], NULL if unknown. */
-const char *ccvm_backend_op_name(unsigned int op);
+CCVM_API const char *ccvm_backend_op_name(unsigned int op);
 
 /*
  * Cost model: simulated nanoseconds per event.  A zero entry means the
@@ -194,7 +195,7 @@ struct ccvm_cost_model {
 };
 
 /* Fill @cm (cm->sz set by the caller) with the built-in defaults. */
-int ccvm_cost_model_default(struct ccvm_cost_model *cm);
+CCVM_API int ccvm_cost_model_default(struct ccvm_cost_model *cm);
 
 enum ccvm_trace_kind {
 	CCVM_TRACE_OP,		/* backend op call; ret is its result */
@@ -235,13 +236,21 @@ typedef void (*ccvm_log_fn)(enum ccvm_log_level level, const char *msg, void *ct
  * Set the process-wide log sink; NULL restores the default (warnings to
  * stderr).  Return: the previous function.
  */
-ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx);
+CCVM_API ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx);
 
 /* Text for a negative errno returned by libccvm (never NULL). */
-const char *ccvm_strerror(int err);
+CCVM_API const char *ccvm_strerror(int err);
 
 /* The library's version string, e.g. "0.1.0". */
-const char *ccvm_version(void);
+CCVM_API const char *ccvm_version(void);
+
+/*
+ * The version of the library running, as one number that compares
+ * (CCVM_VERSION_NUMBER's form, 0x00MMmmpp): a program built against newer
+ * headers can check what it got at run time.
+ * Context: any thread.  Return: e.g. 0x000100 for 0.1.0.
+ */
+CCVM_API unsigned int ccvm_version_number(void);
 
 /* ------------------------------------------------------------------ */
 /* Platform                                                            */
@@ -283,20 +292,20 @@ struct ccvm_platform_opts {
  * Return: 0; -EINVAL for bad options (an unknown sched mode too); -ENOENT
  * for an unknown backend; -ENOMEM.
  */
-int ccvm_platform_create(const struct ccvm_platform_opts *opts,
-			 struct ccvm_platform **out);
+CCVM_API int ccvm_platform_create(const struct ccvm_platform_opts *opts,
+				  struct ccvm_platform **out);
 
 /*
  * ccvm_platform_destroy() - Free the platform.
  * Return: 0; -EBUSY (nothing freed) while VMs or gmem inodes remain, or
  * threads of a serial platform are not joined; -EINVAL for NULL.
  */
-int ccvm_platform_destroy(struct ccvm_platform *p);
+CCVM_API int ccvm_platform_destroy(struct ccvm_platform *p);
 
-int ccvm_platform_get_stats(struct ccvm_platform *p, struct ccvm_stats *st);
+CCVM_API int ccvm_platform_get_stats(struct ccvm_platform *p, struct ccvm_stats *st);
 
 /* Install (fn != NULL) or remove the trace callback of @p. */
-int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx);
+CCVM_API int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx);
 
 /*
  * ccvm_trace_open() - Start writing every trace record of @p to @path as
@@ -306,8 +315,8 @@ int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx
  * ccvm_trace_close() returns the first write error (e.g. -ENOSPC) of the
  * trace, 0 if every write succeeded or no trace was open.
  */
-int ccvm_trace_open(struct ccvm_platform *p, const char *path);
-int ccvm_trace_close(struct ccvm_platform *p);
+CCVM_API int ccvm_trace_open(struct ccvm_platform *p, const char *path);
+CCVM_API int ccvm_trace_close(struct ccvm_platform *p);
 
 /* ------------------------------------------------------------------ */
 /* Backend capabilities                                                */
@@ -333,10 +342,10 @@ struct ccvm_backend_caps {
 };
 
 /* Capabilities of backend @name (NULL = "mock").  -ENOENT if not built. */
-int ccvm_backend_caps(const char *name, struct ccvm_backend_caps *caps);
+CCVM_API int ccvm_backend_caps(const char *name, struct ccvm_backend_caps *caps);
 
 /* Names of the built-in backends, NULL-terminated. */
-const char *const *ccvm_backend_names(void);
+CCVM_API const char *const *ccvm_backend_names(void);
 
 /* ------------------------------------------------------------------ */
 /* VM                                                                  */
@@ -355,24 +364,24 @@ struct ccvm_vm_opts {
  * Return: 0; -EINVAL for bad options; -EBUSY/-ENOSPC when no key id is left
  * (TDX HKID, SNP ASID); -EAGAIN when the simulated RNG ran dry; -ENOMEM.
  */
-int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *opts,
-		   struct ccvm_vm **out);
+CCVM_API int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *opts,
+			    struct ccvm_vm **out);
 
 /*
  * ccvm_vm_close() - Drop the VMM's reference.  The VM lives on while vCPU
  * handles or gmem files hold references; its teardown runs when the last
  * one goes.  Return: 0 or -EINVAL.
  */
-int ccvm_vm_close(struct ccvm_vm *vm);
+CCVM_API int ccvm_vm_close(struct ccvm_vm *vm);
 
 /* The GPA bit that selects the shared alias, 0 for mock. */
-uint64_t ccvm_vm_shared_bit(const struct ccvm_vm *vm);
+CCVM_API uint64_t ccvm_vm_shared_bit(const struct ccvm_vm *vm);
 
-int ccvm_vm_caps(struct ccvm_vm *vm, struct ccvm_backend_caps *caps);
-int ccvm_vm_get_stats(struct ccvm_vm *vm, struct ccvm_stats *st);
+CCVM_API int ccvm_vm_caps(struct ccvm_vm *vm, struct ccvm_backend_caps *caps);
+CCVM_API int ccvm_vm_get_stats(struct ccvm_vm *vm, struct ccvm_stats *st);
 
 /* Launch: TDX MR.FINALIZE / SNP LAUNCH_FINISH.  -EINVAL if already done. */
-int ccvm_vm_finalize(struct ccvm_vm *vm);
+CCVM_API int ccvm_vm_finalize(struct ccvm_vm *vm);
 
 #define CCVM_POPULATE_MEASURE	(1ull << 0)	/* TDX: MR.EXTEND each page */
 /*
@@ -382,15 +391,15 @@ int ccvm_vm_finalize(struct ccvm_vm *vm);
  * Return: 0; -EINVAL (alignment, flags, not private, no gmem, after
  * finalize); -EEXIST (a page was already populated); -EOPNOTSUPP (mock).
  */
-int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src,
-		     uint64_t size, uint64_t flags);
+CCVM_API int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src,
+			      uint64_t size, uint64_t flags);
 
 /*
  * ccvm_vm_terminate() - Release the VM's key id now and mark it dead
  * (KVM_TDX_TERMINATE_VM style): later runs fail with -EIO, and private
  * memory is reclaimed without the dynamic-removal protocol.
  */
-int ccvm_vm_terminate(struct ccvm_vm *vm);
+CCVM_API int ccvm_vm_terminate(struct ccvm_vm *vm);
 
 /* ------------------------------------------------------------------ */
 /* Study knobs                                                         */
@@ -441,10 +450,10 @@ enum ccvm_study_knob {
  * Return: 0; -EINVAL (NULL, unknown knob, value out of range); -EOPNOTSUPP
  * (the knob does not apply to this VM's backend); nothing changes on error.
  */
-int ccvm_vm_set_study_knob(struct ccvm_vm *vm, unsigned int knob, uint32_t value);
+CCVM_API int ccvm_vm_set_study_knob(struct ccvm_vm *vm, unsigned int knob, uint32_t value);
 
 /* Read a study knob of @vm into *@value.  Return: 0 or -EINVAL. */
-int ccvm_vm_get_study_knob(struct ccvm_vm *vm, unsigned int knob, uint32_t *value);
+CCVM_API int ccvm_vm_get_study_knob(struct ccvm_vm *vm, unsigned int knob, uint32_t *value);
 
 /* ------------------------------------------------------------------ */
 /* Memslots                                                            */
@@ -475,13 +484,13 @@ struct ccvm_memory_region {
  * -EEXIST (GPA overlap); -EBADF (CCVM_MEM_GUEST_MEMFD with a NULL gmem);
  * -EIO (VM bugged); -ENOMEM.
  */
-int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm,
-				   const struct ccvm_memory_region *r);
+CCVM_API int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm,
+					    const struct ccvm_memory_region *r);
 
 /* Test hook: make the next memslot update wrap the generation counter. */
-int ccvm_vm_force_generation_wrap(struct ccvm_vm *vm);
+CCVM_API int ccvm_vm_force_generation_wrap(struct ccvm_vm *vm);
 /* The memslot generation (wraps). */
-uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
+CCVM_API uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
 
 /* ------------------------------------------------------------------ */
 /* Memory attributes                                                   */
@@ -501,8 +510,8 @@ uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
  * failing backend update after the store is rolled back, and -EIO with the
  * VM bugged if even that fails.
  */
-int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
-				  uint64_t attributes, uint64_t flags);
+CCVM_API int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
+					   uint64_t attributes, uint64_t flags);
 
 /*
  * ccvm_vm_get_memory_attributes() - The attributes at @gpa and, in
@@ -513,8 +522,8 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
  * Return: 0; -EINVAL (NULL @vm or @attributes, @gpa not page aligned), with
  * nothing written.
  */
-int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa,
-				  uint64_t *attributes, uint64_t *run_bytes);
+CCVM_API int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa,
+					   uint64_t *attributes, uint64_t *run_bytes);
 
 /*
  * ccvm_vm_get_memory_attribute() - The attributes of the page at @gpa: the
@@ -525,8 +534,8 @@ int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa,
  * Return: 0; -EINVAL (NULL @vm or @attributes, @gpa not page aligned), with
  * nothing written.
  */
-int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
-				 uint64_t *attributes);
+CCVM_API int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
+					  uint64_t *attributes);
 
 /* ------------------------------------------------------------------ */
 /* guest_memfd                                                         */
@@ -544,8 +553,8 @@ int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
  * or not supported by the backend); -EIO (VM bugged or dead);
  * -ENOMEM.
  */
-int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags,
-		     struct ccvm_gmem **out);
+CCVM_API int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags,
+			      struct ccvm_gmem **out);
 
 /*
  * ccvm_gmem_fallocate() - Allocate (KEEP_SIZE) or punch a hole
@@ -556,7 +565,7 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags,
  * above INT64_MAX); -ENOMEM (simulated RAM exhausted; pages allocated so
  * far stay).
  */
-int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t len);
+CCVM_API int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t len);
 
 /*
  * Host access through the file, as through an mmap of it.  Only pages that
@@ -566,8 +575,8 @@ int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t
  * page, or past EOF: where Linux raises SIGBUS); -EINVAL (NULL buf, wrap);
  * -ENOMEM.
  */
-int ccvm_gmem_read(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len);
-int ccvm_gmem_write(struct ccvm_gmem *g, uint64_t offset, const void *buf, size_t len);
+CCVM_API int ccvm_gmem_read(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len);
+CCVM_API int ccvm_gmem_write(struct ccvm_gmem *g, uint64_t offset, const void *buf, size_t len);
 
 struct ccvm_gmem_info {
 	size_t sz;
@@ -576,7 +585,7 @@ struct ccvm_gmem_info {
 	uint64_t nr_pages;	/* pages allocated in the page cache */
 	uint32_t nr_bindings;	/* memslots bound to the file */
 };
-int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info);
+CCVM_API int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info);
 
 /*
  * ccvm_gmem_close() - Close the file.  The last close releases it:
@@ -584,7 +593,7 @@ int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info);
  * mappings are zapped unless the backend defers removal to teardown, and
  * the VM reference is dropped (possibly destroying the VM).
  */
-int ccvm_gmem_close(struct ccvm_gmem *g);
+CCVM_API int ccvm_gmem_close(struct ccvm_gmem *g);
 
 /* ------------------------------------------------------------------ */
 /* vCPUs and guest code                                                */
@@ -635,14 +644,14 @@ typedef void (*ccvm_guest_fn)(struct ccvm_guest *g, void *arg);
  * ccvm_vcpu_create() - Create vCPU @id (< max_vcpus, unique); takes a VM
  * reference.  Return: 0; -EINVAL; -EEXIST (id in use); -EIO; -ENOMEM.
  */
-int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out);
+CCVM_API int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out);
 
 /*
  * ccvm_vcpu_close() - Close the handle: a guest blocked in an exit is
  * unwound, the thread joined, the VM reference dropped.  The vCPU's backend
  * state lives until VM teardown, as in KVM.
  */
-int ccvm_vcpu_close(struct ccvm_vcpu *v);
+CCVM_API int ccvm_vcpu_close(struct ccvm_vcpu *v);
 
 /*
  * ccvm_vcpu_pre_fault_memory() - KVM_PRE_FAULT_MEMORY: map [*gpa, *gpa +
@@ -653,10 +662,10 @@ int ccvm_vcpu_close(struct ccvm_vcpu *v);
  * -EOPNOTSUPP (TDX before finalize); -EBUSY (the fault at *gpa kept
  * asking for a retry, past the library's bound); -EIO.
  */
-int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *size);
+CCVM_API int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *size);
 
 /* Set the guest function; only while no guest is running or blocked. */
-int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg);
+CCVM_API int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg);
 
 /*
  * ccvm_vcpu_run() - Resume the guest until its next exit (KVM_RUN).
@@ -668,9 +677,9 @@ int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg);
  * a thread the scheduler does not control: the guest thread is a
  * controlled thread made by the caller, ccvm_thread_create()).
  */
-int ccvm_vcpu_run(struct ccvm_vcpu *v);
+CCVM_API int ccvm_vcpu_run(struct ccvm_vcpu *v);
 
-struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v);
+CCVM_API struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v);
 
 /*
  * Guest side: only from inside a guest function, on its vCPU.  An access
@@ -679,29 +688,29 @@ struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v);
  * Return: 0; -EINVAL (bad range); -EACCES (#VE/#VC: page not accepted);
  * -EIO (VM dead).
  */
-int ccvm_guest_read(struct ccvm_guest *g, uint64_t gpa, void *buf, size_t len);
-int ccvm_guest_write(struct ccvm_guest *g, uint64_t gpa, const void *buf, size_t len);
+CCVM_API int ccvm_guest_read(struct ccvm_guest *g, uint64_t gpa, void *buf, size_t len);
+CCVM_API int ccvm_guest_write(struct ccvm_guest *g, uint64_t gpa, const void *buf, size_t len);
 /* MapGPA / page-state change: hypercall exits; returns -(VMM's ret). */
-int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool to_private);
+CCVM_API int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool to_private);
 /* TDX TDG.MEM.PAGE.ACCEPT / SNP PVALIDATE page by page, stopping at the
  * first failure: -EEXIST for a page accepted already. */
-int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size);
+CCVM_API int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size);
 /* An exit to the VMM with @value, like a selftest ucall. */
-void ccvm_guest_sync(struct ccvm_guest *g, uint64_t value);
+CCVM_API void ccvm_guest_sync(struct ccvm_guest *g, uint64_t value);
 /* End the guest with CCVM_EXIT_GUEST_ABORT; does not return. */
 #if defined(__cplusplus)
 [[noreturn]]
 #else
 _Noreturn
 #endif
-void ccvm_guest_abort(struct ccvm_guest *g, const char *file, int line,
-		      const char *msg);
+CCVM_API void ccvm_guest_abort(struct ccvm_guest *g, const char *file, int line,
+			       const char *msg);
 #define CCVM_GUEST_ASSERT(g, cond) \
 	do { if (!(cond)) ccvm_guest_abort((g), __FILE__, __LINE__, #cond); } while (0)
 
 /* The vCPU id and VM shared bit, for guest code. */
-uint32_t ccvm_guest_vcpu_id(const struct ccvm_guest *g);
-uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
+CCVM_API uint32_t ccvm_guest_vcpu_id(const struct ccvm_guest *g);
+CCVM_API uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
 
 /* ------------------------------------------------------------------ */
 /* Invariants                                                          */
@@ -735,7 +744,7 @@ struct ccvm_invariant_report {
  * Return: 0 when the walk ran (r->invariant is 0 if everything held);
  * -EINVAL (NULL, r->sz too small).
  */
-int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r);
+CCVM_API int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r);
 
 /*
  * ccvm_platform_check_invariants() - Check @p's physical memory: the free
@@ -743,10 +752,10 @@ int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r
  * plus allocated pages add up to the total, and leaked pages are counted
  * and never free.  Context and return as ccvm_vm_check_invariants().
  */
-int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invariant_report *r);
+CCVM_API int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invariant_report *r);
 
 /* One line naming invariant @n (1..30), NULL for another number. */
-const char *ccvm_invariant_name(unsigned int n);
+CCVM_API const char *ccvm_invariant_name(unsigned int n);
 
 #ifdef __cplusplus
 }

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <ccvm/api.h>
 #include <ccvm/ccvm.h>
 #include <ccvm/sync.h>
 
@@ -76,7 +77,7 @@ struct ccvm_sched_event {
 };
 
 /* "lock", "cond_wait", ...; NULL for an unknown value. */
-const char *ccvm_sched_op_name(unsigned int op);
+CCVM_API const char *ccvm_sched_op_name(unsigned int op);
 
 /* ---- scenarios ------------------------------------------------------------------- */
 
@@ -198,8 +199,8 @@ struct ccvm_explore_result {
  * -ELOOP (livelock), -EPERM (misuse); -EINVAL (bad scenario or options:
  * nothing run, @res untouched); -ENOMEM.
  */
-int ccvm_explore(const struct ccvm_scenario *sc, const struct ccvm_explore_opts *opts,
-		 struct ccvm_explore_result *res);
+CCVM_API int ccvm_explore(const struct ccvm_scenario *sc, const struct ccvm_explore_opts *opts,
+			  struct ccvm_explore_result *res);
 
 /*
  * ccvm_replay() - Run @sc once under the schedule in @token (from a result
@@ -210,22 +211,22 @@ int ccvm_explore(const struct ccvm_scenario *sc, const struct ccvm_explore_opts 
  * the token's, e.g. after a code change); -EINVAL (malformed token or bad
  * arguments, @res untouched).
  */
-int ccvm_replay(const struct ccvm_scenario *sc, const char *token,
-		const struct ccvm_explore_opts *opts, struct ccvm_explore_result *res);
+CCVM_API int ccvm_replay(const struct ccvm_scenario *sc, const char *token,
+			 const struct ccvm_explore_opts *opts, struct ccvm_explore_result *res);
 
 /* Free what a result points to; the counters stay. */
-void ccvm_explore_result_release(struct ccvm_explore_result *res);
+CCVM_API void ccvm_explore_result_release(struct ccvm_explore_result *res);
 
 /*
  * ccvm_explore_parse_shard() - Parse "i/n" (0 <= i < n) for the shard
  * fields.  Return: 0; -EINVAL (syntax, i >= n, n == 0, overflow; outputs
  * untouched).
  */
-int ccvm_explore_parse_shard(const char *s, uint32_t *index, uint32_t *count);
+CCVM_API int ccvm_explore_parse_shard(const char *s, uint32_t *index, uint32_t *count);
 
 /* Name of a strategy ("random", "pct", "dfs") or failure; NULL if unknown. */
-const char *ccvm_explore_strategy_name(unsigned int strategy);
-const char *ccvm_explore_failure_name(unsigned int failure);
+CCVM_API const char *ccvm_explore_strategy_name(unsigned int strategy);
+CCVM_API const char *ccvm_explore_failure_name(unsigned int failure);
 
 #ifdef __cplusplus
 }

@@ -51,6 +51,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ccvm/api.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -148,7 +150,7 @@ struct ccvm_cond {
  * Context: any thread.
  * Return: the scheduler, or NULL when @p is free-running (or NULL).
  */
-struct ccvm_sched *ccvm_platform_sched(const struct ccvm_platform *p);
+CCVM_API struct ccvm_sched *ccvm_platform_sched(const struct ccvm_platform *p);
 
 /*
  * ccvm_mutex_init() / ccvm_rwlock_init() / ccvm_cond_init() - Set up @m in
@@ -157,31 +159,31 @@ struct ccvm_sched *ccvm_platform_sched(const struct ccvm_platform *p);
  * Context: any thread; the object is not in use.
  * Return: 0; -EINVAL (NULL object); a pthread init error, negated.
  */
-int ccvm_mutex_init(struct ccvm_mutex *m, struct ccvm_sched *s, const char *name);
-int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const char *name);
-int ccvm_cond_init(struct ccvm_cond *c, struct ccvm_sched *s, const char *name);
+CCVM_API int ccvm_mutex_init(struct ccvm_mutex *m, struct ccvm_sched *s, const char *name);
+CCVM_API int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const char *name);
+CCVM_API int ccvm_cond_init(struct ccvm_cond *c, struct ccvm_sched *s, const char *name);
 
 /*
  * Destroy an object set up by the calls above.  Context: nobody holds or
  * waits on it.
  */
-void ccvm_mutex_destroy(struct ccvm_mutex *m);
-void ccvm_rwlock_destroy(struct ccvm_rwlock *l);
-void ccvm_cond_destroy(struct ccvm_cond *c);
+CCVM_API void ccvm_mutex_destroy(struct ccvm_mutex *m);
+CCVM_API void ccvm_rwlock_destroy(struct ccvm_rwlock *l);
+CCVM_API void ccvm_cond_destroy(struct ccvm_cond *c);
 
 /* Serial-mode paths, out of line: called only through the inlines below. */
-void ccvm_sync_mutex_lock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
-int ccvm_sync_mutex_trylock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
-void ccvm_sync_mutex_unlock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
-void ccvm_sync_rwlock_lock(struct ccvm_rwlock *l, int write, const struct ccvm_sync_site *site);
-int ccvm_sync_rwlock_trylock(struct ccvm_rwlock *l, int write,
-			     const struct ccvm_sync_site *site);
-void ccvm_sync_rwlock_unlock(struct ccvm_rwlock *l, const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_mutex_lock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
+CCVM_API int ccvm_sync_mutex_trylock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_mutex_unlock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_rwlock_lock(struct ccvm_rwlock *l, int write, const struct ccvm_sync_site *site);
+CCVM_API int ccvm_sync_rwlock_trylock(struct ccvm_rwlock *l, int write,
+				      const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_rwlock_unlock(struct ccvm_rwlock *l, const struct ccvm_sync_site *site);
 /* Free-running blocking paths, out of line: count the waiter, then block. */
-void ccvm_sync_mutex_wait(struct ccvm_mutex *m);
-void ccvm_sync_rwlock_wait(struct ccvm_rwlock *l, int write);
+CCVM_API void ccvm_sync_mutex_wait(struct ccvm_mutex *m);
+CCVM_API void ccvm_sync_rwlock_wait(struct ccvm_rwlock *l, int write);
 /* Free-running rwlock calls for code that cannot see pthread_rwlock_t. */
-int ccvm_sync_rwlock_plain(struct ccvm_rwlock *l, int op);
+CCVM_API int ccvm_sync_rwlock_plain(struct ccvm_rwlock *l, int op);
 #define CCVM_SYNC_RW_RDLOCK	0
 #define CCVM_SYNC_RW_WRLOCK	1
 #define CCVM_SYNC_RW_TRYRDLOCK	2
@@ -192,14 +194,14 @@ int ccvm_sync_rwlock_plain(struct ccvm_rwlock *l, int op);
 #else
 #define ccvm_sync_rw_plain(l, op, call)	ccvm_sync_rwlock_plain((l), (op))
 #endif
-void ccvm_sync_cond_wait(struct ccvm_cond *c, struct ccvm_mutex *m,
-			 const struct ccvm_sync_site *site);
-void ccvm_sync_cond_wake(struct ccvm_cond *c, int all, const struct ccvm_sync_site *site);
-void ccvm_sync_point(struct ccvm_sched *s, const void *obj, const char *where,
-		     const struct ccvm_sync_site *site);
-void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_sync_site *site);
-void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
-			 uint64_t old, const char *where, const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_cond_wait(struct ccvm_cond *c, struct ccvm_mutex *m,
+				  const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_cond_wake(struct ccvm_cond *c, int all, const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_point(struct ccvm_sched *s, const void *obj, const char *where,
+			      const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
+				  uint64_t old, const char *where, const struct ccvm_sync_site *site);
 
 /* ---- mutex ------------------------------------------------------------------- */
 
@@ -462,8 +464,8 @@ typedef int (*ccvm_thread_fn)(void *arg);
  * platform, caller not controlled by it); -EAGAIN (too many threads);
  * -ENOMEM.
  */
-int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_thread_fn fn,
-		       void *arg, const char *name);
+CCVM_API int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_thread_fn fn,
+				void *arg, const char *name);
 
 /*
  * ccvm_thread_join() - Wait for @t to end; *@ret (may be NULL) gets what
@@ -473,10 +475,10 @@ int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_t
  * schedule failed and @t was unwound: *@ret untouched).
  */
 #define ccvm_thread_join(t, ret)	ccvm_thread_join_at((t), (ret), CCVM_SYNC_SITE)
-int ccvm_thread_join_at(struct ccvm_thread *t, int *ret, const struct ccvm_sync_site *site);
+CCVM_API int ccvm_thread_join_at(struct ccvm_thread *t, int *ret, const struct ccvm_sync_site *site);
 
 /* The name given at creation ("main" for a serial platform's creator). */
-const char *ccvm_thread_name(const struct ccvm_thread *t);
+CCVM_API const char *ccvm_thread_name(const struct ccvm_thread *t);
 
 /*
  * ccvm_sched_status() - Whether the schedule of a serial platform made with
@@ -487,7 +489,7 @@ const char *ccvm_thread_name(const struct ccvm_thread *t);
  * Return: 0 (no failure, or @s NULL); -EDEADLK, -ELOOP, -EPERM with a
  * report in @msg (NUL-terminated, may be NULL).
  */
-int ccvm_sched_status(struct ccvm_sched *s, char *msg, size_t msg_sz);
+CCVM_API int ccvm_sched_status(struct ccvm_sched *s, char *msg, size_t msg_sz);
 
 #ifdef __cplusplus
 }
