@@ -88,25 +88,19 @@ static bool hugepage_in_slot(const struct ccvm_memslot *slot, uint64_t hp)
 	return hp >= slot->base_gfn && hp + CCVM_PAGES_PER_2M <= slot->base_gfn + slot->npages;
 }
 
-static _Atomic uint32_t *lpage_entry(struct ccvm_memslot *slot, uint64_t hp)
+static uint64_t lpage_index(const struct ccvm_memslot *slot, uint64_t hp)
 {
-	return &slot->lpage_2m[(hp >> 9) - (slot->base_gfn >> 9)];
+	return (hp >> 9) - (slot->base_gfn >> 9);
 }
 
 static void set_mixed(struct ccvm_memslot *slot, uint64_t hp, bool mixed)
 {
-	_Atomic uint32_t *e = lpage_entry(slot, hp);
-
-	if (mixed)
-		atomic_fetch_or_explicit(e, CCVM_LPAGE_MIXED, memory_order_relaxed);
-	else
-		atomic_fetch_and_explicit(e, ~CCVM_LPAGE_MIXED, memory_order_relaxed);
+	ccvm_lpage_assign(slot->lpage_mixed, lpage_index(slot, hp), mixed);
 }
 
 static bool is_mixed(struct ccvm_memslot *slot, uint64_t hp)
 {
-	return atomic_load_explicit(lpage_entry(slot, hp), memory_order_relaxed) &
-	       CCVM_LPAGE_MIXED;
+	return ccvm_lpage_test(slot->lpage_mixed, lpage_index(slot, hp));
 }
 
 /* Mixed flags of a new slot (kvm_mmu_init_memslot_memory_attributes). */
@@ -125,11 +119,12 @@ void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 			hp += CCVM_PAGES_PER_2M;
 			continue;
 		}
-		/* One run covers every whole 2M page up to its end: no lookups. */
-		do {
-			set_mixed(slot, hp, false);
-			hp += CCVM_PAGES_PER_2M;
-		} while (hp + CCVM_PAGES_PER_2M <= end && hp + CCVM_PAGES_PER_2M - 1 <= last);
+		/*
+		 * One run covers every whole 2M page up to its end, and MIXED
+		 * is already clear in a new slot's bitmap: go on from the 2M
+		 * page that holds the run's end.
+		 */
+		hp = last >= end ? end : (last + 1) & ~(CCVM_PAGES_PER_2M - 1);
 	}
 	ccvm_rwlock_unlock(&vm->attr_lock);
 }
@@ -144,7 +139,6 @@ static void post_set_mixed(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64
 {
 	uint64_t head = start & ~(CCVM_PAGES_PER_2M - 1);
 	uint64_t tail = (end - 1) & ~(CCVM_PAGES_PER_2M - 1);
-	uint64_t hp;
 
 	ccvm_rwlock_rdlock(&vm->attr_lock);
 	if (hugepage_in_slot(slot, head))
@@ -152,9 +146,10 @@ static void post_set_mixed(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64
 	if (tail != head && hugepage_in_slot(slot, tail))
 		set_mixed(slot, tail, !hugepage_uniform(vm, tail, attrs));
 	ccvm_rwlock_unlock(&vm->attr_lock);
-	for (hp = head + CCVM_PAGES_PER_2M; hp < tail; hp += CCVM_PAGES_PER_2M)
-		if (hugepage_in_slot(slot, hp))
-			set_mixed(slot, hp, false);
+	/* Every 2M page strictly between head and tail lies inside the slot. */
+	if (tail > head + CCVM_PAGES_PER_2M)
+		ccvm_lpage_clear_range(slot->lpage_mixed, lpage_index(slot, head) + 1,
+				       lpage_index(slot, tail));
 }
 
 /*

@@ -222,9 +222,6 @@ void ccvm_platform_inode_put(struct ccvm_platform *p);
 
 /* ---- memslots -------------------------------------------------------- */
 
-/* lpage_2m[] entries: a disallow count plus the MIXED flag (bit 31). */
-#define CCVM_LPAGE_MIXED	(1u << 31)
-
 struct ccvm_memslot {
 	uint32_t id;
 	uint32_t flags;
@@ -236,13 +233,38 @@ struct ccvm_memslot {
 	uint64_t pgoff;				/* gmem page offset of base_gfn */
 	_Atomic bool invalid;			/* being deleted/moved: faults retry */
 	/*
-	 * Hugepage tracking, one entry per 2M page that intersects the slot
-	 * (index (gfn >> 9) - (base_gfn >> 9)); nonzero forbids a 2M mapping.
-	 * Written under mmu_lock write, read under mmu_lock read.
+	 * Hugepage tracking, one bit per 2M page that intersects the slot
+	 * (index (gfn >> 9) - (base_gfn >> 9)) in two bitmaps: DISALLOW (the
+	 * page sticks out of the slot or its backing is misaligned: KVM's
+	 * disallow_lpage) and MIXED (attributes differ inside the page).
+	 * Either bit forbids a 2M mapping.  Bitmaps, so that a conversion of
+	 * a huge range clears MIXED 64 2M pages at a time.  Written under
+	 * mmu_lock write (or before the slot is published), read under
+	 * mmu_lock read.
 	 */
-	_Atomic uint32_t *lpage_2m;
+	_Atomic uint64_t *lpage_disallow;
+	_Atomic uint64_t *lpage_mixed;
 	uint64_t nr_lpage_2m;
 };
+
+/* Bits of a slot's hugepage bitmaps (relaxed: mmu_lock orders them). */
+static inline bool ccvm_lpage_test(_Atomic uint64_t *bm, uint64_t i)
+{
+	return atomic_load_explicit(&bm[i / 64], memory_order_relaxed) >> (i % 64) & 1;
+}
+
+static inline void ccvm_lpage_assign(_Atomic uint64_t *bm, uint64_t i, bool set)
+{
+	uint64_t bit = 1ull << (i % 64);
+
+	if (set)
+		atomic_fetch_or_explicit(&bm[i / 64], bit, memory_order_relaxed);
+	else
+		atomic_fetch_and_explicit(&bm[i / 64], ~bit, memory_order_relaxed);
+}
+
+/* Clear bits [first, end) of @bm. */
+void ccvm_lpage_clear_range(_Atomic uint64_t *bm, uint64_t first, uint64_t end);
 
 struct ccvm_memslots {
 	uint32_t nr;

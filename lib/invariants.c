@@ -436,13 +436,14 @@ static void check_lpage(struct check *c, struct ccvm_memslot *m)
 		misaligned = true;
 	for (i = 0; i < m->nr_lpage_2m; i++) {
 		uint64_t hp = (first + i) << 9;
-		uint32_t v = atomic_load_explicit(&m->lpage_2m[i], memory_order_relaxed);
+		bool disallow = ccvm_lpage_test(m->lpage_disallow, i);
+		bool mixed = ccvm_lpage_test(m->lpage_mixed, i);
 		bool inside = hp >= m->base_gfn &&
 			      hp + CCVM_PAGES_PER_2M <= m->base_gfn + m->npages;
 
 		count(c, 1);
 		if (!inside || misaligned) {
-			if (!(v & ~CCVM_LPAGE_MIXED)) {
+			if (!disallow) {
 				ccvm_invariant_fail(c->r, 9, hp, NONE,
 						    "memslot %u: 2M page at gfn %#llx %s but may be "
 						    "mapped 2M", m->id, (unsigned long long)hp,
@@ -452,13 +453,11 @@ static void check_lpage(struct check *c, struct ccvm_memslot *m)
 			}
 			continue;
 		}
-		if (!!(v & CCVM_LPAGE_MIXED) !=
-		    !attrs_uniform(c->vm, hp, hp + CCVM_PAGES_PER_2M - 1)) {
+		if (mixed != !attrs_uniform(c->vm, hp, hp + CCVM_PAGES_PER_2M - 1)) {
 			ccvm_invariant_fail(c->r, 9, hp, NONE,
 					    "memslot %u: 2M page at gfn %#llx is %s but MIXED is %s",
 					    m->id, (unsigned long long)hp,
-					    (v & CCVM_LPAGE_MIXED) ? "uniform" : "mixed",
-					    (v & CCVM_LPAGE_MIXED) ? "set" : "clear");
+					    mixed ? "uniform" : "mixed", mixed ? "set" : "clear");
 			return;
 		}
 	}

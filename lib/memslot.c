@@ -51,8 +51,8 @@ int ccvm_memslot_max_level(const struct ccvm_memslot *slot, uint64_t gfn)
 
 	if (idx >= slot->nr_lpage_2m)
 		return CCVM_LEVEL_4K;
-	return atomic_load_explicit(&slot->lpage_2m[idx], memory_order_relaxed) ?
-	       CCVM_LEVEL_4K : CCVM_LEVEL_2M;
+	return ccvm_lpage_test(slot->lpage_disallow, idx) ||
+	       ccvm_lpage_test(slot->lpage_mixed, idx) ? CCVM_LEVEL_4K : CCVM_LEVEL_2M;
 }
 
 uint64_t ccvm_memslot_base_gfn(const struct ccvm_memslot *slot)
@@ -85,31 +85,56 @@ int ccvm_vm_force_generation_wrap(struct ccvm_vm *vm)
 	return 0;
 }
 
+/* Bytes of one of a slot's two hugepage bitmaps. */
+static size_t lpage_bitmap_bytes(uint64_t nr)
+{
+	return (nr + 63) / 64 * sizeof(uint64_t);
+}
+
+void ccvm_lpage_clear_range(_Atomic uint64_t *bm, uint64_t first, uint64_t end)
+{
+	uint64_t w = first / 64, lw = (end - 1) / 64;
+	uint64_t head = ~0ull << (first % 64), tail = ~0ull >> (63 - (end - 1) % 64);
+
+	if (first >= end)
+		return;
+	if (w == lw) {
+		atomic_fetch_and_explicit(&bm[w], ~(head & tail), memory_order_relaxed);
+		return;
+	}
+	atomic_fetch_and_explicit(&bm[w], ~head, memory_order_relaxed);
+	while (++w < lw)
+		atomic_store_explicit(&bm[w], 0, memory_order_relaxed);
+	atomic_fetch_and_explicit(&bm[lw], ~tail, memory_order_relaxed);
+}
+
 static void slot_free(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 {
 	ccvm_model_bytes_add(vm->p, -(int64_t)(sizeof(*slot) +
-					       slot->nr_lpage_2m * sizeof(uint32_t)));
-	free((void *)slot->lpage_2m);
+					       2 * lpage_bitmap_bytes(slot->nr_lpage_2m)));
+	free((void *)slot->lpage_disallow);	/* one block with lpage_mixed */
 	free(slot);
 }
 
 /*
  * Hugepage bookkeeping of a new slot: a 2M page that sticks out of the
  * slot, or whose backing is not aligned like its gfns, can never be mapped
- * at 2M (KVM's disallow_lpage counts); MIXED is computed by attr.c.
+ * at 2M (KVM's disallow_lpage); MIXED is computed by attr.c.
  */
 static int slot_init_lpage(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 {
 	uint64_t first = slot->base_gfn >> 9;
 	uint64_t last = (slot->base_gfn + slot->npages - 1) >> 9;
+	size_t bytes = lpage_bitmap_bytes(last - first + 1);
 	bool misaligned = false;
 	uint64_t i;
 
-	slot->lpage_2m = calloc(last - first + 1, sizeof(uint32_t));
-	if (!slot->lpage_2m)
+	slot->lpage_disallow = calloc(2, bytes);
+	if (!slot->lpage_disallow)
 		return -ENOMEM;
+	slot->lpage_mixed = slot->lpage_disallow + bytes / sizeof(uint64_t);
 	slot->nr_lpage_2m = last - first + 1;
-	ccvm_model_bytes_add(vm->p, (int64_t)(slot->nr_lpage_2m * sizeof(uint32_t)));
+	ccvm_model_bytes_add(vm->p, (int64_t)(2 * bytes));
 	if (slot->userspace_addr &&
 	    (((uintptr_t)slot->userspace_addr >> CCVM_PAGE_SHIFT) ^ slot->base_gfn) & 511)
 		misaligned = true;
@@ -120,7 +145,7 @@ static int slot_init_lpage(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 
 		if (misaligned || hp < slot->base_gfn ||
 		    hp + CCVM_PAGES_PER_2M > slot->base_gfn + slot->npages)
-			atomic_store_explicit(&slot->lpage_2m[i], 1, memory_order_relaxed);
+			ccvm_lpage_assign(slot->lpage_disallow, i, true);
 	}
 	return 0;
 }

@@ -366,14 +366,14 @@ START_TEST(test_pre_hook_failure)
 {
 	static _Alignas(4096) uint8_t backing[TU_2M];
 	struct tu_snap before, after;
-	uint32_t mixed_before[4];
+	bool mixed_before[4];
 	unsigned int i;
 
 	tu_gmem_slot(vm, 0, 0, 8 * TU_MiB, g, 0);
 	tu_plain_slot(vm, 1, 8 * TU_MiB, TU_2M, backing);
 	tu_set_attr(vm, 2 * TU_MiB, TU_PAGE, PRIV);
 	for (i = 0; i < 4; i++)
-		mixed_before[i] = atomic_load(&vm->memslots->by_gfn[0]->lpage_2m[i]);
+		mixed_before[i] = ccvm_lpage_test(vm->memslots->by_gfn[0]->lpage_mixed, i);
 	memset(&obs, 0, sizeof(obs));
 	snap(&before);
 
@@ -387,8 +387,8 @@ START_TEST(test_pre_hook_failure)
 	ck_assert_uint_eq(after.nr_runs, before.nr_runs);
 	ck_assert_mem_eq(after.runs, before.runs, before.nr_runs * sizeof(before.runs[0]));
 	for (i = 0; i < 4; i++)
-		ck_assert_uint_eq(atomic_load(&vm->memslots->by_gfn[0]->lpage_2m[i]),
-				  mixed_before[i]);
+		ck_assert_int_eq(ccvm_lpage_test(vm->memslots->by_gfn[0]->lpage_mixed, i),
+				 mixed_before[i]);
 	ck_assert_uint_eq(after.vst.events[CCVM_EV_ATTR_CHANGE],
 			  before.vst.events[CCVM_EV_ATTR_CHANGE]);
 	ck_assert_uint_eq(obs.nr_post, 0);
@@ -557,7 +557,7 @@ static void model_check(const char *what, unsigned int step)
 				continue;
 			for (j = 1; j < 512; j++)
 				uniform &= model[hp + j] == model[hp];
-			mixed = atomic_load(&m->lpage_2m[i]) & CCVM_LPAGE_MIXED;
+			mixed = ccvm_lpage_test(m->lpage_mixed, i);
 			ck_assert_msg(mixed == !uniform, "%s #%u: 2M page %#" PRIx64
 				      " MIXED %d, uniform %d", what, step, hp << 12, mixed,
 				      uniform);
@@ -585,6 +585,42 @@ START_TEST(test_conversions)
 }
 END_TEST
 
+/*
+ * A conversion clears MIXED of the 2M pages strictly inside it a bitmap
+ * word at a time: 300 2M pages (five words), each MIXED, then one range
+ * with a misaligned head and tail crossing every word boundary.
+ */
+START_TEST(test_mixed_cleared_by_range)
+{
+	const uint64_t n = 300, size = n * TU_2M;
+	struct ccvm_invariant_report r = { .sz = sizeof(r) };
+	struct ccvm_gmem *big = tu_gmem(vm, size, 0);
+	struct ccvm_memslot *m;
+	uint64_t i;
+
+	tu_gmem_slot(vm, 1, TU_GiB, size, big, 0);
+	m = vm->memslots->by_gfn[vm->memslots->nr - 1];	/* the highest slot */
+	for (i = 0; i < n; i++)
+		tu_set_attr(vm, TU_GiB + i * TU_2M + 7 * TU_PAGE, TU_PAGE, PRIV);
+	for (i = 0; i < n; i++)
+		ck_assert(ccvm_lpage_test(m->lpage_mixed, i));
+	/* From inside 2M page 3 to inside 2M page 250. */
+	tu_set_attr(vm, TU_GiB + 3 * TU_2M + 9 * TU_PAGE, 247 * TU_2M, PRIV);
+	for (i = 0; i < n; i++)
+		ck_assert_msg(ccvm_lpage_test(m->lpage_mixed, i) == (i <= 3 || i >= 250),
+			      "2M page %" PRIu64, i);
+	ck_assert_int_eq(ccvm_vm_check_invariants(vm, &r), 0);
+	ck_assert_msg(r.invariant == 0, "I%u: %s", r.invariant, r.msg);
+	/* And back: the whole slot uniform, nothing MIXED. */
+	tu_set_attr(vm, TU_GiB, size, 0);
+	for (i = 0; i < n; i++)
+		ck_assert(!ccvm_lpage_test(m->lpage_mixed, i));
+	ck_assert_int_eq(ccvm_vm_check_invariants(vm, &r), 0);
+	ck_assert_msg(r.invariant == 0, "I%u: %s", r.invariant, r.msg);
+	ck_assert_int_eq(ccvm_gmem_close(big), 0);
+}
+END_TEST
+
 /* MIXED is computed at memslot creation from attributes set earlier. */
 START_TEST(test_mixed_at_slot_creation)
 {
@@ -594,13 +630,13 @@ START_TEST(test_mixed_at_slot_creation)
 	tu_set_attr(vm, 4 * TU_MiB, TU_2M, PRIV);
 	tu_gmem_slot(vm, 0, 0, 8 * TU_MiB, g, 0);
 	m = vm->memslots->by_gfn[0];
-	ck_assert(!(atomic_load(&m->lpage_2m[0]) & CCVM_LPAGE_MIXED));
-	ck_assert(atomic_load(&m->lpage_2m[1]) & CCVM_LPAGE_MIXED);
-	ck_assert(!(atomic_load(&m->lpage_2m[2]) & CCVM_LPAGE_MIXED));
-	ck_assert(!(atomic_load(&m->lpage_2m[3]) & CCVM_LPAGE_MIXED));
+	ck_assert(!ccvm_lpage_test(m->lpage_mixed, 0));
+	ck_assert(ccvm_lpage_test(m->lpage_mixed, 1));
+	ck_assert(!ccvm_lpage_test(m->lpage_mixed, 2));
+	ck_assert(!ccvm_lpage_test(m->lpage_mixed, 3));
 	/* Un-MIXED once converted back. */
 	tu_set_attr(vm, 2 * TU_MiB + TU_PAGE, TU_PAGE, 0);
-	ck_assert(!(atomic_load(&m->lpage_2m[1]) & CCVM_LPAGE_MIXED));
+	ck_assert(!ccvm_lpage_test(m->lpage_mixed, 1));
 }
 END_TEST
 
@@ -692,6 +728,7 @@ Suite *attr_suite(void)
 	tcase_add_checked_fixture(tc, setup_obs, teardown);
 	LOOP(tc, test_conversions, conv_cases);
 	tcase_add_test(tc, test_mixed_at_slot_creation);
+	tcase_add_test(tc, test_mixed_cleared_by_range);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -274,12 +274,12 @@ static void brk_level(void) { F.vm->caps.shared_max_level = CCVM_LEVEL_4K; }
 static void fix_level(void) { F.vm->caps.shared_max_level = CCVM_LEVEL_2M; }
 
 /* I9: MIXED set over the uniform 2M page at gfn 512. */
-static void brk_mixed(void) { atomic_fetch_or(&slot_at(512)->lpage_2m[1], CCVM_LPAGE_MIXED); }
-static void fix_mixed(void) { atomic_fetch_and(&slot_at(512)->lpage_2m[1], ~CCVM_LPAGE_MIXED); }
+static void brk_mixed(void) { ccvm_lpage_assign(slot_at(512)->lpage_mixed, 1, true); }
+static void fix_mixed(void) { ccvm_lpage_assign(slot_at(512)->lpage_mixed, 1, false); }
 
 /* I9: slot 1's partial 2M page made mappable at 2M. */
-static void brk_partial(void) { atomic_store(&slot_at(SLOT1_GPA >> 12)->lpage_2m[0], 0); }
-static void fix_partial(void) { atomic_store(&slot_at(SLOT1_GPA >> 12)->lpage_2m[0], 1); }
+static void brk_partial(void) { ccvm_lpage_assign(slot_at(SLOT1_GPA >> 12)->lpage_disallow, 0, false); }
+static void fix_partial(void) { ccvm_lpage_assign(slot_at(SLOT1_GPA >> 12)->lpage_disallow, 0, true); }
 
 /* I11: a frozen SPTE left behind. */
 static void brk_frozen(void)
