@@ -26,6 +26,14 @@ PUBLIC_HEADERS += include/ccvm/explore.h
 PUBLIC_HEADERS += include/ccvm/sync.h
 PUBLIC_HEADERS += include/ccvm/version.h
 
+# Hand-written man pages (the overviews); the page of every public call is
+# generated from its header comment by scripts/gen-man.py (`make man`).
+MAN_PAGES :=
+MAN_PAGES += man/man3/libccvm-backend.3
+MAN_PAGES += man/man3/libccvm-explore.3
+MAN_PAGES += man/man3/libccvm-sync.3
+MAN_PAGES += man/man3/libccvm.3
+
 # Core library sources (lib/*.c): add new files here, sorted.
 LIB_SRCS :=
 LIB_SRCS += lib/attr.c
@@ -142,6 +150,7 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 
 PKG_CONFIG ?= pkg-config
@@ -333,9 +342,12 @@ define need
 	fi
 endef
 
-.PHONY: check-deps bench-deps
+.PHONY: check-deps bench-deps man-deps
 check-deps:
 	$(call need,Check (libcheck; found with pkg-config),$(PKG_CONFIG) --exists check,check pkg-config)
+
+man-deps:
+	$(call need,mandoc (man page linter),command -v mandoc,mandoc)
 
 bench-deps:
 	$(if $(filter -lJudy,$(foreach b,$(BENCHES),$($(b)_LDLIBS))), \
@@ -358,7 +370,7 @@ check-build: $(TEST_BIN)
 # CK_RUN_SUITE / CK_RUN_CASE in the environment select one suite / case.
 # The boundary audit runs first: a backend reaching into the core fails
 # `make check` before any test does.
-check: check-boundary $(TEST_BIN)
+check: check-boundary check-man $(TEST_BIN)
 	$(call msg,RUN,$(TEST_BIN) $(CHECK_SUITES))
 	$(Q)set -e; $(if $(strip $(CHECK_SUITES)), \
 		for suite in $(CHECK_SUITES); do \
@@ -500,13 +512,56 @@ seeds-run: $(STUDY_BINS) | seeds-deps
 	exit $$status
 
 # ---------------------------------------------------------------------------
+# Man pages: $(BUILD)/man/man3 holds one page per public call, generated
+# from the header comments, and the hand-written overviews.  `make
+# check-man` (part of `make check`) insists that every CCVM_API declaration
+# has a comment with Context: and Return:, lints every page with mandoc,
+# checks that every exported function has a page, and compiles the
+# EXAMPLE of each overview (running those with a main()).
+# ---------------------------------------------------------------------------
+
+MAN_DIR := $(BUILD)/man/man3
+MAN_DATE := $(shell git log -1 --format=%cs 2>/dev/null || date +%F)
+
+.PHONY: man check-man
+man: $(MAN_DIR)/.stamp
+
+$(MAN_DIR)/.stamp: scripts/gen-man.py $(PUBLIC_HEADERS) $(MAN_PAGES)
+	$(call msg,MAN,$(MAN_DIR))
+	$(Q)rm -rf $(MAN_DIR) && mkdir -p $(MAN_DIR)
+	$(Q)python3 scripts/gen-man.py --out $(MAN_DIR) --version $(VERSION) \
+		--date $(MAN_DATE) $(PUBLIC_HEADERS) >/dev/null
+	$(Q)cp $(MAN_PAGES) $(MAN_DIR)/
+	$(Q)touch $@
+
+check-man: $(MAN_DIR)/.stamp $(LIB) | man-deps
+	$(Q)python3 scripts/gen-man.py --check $(PUBLIC_HEADERS)
+	$(Q)cd $(MAN_DIR)/.. && mandoc -Tlint -W warning man3/*.3
+	$(Q)missing=$$(python3 scripts/api-symbols.py $(PUBLIC_HEADERS) | \
+		while read f; do [ -f $(MAN_DIR)/$$f.3 ] || echo $$f; done); \
+	[ -z "$$missing" ] || { echo "error: no man page for: $$missing" >&2; exit 1; }
+	$(Q)set -e; for p in $(MAN_PAGES); do \
+		src=$(BUILD)/man/$$(basename $$p .3)-example.c; \
+		sed -n '/^\.EX/,/^\.EE/p' $$p | sed '1d;$$d;s/\\en/\\n/g;s/\\e/\\/g' > $$src; \
+		[ -s $$src ] || continue; \
+		if grep -q '^int main' $$src; then \
+			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -o $${src%.c} $$src $(LIB) -pthread; \
+			$${src%.c} > /dev/null; \
+		else \
+			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -c -o $${src%.c}.o $$src; \
+		fi; \
+	done
+	$(Q)printf '  %-7s %s\n' MAN "$$(ls $(MAN_DIR)/*.3 | wc -l) pages in $(MAN_DIR): mandoc -Tlint clean, every public call has one, examples build and run"
+
+# ---------------------------------------------------------------------------
 # Install
 # ---------------------------------------------------------------------------
 
 .PHONY: install uninstall
-install: $(LIB) $(SO) $(PC)
+install: $(LIB) $(SO) $(PC) $(MAN_DIR)/.stamp
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
-		$(DESTDIR)$(INCLUDEDIR)/ccvm
+		$(DESTDIR)$(INCLUDEDIR)/ccvm $(DESTDIR)$(MANDIR)/man3
+	$(INSTALL) -m 644 $(MAN_DIR)/*.3 $(DESTDIR)$(MANDIR)/man3/
 	$(INSTALL) -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libccvm.a
 	$(INSTALL) -m 755 $(SO) $(DESTDIR)$(LIBDIR)/$(notdir $(SO))
 	ln -sf $(notdir $(SO)) $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -520,6 +575,8 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libccvm.so
 	rm -f $(PUBLIC_HEADERS:include/ccvm/%=$(DESTDIR)$(INCLUDEDIR)/ccvm/%)
 	rmdir $(DESTDIR)$(INCLUDEDIR)/ccvm 2>/dev/null || true
+	for f in $$(python3 scripts/api-symbols.py $(PUBLIC_HEADERS)) $(notdir $(MAN_PAGES:.3=)); do \
+		rm -f $(DESTDIR)$(MANDIR)/man3/$$f.3; done
 
 # ---------------------------------------------------------------------------
 # Audits (each is one step of `make ci`, usable alone)
@@ -528,9 +585,9 @@ uninstall:
 # Every source in the tree is in a list, and every suite is in tests/main.c.
 LISTED := $(PUBLIC_HEADERS) $(LIB_SRCS) $(BACKEND_SRCS) $(TEST_SRCS) $(FUZZ_SRCS) \
 	tests/main.c tests/consumer.c $(EXAMPLES:%=examples/%.c) \
-	$(BENCHES:%=bench/%.c) $(STUDY_LIB_SRCS) $(STUDIES:%=studies/%.c)
+	$(BENCHES:%=bench/%.c) $(STUDY_LIB_SRCS) $(STUDIES:%=studies/%.c) $(MAN_PAGES)
 UNLISTED := $(filter-out $(LISTED),$(wildcard include/ccvm/*.h lib/*.c \
-	backends/*/*.c tests/*.c examples/*.c bench/*.c studies/*.c))
+	backends/*/*.c tests/*.c examples/*.c bench/*.c studies/*.c man/man3/*.3))
 
 .PHONY: check-lists
 check-lists:
@@ -663,6 +720,11 @@ check-install: $(LIB)
 		[ "$$out" = "consumer ok" ] || { \
 			echo "error: $$mode consumer printed '$$out'" >&2; exit 1; }; \
 	done
+	$(Q)n=$$(ls $(STAGE)/usr/share/man/man3/*.3 | wc -l); \
+	MANPATH=$(STAGE)/usr/share/man man -w ccvm_vcpu_run >/dev/null && \
+	MANPATH=$(STAGE)/usr/share/man man -w libccvm >/dev/null || { \
+		echo "error: man cannot find the installed pages" >&2; exit 1; }; \
+	printf '  %-7s %s\n' MAN "$$n pages installed, found by man(1)"
 	$(Q)$(MAKE) --no-print-directory uninstall DESTDIR=$(STAGE) PREFIX=/usr \
 		LIBDIR=/usr/lib INCLUDEDIR=/usr/include PKGCONFIGDIR=/usr/lib/pkgconfig
 	$(Q)left=$$(find $(STAGE) -type f); [ -z "$$left" ] || { \
@@ -759,8 +821,9 @@ help:
 	@echo 'make seeds           run the studies of the source threads, plots in docs/studies/'
 	@echo 'make fuzz            libFuzzer (clang) on every backend for FUZZ_SECONDS; fuzz-smoke: short'
 	@echo 'make fuzz-replay     replay tests/fuzz-corpus with the plain harness; fuzz-seeds: rewrite it'
-	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR DESTDIR; make uninstall'
+	@echo 'make man             man pages of every public call in $$(BUILD)/man/man3 (from the headers)'
+	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR MANDIR DESTDIR; make uninstall'
 	@echo 'make ci              everything CI runs (.ci/run runs make check then make ci)'
 	@echo 'make check-boundary  no backend (nor tests/conformance.h) includes a lib/ header'
-	@echo 'make check-lists|check-headers|check-symbols|check-exports|check-install   single CI audits'
+	@echo 'make check-lists|check-headers|check-symbols|check-exports|check-man|check-install   single CI audits'
 	@echo 'Variables: CC CFLAGS LDFLAGS LDLIBS WERROR=1 V=1 BUILD TSAN_SUITES CHECK_SUITES'

@@ -166,8 +166,10 @@ struct ccvm_backend_ops {
  * ccvm_backend_register() - Add an out-of-tree backend (or a test backend)
  * to the table next to the built-in ones, so ccvm_platform_create() can
  * find it by name and the conformance suite can run it.  The table is
- * validated here.  Return: 0; -EINVAL (invalid table); -EEXIST (name
- * taken); -ENOSPC (at most 8 registered backends).
+ * validated here; the table must outlive every platform using it.
+ * Context: any thread, before the platforms that use it are created.
+ * Return: 0; -EINVAL (invalid table); -EEXIST (name taken); -ENOSPC (at
+ * most 8 registered backends).
  */
 CCVM_API int ccvm_backend_register(const struct ccvm_backend_ops *ops);
 
@@ -184,29 +186,72 @@ CCVM_API int ccvm_backend_register(const struct ccvm_backend_ops *ops);
 
 /* ---- identity and private areas ---- */
 
+/*
+ * ccvm_platform_priv() / ccvm_vm_priv() / ccvm_vcpu_priv() - The backend's
+ * private area of a platform, VM or vCPU: platform_priv_size,
+ * vm_priv_size and vcpu_priv_size bytes of the ops table, allocated
+ * zeroed by the core before the matching init op and freed after the
+ * matching destroy op.
+ * Context: any op; no lock.
+ * Return: the area (never NULL when its size is not 0).
+ */
 CCVM_API void *ccvm_platform_priv(struct ccvm_platform *p);
 CCVM_API void *ccvm_vm_priv(struct ccvm_vm *vm);
 CCVM_API void *ccvm_vcpu_priv(struct ccvm_vcpu *vcpu);
+
+/*
+ * ccvm_vm_platform() / ccvm_vcpu_vm() - The platform of @vm, the VM of
+ * @vcpu.
+ * Context: any op; no lock.
+ * Return: the owner, valid as long as the object itself.
+ */
 CCVM_API struct ccvm_platform *ccvm_vm_platform(const struct ccvm_vm *vm);
 CCVM_API struct ccvm_vm *ccvm_vcpu_vm(const struct ccvm_vcpu *vcpu);
+
+/*
+ * ccvm_vm_id() / ccvm_vcpu_id() - The number of @vm on its platform (as
+ * trace records carry it; never 0) and the id the VMM gave @vcpu.
+ * Context: any op; no lock.
+ * Return: the id.
+ */
 CCVM_API uint32_t ccvm_vm_id(const struct ccvm_vm *vm);
 CCVM_API uint32_t ccvm_vcpu_id(const struct ccvm_vcpu *vcpu);
+
 /*
  * ccvm_vcpu_guest_mode() - Whether the core has @vcpu in guest mode: from
  * a successful vcpu_enter until the vcpu_exit that ends it (the vCPU's own
  * exit or a kick) has returned.  It is only ever in guest mode while a run
  * has handed it to guest code, so at rest it is false.
  * Context: any; exact at a quiescent point (check_invariants).
+ * Return: true in guest mode.
  */
 CCVM_API bool ccvm_vcpu_guest_mode(const struct ccvm_vcpu *vcpu);
+
+/*
+ * ccvm_vm_gpa_bits() / ccvm_platform_nr_cpus() / ccvm_platform_nr_keyids()
+ * - The VM's guest physical width (ccvm_vm_opts.gpa_bits) and the
+ * platform's host CPUs and key ids (TDX HKIDs, SNP ASIDs) as created.
+ * Context: any op; no lock.
+ * Return: the value.
+ */
 CCVM_API uint32_t ccvm_vm_gpa_bits(const struct ccvm_vm *vm);
 CCVM_API uint32_t ccvm_platform_nr_cpus(const struct ccvm_platform *p);
 CCVM_API uint32_t ccvm_platform_nr_keyids(const struct ccvm_platform *p);
-/* Deterministic per-platform pseudo-random numbers (seeded). */
-CCVM_API uint64_t ccvm_platform_random(struct ccvm_platform *p);
+
 /*
- * The name of the backend (its ops table's name) that runs @p / @vm, so a
- * backend's exported helpers can refuse a handle of another backend.
+ * ccvm_platform_random() - The next number of the platform's pseudo-random
+ * sequence, seeded with ccvm_platform_opts.seed: the source of every
+ * simulated contention and key stream, so a run repeats with its seed.
+ * Context: any op; takes a leaf lock.
+ * Return: 64 random bits.
+ */
+CCVM_API uint64_t ccvm_platform_random(struct ccvm_platform *p);
+
+/*
+ * ccvm_platform_backend_name() / ccvm_vm_backend_name() - The name of the
+ * backend (its ops table's name) that runs @p / @vm, so a backend's
+ * exported helpers can refuse a handle of another backend.
+ * Context: any thread; no lock.
  * Return: a static string, never NULL.
  */
 CCVM_API const char *ccvm_platform_backend_name(const struct ccvm_platform *p);
@@ -214,60 +259,129 @@ CCVM_API const char *ccvm_vm_backend_name(const struct ccvm_vm *vm);
 
 /* ---- vCPUs and guest entry ---- */
 
-/* Call @fn for every created vCPU of @vm (stops at a nonzero return). */
+/*
+ * ccvm_vm_for_each_vcpu() / ccvm_vm_nr_vcpus() - Call @fn(vcpu, @ctx) for
+ * every vCPU of @vm created so far, in creation order, stopping at a
+ * nonzero return; the number of created vCPUs.
+ * Context: any op; no lock (the list only grows, and a vCPU lives until
+ * VM teardown).
+ * Return: 0 after every vCPU, or the nonzero value @fn stopped with; the
+ * count.
+ */
 CCVM_API int ccvm_vm_for_each_vcpu(struct ccvm_vm *vm,
 				   int (*fn)(struct ccvm_vcpu *vcpu, void *ctx), void *ctx);
 CCVM_API uint32_t ccvm_vm_nr_vcpus(const struct ccvm_vm *vm);
+
 /*
- * Force every vCPU out of guest mode and wait for it (an IPI with
- * KVM_REQ_OUTSIDE_GUEST_MODE); counted as CCVM_EV_IPI.  Each vCPU that was
- * in the guest gets vcpu_exit.
+ * ccvm_vm_kick_all() - Force every vCPU out of guest mode and wait for it
+ * (an IPI with KVM_REQ_OUTSIDE_GUEST_MODE); counted as CCVM_EV_IPI.  Each
+ * vCPU that was in the guest gets vcpu_exit.
+ * Context: an op that may sleep, not on a vCPU's own guest path.
+ * Return: nothing.
  */
 CCVM_API void ccvm_vm_kick_all(struct ccvm_vm *vm);
-/* Block guest entry until ccvm_vm_unblock_entry() (TDX wait_for_sept_zap). */
+
+/*
+ * ccvm_vm_block_entry() / ccvm_vm_unblock_entry() - Hold off guest entry
+ * of every vCPU of @vm until the matching unblock (TDX's
+ * wait_for_sept_zap): a run waits before vcpu_enter meanwhile.  Calls
+ * nest (a counter).
+ * Context: any op; pair each block with one unblock.
+ * Return: nothing.
+ */
 CCVM_API void ccvm_vm_block_entry(struct ccvm_vm *vm);
 CCVM_API void ccvm_vm_unblock_entry(struct ccvm_vm *vm);
 
 /* ---- VM state ---- */
 
 /*
- * Take / drop the VM's mmu_lock for write, for backend work that must not
- * run beside faults, zaps or guest accesses (TDX's HKID release).  Never
- * from inside an op the core calls with mmu_lock held.
+ * ccvm_vm_mmu_write_lock() / ccvm_vm_mmu_write_unlock() - Take / drop the
+ * VM's mmu_lock for write, for backend work that must not run beside
+ * faults, zaps or guest accesses (TDX's HKID release).
+ * Context: never from inside an op the core calls with mmu_lock held.
+ * Return: nothing.
  */
 CCVM_API void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm);
 CCVM_API void ccvm_vm_mmu_write_unlock(struct ccvm_vm *vm);
 
-/* Mark @vm bugged (KVM_BUG_ON): later operations but teardown get -EIO. */
+/*
+ * ccvm_vm_bug() / ccvm_vm_is_bugged() - Mark @vm bugged (KVM_BUG_ON), with
+ * a printf-style reason logged as a warning: from then on every operation
+ * on it but teardown gets -EIO and no vCPU enters; whether it is.
+ * Context: any op, any lock held.
+ * Return: nothing; true once bugged.
+ */
 CCVM_API void ccvm_vm_bug(struct ccvm_vm *vm, const char *fmt, ...);
 CCVM_API bool ccvm_vm_is_bugged(const struct ccvm_vm *vm);
-/* Mark @vm dead (no more guest entry) without bugging it. */
+
+/*
+ * ccvm_vm_set_dead() / ccvm_vm_is_dead() - Mark @vm dead (no more guest
+ * entry; runs fail with -EIO) without bugging it, as a terminated TD;
+ * whether it is.
+ * Context: any op.
+ * Return: nothing; true once dead.
+ */
 CCVM_API void ccvm_vm_set_dead(struct ccvm_vm *vm);
 CCVM_API bool ccvm_vm_is_dead(const struct ccvm_vm *vm);
+
 /*
- * The value of study knob @knob of @vm (enum ccvm_study_knob in ccvm.h), 0
- * (what upstream merged) for an unknown knob.  A backend reads the knobs
- * it lists in caps.study_knobs where the behaviour they select runs.
+ * ccvm_vm_study_knob() - The value of study knob @knob of @vm (enum
+ * ccvm_study_knob in ccvm.h).  A backend reads the knobs it lists in
+ * caps.study_knobs where the behaviour they select runs.
+ * Context: any op; no lock.
+ * Return: the value; 0 (what upstream merged) for an unknown knob.
  */
 CCVM_API uint32_t ccvm_vm_study_knob(const struct ccvm_vm *vm, unsigned int knob);
-CCVM_API bool ccvm_vm_is_finalized(const struct ccvm_vm *vm);
+
 /*
- * During ccvm_vm_populate() on a mirror-root backend: the source page being
- * added (set_private_spte issues PAGE.ADD from it) and the populate flags;
- * NULL outside populate.
+ * ccvm_vm_is_finalized() - Whether ccvm_vm_finalize() succeeded on @vm.
+ * Context: any op; no lock.
+ * Return: true after finalize.
+ */
+CCVM_API bool ccvm_vm_is_finalized(const struct ccvm_vm *vm);
+
+/*
+ * ccvm_vm_populate_source() - During ccvm_vm_populate() on a mirror-root
+ * backend: the source page being added (set_private_spte issues PAGE.ADD
+ * from it) and, in *@flags, the populate flags.
+ * Context: set_private_spte, inside populate.
+ * Return: the page; NULL outside populate.
  */
 CCVM_API const void *ccvm_vm_populate_source(struct ccvm_vm *vm, uint64_t *flags);
 
 /* ---- attributes, memslots and gmem ---- */
 
-/* Attribute of @gfn; true if PRIVATE. */
+/*
+ * ccvm_vm_gfn_is_private() - Whether the attribute store says @gfn is
+ * PRIVATE.
+ * Context: any op; takes the attribute lock for read.
+ * Return: true for a private gfn.
+ */
 CCVM_API bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn);
-/* Zap [start, end) in every root (takes mmu_lock for write). */
+
+/*
+ * ccvm_vm_zap_gfn_range() - Remove every mapping of gfns [@start, @end) in
+ * every root of @vm, private ones through the mirror ops.
+ * Context: an op called without mmu_lock; takes mmu_lock for write.
+ * Return: nothing.
+ */
 CCVM_API void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end);
-/* The gmem pfn behind @gfn if allocated (no allocation): 0 or -ENOENT. */
+
+/*
+ * ccvm_vm_gfn_to_gmem_pfn() - The gmem page behind @gfn, if its memslot
+ * has a live gmem binding and the page is allocated: nothing is allocated.
+ * Context: any op called without memslots_rw held for write; takes it for
+ * read.
+ * Return: 0 with *@pfn set; -ENOENT (no memslot, no gmem, or a hole).
+ */
 CCVM_API int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn);
 
-/* Memslot accessors (for update_mem_attr). */
+/*
+ * ccvm_memslot_base_gfn() / ccvm_memslot_npages() - The first gfn and the
+ * size in pages of @slot (for update_mem_attr).
+ * Context: slots_lock held (update_mem_attr).
+ * Return: the value.
+ */
 CCVM_API uint64_t ccvm_memslot_base_gfn(const struct ccvm_memslot *slot);
 CCVM_API uint64_t ccvm_memslot_npages(const struct ccvm_memslot *slot);
 /*
@@ -322,10 +436,23 @@ typedef int (*ccvm_gmem_page_fn)(uint64_t index, uint64_t pfn, void *ctx);
  */
 CCVM_API int ccvm_vm_for_each_gmem_file_pfn(struct ccvm_vm *vm, ccvm_gmem_page_fn fn, void *ctx);
 
-/* Pin / unpin a gmem inode (keeps its pages after the file is closed). */
+/*
+ * ccvm_gmem_inode_get() / ccvm_gmem_inode_put() - Pin / unpin a gmem
+ * inode: a pinned inode keeps its pages (and mappings) after its file is
+ * released, as gmem_defer_removal asks; the last put frees them.
+ * Context: get: gmem_defer_removal or later with a pin held; put: any op,
+ * without the inode's locks.
+ * Return: nothing.
+ */
 CCVM_API void ccvm_gmem_inode_get(struct ccvm_gmem_inode *inode);
 CCVM_API void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode);
-/* gmem inodes alive on @p (open files and pinned inodes).  Takes a leaf lock. */
+
+/*
+ * ccvm_platform_nr_gmem_inodes() - The gmem inodes alive on @p: open
+ * files and pinned inodes (what keeps ccvm_platform_destroy() at -EBUSY).
+ * Context: any thread; takes a leaf lock.
+ * Return: the count.
+ */
 CCVM_API uint64_t ccvm_platform_nr_gmem_inodes(struct ccvm_platform *p);
 
 /* ---- the VM's mappings ---- */
@@ -372,16 +499,33 @@ CCVM_API int ccvm_vm_for_each_mapping(struct ccvm_vm *vm, unsigned int roots, cc
 /* ---- physical memory ---- */
 
 /*
- * Simulated physical memory.  Pages come zeroed.  ccvm_page_ptr() is the
- * host direct-map address of a page: the real bytes.  A page a backend
- * cannot give back (failed reclaim) is leaked with ccvm_page_leak(): never
- * reused, counted.
+ * ccvm_page_alloc() / ccvm_page_free() / ccvm_page_leak() - Simulated
+ * physical memory.  Pages come zeroed.  A page a backend cannot give back
+ * (failed reclaim) is leaked with ccvm_page_leak(): never reused, counted
+ * (CCVM_EV_PAGE_LEAK, stats.leaked_pages).
+ * Context: any op; take the allocator's lock (a leaf).
+ * Return: alloc: 0 with *@pfn set, -ENOMEM when simulated RAM is
+ * exhausted; free and leak: nothing.
  */
 CCVM_API int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn);
 CCVM_API void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn);
 CCVM_API void ccvm_page_leak(struct ccvm_platform *p, uint64_t pfn);
+
+/*
+ * ccvm_page_ptr() - The host direct-map address of page @pfn: its real
+ * bytes, CCVM_PAGE_SIZE of them.
+ * Context: any op; no lock.
+ * Return: the address (@pfn must be a page of @p).
+ */
 CCVM_API void *ccvm_page_ptr(struct ccvm_platform *p, uint64_t pfn);
-/* The page's bytes will be written: it must be cleared before reuse. */
+
+/*
+ * ccvm_page_mark_dirty() / ccvm_page_is_dirty() - Note that the page's
+ * bytes will be written, so it must be cleared before reuse (the
+ * allocator clears only dirty pages); whether it is so marked.
+ * Context: any op; lock-free.
+ * Return: nothing; true for a dirty page.
+ */
 CCVM_API void ccvm_page_mark_dirty(struct ccvm_platform *p, uint64_t pfn);
 CCVM_API bool ccvm_page_is_dirty(struct ccvm_platform *p, uint64_t pfn);
 /*
@@ -402,24 +546,65 @@ CCVM_API bool ccvm_page_is_leaked(struct ccvm_platform *p, uint64_t pfn);
  * Return: a pfn in [1, ccvm_platform_nr_pages()].
  */
 CCVM_API uint64_t ccvm_platform_pfn_limit(struct ccvm_platform *p);
-/* Zero the page now (counts CCVM_EV_PAGE_CLEAR). */
+/*
+ * ccvm_page_clear() - Zero page @pfn now (TDX's MOVDIR64B before reuse),
+ * counted as CCVM_EV_PAGE_CLEAR.
+ * Context: any op; lock-free.
+ * Return: nothing.
+ */
 CCVM_API void ccvm_page_clear(struct ccvm_platform *p, uint64_t pfn);
+
+/*
+ * ccvm_platform_nr_pages() - The platform's simulated RAM in pages
+ * (ccvm_platform_opts.mem_bytes / 4096).
+ * Context: any thread; no lock.
+ * Return: the count.
+ */
 CCVM_API uint64_t ccvm_platform_nr_pages(const struct ccvm_platform *p);
 
 /* ---- accounting, tracing and logging ---- */
 
-/* Count @n occurrences of @ev for @p and @vm (may be NULL) and charge the cost. */
+/*
+ * ccvm_account() - Count @n occurrences of event @ev for @p and @vm (may
+ * be NULL) and charge the cost model's time for them to the simulated
+ * clock; a trace record is emitted.
+ * Context: any op; lock-free (the trace sink takes its own lock).
+ * Return: nothing.
+ */
 CCVM_API void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
 			   uint64_t n);
-/* Host memory the backend's model uses grew (or shrank) by @delta bytes. */
+
+/*
+ * ccvm_model_bytes() - Note that the host memory the backend's model uses
+ * grew (or, negative, shrank) by @delta bytes (stats.model_bytes).
+ * Context: any op; lock-free.
+ * Return: nothing.
+ */
 CCVM_API void ccvm_model_bytes(struct ccvm_platform *p, int64_t delta);
-/* Charge @ns simulated nanoseconds without counting an event. */
+
+/*
+ * ccvm_account_ns() - Charge @ns simulated nanoseconds to @p (and @vm, may
+ * be NULL) without counting an event.
+ * Context: any op; lock-free.
+ * Return: nothing.
+ */
 CCVM_API void ccvm_account_ns(struct ccvm_platform *p, struct ccvm_vm *vm, uint64_t ns);
-/* Emit a trace record of kind CCVM_TRACE_EVENT with a free-form name. */
+
+/*
+ * ccvm_trace_note() - Emit a trace record of kind CCVM_TRACE_EVENT named
+ * @name (a static string) about @gfn (~0: none), with @arg0 and @ret.
+ * Context: any op; takes the trace lock (a leaf).
+ * Return: nothing.
+ */
 CCVM_API void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *name,
 			      uint64_t gfn, uint64_t arg0, int64_t ret);
 
-/* Log through the library's log sink. */
+/*
+ * ccvm_log() - Log a printf-style message at @level through the library's
+ * log sink (ccvm_set_log()).
+ * Context: any op; takes the log lock (a leaf).
+ * Return: nothing.
+ */
 CCVM_API void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
 	 #if defined(__GNUC__)
 		 __attribute__((format(printf, 2, 3)))
@@ -434,6 +619,7 @@ CCVM_API void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
  * Only the first failure of a report is kept: later calls change nothing,
  * so a check may go on or stop as it likes.
  * Context: any; touches only @r.
+ * Return: nothing.
  */
 CCVM_API void ccvm_invariant_fail(struct ccvm_invariant_report *r, unsigned int invariant,
 				  uint64_t gfn, uint64_t pfn, const char *fmt, ...)
@@ -441,37 +627,62 @@ CCVM_API void ccvm_invariant_fail(struct ccvm_invariant_report *r, unsigned int 
 		 __attribute__((format(printf, 5, 6)))
 	 #endif
 		 ;
-/* Add @n to the report's count of individual checks done (r->nr_checks). */
+/*
+ * ccvm_invariant_count() / ccvm_invariant_failed() - Add @n to the
+ * report's count of individual checks done (r->nr_checks); whether a
+ * failure is recorded in @r (r->invariant != 0).
+ * Context: any; touches only @r.
+ * Return: nothing; true once a failure is recorded.
+ */
 CCVM_API void ccvm_invariant_count(struct ccvm_invariant_report *r, uint64_t n);
-/* True once a failure is recorded in @r (r->invariant != 0). */
 CCVM_API bool ccvm_invariant_failed(const struct ccvm_invariant_report *r);
 
 /* ---- fault injection and inspection ---- */
 
 /*
- * Fault injection (any backend): make the @nth call (1-based, 0 = every
- * call) of op @op_name fail with @err (< 0), @count times (0 = forever).
+ * ccvm_inject_op_failure() - Fault injection (any backend): make the @nth
+ * call (1-based, 0 = every call) of op @op_name fail with @err (< 0),
+ * @count times (0 = forever).
  * Only counted ops that return an errno can fail: not the void ones, nor
  * host_access and check_invariants, which the core calls uncounted.  One
  * rule per op; err 0 removes it.
+ * Context: any thread; takes a leaf lock.
  * Return: 0; -ENOENT (unknown op); -EINVAL (NULL platform, an op that
  * cannot fail, err > 0).
  */
 CCVM_API int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name,
 				    uint64_t nth, int err, uint64_t count);
-/* Number of op calls since platform creation, -EINVAL for an unknown op. */
+/*
+ * ccvm_op_calls() - How many times op @op_name was called on @p since the
+ * platform was created.
+ * Context: any thread; lock-free.
+ * Return: the count; -EINVAL (NULL @p, unknown op).
+ */
 CCVM_API int64_t ccvm_op_calls(struct ccvm_platform *p, const char *op_name);
 
 /*
- * Inspection (debugfs-like, for tests and examples): read or write a
- * platform page through the host direct map, obeying the backend's rules
- * (TDX private: ciphertext; SNP assigned: a write is an RMP fault, -EFAULT).
+ * ccvm_host_read_phys() / ccvm_host_write_phys() - Inspection (debugfs
+ * like, for tests and examples): read or write @len bytes at @off of
+ * platform page @pfn through the host direct map, obeying the backend's
+ * rules (TDX private: ciphertext; SNP assigned: a write is an RMP fault).
+ * Context: any thread; no core lock (the backend's host_access may take
+ * its own).
+ * Return: 0; -EINVAL (NULL argument, pfn out of range, @off + @len past
+ * the page); -EFAULT (the backend refused the access: SNP RMP fault).
  */
 CCVM_API int ccvm_host_read_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
 				 void *buf, uint32_t len);
 CCVM_API int ccvm_host_write_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
 				  const void *buf, uint32_t len);
-/* The pfn mapped at @gpa (with or without the shared bit) in @vm, if any. */
+/*
+ * ccvm_vm_lookup_mapping() - The pfn and level mapped at @gpa in @vm
+ * (each output may be NULL): with the shared bit the shared mapping,
+ * without it the private one where the backend has a shared bit.  A page
+ * of the VMM's own shared buffer has no pfn: *@pfn reads UINT64_MAX.
+ * Context: any thread, not under mmu_lock; takes mmu_lock for read.
+ * Return: 0 with the outputs set; -ENOENT (nothing mapped, or @gpa past
+ * the GPA width); -EINVAL (NULL @vm).
+ */
 CCVM_API int ccvm_vm_lookup_mapping(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level);
 
 #ifdef __cplusplus

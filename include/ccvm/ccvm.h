@@ -175,9 +175,15 @@ struct ccvm_stats {
 	uint64_t model_bytes;		/* host memory the model itself uses */
 };
 
-/* Name of an event ("fault", "tdh.mem.page.aug", ...), NULL if unknown. */
+/*
+ * ccvm_event_name() / ccvm_backend_op_name() - The name of event @ev
+ * (enum ccvm_event: "fault", "tdh.mem.page.aug", ...) and of backend op
+ * number @op as counted in ccvm_stats.op_calls[] ("vm_init", ...), for
+ * printing statistics.
+ * Context: any thread; no lock.
+ * Return: a static string; NULL for a number the library does not know.
+ */
 CCVM_API const char *ccvm_event_name(unsigned int ev);
-/* Name of backend op number @op as counted in op_calls[], NULL if unknown. */
 CCVM_API const char *ccvm_backend_op_name(unsigned int op);
 
 /*
@@ -194,7 +200,13 @@ struct ccvm_cost_model {
 	uint64_t ipi_per_vcpu_ns;
 };
 
-/* Fill @cm (cm->sz set by the caller) with the built-in defaults. */
+/*
+ * ccvm_cost_model_default() - Fill @cm with the built-in simulated costs,
+ * to change a few entries and pass it as ccvm_platform_opts.costs.  The
+ * caller sets cm->sz (CCVM_OPTS_INIT); at most that many bytes are written.
+ * Context: any thread; no lock.
+ * Return: 0; -EINVAL (NULL @cm, or cm->sz smaller than a size_t).
+ */
 CCVM_API int ccvm_cost_model_default(struct ccvm_cost_model *cm);
 
 enum ccvm_trace_kind {
@@ -233,15 +245,31 @@ enum ccvm_log_level { CCVM_LOG_WARN, CCVM_LOG_INFO, CCVM_LOG_DEBUG };
 typedef void (*ccvm_log_fn)(enum ccvm_log_level level, const char *msg, void *ctx);
 
 /*
- * Set the process-wide log sink; NULL restores the default (warnings to
- * stderr).  Return: the previous function.
+ * ccvm_set_log() - Set the process-wide log sink: @fn gets every message
+ * of every level with @ctx; NULL restores the default, which prints
+ * warnings to stderr.  Messages are formatted before the sink is called,
+ * and never two at once.
+ * Context: any thread.  @fn runs on the thread that logs, possibly with
+ * library locks held: it must not call back into libccvm.
+ * Return: the previous sink (the default's address if none was set).
  */
 CCVM_API ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx);
 
-/* Text for a negative errno returned by libccvm (never NULL). */
+/*
+ * ccvm_strerror() - A description of @err, a negative errno returned by a
+ * libccvm call, in the words of this model.
+ * Context: any thread.
+ * Return: a string, never NULL: static, or for an errno the library does
+ * not name, a buffer of the calling thread overwritten by its next call.
+ */
 CCVM_API const char *ccvm_strerror(int err);
 
-/* The library's version string, e.g. "0.1.0". */
+/*
+ * ccvm_version() - The version of the library running, as a string.
+ * Context: any thread.
+ * Return: a static string, e.g. "0.1.0"; CCVM_VERSION_STRING is the
+ * headers' version.
+ */
 CCVM_API const char *ccvm_version(void);
 
 /*
@@ -286,9 +314,11 @@ struct ccvm_platform_opts {
 };
 
 /*
- * ccvm_platform_create() - Create a simulated host.
- * Context: any thread.  Memory is reserved lazily: untouched pages cost
- * nothing.
+ * ccvm_platform_create() - Create a simulated host running the backend
+ * named in @opts (NULL: defaults, the mock backend), and store it in *@out.
+ * Memory is reserved lazily: untouched pages cost nothing.
+ * Context: any thread.  With .sched = CCVM_SCHED_SERIAL the calling
+ * thread becomes the platform's controlled thread 0.
  * Return: 0; -EINVAL for bad options (an unknown sched mode too); -ENOENT
  * for an unknown backend; -ENOMEM.
  */
@@ -296,24 +326,51 @@ CCVM_API int ccvm_platform_create(const struct ccvm_platform_opts *opts,
 				  struct ccvm_platform **out);
 
 /*
- * ccvm_platform_destroy() - Free the platform.
+ * ccvm_platform_destroy() - Free the platform, its memory and its trace
+ * file.  Every VM must be gone first: close the VM handle, every vCPU
+ * handle and every gmem file of each (the last one destroys the VM).
+ * Context: any thread but a guest's; on a serial platform, its creator
+ * after every controlled thread was joined.
  * Return: 0; -EBUSY (nothing freed) while VMs or gmem inodes remain, or
- * threads of a serial platform are not joined; -EINVAL for NULL.
+ * threads of a serial platform are not joined (the debug log and the last
+ * error message say which and how many); -EINVAL for NULL.
  */
 CCVM_API int ccvm_platform_destroy(struct ccvm_platform *p);
 
+/*
+ * ccvm_platform_get_stats() / ccvm_vm_get_stats() - Copy the event counts,
+ * op calls and errors, simulated time and (platform) page counts of @p or
+ * @vm into @st.  The caller sets st->sz; fields past it are not written,
+ * and st->sz comes back as the size written.
+ * Context: any thread; the counters are read without stopping the threads
+ * that update them, so a snapshot taken while they run is not atomic.
+ * Return: 0; -EINVAL (NULL argument, st->sz too small for the counts).
+ */
 CCVM_API int ccvm_platform_get_stats(struct ccvm_platform *p, struct ccvm_stats *st);
+CCVM_API int ccvm_vm_get_stats(struct ccvm_vm *vm, struct ccvm_stats *st);
 
-/* Install (fn != NULL) or remove the trace callback of @p. */
+/*
+ * ccvm_platform_set_trace() - Install @fn (with @ctx) as the trace
+ * callback of @p, or remove it with NULL.  Every op call, exit, counted
+ * event and public call of @p and its VMs is then passed to @fn as a
+ * struct ccvm_trace_record.  Replaces a trace file's writer.
+ * Context: any thread.  @fn runs on the thread doing the work, possibly
+ * with library locks held: it must not call back into libccvm.
+ * Return: 0; -EINVAL (NULL @p).
+ */
 CCVM_API int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx);
 
 /*
- * ccvm_trace_open() - Start writing every trace record of @p to @path as
- * Chrome trace-event JSON (opens in Perfetto or chrome://tracing).  Replaces
- * any trace callback.  ccvm_trace_close() (or platform destroy) finishes the
- * file.  Return: 0, -EINVAL, or the negative errno of fopen().
- * ccvm_trace_close() returns the first write error (e.g. -ENOSPC) of the
- * trace, 0 if every write succeeded or no trace was open.
+ * ccvm_trace_open() / ccvm_trace_close() - Start writing every trace
+ * record of @p to the file @path as Chrome trace-event JSON (opens in
+ * Perfetto or chrome://tracing), or finish and close that file.  Replaces
+ * any trace callback.  Platform destroy also closes the file.
+ * Context: any thread, not from a trace or log callback.
+ * Return: 0; -EINVAL (NULL argument); the negative errno of fopen() (e.g.
+ * -ENOENT for a directory that does not exist, -EACCES).  ccvm_trace_close()
+ * returns the first write error of the trace, negated (e.g. -ENOSPC on a
+ * full disk; the file is closed anyway), 0 if every write succeeded or no
+ * trace was open.
  */
 CCVM_API int ccvm_trace_open(struct ccvm_platform *p, const char *path);
 CCVM_API int ccvm_trace_close(struct ccvm_platform *p);
@@ -341,10 +398,25 @@ struct ccvm_backend_caps {
 					 * backend implements (see below) */
 };
 
-/* Capabilities of backend @name (NULL = "mock").  -ENOENT if not built. */
+/*
+ * ccvm_backend_caps() / ccvm_vm_caps() - What backend @name (NULL: "mock")
+ * or the backend of @vm supports and requires: VM type, attributes, gmem
+ * flags, mapping levels, shared bit, mirror root, whether the guest must
+ * accept pages and whether launch needs ccvm_vm_finalize().  The caller
+ * sets caps->sz; caps->sz comes back as the size written.
+ * Context: any thread.
+ * Return: 0; -EINVAL (NULL @caps or @vm, caps->sz too small); -ENOENT (no
+ * backend of that name is built or registered).
+ */
 CCVM_API int ccvm_backend_caps(const char *name, struct ccvm_backend_caps *caps);
+CCVM_API int ccvm_vm_caps(struct ccvm_vm *vm, struct ccvm_backend_caps *caps);
 
-/* Names of the built-in backends, NULL-terminated. */
+/*
+ * ccvm_backend_names() - The names of the backends built into the
+ * library, for a VMM's --backend option.
+ * Context: any thread.
+ * Return: a static NULL-terminated array, e.g. {"mock", "tdx", "snp", NULL}.
+ */
 CCVM_API const char *const *ccvm_backend_names(void);
 
 /* ------------------------------------------------------------------ */
@@ -360,7 +432,9 @@ struct ccvm_vm_opts {
 
 /*
  * ccvm_vm_create() - Create a VM on @p with the platform's backend (KVM's
- * KVM_CREATE_VM plus, for TDX, KVM_TDX_INIT_VM; for SNP, SNP_LAUNCH_START).
+ * KVM_CREATE_VM plus, for TDX, KVM_TDX_INIT_VM; for SNP, SNP_LAUNCH_START)
+ * and store the VMM's handle in *@out.  @opts may be NULL for defaults.
+ * Context: any thread but a guest's.
  * Return: 0; -EINVAL for bad options; -EBUSY/-ENOSPC when no key id is left
  * (TDX HKID, SNP ASID); -EAGAIN when the simulated RNG ran dry; -ENOMEM.
  */
@@ -370,17 +444,31 @@ CCVM_API int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *
 /*
  * ccvm_vm_close() - Drop the VMM's reference.  The VM lives on while vCPU
  * handles or gmem files hold references; its teardown runs when the last
- * one goes.  Return: 0 or -EINVAL.
+ * one goes, on the thread that drops it.
+ * Context: any thread but a guest's; no other call on the handle may run
+ * or follow.
+ * Return: 0; -EINVAL (NULL, or the handle was already closed).
  */
 CCVM_API int ccvm_vm_close(struct ccvm_vm *vm);
 
-/* The GPA bit that selects the shared alias, 0 for mock. */
+/*
+ * ccvm_vm_shared_bit() - The GPA bit that selects the shared alias of a
+ * gfn: the top bit of the guest physical width (gpa_bits - 1) on TDX
+ * (GPA.SHARED) and SNP (the C-bit, modelled as a shared bit), 0 for mock.
+ * Context: any thread; no lock.
+ * Return: the bit as a mask, 0 if the backend has none (or @vm is NULL).
+ */
 CCVM_API uint64_t ccvm_vm_shared_bit(const struct ccvm_vm *vm);
 
-CCVM_API int ccvm_vm_caps(struct ccvm_vm *vm, struct ccvm_backend_caps *caps);
-CCVM_API int ccvm_vm_get_stats(struct ccvm_vm *vm, struct ccvm_stats *st);
-
-/* Launch: TDX MR.FINALIZE / SNP LAUNCH_FINISH.  -EINVAL if already done. */
+/*
+ * ccvm_vm_finalize() - End the launch: TDX MR.FINALIZE, SNP LAUNCH_FINISH.
+ * After it ccvm_vm_populate() is refused and vCPUs may run.  A backend
+ * whose capabilities say needs_finalize refuses ccvm_vcpu_run() (and,
+ * TDX, pre-faulting) before it; on the others it only closes populate.
+ * Context: any thread but a guest's; takes the VM lock and slots_lock.
+ * Return: 0; -EINVAL (NULL, or already finalized); -EIO (VM bugged or
+ * dead); the backend's error (e.g. TDX: a failed MR.FINALIZE).
+ */
 CCVM_API int ccvm_vm_finalize(struct ccvm_vm *vm);
 
 #define CCVM_POPULATE_MEASURE	(1ull << 0)	/* TDX: MR.EXTEND each page */
@@ -388,6 +476,7 @@ CCVM_API int ccvm_vm_finalize(struct ccvm_vm *vm);
  * ccvm_vm_populate() - Copy @size bytes from @src into private memory at
  * @gpa before finalize (TDX INIT_MEM_REGION / SNP LAUNCH_UPDATE).  The range
  * must be PRIVATE and backed by gmem.
+ * Context: any thread but a guest's, before ccvm_vm_finalize().
  * Return: 0; -EINVAL (alignment, flags, not private, no gmem, after
  * finalize); -EEXIST (a page was already populated); -EOPNOTSUPP (mock).
  */
@@ -398,6 +487,9 @@ CCVM_API int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src,
  * ccvm_vm_terminate() - Release the VM's key id now and mark it dead
  * (KVM_TDX_TERMINATE_VM style): later runs fail with -EIO, and private
  * memory is reclaimed without the dynamic-removal protocol.
+ * Context: any thread but a guest's; takes the VM lock.
+ * Return: 0; -EINVAL (NULL, or already dead); -EOPNOTSUPP (the backend
+ * has no early release); the backend's error.
  */
 CCVM_API int ccvm_vm_terminate(struct ccvm_vm *vm);
 
@@ -447,12 +539,17 @@ enum ccvm_study_knob {
 
 /*
  * ccvm_vm_set_study_knob() - Set study knob @knob of @vm to @value.
+ * Context: any thread; takes effect where the selected behaviour next runs.
  * Return: 0; -EINVAL (NULL, unknown knob, value out of range); -EOPNOTSUPP
  * (the knob does not apply to this VM's backend); nothing changes on error.
  */
 CCVM_API int ccvm_vm_set_study_knob(struct ccvm_vm *vm, unsigned int knob, uint32_t value);
 
-/* Read a study knob of @vm into *@value.  Return: 0 or -EINVAL. */
+/*
+ * ccvm_vm_get_study_knob() - Read study knob @knob of @vm into *@value.
+ * Context: any thread.
+ * Return: 0; -EINVAL (NULL argument, unknown knob).
+ */
 CCVM_API int ccvm_vm_get_study_knob(struct ccvm_vm *vm, unsigned int knob, uint32_t *value);
 
 /* ------------------------------------------------------------------ */
@@ -478,6 +575,8 @@ struct ccvm_memory_region {
  * ccvm_vm_set_user_memory_region() - KVM_SET_USER_MEMORY_REGION2.
  * Create, delete (size 0), or move a slot without gmem.  Deleting or moving
  * zaps exactly that slot's gfns in every root.
+ * Context: any thread but a guest's; takes slots_lock, then mmu_lock for
+ * write while it zaps; may sleep.
  * Return: 0; -EINVAL (flags, alignment, wrap, beyond gpa_bits, more than
  * 2^31 - 1 pages, slot id, resize, changing a gmem slot, gmem of another
  * VM, gmem range past EOF or already bound, delete of a missing slot);
@@ -487,9 +586,21 @@ struct ccvm_memory_region {
 CCVM_API int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm,
 					    const struct ccvm_memory_region *r);
 
-/* Test hook: make the next memslot update wrap the generation counter. */
+/*
+ * ccvm_vm_force_generation_wrap() - A test hook: set the memslot
+ * generation so that the next memslot update wraps it, to test what
+ * depends on the generation (cached translations, study 001).
+ * Context: any thread; takes slots_lock.
+ * Return: 0; -EINVAL (NULL).
+ */
 CCVM_API int ccvm_vm_force_generation_wrap(struct ccvm_vm *vm);
-/* The memslot generation (wraps). */
+
+/*
+ * ccvm_vm_memslot_generation() - The memslot generation of @vm, which
+ * every memslot update advances (and which wraps).
+ * Context: any thread; no lock (a racing update may be seen or not).
+ * Return: the generation.
+ */
 CCVM_API uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
 
 /* ------------------------------------------------------------------ */
@@ -499,10 +610,13 @@ CCVM_API uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
 #define CCVM_MEMORY_ATTRIBUTE_PRIVATE	(1ull << 3)
 
 /*
- * ccvm_vm_set_memory_attributes() - KVM_SET_MEMORY_ATTRIBUTES.
- * Mappings of the old kind in the range are zapped before the store
- * changes; nothing is freed (punch the old backing with fallocate).
- * Context: takes slots_lock, then mmu_lock for write; may sleep.
+ * ccvm_vm_set_memory_attributes() - KVM_SET_MEMORY_ATTRIBUTES: set the
+ * attributes of [@gpa, @gpa + @size) to @attributes (0 for shared,
+ * CCVM_MEMORY_ATTRIBUTE_PRIVATE).  Mappings of the old kind in the range
+ * are zapped before the store changes; nothing is freed (punch the old
+ * backing with ccvm_gmem_fallocate()).
+ * Context: any thread but a guest's; takes slots_lock, then mmu_lock for
+ * write; may sleep.
  * Return: 0 (also when the range already holds @attributes); -EINVAL
  * (flags != 0, unknown bits, size 0, unaligned, wrap); -ENOMEM; a
  * backend's errno; -EIO (VM bugged).  On any error but -EIO nothing
@@ -548,7 +662,10 @@ CCVM_API int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
 
 /*
  * ccvm_gmem_create() - KVM_CREATE_GUEST_MEMFD: a file of @size bytes
- * (fixed) for @vm; takes a VM reference.
+ * (fixed) for @vm, stored in *@out; it takes a VM reference.  @flags:
+ * CCVM_GMEM_FLAG_MMAP (host access with ccvm_gmem_read() and
+ * ccvm_gmem_write()), CCVM_GMEM_FLAG_INIT_SHARED, as the backend allows.
+ * Context: any thread but a guest's.
  * Return: 0; -EINVAL (size 0, unaligned or above INT64_MAX, flags unknown
  * or not supported by the backend); -EIO (VM bugged or dead);
  * -ENOMEM.
@@ -560,6 +677,8 @@ CCVM_API int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags,
  * ccvm_gmem_fallocate() - Allocate (KEEP_SIZE) or punch a hole
  * (PUNCH_HOLE|KEEP_SIZE).  A punch zaps every mapping of the range first,
  * then frees the pages.  Works after the VM handle is closed.
+ * Context: any thread but a guest's; takes the file's invalidate lock for
+ * write and mmu_lock for write while it zaps; may sleep.
  * Return: 0; -EOPNOTSUPP (mode); -EINVAL (offset or len above INT64_MAX,
  * as loff_t, len 0, unaligned, allocate past EOF); -EFBIG (offset + len
  * above INT64_MAX); -ENOMEM (simulated RAM exhausted; pages allocated so
@@ -568,9 +687,12 @@ CCVM_API int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags,
 CCVM_API int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t len);
 
 /*
- * Host access through the file, as through an mmap of it.  Only pages that
- * are shared may be touched; reading a hole reads zeros and, like a fault on
+ * ccvm_gmem_read() / ccvm_gmem_write() - Host access to @len bytes at
+ * @offset of the file, as through an mmap of it.  Only pages that are
+ * shared may be touched; reading a hole reads zeros and, like a fault on
  * a MAP_SHARED mapping, allocates it.
+ * Context: any thread but a guest's; takes the file's invalidate lock for
+ * read.
  * Return: 0; -ENODEV (file without CCVM_GMEM_FLAG_MMAP); -EFAULT (a private
  * page, or past EOF: where Linux raises SIGBUS); -EINVAL (NULL buf, wrap);
  * -ENOMEM.
@@ -585,6 +707,14 @@ struct ccvm_gmem_info {
 	uint64_t nr_pages;	/* pages allocated in the page cache */
 	uint32_t nr_bindings;	/* memslots bound to the file */
 };
+
+/*
+ * ccvm_gmem_get_info() - The size, flags, allocated pages and bindings of
+ * the file @g in @info.  The caller sets info->sz; info->sz comes back as
+ * the size written.
+ * Context: any thread; takes the file's page and invalidate locks.
+ * Return: 0; -EINVAL (NULL argument, info->sz smaller than a size_t).
+ */
 CCVM_API int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info);
 
 /*
@@ -592,6 +722,9 @@ CCVM_API int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info
  * bindings are cut (private faults on them become memory-fault exits),
  * mappings are zapped unless the backend defers removal to teardown, and
  * the VM reference is dropped (possibly destroying the VM).
+ * Context: any thread but a guest's; takes slots_lock and the file's
+ * invalidate lock; may sleep.  No other call on @g may run or follow.
+ * Return: 0; -EINVAL (NULL).
  */
 CCVM_API int ccvm_gmem_close(struct ccvm_gmem *g);
 
@@ -641,8 +774,12 @@ struct ccvm_run {
 typedef void (*ccvm_guest_fn)(struct ccvm_guest *g, void *arg);
 
 /*
- * ccvm_vcpu_create() - Create vCPU @id (< max_vcpus, unique); takes a VM
- * reference.  Return: 0; -EINVAL; -EEXIST (id in use); -EIO; -ENOMEM.
+ * ccvm_vcpu_create() - Create vCPU @id (< max_vcpus, unique) of @vm and
+ * store its handle in *@out; it takes a VM reference.  The backend creates
+ * its per-vCPU state (TDX TDVPR and TDCX pages, SNP VMSA).
+ * Context: any thread but a guest's.
+ * Return: 0; -EINVAL (NULL argument, @id >= max_vcpus); -EEXIST (id in
+ * use); -EIO (VM bugged or dead); -ENOMEM.
  */
 CCVM_API int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out);
 
@@ -650,6 +787,10 @@ CCVM_API int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu 
  * ccvm_vcpu_close() - Close the handle: a guest blocked in an exit is
  * unwound, the thread joined, the VM reference dropped.  The vCPU's backend
  * state lives until VM teardown, as in KVM.
+ * Context: any thread but the vCPU's own guest; no other call on @v may
+ * run or follow.
+ * Return: 0; -EINVAL (NULL, or already closed); -EDEADLK (called from the
+ * vCPU's own guest function).
  */
 CCVM_API int ccvm_vcpu_close(struct ccvm_vcpu *v);
 
@@ -657,6 +798,8 @@ CCVM_API int ccvm_vcpu_close(struct ccvm_vcpu *v);
  * ccvm_vcpu_pre_fault_memory() - KVM_PRE_FAULT_MEMORY: map [*gpa, *gpa +
  * *size) as a guest access would (private if the attribute says so),
  * advancing both as pages are mapped.
+ * Context: any thread but a guest's, not while @v runs; takes mmu_lock
+ * for read (the fault path).
  * Return: 0 if anything was mapped; -EINVAL (size 0, unaligned, wrap);
  * -ENOENT (no memslot at *gpa); -EFAULT (attribute/backing mismatch);
  * -EOPNOTSUPP (TDX before finalize); -EBUSY (the fault at *gpa kept
@@ -664,11 +807,22 @@ CCVM_API int ccvm_vcpu_close(struct ccvm_vcpu *v);
  */
 CCVM_API int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *size);
 
-/* Set the guest function; only while no guest is running or blocked. */
+/*
+ * ccvm_vcpu_set_guest() - Set the function the next ccvm_vcpu_run() starts
+ * in the guest: @fn(guest, @arg) on the vCPU's own thread.  The run state
+ * is cleared.
+ * Context: any thread but the vCPU's own guest, while no guest of @v is
+ * running or blocked in an exit.
+ * Return: 0; -EINVAL (NULL @v or @fn, handle closed); -EBUSY (a guest is
+ * blocked in an exit: run it to the end or close the vCPU); -EDEADLK
+ * (called from the vCPU's own guest).
+ */
 CCVM_API int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg);
 
 /*
- * ccvm_vcpu_run() - Resume the guest until its next exit (KVM_RUN).
+ * ccvm_vcpu_run() - Resume the guest until its next exit (KVM_RUN).  A
+ * backend whose capabilities say needs_finalize (TDX, SNP) refuses to
+ * run before ccvm_vm_finalize(), as KVM does.
  * Context: one caller per vCPU at a time; vCPUs run in parallel.
  * Return: 0 with the exit in ccvm_vcpu_run_state(); -EFAULT with a
  * CCVM_EXIT_MEMORY_FAULT exit; -EINVAL (no guest, or the guest is done);
@@ -679,25 +833,66 @@ CCVM_API int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *ar
  */
 CCVM_API int ccvm_vcpu_run(struct ccvm_vcpu *v);
 
+/*
+ * ccvm_vcpu_run_state() - The vCPU's struct ccvm_run (KVM's mmap'ed
+ * kvm_run): the last exit's reason and data, where the VMM also writes
+ * its answers (MMIO read data, hypercall ret) before the next run.
+ * Context: the thread that calls ccvm_vcpu_run() on @v, between runs.
+ * Return: a pointer valid until the vCPU is closed; NULL for NULL @v.
+ */
 CCVM_API struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v);
 
 /*
- * Guest side: only from inside a guest function, on its vCPU.  An access
- * that needs the VMM blocks the guest until the next ccvm_vcpu_run(), then
- * runs again, as a CPU re-executes a faulting instruction.
- * Return: 0; -EINVAL (bad range); -EACCES (#VE/#VC: page not accepted);
- * -EIO (VM dead).
+ * ccvm_guest_read() / ccvm_guest_write() - The guest reads or writes @len
+ * bytes at @gpa (with the shared bit: the shared alias).  An access that
+ * needs the VMM (a fault on a page the attributes and backing disagree
+ * on, MMIO) blocks the guest until the next ccvm_vcpu_run(), then runs
+ * again, as a CPU re-executes a faulting instruction.
+ * Context: guest side: only from inside a guest function, on its vCPU.
+ * Return: 0; -EINVAL (bad range, not called from a guest); -EACCES
+ * (#VE/#VC: page not accepted); -EIO (VM dead).
  */
 CCVM_API int ccvm_guest_read(struct ccvm_guest *g, uint64_t gpa, void *buf, size_t len);
 CCVM_API int ccvm_guest_write(struct ccvm_guest *g, uint64_t gpa, const void *buf, size_t len);
-/* MapGPA / page-state change: hypercall exits; returns -(VMM's ret). */
+
+/*
+ * ccvm_guest_map_gpa() - The guest asks to convert [@gpa, @gpa + @size)
+ * to private or shared (TDX TDG.VP.VMCALL<MapGPA>, SNP page-state change):
+ * CCVM_EXIT_HYPERCALL exits, in chunks as the backend splits them, each
+ * answered by the VMM in run->hypercall.ret.
+ * Context: guest side, on the guest's vCPU.
+ * Return: 0; -EINVAL (range unaligned, wrapping or past the GPA width, not
+ * called from a guest); -EIO (VM dead); the negated errno of the VMM's
+ * non-zero ret (e.g. -EAGAIN to ask for a retry).
+ */
 CCVM_API int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool to_private);
-/* TDX TDG.MEM.PAGE.ACCEPT / SNP PVALIDATE page by page, stopping at the
- * first failure: -EEXIST for a page accepted already. */
+
+/*
+ * ccvm_guest_accept() - The guest accepts private pages (TDX
+ * TDG.MEM.PAGE.ACCEPT, SNP PVALIDATE) page by page, stopping at the first
+ * failure; a page not yet mapped is faulted in first.
+ * Context: guest side, on the guest's vCPU.
+ * Return: 0; -EEXIST (a page accepted already); -EINVAL (size 0, range
+ * unaligned or past the GPA width, a GPA with the shared bit, no memslot
+ * at a page, not called from a guest); -EIO (VM dead); the backend's
+ * error for the page.
+ */
 CCVM_API int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size);
-/* An exit to the VMM with @value, like a selftest ucall. */
+
+/*
+ * ccvm_guest_sync() - Exit to the VMM with CCVM_EXIT_SYNC and @value (like
+ * a selftest ucall); the guest goes on at the next ccvm_vcpu_run().
+ * Context: guest side, on the guest's vCPU.
+ * Return: nothing; a VMM that closes the vCPU instead unwinds the guest.
+ */
 CCVM_API void ccvm_guest_sync(struct ccvm_guest *g, uint64_t value);
-/* End the guest with CCVM_EXIT_GUEST_ABORT; does not return. */
+
+/*
+ * ccvm_guest_abort() - End the guest with CCVM_EXIT_GUEST_ABORT, reporting
+ * @file, @line and @msg in run->abort (CCVM_GUEST_ASSERT() calls it).
+ * Context: guest side, on the guest's vCPU.
+ * Return: does not return.
+ */
 #if defined(__cplusplus)
 [[noreturn]]
 #else
@@ -708,7 +903,12 @@ CCVM_API void ccvm_guest_abort(struct ccvm_guest *g, const char *file, int line,
 #define CCVM_GUEST_ASSERT(g, cond) \
 	do { if (!(cond)) ccvm_guest_abort((g), __FILE__, __LINE__, #cond); } while (0)
 
-/* The vCPU id and VM shared bit, for guest code. */
+/*
+ * ccvm_guest_vcpu_id() / ccvm_guest_shared_bit() - The vCPU id and the
+ * VM's shared bit, for guest code.
+ * Context: guest side.
+ * Return: the id (UINT32_MAX for NULL @g); the bit (0 without one).
+ */
 CCVM_API uint32_t ccvm_guest_vcpu_id(const struct ccvm_guest *g);
 CCVM_API uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
 
@@ -750,11 +950,19 @@ CCVM_API int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_
  * ccvm_platform_check_invariants() - Check @p's physical memory: the free
  * list and the per-page state agree (no page both free and allocated), free
  * plus allocated pages add up to the total, and leaked pages are counted
- * and never free.  Context and return as ccvm_vm_check_invariants().
+ * and never free.
+ * Context: a quiescent point, as for ccvm_vm_check_invariants().
+ * Return: 0 when the walk ran (r->invariant is 0 if everything held);
+ * -EINVAL (NULL, r->sz too small).
  */
 CCVM_API int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invariant_report *r);
 
-/* One line naming invariant @n (1..30), NULL for another number. */
+/*
+ * ccvm_invariant_name() - One line naming invariant @n (1..30), as
+ * docs/invariants.md lists them.
+ * Context: any thread.
+ * Return: a static string; NULL for another number.
+ */
 CCVM_API const char *ccvm_invariant_name(unsigned int n);
 
 #ifdef __cplusplus

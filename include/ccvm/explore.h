@@ -76,7 +76,12 @@ struct ccvm_sched_event {
 	char thread_name[CCVM_SCHED_NAME_MAX];
 };
 
-/* "lock", "cond_wait", ...; NULL for an unknown value. */
+/*
+ * ccvm_sched_op_name() - The name of scheduling operation @op (enum
+ * ccvm_sched_op): "lock", "cond_wait", ..., for printing events.
+ * Context: any thread.
+ * Return: a static string; NULL for an unknown value.
+ */
 CCVM_API const char *ccvm_sched_op_name(unsigned int op);
 
 /* ---- scenarios ------------------------------------------------------------------- */
@@ -210,21 +215,36 @@ CCVM_API int ccvm_explore(const struct ccvm_scenario *sc, const struct ccvm_expl
  * -ESTALE (CCVM_EXPLORE_FAIL_DIVERGED: the scenario took another path than
  * the token's, e.g. after a code change); -EINVAL (malformed token or bad
  * arguments, @res untouched).
+ * Context: as ccvm_explore().
  */
 CCVM_API int ccvm_replay(const struct ccvm_scenario *sc, const char *token,
 			 const struct ccvm_explore_opts *opts, struct ccvm_explore_result *res);
 
-/* Free what a result points to; the counters stay. */
+/*
+ * ccvm_explore_result_release() - Free what a result points to (token,
+ * message, events) and clear those fields; the counters stay.  A result
+ * released twice, or one that is all zeros but its sz, is fine.
+ * Context: any thread.
+ * Return: nothing.
+ */
 CCVM_API void ccvm_explore_result_release(struct ccvm_explore_result *res);
 
 /*
  * ccvm_explore_parse_shard() - Parse "i/n" (0 <= i < n) for the shard
- * fields.  Return: 0; -EINVAL (syntax, i >= n, n == 0, overflow; outputs
+ * fields, as a program's --shard option gives it.
+ * Context: any thread.
+ * Return: 0; -EINVAL (syntax, i >= n, n == 0, overflow; outputs
  * untouched).
  */
 CCVM_API int ccvm_explore_parse_shard(const char *s, uint32_t *index, uint32_t *count);
 
-/* Name of a strategy ("random", "pct", "dfs") or failure; NULL if unknown. */
+/*
+ * ccvm_explore_strategy_name() / ccvm_explore_failure_name() - The name of
+ * a strategy ("random", "pct", "dfs") or of a failure (enum
+ * ccvm_explore_failure).
+ * Context: any thread.
+ * Return: a static string; NULL for an unknown value.
+ */
 CCVM_API const char *ccvm_explore_strategy_name(unsigned int strategy);
 CCVM_API const char *ccvm_explore_failure_name(unsigned int failure);
 

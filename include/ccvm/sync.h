@@ -164,14 +164,32 @@ CCVM_API int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const
 CCVM_API int ccvm_cond_init(struct ccvm_cond *c, struct ccvm_sched *s, const char *name);
 
 /*
- * Destroy an object set up by the calls above.  Context: nobody holds or
- * waits on it.
+ * ccvm_mutex_destroy() / ccvm_rwlock_destroy() / ccvm_cond_destroy() -
+ * Destroy an object set up by the init calls (NULL is ignored).
+ * Context: nobody holds or waits on it.
+ * Return: nothing.
  */
 CCVM_API void ccvm_mutex_destroy(struct ccvm_mutex *m);
 CCVM_API void ccvm_rwlock_destroy(struct ccvm_rwlock *l);
 CCVM_API void ccvm_cond_destroy(struct ccvm_cond *c);
 
-/* Serial-mode paths, out of line: called only through the inlines below. */
+/*
+ * ccvm_sync_mutex_lock() and the other ccvm_sync_*() calls - The
+ * out-of-line halves of the inline lock, condition and point calls of
+ * <ccvm/sync.h>.
+ * They are the serial-mode paths of ccvm_mutex_lock() and the rest, where the
+ * scheduler picks the thread that goes on, and the free-running blocking
+ * paths, which count the waiter and block.  Programs call the inlines,
+ * never these; they are exported because the inlines are compiled into
+ * the caller.  ccvm_sync_rwlock_plain() does the free-running rwlock
+ * operation @op (CCVM_SYNC_RW_*) for code that cannot see
+ * pthread_rwlock_t.
+ * Context: as the inline call that uses it; the serial paths only on a
+ * controlled thread of the object's scheduler.
+ * Return: the trylocks: 0 or -EBUSY; ccvm_sync_rwlock_plain(): as the
+ * pthread call, 0 or a positive error number (EINVAL for an unknown @op);
+ * the others nothing.
+ */
 CCVM_API void ccvm_sync_mutex_lock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
 CCVM_API int ccvm_sync_mutex_trylock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
 CCVM_API void ccvm_sync_mutex_unlock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
@@ -179,11 +197,19 @@ CCVM_API void ccvm_sync_rwlock_lock(struct ccvm_rwlock *l, int write, const stru
 CCVM_API int ccvm_sync_rwlock_trylock(struct ccvm_rwlock *l, int write,
 				      const struct ccvm_sync_site *site);
 CCVM_API void ccvm_sync_rwlock_unlock(struct ccvm_rwlock *l, const struct ccvm_sync_site *site);
-/* Free-running blocking paths, out of line: count the waiter, then block. */
 CCVM_API void ccvm_sync_mutex_wait(struct ccvm_mutex *m);
 CCVM_API void ccvm_sync_rwlock_wait(struct ccvm_rwlock *l, int write);
-/* Free-running rwlock calls for code that cannot see pthread_rwlock_t. */
 CCVM_API int ccvm_sync_rwlock_plain(struct ccvm_rwlock *l, int op);
+CCVM_API void ccvm_sync_cond_wait(struct ccvm_cond *c, struct ccvm_mutex *m,
+				  const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_cond_wake(struct ccvm_cond *c, int all, const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_point(struct ccvm_sched *s, const void *obj, const char *where,
+			      const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
+				  uint64_t old, const char *where, const struct ccvm_sync_site *site);
+
+/* The operations of ccvm_sync_rwlock_plain(). */
 #define CCVM_SYNC_RW_RDLOCK	0
 #define CCVM_SYNC_RW_WRLOCK	1
 #define CCVM_SYNC_RW_TRYRDLOCK	2
@@ -194,14 +220,6 @@ CCVM_API int ccvm_sync_rwlock_plain(struct ccvm_rwlock *l, int op);
 #else
 #define ccvm_sync_rw_plain(l, op, call)	ccvm_sync_rwlock_plain((l), (op))
 #endif
-CCVM_API void ccvm_sync_cond_wait(struct ccvm_cond *c, struct ccvm_mutex *m,
-				  const struct ccvm_sync_site *site);
-CCVM_API void ccvm_sync_cond_wake(struct ccvm_cond *c, int all, const struct ccvm_sync_site *site);
-CCVM_API void ccvm_sync_point(struct ccvm_sched *s, const void *obj, const char *where,
-			      const struct ccvm_sync_site *site);
-CCVM_API void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_sync_site *site);
-CCVM_API void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
-				  uint64_t old, const char *where, const struct ccvm_sync_site *site);
 
 /* ---- mutex ------------------------------------------------------------------- */
 
@@ -477,7 +495,12 @@ CCVM_API int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **ou
 #define ccvm_thread_join(t, ret)	ccvm_thread_join_at((t), (ret), CCVM_SYNC_SITE)
 CCVM_API int ccvm_thread_join_at(struct ccvm_thread *t, int *ret, const struct ccvm_sync_site *site);
 
-/* The name given at creation ("main" for a serial platform's creator). */
+/*
+ * ccvm_thread_name() - The name @t was given at creation ("main" for a
+ * serial platform's creator).
+ * Context: any thread while @t is not joined.
+ * Return: the name, valid until @t is joined.
+ */
 CCVM_API const char *ccvm_thread_name(const struct ccvm_thread *t);
 
 /*
@@ -486,6 +509,8 @@ CCVM_API const char *ccvm_thread_name(const struct ccvm_thread *t);
  * failures itself).  After a failure every other controlled thread has been
  * unwound, the creator's pending call returned without effect, and sync
  * calls no longer schedule: the platform is good only for destroying.
+ * Context: the platform's creator (controlled thread 0), or any thread
+ * once the failure unwound the others.
  * Return: 0 (no failure, or @s NULL); -EDEADLK, -ELOOP, -EPERM with a
  * report in @msg (NUL-terminated, may be NULL).
  */
