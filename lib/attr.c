@@ -11,10 +11,11 @@
  *   -> store
  *   -> mmu_lock write: recompute MIXED for the touched 2M pages, post hook,
  *      invalidate_end
- *   -> update_mem_attr per slot, outside mmu_lock (SNP's RMP work); if it
- *      fails, the old attributes are put back the same way and the call
- *      returns its errno with nothing changed (or -EIO with the VM bugged
- *      if even that fails): see rollback().
+ *   -> update_mem_attr per slot, outside mmu_lock (SNP's RMP work; only
+ *      under study 004's knob, and there before invalidate_end for its
+ *      locked variant); if it fails, the old attributes are put back the
+ *      same way and the call returns its errno with nothing changed (or
+ *      -EIO with the VM bugged if even that fails): see rollback().
  * The pre and post walks only run where a memslot intersects the range;
  * elsewhere nothing can be mapped, so the store changes without an
  * invalidation, as in KVM.
@@ -233,9 +234,20 @@ static int pre_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t 
 	return err;
 }
 
-/* @stored false: the update was refused; only end the invalidation. */
+static void end_invalidation(struct ccvm_vm *vm)
+{
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_mmu_invalidate_end(vm);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
+}
+
+/*
+ * @stored false: the update was refused; only end the invalidation.
+ * @end false: leave the range in progress (the caller ends it).
+ */
 static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t attrs,
-		     bool stored)
+		     bool stored, bool end)
 {
 	size_t i;
 
@@ -244,9 +256,11 @@ static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_
 		post_set_mixed(vm, r[i].slot, r[i].start, r[i].end, attrs);
 		ccvm_op_post_set_mem_attr(vm, r[i].start, r[i].end, attrs);
 	}
-	ccvm_mmu_invalidate_end(vm);
+	if (end)
+		ccvm_mmu_invalidate_end(vm);
 	ccvm_rwlock_unlock(&vm->mmu_lock);
-	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
+	if (end)
+		ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
 /*
@@ -298,7 +312,7 @@ static int collect_runs(struct ccvm_vm *vm, uint64_t start, uint64_t end, struct
 
 static void free_runs(struct attr_runs *o)
 {
-	if (o->v != o->small)
+	if (o->v && o->v != o->small)
 		free(o->v);
 	o->v = NULL;
 }
@@ -342,14 +356,14 @@ static int rollback(struct ccvm_vm *vm, struct slot_range *r, size_t n, size_t f
 			if (c.start >= c.end)
 				continue;
 			if (pre_set(vm, &c, 1, o->attrs)) {
-				post_set(vm, &c, 1, o->attrs, false);
+				post_set(vm, &c, 1, o->attrs, false, true);
 				goto bug;
 			}
 			if (store_attrs(vm, c.start, c.end, o->attrs)) {
-				post_set(vm, &c, 1, o->attrs, false);
+				post_set(vm, &c, 1, o->attrs, false, true);
 				goto bug;
 			}
-			post_set(vm, &c, 1, o->attrs, true);
+			post_set(vm, &c, 1, o->attrs, true, true);
 		}
 		/* The parts no memslot covers: nothing can be mapped there. */
 		if (store_attrs(vm, o->start, o->end, o->attrs))
@@ -378,6 +392,7 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 	struct attr_runs old = { 0 };
 	uint64_t start, end;
 	size_t n, i;
+	bool in_window;
 	int err = 0;
 
 	/* kvm_vm_ioctl_set_mem_attributes(): the checks, in order. */
@@ -438,7 +453,7 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		 * A refusing pre hook leaves the store as it was; the zaps
 		 * already done only cost refaults.  The invalidation still ends.
 		 */
-		post_set(vm, r, n, attributes, false);
+		post_set(vm, r, n, attributes, false, true);
 		goto out_free;
 	}
 
@@ -446,8 +461,13 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		ccvm_vm_bug(vm, "attribute store failed after reserve");
 	ccvm_account(vm->p, vm, CCVM_EV_ATTR_CHANGE, 1);
 
+	/*
+	 * Study 004's locked variant (CCVM_SNP_RMP_LOCKED) keeps the range in
+	 * progress across update_mem_attr, so a fault meanwhile is stale.
+	 */
+	in_window = ccvm_vm_study_knob(vm, CCVM_STUDY_SNP_RMP_UPDATE) == CCVM_SNP_RMP_LOCKED;
 	if (n)
-		post_set(vm, r, n, attributes, true);
+		post_set(vm, r, n, attributes, true, !in_window);
 
 	/* Outside mmu_lock, may sleep: SNP's RMP and direct-map work. */
 	for (i = 0; i < n; i++) {
@@ -461,6 +481,8 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 			break;
 		}
 	}
+	if (n && in_window)
+		end_invalidation(vm);
 out_free:
 	free_runs(&old);
 	free(r);
