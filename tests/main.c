@@ -23,6 +23,7 @@
 	SUITE(backend) \
 	SUITE(badinput) \
 	SUITE(conformance) \
+	SUITE(explore) \
 	SUITE(faultsweep) \
 	SUITE(gmem) \
 	SUITE(guest) \
@@ -30,6 +31,7 @@
 	SUITE(invariants) \
 	SUITE(memslot) \
 	SUITE(mmu) \
+	SUITE(mutants) \
 	SUITE(platform) \
 	SUITE(sched) \
 	SUITE(sched_lib) \
