@@ -78,6 +78,7 @@ TEST_SRCS += tests/check_explore.c
 TEST_SRCS += tests/check_faultsweep.c
 TEST_SRCS += tests/check_gmem.c
 TEST_SRCS += tests/check_guest.c
+TEST_SRCS += tests/check_inplace.c
 TEST_SRCS += tests/check_invariants.c
 TEST_SRCS += tests/check_memslot.c
 TEST_SRCS += tests/check_mmu.c
@@ -617,10 +618,10 @@ check-man: $(MAN_DIR)/.stamp $(LIB) | man-deps
 		sed -n '/^\.EX/,/^\.EE/p' $$p | sed '1d;$$d;s/\\en/\\n/g;s/\\e/\\/g' > $$src; \
 		[ -s $$src ] || continue; \
 		if grep -q '^int main' $$src; then \
-			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -o $${src%.c} $$src $(LIB) -pthread; \
+			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude $(SAN_CFLAGS) -o $${src%.c} $$src $(LIB) -pthread; \
 			$${src%.c} > /dev/null; \
 		else \
-			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -c -o $${src%.c}.o $$src; \
+			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude $(SAN_CFLAGS) -c -o $${src%.c}.o $$src; \
 		fi; \
 	done
 	$(Q)printf '  %-7s %s\n' MAN "$$(ls $(MAN_DIR)/*.3 | wc -l) pages in $(MAN_DIR): mandoc -Tlint clean, every public call has one, examples build and run"

@@ -132,7 +132,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	if (!opts.nr_cpus)
 		opts.nr_cpus = DEFAULT_NR_CPUS;
 	if (opts.nr_cpus > MAX_NR_CPUS || opts.nr_keyids > MAX_NR_KEYIDS ||
-	    opts.sched > CCVM_SCHED_SERIAL)
+	    opts.sched > CCVM_SCHED_SERIAL || opts.attr_scheme > CCVM_ATTR_SCHEME_GMEM)
 		return -EINVAL;
 	if (opts.costs) {
 		err = ccvm_opts_copy(&ucosts, sizeof(ucosts), opts.costs, opts.costs->sz);
@@ -147,6 +147,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	vops = calloc(1, sizeof(*vops));
 	if (!p || !vops)
 		goto err_nomem;
+	ccvm_counters_init(&p->stats);
 	err = ccvm_backend_validate(ops, vops);
 	if (err)
 		goto err_free;
@@ -170,6 +171,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	cost_model_fill(&p->costs, opts.costs ? &ucosts : NULL);
 	p->next_vm_id = 1;
 	p->resched_entries = opts.resched_entries ? opts.resched_entries : CCVM_RESCHED_ENTRIES;
+	p->attr_scheme = opts.attr_scheme ? opts.attr_scheme : CCVM_ATTR_SCHEME_VM;
 	ccvm_model_bytes_add(p, sizeof(*p) + sizeof(*vops));
 	/* The scheduler first: every lock of the platform takes its mode from it. */
 	err = ccvm_sched_platform_attach(p, opts.sched, opts.sched_seed);
@@ -198,6 +200,7 @@ err_locks:
 	ccvm_sched_platform_detach(p);
 	platform_unmap(p);
 	free(vops);
+	ccvm_counters_destroy(&p->stats);
 	free(p);
 	return err ? err : -ENOMEM;
 err_unmap:
@@ -208,6 +211,8 @@ err_nomem:
 	err = -ENOMEM;
 err_free:
 	free(vops);
+	if (p)
+		ccvm_counters_destroy(&p->stats);
 	free(p);
 	return err;
 }
@@ -224,12 +229,13 @@ int ccvm_platform_destroy(struct ccvm_platform *p)
 	if (busy)
 		return -EBUSY;
 	ccvm_op_platform_destroy(p);
-	ccvm_trace_writer_close(p);
+	(void)ccvm_trace_writer_close(p);
 	platform_locks_destroy(p);
 	ccvm_sched_platform_detach(p);
 	free(p->priv);
 	platform_unmap(p);
 	free((void *)p->ops);
+	ccvm_counters_destroy(&p->stats);
 	free(p);
 	return 0;
 }
