@@ -37,8 +37,10 @@ bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn)
 
 int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa, uint64_t *attributes)
 {
-	if (!vm || !attributes || !ccvm_is_page_aligned(gpa))
-		return -EINVAL;
+	if (!vm || !attributes)
+		return ccvm_fail(-EINVAL, "NULL %s", vm ? "attributes" : "vm");
+	if (!ccvm_is_page_aligned(gpa))
+		return ccvm_fail(-EINVAL, "gpa 0x%llx not page aligned", (unsigned long long)gpa);
 	*attributes = ccvm_attr_get(vm, gpa >> CCVM_PAGE_SHIFT);
 	return 0;
 }
@@ -50,8 +52,10 @@ int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t *at
 
 	if (!run_bytes)
 		return ccvm_vm_get_memory_attribute(vm, gpa, attributes);
-	if (!vm || !attributes || !ccvm_is_page_aligned(gpa))
-		return -EINVAL;
+	if (!vm || !attributes)
+		return ccvm_fail(-EINVAL, "NULL %s", vm ? "attributes" : "vm");
+	if (!ccvm_is_page_aligned(gpa))
+		return ccvm_fail(-EINVAL, "gpa 0x%llx not page aligned", (unsigned long long)gpa);
 	gfn = gpa >> CCVM_PAGE_SHIFT;
 	ccvm_rwlock_rdlock(&vm->attr_lock);
 	v = ccvm_xa_run(&vm->attrs, gfn, &last);
@@ -253,14 +257,22 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 	int err = 0;
 
 	/* kvm_vm_ioctl_set_mem_attributes(): the checks, in order. */
-	if (!vm || flags)
-		return -EINVAL;
+	if (!vm)
+		return ccvm_fail(-EINVAL, "NULL vm");
+	if (flags)
+		return ccvm_fail(-EINVAL, "flags 0x%llx: must be 0", (unsigned long long)flags);
 	if (attributes & ~vm->caps.memory_attributes)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "attributes 0x%llx: bits 0x%llx not supported by the %s "
+				 "backend (CCVM_MEMORY_ATTRIBUTE_PRIVATE is 0x%llx)",
+				 (unsigned long long)attributes,
+				 (unsigned long long)(attributes & ~vm->caps.memory_attributes),
+				 vm->caps.name, (unsigned long long)CCVM_MEMORY_ATTRIBUTE_PRIVATE);
 	if (!size || gpa + size < gpa)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "gpa 0x%llx size 0x%llx: %s", (unsigned long long)gpa,
+				 (unsigned long long)size, size ? "the range wraps" : "size 0");
 	if (!ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size))
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "gpa 0x%llx size 0x%llx not page aligned",
+				 (unsigned long long)gpa, (unsigned long long)size);
 	start = gpa >> CCVM_PAGE_SHIFT;
 	end = start + (size >> CCVM_PAGE_SHIFT);
 
