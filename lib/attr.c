@@ -11,7 +11,9 @@
  *   -> store
  *   -> mmu_lock write: recompute MIXED for the touched 2M pages, post hook,
  *      invalidate_end
- *   -> update_mem_attr per slot, outside mmu_lock (SNP's RMP work).
+ *   -> update_mem_attr per slot, outside mmu_lock (SNP's RMP work; only
+ *      under study 004's knob, and there before invalidate_end for its
+ *      locked variant).
  * The pre and post walks only run where a memslot intersects the range;
  * elsewhere nothing can be mapped, so the store changes without an
  * invalidation, as in KVM.
@@ -232,9 +234,20 @@ static int pre_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t 
 	return err;
 }
 
-/* @stored false: the update was refused; only end the invalidation. */
+static void end_invalidation(struct ccvm_vm *vm)
+{
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_mmu_invalidate_end(vm);
+	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
+}
+
+/*
+ * @stored false: the update was refused; only end the invalidation.
+ * @end false: leave the range in progress (the caller ends it).
+ */
 static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t attrs,
-		     bool stored)
+		     bool stored, bool end)
 {
 	size_t i;
 
@@ -243,9 +256,11 @@ static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_
 		post_set_mixed(vm, r[i].slot, r[i].start, r[i].end, attrs);
 		ccvm_op_post_set_mem_attr(vm, r[i].start, r[i].end, attrs);
 	}
-	ccvm_mmu_invalidate_end(vm);
+	if (end)
+		ccvm_mmu_invalidate_end(vm);
 	ccvm_rwlock_unlock(&vm->mmu_lock);
-	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
+	if (end)
+		ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
 int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
@@ -254,6 +269,7 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 	struct slot_range *r = NULL;
 	uint64_t start, end;
 	size_t n, i, before;
+	bool in_window;
 	int err = 0;
 
 	/* kvm_vm_ioctl_set_mem_attributes(): the checks, in order. */
@@ -304,7 +320,7 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		 * A refusing pre hook leaves the store as it was; the zaps
 		 * already done only cost refaults.  The invalidation still ends.
 		 */
-		post_set(vm, r, n, attributes, false);
+		post_set(vm, r, n, attributes, false, true);
 		goto out_free;
 	}
 
@@ -316,8 +332,13 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 	ccvm_rwlock_unlock(&vm->attr_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_ATTR_CHANGE, 1);
 
+	/*
+	 * Study 004's locked variant (CCVM_SNP_RMP_LOCKED) keeps the range in
+	 * progress across update_mem_attr, so a fault meanwhile is stale.
+	 */
+	in_window = ccvm_vm_study_knob(vm, CCVM_STUDY_SNP_RMP_UPDATE) == CCVM_SNP_RMP_LOCKED;
 	if (n)
-		post_set(vm, r, n, attributes, true);
+		post_set(vm, r, n, attributes, true, !in_window);
 
 	/* Outside mmu_lock, may sleep: SNP's RMP and direct-map work. */
 	for (i = 0; i < n; i++) {
@@ -327,6 +348,8 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		if (e && !err)
 			err = e;
 	}
+	if (n && in_window)
+		end_invalidation(vm);
 out_free:
 	free(r);
 out:

@@ -84,11 +84,22 @@ static void platform_up(uint32_t nr_keyids)
 	shared = NULL;
 }
 
-static void vm_up(void)
+/*
+ * The VM of most tests here runs the update_mem_attr design as posted (study
+ * 004's CCVM_SNP_RMP_POSTED: the RMP follows each attribute change), which
+ * is what they check; the "merged" case checks the default.
+ */
+static void vm_up_design(uint32_t design)
 {
 	ck_assert_int_eq(ccvm_vm_create(p, NULL, &vm), 0);
+	ck_assert_int_eq(ccvm_vm_set_study_knob(vm, CCVM_STUDY_SNP_RMP_UPDATE, design), 0);
 	sbit = ccvm_vm_shared_bit(vm);
 	ck_assert_int_eq(ccvm_snp_vm_asid(vm, &asid), 0);
+}
+
+static void vm_up(void)
+{
+	vm_up_design(CCVM_SNP_RMP_POSTED);
 }
 
 /* A gmem file of @gsize and slot 0 at GPA 0 over @slot_size bytes of it from @off. */
@@ -848,9 +859,10 @@ static void round_trip(bool punched)
 	ck_assert_uint_eq(run->hypercall.args[1], CONV_PAGES);
 	ck_assert_uint_eq(run->hypercall.args[2],
 			  CCVM_MAP_GPA_RANGE_DECRYPTED | CCVM_MAP_GPA_RANGE_PAGE_SZ_4K);
+	/* The guest rescinded each page's validation before it asked. */
 	for (i = 0; i < CONV_PAGES; i++) {
 		pfn[i] = mapped_pfn(G_CONV + i * PG);
-		assert_rmp_guest(pfn[i], (G_CONV >> 12) + i, true);
+		assert_rmp_guest(pfn[i], (G_CONV >> 12) + i, false);
 	}
 	set_attr(run->hypercall.args[0], run->hypercall.args[1] * PG, 0);
 	/* Shared now: any RMPUPDATE clears validated. */
@@ -1256,6 +1268,64 @@ START_TEST(test_update_mem_attr_touches_allocated_pages_only)
 }
 END_TEST
 
+/* ---- the merged design: the RMP changes at prepare and at free ------------------ */
+
+static void setup_merged(void)
+{
+	platform_up(0);
+	vm_up_design(CCVM_SNP_RMP_MERGED);
+	slot_up(MEM_SIZE, MEM_SIZE, 0);
+}
+
+START_TEST(test_merged_rmp_follows_prepare_and_free)
+{
+	struct ccvm_vcpu *v;
+	uint64_t updates, gpa, size, pfn;
+	uint32_t design = 9;
+
+	/* The default, which this VM did not need to ask for. */
+	ck_assert_int_eq(ccvm_vm_get_study_knob(vm, CCVM_STUDY_SNP_RMP_UPDATE, &design), 0);
+	ck_assert_uint_eq(design, CCVM_SNP_RMP_MERGED);
+	ck_assert_int_eq(ccvm_gmem_fallocate(gm, CCVM_FALLOC_KEEP_SIZE, 8 * PG, PG), 0);
+	pfn = gmem_pfn(8);
+	updates = vm_ev(vm, CCVM_EV_RMPUPDATE);
+	/* A conversion touches no RMP entry: the allocated page stays shared. */
+	set_attr(0, 64 * PG, PRIV);
+	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_RMPUPDATE), updates);
+	assert_rmp_shared(pfn);
+	/* Its first fault prepares it. */
+	ck_assert_int_eq(ccvm_vm_finalize(vm), 0);
+	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
+	updates = vm_ev(vm, CCVM_EV_RMPUPDATE);		/* the VMSA's */
+	gpa = 8 * PG;
+	size = PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(v, &gpa, &size), 0);
+	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_RMPUPDATE), updates + 1);
+	assert_rmp_guest(pfn, 8, false);
+	check_mappings_agree_with_rmp();
+	/* Shared again: unmapped, but the page stays the guest's until freed. */
+	set_attr(0, 64 * PG, 0);
+	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_RMPUPDATE), updates + 1);
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(vm, 8 * PG, &gpa, NULL), -ENOENT);
+	assert_rmp_guest(pfn, 8, false);
+	/* Private again: the next fault finds it prepared (no RMPUPDATE). */
+	set_attr(0, 64 * PG, PRIV);
+	gpa = 8 * PG;
+	size = PG;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(v, &gpa, &size), 0);
+	ck_assert_uint_eq(vm_ev(vm, CCVM_EV_RMPUPDATE), updates + 1);
+	ck_assert_uint_eq(mapped_pfn(8 * PG), pfn);
+	/* Freed: back to the host, flushed. */
+	set_attr(0, 64 * PG, 0);
+	updates = tu_event(p, CCVM_EV_RMPUPDATE);
+	punch(8 * PG, PG);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_RMPUPDATE), updates + 1);
+	assert_rmp_shared(pfn);
+	check_mappings_agree_with_rmp();
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
 /* ---- the attribute/RMPUPDATE race ----------------------------------------------- */
 
 #define G_RACE		0x9000ull
@@ -1641,6 +1711,11 @@ Suite *snp_suite(void)
 	tcase_add_test(tc, test_psc_exits_coalesced_per_request);
 	tcase_add_test(tc, test_update_mem_attr_touches_allocated_pages_only);
 	tcase_add_test(tc, test_invalidate_failure_leaks);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("merged");
+	tcase_add_checked_fixture(tc, setup_merged, teardown);
+	tcase_add_test(tc, test_merged_rmp_follows_prepare_and_free);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("huge");

@@ -24,6 +24,7 @@
 	SUITE(badinput) \
 	SUITE(conformance) \
 	SUITE(errors) \
+	SUITE(explore) \
 	SUITE(faultsweep) \
 	SUITE(gmem) \
 	SUITE(guest) \

@@ -14,10 +14,15 @@
  *                    assigned to the VM's ASID at its GPA (validated = 0);
  *                    a page already assigned there is left alone.
  *   populate         LAUNCH_UPDATE: copy, assign, firmware validates it.
- *   update_mem_attr  after the attribute store changed: pages already in
- *                    gmem follow the new attribute (the SNP design posted
- *                    for this op: direct-map handling before a
- *                    shared->private RMPUPDATE, after a private->shared one).
+ *   update_mem_attr  only under the study knob CCVM_STUDY_SNP_RMP_UPDATE
+ *                    (docs/studies/004.md) set to POSTED or LOCKED: after
+ *                    the attribute store changed, pages already in gmem
+ *                    follow the new attribute (the SNP design posted for
+ *                    this op: direct-map handling before a shared->private
+ *                    RMPUPDATE, after a private->shared one).  By default
+ *                    (MERGED, what upstream has) it does nothing: a page
+ *                    made shared stays assigned until gmem frees it, and
+ *                    one made private again is prepared by its next fault.
  *   gmem_invalidate  gmem frees pages: back to shared, caches flushed,
  *                    leaked if that fails.
  * Any RMPUPDATE clears the validated bit, so a page converted to shared and
@@ -39,12 +44,16 @@
  * around gmem_prepare, populate and that walk) -> dmap_mutex -> the core's
  * leaf locks (gmem pages_lock, attr_lock).
  *
- * The race of that design.  update_mem_attr runs after the attribute store
- * changed.  A vCPU that faults on a page being converted to private in
+ * The race of the posted design.  update_mem_attr runs after the attribute
+ * store changed and after the invalidation ended (under LOCKED, the core
+ * calls it before invalidate_end, so a fault in the range is stale and
+ * retries instead of mapping).  A vCPU that faults on a page being converted to private in
  * between finds the attribute PRIVATE, but the page's RMPUPDATE belongs to
  * the update in flight (its range is published as pending under the
  * mutex), so gmem_prepare leaves it alone and the fault maps a page the RMP
- * does not assign yet.  The guest's access then takes an RMP nested fault
+ * does not assign yet (the range stops being pending when the walk of
+ * update_mem_attr starts, which converts that page: the window is the
+ * hook's).  The guest's access then takes an RMP nested fault
  * (guest_access answers CCVM_GUEST_NEEDS_FAULT), the core zaps the gfn and
  * faults again, and so on until the update lands: no mapping that
  * disagrees with the RMP is ever used.  A test hook
@@ -151,6 +160,7 @@ static void snp_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *cap
 	caps->preserves_data_without_punch = true;
 	caps->private_readable_by_host = false;
 	caps->map_gpa_max_bytes = 0;
+	caps->study_knobs = 1ull << CCVM_STUDY_SNP_RMP_UPDATE;
 }
 
 static int snp_platform_init(struct ccvm_platform *p)
@@ -594,6 +604,14 @@ static int convert_page(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, void *ct
 	return (int)done;
 }
 
+static void sv_pending_clear(struct snp_platform *sp, struct snp_vm *sv)
+{
+	ccvm_mutex_lock(&sp->dmap_mutex);
+	sv->pending_start = 0;
+	sv->pending_end = 0;
+	ccvm_mutex_unlock(&sp->dmap_mutex);
+}
+
 /*
  * Make the RMP follow the attribute store for the pages of [start, end)
  * that gmem already holds.  Pages not allocated yet are left to
@@ -611,6 +629,9 @@ static int snp_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
 	ccvm_snp_update_hook_fn hook;
 	int err;
 
+	/* Upstream: the RMP changes at prepare and at free only. */
+	if (ccvm_vm_study_knob(vm, CCVM_STUDY_SNP_RMP_UPDATE) == CCVM_SNP_RMP_MERGED)
+		return 0;
 	if (!ccvm_memslot_has_gmem(slot) || start >= end)
 		return 0;
 	if (ccvm_vm_is_bugged(vm))
@@ -627,13 +648,24 @@ static int snp_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
 	if (hook)
 		hook(vm, start, end, attrs, atomic_load(&sp->update_hook_ctx));
 
+#ifndef CCVM_MUTANT_SNP_PENDING_AFTER_WALK
+	/*
+	 * The walk below converts the pages gmem holds now, each under the
+	 * mutex; a page a fault allocates after the walk passed its index is
+	 * the fault's to prepare.  So the range stops being pending before
+	 * the walk: a fault that found it pending earlier allocated its page
+	 * before this point, and the walk sees that page.  (Clearing it after
+	 * the walk, as this file first did, left a page allocated behind the
+	 * walk unassigned in the RMP under a private leaf: I23, found by the
+	 * explorer, replayed by tests/check_explore.c.)
+	 */
+	sv_pending_clear(sp, sv);
+#endif
 	/* The walk holds gmem's invalidate lock: no punch frees a page meanwhile. */
 	err = ccvm_memslot_for_each_gmem_pfn(vm, slot, start, end, convert_page, &w);
-
-	ccvm_mutex_lock(&sp->dmap_mutex);
-	sv->pending_start = 0;
-	sv->pending_end = 0;
-	ccvm_mutex_unlock(&sp->dmap_mutex);
+#ifdef CCVM_MUTANT_SNP_PENDING_AFTER_WALK
+	sv_pending_clear(sp, sv);	/* broken on purpose (tests only) */
+#endif
 	return err ? err : w.err;
 }
 
@@ -739,6 +771,34 @@ static bool psc_entry_is_2m(uint64_t gpa, uint64_t end)
 	return !(gpa & (CCVM_HPAGE_2M_SIZE - 1)) && end - gpa >= CCVM_HPAGE_2M_SIZE;
 }
 
+/*
+ * The guest's side of a PSC to shared: Linux rescinds the validation of
+ * each page (PVALIDATE off) before it asks (7.5).  It matters where the
+ * RMP entry outlives the conversion (the merged design: nothing is
+ * RMPUPDATEd until gmem frees the page), else a page made private again
+ * would still be validated and the guest's next PVALIDATE would fail.
+ */
+static void psc_rescind(struct ccvm_vcpu *vcpu, uint64_t gpa, uint64_t npages)
+{
+	struct ccvm_vm *vm = ccvm_vcpu_vm(vcpu);
+	struct ccvm_snp_hw *hw = vm_hw(vm);
+	uint32_t asid = snp_vm(vm)->asid;
+	uint64_t i;
+
+	for (i = 0; i < npages; i++) {
+		uint64_t gfn = (gpa >> CCVM_PAGE_SHIFT) + i, pfn;
+		struct ccvm_snp_rmp_entry e;
+
+		if (ccvm_vm_gfn_to_gmem_pfn(vm, gfn, &pfn) || ccvm_snp_rmpread(hw, pfn, &e) ||
+		    !rmp_owned_at(&e, pfn, asid, gfn) || !e.validated)
+			continue;
+		if (e.level == CCVM_LEVEL_2M)
+			ccvm_snp_rmp_psmash(hw, vm, pfn);
+		ccvm_snp_pvalidate(hw, vm, asid, gfn << CCVM_PAGE_SHIFT, pfn, CCVM_LEVEL_4K,
+				   false);
+	}
+}
+
 /* One MAP_GPA_RANGE exit per run of like entries (see the file comment). */
 static int64_t snp_handle_exit_hypercall(struct ccvm_vcpu *vcpu, uint64_t gpa, uint64_t size,
 					 bool to_private, struct ccvm_run *run)
@@ -768,6 +828,8 @@ static int64_t snp_handle_exit_hypercall(struct ccvm_vcpu *vcpu, uint64_t gpa, u
 	sc->psc_end = end;
 	sc->psc_entries_left = left;
 	sc->psc_to_private = to_private;
+	if (!to_private)
+		psc_rescind(vcpu, gpa, npages);
 
 	run->hypercall.nr = CCVM_HC_MAP_GPA_RANGE;
 	run->hypercall.args[0] = gpa;

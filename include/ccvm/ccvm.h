@@ -544,6 +544,24 @@ enum ccvm_study_knob {
 	 *                              64 inodes per TD; more are removed now)
 	 */
 	CCVM_STUDY_GMEM_DEFER_REMOVAL = 1,
+	/*
+	 * Study 004, SNP update_mem_attr (docs/studies/004.md): when the RMP
+	 * follows a change of the PRIVATE attribute.  Backends that list it in
+	 * caps.study_knobs (snp).
+	 *   CCVM_SNP_RMP_MERGED   what upstream merged: no RMP work at the
+	 *                         attribute change; a page becomes private
+	 *                         when a fault prepares it (gmem_prepare) and
+	 *                         shared when gmem frees it (gmem_invalidate)
+	 *   CCVM_SNP_RMP_POSTED   the update_mem_attr op as posted (RFC v8):
+	 *                         the RMPUPDATEs of the pages gmem holds run
+	 *                         after the attribute store and after the
+	 *                         invalidation ended, outside mmu_lock
+	 *   CCVM_SNP_RMP_LOCKED   the variant proposed in the thread: the same
+	 *                         RMPUPDATEs while the range is still published
+	 *                         as in progress (before invalidate_end), so a
+	 *                         fault meanwhile is stale and retries
+	 */
+	CCVM_STUDY_SNP_RMP_UPDATE = 2,
 	CCVM_STUDY_NR_KNOBS
 };
 
@@ -551,6 +569,9 @@ enum ccvm_study_knob {
 #define CCVM_MIRROR_RELOAD_V3		1u
 #define CCVM_GMEM_DEFER_OFF		0u
 #define CCVM_GMEM_DEFER_RFC		1u
+#define CCVM_SNP_RMP_MERGED		0u
+#define CCVM_SNP_RMP_POSTED		1u
+#define CCVM_SNP_RMP_LOCKED		2u
 
 /*
  * ccvm_vm_set_study_knob() - Set study knob @knob of @vm to @value.
