@@ -250,7 +250,7 @@ int ccvm_platform_destroy(struct ccvm_platform *p)
 				 threads ? ", controlled threads not joined (or not called "
 				 "from thread 0)" : "");
 	ccvm_op_platform_destroy(p);
-	ccvm_trace_writer_close(p);
+	(void)ccvm_trace_writer_close(p);
 	platform_locks_destroy(p);
 	ccvm_sched_platform_detach(p);
 	free(p->priv);
