@@ -79,6 +79,7 @@ TEST_SRCS += tests/check_explore.c
 TEST_SRCS += tests/check_faultsweep.c
 TEST_SRCS += tests/check_gmem.c
 TEST_SRCS += tests/check_guest.c
+TEST_SRCS += tests/check_inplace.c
 TEST_SRCS += tests/check_invariants.c
 TEST_SRCS += tests/check_memslot.c
 TEST_SRCS += tests/check_mmu.c

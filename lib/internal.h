@@ -55,6 +55,9 @@ static inline bool ccvm_is_page_aligned(uint64_t x)
 	return (x & (CCVM_PAGE_SIZE - 1)) == 0;
 }
 
+/* Refuse bad input: ccvm_fail() (the rule as the last error and a debug line), then @err. */
+#define ccvm_reject(err, ...)	ccvm_fail_at(__func__, (err), __VA_ARGS__)
+
 /* Pages one page-table entry at @level covers: 1 at CCVM_LEVEL_4K, 512 at 2M. */
 static inline uint64_t ccvm_level_pages(int level)
 {
@@ -172,6 +175,7 @@ struct ccvm_platform {
 
 	struct ccvm_sched *sched;		/* serial mode; NULL: free-running */
 	uint32_t resched_entries;		/* long loops yield this often */
+	uint32_t attr_scheme;			/* enum ccvm_attr_scheme, never DEFAULT */
 };
 
 /*
@@ -248,6 +252,12 @@ struct ccvm_memslot {
 	uint64_t pgoff;				/* gmem page offset of base_gfn */
 	_Atomic bool invalid;			/* being deleted/moved: faults retry */
 	/*
+	 * KVM_MEMSLOT_GMEM_ONLY: set at bind when the VM converts in place
+	 * (constant while bound); shared faults then take gmem's page too and
+	 * userspace_addr backs nothing.
+	 */
+	bool gmem_only;
+	/*
 	 * Hugepage tracking, one bit per 2M page that intersects the slot
 	 * (index (gfn >> 9) - (base_gfn >> 9)) in two bitmaps: DISALLOW (the
 	 * page sticks out of the slot or its backing is misaligned: KVM's
@@ -296,6 +306,17 @@ void ccvm_memslots_free_all(struct ccvm_vm *vm);
 /* ---- memory attributes ----------------------------------------------- */
 
 uint64_t ccvm_attr_get(struct ccvm_vm *vm, uint64_t gfn);
+/* The VM converts in place: PRIVATE lives in its gmem files. */
+static inline bool ccvm_vm_in_place(const struct ccvm_vm *vm);
+/*
+ * kvm_mem_is_private(): is @gfn private now?  The per-VM store, or in the
+ * GMEM scheme the attributes of the gmem page bound at @gfn in @slot (the
+ * slot of @gfn or NULL, kept alive by the caller: memslots_rw or
+ * slots_lock); no slot or a released file is shared.  The answer can be
+ * stale at once: callers hold the invalidate lock or recheck the
+ * invalidation sequence, as every fault does.
+ */
+bool ccvm_mem_is_private(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn);
 /* Recompute MIXED for every 2M page of a new slot; mmu_lock write held. */
 void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot);
 
@@ -304,6 +325,9 @@ void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot);
 /* gmem page cache values: pfn << 1 | 1 (0 = hole). */
 #define CCVM_GMEM_VALUE(pfn)	(((pfn) << 1) | 1)
 #define CCVM_GMEM_PFN(v)	((v) >> 1)
+/* gmem pin table values: pfn of the pinned page << 20 | pin count. */
+#define CCVM_GMEM_PIN_COUNT_BITS	20
+#define CCVM_GMEM_PIN_PFN(v)		((v) >> CCVM_GMEM_PIN_COUNT_BITS)
 
 struct ccvm_gmem_inode {
 	struct ccvm_platform *p;
@@ -311,10 +335,20 @@ struct ccvm_gmem_inode {
 	uint64_t size;				/* bytes, fixed */
 	uint64_t npages;
 	uint64_t flags;
+	bool in_place;				/* GMEM scheme: attrs below is live */
 	struct ccvm_rwlock invalidate_lock;	/* filemap_invalidate_lock */
-	struct ccvm_mutex pages_lock;		/* protects pages */
+	struct ccvm_mutex pages_lock;		/* protects pages and pins */
 	struct ccvm_xa pages;			/* index -> CCVM_GMEM_VALUE(pfn) */
 	uint64_t nr_pages;			/* allocated, under pages_lock */
+	/*
+	 * GMEM scheme: index -> attributes (0 shared, PRIVATE), covering every
+	 * index.  Written with invalidate_lock held for write, and attr_lock
+	 * (a leaf) for write around the store itself; read under attr_lock.
+	 */
+	struct ccvm_rwlock attr_lock;
+	struct ccvm_xa attrs;
+	struct ccvm_xa pins;			/* index -> host pin count */
+	uint64_t nr_pins;			/* indices with pins, under pages_lock */
 	struct ccvm_gmem *file;			/* the one file, NULL once released */
 };
 
@@ -327,12 +361,12 @@ struct ccvm_gmem {
 };
 
 /*
- * Resolve the private pfn of @gfn in @slot, allocating it (kvm_gmem_get_pfn).
- * Calls gmem_prepare.  Return: 0; -EFAULT (file released); -EIO (binding
+ * Resolve the gmem pfn of @gfn in @slot, allocating it (kvm_gmem_get_pfn).
+ * Calls gmem_prepare if @is_private (a shared get serves a GMEM_ONLY slot).  Return: 0; -EFAULT (file released); -EIO (binding
  * mismatch); -ENOMEM; a gmem_prepare error.
  */
 int ccvm_gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
-		      uint64_t *pfn, int *max_order);
+		      uint64_t *pfn, int *max_order, bool is_private);
 /* Launch-time populate of one page: allocate (no prepare) and call the
  * populate op under the invalidate lock.  Errors as above or the op's. */
 int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
@@ -345,6 +379,8 @@ int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gm
 void ccvm_gmem_unbind(struct ccvm_memslot *slot);
 /* Is the file page at @index private now (so the host may not touch it)? */
 bool ccvm_gmem_index_is_private(struct ccvm_gmem *g, uint64_t index);
+/* GMEM scheme: the attributes of inode page @index (takes attr_lock). */
+uint64_t ccvm_gmem_attr_get(struct ccvm_gmem_inode *inode, uint64_t index);
 
 /* ---- the TDP MMU: roots, tables, invalidation, zap, install ---------- */
 
@@ -527,6 +563,7 @@ struct ccvm_vm {
 
 	uint32_t max_vcpus;
 	uint32_t gpa_bits;
+	uint32_t attr_scheme;			/* enum ccvm_attr_scheme, never DEFAULT */
 	uint64_t shared_bit;			/* GPA bit, 0 = none */
 	uint64_t max_gfn;			/* gfns < max_gfn are addressable */
 	struct ccvm_backend_caps caps;
@@ -535,6 +572,12 @@ struct ccvm_vm {
 	struct ccvm_mutex slots_lock;
 	struct ccvm_rwlock memslots_rw;
 	struct ccvm_rwlock mmu_lock;
+	/*
+	 * A leaf: the per-VM store; in the GMEM scheme also the memslot array
+	 * and the slots' file pointers for ccvm_vm_gfn_is_private(), which may
+	 * run where memslots_rw cannot be taken (publishers and the release's
+	 * cut take it for write inside memslots_rw).
+	 */
 	struct ccvm_rwlock attr_lock;
 
 	struct ccvm_xa attrs;			/* gfn -> attributes, under attr_lock */
@@ -562,6 +605,11 @@ struct ccvm_vm {
 	struct ccvm_counters stats;
 	void *priv;
 };
+
+static inline bool ccvm_vm_in_place(const struct ccvm_vm *vm)
+{
+	return vm->attr_scheme == CCVM_ATTR_SCHEME_GMEM;
+}
 
 void ccvm_vm_get(struct ccvm_vm *vm);
 /* Drop a reference; the last one destroys the VM (kvm_destroy_vm). */

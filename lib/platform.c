@@ -149,6 +149,8 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	if (opts.sched > CCVM_SCHED_SERIAL)
 		return ccvm_fail(-EINVAL, "opts.sched %u: CCVM_SCHED_FREE or CCVM_SCHED_SERIAL",
 				 opts.sched);
+	if (opts.attr_scheme > CCVM_ATTR_SCHEME_GMEM)
+		return ccvm_fail(-EINVAL, "opts.attr_scheme %u: unknown", opts.attr_scheme);
 	if (opts.costs) {
 		err = ccvm_opts_copy(&ucosts, sizeof(ucosts), opts.costs, opts.costs->sz);
 		if (err)
@@ -186,6 +188,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	cost_model_fill(&p->costs, opts.costs ? &ucosts : NULL);
 	p->next_vm_id = 1;
 	p->resched_entries = opts.resched_entries ? opts.resched_entries : CCVM_RESCHED_ENTRIES;
+	p->attr_scheme = opts.attr_scheme ? opts.attr_scheme : CCVM_ATTR_SCHEME_VM;
 	ccvm_model_bytes_add(p, sizeof(*p) + sizeof(*vops));
 	/* The scheduler first: every lock of the platform takes its mode from it. */
 	err = ccvm_sched_platform_attach(p, opts.sched, opts.sched_seed);

@@ -44,6 +44,36 @@ static void vm_free(struct ccvm_vm *vm)
 	ccvm_mutex_unlock(&p->lock);
 }
 
+/*
+ * What the attribute scheme changes in the caps (upstream-2026 A.3, A.9):
+ * with in-place conversion the VM store takes no PRIVATE (its cap reads 0),
+ * the gmem takes it, and INIT_SHARED becomes available to VMs with private
+ * memory; without it INIT_SHARED is refused to them, as
+ * kvm_arch_supports_gmem_init_shared() does.  Every backend's VM type has
+ * private memory.  The content modes of the posted RFC are offered only
+ * with in-place conversion.
+ */
+static void vm_scheme_caps(struct ccvm_vm *vm)
+{
+	struct ccvm_backend_caps *c = &vm->caps;
+	uint64_t private = c->memory_attributes & CCVM_MEMORY_ATTRIBUTE_PRIVATE;
+
+	c->attr_scheme = vm->attr_scheme;
+	if (ccvm_vm_in_place(vm)) {
+		c->gmem_memory_attributes = private;
+		c->memory_attributes &= ~CCVM_MEMORY_ATTRIBUTE_PRIVATE;
+		c->gmem_attributes_flags = private ? CCVM_MEMORY_ATTRIBUTES2_ZERO |
+						     CCVM_MEMORY_ATTRIBUTES2_PRESERVE : 0;
+		if (!private)
+			c->gmem_flags &= ~CCVM_GMEM_FLAG_INIT_SHARED;
+	} else {
+		c->gmem_memory_attributes = 0;
+		c->gmem_attributes_flags = 0;
+		if (private)
+			c->gmem_flags &= ~CCVM_GMEM_FLAG_INIT_SHARED;
+	}
+}
+
 int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 		   struct ccvm_vm **out)
 {
@@ -69,6 +99,8 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	if (opts.gpa_bits < MIN_GPA_BITS || opts.gpa_bits > MAX_GPA_BITS)
 		return ccvm_fail(-EINVAL, "opts.gpa_bits %u: must be %u..%u", opts.gpa_bits,
 				 MIN_GPA_BITS, MAX_GPA_BITS);
+	if (opts.attr_scheme > CCVM_ATTR_SCHEME_GMEM)
+		return ccvm_fail(-EINVAL, "opts.attr_scheme %u: unknown", opts.attr_scheme);
 
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
@@ -112,6 +144,8 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	/* The caps a VM reports depend on it (the shared bit's position). */
 	ccvm_op_get_caps(vm, &vm->caps);
 	vm->caps.name = p->caps.name;
+	vm->attr_scheme = opts.attr_scheme ? opts.attr_scheme : p->attr_scheme;
+	vm_scheme_caps(vm);
 
 	err = ccvm_mmu_vm_init(vm);
 	if (err) {
@@ -369,10 +403,11 @@ static int populate_one(struct ccvm_vm *vm, uint64_t gfn, const void *src, uint6
 	struct ccvm_memslot *slot;
 	int err;
 
-	if (!(ccvm_attr_get(vm, gfn) & CCVM_MEMORY_ATTRIBUTE_PRIVATE))
-		return ccvm_fail_at("ccvm_vm_populate", -EINVAL, "gpa 0x%llx is not PRIVATE: "
-				    "set the attribute first", (unsigned long long)gfn << 12);
 	slot = ccvm_memslot_find(vm, gfn);
+	/* The target must be private: the VM store, or in place the gmem's. */
+	if (!ccvm_mem_is_private(vm, slot, gfn))
+		return ccvm_fail_at("ccvm_vm_populate", -EINVAL, "gpa 0x%llx is not private: "
+				    "set it PRIVATE first", (unsigned long long)gfn << 12);
 	if (!slot || !(slot->flags & CCVM_MEM_GUEST_MEMFD) || !atomic_load(&slot->gmem))
 		return ccvm_fail_at("ccvm_vm_populate", -EINVAL, "gpa 0x%llx has %s",
 				    (unsigned long long)gfn << 12,

@@ -28,6 +28,7 @@
 	SUITE(faultsweep) \
 	SUITE(gmem) \
 	SUITE(guest) \
+	SUITE(inplace) \
 	SUITE(invariants) \
 	SUITE(memslot) \
 	SUITE(mmu) \
