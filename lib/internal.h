@@ -90,23 +90,82 @@ struct ccvm_inject_rule {
 /* ---- counters, the cost model and the trace -------------------------- */
 
 /*
+ * Counters are per thread, summed when read, as KVM's per-CPU statistics:
+ * the fault and SEAMCALL paths count every step, and one shared atomic
+ * line per counter would bounce between vCPU threads.  A thread's first
+ * count on a ccvm_counters pushes a block of its own onto the list (the
+ * block lives as long as the counters); later counts find it in a small
+ * per-thread cache and add with a plain load and store (relaxed atomics:
+ * one writer, readers anywhere).  A thread that cannot get a block counts
+ * into the shared one with atomic adds.
+ *
  * The simulated clock is not kept as a running sum: it is the event counts
  * times the cost model, plus extra_ns for what no event carries (the
- * per-vCPU part of an IPI, ccvm_account_ns).  That keeps ccvm_account, on
- * every fault and every SEAMCALL, at one atomic add per counter.
+ * per-vCPU part of an IPI, ccvm_account_ns).
  */
-struct ccvm_counters {
+struct ccvm_counter_block {
 	_Atomic uint64_t ev[CCVM_EV_NR];
 	_Atomic uint64_t op_calls[CCVM_OPI_NR];
 	_Atomic uint64_t op_errors[CCVM_OPI_NR];
 	_Atomic uint64_t extra_ns;
+	struct ccvm_counter_block *next;
 };
+
+struct ccvm_counters {
+	struct ccvm_counter_block shared;
+	struct ccvm_counter_block *_Atomic blocks;	/* pushed, freed with the counters */
+	uint64_t id;					/* unique in the process, never reused */
+};
+
+void ccvm_counters_init(struct ccvm_counters *c);
+void ccvm_counters_destroy(struct ccvm_counters *c);
+/* The calling thread's block of @c, NULL when none could be allocated. */
+struct ccvm_counter_block *ccvm_counters_block_slow(struct ccvm_counters *c);
+
+struct ccvm_counter_cache {
+	uint64_t id;
+	struct ccvm_counter_block *b;
+};
+
+#define CCVM_COUNTER_CACHE	8
+extern _Thread_local struct ccvm_counter_cache ccvm_counter_cache[CCVM_COUNTER_CACHE];
+
+static inline struct ccvm_counter_block *ccvm_counters_block(struct ccvm_counters *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < CCVM_COUNTER_CACHE; i++)
+		if (ccvm_counter_cache[i].id == c->id)
+			return ccvm_counter_cache[i].b;
+	return ccvm_counters_block_slow(c);
+}
+
+/* Add @n to counter @x of the calling thread's block @b (NULL: shared). */
+static inline void ccvm_counter_add(_Atomic uint64_t *x, uint64_t n, bool own)
+{
+	if (ccvm_likely(own))
+		atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
+				      memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(x, n, memory_order_relaxed);
+}
+
+/* Add @n to counter @field of @c: in the thread's own block, else the shared one. */
+#define CCVM_COUNT(c, field, n)							\
+	do {									\
+		struct ccvm_counters *c_ = (c);					\
+		struct ccvm_counter_block *b_ = ccvm_counters_block(c_);	\
+										\
+		ccvm_counter_add(&(b_ ? b_ : &c_->shared)->field, (n), b_ != NULL); \
+	} while (0)
 
 void ccvm_counters_read(const struct ccvm_counters *c, const struct ccvm_cost_model *costs,
 			struct ccvm_stats *st);
 /* The simulated clock of @c under @costs, in nanoseconds. */
 uint64_t ccvm_counters_sim_ns(const struct ccvm_counters *c,
 			      const struct ccvm_cost_model *costs);
+/* One counter of @c summed over every block. */
+uint64_t ccvm_counters_op_calls(const struct ccvm_counters *c, unsigned int op);
 
 extern const uint64_t ccvm_default_costs[CCVM_EV_NR];
 extern const uint64_t ccvm_default_ipi_per_vcpu_ns;

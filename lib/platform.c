@@ -165,6 +165,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	vops = calloc(1, sizeof(*vops));
 	if (!p || !vops)
 		goto err_nomem;
+	ccvm_counters_init(&p->stats);
 	err = ccvm_backend_validate(ops, vops);
 	if (err)
 		goto err_free;
@@ -217,6 +218,7 @@ err_locks:
 	ccvm_sched_platform_detach(p);
 	platform_unmap(p);
 	free(vops);
+	ccvm_counters_destroy(&p->stats);
 	free(p);
 	return err ? err : -ENOMEM;
 err_unmap:
@@ -227,6 +229,8 @@ err_nomem:
 	err = -ENOMEM;
 err_free:
 	free(vops);
+	if (p)
+		ccvm_counters_destroy(&p->stats);
 	free(p);
 	return err;
 }
@@ -259,6 +263,7 @@ int ccvm_platform_destroy(struct ccvm_platform *p)
 	free(p->priv);
 	platform_unmap(p);
 	free((void *)p->ops);
+	ccvm_counters_destroy(&p->stats);
 	free(p);
 	return 0;
 }

@@ -38,6 +38,7 @@ static void vm_free(struct ccvm_vm *vm)
 					   vm->max_vcpus * sizeof(vm->vcpus[0])));
 	free(vm->vcpus);
 	free(vm->priv);
+	ccvm_counters_destroy(&vm->stats);
 	free(vm);
 	ccvm_mutex_lock(&p->lock);
 	p->nr_vms--;
@@ -115,6 +116,7 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 		free(vm);
 		return -ENOMEM;
 	}
+	ccvm_counters_init(&vm->stats);
 	vm->refcount = 1;
 	vm->max_vcpus = opts.max_vcpus;
 	vm->gpa_bits = opts.gpa_bits;
