@@ -74,6 +74,7 @@ TEST_SRCS += tests/check_attr.c
 TEST_SRCS += tests/check_badinput.c
 TEST_SRCS += tests/check_backend.c
 TEST_SRCS += tests/check_conformance.c
+TEST_SRCS += tests/check_errors.c
 TEST_SRCS += tests/check_explore.c
 TEST_SRCS += tests/check_faultsweep.c
 TEST_SRCS += tests/check_gmem.c
