@@ -55,8 +55,8 @@ static inline bool ccvm_is_page_aligned(uint64_t x)
 	return (x & (CCVM_PAGE_SIZE - 1)) == 0;
 }
 
-/* Refuse bad input: a debug-level message naming the rule, then @err. */
-#define ccvm_reject(err, ...)	(ccvm_log(CCVM_LOG_DEBUG, __VA_ARGS__), (err))
+/* Refuse bad input: ccvm_fail() (the rule as the last error and a debug line), then @err. */
+#define ccvm_reject(err, ...)	ccvm_fail_at(__func__, (err), __VA_ARGS__)
 
 /* Pages one page-table entry at @level covers: 1 at CCVM_LEVEL_4K, 512 at 2M. */
 static inline uint64_t ccvm_level_pages(int level)
@@ -278,7 +278,22 @@ static inline void ccvm_model_bytes_add(struct ccvm_platform *p, int64_t bytes)
 }
 
 /* Copy a caller's option struct (libbpf rules: see platform.c). */
-int ccvm_opts_copy(void *dst, size_t dst_sz, const void *src, size_t src_sz);
+int ccvm_opts_copy_at(const char *func, void *dst, size_t dst_sz, const void *src,
+		      size_t src_sz);
+#define ccvm_opts_copy(dst, dst_sz, src, src_sz) \
+	ccvm_opts_copy_at(__func__, (dst), (dst_sz), (src), (src_sz))
+
+/*
+ * ccvm_fail() - Fail a public call with @err: record "<function>: <the
+ * rule, printf-style>" as the calling thread's last error
+ * (ccvm_last_error()), log it at debug level, and return @err, so that
+ * `return ccvm_fail(-EINVAL, "gpa 0x%llx not page aligned", gpa);` names
+ * the rule behind every refusal.  ccvm_fail_at() names the function
+ * explicitly (a helper failing on behalf of a public call).
+ */
+int ccvm_fail_at(const char *func, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define ccvm_fail(err, ...)	ccvm_fail_at(__func__, (err), __VA_ARGS__)
 /* gmem inodes alive on the platform: it cannot be destroyed while any are. */
 void ccvm_platform_inode_get(struct ccvm_platform *p);
 void ccvm_platform_inode_put(struct ccvm_platform *p);
