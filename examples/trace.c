@@ -106,7 +106,7 @@ int main(int argc, char **argv)
 	struct ccvm_vm *vm;
 	int i, err, ret = 1;
 
-	for (i = 1; i < argc; i++) {
+	for (i = 1; i < argc; i += 2) {
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!val) {
@@ -129,7 +129,6 @@ int main(int argc, char **argv)
 				" [--max-bytes N] [--only op,exit,event,api]\n");
 			return 2;
 		}
-		i++;
 	}
 
 	if (ccvm_platform_create(&popts, &p)) {
