@@ -332,12 +332,22 @@ int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t
 	/* vfs_fallocate(): offset and len are loff_t, so "negative" is refused. */
 	if (offset > INT64_MAX || !len || len > INT64_MAX)
 		return -EINVAL;
-	/* kvm_gmem_fallocate(): KEEP_SIZE always, PUNCH_HOLE or plain allocate. */
-	if (!(mode & CCVM_FALLOC_KEEP_SIZE) ||
-	    (mode & ~(CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE)))
+	/* vfs_fallocate(): unknown mode bits, PUNCH_HOLE without KEEP_SIZE. */
+	if ((mode & ~(CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE)) ||
+	    ((mode & CCVM_FALLOC_PUNCH_HOLE) && !(mode & CCVM_FALLOC_KEEP_SIZE))) {
+		ccvm_log(CCVM_LOG_DEBUG, "gmem fallocate: mode %#x not supported", mode);
 		return -EOPNOTSUPP;
-	if (offset + len > INT64_MAX)
+	}
+	/* vfs_fallocate() checks the end against s_maxbytes before the file's op. */
+	if (offset + len > INT64_MAX) {
+		ccvm_log(CCVM_LOG_DEBUG, "gmem fallocate: offset + len past the largest file size");
 		return -EFBIG;
+	}
+	/* kvm_gmem_fallocate(): KEEP_SIZE always. */
+	if (!(mode & CCVM_FALLOC_KEEP_SIZE)) {
+		ccvm_log(CCVM_LOG_DEBUG, "gmem fallocate: a guest_memfd needs KEEP_SIZE");
+		return -EOPNOTSUPP;
+	}
 	if (!ccvm_is_page_aligned(offset) || !ccvm_is_page_aligned(len))
 		return -EINVAL;
 	first = offset >> CCVM_PAGE_SHIFT;
