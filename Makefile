@@ -48,6 +48,7 @@ LIB_SRCS += lib/log.c
 LIB_SRCS += lib/memslot.c
 LIB_SRCS += lib/mmu.c
 LIB_SRCS += lib/platform.c
+LIB_SRCS += lib/scenarios.c
 LIB_SRCS += lib/sched.c
 LIB_SRCS += lib/stats.c
 LIB_SRCS += lib/study.c
@@ -73,6 +74,7 @@ TEST_SRCS += tests/check_attr.c
 TEST_SRCS += tests/check_badinput.c
 TEST_SRCS += tests/check_backend.c
 TEST_SRCS += tests/check_conformance.c
+TEST_SRCS += tests/check_explore.c
 TEST_SRCS += tests/check_faultsweep.c
 TEST_SRCS += tests/check_gmem.c
 TEST_SRCS += tests/check_guest.c
@@ -105,6 +107,11 @@ FUZZ_SRCS += tests/fuzz_ccvm.c
 EXAMPLES :=
 EXAMPLES += minihv
 EXAMPLES += tour
+
+# Command-line tools, one binary each from tools/<name>.c, built by plain
+# `make` into $(BUILD)/tools: add new names here, sorted.
+TOOLS :=
+TOOLS += ccvm-explore
 
 # Benchmark programs, one binary each from bench/<name>.c, built and run by
 # `make bench`: add new names here, sorted.  Extra libraries of a program go
@@ -237,10 +244,11 @@ STUDY_LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(STUDY_LIB_SRCS))
 STUDY_BINS := $(STUDIES:%=$(BUILD)/studies/%)
 TEST_BIN := $(BUILD)/tests/ccvm-tests
 EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
+TOOL_BINS := $(TOOLS:%=$(BUILD)/tools/%)
 BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
 FUZZ_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(FUZZ_SRCS))
 FUZZ_BIN := $(BUILD)/tests/fuzz_ccvm
-ALL_OBJS := $(LIB_OBJS) $(TEST_OBJS) $(EXAMPLE_BINS:=.o) $(BENCH_BINS:=.o) $(FUZZ_OBJS) \
+ALL_OBJS := $(LIB_OBJS) $(TEST_OBJS) $(EXAMPLE_BINS:=.o) $(TOOL_BINS:=.o) $(BENCH_BINS:=.o) $(FUZZ_OBJS) \
 	$(STUDY_LIB_OBJS) $(STUDY_BINS:=.o)
 
 # The backends `make run` tries, in this order, if their sources are built.
@@ -251,7 +259,7 @@ RUN_BACKENDS := $(foreach b,mock tdx snp,$(if $(filter backends/$(b)/%,$(BACKEND
 # ---------------------------------------------------------------------------
 
 .PHONY: all
-all: $(LIB) $(SO) $(SO_LINKS) $(PC) $(EXAMPLE_BINS) $(STUDY_BINS)
+all: $(LIB) $(SO) $(SO_LINKS) $(PC) $(EXAMPLE_BINS) $(TOOL_BINS) $(STUDY_BINS)
 
 # Library internals (lib/*.h) are visible to the library, its tests and
 # benchmarks.  Backends see only the public headers and their own, as an
@@ -287,7 +295,7 @@ $(SO): $(LIB_OBJS) $(SO_MAP)
 $(SO_LINKS): $(SO)
 	$(Q)ln -sf $(notdir $(SO)) $@
 
-$(EXAMPLE_BINS) $(BENCH_BINS): %: %.o $(LIB)
+$(EXAMPLE_BINS) $(TOOL_BINS) $(BENCH_BINS): %: %.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $($(notdir $@)_LDLIBS) $(LDLIBS)
 
@@ -514,6 +522,34 @@ seeds-run: $(STUDY_BINS) | seeds-deps
 	exit $$status
 
 # ---------------------------------------------------------------------------
+# Schedule exploration: `make explore` runs every built-in scenario of the
+# explorer (ccvm-explore --list) on every backend it supports, EXPLORE_RUNS
+# random schedules then EXPLORE_RUNS PCT schedules (depth 3) from
+# EXPLORE_SEED; it fails at the first failing schedule, whose report and
+# replay token are printed.  EXPLORE_SHARD=i/n runs one shard of it.
+# ---------------------------------------------------------------------------
+
+EXPLORE_RUNS ?= 100
+EXPLORE_SEED ?= 1
+EXPLORE_SHARD ?= 0/1
+EXPLORE_BIN = $(BUILD)/tools/ccvm-explore
+
+.PHONY: explore
+explore: $(EXPLORE_BIN)
+	$(Q)set -e; start=$$(date +%s); n=0; \
+	pairs=$$($(EXPLORE_BIN) --list | awk '/^[^ ]/ { gsub(/[][]/, ""); \
+		for (i = 2; i <= NF; i++) print $$1 "@" $$i }'); \
+	for pair in $$pairs; do \
+		sc=$${pair%@*}; be=$${pair#*@}; \
+		for st in random pct; do \
+			$(EXPLORE_BIN) $$sc --backend $$be --strategy $$st --runs $(EXPLORE_RUNS) \
+				--seed $(EXPLORE_SEED) --shard $(EXPLORE_SHARD); \
+			n=$$((n + 1)); \
+		done; \
+	done; \
+	echo "make explore: $$n sweeps, no failing schedule, $$(($$(date +%s) - start)) s"
+
+# ---------------------------------------------------------------------------
 # Man pages: $(BUILD)/man/man3 holds one page per public call, generated
 # from the header comments, and the hand-written overviews.  `make
 # check-man` (part of `make check`) insists that every CCVM_API declaration
@@ -586,10 +622,10 @@ uninstall:
 
 # Every source in the tree is in a list, and every suite is in tests/main.c.
 LISTED := $(PUBLIC_HEADERS) $(LIB_SRCS) $(BACKEND_SRCS) $(TEST_SRCS) $(FUZZ_SRCS) \
-	tests/main.c tests/consumer.c $(EXAMPLES:%=examples/%.c) \
+	tests/main.c tests/consumer.c $(EXAMPLES:%=examples/%.c) $(TOOLS:%=tools/%.c) \
 	$(BENCHES:%=bench/%.c) $(STUDY_LIB_SRCS) $(STUDIES:%=studies/%.c) $(MAN_PAGES)
 UNLISTED := $(filter-out $(LISTED),$(wildcard include/ccvm/*.h lib/*.c \
-	backends/*/*.c tests/*.c examples/*.c bench/*.c studies/*.c man/man3/*.3))
+	backends/*/*.c tests/*.c examples/*.c tools/*.c bench/*.c studies/*.c man/man3/*.3))
 
 .PHONY: check-lists
 check-lists:
@@ -820,6 +856,7 @@ help:
 	@echo 'make SAN=asan|ubsan|tsan|asan,ubsan check   the same under sanitizers'
 	@echo 'make run             examples/minihv on every built backend'
 	@echo 'make bench           build (-O2, no sanitizers) and run the benchmarks'
+	@echo 'make explore         every built-in scenario x backend under random and PCT schedules'
 	@echo 'make seeds           run the studies of the source threads, plots in docs/studies/'
 	@echo 'make fuzz            libFuzzer (clang) on every backend for FUZZ_SECONDS; fuzz-smoke: short'
 	@echo 'make fuzz-replay     replay tests/fuzz-corpus with the plain harness; fuzz-seeds: rewrite it'

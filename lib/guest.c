@@ -201,7 +201,12 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 			ccvm_guest_exit_error(g, r < 0 ? r : -EIO);
 			continue;
 		}
-		/* A nested fault (SNP RMP #NPF): drop the mapping, fault again. */
+		/*
+		 * A nested fault (SNP RMP #NPF): drop the mapping, fault again.
+		 * While a conversion owns the page this repeats until it lands:
+		 * back off as the other busy loops do, so that it can.
+		 */
+		ccvm_sched_yield(ccvm_sched_of(vm->p), "nested fault");
 		ccvm_vm_zap_gfn_range(vm, gfn, gfn + 1);
 fault:
 		if (guest_fault(g, gpa, write, &tries) == FAULT_MMIO)
@@ -351,7 +356,12 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa)
 		}
 		if (r != CCVM_GUEST_NEEDS_FAULT)
 			return r < 0 ? r : -EIO;
-		/* Nothing to accept yet: the private fault maps (TDX: AUGs) it. */
+		/*
+		 * Nothing to accept yet: the private fault maps (TDX: AUGs) it.
+		 * Again and again while a conversion owns the page: back off.
+		 */
+		if (tries)
+			ccvm_sched_yield(ccvm_sched_of(vm->p), "accept fault");
 		if (guest_fault(g, gpa, true, &tries) == FAULT_MMIO)
 			return -EINVAL;
 	}

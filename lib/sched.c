@@ -1096,6 +1096,14 @@ void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_
 		return;
 	}
 	t->wold = s->nswitch;
+	/*
+	 * PCT: a yield is a back-off in a loop that waits for another thread;
+	 * run below every other thread from now on, or a yielder of high
+	 * priority and a peer could take turns forever while the thread they
+	 * wait for never runs (priority inversion, not a bug of the program).
+	 */
+	if (s->strategy == CCVM_SCHED_PCT)
+		t->prio = 0;
 	step(s, t, CCVM_SCHED_OP_YIELD, CCVM_W_YIELD, NULL, NULL, where, site);
 }
 
@@ -1322,6 +1330,7 @@ void ccvm_sched_run_begin(struct ccvm_sched *s, bool can_unwind)
 	s->error = 0;
 	s->failure = CCVM_EXPLORE_OK;
 	s->msg[0] = '\0';
+	s->note[0] = '\0';
 	s->rng = s->seed;
 	s->rec_len = 0;
 	s->rec_last = 0;
@@ -1389,8 +1398,9 @@ int ccvm_sched_run_finish(struct ccvm_sched *s, int err)
 
 	if (err && !s->failed)
 		sched_fail(s, CCVM_EXPLORE_FAIL_SCENARIO, err,
-			   "the scenario returned %d (%s) at step %llu\n", err,
-			   ccvm_strerror(err), (unsigned long long)s->step);
+			   "the scenario returned %d (%s) at step %llu%s%s\n", err,
+			   ccvm_strerror(err), (unsigned long long)s->step,
+			   s->note[0] ? ": " : "", s->note);
 	if (others && !s->failed) {
 		sched_fail(s, CCVM_EXPLORE_FAIL_MISUSE, -EBUSY,
 			   "the scenario returned with threads it did not join:\n");
@@ -1684,6 +1694,17 @@ int ccvm_sched_load_token(struct ccvm_sched *s, const char *token)
 out:
 	free(raw);
 	return err;
+}
+
+void ccvm_sched_note(struct ccvm_sched *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!s || s->note[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(s->note, sizeof(s->note), fmt, ap);
+	va_end(ap);
 }
 
 bool ccvm_sched_caller_controlled(void)

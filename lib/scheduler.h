@@ -149,6 +149,7 @@ struct ccvm_sched {
 	int error;				/* failure errno */
 	uint32_t failure;			/* enum ccvm_explore_failure */
 	char msg[CCVM_SCHED_MSG_MAX];
+	char note[512];				/* the scenario's word on its error */
 
 	/* PCT */
 	uint64_t pct_change[CCVM_EXPLORE_MAX_PCT_DEPTH];
@@ -218,6 +219,13 @@ void ccvm_sched_write_token(const struct ccvm_sched *s, int fd, const char *pref
 /* The last @n events of the run, oldest first, into @ev; returns how many. */
 uint32_t ccvm_sched_last_events(const struct ccvm_sched *s, struct ccvm_sched_event *ev,
 				uint32_t n);
+
+/*
+ * Note why the scenario is about to fail (the first note of a run wins);
+ * a scenario error's report carries it.  No-op when @s is NULL.
+ */
+void ccvm_sched_note(struct ccvm_sched *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* Whether the calling thread is controlled by a scheduler that is running. */
 bool ccvm_sched_caller_controlled(void);

@@ -248,6 +248,49 @@ CCVM_API int ccvm_explore_parse_shard(const char *s, uint32_t *index, uint32_t *
 CCVM_API const char *ccvm_explore_strategy_name(unsigned int strategy);
 CCVM_API const char *ccvm_explore_failure_name(unsigned int failure);
 
+/* ---- built-in scenarios ------------------------------------------------------------ */
+
+/*
+ * The library ships scenarios that put two of its paths against each other
+ * on one range (docs/scheduler.md, section 9 lists them); ccvm-explore runs
+ * them by name and `make explore` sweeps them on every backend.
+ */
+struct ccvm_builtin_scenario {
+	const char *name;	/* "conv-fault", ... */
+	const char *summary;	/* one line */
+	const char *backends;	/* the backends it runs on, space separated */
+};
+
+/*
+ * ccvm_builtin_scenario() - Entry @i of the registry, in a fixed order.
+ * Context: any thread.
+ * Return: the entry (static), or NULL past the last one.
+ */
+CCVM_API const struct ccvm_builtin_scenario *ccvm_builtin_scenario(size_t i);
+
+/*
+ * ccvm_builtin_scenario_create() - A scenario to pass to ccvm_explore() or
+ * ccvm_replay(): built-in @name on @backend (NULL: @platform's, else
+ * "mock"), on platforms made from @platform (NULL: 64 MiB, 2 CPUs; its
+ * backend field, if set, must be @backend).  Free it with _destroy().  On
+ * an error *@out is left as it was.
+ * Context: any thread.
+ * Return: 0 with *@out set; -EINVAL (NULL name or out, bad @platform, two
+ * different backends); -ENOENT (no such scenario, backend not built);
+ * -EOPNOTSUPP (the scenario does not run on @backend); -ENOMEM.
+ */
+CCVM_API int ccvm_builtin_scenario_create(const char *name, const char *backend,
+					  const struct ccvm_platform_opts *platform,
+					  struct ccvm_scenario **out);
+
+/*
+ * ccvm_builtin_scenario_destroy() - Free a scenario made by
+ * ccvm_builtin_scenario_create(); NULL is a no-op.
+ * Context: no exploration or replay of @sc is running.
+ * Return: nothing.
+ */
+CCVM_API void ccvm_builtin_scenario_destroy(struct ccvm_scenario *sc);
+
 #ifdef __cplusplus
 }
 #endif
