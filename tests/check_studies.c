@@ -226,7 +226,7 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* Study 004: SNP update_mem_attr and the RMPUPDATE-vs-fault race       */
 
-#define S004_BUDGET	30
+#define S004_BUDGET	100
 
 /*
  * The same budget of schedules under each design: the explorer finds the
@@ -278,8 +278,6 @@ START_TEST(test_s004_costs)
 		ck_assert_int_eq(s004_explore(d, 7, 10, false, NULL, &r[d], NULL, NULL), 0);
 		ck_assert_uint_eq(r[d].runs, 10);
 	}
-	ck_assert_uint_gt(r[S004_POSTED].racy_runs, 0);
-	ck_assert_uint_gt(r[S004_POSTED].max_npf, 0);
 	/* Context page + VMSA + the page the guest uses. */
 	ck_assert_uint_eq(r[S004_MERGED].rmpupdates, 10 * 3);
 	/* Context page + VMSA + the 8 converted pages. */
