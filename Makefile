@@ -81,6 +81,7 @@ TEST_SRCS += tests/check_guest.c
 TEST_SRCS += tests/check_invariants.c
 TEST_SRCS += tests/check_memslot.c
 TEST_SRCS += tests/check_mmu.c
+TEST_SRCS += tests/check_mutants.c
 TEST_SRCS += tests/check_platform.c
 TEST_SRCS += tests/check_sched.c
 TEST_SRCS += tests/check_sched_lib.c
@@ -112,6 +113,23 @@ EXAMPLES += tour
 # `make` into $(BUILD)/tools: add new names here, sorted.
 TOOLS :=
 TOOLS += ccvm-explore
+
+# Mutants: deliberately broken builds of one library file each, used only by
+# tests/check_mutants.c to show that the explorer finds what they break.
+# Mutant <name> compiles <name>_SRC with -DCCVM_MUTANT_<NAME> (dashes
+# become underscores) and links it, ahead of the library, into
+# $(BUILD)/mutants/ccvm-explore-<name>.  Add new names here, sorted.
+MUTANTS :=
+MUTANTS += begin-forgets-range
+MUTANTS += mirror-every-gen
+MUTANTS += no-seq-retry
+MUTANTS += snp-pending-after-walk
+MUTANTS += tdx-no-track
+begin-forgets-range_SRC := lib/mmu.c
+mirror-every-gen_SRC := lib/mmu.c
+no-seq-retry_SRC := lib/fault.c
+snp-pending-after-walk_SRC := backends/snp/snp.c
+tdx-no-track_SRC := backends/tdx/tdx.c
 
 # Benchmark programs, one binary each from bench/<name>.c, built and run by
 # `make bench`: add new names here, sorted.  Extra libraries of a program go
@@ -245,6 +263,7 @@ STUDY_BINS := $(STUDIES:%=$(BUILD)/studies/%)
 TEST_BIN := $(BUILD)/tests/ccvm-tests
 EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
 TOOL_BINS := $(TOOLS:%=$(BUILD)/tools/%)
+MUTANT_BINS := $(MUTANTS:%=$(BUILD)/mutants/ccvm-explore-%)
 BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
 FUZZ_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(FUZZ_SRCS))
 FUZZ_BIN := $(BUILD)/tests/fuzz_ccvm
@@ -298,6 +317,22 @@ $(SO_LINKS): $(SO)
 $(EXAMPLE_BINS) $(TOOL_BINS) $(BENCH_BINS): %: %.o $(LIB)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $($(notdir $@)_LDLIBS) $(LDLIBS)
+
+# A mutant's object: its source built like a library object, plus the switch.
+mutant_macro = CCVM_MUTANT_$(shell echo '$(1)' | tr 'a-z-' 'A-Z_')
+.SECONDEXPANSION:
+$(BUILD)/mutants/%.o: $$($$*_SRC) $(BUILD)/.flags
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(if $(filter lib/%,$($*_SRC)),-Ilib) $(LIB_OBJ_CFLAGS) \
+		-D$(call mutant_macro,$*) -MMD -MP -c -o $@ $<
+
+$(MUTANT_BINS): $(BUILD)/mutants/ccvm-explore-%: $(BUILD)/mutants/%.o \
+		$(BUILD)/tools/ccvm-explore.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BUILD)/tools/ccvm-explore.o $< $(LIB) $(LDLIBS)
+
+-include $(MUTANTS:%=$(BUILD)/mutants/%.d)
 
 $(STUDY_BINS): %: %.o $(STUDY_LIB_OBJS) $(LIB)
 	$(call msg,LD,$@)
@@ -369,7 +404,8 @@ bench-deps:
 
 $(TEST_OBJS): | check-deps
 
-$(TEST_BIN): $(TEST_OBJS) $(STUDY_LIB_OBJS) $(LIB) | check-deps
+# The mutant programs and the explorer are run by tests/check_mutants.c.
+$(TEST_BIN): $(TEST_OBJS) $(STUDY_LIB_OBJS) $(LIB) $(MUTANT_BINS) $(TOOL_BINS) | check-deps
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(STUDY_LIB_OBJS) $(LIB) $(CHECK_LIBS) \
 		-lm $(LDLIBS)

@@ -13,12 +13,16 @@
  *      invalidate_end
  *   -> update_mem_attr per slot, outside mmu_lock (SNP's RMP work; only
  *      under study 004's knob, and there before invalidate_end for its
- *      locked variant).
+ *      locked variant); if it fails, the old attributes are put back the
+ *      same way and the call returns its errno with nothing changed (or
+ *      -EIO with the VM bugged if even that fails): see rollback().
  * The pre and post walks only run where a memslot intersects the range;
  * elsewhere nothing can be mapped, so the store changes without an
  * invalidation, as in KVM.
  */
+#include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend-call.h"
 
@@ -259,24 +263,159 @@ static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_
 		ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
+/*
+ * The attributes a range held before an update, as runs: what a failed
+ * update_mem_attr rolls back to.  A few runs live on the stack.
+ */
+struct attr_run {
+	uint64_t start, end, attrs;	/* [start, end) */
+};
+
+struct attr_runs {
+	struct attr_run *v;
+	size_t nr, cap;
+	struct attr_run small[8];
+};
+
+static int collect_run(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct attr_runs *o = ctx;
+
+	if (o->nr == o->cap) {
+		size_t cap = o->cap * 2;
+		struct attr_run *v = malloc(cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		memcpy(v, o->v, o->nr * sizeof(*v));
+		if (o->v != o->small)
+			free(o->v);
+		o->v = v;
+		o->cap = cap;
+	}
+	o->v[o->nr++] = (struct attr_run){ first, last + 1, value };
+	return 0;
+}
+
+static int collect_runs(struct ccvm_vm *vm, uint64_t start, uint64_t end, struct attr_runs *o)
+{
+	int err;
+
+	o->v = o->small;
+	o->nr = 0;
+	o->cap = CCVM_ARRAY_SIZE(o->small);
+	ccvm_rwlock_rdlock(&vm->attr_lock);
+	err = ccvm_xa_for_each_run(&vm->attrs, start, end - 1, collect_run, o);
+	ccvm_rwlock_unlock(&vm->attr_lock);
+	return err;
+}
+
+static void free_runs(struct attr_runs *o)
+{
+	if (o->v && o->v != o->small)
+		free(o->v);
+	o->v = NULL;
+}
+
+/* Store @attrs over [start, end); attr_lock taken here. */
+static int store_attrs(struct ccvm_vm *vm, uint64_t start, uint64_t end, uint64_t attrs)
+{
+	size_t before;
+	int err;
+
+	ccvm_rwlock_wrlock(&vm->attr_lock);
+	before = ccvm_xa_memory(&vm->attrs);
+	err = ccvm_xa_store_range(&vm->attrs, start, end - 1, attrs);
+	ccvm_model_bytes_add(vm->p, (int64_t)ccvm_xa_memory(&vm->attrs) - (int64_t)before);
+	ccvm_rwlock_unlock(&vm->attr_lock);
+	return err;
+}
+
+/*
+ * update_mem_attr failed on slot @failed of @r: put back the attributes
+ * of @old, with the same invalidation an update runs (mappings of the new
+ * kind go, MIXED is recomputed), and let the backend follow them again on
+ * the slots it was called for (0..@failed).  KVM never gets here (it has
+ * no fallible step after its store); we make the call all-or-nothing
+ * rather than leave a half-converted range behind.  If the rollback itself
+ * fails, the VM is bugged: the caller gets -EIO.
+ */
+static int rollback(struct ccvm_vm *vm, struct slot_range *r, size_t n, size_t failed,
+		    const struct attr_runs *old)
+{
+	size_t i, j;
+
+	for (j = 0; j < old->nr; j++) {
+		const struct attr_run *o = &old->v[j];
+
+		for (i = 0; i < n; i++) {
+			struct slot_range c = r[i];
+
+			c.start = c.start > o->start ? c.start : o->start;
+			c.end = c.end < o->end ? c.end : o->end;
+			if (c.start >= c.end)
+				continue;
+			if (pre_set(vm, &c, 1, o->attrs)) {
+				post_set(vm, &c, 1, o->attrs, false, true);
+				goto bug;
+			}
+			if (store_attrs(vm, c.start, c.end, o->attrs)) {
+				post_set(vm, &c, 1, o->attrs, false, true);
+				goto bug;
+			}
+			post_set(vm, &c, 1, o->attrs, true, true);
+		}
+		/* The parts no memslot covers: nothing can be mapped there. */
+		if (store_attrs(vm, o->start, o->end, o->attrs))
+			goto bug;
+	}
+	ccvm_account(vm->p, vm, CCVM_EV_ATTR_CHANGE, 1);
+	for (i = 0; i <= failed && i < n; i++) {
+		for (j = 0; j < old->nr; j++) {
+			uint64_t a = r[i].start > old->v[j].start ? r[i].start : old->v[j].start;
+			uint64_t b = r[i].end < old->v[j].end ? r[i].end : old->v[j].end;
+
+			if (a < b && ccvm_op_update_mem_attr(vm, r[i].slot, old->v[j].attrs, a, b))
+				goto bug;
+		}
+	}
+	return 0;
+bug:
+	ccvm_vm_bug(vm, "attributes: rolling back a failed update_mem_attr failed");
+	return -EIO;
+}
+
 int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
 				  uint64_t attributes, uint64_t flags)
 {
 	struct slot_range *r = NULL;
+	struct attr_runs old = { 0 };
 	uint64_t start, end;
-	size_t n, i, before;
+	size_t n, i;
 	bool in_window;
 	int err = 0;
 
 	/* kvm_vm_ioctl_set_mem_attributes(): the checks, in order. */
-	if (!vm || flags)
+	if (!vm || flags) {
+		ccvm_log(CCVM_LOG_DEBUG, "set_memory_attributes: %s", vm ? "unknown flags" :
+			 "no VM");
 		return -EINVAL;
-	if (attributes & ~vm->caps.memory_attributes)
+	}
+	if (attributes & ~vm->caps.memory_attributes) {
+		ccvm_log(CCVM_LOG_DEBUG, "set_memory_attributes: vm %u: attribute %#" PRIx64
+			 " not supported by %s", vm->id, attributes, vm->caps.name);
 		return -EINVAL;
-	if (!size || gpa + size < gpa)
+	}
+	if (!size || gpa + size < gpa) {
+		ccvm_log(CCVM_LOG_DEBUG, "set_memory_attributes: vm %u: size 0 or range wraps",
+			 vm->id);
 		return -EINVAL;
-	if (!ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size))
+	}
+	if (!ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size)) {
+		ccvm_log(CCVM_LOG_DEBUG, "set_memory_attributes: vm %u: gpa or size not page "
+			 "aligned", vm->id);
 		return -EINVAL;
+	}
 	start = gpa >> CCVM_PAGE_SHIFT;
 	end = start + (size >> CCVM_PAGE_SHIFT);
 
@@ -300,6 +439,12 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		err = -ENOMEM;
 		goto out;
 	}
+	/* What a failed update_mem_attr rolls back to; before anything changes. */
+	if (n) {
+		err = collect_runs(vm, start, end, &old);
+		if (err)
+			goto out_free;
+	}
 
 	if (n)
 		err = pre_set(vm, r, n, attributes);
@@ -312,12 +457,8 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		goto out_free;
 	}
 
-	ccvm_rwlock_wrlock(&vm->attr_lock);
-	before = ccvm_xa_memory(&vm->attrs);
-	if (ccvm_xa_store_range(&vm->attrs, start, end - 1, attributes))
+	if (store_attrs(vm, start, end, attributes))
 		ccvm_vm_bug(vm, "attribute store failed after reserve");
-	ccvm_model_bytes_add(vm->p, (int64_t)ccvm_xa_memory(&vm->attrs) - (int64_t)before);
-	ccvm_rwlock_unlock(&vm->attr_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_ATTR_CHANGE, 1);
 
 	/*
@@ -330,15 +471,20 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 
 	/* Outside mmu_lock, may sleep: SNP's RMP and direct-map work. */
 	for (i = 0; i < n; i++) {
-		int e = ccvm_op_update_mem_attr(vm, r[i].slot, attributes, r[i].start,
-						r[i].end);
-
-		if (e && !err)
-			err = e;
+		err = ccvm_op_update_mem_attr(vm, r[i].slot, attributes, r[i].start,
+					      r[i].end);
+		if (err) {
+			ccvm_log(CCVM_LOG_DEBUG, "set_memory_attributes: vm %u: the backend's "
+				 "update failed (%d): rolling back", vm->id, err);
+			if (rollback(vm, r, n, i, &old))
+				err = -EIO;
+			break;
+		}
 	}
 	if (n && in_window)
 		end_invalidation(vm);
 out_free:
+	free_runs(&old);
 	free(r);
 out:
 	ccvm_mutex_unlock(&vm->slots_lock);

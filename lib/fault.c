@@ -94,6 +94,15 @@ static bool invalidated_since(struct ccvm_vm *vm, uint64_t seq, uint64_t start,
 {
 	struct ccvm_mmu *m = &vm->mmu;
 
+#ifdef CCVM_MUTANT_NO_SEQ_RETRY
+	/* Broken on purpose (tests/check_mutants.c only): never stale. */
+	(void)m;
+	(void)seq;
+	(void)start;
+	(void)end;
+	(void)locked;
+	return false;
+#endif
 	if (ccvm_unlikely(atomic_load_explicit(&m->invalidate_in_progress,
 					       memory_order_acquire) > 0)) {
 		uint64_t s = atomic_load_explicit(&m->range_start, memory_order_relaxed);

@@ -111,7 +111,7 @@ extern const char *const ccvm_event_names[CCVM_EV_NR];
 
 /* Hand @rec to the platform's trace callback, if any. */
 void ccvm_trace_emit(struct ccvm_platform *p, const struct ccvm_trace_record *rec);
-void ccvm_trace_writer_close(struct ccvm_platform *p);
+int ccvm_trace_writer_close(struct ccvm_platform *p);
 /* CLOCK_MONOTONIC in nanoseconds: trace timestamps only, never the model's clock. */
 uint64_t ccvm_now_ns(void);
 /*

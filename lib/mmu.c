@@ -445,7 +445,12 @@ int ccvm_mmu_reload(struct ccvm_vcpu *v)
 	if (need_mirror && !err) {
 		err = vcpu_root_replace(vm, &v->mirror_root, true);
 	} else if (need_direct && !err && v->mirror_root &&
+#ifdef CCVM_MUTANT_MIRROR_EVERY_GEN
+		   /* Broken on purpose (tests only): the v3 reload, always. */
+		   true) {
+#else
 		   ccvm_vm_study_knob(vm, CCVM_STUDY_MIRROR_RELOAD) == CCVM_MIRROR_RELOAD_V3) {
+#endif
 		struct ccvm_root *root = root_get_for_vcpu(vm, true);
 
 		if (!root)
@@ -504,8 +509,14 @@ void ccvm_mmu_invalidate_begin(struct ccvm_vm *vm)
 	struct ccvm_mmu *m = &vm->mmu;
 
 	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate begin");
+#ifdef CCVM_MUTANT_BEGIN_FORGETS_RANGE
+	/* Broken on purpose (tests only): a nested begin forgets the range. */
+	atomic_fetch_add_explicit(&m->invalidate_in_progress, 1, memory_order_acq_rel);
+	{
+#else
 	if (atomic_fetch_add_explicit(&m->invalidate_in_progress, 1,
 				      memory_order_acq_rel) == 0) {
+#endif
 		atomic_store_explicit(&m->range_start, CCVM_INVALID_GFN, memory_order_relaxed);
 		atomic_store_explicit(&m->range_end, CCVM_INVALID_GFN, memory_order_relaxed);
 		m->range_added = false;

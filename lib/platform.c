@@ -224,7 +224,7 @@ int ccvm_platform_destroy(struct ccvm_platform *p)
 	if (busy)
 		return -EBUSY;
 	ccvm_op_platform_destroy(p);
-	ccvm_trace_writer_close(p);
+	(void)ccvm_trace_writer_close(p);
 	platform_locks_destroy(p);
 	ccvm_sched_platform_detach(p);
 	free(p->priv);

@@ -211,6 +211,26 @@ static int conv_fault_vmm(void *arg)
 	return r ? r : set_attr(x, SC_P, true);
 }
 
+/*
+ * conv-punch: a vCPU writes private P and Q while one VMM thread converts P
+ * to shared and back and another punches Q out of gmem: two invalidations
+ * in progress at once, each with its own range.
+ */
+static void conv_punch_guest(struct ccvm_guest *g, void *arg)
+{
+	g_private(g, arg, SC_P, vcpu_val(g, 0));
+	g_private(g, arg, SC_Q, vcpu_val(g, 1));
+}
+
+static int punch_q_vmm(void *arg)
+{
+	struct sc *x = arg;
+	int r = ccvm_gmem_fallocate(x->g, CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE, SC_Q,
+				    SC_PAGE);
+
+	return r ? sc_fail(x, r, "punch: %s", ccvm_strerror(r)) : 0;
+}
+
 /* punch-write: a vCPU writes private P twice while the VMM punches P out of gmem. */
 static void punch_write_guest(struct ccvm_guest *g, void *arg)
 {
@@ -372,6 +392,11 @@ static int second_vmm(struct sc *x, ccvm_thread_fn *fn, const char **name)
 		*name = "terminator";
 		return 1;
 	}
+	if (x->def->guest == conv_punch_guest) {
+		*fn = punch_q_vmm;
+		*name = "puncher";
+		return 1;
+	}
 	if (x->def->vmm == populate_vmm) {
 		*fn = punch_pq_vmm;
 		*name = "puncher";
@@ -388,6 +413,12 @@ static const struct sc_def sc_defs[] = {
 			 "converts P to shared and back", "mock tdx snp" },
 		.nr_vcpus = 2, .private_at_start = PAGE_BIT(SC_P),
 		.guest = conv_fault_guest, .vmm = conv_fault_vmm, .vmm_name = "converter",
+	},
+	{
+		.pub = { "conv-punch", "a vCPU writes private pages P and Q while one VMM thread "
+			 "converts P to shared and back and another punches Q", "mock tdx snp" },
+		.nr_vcpus = 1, .private_at_start = PAGE_BIT(SC_P) | PAGE_BIT(SC_Q),
+		.guest = conv_punch_guest, .vmm = conv_fault_vmm, .vmm_name = "converter",
 	},
 	{
 		.pub = { "punch-write", "a vCPU writes private page P twice while a VMM thread "

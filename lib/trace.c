@@ -22,7 +22,15 @@ struct ccvm_trace_writer {
 	FILE *f;
 	uint64_t t0;
 	uint64_t nr;
+	int err;		/* first write error (negative errno), or 0 */
 };
+
+/* Remember the first failed write: stdio reports it only through ferror(). */
+static void writer_check(struct ccvm_trace_writer *w)
+{
+	if (!w->err && ferror(w->f))
+		w->err = errno > 0 ? -errno : -EIO;
+}
 
 uint64_t ccvm_now_ns(void)
 {
@@ -104,11 +112,13 @@ static void writer_record(const struct ccvm_trace_record *rec, void *ctx)
 	fprintf(w->f, "\"arg0\":%llu,\"arg1\":%llu,\"ret\":%lld,\"sim_ns\":%llu}}",
 		(unsigned long long)rec->arg0, (unsigned long long)rec->arg1,
 		(long long)rec->ret, (unsigned long long)rec->sim_ns);
+	writer_check(w);
 }
 
-void ccvm_trace_writer_close(struct ccvm_platform *p)
+int ccvm_trace_writer_close(struct ccvm_platform *p)
 {
 	struct ccvm_trace_writer *w;
+	int err;
 
 	ccvm_mutex_lock(&p->trace_lock);
 	w = p->trace_writer;
@@ -120,10 +130,22 @@ void ccvm_trace_writer_close(struct ccvm_platform *p)
 	}
 	ccvm_mutex_unlock(&p->trace_lock);
 	if (!w)
-		return;
+		return 0;
+	errno = 0;
 	fputs("\n],\"displayTimeUnit\":\"ns\"}\n", w->f);
-	fclose(w->f);
+	writer_check(w);
+	errno = 0;
+	if (fflush(w->f) != 0 && !w->err)
+		w->err = errno > 0 ? -errno : -EIO;
+	writer_check(w);
+	errno = 0;
+	if (fclose(w->f) != 0 && !w->err)
+		w->err = errno > 0 ? -errno : -EIO;
+	err = w->err;
+	if (err)
+		ccvm_log(CCVM_LOG_DEBUG, "trace: a write failed (%d): the trace file is incomplete", err);
 	free(w);
+	return err;
 }
 
 int ccvm_trace_open(struct ccvm_platform *p, const char *path)
@@ -145,7 +167,8 @@ int ccvm_trace_open(struct ccvm_platform *p, const char *path)
 	w->p = p;
 	w->t0 = ccvm_trace_clock(p);
 	fputs("{\"traceEvents\":[", w->f);
-	ccvm_trace_writer_close(p);
+	writer_check(w);
+	(void)ccvm_trace_writer_close(p);
 	ccvm_mutex_lock(&p->trace_lock);
 	p->trace_writer = w;
 	atomic_store(&p->trace_ctx, w);
@@ -159,6 +182,5 @@ int ccvm_trace_close(struct ccvm_platform *p)
 {
 	if (!p)
 		return -EINVAL;
-	ccvm_trace_writer_close(p);
-	return 0;
+	return ccvm_trace_writer_close(p);
 }

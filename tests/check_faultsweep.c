@@ -32,6 +32,18 @@
  * setting attributes (and punching the private backing, as a VMM that
  * discards does).
  *
+ * Every API call a scenario makes that can fail is guarded: the observable
+ * state (attributes, memslots, the gmem file's pages and bindings, the
+ * invalidation state, every mapping of the GPA window) is taken before the
+ * call and, if the call fails on a VM that is not bugged, compared after
+ * it: nothing may have changed, except that mappings may only have gone
+ * (a zap costs a refault, nothing else) and, on the fault paths
+ * (pre-fault, populate), gmem may have allocated pages, as KVM's
+ * kvm_gmem_get_pfn() keeps a folio whose mapping failed; populate also
+ * keeps the pages before the failing one (documented progress).  A failure that
+ * bugs the VM returns -EIO and is exempt: a bugged VM is reported, not
+ * repaired.
+ *
  * Set CCVM_SWEEP_VERBOSE=1 for a per-op summary of recovered and failed
  * runs on stderr.
  */
@@ -50,6 +62,7 @@
 #include <ccvm/backend.h>
 #include <ccvm/ccvm.h>
 
+#include "snapshot.h"
 #include "testutil.h"
 
 #define PAGE		CCVM_PAGE_SIZE
@@ -189,8 +202,17 @@ static void guest_script_fn(struct ccvm_guest *g, void *arg)
 
 /* ---- one run ----------------------------------------------------------------- */
 
+/* The GPA window whose mappings a guard compares (every scenario slot is in it). */
+#define WIN_PAGES	128
+
+struct guard_state {
+	struct tu_snap snap;
+	uint64_t pfn[2][WIN_PAGES];	/* [private alias, shared alias], UINT64_MAX: none */
+};
+
 struct run {
 	const char *backend;
+	struct guard_state before, after;
 	struct ccvm_backend_caps caps;
 	struct ccvm_platform *p;
 	struct ccvm_vm *vm;
@@ -202,6 +224,93 @@ struct run {
 	struct guest_script script;
 	const char *why;		/* what a contract violation was */
 };
+
+
+/* ---- guards: a failing call changes nothing ------------------------------- */
+
+enum guard_kind {
+	GUARD_ALL,	/* nothing may change but mappings going */
+	GUARD_FAULT,	/* gmem may also have allocated pages */
+	GUARD_PROGRESS,	/* and pages before the failing one stay mapped (populate) */
+};
+
+static void guard_take(struct run *r, struct guard_state *st)
+{
+	uint64_t i;
+	int a;
+
+	tu_snap_take(&st->snap, r->p, r->vm, r->g, NULL, 0, WIN_PAGES * PAGE);
+	for (a = 0; a < 2; a++) {
+		for (i = 0; i < WIN_PAGES; i++) {
+			uint64_t gpa = i * PAGE | (a ? r->sbit : 0), pfn;
+			int level;
+
+			st->pfn[a][i] = r->vm && !ccvm_vm_lookup_mapping(r->vm, gpa, &pfn, &level) ?
+					pfn : UINT64_MAX;
+		}
+	}
+}
+
+static void guard_begin(struct run *r)
+{
+	if (r->vm)
+		guard_take(r, &r->before);
+}
+
+/*
+ * After a guarded call that returned @err: if it failed on a VM that is not
+ * bugged, compare.  Return: @err, or BAD_OUTCOME with r->why set.
+ */
+static int guard_end(struct run *r, int err, enum guard_kind kind, const char *call)
+{
+	struct guard_state *b = &r->before, *a = &r->after;
+	static char why[256];
+	unsigned int i;
+	int al;
+
+	if (!err || !r->vm || ccvm_vm_is_bugged(r->vm))
+		return err;
+	guard_take(r, a);
+#define GUARD_FAIL(...) do {						\
+		snprintf(why, sizeof(why), __VA_ARGS__);		\
+		r->why = why;						\
+		return BAD_OUTCOME;					\
+	} while (0)
+	if (a->snap.nr_runs != b->snap.nr_runs)
+		GUARD_FAIL("%s failed (%d) but the attribute runs changed (%u -> %u)", call, err,
+			   b->snap.nr_runs, a->snap.nr_runs);
+	for (i = 0; i < a->snap.nr_runs; i++)
+		if (memcmp(&a->snap.runs[i], &b->snap.runs[i], sizeof(a->snap.runs[i])))
+			GUARD_FAIL("%s failed (%d) but attribute run %u changed (gpa %#" PRIx64
+				   " attr %#" PRIx64 " -> gpa %#" PRIx64 " attr %#" PRIx64 ")",
+				   call, err, i, b->snap.runs[i].gpa, b->snap.runs[i].attr,
+				   a->snap.runs[i].gpa, a->snap.runs[i].attr);
+	if (a->snap.generation != b->snap.generation || a->snap.nr_slots != b->snap.nr_slots ||
+	    memcmp(a->snap.slots, b->snap.slots, sizeof(a->snap.slots)))
+		GUARD_FAIL("%s failed (%d) but the memslots changed", call, err);
+	if (a->snap.in_progress != b->snap.in_progress)
+		GUARD_FAIL("%s failed (%d) but left an invalidation in progress", call, err);
+	if (a->snap.gmem[0].nr_bindings != b->snap.gmem[0].nr_bindings ||
+	    a->snap.gmem[0].size != b->snap.gmem[0].size)
+		GUARD_FAIL("%s failed (%d) but the gmem file's bindings or size changed", call,
+			   err);
+	if (kind == GUARD_ALL ? a->snap.gmem[0].nr_pages != b->snap.gmem[0].nr_pages :
+	    a->snap.gmem[0].nr_pages < b->snap.gmem[0].nr_pages)
+		GUARD_FAIL("%s failed (%d) but gmem pages went %" PRIu64 " -> %" PRIu64, call,
+			   err, b->snap.gmem[0].nr_pages, a->snap.gmem[0].nr_pages);
+	for (al = 0; al < 2 && kind != GUARD_PROGRESS; al++)
+		for (i = 0; i < WIN_PAGES; i++)
+			if (a->pfn[al][i] != UINT64_MAX && a->pfn[al][i] != b->pfn[al][i])
+				GUARD_FAIL("%s failed (%d) but gfn %#x (%s alias) is mapped to "
+					   "pfn %#" PRIx64 " (before: %#" PRIx64 ")", call, err,
+					   i, al ? "shared" : "private", a->pfn[al][i],
+					   b->pfn[al][i]);
+#undef GUARD_FAIL
+	return err;
+}
+
+/* Run @call guarded: a failure must leave the state as it was. */
+#define GUARDED(r, kind, call) (guard_begin(r), guard_end((r), (call), (kind), #call))
 
 static int vm_setup(struct run *r, bool with_vcpu)
 {
@@ -217,25 +326,25 @@ static int vm_setup(struct run *r, bool with_vcpu)
 	if (err)
 		return err;
 	r->sbit = ccvm_vm_shared_bit(r->vm);
-	err = ccvm_gmem_create(r->vm, GMEM_PAGES * PAGE, 0, &r->g);
+	err = GUARDED(r, GUARD_ALL, ccvm_gmem_create(r->vm, GMEM_PAGES * PAGE, 0, &r->g));
 	if (err)
 		return err;
 	mr.userspace_addr = r->shared;
 	mr.gmem = r->g;
-	err = ccvm_vm_set_user_memory_region(r->vm, &mr);
+	err = GUARDED(r, GUARD_ALL, ccvm_vm_set_user_memory_region(r->vm, &mr));
 	if (err)
 		return err;
-	err = ccvm_vm_set_memory_attributes(r->vm, 0, NPAGES * PAGE,
-					    CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0);
+	err = GUARDED(r, GUARD_ALL, ccvm_vm_set_memory_attributes(r->vm, 0, NPAGES * PAGE,
+								 CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0));
 	if (err || !with_vcpu)
 		return err;
-	return ccvm_vcpu_create(r->vm, 0, &r->v);
+	return GUARDED(r, GUARD_ALL, ccvm_vcpu_create(r->vm, 0, &r->v));
 }
 
 /* Backends with a launch protocol are runnable only after finalize. */
 static int launch(struct run *r)
 {
-	return r->caps.needs_finalize ? ccvm_vm_finalize(r->vm) : 0;
+	return r->caps.needs_finalize ? GUARDED(r, GUARD_ALL, ccvm_vm_finalize(r->vm)) : 0;
 }
 
 static int vmm_convert(struct run *r, uint64_t gpa, uint64_t size, bool to_private)
@@ -244,11 +353,11 @@ static int vmm_convert(struct run *r, uint64_t gpa, uint64_t size, bool to_priva
 
 	if (gpa >= NPAGES * PAGE || size > NPAGES * PAGE - gpa)
 		return -EINVAL;
-	err = ccvm_vm_set_memory_attributes(r->vm, gpa, size,
-					    to_private ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0);
+	err = GUARDED(r, GUARD_ALL, ccvm_vm_set_memory_attributes(r->vm, gpa, size,
+				to_private ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0));
 	if (!err && !to_private && r->punch_on_share)
-		err = ccvm_gmem_fallocate(r->g, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE,
-					  gpa, size);
+		err = GUARDED(r, GUARD_ALL, ccvm_gmem_fallocate(r->g, CCVM_FALLOC_PUNCH_HOLE |
+								CCVM_FALLOC_KEEP_SIZE, gpa, size));
 	return err;
 }
 
@@ -407,7 +516,7 @@ static int prefault(struct run *r, uint64_t gpa, uint64_t size)
 {
 	while (size) {
 		uint64_t left = size;
-		int err = ccvm_vcpu_pre_fault_memory(r->v, &gpa, &size);
+		int err = GUARDED(r, GUARD_FAULT, ccvm_vcpu_pre_fault_memory(r->v, &gpa, &size));
 
 		if (err)
 			return err;
@@ -432,7 +541,8 @@ static int sc_prefault(struct run *r)
 	int err = vm_setup(r, true);
 
 	if (!err)
-		err = ccvm_vm_set_memory_attributes(r->vm, 4 * PAGE, 4 * PAGE, 0, 0);
+		err = GUARDED(r, GUARD_ALL, ccvm_vm_set_memory_attributes(r->vm, 4 * PAGE,
+									 4 * PAGE, 0, 0));
 	if (!err)
 		err = launch(r);
 	if (!err)
@@ -459,7 +569,7 @@ static int sc_gmem_close_first(struct run *r)
 	r->g = NULL;
 	if (err)
 		return err;
-	err = ccvm_vcpu_pre_fault_memory(r->v, &gpa, &size);
+	err = GUARDED(r, GUARD_FAULT, ccvm_vcpu_pre_fault_memory(r->v, &gpa, &size));
 	if (err == -EFAULT)
 		return 0;
 	r->why = "pre-fault after gmem close did not see the file gone";
@@ -509,9 +619,10 @@ static int sc_launch(struct run *r)
 	for (k = 0; k < sizeof(src); k++)
 		src[k] = pattern(7, k);
 	if (!err)
-		err = ccvm_vm_populate(r->vm, 0, src, sizeof(src), CCVM_POPULATE_MEASURE);
+		err = GUARDED(r, GUARD_PROGRESS, ccvm_vm_populate(r->vm, 0, src, sizeof(src),
+							       CCVM_POPULATE_MEASURE));
 	if (!err)
-		err = ccvm_vm_finalize(r->vm);
+		err = GUARDED(r, GUARD_ALL, ccvm_vm_finalize(r->vm));
 	if (!err)
 		err = vmm_run(r, steps_launch);
 	return err;
@@ -524,7 +635,7 @@ static int sc_terminate(struct run *r)
 
 	if (err)
 		return err;
-	err = ccvm_vm_terminate(r->vm);
+	err = GUARDED(r, GUARD_ALL, ccvm_vm_terminate(r->vm));
 	if (err == -EOPNOTSUPP)
 		return NOT_APPLICABLE;
 	if (err)
@@ -555,7 +666,7 @@ static int slot(struct run *r, uint32_t id, uint32_t flags, uint64_t gpa, uint64
 		.gmem_offset = gmem_page * PAGE,
 	};
 
-	return ccvm_vm_set_user_memory_region(r->vm, &mr);
+	return GUARDED(r, GUARD_ALL, ccvm_vm_set_user_memory_region(r->vm, &mr));
 }
 
 static int sc_memslot(struct run *r)
@@ -567,8 +678,8 @@ static int sc_memslot(struct run *r)
 	if (!err)
 		err = slot(r, 2, CCVM_MEM_GUEST_MEMFD, SLOT2_GPA, 4, NPAGES + 4, NPAGES);
 	if (!err)
-		err = ccvm_vm_set_memory_attributes(r->vm, SLOT2_GPA, 4 * PAGE,
-						    CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0);
+		err = GUARDED(r, GUARD_ALL, ccvm_vm_set_memory_attributes(r->vm, SLOT2_GPA,
+					4 * PAGE, CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0));
 	if (!err)
 		err = launch(r);
 	if (!err)

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -594,6 +595,63 @@ START_TEST(test_log_sink)
 }
 END_TEST
 
+/*
+ * A trace that could not be written reports it at close: /dev/full takes
+ * the open and fails every write with ENOSPC.  A trace to a real file
+ * closes with 0 and holds the records.
+ */
+static void trace_some_records(struct ccvm_platform *p)
+{
+	struct ccvm_vm *vm = tu_vm(p);
+	struct ccvm_gmem *gm;
+	uint8_t *shared = tu_private_slot0(vm, 64 * TU_PAGE, &gm);
+
+	for (int i = 0; i < 64; i++)
+		tu_set_attr(vm, (uint64_t)i * TU_PAGE, TU_PAGE, i & 1 ? 0 :
+			    CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	ck_assert_int_eq(ccvm_gmem_close(gm), 0);
+	munmap(shared, 64 * TU_PAGE);
+}
+
+START_TEST(test_trace_write_error)
+{
+	struct ccvm_platform *p = tu_platform("mock");
+
+	if (access("/dev/full", W_OK) != 0)
+		return;		/* no /dev/full here: nothing to test */
+	ck_assert_int_eq(ccvm_trace_open(p, "/dev/full"), 0);
+	trace_some_records(p);
+	ck_assert_int_eq(ccvm_trace_close(p), -ENOSPC);
+	/* Nothing open any more: closing again is a no-op. */
+	ck_assert_int_eq(ccvm_trace_close(p), 0);
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+}
+END_TEST
+
+START_TEST(test_trace_write_ok)
+{
+	struct ccvm_platform *p = tu_platform("mock");
+	char path[] = "/tmp/ccvm-trace-XXXXXX";
+	int fd = mkstemp(path);
+	char buf[64];
+	FILE *f;
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(ccvm_trace_open(p, path), 0);
+	trace_some_records(p);
+	ck_assert_int_eq(ccvm_trace_close(p), 0);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+	ck_assert_int_eq(strncmp(buf, "{\"traceEvents\":[", 16), 0);
+	fclose(f);
+	unlink(path);
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+}
+END_TEST
+
 START_TEST(test_version)
 {
 	char want[32];
@@ -648,6 +706,8 @@ Suite *platform_suite(void)
 	tc = tcase_create("misc");
 	tcase_add_test(tc, test_strerror);
 	tcase_add_test(tc, test_log_sink);
+	tcase_add_test(tc, test_trace_write_error);
+	tcase_add_test(tc, test_trace_write_ok);
 	tcase_add_test(tc, test_version);
 	suite_add_tcase(s, tc);
 	return s;

@@ -918,6 +918,105 @@ START_TEST(test_round_trip_with_punch_zeroes)
 }
 END_TEST
 
+/*
+ * update_mem_attr failing (issue 16 #1): the call returns the error with
+ * nothing changed.  The range spans two memslots; the backend's update of
+ * the first succeeded (its pages went shared in the RMP) before the
+ * second's failed, so the rollback must make the attribute private again
+ * and the first slot's pages assigned again (to be validated again, as
+ * after any round trip).  If the rollback fails too, the VM is bugged and
+ * the call returns -EIO.
+ */
+#define ROLL_PAGES	4
+#define ROLL_GPA	(MEM_SIZE - ROLL_PAGES * PG)	/* spans slot 0 and slot 1 */
+
+static void rollback_setup(struct ccvm_gmem **gm2, uint8_t **shared2, struct ccvm_vcpu **v,
+			   uint64_t *pfn)
+{
+	struct ccvm_memory_region r = {
+		.slot = 1,
+		.flags = CCVM_MEM_GUEST_MEMFD,
+		.guest_phys_addr = MEM_SIZE,
+		.memory_size = 2 * MIB,
+	};
+	uint64_t gpa = ROLL_GPA, size = 2 * ROLL_PAGES * PG, i;
+
+	ck_assert_int_eq(ccvm_gmem_create(vm, 2 * MIB, 0, gm2), 0);
+	*shared2 = mmap(NULL, 2 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			-1, 0);
+	ck_assert(*shared2 != MAP_FAILED);
+	r.userspace_addr = *shared2;
+	r.gmem = *gm2;
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &r), 0);
+	set_attr(0, MEM_SIZE + 2 * MIB, PRIV);
+	ck_assert_int_eq(ccvm_vm_finalize(vm), 0);
+	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, v), 0);
+	while (size)
+		ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(*v, &gpa, &size), 0);
+	for (i = 0; i < 2 * ROLL_PAGES; i++) {
+		pfn[i] = gmem_pfn((ROLL_GPA >> 12) + i);
+		assert_rmp_guest(pfn[i], (ROLL_GPA >> 12) + i, false);
+	}
+}
+
+static void rollback_teardown(struct ccvm_gmem *gm2, uint8_t *shared2, struct ccvm_vcpu *v)
+{
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+	ck_assert_int_eq(ccvm_gmem_close(gm2), 0);
+	munmap(shared2, 2 * MIB);
+}
+
+START_TEST(test_update_mem_attr_failure_rolls_back)
+{
+	uint64_t pfn[2 * ROLL_PAGES], i, attrs, run;
+	struct ccvm_invariant_report rep = { .sz = sizeof(rep) };
+	struct ccvm_gmem *gm2;
+	struct ccvm_vcpu *v;
+	uint8_t *shared2;
+
+	rollback_setup(&gm2, &shared2, &v, pfn);
+	/* Slot 0's update goes through, slot 1's fails. */
+	ck_assert_int_eq(ccvm_inject_op_failure(p, "update_mem_attr", 2, -ENOMEM, 1), 0);
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, ROLL_GPA, 2 * ROLL_PAGES * PG, 0, 0),
+			 -ENOMEM);
+	ck_assert(!ccvm_vm_is_bugged(vm));
+	ck_assert_int_eq(ccvm_vm_get_memory_attributes(vm, 0, &attrs, &run), 0);
+	ck_assert_uint_eq(attrs, PRIV);
+	ck_assert_uint_eq(run, MEM_SIZE + 2 * MIB);
+	for (i = 0; i < 2 * ROLL_PAGES; i++) {
+		ck_assert_uint_eq(gmem_pfn((ROLL_GPA >> 12) + i), pfn[i]);
+		assert_rmp_guest(pfn[i], (ROLL_GPA >> 12) + i, false);
+	}
+	ck_assert_int_eq(ccvm_vm_check_invariants(vm, &rep), 0);
+	ck_assert_msg(rep.invariant == 0, "I%u: %s", rep.invariant, rep.msg);
+	/* And the same call without the failure works. */
+	set_attr(ROLL_GPA, 2 * ROLL_PAGES * PG, 0);
+	for (i = 0; i < 2 * ROLL_PAGES; i++)
+		assert_rmp_shared(pfn[i]);
+	rollback_teardown(gm2, shared2, v);
+}
+END_TEST
+
+START_TEST(test_update_mem_attr_rollback_failure_bugs_vm)
+{
+	uint64_t pfn[2 * ROLL_PAGES];
+	struct ccvm_gmem *gm2;
+	struct ccvm_vcpu *v;
+	uint8_t *shared2;
+
+	rollback_setup(&gm2, &shared2, &v, pfn);
+	/* Every update fails from the second on: the rollback's too. */
+	ck_assert_int_eq(ccvm_inject_op_failure(p, "update_mem_attr", 2, -ENOMEM, 0), 0);
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, ROLL_GPA, 2 * ROLL_PAGES * PG, 0, 0),
+			 -EIO);
+	ck_assert(ccvm_vm_is_bugged(vm));
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, 0, PG, 0, 0), -EIO);
+	ck_assert_int_eq(ccvm_inject_op_failure(p, "update_mem_attr", 0, 0, 0), 0);
+	warnings_allowed = 1000;
+	rollback_teardown(gm2, shared2, v);
+}
+END_TEST
+
 static void guest_psc(struct ccvm_guest *g, void *arg)
 {
 	uint64_t sb = ccvm_guest_shared_bit(g);
@@ -1710,6 +1809,8 @@ Suite *snp_suite(void)
 	tcase_add_test(tc, test_round_trip_with_punch_zeroes);
 	tcase_add_test(tc, test_psc_exits_coalesced_per_request);
 	tcase_add_test(tc, test_update_mem_attr_touches_allocated_pages_only);
+	tcase_add_test(tc, test_update_mem_attr_failure_rolls_back);
+	tcase_add_test(tc, test_update_mem_attr_rollback_failure_bugs_vm);
 	tcase_add_test(tc, test_invalidate_failure_leaks);
 	suite_add_tcase(s, tc);
 

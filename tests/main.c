@@ -30,6 +30,7 @@
 	SUITE(invariants) \
 	SUITE(memslot) \
 	SUITE(mmu) \
+	SUITE(mutants) \
 	SUITE(platform) \
 	SUITE(sched) \
 	SUITE(sched_lib) \

@@ -985,7 +985,11 @@ static int sept_zap(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, uint64
 	if (tdx_error(st))
 		goto fail;
 	/* Before finalize no vCPU ran: nothing to track. */
+#ifdef CCVM_MUTANT_TDX_NO_TRACK
+	if (false) {	/* broken on purpose (tests only): no TRACK, no kick */
+#else
 	if (td_state(kt) == TD_STATE_RUNNABLE) {
+#endif
 		leaf = RM_TRACK;
 		st = removal_seamcall(vm, kt, RM_TRACK, gpa, NULL);
 		if (tdx_error(st))

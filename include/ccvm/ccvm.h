@@ -367,7 +367,10 @@ CCVM_API int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, 
  * any trace callback.  Platform destroy also closes the file.
  * Context: any thread, not from a trace or log callback.
  * Return: 0; -EINVAL (NULL argument); the negative errno of fopen() (e.g.
- * -ENOENT for a directory that does not exist, -EACCES).
+ * -ENOENT for a directory that does not exist, -EACCES).  ccvm_trace_close()
+ * returns the first write error of the trace, negated (e.g. -ENOSPC on a
+ * full disk; the file is closed anyway), 0 if every write succeeded or no
+ * trace was open.
  */
 CCVM_API int ccvm_trace_open(struct ccvm_platform *p, const char *path);
 CCVM_API int ccvm_trace_close(struct ccvm_platform *p);
@@ -636,8 +639,11 @@ CCVM_API uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
  * Context: any thread but a guest's; takes slots_lock, then mmu_lock for
  * write; may sleep.
  * Return: 0 (also when the range already holds @attributes); -EINVAL
- * (flags != 0, unknown bits, size 0, unaligned, wrap); -ENOMEM (nothing
- * changed); -EIO (VM bugged).
+ * (flags != 0, unknown bits, size 0, unaligned, wrap); -ENOMEM; a
+ * backend's errno; -EIO (VM bugged).  On any error but -EIO nothing
+ * changed (mappings of the old kind may be gone: they fault back); a
+ * failing backend update after the store is rolled back, and -EIO with the
+ * VM bugged if even that fails.
  */
 CCVM_API int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
 					   uint64_t attributes, uint64_t flags);
