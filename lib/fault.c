@@ -174,7 +174,9 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate_seq snapshot");
 	seq = atomic_load_explicit(&vm->mmu.invalidate_seq, memory_order_acquire);
 
-	attr_private = ccvm_vm_gfn_is_private(vm, f.gfn);
+	/* In place the attribute is the gmem's, reached through the slot. */
+	slot = f.gfn < vm->max_gfn ? ccvm_memslot_find(vm, f.gfn) : NULL;
+	attr_private = ccvm_mem_is_private(vm, slot, f.gfn);
 	if (kind == ACCESS_BY_ATTR) {
 		f.is_private = attr_private;
 	} else {
@@ -187,7 +189,6 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		}
 	}
 
-	slot = f.gfn < vm->max_gfn ? ccvm_memslot_find(vm, f.gfn) : NULL;
 	if (!slot) {
 		exit->reason = CCVM_EXIT_MMIO;
 		exit->gpa = gpa;
@@ -211,10 +212,25 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 			ret = CCVM_PF_EXIT;
 			goto out;
 		}
-		ret = ccvm_gmem_get_pfn(vm, slot, f.gfn, &pfn, &order);
+		ret = ccvm_gmem_get_pfn(vm, slot, f.gfn, &pfn, &order, true);
 		if (ret) {
 			/* gmem's own error is the result, with the exit filled. */
 			memory_fault_exit(exit, f.gfn, true);
+			goto out;
+		}
+		f.frame = pfn;
+	} else if (slot->gmem_only) {
+		uint64_t pfn;
+
+		/* GMEM_ONLY: the shared page is gmem's own, mapped through the direct root. */
+		if (!atomic_load(&slot->gmem)) {
+			memory_fault_exit(exit, f.gfn, false);
+			ret = CCVM_PF_EXIT;
+			goto out;
+		}
+		ret = ccvm_gmem_get_pfn(vm, slot, f.gfn, &pfn, &order, false);
+		if (ret) {
+			memory_fault_exit(exit, f.gfn, false);
 			goto out;
 		}
 		f.frame = pfn;
@@ -301,7 +317,7 @@ static int launch_map_run(struct ccvm_vm *vm, uint64_t gfn)
 		ret = -EINVAL;
 		goto out;
 	}
-	ret = ccvm_gmem_get_pfn(vm, slot, gfn, &f.frame, &order);
+	ret = ccvm_gmem_get_pfn(vm, slot, gfn, &f.frame, &order, true);
 	if (ret)
 		goto out;
 

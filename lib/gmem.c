@@ -38,8 +38,13 @@ void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode)
 	/* Eviction: truncate the page cache; every mapping is gone by now. */
 	if (inode->npages)
 		inode_free_pages(inode, 0, inode->npages - 1);
-	ccvm_model_bytes_add(p, -(int64_t)ccvm_xa_memory(&inode->pages));
+	ccvm_model_bytes_add(p, -(int64_t)(ccvm_xa_memory(&inode->pages) +
+					   ccvm_xa_memory(&inode->attrs) +
+					   ccvm_xa_memory(&inode->pins)));
 	ccvm_xa_destroy(&inode->pages);
+	ccvm_xa_destroy(&inode->attrs);
+	ccvm_xa_destroy(&inode->pins);
+	ccvm_rwlock_destroy(&inode->attr_lock);
 	ccvm_rwlock_destroy(&inode->invalidate_lock);
 	ccvm_mutex_destroy(&inode->pages_lock);
 	ccvm_model_bytes_add(p, -(int64_t)sizeof(*inode));
@@ -168,15 +173,21 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	struct ccvm_gmem *g;
 
 	if (!vm || !out)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL %s", vm ? "out" : "vm");
 	if (flags & ~(CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED))
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "unknown flags 0x%llx", (unsigned long long)
+				 (flags & ~(CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED)));
+	/* INIT_SHARED: only with in-place conversion for VMs with private memory. */
 	if (flags & ~vm->caps.gmem_flags)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "flags 0x%llx not supported by the %s backend "
+				 "(caps.gmem_flags 0x%llx)", (unsigned long long)flags,
+				 vm->caps.name, (unsigned long long)vm->caps.gmem_flags);
 	if (!size || !ccvm_is_page_aligned(size) || size > GMEM_MAX_SIZE)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "size 0x%llx: must be a non-zero multiple of 4096 "
+				 "up to INT64_MAX", (unsigned long long)size);
 	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
-		return -EIO;
+		return ccvm_fail(-EIO, "VM %u is %s", vm->id,
+				 ccvm_vm_usable(vm) ? "dead" : "bugged");
 
 	inode = calloc(1, sizeof(*inode));
 	g = calloc(1, sizeof(*g));
@@ -190,7 +201,20 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	inode->size = size;
 	inode->npages = size >> CCVM_PAGE_SHIFT;
 	inode->flags = flags;
+	inode->in_place = ccvm_vm_in_place(vm);
+	ccvm_xa_init(&inode->attrs);
+	ccvm_xa_init(&inode->pins);
+	/* In place: one entry over the whole file, PRIVATE unless INIT_SHARED. */
+	if (inode->in_place && !(flags & CCVM_GMEM_FLAG_INIT_SHARED) &&
+	    ccvm_xa_store_range(&inode->attrs, 0, inode->npages - 1,
+				CCVM_MEMORY_ATTRIBUTE_PRIVATE)) {
+		ccvm_xa_destroy(&inode->attrs);
+		free(inode);
+		free(g);
+		return -ENOMEM;
+	}
 	ccvm_rwlock_init(&inode->invalidate_lock, ccvm_sched_of(vm->p), "invalidate_lock");
+	ccvm_rwlock_init(&inode->attr_lock, ccvm_sched_of(vm->p), "gmem attr_lock");
 	ccvm_mutex_init(&inode->pages_lock, ccvm_sched_of(vm->p), "pages_lock");
 	ccvm_xa_init(&inode->pages);
 	inode->file = g;
@@ -203,7 +227,8 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	ccvm_mutex_unlock(&vm->slots_lock);
 	ccvm_vm_get(vm);
 	ccvm_platform_inode_get(vm->p);
-	ccvm_model_bytes_add(vm->p, sizeof(*inode) + sizeof(*g));
+	ccvm_model_bytes_add(vm->p, (int64_t)(sizeof(*inode) + sizeof(*g) +
+					      ccvm_xa_memory(&inode->attrs)));
 	*out = g;
 	return 0;
 }
@@ -247,12 +272,11 @@ static int bound_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
  * frees pages, then calls invalidate_end if this returned true.
  * invalidate_lock held for write.
  */
-static int gmem_invalidate_begin(struct ccvm_gmem *g, uint64_t first, uint64_t last,
-				 bool *begun)
+static int gmem_invalidate_begin_filter(struct ccvm_gmem *g, uint64_t first, uint64_t last,
+					unsigned int filter, bool *begun)
 {
 	struct ccvm_vm *vm = g->vm;
 	struct bound_walk w = { 0 };
-	unsigned int filter = CCVM_FILTER_PRIVATE;
 	bool flush = false;
 	size_t i;
 	int err;
@@ -265,9 +289,6 @@ static int gmem_invalidate_begin(struct ccvm_gmem *g, uint64_t first, uint64_t l
 	}
 	if (!w.n)
 		return 0;
-	/* In-place shared pages of an INIT_SHARED file may be mapped shared. */
-	if (g->inode->flags & CCVM_GMEM_FLAG_INIT_SHARED)
-		filter |= CCVM_FILTER_SHARED;
 	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(vm);
 	for (i = 0; i < w.n; i++) {
@@ -281,6 +302,22 @@ static int gmem_invalidate_begin(struct ccvm_gmem *g, uint64_t first, uint64_t l
 	free(w.r);
 	*begun = true;
 	return 0;
+}
+
+/*
+ * Punch and release: the file's pages back every mapping of a GMEM_ONLY
+ * slot, shared ones included, so both kinds go (the late revisions' filter
+ * whenever in-place conversion is on); otherwise only private mappings
+ * come from the file.
+ */
+static int gmem_invalidate_begin(struct ccvm_gmem *g, uint64_t first, uint64_t last,
+				 bool *begun)
+{
+	unsigned int filter = CCVM_FILTER_PRIVATE;
+
+	if (g->inode->in_place)
+		filter |= CCVM_FILTER_SHARED;
+	return gmem_invalidate_begin_filter(g, first, last, filter, begun);
 }
 
 static void gmem_invalidate_end(struct ccvm_gmem *g)
@@ -328,18 +365,22 @@ int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t
 	uint64_t first, last;
 
 	if (!g)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL gmem");
 	/* vfs_fallocate(): offset and len are loff_t, so "negative" is refused. */
 	if (offset > INT64_MAX || !len || len > INT64_MAX)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "offset 0x%llx len 0x%llx: len must be non-zero, "
+				 "both at most INT64_MAX", (unsigned long long)offset,
+				 (unsigned long long)len);
 	/* kvm_gmem_fallocate(): KEEP_SIZE always, PUNCH_HOLE or plain allocate. */
 	if (!(mode & CCVM_FALLOC_KEEP_SIZE) ||
 	    (mode & ~(CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE)))
-		return -EOPNOTSUPP;
+		return ccvm_fail(-EOPNOTSUPP, "mode 0x%x: KEEP_SIZE, with or without "
+				 "PUNCH_HOLE, is the only mode", mode);
 	if (offset + len > INT64_MAX)
-		return -EFBIG;
+		return ccvm_fail(-EFBIG, "offset + len above INT64_MAX");
 	if (!ccvm_is_page_aligned(offset) || !ccvm_is_page_aligned(len))
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "offset 0x%llx len 0x%llx not page aligned",
+				 (unsigned long long)offset, (unsigned long long)len);
 	first = offset >> CCVM_PAGE_SHIFT;
 	last = ((offset + len) >> CCVM_PAGE_SHIFT) - 1;
 	if (mode & CCVM_FALLOC_PUNCH_HOLE) {
@@ -351,24 +392,38 @@ int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t
 		return gmem_punch_hole(g, first, last);
 	}
 	if (offset + len > g->inode->size)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "allocate of [0x%llx, 0x%llx) past the file's size "
+				 "0x%llx", (unsigned long long)offset,
+				 (unsigned long long)(offset + len),
+				 (unsigned long long)g->inode->size);
 	return gmem_allocate(g, first, last);
 }
 
+uint64_t ccvm_gmem_attr_get(struct ccvm_gmem_inode *inode, uint64_t index)
+{
+	uint64_t v;
+
+	ccvm_rwlock_rdlock(&inode->attr_lock);
+	v = ccvm_xa_load(&inode->attrs, index);
+	ccvm_rwlock_unlock(&inode->attr_lock);
+	return v;
+}
+
+/*
+ * In place, the file's attributes decide; in the VM scheme a VM with
+ * private memory cannot have an INIT_SHARED file, so every page of its
+ * files counts as private to the host (6.18's user fault SIGBUSes on an
+ * inode without INIT_SHARED).
+ */
 bool ccvm_gmem_index_is_private(struct ccvm_gmem *g, uint64_t index)
 {
-	struct ccvm_memslot *slot;
-
-	if (!(g->inode->flags & CCVM_GMEM_FLAG_INIT_SHARED))
-		return true;
-	slot = (struct ccvm_memslot *)(uintptr_t)ccvm_xa_load(&g->bindings, index);
-	if (!slot)
-		return false;
-	return ccvm_vm_gfn_is_private(g->vm, slot->base_gfn + (index - slot->pgoff));
+	if (g->inode->in_place)
+		return ccvm_gmem_attr_get(g->inode, index) & CCVM_MEMORY_ATTRIBUTE_PRIVATE;
+	return !(g->inode->flags & CCVM_GMEM_FLAG_INIT_SHARED);
 }
 
 static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const void *wbuf,
-		       size_t len)
+		       size_t len, uint64_t *fault_offset)
 {
 	struct ccvm_gmem_inode *inode;
 	struct ccvm_platform *p;
@@ -376,26 +431,42 @@ static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const v
 	size_t done = 0;
 	int err = 0;
 
+	const char *fn = rbuf ? "ccvm_gmem_read" : "ccvm_gmem_write";
+
 	if (!g || (!rbuf && !wbuf))
-		return -EINVAL;
+		return ccvm_fail_at(fn, -EINVAL, "NULL %s", g ? "buf" : "gmem");
 	inode = g->inode;
 	p = inode->p;
 	if (!(inode->flags & CCVM_GMEM_FLAG_MMAP))
-		return -ENODEV;
+		return ccvm_fail_at(fn, -ENODEV, "the file was created without "
+				    "CCVM_GMEM_FLAG_MMAP");
 	if (!len)
 		return 0;
 	if (offset + len < offset)
-		return -EINVAL;
-	if (offset + len > inode->size)
-		return -EFAULT;		/* beyond EOF: SIGBUS */
+		return ccvm_fail_at(fn, -EINVAL, "offset + len wraps");
+	if (offset + len > inode->size) {
+		/* The first byte past EOF is where the SIGBUS hits. */
+		if (fault_offset)
+			*fault_offset = offset > inode->size ? offset & CCVM_PAGE_MASK
+							     : inode->size;
+		return ccvm_fail_at(fn, -EFAULT, "[0x%llx, 0x%llx) goes past the file's size "
+				    "0x%llx (SIGBUS)", (unsigned long long)offset,
+				    (unsigned long long)(offset + len),
+				    (unsigned long long)inode->size);
+	}
 	first = offset >> CCVM_PAGE_SHIFT;
 	last = (offset + len - 1) >> CCVM_PAGE_SHIFT;
 
+	/* As the user fault handler: the attribute check under the lock, shared. */
 	ccvm_rwlock_rdlock(&inode->invalidate_lock);
 	/* All or nothing: a private page anywhere refuses the whole access. */
 	for (i = first; i <= last; i++) {
 		if (ccvm_gmem_index_is_private(g, i)) {
-			err = -EFAULT;
+			if (fault_offset)
+				*fault_offset = i << CCVM_PAGE_SHIFT;
+			err = ccvm_fail_at(fn, -EFAULT, "page 0x%llx of the file is private: "
+					   "the host may only touch shared pages",
+					   (unsigned long long)i);
 			goto out;
 		}
 	}
@@ -427,12 +498,421 @@ out:
 
 int ccvm_gmem_read(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len)
 {
-	return gmem_access(g, offset, buf, NULL, len);
+	return gmem_access(g, offset, buf, NULL, len, NULL);
 }
 
 int ccvm_gmem_write(struct ccvm_gmem *g, uint64_t offset, const void *buf, size_t len)
 {
-	return gmem_access(g, offset, NULL, buf, len);
+	return gmem_access(g, offset, NULL, buf, len, NULL);
+}
+
+int ccvm_gmem_access(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len,
+		     unsigned int flags, uint64_t *fault_offset)
+{
+	if (flags & ~CCVM_GMEM_ACCESS_WRITE)
+		return ccvm_reject(-EINVAL, "gmem access: unknown flags %#x", flags);
+	if (flags & CCVM_GMEM_ACCESS_WRITE)
+		return gmem_access(g, offset, NULL, buf, len, fault_offset);
+	return gmem_access(g, offset, buf, NULL, len, fault_offset);
+}
+
+/* ---- attributes, in place ------------------------------------------------- */
+
+int ccvm_gmem_get_memory_attributes(struct ccvm_gmem *g, uint64_t offset,
+				    uint64_t *attributes, uint64_t *run_bytes)
+{
+	struct ccvm_gmem_inode *inode;
+	uint64_t index, last, v;
+
+	if (!g || !attributes)
+		return ccvm_reject(-EINVAL, "gmem attributes: NULL file or result");
+	inode = g->inode;
+	if (!ccvm_is_page_aligned(offset) || offset >= inode->size)
+		return ccvm_reject(-EINVAL, "gmem attributes: offset %#llx unaligned or past EOF",
+				   (unsigned long long)offset);
+	index = offset >> CCVM_PAGE_SHIFT;
+	if (inode->in_place) {
+		ccvm_rwlock_rdlock(&inode->attr_lock);
+		v = ccvm_xa_run(&inode->attrs, index, &last);
+		ccvm_rwlock_unlock(&inode->attr_lock);
+	} else {
+		v = ccvm_gmem_index_is_private(g, index) ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+		last = UINT64_MAX;
+	}
+	if (last >= inode->npages)
+		last = inode->npages - 1;
+	*attributes = v;
+	if (run_bytes)
+		*run_bytes = (last - index + 1) << CCVM_PAGE_SHIFT;
+	return 0;
+}
+
+#define PIN_COUNT_MAX		((1ull << CCVM_GMEM_PIN_COUNT_BITS) - 1)
+#define PIN_VALUE(pfn, n)	(((pfn) << CCVM_GMEM_PIN_COUNT_BITS) | (n))
+#define PIN_PFN(v)		CCVM_GMEM_PIN_PFN(v)
+#define PIN_COUNT(v)		((v) & PIN_COUNT_MAX)
+
+/* Is the page cached at @index pinned by the host?  pages_lock held. */
+static bool index_pinned(struct ccvm_gmem_inode *inode, uint64_t index)
+{
+	uint64_t pin = ccvm_xa_load(&inode->pins, index);
+	uint64_t v;
+
+	if (!pin)
+		return false;
+	v = ccvm_xa_load(&inode->pages, index);
+	return v && CCVM_GMEM_PFN(v) == PIN_PFN(pin);
+}
+
+struct pin_scan {
+	struct ccvm_gmem_inode *inode;
+	uint64_t found;			/* first pinned index, UINT64_MAX if none */
+};
+
+static int pin_scan_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct pin_scan *ps = ctx;
+	uint64_t i;
+
+	if (!value)
+		return 0;
+	for (i = first; ; i++) {
+		if (index_pinned(ps->inode, i)) {
+			ps->found = i;
+			return 1;
+		}
+		if (i == last)
+			break;
+	}
+	return 0;
+}
+
+/* The first index of [first, last] whose cached page is pinned, or UINT64_MAX. */
+static uint64_t first_pinned(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
+{
+	struct pin_scan ps = { .inode = inode, .found = UINT64_MAX };
+
+	ccvm_mutex_lock(&inode->pages_lock);
+	if (inode->nr_pins)
+		ccvm_xa_for_each_run(&inode->pins, first, last, pin_scan_cb, &ps);
+	ccvm_mutex_unlock(&inode->pages_lock);
+	return ps.found;
+}
+
+static int pin_args(struct ccvm_gmem *g, uint64_t offset, uint64_t size, const char *what)
+{
+	if (!g)
+		return ccvm_reject(-EINVAL, "gmem %s: NULL file", what);
+	if (!(g->inode->flags & CCVM_GMEM_FLAG_MMAP))
+		return ccvm_reject(-ENODEV, "gmem %s: file not created with MMAP", what);
+	if (!size || offset + size < offset)
+		return ccvm_reject(-EINVAL, "gmem %s: size 0 or offset + size wraps", what);
+	if (!ccvm_is_page_aligned(offset) || !ccvm_is_page_aligned(size))
+		return ccvm_reject(-EINVAL, "gmem %s: offset %#llx or size %#llx not page aligned",
+				   what, (unsigned long long)offset, (unsigned long long)size);
+	if (offset + size > g->inode->size)
+		return ccvm_reject(-EINVAL, "gmem %s: range past EOF %#llx", what,
+				   (unsigned long long)g->inode->size);
+	return 0;
+}
+
+int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
+{
+	struct ccvm_gmem_inode *inode;
+	uint64_t first, last, i, pfn, v, pin;
+	size_t before;
+	int err;
+
+	err = pin_args(g, offset, size, "pin");
+	if (err)
+		return err;
+	inode = g->inode;
+	first = offset >> CCVM_PAGE_SHIFT;
+	last = ((offset + size) >> CCVM_PAGE_SHIFT) - 1;
+
+	ccvm_rwlock_rdlock(&inode->invalidate_lock);
+	for (i = first; i <= last; i++) {
+		if (ccvm_gmem_index_is_private(g, i)) {
+			err = ccvm_reject(-EFAULT, "gmem pin: page at offset %#llx is private",
+					  (unsigned long long)(i << CCVM_PAGE_SHIFT));
+			goto out;
+		}
+	}
+	/* GUP faults the pages in: allocated pages stay, as after a fault. */
+	for (i = first; i <= last; i++) {
+		err = inode_get_page(inode, i, &pfn);
+		if (err)
+			goto out;
+	}
+	ccvm_mutex_lock(&inode->pages_lock);
+	for (i = first; i <= last && !err; i++) {
+		pin = ccvm_xa_load(&inode->pins, i);
+		v = ccvm_xa_load(&inode->pages, i);
+		if (pin && (PIN_PFN(pin) != CCVM_GMEM_PFN(v) || PIN_COUNT(pin) == PIN_COUNT_MAX))
+			err = ccvm_reject(-EINVAL, "gmem pin: offset %#llx: an earlier pin still "
+					  "holds a punched page, or too many pins",
+					  (unsigned long long)(i << CCVM_PAGE_SHIFT));
+	}
+	before = ccvm_xa_memory(&inode->pins);
+	if (!err)
+		err = ccvm_xa_reserve(&inode->pins, first, last);
+	for (i = first; i <= last && !err; i++) {
+		pin = ccvm_xa_load(&inode->pins, i);
+		v = ccvm_xa_load(&inode->pages, i);
+		if (!pin)
+			inode->nr_pins++;
+		/* Single-index stores inside the reserved range cannot fail. */
+		ccvm_xa_store(&inode->pins, i, PIN_VALUE(CCVM_GMEM_PFN(v), PIN_COUNT(pin) + 1));
+	}
+	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pins) - (int64_t)before);
+	ccvm_mutex_unlock(&inode->pages_lock);
+out:
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	return err;
+}
+
+int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
+{
+	struct ccvm_gmem_inode *inode;
+	uint64_t first, last, i, pin;
+	size_t before;
+	int err;
+
+	err = pin_args(g, offset, size, "unpin");
+	if (err)
+		return err;
+	inode = g->inode;
+	first = offset >> CCVM_PAGE_SHIFT;
+	last = ((offset + size) >> CCVM_PAGE_SHIFT) - 1;
+
+	ccvm_rwlock_rdlock(&inode->invalidate_lock);
+	ccvm_mutex_lock(&inode->pages_lock);
+	for (i = first; i <= last; i++) {
+		if (!ccvm_xa_load(&inode->pins, i)) {
+			err = ccvm_reject(-EINVAL, "gmem unpin: page at offset %#llx is not pinned",
+					  (unsigned long long)(i << CCVM_PAGE_SHIFT));
+			goto out;
+		}
+	}
+	before = ccvm_xa_memory(&inode->pins);
+	err = ccvm_xa_reserve(&inode->pins, first, last);
+	for (i = first; i <= last && !err; i++) {
+		pin = ccvm_xa_load(&inode->pins, i);
+		if (PIN_COUNT(pin) == 1) {
+			ccvm_xa_store(&inode->pins, i, 0);
+			inode->nr_pins--;
+		} else {
+			ccvm_xa_store(&inode->pins, i, pin - 1);
+		}
+	}
+	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pins) - (int64_t)before);
+out:
+	ccvm_mutex_unlock(&inode->pages_lock);
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	return err;
+}
+
+struct attrs_op {
+	uint64_t offset, size, attributes, flags;
+	uint64_t first, last;
+	bool to_private;
+};
+
+/* kvm_gmem_set_attributes(): the checks, in upstream's order, then ours. */
+static int set_attrs_check(struct ccvm_gmem *g, const struct ccvm_memory_attributes2 *a,
+			   struct attrs_op *op)
+{
+	struct ccvm_vm *vm = g->vm;
+	uint64_t modes = CCVM_MEMORY_ATTRIBUTES2_ZERO | CCVM_MEMORY_ATTRIBUTES2_PRESERVE;
+	size_t i;
+
+	if (!ccvm_vm_in_place(vm))
+		return ccvm_reject(-ENOTTY, "set_memory_attributes2: vm %u keeps PRIVATE per VM "
+				   "(no in-place conversion)", vm->id);
+	if (a->flags & ~vm->caps.gmem_attributes_flags)
+		return ccvm_reject(-EINVAL, "set_memory_attributes2: unknown flags %#llx",
+				   (unsigned long long)a->flags);
+	if ((a->flags & modes) == modes)
+		return ccvm_reject(-EINVAL, "set_memory_attributes2: ZERO and PRESERVE together");
+	for (i = 0; i < CCVM_ARRAY_SIZE(a->reserved); i++)
+		if (a->reserved[i])
+			return ccvm_reject(-EINVAL, "set_memory_attributes2: reserved[%zu] is not 0",
+					   i);
+	if (!vm->caps.gmem_memory_attributes)
+		return ccvm_reject(-EINVAL, "set_memory_attributes2: vm %u has no private memory",
+				   vm->id);
+	if (a->attributes & ~vm->caps.gmem_memory_attributes)
+		return ccvm_reject(-EINVAL, "set_memory_attributes2: attributes %#llx: only "
+				   "PRIVATE", (unsigned long long)a->attributes);
+	if (!a->size || a->offset + a->size < a->offset)
+		return ccvm_reject(-EINVAL, "set_memory_attributes2: size 0 or offset + size wraps");
+	if (!ccvm_is_page_aligned(a->offset) || !ccvm_is_page_aligned(a->size))
+		return ccvm_reject(-EINVAL, "set_memory_attributes2: offset %#llx or size %#llx "
+				   "not page aligned", (unsigned long long)a->offset,
+				   (unsigned long long)a->size);
+	if (a->offset >= g->inode->size || a->offset + a->size > g->inode->size)
+		return ccvm_reject(-EINVAL, "set_memory_attributes2: [%#llx, +%#llx) past EOF "
+				   "%#llx", (unsigned long long)a->offset,
+				   (unsigned long long)a->size,
+				   (unsigned long long)g->inode->size);
+	op->to_private = a->attributes & CCVM_MEMORY_ATTRIBUTE_PRIVATE;
+	/* Content modes (RFC v3-v5): no ZERO into private memory ... */
+	if ((a->flags & CCVM_MEMORY_ATTRIBUTES2_ZERO) && op->to_private)
+		return ccvm_reject(-EINVAL, "set_memory_attributes2: ZERO only converting to "
+				   "shared");
+	/* ... and on hardware that owns private pages, PRESERVE only for launch data. */
+	if ((a->flags & CCVM_MEMORY_ATTRIBUTES2_PRESERVE) && vm->caps.needs_finalize &&
+	    (!op->to_private || ccvm_vm_is_finalized(vm)))
+		return ccvm_reject(-EINVAL, "set_memory_attributes2: PRESERVE on vm %u only to "
+				   "private, before finalize", vm->id);
+	op->offset = a->offset;
+	op->size = a->size;
+	op->attributes = a->attributes;
+	op->flags = a->flags;
+	op->first = a->offset >> CCVM_PAGE_SHIFT;
+	op->last = op->first + (a->size >> CCVM_PAGE_SHIFT) - 1;
+	return 0;
+}
+
+struct pfn_runs {
+	struct ccvm_platform *p;
+	uint64_t start, end;		/* current run of consecutive pfns */
+	bool zero;
+};
+
+static void pfn_runs_flush(struct pfn_runs *r)
+{
+	if (r->end > r->start)
+		ccvm_op_gmem_invalidate(r->p, r->start, r->end);
+	r->start = r->end = 0;
+}
+
+/* To shared: the arch hook over populated pfns, in runs (kvm_arch_gmem_invalidate). */
+static int make_shared_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct pfn_runs *r = ctx;
+	uint64_t pfn;
+
+	(void)last;
+	if (!value)
+		return 0;
+	pfn = CCVM_GMEM_PFN(value);
+	(void)first;
+	if (pfn != r->end)
+		pfn_runs_flush(r);
+	if (r->start == r->end)
+		r->start = pfn;
+	r->end = pfn + 1;
+	return 0;
+}
+
+static int zero_page_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct pfn_runs *r = ctx;
+
+	(void)first;
+	(void)last;
+	if (value)
+		ccvm_page_clear(r->p, CCVM_GMEM_PFN(value));
+	return 0;
+}
+
+int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attributes2 *a)
+{
+	struct ccvm_memory_attributes2 in;
+	struct ccvm_gmem_inode *inode;
+	struct pfn_runs runs;
+	struct attrs_op op = { 0 };
+	struct ccvm_vm *vm;
+	uint64_t bad;
+	size_t before;
+	bool begun = false;
+	int err;
+
+	if (!g || !a)
+		return ccvm_reject(-EINVAL, "set_memory_attributes2: NULL file or argument");
+	in = *a;			/* copy_from_user: one snapshot */
+	err = set_attrs_check(g, &in, &op);
+	if (err)
+		return err;
+	inode = g->inode;
+	vm = g->vm;
+
+	ccvm_rwlock_wrlock(&inode->invalidate_lock);
+	if (!ccvm_vm_usable(vm)) {
+		err = -EIO;
+		goto out;
+	}
+	/* 1. Nothing to change: no invalidation at all. */
+	ccvm_rwlock_rdlock(&inode->attr_lock);
+	if (ccvm_xa_range_is(&inode->attrs, op.first, op.last, op.attributes)) {
+		ccvm_rwlock_unlock(&inode->attr_lock);
+		goto out;
+	}
+	ccvm_rwlock_unlock(&inode->attr_lock);
+	/* 2. The only allocation, before the point of no return. */
+	if (ccvm_xa_reserve(&inode->attrs, op.first, op.last)) {
+		a->error_offset = op.offset;
+		err = -ENOMEM;
+		goto out;
+	}
+	/* 3. To private: no host reference may remain (the user mappings are
+	 *    gone with the check, as every host access holds this lock). */
+	if (op.to_private) {
+		bad = first_pinned(inode, op.first, op.last);
+		if (bad != UINT64_MAX) {
+			a->error_offset = bad << CCVM_PAGE_SHIFT;
+			err = ccvm_reject(-EAGAIN, "set_memory_attributes2: page at offset %#llx "
+					  "is pinned", (unsigned long long)a->error_offset);
+			goto out;
+		}
+	}
+	/* 4. Point of no return.  5. Zap the old kind in every bound slot. */
+	err = gmem_invalidate_begin_filter(g, op.first, op.last,
+					   op.to_private ? CCVM_FILTER_SHARED : CCVM_FILTER_PRIVATE,
+					   &begun);
+	if (err) {
+		/* Only the walk's scratch array can fail: before any zap. */
+		a->error_offset = op.offset;
+		goto out;
+	}
+	/* 6. To shared: the platform takes its populated pages back. */
+	runs = (struct pfn_runs){ .p = inode->p };
+	if (!op.to_private) {
+		ccvm_mutex_lock(&inode->pages_lock);
+		ccvm_xa_for_each_run(&inode->pages, op.first, op.last, make_shared_cb, &runs);
+		pfn_runs_flush(&runs);
+		if (op.flags & CCVM_MEMORY_ATTRIBUTES2_ZERO)
+			ccvm_xa_for_each_run(&inode->pages, op.first, op.last, zero_page_cb, &runs);
+		ccvm_mutex_unlock(&inode->pages_lock);
+	}
+	/* 7. Store. */
+	ccvm_rwlock_wrlock(&inode->attr_lock);
+	before = ccvm_xa_memory(&inode->attrs);
+	if (ccvm_xa_store_range(&inode->attrs, op.first, op.last, op.attributes))
+		ccvm_vm_bug(vm, "gmem attribute store failed after reserve");
+	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->attrs) - (int64_t)before);
+	ccvm_rwlock_unlock(&inode->attr_lock);
+	ccvm_account(vm->p, vm, CCVM_EV_ATTR_CHANGE, 1);
+	/* 8. */
+	if (begun)
+		gmem_invalidate_end(g);
+out:
+	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	return err;
+}
+
+struct nr_private {
+	uint64_t n;
+};
+
+static int nr_private_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct nr_private *np = ctx;
+
+	if (value & CCVM_MEMORY_ATTRIBUTE_PRIVATE)
+		np->n += last - first + 1;
+	return 0;
 }
 
 int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info)
@@ -451,6 +931,20 @@ int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info)
 	ccvm_rwlock_rdlock(&g->inode->invalidate_lock);
 	i.nr_bindings = g->nr_bindings;
 	ccvm_rwlock_unlock(&g->inode->invalidate_lock);
+	ccvm_mutex_lock(&g->inode->pages_lock);
+	i.nr_pinned = g->inode->nr_pins;
+	ccvm_mutex_unlock(&g->inode->pages_lock);
+	if (g->inode->in_place) {
+		struct nr_private np = { 0 };
+
+		ccvm_rwlock_rdlock(&g->inode->attr_lock);
+		ccvm_xa_for_each_run(&g->inode->attrs, 0, g->inode->npages - 1,
+				     nr_private_cb, &np);
+		ccvm_rwlock_unlock(&g->inode->attr_lock);
+		i.nr_private = np.n;
+	} else if (ccvm_gmem_index_is_private(g, 0)) {
+		i.nr_private = g->inode->npages;
+	}
 	sz = info->sz < sizeof(i) ? info->sz : sizeof(i);
 	i.sz = sz;
 	memcpy(info, &i, sz);
@@ -490,7 +984,10 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 	 * exit), as with a closed guest_memfd.
 	 */
 	ccvm_rwlock_wrlock(&vm->memslots_rw);
+	/* attr_lock too: ccvm_vm_gfn_is_private() follows the pointers under it. */
+	ccvm_rwlock_wrlock(&vm->attr_lock);
 	ccvm_xa_for_each_run(&g->bindings, 0, UINT64_MAX, cut_binding_cb, NULL);
+	ccvm_rwlock_unlock(&vm->attr_lock);
 	ccvm_rwlock_unlock(&vm->memslots_rw);
 
 	ccvm_rwlock_wrlock(&inode->invalidate_lock);
@@ -502,6 +999,12 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 	if (begun)
 		gmem_invalidate_end(g);
 	inode->file = NULL;
+	/* The pins go with the process's mappings of the file. */
+	ccvm_mutex_lock(&inode->pages_lock);
+	ccvm_model_bytes_add(vm->p, -(int64_t)ccvm_xa_memory(&inode->pins));
+	ccvm_xa_destroy(&inode->pins);
+	inode->nr_pins = 0;
+	ccvm_mutex_unlock(&inode->pages_lock);
 	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	for (pp = &vm->gmem_files; *pp; pp = &(*pp)->next_file) {
 		if (*pp == g) {
@@ -537,12 +1040,21 @@ int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gm
 	int err;
 
 	if (g->vm != vm)
-		return -EINVAL;
+		return ccvm_fail_at("ccvm_vm_set_user_memory_region", -EINVAL,
+				    "slot %u: the gmem file belongs to VM %u, not VM %u",
+				    slot->id, g->vm->id, vm->id);
 	if (offset + (slot->npages << CCVM_PAGE_SHIFT) > inode->size)
-		return -EINVAL;
+		return ccvm_fail_at("ccvm_vm_set_user_memory_region", -EINVAL,
+				    "slot %u: gmem range [0x%llx, 0x%llx) goes past the file's "
+				    "size 0x%llx", slot->id, (unsigned long long)offset,
+				    (unsigned long long)(offset + (slot->npages << CCVM_PAGE_SHIFT)),
+				    (unsigned long long)inode->size);
 	ccvm_rwlock_wrlock(&inode->invalidate_lock);
 	if (!ccvm_xa_range_is(&g->bindings, first, last, 0)) {
-		err = -EINVAL;		/* the file range is bound to another slot */
+		/* the file range is bound to another slot */
+		err = ccvm_fail_at("ccvm_vm_set_user_memory_region", -EINVAL,
+				   "slot %u: gmem range at 0x%llx is already bound to another slot",
+				   slot->id, (unsigned long long)offset);
 	} else {
 		err = ccvm_xa_store_range(&g->bindings, first, last,
 					  (uint64_t)(uintptr_t)slot);
@@ -554,6 +1066,13 @@ int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gm
 		return err;
 	slot->inode = inode;
 	slot->pgoff = first;
+	/*
+	 * KVM sets GMEM_ONLY for in-place conversion and, since 6.18, for any
+	 * mmap-able file; the model does it for the first only (an MMAP file
+	 * of the VM scheme is SIGBUS-only for the host and its slot's shared
+	 * memory stays at userspace_addr).
+	 */
+	slot->gmem_only = inode->in_place;
 	atomic_store(&slot->gmem, g);
 	return 0;
 }
@@ -574,7 +1093,7 @@ void ccvm_gmem_unbind(struct ccvm_memslot *slot)
 }
 
 static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
-			uint64_t *pfn)
+			uint64_t *pfn, bool is_private)
 {
 	struct ccvm_gmem *g = atomic_load(&slot->gmem);
 	struct ccvm_gmem_inode *inode;
@@ -593,20 +1112,25 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 	err = inode_get_page(inode, index, pfn);
 	if (err)
 		goto out;
-	/* As upstream now: prepare on every get; the backend makes it idempotent. */
-	err = ccvm_op_gmem_prepare(vm, *pfn, gfn, 0);
-	ccvm_account(vm->p, vm, CCVM_EV_GMEM_PREPARE, 1);
+	/*
+	 * As upstream now: prepare on every private get; the backend makes it
+	 * idempotent.  A shared page of a GMEM_ONLY slot is not prepared.
+	 */
+	if (is_private) {
+		err = ccvm_op_gmem_prepare(vm, *pfn, gfn, 0);
+		ccvm_account(vm->p, vm, CCVM_EV_GMEM_PREPARE, 1);
+	}
 out:
 	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	return err;
 }
 
 int ccvm_gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
-		      uint64_t *pfn, int *max_order)
+		      uint64_t *pfn, int *max_order, bool is_private)
 {
 	if (max_order)
 		*max_order = 0;		/* order-0 folios, as upstream today */
-	return gmem_get_pfn(vm, slot, gfn, pfn);
+	return gmem_get_pfn(vm, slot, gfn, pfn, is_private);
 }
 
 /*

@@ -55,6 +55,9 @@ static inline bool ccvm_is_page_aligned(uint64_t x)
 	return (x & (CCVM_PAGE_SIZE - 1)) == 0;
 }
 
+/* Refuse bad input: ccvm_fail() (the rule as the last error and a debug line), then @err. */
+#define ccvm_reject(err, ...)	ccvm_fail_at(__func__, (err), __VA_ARGS__)
+
 /* Pages one page-table entry at @level covers: 1 at CCVM_LEVEL_4K, 512 at 2M. */
 static inline uint64_t ccvm_level_pages(int level)
 {
@@ -87,23 +90,82 @@ struct ccvm_inject_rule {
 /* ---- counters, the cost model and the trace -------------------------- */
 
 /*
+ * Counters are per thread, summed when read, as KVM's per-CPU statistics:
+ * the fault and SEAMCALL paths count every step, and one shared atomic
+ * line per counter would bounce between vCPU threads.  A thread's first
+ * count on a ccvm_counters pushes a block of its own onto the list (the
+ * block lives as long as the counters); later counts find it in a small
+ * per-thread cache and add with a plain load and store (relaxed atomics:
+ * one writer, readers anywhere).  A thread that cannot get a block counts
+ * into the shared one with atomic adds.
+ *
  * The simulated clock is not kept as a running sum: it is the event counts
  * times the cost model, plus extra_ns for what no event carries (the
- * per-vCPU part of an IPI, ccvm_account_ns).  That keeps ccvm_account, on
- * every fault and every SEAMCALL, at one atomic add per counter.
+ * per-vCPU part of an IPI, ccvm_account_ns).
  */
-struct ccvm_counters {
+struct ccvm_counter_block {
 	_Atomic uint64_t ev[CCVM_EV_NR];
 	_Atomic uint64_t op_calls[CCVM_OPI_NR];
 	_Atomic uint64_t op_errors[CCVM_OPI_NR];
 	_Atomic uint64_t extra_ns;
+	struct ccvm_counter_block *next;
 };
+
+struct ccvm_counters {
+	struct ccvm_counter_block shared;
+	struct ccvm_counter_block *_Atomic blocks;	/* pushed, freed with the counters */
+	uint64_t id;					/* unique in the process, never reused */
+};
+
+void ccvm_counters_init(struct ccvm_counters *c);
+void ccvm_counters_destroy(struct ccvm_counters *c);
+/* The calling thread's block of @c, NULL when none could be allocated. */
+struct ccvm_counter_block *ccvm_counters_block_slow(struct ccvm_counters *c);
+
+struct ccvm_counter_cache {
+	uint64_t id;
+	struct ccvm_counter_block *b;
+};
+
+#define CCVM_COUNTER_CACHE	8
+extern _Thread_local struct ccvm_counter_cache ccvm_counter_cache[CCVM_COUNTER_CACHE];
+
+static inline struct ccvm_counter_block *ccvm_counters_block(struct ccvm_counters *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < CCVM_COUNTER_CACHE; i++)
+		if (ccvm_counter_cache[i].id == c->id)
+			return ccvm_counter_cache[i].b;
+	return ccvm_counters_block_slow(c);
+}
+
+/* Add @n to counter @x of the calling thread's block @b (NULL: shared). */
+static inline void ccvm_counter_add(_Atomic uint64_t *x, uint64_t n, bool own)
+{
+	if (ccvm_likely(own))
+		atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
+				      memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(x, n, memory_order_relaxed);
+}
+
+/* Add @n to counter @field of @c: in the thread's own block, else the shared one. */
+#define CCVM_COUNT(c, field, n)							\
+	do {									\
+		struct ccvm_counters *c_ = (c);					\
+		struct ccvm_counter_block *b_ = ccvm_counters_block(c_);	\
+										\
+		ccvm_counter_add(&(b_ ? b_ : &c_->shared)->field, (n), b_ != NULL); \
+	} while (0)
 
 void ccvm_counters_read(const struct ccvm_counters *c, const struct ccvm_cost_model *costs,
 			struct ccvm_stats *st);
 /* The simulated clock of @c under @costs, in nanoseconds. */
 uint64_t ccvm_counters_sim_ns(const struct ccvm_counters *c,
 			      const struct ccvm_cost_model *costs);
+/* One counter of @c summed over every block. */
+uint64_t ccvm_counters_op_calls(const struct ccvm_counters *c, unsigned int op);
 
 extern const uint64_t ccvm_default_costs[CCVM_EV_NR];
 extern const uint64_t ccvm_default_ipi_per_vcpu_ns;
@@ -172,6 +234,7 @@ struct ccvm_platform {
 
 	struct ccvm_sched *sched;		/* serial mode; NULL: free-running */
 	uint32_t resched_entries;		/* long loops yield this often */
+	uint32_t attr_scheme;			/* enum ccvm_attr_scheme, never DEFAULT */
 };
 
 /*
@@ -215,7 +278,22 @@ static inline void ccvm_model_bytes_add(struct ccvm_platform *p, int64_t bytes)
 }
 
 /* Copy a caller's option struct (libbpf rules: see platform.c). */
-int ccvm_opts_copy(void *dst, size_t dst_sz, const void *src, size_t src_sz);
+int ccvm_opts_copy_at(const char *func, void *dst, size_t dst_sz, const void *src,
+		      size_t src_sz);
+#define ccvm_opts_copy(dst, dst_sz, src, src_sz) \
+	ccvm_opts_copy_at(__func__, (dst), (dst_sz), (src), (src_sz))
+
+/*
+ * ccvm_fail() - Fail a public call with @err: record "<function>: <the
+ * rule, printf-style>" as the calling thread's last error
+ * (ccvm_last_error()), log it at debug level, and return @err, so that
+ * `return ccvm_fail(-EINVAL, "gpa 0x%llx not page aligned", gpa);` names
+ * the rule behind every refusal.  ccvm_fail_at() names the function
+ * explicitly (a helper failing on behalf of a public call).
+ */
+int ccvm_fail_at(const char *func, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define ccvm_fail(err, ...)	ccvm_fail_at(__func__, (err), __VA_ARGS__)
 /* gmem inodes alive on the platform: it cannot be destroyed while any are. */
 void ccvm_platform_inode_get(struct ccvm_platform *p);
 void ccvm_platform_inode_put(struct ccvm_platform *p);
@@ -232,6 +310,12 @@ struct ccvm_memslot {
 	struct ccvm_gmem_inode *inode;		/* valid only while gmem is non-NULL */
 	uint64_t pgoff;				/* gmem page offset of base_gfn */
 	_Atomic bool invalid;			/* being deleted/moved: faults retry */
+	/*
+	 * KVM_MEMSLOT_GMEM_ONLY: set at bind when the VM converts in place
+	 * (constant while bound); shared faults then take gmem's page too and
+	 * userspace_addr backs nothing.
+	 */
+	bool gmem_only;
 	/*
 	 * Hugepage tracking, one bit per 2M page that intersects the slot
 	 * (index (gfn >> 9) - (base_gfn >> 9)) in two bitmaps: DISALLOW (the
@@ -281,6 +365,17 @@ void ccvm_memslots_free_all(struct ccvm_vm *vm);
 /* ---- memory attributes ----------------------------------------------- */
 
 uint64_t ccvm_attr_get(struct ccvm_vm *vm, uint64_t gfn);
+/* The VM converts in place: PRIVATE lives in its gmem files. */
+static inline bool ccvm_vm_in_place(const struct ccvm_vm *vm);
+/*
+ * kvm_mem_is_private(): is @gfn private now?  The per-VM store, or in the
+ * GMEM scheme the attributes of the gmem page bound at @gfn in @slot (the
+ * slot of @gfn or NULL, kept alive by the caller: memslots_rw or
+ * slots_lock); no slot or a released file is shared.  The answer can be
+ * stale at once: callers hold the invalidate lock or recheck the
+ * invalidation sequence, as every fault does.
+ */
+bool ccvm_mem_is_private(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn);
 /* Recompute MIXED for every 2M page of a new slot; mmu_lock write held. */
 void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot);
 
@@ -289,6 +384,9 @@ void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot);
 /* gmem page cache values: pfn << 1 | 1 (0 = hole). */
 #define CCVM_GMEM_VALUE(pfn)	(((pfn) << 1) | 1)
 #define CCVM_GMEM_PFN(v)	((v) >> 1)
+/* gmem pin table values: pfn of the pinned page << 20 | pin count. */
+#define CCVM_GMEM_PIN_COUNT_BITS	20
+#define CCVM_GMEM_PIN_PFN(v)		((v) >> CCVM_GMEM_PIN_COUNT_BITS)
 
 struct ccvm_gmem_inode {
 	struct ccvm_platform *p;
@@ -296,10 +394,20 @@ struct ccvm_gmem_inode {
 	uint64_t size;				/* bytes, fixed */
 	uint64_t npages;
 	uint64_t flags;
+	bool in_place;				/* GMEM scheme: attrs below is live */
 	struct ccvm_rwlock invalidate_lock;	/* filemap_invalidate_lock */
-	struct ccvm_mutex pages_lock;		/* protects pages */
+	struct ccvm_mutex pages_lock;		/* protects pages and pins */
 	struct ccvm_xa pages;			/* index -> CCVM_GMEM_VALUE(pfn) */
 	uint64_t nr_pages;			/* allocated, under pages_lock */
+	/*
+	 * GMEM scheme: index -> attributes (0 shared, PRIVATE), covering every
+	 * index.  Written with invalidate_lock held for write, and attr_lock
+	 * (a leaf) for write around the store itself; read under attr_lock.
+	 */
+	struct ccvm_rwlock attr_lock;
+	struct ccvm_xa attrs;
+	struct ccvm_xa pins;			/* index -> host pin count */
+	uint64_t nr_pins;			/* indices with pins, under pages_lock */
 	struct ccvm_gmem *file;			/* the one file, NULL once released */
 };
 
@@ -312,12 +420,12 @@ struct ccvm_gmem {
 };
 
 /*
- * Resolve the private pfn of @gfn in @slot, allocating it (kvm_gmem_get_pfn).
- * Calls gmem_prepare.  Return: 0; -EFAULT (file released); -EIO (binding
+ * Resolve the gmem pfn of @gfn in @slot, allocating it (kvm_gmem_get_pfn).
+ * Calls gmem_prepare if @is_private (a shared get serves a GMEM_ONLY slot).  Return: 0; -EFAULT (file released); -EIO (binding
  * mismatch); -ENOMEM; a gmem_prepare error.
  */
 int ccvm_gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
-		      uint64_t *pfn, int *max_order);
+		      uint64_t *pfn, int *max_order, bool is_private);
 /* Launch-time populate of one page: allocate (no prepare) and call the
  * populate op under the invalidate lock.  Errors as above or the op's. */
 int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
@@ -330,6 +438,8 @@ int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gm
 void ccvm_gmem_unbind(struct ccvm_memslot *slot);
 /* Is the file page at @index private now (so the host may not touch it)? */
 bool ccvm_gmem_index_is_private(struct ccvm_gmem *g, uint64_t index);
+/* GMEM scheme: the attributes of inode page @index (takes attr_lock). */
+uint64_t ccvm_gmem_attr_get(struct ccvm_gmem_inode *inode, uint64_t index);
 
 /* ---- the TDP MMU: roots, tables, invalidation, zap, install ---------- */
 
@@ -512,6 +622,7 @@ struct ccvm_vm {
 
 	uint32_t max_vcpus;
 	uint32_t gpa_bits;
+	uint32_t attr_scheme;			/* enum ccvm_attr_scheme, never DEFAULT */
 	uint64_t shared_bit;			/* GPA bit, 0 = none */
 	uint64_t max_gfn;			/* gfns < max_gfn are addressable */
 	struct ccvm_backend_caps caps;
@@ -520,6 +631,12 @@ struct ccvm_vm {
 	struct ccvm_mutex slots_lock;
 	struct ccvm_rwlock memslots_rw;
 	struct ccvm_rwlock mmu_lock;
+	/*
+	 * A leaf: the per-VM store; in the GMEM scheme also the memslot array
+	 * and the slots' file pointers for ccvm_vm_gfn_is_private(), which may
+	 * run where memslots_rw cannot be taken (publishers and the release's
+	 * cut take it for write inside memslots_rw).
+	 */
 	struct ccvm_rwlock attr_lock;
 
 	struct ccvm_xa attrs;			/* gfn -> attributes, under attr_lock */
@@ -547,6 +664,11 @@ struct ccvm_vm {
 	struct ccvm_counters stats;
 	void *priv;
 };
+
+static inline bool ccvm_vm_in_place(const struct ccvm_vm *vm)
+{
+	return vm->attr_scheme == CCVM_ATTR_SCHEME_GMEM;
+}
 
 void ccvm_vm_get(struct ccvm_vm *vm);
 /* Drop a reference; the last one destroys the VM (kvm_destroy_vm). */

@@ -70,6 +70,16 @@
  * | I29 | VMs with a mirror root: private leaves only in the mirror    | core, leaf  |
  * |     | root, shared ones only in the direct root; no leaf at a gfn  |             |
  * |     | carrying the shared bit (past the guest's GPA space)         |             |
+ * | I31 | no host pin on a page its file holds private (pins block the | core        |
+ * |     | conversion, and the host reaches pages only through them and |             |
+ * |     | the file's access calls, which check under the lock)         |             |
+ * | I32 | in place: a leaf over a gfn bound to a file has the kind of  | core, leaf  |
+ * |     | the file's attribute at that index, and maps the file's page |             |
+ * |     | (private and shared alike)                                   |             |
+ * | I33 | in place: the VM store holds no PRIVATE; a file's store only | core        |
+ * |     | 0 or PRIVATE, nothing past its last page                     |             |
+ * | I34 | a live gmem slot is GMEM_ONLY iff the VM converts in place;  | core, leaf  |
+ * |     | a GMEM_ONLY slot's shared leaf is never the VMM's buffer     |             |
  *
  * Not checked here: I4 (the fault's seq check; its only trace at rest is
  * I3's), I19, I20 (retry policies), I25 (populate's own checks), I30
@@ -77,9 +87,10 @@
  * before and after).
  *
  * Order.  The first broken invariant found is reported, and the walk
- * stops.  Checks run in this order: I26, I27, I6, I9 (lpage entries), I7,
- * I28, I3, I21, then every entry of every root in gfn order (per entry:
- * I11, I29, I1 or I2, I5, I8, I9), then the backend's check_invariants
+ * stops.  Checks run in this order: I26, I33, I31, I27, I6, I34 (slots), I9
+ * (lpage entries), I7, I28, I3, I21, then every entry of every root in gfn
+ * order (per entry: I11, I29, I1 or I2 (I32, I34 in place), I5, I8, I9),
+ * then the backend's check_invariants
  * (its own order, in its file).
  */
 #include <stdarg.h>
@@ -122,6 +133,10 @@ static const char *const invariant_names[] = {
 	[28] = "mirror roots never fast-zapped nor re-allocated while valid",
 	[29] = "TDX private GPAs never carry the shared bit; aliases only in the direct root",
 	[30] = "memslot delete zaps exactly that slot's gfns in all roots",
+	[31] = "no host mapping or pin of a private gmem page",
+	[32] = "a gmem's attributes and every mapping of it agree",
+	[33] = "in place, PRIVATE lives only in the gmem stores, over each file's pages",
+	[34] = "GMEM_ONLY slots exactly with in-place conversion; their shared leaves map gmem",
 };
 
 const char *ccvm_invariant_name(unsigned int n)
@@ -259,6 +274,23 @@ static bool attrs_uniform(struct ccvm_vm *vm, uint64_t first, uint64_t last)
 	return end >= last;
 }
 
+/*
+ * In place: do the file pages behind [gfn, gfn + n) of @slot all hold
+ * @attrs?  A slot whose file was released has none: not checked (true).
+ */
+static bool file_attrs_are(struct ccvm_memslot *slot, uint64_t gfn, uint64_t n, uint64_t attrs)
+{
+	uint64_t first = slot->pgoff + (gfn - slot->base_gfn);
+	bool ok;
+
+	if (!atomic_load(&slot->gmem))
+		return true;
+	ccvm_rwlock_rdlock(&slot->inode->attr_lock);
+	ok = ccvm_xa_range_is(&slot->inode->attrs, first, first + n - 1, attrs);
+	ccvm_rwlock_unlock(&slot->inode->attr_lock);
+	return ok;
+}
+
 /* The inode page at @index (the page cache, whatever became of the file). */
 static uint64_t inode_pfn(struct ccvm_gmem_inode *inode, uint64_t index)
 {
@@ -297,6 +329,101 @@ static void check_attr_store(struct check *c)
 	ccvm_rwlock_unlock(&vm->attr_lock);
 }
 
+/* ---- I33, I31: the in-place stores and the host's pins -------------------------- */
+
+struct file_check {
+	struct check *c;
+	struct ccvm_gmem_inode *inode;
+};
+
+static int file_attr_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct file_check *fc = ctx;
+
+	count(fc->c, 1);
+	if ((value & ~CCVM_MEMORY_ATTRIBUTE_PRIVATE) || (value && last >= fc->inode->npages)) {
+		ccvm_invariant_fail(fc->c->r, 33, NONE, NONE,
+				    "a gmem store holds %#llx over [%#llx, %#llx] (%llu pages)",
+				    (unsigned long long)value, (unsigned long long)first,
+				    (unsigned long long)last,
+				    (unsigned long long)fc->inode->npages);
+		return 1;
+	}
+	return 0;
+}
+
+static int pin_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct file_check *fc = ctx;
+	struct ccvm_gmem_inode *inode = fc->inode;
+	uint64_t i, v;
+
+	if (!value)
+		return 0;
+	for (i = first; ; i++) {
+		count(fc->c, 1);
+		v = ccvm_xa_load(&inode->pages, i);
+		/* A pin on a punched page holds a folio the file no longer has. */
+		if (v && CCVM_GMEM_PFN(v) == CCVM_GMEM_PIN_PFN(ccvm_xa_load(&inode->pins, i)) &&
+		    (inode->in_place ? ccvm_xa_load(&inode->attrs, i) != 0
+				     : !(inode->flags & CCVM_GMEM_FLAG_INIT_SHARED))) {
+			ccvm_invariant_fail(fc->c->r, 31, NONE, CCVM_GMEM_PFN(v),
+					    "gmem page %#llx (pfn %#llx) is pinned by the host but "
+					    "private", (unsigned long long)i,
+					    (unsigned long long)CCVM_GMEM_PFN(v));
+			return 1;
+		}
+		if (i == last)
+			break;
+	}
+	return 0;
+}
+
+static int vm_attr_private_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct check *c = ctx;
+
+	(void)last;
+	count(c, 1);
+	if (value & CCVM_MEMORY_ATTRIBUTE_PRIVATE) {
+		ccvm_invariant_fail(c->r, 33, first, NONE,
+				    "in-place VM %u has PRIVATE in its VM store at gfn %#llx",
+				    c->vm->id, (unsigned long long)first);
+		return 1;
+	}
+	return 0;
+}
+
+static void check_files(struct check *c)
+{
+	struct ccvm_vm *vm = c->vm;
+	struct ccvm_gmem *g;
+
+	if (ccvm_vm_in_place(vm)) {
+		ccvm_rwlock_rdlock(&vm->attr_lock);
+		ccvm_xa_for_each_run(&vm->attrs, 0, UINT64_MAX, vm_attr_private_cb, c);
+		ccvm_rwlock_unlock(&vm->attr_lock);
+	}
+	for (g = vm->gmem_files; g && !failed(c); g = g->next_file) {
+		struct file_check fc = { .c = c, .inode = g->inode };
+
+		count(c, 1);
+		if (g->inode->in_place != ccvm_vm_in_place(vm)) {
+			ccvm_invariant_fail(c->r, 33, NONE, NONE,
+					    "a gmem file of VM %u is %sin place, its VM is not",
+					    vm->id, g->inode->in_place ? "" : "not ");
+			return;
+		}
+		ccvm_rwlock_rdlock(&g->inode->attr_lock);
+		ccvm_xa_for_each_run(&g->inode->attrs, 0, UINT64_MAX, file_attr_cb, &fc);
+		ccvm_mutex_lock(&g->inode->pages_lock);
+		if (!failed(c))
+			ccvm_xa_for_each_run(&g->inode->pins, 0, UINT64_MAX, pin_cb, &fc);
+		ccvm_mutex_unlock(&g->inode->pages_lock);
+		ccvm_rwlock_unlock(&g->inode->attr_lock);
+	}
+}
+
 /* ---- I27: a bugged VM --------------------------------------------------------- */
 
 static void check_bugged(struct check *c)
@@ -315,6 +442,15 @@ static void check_slot(struct check *c, struct ccvm_memslot *m, struct ccvm_mems
 	struct ccvm_vm *vm = c->vm;
 	struct ccvm_gmem *g = atomic_load(&m->gmem);
 	struct ccvm_memslot *by_id;
+
+	count(c, 1);
+	if (g && m->gmem_only != ccvm_vm_in_place(vm)) {
+		ccvm_invariant_fail(c->r, 34, m->base_gfn, NONE,
+				    "memslot %u is %sGMEM_ONLY in a VM that %s in place", m->id,
+				    m->gmem_only ? "" : "not ",
+				    ccvm_vm_in_place(vm) ? "converts" : "does not convert");
+		return;
+	}
 
 	count(c, 4);
 	if (!m->npages || m->base_gfn + m->npages < m->base_gfn ||
@@ -661,13 +797,20 @@ static void check_private_leaf(struct check *c, const struct ccvm_mmu_entry *e,
 {
 	uint64_t i;
 
-	if (!attrs_are(c->vm, e->gfn, e->gfn + n - 1, CCVM_MEMORY_ATTRIBUTE_PRIVATE)) {
+	if (ccvm_vm_in_place(c->vm)) {
+		if (!file_attrs_are(slot, e->gfn, n, CCVM_MEMORY_ATTRIBUTE_PRIVATE))
+			ccvm_invariant_fail(c->r, 32, e->gfn, e->frame,
+					    "private leaf at gfn %#llx (pfn %#llx) over a page its "
+					    "gmem file holds shared", (unsigned long long)e->gfn,
+					    (unsigned long long)e->frame);
+	} else if (!attrs_are(c->vm, e->gfn, e->gfn + n - 1, CCVM_MEMORY_ATTRIBUTE_PRIVATE)) {
 		ccvm_invariant_fail(c->r, 1, e->gfn, e->frame,
 				    "private leaf at gfn %#llx (pfn %#llx) over a gfn that is "
 				    "not PRIVATE", (unsigned long long)e->gfn,
 				    (unsigned long long)e->frame);
-		return;
 	}
+	if (failed(c))
+		return;
 	if (!(slot->flags & CCVM_MEM_GUEST_MEMFD) || !slot->inode) {
 		ccvm_invariant_fail(c->r, 1, e->gfn, e->frame,
 				    "private leaf at gfn %#llx in memslot %u without gmem",
@@ -700,11 +843,52 @@ static void check_private_leaf(struct check *c, const struct ccvm_mmu_entry *e,
 	}
 }
 
+/* I32, I34: a shared leaf of a GMEM_ONLY slot maps the file's shared pages. */
+static void check_gmem_only_shared_leaf(struct check *c, const struct ccvm_mmu_entry *e,
+					struct ccvm_memslot *slot, uint64_t n)
+{
+	uint64_t i;
+
+	if (e->host) {
+		ccvm_invariant_fail(c->r, 34, e->gfn, NONE,
+				    "shared leaf at gfn %#llx of GMEM_ONLY memslot %u maps the "
+				    "VMM's buffer", (unsigned long long)e->gfn, slot->id);
+		return;
+	}
+	/* As for I1: after a release the pages are left to I5. */
+	if (!atomic_load(&slot->gmem))
+		return;
+	if (!file_attrs_are(slot, e->gfn, n, 0)) {
+		ccvm_invariant_fail(c->r, 32, e->gfn, e->frame,
+				    "shared leaf at gfn %#llx over a page its gmem file holds "
+				    "private", (unsigned long long)e->gfn);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		uint64_t index = slot->pgoff + (e->gfn + i - slot->base_gfn);
+
+		count(c, 1);
+		if (inode_pfn(slot->inode, index) != e->frame + i) {
+			ccvm_invariant_fail(c->r, 32, e->gfn + i, e->frame + i,
+					    "shared leaf maps gfn %#llx to pfn %#llx, not its gmem "
+					    "page (index %#llx)", (unsigned long long)(e->gfn + i),
+					    (unsigned long long)(e->frame + i),
+					    (unsigned long long)index);
+			return;
+		}
+	}
+}
+
 /* I2: a shared leaf maps the VMM's buffer. */
 static void check_shared_leaf(struct check *c, const struct ccvm_mmu_entry *e,
 			      struct ccvm_memslot *slot, uint64_t n)
 {
 	uint64_t want;
+
+	if (slot->gmem_only) {
+		check_gmem_only_shared_leaf(c, e, slot, n);
+		return;
+	}
 
 	if (!e->host) {
 		ccvm_invariant_fail(c->r, 2, e->gfn, e->frame,
@@ -796,7 +980,9 @@ static void check_leaf(struct check *c, const struct ccvm_mmu_entry *e)
 				    "or partial)", (unsigned long long)e->gfn, slot->id);
 		return;
 	}
-	if (!attrs_uniform(vm, e->gfn, e->gfn + n - 1))
+	if (ccvm_vm_in_place(vm) ? !file_attrs_are(slot, e->gfn, n, e->is_private ?
+						     CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0)
+				 : !attrs_uniform(vm, e->gfn, e->gfn + n - 1))
 		ccvm_invariant_fail(c->r, 9, e->gfn, e->frame,
 				    "2M leaf at gfn %#llx over non-uniform attributes",
 				    (unsigned long long)e->gfn);
@@ -842,6 +1028,8 @@ static void vm_check(struct check *c)
 	int err;
 
 	check_attr_store(c);
+	if (!failed(c))
+		check_files(c);
 	if (!failed(c))
 		check_bugged(c);
 	if (!failed(c))

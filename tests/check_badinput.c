@@ -458,7 +458,11 @@ START_TEST(test_gmem_access)
 	uint8_t buf[16];
 	struct tu_snap a, b;
 
+	struct ccvm_backend_caps vcaps = { .sz = sizeof(vcaps) };
+	struct ccvm_vm *ivm;
+
 	cf_up(_i, 2 * MIB, true);
+	ck_assert_int_eq(ccvm_vm_caps(cf.vm, &vcaps), 0);
 	tu_snap_take(&a, cf.p, cf.vm, cf.g, NULL, 0, 64 * MIB);
 	/* A file without MMAP cannot be touched by the host at all. */
 	ck_assert_int_eq(ccvm_gmem_read(cf.g, 0, buf, sizeof(buf)), -ENODEV);
@@ -478,15 +482,25 @@ START_TEST(test_gmem_access)
 		tu_snap_assert_same(&a, &b);
 		ck_assert_int_eq(ccvm_gmem_close(mm), 0);
 	}
+	/* INIT_SHARED: refused by the VM scheme for a VM with private memory. */
+	ck_assert_uint_eq(vcaps.gmem_flags & CCVM_GMEM_FLAG_INIT_SHARED, 0);
+	tu_snap_take(&a, cf.p, cf.vm, cf.g, NULL, 0, 64 * MIB);
+	ck_assert_int_eq(ccvm_gmem_create(cf.vm, 4 * PG, CCVM_GMEM_FLAG_MMAP |
+					  CCVM_GMEM_FLAG_INIT_SHARED, &shared), -EINVAL);
+	tu_snap_take(&b, cf.p, cf.vm, cf.g, NULL, 0, 64 * MIB);
+	tu_snap_assert_same(&a, &b);
+	/* ... and accepted in place, where the file's attributes decide. */
+	ivm = tu_vm_scheme(cf.p, CCVM_ATTR_SCHEME_GMEM);
 	if ((cf.caps.gmem_flags & (CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED)) ==
 	    (CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED)) {
-		shared = tu_gmem(cf.vm, 4 * PG, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED);
+		shared = tu_gmem(ivm, 4 * PG, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED);
 		memset(buf, 0x77, sizeof(buf));
 		ck_assert_int_eq(ccvm_gmem_read(shared, PG, buf, sizeof(buf)), 0);
 		ck_assert(cf_is_zero(buf, sizeof(buf)));
 		ck_assert_int_eq(ccvm_gmem_read(shared, 4 * PG, buf, 1), -EFAULT);
 		ck_assert_int_eq(ccvm_gmem_close(shared), 0);
 	}
+	ck_assert_int_eq(ccvm_vm_close(ivm), 0);
 	cf_finish();
 }
 END_TEST

@@ -20,17 +20,20 @@
 
 static struct ccvm_platform *p;
 static struct ccvm_vm *vm;
+static struct ccvm_vm *ivm;	/* in place: INIT_SHARED files */
 
 static void setup(void)
 {
 	tu_caps_reset_to_mock();
 	p = tu_platform("mock");
 	vm = tu_vm(p);
+	ivm = tu_vm_scheme(p, CCVM_ATTR_SCHEME_GMEM);
 }
 
 /* Both must succeed: nothing may still hold the VM or an inode. */
 static void teardown(void)
 {
+	ck_assert_int_eq(ccvm_vm_close(ivm), 0);
 	ck_assert_int_eq(ccvm_vm_close(vm), 0);
 	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
 	ccvm_set_log(NULL, NULL);
@@ -79,9 +82,15 @@ static const struct {
 	{ 1ull << 62, 0 },			/* sparse: nothing is charged */
 	{ (uint64_t)INT64_MAX & CCVM_PAGE_MASK, 0 },
 	{ TU_2M, MMAP },
-	{ TU_2M, SHARED },			/* KVM accepts it alone, too */
+	{ TU_2M, SHARED },			/* KVM accepts it alone, too (in place) */
 	{ TU_2M, MMAP | SHARED },
 };
+
+/* INIT_SHARED is for in-place VMs only: SW_PROTECTED has private memory. */
+static struct ccvm_vm *vm_for(uint64_t flags)
+{
+	return (flags & SHARED) ? ivm : vm;
+}
 
 START_TEST(test_create_valid)
 {
@@ -89,7 +98,8 @@ START_TEST(test_create_valid)
 	struct ccvm_gmem_info info;
 	struct ccvm_gmem *g = NULL;
 
-	ck_assert_int_eq(ccvm_gmem_create(vm, good_create_cases[_i].size,
+	ck_assert_int_eq(ccvm_gmem_create(vm_for(good_create_cases[_i].flags),
+					  good_create_cases[_i].size,
 					  good_create_cases[_i].flags, &g), 0);
 	info = tu_gmem_info(g);
 	ck_assert_uint_eq(info.size, good_create_cases[_i].size);
@@ -114,15 +124,25 @@ START_TEST(test_create_null)
 }
 END_TEST
 
+/*
+ * What the backend reports (any VM, as on /dev/kvm), and what a VM of each
+ * scheme takes: MMAP always, INIT_SHARED only in place (upstream-2026 A.9).
+ */
 static const struct {
 	const char *backend;
 	uint64_t want_gmem_flags;	/* what the backend must report */
+	uint32_t scheme;
+	uint64_t want_vm_flags;		/* what the VM must take */
 } flag_backends[] = {
-	{ "tdx", 0 },
-	{ "snp", 0 },
-	{ "no-mmap", 0 },		/* a test backend */
-	{ "mmap-only", MMAP },		/* a test backend */
-	{ "mock", MMAP | SHARED },
+	{ "tdx", MMAP | SHARED, CCVM_ATTR_SCHEME_VM, MMAP },
+	{ "snp", MMAP | SHARED, CCVM_ATTR_SCHEME_VM, MMAP },
+	{ "mock", MMAP | SHARED, CCVM_ATTR_SCHEME_VM, MMAP },
+	{ "tdx", MMAP | SHARED, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED },
+	{ "snp", MMAP | SHARED, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED },
+	{ "mock", MMAP | SHARED, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED },
+	{ "no-mmap", 0, CCVM_ATTR_SCHEME_VM, 0 },	/* a test backend */
+	{ "mmap-only", MMAP, CCVM_ATTR_SCHEME_VM, MMAP },	/* a test backend */
+	{ "mmap-only", MMAP, CCVM_ATTR_SCHEME_GMEM, MMAP },
 };
 
 START_TEST(test_create_unsupported_flags)
@@ -130,6 +150,7 @@ START_TEST(test_create_unsupported_flags)
 	static const uint64_t flag_sets[] = { 0, MMAP, SHARED, MMAP | SHARED };
 	const char *name = flag_backends[_i].backend;
 	struct ccvm_backend_caps caps = { .sz = sizeof(caps) };
+	struct ccvm_backend_caps vcaps = { .sz = sizeof(vcaps) };
 	struct ccvm_platform *q;
 	struct ccvm_vm *w;
 	unsigned int i;
@@ -143,10 +164,13 @@ START_TEST(test_create_unsupported_flags)
 	ck_assert_int_eq(ccvm_backend_caps(name, &caps), 0);
 	ck_assert_uint_eq(caps.gmem_flags, flag_backends[_i].want_gmem_flags);
 	q = tu_platform(name);
-	w = tu_vm(q);
+	w = tu_vm_scheme(q, flag_backends[_i].scheme);
+	ck_assert_int_eq(ccvm_vm_caps(w, &vcaps), 0);
+	ck_assert_uint_eq(vcaps.gmem_flags, flag_backends[_i].want_vm_flags);
+	ck_assert_uint_eq(vcaps.attr_scheme, flag_backends[_i].scheme);
 	for (i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
 		struct ccvm_gmem *g = NULL;
-		int want = (flag_sets[i] & ~caps.gmem_flags) ? -EINVAL : 0;
+		int want = (flag_sets[i] & ~vcaps.gmem_flags) ? -EINVAL : 0;
 		int r = ccvm_gmem_create(w, TU_2M, flag_sets[i], &g);
 
 		ck_assert_msg(r == want, "%s: flags %#" PRIx64 ": %d, wanted %d", name,
@@ -217,19 +241,19 @@ static const struct {
 
 START_TEST(test_fallocate_invalid)
 {
-	struct ccvm_gmem *g = tu_gmem(vm, FILE_SIZE, MMAP | SHARED);
+	struct ccvm_gmem *g = tu_gmem(ivm, FILE_SIZE, MMAP | SHARED);
 	struct tu_snap before, after;
 	int r;
 
 	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, 0, 4 * TU_PAGE), 0);
 	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, FILE_SIZE - TU_PAGE, TU_PAGE), 0);
-	tu_snap_take(&before, p, vm, g, NULL, 0, TU_MiB);
+	tu_snap_take(&before, p, ivm, g, NULL, 0, TU_MiB);
 	r = ccvm_gmem_fallocate(g, bad_falloc_cases[_i].mode, bad_falloc_cases[_i].off,
 				bad_falloc_cases[_i].len);
 	ck_assert_msg(r == bad_falloc_cases[_i].err, "mode %#x off %#" PRIx64 " len %#" PRIx64
 		      ": %d", bad_falloc_cases[_i].mode, bad_falloc_cases[_i].off,
 		      bad_falloc_cases[_i].len, r);
-	tu_snap_take(&after, p, vm, g, NULL, 0, TU_MiB);
+	tu_snap_take(&after, p, ivm, g, NULL, 0, TU_MiB);
 	tu_snap_assert_same(&before, &after);
 	ck_assert_int_eq(ccvm_gmem_close(g), 0);
 }
@@ -336,7 +360,7 @@ static void fill(uint8_t *buf, size_t len, uint8_t seed)
 
 START_TEST(test_punch_zeroes)
 {
-	struct ccvm_gmem *g = tu_gmem(vm, FILE_SIZE, MMAP | SHARED);
+	struct ccvm_gmem *g = tu_gmem(ivm, FILE_SIZE, MMAP | SHARED);
 	static uint8_t w[3 * 4096], r[3 * 4096], zero[4096];
 
 	fill(w, sizeof(w), 0x5a);
@@ -373,7 +397,7 @@ START_TEST(test_access_errors)
 {
 	struct ccvm_gmem *plain = tu_gmem(vm, FILE_SIZE, 0);
 	struct ccvm_gmem *priv = tu_gmem(vm, FILE_SIZE, MMAP);
-	struct ccvm_gmem *g = tu_gmem(vm, FILE_SIZE, MMAP | SHARED);
+	struct ccvm_gmem *g = tu_gmem(ivm, FILE_SIZE, MMAP | SHARED);
 	uint8_t buf[64], orig[64];
 	struct tu_snap before, after;
 
@@ -412,43 +436,57 @@ START_TEST(test_access_errors)
 }
 END_TEST
 
-/* An INIT_SHARED file bound to gfns: the attribute decides page by page. */
+/* In place, the file's own attributes decide page by page, bound or not. */
+static void gmem_set(struct ccvm_gmem *g, uint64_t off, uint64_t size, uint64_t attr)
+{
+	struct ccvm_memory_attributes2 a = { .offset = off, .size = size, .attributes = attr };
+
+	ck_assert_int_eq(ccvm_gmem_set_memory_attributes(g, &a), 0);
+}
+
 START_TEST(test_access_follows_attributes)
 {
-	struct ccvm_gmem *g = tu_gmem(vm, 2 * FILE_SIZE, MMAP | SHARED);
+	struct ccvm_gmem *g = tu_gmem(ivm, 2 * FILE_SIZE, MMAP | SHARED);
 	static uint8_t w[3 * 4096], r[3 * 4096], before[3 * 4096];
-	uint64_t nr;
+	uint64_t nr, off = 0;
 
 	/* File [0, 2M) is gpa [2M, 4M); [2M, 4M) of the file is unbound. */
-	tu_gmem_slot(vm, 0, TU_2M, FILE_SIZE, g, 0);
+	tu_gmem_slot(ivm, 0, TU_2M, FILE_SIZE, g, 0);
 	fill(w, sizeof(w), 1);
 	ck_assert_int_eq(ccvm_gmem_write(g, 0, w, sizeof(w)), 0);
 	memcpy(before, w, sizeof(w));
-	tu_set_attr(vm, TU_2M + TU_PAGE, TU_PAGE, PRIV);
+	gmem_set(g, TU_PAGE, TU_PAGE, PRIV);
 
 	/* All or nothing: a private page anywhere refuses the whole access. */
 	fill(w, sizeof(w), 99);
 	ck_assert_int_eq(ccvm_gmem_write(g, 0, w, sizeof(w)), -EFAULT);
 	memset(r, 0xee, sizeof(r));
 	ck_assert_int_eq(ccvm_gmem_read(g, 0, r, sizeof(r)), -EFAULT);
-	ck_assert_int_eq(ccvm_gmem_read(g, TU_PAGE + 100, r, 10), -EFAULT);
+	ck_assert_int_eq(ccvm_gmem_access(g, TU_PAGE + 100, r, 10, 0, &off), -EFAULT);
+	ck_assert_uint_eq(off, TU_PAGE);	/* the SIGBUS names the private page */
+	off = 0;
+	ck_assert_int_eq(ccvm_gmem_access(g, 0, w, sizeof(w), CCVM_GMEM_ACCESS_WRITE, &off),
+			 -EFAULT);
+	ck_assert_uint_eq(off, TU_PAGE);
 	ck_assert_uint_eq(r[0], 0xee);
 	/* The shared neighbours are reachable and were not written. */
 	ck_assert_int_eq(ccvm_gmem_read(g, 0, r, TU_PAGE), 0);
 	ck_assert_mem_eq(r, before, TU_PAGE);
 	ck_assert_int_eq(ccvm_gmem_read(g, 2 * TU_PAGE, r, TU_PAGE), 0);
 	ck_assert_mem_eq(r, before + 2 * TU_PAGE, TU_PAGE);
-	/* Unbound pages of an INIT_SHARED file are shared. */
+	/* Unbound pages follow the file's attributes too: shared here. */
 	nr = tu_gmem_info(g).nr_pages;
 	ck_assert_int_eq(ccvm_gmem_write(g, FILE_SIZE, w, 16), 0);
 	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, nr + 1);
+	gmem_set(g, FILE_SIZE, TU_PAGE, PRIV);
+	ck_assert_int_eq(ccvm_gmem_read(g, FILE_SIZE, r, 16), -EFAULT);
 
-	/* Shared again: reachable again, with the bytes it had. */
-	tu_set_attr(vm, TU_2M + TU_PAGE, TU_PAGE, 0);
+	/* Shared again: reachable again, with the bytes it had (SW_PROTECTED). */
+	gmem_set(g, TU_PAGE, TU_PAGE, 0);
 	ck_assert_int_eq(ccvm_gmem_read(g, 0, r, sizeof(r)), 0);
 	ck_assert_mem_eq(r, before, sizeof(r));
 
-	ck_assert_int_eq(tu_region(vm, 0, 0, 0, 0, NULL, NULL, 0), 0);
+	ck_assert_int_eq(tu_region(ivm, 0, 0, 0, 0, NULL, NULL, 0), 0);
 	ck_assert_int_eq(ccvm_gmem_close(g), 0);
 }
 END_TEST
@@ -540,7 +578,7 @@ static struct ccvm_platform *life_platform(bool defer)
 START_TEST(test_file_keeps_vm_alive)
 {
 	struct ccvm_platform *q = life_platform(false);
-	struct ccvm_vm *w = tu_vm(q);
+	struct ccvm_vm *w = tu_vm_scheme(q, CCVM_ATTR_SCHEME_GMEM);
 	struct ccvm_gmem *g1 = tu_gmem(w, FILE_SIZE, MMAP | SHARED);
 	struct ccvm_gmem *g2 = tu_gmem(w, FILE_SIZE, 0);
 	uint64_t free0 = tu_free_pages(q);

@@ -435,8 +435,8 @@ static const struct {
 	uint64_t gmem_flags;
 } builtin_backends[] = {
 	{ "mock", 1, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED },
-	{ "tdx", 5, 0 },
-	{ "snp", 4, 0 },
+	{ "tdx", 5, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED },
+	{ "snp", 4, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED },
 };
 
 START_TEST(test_backend_caps_builtin)
@@ -467,10 +467,42 @@ START_TEST(test_backend_caps_builtin)
 	ck_assert_int_eq(ccvm_vm_caps(vm, &vcaps), 0);
 	ck_assert_str_eq(vcaps.name, name);
 	ck_assert_uint_eq(vcaps.vm_type, caps.vm_type);
-	ck_assert_uint_eq(vcaps.gmem_flags, caps.gmem_flags);
+	/* The default scheme (per VM): no INIT_SHARED for a VM with private memory. */
+	ck_assert_uint_eq(vcaps.gmem_flags, caps.gmem_flags & ~CCVM_GMEM_FLAG_INIT_SHARED);
+	ck_assert_uint_eq(vcaps.attr_scheme, CCVM_ATTR_SCHEME_VM);
+	ck_assert_uint_eq(vcaps.memory_attributes, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	ck_assert_uint_eq(vcaps.gmem_memory_attributes, 0);
+	ck_assert_uint_eq(vcaps.gmem_attributes_flags, 0);
 	ck_assert_uint_eq(!!ccvm_vm_shared_bit(vm), caps.has_shared_bit);
 	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	/* In place: PRIVATE moves from the VM's cap to the gmem's. */
+	vm = tu_vm_scheme(p, CCVM_ATTR_SCHEME_GMEM);
+	ck_assert_int_eq(ccvm_vm_caps(vm, &vcaps), 0);
+	ck_assert_uint_eq(vcaps.gmem_flags, caps.gmem_flags);
+	ck_assert_uint_eq(vcaps.attr_scheme, CCVM_ATTR_SCHEME_GMEM);
+	ck_assert_uint_eq(vcaps.memory_attributes, 0);
+	ck_assert_uint_eq(vcaps.gmem_memory_attributes, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	ck_assert_uint_eq(vcaps.gmem_attributes_flags,
+			  CCVM_MEMORY_ATTRIBUTES2_ZERO | CCVM_MEMORY_ATTRIBUTES2_PRESERVE);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
 	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+	/* The platform option sets the default; a VM may override it. */
+	o.attr_scheme = CCVM_ATTR_SCHEME_GMEM;
+	ck_assert_int_eq(ccvm_platform_create(&o, &p), 0);
+	vm = tu_vm(p);
+	ck_assert_int_eq(ccvm_vm_caps(vm, &vcaps), 0);
+	ck_assert_uint_eq(vcaps.attr_scheme, CCVM_ATTR_SCHEME_GMEM);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	vm = tu_vm_scheme(p, CCVM_ATTR_SCHEME_VM);
+	ck_assert_int_eq(ccvm_vm_caps(vm, &vcaps), 0);
+	ck_assert_uint_eq(vcaps.attr_scheme, CCVM_ATTR_SCHEME_VM);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+	/* Unknown schemes. */
+	o.attr_scheme = CCVM_ATTR_SCHEME_GMEM + 1;
+	p = NULL;
+	ck_assert_int_eq(ccvm_platform_create(&o, &p), -EINVAL);
+	ck_assert_ptr_null(p);
 }
 END_TEST
 

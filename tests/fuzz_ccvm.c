@@ -821,6 +821,9 @@ static void world_setup(struct world *w, const char *backend, uint8_t header)
 	if (ccvm_vm_create(w->p, &vo, &w->vm))
 		die("%s: vm_create", backend);
 	w->sbit = ccvm_vm_shared_bit(w->vm);
+	/* The VM's own caps: what its attribute scheme allows (INIT_SHARED). */
+	if (ccvm_vm_caps(w->vm, &w->caps))
+		die("%s: vm caps", backend);
 	/* Host access where the backend allows it (a caps difference). */
 	gflags = w->caps.gmem_flags & (CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED);
 	if (ccvm_gmem_create(w->vm, GMEM_PAGES * PAGE, gflags, &w->g))

@@ -23,10 +23,12 @@
 	SUITE(backend) \
 	SUITE(badinput) \
 	SUITE(conformance) \
+	SUITE(errors) \
 	SUITE(explore) \
 	SUITE(faultsweep) \
 	SUITE(gmem) \
 	SUITE(guest) \
+	SUITE(inplace) \
 	SUITE(invariants) \
 	SUITE(memslot) \
 	SUITE(mmu) \

@@ -55,8 +55,29 @@ struct tu_snap {
 	uint64_t seq;
 	long in_progress;
 	struct ccvm_gmem_info gmem[2];
+	/* each file's own attributes (in place), run by run from offset 0 */
+	struct tu_attr_run gruns[2][TU_SNAP_RUNS];
+	unsigned int nr_gruns[2];
 	struct ccvm_stats pst, vst;
 };
+
+/* The attribute runs of file @g from offset 0, at most @max. */
+static inline unsigned int tu_gmem_attr_runs(struct ccvm_gmem *g, struct tu_attr_run *runs,
+					     unsigned int max)
+{
+	uint64_t off = 0, size = tu_gmem_info(g).size;
+	unsigned int n = 0;
+
+	while (off < size && n < max) {
+		ck_assert_int_eq(ccvm_gmem_get_memory_attributes(g, off, &runs[n].attr,
+								 &runs[n].run_bytes), 0);
+		runs[n].gpa = off;
+		ck_assert_uint_gt(runs[n].run_bytes, 0);
+		off += runs[n].run_bytes;
+		n++;
+	}
+	return n;
+}
 
 /*
  * Take a snapshot of @vm (attributes over [win_start, win_end) and the
@@ -94,9 +115,12 @@ static inline void tu_snap_take(struct tu_snap *s, struct ccvm_platform *p, stru
 		s->in_progress = tu_in_progress(vm);
 		s->vst = tu_vstats(vm);
 	}
-	for (i = 0; i < 2; i++)
-		if (g[i])
+	for (i = 0; i < 2; i++) {
+		if (g[i]) {
 			s->gmem[i] = tu_gmem_info(g[i]);
+			s->nr_gruns[i] = tu_gmem_attr_runs(g[i], s->gruns[i], TU_SNAP_RUNS);
+		}
+	}
 	s->pst = tu_pstats(p);
 }
 
@@ -135,6 +159,14 @@ static inline void tu_snap_assert_same(const struct tu_snap *a, const struct tu_
 		ck_assert_msg(a->gmem[i].nr_bindings == b->gmem[i].nr_bindings,
 			      "gmem %u nr_bindings: %u -> %u", i, a->gmem[i].nr_bindings,
 			      b->gmem[i].nr_bindings);
+		ck_assert_msg(a->gmem[i].nr_private == b->gmem[i].nr_private &&
+			      a->gmem[i].nr_pinned == b->gmem[i].nr_pinned,
+			      "gmem %u private/pinned pages changed", i);
+		ck_assert_msg(a->nr_gruns[i] == b->nr_gruns[i], "gmem %u attribute runs: %u -> %u",
+			      i, a->nr_gruns[i], b->nr_gruns[i]);
+		ck_assert_msg(!memcmp(a->gruns[i], b->gruns[i],
+				      a->nr_gruns[i] * sizeof(a->gruns[i][0])),
+			      "gmem %u attribute runs changed", i);
 	}
 	tu_stats_assert_same("platform", &a->pst, &b->pst);
 	tu_stats_assert_same("vm", &a->vst, &b->vst);

@@ -58,6 +58,17 @@ static inline struct ccvm_vm *tu_vm(struct ccvm_platform *p)
 	return vm;
 }
 
+/* A VM of @p with attribute scheme @scheme (enum ccvm_attr_scheme). */
+static inline struct ccvm_vm *tu_vm_scheme(struct ccvm_platform *p, uint32_t scheme)
+{
+	struct ccvm_vm_opts o = CCVM_OPTS_INIT(struct ccvm_vm_opts, .attr_scheme = scheme);
+	struct ccvm_vm *vm = NULL;
+	int r = ccvm_vm_create(p, &o, &vm);
+
+	ck_assert_msg(r == 0, "vm_create(scheme %u): %d", scheme, r);
+	return vm;
+}
+
 static inline struct ccvm_gmem *tu_gmem(struct ccvm_vm *vm, uint64_t size, uint64_t flags)
 {
 	struct ccvm_gmem *g = NULL;

@@ -25,7 +25,10 @@ static void mock_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *ca
 	(void)vm;
 	caps->vm_type = 1;			/* KVM_X86_SW_PROTECTED_VM */
 	caps->memory_attributes = CCVM_MEMORY_ATTRIBUTE_PRIVATE;
-	/* The in-place conversion RFC's gmem-scoped flags, modelled. */
+	/*
+	 * MMAP always (6.18); the core allows INIT_SHARED only with in-place
+	 * conversion, as for SW_PROTECTED_VM (it has private memory).
+	 */
 	caps->gmem_flags = CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED;
 	caps->private_max_level = CCVM_LEVEL_2M;
 	caps->shared_max_level = CCVM_LEVEL_2M;

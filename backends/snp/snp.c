@@ -149,7 +149,8 @@ static void snp_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *cap
 	caps->name = "snp";
 	caps->vm_type = 4;		/* KVM_X86_SNP_VM */
 	caps->memory_attributes = CCVM_MEMORY_ATTRIBUTE_PRIVATE;
-	caps->gmem_flags = 0;
+	/* MMAP always (6.18); the core allows INIT_SHARED only in place. */
+	caps->gmem_flags = CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED;
 	caps->private_max_level = CCVM_LEVEL_2M;
 	caps->shared_max_level = CCVM_LEVEL_2M;
 	caps->has_shared_bit = true;	/* the C-bit, as the VM's shared bit */

@@ -423,7 +423,8 @@ static void tdx_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *cap
 	(void)vm;
 	caps->vm_type = 5;	/* KVM_X86_TDX_VM */
 	caps->memory_attributes = CCVM_MEMORY_ATTRIBUTE_PRIVATE;
-	caps->gmem_flags = 0;
+	/* MMAP always (6.18); the core allows INIT_SHARED only in place. */
+	caps->gmem_flags = CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED;
 	caps->private_max_level = CCVM_LEVEL_4K;
 	caps->shared_max_level = CCVM_LEVEL_2M;
 	caps->has_shared_bit = true;

@@ -246,9 +246,12 @@ typedef void (*ccvm_log_fn)(enum ccvm_log_level level, const char *msg, void *ct
 
 /*
  * ccvm_set_log() - Set the process-wide log sink: @fn gets every message
- * of every level with @ctx; NULL restores the default, which prints
- * warnings to stderr.  Messages are formatted before the sink is called,
- * and never two at once.
+ * of every level with @ctx, and filters for itself; NULL restores the
+ * default, which prints to stderr the levels up to the environment's
+ * CCVM_LOG_LEVEL ("warn", the default, "info" or "debug").  At debug level
+ * every failing call logs the rule it enforced, as ccvm_last_error() gives
+ * it.  Messages are formatted before the sink is called, and never two at
+ * once.
  * Context: any thread.  @fn runs on the thread that logs, possibly with
  * library locks held: it must not call back into libccvm.
  * Return: the previous sink (the default's address if none was set).
@@ -263,6 +266,21 @@ CCVM_API ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx);
  * not name, a buffer of the calling thread overwritten by its next call.
  */
 CCVM_API const char *ccvm_strerror(int err);
+
+#define CCVM_LAST_ERROR_MAX	256
+
+/*
+ * ccvm_last_error() - The rule behind the last call of the calling thread
+ * that failed, as one line: the function, the rule in words, the errno,
+ * e.g. "ccvm_vcpu_run: vCPU 0: the tdx VM is not finalized: call
+ * ccvm_vm_finalize() after populating, before the first run (-EINVAL)".
+ * Like errno, it is set by failures only: read it right after a call
+ * returned an error.  The same line is logged at debug level.
+ * Context: any thread; each thread has its own.
+ * Return: the message (at most CCVM_LAST_ERROR_MAX bytes with its NUL),
+ * "" if no call of this thread failed yet; valid until its next failure.
+ */
+CCVM_API const char *ccvm_last_error(void);
 
 /*
  * ccvm_version() - The version of the library running, as a string.
@@ -283,6 +301,25 @@ CCVM_API unsigned int ccvm_version_number(void);
 /* ------------------------------------------------------------------ */
 /* Platform                                                            */
 /* ------------------------------------------------------------------ */
+
+/*
+ * Where the PRIVATE attribute lives (docs/semantics.md 1.6), chosen per
+ * platform like KVM's read-only module parameter (kvm.vm_memory_attributes
+ * in the in-place conversion series up to v7, gmem_in_place_conversion
+ * from v8), and overridable per VM.
+ *   CCVM_ATTR_SCHEME_VM    the per-VM store, KVM_SET_MEMORY_ATTRIBUTES on
+ *                          the VM; shared memory is the memslot's
+ *                          userspace_addr (KVM 6.8 to 7.x; the default)
+ *   CCVM_ATTR_SCHEME_GMEM  per-guest_memfd attributes, converted in place
+ *                          with ccvm_gmem_set_memory_attributes(); gmem
+ *                          memslots are GMEM_ONLY: shared accesses are
+ *                          served from the gmem pages themselves
+ */
+enum ccvm_attr_scheme {
+	CCVM_ATTR_SCHEME_DEFAULT = 0,	/* VM: the platform's; platform: VM */
+	CCVM_ATTR_SCHEME_VM = 1,
+	CCVM_ATTR_SCHEME_GMEM = 2,
+};
 
 /* How a platform's threads are scheduled (include/ccvm/sync.h). */
 enum ccvm_sched_mode {
@@ -311,6 +348,8 @@ struct ccvm_platform_opts {
 	uint64_t sched_seed;	/* SERIAL: seed of the random schedule */
 	uint32_t resched_entries; /* entries between yields of long loops;
 				   * 0 = CCVM_RESCHED_ENTRIES */
+	uint32_t attr_scheme;	/* enum ccvm_attr_scheme of its VMs, as KVM's
+				 * module parameter; 0 = CCVM_ATTR_SCHEME_VM */
 };
 
 /*
@@ -396,6 +435,12 @@ struct ccvm_backend_caps {
 	uint64_t map_gpa_max_bytes;	/* largest MAP_GPA_RANGE exit, 0 = any */
 	uint64_t study_knobs;		/* 1 << knob for each study knob the
 					 * backend implements (see below) */
+	/* filled by the core from the VM's attribute scheme: */
+	uint32_t attr_scheme;		/* enum ccvm_attr_scheme; 0 without a VM */
+	uint64_t gmem_memory_attributes; /* KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES:
+					  * PRIVATE in the GMEM scheme, else 0 */
+	uint64_t gmem_attributes_flags;	/* flags ccvm_gmem_set_memory_attributes()
+					 * takes (KVM_CAP_MEMORY_ATTRIBUTES2_FLAGS) */
 };
 
 /*
@@ -428,6 +473,7 @@ struct ccvm_vm_opts {
 	uint32_t max_vcpus;	/* default 8, at most 1024 */
 	uint32_t gpa_bits;	/* guest physical width, default 48, 36..52 */
 	uint64_t flags;		/* must be 0 */
+	uint32_t attr_scheme;	/* enum ccvm_attr_scheme; 0 = the platform's */
 };
 
 /*
@@ -639,11 +685,12 @@ CCVM_API uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
  * Context: any thread but a guest's; takes slots_lock, then mmu_lock for
  * write; may sleep.
  * Return: 0 (also when the range already holds @attributes); -EINVAL
- * (flags != 0, unknown bits, size 0, unaligned, wrap); -ENOMEM; a
- * backend's errno; -EIO (VM bugged).  On any error but -EIO nothing
- * changed (mappings of the old kind may be gone: they fault back); a
- * failing backend update after the store is rolled back, and -EIO with the
- * VM bugged if even that fails.
+ * (flags != 0, unknown bits, size 0, unaligned, wrap; PRIVATE on a VM of
+ * the GMEM scheme, whose VM store takes none); -ENOMEM; a backend's errno;
+ * -EIO (VM bugged).  On any error but -EIO nothing changed (mappings of
+ * the old kind may be gone: they fault back); a failing backend update
+ * after the store is rolled back, and -EIO with the VM bugged if even that
+ * fails.
  */
 CCVM_API int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
 					   uint64_t attributes, uint64_t flags);
@@ -685,7 +732,9 @@ CCVM_API int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
  * ccvm_gmem_create() - KVM_CREATE_GUEST_MEMFD: a file of @size bytes
  * (fixed) for @vm, stored in *@out; it takes a VM reference.  @flags:
  * CCVM_GMEM_FLAG_MMAP (host access with ccvm_gmem_read() and
- * ccvm_gmem_write()), CCVM_GMEM_FLAG_INIT_SHARED, as the backend allows.
+ * ccvm_gmem_write()), CCVM_GMEM_FLAG_INIT_SHARED (the file starts shared;
+ * only for VMs of the GMEM scheme, as KVM allows it only with in-place
+ * conversion to VMs with private memory), as caps.gmem_flags says.
  * Context: any thread but a guest's.
  * Return: 0; -EINVAL (size 0, unaligned or above INT64_MAX, flags unknown
  * or not supported by the backend); -EIO (VM bugged or dead);
@@ -710,8 +759,11 @@ CCVM_API int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset,
 /*
  * ccvm_gmem_read() / ccvm_gmem_write() - Host access to @len bytes at
  * @offset of the file, as through an mmap of it.  Only pages that are
- * shared may be touched; reading a hole reads zeros and, like a fault on
- * a MAP_SHARED mapping, allocates it.
+ * shared may be touched: in the VM scheme no page of a file of a VM with
+ * private memory is (every touch SIGBUSes, as in 6.18); in the GMEM scheme
+ * the file's attributes decide page by page.  Reading a hole reads zeros
+ * and, like a fault on a MAP_SHARED mapping, allocates it.  The access is
+ * all or nothing.
  * Context: any thread but a guest's; takes the file's invalidate lock for
  * read.
  * Return: 0; -ENODEV (file without CCVM_GMEM_FLAG_MMAP); -EFAULT (a private
@@ -721,12 +773,111 @@ CCVM_API int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset,
 CCVM_API int ccvm_gmem_read(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len);
 CCVM_API int ccvm_gmem_write(struct ccvm_gmem *g, uint64_t offset, const void *buf, size_t len);
 
+#define CCVM_GMEM_ACCESS_WRITE	(1u << 0)
+/*
+ * ccvm_gmem_access() - ccvm_gmem_read() (flags 0) or ccvm_gmem_write()
+ * (CCVM_GMEM_ACCESS_WRITE; @buf is then only read), reporting where a
+ * refused access faulted: on -EFAULT, *@fault_offset (if not NULL) is the
+ * byte offset of the first page that would raise SIGBUS (the first private
+ * page, or EOF), as si_addr names the faulting address.  Nothing is written
+ * to it on success or any other error.
+ * Context: any thread but a guest's; takes the file's invalidate lock for
+ * read.
+ * Return: as ccvm_gmem_read(); -EINVAL also for unknown @flags.
+ */
+CCVM_API int ccvm_gmem_access(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len,
+			      unsigned int flags, uint64_t *fault_offset);
+
+/*
+ * KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd (the in-place conversion
+ * series): the same first four fields as KVM_SET_MEMORY_ATTRIBUTES, then
+ * the offset that blocked a failing call and reserved words; 128 bytes.
+ */
+struct ccvm_memory_attributes2 {
+	uint64_t offset;	/* in: byte offset into the file */
+	uint64_t size;		/* in: bytes */
+	uint64_t attributes;	/* in: 0 (shared) or CCVM_MEMORY_ATTRIBUTE_PRIVATE */
+	uint64_t flags;		/* in: one content mode or 0 */
+	uint64_t error_offset;	/* out, on -EAGAIN and -ENOMEM only */
+	uint64_t reserved[11];	/* in: must be 0 */
+};
+
+/*
+ * Content modes (posted RFC v3 to v5, KVM_SET_MEMORY_ATTRIBUTES2_ZERO and
+ * _PRESERVE; listed in caps.gmem_attributes_flags).  Without one the
+ * contents follow the VM type: mock keeps them both ways, TDX's host and
+ * guest see zeros, SNP's host sees ciphertext.
+ *   ZERO      to shared only: every allocated page of the range reads zero
+ *             afterwards
+ *   PRESERVE  the bytes stay: mock both ways; TDX and SNP only to private
+ *             and only before the VM is finalized (for launch data)
+ */
+#define CCVM_MEMORY_ATTRIBUTES2_ZERO		(1ull << 0)
+#define CCVM_MEMORY_ATTRIBUTES2_PRESERVE	(1ull << 1)
+
+/*
+ * ccvm_gmem_set_memory_attributes() - KVM_SET_MEMORY_ATTRIBUTES2 on @g: set
+ * [a->offset, a->offset + a->size) of the file shared or private, in place.
+ * All or nothing.  If the range already holds @attributes nothing happens
+ * (no invalidation).  Otherwise, to private: a page the host has pinned
+ * (ccvm_gmem_pin()) refuses the call; then every mapping of the range's old
+ * kind is zapped in every memslot that binds it; to shared, the backend
+ * takes populated private pages back (SNP: RMP to hypervisor-owned; TDX:
+ * the S-EPT removal zeroes them); the store changes; private pages are
+ * prepared again lazily, at the next private fault.
+ * Context: any thread but a guest's; takes the file's invalidate lock for
+ * write, then mmu_lock for write; may sleep.  Only VMs of the GMEM scheme.
+ * Return: 0; -ENOTTY (the VM uses the VM scheme, as the ioctl without
+ * in-place conversion); -EINVAL (NULL, flags unknown or two content modes,
+ * a reserved word non-zero, attributes other than PRIVATE, size 0, wrap,
+ * misaligned, past EOF, a content mode the direction or VM state does not
+ * allow), with nothing written to @a; -EAGAIN (a page to make private is
+ * pinned: a->error_offset is the first such page's offset); -ENOMEM
+ * (a->error_offset = a->offset); -EIO (VM bugged).  Nothing changes on any
+ * error.
+ */
+CCVM_API int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attributes2 *a);
+
+/*
+ * ccvm_gmem_get_memory_attributes() - The attributes of the file page at
+ * @offset and, in *@run_bytes when not NULL, how many bytes from @offset
+ * to the end of the file hold the same value.  In the VM scheme a file of a
+ * VM with private memory reads PRIVATE everywhere (the host may touch none
+ * of it).
+ * Context: any thread; takes the file's attribute lock for read; does not
+ * sleep.
+ * Return: 0; -EINVAL (NULL @g or @attributes, @offset unaligned or not
+ * below the size), with nothing written.
+ */
+CCVM_API int ccvm_gmem_get_memory_attributes(struct ccvm_gmem *g, uint64_t offset,
+					     uint64_t *attributes, uint64_t *run_bytes);
+
+/*
+ * ccvm_gmem_pin() / ccvm_gmem_unpin() - A host reference on the pages of
+ * [@offset, @offset + @size), as pin_user_pages() on an mmap of the file:
+ * pinning faults the pages in (they must be shared, and the file
+ * mmap-able); while a page is pinned, converting it to private fails with
+ * -EAGAIN.  Pins count; each pin needs its unpin.  A punch drops the page
+ * from the file and the pin stops blocking (the folio lives on with its
+ * pinner, outside the file); closing the file drops its pins.
+ * Context: any thread but a guest's; takes the file's invalidate lock for
+ * read, then its page lock.
+ * Return: 0; -EINVAL (NULL, size 0, misaligned, wrap, past EOF; unpin of a
+ * page not pinned); -ENODEV (no CCVM_GMEM_FLAG_MMAP); -EFAULT (pin of a
+ * private page); -ENOMEM; nothing changes on any error.
+ */
+CCVM_API int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size);
+CCVM_API int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size);
+
 struct ccvm_gmem_info {
 	size_t sz;
 	uint64_t size;		/* bytes */
 	uint64_t flags;
 	uint64_t nr_pages;	/* pages allocated in the page cache */
 	uint32_t nr_bindings;	/* memslots bound to the file */
+	uint64_t nr_private;	/* pages PRIVATE (GMEM scheme; else every page
+				 * of a VM with private memory) */
+	uint64_t nr_pinned;	/* pages the host has pinned */
 };
 
 /*
@@ -941,12 +1092,13 @@ CCVM_API uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
 
 /*
  * What the invariant checker found.  Invariant numbers are those of the
- * modelling spec's list (I1..I30, docs/semantics.md section 11); the table
+ * modelling spec's list (I1..I30, docs/semantics.md section 11, and the
+ * in-place conversion's I31..I34, docs/invariants.md); the table
  * in lib/invariants.c says which ones are checked and how.
  */
 struct ccvm_invariant_report {
 	size_t sz;
-	uint32_t invariant;	/* out: first broken invariant, 1..30; 0 = none */
+	uint32_t invariant;	/* out: first broken invariant, 1..34; 0 = none */
 	uint64_t nr_checks;	/* out: individual checks done */
 	uint64_t gfn;		/* out: gfn involved, UINT64_MAX if none */
 	uint64_t pfn;		/* out: pfn involved, UINT64_MAX if none */
@@ -979,7 +1131,7 @@ CCVM_API int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_
 CCVM_API int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invariant_report *r);
 
 /*
- * ccvm_invariant_name() - One line naming invariant @n (1..30), as
+ * ccvm_invariant_name() - One line naming invariant @n (1..34), as
  * docs/invariants.md lists them.
  * Context: any thread.
  * Return: a static string; NULL for another number.
