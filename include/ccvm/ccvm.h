@@ -523,7 +523,12 @@ CCVM_API const char *const *ccvm_backend_names(void);
 struct ccvm_vm_opts {
 	size_t sz;
 	uint32_t max_vcpus;	/* default 8, at most 1024 */
-	uint32_t gpa_bits;	/* guest physical width, default 48, 36..52 */
+	/*
+	 * Guest physical width, 36..52, default 48: the host's limit on
+	 * memslot GPAs.  KVM's is kvm_mmu_max_gfn(): the host's MAXPHYADDR
+	 * with TDP (48 here), 52 bits with shadow paging.
+	 */
+	uint32_t gpa_bits;
 	uint64_t flags;		/* must be 0 */
 	uint32_t attr_scheme;	/* enum ccvm_attr_scheme; 0 = the platform's */
 };
