@@ -144,6 +144,7 @@ tdx-no-track_SRC := backends/tdx/tdx.c
 # table of the SUMMARY lines of every program, in the order they came.
 BENCHES :=
 BENCHES += bench_core
+BENCHES += bench_first_touch
 BENCHES += bench_sched
 BENCHES += bench_td_shutdown
 BENCHES += bench_vcpus
