@@ -74,6 +74,7 @@ TEST_SRCS += tests/check_attr.c
 TEST_SRCS += tests/check_badinput.c
 TEST_SRCS += tests/check_backend.c
 TEST_SRCS += tests/check_conformance.c
+TEST_SRCS += tests/check_errors.c
 TEST_SRCS += tests/check_explore.c
 TEST_SRCS += tests/check_faultsweep.c
 TEST_SRCS += tests/check_gmem.c
@@ -622,10 +623,10 @@ check-man: $(MAN_DIR)/.stamp $(LIB) | man-deps
 		sed -n '/^\.EX/,/^\.EE/p' $$p | sed '1d;$$d;s/\\en/\\n/g;s/\\e/\\/g' > $$src; \
 		[ -s $$src ] || continue; \
 		if grep -q '^int main' $$src; then \
-			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -o $${src%.c} $$src $(LIB) -pthread; \
+			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude $(SAN_CFLAGS) -o $${src%.c} $$src $(LIB) -pthread; \
 			$${src%.c} > /dev/null; \
 		else \
-			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -c -o $${src%.c}.o $$src; \
+			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude $(SAN_CFLAGS) -c -o $${src%.c}.o $$src; \
 		fi; \
 	done
 	$(Q)printf '  %-7s %s\n' MAN "$$(ls $(MAN_DIR)/*.3 | wc -l) pages in $(MAN_DIR): mandoc -Tlint clean, every public call has one, examples build and run"

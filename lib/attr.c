@@ -73,8 +73,10 @@ bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn)
 
 int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa, uint64_t *attributes)
 {
-	if (!vm || !attributes || !ccvm_is_page_aligned(gpa))
-		return -EINVAL;
+	if (!vm || !attributes)
+		return ccvm_fail(-EINVAL, "NULL %s", vm ? "attributes" : "vm");
+	if (!ccvm_is_page_aligned(gpa))
+		return ccvm_fail(-EINVAL, "gpa 0x%llx not page aligned", (unsigned long long)gpa);
 	*attributes = ccvm_attr_get(vm, gpa >> CCVM_PAGE_SHIFT);
 	return 0;
 }
@@ -86,8 +88,10 @@ int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t *at
 
 	if (!run_bytes)
 		return ccvm_vm_get_memory_attribute(vm, gpa, attributes);
-	if (!vm || !attributes || !ccvm_is_page_aligned(gpa))
-		return -EINVAL;
+	if (!vm || !attributes)
+		return ccvm_fail(-EINVAL, "NULL %s", vm ? "attributes" : "vm");
+	if (!ccvm_is_page_aligned(gpa))
+		return ccvm_fail(-EINVAL, "gpa 0x%llx not page aligned", (unsigned long long)gpa);
 	gfn = gpa >> CCVM_PAGE_SHIFT;
 	ccvm_rwlock_rdlock(&vm->attr_lock);
 	v = ccvm_xa_run(&vm->attrs, gfn, &last);
@@ -426,30 +430,26 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 	int err = 0;
 
 	/* kvm_vm_ioctl_set_mem_attributes(): the checks, in order. */
-	if (!vm || flags) {
-		ccvm_log(CCVM_LOG_DEBUG, "set_memory_attributes: %s", vm ? "unknown flags" :
-			 "no VM");
-		return -EINVAL;
-	}
+	if (!vm)
+		return ccvm_fail(-EINVAL, "NULL vm");
+	if (flags)
+		return ccvm_fail(-EINVAL, "flags 0x%llx: must be 0", (unsigned long long)flags);
 	/* In place, the VM store takes no PRIVATE: its cap reads 0 (upstream A.3). */
 	if (ccvm_vm_in_place(vm) && (attributes & CCVM_MEMORY_ATTRIBUTE_PRIVATE))
-		return ccvm_reject(-EINVAL, "set_memory_attributes: vm %u converts in place: "
-				   "PRIVATE lives in its gmem files", vm->id);
-	if (attributes & ~vm->caps.memory_attributes) {
-		ccvm_log(CCVM_LOG_DEBUG, "set_memory_attributes: vm %u: attribute %#" PRIx64
-			 " not supported by %s", vm->id, attributes, vm->caps.name);
-		return -EINVAL;
-	}
-	if (!size || gpa + size < gpa) {
-		ccvm_log(CCVM_LOG_DEBUG, "set_memory_attributes: vm %u: size 0 or range wraps",
-			 vm->id);
-		return -EINVAL;
-	}
-	if (!ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size)) {
-		ccvm_log(CCVM_LOG_DEBUG, "set_memory_attributes: vm %u: gpa or size not page "
-			 "aligned", vm->id);
-		return -EINVAL;
-	}
+		return ccvm_fail(-EINVAL, "vm %u converts in place: PRIVATE lives in its gmem "
+				 "files, not in the VM's attribute store", vm->id);
+	if (attributes & ~vm->caps.memory_attributes)
+		return ccvm_fail(-EINVAL, "attributes 0x%llx: bits 0x%llx not supported by the %s "
+				 "backend (CCVM_MEMORY_ATTRIBUTE_PRIVATE is 0x%llx)",
+				 (unsigned long long)attributes,
+				 (unsigned long long)(attributes & ~vm->caps.memory_attributes),
+				 vm->caps.name, (unsigned long long)CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	if (!size || gpa + size < gpa)
+		return ccvm_fail(-EINVAL, "gpa 0x%llx size 0x%llx: %s", (unsigned long long)gpa,
+				 (unsigned long long)size, size ? "the range wraps" : "size 0");
+	if (!ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size))
+		return ccvm_fail(-EINVAL, "gpa 0x%llx size 0x%llx not page aligned",
+				 (unsigned long long)gpa, (unsigned long long)size);
 	start = gpa >> CCVM_PAGE_SHIFT;
 	end = start + (size >> CCVM_PAGE_SHIFT);
 

@@ -71,17 +71,17 @@ static inline bool ccvm_op_hooked(const struct ccvm_platform *p)
 static inline void ccvm_op_count(struct ccvm_platform *p, struct ccvm_vm *vm,
 				 enum ccvm_op_index op)
 {
-	atomic_fetch_add_explicit(&p->stats.op_calls[op], 1, memory_order_relaxed);
+	CCVM_COUNT(&p->stats, op_calls[op], 1);
 	if (vm)
-		atomic_fetch_add_explicit(&vm->stats.op_calls[op], 1, memory_order_relaxed);
+		CCVM_COUNT(&vm->stats, op_calls[op], 1);
 }
 
 static inline void ccvm_op_count_error(struct ccvm_platform *p, struct ccvm_vm *vm,
 				       enum ccvm_op_index op)
 {
-	atomic_fetch_add_explicit(&p->stats.op_errors[op], 1, memory_order_relaxed);
+	CCVM_COUNT(&p->stats, op_errors[op], 1);
 	if (vm)
-		atomic_fetch_add_explicit(&vm->stats.op_errors[op], 1, memory_order_relaxed);
+		CCVM_COUNT(&vm->stats, op_errors[op], 1);
 }
 
 /* ---- the wrappers ------------------------------------------------------ */

@@ -267,7 +267,7 @@ int64_t ccvm_op_calls(struct ccvm_platform *p, const char *op_name)
 	op = op_index(op_name);
 	if (op < 0)
 		return -EINVAL;
-	return (int64_t)atomic_load(&p->stats.op_calls[op]);
+	return (int64_t)ccvm_counters_op_calls(&p->stats, op);
 }
 
 static int inject_check(struct ccvm_platform *p, enum ccvm_op_index op)

@@ -173,20 +173,21 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	struct ccvm_gmem *g;
 
 	if (!vm || !out)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL %s", vm ? "out" : "vm");
 	if (flags & ~(CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED))
-		return ccvm_reject(-EINVAL, "gmem create: unknown flags %#llx",
-				   (unsigned long long)flags);
+		return ccvm_fail(-EINVAL, "unknown flags 0x%llx", (unsigned long long)
+				 (flags & ~(CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED)));
 	/* INIT_SHARED: only with in-place conversion for VMs with private memory. */
 	if (flags & ~vm->caps.gmem_flags)
-		return ccvm_reject(-EINVAL, "gmem create: flags %#llx not supported by vm %u "
-				   "(supported %#llx)", (unsigned long long)flags, vm->id,
-				   (unsigned long long)vm->caps.gmem_flags);
+		return ccvm_fail(-EINVAL, "flags 0x%llx not supported by the %s backend "
+				 "(caps.gmem_flags 0x%llx)", (unsigned long long)flags,
+				 vm->caps.name, (unsigned long long)vm->caps.gmem_flags);
 	if (!size || !ccvm_is_page_aligned(size) || size > GMEM_MAX_SIZE)
-		return ccvm_reject(-EINVAL, "gmem create: size %#llx zero, unaligned or too large",
-				   (unsigned long long)size);
+		return ccvm_fail(-EINVAL, "size 0x%llx: must be a non-zero multiple of 4096 "
+				 "up to INT64_MAX", (unsigned long long)size);
 	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
-		return -EIO;
+		return ccvm_fail(-EIO, "VM %u is %s", vm->id,
+				 ccvm_vm_usable(vm) ? "dead" : "bugged");
 
 	inode = calloc(1, sizeof(*inode));
 	g = calloc(1, sizeof(*g));
@@ -364,18 +365,22 @@ int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t
 	uint64_t first, last;
 
 	if (!g)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL gmem");
 	/* vfs_fallocate(): offset and len are loff_t, so "negative" is refused. */
 	if (offset > INT64_MAX || !len || len > INT64_MAX)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "offset 0x%llx len 0x%llx: len must be non-zero, "
+				 "both at most INT64_MAX", (unsigned long long)offset,
+				 (unsigned long long)len);
 	/* kvm_gmem_fallocate(): KEEP_SIZE always, PUNCH_HOLE or plain allocate. */
 	if (!(mode & CCVM_FALLOC_KEEP_SIZE) ||
 	    (mode & ~(CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE)))
-		return -EOPNOTSUPP;
+		return ccvm_fail(-EOPNOTSUPP, "mode 0x%x: KEEP_SIZE, with or without "
+				 "PUNCH_HOLE, is the only mode", mode);
 	if (offset + len > INT64_MAX)
-		return -EFBIG;
+		return ccvm_fail(-EFBIG, "offset + len above INT64_MAX");
 	if (!ccvm_is_page_aligned(offset) || !ccvm_is_page_aligned(len))
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "offset 0x%llx len 0x%llx not page aligned",
+				 (unsigned long long)offset, (unsigned long long)len);
 	first = offset >> CCVM_PAGE_SHIFT;
 	last = ((offset + len) >> CCVM_PAGE_SHIFT) - 1;
 	if (mode & CCVM_FALLOC_PUNCH_HOLE) {
@@ -387,7 +392,10 @@ int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t
 		return gmem_punch_hole(g, first, last);
 	}
 	if (offset + len > g->inode->size)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "allocate of [0x%llx, 0x%llx) past the file's size "
+				 "0x%llx", (unsigned long long)offset,
+				 (unsigned long long)(offset + len),
+				 (unsigned long long)g->inode->size);
 	return gmem_allocate(g, first, last);
 }
 
@@ -423,25 +431,28 @@ static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const v
 	size_t done = 0;
 	int err = 0;
 
+	const char *fn = rbuf ? "ccvm_gmem_read" : "ccvm_gmem_write";
+
 	if (!g || (!rbuf && !wbuf))
-		return ccvm_reject(-EINVAL, "gmem access: NULL file or buffer");
+		return ccvm_fail_at(fn, -EINVAL, "NULL %s", g ? "buf" : "gmem");
 	inode = g->inode;
 	p = inode->p;
 	if (!(inode->flags & CCVM_GMEM_FLAG_MMAP))
-		return ccvm_reject(-ENODEV, "gmem access: file not created with MMAP");
+		return ccvm_fail_at(fn, -ENODEV, "the file was created without "
+				    "CCVM_GMEM_FLAG_MMAP");
 	if (!len)
 		return 0;
 	if (offset + len < offset)
-		return ccvm_reject(-EINVAL, "gmem access: offset %#llx + len wraps",
-				   (unsigned long long)offset);
+		return ccvm_fail_at(fn, -EINVAL, "offset + len wraps");
 	if (offset + len > inode->size) {
 		/* The first byte past EOF is where the SIGBUS hits. */
 		if (fault_offset)
 			*fault_offset = offset > inode->size ? offset & CCVM_PAGE_MASK
 							     : inode->size;
-		return ccvm_reject(-EFAULT, "gmem access: [%#llx, +%#zx) past EOF %#llx: SIGBUS",
-				   (unsigned long long)offset, len,
-				   (unsigned long long)inode->size);
+		return ccvm_fail_at(fn, -EFAULT, "[0x%llx, 0x%llx) goes past the file's size "
+				    "0x%llx (SIGBUS)", (unsigned long long)offset,
+				    (unsigned long long)(offset + len),
+				    (unsigned long long)inode->size);
 	}
 	first = offset >> CCVM_PAGE_SHIFT;
 	last = (offset + len - 1) >> CCVM_PAGE_SHIFT;
@@ -453,8 +464,9 @@ static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const v
 		if (ccvm_gmem_index_is_private(g, i)) {
 			if (fault_offset)
 				*fault_offset = i << CCVM_PAGE_SHIFT;
-			err = ccvm_reject(-EFAULT, "gmem access: page at offset %#llx is private: "
-					  "SIGBUS", (unsigned long long)(i << CCVM_PAGE_SHIFT));
+			err = ccvm_fail_at(fn, -EFAULT, "page 0x%llx of the file is private: "
+					   "the host may only touch shared pages",
+					   (unsigned long long)i);
 			goto out;
 		}
 	}
@@ -810,7 +822,7 @@ int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attr
 	struct ccvm_memory_attributes2 in;
 	struct ccvm_gmem_inode *inode;
 	struct pfn_runs runs;
-	struct attrs_op op;
+	struct attrs_op op = { 0 };
 	struct ccvm_vm *vm;
 	uint64_t bad;
 	size_t before;
@@ -1028,12 +1040,21 @@ int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gm
 	int err;
 
 	if (g->vm != vm)
-		return -EINVAL;
+		return ccvm_fail_at("ccvm_vm_set_user_memory_region", -EINVAL,
+				    "slot %u: the gmem file belongs to VM %u, not VM %u",
+				    slot->id, g->vm->id, vm->id);
 	if (offset + (slot->npages << CCVM_PAGE_SHIFT) > inode->size)
-		return -EINVAL;
+		return ccvm_fail_at("ccvm_vm_set_user_memory_region", -EINVAL,
+				    "slot %u: gmem range [0x%llx, 0x%llx) goes past the file's "
+				    "size 0x%llx", slot->id, (unsigned long long)offset,
+				    (unsigned long long)(offset + (slot->npages << CCVM_PAGE_SHIFT)),
+				    (unsigned long long)inode->size);
 	ccvm_rwlock_wrlock(&inode->invalidate_lock);
 	if (!ccvm_xa_range_is(&g->bindings, first, last, 0)) {
-		err = -EINVAL;		/* the file range is bound to another slot */
+		/* the file range is bound to another slot */
+		err = ccvm_fail_at("ccvm_vm_set_user_memory_region", -EINVAL,
+				   "slot %u: gmem range at 0x%llx is already bound to another slot",
+				   slot->id, (unsigned long long)offset);
 	} else {
 		err = ccvm_xa_store_range(&g->bindings, first, last,
 					  (uint64_t)(uintptr_t)slot);

@@ -55,8 +55,8 @@ static inline bool ccvm_is_page_aligned(uint64_t x)
 	return (x & (CCVM_PAGE_SIZE - 1)) == 0;
 }
 
-/* Refuse bad input: a debug-level message naming the rule, then @err. */
-#define ccvm_reject(err, ...)	(ccvm_log(CCVM_LOG_DEBUG, __VA_ARGS__), (err))
+/* Refuse bad input: ccvm_fail() (the rule as the last error and a debug line), then @err. */
+#define ccvm_reject(err, ...)	ccvm_fail_at(__func__, (err), __VA_ARGS__)
 
 /* Pages one page-table entry at @level covers: 1 at CCVM_LEVEL_4K, 512 at 2M. */
 static inline uint64_t ccvm_level_pages(int level)
@@ -90,23 +90,82 @@ struct ccvm_inject_rule {
 /* ---- counters, the cost model and the trace -------------------------- */
 
 /*
+ * Counters are per thread, summed when read, as KVM's per-CPU statistics:
+ * the fault and SEAMCALL paths count every step, and one shared atomic
+ * line per counter would bounce between vCPU threads.  A thread's first
+ * count on a ccvm_counters pushes a block of its own onto the list (the
+ * block lives as long as the counters); later counts find it in a small
+ * per-thread cache and add with a plain load and store (relaxed atomics:
+ * one writer, readers anywhere).  A thread that cannot get a block counts
+ * into the shared one with atomic adds.
+ *
  * The simulated clock is not kept as a running sum: it is the event counts
  * times the cost model, plus extra_ns for what no event carries (the
- * per-vCPU part of an IPI, ccvm_account_ns).  That keeps ccvm_account, on
- * every fault and every SEAMCALL, at one atomic add per counter.
+ * per-vCPU part of an IPI, ccvm_account_ns).
  */
-struct ccvm_counters {
+struct ccvm_counter_block {
 	_Atomic uint64_t ev[CCVM_EV_NR];
 	_Atomic uint64_t op_calls[CCVM_OPI_NR];
 	_Atomic uint64_t op_errors[CCVM_OPI_NR];
 	_Atomic uint64_t extra_ns;
+	struct ccvm_counter_block *next;
 };
+
+struct ccvm_counters {
+	struct ccvm_counter_block shared;
+	struct ccvm_counter_block *_Atomic blocks;	/* pushed, freed with the counters */
+	uint64_t id;					/* unique in the process, never reused */
+};
+
+void ccvm_counters_init(struct ccvm_counters *c);
+void ccvm_counters_destroy(struct ccvm_counters *c);
+/* The calling thread's block of @c, NULL when none could be allocated. */
+struct ccvm_counter_block *ccvm_counters_block_slow(struct ccvm_counters *c);
+
+struct ccvm_counter_cache {
+	uint64_t id;
+	struct ccvm_counter_block *b;
+};
+
+#define CCVM_COUNTER_CACHE	8
+extern _Thread_local struct ccvm_counter_cache ccvm_counter_cache[CCVM_COUNTER_CACHE];
+
+static inline struct ccvm_counter_block *ccvm_counters_block(struct ccvm_counters *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < CCVM_COUNTER_CACHE; i++)
+		if (ccvm_counter_cache[i].id == c->id)
+			return ccvm_counter_cache[i].b;
+	return ccvm_counters_block_slow(c);
+}
+
+/* Add @n to counter @x of the calling thread's block @b (NULL: shared). */
+static inline void ccvm_counter_add(_Atomic uint64_t *x, uint64_t n, bool own)
+{
+	if (ccvm_likely(own))
+		atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
+				      memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(x, n, memory_order_relaxed);
+}
+
+/* Add @n to counter @field of @c: in the thread's own block, else the shared one. */
+#define CCVM_COUNT(c, field, n)							\
+	do {									\
+		struct ccvm_counters *c_ = (c);					\
+		struct ccvm_counter_block *b_ = ccvm_counters_block(c_);	\
+										\
+		ccvm_counter_add(&(b_ ? b_ : &c_->shared)->field, (n), b_ != NULL); \
+	} while (0)
 
 void ccvm_counters_read(const struct ccvm_counters *c, const struct ccvm_cost_model *costs,
 			struct ccvm_stats *st);
 /* The simulated clock of @c under @costs, in nanoseconds. */
 uint64_t ccvm_counters_sim_ns(const struct ccvm_counters *c,
 			      const struct ccvm_cost_model *costs);
+/* One counter of @c summed over every block. */
+uint64_t ccvm_counters_op_calls(const struct ccvm_counters *c, unsigned int op);
 
 extern const uint64_t ccvm_default_costs[CCVM_EV_NR];
 extern const uint64_t ccvm_default_ipi_per_vcpu_ns;
@@ -219,7 +278,22 @@ static inline void ccvm_model_bytes_add(struct ccvm_platform *p, int64_t bytes)
 }
 
 /* Copy a caller's option struct (libbpf rules: see platform.c). */
-int ccvm_opts_copy(void *dst, size_t dst_sz, const void *src, size_t src_sz);
+int ccvm_opts_copy_at(const char *func, void *dst, size_t dst_sz, const void *src,
+		      size_t src_sz);
+#define ccvm_opts_copy(dst, dst_sz, src, src_sz) \
+	ccvm_opts_copy_at(__func__, (dst), (dst_sz), (src), (src_sz))
+
+/*
+ * ccvm_fail() - Fail a public call with @err: record "<function>: <the
+ * rule, printf-style>" as the calling thread's last error
+ * (ccvm_last_error()), log it at debug level, and return @err, so that
+ * `return ccvm_fail(-EINVAL, "gpa 0x%llx not page aligned", gpa);` names
+ * the rule behind every refusal.  ccvm_fail_at() names the function
+ * explicitly (a helper failing on behalf of a public call).
+ */
+int ccvm_fail_at(const char *func, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define ccvm_fail(err, ...)	ccvm_fail_at(__func__, (err), __VA_ARGS__)
 /* gmem inodes alive on the platform: it cannot be destroyed while any are. */
 void ccvm_platform_inode_get(struct ccvm_platform *p);
 void ccvm_platform_inode_put(struct ccvm_platform *p);

@@ -341,60 +341,88 @@ int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm, const struct ccvm_memory_
 	int err;
 
 	if (!vm || !r)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL %s", vm ? "region" : "vm");
 	/* The checks of kvm_set_memory_region(), in its order. */
 	if (r->flags & ~CCVM_MEM_GUEST_MEMFD)
-		return -EINVAL;
-	if (!ccvm_is_page_aligned(r->memory_size) || !ccvm_is_page_aligned(r->guest_phys_addr) ||
-	    !ccvm_is_page_aligned((uintptr_t)r->userspace_addr))
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "slot %u: flags 0x%x: only CCVM_MEM_GUEST_MEMFD "
+				 "is supported", r->slot, r->flags);
+	if (!ccvm_is_page_aligned(r->memory_size))
+		return ccvm_fail(-EINVAL, "slot %u: memory_size 0x%llx not page aligned", r->slot,
+				 (unsigned long long)r->memory_size);
+	if (!ccvm_is_page_aligned(r->guest_phys_addr))
+		return ccvm_fail(-EINVAL, "slot %u: guest_phys_addr 0x%llx not page aligned",
+				 r->slot, (unsigned long long)r->guest_phys_addr);
+	if (!ccvm_is_page_aligned((uintptr_t)r->userspace_addr))
+		return ccvm_fail(-EINVAL, "slot %u: userspace_addr %p not page aligned", r->slot,
+				 r->userspace_addr);
+	if ((r->flags & CCVM_MEM_GUEST_MEMFD) && !ccvm_is_page_aligned(r->gmem_offset))
+		return ccvm_fail(-EINVAL, "slot %u: gmem_offset 0x%llx not page aligned", r->slot,
+				 (unsigned long long)r->gmem_offset);
 	if ((r->flags & CCVM_MEM_GUEST_MEMFD) &&
-	    (!ccvm_is_page_aligned(r->gmem_offset) ||
-	     r->gmem_offset + r->memory_size < r->gmem_offset))
-		return -EINVAL;
+	    r->gmem_offset + r->memory_size < r->gmem_offset)
+		return ccvm_fail(-EINVAL, "slot %u: gmem_offset + memory_size wraps", r->slot);
 	if ((r->slot >> 16) != 0 || (r->slot & 0xffff) >= CCVM_MAX_MEMSLOTS)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "slot id %u: address space 0 only, ids below %u",
+				 r->slot, CCVM_MAX_MEMSLOTS);
 	if (r->guest_phys_addr + r->memory_size < r->guest_phys_addr)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "slot %u: guest_phys_addr + memory_size wraps", r->slot);
 	base = r->guest_phys_addr >> CCVM_PAGE_SHIFT;
 	npages = r->memory_size >> CCVM_PAGE_SHIFT;
-	if (npages > CCVM_MEM_MAX_NR_PAGES || base + npages > vm->max_gfn)
-		return -EINVAL;
+	if (npages > CCVM_MEM_MAX_NR_PAGES)
+		return ccvm_fail(-EINVAL, "slot %u: %llu pages, more than %llu", r->slot,
+				 (unsigned long long)npages,
+				 (unsigned long long)CCVM_MEM_MAX_NR_PAGES);
+	if (base + npages > vm->max_gfn)
+		return ccvm_fail(-EINVAL, "slot %u: [0x%llx, 0x%llx) goes past the guest physical "
+				 "width (%u bits%s)", r->slot,
+				 (unsigned long long)r->guest_phys_addr,
+				 (unsigned long long)(r->guest_phys_addr + r->memory_size),
+				 vm->gpa_bits, vm->shared_bit ? ", less the shared bit" : "");
 
 	ccvm_mutex_lock(&vm->slots_lock);
 	if (!ccvm_vm_usable(vm)) {
-		err = -EIO;
+		err = ccvm_fail(-EIO, "VM %u is bugged", vm->id);
 		goto out;
 	}
 	old = (struct ccvm_memslot *)(uintptr_t)ccvm_xa_load(&vm->slot_ids, r->slot);
 	if (!r->memory_size) {
-		err = old ? slot_delete(vm, old) : -EINVAL;
+		err = old ? slot_delete(vm, old)
+			  : ccvm_fail(-EINVAL, "delete (memory_size 0) of slot %u, which does "
+				      "not exist", r->slot);
 		goto out;
 	}
 	if (!old) {
 		/* As KVM: the overlap check comes before the file is looked at. */
 		if (slots_overlap(vm, NULL, base, base + npages))
-			err = -EEXIST;
+			err = ccvm_fail(-EEXIST, "slot %u: [0x%llx, 0x%llx) overlaps another slot",
+					r->slot, (unsigned long long)r->guest_phys_addr,
+					(unsigned long long)(r->guest_phys_addr +
+							     r->memory_size));
 		else if ((r->flags & CCVM_MEM_GUEST_MEMFD) && !r->gmem)
-			err = -EBADF;
+			err = ccvm_fail(-EBADF, "slot %u: CCVM_MEM_GUEST_MEMFD with a NULL gmem",
+					r->slot);
 		else
 			err = slot_create(vm, r);
 		goto out;
 	}
 	/* Modify: gmem slots are immutable, only create and delete. */
 	if ((r->flags | old->flags) & CCVM_MEM_GUEST_MEMFD) {
-		err = -EINVAL;
+		err = ccvm_fail(-EINVAL, "slot %u exists: a gmem slot cannot be changed, only "
+				"deleted and created again", r->slot);
 		goto out;
 	}
 	if ((uint8_t *)r->userspace_addr != old->userspace_addr || npages != old->npages) {
-		err = -EINVAL;
+		err = ccvm_fail(-EINVAL, "slot %u exists: only its guest_phys_addr may change "
+				"(a move), not its size or userspace_addr", r->slot);
 		goto out;
 	}
 	if (base == old->base_gfn) {
 		err = 0;	/* nothing to change */
 		goto out;
 	}
-	err = slots_overlap(vm, old, base, base + npages) ? -EEXIST : slot_move(vm, old, r);
+	err = slots_overlap(vm, old, base, base + npages)
+		? ccvm_fail(-EEXIST, "slot %u: the move overlaps another slot", r->slot)
+		: slot_move(vm, old, r);
 out:
 	ccvm_mutex_unlock(&vm->slots_lock);
 	return err;

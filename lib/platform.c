@@ -31,7 +31,8 @@
  * Fields past the caller's size stay zero; bytes a newer caller has past
  * ours must be zero.
  */
-int ccvm_opts_copy(void *dst, size_t dst_sz, const void *src, size_t src_sz)
+int ccvm_opts_copy_at(const char *func, void *dst, size_t dst_sz, const void *src,
+		      size_t src_sz)
 {
 	const uint8_t *s = src;
 	size_t i;
@@ -40,10 +41,16 @@ int ccvm_opts_copy(void *dst, size_t dst_sz, const void *src, size_t src_sz)
 	if (!src)
 		return 0;
 	if (src_sz < sizeof(size_t))
-		return -EINVAL;
+		return ccvm_fail_at(func, -EINVAL,
+				    "options .sz is %zu: initialise the struct with CCVM_OPTS_INIT() "
+				    "(or set .sz = sizeof(the struct)), or pass NULL for defaults",
+				    src_sz);
 	for (i = dst_sz; i < src_sz; i++)
 		if (s[i])
-			return -EINVAL;
+			return ccvm_fail_at(func, -EINVAL,
+					    "options .sz %zu is larger than this library's %zu "
+					    "and byte %zu past it is not zero: a field this "
+					    "version does not know is set", src_sz, dst_sz, i);
 	memcpy(dst, src, src_sz < dst_sz ? src_sz : dst_sz);
 	return 0;
 }
@@ -120,7 +127,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	int err;
 
 	if (!out)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL out");
 	err = ccvm_opts_copy(&opts, sizeof(opts), uopts, uopts ? uopts->sz : 0);
 	if (err)
 		return err;
@@ -128,12 +135,22 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 		opts.mem_bytes = DEFAULT_MEM_BYTES;
 	if (!ccvm_is_page_aligned(opts.mem_bytes) || opts.mem_bytes > MAX_MEM_BYTES ||
 	    opts.mem_bytes < 16 * CCVM_PAGE_SIZE)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "opts.mem_bytes 0x%llx: a multiple of 4096, from 16 "
+				 "pages up to 0x%llx", (unsigned long long)opts.mem_bytes,
+				 (unsigned long long)MAX_MEM_BYTES);
 	if (!opts.nr_cpus)
 		opts.nr_cpus = DEFAULT_NR_CPUS;
-	if (opts.nr_cpus > MAX_NR_CPUS || opts.nr_keyids > MAX_NR_KEYIDS ||
-	    opts.sched > CCVM_SCHED_SERIAL || opts.attr_scheme > CCVM_ATTR_SCHEME_GMEM)
-		return -EINVAL;
+	if (opts.nr_cpus > MAX_NR_CPUS)
+		return ccvm_fail(-EINVAL, "opts.nr_cpus %u: at most %u", opts.nr_cpus,
+				 (unsigned int)MAX_NR_CPUS);
+	if (opts.nr_keyids > MAX_NR_KEYIDS)
+		return ccvm_fail(-EINVAL, "opts.nr_keyids %u: at most %u", opts.nr_keyids,
+				 (unsigned int)MAX_NR_KEYIDS);
+	if (opts.sched > CCVM_SCHED_SERIAL)
+		return ccvm_fail(-EINVAL, "opts.sched %u: CCVM_SCHED_FREE or CCVM_SCHED_SERIAL",
+				 opts.sched);
+	if (opts.attr_scheme > CCVM_ATTR_SCHEME_GMEM)
+		return ccvm_fail(-EINVAL, "opts.attr_scheme %u: unknown", opts.attr_scheme);
 	if (opts.costs) {
 		err = ccvm_opts_copy(&ucosts, sizeof(ucosts), opts.costs, opts.costs->sz);
 		if (err)
@@ -141,12 +158,14 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	}
 	ops = ccvm_backend_lookup(opts.backend);
 	if (!ops)
-		return -ENOENT;
+		return ccvm_fail(-ENOENT, "no backend \"%s\" is built or registered",
+				 opts.backend ? opts.backend : "mock");
 
 	p = calloc(1, sizeof(*p));
 	vops = calloc(1, sizeof(*vops));
 	if (!p || !vops)
 		goto err_nomem;
+	ccvm_counters_init(&p->stats);
 	err = ccvm_backend_validate(ops, vops);
 	if (err)
 		goto err_free;
@@ -199,6 +218,7 @@ err_locks:
 	ccvm_sched_platform_detach(p);
 	platform_unmap(p);
 	free(vops);
+	ccvm_counters_destroy(&p->stats);
 	free(p);
 	return err ? err : -ENOMEM;
 err_unmap:
@@ -209,6 +229,8 @@ err_nomem:
 	err = -ENOMEM;
 err_free:
 	free(vops);
+	if (p)
+		ccvm_counters_destroy(&p->stats);
 	free(p);
 	return err;
 }
@@ -217,13 +239,23 @@ int ccvm_platform_destroy(struct ccvm_platform *p)
 {
 	bool busy;
 
+	uint64_t vms, inodes;
+	bool threads;
+
 	if (!p)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL platform");
 	ccvm_mutex_lock(&p->lock);
-	busy = p->nr_vms || p->nr_inodes || ccvm_sched_platform_busy(p);
+	vms = p->nr_vms;
+	inodes = p->nr_inodes;
+	threads = ccvm_sched_platform_busy(p);
+	busy = vms || inodes || threads;
 	ccvm_mutex_unlock(&p->lock);
 	if (busy)
-		return -EBUSY;
+		return ccvm_fail(-EBUSY, "still alive: %llu VM(s), %llu gmem inode(s)%s: close "
+				 "every VM, vCPU and gmem handle first (the last one destroys "
+				 "the VM)", (unsigned long long)vms, (unsigned long long)inodes,
+				 threads ? ", controlled threads not joined (or not called "
+				 "from thread 0)" : "");
 	ccvm_op_platform_destroy(p);
 	(void)ccvm_trace_writer_close(p);
 	platform_locks_destroy(p);
@@ -231,6 +263,7 @@ int ccvm_platform_destroy(struct ccvm_platform *p)
 	free(p->priv);
 	platform_unmap(p);
 	free((void *)p->ops);
+	ccvm_counters_destroy(&p->stats);
 	free(p);
 	return 0;
 }

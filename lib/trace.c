@@ -13,6 +13,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "internal.h"
@@ -153,7 +154,7 @@ int ccvm_trace_open(struct ccvm_platform *p, const char *path)
 	struct ccvm_trace_writer *w;
 
 	if (!p || !path || !path[0])
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL platform or empty path");
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
@@ -162,7 +163,8 @@ int ccvm_trace_open(struct ccvm_platform *p, const char *path)
 		int err = -errno;
 
 		free(w);
-		return err;
+		return ccvm_fail(err, "cannot open the trace file %s: %s", path,
+				 strerror(-err));
 	}
 	w->p = p;
 	w->t0 = ccvm_trace_clock(p);

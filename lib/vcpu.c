@@ -131,9 +131,10 @@ int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out)
 	int err = 0;
 
 	if (!vm || !out)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL %s", vm ? "out" : "vm");
 	if (id >= vm->max_vcpus)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "vCPU id %u: the VM's max_vcpus is %u", id,
+				 vm->max_vcpus);
 	v = vcpu_alloc(vm, id);
 	if (!v)
 		return -ENOMEM;
@@ -141,12 +142,12 @@ int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out)
 	ccvm_mutex_lock(&vm->lock);
 	n = atomic_load_explicit(&vm->nr_vcpus, memory_order_relaxed);
 	if (vm->handle_closed)
-		err = -EINVAL;
+		err = ccvm_fail(-EINVAL, "VM %u: its handle is closed", vm->id);
 	else if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
-		err = -EIO;
+		err = ccvm_fail(-EIO, "VM %u is bugged or dead", vm->id);
 	for (i = 0; !err && i < n; i++)
 		if (vm->vcpus[i]->id == id)
-			err = -EEXIST;
+			err = ccvm_fail(-EEXIST, "vCPU id %u is in use", id);
 	if (!err) {
 		err = ccvm_op_vcpu_create(v);
 	}
@@ -193,13 +194,13 @@ int ccvm_vcpu_close(struct ccvm_vcpu *v)
 	struct ccvm_vm *vm;
 
 	if (!v)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL vcpu");
 	if (called_from_own_guest(v))
-		return -EDEADLK;
+		return ccvm_fail(-EDEADLK, "vCPU %u: called from its own guest", v->id);
 	ccvm_mutex_lock(&v->mutex);
 	if (v->handle_closed) {
 		ccvm_mutex_unlock(&v->mutex);
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "vCPU %u: the handle is already closed", v->id);
 	}
 	v->handle_closed = true;
 	guest_stop(v->guest);
@@ -235,15 +236,17 @@ int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg)
 	int err = 0;
 
 	if (!v || !fn)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL %s", v ? "guest function" : "vcpu");
 	if (called_from_own_guest(v))
-		return -EDEADLK;
+		return ccvm_fail(-EDEADLK, "vCPU %u: called from its own guest", v->id);
 	g = v->guest;
 	ccvm_mutex_lock(&v->mutex);
 	if (v->handle_closed) {
-		err = -EINVAL;
+		err = ccvm_fail(-EINVAL, "vCPU %u: the handle is closed", v->id);
 	} else if (g->thread_live) {
-		err = -EBUSY;		/* a guest is blocked in an exit */
+		/* a guest is blocked in an exit */
+		err = ccvm_fail(-EBUSY, "vCPU %u: a guest is blocked in an exit: run it to "
+				"the end or close the vCPU first", v->id);
 	} else {
 		ccvm_mutex_lock(&g->lock);
 		g->fn = fn;
@@ -524,15 +527,32 @@ static int run_locked(struct ccvm_vcpu *v)
 	int state, ret, err;
 
 	if (v->handle_closed)
-		return -EINVAL;
+		return ccvm_fail_at("ccvm_vcpu_run", -EINVAL, "vCPU %u: the handle is closed",
+				    v->id);
 	ccvm_mutex_lock(&g->lock);
 	state = g->state;
 	ccvm_mutex_unlock(&g->lock);
-	if (state == CCVM_GUEST_NONE || state == CCVM_GUEST_DONE)
-		return -EINVAL;
+	if (state == CCVM_GUEST_NONE)
+		return ccvm_fail_at("ccvm_vcpu_run", -EINVAL, "vCPU %u has no guest: call "
+				    "ccvm_vcpu_set_guest() first", v->id);
+	if (state == CCVM_GUEST_DONE)
+		return ccvm_fail_at("ccvm_vcpu_run", -EINVAL, "vCPU %u: the guest function "
+				    "returned (CCVM_EXIT_DONE): set a new one to run again", v->id);
 	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm)) {
 		fill_internal_error(v, -EIO);
-		return -EIO;
+		return ccvm_fail_at("ccvm_vcpu_run", -EIO, "vCPU %u: VM %u is %s", v->id, vm->id,
+				    ccvm_vm_usable(vm) ? "dead" : "bugged");
+	}
+	/*
+	 * The launch order of the backend's capabilities, enforced here for
+	 * every backend as KVM's do theirs (TDX: the TD is not runnable before
+	 * MR.FINALIZE; SNP: no vCPU runs before LAUNCH_FINISH).
+	 */
+	if (vm->caps.needs_finalize && !ccvm_vm_is_finalized(vm)) {
+		fill_internal_error(v, -EINVAL);
+		return ccvm_fail_at("ccvm_vcpu_run", -EINVAL, "vCPU %u: the %s VM is not "
+				    "finalized: call ccvm_vm_finalize() after populating, before "
+				    "the first run", v->id, vm->caps.name);
 	}
 
 	ccvm_mutex_lock(&g->lock);
@@ -572,12 +592,12 @@ int ccvm_vcpu_run(struct ccvm_vcpu *v)
 	int ret;
 
 	if (!v)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL vcpu");
 	if (called_from_own_guest(v))
-		return -EDEADLK;
+		return ccvm_fail(-EDEADLK, "vCPU %u: called from its own guest", v->id);
 	g = v->guest;
 	if (atomic_exchange(&g->in_run, true))
-		return -EBUSY;
+		return ccvm_fail(-EBUSY, "vCPU %u: another thread is in ccvm_vcpu_run()", v->id);
 	ccvm_mutex_lock(&v->mutex);
 	ret = run_locked(v);
 	ccvm_mutex_unlock(&v->mutex);

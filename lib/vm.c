@@ -38,6 +38,7 @@ static void vm_free(struct ccvm_vm *vm)
 					   vm->max_vcpus * sizeof(vm->vcpus[0])));
 	free(vm->vcpus);
 	free(vm->priv);
+	ccvm_counters_destroy(&vm->stats);
 	free(vm);
 	ccvm_mutex_lock(&p->lock);
 	p->nr_vms--;
@@ -82,21 +83,25 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	int err;
 
 	if (!p || !out)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL %s", p ? "out" : "platform");
 	err = ccvm_opts_copy(&opts, sizeof(opts), uopts, uopts ? uopts->sz : 0);
 	if (err)
 		return err;
 	if (opts.flags)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "opts.flags 0x%llx: must be 0",
+				 (unsigned long long)opts.flags);
 	if (!opts.max_vcpus)
 		opts.max_vcpus = DEFAULT_MAX_VCPUS;
 	if (!opts.gpa_bits)
 		opts.gpa_bits = DEFAULT_GPA_BITS;
-	if (opts.max_vcpus > MAX_VCPUS || opts.gpa_bits < MIN_GPA_BITS ||
-	    opts.gpa_bits > MAX_GPA_BITS)
-		return -EINVAL;
+	if (opts.max_vcpus > MAX_VCPUS)
+		return ccvm_fail(-EINVAL, "opts.max_vcpus %u: at most %u", opts.max_vcpus,
+				 MAX_VCPUS);
+	if (opts.gpa_bits < MIN_GPA_BITS || opts.gpa_bits > MAX_GPA_BITS)
+		return ccvm_fail(-EINVAL, "opts.gpa_bits %u: must be %u..%u", opts.gpa_bits,
+				 MIN_GPA_BITS, MAX_GPA_BITS);
 	if (opts.attr_scheme > CCVM_ATTR_SCHEME_GMEM)
-		return ccvm_reject(-EINVAL, "vm create: unknown attr_scheme %u", opts.attr_scheme);
+		return ccvm_fail(-EINVAL, "opts.attr_scheme %u: unknown", opts.attr_scheme);
 
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
@@ -111,6 +116,7 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 		free(vm);
 		return -ENOMEM;
 	}
+	ccvm_counters_init(&vm->stats);
 	vm->refcount = 1;
 	vm->max_vcpus = opts.max_vcpus;
 	vm->gpa_bits = opts.gpa_bits;
@@ -207,13 +213,13 @@ int ccvm_vm_close(struct ccvm_vm *vm)
 	bool closed;
 
 	if (!vm)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL vm");
 	ccvm_mutex_lock(&vm->lock);
 	closed = vm->handle_closed;
 	vm->handle_closed = true;
 	ccvm_mutex_unlock(&vm->lock);
 	if (closed)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "VM %u: the handle is already closed", vm->id);
 	ccvm_vm_put(vm);
 	return 0;
 }
@@ -369,13 +375,13 @@ int ccvm_vm_finalize(struct ccvm_vm *vm)
 	int err = 0;
 
 	if (!vm)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL vm");
 	ccvm_mutex_lock(&vm->lock);
 	ccvm_mutex_lock(&vm->slots_lock);
 	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm)) {
-		err = -EIO;
+		err = ccvm_fail(-EIO, "VM %u is bugged or dead", vm->id);
 	} else if (atomic_load(&vm->state) != CCVM_VM_CREATED) {
-		err = -EINVAL;
+		err = ccvm_fail(-EINVAL, "VM %u is already finalized", vm->id);
 	} else if (ccvm_has_op(vm, vm_finalize)) {
 		/* A backend without a launch protocol is runnable from the start. */
 		err = ccvm_op_vm_finalize(vm);
@@ -402,9 +408,12 @@ static int populate_one(struct ccvm_vm *vm, uint64_t gfn, const void *src, uint6
 	slot = ccvm_memslot_find(vm, gfn);
 	/* The target must be private: the VM store, or in place the gmem's. */
 	if (!ccvm_mem_is_private(vm, slot, gfn))
-		return -EINVAL;
+		return ccvm_fail_at("ccvm_vm_populate", -EINVAL, "gpa 0x%llx is not private: "
+				    "set it PRIVATE first", (unsigned long long)gfn << 12);
 	if (!slot || !(slot->flags & CCVM_MEM_GUEST_MEMFD) || !atomic_load(&slot->gmem))
-		return -EINVAL;
+		return ccvm_fail_at("ccvm_vm_populate", -EINVAL, "gpa 0x%llx has %s",
+				    (unsigned long long)gfn << 12,
+				    slot ? "no live gmem binding" : "no memslot");
 
 	if (vm->caps.has_mirror_root) {
 		/*
@@ -428,23 +437,34 @@ int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src, uint64_t
 	uint64_t gfn, n, i;
 	int err = 0;
 
-	if (!vm || !src || !size || (flags & ~CCVM_POPULATE_MEASURE))
-		return -EINVAL;
+	if (!vm || !src)
+		return ccvm_fail(-EINVAL, "NULL %s", vm ? "src" : "vm");
+	if (!size)
+		return ccvm_fail(-EINVAL, "size 0");
+	if (flags & ~CCVM_POPULATE_MEASURE)
+		return ccvm_fail(-EINVAL, "unknown flags 0x%llx: only CCVM_POPULATE_MEASURE",
+				 (unsigned long long)(flags & ~CCVM_POPULATE_MEASURE));
 	if (!ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size) || gpa + size < gpa)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "gpa 0x%llx size 0x%llx: not page aligned, or wraps",
+				 (unsigned long long)gpa, (unsigned long long)size);
 	if ((gpa & vm->shared_bit) || ((gpa + size - 1) >> CCVM_PAGE_SHIFT) >= vm->max_gfn)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "gpa 0x%llx size 0x%llx: %s", (unsigned long long)gpa,
+				 (unsigned long long)size, (gpa & vm->shared_bit)
+				 ? "carries the shared bit: populate takes the private GPA"
+				 : "goes past the guest physical width");
 	if (!ccvm_has_op(vm, populate) && !vm->caps.has_mirror_root)
-		return -EOPNOTSUPP;
+		return ccvm_fail(-EOPNOTSUPP, "the %s backend has no launch-time populate",
+				 vm->caps.name);
 
 	gfn = gpa >> CCVM_PAGE_SHIFT;
 	n = size >> CCVM_PAGE_SHIFT;
 	ccvm_mutex_lock(&vm->lock);
 	ccvm_mutex_lock(&vm->slots_lock);
 	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
-		err = -EIO;
+		err = ccvm_fail(-EIO, "VM %u is bugged or dead", vm->id);
 	else if (atomic_load(&vm->state) != CCVM_VM_CREATED)
-		err = -EINVAL;
+		err = ccvm_fail(-EINVAL, "VM %u is finalized: populate comes before "
+				"ccvm_vm_finalize()", vm->id);
 	/*
 	 * Page by page, stopping at the first error, as kvm_gmem_populate.
 	 * slots_lock keeps every memslot writer out, so the slot lookups need
@@ -463,13 +483,14 @@ int ccvm_vm_terminate(struct ccvm_vm *vm)
 	int err;
 
 	if (!vm)
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "NULL vm");
 	if (!ccvm_has_op(vm, vm_terminate))
-		return -EOPNOTSUPP;
+		return ccvm_fail(-EOPNOTSUPP, "the %s backend cannot release its key early",
+				 vm->caps.name);
 	ccvm_mutex_lock(&vm->lock);
 	if (ccvm_vm_is_dead(vm)) {
 		ccvm_mutex_unlock(&vm->lock);
-		return -EINVAL;
+		return ccvm_fail(-EINVAL, "VM %u is already dead", vm->id);
 	}
 	/* No vCPU may enter from here on; the backend releases its key. */
 	ccvm_vm_set_dead(vm);

@@ -23,6 +23,7 @@
 	SUITE(backend) \
 	SUITE(badinput) \
 	SUITE(conformance) \
+	SUITE(errors) \
 	SUITE(explore) \
 	SUITE(faultsweep) \
 	SUITE(gmem) \

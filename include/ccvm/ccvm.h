@@ -246,9 +246,12 @@ typedef void (*ccvm_log_fn)(enum ccvm_log_level level, const char *msg, void *ct
 
 /*
  * ccvm_set_log() - Set the process-wide log sink: @fn gets every message
- * of every level with @ctx; NULL restores the default, which prints
- * warnings to stderr.  Messages are formatted before the sink is called,
- * and never two at once.
+ * of every level with @ctx, and filters for itself; NULL restores the
+ * default, which prints to stderr the levels up to the environment's
+ * CCVM_LOG_LEVEL ("warn", the default, "info" or "debug").  At debug level
+ * every failing call logs the rule it enforced, as ccvm_last_error() gives
+ * it.  Messages are formatted before the sink is called, and never two at
+ * once.
  * Context: any thread.  @fn runs on the thread that logs, possibly with
  * library locks held: it must not call back into libccvm.
  * Return: the previous sink (the default's address if none was set).
@@ -263,6 +266,21 @@ CCVM_API ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx);
  * not name, a buffer of the calling thread overwritten by its next call.
  */
 CCVM_API const char *ccvm_strerror(int err);
+
+#define CCVM_LAST_ERROR_MAX	256
+
+/*
+ * ccvm_last_error() - The rule behind the last call of the calling thread
+ * that failed, as one line: the function, the rule in words, the errno,
+ * e.g. "ccvm_vcpu_run: vCPU 0: the tdx VM is not finalized: call
+ * ccvm_vm_finalize() after populating, before the first run (-EINVAL)".
+ * Like errno, it is set by failures only: read it right after a call
+ * returned an error.  The same line is logged at debug level.
+ * Context: any thread; each thread has its own.
+ * Return: the message (at most CCVM_LAST_ERROR_MAX bytes with its NUL),
+ * "" if no call of this thread failed yet; valid until its next failure.
+ */
+CCVM_API const char *ccvm_last_error(void);
 
 /*
  * ccvm_version() - The version of the library running, as a string.
