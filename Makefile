@@ -146,6 +146,7 @@ BENCHES += bench_core
 BENCHES += bench_inplace
 BENCHES += bench_sched
 BENCHES += bench_td_shutdown
+BENCHES += bench_vcpus
 BENCHES += bench_xarray
 bench_core_LDLIBS := -lJudy
 bench_xarray_LDLIBS := -lJudy

@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_vcpus: does the simulation scale with vCPU threads?
+ *
+ * On each backend, N = 1, 2, 4 and 8 vCPUs each own a disjoint 16 MiB of
+ * private guest memory.  Every vCPU is driven by its own VMM thread (real
+ * threads, free-running), and its guest runs two timed phases separated by
+ * a sync exit:
+ *   touch   accept the region if the backend requires it, then write one
+ *           word into every page: every page takes a private fault;
+ *   access  read one word from every page, READ_PASSES times: no fault.
+ * A phase's time runs from the first vCPU's start (each VMM thread reads
+ * the clock after the barrier that releases them all) to the last vCPU's
+ * sync exit; throughput is pages (or reads) per second over all
+ * vCPUs.  The peer is the same benchmark with one vCPU, measured in the
+ * same run: the goals (issue: vCPUs that scale) are 2 vCPUs at least 1.7x
+ * the throughput of 1, and 8 no slower than 2.
+ *
+ * Then conversions elsewhere: one vCPU runs the access phase while a VMM
+ * thread converts a range of the same VM that the vCPU never touches,
+ * private to shared and back, as fast as it can; the vCPU's throughput is
+ * set against the same phase without the converter (goal: at least 0.7x;
+ * the converter takes one of the two cores, so this is not 1.0).
+ *
+ * Each figure is the best of REPS runs.  Exits non-zero when a run fails.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include <ccvm/ccvm.h>
+
+#define MIB		(1ull << 20)
+#define PAGE		4096ull
+#define REGION		(16 * MIB)		/* per vCPU */
+#define CONV_REGION	(16 * MIB)		/* the converter's range */
+#define MAX_VCPUS	8
+#define READ_PASSES	8
+#define REPS		3
+
+#define CHECK(expr)								\
+	do {									\
+		int err_ = (expr);						\
+		if (err_) {							\
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__,	\
+				#expr, ccvm_strerror(err_));			\
+			exit(EXIT_FAILURE);					\
+		}								\
+	} while (0)
+
+enum { SYNC_TOUCHED = 1, SYNC_READ = 2 };
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct run;
+
+struct vcpu_ctx {
+	struct run *run;
+	struct ccvm_vcpu *v;
+	uint64_t gpa;			/* start of its region */
+	uint64_t touch_start, touch_end;	/* its phases, on its own clock reads */
+	uint64_t read_start, read_end;
+	pthread_t thread;
+	int err;
+};
+
+struct run {
+	struct ccvm_platform *p;
+	struct ccvm_vm *vm;
+	struct ccvm_gmem *g;
+	uint8_t *shared;
+	uint64_t mem;
+	unsigned int nr;
+	bool accept, converter_on;
+	pthread_barrier_t start, between;
+	_Atomic bool stop;
+	uint64_t conversions;
+	struct vcpu_ctx vcpus[MAX_VCPUS];
+};
+
+static void guest(struct ccvm_guest *g, void *arg)
+{
+	struct vcpu_ctx *c = arg;
+	uint64_t off, word = 1;
+	int pass;
+
+	if (c->run->accept)
+		CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, c->gpa, REGION) == 0);
+	for (off = 0; off < REGION; off += PAGE)
+		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, c->gpa + off, &word, sizeof(word)) == 0);
+	ccvm_guest_sync(g, SYNC_TOUCHED);
+	for (pass = 0; pass < READ_PASSES; pass++)
+		for (off = 0; off < REGION; off += PAGE)
+			CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, c->gpa + off, &word,
+							     sizeof(word)) == 0);
+	ccvm_guest_sync(g, SYNC_READ);
+}
+
+/* Run the guest to its next sync exit; 0 or a negative errno. */
+static int run_to_sync(struct vcpu_ctx *c, uint64_t want)
+{
+	struct ccvm_run *r = ccvm_vcpu_run_state(c->v);
+	int err = ccvm_vcpu_run(c->v);
+
+	if (err)
+		return err;
+	return r->exit_reason == CCVM_EXIT_SYNC && r->sync.value == want ? 0 : -EPROTO;
+}
+
+static void *vmm_thread(void *arg)
+{
+	struct vcpu_ctx *c = arg;
+	struct run *r = c->run;
+
+	pthread_barrier_wait(&r->start);
+	c->touch_start = now_ns();
+	c->err = run_to_sync(c, SYNC_TOUCHED);
+	c->touch_end = now_ns();
+	pthread_barrier_wait(&r->between);
+	c->read_start = now_ns();
+	if (!c->err)
+		c->err = run_to_sync(c, SYNC_READ);
+	c->read_end = now_ns();
+	return NULL;
+}
+
+static void *converter_thread(void *arg)
+{
+	struct run *r = arg;
+	uint64_t gpa = r->mem - CONV_REGION;
+
+	pthread_barrier_wait(&r->start);
+	pthread_barrier_wait(&r->between);
+	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+		CHECK(ccvm_vm_set_memory_attributes(r->vm, gpa, CONV_REGION, 0, 0));
+		CHECK(ccvm_vm_set_memory_attributes(r->vm, gpa, CONV_REGION,
+						    CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0));
+		r->conversions += 2;
+	}
+	return NULL;
+}
+
+static void run_up(struct run *r, const char *backend, unsigned int nr, bool converter)
+{
+	struct ccvm_platform_opts po = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						      .backend = backend);
+	struct ccvm_memory_region mr = { .slot = 0, .flags = CCVM_MEM_GUEST_MEMFD };
+	struct ccvm_backend_caps caps = { .sz = sizeof(caps) };
+	unsigned int i;
+
+	memset(r, 0, sizeof(*r));
+	r->nr = nr;
+	r->converter_on = converter;
+	r->mem = nr * REGION + CONV_REGION;
+	po.mem_bytes = 2 * r->mem + 256 * MIB;
+	po.nr_cpus = MAX_VCPUS;
+	r->shared = mmap(NULL, r->mem, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r->shared == MAP_FAILED)
+		exit(EXIT_FAILURE);
+	CHECK(ccvm_platform_create(&po, &r->p));
+	CHECK(ccvm_vm_create(r->p, NULL, &r->vm));
+	CHECK(ccvm_vm_caps(r->vm, &caps));
+	r->accept = caps.requires_accept;
+	CHECK(ccvm_gmem_create(r->vm, r->mem, 0, &r->g));
+	mr.memory_size = r->mem;
+	mr.gmem = r->g;
+	mr.userspace_addr = r->shared;
+	CHECK(ccvm_vm_set_user_memory_region(r->vm, &mr));
+	CHECK(ccvm_vm_set_memory_attributes(r->vm, 0, r->mem, CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0));
+	for (i = 0; i < nr; i++) {
+		struct vcpu_ctx *c = &r->vcpus[i];
+
+		c->run = r;
+		c->gpa = i * REGION;
+		CHECK(ccvm_vcpu_create(r->vm, i, &c->v));
+		CHECK(ccvm_vcpu_set_guest(c->v, guest, c));
+	}
+	if (caps.needs_finalize)
+		CHECK(ccvm_vm_finalize(r->vm));
+	pthread_barrier_init(&r->start, NULL, nr + 1 + converter);
+	pthread_barrier_init(&r->between, NULL, nr + 1 + converter);
+}
+
+static void run_down(struct run *r)
+{
+	unsigned int i;
+
+	for (i = 0; i < r->nr; i++)
+		CHECK(ccvm_vcpu_close(r->vcpus[i].v));
+	CHECK(ccvm_gmem_close(r->g));
+	CHECK(ccvm_vm_close(r->vm));
+	CHECK(ccvm_platform_destroy(r->p));
+	munmap(r->shared, r->mem);
+	pthread_barrier_destroy(&r->start);
+	pthread_barrier_destroy(&r->between);
+}
+
+struct result {
+	double touch_pps, read_pps;	/* pages/s, reads/s over all vCPUs */
+};
+
+static void run_once(const char *backend, unsigned int nr, bool converter, struct result *res)
+{
+	struct run *r = calloc(1, sizeof(*r));
+	uint64_t touch_start = UINT64_MAX, touch_end = 0, read_start = UINT64_MAX, read_end = 0;
+	pthread_t conv;
+	unsigned int i;
+
+	if (!r)
+		exit(EXIT_FAILURE);
+	run_up(r, backend, nr, converter);
+	for (i = 0; i < nr; i++)
+		if (pthread_create(&r->vcpus[i].thread, NULL, vmm_thread, &r->vcpus[i]))
+			exit(EXIT_FAILURE);
+	if (converter && pthread_create(&conv, NULL, converter_thread, r))
+		exit(EXIT_FAILURE);
+	pthread_barrier_wait(&r->start);
+	pthread_barrier_wait(&r->between);
+	for (i = 0; i < nr; i++)
+		pthread_join(r->vcpus[i].thread, NULL);
+	atomic_store(&r->stop, true);
+	if (converter)
+		pthread_join(conv, NULL);
+	for (i = 0; i < nr; i++) {
+		struct vcpu_ctx *c = &r->vcpus[i];
+
+		if (c->err) {
+			fprintf(stderr, "bench_vcpus: %s, %u vCPUs: vcpu %u: %s\n", backend, nr, i,
+				ccvm_strerror(c->err));
+			exit(EXIT_FAILURE);
+		}
+		touch_start = c->touch_start < touch_start ? c->touch_start : touch_start;
+		touch_end = c->touch_end > touch_end ? c->touch_end : touch_end;
+		read_start = c->read_start < read_start ? c->read_start : read_start;
+		read_end = c->read_end > read_end ? c->read_end : read_end;
+	}
+	res->touch_pps = (double)(nr * (REGION / PAGE)) / ((double)(touch_end - touch_start) / 1e9);
+	res->read_pps = (double)(nr * (REGION / PAGE) * READ_PASSES) /
+			((double)(read_end - read_start) / 1e9);
+	run_down(r);
+	free(r);
+}
+
+static void best_of(const char *backend, unsigned int nr, bool converter, struct result *best)
+{
+	int rep;
+
+	memset(best, 0, sizeof(*best));
+	for (rep = 0; rep < REPS; rep++) {
+		struct result r;
+
+		run_once(backend, nr, converter, &r);
+		if (r.touch_pps > best->touch_pps)
+			best->touch_pps = r.touch_pps;
+		if (r.read_pps > best->read_pps)
+			best->read_pps = r.read_pps;
+	}
+}
+
+static void summary(const char *goal, const char *ours, const char *peer, double ratio,
+		    bool met)
+{
+	printf("SUMMARY|%s|%s|%s|%.2fx|%s\n", goal, ours, peer, ratio, met ? "yes" : "no");
+}
+
+static void scaling_summary(const char *backend, const char *phase, unsigned int n,
+			    unsigned int peer_n, double ours, double peer, double bound)
+{
+	char goal[96], o[48], p[48];
+
+	snprintf(goal, sizeof(goal), "%s %s: %u vCPUs >= %.1fx the throughput of %u", backend,
+		 phase, n, bound, peer_n);
+	snprintf(o, sizeof(o), "%u vCPUs %.2f M/s", n, ours / 1e6);
+	snprintf(p, sizeof(p), "%u vCPU%s %.2f M/s", peer_n, peer_n > 1 ? "s" : "", peer / 1e6);
+	summary(goal, o, p, ours / peer, ours / peer >= bound);
+}
+
+int main(void)
+{
+	static const char *const backends[] = { "mock", "tdx", "snp" };
+	static const unsigned int counts[] = { 1, 2, 4, 8 };
+	unsigned int b, i;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("vCPU scaling: %llu MiB private per vCPU, best of %d (M pages/s touched, "
+	       "M reads/s)\n", (unsigned long long)(REGION / MIB), REPS);
+	for (b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
+		struct result res[4], conv, alone;
+
+		for (i = 0; i < 4; i++) {
+			best_of(backends[b], counts[i], false, &res[i]);
+			printf("  %-4s %u vCPUs: touch %7.2f M/s   access %7.2f M/s\n", backends[b],
+			       counts[i], res[i].touch_pps / 1e6, res[i].read_pps / 1e6);
+		}
+		best_of(backends[b], 1, true, &conv);
+		alone = res[0];
+		printf("  %-4s 1 vCPU with a converter elsewhere: access %7.2f M/s (%.2fx alone)\n",
+		       backends[b], conv.read_pps / 1e6, conv.read_pps / alone.read_pps);
+		scaling_summary(backends[b], "touch", 2, 1, res[1].touch_pps, res[0].touch_pps, 1.7);
+		scaling_summary(backends[b], "access", 2, 1, res[1].read_pps, res[0].read_pps, 1.7);
+		scaling_summary(backends[b], "touch", 8, 2, res[3].touch_pps, res[1].touch_pps, 1.0);
+		scaling_summary(backends[b], "access", 8, 2, res[3].read_pps, res[1].read_pps, 1.0);
+		{
+			char goal[96], o[48], p[48];
+
+			snprintf(goal, sizeof(goal),
+				 "%s access with conversions elsewhere >= 0.7x alone", backends[b]);
+			snprintf(o, sizeof(o), "%.2f M/s", conv.read_pps / 1e6);
+			snprintf(p, sizeof(p), "alone %.2f M/s", alone.read_pps / 1e6);
+			summary(goal, o, p, conv.read_pps / alone.read_pps,
+				conv.read_pps / alone.read_pps >= 0.7);
+		}
+	}
+	return EXIT_SUCCESS;
+}
