@@ -97,6 +97,7 @@ TEST_SRCS += tests/check_tdx_guest.c
 TEST_SRCS += tests/check_tdx_lifecycle.c
 TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_tdx_teardown.c
+TEST_SRCS += tests/check_trace.c
 TEST_SRCS += tests/check_vcpu.c
 TEST_SRCS += tests/check_xarray.c
 
@@ -111,6 +112,7 @@ EXAMPLES :=
 EXAMPLES += minihv
 EXAMPLES += minihv_inplace
 EXAMPLES += tour
+EXAMPLES += trace
 
 # Command-line tools, one binary each from tools/<name>.c, built by plain
 # `make` into $(BUILD)/tools: add new names here, sorted.
@@ -419,7 +421,7 @@ check-build: $(TEST_BIN)
 # CK_RUN_SUITE / CK_RUN_CASE in the environment select one suite / case.
 # The boundary audit runs first: a backend reaching into the core fails
 # `make check` before any test does.
-check: check-boundary check-man $(TEST_BIN)
+check: check-boundary check-man check-trace $(TEST_BIN)
 	$(call msg,RUN,$(TEST_BIN) $(CHECK_SUITES))
 	$(Q)set -e; $(if $(strip $(CHECK_SUITES)), \
 		for suite in $(CHECK_SUITES); do \
@@ -631,6 +633,28 @@ check-man: $(MAN_DIR)/.stamp $(LIB) | man-deps
 		fi; \
 	done
 	$(Q)printf '  %-7s %s\n' MAN "$$(ls $(MAN_DIR)/*.3 | wc -l) pages in $(MAN_DIR): mandoc -Tlint clean, every public call has one, examples build and run"
+
+# ---------------------------------------------------------------------------
+# Traces: examples/trace writes a Perfetto / Chrome JSON trace of two vCPUs
+# on each backend, on the wall and the simulated clock, with a category
+# filter and with a size bound, and scripts/check-trace.py checks each
+# file against the format and the writer's promises (named lanes, one per
+# vCPU; one spelling per event; the bound).  Part of `make check`.
+# ---------------------------------------------------------------------------
+
+.PHONY: check-trace
+check-trace: $(BUILD)/examples/trace
+	$(Q)set -e; t=$(BUILD)/traces; mkdir -p $$t; \
+	for b in $(RUN_BACKENDS); do \
+		$(BUILD)/examples/trace --backend $$b --out $$t/$$b.json > /dev/null; \
+		python3 scripts/check-trace.py --vcpus 2 --clock wall $$t/$$b.json; \
+	done; \
+	$(BUILD)/examples/trace --clock sim --out $$t/sim.json > /dev/null; \
+	python3 scripts/check-trace.py --vcpus 2 --clock sim $$t/sim.json; \
+	$(BUILD)/examples/trace --only op,exit --out $$t/only.json > /dev/null; \
+	python3 scripts/check-trace.py --vcpus 2 --only op,exit $$t/only.json; \
+	$(BUILD)/examples/trace --max-bytes 20000 --out $$t/bounded.json > /dev/null; \
+	python3 scripts/check-trace.py --max-bytes 20000 $$t/bounded.json
 
 # ---------------------------------------------------------------------------
 # Install
@@ -905,5 +929,6 @@ help:
 	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR MANDIR DESTDIR; make uninstall'
 	@echo 'make ci              everything CI runs (.ci/run runs make check then make ci)'
 	@echo 'make check-boundary  no backend (nor tests/conformance.h) includes a lib/ header'
+	@echo 'make check-trace     traces of examples/trace checked by scripts/check-trace.py'
 	@echo 'make check-lists|check-headers|check-symbols|check-exports|check-man|check-install   single CI audits'
 	@echo 'Variables: CC CFLAGS LDFLAGS LDLIBS WERROR=1 V=1 BUILD TSAN_SUITES CHECK_SUITES'

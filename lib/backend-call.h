@@ -51,6 +51,7 @@ struct ccvm_op_call {
 	enum ccvm_op_index op;
 	uint64_t gfn;			/* for the trace */
 	uint64_t t0;			/* trace clock at enter, if traced */
+	uint64_t sim0;			/* simulated clock at enter, if traced */
 	bool traced;
 };
 

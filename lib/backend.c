@@ -315,6 +315,7 @@ int ccvm_op_hooked_enter(struct ccvm_op_call *c, struct ccvm_platform *p,
 	if (ccvm_tracing(p)) {
 		c->traced = true;
 		c->t0 = ccvm_trace_clock(p);
+		c->sim0 = ccvm_counters_sim_ns(&p->stats, &p->costs);
 	}
 	if (hooks & CCVM_OP_HOOK_INJECT)
 		return inject_check(p, op);
@@ -331,16 +332,19 @@ int64_t ccvm_op_hooked_leave(struct ccvm_op_call *c, int64_t ret)
 		ccvm_op_count_error(c->p, c->vm, c->op);
 	if (c->traced && ccvm_tracing(c->p)) {
 		uint64_t now = ccvm_trace_clock(c->p);
+		uint64_t sim = ccvm_counters_sim_ns(&c->p->stats, &c->p->costs);
 		struct ccvm_trace_record rec = {
 			.kind = CCVM_TRACE_OP,
 			.id = c->op,
 			.name = ccvm_op_names[c->op],
 			.vm_id = c->vm ? c->vm->id : 0,
-			.vcpu_id = -1,
+			.vcpu_id = ccvm_trace_vcpu_id(),
 			.gfn = c->gfn,
 			.ret = ret,
+			.sim_ns = sim,
 			.wall_ns = c->t0,
 			.dur_ns = now - c->t0,
+			.sim_dur_ns = sim > c->sim0 ? sim - c->sim0 : 0,
 		};
 		ccvm_trace_emit(c->p, &rec);
 	}

@@ -333,6 +333,13 @@ static int sweep_dfs(struct explore *x)
 	s->bound = x->o.preemption_bound;
 	/* Sleep sets are sound only without a preemption bound (docs/scheduler.md). */
 	s->sleep_sets = s->bound < 0 && !(x->o.flags & CCVM_EXPLORE_NO_SLEEP_SETS);
+	s->preempt_all = x->o.flags & CCVM_EXPLORE_PREEMPT_ALL;
+	/* Caching and sleep sets together need more care than this: one or the other. */
+	s->cache = !s->sleep_sets && !(x->o.flags & CCVM_EXPLORE_NO_STATE_CACHE);
+	if (s->cache && !s->objs) {
+		s->objs = calloc(CCVM_SCHED_OBJS, sizeof(*s->objs));
+		s->cache = s->objs != NULL;
+	}
 	s->prefix = s->nr_nodes = 0;
 	for (index = 0;; index++) {
 		if (x->o.runs && x->r.runs >= x->o.runs)
@@ -343,6 +350,8 @@ static int sweep_dfs(struct explore *x)
 		if (ccvm_sched_dfs_owned(s)) {
 			x->r.runs++;
 			x->r.pruned += s->dfs_off;
+			x->r.cached = s->cache_hits;
+			x->r.states = s->nr_seen;
 			run_callback(x, index, 0, status);
 			if (status) {
 				record_failure(x, status, index, 0);
@@ -376,7 +385,8 @@ static int explore_setup(struct explore *x, const struct ccvm_scenario *sc,
 	    x->o.preemption_bound < CCVM_EXPLORE_UNBOUNDED ||
 	    x->o.last_events > CCVM_EXPLORE_MAX_EVENTS ||
 	    x->o.flags & ~(CCVM_EXPLORE_QUIET | CCVM_EXPLORE_NO_SLEEP_SETS |
-			   CCVM_EXPLORE_NO_CRASH_HANDLER | CCVM_EXPLORE_NO_LIBRARY_CHECK) ||
+			   CCVM_EXPLORE_NO_CRASH_HANDLER | CCVM_EXPLORE_NO_LIBRARY_CHECK |
+			   CCVM_EXPLORE_NO_STATE_CACHE | CCVM_EXPLORE_PREEMPT_ALL) ||
 	    (x->o.shard_count ? x->o.shard_index >= x->o.shard_count : x->o.shard_index))
 		return -EINVAL;
 	if (!opts || (!x->o.runs && x->o.strategy != CCVM_EXPLORE_DFS))

@@ -762,6 +762,9 @@ struct ccvm_guest {
 
 /* The guest context of the calling thread, NULL outside guest code. */
 struct ccvm_guest *ccvm_guest_current(void);
+/* The vCPU the calling thread runs the guest of, -1 on a VMM thread: the
+ * trace lane of what it does. */
+int32_t ccvm_trace_vcpu_id(void);
 /*
  * Make the vCPU be in guest mode (vcpu_enter; waits while entry is
  * blocked, retries a busy entry).  Failures become internal-error exits

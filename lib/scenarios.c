@@ -58,6 +58,7 @@ struct sc_def {
 	uint64_t private_at_start;	/* pages of slot 0 made private, mask */
 	bool populate_pq;		/* populate P and Q before finalize */
 	uint32_t snp_rmp;		/* SNP: CCVM_STUDY_SNP_RMP_UPDATE + 1, 0: default */
+	bool fault_ends_run;		/* a memory-fault exit ends the run loop */
 	ccvm_guest_fn guest;
 	ccvm_thread_fn vmm;		/* the VMM thread, NULL: none */
 	const char *vmm_name;
@@ -75,6 +76,7 @@ struct sc {
 	struct ccvm_sched *s;
 	struct ccvm_vm *vm;
 	struct ccvm_gmem *g;
+	uint8_t *shared_buf;		/* 2M, aligned; kept across runs */
 	uint8_t *shared;
 	uint64_t sbit;
 	struct ccvm_vcpu *v[SC_MAX_VCPUS];
@@ -151,6 +153,9 @@ static int sc_runner(void *arg)
 
 	for (n = 0; n < 256; n++) {
 		r = ccvm_vcpu_run(v);
+		if (r == -EFAULT && run->exit_reason == CCVM_EXIT_MEMORY_FAULT &&
+		    x->def->fault_ends_run)
+			return 0;	/* the page went shared for good: the guest stays blocked */
 		if (r == -EFAULT && run->exit_reason == CCVM_EXIT_MEMORY_FAULT) {
 			/* The other path has the page of the other kind: let it go on. */
 			ccvm_sched_yield(x->s, "memory fault exit");
@@ -229,6 +234,23 @@ static int punch_q_vmm(void *arg)
 				    SC_PAGE);
 
 	return r ? sc_fail(x, r, "punch: %s", ccvm_strerror(r)) : 0;
+}
+
+/*
+ * conv-fault-1: the smallest conversion against a fault: one vCPU accepts
+ * and writes private P once while the VMM converts P to shared, once.  If
+ * the conversion wins, the guest's access is a memory-fault exit and the
+ * run loop stops there (the guest is left blocked; closing the vCPU
+ * unwinds it).
+ */
+static int conv_once_vmm(void *arg)
+{
+	return set_attr(arg, SC_P, false);
+}
+
+static void conv_once_guest(struct ccvm_guest *g, void *arg)
+{
+	g_private(g, arg, SC_P, vcpu_val(g, 0));
 }
 
 /* punch-write: a vCPU writes private P twice while the VMM punches P out of gmem. */
@@ -415,6 +437,12 @@ static const struct sc_def sc_defs[] = {
 		.guest = conv_fault_guest, .vmm = conv_fault_vmm, .vmm_name = "converter",
 	},
 	{
+		.pub = { "conv-fault-1", "a vCPU writes private page P once while a VMM thread "
+			 "converts P to shared once (small enough to exhaust)", "mock tdx snp" },
+		.nr_vcpus = 1, .private_at_start = PAGE_BIT(SC_P), .fault_ends_run = true,
+		.guest = conv_once_guest, .vmm = conv_once_vmm, .vmm_name = "converter",
+	},
+	{
 		.pub = { "conv-punch", "a vCPU writes private pages P and Q while one VMM thread "
 			 "converts P to shared and back and another punches Q", "mock tdx snp" },
 		.nr_vcpus = 1, .private_at_start = PAGE_BIT(SC_P) | PAGE_BIT(SC_Q),
@@ -491,11 +519,18 @@ static int sc_setup(struct sc *x)
 	r = ccvm_gmem_create(x->vm, SC_PAGES * SC_PAGE, 0, &x->g);
 	if (r)
 		return sc_fail(x, r, "gmem_create: %s", ccvm_strerror(r));
-	/* 2M aligned: what the fault path decides must not depend on addresses. */
-	x->shared = aligned_alloc(SC_2M, SC_2M);
-	if (!x->shared)
-		return -ENOMEM;
-	memset(x->shared, 0, SC_2M);
+	/*
+	 * 2M aligned, so that what the fault path decides does not depend on
+	 * addresses; made once per scenario, and only the pages the slots map
+	 * are cleared per run (clearing all 2M cost most of a run).
+	 */
+	if (!x->shared_buf) {
+		x->shared_buf = aligned_alloc(SC_2M, SC_2M);
+		if (!x->shared_buf)
+			return -ENOMEM;
+	}
+	x->shared = x->shared_buf;
+	memset(x->shared, 0, (SC_PAGES + 1) * SC_PAGE);
 	mr.userspace_addr = x->shared;
 	mr.gmem = x->g;
 	r = ccvm_vm_set_user_memory_region(x->vm, &mr);
@@ -520,17 +555,18 @@ static int sc_setup(struct sc *x)
 		if (r)
 			return sc_fail(x, r, "populate: %s", ccvm_strerror(r));
 	}
-	if (!d->no_finalize) {
-		r = ccvm_vm_finalize(x->vm);
-		if (r)
-			return sc_fail(x, r, "finalize: %s", ccvm_strerror(r));
-	}
+	/* vCPUs before finalize: TDX refuses them after (tdx_vcpu_create()). */
 	for (i = 0; i < d->nr_vcpus; i++) {
 		r = ccvm_vcpu_create(x->vm, i, &x->v[i]);
 		if (!r)
 			r = ccvm_vcpu_set_guest(x->v[i], d->guest, x);
 		if (r)
 			return sc_fail(x, r, "vcpu %u: %s", i, ccvm_strerror(r));
+	}
+	if (!d->no_finalize) {
+		r = ccvm_vm_finalize(x->vm);
+		if (r)
+			return sc_fail(x, r, "finalize: %s", ccvm_strerror(r));
 	}
 	return 0;
 }
@@ -600,7 +636,6 @@ static int sc_run(struct ccvm_platform *p, void *ctx)
 		ccvm_gmem_close(x->g);
 	if (x->vm)
 		ccvm_vm_close(x->vm);
-	free(x->shared);
 	if (!err)
 		err = sc_leaks(x);
 	return err;
@@ -693,6 +728,11 @@ int ccvm_builtin_scenario_create(const char *name, const char *backend,
 
 void ccvm_builtin_scenario_destroy(struct ccvm_scenario *sc)
 {
-	if (sc && sc->run == sc_run)
-		free(ccvm_container_of(sc, struct sc, sc));
+	struct sc *x;
+
+	if (!sc || sc->run != sc_run)
+		return;
+	x = ccvm_container_of(sc, struct sc, sc);
+	free(x->shared_buf);
+	free(x);
 }

@@ -412,6 +412,9 @@ static unsigned int node_alts(const struct ccvm_sched *s, const struct ccvm_sche
 		/* Taking another thread while the running one can go on preempts it. */
 		unsigned int cost = n->cur != CCVM_SCHED_NONE;
 
+		if (cost && n->nopreempt)
+			break;
+
 		if (s->bound >= 0 && n->preempt + cost > (unsigned int)s->bound)
 			continue;
 		alts[k++] = (uint8_t)lowest(m);
@@ -455,6 +458,135 @@ static struct ccvm_sched_node *node_push(struct ccvm_sched *s)
 	return &s->nodes[s->nr_nodes++];
 }
 
+/*
+ * A preemption just before a release (unlock, thread exit, yield) is never
+ * needed: what other threads do until the releasing thread runs again
+ * cannot need what it releases (they would wait for it), so the same
+ * interleaving, with the preemption one step later, is explored anyway.
+ * (A try-lock of the sync layer on the lock being released would tell the
+ * difference; the library has none.  CCVM_EXPLORE_PREEMPT_ALL turns this
+ * off.)
+ */
+static bool is_release(uint8_t op)
+{
+	return op == CCVM_SCHED_OP_UNLOCK || op == CCVM_SCHED_OP_RWUNLOCK ||
+	       op == CCVM_SCHED_OP_EXIT || op == CCVM_SCHED_OP_YIELD;
+}
+
+/* ---- state caching ------------------------------------------------------------------ */
+
+static bool is_lock_op(uint8_t op)
+{
+	return op >= CCVM_SCHED_OP_LOCK && op <= CCVM_SCHED_OP_RWUNLOCK;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t hb_mix(uint64_t a, uint64_t b)
+{
+	return mix64(a * 0x9e3779b97f4a7c15ull + b + 0x632be59bd9b4e019ull);
+}
+
+/* The hash slot of @obj in this run; NULL when the table is full. */
+static struct ccvm_sched_obj *hb_obj(struct ccvm_sched *s, const void *obj)
+{
+	size_t i = (size_t)mix64((uint64_t)(uintptr_t)obj), n;
+
+	for (n = 0; n < CCVM_SCHED_OBJS; n++, i++) {
+		struct ccvm_sched_obj *o = &s->objs[i & (CCVM_SCHED_OBJS - 1)];
+
+		if (o->gen != s->run_gen) {
+			*o = (struct ccvm_sched_obj){ .key = obj, .h = 0, .gen = s->run_gen };
+			return o;
+		}
+		if (o->key == obj)
+			return o;
+	}
+	return NULL;
+}
+
+/* Thread @t performs its pending operation: extend the happens-before hashes. */
+static void hb_step(struct ccvm_sched *s, const struct ccvm_thread *t)
+{
+	uint64_t old = s->th_hash[t->id];
+	uint64_t h = hb_mix(hb_mix(old, t->op), (uint64_t)(uintptr_t)t->oname);
+	struct ccvm_sched_obj *o;
+
+	/*
+	 * Lock operations touch only their lock: they are ordered with the
+	 * other operations on it and with nothing else.  Every other step
+	 * (points, spins, yields, creation, conditions) may precede lock-free
+	 * accesses to anything, so it is ordered with every step of that kind
+	 * too: it folds in the hash of the last one that named no object.
+	 */
+	if (!is_lock_op(t->op))
+		h = hb_mix(h, s->g_hash);
+	if (!t->dobj) {
+		s->g_hash = h;		/* conflicts with every later step */
+	} else {
+		o = hb_obj(s, t->dobj);
+		if (!o) {
+			s->cache_off = true;
+			return;
+		}
+		h = hb_mix(h, o->h);
+		s->fp_objs += mix64(h ^ 0x6f626a) - (o->h ? mix64(o->h ^ 0x6f626a) : 0);
+		o->h = h;
+	}
+	s->fp_threads += hb_mix(t->id, h) - (old ? hb_mix(t->id, old) : 0);
+	s->th_hash[t->id] = h;
+}
+
+/*
+ * A new DFS node at this state: was the state seen before, with no more
+ * preemptions spent?  Then everything below it was explored already.
+ * Otherwise note it.  Return: true to prune.
+ */
+static bool state_seen(struct ccvm_sched *s, unsigned int cur)
+{
+	uint64_t key = hb_mix(hb_mix(s->fp_threads + s->fp_objs, s->g_hash),
+			      (uint64_t)cur | (uint64_t)s->lo << 8 | (uint64_t)s->hi << 40) | 1;
+	size_t i;
+
+	if (s->nr_seen * 2 >= s->cap_seen) {
+		size_t cap = s->cap_seen ? 2 * s->cap_seen : 1 << 14, j;
+		struct ccvm_sched_seen *t = calloc(cap, sizeof(*t));
+
+		if (!t)
+			return false;		/* no memory: explore without caching */
+		for (j = 0; j < s->cap_seen; j++) {
+			if (!s->seen[j].key)
+				continue;
+			for (i = (size_t)mix64(s->seen[j].key); t[i & (cap - 1)].key; i++)
+				;
+			t[i & (cap - 1)] = s->seen[j];
+		}
+		free(s->seen);
+		s->seen = t;
+		s->cap_seen = cap;
+	}
+	for (i = (size_t)mix64(key);; i++) {
+		struct ccvm_sched_seen *e = &s->seen[i & (s->cap_seen - 1)];
+
+		if (!e->key) {
+			*e = (struct ccvm_sched_seen){ key, s->preempt };
+			s->nr_seen++;
+			return false;
+		}
+		if (e->key == key) {
+			if (e->preempt <= s->preempt)
+				return true;
+			e->preempt = s->preempt;
+			return false;
+		}
+	}
+}
+
 /* DFS pick at a step where @en (two or more threads) can run. */
 static int pick_dfs(struct ccvm_sched *s, uint64_t en, unsigned int cur, unsigned int def)
 {
@@ -485,7 +617,16 @@ static int pick_dfs(struct ccvm_sched *s, uint64_t en, unsigned int cur, unsigne
 		*n = (struct ccvm_sched_node){
 			.enabled = en, .sleep = s->sleep, .lo = s->lo, .hi = s->hi,
 			.preempt = (uint16_t)s->preempt, .cur = (uint8_t)cur,
+			.nopreempt = !s->preempt_all && cur != CCVM_SCHED_NONE &&
+				     is_release(s->threads[cur].op),
 		};
+		if (s->cache && !s->cache_off && state_seen(s, cur)) {
+			/* Explored from here already, by an equivalent interleaving. */
+			s->nr_nodes--;
+			s->dfs_off = true;
+			s->cache_hits++;
+			return (int)def;
+		}
 		nalts = node_alts(s, n, alts);
 		if (!nalts) {
 			/* Every runnable thread sleeps: the rest was explored elsewhere. */
@@ -684,6 +825,8 @@ static struct ccvm_thread *pick(struct ccvm_sched *s, struct ccvm_thread *r)
 				s->sleep &= ~BIT(lowest(m));
 		s->sleep &= ~BIT(id);
 	}
+	if (s->cache && !s->cache_off && !s->dfs_off)
+		hb_step(s, t);
 	ring = &s->ring[s->step & (CCVM_SCHED_RING - 1)];
 	ring->step = s->step;
 	ring->obj = t->oname;
@@ -1219,6 +1362,9 @@ int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_t
 	t->oname = t->name;
 	/* PCT: a random priority among the start priorities (above every change). */
 	t->prio = s->pct_depth + (rng_next(&s->rng) >> 8);
+	/* Its history starts with its creation. */
+	s->th_hash[t->id] = hb_mix(s->th_hash[self->id], 0x6e6577ull + t->id);
+	s->fp_threads += hb_mix(t->id, s->th_hash[t->id]);
 	err = pthread_create(&t->pt, NULL, controlled_thread_main, t);
 	if (err) {
 		t->state = CCVM_T_FREE;
@@ -1308,6 +1454,8 @@ void ccvm_sched_free(struct ccvm_sched *s)
 		sem_destroy(&s->threads[i].baton);
 	}
 	free(s->nodes);
+	free(s->objs);
+	free(s->seen);
 	free(s->replay);
 	free(s->rec);
 	free(s);
@@ -1344,6 +1492,15 @@ void ccvm_sched_run_begin(struct ccvm_sched *s, bool can_unwind)
 	s->hi = s->shard_count;
 	s->dfs_off = false;
 	s->replay_i = 0;
+	/* State caching: fresh hashes; the object table is reset by generation. */
+	s->cache_off = s->cache && !s->objs;
+	memset(s->th_hash, 0, sizeof(s->th_hash));
+	s->g_hash = s->fp_threads = s->fp_objs = 0;
+	if (!++s->run_gen) {
+		if (s->objs)
+			memset(s->objs, 0, CCVM_SCHED_OBJS * sizeof(*s->objs));
+		s->run_gen = 1;
+	}
 
 	sem_destroy(&t0->baton);
 	memset(t0, 0, offsetof(struct ccvm_thread, baton));

@@ -101,6 +101,22 @@ struct ccvm_sched_node {
 	uint16_t preempt;			/* preemptions before it */
 	uint8_t cur;				/* running thread if runnable, else NONE */
 	uint8_t chosen;				/* index in its alternatives */
+	bool nopreempt;				/* cur's next op is a release: no preemption */
+};
+
+/* An object's happens-before hash in the current run (state caching). */
+struct ccvm_sched_obj {
+	const void *key;
+	uint64_t h;
+	uint32_t gen;				/* == run_gen: in use this run */
+};
+
+#define CCVM_SCHED_OBJS		4096		/* objects one run can hash */
+
+/* A DFS state seen: fingerprint, and the fewest preemptions it was reached with. */
+struct ccvm_sched_seen {
+	uint64_t key;				/* 0: empty */
+	uint32_t preempt;
 };
 
 struct ccvm_sched_choice {
@@ -160,7 +176,27 @@ struct ccvm_sched {
 	size_t nr_nodes, cap_nodes, prefix, node_idx;
 	uint64_t sleep;
 	uint32_t preempt, lo, hi;
-	bool dfs_off;				/* sleep-set blocked: no more nodes */
+	bool dfs_off;				/* sleep-set blocked or state seen: no more nodes */
+	bool preempt_all;			/* DFS: preempt before releases too */
+
+	/*
+	 * DFS state caching: the state after a sequence of steps is named by a
+	 * Merkle hash of its happens-before graph: per thread the hash of its
+	 * last step, per object the hash of the last step on it, and the hash
+	 * of the last step that named no object (which conflicts with all).
+	 * Two runs with the same hashes ran equivalent interleavings and are
+	 * in the same state (docs/scheduler.md, 4.3).
+	 */
+	bool cache;				/* on for this sweep */
+	bool cache_off;				/* this run: the object table is full */
+	uint64_t th_hash[CCVM_SCHED_MAX_THREADS];
+	uint64_t g_hash;			/* last step with no object */
+	uint64_t fp_threads, fp_objs;		/* sums over threads and objects */
+	uint32_t run_gen;
+	struct ccvm_sched_obj *objs;		/* CCVM_SCHED_OBJS entries */
+	struct ccvm_sched_seen *seen;		/* open addressing, power of two */
+	size_t nr_seen, cap_seen;
+	uint64_t cache_hits;			/* runs cut short by a seen state */
 
 	/* replay */
 	struct ccvm_sched_choice *replay;

@@ -39,6 +39,11 @@ struct ccvm_guest *ccvm_guest_current(void)
 	return current_guest;
 }
 
+int32_t ccvm_trace_vcpu_id(void)
+{
+	return current_guest ? (int32_t)current_guest->vcpu->id : -1;
+}
+
 /* The guest of @v calling into the VMM API of its own vCPU would deadlock. */
 static bool called_from_own_guest(const struct ccvm_vcpu *v)
 {
@@ -321,15 +326,15 @@ static int vcpu_try_enter(struct ccvm_vcpu *v)
 /* ---- exits ------------------------------------------------------------------ */
 
 static const char *const exit_names[] = {
-	[CCVM_EXIT_UNKNOWN] = "unknown",
-	[CCVM_EXIT_MEMORY_FAULT] = "memory_fault",
-	[CCVM_EXIT_HYPERCALL] = "hypercall",
-	[CCVM_EXIT_MMIO] = "mmio",
-	[CCVM_EXIT_SYNC] = "sync",
-	[CCVM_EXIT_DONE] = "done",
-	[CCVM_EXIT_GUEST_ABORT] = "guest_abort",
-	[CCVM_EXIT_EXCEPTION] = "exception",
-	[CCVM_EXIT_INTERNAL_ERROR] = "internal_error",
+	[CCVM_EXIT_UNKNOWN] = "exit.unknown",
+	[CCVM_EXIT_MEMORY_FAULT] = "exit.memory_fault",
+	[CCVM_EXIT_HYPERCALL] = "exit.hypercall",
+	[CCVM_EXIT_MMIO] = "exit.mmio",
+	[CCVM_EXIT_SYNC] = "exit.sync",
+	[CCVM_EXIT_DONE] = "exit.done",
+	[CCVM_EXIT_GUEST_ABORT] = "exit.guest_abort",
+	[CCVM_EXIT_EXCEPTION] = "exit.exception",
+	[CCVM_EXIT_INTERNAL_ERROR] = "exit.internal_error",
 };
 
 static void exit_account(struct ccvm_vcpu *v, int run_ret)
@@ -370,7 +375,7 @@ static void exit_account(struct ccvm_vcpu *v, int run_ret)
 			.kind = CCVM_TRACE_EXIT,
 			.id = run->exit_reason,
 			.name = run->exit_reason < CCVM_ARRAY_SIZE(exit_names)
-				? exit_names[run->exit_reason] : "?",
+				? exit_names[run->exit_reason] : "exit.unknown",
 			.vm_id = vm->id,
 			.vcpu_id = (int32_t)v->id,
 			.gfn = gfn,
@@ -379,6 +384,7 @@ static void exit_account(struct ccvm_vcpu *v, int run_ret)
 			.ret = run_ret,
 			.sim_ns = ccvm_counters_sim_ns(&vm->p->stats, &vm->p->costs),
 			.wall_ns = ccvm_trace_clock(vm->p),
+			.sim_dur_ns = 0,
 		};
 		ccvm_trace_emit(vm->p, &rec);
 	}

@@ -150,6 +150,36 @@ START_TEST(test_snp_pending_fix)
 }
 END_TEST
 
+/*
+ * Systematic: DFS with preemption bound 2 exhausts conv-fault-1 (one vCPU
+ * accepts and writes private P once while a converter makes P shared once)
+ * on each backend, with no failure, and says how many schedules it ran.
+ */
+START_TEST(test_dfs_bound2_exhausts)
+{
+	const char *backend = ccvm_backend_names()[_i];
+	struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts,
+						    .strategy = CCVM_EXPLORE_DFS,
+						    .preemption_bound = 2,
+						    .flags = CCVM_EXPLORE_QUIET);
+	struct ccvm_explore_result res = CCVM_OPTS_INIT(struct ccvm_explore_result);
+	struct ccvm_scenario *sc;
+	int r;
+
+	tu_quiet_log();
+	ck_assert_int_eq(ccvm_builtin_scenario_create("conv-fault-1", backend, NULL, &sc), 0);
+	r = ccvm_explore(sc, &o, &res);
+	ck_assert_msg(r == 0, "%s: %s", backend, res.message ? res.message : "");
+	ck_assert(res.exhausted);
+	ck_assert_uint_gt(res.runs - res.pruned, 100);
+	fprintf(stderr, "conv-fault-1 on %s: DFS bound 2 exhausted: %" PRIu64 " schedules, %"
+		PRIu64 " distinct (%" PRIu64 " cut at a cached state), %" PRIu64 " states\n",
+		backend, res.runs, res.runs - res.pruned, res.cached, res.states);
+	ccvm_explore_result_release(&res);
+	ccvm_builtin_scenario_destroy(sc);
+}
+END_TEST
+
 Suite *explore_suite(void)
 {
 	Suite *s = suite_create("explore");
@@ -159,6 +189,10 @@ Suite *explore_suite(void)
 	tcase_add_test(tc, test_registry);
 	tcase_add_test(tc, test_every_scenario);
 	tcase_add_test(tc, test_snp_pending_fix);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("systematic");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_dfs_bound2_exhausts, 0, 3);
 	suite_add_tcase(s, tc);
 	return s;
 }

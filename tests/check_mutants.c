@@ -36,6 +36,8 @@ struct mutant {
 static const struct mutant mutants[] = {
 	/* The fault path never asks "did an invalidation run since my snapshot?". */
 	{ "no-seq-retry", "conv-fault", "mock", "random", "200", "invariant I2 broken" },
+	/* The same, found by DFS with preemption bound 2, which exhausts the correct build. */
+	{ "no-seq-retry", "conv-fault-1", "mock", "dfs", "10000", "invariant I1 broken" },
 	/* kvm_mmu_reload() takes a new mirror root reference on every fast zap (v3). */
 	{ "mirror-every-gen", "memslot-fault", "tdx", "pct", "200", "invariant I28 broken" },
 	/* SNP update_mem_attr (as posted) clears its pending range after its walk. */

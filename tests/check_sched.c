@@ -20,8 +20,13 @@
 
 #include <check.h>
 
+#include <inttypes.h>
+
 #include <ccvm/explore.h>
 #include <ccvm/sync.h>
+
+/* DFS over the tree as it is: no state cache, preemptions before releases too. */
+#define RAW	(CCVM_EXPLORE_NO_STATE_CACHE | CCVM_EXPLORE_PREEMPT_ALL)
 
 static const struct ccvm_platform_opts small_platform = {
 	.sz = sizeof(struct ccvm_platform_opts),
@@ -274,7 +279,7 @@ START_TEST(test_lost_update_locked_exhaustive)
 	struct ccvm_explore_result res = RESULT_INIT;
 
 	o.preemption_bound = CCVM_EXPLORE_UNBOUNDED;
-	o.flags |= CCVM_EXPLORE_NO_SLEEP_SETS;
+	o.flags |= CCVM_EXPLORE_NO_SLEEP_SETS | RAW;
 	ck_assert_int_eq(ccvm_explore(&sc, &o, &res), 0);
 	ck_assert(res.exhausted);
 	ck_assert_uint_gt(res.runs, 10);
@@ -336,7 +341,8 @@ static int tiny_run(struct ccvm_platform *p, void *ctx)
 	return spawn_join(p, 2, tiny_worker, args, names);
 }
 
-static uint64_t tiny_count(int32_t bound, bool sleep_sets, uint64_t *kept)
+
+static uint64_t tiny_count_flags(int32_t bound, uint32_t flags, uint64_t *kept)
 {
 	struct tiny t;
 	struct ccvm_scenario sc = scenario("tiny", tiny_run, &t);
@@ -344,14 +350,18 @@ static uint64_t tiny_count(int32_t bound, bool sleep_sets, uint64_t *kept)
 	struct ccvm_explore_result res = RESULT_INIT;
 
 	o.preemption_bound = bound;
-	if (!sleep_sets)
-		o.flags |= CCVM_EXPLORE_NO_SLEEP_SETS;
+	o.flags |= flags;
 	ck_assert_int_eq(ccvm_explore(&sc, &o, &res), 0);
 	ck_assert(res.exhausted);
 	ck_assert_uint_eq(res.max_steps, 2 + 10);
 	if (kept)
 		*kept = res.runs - res.pruned;
 	return res.runs;
+}
+
+static uint64_t tiny_count(int32_t bound, bool sleep_sets, uint64_t *kept)
+{
+	return tiny_count_flags(bound, RAW | (sleep_sets ? 0 : CCVM_EXPLORE_NO_SLEEP_SETS), kept);
 }
 
 START_TEST(test_dfs_counts)
@@ -367,6 +377,36 @@ START_TEST(test_dfs_counts)
 	ck_assert_uint_eq(kept, 4);
 	/* A bound disables sleep sets (not sound together): same count as without. */
 	ck_assert_uint_eq(tiny_count(1, true, NULL), 12);
+}
+END_TEST
+
+/*
+ * The reductions of bounded DFS on the same program.  No preemption before
+ * a release (here: the workers' exits; main's joins follow them): bound 1
+ * drops the schedules that preempt A or B just before its exit, bound 2
+ * likewise.  State caching then cuts the runs that reach a state an
+ * equivalent interleaving reached before with no more preemptions spent;
+ * the runs it keeps still hold one of each of the 4 Mazurkiewicz traces
+ * (a run is cut only where one of its kept equivalents went on).
+ */
+START_TEST(test_dfs_reductions)
+{
+	uint64_t kept = 0, runs, release_only;
+
+	/* Fewer than the raw 12 and 32 of test_dfs_counts, more than bound 0's 3. */
+	release_only = tiny_count_flags(1, CCVM_EXPLORE_NO_STATE_CACHE, NULL);
+	ck_assert_uint_lt(release_only, 12);
+	ck_assert_uint_gt(release_only, 3);
+	release_only = tiny_count_flags(2, CCVM_EXPLORE_NO_STATE_CACHE, NULL);
+	ck_assert_uint_lt(release_only, 32);
+	ck_assert_uint_gt(release_only, 3);
+	runs = tiny_count_flags(2, 0, &kept);
+	ck_assert_uint_le(runs, release_only);
+	ck_assert_uint_lt(kept, release_only);
+	ck_assert_uint_ge(kept, 4);
+	runs = tiny_count_flags(CCVM_EXPLORE_UNBOUNDED, CCVM_EXPLORE_NO_SLEEP_SETS, &kept);
+	ck_assert_uint_lt(runs, 69);
+	ck_assert_uint_ge(kept, 4);
 }
 END_TEST
 
@@ -405,7 +445,7 @@ START_TEST(test_shards_dfs)
 	uint64_t sum;
 
 	o.preemption_bound = CCVM_EXPLORE_UNBOUNDED;
-	o.flags |= CCVM_EXPLORE_NO_SLEEP_SETS;
+	o.flags |= CCVM_EXPLORE_NO_SLEEP_SETS | RAW;
 	o.run_fn = shard_run_fn;
 	o.fn_ctx = &all;
 	all.n = 0;
@@ -1451,6 +1491,7 @@ Suite *sched_suite(void)
 	tcase_add_test(tc, test_lost_update_dfs);
 	tcase_add_test(tc, test_lost_update_locked_exhaustive);
 	tcase_add_test(tc, test_dfs_counts);
+	tcase_add_test(tc, test_dfs_reductions);
 	tcase_add_test(tc, test_shards_dfs);
 	tcase_add_test(tc, test_shards_random);
 	tcase_add_test(tc, test_deadlock_abba);

@@ -667,11 +667,11 @@ START_TEST(test_trace_exits)
 	ck_assert_uint_eq(log.rec[0].id, CCVM_EXIT_SYNC);
 	ck_assert_uint_eq(log.rec[0].arg0, CCVM_EXIT_SYNC);
 	ck_assert_uint_eq(log.rec[0].arg1, 5);
-	ck_assert_str_eq(log.rec[0].name, "sync");
+	ck_assert_str_eq(log.rec[0].name, "exit.sync");
 	ck_assert_int_eq(log.rec[0].vcpu_id, 6);
 	ck_assert_uint_eq(log.rec[0].vm_id, ccvm_vm_id(vm));
 	ck_assert_uint_eq(log.rec[1].id, CCVM_EXIT_DONE);
-	ck_assert_str_eq(log.rec[1].name, "done");
+	ck_assert_str_eq(log.rec[1].name, "exit.done");
 	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
 }
 END_TEST

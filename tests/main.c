@@ -46,6 +46,7 @@
 	SUITE(tdx_lifecycle) \
 	SUITE(tdx_module) \
 	SUITE(tdx_teardown) \
+	SUITE(trace) \
 	SUITE(vcpu) \
 	SUITE(xarray) \
 	/* end of the suite list */

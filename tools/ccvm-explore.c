@@ -79,6 +79,7 @@ static void usage(FILE *f)
 		"usage: ccvm-explore SCENARIO [--backend B] [--strategy random|pct|dfs]\n"
 		"                    [--depth D] [--bound P] [--runs N] [--seed S] [--shard i/n]\n"
 		"                    [--steps N] [--resched N] [--replay TOKEN] [--trace] [--quiet]\n"
+		"                    [--no-cache] [--preempt-all]\n"
 		"       ccvm-explore --list\n"
 		"  --backend B     mock (default), tdx or snp\n"
 		"  --strategy S    random (default), pct or dfs\n"
@@ -90,6 +91,8 @@ static void usage(FILE *f)
 		"  --steps N       steps before a run counts as a livelock (default 100000)\n"
 		"  --resched N     long loops yield every N entries (default 64)\n"
 		"  --replay TOKEN  run the one schedule of TOKEN\n"
+		"  --no-cache      dfs: no state caching\n"
+		"  --preempt-all   dfs: also preempt before unlocks, exits and yields\n"
 		"  --trace         print every step (of the replayed run, or of every run)\n"
 		"  --quiet         no progress line and no failure report, only the summary\n");
 }
@@ -142,6 +145,10 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--trace")) {
 			trace = true;
+		} else if (!strcmp(a, "--no-cache")) {
+			o.flags |= CCVM_EXPLORE_NO_STATE_CACHE;
+		} else if (!strcmp(a, "--preempt-all")) {
+			o.flags |= CCVM_EXPLORE_PREEMPT_ALL;
 		} else if (!strcmp(a, "--quiet")) {
 			o.flags |= CCVM_EXPLORE_QUIET;
 		} else if (a[0] != '-') {
@@ -261,7 +268,10 @@ bad:
 		printf(": %" PRIu64 " schedules%s", res.runs,
 		       res.exhausted ? " (exhausted)" : "");
 		if (res.pruned)
-			printf(", %" PRIu64 " pruned", res.pruned);
+			printf(" (%" PRIu64 " distinct, %" PRIu64 " pruned)", res.runs - res.pruned,
+			       res.pruned);
+		if (res.states)
+			printf(", %" PRIu64 " states cached", res.states);
 		printf(", %s, max %" PRIu64 " steps, %.1f s, %.0f schedules/s\n",
 		       res.failure ? ccvm_explore_failure_name(res.failure) : "no failure",
 		       res.max_steps, t, t > 0 ? (double)res.runs / t : 0.0);

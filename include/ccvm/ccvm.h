@@ -226,9 +226,11 @@ struct ccvm_trace_record {
 	uint64_t arg0, arg1;
 	int64_t ret;
 	uint64_t sim_ns;	/* simulated clock after the record */
-	uint64_t wall_ns;	/* CLOCK_MONOTONIC at the record (serial
-				 * platform: the simulated clock) */
+	uint64_t wall_ns;	/* CLOCK_MONOTONIC at the record, at its start
+				 * for an op (serial platform: the simulated
+				 * clock) */
 	uint64_t dur_ns;	/* duration of an op on that clock, 0 otherwise */
+	uint64_t sim_dur_ns;	/* duration of an op on the simulated clock */
 };
 
 /*
@@ -402,8 +404,9 @@ CCVM_API int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, 
 /*
  * ccvm_trace_open() / ccvm_trace_close() - Start writing every trace
  * record of @p to the file @path as Chrome trace-event JSON (opens in
- * Perfetto or chrome://tracing), or finish and close that file.  Replaces
- * any trace callback.  Platform destroy also closes the file.
+ * Perfetto or chrome://tracing), or finish and close that file: the
+ * defaults of ccvm_trace_open_opts().  Replaces any trace callback.
+ * Platform destroy also closes the file.
  * Context: any thread, not from a trace or log callback.
  * Return: 0; -EINVAL (NULL argument); the negative errno of fopen() (e.g.
  * -ENOENT for a directory that does not exist, -EACCES).  ccvm_trace_close()
@@ -413,6 +416,44 @@ CCVM_API int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, 
  */
 CCVM_API int ccvm_trace_open(struct ccvm_platform *p, const char *path);
 CCVM_API int ccvm_trace_close(struct ccvm_platform *p);
+
+/* Trace timestamps (ccvm_trace_opts.clock). */
+enum ccvm_trace_clock {
+	CCVM_TRACE_CLOCK_WALL,	/* wall-clock time (serial platform: simulated) */
+	CCVM_TRACE_CLOCK_SIM,	/* the simulated clock of the cost model */
+};
+
+/* Categories (ccvm_trace_opts.categories), one per enum ccvm_trace_kind. */
+#define CCVM_TRACE_CAT_OP	(1u << CCVM_TRACE_OP)
+#define CCVM_TRACE_CAT_EXIT	(1u << CCVM_TRACE_EXIT)
+#define CCVM_TRACE_CAT_EVENT	(1u << CCVM_TRACE_EVENT)
+#define CCVM_TRACE_CAT_API	(1u << CCVM_TRACE_API)
+#define CCVM_TRACE_CAT_ALL	0xfu
+
+struct ccvm_trace_opts {
+	size_t sz;
+	uint32_t clock;		/* enum ccvm_trace_clock; default wall */
+	uint32_t categories;	/* CCVM_TRACE_CAT_* to write; 0 = all */
+	uint64_t max_bytes;	/* stop writing records past this file size
+				 * (the file stays valid JSON; the dropped
+				 * records are counted in it); 0 = no bound */
+};
+
+/*
+ * ccvm_trace_open_opts() - Start writing the trace records of @p to @path
+ * as Chrome trace-event JSON, as @opts says (NULL: defaults).  The file
+ * has one process per VM ("VM 1 (tdx)", the platform as process 0) and
+ * one named thread per vCPU ("vCPU 0"; "VMM" for work done on the VMM's
+ * threads), so Perfetto shows each vCPU in its own lane.  Timestamps are
+ * wall-clock or simulated time (@opts->clock); every record carries both
+ * in its args (sim_ns, wall_us).  The category of a record ("op", "exit",
+ * "event", "api") can be filtered here and in the viewer.
+ * Context: any thread, not from a trace or log callback.
+ * Return: 0; -EINVAL (NULL @p or @path, bad options: unknown clock or
+ * category bits); the negative errno of fopen().
+ */
+CCVM_API int ccvm_trace_open_opts(struct ccvm_platform *p, const char *path,
+				  const struct ccvm_trace_opts *opts);
 
 /* ------------------------------------------------------------------ */
 /* Backend capabilities                                                */
@@ -471,7 +512,12 @@ CCVM_API const char *const *ccvm_backend_names(void);
 struct ccvm_vm_opts {
 	size_t sz;
 	uint32_t max_vcpus;	/* default 8, at most 1024 */
-	uint32_t gpa_bits;	/* guest physical width, default 48, 36..52 */
+	/*
+	 * Guest physical width, 36..52, default 48: the host's limit on
+	 * memslot GPAs.  KVM's is kvm_mmu_max_gfn(): the host's MAXPHYADDR
+	 * with TDP (48 here), 52 bits with shadow paging.
+	 */
+	uint32_t gpa_bits;
 	uint64_t flags;		/* must be 0 */
 	uint32_t attr_scheme;	/* enum ccvm_attr_scheme; 0 = the platform's */
 };

@@ -125,6 +125,10 @@ enum ccvm_explore_strategy {
 #define CCVM_EXPLORE_NO_CRASH_HANDLER	(1u << 2)	/* leave signals alone */
 /* Skip the library's invariant checker at quiescent points (and at the end). */
 #define CCVM_EXPLORE_NO_LIBRARY_CHECK	(1u << 3)
+/* DFS: no state caching (docs/scheduler.md 4.3). */
+#define CCVM_EXPLORE_NO_STATE_CACHE	(1u << 4)
+/* DFS: also preempt just before an unlock, a thread exit or a yield. */
+#define CCVM_EXPLORE_PREEMPT_ALL	(1u << 5)
 
 /* What ccvm_explore() tells the run callback about each finished run. */
 struct ccvm_explore_run {
@@ -172,7 +176,7 @@ enum ccvm_explore_failure {
 struct ccvm_explore_result {
 	size_t sz;
 	uint64_t runs;		/* runs done by this shard */
-	uint64_t pruned;	/* DFS: runs found redundant by sleep sets */
+	uint64_t pruned;	/* DFS: runs found redundant (sleep sets, state cache) */
 	uint64_t steps;		/* steps over every run */
 	uint64_t max_steps;	/* longest run */
 	uint64_t switches;	/* context switches over every run */
@@ -187,6 +191,8 @@ struct ccvm_explore_result {
 	struct ccvm_sched_event *events; /* the last nr_events steps, oldest first */
 	uint32_t nr_events;
 	uint64_t checks;	/* quiescent points checked (hook and library), all runs */
+	uint64_t cached;	/* DFS: runs cut short at a state seen before */
+	uint64_t states;	/* DFS: states noted by the state cache */
 };
 
 /*
