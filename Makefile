@@ -145,6 +145,7 @@ tdx-no-track_SRC := backends/tdx/tdx.c
 # table of the SUMMARY lines of every program, in the order they came.
 BENCHES :=
 BENCHES += bench_core
+BENCHES += bench_first_touch
 BENCHES += bench_inplace
 BENCHES += bench_sched
 BENCHES += bench_td_shutdown
@@ -161,11 +162,13 @@ bench_xarray_LDLIBS := -lJudy
 STUDY_LIB_SRCS :=
 STUDY_LIB_SRCS += studies/s001.c
 STUDY_LIB_SRCS += studies/s002.c
+STUDY_LIB_SRCS += studies/s004.c
 STUDY_LIB_SRCS += studies/study.c
 
 STUDIES :=
 STUDIES += study_001
 STUDIES += study_002
+STUDIES += study_004
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
