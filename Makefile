@@ -107,9 +107,10 @@ FUZZ_SRCS :=
 FUZZ_SRCS += tests/fuzz_ccvm.c
 
 # Example programs, one binary each from examples/<name>.c, built by plain
-# `make`: add new names here, sorted.  `make run` runs minihv.
+# `make`: add new names here, sorted.  `make run` runs minihv and minihv_inplace.
 EXAMPLES :=
 EXAMPLES += minihv
+EXAMPLES += minihv_inplace
 EXAMPLES += tour
 EXAMPLES += trace
 
@@ -145,6 +146,7 @@ tdx-no-track_SRC := backends/tdx/tdx.c
 BENCHES :=
 BENCHES += bench_core
 BENCHES += bench_first_touch
+BENCHES += bench_inplace
 BENCHES += bench_sched
 BENCHES += bench_td_shutdown
 BENCHES += bench_vcpus
@@ -488,11 +490,13 @@ fuzz-seeds: $(FUZZ_BIN)
 
 .PHONY: run
 ifneq ($(filter minihv,$(EXAMPLES)),)
-run: $(BUILD)/examples/minihv
+run: $(BUILD)/examples/minihv $(BUILD)/examples/minihv_inplace
 	$(Q)set -e; [ -n "$(RUN_BACKENDS)" ] || { echo "make run: no backend is built" >&2; exit 1; }; \
 	for b in $(RUN_BACKENDS); do \
 		echo "==> $(BUILD)/examples/minihv --backend $$b"; \
 		$(BUILD)/examples/minihv --backend $$b; \
+		echo "==> $(BUILD)/examples/minihv_inplace --backend $$b"; \
+		$(BUILD)/examples/minihv_inplace --backend $$b; \
 	done
 else
 run:
