@@ -107,11 +107,12 @@ FUZZ_SRCS :=
 FUZZ_SRCS += tests/fuzz_ccvm.c
 
 # Example programs, one binary each from examples/<name>.c, built by plain
-# `make`: add new names here, sorted.  `make run` runs minihv.
+# `make`: add new names here, sorted.  `make run` runs minihv and minihv_inplace.
 EXAMPLES :=
 EXAMPLES += backend
 EXAMPLES += contention
 EXAMPLES += minihv
+EXAMPLES += minihv_inplace
 EXAMPLES += teardown
 EXAMPLES += tour
 EXAMPLES += trace
@@ -147,6 +148,8 @@ tdx-no-track_SRC := backends/tdx/tdx.c
 # table of the SUMMARY lines of every program, in the order they came.
 BENCHES :=
 BENCHES += bench_core
+BENCHES += bench_first_touch
+BENCHES += bench_inplace
 BENCHES += bench_sched
 BENCHES += bench_td_shutdown
 BENCHES += bench_vcpus
@@ -162,11 +165,13 @@ bench_xarray_LDLIBS := -lJudy
 STUDY_LIB_SRCS :=
 STUDY_LIB_SRCS += studies/s001.c
 STUDY_LIB_SRCS += studies/s002.c
+STUDY_LIB_SRCS += studies/s004.c
 STUDY_LIB_SRCS += studies/study.c
 
 STUDIES :=
 STUDIES += study_001
 STUDIES += study_002
+STUDIES += study_004
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
@@ -484,10 +489,10 @@ fuzz-seeds: $(FUZZ_BIN)
 # Examples and benchmarks
 # ---------------------------------------------------------------------------
 
-# `make run`: the tour, then minihv, on every built backend.  `make
-# examples-run` (a CI step): every example, each on every backend it takes.
+# `make run`: the tour, then minihv and minihv_inplace, on every built backend.  `make
+# examples-run` (ci-examples): every example, each on every backend it takes.
 .PHONY: run examples-run
-run: $(BUILD)/examples/tour $(BUILD)/examples/minihv
+run: $(BUILD)/examples/tour $(BUILD)/examples/minihv $(BUILD)/examples/minihv_inplace
 	$(Q)set -e; [ -n "$(RUN_BACKENDS)" ] || { echo "make run: no backend is built" >&2; exit 1; }; \
 	for b in $(RUN_BACKENDS); do \
 		echo "==> $(BUILD)/examples/tour $$b"; \
@@ -496,6 +501,8 @@ run: $(BUILD)/examples/tour $(BUILD)/examples/minihv
 	for b in $(RUN_BACKENDS); do \
 		echo "==> $(BUILD)/examples/minihv --backend $$b"; \
 		$(BUILD)/examples/minihv --backend $$b; \
+		echo "==> $(BUILD)/examples/minihv_inplace --backend $$b"; \
+		$(BUILD)/examples/minihv_inplace --backend $$b; \
 	done
 
 examples-run: $(EXAMPLE_BINS) run

@@ -371,13 +371,18 @@ int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t
 		return ccvm_fail(-EINVAL, "offset 0x%llx len 0x%llx: len must be non-zero, "
 				 "both at most INT64_MAX", (unsigned long long)offset,
 				 (unsigned long long)len);
-	/* kvm_gmem_fallocate(): KEEP_SIZE always, PUNCH_HOLE or plain allocate. */
-	if (!(mode & CCVM_FALLOC_KEEP_SIZE) ||
-	    (mode & ~(CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE)))
+	/* vfs_fallocate(): unknown mode bits, PUNCH_HOLE without KEEP_SIZE. */
+	if ((mode & ~(CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE)) ||
+	    ((mode & CCVM_FALLOC_PUNCH_HOLE) && !(mode & CCVM_FALLOC_KEEP_SIZE)))
 		return ccvm_fail(-EOPNOTSUPP, "mode 0x%x: KEEP_SIZE, with or without "
 				 "PUNCH_HOLE, is the only mode", mode);
+	/* vfs_fallocate() checks the end against s_maxbytes before the file's op. */
 	if (offset + len > INT64_MAX)
 		return ccvm_fail(-EFBIG, "offset + len above INT64_MAX");
+	/* kvm_gmem_fallocate(): KEEP_SIZE always. */
+	if (!(mode & CCVM_FALLOC_KEEP_SIZE))
+		return ccvm_fail(-EOPNOTSUPP, "mode 0x%x: KEEP_SIZE, with or without "
+				 "PUNCH_HOLE, is the only mode", mode);
 	if (!ccvm_is_page_aligned(offset) || !ccvm_is_page_aligned(len))
 		return ccvm_fail(-EINVAL, "offset 0x%llx len 0x%llx not page aligned",
 				 (unsigned long long)offset, (unsigned long long)len);

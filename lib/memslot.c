@@ -20,6 +20,12 @@
 #include "internal.h"
 
 #define CCVM_MEMSLOT_GEN_LIMIT	(1ull << 19)
+/*
+ * The end of user addresses, x86-64's TASK_SIZE_MAX with 4-level paging
+ * (2^47 minus a guard page): KVM's access_ok() refuses a userspace_addr
+ * range that reaches past it.
+ */
+#define CCVM_USER_ADDR_END	((1ull << 47) - CCVM_PAGE_SIZE)
 /* KVM_MEM_MAX_NR_PAGES: a slot's page count fits in 31 bits. */
 #define CCVM_MEM_MAX_NR_PAGES	((1ull << 31) - 1)
 
@@ -355,6 +361,13 @@ int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm, const struct ccvm_memory_
 	if (!ccvm_is_page_aligned((uintptr_t)r->userspace_addr))
 		return ccvm_fail(-EINVAL, "slot %u: userspace_addr %p not page aligned", r->slot,
 				 r->userspace_addr);
+	/* access_ok(): the whole range is user memory (4-level paging's limit). */
+	if ((uintptr_t)r->userspace_addr > CCVM_USER_ADDR_END ||
+	    r->memory_size > CCVM_USER_ADDR_END - (uintptr_t)r->userspace_addr)
+		return ccvm_fail(-EINVAL, "slot %u: userspace_addr range %p + 0x%llx is not user "
+				 "memory (it must end at or below 0x%llx)", r->slot,
+				 r->userspace_addr, (unsigned long long)r->memory_size,
+				 (unsigned long long)CCVM_USER_ADDR_END);
 	if ((r->flags & CCVM_MEM_GUEST_MEMFD) && !ccvm_is_page_aligned(r->gmem_offset))
 		return ccvm_fail(-EINVAL, "slot %u: gmem_offset 0x%llx not page aligned", r->slot,
 				 (unsigned long long)r->gmem_offset);

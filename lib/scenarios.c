@@ -555,17 +555,18 @@ static int sc_setup(struct sc *x)
 		if (r)
 			return sc_fail(x, r, "populate: %s", ccvm_strerror(r));
 	}
-	if (!d->no_finalize) {
-		r = ccvm_vm_finalize(x->vm);
-		if (r)
-			return sc_fail(x, r, "finalize: %s", ccvm_strerror(r));
-	}
+	/* vCPUs before finalize: TDX refuses them after (tdx_vcpu_create()). */
 	for (i = 0; i < d->nr_vcpus; i++) {
 		r = ccvm_vcpu_create(x->vm, i, &x->v[i]);
 		if (!r)
 			r = ccvm_vcpu_set_guest(x->v[i], d->guest, x);
 		if (r)
 			return sc_fail(x, r, "vcpu %u: %s", i, ccvm_strerror(r));
+	}
+	if (!d->no_finalize) {
+		r = ccvm_vm_finalize(x->vm);
+		if (r)
+			return sc_fail(x, r, "finalize: %s", ccvm_strerror(r));
 	}
 	return 0;
 }

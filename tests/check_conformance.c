@@ -349,10 +349,10 @@ START_TEST(test_launch)
 	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 0, src, 4 * PG, CCVM_POPULATE_MEASURE), 0);
 	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 0, src, PG, 0), -EEXIST);
 	cf_assert_invariants(cf.vm);
+	cf_vcpu();
 	cf_finalize();
 	ck_assert_int_eq(ccvm_vm_finalize(cf.vm), -EINVAL);
 	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 4 * PG, src, PG, 0), -EINVAL);
-	cf_vcpu();
 	memset(&a, 0, sizeof(a));
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_launch, &a), 0);
 	cf_expect_done(cf.v[0], NULL);

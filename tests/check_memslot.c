@@ -56,7 +56,11 @@ static void snap(struct tu_snap *s)
 
 /* ---- the errno table ------------------------------------------------------------ */
 
-enum uaddr_kind { UA_NULL, UA_BACKING, UA_BACKING_PLUS_1, UA_BACKING_PLUS_4K };
+enum uaddr_kind { UA_NULL, UA_BACKING, UA_BACKING_PLUS_1, UA_BACKING_PLUS_4K, UA_KERNEL,
+		  UA_USER_END_MINUS_1M, UA_USER_END };
+
+/* x86-64's TASK_SIZE_MAX with 4-level paging: where KVM's access_ok() stops. */
+#define USER_END	((1ull << 47) - TU_PAGE)
 enum gmem_kind { GM_NONE, GM_OWN, GM_OTHER_VM };
 
 static const struct {
@@ -84,6 +88,17 @@ static const struct {
 	{ "gpa +1", 5, 0, FREE_GPA + 1, TU_2M, UA_BACKING, GM_NONE, 0, -EINVAL },
 	{ "gpa +2048", 5, 0, FREE_GPA + 2048, TU_2M, UA_BACKING, GM_NONE, 0, -EINVAL },
 	{ "userspace_addr +1", 5, 0, FREE_GPA, TU_2M, UA_BACKING_PLUS_1, GM_NONE, 0, -EINVAL },
+	/* access_ok(): the range must be user memory (issue 16 #6) */
+	{ "userspace_addr in the kernel's direct map", 5, 0, FREE_GPA, TU_2M, UA_KERNEL, GM_NONE,
+	  0, -EINVAL },
+	{ "userspace_addr range ending past the user limit", 5, 0, FREE_GPA, TU_2M,
+	  UA_USER_END_MINUS_1M, GM_NONE, 0, -EINVAL },
+	{ "userspace_addr at the user limit", 5, 0, FREE_GPA, TU_PAGE, UA_USER_END, GM_NONE, 0,
+	  -EINVAL },
+	{ "gmem slot, userspace_addr in the kernel", 5, GMEM, FREE_GPA, TU_2M, UA_KERNEL, GM_OWN,
+	  2 * TU_MiB, -EINVAL },
+	{ "delete, userspace_addr in the kernel", 1, 0, SLOT1_GPA, 0, UA_KERNEL, GM_NONE, 0,
+	  -EINVAL },
 	{ "gmem offset 100", 5, GMEM, FREE_GPA, TU_2M, UA_NULL, GM_OWN, 100, -EINVAL },
 	{ "gmem offset 2M+2048", 5, GMEM, FREE_GPA, TU_2M, UA_NULL, GM_OWN, TU_2M + 2048,
 	  -EINVAL },
@@ -177,6 +192,15 @@ static int bad_call(unsigned int i)
 		break;
 	case UA_BACKING_PLUS_4K:
 		ua = backing + TU_PAGE;
+		break;
+	case UA_KERNEL:
+		ua = (void *)(uintptr_t)0xffff888000000000ull;
+		break;
+	case UA_USER_END_MINUS_1M:
+		ua = (void *)(uintptr_t)(USER_END - TU_MiB);
+		break;
+	case UA_USER_END:
+		ua = (void *)(uintptr_t)USER_END;
 		break;
 	}
 	if (bad_cases[i].gm == GM_OWN)

@@ -196,13 +196,14 @@ static int l4_setup(struct l4 *x)
 	if (!r)
 		r = ccvm_vm_set_memory_attributes(x->vm, 0, 2 * TU_PAGE,
 						  CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0);
-	if (!r)
-		r = ccvm_vm_finalize(x->vm);
+	/* vCPUs before finalize: TDX refuses them after (tdx_vcpu_create()). */
 	for (i = 0; i < 2 && !r; i++) {
 		r = ccvm_vcpu_create(x->vm, i, &x->v[i]);
 		if (!r)
 			r = ccvm_vcpu_set_guest(x->v[i], l4_guest, x);
 	}
+	if (!r)
+		r = ccvm_vm_finalize(x->vm);
 	return r;
 }
 

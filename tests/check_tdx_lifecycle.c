@@ -189,6 +189,21 @@ START_TEST(test_vcpu_lifecycle)
 	T.nr_v = 3;
 	ck_assert_int_eq(ccvm_vm_finalize(T.vm), 0);
 
+	/*
+	 * After finalize the TD takes no new vCPU: tdx_vcpu_create() wants
+	 * it INITIALIZED (issue 16 #10).  Nothing is allocated or called.
+	 */
+	free_before = tu_free_pages(T.p);
+	{
+		uint64_t creates = pev(CCVM_EV_TDH_VP_CREATE);
+
+		v = NULL;
+		ck_assert_int_eq(ccvm_vcpu_create(T.vm, 3, &v), -EIO);
+		ck_assert_ptr_null(v);
+		ck_assert_uint_eq(pev(CCVM_EV_TDH_VP_CREATE), creates);
+		ck_assert_uint_eq(tu_free_pages(T.p), free_before);
+	}
+
 	trace_start();
 	close_all();
 	trace_stop();

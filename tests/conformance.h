@@ -147,7 +147,8 @@ static inline void cf_up(int i, uint64_t size, bool private)
 	cf.sbit = ccvm_vm_shared_bit(cf.vm);
 	ck_assert_int_eq(!!cf.sbit, cf.caps.has_shared_bit);
 	cf.size = size;
-	cf.shared = aligned_alloc(CF_2M, size < CF_2M ? CF_2M : size);
+	/* aligned_alloc() wants a size that is a multiple of the alignment. */
+	cf.shared = aligned_alloc(CF_2M, (size + CF_2M - 1) / CF_2M * CF_2M);
 	ck_assert_ptr_nonnull(cf.shared);
 	memset(cf.shared, 0, size);
 	cf.g = tu_gmem(cf.vm, size, 0);
@@ -173,14 +174,17 @@ static inline struct ccvm_vcpu *cf_vcpu(void)
 	return v;
 }
 
-/* Finalize and make @n vCPUs: a runnable guest. */
+/*
+ * Make @n vCPUs and finalize: a runnable guest.  vCPUs come first: TDX
+ * creates them only between INIT_VM and FINALIZE_VM (tdx_vcpu_create()).
+ */
 static inline void cf_runnable(int n)
 {
 	int i;
 
-	cf_finalize();
 	for (i = 0; i < n; i++)
 		cf_vcpu();
+	cf_finalize();
 }
 
 static inline void cf_close_vcpus(void)

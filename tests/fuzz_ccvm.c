@@ -73,7 +73,7 @@
 #define MAX_BACKENDS	8
 #define MAX_HOST_OPS	48
 #define MAX_GUEST_OPS	16
-#define MAX_RUNS	24
+#define MAX_RUNS	12
 #define MAX_RECS	(MAX_HOST_OPS * (1 + MAX_GUEST_OPS))
 /*
  * Per run, MMIO and memory-fault exits beyond MAX_EXITS end it (the same
@@ -159,6 +159,12 @@ struct world {
 	bool punch_on_share;
 	bool gmem_first;		/* teardown closes the gmem file first */
 	unsigned int nr_runs;
+	/*
+	 * The vCPUs, made before finalize (TDX refuses them after): one per
+	 * RUN, used once and closed, and one for pre-faults.
+	 */
+	struct ccvm_vcpu *vcpus[MAX_RUNS];
+	struct ccvm_vcpu *pv;
 	bool accepted;			/* the guest ran an explicit accept */
 
 	/*
@@ -696,9 +702,10 @@ static void vmm_run(struct world *w, const struct prog *prog)
 	rr = rec_new(w, R_RUN);
 	snprintf(rr->what, sizeof(rr->what), "run of %u guest ops", prog->n);
 
-	err = ccvm_vcpu_create(w->vm, w->nr_runs++, &v);
-	if (err) {
-		rr->err = err;
+	v = w->vcpus[w->nr_runs];
+	w->vcpus[w->nr_runs++] = NULL;
+	if (!v) {
+		rr->err = -ENOENT;
 		rr->v0 = END_CREATE;
 		return;
 	}
@@ -806,6 +813,7 @@ static void world_setup(struct world *w, const char *backend, uint8_t header)
 		.memory_size = SLOT0_PAGES * PAGE,
 	};
 	uint64_t gflags;
+	unsigned int i;
 
 	memset(w, 0, sizeof(*w));
 	w->backend = backend;
@@ -844,6 +852,11 @@ static void world_setup(struct world *w, const char *backend, uint8_t header)
 			die("%s: initial attributes", backend);
 	}
 	refresh_attrs(w);
+	for (i = 0; i < MAX_RUNS; i++)
+		if (ccvm_vcpu_create(w->vm, i, &w->vcpus[i]))
+			die("%s: vcpu %u", backend, i);
+	if (ccvm_vcpu_create(w->vm, MAX_RUNS + 1, &w->pv))
+		die("%s: pre-fault vcpu", backend);
 	/* Runnable from here on: the launch protocol is not fuzzed. */
 	if (w->caps.needs_finalize && ccvm_vm_finalize(w->vm))
 		die("%s: finalize", backend);
@@ -854,7 +867,13 @@ static void world_teardown(struct world *w)
 {
 	struct ccvm_stats st = { .sz = sizeof(st) };
 	bool bugged = ccvm_vm_is_bugged(w->vm);
+	unsigned int i;
 
+	for (i = 0; i < MAX_RUNS; i++)
+		if (w->vcpus[i] && ccvm_vcpu_close(w->vcpus[i]))
+			die("%s: vcpu close", w->backend);
+	if (ccvm_vcpu_close(w->pv))
+		die("%s: vcpu close", w->backend);
 	if (w->gmem_first) {
 		ccvm_gmem_close(w->g);
 		w->g = NULL;
@@ -882,13 +901,10 @@ static void world_teardown(struct world *w)
 static void world_run(struct world *w, const uint8_t *data, size_t size)
 {
 	struct input in = { .d = data, .n = size, .pos = 1 };
-	struct ccvm_vcpu *pv = NULL;
+	struct ccvm_vcpu *pv = w->pv;
 	unsigned int nops = 0;
 	uint8_t op, a[4];
 
-	/* A vCPU for pre-faults, created like any other. */
-	if (ccvm_vcpu_create(w->vm, MAX_RUNS + 1, &pv))
-		die("%s: pre-fault vcpu", w->backend);
 	while (nops++ < MAX_HOST_OPS && take(&in, &op, 1)) {
 		enum host_op h = op % H_NR;
 		struct prog prog;
@@ -940,8 +956,6 @@ static void world_run(struct world *w, const uint8_t *data, size_t size)
 		}
 		check_invariants(w, w->nrec ? w->recs[w->nrec - 1].what : "?");
 	}
-	if (ccvm_vcpu_close(pv))
-		die("%s: vcpu close", w->backend);
 }
 
 /* ---- comparison ---------------------------------------------------------------------- */

@@ -642,8 +642,12 @@ static int tdx_vcpu_create(struct ccvm_vcpu *v)
 	uint64_t st;
 	int err;
 
-	if (td_state(kt) == TD_STATE_UNINITIALIZED || hkid_state(kt) != HKID_ASSIGNED)
+	/* tdx_vcpu_create(): only between INIT_VM and FINALIZE_VM. */
+	if (td_state(kt) != TD_STATE_INITIALIZED || hkid_state(kt) != HKID_ASSIGNED) {
+		ccvm_log(CCVM_LOG_DEBUG, "tdx: vm %u: vCPUs are created after INIT_VM and before "
+			 "finalize", ccvm_vm_id(vm));
 		return -EIO;
+	}
 	for (n = 0; n < 1 + CCVM_TDX_NR_TDCX; n++) {
 		err = ccvm_page_alloc(p, &pages[n]);
 		if (err) {
