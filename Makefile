@@ -857,7 +857,7 @@ check-install: $(LIB)
 # $(MAKE) out so that make hands them its jobserver.)
 # ---------------------------------------------------------------------------
 
-CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-asan-ubsan ci-headers \
+CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-explore ci-asan-ubsan ci-headers \
 	ci-symbols ci-exports ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
 
 .PHONY: ci $(CI_STEPS)
@@ -889,6 +889,10 @@ ci-clang:
 ci-check:
 	@echo "--- make check (gcc, no sanitizer)"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check
+
+ci-explore:
+	@echo "--- make explore: every built-in scenario on every backend, random and PCT"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain explore
 
 ci-asan-ubsan:
 	@echo "--- make check under AddressSanitizer + UndefinedBehaviorSanitizer"
