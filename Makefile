@@ -175,7 +175,7 @@ STUDIES += study_004
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= conformance guest mmu sched sched_lib snp snp_hw stress tdx_busy \
+TSAN_SUITES ?= conformance guest inplace mmu sched sched_lib snp snp_hw stress tdx_busy \
 	tdx_generation tdx_guest tdx_lifecycle tdx_module tdx_teardown vcpu
 
 # ---------------------------------------------------------------------------
