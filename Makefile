@@ -107,9 +107,13 @@ FUZZ_SRCS :=
 FUZZ_SRCS += tests/fuzz_ccvm.c
 
 # Example programs, one binary each from examples/<name>.c, built by plain
-# `make`: add new names here, sorted.  `make run` runs minihv.
+# `make`: add new names here, sorted.  `make run` runs minihv and minihv_inplace.
 EXAMPLES :=
+EXAMPLES += backend
+EXAMPLES += contention
 EXAMPLES += minihv
+EXAMPLES += minihv_inplace
+EXAMPLES += teardown
 EXAMPLES += tour
 EXAMPLES += trace
 
@@ -145,6 +149,7 @@ tdx-no-track_SRC := backends/tdx/tdx.c
 BENCHES :=
 BENCHES += bench_core
 BENCHES += bench_first_touch
+BENCHES += bench_inplace
 BENCHES += bench_sched
 BENCHES += bench_td_shutdown
 BENCHES += bench_vcpus
@@ -484,18 +489,31 @@ fuzz-seeds: $(FUZZ_BIN)
 # Examples and benchmarks
 # ---------------------------------------------------------------------------
 
-.PHONY: run
-ifneq ($(filter minihv,$(EXAMPLES)),)
-run: $(BUILD)/examples/minihv
+# `make run`: the tour, then minihv and minihv_inplace, on every built backend.  `make
+# examples-run` (ci-examples): every example, each on every backend it takes.
+.PHONY: run examples-run
+run: $(BUILD)/examples/tour $(BUILD)/examples/minihv $(BUILD)/examples/minihv_inplace
 	$(Q)set -e; [ -n "$(RUN_BACKENDS)" ] || { echo "make run: no backend is built" >&2; exit 1; }; \
+	for b in $(RUN_BACKENDS); do \
+		echo "==> $(BUILD)/examples/tour $$b"; \
+		$(BUILD)/examples/tour $$b; \
+	done; \
 	for b in $(RUN_BACKENDS); do \
 		echo "==> $(BUILD)/examples/minihv --backend $$b"; \
 		$(BUILD)/examples/minihv --backend $$b; \
+		echo "==> $(BUILD)/examples/minihv_inplace --backend $$b"; \
+		$(BUILD)/examples/minihv_inplace --backend $$b; \
 	done
-else
-run:
-	@echo "make run: examples/minihv.c is not in EXAMPLES yet" >&2; exit 1
-endif
+
+examples-run: $(EXAMPLE_BINS) run
+	$(Q)set -e; \
+	echo "==> $(BUILD)/examples/backend"; $(BUILD)/examples/backend; \
+	echo "==> $(BUILD)/examples/teardown"; $(BUILD)/examples/teardown; \
+	echo "==> $(BUILD)/examples/contention"; $(BUILD)/examples/contention; \
+	for b in $(RUN_BACKENDS); do \
+		echo "==> $(BUILD)/examples/trace --backend $$b --out $(BUILD)/trace-$$b.json"; \
+		$(BUILD)/examples/trace --backend $$b --out $(BUILD)/trace-$$b.json; \
+	done
 
 # Benchmarks get their own optimised, sanitizer-free build directory.
 .PHONY: bench bench-build bench-bins bench-run
@@ -839,7 +857,7 @@ check-install: $(LIB)
 # $(MAKE) out so that make hands them its jobserver.)
 # ---------------------------------------------------------------------------
 
-CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-asan-ubsan ci-headers \
+CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-explore ci-asan-ubsan ci-headers \
 	ci-symbols ci-exports ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
 
 .PHONY: ci $(CI_STEPS)
@@ -872,6 +890,10 @@ ci-check:
 	@echo "--- make check (gcc, no sanitizer)"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check
 
+ci-explore:
+	@echo "--- make explore: every built-in scenario on every backend, random and PCT"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain explore
+
 ci-asan-ubsan:
 	@echo "--- make check under AddressSanitizer + UndefinedBehaviorSanitizer"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN=asan,ubsan BUILD=build/asan-ubsan check
@@ -883,6 +905,10 @@ ci-headers:
 ci-symbols:
 	@echo "--- nm: every global symbol of libccvm.a starts with ccvm_"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-symbols
+
+ci-examples:
+	@echo "--- every example, on every backend it takes (make examples-run)"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain examples-run
 
 ci-exports:
 	@echo "--- libccvm.so exports exactly the CCVM_API declarations"
@@ -918,7 +944,8 @@ help:
 	@echo 'make check           build and run the Check tests (CK_RUN_SUITE/CK_RUN_CASE select)'
 	@echo 'make check-build     build the tests only'
 	@echo 'make SAN=asan|ubsan|tsan|asan,ubsan check   the same under sanitizers'
-	@echo 'make run             examples/minihv on every built backend'
+	@echo 'make run             examples tour and minihv on every built backend (1 min)'
+	@echo 'make examples-run    every example, on every backend it takes (1 min)'
 	@echo 'make bench           build (-O2, no sanitizers) and run the benchmarks'
 	@echo 'make explore         every built-in scenario x backend under random and PCT schedules'
 	@echo 'make seeds           run the studies of the source threads, plots in docs/studies/'
