@@ -163,12 +163,14 @@ bench_xarray_LDLIBS := -lJudy
 # studies/<name>.c, run by `make seeds`: add new names here, sorted.  A
 # study's plot script, if any, is studies/<name>.gp.
 STUDY_LIB_SRCS :=
+STUDY_LIB_SRCS += studies/s000.c
 STUDY_LIB_SRCS += studies/s001.c
 STUDY_LIB_SRCS += studies/s002.c
 STUDY_LIB_SRCS += studies/s004.c
 STUDY_LIB_SRCS += studies/study.c
 
 STUDIES :=
+STUDIES += study_000
 STUDIES += study_001
 STUDIES += study_002
 STUDIES += study_004
