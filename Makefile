@@ -471,7 +471,7 @@ fuzz-run: $(FUZZ_BIN)
 	$(Q){ $(CHECK_ENV) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
 		-artifact_prefix=$(BUILD)/ $(FUZZ_OPTIONS) $(BUILD)/corpus $(FUZZ_CORPUS); \
 		echo $$? > $(BUILD)/fuzz.status; } 2>&1 | tee $(BUILD)/fuzz.log; \
-	cov=$$(grep -o 'cov: [0-9]*' $(BUILD)/fuzz.log | tail -1 | cut -d' ' -f2); \
+	cov=$$(grep -a -o 'cov: [0-9]*' $(BUILD)/fuzz.log | tail -1 | cut -d' ' -f2); \
 	echo "fuzz: coverage $${cov:-?} counters after $(FUZZ_SECONDS) s (seed $(FUZZ_SEED))"; \
 	exit $$(cat $(BUILD)/fuzz.status)
 

@@ -62,6 +62,7 @@
 
 #include <ccvm/backend.h>
 #include <ccvm/ccvm.h>
+#include <ccvm/explore.h>
 
 #define PAGE		CCVM_PAGE_SIZE
 #define WIN_PAGES	96		/* guest ops address [0, 96 pages) */
@@ -93,7 +94,7 @@ enum rec_kind {
 	R_GMEM_INFO, R_WRAP,
 	R_G_READ, R_G_WRITE, R_G_MAP, R_G_ACCEPT,
 	R_INJECT, R_GMEM_CLOSE, R_TERMINATE, R_POPULATE, R_FINALIZE, R_QUERY, R_KNOB, R_TRACE,
-	R_MT_RUN, R_VM2,
+	R_MT_RUN, R_VM2, R_EXPLORE,
 	R_NR_KINDS
 };
 
@@ -101,7 +102,7 @@ static const char *const rec_names[R_NR_KINDS] = {
 	"set_attr", "punch", "alloc", "slot", "prefault", "run", "gmem_rw", "get_attr",
 	"gmem_info", "wrap", "guest_read", "guest_write", "guest_map_gpa", "guest_accept",
 	"inject", "gmem_close", "terminate", "populate", "finalize", "query", "knob", "trace",
-	"mt_run", "vm2",
+	"mt_run", "vm2", "explore",
 };
 
 #define F_MISMATCH	(1u << 0)	/* access through the alias the attribute does not say */
@@ -349,7 +350,7 @@ enum host_op {
 	H_SET_ATTR, H_PUNCH, H_ALLOC, H_SLOT, H_PREFAULT, H_RUN, H_GMEM_RW, H_GET_ATTR,
 	H_GMEM_INFO, H_WRAP,
 	H_INJECT, H_GMEM_CLOSE, H_TERMINATE, H_POPULATE, H_FINALIZE, H_QUERY, H_KNOB,
-	H_TRACE, H_MT_RUN, H_VM2,
+	H_TRACE, H_MT_RUN, H_VM2, H_EXPLORE,
 	H_NR
 };
 
@@ -362,7 +363,7 @@ static const uint8_t host_args[H_NR] = {
 	[H_RUN] = 1, [H_GMEM_RW] = 4, [H_GET_ATTR] = 1, [H_GMEM_INFO] = 0, [H_WRAP] = 0,
 	[H_INJECT] = 3, [H_GMEM_CLOSE] = 0, [H_TERMINATE] = 0, [H_POPULATE] = 2,
 	[H_FINALIZE] = 0, [H_QUERY] = 1, [H_KNOB] = 2, [H_TRACE] = 1, [H_MT_RUN] = 1,
-	[H_VM2] = 2,
+	[H_VM2] = 2, [H_EXPLORE] = 3,
 };
 
 enum guest_op { G_READ, G_WRITE, G_MAP, G_ACCEPT, G_NR };
@@ -1034,6 +1035,55 @@ static void op_mt_run(struct world *w, struct input *in, const uint8_t *a)
 			die("%s: thread_join", w->backend);
 }
 
+/*
+ * A built-in scenario of the explorer on this world's backend, under a
+ * schedule strategy and seed the input picks, for a couple of runs; a
+ * failure is replayed from its token.  Each backend runs its own
+ * scenario: recorded, not compared.  Not from a serial platform's thread,
+ * which is already under a scheduler.
+ */
+static void op_explore(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_EXPLORE);
+	const struct ccvm_builtin_scenario *b;
+	struct ccvm_scenario *sc = NULL;
+	struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts,
+		.strategy = a[1] % CCVM_EXPLORE_NR,
+		.flags = CCVM_EXPLORE_QUIET | CCVM_EXPLORE_NO_CRASH_HANDLER |
+			 ((a[1] & 0x10) ? CCVM_EXPLORE_PREEMPT_ALL : 0),
+		.seed = a[2], .runs = 1 + (a[1] >> 5) % 2,
+		.pct_depth = 1 + a[2] % 4, .preemption_bound = (a[1] >> 2) % 3,
+		.step_bound = 20000);
+	struct ccvm_explore_result res = CCVM_OPTS_INIT(struct ccvm_explore_result);
+	size_t n = 0;
+
+	r->flags = F_NOCMP;
+	while (ccvm_builtin_scenario(n))
+		n++;
+	b = n ? ccvm_builtin_scenario(a[0] % n) : NULL;
+	snprintf(r->what, sizeof(r->what), "explore %s %s", b ? b->name : "?",
+		 ccvm_explore_strategy_name(o.strategy));
+	if (!b || w->serial) {
+		r->err = -EPERM;
+		return;
+	}
+	r->err = ccvm_builtin_scenario_create(b->name, w->backend, NULL, &sc);
+	if (r->err)
+		return;
+	r->err = ccvm_explore(sc, &o, &res);
+	if (r->err && res.token) {
+		struct ccvm_explore_result again = CCVM_OPTS_INIT(struct ccvm_explore_result);
+
+		o.flags = CCVM_EXPLORE_QUIET | CCVM_EXPLORE_NO_CRASH_HANDLER;
+		if (ccvm_replay(sc, res.token, &o, &again) != r->err)
+			die("%s: explore %s: the token does not replay its failure", w->backend,
+			    b->name);
+		ccvm_explore_result_release(&again);
+	}
+	ccvm_explore_result_release(&res);
+	ccvm_builtin_scenario_destroy(sc);
+}
+
 /* The second VM: attributes, punch, pre-fault, on a VM of its own. */
 static void op_vm2(struct world *w, const uint8_t *a)
 {
@@ -1350,6 +1400,9 @@ static void world_run(struct world *w, const uint8_t *data, size_t size)
 		case H_VM2:
 			op_vm2(w, a);
 			break;
+		case H_EXPLORE:
+			op_explore(w, a);
+			break;
 		default:
 			break;
 		}
@@ -1411,7 +1464,11 @@ static unsigned int compare(const struct world *a, const struct world *b)
 		/* Caps that make the rest of the sequence incomparable. */
 		if ((flags & F_MISMATCH) && a->caps.has_shared_bit != b->caps.has_shared_bit)
 			return i;
-		if ((flags & F_ACCEPT_ODD) && a->caps.requires_accept != b->caps.requires_accept)
+		/*
+		 * How an accept of such a page faults or exits is each
+		 * backend's own (TDX and SNP differ in the exits too).
+		 */
+		if (flags & F_ACCEPT_ODD)
 			return i;
 		if ((flags & F_GMEM_HOST) && has_mmap(a) != has_mmap(b)) {
 			if (x->err != -ENODEV && y->err != -ENODEV)
@@ -1551,6 +1608,27 @@ static const struct seed seeds[] = {
 	     RUN(2), GR(0, SMALL, 0), GR(50, SMALL, 0)),
 	SEED("close-gmem-first", 7, RUN(6), GA(0, 4), GW(0, PAGE_LEN, 1), GM(1, 2, 0),
 	     GWS(1, SMALL, 2), GM(1, 2, 1), GA(1, 2), H_PUNCH, 0, 15, 0),
+	/* The extended operations (header bits: see world_setup()). */
+	SEED("inject", 4, H_INJECT, 10, 0, 0, RUN(3), GA(0, 2), GW(0, PAGE_LEN, 1),
+	     GR(0, PAGE_LEN, 0), H_INJECT, 7, 1, 9, H_SET_ATTR, 0, 3, 0, H_PREFAULT, 0, 3),
+	SEED("gmem-close", 4, RUN(2), GA(0, 1), GW(0, SMALL, 1), H_GMEM_CLOSE, RUN(1),
+	     GR(0, SMALL, 0), H_PREFAULT, 1, 1, H_GMEM_INFO),
+	SEED("terminate", 4, RUN(2), GA(0, 1), GW(0, SMALL, 1), H_TERMINATE, RUN(1),
+	     GR(0, SMALL, 0), H_SET_ATTR, 0, 1, 0),
+	SEED("launch", 36, H_POPULATE, 0, 0x81, H_POPULATE, 2, 1, H_POPULATE, 0, 0,
+	     H_FINALIZE, H_FINALIZE, RUN(3), GR(0, PAGE_LEN, 0), GA(2, 1), GW(2, SMALL, 3)),
+	SEED("serial-two-runs", 12, H_MT_RUN, 0x11, GA(0, 1), GW(0, PAGE_LEN, 1),
+	     GA(4, 1), GW(4, SMALL, 2), H_MT_RUN, 0x22, GM(8, 2, 0), GWS(8, SMALL, 3),
+	     GR(8, SMALL, 0), GR(0, SMALL, 0), GM(8, 2, 1), GA(8, 2)),
+	SEED("free-two-runs", 4, H_MT_RUN, 0x11, GA(0, 1), GW(0, PAGE_LEN, 1), GA(0, 1),
+	     GW(0, PAGE_LEN, 2)),
+	SEED("vm2", 20, H_VM2, 3, 0xc3, H_VM2, 0, 0x01, H_VM2, 0, 0x82, H_VM2, 0, 0x43,
+	     H_VM2, 5, 0xc0),
+	SEED("explore", 0, H_EXPLORE, 0, 1, 5, H_EXPLORE, 1, 2, 7, H_EXPLORE, 2, 0x20, 1),
+	SEED("queries", 4, H_TRACE, 1, H_QUERY, 0, H_QUERY, 1, H_QUERY, 2, H_QUERY, 3,
+	     H_QUERY, 4, H_QUERY, 5, H_KNOB, 0, 1, RUN(1), GW(0, SMALL, 1), H_TRACE, 0),
+	SEED("yield-every-entry", 0x85, RUN(3), GA(0, 8), GW(0, PAGE_LEN, 1),
+	     GW(5, PAGE_LEN, 2), H_PUNCH, 0, 15, 0, H_SET_ATTR, 0, 15, 0),
 };
 
 static int write_seeds(const char *dir)
