@@ -107,9 +107,13 @@ FUZZ_SRCS :=
 FUZZ_SRCS += tests/fuzz_ccvm.c
 
 # Example programs, one binary each from examples/<name>.c, built by plain
-# `make`: add new names here, sorted.  `make run` runs minihv.
+# `make`: add new names here, sorted.  `make run` runs minihv and minihv_inplace.
 EXAMPLES :=
+EXAMPLES += backend
+EXAMPLES += contention
 EXAMPLES += minihv
+EXAMPLES += minihv_inplace
+EXAMPLES += teardown
 EXAMPLES += tour
 EXAMPLES += trace
 
@@ -144,6 +148,8 @@ tdx-no-track_SRC := backends/tdx/tdx.c
 # table of the SUMMARY lines of every program, in the order they came.
 BENCHES :=
 BENCHES += bench_core
+BENCHES += bench_first_touch
+BENCHES += bench_inplace
 BENCHES += bench_sched
 BENCHES += bench_td_shutdown
 BENCHES += bench_vcpus
@@ -159,11 +165,13 @@ bench_xarray_LDLIBS := -lJudy
 STUDY_LIB_SRCS :=
 STUDY_LIB_SRCS += studies/s001.c
 STUDY_LIB_SRCS += studies/s002.c
+STUDY_LIB_SRCS += studies/s004.c
 STUDY_LIB_SRCS += studies/study.c
 
 STUDIES :=
 STUDIES += study_001
 STUDIES += study_002
+STUDIES += study_004
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
@@ -487,18 +495,31 @@ fuzz-seeds: $(FUZZ_BIN)
 # Examples and benchmarks
 # ---------------------------------------------------------------------------
 
-.PHONY: run
-ifneq ($(filter minihv,$(EXAMPLES)),)
-run: $(BUILD)/examples/minihv
+# `make run`: the tour, then minihv and minihv_inplace, on every built backend.  `make
+# examples-run` (ci-examples): every example, each on every backend it takes.
+.PHONY: run examples-run
+run: $(BUILD)/examples/tour $(BUILD)/examples/minihv $(BUILD)/examples/minihv_inplace
 	$(Q)set -e; [ -n "$(RUN_BACKENDS)" ] || { echo "make run: no backend is built" >&2; exit 1; }; \
+	for b in $(RUN_BACKENDS); do \
+		echo "==> $(BUILD)/examples/tour $$b"; \
+		$(BUILD)/examples/tour $$b; \
+	done; \
 	for b in $(RUN_BACKENDS); do \
 		echo "==> $(BUILD)/examples/minihv --backend $$b"; \
 		$(BUILD)/examples/minihv --backend $$b; \
+		echo "==> $(BUILD)/examples/minihv_inplace --backend $$b"; \
+		$(BUILD)/examples/minihv_inplace --backend $$b; \
 	done
-else
-run:
-	@echo "make run: examples/minihv.c is not in EXAMPLES yet" >&2; exit 1
-endif
+
+examples-run: $(EXAMPLE_BINS) run
+	$(Q)set -e; \
+	echo "==> $(BUILD)/examples/backend"; $(BUILD)/examples/backend; \
+	echo "==> $(BUILD)/examples/teardown"; $(BUILD)/examples/teardown; \
+	echo "==> $(BUILD)/examples/contention"; $(BUILD)/examples/contention; \
+	for b in $(RUN_BACKENDS); do \
+		echo "==> $(BUILD)/examples/trace --backend $$b --out $(BUILD)/trace-$$b.json"; \
+		$(BUILD)/examples/trace --backend $$b --out $(BUILD)/trace-$$b.json; \
+	done
 
 # Benchmarks get their own optimised, sanitizer-free build directory.
 .PHONY: bench bench-build bench-bins bench-run
@@ -842,7 +863,7 @@ check-install: $(LIB)
 # $(MAKE) out so that make hands them its jobserver.)
 # ---------------------------------------------------------------------------
 
-CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-asan-ubsan ci-headers \
+CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-explore ci-asan-ubsan ci-headers \
 	ci-symbols ci-exports ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
 
 .PHONY: ci $(CI_STEPS)
@@ -875,6 +896,10 @@ ci-check:
 	@echo "--- make check (gcc, no sanitizer)"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check
 
+ci-explore:
+	@echo "--- make explore: every built-in scenario on every backend, random and PCT"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain explore
+
 ci-asan-ubsan:
 	@echo "--- make check under AddressSanitizer + UndefinedBehaviorSanitizer"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN=asan,ubsan BUILD=build/asan-ubsan check
@@ -886,6 +911,10 @@ ci-headers:
 ci-symbols:
 	@echo "--- nm: every global symbol of libccvm.a starts with ccvm_"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-symbols
+
+ci-examples:
+	@echo "--- every example, on every backend it takes (make examples-run)"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain examples-run
 
 ci-exports:
 	@echo "--- libccvm.so exports exactly the CCVM_API declarations"

@@ -151,6 +151,9 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 				 opts.sched);
 	if (opts.attr_scheme > CCVM_ATTR_SCHEME_GMEM)
 		return ccvm_fail(-EINVAL, "opts.attr_scheme %u: unknown", opts.attr_scheme);
+	if (opts.flags & ~CCVM_PLATFORM_RAM_THP)
+		return ccvm_fail(-EINVAL, "opts.flags %#llx: unknown bits (CCVM_PLATFORM_*)",
+				 (unsigned long long)opts.flags);
 	if (opts.costs) {
 		err = ccvm_opts_copy(&ucosts, sizeof(ucosts), opts.costs, opts.costs->sz);
 		if (err)
@@ -176,6 +179,9 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 
 	p->nr_pages = opts.mem_bytes >> CCVM_PAGE_SHIFT;
 	p->mem = map_lazy(opts.mem_bytes);
+	/* Best effort: a host without THP keeps 4K pages. */
+	if (p->mem && (opts.flags & CCVM_PLATFORM_RAM_THP))
+		madvise(p->mem, opts.mem_bytes, MADV_HUGEPAGE);
 	p->pfn_state = map_lazy(p->nr_pages);
 	p->free_next = map_lazy(p->nr_pages * sizeof(uint32_t));
 	if (!p->mem || !p->pfn_state || !p->free_next)

@@ -139,4 +139,47 @@ int s002_extrapolate(const struct s002_result *small, const struct s002_result *
 /* Simulated ns of the events @ev priced by @cm (what the platform charges). */
 uint64_t s002_price(const uint64_t *ev, const struct ccvm_cost_model *cm);
 
+/* ---- study 004: SNP update_mem_attr and the RMPUPDATE-vs-fault race (s004.c) ---- */
+
+enum s004_design {
+	S004_POSTED,	/* CCVM_SNP_RMP_POSTED: update_mem_attr as posted (RFC v8) */
+	S004_LOCKED,	/* CCVM_SNP_RMP_LOCKED: the same inside the invalidation */
+	S004_MERGED,	/* CCVM_SNP_RMP_MERGED: RMP changed at prepare and at free */
+	S004_NR_DESIGNS
+};
+
+extern const char *const s004_design_names[S004_NR_DESIGNS];
+
+struct s004_result {
+	uint64_t explored;		/* schedules the explorer ran */
+	uint64_t runs;			/* runs that completed (counted below) */
+	uint64_t racy_runs;		/* runs whose guest took an RMP nested fault */
+	uint64_t first_racy_run;	/* index of the first, UINT64_MAX if none */
+	uint64_t max_npf;		/* most RMP nested faults in one run */
+	uint64_t rmp_npf, faults, fault_retries, rmpupdates;	/* summed over runs */
+	uint64_t checks;		/* quiescent points checked */
+	uint32_t failure;		/* enum ccvm_explore_failure of the sweep */
+	uint64_t failed_run;		/* its run, UINT64_MAX if none */
+};
+
+/*
+ * Explore @runs random schedules from @seed of the scenario (a VMM thread
+ * converts a page to private while the vCPU validates and uses it) under
+ * @design.  @check: stop at the first run whose guest took an RMP nested
+ * fault (res->failure CCVM_EXPLORE_FAIL_CHECK, *@token its replay token,
+ * *@message the report, both malloc'd or NULL); without it every run is
+ * counted.  @trace: a Chrome trace file each run rewrites (give runs = 1),
+ * or NULL.  Return: 0 (also when the check found the race), or the errno
+ * of a run that failed otherwise.
+ */
+int s004_explore(enum s004_design design, uint64_t seed, uint64_t runs, bool check,
+		 const char *trace, struct s004_result *res, char **token, char **message);
+
+/*
+ * Run the scenario once under @design and the schedule @token (with the
+ * check).  Return: as s004_explore(); res->failure says what happened
+ * (CCVM_EXPLORE_FAIL_DIVERGED when the design takes another path).
+ */
+int s004_replay(enum s004_design design, const char *token, struct s004_result *res);
+
 #endif /* CCVM_STUDIES_STUDY_H */

@@ -118,8 +118,9 @@ END_TEST
 
 /*
  * The SNP fix: random schedules 0..299 of rmp-fault found I23 (a private
- * leaf over a page the RMP does not assign) in schedule 276 when
- * update_mem_attr (as posted) cleared its pending range after its walk.
+ * leaf over a page the RMP does not assign; schedule 276 when found, 67
+ * later) when update_mem_attr (as posted) cleared its pending range after
+ * its walk.
  * The same budget finds nothing now.  (check_mutants.c replays the find on
  * a build with the old order.)
  */

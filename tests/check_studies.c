@@ -7,6 +7,10 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ccvm/explore.h>
 
 #include <check.h>
 
@@ -38,6 +42,8 @@ START_TEST(test_knob_bad_input)
 	ck_assert_int_eq(ccvm_vm_set_study_knob(vm, CCVM_STUDY_NR_KNOBS, 0), -EINVAL);
 	ck_assert_int_eq(ccvm_vm_set_study_knob(vm, CCVM_STUDY_MIRROR_RELOAD, 2), -EINVAL);
 	ck_assert_int_eq(ccvm_vm_set_study_knob(vm, CCVM_STUDY_GMEM_DEFER_REMOVAL, 9), -EINVAL);
+	ck_assert_int_eq(ccvm_vm_set_study_knob(vm, CCVM_STUDY_SNP_RMP_UPDATE,
+						CCVM_SNP_RMP_POSTED), -EOPNOTSUPP);
 	ck_assert_int_eq(ccvm_vm_get_study_knob(NULL, 0, &v), -EINVAL);
 	ck_assert_int_eq(ccvm_vm_get_study_knob(vm, 0, NULL), -EINVAL);
 	ck_assert_int_eq(ccvm_vm_get_study_knob(vm, CCVM_STUDY_NR_KNOBS, &v), -EINVAL);
@@ -75,6 +81,14 @@ START_TEST(test_knob_not_supported)
 				 -EOPNOTSUPP);
 		ck_assert_int_eq(ccvm_vm_get_study_knob(vm, CCVM_STUDY_MIRROR_RELOAD, &v), 0);
 		ck_assert_uint_eq(v, 0);
+		if (i == 0)
+			ck_assert_int_eq(ccvm_vm_set_study_knob(vm, CCVM_STUDY_SNP_RMP_UPDATE,
+								CCVM_SNP_RMP_POSTED), -EOPNOTSUPP);
+		else
+			ck_assert_int_eq(ccvm_vm_set_study_knob(vm, CCVM_STUDY_SNP_RMP_UPDATE,
+								CCVM_SNP_RMP_LOCKED + 1), -EINVAL);
+		ck_assert_int_eq(ccvm_vm_get_study_knob(vm, CCVM_STUDY_SNP_RMP_UPDATE, &v), 0);
+		ck_assert_uint_eq(v, CCVM_SNP_RMP_MERGED);
 		ck_assert_int_eq(ccvm_vm_close(vm), 0);
 		ck_assert_int_eq(ccvm_platform_destroy(p), 0);
 	}
@@ -209,6 +223,70 @@ START_TEST(test_s002_scaling_exact)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Study 004: SNP update_mem_attr and the RMPUPDATE-vs-fault race       */
+
+#define S004_BUDGET	100
+
+/*
+ * The same budget of schedules under each design: the explorer finds the
+ * race under the posted op (and its token replays it), none under the
+ * locked variant or the merged design.
+ */
+START_TEST(test_s004_explorer)
+{
+	struct s004_result r[S004_NR_DESIGNS], again;
+	char *token = NULL, *msg = NULL;
+	unsigned int d;
+
+	for (d = 0; d < S004_NR_DESIGNS; d++) {
+		ck_assert_int_eq(s004_explore(d, 1, S004_BUDGET, true, NULL, &r[d],
+					      d == S004_POSTED ? &token : NULL,
+					      d == S004_POSTED ? &msg : NULL), 0);
+		ck_assert_uint_gt(r[d].checks, 0);
+	}
+	ck_assert_uint_eq(r[S004_POSTED].failure, CCVM_EXPLORE_FAIL_CHECK);
+	ck_assert_uint_lt(r[S004_POSTED].failed_run, S004_BUDGET);
+	ck_assert_ptr_nonnull(token);
+	ck_assert_ptr_nonnull(strstr(msg, "RMP nested fault"));
+	for (d = S004_LOCKED; d <= S004_MERGED; d++) {
+		ck_assert_uint_eq(r[d].failure, CCVM_EXPLORE_OK);
+		ck_assert_uint_eq(r[d].explored, S004_BUDGET);
+		ck_assert_uint_eq(r[d].racy_runs, 0);
+		ck_assert_uint_eq(r[d].rmp_npf, 0);
+	}
+	/* Deterministic: the token gives the same race again. */
+	ck_assert_int_eq(s004_replay(S004_POSTED, token, &again), 0);
+	ck_assert_uint_eq(again.failure, CCVM_EXPLORE_FAIL_CHECK);
+	free(token);
+	free(msg);
+}
+END_TEST
+
+/*
+ * What each design costs where it does not race: the posted and locked
+ * ops RMPUPDATE every allocated page at the conversion, the merged design
+ * only the page the guest faults in; the locked variant's faults meanwhile
+ * are stale and retried.
+ */
+START_TEST(test_s004_costs)
+{
+	struct s004_result r[S004_NR_DESIGNS];
+	unsigned int d;
+
+	for (d = 0; d < S004_NR_DESIGNS; d++) {
+		ck_assert_int_eq(s004_explore(d, 7, 10, false, NULL, &r[d], NULL, NULL), 0);
+		ck_assert_uint_eq(r[d].runs, 10);
+	}
+	/* Context page + VMSA + the page the guest uses. */
+	ck_assert_uint_eq(r[S004_MERGED].rmpupdates, 10 * 3);
+	/* Context page + VMSA + the 8 converted pages. */
+	ck_assert_uint_eq(r[S004_LOCKED].rmpupdates, 10 * 10);
+	ck_assert_uint_ge(r[S004_POSTED].rmpupdates, 10 * 10);
+	ck_assert_uint_gt(r[S004_LOCKED].fault_retries, r[S004_MERGED].fault_retries);
+}
+END_TEST
+
 Suite *studies_suite(void)
 {
 	Suite *s = suite_create("studies");
@@ -227,6 +305,11 @@ Suite *studies_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_s002_outcomes);
 	tcase_add_loop_test(tc, test_s002_scaling_exact, 0, 2);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("s004");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_s004_explorer);
+	tcase_add_test(tc, test_s004_costs);
 	suite_add_tcase(s, tc);
 	return s;
 }

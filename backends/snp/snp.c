@@ -51,9 +51,9 @@
  * between finds the attribute PRIVATE, but the page's RMPUPDATE belongs to
  * the update in flight (its range is published as pending under the
  * mutex), so gmem_prepare leaves it alone and the fault maps a page the RMP
- * does not assign yet (the range stops being pending when the walk of
- * update_mem_attr starts, which converts that page: the window is the
- * hook's).  The guest's access then takes an RMP nested fault
+ * does not assign yet (the range stays pending until the walk of
+ * update_mem_attr has passed every page; a second walk then catches a page
+ * such a fault allocated behind the first).  The guest's access then takes an RMP nested fault
  * (guest_access answers CCVM_GUEST_NEEDS_FAULT), the core zaps the gfn and
  * faults again, and so on until the update lands: no mapping that
  * disagrees with the RMP is ever used.  A test hook
@@ -649,23 +649,22 @@ static int snp_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
 	if (hook)
 		hook(vm, start, end, attrs, atomic_load(&sp->update_hook_ctx));
 
-#ifndef CCVM_MUTANT_SNP_PENDING_AFTER_WALK
-	/*
-	 * The walk below converts the pages gmem holds now, each under the
-	 * mutex; a page a fault allocates after the walk passed its index is
-	 * the fault's to prepare.  So the range stops being pending before
-	 * the walk: a fault that found it pending earlier allocated its page
-	 * before this point, and the walk sees that page.  (Clearing it after
-	 * the walk, as this file first did, left a page allocated behind the
-	 * walk unassigned in the RMP under a private leaf: I23, found by the
-	 * explorer, replayed by tests/check_explore.c.)
-	 */
-	sv_pending_clear(sp, sv);
-#endif
 	/* The walk holds gmem's invalidate lock: no punch frees a page meanwhile. */
 	err = ccvm_memslot_for_each_gmem_pfn(vm, slot, start, end, convert_page, &w);
-#ifdef CCVM_MUTANT_SNP_PENDING_AFTER_WALK
-	sv_pending_clear(sp, sv);	/* broken on purpose (tests only) */
+	sv_pending_clear(sp, sv);
+#ifndef CCVM_MUTANT_SNP_PENDING_AFTER_WALK
+	/*
+	 * While the range was pending, a fault in it left the RMPUPDATE to
+	 * this walk (the posted op's window: the fault maps the page and the
+	 * guest takes RMP nested faults until the walk reaches it).  A page
+	 * such a fault allocated behind the walk's position was not visited:
+	 * walk once more now that faults prepare their own pages (pages
+	 * already assigned are skipped).  Without this second walk that page
+	 * stayed unassigned in the RMP under a private leaf: I23, found by the
+	 * explorer, replayed by tests/check_explore.c and tests/check_mutants.c.
+	 */
+	if (w.to_private && !err && !w.err)
+		err = ccvm_memslot_for_each_gmem_pfn(vm, slot, start, end, convert_page, &w);
 #endif
 	return err ? err : w.err;
 }

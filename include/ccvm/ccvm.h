@@ -352,7 +352,18 @@ struct ccvm_platform_opts {
 				   * 0 = CCVM_RESCHED_ENTRIES */
 	uint32_t attr_scheme;	/* enum ccvm_attr_scheme of its VMs, as KVM's
 				 * module parameter; 0 = CCVM_ATTR_SCHEME_VM */
+	uint64_t flags;		/* CCVM_PLATFORM_* below; other bits: -EINVAL */
 };
+
+/*
+ * Simulated RAM in transparent huge pages where the host allows them: the
+ * host takes one page fault per 2 MiB of RAM first touched instead of 512,
+ * which makes a guest's first touch of its memory far cheaper, but the
+ * process's resident memory grows 2 MiB at a time (a TD whose guest never
+ * writes its pages but whose page tables sit among them keeps far more
+ * resident).  Off by default.
+ */
+#define CCVM_PLATFORM_RAM_THP	(1ull << 0)
 
 /*
  * ccvm_platform_create() - Create a simulated host running the backend
@@ -360,7 +371,7 @@ struct ccvm_platform_opts {
  * Memory is reserved lazily: untouched pages cost nothing.
  * Context: any thread.  With .sched = CCVM_SCHED_SERIAL the calling
  * thread becomes the platform's controlled thread 0.
- * Return: 0; -EINVAL for bad options (an unknown sched mode too); -ENOENT
+ * Return: 0; -EINVAL for bad options (an unknown sched mode or flag too); -ENOENT
  * for an unknown backend; -ENOMEM.
  */
 CCVM_API int ccvm_platform_create(const struct ccvm_platform_opts *opts,
