@@ -163,12 +163,14 @@ bench_xarray_LDLIBS := -lJudy
 # studies/<name>.c, run by `make seeds`: add new names here, sorted.  A
 # study's plot script, if any, is studies/<name>.gp.
 STUDY_LIB_SRCS :=
+STUDY_LIB_SRCS += studies/s000.c
 STUDY_LIB_SRCS += studies/s001.c
 STUDY_LIB_SRCS += studies/s002.c
 STUDY_LIB_SRCS += studies/s004.c
 STUDY_LIB_SRCS += studies/study.c
 
 STUDIES :=
+STUDIES += study_000
 STUDIES += study_001
 STUDIES += study_002
 STUDIES += study_004
@@ -950,7 +952,8 @@ help:
 	@echo 'make check           build and run the Check tests (CK_RUN_SUITE/CK_RUN_CASE select)'
 	@echo 'make check-build     build the tests only'
 	@echo 'make SAN=asan|ubsan|tsan|asan,ubsan check   the same under sanitizers'
-	@echo 'make run             examples/minihv on every built backend'
+	@echo 'make run             examples tour and minihv on every built backend (1 min)'
+	@echo 'make examples-run    every example, on every backend it takes (1 min)'
 	@echo 'make bench           build (-O2, no sanitizers) and run the benchmarks'
 	@echo 'make explore         every built-in scenario x backend under random and PCT schedules'
 	@echo 'make seeds           run the studies of the source threads, plots in docs/studies/'
