@@ -177,7 +177,7 @@ STUDIES += study_004
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= conformance guest mmu sched sched_lib snp snp_hw stress tdx_busy \
+TSAN_SUITES ?= conformance guest inplace mmu sched sched_lib snp snp_hw stress tdx_busy \
 	tdx_generation tdx_guest tdx_lifecycle tdx_module tdx_teardown vcpu
 
 # ---------------------------------------------------------------------------
@@ -473,11 +473,17 @@ fuzz:
 fuzz-smoke:
 	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
 
+# The run's log goes to $(BUILD)/fuzz.log; its last line says how many
+# coverage counters (libFuzzer's "cov:") the run reached.
 fuzz-run: $(FUZZ_BIN)
 	$(Q)mkdir -p $(BUILD)/corpus
 	$(call msg,FUZZ,$(FUZZ_BIN) for $(FUZZ_SECONDS) s)
-	$(Q)$(CHECK_ENV) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
-		-artifact_prefix=$(BUILD)/ $(FUZZ_OPTIONS) $(BUILD)/corpus $(FUZZ_CORPUS)
+	$(Q){ $(CHECK_ENV) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
+		-artifact_prefix=$(BUILD)/ $(FUZZ_OPTIONS) $(BUILD)/corpus $(FUZZ_CORPUS); \
+		echo $$? > $(BUILD)/fuzz.status; } 2>&1 | tee $(BUILD)/fuzz.log; \
+	cov=$$(grep -a -o 'cov: [0-9]*' $(BUILD)/fuzz.log | tail -1 | cut -d' ' -f2); \
+	echo "fuzz: coverage $${cov:-?} counters after $(FUZZ_SECONDS) s (seed $(FUZZ_SEED))"; \
+	exit $$(cat $(BUILD)/fuzz.status)
 
 fuzz-replay: $(FUZZ_BIN)
 	$(call msg,REPLAY,$(FUZZ_CORPUS))
