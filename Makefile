@@ -865,7 +865,7 @@ check-install: $(LIB)
 # $(MAKE) out so that make hands them its jobserver.)
 # ---------------------------------------------------------------------------
 
-CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-explore ci-asan-ubsan ci-headers \
+CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-explore ci-examples ci-asan-ubsan ci-headers \
 	ci-symbols ci-exports ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
 
 .PHONY: ci $(CI_STEPS)
