@@ -109,8 +109,11 @@ FUZZ_SRCS += tests/fuzz_ccvm.c
 # Example programs, one binary each from examples/<name>.c, built by plain
 # `make`: add new names here, sorted.  `make run` runs minihv and minihv_inplace.
 EXAMPLES :=
+EXAMPLES += backend
+EXAMPLES += contention
 EXAMPLES += minihv
 EXAMPLES += minihv_inplace
+EXAMPLES += teardown
 EXAMPLES += tour
 EXAMPLES += trace
 
@@ -160,19 +163,21 @@ bench_xarray_LDLIBS := -lJudy
 # studies/<name>.c, run by `make seeds`: add new names here, sorted.  A
 # study's plot script, if any, is studies/<name>.gp.
 STUDY_LIB_SRCS :=
+STUDY_LIB_SRCS += studies/s000.c
 STUDY_LIB_SRCS += studies/s001.c
 STUDY_LIB_SRCS += studies/s002.c
 STUDY_LIB_SRCS += studies/s004.c
 STUDY_LIB_SRCS += studies/study.c
 
 STUDIES :=
+STUDIES += study_000
 STUDIES += study_001
 STUDIES += study_002
 STUDIES += study_004
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= conformance guest mmu sched sched_lib snp snp_hw stress tdx_busy \
+TSAN_SUITES ?= conformance guest inplace mmu sched sched_lib snp snp_hw stress tdx_busy \
 	tdx_generation tdx_guest tdx_lifecycle tdx_module tdx_teardown vcpu
 
 # ---------------------------------------------------------------------------
@@ -468,11 +473,17 @@ fuzz:
 fuzz-smoke:
 	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
 
+# The run's log goes to $(BUILD)/fuzz.log; its last line says how many
+# coverage counters (libFuzzer's "cov:") the run reached.
 fuzz-run: $(FUZZ_BIN)
 	$(Q)mkdir -p $(BUILD)/corpus
 	$(call msg,FUZZ,$(FUZZ_BIN) for $(FUZZ_SECONDS) s)
-	$(Q)$(CHECK_ENV) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
-		-artifact_prefix=$(BUILD)/ $(FUZZ_OPTIONS) $(BUILD)/corpus $(FUZZ_CORPUS)
+	$(Q){ $(CHECK_ENV) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
+		-artifact_prefix=$(BUILD)/ $(FUZZ_OPTIONS) $(BUILD)/corpus $(FUZZ_CORPUS); \
+		echo $$? > $(BUILD)/fuzz.status; } 2>&1 | tee $(BUILD)/fuzz.log; \
+	cov=$$(grep -a -o 'cov: [0-9]*' $(BUILD)/fuzz.log | tail -1 | cut -d' ' -f2); \
+	echo "fuzz: coverage $${cov:-?} counters after $(FUZZ_SECONDS) s (seed $(FUZZ_SEED))"; \
+	exit $$(cat $(BUILD)/fuzz.status)
 
 fuzz-replay: $(FUZZ_BIN)
 	$(call msg,REPLAY,$(FUZZ_CORPUS))
@@ -486,20 +497,31 @@ fuzz-seeds: $(FUZZ_BIN)
 # Examples and benchmarks
 # ---------------------------------------------------------------------------
 
-.PHONY: run
-ifneq ($(filter minihv,$(EXAMPLES)),)
-run: $(BUILD)/examples/minihv $(BUILD)/examples/minihv_inplace
+# `make run`: the tour, then minihv and minihv_inplace, on every built backend.  `make
+# examples-run` (ci-examples): every example, each on every backend it takes.
+.PHONY: run examples-run
+run: $(BUILD)/examples/tour $(BUILD)/examples/minihv $(BUILD)/examples/minihv_inplace
 	$(Q)set -e; [ -n "$(RUN_BACKENDS)" ] || { echo "make run: no backend is built" >&2; exit 1; }; \
+	for b in $(RUN_BACKENDS); do \
+		echo "==> $(BUILD)/examples/tour $$b"; \
+		$(BUILD)/examples/tour $$b; \
+	done; \
 	for b in $(RUN_BACKENDS); do \
 		echo "==> $(BUILD)/examples/minihv --backend $$b"; \
 		$(BUILD)/examples/minihv --backend $$b; \
 		echo "==> $(BUILD)/examples/minihv_inplace --backend $$b"; \
 		$(BUILD)/examples/minihv_inplace --backend $$b; \
 	done
-else
-run:
-	@echo "make run: examples/minihv.c is not in EXAMPLES yet" >&2; exit 1
-endif
+
+examples-run: $(EXAMPLE_BINS) run
+	$(Q)set -e; \
+	echo "==> $(BUILD)/examples/backend"; $(BUILD)/examples/backend; \
+	echo "==> $(BUILD)/examples/teardown"; $(BUILD)/examples/teardown; \
+	echo "==> $(BUILD)/examples/contention"; $(BUILD)/examples/contention; \
+	for b in $(RUN_BACKENDS); do \
+		echo "==> $(BUILD)/examples/trace --backend $$b --out $(BUILD)/trace-$$b.json"; \
+		$(BUILD)/examples/trace --backend $$b --out $(BUILD)/trace-$$b.json; \
+	done
 
 # Benchmarks get their own optimised, sanitizer-free build directory.
 .PHONY: bench bench-build bench-bins bench-run
@@ -843,7 +865,7 @@ check-install: $(LIB)
 # $(MAKE) out so that make hands them its jobserver.)
 # ---------------------------------------------------------------------------
 
-CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-explore ci-asan-ubsan ci-headers \
+CI_STEPS := ci-lists ci-boundary ci-gcc ci-clang ci-check ci-explore ci-examples ci-asan-ubsan ci-headers \
 	ci-symbols ci-exports ci-install ci-tsan ci-fuzz-replay ci-fuzz-smoke
 
 .PHONY: ci $(CI_STEPS)
@@ -892,6 +914,10 @@ ci-symbols:
 	@echo "--- nm: every global symbol of libccvm.a starts with ccvm_"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-symbols
 
+ci-examples:
+	@echo "--- every example, on every backend it takes (make examples-run)"
+	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain examples-run
+
 ci-exports:
 	@echo "--- libccvm.so exports exactly the CCVM_API declarations"
 	$(Q)$(MAKE) --no-print-directory WERROR=1 CC=gcc SAN= BUILD=build/plain check-exports
@@ -926,7 +952,8 @@ help:
 	@echo 'make check           build and run the Check tests (CK_RUN_SUITE/CK_RUN_CASE select)'
 	@echo 'make check-build     build the tests only'
 	@echo 'make SAN=asan|ubsan|tsan|asan,ubsan check   the same under sanitizers'
-	@echo 'make run             examples/minihv on every built backend'
+	@echo 'make run             examples tour and minihv on every built backend (1 min)'
+	@echo 'make examples-run    every example, on every backend it takes (1 min)'
 	@echo 'make bench           build (-O2, no sanitizers) and run the benchmarks'
 	@echo 'make explore         every built-in scenario x backend under random and PCT schedules'
 	@echo 'make seeds           run the studies of the source threads, plots in docs/studies/'

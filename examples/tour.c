@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The README's API tour: a confidential guest writes private memory, asks to
  * share a page (a MAP_GPA_RANGE exit the VMM answers by converting), and the
- * VMM reads what the guest put there.  Run: build/plain/examples/tour */
+ * VMM reads what the guest put there.  On TDX and SNP the launch ends with
+ * ccvm_vm_finalize() before the first run, and the guest accepts (TDX) or
+ * validates (SNP) its private pages.
+ * Run: build/plain/examples/tour [mock|tdx|snp]   (`make run` runs all) */
 #include <stdio.h>
 #include <string.h>
 
@@ -28,8 +31,11 @@ static void guest(struct ccvm_guest *g, void *arg)
 	ccvm_guest_sync(g, 1);				/* tell the VMM */
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	struct ccvm_platform_opts popts = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+		.backend = argc > 1 ? argv[1] : "mock", .mem_bytes = 64ull << 20);
+	struct ccvm_backend_caps caps = CCVM_OPTS_INIT(struct ccvm_backend_caps);
 	static _Alignas(4096) char shared_mem[SIZE];
 	struct ccvm_memory_region slot = {
 		.slot = 0, .flags = CCVM_MEM_GUEST_MEMFD,
@@ -44,8 +50,11 @@ int main(void)
 	struct ccvm_run *run;
 	int err, ret = 1;
 
-	if (ccvm_platform_create(NULL, &p))		/* the "mock" backend */
+	if (ccvm_platform_create(&popts, &p)) {
+		fprintf(stderr, "tour: %s\n", ccvm_last_error());
 		return 1;
+	}
+	printf("tour: backend %s\n", popts.backend);
 	if (ccvm_vm_create(p, NULL, &vm))
 		goto out_platform;
 	if (ccvm_gmem_create(vm, SIZE, 0, &gmem))	/* private backing */
@@ -53,8 +62,13 @@ int main(void)
 	slot.gmem = gmem;
 	if (ccvm_vm_set_user_memory_region(vm, &slot) ||
 	    ccvm_vm_set_memory_attributes(vm, GPA, SIZE, CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0) ||
-	    ccvm_vcpu_create(vm, 0, &vcpu))
+	    ccvm_vcpu_create(vm, 0, &vcpu) || ccvm_vm_caps(vm, &caps))
 		goto out_gmem;
+	/* Launch: TDX and SNP refuse to run a vCPU before finalize (caps say so). */
+	if (caps.needs_finalize && ccvm_vm_finalize(vm)) {
+		fprintf(stderr, "tour: %s\n", ccvm_last_error());
+		goto out_vcpu;
+	}
 	ccvm_vcpu_set_guest(vcpu, guest, NULL);
 	run = ccvm_vcpu_run_state(vcpu);
 
@@ -88,6 +102,7 @@ int main(void)
 		}
 		break;
 	}
+out_vcpu:
 	ccvm_vcpu_close(vcpu);
 out_gmem:
 	ccvm_gmem_close(gmem);

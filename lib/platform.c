@@ -65,14 +65,28 @@ static void *map_lazy(uint64_t bytes)
 	return m == MAP_FAILED ? NULL : m;
 }
 
+void *ccvm_table_map(size_t bytes)
+{
+	void *t = map_lazy(bytes);
+
+	/* Best effort: without THP the table is in 4K pages. */
+	if (t)
+		madvise(t, bytes, MADV_HUGEPAGE);
+	return t;
+}
+
+void ccvm_table_unmap(void *table, size_t bytes)
+{
+	if (table)
+		munmap(table, bytes);
+}
+
 static void platform_unmap(struct ccvm_platform *p)
 {
 	if (p->mem)
 		munmap(p->mem, p->nr_pages * CCVM_PAGE_SIZE);
-	if (p->pfn_state)
-		munmap((void *)p->pfn_state, p->nr_pages);
-	if (p->free_next)
-		munmap(p->free_next, p->nr_pages * sizeof(uint32_t));
+	ccvm_table_unmap((void *)p->pfn_state, p->nr_pages);
+	ccvm_table_unmap(p->free_next, p->nr_pages * sizeof(uint32_t));
 }
 
 static void cost_model_fill(struct ccvm_cost_model *dst, const struct ccvm_cost_model *user)
@@ -182,8 +196,8 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	/* Best effort: a host without THP keeps 4K pages. */
 	if (p->mem && (opts.flags & CCVM_PLATFORM_RAM_THP))
 		madvise(p->mem, opts.mem_bytes, MADV_HUGEPAGE);
-	p->pfn_state = map_lazy(p->nr_pages);
-	p->free_next = map_lazy(p->nr_pages * sizeof(uint32_t));
+	p->pfn_state = ccvm_table_map(p->nr_pages);
+	p->free_next = ccvm_table_map(p->nr_pages * sizeof(uint32_t));
 	if (!p->mem || !p->pfn_state || !p->free_next)
 		goto err_unmap;
 	p->free_head = FREE_LIST_END;

@@ -65,6 +65,49 @@ void study_seed_line(const char *thread, const char *policy, const char *outcome
 /* Silence the library's log: the old code of a study warns by design. */
 void study_quiet_log(void);
 
+/* ---- study 000: HKID release against fd-close order (s000.c) ---- */
+
+enum s000_order {
+	S000_GMEM_THEN_VM,	/* close gmem, then the VM: release at the last reference */
+	S000_TERMINATE_FIRST,	/* ccvm_vm_terminate(), then close gmem */
+	S000_RACE,		/* gmem close on one thread, the early release on another */
+	S000_NR_ORDERS
+};
+
+extern const char *const s000_order_names[S000_NR_ORDERS];
+
+/* What one shutdown did, counted from the vCPU close on. */
+struct s000_run {
+	uint64_t removed;	/* private pages removed dynamically (PAGE.REMOVE) */
+	uint64_t reclaimed;	/* RECLAIMs: guest pages, S-EPT and control pages */
+	uint64_t refused;	/* SEAMCALLs the module refused */
+	uint64_t leaked;	/* pages lost for good */
+	uint64_t sim_ns;
+};
+
+struct s000_result {
+	uint64_t explored, runs;
+	uint64_t bad_runs;		/* runs that leaked */
+	uint64_t first_bad_run;		/* UINT64_MAX if none */
+	uint64_t mid_zap_runs;		/* runs whose release landed mid-zap */
+	uint64_t removed, reclaimed, refused, leaked, sim_ns;	/* summed */
+	uint64_t max_leaked;
+	uint32_t failure;		/* enum ccvm_explore_failure */
+	uint64_t failed_run;
+	char message[512];
+};
+
+/*
+ * Run @runs random schedules from @seed of the shutdown in @order with
+ * CCVM_STUDY_HKID_RELEASE = @knob (sequential orders have one schedule).
+ * @check: stop at the first run that leaked a page (res->failure
+ * CCVM_EXPLORE_FAIL_CHECK, *@token its replay token), with the library's
+ * invariant checker on; without it every run is counted.  Return: 0 or the
+ * errno of a run that failed otherwise.
+ */
+int s000_explore(uint32_t knob, enum s000_order order, uint64_t seed, uint64_t runs,
+		 bool check, const char *trace, struct s000_result *res, char **token);
+
 /* ---- study 001: mirror root and the generation wrap (s001.c) ---- */
 
 struct s001_result {

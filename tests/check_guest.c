@@ -226,10 +226,33 @@ static bool all_bytes(const uint8_t *b, size_t n, uint8_t v)
 	return true;
 }
 
-static void wait_for(_Atomic int *flag, int value)
+/*
+ * A counter another thread (a guest) bumps, and the test waits on: a
+ * condition variable, not a spin.  A thread that never gets there hangs
+ * the test, which Check's timeout reports.
+ */
+struct tu_counter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int n;
+};
+
+#define TU_COUNTER_INIT	{ PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
+
+static void counter_add(struct tu_counter *c)
 {
-	while (atomic_load(flag) < value)
-		sched_yield();
+	pthread_mutex_lock(&c->lock);
+	c->n++;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void wait_for(struct tu_counter *c, int value)
+{
+	pthread_mutex_lock(&c->lock);
+	while (c->n < value)
+		pthread_cond_wait(&c->cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* ---- reads and writes ---------------------------------------------------------- */
@@ -840,7 +863,7 @@ END_TEST
 
 struct del_ctx {
 	struct ccvm_vcpu *v;
-	_Atomic int accesses;
+	struct tu_counter accesses;
 	int mmio_reads, run_ret;
 	uint32_t exit_reason;
 	uint64_t sync_value;
@@ -862,7 +885,7 @@ static void guest_slot_user(struct ccvm_guest *g, void *arg)
 			seen++;
 		else
 			CCVM_GUEST_ASSERT(g, val == SLOT_BYTE);
-		atomic_fetch_add(&c->accesses, 1);
+		counter_add(&c->accesses);
 	}
 	ccvm_guest_sync(g, seen);
 }
@@ -894,7 +917,7 @@ START_TEST(test_memslot_delete_under_running_vcpu)
 {
 	uint8_t *buf = aligned_alloc(4096, DEL_PAGES * 4096);
 	struct ccvm_memory_region del = { .slot = 1, .guest_phys_addr = DEL_GPA };
-	struct del_ctx c = { 0 };
+	struct del_ctx c = { .accesses = TU_COUNTER_INIT };
 	pthread_t t;
 
 	ck_assert_ptr_nonnull(buf);

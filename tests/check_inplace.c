@@ -10,6 +10,9 @@
 #include <errno.h>
 #include <string.h>
 
+#include <ccvm/explore.h>
+#include <ccvm/sync.h>
+
 #include "conformance.h"
 #include "snapshot.h"
 
@@ -651,6 +654,171 @@ START_TEST(test_invariants_in_place)
 }
 END_TEST
 
+/* ---- races: a conversion against a pin, a fault and a host access ---------------- */
+
+#define RACE_PAGES	4
+
+struct race {
+	struct ccvm_vm *vm;
+	struct ccvm_gmem *g;
+	struct ccvm_vcpu *v;
+	unsigned int rounds;
+	int bad;		/* a result outside the allowed set */
+	_Atomic int conv_ok, conv_eagain;
+};
+
+/* Convert page 0 to private and back; EAGAIN only because of the pinner. */
+static int race_convert(void *arg)
+{
+	struct race *r = arg;
+	unsigned int i;
+	uint64_t eo;
+	int e;
+
+	for (i = 0; i < r->rounds; i++) {
+		e = gset(r->g, 0, 2 * PG, PRIV, 0, &eo);
+		if (e == -EAGAIN && eo == PG)
+			atomic_fetch_add(&r->conv_eagain, 1);
+		else if (e == 0)
+			atomic_fetch_add(&r->conv_ok, 1);
+		else
+			r->bad = 1;
+		if (gset(r->g, 0, 2 * PG, 0, 0, NULL))
+			r->bad = 1;
+	}
+	return 0;
+}
+
+/* Pin page 1 while it is shared; a private page refuses (-EFAULT). */
+static int race_pin(void *arg)
+{
+	struct race *r = arg;
+	unsigned int i;
+	int e;
+
+	for (i = 0; i < r->rounds; i++) {
+		e = ccvm_gmem_pin(r->g, PG, PG);
+		if (e == 0) {
+			/* Pinned: the page must be shared, and stays so until unpinned. */
+			if (gattr(r->g, PG, NULL) != 0)
+				r->bad = 1;
+			if (ccvm_gmem_unpin(r->g, PG, PG))
+				r->bad = 1;
+		} else if (e != -EFAULT) {
+			r->bad = 1;
+		}
+	}
+	return 0;
+}
+
+/* Fault page 0 in as the guest would (private or shared per the file) and read it. */
+static int race_fault(void *arg)
+{
+	struct race *r = arg;
+	uint8_t b;
+	unsigned int i;
+	int e;
+
+	for (i = 0; i < r->rounds; i++) {
+		uint64_t gpa = 0, size = PG;
+
+		e = ccvm_vcpu_pre_fault_memory(r->v, &gpa, &size);
+		if (e && e != -EFAULT)
+			r->bad = 1;
+		e = ccvm_gmem_read(r->g, 0, &b, 1);
+		if (e && e != -EFAULT)
+			r->bad = 1;
+	}
+	return 0;
+}
+
+static int race_setup(struct ccvm_platform *q, struct race *r, unsigned int rounds)
+{
+	memset(r, 0, sizeof(*r));
+	r->rounds = rounds;
+	r->vm = tu_vm_scheme(q, CCVM_ATTR_SCHEME_GMEM);
+	r->g = tu_gmem(r->vm, RACE_PAGES * PG, MMAP | SHARED);
+	ck_assert_int_eq(tu_region(r->vm, 0, CCVM_MEM_GUEST_MEMFD, 0, RACE_PAGES * PG, NULL,
+				   r->g, 0), 0);
+	return ccvm_vcpu_create(r->vm, 0, &r->v);
+}
+
+static void race_teardown(struct race *r)
+{
+	ck_assert_int_eq(ccvm_vcpu_close(r->v), 0);
+	ck_assert_int_eq(tu_region(r->vm, 0, 0, 0, 0, NULL, NULL, 0), 0);
+	ck_assert_int_eq(ccvm_gmem_close(r->g), 0);
+	ck_assert_int_eq(ccvm_vm_close(r->vm), 0);
+}
+
+static int race_scenario(struct ccvm_platform *q, void *ctx)
+{
+	static const ccvm_thread_fn fns[3] = { race_convert, race_pin, race_fault };
+	static const char *const names[3] = { "convert", "pin", "fault" };
+	struct race r;
+	struct ccvm_thread *t[3];
+	struct ccvm_invariant_report rep = { .sz = sizeof(rep) };
+	int i, ret = 0;
+
+	(void)ctx;
+	if (race_setup(q, &r, 2))
+		return -EIO;
+	for (i = 0; i < 3; i++)
+		if (ccvm_thread_create(q, &t[i], fns[i], &r, names[i]))
+			return -EIO;
+	for (i = 0; i < 3; i++)
+		ccvm_thread_join(t[i], NULL);
+	if (ccvm_vm_check_invariants(r.vm, &rep) || rep.invariant)
+		ret = -EIO;
+	if (r.bad)
+		ret = -EIO;
+	race_teardown(&r);
+	return ret;
+}
+
+/* The explorer: every schedule it tries keeps the results and I31-I34. */
+START_TEST(test_explore_conversion_races)
+{
+	struct ccvm_platform_opts po = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						      .mem_bytes = 64 * MIB);
+	struct ccvm_scenario sc = CCVM_OPTS_INIT(struct ccvm_scenario,
+						 .name = "inplace-convert-pin-fault",
+						 .run = race_scenario, .platform = &po);
+	struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts,
+						    .strategy = CCVM_EXPLORE_PCT, .runs = 300,
+						    .flags = CCVM_EXPLORE_QUIET);
+	struct ccvm_explore_result res = CCVM_OPTS_INIT(struct ccvm_explore_result);
+	int r = ccvm_explore(&sc, &o, &res);
+
+	ck_assert_msg(r == 0, "explore: %d, token %s", r, res.token ? res.token : "-");
+	ccvm_explore_result_release(&res);
+}
+END_TEST
+
+/* Real threads (run under TSan too): the same race, free-running, many rounds. */
+START_TEST(test_threads_conversion_races)
+{
+	static const ccvm_thread_fn fns[3] = { race_convert, race_pin, race_fault };
+	struct ccvm_platform *q = tu_platform("mock");
+	struct ccvm_thread *t[3];
+	struct race r;
+	int i;
+
+	tu_quiet_log();
+	ck_assert_int_eq(race_setup(q, &r, 300), 0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(ccvm_thread_create(q, &t[i], fns[i], &r, "race"), 0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(ccvm_thread_join(t[i], NULL), 0);
+	ck_assert_int_eq(r.bad, 0);
+	ck_assert_uint_eq(atomic_load(&r.conv_ok) + atomic_load(&r.conv_eagain), 300);
+	cf_assert_invariants(r.vm);
+	ck_assert_uint_eq(tu_gmem_info(r.g).nr_pinned, 0);
+	race_teardown(&r);
+	ck_assert_int_eq(ccvm_platform_destroy(q), 0);
+}
+END_TEST
+
 Suite *inplace_suite(void)
 {
 	Suite *s = suite_create("inplace");
@@ -675,6 +843,12 @@ Suite *inplace_suite(void)
 	tcase_add_test(tc, test_pins_block_to_private);
 	tcase_add_test(tc, test_pin_errors);
 	tcase_add_test(tc, test_host_access_sigbus_offset);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("races");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_explore_conversion_races);
+	tcase_add_test(tc, test_threads_conversion_races);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("guests");

@@ -1430,23 +1430,33 @@ END_TEST
 
 #define G_RACE		0x9000ull
 #define RACE_NPFS	3		/* nested faults to see before letting it land */
-#define RACE_WAIT_NS	(30ull * 1000000000ull)
 
+/*
+ * Waits are on events, not clocks: the trace callback signals each RMP
+ * nested fault, the hook signals that it holds the window.  A vCPU that
+ * never faults hangs the test, which Check's timeout reports.
+ */
 struct race {
 	_Atomic int armed;
-	_Atomic int entered;
-	_Atomic int timed_out;
+	int entered;			/* lock */
+	uint64_t npfs;			/* lock: RMP nested faults since armed */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
 	uint64_t npf0, zap0;
 	_Atomic uint64_t npf_seen, zap_seen;
 	_Atomic int converter_ret;
 };
 
-static uint64_t now_ns(void)
+static void race_trace(const struct ccvm_trace_record *rec, void *ctx)
 {
-	struct timespec ts;
+	struct race *r = ctx;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (rec->kind != CCVM_TRACE_EVENT || rec->id != CCVM_EV_RMP_NPF)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->npfs++;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
 }
 
 /*
@@ -1457,21 +1467,19 @@ static void race_hook(struct ccvm_vm *v, uint64_t start, uint64_t end, uint64_t 
 		      void *ctx)
 {
 	struct race *r = ctx;
-	uint64_t deadline = now_ns() + RACE_WAIT_NS;
 	uint64_t npf;
 
 	(void)start;
 	(void)end;
 	if (!(attrs & PRIV) || !atomic_exchange(&r->armed, 0))
 		return;
-	atomic_store(&r->entered, 1);
-	while ((npf = vm_ev(v, CCVM_EV_RMP_NPF)) < r->npf0 + RACE_NPFS) {
-		if (now_ns() > deadline) {
-			atomic_store(&r->timed_out, 1);
-			break;
-		}
-		sched_yield();
-	}
+	pthread_mutex_lock(&r->lock);
+	r->entered = 1;
+	pthread_cond_broadcast(&r->cond);
+	while (r->npfs < RACE_NPFS)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	npf = vm_ev(v, CCVM_EV_RMP_NPF);
 	/* Nested faults first: every one of them zapped before the next fault. */
 	atomic_store(&r->npf_seen, npf - r->npf0);
 	atomic_store(&r->zap_seen, vm_ev(v, CCVM_EV_ZAP) - r->zap0);
@@ -1520,6 +1528,8 @@ START_TEST(test_attr_rmpupdate_race)
 
 	accept_first = _i == 1;
 	memset(&r, 0, sizeof(r));
+	pthread_mutex_init(&r.lock, NULL);
+	pthread_cond_init(&r.cond, NULL);
 	set_attr(0, MEM_SIZE, PRIV);
 	ck_assert_int_eq(ccvm_vm_finalize(vm), 0);
 	v = vcpu_with_guest(0, guest_race, &accept_first);
@@ -1535,10 +1545,13 @@ START_TEST(test_attr_rmpupdate_race)
 	r.npf0 = vm_ev(vm, CCVM_EV_RMP_NPF);
 	r.zap0 = vm_ev(vm, CCVM_EV_ZAP);
 	atomic_store(&r.armed, 1);
+	ck_assert_int_eq(ccvm_platform_set_trace(p, race_trace, &r), 0);
 	ccvm_snp_set_update_mem_attr_hook(p, race_hook, &r);
 	ck_assert_int_eq(pthread_create(&t, NULL, race_converter, &r), 0);
-	while (!atomic_load(&r.entered))
-		sched_yield();
+	pthread_mutex_lock(&r.lock);
+	while (!r.entered)
+		pthread_cond_wait(&r.cond, &r.lock);
+	pthread_mutex_unlock(&r.lock);
 
 	if (accept_first) {
 		tu_expect_sync(v, 2);
@@ -1549,8 +1562,8 @@ START_TEST(test_attr_rmpupdate_race)
 	}
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
 	ccvm_snp_set_update_mem_attr_hook(p, NULL, NULL);
+	ck_assert_int_eq(ccvm_platform_set_trace(p, NULL, NULL), 0);
 	ck_assert_int_eq(atomic_load(&r.converter_ret), 0);
-	ck_assert_msg(!atomic_load(&r.timed_out), "the vCPU never took an RMP nested fault");
 	ck_assert_uint_ge(atomic_load(&r.npf_seen), RACE_NPFS);
 	/* The update landed on the same folio; the mapping agrees with it. */
 	ck_assert_uint_eq(mapped_pfn(G_RACE), pfn);

@@ -113,7 +113,11 @@ END_TEST
 
 /* A guest that keeps touching memory until told to stop. */
 struct spin_guest {
-	_Atomic bool started, stop;
+	_Atomic bool stop;
+	/* the guest is up: signalled, not spun on */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool started;
 };
 
 static void guest_touch_loop(struct ccvm_guest *g, void *arg)
@@ -122,7 +126,10 @@ static void guest_touch_loop(struct ccvm_guest *g, void *arg)
 	uint8_t buf[8];
 
 	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, 0x50000, PG) == 0);
-	atomic_store(&sg->started, true);
+	pthread_mutex_lock(&sg->lock);
+	sg->started = true;
+	pthread_cond_broadcast(&sg->cond);
+	pthread_mutex_unlock(&sg->lock);
 	while (!atomic_load(&sg->stop))
 		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, 0x50000, buf, sizeof(buf)) == 0);
 }
@@ -144,13 +151,17 @@ START_TEST(test_busy_removal_blocks_entry)
 
 	td_up(2, false);
 	guest_map_pages(0x10000, 8, &a);
-	atomic_init(&sg.started, false);
+	pthread_mutex_init(&sg.lock, NULL);
+	pthread_cond_init(&sg.cond, NULL);
+	sg.started = false;
 	atomic_init(&sg.stop, false);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[1], guest_touch_loop, &sg), 0);
 	sr = (struct spin_run){ .v = T.v[1] };
 	ck_assert_int_eq(pthread_create(&th, NULL, spin_thread, &sr), 0);
-	while (!atomic_load(&sg.started))
-		sched_yield();
+	pthread_mutex_lock(&sg.lock);
+	while (!sg.started)
+		pthread_cond_wait(&sg.cond, &sg.lock);
+	pthread_mutex_unlock(&sg.lock);
 	enters0 = pev(CCVM_EV_TDH_VP_ENTER);
 	trace_start();
 	/* Every page's leaf is busy once: eight retries with the guest running. */

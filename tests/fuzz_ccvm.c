@@ -62,6 +62,7 @@
 
 #include <ccvm/backend.h>
 #include <ccvm/ccvm.h>
+#include <ccvm/explore.h>
 
 #define PAGE		CCVM_PAGE_SIZE
 #define WIN_PAGES	96		/* guest ops address [0, 96 pages) */
@@ -92,12 +93,16 @@ enum rec_kind {
 	R_SET_ATTR, R_PUNCH, R_ALLOC, R_SLOT, R_PREFAULT, R_RUN, R_GMEM_RW, R_GET_ATTR,
 	R_GMEM_INFO, R_WRAP,
 	R_G_READ, R_G_WRITE, R_G_MAP, R_G_ACCEPT,
+	R_INJECT, R_GMEM_CLOSE, R_TERMINATE, R_POPULATE, R_FINALIZE, R_QUERY, R_KNOB, R_TRACE,
+	R_MT_RUN, R_VM2, R_EXPLORE,
 	R_NR_KINDS
 };
 
 static const char *const rec_names[R_NR_KINDS] = {
 	"set_attr", "punch", "alloc", "slot", "prefault", "run", "gmem_rw", "get_attr",
 	"gmem_info", "wrap", "guest_read", "guest_write", "guest_map_gpa", "guest_accept",
+	"inject", "gmem_close", "terminate", "populate", "finalize", "query", "knob", "trace",
+	"mt_run", "vm2", "explore",
 };
 
 #define F_MISMATCH	(1u << 0)	/* access through the alias the attribute does not say */
@@ -105,6 +110,9 @@ static const char *const rec_names[R_NR_KINDS] = {
 #define F_ZAPDEP	(1u << 2)	/* read private bytes zapped without a punch */
 #define F_GMEM_HOST	(1u << 3)	/* gmem host access */
 #define F_ACCEPTED	(1u << 4)	/* gmem_info after an explicit accept */
+#define F_DIVERGE	(1u << 5)	/* backends may part here: nothing after is compared */
+#define F_LAUNCH	(1u << 6)	/* launch op: compared where needs_finalize agrees */
+#define F_NOCMP		(1u << 7)	/* recorded, not compared (backend-specific values) */
 
 struct rec {
 	uint8_t kind;
@@ -165,7 +173,15 @@ struct world {
 	 */
 	struct ccvm_vcpu *vcpus[MAX_RUNS];
 	struct ccvm_vcpu *pv;
-	bool accepted;			/* the guest ran an explicit accept */
+	bool accepted;
+	bool serial;			/* the platform runs on the serial scheduler */
+	bool finalized;
+	bool injected;			/* a failure was injected: leaks are allowed */
+	/* The second VM (header bit 4): its own gmem file, slot and vCPU. */
+	struct ccvm_vm *vm2;
+	struct ccvm_gmem *g2;
+	struct ccvm_vcpu *v2;
+	uint8_t *shared2;			/* the guest ran an explicit accept */
 
 	/*
 	 * Shadows, written by the harness thread and read by the guest after
@@ -178,7 +194,6 @@ struct world {
 
 	struct rec recs[MAX_RECS];
 	unsigned int nrec;
-	unsigned int cur;		/* record of the running guest op */
 };
 
 /* The input being replayed, for reports (NULL under libFuzzer). */
@@ -334,13 +349,21 @@ static bool take(struct input *in, uint8_t *b, size_t k)
 enum host_op {
 	H_SET_ATTR, H_PUNCH, H_ALLOC, H_SLOT, H_PREFAULT, H_RUN, H_GMEM_RW, H_GET_ATTR,
 	H_GMEM_INFO, H_WRAP,
+	H_INJECT, H_GMEM_CLOSE, H_TERMINATE, H_POPULATE, H_FINALIZE, H_QUERY, H_KNOB,
+	H_TRACE, H_MT_RUN, H_VM2, H_EXPLORE,
 	H_NR
 };
 
-/* Argument bytes after the op byte (H_RUN: then 4 bytes per guest op). */
+/*
+ * Argument bytes after the op byte (H_RUN: then 4 bytes per guest op;
+ * H_MT_RUN: then 4 bytes per guest op of each of its two runs).
+ */
 static const uint8_t host_args[H_NR] = {
 	[H_SET_ATTR] = 3, [H_PUNCH] = 3, [H_ALLOC] = 3, [H_SLOT] = 4, [H_PREFAULT] = 2,
 	[H_RUN] = 1, [H_GMEM_RW] = 4, [H_GET_ATTR] = 1, [H_GMEM_INFO] = 0, [H_WRAP] = 0,
+	[H_INJECT] = 3, [H_GMEM_CLOSE] = 0, [H_TERMINATE] = 0, [H_POPULATE] = 2,
+	[H_FINALIZE] = 0, [H_QUERY] = 1, [H_KNOB] = 2, [H_TRACE] = 1, [H_MT_RUN] = 1,
+	[H_VM2] = 2, [H_EXPLORE] = 3,
 };
 
 enum guest_op { G_READ, G_WRITE, G_MAP, G_ACCEPT, G_NR };
@@ -533,6 +556,7 @@ struct guest_ctx {
 	struct world *w;
 	const struct prog *prog;
 	unsigned int rec_base;
+	unsigned int cur;		/* record of the running guest op */
 };
 
 static uint8_t fill_byte(uint8_t seed, uint64_t gpa)
@@ -643,7 +667,7 @@ static void guest_fn(struct ccvm_guest *g, void *arg)
 		uint64_t gpa = (o->b[1] % WIN_PAGES) * PAGE;
 		uint64_t size = npages_of(o->b[2], 8) * PAGE, p;
 
-		w->cur = c->rec_base + i;
+		c->cur = c->rec_base + i;
 		if (gpa + size > WIN_PAGES * PAGE)
 			size = WIN_PAGES * PAGE - gpa;
 		switch (r->kind) {
@@ -681,16 +705,24 @@ enum run_end { END_DONE, END_STUCK, END_ERROR, END_EXITS, END_CREATE };
  * One RUN: the guest ops' records first, then the run's own (how it ended),
  * so that a comparison stopped by a guest op never judges the run's end.
  */
-static void vmm_run(struct world *w, const struct prog *prog)
+struct vmm_job {
+	struct world *w;
+	const struct prog *prog;
+	struct ccvm_vcpu *v;
+	unsigned int rec_base, run_rec;
+};
+
+static void vmm_run_job(struct vmm_job *j);
+
+/* Records for a run of @prog on the next unused vCPU; the run comes after. */
+static void vmm_prepare(struct world *w, const struct prog *prog, struct vmm_job *j)
 {
 	struct rec *rr;
-	struct guest_ctx ctx = { .w = w, .prog = prog };
-	struct ccvm_vcpu *v = NULL;
-	struct ccvm_run *run;
-	unsigned int i, n = 0, other = 0;
-	int err;
+	unsigned int i;
 
-	ctx.rec_base = w->nrec;
+	j->w = w;
+	j->prog = prog;
+	j->rec_base = w->nrec;
 	for (i = 0; i < prog->n; i++) {
 		static const uint8_t kinds[G_NR] = { R_G_READ, R_G_WRITE, R_G_MAP, R_G_ACCEPT };
 		struct rec *r = rec_new(w, kinds[prog->ops[i].b[0] % G_NR]);
@@ -698,18 +730,52 @@ static void vmm_run(struct world *w, const struct prog *prog)
 		r->err = NOT_RUN;
 		snprintf(r->what, sizeof(r->what), "%s (not run)", rec_names[r->kind]);
 	}
-	w->cur = ctx.rec_base;
+	j->run_rec = w->nrec;
 	rr = rec_new(w, R_RUN);
 	snprintf(rr->what, sizeof(rr->what), "run of %u guest ops", prog->n);
+	j->v = w->nr_runs < MAX_RUNS ? w->vcpus[w->nr_runs] : NULL;
+	if (w->nr_runs < MAX_RUNS)
+		w->vcpus[w->nr_runs++] = NULL;
+}
 
-	v = w->vcpus[w->nr_runs];
-	w->vcpus[w->nr_runs++] = NULL;
+static void vmm_run(struct world *w, const struct prog *prog)
+{
+	struct vmm_job j;
+
+	vmm_prepare(w, prog, &j);
+	vmm_run_job(&j);
+}
+
+/* Serial or free, a VMM thread of the platform runs one job. */
+static int vmm_thread(void *arg)
+{
+	vmm_run_job(arg);
+	return 0;
+}
+
+static void vmm_run_job(struct vmm_job *j)
+{
+	struct world *w = j->w;
+	struct rec *rr = &w->recs[j->run_rec];
+	struct guest_ctx ctx = { .w = w, .prog = j->prog, .rec_base = j->rec_base };
+	struct ccvm_vcpu *v = j->v;
+	struct ccvm_run *run;
+	unsigned int i, n = 0, other = 0;
+	int err;
+
+	ctx.cur = ctx.rec_base;
 	if (!v) {
 		rr->err = -ENOENT;
 		rr->v0 = END_CREATE;
 		return;
 	}
 	err = ccvm_vcpu_set_guest(v, guest_fn, &ctx);
+	if (err && w->injected) {
+		rr->err = err;
+		rr->v0 = END_CREATE;
+		ccvm_vcpu_close(v);
+		return;
+	}
 	if (err)
 		die("%s: set_guest: %d", w->backend, err);
 	run = ccvm_vcpu_run_state(v);
@@ -718,7 +784,7 @@ static void vmm_run(struct world *w, const struct prog *prog)
 		struct rec *r;
 
 		err = ccvm_vcpu_run(v);
-		r = &w->recs[w->cur];	/* the op the guest is in now */
+		r = &w->recs[ctx.cur];	/* the op the guest is in now */
 		if (err == -EFAULT && run->exit_reason == CCVM_EXIT_MEMORY_FAULT) {
 			uint64_t gpa = run->memory_fault.gpa, page = gpa / PAGE;
 			bool want = run->memory_fault.flags & CCVM_MEMORY_EXIT_FLAG_PRIVATE;
@@ -798,13 +864,319 @@ static void vmm_run(struct world *w, const struct prog *prog)
 		die("%s: vcpu close failed", w->backend);
 }
 
+/* ---- the extended operations ------------------------------------------------------------- */
+
+static const int inject_errs[] = { -EIO, -ENOMEM, -EBUSY, -EAGAIN, -EINVAL, -EFAULT, -EACCES };
+
+/*
+ * Fail a backend op from here on, as the fuzzer says: which op, which call,
+ * which errno, how many times (0: for good).  Backends call different ops,
+ * so nothing after it is compared; the invariants, the teardown and the
+ * page accounting are still checked.
+ */
+static void op_inject(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_INJECT);
+	unsigned int nops = 0, op;
+	const char *name;
+
+	while (ccvm_backend_op_name(nops))
+		nops++;
+	op = nops ? a[0] % nops : 0;
+	name = ccvm_backend_op_name(op);
+	r->flags = F_DIVERGE;
+	snprintf(r->what, sizeof(r->what), "inject %s", name ? name : "?");
+	if (!name)
+		return;
+	r->err = ccvm_inject_op_failure(w->p, name, 1 + a[1] % 8,
+					inject_errs[a[2] % (sizeof(inject_errs) / sizeof(inject_errs[0]))],
+					(a[2] >> 3) % 4);
+	if (!r->err)
+		w->injected = true;
+}
+
+/* The gmem file closed mid-sequence: its VM lives on without it. */
+static void op_gmem_close(struct world *w)
+{
+	struct rec *r = rec_new(w, R_GMEM_CLOSE);
+
+	snprintf(r->what, sizeof(r->what), "gmem_close");
+	/* TDX may defer removal, the others zap: mappings part here. */
+	r->flags = F_DIVERGE;
+	if (!w->g)
+		return;
+	r->err = ccvm_gmem_close(w->g);
+	w->g = NULL;
+}
+
+static void op_terminate(struct world *w)
+{
+	struct rec *r = rec_new(w, R_TERMINATE);
+
+	snprintf(r->what, sizeof(r->what), "terminate");
+	r->flags = F_DIVERGE;	/* the mock has no early key release */
+	r->err = ccvm_vm_terminate(w->vm);
+}
+
+static void op_populate(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_POPULATE);
+	uint64_t gpa = (a[0] % WIN_PAGES) * PAGE, n = npages_of(a[1], 4);
+	static uint8_t src[4 * PAGE];
+	uint64_t i;
+
+	for (i = 0; i < sizeof(src); i++)
+		src[i] = (uint8_t)(a[0] + i * 3);
+	snprintf(r->what, sizeof(r->what), "populate %#" PRIx64 "+%" PRIu64 "p", gpa, n);
+	r->flags = F_LAUNCH;
+	r->err = ccvm_vm_populate(w->vm, gpa, src, n * PAGE,
+				  (a[1] & 0x80) ? CCVM_POPULATE_MEASURE : 0);
+}
+
+static void op_finalize(struct world *w)
+{
+	struct rec *r = rec_new(w, R_FINALIZE);
+
+	snprintf(r->what, sizeof(r->what), "finalize");
+	r->flags = F_LAUNCH;
+	r->err = ccvm_vm_finalize(w->vm);
+	if (!r->err)
+		w->finalized = true;
+}
+
+/* The read-only calls: values are the backend's own, only errnos compare. */
+static void op_query(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_QUERY);
+	struct ccvm_stats st = { .sz = sizeof(st) };
+	struct ccvm_backend_caps caps = { .sz = sizeof(caps) };
+	uint64_t attr = 0, pfn = 0;
+	uint32_t knob = 0;
+	int level = 0;
+
+	snprintf(r->what, sizeof(r->what), "query %u", a[0] % 6);
+	switch (a[0] % 6) {
+	case 0:
+		r->err = ccvm_vm_get_stats(w->vm, &st);
+		break;
+	case 1:
+		r->err = ccvm_platform_get_stats(w->p, &st);
+		break;
+	case 2:
+		r->err = ccvm_vm_get_memory_attribute(w->vm, (a[0] % WIN_PAGES) * PAGE, &attr);
+		r->v0 = attr;
+		break;
+	case 3:
+		r->err = ccvm_vm_caps(w->vm, &caps);
+		break;
+	case 4:
+		r->err = ccvm_vm_get_study_knob(w->vm, a[0] >> 4, &knob);
+		r->flags |= F_NOCMP;
+		break;
+	default:
+		r->err = ccvm_vm_lookup_mapping(w->vm, (a[0] % WIN_PAGES) * PAGE, &pfn, &level);
+		r->flags |= F_NOCMP;	/* TDX keeps what others zap */
+		break;
+	}
+}
+
+static void op_knob(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_KNOB);
+
+	snprintf(r->what, sizeof(r->what), "knob %u = %u", a[0] % 8, a[1] % 4);
+	r->flags = F_DIVERGE;	/* knobs are per backend */
+	r->err = ccvm_vm_set_study_knob(w->vm, a[0] % 8, a[1] % 4);
+}
+
+static void op_trace(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_TRACE);
+
+	snprintf(r->what, sizeof(r->what), "trace %s", (a[0] & 1) ? "open" : "close");
+	r->err = (a[0] & 1) ? ccvm_trace_open(w->p, "/dev/null") : ccvm_trace_close(w->p);
+}
+
+/*
+ * Two runs at once, each on its own VMM thread of the platform: on a serial
+ * platform the schedule is the scheduler's, seeded from the input; free,
+ * it is the OS's.  The order of their conversions is the schedule's, so
+ * nothing after it is compared.
+ */
+static void op_mt_run(struct world *w, struct input *in, const uint8_t *a)
+{
+	struct prog prog[2];
+	struct vmm_job j[2];
+	struct ccvm_thread *t[2] = { NULL, NULL };
+	struct rec *r;
+	unsigned int k, i;
+
+	for (k = 0; k < 2; k++) {
+		prog[k].n = 1 + (a[0] >> (4 * k)) % 4;
+		for (i = 0; i < prog[k].n; i++)
+			if (!take(in, prog[k].ops[i].b, 4))
+				break;
+		prog[k].n = i;
+	}
+	r = rec_new(w, R_MT_RUN);
+	snprintf(r->what, sizeof(r->what), "mt_run %u+%u", prog[0].n, prog[1].n);
+	r->flags = F_DIVERGE;
+	if (!prog[0].n || !prog[1].n || w->nr_runs + 2 > MAX_RUNS)
+		return;
+	for (k = 0; k < 2; k++)
+		vmm_prepare(w, &prog[k], &j[k]);
+	for (k = 0; k < 2; k++) {
+		r->err = ccvm_thread_create(w->p, &t[k], vmm_thread, &j[k], k ? "vmm1" : "vmm0");
+		if (r->err)
+			die("%s: thread_create: %d", w->backend, r->err);
+	}
+	for (k = 0; k < 2; k++)
+		if (ccvm_thread_join(t[k], NULL))
+			die("%s: thread_join", w->backend);
+}
+
+/*
+ * A built-in scenario of the explorer on this world's backend, under a
+ * schedule strategy and seed the input picks, for a couple of runs; a
+ * failure is replayed from its token.  Each backend runs its own
+ * scenario: recorded, not compared.  Not from a serial platform's thread,
+ * which is already under a scheduler.
+ */
+static void op_explore(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_EXPLORE);
+	const struct ccvm_builtin_scenario *b;
+	struct ccvm_scenario *sc = NULL;
+	struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts,
+		.strategy = a[1] % CCVM_EXPLORE_NR,
+		.flags = CCVM_EXPLORE_QUIET | CCVM_EXPLORE_NO_CRASH_HANDLER |
+			 ((a[1] & 0x10) ? CCVM_EXPLORE_PREEMPT_ALL : 0),
+		.seed = a[2], .runs = 1 + (a[1] >> 5) % 2,
+		.pct_depth = 1 + a[2] % 4, .preemption_bound = (a[1] >> 2) % 3,
+		.step_bound = 20000);
+	struct ccvm_explore_result res = CCVM_OPTS_INIT(struct ccvm_explore_result);
+	size_t n = 0;
+
+	r->flags = F_NOCMP;
+	while (ccvm_builtin_scenario(n))
+		n++;
+	b = n ? ccvm_builtin_scenario(a[0] % n) : NULL;
+	snprintf(r->what, sizeof(r->what), "explore %s %s", b ? b->name : "?",
+		 ccvm_explore_strategy_name(o.strategy));
+	if (!b || w->serial) {
+		r->err = -EPERM;
+		return;
+	}
+	r->err = ccvm_builtin_scenario_create(b->name, w->backend, NULL, &sc);
+	if (r->err)
+		return;
+	r->err = ccvm_explore(sc, &o, &res);
+	if (r->err && res.token) {
+		struct ccvm_explore_result again = CCVM_OPTS_INIT(struct ccvm_explore_result);
+
+		o.flags = CCVM_EXPLORE_QUIET | CCVM_EXPLORE_NO_CRASH_HANDLER;
+		if (ccvm_replay(sc, res.token, &o, &again) != r->err)
+			die("%s: explore %s: the token does not replay its failure", w->backend,
+			    b->name);
+		ccvm_explore_result_release(&again);
+	}
+	ccvm_explore_result_release(&res);
+	ccvm_builtin_scenario_destroy(sc);
+}
+
+/* The second VM: attributes, punch, pre-fault, on a VM of its own. */
+static void op_vm2(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_VM2);
+	uint64_t gpa = (a[0] % SLOT0_PAGES) * PAGE, size = npages_of(a[1], 8) * PAGE;
+	uint64_t left;
+
+	snprintf(r->what, sizeof(r->what), "vm2 %u %#" PRIx64 "+%#" PRIx64, a[1] >> 6, gpa,
+		 size);
+	if (!w->vm2) {
+		r->err = -ENOENT;
+		return;
+	}
+	switch (a[1] >> 6) {
+	case 0:
+	case 1:
+		r->err = ccvm_vm_set_memory_attributes(w->vm2, gpa, size,
+						       (a[1] >> 6) ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+						       0);
+		break;
+	case 2:
+		r->err = ccvm_gmem_fallocate(w->g2, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE,
+					     gpa, size);
+		break;
+	default:
+		/* Pre-faults differ before finalize (TDX refuses them). */
+		r->flags = F_LAUNCH;
+		do {
+			left = size;
+			r->err = ccvm_vcpu_pre_fault_memory(w->v2, &gpa, &size);
+		} while (!r->err && size && size < left);
+		break;
+	}
+}
+
 /* ---- one backend's whole sequence ------------------------------------------------------ */
 
-static void world_setup(struct world *w, const char *backend, uint8_t header)
+#define VM2_PAGES	SLOT0_PAGES
+
+/* A second VM on the platform: gmem, one private slot, a vCPU, finalized. */
+static void vm2_setup(struct world *w, const char *backend)
+{
+	struct ccvm_memory_region mr = {
+		.slot = 0,
+		.flags = CCVM_MEM_GUEST_MEMFD,
+		.memory_size = VM2_PAGES * PAGE,
+	};
+
+	if (ccvm_vm_create(w->p, NULL, &w->vm2))
+		die("%s: vm2", backend);
+	if (ccvm_gmem_create(w->vm2, VM2_PAGES * PAGE, 0, &w->g2))
+		die("%s: vm2 gmem", backend);
+	w->shared2 = mmap(NULL, VM2_PAGES * PAGE, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (w->shared2 == MAP_FAILED)
+		die("mmap");
+	mr.userspace_addr = w->shared2;
+	mr.gmem = w->g2;
+	if (ccvm_vm_set_user_memory_region(w->vm2, &mr) ||
+	    ccvm_vm_set_memory_attributes(w->vm2, 0, VM2_PAGES * PAGE,
+					  CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0) ||
+	    ccvm_vcpu_create(w->vm2, 0, &w->v2))
+		die("%s: vm2 setup", backend);
+	if (w->caps.needs_finalize && ccvm_vm_finalize(w->vm2))
+		die("%s: vm2 finalize", backend);
+}
+
+static void vm2_teardown(struct world *w)
+{
+	if (!w->vm2)
+		return;
+	if (ccvm_vcpu_close(w->v2) || ccvm_gmem_close(w->g2) || ccvm_vm_close(w->vm2))
+		die("%s: vm2 teardown", w->backend);
+	munmap(w->shared2, VM2_PAGES * PAGE);
+	w->vm2 = NULL;
+}
+
+/*
+ * The header byte: 1 punch on the way to shared, 2 close the gmem file
+ * first at teardown, 4 slot 0 private at the start, 8 the serial scheduler
+ * (seeded by the second byte), 16 a second VM, 32 launch left to the input
+ * (populate and finalize are ops), 0x80 long loops yield at every entry.
+ */
+static void world_setup(struct world *w, const char *backend, uint8_t header, uint8_t seed,
+			unsigned int nr_vcpus)
 {
 	struct ccvm_platform_opts po = CCVM_OPTS_INIT(struct ccvm_platform_opts,
 						      .backend = backend,
-						      .mem_bytes = 64ull << 20, .seed = 3);
+						      .mem_bytes = 64ull << 20, .seed = 3,
+						      .sched = (header & 8) ? CCVM_SCHED_SERIAL
+									    : CCVM_SCHED_FREE,
+						      .sched_seed = seed,
+						      .resched_entries = (header & 0x80) ? 1 : 0);
 	struct ccvm_vm_opts vo = CCVM_OPTS_INIT(struct ccvm_vm_opts, .max_vcpus = MAX_RUNS + 2);
 	struct ccvm_stats st = { .sz = sizeof(st) };
 	struct ccvm_memory_region mr = {
@@ -816,6 +1188,7 @@ static void world_setup(struct world *w, const char *backend, uint8_t header)
 	unsigned int i;
 
 	memset(w, 0, sizeof(*w));
+	w->serial = header & 8;
 	w->backend = backend;
 	w->punch_on_share = header & 1;
 	w->gmem_first = header & 2;
@@ -852,19 +1225,25 @@ static void world_setup(struct world *w, const char *backend, uint8_t header)
 			die("%s: initial attributes", backend);
 	}
 	refresh_attrs(w);
-	for (i = 0; i < MAX_RUNS; i++)
+	for (i = 0; i < nr_vcpus; i++)
 		if (ccvm_vcpu_create(w->vm, i, &w->vcpus[i]))
 			die("%s: vcpu %u", backend, i);
 	if (ccvm_vcpu_create(w->vm, MAX_RUNS + 1, &w->pv))
 		die("%s: pre-fault vcpu", backend);
-	/* Runnable from here on: the launch protocol is not fuzzed. */
-	if (w->caps.needs_finalize && ccvm_vm_finalize(w->vm))
-		die("%s: finalize", backend);
+	if (header & 16)
+		vm2_setup(w, backend);
+	/* Runnable from here on, unless the input does the launch itself. */
+	if (!(header & 32)) {
+		if (w->caps.needs_finalize && ccvm_vm_finalize(w->vm))
+			die("%s: finalize", backend);
+		w->finalized = true;
+	}
 	check_invariants(w, "setup");
 }
 
 static void world_teardown(struct world *w)
 {
+	vm2_teardown(w);
 	struct ccvm_stats st = { .sz = sizeof(st) };
 	bool bugged = ccvm_vm_is_bugged(w->vm);
 	unsigned int i;
@@ -874,7 +1253,7 @@ static void world_teardown(struct world *w)
 			die("%s: vcpu close", w->backend);
 	if (ccvm_vcpu_close(w->pv))
 		die("%s: vcpu close", w->backend);
-	if (w->gmem_first) {
+	if (w->gmem_first && w->g) {
 		ccvm_gmem_close(w->g);
 		w->g = NULL;
 	}
@@ -890,12 +1269,50 @@ static void world_teardown(struct world *w)
 		die("%s: %" PRIu64 " free and %" PRIu64 " leaked pages after teardown, %" PRIu64
 		    " free before: pages lost", w->backend, st.free_pages, st.leaked_pages,
 		    w->free_start);
-	if (st.leaked_pages && !bugged)
+	if (st.leaked_pages && !bugged && !w->injected)
 		die("%s: %" PRIu64 " pages leaked by a VM that was never bugged", w->backend,
 		    st.leaked_pages);
 	if (ccvm_platform_destroy(w->p))
 		die("%s: platform still busy after teardown", w->backend);
 	munmap(w->shared, SHARED_PAGES * PAGE);
+}
+
+/*
+ * How many vCPUs the runs of an input use: decoded as world_run() does, so
+ * that only those are made before finalize.
+ */
+static unsigned int count_runs(const uint8_t *data, size_t size)
+{
+	struct input in = { .d = data, .n = size, .pos = 1 };
+	unsigned int nops = 0, runs = 0, k, i, n;
+	uint8_t op, a[4], b[4];
+
+	while (nops++ < MAX_HOST_OPS && take(&in, &op, 1)) {
+		enum host_op h = op % H_NR;
+
+		if (!take(&in, a, host_args[h]))
+			break;
+		if (h == H_RUN) {
+			n = 1 + a[0] % MAX_GUEST_OPS;
+			for (i = 0; i < n && take(&in, b, 4); i++)
+				;
+			if (runs >= MAX_RUNS || !i)
+				break;
+			runs++;
+		} else if (h == H_MT_RUN) {
+			unsigned int got[2];
+
+			for (k = 0; k < 2; k++) {
+				n = 1 + (a[0] >> (4 * k)) % 4;
+				for (i = 0; i < n && take(&in, b, 4); i++)
+					;
+				got[k] = i;
+			}
+			if (got[0] && got[1] && runs + 2 <= MAX_RUNS)
+				runs += 2;
+		}
+	}
+	return runs;
 }
 
 static void world_run(struct world *w, const uint8_t *data, size_t size)
@@ -907,6 +1324,8 @@ static void world_run(struct world *w, const uint8_t *data, size_t size)
 
 	while (nops++ < MAX_HOST_OPS && take(&in, &op, 1)) {
 		enum host_op h = op % H_NR;
+		bool launched = w->finalized;
+		unsigned int first = w->nrec;
 		struct prog prog;
 		unsigned int i;
 
@@ -951,9 +1370,47 @@ static void world_run(struct world *w, const uint8_t *data, size_t size)
 			snprintf(rec_new(w, R_WRAP)->what, sizeof(w->recs[0].what), "wrap");
 			ccvm_vm_force_generation_wrap(w->vm);
 			break;
+		case H_INJECT:
+			op_inject(w, a);
+			break;
+		case H_GMEM_CLOSE:
+			op_gmem_close(w);
+			break;
+		case H_TERMINATE:
+			op_terminate(w);
+			break;
+		case H_POPULATE:
+			op_populate(w, a);
+			break;
+		case H_FINALIZE:
+			op_finalize(w);
+			break;
+		case H_QUERY:
+			op_query(w, a);
+			break;
+		case H_KNOB:
+			op_knob(w, a);
+			break;
+		case H_TRACE:
+			op_trace(w, a);
+			break;
+		case H_MT_RUN:
+			op_mt_run(w, &in, a);
+			break;
+		case H_VM2:
+			op_vm2(w, a);
+			break;
+		case H_EXPLORE:
+			op_explore(w, a);
+			break;
 		default:
 			break;
 		}
+		/* Before finalize, guests and pre-faults are each backend's own. */
+		if (!launched && (h == H_RUN || h == H_PREFAULT || h == H_MT_RUN ||
+				  h == H_VM2 || h == H_GMEM_RW))
+			for (i = first; i < w->nrec; i++)
+				w->recs[i].flags |= F_DIVERGE;
 		check_invariants(w, w->nrec ? w->recs[w->nrec - 1].what : "?");
 	}
 }
@@ -998,10 +1455,20 @@ static unsigned int compare(const struct world *a, const struct world *b)
 
 		if (x->kind != y->kind)
 			disagree(a, b, i, "different operations");
+		if (flags & F_DIVERGE)
+			return i;
+		if ((flags & F_LAUNCH) && a->caps.needs_finalize != b->caps.needs_finalize)
+			return i;
+		if (flags & F_NOCMP)
+			continue;
 		/* Caps that make the rest of the sequence incomparable. */
 		if ((flags & F_MISMATCH) && a->caps.has_shared_bit != b->caps.has_shared_bit)
 			return i;
-		if ((flags & F_ACCEPT_ODD) && a->caps.requires_accept != b->caps.requires_accept)
+		/*
+		 * How an accept of such a page faults or exits is each
+		 * backend's own (TDX and SNP differ in the exits too).
+		 */
+		if (flags & F_ACCEPT_ODD)
 			return i;
 		if ((flags & F_GMEM_HOST) && has_mmap(a) != has_mmap(b)) {
 			if (x->err != -ENODEV && y->err != -ENODEV)
@@ -1056,13 +1523,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *const *names = ccvm_backend_names();
-	unsigned int n, i, j;
+	unsigned int n, i, j, runs;
 
 	if (size < 2)
 		return 0;
+	runs = count_runs(data, size);
 	ccvm_set_log(quiet_log, NULL);
 	for (n = 0; names[n] && n < MAX_BACKENDS; n++) {
-		world_setup(&worlds[n], names[n], data[0]);
+		world_setup(&worlds[n], names[n], data[0], data[1], runs);
 		world_run(&worlds[n], data, size);
 		world_teardown(&worlds[n]);
 	}
@@ -1140,6 +1608,27 @@ static const struct seed seeds[] = {
 	     RUN(2), GR(0, SMALL, 0), GR(50, SMALL, 0)),
 	SEED("close-gmem-first", 7, RUN(6), GA(0, 4), GW(0, PAGE_LEN, 1), GM(1, 2, 0),
 	     GWS(1, SMALL, 2), GM(1, 2, 1), GA(1, 2), H_PUNCH, 0, 15, 0),
+	/* The extended operations (header bits: see world_setup()). */
+	SEED("inject", 4, H_INJECT, 10, 0, 0, RUN(3), GA(0, 2), GW(0, PAGE_LEN, 1),
+	     GR(0, PAGE_LEN, 0), H_INJECT, 7, 1, 9, H_SET_ATTR, 0, 3, 0, H_PREFAULT, 0, 3),
+	SEED("gmem-close", 4, RUN(2), GA(0, 1), GW(0, SMALL, 1), H_GMEM_CLOSE, RUN(1),
+	     GR(0, SMALL, 0), H_PREFAULT, 1, 1, H_GMEM_INFO),
+	SEED("terminate", 4, RUN(2), GA(0, 1), GW(0, SMALL, 1), H_TERMINATE, RUN(1),
+	     GR(0, SMALL, 0), H_SET_ATTR, 0, 1, 0),
+	SEED("launch", 36, H_POPULATE, 0, 0x81, H_POPULATE, 2, 1, H_POPULATE, 0, 0,
+	     H_FINALIZE, H_FINALIZE, RUN(3), GR(0, PAGE_LEN, 0), GA(2, 1), GW(2, SMALL, 3)),
+	SEED("serial-two-runs", 12, H_MT_RUN, 0x11, GA(0, 1), GW(0, PAGE_LEN, 1),
+	     GA(4, 1), GW(4, SMALL, 2), H_MT_RUN, 0x22, GM(8, 2, 0), GWS(8, SMALL, 3),
+	     GR(8, SMALL, 0), GR(0, SMALL, 0), GM(8, 2, 1), GA(8, 2)),
+	SEED("free-two-runs", 4, H_MT_RUN, 0x11, GA(0, 1), GW(0, PAGE_LEN, 1), GA(0, 1),
+	     GW(0, PAGE_LEN, 2)),
+	SEED("vm2", 20, H_VM2, 3, 0xc3, H_VM2, 0, 0x01, H_VM2, 0, 0x82, H_VM2, 0, 0x43,
+	     H_VM2, 5, 0xc0),
+	SEED("explore", 0, H_EXPLORE, 0, 1, 5, H_EXPLORE, 1, 2, 7, H_EXPLORE, 2, 0x20, 1),
+	SEED("queries", 4, H_TRACE, 1, H_QUERY, 0, H_QUERY, 1, H_QUERY, 2, H_QUERY, 3,
+	     H_QUERY, 4, H_QUERY, 5, H_KNOB, 0, 1, RUN(1), GW(0, SMALL, 1), H_TRACE, 0),
+	SEED("yield-every-entry", 0x85, RUN(3), GA(0, 8), GW(0, PAGE_LEN, 1),
+	     GW(5, PAGE_LEN, 2), H_PUNCH, 0, 15, 0, H_SET_ATTR, 0, 15, 0),
 };
 
 static int write_seeds(const char *dir)

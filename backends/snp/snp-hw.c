@@ -19,7 +19,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "snp-hw.h"
 
@@ -210,14 +209,6 @@ const char *ccvm_snp_rc_name(int rc)
 
 /* ---- setup ------------------------------------------------------------ */
 
-static void *map_lazy(size_t bytes)
-{
-	void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	return m == MAP_FAILED ? NULL : m;
-}
-
 static size_t round_to_page(size_t bytes)
 {
 	return (bytes + CCVM_PAGE_SIZE - 1) & ~(size_t)(CCVM_PAGE_SIZE - 1);
@@ -254,8 +245,8 @@ int ccvm_snp_hw_init(struct ccvm_platform *p, struct ccvm_snp_hw *hw)
 
 	hw->rmp_bytes = round_to_page(hw->nr_pages * sizeof(hw->rmp[0]));
 	hw->region_bytes = round_to_page(hw->nr_regions * sizeof(hw->region[0]));
-	hw->rmp = map_lazy(hw->rmp_bytes);
-	hw->region = map_lazy(hw->region_bytes);
+	hw->rmp = ccvm_table_map(hw->rmp_bytes);
+	hw->region = ccvm_table_map(hw->region_bytes);
 	hw->gig_1g = calloc(hw->nr_gigs, sizeof(hw->gig_1g[0]));
 	hw->asid_state = calloc(nr_asids + 1, sizeof(hw->asid_state[0]));
 	hw->asid_key = calloc(nr_asids + 1, sizeof(hw->asid_key[0]));
@@ -285,10 +276,8 @@ err_free:
 	free(hw->asid_key);
 	free(hw->asid_state);
 	free(hw->gig_1g);
-	if (hw->region)
-		munmap(hw->region, hw->region_bytes);
-	if (hw->rmp)
-		munmap(hw->rmp, hw->rmp_bytes);
+	ccvm_table_unmap(hw->region, hw->region_bytes);
+	ccvm_table_unmap(hw->rmp, hw->rmp_bytes);
 	memset(hw, 0, sizeof(*hw));
 	return -ENOMEM;
 }
@@ -305,8 +294,8 @@ void ccvm_snp_hw_fini(struct ccvm_snp_hw *hw)
 	free(hw->asid_key);
 	free(hw->asid_state);
 	free(hw->gig_1g);
-	munmap(hw->region, hw->region_bytes);
-	munmap(hw->rmp, hw->rmp_bytes);
+	ccvm_table_unmap(hw->region, hw->region_bytes);
+	ccvm_table_unmap(hw->rmp, hw->rmp_bytes);
 	memset(hw, 0, sizeof(*hw));
 }
 

@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "tdx-module.h"
 
@@ -599,19 +598,10 @@ static size_t pamt_touched_words(const struct ccvm_tdx_module *m)
 	return (size_t)((pages + 63) / 64) + 1;
 }
 
-static void *map_lazy(size_t bytes)
-{
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
 /* Give back the module's tables (any may be missing) and zero @m. */
 static void module_free(struct ccvm_tdx_module *m)
 {
-	if (m->pamt)
-		munmap((void *)m->pamt, m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
+	ccvm_table_unmap((void *)m->pamt, m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
 	free(m->kot);
 	free(m->hkid_pool);
 	free(m->slots);
@@ -644,7 +634,7 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 	m->secret = ccvm_platform_random(p);
 
 	m->pamt_bytes = m->nr_pages * sizeof(uint64_t);
-	m->pamt = map_lazy(m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
+	m->pamt = ccvm_table_map(m->pamt_bytes ? m->pamt_bytes : CCVM_PAGE_SIZE);
 	m->kot = calloc(CCVM_TDX_FIRST_HKID + m->nr_hkids, sizeof(*m->kot));
 	m->hkid_pool = calloc(CCVM_TDX_FIRST_HKID + m->nr_hkids, 1);
 	/* 1 MiB, mostly never touched: calloc hands out lazily zeroed pages. */

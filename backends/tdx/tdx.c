@@ -434,7 +434,8 @@ static void tdx_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *cap
 	caps->preserves_data_without_punch = false;
 	caps->private_readable_by_host = false;
 	caps->map_gpa_max_bytes = TDX_MAP_GPA_MAX_LEN;
-	caps->study_knobs = 1ull << CCVM_STUDY_GMEM_DEFER_REMOVAL;
+	caps->study_knobs = 1ull << CCVM_STUDY_GMEM_DEFER_REMOVAL |
+			    1ull << CCVM_STUDY_HKID_RELEASE;
 }
 
 static int tdx_platform_init(struct ccvm_platform *p)
@@ -619,6 +620,14 @@ static int tdx_vm_terminate(struct ccvm_vm *vm)
 
 	if (!kt->td)
 		return -EINVAL;
+	/*
+	 * Study 000: v19 released the HKID from the mmu notifier under
+	 * tdx_lock alone; a removal in flight then meets the TD between
+	 * VPFLUSHDONE and KEY.FREEID, where the module refuses both the
+	 * removal leaves and RECLAIM (docs/studies/000.md).
+	 */
+	if (ccvm_vm_study_knob(vm, CCVM_STUDY_HKID_RELEASE) == CCVM_HKID_RELEASE_V19)
+		return release_hkid_locked(vm, kt);
 	return release_hkid(vm, kt);
 }
 

@@ -512,6 +512,19 @@ CCVM_API void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn);
 CCVM_API void ccvm_page_leak(struct ccvm_platform *p, uint64_t pfn);
 
 /*
+ * ccvm_table_map() / ccvm_table_unmap() - Memory for a table with an
+ * entry per simulated page (TDX's PAMT, SNP's RMP): @bytes of zeroes,
+ * reserved but not committed, made resident 2 MiB at a time on first touch
+ * where the host has transparent huge pages (such tables fill densely, and
+ * one host fault per 2 MiB instead of 512 is most of their cost).
+ * Context: any thread; no lock.
+ * Return: map: the table, NULL when the address space is exhausted;
+ * unmap: nothing (NULL @table is ignored).
+ */
+CCVM_API void *ccvm_table_map(size_t bytes);
+CCVM_API void ccvm_table_unmap(void *table, size_t bytes);
+
+/*
  * ccvm_page_ptr() - The host direct-map address of page @pfn: its real
  * bytes, CCVM_PAGE_SIZE of them.
  * Context: any op; no lock.

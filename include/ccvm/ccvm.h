@@ -650,6 +650,20 @@ enum ccvm_study_knob {
 	 *                         fault meanwhile is stale and retries
 	 */
 	CCVM_STUDY_SNP_RMP_UPDATE = 2,
+	/*
+	 * Study 000, HKID release against fd-close order (docs/studies/000.md):
+	 * how an early HKID release (ccvm_vm_terminate(), which stands for the
+	 * v19 series' release from the mmu notifier when the owner's mm went
+	 * away) is ordered against removals in flight.  Backends that list it
+	 * in caps.study_knobs (tdx).
+	 *   CCVM_HKID_RELEASE_MERGED  the release holds mmu_lock for write,
+	 *                             so it lands between two removals and
+	 *                             the rest of the zap reclaims
+	 *   CCVM_HKID_RELEASE_V19     as v19 released it: under the global
+	 *                             tdx_lock only, so a zap in flight meets
+	 *                             the HKID half released
+	 */
+	CCVM_STUDY_HKID_RELEASE = 3,
 	CCVM_STUDY_NR_KNOBS
 };
 
@@ -660,6 +674,8 @@ enum ccvm_study_knob {
 #define CCVM_SNP_RMP_MERGED		0u
 #define CCVM_SNP_RMP_POSTED		1u
 #define CCVM_SNP_RMP_LOCKED		2u
+#define CCVM_HKID_RELEASE_MERGED	0u
+#define CCVM_HKID_RELEASE_V19		1u
 
 /*
  * ccvm_vm_set_study_knob() - Set study knob @knob of @vm to @value.
