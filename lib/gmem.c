@@ -604,7 +604,9 @@ static uint64_t first_pinned(struct ccvm_gmem_inode *inode, uint64_t first, uint
 	return ps.found;
 }
 
-static int pin_args(struct ccvm_gmem *g, uint64_t offset, uint64_t size, const char *what)
+/* The checks of pin and unpin; on success the range's first and last page indices. */
+static int pin_args(struct ccvm_gmem *g, uint64_t offset, uint64_t size, const char *what,
+		    uint64_t *first, uint64_t *last)
 {
 	if (!g)
 		return ccvm_reject(-EINVAL, "gmem %s: NULL file", what);
@@ -618,6 +620,8 @@ static int pin_args(struct ccvm_gmem *g, uint64_t offset, uint64_t size, const c
 	if (offset + size > g->inode->size)
 		return ccvm_reject(-EINVAL, "gmem %s: range past EOF %#llx", what,
 				   (unsigned long long)g->inode->size);
+	*first = offset >> CCVM_PAGE_SHIFT;
+	*last = ((offset + size) >> CCVM_PAGE_SHIFT) - 1;
 	return 0;
 }
 
@@ -628,12 +632,10 @@ int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 	size_t before;
 	int err;
 
-	err = pin_args(g, offset, size, "pin");
+	err = pin_args(g, offset, size, "pin", &first, &last);
 	if (err)
 		return err;
 	inode = g->inode;
-	first = offset >> CCVM_PAGE_SHIFT;
-	last = ((offset + size) >> CCVM_PAGE_SHIFT) - 1;
 
 	ccvm_rwlock_rdlock(&inode->invalidate_lock);
 	for (i = first; i <= last; i++) {
@@ -683,12 +685,10 @@ int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 	size_t before;
 	int err;
 
-	err = pin_args(g, offset, size, "unpin");
+	err = pin_args(g, offset, size, "unpin", &first, &last);
 	if (err)
 		return err;
 	inode = g->inode;
-	first = offset >> CCVM_PAGE_SHIFT;
-	last = ((offset + size) >> CCVM_PAGE_SHIFT) - 1;
 
 	ccvm_rwlock_rdlock(&inode->invalidate_lock);
 	ccvm_mutex_lock(&inode->pages_lock);
