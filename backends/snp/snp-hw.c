@@ -224,6 +224,17 @@ static size_t hw_heap_bytes(const struct ccvm_snp_hw *hw)
 	       (hw->nr_asids + 1) * (sizeof(hw->asid_state[0]) + sizeof(hw->asid_key[0]));
 }
 
+/* Give back the tables (any may be missing) and zero @hw. */
+static void hw_free_tables(struct ccvm_snp_hw *hw)
+{
+	free(hw->asid_key);
+	free(hw->asid_state);
+	free(hw->gig_1g);
+	ccvm_table_unmap(hw->region, hw->region_bytes);
+	ccvm_table_unmap(hw->rmp, hw->rmp_bytes);
+	memset(hw, 0, sizeof(*hw));
+}
+
 int ccvm_snp_hw_init(struct ccvm_platform *p, struct ccvm_snp_hw *hw)
 {
 	uint32_t nr_asids;
@@ -273,12 +284,7 @@ int ccvm_snp_hw_init(struct ccvm_platform *p, struct ccvm_snp_hw *hw)
 err_asid_lock:
 	ccvm_mutex_destroy(&hw->asid_lock);
 err_free:
-	free(hw->asid_key);
-	free(hw->asid_state);
-	free(hw->gig_1g);
-	ccvm_table_unmap(hw->region, hw->region_bytes);
-	ccvm_table_unmap(hw->rmp, hw->rmp_bytes);
-	memset(hw, 0, sizeof(*hw));
+	hw_free_tables(hw);
 	return -ENOMEM;
 }
 
@@ -291,12 +297,7 @@ void ccvm_snp_hw_fini(struct ccvm_snp_hw *hw)
 	ccvm_mutex_destroy(&hw->leak_lock);
 	ccvm_mutex_destroy(&hw->asid_lock);
 	free(hw->leaked);
-	free(hw->asid_key);
-	free(hw->asid_state);
-	free(hw->gig_1g);
-	ccvm_table_unmap(hw->region, hw->region_bytes);
-	ccvm_table_unmap(hw->rmp, hw->rmp_bytes);
-	memset(hw, 0, sizeof(*hw));
+	hw_free_tables(hw);
 }
 
 void ccvm_snp_inject_overlap(struct ccvm_snp_hw *hw, uint64_t n)
