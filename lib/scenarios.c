@@ -227,13 +227,18 @@ static void conv_punch_guest(struct ccvm_guest *g, void *arg)
 	g_private(g, arg, SC_Q, vcpu_val(g, 1));
 }
 
-static int punch_q_vmm(void *arg)
+/* The VMM punches the page at @offset out of the gmem file. */
+static int punch_page(struct sc *x, uint64_t offset)
 {
-	struct sc *x = arg;
-	int r = ccvm_gmem_fallocate(x->g, CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE, SC_Q,
+	int r = ccvm_gmem_fallocate(x->g, CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE, offset,
 				    SC_PAGE);
 
 	return r ? sc_fail(x, r, "punch: %s", ccvm_strerror(r)) : 0;
+}
+
+static int punch_q_vmm(void *arg)
+{
+	return punch_page(arg, SC_Q);
 }
 
 /*
@@ -262,11 +267,7 @@ static void punch_write_guest(struct ccvm_guest *g, void *arg)
 
 static int punch_write_vmm(void *arg)
 {
-	struct sc *x = arg;
-	int r = ccvm_gmem_fallocate(x->g, CCVM_FALLOC_KEEP_SIZE | CCVM_FALLOC_PUNCH_HOLE, SC_P,
-				    SC_PAGE);
-
-	return r ? sc_fail(x, r, "punch: %s", ccvm_strerror(r)) : 0;
+	return punch_page(arg, SC_P);
 }
 
 /*
