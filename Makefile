@@ -271,6 +271,8 @@ SO_MAP := lib/libccvm.map
 PC := $(BUILD)/ccvm.pc
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS) $(BACKEND_SRCS))
 TEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,tests/main.c $(TEST_SRCS))
+# The out-of-tree backend example without its main(): the conformance suite runs it.
+EXAMPLE_BACKEND_OBJ := $(BUILD)/tests/example-backend.o
 STUDY_LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(STUDY_LIB_SRCS))
 STUDY_BINS := $(STUDIES:%=$(BUILD)/studies/%)
 TEST_BIN := $(BUILD)/tests/ccvm-tests
@@ -417,10 +419,17 @@ bench-deps:
 
 $(TEST_OBJS): | check-deps
 
+$(EXAMPLE_BACKEND_OBJ): examples/backend.c $(BUILD)/.flags
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -DCCVM_EXAMPLE_NO_MAIN -MMD -MP -c -o $@ $<
+-include $(EXAMPLE_BACKEND_OBJ:.o=.d)
+
 # The mutant programs and the explorer are run by tests/check_mutants.c.
-$(TEST_BIN): $(TEST_OBJS) $(STUDY_LIB_OBJS) $(LIB) $(MUTANT_BINS) $(TOOL_BINS) | check-deps
+$(TEST_BIN): $(TEST_OBJS) $(EXAMPLE_BACKEND_OBJ) $(STUDY_LIB_OBJS) $(LIB) $(MUTANT_BINS) $(TOOL_BINS) | check-deps
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(STUDY_LIB_OBJS) $(LIB) $(CHECK_LIBS) \
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(EXAMPLE_BACKEND_OBJ) $(STUDY_LIB_OBJS) \
+		$(LIB) $(CHECK_LIBS) \
 		-lm $(LDLIBS)
 
 .PHONY: check check-build

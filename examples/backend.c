@@ -10,6 +10,11 @@
  * suite, tests/conformance.h, which runs any backend by name).
  *
  * Run: build/plain/examples/backend
+ *
+ * The test suite builds this file without its main()
+ * (-DCCVM_EXAMPLE_NO_MAIN) and passes the backend through the conformance
+ * suite like the built-in ones (tests/check_conformance.c, tcase
+ * "out-of-tree").
  */
 #include <stdio.h>
 
@@ -32,6 +37,8 @@ static void tiny_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *ca
 	caps->private_max_level = CCVM_LEVEL_2M;
 	caps->shared_max_level = CCVM_LEVEL_2M;
 	caps->private_readable_by_host = true;
+	/* Nothing encrypts or scrubs a page kept across a round trip. */
+	caps->preserves_data_without_punch = true;
 }
 
 /* Called before a private page is mapped: count it in the VM's area. */
@@ -54,6 +61,14 @@ static const struct ccvm_backend_ops tiny_ops = {
 	.gmem_prepare = tiny_gmem_prepare,
 };
 
+/* The ops, for a program that registers the backend itself (the tests). */
+const struct ccvm_backend_ops *example_tiny_backend(void);
+const struct ccvm_backend_ops *example_tiny_backend(void)
+{
+	return &tiny_ops;
+}
+
+#ifndef CCVM_EXAMPLE_NO_MAIN
 static void guest(struct ccvm_guest *g, void *arg)
 {
 	uint64_t v = 7, back = 0;
@@ -116,3 +131,4 @@ out:
 		fprintf(stderr, "backend: %s\n", ccvm_last_error());
 	return ccvm_platform_destroy(p) || err ? 1 : 0;
 }
+#endif /* CCVM_EXAMPLE_NO_MAIN */

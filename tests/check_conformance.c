@@ -1077,6 +1077,39 @@ START_TEST(test_vcpus_4)
 }
 END_TEST
 
+/*
+ * The out-of-tree backend of examples/backend.c, registered in each test's
+ * own process (fork mode), so that it is the last name of
+ * ccvm_backend_names() there and nowhere else.
+ */
+const struct ccvm_backend_ops *example_tiny_backend(void);
+
+static void register_example_backend(void)
+{
+	ck_assert_int_eq(ccvm_backend_register(example_tiny_backend()), 0);
+}
+
+/* Every scenario of @tc also on the example backend, index @n once it is registered. */
+static void add_scenarios(TCase *tc, int from, int to)
+{
+	tcase_add_loop_test(tc, test_roundtrip, from, to);
+	tcase_add_loop_test(tc, test_roundtrip_punch, from, to);
+	tcase_add_loop_test(tc, test_neighbours, from, to);
+	tcase_add_loop_test(tc, test_punch_refault, from, to);
+	tcase_add_loop_test(tc, test_launch, from, to);
+	tcase_add_loop_test(tc, test_errno_attr, from, to);
+	tcase_add_loop_test(tc, test_errno_memslot, from, to);
+	tcase_add_loop_test(tc, test_errno_gmem, from, to);
+	tcase_add_loop_test(tc, test_exit_memory_fault, from, to);
+	tcase_add_loop_test(tc, test_exit_hypercall, from, to);
+	tcase_add_loop_test(tc, test_exit_mmio, from, to);
+	tcase_add_loop_test(tc, test_prefault, from, to);
+	tcase_add_loop_test(tc, test_gmem_outlives_vm, from, to);
+	tcase_add_loop_test(tc, test_slots_share_gmem, from, to);
+	tcase_add_loop_test(tc, test_vcpus_1, from, to);
+	tcase_add_loop_test(tc, test_vcpus_4, from, to);
+}
+
 Suite *conformance_suite(void)
 {
 	Suite *s = suite_create("conformance");
@@ -1112,6 +1145,11 @@ Suite *conformance_suite(void)
 	tc = tcase_create("threads");
 	tcase_add_loop_test(tc, test_vcpus_1, 0, n);
 	tcase_add_loop_test(tc, test_vcpus_4, 0, n);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("out-of-tree");
+	tcase_add_checked_fixture(tc, register_example_backend, NULL);
+	add_scenarios(tc, n, n + 1);
 	suite_add_tcase(s, tc);
 	return s;
 }
