@@ -16,6 +16,7 @@
  * suite like the built-in ones (tests/check_conformance.c, tcase
  * "out-of-tree").
  */
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include <ccvm/backend.h>
@@ -24,7 +25,8 @@
 #define SIZE	(1ull << 20)
 
 struct tiny_vm {
-	uint64_t prepared;		/* pages gmem_prepare saw */
+	/* Pages gmem_prepare saw; vCPUs fault in parallel, so atomic. */
+	_Atomic uint64_t prepared;
 };
 
 static void tiny_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *caps)
@@ -41,14 +43,18 @@ static void tiny_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *ca
 	caps->preserves_data_without_punch = true;
 }
 
-/* Called before a private page is mapped: count it in the VM's area. */
+/*
+ * Called before a private page is mapped, by whichever vCPU faults on it:
+ * vCPUs faulting on different pages call it at the same time, so the count
+ * is atomic.
+ */
 static int tiny_gmem_prepare(struct ccvm_vm *vm, uint64_t pfn, uint64_t gfn, int max_order)
 {
 	struct tiny_vm *t = ccvm_vm_priv(vm);
 
 	(void)pfn;
 	(void)gfn;
-	t->prepared += 1ull << max_order;
+	atomic_fetch_add_explicit(&t->prepared, 1ull << max_order, memory_order_relaxed);
 	return 0;
 }
 
@@ -121,7 +127,7 @@ int main(void)
 	if (!err)
 		printf("backend: guest ran on \"%s\"; gmem_prepare saw %llu page(s), "
 		       "%lld call(s) counted\n", ccvm_vm_backend_name(vm),
-		       (unsigned long long)((struct tiny_vm *)ccvm_vm_priv(vm))->prepared,
+		       (unsigned long long)atomic_load(&((struct tiny_vm *)ccvm_vm_priv(vm))->prepared),
 		       (long long)ccvm_op_calls(p, "gmem_prepare"));
 	ccvm_vcpu_close(v);
 	ccvm_gmem_close(g);
