@@ -154,6 +154,9 @@ enum ccvm_event {
 	CCVM_EV_TDH_MEM_RANGE_UNBLOCK,	/* modelled; KVM does not use it */
 	CCVM_EV_ROOT_LEAK,		/* root left with references at teardown */
 	CCVM_EV_KICK_VCPU,		/* a vCPU a kick visited (request, mode check) */
+	CCVM_EV_TDH_MEM_PAGE_DEMOTE,	/* 2M S-EPT leaf split into 512 4K leaves */
+	CCVM_EV_TDH_PHYMEM_PAMT_ADD,	/* Dynamic PAMT: page pair added to a 2M region */
+	CCVM_EV_TDH_PHYMEM_PAMT_REMOVE,	/* Dynamic PAMT: page pair taken back */
 	CCVM_EV_NR
 };
 
