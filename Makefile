@@ -77,6 +77,7 @@ TEST_SRCS += tests/check_conformance.c
 TEST_SRCS += tests/check_errors.c
 TEST_SRCS += tests/check_explore.c
 TEST_SRCS += tests/check_faultsweep.c
+TEST_SRCS += tests/check_folio.c
 TEST_SRCS += tests/check_gmem.c
 TEST_SRCS += tests/check_guest.c
 TEST_SRCS += tests/check_inplace.c
