@@ -167,6 +167,7 @@ STUDY_LIB_SRCS :=
 STUDY_LIB_SRCS += studies/s000.c
 STUDY_LIB_SRCS += studies/s001.c
 STUDY_LIB_SRCS += studies/s002.c
+STUDY_LIB_SRCS += studies/s003.c
 STUDY_LIB_SRCS += studies/s004.c
 STUDY_LIB_SRCS += studies/study.c
 
@@ -174,6 +175,7 @@ STUDIES :=
 STUDIES += study_000
 STUDIES += study_001
 STUDIES += study_002
+STUDIES += study_003
 STUDIES += study_004
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`

@@ -670,6 +670,25 @@ enum ccvm_study_knob {
 	 *                             the HKID half released
 	 */
 	CCVM_STUDY_HKID_RELEASE = 3,
+	/*
+	 * Study 003, TDX_OPERAND_BUSY (docs/studies/003.md): what KVM does
+	 * with an S-EPT SEAMCALL (SEPT.ADD, PAGE.AUG, PAGE.ADD; BLOCK, TRACK,
+	 * REMOVE) that the module answers busy.  Backends that list it in
+	 * caps.study_knobs (tdx).
+	 *   CCVM_TDX_BUSY_MERGED   what upstream merged: an install unwinds
+	 *                          (the fault runs again, after a yield); a
+	 *                          removal tries once more after blocking guest
+	 *                          entry and kicking every vCPU out, and a
+	 *                          second busy bugs the VM
+	 *   CCVM_TDX_BUSY_SPIN     retry in the SEAMCALL wrapper, with mmu_lock
+	 *                          held and no kick, up to CCVM_TDX_BUSY_SPIN_MAX
+	 *                          calls ("retry X times and hope"); then as
+	 *                          GIVE_UP
+	 *   CCVM_TDX_BUSY_GIVE_UP  no retry: the busy status is an error, an
+	 *                          install's fault fails (-EIO to the VMM) and
+	 *                          a removal bugs the VM
+	 */
+	CCVM_STUDY_TDX_BUSY = 4,
 	CCVM_STUDY_NR_KNOBS
 };
 
@@ -682,6 +701,10 @@ enum ccvm_study_knob {
 #define CCVM_SNP_RMP_LOCKED		2u
 #define CCVM_HKID_RELEASE_MERGED	0u
 #define CCVM_HKID_RELEASE_V19		1u
+#define CCVM_TDX_BUSY_MERGED		0u
+#define CCVM_TDX_BUSY_SPIN		1u
+#define CCVM_TDX_BUSY_GIVE_UP		2u
+#define CCVM_TDX_BUSY_SPIN_MAX		64u	/* calls of one leaf under SPIN */
 
 /*
  * ccvm_vm_set_study_knob() - Set study knob @knob of @vm to @value.
