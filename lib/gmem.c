@@ -543,7 +543,8 @@ static int gmem_punch_hole(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 	int err;
 
 	ccvm_rwlock_wrlock(&inode->invalidate_lock);
-	if (ffirst < fend) {
+	/* 4K folios: a pinned page is punched all the same (the pin keeps the pfn). */
+	if (inode->folio_order && ffirst < fend) {
 		bad = first_pinned(inode, ffirst, fend - 1);
 		if (bad != UINT64_MAX) {
 			err = ccvm_fail_at("ccvm_gmem_fallocate", -EAGAIN, "punch: page at offset "
