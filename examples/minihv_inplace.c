@@ -19,8 +19,9 @@
  *     with the faulting offset).
  * The guest and the KVM_RUN loop are minihv's (minihv.h): the guest
  * checks the boot image, accepts and fills its private memory, shares a
- * bounce buffer with MAP_GPA_RANGE, exchanges messages through it, converts it back and checks what the backend left
- * there (the bytes on mock and SNP's model, zeros on TDX), and writes one
+ * bounce buffer with MAP_GPA_RANGE, exchanges messages through it,
+ * converts it back and checks what the backend left there (the bytes on
+ * mock and SNP's model, zeros on TDX), and writes one
  * page through its shared alias unasked (a memory-fault exit on backends
  * with a shared bit, which the VMM answers by converting).
  *
