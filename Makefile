@@ -154,6 +154,7 @@ BENCHES += bench_first_touch
 BENCHES += bench_inplace
 BENCHES += bench_sched
 BENCHES += bench_td_shutdown
+BENCHES += bench_tdx_hugepage
 BENCHES += bench_vcpus
 BENCHES += bench_xarray
 bench_core_LDLIBS := -lJudy
