@@ -669,8 +669,10 @@ explore: $(EXPLORE_BIN)
 # from the header comments, and the hand-written overviews.  `make
 # check-man` (part of `make check`) insists that every CCVM_API declaration
 # has a comment with Context: and Return:, lints every page with mandoc,
-# checks that every exported function has a page, and compiles the
-# EXAMPLE of each overview (running those with a main()).
+# checks that every exported function has a page, and compiles the EXAMPLE
+# of every page with -Werror (each distinct one once, all in one compiler
+# run; #line points an error at the header comment it comes from), then
+# links and runs those with a main() (with $(SAN_CFLAGS) under SAN=).
 # ---------------------------------------------------------------------------
 
 MAN_DIR := $(BUILD)/man/man3
@@ -693,18 +695,15 @@ check-man: $(MAN_DIR)/.stamp $(LIB) | man-deps
 	$(Q)missing=$$(python3 scripts/api-symbols.py $(PUBLIC_HEADERS) | \
 		while read f; do [ -f $(MAN_DIR)/$$f.3 ] || echo $$f; done); \
 	[ -z "$$missing" ] || { echo "error: no man page for: $$missing" >&2; exit 1; }
-	$(Q)set -e; for p in $(MAN_PAGES); do \
-		src=$(BUILD)/man/$$(basename $$p .3)-example.c; \
-		sed -n '/^\.EX/,/^\.EE/p' $$p | sed '1d;$$d;s/\\en/\\n/g;s/\\e/\\/g' > $$src; \
-		[ -s $$src ] || continue; \
-		if grep -q '^int main' $$src; then \
-			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude $(SAN_CFLAGS) -o $${src%.c} $$src $(LIB) -pthread; \
-			$${src%.c} > /dev/null; \
-		else \
-			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude $(SAN_CFLAGS) -c -o $${src%.c}.o $$src; \
-		fi; \
-	done
-	$(Q)printf '  %-7s %s\n' MAN "$$(ls $(MAN_DIR)/*.3 | wc -l) pages in $(MAN_DIR): mandoc -Tlint clean, every public call has one, examples build and run"
+	$(Q)set -e; ex=$(BUILD)/man/examples; rm -rf $$ex; mkdir -p $$ex; \
+	srcs=$$(python3 scripts/gen-man.py --extract $$ex $(MAN_DIR)/*.3); \
+	cd $$ex && $(CC) -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include $(SAN_CFLAGS) -c $$srcs; \
+	for src in $$(grep -l '^int main' $$srcs); do \
+		$(CC) $(SAN_CFLAGS) -o $${src%.c} $${src%.c}.o $(abspath $(LIB)) -pthread; \
+		./$${src%.c} > /dev/null || { echo "error: the EXAMPLE of $${src%.c}(3) failed" >&2; exit 1; }; \
+	done; \
+	echo "$$(echo $$srcs | wc -w) examples: $$(grep -l '^int main' $$srcs | wc -l) programs run" > ../examples.txt
+	$(Q)printf '  %-7s %s\n' MAN "$$(ls $(MAN_DIR)/*.3 | wc -l) pages in $(MAN_DIR): mandoc -Tlint clean, every public call has one; $$(cat $(BUILD)/man/examples.txt)"
 
 # ---------------------------------------------------------------------------
 # Traces: examples/trace writes a Perfetto / Chrome JSON trace of two vCPUs

@@ -102,7 +102,8 @@ struct s000_result {
  * CCVM_STUDY_HKID_RELEASE = @knob (sequential orders have one schedule).
  * @check: stop at the first run that leaked a page (res->failure
  * CCVM_EXPLORE_FAIL_CHECK, *@token its replay token), with the library's
- * invariant checker on; without it every run is counted.  Return: 0 or the
+ * invariant checker on; without it every run is counted.  @trace: a Chrome
+ * trace file each run rewrites (give runs = 1), or NULL.  Return: 0 or the
  * errno of a run that failed otherwise.
  */
 int s000_explore(uint32_t knob, enum s000_order order, uint64_t seed, uint64_t runs,
