@@ -506,12 +506,22 @@ fuzz:
 # after the other); prints both coverage counts and their ratio.
 FUZZ_COMPARE_SECONDS ?= 600
 FUZZ_COMPARE_MODE ?= concurrent
+# libFuzzer's counters include each harness's own code; the library's share
+# is measured apart: both corpora are replayed by replay builds with clang's
+# source coverage (in $(FUZZ_COV_BUILD)), and llvm-cov counts the regions of
+# lib/ and backends/ they reach.
+FUZZ_COV_BUILD ?= build/fuzz-cov
 fuzz-compare:
 	$(Q)$(FUZZ_MAKE) fuzz-compare-bins
+	$(Q)$(MAKE) --no-print-directory CC=$(FUZZ_CC) SAN= BUILD=$(FUZZ_COV_BUILD) LIBFUZZER= \
+		CFLAGS="-O1 -g -Wall -Wextra -fprofile-instr-generate -fcoverage-mapping" \
+		LDFLAGS=-fprofile-instr-generate fuzz-compare-bins
 	$(Q)scripts/fuzz-compare.sh --seconds $(FUZZ_COMPARE_SECONDS) --seed $(FUZZ_SEED) \
 		--mode $(FUZZ_COMPARE_MODE) --out $(FUZZ_BUILD)/compare \
 		--new $(FUZZ_BUILD)/tests/fuzz_ccvm --new-seeds $(FUZZ_CORPUS) \
 		--old $(FUZZ_BUILD)/fuzz-old/fuzz_ccvm --old-seeds $(FUZZ_BUILD)/fuzz-old/seeds \
+		--cov-new $(FUZZ_COV_BUILD)/tests/fuzz_ccvm \
+		--cov-old $(FUZZ_COV_BUILD)/fuzz-old/fuzz_ccvm \
 		--old-name '$(FUZZ_OLD_REV)' -- $(FUZZ_OPTIONS)
 
 fuzz-compare-bins: $(FUZZ_BIN) $(FUZZ_OLD_BIN)

@@ -8,11 +8,16 @@
 # earlier run's inputs count for neither.  Prints, for each, the coverage
 # counters (libFuzzer's "cov:") once its seeds ran and at the end, the
 # executions, and the ratio of the final counts; and the load average
-# before and after.  `make fuzz-compare` builds both and calls this.
+# before and after.  libFuzzer's counters include each harness's own code:
+# with --cov-new/--cov-old (replay builds with clang's source coverage),
+# each final corpus is replayed and llvm-cov counts the regions of lib/ and
+# backends/ alone that it reaches.  `make fuzz-compare` builds them all and
+# calls this.
 #
 # usage: fuzz-compare.sh --new BIN --new-seeds DIR --old BIN --old-seeds DIR
-#        [--seconds N] [--seed N] [--mode concurrent|serial] [--out DIR]
-#        [--old-name NAME] [-- LIBFUZZER_OPTIONS...]
+#        [--cov-new BIN --cov-old BIN] [--seconds N] [--seed N]
+#        [--mode concurrent|serial] [--out DIR] [--old-name NAME]
+#        [-- LIBFUZZER_OPTIONS...]
 set -eu
 
 seconds=600
@@ -20,7 +25,7 @@ seed=1
 mode=concurrent
 out=build/fuzz/compare
 old_name=old
-new= new_seeds= old= old_seeds=
+new= new_seeds= old= old_seeds= cov_new= cov_old=
 
 usage() {
 	sed -n 's/^# \{0,1\}//; /^usage:/,/^$/p' "$0" >&2
@@ -34,6 +39,8 @@ while [ $# -gt 0 ]; do
 	--old) old=$2; shift 2 ;;
 	--old-seeds) old_seeds=$2; shift 2 ;;
 	--old-name) old_name=$2; shift 2 ;;
+	--cov-new) cov_new=$2; shift 2 ;;
+	--cov-old) cov_old=$2; shift 2 ;;
 	--seconds) seconds=$2; shift 2 ;;
 	--seed) seed=$2; shift 2 ;;
 	--mode) mode=$2; shift 2 ;;
@@ -96,7 +103,25 @@ for name in new old; do
 done
 echo "fuzz-compare: load $load_before before, $load_after after"
 awk -v n="$new_cov" -v o="$old_cov" 'BEGIN {
-	if (o > 0) printf "fuzz-compare: new/old = %d/%d = %.3f\n", n, o, n / o
+	if (o > 0) printf "fuzz-compare: counters new/old = %d/%d = %.3f\n", n, o, n / o
 	else print "fuzz-compare: no coverage figure for the old harness"
 }'
+
+# The library's regions (lib/, backends/) reached by each final corpus.
+lib_regions() {	# name cov-binary seeds
+	rm -f "$out/$1.profraw"
+	LLVM_PROFILE_FILE="$out/$1.profraw" "$2" "$out/$1-corpus" "$3" >"$out/$1-replay.log" 2>&1 ||
+		{ echo "?"; return; }
+	llvm-profdata merge -o "$out/$1.profdata" "$out/$1.profraw" &&
+	llvm-cov report "$2" -instr-profile="$out/$1.profdata" lib backends |
+		awk '$1 == "TOTAL" { printf "%d of %d", $2 - $3, $2 }'
+}
+if [ -n "$cov_new" ] && [ -n "$cov_old" ]; then
+	lib_new=$(lib_regions new "$cov_new" "$new_seeds")
+	lib_old=$(lib_regions old "$cov_old" "$old_seeds")
+	echo "fuzz-compare: library regions reached (lib/, backends/): new $lib_new, old $lib_old"
+	awk -v n="${lib_new%% *}" -v o="${lib_old%% *}" 'BEGIN {
+		if (o > 0) printf "fuzz-compare: library regions new/old = %.3f\n", n / o
+	}'
+fi
 exit $status
