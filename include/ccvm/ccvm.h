@@ -160,6 +160,9 @@ enum ccvm_event {
 	CCVM_EV_KICK_VCPU,		/* a vCPU a kick visited (request, mode check) */
 	CCVM_EV_FOLIO_SPLIT,		/* huge gmem folio split into 4K folios */
 	CCVM_EV_FOLIO_MERGE,		/* split gmem folio restored whole */
+	CCVM_EV_TDH_MEM_PAGE_DEMOTE,	/* 2M S-EPT leaf split into 512 4K leaves */
+	CCVM_EV_TDH_PHYMEM_PAMT_ADD,	/* Dynamic PAMT: page pair added to a 2M region */
+	CCVM_EV_TDH_PHYMEM_PAMT_REMOVE,	/* Dynamic PAMT: page pair taken back */
 	CCVM_EV_NR
 };
 
