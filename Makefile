@@ -77,6 +77,7 @@ TEST_SRCS += tests/check_conformance.c
 TEST_SRCS += tests/check_errors.c
 TEST_SRCS += tests/check_explore.c
 TEST_SRCS += tests/check_faultsweep.c
+TEST_SRCS += tests/check_folio.c
 TEST_SRCS += tests/check_gmem.c
 TEST_SRCS += tests/check_guest.c
 TEST_SRCS += tests/check_inplace.c
@@ -573,30 +574,39 @@ $(BENCH_BINS:=.o): | bench-deps
 
 .PHONY: seeds seeds-run seeds-deps
 seeds:
-	$(Q)$(MAKE) --no-print-directory SAN= BUILD=build/seeds BENCH_BUILD=1 seeds-run
+	$(Q)$(MAKE) --no-print-directory SAN= BUILD=build/seeds BENCH_BUILD=1 \
+		SEEDS_START=$$(date +%s) seeds-run
 
 seeds-deps:
 	$(call need,gnuplot,command -v gnuplot,gnuplot-nox)
 
+# The longest study runs beside the others (two at a time, as -j2); the
+# outputs are printed in STUDIES order once all are done.
+SEEDS_BESIDE ?= study_002
 SEEDS_LOG = $(BUILD)/studies/seeds.log
 seeds-run: $(STUDY_BINS) | seeds-deps
-	$(Q)log=$(SEEDS_LOG); : > $$log; status=0; start=$$(date +%s); \
-	buf=$$(command -v stdbuf >/dev/null && echo "stdbuf -oL"); \
+	$(Q)log=$(SEEDS_LOG); d=$(BUILD)/studies; : > $$log; status=0; start=$$(date +%s); \
+	seeds_study() { $(BUILD)/studies/$$1 --csv $$d/$$1.csv > $$d/$$1.out 2>&1; \
+		echo $$? > $$d/$$1.rc; }; \
+	pid=; for s in $(filter $(SEEDS_BESIDE),$(STUDIES)); do \
+		seeds_study $$s & pid="$$pid $$!"; \
+	done; \
+	for s in $(filter-out $(SEEDS_BESIDE),$(STUDIES)); do seeds_study $$s; done; \
+	[ -z "$$pid" ] || wait $$pid; \
 	for s in $(STUDIES); do \
 		echo "==> $$s" | tee -a $$log; \
-		{ $$buf $(BUILD)/studies/$$s --csv $(BUILD)/studies/$$s.csv 2>&1; \
-			echo $$? > $$log.rc; } | tee -a $$log; \
-		rc=$$(cat $$log.rc); \
+		tee -a $$log < $$d/$$s.out; \
+		rc=$$(cat $$d/$$s.rc); rm -f $$d/$$s.rc $$d/$$s.out; \
 		[ "$$rc" = 0 ] || { echo "==> $$s: exit status $$rc" | tee -a $$log; status=1; }; \
 		if [ -f studies/$$s.gp ]; then \
-			gnuplot -e "csv='$(BUILD)/studies/$$s.csv'; out='docs/studies/$$s.svg'" \
+			gnuplot -e "csv='$$d/$$s.csv'; out='docs/studies/$$s.svg'" \
 				studies/$$s.gp || status=1; \
 			echo "  PLOT    docs/studies/$$s.svg"; \
 		fi; \
 	done; \
-	rm -f $$log.rc; \
 	awk -F'|' -f studies/summary.awk $$log; \
-	echo "make seeds: $$(($$(date +%s) - start)) s"; \
+	now=$$(date +%s); \
+	echo "make seeds: $(if $(SEEDS_START),$$((now - $(SEEDS_START))) s with the build$(comma) )$$((now - start)) s running the studies"; \
 	grep -q '^SEED|.*|UNEXPECTED|' $$log && status=1; \
 	exit $$status
 

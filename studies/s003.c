@@ -334,7 +334,8 @@ static int s003_go(enum s003_policy policy, enum s003_race race, uint32_t strate
 	struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts,
 		.strategy = strategy,
 		.flags = CCVM_EXPLORE_QUIET | (check ? 0 : CCVM_EXPLORE_NO_LIBRARY_CHECK),
-		.seed = seed, .runs = runs, .preemption_bound = bound);
+		.seed = seed, .runs = runs, .preemption_bound = bound,
+		.pct_depth = strategy == CCVM_EXPLORE_PCT && bound > 0 ? (uint32_t)bound : 0);
 	struct ccvm_explore_result er = CCVM_OPTS_INIT(struct ccvm_explore_result);
 	int err;
 

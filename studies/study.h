@@ -102,7 +102,8 @@ struct s000_result {
  * CCVM_STUDY_HKID_RELEASE = @knob (sequential orders have one schedule).
  * @check: stop at the first run that leaked a page (res->failure
  * CCVM_EXPLORE_FAIL_CHECK, *@token its replay token), with the library's
- * invariant checker on; without it every run is counted.  Return: 0 or the
+ * invariant checker on; without it every run is counted.  @trace: a Chrome
+ * trace file each run rewrites (give runs = 1), or NULL.  Return: 0 or the
  * errno of a run that failed otherwise.
  */
 int s000_explore(uint32_t knob, enum s000_order order, uint64_t seed, uint64_t runs,
@@ -218,9 +219,10 @@ struct s003_result {
 };
 
 /*
- * Run the schedules of @race that @strategy gives (random or PCT: @runs
- * from @seed; DFS: every one within @bound preemptions, at most @runs if
- * not 0) with CCVM_STUDY_TDX_BUSY as @policy says.  @check: stop at the
+ * Run the schedules of @race that @strategy gives (random: @runs from
+ * @seed; PCT: the same at depth @bound, 0 for the default; DFS: every one
+ * within @bound preemptions, at most @runs if not 0) with
+ * CCVM_STUDY_TDX_BUSY as @policy says.  @check: stop at the
  * first bad run (res->failure CCVM_EXPLORE_FAIL_CHECK, *@token its replay
  * token), with the library's invariant checker on.  @trace: a Chrome
  * trace file each run rewrites (give runs = 1), or NULL.  Return: 0 (also

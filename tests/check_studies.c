@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ccvm/explore.h>
 
@@ -290,6 +291,39 @@ START_TEST(test_s000_race)
 }
 END_TEST
 
+/*
+ * --trace: one schedule of the race written as Chrome trace JSON, with the
+ * RECLAIMs of the teardown and the HKID release in it.
+ */
+START_TEST(test_s000_trace)
+{
+	char path[] = "/tmp/ccvm-s000-trace-XXXXXX";
+	struct s000_result r;
+	static char buf[1 << 20];
+	size_t n;
+	FILE *f;
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	study_quiet_log();
+	ck_assert_int_eq(s000_explore(CCVM_HKID_RELEASE_V19, S000_RACE, 1, 1, false, path, &r,
+				      NULL), 0);
+	ck_assert_uint_eq(r.runs, 1);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	unlink(path);
+	buf[n] = 0;
+	ck_assert_uint_gt(n, 0);
+	ck_assert(!strncmp(buf, "{\"traceEvents\":[", 16));
+	ck_assert_ptr_nonnull(strstr(buf, "\"tdh.phymem.page.reclaim\""));
+	ck_assert_ptr_nonnull(strstr(buf, "\"records\":"));
+	ck_assert(n >= 2 && buf[n - 1] == '\n' && buf[n - 2] == '}');
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Study 003: TDX_OPERAND_BUSY policies                                  */
 
@@ -451,6 +485,7 @@ Suite *studies_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_s000_orders);
 	tcase_add_test(tc, test_s000_race);
+	tcase_add_test(tc, test_s000_trace);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("s003");
 	tcase_set_timeout(tc, 120);

@@ -72,6 +72,10 @@ enum ccvm_level {
 	CCVM_LEVEL_1G = 3,
 };
 
+/* Orders of huge gmem folios (pages of 4 KiB): 2 MiB and 1 GiB. */
+#define CCVM_FOLIO_ORDER_2M	9
+#define CCVM_FOLIO_ORDER_1G	18
+
 /* ------------------------------------------------------------------ */
 /* Statistics, cost model and tracing                                  */
 /* ------------------------------------------------------------------ */
@@ -154,6 +158,8 @@ enum ccvm_event {
 	CCVM_EV_TDH_MEM_RANGE_UNBLOCK,	/* modelled; KVM does not use it */
 	CCVM_EV_ROOT_LEAK,		/* root left with references at teardown */
 	CCVM_EV_KICK_VCPU,		/* a vCPU a kick visited (request, mode check) */
+	CCVM_EV_FOLIO_SPLIT,		/* huge gmem folio split into 4K folios */
+	CCVM_EV_FOLIO_MERGE,		/* split gmem folio restored whole */
 	CCVM_EV_NR
 };
 
@@ -1252,6 +1258,18 @@ CCVM_API int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
 
 #define CCVM_GMEM_FLAG_MMAP		(1ull << 0)
 #define CCVM_GMEM_FLAG_INIT_SHARED	(1ull << 1)
+/*
+ * Huge folios, as the HugeTLB-backed guest_memfd of the "1G page support"
+ * series: CCVM_GMEM_FLAG_HUGETLB, with the folio size in the bits of
+ * CCVM_GMEM_HUGE_MASK as log2 of its bytes (MAP_HUGE_* style):
+ * CCVM_GMEM_HUGE_2MB (also the default when the bits are 0) or
+ * CCVM_GMEM_HUGE_1GB.  docs/huge-folios.md has the rules.
+ */
+#define CCVM_GMEM_FLAG_HUGETLB		(1ull << 2)
+#define CCVM_GMEM_HUGE_SHIFT		26
+#define CCVM_GMEM_HUGE_MASK		(0x3full << CCVM_GMEM_HUGE_SHIFT)
+#define CCVM_GMEM_HUGE_2MB		(21ull << CCVM_GMEM_HUGE_SHIFT)
+#define CCVM_GMEM_HUGE_1GB		(30ull << CCVM_GMEM_HUGE_SHIFT)
 #define CCVM_FALLOC_KEEP_SIZE		0x01	/* as FALLOC_FL_KEEP_SIZE */
 #define CCVM_FALLOC_PUNCH_HOLE		0x02	/* as FALLOC_FL_PUNCH_HOLE */
 
@@ -1261,11 +1279,15 @@ CCVM_API int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
  * CCVM_GMEM_FLAG_MMAP (host access with ccvm_gmem_read() and
  * ccvm_gmem_write()), CCVM_GMEM_FLAG_INIT_SHARED (the file starts shared;
  * only for VMs of the GMEM scheme, as KVM allows it only with in-place
- * conversion to VMs with private memory), as caps.gmem_flags says.
+ * conversion to VMs with private memory), CCVM_GMEM_FLAG_HUGETLB with a
+ * CCVM_GMEM_HUGE_* size (2 MiB or 1 GiB folios: allocation, punch and
+ * conversion work per folio, see ccvm_gmem_fallocate()), as
+ * caps.gmem_flags says.
  * Context: any thread but a guest's.
  * Return: 0; -EINVAL (size 0, unaligned or above INT64_MAX, flags unknown
- * or not supported by the backend); -EIO (VM bugged or dead);
- * -ENOMEM.
+ * or not supported by the backend, a huge size without HUGETLB, a folio
+ * size other than 2 MiB and 1 GiB, a size that is not a multiple of the
+ * folio size); -EIO (VM bugged or dead); -ENOMEM.
  * Example:
  *	#include <stdio.h>
  *
@@ -1293,10 +1315,18 @@ CCVM_API int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags,
  * then frees the pages.  Works after the VM handle is closed.
  * Context: any thread but a guest's; takes the file's invalidate lock for
  * write and mmu_lock for write while it zaps; may sleep.
+ * With huge folios (CCVM_GMEM_FLAG_HUGETLB), as the HugeTLB guest_memfd:
+ * an allocate covers the folios from the one holding @offset up to the
+ * last folio that ends at or before @offset + @len (both rounded down, so
+ * an allocate inside one folio allocates nothing); a punch frees every
+ * folio it covers whole (split or not) and only zeroes the pages of a
+ * folio it covers in part, which stays allocated (their content is handed
+ * back to the host through gmem_invalidate first).
  * Return: 0; -EOPNOTSUPP (mode); -EINVAL (offset or len above INT64_MAX,
  * as loff_t, len 0, unaligned, allocate past EOF); -EFBIG (offset + len
- * above INT64_MAX); -ENOMEM (simulated RAM exhausted; pages allocated so
- * far stay).
+ * above INT64_MAX); -EAGAIN (huge folios: a folio the punch would free
+ * has a page the host pinned; nothing changed); -ENOMEM (simulated RAM
+ * exhausted; pages allocated so far stay).
  * Example:
  *	#include <errno.h>
  *
@@ -1414,7 +1444,13 @@ struct ccvm_memory_attributes2 {
  * kind is zapped in every memslot that binds it; to shared, the backend
  * takes populated private pages back (SNP: RMP to hypervisor-owned; TDX:
  * the S-EPT removal zeroes them); the store changes; private pages are
- * prepared again lazily, at the next private fault.
+ * prepared again lazily, at the next private fault.  With huge folios the
+ * invalidation covers every folio the range touches (mappings of its
+ * other pages are not zapped, but none can be installed meanwhile); a
+ * conversion to shared splits each huge folio it touches into 4K folios
+ * (shared pages are 4K), and a conversion to private restores a split
+ * folio whole once every page of it is private, present and unpinned
+ * (CCVM_EV_FOLIO_SPLIT / _MERGE).
  * Context: any thread but a guest's; takes the file's invalidate lock for
  * write, then mmu_lock for write; may sleep.  Only VMs of the GMEM scheme.
  * Return: 0; -ENOTTY (the VM uses the VM scheme, as the ioctl without
@@ -1518,6 +1554,8 @@ struct ccvm_gmem_info {
 	uint64_t nr_private;	/* pages PRIVATE (GMEM scheme; else every page
 				 * of a VM with private memory) */
 	uint64_t nr_pinned;	/* pages the host has pinned */
+	uint32_t folio_order;	/* order of the file's folios: 0, 9 (2M), 18 (1G) */
+	uint64_t nr_huge_folios;	/* allocated folios of that order still whole */
 };
 
 /*
