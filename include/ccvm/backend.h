@@ -803,6 +803,21 @@ CCVM_API int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t 
  * read, and the file's page lock.
  * Return: 0 with *@pfn and *@order (may be NULL) set; -ENOENT (no memslot,
  * no gmem, or a hole); -EINVAL (NULL @vm or @pfn).
+ * Example:
+ *	#include <stdbool.h>
+ *
+ *	// A helper the backend exports to its tests: may a fault at @gfn map a
+ *	// 2M page, as far as gmem is concerned (max_mapping_level and the
+ *	// attributes may still say no)?
+ *	bool acme_gfn_can_map_2m(struct ccvm_vm *vm, uint64_t gfn)
+ *	{
+ *		uint64_t pfn;
+ *		int order;
+ *
+ *		if (ccvm_vm_gfn_to_gmem_folio(vm, gfn, &pfn, &order))
+ *			return false;   // -ENOENT: no memslot, no gmem, or a hole
+ *		return order >= CCVM_FOLIO_ORDER_2M;
+ *	}
  */
 CCVM_API int ccvm_vm_gfn_to_gmem_folio(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn,
 				       int *order);
@@ -1261,6 +1276,28 @@ CCVM_API uint64_t ccvm_platform_pfn_limit(struct ccvm_platform *p);
  * merge or free that folio (its invalidate lock held, as in gmem_prepare,
  * gmem_invalidate and the mirror ops under an invalidation).
  * Return: the order; 0 for pfns outside the platform.
+ * Example:
+ *	// gmem_invalidate: pages of a whole huge folio were assigned with one
+ *	// large hardware entry; freeing part of one splits that entry first
+ *	// (once), then the pages go back one by one.
+ *	void acme_gmem_invalidate(struct ccvm_platform *p, uint64_t pfn_start, uint64_t pfn_end)
+ *	{
+ *		uint64_t smashed = UINT64_MAX;
+ *
+ *		for (uint64_t pfn = pfn_start; pfn < pfn_end; ) {
+ *			uint64_t n = 1ull << ccvm_page_folio_order(p, pfn);
+ *			uint64_t head = pfn & ~(n - 1);
+ *
+ *			if (n > 1 && (head != pfn || pfn + n > pfn_end)) {
+ *				if (head != smashed)
+ *					ccvm_account(p, NULL, CCVM_EV_PSMASH, 1);
+ *				smashed = head;
+ *				n = 1;
+ *			}
+ *			ccvm_account(p, NULL, CCVM_EV_RMPUPDATE, 1);   // back to the host
+ *			pfn += n;
+ *		}
+ *	}
  */
 CCVM_API int ccvm_page_folio_order(struct ccvm_platform *p, uint64_t pfn);
 
