@@ -1918,6 +1918,22 @@ CCVM_API int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t siz
 CCVM_API int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size);
 
 /*
+ * ccvm_guest_accept_level() - As ccvm_guest_accept(), with accepts of page
+ * size @level (CCVM_LEVEL_4K or CCVM_LEVEL_2M): one TDG.MEM.PAGE.ACCEPT or
+ * PVALIDATE per 2M when @level is 2M.  Whether a 2M accept works depends
+ * on the host's mapping and the hardware's entry (TDX: mapped at 4K ->
+ * PAGE_SIZE_MISMATCH; SNP: a 4K RMP entry -> FAIL_SIZEMISMATCH): the
+ * guest then gets -ERANGE and accepts that 2M page by page, as Linux does.
+ * A backend without level accepts takes a 2M accept page by page.
+ * Context: guest side, on the guest's vCPU.
+ * Return: as ccvm_guest_accept(); -EINVAL also for a level other than 4K
+ * and 2M or a range not aligned to it; -ERANGE (page size mismatch, the
+ * block stays unaccepted).
+ */
+CCVM_API int ccvm_guest_accept_level(struct ccvm_guest *g, uint64_t gpa, uint64_t size,
+				     int level);
+
+/*
  * ccvm_guest_sync() - Exit to the VMM with CCVM_EXIT_SYNC and @value (like
  * a selftest ucall); the guest goes on at the next ccvm_vcpu_run().
  * Context: guest side, on the guest's vCPU.
