@@ -1524,7 +1524,7 @@ CCVM_API void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
 /* ---- invariant reports (for check_invariants) ---- */
 
 /*
- * ccvm_invariant_fail() - Record that invariant @invariant (1..34) is
+ * ccvm_invariant_fail() - Record that invariant @invariant (1..36) is
  * broken at @gfn / @pfn (UINT64_MAX: none) with a printf-style message.
  * Only the first failure of a report is kept: later calls change nothing,
  * so a check may go on or stop as it likes.

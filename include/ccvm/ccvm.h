@@ -160,6 +160,9 @@ enum ccvm_event {
 	CCVM_EV_KICK_VCPU,		/* a vCPU a kick visited (request, mode check) */
 	CCVM_EV_FOLIO_SPLIT,		/* huge gmem folio split into 4K folios */
 	CCVM_EV_FOLIO_MERGE,		/* split gmem folio restored whole */
+	CCVM_EV_TDH_MEM_PAGE_DEMOTE,	/* 2M S-EPT leaf split into 512 4K leaves */
+	CCVM_EV_TDH_PHYMEM_PAMT_ADD,	/* Dynamic PAMT: page pair added to a 2M region */
+	CCVM_EV_TDH_PHYMEM_PAMT_REMOVE,	/* Dynamic PAMT: page pair taken back */
 	CCVM_EV_NR
 };
 
@@ -2063,7 +2066,7 @@ CCVM_API uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
  */
 struct ccvm_invariant_report {
 	size_t sz;
-	uint32_t invariant;	/* out: first broken invariant, 1..34; 0 = none */
+	uint32_t invariant;	/* out: first broken invariant, 1..36; 0 = none */
 	uint64_t nr_checks;	/* out: individual checks done */
 	uint64_t gfn;		/* out: gfn involved, UINT64_MAX if none */
 	uint64_t pfn;		/* out: pfn involved, UINT64_MAX if none */
@@ -2131,7 +2134,7 @@ CCVM_API int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_
 CCVM_API int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invariant_report *r);
 
 /*
- * ccvm_invariant_name() - One line naming invariant @n (1..34), as
+ * ccvm_invariant_name() - One line naming invariant @n (1..36), as
  * docs/invariants.md lists them.
  * Context: any thread.
  * Return: a static string; NULL for another number.
