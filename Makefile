@@ -981,6 +981,7 @@ help:
 	@echo 'make fuzz            libFuzzer (clang) on every backend for FUZZ_SECONDS; fuzz-smoke: short'
 	@echo 'make fuzz-replay     replay tests/fuzz-corpus with the plain harness; fuzz-seeds: rewrite it'
 	@echo 'make man             man pages of every public call in $$(BUILD)/man/man3 (from the headers)'
+	@echo 'make check-man       mandoc lints the pages; every EXAMPLE compiles, those with main() run (mandoc, 10 s)'
 	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR MANDIR DESTDIR; make uninstall'
 	@echo 'make ci              everything CI runs (.ci/run runs make check then make ci)'
 	@echo 'make check-boundary  no backend (nor tests/conformance.h) includes a lib/ header'
