@@ -77,6 +77,7 @@ TEST_SRCS += tests/check_conformance.c
 TEST_SRCS += tests/check_errors.c
 TEST_SRCS += tests/check_explore.c
 TEST_SRCS += tests/check_faultsweep.c
+TEST_SRCS += tests/check_folio.c
 TEST_SRCS += tests/check_gmem.c
 TEST_SRCS += tests/check_guest.c
 TEST_SRCS += tests/check_inplace.c
@@ -167,6 +168,7 @@ STUDY_LIB_SRCS :=
 STUDY_LIB_SRCS += studies/s000.c
 STUDY_LIB_SRCS += studies/s001.c
 STUDY_LIB_SRCS += studies/s002.c
+STUDY_LIB_SRCS += studies/s003.c
 STUDY_LIB_SRCS += studies/s004.c
 STUDY_LIB_SRCS += studies/study.c
 
@@ -174,6 +176,7 @@ STUDIES :=
 STUDIES += study_000
 STUDIES += study_001
 STUDIES += study_002
+STUDIES += study_003
 STUDIES += study_004
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
@@ -572,30 +575,39 @@ $(BENCH_BINS:=.o): | bench-deps
 
 .PHONY: seeds seeds-run seeds-deps
 seeds:
-	$(Q)$(MAKE) --no-print-directory SAN= BUILD=build/seeds BENCH_BUILD=1 seeds-run
+	$(Q)$(MAKE) --no-print-directory SAN= BUILD=build/seeds BENCH_BUILD=1 \
+		SEEDS_START=$$(date +%s) seeds-run
 
 seeds-deps:
 	$(call need,gnuplot,command -v gnuplot,gnuplot-nox)
 
+# The longest study runs beside the others (two at a time, as -j2); the
+# outputs are printed in STUDIES order once all are done.
+SEEDS_BESIDE ?= study_002
 SEEDS_LOG = $(BUILD)/studies/seeds.log
 seeds-run: $(STUDY_BINS) | seeds-deps
-	$(Q)log=$(SEEDS_LOG); : > $$log; status=0; start=$$(date +%s); \
-	buf=$$(command -v stdbuf >/dev/null && echo "stdbuf -oL"); \
+	$(Q)log=$(SEEDS_LOG); d=$(BUILD)/studies; : > $$log; status=0; start=$$(date +%s); \
+	seeds_study() { $(BUILD)/studies/$$1 --csv $$d/$$1.csv > $$d/$$1.out 2>&1; \
+		echo $$? > $$d/$$1.rc; }; \
+	pid=; for s in $(filter $(SEEDS_BESIDE),$(STUDIES)); do \
+		seeds_study $$s & pid="$$pid $$!"; \
+	done; \
+	for s in $(filter-out $(SEEDS_BESIDE),$(STUDIES)); do seeds_study $$s; done; \
+	[ -z "$$pid" ] || wait $$pid; \
 	for s in $(STUDIES); do \
 		echo "==> $$s" | tee -a $$log; \
-		{ $$buf $(BUILD)/studies/$$s --csv $(BUILD)/studies/$$s.csv 2>&1; \
-			echo $$? > $$log.rc; } | tee -a $$log; \
-		rc=$$(cat $$log.rc); \
+		tee -a $$log < $$d/$$s.out; \
+		rc=$$(cat $$d/$$s.rc); rm -f $$d/$$s.rc $$d/$$s.out; \
 		[ "$$rc" = 0 ] || { echo "==> $$s: exit status $$rc" | tee -a $$log; status=1; }; \
 		if [ -f studies/$$s.gp ]; then \
-			gnuplot -e "csv='$(BUILD)/studies/$$s.csv'; out='docs/studies/$$s.svg'" \
+			gnuplot -e "csv='$$d/$$s.csv'; out='docs/studies/$$s.svg'" \
 				studies/$$s.gp || status=1; \
 			echo "  PLOT    docs/studies/$$s.svg"; \
 		fi; \
 	done; \
-	rm -f $$log.rc; \
 	awk -F'|' -f studies/summary.awk $$log; \
-	echo "make seeds: $$(($$(date +%s) - start)) s"; \
+	now=$$(date +%s); \
+	echo "make seeds: $(if $(SEEDS_START),$$((now - $(SEEDS_START))) s with the build$(comma) )$$((now - start)) s running the studies"; \
 	grep -q '^SEED|.*|UNEXPECTED|' $$log && status=1; \
 	exit $$status
 
@@ -632,8 +644,10 @@ explore: $(EXPLORE_BIN)
 # from the header comments, and the hand-written overviews.  `make
 # check-man` (part of `make check`) insists that every CCVM_API declaration
 # has a comment with Context: and Return:, lints every page with mandoc,
-# checks that every exported function has a page, and compiles the
-# EXAMPLE of each overview (running those with a main()).
+# checks that every exported function has a page, and compiles the EXAMPLE
+# of every page with -Werror (each distinct one once, all in one compiler
+# run; #line points an error at the header comment it comes from), then
+# links and runs those with a main() (with $(SAN_CFLAGS) under SAN=).
 # ---------------------------------------------------------------------------
 
 MAN_DIR := $(BUILD)/man/man3
@@ -656,18 +670,15 @@ check-man: $(MAN_DIR)/.stamp $(LIB) | man-deps
 	$(Q)missing=$$(python3 scripts/api-symbols.py $(PUBLIC_HEADERS) | \
 		while read f; do [ -f $(MAN_DIR)/$$f.3 ] || echo $$f; done); \
 	[ -z "$$missing" ] || { echo "error: no man page for: $$missing" >&2; exit 1; }
-	$(Q)set -e; for p in $(MAN_PAGES); do \
-		src=$(BUILD)/man/$$(basename $$p .3)-example.c; \
-		sed -n '/^\.EX/,/^\.EE/p' $$p | sed '1d;$$d;s/\\en/\\n/g;s/\\e/\\/g' > $$src; \
-		[ -s $$src ] || continue; \
-		if grep -q '^int main' $$src; then \
-			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude $(SAN_CFLAGS) -o $${src%.c} $$src $(LIB) -pthread; \
-			$${src%.c} > /dev/null; \
-		else \
-			$(CC) -std=c11 -Wall -Wextra -Werror -Iinclude $(SAN_CFLAGS) -c -o $${src%.c}.o $$src; \
-		fi; \
-	done
-	$(Q)printf '  %-7s %s\n' MAN "$$(ls $(MAN_DIR)/*.3 | wc -l) pages in $(MAN_DIR): mandoc -Tlint clean, every public call has one, examples build and run"
+	$(Q)set -e; ex=$(BUILD)/man/examples; rm -rf $$ex; mkdir -p $$ex; \
+	srcs=$$(python3 scripts/gen-man.py --extract $$ex $(MAN_DIR)/*.3); \
+	cd $$ex && $(CC) -std=c11 -Wall -Wextra -Werror -I$(CURDIR)/include $(SAN_CFLAGS) -c $$srcs; \
+	for src in $$(grep -l '^int main' $$srcs); do \
+		$(CC) $(SAN_CFLAGS) -o $${src%.c} $${src%.c}.o $(abspath $(LIB)) -pthread; \
+		./$${src%.c} > /dev/null || { echo "error: the EXAMPLE of $${src%.c}(3) failed" >&2; exit 1; }; \
+	done; \
+	echo "$$(echo $$srcs | wc -w) examples: $$(grep -l '^int main' $$srcs | wc -l) programs run" > ../examples.txt
+	$(Q)printf '  %-7s %s\n' MAN "$$(ls $(MAN_DIR)/*.3 | wc -l) pages in $(MAN_DIR): mandoc -Tlint clean, every public call has one; $$(cat $(BUILD)/man/examples.txt)"
 
 # ---------------------------------------------------------------------------
 # Traces: examples/trace writes a Perfetto / Chrome JSON trace of two vCPUs

@@ -17,6 +17,8 @@
 #include "scheduler.h"
 
 #define GMEM_MAX_SIZE	((uint64_t)INT64_MAX & CCVM_PAGE_MASK)
+#define GMEM_KNOWN_FLAGS (CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED | \
+			  CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_MASK)
 
 /* ---- inode ------------------------------------------------------------ */
 
@@ -78,20 +80,48 @@ static void free_batch_flush(struct free_batch *b)
 	b->n = 0;
 }
 
+/*
+ * A huge folio leaves as one: one gmem_invalidate over its whole pfn range
+ * (so a backend sees a full aligned 2M or 1G and can return it in one
+ * step, as sev_gmem_invalidate does), then one free of the block.
+ */
+static void free_huge_folio(struct free_batch *b, uint64_t head, unsigned int order)
+{
+	struct ccvm_platform *p = b->inode->p;
+	uint64_t nr = 1ull << order;
+
+	free_batch_flush(b);
+	ccvm_op_gmem_invalidate(p, head, head + nr);
+	ccvm_account(p, NULL, CCVM_EV_GMEM_INVALIDATE, nr);
+	ccvm_page_free_folio(p, head, order);
+	b->inode->nr_huge--;
+}
+
 static int free_page_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
 {
 	struct free_batch *b = ctx;
+	unsigned int order;
 
 	if (!value)
 		return 0;
-	/* Every index has its own pfn, so a run of a present value is one index. */
-	if (first != last)
-		ccvm_log(CCVM_LOG_WARN, "gmem: pfn %#llx cached at several indices",
-			 (unsigned long long)CCVM_GMEM_PFN(value));
-	b->pfns[b->n++] = CCVM_GMEM_PFN(value);
-	b->freed++;
-	if (b->n == CCVM_ARRAY_SIZE(b->pfns))
-		free_batch_flush(b);
+	order = CCVM_GMEM_ORDER(value);
+	if (order) {
+		/* Callers free whole folios only: the run is the folio. */
+		if (first & ((1ull << order) - 1) || last - first + 1 != 1ull << order)
+			ccvm_log(CCVM_LOG_WARN, "gmem: part of folio %#llx freed",
+				 (unsigned long long)CCVM_GMEM_PFN(value));
+		free_huge_folio(b, CCVM_GMEM_PFN(value), order);
+		b->freed += 1ull << order;
+	} else {
+		/* Every 4K folio has its own pfn, so its run is one index. */
+		if (first != last)
+			ccvm_log(CCVM_LOG_WARN, "gmem: pfn %#llx cached at several indices",
+				 (unsigned long long)CCVM_GMEM_PFN(value));
+		b->pfns[b->n++] = CCVM_GMEM_PFN(value);
+		b->freed++;
+		if (b->n == CCVM_ARRAY_SIZE(b->pfns))
+			free_batch_flush(b);
+	}
 	/* Every batch, if someone waits for pages_lock (always when serial). */
 	if (!--b->budget) {
 		b->budget = b->inode->p->resched_entries;
@@ -138,31 +168,98 @@ static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint
 	ccvm_mutex_unlock(&inode->pages_lock);
 }
 
-/* Page at @index, allocating it zeroed if it is a hole.  pages_lock taken. */
-static int inode_get_page(struct ccvm_gmem_inode *inode, uint64_t index, uint64_t *pfn)
+/*
+ * Store the pages of folio [head, head + 2^order) (pfns from @pfn) as 4K
+ * folios; the range is reserved (single stores inside it cannot fail).
+ * pages_lock held.
+ */
+static void folio_store_split(struct ccvm_gmem_inode *inode, uint64_t head, uint64_t pfn,
+			      unsigned int order)
 {
+	uint64_t i, nr = 1ull << order;
+
+	for (i = 0; i < nr; i++)
+		ccvm_xa_store(&inode->pages, head + i, CCVM_GMEM_VALUE(pfn + i));
+	ccvm_page_set_folio_order(inode->p, pfn, nr, 0);
+}
+
+/*
+ * In place, is every page of [first, last] private?  Shared pages are 4K
+ * (host references are counted per page), so a huge folio holding one is
+ * split.  The caller holds the invalidate lock, which keeps the answer.
+ */
+static bool folio_all_private(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
+{
+	bool ret;
+
+	if (!inode->in_place)
+		return true;
+	ccvm_rwlock_rdlock(&inode->attr_lock);
+	ret = ccvm_xa_range_is(&inode->attrs, first, last, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	ccvm_rwlock_unlock(&inode->attr_lock);
+	return ret;
+}
+
+/*
+ * Page at @index and the order of the folio holding it, allocating the
+ * folio zeroed if it is a hole (the whole naturally aligned folio for a
+ * huge inode, split at once if a page of it is shared: kvm_gmem_get_folio
+ * with a custom allocator).  Invalidate lock held; takes pages_lock.
+ */
+static int inode_get_folio(struct ccvm_gmem_inode *inode, uint64_t index, uint64_t *pfn,
+			   unsigned int *order)
+{
+	unsigned int o = inode->folio_order;
+	uint64_t nr = 1ull << o, head = index & ~(nr - 1), base, v;
+	bool split = o && !folio_all_private(inode, head, head + nr - 1);
 	size_t before;
-	uint64_t v;
 	int err;
 
 	ccvm_mutex_lock(&inode->pages_lock);
 	v = ccvm_xa_load(&inode->pages, index);
 	if (v) {
 		ccvm_mutex_unlock(&inode->pages_lock);
-		*pfn = CCVM_GMEM_PFN(v);
+		*pfn = ccvm_gmem_pfn_at(v, index);
+		if (order)
+			*order = CCVM_GMEM_ORDER(v);
 		return 0;
 	}
+	/* A huge inode's folio range is all present or all holes; be safe anyway. */
+	if (o && !ccvm_xa_range_is(&inode->pages, head, head + nr - 1, 0)) {
+		ccvm_log(CCVM_LOG_WARN, "gmem: folio at index %#llx partly cached",
+			 (unsigned long long)head);
+		o = 0;
+		nr = 1;
+		head = index;
+		split = false;
+	}
 	before = ccvm_xa_memory(&inode->pages);
-	err = ccvm_xa_reserve(&inode->pages, index, index);
+	err = ccvm_xa_reserve(&inode->pages, head, head + nr - 1);
 	if (!err)
-		err = ccvm_page_alloc(inode->p, pfn);
+		err = ccvm_page_alloc_folio(inode->p, o, &base);
 	if (!err) {
-		ccvm_xa_store(&inode->pages, index, CCVM_GMEM_VALUE(*pfn));
-		inode->nr_pages++;
+		if (split) {
+			folio_store_split(inode, head, base, o);
+			ccvm_account(inode->p, NULL, CCVM_EV_FOLIO_SPLIT, 1);
+		} else {
+			ccvm_xa_store_range(&inode->pages, head, head + nr - 1,
+					    CCVM_GMEM_VALUE_ORDER(base, o));
+			if (o)
+				inode->nr_huge++;
+		}
+		inode->nr_pages += nr;
+		*pfn = base + (index - head);
+		if (order)
+			*order = split ? 0 : o;
 	}
 	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
 	ccvm_mutex_unlock(&inode->pages_lock);
 	return err;
+}
+
+static int inode_get_page(struct ccvm_gmem_inode *inode, uint64_t index, uint64_t *pfn)
+{
+	return inode_get_folio(inode, index, pfn, NULL);
 }
 
 /* ---- file --------------------------------------------------------------- */
@@ -171,20 +268,39 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 {
 	struct ccvm_gmem_inode *inode;
 	struct ccvm_gmem *g;
+	unsigned int order = 0;
 
 	if (!vm || !out)
 		return ccvm_fail(-EINVAL, "NULL %s", vm ? "out" : "vm");
-	if (flags & ~(CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED))
-		return ccvm_fail(-EINVAL, "unknown flags 0x%llx", (unsigned long long)
-				 (flags & ~(CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED)));
+	if (flags & ~GMEM_KNOWN_FLAGS)
+		return ccvm_fail(-EINVAL, "unknown flags 0x%llx",
+				 (unsigned long long)(flags & ~GMEM_KNOWN_FLAGS));
+	/* The size bits belong to the HugeTLB allocator: only with its flag. */
+	if ((flags & CCVM_GMEM_HUGE_MASK) && !(flags & CCVM_GMEM_FLAG_HUGETLB))
+		return ccvm_fail(-EINVAL, "flags 0x%llx: a huge page size without "
+				 "CCVM_GMEM_FLAG_HUGETLB", (unsigned long long)flags);
+	if (flags & CCVM_GMEM_FLAG_HUGETLB) {
+		uint64_t huge = flags & CCVM_GMEM_HUGE_MASK;
+
+		if (huge && huge != CCVM_GMEM_HUGE_2MB && huge != CCVM_GMEM_HUGE_1GB)
+			return ccvm_fail(-EINVAL, "huge page size 2^%llu bytes: only 2 MiB "
+					 "(CCVM_GMEM_HUGE_2MB) and 1 GiB (CCVM_GMEM_HUGE_1GB)",
+					 (unsigned long long)(huge >> CCVM_GMEM_HUGE_SHIFT));
+		order = huge == CCVM_GMEM_HUGE_1GB ? CCVM_FOLIO_ORDER_1G : CCVM_FOLIO_ORDER_2M;
+	}
 	/* INIT_SHARED: only with in-place conversion for VMs with private memory. */
-	if (flags & ~vm->caps.gmem_flags)
+	if (flags & ~CCVM_GMEM_HUGE_MASK & ~vm->caps.gmem_flags)
 		return ccvm_fail(-EINVAL, "flags 0x%llx not supported by the %s backend "
 				 "(caps.gmem_flags 0x%llx)", (unsigned long long)flags,
 				 vm->caps.name, (unsigned long long)vm->caps.gmem_flags);
 	if (!size || !ccvm_is_page_aligned(size) || size > GMEM_MAX_SIZE)
 		return ccvm_fail(-EINVAL, "size 0x%llx: must be a non-zero multiple of 4096 "
 				 "up to INT64_MAX", (unsigned long long)size);
+	/* The HugeTLB allocator reserves whole folios: the size is a multiple. */
+	if (size & ((CCVM_PAGE_SIZE << order) - 1))
+		return ccvm_fail(-EINVAL, "size 0x%llx is not a multiple of the folio size "
+				 "0x%llx", (unsigned long long)size,
+				 (unsigned long long)(CCVM_PAGE_SIZE << order));
 	if (!ccvm_vm_usable(vm) || ccvm_vm_is_dead(vm))
 		return ccvm_fail(-EIO, "VM %u is %s", vm->id,
 				 ccvm_vm_usable(vm) ? "dead" : "bugged");
@@ -202,6 +318,7 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	inode->npages = size >> CCVM_PAGE_SHIFT;
 	inode->flags = flags;
 	inode->in_place = ccvm_vm_in_place(vm);
+	inode->folio_order = order;
 	ccvm_xa_init(&inode->attrs);
 	ccvm_xa_init(&inode->pins);
 	/* In place: one entry over the whole file, PRIVATE unless INIT_SHARED. */
@@ -272,8 +389,13 @@ static int bound_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
  * frees pages, then calls invalidate_end if this returned true.
  * invalidate_lock held for write.
  */
-static int gmem_invalidate_begin_filter(struct ccvm_gmem *g, uint64_t first, uint64_t last,
-					unsigned int filter, bool *begun)
+/*
+ * As below, but the invalidation covers file pages [afirst, alast] (a
+ * superset: whole folios) while only [first, last] is zapped.
+ */
+static int gmem_invalidate_begin_wide(struct ccvm_gmem *g, uint64_t first, uint64_t last,
+				      uint64_t afirst, uint64_t alast, unsigned int filter,
+				      bool *begun)
 {
 	struct ccvm_vm *vm = g->vm;
 	struct bound_walk w = { 0 };
@@ -282,7 +404,7 @@ static int gmem_invalidate_begin_filter(struct ccvm_gmem *g, uint64_t first, uin
 	int err;
 
 	*begun = false;
-	err = ccvm_xa_for_each_run(&g->bindings, first, last, bound_cb, &w);
+	err = ccvm_xa_for_each_run(&g->bindings, afirst, alast, bound_cb, &w);
 	if (err) {
 		free(w.r);
 		return err;
@@ -292,9 +414,24 @@ static int gmem_invalidate_begin_filter(struct ccvm_gmem *g, uint64_t first, uin
 	ccvm_rwlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(vm);
 	for (i = 0; i < w.n; i++) {
+		struct ccvm_memslot *slot = w.r[i].slot;
+		/* The run in file indices, clipped to the zap range. */
+		uint64_t zf = slot->pgoff + (w.r[i].start - slot->base_gfn);
+		uint64_t zl = slot->pgoff + (w.r[i].end - 1 - slot->base_gfn);
+		uint64_t zs = 0, ze = 0;
+
+		if (zf < first)
+			zf = first;
+		if (zl > last)
+			zl = last;
+		if (zf <= zl) {
+			zs = slot->base_gfn + (zf - slot->pgoff);
+			ze = slot->base_gfn + (zl - slot->pgoff) + 1;
+		}
 		ccvm_mmu_invalidate_range_add(vm, w.r[i].start, w.r[i].end);
 		/* May yield (range->may_block): the range is published as in progress. */
-		flush |= ccvm_mmu_unmap_gfn_range(vm, w.r[i].start, w.r[i].end, filter, true);
+		if (zs < ze)
+			flush |= ccvm_mmu_unmap_gfn_range(vm, zs, ze, filter, true);
 	}
 	if (flush)
 		ccvm_mmu_flush_remote_tlbs(vm);
@@ -302,6 +439,12 @@ static int gmem_invalidate_begin_filter(struct ccvm_gmem *g, uint64_t first, uin
 	free(w.r);
 	*begun = true;
 	return 0;
+}
+
+static int gmem_invalidate_begin_filter(struct ccvm_gmem *g, uint64_t first, uint64_t last,
+					unsigned int filter, bool *begun)
+{
+	return gmem_invalidate_begin_wide(g, first, last, first, last, filter, begun);
 }
 
 /*
@@ -330,31 +473,122 @@ static void gmem_invalidate_end(struct ccvm_gmem *g)
 	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
+struct zero_walk {
+	struct ccvm_platform *p;
+	uint64_t start, end;		/* current run of consecutive pfns */
+};
+
+static void zero_walk_flush(struct zero_walk *z)
+{
+	uint64_t pfn;
+
+	if (z->end <= z->start)
+		return;
+	/* The pages go back to the host (SNP: RMP shared) before the host clears them. */
+	ccvm_op_gmem_invalidate(z->p, z->start, z->end);
+	ccvm_account(z->p, NULL, CCVM_EV_GMEM_INVALIDATE, z->end - z->start);
+	for (pfn = z->start; pfn < z->end; pfn++)
+		ccvm_page_clear(z->p, pfn);
+	z->start = z->end = 0;
+}
+
+static int zero_walk_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct zero_walk *z = ctx;
+	uint64_t pfn = ccvm_gmem_pfn_at(value, first), n = last - first + 1;
+
+	if (!value)
+		return 0;
+	/* A huge folio's run is consecutive pfns; a 4K one is one index. */
+	if (pfn != z->end)
+		zero_walk_flush(z);
+	if (z->start == z->end)
+		z->start = pfn;
+	z->end = pfn + n;
+	return 0;
+}
+
+/*
+ * A punch over part of a huge folio (kvm_gmem_zero_range of the HugeTLB
+ * guest_memfd): the folio stays, its pages in [first, last] are zeroed.
+ * Mappings are gone (invalidation in progress).  pages_lock taken.
+ */
+static void inode_zero_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
+{
+	struct zero_walk z = { .p = inode->p };
+
+	ccvm_mutex_lock(&inode->pages_lock);
+	ccvm_xa_for_each_run(&inode->pages, first, last, zero_walk_cb, &z);
+	zero_walk_flush(&z);
+	ccvm_mutex_unlock(&inode->pages_lock);
+}
+
+static uint64_t first_pinned(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last);
+
+/*
+ * Punch [first, last]: with huge folios, folios covered whole are freed
+ * (a split one too: the 1G series merges it back and truncates it) and
+ * the pages of a folio covered in part are only zeroed.  A pinned page in
+ * a folio to free refuses the whole punch with -EAGAIN before anything
+ * changes (the series' merge-before-truncate needs a safe refcount).
+ */
 static int gmem_punch_hole(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 {
 	struct ccvm_gmem_inode *inode = g->inode;
+	uint64_t nr = 1ull << inode->folio_order;
+	uint64_t ffirst = (first + nr - 1) & ~(nr - 1);	/* first whole folio */
+	uint64_t fend = (last + 1) & ~(nr - 1);		/* end of the whole folios */
+	uint64_t bad;
 	bool begun;
 	int err;
 
 	ccvm_rwlock_wrlock(&inode->invalidate_lock);
+	/* 4K folios: a pinned page is punched all the same (the pin keeps the pfn). */
+	if (inode->folio_order && ffirst < fend) {
+		bad = first_pinned(inode, ffirst, fend - 1);
+		if (bad != UINT64_MAX) {
+			err = ccvm_fail_at("ccvm_gmem_fallocate", -EAGAIN, "punch: page at offset "
+					   "%#llx of a folio to free is pinned by the host",
+					   (unsigned long long)(bad << CCVM_PAGE_SHIFT));
+			ccvm_rwlock_unlock(&inode->invalidate_lock);
+			return err;
+		}
+	}
 	err = gmem_invalidate_begin(g, first, last, &begun);
-	if (!err)
-		inode_free_pages(inode, first, last);
+	if (!err) {
+		if (ffirst >= fend) {
+			inode_zero_pages(inode, first, last);
+		} else {
+			if (first < ffirst)
+				inode_zero_pages(inode, first, ffirst - 1);
+			inode_free_pages(inode, ffirst, fend - 1);
+			if (fend <= last)
+				inode_zero_pages(inode, fend, last);
+		}
+	}
 	if (begun)
 		gmem_invalidate_end(g);
 	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	return err;
 }
 
+/*
+ * Allocate [first, last].  With huge folios both ends are rounded down to
+ * the folio size, as the HugeTLB guest_memfd's kvm_gmem_allocate() does:
+ * the folio holding @first up to the last one ending at or before @last.
+ */
 static int gmem_allocate(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 {
 	struct ccvm_gmem_inode *inode = g->inode;
-	uint64_t i, pfn;
+	uint64_t nr = 1ull << inode->folio_order;
+	uint64_t i, end, pfn;
 	int err = 0;
 
+	first &= ~(nr - 1);
+	end = (last + 1) & ~(nr - 1);
 	/* Allocation does not prepare: no RMP or S-EPT work until a fault. */
 	ccvm_rwlock_rdlock(&inode->invalidate_lock);
-	for (i = first; !err && i <= last; i++)
+	for (i = first; !err && i < end; i += nr)
 		err = inode_get_page(inode, i, &pfn);
 	ccvm_rwlock_unlock(&inode->invalidate_lock);
 	return err;
@@ -566,7 +800,7 @@ static bool index_pinned(struct ccvm_gmem_inode *inode, uint64_t index)
 	if (!pin)
 		return false;
 	v = ccvm_xa_load(&inode->pages, index);
-	return v && CCVM_GMEM_PFN(v) == PIN_PFN(pin);
+	return v && ccvm_gmem_pfn_at(v, index) == PIN_PFN(pin);
 }
 
 struct pin_scan {
@@ -655,7 +889,8 @@ int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 	for (i = first; i <= last && !err; i++) {
 		pin = ccvm_xa_load(&inode->pins, i);
 		v = ccvm_xa_load(&inode->pages, i);
-		if (pin && (PIN_PFN(pin) != CCVM_GMEM_PFN(v) || PIN_COUNT(pin) == PIN_COUNT_MAX))
+		if (pin && (PIN_PFN(pin) != ccvm_gmem_pfn_at(v, i) ||
+			    PIN_COUNT(pin) == PIN_COUNT_MAX))
 			err = ccvm_reject(-EINVAL, "gmem pin: offset %#llx: an earlier pin still "
 					  "holds a punched page, or too many pins",
 					  (unsigned long long)(i << CCVM_PAGE_SHIFT));
@@ -669,7 +904,8 @@ int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 		if (!pin)
 			inode->nr_pins++;
 		/* Single-index stores inside the reserved range cannot fail. */
-		ccvm_xa_store(&inode->pins, i, PIN_VALUE(CCVM_GMEM_PFN(v), PIN_COUNT(pin) + 1));
+		ccvm_xa_store(&inode->pins, i,
+			      PIN_VALUE(ccvm_gmem_pfn_at(v, i), PIN_COUNT(pin) + 1));
 	}
 	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pins) - (int64_t)before);
 	ccvm_mutex_unlock(&inode->pages_lock);
@@ -798,32 +1034,111 @@ static int make_shared_cb(uint64_t first, uint64_t last, uint64_t value, void *c
 	struct pfn_runs *r = ctx;
 	uint64_t pfn;
 
-	(void)last;
 	if (!value)
 		return 0;
-	pfn = CCVM_GMEM_PFN(value);
-	(void)first;
+	/* A huge folio's run maps to consecutive pfns; a 4K folio's is one index. */
+	pfn = ccvm_gmem_pfn_at(value, first);
 	if (pfn != r->end)
 		pfn_runs_flush(r);
 	if (r->start == r->end)
 		r->start = pfn;
-	r->end = pfn + 1;
+	r->end = pfn + (last - first + 1);
 	return 0;
 }
 
 static int zero_page_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
 {
 	struct pfn_runs *r = ctx;
+	uint64_t i;
 
-	(void)first;
-	(void)last;
-	if (value)
-		ccvm_page_clear(r->p, CCVM_GMEM_PFN(value));
+	for (i = first; value && i <= last; i++)
+		ccvm_page_clear(r->p, ccvm_gmem_pfn_at(value, i));
 	return 0;
+}
+
+/*
+ * Split every whole huge folio of [first, last] (folio aligned) into 4K
+ * folios: the pfns stay, each page becomes its own folio.  The range is
+ * reserved.  pages_lock held.
+ */
+static void folios_split(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
+{
+	uint64_t nr = 1ull << inode->folio_order, h, v;
+
+	for (h = first; h <= last; h += nr) {
+		v = ccvm_xa_load(&inode->pages, h);
+		if (!v || !CCVM_GMEM_ORDER(v))
+			continue;
+		folio_store_split(inode, h, CCVM_GMEM_PFN(v), CCVM_GMEM_ORDER(v));
+		inode->nr_huge--;
+		ccvm_account(inode->p, NULL, CCVM_EV_FOLIO_SPLIT, 1);
+	}
+}
+
+/*
+ * Restore the split folio at @head whole if it can be: every page present,
+ * its pfns the naturally aligned block they were allocated as, none pinned
+ * nor leaked.  The caller checked that every page is private and reserved
+ * the range.  pages_lock held.  Return: whether it merged.
+ */
+static bool folio_try_merge(struct ccvm_gmem_inode *inode, uint64_t head)
+{
+	unsigned int order = inode->folio_order;
+	uint64_t nr = 1ull << order, base, i, v;
+
+	v = ccvm_xa_load(&inode->pages, head);
+	if (!v || CCVM_GMEM_ORDER(v))
+		return false;		/* a hole, or whole already */
+	base = CCVM_GMEM_PFN(v);
+	if (base & (nr - 1))
+		return false;
+	for (i = 0; i < nr; i++) {
+		v = ccvm_xa_load(&inode->pages, head + i);
+		if (!v || CCVM_GMEM_ORDER(v) || CCVM_GMEM_PFN(v) != base + i ||
+		    index_pinned(inode, head + i) || ccvm_page_is_leaked(inode->p, base + i))
+			return false;
+	}
+	ccvm_xa_store_range(&inode->pages, head, head + nr - 1, CCVM_GMEM_VALUE_ORDER(base, order));
+	ccvm_page_set_folio_order(inode->p, base, nr, order);
+	inode->nr_huge++;
+	ccvm_account(inode->p, NULL, CCVM_EV_FOLIO_MERGE, 1);
+	return true;
+}
+
+/* After a conversion of folios [first, last]: split (to shared) or merge. */
+static void folios_restructure(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last,
+			       bool to_private)
+{
+	uint64_t nr = 1ull << inode->folio_order, h;
+	size_t before;
+
+	if (!inode->folio_order)
+		return;
+	if (!to_private) {
+		ccvm_mutex_lock(&inode->pages_lock);
+		before = ccvm_xa_memory(&inode->pages);
+		folios_split(inode, first, last);
+		ccvm_model_bytes_add(inode->p,
+				     (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
+		ccvm_mutex_unlock(&inode->pages_lock);
+		return;
+	}
+	for (h = first; h <= last; h += nr) {
+		/* The attributes first (attr_lock and pages_lock are both leaves). */
+		if (!folio_all_private(inode, h, h + nr - 1))
+			continue;
+		ccvm_mutex_lock(&inode->pages_lock);
+		before = ccvm_xa_memory(&inode->pages);
+		folio_try_merge(inode, h);
+		ccvm_model_bytes_add(inode->p,
+				     (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
+		ccvm_mutex_unlock(&inode->pages_lock);
+	}
 }
 
 int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attributes2 *a)
 {
+	uint64_t nr, wfirst, wlast;
 	struct ccvm_memory_attributes2 in;
 	struct ccvm_gmem_inode *inode;
 	struct pfn_runs runs;
@@ -842,6 +1157,10 @@ int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attr
 		return err;
 	inode = g->inode;
 	vm = g->vm;
+	/* With huge folios the invalidation covers whole folios (the 1G series). */
+	nr = 1ull << inode->folio_order;
+	wfirst = op.first & ~(nr - 1);
+	wlast = op.last | (nr - 1);
 
 	ccvm_rwlock_wrlock(&inode->invalidate_lock);
 	if (!ccvm_vm_usable(vm)) {
@@ -861,6 +1180,20 @@ int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attr
 		err = -ENOMEM;
 		goto out;
 	}
+	/* Splitting and merging folios store into the page cache: reserve it too. */
+	if (inode->folio_order) {
+		ccvm_mutex_lock(&inode->pages_lock);
+		before = ccvm_xa_memory(&inode->pages);
+		err = ccvm_xa_reserve(&inode->pages, wfirst, wlast);
+		ccvm_model_bytes_add(inode->p,
+				     (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
+		ccvm_mutex_unlock(&inode->pages_lock);
+		if (err) {
+			a->error_offset = op.offset;
+			err = -ENOMEM;
+			goto out;
+		}
+	}
 	/* 3. To private: no host reference may remain (the user mappings are
 	 *    gone with the check, as every host access holds this lock). */
 	if (op.to_private) {
@@ -873,9 +1206,9 @@ int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attr
 		}
 	}
 	/* 4. Point of no return.  5. Zap the old kind in every bound slot. */
-	err = gmem_invalidate_begin_filter(g, op.first, op.last,
-					   op.to_private ? CCVM_FILTER_SHARED : CCVM_FILTER_PRIVATE,
-					   &begun);
+	err = gmem_invalidate_begin_wide(g, op.first, op.last, wfirst, wlast,
+					 op.to_private ? CCVM_FILTER_SHARED : CCVM_FILTER_PRIVATE,
+					 &begun);
 	if (err) {
 		/* Only the walk's scratch array can fail: before any zap. */
 		a->error_offset = op.offset;
@@ -899,6 +1232,8 @@ int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attr
 	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->attrs) - (int64_t)before);
 	ccvm_rwlock_unlock(&inode->attr_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_ATTR_CHANGE, 1);
+	/* 7b. Shared pages are 4K folios; a folio private again is whole again. */
+	folios_restructure(inode, wfirst, wlast, op.to_private);
 	/* 8. */
 	if (begun)
 		gmem_invalidate_end(g);
@@ -930,8 +1265,10 @@ int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info)
 	memset(&i, 0, sizeof(i));
 	i.size = g->inode->size;
 	i.flags = g->inode->flags;
+	i.folio_order = g->inode->folio_order;
 	ccvm_mutex_lock(&g->inode->pages_lock);
 	i.nr_pages = g->inode->nr_pages;
+	i.nr_huge_folios = g->inode->nr_huge;
 	ccvm_mutex_unlock(&g->inode->pages_lock);
 	ccvm_rwlock_rdlock(&g->inode->invalidate_lock);
 	i.nr_bindings = g->nr_bindings;
@@ -1097,13 +1434,35 @@ void ccvm_gmem_unbind(struct ccvm_memslot *slot)
 	atomic_store(&slot->gmem, NULL);
 }
 
+/*
+ * The order a mapping of @gfn may use given its folio of order @order at
+ * file page @index: the largest naturally aligned block around @gfn that
+ * maps one to one onto a block of the folio (gfn and index co-aligned)
+ * and lies inside @slot.  What get_pfn reports as max_order.
+ */
+static int gmem_mapping_order(const struct ccvm_memslot *slot, uint64_t gfn, uint64_t index,
+			      unsigned int order)
+{
+	uint64_t nr, head;
+
+	for (; order; order--) {
+		nr = 1ull << order;
+		head = gfn & ~(nr - 1);
+		if (((gfn ^ index) & (nr - 1)) == 0 && head >= slot->base_gfn &&
+		    head + nr <= slot->base_gfn + slot->npages)
+			break;
+	}
+	return (int)order;
+}
+
 static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
-			uint64_t *pfn, bool is_private)
+			uint64_t *pfn, int *max_order, bool is_private)
 {
 	struct ccvm_gmem *g = atomic_load(&slot->gmem);
 	struct ccvm_gmem_inode *inode;
+	unsigned int order;
 	uint64_t index;
-	int err;
+	int err, mo;
 
 	if (!g)
 		return -EFAULT;		/* the file was released */
@@ -1114,15 +1473,18 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 		err = -EIO;		/* a stale memslot */
 		goto out;
 	}
-	err = inode_get_page(inode, index, pfn);
+	err = inode_get_folio(inode, index, pfn, &order);
 	if (err)
 		goto out;
+	mo = gmem_mapping_order(slot, gfn, index, order);
+	if (max_order)
+		*max_order = mo;
 	/*
 	 * As upstream now: prepare on every private get; the backend makes it
 	 * idempotent.  A shared page of a GMEM_ONLY slot is not prepared.
 	 */
 	if (is_private) {
-		err = ccvm_op_gmem_prepare(vm, *pfn, gfn, 0);
+		err = ccvm_op_gmem_prepare(vm, *pfn, gfn, mo);
 		ccvm_account(vm->p, vm, CCVM_EV_GMEM_PREPARE, 1);
 	}
 out:
@@ -1134,8 +1496,8 @@ int ccvm_gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gf
 		      uint64_t *pfn, int *max_order, bool is_private)
 {
 	if (max_order)
-		*max_order = 0;		/* order-0 folios, as upstream today */
-	return gmem_get_pfn(vm, slot, gfn, pfn, is_private);
+		*max_order = 0;
+	return gmem_get_pfn(vm, slot, gfn, pfn, max_order, is_private);
 }
 
 /*
@@ -1169,21 +1531,48 @@ out:
 	return err;
 }
 
-int ccvm_gmem_lookup_pfn(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn)
+int ccvm_gmem_lookup_folio(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn,
+			    unsigned int *order)
 {
 	struct ccvm_gmem_inode *inode;
-	uint64_t v;
+	uint64_t index, v;
 
 	if (!atomic_load(&slot->gmem))
 		return -ENOENT;
 	inode = slot->inode;
 	ccvm_mutex_lock(&inode->pages_lock);
-	v = ccvm_xa_load(&inode->pages, slot->pgoff + (gfn - slot->base_gfn));
+	index = slot->pgoff + (gfn - slot->base_gfn);
+	v = ccvm_xa_load(&inode->pages, index);
 	ccvm_mutex_unlock(&inode->pages_lock);
 	if (!v)
 		return -ENOENT;
-	*pfn = CCVM_GMEM_PFN(v);
+	*pfn = ccvm_gmem_pfn_at(v, index);
+	if (order)
+		*order = CCVM_GMEM_ORDER(v);
 	return 0;
+}
+
+int ccvm_gmem_lookup_pfn(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn)
+{
+	return ccvm_gmem_lookup_folio(slot, gfn, pfn, NULL);
+}
+
+int ccvm_vm_gfn_to_gmem_folio(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn, int *order)
+{
+	struct ccvm_memslot *slot;
+	unsigned int o = 0;
+	int err = -ENOENT;
+
+	if (!vm || !pfn)
+		return -EINVAL;
+	ccvm_rwlock_rdlock(&vm->memslots_rw);
+	slot = ccvm_memslot_find(vm, gfn);
+	if (slot && (slot->flags & CCVM_MEM_GUEST_MEMFD))
+		err = ccvm_gmem_lookup_folio(slot, gfn, pfn, &o);
+	if (!err && order)
+		*order = gmem_mapping_order(slot, gfn, slot->pgoff + (gfn - slot->base_gfn), o);
+	ccvm_rwlock_unlock(&vm->memslots_rw);
+	return err;
 }
 
 int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn)
@@ -1212,7 +1601,7 @@ static int inode_next_page(struct ccvm_gmem_inode *inode, uint64_t *index, uint6
 	err = ccvm_xa_find(&inode->pages, index, last, &v);
 	ccvm_mutex_unlock(&inode->pages_lock);
 	if (!err)
-		*pfn = CCVM_GMEM_PFN(v);
+		*pfn = ccvm_gmem_pfn_at(v, *index);
 	return err;
 }
 
@@ -1265,7 +1654,7 @@ static int file_run_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
 	if (!value)
 		return 0;	/* a hole */
 	for (; first <= last; first++) {
-		ret = w->fn(first, CCVM_GMEM_PFN(value), w->ctx);
+		ret = w->fn(first, ccvm_gmem_pfn_at(value, first), w->ctx);
 		if (ret)
 			return ret;
 		if (first == last)

@@ -189,6 +189,9 @@ uint64_t ccvm_trace_clock(struct ccvm_platform *p);
 #define CCVM_PFN_ALLOCATED	(1u << 0)
 #define CCVM_PFN_DIRTY		(1u << 1)
 #define CCVM_PFN_LEAKED		(1u << 2)
+/* Bits 3-7: the order of the gmem folio the page belongs to (0: a 4K folio). */
+#define CCVM_PFN_ORDER_SHIFT	3
+#define CCVM_PFN_ORDER_MASK	(0x1fu << CCVM_PFN_ORDER_SHIFT)
 
 struct ccvm_trace_writer;
 
@@ -203,6 +206,7 @@ struct ccvm_platform {
 	uint32_t *free_next;			/* free list links, lazily backed */
 	struct ccvm_mutex mem_lock;
 	uint64_t free_head;			/* UINT64_MAX = empty */
+	uint64_t folio_head[2];			/* free 2M / 1G blocks, UINT64_MAX = empty */
 	uint64_t bump;				/* pfns >= bump never handed out */
 	_Atomic uint64_t nr_free;
 	_Atomic uint64_t nr_leaked;
@@ -294,6 +298,19 @@ int ccvm_opts_copy_at(const char *func, void *dst, size_t dst_sz, const void *sr
 int ccvm_fail_at(const char *func, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 #define ccvm_fail(err, ...)	ccvm_fail_at(__func__, (err), __VA_ARGS__)
+/*
+ * Folios of simulated RAM: @order (CCVM_FOLIO_ORDER_2M or _1G) naturally
+ * aligned, physically contiguous pages, allocated zeroed with their folio
+ * order in pfn_state (ccvm_page_folio_order()).  A block freed whole goes
+ * back to its own list; a folio with a leaked page is freed page by page.
+ * Blocks are broken into 4K pages (and 1G into 2M blocks) when nothing
+ * else is left.  Return: 0; -ENOMEM; -EINVAL (another order).
+ */
+int ccvm_page_alloc_folio(struct ccvm_platform *p, unsigned int order, uint64_t *pfn);
+void ccvm_page_free_folio(struct ccvm_platform *p, uint64_t pfn, unsigned int order);
+/* Record that pages [pfn, pfn + nr) now belong to a folio of @order (split, merge). */
+void ccvm_page_set_folio_order(struct ccvm_platform *p, uint64_t pfn, uint64_t nr,
+			       unsigned int order);
 /* gmem inodes alive on the platform: it cannot be destroyed while any are. */
 void ccvm_platform_inode_get(struct ccvm_platform *p);
 void ccvm_platform_inode_put(struct ccvm_platform *p);
@@ -381,9 +398,23 @@ void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot);
 
 /* ---- guest_memfd ----------------------------------------------------- */
 
-/* gmem page cache values: pfn << 1 | 1 (0 = hole). */
-#define CCVM_GMEM_VALUE(pfn)	(((pfn) << 1) | 1)
-#define CCVM_GMEM_PFN(v)	((v) >> 1)
+/*
+ * gmem page cache values (0 = hole): the folio's first pfn << 6, its order
+ * << 1, and bit 0.  A huge folio is one value over its naturally aligned
+ * indices (one run, so the cache costs bytes per folio, not per page);
+ * index i of it is pfn CCVM_GMEM_PFN(v) + (i & (2^order - 1)).
+ */
+#define CCVM_GMEM_VALUE_ORDER(pfn, order) \
+	(((uint64_t)(pfn) << 6) | ((uint64_t)(order) << 1) | 1)
+#define CCVM_GMEM_VALUE(pfn)	CCVM_GMEM_VALUE_ORDER(pfn, 0)
+#define CCVM_GMEM_PFN(v)	((v) >> 6)		/* the folio's first pfn */
+#define CCVM_GMEM_ORDER(v)	((unsigned int)((v) >> 1) & 31)
+
+/* The pfn of page @index, whose cache value is @v (non-zero). */
+static inline uint64_t ccvm_gmem_pfn_at(uint64_t v, uint64_t index)
+{
+	return CCVM_GMEM_PFN(v) + (index & ((1ull << CCVM_GMEM_ORDER(v)) - 1));
+}
 /* gmem pin table values: pfn of the pinned page << 20 | pin count. */
 #define CCVM_GMEM_PIN_COUNT_BITS	20
 #define CCVM_GMEM_PIN_PFN(v)		((v) >> CCVM_GMEM_PIN_COUNT_BITS)
@@ -395,6 +426,8 @@ struct ccvm_gmem_inode {
 	uint64_t npages;
 	uint64_t flags;
 	bool in_place;				/* GMEM scheme: attrs below is live */
+	unsigned int folio_order;		/* 0, or CCVM_FOLIO_ORDER_2M / _1G */
+	uint64_t nr_huge;			/* whole huge folios, under pages_lock */
 	struct ccvm_rwlock invalidate_lock;	/* filemap_invalidate_lock */
 	struct ccvm_mutex pages_lock;		/* protects pages and pins */
 	struct ccvm_xa pages;			/* index -> CCVM_GMEM_VALUE(pfn) */
@@ -421,8 +454,11 @@ struct ccvm_gmem {
 
 /*
  * Resolve the gmem pfn of @gfn in @slot, allocating it (kvm_gmem_get_pfn).
- * Calls gmem_prepare if @is_private (a shared get serves a GMEM_ONLY slot).  Return: 0; -EFAULT (file released); -EIO (binding
- * mismatch); -ENOMEM; a gmem_prepare error.
+ * Calls gmem_prepare if @is_private (a shared get serves a GMEM_ONLY
+ * slot).  *@max_order: the order of the naturally aligned block around
+ * @gfn that one folio backs one to one inside the slot (0 for 4K folios).
+ * Return: 0; -EFAULT (file released); -EIO (binding mismatch); -ENOMEM; a
+ * gmem_prepare error.
  */
 int ccvm_gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
 		      uint64_t *pfn, int *max_order, bool is_private);
@@ -432,6 +468,9 @@ int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t g
 		       const void *src, uint64_t flags);
 /* Lookup only (no allocation). 0 or -ENOENT. */
 int ccvm_gmem_lookup_pfn(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn);
+/* The same with the order of the folio holding the page (@order may be NULL). */
+int ccvm_gmem_lookup_folio(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn,
+			   unsigned int *order);
 /* Bind/unbind a slot; slots_lock held.  Errors as KVM's kvm_gmem_bind. */
 int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gmem *g,
 		   uint64_t offset);

@@ -299,7 +299,7 @@ static uint64_t inode_pfn(struct ccvm_gmem_inode *inode, uint64_t index)
 	ccvm_mutex_lock(&inode->pages_lock);
 	v = ccvm_xa_load(&inode->pages, index);
 	ccvm_mutex_unlock(&inode->pages_lock);
-	return v ? CCVM_GMEM_PFN(v) : NONE;
+	return v ? ccvm_gmem_pfn_at(v, index) : NONE;
 }
 
 /* ---- I26: the attribute store --------------------------------------------- */
@@ -364,13 +364,14 @@ static int pin_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
 		count(fc->c, 1);
 		v = ccvm_xa_load(&inode->pages, i);
 		/* A pin on a punched page holds a folio the file no longer has. */
-		if (v && CCVM_GMEM_PFN(v) == CCVM_GMEM_PIN_PFN(ccvm_xa_load(&inode->pins, i)) &&
+		if (v && ccvm_gmem_pfn_at(v, i) ==
+			 CCVM_GMEM_PIN_PFN(ccvm_xa_load(&inode->pins, i)) &&
 		    (inode->in_place ? ccvm_xa_load(&inode->attrs, i) != 0
 				     : !(inode->flags & CCVM_GMEM_FLAG_INIT_SHARED))) {
-			ccvm_invariant_fail(fc->c->r, 31, NONE, CCVM_GMEM_PFN(v),
+			ccvm_invariant_fail(fc->c->r, 31, NONE, ccvm_gmem_pfn_at(v, i),
 					    "gmem page %#llx (pfn %#llx) is pinned by the host but "
 					    "private", (unsigned long long)i,
-					    (unsigned long long)CCVM_GMEM_PFN(v));
+					    (unsigned long long)ccvm_gmem_pfn_at(v, i));
 			return 1;
 		}
 		if (i == last)

@@ -201,6 +201,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	if (!p->mem || !p->pfn_state || !p->free_next)
 		goto err_unmap;
 	p->free_head = FREE_LIST_END;
+	p->folio_head[0] = p->folio_head[1] = FREE_LIST_END;
 	p->bump = 1;
 	p->nr_free = p->nr_pages - 1;
 	p->nr_cpus = opts.nr_cpus;
@@ -367,6 +368,58 @@ static bool pfn_valid(struct ccvm_platform *p, uint64_t pfn)
 	return pfn && pfn < p->nr_pages;
 }
 
+/* Push @pfn on the 4K free list; mem_lock held, its state already 0. */
+static void free_list_push(struct ccvm_platform *p, uint64_t pfn)
+{
+	/* free_next is 32 bits; 0 ends the list (pfn 0 is never free). */
+	p->free_next[pfn] = p->free_head == FREE_LIST_END ? 0 : (uint32_t)p->free_head;
+	p->free_head = pfn;
+}
+
+/* Which folio list holds free blocks of @order: 0 for 2M, 1 for 1G, -1 none. */
+static int folio_list(unsigned int order)
+{
+	return order == CCVM_FOLIO_ORDER_2M ? 0 : order == CCVM_FOLIO_ORDER_1G ? 1 : -1;
+}
+
+static uint64_t folio_list_pop(struct ccvm_platform *p, int list)
+{
+	uint64_t n = p->folio_head[list];
+
+	if (n != FREE_LIST_END)
+		p->folio_head[list] = p->free_next[n] ? p->free_next[n] : FREE_LIST_END;
+	return n;
+}
+
+static void folio_list_push(struct ccvm_platform *p, int list, uint64_t pfn)
+{
+	p->free_next[pfn] = p->folio_head[list] == FREE_LIST_END ? 0
+							       : (uint32_t)p->folio_head[list];
+	p->folio_head[list] = pfn;
+}
+
+/*
+ * The 4K list and the bump are empty: break a free folio block into 4K
+ * pages (a 2M block first), so that memory given back as folios serves
+ * 4K allocations too.  mem_lock held.  Return: a free pfn or FREE_LIST_END.
+ */
+static uint64_t break_folio_block(struct ccvm_platform *p)
+{
+	uint64_t head, i, n;
+	int list;
+
+	for (list = 0; list < 2; list++) {
+		head = folio_list_pop(p, list);
+		if (head == FREE_LIST_END)
+			continue;
+		n = 1ull << (list ? CCVM_FOLIO_ORDER_1G : CCVM_FOLIO_ORDER_2M);
+		for (i = n - 1; i > 0; i--)
+			free_list_push(p, head + i);
+		return head;
+	}
+	return FREE_LIST_END;
+}
+
 int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn)
 {
 	uint64_t n;
@@ -377,7 +430,7 @@ int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn)
 		p->free_head = p->free_next[n] ? p->free_next[n] : FREE_LIST_END;
 	} else if (p->bump < p->nr_pages) {
 		n = p->bump++;
-	} else {
+	} else if ((n = break_folio_block(p)) == FREE_LIST_END) {
 		ccvm_mutex_unlock(&p->mem_lock);
 		return -ENOMEM;
 	}
@@ -387,6 +440,102 @@ int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn)
 	*pfn = n;
 	ccvm_account(p, NULL, CCVM_EV_PAGE_ALLOC, 1);
 	return 0;
+}
+
+void ccvm_page_set_folio_order(struct ccvm_platform *p, uint64_t pfn, uint64_t nr,
+			       unsigned int order)
+{
+	uint64_t i;
+
+	for (i = 0; i < nr; i++) {
+		_Atomic uint8_t *st = &p->pfn_state[pfn + i];
+		uint8_t old = atomic_load_explicit(st, memory_order_relaxed), new;
+
+		do {
+			new = (uint8_t)((old & ~CCVM_PFN_ORDER_MASK) |
+					(order << CCVM_PFN_ORDER_SHIFT));
+		} while (!atomic_compare_exchange_weak_explicit(st, &old, new,
+								memory_order_relaxed,
+								memory_order_relaxed));
+	}
+}
+
+int ccvm_page_alloc_folio(struct ccvm_platform *p, unsigned int order, uint64_t *pfn)
+{
+	uint64_t nr = 1ull << order, n, aligned, i;
+	int list = folio_list(order);
+
+	if (!order)
+		return ccvm_page_alloc(p, pfn);
+	if (list < 0)
+		return -EINVAL;
+	ccvm_mutex_lock(&p->mem_lock);
+	n = folio_list_pop(p, list);
+	if (n == FREE_LIST_END) {
+		aligned = (p->bump + nr - 1) & ~(nr - 1);
+		if (aligned < p->nr_pages && p->nr_pages - aligned >= nr) {
+			/* The pages skipped to reach the alignment serve 4K allocations. */
+			for (i = aligned; i > p->bump; i--)
+				free_list_push(p, i - 1);
+			p->bump = aligned + nr;
+			n = aligned;
+		} else if (list == 0 &&
+			   (n = folio_list_pop(p, 1)) != FREE_LIST_END) {
+			/* A free 1G block becomes 512 2M ones. */
+			for (i = (1ull << CCVM_FOLIO_ORDER_1G) - nr; i > 0; i -= nr)
+				folio_list_push(p, 0, n + i);
+		} else {
+			ccvm_mutex_unlock(&p->mem_lock);
+			return -ENOMEM;
+		}
+	}
+	for (i = 0; i < nr; i++)
+		atomic_store_explicit(&p->pfn_state[n + i],
+				      (uint8_t)(CCVM_PFN_ALLOCATED | (order << CCVM_PFN_ORDER_SHIFT)),
+				      memory_order_relaxed);
+	atomic_fetch_sub_explicit(&p->nr_free, nr, memory_order_relaxed);
+	ccvm_mutex_unlock(&p->mem_lock);
+	*pfn = n;
+	ccvm_account(p, NULL, CCVM_EV_PAGE_ALLOC, nr);
+	return 0;
+}
+
+void ccvm_page_free_folio(struct ccvm_platform *p, uint64_t pfn, unsigned int order)
+{
+	uint64_t nr = 1ull << order, i;
+	int list = folio_list(order);
+	uint8_t st;
+
+	if (!pfn_valid(p, pfn) || pfn + nr > p->nr_pages)
+		return;
+	/* A folio with a leaked page is not whole: its other pages go one by one. */
+	for (i = 0; list >= 0 && i < nr; i++) {
+		st = pfn_state(p, pfn + i);
+		if ((st & CCVM_PFN_LEAKED) || !(st & CCVM_PFN_ALLOCATED))
+			list = -1;
+	}
+	if (list < 0 || (pfn & (nr - 1))) {
+		for (i = 0; i < nr; i++)
+			ccvm_page_free(p, pfn + i);
+		return;
+	}
+	for (i = 0; i < nr; i++)
+		if (pfn_state(p, pfn + i) & CCVM_PFN_DIRTY)
+			memset(ccvm_page_ptr(p, pfn + i), 0, CCVM_PAGE_SIZE);
+	ccvm_mutex_lock(&p->mem_lock);
+	for (i = 0; i < nr; i++)
+		atomic_store_explicit(&p->pfn_state[pfn + i], 0, memory_order_relaxed);
+	folio_list_push(p, list, pfn);
+	atomic_fetch_add_explicit(&p->nr_free, nr, memory_order_relaxed);
+	ccvm_mutex_unlock(&p->mem_lock);
+	ccvm_account(p, NULL, CCVM_EV_PAGE_FREE, nr);
+}
+
+int ccvm_page_folio_order(struct ccvm_platform *p, uint64_t pfn)
+{
+	if (!pfn_valid(p, pfn))
+		return 0;
+	return (pfn_state(p, pfn) & CCVM_PFN_ORDER_MASK) >> CCVM_PFN_ORDER_SHIFT;
 }
 
 void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn)
@@ -409,9 +558,7 @@ void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn)
 	ccvm_mutex_lock(&p->mem_lock);
 	/* With the list, so that the state and the list never disagree unlocked. */
 	atomic_store_explicit(&p->pfn_state[pfn], 0, memory_order_relaxed);
-	/* free_next is 32 bits; 0 ends the list (pfn 0 is never free). */
-	p->free_next[pfn] = p->free_head == FREE_LIST_END ? 0 : (uint32_t)p->free_head;
-	p->free_head = pfn;
+	free_list_push(p, pfn);
 	atomic_fetch_add_explicit(&p->nr_free, 1, memory_order_relaxed);
 	ccvm_mutex_unlock(&p->mem_lock);
 	ccvm_account(p, NULL, CCVM_EV_PAGE_FREE, 1);

@@ -104,6 +104,8 @@ const char *const ccvm_event_names[CCVM_EV_NR] = {
 	[CCVM_EV_TDH_MEM_RANGE_UNBLOCK] = "tdh.mem.range.unblock",
 	[CCVM_EV_ROOT_LEAK] = "root.leak",
 	[CCVM_EV_KICK_VCPU] = "kick.vcpu",
+	[CCVM_EV_FOLIO_SPLIT] = "folio.split",
+	[CCVM_EV_FOLIO_MERGE] = "folio.merge",
 };
 
 /* Simulated nanoseconds per event (assumptions; see the file comment). */

@@ -19,6 +19,7 @@ static const struct study_knob_desc knob_desc[CCVM_STUDY_NR_KNOBS] = {
 	[CCVM_STUDY_GMEM_DEFER_REMOVAL] = { CCVM_GMEM_DEFER_RFC, false },
 	[CCVM_STUDY_SNP_RMP_UPDATE] = { CCVM_SNP_RMP_LOCKED, false },
 	[CCVM_STUDY_HKID_RELEASE] = { CCVM_HKID_RELEASE_V19, false },
+	[CCVM_STUDY_TDX_BUSY] = { CCVM_TDX_BUSY_GIVE_UP, false },
 };
 
 /* Whether @knob means anything on @vm. */

@@ -32,14 +32,17 @@ OVERVIEW = {
     'ccvm/explore.h': 'libccvm-explore',
 }
 KEYS = ('Context:', 'Return:', 'Example:')
+# `--check` wants these too.
+EXAMPLE_REQUIRED = ()
 
 
 def read_groups(path):
-    """[(comment_lines, [(name, decl_text)])] for one header."""
+    """[(comment_lines, [(name, decl_text, line)], comment_line)] for one
+    header; lines are 1-based."""
     lines = open(path).read().split('\n')
     groups = []
     i = 0
-    comment, comment_end = None, -1
+    comment, comment_end, comment_start = None, -1, 0
     current = None
     while i < len(lines):
         line = lines[i]
@@ -47,7 +50,7 @@ def read_groups(path):
             start = i
             while '*/' not in lines[i]:
                 i += 1
-            comment, comment_end = lines[start:i + 1], i
+            comment, comment_end, comment_start = lines[start:i + 1], i, start + 1
             current = None
             i += 1
             continue
@@ -66,11 +69,11 @@ def read_groups(path):
             if attached and current is not None and current[0] is comment:
                 current[1].append((name, text, start + 1))
             elif attached:
-                current = (comment, [(name, text, start + 1)])
+                current = (comment, [(name, text, start + 1)], comment_start)
                 groups.append(current)
             else:
                 current = None
-                groups.append((None, [(name, text, start + 1)]))
+                groups.append((None, [(name, text, start + 1)], 0))
             i += 1
             continue
         if line.strip() == '':
@@ -142,6 +145,52 @@ def para(lines):
     return out
 
 
+# Code in an EXAMPLE block: a backslash is \e, every hyphen-minus \- and
+# every apostrophe \(aq (groff would print a Unicode hyphen and a right
+# quote, which do not compile when pasted), a line starting with a control
+# character gets \& before it.  Blank lines stay blank (no-fill mode).
+CODE_ESC = (('\\', '\\e'), ('-', '\\-'), ("'", '\\(aq'))
+
+
+def example_code(lines):
+    """The Example: block's lines: tabs to 4 spaces, common indentation off."""
+    code = [l.replace('\t', '    ').rstrip() for l in lines]
+    ind = min((len(l) - len(l.lstrip()) for l in code if l.strip()), default=0)
+    return [l[ind:] for l in code]
+
+
+def code_esc(line):
+    for a, b in CODE_ESC:
+        line = line.replace(a, b)
+    return ('\\&' + line) if line.startswith(('.', "'", '\\(aq')) else line
+
+
+def code_unesc(line):
+    if line.startswith('\\&'):
+        line = line[2:]
+    out, i = [], 0
+    while i < len(line):
+        for a, b in reversed(CODE_ESC):
+            if line.startswith(b, i):
+                out.append(a)
+                i += len(b)
+                break
+        else:
+            out.append(line[i])
+            i += 1
+    return ''.join(out)
+
+
+def example_roff(code, source):
+    """An EXAMPLE section's body; @source ("path:line" of the first code
+    line) is kept in a comment so that the build can point a compiler
+    error at the header line it comes from."""
+    body = [code_esc(l) for l in code]
+    if [code_unesc(l) for l in body] != code:
+        raise ValueError('%s: the example does not survive roff escaping' % source)
+    return (['.\\" example-source: %s' % source] if source else []) + ['.EX'] + body + ['.EE']
+
+
 PLAIN = {
     'ENOMEM': 'Out of memory: host memory, or the platform\'s simulated RAM.',
     'EIO': 'The VM is bugged or dead.',
@@ -179,7 +228,7 @@ def cap(lines):
     return lines
 
 
-def page(header, comment, decls, version, date):
+def page(header, comment, decls, version, date, source=None):
     names = [n for n, _, _ in decls]
     lines = comment_text(comment)
     summary = None
@@ -196,6 +245,9 @@ def page(header, comment, decls, version, date):
             parts = re.split(r'(?<=[.)])\s+(?=[A-Z@(])', text, maxsplit=1)
             summary = parts[0]
             lines = ([parts[1]] if len(parts) > 1 else []) + rest
+            if len(summary.rstrip('.')) > 90:
+                # NAME gets its head (below); the description keeps it whole.
+                lines = [' '.join(parts)] + rest
     sec = split_sections(lines)
     if summary is None:
         first = ' '.join(l for l in sec[''] if l).split('. ')[0] if sec[''] else names[0]
@@ -231,17 +283,58 @@ def page(header, comment, decls, version, date):
         if err:
             out += ['.SH ERRORS'] + err
     if sec.get('Example:'):
-        code = sec['Example:']
-        # Common indentation off, tabs to 4 spaces.
-        code = [l.replace('\t', '    ') for l in code]
-        ind = min((len(l) - len(l.lstrip()) for l in code if l.strip()), default=0)
-        out += ['.SH EXAMPLE', '.EX'] + [esc(l[ind:]) if not l[ind:].startswith(('.', "'"))
-                                         else '\\&' + esc(l[ind:]) for l in code] + ['.EE']
-    text = '\n'.join(comment or [])
+        out += ['.SH EXAMPLE'] + example_roff(example_code(sec['Example:']), source)
+    text = '\n'.join(comment or []).split('Example:')[0]
     seealso = sorted(set(re.findall(r'\b(ccvm_\w+)\(\)', text)) - set(names))
     refs = ['.BR %s (3)' % OVERVIEW[header]] + ['.BR %s (3)' % s for s in seealso]
     out += ['.SH SEE ALSO'] + [r + (',' if i < len(refs) - 1 else '') for i, r in enumerate(refs)]
     return '\n'.join(out) + '\n'
+
+
+def example_source(path, comment, comment_line):
+    """"path:line" of the first code line of the comment's Example: block,
+    or None; the keyword must end its line."""
+    for k, l in enumerate(comment):
+        if 'Example:' in l:
+            if l.split('Example:', 1)[1].strip():
+                raise ValueError('%s:%d: Example: must end its line'
+                                 % (path, comment_line + k))
+            return '%s:%d' % (path, comment_line + k + 1)
+    return None
+
+
+def extract(outdir, pages):
+    """Write each distinct EXAMPLE of @pages as outdir/<page>.c, ready to
+    compile alone: the page's #include lines, then a #line that points
+    errors at the example's source (the header comment, or the page).
+    The pages of one group carry one example: it is written once, named
+    after the first page.  Prints the files written."""
+    seen = {}
+    for pg in sorted(pages):
+        lines = open(pg).read().split('\n')
+        if '.EX' not in lines:
+            continue
+        start = lines.index('.EX') + 1
+        end = lines.index('.EE', start)
+        code = [code_unesc(l) for l in lines[start:end]]
+        src = 'man/man3/%s:%d' % (os.path.basename(pg), start + 1)
+        for l in lines[:start]:
+            if l.startswith('.\\" example-source: '):
+                src = l.split(': ', 1)[1]
+        key = '\n'.join(code)
+        if key in seen:
+            continue
+        name = os.path.basename(pg)[:-2]
+        seen[key] = name
+        incs = ['#include <ccvm/ccvm.h>'] + [
+            '#include <%s>' % m for m in re.findall(r'^\.B #include <(ccvm/\w+\.h)>',
+                                                    '\n'.join(lines), re.M)
+            if m != 'ccvm/ccvm.h']
+        path, line = src.rsplit(':', 1)
+        with open(os.path.join(outdir, name + '.c'), 'w') as f:
+            f.write('\n'.join(incs + ['#line %s "%s"' % (line, path)] + code) + '\n')
+        print(name + '.c')
+    return 0
 
 
 def main(argv):
@@ -252,25 +345,34 @@ def main(argv):
             mode = 'check'
         elif a == '--out':
             mode, outdir = 'out', next(it)
+        elif a == '--extract':
+            mode, outdir = 'extract', next(it)
         elif a == '--version':
             version = next(it)
         elif a == '--date':
             date = next(it)
         else:
             headers.append(a)
+    if mode == 'extract':
+        return extract(outdir, headers)
     bad = []
     pages = 0
     for path in headers:
         header = 'ccvm/' + os.path.basename(path)
-        for comment, decls in read_groups(path):
+        for comment, decls, comment_line in read_groups(path):
             names = [n for n, _, _ in decls]
             if comment is None:
                 bad.append('%s:%d: %s: no comment' % (path, decls[0][2], names[0]))
                 continue
             text = '\n'.join(comment)
-            for k in ('Context:', 'Return:'):
+            for k in ('Context:', 'Return:') + (EXAMPLE_REQUIRED if mode == 'check' else ()):
                 if k not in text:
                     bad.append('%s:%d: %s: no %s' % (path, decls[0][2], ', '.join(names), k))
+            try:
+                source = example_source(path, comment, comment_line)
+            except ValueError as e:
+                bad.append(str(e))
+                continue
             if mode == 'out':
                 if header not in OVERVIEW:
                     bad.append('%s: no overview page' % path)
@@ -279,15 +381,19 @@ def main(argv):
                 # (titled with its own name) rather than a .so link.
                 for k, n in enumerate(names):
                     order = [decls[k]] + decls[:k] + decls[k + 1:]
+                    try:
+                        text = page(header, comment, order, version, date, source)
+                    except ValueError as e:
+                        bad.append(str(e))
+                        break
                     with open(os.path.join(outdir, n + '.3'), 'w') as f:
-                        f.write(page(header, comment, order, version, date))
+                        f.write(text)
                 pages += len(names)
     for b in bad:
         print(b, file=sys.stderr)
     if mode == 'out':
         print('%d pages' % pages)
     return 1 if bad else 0
-
 
 if __name__ == '__main__':
     sys.exit(main(sys.argv[1:]))

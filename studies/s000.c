@@ -32,6 +32,7 @@ const char *const s000_order_names[S000_NR_ORDERS] = {
 struct s000_ctx {
 	enum s000_order order;
 	uint32_t knob;
+	const char *trace;		/* trace file of every run, or NULL */
 	struct ccvm_platform *p;
 	struct ccvm_vm *vm;
 	struct ccvm_gmem *g;
@@ -100,7 +101,9 @@ static int s000_scenario(struct ccvm_platform *p, void *ctx)
 	x->g = NULL;
 	x->done = false;
 	memset(&x->last, 0, sizeof(x->last));
-	err = s000_setup(p, x, &v);
+	err = x->trace ? ccvm_trace_open(p, x->trace) : 0;
+	if (!err)
+		err = s000_setup(p, x, &v);
 	if (!err)
 		err = ccvm_platform_get_stats(p, &before);
 	/* The vCPU's fd goes first; the VM lives on while gmem holds it. */
@@ -138,6 +141,11 @@ static int s000_scenario(struct ccvm_platform *p, void *ctx)
 	if (x->vm)
 		ccvm_vm_close(x->vm);	/* the last reference: teardown */
 	x->vm = NULL;
+	if (x->trace) {
+		r = ccvm_trace_close(p);
+		if (!err)
+			err = r;
+	}
 	if (!err && !ccvm_platform_get_stats(p, &st)) {
 		x->last.removed = st.events[CCVM_EV_TDH_MEM_PAGE_REMOVE] -
 				  before.events[CCVM_EV_TDH_MEM_PAGE_REMOVE];
@@ -190,7 +198,7 @@ int s000_explore(uint32_t knob, enum s000_order order, uint64_t seed, uint64_t r
 	struct ccvm_platform_opts po = CCVM_OPTS_INIT(struct ccvm_platform_opts,
 		.backend = "tdx", .mem_bytes = 32 * STUDY_MIB, .nr_cpus = 2, .seed = 0,
 		.resched_entries = S000_RESCHED);
-	struct s000_ctx x = { .order = order, .knob = knob, .res = res };
+	struct s000_ctx x = { .order = order, .knob = knob, .trace = trace, .res = res };
 	struct ccvm_scenario sc = CCVM_OPTS_INIT(struct ccvm_scenario,
 		.name = "hkid-release-vs-gmem-close", .run = s000_scenario,
 		.check = check ? s000_check : NULL, .ctx = &x, .platform = &po);
@@ -201,7 +209,6 @@ int s000_explore(uint32_t knob, enum s000_order order, uint64_t seed, uint64_t r
 	struct ccvm_explore_result er = CCVM_OPTS_INIT(struct ccvm_explore_result);
 	int err;
 
-	(void)trace;
 	if (order >= S000_NR_ORDERS || !res)
 		return -EINVAL;
 	*res = (struct s000_result){ .first_bad_run = UINT64_MAX };

@@ -102,7 +102,8 @@ struct s000_result {
  * CCVM_STUDY_HKID_RELEASE = @knob (sequential orders have one schedule).
  * @check: stop at the first run that leaked a page (res->failure
  * CCVM_EXPLORE_FAIL_CHECK, *@token its replay token), with the library's
- * invariant checker on; without it every run is counted.  Return: 0 or the
+ * invariant checker on; without it every run is counted.  @trace: a Chrome
+ * trace file each run rewrites (give runs = 1), or NULL.  Return: 0 or the
  * errno of a run that failed otherwise.
  */
 int s000_explore(uint32_t knob, enum s000_order order, uint64_t seed, uint64_t runs,
@@ -181,6 +182,60 @@ int s002_extrapolate(const struct s002_result *small, const struct s002_result *
 
 /* Simulated ns of the events @ev priced by @cm (what the platform charges). */
 uint64_t s002_price(const uint64_t *ev, const struct ccvm_cost_model *cm);
+
+/* ---- study 003: TDX_OPERAND_BUSY policies (s003.c) ---- */
+
+enum s003_policy {
+	S003_SPIN,	/* CCVM_TDX_BUSY_SPIN: retry in the SEAMCALL wrapper */
+	S003_GIVE_UP,	/* CCVM_TDX_BUSY_GIVE_UP: busy is an error */
+	S003_MERGED,	/* CCVM_TDX_BUSY_MERGED: unwind the fault; kick and retry once */
+	S003_NR_POLICIES
+};
+
+enum s003_race {
+	S003_INSTALL_ACCEPT,	/* two vCPUs accept one page: PAGE.AUG vs ACCEPT */
+	S003_REMOVAL_ENTRY,	/* the VMM converts mapped pages while the vCPU enters */
+	S003_NR_RACES
+};
+
+extern const char *const s003_policy_names[S003_NR_POLICIES];
+extern const char *const s003_race_names[S003_NR_RACES];
+
+struct s003_result {
+	uint64_t explored;		/* schedules run */
+	uint64_t runs;			/* runs that completed (counted below) */
+	uint64_t contended_runs;	/* runs where the module answered busy */
+	uint64_t bad_runs;		/* runs with an error surfaced, a bug or a leak */
+	uint64_t first_bad_run;		/* UINT64_MAX if none */
+	uint64_t busy, max_busy;	/* busy answers (a spin's calls), summed / most */
+	uint64_t fault_retries;		/* faults run again (CCVM_EV_FAULT_RETRY) */
+	uint64_t kicks;			/* kicks of every vCPU (CCVM_EV_IPI) */
+	uint64_t errors;		/* vCPU runs and VMM calls that failed */
+	uint64_t bugged;		/* runs whose VM was bugged */
+	uint64_t leaked;		/* pages lost for good, summed */
+	uint32_t failure;		/* enum ccvm_explore_failure of the sweep */
+	uint64_t failed_run;
+	char message[512];
+};
+
+/*
+ * Run the schedules of @race that @strategy gives (random: @runs from
+ * @seed; PCT: the same at depth @bound, 0 for the default; DFS: every one
+ * within @bound preemptions, at most @runs if not 0) with
+ * CCVM_STUDY_TDX_BUSY as @policy says.  @check: stop at the
+ * first bad run (res->failure CCVM_EXPLORE_FAIL_CHECK, *@token its replay
+ * token), with the library's invariant checker on.  @trace: a Chrome
+ * trace file each run rewrites (give runs = 1), or NULL.  Return: 0 (also
+ * when the check failed a run), or the errno of a run that failed
+ * otherwise.
+ */
+int s003_explore(enum s003_policy policy, enum s003_race race, uint32_t strategy,
+		 int32_t bound, uint64_t seed, uint64_t runs, bool check, const char *trace,
+		 struct s003_result *res, char **token);
+
+/* Run @race once under @policy and the schedule @token, with the check. */
+int s003_replay(enum s003_policy policy, enum s003_race race, const char *token,
+		struct s003_result *res);
 
 /* ---- study 004: SNP update_mem_attr and the RMPUPDATE-vs-fault race (s004.c) ---- */
 

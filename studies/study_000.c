@@ -107,6 +107,22 @@ int main(int argc, char **argv)
 	       "RECLAIMs after the release (guest pages, S-EPT pages, control pages: 11 of them)\n");
 	if (token)
 		printf("replay v19's leak: ccvm_replay() with token %s\n", token);
+	/* The race under each rule, the schedule of run 0 from the seed. */
+	for (k = 0; o.trace && k < 2; k++) {
+		char path[1024];
+		struct s000_result r;
+
+		snprintf(path, sizeof(path), "%s.%s.json", o.trace, rules[k].name);
+		err = s000_explore(rules[k].knob, S000_RACE, o.seed, 1, false, path, &r, NULL);
+		if (err) {
+			fprintf(stderr, "%s: trace %s: %s\n", argv[0], path, ccvm_strerror(err));
+			free(token);
+			return 1;
+		}
+		printf("trace: %s (%llu removed, %llu reclaimed, %llu leaked)\n", path,
+		       (unsigned long long)r.removed, (unsigned long long)r.reclaimed,
+		       (unsigned long long)r.leaked);
+	}
 	free(token);
 
 	study_seed_line("000 HKID release vs fd close", "v19 (release from mm exit)",

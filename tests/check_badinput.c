@@ -250,7 +250,7 @@ START_TEST(test_bad_calls)
 {
 	unsigned int r;
 
-	cf_up(_i, 2 * MIB, true);
+	cf_up_in(_i, cf_mode(0), 2 * MIB, true);
 	cf_runnable(1);
 	report.sz = sizeof(report);
 	for (r = 0; r < TU_ARRAY_SIZE(calls); r++) {
@@ -335,7 +335,7 @@ START_TEST(test_bad_vm_opts)
 	struct tu_snap a, b;
 	unsigned int r;
 
-	cf_up(_i, 2 * MIB, true);
+	cf_up_in(_i, cf_mode(0), 2 * MIB, true);
 	tu_snap_take(&a, cf.p, NULL, NULL, NULL, 0, 0);
 	for (r = 0; r < TU_ARRAY_SIZE(rows); r++) {
 		ck_assert_msg(ccvm_vm_create(cf.p, &rows[r], &vm) == -EINVAL, "%s: row %u",
@@ -369,7 +369,7 @@ START_TEST(test_lifecycle)
 	struct tu_snap a, b;
 	int r;
 
-	cf_up(_i, 2 * MIB, true);
+	cf_up_in(_i, cf_mode(0), 2 * MIB, true);
 	v = cf_vcpu();
 	/* No guest function: nothing to run. */
 	tu_snap_take(&a, cf.p, cf.vm, cf.g, NULL, 0, 64 * MIB);
@@ -421,7 +421,7 @@ START_TEST(test_use_after_close)
 	uint64_t gpa = 0, size = PG;
 	struct tu_snap a, b;
 
-	cf_up(_i, 2 * MIB, true);
+	cf_up_in(_i, cf_mode(0), 2 * MIB, true);
 	cf_runnable(2);
 	v1 = cf.v[1];
 	ck_assert_int_eq(ccvm_vcpu_close(v1), 0);
@@ -461,7 +461,7 @@ START_TEST(test_gmem_access)
 	struct ccvm_backend_caps vcaps = { .sz = sizeof(vcaps) };
 	struct ccvm_vm *ivm;
 
-	cf_up(_i, 2 * MIB, true);
+	cf_up_in(_i, cf_mode(0), 2 * MIB, true);
 	ck_assert_int_eq(ccvm_vm_caps(cf.vm, &vcaps), 0);
 	tu_snap_take(&a, cf.p, cf.vm, cf.g, NULL, 0, 64 * MIB);
 	/* A file without MMAP cannot be touched by the host at all. */
@@ -561,7 +561,7 @@ START_TEST(test_guest_bad_input)
 	uint8_t buf[8];
 	int k;
 
-	cf_up(_i, 2 * MIB, true);
+	cf_up_in(_i, cf_mode(0), 2 * MIB, true);
 	cf_runnable(1);
 	memset(&a, 0, sizeof(a));
 	a.self = cf.v[0];

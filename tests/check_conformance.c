@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The conformance suite: the public contract, end to end, on every built
- * backend.  Each test is looped over ccvm_backend_names() and reads what
- * may differ from the backend's caps (tests/conformance.h): the guest
+ * backend in both attribute schemes.  Each test is looped over the
+ * variants of tests/conformance.h (a backend and a mode: per-VM
+ * attributes, or in-place conversion with the VMM's shared memory in the
+ * gmem file itself) and reads what may differ from the backend's caps: the guest
  * accepts when requires_accept, uses the shared alias when has_shared_bit,
  * populates and finalizes when needs_finalize; a round trip without a
  * punch keeps the bytes iff preserves_data_without_punch; a host read of a
@@ -15,7 +17,11 @@
  * exits, pre-fault, a gmem file outliving its VM handle, several memslots
  * over one file (and a delete that zaps only its own gfns, I30), and 1 or
  * 4 vCPU threads running at once.  Every scenario ends with the invariant
- * checker (cf_finish()).
+ * checker (cf_finish()).  The scheme changes the VMM's side only, through
+ * conformance.h's helpers: the conversion call, where an attribute is
+ * read, and how the VMM reaches shared memory; where a part of a scenario
+ * cannot happen in a variant (say, PRIVATE on a slot without gmem in
+ * place), cf_skip() says so and why.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -41,7 +47,7 @@
 
 static uint64_t attr_at(uint64_t gpa, uint64_t *run)
 {
-	return tu_get_attr(cf.vm, gpa, run);
+	return cf_attr_at(gpa, run);
 }
 
 static bool mapped(uint64_t gpa, uint64_t *pfn)
@@ -54,7 +60,7 @@ static void host_view(uint64_t gpa, uint8_t *page)
 {
 	uint64_t pfn = 0;
 
-	ck_assert_msg(mapped(gpa, &pfn), "%s: %#" PRIx64 " not mapped", cf.backend, gpa);
+	ck_assert_msg(mapped(gpa, &pfn), "%s: %#" PRIx64 " not mapped", cf.name, gpa);
 	ck_assert_int_eq(ccvm_host_read_phys(cf.p, pfn, 0, page, PG), 0);
 }
 
@@ -98,10 +104,11 @@ static void roundtrip(int i, bool punch)
 	static struct rt a;
 	struct cf_vmm m = { .punch = punch };
 	struct ccvm_vcpu *v;
-	uint8_t page[PG];
+	uint8_t page[PG], buf[PG];
 	bool keeps;
 
-	cf_up(i, 4 * MIB, true);
+	if (!cf_up(i, 4 * MIB, true))
+		return;
 	cf_runnable(1);
 	v = cf.v[0];
 	memset(&a, 0, sizeof(a));
@@ -112,10 +119,14 @@ static void roundtrip(int i, bool punch)
 	cf_assert_invariants(cf.vm);
 	host_view(a.gpa, page);
 	if (cf.caps.private_readable_by_host)
-		ck_assert_msg(cf_is(page, PG, 0x11), "%s: host must see the plaintext", cf.backend);
+		ck_assert_msg(cf_is(page, PG, 0x11), "%s: host must see the plaintext", cf.name);
 	else
-		ck_assert_msg(!cf_is(page, PG, 0x11) && memcmp(page, cf.shared + a.gpa, PG),
-			      "%s: host must not see the plaintext", cf.backend);
+		ck_assert_msg(!cf_is(page, PG, 0x11), "%s: host must not see the plaintext",
+			      cf.name);
+	/* Not through the VMM's view of shared memory either. */
+	cf_host_refused(a.gpa);
+	if (!cf.in_place)
+		ck_assert(memcmp(page, cf.shared + a.gpa, PG));
 
 	cf_expect_sync(v, &m, 2);
 	ck_assert_uint_eq(m.nr_hc, 1);
@@ -124,9 +135,10 @@ static void roundtrip(int i, bool punch)
 	ck_assert(!(m.hc[0].attrs & CCVM_MAP_GPA_RANGE_ENCRYPTED));
 	ck_assert_uint_eq(attr_at(a.gpa, NULL), 0);
 	ck_assert_uint_eq(attr_at(a.gpa + PG, NULL), PRIV);
-	/* The shared alias wrote the VMM's own memory. */
-	ck_assert(cf_is(cf.shared + a.gpa, PG, 0x22));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, punch ? 0 : 1);
+	/* The shared alias wrote the VMM's shared memory: in place, the file's page. */
+	cf_host_read(a.gpa, buf, PG);
+	ck_assert(cf_is(buf, PG, 0x22));
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, punch && !cf.in_place ? 0 : 1);
 	cf_assert_invariants(cf.vm);
 
 	cf_expect_done(v, &m);
@@ -134,13 +146,19 @@ static void roundtrip(int i, bool punch)
 	ck_assert(m.hc[1].attrs & CCVM_MAP_GPA_RANGE_ENCRYPTED);
 	ck_assert_uint_eq(attr_at(a.gpa, NULL), PRIV);
 	ck_assert(cf_is(a.seen_shared, PG, 0x22));
-	keeps = cf.caps.preserves_data_without_punch && !punch;
+	/*
+	 * Per VM the private page is another page than the shared one: a round
+	 * trip without a punch finds the guest's bytes where the backend keeps
+	 * them.  In place they are one page, which a backend that keeps bytes
+	 * hands back as the shared side last wrote it, punched or not.
+	 */
+	keeps = cf.caps.preserves_data_without_punch && (cf.in_place || !punch);
 	if (keeps)
-		ck_assert_msg(cf_is(a.seen_private, PG, 0x11), "%s: data lost in a round trip",
-			      cf.backend);
+		ck_assert_msg(cf_is(a.seen_private, PG, cf.in_place ? 0x22 : 0x11),
+			      "%s: data lost in a round trip", cf.name);
 	else
 		ck_assert_msg(cf_is_zero(a.seen_private, PG), "%s: private page not zeroed",
-			      cf.backend);
+			      cf.name);
 	cf_finish();
 }
 
@@ -195,6 +213,7 @@ static void guest_neighbours(struct ccvm_guest *g, void *arg)
 	ccvm_guest_sync(g, 1);
 	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, NB_A, PG, false) == 0);
 	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, NB_B, 2 * MIB, false) == 0);
+	ccvm_guest_sync(g, 2);
 	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++)
 		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, nb_keep[i], a->seen[i], PG) == 0);
 	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, NB_A | sbit, a->seen_a, PG) == 0);
@@ -207,24 +226,35 @@ START_TEST(test_neighbours)
 	static struct nb a;
 	struct cf_vmm m = { .punch = true };
 	uint64_t pfn_before[TU_ARRAY_SIZE(nb_keep)], pfn, run;
+	uint8_t buf[PG];
 	unsigned int i;
 
-	cf_up(_i, 8 * MIB, true);
+	if (!cf_up(_i, 8 * MIB, true))
+		return;
 	cf_runnable(1);
 	memset(&a, 0, sizeof(a));
-	cf_fill(cf.shared + NB_A, PG, 0x61);
-	cf_fill(cf.shared + NB_B, PG, 0x62);
-	cf_fill(cf.shared + NB_B + 2 * MIB - PG, PG, 0x63);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_neighbours, &a), 0);
 	cf_expect_sync(cf.v[0], &m, 1);
 	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++)
 		ck_assert(mapped(nb_keep[i], &pfn_before[i]));
 	cf_assert_invariants(cf.vm);
+	cf_host_refused(NB_A);
+
+	/* Converted (and punched): the VMM fills the shared pages. */
+	cf_expect_sync(cf.v[0], &m, 2);
+	cf_fill(buf, PG, 0x61);
+	cf_host_write(NB_A, buf, PG);
+	cf_fill(buf, PG, 0x62);
+	cf_host_write(NB_B, buf, PG);
+	cf_fill(buf, PG, 0x63);
+	cf_host_write(NB_B + 2 * MIB - PG, buf, PG);
+	cf_host_refused(NB_A - PG);
+	cf_host_refused(NB_B + 2 * MIB);
 
 	cf_expect_done(cf.v[0], &m);
 	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++) {
 		ck_assert_msg(cf_is(a.seen[i], PG, (uint8_t)(0x30 + i)),
-			      "%s: page %#" PRIx64 " next to a conversion changed", cf.backend,
+			      "%s: page %#" PRIx64 " next to a conversion changed", cf.name,
 			      nb_keep[i]);
 		/* Not even zapped: the same page is still mapped. */
 		ck_assert(mapped(nb_keep[i], &pfn));
@@ -275,7 +305,8 @@ START_TEST(test_punch_refault)
 {
 	static struct pr a;
 
-	cf_up(_i, 2 * MIB, true);
+	if (!cf_up(_i, 2 * MIB, true))
+		return;
 	cf_runnable(1);
 	memset(&a, 0, sizeof(a));
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_punch, &a), 0);
@@ -292,7 +323,7 @@ START_TEST(test_punch_refault)
 	cf_assert_invariants(cf.vm);
 	cf_expect_done(cf.v[0], NULL);
 	ck_assert_msg(cf_is_zero(a.after, PG), "%s: a punched page re-faulted non-zero",
-		      cf.backend);
+		      cf.name);
 	ck_assert(cf_is(a.other, PG, 0x72));
 	cf_finish();
 }
@@ -323,7 +354,8 @@ START_TEST(test_launch)
 	struct tu_snap s0, s1;
 	int i;
 
-	cf_up(_i, 2 * MIB, true);
+	if (!cf_up(_i, 2 * MIB, true))
+		return;
 	for (i = 0; i < 4; i++)
 		cf_fill(src + i * PG, PG, (uint8_t)(0x51 + i));
 	if (!cf.caps.needs_finalize) {
@@ -334,7 +366,7 @@ START_TEST(test_launch)
 		return;
 	}
 	/* Bad requests change nothing. */
-	tu_set_attr(cf.vm, 10 * PG, PG, 0);
+	cf_set_attr(10 * PG, PG, 0);
 	snap(&s0);
 	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 10 * PG, src, PG, 0), -EINVAL);
 	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 1, src, PG, 0), -EINVAL);
@@ -348,6 +380,7 @@ START_TEST(test_launch)
 
 	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 0, src, 4 * PG, CCVM_POPULATE_MEASURE), 0);
 	ck_assert_int_eq(ccvm_vm_populate(cf.vm, 0, src, PG, 0), -EEXIST);
+	cf_host_refused(3 * PG);
 	cf_assert_invariants(cf.vm);
 	cf_vcpu();
 	cf_finalize();
@@ -358,7 +391,7 @@ START_TEST(test_launch)
 	cf_expect_done(cf.v[0], NULL);
 	for (i = 0; i < 4; i++)
 		ck_assert_msg(cf_is(a.seen[i], PG, (uint8_t)(0x51 + i)),
-			      "%s: launched page %d reads wrong", cf.backend, i);
+			      "%s: launched page %d reads wrong", cf.name, i);
 	host_view(0, page);
 	ck_assert(cf.caps.private_readable_by_host ? cf_is(page, PG, 0x51)
 						   : !cf_is(page, PG, 0x51));
@@ -370,46 +403,91 @@ END_TEST
 /* errno tables                                                        */
 /* ------------------------------------------------------------------ */
 
+/*
+ * The conversion call of each scheme on the same rows: per VM
+ * KVM_SET_MEMORY_ATTRIBUTES at gpa, in place KVM_SET_MEMORY_ATTRIBUTES2 on
+ * slot 0's 2M file at that offset (flags 1 is its ZERO content mode there,
+ * which only converts to shared).
+ */
 static const struct {
 	uint64_t gpa, size, attrs, flags;
-	int want;
+	int want_vm, want_gmem;
 } attr_rows[] = {
-	{ 0, PG, PRIV, 1, -EINVAL },				/* flags */
-	{ 0, PG, 1ull << 0, 0, -EINVAL },			/* unknown attribute */
-	{ 0, PG, PRIV | (1ull << 4), 0, -EINVAL },
-	{ 0, 0, PRIV, 0, -EINVAL },				/* size 0 */
-	{ 0x1000ull << 40, ~0ull << 12, PRIV, 0, -EINVAL },	/* wraps */
-	{ 0x800, PG, PRIV, 0, -EINVAL },			/* unaligned gpa */
-	{ 0, PG + 1, PRIV, 0, -EINVAL },			/* unaligned size */
-	{ 0, PG, PRIV, 0, 0 },
-	{ 0, PG, PRIV, 0, 0 },					/* no change */
-	{ 1ull << 40, 2 * MIB, PRIV, 0, 0 },			/* no memslot needed */
-	{ 0, 2 * MIB, 0, 0, 0 },
+	{ 0, PG, PRIV, 1, -EINVAL, -EINVAL },			/* flags; ZERO to private */
+	{ 0, PG, 1ull << 0, 0, -EINVAL, -EINVAL },		/* unknown attribute */
+	{ 0, PG, PRIV | (1ull << 4), 0, -EINVAL, -EINVAL },
+	{ 0, 0, PRIV, 0, -EINVAL, -EINVAL },			/* size 0 */
+	{ 0x1000ull << 40, ~0ull << 12, PRIV, 0, -EINVAL, -EINVAL }, /* wraps */
+	{ 0x800, PG, PRIV, 0, -EINVAL, -EINVAL },		/* unaligned gpa */
+	{ 0, PG + 1, PRIV, 0, -EINVAL, -EINVAL },		/* unaligned size */
+	{ 0, PG, PRIV, 0, 0, 0 },
+	{ 0, PG, PRIV, 0, 0, 0 },				/* no change */
+	{ 1ull << 40, 2 * MIB, PRIV, 0, 0, -EINVAL },		/* no memslot needed; EOF */
+	{ 0, 2 * MIB, 0, 0, 0, 0 },
 };
+#define ATTR_ROW_NOOP	8
+
+static int set_attr_row(unsigned int r)
+{
+	struct ccvm_memory_attributes2 a = {
+		.offset = attr_rows[r].gpa, .size = attr_rows[r].size,
+		.attributes = attr_rows[r].attrs, .flags = attr_rows[r].flags,
+	};
+
+	if (!cf.in_place)
+		return ccvm_vm_set_memory_attributes(cf.vm, attr_rows[r].gpa, attr_rows[r].size,
+						     attr_rows[r].attrs, attr_rows[r].flags);
+	return ccvm_gmem_set_memory_attributes(cf.g, &a);
+}
+
+/* The other scheme's call: refused, with nothing changed. */
+static void other_scheme_refused(void)
+{
+	struct ccvm_memory_attributes2 a = { .size = PG, .attributes = PRIV };
+	struct tu_snap s0, s1;
+
+	snap(&s0);
+	if (cf.in_place) {
+		/* The VM store takes no PRIVATE; attributes 0 are a no-op. */
+		ck_assert_int_eq(ccvm_vm_set_memory_attributes(cf.vm, 0, PG, PRIV, 0), -EINVAL);
+		ck_assert_int_eq(ccvm_vm_set_memory_attributes(cf.vm, 0, 2 * MIB, 0, 0), 0);
+		/* And the reserved words of the gmem call must be 0. */
+		a.reserved[3] = 1;
+		ck_assert_int_eq(ccvm_gmem_set_memory_attributes(cf.g, &a), -EINVAL);
+	} else {
+		/* No in-place conversion: the gmem ioctl is unknown, as upstream. */
+		ck_assert_int_eq(ccvm_gmem_set_memory_attributes(cf.g, &a), -ENOTTY);
+	}
+	snap(&s1);
+	tu_snap_assert_same(&s0, &s1);
+}
 
 START_TEST(test_errno_attr)
 {
+	uint64_t v = 0;
 	unsigned int r;
 
-	cf_up(_i, 2 * MIB, false);
+	if (!cf_up(_i, 2 * MIB, false))
+		return;
 	for (r = 0; r < TU_ARRAY_SIZE(attr_rows); r++) {
+		int want = cf.in_place ? attr_rows[r].want_gmem : attr_rows[r].want_vm;
 		struct tu_snap a, b;
 		int got;
 
 		snap(&a);
-		got = ccvm_vm_set_memory_attributes(cf.vm, attr_rows[r].gpa, attr_rows[r].size,
-						    attr_rows[r].attrs, attr_rows[r].flags);
-		ck_assert_msg(got == attr_rows[r].want, "%s: row %u: %d, want %d", cf.backend, r,
-			      got, attr_rows[r].want);
-		if (got || r == 8) {
+		got = set_attr_row(r);
+		ck_assert_msg(got == want, "%s: row %u: %d, want %d", cf.name, r, got, want);
+		if (got || r == ATTR_ROW_NOOP) {
 			snap(&b);
 			tu_snap_assert_same(&a, &b);
 		}
 	}
-	ck_assert_uint_eq(attr_at(1ull << 40, NULL), PRIV);
+	if (!cf.in_place)
+		ck_assert_uint_eq(attr_at(1ull << 40, NULL), PRIV);
 	ck_assert_uint_eq(attr_at(0, NULL), 0);
-	ck_assert_int_eq(ccvm_vm_get_memory_attributes(cf.vm, 0x800, &(uint64_t){ 0 }, NULL),
-			 -EINVAL);
+	other_scheme_refused();
+	ck_assert_int_eq(ccvm_vm_get_memory_attributes(cf.vm, 0x800, &v, NULL), -EINVAL);
+	ck_assert_int_eq(ccvm_gmem_get_memory_attributes(cf.g, 0x800, &v, NULL), -EINVAL);
 	cf_finish();
 }
 END_TEST
@@ -463,9 +541,14 @@ START_TEST(test_errno_memslot)
 {
 	struct ccvm_vm *other = NULL;
 	struct ccvm_gmem *spare, *foreign;
+	uint8_t *ubuf;
 	unsigned int r;
 
-	cf_up(_i, 2 * MIB, false);
+	if (!cf_up(_i, 2 * MIB, false))
+		return;
+	/* A VMM buffer for the rows that pass one (in place slot 0 has none). */
+	ubuf = aligned_alloc(CF_2M, 2 * MIB);
+	ck_assert_ptr_nonnull(ubuf);
 	spare = tu_gmem(cf.vm, 4 * MIB, 0);
 	ck_assert_int_eq(ccvm_vm_create(cf.p, NULL, &other), 0);
 	foreign = tu_gmem(other, 2 * MIB, 0);
@@ -477,9 +560,9 @@ START_TEST(test_errno_memslot)
 		tu_snap_take(&a, cf.p, cf.vm, cf.g, spare, 0, 64 * MIB);
 		got = tu_region(cf.vm, slot_rows[r].slot, slot_rows[r].flags, slot_rows[r].gpa,
 				slot_rows[r].size,
-				slot_rows[r].uaddr ? cf.shared + slot_rows[r].uaddr_off : NULL,
+				slot_rows[r].uaddr ? ubuf + slot_rows[r].uaddr_off : NULL,
 				files[slot_rows[r].gmem], slot_rows[r].off);
-		ck_assert_msg(got == slot_rows[r].want, "%s: %s: %d, want %d", cf.backend,
+		ck_assert_msg(got == slot_rows[r].want, "%s: %s: %d, want %d", cf.name,
 			      slot_rows[r].what, got, slot_rows[r].want);
 		if (got) {
 			tu_snap_take(&b, cf.p, cf.vm, cf.g, spare, 0, 64 * MIB);
@@ -492,6 +575,7 @@ START_TEST(test_errno_memslot)
 	ck_assert_int_eq(ccvm_gmem_close(foreign), 0);
 	ck_assert_int_eq(ccvm_vm_close(other), 0);
 	cf_finish();
+	free(ubuf);
 }
 END_TEST
 
@@ -531,7 +615,8 @@ START_TEST(test_errno_gmem)
 	struct ccvm_backend_caps vcaps = { .sz = sizeof(vcaps) };
 	unsigned int r;
 
-	cf_up(_i, 2 * MIB, true);
+	if (!cf_up(_i, 2 * MIB, true))
+		return;
 	/* The VM's own caps: INIT_SHARED depends on its attribute scheme. */
 	ck_assert_int_eq(ccvm_vm_caps(cf.vm, &vcaps), 0);
 	for (r = 0; r < TU_ARRAY_SIZE(create_rows); r++) {
@@ -543,7 +628,7 @@ START_TEST(test_errno_gmem)
 			want = (create_rows[r].flags & ~vcaps.gmem_flags) ? -EINVAL : 0;
 		snap(&a);
 		got = ccvm_gmem_create(cf.vm, create_rows[r].size, create_rows[r].flags, &g);
-		ck_assert_msg(got == want, "%s: create row %u: %d, want %d", cf.backend, r, got,
+		ck_assert_msg(got == want, "%s: create row %u: %d, want %d", cf.name, r, got,
 			      want);
 		if (got) {
 			ck_assert_ptr_eq(g, (struct ccvm_gmem *)&r);
@@ -562,7 +647,7 @@ START_TEST(test_errno_gmem)
 		got = ccvm_gmem_fallocate(cf.g, falloc_rows[r].mode, falloc_rows[r].off,
 					  falloc_rows[r].len);
 		ck_assert_msg(got == falloc_rows[r].want, "%s: fallocate row %u: %d, want %d",
-			      cf.backend, r, got, falloc_rows[r].want);
+			      cf.name, r, got, falloc_rows[r].want);
 		if (got || r == 10) {
 			snap(&b);
 			tu_snap_assert_same(&a, &b);
@@ -600,7 +685,7 @@ static void expect_memory_fault(struct ccvm_vcpu *v, uint64_t gpa, bool private)
 	struct ccvm_run *run = ccvm_vcpu_run_state(v);
 	int r = ccvm_vcpu_run(v);
 
-	ck_assert_msg(r == -EFAULT, "%s: run %d, want -EFAULT", cf.backend, r);
+	ck_assert_msg(r == -EFAULT, "%s: run %d, want -EFAULT", cf.name, r);
 	ck_assert_uint_eq(run->exit_reason, CCVM_EXIT_MEMORY_FAULT);
 	ck_assert_uint_eq(run->memory_fault.gpa, gpa);
 	ck_assert_uint_eq(run->memory_fault.size, PG);
@@ -611,48 +696,66 @@ START_TEST(test_exit_memory_fault)
 {
 	static struct one a, b, c;
 	uint8_t *plain = aligned_alloc(CF_2M, 2 * MIB);
+	uint8_t page[PG];
 
-	cf_up(_i, 2 * MIB, true);
 	ck_assert_ptr_nonnull(plain);
+	if (!cf_up(_i, 2 * MIB, true)) {
+		free(plain);
+		return;
+	}
 	memset(plain, 0x3c, 2 * MIB);
-	/* A slot without gmem: PRIVATE there can never be mapped. */
+	/*
+	 * A slot without gmem.  Per VM, PRIVATE there can never be mapped.  In
+	 * place no store can make it PRIVATE: only an access that is private
+	 * by itself (the shared bit clear) finds it so.
+	 */
 	tu_plain_slot(cf.vm, 1, 16 * MIB, 2 * MIB, plain);
-	tu_set_attr(cf.vm, 16 * MIB, 2 * MIB, PRIV);
+	if (!cf.in_place)
+		tu_set_attr(cf.vm, 16 * MIB, 2 * MIB, PRIV);
 	cf_runnable(3);
 
-	memset(&a, 0, sizeof(a));
-	a.gpa = 16 * MIB + 3 * PG + 0x10;
-	a.accept = cf.caps.requires_accept;
-	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_one, &a), 0);
-	expect_memory_fault(cf.v[0], 16 * MIB + 3 * PG, true);
-	/* The access runs again on the next run, and faults again. */
-	expect_memory_fault(cf.v[0], 16 * MIB + 3 * PG, true);
-	cf_assert_invariants(cf.vm);
+	if (!cf.in_place || cf.caps.has_shared_bit) {
+		memset(&a, 0, sizeof(a));
+		a.gpa = 16 * MIB + 3 * PG + 0x10;
+		a.accept = cf.caps.requires_accept;
+		ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_one, &a), 0);
+		expect_memory_fault(cf.v[0], 16 * MIB + 3 * PG, true);
+		/* The access runs again on the next run, and faults again. */
+		expect_memory_fault(cf.v[0], 16 * MIB + 3 * PG, true);
+		cf_assert_invariants(cf.vm);
+	} else {
+		cf_skip("a private access to a slot without gmem: in place without a shared "
+			"bit every access to such a slot is shared");
+	}
 
 	if (cf.caps.has_shared_bit) {
 		/* A shared access to a private page... */
 		memset(&b, 0, sizeof(b));
 		b.gpa = (5 * PG + 0x20) | cf.sbit;
-		memset(cf.shared + 5 * PG, 0x5d, PG);
 		ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[1], guest_one, &b), 0);
 		expect_memory_fault(cf.v[1], 5 * PG, false);
-		/* ...runs once the VMM converts. */
-		tu_set_attr(cf.vm, 5 * PG, PG, 0);
+		/* ...runs once the VMM converts (and fills the shared page). */
+		cf_set_attr(5 * PG, PG, 0);
+		memset(page, 0x5d, PG);
+		cf_host_write(5 * PG, page, PG);
 		cf_expect_sync(cf.v[1], NULL, 9);
 		ck_assert_int_eq(b.ret, 0);
 		ck_assert_uint_eq(b.buf[0], 0x5d);
 
 		/* A private access to a shared page. */
-		tu_set_attr(cf.vm, 6 * PG, PG, 0);
+		cf_set_attr(6 * PG, PG, 0);
 		memset(&c, 0, sizeof(c));
 		c.gpa = 6 * PG + 0x30;
 		c.accept = cf.caps.requires_accept;
 		ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[2], guest_one, &c), 0);
 		expect_memory_fault(cf.v[2], 6 * PG, true);
-		tu_set_attr(cf.vm, 6 * PG, PG, PRIV);
+		cf_set_attr(6 * PG, PG, PRIV);
 		cf_expect_sync(cf.v[2], NULL, 9);
 		ck_assert_int_eq(c.ret, 0);
 		ck_assert(cf_is_zero(c.buf, sizeof(c.buf)));
+	} else {
+		cf_skip("a shared access to a private page and the reverse: without a shared "
+			"bit an access is private exactly when its page is");
 	}
 	cf_assert_invariants(cf.vm);
 	cf_finish();
@@ -707,7 +810,8 @@ START_TEST(test_exit_hypercall)
 	static struct hc a;
 	struct cf_vmm m = { 0 };
 
-	cf_up(_i, 8 * MIB, true);
+	if (!cf_up(_i, 8 * MIB, true))
+		return;
 	cf_runnable(1);
 	memset(&a, 0, sizeof(a));
 	a.gpa = 7 * PG;
@@ -769,7 +873,8 @@ START_TEST(test_exit_mmio)
 	struct ccvm_run *run;
 	int i;
 
-	cf_up(_i, 2 * MIB, false);
+	if (!cf_up(_i, 2 * MIB, false))
+		return;
 	cf_runnable(1);
 	memset(&a, 0, sizeof(a));
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_mmio, &a), 0);
@@ -801,12 +906,16 @@ START_TEST(test_prefault)
 	const uint64_t size = 4 * MIB;
 	uint8_t *plain = aligned_alloc(CF_2M, 2 * MIB);
 	struct tu_snap s0, s1;
-	uint64_t gpa, len, i;
+	uint64_t gpa, len, i, nr;
 
 	ck_assert_ptr_nonnull(plain);
-	cf_up(_i, size, true);
+	if (!cf_up(_i, size, true)) {
+		free(plain);
+		return;
+	}
 	tu_plain_slot(cf.vm, 1, 16 * MIB, 2 * MIB, plain);
-	tu_set_attr(cf.vm, 16 * MIB, PG, PRIV);
+	if (!cf.in_place)
+		tu_set_attr(cf.vm, 16 * MIB, PG, PRIV);
 	cf_runnable(1);
 
 	snap(&s0);
@@ -842,20 +951,29 @@ START_TEST(test_prefault)
 		ck_assert(mapped(i * PG, NULL));
 	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 10);
 
-	/* Shared ones at the shared alias. */
-	tu_set_attr(cf.vm, MIB, 8 * PG, 0);
+	/* Shared ones at the shared alias: in place, the file's own pages. */
+	cf_set_attr(MIB, 8 * PG, 0);
+	nr = tu_gmem_info(cf.g).nr_pages;
 	gpa = MIB, len = 8 * PG;
 	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), 0);
 	ck_assert_uint_eq(len, 0);
 	ck_assert(mapped(MIB | cf.sbit, NULL));
 	if (cf.sbit)
 		ck_assert(!mapped(MIB, NULL));
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, nr + (cf.in_place ? 8 : 0));
 
-	/* PRIVATE without gmem: the memory-fault case. */
 	gpa = 16 * MIB, len = PG;
-	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), -EFAULT);
-	ck_assert_uint_eq(gpa, 16 * MIB);
-	ck_assert_uint_eq(len, PG);
+	if (!cf.in_place) {
+		/* PRIVATE without gmem: the memory-fault case. */
+		ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), -EFAULT);
+		ck_assert_uint_eq(gpa, 16 * MIB);
+		ck_assert_uint_eq(len, PG);
+	} else {
+		/* A slot without gmem has no PRIVATE in place: the VMM's memory, shared. */
+		ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), 0);
+		ck_assert_uint_eq(len, 0);
+		ck_assert(mapped(16 * MIB | cf.sbit, NULL));
+	}
 	cf_finish();
 	free(plain);
 }
@@ -900,7 +1018,8 @@ START_TEST(test_gmem_outlives_vm)
 {
 	static const struct pg gpas[] = { { 0, 0x81 }, { 9 * PG, 0x82 }, { CF_NONE, 0 } };
 
-	cf_up(_i, 2 * MIB, true);
+	if (!cf_up(_i, 2 * MIB, true))
+		return;
 	cf_runnable(1);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_write_pages, (void *)gpas), 0);
 	cf_expect_done(cf.v[0], NULL);
@@ -932,7 +1051,8 @@ START_TEST(test_slots_share_gmem)
 	uint64_t pfn[3], p;
 	int i, j;
 
-	cf_up(_i, 4 * MIB, false);
+	if (!cf_up(_i, 4 * MIB, false))
+		return;
 	ck_assert_int_eq(tu_region(cf.vm, 0, 0, 0, 0, NULL, NULL, 0), 0);
 	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_bindings, 0);
 	tu_gmem_slot(cf.vm, 0, 0, MIB, cf.g, 0);
@@ -941,7 +1061,11 @@ START_TEST(test_slots_share_gmem)
 				   MIB / 2), -EINVAL);
 	tu_gmem_slot(cf.vm, 3, 48 * MIB, MIB, cf.g, MIB);
 	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_bindings, 3);
-	tu_set_attr(cf.vm, 0, 64 * MIB, PRIV);
+	/* In place one conversion of the file covers its three bindings. */
+	if (cf.in_place)
+		cf_file_set(0, cf.size, PRIV);
+	else
+		tu_set_attr(cf.vm, 0, 64 * MIB, PRIV);
 	cf_runnable(1);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_write_pages, (void *)gpas), 0);
 	cf_expect_done(cf.v[0], NULL);
@@ -1033,8 +1157,9 @@ static void vcpu_threads(int backend, int n)
 	struct th t[CF_MAX_VCPUS];
 	int k;
 
-	cf_up(backend, 8 * MIB, true);
-	tu_set_attr(cf.vm, TH_SHARED, 4 * MIB, 0);
+	if (!cf_up(backend, 8 * MIB, true))
+		return;
+	cf_set_attr(TH_SHARED, 4 * MIB, 0);
 	cf_runnable(n);
 	for (k = 0; k < n; k++) {
 		memset(&t[k], 0, sizeof(t[k]));
@@ -1049,7 +1174,7 @@ static void vcpu_threads(int backend, int n)
 	for (k = 0; k < n; k++) {
 		struct ccvm_run *run = ccvm_vcpu_run_state(t[k].v);
 
-		ck_assert_msg(!t[k].bad, "%s: vCPU %d ended with %d%s%s", cf.backend, k, t[k].bad,
+		ck_assert_msg(!t[k].bad, "%s: vCPU %d ended with %d%s%s", cf.name, k, t[k].bad,
 			      run->exit_reason == CCVM_EXIT_GUEST_ABORT ? ": " : "",
 			      run->exit_reason == CCVM_EXIT_GUEST_ABORT ? run->abort.msg : "");
 		ck_assert_uint_eq(t[k].syncs, TH_ITERS / 16);
@@ -1059,7 +1184,7 @@ static void vcpu_threads(int backend, int n)
 		uint64_t it = TH_ITERS - 1, w;
 		uint64_t off = (it % TH_PAGES) * PG + (it % 64) * 8;
 
-		memcpy(&w, cf.shared + TH_SHARED + k * TH_STRIDE + off, 8);
+		cf_host_read(TH_SHARED + k * TH_STRIDE + off, &w, 8);
 		ck_assert_uint_eq(w, (uint64_t)k << 32 | it);
 	}
 	cf_finish();
@@ -1077,11 +1202,7 @@ START_TEST(test_vcpus_4)
 }
 END_TEST
 
-/*
- * The out-of-tree backend of examples/backend.c, registered in each test's
- * own process (fork mode), so that it is the last name of
- * ccvm_backend_names() there and nowhere else.
- */
+/* The out-of-tree backend of examples/backend.c. */
 const struct ccvm_backend_ops *example_tiny_backend(void);
 
 static void register_example_backend(void)
@@ -1089,7 +1210,7 @@ static void register_example_backend(void)
 	ck_assert_int_eq(ccvm_backend_register(example_tiny_backend()), 0);
 }
 
-/* Every scenario of @tc also on the example backend, index @n once it is registered. */
+/* Every scenario, looped over the variants [from, to) (conformance.h). */
 static void add_scenarios(TCase *tc, int from, int to)
 {
 	tcase_add_loop_test(tc, test_roundtrip, from, to);
@@ -1113,43 +1234,48 @@ static void add_scenarios(TCase *tc, int from, int to)
 Suite *conformance_suite(void)
 {
 	Suite *s = suite_create("conformance");
-	int n = cf_nr_backends();
+	int n = cf_nr_backends(), nv = cf_nr_variants();
 	TCase *tc;
 
 	tc = tcase_create("conversion");
-	tcase_add_loop_test(tc, test_roundtrip, 0, n);
-	tcase_add_loop_test(tc, test_roundtrip_punch, 0, n);
-	tcase_add_loop_test(tc, test_neighbours, 0, n);
-	tcase_add_loop_test(tc, test_punch_refault, 0, n);
-	tcase_add_loop_test(tc, test_launch, 0, n);
+	tcase_add_loop_test(tc, test_roundtrip, 0, nv);
+	tcase_add_loop_test(tc, test_roundtrip_punch, 0, nv);
+	tcase_add_loop_test(tc, test_neighbours, 0, nv);
+	tcase_add_loop_test(tc, test_punch_refault, 0, nv);
+	tcase_add_loop_test(tc, test_launch, 0, nv);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errno");
-	tcase_add_loop_test(tc, test_errno_attr, 0, n);
-	tcase_add_loop_test(tc, test_errno_memslot, 0, n);
-	tcase_add_loop_test(tc, test_errno_gmem, 0, n);
+	tcase_add_loop_test(tc, test_errno_attr, 0, nv);
+	tcase_add_loop_test(tc, test_errno_memslot, 0, nv);
+	tcase_add_loop_test(tc, test_errno_gmem, 0, nv);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("exits");
-	tcase_add_loop_test(tc, test_exit_memory_fault, 0, n);
-	tcase_add_loop_test(tc, test_exit_hypercall, 0, n);
-	tcase_add_loop_test(tc, test_exit_mmio, 0, n);
-	tcase_add_loop_test(tc, test_prefault, 0, n);
+	tcase_add_loop_test(tc, test_exit_memory_fault, 0, nv);
+	tcase_add_loop_test(tc, test_exit_hypercall, 0, nv);
+	tcase_add_loop_test(tc, test_exit_mmio, 0, nv);
+	tcase_add_loop_test(tc, test_prefault, 0, nv);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("lifetime");
-	tcase_add_loop_test(tc, test_gmem_outlives_vm, 0, n);
-	tcase_add_loop_test(tc, test_slots_share_gmem, 0, n);
+	tcase_add_loop_test(tc, test_gmem_outlives_vm, 0, nv);
+	tcase_add_loop_test(tc, test_slots_share_gmem, 0, nv);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("threads");
-	tcase_add_loop_test(tc, test_vcpus_1, 0, n);
-	tcase_add_loop_test(tc, test_vcpus_4, 0, n);
+	tcase_add_loop_test(tc, test_vcpus_1, 0, nv);
+	tcase_add_loop_test(tc, test_vcpus_4, 0, nv);
 	suite_add_tcase(s, tc);
 
+	/*
+	 * The out-of-tree backend: registered in each test's own process (fork
+	 * mode), so that it is the last name of ccvm_backend_names() there and
+	 * nowhere else, every mode of it.
+	 */
 	tc = tcase_create("out-of-tree");
 	tcase_add_checked_fixture(tc, register_example_backend, NULL);
-	add_scenarios(tc, n, n + 1);
+	add_scenarios(tc, cf_variant(n, 0), cf_variant(n + 1, 0));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -434,7 +434,7 @@ static const struct {
 	uint32_t vm_type;
 	uint64_t gmem_flags;
 } builtin_backends[] = {
-	{ "mock", 1, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED },
+	{ "mock", 1, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED | CCVM_GMEM_FLAG_HUGETLB },
 	{ "tdx", 5, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED },
 	{ "snp", 4, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED },
 };

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ccvm/explore.h>
 
@@ -290,6 +291,113 @@ START_TEST(test_s000_race)
 }
 END_TEST
 
+/*
+ * --trace: one schedule of the race written as Chrome trace JSON, with the
+ * RECLAIMs of the teardown and the HKID release in it.
+ */
+START_TEST(test_s000_trace)
+{
+	char path[] = "/tmp/ccvm-s000-trace-XXXXXX";
+	struct s000_result r;
+	static char buf[1 << 20];
+	size_t n;
+	FILE *f;
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	study_quiet_log();
+	ck_assert_int_eq(s000_explore(CCVM_HKID_RELEASE_V19, S000_RACE, 1, 1, false, path, &r,
+				      NULL), 0);
+	ck_assert_uint_eq(r.runs, 1);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	unlink(path);
+	buf[n] = 0;
+	ck_assert_uint_gt(n, 0);
+	ck_assert(!strncmp(buf, "{\"traceEvents\":[", 16));
+	ck_assert_ptr_nonnull(strstr(buf, "\"tdh.phymem.page.reclaim\""));
+	ck_assert_ptr_nonnull(strstr(buf, "\"records\":"));
+	ck_assert(n >= 2 && buf[n - 1] == '\n' && buf[n - 2] == '}');
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Study 003: TDX_OPERAND_BUSY policies                                  */
+
+#define S003_BUDGET	40
+
+/*
+ * The same schedules of two vCPUs accepting the same pages under each
+ * policy: the module answers busy in some of them under every policy;
+ * giving up surfaces errors to the VMM (the explorer finds such a run and
+ * its token replays it), spinning and the merged unwind surface none.
+ */
+START_TEST(test_s003_install_accept)
+{
+	struct s003_result r[S003_NR_POLICIES], f, again;
+	char *token = NULL;
+	unsigned int k;
+
+	study_quiet_log();
+	for (k = 0; k < S003_NR_POLICIES; k++) {
+		ck_assert_int_eq(s003_explore(k, S003_INSTALL_ACCEPT, CCVM_EXPLORE_RANDOM, 0, 1,
+					      S003_BUDGET, false, NULL, &r[k], NULL), 0);
+		ck_assert_uint_eq(r[k].runs, S003_BUDGET);
+		ck_assert_uint_gt(r[k].contended_runs, 0);
+		ck_assert_uint_gt(r[k].busy, 0);
+		ck_assert_uint_eq(r[k].bugged, 0);
+		ck_assert_uint_eq(r[k].leaked, 0);
+	}
+	ck_assert_uint_gt(r[S003_GIVE_UP].errors, 0);
+	ck_assert_uint_gt(r[S003_GIVE_UP].bad_runs, 0);
+	ck_assert_uint_eq(r[S003_SPIN].errors, 0);
+	ck_assert_uint_eq(r[S003_MERGED].errors, 0);
+	ck_assert_uint_eq(r[S003_MERGED].bad_runs, 0);
+	/* The merged policy retries the fault instead: more fault runs. */
+	ck_assert_uint_gt(r[S003_MERGED].fault_retries, 0);
+
+	/* With the checks on: give-up fails, its token replays it; merged passes. */
+	ck_assert_int_eq(s003_explore(S003_GIVE_UP, S003_INSTALL_ACCEPT, CCVM_EXPLORE_RANDOM, 0,
+				      1, S003_BUDGET, true, NULL, &f, &token), 0);
+	ck_assert_uint_eq(f.failure, CCVM_EXPLORE_FAIL_CHECK);
+	ck_assert_ptr_nonnull(token);
+	ck_assert_int_eq(s003_replay(S003_GIVE_UP, S003_INSTALL_ACCEPT, token, &again), 0);
+	ck_assert_uint_eq(again.failure, CCVM_EXPLORE_FAIL_CHECK);
+	/* The same schedule under the merged policy: no error (or another path). */
+	s003_replay(S003_MERGED, S003_INSTALL_ACCEPT, token, &again);
+	ck_assert(again.failure == CCVM_EXPLORE_OK || again.failure == CCVM_EXPLORE_FAIL_DIVERGED);
+	free(token);
+	ck_assert_int_eq(s003_explore(S003_MERGED, S003_INSTALL_ACCEPT, CCVM_EXPLORE_RANDOM, 0,
+				      1, S003_BUDGET, true, NULL, &f, NULL), 0);
+	ck_assert_uint_eq(f.failure, CCVM_EXPLORE_OK);
+}
+END_TEST
+
+/*
+ * Removal against guest entry: entry and guest accesses run under
+ * mmu_lock read, a removal under mmu_lock write, so no schedule meets a
+ * busy removal leaf under any policy, and each TRACK kicks the vCPU once.
+ */
+START_TEST(test_s003_removal_entry)
+{
+	struct s003_result r;
+	unsigned int k;
+
+	study_quiet_log();
+	for (k = 0; k < S003_NR_POLICIES; k++) {
+		ck_assert_int_eq(s003_explore(k, S003_REMOVAL_ENTRY, CCVM_EXPLORE_RANDOM, 0, 1, 20,
+					      true, NULL, &r, NULL), 0);
+		ck_assert_uint_eq(r.failure, CCVM_EXPLORE_OK);
+		ck_assert_uint_eq(r.runs, 20);
+		ck_assert_uint_eq(r.busy, 0);
+		ck_assert_uint_eq(r.kicks, 20 * 2);
+	}
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Study 004: SNP update_mem_attr and the RMPUPDATE-vs-fault race       */
 
@@ -377,6 +485,12 @@ Suite *studies_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_s000_orders);
 	tcase_add_test(tc, test_s000_race);
+	tcase_add_test(tc, test_s000_trace);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("s003");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_s003_install_accept);
+	tcase_add_test(tc, test_s003_removal_entry);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("s004");
 	tcase_set_timeout(tc, 120);

@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fixtures for suites that run the same test on every built backend
- * (conformance, badinput, invariants): a test added with
- *	tcase_add_loop_test(tc, fn, 0, cf_nr_backends());
- * gets the backend's index in _i, and cf_up(_i, ...) builds a platform,
- * a VM and a gmem-backed memslot on it.  What differs between backends is
- * read from the caps (cf.caps), never from the name: accept when
- * requires_accept, the shared alias when has_shared_bit, finalize when
- * needs_finalize, the bytes a round trip keeps per
- * preserves_data_without_punch, what a host read sees per
- * private_readable_by_host.
+ * (conformance, badinput, invariants).  A test added with
+ *	tcase_add_loop_test(tc, fn, 0, cf_nr_variants());
+ * gets a variant's index in _i: a backend and a mode (cf_mode(), the
+ * attribute scheme), and cf_up(_i, ...) builds a platform, a VM of that
+ * scheme and a gmem-backed memslot on it; cf_up_in() takes a backend
+ * index and a mode instead (cf_mode(0): the default, per-VM attributes).  What differs between backends is read from
+ * the caps (cf.caps), never from the name: accept when requires_accept,
+ * the shared alias when has_shared_bit, finalize when needs_finalize, the
+ * bytes a round trip keeps per preserves_data_without_punch, what a host
+ * read sees per private_readable_by_host.  What differs between schemes
+ * goes through the helpers of "the two schemes" below: a conversion, the
+ * attribute of a gpa, and the VMM's access to shared memory.
  *
  * Every scenario ends in cf_finish(): the invariant checker over the VM
  * (a failure names the invariant), then teardown, then the platform's own
@@ -28,6 +31,7 @@
 
 #include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +68,55 @@ static inline const char *cf_backend(int i)
 	return name;
 }
 
+/* ---- variants: a backend and a mode ------------------------------------------- */
+
+/*
+ * A mode: everything but the backend that a conformance scenario runs
+ * under.  Loop index = backend * CF_NR_MODES + mode, so that the modes of
+ * one backend are one contiguous range (the out-of-tree backend, the last
+ * name once registered, is the range [n * CF_NR_MODES, (n + 1) * CF_NR_MODES)).
+ * Another axis is another field here and a row for each combination.
+ */
+struct cf_mode {
+	const char *name;
+	uint32_t scheme;	/* enum ccvm_attr_scheme */
+};
+
+#define CF_NR_MODES	2
+
+static inline const struct cf_mode *cf_mode(int m)
+{
+	static const struct cf_mode modes[CF_NR_MODES] = {
+		{ "per-VM attributes", CCVM_ATTR_SCHEME_VM },	/* the default: first */
+		{ "in-place conversion", CCVM_ATTR_SCHEME_GMEM },
+	};
+
+	ck_assert_int_ge(m, 0);
+	ck_assert_int_lt(m, CF_NR_MODES);
+	return &modes[m];
+}
+
+static inline int cf_nr_variants(void)
+{
+	return cf_nr_backends() * CF_NR_MODES;
+}
+
+/* The loop index of backend @b in mode @m, and back. */
+static inline int cf_variant(int b, int m)
+{
+	return b * CF_NR_MODES + m;
+}
+
+static inline int cf_variant_backend(int v)
+{
+	return v / CF_NR_MODES;
+}
+
+static inline int cf_variant_mode(int v)
+{
+	return v % CF_NR_MODES;
+}
+
 /* ---- the invariant checker ------------------------------------------------- */
 
 /* The checker's report on @vm (core and backend). */
@@ -97,11 +150,16 @@ static inline struct ccvm_invariant_report cf_invariants(struct ccvm_vm *vm)
 
 struct cf_env {
 	const char *backend;
-	struct ccvm_backend_caps caps;
+	const struct cf_mode *mode;
+	char name[64];			/* "backend, mode", for messages */
+	bool in_place;			/* the VM converts in place (GMEM scheme) */
+	struct ccvm_backend_caps caps;	/* the backend's */
+	struct ccvm_backend_caps vcaps;	/* the VM's: the scheme's share of them */
 	struct ccvm_platform *p;
 	struct ccvm_vm *vm;
 	struct ccvm_gmem *g;		/* slot 0's file, offset 0 */
-	uint8_t *shared;		/* VMM memory behind slot 0, 2M aligned */
+	uint8_t *shared;		/* VMM memory behind slot 0, 2M aligned;
+					 * NULL in place (slot 0 is GMEM_ONLY) */
 	uint64_t size;			/* slot 0 is [0, size) */
 	uint64_t sbit;			/* the VM's shared bit, 0 for none */
 	struct ccvm_vcpu *v[CF_MAX_VCPUS];
@@ -126,27 +184,89 @@ static inline struct ccvm_platform *cf_platform(const char *backend)
 }
 
 /*
- * Platform and VM of backend @i, a gmem file of @size bytes bound as slot 0
- * at gpa 0 over a 2M-aligned VMM buffer, attributes PRIVATE over the slot
- * when @private.  Not finalized.
+ * A part of a scenario that does not apply to the variant: said on stderr,
+ * with the scenario (the function it is called from) and the reason, so
+ * that a skip is never a silent pass.
  */
-static inline void cf_up(int i, uint64_t size, bool private)
+#define cf_skip(why)	cf_skip_at(__func__, (why))
+
+static inline void cf_skip_at(const char *scenario, const char *why)
+{
+	size_t n = strlen(scenario);
+
+	/* START_TEST(name) defines name_fn(). */
+	if (n > 3 && !strcmp(scenario + n - 3, "_fn"))
+		n -= 3;
+	fprintf(stderr, "SKIP %.*s on %s: %s\n", (int)n, scenario, cf.name, why);
+}
+
+/*
+ * Whether the VM just created can run the scenarios in place: PRIVATE in
+ * its files (caps.gmem_memory_attributes) and files the host can map
+ * (CCVM_GMEM_FLAG_MMAP), through which the VMM reaches shared memory.
+ */
+static inline bool cf_in_place_usable(const struct ccvm_backend_caps *c)
+{
+	return (c->gmem_memory_attributes & CCVM_MEMORY_ATTRIBUTE_PRIVATE) &&
+	       (c->gmem_flags & CCVM_GMEM_FLAG_MMAP);
+}
+
+static inline void cf_file_set(uint64_t off, uint64_t size, uint64_t attrs);
+
+/*
+ * Platform and VM of backend @b in mode @m (its attribute scheme), a gmem file
+ * of @size bytes bound as slot 0 at gpa 0, attributes PRIVATE over the
+ * slot when @private.  Per VM, the slot's shared memory is a 2M-aligned
+ * VMM buffer (cf.shared) and PRIVATE lives in the VM's store; in place,
+ * the file is mmap-able, the slot GMEM_ONLY (no buffer) and PRIVATE lives
+ * in the file (INIT_SHARED when not @private, where the VM offers it).
+ * Not finalized.  Returns false, with a named skip and nothing built,
+ * when the backend cannot convert in place.
+ */
+static inline bool cf_up_in(int b, const struct cf_mode *m, uint64_t size, bool private)
 {
 	struct ccvm_vm_opts vo = CCVM_OPTS_INIT(struct ccvm_vm_opts,
-						.max_vcpus = CF_MAX_VCPUS);
+						.max_vcpus = CF_MAX_VCPUS,
+						.attr_scheme = m->scheme);
+	uint64_t gflags = 0;
 
 	tu_quiet_log();
 	memset(&cf, 0, sizeof(cf));
-	cf.backend = cf_backend(i);
+	cf.backend = cf_backend(b);
+	cf.mode = m;
+	snprintf(cf.name, sizeof(cf.name), "%s, %s", cf.backend, m->name);
+	cf.in_place = m->scheme == CCVM_ATTR_SCHEME_GMEM;
 	cf.caps.sz = sizeof(cf.caps);
 	ck_assert_int_eq(ccvm_backend_caps(cf.backend, &cf.caps), 0);
 	cf.p = cf_platform(cf.backend);
 	cf.free0 = tu_free_pages(cf.p);
 	ck_assert_int_eq(ccvm_vm_create(cf.p, &vo, &cf.vm), 0);
 	cf.vm_open = true;
+	cf.vcaps.sz = sizeof(cf.vcaps);
+	ck_assert_int_eq(ccvm_vm_caps(cf.vm, &cf.vcaps), 0);
+	ck_assert_uint_eq(cf.vcaps.attr_scheme, m->scheme);
+	if (cf.in_place && !cf_in_place_usable(&cf.vcaps)) {
+		cf_skip_at("cf_up", "the backend converts nothing in place (no PRIVATE in its "
+			   "gmem files, or no CCVM_GMEM_FLAG_MMAP)");
+		ck_assert_int_eq(ccvm_vm_close(cf.vm), 0);
+		ck_assert_int_eq(ccvm_platform_destroy(cf.p), 0);
+		memset(&cf, 0, sizeof(cf));
+		return false;
+	}
 	cf.sbit = ccvm_vm_shared_bit(cf.vm);
 	ck_assert_int_eq(!!cf.sbit, cf.caps.has_shared_bit);
 	cf.size = size;
+	if (cf.in_place) {
+		gflags = CCVM_GMEM_FLAG_MMAP;
+		if (!private && (cf.vcaps.gmem_flags & CCVM_GMEM_FLAG_INIT_SHARED))
+			gflags |= CCVM_GMEM_FLAG_INIT_SHARED;
+		cf.g = tu_gmem(cf.vm, size, gflags);
+		ck_assert_int_eq(tu_region(cf.vm, 0, CCVM_MEM_GUEST_MEMFD, 0, size, NULL, cf.g,
+					   0), 0);
+		if (!private && !(gflags & CCVM_GMEM_FLAG_INIT_SHARED))
+			cf_file_set(0, size, 0);
+		return true;
+	}
 	/* aligned_alloc() wants a size that is a multiple of the alignment. */
 	cf.shared = aligned_alloc(CF_2M, (size + CF_2M - 1) / CF_2M * CF_2M);
 	ck_assert_ptr_nonnull(cf.shared);
@@ -156,6 +276,102 @@ static inline void cf_up(int i, uint64_t size, bool private)
 			 0);
 	if (private)
 		tu_set_attr(cf.vm, 0, size, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	return true;
+}
+
+/* cf_up_in() for the variant @v (a loop index over cf_nr_variants()). */
+static inline bool cf_up(int v, uint64_t size, bool private)
+{
+	return cf_up_in(cf_variant_backend(v), cf_mode(cf_variant_mode(v)), size, private);
+}
+
+/* ---- the two schemes ---------------------------------------------------------- */
+
+/* KVM_SET_MEMORY_ATTRIBUTES2 on slot 0's file (in place only), asserted. */
+static inline void cf_file_set(uint64_t off, uint64_t size, uint64_t attrs)
+{
+	struct ccvm_memory_attributes2 a = {
+		.offset = off, .size = size, .attributes = attrs,
+	};
+	int r;
+
+	ck_assert(cf.in_place);
+	r = ccvm_gmem_set_memory_attributes(cf.g, &a);
+	ck_assert_msg(r == 0, "%s: gmem_set_memory_attributes(%#" PRIx64 ", %#" PRIx64
+		      ", %#" PRIx64 "): %d", cf.name, off, size, attrs, r);
+}
+
+/*
+ * Set [gpa, gpa + size) of slot 0 shared (0) or private, as the VMM does
+ * in its scheme: the VM's attribute store per VM, slot 0's file in place
+ * (the range must lie in the slot: gpa is the file offset).
+ */
+static inline void cf_set_attr(uint64_t gpa, uint64_t size, uint64_t attrs)
+{
+	if (!cf.in_place) {
+		tu_set_attr(cf.vm, gpa, size, attrs);
+		return;
+	}
+	ck_assert_msg(gpa < cf.size && size <= cf.size - gpa, "%s: %#" PRIx64 "+%#" PRIx64
+		      " is not in slot 0", cf.name, gpa, size);
+	cf_file_set(gpa, size, attrs);
+}
+
+/*
+ * The attributes at @gpa and in *@run the bytes from there that hold them
+ * (in place: up to the end of slot 0's file, which @gpa must be in).  In
+ * place the VM's own store holds no PRIVATE anywhere.
+ */
+static inline uint64_t cf_attr_at(uint64_t gpa, uint64_t *run)
+{
+	uint64_t v = ~0ull;
+
+	if (!cf.in_place)
+		return tu_get_attr(cf.vm, gpa, run);
+	ck_assert_uint_eq(tu_get_attr(cf.vm, gpa, NULL), 0);
+	ck_assert_uint_lt(gpa, cf.size);
+	ck_assert_int_eq(ccvm_gmem_get_memory_attributes(cf.g, gpa, &v, run), 0);
+	return v;
+}
+
+/*
+ * The VMM's access to the shared memory at @gpa of slot 0: its buffer per
+ * VM, the file through its mapping in place (which refuses private pages).
+ */
+static inline void cf_host_write(uint64_t gpa, const void *buf, size_t len)
+{
+	if (!cf.in_place) {
+		memcpy(cf.shared + gpa, buf, len);
+		return;
+	}
+	ck_assert_int_eq(ccvm_gmem_write(cf.g, gpa, buf, len), 0);
+}
+
+static inline void cf_host_read(uint64_t gpa, void *buf, size_t len)
+{
+	if (!cf.in_place) {
+		memcpy(buf, cf.shared + gpa, len);
+		return;
+	}
+	ck_assert_int_eq(ccvm_gmem_read(cf.g, gpa, buf, len), 0);
+}
+
+/*
+ * In place, the host's mapping of a private page raises SIGBUS naming the
+ * page (ccvm_gmem_access() -EFAULT with its offset); per VM the file has
+ * no mapping and the VMM's buffer is another page: nothing to check.
+ */
+static inline void cf_host_refused(uint64_t gpa)
+{
+	uint8_t b = 0;
+	uint64_t at = ~0ull;
+
+	if (!cf.in_place)
+		return;
+	ck_assert_int_eq(ccvm_gmem_access(cf.g, gpa, &b, 1, 0, &at), -EFAULT);
+	ck_assert_uint_eq(at, gpa & ~(uint64_t)(CF_PAGE - 1));
+	ck_assert_int_eq(ccvm_gmem_access(cf.g, gpa, &b, 1, CCVM_GMEM_ACCESS_WRITE, &at),
+			 -EFAULT);
 }
 
 /* Launch done (TDX MR.FINALIZE / SNP LAUNCH_FINISH; mock: runnable already). */
@@ -220,7 +436,7 @@ static inline void cf_finish(void)
 	st = tu_pstats(cf.p);
 	ck_assert_uint_eq(st.leaked_pages, 0);
 	ck_assert_msg(st.free_pages == cf.free0, "%s: %" PRIu64 " pages not given back",
-		      cf.backend, cf.free0 - st.free_pages);
+		      cf.name, cf.free0 - st.free_pages);
 	ck_assert_int_eq(ccvm_platform_destroy(cf.p), 0);
 	cf.p = NULL;
 	free(cf.shared);
@@ -243,7 +459,8 @@ struct cf_vmm {
 static inline void cf_convert(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
 			      bool to_private, bool punch)
 {
-	tu_set_attr(vm, gpa, size, to_private ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0);
+	ck_assert_ptr_eq(vm, cf.vm);
+	cf_set_attr(gpa, size, to_private ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0);
 	if (!to_private && punch && gpa + size <= cf.size)
 		ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, CCVM_FALLOC_KEEP_SIZE |
 						     CCVM_FALLOC_PUNCH_HOLE, gpa, size), 0);
@@ -287,7 +504,7 @@ static inline void cf_expect_sync(struct ccvm_vcpu *v, struct cf_vmm *m, uint64_
 	struct ccvm_run *run = ccvm_vcpu_run_state(v);
 
 	ck_assert_msg(r == 0 && run->exit_reason == CCVM_EXIT_SYNC,
-		      "%s: expected sync %" PRIu64 ", run %d exit %u%s%s", cf.backend, value, r,
+		      "%s: expected sync %" PRIu64 ", run %d exit %u%s%s", cf.name, value, r,
 		      run->exit_reason,
 		      run->exit_reason == CCVM_EXIT_GUEST_ABORT ? ": guest assert " : "",
 		      run->exit_reason == CCVM_EXIT_GUEST_ABORT ? run->abort.msg : "");
@@ -300,7 +517,7 @@ static inline void cf_expect_done(struct ccvm_vcpu *v, struct cf_vmm *m)
 	struct ccvm_run *run = ccvm_vcpu_run_state(v);
 
 	ck_assert_msg(r == 0 && run->exit_reason == CCVM_EXIT_DONE,
-		      "%s: expected done, run %d exit %u%s%s", cf.backend, r, run->exit_reason,
+		      "%s: expected done, run %d exit %u%s%s", cf.name, r, run->exit_reason,
 		      run->exit_reason == CCVM_EXIT_GUEST_ABORT ? ": guest assert " : "",
 		      run->exit_reason == CCVM_EXIT_GUEST_ABORT ? run->abort.msg : "");
 }

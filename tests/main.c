@@ -26,6 +26,7 @@
 	SUITE(errors) \
 	SUITE(explore) \
 	SUITE(faultsweep) \
+	SUITE(folio) \
 	SUITE(gmem) \
 	SUITE(guest) \
 	SUITE(inplace) \

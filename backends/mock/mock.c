@@ -28,8 +28,11 @@ static void mock_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *ca
 	/*
 	 * MMAP always (6.18); the core allows INIT_SHARED only with in-place
 	 * conversion, as for SW_PROTECTED_VM (it has private memory).
+	 * Huge folios: nothing but the folio, the attributes and the slot
+	 * limits a private mapping, so they map at 2M where those allow.
 	 */
-	caps->gmem_flags = CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED;
+	caps->gmem_flags = CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED |
+			   CCVM_GMEM_FLAG_HUGETLB;
 	caps->private_max_level = CCVM_LEVEL_2M;
 	caps->shared_max_level = CCVM_LEVEL_2M;
 	caps->has_shared_bit = false;

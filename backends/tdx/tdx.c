@@ -32,7 +32,11 @@
  * cannot be undone halfway, so each of BLOCK, TRACK and REMOVE gets exactly
  * two tries: the second after blocking guest entry (wait_for_sept_zap) and
  * kicking every vCPU out of the guest, which leaves nobody to contend; a
- * second failure bugs the VM (I19, I21).
+ * second failure bugs the VM (I19, I21).  The study knob
+ * CCVM_STUDY_TDX_BUSY (ccvm.h, docs/studies/003.md) brings back the two
+ * policies the thread weighed against this one: spinning on the busy leaf
+ * inside the SEAMCALL wrapper, and giving up at once (busy_spin_again(),
+ * install_errno(), removal_seamcall()).
  *
  * Pages the module still owns after a failed removal, or that a failed
  * vCPU creation donated, are "orphans": they cannot go back to the host
@@ -156,6 +160,29 @@ static inline bool tdx_error(uint64_t st)
 static inline bool tdx_busy(uint64_t st)
 {
 	return ccvm_tdx_is_busy(st) || TDX_STATUS_CLASS(st) == TDX_PREVIOUS_TLB_EPOCH_BUSY;
+}
+
+/*
+ * Study 003's policies (CCVM_STUDY_TDX_BUSY).  busy_spin_again(): whether
+ * the wrapper calls a leaf that answered @st again, @calls made so far:
+ * only under SPIN, with mmu_lock held, no yield and no kick, up to
+ * CCVM_TDX_BUSY_SPIN_MAX calls.
+ */
+static bool busy_spin_again(struct ccvm_vm *vm, uint64_t st, unsigned int calls)
+{
+	return tdx_busy(st) && calls < CCVM_TDX_BUSY_SPIN_MAX &&
+	       ccvm_vm_study_knob(vm, CCVM_STUDY_TDX_BUSY) == CCVM_TDX_BUSY_SPIN;
+}
+
+/* Whether a busy status that is left is an error (SPIN, GIVE_UP). */
+static bool busy_gives_up(struct ccvm_vm *vm, uint64_t st)
+{
+	if (!tdx_busy(st) || ccvm_vm_study_knob(vm, CCVM_STUDY_TDX_BUSY) == CCVM_TDX_BUSY_MERGED)
+		return false;
+	ccvm_log(CCVM_LOG_DEBUG, "tdx vm %u: busy SEAMCALL given up (study knob "
+		 "CCVM_STUDY_TDX_BUSY = %u)", ccvm_vm_id(vm),
+		 ccvm_vm_study_knob(vm, CCVM_STUDY_TDX_BUSY));
+	return true;
 }
 
 /* The errno KVM gives userspace for a failed SEAMCALL. */
@@ -435,7 +462,7 @@ static void tdx_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *cap
 	caps->private_readable_by_host = false;
 	caps->map_gpa_max_bytes = TDX_MAP_GPA_MAX_LEN;
 	caps->study_knobs = 1ull << CCVM_STUDY_GMEM_DEFER_REMOVAL |
-			    1ull << CCVM_STUDY_HKID_RELEASE;
+			    1ull << CCVM_STUDY_HKID_RELEASE | 1ull << CCVM_STUDY_TDX_BUSY;
 }
 
 static int tdx_platform_init(struct ccvm_platform *p)
@@ -817,6 +844,7 @@ static int tdx_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 {
 	struct kvm_tdx *kt = to_kvm_tdx(vm);
 	uint64_t gpa, st;
+	unsigned int calls;
 	int err;
 
 	if (!private_gpa(vm, gfn, &gpa))
@@ -827,7 +855,13 @@ static int tdx_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 	}
 	if (hkid_state(kt) != HKID_ASSIGNED || ccvm_vm_is_bugged(vm))
 		return -EIO;
-	st = ccvm_tdh_mem_sept_add(kt->td, gpa, level - 1, spt_pfn);
+	for (calls = 1;; calls++) {
+		st = ccvm_tdh_mem_sept_add(kt->td, gpa, level - 1, spt_pfn);
+		if (!busy_spin_again(vm, st, calls))
+			break;
+	}
+	if (busy_gives_up(vm, st))
+		return -EIO;	/* the fault fails: the VMM sees the error */
 	err = tdx_errno(st);
 	if (err && err != -EBUSY) {
 		tdx_warn(vm, CCVM_TDH_MEM_SEPT_ADD, st);
@@ -860,14 +894,20 @@ static int page_add(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, uint64
 {
 	uint64_t flags = 0, st;
 	const void *src = ccvm_vm_populate_source(vm, &flags);
-	unsigned int off;
+	unsigned int off, calls;
 
 	if (!src) {
 		/* Only populate maps before finalize (pre-fault is refused). */
 		ccvm_vm_bug(vm, "tdx: private map at %#" PRIx64 " before finalize", gpa);
 		return -EIO;
 	}
-	st = ccvm_tdh_mem_page_add(kt->td, gpa, 0, pfn, src);
+	for (calls = 1;; calls++) {
+		st = ccvm_tdh_mem_page_add(kt->td, gpa, 0, pfn, src);
+		if (!busy_spin_again(vm, st, calls))
+			break;
+	}
+	if (busy_gives_up(vm, st))
+		return -EIO;
 	if (tdx_busy(st))
 		return -EBUSY;
 	if (tdx_error(st)) {
@@ -895,6 +935,7 @@ static int tdx_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 {
 	struct kvm_tdx *kt = to_kvm_tdx(vm);
 	uint64_t gpa, st;
+	unsigned int calls;
 	int err;
 
 	if (!private_gpa(vm, gfn, &gpa))
@@ -907,7 +948,13 @@ static int tdx_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 		return -EIO;
 	if (td_state(kt) != TD_STATE_RUNNABLE)
 		return page_add(vm, kt, gpa, pfn);
-	st = ccvm_tdh_mem_page_aug(kt->td, gpa, 0, pfn);
+	for (calls = 1;; calls++) {
+		st = ccvm_tdh_mem_page_aug(kt->td, gpa, 0, pfn);
+		if (!busy_spin_again(vm, st, calls))
+			break;
+	}
+	if (busy_gives_up(vm, st))
+		return -EIO;
 	err = tdx_errno(st);
 	if (err && err != -EBUSY) {
 		tdx_warn(vm, CCVM_TDH_MEM_PAGE_AUG, st);
@@ -968,13 +1015,18 @@ static uint64_t removal_call(struct kvm_tdx *kt, enum removal_leaf leaf, uint64_
  * One removal leaf, at most twice (tdh_do_no_vcpus): the second try runs
  * with guest entry blocked and every vCPU kicked out, so neither a host
  * task (mmu_lock is held for write) nor a vCPU can hold what it needs.
+ * Under study 003's SPIN the leaf is called again as it is instead, and
+ * under GIVE_UP not at all: a busy status left fails the removal.
  */
 static uint64_t removal_seamcall(struct ccvm_vm *vm, struct kvm_tdx *kt,
 				 enum removal_leaf leaf, uint64_t gpa, uint64_t *pfn)
 {
 	uint64_t st = removal_call(kt, leaf, gpa, pfn);
+	unsigned int calls = 1;
 
-	if (!tdx_busy(st))
+	while (busy_spin_again(vm, st, calls++))
+		st = removal_call(kt, leaf, gpa, pfn);
+	if (!tdx_busy(st) || busy_gives_up(vm, st))
 		return st;
 	ccvm_vm_block_entry(vm);
 	atomic_store_explicit(&kt->wait_for_sept_zap, true, memory_order_release);

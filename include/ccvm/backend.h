@@ -39,8 +39,11 @@ extern "C" {
 /* Minor 1: check_invariants.  2: the services a backend's checks and
  * conversions need (page state, gmem and mapping walks, invariant reports),
  * functions only: the ops table did not change.  3: ccvm_vcpu_guest_mode(),
- * for checks made while vCPUs run (a schedule's quiescent points). */
-#define CCVM_BACKEND_ABI_MINOR	3
+ * for checks made while vCPUs run (a schedule's quiescent points).
+ * 4: huge gmem folios: gmem_prepare's max_order may be non-zero,
+ * gmem_invalidate gets a whole huge folio in one call,
+ * ccvm_page_folio_order() and ccvm_vm_gfn_to_gmem_folio(). */
+#define CCVM_BACKEND_ABI_MINOR	4
 #define CCVM_BACKEND_ABI_VERSION \
 	((uint32_t)((CCVM_BACKEND_ABI_MAJOR << 16) | CCVM_BACKEND_ABI_MINOR))
 
@@ -95,9 +98,24 @@ struct ccvm_backend_ops {
 	/* The vCPU left the guest (exit to the VMM or a kick). */
 	void (*vcpu_exit)(struct ccvm_vcpu *vcpu);
 
-	/* Before mapping a private page; idempotent (SNP: RMPUPDATE assigned). */
+	/*
+	 * Before mapping private page @pfn at @gfn; idempotent (SNP: RMPUPDATE
+	 * assigned).  @max_order (kvm_arch_gmem_prepare's order): the block of
+	 * 2^max_order gfns around @gfn (gfn & ~(2^max_order - 1) on) is backed
+	 * one to one, in the same order, by the block of pfns around @pfn, all
+	 * in one gmem folio and inside one memslot; 0 with 4K folios, 9 or
+	 * more with huge ones.  The op may prepare the whole block (SNP: a 2M
+	 * RMP entry) or only the page; a later fault in the block calls it
+	 * again, for its own page.
+	 */
 	int (*gmem_prepare)(struct ccvm_vm *vm, uint64_t pfn, uint64_t gfn, int max_order);
-	/* gmem freed [pfn_start, pfn_end): give pages back to the host. Cannot fail. */
+	/*
+	 * gmem gives [pfn_start, pfn_end) back to the host: freed, converted to
+	 * shared in place, or zeroed by a punch over part of a huge folio.  A
+	 * huge folio freed whole comes in one call over its whole naturally
+	 * aligned range (ccvm_page_folio_order() still tells its order then);
+	 * other calls may cover any part of a folio.  Cannot fail.
+	 */
 	void (*gmem_invalidate)(struct ccvm_platform *p, uint64_t pfn_start, uint64_t pfn_end);
 	/* gmem release: nonzero = keep mappings (inode pinned), reclaim at teardown. */
 	int (*gmem_defer_removal)(struct ccvm_vm *vm, struct ccvm_gmem_inode *inode);
@@ -377,6 +395,23 @@ CCVM_API void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t
 CCVM_API int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn);
 
 /*
+ * ccvm_vm_gfn_to_gmem_folio() - As ccvm_vm_gfn_to_gmem_pfn(), with the
+ * mapping order gmem allows at @gfn: the order of the folio holding the
+ * page, lowered until the naturally aligned block of gfns around @gfn
+ * maps one to one onto the folio's pfns (memslot base_gfn and file offset
+ * co-aligned) and lies inside the memslot: the max_order gmem_prepare
+ * gets.  The mapping level the core then uses is further capped by the
+ * slot's hugepage tracking (mixed attributes, alignment) and by the
+ * backend's max_mapping_level.  Nothing is allocated.
+ * Context: any op called without memslots_rw held for write; takes it for
+ * read, and the file's page lock.
+ * Return: 0 with *@pfn and *@order (may be NULL) set; -ENOENT (no memslot,
+ * no gmem, or a hole); -EINVAL (NULL @vm or @pfn).
+ */
+CCVM_API int ccvm_vm_gfn_to_gmem_folio(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn,
+				       int *order);
+
+/*
  * ccvm_memslot_base_gfn() / ccvm_memslot_npages() - The first gfn and the
  * size in pages of @slot (for update_mem_attr).
  * Context: slots_lock held (update_mem_attr).
@@ -559,6 +594,20 @@ CCVM_API bool ccvm_page_is_leaked(struct ccvm_platform *p, uint64_t pfn);
  * Return: a pfn in [1, ccvm_platform_nr_pages()].
  */
 CCVM_API uint64_t ccvm_platform_pfn_limit(struct ccvm_platform *p);
+/*
+ * ccvm_page_folio_order() - The order of the gmem folio page @pfn belongs
+ * to: CCVM_FOLIO_ORDER_2M or CCVM_FOLIO_ORDER_1G for a page of a whole
+ * huge folio (allocated as one naturally aligned block: pfn &
+ * ~(2^order - 1) is its first page), 0 for a 4K folio, a page of a split
+ * folio, or a page gmem does not hold.  A split sets the pages' order to 0
+ * before the conversion that caused it returns; a merge sets it back.
+ * Context: any op; lock-free; exact while gmem does not allocate, split,
+ * merge or free that folio (its invalidate lock held, as in gmem_prepare,
+ * gmem_invalidate and the mirror ops under an invalidation).
+ * Return: the order; 0 for pfns outside the platform.
+ */
+CCVM_API int ccvm_page_folio_order(struct ccvm_platform *p, uint64_t pfn);
+
 /*
  * ccvm_page_clear() - Zero page @pfn now (TDX's MOVDIR64B before reuse),
  * counted as CCVM_EV_PAGE_CLEAR.

@@ -72,6 +72,10 @@ enum ccvm_level {
 	CCVM_LEVEL_1G = 3,
 };
 
+/* Orders of huge gmem folios (pages of 4 KiB): 2 MiB and 1 GiB. */
+#define CCVM_FOLIO_ORDER_2M	9
+#define CCVM_FOLIO_ORDER_1G	18
+
 /* ------------------------------------------------------------------ */
 /* Statistics, cost model and tracing                                  */
 /* ------------------------------------------------------------------ */
@@ -154,6 +158,8 @@ enum ccvm_event {
 	CCVM_EV_TDH_MEM_RANGE_UNBLOCK,	/* modelled; KVM does not use it */
 	CCVM_EV_ROOT_LEAK,		/* root left with references at teardown */
 	CCVM_EV_KICK_VCPU,		/* a vCPU a kick visited (request, mode check) */
+	CCVM_EV_FOLIO_SPLIT,		/* huge gmem folio split into 4K folios */
+	CCVM_EV_FOLIO_MERGE,		/* split gmem folio restored whole */
 	CCVM_EV_NR
 };
 
@@ -182,6 +188,21 @@ struct ccvm_stats {
  * printing statistics.
  * Context: any thread; no lock.
  * Return: a static string; NULL for a number the library does not know.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	void print_stats(const struct ccvm_stats *st)
+ *	{
+ *		for (unsigned int i = 0; i < st->nr_events; i++)
+ *			if (st->events[i])
+ *				printf("%-24s %llu\n", ccvm_event_name(i),
+ *					   (unsigned long long)st->events[i]);
+ *		for (unsigned int op = 0; op < st->nr_ops; op++)
+ *			if (st->op_calls[op])
+ *				printf("op %-21s %llu calls, %llu failed\n", ccvm_backend_op_name(op),
+ *					   (unsigned long long)st->op_calls[op],
+ *					   (unsigned long long)st->op_errors[op]);
+ *	}
  */
 CCVM_API const char *ccvm_event_name(unsigned int ev);
 CCVM_API const char *ccvm_backend_op_name(unsigned int op);
@@ -206,6 +227,27 @@ struct ccvm_cost_model {
  * caller sets cm->sz (CCVM_OPTS_INIT); at most that many bytes are written.
  * Context: any thread; no lock.
  * Return: 0; -EINVAL (NULL @cm, or cm->sz smaller than a size_t).
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// What if IPIs cost four times the default?
+ *	int main(void)
+ *	{
+ *		struct ccvm_cost_model cm = CCVM_OPTS_INIT(struct ccvm_cost_model);
+ *		struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+ *													 .costs = &cm);
+ *		struct ccvm_platform *p;
+ *
+ *		if (ccvm_cost_model_default(&cm))
+ *			return 1;
+ *		cm.ns[CCVM_EV_IPI] *= 4;
+ *		if (ccvm_platform_create(&o, &p)) {     // the platform copies the table
+ *			fprintf(stderr, "%s\n", ccvm_last_error());
+ *			return 1;
+ *		}
+ *		printf("IPI: %llu simulated ns\n", (unsigned long long)cm.ns[CCVM_EV_IPI]);
+ *		return ccvm_platform_destroy(p) != 0;
+ *	}
  */
 CCVM_API int ccvm_cost_model_default(struct ccvm_cost_model *cm);
 
@@ -257,6 +299,33 @@ typedef void (*ccvm_log_fn)(enum ccvm_log_level level, const char *msg, void *ct
  * Context: any thread.  @fn runs on the thread that logs, possibly with
  * library locks held: it must not call back into libccvm.
  * Return: the previous sink (the default's address if none was set).
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// Keep the debug lines (the rule behind each failure) for a test log.
+ *	static void count_debug(enum ccvm_log_level level, const char *msg, void *ctx)
+ *	{
+ *		unsigned int *n = ctx;
+ *
+ *		if (level == CCVM_LOG_DEBUG)
+ *			++*n;
+ *		(void)msg;      // a real sink writes it somewhere; no libccvm call here
+ *	}
+ *
+ *	int main(void)
+ *	{
+ *		struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+ *													 .mem_bytes = 4095);
+ *		struct ccvm_platform *p;
+ *		unsigned int n = 0;
+ *		ccvm_log_fn old = ccvm_set_log(count_debug, &n);
+ *		int err = ccvm_platform_create(&o, &p);     // not a 4K multiple
+ *
+ *		ccvm_set_log(old, NULL);
+ *		printf("-EINVAL: %s; %u debug line(s)\n", err == -EINVAL ? "yes" : "no", n);
+ *		return err != -EINVAL || n == 0;
+ *	}
  */
 CCVM_API ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx);
 
@@ -266,6 +335,14 @@ CCVM_API ccvm_log_fn ccvm_set_log(ccvm_log_fn fn, void *ctx);
  * Context: any thread.
  * Return: a string, never NULL: static, or for an errno the library does
  * not name, a buffer of the calling thread overwritten by its next call.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// The errno in the model's words, then the rule the call broke.
+ *	void report(const char *what, int err)
+ *	{
+ *		fprintf(stderr, "%s: %s\n  %s\n", what, ccvm_strerror(err), ccvm_last_error());
+ *	}
  */
 CCVM_API const char *ccvm_strerror(int err);
 
@@ -281,6 +358,29 @@ CCVM_API const char *ccvm_strerror(int err);
  * Context: any thread; each thread has its own.
  * Return: the message (at most CCVM_LAST_ERROR_MAX bytes with its NUL),
  * "" if no call of this thread failed yet; valid until its next failure.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *	#include <string.h>
+ *
+ *	int main(void)
+ *	{
+ *		struct ccvm_memory_region r = {
+ *			.slot = 0, .guest_phys_addr = 0x1001, .memory_size = CCVM_PAGE_SIZE,
+ *		};
+ *		struct ccvm_platform *p;
+ *		struct ccvm_vm *vm;
+ *		int err;
+ *
+ *		if (ccvm_platform_create(NULL, &p) || ccvm_vm_create(p, NULL, &vm))
+ *			return 1;
+ *		err = ccvm_vm_set_user_memory_region(vm, &r);
+ *		// The line names the call, the rule and the errno.
+ *		printf("%s\n", ccvm_last_error());
+ *		ccvm_vm_close(vm);
+ *		ccvm_platform_destroy(p);
+ *		return err != -EINVAL || !strstr(ccvm_last_error(), "ccvm_vm_set_user_memory_region");
+ *	}
  */
 CCVM_API const char *ccvm_last_error(void);
 
@@ -289,6 +389,15 @@ CCVM_API const char *ccvm_last_error(void);
  * Context: any thread.
  * Return: a static string, e.g. "0.1.0"; CCVM_VERSION_STRING is the
  * headers' version.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	int main(void)
+ *	{
+ *		// The headers' version and the library's can differ with libccvm.so.
+ *		printf("built with libccvm %s, running %s\n", CCVM_VERSION_STRING, ccvm_version());
+ *		return 0;
+ *	}
  */
 CCVM_API const char *ccvm_version(void);
 
@@ -297,6 +406,21 @@ CCVM_API const char *ccvm_version(void);
  * (CCVM_VERSION_NUMBER's form, 0x00MMmmpp): a program built against newer
  * headers can check what it got at run time.
  * Context: any thread.  Return: e.g. 0x000100 for 0.1.0.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// At start-up: the same major version, at least the minor built against.
+ *	int check_library(void)
+ *	{
+ *		unsigned int v = ccvm_version_number();
+ *
+ *		if ((v >> 16) != CCVM_VERSION_MAJOR || v < CCVM_VERSION_NUMBER) {
+ *			fprintf(stderr, "needs libccvm %s or a later %u.x, found %s\n",
+ *					CCVM_VERSION_STRING, CCVM_VERSION_MAJOR, ccvm_version());
+ *			return -1;
+ *		}
+ *		return 0;
+ *	}
  */
 CCVM_API unsigned int ccvm_version_number(void);
 
@@ -373,6 +497,23 @@ struct ccvm_platform_opts {
  * thread becomes the platform's controlled thread 0.
  * Return: 0; -EINVAL for bad options (an unknown sched mode or flag too); -ENOENT
  * for an unknown backend; -ENOMEM.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// A 64 MiB TDX host with 4 CPUs, reproducible contention (seed 1).
+ *	int make_tdx_host(struct ccvm_platform **out)
+ *	{
+ *		struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+ *			.backend = "tdx", .mem_bytes = 64ull << 20, .nr_cpus = 4, .seed = 1);
+ *		int err = ccvm_platform_create(&o, out);
+ *
+ *		if (err == -ENOENT)
+ *			fprintf(stderr, "this libccvm has no tdx backend\n");
+ *		else if (err)
+ *			fprintf(stderr, "%s\n", ccvm_last_error());
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_platform_create(const struct ccvm_platform_opts *opts,
 				  struct ccvm_platform **out);
@@ -386,6 +527,20 @@ CCVM_API int ccvm_platform_create(const struct ccvm_platform_opts *opts,
  * Return: 0; -EBUSY (nothing freed) while VMs or gmem inodes remain, or
  * threads of a serial platform are not joined (the debug log and the last
  * error message say which and how many); -EINVAL for NULL.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	int shutdown_host(struct ccvm_platform *p)
+ *	{
+ *		int err = ccvm_platform_destroy(p);
+ *
+ *		// -EBUSY: a VM handle, vCPU handle or gmem file is still open and
+ *		// nothing was freed; the message says what is left.
+ *		if (err == -EBUSY)
+ *			fprintf(stderr, "leak: %s\n", ccvm_last_error());
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_platform_destroy(struct ccvm_platform *p);
 
@@ -397,6 +552,26 @@ CCVM_API int ccvm_platform_destroy(struct ccvm_platform *p);
  * Context: any thread; the counters are read without stopping the threads
  * that update them, so a snapshot taken while they run is not atomic.
  * Return: 0; -EINVAL (NULL argument, st->sz too small for the counts).
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	int print_memory(struct ccvm_platform *p, struct ccvm_vm *vm)
+ *	{
+ *		struct ccvm_stats ps = CCVM_OPTS_INIT(struct ccvm_stats);
+ *		struct ccvm_stats vs = CCVM_OPTS_INIT(struct ccvm_stats);
+ *		int err = ccvm_platform_get_stats(p, &ps);
+ *
+ *		if (!err)
+ *			err = ccvm_vm_get_stats(vm, &vs);
+ *		if (err)
+ *			return err;
+ *		printf("host: %llu of %llu pages free, %llu leaked\n",
+ *			   (unsigned long long)ps.free_pages, (unsigned long long)ps.total_pages,
+ *			   (unsigned long long)ps.leaked_pages);
+ *		printf("VM: %llu faults, %.3f simulated ms\n",
+ *			   (unsigned long long)vs.events[CCVM_EV_FAULT], vs.sim_ns / 1e6);
+ *		return 0;
+ *	}
  */
 CCVM_API int ccvm_platform_get_stats(struct ccvm_platform *p, struct ccvm_stats *st);
 CCVM_API int ccvm_vm_get_stats(struct ccvm_vm *vm, struct ccvm_stats *st);
@@ -409,6 +584,23 @@ CCVM_API int ccvm_vm_get_stats(struct ccvm_vm *vm, struct ccvm_stats *st);
  * Context: any thread.  @fn runs on the thread doing the work, possibly
  * with library locks held: it must not call back into libccvm.
  * Return: 0; -EINVAL (NULL @p).
+ * Example:
+ *	#include <stdatomic.h>
+ *
+ *	// Exits per vCPU, counted as they happen.
+ *	static atomic_ulong exits[8];
+ *
+ *	static void count_exits(const struct ccvm_trace_record *rec, void *ctx)
+ *	{
+ *		(void)ctx;      // runs with library locks held: no libccvm call here
+ *		if (rec->kind == CCVM_TRACE_EXIT && rec->vcpu_id >= 0 && rec->vcpu_id < 8)
+ *			atomic_fetch_add(&exits[rec->vcpu_id], 1);
+ *	}
+ *
+ *	int watch_exits(struct ccvm_platform *p)
+ *	{
+ *		return ccvm_platform_set_trace(p, count_exits, NULL);
+ *	}
  */
 CCVM_API int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, void *ctx);
 
@@ -424,6 +616,22 @@ CCVM_API int ccvm_platform_set_trace(struct ccvm_platform *p, ccvm_trace_fn fn, 
  * returns the first write error of the trace, negated (e.g. -ENOSPC on a
  * full disk; the file is closed anyway), 0 if every write succeeded or no
  * trace was open.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	int run_traced(struct ccvm_platform *p, int (*workload)(struct ccvm_platform *))
+ *	{
+ *		int err = ccvm_trace_open(p, "run.json");   // open it in ui.perfetto.dev
+ *
+ *		if (err) {
+ *			fprintf(stderr, "run.json: %s\n", ccvm_last_error());
+ *			return err;
+ *		}
+ *		err = workload(p);
+ *		// close reports the first write error of the whole trace (-ENOSPC)
+ *		int cerr = ccvm_trace_close(p);
+ *		return err ? err : cerr;
+ *	}
  */
 CCVM_API int ccvm_trace_open(struct ccvm_platform *p, const char *path);
 CCVM_API int ccvm_trace_close(struct ccvm_platform *p);
@@ -462,6 +670,17 @@ struct ccvm_trace_opts {
  * Context: any thread, not from a trace or log callback.
  * Return: 0; -EINVAL (NULL @p or @path, bad options: unknown clock or
  * category bits); the negative errno of fopen().
+ * Example:
+ *	// Simulated time, only exits and counted events, at most 8 MiB.
+ *	int trace_exits(struct ccvm_platform *p, const char *path)
+ *	{
+ *		struct ccvm_trace_opts o = CCVM_OPTS_INIT(struct ccvm_trace_opts,
+ *			.clock = CCVM_TRACE_CLOCK_SIM,
+ *			.categories = CCVM_TRACE_CAT_EXIT | CCVM_TRACE_CAT_EVENT,
+ *			.max_bytes = 8u << 20);
+ *
+ *		return ccvm_trace_open_opts(p, path, &o);
+ *	}
  */
 CCVM_API int ccvm_trace_open_opts(struct ccvm_platform *p, const char *path,
 				  const struct ccvm_trace_opts *opts);
@@ -504,6 +723,22 @@ struct ccvm_backend_caps {
  * Context: any thread.
  * Return: 0; -EINVAL (NULL @caps or @vm, caps->sz too small); -ENOENT (no
  * backend of that name is built or registered).
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	int print_launch_rules(const char *backend)
+ *	{
+ *		struct ccvm_backend_caps c = CCVM_OPTS_INIT(struct ccvm_backend_caps);
+ *		int err = ccvm_backend_caps(backend, &c);
+ *
+ *		if (err)
+ *			return err;     // -ENOENT: neither built in nor registered
+ *		printf("%s: %s%s%s\n", c.name,
+ *			   c.needs_finalize ? "populate, then finalize; " : "",
+ *			   c.requires_accept ? "the guest accepts private pages; " : "",
+ *			   c.has_shared_bit ? "shared accesses carry the shared bit" : "");
+ *		return 0;
+ *	}
  */
 CCVM_API int ccvm_backend_caps(const char *name, struct ccvm_backend_caps *caps);
 CCVM_API int ccvm_vm_caps(struct ccvm_vm *vm, struct ccvm_backend_caps *caps);
@@ -513,6 +748,22 @@ CCVM_API int ccvm_vm_caps(struct ccvm_vm *vm, struct ccvm_backend_caps *caps);
  * library, for a VMM's --backend option.
  * Context: any thread.
  * Return: a static NULL-terminated array, e.g. {"mock", "tdx", "snp", NULL}.
+ * Example:
+ *	#include <stdio.h>
+ *	#include <string.h>
+ *
+ *	// A VMM's --backend option.
+ *	const char *pick_backend(const char *arg)
+ *	{
+ *		for (const char *const *n = ccvm_backend_names(); *n; n++)
+ *			if (!strcmp(*n, arg))
+ *				return *n;
+ *		fprintf(stderr, "--backend %s: not one of", arg);
+ *		for (const char *const *n = ccvm_backend_names(); *n; n++)
+ *			fprintf(stderr, " %s", *n);
+ *		fputc('\n', stderr);
+ *		return NULL;
+ *	}
  */
 CCVM_API const char *const *ccvm_backend_names(void);
 
@@ -540,6 +791,21 @@ struct ccvm_vm_opts {
  * Context: any thread but a guest's.
  * Return: 0; -EINVAL for bad options; -EBUSY/-ENOSPC when no key id is left
  * (TDX HKID, SNP ASID); -EAGAIN when the simulated RNG ran dry; -ENOMEM.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	int make_vm(struct ccvm_platform *p, struct ccvm_vm **out)
+ *	{
+ *		struct ccvm_vm_opts o = CCVM_OPTS_INIT(struct ccvm_vm_opts,
+ *											   .max_vcpus = 4, .gpa_bits = 48);
+ *		int err = ccvm_vm_create(p, &o, out);
+ *
+ *		// TDX HKIDs and SNP ASIDs are few: wait for another VM to go.
+ *		if (err == -EBUSY || err == -ENOSPC)
+ *			fprintf(stderr, "no key id left: %s\n", ccvm_last_error());
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *opts,
 			    struct ccvm_vm **out);
@@ -551,6 +817,19 @@ CCVM_API int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *
  * Context: any thread but a guest's; no other call on the handle may run
  * or follow.
  * Return: 0; -EINVAL (NULL, or the handle was already closed).
+ * Example:
+ *	// Any order works: the VM is torn down when the last of its handles
+ *	// (VM, vCPU, gmem file) is closed, on the thread that closes it.
+ *	int stop_vm(struct ccvm_vm *vm, struct ccvm_vcpu **vcpus, unsigned int n,
+ *				struct ccvm_gmem *gmem)
+ *	{
+ *		int err = ccvm_vm_close(vm);
+ *
+ *		for (unsigned int i = 0; i < n; i++)
+ *			ccvm_vcpu_close(vcpus[i]);
+ *		ccvm_gmem_close(gmem);      // the last reference: teardown runs here
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_vm_close(struct ccvm_vm *vm);
 
@@ -560,6 +839,12 @@ CCVM_API int ccvm_vm_close(struct ccvm_vm *vm);
  * (GPA.SHARED) and SNP (the C-bit, modelled as a shared bit), 0 for mock.
  * Context: any thread; no lock.
  * Return: the bit as a mask, 0 if the backend has none (or @vm is NULL).
+ * Example:
+ *	// The offset in its memslot of a GPA the guest used, shared alias or not.
+ *	uint64_t slot_offset(const struct ccvm_vm *vm, uint64_t gpa, uint64_t slot_base)
+ *	{
+ *		return (gpa & ~ccvm_vm_shared_bit(vm)) - slot_base;
+ *	}
  */
 CCVM_API uint64_t ccvm_vm_shared_bit(const struct ccvm_vm *vm);
 
@@ -571,6 +856,19 @@ CCVM_API uint64_t ccvm_vm_shared_bit(const struct ccvm_vm *vm);
  * Context: any thread but a guest's; takes the VM lock and slots_lock.
  * Return: 0; -EINVAL (NULL, or already finalized); -EIO (VM bugged or
  * dead); the backend's error (e.g. TDX: a failed MR.FINALIZE).
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	int end_launch(struct ccvm_vm *vm)
+ *	{
+ *		int err = ccvm_vm_finalize(vm);     // TDX MR.FINALIZE, SNP LAUNCH_FINISH
+ *
+ *		// Before it TDX and SNP refuse to run a vCPU (-EINVAL);
+ *		// after it populating is refused.
+ *		if (err)
+ *			fprintf(stderr, "finalize: %s\n", ccvm_last_error());
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_vm_finalize(struct ccvm_vm *vm);
 
@@ -582,6 +880,22 @@ CCVM_API int ccvm_vm_finalize(struct ccvm_vm *vm);
  * Context: any thread but a guest's, before ccvm_vm_finalize().
  * Return: 0; -EINVAL (alignment, flags, not private, no gmem, after
  * finalize); -EEXIST (a page was already populated); -EOPNOTSUPP (mock).
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// Copy a firmware image into private memory before finalize.
+ *	int load_firmware(struct ccvm_vm *vm, uint64_t gpa, const void *fw, uint64_t size)
+ *	{
+ *		// The range must be PRIVATE and backed by a gmem memslot.
+ *		int err = ccvm_vm_set_memory_attributes(vm, gpa, size,
+ *												CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0);
+ *
+ *		if (!err)
+ *			err = ccvm_vm_populate(vm, gpa, fw, size, CCVM_POPULATE_MEASURE);
+ *		if (err == -EOPNOTSUPP)     // mock: no launch copy; the guest writes
+ *			err = 0;                // its memory itself
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src,
 			      uint64_t size, uint64_t flags);
@@ -593,6 +907,19 @@ CCVM_API int ccvm_vm_populate(struct ccvm_vm *vm, uint64_t gpa, const void *src,
  * Context: any thread but a guest's; takes the VM lock.
  * Return: 0; -EINVAL (NULL, or already dead); -EOPNOTSUPP (the backend
  * has no early release); the backend's error.
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// Fast shutdown: give the key id back first, so that private memory is
+ *	// reclaimed without the page-by-page removal protocol.
+ *	int fast_shutdown(struct ccvm_vm *vm)
+ *	{
+ *		int err = ccvm_vm_terminate(vm);
+ *
+ *		if (err == -EOPNOTSUPP)     // mock, snp: no early release
+ *			err = 0;
+ *		return err ? err : ccvm_vm_close(vm);
+ *	}
  */
 CCVM_API int ccvm_vm_terminate(struct ccvm_vm *vm);
 
@@ -664,6 +991,25 @@ enum ccvm_study_knob {
 	 *                             the HKID half released
 	 */
 	CCVM_STUDY_HKID_RELEASE = 3,
+	/*
+	 * Study 003, TDX_OPERAND_BUSY (docs/studies/003.md): what KVM does
+	 * with an S-EPT SEAMCALL (SEPT.ADD, PAGE.AUG, PAGE.ADD; BLOCK, TRACK,
+	 * REMOVE) that the module answers busy.  Backends that list it in
+	 * caps.study_knobs (tdx).
+	 *   CCVM_TDX_BUSY_MERGED   what upstream merged: an install unwinds
+	 *                          (the fault runs again, after a yield); a
+	 *                          removal tries once more after blocking guest
+	 *                          entry and kicking every vCPU out, and a
+	 *                          second busy bugs the VM
+	 *   CCVM_TDX_BUSY_SPIN     retry in the SEAMCALL wrapper, with mmu_lock
+	 *                          held and no kick, up to CCVM_TDX_BUSY_SPIN_MAX
+	 *                          calls ("retry X times and hope"); then as
+	 *                          GIVE_UP
+	 *   CCVM_TDX_BUSY_GIVE_UP  no retry: the busy status is an error, an
+	 *                          install's fault fails (-EIO to the VMM) and
+	 *                          a removal bugs the VM
+	 */
+	CCVM_STUDY_TDX_BUSY = 4,
 	CCVM_STUDY_NR_KNOBS
 };
 
@@ -676,12 +1022,27 @@ enum ccvm_study_knob {
 #define CCVM_SNP_RMP_LOCKED		2u
 #define CCVM_HKID_RELEASE_MERGED	0u
 #define CCVM_HKID_RELEASE_V19		1u
+#define CCVM_TDX_BUSY_MERGED		0u
+#define CCVM_TDX_BUSY_SPIN		1u
+#define CCVM_TDX_BUSY_GIVE_UP		2u
+#define CCVM_TDX_BUSY_SPIN_MAX		64u	/* calls of one leaf under SPIN */
 
 /*
  * ccvm_vm_set_study_knob() - Set study knob @knob of @vm to @value.
  * Context: any thread; takes effect where the selected behaviour next runs.
  * Return: 0; -EINVAL (NULL, unknown knob, value out of range); -EOPNOTSUPP
  * (the knob does not apply to this VM's backend); nothing changes on error.
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// Run the code under review of study 002 on this VM.
+ *	int use_defer_rfc(struct ccvm_vm *vm)
+ *	{
+ *		int err = ccvm_vm_set_study_knob(vm, CCVM_STUDY_GMEM_DEFER_REMOVAL,
+ *										 CCVM_GMEM_DEFER_RFC);
+ *
+ *		return err == -EOPNOTSUPP ? 0 : err;    // not a TDX VM: nothing to study
+ *	}
  */
 CCVM_API int ccvm_vm_set_study_knob(struct ccvm_vm *vm, unsigned int knob, uint32_t value);
 
@@ -689,6 +1050,18 @@ CCVM_API int ccvm_vm_set_study_knob(struct ccvm_vm *vm, unsigned int knob, uint3
  * ccvm_vm_get_study_knob() - Read study knob @knob of @vm into *@value.
  * Context: any thread.
  * Return: 0; -EINVAL (NULL argument, unknown knob).
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	void print_knobs(struct ccvm_vm *vm)
+ *	{
+ *		for (unsigned int k = 0; k < CCVM_STUDY_NR_KNOBS; k++) {
+ *			uint32_t v;
+ *
+ *			if (ccvm_vm_get_study_knob(vm, k, &v) == 0 && v != 0)
+ *				printf("knob %u = %u: not what upstream merged\n", k, v);
+ *		}
+ *	}
  */
 CCVM_API int ccvm_vm_get_study_knob(struct ccvm_vm *vm, unsigned int knob, uint32_t *value);
 
@@ -722,6 +1095,27 @@ struct ccvm_memory_region {
  * VM, gmem range past EOF or already bound, delete of a missing slot);
  * -EEXIST (GPA overlap); -EBADF (CCVM_MEM_GUEST_MEMFD with a NULL gmem);
  * -EIO (VM bugged); -ENOMEM.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// Slot 1: 16 MiB at 4 GiB; shared pages from @buf, private ones from
+ *	// @gmem from byte @off of the file.
+ *	int add_ram(struct ccvm_vm *vm, void *buf, struct ccvm_gmem *gmem, uint64_t off)
+ *	{
+ *		struct ccvm_memory_region r = {
+ *			.slot = 1, .flags = CCVM_MEM_GUEST_MEMFD,
+ *			.guest_phys_addr = 4ull << 30, .memory_size = 16ull << 20,
+ *			.userspace_addr = buf, .gmem = gmem, .gmem_offset = off,
+ *		};
+ *		int err = ccvm_vm_set_user_memory_region(vm, &r);
+ *
+ *		if (err == -EEXIST)
+ *			fprintf(stderr, "slot 1 overlaps another slot\n");
+ *		else if (err)
+ *			fprintf(stderr, "%s\n", ccvm_last_error());
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm,
 					    const struct ccvm_memory_region *r);
@@ -732,6 +1126,17 @@ CCVM_API int ccvm_vm_set_user_memory_region(struct ccvm_vm *vm,
  * depends on the generation (cached translations, study 001).
  * Context: any thread; takes slots_lock.
  * Return: 0; -EINVAL (NULL).
+ * Example:
+ *	// A test: move a plain (non-gmem) slot across a generation wrap.
+ *	int move_across_wrap(struct ccvm_vm *vm, struct ccvm_memory_region *slot)
+ *	{
+ *		int err = ccvm_vm_force_generation_wrap(vm);
+ *
+ *		if (err)
+ *			return err;
+ *		slot->guest_phys_addr += 2ull << 20;    // the update that wraps
+ *		return ccvm_vm_set_user_memory_region(vm, slot);
+ *	}
  */
 CCVM_API int ccvm_vm_force_generation_wrap(struct ccvm_vm *vm);
 
@@ -740,6 +1145,16 @@ CCVM_API int ccvm_vm_force_generation_wrap(struct ccvm_vm *vm);
  * every memslot update advances (and which wraps).
  * Context: any thread; no lock (a racing update may be seen or not).
  * Return: the generation.
+ * Example:
+ *	#include <stdbool.h>
+ *
+ *	// A VMM-side cache of one GPA translation, valid for one generation.
+ *	struct gpa_cache { uint64_t gen, gpa; void *host; };
+ *
+ *	bool gpa_cache_valid(const struct ccvm_vm *vm, const struct gpa_cache *c)
+ *	{
+ *		return c->host && c->gen == ccvm_vm_memslot_generation(vm);
+ *	}
  */
 CCVM_API uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
 
@@ -764,6 +1179,19 @@ CCVM_API uint64_t ccvm_vm_memslot_generation(const struct ccvm_vm *vm);
  * the old kind may be gone: they fault back); a failing backend update
  * after the store is rolled back, and -EIO with the VM bugged if even that
  * fails.
+ * Example:
+ *	// Make [gpa, gpa + len) shared and free its private copy (at gmem
+ *	// offset gpa - base): the conversion does not free it by itself.
+ *	int make_shared(struct ccvm_vm *vm, struct ccvm_gmem *g, uint64_t base,
+ *					uint64_t gpa, uint64_t len)
+ *	{
+ *		int err = ccvm_vm_set_memory_attributes(vm, gpa, len, 0, 0);
+ *
+ *		if (err)
+ *			return err;     // nothing changed (unless -EIO: VM bugged)
+ *		return ccvm_gmem_fallocate(g, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE,
+ *								   gpa - base, len);
+ *	}
  */
 CCVM_API int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
 					   uint64_t attributes, uint64_t flags);
@@ -776,6 +1204,26 @@ CCVM_API int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uin
  * Context: takes the attribute lock for read; does not sleep.
  * Return: 0; -EINVAL (NULL @vm or @attributes, @gpa not page aligned), with
  * nothing written.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// Print the private and shared runs of [gpa, end).
+ *	int print_layout(struct ccvm_vm *vm, uint64_t gpa, uint64_t end)
+ *	{
+ *		while (gpa < end) {
+ *			uint64_t attrs, run;
+ *			int err = ccvm_vm_get_memory_attributes(vm, gpa, &attrs, &run);
+ *
+ *			if (err)
+ *				return err;
+ *			if (run > end - gpa)    // the last run goes on past @end
+ *				run = end - gpa;
+ *			printf("%#llx +%#llx %s\n", (unsigned long long)gpa, (unsigned long long)run,
+ *				   attrs & CCVM_MEMORY_ATTRIBUTE_PRIVATE ? "private" : "shared");
+ *			gpa += run;
+ *		}
+ *		return 0;
+ *	}
  */
 CCVM_API int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa,
 					   uint64_t *attributes, uint64_t *run_bytes);
@@ -788,6 +1236,18 @@ CCVM_API int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa,
  * Context: takes the attribute lock for read; does not sleep.
  * Return: 0; -EINVAL (NULL @vm or @attributes, @gpa not page aligned), with
  * nothing written.
+ * Example:
+ *	#include <stdbool.h>
+ *
+ *	// Decode a guest access: is the page at @gpa private now?
+ *	bool gpa_is_private(struct ccvm_vm *vm, uint64_t gpa)
+ *	{
+ *		uint64_t attrs = 0;
+ *		uint64_t page = (gpa & ~ccvm_vm_shared_bit(vm)) & ~(CCVM_PAGE_SIZE - 1);
+ *
+ *		return ccvm_vm_get_memory_attribute(vm, page, &attrs) == 0 &&
+ *			   (attrs & CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+ *	}
  */
 CCVM_API int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
 					  uint64_t *attributes);
@@ -798,6 +1258,18 @@ CCVM_API int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
 
 #define CCVM_GMEM_FLAG_MMAP		(1ull << 0)
 #define CCVM_GMEM_FLAG_INIT_SHARED	(1ull << 1)
+/*
+ * Huge folios, as the HugeTLB-backed guest_memfd of the "1G page support"
+ * series: CCVM_GMEM_FLAG_HUGETLB, with the folio size in the bits of
+ * CCVM_GMEM_HUGE_MASK as log2 of its bytes (MAP_HUGE_* style):
+ * CCVM_GMEM_HUGE_2MB (also the default when the bits are 0) or
+ * CCVM_GMEM_HUGE_1GB.  docs/huge-folios.md has the rules.
+ */
+#define CCVM_GMEM_FLAG_HUGETLB		(1ull << 2)
+#define CCVM_GMEM_HUGE_SHIFT		26
+#define CCVM_GMEM_HUGE_MASK		(0x3full << CCVM_GMEM_HUGE_SHIFT)
+#define CCVM_GMEM_HUGE_2MB		(21ull << CCVM_GMEM_HUGE_SHIFT)
+#define CCVM_GMEM_HUGE_1GB		(30ull << CCVM_GMEM_HUGE_SHIFT)
 #define CCVM_FALLOC_KEEP_SIZE		0x01	/* as FALLOC_FL_KEEP_SIZE */
 #define CCVM_FALLOC_PUNCH_HOLE		0x02	/* as FALLOC_FL_PUNCH_HOLE */
 
@@ -807,11 +1279,32 @@ CCVM_API int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa,
  * CCVM_GMEM_FLAG_MMAP (host access with ccvm_gmem_read() and
  * ccvm_gmem_write()), CCVM_GMEM_FLAG_INIT_SHARED (the file starts shared;
  * only for VMs of the GMEM scheme, as KVM allows it only with in-place
- * conversion to VMs with private memory), as caps.gmem_flags says.
+ * conversion to VMs with private memory), CCVM_GMEM_FLAG_HUGETLB with a
+ * CCVM_GMEM_HUGE_* size (2 MiB or 1 GiB folios: allocation, punch and
+ * conversion work per folio, see ccvm_gmem_fallocate()), as
+ * caps.gmem_flags says.
  * Context: any thread but a guest's.
  * Return: 0; -EINVAL (size 0, unaligned or above INT64_MAX, flags unknown
- * or not supported by the backend); -EIO (VM bugged or dead);
- * -ENOMEM.
+ * or not supported by the backend, a huge size without HUGETLB, a folio
+ * size other than 2 MiB and 1 GiB, a size that is not a multiple of the
+ * folio size); -EIO (VM bugged or dead); -ENOMEM.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// Private memory for @vm that the VMM can also touch where it is shared,
+ *	// when the backend allows it.
+ *	int make_gmem(struct ccvm_vm *vm, uint64_t size, struct ccvm_gmem **out)
+ *	{
+ *		struct ccvm_backend_caps c = CCVM_OPTS_INIT(struct ccvm_backend_caps);
+ *		int err = ccvm_vm_caps(vm, &c);
+ *
+ *		if (err)
+ *			return err;
+ *		err = ccvm_gmem_create(vm, size, c.gmem_flags & CCVM_GMEM_FLAG_MMAP, out);
+ *		if (err)
+ *			fprintf(stderr, "gmem: %s\n", ccvm_last_error());
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags,
 			      struct ccvm_gmem **out);
@@ -822,10 +1315,31 @@ CCVM_API int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags,
  * then frees the pages.  Works after the VM handle is closed.
  * Context: any thread but a guest's; takes the file's invalidate lock for
  * write and mmu_lock for write while it zaps; may sleep.
+ * With huge folios (CCVM_GMEM_FLAG_HUGETLB), as the HugeTLB guest_memfd:
+ * an allocate covers the folios from the one holding @offset up to the
+ * last folio that ends at or before @offset + @len (both rounded down, so
+ * an allocate inside one folio allocates nothing); a punch frees every
+ * folio it covers whole (split or not) and only zeroes the pages of a
+ * folio it covers in part, which stays allocated (their content is handed
+ * back to the host through gmem_invalidate first).
  * Return: 0; -EOPNOTSUPP (mode); -EINVAL (offset or len above INT64_MAX,
  * as loff_t, len 0, unaligned, allocate past EOF); -EFBIG (offset + len
- * above INT64_MAX); -ENOMEM (simulated RAM exhausted; pages allocated so
- * far stay).
+ * above INT64_MAX); -EAGAIN (huge folios: a folio the punch would free
+ * has a page the host pinned; nothing changed); -ENOMEM (simulated RAM
+ * exhausted; pages allocated so far stay).
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// Back the first @len bytes now rather than at the first faults.
+ *	int prealloc(struct ccvm_gmem *g, uint64_t len)
+ *	{
+ *		int err = ccvm_gmem_fallocate(g, CCVM_FALLOC_KEEP_SIZE, 0, len);
+ *
+ *		// -ENOMEM keeps what was allocated: give it back, the VM won't fit
+ *		if (err == -ENOMEM)
+ *			ccvm_gmem_fallocate(g, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE, 0, len);
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset, uint64_t len);
 
@@ -842,6 +1356,24 @@ CCVM_API int ccvm_gmem_fallocate(struct ccvm_gmem *g, int mode, uint64_t offset,
  * Return: 0; -ENODEV (file without CCVM_GMEM_FLAG_MMAP); -EFAULT (a private
  * page, or past EOF: where Linux raises SIGBUS); -EINVAL (NULL buf, wrap);
  * -ENOMEM.
+ * Example:
+ *	#include <errno.h>
+ *	#include <string.h>
+ *
+ *	// Put a kernel command line in a shared page of the file, read it back.
+ *	int write_cmdline(struct ccvm_gmem *g, uint64_t off, const char *cmdline)
+ *	{
+ *		char page[4096] = { 0 }, check[4096];
+ *		int err;
+ *
+ *		strncpy(page, cmdline, sizeof(page) - 1);
+ *		err = ccvm_gmem_write(g, off, page, sizeof(page));
+ *		if (!err)   // -EFAULT: the page is private (Linux raises SIGBUS)
+ *			err = ccvm_gmem_read(g, off, check, sizeof(check));
+ *		if (!err && memcmp(page, check, sizeof(page)))
+ *			err = -EIO;
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_gmem_read(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len);
 CCVM_API int ccvm_gmem_write(struct ccvm_gmem *g, uint64_t offset, const void *buf, size_t len);
@@ -857,6 +1389,21 @@ CCVM_API int ccvm_gmem_write(struct ccvm_gmem *g, uint64_t offset, const void *b
  * Context: any thread but a guest's; takes the file's invalidate lock for
  * read.
  * Return: as ccvm_gmem_read(); -EINVAL also for unknown @flags.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// Copy out [off, off + len), naming the page that faulted if it fails.
+ *	int dump(struct ccvm_gmem *g, uint64_t off, void *buf, size_t len)
+ *	{
+ *		uint64_t bad;
+ *		int err = ccvm_gmem_access(g, off, buf, len, 0, &bad);
+ *
+ *		if (err == -EFAULT)
+ *			fprintf(stderr, "SIGBUS at file offset %#llx (private or past EOF)\n",
+ *					(unsigned long long)bad);
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_gmem_access(struct ccvm_gmem *g, uint64_t offset, void *buf, size_t len,
 			      unsigned int flags, uint64_t *fault_offset);
@@ -897,7 +1444,13 @@ struct ccvm_memory_attributes2 {
  * kind is zapped in every memslot that binds it; to shared, the backend
  * takes populated private pages back (SNP: RMP to hypervisor-owned; TDX:
  * the S-EPT removal zeroes them); the store changes; private pages are
- * prepared again lazily, at the next private fault.
+ * prepared again lazily, at the next private fault.  With huge folios the
+ * invalidation covers every folio the range touches (mappings of its
+ * other pages are not zapped, but none can be installed meanwhile); a
+ * conversion to shared splits each huge folio it touches into 4K folios
+ * (shared pages are 4K), and a conversion to private restores a split
+ * folio whole once every page of it is private, present and unpinned
+ * (CCVM_EV_FOLIO_SPLIT / _MERGE).
  * Context: any thread but a guest's; takes the file's invalidate lock for
  * write, then mmu_lock for write; may sleep.  Only VMs of the GMEM scheme.
  * Return: 0; -ENOTTY (the VM uses the VM scheme, as the ioctl without
@@ -908,6 +1461,25 @@ struct ccvm_memory_attributes2 {
  * pinned: a->error_offset is the first such page's offset); -ENOMEM
  * (a->error_offset = a->offset); -EIO (VM bugged).  Nothing changes on any
  * error.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// In-place conversion (GMEM scheme): make one page of the file private.
+ *	int page_to_private(struct ccvm_gmem *g, uint64_t off)
+ *	{
+ *		struct ccvm_memory_attributes2 a = {
+ *			.offset = off, .size = CCVM_PAGE_SIZE,
+ *			.attributes = CCVM_MEMORY_ATTRIBUTE_PRIVATE,
+ *		};
+ *		int err = ccvm_gmem_set_memory_attributes(g, &a);
+ *
+ *		if (err == -EAGAIN)         // the host pins it: unpin, then retry
+ *			fprintf(stderr, "pinned at %#llx\n", (unsigned long long)a.error_offset);
+ *		else if (err == -ENOTTY)    // a VM of the VM scheme
+ *			fprintf(stderr, "convert with ccvm_vm_set_memory_attributes()\n");
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attributes2 *a);
 
@@ -921,6 +1493,24 @@ CCVM_API int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_me
  * sleep.
  * Return: 0; -EINVAL (NULL @g or @attributes, @offset unaligned or not
  * below the size), with nothing written.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// Print the shared part of a file (GMEM scheme), one line a run.
+ *	int print_shared(struct ccvm_gmem *g)
+ *	{
+ *		struct ccvm_gmem_info info = CCVM_OPTS_INIT(struct ccvm_gmem_info);
+ *		uint64_t attrs, run;
+ *		int err = ccvm_gmem_get_info(g, &info);
+ *
+ *		for (uint64_t off = 0; !err && off < info.size; off += run) {
+ *			err = ccvm_gmem_get_memory_attributes(g, off, &attrs, &run);
+ *			if (!err && !(attrs & CCVM_MEMORY_ATTRIBUTE_PRIVATE))
+ *				printf("shared: [%#llx, %#llx)\n", (unsigned long long)off,
+ *					   (unsigned long long)(off + run));
+ *		}
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_gmem_get_memory_attributes(struct ccvm_gmem *g, uint64_t offset,
 					     uint64_t *attributes, uint64_t *run_bytes);
@@ -938,6 +1528,19 @@ CCVM_API int ccvm_gmem_get_memory_attributes(struct ccvm_gmem *g, uint64_t offse
  * Return: 0; -EINVAL (NULL, size 0, misaligned, wrap, past EOF; unpin of a
  * page not pinned); -ENODEV (no CCVM_GMEM_FLAG_MMAP); -EFAULT (pin of a
  * private page); -ENOMEM; nothing changes on any error.
+ * Example:
+ *	// A device writes into a shared page: pin it for the transfer, so that
+ *	// converting it to private fails with -EAGAIN meanwhile.
+ *	int dma_to_page(struct ccvm_gmem *g, uint64_t off, const void *data, size_t len)
+ *	{
+ *		int err = ccvm_gmem_pin(g, off, CCVM_PAGE_SIZE);
+ *
+ *		if (err)
+ *			return err;     // -EFAULT: private; -ENODEV: no MMAP flag
+ *		err = ccvm_gmem_write(g, off, data, len);
+ *		ccvm_gmem_unpin(g, off, CCVM_PAGE_SIZE);    // one unpin per pin
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size);
 CCVM_API int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size);
@@ -951,6 +1554,8 @@ struct ccvm_gmem_info {
 	uint64_t nr_private;	/* pages PRIVATE (GMEM scheme; else every page
 				 * of a VM with private memory) */
 	uint64_t nr_pinned;	/* pages the host has pinned */
+	uint32_t folio_order;	/* order of the file's folios: 0, 9 (2M), 18 (1G) */
+	uint64_t nr_huge_folios;	/* allocated folios of that order still whole */
 };
 
 /*
@@ -959,6 +1564,21 @@ struct ccvm_gmem_info {
  * the size written.
  * Context: any thread; takes the file's page and invalidate locks.
  * Return: 0; -EINVAL (NULL argument, info->sz smaller than a size_t).
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	int print_gmem(struct ccvm_gmem *g)
+ *	{
+ *		struct ccvm_gmem_info i = CCVM_OPTS_INIT(struct ccvm_gmem_info);
+ *		int err = ccvm_gmem_get_info(g, &i);
+ *
+ *		if (!err)
+ *			printf("%llu MiB: %llu pages cached, %llu private, %llu pinned; "
+ *				   "%u memslot(s)\n", (unsigned long long)(i.size >> 20),
+ *				   (unsigned long long)i.nr_pages, (unsigned long long)i.nr_private,
+ *				   (unsigned long long)i.nr_pinned, i.nr_bindings);
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info);
 
@@ -970,6 +1590,16 @@ CCVM_API int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info
  * Context: any thread but a guest's; takes slots_lock and the file's
  * invalidate lock; may sleep.  No other call on @g may run or follow.
  * Return: 0; -EINVAL (NULL).
+ * Example:
+ *	// Take private memory away: delete the slot, then close the file (its
+ *	// last close frees the pages unless the backend defers removal).
+ *	int drop_private(struct ccvm_vm *vm, struct ccvm_gmem *g, uint32_t slot)
+ *	{
+ *		struct ccvm_memory_region del = { .slot = slot, .memory_size = 0 };
+ *		int err = ccvm_vm_set_user_memory_region(vm, &del);
+ *
+ *		return err ? err : ccvm_gmem_close(g);
+ *	}
  */
 CCVM_API int ccvm_gmem_close(struct ccvm_gmem *g);
 
@@ -1025,6 +1655,21 @@ typedef void (*ccvm_guest_fn)(struct ccvm_guest *g, void *arg);
  * Context: any thread but a guest's.
  * Return: 0; -EINVAL (NULL argument, @id >= max_vcpus); -EEXIST (id in
  * use); -EIO (VM bugged or dead); -ENOMEM.
+ * Example:
+ *	// vCPUs 0..n-1; on a failure, none.
+ *	int make_vcpus(struct ccvm_vm *vm, struct ccvm_vcpu **v, uint32_t n)
+ *	{
+ *		for (uint32_t i = 0; i < n; i++) {
+ *			int err = ccvm_vcpu_create(vm, i, &v[i]);
+ *
+ *			if (err) {      // -EINVAL: i >= max_vcpus; -EEXIST: id taken
+ *				while (i--)
+ *					ccvm_vcpu_close(v[i]);
+ *				return err;
+ *			}
+ *		}
+ *		return 0;
+ *	}
  */
 CCVM_API int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out);
 
@@ -1036,6 +1681,18 @@ CCVM_API int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu 
  * run or follow.
  * Return: 0; -EINVAL (NULL, or already closed); -EDEADLK (called from the
  * vCPU's own guest function).
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// Stop a vCPU even while its guest waits in an exit: close unwinds it.
+ *	void stop_vcpu(struct ccvm_vcpu *v)
+ *	{
+ *		int err = ccvm_vcpu_close(v);
+ *
+ *		if (err == -EDEADLK)
+ *			fprintf(stderr, "close a vCPU from the VMM, not from its guest\n");
+ *	}
  */
 CCVM_API int ccvm_vcpu_close(struct ccvm_vcpu *v);
 
@@ -1049,6 +1706,23 @@ CCVM_API int ccvm_vcpu_close(struct ccvm_vcpu *v);
  * -ENOENT (no memslot at *gpa); -EFAULT (attribute/backing mismatch);
  * -EOPNOTSUPP (TDX before finalize); -EBUSY (the fault at *gpa kept
  * asking for a retry, past the library's bound); -EIO.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// Map the first 2 MiB of guest memory before the guest boots.
+ *	int prefault(struct ccvm_vcpu *v, uint64_t base)
+ *	{
+ *		uint64_t gpa = base, size = 2ull << 20;
+ *		int err = 0;
+ *
+ *		// gpa and size advance by what each call mapped
+ *		while (size && !(err = ccvm_vcpu_pre_fault_memory(v, &gpa, &size)))
+ *			;
+ *		if (err)    // e.g. -EOPNOTSUPP: a TDX VM not finalized yet
+ *			fprintf(stderr, "stopped at %#llx: %s\n", (unsigned long long)gpa,
+ *					ccvm_last_error());
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *size);
 
@@ -1061,6 +1735,22 @@ CCVM_API int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint
  * Return: 0; -EINVAL (NULL @v or @fn, handle closed); -EBUSY (a guest is
  * blocked in an exit: run it to the end or close the vCPU); -EDEADLK
  * (called from the vCPU's own guest).
+ * Example:
+ *	static void boot(struct ccvm_guest *g, void *arg)
+ *	{
+ *		const uint64_t *entry = arg;
+ *
+ *		ccvm_guest_sync(g, *entry);
+ *	}
+ *
+ *	// Start the guest at @entry and run it to its first exit.
+ *	int start_guest(struct ccvm_vcpu *v, const uint64_t *entry)
+ *	{
+ *		// -EBUSY: the previous guest still waits in an exit
+ *		int err = ccvm_vcpu_set_guest(v, boot, (void *)entry);
+ *
+ *		return err ? err : ccvm_vcpu_run(v);
+ *	}
  */
 CCVM_API int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg);
 
@@ -1075,6 +1765,31 @@ CCVM_API int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *ar
  * thread is in run); -EPERM (serial platform: the first run of a guest from
  * a thread the scheduler does not control: the guest thread is a
  * controlled thread made by the caller, ccvm_thread_create()).
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// KVM_RUN loop: convert on memory-fault exits until the guest is done.
+ *	int run_loop(struct ccvm_vm *vm, struct ccvm_vcpu *v)
+ *	{
+ *		struct ccvm_run *run = ccvm_vcpu_run_state(v);
+ *
+ *		for (;;) {
+ *			int err = ccvm_vcpu_run(v);
+ *
+ *			if (err == -EFAULT && run->exit_reason == CCVM_EXIT_MEMORY_FAULT)
+ *				err = ccvm_vm_set_memory_attributes(vm, run->memory_fault.gpa,
+ *						run->memory_fault.size,
+ *						run->memory_fault.flags & CCVM_MEMORY_EXIT_FLAG_PRIVATE ?
+ *						CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0);
+ *			if (err) {      // -EINVAL on TDX/SNP: not finalized yet
+ *				fprintf(stderr, "run: %s\n", ccvm_last_error());
+ *				return err;
+ *			}
+ *			if (run->exit_reason == CCVM_EXIT_DONE)
+ *				return 0;
+ *		}
+ *	}
  */
 CCVM_API int ccvm_vcpu_run(struct ccvm_vcpu *v);
 
@@ -1084,6 +1799,20 @@ CCVM_API int ccvm_vcpu_run(struct ccvm_vcpu *v);
  * its answers (MMIO read data, hypercall ret) before the next run.
  * Context: the thread that calls ccvm_vcpu_run() on @v, between runs.
  * Return: a pointer valid until the vCPU is closed; NULL for NULL @v.
+ * Example:
+ *	#include <string.h>
+ *
+ *	// A VMM device: every read of its MMIO page returns the next number.
+ *	void answer_mmio(struct ccvm_vcpu *v, uint64_t *counter)
+ *	{
+ *		struct ccvm_run *run = ccvm_vcpu_run_state(v);
+ *
+ *		if (run->exit_reason != CCVM_EXIT_MMIO || run->mmio.is_write)
+ *			return;
+ *		++*counter;
+ *		// the guest's read completes with these bytes at the next run
+ *		memcpy(run->mmio.data, counter, run->mmio.len);
+ *	}
  */
 CCVM_API struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v);
 
@@ -1096,6 +1825,22 @@ CCVM_API struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v);
  * Context: guest side: only from inside a guest function, on its vCPU.
  * Return: 0; -EINVAL (bad range, not called from a guest); -EACCES
  * (#VE/#VC: page not accepted); -EIO (VM dead).
+ * Example:
+ *	// Guest: copy 64 private bytes out through a shared page.
+ *	static void copy_out(struct ccvm_guest *g, void *arg)
+ *	{
+ *		const uint64_t *gpa = arg;  // gpa[0]: private, gpa[1]: shared page
+ *		char buf[64];
+ *
+ *		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, gpa[0], buf, sizeof(buf)) == 0);
+ *		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, gpa[1] | ccvm_guest_shared_bit(g),
+ *											  buf, sizeof(buf)) == 0);
+ *	}
+ *
+ *	int set_copy_out(struct ccvm_vcpu *v, uint64_t gpa[2])
+ *	{
+ *		return ccvm_vcpu_set_guest(v, copy_out, gpa);
+ *	}
  */
 CCVM_API int ccvm_guest_read(struct ccvm_guest *g, uint64_t gpa, void *buf, size_t len);
 CCVM_API int ccvm_guest_write(struct ccvm_guest *g, uint64_t gpa, const void *buf, size_t len);
@@ -1109,6 +1854,34 @@ CCVM_API int ccvm_guest_write(struct ccvm_guest *g, uint64_t gpa, const void *bu
  * Return: 0; -EINVAL (range unaligned, wrapping or past the GPA width, not
  * called from a guest); -EIO (VM dead); the negated errno of the VMM's
  * non-zero ret (e.g. -EAGAIN to ask for a retry).
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// Guest: share one page for a ring, again while the VMM says -EAGAIN.
+ *	static void share_ring(struct ccvm_guest *g, void *arg)
+ *	{
+ *		uint64_t ring = *(const uint64_t *)arg;
+ *		int err;
+ *
+ *		while ((err = ccvm_guest_map_gpa(g, ring, CCVM_PAGE_SIZE, false)) == -EAGAIN)
+ *			;
+ *		CCVM_GUEST_ASSERT(g, err == 0);
+ *	}
+ *
+ *	// VMM: answer the CCVM_EXIT_HYPERCALL exit it causes, then run again.
+ *	void answer_map_gpa(struct ccvm_vm *vm, struct ccvm_run *run)
+ *	{
+ *		uint64_t len = run->hypercall.args[1] * CCVM_PAGE_SIZE;
+ *		bool priv = run->hypercall.args[2] & CCVM_MAP_GPA_RANGE_ENCRYPTED;
+ *
+ *		run->hypercall.ret = -ccvm_vm_set_memory_attributes(vm, run->hypercall.args[0],
+ *				len, priv ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0);
+ *	}
+ *
+ *	int start_share_ring(struct ccvm_vcpu *v, uint64_t *ring)
+ *	{
+ *		return ccvm_vcpu_set_guest(v, share_ring, ring);
+ *	}
  */
 CCVM_API int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool to_private);
 
@@ -1121,6 +1894,26 @@ CCVM_API int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t siz
  * unaligned or past the GPA width, a GPA with the shared bit, no memslot
  * at a page, not called from a guest); -EIO (VM dead); the backend's
  * error for the page.
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// Guest: accept (TDX) or validate (SNP) its RAM page by page at boot;
+ *	// a page the firmware accepted before is fine.
+ *	static void accept_ram(struct ccvm_guest *g, void *arg)
+ *	{
+ *		const uint64_t *ram = arg;  // base, size
+ *
+ *		for (uint64_t off = 0; off < ram[1]; off += CCVM_PAGE_SIZE) {
+ *			int err = ccvm_guest_accept(g, ram[0] + off, CCVM_PAGE_SIZE);
+ *
+ *			CCVM_GUEST_ASSERT(g, err == 0 || err == -EEXIST);
+ *		}
+ *	}
+ *
+ *	int boot_accepting(struct ccvm_vcpu *v, uint64_t ram[2])
+ *	{
+ *		return ccvm_vcpu_set_guest(v, accept_ram, ram);
+ *	}
  */
 CCVM_API int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size);
 
@@ -1129,6 +1922,27 @@ CCVM_API int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size
  * a selftest ucall); the guest goes on at the next ccvm_vcpu_run().
  * Context: guest side, on the guest's vCPU.
  * Return: nothing; a VMM that closes the vCPU instead unwinds the guest.
+ * Example:
+ *	// Guest: report progress; the VMM sees CCVM_EXIT_SYNC with the value.
+ *	static void count_to_three(struct ccvm_guest *g, void *arg)
+ *	{
+ *		(void)arg;
+ *		for (uint64_t i = 1; i <= 3; i++)
+ *			ccvm_guest_sync(g, i);
+ *	}
+ *
+ *	int expect_three(struct ccvm_vcpu *v)
+ *	{
+ *		struct ccvm_run *run = ccvm_vcpu_run_state(v);
+ *		int err = ccvm_vcpu_set_guest(v, count_to_three, NULL);
+ *
+ *		for (uint64_t want = 1; !err && want <= 3; want++) {
+ *			err = ccvm_vcpu_run(v);
+ *			if (!err && (run->exit_reason != CCVM_EXIT_SYNC || run->sync.value != want))
+ *				err = -1;
+ *		}
+ *		return err;
+ *	}
  */
 CCVM_API void ccvm_guest_sync(struct ccvm_guest *g, uint64_t value);
 
@@ -1137,6 +1951,31 @@ CCVM_API void ccvm_guest_sync(struct ccvm_guest *g, uint64_t value);
  * @file, @line and @msg in run->abort (CCVM_GUEST_ASSERT() calls it).
  * Context: guest side, on the guest's vCPU.
  * Return: does not return.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	static void check_header(struct ccvm_guest *g, void *arg)
+ *	{
+ *		uint32_t magic = 0;
+ *
+ *		ccvm_guest_read(g, *(const uint64_t *)arg, &magic, sizeof(magic));
+ *		if (magic != 0x1badb002)
+ *			ccvm_guest_abort(g, __FILE__, __LINE__, "no boot header");
+ *	}
+ *
+ *	// VMM: run it once and say how it ended.
+ *	int run_checked(struct ccvm_vcpu *v, uint64_t *hdr_gpa)
+ *	{
+ *		const struct ccvm_run *run = ccvm_vcpu_run_state(v);
+ *		int err = ccvm_vcpu_set_guest(v, check_header, hdr_gpa);
+ *
+ *		if (!err)
+ *			err = ccvm_vcpu_run(v);
+ *		if (!err && run->exit_reason == CCVM_EXIT_GUEST_ABORT)
+ *			fprintf(stderr, "guest: %s:%d: %s\n", run->abort.file, run->abort.line,
+ *					run->abort.msg);
+ *		return err;
+ *	}
  */
 #if defined(__cplusplus)
 [[noreturn]]
@@ -1153,6 +1992,21 @@ CCVM_API void ccvm_guest_abort(struct ccvm_guest *g, const char *file, int line,
  * VM's shared bit, for guest code.
  * Context: guest side.
  * Return: the id (UINT32_MAX for NULL @g); the bit (0 without one).
+ * Example:
+ *	// Guest: each vCPU writes its id in its own slot of a shared table.
+ *	static void check_in(struct ccvm_guest *g, void *arg)
+ *	{
+ *		uint64_t table = *(const uint64_t *)arg;
+ *		uint32_t id = ccvm_guest_vcpu_id(g);
+ *
+ *		ccvm_guest_write(g, (table + id * sizeof(id)) | ccvm_guest_shared_bit(g),
+ *						 &id, sizeof(id));
+ *	}
+ *
+ *	int start_check_in(struct ccvm_vcpu *v, uint64_t *table)
+ *	{
+ *		return ccvm_vcpu_set_guest(v, check_in, table);
+ *	}
  */
 CCVM_API uint32_t ccvm_guest_vcpu_id(const struct ccvm_guest *g);
 CCVM_API uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
@@ -1189,6 +2043,24 @@ struct ccvm_invariant_report {
  * for write, but a punch or a guest between two steps is not excluded).
  * Return: 0 when the walk ran (r->invariant is 0 if everything held);
  * -EINVAL (NULL, r->sz too small).
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// In a test, after each step: is the VM's state consistent?
+ *	int assert_consistent(struct ccvm_vm *vm)
+ *	{
+ *		struct ccvm_invariant_report r = CCVM_OPTS_INIT(struct ccvm_invariant_report);
+ *		int err = ccvm_vm_check_invariants(vm, &r);
+ *
+ *		if (err)
+ *			return err;
+ *		if (r.invariant) {
+ *			fprintf(stderr, "I%u (%s) broken at gfn %#llx: %s\n", r.invariant,
+ *					ccvm_invariant_name(r.invariant), (unsigned long long)r.gfn, r.msg);
+ *			return -1;
+ *		}
+ *		return 0;
+ *	}
  */
 CCVM_API int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r);
 
@@ -1200,6 +2072,23 @@ CCVM_API int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_
  * Context: a quiescent point, as for ccvm_vm_check_invariants().
  * Return: 0 when the walk ran (r->invariant is 0 if everything held);
  * -EINVAL (NULL, r->sz too small).
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	int main(void)
+ *	{
+ *		struct ccvm_invariant_report r = CCVM_OPTS_INIT(struct ccvm_invariant_report);
+ *		struct ccvm_platform *p;
+ *		int err = ccvm_platform_create(NULL, &p);
+ *
+ *		if (err)
+ *			return 1;
+ *		err = ccvm_platform_check_invariants(p, &r);
+ *		printf("%llu checks: %s\n", (unsigned long long)r.nr_checks,
+ *			   r.invariant ? r.msg : "physical memory is consistent");
+ *		ccvm_platform_destroy(p);
+ *		return err || r.invariant;
+ *	}
  */
 CCVM_API int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invariant_report *r);
 
@@ -1208,6 +2097,18 @@ CCVM_API int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm
  * docs/invariants.md lists them.
  * Context: any thread.
  * Return: a static string; NULL for another number.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// The invariants the checker knows, numbered as docs/invariants.md.
+ *	int main(void)
+ *	{
+ *		const char *s;
+ *
+ *		for (unsigned int n = 1; (s = ccvm_invariant_name(n)); n++)
+ *			printf("I%-2u %s\n", n, s);
+ *		return 0;
+ *	}
  */
 CCVM_API const char *ccvm_invariant_name(unsigned int n);
 

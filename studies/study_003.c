@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Study 003: TDX_OPERAND_BUSY without contention-and-wait
+ * (docs/studies/003.md).  The TDX module answers busy instead of waiting
+ * for a lock; the thread weighed spinning on the SEAMCALL inside KVM's
+ * wrapper ("retry X times and hope"), handing the error up at once, and
+ * what was merged: an install unwinds and the fault runs again, a removal
+ * (which cannot unwind) tries once more with guest entry blocked and every
+ * vCPU kicked out.
+ *
+ * Rows: each contention under each policy, over the same random and PCT
+ * schedules of the deterministic scheduler.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <ccvm/explore.h>
+
+#include "study.h"
+
+#define RUNS_FULL	200
+#define RUNS_QUICK	20
+
+
+int main(int argc, char **argv)
+{
+	static const char *const cols[] = {
+		"race", "policy", "schedules", "contended", "busy_per_run", "max_busy",
+		"fault_retries_per_run", "kicks_per_run", "errors", "bugged_vms", "leaked",
+		"bad_runs",
+	};
+	static const int width[] = { 17, 7, 12, 9, 12, 8, 21, 13, 6, 10, 6, 8 };
+	struct s003_result sum[S003_NR_RACES][S003_NR_POLICIES];
+	struct study_table t;
+	struct study_opts o;
+	unsigned int race, pol;
+	uint64_t runs;
+	int err = study_parse(argc, argv, "", &o);
+
+	if (err)
+		return err > 0 ? 0 : 2;
+	if (o.argi < argc) {
+		fprintf(stderr, "%s: unknown option %s\n", argv[0], argv[o.argi]);
+		return 2;
+	}
+	runs = o.quick ? RUNS_QUICK : RUNS_FULL;
+	study_quiet_log();
+	printf("Study 003: busy SEAMCALLs under real contention (a TD; the same %llu random\n"
+	       "schedules from seed %llu per row; spin: at most %u calls of a leaf)\n",
+	       (unsigned long long)runs, (unsigned long long)o.seed, CCVM_TDX_BUSY_SPIN_MAX);
+	err = study_table_open(&t, &o, cols, width, sizeof(cols) / sizeof(cols[0]));
+	if (err) {
+		fprintf(stderr, "%s: %s: %s\n", argv[0], o.csv, strerror(-err));
+		return 1;
+	}
+	memset(sum, 0, sizeof(sum));
+	for (race = 0; race < S003_NR_RACES; race++) {
+		for (pol = 0; pol < S003_NR_POLICIES; pol++) {
+			struct s003_result *a = &sum[race][pol];
+
+			{
+				struct s003_result r;
+				char sched[32];
+
+				err = s003_explore(pol, race, CCVM_EXPLORE_RANDOM, 0, o.seed, runs,
+						   false, NULL, &r, NULL);
+				if (err || !r.runs) {
+					fprintf(stderr, "%s: %s / %s: %s %s\n", argv[0],
+						s003_race_names[race], s003_policy_names[pol],
+						ccvm_strerror(err), r.message);
+					return 1;
+				}
+				snprintf(sched, sizeof(sched), "%llu", (unsigned long long)r.runs);
+				study_table_row(&t, "%s|%s|%s|%llu|%.2f|%llu|%.2f|%.2f|%llu|%llu|%llu|%llu",
+						s003_race_names[race], s003_policy_names[pol], sched,
+						(unsigned long long)r.contended_runs,
+						(double)r.busy / r.runs, (unsigned long long)r.max_busy,
+						(double)r.fault_retries / r.runs,
+						(double)r.kicks / r.runs, (unsigned long long)r.errors,
+						(unsigned long long)r.bugged,
+						(unsigned long long)r.leaked,
+						(unsigned long long)r.bad_runs);
+				a->runs += r.runs;
+				a->contended_runs += r.contended_runs;
+				a->bad_runs += r.bad_runs;
+				a->busy += r.busy;
+				if (r.max_busy > a->max_busy)
+					a->max_busy = r.max_busy;
+				a->fault_retries += r.fault_retries;
+				a->kicks += r.kicks;
+				a->errors += r.errors;
+				a->bugged += r.bugged;
+				a->leaked += r.leaked;
+			}
+		}
+	}
+	if (study_table_close(&t))
+		return 1;
+	printf("busy: answers TDX_OPERAND_BUSY / PREVIOUS_TLB_EPOCH_BUSY (under spin, each one\n"
+	       "is a call made again with mmu_lock held); errors: vCPU runs and VMM calls that\n"
+	       "failed; bad_runs: runs with an error, a bugged VM or a leaked page\n");
+	if (o.trace) {
+		/* Under each policy, the first contended schedule of install-accept. */
+		for (pol = 0; pol < S003_NR_POLICIES; pol++) {
+			char path[1024];
+			struct s003_result r = { .busy = 0 };
+			uint64_t i;
+
+			snprintf(path, sizeof(path), "%s.%s.json", o.trace, s003_policy_names[pol]);
+			for (i = 0, err = 0; !err && !r.busy && i < runs; i++)
+				err = s003_explore(pol, S003_INSTALL_ACCEPT, CCVM_EXPLORE_RANDOM, 0,
+						   o.seed + i, 1, false, path, &r, NULL);
+			if (err) {
+				fprintf(stderr, "%s: trace %s: %s\n", argv[0], path,
+					ccvm_strerror(err));
+				return 1;
+			}
+			printf("trace: %s (install vs accept, seed %llu: %llu busy answers)\n",
+			       path, (unsigned long long)(o.seed + i - 1),
+			       (unsigned long long)r.busy);
+		}
+	}
+
+	for (pol = 0; pol < S003_NR_POLICIES; pol++) {
+		const struct s003_result *ia = &sum[S003_INSTALL_ACCEPT][pol];
+		const struct s003_result *re = &sum[S003_REMOVAL_ENTRY][pol];
+		bool bad = ia->bad_runs + re->bad_runs > 0;
+		const char *outcome;
+
+		if (pol == S003_MERGED)
+			outcome = !bad && ia->contended_runs ?
+				  "good: every busy resolved" : "UNEXPECTED";
+		else if (pol == S003_SPIN)
+			outcome = !bad && ia->busy ? "cost: spins under mmu_lock" :
+				  bad ? "bad: spun out, errors" : "UNEXPECTED";
+		else
+			outcome = ia->errors ? "bad: errors to the VMM" :
+				  "UNEXPECTED";
+		study_seed_line("003 TDX_OPERAND_BUSY", s003_policy_names[pol], outcome,
+				"%llu/%llu bad runs; %.2f busy/run, max %llu; %llu bugged VMs",
+				(unsigned long long)(ia->bad_runs + re->bad_runs),
+				(unsigned long long)(ia->runs + re->runs),
+				(double)(ia->busy + re->busy) / (double)(ia->runs + re->runs),
+				(unsigned long long)(ia->max_busy > re->max_busy ? ia->max_busy :
+						     re->max_busy),
+				(unsigned long long)(ia->bugged + re->bugged));
+	}
+	return 0;
+}

@@ -1,0 +1,443 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Huge gmem folios (docs/huge-folios.md): creation flags, allocation and
+ * punch at folio granularity, the mapping order a fault gets from the
+ * folio and the slot, the split of a folio when part of it converts to
+ * shared and its merge when it is all private again, on the mock backend
+ * (which maps private memory at 2M wherever folio, slot and attributes
+ * allow).  Every refused call is checked against a snapshot.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+#include "snapshot.h"
+#include "testutil.h"
+
+#define PRIV		CCVM_MEMORY_ATTRIBUTE_PRIVATE
+#define MMAP		CCVM_GMEM_FLAG_MMAP
+#define HUGE		CCVM_GMEM_FLAG_HUGETLB
+#define KEEP		CCVM_FALLOC_KEEP_SIZE
+#define PUNCH		(CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE)
+#define PAGES_2M	512ull
+
+static struct ccvm_platform *p;
+static struct ccvm_vm *vm;	/* VM scheme */
+static struct ccvm_vm *ivm;	/* GMEM scheme: conversions in place */
+
+static void setup(void)
+{
+	tu_caps_reset_to_mock();
+	p = tu_platform("mock");
+	vm = tu_vm(p);
+	ivm = tu_vm_scheme(p, CCVM_ATTR_SCHEME_GMEM);
+}
+
+static void teardown(void)
+{
+	ck_assert_int_eq(ccvm_vm_close(ivm), 0);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+	ccvm_set_log(NULL, NULL);
+}
+
+static uint64_t gfn_pfn(struct ccvm_vm *v, uint64_t gfn)
+{
+	uint64_t pfn = 0;
+
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(v, gfn, &pfn), 0);
+	return pfn;
+}
+
+/* Pre-fault [gpa, gpa + size) with a new vCPU of @v (closed again). */
+static void prefault(struct ccvm_vm *v, uint32_t id, uint64_t gpa, uint64_t size)
+{
+	struct ccvm_vcpu *c = NULL;
+
+	ck_assert_int_eq(ccvm_vcpu_create(v, id, &c), 0);
+	while (size)
+		ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(c, &gpa, &size), 0);
+	ck_assert_int_eq(ccvm_vcpu_close(c), 0);
+}
+
+static int level_at(struct ccvm_vm *v, uint64_t gpa)
+{
+	int level = 0;
+
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(v, gpa, NULL, &level), 0);
+	return level;
+}
+
+static void assert_inv(struct ccvm_vm *v)
+{
+	struct ccvm_invariant_report r = { .sz = sizeof(r) };
+
+	ck_assert_int_eq(ccvm_vm_check_invariants(v, &r), 0);
+	ck_assert_msg(r.invariant == 0, "I%u: %s", r.invariant, r.msg);
+}
+
+/* ---- create ---------------------------------------------------------------- */
+
+static const struct {
+	uint64_t size, flags;
+} bad_create[] = {
+	{ TU_2M, CCVM_GMEM_HUGE_2MB },			/* a size without HUGETLB */
+	{ TU_2M, CCVM_GMEM_HUGE_1GB },
+	{ TU_2M, HUGE | (12ull << CCVM_GMEM_HUGE_SHIFT) },	/* 4K "huge" pages */
+	{ TU_2M, HUGE | (24ull << CCVM_GMEM_HUGE_SHIFT) },	/* 16M: no such size */
+	{ TU_2M, HUGE | CCVM_GMEM_HUGE_MASK },
+	{ TU_2M + TU_PAGE, HUGE },			/* not a multiple of 2M */
+	{ TU_PAGE, HUGE },
+	{ TU_2M, HUGE | CCVM_GMEM_HUGE_1GB },		/* 2M of a 1G-folio file */
+	{ TU_GiB + TU_2M, HUGE | CCVM_GMEM_HUGE_1GB },
+	{ TU_2M, HUGE | (1ull << 32) },			/* unknown bit above the size */
+};
+
+START_TEST(test_create_invalid)
+{
+	struct ccvm_gmem *g = NULL;
+	struct tu_snap before, after;
+
+	tu_snap_take(&before, p, vm, NULL, NULL, 0, TU_MiB);
+	ck_assert_int_eq(ccvm_gmem_create(vm, bad_create[_i].size, bad_create[_i].flags, &g),
+			 -EINVAL);
+	ck_assert_ptr_null(g);
+	ck_assert_ptr_nonnull(strstr(ccvm_last_error(), "ccvm_gmem_create"));
+	tu_snap_take(&after, p, vm, NULL, NULL, 0, TU_MiB);
+	tu_snap_assert_same(&before, &after);
+}
+END_TEST
+
+START_TEST(test_create_orders)
+{
+	struct ccvm_gmem *g;
+
+	g = tu_gmem(vm, 4 * TU_2M, HUGE);
+	ck_assert_uint_eq(tu_gmem_info(g).folio_order, CCVM_FOLIO_ORDER_2M);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	g = tu_gmem(vm, TU_2M, HUGE | CCVM_GMEM_HUGE_2MB);
+	ck_assert_uint_eq(tu_gmem_info(g).folio_order, CCVM_FOLIO_ORDER_2M);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	g = tu_gmem(vm, TU_GiB, HUGE | CCVM_GMEM_HUGE_1GB);
+	ck_assert_uint_eq(tu_gmem_info(g).folio_order, CCVM_FOLIO_ORDER_1G);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	g = tu_gmem(vm, TU_PAGE, 0);
+	ck_assert_uint_eq(tu_gmem_info(g).folio_order, 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
+/* ---- allocation and punch ------------------------------------------------------ */
+
+START_TEST(test_allocate_rounds_down)
+{
+	struct ccvm_gmem *g = tu_gmem(vm, 8 * TU_2M, HUGE);
+	uint64_t free0 = tu_free_pages(p);
+
+	/* Inside one folio: both ends round down to its start, nothing to do. */
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, 0, TU_PAGE), 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, TU_PAGE, TU_2M - 2 * TU_PAGE), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 0);
+	/* [2M - 4K, 4M + 4K) -> folios [0, 4M). */
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, TU_2M - TU_PAGE, TU_2M + 2 * TU_PAGE), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 2 * PAGES_2M);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 2);
+	ck_assert_uint_eq(free0 - tu_free_pages(p), 2 * PAGES_2M);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	ck_assert_uint_eq(tu_free_pages(p), free0);
+}
+END_TEST
+
+START_TEST(test_folio_is_aligned_block)
+{
+	struct ccvm_gmem *g = tu_gmem(vm, 4 * TU_2M, HUGE);
+	uint64_t pfn, i;
+
+	tu_gmem_slot(vm, 0, 0, 4 * TU_2M, g, 0);
+	/* A 4K page first, so the folio cannot start where the bump is. */
+	ck_assert_int_eq(ccvm_page_alloc(p, &pfn), 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, TU_2M, TU_2M), 0);
+	pfn = gfn_pfn(vm, PAGES_2M);
+	ck_assert_uint_eq(pfn & (PAGES_2M - 1), 0);
+	for (i = 0; i < PAGES_2M; i++) {
+		ck_assert_uint_eq(gfn_pfn(vm, PAGES_2M + i), pfn + i);
+		ck_assert_int_eq(ccvm_page_folio_order(p, pfn + i), CCVM_FOLIO_ORDER_2M);
+	}
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, 0, &pfn), -ENOENT);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	ck_assert_int_eq(ccvm_page_folio_order(p, pfn), 0);
+}
+END_TEST
+
+START_TEST(test_punch_whole_and_partial)
+{
+	struct ccvm_gmem *g = tu_gmem(vm, 4 * TU_2M, HUGE);
+	uint64_t free0, pfn, st;
+	uint8_t buf[16], zero[16] = { 0 };
+
+	tu_gmem_slot(vm, 0, 0, 4 * TU_2M, g, 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, 0, 4 * TU_2M), 0);
+	free0 = tu_free_pages(p);
+	/* Part of folio 1: the folio stays, the pages are zeroed. */
+	pfn = gfn_pfn(vm, PAGES_2M + 3);
+	memset(buf, 0xab, sizeof(buf));
+	ck_assert_int_eq(ccvm_host_write_phys(p, pfn, 0, buf, sizeof(buf)), 0);
+	st = tu_event(p, CCVM_EV_GMEM_INVALIDATE);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, TU_2M + 3 * TU_PAGE, TU_PAGE), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 4 * PAGES_2M);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 4);
+	ck_assert_uint_eq(tu_free_pages(p), free0);
+	ck_assert_uint_eq(gfn_pfn(vm, PAGES_2M + 3), pfn);
+	ck_assert_int_eq(ccvm_host_read_phys(p, pfn, 0, buf, sizeof(buf)), 0);
+	ck_assert_mem_eq(buf, zero, sizeof(buf));
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_GMEM_INVALIDATE) - st, 1);
+	/* [2M - 4K, 6M + 4K): folios 1 and 2 go, the edges of 0 and 3 are zeroed. */
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, TU_2M - TU_PAGE, 2 * TU_2M + 2 * TU_PAGE),
+			 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 2 * PAGES_2M);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 2);
+	ck_assert_uint_eq(tu_free_pages(p), free0 + 2 * PAGES_2M);
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, PAGES_2M, &pfn), -ENOENT);
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, 3 * PAGES_2M - 1, &pfn), -ENOENT);
+	(void)gfn_pfn(vm, PAGES_2M - 1);
+	(void)gfn_pfn(vm, 3 * PAGES_2M);
+	/* A freed block comes back whole. */
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, TU_2M, TU_2M), 0);
+	pfn = gfn_pfn(vm, PAGES_2M);
+	ck_assert_uint_eq(pfn & (PAGES_2M - 1), 0);
+	ck_assert_int_eq(ccvm_page_folio_order(p, pfn), CCVM_FOLIO_ORDER_2M);
+	assert_inv(vm);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
+/* A pinned page in a folio the punch would free: -EAGAIN, nothing changes. */
+START_TEST(test_punch_pinned_folio)
+{
+	struct ccvm_gmem *g = tu_gmem(ivm, 2 * TU_2M, HUGE | MMAP | CCVM_GMEM_FLAG_INIT_SHARED);
+	struct tu_snap before, after;
+
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, 0, 2 * TU_2M), 0);
+	ck_assert_int_eq(ccvm_gmem_pin(g, TU_2M + 5 * TU_PAGE, TU_PAGE), 0);
+	tu_snap_take(&before, p, ivm, g, NULL, 0, 2 * TU_2M);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, 0, 2 * TU_2M), -EAGAIN);
+	ck_assert_ptr_nonnull(strstr(ccvm_last_error(), "pinned"));
+	tu_snap_take(&after, p, ivm, g, NULL, 0, 2 * TU_2M);
+	tu_snap_assert_same(&before, &after);
+	/* The folio without the pin goes; a partial punch of the pinned one zeroes. */
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, 0, TU_2M), 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, TU_2M, TU_PAGE * 8), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, PAGES_2M);
+	ck_assert_int_eq(ccvm_gmem_unpin(g, TU_2M + 5 * TU_PAGE, TU_PAGE), 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, TU_2M, TU_2M), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
+/* ---- mapping level -------------------------------------------------------------- */
+
+START_TEST(test_mock_maps_2m)
+{
+	struct ccvm_gmem *g = tu_gmem(vm, 4 * TU_2M, HUGE);
+	uint64_t m2 = tu_vm_event(vm, CCVM_EV_MAP_2M);
+	uint64_t pfn = 0;
+	int order = -1;
+
+	tu_gmem_slot(vm, 0, 0, 4 * TU_2M, g, 0);
+	tu_set_attr(vm, 0, 4 * TU_2M, PRIV);
+	prefault(vm, 0, 0, 4 * TU_2M);
+	ck_assert_int_eq(level_at(vm, 0), CCVM_LEVEL_2M);
+	ck_assert_int_eq(level_at(vm, 3 * TU_2M + 7 * TU_PAGE), CCVM_LEVEL_2M);
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_MAP_2M) - m2, 4);
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_folio(vm, 5, &pfn, &order), 0);
+	ck_assert_int_eq(order, CCVM_FOLIO_ORDER_2M);
+	ck_assert_uint_eq(pfn, gfn_pfn(vm, 5));
+	assert_inv(vm);
+	/* A shared page in the 2M: that 2M maps at 4K after the conversion. */
+	tu_set_attr(vm, TU_2M + TU_PAGE, TU_PAGE, 0);
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(vm, TU_2M, NULL, NULL), -ENOENT);
+	prefault(vm, 1, TU_2M, TU_PAGE);
+	ck_assert_int_eq(level_at(vm, TU_2M), CCVM_LEVEL_4K);
+	ck_assert_int_eq(level_at(vm, 0), CCVM_LEVEL_2M);
+	assert_inv(vm);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
+/* 4K folios, or a slot whose gmem offset is not co-aligned with its gfns: 4K. */
+START_TEST(test_mock_4k_when_folio_or_slot_disallow)
+{
+	struct ccvm_gmem *g4 = tu_gmem(vm, 2 * TU_2M, 0);
+	struct ccvm_gmem *g = tu_gmem(vm, 4 * TU_2M, HUGE);
+	int order = -1;
+	uint64_t pfn;
+
+	tu_gmem_slot(vm, 0, 0, 2 * TU_2M, g4, 0);
+	/* Slot 1 at gpa 8M, file offset 4K: every 2M of gfns straddles folios. */
+	tu_gmem_slot(vm, 1, 4 * TU_2M, 2 * TU_2M, g, TU_PAGE);
+	tu_set_attr(vm, 0, 6 * TU_2M, PRIV);
+	prefault(vm, 0, 0, 2 * TU_2M);
+	prefault(vm, 1, 4 * TU_2M, 2 * TU_2M);
+	ck_assert_int_eq(level_at(vm, 0), CCVM_LEVEL_4K);
+	ck_assert_int_eq(level_at(vm, 4 * TU_2M), CCVM_LEVEL_4K);
+	ck_assert_int_eq(level_at(vm, 5 * TU_2M + TU_PAGE), CCVM_LEVEL_4K);
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_folio(vm, 4 * PAGES_2M, &pfn, &order), 0);
+	ck_assert_int_eq(order, 0);
+	ck_assert_int_eq(ccvm_page_folio_order(p, pfn), CCVM_FOLIO_ORDER_2M);
+	assert_inv(vm);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &(struct ccvm_memory_region){
+		.slot = 1 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g4), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
+/* ---- split and merge (in place) ----------------------------------------------------- */
+
+static void convert(struct ccvm_gmem *g, uint64_t off, uint64_t size, uint64_t attrs)
+{
+	struct ccvm_memory_attributes2 a = { .offset = off, .size = size, .attributes = attrs };
+
+	ck_assert_int_eq(ccvm_gmem_set_memory_attributes(g, &a), 0);
+}
+
+START_TEST(test_split_and_merge)
+{
+	struct ccvm_gmem *g = tu_gmem(ivm, 2 * TU_2M, HUGE);
+	uint64_t pfn0, pfn1, splits = tu_event(p, CCVM_EV_FOLIO_SPLIT);
+	uint64_t merges = tu_event(p, CCVM_EV_FOLIO_MERGE);
+	uint64_t i;
+
+	tu_gmem_slot(ivm, 0, 0, 2 * TU_2M, g, 0);
+	prefault(ivm, 0, 0, 2 * TU_2M);
+	ck_assert_int_eq(level_at(ivm, 0), CCVM_LEVEL_2M);
+	pfn0 = gfn_pfn(ivm, 0);
+	pfn1 = gfn_pfn(ivm, PAGES_2M);
+	/* Two pages of folio 0 to shared: it splits, folio 1 does not. */
+	convert(g, 2 * TU_PAGE, 2 * TU_PAGE, 0);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_FOLIO_SPLIT) - splits, 1);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 1);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 2 * PAGES_2M);
+	for (i = 0; i < PAGES_2M; i++) {
+		ck_assert_uint_eq(gfn_pfn(ivm, i), pfn0 + i);
+		ck_assert_int_eq(ccvm_page_folio_order(p, pfn0 + i), 0);
+	}
+	ck_assert_int_eq(ccvm_page_folio_order(p, pfn1), CCVM_FOLIO_ORDER_2M);
+	ck_assert_int_eq(level_at(ivm, TU_2M), CCVM_LEVEL_2M);
+	/* The 2M leaf over folio 0 went with the conversion. */
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(ivm, 0, NULL, NULL), -ENOENT);
+	prefault(ivm, 1, 0, TU_2M);
+	ck_assert_int_eq(level_at(ivm, 0), CCVM_LEVEL_4K);
+	assert_inv(ivm);
+	/* Half the shared pages back: still split.  The other half: whole again. */
+	convert(g, 2 * TU_PAGE, TU_PAGE, PRIV);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 1);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_FOLIO_MERGE) - merges, 0);
+	convert(g, 3 * TU_PAGE, TU_PAGE, PRIV);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_FOLIO_MERGE) - merges, 1);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 2);
+	ck_assert_int_eq(ccvm_page_folio_order(p, pfn0 + 77), CCVM_FOLIO_ORDER_2M);
+	ck_assert_uint_eq(gfn_pfn(ivm, 77), pfn0 + 77);
+	assert_inv(ivm);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(ivm, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
+/* A folio allocated while a page of it is shared comes split at once. */
+START_TEST(test_alloc_over_shared_is_split)
+{
+	struct ccvm_gmem *g = tu_gmem(ivm, 2 * TU_2M, HUGE);
+	uint64_t pfn;
+
+	convert(g, TU_2M + TU_PAGE, TU_PAGE, 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, 0, 2 * TU_2M), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 1);
+	tu_gmem_slot(ivm, 0, 0, 2 * TU_2M, g, 0);
+	pfn = gfn_pfn(ivm, PAGES_2M);
+	ck_assert_uint_eq(pfn & (PAGES_2M - 1), 0);
+	ck_assert_int_eq(ccvm_page_folio_order(p, pfn), 0);
+	convert(g, TU_2M + TU_PAGE, TU_PAGE, PRIV);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 2);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(ivm, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
+/* 1G folios: allocated whole, mapped at 2M, split straight to 4K, merged back. */
+START_TEST(test_1g_folio)
+{
+	struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						     .backend = "mock",
+						     .mem_bytes = 3 * TU_GiB);
+	struct ccvm_platform *q = tu_platform_up(&o);
+	struct ccvm_vm *w = tu_vm_scheme(q, CCVM_ATTR_SCHEME_GMEM);
+	struct ccvm_gmem *g = tu_gmem(w, TU_GiB, HUGE | CCVM_GMEM_HUGE_1GB);
+	uint64_t pfn;
+
+	tu_gmem_slot(w, 0, 0, TU_GiB, g, 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, 0, TU_2M), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 0);
+	prefault(w, 0, 3 * TU_2M, TU_2M);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 1ull << CCVM_FOLIO_ORDER_1G);
+	pfn = gfn_pfn(w, 0);
+	ck_assert_uint_eq(pfn & ((1ull << CCVM_FOLIO_ORDER_1G) - 1), 0);
+	ck_assert_int_eq(ccvm_page_folio_order(q, pfn + 12345), CCVM_FOLIO_ORDER_1G);
+	ck_assert_int_eq(level_at(w, 3 * TU_2M), CCVM_LEVEL_2M);
+	convert(g, 100 * TU_2M, TU_PAGE, 0);
+	ck_assert_int_eq(ccvm_page_folio_order(q, pfn + 12345), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 0);
+	convert(g, 100 * TU_2M, TU_PAGE, PRIV);
+	ck_assert_int_eq(ccvm_page_folio_order(q, pfn + 12345), CCVM_FOLIO_ORDER_1G);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 1);
+	assert_inv(w);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(w, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	ck_assert_int_eq(ccvm_vm_close(w), 0);
+	tu_platform_down(q);
+}
+END_TEST
+
+Suite *folio_suite(void)
+{
+	Suite *s = suite_create("folio");
+	TCase *tc;
+
+	tc = tcase_create("create");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_loop_test(tc, test_create_invalid, 0, TU_ARRAY_SIZE(bad_create));
+	tcase_add_test(tc, test_create_orders);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fallocate");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_allocate_rounds_down);
+	tcase_add_test(tc, test_folio_is_aligned_block);
+	tcase_add_test(tc, test_punch_whole_and_partial);
+	tcase_add_test(tc, test_punch_pinned_folio);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("level");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_mock_maps_2m);
+	tcase_add_test(tc, test_mock_4k_when_folio_or_slot_disallow);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("restructure");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_split_and_merge);
+	tcase_add_test(tc, test_alloc_over_shared_is_split);
+	tcase_add_test(tc, test_1g_folio);
+	suite_add_tcase(s, tc);
+	return s;
+}
