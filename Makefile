@@ -89,6 +89,7 @@ TEST_SRCS += tests/check_platform.c
 TEST_SRCS += tests/check_sched.c
 TEST_SRCS += tests/check_sched_lib.c
 TEST_SRCS += tests/check_snp.c
+TEST_SRCS += tests/check_snp_folio.c
 TEST_SRCS += tests/check_snp_hw.c
 TEST_SRCS += tests/check_stress.c
 TEST_SRCS += tests/check_studies.c

@@ -101,5 +101,8 @@ CCVM_BACKEND_OP(host_ciphertext, OPTIONAL, DIRECT_VOID, PLATFORM(p), CCVM_INVALI
 		(struct ccvm_platform *p, uint64_t pfn, void *page), (p, pfn, page))
 CCVM_BACKEND_OP(check_invariants, OPTIONAL_RET0, DIRECT_INT, VM(vm), CCVM_INVALID_GFN,
 		(struct ccvm_vm *vm, struct ccvm_invariant_report *r), (vm, r))
+CCVM_BACKEND_OP(guest_accept_level, OPTIONAL, INT, VCPU(vcpu), gfn,
+		(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn, int map_level, int level),
+		(vcpu, gfn, pfn, map_level, level))
 
 #undef CCVM_BACKEND_OP

@@ -350,7 +350,11 @@ int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t size, bool t
 
 /* ---- accept -------------------------------------------------------------------- */
 
-static int accept_page(struct ccvm_guest *g, uint64_t gpa)
+/*
+ * One accept of page size @level at @gpa (aligned to it): through
+ * guest_accept_level when @level is not 4K, else guest_accept.
+ */
+static int accept_page(struct ccvm_guest *g, uint64_t gpa, int level)
 {
 	struct ccvm_vcpu *v = g->vcpu;
 	struct ccvm_vm *vm = v->vm;
@@ -363,7 +367,11 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa)
 	for (;;) {
 		guest_lock_in_guest_mode(g);
 		mapped = !ccvm_mmu_translate(v, gpa, &x) && x.is_private;
-		r = ccvm_op_guest_accept(v, gfn, mapped ? x.pfn : CCVM_NO_PFN, mapped);
+		if (level == CCVM_LEVEL_4K)
+			r = ccvm_op_guest_accept(v, gfn, mapped ? x.pfn : CCVM_NO_PFN, mapped);
+		else
+			r = ccvm_op_guest_accept_level(v, gfn, mapped ? x.pfn : CCVM_NO_PFN,
+						       mapped ? x.level : 0, level);
 		ccvm_rwlock_unlock(&vm->mmu_lock);
 		if (r == 0)
 			return 0;
@@ -371,6 +379,12 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa)
 		if (r == -EAGAIN && ++busy <= CCVM_FAULT_RETRY_LIMIT) {
 			ccvm_sched_yield(ccvm_sched_of(vm->p), "accept busy");
 			continue;
+		}
+		if (r == CCVM_GUEST_NEEDS_ZAP) {
+			/* The backing shrank under a larger mapping: rebuild it. */
+			ccvm_vm_zap_gfn_range(vm, gfn & ~(CCVM_PAGES_PER_2M - 1),
+					      (gfn & ~(CCVM_PAGES_PER_2M - 1)) + CCVM_PAGES_PER_2M);
+			r = CCVM_GUEST_NEEDS_FAULT;
 		}
 		if (r != CCVM_GUEST_NEEDS_FAULT)
 			return r < 0 ? r : -EIO;
@@ -385,24 +399,44 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa)
 	}
 }
 
-int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size)
+int ccvm_guest_accept_level(struct ccvm_guest *g, uint64_t gpa, uint64_t size, int level)
 {
 	struct ccvm_vcpu *v = guest_vcpu(g);
-	uint64_t limit, off;
+	uint64_t limit, off, bytes, i;
 	int r;
 
 	if (!v)
 		return -EINVAL;
+	if (level != CCVM_LEVEL_4K && level != CCVM_LEVEL_2M)
+		return ccvm_reject(-EINVAL, "accept level %d: 4K or 2M", level);
+	bytes = ccvm_level_pages(level) << CCVM_PAGE_SHIFT;
 	limit = v->vm->max_gfn << CCVM_PAGE_SHIFT;
-	if (!size || !ccvm_is_page_aligned(gpa) || !ccvm_is_page_aligned(size) ||
+	if (!size || (gpa & (bytes - 1)) || (size & (bytes - 1)) ||
 	    (gpa & v->vm->shared_bit) || gpa >= limit || size > limit - gpa)
-		return -EINVAL;
-	for (off = 0; off < size; off += CCVM_PAGE_SIZE) {
-		r = accept_page(g, gpa + off);
-		if (r)
-			return r;
+		return ccvm_reject(-EINVAL, "accept of [%#llx, +%#llx) at level %d: range "
+				   "unaligned to the level, wrapping, shared or past the GPA "
+				   "width", (unsigned long long)gpa, (unsigned long long)size,
+				   level);
+	for (off = 0; off < size; off += bytes) {
+		if (level == CCVM_LEVEL_4K || ccvm_has_op(v->vm, guest_accept_level)) {
+			r = accept_page(g, gpa + off, level);
+			if (r)
+				return r;
+			continue;
+		}
+		/* A backend without level accepts: the block page by page. */
+		for (i = 0; i < bytes; i += CCVM_PAGE_SIZE) {
+			r = accept_page(g, gpa + off + i, CCVM_LEVEL_4K);
+			if (r)
+				return r;
+		}
 	}
 	return 0;
+}
+
+int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size)
+{
+	return ccvm_guest_accept_level(g, gpa, size, CCVM_LEVEL_4K);
 }
 
 /* ---- sync and abort ------------------------------------------------------------ */

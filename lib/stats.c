@@ -106,6 +106,9 @@ const char *const ccvm_event_names[CCVM_EV_NR] = {
 	[CCVM_EV_KICK_VCPU] = "kick.vcpu",
 	[CCVM_EV_FOLIO_SPLIT] = "folio.split",
 	[CCVM_EV_FOLIO_MERGE] = "folio.merge",
+	[CCVM_EV_TDH_MEM_PAGE_DEMOTE] = "tdh.mem.page.demote",
+	[CCVM_EV_TDH_PHYMEM_PAMT_ADD] = "tdh.phymem.pamt.add",
+	[CCVM_EV_TDH_PHYMEM_PAMT_REMOVE] = "tdh.phymem.pamt.remove",
 };
 
 /* Simulated nanoseconds per event (assumptions; see the file comment). */
@@ -163,6 +166,11 @@ const uint64_t ccvm_default_costs[CCVM_EV_NR] = {
 	[CCVM_EV_TDH_MEM_RANGE_UNBLOCK] = 2500,
 	/* Assumed (see the file comment), not fitted: it carries row 2's prediction. */
 	[CCVM_EV_KICK_VCPU] = 110,
+	/* Assumed equal to SEPT.ADD, the other leaf that donates one page to
+	 * the module and writes a page of entries: no latency is published. */
+	[CCVM_EV_TDH_MEM_PAGE_DEMOTE] = 2500,
+	[CCVM_EV_TDH_PHYMEM_PAMT_ADD] = 2500,
+	[CCVM_EV_TDH_PHYMEM_PAMT_REMOVE] = 2500,
 };
 
 /* The per-vCPU part of a kick is counted as CCVM_EV_KICK_VCPU instead. */

@@ -136,10 +136,10 @@ static const struct {
 	uint64_t want_vm_flags;		/* what the VM must take */
 } flag_backends[] = {
 	{ "tdx", MMAP | SHARED, CCVM_ATTR_SCHEME_VM, MMAP },
-	{ "snp", MMAP | SHARED, CCVM_ATTR_SCHEME_VM, MMAP },
+	{ "snp", MMAP | SHARED | HUGE, CCVM_ATTR_SCHEME_VM, MMAP | HUGE },
 	{ "mock", MMAP | SHARED | HUGE, CCVM_ATTR_SCHEME_VM, MMAP | HUGE },
 	{ "tdx", MMAP | SHARED, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED },
-	{ "snp", MMAP | SHARED, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED },
+	{ "snp", MMAP | SHARED | HUGE, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED | HUGE },
 	{ "mock", MMAP | SHARED | HUGE, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED | HUGE },
 	{ "no-mmap", 0, CCVM_ATTR_SCHEME_VM, 0 },	/* a test backend */
 	{ "mmap-only", MMAP, CCVM_ATTR_SCHEME_VM, MMAP },	/* a test backend */

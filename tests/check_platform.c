@@ -436,7 +436,7 @@ static const struct {
 } builtin_backends[] = {
 	{ "mock", 1, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED | CCVM_GMEM_FLAG_HUGETLB },
 	{ "tdx", 5, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED },
-	{ "snp", 4, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED },
+	{ "snp", 4, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED | CCVM_GMEM_FLAG_HUGETLB },
 };
 
 START_TEST(test_backend_caps_builtin)

@@ -325,7 +325,8 @@ START_TEST(test_caps)
 	ck_assert_uint_eq(c.vm_type, 4);
 	ck_assert_uint_eq(c.memory_attributes, PRIV);
 	/* What any SNP VM may pass (as on /dev/kvm); a VM's own caps say more. */
-	ck_assert_uint_eq(c.gmem_flags, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED);
+	ck_assert_uint_eq(c.gmem_flags, CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED |
+					CCVM_GMEM_FLAG_HUGETLB);
 	ck_assert(c.has_shared_bit);
 	ck_assert(!c.has_mirror_root);
 	ck_assert(c.requires_accept);

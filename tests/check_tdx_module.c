@@ -745,7 +745,7 @@ START_TEST(test_sept_state_machine)
 	ck_status(ccvm_tdh_mem_page_aug(t.td, GPA0 + GPA_2M, 0, tu_page(P)),
 		  TDX_EPT_WALK_FAILED | RCX);
 	ck_status(ccvm_tdh_mem_page_aug(t.td, GPA0, CCVM_TDX_LEVEL_2M, tu_page(P)),
-		  TDX_OPERAND_INVALID | RCX);	/* 2M leaves not modelled */
+		  TDX_EPT_ENTRY_STATE_INCORRECT | RCX);	/* the 2M entry links a table */
 	ck_status(ccvm_tdh_mem_page_aug(t.td, pend | (1ull << 47), 0, tu_page(P)),
 		  TDX_OPERAND_INVALID | RCX);
 
@@ -759,7 +759,7 @@ START_TEST(test_sept_state_machine)
 	ck_status(ccvm_tdh_mem_page_remove(t.td, pend, 0, NULL), TDX_GPA_RANGE_NOT_BLOCKED | RCX);
 	ck_status(ccvm_tdh_mem_range_unblock(t.td, mapped, 0), TDX_GPA_RANGE_NOT_BLOCKED | RCX);
 	ck_status(ccvm_tdh_mem_page_remove(t.td, GPA0, CCVM_TDX_LEVEL_2M, NULL),
-		  TDX_OPERAND_INVALID | RCX);
+		  TDX_EPT_ENTRY_STATE_INCORRECT | RCX);	/* the 2M entry links a table */
 
 	/* MAPPED --BLOCK--> BLOCKED, PENDING --BLOCK--> PENDING_BLOCKED. */
 	OK(ccvm_tdh_mem_range_block(t.td, mapped, 0));
@@ -1717,6 +1717,518 @@ START_TEST(test_concurrent_vcpus)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* 2M pages: AUG, ACCEPT, DEMOTE, REMOVE, RECLAIM; PAMT levels, DPAMT  */
+
+#define HGPA		(GPA0 + GPA_2M)		/* its 2M entry is FREE */
+#define NR_2M		512u
+
+/* 512 contiguous platform pages, 2M aligned, from the allocator. */
+static uint64_t huge_page(void)
+{
+	static uint64_t got[4 * NR_2M];
+	uint64_t run = 0, start = 0, pfn;
+	unsigned int n = 0, i;
+
+	for (;;) {
+		ck_assert_uint_lt(n, 4 * NR_2M);
+		pfn = tu_page(P);
+		got[n++] = pfn;
+		if (run && pfn == start + run)
+			run++;
+		else if (pfn % NR_2M == 0)
+			start = pfn, run = 1;
+		else
+			run = 0;
+		if (run == NR_2M)
+			break;
+	}
+	for (i = 0; i < n; i++)
+		if (got[i] < start || got[i] >= start + NR_2M)
+			ccvm_page_free(P, got[i]);
+	return start;
+}
+
+static void huge_free(uint64_t pfn)
+{
+	unsigned int i;
+
+	for (i = 0; i < NR_2M; i++) {
+		ck_assert_uint_eq(pamt_type(pfn + i), CCVM_TDX_PT_NDA);
+		ccvm_page_clear(P, pfn + i);
+		ccvm_page_free(P, pfn + i);
+	}
+}
+
+/* What a refused leaf must leave alone around a 2M page at @gpa / @pfn. */
+struct mstate {
+	struct ccvm_tdx_sept_info e2m, e4k;
+	uint64_t st4k;
+	struct ccvm_tdx_pamt_info head, mid, tail, spt;
+	uint64_t assigned, children, epoch;
+	struct ccvm_tdx_pamt_usage u;
+};
+
+static void mstate_take(struct mstate *s, struct ttd *t, uint64_t gpa, uint64_t pfn,
+			uint64_t spt)
+{
+	memset(s, 0, sizeof(*s));
+	OK(ccvm_tdh_mem_sept_rd(t->td, gpa, CCVM_TDX_LEVEL_2M, &s->e2m));
+	s->st4k = ccvm_tdh_mem_sept_rd(t->td, gpa + 5 * CCVM_PAGE_SIZE, 0, &s->e4k);
+	ck_assert_int_eq(ccvm_tdx_pamt_get(M, pfn, &s->head), 0);
+	ck_assert_int_eq(ccvm_tdx_pamt_get(M, pfn + 5, &s->mid), 0);
+	ck_assert_int_eq(ccvm_tdx_pamt_get(M, pfn + NR_2M - 1, &s->tail), 0);
+	if (spt)
+		ck_assert_int_eq(ccvm_tdx_pamt_get(M, spt, &s->spt), 0);
+	s->assigned = ccvm_tdx_pamt_nr_assigned(M);
+	s->children = ccvm_tdx_td_nr_children(t->td);
+	s->epoch = ccvm_tdx_td_epoch(t->td);
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(M, &s->u), 0);
+}
+
+/* @expr returns @want and changes nothing mstate_take() sees. */
+#define REFUSED(t, gpa, pfn, spt, expr, want) do {				\
+	struct mstate _a, _b;							\
+	mstate_take(&_a, t, gpa, pfn, spt);					\
+	ck_status(expr, want);							\
+	mstate_take(&_b, t, gpa, pfn, spt);					\
+	ck_assert_msg(memcmp(&_a, &_b, sizeof(_a)) == 0, "%s changed state", #expr); \
+} while (0)
+
+START_TEST(test_aug_and_accept_2m)
+{
+	struct ttd t;
+	struct ccvm_tdx_vp *vp;
+	struct ccvm_tdx_pamt_info pi;
+	uint64_t pfn, other, assigned, children, clears;
+	uint8_t *b;
+
+	td_runnable(&t, 0, 1);
+	vp = t.vp[0];
+	pfn = huge_page();
+	other = huge_page();
+	OK(ccvm_tdh_mem_page_aug(t.td, GPA0, 0, other + 3));	/* in use at 4K */
+	ck_assert_uint_eq(sept_state(&t, HGPA, CCVM_TDX_LEVEL_2M), CCVM_TDX_SEPT_FREE);
+	/* Refusals: a misaligned or too short page, a 2M entry that links a
+	 * table, a region with a page in use at 4K, the shared alias. */
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdh_mem_page_aug(t.td, HGPA, 1, pfn + 1),
+		TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_R8);
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdh_mem_page_aug(t.td, HGPA + CCVM_PAGE_SIZE, 1, pfn),
+		TDX_OPERAND_INVALID | RCX);
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdh_mem_page_aug(t.td, GPA0, 1, pfn),
+		TDX_EPT_ENTRY_STATE_INCORRECT | RCX);
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdh_mem_page_aug(t.td, HGPA, 1, other),
+		TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_R8);
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdh_mem_page_aug(t.td, HGPA | (1ull << 47), 1, pfn),
+		TDX_OPERAND_INVALID | RCX);
+
+	assigned = ccvm_tdx_pamt_nr_assigned(M);
+	children = ccvm_tdx_td_nr_children(t.td);
+	b = ccvm_page_ptr(P, pfn + 300);		/* stale bytes in one page */
+	ccvm_page_mark_dirty(P, pfn + 300);
+	memset(b, 0x5a, CCVM_PAGE_SIZE);
+	OK(ccvm_tdh_mem_page_aug(t.td, HGPA, CCVM_TDX_LEVEL_2M, pfn));
+	ck_assert_uint_eq(sept_state(&t, HGPA, CCVM_TDX_LEVEL_2M), CCVM_TDX_SEPT_PENDING);
+	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(M), assigned + NR_2M);
+	ck_assert_uint_eq(ccvm_tdx_td_nr_children(t.td), children + NR_2M);
+	/* The 2M PAMT entry describes every page; the 4K level is unused. */
+	ck_assert_int_eq(ccvm_tdx_pamt_get(M, pfn + 7, &pi), 0);
+	ck_assert_uint_eq(pi.type, CCVM_TDX_PT_REG);
+	ck_assert_int_eq(pi.level, CCVM_TDX_LEVEL_2M);
+	ck_assert_uint_eq(pi.owner, t.tdr);
+	/* No page of it can be given again at 4K, nor the 2M page twice. */
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdh_mem_page_aug(t.td, GPA0 + CCVM_PAGE_SIZE, 0, pfn + 3),
+		TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_R8);
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdh_mem_page_aug(t.td, HGPA, 1, other),
+		TDX_EPT_ENTRY_STATE_INCORRECT | RCX);
+	REFUSED(&t, HGPA, pfn, 0,
+		ccvm_tdh_phymem_page_wbinvd(M, NULL, pfn + 9, t.hkid),
+		TDX_PAGE_METADATA_INCORRECT | RCX);
+
+	OK(ccvm_tdh_vp_enter(vp, t.vp_cpu[0]));
+	ck_status(ccvm_tdx_guest_access(vp, HGPA + 300 * CCVM_PAGE_SIZE, false), CCVM_TDX_SW_VE);
+	/* A 4K accept inside a PENDING 2M leaf: a TD exit for the host to split. */
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdg_mem_page_accept(vp, HGPA + 5 * CCVM_PAGE_SIZE, 0),
+		CCVM_TDX_SW_EPT_VIOLATION);
+	clears = tu_event(P, CCVM_EV_PAGE_CLEAR);
+	OK(ccvm_tdg_mem_page_accept(vp, HGPA, CCVM_TDX_LEVEL_2M));
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_PAGE_CLEAR), clears + NR_2M - 1);
+	ck_assert_uint_eq(b[17], 0);
+	ck_assert_uint_eq(sept_state(&t, HGPA, CCVM_TDX_LEVEL_2M), CCVM_TDX_SEPT_MAPPED);
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdg_mem_page_accept(vp, HGPA, CCVM_TDX_LEVEL_2M),
+		TDX_PAGE_ALREADY_ACCEPTED | RCX);
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdg_mem_page_accept(vp, HGPA + 9 * CCVM_PAGE_SIZE, 0),
+		TDX_PAGE_ALREADY_ACCEPTED | RCX);
+	OK(ccvm_tdx_guest_access(vp, HGPA + 511 * CCVM_PAGE_SIZE + 8, true));
+	/* A host write to any page of it poisons the 2M page. */
+	ck_assert_int_eq(ccvm_tdx_host_access(M, pfn + 100, true), CCVM_HOST_ACCESS_CIPHERTEXT);
+	ck_status(ccvm_tdx_guest_access(vp, HGPA, false), CCVM_TDX_SW_MCE);
+	ccvm_tdx_vp_exit(vp);
+
+	/* Teardown reclaims it whole, by its first pfn only. */
+	td_release_hkid(&t);
+	{
+		struct ccvm_tdx_reclaim_info ri;
+
+		ck_status(ccvm_tdh_phymem_page_reclaim(M, NULL, pfn + 1, &ri),
+			  TDX_PAGE_METADATA_INCORRECT | RCX);
+		ck_assert_uint_eq(pamt_type(pfn + 1), CCVM_TDX_PT_REG);
+		OK(ccvm_tdh_phymem_page_reclaim(M, NULL, pfn, &ri));
+		ck_assert_int_eq(ri.level, CCVM_TDX_LEVEL_2M);
+		ck_assert_uint_eq(ri.type, CCVM_TDX_PT_REG);
+		ck_assert_uint_eq(ri.owner, t.tdr);
+	}
+	ck_assert_uint_eq(ccvm_tdx_td_nr_children(t.td), children);
+	OK(ccvm_tdh_phymem_page_reclaim(M, NULL, other + 3, NULL));
+	td_destroy(&t);
+	huge_free(pfn);
+	huge_free(other);
+	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(M), 0);
+}
+END_TEST
+
+START_TEST(test_accept_level_mismatch)
+{
+	struct ttd t;
+	struct ccvm_tdx_vp *vp;
+
+	td_runnable(&t, 0, 1);
+	vp = t.vp[0];
+	aug(&t, GPA0);
+	OK(ccvm_tdh_vp_enter(vp, t.vp_cpu[0]));
+	/* Mapped at 4K, accepted at 2M: the guest must accept each 4K. */
+	REFUSED(&t, GPA0, t.donated[t.nr_donated - 1], 0,
+		ccvm_tdg_mem_page_accept(vp, GPA0, CCVM_TDX_LEVEL_2M),
+		TDX_PAGE_SIZE_MISMATCH | RCX);
+	ck_assert_uint_eq(sept_state(&t, GPA0, 0), CCVM_TDX_SEPT_PENDING);
+	OK(ccvm_tdg_mem_page_accept(vp, GPA0, 0));
+	/* Nothing mapped at the 2M entry: the host is asked to map it. */
+	ck_status(ccvm_tdg_mem_page_accept(vp, HGPA, CCVM_TDX_LEVEL_2M),
+		  CCVM_TDX_SW_EPT_VIOLATION);
+	ccvm_tdx_vp_exit(vp);
+	td_destroy(&t);
+}
+END_TEST
+
+START_TEST(test_demote_needs_block_and_track)
+{
+	struct ttd t;
+	struct ccvm_tdx_vp *vp;
+	struct ccvm_tdx_sept_info si;
+	struct ccvm_tdx_pamt_info pi;
+	uint64_t pfn, spt, used, assigned, children, out = 0;
+	unsigned int i;
+
+	td_runnable(&t, 0, 1);
+	vp = t.vp[0];
+	pfn = huge_page();
+	spt = tu_page(P);
+	used = t.donated[0];			/* a TDCS page */
+	OK(ccvm_tdh_mem_page_aug(t.td, HGPA, CCVM_TDX_LEVEL_2M, pfn));
+	OK(ccvm_tdh_vp_enter(vp, t.vp_cpu[0]));
+	OK(ccvm_tdg_mem_page_accept(vp, HGPA, CCVM_TDX_LEVEL_2M));
+
+	/* Not a 2M leaf, or not the 2M level. */
+	REFUSED(&t, HGPA, pfn, spt, ccvm_tdh_mem_page_demote(t.td, GPA0, 1, spt),
+		TDX_EPT_ENTRY_STATE_INCORRECT | RCX);
+	REFUSED(&t, HGPA, pfn, spt, ccvm_tdh_mem_page_demote(t.td, HGPA, 0, spt),
+		TDX_OPERAND_INVALID | RCX);
+	/* Not blocked. */
+	REFUSED(&t, HGPA, pfn, spt, ccvm_tdh_mem_page_demote(t.td, HGPA, 1, spt),
+		TDX_GPA_RANGE_NOT_BLOCKED | RCX);
+	ccvm_tdx_vp_exit(vp);
+	OK(ccvm_tdh_mem_range_block(t.td, HGPA, CCVM_TDX_LEVEL_2M));
+	ck_assert_int_eq(ccvm_tdx_pamt_get(M, pfn, &pi), 0);
+	ck_assert_uint_eq(pi.bepoch, ccvm_tdx_td_epoch(t.td));
+	/* Blocked, not tracked. */
+	REFUSED(&t, HGPA, pfn, spt, ccvm_tdh_mem_page_demote(t.td, HGPA, 1, spt),
+		TDX_TLB_TRACKING_NOT_DONE | RCX);
+	/* Tracked, but a vCPU that entered before the TRACK is still in. */
+	OK(ccvm_tdh_vp_enter(vp, t.vp_cpu[0]));
+	OK(ccvm_tdh_mem_track(t.td));
+	REFUSED(&t, HGPA, pfn, spt, ccvm_tdh_mem_page_demote(t.td, HGPA, 1, spt),
+		TDX_TLB_TRACKING_NOT_DONE | RCX);
+	ccvm_tdx_vp_exit(vp);
+	/* The new table page must be free. */
+	REFUSED(&t, HGPA, pfn, spt, ccvm_tdh_mem_page_demote(t.td, HGPA, 1, used),
+		TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_R8);
+	REFUSED(&t, HGPA, pfn, spt, ccvm_tdh_mem_page_demote(t.td, HGPA, 1, 0),
+		TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_R8);
+	/* Removing part of it is not possible while it is 2M. */
+	REFUSED(&t, HGPA, pfn, spt,
+		ccvm_tdh_mem_page_remove(t.td, HGPA + 5 * CCVM_PAGE_SIZE, 0, NULL),
+		TDX_EPT_WALK_FAILED | RCX);
+
+	assigned = ccvm_tdx_pamt_nr_assigned(M);
+	children = ccvm_tdx_td_nr_children(t.td);
+	OK(ccvm_tdh_mem_page_demote(t.td, HGPA, CCVM_TDX_LEVEL_2M, spt));
+	t.donated[t.nr_donated++] = spt;
+	ck_assert_uint_eq(sept_state(&t, HGPA, CCVM_TDX_LEVEL_2M), CCVM_TDX_SEPT_NL_MAPPED);
+	for (i = 0; i < NR_2M; i += 73) {
+		OK(ccvm_tdh_mem_sept_rd(t.td, HGPA + i * CCVM_PAGE_SIZE, 0, &si));
+		ck_assert_uint_eq(si.state, CCVM_TDX_SEPT_MAPPED);	/* as before BLOCK */
+		ck_assert_uint_eq(si.pfn, pfn + i);
+		ck_assert_int_eq(ccvm_tdx_pamt_get(M, pfn + i, &pi), 0);
+		ck_assert_int_eq(pi.level, CCVM_TDX_LEVEL_4K);
+		ck_assert_uint_eq(pi.type, CCVM_TDX_PT_REG);
+		ck_assert_uint_eq(pi.owner, t.tdr);
+	}
+	ck_assert_uint_eq(pamt_type(spt), CCVM_TDX_PT_EPT);
+	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(M), assigned + 1);
+	ck_assert_uint_eq(ccvm_tdx_td_nr_children(t.td), children + 1);
+	/* Now one 4K page can go: the rest stay accepted. */
+	out = remove_page(&t, HGPA + 5 * CCVM_PAGE_SIZE);
+	ck_assert_uint_eq(out, pfn + 5);
+	OK(ccvm_tdh_vp_enter(vp, t.vp_cpu[0]));
+	ck_status(ccvm_tdg_mem_page_accept(vp, HGPA + 6 * CCVM_PAGE_SIZE, 0),
+		  TDX_PAGE_ALREADY_ACCEPTED | RCX);
+	ck_status(ccvm_tdg_mem_page_accept(vp, HGPA, CCVM_TDX_LEVEL_2M),
+		  TDX_PAGE_SIZE_MISMATCH | RCX);
+	ccvm_tdx_vp_exit(vp);
+	/* Teardown: 511 pages reclaimed one by one, the removed one is free. */
+	td_release_hkid(&t);
+	for (i = 0; i < NR_2M; i++)
+		if (i != 5)
+			OK(ccvm_tdh_phymem_page_reclaim(M, NULL, pfn + i, NULL));
+	td_destroy(&t);
+	huge_free(pfn);
+}
+END_TEST
+
+START_TEST(test_demote_pending_and_remove_2m)
+{
+	struct ttd t;
+	struct ccvm_tdx_sept_info si;
+	uint64_t pfn, pfn2, spt, out = 0;
+
+	td_runnable(&t, 0, 1);
+	pfn = huge_page();
+	pfn2 = huge_page();
+	spt = donate(&t);
+	ck_assert_uint_eq(pamt_type(spt), CCVM_TDX_PT_NDA);
+	/* A PENDING 2M leaf demotes to PENDING 4K leaves. */
+	OK(ccvm_tdh_mem_page_aug(t.td, HGPA, CCVM_TDX_LEVEL_2M, pfn));
+	OK(ccvm_tdh_mem_range_block(t.td, HGPA, CCVM_TDX_LEVEL_2M));
+	ck_assert_uint_eq(sept_state(&t, HGPA, 1), CCVM_TDX_SEPT_PENDING_BLOCKED);
+	OK(ccvm_tdh_mem_track(t.td));
+	OK(ccvm_tdh_mem_page_demote(t.td, HGPA, CCVM_TDX_LEVEL_2M, spt));
+	OK(ccvm_tdh_mem_sept_rd(t.td, HGPA + 511 * CCVM_PAGE_SIZE, 0, &si));
+	ck_assert_uint_eq(si.state, CCVM_TDX_SEPT_PENDING);
+
+	/* A whole 2M leaf goes by one BLOCK, TRACK, REMOVE. */
+	OK(ccvm_tdh_mem_page_aug(t.td, HGPA + GPA_2M, CCVM_TDX_LEVEL_2M, pfn2));
+	REFUSED(&t, HGPA + GPA_2M, pfn2, 0,
+		ccvm_tdh_mem_page_remove(t.td, HGPA + GPA_2M, 1, NULL),
+		TDX_GPA_RANGE_NOT_BLOCKED | RCX);
+	OK(ccvm_tdh_mem_range_block(t.td, HGPA + GPA_2M, CCVM_TDX_LEVEL_2M));
+	REFUSED(&t, HGPA + GPA_2M, pfn2, 0,
+		ccvm_tdh_mem_page_remove(t.td, HGPA + GPA_2M, 1, NULL),
+		TDX_TLB_TRACKING_NOT_DONE | RCX);
+	OK(ccvm_tdh_mem_track(t.td));
+	OK(ccvm_tdh_mem_page_remove(t.td, HGPA + GPA_2M, CCVM_TDX_LEVEL_2M, &out));
+	ck_assert_uint_eq(out, pfn2);
+	ck_assert_uint_eq(sept_state(&t, HGPA + GPA_2M, 1), CCVM_TDX_SEPT_FREE);
+	ck_assert_uint_eq(pamt_type(pfn2 + 300), CCVM_TDX_PT_NDA);
+	OK(ccvm_tdh_phymem_page_wbinvd(M, NULL, pfn2 + 300, t.hkid));
+	td_release_hkid(&t);
+	{
+		unsigned int i;
+
+		for (i = 0; i < NR_2M; i++)
+			OK(ccvm_tdh_phymem_page_reclaim(M, NULL, pfn + i, NULL));
+	}
+	td_destroy(&t);
+	huge_free(pfn);
+	huge_free(pfn2);
+}
+END_TEST
+
+START_TEST(test_pamt_levels_static)
+{
+	struct ttd t;
+	struct ccvm_tdx_pamt_usage u0, u;
+	uint64_t pfn, nr = ccvm_platform_nr_pages(P);
+
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(M, &u0), 0);
+	ck_assert(!u0.dynamic);
+	/* Static: a 16-byte entry per 4K page, 2M and 1G region. */
+	ck_assert_uint_eq(u0.static_bytes, (nr + nr / NR_2M + 1) * CCVM_TDX_PAMT_ENTRY_BYTES);
+	ck_assert_uint_eq(u0.dynamic_bytes, 0);
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(NULL, &u), -EINVAL);
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(M, NULL), -EINVAL);
+	td_runnable(&t, 0, 1);
+	pfn = huge_page();
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(M, &u), 0);
+	ck_assert_uint_eq(u.pages_2m, 0);
+	ck_assert_uint_eq(u.pages_4k, ccvm_tdx_pamt_nr_assigned(M));
+	OK(ccvm_tdh_mem_page_aug(t.td, HGPA, CCVM_TDX_LEVEL_2M, pfn));
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(M, &u), 0);
+	ck_assert_uint_eq(u.pages_2m, NR_2M);
+	ck_assert_uint_eq(u.pages_4k + u.pages_2m, ccvm_tdx_pamt_nr_assigned(M));
+	ck_assert_uint_eq(u.static_bytes, u0.static_bytes);	/* nothing grows */
+	/* PAMT.ADD needs Dynamic PAMT; switching with pages in use is refused. */
+	REFUSED(&t, HGPA, pfn, 0, ccvm_tdh_phymem_pamt_add(M, NULL, 0, 1, 2),
+		TDX_OPERAND_INVALID | RCX);
+	ck_assert_int_eq(ccvm_tdx_set_dynamic_pamt(M, true), -EBUSY);
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(M, &u), 0);
+	ck_assert(!u.dynamic);
+	ck_assert_int_eq(ccvm_tdx_set_dynamic_pamt(NULL, true), -EINVAL);
+	td_release_hkid(&t);
+	OK(ccvm_tdh_phymem_page_reclaim(M, NULL, pfn, NULL));
+	td_destroy(&t);
+	huge_free(pfn);
+}
+END_TEST
+
+/* Give the region of @pfn a pair if it has none. */
+static void pair_for(uint64_t pfn)
+{
+	uint64_t a, b;
+
+	if (ccvm_tdx_pamt_has_pair(M, pfn))
+		return;
+	a = tu_page(P);
+	b = tu_page(P);
+	OK(ccvm_tdh_phymem_pamt_add(M, NULL, pfn - pfn % NR_2M, a, b));
+}
+
+START_TEST(test_dynamic_pamt)
+{
+	struct ttd t;
+	struct ccvm_tdx_pamt_usage u;
+	struct ccvm_tdx_vp *vp;
+	uint64_t nr = ccvm_platform_nr_pages(P), tdr, region, p0, p1, a, b, pfn, pfn2, spt, x, y;
+	uint32_t hkid;
+	unsigned int i;
+
+	ck_assert_int_eq(ccvm_tdx_set_dynamic_pamt(M, true), 0);
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(M, &u), 0);
+	ck_assert(u.dynamic);
+	/* 1 bit per 4K page plus the 2M and 1G levels: about 100x less. */
+	ck_assert_uint_eq(u.static_bytes, nr / 8 + (nr / NR_2M + 1) * CCVM_TDX_PAMT_ENTRY_BYTES);
+	ck_assert_uint_eq(u.nr_pairs, 0);
+
+	/* A control page in a region without a pair. */
+	ck_assert_int_eq(ccvm_tdx_hkid_alloc(M, NULL, &hkid), 0);
+	tdr = tu_page(P);
+	region = tdr - tdr % NR_2M;
+	ck_status(ccvm_tdh_mng_create(M, NULL, tdr, hkid, &t.td), TDX_MISSING_PAMT_PAGE_PAIR | RCX);
+	ck_assert_uint_eq(pamt_type(tdr), CCVM_TDX_PT_NDA);
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(M, &u), 0);
+	ck_assert_uint_eq(u.pages_4k, 0);
+	/* PAMT.ADD: bad operands, then the pair, then a second pair. */
+	a = tu_page(P);
+	b = tu_page(P);
+	ck_status(ccvm_tdh_phymem_pamt_add(M, NULL, region + 1, a, b), TDX_OPERAND_INVALID | RCX);
+	ck_status(ccvm_tdh_phymem_pamt_add(M, NULL, region, a, a),
+		  TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_R8);
+	ck_status(ccvm_tdh_phymem_pamt_add(M, NULL, region, a, 0),
+		  TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_R8);
+	ck_assert_uint_eq(pamt_type(a), CCVM_TDX_PT_NDA);
+	ck_assert(!ccvm_tdx_pamt_has_pair(M, region));
+	OK(ccvm_tdh_phymem_pamt_add(M, NULL, region, a, b));
+	ck_assert_uint_eq(pamt_type(a), CCVM_TDX_PT_PAMT);
+	ck_assert_uint_eq(pamt_type(b), CCVM_TDX_PT_PAMT);
+	ck_assert(ccvm_tdx_pamt_has_pair(M, tdr));
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(M, &u), 0);
+	ck_assert_uint_eq(u.nr_pairs, 1);
+	ck_assert_uint_eq(u.dynamic_bytes, 2 * CCVM_PAGE_SIZE);
+	x = tu_page(P);
+	y = tu_page(P);
+	ck_status(ccvm_tdh_phymem_pamt_add(M, NULL, region, x, y), TDX_HPA_RANGE_NOT_FREE | RCX);
+	ck_assert_uint_eq(pamt_type(x), CCVM_TDX_PT_NDA);
+	ck_status(ccvm_tdh_phymem_pamt_add(M, NULL, region + NR_2M, a, y),
+		  TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RDX);
+	ck_assert_uint_eq(pamt_type(y), CCVM_TDX_PT_NDA);
+	ck_assert_int_eq(ccvm_tdx_set_dynamic_pamt(M, false), -EBUSY);
+	ccvm_page_free(P, x);
+	ccvm_page_free(P, y);
+	ck_assert_int_eq(ccvm_tdx_hkid_free(M, NULL, hkid), 0);
+	ccvm_page_free(P, tdr);
+
+	/* A whole TD: every region that holds a 4K page needs its pair. */
+	memset(&t, 0, sizeof(t));
+	ck_assert_int_eq(ccvm_tdx_hkid_alloc(M, NULL, &t.hkid), 0);
+	t.tdr = tu_page(P);
+	pair_for(t.tdr);
+	OK(ccvm_tdh_mng_create(M, NULL, t.tdr, t.hkid, &t.td));
+	OK(ccvm_tdh_mng_key_config(t.td, 0));
+	{
+		struct ccvm_tdx_td_params params = { .gpaw = 48, .max_vcpus = 8 };
+		uint64_t pg[CCVM_TDX_NR_TDCS];
+
+		for (i = 0; i < CCVM_TDX_NR_TDCS; i++) {
+			pg[i] = donate(&t);
+			pair_for(pg[i]);
+			OK(ccvm_tdh_mng_addcx(t.td, pg[i]));
+		}
+		OK(ccvm_tdh_mng_init(t.td, &params));
+		pg[0] = donate(&t);
+		pair_for(pg[0]);
+		OK(ccvm_tdh_vp_create(t.td, pg[0], &vp));
+		for (i = 0; i < CCVM_TDX_NR_TDCX; i++) {
+			pg[0] = donate(&t);
+			pair_for(pg[0]);
+			OK(ccvm_tdh_vp_addcx(vp, pg[0]));
+		}
+		OK(ccvm_tdh_vp_init(vp, 0));
+		t.vp[0] = vp;
+		t.vp_cpu[0] = 0;
+		t.nr_vp = 1;
+	}
+	for (i = 3; i >= 1; i--) {
+		uint64_t sp = donate(&t);
+
+		pair_for(sp);
+		OK(ccvm_tdh_mem_sept_add(t.td, HGPA & ~((CCVM_PAGE_SIZE << (9 * i)) - 1), (int)i, sp));
+	}
+	OK(ccvm_tdh_mr_finalize(t.td));
+	/* A 2M page needs no pair: it uses the static 2M level. */
+	pfn = huge_page();
+	OK(ccvm_tdh_mem_page_aug(t.td, HGPA + GPA_2M, CCVM_TDX_LEVEL_2M, pfn));
+	ck_assert(!ccvm_tdx_pamt_has_pair(M, pfn));
+	/* A 4K page in a region without a pair does. */
+	pfn2 = huge_page();
+	x = pfn2 + 7;
+	ck_assert(!ccvm_tdx_pamt_has_pair(M, x));
+	REFUSED(&t, HGPA + GPA_2M, pfn, 0, ccvm_tdh_mem_page_aug(t.td, HGPA, 0, x),
+		TDX_MISSING_PAMT_PAGE_PAIR | CCVM_TDX_OPERAND_R8);
+	/* DEMOTE needs the pair of the 2M page's region (its 4K entries). */
+	OK(ccvm_tdh_mem_range_block(t.td, HGPA + GPA_2M, CCVM_TDX_LEVEL_2M));
+	OK(ccvm_tdh_mem_track(t.td));
+	spt = donate(&t);
+	pair_for(spt);
+	REFUSED(&t, HGPA + GPA_2M, pfn, spt,
+		ccvm_tdh_mem_page_demote(t.td, HGPA + GPA_2M, CCVM_TDX_LEVEL_2M, spt),
+		TDX_MISSING_PAMT_PAGE_PAIR | RCX);
+	pair_for(pfn);
+	OK(ccvm_tdh_mem_page_demote(t.td, HGPA + GPA_2M, CCVM_TDX_LEVEL_2M, spt));
+	/* PAMT.REMOVE refused while pages of the region are in use at 4K. */
+	p0 = p1 = 0;
+	REFUSED(&t, HGPA + GPA_2M, pfn, spt, ccvm_tdh_phymem_pamt_remove(M, NULL, pfn, &p0, &p1),
+		TDX_HPA_RANGE_NOT_FREE | RCX);
+	ck_status(ccvm_tdh_phymem_pamt_remove(M, NULL, pfn + 1, &p0, &p1),
+		  TDX_OPERAND_INVALID | RCX);
+	ck_status(ccvm_tdh_phymem_pamt_remove(M, NULL, (nr - NR_2M) - (nr - NR_2M) % NR_2M,
+					      &p0, &p1), TDX_PAGE_METADATA_INCORRECT | RCX);
+	td_release_hkid(&t);
+	for (i = 0; i < NR_2M; i++)
+		OK(ccvm_tdh_phymem_page_reclaim(M, NULL, pfn + i, NULL));
+	/* Now the region is unused at 4K: its pair comes back. */
+	OK(ccvm_tdh_phymem_pamt_remove(M, NULL, pfn, &p0, &p1));
+	ck_assert_uint_ne(p0, 0);
+	ck_assert_uint_ne(p1, p0);
+	ck_assert_uint_eq(pamt_type(p0), CCVM_TDX_PT_NDA);
+	ck_assert(!ccvm_tdx_pamt_has_pair(M, pfn));
+	td_destroy(&t);
+	huge_free(pfn);
+	huge_free(pfn2);
+	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(M), 0);
+	ck_assert_uint_eq(tu_event(P, CCVM_EV_TDH_PHYMEM_PAMT_REMOVE), 4);
+	ck_assert_uint_gt(tu_event(P, CCVM_EV_TDH_PHYMEM_PAMT_ADD), 1);
+}
+END_TEST
+
 Suite *tdx_module_suite(void)
 {
 	Suite *s = suite_create("tdx_module");
@@ -1786,6 +2298,16 @@ Suite *tdx_module_suite(void)
 	tcase_add_test(tc, test_real_busy_entry_lock);
 	tcase_add_test(tc, test_real_busy_epoch_lock);
 	tcase_add_test(tc, test_concurrent_vcpus);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("huge");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_aug_and_accept_2m);
+	tcase_add_test(tc, test_accept_level_mismatch);
+	tcase_add_test(tc, test_demote_needs_block_and_track);
+	tcase_add_test(tc, test_demote_pending_and_remove_2m);
+	tcase_add_test(tc, test_pamt_levels_static);
+	tcase_add_test(tc, test_dynamic_pamt);
 	suite_add_tcase(s, tc);
 
 	return s;

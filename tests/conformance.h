@@ -6,11 +6,12 @@
  * gets a variant's index in _i: a backend and a mode (cf_mode(), the
  * attribute scheme), and cf_up(_i, ...) builds a platform, a VM of that
  * scheme and a gmem-backed memslot on it; cf_up_in() takes a backend
- * index and a mode instead (cf_mode(0): the default, per-VM attributes).  What differs between backends is read from
- * the caps (cf.caps), never from the name: accept when requires_accept,
- * the shared alias when has_shared_bit, finalize when needs_finalize, the
- * bytes a round trip keeps per preserves_data_without_punch, what a host
- * read sees per private_readable_by_host.  What differs between schemes
+ * index and a mode instead (cf_mode(0): the default, per-VM attributes).
+ * What differs between backends is read from the caps (cf.caps), never
+ * from the name: accept when requires_accept, the shared alias when
+ * has_shared_bit, finalize when needs_finalize, the bytes a round trip
+ * keeps per preserves_data_without_punch, what a host read sees per
+ * private_readable_by_host.  What differs between schemes
  * goes through the helpers of "the two schemes" below: a conversion, the
  * attribute of a gpa, and the VMM's access to shared memory.
  *

@@ -7,7 +7,11 @@
  * An input is decoded into up to MAX_HOST_OPS host operations: set
  * attributes (valid and invalid), punch and allocate gmem, memslot create,
  * move and delete (valid and invalid), pre-fault, gmem host read/write,
- * attribute and gmem queries, a memslot generation wrap, and RUN: a fresh
+ * attribute and gmem queries, a memslot generation wrap, in-place
+ * conversion (KVM_SET_MEMORY_ATTRIBUTES2 on the gmem file, with its
+ * content modes, bad input and error_offset), host pins of gmem pages,
+ * host access through the gmem mapping (ccvm_gmem_access(), with the
+ * faulting offset), and RUN: a fresh
  * vCPU whose guest executes a decoded list of guest operations (read,
  * write, MAP_GPA_RANGE, accept) while the VMM serves its exits with a fixed
  * policy (MAP_GPA_RANGE and memory faults convert, punching on the way to
@@ -42,6 +46,19 @@
  *     comparison of that pair.
  *   - exit counts of MAP_GPA_RANGE (chunking) are not compared, only the
  *     guest's result and the attributes it leaves.
+ *
+ * Header bit 0x40 makes the VM convert in place (CCVM_ATTR_SCHEME_GMEM) on
+ * every backend: PRIVATE lives in the gmem file (INIT_SHARED, slot 0 made
+ * private by a file conversion when bit 4 says so), gmem memslots are
+ * GMEM_ONLY (slot 0 has no VMM buffer), and the VMM serves MAP_GPA_RANGE
+ * and memory faults by converting the file ranges bound at those gfns (a
+ * gfn without gmem cannot become private: -EINVAL).  There a conversion
+ * without a content mode leaves the bytes of a page to the backend (mock
+ * and SNP keep them, TDX's removal and fresh AUG zero them), in both
+ * directions, and shared accesses reach the same gmem page: such pages are
+ * compared as preserves_data_without_punch allows, whether read by the
+ * guest or through the host mapping.  PRESERVE is refused after finalize
+ * (and to shared) where needs_finalize: compared where that cap agrees.
  *
  * Built with -fsanitize=fuzzer (CCVM_FUZZ_LIBFUZZER), libFuzzer drives it
  * (`make fuzz`, `make fuzz-smoke`).  Built without, it is a replay program
@@ -94,7 +111,7 @@ enum rec_kind {
 	R_GMEM_INFO, R_WRAP,
 	R_G_READ, R_G_WRITE, R_G_MAP, R_G_ACCEPT,
 	R_INJECT, R_GMEM_CLOSE, R_TERMINATE, R_POPULATE, R_FINALIZE, R_QUERY, R_KNOB, R_TRACE,
-	R_MT_RUN, R_VM2, R_EXPLORE,
+	R_MT_RUN, R_VM2, R_EXPLORE, R_GSET, R_PIN,
 	R_NR_KINDS
 };
 
@@ -102,7 +119,7 @@ static const char *const rec_names[R_NR_KINDS] = {
 	"set_attr", "punch", "alloc", "slot", "prefault", "run", "gmem_rw", "get_attr",
 	"gmem_info", "wrap", "guest_read", "guest_write", "guest_map_gpa", "guest_accept",
 	"inject", "gmem_close", "terminate", "populate", "finalize", "query", "knob", "trace",
-	"mt_run", "vm2", "explore",
+	"mt_run", "vm2", "explore", "gmem_set_attr", "pin",
 };
 
 #define F_MISMATCH	(1u << 0)	/* access through the alias the attribute does not say */
@@ -153,6 +170,8 @@ struct slot_shadow {
 
 struct world {
 	const char *backend;
+	bool in_place;			/* header 0x40: the VM converts in place */
+	bool mt;			/* two VMM threads convert at once */
 	struct ccvm_backend_caps caps;
 	struct ccvm_platform *p;
 	struct ccvm_vm *vm;
@@ -189,6 +208,7 @@ struct world {
 	 * attribute change, so it is the truth.
 	 */
 	uint8_t attr[WIN_PAGES];
+	uint8_t fattr[GMEM_PAGES];	/* in place: the file's attributes */
 	struct slot_shadow slots[NR_SLOTS];
 	bool zapdep[GMEM_PAGES];
 
@@ -231,10 +251,44 @@ static struct rec *rec_new(struct world *w, enum rec_kind kind)
 	return r;
 }
 
+static int gmem_index(const struct world *w, uint64_t page);
+
+/* In place: the file's attributes, page by page; a closed file is shared. */
+static void refresh_file_attrs(struct world *w)
+{
+	uint64_t page = 0;
+
+	memset(w->fattr, 0, sizeof(w->fattr));
+	while (w->g && page < GMEM_PAGES) {
+		uint64_t a = 0, run = 0, n;
+
+		if (ccvm_gmem_get_memory_attributes(w->g, page * PAGE, &a, &run))
+			die("%s: gmem_get_memory_attributes failed", w->backend);
+		n = run / PAGE;
+		if (!n)
+			die("%s: gmem attribute run of 0 pages", w->backend);
+		for (; n && page < GMEM_PAGES; n--, page++)
+			w->fattr[page] = (a & CCVM_MEMORY_ATTRIBUTE_PRIVATE) != 0;
+	}
+}
+
 static void refresh_attrs(struct world *w)
 {
 	uint64_t page = 0;
 
+	if (w->in_place) {
+		/* A gfn is private iff the file page bound there is; the VM store never. */
+		refresh_file_attrs(w);
+		for (page = 0; page < WIN_PAGES; page++) {
+			int idx = gmem_index(w, page);
+			uint64_t a = 0;
+
+			if (ccvm_vm_get_memory_attribute(w->vm, page * PAGE, &a) || a)
+				die("%s: PRIVATE in the VM store of an in-place VM", w->backend);
+			w->attr[page] = idx >= 0 && w->fattr[idx];
+		}
+		return;
+	}
 	while (page < WIN_PAGES) {
 		uint64_t a = 0, run = 0, n;
 
@@ -285,11 +339,78 @@ static void attrs_changed(struct world *w, const uint8_t *before)
 	}
 }
 
+/*
+ * In place, KVM_SET_MEMORY_ATTRIBUTES2 on the file, its shadow updated.  A
+ * page whose attribute changed holds what the backend left there, unless
+ * ZERO cleared the range (then every page of it reads zero everywhere).
+ */
+static int file_set(struct world *w, struct ccvm_memory_attributes2 *a)
+{
+	uint8_t before[GMEM_PAGES];
+	bool changed = false;
+	uint64_t i;
+	int err;
+
+	memcpy(before, w->fattr, sizeof(before));
+	err = ccvm_gmem_set_memory_attributes(w->g, a);
+	refresh_attrs(w);
+	for (i = 0; i < GMEM_PAGES; i++) {
+		if (before[i] == w->fattr[i])
+			continue;
+		/* Nothing changes on an error (another VMM thread's may have). */
+		if (err && !w->mt)
+			die("%s: a failed gmem conversion changed page %" PRIu64, w->backend, i);
+		changed = true;
+		w->zapdep[i] = true;
+	}
+	if (!err && changed && (a->flags & CCVM_MEMORY_ATTRIBUTES2_ZERO))
+		for (i = a->offset / PAGE; i < (a->offset + a->size) / PAGE && i < GMEM_PAGES; i++)
+			w->zapdep[i] = false;
+	return err;
+}
+
+/*
+ * In place, the VMM converts the file pages bound at [gpa, gpa + size), run
+ * by run; a gfn without gmem has no PRIVATE to take (-EINVAL), nor needs
+ * a conversion to shared.
+ */
+static int set_attrs_in_place(struct world *w, uint64_t gpa, uint64_t size, bool priv)
+{
+	uint64_t page = gpa / PAGE, end = (gpa + size) / PAGE;
+	int err = 0;
+
+	if (!w->g)
+		return priv ? -EINVAL : 0;
+	while (page < end && !err) {
+		int idx = gmem_index(w, page);
+		uint64_t n = 1;
+		struct ccvm_memory_attributes2 a = {
+			.attributes = priv ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+		};
+
+		if (idx < 0) {
+			if (priv)
+				err = -EINVAL;
+			page++;
+			continue;
+		}
+		while (page + n < end && gmem_index(w, page + n) == idx + (int)n)
+			n++;
+		a.offset = (uint64_t)idx * PAGE;
+		a.size = n * PAGE;
+		err = file_set(w, &a);
+		page += n;
+	}
+	return err;
+}
+
 static int set_attrs(struct world *w, uint64_t gpa, uint64_t size, bool priv)
 {
 	uint8_t before[WIN_PAGES];
 	int err;
 
+	if (w->in_place)
+		return set_attrs_in_place(w, gpa, size, priv);
 	memcpy(before, w->attr, sizeof(before));
 	err = ccvm_vm_set_memory_attributes(w->vm, gpa, size,
 					    priv ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0);
@@ -350,7 +471,7 @@ enum host_op {
 	H_SET_ATTR, H_PUNCH, H_ALLOC, H_SLOT, H_PREFAULT, H_RUN, H_GMEM_RW, H_GET_ATTR,
 	H_GMEM_INFO, H_WRAP,
 	H_INJECT, H_GMEM_CLOSE, H_TERMINATE, H_POPULATE, H_FINALIZE, H_QUERY, H_KNOB,
-	H_TRACE, H_MT_RUN, H_VM2, H_EXPLORE,
+	H_TRACE, H_MT_RUN, H_VM2, H_EXPLORE, H_GSET, H_PIN,
 	H_NR
 };
 
@@ -363,7 +484,7 @@ static const uint8_t host_args[H_NR] = {
 	[H_RUN] = 1, [H_GMEM_RW] = 4, [H_GET_ATTR] = 1, [H_GMEM_INFO] = 0, [H_WRAP] = 0,
 	[H_INJECT] = 3, [H_GMEM_CLOSE] = 0, [H_TERMINATE] = 0, [H_POPULATE] = 2,
 	[H_FINALIZE] = 0, [H_QUERY] = 1, [H_KNOB] = 2, [H_TRACE] = 1, [H_MT_RUN] = 1,
-	[H_VM2] = 2, [H_EXPLORE] = 3,
+	[H_VM2] = 2, [H_EXPLORE] = 3, [H_GSET] = 4, [H_PIN] = 3,
 };
 
 enum guest_op { G_READ, G_WRITE, G_MAP, G_ACCEPT, G_NR };
@@ -505,27 +626,137 @@ static void op_prefault(struct world *w, const uint8_t *a, struct ccvm_vcpu *v)
 	r->v0 = gpa;
 }
 
+#define NO_OFFSET	0x5e5e5e5e5e5e5e5eull	/* an out field the call did not write */
+
+/* Pages of the file range [off, off + len) whose bytes are the backend's own. */
+static bool file_zapdep(const struct world *w, uint64_t off, uint64_t len)
+{
+	uint64_t i;
+
+	for (i = off / PAGE; i <= (off + len - 1) / PAGE && i < GMEM_PAGES; i++)
+		if (w->zapdep[i])
+			return true;
+	return false;
+}
+
+/*
+ * Host access through the file's mapping: ccvm_gmem_read/write, or (a[3]
+ * bit 1) ccvm_gmem_access() with the offset a refused access faulted at.
+ */
 static void op_gmem_rw(struct world *w, const uint8_t *a)
 {
 	struct rec *r = rec_new(w, R_GMEM_RW);
-	uint64_t off = (a[0] % GMEM_PAGES) * PAGE + (a[1] & 0xf) * 256;
+	uint64_t off = (a[0] % GMEM_PAGES) * PAGE + (a[1] & 0xf) * 256, fault = NO_OFFSET, p;
 	uint32_t len = lens[(a[1] >> 4) % 8];
+	bool write = a[3] & 1, access = a[3] & 2;
 	static uint8_t buf[2 * PAGE];
 	uint32_t i;
 
 	r->flags = F_GMEM_HOST;
-	snprintf(r->what, sizeof(r->what), "gmem_%s %#" PRIx64 "+%u",
-		 (a[3] & 1) ? "write" : "read", off, len);
-	if (a[3] & 1) {
+	snprintf(r->what, sizeof(r->what), "gmem_%s%s %#" PRIx64 "+%u", access ? "access_" : "",
+		 write ? "write" : "read", off, len);
+	if (write)
 		for (i = 0; i < len; i++)
 			buf[i] = (uint8_t)(a[2] + i * 7);
-		r->err = ccvm_gmem_write(w->g, off, buf, len);
-	} else {
+	else
 		memset(buf, 0, len);
-		r->err = ccvm_gmem_read(w->g, off, buf, len);
-		if (!r->err)
-			r->data = hash_bytes(buf, len);
+	if (access)
+		r->err = ccvm_gmem_access(w->g, off, buf, len,
+					  write ? CCVM_GMEM_ACCESS_WRITE : 0, &fault);
+	else
+		r->err = write ? ccvm_gmem_write(w->g, off, buf, len)
+			       : ccvm_gmem_read(w->g, off, buf, len);
+	r->v0 = fault;
+	if (!write && !r->err) {
+		r->data = hash_bytes(buf, len);
+		if (file_zapdep(w, off, len))
+			r->flags |= F_ZAPDEP;
 	}
+	/* Whole pages written: the same bytes everywhere again. */
+	if (write && !r->err)
+		for (p = (off + PAGE - 1) / PAGE; (p + 1) * PAGE <= off + len && p < GMEM_PAGES;
+		     p++)
+			w->zapdep[p] = false;
+}
+
+/*
+ * KVM_SET_MEMORY_ATTRIBUTES2 on the main file: a[0] offset, a[1] pages,
+ * a[2] bit 0 private, bits 1-2 the content mode (3: both, refused), bits
+ * 3-6 a bad field; a[3] which reserved word.  Records the errno, the
+ * error_offset (NO_OFFSET when not written) and the file's private pages.
+ */
+static void op_gset(struct world *w, const uint8_t *a)
+{
+	static const uint64_t modes[4] = {
+		0, CCVM_MEMORY_ATTRIBUTES2_ZERO, CCVM_MEMORY_ATTRIBUTES2_PRESERVE,
+		CCVM_MEMORY_ATTRIBUTES2_ZERO | CCVM_MEMORY_ATTRIBUTES2_PRESERVE,
+	};
+	struct rec *r = rec_new(w, R_GSET);
+	struct ccvm_memory_attributes2 m = {
+		.offset = (a[0] % GMEM_PAGES) * PAGE,
+		.size = npages_of(a[1], 16) * PAGE,
+		.attributes = (a[2] & 1) ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+		.flags = modes[(a[2] >> 1) % 4],
+		.error_offset = NO_OFFSET,
+	};
+	struct ccvm_gmem_info gi = { .sz = sizeof(gi) };
+
+	switch ((a[2] >> 3) % 16) {
+	case 1: m.offset += 512; break;
+	case 2: m.size = 0; break;
+	case 3: m.reserved[a[3] % 11] = 1 + a[3]; break;
+	case 4: m.flags |= 1ull << (2 + a[3] % 62); break;
+	case 5: m.attributes |= 1ull << (a[3] % 64); break;
+	case 6: m.size = UINT64_MAX & ~(PAGE - 1); break;	/* wraps */
+	case 7: m.offset = GMEM_PAGES * PAGE; break;		/* at EOF */
+	case 8: m.size += 1; break;
+	default: break;
+	}
+	snprintf(r->what, sizeof(r->what), "gset %#" PRIx64 "+%#" PRIx64 " %s mode %u",
+		 m.offset, m.size, m.attributes ? "private" : "shared", (unsigned int)(m.flags & 3));
+	/* PRESERVE's rules are the launch's: compared where needs_finalize agrees. */
+	if (m.flags & CCVM_MEMORY_ATTRIBUTES2_PRESERVE)
+		r->flags = F_LAUNCH;
+	if (!w->g) {
+		r->err = -EBADF;
+		return;
+	}
+	r->err = w->in_place ? file_set(w, &m) : ccvm_gmem_set_memory_attributes(w->g, &m);
+	r->v0 = m.error_offset;
+	if (ccvm_gmem_get_info(w->g, &gi))
+		die("%s: gmem_get_info", w->backend);
+	r->v1 = gi.nr_private;
+}
+
+/*
+ * A host pin (a[2] bit 0 clear) or unpin of [a[0], + a[1] % 4 + 1 pages)
+ * of the main file, with a bad field per a[2] bits 1-3.  Records the errno
+ * and the pinned page count.
+ */
+static void op_pin(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_PIN);
+	uint64_t off = (a[0] % GMEM_PAGES) * PAGE, size = npages_of(a[1], 4) * PAGE;
+	bool unpin = a[2] & 1;
+	struct ccvm_gmem_info gi = { .sz = sizeof(gi) };
+
+	switch ((a[2] >> 1) % 8) {
+	case 1: off += 8; break;
+	case 2: size = 0; break;
+	case 3: off = (GMEM_PAGES - 1) * PAGE; size = 2 * PAGE; break;	/* across EOF */
+	default: break;
+	}
+	snprintf(r->what, sizeof(r->what), "%s %#" PRIx64 "+%#" PRIx64, unpin ? "unpin" : "pin",
+		 off, size);
+	if (!w->g) {
+		r->err = -EBADF;
+		return;
+	}
+	r->err = unpin ? ccvm_gmem_unpin(w->g, off, size) : ccvm_gmem_pin(w->g, off, size);
+	if (ccvm_gmem_get_info(w->g, &gi))
+		die("%s: gmem_get_info", w->backend);
+	r->v0 = gi.nr_pinned;
+	r->v1 = gi.nr_pages;
 }
 
 static void op_get_attr(struct world *w, const uint8_t *a)
@@ -575,7 +806,11 @@ static bool attr_matches(const struct world *w, uint64_t gpa, uint64_t len, bool
 	return true;
 }
 
-/* Private gmem pages of the range that were zapped without a punch. */
+/*
+ * Private gmem pages of the range that were zapped without a punch; in
+ * place, shared ones too (the guest's shared access reaches the gmem page,
+ * whose bytes a conversion left to the backend).
+ */
 static bool reads_zapdep(const struct world *w, uint64_t gpa, uint64_t len)
 {
 	uint64_t p;
@@ -583,7 +818,7 @@ static bool reads_zapdep(const struct world *w, uint64_t gpa, uint64_t len)
 	for (p = gpa / PAGE; p <= (gpa + len - 1) / PAGE && p < WIN_PAGES; p++) {
 		int idx = gmem_index(w, p);
 
-		if (w->attr[p] && idx >= 0 && w->zapdep[idx])
+		if ((w->attr[p] || w->in_place) && idx >= 0 && w->zapdep[idx])
 			return true;
 	}
 	return false;
@@ -648,8 +883,8 @@ static void guest_rw(struct ccvm_guest *g, struct world *w, struct rec *r, const
 	/* The access may have converted pages on the way (memory-fault exits). */
 	if (!write && reads_zapdep(w, gpa, len))
 		r->flags |= F_ZAPDEP;
-	/* Whole private gmem pages rewritten: the same bytes everywhere again. */
-	if (write && !r->err && priv)
+	/* Whole gmem pages rewritten (shared ones too in place): the same bytes again. */
+	if (write && !r->err && (priv || w->in_place))
 		for (p = (gpa + PAGE - 1) / PAGE; (p + 1) * PAGE <= gpa + len; p++)
 			if (gmem_index(w, p) >= 0)
 				w->zapdep[gmem_index(w, p)] = false;
@@ -1025,6 +1260,7 @@ static void op_mt_run(struct world *w, struct input *in, const uint8_t *a)
 		return;
 	for (k = 0; k < 2; k++)
 		vmm_prepare(w, &prog[k], &j[k]);
+	w->mt = true;
 	for (k = 0; k < 2; k++) {
 		r->err = ccvm_thread_create(w->p, &t[k], vmm_thread, &j[k], k ? "vmm1" : "vmm0");
 		if (r->err)
@@ -1033,6 +1269,7 @@ static void op_mt_run(struct world *w, struct input *in, const uint8_t *a)
 	for (k = 0; k < 2; k++)
 		if (ccvm_thread_join(t[k], NULL))
 			die("%s: thread_join", w->backend);
+	w->mt = false;
 }
 
 /*
@@ -1165,7 +1402,8 @@ static void vm2_teardown(struct world *w)
  * The header byte: 1 punch on the way to shared, 2 close the gmem file
  * first at teardown, 4 slot 0 private at the start, 8 the serial scheduler
  * (seeded by the second byte), 16 a second VM, 32 launch left to the input
- * (populate and finalize are ops), 0x80 long loops yield at every entry.
+ * (populate and finalize are ops), 0x40 in-place conversion, 0x80 long
+ * loops yield at every entry.
  */
 static void world_setup(struct world *w, const char *backend, uint8_t header, uint8_t seed,
 			unsigned int nr_vcpus)
@@ -1177,7 +1415,9 @@ static void world_setup(struct world *w, const char *backend, uint8_t header, ui
 									    : CCVM_SCHED_FREE,
 						      .sched_seed = seed,
 						      .resched_entries = (header & 0x80) ? 1 : 0);
-	struct ccvm_vm_opts vo = CCVM_OPTS_INIT(struct ccvm_vm_opts, .max_vcpus = MAX_RUNS + 2);
+	struct ccvm_vm_opts vo = CCVM_OPTS_INIT(struct ccvm_vm_opts, .max_vcpus = MAX_RUNS + 2,
+						.attr_scheme = (header & 0x40) ? CCVM_ATTR_SCHEME_GMEM
+									       : CCVM_ATTR_SCHEME_VM);
 	struct ccvm_stats st = { .sz = sizeof(st) };
 	struct ccvm_memory_region mr = {
 		.slot = 0,
@@ -1189,6 +1429,7 @@ static void world_setup(struct world *w, const char *backend, uint8_t header, ui
 
 	memset(w, 0, sizeof(*w));
 	w->serial = header & 8;
+	w->in_place = header & 0x40;
 	w->backend = backend;
 	w->punch_on_share = header & 1;
 	w->gmem_first = header & 2;
@@ -1205,7 +1446,11 @@ static void world_setup(struct world *w, const char *backend, uint8_t header, ui
 	/* The VM's own caps: what its attribute scheme allows (INIT_SHARED). */
 	if (ccvm_vm_caps(w->vm, &w->caps))
 		die("%s: vm caps", backend);
-	/* Host access where the backend allows it (a caps difference). */
+	/*
+	 * Host access where the backend allows it (a caps difference); in
+	 * place INIT_SHARED too, so that the file starts shared as the VM
+	 * store does.
+	 */
 	gflags = w->caps.gmem_flags & (CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED);
 	if (ccvm_gmem_create(w->vm, GMEM_PAGES * PAGE, gflags, &w->g))
 		die("%s: gmem_create", backend);
@@ -1213,13 +1458,23 @@ static void world_setup(struct world *w, const char *backend, uint8_t header, ui
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (w->shared == MAP_FAILED)
 		die("mmap");
-	mr.userspace_addr = w->shared;
+	/* In place slot 0 is GMEM_ONLY: no VMM buffer behind it. */
+	mr.userspace_addr = w->in_place ? NULL : w->shared;
 	mr.gmem = w->g;
 	if (ccvm_vm_set_user_memory_region(w->vm, &mr))
 		die("%s: slot 0", backend);
-	w->slots[0] = (struct slot_shadow){ .used = true, .gmem = true, .backing = true,
-					    .npages = SLOT0_PAGES };
-	if (header & 4) {
+	w->slots[0] = (struct slot_shadow){ .used = true, .gmem = true,
+					    .backing = !w->in_place, .npages = SLOT0_PAGES };
+	if (w->in_place) {
+		struct ccvm_memory_attributes2 a = { .size = GMEM_PAGES * PAGE };
+
+		if (!(gflags & CCVM_GMEM_FLAG_INIT_SHARED) && ccvm_gmem_set_memory_attributes(w->g, &a))
+			die("%s: the file made shared", backend);
+		a.size = SLOT0_PAGES * PAGE;
+		a.attributes = CCVM_MEMORY_ATTRIBUTE_PRIVATE;
+		if ((header & 4) && ccvm_gmem_set_memory_attributes(w->g, &a))
+			die("%s: initial attributes in place", backend);
+	} else if (header & 4) {
 		if (ccvm_vm_set_memory_attributes(w->vm, 0, SLOT0_PAGES * PAGE,
 						  CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0))
 			die("%s: initial attributes", backend);
@@ -1403,6 +1658,12 @@ static void world_run(struct world *w, const uint8_t *data, size_t size)
 		case H_EXPLORE:
 			op_explore(w, a);
 			break;
+		case H_GSET:
+			op_gset(w, a);
+			break;
+		case H_PIN:
+			op_pin(w, a);
+			break;
 		default:
 			break;
 		}
@@ -1411,6 +1672,9 @@ static void world_run(struct world *w, const uint8_t *data, size_t size)
 				  h == H_VM2 || h == H_GMEM_RW))
 			for (i = first; i < w->nrec; i++)
 				w->recs[i].flags |= F_DIVERGE;
+		/* In place a gfn's attribute follows the slots and the file too. */
+		if (w->in_place)
+			refresh_attrs(w);
 		check_invariants(w, w->nrec ? w->recs[w->nrec - 1].what : "?");
 	}
 }
@@ -1629,6 +1893,44 @@ static const struct seed seeds[] = {
 	     H_QUERY, 4, H_QUERY, 5, H_KNOB, 0, 1, RUN(1), GW(0, SMALL, 1), H_TRACE, 0),
 	SEED("yield-every-entry", 0x85, RUN(3), GA(0, 8), GW(0, PAGE_LEN, 1),
 	     GW(5, PAGE_LEN, 2), H_PUNCH, 0, 15, 0, H_SET_ATTR, 0, 15, 0),
+	/*
+	 * In-place conversion (header 0x40).  H_GSET: offset, pages - 1,
+	 * private | mode << 1 | bad << 3, reserved word; H_PIN: offset, pages
+	 * - 1, unpin | bad << 1; H_GMEM_RW a[3] bit 1: ccvm_gmem_access().
+	 */
+	SEED("inplace-convert", 0x44, RUN(8), GA(0, 2), GW(0, PAGE_LEN, 1), GM(0, 2, 0),
+	     GWS(0, SMALL, 2), GRS(0, SMALL), GM(0, 2, 1), GA(0, 2), GR(0, PAGE_LEN, 0),
+	     H_GMEM_RW, 0, 0x52, 0, 2, H_GMEM_RW, 0, 0x52, 0, 3, H_GMEM_RW, 2, 0x50, 0, 2,
+	     H_GMEM_INFO),
+	SEED("inplace-gset", 0x40, H_GMEM_RW, 0, 0x50, 7, 1, H_GSET, 0, 3, 1, 0,
+	     H_GSET, 0, 3, 1, 0, H_GSET, 0, 1, 0 | 1 << 1, 0, H_GMEM_RW, 0, 0x50, 0, 0,
+	     H_GSET, 2, 1, 0, 0, H_GMEM_RW, 2, 0x50, 0, 0, H_GSET, 0, 0, 1 | 1 << 3, 0,
+	     H_GSET, 0, 0, 1 | 2 << 3, 0, H_GSET, 0, 0, 1 | 3 << 3, 4, H_GSET, 0, 0, 1 | 4 << 3, 9,
+	     H_GSET, 0, 0, 5 << 3, 1, H_GSET, 0, 0, 6 << 3, 0, H_GSET, 0, 0, 7 << 3, 0,
+	     H_GSET, 0, 0, 8 << 3, 0, H_GSET, 0, 0, 1 | 3 << 1, 0, H_GSET, 0, 0, 1 | 1 << 1, 0,
+	     H_SET_ATTR, 0, 3, 1, H_SET_ATTR, 0, 3, 0, H_GET_ATTR, 0),
+	SEED("inplace-pins", 0x40, H_GMEM_RW, 2, 0x50, 5, 1, H_PIN, 2, 0, 0, H_PIN, 2, 0, 0,
+	     H_GSET, 0, 7, 1, 0, H_PIN, 2, 0, 1, H_GSET, 0, 7, 1, 0, H_PIN, 2, 0, 1,
+	     H_GSET, 0, 7, 1, 0, H_PIN, 4, 1, 0, H_PIN, 9, 0, 2, H_PIN, 9, 0, 4, H_PIN, 9, 0, 6,
+	     H_PIN, 9, 0, 1, H_PIN, 20, 0, 0, H_PUNCH, 20, 0, 0, H_GSET, 20, 0, 1, 0,
+	     H_GSET, 0, 15, 0, 0, H_GMEM_RW, 2, 0x50, 0, 0, H_GMEM_INFO),
+	SEED("inplace-modes", 0x60, H_GSET, 0, 0, 1 | 2 << 1, 0, H_GSET, 1, 0, 0 | 2 << 1, 0,
+	     H_GSET, 1, 0, 1, 0, H_POPULATE, 3, 0x80, H_GSET, 3, 0, 1, 0, H_POPULATE, 3, 0x80,
+	     H_FINALIZE, H_GSET, 4, 0, 1 | 2 << 1, 0, H_GSET, 5, 0, 2 << 1, 0,
+	     H_GSET, 1, 0, 0, 0, H_GMEM_RW, 1, 0x50, 4, 1, H_GSET, 1, 0, 1, 0,
+	     H_GSET, 1, 0, 0 | 1 << 1, 0, H_GMEM_RW, 1, 0x50, 0, 0, H_GSET, 1, 0, 0 | 1 << 1, 0,
+	     RUN(3), GA(0, 1), GR(0, PAGE_LEN, 0), GR(1, PAGE_LEN, 0)),
+	SEED("inplace-slots", 0x44, H_SLOT, 0, 40, 4, 1, H_GSET, 16, 1, 1, 0, RUN(5),
+	     GA(40, 2), GW(40, PAGE_LEN, 4), GWS(42, SMALL, 5), GR(42, SMALL, 0),
+	     GM(41, 1, 0), H_PREFAULT, 40, 3, H_GMEM_RW, 17, 0x13, 0, 2, H_PUNCH, 16, 3, 0,
+	     H_SLOT, 0, 40, 0, 0, H_GMEM_RW, 16, 0x13, 0, 2, H_PREFAULT, 0, 15, H_GMEM_INFO),
+	SEED("inplace-two-runs", 0x48, H_PIN, 9, 0, 0, RUN(2), GM(8, 2, 1), GR(9, SMALL, 0),
+	     H_PIN, 9, 0, 1, RUN(2), GM(8, 2, 1), GR(9, SMALL, 0),
+	     H_MT_RUN, 0x22, GM(8, 2, 0), GWS(8, SMALL, 3), GM(8, 2, 1), GA(8, 2), GA(0, 1),
+	     GW(0, PAGE_LEN, 1), GM(0, 1, 0), GWS(0, SMALL, 2),
+	     H_GMEM_CLOSE, H_GSET, 0, 0, 0, 0, H_PIN, 0, 0, 0),
+	SEED("gset-per-vm", 4, H_GSET, 0, 0, 1, 0, H_GSET, 0, 0, 0, 0, H_PIN, 0, 0, 0,
+	     H_PIN, 0, 0, 1, H_GMEM_RW, 0, 0x13, 0, 2),
 };
 
 static int write_seeds(const char *dir)

@@ -38,6 +38,7 @@
 	SUITE(sched) \
 	SUITE(sched_lib) \
 	SUITE(snp) \
+	SUITE(snp_folio) \
 	SUITE(snp_hw) \
 	SUITE(stress) \
 	SUITE(studies) \

@@ -87,8 +87,10 @@
  *                    immutable) + fw_launch_update(VMSA)
  *   vm_destroy       fw_reclaim_pages() of firmware/VMSA pages, asid_free()
  *   gmem_prepare     already assigned -> 0; else rmp_make_private(pfn,
- *                    gfn << 12, 2M only if aligned and the region's
- *                    region_assigned_4k is 0 and the folio allows, else 4K)
+ *                    gfn << 12, 2M (at the 2M heads of gfn and pfn) only if
+ *                    max_order >= 9, the region is unassigned (head and
+ *                    region_assigned_4k) and no update in flight owns it,
+ *                    else 4K)
  *   gmem_invalidate  per assigned pfn: whole 2M entry in range -> 2M
  *                    make_shared; else rmp_psmash() then 4K make_shared;
  *                    clflush_pages(); failure -> leak_pages()
@@ -97,9 +99,11 @@
  *                    inside a 2M entry, rmp_make_shared(), clflush_pages()
  *   max_mapping_level  rmpread().level (4K when unassigned)
  *   populate         rmp_make_private() + fw_launch_update(NORMAL)
- *   guest_accept     pvalidate(); SIZEMISMATCH -> rmp_psmash(), retry (no
- *                    zap needed: private NPT leaves are 4K while gmem
- *                    folios are order 0); NPF_RMP -> fault the page in first
+ *   guest_accept     pvalidate(4K); SIZEMISMATCH -> rmp_psmash() and
+ *                    CCVM_GUEST_NEEDS_ZAP (the core zaps the 2M gfn block
+ *                    and faults again at 4K); NPF_RMP -> fault it in first
+ *   guest_accept_level  pvalidate(2M); SIZEMISMATCH -> -ERANGE (the guest
+ *                    validates the 2M page by page)
  *   guest_access     guest_access(): NPF_RMP -> CCVM_GUEST_NEEDS_FAULT,
  *                    VC_NOT_VALIDATED -> -EACCES (#VC)
  *   host_access / host_ciphertext   the functions of the same name

@@ -150,7 +150,9 @@ static void snp_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *cap
 	caps->vm_type = 4;		/* KVM_X86_SNP_VM */
 	caps->memory_attributes = CCVM_MEMORY_ATTRIBUTE_PRIVATE;
 	/* MMAP always (6.18); the core allows INIT_SHARED only in place. */
-	caps->gmem_flags = CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED;
+	/* Huge folios: 2M RMP entries where a whole 2M folio is private. */
+	caps->gmem_flags = CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED |
+			   CCVM_GMEM_FLAG_HUGETLB;
 	caps->private_max_level = CCVM_LEVEL_2M;
 	caps->shared_max_level = CCVM_LEVEL_2M;
 	caps->has_shared_bit = true;	/* the C-bit, as the VM's shared bit */
@@ -414,7 +416,8 @@ static int prepare_locked(struct ccvm_vm *vm, uint64_t pfn, uint64_t gfn, int ma
 {
 	struct ccvm_snp_hw *hw = vm_hw(vm);
 	struct snp_vm *sv = snp_vm(vm);
-	struct ccvm_snp_rmp_entry e;
+	struct ccvm_snp_rmp_entry e, h;
+	uint64_t hpfn = pfn & ~(PAGES_PER_2M - 1), hgfn = gfn & ~(PAGES_PER_2M - 1);
 	int level = CCVM_LEVEL_4K;
 
 	if (ccvm_snp_rmpread(hw, pfn, &e))
@@ -433,10 +436,20 @@ static int prepare_locked(struct ccvm_vm *vm, uint64_t pfn, uint64_t gfn, int ma
 	/* A fault that raced with a conversion to shared: it is stale and retries. */
 	if (!ccvm_vm_gfn_is_private(vm, gfn))
 		return 0;
-	/* A 2M entry only for a 2M folio, aligned alike, over a wholly shared region. */
-	if (max_order >= ORDER_2M && !(gfn % PAGES_PER_2M) && !(pfn % PAGES_PER_2M) &&
-	    !e.region_assigned_4k && pfn + PAGES_PER_2M <= hw->nr_pages)
+	/*
+	 * A 2M entry for the 2M block around the page when one folio backs it
+	 * (max_order, gfn and pfn co-aligned), the whole region is still
+	 * shared, and no update in flight owns a page of it: sev_gmem_prepare
+	 * with a huge folio.  Otherwise a 4K entry for this page.
+	 */
+	if (max_order >= ORDER_2M && ((gfn ^ pfn) % PAGES_PER_2M) == 0 &&
+	    hpfn + PAGES_PER_2M <= hw->nr_pages && !ccvm_snp_rmpread(hw, hpfn, &h) &&
+	    !h.assigned && !h.region_assigned_4k &&
+	    !(sv->pending_start < hgfn + PAGES_PER_2M && hgfn < sv->pending_end)) {
 		level = CCVM_LEVEL_2M;
+		pfn = hpfn;
+		gfn = hgfn;
+	}
 	if (ccvm_snp_rmp_make_private(hw, vm, pfn, gfn << CCVM_PAGE_SHIFT, level, sv->asid,
 				      false))
 		return -EINVAL;
@@ -726,34 +739,43 @@ static int snp_guest_access(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn,
 }
 
 /*
- * PVALIDATE of one 4K page.  Not mapped yet, or not assigned to the guest
- * at this GPA yet (a fault will prepare it, or an update in flight will
- * land): fault first.  A 4K PVALIDATE inside a 2M RMP entry takes a nested
- * fault with the size-mismatch bit, which KVM answers with a PSMASH and a
- * zap of the 2M gfn block so the next fault maps 4K; the guest's retry then
- * succeeds.  The zap is left out: private leaves are 4K already (gmem
- * folios are order 0), and this runs under mmu_lock read.  Validating a
+ * PVALIDATE of one page of size @level (4K or 2M) at @gfn.  Not mapped
+ * yet, or not assigned to the guest at this GPA yet (a fault will prepare
+ * it, or an update in flight will land): fault first.  A 4K PVALIDATE
+ * inside a 2M RMP entry takes a nested fault with the size-mismatch bit,
+ * which KVM answers with a PSMASH and a zap of the 2M gfn block so the
+ * next fault maps 4K (the NPT level never exceeds the RMP's, I8); the
+ * guest's retry then succeeds: CCVM_GUEST_NEEDS_ZAP.  A 2M PVALIDATE over
+ * 4K RMP entries fails with FAIL_SIZEMISMATCH to the guest (-ERANGE),
+ * which validates the 2M page by page, as Linux does.  Validating a
  * validated page is the guest's bug: FAIL_NOUPDATE, reported as -EEXIST.
  */
-static int snp_guest_accept(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn, bool mapped)
+static int snp_pvalidate_as_guest(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn,
+				  bool mapped, int level)
 {
 	struct ccvm_vm *vm = ccvm_vcpu_vm(vcpu);
 	struct ccvm_snp_hw *hw = vm_hw(vm);
 	uint32_t asid = snp_vm(vm)->asid;
-	int rc, tries;
+	struct ccvm_snp_rmp_entry e;
+	int rc;
 
 	if (!mapped || pfn == NO_PFN)
 		return CCVM_GUEST_NEEDS_FAULT;
-	for (tries = 0; tries < 2; tries++) {
-		rc = ccvm_snp_pvalidate(hw, vm, asid, gfn << CCVM_PAGE_SHIFT, pfn,
-					CCVM_LEVEL_4K, true);
-		if (rc != CCVM_SNP_FAIL_SIZEMISMATCH)
-			break;
-		ccvm_snp_rmp_psmash(hw, vm, pfn);
-	}
+	/* The 2M block's pages are not one 2M frame: no 2M RMP entry can cover it. */
+	if (level == CCVM_LEVEL_2M && (pfn % PAGES_PER_2M))
+		return -ERANGE;
+	rc = ccvm_snp_pvalidate(hw, vm, asid, gfn << CCVM_PAGE_SHIFT, pfn, level, true);
 	switch (rc) {
 	case CCVM_SNP_SUCCESS:
 		return 0;
+	case CCVM_SNP_FAIL_SIZEMISMATCH:
+		if (level == CCVM_LEVEL_2M)
+			return -ERANGE;
+		/* sev_handle_rmp_fault(): PSMASH (a racing one is fine), zap, refault. */
+		if (!ccvm_snp_rmpread(hw, pfn, &e) && e.assigned && e.level == CCVM_LEVEL_2M &&
+		    e.asid == asid)
+			ccvm_snp_rmp_psmash(hw, vm, pfn);
+		return CCVM_GUEST_NEEDS_ZAP;
 	case CCVM_SNP_FAIL_NOUPDATE:
 		return -EEXIST;
 	case CCVM_SNP_NPF_RMP:
@@ -763,6 +785,17 @@ static int snp_guest_accept(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn, 
 	default:
 		return -EIO;
 	}
+}
+
+static int snp_guest_accept(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn, bool mapped)
+{
+	return snp_pvalidate_as_guest(vcpu, gfn, pfn, mapped, CCVM_LEVEL_4K);
+}
+
+static int snp_guest_accept_level(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn,
+				  int map_level, int level)
+{
+	return snp_pvalidate_as_guest(vcpu, gfn, pfn, map_level > 0, level);
 }
 
 /* The guest's next PSC entry at @gpa: 2M if aligned with 2M left. */
@@ -916,6 +949,7 @@ const struct ccvm_backend_ops ccvm_snp_backend_ops = {
 	.max_mapping_level = snp_max_mapping_level,
 	.handle_exit_hypercall = snp_handle_exit_hypercall,
 	.guest_accept = snp_guest_accept,
+	.guest_accept_level = snp_guest_accept_level,
 	.guest_access = snp_guest_access,
 	.host_access = snp_host_access,
 	.host_ciphertext = snp_host_ciphertext,

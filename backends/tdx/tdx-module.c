@@ -53,6 +53,22 @@ struct ccvm_tdx_inject_rule {
 	bool active;
 };
 
+/*
+ * The 2M level of the PAMT: the entry of a page assigned at 2M (same
+ * format as a 4K entry), the count of the region's pages assigned at 4K
+ * (any type), and its Dynamic PAMT page pair (0: none).  A 4K assignment
+ * raises nr_4k before it reads v, a 2M one (or PAMT.REMOVE) locks v before
+ * it reads nr_4k, both sequentially consistent: of two racing, at least one
+ * sees the other and refuses, without either taking the other's lock.
+ */
+struct ccvm_tdx_pamt2m {
+	_Atomic uint64_t v;
+	_Atomic uint64_t nr_4k;
+	_Atomic uint64_t pair[CCVM_TDX_DPAMT_PAIR_PAGES];
+};
+
+#define PAGES_2M	512u
+
 /* Leaf slots: SEAMCALL leaves 0..63, then ACCEPT.  One injection rule each. */
 #define NR_TDH_LEAVES	64
 #define LEAF_SLOT_TDG_MEM_PAGE_ACCEPT NR_TDH_LEAVES
@@ -273,6 +289,23 @@ static inline _Atomic uint64_t *pamt_entry(struct ccvm_tdx_module *m, uint64_t p
 static inline bool pfn_ok(const struct ccvm_tdx_module *m, uint64_t pfn)
 {
 	return pfn && pfn < m->nr_pages;
+}
+
+static inline struct ccvm_tdx_pamt2m *region_of(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	return &m->pamt2m[pfn / PAGES_2M];
+}
+
+/* The first pfn of a 2M region (region 0 included). */
+static inline bool region_ok(const struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	return !(pfn % PAGES_2M) && pfn + PAGES_2M <= m->nr_pages;
+}
+
+/* A whole 2M page: aligned, inside memory. */
+static inline bool pfn_2m_ok(const struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	return pfn_ok(m, pfn) && !(pfn % PAGES_2M) && pfn + PAGES_2M <= m->nr_pages;
 }
 
 static inline _Atomic uint64_t *sept_page(struct ccvm_tdx_module *m, uint64_t pfn)
@@ -505,10 +538,9 @@ static uint64_t pamt_lock(struct ccvm_tdx_module *m, uint64_t pfn, uint32_t oper
 	return word_trylock(m, pamt_entry(m, pfn), PAMT_LOCK, v, "pamt entry lock") ? TDX_SUCCESS : busy(operand);
 }
 
-/* Unlock a PAMT entry with new value @v, keeping a poison bit set meanwhile. */
-static void pamt_unlock(struct ccvm_tdx_module *m, uint64_t pfn, uint64_t v)
+/* Unlock PAMT entry @e with new value @v, keeping a poison bit set meanwhile. */
+static void pamt_unlock_w(struct ccvm_tdx_module *m, _Atomic uint64_t *e, uint64_t v)
 {
-	_Atomic uint64_t *e = pamt_entry(m, pfn);
 	uint64_t cur;
 
 	lock_release(m, "pamt entry unlock");
@@ -519,13 +551,50 @@ static void pamt_unlock(struct ccvm_tdx_module *m, uint64_t pfn, uint64_t v)
 		;
 }
 
+static void pamt_unlock(struct ccvm_tdx_module *m, uint64_t pfn, uint64_t v)
+{
+	pamt_unlock_w(m, pamt_entry(m, pfn), v);
+}
+
+/*
+ * Count a page of @pfn's region as assigned at 4K, if the region allows it:
+ * not assigned (or being assigned) at 2M and, with Dynamic PAMT and
+ * @need_pair, holding a pair.  Return: 0, or the status for @operand with
+ * nothing counted.
+ */
+static uint64_t region_reserve_4k(struct ccvm_tdx_module *m, uint64_t pfn, uint32_t operand,
+				  bool need_pair)
+{
+	struct ccvm_tdx_pamt2m *r = region_of(m, pfn);
+	uint64_t st = TDX_SUCCESS, v;
+
+	atomic_fetch_add_explicit(&r->nr_4k, 1, memory_order_seq_cst);
+	v = atomic_load_explicit(&r->v, memory_order_seq_cst);
+	if (v & PAMT_LOCK)
+		st = busy(operand);
+	else if (pamt_type(v) != CCVM_TDX_PT_NDA)
+		st = TDX_PAGE_METADATA_INCORRECT | operand;
+	else if (need_pair && atomic_load_explicit(&m->dpamt, memory_order_relaxed) &&
+		 !atomic_load_explicit(&r->pair[0], memory_order_acquire))
+		st = TDX_MISSING_PAMT_PAGE_PAIR | operand;
+	if (st)
+		atomic_fetch_sub_explicit(&r->nr_4k, 1, memory_order_relaxed);
+	return st;
+}
+
+static void region_unreserve_4k(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	atomic_fetch_sub_explicit(&region_of(m, pfn)->nr_4k, 1, memory_order_release);
+}
+
 /*
  * Lock @pfn's PAMT entry expecting PT_NDA.  Return: 0 with the entry locked,
  * or the status for @operand.
  */
-static uint64_t pamt_lock_free_page(struct ccvm_tdx_module *m, uint64_t pfn, uint32_t operand)
+static uint64_t pamt_lock_free_page_as(struct ccvm_tdx_module *m, uint64_t pfn,
+				       uint32_t operand, bool need_pair)
 {
-	uint64_t v;
+	uint64_t st, v;
 
 	if (!pfn_ok(m, pfn))
 		return TDX_OPERAND_INVALID | operand;
@@ -534,6 +603,46 @@ static uint64_t pamt_lock_free_page(struct ccvm_tdx_module *m, uint64_t pfn, uin
 		return busy(operand);
 	if (pamt_type(v) != CCVM_TDX_PT_NDA) {
 		pamt_unlock(m, pfn, v);
+		return TDX_PAGE_METADATA_INCORRECT | operand;
+	}
+	st = region_reserve_4k(m, pfn, operand, need_pair);
+	if (st)
+		pamt_unlock(m, pfn, v);
+	return st;
+}
+
+/* ... for a TD: with Dynamic PAMT the region needs its pair. */
+static uint64_t pamt_lock_free_page(struct ccvm_tdx_module *m, uint64_t pfn, uint32_t operand)
+{
+	return pamt_lock_free_page_as(m, pfn, operand, true);
+}
+
+/* Unlock a page pamt_lock_free_page() locked, when the leaf fails after all. */
+static void pamt_give_back(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	region_unreserve_4k(m, pfn);
+	pamt_unlock(m, pfn, atomic_load_explicit(pamt_entry(m, pfn), memory_order_relaxed));
+}
+
+/*
+ * Lock the 2M PAMT entry of the 2M page at @pfn expecting it PT_NDA with no
+ * page of the region assigned at 4K.  Return: 0 with it locked, *@v its
+ * value; or the status for @operand.
+ */
+static uint64_t pamt_lock_free_2m(struct ccvm_tdx_module *m, uint64_t pfn, uint32_t operand,
+				  uint64_t *v)
+{
+	struct ccvm_tdx_pamt2m *r;
+
+	if (!pfn_2m_ok(m, pfn))
+		return TDX_OPERAND_INVALID | operand;
+	r = region_of(m, pfn);
+	if (!word_trylock(m, &r->v, PAMT_LOCK, v, "pamt 2m entry lock"))
+		return busy(operand);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (pamt_type(*v) != CCVM_TDX_PT_NDA ||
+	    atomic_load_explicit(&r->nr_4k, memory_order_seq_cst)) {
+		pamt_unlock_w(m, &r->v, *v);
 		return TDX_PAGE_METADATA_INCORRECT | operand;
 	}
 	return TDX_SUCCESS;
@@ -558,6 +667,47 @@ static void pamt_release(struct ccvm_tdx_module *m, uint64_t pfn)
 	lock_release(m, "pamt entry unlock");
 	atomic_store_explicit(pamt_entry(m, pfn), 0, memory_order_release);
 	atomic_fetch_sub_explicit(&m->nr_assigned, 1, memory_order_relaxed);
+	region_unreserve_4k(m, pfn);
+}
+
+/* Give the locked 2M page at @pfn to @td (unlocks its 2M entry). */
+static void pamt_assign_2m(struct ccvm_tdx_td *td, uint64_t pfn)
+{
+	struct ccvm_tdx_module *m = td->m;
+
+	lock_release(m, "pamt 2m entry unlock");
+	atomic_store_explicit(&region_of(m, pfn)->v, pamt_make(CCVM_TDX_PT_REG, td->slot, 0),
+			      memory_order_release);
+	atomic_fetch_add_explicit(&m->nr_assigned, PAGES_2M, memory_order_relaxed);
+	atomic_fetch_add_explicit(&td->nr_children, PAGES_2M, memory_order_relaxed);
+}
+
+/* Return the locked 2M page at @pfn to PT_NDA (unlocks it). */
+static void pamt_release_2m(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	lock_release(m, "pamt 2m entry unlock");
+	atomic_store_explicit(&region_of(m, pfn)->v, 0, memory_order_release);
+	atomic_fetch_sub_explicit(&m->nr_assigned, PAGES_2M, memory_order_relaxed);
+}
+
+/*
+ * The PAMT entry that describes @pfn: its 4K one, or the 2M one of its
+ * region when the page is part of a 2M page (*@level, may be NULL, says).
+ */
+static _Atomic uint64_t *pamt_effective(struct ccvm_tdx_module *m, uint64_t pfn, int *level)
+{
+	_Atomic uint64_t *e = pamt_entry(m, pfn);
+	_Atomic uint64_t *e2 = &region_of(m, pfn)->v;
+
+	if (level)
+		*level = CCVM_TDX_LEVEL_4K;
+	if (pamt_type(atomic_load_explicit(e, memory_order_acquire)) == CCVM_TDX_PT_NDA &&
+	    pamt_type(atomic_load_explicit(e2, memory_order_acquire)) != CCVM_TDX_PT_NDA) {
+		if (level)
+			*level = CCVM_TDX_LEVEL_2M;
+		return e2;
+	}
+	return e;
 }
 
 /*
@@ -583,6 +733,8 @@ struct leaf_args {
 	struct ccvm_tdx_td **td_out;
 	struct ccvm_tdx_vp **vp_out;
 	uint64_t *pfn_out;
+	uint64_t pair[CCVM_TDX_DPAMT_PAIR_PAGES];	/* PAMT.ADD's pages (RDX, R8) */
+	uint64_t *pair_out[CCVM_TDX_DPAMT_PAIR_PAGES];	/* PAMT.REMOVE's */
 	struct ccvm_tdx_sept_info *sept_info;
 	struct ccvm_tdx_reclaim_info *reclaim_info;
 };
@@ -607,6 +759,7 @@ static void module_free(struct ccvm_tdx_module *m)
 	free(m->slots);
 	free(m->inject);
 	free((void *)m->pamt_touched);
+	free(m->pamt2m);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -641,8 +794,10 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 	m->slots = calloc(CCVM_TDX_MAX_TDS + 1, sizeof(*m->slots));
 	m->inject = calloc(NR_LEAF_SLOTS, sizeof(*m->inject));
 	m->pamt_touched = calloc(pamt_touched_words(m), sizeof(*m->pamt_touched));
+	m->nr_2m = (m->nr_pages + PAGES_2M - 1) / PAGES_2M;
+	m->pamt2m = calloc(m->nr_2m ? m->nr_2m : 1, sizeof(*m->pamt2m));
 	if (!m->pamt || !m->kot || !m->hkid_pool || !m->slots || !m->inject ||
-	    !m->pamt_touched) {
+	    !m->pamt_touched || !m->pamt2m) {
 		module_free(m);
 		return -ENOMEM;
 	}
@@ -650,7 +805,8 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 	model_bytes(m, (int64_t)((CCVM_TDX_FIRST_HKID + m->nr_hkids) *
 				 (sizeof(*m->kot) + 1) +
 				 NR_LEAF_SLOTS * sizeof(*m->inject) +
-				 pamt_touched_words(m) * sizeof(*m->pamt_touched)));
+				 pamt_touched_words(m) * sizeof(*m->pamt_touched) +
+				 m->nr_2m * sizeof(*m->pamt2m)));
 	m->slot_hint = 1;
 	m->sched = ccvm_platform_sched(p);
 	ccvm_mutex_init(&m->pool_lock, m->sched, "tdx pool_lock");
@@ -915,7 +1071,7 @@ static uint64_t mng_create(struct leaf_args *a)
 	return kot_unlock(m, TDX_SUCCESS);
 
 out_pamt:
-	pamt_unlock(m, tdr_pfn, atomic_load(pamt_entry(m, tdr_pfn)));
+	pamt_give_back(m, tdr_pfn);
 	return kot_unlock(m, st);
 }
 
@@ -1136,7 +1292,7 @@ static uint64_t vp_create(struct leaf_args *a)
 		goto out;
 	vp = calloc(1, sizeof(*vp));
 	if (!vp) {
-		pamt_unlock(m, a->pfn, 0);
+		pamt_give_back(m, a->pfn);
 		st = CCVM_TDX_SW_NOMEM;
 		goto out;
 	}
@@ -1386,9 +1542,10 @@ static const struct sept_gate sept_gates[NR_TDH_LEAVES] = {
 	[CCVM_TDH_MEM_SEPT_ADD]		= { OPS_BUILT,	      SH, SH, L2M, ROOT, 0,	false },
 	[CCVM_TDH_MEM_PAGE_ADD]		= { OPS(INITIALIZED), EX, SH, L4K, L4K,	 0,	true },
 	[CCVM_TDH_MR_EXTEND]		= { OPS(INITIALIZED), EX, SH, L4K, L4K,	 256,	false },
-	[CCVM_TDH_MEM_PAGE_AUG]		= { OPS(RUNNABLE),    SH, SH, L4K, L4K,	 0,	false },
+	[CCVM_TDH_MEM_PAGE_AUG]		= { OPS(RUNNABLE),    SH, SH, L4K, L2M,	 0,	false },
+	[CCVM_TDH_MEM_PAGE_DEMOTE]	= { OPS_BUILT,	      SH, SH, L2M, L2M,	 0,	false },
 	[CCVM_TDH_MEM_RANGE_BLOCK]	= { OPS_BUILT,	      SH, EX, L4K, ROOT, 0,	false },
-	[CCVM_TDH_MEM_PAGE_REMOVE]	= { OPS_BUILT,	      SH, EX, L4K, L4K,	 0,	false },
+	[CCVM_TDH_MEM_PAGE_REMOVE]	= { OPS_BUILT,	      SH, EX, L4K, L2M,	 0,	false },
 	[CCVM_TDH_MEM_SEPT_RD]		= { OPS_BUILT,	      SH, SH, L4K, ROOT, 0,	false },
 	[CCVM_TDH_MEM_SEPT_REMOVE]	= { OPS_BUILT,	      SH, EX, L2M, ROOT, 0,	false },
 	[CCVM_TDH_MEM_RANGE_UNBLOCK]	= { OPS_BUILT,	      SH, EX, L4K, ROOT, 0,	false },
@@ -1487,8 +1644,9 @@ static uint64_t sept_fill(struct leaf_args *a)
 	struct ccvm_tdx_module *m = a->m;
 	unsigned int type = CCVM_TDX_PT_REG, state = CCVM_TDX_SEPT_PENDING;
 	bool link = a->leaf == CCVM_TDH_MEM_SEPT_ADD;
+	bool huge = !link && a->level == CCVM_TDX_LEVEL_2M;
 	struct sept_op op;
-	uint64_t st, v;
+	uint64_t st, v, pv;
 
 	st = sept_lookup(&op, a);
 	if (!st)
@@ -1498,6 +1656,8 @@ static uint64_t sept_fill(struct leaf_args *a)
 	if (CCVM_TDX_SEPTE_STATE(v) != CCVM_TDX_SEPT_FREE)
 		st = (link ? TDX_EPT_ENTRY_NOT_FREE : TDX_EPT_ENTRY_STATE_INCORRECT) |
 		     CCVM_TDX_OPERAND_RCX;
+	else if (huge)
+		st = pamt_lock_free_2m(m, a->pfn, CCVM_TDX_OPERAND_R8, &pv);
 	else
 		st = pamt_lock_free_page(m, a->pfn, CCVM_TDX_OPERAND_R8);
 	if (!st && link) {
@@ -1513,7 +1673,10 @@ static uint64_t sept_fill(struct leaf_args *a)
 		state = CCVM_TDX_SEPT_MAPPED;
 	}
 	if (!st) {
-		pamt_assign(a->td, a->pfn, type, true);
+		if (huge)
+			pamt_assign_2m(a->td, a->pfn);
+		else
+			pamt_assign(a->td, a->pfn, type, true);
 		v = septe_make(state, a->pfn);
 	}
 	sept_entry_unlock(m, op.e, v);
@@ -1556,6 +1719,24 @@ static bool sept_tracked(struct ccvm_tdx_td *td, uint64_t bepoch)
 	return td_op_state(td) != CCVM_TDX_OP_RUNNABLE || tlb_tracked(td, bepoch);
 }
 
+/* True when the entry an S-EPT leaf found is a 2M leaf. */
+static bool op_huge(const struct sept_op *op)
+{
+	return op->reached == CCVM_TDX_LEVEL_2M && sept_is_leaf(op->state);
+}
+
+/* The PAMT entry of what the entry maps: a 2M page's is its 2M entry. */
+static _Atomic uint64_t *op_pamt(struct ccvm_tdx_module *m, const struct sept_op *op)
+{
+	return op_huge(op) ? &region_of(m, op->pfn)->v : pamt_entry(m, op->pfn);
+}
+
+static uint64_t op_pamt_lock(struct ccvm_tdx_module *m, const struct sept_op *op, uint64_t *pv)
+{
+	return word_trylock(m, op_pamt(m, op), PAMT_LOCK, pv, "pamt entry lock") ? TDX_SUCCESS :
+	       busy(CCVM_TDX_OPERAND_RCX);
+}
+
 /* Under the exclusive tree lock no entry lock is held and no entry changes. */
 static uint64_t range_block(struct leaf_args *a)
 {
@@ -1567,7 +1748,7 @@ static uint64_t range_block(struct leaf_args *a)
 		st = (sept_is_blocked(op.state) ? TDX_GPA_RANGE_ALREADY_BLOCKED :
 		      TDX_EPT_ENTRY_STATE_INCORRECT) | CCVM_TDX_OPERAND_RCX;
 	if (!st)
-		st = pamt_lock(a->m, op.pfn, CCVM_TDX_OPERAND_RCX, &pv);
+		st = op_pamt_lock(a->m, &op, &pv);
 	if (st)
 		return sept_done(&op, st);
 	atomic_store_explicit(op.e, septe_make(sept_blocked[op.state], op.pfn),
@@ -1576,7 +1757,7 @@ static uint64_t range_block(struct leaf_args *a)
 	pv = (pv & ~PAMT_BEPOCH_MASK) |
 	     (epoch_of(atomic_load_explicit(&a->td->epoch_word, memory_order_acquire)) <<
 	      PAMT_BEPOCH_SHIFT);
-	pamt_unlock(a->m, op.pfn, pv);
+	pamt_unlock_w(a->m, op_pamt(a->m, &op), pv);
 	return sept_done(&op, TDX_SUCCESS);
 }
 
@@ -1590,7 +1771,7 @@ static uint64_t range_unblock(struct leaf_args *a)
 	if (!sept_unblocked[op.state])
 		st = (op.state == CCVM_TDX_SEPT_FREE ? TDX_EPT_ENTRY_STATE_INCORRECT :
 		      TDX_GPA_RANGE_NOT_BLOCKED) | CCVM_TDX_OPERAND_RCX;
-	else if (!sept_tracked(a->td, pamt_bepoch(atomic_load_explicit(pamt_entry(a->m, op.pfn),
+	else if (!sept_tracked(a->td, pamt_bepoch(atomic_load_explicit(op_pamt(a->m, &op),
 								      memory_order_acquire))))
 		st = TDX_TLB_TRACKING_NOT_DONE | CCVM_TDX_OPERAND_RCX;
 	else
@@ -1647,10 +1828,11 @@ static bool sept_page_empty(struct ccvm_tdx_module *m, uint64_t pfn)
  */
 static uint64_t sept_unmap(struct sept_op *op, struct leaf_args *a, uint64_t st)
 {
+	bool huge = op_huge(op);
 	uint64_t pv;
 
 	if (!st)
-		st = pamt_lock(a->m, op->pfn, CCVM_TDX_OPERAND_RCX, &pv);
+		st = op_pamt_lock(a->m, op, &pv);
 	if (st)
 		return sept_done(op, st);
 	if (!sept_is_blocked(op->state) && td_op_state(a->td) == CCVM_TDX_OP_RUNNABLE)
@@ -1660,12 +1842,15 @@ static uint64_t sept_unmap(struct sept_op *op, struct leaf_args *a, uint64_t st)
 	else if (op->state == CCVM_TDX_SEPT_NL_BLOCKED && !sept_page_empty(a->m, op->pfn))
 		st = TDX_EPT_PAGE_NOT_FREE | CCVM_TDX_OPERAND_RCX;
 	if (st) {
-		pamt_unlock(a->m, op->pfn, pv);
+		pamt_unlock_w(a->m, op_pamt(a->m, op), pv);
 		return sept_done(op, st);
 	}
 	atomic_store_explicit(op->e, 0, memory_order_release);
-	pamt_release(a->m, op->pfn);
-	atomic_fetch_sub_explicit(&a->td->nr_children, 1, memory_order_relaxed);
+	if (huge)
+		pamt_release_2m(a->m, op->pfn);
+	else
+		pamt_release(a->m, op->pfn);
+	atomic_fetch_sub_explicit(&a->td->nr_children, huge ? PAGES_2M : 1, memory_order_relaxed);
 	if (a->pfn_out)
 		*a->pfn_out = op->pfn;
 	return sept_done(op, TDX_SUCCESS);
@@ -1690,6 +1875,107 @@ static uint64_t sept_remove(struct leaf_args *a)
 		st = (op.state == CCVM_TDX_SEPT_NL_MAPPED ? TDX_GPA_RANGE_NOT_BLOCKED :
 		      TDX_EPT_ENTRY_STATE_INCORRECT) | CCVM_TDX_OPERAND_RCX;
 	return sept_unmap(&op, a, st);
+}
+
+/*
+ * Take the 512 4K PAMT entries of the 2M page at @pfn (all zero: the page
+ * is assigned at 2M) without scheduling points; a 4K leaf that locked one
+ * for a moment (and will find the region taken) makes it busy.
+ */
+static bool pamt_take_4k_entries(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < PAGES_2M; i++) {
+		uint64_t want = 0;
+
+		if (!atomic_compare_exchange_strong_explicit(pamt_entry(m, pfn + i), &want,
+							     PAMT_LOCK, memory_order_acq_rel,
+							     memory_order_relaxed)) {
+			for (j = 0; j < i; j++)
+				atomic_store_explicit(pamt_entry(m, pfn + j), 0,
+						      memory_order_release);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * DEMOTE: the checks under the 2M leaf's entry lock and 2M PAMT entry lock
+ * (@pv its value), then the split.  Return: the status; on success the
+ * entry's new value in *@v.
+ */
+static uint64_t demote_locked(struct leaf_args *a, uint64_t *v, uint64_t pv)
+{
+	struct ccvm_tdx_module *m = a->m;
+	struct ccvm_tdx_td *td = a->td;
+	unsigned int s = CCVM_TDX_SEPTE_STATE(*v), leaf, i;
+	uint64_t pfn = CCVM_TDX_SEPTE_PFN(*v), st, poison = pv & PAMT_POISON;
+	struct ccvm_tdx_pamt2m *r = region_of(m, pfn);
+	_Atomic uint64_t *child;
+
+	if (td_op_state(td) == CCVM_TDX_OP_RUNNABLE && !sept_is_blocked(s))
+		return TDX_GPA_RANGE_NOT_BLOCKED | CCVM_TDX_OPERAND_RCX;
+	if (!sept_tracked(td, pamt_bepoch(pv)))
+		return TDX_TLB_TRACKING_NOT_DONE | CCVM_TDX_OPERAND_RCX;
+	if (atomic_load_explicit(&m->dpamt, memory_order_relaxed) &&
+	    !atomic_load_explicit(&r->pair[0], memory_order_acquire))
+		return TDX_MISSING_PAMT_PAGE_PAIR | CCVM_TDX_OPERAND_RCX;
+	st = pamt_lock_free_page(m, a->pfn, CCVM_TDX_OPERAND_R8);
+	if (st)
+		return st;
+	pamt_note_touch(m, pfn);
+	if (!pamt_take_4k_entries(m, pfn)) {
+		pamt_give_back(m, a->pfn);
+		return busy(CCVM_TDX_OPERAND_RCX);
+	}
+	/* The new table: every entry a 4K leaf before the link publishes it. */
+	page_zero_if_dirty(m, a->pfn);
+	ccvm_page_mark_dirty(m->p, a->pfn);
+	child = sept_page(m, a->pfn);
+	leaf = sept_unblocked[s] ? sept_unblocked[s] : s;
+	for (i = 0; i < SEPT_ENTRIES; i++)
+		atomic_store_explicit(&child[i], septe_make(leaf, pfn + i), memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->nr_4k, PAGES_2M, memory_order_seq_cst);
+	for (i = 0; i < PAGES_2M; i++)
+		atomic_store_explicit(pamt_entry(m, pfn + i),
+				      pamt_make(CCVM_TDX_PT_REG, td->slot, 0) | poison,
+				      memory_order_release);
+	/* The 2M entry goes, its 512 pages stay assigned (now at 4K). */
+	lock_release(m, "pamt 2m entry unlock");
+	atomic_store_explicit(&r->v, 0, memory_order_release);
+	pamt_assign(td, a->pfn, CCVM_TDX_PT_EPT, true);
+	*v = septe_make(CCVM_TDX_SEPT_NL_MAPPED, a->pfn);
+	return TDX_SUCCESS;
+}
+
+static uint64_t page_demote(struct leaf_args *a)
+{
+	struct ccvm_tdx_module *m = a->m;
+	struct sept_op op;
+	_Atomic uint64_t *pe;
+	uint64_t st, v, pv;
+
+	st = sept_lookup(&op, a);
+	if (!st)
+		st = sept_entry_lock(m, op.e, &v);
+	if (st)
+		return sept_done(&op, st);
+	if (!sept_is_leaf(CCVM_TDX_SEPTE_STATE(v))) {
+		st = TDX_EPT_ENTRY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
+	} else {
+		pe = &region_of(m, CCVM_TDX_SEPTE_PFN(v))->v;
+		if (!word_trylock(m, pe, PAMT_LOCK, &pv, "pamt 2m entry lock")) {
+			st = busy(CCVM_TDX_OPERAND_RCX);
+		} else {
+			st = demote_locked(a, &v, pv);
+			if (st)
+				pamt_unlock_w(m, pe, pv);
+		}
+	}
+	sept_entry_unlock(m, op.e, v);
+	return sept_done(&op, st);
 }
 
 static uint64_t sept_rd(struct leaf_args *a)
@@ -1732,6 +2018,12 @@ static uint64_t page_wbinvd(struct leaf_args *a)
 		return busy(CCVM_TDX_OPERAND_RCX);
 	if (pamt_type(v) != CCVM_TDX_PT_NDA)
 		return TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
+	/* Part of a 2M page still assigned: owned as well. */
+	v = atomic_load_explicit(&region_of(m, a->pfn)->v, memory_order_acquire);
+	if (v & PAMT_LOCK)
+		return busy(CCVM_TDX_OPERAND_RCX);
+	if (pamt_type(v) != CCVM_TDX_PT_NDA)
+		return TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
 	return TDX_SUCCESS;
 }
 
@@ -1757,25 +2049,37 @@ static uint64_t page_reclaim(struct leaf_args *a)
 	struct ccvm_tdx_module *m = a->m;
 	struct ccvm_tdx_reclaim_info *info = a->reclaim_info;
 	uint64_t pfn = a->pfn;
+	_Atomic uint64_t *pe;
 	struct ccvm_tdx_td *td;
 	uint64_t st, v;
 	unsigned int type;
-	bool is_tdr;
+	bool is_tdr, huge = false;
 
 	if (!pfn_ok(m, pfn))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	pe = pamt_entry(m, pfn);
 	st = pamt_lock(m, pfn, CCVM_TDX_OPERAND_RCX, &v);
 	if (st)
 		return st;
+	if (pamt_type(v) == CCVM_TDX_PT_NDA && pfn_2m_ok(m, pfn) &&
+	    pamt_type(atomic_load_explicit(&region_of(m, pfn)->v, memory_order_acquire)) !=
+	    CCVM_TDX_PT_NDA) {
+		/* The first pfn of a 2M page: the page is its 2M entry. */
+		pamt_unlock(m, pfn, v);
+		pe = &region_of(m, pfn)->v;
+		if (!word_trylock(m, pe, PAMT_LOCK, &v, "pamt 2m entry lock"))
+			return busy(CCVM_TDX_OPERAND_RCX);
+		huge = true;
+	}
 	type = pamt_type(v);
 	if (type == CCVM_TDX_PT_NDA || type == CCVM_TDX_PT_RSVD || type == CCVM_TDX_PT_PAMT) {
-		pamt_unlock(m, pfn, v);
+		pamt_unlock_w(m, pe, v);
 		return TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
 	}
 	/* Holding a page of the TD keeps its TDR (and the TD) from going away. */
 	td = atomic_load_explicit(&m->slots[pamt_owner(v)].td, memory_order_acquire);
 	if (!td) {
-		pamt_unlock(m, pfn, v);
+		pamt_unlock_w(m, pe, v);
 		return TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
 	}
 	if (td_vm(td))
@@ -1783,11 +2087,11 @@ static uint64_t page_reclaim(struct leaf_args *a)
 	if (info) {
 		info->type = type;
 		info->owner = td->tdr_pfn;
-		info->level = CCVM_TDX_LEVEL_4K;
+		info->level = huge ? CCVM_TDX_LEVEL_2M : CCVM_TDX_LEVEL_4K;
 	}
 	is_tdr = type == CCVM_TDX_PT_TDR;
 	if (!sx_try(td->m, &td->tdr_lock, is_tdr, "tdr_lock")) {
-		pamt_unlock(m, pfn, v);
+		pamt_unlock_w(m, pe, v);
 		return busy(CCVM_TDX_OPERAND_TDR);
 	}
 	if (td_lifecycle(td) != CCVM_TDX_TD_TEARDOWN)
@@ -1796,7 +2100,7 @@ static uint64_t page_reclaim(struct leaf_args *a)
 		st = TDX_TD_ASSOCIATED_PAGES_EXIST;
 	if (st) {
 		sx_release(td->m, &td->tdr_lock, is_tdr, "tdr_lock");
-		pamt_unlock(m, pfn, v);
+		pamt_unlock_w(m, pe, v);
 		return st;
 	}
 	if (is_tdr) {
@@ -1808,9 +2112,102 @@ static uint64_t page_reclaim(struct leaf_args *a)
 	}
 	if (type == CCVM_TDX_PT_TDVPR)
 		vp_reclaimed(td, pfn);
-	pamt_release(m, pfn);
-	atomic_fetch_sub_explicit(&td->nr_children, 1, memory_order_release);
+	if (huge)
+		pamt_release_2m(m, pfn);
+	else
+		pamt_release(m, pfn);
+	atomic_fetch_sub_explicit(&td->nr_children, huge ? PAGES_2M : 1, memory_order_release);
 	sx_release(td->m, &td->tdr_lock, false, "tdr_lock");
+	return TDX_SUCCESS;
+}
+
+/* ---- Dynamic PAMT --------------------------------------------------------------- */
+
+static uint64_t pamt_add(struct leaf_args *a)
+{
+	static const uint32_t reg[CCVM_TDX_DPAMT_PAIR_PAGES] = {
+		CCVM_TDX_OPERAND_RDX, CCVM_TDX_OPERAND_R8,
+	};
+	struct ccvm_tdx_module *m = a->m;
+	struct ccvm_tdx_pamt2m *r;
+	uint64_t st = TDX_SUCCESS, v;
+	unsigned int i, got = 0;
+
+	if (!atomic_load_explicit(&m->dpamt, memory_order_relaxed) || !region_ok(m, a->pfn))
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	if (a->pair[0] == a->pair[1])
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_R8;
+	r = region_of(m, a->pfn);
+	/* The pair's own entries are bookkeeping: they need no pair.  They are
+	 * taken before the region, which may be their own. */
+	for (i = 0; !st && i < CCVM_TDX_DPAMT_PAIR_PAGES; i++) {
+		st = pamt_lock_free_page_as(m, a->pair[i], reg[i], false);
+		if (!st)
+			got++;
+	}
+	if (!st && !word_trylock(m, &r->v, PAMT_LOCK, &v, "pamt 2m entry lock"))
+		st = busy(CCVM_TDX_OPERAND_RCX);
+	else if (!st && atomic_load_explicit(&r->pair[0], memory_order_relaxed)) {
+		st = TDX_HPA_RANGE_NOT_FREE | CCVM_TDX_OPERAND_RCX;
+		pamt_unlock_w(m, &r->v, v);
+	}
+	if (st) {
+		for (i = 0; i < got; i++)
+			pamt_give_back(m, a->pair[i]);
+		return st;
+	}
+	for (i = 0; i < CCVM_TDX_DPAMT_PAIR_PAGES; i++) {
+		lock_release(m, "pamt entry unlock");
+		atomic_store_explicit(pamt_entry(m, a->pair[i]),
+				      pamt_make(CCVM_TDX_PT_PAMT, 0, 0), memory_order_release);
+		atomic_store_explicit(&r->pair[i], a->pair[i], memory_order_release);
+	}
+	atomic_fetch_add_explicit(&m->nr_pairs, 1, memory_order_relaxed);
+	pamt_unlock_w(m, &r->v, v);
+	return TDX_SUCCESS;
+}
+
+static uint64_t pamt_remove(struct leaf_args *a)
+{
+	struct ccvm_tdx_module *m = a->m;
+	struct ccvm_tdx_pamt2m *r;
+	uint64_t st = TDX_SUCCESS, v, pair[CCVM_TDX_DPAMT_PAIR_PAGES], pv;
+	unsigned int i, got = 0;
+
+	if (!region_ok(m, a->pfn))
+		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
+	r = region_of(m, a->pfn);
+	if (!word_trylock(m, &r->v, PAMT_LOCK, &v, "pamt 2m entry lock"))
+		return busy(CCVM_TDX_OPERAND_RCX);
+	atomic_thread_fence(memory_order_seq_cst);
+	for (i = 0; i < CCVM_TDX_DPAMT_PAIR_PAGES; i++)
+		pair[i] = atomic_load_explicit(&r->pair[i], memory_order_relaxed);
+	if (!pair[0])
+		st = TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
+	else if (atomic_load_explicit(&r->nr_4k, memory_order_seq_cst))
+		st = TDX_HPA_RANGE_NOT_FREE | CCVM_TDX_OPERAND_RCX;
+	for (i = 0; !st && i < CCVM_TDX_DPAMT_PAIR_PAGES; i++) {
+		if (word_trylock(m, pamt_entry(m, pair[i]), PAMT_LOCK, &pv, "pamt entry lock"))
+			got++;
+		else
+			st = busy(CCVM_TDX_OPERAND_RCX);
+	}
+	if (st) {
+		for (i = 0; i < got; i++)
+			pamt_unlock(m, pair[i], pamt_make(CCVM_TDX_PT_PAMT, 0, 0));
+		pamt_unlock_w(m, &r->v, v);
+		return st;
+	}
+	for (i = 0; i < CCVM_TDX_DPAMT_PAIR_PAGES; i++) {
+		atomic_store_explicit(&r->pair[i], 0, memory_order_relaxed);
+		lock_release(m, "pamt entry unlock");
+		atomic_store_explicit(pamt_entry(m, pair[i]), 0, memory_order_release);
+		region_unreserve_4k(m, pair[i]);
+		if (a->pair_out[i])
+			*a->pair_out[i] = pair[i];
+	}
+	atomic_fetch_sub_explicit(&m->nr_pairs, 1, memory_order_relaxed);
+	pamt_unlock_w(m, &r->v, v);
 	return TDX_SUCCESS;
 }
 
@@ -1821,8 +2218,28 @@ static inline bool vp_in_guest(const struct ccvm_tdx_vp *vp)
 	return atomic_load_explicit(&vp->run, memory_order_acquire) == VP_IN_GUEST;
 }
 
-/* ACCEPT of the 4K entry @e, the tree lock held shared. */
-static uint64_t accept_entry(struct ccvm_tdx_module *m, _Atomic uint64_t *e)
+/*
+ * The zeroing of a 2M accept beyond what a 4K accept does (its first page):
+ * the other 511 pages, each charged as one page clear.
+ */
+static void accept_zero_rest(struct ccvm_tdx_module *m, struct ccvm_vm *vm, uint64_t pfn)
+{
+	uint64_t clean = 0;
+	unsigned int i;
+
+	for (i = 1; i < PAGES_2M; i++) {
+		if (ccvm_page_is_dirty(m->p, pfn + i))
+			ccvm_page_clear(m->p, pfn + i);
+		else
+			clean++;
+	}
+	if (clean)
+		ccvm_account(m->p, vm, CCVM_EV_PAGE_CLEAR, clean);
+}
+
+/* ACCEPT of the leaf @e (4K, or 2M when @huge), the tree lock held shared. */
+static uint64_t accept_entry(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+			     _Atomic uint64_t *e, bool huge)
 {
 	uint64_t st, v, pfn;
 	unsigned int s;
@@ -1841,7 +2258,10 @@ static uint64_t accept_entry(struct ccvm_tdx_module *m, _Atomic uint64_t *e)
 		 * page's integrity; a page nobody wrote is zero already. */
 		if (ccvm_page_is_dirty(m->p, pfn))
 			ccvm_page_clear(m->p, pfn);
-		atomic_fetch_and_explicit(pamt_entry(m, pfn), ~PAMT_POISON, memory_order_relaxed);
+		if (huge)
+			accept_zero_rest(m, vm, pfn);
+		atomic_fetch_and_explicit(huge ? &region_of(m, pfn)->v : pamt_entry(m, pfn),
+					  ~PAMT_POISON, memory_order_relaxed);
 		v = septe_make(CCVM_TDX_SEPT_MAPPED, pfn);
 	}
 	sept_entry_unlock(m, e, v);
@@ -1854,6 +2274,7 @@ static uint64_t page_accept(struct leaf_args *a)
 	struct ccvm_tdx_td *td = a->td;
 	_Atomic uint64_t *e;
 	uint64_t st;
+	unsigned int s;
 	int reached;
 
 	if (!vp_in_guest(a->vp))
@@ -1862,14 +2283,20 @@ static uint64_t page_accept(struct leaf_args *a)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	if (!sx_try(td->m, &td->sept_lock, false, "sept_lock"))
 		return busy(CCVM_TDX_OPERAND_SEPT);
-	if (!sept_walk(td, a->gpa, a->level, &e, &reached))
-		st = CCVM_TDX_SW_EPT_VIOLATION;
-	else if (a->level == CCVM_TDX_LEVEL_2M)
-		st = CCVM_TDX_SEPTE_STATE(atomic_load_explicit(e, memory_order_acquire)) ==
-		     CCVM_TDX_SEPT_NL_MAPPED ? TDX_PAGE_SIZE_MISMATCH | CCVM_TDX_OPERAND_RCX :
-		     CCVM_TDX_SW_EPT_VIOLATION;
-	else
-		st = accept_entry(a->m, e);
+	if (!sept_walk(td, a->gpa, a->level, &e, &reached)) {
+		s = CCVM_TDX_SEPTE_STATE(atomic_load_explicit(e, memory_order_acquire));
+		/* A 4K accept inside a 2M leaf: accepted already, or (PENDING)
+		 * an exit that tells the host to split the mapping. */
+		st = reached == CCVM_TDX_LEVEL_2M && s == CCVM_TDX_SEPT_MAPPED ?
+		     TDX_PAGE_ALREADY_ACCEPTED | CCVM_TDX_OPERAND_RCX : CCVM_TDX_SW_EPT_VIOLATION;
+	} else if (a->level == CCVM_TDX_LEVEL_2M &&
+		   CCVM_TDX_SEPTE_STATE(atomic_load_explicit(e, memory_order_acquire)) ==
+		   CCVM_TDX_SEPT_NL_MAPPED) {
+		/* Mapped with 4K pages: the accept level does not match. */
+		st = TDX_PAGE_SIZE_MISMATCH | CCVM_TDX_OPERAND_RCX;
+	} else {
+		st = accept_entry(a->m, td_vm(td), e, a->level == CCVM_TDX_LEVEL_2M);
+	}
 	sx_release(td->m, &td->sept_lock, false, "sept_lock");
 	return st;
 }
@@ -1889,12 +2316,17 @@ uint64_t ccvm_tdx_guest_access(struct ccvm_tdx_vp *vp, uint64_t gpa, bool write)
 		return TDX_VCPU_STATE_INCORRECT;
 	if (!gpa_ok(td, gpa & ~(CCVM_PAGE_SIZE - 1), 0, 0, 0, 0))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!sept_walk(td, gpa, CCVM_TDX_LEVEL_4K, &e, &reached))
+	if (!sept_walk(td, gpa, CCVM_TDX_LEVEL_4K, &e, &reached) &&
+	    (reached != CCVM_TDX_LEVEL_2M ||
+	     !sept_is_leaf(CCVM_TDX_SEPTE_STATE(atomic_load_explicit(e, memory_order_acquire)))))
 		return CCVM_TDX_SW_EPT_VIOLATION;
+	/* Here e is a 4K leaf, or the 2M leaf covering gpa. */
 	v = atomic_load_explicit(e, memory_order_acquire);
 	switch (CCVM_TDX_SEPTE_STATE(v)) {
 	case CCVM_TDX_SEPT_MAPPED:
-		if (atomic_load_explicit(pamt_entry(td->m, CCVM_TDX_SEPTE_PFN(v)),
+		if (atomic_load_explicit(reached == CCVM_TDX_LEVEL_2M ?
+					 &region_of(td->m, CCVM_TDX_SEPTE_PFN(v))->v :
+					 pamt_entry(td->m, CCVM_TDX_SEPTE_PFN(v)),
 					 memory_order_relaxed) & PAMT_POISON)
 			return CCVM_TDX_SW_MCE;
 		return TDX_SUCCESS;
@@ -1915,7 +2347,7 @@ int ccvm_tdx_host_access(struct ccvm_tdx_module *m, uint64_t pfn, bool write)
 
 	if (!m || !pfn_ok(m, pfn))
 		return -EINVAL;
-	e = pamt_entry(m, pfn);
+	e = pamt_effective(m, pfn, NULL);
 	v = atomic_load_explicit(e, memory_order_acquire);
 	if (pamt_type(v) == CCVM_TDX_PT_NDA)
 		return 0;
@@ -1934,10 +2366,10 @@ void ccvm_tdx_host_ciphertext(struct ccvm_tdx_module *m, uint64_t pfn, void *pag
 
 	if (!m || !pfn_ok(m, pfn) || !page)
 		return;
-	v = atomic_load_explicit(pamt_entry(m, pfn), memory_order_acquire);
+	v = atomic_load_explicit(pamt_effective(m, pfn, NULL), memory_order_acquire);
 	if (pamt_type(v) == CCVM_TDX_PT_NDA)
 		return;
-	if (pamt_type(v) == CCVM_TDX_PT_TDR)
+	if (pamt_type(v) == CCVM_TDX_PT_TDR || pamt_type(v) == CCVM_TDX_PT_PAMT)
 		key = mix64(m->secret ^ CCVM_TDX_GLOBAL_KEYID);
 	else
 		key = atomic_load_explicit(&m->slots[pamt_owner(v)].key, memory_order_relaxed);
@@ -2042,6 +2474,8 @@ static const struct status_name status_names[] = {
 	STATUS_NAME(TDX_PREVIOUS_TLB_EPOCH_BUSY),
 	STATUS_NAME(TDX_RND_NO_ENTROPY),
 	STATUS_NAME(TDX_PAGE_METADATA_INCORRECT),
+	STATUS_NAME(TDX_HPA_RANGE_NOT_FREE),
+	STATUS_NAME(TDX_MISSING_PAMT_PAGE_PAIR),
 	STATUS_NAME(TDX_TD_ASSOCIATED_PAGES_EXIST),
 	STATUS_NAME(TDX_TDCS_NOT_ALLOCATED),
 	STATUS_NAME(TDX_LIFECYCLE_STATE_INCORRECT),
@@ -2131,6 +2565,7 @@ static const struct leaf leaves[NR_LEAF_SLOTS] = {
 	/*  8 */ TDH(MNG_KEY_CONFIG,      "MNG.KEY.CONFIG",      mng_key_config,  TD,     RCX),
 	/*  9 */ TDH(MNG_CREATE,          "MNG.CREATE",          mng_create,      MODULE, RCX),
 	/* 10 */ TDH(VP_CREATE,           "VP.CREATE",           vp_create,       TD,     RDX),
+	/* 15 */ TDH(MEM_PAGE_DEMOTE,     "MEM.PAGE.DEMOTE",     page_demote,     TD,     RDX),
 	/* 16 */ TDH(MR_EXTEND,           "MR.EXTEND",           mr_extend,       TD,     RDX),
 	/* 17 */ TDH(MR_FINALIZE,         "MR.FINALIZE",         mr_finalize,     TD,     RCX),
 	/* 18 */ TDH(VP_FLUSH,            "VP.FLUSH",            vp_flush,        VP,     RCX),
@@ -2146,6 +2581,8 @@ static const struct leaf leaves[NR_LEAF_SLOTS] = {
 	/* 39 */ TDH(MEM_RANGE_UNBLOCK,   "MEM.RANGE.UNBLOCK",   range_unblock,   TD,     RDX),
 	/* 40 */ TDH(PHYMEM_CACHE_WB,     "PHYMEM.CACHE.WB",     cache_wb,        MODULE, NONE),
 	/* 41 */ TDH(PHYMEM_PAGE_WBINVD,  "PHYMEM.PAGE.WBINVD",  page_wbinvd,     MODULE, RCX),
+	/* 58 */ TDH(PHYMEM_PAMT_ADD,     "PHYMEM.PAMT.ADD",     pamt_add,        MODULE, RCX),
+	/* 59 */ TDH(PHYMEM_PAMT_REMOVE,  "PHYMEM.PAMT.REMOVE",  pamt_remove,     MODULE, RCX),
 	/* g6 */ TDG(MEM_PAGE_ACCEPT,     "MEM.PAGE.ACCEPT",     page_accept,     VP,     RCX),
 };
 
@@ -2350,6 +2787,27 @@ uint64_t ccvm_tdh_phymem_page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm 
 		.m = m, .vm = vm, .pfn = pfn, .reclaim_info = info });
 }
 
+uint64_t ccvm_tdh_mem_page_demote(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+				  uint64_t spt_pfn)
+{
+	return seamcall(CCVM_TDH_MEM_PAGE_DEMOTE, &(struct leaf_args){
+		.td = td, .gpa = gpa, .level = level, .pfn = spt_pfn });
+}
+
+uint64_t ccvm_tdh_phymem_pamt_add(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				  uint64_t pfn_2m, uint64_t pair0, uint64_t pair1)
+{
+	return seamcall(CCVM_TDH_PHYMEM_PAMT_ADD, &(struct leaf_args){
+		.m = m, .vm = vm, .pfn = pfn_2m, .pair = { pair0, pair1 } });
+}
+
+uint64_t ccvm_tdh_phymem_pamt_remove(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				     uint64_t pfn_2m, uint64_t *pair0, uint64_t *pair1)
+{
+	return seamcall(CCVM_TDH_PHYMEM_PAMT_REMOVE, &(struct leaf_args){
+		.m = m, .vm = vm, .pfn = pfn_2m, .pair_out = { pair0, pair1 } });
+}
+
 uint64_t ccvm_tdg_mem_page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
 {
 	return seamcall(CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT, &(struct leaf_args){
@@ -2366,12 +2824,12 @@ int ccvm_tdx_pamt_get(struct ccvm_tdx_module *m, uint64_t pfn,
 
 	if (!m || !info || !pfn_ok(m, pfn))
 		return -EINVAL;
-	v = atomic_load_explicit(pamt_entry(m, pfn), memory_order_acquire);
+	v = atomic_load_explicit(pamt_effective(m, pfn, &info->level), memory_order_acquire);
 	info->type = pamt_type(v);
 	info->bepoch = pamt_bepoch(v);
 	info->poisoned = info->type != CCVM_TDX_PT_NDA && (v & PAMT_POISON);
 	info->owner = 0;
-	if (info->type != CCVM_TDX_PT_NDA) {
+	if (info->type != CCVM_TDX_PT_NDA && info->type != CCVM_TDX_PT_PAMT) {
 		td = atomic_load_explicit(&m->slots[pamt_owner(v)].td, memory_order_acquire);
 		info->owner = td ? td->tdr_pfn : 0;
 	}
@@ -2381,6 +2839,60 @@ int ccvm_tdx_pamt_get(struct ccvm_tdx_module *m, uint64_t pfn,
 uint64_t ccvm_tdx_pamt_nr_assigned(struct ccvm_tdx_module *m)
 {
 	return atomic_load_explicit(&m->nr_assigned, memory_order_relaxed);
+}
+
+bool ccvm_tdx_pamt_has_pair(struct ccvm_tdx_module *m, uint64_t pfn)
+{
+	if (!m || !m->initialized || pfn >= m->nr_pages)
+		return false;
+	return atomic_load_explicit(&region_of(m, pfn)->pair[0], memory_order_acquire) != 0;
+}
+
+int ccvm_tdx_pamt_usage(struct ccvm_tdx_module *m, struct ccvm_tdx_pamt_usage *u)
+{
+	uint64_t nr_1g, pages_4k = 0, r;
+
+	if (!m || !u || !m->initialized)
+		return -EINVAL;
+	memset(u, 0, sizeof(*u));
+	nr_1g = (m->nr_pages + PAGES_2M * PAGES_2M - 1) / (PAGES_2M * PAGES_2M);
+	u->dynamic = atomic_load_explicit(&m->dpamt, memory_order_relaxed);
+	u->static_bytes = (m->nr_2m + nr_1g) * CCVM_TDX_PAMT_ENTRY_BYTES;
+	if (u->dynamic)
+		u->static_bytes += (m->nr_pages * CCVM_TDX_DPAMT_BITMAP_BITS + 7) / 8;
+	else
+		u->static_bytes += m->nr_pages * CCVM_TDX_PAMT_ENTRY_BYTES;
+	u->nr_pairs = atomic_load_explicit(&m->nr_pairs, memory_order_relaxed);
+	u->dynamic_bytes = u->nr_pairs * CCVM_TDX_DPAMT_PAIR_PAGES * CCVM_PAGE_SIZE;
+	for (r = 0; r < m->nr_2m; r++) {
+		pages_4k += atomic_load_explicit(&m->pamt2m[r].nr_4k, memory_order_relaxed);
+		if (pamt_type(atomic_load_explicit(&m->pamt2m[r].v, memory_order_relaxed)) !=
+		    CCVM_TDX_PT_NDA)
+			u->pages_2m += PAGES_2M;
+	}
+	u->pages_4k = pages_4k;
+	return 0;
+}
+
+int ccvm_tdx_set_dynamic_pamt(struct ccvm_tdx_module *m, bool on)
+{
+	uint64_t r;
+
+	if (!m || !m->initialized)
+		return -EINVAL;
+	if (atomic_load_explicit(&m->nr_pairs, memory_order_acquire)) {
+		ccvm_log(CCVM_LOG_DEBUG, "tdx: Dynamic PAMT switched with pairs added");
+		return -EBUSY;
+	}
+	for (r = 0; r < m->nr_2m; r++) {
+		if (atomic_load_explicit(&m->pamt2m[r].nr_4k, memory_order_acquire)) {
+			ccvm_log(CCVM_LOG_DEBUG,
+				 "tdx: Dynamic PAMT switched with pages assigned at 4K");
+			return -EBUSY;
+		}
+	}
+	atomic_store_explicit(&m->dpamt, on, memory_order_release);
+	return 0;
 }
 
 enum ccvm_tdx_lifecycle ccvm_tdx_td_lifecycle(const struct ccvm_tdx_td *td)

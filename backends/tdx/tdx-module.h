@@ -26,7 +26,18 @@
  *     min(c / 2, nr_packages - 1).  KEY.CONFIG and CACHE.WB are per package.
  *   - PAMT: one 8-byte entry per platform pfn (page type, owner TD, BEPOCH,
  *     an entry lock, a poison bit) in a lazily backed array: entries never
- *     touched cost no memory.
+ *     touched cost no memory.  A second level has one entry per 2M region
+ *     (same format) plus the region's count of pages in use at 4K and its
+ *     Dynamic PAMT page pair.  A page is assigned at exactly one level: a
+ *     2M page (PAGE.AUG at 2M) uses only the 2M entry (its 512 4K entries
+ *     stay PT_NDA) and needs the region unused at 4K; a 4K page needs the
+ *     region's 2M entry PT_NDA.  DEMOTE moves a 2M page to 512 4K entries.
+ *   - Dynamic PAMT (ccvm_tdx_set_dynamic_pamt(), off by default): the 4K
+ *     level then exists only for 2M regions that hold a page pair
+ *     (PHYMEM.PAMT.ADD / REMOVE); a leaf that would give a page to a TD at
+ *     4K in a region without one answers TDX_MISSING_PAMT_PAGE_PAIR.  The
+ *     PAMT memory of a real module of this size, static or dynamic, is
+ *     reported by ccvm_tdx_pamt_usage() (CCVM_TDX_PAMT_* constants).
  *   - The global key lock (KOT lock): MNG.CREATE, KEY.CONFIG, VPFLUSHDONE,
  *     CACHE.WB and KEY.FREEID take it exclusively.
  *
@@ -39,7 +50,11 @@
  *              the S-EPT root lives in TDCS page CCVM_TDX_TDCS_SEPT_ROOT.
  *   S-EPT      real bytes: 512 8-byte entries per page, in the TDCS root page
  *              and in the pages the host donates with MEM.SEPT.ADD (PT_EPT).
- *              4 levels for GPAW 48, 5 for GPAW 52.  Only 4K leaves.
+ *              4 levels for GPAW 48, 5 for GPAW 52.  Leaves at 4K, and
+ *              at 2M from PAGE.AUG (never PAGE.ADD: 4K only, as KVM builds
+ *              a TD at 4K); DEMOTE splits a 2M leaf, nothing merges
+ *              (PROMOTE, leaf 23, is not modelled: KVM does not allow it
+ *              on the mirror root).
  *   TLB epoch  TD_EPOCH starts at 1.  A vCPU entering the guest is counted in
  *              the current epoch until it exits.  BLOCK records BEPOCH =
  *              TD_EPOCH in the blocked page's PAMT entry; TRACK advances the
@@ -137,6 +152,7 @@
 #define CCVM_TDH_MNG_KEY_CONFIG		8
 #define CCVM_TDH_MNG_CREATE		9
 #define CCVM_TDH_VP_CREATE		10
+#define CCVM_TDH_MEM_PAGE_DEMOTE	15
 #define CCVM_TDH_MR_EXTEND		16
 #define CCVM_TDH_MR_FINALIZE		17
 #define CCVM_TDH_VP_FLUSH		18
@@ -152,6 +168,8 @@
 #define CCVM_TDH_MEM_RANGE_UNBLOCK	39
 #define CCVM_TDH_PHYMEM_CACHE_WB	40
 #define CCVM_TDH_PHYMEM_PAGE_WBINVD	41
+#define CCVM_TDH_PHYMEM_PAMT_ADD	58	/* Dynamic PAMT */
+#define CCVM_TDH_PHYMEM_PAMT_REMOVE	59	/* Dynamic PAMT */
 
 /* TDCALL leaf numbers share the space: ccvm_tdx_inject() takes them ORed
  * with CCVM_TDX_TDCALL. */
@@ -170,6 +188,11 @@
 #define TDX_PREVIOUS_TLB_EPOCH_BUSY	0x8000020100000000ull
 #define TDX_RND_NO_ENTROPY		0x8000020300000000ull
 #define TDX_PAGE_METADATA_INCORRECT	0xC000030000000000ull
+#define TDX_HPA_RANGE_NOT_FREE		0xC000030400000000ull
+/* Dynamic PAMT: the 2M region of a page has no 4K PAMT page pair.  The
+ * name is the module's; the value is the model's own (no published source
+ * gave it), so match it by name, as the kernel does. */
+#define TDX_MISSING_PAMT_PAGE_PAIR	0xC000030500000000ull
 #define TDX_TD_ASSOCIATED_PAGES_EXIST	0xC000040000000000ull
 #define TDX_TDCS_NOT_ALLOCATED		0xC000060600000000ull
 #define TDX_LIFECYCLE_STATE_INCORRECT	0xC000060700000000ull
@@ -321,6 +344,7 @@ struct ccvm_tdx_vp;
 struct ccvm_tdx_kot_entry;
 struct ccvm_tdx_slot;
 struct ccvm_tdx_inject_rule;
+struct ccvm_tdx_pamt2m;
 
 /*
  * Global module state.  Lives in the tdx backend's platform private area
@@ -355,7 +379,32 @@ struct ccvm_tdx_module {
 	struct ccvm_tdx_inject_rule *inject;
 	_Atomic uint64_t *pamt_touched;	/* bit per 4K page of the PAMT written */
 	_Atomic uint64_t model_bytes;	/* reported with ccvm_model_bytes() */
+	struct ccvm_tdx_pamt2m *pamt2m;	/* [nr_2m]: the 2M level */
+	uint64_t nr_2m;
+	_Atomic uint64_t nr_pairs;	/* Dynamic PAMT page pairs added */
+	_Atomic bool dpamt;		/* Dynamic PAMT on */
 	bool initialized;
+};
+
+/*
+ * Size of the PAMT a real module keeps (docs/semantics.md 6.9): an entry of
+ * CCVM_TDX_PAMT_ENTRY_BYTES per 4K page, per 2M and per 1G region, all
+ * allocated at module init (static PAMT, about 1/256 of memory).  With
+ * Dynamic PAMT the 4K level becomes a bitmap of CCVM_TDX_DPAMT_BITMAP_BITS
+ * per 4K page plus, per 2M region that holds pages at 4K, a pair of 4K
+ * pages (CCVM_TDX_DPAMT_PAIR_PAGES) holding its 512 entries.
+ */
+#define CCVM_TDX_PAMT_ENTRY_BYTES	16u
+#define CCVM_TDX_DPAMT_BITMAP_BITS	1u
+#define CCVM_TDX_DPAMT_PAIR_PAGES	2u
+
+struct ccvm_tdx_pamt_usage {
+	bool dynamic;		/* Dynamic PAMT on */
+	uint64_t static_bytes;	/* allocated at init: 1G + 2M levels + 4K level or bitmap */
+	uint64_t dynamic_bytes;	/* page pairs added at run time */
+	uint64_t nr_pairs;
+	uint64_t pages_2m;	/* pages assigned at 2M (in 4K units) */
+	uint64_t pages_4k;	/* pages assigned at 4K, any type */
 };
 
 /* MNG.INIT parameters (the TD_PARAMS page). */
@@ -368,6 +417,7 @@ struct ccvm_tdx_td_params {
 /* PAMT entry of a page, as ccvm_tdx_pamt_get() reports it. */
 struct ccvm_tdx_pamt_info {
 	unsigned int type;	/* enum ccvm_tdx_page_type */
+	int level;		/* CCVM_TDX_LEVEL_4K, or _2M: part of a 2M page */
 	uint64_t owner;		/* TDR pfn of the owning TD, 0 if PT_NDA */
 	uint64_t bepoch;	/* TD epoch when the page was last blocked */
 	bool poisoned;		/* a host write broke its integrity */
@@ -377,7 +427,7 @@ struct ccvm_tdx_pamt_info {
 struct ccvm_tdx_reclaim_info {
 	unsigned int type;	/* page type before the reclaim */
 	uint64_t owner;		/* TDR pfn of the former owner */
-	int level;		/* CCVM_TDX_LEVEL_4K */
+	int level;		/* CCVM_TDX_LEVEL_4K, or _2M for a 2M page */
 };
 
 /* Output of MEM.SEPT.RD. */
@@ -421,6 +471,14 @@ int ccvm_tdx_set_cache_wb_steps(struct ccvm_tdx_module *m, uint32_t steps);
  * the OS, decides who meets it).  Return: 0 or -EINVAL (NULL).
  */
 int ccvm_tdx_set_entry_lock_yields(struct ccvm_tdx_module *m, uint32_t yields);
+
+/*
+ * ccvm_tdx_set_dynamic_pamt() - Turn Dynamic PAMT on or off (the module's
+ * feature as the host enables it at init).  Only while no page is
+ * assigned to any TD at 4K and no pair is added.
+ * Return: 0; -EINVAL (NULL); -EBUSY (pages or pairs in use; nothing changed).
+ */
+int ccvm_tdx_set_dynamic_pamt(struct ccvm_tdx_module *m, bool on);
 
 /* ---- host HKID pool (KVM's ida + misc cgroup) ---------------------------- */
 
@@ -669,16 +727,20 @@ uint64_t ccvm_tdh_mr_extend(struct ccvm_tdx_td *td, uint64_t gpa);
 
 /*
  * TDH.MEM.PAGE.AUG (leaf 6) - Add page @pfn (R8) at @gpa as PENDING: the
- * guest must accept it, and sees it zeroed then.  Only CCVM_TDX_LEVEL_4K
- * (2M leaves are not modelled: OPERAND_INVALID|RCX).  The page's bytes are
- * not touched here.
- * Before: op state RUNNABLE (I16); entry FREE; page PT_NDA.
- * After: page PT_REG owned by the TD, BEPOCH 0.
+ * guest must accept it, and sees it zeroed then.  @level CCVM_TDX_LEVEL_4K,
+ * or CCVM_TDX_LEVEL_2M: a 2M leaf at the (FREE) 2M entry, @pfn the first of
+ * 512 contiguous pages, 2M aligned.  The page's bytes are not touched here.
+ * Before: op state RUNNABLE (I16); entry FREE; page PT_NDA (2M: the 2M PAMT
+ * entry PT_NDA and no page of the region assigned at 4K; 4K: the region not
+ * assigned at 2M and, with Dynamic PAMT, holding a pair).
+ * After: page PT_REG owned by the TD at that level, BEPOCH 0.
  * Status: SUCCESS; OP_STATE_INCORRECT; EPT_ENTRY_STATE_INCORRECT|RCX (entry
- * not FREE, e.g. already PENDING after a racing AUG); EPT_WALK_FAILED|RCX;
- * PAGE_METADATA_INCORRECT|R8; OPERAND_INVALID|R8; OPERAND_BUSY|RCX (a guest
- * ACCEPT or another AUG holds the entry); common statuses.  Tree lock
- * shared.
+ * not FREE, e.g. already PENDING after a racing AUG, or a 2M entry that
+ * links an S-EPT page); EPT_WALK_FAILED|RCX; PAGE_METADATA_INCORRECT|R8;
+ * OPERAND_INVALID|R8 (bad pfn; 2M: not aligned, or past memory);
+ * MISSING_PAMT_PAGE_PAIR|R8 (4K, Dynamic PAMT); OPERAND_BUSY|RCX (a guest
+ * ACCEPT or another AUG holds the entry); OPERAND_BUSY|R8 (PAMT entry);
+ * common statuses.  Tree lock shared.
  */
 uint64_t ccvm_tdh_mem_page_aug(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 			       uint64_t pfn);
@@ -686,7 +748,8 @@ uint64_t ccvm_tdh_mem_page_aug(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 /*
  * TDH.MEM.RANGE.BLOCK (leaf 7) - Block the entry of @level (0 .. root level)
  * at @gpa: MAPPED -> BLOCKED, PENDING -> PENDING_BLOCKED, NL_MAPPED ->
- * NL_BLOCKED; then BEPOCH of the mapped/linked page = TD_EPOCH.
+ * NL_BLOCKED; then BEPOCH of the mapped/linked page = TD_EPOCH (of a 2M
+ * leaf: in its 2M PAMT entry).
  * Status: SUCCESS; GPA_RANGE_ALREADY_BLOCKED|RCX (a warning);
  * EPT_ENTRY_STATE_INCORRECT|RCX (FREE: e.g. a never-ADDed premapped page);
  * EPT_WALK_FAILED|RCX; common statuses, OPERAND_BUSY|SEPT when a guest
@@ -705,18 +768,42 @@ uint64_t ccvm_tdh_mem_range_block(struct ccvm_tdx_td *td, uint64_t gpa, int leve
 uint64_t ccvm_tdh_mem_track(struct ccvm_tdx_td *td);
 
 /*
- * TDH.MEM.PAGE.REMOVE (leaf 29) - Remove the 4K leaf at @gpa: entry -> FREE,
- * page -> PT_NDA (not cleared: the caller clears it); *@pfn (may be NULL)
- * gets its pfn.  Only CCVM_TDX_LEVEL_4K.
+ * TDH.MEM.PAGE.REMOVE (leaf 29) - Remove the leaf at @gpa, @level 4K or 2M
+ * (a 2M leaf goes whole; to remove part of it, DEMOTE first): entry ->
+ * FREE, page -> PT_NDA (not cleared: the caller clears it, all 512 pages of
+ * a 2M one); *@pfn (may be NULL) gets its (first) pfn.
  * Before: entry MAPPED, BLOCKED, PENDING or PENDING_BLOCKED.  When the TD is
  * RUNNABLE: the entry is blocked (BLOCKED/PENDING_BLOCKED) and tracked (see
  * the TLB epoch above); before finalize no vCPU ran, so no tracking.
  * Status: SUCCESS; EPT_ENTRY_STATE_INCORRECT|RCX (FREE or non-leaf);
  * GPA_RANGE_NOT_BLOCKED|RCX; TLB_TRACKING_NOT_DONE|RCX; EPT_WALK_FAILED|RCX;
- * common statuses.  Tree lock exclusive.
+ * common statuses.  Tree lock exclusive.  A 4K @level under a 2M leaf:
+ * EPT_WALK_FAILED|RCX.
  */
 uint64_t ccvm_tdh_mem_page_remove(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 				  uint64_t *pfn);
+
+/*
+ * TDH.MEM.PAGE.DEMOTE (leaf 15) - Split the 2M leaf at @gpa (@level
+ * CCVM_TDX_LEVEL_2M only) into 512 4K leaves in S-EPT page @spt_pfn (R8):
+ * the entry becomes NL_MAPPED linking it, each 4K entry maps the matching
+ * 4K page in the leaf's state before the BLOCK (MAPPED or PENDING, so no
+ * UNBLOCK follows), and the page's 2M PAMT entry becomes 512 4K entries
+ * (PT_REG, same owner, BEPOCH 0, the poison bit copied).
+ * Before: the entry a 2M leaf; when the TD is RUNNABLE, blocked (BLOCKED or
+ * PENDING_BLOCKED) and tracked, as for REMOVE (KVM: BLOCK, TRACK, kick,
+ * DEMOTE); @spt_pfn PT_NDA; with Dynamic PAMT, a pair in the leaf's region
+ * (added before: the 4K entries need it) and in @spt_pfn's.
+ * After: @spt_pfn PT_EPT owned by the TD.
+ * Status: SUCCESS; EPT_ENTRY_STATE_INCORRECT|RCX (FREE or NL entry);
+ * GPA_RANGE_NOT_BLOCKED|RCX; TLB_TRACKING_NOT_DONE|RCX;
+ * MISSING_PAMT_PAGE_PAIR|RCX (the leaf's region) or |R8 (@spt_pfn's);
+ * PAGE_METADATA_INCORRECT|R8; OPERAND_INVALID|R8; OPERAND_BUSY|RCX (the
+ * entry lock: a guest ACCEPT; or a PAMT entry); EPT_WALK_FAILED|RCX;
+ * common statuses.  Tree lock shared, entry lock.
+ */
+uint64_t ccvm_tdh_mem_page_demote(struct ccvm_tdx_td *td, uint64_t gpa, int level,
+				  uint64_t spt_pfn);
 
 /*
  * TDH.MEM.SEPT.RD (leaf 25) - Read the entry of @level (0 .. root level) at
@@ -769,7 +856,8 @@ uint64_t ccvm_tdh_phymem_page_wbinvd(struct ccvm_tdx_module *m, struct ccvm_vm *
 
 /*
  * TDH.PHYMEM.PAGE.RECLAIM (leaf 28) - Take back TD-owned page @pfn (any
- * type): page -> PT_NDA (not cleared).  *@info (may be NULL) gets the former
+ * type; the first pfn of a 2M page takes all of it, info->level 2M):
+ * page -> PT_NDA (not cleared).  *@info (may be NULL) gets the former
  * type and owner.  Reclaiming a TDVPR frees that vCPU's handle; reclaiming
  * the TDR frees the TD's handle.  The owner TD's VM is charged, else @vm.
  * Before: the owner TD's lifecycle is TEARDOWN (I13, I15); for the TDR, the
@@ -782,14 +870,48 @@ uint64_t ccvm_tdh_phymem_page_wbinvd(struct ccvm_tdx_module *m, struct ccvm_vm *
 uint64_t ccvm_tdh_phymem_page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
 				      uint64_t pfn, struct ccvm_tdx_reclaim_info *info);
 
+/*
+ * TDH.PHYMEM.PAMT.ADD (leaf 58, Dynamic PAMT) - Give the 2M region starting
+ * at @pfn_2m (RCX) the page pair @pair0, @pair1 (RDX, R8: two distinct 4K
+ * pages, not necessarily contiguous) to hold its 4K PAMT entries.  @vm is
+ * only charged.
+ * Before: Dynamic PAMT on; the region has no pair; both pages PT_NDA.
+ * After: both pages PT_PAMT (owned by no TD); the region may hold 4K pages.
+ * Status: SUCCESS; HPA_RANGE_NOT_FREE|RCX (it has a pair already: a racing
+ * add won); OPERAND_INVALID|RCX (not 2M aligned, past memory, or Dynamic
+ * PAMT off); OPERAND_INVALID|RDX or |R8 (bad pfn, or the same page twice);
+ * PAGE_METADATA_INCORRECT|RDX or |R8; OPERAND_BUSY|RCX, |RDX, |R8.
+ */
+uint64_t ccvm_tdh_phymem_pamt_add(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				  uint64_t pfn_2m, uint64_t pair0, uint64_t pair1);
+
+/*
+ * TDH.PHYMEM.PAMT.REMOVE (leaf 59, Dynamic PAMT) - Take back the page pair
+ * of the 2M region at @pfn_2m (RCX) into *@pair0, *@pair1 (may be NULL):
+ * both PT_NDA again (not cleared).
+ * Before: the region has a pair and no page of it is assigned at 4K.
+ * Status: SUCCESS; PAGE_METADATA_INCORRECT|RCX (no pair); HPA_RANGE_NOT_FREE|
+ * RCX (pages of the region in use at 4K); OPERAND_INVALID|RCX;
+ * OPERAND_BUSY|RCX (2M PAMT entry or a pair page's entry locked).
+ */
+uint64_t ccvm_tdh_phymem_pamt_remove(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
+				     uint64_t pfn_2m, uint64_t *pair0, uint64_t *pair1);
+
 /* ---- guest side ----------------------------------------------------------- */
 
 /*
  * TDG.MEM.PAGE.ACCEPT (TDCALL 6) - The guest on @vp accepts the page at
  * private @gpa: PENDING -> MAPPED, the page zeroed (and its poison cleared).
- * @level CCVM_TDX_LEVEL_4K, or CCVM_TDX_LEVEL_2M which is answered
- * PAGE_SIZE_MISMATCH when the range is mapped with 4K pages (accept each 4K
- * then) and with a TD exit when nothing is mapped there.
+ * @level CCVM_TDX_LEVEL_4K or CCVM_TDX_LEVEL_2M, which must match the
+ * mapping:
+ *   2M over a 2M leaf: the whole 2M is accepted (512 pages zeroed: besides
+ *     the leaf's own count, 511 CCVM_EV_PAGE_CLEAR for the zeroing a 4K
+ *     accept does not do);
+ *   2M over 4K leaves: PAGE_SIZE_MISMATCH (accept each 4K then);
+ *   4K under a PENDING 2M leaf: a TD exit (EPT violation) for the host to
+ *     DEMOTE (the accept level is lower than the mapping); under a MAPPED
+ *     one: PAGE_ALREADY_ACCEPTED;
+ *   nothing mapped at the level asked: a TD exit (the host AUGs).
  * Context: the vCPU's thread, in guest mode.
  * Status: SUCCESS; PAGE_ALREADY_ACCEPTED|RCX (MAPPED: a warning);
  * PAGE_SIZE_MISMATCH|RCX; CCVM_TDX_SW_EPT_VIOLATION (no leaf, FREE, or
@@ -861,9 +983,14 @@ const char *ccvm_tdx_status_name(uint64_t status);
 /* "TDH.MEM.PAGE.AUG", ... or NULL. */
 const char *ccvm_tdx_leaf_name(unsigned int leaf);
 
-/* PAMT entry of @pfn.  Return: 0 or -EINVAL. */
+/* PAMT entry of @pfn (the 2M one when @pfn is part of a 2M page).
+ * Return: 0 or -EINVAL. */
 int ccvm_tdx_pamt_get(struct ccvm_tdx_module *m, uint64_t pfn,
 		      struct ccvm_tdx_pamt_info *info);
+/* The PAMT memory a real module would hold now.  Return: 0 or -EINVAL. */
+int ccvm_tdx_pamt_usage(struct ccvm_tdx_module *m, struct ccvm_tdx_pamt_usage *u);
+/* Whether the 2M region of @pfn holds a Dynamic PAMT pair. */
+bool ccvm_tdx_pamt_has_pair(struct ccvm_tdx_module *m, uint64_t pfn);
 /* Pages whose PAMT type is not PT_NDA, over every TD. */
 uint64_t ccvm_tdx_pamt_nr_assigned(struct ccvm_tdx_module *m);
 

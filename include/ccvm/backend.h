@@ -42,8 +42,9 @@ extern "C" {
  * for checks made while vCPUs run (a schedule's quiescent points).
  * 4: huge gmem folios: gmem_prepare's max_order may be non-zero,
  * gmem_invalidate gets a whole huge folio in one call,
- * ccvm_page_folio_order() and ccvm_vm_gfn_to_gmem_folio(). */
-#define CCVM_BACKEND_ABI_MINOR	4
+ * ccvm_page_folio_order() and ccvm_vm_gfn_to_gmem_folio().  5: the
+ * guest_accept_level op (appended) and CCVM_GUEST_NEEDS_ZAP. */
+#define CCVM_BACKEND_ABI_MINOR	5
 #define CCVM_BACKEND_ABI_VERSION \
 	((uint32_t)((CCVM_BACKEND_ABI_MAJOR << 16) | CCVM_BACKEND_ABI_MINOR))
 
@@ -59,6 +60,13 @@ struct ccvm_gmem_inode;
 
 /* guest_access() / guest_accept() result: map the page first, then retry. */
 #define CCVM_GUEST_NEEDS_FAULT		1
+/*
+ * guest_accept() / guest_accept_level() result: the backend changed what
+ * backs the mapping (SNP: PSMASHed a 2M RMP entry under a 4K PVALIDATE);
+ * the core zaps the 2M block of gfns around the page, faults it in again
+ * (now at the smaller level) and retries, as sev_handle_rmp_fault() zaps.
+ */
+#define CCVM_GUEST_NEEDS_ZAP		2
 
 struct ccvm_backend_ops {
 	uint32_t abi_version;	/* CCVM_BACKEND_ABI_VERSION the backend was built for */
@@ -178,6 +186,23 @@ struct ccvm_backend_ops {
 	 * Return: 0 (broken or not), or a negative errno if it could not check.
 	 */
 	int (*check_invariants)(struct ccvm_vm *vm, struct ccvm_invariant_report *r);
+
+	/*
+	 * ABI minor 5.  The guest accepts the naturally aligned block of
+	 * ccvm_level_pages(@level) pages at @gfn with one accept of page size
+	 * @level (CCVM_LEVEL_4K or _2M: TDG.MEM.PAGE.ACCEPT's level, PVALIDATE's
+	 * size).  @pfn and @map_level: the private mapping covering @gfn (its
+	 * frame at @gfn, its level), UINT64_MAX and 0 when
+	 * @gfn is not mapped private.  mmu_lock read held.
+	 * Return: 0; CCVM_GUEST_NEEDS_FAULT (fault @gfn in, retry);
+	 * CCVM_GUEST_NEEDS_ZAP (see above); -ERANGE (the page size does not
+	 * match the mapping or the hardware's entry and the guest must accept at
+	 * another level: TDX_PAGE_SIZE_MISMATCH, SNP FAIL_SIZEMISMATCH);
+	 * -EEXIST (accepted already); another negative errno.
+	 * NULL: the core accepts the block page by page through guest_accept.
+	 */
+	int (*guest_accept_level)(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn,
+				  int map_level, int level);
 };
 
 /*
@@ -676,7 +701,7 @@ CCVM_API void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
 /* ---- invariant reports (for check_invariants) ---- */
 
 /*
- * ccvm_invariant_fail() - Record that invariant @invariant (1..34) is
+ * ccvm_invariant_fail() - Record that invariant @invariant (1..36) is
  * broken at @gfn / @pfn (UINT64_MAX: none) with a printf-style message.
  * Only the first failure of a report is kept: later calls change nothing,
  * so a check may go on or stop as it likes.

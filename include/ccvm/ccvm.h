@@ -160,6 +160,9 @@ enum ccvm_event {
 	CCVM_EV_KICK_VCPU,		/* a vCPU a kick visited (request, mode check) */
 	CCVM_EV_FOLIO_SPLIT,		/* huge gmem folio split into 4K folios */
 	CCVM_EV_FOLIO_MERGE,		/* split gmem folio restored whole */
+	CCVM_EV_TDH_MEM_PAGE_DEMOTE,	/* 2M S-EPT leaf split into 512 4K leaves */
+	CCVM_EV_TDH_PHYMEM_PAMT_ADD,	/* Dynamic PAMT: page pair added to a 2M region */
+	CCVM_EV_TDH_PHYMEM_PAMT_REMOVE,	/* Dynamic PAMT: page pair taken back */
 	CCVM_EV_NR
 };
 
@@ -1918,6 +1921,22 @@ CCVM_API int ccvm_guest_map_gpa(struct ccvm_guest *g, uint64_t gpa, uint64_t siz
 CCVM_API int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size);
 
 /*
+ * ccvm_guest_accept_level() - As ccvm_guest_accept(), with accepts of page
+ * size @level (CCVM_LEVEL_4K or CCVM_LEVEL_2M): one TDG.MEM.PAGE.ACCEPT or
+ * PVALIDATE per 2M when @level is 2M.  Whether a 2M accept works depends
+ * on the host's mapping and the hardware's entry (TDX: mapped at 4K ->
+ * PAGE_SIZE_MISMATCH; SNP: a 4K RMP entry -> FAIL_SIZEMISMATCH): the
+ * guest then gets -ERANGE and accepts that 2M page by page, as Linux does.
+ * A backend without level accepts takes a 2M accept page by page.
+ * Context: guest side, on the guest's vCPU.
+ * Return: as ccvm_guest_accept(); -EINVAL also for a level other than 4K
+ * and 2M or a range not aligned to it; -ERANGE (page size mismatch, the
+ * block stays unaccepted).
+ */
+CCVM_API int ccvm_guest_accept_level(struct ccvm_guest *g, uint64_t gpa, uint64_t size,
+				     int level);
+
+/*
  * ccvm_guest_sync() - Exit to the VMM with CCVM_EXIT_SYNC and @value (like
  * a selftest ucall); the guest goes on at the next ccvm_vcpu_run().
  * Context: guest side, on the guest's vCPU.
@@ -2025,7 +2044,7 @@ CCVM_API uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
  */
 struct ccvm_invariant_report {
 	size_t sz;
-	uint32_t invariant;	/* out: first broken invariant, 1..34; 0 = none */
+	uint32_t invariant;	/* out: first broken invariant, 1..36; 0 = none */
 	uint64_t nr_checks;	/* out: individual checks done */
 	uint64_t gfn;		/* out: gfn involved, UINT64_MAX if none */
 	uint64_t pfn;		/* out: pfn involved, UINT64_MAX if none */
@@ -2093,7 +2112,7 @@ CCVM_API int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_
 CCVM_API int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invariant_report *r);
 
 /*
- * ccvm_invariant_name() - One line naming invariant @n (1..34), as
+ * ccvm_invariant_name() - One line naming invariant @n (1..36), as
  * docs/invariants.md lists them.
  * Context: any thread.
  * Return: a static string; NULL for another number.
