@@ -100,6 +100,7 @@ TEST_SRCS += tests/check_tdx_lifecycle.c
 TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_tdx_teardown.c
 TEST_SRCS += tests/check_trace.c
+TEST_SRCS += tests/check_twins.c
 TEST_SRCS += tests/check_vcpu.c
 TEST_SRCS += tests/check_xarray.c
 
