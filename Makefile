@@ -100,6 +100,7 @@ TEST_SRCS += tests/check_tdx_lifecycle.c
 TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_tdx_teardown.c
 TEST_SRCS += tests/check_trace.c
+TEST_SRCS += tests/check_twins.c
 TEST_SRCS += tests/check_vcpu.c
 TEST_SRCS += tests/check_xarray.c
 
@@ -1028,6 +1029,7 @@ help:
 	@echo 'make fuzz-replay     replay tests/fuzz-corpus with the plain harness; fuzz-seeds: rewrite it'
 	@echo 'make fuzz-compare    coverage of this harness vs the one before issue 16, same seed (2 x 10 min of CPU)'
 	@echo 'make man             man pages of every public call in $$(BUILD)/man/man3 (from the headers)'
+	@echo 'make check-man       mandoc lints the pages; every EXAMPLE compiles, those with main() run (mandoc, 10 s)'
 	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR MANDIR DESTDIR; make uninstall'
 	@echo 'make ci              everything CI runs (.ci/run runs make check then make ci)'
 	@echo 'make check-boundary  no backend (nor tests/conformance.h) includes a lib/ header'
