@@ -100,6 +100,7 @@ TEST_SRCS += tests/check_tdx_lifecycle.c
 TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_tdx_teardown.c
 TEST_SRCS += tests/check_trace.c
+TEST_SRCS += tests/check_twins.c
 TEST_SRCS += tests/check_vcpu.c
 TEST_SRCS += tests/check_xarray.c
 
@@ -479,10 +480,54 @@ $(FUZZ_BIN): $(FUZZ_OBJS) $(LIB)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $(if $(filter 1,$(LIBFUZZER)),-fsanitize=fuzzer) \
 		-o $@ $(FUZZ_OBJS) $(LIB) $(LDLIBS)
 
-.PHONY: fuzz fuzz-smoke fuzz-run fuzz-replay fuzz-seeds
+# The harness as it was at FUZZ_OLD_REV (before issue 16 extended it), built
+# against today's library with the same flags, and its seed corpus of then:
+# the peer of `make fuzz-compare` (needs the git history).
+FUZZ_OLD_REV ?= b95ed94^
+FUZZ_OLD_DIR := $(BUILD)/fuzz-old
+FUZZ_OLD_BIN := $(FUZZ_OLD_DIR)/fuzz_ccvm
+
+$(FUZZ_OLD_BIN): $(LIB)
+	$(call msg,LD,$@ ($(FUZZ_OLD_REV)))
+	$(Q)rm -rf $(FUZZ_OLD_DIR) && mkdir -p $(FUZZ_OLD_DIR)/seeds
+	$(Q)git show '$(FUZZ_OLD_REV):tests/fuzz_ccvm.c' > $(FUZZ_OLD_DIR)/fuzz_ccvm.c
+	$(Q)git archive '$(FUZZ_OLD_REV)' $(FUZZ_CORPUS) | \
+		tar -x -C $(FUZZ_OLD_DIR)/seeds --strip-components=2
+	$(Q)$(CC) $(CFLAGS) -Ilib $(if $(filter 1,$(LIBFUZZER)),-DCCVM_FUZZ_LIBFUZZER -fsanitize=fuzzer) \
+		$(LDFLAGS) -o $@ $(FUZZ_OLD_DIR)/fuzz_ccvm.c $(LIB) $(LDLIBS)
+
+FUZZ_MAKE = $(MAKE) --no-print-directory CC=$(FUZZ_CC) SAN=asan,ubsan BUILD=$(FUZZ_BUILD) \
+	LIBFUZZER=1 CFLAGS="-O1 -g -Wall -Wextra -fsanitize=fuzzer-no-link"
+
+.PHONY: fuzz fuzz-smoke fuzz-run fuzz-replay fuzz-seeds fuzz-compare fuzz-compare-bins
 fuzz:
-	$(Q)$(MAKE) --no-print-directory CC=$(FUZZ_CC) SAN=asan,ubsan BUILD=$(FUZZ_BUILD) \
-		LIBFUZZER=1 CFLAGS="-O1 -g -Wall -Wextra -fsanitize=fuzzer-no-link" fuzz-run
+	$(Q)$(FUZZ_MAKE) fuzz-run
+
+# `make fuzz-compare`: this harness and the one of FUZZ_OLD_REV, each from
+# its own seed corpus and an empty work corpus, same seed, same options,
+# FUZZ_COMPARE_SECONDS each, side by side (FUZZ_COMPARE_MODE=serial: one
+# after the other); prints both coverage counts and their ratio.
+FUZZ_COMPARE_SECONDS ?= 600
+FUZZ_COMPARE_MODE ?= concurrent
+# libFuzzer's counters include each harness's own code; the library's share
+# is measured apart: both corpora are replayed by replay builds with clang's
+# source coverage (in $(FUZZ_COV_BUILD)), and llvm-cov counts the regions of
+# lib/ and backends/ they reach.
+FUZZ_COV_BUILD ?= build/fuzz-cov
+fuzz-compare:
+	$(Q)$(FUZZ_MAKE) fuzz-compare-bins
+	$(Q)$(MAKE) --no-print-directory CC=$(FUZZ_CC) SAN= BUILD=$(FUZZ_COV_BUILD) LIBFUZZER= \
+		CFLAGS="-O1 -g -Wall -Wextra -fprofile-instr-generate -fcoverage-mapping" \
+		LDFLAGS=-fprofile-instr-generate fuzz-compare-bins
+	$(Q)scripts/fuzz-compare.sh --seconds $(FUZZ_COMPARE_SECONDS) --seed $(FUZZ_SEED) \
+		--mode $(FUZZ_COMPARE_MODE) --out $(FUZZ_BUILD)/compare \
+		--new $(FUZZ_BUILD)/tests/fuzz_ccvm --new-seeds $(FUZZ_CORPUS) \
+		--old $(FUZZ_BUILD)/fuzz-old/fuzz_ccvm --old-seeds $(FUZZ_BUILD)/fuzz-old/seeds \
+		--cov-new $(FUZZ_COV_BUILD)/tests/fuzz_ccvm \
+		--cov-old $(FUZZ_COV_BUILD)/fuzz-old/fuzz_ccvm \
+		--old-name '$(FUZZ_OLD_REV)' -- $(FUZZ_OPTIONS)
+
+fuzz-compare-bins: $(FUZZ_BIN) $(FUZZ_OLD_BIN)
 
 fuzz-smoke:
 	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
@@ -492,6 +537,8 @@ fuzz-smoke:
 fuzz-run: $(FUZZ_BIN)
 	$(Q)mkdir -p $(BUILD)/corpus
 	$(call msg,FUZZ,$(FUZZ_BIN) for $(FUZZ_SECONDS) s)
+	@echo "fuzz: corpus $(FUZZ_CORPUS) ($$(ls $(FUZZ_CORPUS) | wc -l) seeds) and" \
+		"$(BUILD)/corpus ($$(ls $(BUILD)/corpus | wc -l) inputs of earlier runs)"
 	$(Q){ $(CHECK_ENV) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) \
 		-artifact_prefix=$(BUILD)/ $(FUZZ_OPTIONS) $(BUILD)/corpus $(FUZZ_CORPUS); \
 		echo $$? > $(BUILD)/fuzz.status; } 2>&1 | tee $(BUILD)/fuzz.log; \
@@ -981,7 +1028,9 @@ help:
 	@echo 'make seeds           run the studies of the source threads, plots in docs/studies/'
 	@echo 'make fuzz            libFuzzer (clang) on every backend for FUZZ_SECONDS; fuzz-smoke: short'
 	@echo 'make fuzz-replay     replay tests/fuzz-corpus with the plain harness; fuzz-seeds: rewrite it'
+	@echo 'make fuzz-compare    coverage of this harness vs the one before issue 16, same seed (2 x 10 min of CPU)'
 	@echo 'make man             man pages of every public call in $$(BUILD)/man/man3 (from the headers)'
+	@echo 'make check-man       mandoc lints the pages; every EXAMPLE compiles, those with main() run (mandoc, 10 s)'
 	@echo 'make install         PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR MANDIR DESTDIR; make uninstall'
 	@echo 'make ci              everything CI runs (.ci/run runs make check then make ci)'
 	@echo 'make check-boundary  no backend (nor tests/conformance.h) includes a lib/ header'

@@ -97,7 +97,11 @@ struct ccvm_inject_rule {
  * block lives as long as the counters); later counts find it in a small
  * per-thread cache and add with a plain load and store (relaxed atomics:
  * one writer, readers anywhere).  A thread that cannot get a block counts
- * into the shared one with atomic adds.
+ * into the shared one with atomic adds.  A block whose thread exited or
+ * dropped it from its cache goes idle and is taken (counts and all: the
+ * sums only add) by the next thread that needs one, so a platform that
+ * lives while VMs and their vCPU threads come and go holds a block per
+ * thread counting at once, not one per thread it ever saw.
  *
  * The simulated clock is not kept as a running sum: it is the event counts
  * times the cost model, plus extra_ns for what no event carries (the
@@ -109,12 +113,14 @@ struct ccvm_counter_block {
 	_Atomic uint64_t op_errors[CCVM_OPI_NR];
 	_Atomic uint64_t extra_ns;
 	struct ccvm_counter_block *next;
+	_Atomic bool idle;	/* no thread's: the next one that needs a block takes it */
 };
 
 struct ccvm_counters {
 	struct ccvm_counter_block shared;
 	struct ccvm_counter_block *_Atomic blocks;	/* pushed, freed with the counters */
 	uint64_t id;					/* unique in the process, never reused */
+	struct ccvm_counters *live_prev, *live_next;	/* the live counters (stats.c) */
 };
 
 void ccvm_counters_init(struct ccvm_counters *c);

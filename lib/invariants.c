@@ -80,6 +80,12 @@
  * |     | 0 or PRIVATE, nothing past its last page                     |             |
  * | I34 | a live gmem slot is GMEM_ONLY iff the VM converts in place;  | core, leaf  |
  * |     | a GMEM_ONLY slot's shared leaf is never the VMM's buffer     |             |
+ * | I35 | a whole huge gmem folio is one naturally aligned run over a  | core        |
+ * |     | naturally aligned pfn block whose pages record its order; in |             |
+ * |     | place it holds only private pages (split on the first shared |             |
+ * |     | page, merged only when all private again)                    |             |
+ * | I36 | a private leaf is never larger than the gmem folio behind it | core, leaf  |
+ * |     | (TDX huge pages' rule 1; SNP: I8 caps it by the RMP too)     |             |
  *
  * Not checked here: I4 (the fault's seq check; its only trace at rest is
  * I3's), I19, I20 (retry policies), I25 (populate's own checks), I30
@@ -87,9 +93,9 @@
  * before and after).
  *
  * Order.  The first broken invariant found is reported, and the walk
- * stops.  Checks run in this order: I26, I33, I31, I27, I6, I34 (slots), I9
+ * stops.  Checks run in this order: I26, I33, I31, I35, I27, I6, I34 (slots), I9
  * (lpage entries), I7, I28, I3, I21, then every entry of every root in gfn
- * order (per entry: I11, I29, I1 or I2 (I32, I34 in place), I5, I8, I9),
+ * order (per entry: I11, I29, I1 or I2 (I32, I34 in place, I36), I5, I8, I9),
  * then the backend's check_invariants
  * (its own order, in its file).
  */
@@ -137,6 +143,8 @@ static const char *const invariant_names[] = {
 	[32] = "a gmem's attributes and every mapping of it agree",
 	[33] = "in place, PRIVATE lives only in the gmem stores, over each file's pages",
 	[34] = "GMEM_ONLY slots exactly with in-place conversion; their shared leaves map gmem",
+	[35] = "a whole huge gmem folio is aligned, contiguous and (in place) all private",
+	[36] = "a private mapping is never larger than its gmem folio",
 };
 
 const char *ccvm_invariant_name(unsigned int n)
@@ -380,6 +388,77 @@ static int pin_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
 	return 0;
 }
 
+/*
+ * I35: a huge folio in a page cache is one naturally aligned run of
+ * indices over a naturally aligned block of pfns whose pages all record its
+ * order, and in place holds only private pages (a split folio is merged
+ * only once it is all private again); a 4K folio's page records order 0.
+ */
+static int folio_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
+{
+	struct file_check *fc = ctx;
+	struct ccvm_gmem_inode *inode = fc->inode;
+	struct ccvm_platform *p = inode->p;
+	unsigned int order;
+	uint64_t nr, head, i, idx;
+
+	if (!value)
+		return 0;
+	order = CCVM_GMEM_ORDER(value);
+	nr = 1ull << order;
+	head = CCVM_GMEM_PFN(value);
+	count(fc->c, 1);
+	if (!order) {
+		if (ccvm_page_folio_order(p, head)) {
+			ccvm_invariant_fail(fc->c->r, 35, NONE, head,
+					    "gmem page %#llx is a 4K folio but pfn %#llx records "
+					    "order %d", (unsigned long long)first,
+					    (unsigned long long)head, ccvm_page_folio_order(p, head));
+			return 1;
+		}
+		return 0;
+	}
+	if (order != inode->folio_order || (first & (nr - 1)) || (head & (nr - 1)) ||
+	    ((last - first + 1) % nr)) {
+		ccvm_invariant_fail(fc->c->r, 35, NONE, head,
+				    "gmem folio of order %u at pages [%#llx, %#llx] pfn %#llx is "
+				    "not one naturally aligned block of the file's order %u",
+				    order, (unsigned long long)first, (unsigned long long)last,
+				    (unsigned long long)head, inode->folio_order);
+		return 1;
+	}
+	/* A run may hold several folios only if their values were equal: one each. */
+	if (last - first + 1 != nr) {
+		ccvm_invariant_fail(fc->c->r, 35, NONE, head,
+				    "pfn %#llx is the folio of %llu pages of the file",
+				    (unsigned long long)head,
+				    (unsigned long long)(last - first + 1));
+		return 1;
+	}
+	for (i = 0; i < nr; i++) {
+		count(fc->c, 1);
+		if (ccvm_page_folio_order(p, head + i) != (int)order) {
+			ccvm_invariant_fail(fc->c->r, 35, NONE, head + i,
+					    "pfn %#llx of a whole folio of order %u records order %d",
+					    (unsigned long long)(head + i), order,
+					    ccvm_page_folio_order(p, head + i));
+			return 1;
+		}
+	}
+	if (inode->in_place) {
+		idx = first;
+		count(fc->c, 1);
+		if (!ccvm_xa_range_is(&inode->attrs, idx, last, CCVM_MEMORY_ATTRIBUTE_PRIVATE)) {
+			ccvm_invariant_fail(fc->c->r, 35, NONE, head,
+					    "whole gmem folio at pages [%#llx, %#llx] holds a shared "
+					    "page (it should have been split, or not merged)",
+					    (unsigned long long)first, (unsigned long long)last);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static int vm_attr_private_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
 {
 	struct check *c = ctx;
@@ -420,6 +499,8 @@ static void check_files(struct check *c)
 		ccvm_mutex_lock(&g->inode->pages_lock);
 		if (!failed(c))
 			ccvm_xa_for_each_run(&g->inode->pins, 0, UINT64_MAX, pin_cb, &fc);
+		if (!failed(c))
+			ccvm_xa_for_each_run(&g->inode->pages, 0, UINT64_MAX, folio_cb, &fc);
 		ccvm_mutex_unlock(&g->inode->pages_lock);
 		ccvm_rwlock_unlock(&g->inode->attr_lock);
 	}
@@ -841,6 +922,15 @@ static void check_private_leaf(struct check *c, const struct ccvm_mmu_entry *e,
 					    (unsigned long long)(pfn == NONE ? 0 : pfn));
 			return;
 		}
+	}
+	/* I36: a mapping is never larger than the folio behind it. */
+	count(c, 1);
+	if (n > 1 && (uint64_t)1 << ccvm_page_folio_order(c->vm->p, e->frame) < n) {
+		ccvm_invariant_fail(c->r, 36, e->gfn, e->frame,
+				    "private leaf at gfn %#llx maps %llu pages but pfn %#llx is in "
+				    "a folio of order %d", (unsigned long long)e->gfn,
+				    (unsigned long long)n, (unsigned long long)e->frame,
+				    ccvm_page_folio_order(c->vm->p, e->frame));
 	}
 }
 

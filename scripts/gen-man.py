@@ -4,7 +4,7 @@
 
 Usage:
   gen-man.py --check HEADER...            every CCVM_API declaration has a
-                                          comment with Context: and Return:
+                                          comment with Context:, Return:, Example:
   gen-man.py --out DIR --version V HEADER...   write DIR/<name>.3
 
 A comment documents the CCVM_API declarations that follow it up to the next
@@ -15,9 +15,16 @@ titled with its own name), so no page depends on a .so link.
 The comment's text is the page: an optional first line `name() - summary`
 (or `a() / b() - summary`), the description, then `Context:` (the thread,
 locks and state the call needs; the CONTEXT section), `Return:` (RETURN
-VALUE; each `-EXXX (why)` piece separated by ';' also goes to ERRORS) and an
-optional `Example:` block (EXAMPLE), indented code lines.  Hand-written
-pages in man/man3 (the overviews) are linted and installed beside them.
+VALUE; each `-EXXX (why)` piece separated by ';' also goes to ERRORS) and
+`Example:` alone on its line, then the EXAMPLE: indented code lines to the
+end of the comment (`//` comments inside), a non-static function or a
+whole program, which compiles alone after the page's #include lines.
+`--check` insists on all three.  Hand-written pages in man/man3 (the
+overviews) are linted and installed beside them.
+
+  gen-man.py --extract DIR PAGE...        write each distinct EXAMPLE of the
+                                          pages as DIR/<page>.c, with a #line
+                                          pointing at its header comment
 """
 import os
 import re
@@ -32,8 +39,8 @@ OVERVIEW = {
     'ccvm/explore.h': 'libccvm-explore',
 }
 KEYS = ('Context:', 'Return:', 'Example:')
-# `--check` wants these too.
-EXAMPLE_REQUIRED = ()
+# `--check` wants an example in every group too.
+EXAMPLE_REQUIRED = ('Example:',)
 
 
 def read_groups(path):

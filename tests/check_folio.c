@@ -408,6 +408,83 @@ START_TEST(test_1g_folio)
 }
 END_TEST
 
+/* ---- the invariants, each broken on purpose ---------------------------------------- */
+
+static void assert_broken(struct ccvm_vm *v, uint32_t want)
+{
+	struct ccvm_invariant_report r = { .sz = sizeof(r) };
+
+	ck_assert_int_eq(ccvm_vm_check_invariants(v, &r), 0);
+	ck_assert_msg(r.invariant == want, "want I%u, got I%u: %s", want, r.invariant, r.msg);
+}
+
+/* I35: a whole folio holding a shared page (a merge too early, a split missed). */
+START_TEST(test_i35_whole_folio_with_shared_page)
+{
+	struct ccvm_gmem *g = tu_gmem(ivm, 2 * TU_2M, HUGE);
+	struct ccvm_gmem_inode *inode = g->inode;
+
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, 0, 2 * TU_2M), 0);
+	assert_inv(ivm);
+	ccvm_rwlock_wrlock(&inode->attr_lock);
+	ck_assert_int_eq(ccvm_xa_store(&inode->attrs, TU_2M / TU_PAGE + 9, 0), 0);
+	ccvm_rwlock_unlock(&inode->attr_lock);
+	assert_broken(ivm, 35);
+	ccvm_rwlock_wrlock(&inode->attr_lock);
+	ck_assert_int_eq(ccvm_xa_store(&inode->attrs, TU_2M / TU_PAGE + 9, PRIV), 0);
+	ccvm_rwlock_unlock(&inode->attr_lock);
+	assert_inv(ivm);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
+/* I35: a page of a whole folio that does not record the folio's order. */
+START_TEST(test_i35_page_order_disagrees)
+{
+	struct ccvm_gmem *g = tu_gmem(vm, TU_2M, HUGE);
+	uint64_t pfn;
+
+	tu_gmem_slot(vm, 0, 0, TU_2M, g, 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, 0, TU_2M), 0);
+	pfn = gfn_pfn(vm, 0);
+	assert_inv(vm);
+	ccvm_page_set_folio_order(p, pfn + 5, 1, 0);
+	assert_broken(vm, 35);
+	ccvm_page_set_folio_order(p, pfn + 5, 1, CCVM_FOLIO_ORDER_2M);
+	assert_inv(vm);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
+/* I36: a 2M private leaf over 4K folios. */
+START_TEST(test_i36_leaf_larger_than_folio)
+{
+	struct ccvm_gmem *g = tu_gmem(vm, 2 * TU_2M, 0);
+	struct ccvm_mmu_entry leaf = { .leaf = true, .is_private = true }, old;
+	struct ccvm_vcpu *c = NULL;
+	uint64_t gpa = TU_2M, size = TU_PAGE, i;
+
+	tu_gmem_slot(vm, 0, 0, 2 * TU_2M, g, 0);
+	tu_set_attr(vm, 0, 2 * TU_2M, PRIV);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, 0, TU_2M), 0);
+	leaf.frame = gfn_pfn(vm, 0);
+	for (i = 1; i < PAGES_2M; i++)
+		ck_assert_uint_eq(gfn_pfn(vm, i), leaf.frame + i);	/* I1 holds */
+	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &c), 0);
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(c, &gpa, &size), 0);
+	ck_assert_int_eq(ccvm_mmu_test_poke(vm, c->root, 0, CCVM_LEVEL_2M, &leaf, &old), 0);
+	assert_broken(vm, 36);
+	ck_assert_int_eq(ccvm_mmu_test_poke(vm, c->root, 0, CCVM_LEVEL_2M, NULL, NULL), 0);
+	assert_inv(vm);
+	ck_assert_int_eq(ccvm_vcpu_close(c), 0);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
 Suite *folio_suite(void)
 {
 	Suite *s = suite_create("folio");
@@ -438,6 +515,13 @@ Suite *folio_suite(void)
 	tcase_add_test(tc, test_split_and_merge);
 	tcase_add_test(tc, test_alloc_over_shared_is_split);
 	tcase_add_test(tc, test_1g_folio);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("invariants");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_i35_whole_folio_with_shared_page);
+	tcase_add_test(tc, test_i35_page_order_disagrees);
+	tcase_add_test(tc, test_i36_leaf_larger_than_folio);
 	suite_add_tcase(s, tc);
 	return s;
 }

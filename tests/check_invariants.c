@@ -415,8 +415,8 @@ START_TEST(test_report_fields)
 	ck_assert_uint_eq(rp->invariant, 0);
 
 	ck_assert_ptr_null(ccvm_invariant_name(0));
-	ck_assert_ptr_null(ccvm_invariant_name(35));
-	ck_assert_ptr_nonnull(ccvm_invariant_name(34));
+	ck_assert_ptr_null(ccvm_invariant_name(37));
+	ck_assert_ptr_nonnull(ccvm_invariant_name(36));
 	ck_assert_ptr_nonnull(ccvm_invariant_name(1));
 	ck_assert_ptr_nonnull(ccvm_invariant_name(30));
 }

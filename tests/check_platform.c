@@ -521,6 +521,66 @@ static void thp_guest(struct ccvm_guest *g, void *arg)
 	ccvm_guest_sync(g, 1);
 }
 
+/* A guest that writes one private page and stops. */
+static void one_write_guest(struct ccvm_guest *g, void *arg)
+{
+	uint64_t v = 1;
+
+	(void)arg;
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, 0, &v, sizeof(v)) == 0);
+	ccvm_guest_sync(g, 1);
+}
+
+static unsigned int counter_blocks(struct ccvm_platform *p)
+{
+	const struct ccvm_counter_block *b = atomic_load(&p->stats.blocks);
+	unsigned int n = 0;
+
+	for (; b; b = b->next)
+		n++;
+	return n;
+}
+
+/*
+ * A platform that outlives many VMs, each with a vCPU thread of its own
+ * that counts on the platform: the per-thread counter blocks of threads
+ * that exited (or that a thread dropped from its cache) are taken again,
+ * so the platform holds a few, not one per thread it ever saw, and the
+ * counts they hold are still summed.
+ */
+START_TEST(test_counter_blocks_recycled)
+{
+	struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						     .mem_bytes = 16 * TU_MiB);
+	struct ccvm_stats st = { .sz = sizeof(st) };
+	struct ccvm_platform *p = NULL;
+	uint64_t faults = 0;
+	unsigned int i;
+
+	ck_assert_int_eq(ccvm_platform_create(&o, &p), 0);
+	for (i = 0; i < 40; i++) {
+		struct ccvm_vm *vm = tu_vm(p);
+		struct ccvm_gmem *g = tu_gmem(vm, TU_PAGE, 0);
+		struct ccvm_vcpu *v;
+
+		tu_gmem_slot(vm, 0, 0, TU_PAGE, g, 0);
+		tu_set_attr(vm, 0, TU_PAGE, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+		ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
+		ck_assert_int_eq(ccvm_vcpu_set_guest(v, one_write_guest, NULL), 0);
+		tu_expect_sync(v, 1);
+		ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+		ck_assert_int_eq(ccvm_gmem_close(g), 0);
+		ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	}
+	/* 40 vCPU threads and 40 VMs through the main thread's cache of 8. */
+	ck_assert_uint_le(counter_blocks(p), 4);
+	ck_assert_int_eq(ccvm_platform_get_stats(p, &st), 0);
+	faults = st.events[CCVM_EV_FAULT];
+	ck_assert_uint_ge(faults, 40);
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+}
+END_TEST
+
 /* CCVM_PLATFORM_RAM_THP changes where RAM comes from, not what it holds. */
 START_TEST(test_ram_thp_flag)
 {
@@ -790,6 +850,7 @@ Suite *platform_suite(void)
 	tcase_add_test(tc, test_trace_write_ok);
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_ram_thp_flag);
+	tcase_add_test(tc, test_counter_blocks_recycled);
 	suite_add_tcase(s, tc);
 	return s;
 }

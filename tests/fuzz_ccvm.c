@@ -60,6 +60,13 @@
  * guest or through the host mapping.  PRESERVE is refused after finalize
  * (and to shared) where needs_finalize: compared where that cap agrees.
  *
+ * Besides those: failure injection into any backend op, closing the gmem
+ * file mid-sequence, terminate, populate and finalize, a second VM, two
+ * runs at once (on the serial scheduler when the header says so), the
+ * explorer's scenarios, the query, name, inspection (host_read_phys) and
+ * trace calls, and guest syncs and aborts.  A backend's platform is kept
+ * from one input to the next when the input left it clean (struct kept).
+ *
  * Built with -fsanitize=fuzzer (CCVM_FUZZ_LIBFUZZER), libFuzzer drives it
  * (`make fuzz`, `make fuzz-smoke`).  Built without, it is a replay program
  * (`make fuzz-replay`): `fuzz_ccvm FILE|DIR...` runs each input, and
@@ -67,6 +74,8 @@
  * tests/fuzz-corpus.
  */
 #include <dirent.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -112,6 +121,7 @@ enum rec_kind {
 	R_G_READ, R_G_WRITE, R_G_MAP, R_G_ACCEPT,
 	R_INJECT, R_GMEM_CLOSE, R_TERMINATE, R_POPULATE, R_FINALIZE, R_QUERY, R_KNOB, R_TRACE,
 	R_MT_RUN, R_VM2, R_EXPLORE, R_GSET, R_PIN,
+	R_INFO, R_PHYS, R_SCHED, R_G_INFO, R_G_SYNC, R_G_ABORT,
 	R_NR_KINDS
 };
 
@@ -120,6 +130,7 @@ static const char *const rec_names[R_NR_KINDS] = {
 	"gmem_info", "wrap", "guest_read", "guest_write", "guest_map_gpa", "guest_accept",
 	"inject", "gmem_close", "terminate", "populate", "finalize", "query", "knob", "trace",
 	"mt_run", "vm2", "explore", "gmem_set_attr", "pin",
+	"info", "phys", "sched", "guest_info", "guest_sync", "guest_abort",
 };
 
 #define F_MISMATCH	(1u << 0)	/* access through the alias the attribute does not say */
@@ -196,6 +207,8 @@ struct world {
 	bool serial;			/* the platform runs on the serial scheduler */
 	bool finalized;
 	bool injected;			/* a failure was injected: leaks are allowed */
+	bool tracing;			/* a trace file is open */
+	struct kept *kept;		/* what this backend keeps across inputs */
 	/* The second VM (header bit 4): its own gmem file, slot and vCPU. */
 	struct ccvm_vm *vm2;
 	struct ccvm_gmem *g2;
@@ -472,6 +485,7 @@ enum host_op {
 	H_GMEM_INFO, H_WRAP,
 	H_INJECT, H_GMEM_CLOSE, H_TERMINATE, H_POPULATE, H_FINALIZE, H_QUERY, H_KNOB,
 	H_TRACE, H_MT_RUN, H_VM2, H_EXPLORE, H_GSET, H_PIN,
+	H_INFO, H_PHYS, H_SCHED,
 	H_NR
 };
 
@@ -485,9 +499,17 @@ static const uint8_t host_args[H_NR] = {
 	[H_INJECT] = 3, [H_GMEM_CLOSE] = 0, [H_TERMINATE] = 0, [H_POPULATE] = 2,
 	[H_FINALIZE] = 0, [H_QUERY] = 1, [H_KNOB] = 2, [H_TRACE] = 1, [H_MT_RUN] = 1,
 	[H_VM2] = 2, [H_EXPLORE] = 3, [H_GSET] = 4, [H_PIN] = 3,
+	[H_INFO] = 2, [H_PHYS] = 3, [H_SCHED] = 1,
 };
 
 enum guest_op { G_READ, G_WRITE, G_MAP, G_ACCEPT, G_NR };
+
+/*
+ * A guest op whose first byte has bit 2 set is one of these, picked by
+ * bits 5-7 (the seeds' ops leave those bits clear).
+ */
+#define G_EXT		4
+enum guest_ext_op { GX_INFO, GX_SYNC, GX_ABORT, GX_NR };
 
 enum alias_mode { ALIAS_AUTO, ALIAS_AUTO2, ALIAS_PRIVATE, ALIAS_SHARED };
 
@@ -928,13 +950,29 @@ static void guest_fn(struct ccvm_guest *g, void *arg)
 			if (r->err == -EEXIST)
 				r->err = 0;	/* already accepted: the page is usable */
 			break;
+		case R_G_INFO:
+			snprintf(r->what, sizeof(r->what), "guest_info");
+			r->err = 0;
+			r->v0 = ccvm_guest_vcpu_id(g);
+			/* The guest's view of the shared bit is the VMM's. */
+			r->v1 = ccvm_guest_shared_bit(g) == w->sbit;
+			break;
+		case R_G_SYNC:
+			snprintf(r->what, sizeof(r->what), "guest_sync %u", o->b[3]);
+			r->err = 0;
+			ccvm_guest_sync(g, o->b[3]);
+			break;
+		case R_G_ABORT:
+			snprintf(r->what, sizeof(r->what), "guest_abort");
+			r->err = 0;
+			ccvm_guest_abort(g, "fuzz", o->b[3], "the input asked");
 		}
 	}
 }
 
 /* ---- the VMM side of a run ---------------------------------------------------------- */
 
-enum run_end { END_DONE, END_STUCK, END_ERROR, END_EXITS, END_CREATE };
+enum run_end { END_DONE, END_STUCK, END_ERROR, END_EXITS, END_CREATE, END_ABORT };
 
 /*
  * One RUN: the guest ops' records first, then the run's own (how it ended),
@@ -960,7 +998,10 @@ static void vmm_prepare(struct world *w, const struct prog *prog, struct vmm_job
 	j->rec_base = w->nrec;
 	for (i = 0; i < prog->n; i++) {
 		static const uint8_t kinds[G_NR] = { R_G_READ, R_G_WRITE, R_G_MAP, R_G_ACCEPT };
-		struct rec *r = rec_new(w, kinds[prog->ops[i].b[0] % G_NR]);
+		static const uint8_t ext_kinds[GX_NR] = { R_G_INFO, R_G_SYNC, R_G_ABORT };
+		uint8_t b0 = prog->ops[i].b[0];
+		struct rec *r = rec_new(w, (b0 & G_EXT) ? ext_kinds[(b0 >> 5) % GX_NR]
+						       : kinds[b0 % G_NR]);
 
 		r->err = NOT_RUN;
 		snprintf(r->what, sizeof(r->what), "%s (not run)", rec_names[r->kind]);
@@ -1089,11 +1130,20 @@ static void vmm_run_job(struct vmm_job *j)
 			r->nr_exc++;	/* the guest accepts and retries */
 			other++;
 			break;
+		case CCVM_EXIT_SYNC:
+			n++;
+			r->v0 = run->sync.value;
+			break;
+		case CCVM_EXIT_GUEST_ABORT:
+			rr->v0 = END_ABORT;
+			rr->v1 = (uint64_t)run->abort.line;
+			goto out;
 		default:
 			die("%s: unexpected exit %u in %s", w->backend, run->exit_reason,
 			    r->what);
 		}
 	}
+out:
 	/* Closing unwinds a guest left in an exit. */
 	if (ccvm_vcpu_close(v))
 		die("%s: vcpu close failed", w->backend);
@@ -1224,12 +1274,167 @@ static void op_knob(struct world *w, const uint8_t *a)
 	r->err = ccvm_vm_set_study_knob(w->vm, a[0] % 8, a[1] % 4);
 }
 
+static _Atomic uint64_t trace_records;
+
+/* A trace callback: it may not call into the library, it counts. */
+static void count_record(const struct ccvm_trace_record *rec, void *ctx)
+{
+	(void)rec;
+	(void)ctx;
+	atomic_fetch_add_explicit(&trace_records, 1, memory_order_relaxed);
+}
+
+/*
+ * Bit 0 clear: close the trace (the file's first write error, if any).
+ * Set: by bits 1-2, open /dev/null, open with options (clock, categories,
+ * a size bound, unknown bits) on /dev/null or /dev/full, or a callback.
+ */
 static void op_trace(struct world *w, const uint8_t *a)
 {
 	struct rec *r = rec_new(w, R_TRACE);
+	struct ccvm_trace_opts o = CCVM_OPTS_INIT(struct ccvm_trace_opts,
+						  .clock = (a[0] >> 3) % 3,
+						  .categories = (a[0] >> 5) * 3,
+						  .max_bytes = (a[0] & 0x80) ? 4096 : 0);
 
-	snprintf(r->what, sizeof(r->what), "trace %s", (a[0] & 1) ? "open" : "close");
-	r->err = (a[0] & 1) ? ccvm_trace_open(w->p, "/dev/null") : ccvm_trace_close(w->p);
+	if (!(a[0] & 1)) {
+		snprintf(r->what, sizeof(r->what), "trace close");
+		r->err = ccvm_trace_close(w->p);
+		return;
+	}
+	/* Traced: the platform is not kept (a callback would outlive the input). */
+	w->tracing = true;
+	switch ((a[0] >> 1) % 4) {
+	case 0:
+	case 3:
+		snprintf(r->what, sizeof(r->what), "trace open");
+		r->err = ccvm_trace_open(w->p, "/dev/null");
+		break;
+	case 1:
+		snprintf(r->what, sizeof(r->what), "trace open_opts %u %#x %" PRIu64, o.clock,
+			 o.categories, (uint64_t)o.max_bytes);
+		r->err = ccvm_trace_open_opts(w->p, (a[0] & 0x40) ? "/dev/full" : "/dev/null", &o);
+		break;
+	default:
+		snprintf(r->what, sizeof(r->what), "trace callback");
+		r->err = ccvm_platform_set_trace(w->p, count_record, NULL);
+		break;
+	}
+}
+
+/* Library-wide and per-object names and values; only the errnos compare. */
+static void op_info(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_INFO);
+	struct ccvm_cost_model cm;
+	unsigned int nops = 0;
+	char shard[8];
+	uint32_t si = 0, sn = 0;
+	const char *str = NULL;
+
+	snprintf(r->what, sizeof(r->what), "info %u %u", a[0] % 10, a[1]);
+	switch (a[0] % 10) {
+	case 0:
+		str = ccvm_strerror(-(int)a[1]);
+		break;
+	case 1:
+		str = ccvm_last_error();
+		r->flags = F_NOCMP;	/* the message names the backend */
+		break;
+	case 2:
+		str = ccvm_version();
+		r->v0 = (uint64_t)ccvm_version_number();
+		break;
+	case 3:
+		str = ccvm_event_name(a[1]);
+		break;
+	case 4:
+		str = ccvm_invariant_name(a[1] % 40);
+		break;
+	case 5:
+		str = ccvm_explore_failure_name(a[1] % 16);
+		r->v0 = ccvm_sched_op_name(a[1] % 16) != NULL;
+		break;
+	case 6:
+		/* "i/n" and its malformed cousins, from the input's bytes. */
+		shard[0] = (char)('0' + a[1] % 11);
+		shard[1] = (a[1] & 0x10) ? '/' : (char)a[1];
+		shard[2] = (char)('0' + (a[1] >> 5) % 11);
+		shard[3] = (a[1] & 0x80) ? '0' : '\0';
+		shard[4] = '\0';
+		r->err = ccvm_explore_parse_shard(shard, &si, &sn);
+		r->v0 = si;
+		r->v1 = sn;
+		break;
+	case 7:
+		while (ccvm_backend_op_name(nops))
+			nops++;
+		r->v0 = (uint64_t)ccvm_op_calls(w->p, ccvm_backend_op_name(a[1] % (nops + 1)));
+		r->flags = F_NOCMP;	/* each backend calls its own ops */
+		break;
+	case 8:
+		r->v0 = ccvm_vm_memslot_generation(w->vm);
+		r->flags = F_NOCMP;
+		break;
+	default:
+		memset(&cm, 0, sizeof(cm));
+		cm.sz = a[1] % 2 ? sizeof(cm) : a[1] % 16;
+		r->err = ccvm_cost_model_default(&cm);
+		break;
+	}
+	if (str)
+		r->data = hash_bytes((const uint8_t *)str, strlen(str));
+}
+
+/*
+ * The inspection calls: where a GPA is mapped, and the bytes of that page
+ * through the host's direct map (TDX private: ciphertext, SNP assigned: a
+ * fault), or of a pfn or range that does not exist.  Values are each
+ * backend's own.
+ */
+static void op_phys(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_PHYS);
+	uint64_t gpa = (a[0] % WIN_PAGES) * PAGE | ((a[2] & 1) ? w->sbit : 0);
+	uint64_t pfn = UINT64_MAX;
+	uint32_t off = (a[1] & 0xf) * 256, len = lens[(a[1] >> 4) % 8];
+	static uint8_t buf[2 * PAGE];
+	int level = 0;
+
+	snprintf(r->what, sizeof(r->what), "phys %#" PRIx64 " %u+%u", gpa, off, len);
+	r->flags = F_NOCMP;
+	r->err = ccvm_vm_lookup_mapping(w->vm, gpa, &pfn, &level);
+	switch ((a[2] >> 1) % 4) {
+	case 0:
+		if (r->err || pfn == UINT64_MAX)
+			return;
+		break;
+	case 1:
+		pfn = UINT64_MAX - 1;		/* past the platform */
+		break;
+	case 2:
+		/* A write that must be refused before it touches a page. */
+		r->err = ccvm_host_write_phys(w->p, (a[2] & 0x80) ? 0 : UINT64_MAX >> 1, off, buf,
+					      len > PAGE ? len : PAGE + 1);
+		return;
+	default:
+		r->err = ccvm_host_read_phys(w->p, pfn, off, NULL, len);
+		return;
+	}
+	r->err = ccvm_host_read_phys(w->p, pfn, off, buf, len);
+	if (!r->err)
+		r->data = hash_bytes(buf, len);
+}
+
+/* The serial scheduler's status (NULL scheduler on a free platform). */
+static void op_sched(struct world *w, const uint8_t *a)
+{
+	struct rec *r = rec_new(w, R_SCHED);
+	char msg[256];
+
+	snprintf(r->what, sizeof(r->what), "sched status");
+	r->err = ccvm_sched_status(ccvm_platform_sched(w->p), (a[0] & 1) ? msg : NULL,
+				   (a[0] & 1) ? sizeof(msg) : 0);
 }
 
 /*
@@ -1373,10 +1578,6 @@ static void vm2_setup(struct world *w, const char *backend)
 		die("%s: vm2", backend);
 	if (ccvm_gmem_create(w->vm2, VM2_PAGES * PAGE, 0, &w->g2))
 		die("%s: vm2 gmem", backend);
-	w->shared2 = mmap(NULL, VM2_PAGES * PAGE, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (w->shared2 == MAP_FAILED)
-		die("mmap");
 	mr.userspace_addr = w->shared2;
 	mr.gmem = w->g2;
 	if (ccvm_vm_set_user_memory_region(w->vm2, &mr) ||
@@ -1394,8 +1595,97 @@ static void vm2_teardown(struct world *w)
 		return;
 	if (ccvm_vcpu_close(w->v2) || ccvm_gmem_close(w->g2) || ccvm_vm_close(w->vm2))
 		die("%s: vm2 teardown", w->backend);
-	munmap(w->shared2, VM2_PAGES * PAGE);
 	w->vm2 = NULL;
+}
+
+/*
+ * What one backend keeps from one input to the next: creating and
+ * destroying a platform (its page arrays; TDX's PAMT and TD table, SNP's
+ * RMP) and mapping the VMM's memory were most of an input's time.  A
+ * platform is kept only when the input left it as a later input cannot
+ * tell apart from a new one: on the free scheduler, with the same yield
+ * setting, no failure injected, no page leaked, no trace open.  Every
+ * teardown check (invariants, every page back, nothing leaked) still runs
+ * after each input.  CCVM_FUZZ_FRESH=1 makes a platform for every input.
+ */
+struct kept {
+	struct ccvm_platform *p;
+	bool resched;			/* made with resched_entries = 1 */
+	uint8_t *shared;		/* the VMM memory of the VM and of vm2 */
+	uint8_t *shared2;
+};
+
+static struct kept kept[MAX_BACKENDS];
+static int fresh_platforms = -1;
+
+static bool keep_platforms(void)
+{
+	if (fresh_platforms < 0) {
+		const char *e = getenv("CCVM_FUZZ_FRESH");
+
+		fresh_platforms = e && *e && strcmp(e, "0");
+	}
+	return !fresh_platforms;
+}
+
+static uint8_t *map_vmm(uint64_t pages)
+{
+	void *m = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		die("mmap");
+	return m;
+}
+
+/* The platform of @backend for this input: the kept one or a new one. */
+static void platform_get(struct world *w, unsigned int idx, const struct ccvm_platform_opts *po)
+{
+	struct kept *k = &kept[idx];
+	bool resched = po->resched_entries != 0;
+
+	w->kept = k;
+	if (k->p && (w->serial || k->resched != resched)) {
+		if (ccvm_platform_destroy(k->p))
+			die("%s: kept platform busy", w->backend);
+		k->p = NULL;
+	}
+	if (!k->shared) {
+		k->shared = map_vmm(SHARED_PAGES);
+		k->shared2 = map_vmm(VM2_PAGES);
+	} else {
+		/* The VMM's memory as a new mapping has it. */
+		memset(k->shared, 0, SHARED_PAGES * PAGE);
+		memset(k->shared2, 0, VM2_PAGES * PAGE);
+	}
+	w->shared = k->shared;
+	w->shared2 = k->shared2;
+	if (k->p) {
+		w->p = k->p;
+		return;
+	}
+	if (ccvm_platform_create(po, &w->p))
+		die("%s: platform_create", w->backend);
+	if (!w->serial && keep_platforms()) {
+		k->p = w->p;
+		k->resched = resched;
+	}
+}
+
+/*
+ * After the teardown checks: destroy the platform unless it is kept and
+ * clean (see struct kept).
+ */
+static void platform_put(struct world *w, uint64_t leaked)
+{
+	struct kept *k = w->kept;
+
+	if (k->p == w->p && !w->injected && !leaked && !w->tracing)
+		return;
+	if (ccvm_platform_destroy(w->p))
+		die("%s: platform still busy after teardown", w->backend);
+	if (k->p == w->p)
+		k->p = NULL;
 }
 
 /*
@@ -1405,8 +1695,8 @@ static void vm2_teardown(struct world *w)
  * (populate and finalize are ops), 0x40 in-place conversion, 0x80 long
  * loops yield at every entry.
  */
-static void world_setup(struct world *w, const char *backend, uint8_t header, uint8_t seed,
-			unsigned int nr_vcpus)
+static void world_setup(struct world *w, unsigned int idx, const char *backend, uint8_t header,
+			uint8_t seed, unsigned int nr_vcpus)
 {
 	struct ccvm_platform_opts po = CCVM_OPTS_INIT(struct ccvm_platform_opts,
 						      .backend = backend,
@@ -1427,7 +1717,9 @@ static void world_setup(struct world *w, const char *backend, uint8_t header, ui
 	uint64_t gflags;
 	unsigned int i;
 
-	memset(w, 0, sizeof(*w));
+	/* Everything but the records, which rec_new() clears one by one. */
+	memset(w, 0, offsetof(struct world, recs));
+	w->nrec = 0;
 	w->serial = header & 8;
 	w->in_place = header & 0x40;
 	w->backend = backend;
@@ -1436,8 +1728,7 @@ static void world_setup(struct world *w, const char *backend, uint8_t header, ui
 	w->caps.sz = sizeof(w->caps);
 	if (ccvm_backend_caps(backend, &w->caps))
 		die("%s: caps", backend);
-	if (ccvm_platform_create(&po, &w->p))
-		die("%s: platform_create", backend);
+	platform_get(w, idx, &po);
 	ccvm_platform_get_stats(w->p, &st);
 	w->free_start = st.free_pages;
 	if (ccvm_vm_create(w->p, &vo, &w->vm))
@@ -1454,10 +1745,6 @@ static void world_setup(struct world *w, const char *backend, uint8_t header, ui
 	gflags = w->caps.gmem_flags & (CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED);
 	if (ccvm_gmem_create(w->vm, GMEM_PAGES * PAGE, gflags, &w->g))
 		die("%s: gmem_create", backend);
-	w->shared = mmap(NULL, SHARED_PAGES * PAGE, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (w->shared == MAP_FAILED)
-		die("mmap");
 	/* In place slot 0 is GMEM_ONLY: no VMM buffer behind it. */
 	mr.userspace_addr = w->in_place ? NULL : w->shared;
 	mr.gmem = w->g;
@@ -1527,9 +1814,7 @@ static void world_teardown(struct world *w)
 	if (st.leaked_pages && !bugged && !w->injected)
 		die("%s: %" PRIu64 " pages leaked by a VM that was never bugged", w->backend,
 		    st.leaked_pages);
-	if (ccvm_platform_destroy(w->p))
-		die("%s: platform still busy after teardown", w->backend);
-	munmap(w->shared, SHARED_PAGES * PAGE);
+	platform_put(w, st.leaked_pages);
 }
 
 /*
@@ -1664,6 +1949,15 @@ static void world_run(struct world *w, const uint8_t *data, size_t size)
 		case H_PIN:
 			op_pin(w, a);
 			break;
+		case H_INFO:
+			op_info(w, a);
+			break;
+		case H_PHYS:
+			op_phys(w, a);
+			break;
+		case H_SCHED:
+			op_sched(w, a);
+			break;
 		default:
 			break;
 		}
@@ -1794,7 +2088,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	runs = count_runs(data, size);
 	ccvm_set_log(quiet_log, NULL);
 	for (n = 0; names[n] && n < MAX_BACKENDS; n++) {
-		world_setup(&worlds[n], names[n], data[0], data[1], runs);
+		world_setup(&worlds[n], n, names[n], data[0], data[1], runs);
 		world_run(&worlds[n], data, size);
 		world_teardown(&worlds[n]);
 	}
@@ -1825,6 +2119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #define PAGE_LEN	0x50		/* lens[5]: 4096 at offset 0 */
 #define SMALL		0x13		/* 8 bytes at offset 0x300 */
 #define RUN(n)		H_RUN, (n) - 1
+#define GX(k, v)	G_EXT | ((k) << 5), 0, 0, (v)
 
 struct seed {
 	const char *name;
@@ -1931,6 +2226,32 @@ static const struct seed seeds[] = {
 	     H_GMEM_CLOSE, H_GSET, 0, 0, 0, 0, H_PIN, 0, 0, 0),
 	SEED("gset-per-vm", 4, H_GSET, 0, 0, 1, 0, H_GSET, 0, 0, 0, 0, H_PIN, 0, 0, 0,
 	     H_PIN, 0, 0, 1, H_GMEM_RW, 0, 0x13, 0, 2),
+	/*
+	 * Injected failures by backend op index (ccvm_backend_op_name()):
+	 * update_mem_attr 18 on the second slot of a conversion (rolled back;
+	 * forever: the roll back fails too and the VM is bugged),
+	 * set_private_spte 20 in a fault, remove_private_spte 21 in a punch,
+	 * gmem_prepare 13, vcpu_enter 11.
+	 */
+	SEED("rollback", 0, H_SLOT, 0, 16, 8, 1, H_INJECT, 18, 1, 9, H_SET_ATTR, 8, 15, 1,
+	     H_GET_ATTR, 8, H_GET_ATTR, 16, RUN(2), GA(8, 1), GW(8, SMALL, 1)),
+	SEED("rollback-fails", 0, H_SLOT, 0, 16, 8, 1, H_INJECT, 18, 1, 1, H_SET_ATTR, 8, 15, 1,
+	     H_GET_ATTR, 8, H_QUERY, 0, RUN(1), GW(8, SMALL, 1)),
+	SEED("inject-fault-punch", 4, H_INJECT, 20, 0, 9, RUN(3), GA(0, 2), GW(0, PAGE_LEN, 1),
+	     GW(1, SMALL, 2), H_INJECT, 21, 0, 2, H_PUNCH, 0, 3, 0, H_GMEM_INFO),
+	SEED("inject-prepare-enter", 4, H_INJECT, 13, 0, 8, H_PREFAULT, 0, 3, H_INJECT, 11, 1,
+	     10, RUN(2), GA(0, 1), GW(0, SMALL, 1), RUN(1), GR(0, SMALL, 0)),
+	/* Names and versions, the inspection calls, the scheduler's status. */
+	SEED("info", 0, H_INFO, 0, 12, H_INFO, 1, 0, H_INFO, 2, 0, H_INFO, 3, 3, H_INFO, 4, 7,
+	     H_INFO, 5, 2, H_INFO, 6, 0x33, H_INFO, 7, 18, H_INFO, 8, 0, H_INFO, 9, 1,
+	     H_INFO, 9, 2, H_INFO, 6, 0x05),
+	SEED("phys", 4, RUN(2), GA(0, 1), GW(0, PAGE_LEN, 1), H_PHYS, 0, 0x50, 0,
+	     H_PHYS, 0, 0x13, 1, H_PHYS, 0, 0x52, 2, H_PHYS, 0, 0x13, 4, H_PHYS, 0, 0x13, 6,
+	     H_SLOT, 0, 24, 2, 0, RUN(1), GW(24, SMALL, 2), H_PHYS, 24, 0x13, 1),
+	SEED("guest-ext", 12, RUN(5), GX(GX_INFO, 0), GX(GX_SYNC, 7), GW(80, SMALL, 1),
+	     GX(GX_SYNC, 9), GX(GX_ABORT, 3), H_SCHED, 1, RUN(2), GX(GX_INFO, 0), GR(81, SMALL, 0)),
+	SEED("trace-opts", 4, H_TRACE, 0x0b, H_TRACE, 0x4b, RUN(1), GW(0, SMALL, 1), H_TRACE, 0,
+	     H_TRACE, 0x05, H_SET_ATTR, 0, 3, 0, H_TRACE, 0x8b, H_TRACE, 0x2b, H_TRACE, 0),
 };
 
 static int write_seeds(const char *dir)

@@ -49,6 +49,7 @@
 	SUITE(tdx_module) \
 	SUITE(tdx_teardown) \
 	SUITE(trace) \
+	SUITE(twins) \
 	SUITE(vcpu) \
 	SUITE(xarray) \
 	/* end of the suite list */

@@ -848,7 +848,8 @@ void ccvm_tdx_module_fini(struct ccvm_tdx_module *m)
 
 	if (!m || !m->initialized)
 		return;
-	for (i = 1; i <= CCVM_TDX_MAX_TDS; i++) {
+	/* Slots past the highest ever handed out were never touched. */
+	for (i = 1; i <= m->slot_max; i++) {
 		struct ccvm_tdx_td *td = atomic_load(&m->slots[i].td);
 
 		if (td)
@@ -997,6 +998,8 @@ static uint32_t slot_alloc(struct ccvm_tdx_module *m)
 		s = (m->slot_hint - 1 + i) % CCVM_TDX_MAX_TDS + 1;
 		if (!atomic_load_explicit(&m->slots[s].td, memory_order_relaxed)) {
 			m->slot_hint = s % CCVM_TDX_MAX_TDS + 1;
+			if (s > m->slot_max)
+				m->slot_max = s;
 			return s;
 		}
 	}

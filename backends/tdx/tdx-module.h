@@ -364,6 +364,7 @@ struct ccvm_tdx_module {
 	uint8_t *hkid_pool;		/* host allocator state, by KeyID */
 	struct ccvm_tdx_slot *slots;	/* [CCVM_TDX_MAX_TDS + 1], 0 unused */
 	uint32_t slot_hint;
+	uint32_t slot_max;		/* highest slot handed out (pool_lock) */
 	uint64_t td_serial;
 	struct ccvm_sched *sched;	/* the platform's, NULL: free-running */
 	struct ccvm_mutex pool_lock;	/* hkid_pool, slots allocation */

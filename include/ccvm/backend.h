@@ -213,6 +213,42 @@ struct ccvm_backend_ops {
  * Context: any thread, before the platforms that use it are created.
  * Return: 0; -EINVAL (invalid table); -EEXIST (name taken); -ENOSPC (at
  * most 8 registered backends).
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	static void plain_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *caps)
+ *	{
+ *		// Software protection only: 4K mappings, no shared bit, no launch.
+ *		caps->private_max_level = caps->shared_max_level = CCVM_LEVEL_4K;
+ *		caps->memory_attributes = CCVM_MEMORY_ATTRIBUTE_PRIVATE;
+ *		caps->vm_type = 1;      // KVM_X86_SW_PROTECTED_VM
+ *		caps->name = vm ? ccvm_vm_backend_name(vm) : "plain";
+ *	}
+ *
+ *	// The table must outlive every platform that uses it: static.
+ *	static const struct ccvm_backend_ops plain_ops = {
+ *		.name = "plain", .get_caps = plain_caps,
+ *		.abi_version = CCVM_BACKEND_ABI_VERSION, .size = sizeof(plain_ops),
+ *	};
+ *
+ *	int main(void)
+ *	{
+ *		struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+ *													 .backend = "plain");
+ *		struct ccvm_platform *p;
+ *
+ *		if (ccvm_backend_register(&plain_ops)) {    // -EINVAL: a bad table
+ *			fprintf(stderr, "%s\n", ccvm_last_error());
+ *			return 1;
+ *		}
+ *		if (ccvm_backend_register(&plain_ops) != -EEXIST)  // one backend a name
+ *			return 1;
+ *		if (ccvm_platform_create(&o, &p))
+ *			return 1;
+ *		printf("platform runs \"%s\"\n", ccvm_platform_backend_name(p));
+ *		return ccvm_platform_destroy(p) != 0;
+ *	}
  */
 CCVM_API int ccvm_backend_register(const struct ccvm_backend_ops *ops);
 
@@ -237,6 +273,38 @@ CCVM_API int ccvm_backend_register(const struct ccvm_backend_ops *ops);
  * matching destroy op.
  * Context: any op; no lock.
  * Return: the area (never NULL when its size is not 0).
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdatomic.h>
+ *
+ *	struct acme_platform { atomic_uint keys_used; };    // platform_priv_size
+ *	struct acme_vm { uint32_t keyid; };                 // vm_priv_size
+ *	struct acme_vcpu { uint32_t keyid; };               // vcpu_priv_size
+ *
+ *	// vm_init: take a key id from the platform's pool.
+ *	int acme_vm_init(struct ccvm_vm *vm)
+ *	{
+ *		struct ccvm_platform *p = ccvm_vm_platform(vm);
+ *		struct acme_platform *hw = ccvm_platform_priv(p);
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);     // zeroed by the core
+ *		unsigned int n = atomic_fetch_add(&hw->keys_used, 1);
+ *
+ *		if (n >= ccvm_platform_nr_keyids(p)) {
+ *			atomic_fetch_sub(&hw->keys_used, 1);
+ *			return -ENOSPC;
+ *		}
+ *		avm->keyid = n + 1;
+ *		return 0;
+ *	}
+ *
+ *	// vcpu_create: the vCPU runs with its VM's key.
+ *	int acme_vcpu_create(struct ccvm_vcpu *vcpu)
+ *	{
+ *		struct acme_vcpu *av = ccvm_vcpu_priv(vcpu);
+ *
+ *		av->keyid = ((struct acme_vm *)ccvm_vm_priv(ccvm_vcpu_vm(vcpu)))->keyid;
+ *		return 0;
+ *	}
  */
 CCVM_API void *ccvm_platform_priv(struct ccvm_platform *p);
 CCVM_API void *ccvm_vm_priv(struct ccvm_vm *vm);
@@ -247,6 +315,24 @@ CCVM_API void *ccvm_vcpu_priv(struct ccvm_vcpu *vcpu);
  * @vcpu.
  * Context: any op; no lock.
  * Return: the owner, valid as long as the object itself.
+ * Example:
+ *	struct acme_vcpu { uint64_t state_pfn; };
+ *
+ *	// vcpu_create: a state page per vCPU (as SNP's VMSA) from host memory.
+ *	int acme_vcpu_create(struct ccvm_vcpu *vcpu)
+ *	{
+ *		struct acme_vcpu *av = ccvm_vcpu_priv(vcpu);
+ *
+ *		return ccvm_page_alloc(ccvm_vm_platform(ccvm_vcpu_vm(vcpu)), &av->state_pfn);
+ *	}
+ *
+ *	// vcpu_free: at VM teardown, the page goes back.
+ *	void acme_vcpu_free(struct ccvm_vcpu *vcpu)
+ *	{
+ *		const struct acme_vcpu *av = ccvm_vcpu_priv(vcpu);
+ *
+ *		ccvm_page_free(ccvm_vm_platform(ccvm_vcpu_vm(vcpu)), av->state_pfn);
+ *	}
  */
 CCVM_API struct ccvm_platform *ccvm_vm_platform(const struct ccvm_vm *vm);
 CCVM_API struct ccvm_vm *ccvm_vcpu_vm(const struct ccvm_vcpu *vcpu);
@@ -256,6 +342,27 @@ CCVM_API struct ccvm_vm *ccvm_vcpu_vm(const struct ccvm_vcpu *vcpu);
  * trace records carry it; never 0) and the id the VMM gave @vcpu.
  * Context: any op; no lock.
  * Return: the id.
+ * Example:
+ *	#include <errno.h>
+ *
+ *	#define ACME_MAX_VCPUS 64
+ *
+ *	struct acme_vm { uint64_t entries[ACME_MAX_VCPUS]; };
+ *
+ *	// vcpu_enter: per-vCPU counters in the VM's area, by the VMM's vCPU id.
+ *	int acme_vcpu_enter(struct ccvm_vcpu *vcpu)
+ *	{
+ *		struct ccvm_vm *vm = ccvm_vcpu_vm(vcpu);
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);
+ *		uint32_t id = ccvm_vcpu_id(vcpu);
+ *
+ *		if (id >= ACME_MAX_VCPUS) {
+ *			ccvm_vm_bug(vm, "acme: VM %u: vCPU id %u past the table", ccvm_vm_id(vm), id);
+ *			return -EIO;
+ *		}
+ *		avm->entries[id]++;
+ *		return 0;
+ *	}
  */
 CCVM_API uint32_t ccvm_vm_id(const struct ccvm_vm *vm);
 CCVM_API uint32_t ccvm_vcpu_id(const struct ccvm_vcpu *vcpu);
@@ -267,6 +374,29 @@ CCVM_API uint32_t ccvm_vcpu_id(const struct ccvm_vcpu *vcpu);
  * has handed it to guest code, so at rest it is false.
  * Context: any; exact at a quiescent point (check_invariants).
  * Return: true in guest mode.
+ * Example:
+ *	#include <stdbool.h>
+ *
+ *	struct acme_vcpu { bool in_guest; };   // set by vcpu_enter, cleared by vcpu_exit
+ *
+ *	static int check_vcpu(struct ccvm_vcpu *vcpu, void *ctx)
+ *	{
+ *		struct ccvm_invariant_report *r = ctx;
+ *		const struct acme_vcpu *av = ccvm_vcpu_priv(vcpu);
+ *
+ *		ccvm_invariant_count(r, 1);
+ *		if (av->in_guest != ccvm_vcpu_guest_mode(vcpu))
+ *			ccvm_invariant_fail(r, 21, UINT64_MAX, UINT64_MAX,
+ *								"vCPU %u: the hardware says %s guest mode",
+ *								ccvm_vcpu_id(vcpu), av->in_guest ? "in" : "out of");
+ *		return 0;
+ *	}
+ *
+ *	// check_invariants: the backend's view of each vCPU agrees with the core's.
+ *	int acme_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r)
+ *	{
+ *		return ccvm_vm_for_each_vcpu(vm, check_vcpu, r);
+ *	}
  */
 CCVM_API bool ccvm_vcpu_guest_mode(const struct ccvm_vcpu *vcpu);
 
@@ -276,6 +406,32 @@ CCVM_API bool ccvm_vcpu_guest_mode(const struct ccvm_vcpu *vcpu);
  * platform's host CPUs and key ids (TDX HKIDs, SNP ASIDs) as created.
  * Context: any op; no lock.
  * Return: the value.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdlib.h>
+ *
+ *	struct acme_hw { uint8_t *key_owner; uint64_t *cpu_flushes; };
+ *
+ *	// platform_init: a key table and per-CPU counters sized from the platform.
+ *	int acme_platform_init(struct ccvm_platform *p)
+ *	{
+ *		struct acme_hw *hw = ccvm_platform_priv(p);
+ *
+ *		hw->key_owner = calloc(ccvm_platform_nr_keyids(p), 1);
+ *		hw->cpu_flushes = calloc(ccvm_platform_nr_cpus(p), sizeof(uint64_t));
+ *		if (!hw->key_owner || !hw->cpu_flushes) {
+ *			free(hw->key_owner);
+ *			free(hw->cpu_flushes);
+ *			return -ENOMEM;
+ *		}
+ *		return 0;
+ *	}
+ *
+ *	// fault_is_private: the top GPA bit selects the shared alias.
+ *	int acme_fault_is_private(struct ccvm_vm *vm, uint64_t gpa)
+ *	{
+ *		return !(gpa & (1ull << (ccvm_vm_gpa_bits(vm) - 1)));
+ *	}
  */
 CCVM_API uint32_t ccvm_vm_gpa_bits(const struct ccvm_vm *vm);
 CCVM_API uint32_t ccvm_platform_nr_cpus(const struct ccvm_platform *p);
@@ -287,6 +443,19 @@ CCVM_API uint32_t ccvm_platform_nr_keyids(const struct ccvm_platform *p);
  * simulated contention and key stream, so a run repeats with its seed.
  * Context: any op; takes a leaf lock.
  * Return: 64 random bits.
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// vcpu_enter: the simulated hardware is busy one entry in 64; seeded, so
+ *	// a run repeats with the same ccvm_platform_opts.seed.
+ *	int acme_vcpu_enter(struct ccvm_vcpu *vcpu)
+ *	{
+ *		struct ccvm_platform *p = ccvm_vm_platform(ccvm_vcpu_vm(vcpu));
+ *
+ *		if ((ccvm_platform_random(p) & 63) == 0)
+ *			return -EAGAIN;     // the core tries the entry again
+ *		return 0;
+ *	}
  */
 CCVM_API uint64_t ccvm_platform_random(struct ccvm_platform *p);
 
@@ -296,6 +465,21 @@ CCVM_API uint64_t ccvm_platform_random(struct ccvm_platform *p);
  * exported helpers can refuse a handle of another backend.
  * Context: any thread; no lock.
  * Return: a static string, never NULL.
+ * Example:
+ *	#include <errno.h>
+ *	#include <string.h>
+ *
+ *	struct acme_vm { uint32_t keyid; };
+ *
+ *	// A helper the backend exports to its tests: refuse another backend's VM
+ *	// (its private area has another layout).
+ *	int acme_vm_keyid(struct ccvm_vm *vm, uint32_t *keyid)
+ *	{
+ *		if (strcmp(ccvm_vm_backend_name(vm), "acme"))
+ *			return -EINVAL;
+ *		*keyid = ((const struct acme_vm *)ccvm_vm_priv(vm))->keyid;
+ *		return 0;
+ *	}
  */
 CCVM_API const char *ccvm_platform_backend_name(const struct ccvm_platform *p);
 CCVM_API const char *ccvm_vm_backend_name(const struct ccvm_vm *vm);
@@ -310,6 +494,30 @@ CCVM_API const char *ccvm_vm_backend_name(const struct ccvm_vm *vm);
  * VM teardown).
  * Return: 0 after every vCPU, or the nonzero value @fn stopped with; the
  * count.
+ * Example:
+ *	#include <stdbool.h>
+ *
+ *	struct acme_vcpu { bool initialized; };
+ *
+ *	static int init_vcpu(struct ccvm_vcpu *vcpu, void *ctx)
+ *	{
+ *		struct acme_vcpu *av = ccvm_vcpu_priv(vcpu);
+ *
+ *		++*(uint32_t *)ctx;
+ *		av->initialized = true;
+ *		return 0;
+ *	}
+ *
+ *	// vm_finalize: every vCPU created so far gets its initial state.
+ *	int acme_vm_finalize(struct ccvm_vm *vm)
+ *	{
+ *		uint32_t done = 0;
+ *		int err = ccvm_vm_for_each_vcpu(vm, init_vcpu, &done);
+ *
+ *		ccvm_log(CCVM_LOG_DEBUG, "acme: VM %u: %u of %u vCPUs initialized",
+ *				 ccvm_vm_id(vm), done, ccvm_vm_nr_vcpus(vm));
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_vm_for_each_vcpu(struct ccvm_vm *vm,
 				   int (*fn)(struct ccvm_vcpu *vcpu, void *ctx), void *ctx);
@@ -321,6 +529,21 @@ CCVM_API uint32_t ccvm_vm_nr_vcpus(const struct ccvm_vm *vm);
  * vCPU that was in the guest gets vcpu_exit.
  * Context: an op that may sleep, not on a vCPU's own guest path.
  * Return: nothing.
+ * Example:
+ *	// update_mem_attr (may sleep): the hardware's translation cache is
+ *	// tagged per VM; after a change, kick every vCPU out so none keeps using
+ *	// a stale entry, and count the flush.
+ *	int acme_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
+ *							 uint64_t attrs, uint64_t start, uint64_t end)
+ *	{
+ *		(void)slot;
+ *		(void)attrs;
+ *		if (start == end)
+ *			return 0;
+ *		ccvm_account(ccvm_vm_platform(vm), vm, CCVM_EV_TLB_FLUSH, 1);
+ *		ccvm_vm_kick_all(vm);   // each vCPU in the guest gets vcpu_exit
+ *		return 0;
+ *	}
  */
 CCVM_API void ccvm_vm_kick_all(struct ccvm_vm *vm);
 
@@ -331,6 +554,26 @@ CCVM_API void ccvm_vm_kick_all(struct ccvm_vm *vm);
  * nest (a counter).
  * Context: any op; pair each block with one unblock.
  * Return: nothing.
+ * Example:
+ *	#include <errno.h>
+ *
+ *	int acme_hw_remove(struct ccvm_vm *vm, uint64_t gfn, int level);  // the hardware model
+ *
+ *	// remove_private_spte: a vCPU in the guest can hold the entry (busy):
+ *	// keep every vCPU out, kick them, try once more (TDX's wait_for_sept_zap).
+ *	int acme_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
+ *	{
+ *		int err = acme_hw_remove(vm, gfn, level);
+ *
+ *		(void)pfn;
+ *		if (err == -EBUSY) {
+ *			ccvm_vm_block_entry(vm);
+ *			ccvm_vm_kick_all(vm);
+ *			err = acme_hw_remove(vm, gfn, level);
+ *			ccvm_vm_unblock_entry(vm);
+ *		}
+ *		return err;
+ *	}
  */
 CCVM_API void ccvm_vm_block_entry(struct ccvm_vm *vm);
 CCVM_API void ccvm_vm_unblock_entry(struct ccvm_vm *vm);
@@ -343,6 +586,24 @@ CCVM_API void ccvm_vm_unblock_entry(struct ccvm_vm *vm);
  * faults, zaps or guest accesses (TDX's HKID release).
  * Context: never from inside an op the core calls with mmu_lock held.
  * Return: nothing.
+ * Example:
+ *	static int count_private(const struct ccvm_mmu_entry *e, void *ctx)
+ *	{
+ *		if (e->leaf && e->is_private)
+ *			++*(uint64_t *)ctx;
+ *		return 0;
+ *	}
+ *
+ *	// A helper the backend exports to its tests: private leaves mapped now.
+ *	uint64_t acme_nr_private_leaves(struct ccvm_vm *vm)
+ *	{
+ *		uint64_t n = 0;
+ *
+ *		ccvm_vm_mmu_write_lock(vm);     // no fault or zap changes a root meanwhile
+ *		ccvm_vm_for_each_mapping(vm, CCVM_ROOT_ALL, count_private, &n);
+ *		ccvm_vm_mmu_write_unlock(vm);
+ *		return n;
+ *	}
  */
 CCVM_API void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm);
 CCVM_API void ccvm_vm_mmu_write_unlock(struct ccvm_vm *vm);
@@ -353,6 +614,22 @@ CCVM_API void ccvm_vm_mmu_write_unlock(struct ccvm_vm *vm);
  * on it but teardown gets -EIO and no vCPU enters; whether it is.
  * Context: any op, any lock held.
  * Return: nothing; true once bugged.
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// set_private_spte: an install the hardware cannot do means the model and
+ *	// the core disagree; there is no recovery: bug the VM (KVM_BUG_ON).
+ *	int acme_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
+ *	{
+ *		if (ccvm_vm_is_bugged(vm))
+ *			return -EIO;
+ *		if (level != CCVM_LEVEL_4K) {
+ *			ccvm_vm_bug(vm, "acme: gfn %#llx pfn %#llx: level %d not supported",
+ *						(unsigned long long)gfn, (unsigned long long)pfn, level);
+ *			return -EIO;        // every later call on the VM gets -EIO too
+ *		}
+ *		return 0;
+ *	}
  */
 CCVM_API void ccvm_vm_bug(struct ccvm_vm *vm, const char *fmt, ...);
 CCVM_API bool ccvm_vm_is_bugged(const struct ccvm_vm *vm);
@@ -363,6 +640,27 @@ CCVM_API bool ccvm_vm_is_bugged(const struct ccvm_vm *vm);
  * whether it is.
  * Context: any op.
  * Return: nothing; true once dead.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdbool.h>
+ *
+ *	struct acme_vm { bool key_released; };
+ *
+ *	// vm_terminate: release the key now; the VM is dead, not bugged, so its
+ *	// teardown runs as usual.
+ *	int acme_vm_terminate(struct ccvm_vm *vm)
+ *	{
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);
+ *
+ *		if (ccvm_vm_is_dead(vm))
+ *			return -EINVAL;
+ *		ccvm_vm_mmu_write_lock(vm);     // no removal runs beside the release
+ *		avm->key_released = true;
+ *		ccvm_vm_mmu_write_unlock(vm);
+ *		ccvm_account(ccvm_vm_platform(vm), vm, CCVM_EV_KEYID_FREE, 1);
+ *		ccvm_vm_set_dead(vm);           // later runs get -EIO
+ *		return 0;
+ *	}
  */
 CCVM_API void ccvm_vm_set_dead(struct ccvm_vm *vm);
 CCVM_API bool ccvm_vm_is_dead(const struct ccvm_vm *vm);
@@ -373,6 +671,25 @@ CCVM_API bool ccvm_vm_is_dead(const struct ccvm_vm *vm);
  * caps.study_knobs where the behaviour they select runs.
  * Context: any op; no lock.
  * Return: the value; 0 (what upstream merged) for an unknown knob.
+ * Example:
+ *	#include <errno.h>
+ *
+ *	int acme_hw_remove(struct ccvm_vm *vm, uint64_t gfn, int level);  // the hardware model
+ *
+ *	// remove_private_spte: what a busy answer leads to depends on study 003
+ *	// (the backend lists CCVM_STUDY_TDX_BUSY in caps.study_knobs).
+ *	int acme_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
+ *	{
+ *		uint32_t policy = ccvm_vm_study_knob(vm, CCVM_STUDY_TDX_BUSY);
+ *		unsigned int tries = policy == CCVM_TDX_BUSY_SPIN ? CCVM_TDX_BUSY_SPIN_MAX : 1;
+ *		int err;
+ *
+ *		(void)pfn;
+ *		do
+ *			err = acme_hw_remove(vm, gfn, level);
+ *		while (err == -EBUSY && --tries);
+ *		return err;
+ *	}
  */
 CCVM_API uint32_t ccvm_vm_study_knob(const struct ccvm_vm *vm, unsigned int knob);
 
@@ -380,6 +697,16 @@ CCVM_API uint32_t ccvm_vm_study_knob(const struct ccvm_vm *vm, unsigned int knob
  * ccvm_vm_is_finalized() - Whether ccvm_vm_finalize() succeeded on @vm.
  * Context: any op; no lock.
  * Return: true after finalize.
+ * Example:
+ *	// max_mapping_level: launch pages are added 4K at a time; after finalize
+ *	// private memory may be mapped as large as the caps allow.
+ *	int acme_max_mapping_level(struct ccvm_vm *vm, uint64_t pfn, bool is_private)
+ *	{
+ *		(void)pfn;
+ *		if (is_private && !ccvm_vm_is_finalized(vm))
+ *			return CCVM_LEVEL_4K;
+ *		return 0;       // no limit here
+ *	}
  */
 CCVM_API bool ccvm_vm_is_finalized(const struct ccvm_vm *vm);
 
@@ -389,6 +716,30 @@ CCVM_API bool ccvm_vm_is_finalized(const struct ccvm_vm *vm);
  * from it) and, in *@flags, the populate flags.
  * Context: set_private_spte, inside populate.
  * Return: the page; NULL outside populate.
+ * Example:
+ *	#include <string.h>
+ *
+ *	struct acme_vm { uint64_t measurement; };
+ *
+ *	// set_private_spte: inside ccvm_vm_populate() copy the source page in
+ *	// (PAGE.ADD) and, if asked, extend the launch measurement with it.
+ *	int acme_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
+ *	{
+ *		struct ccvm_platform *p = ccvm_vm_platform(vm);
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);
+ *		uint64_t flags;
+ *		const unsigned char *src = ccvm_vm_populate_source(vm, &flags);
+ *
+ *		(void)gfn;
+ *		(void)level;
+ *		if (!src)
+ *			return 0;       // a fault at run time: nothing to copy
+ *		ccvm_page_mark_dirty(p, pfn);
+ *		memcpy(ccvm_page_ptr(p, pfn), src, CCVM_PAGE_SIZE);
+ *		for (size_t i = 0; (flags & CCVM_POPULATE_MEASURE) && i < CCVM_PAGE_SIZE; i++)
+ *			avm->measurement = (avm->measurement ^ src[i]) * 0x100000001b3ull;
+ *		return 0;
+ *	}
  */
 CCVM_API const void *ccvm_vm_populate_source(struct ccvm_vm *vm, uint64_t *flags);
 
@@ -399,6 +750,21 @@ CCVM_API const void *ccvm_vm_populate_source(struct ccvm_vm *vm, uint64_t *flags
  * PRIVATE.
  * Context: any op; takes the attribute lock for read.
  * Return: true for a private gfn.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdbool.h>
+ *
+ *	// guest_access: this hardware raises #VC when the guest touches, through
+ *	// the shared alias, a gfn the attributes say is private.
+ *	int acme_guest_access(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn,
+ *						  bool is_private, bool write)
+ *	{
+ *		(void)pfn;
+ *		(void)write;
+ *		if (!is_private && ccvm_vm_gfn_is_private(ccvm_vcpu_vm(vcpu), gfn))
+ *			return -EACCES;
+ *		return 0;
+ *	}
  */
 CCVM_API bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn);
 
@@ -407,6 +773,21 @@ CCVM_API bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn);
  * every root of @vm, private ones through the mirror ops.
  * Context: an op called without mmu_lock; takes mmu_lock for write.
  * Return: nothing.
+ * Example:
+ *	// update_mem_attr: the hardware keeps 2M entries; a change that does not
+ *	// cover a whole one drops every mapping of the 2M ranges it touches, which
+ *	// then fault back at 4K.
+ *	int acme_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
+ *							 uint64_t attrs, uint64_t start, uint64_t end)
+ *	{
+ *		uint64_t first = start & ~511ull, last = (end + 511) & ~511ull;
+ *
+ *		(void)slot;
+ *		(void)attrs;
+ *		if (first != start || last != end)
+ *			ccvm_vm_zap_gfn_range(vm, first, last);     // takes mmu_lock itself
+ *		return 0;
+ *	}
  */
 CCVM_API void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end);
 
@@ -416,6 +797,21 @@ CCVM_API void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t
  * Context: any op called without memslots_rw held for write; takes it for
  * read.
  * Return: 0 with *@pfn set; -ENOENT (no memslot, no gmem, or a hole).
+ * Example:
+ *	#include <string.h>
+ *
+ *	// A helper the backend exports to its tests: the first 8 bytes the
+ *	// hardware holds for a private gfn (looking allocates nothing).
+ *	int acme_peek_private(struct ccvm_vm *vm, uint64_t gfn, uint64_t *val)
+ *	{
+ *		uint64_t pfn;
+ *		int err = ccvm_vm_gfn_to_gmem_pfn(vm, gfn, &pfn);
+ *
+ *		if (err)
+ *			return err;     // -ENOENT: no memslot, no gmem, or a hole
+ *		memcpy(val, ccvm_page_ptr(ccvm_vm_platform(vm), pfn), sizeof(*val));
+ *		return 0;
+ *	}
  */
 CCVM_API int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn);
 
@@ -432,6 +828,21 @@ CCVM_API int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t 
  * read, and the file's page lock.
  * Return: 0 with *@pfn and *@order (may be NULL) set; -ENOENT (no memslot,
  * no gmem, or a hole); -EINVAL (NULL @vm or @pfn).
+ * Example:
+ *	#include <stdbool.h>
+ *
+ *	// A helper the backend exports to its tests: may a fault at @gfn map a
+ *	// 2M page, as far as gmem is concerned (max_mapping_level and the
+ *	// attributes may still say no)?
+ *	bool acme_gfn_can_map_2m(struct ccvm_vm *vm, uint64_t gfn)
+ *	{
+ *		uint64_t pfn;
+ *		int order;
+ *
+ *		if (ccvm_vm_gfn_to_gmem_folio(vm, gfn, &pfn, &order))
+ *			return false;   // -ENOENT: no memslot, no gmem, or a hole
+ *		return order >= CCVM_FOLIO_ORDER_2M;
+ *	}
  */
 CCVM_API int ccvm_vm_gfn_to_gmem_folio(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn,
 				       int *order);
@@ -441,6 +852,22 @@ CCVM_API int ccvm_vm_gfn_to_gmem_folio(struct ccvm_vm *vm, uint64_t gfn, uint64_
  * size in pages of @slot (for update_mem_attr).
  * Context: slots_lock held (update_mem_attr).
  * Return: the value.
+ * Example:
+ *	// update_mem_attr: charge one hardware update per page of the change
+ *	// that lies inside this slot.
+ *	int acme_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
+ *							 uint64_t attrs, uint64_t start, uint64_t end)
+ *	{
+ *		uint64_t base = ccvm_memslot_base_gfn(slot);
+ *		uint64_t limit = base + ccvm_memslot_npages(slot);
+ *		uint64_t s = start > base ? start : base;
+ *		uint64_t e = end < limit ? end : limit;
+ *
+ *		(void)attrs;
+ *		if (s < e)
+ *			ccvm_account(ccvm_vm_platform(vm), vm, CCVM_EV_RMPUPDATE, e - s);
+ *		return 0;
+ *	}
  */
 CCVM_API uint64_t ccvm_memslot_base_gfn(const struct ccvm_memslot *slot);
 CCVM_API uint64_t ccvm_memslot_npages(const struct ccvm_memslot *slot);
@@ -450,6 +877,19 @@ CCVM_API uint64_t ccvm_memslot_npages(const struct ccvm_memslot *slot);
  * which keeps the answer true until the op returns.
  * Return: true for a live gmem binding, false for a plain slot or a
  * released file.
+ * Example:
+ *	// update_mem_attr: a plain slot, or one whose file was released, has no
+ *	// private pages for the hardware to change.
+ *	int acme_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
+ *							 uint64_t attrs, uint64_t start, uint64_t end)
+ *	{
+ *		if (!ccvm_memslot_has_gmem(slot))
+ *			return 0;
+ *		ccvm_log(CCVM_LOG_DEBUG, "acme: VM %u: gfns [%#llx, %#llx) now %s",
+ *				 ccvm_vm_id(vm), (unsigned long long)start, (unsigned long long)end,
+ *				 attrs & CCVM_MEMORY_ATTRIBUTE_PRIVATE ? "private" : "shared");
+ *		return 0;
+ *	}
  */
 CCVM_API bool ccvm_memslot_has_gmem(const struct ccvm_memslot *slot);
 
@@ -475,6 +915,28 @@ typedef int (*ccvm_gmem_gfn_fn)(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, 
  * Return: 0 once the range is walked (also for a slot without a live gmem
  * binding, or an empty range); the negative errno @fn returned; -EINVAL
  * (NULL @slot or @fn).
+ * Example:
+ *	struct acme_hw { uint8_t *assigned; };  // one byte a page
+ *
+ *	static int set_owner(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, void *ctx)
+ *	{
+ *		struct ccvm_platform *p = ccvm_vm_platform(vm);
+ *		struct acme_hw *hw = ccvm_platform_priv(p);
+ *
+ *		(void)gfn;
+ *		hw->assigned[pfn] = *(const uint8_t *)ctx;
+ *		ccvm_account(p, vm, CCVM_EV_RMPUPDATE, 1);
+ *		return 1;   // dealt with this one page
+ *	}
+ *
+ *	// update_mem_attr: the pages gmem holds follow the change at once.
+ *	int acme_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
+ *							 uint64_t attrs, uint64_t start, uint64_t end)
+ *	{
+ *		uint8_t assigned = (attrs & CCVM_MEMORY_ATTRIBUTE_PRIVATE) != 0;
+ *
+ *		return ccvm_memslot_for_each_gmem_pfn(vm, slot, start, end, set_owner, &assigned);
+ *	}
  */
 CCVM_API int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot,
 					    uint64_t start, uint64_t end, ccvm_gmem_gfn_fn fn,
@@ -493,6 +955,33 @@ typedef int (*ccvm_gmem_page_fn)(uint64_t index, uint64_t pfn, void *ctx);
  * still.  @fn runs under the file's page lock, a leaf: it must not call a
  * core service that takes a lock.
  * Return: 0, or the nonzero value @fn stopped the walk with.
+ * Example:
+ *	struct acme_hw { const uint8_t *assigned; };   // one byte a page
+ *
+ *	struct walk {
+ *		const struct acme_hw *hw;
+ *		struct ccvm_invariant_report *r;
+ *	};
+ *
+ *	static int page_ok(uint64_t index, uint64_t pfn, void *ctx)
+ *	{
+ *		struct walk *w = ctx;
+ *
+ *		ccvm_invariant_count(w->r, 1);
+ *		if (w->hw->assigned[pfn] > 1)   // no core service here: a leaf lock is held
+ *			ccvm_invariant_fail(w->r, 23, UINT64_MAX, pfn, "gmem page %llu: owner %u",
+ *								(unsigned long long)index, w->hw->assigned[pfn]);
+ *		return ccvm_invariant_failed(w->r);
+ *	}
+ *
+ *	// check_invariants: every page a gmem file caches has a sane hardware entry.
+ *	int acme_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r)
+ *	{
+ *		struct walk w = { ccvm_platform_priv(ccvm_vm_platform(vm)), r };
+ *
+ *		ccvm_vm_for_each_gmem_file_pfn(vm, page_ok, &w);
+ *		return 0;
+ *	}
  */
 CCVM_API int ccvm_vm_for_each_gmem_file_pfn(struct ccvm_vm *vm, ccvm_gmem_page_fn fn, void *ctx);
 
@@ -503,6 +992,35 @@ CCVM_API int ccvm_vm_for_each_gmem_file_pfn(struct ccvm_vm *vm, ccvm_gmem_page_f
  * Context: get: gmem_defer_removal or later with a pin held; put: any op,
  * without the inode's locks.
  * Return: nothing.
+ * Example:
+ *	#define ACME_MAX_DEFERRED 64
+ *
+ *	struct acme_vm {
+ *		struct ccvm_gmem_inode *deferred[ACME_MAX_DEFERRED];
+ *		unsigned int nr_deferred;
+ *	};
+ *
+ *	// gmem_defer_removal: keep the pages of at most 64 released files mapped
+ *	// until teardown; the rest are removed now.
+ *	int acme_gmem_defer_removal(struct ccvm_vm *vm, struct ccvm_gmem_inode *inode)
+ *	{
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);
+ *
+ *		if (avm->nr_deferred == ACME_MAX_DEFERRED)
+ *			return 0;
+ *		ccvm_gmem_inode_get(inode);
+ *		avm->deferred[avm->nr_deferred++] = inode;
+ *		return 1;
+ *	}
+ *
+ *	// vm_destroy: every root is zapped by now; the last put frees the pages.
+ *	void acme_vm_destroy(struct ccvm_vm *vm)
+ *	{
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);
+ *
+ *		while (avm->nr_deferred)
+ *			ccvm_gmem_inode_put(avm->deferred[--avm->nr_deferred]);
+ *	}
  */
 CCVM_API void ccvm_gmem_inode_get(struct ccvm_gmem_inode *inode);
 CCVM_API void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode);
@@ -512,6 +1030,21 @@ CCVM_API void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode);
  * files and pinned inodes (what keeps ccvm_platform_destroy() at -EBUSY).
  * Context: any thread; takes a leaf lock.
  * Return: the count.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// A teardown test of the backend: once the VMM closed everything, no
+ *	// inode may stay pinned by a deferred removal (platform destroy would
+ *	// say -EBUSY).
+ *	int acme_expect_no_inodes(struct ccvm_platform *p)
+ *	{
+ *		uint64_t n = ccvm_platform_nr_gmem_inodes(p);
+ *
+ *		if (n)
+ *			fprintf(stderr, "%llu gmem inode(s) still alive\n", (unsigned long long)n);
+ *		return n ? -EBUSY : 0;
+ *	}
  */
 CCVM_API uint64_t ccvm_platform_nr_gmem_inodes(struct ccvm_platform *p);
 
@@ -552,6 +1085,35 @@ typedef int (*ccvm_mapping_fn)(const struct ccvm_mmu_entry *e, void *ctx);
  * take mmu_lock nor change a root.
  * Return: 0 after every entry; the first nonzero value of @fn, which ends
  * the walk; -EINVAL (NULL @fn, or @roots names no root kind).
+ * Example:
+ *	struct leaf_check {
+ *		struct ccvm_platform *p;
+ *		struct ccvm_invariant_report *r;
+ *	};
+ *
+ *	static int leaf_ok(const struct ccvm_mmu_entry *e, void *ctx)
+ *	{
+ *		struct leaf_check *c = ctx;
+ *
+ *		if (!e->leaf || e->host)    // tables, and pages of the VMM's buffer
+ *			return 0;
+ *		ccvm_invariant_count(c->r, 1);
+ *		if (!ccvm_page_is_allocated(c->p, e->frame)) {
+ *			ccvm_invariant_fail(c->r, 5, e->gfn, e->frame, "%s leaf on a free page",
+ *								e->mirror ? "mirror" : "direct");
+ *			return 1;       // ends the walk
+ *		}
+ *		return 0;
+ *	}
+ *
+ *	// check_invariants (mmu_lock held for write): no mapping of a freed page.
+ *	int acme_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r)
+ *	{
+ *		struct leaf_check c = { ccvm_vm_platform(vm), r };
+ *		int ret = ccvm_vm_for_each_mapping(vm, CCVM_ROOT_ALL, leaf_ok, &c);
+ *
+ *		return ret < 0 ? ret : 0;
+ *	}
  */
 CCVM_API int ccvm_vm_for_each_mapping(struct ccvm_vm *vm, unsigned int roots, ccvm_mapping_fn fn,
 				      void *ctx);
@@ -566,6 +1128,30 @@ CCVM_API int ccvm_vm_for_each_mapping(struct ccvm_vm *vm, unsigned int roots, cc
  * Context: any op; take the allocator's lock (a leaf).
  * Return: alloc: 0 with *@pfn set, -ENOMEM when simulated RAM is
  * exhausted; free and leak: nothing.
+ * Example:
+ *	struct acme_vm { uint64_t ctl_pfn; };
+ *
+ *	int acme_hw_reclaim(struct ccvm_platform *p, uint64_t pfn);   // the hardware model
+ *
+ *	// vm_init: one control page per VM.
+ *	int acme_vm_init(struct ccvm_vm *vm)
+ *	{
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);
+ *
+ *		return ccvm_page_alloc(ccvm_vm_platform(vm), &avm->ctl_pfn);     // -ENOMEM
+ *	}
+ *
+ *	// vm_destroy: a page the hardware will not give back is leaked, not freed.
+ *	void acme_vm_destroy(struct ccvm_vm *vm)
+ *	{
+ *		struct ccvm_platform *p = ccvm_vm_platform(vm);
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);
+ *
+ *		if (acme_hw_reclaim(p, avm->ctl_pfn) == 0)
+ *			ccvm_page_free(p, avm->ctl_pfn);
+ *		else
+ *			ccvm_page_leak(p, avm->ctl_pfn);    // never reused, counted
+ *	}
  */
 CCVM_API int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn);
 CCVM_API void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn);
@@ -580,6 +1166,30 @@ CCVM_API void ccvm_page_leak(struct ccvm_platform *p, uint64_t pfn);
  * Context: any thread; no lock.
  * Return: map: the table, NULL when the address space is exhausted;
  * unmap: nothing (NULL @table is ignored).
+ * Example:
+ *	#include <errno.h>
+ *
+ *	struct acme_hw {
+ *		uint16_t *owner;    // one entry a page: the owning VM's id, 0 = host
+ *		size_t bytes;
+ *	};
+ *
+ *	// platform_init: the table costs host memory only where it is touched.
+ *	int acme_platform_init(struct ccvm_platform *p)
+ *	{
+ *		struct acme_hw *hw = ccvm_platform_priv(p);
+ *
+ *		hw->bytes = ccvm_platform_nr_pages(p) * sizeof(*hw->owner);
+ *		hw->owner = ccvm_table_map(hw->bytes);
+ *		return hw->owner ? 0 : -ENOMEM;
+ *	}
+ *
+ *	void acme_platform_destroy(struct ccvm_platform *p)
+ *	{
+ *		struct acme_hw *hw = ccvm_platform_priv(p);
+ *
+ *		ccvm_table_unmap(hw->owner, hw->bytes);
+ *	}
  */
 CCVM_API void *ccvm_table_map(size_t bytes);
 CCVM_API void ccvm_table_unmap(void *table, size_t bytes);
@@ -589,6 +1199,20 @@ CCVM_API void ccvm_table_unmap(void *table, size_t bytes);
  * bytes, CCVM_PAGE_SIZE of them.
  * Context: any op; no lock.
  * Return: the address (@pfn must be a page of @p).
+ * Example:
+ *	struct acme_hw { uint64_t key; };
+ *
+ *	// host_ciphertext: what a host read of a private page sees: the bytes
+ *	// mixed with a per-platform key stream.
+ *	void acme_host_ciphertext(struct ccvm_platform *p, uint64_t pfn, void *page)
+ *	{
+ *		const struct acme_hw *hw = ccvm_platform_priv(p);
+ *		const uint64_t *plain = ccvm_page_ptr(p, pfn);
+ *		uint64_t *out = page;
+ *
+ *		for (size_t i = 0; i < CCVM_PAGE_SIZE / sizeof(uint64_t); i++)
+ *			out[i] = plain[i] ^ (hw->key + i) * 0x9e3779b97f4a7c15ull;
+ *	}
  */
 CCVM_API void *ccvm_page_ptr(struct ccvm_platform *p, uint64_t pfn);
 
@@ -598,6 +1222,23 @@ CCVM_API void *ccvm_page_ptr(struct ccvm_platform *p, uint64_t pfn);
  * allocator clears only dirty pages); whether it is so marked.
  * Context: any op; lock-free.
  * Return: nothing; true for a dirty page.
+ * Example:
+ *	#include <string.h>
+ *
+ *	// populate (a backend without a mirror root): copy the launch data in;
+ *	// the page is marked first, so that the allocator clears it before reuse.
+ *	int acme_populate(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn,
+ *					  const void *src, uint64_t flags)
+ *	{
+ *		struct ccvm_platform *p = ccvm_vm_platform(vm);
+ *
+ *		(void)gfn;
+ *		(void)flags;
+ *		if (!ccvm_page_is_dirty(p, pfn))
+ *			ccvm_page_mark_dirty(p, pfn);
+ *		memcpy(ccvm_page_ptr(p, pfn), src, CCVM_PAGE_SIZE);
+ *		return 0;
+ *	}
  */
 CCVM_API void ccvm_page_mark_dirty(struct ccvm_platform *p, uint64_t pfn);
 CCVM_API bool ccvm_page_is_dirty(struct ccvm_platform *p, uint64_t pfn);
@@ -608,6 +1249,22 @@ CCVM_API bool ccvm_page_is_dirty(struct ccvm_platform *p, uint64_t pfn);
  * Context: any thread, lock-free; exact while nothing allocates, frees or
  * leaks that page (as inside check_invariants).
  * Return: the state; false for pfn 0 and pfns past the platform.
+ * Example:
+ *	struct acme_vm { uint64_t ctl_pfn; };
+ *
+ *	// check_invariants: the VM's control page is still its own.
+ *	int acme_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r)
+ *	{
+ *		struct ccvm_platform *p = ccvm_vm_platform(vm);
+ *		uint64_t pfn = ((const struct acme_vm *)ccvm_vm_priv(vm))->ctl_pfn;
+ *
+ *		ccvm_invariant_count(r, 1);
+ *		if (!ccvm_page_is_allocated(p, pfn))
+ *			ccvm_invariant_fail(r, 18, UINT64_MAX, pfn, "control page freed under a live VM");
+ *		else if (ccvm_page_is_leaked(p, pfn))
+ *			ccvm_invariant_fail(r, 17, UINT64_MAX, pfn, "control page leaked, VM not bugged");
+ *		return 0;
+ *	}
  */
 CCVM_API bool ccvm_page_is_allocated(struct ccvm_platform *p, uint64_t pfn);
 CCVM_API bool ccvm_page_is_leaked(struct ccvm_platform *p, uint64_t pfn);
@@ -617,6 +1274,20 @@ CCVM_API bool ccvm_page_is_leaked(struct ccvm_platform *p, uint64_t pfn);
  * pages anyone may own ends there.  It only grows.
  * Context: any thread; takes the allocator's lock (a leaf).
  * Return: a pfn in [1, ccvm_platform_nr_pages()].
+ * Example:
+ *	struct acme_hw { const uint8_t *assigned; };   // one byte a page
+ *
+ *	// A helper the backend exports to its tests: pages the hardware still
+ *	// marks assigned; pages from the limit on were never handed out.
+ *	uint64_t acme_nr_assigned(struct ccvm_platform *p)
+ *	{
+ *		const struct acme_hw *hw = ccvm_platform_priv(p);
+ *		uint64_t n = 0, limit = ccvm_platform_pfn_limit(p);
+ *
+ *		for (uint64_t pfn = 1; pfn < limit; pfn++)
+ *			n += hw->assigned[pfn] != 0;
+ *		return n;
+ *	}
  */
 CCVM_API uint64_t ccvm_platform_pfn_limit(struct ccvm_platform *p);
 /*
@@ -630,6 +1301,28 @@ CCVM_API uint64_t ccvm_platform_pfn_limit(struct ccvm_platform *p);
  * merge or free that folio (its invalidate lock held, as in gmem_prepare,
  * gmem_invalidate and the mirror ops under an invalidation).
  * Return: the order; 0 for pfns outside the platform.
+ * Example:
+ *	// gmem_invalidate: pages of a whole huge folio were assigned with one
+ *	// large hardware entry; freeing part of one splits that entry first
+ *	// (once), then the pages go back one by one.
+ *	void acme_gmem_invalidate(struct ccvm_platform *p, uint64_t pfn_start, uint64_t pfn_end)
+ *	{
+ *		uint64_t smashed = UINT64_MAX;
+ *
+ *		for (uint64_t pfn = pfn_start; pfn < pfn_end; ) {
+ *			uint64_t n = 1ull << ccvm_page_folio_order(p, pfn);
+ *			uint64_t head = pfn & ~(n - 1);
+ *
+ *			if (n > 1 && (head != pfn || pfn + n > pfn_end)) {
+ *				if (head != smashed)
+ *					ccvm_account(p, NULL, CCVM_EV_PSMASH, 1);
+ *				smashed = head;
+ *				n = 1;
+ *			}
+ *			ccvm_account(p, NULL, CCVM_EV_RMPUPDATE, 1);   // back to the host
+ *			pfn += n;
+ *		}
+ *	}
  */
 CCVM_API int ccvm_page_folio_order(struct ccvm_platform *p, uint64_t pfn);
 
@@ -638,6 +1331,22 @@ CCVM_API int ccvm_page_folio_order(struct ccvm_platform *p, uint64_t pfn);
  * counted as CCVM_EV_PAGE_CLEAR.
  * Context: any op; lock-free.
  * Return: nothing.
+ * Example:
+ *	struct acme_hw { uint8_t *assigned; };  // one byte a page
+ *
+ *	// gmem_invalidate: freed private pages go back to the host, zeroed first
+ *	// so that no guest data survives in them.
+ *	void acme_gmem_invalidate(struct ccvm_platform *p, uint64_t pfn_start, uint64_t pfn_end)
+ *	{
+ *		struct acme_hw *hw = ccvm_platform_priv(p);
+ *
+ *		for (uint64_t pfn = pfn_start; pfn < pfn_end; pfn++) {
+ *			if (!hw->assigned[pfn])
+ *				continue;
+ *			ccvm_page_clear(p, pfn);    // counted as CCVM_EV_PAGE_CLEAR
+ *			hw->assigned[pfn] = 0;
+ *		}
+ *	}
  */
 CCVM_API void ccvm_page_clear(struct ccvm_platform *p, uint64_t pfn);
 
@@ -646,6 +1355,25 @@ CCVM_API void ccvm_page_clear(struct ccvm_platform *p, uint64_t pfn);
  * (ccvm_platform_opts.mem_bytes / 4096).
  * Context: any thread; no lock.
  * Return: the count.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdbool.h>
+ *
+ *	struct acme_hw { const uint8_t *assigned; };   // one byte a page
+ *
+ *	// host_access: a host write to a page assigned to a guest is refused.
+ *	int acme_host_access(struct ccvm_platform *p, uint64_t pfn, bool write)
+ *	{
+ *		const struct acme_hw *hw = ccvm_platform_priv(p);
+ *
+ *		if (pfn >= ccvm_platform_nr_pages(p))
+ *			return -EFAULT;
+ *		if (write && hw->assigned[pfn]) {
+ *			ccvm_account(p, NULL, CCVM_EV_RMP_FAULT, 1);
+ *			return -EFAULT;
+ *		}
+ *		return 0;
+ *	}
  */
 CCVM_API uint64_t ccvm_platform_nr_pages(const struct ccvm_platform *p);
 
@@ -657,6 +1385,23 @@ CCVM_API uint64_t ccvm_platform_nr_pages(const struct ccvm_platform *p);
  * clock; a trace record is emitted.
  * Context: any op; lock-free (the trace sink takes its own lock).
  * Return: nothing.
+ * Example:
+ *	struct acme_hw { uint8_t *assigned; };  // one byte a page
+ *
+ *	// gmem_prepare: assign the page(s) to the guest; each hardware step is
+ *	// counted and charged to the simulated clock.
+ *	int acme_gmem_prepare(struct ccvm_vm *vm, uint64_t pfn, uint64_t gfn, int max_order)
+ *	{
+ *		struct ccvm_platform *p = ccvm_vm_platform(vm);
+ *		struct acme_hw *hw = ccvm_platform_priv(p);
+ *		uint64_t n = 1ull << max_order;
+ *
+ *		(void)gfn;
+ *		for (uint64_t i = 0; i < n; i++)
+ *			hw->assigned[pfn + i] = 1;
+ *		ccvm_account(p, vm, CCVM_EV_RMPUPDATE, n);
+ *		return 0;
+ *	}
  */
 CCVM_API void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
 			   uint64_t n);
@@ -666,6 +1411,35 @@ CCVM_API void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccv
  * grew (or, negative, shrank) by @delta bytes (stats.model_bytes).
  * Context: any op; lock-free.
  * Return: nothing.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdlib.h>
+ *
+ *	struct acme_vm {
+ *		uint64_t *shadow;   // one entry a GiB of guest physical space
+ *		size_t bytes;
+ *	};
+ *
+ *	// vm_init: host memory the model itself uses shows in stats.model_bytes.
+ *	int acme_vm_init(struct ccvm_vm *vm)
+ *	{
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);
+ *
+ *		avm->bytes = (1ull << (ccvm_vm_gpa_bits(vm) - 30)) * sizeof(uint64_t);
+ *		avm->shadow = calloc(1, avm->bytes);
+ *		if (!avm->shadow)
+ *			return -ENOMEM;
+ *		ccvm_model_bytes(ccvm_vm_platform(vm), (int64_t)avm->bytes);
+ *		return 0;
+ *	}
+ *
+ *	void acme_vm_destroy(struct ccvm_vm *vm)
+ *	{
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);
+ *
+ *		ccvm_model_bytes(ccvm_vm_platform(vm), -(int64_t)avm->bytes);
+ *		free(avm->shadow);
+ *	}
  */
 CCVM_API void ccvm_model_bytes(struct ccvm_platform *p, int64_t delta);
 
@@ -674,6 +1448,15 @@ CCVM_API void ccvm_model_bytes(struct ccvm_platform *p, int64_t delta);
  * be NULL) without counting an event.
  * Context: any op; lock-free.
  * Return: nothing.
+ * Example:
+ *	// vcpu_exit: leaving the guest costs more the more vCPUs share the key
+ *	// (no event of its own: only time).
+ *	void acme_vcpu_exit(struct ccvm_vcpu *vcpu)
+ *	{
+ *		struct ccvm_vm *vm = ccvm_vcpu_vm(vcpu);
+ *
+ *		ccvm_account_ns(ccvm_vm_platform(vm), vm, 200 + 20ull * ccvm_vm_nr_vcpus(vm));
+ *	}
  */
 CCVM_API void ccvm_account_ns(struct ccvm_platform *p, struct ccvm_vm *vm, uint64_t ns);
 
@@ -682,6 +1465,24 @@ CCVM_API void ccvm_account_ns(struct ccvm_platform *p, struct ccvm_vm *vm, uint6
  * @name (a static string) about @gfn (~0: none), with @arg0 and @ret.
  * Context: any op; takes the trace lock (a leaf).
  * Return: nothing.
+ * Example:
+ *	#include <stdbool.h>
+ *
+ *	// handle_exit_hypercall: at most one 2M-aligned 2M chunk per exit, each
+ *	// noted in the trace with its size.
+ *	int64_t acme_handle_exit_hypercall(struct ccvm_vcpu *vcpu, uint64_t gpa, uint64_t size,
+ *									   bool to_private, struct ccvm_run *run)
+ *	{
+ *		struct ccvm_vm *vm = ccvm_vcpu_vm(vcpu);
+ *		uint64_t room = CCVM_HPAGE_2M_SIZE - (gpa & (CCVM_HPAGE_2M_SIZE - 1));
+ *		uint64_t chunk = size < room ? size : room;
+ *
+ *		if (chunk == CCVM_HPAGE_2M_SIZE)
+ *			run->hypercall.args[2] |= CCVM_MAP_GPA_RANGE_PAGE_SZ_2M;
+ *		ccvm_trace_note(ccvm_vm_platform(vm), vm, "acme.page_state_change",
+ *						gpa >> CCVM_PAGE_SHIFT, chunk, to_private);
+ *		return (int64_t)chunk;
+ *	}
  */
 CCVM_API void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *name,
 			      uint64_t gfn, uint64_t arg0, int64_t ret);
@@ -691,6 +1492,28 @@ CCVM_API void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const
  * log sink (ccvm_set_log()).
  * Context: any op; takes the log lock (a leaf).
  * Return: nothing.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdatomic.h>
+ *
+ *	struct acme_vm { atomic_uint nr_tables, max_tables; };
+ *
+ *	// link_private_spt: the hardware has a fixed number of table pages per
+ *	// VM; a refusal says why at debug level (and in ccvm_last_error()).
+ *	int acme_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t spt_pfn)
+ *	{
+ *		struct acme_vm *avm = ccvm_vm_priv(vm);
+ *		unsigned int max = atomic_load(&avm->max_tables);
+ *
+ *		(void)spt_pfn;
+ *		if (atomic_fetch_add(&avm->nr_tables, 1) >= max) {
+ *			atomic_fetch_sub(&avm->nr_tables, 1);
+ *			ccvm_log(CCVM_LOG_DEBUG, "acme: VM %u: no table left for gfn %#llx level %d (%u in use)",
+ *					 ccvm_vm_id(vm), (unsigned long long)gfn, level, max);
+ *			return -ENOSPC;
+ *		}
+ *		return 0;
+ *	}
  */
 CCVM_API void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
 	 #if defined(__GNUC__)
@@ -701,12 +1524,43 @@ CCVM_API void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
 /* ---- invariant reports (for check_invariants) ---- */
 
 /*
- * ccvm_invariant_fail() - Record that invariant @invariant (1..34) is
+ * ccvm_invariant_fail() - Record that invariant @invariant (1..36) is
  * broken at @gfn / @pfn (UINT64_MAX: none) with a printf-style message.
  * Only the first failure of a report is kept: later calls change nothing,
  * so a check may go on or stop as it likes.
  * Context: any; touches only @r.
  * Return: nothing.
+ * Example:
+ *	struct acme_hw { const uint16_t *owner; };  // VM id a page, 0 = host
+ *
+ *	struct owner_check {
+ *		uint32_t vm_id;
+ *		const struct acme_hw *hw;
+ *		struct ccvm_invariant_report *r;
+ *	};
+ *
+ *	static int owned(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, void *ctx)
+ *	{
+ *		struct owner_check *c = ctx;
+ *
+ *		(void)vm;
+ *		if (c->hw->owner[pfn] != c->vm_id)
+ *			ccvm_invariant_fail(c->r, 23, gfn, pfn, "private page owned by VM %u, not %u",
+ *								c->hw->owner[pfn], c->vm_id);
+ *		return 1;   // later failures are ignored: the first one is kept
+ *	}
+ *
+ *	// update_mem_attr of a checking build: after the change the pages gmem
+ *	// holds for this slot belong to this VM.
+ *	int acme_check_slot(struct ccvm_vm *vm, struct ccvm_memslot *slot,
+ *						struct ccvm_invariant_report *r)
+ *	{
+ *		struct owner_check c = { ccvm_vm_id(vm), ccvm_platform_priv(ccvm_vm_platform(vm)), r };
+ *		uint64_t base = ccvm_memslot_base_gfn(slot);
+ *
+ *		return ccvm_memslot_for_each_gmem_pfn(vm, slot, base, base + ccvm_memslot_npages(slot),
+ *											  owned, &c);
+ *	}
  */
 CCVM_API void ccvm_invariant_fail(struct ccvm_invariant_report *r, unsigned int invariant,
 				  uint64_t gfn, uint64_t pfn, const char *fmt, ...)
@@ -720,6 +1574,26 @@ CCVM_API void ccvm_invariant_fail(struct ccvm_invariant_report *r, unsigned int 
  * failure is recorded in @r (r->invariant != 0).
  * Context: any; touches only @r.
  * Return: nothing; true once a failure is recorded.
+ * Example:
+ *	struct acme_hw { uint32_t keys_in_use, nr_keys; };
+ *
+ *	// check_invariants: one check per rule the backend knows, counted even
+ *	// when it holds; stop at the first failure.
+ *	int acme_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r)
+ *	{
+ *		const struct acme_hw *hw = ccvm_platform_priv(ccvm_vm_platform(vm));
+ *
+ *		ccvm_invariant_count(r, 1);
+ *		if (hw->keys_in_use == 0 || hw->keys_in_use > hw->nr_keys)
+ *			ccvm_invariant_fail(r, 14, UINT64_MAX, UINT64_MAX, "%u of %u keys in use",
+ *								hw->keys_in_use, hw->nr_keys);
+ *		if (ccvm_invariant_failed(r))
+ *			return 0;
+ *		ccvm_invariant_count(r, 1);
+ *		if (ccvm_vm_is_bugged(vm) && !ccvm_vm_is_dead(vm))
+ *			ccvm_invariant_fail(r, 27, UINT64_MAX, UINT64_MAX, "bugged VM not dead");
+ *		return 0;
+ *	}
  */
 CCVM_API void ccvm_invariant_count(struct ccvm_invariant_report *r, uint64_t n);
 CCVM_API bool ccvm_invariant_failed(const struct ccvm_invariant_report *r);
@@ -736,6 +1610,32 @@ CCVM_API bool ccvm_invariant_failed(const struct ccvm_invariant_report *r);
  * Context: any thread; takes a leaf lock.
  * Return: 0; -ENOENT (unknown op); -EINVAL (NULL platform, an op that
  * cannot fail, err > 0).
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// A test: the second vm_init fails with -ENOSPC, once; the first VM is
+ *	// unharmed and the third creation works again.
+ *	int main(void)
+ *	{
+ *		struct ccvm_platform *p;
+ *		struct ccvm_vm *a = NULL, *b = NULL, *c = NULL;
+ *		int err;
+ *
+ *		if (ccvm_platform_create(NULL, &p) ||
+ *			ccvm_inject_op_failure(p, "vm_init", 2, -ENOSPC, 1))
+ *			return 1;
+ *		err = ccvm_vm_create(p, NULL, &a);
+ *		if (!err)
+ *			err = ccvm_vm_create(p, NULL, &b) == -ENOSPC ? 0 : -1;
+ *		if (!err)
+ *			err = ccvm_vm_create(p, NULL, &c);
+ *		printf("vm_init: %lld calls\n", (long long)ccvm_op_calls(p, "vm_init"));
+ *		ccvm_vm_close(a);
+ *		ccvm_vm_close(c);
+ *		ccvm_platform_destroy(p);
+ *		return err != 0;
+ *	}
  */
 CCVM_API int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name,
 				    uint64_t nth, int err, uint64_t count);
@@ -744,6 +1644,17 @@ CCVM_API int ccvm_inject_op_failure(struct ccvm_platform *p, const char *op_name
  * platform was created.
  * Context: any thread; lock-free.
  * Return: the count; -EINVAL (NULL @p, unknown op).
+ * Example:
+ *	// How many private pages reached the backend's gmem_prepare during
+ *	// @work (a test's expectation: one per first private touch).
+ *	int64_t prepares_during(struct ccvm_platform *p, int (*work)(struct ccvm_platform *))
+ *	{
+ *		int64_t before = ccvm_op_calls(p, "gmem_prepare");
+ *
+ *		if (before < 0 || work(p))
+ *			return -1;
+ *		return ccvm_op_calls(p, "gmem_prepare") - before;
+ *	}
  */
 CCVM_API int64_t ccvm_op_calls(struct ccvm_platform *p, const char *op_name);
 
@@ -756,6 +1667,21 @@ CCVM_API int64_t ccvm_op_calls(struct ccvm_platform *p, const char *op_name);
  * its own).
  * Return: 0; -EINVAL (NULL argument, pfn out of range, @off + @len past
  * the page); -EFAULT (the backend refused the access: SNP RMP fault).
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// A test of the host's view of a private page (its pfn from
+ *	// ccvm_vm_lookup_mapping()): SNP refuses the write (an RMP fault), TDX
+ *	// reads ciphertext, mock the plaintext.
+ *	int host_pokes(struct ccvm_platform *p, uint64_t pfn, uint64_t *seen)
+ *	{
+ *		uint64_t junk = 0xdead;
+ *		int err = ccvm_host_write_phys(p, pfn, 0, &junk, sizeof(junk));
+ *
+ *		if (err && err != -EFAULT)
+ *			return err;
+ *		return ccvm_host_read_phys(p, pfn, 0, seen, sizeof(*seen));
+ *	}
  */
 CCVM_API int ccvm_host_read_phys(struct ccvm_platform *p, uint64_t pfn, uint32_t off,
 				 void *buf, uint32_t len);
@@ -769,6 +1695,24 @@ CCVM_API int ccvm_host_write_phys(struct ccvm_platform *p, uint64_t pfn, uint32_
  * Context: any thread, not under mmu_lock; takes mmu_lock for read.
  * Return: 0 with the outputs set; -ENOENT (nothing mapped, or @gpa past
  * the GPA width); -EINVAL (NULL @vm).
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// Where did the guest's private page at @gpa land, and at what size?
+ *	int print_mapping(struct ccvm_vm *vm, uint64_t gpa)
+ *	{
+ *		uint64_t pfn;
+ *		int level;
+ *		int err = ccvm_vm_lookup_mapping(vm, gpa, &pfn, &level);
+ *
+ *		if (err == -ENOENT)
+ *			printf("%#llx: not mapped\n", (unsigned long long)gpa);
+ *		else if (!err)
+ *			printf("%#llx: pfn %#llx, %s\n", (unsigned long long)gpa, (unsigned long long)pfn,
+ *				   level == CCVM_LEVEL_2M ? "2M" : "4K");
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_vm_lookup_mapping(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level);
 

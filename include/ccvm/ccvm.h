@@ -1932,6 +1932,28 @@ CCVM_API int ccvm_guest_accept(struct ccvm_guest *g, uint64_t gpa, uint64_t size
  * Return: as ccvm_guest_accept(); -EINVAL also for a level other than 4K
  * and 2M or a range not aligned to it; -ERANGE (page size mismatch, the
  * block stays unaccepted).
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// Guest: accept 2M-aligned RAM 2M at a time; where the host mapped it at
+ *	// 4K (-ERANGE), accept that 2M block page by page, as Linux does.
+ *	static void accept_2m(struct ccvm_guest *g, void *arg)
+ *	{
+ *		const uint64_t *ram = arg;  // base and size, 2M aligned
+ *
+ *		for (uint64_t gpa = ram[0]; gpa < ram[0] + ram[1]; gpa += CCVM_HPAGE_2M_SIZE) {
+ *			int err = ccvm_guest_accept_level(g, gpa, CCVM_HPAGE_2M_SIZE, CCVM_LEVEL_2M);
+ *
+ *			if (err == -ERANGE)
+ *				err = ccvm_guest_accept_level(g, gpa, CCVM_HPAGE_2M_SIZE, CCVM_LEVEL_4K);
+ *			CCVM_GUEST_ASSERT(g, err == 0);
+ *		}
+ *	}
+ *
+ *	int boot_accepting_2m(struct ccvm_vcpu *v, uint64_t ram[2])
+ *	{
+ *		return ccvm_vcpu_set_guest(v, accept_2m, ram);
+ *	}
  */
 CCVM_API int ccvm_guest_accept_level(struct ccvm_guest *g, uint64_t gpa, uint64_t size,
 				     int level);
@@ -2044,7 +2066,7 @@ CCVM_API uint64_t ccvm_guest_shared_bit(const struct ccvm_guest *g);
  */
 struct ccvm_invariant_report {
 	size_t sz;
-	uint32_t invariant;	/* out: first broken invariant, 1..34; 0 = none */
+	uint32_t invariant;	/* out: first broken invariant, 1..36; 0 = none */
 	uint64_t nr_checks;	/* out: individual checks done */
 	uint64_t gfn;		/* out: gfn involved, UINT64_MAX if none */
 	uint64_t pfn;		/* out: pfn involved, UINT64_MAX if none */
@@ -2112,7 +2134,7 @@ CCVM_API int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_
 CCVM_API int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invariant_report *r);
 
 /*
- * ccvm_invariant_name() - One line naming invariant @n (1..34), as
+ * ccvm_invariant_name() - One line naming invariant @n (1..36), as
  * docs/invariants.md lists them.
  * Context: any thread.
  * Return: a static string; NULL for another number.

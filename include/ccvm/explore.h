@@ -81,6 +81,16 @@ struct ccvm_sched_event {
  * ccvm_sched_op): "lock", "cond_wait", ..., for printing events.
  * Context: any thread.
  * Return: a static string; NULL for an unknown value.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// An event_fn for ccvm_explore_opts (fn_ctx: a FILE *): every step.
+ *	void print_step(const struct ccvm_sched_event *ev, void *ctx)
+ *	{
+ *		fprintf(ctx, "%6llu %-15s %-10s %s at %s:%u\n", (unsigned long long)ev->step,
+ *				ev->thread_name, ccvm_sched_op_name(ev->op), ev->obj ? ev->obj : "-",
+ *				ev->file ? ev->file : "?", ev->line);
+ *	}
  */
 CCVM_API const char *ccvm_sched_op_name(unsigned int op);
 
@@ -209,6 +219,55 @@ struct ccvm_explore_result {
  * res->failure set: the scenario's error, -EPROTO (check), -EDEADLK,
  * -ELOOP (livelock), -EPERM (misuse); -EINVAL (bad scenario or options:
  * nothing run, @res untouched); -ENOMEM.
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	struct shared {
+ *		struct ccvm_sched *s;
+ *		int counter;
+ *	};
+ *
+ *	static int bump(void *arg)
+ *	{
+ *		struct shared *sh = arg;
+ *
+ *		ccvm_sched_point(sh->s, &sh->counter, "load");
+ *		int v = sh->counter;
+ *		ccvm_sched_point(sh->s, &sh->counter, "store");
+ *		sh->counter = v + 1;    // no lock: an update can be lost
+ *		return 0;
+ *	}
+ *
+ *	static int lost_update(struct ccvm_platform *p, void *ctx)
+ *	{
+ *		struct shared sh = { ccvm_platform_sched(p), 0 };
+ *		struct ccvm_thread *t[2];
+ *
+ *		(void)ctx;
+ *		for (int i = 0; i < 2; i++)
+ *			if (ccvm_thread_create(p, &t[i], bump, &sh, "bump"))
+ *				return -EAGAIN;
+ *		for (int i = 0; i < 2; i++)
+ *			ccvm_thread_join(t[i], NULL);
+ *		return sh.counter == 2 ? 0 : -EPROTO;
+ *	}
+ *
+ *	int main(void)
+ *	{
+ *		struct ccvm_scenario sc = CCVM_OPTS_INIT(struct ccvm_scenario,
+ *			.name = "lost-update", .run = lost_update);
+ *		struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts,
+ *			.strategy = CCVM_EXPLORE_PCT, .runs = 500, .flags = CCVM_EXPLORE_QUIET);
+ *		struct ccvm_explore_result res = CCVM_OPTS_INIT(struct ccvm_explore_result);
+ *		int err = ccvm_explore(&sc, &o, &res);
+ *
+ *		if (err)
+ *			printf("run %llu failed: replay it with token %s\n",
+ *				   (unsigned long long)res.failed_run, res.token);
+ *		ccvm_explore_result_release(&res);
+ *		return err != -EPROTO;      // the bug is there: it must be found
+ *	}
  */
 CCVM_API int ccvm_explore(const struct ccvm_scenario *sc, const struct ccvm_explore_opts *opts,
 			  struct ccvm_explore_result *res);
@@ -222,6 +281,23 @@ CCVM_API int ccvm_explore(const struct ccvm_scenario *sc, const struct ccvm_expl
  * the token's, e.g. after a code change); -EINVAL (malformed token or bad
  * arguments, @res untouched).
  * Context: as ccvm_explore().
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	// Run again the failure whose token a CI log printed.
+ *	int replay_token(const struct ccvm_scenario *sc, const char *token)
+ *	{
+ *		struct ccvm_explore_result res = CCVM_OPTS_INIT(struct ccvm_explore_result);
+ *		int err = ccvm_replay(sc, token, NULL, &res);
+ *
+ *		if (err == -ESTALE)
+ *			fprintf(stderr, "the code changed: the schedule no longer applies\n");
+ *		else if (err && res.message)
+ *			fprintf(stderr, "reproduced:\n%s\n", res.message);
+ *		ccvm_explore_result_release(&res);
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_replay(const struct ccvm_scenario *sc, const char *token,
 			 const struct ccvm_explore_opts *opts, struct ccvm_explore_result *res);
@@ -232,6 +308,16 @@ CCVM_API int ccvm_replay(const struct ccvm_scenario *sc, const char *token,
  * released twice, or one that is all zeros but its sz, is fine.
  * Context: any thread.
  * Return: nothing.
+ * Example:
+ *	// A sweep's step count; what a failure attached is freed, counters stay.
+ *	uint64_t explored_steps(const struct ccvm_scenario *sc, const struct ccvm_explore_opts *o)
+ *	{
+ *		struct ccvm_explore_result res = CCVM_OPTS_INIT(struct ccvm_explore_result);
+ *
+ *		ccvm_explore(sc, o, &res);
+ *		ccvm_explore_result_release(&res);  // token, message, events
+ *		return res.steps;
+ *	}
  */
 CCVM_API void ccvm_explore_result_release(struct ccvm_explore_result *res);
 
@@ -241,6 +327,23 @@ CCVM_API void ccvm_explore_result_release(struct ccvm_explore_result *res);
  * Context: any thread.
  * Return: 0; -EINVAL (syntax, i >= n, n == 0, overflow; outputs
  * untouched).
+ * Example:
+ *	#include <stdio.h>
+ *	#include <string.h>
+ *
+ *	// prog --shard 2/8: this process runs the third of eight slices.
+ *	int main(int argc, char **argv)
+ *	{
+ *		struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts);
+ *		const char *arg = argc > 2 && !strcmp(argv[1], "--shard") ? argv[2] : "0/1";
+ *
+ *		if (ccvm_explore_parse_shard(arg, &o.shard_index, &o.shard_count)) {
+ *			fprintf(stderr, "--shard %s: want i/n with i < n\n", arg);
+ *			return 2;
+ *		}
+ *		printf("shard %u of %u\n", o.shard_index, o.shard_count);
+ *		return 0;
+ *	}
  */
 CCVM_API int ccvm_explore_parse_shard(const char *s, uint32_t *index, uint32_t *count);
 
@@ -250,6 +353,16 @@ CCVM_API int ccvm_explore_parse_shard(const char *s, uint32_t *index, uint32_t *
  * ccvm_explore_failure).
  * Context: any thread.
  * Return: a static string; NULL for an unknown value.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// The last line of a sweep.
+ *	void print_summary(const struct ccvm_explore_opts *o, const struct ccvm_explore_result *r)
+ *	{
+ *		printf("%s: %llu runs, %llu switches: %s\n", ccvm_explore_strategy_name(o->strategy),
+ *			   (unsigned long long)r->runs, (unsigned long long)r->switches,
+ *			   ccvm_explore_failure_name(r->failure));
+ *	}
  */
 CCVM_API const char *ccvm_explore_strategy_name(unsigned int strategy);
 CCVM_API const char *ccvm_explore_failure_name(unsigned int failure);
@@ -271,6 +384,17 @@ struct ccvm_builtin_scenario {
  * ccvm_builtin_scenario() - Entry @i of the registry, in a fixed order.
  * Context: any thread.
  * Return: the entry (static), or NULL past the last one.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	int main(void)
+ *	{
+ *		const struct ccvm_builtin_scenario *b;
+ *
+ *		for (size_t i = 0; (b = ccvm_builtin_scenario(i)); i++)
+ *			printf("%-20s [%s]\n    %s\n", b->name, b->backends, b->summary);
+ *		return 0;
+ *	}
  */
 CCVM_API const struct ccvm_builtin_scenario *ccvm_builtin_scenario(size_t i);
 
@@ -284,6 +408,28 @@ CCVM_API const struct ccvm_builtin_scenario *ccvm_builtin_scenario(size_t i);
  * Return: 0 with *@out set; -EINVAL (NULL name or out, bad @platform, two
  * different backends); -ENOENT (no such scenario, backend not built);
  * -EOPNOTSUPP (the scenario does not run on @backend); -ENOMEM.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	int main(void)
+ *	{
+ *		struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts,
+ *			.strategy = CCVM_EXPLORE_RANDOM, .runs = 20, .seed = 1);
+ *		struct ccvm_explore_result res = CCVM_OPTS_INIT(struct ccvm_explore_result);
+ *		struct ccvm_scenario *sc;
+ *		int err = ccvm_builtin_scenario_create("conv-fault", "mock", NULL, &sc);
+ *
+ *		if (err) {      // -ENOENT: no such scenario; -EOPNOTSUPP: not on mock
+ *			fprintf(stderr, "conv-fault: %s\n", ccvm_strerror(err));
+ *			return 1;
+ *		}
+ *		err = ccvm_explore(sc, &o, &res);
+ *		printf("%llu runs, %llu steps: %s\n", (unsigned long long)res.runs,
+ *			   (unsigned long long)res.steps, err ? res.message : "no failure");
+ *		ccvm_explore_result_release(&res);
+ *		ccvm_builtin_scenario_destroy(sc);
+ *		return err != 0;
+ *	}
  */
 CCVM_API int ccvm_builtin_scenario_create(const char *name, const char *backend,
 					  const struct ccvm_platform_opts *platform,
@@ -294,6 +440,19 @@ CCVM_API int ccvm_builtin_scenario_create(const char *name, const char *backend,
  * ccvm_builtin_scenario_create(); NULL is a no-op.
  * Context: no exploration or replay of @sc is running.
  * Return: nothing.
+ * Example:
+ *	// ccvm-explore --replay: a built-in scenario, one schedule, then free it.
+ *	int replay_builtin(const char *name, const char *backend, const char *token)
+ *	{
+ *		struct ccvm_scenario *sc;
+ *		int err = ccvm_builtin_scenario_create(name, backend, NULL, &sc);
+ *
+ *		if (err)
+ *			return err;
+ *		err = ccvm_replay(sc, token, NULL, NULL);
+ *		ccvm_builtin_scenario_destroy(sc);  // no replay of it is running now
+ *		return err;
+ *	}
  */
 CCVM_API void ccvm_builtin_scenario_destroy(struct ccvm_scenario *sc);
 

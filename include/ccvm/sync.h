@@ -149,6 +149,21 @@ struct ccvm_cond {
  * ccvm_platform_sched() - The scheduler of @p, to pass to the init calls.
  * Context: any thread.
  * Return: the scheduler, or NULL when @p is free-running (or NULL).
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	int main(void)
+ *	{
+ *		struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+ *			.sched = CCVM_SCHED_SERIAL, .sched_seed = 7);
+ *		struct ccvm_platform *p;
+ *
+ *		if (ccvm_platform_create(&o, &p))   // this thread: controlled thread 0
+ *			return 1;
+ *		// Pass it to every init call; NULL on a free-running platform.
+ *		printf("scheduler: %s\n", ccvm_platform_sched(p) ? "serial" : "none");
+ *		return ccvm_platform_destroy(p) != 0;
+ *	}
  */
 CCVM_API struct ccvm_sched *ccvm_platform_sched(const struct ccvm_platform *p);
 
@@ -158,6 +173,30 @@ CCVM_API struct ccvm_sched *ccvm_platform_sched(const struct ccvm_platform *p);
  * The rwlock prefers writers in both modes.
  * Context: any thread; the object is not in use.
  * Return: 0; -EINVAL (NULL object); a pthread init error, negated.
+ * Example:
+ *	// A device table: many readers, rare writers, and a condition to wait
+ *	// for a change; scheduled with the library's locks on a serial platform.
+ *	struct table {
+ *		struct ccvm_rwlock lock;
+ *		struct ccvm_mutex wait_lock;
+ *		struct ccvm_cond changed;
+ *		uint64_t gen;
+ *	};
+ *
+ *	int table_init(struct table *t, struct ccvm_platform *p)
+ *	{
+ *		struct ccvm_sched *s = ccvm_platform_sched(p);
+ *		int err = ccvm_rwlock_init(&t->lock, s, "table->lock");
+ *
+ *		if (!err && (err = ccvm_mutex_init(&t->wait_lock, s, "table->wait_lock")))
+ *			ccvm_rwlock_destroy(&t->lock);
+ *		if (!err && (err = ccvm_cond_init(&t->changed, s, "table->changed"))) {
+ *			ccvm_mutex_destroy(&t->wait_lock);
+ *			ccvm_rwlock_destroy(&t->lock);
+ *		}
+ *		t->gen = 0;
+ *		return err;
+ *	}
  */
 CCVM_API int ccvm_mutex_init(struct ccvm_mutex *m, struct ccvm_sched *s, const char *name);
 CCVM_API int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const char *name);
@@ -168,6 +207,27 @@ CCVM_API int ccvm_cond_init(struct ccvm_cond *c, struct ccvm_sched *s, const cha
  * Destroy an object set up by the init calls (NULL is ignored).
  * Context: nobody holds or waits on it.
  * Return: nothing.
+ * Example:
+ *	struct counter {
+ *		struct ccvm_mutex lock;
+ *		uint64_t value;
+ *	};
+ *
+ *	uint64_t counter_add(struct counter *c, uint64_t n)
+ *	{
+ *		uint64_t v;
+ *
+ *		ccvm_mutex_lock(&c->lock);
+ *		v = c->value += n;
+ *		ccvm_mutex_unlock(&c->lock);
+ *		return v;
+ *	}
+ *
+ *	// Once every thread that used it is joined.
+ *	void counter_fini(struct counter *c)
+ *	{
+ *		ccvm_mutex_destroy(&c->lock);
+ *	}
  */
 CCVM_API void ccvm_mutex_destroy(struct ccvm_mutex *m);
 CCVM_API void ccvm_rwlock_destroy(struct ccvm_rwlock *l);
@@ -189,6 +249,30 @@ CCVM_API void ccvm_cond_destroy(struct ccvm_cond *c);
  * Return: the trylocks: 0 or -EBUSY; ccvm_sync_rwlock_plain(): as the
  * pthread call, 0 or a positive error number (EINVAL for an unknown @op);
  * the others nothing.
+ * Example:
+ *	// Programs write the inline calls: on a serial platform they go out of
+ *	// line to ccvm_sync_cond_wait() and the rest, where the scheduler decides.
+ *	struct flag {
+ *		struct ccvm_mutex m;
+ *		struct ccvm_cond c;
+ *		int set;
+ *	};
+ *
+ *	void flag_wait(struct flag *f)
+ *	{
+ *		ccvm_mutex_lock(&f->m);
+ *		while (!f->set)
+ *			ccvm_cond_wait(&f->c, &f->m);
+ *		ccvm_mutex_unlock(&f->m);
+ *	}
+ *
+ *	void flag_set(struct flag *f)
+ *	{
+ *		ccvm_mutex_lock(&f->m);
+ *		f->set = 1;
+ *		ccvm_cond_broadcast(&f->c);
+ *		ccvm_mutex_unlock(&f->m);
+ *	}
  */
 CCVM_API void ccvm_sync_mutex_lock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
 CCVM_API int ccvm_sync_mutex_trylock(struct ccvm_mutex *m, const struct ccvm_sync_site *site);
@@ -481,6 +565,29 @@ typedef int (*ccvm_thread_fn)(void *arg);
  * Return: 0 with *@out set; -EINVAL (NULL argument); -EPERM (serial
  * platform, caller not controlled by it); -EAGAIN (too many threads);
  * -ENOMEM.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	static int worker(void *arg)
+ *	{
+ *		return *(int *)arg * 2;
+ *	}
+ *
+ *	int main(void)
+ *	{
+ *		struct ccvm_platform *p;
+ *		struct ccvm_thread *t;
+ *		int in = 21, out = 0;
+ *
+ *		if (ccvm_platform_create(NULL, &p))
+ *			return 1;
+ *		// A plain pthread here; a controlled thread on a serial platform.
+ *		if (ccvm_thread_create(p, &t, worker, &in, "worker") ||
+ *			ccvm_thread_join(t, &out))
+ *			return 1;
+ *		printf("worker returned %d\n", out);
+ *		return ccvm_platform_destroy(p) != 0 || out != 42;
+ *	}
  */
 CCVM_API int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_thread_fn fn,
 				void *arg, const char *name);
@@ -491,6 +598,21 @@ CCVM_API int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **ou
  * Context: free-running: any other thread; serial: a controlled thread.
  * Return: 0; -EINVAL (NULL); -EDEADLK (@t is the caller); -ECANCELED (the
  * schedule failed and @t was unwound: *@ret untouched).
+ * Example:
+ *	// Join a pool of VMM threads; after a failed schedule a join returns
+ *	// -ECANCELED and leaves that thread's result alone.
+ *	int join_all(struct ccvm_thread **t, int *ret, unsigned int n)
+ *	{
+ *		int first = 0;
+ *
+ *		for (unsigned int i = 0; i < n; i++) {
+ *			int err = ccvm_thread_join(t[i], &ret[i]);     // frees t[i]
+ *
+ *			if (err && !first)
+ *				first = err;
+ *		}
+ *		return first;
+ *	}
  */
 #define ccvm_thread_join(t, ret)	ccvm_thread_join_at((t), (ret), CCVM_SYNC_SITE)
 CCVM_API int ccvm_thread_join_at(struct ccvm_thread *t, int *ret, const struct ccvm_sync_site *site);
@@ -500,6 +622,14 @@ CCVM_API int ccvm_thread_join_at(struct ccvm_thread *t, int *ret, const struct c
  * serial platform's creator).
  * Context: any thread while @t is not joined.
  * Return: the name, valid until @t is joined.
+ * Example:
+ *	#include <stdio.h>
+ *
+ *	// A watchdog's message names the thread it is about.
+ *	void report_stuck(const struct ccvm_thread *t, unsigned int seconds)
+ *	{
+ *		fprintf(stderr, "%s: no progress for %u s\n", ccvm_thread_name(t), seconds);
+ *	}
  */
 CCVM_API const char *ccvm_thread_name(const struct ccvm_thread *t);
 
@@ -513,6 +643,44 @@ CCVM_API const char *ccvm_thread_name(const struct ccvm_thread *t);
  * once the failure unwound the others.
  * Return: 0 (no failure, or @s NULL); -EDEADLK, -ELOOP, -EPERM with a
  * report in @msg (NUL-terminated, may be NULL).
+ * Example:
+ *	#include <errno.h>
+ *	#include <stdio.h>
+ *
+ *	static struct ccvm_mutex m;
+ *	static struct ccvm_cond never;
+ *
+ *	static int waiter(void *arg)
+ *	{
+ *		(void)arg;
+ *		ccvm_mutex_lock(&m);
+ *		ccvm_cond_wait(&never, &m);     // nobody signals: a deadlock
+ *		ccvm_mutex_unlock(&m);
+ *		return 0;
+ *	}
+ *
+ *	int main(void)
+ *	{
+ *		struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+ *													 .sched = CCVM_SCHED_SERIAL);
+ *		struct ccvm_platform *p;
+ *		struct ccvm_thread *t;
+ *		char msg[2048];
+ *		int err;
+ *
+ *		if (ccvm_platform_create(&o, &p))
+ *			return 1;
+ *		ccvm_mutex_init(&m, ccvm_platform_sched(p), "m");
+ *		ccvm_cond_init(&never, ccvm_platform_sched(p), "never");
+ *		if (ccvm_thread_create(p, &t, waiter, NULL, "waiter") == 0)
+ *			ccvm_thread_join(t, NULL);  // comes back when the deadlock is found
+ *		err = ccvm_sched_status(ccvm_platform_sched(p), msg, sizeof(msg));
+ *		printf("%s\n", err == -EDEADLK ? "deadlock found" : "no failure");
+ *		ccvm_cond_destroy(&never);
+ *		ccvm_mutex_destroy(&m);
+ *		ccvm_platform_destroy(p);
+ *		return err != -EDEADLK;
+ *	}
  */
 CCVM_API int ccvm_sched_status(struct ccvm_sched *s, char *msg, size_t msg_sz);
 
