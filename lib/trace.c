@@ -9,10 +9,12 @@
  * each record carries both in its args.  On a serial platform wall-clock
  * time is the simulated clock too (ccvm_trace_clock()): one schedule, one
  * trace.  Lanes: one process per VM (pid = VM id, 0 for the platform), one
- * thread per vCPU (tid = vCPU id + 1, 0 for the VMM side), each named by
- * metadata records the first time it appears.  A size bound stops the
- * records (not the file's end) once reached.
+ * thread per vCPU (tid = vCPU id + 1) and one per VMM thread that works on
+ * the VM (tid 0 for the first, VMM_TID + n for the n-th after it), each
+ * named by metadata records the first time it appears.  A size bound stops
+ * the records (not the file's end) once reached.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +22,20 @@
 
 #include "internal.h"
 
-/* Lanes already named: (pid, tid) pairs, and processes. */
+/*
+ * Lanes already named: (pid, tid) pairs, and processes (tid -1).  A VMM
+ * lane also records its thread: two VMM threads never share a lane, so
+ * their slices cannot overlap in one.
+ */
 struct trace_lane {
 	uint32_t pid;
 	int32_t tid;
+	bool vmm;
+	pthread_t thread;
 };
+
+/* VMM lanes after a VM's first: above any vCPU's tid (vCPU ids are 32-bit). */
+#define VMM_TID		(1 << 30)
 
 struct ccvm_trace_writer {
 	struct ccvm_platform *p;
@@ -177,14 +188,41 @@ static void lane_name(struct ccvm_trace_writer *w, uint32_t pid, int32_t tid)
 		else
 			snprintf(name, sizeof(name), "platform (%s)", backend);
 		meta(w, "process_name", pid, 0, name, pid);
-		w->lanes[w->nr_lanes++] = (struct trace_lane){ pid, -1 };
+		w->lanes[w->nr_lanes++] = (struct trace_lane){ .pid = pid, .tid = -1 };
 	}
-	if (tid)
+	if (tid >= VMM_TID)
+		snprintf(name, sizeof(name), "VMM thread %d", tid - VMM_TID + 1);
+	else if (tid)
 		snprintf(name, sizeof(name), "vCPU %d", tid - 1);
 	else
 		snprintf(name, sizeof(name), "VMM");
 	meta(w, "thread_name", pid, tid, name, tid);
-	w->lanes[w->nr_lanes++] = (struct trace_lane){ pid, tid };
+	w->lanes[w->nr_lanes++] = (struct trace_lane){
+		.pid = pid, .tid = tid, .vmm = tid == 0 || tid >= VMM_TID, .thread = pthread_self(),
+	};
+}
+
+/*
+ * The lane of a VMM-side record of VM @pid: the one this thread already
+ * has there, else the VM's next.  Records come one at a time (trace_lock)
+ * on the thread doing the work, so pthread_self() names the VMM thread.
+ */
+static int32_t vmm_lane(const struct ccvm_trace_writer *w, uint32_t pid)
+{
+	pthread_t self = pthread_self();
+	int32_t n = 0;
+	size_t i;
+
+	for (i = 0; i < w->nr_lanes; i++) {
+		const struct trace_lane *l = &w->lanes[i];
+
+		if (l->pid != pid || !l->vmm)
+			continue;
+		if (pthread_equal(l->thread, self))
+			return l->tid;
+		n++;
+	}
+	return n ? VMM_TID + n - 1 : 0;
 }
 
 /*
@@ -219,7 +257,7 @@ static void writer_record(const struct ccvm_trace_record *rec, void *ctx)
 	struct ccvm_trace_writer *w = ctx;
 	uint64_t wall = rec->wall_ns ? rec->wall_ns : ccvm_trace_clock(w->p);
 	uint32_t kind = rec->kind < CCVM_ARRAY_SIZE(kind_names) ? rec->kind : CCVM_TRACE_EVENT;
-	int32_t tid = rec->vcpu_id + 1;
+	int32_t tid;
 	double ts, dur;
 	long before;
 
@@ -242,6 +280,7 @@ static void writer_record(const struct ccvm_trace_record *rec, void *ctx)
 		ts = us_since(wall, w->t0);
 		dur = (double)rec->dur_ns / 1000.0;
 	}
+	tid = rec->vcpu_id >= 0 ? rec->vcpu_id + 1 : vmm_lane(w, rec->vm_id);
 	lane_name(w, rec->vm_id, tid);
 	before = ftell(w->f);
 	obj_begin(w);

@@ -7,6 +7,7 @@
  * checks whole files (`make check-trace`).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,56 @@ START_TEST(test_size_bound_keeps_file_complete)
 }
 END_TEST
 
+struct convert_arg {
+	struct ccvm_vm *vm;
+	int ret;
+};
+
+static void *convert_to_shared(void *arg)
+{
+	struct convert_arg *a = arg;
+
+	a->ret = ccvm_vm_set_memory_attributes(a->vm, GPA, SIZE, 0, 0);
+	return NULL;
+}
+
+/* Two VMM threads working on one VM get a lane each, named apart. */
+START_TEST(test_vmm_threads_get_their_own_lanes)
+{
+	char path[] = "/tmp/ccvm-trace-XXXXXX", buf[1 << 16];
+	struct ccvm_platform *p;
+	struct ccvm_vm *vm;
+	struct ccvm_gmem *g;
+	struct ccvm_vcpu *v;
+	struct convert_arg a;
+	pthread_t t;
+	size_t n;
+	FILE *f;
+	int fd;
+
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	vm_up(&p, &vm, &g, &v);
+	ck_assert_int_eq(ccvm_trace_open(p, path), 0);
+	ck_assert_int_eq(ccvm_vcpu_run(v), 0);		/* private pages to zap */
+	a = (struct convert_arg){ .vm = vm };
+	ck_assert_int_eq(pthread_create(&t, NULL, convert_to_shared, &a), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(a.ret, 0);
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, GPA, SIZE,
+						       CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0), 0);
+	vm_down(p, vm, g, v);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	unlink(path);
+	buf[n] = 0;
+	ck_assert_ptr_nonnull(strstr(buf, "\"name\":\"VMM\""));
+	ck_assert_ptr_nonnull(strstr(buf, "\"name\":\"VMM thread 1\""));
+}
+END_TEST
+
 Suite *trace_suite(void)
 {
 	Suite *s = suite_create("trace");
@@ -148,6 +199,7 @@ Suite *trace_suite(void)
 	tcase_add_test(tc, test_guest_work_on_its_vcpu_lane);
 	tcase_add_test(tc, test_open_opts_checked);
 	tcase_add_test(tc, test_size_bound_keeps_file_complete);
+	tcase_add_test(tc, test_vmm_threads_get_their_own_lanes);
 	suite_add_tcase(s, tc);
 	return s;
 }

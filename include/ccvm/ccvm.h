@@ -665,8 +665,9 @@ struct ccvm_trace_opts {
  * ccvm_trace_open_opts() - Start writing the trace records of @p to @path
  * as Chrome trace-event JSON, as @opts says (NULL: defaults).  The file
  * has one process per VM ("VM 1 (tdx)", the platform as process 0) and
- * one named thread per vCPU ("vCPU 0"; "VMM" for work done on the VMM's
- * threads), so Perfetto shows each vCPU in its own lane.  Timestamps are
+ * one named thread per vCPU ("vCPU 0") and per VMM thread working on the
+ * VM ("VMM", then "VMM thread 1", ...), so Perfetto shows each in its own
+ * lane.  Timestamps are
  * wall-clock or simulated time (@opts->clock); every record carries both
  * in its args (sim_ns, wall_us).  The category of a record ("op", "exit",
  * "event", "api") can be filtered here and in the viewer.
