@@ -122,6 +122,18 @@ static int tw_runner1(void *arg)
 	return tw_runner(arg, 1);
 }
 
+/* vCPU 0 of the twin's VM, running @guest, and the VM finalized. */
+static int tw_vcpu0(struct twin *x, ccvm_guest_fn guest)
+{
+	int r = ccvm_vcpu_create(x->vm, 0, &x->v[0]);
+
+	if (!r)
+		r = ccvm_vcpu_set_guest(x->v[0], guest, x);
+	if (!r)
+		r = ccvm_vm_finalize(x->vm);
+	return r;
+}
+
 static int tw_setup(struct twin *x)
 {
 	struct ccvm_vm_opts vo = CCVM_OPTS_INIT(struct ccvm_vm_opts, .max_vcpus = 2);
@@ -283,11 +295,7 @@ static int body_entry_blocked(struct twin *x)
 	struct ccvm_thread *t;
 	int r, ret = 0;
 
-	r = ccvm_vcpu_create(x->vm, 0, &x->v[0]);
-	if (!r)
-		r = ccvm_vcpu_set_guest(x->v[0], guest_mark_entered, x);
-	if (!r)
-		r = ccvm_vm_finalize(x->vm);
+	r = tw_vcpu0(x, guest_mark_entered);
 	if (r)
 		return r;
 	atomic_store(&x->blocked, 1);
@@ -346,11 +354,7 @@ static int body_run_busy(struct twin *x)
 	struct ccvm_thread *t;
 	int r, ret = 0;
 
-	r = ccvm_vcpu_create(x->vm, 0, &x->v[0]);
-	if (!r)
-		r = ccvm_vcpu_set_guest(x->v[0], guest_waits, x);
-	if (!r)
-		r = ccvm_vm_finalize(x->vm);
+	r = tw_vcpu0(x, guest_waits);
 	if (!r)
 		r = ccvm_thread_create(x->p, &t, tw_runner0, x, "run0");
 	if (r)
@@ -398,11 +402,7 @@ static int body_kick_reenter(struct twin *x)
 	uint64_t enters;
 	int r, ret = 0;
 
-	r = ccvm_vcpu_create(x->vm, 0, &x->v[0]);
-	if (!r)
-		r = ccvm_vcpu_set_guest(x->v[0], guest_kicked, x);
-	if (!r)
-		r = ccvm_vm_finalize(x->vm);
+	r = tw_vcpu0(x, guest_kicked);
 	if (!r)
 		r = ccvm_thread_create(x->p, &t, tw_runner0, x, "run0");
 	if (r)
