@@ -254,7 +254,7 @@ static int s003_scenario(struct ccvm_platform *p, void *ctx)
 		.clock = CCVM_TRACE_CLOCK_SIM);
 	struct ccvm_thread *t[3];
 	unsigned int i, n = 0;
-	int r, ret, err;
+	int err;
 
 	x->p = p;
 	x->vm = NULL;
@@ -274,16 +274,8 @@ static int s003_scenario(struct ccvm_platform *p, void *ctx)
 		if (!(err = ccvm_thread_create(p, &t[n], s003_runner, &x->vc[i],
 					       i ? "vcpu1" : "vcpu0")))
 			n++;
-	for (i = 0; i < n; i++) {
-		ret = 0;
-		r = ccvm_thread_join(t[i], &ret);
-		if (!err)
-			err = r ? r : ret;
-	}
-	if (x->vm && !ccvm_vm_get_stats(x->vm, &st))
-		memcpy(x->ev, st.events, sizeof(x->ev));
-	else
-		memset(x->ev, 0, sizeof(x->ev));
+	err = study_join(t, n, err);
+	study_vm_events(x->vm, x->ev);
 	x->bugged = x->vm && vm_bugged(x->vm);
 	for (i = 0; i < 2; i++)
 		if (x->vc[i].v)

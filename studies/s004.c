@@ -141,10 +141,9 @@ static int s004_setup(struct ccvm_platform *p, struct s004_ctx *x)
 static int s004_scenario(struct ccvm_platform *p, void *ctx)
 {
 	struct s004_ctx *x = ctx;
-	struct ccvm_stats st = { .sz = sizeof(st) };
 	struct ccvm_thread *t[2];
-	unsigned int i, n = 0;
-	int r, ret, err;
+	unsigned int n = 0;
+	int err;
 
 	x->p = p;
 	x->vm = NULL;
@@ -159,16 +158,8 @@ static int s004_scenario(struct ccvm_platform *p, void *ctx)
 		n++;
 	if (!err && !(err = ccvm_thread_create(p, &t[1], s004_runner, x, "vcpu0")))
 		n++;
-	for (i = 0; i < n; i++) {
-		ret = 0;
-		r = ccvm_thread_join(t[i], &ret);
-		if (!err)
-			err = r ? r : ret;
-	}
-	if (x->vm && !ccvm_vm_get_stats(x->vm, &st))
-		memcpy(x->ev, st.events, sizeof(x->ev));
-	else
-		memset(x->ev, 0, sizeof(x->ev));
+	err = study_join(t, n, err);
+	study_vm_events(x->vm, x->ev);
 	if (x->v)
 		ccvm_vcpu_close(x->v);
 	if (x->g)

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ccvm/sync.h>
+
 #include "study.h"
 
 static void usage_line(FILE *f, const char *prog, const char *usage)
@@ -123,4 +125,28 @@ static void quiet(enum ccvm_log_level level, const char *msg, void *ctx)
 void study_quiet_log(void)
 {
 	ccvm_set_log(quiet, NULL);
+}
+
+int study_join(struct ccvm_thread *const *t, unsigned int n, int err)
+{
+	unsigned int i;
+	int r, ret;
+
+	for (i = 0; i < n; i++) {
+		ret = 0;
+		r = ccvm_thread_join(t[i], &ret);
+		if (!err)
+			err = r ? r : ret;
+	}
+	return err;
+}
+
+void study_vm_events(struct ccvm_vm *vm, uint64_t *ev)
+{
+	struct ccvm_stats st = { .sz = sizeof(st) };
+
+	if (vm && !ccvm_vm_get_stats(vm, &st))
+		memcpy(ev, st.events, CCVM_EV_NR * sizeof(*ev));
+	else
+		memset(ev, 0, CCVM_EV_NR * sizeof(*ev));
 }

@@ -65,6 +65,16 @@ void study_seed_line(const char *thread, const char *policy, const char *outcome
 /* Silence the library's log: the old code of a study warns by design. */
 void study_quiet_log(void);
 
+/*
+ * Join the @n threads of a scenario.  Return: @err if non-zero, else the
+ * first join error or non-zero thread return, else 0.
+ */
+struct ccvm_thread;
+int study_join(struct ccvm_thread *const *t, unsigned int n, int err);
+
+/* @vm's event counters into @ev (CCVM_EV_NR entries); zeros without them. */
+void study_vm_events(struct ccvm_vm *vm, uint64_t *ev);
+
 /* ---- study 000: HKID release against fd-close order (s000.c) ---- */
 
 enum s000_order {
