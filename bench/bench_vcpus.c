@@ -26,7 +26,12 @@
  * without them a first touch is dominated by the host's own page fault on
  * the lazily mapped RAM, which measures the host kernel, not the model.
  *
- * Each figure is the best of REPS runs.  Exits non-zero when a run fails.
+ * Each figure is the best of REPS runs: the machines are shared, and a
+ * phase long enough to outlast the host scheduler's time slices (tens of
+ * milliseconds per vCPU) keeps one preempted thread from deciding a ratio.
+ * Exits non-zero when a run fails.
+ *
+ * Usage: bench_vcpus [-b BACKEND]   (-b: one backend only, for profiling)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -37,16 +42,17 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ccvm/ccvm.h>
 
 #define MIB		(1ull << 20)
 #define PAGE		4096ull
-#define REGION		(16 * MIB)		/* per vCPU */
+#define REGION		(32 * MIB)		/* per vCPU */
 #define CONV_REGION	(16 * MIB)		/* the converter's range */
 #define MAX_VCPUS	8
-#define READ_PASSES	8
-#define REPS		3
+#define READ_PASSES	16
+#define REPS		5
 
 #define CHECK(expr)								\
 	do {									\
@@ -294,18 +300,29 @@ static void scaling_summary(const char *backend, const char *phase, unsigned int
 	summary(goal, o, p, ours / peer, ours / peer >= bound);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static const char *const backends[] = { "mock", "tdx", "snp" };
 	static const unsigned int counts[] = { 1, 2, 4, 8 };
+	const char *only = NULL;
 	unsigned int b, i;
+	int opt;
 
+	while ((opt = getopt(argc, argv, "b:")) != -1) {
+		if (opt != 'b') {
+			fprintf(stderr, "usage: %s [-b BACKEND]\n", argv[0]);
+			return EXIT_FAILURE;
+		}
+		only = optarg;
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("vCPU scaling: %llu MiB private per vCPU, best of %d (M pages/s touched, "
 	       "M reads/s)\n", (unsigned long long)(REGION / MIB), REPS);
 	for (b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
 		struct result res[4], conv, alone;
 
+		if (only && strcmp(only, backends[b]))
+			continue;
 		for (i = 0; i < 4; i++) {
 			best_of(backends[b], counts[i], false, &res[i]);
 			printf("  %-4s %u vCPUs: touch %7.2f M/s   access %7.2f M/s\n", backends[b],

@@ -248,7 +248,7 @@ static int pre_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t 
 	size_t i;
 	int err = 0;
 
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(vm);
 	for (i = 0; i < n; i++) {
 		uint64_t a = r[i].start, b = r[i].end;
@@ -264,15 +264,15 @@ static int pre_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_t 
 	}
 	if (flush)
 		ccvm_mmu_flush_remote_tlbs(vm);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	return err;
 }
 
 static void end_invalidation(struct ccvm_vm *vm)
 {
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_end(vm);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
@@ -285,14 +285,14 @@ static void post_set(struct ccvm_vm *vm, struct slot_range *r, size_t n, uint64_
 {
 	size_t i;
 
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	for (i = 0; stored && i < n; i++) {
 		post_set_mixed(vm, r[i].slot, r[i].start, r[i].end, attrs);
 		ccvm_op_post_set_mem_attr(vm, r[i].start, r[i].end, attrs);
 	}
 	if (end)
 		ccvm_mmu_invalidate_end(vm);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	if (end)
 		ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }

@@ -158,6 +158,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 	struct ccvm_memslot *slot;
 	struct ccvm_root *root;
 	uint64_t seq, span;
+	unsigned int mmu_shard;
 	bool attr_private;
 	int order = 0;
 	int ret;
@@ -251,7 +252,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		goto out;
 	}
 
-	ccvm_rwlock_rdlock(&vm->mmu_lock);
+	mmu_shard = ccvm_brlock_rdlock(&vm->mmu_lock);
 	if (f.level > CCVM_LEVEL_4K) {
 		int slot_level = ccvm_memslot_max_level(slot, f.gfn);
 
@@ -265,7 +266,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		ret = CCVM_PF_RETRY;
 	else
 		ret = ccvm_tdp_map(vm, root, &f);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_rdunlock(&vm->mmu_lock, mmu_shard);
 
 	if (ret == 0 && f.installed)
 		ccvm_account(vm->p, vm, f.level == CCVM_LEVEL_2M ? CCVM_EV_MAP_2M
@@ -321,7 +322,7 @@ static int launch_map_run(struct ccvm_vm *vm, uint64_t gfn)
 	if (ret)
 		goto out;
 
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	root = ccvm_mmu_launch_root(vm);
 	if (!root)
 		ret = -ENOMEM;
@@ -331,7 +332,7 @@ static int launch_map_run(struct ccvm_vm *vm, uint64_t gfn)
 		ret = ccvm_tdp_map(vm, root, &f);
 	if (ret == 0 && !f.installed)
 		ret = -EEXIST;
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	if (ret == 0)
 		ccvm_account(vm->p, vm, CCVM_EV_MAP_4K, 1);
 out:

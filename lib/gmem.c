@@ -411,7 +411,7 @@ static int gmem_invalidate_begin_wide(struct ccvm_gmem *g, uint64_t first, uint6
 	}
 	if (!w.n)
 		return 0;
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(vm);
 	for (i = 0; i < w.n; i++) {
 		struct ccvm_memslot *slot = w.r[i].slot;
@@ -435,7 +435,7 @@ static int gmem_invalidate_begin_wide(struct ccvm_gmem *g, uint64_t first, uint6
 	}
 	if (flush)
 		ccvm_mmu_flush_remote_tlbs(vm);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	free(w.r);
 	*begun = true;
 	return 0;
@@ -467,9 +467,9 @@ static void gmem_invalidate_end(struct ccvm_gmem *g)
 {
 	struct ccvm_vm *vm = g->vm;
 
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_end(vm);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 

@@ -163,10 +163,10 @@ static void guest_lock_in_guest_mode(struct ccvm_guest *g)
 
 	for (;;) {
 		ccvm_guest_enter(g);
-		ccvm_rwlock_rdlock(&vm->mmu_lock);
+		v->mmu_shard = ccvm_brlock_rdlock(&vm->mmu_lock);
 		if (ccvm_likely(ccvm_vcpu_in_guest(v) && !ccvm_vm_is_dead(vm)))
 			return;
-		ccvm_rwlock_unlock(&vm->mmu_lock);
+		ccvm_brlock_rdunlock(&vm->mmu_lock, v->mmu_shard);
 		ccvm_vcpu_leave_guest(v);
 	}
 }
@@ -194,7 +194,7 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 		/* The access itself: the guest's own step against faults and zaps. */
 		ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "guest access");
 		if (ccvm_mmu_translate(v, gpa, &x)) {
-			ccvm_rwlock_unlock(&vm->mmu_lock);
+			ccvm_brlock_rdunlock(&vm->mmu_lock, v->mmu_shard);
 			goto fault;
 		}
 		r = ccvm_op_guest_access(v, gfn, x.pfn, x.is_private, write);
@@ -206,11 +206,11 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 			} else {
 				guest_copy(rbuf, x.hva + off, n);
 			}
-			ccvm_rwlock_unlock(&vm->mmu_lock);
+			ccvm_brlock_rdunlock(&vm->mmu_lock, v->mmu_shard);
 			ccvm_account(vm->p, vm, CCVM_EV_GUEST_ACCESS, 1);
 			return (int64_t)n;
 		}
-		ccvm_rwlock_unlock(&vm->mmu_lock);
+		ccvm_brlock_rdunlock(&vm->mmu_lock, v->mmu_shard);
 		if (r == -EACCES) {
 			guest_exception(g, gpa);
 			return -EACCES;
@@ -372,7 +372,7 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa, int level)
 		else
 			r = ccvm_op_guest_accept_level(v, gfn, mapped ? x.pfn : CCVM_NO_PFN,
 						       mapped ? x.level : 0, level);
-		ccvm_rwlock_unlock(&vm->mmu_lock);
+		ccvm_brlock_rdunlock(&vm->mmu_lock, v->mmu_shard);
 		if (r == 0)
 			return 0;
 		/* Host S-EPT operations hold the entry: the guest kernel retries. */

@@ -37,6 +37,7 @@
 #include <ccvm/backend.h>
 #include <ccvm/ccvm.h>
 
+#include "brlock.h"
 #include "xarray.h"
 
 #define CCVM_PAGE_MASK		(~(CCVM_PAGE_SIZE - 1))
@@ -675,7 +676,7 @@ struct ccvm_vm {
 	struct ccvm_mutex lock;			/* kvm->lock */
 	struct ccvm_mutex slots_lock;
 	struct ccvm_rwlock memslots_rw;
-	struct ccvm_rwlock mmu_lock;
+	struct ccvm_brlock mmu_lock;		/* read side sharded per CPU */
 	/*
 	 * A leaf: the per-VM store; in the GMEM scheme also the memslot array
 	 * and the slots' file pointers for ccvm_vm_gfn_is_private(), which may
@@ -750,6 +751,7 @@ struct ccvm_vcpu {
 	struct ccvm_root *mirror_root;		/* mirror root (TDX), NULL = none */
 
 	_Atomic int in_guest;			/* CCVM_VCPU_OUT/IN/EXITING */
+	unsigned int mmu_shard;			/* guest thread: mmu_lock shard it reads */
 	struct ccvm_run run;
 
 	/* guest execution context (lib/vcpu.c) */

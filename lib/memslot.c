@@ -235,12 +235,12 @@ static void slot_invalidate_and_zap(struct ccvm_vm *vm, struct ccvm_memslot *slo
 	ccvm_rwlock_wrlock(&vm->memslots_rw);
 	ccvm_rwlock_unlock(&vm->memslots_rw);
 
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	/* May yield: slot->invalid sends faults on it back to retry meanwhile. */
 	if (ccvm_mmu_unmap_gfn_range(vm, slot->base_gfn, slot->base_gfn + slot->npages,
 				     CCVM_FILTER_PRIVATE | CCVM_FILTER_SHARED, true))
 		ccvm_mmu_flush_remote_tlbs(vm);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 }
 
 static int slot_delete(struct ccvm_vm *vm, struct ccvm_memslot *old)
@@ -302,9 +302,9 @@ static int slot_create(struct ccvm_vm *vm, const struct ccvm_memory_region *r)
 		goto err_unbind;
 	}
 	/* No fault can see the slot yet, but lpage is read under mmu_lock. */
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	ccvm_attr_init_memslot(vm, slot);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	ccvm_xa_store(&vm->slot_ids, slot->id, (uint64_t)(uintptr_t)slot);
 	slots_publish(vm, s);
 	return 0;
@@ -330,9 +330,9 @@ static int slot_move(struct ccvm_vm *vm, struct ccvm_memslot *old,
 		slot_free(vm, slot);
 		return -ENOMEM;
 	}
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	ccvm_attr_init_memslot(vm, slot);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	slot_invalidate_and_zap(vm, old);
 	ccvm_xa_store(&vm->slot_ids, slot->id, (uint64_t)(uintptr_t)slot);
 	slots_publish(vm, s);

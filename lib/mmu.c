@@ -250,8 +250,8 @@ static void teardown_resched(struct ccvm_vm *vm)
 	if (!m->teardown || ++m->teardown_leaves < vm->p->resched_entries)
 		return;
 	m->teardown_leaves = 0;
-	if (ccvm_rwlock_needbreak(&vm->mmu_lock))
-		ccvm_rwlock_cond_resched(&vm->mmu_lock, 1);
+	if (ccvm_brlock_needbreak(&vm->mmu_lock))
+		ccvm_brlock_cond_resched(&vm->mmu_lock);
 }
 
 /* Zap every leaf and free every table below @sp (root teardown). */
@@ -383,7 +383,7 @@ void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
 {
 	struct ccvm_root *root, *next;
 
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	vm->mmu.teardown = true;
 	for (root = vm->mmu.roots; root; root = next) {
 		next = root->next;
@@ -401,7 +401,7 @@ void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
 		free(root);
 		ccvm_model_bytes_add(vm->p, -(int64_t)sizeof(*root));
 	}
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 }
 
 /* Point *@slot at the valid root of the kind, dropping the old one; mmu_lock write. */
@@ -439,7 +439,7 @@ int ccvm_mmu_reload(struct ccvm_vcpu *v)
 	if (ccvm_likely(!need_direct && !need_mirror))
 		return 0;
 
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	if (need_direct)
 		err = vcpu_root_replace(vm, &v->root, false);
 	if (need_mirror && !err) {
@@ -458,16 +458,17 @@ int ccvm_mmu_reload(struct ccvm_vcpu *v)
 		else
 			v->mirror_root = root;	/* the old reference is lost */
 	}
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	return err;
 }
 
 void ccvm_mmu_root_census(struct ccvm_vm *vm, struct ccvm_root_census *c)
 {
 	struct ccvm_root *root;
+	unsigned int mmu_shard;
 
 	memset(c, 0, sizeof(*c));
-	ccvm_rwlock_rdlock(&vm->mmu_lock);
+	mmu_shard = ccvm_brlock_rdlock(&vm->mmu_lock);
 	for (root = vm->mmu.roots; root; root = root->next) {
 		unsigned int kind = root->mirror ? 1 : 0;
 
@@ -477,7 +478,7 @@ void ccvm_mmu_root_census(struct ccvm_vm *vm, struct ccvm_root_census *c)
 			c->valid[kind]++;
 		c->refs[kind] += (uint64_t)atomic_load(&root->refcount);
 	}
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_rdunlock(&vm->mmu_lock, mmu_shard);
 }
 
 void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v)
@@ -486,14 +487,14 @@ void ccvm_mmu_vcpu_unload(struct ccvm_vcpu *v)
 
 	if (!v->root && !v->mirror_root)
 		return;
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	if (v->root)
 		root_put(vm, v->root);
 	if (v->mirror_root)
 		root_put(vm, v->mirror_root);
 	v->root = NULL;
 	v->mirror_root = NULL;
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 }
 
 /* ---- invalidation protocol (docs/semantics.md 2.1) ----------------------- */
@@ -648,7 +649,7 @@ static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
 			 */
 			if (z->interval && ++z->leaves >= z->interval && gfn + span < z->end) {
 				z->leaves = 0;
-				if (ccvm_rwlock_needbreak(&z->vm->mmu_lock)) {
+				if (ccvm_brlock_needbreak(&z->vm->mmu_lock)) {
 					z->resume = gfn + span;
 					return;
 				}
@@ -689,7 +690,7 @@ static struct ccvm_root *zap_yield(struct zap_range *z, struct ccvm_root *root, 
 		z->flush = false;
 	}
 	atomic_fetch_add_explicit(&root->refcount, 1, memory_order_relaxed);
-	ccvm_rwlock_cond_resched(&vm->mmu_lock, 1);
+	ccvm_brlock_cond_resched(&vm->mmu_lock);
 	/* Tables may have been freed meanwhile: the walk restarts from the root. */
 	next = root->next;
 	*gone = root_put(vm, root);
@@ -749,7 +750,7 @@ void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm)
 {
 	struct ccvm_root *root, *next;
 
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	for (root = vm->mmu.roots; root; root = next) {
 		next = root->next;
 		/* S-EPT entries must go one by one with the key: never fast. */
@@ -757,14 +758,14 @@ void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm)
 			root_invalidate(vm, root);
 	}
 	ccvm_account(vm->p, vm, CCVM_EV_FAST_ZAP, 1);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 }
 
 void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end)
 {
 	if (!vm || start >= end)
 		return;
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(vm);
 	ccvm_mmu_invalidate_range_add(vm, start, end);
 	/* A guest's nested fault (one gfn) or a backend's service: no yield. */
@@ -772,7 +773,7 @@ void ccvm_vm_zap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end)
 				     false))
 		ccvm_mmu_flush_remote_tlbs(vm);
 	ccvm_mmu_invalidate_end(vm);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	ccvm_account(vm->p, vm, CCVM_EV_INVALIDATE, 1);
 }
 
@@ -971,11 +972,12 @@ int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level)
 	bool is_private = known && !(gpa & vm->shared_bit);
 	bool want_mirror = vm_has_mirror(vm) && is_private;
 	struct ccvm_root *root;
+	unsigned int mmu_shard;
 	int ret = -ENOENT;
 
 	if (gfn >= vm->max_gfn)
 		return -ENOENT;
-	ccvm_rwlock_rdlock(&vm->mmu_lock);
+	mmu_shard = ccvm_brlock_rdlock(&vm->mmu_lock);
 	for (root = vm->mmu.roots; root; root = root->next) {
 		uint64_t e;
 		int l;
@@ -993,7 +995,7 @@ int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level)
 		ret = 0;
 		break;
 	}
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_rdunlock(&vm->mmu_lock, mmu_shard);
 	return ret;
 }
 
@@ -1092,7 +1094,7 @@ int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn,
 
 	if (!vm || !root || level < CCVM_LEVEL_4K || level > vm->mmu.root_level)
 		return -EINVAL;
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	sp = root->sp;
 	for (l = vm->mmu.root_level;; l--) {
 		_Atomic uint64_t *ptr = &sp->spte[spte_index(gfn, l)];
@@ -1129,6 +1131,6 @@ int ccvm_mmu_test_poke(struct ccvm_vm *vm, struct ccvm_root *root, uint64_t gfn,
 			break;
 		sp = spte_child(e);
 	}
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	return ret;
 }

@@ -445,7 +445,7 @@ void ccvm_guest_enter(struct ccvm_guest *g)
 	struct ccvm_vcpu *v = g->vcpu;
 	struct ccvm_vm *vm = v->vm;
 	struct ccvm_sched *s = ccvm_sched_of(vm->p);
-	unsigned int busy = 0;
+	unsigned int busy = 0, mmu_shard;
 	long blocked;
 	int err;
 
@@ -454,9 +454,9 @@ void ccvm_guest_enter(struct ccvm_guest *g)
 			return;
 		err = ccvm_mmu_reload(v);
 		if (!err) {
-			ccvm_rwlock_rdlock(&vm->mmu_lock);
+			mmu_shard = ccvm_brlock_rdlock(&vm->mmu_lock);
 			err = vcpu_try_enter(v);
-			ccvm_rwlock_unlock(&vm->mmu_lock);
+			ccvm_brlock_rdunlock(&vm->mmu_lock, mmu_shard);
 		}
 		if (!err)
 			return;

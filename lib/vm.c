@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend-call.h"
 
@@ -21,6 +22,55 @@
 #define DEFAULT_GPA_BITS	48
 #define MIN_GPA_BITS		36
 #define MAX_GPA_BITS		52
+
+/* ---- big-reader locks (lib/brlock.h) ------------------------------------ */
+
+/* Shards of a free-running brlock: the host's online CPUs, at most the array. */
+static unsigned int brlock_shards(void)
+{
+	static _Atomic unsigned int cached;
+	unsigned int n = atomic_load_explicit(&cached, memory_order_relaxed);
+	long cpus;
+
+	if (n)
+		return n;
+	cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	n = cpus < 1 ? 1 : cpus > CCVM_BRLOCK_SHARDS ? CCVM_BRLOCK_SHARDS : (unsigned int)cpus;
+	atomic_store_explicit(&cached, n, memory_order_relaxed);
+	return n;
+}
+
+int ccvm_brlock_init(struct ccvm_brlock *b, struct ccvm_sched *s, const char *name)
+{
+	unsigned int i;
+	int err;
+
+	if (!b)
+		return -EINVAL;
+	/* Serial: one shard, so schedules do not depend on the host. */
+	b->nr = s ? 1 : brlock_shards();
+	for (i = 0; i < b->nr; i++) {
+		err = ccvm_rwlock_init(&b->shard[i].l, s, name);
+		if (err) {
+			while (i--)
+				ccvm_rwlock_destroy(&b->shard[i].l);
+			b->nr = 0;
+			return err;
+		}
+	}
+	return 0;
+}
+
+void ccvm_brlock_destroy(struct ccvm_brlock *b)
+{
+	unsigned int i;
+
+	if (!b)
+		return;
+	for (i = 0; i < b->nr; i++)
+		ccvm_rwlock_destroy(&b->shard[i].l);
+	b->nr = 0;
+}
 
 static void vm_free(struct ccvm_vm *vm)
 {
@@ -32,7 +82,7 @@ static void vm_free(struct ccvm_vm *vm)
 	ccvm_mutex_destroy(&vm->lock);
 	ccvm_mutex_destroy(&vm->slots_lock);
 	ccvm_rwlock_destroy(&vm->memslots_rw);
-	ccvm_rwlock_destroy(&vm->mmu_lock);
+	ccvm_brlock_destroy(&vm->mmu_lock);
 	ccvm_rwlock_destroy(&vm->attr_lock);
 	ccvm_model_bytes_add(p, -(int64_t)(sizeof(*vm) + ccvm_vm_priv_size(vm) +
 					   vm->max_vcpus * sizeof(vm->vcpus[0])));
@@ -131,7 +181,7 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	ccvm_mutex_init(&vm->lock, ccvm_sched_of(p), "vm->lock");
 	ccvm_mutex_init(&vm->slots_lock, ccvm_sched_of(p), "slots_lock");
 	ccvm_rwlock_init(&vm->memslots_rw, ccvm_sched_of(p), "memslots_rw");
-	ccvm_rwlock_init(&vm->mmu_lock, ccvm_sched_of(p), "mmu_lock");
+	ccvm_brlock_init(&vm->mmu_lock, ccvm_sched_of(p), "mmu_lock");
 	ccvm_rwlock_init(&vm->attr_lock, ccvm_sched_of(p), "attr_lock");
 	ccvm_xa_init(&vm->attrs);
 	ccvm_xa_init(&vm->slot_ids);
@@ -350,12 +400,12 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm)
 
 void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm)
 {
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 }
 
 void ccvm_vm_mmu_write_unlock(struct ccvm_vm *vm)
 {
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 }
 
 void ccvm_vm_block_entry(struct ccvm_vm *vm)

@@ -33,8 +33,9 @@ static _Atomic int tb_bump_seq;		/* gmem_prepare moves the seq once */
 
 static bool mmu_lock_held_for_write(struct ccvm_vm *vm)
 {
-	if (ccvm_rwlock_tryrdlock(&vm->mmu_lock) == 0) {
-		ccvm_rwlock_unlock(&vm->mmu_lock);
+	/* A writer holds every shard of the big-reader lock, the first one too. */
+	if (ccvm_rwlock_tryrdlock(&vm->mmu_lock.shard[0].l) == 0) {
+		ccvm_rwlock_unlock(&vm->mmu_lock.shard[0].l);
 		return false;
 	}
 	return true;
@@ -63,11 +64,11 @@ static int tb_gmem_prepare(struct ccvm_vm *vm, uint64_t pfn, uint64_t gfn, int o
 	(void)pfn; (void)gfn; (void)order;
 	if (atomic_exchange(&tb_bump_seq, 0)) {
 		/* An invalidation elsewhere completes while the fault resolves. */
-		ccvm_rwlock_wrlock(&vm->mmu_lock);
+		ccvm_brlock_wrlock(&vm->mmu_lock);
 		ccvm_mmu_invalidate_begin(vm);
 		ccvm_mmu_invalidate_range_add(vm, 1ull << 30, (1ull << 30) + 1);
 		ccvm_mmu_invalidate_end(vm);
-		ccvm_rwlock_unlock(&vm->mmu_lock);
+		ccvm_brlock_wrunlock(&vm->mmu_lock);
 	}
 	return 0;
 }
@@ -234,11 +235,12 @@ static void prefault_all(struct ccvm_vcpu *v, uint64_t gpa, uint64_t size)
 static int xlate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x)
 {
 	struct ccvm_vm *vm = ccvm_vcpu_vm(v);
+	unsigned int shard;
 	int ret;
 
-	ccvm_rwlock_rdlock(&vm->mmu_lock);
+	shard = ccvm_brlock_rdlock(&vm->mmu_lock);
 	ret = ccvm_mmu_translate(v, gpa, x);
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_rdunlock(&vm->mmu_lock, shard);
 	return ret;
 }
 
@@ -273,12 +275,13 @@ static bool invalid(struct ccvm_root *root)
 static long nr_roots(struct env *e, bool mirror)
 {
 	struct ccvm_root *r;
+	unsigned int shard;
 	long n = 0;
 
-	ccvm_rwlock_rdlock(&e->vm->mmu_lock);
+	shard = ccvm_brlock_rdlock(&e->vm->mmu_lock);
 	for (r = e->vm->mmu.roots; r; r = r->next)
 		n += r->mirror == mirror;
-	ccvm_rwlock_unlock(&e->vm->mmu_lock);
+	ccvm_brlock_rdunlock(&e->vm->mmu_lock, shard);
 	return n;
 }
 
@@ -575,10 +578,10 @@ START_TEST(test_fault_retries_inside_in_progress_range)
 	struct env e;
 
 	env_open(&e, "mock", SLOT_SIZE);
-	ccvm_rwlock_wrlock(&e.vm->mmu_lock);
+	ccvm_brlock_wrlock(&e.vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(e.vm);
 	ccvm_mmu_invalidate_range_add(e.vm, 10, 11);
-	ccvm_rwlock_unlock(&e.vm->mmu_lock);
+	ccvm_brlock_wrunlock(&e.vm->mmu_lock);
 
 	ck_assert_int_eq(ccvm_mmu_page_fault(e.v[0], 10 * PAGE, false, &ex), CCVM_PF_RETRY);
 	ck_assert_int_eq(lookup_level(&e, 10 * PAGE), 0);
@@ -589,21 +592,21 @@ START_TEST(test_fault_retries_inside_in_progress_range)
 	ck_assert_int_eq(ccvm_mmu_page_fault(e.v[0], 700 * PAGE, false, &ex), 0);
 	ck_assert_int_eq(lookup_level(&e, 700 * PAGE), CCVM_LEVEL_2M);
 
-	ccvm_rwlock_wrlock(&e.vm->mmu_lock);
+	ccvm_brlock_wrlock(&e.vm->mmu_lock);
 	ccvm_mmu_invalidate_end(e.vm);
-	ccvm_rwlock_unlock(&e.vm->mmu_lock);
+	ccvm_brlock_wrunlock(&e.vm->mmu_lock);
 	ck_assert_int_eq(ccvm_mmu_page_fault(e.v[0], 10 * PAGE, false, &ex), 0);
 	ck_assert_int_eq(lookup_level(&e, 10 * PAGE), CCVM_LEVEL_2M);
 
 	/* In progress with no range yet: the locked check refuses everything. */
-	ccvm_rwlock_wrlock(&e.vm->mmu_lock);
+	ccvm_brlock_wrlock(&e.vm->mmu_lock);
 	ccvm_mmu_invalidate_begin(e.vm);
-	ccvm_rwlock_unlock(&e.vm->mmu_lock);
+	ccvm_brlock_wrunlock(&e.vm->mmu_lock);
 	ck_assert_int_eq(ccvm_mmu_page_fault(e.v[0], 3 * MiB, false, &ex), CCVM_PF_RETRY);
-	ccvm_rwlock_wrlock(&e.vm->mmu_lock);
+	ccvm_brlock_wrlock(&e.vm->mmu_lock);
 	ccvm_mmu_invalidate_range_add(e.vm, 0, 1);
 	ccvm_mmu_invalidate_end(e.vm);
-	ccvm_rwlock_unlock(&e.vm->mmu_lock);
+	ccvm_brlock_wrunlock(&e.vm->mmu_lock);
 	ck_assert_int_eq(ccvm_mmu_page_fault(e.v[0], 3 * MiB, false, &ex), 0);
 	ck_assert(ccvm_vm_usable(e.vm));
 	env_close(&e);

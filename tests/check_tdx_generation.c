@@ -28,8 +28,9 @@ static struct root_census roots_of(struct ccvm_vm *vm)
 {
 	struct root_census c = { 0 };
 	struct ccvm_root *r;
+	unsigned int shard;
 
-	ccvm_rwlock_rdlock(&vm->mmu_lock);
+	shard = ccvm_brlock_rdlock(&vm->mmu_lock);
 	for (r = vm->mmu.roots; r; r = r->next) {
 		if (r->mirror) {
 			c.mirror++;
@@ -42,7 +43,7 @@ static struct root_census roots_of(struct ccvm_vm *vm)
 			c.direct_valid++;
 		}
 	}
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_rdunlock(&vm->mmu_lock, shard);
 	return c;
 }
 
