@@ -637,7 +637,7 @@ int ccvm_mmu_split_private(struct ccvm_vm *vm, uint64_t gfn)
 	struct ccvm_root *root;
 	int ret = 0;
 
-	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	ccvm_brlock_wrlock(&vm->mmu_lock);
 	for (root = vm->mmu.roots; root; root = root->next) {
 		struct ccvm_sp *sp = root->sp;
 		int level = vm->mmu.root_level;
@@ -658,7 +658,7 @@ int ccvm_mmu_split_private(struct ccvm_vm *vm, uint64_t gfn)
 		if (spte_leaf(e) && level == CCVM_LEVEL_2M)
 			ret = mirror_split_leaf(vm, ptr, e, gfn & ~(CCVM_PAGES_PER_2M - 1), level);
 	}
-	ccvm_rwlock_unlock(&vm->mmu_lock);
+	ccvm_brlock_wrunlock(&vm->mmu_lock);
 	return ret;
 }
 
