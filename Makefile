@@ -153,6 +153,7 @@ BENCHES :=
 BENCHES += bench_core
 BENCHES += bench_first_touch
 BENCHES += bench_inplace
+BENCHES += bench_model_mem
 BENCHES += bench_sched
 BENCHES += bench_td_shutdown
 BENCHES += bench_tdx_hugepage
