@@ -96,6 +96,7 @@ TEST_SRCS += tests/check_studies.c
 TEST_SRCS += tests/check_tdx_busy.c
 TEST_SRCS += tests/check_tdx_generation.c
 TEST_SRCS += tests/check_tdx_guest.c
+TEST_SRCS += tests/check_tdx_huge.c
 TEST_SRCS += tests/check_tdx_lifecycle.c
 TEST_SRCS += tests/check_tdx_module.c
 TEST_SRCS += tests/check_tdx_teardown.c
