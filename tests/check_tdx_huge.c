@@ -389,6 +389,37 @@ START_TEST(test_bad_accept_changes_nothing)
 }
 END_TEST
 
+/* Host calls over a 2M-mapped TD refused for their range: nothing moves. */
+START_TEST(test_bad_ranges_change_nothing)
+{
+	struct tu_snap a, b;
+	int r;
+
+	run(guest_accept_2m);
+	tu_snap_take(&a, p, vm, gm, NULL, 0, SIZE);
+	/* Page alignment is the rule (misalignment against the folio is not an error). */
+	ck_assert_int_eq(ccvm_gmem_fallocate(gm, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE,
+					     PG + 1, PG), -EINVAL);
+	ck_assert_int_eq(ccvm_gmem_fallocate(gm, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE,
+					     TU_2M, PG - 1), -EINVAL);
+	if (scheme == CCVM_ATTR_SCHEME_GMEM)
+		r = ccvm_gmem_set_memory_attributes(gm, &(struct ccvm_memory_attributes2){
+			.offset = 4 * PG + 8, .size = PG, .attributes = 0 });
+	else
+		r = ccvm_vm_set_memory_attributes(vm, 4 * PG + 8, PG, 0, 0);
+	ck_assert_int_eq(r, -EINVAL);
+	/* An unknown mode bit. */
+	ck_assert_int_eq(ccvm_gmem_fallocate(gm, CCVM_FALLOC_PUNCH_HOLE | CCVM_FALLOC_KEEP_SIZE |
+					     (1u << 20), 0, TU_2M), -EOPNOTSUPP);
+	tu_snap_take(&b, p, vm, gm, NULL, 0, SIZE);
+	tu_snap_assert_same(&a, &b);
+	ck_assert_int_eq(level_at(0), CCVM_LEVEL_2M);
+	ck_assert_int_eq(pamt_level(0), CCVM_TDX_LEVEL_2M);
+	ck_assert_uint_eq(vev(CCVM_EV_TDH_MEM_PAGE_DEMOTE), 0);
+	assert_inv();
+}
+END_TEST
+
 /* The public calls never reach the module with a DEMOTE lacking BLOCK/TRACK. */
 START_TEST(test_module_refuses_demote_without_block)
 {
@@ -469,6 +500,7 @@ Suite *tdx_huge_suite(void)
 	tcase_add_test(tc, test_punch);
 	tcase_add_test(tc, test_teardown_reclaims_2m);
 	tcase_add_test(tc, test_bad_accept_changes_nothing);
+	tcase_add_test(tc, test_bad_ranges_change_nothing);
 	tcase_add_test(tc, test_module_refuses_demote_without_block);
 	tcase_add_test(tc, test_i37_pamt_level_disagrees);
 	suite_add_tcase(s, tc);
@@ -478,6 +510,7 @@ Suite *tdx_huge_suite(void)
 	tcase_add_test(tc, test_aug_accept_2m);
 	tcase_add_test(tc, test_partial_conversion_demotes);
 	tcase_add_test(tc, test_punch);
+	tcase_add_test(tc, test_bad_ranges_change_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }
