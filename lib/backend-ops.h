@@ -104,5 +104,8 @@ CCVM_BACKEND_OP(check_invariants, OPTIONAL_RET0, DIRECT_INT, VM(vm), CCVM_INVALI
 CCVM_BACKEND_OP(guest_accept_level, OPTIONAL, INT, VCPU(vcpu), gfn,
 		(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn, int map_level, int level),
 		(vcpu, gfn, pfn, map_level, level))
+CCVM_BACKEND_OP(split_private_spte, OPTIONAL, INT, VM(vm), gfn,
+		(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn, uint64_t spt_pfn),
+		(vm, gfn, level, pfn, spt_pfn))
 
 #undef CCVM_BACKEND_OP

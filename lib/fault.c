@@ -245,6 +245,9 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 			  (f.gfn - slot->base_gfn);
 	}
 	f.level = fault_backing_level(vm, &f, order);
+	/* The accept's level is in the EPT violation: KVM maps no larger. */
+	if (f.is_private && v->accept_level && f.level > v->accept_level)
+		f.level = v->accept_level;
 	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate check");
 	if (invalidated_since(vm, seq, f.gfn, f.gfn + 1, false)) {
 		ret = CCVM_PF_RETRY;

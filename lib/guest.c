@@ -380,6 +380,15 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa, int level)
 			ccvm_sched_yield(ccvm_sched_of(vm->p), "accept busy");
 			continue;
 		}
+		if (r == CCVM_GUEST_NEEDS_SPLIT) {
+			/* A smaller accept than the leaf: KVM splits it (TDX DEMOTE). */
+			if (++tries > CCVM_FAULT_RETRY_LIMIT)
+				return -EIO;
+			r = ccvm_mmu_split_private(vm, gfn);
+			if (r)
+				return r;
+			continue;
+		}
 		if (r == CCVM_GUEST_NEEDS_ZAP) {
 			/* The backing shrank under a larger mapping: rebuild it. */
 			ccvm_vm_zap_gfn_range(vm, gfn & ~(CCVM_PAGES_PER_2M - 1),
@@ -394,7 +403,10 @@ static int accept_page(struct ccvm_guest *g, uint64_t gpa, int level)
 		 */
 		if (tries)
 			ccvm_sched_yield(ccvm_sched_of(vm->p), "accept fault");
-		if (guest_fault(g, gpa, true, &tries) == FAULT_MMIO)
+		v->accept_level = level;
+		r = guest_fault(g, gpa, true, &tries) == FAULT_MMIO;
+		v->accept_level = 0;
+		if (r)
 			return -EINVAL;
 	}
 }

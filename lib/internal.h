@@ -546,6 +546,12 @@ void ccvm_mmu_invalidate_end(struct ccvm_vm *vm);
  * invalidation in progress over it, or the memslot marked invalid).
  * Return: true if a TLB flush is needed (one is done at each yield).
  */
+/*
+ * Split the 2M private leaf of the mirror root covering @gfn into 4K leaves
+ * (split_private_spte), taking mmu_lock for write.  Return: 0 (split, or no
+ * 2M leaf there any more), or the backend's negative errno.
+ */
+int ccvm_mmu_split_private(struct ccvm_vm *vm, uint64_t gfn);
 bool ccvm_mmu_unmap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end,
 			      unsigned int filter, bool can_yield);
 void ccvm_mmu_flush_remote_tlbs(struct ccvm_vm *vm);
@@ -748,6 +754,7 @@ struct ccvm_vcpu {
 
 	struct ccvm_root *root;			/* direct root, NULL = needs reload */
 	struct ccvm_root *mirror_root;		/* mirror root (TDX), NULL = none */
+	int accept_level;			/* a guest accept's level while it faults, 0 */
 
 	_Atomic int in_guest;			/* CCVM_VCPU_OUT/IN/EXITING */
 	struct ccvm_run run;

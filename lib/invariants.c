@@ -86,6 +86,8 @@
  * |     | page, merged only when all private again)                    |             |
  * | I36 | a private leaf is never larger than the gmem folio behind it | core, leaf  |
  * |     | (TDX huge pages' rule 1; SNP: I8 caps it by the RMP too)     |             |
+ * | I37 | a TD's private page is assigned in the PAMT at the level of  | tdx         |
+ * |     | the S-EPT leaf that maps it (2M leaf: its 2M entry)          |             |
  *
  * Not checked here: I4 (the fault's seq check; its only trace at rest is
  * I3's), I19, I20 (retry policies), I25 (populate's own checks), I30

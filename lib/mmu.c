@@ -577,10 +577,88 @@ static void zap_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_
 	/* No unwinding: a half-removed private page may still be the guest's. */
 	ret = ccvm_op_remove_private_spte(vm, gfn, level, spte_frame(e));
 	if (ret) {
+		uint64_t i;
+
 		ccvm_vm_bug(vm, "remove_private_spte(gfn %#llx, level %d) failed: %d",
 			    (unsigned long long)gfn, level, ret);
-		ccvm_page_leak(vm->p, spte_frame(e));
+		for (i = 0; i < ccvm_level_pages(level); i++)
+			ccvm_page_leak(vm->p, spte_frame(e) + i);
 	}
+}
+
+/*
+ * Split the 2M mirror leaf @e at *@ptr (gfn @gfn, @level) into a table of
+ * 4K leaves over the same frames: the backend first (split_private_spte:
+ * TDX's BLOCK, TRACK, DEMOTE), then the table replaces the leaf.  Nothing
+ * else translates differently, so nothing is invalidated.  mmu_lock write.
+ * Return: 0, or a negative errno with nothing changed (-EOPNOTSUPP: the
+ * backend cannot split).
+ */
+static int mirror_split_leaf(struct ccvm_vm *vm, _Atomic uint64_t *ptr, uint64_t e,
+			     uint64_t gfn, int level)
+{
+	uint64_t frame = spte_frame(e), span;
+	struct ccvm_sp *child;
+	unsigned int i;
+	int ret;
+
+	if (level != CCVM_LEVEL_2M || !ccvm_has_op(vm, split_private_spte))
+		return -EOPNOTSUPP;
+	child = sp_alloc(vm, level - 1, gfn);
+	if (!child)
+		return -ENOMEM;
+	ret = ccvm_page_alloc(vm->p, &child->ext_pfn);
+	if (ret) {
+		child->ext_pfn = CCVM_NO_PFN;
+		sp_free(vm, child);
+		return ret;
+	}
+	span = ccvm_level_pages(level - 1);
+	for (i = 0; i < SPTE_PER_TABLE; i++)
+		atomic_store_explicit(&child->spte[i],
+				      make_leaf(frame + i * span, (e & SPTE_PRIVATE) != 0, false),
+				      memory_order_relaxed);
+	ret = ccvm_op_split_private_spte(vm, gfn, level, frame, child->ext_pfn);
+	if (ret) {
+		/* Never handed over: still the host's page. */
+		ccvm_page_free(vm->p, child->ext_pfn);
+		child->ext_pfn = CCVM_NO_PFN;
+		sp_free(vm, child);
+		return ret;
+	}
+	spte_store(ptr, make_table(child));
+	atomic_fetch_add_explicit(&vm->mmu.nr_leaves, SPTE_PER_TABLE - 1, memory_order_relaxed);
+	return 0;
+}
+
+int ccvm_mmu_split_private(struct ccvm_vm *vm, uint64_t gfn)
+{
+	struct ccvm_root *root;
+	int ret = 0;
+
+	ccvm_rwlock_wrlock(&vm->mmu_lock);
+	for (root = vm->mmu.roots; root; root = root->next) {
+		struct ccvm_sp *sp = root->sp;
+		int level = vm->mmu.root_level;
+		_Atomic uint64_t *ptr;
+		uint64_t e;
+
+		if (!root->mirror || ccvm_root_is_invalid(root))
+			continue;
+		for (;;) {
+			ptr = &sp->spte[spte_index(gfn, level)];
+			e = spte_load(ptr);
+			if (!spte_present(e) || spte_leaf(e) || level == CCVM_LEVEL_2M)
+				break;
+			sp = spte_child(e);
+			level--;
+		}
+		/* Gone or split meanwhile: the caller's retry looks again. */
+		if (spte_leaf(e) && level == CCVM_LEVEL_2M)
+			ret = mirror_split_leaf(vm, ptr, e, gfn & ~(CCVM_PAGES_PER_2M - 1), level);
+	}
+	ccvm_rwlock_unlock(&vm->mmu_lock);
+	return ret;
 }
 
 static bool table_empty(struct ccvm_sp *sp)
@@ -631,6 +709,15 @@ static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
 					    (unsigned long long)gfn);
 			continue;
 		}
+		/*
+		 * A mirror 2M leaf partly inside the range is split first, so
+		 * the private pages outside it stay (TDX: DEMOTE); where the
+		 * backend cannot, it goes whole, as every direct 2M leaf does.
+		 */
+		if (spte_leaf(e) && z->root->mirror && sp->level > CCVM_LEVEL_4K &&
+		    (gfn < z->start || gfn + span > z->end) &&
+		    !mirror_split_leaf(z->vm, ptr, e, gfn, sp->level))
+			e = spte_load(ptr);
 		if (spte_leaf(e)) {
 			/* A 2M leaf partly inside the range goes whole. */
 			if (!z->by_leaf_kind ||

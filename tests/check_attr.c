@@ -156,8 +156,12 @@ END_TEST
 
 START_TEST(test_null_and_get_invalid)
 {
+	struct tu_snap before, after;
 	uint64_t a = 0x1234, run = 0x5678;
 
+	/* Something to lose: a private page in the middle of the slot. */
+	tu_set_attr(vm, 4 * TU_MiB, TU_PAGE, PRIV);
+	snap(&before);
 	ck_assert_int_eq(ccvm_vm_set_memory_attributes(NULL, 0, TU_PAGE, PRIV, 0), -EINVAL);
 	ck_assert_int_eq(ccvm_vm_get_memory_attributes(NULL, 0, &a, &run), -EINVAL);
 	ck_assert_int_eq(ccvm_vm_get_memory_attributes(vm, 0, NULL, &run), -EINVAL);
@@ -177,6 +181,9 @@ START_TEST(test_null_and_get_invalid)
 	ck_assert_int_eq(ccvm_vm_get_memory_attribute(vm, 2 * TU_MiB + 8, &a), -EINVAL);
 	ck_assert_int_eq(ccvm_vm_get_memory_attribute(vm, UINT64_MAX, &a), -EINVAL);
 	ck_assert_uint_eq(a, 0x1234);
+	/* A refused query, either one, changes nothing either. */
+	snap(&after);
+	tu_snap_assert_same(&before, &after);
 	tu_set_attr(vm, 2 * TU_MiB, TU_PAGE, PRIV);
 	ck_assert_int_eq(ccvm_vm_get_memory_attribute(vm, 2 * TU_MiB, &a), 0);
 	ck_assert_uint_eq(a, PRIV);

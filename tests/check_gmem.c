@@ -135,10 +135,10 @@ static const struct {
 	uint32_t scheme;
 	uint64_t want_vm_flags;		/* what the VM must take */
 } flag_backends[] = {
-	{ "tdx", MMAP | SHARED, CCVM_ATTR_SCHEME_VM, MMAP },
+	{ "tdx", MMAP | SHARED | HUGE, CCVM_ATTR_SCHEME_VM, MMAP | HUGE },
 	{ "snp", MMAP | SHARED | HUGE, CCVM_ATTR_SCHEME_VM, MMAP | HUGE },
 	{ "mock", MMAP | SHARED | HUGE, CCVM_ATTR_SCHEME_VM, MMAP | HUGE },
-	{ "tdx", MMAP | SHARED, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED },
+	{ "tdx", MMAP | SHARED | HUGE, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED | HUGE },
 	{ "snp", MMAP | SHARED | HUGE, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED | HUGE },
 	{ "mock", MMAP | SHARED | HUGE, CCVM_ATTR_SCHEME_GMEM, MMAP | SHARED | HUGE },
 	{ "no-mmap", 0, CCVM_ATTR_SCHEME_VM, 0 },	/* a test backend */

@@ -240,11 +240,19 @@ START_TEST(test_hooks_refuse_misuse)
 	close_vm();
 	assert_clean();
 
-	/* Private leaves are 4K only (I8). */
+	/* Private leaves are 4K or 2M, and 2M only by PAGE.AUG (I8). */
 	T.vm = td_vm_create(T.p, 48, &err);
 	ck_assert_int_eq(err, 0);
 	T.vm_open = true;
-	ck_assert_int_eq(ops->remove_private_spte(T.vm, 0, CCVM_LEVEL_2M, 1), -EINVAL);
+	ck_assert_int_eq(ops->remove_private_spte(T.vm, 0, CCVM_LEVEL_2M + 1, 1), -EINVAL);
+	ck_assert(ccvm_vm_is_bugged(T.vm));
+	close_vm();
+	assert_clean();
+	T.vm = td_vm_create(T.p, 48, &err);
+	ck_assert_int_eq(err, 0);
+	T.vm_open = true;
+	/* Before finalize (PAGE.ADD): 4K only. */
+	ck_assert_int_eq(ops->set_private_spte(T.vm, 0, CCVM_LEVEL_2M, 0), -EINVAL);
 	ck_assert(ccvm_vm_is_bugged(T.vm));
 	ck_assert_int_eq(ops->max_mapping_level(T.vm, 1, true), CCVM_LEVEL_4K);
 	ck_assert_int_eq(ops->max_mapping_level(T.vm, 1, false), 0);

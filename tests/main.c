@@ -45,6 +45,7 @@
 	SUITE(tdx_busy) \
 	SUITE(tdx_generation) \
 	SUITE(tdx_guest) \
+	SUITE(tdx_huge) \
 	SUITE(tdx_lifecycle) \
 	SUITE(tdx_module) \
 	SUITE(tdx_teardown) \

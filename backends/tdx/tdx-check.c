@@ -11,8 +11,12 @@
  * Order: I13/I14/I16 (lifecycle and op state), I21 (vCPUs out of the
  * guest), then every mirror entry in gfn order against its S-EPT entry
  * (I10, I12) and, for each mirror table, every S-EPT entry of its page
- * (I10), then the PAMT page by page (I18, I10, I15, I12, I17), then the
- * pins (I17).
+ * (I10), then the PAMT page by page (I18, I10, I37, I15, I12, I17), then
+ * the pins (I17).  I37: a private page is assigned in the PAMT at the level
+ * of the S-EPT leaf that maps it (a 2M leaf's 512 pages in the 2M entry,
+ * a 4K leaf's page in its 4K entry), checked from both sides: each mirror
+ * leaf against the PAMT level of its page, each REG page of the PAMT
+ * against the leaves.
  *
  * A vCPU whose creation failed after VP.CREATE leaves its TDVPR and TDCX
  * pages with the TD until teardown (they cannot come back while the HKID
@@ -59,7 +63,8 @@ struct tdx_check {
 	struct mirror_entry *ents;	/* walk order, then sorted by (gfn, level) */
 	size_t n, cap;
 	uint64_t *leaf_pfns, *ext_pfns;	/* sorted */
-	size_t nr_leaf, nr_ext;
+	uint64_t *leaf2m_pfns;		/* first pages of the 2M leaves, sorted */
+	size_t nr_leaf, nr_ext, nr_leaf2m;
 	int err;
 };
 
@@ -136,10 +141,13 @@ static int collect(struct tdx_check *c)
 		return c->err;
 	c->leaf_pfns = malloc((c->n + 1) * sizeof(uint64_t));
 	c->ext_pfns = malloc((c->n + 1) * sizeof(uint64_t));
-	if (!c->leaf_pfns || !c->ext_pfns)
+	c->leaf2m_pfns = malloc((c->n + 1) * sizeof(uint64_t));
+	if (!c->leaf_pfns || !c->ext_pfns || !c->leaf2m_pfns)
 		return -ENOMEM;
 	for (i = 0; i < c->n; i++) {
-		if (c->ents[i].leaf)
+		if (c->ents[i].leaf && c->ents[i].level == CCVM_LEVEL_2M)
+			c->leaf2m_pfns[c->nr_leaf2m++] = c->ents[i].pfn;
+		else if (c->ents[i].leaf)
 			c->leaf_pfns[c->nr_leaf++] = c->ents[i].pfn;
 		else if (c->ents[i].pfn != NONE)
 			c->ext_pfns[c->nr_ext++] = c->ents[i].pfn;
@@ -148,6 +156,8 @@ static int collect(struct tdx_check *c)
 		qsort(c->leaf_pfns, c->nr_leaf, sizeof(uint64_t), cmp_u64);
 	if (c->nr_ext)
 		qsort(c->ext_pfns, c->nr_ext, sizeof(uint64_t), cmp_u64);
+	if (c->nr_leaf2m)
+		qsort(c->leaf2m_pfns, c->nr_leaf2m, sizeof(uint64_t), cmp_u64);
 	return 0;
 }
 
@@ -257,6 +267,20 @@ static void check_entry(struct tdx_check *c, const struct mirror_entry *e)
 				    e->leaf ? "REG" : "S-EPT");
 		return;
 	}
+	if (e->leaf) {
+		struct ccvm_tdx_pamt_info info;
+		int want = e->level == CCVM_LEVEL_2M ? CCVM_TDX_LEVEL_2M : CCVM_TDX_LEVEL_4K;
+
+		ccvm_invariant_count(c->r, 1);
+		if (ccvm_tdx_pamt_get(c->m, e->pfn, &info) || info.level != want) {
+			ccvm_invariant_fail(c->r, 37, e->gfn, e->pfn,
+					    "mirror leaf at gfn %#" PRIx64 " is %s but the PAMT "
+					    "assigns its page %#" PRIx64 " at %s", e->gfn,
+					    e->level == CCVM_LEVEL_2M ? "2M" : "4K", e->pfn,
+					    info.level == CCVM_TDX_LEVEL_2M ? "2M" : "4K");
+			return;
+		}
+	}
 	if (!c->sept_live || e->parent_ext == NONE)
 		return;
 	ccvm_invariant_count(c->r, 1);
@@ -335,12 +359,25 @@ static void check_pamt_page(struct tdx_check *c, uint64_t pfn,
 	if (info->owner != c->tdr)
 		return;
 	switch (info->type) {
-	case CCVM_TDX_PT_REG:
-		if (!has_u64(c->leaf_pfns, c->nr_leaf, pfn))
+	case CCVM_TDX_PT_REG: {
+		uint64_t head = pfn & ~(uint64_t)(SEPT_ENTRIES - 1);
+		bool in_2m = has_u64(c->leaf2m_pfns, c->nr_leaf2m, head);
+		bool in_4k = has_u64(c->leaf_pfns, c->nr_leaf, pfn);
+
+		if (info->level == CCVM_TDX_LEVEL_2M ? in_2m : in_4k)
+			break;
+		if (in_2m || in_4k)
+			ccvm_invariant_fail(c->r, 37, NONE, pfn,
+					    "TD page %#" PRIx64 " is assigned at %s in the PAMT but "
+					    "mapped by a %s leaf", pfn,
+					    info->level == CCVM_TDX_LEVEL_2M ? "2M" : "4K",
+					    in_2m ? "2M" : "4K");
+		else
 			ccvm_invariant_fail(c->r, 10, NONE, pfn,
 					    "TD page %#" PRIx64 " (REG) is mapped by no mirror SPTE",
 					    pfn);
 		break;
+	}
 	case CCVM_TDX_PT_EPT:
 		if (!has_u64(c->ext_pfns, c->nr_ext, pfn))
 			ccvm_invariant_fail(c->r, 10, NONE, pfn,
@@ -443,5 +480,6 @@ int ccvm_tdx_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *
 	free(c.ents);
 	free(c.leaf_pfns);
 	free(c.ext_pfns);
+	free(c.leaf2m_pfns);
 	return err;
 }

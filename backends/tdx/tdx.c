@@ -74,6 +74,7 @@
 #define TDX_MAP_GPA_MAX_LEN	CCVM_HPAGE_2M_SIZE
 /* TD_PARAMS.max_vcpus: the core enforces each VM's own, lower limit. */
 #define TDX_TD_MAX_VCPUS	1024u
+#define TDX_PAGES_2M		(CCVM_HPAGE_2M_SIZE >> CCVM_PAGE_SHIFT)
 /* An orphan the core already leaked: reclaim it, never free it. */
 #define ORPHAN_LEAKED		(1ull << 63)
 
@@ -451,8 +452,10 @@ static void tdx_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *cap
 	caps->vm_type = 5;	/* KVM_X86_TDX_VM */
 	caps->memory_attributes = CCVM_MEMORY_ATTRIBUTE_PRIVATE;
 	/* MMAP always (6.18); the core allows INIT_SHARED only in place. */
-	caps->gmem_flags = CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED;
-	caps->private_max_level = CCVM_LEVEL_4K;
+	caps->gmem_flags = CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED |
+			   CCVM_GMEM_FLAG_HUGETLB;
+	/* 2M private leaves after finalize (max_mapping_level); PAGE.ADD is 4K. */
+	caps->private_max_level = CCVM_LEVEL_2M;
 	caps->shared_max_level = CCVM_LEVEL_2M;
 	caps->has_shared_bit = true;
 	caps->has_mirror_root = true;
@@ -472,6 +475,13 @@ static int tdx_platform_init(struct ccvm_platform *p)
 
 	if (err)
 		return err;
+	/*
+	 * KVM issues VP.ENTER without mmu_lock, so a removal can meet an entry
+	 * still inside the module; ours is issued under mmu_lock read, and the
+	 * module's entry window gives the entry back its length (TRACK vs
+	 * VP.ENTER on the TD epoch lock, docs/semantics.md 6.11).
+	 */
+	ccvm_tdx_set_entry_window(&tp->module, true);
 	ccvm_mutex_init(&tp->tdx_lock, ccvm_platform_sched(p), "tdx_lock");
 	return 0;
 }
@@ -827,6 +837,17 @@ static int tdx_gmem_defer_removal(struct ccvm_vm *vm, struct ccvm_gmem_inode *in
  * root teardown), which keeps the HKID state still underneath them.
  */
 
+/* The S-EPT level of a core level (KVM's PG_LEVEL_4K is 1, TDX's 0). */
+static inline int tdx_level(int level)
+{
+	return level - CCVM_LEVEL_4K;
+}
+
+static inline uint64_t level_pages(int level)
+{
+	return level == CCVM_LEVEL_2M ? TDX_PAGES_2M : 1;
+}
+
 /* A private GPA of @vm for @gfn; false (and the VM bugged) if it is not one. */
 static bool private_gpa(struct ccvm_vm *vm, uint64_t gfn, uint64_t *gpa)
 {
@@ -940,7 +961,9 @@ static int tdx_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 
 	if (!private_gpa(vm, gfn, &gpa))
 		return -EINVAL;
-	if (level != CCVM_LEVEL_4K) {
+	/* 2M only by PAGE.AUG: max_mapping_level keeps the launch at 4K. */
+	if (level != CCVM_LEVEL_4K &&
+	    (level != CCVM_LEVEL_2M || td_state(kt) != TD_STATE_RUNNABLE)) {
 		ccvm_vm_bug(vm, "tdx: private leaf at level %d", level);
 		return -EINVAL;
 	}
@@ -949,7 +972,7 @@ static int tdx_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 	if (td_state(kt) != TD_STATE_RUNNABLE)
 		return page_add(vm, kt, gpa, pfn);
 	for (calls = 1;; calls++) {
-		st = ccvm_tdh_mem_page_aug(kt->td, gpa, 0, pfn);
+		st = ccvm_tdh_mem_page_aug(kt->td, gpa, tdx_level(level), pfn);
 		if (!busy_spin_again(vm, st, calls))
 			break;
 	}
@@ -990,24 +1013,28 @@ static void kick_all_vcpus(struct ccvm_vm *vm, struct kvm_tdx *kt)
 		ccvm_vm_for_each_vcpu(vm, vcpu_force_exit, NULL);
 }
 
-enum removal_leaf { RM_BLOCK, RM_TRACK, RM_REMOVE };
+enum removal_leaf { RM_BLOCK, RM_TRACK, RM_REMOVE, RM_DEMOTE };
 
 static const unsigned int removal_leaf_nr[] = {
 	[RM_BLOCK] = CCVM_TDH_MEM_RANGE_BLOCK,
 	[RM_TRACK] = CCVM_TDH_MEM_TRACK,
 	[RM_REMOVE] = CCVM_TDH_MEM_PAGE_REMOVE,
+	[RM_DEMOTE] = CCVM_TDH_MEM_PAGE_DEMOTE,
 };
 
+/* One removal leaf at S-EPT level @tl; *@pfn: REMOVE's output, DEMOTE's input. */
 static uint64_t removal_call(struct kvm_tdx *kt, enum removal_leaf leaf, uint64_t gpa,
-			     uint64_t *pfn)
+			     int tl, uint64_t *pfn)
 {
 	switch (leaf) {
 	case RM_BLOCK:
-		return ccvm_tdh_mem_range_block(kt->td, gpa, 0);
+		return ccvm_tdh_mem_range_block(kt->td, gpa, tl);
 	case RM_TRACK:
 		return ccvm_tdh_mem_track(kt->td);
+	case RM_DEMOTE:
+		return ccvm_tdh_mem_page_demote(kt->td, gpa, tl, *pfn);
 	default:
-		return ccvm_tdh_mem_page_remove(kt->td, gpa, 0, pfn);
+		return ccvm_tdh_mem_page_remove(kt->td, gpa, tl, pfn);
 	}
 }
 
@@ -1019,64 +1046,86 @@ static uint64_t removal_call(struct kvm_tdx *kt, enum removal_leaf leaf, uint64_
  * under GIVE_UP not at all: a busy status left fails the removal.
  */
 static uint64_t removal_seamcall(struct ccvm_vm *vm, struct kvm_tdx *kt,
-				 enum removal_leaf leaf, uint64_t gpa, uint64_t *pfn)
+				 enum removal_leaf leaf, uint64_t gpa, int tl, uint64_t *pfn)
 {
-	uint64_t st = removal_call(kt, leaf, gpa, pfn);
+	uint64_t st = removal_call(kt, leaf, gpa, tl, pfn);
 	unsigned int calls = 1;
 
 	while (busy_spin_again(vm, st, calls++))
-		st = removal_call(kt, leaf, gpa, pfn);
+		st = removal_call(kt, leaf, gpa, tl, pfn);
 	if (!tdx_busy(st) || busy_gives_up(vm, st))
 		return st;
 	ccvm_vm_block_entry(vm);
 	atomic_store_explicit(&kt->wait_for_sept_zap, true, memory_order_release);
 	kick_all_vcpus(vm, kt);
-	st = removal_call(kt, leaf, gpa, pfn);
+	st = removal_call(kt, leaf, gpa, tl, pfn);
 	atomic_store_explicit(&kt->wait_for_sept_zap, false, memory_order_release);
 	ccvm_vm_unblock_entry(vm);
 	return st;
 }
 
 /*
- * Runtime removal with the HKID held (I12): BLOCK, TRACK and a kick of
- * every vCPU (their next entry flushes the TD's TLB), REMOVE, WBINVD with
- * the HKID, then clear the page for the host.
+ * BLOCK the leaf at @gpa (S-EPT level @tl), then TRACK and kick every vCPU
+ * (their next entry flushes the TD's TLB): what REMOVE and DEMOTE need
+ * (I12).  *@leaf gets the leaf that failed.
  */
-static int sept_zap(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, uint64_t pfn)
+static uint64_t block_and_track(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, int tl,
+				enum removal_leaf *leaf)
 {
-	enum removal_leaf leaf = RM_BLOCK;
-	uint64_t st, removed = 0;
+	uint64_t st;
 
-	st = removal_seamcall(vm, kt, RM_BLOCK, gpa, NULL);
+	*leaf = RM_BLOCK;
+	st = removal_seamcall(vm, kt, RM_BLOCK, gpa, tl, NULL);
 	if (tdx_error(st))
-		goto fail;
+		return st;
 	/* Before finalize no vCPU ran: nothing to track. */
 #ifdef CCVM_MUTANT_TDX_NO_TRACK
 	if (false) {	/* broken on purpose (tests only): no TRACK, no kick */
 #else
 	if (td_state(kt) == TD_STATE_RUNNABLE) {
 #endif
-		leaf = RM_TRACK;
-		st = removal_seamcall(vm, kt, RM_TRACK, gpa, NULL);
+		*leaf = RM_TRACK;
+		st = removal_seamcall(vm, kt, RM_TRACK, gpa, tl, NULL);
 		if (tdx_error(st))
-			goto fail;
+			return st;
 		kick_all_vcpus(vm, kt);
 	}
+	return TDX_SUCCESS;
+}
+
+/*
+ * Runtime removal with the HKID held (I12): BLOCK, TRACK and the kick,
+ * REMOVE, WBINVD with the HKID of every 4K page, then clear them for the
+ * host.  A 2M leaf goes in one REMOVE.
+ */
+static int sept_zap(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, int level,
+		    uint64_t pfn)
+{
+	struct ccvm_platform *p = ccvm_vm_platform(vm);
+	enum removal_leaf leaf;
+	uint64_t st, removed = 0, i, n = level_pages(level);
+
+	st = block_and_track(vm, kt, gpa, tdx_level(level), &leaf);
+	if (tdx_error(st))
+		goto fail;
 	leaf = RM_REMOVE;
-	st = removal_seamcall(vm, kt, RM_REMOVE, gpa, &removed);
+	st = removal_seamcall(vm, kt, RM_REMOVE, gpa, tdx_level(level), &removed);
 	if (tdx_error(st))
 		goto fail;
 	if (removed != pfn)
 		ccvm_vm_bug(vm, "tdx: REMOVE at %#" PRIx64 " took pfn %#" PRIx64 ", not %#"
 			    PRIx64, gpa, removed, pfn);
-	st = ccvm_tdh_phymem_page_wbinvd(kt->m, vm, pfn, kt->hkid);
-	if (tdx_error(st)) {
-		/* Out of the TD, but its key may still have dirty lines: leak it. */
-		tdx_warn(vm, CCVM_TDH_PHYMEM_PAGE_WBINVD, st);
-		ccvm_vm_bug(vm, "tdx: WBINVD of pfn %#" PRIx64, pfn);
-		return -EIO;
+	for (i = 0; i < n; i++) {
+		st = ccvm_tdh_phymem_page_wbinvd(kt->m, vm, pfn + i, kt->hkid);
+		if (tdx_error(st)) {
+			/* Out of the TD, but its key may still have dirty lines: leak it. */
+			tdx_warn(vm, CCVM_TDH_PHYMEM_PAGE_WBINVD, st);
+			ccvm_vm_bug(vm, "tdx: WBINVD of pfn %#" PRIx64, pfn + i);
+			return -EIO;
+		}
 	}
-	ccvm_page_clear(ccvm_vm_platform(vm), pfn);
+	for (i = 0; i < n; i++)
+		ccvm_page_clear(p, pfn + i);
 	return 0;
 
 fail:
@@ -1096,14 +1145,18 @@ static int tdx_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, 
 
 	if (!private_gpa(vm, gfn, &gpa))
 		return -EINVAL;
-	if (level != CCVM_LEVEL_4K) {
+	if (level != CCVM_LEVEL_4K && level != CCVM_LEVEL_2M) {
 		ccvm_vm_bug(vm, "tdx: private leaf removed at level %d", level);
 		return -EINVAL;
 	}
 	switch (hkid_state(kt)) {
 	case HKID_RELEASED:
+		/* The first pfn of a 2M page reclaims all of it. */
 		if (reclaim_page(vm, kt, pfn, false)) {
-			ccvm_page_clear(ccvm_vm_platform(vm), pfn);
+			uint64_t i;
+
+			for (i = 0; i < level_pages(level); i++)
+				ccvm_page_clear(ccvm_vm_platform(vm), pfn + i);
 			err = 0;
 		} else {
 			orphan_add(kt, pfn, true);
@@ -1115,7 +1168,7 @@ static int tdx_remove_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, 
 			orphan_add(kt, pfn, true);
 			break;
 		}
-		err = sept_zap(vm, kt, gpa, pfn);
+		err = sept_zap(vm, kt, gpa, level, pfn);
 		break;
 	default:
 		break;		/* the HKID leaked: so does the page */
@@ -1150,12 +1203,57 @@ static int tdx_free_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 	return err;
 }
 
-/* gmem_max_mapping_level: private mappings are 4K only (I8). */
+/*
+ * split_external_spt: the 2M leaf at @gfn becomes 512 4K leaves in S-EPT
+ * page @spt_pfn, each page in its state (MAPPED or PENDING): BLOCK, TRACK
+ * and the kick, DEMOTE, each tried twice as a removal's leaves are.  The
+ * module refuses DEMOTE without the BLOCK and the TRACK.  Only while the
+ * HKID is held (after the release every removal is a RECLAIM of the whole
+ * 2M page: the core removes it whole).
+ */
+static int tdx_split_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn,
+				  uint64_t spt_pfn)
+{
+	struct kvm_tdx *kt = to_kvm_tdx(vm);
+	enum removal_leaf leaf;
+	uint64_t gpa, st;
+
+	(void)pfn;
+	if (!private_gpa(vm, gfn, &gpa))
+		return -EINVAL;
+	if (level != CCVM_LEVEL_2M) {
+		ccvm_vm_bug(vm, "tdx: split of a leaf at level %d", level);
+		return -EINVAL;
+	}
+	if (hkid_state(kt) != HKID_ASSIGNED || ccvm_vm_is_bugged(vm)) {
+		ccvm_log(CCVM_LOG_DEBUG, "tdx vm %u: no DEMOTE of gfn %#" PRIx64 " without the "
+			 "HKID: the 2M page goes whole", ccvm_vm_id(vm), gfn);
+		return -EIO;
+	}
+	st = block_and_track(vm, kt, gpa, tdx_level(level), &leaf);
+	if (!tdx_error(st)) {
+		leaf = RM_DEMOTE;
+		st = removal_seamcall(vm, kt, RM_DEMOTE, gpa, tdx_level(level), &spt_pfn);
+	}
+	if (tdx_error(st)) {
+		/* Blocked and not split: the S-EPT and the mirror disagree now. */
+		tdx_warn(vm, removal_leaf_nr[leaf], st);
+		ccvm_vm_bug(vm, "tdx: DEMOTE of %#" PRIx64 " failed", gpa);
+		return -EIO;
+	}
+	return 0;
+}
+
+/*
+ * gmem_max_mapping_level: 2M once the TD runs (PAGE.AUG at 2M; the launch
+ * adds 4K pages with PAGE.ADD); the folio and the slot cap it further.
+ */
 static int tdx_max_mapping_level(struct ccvm_vm *vm, uint64_t pfn, bool is_private)
 {
-	(void)vm;
 	(void)pfn;
-	return is_private ? CCVM_LEVEL_4K : 0;
+	if (!is_private)
+		return 0;
+	return td_state(to_kvm_tdx(vm)) == TD_STATE_RUNNABLE ? CCVM_LEVEL_2M : CCVM_LEVEL_4K;
 }
 
 /* ---- guest side -------------------------------------------------------------------- */
@@ -1176,25 +1274,60 @@ static int64_t tdx_handle_exit_hypercall(struct ccvm_vcpu *v, uint64_t gpa, uint
  * the page in (AUG) and the guest accepts again.  Accepting twice is the
  * guest's error (-EEXIST); busy entries make the guest retry (-EAGAIN).
  */
-static int tdx_guest_accept(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn, bool mapped)
+static int accept_at(struct ccvm_vcpu *v, uint64_t gfn, int map_level, int level)
 {
 	struct vcpu_tdx *vt = to_tdx(v);
 	uint64_t st;
 
-	(void)pfn;
-	(void)mapped;
 	if (!vt->vp)
 		return -EIO;
-	st = ccvm_tdg_mem_page_accept(vt->vp, gfn << CCVM_PAGE_SHIFT, CCVM_TDX_LEVEL_4K);
+	st = ccvm_tdg_mem_page_accept(vt->vp, gfn << CCVM_PAGE_SHIFT, tdx_level(level));
 	if (!st)
 		return 0;
-	if (st == CCVM_TDX_SW_EPT_VIOLATION)
-		return CCVM_GUEST_NEEDS_FAULT;
-	if (TDX_STATUS_CLASS(st) == TDX_PAGE_ALREADY_ACCEPTED)
+	if (st == CCVM_TDX_SW_EPT_VIOLATION) {
+		/*
+		 * The EPT violation carries the accept's level.  Under a larger
+		 * leaf (a 4K accept in a PENDING 2M page) KVM splits the leaf;
+		 * with nothing mapped it maps at most at that level.
+		 */
+		return map_level > level ? CCVM_GUEST_NEEDS_SPLIT : CCVM_GUEST_NEEDS_FAULT;
+	}
+	switch (TDX_STATUS_CLASS(st)) {
+	case TDX_PAGE_ALREADY_ACCEPTED:
 		return -EEXIST;
+	case TDX_PAGE_SIZE_MISMATCH:
+		/* A 2M accept over 4K leaves: the guest accepts page by page. */
+		ccvm_log(CCVM_LOG_DEBUG, "tdx vm %u: accept of gfn %#" PRIx64 " at level %d "
+			 "over a smaller mapping: TDX_PAGE_SIZE_MISMATCH",
+			 ccvm_vm_id(ccvm_vcpu_vm(v)), gfn, level);
+		return -ERANGE;
+	default:
+		break;
+	}
 	if (tdx_busy(st))
 		return -EAGAIN;
 	return -EIO;
+}
+
+/*
+ * TDG.MEM.PAGE.ACCEPT at 4K.  The core tells only whether the page is
+ * mapped: a mapped page the module answers with an EPT violation is under
+ * a 2M leaf (a blocked one is never seen under mmu_lock read).
+ */
+static int tdx_guest_accept(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn, bool mapped)
+{
+	(void)pfn;
+	return accept_at(v, gfn, mapped ? CCVM_LEVEL_2M : 0, CCVM_LEVEL_4K);
+}
+
+/* TDG.MEM.PAGE.ACCEPT at @level, against the mapping at @map_level. */
+static int tdx_guest_accept_level(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn,
+				  int map_level, int level)
+{
+	(void)pfn;
+	if (level != CCVM_LEVEL_4K && level != CCVM_LEVEL_2M)
+		return -EINVAL;
+	return accept_at(v, gfn, map_level, level);
 }
 
 /*
@@ -1323,4 +1456,6 @@ const struct ccvm_backend_ops ccvm_tdx_backend_ops = {
 	.host_access = tdx_host_access,
 	.host_ciphertext = tdx_host_ciphertext,
 	.check_invariants = ccvm_tdx_check_invariants,
+	.guest_accept_level = tdx_guest_accept_level,
+	.split_private_spte = tdx_split_private_spte,
 };

@@ -43,8 +43,9 @@ extern "C" {
  * 4: huge gmem folios: gmem_prepare's max_order may be non-zero,
  * gmem_invalidate gets a whole huge folio in one call,
  * ccvm_page_folio_order() and ccvm_vm_gfn_to_gmem_folio().  5: the
- * guest_accept_level op (appended) and CCVM_GUEST_NEEDS_ZAP. */
-#define CCVM_BACKEND_ABI_MINOR	5
+ * guest_accept_level op (appended) and CCVM_GUEST_NEEDS_ZAP.  6: the
+ * split_private_spte op (appended) and CCVM_GUEST_NEEDS_SPLIT. */
+#define CCVM_BACKEND_ABI_MINOR	6
 #define CCVM_BACKEND_ABI_VERSION \
 	((uint32_t)((CCVM_BACKEND_ABI_MAJOR << 16) | CCVM_BACKEND_ABI_MINOR))
 
@@ -67,6 +68,13 @@ struct ccvm_gmem_inode;
  * (now at the smaller level) and retries, as sev_handle_rmp_fault() zaps.
  */
 #define CCVM_GUEST_NEEDS_ZAP		2
+/*
+ * guest_accept() / guest_accept_level() result: the accept is smaller than
+ * the private leaf that maps the page (TDX: a 4K TDG.MEM.PAGE.ACCEPT under
+ * a PENDING 2M leaf exits to the host); the core splits that leaf into 4K
+ * leaves (split_private_spte) and retries.
+ */
+#define CCVM_GUEST_NEEDS_SPLIT		3
 
 struct ccvm_backend_ops {
 	uint32_t abi_version;	/* CCVM_BACKEND_ABI_VERSION the backend was built for */
@@ -203,6 +211,21 @@ struct ccvm_backend_ops {
 	 */
 	int (*guest_accept_level)(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn,
 				  int map_level, int level);
+
+	/*
+	 * ABI minor 6.  Mirror root: the leaf at @gfn of @level (CCVM_LEVEL_2M;
+	 * its first page @pfn) becomes a table of 4K leaves over the same
+	 * pages, in the page-table page @spt_pfn (TDX: BLOCK, TRACK and the
+	 * kick, DEMOTE).  The core calls it with mmu_lock held for write
+	 * before it removes part of a 2M leaf (a zap of a range that does
+	 * not cover the leaf) and for CCVM_GUEST_NEEDS_SPLIT; each page keeps
+	 * its state (accepted or not).  On 0 the core links the table in
+	 * place of the leaf; on an error nothing changed as far as the core
+	 * is concerned and it removes the leaf whole (zap) or fails the
+	 * accept.  NULL: a partial zap removes a 2M mirror leaf whole.
+	 */
+	int (*split_private_spte)(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn,
+				  uint64_t spt_pfn);
 };
 
 /*
