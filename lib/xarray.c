@@ -298,6 +298,17 @@ static bool alloc_fails(void)
 	return false;
 }
 
+/*
+ * Nodes this thread took from malloc (ccvm_xa_test_nr_allocs()): per
+ * thread, so vCPUs allocating nodes share no counter's cache line.
+ */
+static _Thread_local unsigned long xa_nr_allocs;
+
+unsigned long ccvm_xa_test_nr_allocs(void)
+{
+	return xa_nr_allocs;
+}
+
 static void *node_alloc(unsigned int cls)
 {
 	void *node;
@@ -307,6 +318,7 @@ static void *node_alloc(unsigned int cls)
 	/* The class lives in the low bits of the entry: 16-byte alignment. */
 	if (posix_memalign(&node, 16, class_bytes(cls)))
 		return NULL;
+	xa_nr_allocs++;
 	return node;
 }
 

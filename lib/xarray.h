@@ -141,6 +141,13 @@ void ccvm_xa_test_fail_alloc_from(int skip, int n);
  */
 int ccvm_xa_test_shape(const struct ccvm_xa *xa, size_t *per_class);
 
+/*
+ * ccvm_xa_test_nr_allocs() - Node allocations from malloc so far by the
+ * calling thread, any xa: how a test or a benchmark shows that a sequence
+ * of stores allocates nothing.
+ */
+unsigned long ccvm_xa_test_nr_allocs(void);
+
 /* Free the nodes kept for later stores (reserve and cache). */
 void ccvm_xa_test_drop_spare(struct ccvm_xa *xa);
 

@@ -21,6 +21,62 @@
 #define RUNS_FULL	200
 #define RUNS_QUICK	20
 
+/*
+ * What a row shows, or UNEXPECTED.  Install vs accept: spinning costs busy
+ * calls under mmu_lock, giving up hands errors to the VMM, the merged
+ * policy retries the fault.  Removal vs entry: a spin meets an entry that
+ * cannot end while it holds mmu_lock and runs out at its cap, giving up
+ * fails the removal (the VM is bugged), the merged policy kicks the vCPUs
+ * and its one retry succeeds: more kicks than the others, nothing bad.
+ */
+/* The figure that tells a row's story (the table has them all). */
+static void s003_figure(unsigned int race, unsigned int pol,
+			struct s003_result sum[S003_NR_RACES][S003_NR_POLICIES], char *buf,
+			size_t sz)
+{
+	const struct s003_result *a = &sum[race][pol];
+	double n = a->runs ? (double)a->runs : 1;
+
+	if (pol == S003_SPIN)
+		snprintf(buf, sz, "%.2f busy calls/run under mmu_lock, max %llu (cap %u); %llu bugged VMs",
+			 (double)a->busy / n, (unsigned long long)a->max_busy,
+			 CCVM_TDX_BUSY_SPIN_MAX, (unsigned long long)a->bugged);
+	else if (pol == S003_GIVE_UP)
+		snprintf(buf, sz, "%llu errors surfaced, %llu bugged VMs, %llu pages leaked",
+			 (unsigned long long)a->errors, (unsigned long long)a->bugged,
+			 (unsigned long long)a->leaked);
+	else if (race == S003_INSTALL_ACCEPT)
+		snprintf(buf, sz, "%.2f fault retries/run (give-up %.2f)", (double)a->fault_retries / n,
+			 (double)sum[race][S003_GIVE_UP].fault_retries / n);
+	else
+		snprintf(buf, sz, "%.2f kicks/run (give-up %.2f), %llu bugged VMs",
+			 (double)a->kicks / n, (double)sum[race][S003_GIVE_UP].kicks / n,
+			 (unsigned long long)a->bugged);
+}
+
+static const char *s003_outcome(unsigned int race, unsigned int pol,
+				struct s003_result sum[S003_NR_RACES][S003_NR_POLICIES])
+{
+	const struct s003_result *a = &sum[race][pol];
+	bool bad = a->bad_runs > 0;
+
+	if (!a->contended_runs)
+		return "UNEXPECTED";
+	if (race == S003_INSTALL_ACCEPT) {
+		if (pol == S003_SPIN)
+			return !bad ? "cost: spins under mmu_lock" : "UNEXPECTED";
+		if (pol == S003_GIVE_UP)
+			return a->errors ? "bad: errors to the VMM" : "UNEXPECTED";
+		return !bad && a->fault_retries ? "good: faults retried" : "UNEXPECTED";
+	}
+	if (pol == S003_SPIN)
+		return bad && a->max_busy >= CCVM_TDX_BUSY_SPIN_MAX ?
+		       "bad: spun out at the cap" : "UNEXPECTED";
+	if (pol == S003_GIVE_UP)
+		return a->bugged ? "bad: removal failed, VM bugged" : "UNEXPECTED";
+	return !bad && a->kicks > sum[race][S003_GIVE_UP].kicks ?
+	       "good: kicked, one retry" : "UNEXPECTED";
+}
 
 int main(int argc, char **argv)
 {
@@ -97,53 +153,48 @@ int main(int argc, char **argv)
 	if (study_table_close(&t))
 		return 1;
 	printf("busy: answers TDX_OPERAND_BUSY / PREVIOUS_TLB_EPOCH_BUSY (under spin, each one\n"
-	       "is a call made again with mmu_lock held); errors: vCPU runs and VMM calls that\n"
-	       "failed; bad_runs: runs with an error, a bugged VM or a leaked page\n");
-	if (o.trace) {
-		/* Under each policy, the first contended schedule of install-accept. */
+	       "is a call made again with mmu_lock held; max_busy %u: a spin ran out at its\n"
+	       "cap); kicks: every vCPU kicked out of the guest (each TRACK, and the merged\n"
+	       "retry); errors: vCPU runs and VMM calls that failed; bad_runs: runs with an\n"
+	       "error, a bugged VM or a leaked page\n", CCVM_TDX_BUSY_SPIN_MAX);
+	/* Under each policy, the first contended schedule of each race. */
+	for (race = 0; o.trace && race < S003_NR_RACES; race++) {
 		for (pol = 0; pol < S003_NR_POLICIES; pol++) {
 			char path[1024];
 			struct s003_result r = { .busy = 0 };
 			uint64_t i;
 
-			snprintf(path, sizeof(path), "%s.%s.json", o.trace, s003_policy_names[pol]);
+			snprintf(path, sizeof(path), "%s.%s%s.json", o.trace,
+				 race == S003_REMOVAL_ENTRY ? "removal." : "",
+				 s003_policy_names[pol]);
 			for (i = 0, err = 0; !err && !r.busy && i < runs; i++)
-				err = s003_explore(pol, S003_INSTALL_ACCEPT, CCVM_EXPLORE_RANDOM, 0,
-						   o.seed + i, 1, false, path, &r, NULL);
+				err = s003_explore(pol, race, CCVM_EXPLORE_RANDOM, 0, o.seed + i,
+						   1, false, path, &r, NULL);
 			if (err) {
 				fprintf(stderr, "%s: trace %s: %s\n", argv[0], path,
 					ccvm_strerror(err));
 				return 1;
 			}
-			printf("trace: %s (install vs accept, seed %llu: %llu busy answers)\n",
-			       path, (unsigned long long)(o.seed + i - 1),
+			printf("trace: %s (%s, seed %llu: %llu busy answers)\n", path,
+			       s003_race_names[race], (unsigned long long)(o.seed + i - 1),
 			       (unsigned long long)r.busy);
 		}
 	}
 
-	for (pol = 0; pol < S003_NR_POLICIES; pol++) {
-		const struct s003_result *ia = &sum[S003_INSTALL_ACCEPT][pol];
-		const struct s003_result *re = &sum[S003_REMOVAL_ENTRY][pol];
-		bool bad = ia->bad_runs + re->bad_runs > 0;
-		const char *outcome;
+	for (race = 0; race < S003_NR_RACES; race++) {
+		for (pol = 0; pol < S003_NR_POLICIES; pol++) {
+			const struct s003_result *a = &sum[race][pol];
+			char policy[64], fig[160];
 
-		if (pol == S003_MERGED)
-			outcome = !bad && ia->contended_runs ?
-				  "good: every busy resolved" : "UNEXPECTED";
-		else if (pol == S003_SPIN)
-			outcome = !bad && ia->busy ? "cost: spins under mmu_lock" :
-				  bad ? "bad: spun out, errors" : "UNEXPECTED";
-		else
-			outcome = ia->errors ? "bad: errors to the VMM" :
-				  "UNEXPECTED";
-		study_seed_line("003 TDX_OPERAND_BUSY", s003_policy_names[pol], outcome,
-				"%llu/%llu bad runs; %.2f busy/run, max %llu; %llu bugged VMs",
-				(unsigned long long)(ia->bad_runs + re->bad_runs),
-				(unsigned long long)(ia->runs + re->runs),
-				(double)(ia->busy + re->busy) / (double)(ia->runs + re->runs),
-				(unsigned long long)(ia->max_busy > re->max_busy ? ia->max_busy :
-						     re->max_busy),
-				(unsigned long long)(ia->bugged + re->bugged));
+			snprintf(policy, sizeof(policy), "%s, %s", s003_policy_names[pol],
+				 s003_race_names[race]);
+			s003_figure(race, pol, sum, fig, sizeof(fig));
+			study_seed_line("003 TDX_OPERAND_BUSY", policy, s003_outcome(race, pol, sum),
+					"%llu/%llu contended, %llu bad; %s",
+					(unsigned long long)a->contended_runs,
+					(unsigned long long)a->runs,
+					(unsigned long long)a->bad_runs, fig);
+		}
 	}
 	return 0;
 }

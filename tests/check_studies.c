@@ -377,24 +377,59 @@ START_TEST(test_s003_install_accept)
 END_TEST
 
 /*
- * Removal against guest entry: entry and guest accesses run under
- * mmu_lock read, a removal under mmu_lock write, so no schedule meets a
- * busy removal leaf under any policy, and each TRACK kicks the vCPU once.
+ * Removal against guest entry: the VMM converts two mapped pages while the
+ * vCPU enters and leaves the guest.  In some schedules a TRACK meets an
+ * entry still holding the TD epoch lock, the same ones under every policy.
+ * Spinning cannot outlast it (the entry ends when the vCPU runs, which
+ * needs the mmu_lock the spinner holds): it runs out at its cap and the
+ * removal fails, as it does at once under give-up; both bug the VM and
+ * leak the page.  The merged kick ends the entry and the one retry
+ * succeeds: one more kick, nothing bad.  The explorer finds a bad
+ * schedule under give-up, its token replays it, none under merged.
  */
 START_TEST(test_s003_removal_entry)
 {
-	struct s003_result r;
+	struct s003_result r[S003_NR_POLICIES], f, again;
+	char *token = NULL;
 	unsigned int k;
 
 	study_quiet_log();
 	for (k = 0; k < S003_NR_POLICIES; k++) {
-		ck_assert_int_eq(s003_explore(k, S003_REMOVAL_ENTRY, CCVM_EXPLORE_RANDOM, 0, 1, 20,
-					      true, NULL, &r, NULL), 0);
-		ck_assert_uint_eq(r.failure, CCVM_EXPLORE_OK);
-		ck_assert_uint_eq(r.runs, 20);
-		ck_assert_uint_eq(r.busy, 0);
-		ck_assert_uint_eq(r.kicks, 20 * 2);
+		ck_assert_int_eq(s003_explore(k, S003_REMOVAL_ENTRY, CCVM_EXPLORE_RANDOM, 0, 1,
+					      S003_BUDGET, false, NULL, &r[k], NULL), 0);
+		ck_assert_uint_eq(r[k].runs, S003_BUDGET);
+		ck_assert_uint_gt(r[k].contended_runs, 0);
+		ck_assert_uint_eq(r[k].contended_runs, r[0].contended_runs);
 	}
+	/* Spin: every contended run spins out at the cap, bugs the VM. */
+	ck_assert_uint_eq(r[S003_SPIN].max_busy, CCVM_TDX_BUSY_SPIN_MAX);
+	ck_assert_uint_eq(r[S003_SPIN].bad_runs, r[S003_SPIN].contended_runs);
+	ck_assert_uint_eq(r[S003_SPIN].bugged, r[S003_SPIN].contended_runs);
+	ck_assert_uint_eq(r[S003_SPIN].leaked, r[S003_SPIN].contended_runs);
+	/* Give-up: the first busy answer fails the removal. */
+	ck_assert_uint_eq(r[S003_GIVE_UP].max_busy, 1);
+	ck_assert_uint_eq(r[S003_GIVE_UP].bugged, r[S003_GIVE_UP].contended_runs);
+	ck_assert_uint_gt(r[S003_GIVE_UP].leaked, 0);
+	/* Merged: kicked out, retried once, nothing lost. */
+	ck_assert_uint_eq(r[S003_MERGED].bad_runs, 0);
+	ck_assert_uint_eq(r[S003_MERGED].errors, 0);
+	ck_assert_uint_eq(r[S003_MERGED].bugged, 0);
+	ck_assert_uint_eq(r[S003_MERGED].leaked, 0);
+	ck_assert_uint_gt(r[S003_MERGED].kicks, 2u * S003_BUDGET);
+	ck_assert_uint_gt(r[S003_MERGED].kicks, r[S003_GIVE_UP].kicks);
+
+	ck_assert_int_eq(s003_explore(S003_GIVE_UP, S003_REMOVAL_ENTRY, CCVM_EXPLORE_RANDOM, 0,
+				      1, S003_BUDGET, true, NULL, &f, &token), 0);
+	ck_assert_uint_eq(f.failure, CCVM_EXPLORE_FAIL_CHECK);
+	ck_assert_ptr_nonnull(token);
+	ck_assert_int_eq(s003_replay(S003_GIVE_UP, S003_REMOVAL_ENTRY, token, &again), 0);
+	ck_assert_uint_eq(again.failure, CCVM_EXPLORE_FAIL_CHECK);
+	s003_replay(S003_MERGED, S003_REMOVAL_ENTRY, token, &again);
+	ck_assert(again.failure == CCVM_EXPLORE_OK || again.failure == CCVM_EXPLORE_FAIL_DIVERGED);
+	free(token);
+	ck_assert_int_eq(s003_explore(S003_MERGED, S003_REMOVAL_ENTRY, CCVM_EXPLORE_RANDOM, 0,
+				      1, S003_BUDGET, true, NULL, &f, NULL), 0);
+	ck_assert_uint_eq(f.failure, CCVM_EXPLORE_OK);
 }
 END_TEST
 

@@ -196,6 +196,12 @@ static void td_runnable(struct ttd *t, uint64_t attributes, int nr_vp)
 	ck_assert_int_eq(ccvm_tdx_td_op_state(t->td), CCVM_TDX_OP_RUNNABLE);
 }
 
+/* The vCPU runs guest code: the end of its VP.ENTER's window (epoch lock). */
+static void guest_runs(struct ccvm_tdx_vp *vp)
+{
+	(void)ccvm_tdx_guest_access(vp, GPA0, false);
+}
+
 static uint64_t aug(struct ttd *t, uint64_t gpa)
 {
 	uint64_t pfn = donate(t);
@@ -851,6 +857,54 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* TLB tracking                                                        */
 
+/*
+ * The entry window (ccvm_tdx_set_entry_window(), on in the tdx backend): a
+ * VP.ENTER holds the TD epoch lock shared until its vCPU runs guest code
+ * or exits, so a TRACK in between is busy and changes nothing; entries
+ * share the lock.  Off, the lock goes inside VP.ENTER.
+ */
+START_TEST(test_entry_window)
+{
+	struct ttd t;
+	struct ccvm_tdx_vp *a, *b;
+
+	td_runnable(&t, 0, 2);
+	a = t.vp[0];
+	b = t.vp[1];
+	ck_assert_int_eq(ccvm_tdx_set_entry_window(NULL, true), -EINVAL);
+	ck_assert_int_eq(ccvm_tdx_set_entry_window(M, true), 0);
+
+	OK(ccvm_tdh_vp_enter(a, t.vp_cpu[0]));
+	ck_assert(ccvm_tdx_vp_in_guest(a));
+	ck_status(ccvm_tdh_mem_track(t.td), TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_TD_EPOCH);
+	ck_assert_uint_eq(ccvm_tdx_td_epoch(t.td), 1);
+	/* A second entry shares the lock while A's window is open. */
+	OK(ccvm_tdh_vp_enter(b, t.vp_cpu[1]));
+	guest_runs(a);		/* A's window ends, B's is open */
+	ck_assert(ccvm_tdx_vp_in_guest(a));
+	ck_status(ccvm_tdh_mem_track(t.td), TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_TD_EPOCH);
+	ck_assert_uint_eq(ccvm_tdx_td_epoch(t.td), 1);
+	ccvm_tdx_vp_exit(b);	/* a kick: the IPI lands as the entry completes */
+	ck_assert(!ccvm_tdx_vp_in_guest(b));
+	OK(ccvm_tdh_mem_track(t.td));
+	ck_assert_uint_eq(ccvm_tdx_td_epoch(t.td), 2);
+	/* An ACCEPT is guest code too. */
+	ccvm_tdx_vp_exit(a);
+	OK(ccvm_tdh_vp_enter(a, t.vp_cpu[0]));
+	(void)ccvm_tdg_mem_page_accept(a, GPA0, CCVM_TDX_LEVEL_4K);
+	OK(ccvm_tdh_mem_track(t.td));
+	ck_assert_uint_eq(ccvm_tdx_td_epoch(t.td), 3);
+
+	/* Off: the entry lets the lock go before it returns. */
+	ck_assert_int_eq(ccvm_tdx_set_entry_window(M, false), 0);
+	ccvm_tdx_vp_exit(a);
+	OK(ccvm_tdh_vp_enter(a, t.vp_cpu[0]));
+	OK(ccvm_tdh_mem_track(t.td));
+	ck_assert_uint_eq(ccvm_tdx_td_epoch(t.td), 4);
+	ccvm_tdx_vp_exit(a);
+}
+END_TEST
+
 START_TEST(test_tlb_tracking)
 {
 	struct ttd t;
@@ -865,6 +919,7 @@ START_TEST(test_tlb_tracking)
 	aug(&t, gpa + CCVM_PAGE_SIZE);
 
 	OK(ccvm_tdh_vp_enter(a, t.vp_cpu[0]));		/* A in the guest, epoch 1 */
+	guest_runs(a);
 	OK(ccvm_tdh_mem_range_block(t.td, gpa, 0));	/* BEPOCH 1 */
 	ck_assert_int_eq(ccvm_tdx_pamt_get(M, pfn, &pi), 0);
 	ck_assert_uint_eq(pi.bepoch, 1);
@@ -877,6 +932,7 @@ START_TEST(test_tlb_tracking)
 	ck_status(ccvm_tdh_mem_track(t.td), TDX_PREVIOUS_TLB_EPOCH_BUSY);
 	/* B enters after the TRACK: it does not hold the page up. */
 	OK(ccvm_tdh_vp_enter(b, t.vp_cpu[1]));
+	guest_runs(b);
 	ck_status(ccvm_tdh_mem_page_remove(t.td, gpa, 0, NULL), TDX_TLB_TRACKING_NOT_DONE | RCX);
 	ccvm_tdx_vp_exit(a);
 	OK(ccvm_tdh_mem_page_remove(t.td, gpa, 0, NULL));
@@ -890,6 +946,7 @@ START_TEST(test_tlb_tracking)
 	ccvm_tdx_vp_exit(b);
 	/* Re-entering puts A in the new epoch: no longer an obstacle. */
 	OK(ccvm_tdh_vp_enter(a, t.vp_cpu[0]));
+	guest_runs(a);
 	OK(ccvm_tdh_mem_page_remove(t.td, gpa + CCVM_PAGE_SIZE, 0, NULL));
 	OK(ccvm_tdh_mem_track(t.td));
 	ccvm_tdx_vp_exit(a);
@@ -1945,6 +2002,7 @@ START_TEST(test_demote_needs_block_and_track)
 		TDX_TLB_TRACKING_NOT_DONE | RCX);
 	/* Tracked, but a vCPU that entered before the TRACK is still in. */
 	OK(ccvm_tdh_vp_enter(vp, t.vp_cpu[0]));
+	guest_runs(vp);
 	OK(ccvm_tdh_mem_track(t.td));
 	REFUSED(&t, HGPA, pfn, spt, ccvm_tdh_mem_page_demote(t.td, HGPA, 1, spt),
 		TDX_TLB_TRACKING_NOT_DONE | RCX);
@@ -2259,6 +2317,7 @@ Suite *tdx_module_suite(void)
 	tcase_add_test(tc, test_sept_state_machine);
 	tcase_add_test(tc, test_sept_nonleaf_block_and_remove);
 	tcase_add_test(tc, test_five_level_sept);
+	tcase_add_test(tc, test_entry_window);
 	tcase_add_test(tc, test_tlb_tracking);
 	tcase_add_test(tc, test_track_two_epochs_later);
 	suite_add_tcase(s, tc);

@@ -1310,6 +1310,8 @@ END_TEST
 START_TEST(test_cache_serves_flips)
 {
 	struct ccvm_xa xa;
+	unsigned long allocs;
+	unsigned int pass;
 	uint64_t g;
 
 	const uint64_t mid = (1 << 20) + 7 * 4096 + 7 * 64 + 7;
@@ -1320,6 +1322,7 @@ START_TEST(test_cache_serves_flips)
 	expect_int_eq(ccvm_xa_store(&xa, mid, 0), 0);
 	expect_int_eq(ccvm_xa_store(&xa, mid, 8), 0);
 	expect_u64_gt(xa.nr_spare, 0);
+	allocs = ccvm_xa_test_nr_allocs();
 	ccvm_xa_test_fail_alloc(1 << 30);
 	for (g = 1 << 20; g < (1 << 20) + 100000; g += 7) {
 		expect_int_eq(ccvm_xa_store(&xa, g, 0), 0);
@@ -1327,11 +1330,56 @@ START_TEST(test_cache_serves_flips)
 		expect_int_eq(ccvm_xa_store(&xa, g, 8), 0);
 	}
 	ccvm_xa_test_fail_alloc(-1);
+	expect_u64_eq(ccvm_xa_test_nr_allocs(), allocs);
+	/*
+	 * Without the injection a store may also take a smaller node for one
+	 * whose runs shrank (a wish the injection refused above): a few, once,
+	 * until the cache holds them.  After that pass, none at all.
+	 */
+	for (pass = 0; pass < 2; pass++) {
+		allocs = ccvm_xa_test_nr_allocs();
+		for (g = 1 << 20; g < (1 << 20) + 100000; g += 7) {
+			expect_int_eq(ccvm_xa_store(&xa, g, 0), 0);
+			expect_int_eq(ccvm_xa_store(&xa, g, 8), 0);
+		}
+		expect_u64_le(ccvm_xa_test_nr_allocs() - allocs,
+			      pass ? 0 : CCVM_XA_NR_CLASSES * CCVM_XA_CACHE_PER_CLASS);
+	}
 	expect(ccvm_xa_range_is(&xa, 1 << 20, (2 << 20) - 1, 8));
 	expect_u64_le(xa.nr_spare, CACHE_MAX_NODES);
 	/* Erasing everything gives the cache back too. */
 	expect_int_eq(ccvm_xa_store_range(&xa, 0, UINT64_MAX, 0), 0);
 	expect_u64_eq(ccvm_xa_memory(&xa), 0);
+	ccvm_xa_destroy(&xa);
+}
+END_TEST
+
+/*
+ * A page cache filling up one index at a time, each a different value (a
+ * pfn): a new node every 64 stores at most, plus the levels above, not
+ * one per store; the run nodes a leaf grows through come back from the
+ * cache for the next leaf.
+ */
+START_TEST(test_dense_fill_allocs)
+{
+	const uint64_t n = 64 * 1024;
+	struct ccvm_xa xa;
+	unsigned long allocs;
+	uint64_t i;
+
+	ccvm_xa_init(&xa);
+	allocs = ccvm_xa_test_nr_allocs();
+	for (i = 0; i < n; i++)
+		expect_int_eq(ccvm_xa_store(&xa, i, 1000 + i), 0);
+	for (i = 0; i < n; i += 997)
+		expect_u64_eq(ccvm_xa_load(&xa, i), 1000 + i);
+	/*
+	 * 1024 leaves, 16 nodes above them, 1 root; and the first node of
+	 * each of the three levels grows through the run classes before the
+	 * cache holds the nodes the others grow through.
+	 */
+	expect_u64_le(ccvm_xa_test_nr_allocs() - allocs,
+		      n / 64 + n / 4096 + 1 + 3 * CCVM_XA_NR_CLASSES);
 	ccvm_xa_destroy(&xa);
 }
 END_TEST
@@ -1515,6 +1563,7 @@ Suite *xarray_suite(void)
 	tcase_add_loop_test(tc, test_reserve_at_each_class, 0, CCVM_XA_NR_CLASSES - 1);
 	tcase_add_test(tc, test_enomem_fresh_chain_and_growth);
 	tcase_add_test(tc, test_cache_serves_flips);
+	tcase_add_test(tc, test_dense_fill_allocs);
 	tcase_add_test(tc, test_memory_fragmented);
 	suite_add_tcase(s, tc);
 

@@ -115,9 +115,11 @@ struct ccvm_tdx_td {
 /*
  * The TDVPR lock word.  A leaf takes it IDLE -> BUSY; VP.ENTER leaves it
  * IN_GUEST (the guest holds it); an exit takes it IN_GUEST -> IN_GUEST +
- * BUSY, then drops it to IDLE.
+ * BUSY, then drops it to IDLE.  With the entry window on
+ * (ccvm_tdx_set_entry_window()), VP.ENTER leaves IN_GUEST + ENTERING: the
+ * entry still holds the TD epoch lock (shared) until vp_entry_done().
  */
-enum vp_run { VP_IDLE = 0, VP_BUSY = 1, VP_IN_GUEST = 2 };
+enum vp_run { VP_IDLE = 0, VP_BUSY = 1, VP_IN_GUEST = 2, VP_ENTERING = 4 };
 
 struct ccvm_tdx_vp {
 	struct ccvm_tdx_td *td;
@@ -901,6 +903,30 @@ int ccvm_tdx_set_entry_lock_yields(struct ccvm_tdx_module *m, uint32_t yields)
 	return 0;
 }
 
+int ccvm_tdx_set_entry_window(struct ccvm_tdx_module *m, bool on)
+{
+	if (!m)
+		return -EINVAL;
+	atomic_store_explicit(&m->entry_window, on, memory_order_relaxed);
+	return 0;
+}
+
+/*
+ * The end of a VP.ENTER's window: the vCPU runs guest code now (or an IPI
+ * met it), so the entry lets go of the TD epoch lock.  Whoever ends it
+ * first (the vCPU's thread, or a kicker) drops the lock, exactly once.
+ */
+static void vp_entry_done(struct ccvm_tdx_vp *vp)
+{
+	uint64_t cur = VP_IN_GUEST | VP_ENTERING;
+
+	if (atomic_load_explicit(&vp->run, memory_order_acquire) != cur)
+		return;
+	if (atomic_compare_exchange_strong_explicit(&vp->run, &cur, VP_IN_GUEST,
+						    memory_order_acq_rel, memory_order_acquire))
+		sx_release(vp->td->m, &vp->td->epoch_lock, false, "epoch_lock (entry done)");
+}
+
 /* The rest of a real leaf's latency, spent holding an S-EPT entry lock. */
 static void entry_lock_hold(struct ccvm_tdx_module *m)
 {
@@ -1422,6 +1448,7 @@ static uint64_t vp_enter(struct leaf_args *a)
 	struct ccvm_tdx_td *td = a->td;
 	struct td_guard g;
 	uint64_t st, w;
+	bool entering;
 
 	if (!cpu_ok(a->m, a->cpu))
 		return TDX_OPERAND_INVALID;
@@ -1441,9 +1468,13 @@ static uint64_t vp_enter(struct leaf_args *a)
 	vp->epoch = epoch_of(w);
 	atomic_fetch_add_explicit(&td->epoch_word, 1ull << (RC_BITS * (vp->epoch & 1)),
 				  memory_order_acq_rel);
-	sx_release(td->m, &td->epoch_lock, false, "epoch_lock");
+	/* With the entry window, the epoch lock goes at vp_entry_done(). */
+	entering = atomic_load_explicit(&td->m->entry_window, memory_order_relaxed);
+	if (!entering)
+		sx_release(td->m, &td->epoch_lock, false, "epoch_lock");
 	lock_release(td->m, "tdvpr unlock");
-	atomic_store_explicit(&vp->run, VP_IN_GUEST, memory_order_release);
+	atomic_store_explicit(&vp->run, entering ? VP_IN_GUEST | VP_ENTERING : VP_IN_GUEST,
+			      memory_order_release);
 	td_leave(td, &g);
 	return TDX_SUCCESS;
 }
@@ -1466,6 +1497,11 @@ void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
 		cur = atomic_load_explicit(&vp->run, memory_order_acquire);
 		if (cur == VP_IDLE)
 			return;
+		if (cur & VP_ENTERING) {
+			/* The IPI lands as the entry completes: it ends first. */
+			vp_entry_done(vp);
+			continue;
+		}
 		if (cur & VP_BUSY) {
 			ccvm_spin_wait(vp->td->m->sched, &vp->run, cur, "tdvpr lock");
 			continue;
@@ -2218,7 +2254,8 @@ static uint64_t pamt_remove(struct leaf_args *a)
 
 static inline bool vp_in_guest(const struct ccvm_tdx_vp *vp)
 {
-	return atomic_load_explicit(&vp->run, memory_order_acquire) == VP_IN_GUEST;
+	return (atomic_load_explicit(&vp->run, memory_order_acquire) & ~(uint64_t)VP_ENTERING) ==
+	       VP_IN_GUEST;
 }
 
 /*
@@ -2280,6 +2317,7 @@ static uint64_t page_accept(struct leaf_args *a)
 	unsigned int s;
 	int reached;
 
+	vp_entry_done(a->vp);	/* the guest runs: its entry is over */
 	if (!vp_in_guest(a->vp))
 		return TDX_VCPU_STATE_INCORRECT;
 	if (!gpa_ok(td, a->gpa, a->level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_2M, 0))
@@ -2315,6 +2353,7 @@ uint64_t ccvm_tdx_guest_access(struct ccvm_tdx_vp *vp, uint64_t gpa, bool write)
 	if (!vp)
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
 	td = vp->td;
+	vp_entry_done(vp);	/* the guest runs: its entry is over */
 	if (!vp_in_guest(vp))
 		return TDX_VCPU_STATE_INCORRECT;
 	if (!gpa_ok(td, gpa & ~(CCVM_PAGE_SIZE - 1), 0, 0, 0, 0))

@@ -75,7 +75,8 @@
  *                  PAGE.ADD, MR.EXTEND, PAGE.AUG, SEPT.RD and the guest's
  *                  ACCEPT;
  *                TD epoch lock (CCVM_TDX_OPERAND_TD_EPOCH): exclusive for
- *                  TRACK, shared for VP.ENTER;
+ *                  TRACK, shared for VP.ENTER (and after it, until the
+ *                  guest runs, with ccvm_tdx_set_entry_window());
  *                S-EPT entry lock (operand RCX, the GPA): SEPT.ADD, PAGE.ADD,
  *                  PAGE.AUG and ACCEPT on the same entry;
  *                PAMT entry lock (the page's operand register): any leaf
@@ -371,6 +372,7 @@ struct ccvm_tdx_module {
 	_Atomic uint64_t key_lock;	/* the global key (KOT) lock */
 	uint32_t wb_steps;		/* CACHE.WB calls per package write-back */
 	_Atomic uint32_t entry_lock_yields; /* yields inside an entry lock (free-running) */
+	_Atomic bool entry_window;	/* VP.ENTER holds the epoch lock until the guest runs */
 	uint32_t wb_progress[CCVM_TDX_MAX_PACKAGES];
 	uint64_t secret;		/* key-stream seed */
 	_Atomic uint64_t nr_assigned;	/* PAMT entries not PT_NDA */
@@ -472,6 +474,21 @@ int ccvm_tdx_set_cache_wb_steps(struct ccvm_tdx_module *m, uint32_t steps);
  * the OS, decides who meets it).  Return: 0 or -EINVAL (NULL).
  */
 int ccvm_tdx_set_entry_lock_yields(struct ccvm_tdx_module *m, uint32_t yields);
+
+/*
+ * A real TDH.VP.ENTER runs for a while in the module after the host issued
+ * it (TLB tracking, the zero-step filter, the guest state restore) and
+ * holds the TD epoch lock for its tracking step; KVM issues it without
+ * mmu_lock, so a TRACK under mmu_lock can meet it.  The model's host side
+ * issues VP.ENTER under mmu_lock read, so the call alone can never overlap
+ * a removal.  With @on, a successful VP.ENTER keeps the epoch lock
+ * (shared) until the vCPU first runs guest code: its next ACCEPT or guest
+ * access, or its exit (its own, or a kicker's ccvm_tdx_vp_exit(): the IPI
+ * lands as the entry completes).  A TRACK inside that window answers
+ * OPERAND_BUSY|TD_EPOCH; other VP.ENTERs share the lock.  Default off (the
+ * lock is let go inside VP.ENTER).  Return: 0 or -EINVAL (NULL).
+ */
+int ccvm_tdx_set_entry_window(struct ccvm_tdx_module *m, bool on);
 
 /*
  * ccvm_tdx_set_dynamic_pamt() - Turn Dynamic PAMT on or off (the module's
@@ -645,7 +662,9 @@ uint64_t ccvm_tdh_vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu);
  * Status: SUCCESS; TD_KEYS_NOT_CONFIGURED; OP_STATE_INCORRECT;
  * VCPU_STATE_INCORRECT; VCPU_ASSOCIATED (another CPU: VP.FLUSH it first);
  * OPERAND_INVALID (cpu); OPERAND_BUSY|TDVPR (already in the guest, or a
- * VP.FLUSH in flight); OPERAND_BUSY|TD_EPOCH (a TRACK in flight);
+ * VP.FLUSH in flight); OPERAND_BUSY|TD_EPOCH (a TRACK in flight).  With
+ * the entry window on, the epoch lock stays held (shared) after SUCCESS
+ * until the vCPU's next ACCEPT, guest access or exit;
  * OPERAND_BUSY|TDR.  OPERAND_BUSY|SEPT (zero-step
  * mitigation) only when injected.
  */
@@ -763,7 +782,7 @@ uint64_t ccvm_tdh_mem_range_block(struct ccvm_tdx_td *td, uint64_t gpa, int leve
  * every vCPU exit the guest (KVM's kick) before REMOVE can succeed.
  * Before: no vCPU that entered in the previous epoch is still in the guest.
  * Status: SUCCESS; PREVIOUS_TLB_EPOCH_BUSY; OPERAND_BUSY|TD_EPOCH (a VP.ENTER
- * in flight); TD_KEYS_NOT_CONFIGURED; TDCS_NOT_ALLOCATED; OP_STATE_INCORRECT;
+ * in flight, or inside its entry window); TD_KEYS_NOT_CONFIGURED; TDCS_NOT_ALLOCATED; OP_STATE_INCORRECT;
  * OPERAND_BUSY|TDR.
  */
 uint64_t ccvm_tdh_mem_track(struct ccvm_tdx_td *td);

@@ -475,6 +475,13 @@ static int tdx_platform_init(struct ccvm_platform *p)
 
 	if (err)
 		return err;
+	/*
+	 * KVM issues VP.ENTER without mmu_lock, so a removal can meet an entry
+	 * still inside the module; ours is issued under mmu_lock read, and the
+	 * module's entry window gives the entry back its length (TRACK vs
+	 * VP.ENTER on the TD epoch lock, docs/semantics.md 6.11).
+	 */
+	ccvm_tdx_set_entry_window(&tp->module, true);
 	ccvm_mutex_init(&tp->tdx_lock, ccvm_platform_sched(p), "tdx_lock");
 	return 0;
 }
