@@ -1212,6 +1212,28 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 					    "pfn %#llx is on the free list and allocated",
 					    (unsigned long long)pfn);
 	}
+	/* Free huge blocks (2M, 1G): each counts its pages, each page unallocated. */
+	for (unsigned int list = 0; list < 2 && !r.invariant; list++) {
+		uint64_t nr = 1ull << (list ? CCVM_FOLIO_ORDER_1G : CCVM_FOLIO_ORDER_2M), i;
+
+		for (pfn = p->folio_head[list]; pfn != UINT64_MAX && !r.invariant;
+		     pfn = p->free_next[pfn] ? p->free_next[pfn] : UINT64_MAX) {
+			r.nr_checks++;
+			if ((pfn & (nr - 1)) || pfn + nr > p->bump || (n += nr) > nr_free) {
+				ccvm_invariant_fail(&r, 5, NONE, pfn,
+						    "free %lluK block list is corrupt at pfn %#llx",
+						    (unsigned long long)(nr * 4),
+						    (unsigned long long)pfn);
+				break;
+			}
+			for (i = 0; i < nr && !r.invariant; i++)
+				if (atomic_load_explicit(&p->pfn_state[pfn + i],
+							 memory_order_relaxed) & CCVM_PFN_ALLOCATED)
+					ccvm_invariant_fail(&r, 5, NONE, pfn + i,
+							    "pfn %#llx is in a free block and "
+							    "allocated", (unsigned long long)(pfn + i));
+		}
+	}
 	for (pfn = 1; pfn < p->nr_pages && !r.invariant; pfn++) {
 		uint8_t st = atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed);
 

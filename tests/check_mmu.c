@@ -12,13 +12,13 @@
  * kinds.
  */
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <check.h>
 
 #include "internal.h"
+#include "testutil.h"
 
 #define MiB		(1ull << 20)
 #define PAGE		CCVM_PAGE_SIZE
@@ -987,9 +987,22 @@ END_TEST
 
 /* ---- concurrency: two faulting vCPUs and a converter (TSan) ---------------- */
 
+#define RACE_CONVERSIONS	300
+#define RACE_AHEAD		2	/* pre-faults a faulter runs per conversion */
+
+/*
+ * The converter and the faulters pace each other by events, not by yields:
+ * after each conversion the converter waits until a pre-fault finished
+ * (one that overlapped the conversion or came after it), and a faulter
+ * runs at most RACE_AHEAD pre-faults per conversion published so far, a
+ * few more once the converter is done (conversions = RACE_CONVERSIONS + 1).
+ * Both loops are bounded, neither starves the other, and faults race
+ * conversions however the OS runs the threads.
+ */
 struct race {
 	struct env *e;
-	_Atomic bool converter_done;
+	struct tu_event conversions;
+	struct tu_event faults;
 	_Atomic int errors;
 };
 
@@ -998,49 +1011,56 @@ struct race_faulter_arg {
 	int vcpu;
 };
 
-/* Pre-faults the whole slot until the converter is done (and a few times). */
 static void *race_faulter(void *arg)
 {
 	struct race_faulter_arg *a = arg;
 	struct race *r = a->r;
-	int i;
+	uint64_t i, conv;
 
-	for (i = 0; i < 3 || !atomic_load(&r->converter_done); i++) {
+	for (i = 0;; i++) {
 		uint64_t gpa = 0, size = SLOT_SIZE;
-		int ret = ccvm_vcpu_pre_fault_memory(r->e->v[a->vcpu], &gpa, &size);
+		int ret;
 
+		conv = tu_event_wait(&r->conversions, i / RACE_AHEAD);
+		if (conv > RACE_CONVERSIONS && i >= 3)
+			break;
+		ret = ccvm_vcpu_pre_fault_memory(r->e->v[a->vcpu], &gpa, &size);
 		/* A VM with a shared bit picks the alias before the fault: a racing
 		 * conversion may make that a memory fault, never a wrong mapping. */
 		if (ret && !(ret == -EFAULT && r->e->sbit))
 			atomic_fetch_add(&r->errors, 1);
+		tu_event_add(&r->faults, 1);
 	}
 	return NULL;
 }
 
 /*
- * Converts random ranges, yielding in between: every conversion moves the
- * invalidation seq, so a converter that never pauses would starve the
- * faults (as in KVM) instead of racing with them.
+ * Converts random ranges.  Every conversion moves the invalidation seq, so
+ * a converter that never waits would starve the faults (as in KVM) instead
+ * of racing with them.
  */
 static void *race_converter(void *arg)
 {
 	struct race *r = arg;
 	unsigned int seed = 12345;
+	uint64_t f;
 	int i;
 
-	for (i = 0; i < 300; i++) {
+	for (i = 0; i < RACE_CONVERSIONS; i++) {
 		uint64_t first = (uint64_t)(rand_r(&seed) % 1024) * PAGE;
 		uint64_t len = (uint64_t)(1 + rand_r(&seed) % 64) * PAGE;
 
 		if (first + len > SLOT_SIZE)
 			len = SLOT_SIZE - first;
+		f = tu_event_get(&r->faults);
 		if (ccvm_vm_set_memory_attributes(r->e->vm, first, len,
 						  (rand_r(&seed) & 1) ?
 						  CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0, 0))
 			atomic_fetch_add(&r->errors, 1);
-		sched_yield();
+		tu_event_add(&r->conversions, 1);
+		tu_event_wait(&r->faults, f + 1);
 	}
-	atomic_store(&r->converter_done, true);
+	tu_event_add(&r->conversions, 1);	/* done */
 	return NULL;
 }
 
@@ -1083,7 +1103,8 @@ static void race_run(const char *backend)
 	if (e.sbit)
 		ck_assert_int_eq(ccvm_vm_finalize(e.vm), 0);
 	r.e = &e;
-	atomic_init(&r.converter_done, false);
+	tu_event_init(&r.conversions);
+	tu_event_init(&r.faults);
 	atomic_init(&r.errors, 0);
 	ck_assert_int_eq(pthread_create(&t[2], NULL, race_converter, &r), 0);
 	for (i = 0; i < 2; i++) {
@@ -1093,6 +1114,8 @@ static void race_run(const char *backend)
 	}
 	for (i = 0; i < 3; i++)
 		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+	tu_event_destroy(&r.conversions);
+	tu_event_destroy(&r.faults);
 	ck_assert_int_eq(atomic_load(&r.errors), 0);
 	ck_assert(ccvm_vm_usable(e.vm));
 	ck_assert_int_eq(atomic_load(&e.vm->mmu.invalidate_in_progress), 0);

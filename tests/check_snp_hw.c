@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1075,30 +1074,32 @@ static void *make_private_thread(void *opaque)
 	return NULL;
 }
 
-static void wait_for(_Atomic uint64_t *counter, uint64_t above)
-{
-	while (atomic_load(counter) <= above)
-		sched_yield();
-}
-
 /*
  * Another CPU holds the region (here: this thread, through the debug lock):
  * a second thread's rmp_make_private() really gets FAIL_OVERLAP, retries,
  * and finishes once the region is released.  Same for PSMASH / FAIL_INUSE.
+ * The test waits for the hardware to say so (its counted events, through
+ * the trace callback), not by polling: RMPUPDATE_RETRY follows a failed
+ * RMPUPDATE; a second PSMASH follows a first that found the region held.
  */
 START_TEST(test_overlap_held_region_two_threads)
 {
 	uint64_t r = region();
 	struct make_arg a = { .pfn = r + 33, .level = CCVM_LEVEL_4K };
+	struct tu_event_watch w;
 	pthread_t t;
 
 	ck_assert(ccvm_snp_region_trylock(HW, r + 400));
 	ck_assert(!ccvm_snp_region_trylock(HW, r));
+	tu_watch_event(P, &w, CCVM_EV_RMPUPDATE_RETRY);
 	ck_assert_int_eq(pthread_create(&t, NULL, make_private_thread, &a), 0);
-	wait_for(&HW->nr_fail_overlap, 0);
+	tu_event_wait(&w.ev, 1);
+	ck_assert_uint_ge(atomic_load(&HW->nr_fail_overlap), 1);
 	ck_assert(!ccvm_snp_pfn_assigned(HW, r + 33));
 	ccvm_snp_region_unlock(HW, r);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(ccvm_platform_set_trace(P, NULL, NULL), 0);
+	tu_event_destroy(&w.ev);
 	ck_assert_int_eq(a.ret, 0);
 	ck_assert(ccvm_snp_pfn_assigned(HW, r + 33));
 	ck_assert_uint_ge(tu_event(P, CCVM_EV_RMPUPDATE_RETRY), 1);
@@ -1108,11 +1109,15 @@ START_TEST(test_overlap_held_region_two_threads)
 	ck_assert_int_eq(ccvm_snp_rmp_make_private(HW, NULL, r, 0, CCVM_LEVEL_2M, 1, false), 0);
 	a = (struct make_arg){ .pfn = r + 5, .psmash = true };
 	ck_assert(ccvm_snp_region_trylock(HW, r));
+	tu_watch_event(P, &w, CCVM_EV_PSMASH);
 	ck_assert_int_eq(pthread_create(&t, NULL, make_private_thread, &a), 0);
-	wait_for(&HW->nr_fail_inuse, 0);
+	tu_event_wait(&w.ev, 2);
+	ck_assert_uint_ge(atomic_load(&HW->nr_fail_inuse), 1);
 	ck_assert_uint_eq(rmpread(r + 5).level, CCVM_LEVEL_2M);
 	ccvm_snp_region_unlock(HW, r);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(ccvm_platform_set_trace(P, NULL, NULL), 0);
+	tu_event_destroy(&w.ev);
 	ck_assert_int_eq(a.ret, 0);
 	ck_assert_uint_eq(rmpread(r + 5).level, CCVM_LEVEL_4K);
 }

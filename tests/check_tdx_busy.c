@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -164,12 +163,20 @@ START_TEST(test_busy_removal_blocks_entry)
 	pthread_mutex_unlock(&sg.lock);
 	enters0 = pev(CCVM_EV_TDH_VP_ENTER);
 	trace_start();
-	/* Every page's leaf is busy once: eight retries with the guest running. */
+	/*
+	 * Every page's leaf is busy once: eight retries with the guest running.
+	 * After each removal the test waits until the guest entered again (the
+	 * removal's kick took it out, or it was on its way in): each removal
+	 * meets a guest that is entering and leaving, not one the OS happened
+	 * to leave unscheduled.
+	 */
 	for (i = 0; i < 8; i++) {
+		uint64_t e = tu_event_get(&TR->enters);
+
 		ck_assert_int_eq(ccvm_tdx_inject(T.m, leaf, 1,
 						 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_SEPT, 1), 0);
 		tu_set_attr(T.vm, 0x10000 + i * PG, PG, 0);
-		sched_yield();
+		tu_event_wait(&TR->enters, e + 1);
 	}
 	trace_stop();
 	atomic_store(&sg.stop, true);
@@ -307,9 +314,8 @@ struct conc {
 	pthread_barrier_t bar;
 	_Atomic bool stop;
 	_Atomic int failures;
-	/* a spinning barrier for guest code: vCPUs in step, page by page */
-	_Atomic uint32_t arrived;
-	_Atomic uint32_t phase;
+	/* a barrier for guest code: vCPUs in step, page by page */
+	pthread_barrier_t guest_bar;
 };
 
 struct conc_vcpu {
@@ -319,15 +325,7 @@ struct conc_vcpu {
 
 static void guest_barrier(struct conc *c)
 {
-	uint32_t phase = atomic_load(&c->phase);
-
-	if (atomic_fetch_add(&c->arrived, 1) + 1 == (uint32_t)c->nr) {
-		atomic_store(&c->arrived, 0);
-		atomic_fetch_add(&c->phase, 1);
-		return;
-	}
-	while (atomic_load(&c->phase) == phase)
-		sched_yield();
+	pthread_barrier_wait(&c->guest_bar);
 }
 
 static void guest_conc(struct ccvm_guest *g, void *arg)
@@ -400,6 +398,7 @@ START_TEST(test_concurrent_faults)
 	/* Leaves as slow as real ones: contention even on one free core. */
 	ck_assert_int_eq(ccvm_tdx_set_entry_lock_yields(T.m, _i < 3 ? 1 : 0), 0);
 	pthread_barrier_init(&c.bar, NULL, (unsigned int)c.nr + 1);
+	pthread_barrier_init(&c.guest_bar, NULL, (unsigned int)c.nr);
 	for (i = 0; i < c.nr; i++) {
 		cv[i] = (struct conc_vcpu){ .c = &c, .id = i };
 		ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[i], guest_conc, &cv[i]), 0);
@@ -422,6 +421,7 @@ START_TEST(test_concurrent_faults)
 	for (i = 0; i < c.nr; i++)
 		pthread_join(th[i], NULL);
 	pthread_barrier_destroy(&c.bar);
+	pthread_barrier_destroy(&c.guest_bar);
 	ck_assert_int_eq(atomic_load(&c.failures), 0);
 	/* Contention happened for real, and every busy resolved. */
 	if (_i < 3)
@@ -441,21 +441,28 @@ END_TEST
  * after ccvm_tdx_vp_exit() from the kicking thread, the vCPU is in no
  * epoch, so the next TRACK never finds the previous epoch busy.
  */
+#define KICKS		20000u
+#define TRACK_TRIES	(1u << 24)	/* a TRACK busy this often: a lost exit */
+
 struct exit_race {
 	struct ccvm_tdx_vp *vp;
 	unsigned int cpu;
 	_Atomic bool stop;
 	_Atomic uint64_t entries;
+	struct tu_event reached;	/* entries, signalled at 1 and at KICKS */
 };
 
 static void *enter_exit_thread(void *arg)
 {
 	struct exit_race *x = arg;
+	uint64_t n;
 
 	while (!atomic_load(&x->stop)) {
 		if (ccvm_tdh_vp_enter(x->vp, x->cpu) == TDX_SUCCESS) {
-			atomic_fetch_add(&x->entries, 1);
+			n = atomic_fetch_add(&x->entries, 1) + 1;
 			ccvm_tdx_vp_exit(x->vp);
+			if (n == 1 || n == KICKS)
+				tu_event_set(&x->reached, n);
 		}
 	}
 	return NULL;
@@ -466,6 +473,7 @@ START_TEST(test_kick_waits_for_exit)
 	struct ccvm_tdx_td *td;
 	struct exit_race x;
 	uint64_t st, done = 0, entries, tries;
+	uint32_t busy;
 	pthread_t th;
 
 	td_up(1, false);
@@ -474,14 +482,11 @@ START_TEST(test_kick_waits_for_exit)
 	x.cpu = (unsigned int)ccvm_tdx_vp_cpu(x.vp);
 	atomic_init(&x.stop, false);
 	atomic_init(&x.entries, 0);
+	tu_event_init(&x.reached);
 	ck_assert_int_eq(pthread_create(&th, NULL, enter_exit_thread, &x), 0);
-	while (!atomic_load(&x.entries))
-		sched_yield();
-	/* Until the vCPU went in and out often enough to meet the kicks. */
-	for (tries = 0; tries < 50000000; tries++) {
-		entries = atomic_load(&x.entries);
-		if (done >= 20000 && entries >= 20000)
-			break;
+	tu_event_wait(&x.reached, 1);
+	/* KICKS kicks that each met the vCPU somewhere in its loop. */
+	for (tries = 0; tries < 50000000 && done < KICKS; tries++) {
 		st = ccvm_tdh_mem_track(td);
 		if (st) {
 			CHECK(ccvm_tdx_is_busy(st) ||
@@ -491,18 +496,24 @@ START_TEST(test_kick_waits_for_exit)
 			continue;
 		}
 		ccvm_tdx_vp_exit(x.vp);		/* the kick */
+		/* Busy only while the other thread holds the TD's epoch lock. */
+		busy = 0;
 		do
 			st = ccvm_tdh_mem_track(td);
-		while (ccvm_tdx_is_busy(st));
-		CHECK(st == TDX_SUCCESS, "TRACK after the kick: %s", ccvm_tdx_status_name(st));
+		while (ccvm_tdx_is_busy(st) && ++busy < TRACK_TRIES);
+		CHECK(st == TDX_SUCCESS, "TRACK after the kick (%u tries): %s", busy,
+		      ccvm_tdx_status_name(st));
 		done++;
 	}
+	/* And the vCPU went in and out that often too, however the OS ran us. */
+	tu_event_wait(&x.reached, KICKS);
 	atomic_store(&x.stop, true);
 	pthread_join(th, NULL);
 	ccvm_tdx_vp_exit(x.vp);
+	tu_event_destroy(&x.reached);
 	entries = atomic_load(&x.entries);
-	ck_assert_uint_ge(done, 20000);
-	ck_assert_uint_ge(entries, 20000);
+	ck_assert_uint_ge(done, KICKS);
+	ck_assert_uint_ge(entries, KICKS);
 	ck_assert(!ccvm_tdx_vp_in_guest(x.vp));
 	close_all();
 	assert_clean();

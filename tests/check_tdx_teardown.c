@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -125,11 +124,11 @@ END_TEST
 
 static void guest_spin(struct ccvm_guest *g, void *arg)
 {
-	_Atomic bool *started = arg;
+	struct tu_event *started = arg;
 	uint8_t buf[8];
 
 	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, 0x50000, PG) == 0);
-	atomic_store(started, true);
+	tu_event_set(started, 1);
 	/* Until the TD is gone under it. */
 	while (ccvm_guest_read(g, 0x50000, buf, sizeof(buf)) == 0)
 		;
@@ -138,7 +137,7 @@ static void guest_spin(struct ccvm_guest *g, void *arg)
 START_TEST(test_terminate)
 {
 	struct fill_arg a = { .gpa = 0x10000, .n = 16, .salt = 8 };
-	_Atomic bool started = false;
+	struct tu_event started = TU_EVENT_INIT;
 	struct spin_run sr;
 	struct ccvm_vcpu *v;
 	uint64_t leaves, reclaim0;
@@ -150,8 +149,7 @@ START_TEST(test_terminate)
 	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[1], guest_spin, &started), 0);
 	sr = (struct spin_run){ .v = T.v[1] };
 	ck_assert_int_eq(pthread_create(&th, NULL, spin_thread, &sr), 0);
-	while (!atomic_load(&started))
-		sched_yield();
+	tu_event_wait(&started, 1);
 	leaves = check_sept_mirror(SLOT0_GPA, SLOT0_SIZE / PG);
 	ck_assert_uint_eq(leaves, 17);
 

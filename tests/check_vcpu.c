@@ -12,14 +12,12 @@
  * reference makes ccvm_platform_destroy() fail.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include <check.h>
 
@@ -58,11 +56,7 @@ static void teardown(void)
 
 static void guest_return(struct ccvm_guest *g, void *arg);
 
-static void wait_for(_Atomic int *flag, int value)
-{
-	while (atomic_load(flag) != value)
-		sched_yield();
-}
+/* Waits are tu_event_wait() on what the other thread signals: never a spin. */
 
 /* ---- create and close ------------------------------------------------------ */
 
@@ -315,8 +309,8 @@ END_TEST
 
 struct busy_ctx {
 	struct ccvm_vcpu *v;
-	_Atomic int started;
-	_Atomic int go;
+	struct tu_event started;
+	struct tu_event go;
 	int self_run, self_close, self_set_guest;
 	int run_ret;
 	uint32_t exit_reason;
@@ -330,8 +324,8 @@ static void guest_waits(struct ccvm_guest *g, void *arg)
 	c->self_run = ccvm_vcpu_run(c->v);
 	c->self_close = ccvm_vcpu_close(c->v);
 	c->self_set_guest = ccvm_vcpu_set_guest(c->v, guest_waits, c);
-	atomic_store(&c->started, 1);
-	wait_for(&c->go, 1);
+	tu_event_set(&c->started, 1);
+	tu_event_wait(&c->go, 1);
 }
 
 static void *run_thread(void *arg)
@@ -345,15 +339,15 @@ static void *run_thread(void *arg)
 
 START_TEST(test_run_busy_and_self_calls)
 {
-	struct busy_ctx c = { 0 };
+	struct busy_ctx c = { .started = TU_EVENT_INIT, .go = TU_EVENT_INIT };
 	pthread_t t;
 
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &c.v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(c.v, guest_waits, &c), 0);
 	ck_assert_int_eq(pthread_create(&t, NULL, run_thread, &c), 0);
-	wait_for(&c.started, 1);
+	tu_event_wait(&c.started, 1);
 	ck_assert_int_eq(ccvm_vcpu_run(c.v), -EBUSY);
-	atomic_store(&c.go, 1);
+	tu_event_set(&c.go, 1);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
 	ck_assert_int_eq(c.run_ret, 0);
 	ck_assert_uint_eq(c.exit_reason, CCVM_EXIT_DONE);
@@ -423,7 +417,7 @@ END_TEST
 
 struct par_ctx {
 	struct ccvm_vcpu *v;
-	_Atomic int *mine, *peer;
+	struct tu_event *mine, *peer;
 	uint64_t base;
 	int run_ret;
 	uint32_t exit_reason;
@@ -441,8 +435,8 @@ static void guest_rendezvous(struct ccvm_guest *g, void *arg)
 	uint8_t buf[6000], rd[6000];
 	int i, round;
 
-	atomic_store(c->mine, 1);
-	wait_for(c->peer, 1);
+	tu_event_set(c->mine, 1);
+	tu_event_wait(c->peer, 1);
 	for (round = 0; round < 20; round++) {
 		for (i = 0; i < (int)sizeof(buf); i++)
 			buf[i] = (uint8_t)(i * 7 + round + ccvm_guest_vcpu_id(g));
@@ -475,7 +469,7 @@ static void *par_thread(void *arg)
 
 START_TEST(test_parallel_vcpus)
 {
-	_Atomic int flags[2] = { 0, 0 };
+	struct tu_event flags[2] = { TU_EVENT_INIT, TU_EVENT_INIT };
 	struct par_ctx c[2];
 	pthread_t t[2];
 	int i;
@@ -541,7 +535,7 @@ START_TEST(test_entry_blocked)
 }
 END_TEST
 
-static _Atomic int kick_phase;
+static struct tu_event kick_phase = TU_EVENT_INIT;
 
 static void guest_kicked(struct ccvm_guest *g, void *arg)
 {
@@ -549,8 +543,8 @@ static void guest_kicked(struct ccvm_guest *g, void *arg)
 
 	(void)arg;
 	CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, 0x5000, &x, sizeof(x)));
-	atomic_store(&kick_phase, 1);
-	wait_for(&kick_phase, 2);
+	tu_event_set(&kick_phase, 1);
+	tu_event_wait(&kick_phase, 2);
 	CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, 0x5000, &x, sizeof(x)));
 	ccvm_guest_sync(g, x);
 }
@@ -564,12 +558,12 @@ START_TEST(test_kick_makes_guest_reenter)
 	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &c.v), 0);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(c.v, guest_kicked, NULL), 0);
 	ck_assert_int_eq(pthread_create(&t, NULL, run_thread, &c), 0);
-	wait_for(&kick_phase, 1);
+	tu_event_wait(&kick_phase, 1);
 	ck_assert(atomic_load(&c.v->in_guest));
 	enters = tu_vm_event(vm, CCVM_EV_GUEST_ENTER);
 	ccvm_vm_kick_all(vm);
 	ck_assert(!atomic_load(&c.v->in_guest));
-	atomic_store(&kick_phase, 2);
+	tu_event_set(&kick_phase, 2);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
 	ck_assert_int_eq(c.run_ret, 0);
 	ck_assert_uint_eq(c.exit_reason, CCVM_EXIT_SYNC);

@@ -113,6 +113,15 @@
 
 #define NOT_RUN		9999		/* a guest op the run never reached */
 
+/*
+ * The huge-folio file: 2 MiB of gmem with 2 MiB folios where the backend
+ * has them (4 KiB folios elsewhere: every guest-visible result must be the
+ * same), bound whole at HUGE_GPA by its own slot, made on the first H_HUGE.
+ */
+#define HUGE_PAGES	512
+#define HUGE_GPA	(8ull << 20)
+#define HUGE_SLOT	8
+
 /* ---- records ------------------------------------------------------------------ */
 
 enum rec_kind {
@@ -122,6 +131,7 @@ enum rec_kind {
 	R_INJECT, R_GMEM_CLOSE, R_TERMINATE, R_POPULATE, R_FINALIZE, R_QUERY, R_KNOB, R_TRACE,
 	R_MT_RUN, R_VM2, R_EXPLORE, R_GSET, R_PIN,
 	R_INFO, R_PHYS, R_SCHED, R_G_INFO, R_G_SYNC, R_G_ABORT,
+	R_HUGE, R_G_HUGE,
 	R_NR_KINDS
 };
 
@@ -131,6 +141,7 @@ static const char *const rec_names[R_NR_KINDS] = {
 	"inject", "gmem_close", "terminate", "populate", "finalize", "query", "knob", "trace",
 	"mt_run", "vm2", "explore", "gmem_set_attr", "pin",
 	"info", "phys", "sched", "guest_info", "guest_sync", "guest_abort",
+	"huge", "guest_huge",
 };
 
 #define F_MISMATCH	(1u << 0)	/* access through the alias the attribute does not say */
@@ -214,6 +225,14 @@ struct world {
 	struct ccvm_gmem *g2;
 	struct ccvm_vcpu *v2;
 	uint8_t *shared2;			/* the guest ran an explicit accept */
+	/* The huge-folio file (H_HUGE), its slot and, per VM, its VMM buffer. */
+	struct ccvm_gmem *hg;
+	bool hbound;
+	int hcreate_err;
+	uint8_t *hmap;			/* the mmap behind hshared */
+	uint8_t *hshared;		/* 2 MiB aligned */
+	uint8_t hattr[HUGE_PAGES];	/* PRIVATE per page, read back after each op */
+	bool hzap[HUGE_PAGES];		/* bytes left to the backend by a conversion */
 
 	/*
 	 * Shadows, written by the harness thread and read by the guest after
@@ -485,7 +504,7 @@ enum host_op {
 	H_GMEM_INFO, H_WRAP,
 	H_INJECT, H_GMEM_CLOSE, H_TERMINATE, H_POPULATE, H_FINALIZE, H_QUERY, H_KNOB,
 	H_TRACE, H_MT_RUN, H_VM2, H_EXPLORE, H_GSET, H_PIN,
-	H_INFO, H_PHYS, H_SCHED,
+	H_INFO, H_PHYS, H_SCHED, H_HUGE,
 	H_NR
 };
 
@@ -499,7 +518,7 @@ static const uint8_t host_args[H_NR] = {
 	[H_INJECT] = 3, [H_GMEM_CLOSE] = 0, [H_TERMINATE] = 0, [H_POPULATE] = 2,
 	[H_FINALIZE] = 0, [H_QUERY] = 1, [H_KNOB] = 2, [H_TRACE] = 1, [H_MT_RUN] = 1,
 	[H_VM2] = 2, [H_EXPLORE] = 3, [H_GSET] = 4, [H_PIN] = 3,
-	[H_INFO] = 2, [H_PHYS] = 3, [H_SCHED] = 1,
+	[H_INFO] = 2, [H_PHYS] = 3, [H_SCHED] = 1, [H_HUGE] = 3,
 };
 
 enum guest_op { G_READ, G_WRITE, G_MAP, G_ACCEPT, G_NR };
@@ -509,7 +528,7 @@ enum guest_op { G_READ, G_WRITE, G_MAP, G_ACCEPT, G_NR };
  * bits 5-7 (the seeds' ops leave those bits clear).
  */
 #define G_EXT		4
-enum guest_ext_op { GX_INFO, GX_SYNC, GX_ABORT, GX_NR };
+enum guest_ext_op { GX_INFO, GX_SYNC, GX_ABORT, GX_HUGE, GX_NR };
 
 enum alias_mode { ALIAS_AUTO, ALIAS_AUTO2, ALIAS_PRIVATE, ALIAS_SHARED };
 
@@ -912,6 +931,54 @@ static void guest_rw(struct ccvm_guest *g, struct world *w, struct rec *r, const
 				w->zapdep[gmem_index(w, p)] = false;
 }
 
+/*
+ * A guest access of 8 bytes in the huge-folio file's slot, through the
+ * alias its attribute says (b[0] bit 3: write, bit 4: accept the 2 MiB
+ * block at 2 MiB first when it is all private; b[1] and b[2] bit 0: the
+ * page; b[2] bits 1-7: the offset in 32-byte steps; b[3]: the bytes).  On
+ * #VE/#VC the guest accepts the page and retries: an SNP 4K accept inside
+ * a 2M RMP entry needs KVM to PSMASH first, so a few times.
+ */
+static void guest_huge(struct ccvm_guest *g, struct world *w, struct rec *r,
+		       const struct gop *o)
+{
+	uint64_t page = o->b[1] | ((uint64_t)(o->b[2] & 1) << 8);
+	uint64_t gpa = HUGE_GPA + page * PAGE + (uint64_t)(o->b[2] >> 1) * 32;
+	bool write = o->b[0] & 8, priv = w->hattr[page];
+	uint8_t buf[8];
+	int tries, i;
+
+	snprintf(r->what, sizeof(r->what), "guest_huge %s %#" PRIx64 " %s",
+		 write ? "write" : "read", gpa, priv ? "private" : "shared");
+	if (!w->hbound) {
+		r->err = -ENOENT;
+		return;
+	}
+	if ((o->b[0] & 0x10) && priv) {
+		bool all = true;
+
+		for (i = 0; i < HUGE_PAGES; i++)
+			all &= w->hattr[i];
+		/* The result is the backend's own (-ERANGE over 4K mappings). */
+		if (all)
+			(void)ccvm_guest_accept_level(g, HUGE_GPA, HUGE_PAGES * PAGE,
+						      CCVM_LEVEL_2M);
+	}
+	if (w->hzap[page])
+		r->flags |= F_ZAPDEP;
+	for (i = 0; i < (int)sizeof(buf); i++)
+		buf[i] = write ? fill_byte(o->b[3], gpa + (uint64_t)i) : 0xee;
+	for (tries = 0; tries < 4; tries++) {
+		r->err = write ? ccvm_guest_write(g, gpa | (priv ? 0 : w->sbit), buf, sizeof(buf))
+			       : ccvm_guest_read(g, gpa | (priv ? 0 : w->sbit), buf, sizeof(buf));
+		if (r->err != -EACCES)
+			break;
+		(void)ccvm_guest_accept(g, gpa & ~(PAGE - 1), PAGE);
+	}
+	if (!write && !r->err)
+		r->data = hash_bytes(buf, sizeof(buf));
+}
+
 static void guest_fn(struct ccvm_guest *g, void *arg)
 {
 	struct guest_ctx *c = arg;
@@ -966,6 +1033,10 @@ static void guest_fn(struct ccvm_guest *g, void *arg)
 			snprintf(r->what, sizeof(r->what), "guest_abort");
 			r->err = 0;
 			ccvm_guest_abort(g, "fuzz", o->b[3], "the input asked");
+			break;
+		case R_G_HUGE:
+			guest_huge(g, w, r, o);
+			break;
 		}
 	}
 }
@@ -998,7 +1069,8 @@ static void vmm_prepare(struct world *w, const struct prog *prog, struct vmm_job
 	j->rec_base = w->nrec;
 	for (i = 0; i < prog->n; i++) {
 		static const uint8_t kinds[G_NR] = { R_G_READ, R_G_WRITE, R_G_MAP, R_G_ACCEPT };
-		static const uint8_t ext_kinds[GX_NR] = { R_G_INFO, R_G_SYNC, R_G_ABORT };
+		static const uint8_t ext_kinds[GX_NR] = { R_G_INFO, R_G_SYNC, R_G_ABORT,
+							  R_G_HUGE };
 		uint8_t b0 = prog->ops[i].b[0];
 		struct rec *r = rec_new(w, (b0 & G_EXT) ? ext_kinds[(b0 >> 5) % GX_NR]
 						       : kinds[b0 % G_NR]);
@@ -1526,6 +1598,170 @@ static void op_explore(struct world *w, const uint8_t *a)
 	ccvm_builtin_scenario_destroy(sc);
 }
 
+/* ---- the huge-folio file ---------------------------------------------------------------- */
+
+static void huge_refresh(struct world *w)
+{
+	uint64_t page = 0;
+
+	memset(w->hattr, 0, sizeof(w->hattr));
+	while (w->hbound && w->in_place && page < HUGE_PAGES) {
+		uint64_t a = 0, run = 0, n;
+
+		if (ccvm_gmem_get_memory_attributes(w->hg, page * PAGE, &a, &run) || run < PAGE)
+			die("%s: huge file attributes", w->backend);
+		for (n = run / PAGE; n && page < HUGE_PAGES; n--, page++)
+			w->hattr[page] = (a & CCVM_MEMORY_ATTRIBUTE_PRIVATE) != 0;
+	}
+	for (page = 0; w->hbound && !w->in_place && page < HUGE_PAGES; page++) {
+		uint64_t a = 0;
+
+		if (ccvm_vm_get_memory_attribute(w->vm, HUGE_GPA + page * PAGE, &a))
+			die("%s: huge slot attributes", w->backend);
+		w->hattr[page] = (a & CCVM_MEMORY_ATTRIBUTE_PRIVATE) != 0;
+	}
+}
+
+/* Make and bind the file once; the errno is compared like any other. */
+static int huge_setup(struct world *w)
+{
+	uint64_t gflags = w->caps.gmem_flags & (CCVM_GMEM_FLAG_MMAP | CCVM_GMEM_FLAG_INIT_SHARED |
+						CCVM_GMEM_FLAG_HUGETLB);
+	struct ccvm_memory_region mr = {
+		.slot = HUGE_SLOT, .flags = CCVM_MEM_GUEST_MEMFD, .guest_phys_addr = HUGE_GPA,
+		.memory_size = HUGE_PAGES * PAGE,
+	};
+	int err;
+
+	if (w->hg || w->hcreate_err)
+		return w->hcreate_err;
+	err = ccvm_gmem_create(w->vm, HUGE_PAGES * PAGE, gflags, &w->hg);
+	if (!err && w->in_place && !(gflags & CCVM_GMEM_FLAG_INIT_SHARED)) {
+		struct ccvm_memory_attributes2 a = { .size = HUGE_PAGES * PAGE };
+
+		err = ccvm_gmem_set_memory_attributes(w->hg, &a);
+	}
+	if (!err && !w->in_place) {
+		/* A 2 MiB-aligned VMM buffer, or the slot disallows 2M pages. */
+		w->hmap = mmap(NULL, 2 * HUGE_PAGES * PAGE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (w->hmap == MAP_FAILED)
+			die("mmap");
+		w->hshared = (uint8_t *)(((uintptr_t)w->hmap + HUGE_PAGES * PAGE - 1) &
+					 ~(uintptr_t)(HUGE_PAGES * PAGE - 1));
+		mr.userspace_addr = w->hshared;
+	}
+	mr.gmem = w->hg;
+	if (!err)
+		err = ccvm_vm_set_user_memory_region(w->vm, &mr);
+	w->hbound = !err;
+	w->hcreate_err = err ? err : 0;
+	huge_refresh(w);
+	return err;
+}
+
+static void huge_teardown(struct world *w)
+{
+	if (w->hg && ccvm_gmem_close(w->hg) && !w->injected)
+		die("%s: huge gmem close", w->backend);
+	w->hg = NULL;
+	if (w->hmap)
+		munmap(w->hmap, 2 * HUGE_PAGES * PAGE);
+	w->hmap = w->hshared = NULL;
+}
+
+/*
+ * H_HUGE: a[0] bits 0-2 the operation, bit 3 the page's bit 8; a[1] the
+ * page's low bits; a[2] bits 0-2 the length, bit 3 set: not clipped to the
+ * file (the errno of a range past its end is compared too).  Lengths of 1
+ * to 511 pages convert or punch part of a folio: a split, a zeroing.
+ */
+static void op_huge(struct world *w, const uint8_t *a)
+{
+	static const uint16_t hlens[8] = { 1, 2, 3, 16, 64, 256, 511, 512 };
+	static const char *const names[8] = {
+		"to-private", "to-shared", "punch", "allocate", "prefault", "info",
+		"all-private", "all-shared",
+	};
+	struct rec *r = rec_new(w, R_HUGE);
+	unsigned int sub = a[0] & 7;
+	uint64_t page = a[1] | ((uint64_t)((a[0] >> 3) & 1) << 8), n = hlens[a[2] & 7];
+	uint8_t before[HUGE_PAGES];
+	uint64_t i;
+
+	if (sub >= 6) {
+		page = 0;
+		n = HUGE_PAGES;
+	} else if (!(a[2] & 8) && page + n > HUGE_PAGES) {
+		n = HUGE_PAGES - page;
+	}
+	snprintf(r->what, sizeof(r->what), "huge %s %" PRIu64 "+%" PRIu64, names[sub], page, n);
+	r->err = huge_setup(w);
+	if (r->err)
+		return;
+	memcpy(before, w->hattr, sizeof(before));
+	switch (sub) {
+	case 0: case 1: case 6: case 7: {
+		bool priv = !(sub & 1);
+		struct ccvm_memory_attributes2 at = {
+			.offset = page * PAGE, .size = n * PAGE,
+			.attributes = priv ? CCVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+		};
+
+		if (w->in_place)
+			r->err = ccvm_gmem_set_memory_attributes(w->hg, &at);
+		else
+			r->err = ccvm_vm_set_memory_attributes(w->vm, HUGE_GPA + page * PAGE,
+							       n * PAGE, at.attributes, 0);
+		break;
+	}
+	case 2:
+	case 3:
+		r->err = ccvm_gmem_fallocate(w->hg, CCVM_FALLOC_KEEP_SIZE |
+					     (sub == 2 ? CCVM_FALLOC_PUNCH_HOLE : 0),
+					     page * PAGE, n * PAGE);
+		if (sub == 2 && !r->err)
+			for (i = page; i < page + n && i < HUGE_PAGES; i++)
+				w->hzap[i] = false;
+		break;
+	case 4: {
+		uint64_t gpa = HUGE_GPA + page * PAGE, size = n * PAGE;
+
+		while (size) {
+			uint64_t left = size;
+
+			r->err = ccvm_vcpu_pre_fault_memory(w->pv, &gpa, &size);
+			if (r->err)
+				break;
+			if (size >= left)
+				die("%s: pre-fault returned 0 without progress (%s)", w->backend,
+				    r->what);
+		}
+		break;
+	}
+	case 5: {
+		struct ccvm_gmem_info info = CCVM_OPTS_INIT(struct ccvm_gmem_info);
+		int level = 0;
+
+		/* Folio orders and mapping levels are each backend's own. */
+		r->flags |= F_NOCMP;
+		r->err = ccvm_gmem_get_info(w->hg, &info);
+		r->v0 = info.folio_order | (info.nr_huge_folios << 8);
+		if (!ccvm_vm_lookup_mapping(w->vm, HUGE_GPA + page * PAGE, NULL, &level))
+			r->v1 = (uint64_t)level;
+		break;
+	}
+	}
+	huge_refresh(w);
+	for (i = 0; i < HUGE_PAGES; i++) {
+		if (before[i] == w->hattr[i])
+			continue;
+		if (r->err)
+			die("%s: a failed %s changed page %" PRIu64, w->backend, r->what, i);
+		w->hzap[i] = true;
+	}
+}
+
 /* The second VM: attributes, punch, pre-fault, on a VM of its own. */
 static void op_vm2(struct world *w, const uint8_t *a)
 {
@@ -1802,6 +2038,7 @@ static void world_teardown(struct world *w)
 	if (ccvm_vm_close(w->vm))
 		die("%s: vm_close", w->backend);
 	w->vm = NULL;
+	huge_teardown(w);
 	if (w->g && ccvm_gmem_close(w->g))
 		die("%s: gmem_close", w->backend);
 	w->g = NULL;
@@ -1958,12 +2195,15 @@ static void world_run(struct world *w, const uint8_t *data, size_t size)
 		case H_SCHED:
 			op_sched(w, a);
 			break;
+		case H_HUGE:
+			op_huge(w, a);
+			break;
 		default:
 			break;
 		}
 		/* Before finalize, guests and pre-faults are each backend's own. */
 		if (!launched && (h == H_RUN || h == H_PREFAULT || h == H_MT_RUN ||
-				  h == H_VM2 || h == H_GMEM_RW))
+				  h == H_VM2 || h == H_GMEM_RW || (h == H_HUGE && (a[0] & 7) == 4)))
 			for (i = first; i < w->nrec; i++)
 				w->recs[i].flags |= F_DIVERGE;
 		/* In place a gfn's attribute follows the slots and the file too. */
@@ -2120,6 +2360,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #define SMALL		0x13		/* 8 bytes at offset 0x300 */
 #define RUN(n)		H_RUN, (n) - 1
 #define GX(k, v)	G_EXT | ((k) << 5), 0, 0, (v)
+/* Guest access in the huge file: page, 32-byte step, write, accept at 2M first. */
+#define GH(pg, st, wr, acc, v)	G_EXT | (GX_HUGE << 5) | ((wr) << 3) | ((acc) << 4), \
+				(pg) & 0xff, ((st) << 1) | ((pg) >> 8), (v)
+/* H_HUGE: op, page, length index (| 8: unclipped). */
+#define HH(op, pg, len)	H_HUGE, (op) | (((pg) >> 8) << 3), (pg) & 0xff, (len)
 
 struct seed {
 	const char *name;
@@ -2252,6 +2497,27 @@ static const struct seed seeds[] = {
 	     GX(GX_SYNC, 9), GX(GX_ABORT, 3), H_SCHED, 1, RUN(2), GX(GX_INFO, 0), GR(81, SMALL, 0)),
 	SEED("trace-opts", 4, H_TRACE, 0x0b, H_TRACE, 0x4b, RUN(1), GW(0, SMALL, 1), H_TRACE, 0,
 	     H_TRACE, 0x05, H_SET_ATTR, 0, 3, 0, H_TRACE, 0x8b, H_TRACE, 0x2b, H_TRACE, 0),
+	/*
+	 * Huge folios, in place: a 2M folio made private and accepted at 2M,
+	 * one page converted to shared (the folio splits), the guest reads
+	 * across it, the page private again (the folio merges).
+	 */
+	SEED("huge-split-merge", 0x40, HH(6, 0, 0), RUN(3), GH(5, 2, 1, 1, 7), GH(5, 2, 0, 0, 0),
+	     GH(300, 9, 1, 0, 8), HH(5, 0, 0), HH(1, 10, 0), HH(5, 10, 0), RUN(3),
+	     GH(5, 2, 0, 0, 0), GH(10, 0, 1, 0, 9), GH(10, 0, 0, 0, 0), HH(0, 10, 0), HH(5, 0, 0),
+	     RUN(2), GH(5, 2, 0, 1, 0), GH(300, 9, 0, 0, 0), HH(7, 0, 0), HH(5, 0, 0)),
+	/*
+	 * Huge folios, per-VM attributes: pre-faulted at 2M, a punch of part
+	 * of the folio (zeroed, the folio stays), half of it shared, a whole
+	 * punch, an allocation past the end of the file.
+	 */
+	SEED("huge-punch-part", 0, HH(6, 0, 0), HH(4, 0, 7), RUN(3), GH(3, 0, 1, 1, 3),
+	     GH(400, 5, 1, 0, 4), GH(3, 0, 0, 0, 0), HH(2, 3, 1), HH(5, 3, 0), RUN(2),
+	     GH(3, 0, 0, 0, 0), GH(400, 5, 0, 0, 0), HH(1, 256, 5), RUN(2), GH(300, 1, 1, 0, 5),
+	     GH(300, 1, 0, 0, 0), HH(4, 0, 7), HH(2, 0, 7), HH(3, 200, 15), HH(5, 0, 0)),
+	SEED("huge-racing-runs", 0x48, HH(6, 0, 0), RUN(2), GH(1, 0, 1, 1, 1), GH(1, 0, 0, 0, 0),
+	     HH(1, 100, 2), HH(2, 101, 0), RUN(3), GH(100, 0, 0, 0, 0), GH(101, 0, 1, 0, 2),
+	     GH(102, 0, 0, 0, 0), HH(0, 0, 7), HH(5, 0, 0)),
 };
 
 static int write_seeds(const char *dir)

@@ -516,6 +516,7 @@ struct evtrace {
 	uint32_t n;
 	uint16_t ev[TRACE_MAX];
 	bool overflow;
+	struct tu_event enters;	/* VP.ENTERs since trace_start(), to wait on */
 };
 
 static struct evtrace *TR;
@@ -552,6 +553,8 @@ static inline void trace_cb(const struct ccvm_trace_record *rec, void *ctx)
 	else
 		t->overflow = true;
 	pthread_mutex_unlock(&t->lock);
+	if (rec->id == CCVM_EV_TDH_VP_ENTER)
+		tu_event_add(&t->enters, 1);
 }
 
 static inline void trace_start(void)
@@ -559,6 +562,7 @@ static inline void trace_start(void)
 	TR = calloc(1, sizeof(*TR));
 	ck_assert_ptr_nonnull(TR);
 	pthread_mutex_init(&TR->lock, NULL);
+	tu_event_init(&TR->enters);
 	ck_assert_int_eq(ccvm_platform_set_trace(T.p, trace_cb, TR), 0);
 }
 
@@ -571,6 +575,7 @@ static inline void trace_stop(void)
 static inline void trace_free(void)
 {
 	pthread_mutex_destroy(&TR->lock);
+	tu_event_destroy(&TR->enters);
 	free(TR);
 	TR = NULL;
 }

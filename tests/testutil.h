@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -395,5 +396,119 @@ static inline struct ccvm_run *tu_run_once_at(struct ccvm_vcpu *v, int want_ret,
 #define tu_run_once(v, ret, exit)	tu_run_once_at((v), (ret), (exit), __LINE__)
 #define tu_expect_sync(v, val) \
 	ck_assert_uint_eq(tu_run_once((v), 0, CCVM_EXIT_SYNC)->sync.value, (uint64_t)(val))
+
+/* ---- waiting for another thread: event-driven, bounded -------------------- */
+
+/*
+ * A value that another thread moves (a guest, a VMM thread, or the library
+ * itself through a trace callback, see tu_watch_event()) and a test waits
+ * on: a condition variable, never a spin, a sleep or a clock.  Every change
+ * wakes the waiters.  A waiter checks the value at each wake-up and gives up
+ * after TU_WAIT_WAKEUPS of them, failing the test with the name of what it
+ * waited for (a livelock of wake-ups that never reach the value); an event
+ * that never comes hangs the wait, which Check's timeout reports.  The
+ * mutex is the test's own: it may be taken with library locks held (a trace
+ * callback), and no libccvm call is made under it.
+ */
+struct tu_event {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t value;
+};
+
+#define TU_EVENT_INIT	{ PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
+#define TU_WAIT_WAKEUPS	(1u << 20)
+
+static inline void tu_event_init(struct tu_event *e)
+{
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->cond, NULL);
+	e->value = 0;
+}
+
+static inline void tu_event_destroy(struct tu_event *e)
+{
+	pthread_cond_destroy(&e->cond);
+	pthread_mutex_destroy(&e->lock);
+}
+
+static inline void tu_event_set(struct tu_event *e, uint64_t value)
+{
+	pthread_mutex_lock(&e->lock);
+	e->value = value;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
+/* Adds @n; returns the new value. */
+static inline uint64_t tu_event_add(struct tu_event *e, uint64_t n)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&e->lock);
+	v = e->value += n;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	return v;
+}
+
+static inline uint64_t tu_event_get(struct tu_event *e)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&e->lock);
+	v = e->value;
+	pthread_mutex_unlock(&e->lock);
+	return v;
+}
+
+/* Until the value is at least @value; returns it. */
+static inline uint64_t tu_event_wait_at(struct tu_event *e, uint64_t value, const char *what,
+					const char *file, int line)
+{
+	uint32_t wakeups = 0;
+	uint64_t v;
+
+	pthread_mutex_lock(&e->lock);
+	while (e->value < value && wakeups < TU_WAIT_WAKEUPS) {
+		pthread_cond_wait(&e->cond, &e->lock);
+		wakeups++;
+	}
+	v = e->value;
+	pthread_mutex_unlock(&e->lock);
+	if (v < value)
+		ck_abort_msg("%s:%d: %s still %" PRIu64 " (waiting for %" PRIu64 ") after %u "
+			     "wake-ups", file, line, what, v, value, wakeups);
+	return v;
+}
+#define tu_event_wait(e, value)	tu_event_wait_at((e), (value), #e, __FILE__, __LINE__)
+
+/*
+ * Counts into @w->ev the counted events of kind @id (enum ccvm_event) of
+ * @p, as they happen, through the platform's trace callback (which this
+ * replaces): a test waits with tu_event_wait(&w->ev, n) for the library to
+ * have done something, instead of polling its counters.  Stop with
+ * ccvm_platform_set_trace(p, NULL, NULL) before @w goes.
+ */
+struct tu_event_watch {
+	struct tu_event ev;
+	uint32_t id;
+};
+
+static inline void tu_watch_cb(const struct ccvm_trace_record *rec, void *ctx)
+{
+	struct tu_event_watch *w = ctx;
+
+	if (rec->kind == CCVM_TRACE_EVENT && rec->id == w->id)
+		tu_event_add(&w->ev, rec->arg0);
+}
+
+static inline void tu_watch_event(struct ccvm_platform *p, struct tu_event_watch *w,
+				  uint32_t id)
+{
+	tu_event_init(&w->ev);
+	w->id = id;
+	ck_assert_int_eq(ccvm_platform_set_trace(p, tu_watch_cb, w), 0);
+}
 
 #endif /* CCVM_TESTS_TESTUTIL_H */
