@@ -510,6 +510,34 @@ static struct ccvm_sched_obj *hb_obj(struct ccvm_sched *s, const void *obj)
 	return NULL;
 }
 
+/*
+ * Object @obj is destroyed: forget its history, so that an object made
+ * later at the same address starts afresh.  Without this the state
+ * fingerprint would depend on whether the allocator reuses addresses (it
+ * does in a plain build, ASan's quarantine does not), and so would the
+ * size of the DFS tree.
+ */
+static void hb_forget(struct ccvm_sched *s, const void *obj)
+{
+	size_t i = (size_t)mix64((uint64_t)(uintptr_t)obj), n;
+
+	if (!s || !s->cache || s->cache_off || s->dfs_off || !s->objs)
+		return;
+	for (n = 0; n < CCVM_SCHED_OBJS; n++, i++) {
+		struct ccvm_sched_obj *o = &s->objs[i & (CCVM_SCHED_OBJS - 1)];
+
+		if (o->gen != s->run_gen)
+			return;
+		if (o->key != obj)
+			continue;
+		if (o->h)
+			s->fp_objs -= mix64(o->h ^ 0x6f626a);
+		o->h = 0;
+		o->key = &s->objs;	/* a tombstone: no object has this address */
+		return;
+	}
+}
+
 /* Thread @t performs its pending operation: extend the happens-before hashes. */
 static void hb_step(struct ccvm_sched *s, const struct ccvm_thread *t)
 {
@@ -947,6 +975,8 @@ void ccvm_mutex_destroy(struct ccvm_mutex *m)
 {
 	if (m && !m->sched)
 		pthread_mutex_destroy(&m->u.lock);
+	else if (m)
+		hb_forget(m->sched, m);
 }
 
 int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const char *name)
@@ -1006,6 +1036,8 @@ void ccvm_rwlock_destroy(struct ccvm_rwlock *l)
 {
 	if (l && !l->sched)
 		pthread_rwlock_destroy(&l->u.lock);
+	else if (l)
+		hb_forget(l->sched, l);
 }
 
 int ccvm_cond_init(struct ccvm_cond *c, struct ccvm_sched *s, const char *name)
@@ -1023,6 +1055,8 @@ void ccvm_cond_destroy(struct ccvm_cond *c)
 {
 	if (c && !c->sched)
 		pthread_cond_destroy(&c->cond);
+	else if (c)
+		hb_forget(c->sched, c);
 }
 
 void ccvm_sync_mutex_lock(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
