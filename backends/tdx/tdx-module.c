@@ -526,11 +526,20 @@ static void pamt_note_touch(struct ccvm_tdx_module *m, uint64_t pfn)
 		model_bytes(m, CCVM_PAGE_SIZE);
 }
 
-/* Make a page donated as an S-EPT or control page all zero (FREE entries). */
+/*
+ * Make a page donated as an S-EPT or control page all zero (FREE entries).
+ * A page nobody wrote is zero already, but it is still written once here:
+ * the host kernel then backs it with one write fault, where a first read
+ * (the next leaf's walk) would map the shared zero page and the first
+ * entry lock after it take a copy-on-write fault, with a TLB shootdown
+ * to every CPU the process runs on.  The simulated cost is the same.
+ */
 static void page_zero_if_dirty(struct ccvm_tdx_module *m, uint64_t pfn)
 {
 	if (ccvm_page_is_dirty(m->p, pfn))
 		memset(ccvm_page_ptr(m->p, pfn), 0, CCVM_PAGE_SIZE);
+	else
+		atomic_store_explicit(sept_page(m, pfn), 0, memory_order_relaxed);
 }
 
 /* Lock @pfn's PAMT entry: 0 with *@v its value, or busy for @operand. */
