@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The conformance suite: the public contract, end to end, on every built
- * backend in both attribute schemes.  Each test is looped over the
- * variants of tests/conformance.h (a backend and a mode: per-VM
- * attributes, or in-place conversion with the VMM's shared memory in the
- * gmem file itself) and reads what may differ from the backend's caps: the guest
+ * backend in both attribute schemes, with 4 KiB and with 2 MiB gmem folios.
+ * Each test is looped over the variants of tests/conformance.h (a backend
+ * and a mode: per-VM attributes, or in-place conversion with the VMM's
+ * shared memory in the gmem file itself; slot 0's folios 4 KiB, or 2 MiB
+ * where the caps have CCVM_GMEM_FLAG_HUGETLB) and reads what may differ
+ * from the backend's caps: the guest
  * accepts when requires_accept, uses the shared alias when has_shared_bit,
  * populates and finalizes when needs_finalize; a round trip without a
  * punch keeps the bytes iff preserves_data_without_punch; a host read of a
@@ -21,7 +23,11 @@
  * conformance.h's helpers: the conversion call, where an attribute is
  * read, and how the VMM reaches shared memory; where a part of a scenario
  * cannot happen in a variant (say, PRIVATE on a slot without gmem in
- * place), cf_skip() says so and why.
+ * place), cf_skip() says so and why.  Pages allocated and mappings kept or
+ * zapped are derived from the folio (a whole folio is allocated, a punch
+ * frees only folios it covers whole) and from the level the backend
+ * reports for each mapping (a 2M leaf across a converted or punched page
+ * is zapped whole, or split where private mappings live in a mirror root).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -138,7 +144,13 @@ static void roundtrip(int i, bool punch)
 	/* The shared alias wrote the VMM's shared memory: in place, the file's page. */
 	cf_host_read(a.gpa, buf, PG);
 	ck_assert(cf_is(buf, PG, 0x22));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, punch && !cf.in_place ? 0 : 1);
+	/*
+	 * A punch frees only a folio it covers whole (here: a 4 KiB one); of
+	 * a 2M folio it zeroes the page, and the folio stays.  In place the
+	 * shared side lives in the file: its page is there, punched or not.
+	 */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages,
+			  punch && !cf.in_place && cf_folio_pages() == 1 ? 0 : cf_folio_pages());
 	cf_assert_invariants(cf.vm);
 
 	cf_expect_done(v, &m);
@@ -226,6 +238,7 @@ START_TEST(test_neighbours)
 	static struct nb a;
 	struct cf_vmm m = { .punch = true };
 	uint64_t pfn_before[TU_ARRAY_SIZE(nb_keep)], pfn, run;
+	int level[TU_ARRAY_SIZE(nb_keep)];
 	uint8_t buf[PG];
 	unsigned int i;
 
@@ -235,13 +248,36 @@ START_TEST(test_neighbours)
 	memset(&a, 0, sizeof(a));
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_neighbours, &a), 0);
 	cf_expect_sync(cf.v[0], &m, 1);
-	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++)
+	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++) {
 		ck_assert(mapped(nb_keep[i], &pfn_before[i]));
+		level[i] = cf_level_at(nb_keep[i]);
+	}
 	cf_assert_invariants(cf.vm);
 	cf_host_refused(NB_A);
 
 	/* Converted (and punched): the VMM fills the shared pages. */
 	cf_expect_sync(cf.v[0], &m, 2);
+	/*
+	 * Before the guest touches them again: a neighbour with its own 4 KiB
+	 * leaf is not even zapped, nor one whose 2M leaf is split instead (a
+	 * mirror root: TDX DEMOTEs).  Elsewhere a 2M leaf that crosses a
+	 * converted range is zapped whole, and only such a one.
+	 */
+	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++) {
+		uint64_t blk = nb_keep[i] & ~(2 * MIB - 1);
+		bool crossed = blk == (NB_A & ~(2 * MIB - 1)) || blk == NB_B;
+
+		if (level[i] == CCVM_LEVEL_2M && !cf.caps.has_mirror_root && crossed) {
+			ck_assert_msg(!mapped(nb_keep[i], NULL), "%s: %#" PRIx64 ": a 2M leaf "
+				      "over a conversion stayed", cf.name, nb_keep[i]);
+			continue;
+		}
+		ck_assert_msg(mapped(nb_keep[i], &pfn), "%s: %#" PRIx64 " next to a conversion "
+			      "was zapped", cf.name, nb_keep[i]);
+		ck_assert_uint_eq(pfn, pfn_before[i]);
+		if (crossed)
+			ck_assert_int_eq(cf_level_at(nb_keep[i]), CCVM_LEVEL_4K);
+	}
 	cf_fill(buf, PG, 0x61);
 	cf_host_write(NB_A, buf, PG);
 	cf_fill(buf, PG, 0x62);
@@ -256,7 +292,7 @@ START_TEST(test_neighbours)
 		ck_assert_msg(cf_is(a.seen[i], PG, (uint8_t)(0x30 + i)),
 			      "%s: page %#" PRIx64 " next to a conversion changed", cf.name,
 			      nb_keep[i]);
-		/* Not even zapped: the same page is still mapped. */
+		/* The same page is mapped (faulted again where its 2M leaf went). */
 		ck_assert(mapped(nb_keep[i], &pfn));
 		ck_assert_uint_eq(pfn, pfn_before[i]);
 		ck_assert_uint_eq(attr_at(nb_keep[i], NULL), PRIV);
@@ -301,9 +337,13 @@ static void guest_punch(struct ccvm_guest *g, void *arg)
 	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, PG, a->other, PG) == 0);
 }
 
+static const uint64_t pr_pages[] = { 0, PG };
+
 START_TEST(test_punch_refault)
 {
 	static struct pr a;
+	uint64_t pfn, pfn1;
+	int level;
 
 	if (!cf_up(_i, 2 * MIB, true))
 		return;
@@ -312,13 +352,26 @@ START_TEST(test_punch_refault)
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_punch, &a), 0);
 	cf_expect_sync(cf.v[0], NULL, 1);
 	ck_assert(cf_is(a.before, PG, 0x71));
-	ck_assert(mapped(0, NULL));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 2);
+	ck_assert(mapped(PG, &pfn1));
+	level = cf_level_at(0);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(pr_pages, 2));
 	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, PUNCH, 0, PG), 0);
-	/* Zapped before freed; the attribute stays. */
+	/* Zapped before freed (or zeroed, in a 2M folio); the attribute stays. */
 	ck_assert(!mapped(0, NULL));
-	ck_assert(mapped(PG, NULL));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 1);
+	/*
+	 * The next page stays mapped when it had its own 4 KiB leaf, or when a
+	 * 2M leaf over both is split rather than zapped (a mirror root: TDX
+	 * DEMOTEs); elsewhere the zap takes the 2M leaf that crosses the range.
+	 */
+	if (level == CCVM_LEVEL_2M && !cf.caps.has_mirror_root) {
+		ck_assert(!mapped(PG, NULL));
+	} else {
+		ck_assert(mapped(PG, &pfn));
+		ck_assert_uint_eq(pfn, pfn1);
+		ck_assert_int_eq(cf_level_at(PG), CCVM_LEVEL_4K);
+	}
+	/* The folio of page 0 goes only if the punch covered it whole. */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(&pr_pages[1], 1));
 	ck_assert_uint_eq(attr_at(0, NULL), PRIV);
 	cf_assert_invariants(cf.vm);
 	cf_expect_done(cf.v[0], NULL);
@@ -592,6 +645,15 @@ START_TEST(test_errno_gmem)
 		{ PG, CCVM_GMEM_FLAG_MMAP, 1 },
 		{ PG, CCVM_GMEM_FLAG_INIT_SHARED, 1 },
 		{ PG, 0, 0 },
+		/* Huge folios: the size is a whole number of folios. */
+		{ 2 * MIB, CCVM_GMEM_FLAG_HUGETLB, 1 },
+		{ 2 * MIB, CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_2MB, 1 },
+		{ PG, CCVM_GMEM_FLAG_HUGETLB, -EINVAL },
+		{ 2 * MIB + PG, CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_2MB, -EINVAL },
+		{ MIB, CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_2MB, -EINVAL },
+		{ 2 * MIB, CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_1GB, -EINVAL },
+		{ 2 * MIB, CCVM_GMEM_HUGE_2MB, -EINVAL },		/* size bits alone */
+		{ 2 * MIB, CCVM_GMEM_FLAG_HUGETLB | (22ull << CCVM_GMEM_HUGE_SHIFT), -EINVAL },
 	};
 	static const struct {
 		int mode;
@@ -625,7 +687,8 @@ START_TEST(test_errno_gmem)
 		struct tu_snap a, b;
 
 		if (want == 1)
-			want = (create_rows[r].flags & ~vcaps.gmem_flags) ? -EINVAL : 0;
+			want = (create_rows[r].flags & ~CCVM_GMEM_HUGE_MASK & ~vcaps.gmem_flags) ?
+			       -EINVAL : 0;
 		snap(&a);
 		got = ccvm_gmem_create(cf.vm, create_rows[r].size, create_rows[r].flags, &g);
 		ck_assert_msg(got == want, "%s: create row %u: %d, want %d", cf.name, r, got,
@@ -636,6 +699,9 @@ START_TEST(test_errno_gmem)
 			tu_snap_assert_same(&a, &b);
 		} else {
 			ck_assert_uint_eq(tu_gmem_info(g).size, create_rows[r].size);
+			ck_assert_uint_eq(tu_gmem_info(g).folio_order,
+					  create_rows[r].flags & CCVM_GMEM_FLAG_HUGETLB ?
+					  CCVM_FOLIO_ORDER_2M : 0);
 			ck_assert_int_eq(ccvm_gmem_close(g), 0);
 		}
 	}
@@ -653,7 +719,12 @@ START_TEST(test_errno_gmem)
 			tu_snap_assert_same(&a, &b);
 		}
 	}
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 1);
+	/*
+	 * Allocated [0, 2 pages), punched [0, 1 page): one page with 4 KiB
+	 * folios; with 2M folios the allocate, rounded down at both ends to
+	 * the folio, allocated nothing.
+	 */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_folio_pages() == 1 ? 1 : 0);
 	cf_finish();
 }
 END_TEST
@@ -901,6 +972,14 @@ END_TEST
 /* Pre-fault                                                           */
 /* ------------------------------------------------------------------ */
 
+/* Pages test_prefault faults in slot 0's file: 2 at its end, 8 at 0, 8 at 1M. */
+static const uint64_t pf_pages[] = {
+	4 * MIB - 2 * PG, 4 * MIB - PG,
+	0, PG, 2 * PG, 3 * PG, 4 * PG, 5 * PG, 6 * PG, 7 * PG,
+	MIB, MIB + PG, MIB + 2 * PG, MIB + 3 * PG, MIB + 4 * PG, MIB + 5 * PG, MIB + 6 * PG,
+	MIB + 7 * PG,
+};
+
 START_TEST(test_prefault)
 {
 	const uint64_t size = 4 * MIB;
@@ -949,7 +1028,7 @@ START_TEST(test_prefault)
 	ck_assert_uint_eq(len, 0);
 	for (i = 0; i < 8; i++)
 		ck_assert(mapped(i * PG, NULL));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 10);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(pf_pages, 10));
 
 	/* Shared ones at the shared alias: in place, the file's own pages. */
 	cf_set_attr(MIB, 8 * PG, 0);
@@ -960,7 +1039,9 @@ START_TEST(test_prefault)
 	ck_assert(mapped(MIB | cf.sbit, NULL));
 	if (cf.sbit)
 		ck_assert(!mapped(MIB, NULL));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, nr + (cf.in_place ? 8 : 0));
+	/* In place the 8 pages come from the file: new folios only where none was. */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages,
+			  cf.in_place ? cf_alloc_pages(pf_pages, TU_ARRAY_SIZE(pf_pages)) : nr);
 
 	gpa = 16 * MIB, len = PG;
 	if (!cf.in_place) {
@@ -1017,6 +1098,7 @@ static void guest_check_pages(struct ccvm_guest *g, void *arg)
 START_TEST(test_gmem_outlives_vm)
 {
 	static const struct pg gpas[] = { { 0, 0x81 }, { 9 * PG, 0x82 }, { CF_NONE, 0 } };
+	static const uint64_t gpa_offs[] = { 0, 9 * PG };	/* slot 0 is the file at 0 */
 
 	if (!cf_up(_i, 2 * MIB, true))
 		return;
@@ -1031,10 +1113,16 @@ START_TEST(test_gmem_outlives_vm)
 	cf.vm_open = false;
 	ck_assert_int_eq(ccvm_vm_close(cf.vm), -EINVAL);
 	ck_assert_int_eq(ccvm_platform_destroy(cf.p), -EBUSY);
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 2);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(gpa_offs, 2));
 	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_bindings, 1);
 	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, KEEP, MIB, 16 * PG), 0);
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 18);
+	/*
+	 * 16 new pages with 4 KiB folios; with 2M folios an allocate inside
+	 * one folio allocates nothing (both ends rounded down), and folio 0
+	 * is there already.
+	 */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages,
+			  cf_folio_pages() == 1 ? 18 : cf_alloc_pages(gpa_offs, 2));
 	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, PUNCH, 0, 2 * MIB), 0);
 	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 0);
 	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, KEEP, 0, PG), 0);
@@ -1048,6 +1136,8 @@ START_TEST(test_slots_share_gmem)
 	static const struct pg gpas[] = {
 		{ 0, 0x91 }, { 16 * MIB + PG, 0x92 }, { 48 * MIB + 2 * PG, 0x93 }, { CF_NONE, 0 },
 	};
+	/* Where those pages are in the file: slots 0, 1 and 3 bind it at 0, 2M, 1M. */
+	static const uint64_t file_offs[] = { 0, 2 * MIB + PG, MIB + 2 * PG };
 	uint64_t pfn[3], p;
 	int i, j;
 
@@ -1069,7 +1159,7 @@ START_TEST(test_slots_share_gmem)
 	cf_runnable(1);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_write_pages, (void *)gpas), 0);
 	cf_expect_done(cf.v[0], NULL);
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 3);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(file_offs, 3));
 	for (i = 0; i < 3; i++) {
 		ck_assert(mapped(gpas[i].gpa, &pfn[i]));
 		for (j = 0; j < i; j++)
@@ -1085,7 +1175,8 @@ START_TEST(test_slots_share_gmem)
 		ck_assert(mapped(gpas[i].gpa, &p));
 		ck_assert_uint_eq(p, pfn[i]);
 	}
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 3);	/* the file keeps its page */
+	/* The file keeps its pages. */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(file_offs, 3));
 	cf_assert_invariants(cf.vm);
 	/* What was written through slots 1 and 3 is still there. */
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_check_pages, (void *)&gpas[1]), 0);
