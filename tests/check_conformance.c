@@ -383,6 +383,213 @@ START_TEST(test_punch_refault)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* 2M blocks: accept sizes, part of a folio converted, punched whole   */
+/* ------------------------------------------------------------------ */
+
+#define HB_A	0			/* a 4K accept, then a 2M accept over it */
+#define HB_B	(2 * MIB)		/* accepted at 2M; one page converts */
+#define HB_C	(4 * MIB)		/* pre-faulted whole, then a 4K accept in it */
+#define HB_X	(HB_B + 3 * PG)		/* the page of B that goes shared and back */
+#define HB_N	(HB_B + 5 * PG)		/* a neighbour of X */
+#define HB_LAST	(HB_B + 2 * MIB - PG)
+
+struct hb {
+	int r_a, r_b, r_c;		/* the 2M accepts of A and B, the 4K one in C */
+	uint8_t seen_n[PG], seen_last[PG], seen_c[PG];
+};
+
+/*
+ * Guest: a 2M accept falls back to 4K accepts where the host says the
+ * sizes do not match (-ERANGE), as Linux does.
+ */
+static int hb_accept_2m(struct ccvm_guest *g, uint64_t gpa)
+{
+	int r = ccvm_guest_accept_level(g, gpa, 2 * MIB, CCVM_LEVEL_2M);
+
+	if (r == -ERANGE)
+		CCVM_GUEST_ASSERT(g, ccvm_guest_accept_level(g, gpa, 2 * MIB, CCVM_LEVEL_4K) == 0);
+	return r;
+}
+
+static void guest_huge_blocks(struct ccvm_guest *g, void *arg)
+{
+	struct hb *a = arg;
+	uint8_t buf[PG];
+
+	/* A: one page accepted, so mapped, at 4K; then all of A at 2M. */
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept_level(g, HB_A, PG, CCVM_LEVEL_4K) == 0);
+	cf_fill(buf, PG, 0xa1);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, HB_A, buf, PG) == 0);
+	ccvm_guest_sync(g, 1);
+	a->r_a = ccvm_guest_accept_level(g, HB_A, 2 * MIB, CCVM_LEVEL_2M);
+	ccvm_guest_sync(g, 2);
+	if (a->r_a == -ERANGE)
+		CCVM_GUEST_ASSERT(g, ccvm_guest_accept_level(g, HB_A + PG, 2 * MIB - PG,
+							     CCVM_LEVEL_4K) == 0);
+	/* B: at 2M from the start. */
+	a->r_b = hb_accept_2m(g, HB_B);
+	cf_fill(buf, PG, 0xb1);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, HB_N, buf, PG) == 0);
+	cf_fill(buf, PG, 0xb2);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, HB_LAST, buf, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, HB_X, buf, PG) == 0);
+	ccvm_guest_sync(g, 3);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, HB_X, PG, false) == 0);
+	ccvm_guest_sync(g, 4);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, HB_N, a->seen_n, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, HB_X, PG, true) == 0);
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, HB_X, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, HB_LAST, a->seen_last, PG) == 0);
+	/* C: the host mapped it whole; a 4K accept inside. */
+	a->r_c = ccvm_guest_accept_level(g, HB_C + PG, PG, CCVM_LEVEL_4K);
+	ccvm_guest_sync(g, 5);
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, HB_C, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, HB_C + PG, a->seen_c, PG) == 0);
+}
+
+/* What a refused accept must leave alone: gmem, attributes, every mapping of [0, 4M). */
+struct hb_state {
+	uint64_t nr_pages, nr_private, nr_huge, order;
+	uint64_t attr_a, run_a, free_pages;
+	uint64_t pfn[2 * 512];
+	int level[2 * 512];
+};
+
+static void hb_state(struct hb_state *s)
+{
+	struct ccvm_gmem_info gi = tu_gmem_info(cf.g);
+	unsigned int i;
+
+	memset(s, 0, sizeof(*s));
+	s->nr_pages = gi.nr_pages;
+	s->nr_private = gi.nr_private;
+	s->nr_huge = gi.nr_huge_folios;
+	s->order = gi.folio_order;
+	s->attr_a = attr_at(HB_A, &s->run_a);
+	s->free_pages = tu_pstats(cf.p).free_pages;
+	for (i = 0; i < TU_ARRAY_SIZE(s->pfn); i++)
+		if (ccvm_vm_lookup_mapping(cf.vm, (uint64_t)i * PG, &s->pfn[i], &s->level[i]))
+			s->pfn[i] = CF_NONE, s->level[i] = -1;
+}
+
+START_TEST(test_huge_blocks)
+{
+	static struct hb a;
+	struct cf_vmm m = { 0 };
+	struct hb_state s0, s1;
+	static const uint64_t hb_written[] = { HB_N, HB_X, HB_LAST };
+	uint64_t nr, huge, pfn_n, pfn, gpa, len, b_pages;
+	bool huge_folios;
+	int lvl_n, lvl;
+
+	if (!cf_up(_i, 8 * MIB, true))
+		return;
+	huge_folios = cf_folio_pages() > 1;
+	cf_runnable(1);
+	memset(&a, 0, sizeof(a));
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_huge_blocks, &a), 0);
+
+	/*
+	 * A 2M accept over a page mapped at 4K: TDX's PAGE_SIZE_MISMATCH,
+	 * SNP's FAIL_SIZEMISMATCH (a 4K PVALIDATE first smashed any 2M RMP
+	 * entry), -ERANGE to the guest and nothing changed.  Without accepts
+	 * (mock) an accept of any size is a no-op that succeeds.
+	 */
+	cf_expect_sync(cf.v[0], &m, 1);
+	/* Only an accept caps the level: mock's write maps what the folio allows. */
+	ck_assert_int_eq(cf_level_at(HB_A), huge_folios && !cf.caps.requires_accept ?
+			 CCVM_LEVEL_2M : CCVM_LEVEL_4K);
+	hb_state(&s0);
+	cf_expect_sync(cf.v[0], &m, 2);
+	hb_state(&s1);
+	ck_assert_msg(a.r_a == (cf.caps.requires_accept ? -ERANGE : 0), "%s: 2M accept over "
+		      "a 4K leaf: %d", cf.name, a.r_a);
+	ck_assert_msg(!memcmp(&s0, &s1, sizeof(s0)), "%s: a refused 2M accept changed the "
+		      "gmem file, an attribute or a mapping", cf.name);
+
+	/*
+	 * B, accepted at 2M: one 2M leaf where the folio is 2M (every backend
+	 * maps it so once the whole 2M is private and accepted at that size);
+	 * with 4 KiB folios the host maps 4K and a 2M accept is a mismatch.
+	 */
+	cf_expect_sync(cf.v[0], &m, 3);
+	ck_assert_int_eq(a.r_b, huge_folios || !cf.caps.requires_accept ? 0 : -ERANGE);
+	lvl_n = cf_level_at(HB_N);
+	ck_assert_int_eq(lvl_n, huge_folios ? CCVM_LEVEL_2M : CCVM_LEVEL_4K);
+	ck_assert_int_eq(cf_level_at(HB_LAST), lvl_n);
+	ck_assert(mapped(HB_N, &pfn_n));
+	ck_assert_uint_eq(tu_gmem_info(cf.g).folio_order, cf.mode->folio_order);
+	huge = tu_gmem_info(cf.g).nr_huge_folios;
+	ck_assert_uint_eq(huge, huge_folios ? 2 : 0);		/* A and B, whole */
+	cf_assert_invariants(cf.vm);
+
+	/*
+	 * One page of B to shared: in place its folio splits (shared pages
+	 * are 4 KiB), per VM the folio stays whole (the shared page is the
+	 * VMM's).  The 2M leaf goes, or is split (mirror root: DEMOTE).
+	 */
+	cf_expect_sync(cf.v[0], &m, 4);
+	ck_assert_uint_eq(attr_at(HB_X, &len), 0);
+	ck_assert_uint_eq(len, PG);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_huge_folios,
+			  huge_folios && cf.in_place ? huge - 1 : huge);
+	if (lvl_n == CCVM_LEVEL_2M && !cf.caps.has_mirror_root) {
+		ck_assert(!mapped(HB_N, NULL));
+	} else {
+		ck_assert(mapped(HB_N, &pfn));
+		ck_assert_uint_eq(pfn, pfn_n);
+		ck_assert_int_eq(cf_level_at(HB_N), CCVM_LEVEL_4K);
+	}
+	cf_assert_invariants(cf.vm);
+
+	/*
+	 * C, pre-faulted whole by the host: one 2M leaf where the folio is 2M
+	 * (TDX: AUGed PENDING, SNP: a 2M RMP entry not yet validated).
+	 */
+	gpa = HB_C, len = 2 * MIB;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), 0);
+	ck_assert_uint_eq(len, 0);
+	lvl = cf_level_at(HB_C + PG);
+	ck_assert_int_eq(lvl, huge_folios ? CCVM_LEVEL_2M : CCVM_LEVEL_4K);
+
+	/*
+	 * A 4K accept inside C's 2M leaf succeeds: TDX DEMOTEs the leaf, SNP
+	 * PSMASHes the entry and the NPT maps 4K; without accepts the leaf
+	 * stays as it was.
+	 */
+	cf_expect_sync(cf.v[0], &m, 5);
+	ck_assert_int_eq(a.r_c, 0);
+	ck_assert_int_eq(cf_level_at(HB_C + PG), cf.caps.requires_accept ? CCVM_LEVEL_4K : lvl);
+	/* B is whole and private again (X was not punched): its folio merged. */
+	ck_assert_uint_eq(attr_at(HB_B, &len), PRIV);
+	ck_assert_uint_ge(len, 2 * MIB);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_huge_folios, huge_folios ? 3 : 0);
+	cf_assert_invariants(cf.vm);
+
+	cf_expect_done(cf.v[0], &m);
+	ck_assert_msg(cf_is(a.seen_n, PG, 0xb1), "%s: a neighbour of a conversion lost its "
+		      "bytes", cf.name);
+	ck_assert(cf_is(a.seen_last, PG, 0xb2));
+	ck_assert(cf_is_zero(a.seen_c, PG));
+
+	/*
+	 * A punch of all of B frees its folio whole, or its 4 KiB pages: all
+	 * 512 where the accepts faulted them in, else the three written.
+	 */
+	nr = tu_gmem_info(cf.g).nr_pages;
+	b_pages = huge_folios || cf.caps.requires_accept ? 512 : cf_alloc_pages(hb_written, 3);
+	huge = tu_gmem_info(cf.g).nr_huge_folios;
+	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, PUNCH, HB_B, 2 * MIB), 0);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, nr - b_pages);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_huge_folios, huge_folios ? huge - 1 : 0);
+	ck_assert(!mapped(HB_N, NULL));
+	ck_assert(!mapped(HB_LAST, NULL));
+	ck_assert(mapped(HB_C + PG, NULL));
+	cf_finish();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Launch: populate and finalize                                       */
 /* ------------------------------------------------------------------ */
 
@@ -1309,6 +1516,7 @@ static void add_scenarios(TCase *tc, int from, int to)
 	tcase_add_loop_test(tc, test_neighbours, from, to);
 	tcase_add_loop_test(tc, test_punch_refault, from, to);
 	tcase_add_loop_test(tc, test_launch, from, to);
+	tcase_add_loop_test(tc, test_huge_blocks, from, to);
 	tcase_add_loop_test(tc, test_errno_attr, from, to);
 	tcase_add_loop_test(tc, test_errno_memslot, from, to);
 	tcase_add_loop_test(tc, test_errno_gmem, from, to);
@@ -1334,6 +1542,7 @@ Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_neighbours, 0, nv);
 	tcase_add_loop_test(tc, test_punch_refault, 0, nv);
 	tcase_add_loop_test(tc, test_launch, 0, nv);
+	tcase_add_loop_test(tc, test_huge_blocks, 0, nv);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errno");
