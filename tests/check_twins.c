@@ -743,6 +743,10 @@ Suite *twins_suite(void)
 	tcase_add_loop_test(tc, test_kick_reenter, 0, 3);
 	tcase_add_loop_test(tc, test_rendezvous, 0, 3);
 	tcase_add_test(tc, test_snp_overlap);
+	suite_add_tcase(s, tc);
+	/* About 2,500 TDX schedules each: a minute alone, 300 s and more on a loaded machine. */
+	tc = tcase_create("busy_removal");
+	tcase_set_timeout(tc, 900);
 	tcase_add_loop_test(tc, test_busy_removal, 0, 3);
 	suite_add_tcase(s, tc);
 	return s;
