@@ -209,6 +209,7 @@ struct ccvm_platform {
 	/* simulated RAM: nr_pages pages at mem, lazily backed */
 	uint8_t *mem;
 	uint64_t nr_pages;
+	uint32_t mem_kind;			/* lib/platform.c's mapping cache: RAM, THP */
 	_Atomic uint8_t *pfn_state;		/* CCVM_PFN_* per pfn */
 	uint32_t *free_next;			/* free list links, lazily backed */
 	struct ccvm_mutex mem_lock;
