@@ -209,6 +209,7 @@ struct ccvm_platform {
 	/* simulated RAM: nr_pages pages at mem, lazily backed */
 	uint8_t *mem;
 	uint64_t nr_pages;
+	uint32_t mem_kind;			/* lib/platform.c's mapping cache: RAM, THP */
 	_Atomic uint8_t *pfn_state;		/* CCVM_PFN_* per pfn */
 	uint32_t *free_next;			/* free list links, lazily backed */
 	struct ccvm_mutex mem_lock;
@@ -231,6 +232,9 @@ struct ccvm_platform {
 
 	struct ccvm_counters stats;
 	_Atomic uint64_t model_bytes;		/* heap the model itself uses */
+	uint64_t flags;				/* ccvm_platform_opts.flags */
+	_Atomic uint64_t pamt_pairs;		/* TDX Dynamic PAMT pairs held */
+	_Atomic uint64_t pamt_bytes;		/* ... and their bytes */
 
 	_Atomic(ccvm_trace_fn) trace_fn;
 	void *_Atomic trace_ctx;
