@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The conformance suite: the public contract, end to end, on every built
- * backend in both attribute schemes.  Each test is looped over the
- * variants of tests/conformance.h (a backend and a mode: per-VM
- * attributes, or in-place conversion with the VMM's shared memory in the
- * gmem file itself) and reads what may differ from the backend's caps: the guest
+ * backend in both attribute schemes, with 4 KiB and with 2 MiB gmem folios.
+ * Each test is looped over the variants of tests/conformance.h (a backend
+ * and a mode: per-VM attributes, or in-place conversion with the VMM's
+ * shared memory in the gmem file itself; slot 0's folios 4 KiB, or 2 MiB
+ * where the caps have CCVM_GMEM_FLAG_HUGETLB) and reads what may differ
+ * from the backend's caps: the guest
  * accepts when requires_accept, uses the shared alias when has_shared_bit,
  * populates and finalizes when needs_finalize; a round trip without a
  * punch keeps the bytes iff preserves_data_without_punch; a host read of a
@@ -21,7 +23,11 @@
  * conformance.h's helpers: the conversion call, where an attribute is
  * read, and how the VMM reaches shared memory; where a part of a scenario
  * cannot happen in a variant (say, PRIVATE on a slot without gmem in
- * place), cf_skip() says so and why.
+ * place), cf_skip() says so and why.  Pages allocated and mappings kept or
+ * zapped are derived from the folio (a whole folio is allocated, a punch
+ * frees only folios it covers whole) and from the level the backend
+ * reports for each mapping (a 2M leaf across a converted or punched page
+ * is zapped whole, or split where private mappings live in a mirror root).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -138,7 +144,13 @@ static void roundtrip(int i, bool punch)
 	/* The shared alias wrote the VMM's shared memory: in place, the file's page. */
 	cf_host_read(a.gpa, buf, PG);
 	ck_assert(cf_is(buf, PG, 0x22));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, punch && !cf.in_place ? 0 : 1);
+	/*
+	 * A punch frees only a folio it covers whole (here: a 4 KiB one); of
+	 * a 2M folio it zeroes the page, and the folio stays.  In place the
+	 * shared side lives in the file: its page is there, punched or not.
+	 */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages,
+			  punch && !cf.in_place && cf_folio_pages() == 1 ? 0 : cf_folio_pages());
 	cf_assert_invariants(cf.vm);
 
 	cf_expect_done(v, &m);
@@ -226,6 +238,7 @@ START_TEST(test_neighbours)
 	static struct nb a;
 	struct cf_vmm m = { .punch = true };
 	uint64_t pfn_before[TU_ARRAY_SIZE(nb_keep)], pfn, run;
+	int level[TU_ARRAY_SIZE(nb_keep)];
 	uint8_t buf[PG];
 	unsigned int i;
 
@@ -235,13 +248,36 @@ START_TEST(test_neighbours)
 	memset(&a, 0, sizeof(a));
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_neighbours, &a), 0);
 	cf_expect_sync(cf.v[0], &m, 1);
-	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++)
+	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++) {
 		ck_assert(mapped(nb_keep[i], &pfn_before[i]));
+		level[i] = cf_level_at(nb_keep[i]);
+	}
 	cf_assert_invariants(cf.vm);
 	cf_host_refused(NB_A);
 
 	/* Converted (and punched): the VMM fills the shared pages. */
 	cf_expect_sync(cf.v[0], &m, 2);
+	/*
+	 * Before the guest touches them again: a neighbour with its own 4 KiB
+	 * leaf is not even zapped, nor one whose 2M leaf is split instead (a
+	 * mirror root: TDX DEMOTEs).  Elsewhere a 2M leaf that crosses a
+	 * converted range is zapped whole, and only such a one.
+	 */
+	for (i = 0; i < TU_ARRAY_SIZE(nb_keep); i++) {
+		uint64_t blk = nb_keep[i] & ~(2 * MIB - 1);
+		bool crossed = blk == (NB_A & ~(2 * MIB - 1)) || blk == NB_B;
+
+		if (level[i] == CCVM_LEVEL_2M && !cf.caps.has_mirror_root && crossed) {
+			ck_assert_msg(!mapped(nb_keep[i], NULL), "%s: %#" PRIx64 ": a 2M leaf "
+				      "over a conversion stayed", cf.name, nb_keep[i]);
+			continue;
+		}
+		ck_assert_msg(mapped(nb_keep[i], &pfn), "%s: %#" PRIx64 " next to a conversion "
+			      "was zapped", cf.name, nb_keep[i]);
+		ck_assert_uint_eq(pfn, pfn_before[i]);
+		if (crossed)
+			ck_assert_int_eq(cf_level_at(nb_keep[i]), CCVM_LEVEL_4K);
+	}
 	cf_fill(buf, PG, 0x61);
 	cf_host_write(NB_A, buf, PG);
 	cf_fill(buf, PG, 0x62);
@@ -256,7 +292,7 @@ START_TEST(test_neighbours)
 		ck_assert_msg(cf_is(a.seen[i], PG, (uint8_t)(0x30 + i)),
 			      "%s: page %#" PRIx64 " next to a conversion changed", cf.name,
 			      nb_keep[i]);
-		/* Not even zapped: the same page is still mapped. */
+		/* The same page is mapped (faulted again where its 2M leaf went). */
 		ck_assert(mapped(nb_keep[i], &pfn));
 		ck_assert_uint_eq(pfn, pfn_before[i]);
 		ck_assert_uint_eq(attr_at(nb_keep[i], NULL), PRIV);
@@ -301,9 +337,13 @@ static void guest_punch(struct ccvm_guest *g, void *arg)
 	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, PG, a->other, PG) == 0);
 }
 
+static const uint64_t pr_pages[] = { 0, PG };
+
 START_TEST(test_punch_refault)
 {
 	static struct pr a;
+	uint64_t pfn, pfn1;
+	int level;
 
 	if (!cf_up(_i, 2 * MIB, true))
 		return;
@@ -312,19 +352,257 @@ START_TEST(test_punch_refault)
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_punch, &a), 0);
 	cf_expect_sync(cf.v[0], NULL, 1);
 	ck_assert(cf_is(a.before, PG, 0x71));
-	ck_assert(mapped(0, NULL));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 2);
+	ck_assert(mapped(PG, &pfn1));
+	level = cf_level_at(0);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(pr_pages, 2));
 	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, PUNCH, 0, PG), 0);
-	/* Zapped before freed; the attribute stays. */
+	/* Zapped before freed (or zeroed, in a 2M folio); the attribute stays. */
 	ck_assert(!mapped(0, NULL));
-	ck_assert(mapped(PG, NULL));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 1);
+	/*
+	 * The next page stays mapped when it had its own 4 KiB leaf, or when a
+	 * 2M leaf over both is split rather than zapped (a mirror root: TDX
+	 * DEMOTEs); elsewhere the zap takes the 2M leaf that crosses the range.
+	 */
+	if (level == CCVM_LEVEL_2M && !cf.caps.has_mirror_root) {
+		ck_assert(!mapped(PG, NULL));
+	} else {
+		ck_assert(mapped(PG, &pfn));
+		ck_assert_uint_eq(pfn, pfn1);
+		ck_assert_int_eq(cf_level_at(PG), CCVM_LEVEL_4K);
+	}
+	/* The folio of page 0 goes only if the punch covered it whole. */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(&pr_pages[1], 1));
 	ck_assert_uint_eq(attr_at(0, NULL), PRIV);
 	cf_assert_invariants(cf.vm);
 	cf_expect_done(cf.v[0], NULL);
 	ck_assert_msg(cf_is_zero(a.after, PG), "%s: a punched page re-faulted non-zero",
 		      cf.name);
 	ck_assert(cf_is(a.other, PG, 0x72));
+	cf_finish();
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 2M blocks: accept sizes, part of a folio converted, punched whole   */
+/* ------------------------------------------------------------------ */
+
+#define HB_A	0			/* a 4K accept, then a 2M accept over it */
+#define HB_B	(2 * MIB)		/* accepted at 2M; one page converts */
+#define HB_C	(4 * MIB)		/* pre-faulted whole, then a 4K accept in it */
+#define HB_X	(HB_B + 3 * PG)		/* the page of B that goes shared and back */
+#define HB_N	(HB_B + 5 * PG)		/* a neighbour of X */
+#define HB_LAST	(HB_B + 2 * MIB - PG)
+
+struct hb {
+	int r_a, r_b, r_c;		/* the 2M accepts of A and B, the 4K one in C */
+	uint8_t seen_n[PG], seen_last[PG], seen_c[PG];
+};
+
+/*
+ * Guest: a 2M accept falls back to 4K accepts where the host says the
+ * sizes do not match (-ERANGE), as Linux does.
+ */
+static int hb_accept_2m(struct ccvm_guest *g, uint64_t gpa)
+{
+	int r = ccvm_guest_accept_level(g, gpa, 2 * MIB, CCVM_LEVEL_2M);
+
+	if (r == -ERANGE)
+		CCVM_GUEST_ASSERT(g, ccvm_guest_accept_level(g, gpa, 2 * MIB, CCVM_LEVEL_4K) == 0);
+	return r;
+}
+
+static void guest_huge_blocks(struct ccvm_guest *g, void *arg)
+{
+	struct hb *a = arg;
+	uint8_t buf[PG];
+
+	/* A: one page accepted, so mapped, at 4K; then all of A at 2M. */
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept_level(g, HB_A, PG, CCVM_LEVEL_4K) == 0);
+	cf_fill(buf, PG, 0xa1);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, HB_A, buf, PG) == 0);
+	ccvm_guest_sync(g, 1);
+	a->r_a = ccvm_guest_accept_level(g, HB_A, 2 * MIB, CCVM_LEVEL_2M);
+	ccvm_guest_sync(g, 2);
+	if (a->r_a == -ERANGE)
+		CCVM_GUEST_ASSERT(g, ccvm_guest_accept_level(g, HB_A + PG, 2 * MIB - PG,
+							     CCVM_LEVEL_4K) == 0);
+	/* B: at 2M from the start. */
+	a->r_b = hb_accept_2m(g, HB_B);
+	cf_fill(buf, PG, 0xb1);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, HB_N, buf, PG) == 0);
+	cf_fill(buf, PG, 0xb2);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, HB_LAST, buf, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, HB_X, buf, PG) == 0);
+	ccvm_guest_sync(g, 3);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, HB_X, PG, false) == 0);
+	ccvm_guest_sync(g, 4);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, HB_N, a->seen_n, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_map_gpa(g, HB_X, PG, true) == 0);
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, HB_X, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, HB_LAST, a->seen_last, PG) == 0);
+	/* C: the host mapped it whole; a 4K accept inside. */
+	a->r_c = ccvm_guest_accept_level(g, HB_C + PG, PG, CCVM_LEVEL_4K);
+	ccvm_guest_sync(g, 5);
+	CCVM_GUEST_ASSERT(g, cf_guest_accept(g, HB_C, PG) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, HB_C + PG, a->seen_c, PG) == 0);
+}
+
+/* What a refused accept must leave alone: gmem, attributes, every mapping of [0, 4M). */
+struct hb_state {
+	uint64_t nr_pages, nr_private, nr_huge, order;
+	uint64_t attr_a, run_a, free_pages;
+	uint64_t pfn[2 * 512];
+	int level[2 * 512];
+};
+
+static void hb_state(struct hb_state *s)
+{
+	struct ccvm_gmem_info gi = tu_gmem_info(cf.g);
+	unsigned int i;
+
+	memset(s, 0, sizeof(*s));
+	s->nr_pages = gi.nr_pages;
+	s->nr_private = gi.nr_private;
+	s->nr_huge = gi.nr_huge_folios;
+	s->order = gi.folio_order;
+	s->attr_a = attr_at(HB_A, &s->run_a);
+	s->free_pages = tu_pstats(cf.p).free_pages;
+	for (i = 0; i < TU_ARRAY_SIZE(s->pfn); i++)
+		if (ccvm_vm_lookup_mapping(cf.vm, (uint64_t)i * PG, &s->pfn[i], &s->level[i]))
+			s->pfn[i] = CF_NONE, s->level[i] = -1;
+}
+
+/* The refused accept's debug line: TDX_PAGE_SIZE_MISMATCH or FAIL_SIZEMISMATCH. */
+static atomic_bool hb_mismatch_logged;
+
+static void hb_log(enum ccvm_log_level level, const char *msg, void *ctx)
+{
+	(void)ctx;
+	if (level == CCVM_LOG_DEBUG && strstr(msg, "SIZE_MISMATCH"))
+		hb_mismatch_logged = true;
+	if (level == CCVM_LOG_DEBUG && strstr(msg, "SIZEMISMATCH"))
+		hb_mismatch_logged = true;
+}
+
+START_TEST(test_huge_blocks)
+{
+	static struct hb a;
+	struct cf_vmm m = { 0 };
+	struct hb_state s0, s1;
+	static const uint64_t hb_written[] = { HB_N, HB_X, HB_LAST };
+	uint64_t nr, huge, pfn_n, pfn, gpa, len, b_pages;
+	bool huge_folios;
+	int lvl_n, lvl;
+
+	if (!cf_up(_i, 8 * MIB, true))
+		return;
+	huge_folios = cf_folio_pages() > 1;
+	cf_runnable(1);
+	memset(&a, 0, sizeof(a));
+	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_huge_blocks, &a), 0);
+
+	/*
+	 * A 2M accept over a page mapped at 4K: TDX's PAGE_SIZE_MISMATCH,
+	 * SNP's FAIL_SIZEMISMATCH (a 4K PVALIDATE first smashed any 2M RMP
+	 * entry), -ERANGE to the guest and nothing changed.  Without accepts
+	 * (mock) an accept of any size is a no-op that succeeds.
+	 */
+	cf_expect_sync(cf.v[0], &m, 1);
+	/* Only an accept caps the level: mock's write maps what the folio allows. */
+	ck_assert_int_eq(cf_level_at(HB_A), huge_folios && !cf.caps.requires_accept ?
+			 CCVM_LEVEL_2M : CCVM_LEVEL_4K);
+	hb_state(&s0);
+	hb_mismatch_logged = false;
+	ccvm_set_log(hb_log, NULL);
+	cf_expect_sync(cf.v[0], &m, 2);
+	tu_quiet_log();
+	hb_state(&s1);
+	ck_assert_msg(a.r_a == (cf.caps.requires_accept ? -ERANGE : 0), "%s: 2M accept over "
+		      "a 4K leaf: %d", cf.name, a.r_a);
+	ck_assert_msg(!memcmp(&s0, &s1, sizeof(s0)), "%s: a refused 2M accept changed the "
+		      "gmem file, an attribute or a mapping", cf.name);
+	/* Said at debug level, naming the hardware's rule. */
+	ck_assert_msg(hb_mismatch_logged == cf.caps.requires_accept, "%s: size mismatch %slogged",
+		      cf.name, hb_mismatch_logged ? "" : "not ");
+
+	/*
+	 * B, accepted at 2M: one 2M leaf where the folio is 2M (every backend
+	 * maps it so once the whole 2M is private and accepted at that size);
+	 * with 4 KiB folios the host maps 4K and a 2M accept is a mismatch.
+	 */
+	cf_expect_sync(cf.v[0], &m, 3);
+	ck_assert_int_eq(a.r_b, huge_folios || !cf.caps.requires_accept ? 0 : -ERANGE);
+	lvl_n = cf_level_at(HB_N);
+	ck_assert_int_eq(lvl_n, huge_folios ? CCVM_LEVEL_2M : CCVM_LEVEL_4K);
+	ck_assert_int_eq(cf_level_at(HB_LAST), lvl_n);
+	ck_assert(mapped(HB_N, &pfn_n));
+	ck_assert_uint_eq(tu_gmem_info(cf.g).folio_order, cf.mode->folio_order);
+	huge = tu_gmem_info(cf.g).nr_huge_folios;
+	ck_assert_uint_eq(huge, huge_folios ? 2 : 0);		/* A and B, whole */
+	cf_assert_invariants(cf.vm);
+
+	/*
+	 * One page of B to shared: in place its folio splits (shared pages
+	 * are 4 KiB), per VM the folio stays whole (the shared page is the
+	 * VMM's).  The 2M leaf goes, or is split (mirror root: DEMOTE).
+	 */
+	cf_expect_sync(cf.v[0], &m, 4);
+	ck_assert_uint_eq(attr_at(HB_X, &len), 0);
+	ck_assert_uint_eq(len, PG);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_huge_folios,
+			  huge_folios && cf.in_place ? huge - 1 : huge);
+	if (lvl_n == CCVM_LEVEL_2M && !cf.caps.has_mirror_root) {
+		ck_assert(!mapped(HB_N, NULL));
+	} else {
+		ck_assert(mapped(HB_N, &pfn));
+		ck_assert_uint_eq(pfn, pfn_n);
+		ck_assert_int_eq(cf_level_at(HB_N), CCVM_LEVEL_4K);
+	}
+	cf_assert_invariants(cf.vm);
+
+	/*
+	 * C, pre-faulted whole by the host: one 2M leaf where the folio is 2M
+	 * (TDX: AUGed PENDING, SNP: a 2M RMP entry not yet validated).
+	 */
+	gpa = HB_C, len = 2 * MIB;
+	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(cf.v[0], &gpa, &len), 0);
+	ck_assert_uint_eq(len, 0);
+	lvl = cf_level_at(HB_C + PG);
+	ck_assert_int_eq(lvl, huge_folios ? CCVM_LEVEL_2M : CCVM_LEVEL_4K);
+
+	/*
+	 * A 4K accept inside C's 2M leaf succeeds: TDX DEMOTEs the leaf, SNP
+	 * PSMASHes the entry and the NPT maps 4K; without accepts the leaf
+	 * stays as it was.
+	 */
+	cf_expect_sync(cf.v[0], &m, 5);
+	ck_assert_int_eq(a.r_c, 0);
+	ck_assert_int_eq(cf_level_at(HB_C + PG), cf.caps.requires_accept ? CCVM_LEVEL_4K : lvl);
+	/* B is whole and private again (X was not punched): its folio merged. */
+	ck_assert_uint_eq(attr_at(HB_B, &len), PRIV);
+	ck_assert_uint_ge(len, 2 * MIB);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_huge_folios, huge_folios ? 3 : 0);
+	cf_assert_invariants(cf.vm);
+
+	cf_expect_done(cf.v[0], &m);
+	ck_assert_msg(cf_is(a.seen_n, PG, 0xb1), "%s: a neighbour of a conversion lost its "
+		      "bytes", cf.name);
+	ck_assert(cf_is(a.seen_last, PG, 0xb2));
+	ck_assert(cf_is_zero(a.seen_c, PG));
+
+	/*
+	 * A punch of all of B frees its folio whole, or its 4 KiB pages: all
+	 * 512 where the accepts faulted them in, else the three written.
+	 */
+	nr = tu_gmem_info(cf.g).nr_pages;
+	b_pages = huge_folios || cf.caps.requires_accept ? 512 : cf_alloc_pages(hb_written, 3);
+	huge = tu_gmem_info(cf.g).nr_huge_folios;
+	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, PUNCH, HB_B, 2 * MIB), 0);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, nr - b_pages);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_huge_folios, huge_folios ? huge - 1 : 0);
+	ck_assert(!mapped(HB_N, NULL));
+	ck_assert(!mapped(HB_LAST, NULL));
+	ck_assert(mapped(HB_C + PG, NULL));
 	cf_finish();
 }
 END_TEST
@@ -592,6 +870,15 @@ START_TEST(test_errno_gmem)
 		{ PG, CCVM_GMEM_FLAG_MMAP, 1 },
 		{ PG, CCVM_GMEM_FLAG_INIT_SHARED, 1 },
 		{ PG, 0, 0 },
+		/* Huge folios: the size is a whole number of folios. */
+		{ 2 * MIB, CCVM_GMEM_FLAG_HUGETLB, 1 },
+		{ 2 * MIB, CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_2MB, 1 },
+		{ PG, CCVM_GMEM_FLAG_HUGETLB, -EINVAL },
+		{ 2 * MIB + PG, CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_2MB, -EINVAL },
+		{ MIB, CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_2MB, -EINVAL },
+		{ 2 * MIB, CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_1GB, -EINVAL },
+		{ 2 * MIB, CCVM_GMEM_HUGE_2MB, -EINVAL },		/* size bits alone */
+		{ 2 * MIB, CCVM_GMEM_FLAG_HUGETLB | (22ull << CCVM_GMEM_HUGE_SHIFT), -EINVAL },
 	};
 	static const struct {
 		int mode;
@@ -625,7 +912,8 @@ START_TEST(test_errno_gmem)
 		struct tu_snap a, b;
 
 		if (want == 1)
-			want = (create_rows[r].flags & ~vcaps.gmem_flags) ? -EINVAL : 0;
+			want = (create_rows[r].flags & ~CCVM_GMEM_HUGE_MASK & ~vcaps.gmem_flags) ?
+			       -EINVAL : 0;
 		snap(&a);
 		got = ccvm_gmem_create(cf.vm, create_rows[r].size, create_rows[r].flags, &g);
 		ck_assert_msg(got == want, "%s: create row %u: %d, want %d", cf.name, r, got,
@@ -636,6 +924,9 @@ START_TEST(test_errno_gmem)
 			tu_snap_assert_same(&a, &b);
 		} else {
 			ck_assert_uint_eq(tu_gmem_info(g).size, create_rows[r].size);
+			ck_assert_uint_eq(tu_gmem_info(g).folio_order,
+					  create_rows[r].flags & CCVM_GMEM_FLAG_HUGETLB ?
+					  CCVM_FOLIO_ORDER_2M : 0);
 			ck_assert_int_eq(ccvm_gmem_close(g), 0);
 		}
 	}
@@ -653,7 +944,12 @@ START_TEST(test_errno_gmem)
 			tu_snap_assert_same(&a, &b);
 		}
 	}
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 1);
+	/*
+	 * Allocated [0, 2 pages), punched [0, 1 page): one page with 4 KiB
+	 * folios; with 2M folios the allocate, rounded down at both ends to
+	 * the folio, allocated nothing.
+	 */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_folio_pages() == 1 ? 1 : 0);
 	cf_finish();
 }
 END_TEST
@@ -901,6 +1197,14 @@ END_TEST
 /* Pre-fault                                                           */
 /* ------------------------------------------------------------------ */
 
+/* Pages test_prefault faults in slot 0's file: 2 at its end, 8 at 0, 8 at 1M. */
+static const uint64_t pf_pages[] = {
+	4 * MIB - 2 * PG, 4 * MIB - PG,
+	0, PG, 2 * PG, 3 * PG, 4 * PG, 5 * PG, 6 * PG, 7 * PG,
+	MIB, MIB + PG, MIB + 2 * PG, MIB + 3 * PG, MIB + 4 * PG, MIB + 5 * PG, MIB + 6 * PG,
+	MIB + 7 * PG,
+};
+
 START_TEST(test_prefault)
 {
 	const uint64_t size = 4 * MIB;
@@ -949,7 +1253,7 @@ START_TEST(test_prefault)
 	ck_assert_uint_eq(len, 0);
 	for (i = 0; i < 8; i++)
 		ck_assert(mapped(i * PG, NULL));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 10);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(pf_pages, 10));
 
 	/* Shared ones at the shared alias: in place, the file's own pages. */
 	cf_set_attr(MIB, 8 * PG, 0);
@@ -960,7 +1264,9 @@ START_TEST(test_prefault)
 	ck_assert(mapped(MIB | cf.sbit, NULL));
 	if (cf.sbit)
 		ck_assert(!mapped(MIB, NULL));
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, nr + (cf.in_place ? 8 : 0));
+	/* In place the 8 pages come from the file: new folios only where none was. */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages,
+			  cf.in_place ? cf_alloc_pages(pf_pages, TU_ARRAY_SIZE(pf_pages)) : nr);
 
 	gpa = 16 * MIB, len = PG;
 	if (!cf.in_place) {
@@ -1017,6 +1323,7 @@ static void guest_check_pages(struct ccvm_guest *g, void *arg)
 START_TEST(test_gmem_outlives_vm)
 {
 	static const struct pg gpas[] = { { 0, 0x81 }, { 9 * PG, 0x82 }, { CF_NONE, 0 } };
+	static const uint64_t gpa_offs[] = { 0, 9 * PG };	/* slot 0 is the file at 0 */
 
 	if (!cf_up(_i, 2 * MIB, true))
 		return;
@@ -1031,10 +1338,16 @@ START_TEST(test_gmem_outlives_vm)
 	cf.vm_open = false;
 	ck_assert_int_eq(ccvm_vm_close(cf.vm), -EINVAL);
 	ck_assert_int_eq(ccvm_platform_destroy(cf.p), -EBUSY);
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 2);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(gpa_offs, 2));
 	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_bindings, 1);
 	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, KEEP, MIB, 16 * PG), 0);
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 18);
+	/*
+	 * 16 new pages with 4 KiB folios; with 2M folios an allocate inside
+	 * one folio allocates nothing (both ends rounded down), and folio 0
+	 * is there already.
+	 */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages,
+			  cf_folio_pages() == 1 ? 18 : cf_alloc_pages(gpa_offs, 2));
 	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, PUNCH, 0, 2 * MIB), 0);
 	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 0);
 	ck_assert_int_eq(ccvm_gmem_fallocate(cf.g, KEEP, 0, PG), 0);
@@ -1048,6 +1361,8 @@ START_TEST(test_slots_share_gmem)
 	static const struct pg gpas[] = {
 		{ 0, 0x91 }, { 16 * MIB + PG, 0x92 }, { 48 * MIB + 2 * PG, 0x93 }, { CF_NONE, 0 },
 	};
+	/* Where those pages are in the file: slots 0, 1 and 3 bind it at 0, 2M, 1M. */
+	static const uint64_t file_offs[] = { 0, 2 * MIB + PG, MIB + 2 * PG };
 	uint64_t pfn[3], p;
 	int i, j;
 
@@ -1069,7 +1384,7 @@ START_TEST(test_slots_share_gmem)
 	cf_runnable(1);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_write_pages, (void *)gpas), 0);
 	cf_expect_done(cf.v[0], NULL);
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 3);
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(file_offs, 3));
 	for (i = 0; i < 3; i++) {
 		ck_assert(mapped(gpas[i].gpa, &pfn[i]));
 		for (j = 0; j < i; j++)
@@ -1085,7 +1400,8 @@ START_TEST(test_slots_share_gmem)
 		ck_assert(mapped(gpas[i].gpa, &p));
 		ck_assert_uint_eq(p, pfn[i]);
 	}
-	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, 3);	/* the file keeps its page */
+	/* The file keeps its pages. */
+	ck_assert_uint_eq(tu_gmem_info(cf.g).nr_pages, cf_alloc_pages(file_offs, 3));
 	cf_assert_invariants(cf.vm);
 	/* What was written through slots 1 and 3 is still there. */
 	ck_assert_int_eq(ccvm_vcpu_set_guest(cf.v[0], guest_check_pages, (void *)&gpas[1]), 0);
@@ -1218,6 +1534,7 @@ static void add_scenarios(TCase *tc, int from, int to)
 	tcase_add_loop_test(tc, test_neighbours, from, to);
 	tcase_add_loop_test(tc, test_punch_refault, from, to);
 	tcase_add_loop_test(tc, test_launch, from, to);
+	tcase_add_loop_test(tc, test_huge_blocks, from, to);
 	tcase_add_loop_test(tc, test_errno_attr, from, to);
 	tcase_add_loop_test(tc, test_errno_memslot, from, to);
 	tcase_add_loop_test(tc, test_errno_gmem, from, to);
@@ -1243,6 +1560,7 @@ Suite *conformance_suite(void)
 	tcase_add_loop_test(tc, test_neighbours, 0, nv);
 	tcase_add_loop_test(tc, test_punch_refault, 0, nv);
 	tcase_add_loop_test(tc, test_launch, 0, nv);
+	tcase_add_loop_test(tc, test_huge_blocks, 0, nv);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errno");

@@ -73,23 +73,34 @@ static inline const char *cf_backend(int i)
 
 /*
  * A mode: everything but the backend that a conformance scenario runs
- * under.  Loop index = backend * CF_NR_MODES + mode, so that the modes of
+ * under: the attribute scheme and the order of slot 0's gmem folios.
+ * Loop index = backend * CF_NR_MODES + mode, so that the modes of
  * one backend are one contiguous range (the out-of-tree backend, the last
  * name once registered, is the range [n * CF_NR_MODES, (n + 1) * CF_NR_MODES)).
  * Another axis is another field here and a row for each combination.
+ *
+ * Folios: 4 KiB (order 0), or 2 MiB (CCVM_GMEM_FLAG_HUGETLB) on a backend
+ * whose caps.gmem_flags have HUGETLB, else the variant is a named skip.
+ * What a scenario expects in pages allocated or mapped is derived from
+ * the folio (cf_folio_pages(), cf_alloc_pages()) and from the level the
+ * backend reports for a mapping (cf_level_at()), never assumed 4 KiB.
  */
 struct cf_mode {
 	const char *name;
 	uint32_t scheme;	/* enum ccvm_attr_scheme */
+	uint32_t folio_order;	/* slot 0's gmem folios: 0 or CCVM_FOLIO_ORDER_2M */
 };
 
-#define CF_NR_MODES	2
+#define CF_NR_MODES	4
 
 static inline const struct cf_mode *cf_mode(int m)
 {
 	static const struct cf_mode modes[CF_NR_MODES] = {
-		{ "per-VM attributes", CCVM_ATTR_SCHEME_VM },	/* the default: first */
-		{ "in-place conversion", CCVM_ATTR_SCHEME_GMEM },
+		/* the default first; the 4 KiB modes keep their old indices */
+		{ "per-VM attributes", CCVM_ATTR_SCHEME_VM, 0 },
+		{ "in-place conversion", CCVM_ATTR_SCHEME_GMEM, 0 },
+		{ "per-VM attributes, 2M folios", CCVM_ATTR_SCHEME_VM, CCVM_FOLIO_ORDER_2M },
+		{ "in-place conversion, 2M folios", CCVM_ATTR_SCHEME_GMEM, CCVM_FOLIO_ORDER_2M },
 	};
 
 	ck_assert_int_ge(m, 0);
@@ -152,7 +163,7 @@ static inline struct ccvm_invariant_report cf_invariants(struct ccvm_vm *vm)
 struct cf_env {
 	const char *backend;
 	const struct cf_mode *mode;
-	char name[64];			/* "backend, mode", for messages */
+	char name[80];			/* "backend, mode", for messages */
 	bool in_place;			/* the VM converts in place (GMEM scheme) */
 	struct ccvm_backend_caps caps;	/* the backend's */
 	struct ccvm_backend_caps vcaps;	/* the VM's: the scheme's share of them */
@@ -162,6 +173,7 @@ struct cf_env {
 	uint8_t *shared;		/* VMM memory behind slot 0, 2M aligned;
 					 * NULL in place (slot 0 is GMEM_ONLY) */
 	uint64_t size;			/* slot 0 is [0, size) */
+	uint64_t gflags;		/* folio flags of slot 0's file (0: 4 KiB) */
 	uint64_t sbit;			/* the VM's shared bit, 0 for none */
 	struct ccvm_vcpu *v[CF_MAX_VCPUS];
 	int nr_v;
@@ -254,11 +266,25 @@ static inline bool cf_up_in(int b, const struct cf_mode *m, uint64_t size, bool 
 		memset(&cf, 0, sizeof(cf));
 		return false;
 	}
+	if (m->folio_order && !(cf.vcaps.gmem_flags & CCVM_GMEM_FLAG_HUGETLB)) {
+		cf_skip_at("cf_up", "the backend has no huge gmem folios (no "
+			   "CCVM_GMEM_FLAG_HUGETLB in its caps.gmem_flags)");
+		ck_assert_int_eq(ccvm_vm_close(cf.vm), 0);
+		ck_assert_int_eq(ccvm_platform_destroy(cf.p), 0);
+		memset(&cf, 0, sizeof(cf));
+		return false;
+	}
+	if (m->folio_order) {
+		ck_assert_uint_eq(m->folio_order, CCVM_FOLIO_ORDER_2M);
+		ck_assert_msg(size % CF_2M == 0, "%s: slot 0 of %#" PRIx64 " bytes is not "
+			      "a multiple of the 2M folio", cf.name, size);
+		cf.gflags = CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_2MB;
+	}
 	cf.sbit = ccvm_vm_shared_bit(cf.vm);
 	ck_assert_int_eq(!!cf.sbit, cf.caps.has_shared_bit);
 	cf.size = size;
 	if (cf.in_place) {
-		gflags = CCVM_GMEM_FLAG_MMAP;
+		gflags = CCVM_GMEM_FLAG_MMAP | cf.gflags;
 		if (!private && (cf.vcaps.gmem_flags & CCVM_GMEM_FLAG_INIT_SHARED))
 			gflags |= CCVM_GMEM_FLAG_INIT_SHARED;
 		cf.g = tu_gmem(cf.vm, size, gflags);
@@ -272,7 +298,7 @@ static inline bool cf_up_in(int b, const struct cf_mode *m, uint64_t size, bool 
 	cf.shared = aligned_alloc(CF_2M, (size + CF_2M - 1) / CF_2M * CF_2M);
 	ck_assert_ptr_nonnull(cf.shared);
 	memset(cf.shared, 0, size);
-	cf.g = tu_gmem(cf.vm, size, 0);
+	cf.g = tu_gmem(cf.vm, size, cf.gflags);
 	ck_assert_int_eq(tu_region(cf.vm, 0, CCVM_MEM_GUEST_MEMFD, 0, size, cf.shared, cf.g, 0),
 			 0);
 	if (private)
@@ -284,6 +310,58 @@ static inline bool cf_up_in(int b, const struct cf_mode *m, uint64_t size, bool 
 static inline bool cf_up(int v, uint64_t size, bool private)
 {
 	return cf_up_in(cf_variant_backend(v), cf_mode(cf_variant_mode(v)), size, private);
+}
+
+/* ---- folios ---------------------------------------------------------------------- */
+
+/* Pages (4 KiB) in one folio of slot 0's file: 1 or 512. */
+static inline uint64_t cf_folio_pages(void)
+{
+	return 1ull << cf.mode->folio_order;
+}
+
+/*
+ * Pages slot 0's file holds once the pages at the file offsets @off[0..n)
+ * (bytes) have been allocated and nothing else: each allocation is a
+ * whole folio, so every folio touched counts once with all its pages.
+ */
+static inline uint64_t cf_alloc_pages(const uint64_t *off, size_t n)
+{
+	uint64_t fb = cf_folio_pages() * CF_PAGE, nr = 0;
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < i; j++)
+			if (off[j] / fb == off[i] / fb)
+				break;
+		if (j == i)
+			nr += cf_folio_pages();
+	}
+	return nr;
+}
+
+/*
+ * The level the backend reports for the mapping at @gpa (CCVM_LEVEL_4K or
+ * CCVM_LEVEL_2M), asserted to be mapped.  A 2M level is allowed only with
+ * 2M folios: with 4 KiB folios every private mapping is 4 KiB.
+ */
+static inline int cf_level_at(uint64_t gpa)
+{
+	int level = -1, r = ccvm_vm_lookup_mapping(cf.vm, gpa, NULL, &level);
+
+	ck_assert_msg(r == 0, "%s: %#" PRIx64 " not mapped: %d", cf.name, gpa, r);
+	ck_assert_msg(level == CCVM_LEVEL_4K || level == CCVM_LEVEL_2M, "%s: level %d",
+		      cf.name, level);
+	if (!cf.mode->folio_order && !(gpa & cf.sbit))
+		ck_assert_msg(level == CCVM_LEVEL_4K, "%s: %#" PRIx64 " mapped 2M over 4K "
+			      "folios", cf.name, gpa);
+	return level;
+}
+
+/* Pages (4 KiB) the mapping at @gpa covers as the backend reports its level. */
+static inline uint64_t cf_mapped_pages_at(uint64_t gpa)
+{
+	return cf_level_at(gpa) == CCVM_LEVEL_2M ? CF_2M / CF_PAGE : 1;
 }
 
 /* ---- the two schemes ---------------------------------------------------------- */

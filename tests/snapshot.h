@@ -159,6 +159,11 @@ static inline void tu_snap_assert_same(const struct tu_snap *a, const struct tu_
 		ck_assert_msg(a->gmem[i].nr_bindings == b->gmem[i].nr_bindings,
 			      "gmem %u nr_bindings: %u -> %u", i, a->gmem[i].nr_bindings,
 			      b->gmem[i].nr_bindings);
+		ck_assert_msg(a->gmem[i].folio_order == b->gmem[i].folio_order &&
+			      a->gmem[i].nr_huge_folios == b->gmem[i].nr_huge_folios,
+			      "gmem %u folios: order %u, %" PRIu64 " whole -> order %u, %" PRIu64
+			      " whole", i, a->gmem[i].folio_order, a->gmem[i].nr_huge_folios,
+			      b->gmem[i].folio_order, b->gmem[i].nr_huge_folios);
 		ck_assert_msg(a->gmem[i].nr_private == b->gmem[i].nr_private &&
 			      a->gmem[i].nr_pinned == b->gmem[i].nr_pinned,
 			      "gmem %u private/pinned pages changed", i);

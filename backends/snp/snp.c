@@ -762,15 +762,21 @@ static int snp_pvalidate_as_guest(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t
 	if (!mapped || pfn == NO_PFN)
 		return CCVM_GUEST_NEEDS_FAULT;
 	/* The 2M block's pages are not one 2M frame: no 2M RMP entry can cover it. */
-	if (level == CCVM_LEVEL_2M && (pfn % PAGES_PER_2M))
+	if (level == CCVM_LEVEL_2M && (pfn % PAGES_PER_2M)) {
+		ccvm_log(CCVM_LOG_DEBUG, "snp vm %u: PVALIDATE of gfn %#" PRIx64 " at 2M over "
+			 "pages that are no 2M frame: FAIL_SIZEMISMATCH", ccvm_vm_id(vm), gfn);
 		return -ERANGE;
+	}
 	rc = ccvm_snp_pvalidate(hw, vm, asid, gfn << CCVM_PAGE_SHIFT, pfn, level, true);
 	switch (rc) {
 	case CCVM_SNP_SUCCESS:
 		return 0;
 	case CCVM_SNP_FAIL_SIZEMISMATCH:
-		if (level == CCVM_LEVEL_2M)
+		if (level == CCVM_LEVEL_2M) {
+			ccvm_log(CCVM_LOG_DEBUG, "snp vm %u: PVALIDATE of gfn %#" PRIx64 " at 2M "
+				 "over 4K RMP entries: FAIL_SIZEMISMATCH", ccvm_vm_id(vm), gfn);
 			return -ERANGE;
+		}
 		/* sev_handle_rmp_fault(): PSMASH (a racing one is fine), zap, refault. */
 		if (!ccvm_snp_rmpread(hw, pfn, &e) && e.assigned && e.level == CCVM_LEVEL_2M &&
 		    e.asid == asid)
