@@ -209,6 +209,7 @@ struct ccvm_platform {
 	/* simulated RAM: nr_pages pages at mem, lazily backed */
 	uint8_t *mem;
 	uint64_t nr_pages;
+	uint32_t mem_kind;			/* lib/platform.c's mapping cache: RAM, THP */
 	_Atomic uint8_t *pfn_state;		/* CCVM_PFN_* per pfn */
 	uint32_t *free_next;			/* free list links, lazily backed */
 	struct ccvm_mutex mem_lock;
@@ -522,6 +523,16 @@ struct ccvm_mmu {
 	uint32_t teardown_leaves;		/* leaves freed since the last yield */
 	_Atomic uint64_t nr_sp;			/* page-table pages, all roots */
 	_Atomic uint64_t nr_leaves;		/* present leaves, all roots */
+	/*
+	 * Table memory (lib/mmu.c sp_alloc): chunks mapped and populated in
+	 * bulk, free tables on a list, all given back at ccvm_mmu_vm_uninit().
+	 * sp_lock is a leaf lock outside the scheduler: nothing waits or
+	 * yields while holding it.
+	 */
+	struct ccvm_mutex sp_lock;
+	void *sp_free;				/* free tables, linked through their first word */
+	void *sp_chunks;			/* mapped chunks, linked through their header */
+	uint32_t sp_chunk_tables;		/* capacity of the next chunk */
 };
 
 /* Translation of a guest access, for the guest side. */

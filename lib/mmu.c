@@ -43,6 +43,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backend-call.h"
 
@@ -126,9 +127,139 @@ static inline bool vm_has_mirror(const struct ccvm_vm *vm)
 
 /* ---- tables and roots ------------------------------------------------------ */
 
+/*
+ * Table memory.  A table is a little over 4 KiB, one per 512 leaves, and
+ * a host page touched for the first time costs a page fault: on hosts
+ * where a fault is expensive (a guest under shadow paging: tens of us)
+ * taking every table from malloc costs more than the table's own work.
+ * So tables come from chunks mapped and populated by one madvise
+ * (MADV_POPULATE_WRITE, best effort), sized up as the VM grows, and a
+ * freed table goes on a free list for the next one; the chunks go back
+ * when the VM is torn down.  Under AddressSanitizer each table is its own
+ * allocation, so a table used after its free is still caught.  The
+ * model's own figures (model_bytes, the SP events) do not change.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define SP_POOL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SP_POOL 0
+#endif
+#endif
+#ifndef SP_POOL
+#define SP_POOL 1
+#endif
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define SP_CHUNK_MIN	4u		/* tables in a VM's first chunk */
+#define SP_CHUNK_MAX	64u		/* and in the largest (about 260 KiB) */
+
+struct sp_chunk {
+	struct sp_chunk *next;
+	size_t bytes;
+};
+
+/* The chunk header's room: the tables after it stay 64-byte aligned. */
+#define SP_CHUNK_HDR	((sizeof(struct sp_chunk) + _Alignof(struct ccvm_sp) - 1) & \
+			 ~(_Alignof(struct ccvm_sp) - 1))
+
+static void sp_pool_init(struct ccvm_mmu *m)
+{
+	ccvm_mutex_init(&m->sp_lock, NULL, "sp_lock");
+	m->sp_free = NULL;
+	m->sp_chunks = NULL;
+	m->sp_chunk_tables = SP_CHUNK_MIN;
+}
+
+/* A new chunk's tables onto the free list; sp_lock held.  false: no memory. */
+static bool sp_pool_grow(struct ccvm_mmu *m)
+{
+	uint32_t n = m->sp_chunk_tables, i;
+	size_t bytes = SP_CHUNK_HDR + (size_t)n * sizeof(struct ccvm_sp);
+	struct sp_chunk *c;
+	uint8_t *t;
+
+	bytes = (bytes + CCVM_PAGE_SIZE - 1) & ~(size_t)(CCVM_PAGE_SIZE - 1);
+	c = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (c == MAP_FAILED)
+		return false;
+	/* Best effort: without it (before Linux 5.14) pages fault one by one. */
+	(void)madvise(c, bytes, MADV_POPULATE_WRITE);
+	c->bytes = bytes;
+	c->next = m->sp_chunks;
+	m->sp_chunks = c;
+	t = (uint8_t *)c + SP_CHUNK_HDR;
+	for (i = (uint32_t)((bytes - SP_CHUNK_HDR) / sizeof(struct ccvm_sp)); i-- > 0;) {
+		void **sp = (void **)(t + (size_t)i * sizeof(struct ccvm_sp));
+
+		*sp = m->sp_free;
+		m->sp_free = sp;
+	}
+	if (m->sp_chunk_tables < SP_CHUNK_MAX)
+		m->sp_chunk_tables *= 2;
+	return true;
+}
+
+static struct ccvm_sp *sp_mem_alloc(struct ccvm_mmu *m)
+{
+	void **sp;
+
+	if (!SP_POOL)
+		return aligned_alloc(_Alignof(struct ccvm_sp), sizeof(struct ccvm_sp));
+	ccvm_mutex_lock(&m->sp_lock);
+	if (!m->sp_free && !sp_pool_grow(m)) {
+		ccvm_mutex_unlock(&m->sp_lock);
+		return NULL;
+	}
+	sp = m->sp_free;
+	m->sp_free = *sp;
+	ccvm_mutex_unlock(&m->sp_lock);
+	return (struct ccvm_sp *)sp;
+}
+
+static void sp_mem_free(struct ccvm_mmu *m, struct ccvm_sp *sp)
+{
+	void **link = (void **)sp;
+
+	if (!SP_POOL) {
+		free(sp);
+		return;
+	}
+	ccvm_mutex_lock(&m->sp_lock);
+	*link = m->sp_free;
+	m->sp_free = link;
+	ccvm_mutex_unlock(&m->sp_lock);
+}
+
+/*
+ * Give the chunks back once every table is free.  A table still counted
+ * (a bug elsewhere) keeps them all: a leak, never a use after unmap.
+ */
+static void sp_pool_release(struct ccvm_vm *vm)
+{
+	struct ccvm_mmu *m = &vm->mmu;
+	struct sp_chunk *c, *next;
+
+	if (atomic_load_explicit(&m->nr_sp, memory_order_relaxed)) {
+		ccvm_log(CCVM_LOG_WARN, "vm %u: %llu page tables still allocated at teardown",
+			 vm->id, (unsigned long long)atomic_load(&m->nr_sp));
+		return;
+	}
+	for (c = m->sp_chunks; c; c = next) {
+		next = c->next;
+		munmap(c, c->bytes);
+	}
+	m->sp_chunks = NULL;
+	m->sp_free = NULL;
+	ccvm_mutex_destroy(&m->sp_lock);
+}
+
 static struct ccvm_sp *sp_alloc(struct ccvm_vm *vm, int level, uint64_t gfn)
 {
-	struct ccvm_sp *sp = aligned_alloc(_Alignof(struct ccvm_sp), sizeof(*sp));
+	struct ccvm_sp *sp = sp_mem_alloc(&vm->mmu);
 
 	if (!sp)
 		return NULL;
@@ -144,7 +275,7 @@ static struct ccvm_sp *sp_alloc(struct ccvm_vm *vm, int level, uint64_t gfn)
 
 static void sp_free(struct ccvm_vm *vm, struct ccvm_sp *sp)
 {
-	free(sp);
+	sp_mem_free(&vm->mmu, sp);
 	ccvm_model_bytes_add(vm->p, -(int64_t)sizeof(*sp));
 	atomic_fetch_sub_explicit(&vm->mmu.nr_sp, 1, memory_order_relaxed);
 	ccvm_account(vm->p, vm, CCVM_EV_SP_FREE, 1);
@@ -339,6 +470,7 @@ int ccvm_mmu_vm_init(struct ccvm_vm *vm)
 	m->range_added = false;
 	atomic_init(&m->nr_sp, 0);
 	atomic_init(&m->nr_leaves, 0);
+	sp_pool_init(m);
 	return 0;
 }
 
@@ -402,6 +534,7 @@ void ccvm_mmu_vm_uninit(struct ccvm_vm *vm)
 		ccvm_model_bytes_add(vm->p, -(int64_t)sizeof(*root));
 	}
 	ccvm_brlock_wrunlock(&vm->mmu_lock);
+	sp_pool_release(vm);
 }
 
 /* Point *@slot at the valid root of the kind, dropping the old one; mmu_lock write. */

@@ -328,10 +328,14 @@ static void sched_fail(struct ccvm_sched *s, uint32_t kind, int err, const char 
 
 /* ---- unwinding a failed run ------------------------------------------------------ */
 
-static void ccvm_noreturn_unwind(struct ccvm_thread *t) __attribute__((noreturn));
-static void ccvm_noreturn_unwind(struct ccvm_thread *t)
+/* What setjmp(t->start) returns after an unwind. */
+#define UNWOUND_BY_OTHER	1	/* woken by the unwinder: report back to it */
+#define UNWOUND_SELF		2	/* it unwound the others: touch nothing */
+
+static void ccvm_noreturn_unwind(struct ccvm_thread *t, int how) __attribute__((noreturn));
+static void ccvm_noreturn_unwind(struct ccvm_thread *t, int how)
 {
-	longjmp(t->start, 1);
+	longjmp(t->start, how);
 }
 
 static void mark_done(struct ccvm_sched *s, struct ccvm_thread *t, bool unwound)
@@ -367,13 +371,15 @@ static void sched_abort(struct ccvm_sched *s, struct ccvm_thread *r)
 		return;
 	if (r->state == CCVM_T_LIVE)
 		mark_done(s, r, true);
-	r->self_unwind = true;
 	if (t0->state == CCVM_T_LIVE) {
 		s->current = t0;
 		sem_post(&t0->baton);
 	}
-	/* Touch nothing shared from here: thread 0 may be reaping us. */
-	ccvm_noreturn_unwind(r);
+	/*
+	 * Touch nothing shared from here, not even *r: thread 0 may start the
+	 * next run and take r's slot again.
+	 */
+	ccvm_noreturn_unwind(r, UNWOUND_SELF);
 }
 
 /* Woken while the run is being aborted. */
@@ -381,11 +387,11 @@ static void unwind_self(struct ccvm_sched *s, struct ccvm_thread *t)
 {
 	if (t->id == 0) {
 		if (t->has_jmp)
-			ccvm_noreturn_unwind(t);
+			ccvm_noreturn_unwind(t, UNWOUND_BY_OTHER);
 		return;		/* a direct-mode creator: its call returns */
 	}
 	(void)s;
-	ccvm_noreturn_unwind(t);
+	ccvm_noreturn_unwind(t, UNWOUND_BY_OTHER);
 }
 
 /* The failed run must end now; returns only for a direct-mode thread 0. */
@@ -393,7 +399,7 @@ static void fail_now(struct ccvm_sched *s, struct ccvm_thread *r)
 {
 	sched_abort(s, r);
 	if (r->has_jmp)
-		ccvm_noreturn_unwind(r);
+		ccvm_noreturn_unwind(r, UNWOUND_BY_OTHER);
 }
 
 /* ---- strategies ------------------------------------------------------------------- */
@@ -1327,20 +1333,38 @@ static void thread_exit(struct ccvm_sched *s, struct ccvm_thread *t)
 	sem_post(&next->baton);
 }
 
+/*
+ * The OS thread of a serial slot: it runs the slot's controlled threads,
+ * one per run, and parks on the baton in between (the pool): the next run
+ * that takes the slot sets fn and arg, and the thread starts it when it is
+ * first picked, like a thread just created.  After its exit step, or an
+ * unwind, it touches nothing of the slot before it is woken again: the
+ * baton's post orders the next run's writes before its reads.
+ */
 static void *controlled_thread_main(void *arg)
 {
 	struct ccvm_thread *t = arg;
 	struct ccvm_sched *s = t->s;
 
 	sched_self = t;
-	if (setjmp(t->start) == 0) {
-		park(s, t);
+	for (;;) {
+		int how = setjmp(t->start);
+
+		if (how == UNWOUND_BY_OTHER) {
+			/* Unwound by another thread's abort: report back to it. */
+			mark_done(s, t, true);
+			sem_post(&s->unwinder->baton);
+			continue;
+		}
+		if (how == UNWOUND_SELF)
+			continue;
+		sem_wait_nointr(&t->baton);
+		if (t->quit)
+			break;
+		if (s->aborting)
+			unwind_self(s, t);
 		t->ret = t->fn(t->arg);
 		thread_exit(s, t);
-	} else if (!t->self_unwind) {
-		/* Unwound by another thread's abort: report back to it. */
-		mark_done(s, t, true);
-		sem_post(&s->unwinder->baton);
 	}
 	sched_self = NULL;
 	return NULL;
@@ -1380,9 +1404,8 @@ int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_t
 		return -ECANCELED;
 
 	t = &s->threads[s->nr_threads];
-	sem_destroy(&t->baton);
+	/* The slot's OS thread, if any, is parked on the baton (count 0). */
 	memset(t, 0, offsetof(struct ccvm_thread, baton));
-	sem_init(&t->baton, 0, 0);
 	t->s = s;
 	t->fn = fn;
 	t->arg = arg;
@@ -1399,23 +1422,29 @@ int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_t
 	/* Its history starts with its creation. */
 	s->th_hash[t->id] = hb_mix(s->th_hash[self->id], 0x6e6577ull + t->id);
 	s->fp_threads += hb_mix(t->id, s->th_hash[t->id]);
-	err = pthread_create(&t->pt, NULL, controlled_thread_main, t);
-	if (err) {
-		t->state = CCVM_T_FREE;
-		return -err;
+	if (!t->os_thread) {
+		err = pthread_create(&t->pt, NULL, controlled_thread_main, t);
+		if (err) {
+			t->state = CCVM_T_FREE;
+			return -err;
+		}
+		t->os_thread = true;
 	}
-	t->os_thread = true;
 	s->nr_threads++;
 	s->live |= BIT(t->id);
 	*out = t;
 	return 0;
 }
 
+/* End the pooled OS thread of slot @t (between runs). */
 static void reap(struct ccvm_thread *t)
 {
 	if (t->os_thread) {
+		t->quit = true;
+		sem_post(&t->baton);
 		pthread_join(t->pt, NULL);
 		t->os_thread = false;
+		t->quit = false;
 	}
 }
 
@@ -1445,7 +1474,7 @@ int ccvm_thread_join_at(struct ccvm_thread *t, int *ret, const struct ccvm_sync_
 		return -ECANCELED;
 	if (!self && t->state == CCVM_T_LIVE)
 		return -EPERM;		/* cannot wait outside the schedule */
-	reap(t);
+	/* Its OS thread goes back to the pool: nothing to wait for. */
 	t->state = CCVM_T_JOINED;
 	if (t->unwound)
 		return -ECANCELED;
@@ -1621,11 +1650,8 @@ int ccvm_sched_run_finish(struct ccvm_sched *s, int err)
 
 void ccvm_sched_run_end(struct ccvm_sched *s)
 {
-	uint32_t i;
-
+	/* The run's OS threads stay, parked, for the next run (the pool). */
 	s->running = false;
-	for (i = 1; i < s->nr_threads; i++)
-		reap(&s->threads[i]);
 	if (sched_self && sched_self->s == s)
 		sched_self = NULL;
 }

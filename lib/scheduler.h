@@ -61,7 +61,6 @@ struct ccvm_held {
 
 struct ccvm_thread {
 	struct ccvm_sched *s;			/* NULL: a free-running thread */
-	pthread_t pt;
 	ccvm_thread_fn fn;
 	void *arg;
 	int ret;
@@ -70,10 +69,8 @@ struct ccvm_thread {
 	/* serial mode */
 	uint8_t id;
 	uint8_t state;				/* enum ccvm_thread_state */
-	bool os_thread;				/* pt is ours to join */
 	bool has_jmp;				/* start can be jumped to */
 	bool unwound;				/* ended by a failed schedule */
-	bool self_unwind;			/* it unwound itself last */
 	bool signaled;				/* CCVM_W_COND: woken */
 	/* the pending operation: what it does when it is next picked */
 	uint8_t op;				/* enum ccvm_sched_op */
@@ -89,7 +86,16 @@ struct ccvm_thread {
 	uint64_t prio;				/* PCT priority, higher runs */
 	uint32_t nheld;
 	struct ccvm_held held[CCVM_SCHED_MAX_HELD];
+	/*
+	 * Kept across runs (not cleared when the slot is taken): a serial
+	 * slot's OS thread outlives the controlled thread it ran and parks on
+	 * its baton until the slot is taken again (the pool, docs/scheduler.md
+	 * section 7), or until the scheduler is freed.
+	 */
 	sem_t baton;				/* posted when it is picked */
+	pthread_t pt;
+	bool os_thread;				/* pt runs (serial: parked in the pool) */
+	bool quit;				/* the pooled OS thread is to end */
 	jmp_buf start;				/* where an unwind lands */
 };
 

@@ -299,6 +299,46 @@ START_TEST(test_mock_4k_when_folio_or_slot_disallow)
 }
 END_TEST
 
+/*
+ * A binding whose size (or offset) is not a whole number of folios is not
+ * an error, upstream or here: the slot's hugepage tracking disallows 2M
+ * wherever the 2M of gfns leaves the slot or straddles folios, so those
+ * parts map at 4K while the aligned whole folios inside map at 2M.
+ */
+START_TEST(test_bind_unaligned_to_folio)
+{
+	struct ccvm_gmem *g = tu_gmem(vm, 4 * TU_2M, HUGE);
+
+	/* Slot 0: file [0, 3M); slot 1: file [4M, 8M - 4K) at gpa 16M. */
+	ck_assert_int_eq(tu_region(vm, 0, CCVM_MEM_GUEST_MEMFD, 0, TU_2M + TU_MiB, NULL, g, 0),
+			 0);
+	ck_assert_int_eq(tu_region(vm, 1, CCVM_MEM_GUEST_MEMFD, 8 * TU_2M, 2 * TU_2M - TU_PAGE,
+				   NULL, g, 2 * TU_2M), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_bindings, 2);
+	tu_set_attr(vm, 0, 10 * TU_2M, PRIV);
+	prefault(vm, 0, 0, TU_2M + TU_MiB);
+	prefault(vm, 1, 8 * TU_2M, 2 * TU_2M - TU_PAGE);
+	/* Whole folios inside the slot: 2M. */
+	ck_assert_int_eq(level_at(vm, 0), CCVM_LEVEL_2M);
+	ck_assert_int_eq(level_at(vm, 8 * TU_2M + 9 * TU_PAGE), CCVM_LEVEL_2M);
+	/* The 2M that the slot's end cuts: 4K, its last page included. */
+	ck_assert_int_eq(level_at(vm, TU_2M), CCVM_LEVEL_4K);
+	ck_assert_int_eq(level_at(vm, TU_2M + TU_MiB - TU_PAGE), CCVM_LEVEL_4K);
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(vm, TU_2M + TU_MiB, NULL, NULL), -ENOENT);
+	ck_assert_int_eq(level_at(vm, 9 * TU_2M), CCVM_LEVEL_4K);
+	ck_assert_int_eq(level_at(vm, 10 * TU_2M - 2 * TU_PAGE), CCVM_LEVEL_4K);
+	/* Each folio touched is allocated whole, the cut ones too. */
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 4 * PAGES_2M);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 4);
+	assert_inv(vm);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &(struct ccvm_memory_region){
+		.slot = 1 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+}
+END_TEST
+
 /* ---- split and merge (in place) ----------------------------------------------------- */
 
 static void convert(struct ccvm_gmem *g, uint64_t off, uint64_t size, uint64_t attrs)
@@ -508,6 +548,7 @@ Suite *folio_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_mock_maps_2m);
 	tcase_add_test(tc, test_mock_4k_when_folio_or_slot_disallow);
+	tcase_add_test(tc, test_bind_unaligned_to_folio);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("restructure");
