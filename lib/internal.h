@@ -243,6 +243,9 @@ struct ccvm_platform {
 
 	struct ccvm_counters stats;
 	_Atomic uint64_t model_bytes;		/* heap the model itself uses */
+	uint64_t flags;				/* ccvm_platform_opts.flags */
+	_Atomic uint64_t pamt_pairs;		/* TDX Dynamic PAMT pairs held */
+	_Atomic uint64_t pamt_bytes;		/* ... and their bytes */
 
 	_Atomic(ccvm_trace_fn) trace_fn;
 	void *_Atomic trace_ctx;

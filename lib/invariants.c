@@ -88,6 +88,9 @@
  * |     | (TDX huge pages' rule 1; SNP: I8 caps it by the RMP too)     |             |
  * | I37 | a TD's private page is assigned in the PAMT at the level of  | tdx         |
  * |     | the S-EPT leaf that maps it (2M leaf: its 2M entry)          |             |
+ * | I38 | TDX Dynamic PAMT: a 2M region of host memory holds a PAMT    | tdx         |
+ * |     | page pair exactly while TDs hold pages of it at 4K; the      | (platform)  |
+ * |     | backend's count of those pages is the PAMT's                 |             |
  *
  * Not checked here: I4 (the fault's seq check; its only trace at rest is
  * I3's), I19, I20 (retry policies), I25 (populate's own checks), I30

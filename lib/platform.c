@@ -245,7 +245,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 				 opts.sched);
 	if (opts.attr_scheme > CCVM_ATTR_SCHEME_GMEM)
 		return ccvm_fail(-EINVAL, "opts.attr_scheme %u: unknown", opts.attr_scheme);
-	if (opts.flags & ~CCVM_PLATFORM_RAM_THP)
+	if (opts.flags & ~(CCVM_PLATFORM_RAM_THP | CCVM_PLATFORM_TDX_DYNAMIC_PAMT))
 		return ccvm_fail(-EINVAL, "opts.flags %#llx: unknown bits (CCVM_PLATFORM_*)",
 				 (unsigned long long)opts.flags);
 	if (opts.costs) {
@@ -257,6 +257,10 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	if (!ops)
 		return ccvm_fail(-ENOENT, "no backend \"%s\" is built or registered",
 				 opts.backend ? opts.backend : "mock");
+
+	if ((opts.flags & CCVM_PLATFORM_TDX_DYNAMIC_PAMT) && strcmp(ops->name, "tdx"))
+		return ccvm_fail(-EINVAL, "opts.flags: CCVM_PLATFORM_TDX_DYNAMIC_PAMT is for the "
+				 "tdx backend, not \"%s\"", ops->name);
 
 	p = calloc(1, sizeof(*p));
 	vops = calloc(1, sizeof(*vops));
@@ -289,6 +293,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	p->next_vm_id = 1;
 	p->resched_entries = opts.resched_entries ? opts.resched_entries : CCVM_RESCHED_ENTRIES;
 	p->attr_scheme = opts.attr_scheme ? opts.attr_scheme : CCVM_ATTR_SCHEME_VM;
+	p->flags = opts.flags;
 	ccvm_model_bytes_add(p, sizeof(*p) + sizeof(*vops));
 	/* The scheduler first: every lock of the platform takes its mode from it. */
 	err = ccvm_sched_platform_attach(p, opts.sched, opts.sched_seed);
@@ -393,6 +398,17 @@ void ccvm_model_bytes(struct ccvm_platform *p, int64_t delta)
 void *ccvm_platform_priv(struct ccvm_platform *p)
 {
 	return p->priv;
+}
+
+uint64_t ccvm_platform_flags(const struct ccvm_platform *p)
+{
+	return p->flags;
+}
+
+void ccvm_pamt_account(struct ccvm_platform *p, int64_t pairs, int64_t bytes)
+{
+	atomic_fetch_add_explicit(&p->pamt_pairs, (uint64_t)pairs, memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->pamt_bytes, (uint64_t)bytes, memory_order_relaxed);
 }
 
 uint32_t ccvm_platform_nr_cpus(const struct ccvm_platform *p)
@@ -804,6 +820,8 @@ int ccvm_platform_get_stats(struct ccvm_platform *p, struct ccvm_stats *st)
 	s.free_pages = atomic_load(&p->nr_free);
 	s.leaked_pages = atomic_load(&p->nr_leaked);
 	s.model_bytes = atomic_load(&p->model_bytes);
+	s.pamt_pairs = atomic_load(&p->pamt_pairs);
+	s.pamt_bytes = atomic_load(&p->pamt_bytes);
 	sz = st->sz < sizeof(s) ? st->sz : sizeof(s);
 	s.sz = sz;
 	memcpy(st, &s, sz);

@@ -8,8 +8,16 @@
  * a partial conversion or punch (the pages outside keep their contents and
  * their accepted state), one REMOVE of a whole 2M page, RECLAIM of 2M pages
  * at teardown, and I37 (the PAMT level of a page is its S-EPT leaf's).
+ *
+ * Dynamic PAMT (CCVM_PLATFORM_TDX_DYNAMIC_PAMT, tcase "dpamt"): the tests
+ * above again on such a platform (the checker adds I38: a 2M region holds
+ * a page pair exactly while TDs hold 4K pages of it), then the pair
+ * counts over AUG at 4K and 2M, DEMOTE, removal and teardown, and the
+ * failures: no memory for a pair, PAMT.ADD refused, AUG refused after its
+ * pair was added (the pair goes again), each changing nothing else.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -36,11 +44,11 @@ static struct ccvm_vcpu *v;
 static uint8_t *map, *shared;		/* the VMM's buffer, 2M aligned */
 static uint32_t scheme;
 
-static void setup_scheme(uint32_t s)
+static void setup_scheme_flags(uint32_t s, uint64_t flags)
 {
 	struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
 						     .backend = "tdx", .mem_bytes = TU_GiB,
-						     .nr_cpus = 2, .seed = 11);
+						     .nr_cpus = 2, .seed = 11, .flags = flags);
 	struct ccvm_vm_opts vo = CCVM_OPTS_INIT(struct ccvm_vm_opts, .attr_scheme = s);
 
 	scheme = s;
@@ -67,12 +75,17 @@ static void setup_scheme(uint32_t s)
 
 static void setup(void)
 {
-	setup_scheme(CCVM_ATTR_SCHEME_VM);
+	setup_scheme_flags(CCVM_ATTR_SCHEME_VM, 0);
 }
 
 static void setup_inplace(void)
 {
-	setup_scheme(CCVM_ATTR_SCHEME_GMEM);
+	setup_scheme_flags(CCVM_ATTR_SCHEME_GMEM, 0);
+}
+
+static void setup_dpamt(void)
+{
+	setup_scheme_flags(CCVM_ATTR_SCHEME_VM, CCVM_PLATFORM_TDX_DYNAMIC_PAMT);
 }
 
 static void teardown(void)
@@ -355,6 +368,319 @@ START_TEST(test_teardown_reclaims_2m)
 }
 END_TEST
 
+/* ---- Dynamic PAMT -------------------------------------------------------------------- */
+
+static struct ccvm_stats pstats(void)
+{
+	struct ccvm_stats st = { .sz = sizeof(st) };
+
+	ck_assert_int_eq(ccvm_platform_get_stats(p, &st), 0);
+	return st;
+}
+
+static uint64_t module_pairs(void)
+{
+	struct ccvm_tdx_pamt_usage u;
+
+	ck_assert_int_eq(ccvm_tdx_pamt_usage(m, &u), 0);
+	ck_assert(u.dynamic);
+	return u.nr_pairs;
+}
+
+/* The pairs the module holds are the ones the stats count, at 8 KiB each. */
+static uint64_t pairs(void)
+{
+	struct ccvm_stats st = pstats();
+
+	ck_assert_uint_eq(st.pamt_pairs, module_pairs());
+	ck_assert_uint_eq(st.pamt_bytes, st.pamt_pairs * 2 * PG);
+	return st.pamt_pairs;
+}
+
+/* The TD's control and S-EPT pages got pairs; a 2M page needs none. */
+START_TEST(test_dpamt_2m_needs_no_pair)
+{
+	uint64_t before = pairs(), add = tu_event(p, CCVM_EV_TDH_PHYMEM_PAMT_ADD);
+
+	ck_assert_uint_gt(before, 0);
+	ck_assert(ccvm_tdx_pamt_has_pair(m, ccvm_tdx_td_tdr_pfn(ccvm_tdx_vm_td(vm))));
+	run(guest_accept_2m);
+	ck_assert_int_eq(pamt_level(0), CCVM_TDX_LEVEL_2M);
+	ck_assert(!ccvm_tdx_pamt_has_pair(m, pfn_at(0)));
+	ck_assert(!ccvm_tdx_pamt_has_pair(m, pfn_at(PER_2M)));
+	/* At most the S-EPT pages above the 2M leaves needed new pairs. */
+	ck_assert_uint_le(pairs() - before, 2);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_TDH_PHYMEM_PAMT_ADD) - add, pairs() - before);
+	assert_inv();
+}
+END_TEST
+
+/* 4K pages share one pair per 2M region; it goes with the last of them. */
+START_TEST(test_dpamt_4k_pair_per_region)
+{
+	uint64_t region, before, rm;
+
+	run(guest_accept_4k);
+	region = pfn_at(0);
+	ck_assert(ccvm_tdx_pamt_has_pair(m, region));
+	ck_assert(ccvm_tdx_pamt_has_pair(m, region + PER_2M - 1));
+	before = pairs();
+	assert_inv();
+	/* All but one page of the region leave: the pair stays. */
+	rm = tu_event(p, CCVM_EV_TDH_PHYMEM_PAMT_REMOVE);
+	convert(0, TU_2M - PG, 0);
+	ck_assert(ccvm_tdx_pamt_has_pair(m, region));
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_TDH_PHYMEM_PAMT_REMOVE), rm);
+	assert_inv();
+	/* The last one: PAMT.REMOVE, the pair's pages back to the host. */
+	convert(TU_2M - PG, PG, 0);
+	ck_assert(!ccvm_tdx_pamt_has_pair(m, region));
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_TDH_PHYMEM_PAMT_REMOVE), rm + 1);
+	ck_assert_uint_eq(pairs(), before - 1);
+	assert_inv();
+}
+END_TEST
+
+/* DEMOTE adds the pair of the 2M page's region first; removal takes it back. */
+START_TEST(test_dpamt_demote_adds_pair)
+{
+	uint64_t region, before;
+
+	run(guest_accept_2m);
+	region = pfn_at(0);
+	before = pairs();
+	ck_assert(!ccvm_tdx_pamt_has_pair(m, region));
+	convert(4 * PG, 2 * PG, 0);
+	ck_assert_uint_eq(vev(CCVM_EV_TDH_MEM_PAGE_DEMOTE), 1);
+	ck_assert(ccvm_tdx_pamt_has_pair(m, region));
+	ck_assert_uint_ge(pairs(), before + 1);
+	assert_inv();
+	run(guest_check_mark);
+	/* The rest of the region to shared: its 4K pages leave, so does the pair. */
+	convert(0, 4 * PG, 0);
+	convert(6 * PG, TU_2M - 6 * PG, 0);
+	ck_assert(!ccvm_tdx_pamt_has_pair(m, region));
+	assert_inv();
+}
+END_TEST
+
+/* Teardown gives every pair back, and every page of them. */
+START_TEST(test_dpamt_teardown_returns_pairs)
+{
+	struct ccvm_stats st;
+
+	run(guest_accept_4k);
+	ck_assert_uint_gt(pairs(), 0);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+	v = NULL;
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(vm, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(gm), 0);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	st = pstats();
+	ck_assert_uint_eq(st.pamt_pairs, 0);
+	ck_assert_uint_eq(st.pamt_bytes, 0);
+	ck_assert_uint_eq(module_pairs(), 0);
+	ck_assert_uint_eq(ccvm_tdx_pamt_nr_assigned(m), 0);
+	ck_assert_uint_eq(st.free_pages, st.total_pages);
+	ck_assert_uint_eq(tu_event(p, CCVM_EV_TDH_PHYMEM_PAMT_ADD),
+			  tu_event(p, CCVM_EV_TDH_PHYMEM_PAMT_REMOVE));
+	ck_assert_int_eq(ccvm_vm_create(p, NULL, &vm), 0);
+	gm = tu_gmem(vm, SIZE, HUGE);
+	ck_assert_int_eq(tu_region(vm, 0, CCVM_MEM_GUEST_MEMFD, 0, SIZE, shared, gm, 0), 0);
+}
+END_TEST
+
+static void guest_accept_page0(struct ccvm_guest *g, void *arg)
+{
+	(void)arg;
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, 0, PG) == 0);
+}
+
+/* What a failed pair must leave as it was. */
+struct dpamt_state {
+	uint64_t free, leaked, pairs, bytes, assigned, add, remove, aug;
+};
+
+static struct dpamt_state dstate(void)
+{
+	struct ccvm_stats st = pstats();
+
+	return (struct dpamt_state){
+		.free = st.free_pages, .leaked = st.leaked_pages, .pairs = st.pamt_pairs,
+		.bytes = st.pamt_bytes, .assigned = ccvm_tdx_pamt_nr_assigned(m),
+		.add = st.events[CCVM_EV_TDH_PHYMEM_PAMT_ADD],
+		.remove = st.events[CCVM_EV_TDH_PHYMEM_PAMT_REMOVE],
+		.aug = st.events[CCVM_EV_TDH_MEM_PAGE_AUG],
+	};
+}
+
+/* Run a guest whose fault fails: the run returns @err, the guest waits. */
+static void run_fails(ccvm_guest_fn fn, int err)
+{
+	ck_assert_int_eq(ccvm_vcpu_set_guest(v, fn, NULL), 0);
+	ck_assert_int_eq(ccvm_vcpu_run(v), err);
+}
+
+/* Run the waiting guest to its end (its accept faults again). */
+static void resume(void)
+{
+	unsigned int ve = 0;
+
+	while (tu_run_once_maybe_ve(v))
+		ck_assert_uint_lt(++ve, 16);
+}
+
+/*
+ * Page 0's folio allocated and its S-EPT tables linked, but no page of its
+ * region held by the TD (nor a pair): a 4K accept of page 0 then needs
+ * only the pair, so a failed pair leaves free memory exactly as it was.
+ */
+static void prepare_page0(void)
+{
+	run(guest_accept_4k);
+	convert(0, TU_2M, 0);
+	convert(0, TU_2M, PRIV);
+	ck_assert(!ccvm_tdx_pamt_has_pair(m, pfn_at(0)));
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(vm, 0, NULL, NULL), -ENOENT);
+	assert_inv();
+}
+
+/* No memory for a pair: the fault fails with -ENOMEM and nothing changed. */
+START_TEST(test_dpamt_pair_alloc_fails)
+{
+	uint64_t *hoard, n = 0, cap = TU_GiB / PG;
+	struct dpamt_state a, b;
+	struct tu_snap sa, sb;
+
+	prepare_page0();
+	hoard = calloc(cap, sizeof(*hoard));
+	ck_assert(hoard);
+	while (n < cap && !ccvm_page_alloc(p, &hoard[n]))
+		n++;
+	ck_assert_uint_gt(n, 0);
+	a = dstate();
+	tu_snap_take(&sa, p, vm, gm, NULL, 0, SIZE);
+	run_fails(guest_accept_page0, -ENOMEM);
+	b = dstate();
+	tu_snap_take(&sb, p, vm, gm, NULL, 0, SIZE);
+	ck_assert_mem_eq(&a, &b, sizeof(a));
+	ck_assert_int_eq(ccvm_vm_lookup_mapping(vm, 0, NULL, NULL), -ENOENT);
+	ck_assert_mem_eq(&sa.gmem[0], &sb.gmem[0], sizeof(sa.gmem[0]));
+	ck_assert_uint_eq(sa.nr_runs, sb.nr_runs);
+	while (n)
+		ccvm_page_free(p, hoard[--n]);
+	free(hoard);
+	assert_inv();
+	/* With memory back the same accept works. */
+	resume();
+	ck_assert(ccvm_tdx_pamt_has_pair(m, pfn_at(0)));
+	assert_inv();
+}
+END_TEST
+
+/* PAMT.ADD refused (injected): the fault fails, the pair's pages go back. */
+START_TEST(test_dpamt_add_refused)
+{
+	struct dpamt_state a, b;
+
+	prepare_page0();
+	a = dstate();
+	ck_assert_int_eq(ccvm_tdx_inject(m, CCVM_TDH_PHYMEM_PAMT_ADD, 0,
+					 TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX, 0), 0);
+	run_fails(guest_accept_page0, -EIO);
+	ck_assert_int_eq(ccvm_tdx_inject(m, CCVM_TDH_PHYMEM_PAMT_ADD, 0, 0, 0), 0);
+	b = dstate();
+	ck_assert_uint_gt(b.add, a.add);
+	b.add = a.add;
+	ck_assert_mem_eq(&a, &b, sizeof(a));
+	ck_assert(!ccvm_vm_is_bugged(vm));
+	assert_inv();
+	resume();
+	ck_assert(ccvm_tdx_pamt_has_pair(m, pfn_at(0)));
+	assert_inv();
+}
+END_TEST
+
+/* AUG busy once after its pair was added: the pair goes, the retried fault adds it again. */
+START_TEST(test_dpamt_aug_busy_drops_pair)
+{
+	struct dpamt_state a, b;
+
+	prepare_page0();
+	a = dstate();
+	ck_assert_int_eq(ccvm_tdx_inject(m, CCVM_TDH_MEM_PAGE_AUG, 0,
+					 TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_RCX, 1), 0);
+	run(guest_accept_page0);
+	b = dstate();
+	ck_assert(ccvm_tdx_pamt_has_pair(m, pfn_at(0)));
+	/* The gmem region's pair: added, removed after the busy AUG, added again. */
+	ck_assert_uint_eq(b.add - a.add, 2);
+	ck_assert_uint_eq(b.remove - a.remove, 1);
+	ck_assert_uint_eq(b.aug - a.aug, 2);
+	ck_assert_uint_eq(b.pairs, a.pairs + 1);
+	ck_assert_uint_eq(b.free, a.free - 2);
+	assert_inv();
+}
+END_TEST
+
+/* AUG refused for good: the VM is bugged, and the pair was dropped first. */
+START_TEST(test_dpamt_aug_error_drops_pair)
+{
+	struct ccvm_invariant_report r = { .sz = sizeof(r) };
+	struct dpamt_state a, b;
+
+	prepare_page0();
+	a = dstate();
+	ck_assert_int_eq(ccvm_tdx_inject(m, CCVM_TDH_MEM_PAGE_AUG, 0,
+					 TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX, 1), 0);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest_accept_page0, NULL), 0);
+	ck_assert_int_lt(ccvm_vcpu_run(v), 0);
+	ck_assert(ccvm_vm_is_bugged(vm));
+	b = dstate();
+	/* Added for the AUG, removed when it failed: as before. */
+	ck_assert_uint_eq(b.add - a.add, 1);
+	ck_assert_uint_eq(b.remove - a.remove, 1);
+	ck_assert_uint_eq(b.pairs, a.pairs);
+	ck_assert_uint_eq(b.free, a.free);
+	ck_assert_uint_eq(b.pairs, module_pairs());
+	ck_assert(!ccvm_tdx_pamt_has_pair(m, pfn_at(0)));
+	ck_assert_int_eq(ccvm_tdx_check_dpamt(p, &r), 0);
+	ck_assert_msg(r.invariant == 0, "I%u: %s", r.invariant, r.msg);
+	/* A bugged VM: close it here, then give teardown() a fresh one. */
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+	v = NULL;
+	ck_assert_int_eq(ccvm_gmem_close(gm), 0);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	ck_assert_uint_eq(pstats().pamt_pairs, 0);
+	ck_assert_uint_eq(module_pairs(), 0);
+	ck_assert_int_eq(ccvm_vm_create(p, NULL, &vm), 0);
+	gm = tu_gmem(vm, SIZE, HUGE);
+	ck_assert_int_eq(tu_region(vm, 0, CCVM_MEM_GUEST_MEMFD, 0, SIZE, shared, gm, 0), 0);
+}
+END_TEST
+
+/* I38 broken behind the backend's back: a pair no region count explains. */
+START_TEST(test_i38_pair_without_users)
+{
+	struct ccvm_invariant_report r = { .sz = sizeof(r) };
+	uint64_t a, b, region = 0, p0, p1;
+
+	assert_inv();
+	ck_assert_int_eq(ccvm_page_alloc(p, &a), 0);
+	ck_assert_int_eq(ccvm_page_alloc(p, &b), 0);
+	/* A region nothing uses: the last 2M of the platform. */
+	region = (TU_GiB / PG) - PER_2M;
+	ck_assert_uint_eq(ccvm_tdh_phymem_pamt_add(m, NULL, region, a, b), TDX_SUCCESS);
+	ck_assert_int_eq(ccvm_vm_check_invariants(vm, &r), 0);
+	ck_assert_msg(r.invariant == 38, "I%u: %s", r.invariant, r.msg);
+	ck_assert_uint_eq(ccvm_tdh_phymem_pamt_remove(m, NULL, region, &p0, &p1), TDX_SUCCESS);
+	ccvm_page_free(p, a);
+	ccvm_page_free(p, b);
+	assert_inv();
+}
+END_TEST
+
 /* ---- bad input: nothing changes --------------------------------------------------- */
 
 static void guest_bad_accepts(struct ccvm_guest *g, void *arg)
@@ -486,6 +812,25 @@ START_TEST(test_i37_pamt_level_disagrees)
 }
 END_TEST
 
+/* The flag is the tdx backend's: anywhere else it is bad input. */
+START_TEST(test_dpamt_flag_needs_tdx)
+{
+	static const char *const others[] = { "mock", "snp" };
+	struct ccvm_platform *q = NULL;
+	unsigned int i;
+
+	for (i = 0; i < TU_ARRAY_SIZE(others); i++) {
+		struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+			.backend = others[i], .mem_bytes = 64ull << 20,
+			.flags = CCVM_PLATFORM_TDX_DYNAMIC_PAMT);
+
+		ck_assert_int_eq(ccvm_platform_create(&o, &q), -EINVAL);
+		ck_assert_ptr_null(q);
+		ck_assert_ptr_nonnull(strstr(ccvm_last_error(), "CCVM_PLATFORM_TDX_DYNAMIC_PAMT"));
+	}
+}
+END_TEST
+
 Suite *tdx_huge_suite(void)
 {
 	Suite *s = suite_create("tdx_huge");
@@ -503,6 +848,30 @@ Suite *tdx_huge_suite(void)
 	tcase_add_test(tc, test_bad_ranges_change_nothing);
 	tcase_add_test(tc, test_module_refuses_demote_without_block);
 	tcase_add_test(tc, test_i37_pamt_level_disagrees);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("dpamt");
+	tcase_add_checked_fixture(tc, setup_dpamt, teardown);
+	tcase_add_test(tc, test_aug_accept_2m);
+	tcase_add_test(tc, test_accept_4k_maps_4k);
+	tcase_add_test(tc, test_accept_4k_under_pending_2m);
+	tcase_add_test(tc, test_partial_conversion_demotes);
+	tcase_add_test(tc, test_punch);
+	tcase_add_test(tc, test_teardown_reclaims_2m);
+	tcase_add_test(tc, test_bad_ranges_change_nothing);
+	tcase_add_test(tc, test_dpamt_2m_needs_no_pair);
+	tcase_add_test(tc, test_dpamt_4k_pair_per_region);
+	tcase_add_test(tc, test_dpamt_demote_adds_pair);
+	tcase_add_test(tc, test_dpamt_teardown_returns_pairs);
+	tcase_add_test(tc, test_dpamt_pair_alloc_fails);
+	tcase_add_test(tc, test_dpamt_add_refused);
+	tcase_add_test(tc, test_dpamt_aug_busy_drops_pair);
+	tcase_add_test(tc, test_dpamt_aug_error_drops_pair);
+	tcase_add_test(tc, test_i38_pair_without_users);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("dpamt_flag");
+	tcase_add_test(tc, test_dpamt_flag_needs_tdx);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("in_place");

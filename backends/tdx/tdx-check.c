@@ -460,8 +460,9 @@ int ccvm_tdx_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *
 	c.r = r;
 	c.m = ccvm_tdx_module_of(c.p);
 	c.td = ccvm_tdx_vm_td(vm);
-	if (!c.td)
-		return 0;	/* not a TD (yet): nothing of the module to compare */
+	err = ccvm_tdx_check_dpamt(c.p, r);
+	if (err || failed(&c) || !c.td)
+		return err;	/* not a TD (yet): nothing of the module to compare */
 	c.tdr = ccvm_tdx_td_tdr_pfn(c.td);
 	c.epoch = ccvm_tdx_td_epoch(c.td);
 	c.sept_live = ccvm_tdx_hkid_assigned(vm) &&

@@ -69,6 +69,7 @@ struct ccvm_tdx_inject_rule {
 struct ccvm_tdx_pamt2m {
 	_Atomic uint64_t v;
 	_Atomic uint64_t nr_4k;
+	_Atomic uint64_t nr_pamt;	/* of nr_4k: pair pages (PT_PAMT) of any region */
 	_Atomic uint64_t pair[CCVM_TDX_DPAMT_PAIR_PAGES];
 };
 
@@ -218,7 +219,7 @@ static bool lock_try(const struct ccvm_tdx_module *m, _Atomic uint64_t *w, uint6
 	uint64_t v;
 
 	/* Whether it is free decides busy: a choice the scheduler explores. */
-	ccvm_sched_point(m->sched, NULL, what);
+	ccvm_sched_point(m->sched, CCVM_SCHED_HW(m->sched), what);
 	v = atomic_load_explicit(w, memory_order_acquire);
 
 	do {
@@ -244,7 +245,7 @@ static void lock_wait(struct ccvm_mutex *l)
 /* The scheduling point before a module lock is let go (see lock_try()). */
 static void lock_release(const struct ccvm_tdx_module *m, const char *what)
 {
-	ccvm_sched_point(m->sched, NULL, what);
+	ccvm_sched_point(m->sched, CCVM_SCHED_HW(m->sched), what);
 }
 
 /* Sharex lock word: bit 0 exclusive, +2 per sharer. */
@@ -953,7 +954,7 @@ static void entry_lock_hold(struct ccvm_tdx_module *m)
 	/* Serial: the window is one scheduling point, whatever its length. */
 	if (m->sched) {
 		if (n)
-			ccvm_sched_point(m->sched, NULL, "sept entry held");
+			ccvm_sched_point(m->sched, CCVM_SCHED_HW(m->sched), "sept entry held");
 		return;
 	}
 	while (n--)
@@ -1511,7 +1512,7 @@ void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
 	 * must not see the vCPU in the epoch it is leaving.
 	 */
 	for (;;) {
-		ccvm_sched_point(vp->td->m->sched, NULL, "tdvpr exit");
+		ccvm_sched_point(vp->td->m->sched, CCVM_SCHED_HW(vp->td->m->sched), "tdvpr exit");
 		cur = atomic_load_explicit(&vp->run, memory_order_acquire);
 		if (cur == VP_IDLE)
 			return;
@@ -2069,7 +2070,7 @@ static uint64_t page_wbinvd(struct leaf_args *a)
 			return TDX_KEY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
 	}
 	/* A PAMT entry lock held by another leaf makes this one busy. */
-	ccvm_sched_point(m->sched, NULL, "pamt entry");
+	ccvm_sched_point(m->sched, CCVM_SCHED_HW(m->sched), "pamt entry");
 	v = atomic_load_explicit(pamt_entry(m, a->pfn), memory_order_acquire);
 	if (v & PAMT_LOCK)
 		return busy(CCVM_TDX_OPERAND_RCX);
@@ -2214,6 +2215,8 @@ static uint64_t pamt_add(struct leaf_args *a)
 		return st;
 	}
 	for (i = 0; i < CCVM_TDX_DPAMT_PAIR_PAGES; i++) {
+		atomic_fetch_add_explicit(&region_of(m, a->pair[i])->nr_pamt, 1,
+					  memory_order_seq_cst);
 		lock_release(m, "pamt entry unlock");
 		atomic_store_explicit(pamt_entry(m, a->pair[i]),
 				      pamt_make(CCVM_TDX_PT_PAMT, 0, 0), memory_order_release);
@@ -2241,7 +2244,9 @@ static uint64_t pamt_remove(struct leaf_args *a)
 		pair[i] = atomic_load_explicit(&r->pair[i], memory_order_relaxed);
 	if (!pair[0])
 		st = TDX_PAGE_METADATA_INCORRECT | CCVM_TDX_OPERAND_RCX;
-	else if (atomic_load_explicit(&r->nr_4k, memory_order_seq_cst))
+	/* Pair pages living in the region are the module's, not a TD's. */
+	else if (atomic_load_explicit(&r->nr_4k, memory_order_seq_cst) >
+		 atomic_load_explicit(&r->nr_pamt, memory_order_seq_cst))
 		st = TDX_HPA_RANGE_NOT_FREE | CCVM_TDX_OPERAND_RCX;
 	for (i = 0; !st && i < CCVM_TDX_DPAMT_PAIR_PAGES; i++) {
 		if (word_trylock(m, pamt_entry(m, pair[i]), PAMT_LOCK, &pv, "pamt entry lock"))
@@ -2259,6 +2264,8 @@ static uint64_t pamt_remove(struct leaf_args *a)
 		atomic_store_explicit(&r->pair[i], 0, memory_order_relaxed);
 		lock_release(m, "pamt entry unlock");
 		atomic_store_explicit(pamt_entry(m, pair[i]), 0, memory_order_release);
+		atomic_fetch_sub_explicit(&region_of(m, pair[i])->nr_pamt, 1,
+					  memory_order_seq_cst);
 		region_unreserve_4k(m, pair[i]);
 		if (a->pair_out[i])
 			*a->pair_out[i] = pair[i];

@@ -909,9 +909,11 @@ uint64_t ccvm_tdh_phymem_pamt_add(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
  * TDH.PHYMEM.PAMT.REMOVE (leaf 59, Dynamic PAMT) - Take back the page pair
  * of the 2M region at @pfn_2m (RCX) into *@pair0, *@pair1 (may be NULL):
  * both PT_NDA again (not cleared).
- * Before: the region has a pair and no page of it is assigned at 4K.
+ * Before: the region has a pair and no page of it is assigned at 4K but
+ * pair pages (PT_PAMT, the region's own or another's: the module's
+ * bookkeeping, not a TD's; a pair page may live in the region it serves).
  * Status: SUCCESS; PAGE_METADATA_INCORRECT|RCX (no pair); HPA_RANGE_NOT_FREE|
- * RCX (pages of the region in use at 4K); OPERAND_INVALID|RCX;
+ * RCX (pages of the region in use at 4K by a TD); OPERAND_INVALID|RCX;
  * OPERAND_BUSY|RCX (2M PAMT entry or a pair page's entry locked).
  */
 uint64_t ccvm_tdh_phymem_pamt_remove(struct ccvm_tdx_module *m, struct ccvm_vm *vm,

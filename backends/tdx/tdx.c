@@ -78,10 +78,23 @@
 /* An orphan the core already leaked: reclaim it, never free it. */
 #define ORPHAN_LEAKED		(1ull << 63)
 
-/* The platform's private area: the module, then KVM's global state. */
+/*
+ * The platform's private area: the module, then KVM's global state.
+ * Dynamic PAMT (CCVM_PLATFORM_TDX_DYNAMIC_PAMT): pamt_refs counts, per 2M
+ * region of host memory, the pages TDs hold in it at 4K (guest pages
+ * mapped at 4K, S-EPT pages, TDR, TDCS, TDVPR, TDCX); a region holds a
+ * page pair exactly while its count is non-zero (I38).  The count moves
+ * without the lock except from and to 0: pamt_lock serialises those
+ * transitions with their PAMT.ADD / REMOVE (the kernel's pamt_lock).
+ */
 struct tdx_platform {
 	struct ccvm_tdx_module module;	/* first: the priv pointer is the module */
 	struct ccvm_mutex tdx_lock;
+	_Atomic uint32_t *pamt_refs;	/* [nr_regions], NULL: static PAMT */
+	uint64_t nr_regions;
+	struct ccvm_mutex pamt_lock;
+	uint64_t nr_pairs;		/* pairs added and not removed (pamt_lock) */
+	uint64_t nr_stuck;		/* of those, pairs whose REMOVE failed (pamt_lock) */
 };
 
 enum tdx_td_state {
@@ -222,6 +235,145 @@ static unsigned int package_cpu(struct ccvm_tdx_module *m, struct ccvm_platform 
 	return 0;
 }
 
+static void free_pages(struct ccvm_platform *p, const uint64_t *pfn, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		ccvm_page_free(p, pfn[i]);
+}
+
+/* ---- Dynamic PAMT (tdx_pamt_get / tdx_pamt_put) ---------------------------- */
+
+#define PAMT_REMOVE_TRIES	2u	/* a busy REMOVE: the lock holder is transient */
+
+static inline _Atomic uint32_t *pamt_ref(struct tdx_platform *tp, uint64_t pfn)
+{
+	return &tp->pamt_refs[pfn / TDX_PAGES_2M];
+}
+
+/*
+ * @n more 4K users of @pfn's 2M region (a page about to go to a TD at 4K,
+ * or a 2M page about to be demoted to 512): on the region's first user,
+ * two pages from the platform and PHYMEM.PAMT.ADD, under pamt_lock.  Every
+ * get is matched by a pamt_put() once the page is the host's again, or at
+ * once when the SEAMCALL that would hand it over fails.
+ * Return: 0; -ENOMEM (no pages for the pair: nothing changed); -EBUSY or
+ * -EIO (PAMT.ADD failed: nothing changed).
+ */
+static int pamt_get_n(struct ccvm_vm *vm, struct tdx_platform *tp, uint64_t pfn, uint32_t n)
+{
+	struct ccvm_platform *p = tp->module.p;
+	uint64_t pair[CCVM_TDX_DPAMT_PAIR_PAGES], st;
+	_Atomic uint32_t *ref;
+	uint32_t cur;
+	int err;
+
+	if (!tp->pamt_refs)
+		return 0;
+	ref = pamt_ref(tp, pfn);
+	cur = atomic_load_explicit(ref, memory_order_acquire);
+	while (cur)
+		if (atomic_compare_exchange_weak_explicit(ref, &cur, cur + n, memory_order_acq_rel,
+							  memory_order_acquire))
+			return 0;
+	ccvm_mutex_lock(&tp->pamt_lock);
+	if (atomic_load_explicit(ref, memory_order_acquire)) {
+		atomic_fetch_add_explicit(ref, n, memory_order_acq_rel);
+		ccvm_mutex_unlock(&tp->pamt_lock);
+		return 0;
+	}
+	err = ccvm_page_alloc(p, &pair[0]);
+	if (!err) {
+		err = ccvm_page_alloc(p, &pair[1]);
+		if (err)
+			ccvm_page_free(p, pair[0]);
+	}
+	if (err) {
+		ccvm_mutex_unlock(&tp->pamt_lock);
+		ccvm_log(CCVM_LOG_DEBUG, "tdx: no pages for the PAMT pair of the 2M region of "
+			 "pfn %#" PRIx64, pfn);
+		return err;
+	}
+	st = ccvm_tdh_phymem_pamt_add(&tp->module, vm, pfn - pfn % TDX_PAGES_2M, pair[0],
+				      pair[1]);
+	if (tdx_error(st)) {
+		free_pages(p, pair, CCVM_TDX_DPAMT_PAIR_PAGES);
+		ccvm_mutex_unlock(&tp->pamt_lock);
+		tdx_warn(vm, CCVM_TDH_PHYMEM_PAMT_ADD, st);
+		return tdx_busy(st) ? -EBUSY : -EIO;
+	}
+	atomic_store_explicit(ref, n, memory_order_release);
+	tp->nr_pairs++;
+	ccvm_pamt_account(p, 1, CCVM_TDX_DPAMT_PAIR_PAGES * CCVM_PAGE_SIZE);
+	ccvm_mutex_unlock(&tp->pamt_lock);
+	return 0;
+}
+
+static int pamt_get(struct ccvm_vm *vm, struct tdx_platform *tp, uint64_t pfn)
+{
+	return pamt_get_n(vm, tp, pfn, 1);
+}
+
+/*
+ * @n fewer 4K users of @pfn's region; the last one takes the pair back
+ * (PHYMEM.PAMT.REMOVE) and frees its pages.  A REMOVE that fails leaves
+ * the pair with the module for good (counted as stuck, warned about).
+ */
+static void pamt_put_n(struct ccvm_vm *vm, struct tdx_platform *tp, uint64_t pfn, uint32_t n)
+{
+	struct ccvm_platform *p = tp->module.p;
+	uint64_t pair[CCVM_TDX_DPAMT_PAIR_PAGES], st = TDX_SUCCESS;
+	_Atomic uint32_t *ref;
+	unsigned int tries;
+	uint32_t cur;
+
+	if (!tp->pamt_refs)
+		return;
+	ref = pamt_ref(tp, pfn);
+	cur = atomic_load_explicit(ref, memory_order_acquire);
+	while (cur > n)
+		if (atomic_compare_exchange_weak_explicit(ref, &cur, cur - n, memory_order_acq_rel,
+							  memory_order_acquire))
+			return;
+	ccvm_mutex_lock(&tp->pamt_lock);
+	cur = atomic_fetch_sub_explicit(ref, n, memory_order_acq_rel);
+	if (cur != n) {
+		if (cur < n) {
+			atomic_store_explicit(ref, 0, memory_order_release);
+			ccvm_log(CCVM_LOG_WARN, "tdx: PAMT count of the 2M region of pfn %#" PRIx64
+				 " below zero", pfn);
+		}
+		ccvm_mutex_unlock(&tp->pamt_lock);
+		return;
+	}
+	for (tries = 0; tries < PAMT_REMOVE_TRIES; tries++) {
+		st = ccvm_tdh_phymem_pamt_remove(&tp->module, vm, pfn - pfn % TDX_PAGES_2M,
+						 &pair[0], &pair[1]);
+		if (!tdx_busy(st))
+			break;
+	}
+	if (tdx_error(st)) {
+		tp->nr_stuck++;
+		ccvm_mutex_unlock(&tp->pamt_lock);
+		tdx_warn(vm, CCVM_TDH_PHYMEM_PAMT_REMOVE, st);
+		ccvm_log(CCVM_LOG_WARN, "tdx: the PAMT pair of the 2M region of pfn %#" PRIx64
+			 " stays with the module", pfn);
+		return;
+	}
+	ccvm_page_clear(p, pair[0]);
+	ccvm_page_clear(p, pair[1]);
+	free_pages(p, pair, CCVM_TDX_DPAMT_PAIR_PAGES);
+	tp->nr_pairs--;
+	ccvm_pamt_account(p, -1, -(int64_t)(CCVM_TDX_DPAMT_PAIR_PAGES * CCVM_PAGE_SIZE));
+	ccvm_mutex_unlock(&tp->pamt_lock);
+}
+
+static void pamt_put(struct ccvm_vm *vm, struct tdx_platform *tp, uint64_t pfn)
+{
+	pamt_put_n(vm, tp, pfn, 1);
+}
+
 /* Remember a TD-owned page for reclaim after the HKID release. */
 static void orphan_add(struct kvm_tdx *kt, uint64_t pfn, bool leaked)
 {
@@ -251,7 +403,8 @@ static void orphan_add(struct kvm_tdx *kt, uint64_t pfn, bool leaked)
 static bool reclaim_page(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t pfn, bool give_back)
 {
 	struct ccvm_platform *p = ccvm_vm_platform(vm);
-	uint64_t st = ccvm_tdh_phymem_page_reclaim(kt->m, vm, pfn, NULL);
+	struct ccvm_tdx_reclaim_info info = { 0 };
+	uint64_t st = ccvm_tdh_phymem_page_reclaim(kt->m, vm, pfn, &info);
 
 	if (tdx_error(st)) {
 		tdx_warn(vm, CCVM_TDH_PHYMEM_PAGE_RECLAIM, st);
@@ -259,19 +412,14 @@ static bool reclaim_page(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t pfn, b
 			ccvm_page_leak(p, pfn);
 		return false;
 	}
+	/* A page held at 4K leaves its region (a 2M page never entered one). */
+	if (info.level == CCVM_TDX_LEVEL_4K)
+		pamt_put(vm, tdx_plat(p), pfn);
 	if (give_back) {
 		ccvm_page_clear(p, pfn);
 		ccvm_page_free(p, pfn);
 	}
 	return true;
-}
-
-static void free_pages(struct ccvm_platform *p, const uint64_t *pfn, unsigned int n)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		ccvm_page_free(p, pfn[i]);
 }
 
 /* ---- HKID release (tdx_mmu_release_hkid) -------------------------------- */
@@ -425,6 +573,8 @@ static void reclaim_td(struct ccvm_vm *vm, struct kvm_tdx *kt)
 		if (tdx_error(st)) {
 			tdx_warn(vm, CCVM_TDH_PHYMEM_PAGE_RECLAIM, st);
 			tdr_ok = false;
+		} else {
+			pamt_put(vm, tdx_plat(p), kt->tdr_pfn);
 		}
 	}
 	if (!tdr_ok) {
@@ -482,6 +632,17 @@ static int tdx_platform_init(struct ccvm_platform *p)
 	 * VP.ENTER on the TD epoch lock, docs/semantics.md 6.11).
 	 */
 	ccvm_tdx_set_entry_window(&tp->module, true);
+	if (ccvm_platform_flags(p) & CCVM_PLATFORM_TDX_DYNAMIC_PAMT) {
+		tp->nr_regions = (ccvm_platform_nr_pages(p) + TDX_PAGES_2M - 1) / TDX_PAGES_2M;
+		tp->pamt_refs = calloc(tp->nr_regions, sizeof(*tp->pamt_refs));
+		if (!tp->pamt_refs) {
+			ccvm_tdx_module_fini(&tp->module);
+			return -ENOMEM;
+		}
+		ccvm_model_bytes(p, (int64_t)(tp->nr_regions * sizeof(*tp->pamt_refs)));
+		ccvm_tdx_set_dynamic_pamt(&tp->module, true);
+		ccvm_mutex_init(&tp->pamt_lock, ccvm_platform_sched(p), "tdx pamt_lock");
+	}
 	ccvm_mutex_init(&tp->tdx_lock, ccvm_platform_sched(p), "tdx_lock");
 	return 0;
 }
@@ -492,6 +653,12 @@ static void tdx_platform_destroy(struct ccvm_platform *p)
 
 	ccvm_tdx_module_fini(&tp->module);
 	ccvm_mutex_destroy(&tp->tdx_lock);
+	if (tp->pamt_refs) {
+		ccvm_mutex_destroy(&tp->pamt_lock);
+		ccvm_model_bytes(p, -(int64_t)(tp->nr_regions * sizeof(*tp->pamt_refs)));
+		free(tp->pamt_refs);
+		tp->pamt_refs = NULL;
+	}
 }
 
 /* ---- VM lifecycle ------------------------------------------------------------ */
@@ -545,6 +712,9 @@ static int tdx_vm_init(struct ccvm_vm *vm)
 			goto out_pages;
 	}
 	kt->tdr_pfn = pages[0];
+	err = pamt_get(vm, tp, kt->tdr_pfn);
+	if (err)
+		goto out_pages;
 
 	ccvm_mutex_lock(&tp->tdx_lock);
 	leaf = CCVM_TDH_MNG_CREATE;
@@ -559,13 +729,19 @@ static int tdx_vm_init(struct ccvm_vm *vm)
 	if (tdx_error(st)) {
 		err = tdx_errno(st);
 		tdx_warn(vm, leaf, st);
-		if (!kt->td)
+		if (!kt->td) {
+			pamt_put(vm, tp, kt->tdr_pfn);
 			goto out_pages;
+		}
 		goto out_td;
 	}
 	for (i = 0; i < CCVM_TDX_NR_TDCS; i++) {
+		err = pamt_get(vm, tp, pages[1 + i]);
+		if (err)
+			goto out_td;
 		st = ccvm_tdh_mng_addcx(kt->td, pages[1 + i]);
 		if (tdx_error(st)) {
+			pamt_put(vm, tp, pages[1 + i]);
 			leaf = CCVM_TDH_MNG_ADDCX;
 			goto out_seamcall;
 		}
@@ -681,6 +857,7 @@ static int tdx_vcpu_create(struct ccvm_vcpu *v)
 	struct ccvm_platform *p = ccvm_vm_platform(vm);
 	struct kvm_tdx *kt = to_kvm_tdx(vm);
 	struct vcpu_tdx *vt = to_tdx(v);
+	struct tdx_platform *tp = tdx_plat(p);
 	struct ccvm_tdx_vp *vp = NULL;
 	uint64_t pages[1 + CCVM_TDX_NR_TDCX];
 	unsigned int i, n, owned = 0, leaf = CCVM_TDH_VP_CREATE;
@@ -702,15 +879,25 @@ static int tdx_vcpu_create(struct ccvm_vcpu *v)
 		}
 	}
 	vt->cpu = ccvm_vcpu_id(v) % (nr_cpus ? nr_cpus : 1);
+	err = pamt_get(vm, tp, pages[0]);
+	if (err)
+		goto fail_pamt;
 	st = ccvm_tdh_vp_create(kt->td, pages[0], &vp);
-	if (tdx_error(st))
+	if (tdx_error(st)) {
+		pamt_put(vm, tp, pages[0]);
 		goto fail;
+	}
 	owned = 1;
 	leaf = CCVM_TDH_VP_ADDCX;
 	for (i = 0; i < CCVM_TDX_NR_TDCX; i++) {
+		err = pamt_get(vm, tp, pages[1 + i]);
+		if (err)
+			goto fail_pamt;
 		st = ccvm_tdh_vp_addcx(vp, pages[1 + i]);
-		if (tdx_error(st))
+		if (tdx_error(st)) {
+			pamt_put(vm, tp, pages[1 + i]);
 			goto fail;
+		}
 		owned++;
 	}
 	leaf = CCVM_TDH_VP_INIT;
@@ -725,13 +912,14 @@ static int tdx_vcpu_create(struct ccvm_vcpu *v)
 
 fail:
 	tdx_warn(vm, leaf, st);
+	err = tdx_errno(st);
+fail_pamt:
 	/* TDCX before TDVPR, as a vCPU free reclaims them. */
 	for (i = owned; i > 1; i--)
 		orphan_add(kt, pages[i - 1], false);
 	if (owned)
 		orphan_add(kt, pages[0], false);
 	free_pages(p, pages + owned, 1 + CCVM_TDX_NR_TDCX - owned);
-	err = tdx_errno(st);
 	return err == -EBUSY ? -EAGAIN : err;
 }
 
@@ -863,6 +1051,7 @@ static bool private_gpa(struct ccvm_vm *vm, uint64_t gfn, uint64_t *gpa)
 /* link_external_spt: SEPT.ADD of the page under the entry at @level. */
 static int tdx_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t spt_pfn)
 {
+	struct tdx_platform *tp = tdx_plat(ccvm_vm_platform(vm));
 	struct kvm_tdx *kt = to_kvm_tdx(vm);
 	uint64_t gpa, st;
 	unsigned int calls;
@@ -876,19 +1065,24 @@ static int tdx_link_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 	}
 	if (hkid_state(kt) != HKID_ASSIGNED || ccvm_vm_is_bugged(vm))
 		return -EIO;
+	err = pamt_get(vm, tp, spt_pfn);
+	if (err)
+		return err;
 	for (calls = 1;; calls++) {
 		st = ccvm_tdh_mem_sept_add(kt->td, gpa, level - 1, spt_pfn);
 		if (!busy_spin_again(vm, st, calls))
 			break;
 	}
-	if (busy_gives_up(vm, st))
-		return -EIO;	/* the fault fails: the VMM sees the error */
 	err = tdx_errno(st);
-	if (err && err != -EBUSY) {
+	if (busy_gives_up(vm, st)) {
+		err = -EIO;	/* the fault fails: the VMM sees the error */
+	} else if (err && err != -EBUSY) {
 		tdx_warn(vm, CCVM_TDH_MEM_SEPT_ADD, st);
 		ccvm_vm_bug(vm, "tdx: SEPT.ADD at gfn %#" PRIx64 " level %d", gfn, level);
 		err = -EIO;
 	}
+	if (err)
+		pamt_put(vm, tp, spt_pfn);
 	return err;
 }
 
@@ -907,26 +1101,34 @@ static void page_add_undo(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, 
 		ccvm_vm_bug(vm, "tdx: could not undo PAGE.ADD at %#" PRIx64, gpa);
 		return;
 	}
+	pamt_put(vm, tdx_plat(p), pfn);
 	ccvm_page_clear(p, pfn);
 }
 
 /* PAGE.ADD from the populate source, then MR.EXTEND of each 256 bytes. */
 static int page_add(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, uint64_t pfn)
 {
+	struct tdx_platform *tp = tdx_plat(ccvm_vm_platform(vm));
 	uint64_t flags = 0, st;
 	const void *src = ccvm_vm_populate_source(vm, &flags);
 	unsigned int off, calls;
+	int err;
 
 	if (!src) {
 		/* Only populate maps before finalize (pre-fault is refused). */
 		ccvm_vm_bug(vm, "tdx: private map at %#" PRIx64 " before finalize", gpa);
 		return -EIO;
 	}
+	err = pamt_get(vm, tp, pfn);
+	if (err)
+		return err;
 	for (calls = 1;; calls++) {
 		st = ccvm_tdh_mem_page_add(kt->td, gpa, 0, pfn, src);
 		if (!busy_spin_again(vm, st, calls))
 			break;
 	}
+	if (tdx_error(st))
+		pamt_put(vm, tp, pfn);
 	if (busy_gives_up(vm, st))
 		return -EIO;
 	if (tdx_busy(st))
@@ -954,6 +1156,7 @@ static int page_add(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, uint64
 /* set_external_spte: PAGE.AUG once runnable, PAGE.ADD while populating. */
 static int tdx_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn)
 {
+	struct tdx_platform *tp = tdx_plat(ccvm_vm_platform(vm));
 	struct kvm_tdx *kt = to_kvm_tdx(vm);
 	uint64_t gpa, st;
 	unsigned int calls;
@@ -971,19 +1174,27 @@ static int tdx_set_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 		return -EIO;
 	if (td_state(kt) != TD_STATE_RUNNABLE)
 		return page_add(vm, kt, gpa, pfn);
+	/* Dynamic PAMT: a 4K page needs its region's pair; a 2M page none. */
+	if (level == CCVM_LEVEL_4K) {
+		err = pamt_get(vm, tp, pfn);
+		if (err)
+			return err;
+	}
 	for (calls = 1;; calls++) {
 		st = ccvm_tdh_mem_page_aug(kt->td, gpa, tdx_level(level), pfn);
 		if (!busy_spin_again(vm, st, calls))
 			break;
 	}
-	if (busy_gives_up(vm, st))
-		return -EIO;
 	err = tdx_errno(st);
-	if (err && err != -EBUSY) {
+	if (busy_gives_up(vm, st)) {
+		err = -EIO;
+	} else if (err && err != -EBUSY) {
 		tdx_warn(vm, CCVM_TDH_MEM_PAGE_AUG, st);
 		ccvm_vm_bug(vm, "tdx: PAGE.AUG at %#" PRIx64, gpa);
 		err = -EIO;
 	}
+	if (err && level == CCVM_LEVEL_4K)
+		pamt_put(vm, tp, pfn);
 	return err;
 }
 
@@ -1115,6 +1326,9 @@ static int sept_zap(struct ccvm_vm *vm, struct kvm_tdx *kt, uint64_t gpa, int le
 	if (removed != pfn)
 		ccvm_vm_bug(vm, "tdx: REMOVE at %#" PRIx64 " took pfn %#" PRIx64 ", not %#"
 			    PRIx64, gpa, removed, pfn);
+	/* No TD holds it any more: its region loses a 4K user. */
+	if (level == CCVM_LEVEL_4K)
+		pamt_put(vm, tdx_plat(p), pfn);
 	for (i = 0; i < n; i++) {
 		st = ccvm_tdh_phymem_page_wbinvd(kt->m, vm, pfn + i, kt->hkid);
 		if (tdx_error(st)) {
@@ -1214,11 +1428,12 @@ static int tdx_free_private_spt(struct ccvm_vm *vm, uint64_t gfn, int level, uin
 static int tdx_split_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, uint64_t pfn,
 				  uint64_t spt_pfn)
 {
+	struct tdx_platform *tp = tdx_plat(ccvm_vm_platform(vm));
 	struct kvm_tdx *kt = to_kvm_tdx(vm);
 	enum removal_leaf leaf;
 	uint64_t gpa, st;
+	int err;
 
-	(void)pfn;
 	if (!private_gpa(vm, gfn, &gpa))
 		return -EINVAL;
 	if (level != CCVM_LEVEL_2M) {
@@ -1230,6 +1445,19 @@ static int tdx_split_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, u
 			 "HKID: the 2M page goes whole", ccvm_vm_id(vm), gfn);
 		return -EIO;
 	}
+	/*
+	 * Dynamic PAMT: the new S-EPT page and the 512 pages about to be 4K
+	 * need their regions' pairs before the BLOCK (nothing changed yet if
+	 * that fails); given back if the DEMOTE does not happen.
+	 */
+	err = pamt_get(vm, tp, spt_pfn);
+	if (err)
+		return err;
+	err = pamt_get_n(vm, tp, pfn, TDX_PAGES_2M);
+	if (err) {
+		pamt_put(vm, tp, spt_pfn);
+		return err;
+	}
 	st = block_and_track(vm, kt, gpa, tdx_level(level), &leaf);
 	if (!tdx_error(st)) {
 		leaf = RM_DEMOTE;
@@ -1239,6 +1467,8 @@ static int tdx_split_private_spte(struct ccvm_vm *vm, uint64_t gfn, int level, u
 		/* Blocked and not split: the S-EPT and the mirror disagree now. */
 		tdx_warn(vm, removal_leaf_nr[leaf], st);
 		ccvm_vm_bug(vm, "tdx: DEMOTE of %#" PRIx64 " failed", gpa);
+		pamt_put_n(vm, tp, pfn, TDX_PAGES_2M);
+		pamt_put(vm, tp, spt_pfn);
 		return -EIO;
 	}
 	return 0;
@@ -1419,6 +1649,83 @@ unsigned int ccvm_tdx_nr_deferred(struct ccvm_vm *vm)
 bool ccvm_tdx_hkid_assigned(struct ccvm_vm *vm)
 {
 	return vm_is_td(vm) && hkid_state(to_kvm_tdx(vm)) == HKID_ASSIGNED;
+}
+
+/* Pages TDs hold at 4K in the 2M region starting at @first, per the PAMT. */
+static uint64_t region_td_pages_4k(struct ccvm_tdx_module *m, uint64_t first, uint64_t nr_pages)
+{
+	struct ccvm_tdx_pamt_info info;
+	uint64_t pfn, n = 0;
+
+	for (pfn = first; pfn < first + TDX_PAGES_2M && pfn < nr_pages; pfn++) {
+		if (ccvm_tdx_pamt_get(m, pfn, &info) || info.level != CCVM_TDX_LEVEL_4K)
+			continue;
+		switch (info.type) {
+		case CCVM_TDX_PT_REG:
+		case CCVM_TDX_PT_TDR:
+		case CCVM_TDX_PT_TDCX:
+		case CCVM_TDX_PT_TDVPR:
+		case CCVM_TDX_PT_EPT:
+			n++;
+			break;
+		default:
+			break;
+		}
+	}
+	return n;
+}
+
+int ccvm_tdx_check_dpamt(struct ccvm_platform *p, struct ccvm_invariant_report *r)
+{
+	struct tdx_platform *tp;
+	struct ccvm_tdx_pamt_usage u;
+	struct ccvm_stats st = { .sz = sizeof(st) };
+	uint64_t reg, nr_pages, refs, pages, used = 0, idle = 0, nr_pairs, nr_stuck;
+	bool pair;
+
+	if (!p || !r)
+		return -EINVAL;
+	tp = tdx_plat(p);
+	if (ccvm_tdx_pamt_usage(&tp->module, &u) || ccvm_platform_get_stats(p, &st))
+		return -EINVAL;
+	if (!tp->pamt_refs) {
+		ccvm_invariant_count(r, 1);
+		if (u.dynamic || u.nr_pairs || st.pamt_pairs)
+			ccvm_invariant_fail(r, 38, UINT64_MAX, UINT64_MAX, "static PAMT, yet Dynamic "
+					    "PAMT %s with %" PRIu64 " pairs", u.dynamic ? "on" : "off",
+					    u.nr_pairs);
+		return 0;
+	}
+	nr_pages = ccvm_platform_nr_pages(p);
+	ccvm_mutex_lock(&tp->pamt_lock);
+	nr_pairs = tp->nr_pairs;
+	nr_stuck = tp->nr_stuck;
+	ccvm_mutex_unlock(&tp->pamt_lock);
+	for (reg = 0; reg < tp->nr_regions && !ccvm_invariant_failed(r); reg++) {
+		refs = atomic_load_explicit(&tp->pamt_refs[reg], memory_order_acquire);
+		pair = ccvm_tdx_pamt_has_pair(&tp->module, reg * TDX_PAGES_2M);
+		if (!refs && !pair)
+			continue;
+		ccvm_invariant_count(r, 1);
+		pages = region_td_pages_4k(&tp->module, reg * TDX_PAGES_2M, nr_pages);
+		if (refs && !pair)
+			ccvm_invariant_fail(r, 38, UINT64_MAX, reg * TDX_PAGES_2M, "2M region with "
+					    "%" PRIu64 " 4K users holds no PAMT pair", refs);
+		else if (refs != pages)
+			ccvm_invariant_fail(r, 38, UINT64_MAX, reg * TDX_PAGES_2M, "2M region "
+					    "counts %" PRIu64 " 4K users, the PAMT has %" PRIu64
+					    " TD pages at 4K", refs, pages);
+		used += refs != 0;
+		idle += refs == 0;
+	}
+	ccvm_invariant_count(r, 1);
+	if (!ccvm_invariant_failed(r) && (idle > nr_stuck || used + idle != nr_pairs ||
+					  u.nr_pairs != nr_pairs || st.pamt_pairs != nr_pairs))
+		ccvm_invariant_fail(r, 38, UINT64_MAX, UINT64_MAX, "%" PRIu64 " PAMT pairs held "
+				    "(module %" PRIu64 ", stats %" PRIu64 ") for %" PRIu64 " regions "
+				    "in use at 4K and %" PRIu64 " idle (%" PRIu64 " stuck)", nr_pairs,
+				    u.nr_pairs, st.pamt_pairs, used, idle, nr_stuck);
+	return 0;
 }
 
 const struct ccvm_backend_ops ccvm_tdx_backend_ops = {

@@ -40,4 +40,16 @@ bool ccvm_tdx_hkid_assigned(struct ccvm_vm *vm);
  */
 int ccvm_tdx_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *r);
 
+/*
+ * I38 over the platform (tdx.c; ccvm_tdx_check_invariants() calls it):
+ * with Dynamic PAMT (CCVM_PLATFORM_TDX_DYNAMIC_PAMT) every 2M region of
+ * host memory holds a PAMT page pair exactly while TDs hold pages of it at
+ * 4K, the backend's count of those pages is the PAMT's, and the pairs the
+ * backend, the module and ccvm_stats count agree (a pair whose REMOVE
+ * failed may stay idle: the backend counts it as stuck); without it, no
+ * pair exists.  At rest only (no backend op in flight).
+ * Return: 0 or -EINVAL.
+ */
+int ccvm_tdx_check_dpamt(struct ccvm_platform *p, struct ccvm_invariant_report *r);
+
 #endif /* CCVM_BACKENDS_TDX_H */

@@ -44,8 +44,9 @@ extern "C" {
  * gmem_invalidate gets a whole huge folio in one call,
  * ccvm_page_folio_order() and ccvm_vm_gfn_to_gmem_folio().  5: the
  * guest_accept_level op (appended) and CCVM_GUEST_NEEDS_ZAP.  6: the
- * split_private_spte op (appended) and CCVM_GUEST_NEEDS_SPLIT. */
-#define CCVM_BACKEND_ABI_MINOR	6
+ * split_private_spte op (appended) and CCVM_GUEST_NEEDS_SPLIT.
+ * 7: ccvm_platform_flags() and ccvm_pamt_account() (TDX Dynamic PAMT). */
+#define CCVM_BACKEND_ABI_MINOR	7
 #define CCVM_BACKEND_ABI_VERSION \
 	((uint32_t)((CCVM_BACKEND_ABI_MAJOR << 16) | CCVM_BACKEND_ABI_MINOR))
 
@@ -1467,6 +1468,56 @@ CCVM_API void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccv
 CCVM_API void ccvm_model_bytes(struct ccvm_platform *p, int64_t delta);
 
 /*
+ * ccvm_platform_flags() - The CCVM_PLATFORM_* flags @p was created with
+ * (ccvm_platform_opts.flags), e.g. CCVM_PLATFORM_TDX_DYNAMIC_PAMT for the
+ * tdx backend.
+ * Context: any thread; no lock.
+ * Return: the flags.
+ * Example:
+ *	#include <stdbool.h>
+ *
+ *	// platform_init: a backend option the VMM chose at platform creation.
+ *	bool acme_wants_dynamic_metadata(struct ccvm_platform *p)
+ *	{
+ *		return (ccvm_platform_flags(p) & CCVM_PLATFORM_TDX_DYNAMIC_PAMT) != 0;
+ *	}
+ */
+CCVM_API uint64_t ccvm_platform_flags(const struct ccvm_platform *p);
+
+/*
+ * ccvm_pamt_account() - Note that the host gave the firmware (TDX Dynamic
+ * PAMT) @pairs more page pairs, @bytes bytes in all, or took them back
+ * (negative): ccvm_stats.pamt_pairs and pamt_bytes of the platform.  The
+ * pages themselves come from ccvm_page_alloc() and go back with
+ * ccvm_page_free() as any page.
+ * Context: any thread; no lock.
+ * Return: nothing.
+ * Example:
+ *	#include <errno.h>
+ *
+ *	// Two host pages handed to the firmware as one metadata pair, then back.
+ *	int acme_pair_add(struct ccvm_platform *p, uint64_t pair[2])
+ *	{
+ *		if (ccvm_page_alloc(p, &pair[0]))
+ *			return -ENOMEM;
+ *		if (ccvm_page_alloc(p, &pair[1])) {
+ *			ccvm_page_free(p, pair[0]);
+ *			return -ENOMEM;
+ *		}
+ *		ccvm_pamt_account(p, 1, 2 * CCVM_PAGE_SIZE);
+ *		return 0;
+ *	}
+ *
+ *	void acme_pair_remove(struct ccvm_platform *p, const uint64_t pair[2])
+ *	{
+ *		ccvm_page_free(p, pair[0]);
+ *		ccvm_page_free(p, pair[1]);
+ *		ccvm_pamt_account(p, -1, -2 * (int64_t)CCVM_PAGE_SIZE);
+ *	}
+ */
+CCVM_API void ccvm_pamt_account(struct ccvm_platform *p, int64_t pairs, int64_t bytes);
+
+/*
  * ccvm_account_ns() - Charge @ns simulated nanoseconds to @p (and @vm, may
  * be NULL) without counting an event.
  * Context: any op; lock-free.
@@ -1547,7 +1598,7 @@ CCVM_API void ccvm_log(enum ccvm_log_level level, const char *fmt, ...)
 /* ---- invariant reports (for check_invariants) ---- */
 
 /*
- * ccvm_invariant_fail() - Record that invariant @invariant (1..36) is
+ * ccvm_invariant_fail() - Record that invariant @invariant (1..38) is
  * broken at @gfn / @pfn (UINT64_MAX: none) with a printf-style message.
  * Only the first failure of a report is kept: later calls change nothing,
  * so a check may go on or stop as it likes.

@@ -182,6 +182,11 @@ struct ccvm_stats {
 	uint64_t free_pages;
 	uint64_t leaked_pages;
 	uint64_t model_bytes;		/* host memory the model itself uses */
+	/* platform only: TDX Dynamic PAMT (CCVM_PLATFORM_TDX_DYNAMIC_PAMT),
+	 * the page pairs the host gave the module and their bytes (counted in
+	 * free_pages too); 0 without it */
+	uint64_t pamt_pairs;
+	uint64_t pamt_bytes;
 };
 
 /*
@@ -491,6 +496,19 @@ struct ccvm_platform_opts {
  * resident).  Off by default.
  */
 #define CCVM_PLATFORM_RAM_THP	(1ull << 0)
+
+/*
+ * tdx only (-EINVAL with another backend): the TDX module runs Dynamic
+ * PAMT, as with the kernel's Dynamic PAMT series.  The 4K level of the
+ * PAMT then exists only for the 2 MiB regions of host memory that hold a
+ * page pair: the backend adds one (TDH.PHYMEM.PAMT.ADD, two pages from the
+ * platform's memory) before the first page of a region goes to a TD at
+ * 4 KiB (guest pages, S-EPT pages, TD and vCPU control pages), counts the
+ * users of each region and takes the pair back (PAMT.REMOVE) when the last
+ * one leaves; a 2 MiB guest page needs none.  ccvm_stats.pamt_pairs and
+ * pamt_bytes count the pairs held.  Off by default (static PAMT).
+ */
+#define CCVM_PLATFORM_TDX_DYNAMIC_PAMT	(1ull << 1)
 
 /*
  * ccvm_platform_create() - Create a simulated host running the backend
