@@ -303,11 +303,11 @@ int ccvm_op_hooked_enter(struct ccvm_op_call *c, struct ccvm_platform *p,
 	/*
 	 * A backend op is one step of the hardware or the vendor code: the call
 	 * is a scheduling point, so every SEAMCALL or RMPUPDATE is an
-	 * interleaving boundary.  What the op touches is not known here: the
-	 * point names no object (it conflicts with every other step).
+	 * interleaving boundary.  It touches the machine (CCVM_SCHED_HW):
+	 * backend and hardware state; so does every step inside the op.
 	 */
 	if (hooks & CCVM_OP_HOOK_SCHED) {
-		ccvm_sched_point(p->sched, NULL, ccvm_op_names[op]);
+		ccvm_sched_point(p->sched, CCVM_SCHED_HW(p->sched), ccvm_op_names[op]);
 		/* Mid-op states (module locks, an RMP update) are not quiescent. */
 		ccvm_sched_busy_enter(p->sched, c, ccvm_op_names[op]);
 	}
@@ -326,7 +326,7 @@ int64_t ccvm_op_hooked_leave(struct ccvm_op_call *c, int64_t ret)
 {
 	if (atomic_load_explicit(&c->p->op_hooks, memory_order_relaxed) & CCVM_OP_HOOK_SCHED) {
 		ccvm_sched_busy_leave(c->p->sched, c);
-		ccvm_sched_point(c->p->sched, NULL, ccvm_op_names[c->op]);
+		ccvm_sched_point(c->p->sched, CCVM_SCHED_HW(c->p->sched), ccvm_op_names[c->op]);
 	}
 	if (ret < 0)
 		ccvm_op_count_error(c->p, c->vm, c->op);

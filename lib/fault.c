@@ -249,7 +249,8 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 	/* The accept's level is in the EPT violation: KVM maps no larger. */
 	if (f.is_private && v->accept_level && f.level > v->accept_level)
 		f.level = v->accept_level;
-	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate check");
+	/* Only the invalidation words (the slot was checked above). */
+	ccvm_sched_point2(ccvm_sched_of(vm->p), &vm->mmu, NULL, CCVM_SCHED_RD_A, "invalidate check");
 	if (invalidated_since(vm, seq, f.gfn, f.gfn + 1, false)) {
 		ret = CCVM_PF_RETRY;
 		goto out;

@@ -192,7 +192,8 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 	for (;;) {
 		guest_lock_in_guest_mode(g);
 		/* The access itself: the guest's own step against faults and zaps. */
-		ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "guest access");
+		ccvm_sched_point(ccvm_sched_of(vm->p), CCVM_SCHED_HW(ccvm_sched_of(vm->p)),
+				 "guest access");
 		if (ccvm_mmu_translate(v, gpa, &x)) {
 			ccvm_brlock_rdunlock(&vm->mmu_lock, v->mmu_shard);
 			goto fault;

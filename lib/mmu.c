@@ -642,7 +642,7 @@ void ccvm_mmu_invalidate_begin(struct ccvm_vm *vm)
 {
 	struct ccvm_mmu *m = &vm->mmu;
 
-	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate begin");
+	ccvm_sched_point(ccvm_sched_of(vm->p), m, "invalidate begin");
 #ifdef CCVM_MUTANT_BEGIN_FORGETS_RANGE
 	/* Broken on purpose (tests only): a nested begin forgets the range. */
 	atomic_fetch_add_explicit(&m->invalidate_in_progress, 1, memory_order_acq_rel);
@@ -662,7 +662,7 @@ void ccvm_mmu_invalidate_range_add(struct ccvm_vm *vm, uint64_t start, uint64_t 
 	struct ccvm_mmu *m = &vm->mmu;
 	uint64_t s, e;
 
-	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate range");
+	ccvm_sched_point(ccvm_sched_of(vm->p), m, "invalidate range");
 	s = atomic_load_explicit(&m->range_start, memory_order_relaxed);
 	e = atomic_load_explicit(&m->range_end, memory_order_relaxed);
 	if (atomic_load_explicit(&m->invalidate_in_progress, memory_order_relaxed) <= 0)
@@ -684,7 +684,7 @@ void ccvm_mmu_invalidate_end(struct ccvm_vm *vm)
 {
 	struct ccvm_mmu *m = &vm->mmu;
 
-	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate end");
+	ccvm_sched_point(ccvm_sched_of(vm->p), m, "invalidate end");
 	if (!m->range_added)
 		ccvm_log(CCVM_LOG_DEBUG, "vm %u: invalidate_end without a range", vm->id);
 	/* The seq bump is seen by anyone who sees in_progress drop (2.3). */

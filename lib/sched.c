@@ -481,11 +481,6 @@ static bool is_release(uint8_t op)
 
 /* ---- state caching ------------------------------------------------------------------ */
 
-static bool is_lock_op(uint8_t op)
-{
-	return op >= CCVM_SCHED_OP_LOCK && op <= CCVM_SCHED_OP_RWUNLOCK;
-}
-
 static uint64_t mix64(uint64_t z)
 {
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -507,7 +502,7 @@ static struct ccvm_sched_obj *hb_obj(struct ccvm_sched *s, const void *obj)
 		struct ccvm_sched_obj *o = &s->objs[i & (CCVM_SCHED_OBJS - 1)];
 
 		if (o->gen != s->run_gen) {
-			*o = (struct ccvm_sched_obj){ .key = obj, .h = 0, .gen = s->run_gen };
+			*o = (struct ccvm_sched_obj){ .key = obj, .gen = s->run_gen };
 			return o;
 		}
 		if (o->key == obj)
@@ -536,41 +531,76 @@ static void hb_forget(struct ccvm_sched *s, const void *obj)
 			return;
 		if (o->key != obj)
 			continue;
-		if (o->h)
-			s->fp_objs -= mix64(o->h ^ 0x6f626a);
-		o->h = 0;
+		o->w = o->r = 0;
 		o->key = &s->objs;	/* a tombstone: no object has this address */
 		return;
 	}
 }
 
-/* Thread @t performs its pending operation: extend the happens-before hashes. */
+/*
+ * The access of @t's pending step to object @obj (its first or second):
+ * whether it only reads it.  Lock operations, condition operations,
+ * creation, start, exit and join write their objects; a point or a
+ * spin-wait reads or writes as its caller says.
+ */
+static bool hb_reads(const struct ccvm_thread *t, unsigned int which)
+{
+	return t->dread & (1u << which);
+}
+
+/*
+ * Thread @t performs its pending operation: extend the happens-before
+ * hashes (a Merkle hash of the Mazurkiewicz trace so far).
+ *
+ * A step's hash folds its thread's previous hash (program order), its
+ * operation, and the hashes of the steps it depends on:
+ *
+ *  - a step with no object conflicts with every step: it folds the hash of
+ *    every thread (fp_threads: each thread's last step, which folds its
+ *    own history), and becomes the last global step (g_hash);
+ *  - any other step conflicts with the last global step (folds g_hash) and,
+ *    per object it touches, with the last write of it (reads and writes)
+ *    and with the reads since that write (writes only).  Reads of one
+ *    object commute: they are summed, not chained.
+ *
+ * Two interleavings that order every dependent pair alike get the same
+ * thread hashes, whatever they did with independent steps.
+ */
 static void hb_step(struct ccvm_sched *s, const struct ccvm_thread *t)
 {
 	uint64_t old = s->th_hash[t->id];
 	uint64_t h = hb_mix(hb_mix(old, t->op), (uint64_t)(uintptr_t)t->oname);
-	struct ccvm_sched_obj *o;
+	const void *obj[3] = { t->dobj, t->dobj2, t->dobj3 };
+	struct ccvm_sched_obj *o[3] = { NULL, NULL, NULL };
+	unsigned int i;
 
-	/*
-	 * Lock operations touch only their lock: they are ordered with the
-	 * other operations on it and with nothing else.  Every other step
-	 * (points, spins, yields, creation, conditions) may precede lock-free
-	 * accesses to anything, so it is ordered with every step of that kind
-	 * too: it folds in the hash of the last one that named no object.
-	 */
-	if (!is_lock_op(t->op))
-		h = hb_mix(h, s->g_hash);
 	if (!t->dobj) {
-		s->g_hash = h;		/* conflicts with every later step */
+		h = hb_mix(hb_mix(h, s->fp_threads), s->g_hash);
+		s->g_hash = h;
 	} else {
-		o = hb_obj(s, t->dobj);
-		if (!o) {
-			s->cache_off = true;
-			return;
+		h = hb_mix(h, s->g_hash);
+		for (i = 0; i < 3; i++) {
+			if (!obj[i] || (i && obj[i] == obj[0]) || (i == 2 && obj[2] == obj[1]))
+				continue;
+			o[i] = hb_obj(s, obj[i]);
+			if (!o[i]) {
+				s->cache_off = true;
+				return;
+			}
+			h = hb_mix(h, o[i]->w);
+			if (!hb_reads(t, i))
+				h = hb_mix(h, o[i]->r);
 		}
-		h = hb_mix(h, o->h);
-		s->fp_objs += mix64(h ^ 0x6f626a) - (o->h ? mix64(o->h ^ 0x6f626a) : 0);
-		o->h = h;
+		for (i = 0; i < 3; i++) {
+			if (!o[i])
+				continue;
+			if (hb_reads(t, i)) {
+				o[i]->r += mix64(h ^ 0x72656164);
+			} else {
+				o[i]->w = h;
+				o[i]->r = 0;
+			}
+		}
 	}
 	s->fp_threads += hb_mix(t->id, h) - (old ? hb_mix(t->id, old) : 0);
 	s->th_hash[t->id] = h;
@@ -583,7 +613,7 @@ static void hb_step(struct ccvm_sched *s, const struct ccvm_thread *t)
  */
 static bool state_seen(struct ccvm_sched *s, unsigned int cur)
 {
-	uint64_t key = hb_mix(hb_mix(s->fp_threads + s->fp_objs, s->g_hash),
+	uint64_t key = hb_mix(hb_mix(s->fp_threads, s->g_hash),
 			      (uint64_t)cur | (uint64_t)s->lo << 8 | (uint64_t)s->hi << 40) | 1;
 	size_t i;
 
@@ -768,9 +798,20 @@ static void emit_event(struct ccvm_sched *s, const struct ccvm_thread *t)
 	s->event_fn(&ev, s->event_ctx);
 }
 
+/* Whether the pending steps of @a and @b conflict (do not commute). */
 static bool dependent(const struct ccvm_thread *a, const struct ccvm_thread *b)
 {
-	return !a->dobj || !b->dobj || a->dobj == b->dobj;
+	const void *ao[3] = { a->dobj, a->dobj2, a->dobj3 };
+	const void *bo[3] = { b->dobj, b->dobj2, b->dobj3 };
+	unsigned int i, j;
+
+	if (!a->dobj || !b->dobj)
+		return true;
+	for (i = 0; i < 3; i++)
+		for (j = 0; j < 3; j++)
+			if (ao[i] && ao[i] == bo[j] && !(hb_reads(a, i) && hb_reads(b, j)))
+				return true;
+	return false;
 }
 
 static bool quiescent_check(struct ccvm_sched *s);
@@ -887,9 +928,36 @@ static void park(struct ccvm_sched *s, struct ccvm_thread *t)
  * picked to do it.  Return: true to do it; false only for a direct-mode
  * thread 0 after the run failed (skip the operation).
  */
-static bool step(struct ccvm_sched *s, struct ccvm_thread *t, uint8_t op, uint8_t wait,
-		 const void *wobj, const void *dobj, const char *name,
-		 const struct ccvm_sync_site *site)
+/*
+ * Whether @t's step @op (on @wobj) touches the machine besides its own
+ * objects: a lock operation on a machine lock (ccvm_sched_rwlock_hw()),
+ * or any step while @t holds one or is inside a backend op.  The state
+ * they guard is written by holders and read lock-free or by readers, so
+ * each segment of such a thread is ordered with the machine's other users.
+ */
+static bool touches_hw(const struct ccvm_thread *t, uint8_t op, const void *wobj)
+{
+	unsigned int i, n = t->nheld < CCVM_SCHED_MAX_HELD ? t->nheld : CCVM_SCHED_MAX_HELD;
+
+	if ((op == CCVM_SCHED_OP_RDLOCK || op == CCVM_SCHED_OP_WRLOCK ||
+	     op == CCVM_SCHED_OP_TRYRDLOCK || op == CCVM_SCHED_OP_TRYWRLOCK ||
+	     op == CCVM_SCHED_OP_RWUNLOCK) &&
+	    ((const struct ccvm_rwlock *)wobj)->u.model.hw)
+		return true;
+	for (i = 0; i < n; i++) {
+		const struct ccvm_held *hd = &t->held[i];
+
+		if (hd->kind == 3 ||
+		    ((hd->kind == 1 || hd->kind == 2) &&
+		     ((const struct ccvm_rwlock *)hd->obj)->u.model.hw))
+			return true;
+	}
+	return false;
+}
+
+static bool step_x(struct ccvm_sched *s, struct ccvm_thread *t, uint8_t op, uint8_t wait,
+		   const void *wobj, const void *dobj, const void *dobj2, uint8_t dread,
+		   const char *name, const struct ccvm_sync_site *site)
 {
 	struct ccvm_thread *next;
 
@@ -897,6 +965,18 @@ static bool step(struct ccvm_sched *s, struct ccvm_thread *t, uint8_t op, uint8_
 	t->wait = wait;
 	t->wobj = wobj;
 	t->dobj = dobj;
+	t->dobj2 = dobj ? dobj2 : NULL;
+	t->dread = dobj ? dread : 0;
+	t->dobj3 = NULL;
+	if (dobj && touches_hw(t, op, wobj)) {
+		/* It writes the machine, whether or not it names it. */
+		if (dobj == CCVM_SCHED_HW(s))
+			t->dread &= (uint8_t)~1u;
+		else if (t->dobj2 == CCVM_SCHED_HW(s))
+			t->dread &= (uint8_t)~2u;
+		else
+			t->dobj3 = CCVM_SCHED_HW(s);
+	}
 	t->oname = name;
 	t->site = site;
 	next = pick(s, t);
@@ -913,6 +993,14 @@ static bool step(struct ccvm_sched *s, struct ccvm_thread *t, uint8_t op, uint8_
 	}
 	t->wait = CCVM_W_NONE;
 	return true;
+}
+
+/* A step touching (writing) @dobj alone; NULL: anything. */
+static bool step(struct ccvm_sched *s, struct ccvm_thread *t, uint8_t op, uint8_t wait,
+		 const void *wobj, const void *dobj, const char *name,
+		 const struct ccvm_sync_site *site)
+{
+	return step_x(s, t, op, wait, wobj, dobj, NULL, 0, name, site);
 }
 
 /* A rule of the sync layer broken by @t: fail the run. */
@@ -1224,14 +1312,19 @@ void ccvm_sync_cond_wait(struct ccvm_cond *c, struct ccvm_mutex *m,
 		return;
 	}
 	/* Release and sleep are one step; taking the mutex back is another. */
-	if (!step(s, t, CCVM_SCHED_OP_COND_WAIT, CCVM_W_NONE, c, NULL, c->name, site))
+	/*
+	 * The wait releases the mutex and queues on the condition; the wake
+	 * takes the mutex back once signalled: each touches both, nothing
+	 * else (what follows is guarded by the mutex).
+	 */
+	if (!step_x(s, t, CCVM_SCHED_OP_COND_WAIT, CCVM_W_NONE, c, c, m, 0, c->name, site))
 		return;
 	m->u.model.owner = -1;
 	held_del(s, t, m, 0);
 	t->ticket = s->ticket++;
 	t->signaled = false;
 	t->cmutex = m;
-	if (!step(s, t, CCVM_SCHED_OP_COND_WAKE, CCVM_W_COND, c, NULL, c->name, site))
+	if (!step_x(s, t, CCVM_SCHED_OP_COND_WAKE, CCVM_W_COND, c, c, m, 0, c->name, site))
 		return;
 	m->u.model.owner = t->id;
 	held_add(s, t, m, m->name, 0);
@@ -1270,6 +1363,16 @@ void ccvm_sync_point(struct ccvm_sched *s, const void *obj, const char *where,
 		step(s, t, CCVM_SCHED_OP_POINT, CCVM_W_NONE, obj, obj, where, site);
 }
 
+void ccvm_sync_point2(struct ccvm_sched *s, const void *a, const void *b, unsigned int reads,
+		      const char *where, const struct ccvm_sync_site *site)
+{
+	struct ccvm_thread *t = controlled(s);
+
+	if (t)
+		step_x(s, t, CCVM_SCHED_OP_POINT, CCVM_W_NONE, a, a, b, (uint8_t)(reads & 3u),
+		       where, site);
+}
+
 void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_sync_site *site)
 {
 	struct ccvm_thread *t = controlled(s);
@@ -1302,8 +1405,9 @@ void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t
 	t->wsize = (uint8_t)size;
 	/* Compare as the caller does: the low @size bytes of @old. */
 	t->wold = size == 8 ? old : old & ((1ull << (size * 8)) - 1);
-	step(s, t, CCVM_SCHED_OP_SPIN, CCVM_W_CHANGE, (const void *)addr, (const void *)addr,
-	     where, site);
+	/* It reads its word, and words the machine's users write (in_guest, entry_blocked). */
+	step_x(s, t, CCVM_SCHED_OP_SPIN, CCVM_W_CHANGE, (const void *)addr, (const void *)addr,
+	       CCVM_SCHED_HW(s), CCVM_SCHED_RD_B, where, site);
 }
 
 /* ---- threads ---------------------------------------------------------------------------- */
@@ -1400,7 +1504,11 @@ int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_t
 		return -EPERM;
 	if (s->nr_threads >= CCVM_SCHED_MAX_THREADS)
 		return -EAGAIN;
-	if (!step(s, self, CCVM_SCHED_OP_CREATE, CCVM_W_NONE, NULL, NULL, NULL, NULL))
+	/*
+	 * Creation writes the thread table (ids go in creation order); the new
+	 * thread's history starts from its creator's (below).
+	 */
+	if (!step(s, self, CCVM_SCHED_OP_CREATE, CCVM_W_NONE, NULL, &s->nr_threads, NULL, NULL))
 		return -ECANCELED;
 
 	t = &s->threads[s->nr_threads];
@@ -1416,6 +1524,8 @@ int ccvm_thread_create(struct ccvm_platform *p, struct ccvm_thread **out, ccvm_t
 	t->op = CCVM_SCHED_OP_START;
 	t->wait = CCVM_W_NONE;
 	t->dobj = t;
+	t->dobj2 = t->dobj3 = NULL;
+	t->dread = 0;
 	t->oname = t->name;
 	/* PCT: a random priority among the start priorities (above every change). */
 	t->prio = s->pct_depth + (rng_next(&s->rng) >> 8);
@@ -1558,7 +1668,7 @@ void ccvm_sched_run_begin(struct ccvm_sched *s, bool can_unwind)
 	/* State caching: fresh hashes; the object table is reset by generation. */
 	s->cache_off = s->cache && !s->objs;
 	memset(s->th_hash, 0, sizeof(s->th_hash));
-	s->g_hash = s->fp_threads = s->fp_objs = 0;
+	s->g_hash = s->fp_threads = 0;
 	if (!++s->run_gen) {
 		if (s->objs)
 			memset(s->objs, 0, CCVM_SCHED_OBJS * sizeof(*s->objs));
@@ -1933,6 +2043,12 @@ void ccvm_sched_mutex_outer(struct ccvm_mutex *m)
 {
 	if (m->sched)
 		m->u.model.outer = 1;
+}
+
+void ccvm_sched_rwlock_hw(struct ccvm_rwlock *l)
+{
+	if (l->sched)
+		l->u.model.hw = 1;
 }
 
 void ccvm_sched_busy_enter(struct ccvm_sched *s, const void *key, const char *what)

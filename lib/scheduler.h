@@ -78,6 +78,9 @@ struct ccvm_thread {
 	uint8_t wsize;				/* CCVM_W_CHANGE: bytes */
 	const void *wobj;			/* what it waits on (predicate, report) */
 	const void *dobj;			/* what it touches; NULL: anything */
+	const void *dobj2;			/* a second object it touches, or NULL */
+	const void *dobj3;			/* the machine (CCVM_SCHED_HW), or NULL */
+	uint8_t dread;				/* bit i: object i is only read */
 	const char *oname;
 	const struct ccvm_sync_site *site;
 	struct ccvm_mutex *cmutex;		/* CCVM_W_COND: to take again */
@@ -113,7 +116,8 @@ struct ccvm_sched_node {
 /* An object's happens-before hash in the current run (state caching). */
 struct ccvm_sched_obj {
 	const void *key;
-	uint64_t h;
+	uint64_t w;				/* hash of the last step writing it */
+	uint64_t r;				/* sum of the reads since that write */
 	uint32_t gen;				/* == run_gen: in use this run */
 };
 
@@ -197,7 +201,7 @@ struct ccvm_sched {
 	bool cache_off;				/* this run: the object table is full */
 	uint64_t th_hash[CCVM_SCHED_MAX_THREADS];
 	uint64_t g_hash;			/* last step with no object */
-	uint64_t fp_threads, fp_objs;		/* sums over threads and objects */
+	uint64_t fp_threads;			/* sum over the threads */
 	uint32_t run_gen;
 	struct ccvm_sched_obj *objs;		/* CCVM_SCHED_OBJS entries */
 	struct ccvm_sched_seen *seen;		/* open addressing, power of two */
@@ -289,6 +293,15 @@ void ccvm_sched_busy_enter(struct ccvm_sched *s, const void *key, const char *wh
  */
 void ccvm_sched_mutex_outer(struct ccvm_mutex *m);
 void ccvm_sched_busy_leave(struct ccvm_sched *s, const void *key);
+
+/*
+ * Make @l (just initialised) a lock whose holders write state that others
+ * read without it or under its read side (mmu_lock: SPTEs are installed
+ * under the read lock and read by every walker): its lock and unlock
+ * steps, and every step of a thread holding it, touch the machine
+ * (CCVM_SCHED_HW) for the DFS reductions.  No-op when free-running.
+ */
+void ccvm_sched_rwlock_hw(struct ccvm_rwlock *l);
 
 /* lib/platform.c hooks: join the caller's scheduler or make one (SERIAL). */
 int ccvm_sched_platform_attach(struct ccvm_platform *p, uint32_t mode, uint64_t seed);

@@ -274,7 +274,7 @@ bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v)
 	int state;
 
 	/* A kick (IPI) meets the vCPU wherever the schedule has it. */
-	ccvm_sched_point(s, NULL, "kick");
+	ccvm_sched_point2(s, &v->in_guest, CCVM_SCHED_HW(s), 0, "kick");
 	state = atomic_load_explicit(&v->in_guest, memory_order_acquire);
 	/* Most vCPUs a kick visits are out: a plain load, no locked write. */
 	if (state == CCVM_VCPU_OUT)
@@ -282,7 +282,7 @@ bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v)
 	if (state == CCVM_VCPU_IN &&
 	    atomic_compare_exchange_strong(&v->in_guest, &state, CCVM_VCPU_EXITING)) {
 		ccvm_op_vcpu_exit(v);
-		ccvm_sched_point(s, NULL, "guest mode off");
+		ccvm_sched_point2(s, &v->in_guest, CCVM_SCHED_HW(s), 0, "guest mode off");
 		atomic_store_explicit(&v->in_guest, CCVM_VCPU_OUT, memory_order_release);
 		return true;
 	}

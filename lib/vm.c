@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "backend-call.h"
+#include "scheduler.h"
 
 #define DEFAULT_MAX_VCPUS	8
 #define MAX_VCPUS		1024
@@ -182,6 +183,9 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	ccvm_mutex_init(&vm->slots_lock, ccvm_sched_of(p), "slots_lock");
 	ccvm_rwlock_init(&vm->memslots_rw, ccvm_sched_of(p), "memslots_rw");
 	ccvm_brlock_init(&vm->mmu_lock, ccvm_sched_of(p), "mmu_lock");
+	/* SPTEs are written under the read lock and read by every walker. */
+	for (unsigned int i = 0; i < vm->mmu_lock.nr; i++)
+		ccvm_sched_rwlock_hw(&vm->mmu_lock.shard[i].l);
 	ccvm_rwlock_init(&vm->attr_lock, ccvm_sched_of(p), "attr_lock");
 	ccvm_xa_init(&vm->attrs);
 	ccvm_xa_init(&vm->slot_ids);
@@ -363,6 +367,8 @@ void ccvm_vm_bug(struct ccvm_vm *vm, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* bugged and dead are read lock-free next to the machine's state. */
+	ccvm_sched_point(ccvm_sched_of(vm->p), CCVM_SCHED_HW(ccvm_sched_of(vm->p)), "vm bug");
 	if (!atomic_exchange(&vm->bugged, true))
 		ccvm_log(CCVM_LOG_WARN, "VM %u bugged: %s", vm->id, msg);
 	atomic_store(&vm->dead, true);
@@ -375,6 +381,7 @@ bool ccvm_vm_is_bugged(const struct ccvm_vm *vm)
 
 void ccvm_vm_set_dead(struct ccvm_vm *vm)
 {
+	ccvm_sched_point(ccvm_sched_of(vm->p), CCVM_SCHED_HW(ccvm_sched_of(vm->p)), "vm dead");
 	atomic_store(&vm->dead, true);
 }
 

@@ -3,7 +3,8 @@
  * Deterministic twins of the race tests that force an interleaving with a
  * thread that sleeps, spins or paces itself with sched_yield().  Each twin is
  * the same program on a serial platform, explored by DFS with preemption
- * bound 2 until the tree is exhausted (40 to 150 schedules each): the property the free-running test checks once, at whatever
+ * bound 2 until the tree is exhausted (40 to 150 schedules each, busy_removal
+ * about 4,200): the property the free-running test checks once, at whatever
  * interleaving the OS gave it, holds here in every interleaving, and the
  * window the free-running test hoped to hit is shown to be reached (the
  * explored schedules include one that has the racing thread parked exactly
@@ -16,10 +17,13 @@
  *   kick_reenter             check_vcpu.c test_kick_makes_guest_reenter (wait_for)
  *   rendezvous               check_vcpu.c test_parallel_vcpus (wait_for)
  *   snp_overlap              check_snp_hw.c test_overlap_held_region_two_threads
+ *   busy_removal (tdx, x3)   check_tdx_busy.c test_busy_removal_blocks_entry
+ *                            (tu_event_wait on VP.ENTERs; ~4,100-4,250 schedules
+ *                            per leaf: BLOCK, TRACK, REMOVE answered busy once)
  *
- * The pacing yields of the stress tests (check_mmu.c's race converter,
- * check_tdx_busy.c's removal-blocks-entry and concurrent accept,
- * check_tdx_teardown.c) force no window; their races are explored by the
+ * The pacing yields of the other stress tests (check_mmu.c's race converter,
+ * check_tdx_busy.c's concurrent accept, check_tdx_teardown.c) force no
+ * window; their races are explored by the
  * built-in scenarios (conv-fault, install-accept, kick-exit, gmem-terminate)
  * in the explore suite.
  */
@@ -38,6 +42,8 @@
 #include "internal.h"
 #include "testutil.h"
 #include "../backends/snp/snp-hw.h"
+#include "../backends/tdx/tdx-module.h"
+#include "../backends/tdx/tdx.h"
 
 #define TW_PAGES	16u
 
@@ -72,6 +78,11 @@ struct twin {
 	int syncs[2];
 	uint64_t pfn, region;
 	bool in_window, window_seen;
+	/* busy removal: what the platform trace saw */
+	uint32_t rm_leaf;		/* CCVM_EV_TDH_MEM_* of the busy leaf */
+	uint32_t rm_last;		/* the last traced event of interest */
+	bool rm_waiting;		/* between the busy answer and the retry */
+	uint32_t rm_busy, rm_retries, rm_enters;
 	char fail[256];
 	/* over every run */
 	uint64_t windows;
@@ -181,6 +192,9 @@ static int tw_run(struct ccvm_platform *p, void *ctx)
 	memset(x->sync_value, 0, sizeof(x->sync_value));
 	memset(x->syncs, 0, sizeof(x->syncs));
 	x->in_window = x->window_seen = false;
+	x->rm_last = 0;
+	x->rm_waiting = false;
+	x->rm_busy = x->rm_retries = x->rm_enters = 0;
 	x->fail[0] = 0;
 	r = tw_setup(x);
 	if (!r)
@@ -220,6 +234,14 @@ static void tw_event(const struct ccvm_sched_event *e, void *ctx)
 		x->in_window = true;
 	if (!e->thread && e->op == CCVM_SCHED_OP_POINT && e->obj && !strcmp(e->obj, "window") &&
 	    x->in_window)
+		x->window_seen = true;
+	/*
+	 * busy_removal: while the removal waits for its retry, the guest got
+	 * its turn back from the run loop and is on its way into the guest
+	 * (ccvm_guest_enter() comes next): the entry the retry must not meet.
+	 */
+	if (x->rm_waiting && e->thread && e->op == CCVM_SCHED_OP_UNLOCK && e->func &&
+	    !strcmp(e->func, "guest_handoff"))
 		x->window_seen = true;
 }
 
@@ -279,6 +301,21 @@ static struct ccvm_explore_result tw_explore(struct twin *x, const char *name, i
 }
 
 static const char *const tw_backends[] = { "mock", "tdx", "snp" };
+
+/*
+ * ASan and TSan slow a schedule down 5 to 20 times; the one twin whose tree
+ * has thousands of schedules (busy_removal) is exhausted at bound 1 there.
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TW_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TW_SANITIZED 1
+#endif
+#endif
+#ifndef TW_SANITIZED
+#define TW_SANITIZED 0
+#endif
 
 /* ---- entry blocked ------------------------------------------------------------------ */
 
@@ -567,6 +604,134 @@ START_TEST(test_snp_overlap)
 }
 END_TEST
 
+/* ---- TDX: a removal answered busy keeps the vCPU out until its retry -------------------- */
+
+#define TW_RM_GPA	(4 * TU_PAGE)	/* private, accepted, then converted to shared */
+#define TW_RM_SHARED	(6 * TU_PAGE)	/* read after the removal: a new entry */
+
+static const uint32_t tw_rm_leaves[][2] = {
+	{ CCVM_TDH_MEM_RANGE_BLOCK, CCVM_EV_TDH_MEM_RANGE_BLOCK },
+	{ CCVM_TDH_MEM_TRACK, CCVM_EV_TDH_MEM_TRACK },
+	{ CCVM_TDH_MEM_PAGE_REMOVE, CCVM_EV_TDH_MEM_PAGE_REMOVE },
+};
+
+/*
+ * The platform trace, as check_tdx_busy.c reads it afterwards, checked as
+ * it comes: a TDX_BUSY right after the leaf opens the wait, the leaf's next
+ * call (the retry) closes it; no VP.ENTER in between, and no vCPU in guest
+ * mode when the retry is made (the kick took it out, the block kept it out).
+ */
+static void tw_rm_trace(const struct ccvm_trace_record *rec, void *ctx)
+{
+	struct twin *x = ctx;
+	uint32_t e = rec->id;
+
+	if (rec->kind != CCVM_TRACE_EVENT)
+		return;
+	if (e != CCVM_EV_TDH_MEM_RANGE_BLOCK && e != CCVM_EV_TDH_MEM_TRACK &&
+	    e != CCVM_EV_TDH_MEM_PAGE_REMOVE && e != CCVM_EV_TDX_BUSY &&
+	    e != CCVM_EV_TDH_VP_ENTER)
+		return;
+	if (e == CCVM_EV_TDX_BUSY && x->rm_last == x->rm_leaf) {
+		x->rm_waiting = true;
+		x->rm_busy++;
+	} else if (e == x->rm_leaf && x->rm_waiting) {
+		x->rm_waiting = false;
+		x->rm_retries++;
+		TW_CHECK(x, !ccvm_vcpu_in_guest(x->v[0]),
+			 "the busy leaf's retry with the vCPU in guest mode");
+	} else if (e == CCVM_EV_TDH_VP_ENTER) {
+		x->rm_enters++;
+		TW_CHECK(x, !x->rm_waiting, "VP.ENTER while a removal waits for its retry");
+	}
+	x->rm_last = e;
+}
+
+static void guest_busy_removal(struct ccvm_guest *g, void *arg)
+{
+	struct twin *x = arg;
+	uint64_t w = 0;
+
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_accept(g, TW_RM_GPA, TU_PAGE));
+	tw_set(x, &x->phase, 1, "started");
+	/* Out and in again: an entry that may meet the removal. */
+	ccvm_guest_sync(g, UINT64_MAX);
+	/* In guest mode until the removal is done: its kicks take the vCPU out. */
+	tw_wait_change(x, &x->phase, 1, "removed");
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, TW_RM_SHARED | x->sbit, &w, sizeof(w)));
+}
+
+static int body_busy_removal(struct twin *x, unsigned int leaf)
+{
+	struct ccvm_tdx_module *m = ccvm_tdx_module_of(x->p);
+	struct ccvm_thread *t;
+	int r, ret = 0;
+
+	r = ccvm_vm_set_memory_attributes(x->vm, TW_RM_GPA, TU_PAGE,
+					  CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0);
+	if (!r)
+		r = tw_vcpu0(x, guest_busy_removal);
+	if (!r)
+		r = ccvm_thread_create(x->p, &t, tw_runner0, x, "run0");
+	if (r)
+		return r;
+	tw_wait_change(x, &x->phase, 0, "started");
+	x->rm_leaf = tw_rm_leaves[leaf][1];
+	r = ccvm_platform_set_trace(x->p, tw_rm_trace, x);
+	if (!r)
+		r = ccvm_tdx_inject(m, tw_rm_leaves[leaf][0], 1,
+				    TDX_OPERAND_BUSY | CCVM_TDX_OPERAND_SEPT, 1);
+	/* The removal: busy once, then blocked entry, the kick and the retry. */
+	if (!r)
+		r = ccvm_vm_set_memory_attributes(x->vm, TW_RM_GPA, TU_PAGE, 0, 0);
+	TW_CHECK(x, r == 0, "conversion to shared: %d", r);
+	tw_set(x, &x->phase, 2, "removed");
+	r = ccvm_thread_join(t, &ret);
+	ccvm_platform_set_trace(x->p, NULL, NULL);
+	if (r || ret)
+		return r ? r : ret;
+	TW_CHECK(x, x->rm_busy == 1 && x->rm_retries == 1, "%u busy answers, %u retries",
+		 x->rm_busy, x->rm_retries);
+	TW_CHECK(x, !ccvm_vm_is_bugged(x->vm), "the VM is bugged");
+	TW_CHECK(x, atomic_load(&x->vm->entry_blocked) == 0, "entry still blocked");
+	TW_CHECK(x, x->run_ret[0] == 0 && x->exit_reason[0] == CCVM_EXIT_DONE,
+		 "run: %d, exit %u", x->run_ret[0], x->exit_reason[0]);
+	/* The guest entered again after the removal (its read). */
+	TW_CHECK(x, x->rm_enters >= 1, "no VP.ENTER while traced");
+	return 0;
+}
+
+static int body_busy_removal_block(struct twin *x)
+{
+	return body_busy_removal(x, 0);
+}
+
+static int body_busy_removal_track(struct twin *x)
+{
+	return body_busy_removal(x, 1);
+}
+
+static int body_busy_removal_remove(struct twin *x)
+{
+	return body_busy_removal(x, 2);
+}
+
+START_TEST(test_busy_removal)
+{
+	static const twin_body bodies[] = {
+		body_busy_removal_block, body_busy_removal_track, body_busy_removal_remove,
+	};
+	static const char *const names[] = {
+		"busy-removal-block", "busy-removal-track", "busy-removal-remove",
+	};
+	struct twin x = { .backend = "tdx", .body = bodies[_i], .window_body = true };
+	/* Bound 1 still reaches the window (and still checks every schedule). */
+	struct ccvm_explore_result res = tw_explore(&x, names[_i], TW_SANITIZED ? 1 : 2);
+
+	ccvm_explore_result_release(&res);
+}
+END_TEST
+
 Suite *twins_suite(void)
 {
 	Suite *s = suite_create("twins");
@@ -578,6 +743,11 @@ Suite *twins_suite(void)
 	tcase_add_loop_test(tc, test_kick_reenter, 0, 3);
 	tcase_add_loop_test(tc, test_rendezvous, 0, 3);
 	tcase_add_test(tc, test_snp_overlap);
+	suite_add_tcase(s, tc);
+	/* About 2,500 TDX schedules each: a minute alone, 300 s and more on a loaded machine. */
+	tc = tcase_create("busy_removal");
+	tcase_set_timeout(tc, 900);
+	tcase_add_loop_test(tc, test_busy_removal, 0, 3);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -116,7 +116,7 @@ static bool region_trylock(struct ccvm_snp_hw *hw, _Atomic uint32_t *r, uint32_t
 {
 	uint32_t old;
 
-	ccvm_sched_point(hw->sched, NULL, "rmp region lock");
+	ccvm_sched_point(hw->sched, CCVM_SCHED_HW(hw->sched), "rmp region lock");
 	old = atomic_fetch_or_explicit(r, REGION_LOCK, memory_order_acquire);
 	if (seen)
 		*seen = old;
@@ -125,7 +125,7 @@ static bool region_trylock(struct ccvm_snp_hw *hw, _Atomic uint32_t *r, uint32_t
 
 static void region_unlock(struct ccvm_snp_hw *hw, _Atomic uint32_t *r)
 {
-	ccvm_sched_point(hw->sched, NULL, "rmp region unlock");
+	ccvm_sched_point(hw->sched, CCVM_SCHED_HW(hw->sched), "rmp region unlock");
 	atomic_fetch_and_explicit(r, ~REGION_LOCK, memory_order_release);
 }
 
@@ -588,7 +588,7 @@ int ccvm_snp_directmap_split(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64_
 	if (atomic_load_explicit(r, memory_order_acquire) & REGION_DMAP_4K)
 		return 0;
 	/* The gigabyte goes to 2M pages before its 2M page goes to 4K. */
-	ccvm_sched_point(hw->sched, NULL, "direct map split");
+	ccvm_sched_point(hw->sched, CCVM_SCHED_HW(hw->sched), "direct map split");
 	if (atomic_exchange_explicit(&hw->gig_1g[pfn / CCVM_SNP_PAGES_PER_1G], 0,
 				     memory_order_acq_rel))
 		splits++;

@@ -219,7 +219,7 @@ static bool lock_try(const struct ccvm_tdx_module *m, _Atomic uint64_t *w, uint6
 	uint64_t v;
 
 	/* Whether it is free decides busy: a choice the scheduler explores. */
-	ccvm_sched_point(m->sched, NULL, what);
+	ccvm_sched_point(m->sched, CCVM_SCHED_HW(m->sched), what);
 	v = atomic_load_explicit(w, memory_order_acquire);
 
 	do {
@@ -245,7 +245,7 @@ static void lock_wait(struct ccvm_mutex *l)
 /* The scheduling point before a module lock is let go (see lock_try()). */
 static void lock_release(const struct ccvm_tdx_module *m, const char *what)
 {
-	ccvm_sched_point(m->sched, NULL, what);
+	ccvm_sched_point(m->sched, CCVM_SCHED_HW(m->sched), what);
 }
 
 /* Sharex lock word: bit 0 exclusive, +2 per sharer. */
@@ -954,7 +954,7 @@ static void entry_lock_hold(struct ccvm_tdx_module *m)
 	/* Serial: the window is one scheduling point, whatever its length. */
 	if (m->sched) {
 		if (n)
-			ccvm_sched_point(m->sched, NULL, "sept entry held");
+			ccvm_sched_point(m->sched, CCVM_SCHED_HW(m->sched), "sept entry held");
 		return;
 	}
 	while (n--)
@@ -1512,7 +1512,7 @@ void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
 	 * must not see the vCPU in the epoch it is leaving.
 	 */
 	for (;;) {
-		ccvm_sched_point(vp->td->m->sched, NULL, "tdvpr exit");
+		ccvm_sched_point(vp->td->m->sched, CCVM_SCHED_HW(vp->td->m->sched), "tdvpr exit");
 		cur = atomic_load_explicit(&vp->run, memory_order_acquire);
 		if (cur == VP_IDLE)
 			return;
@@ -2070,7 +2070,7 @@ static uint64_t page_wbinvd(struct leaf_args *a)
 			return TDX_KEY_STATE_INCORRECT | CCVM_TDX_OPERAND_RCX;
 	}
 	/* A PAMT entry lock held by another leaf makes this one busy. */
-	ccvm_sched_point(m->sched, NULL, "pamt entry");
+	ccvm_sched_point(m->sched, CCVM_SCHED_HW(m->sched), "pamt entry");
 	v = atomic_load_explicit(pamt_entry(m, a->pfn), memory_order_acquire);
 	if (v & PAMT_LOCK)
 		return busy(CCVM_TDX_OPERAND_RCX);

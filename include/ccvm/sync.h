@@ -130,6 +130,7 @@ struct ccvm_rwlock {
 			int writer;		/* thread id, -1 = none */
 			uint32_t readers;	/* read holds, recursion included */
 			uint32_t wpending;	/* threads about to write-lock */
+			uint32_t hw;		/* guards state read lock-free (lib/scheduler.h) */
 			uint64_t reader_mask;	/* threads holding it for read */
 		} model;
 	} u;
@@ -289,6 +290,9 @@ CCVM_API void ccvm_sync_cond_wait(struct ccvm_cond *c, struct ccvm_mutex *m,
 CCVM_API void ccvm_sync_cond_wake(struct ccvm_cond *c, int all, const struct ccvm_sync_site *site);
 CCVM_API void ccvm_sync_point(struct ccvm_sched *s, const void *obj, const char *where,
 			      const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_point2(struct ccvm_sched *s, const void *a, const void *b,
+			       unsigned int reads, const char *where,
+			       const struct ccvm_sync_site *site);
 CCVM_API void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_sync_site *site);
 CCVM_API void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
 				  uint64_t old, const char *where, const struct ccvm_sync_site *site);
@@ -512,6 +516,38 @@ static inline void ccvm_sched_point_at(struct ccvm_sched *s, const void *obj, co
 {
 	if (ccvm_sync_serial(s))
 		ccvm_sync_point(s, obj, where, site);
+}
+
+/*
+ * ccvm_sched_point2() - A scheduling point whose operation, up to the
+ * thread's next point, touches shared state of objects @a and @b only (@b
+ * may be NULL; @a NULL is ccvm_sched_point(s, NULL, ...)).  @reads:
+ * CCVM_SCHED_RD_A if @a is only read, CCVM_SCHED_RD_B if @b is only read.
+ * Two steps conflict when they share an object that one of them writes;
+ * the DFS reductions (docs/scheduler.md, 4.3) rely on these being complete.
+ */
+/*
+ * CCVM_SCHED_HW(s) - The object standing for the machine: backend and
+ * hardware state (module locks, S-EPT, RMP, PAMT) and the page tables,
+ * which their users reach without a lock of this layer or under a read
+ * lock whose holders write.  Every backend op's call and return point
+ * touches it, and so does every step of a thread inside an op or holding
+ * mmu_lock.
+ */
+#define CCVM_SCHED_HW(s)	((const void *)(s))
+
+#define CCVM_SCHED_RD_A		0x1u
+#define CCVM_SCHED_RD_B		0x2u
+
+#define ccvm_sched_point2(s, a, b, reads, where) \
+	ccvm_sched_point2_at((s), (a), (b), (reads), (where), CCVM_SYNC_SITE)
+
+static inline void ccvm_sched_point2_at(struct ccvm_sched *s, const void *a, const void *b,
+					unsigned int reads, const char *where,
+					const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(s))
+		ccvm_sync_point2(s, a, b, reads, where, site);
 }
 
 /*
