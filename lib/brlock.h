@@ -40,6 +40,9 @@ struct ccvm_brlock {
 	struct ccvm_brlock_shard shard[CCVM_BRLOCK_SHARDS];
 };
 
+/* The host's online CPUs, at least 1, at most CCVM_BRLOCK_SHARDS. */
+unsigned int ccvm_host_cpu_shards(void);
+
 /* Set up @b in the mode of @s, every shard named @name.  0 or -errno. */
 int ccvm_brlock_init(struct ccvm_brlock *b, struct ccvm_sched *s, const char *name);
 void ccvm_brlock_destroy(struct ccvm_brlock *b);

@@ -216,6 +216,17 @@ struct ccvm_platform {
 	uint64_t free_head;			/* UINT64_MAX = empty */
 	uint64_t folio_head[2];			/* free 2M / 1G blocks, UINT64_MAX = empty */
 	uint64_t bump;				/* pfns >= bump never handed out */
+	/*
+	 * Free-running with several host CPUs: fresh pages are handed out
+	 * from one window of the bump region per CPU (up to the next 2 MiB
+	 * boundary), as the kernel's per-CPU page lists do, so that vCPUs
+	 * first touching memory on different CPUs do not interleave their
+	 * pages (host huge pages, pfn_state, RMP and PAMT lines).  Window
+	 * pages are below bump, free, on no list.  nr_windows is 0 when
+	 * serial or on one CPU (plain bump).  Under mem_lock.
+	 */
+	unsigned int nr_windows;
+	struct { uint64_t next, end; } window[CCVM_BRLOCK_SHARDS];
 	_Atomic uint64_t nr_free;
 	_Atomic uint64_t nr_leaked;
 

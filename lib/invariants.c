@@ -1237,6 +1237,26 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 							    "allocated", (unsigned long long)(pfn + i));
 		}
 	}
+	/* The per-CPU windows of the bump region: free pages on no list. */
+	for (unsigned int w = 0; w < p->nr_windows && !r.invariant; w++) {
+		r.nr_checks++;
+		if (p->window[w].next > p->window[w].end || p->window[w].end > p->bump) {
+			ccvm_invariant_fail(&r, 5, NONE, p->window[w].next,
+					    "page window %u [%#llx, %#llx) is past the bump pointer "
+					    "%#llx", w, (unsigned long long)p->window[w].next,
+					    (unsigned long long)p->window[w].end,
+					    (unsigned long long)p->bump);
+			break;
+		}
+		for (pfn = p->window[w].next; pfn < p->window[w].end && !r.invariant; pfn++)
+			if (atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed))
+				ccvm_invariant_fail(&r, 5, NONE, pfn,
+						    "pfn %#llx is in page window %u but has state "
+						    "%#x", (unsigned long long)pfn, w,
+						    atomic_load_explicit(&p->pfn_state[pfn],
+									 memory_order_relaxed));
+		n += p->window[w].end - p->window[w].next;
+	}
 	for (pfn = 1; pfn < p->nr_pages && !r.invariant; pfn++) {
 		uint8_t st = atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed);
 
@@ -1265,7 +1285,7 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 		r.nr_checks += 3;
 		if (n + never != nr_free)
 			ccvm_invariant_fail(&r, 5, NONE, NONE,
-					    "%llu pages free but %llu on the free list and %llu "
+					    "%llu pages free but %llu on the free lists and page windows and %llu "
 					    "never handed out", (unsigned long long)nr_free,
 					    (unsigned long long)n, (unsigned long long)never);
 		else if (allocated + nr_free != p->nr_pages - 1)

@@ -11,6 +11,7 @@
  * out, so a zero pfn in a data structure always means "none".
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -299,6 +300,8 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	if (err)
 		goto err_unmap;
 	platform_locks_init(p);
+	/* Serial or one CPU: the plain bump, so pfns do not depend on the host. */
+	p->nr_windows = p->sched || ccvm_host_cpu_shards() < 2 ? 0 : ccvm_host_cpu_shards();
 	/* Serial: every op call and return is a scheduling point (backend-call.h). */
 	ccvm_op_hooks_set(p, CCVM_OP_HOOK_SCHED, p->sched != NULL);
 
@@ -513,6 +516,36 @@ static uint64_t break_folio_block(struct ccvm_platform *p)
 	return FREE_LIST_END;
 }
 
+/*
+ * A page never handed out: the next of the bump region, or, with windows
+ * (nr_windows, free-running on several CPUs), the next of the calling
+ * CPU's window, which is refilled from the bump up to the next 2 MiB
+ * boundary; once the bump is used up, any window's.  mem_lock held.
+ * Return: a free pfn or FREE_LIST_END.
+ */
+static uint64_t bump_alloc(struct ccvm_platform *p)
+{
+	const uint64_t chunk = 1ull << CCVM_FOLIO_ORDER_2M;
+	unsigned int i;
+	int cpu;
+
+	if (!p->nr_windows)
+		return p->bump < p->nr_pages ? p->bump++ : FREE_LIST_END;
+	cpu = sched_getcpu();
+	i = cpu > 0 ? (unsigned int)cpu % p->nr_windows : 0;
+	if (p->window[i].next == p->window[i].end && p->bump < p->nr_pages) {
+		p->window[i].next = p->bump;
+		p->window[i].end = (p->bump | (chunk - 1)) + 1;
+		if (p->window[i].end > p->nr_pages)
+			p->window[i].end = p->nr_pages;
+		p->bump = p->window[i].end;
+	}
+	for (unsigned int j = 0; j < p->nr_windows; j++, i = (i + 1) % p->nr_windows)
+		if (p->window[i].next < p->window[i].end)
+			return p->window[i].next++;
+	return FREE_LIST_END;
+}
+
 int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn)
 {
 	uint64_t n;
@@ -521,8 +554,8 @@ int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn)
 	if (p->free_head != FREE_LIST_END) {
 		n = p->free_head;
 		p->free_head = p->free_next[n] ? p->free_next[n] : FREE_LIST_END;
-	} else if (p->bump < p->nr_pages) {
-		n = p->bump++;
+	} else if ((n = bump_alloc(p)) != FREE_LIST_END) {
+		/* a fresh page */
 	} else if ((n = break_folio_block(p)) == FREE_LIST_END) {
 		ccvm_mutex_unlock(&p->mem_lock);
 		return -ENOMEM;

@@ -59,6 +59,8 @@ struct sc_def {
 	bool populate_pq;		/* populate P and Q before finalize */
 	uint32_t snp_rmp;		/* SNP: CCVM_STUDY_SNP_RMP_UPDATE + 1, 0: default */
 	bool fault_ends_run;		/* a memory-fault exit ends the run loop */
+	bool huge;			/* slot 0 is 2M of a 2M-folio gmem file, all
+					 * private at start; tdx runs Dynamic PAMT */
 	ccvm_guest_fn guest;
 	ccvm_thread_fn vmm;		/* the VMM thread, NULL: none */
 	const char *vmm_name;
@@ -407,6 +409,28 @@ static int populate_punch_after(struct sc *x)
 	return r ? sc_fail(x, r, "finalize: %s", ccvm_strerror(r)) : 0;
 }
 
+/*
+ * split-fault (mock, tdx; snp not yet: its PCT finds I8 broken, a 2M leaf
+ * over a 4K RMP entry, token S1:AI8Bo7WvA04CBwM): slot 0 is one 2M folio, all private.  The
+ * vCPU accepts the 2M (where guests accept: the host maps 2M, or 4K once
+ * P went shared, and a 2M accept over 4K is -ERANGE), then accepts and
+ * writes Q while the VMM converts P, in the same 2M, to shared: the split
+ * of the 2M mapping (TDX: BLOCK, TRACK, DEMOTE with Dynamic PAMT's pair
+ * added first; SNP: PSMASH before the 4K RMPUPDATE; mock: the 2M leaf
+ * split) against the vCPU's fault, accept and write of Q.
+ */
+static void split_fault_guest(struct ccvm_guest *g, void *arg)
+{
+	const struct sc *x = arg;
+	int r;
+
+	if (x->caps.requires_accept) {
+		r = ccvm_guest_accept_level(g, 0, SC_2M, CCVM_LEVEL_2M);
+		CCVM_GUEST_ASSERT(g, r == 0 || r == -ERANGE || r == -EEXIST || r == -EACCES);
+	}
+	g_private(g, x, SC_Q, vcpu_val(g, 0));
+}
+
 /* Both threads of the two-VMM-thread scenarios; the defs name the first. */
 static int second_vmm(struct sc *x, ccvm_thread_fn *fn, const char **name)
 {
@@ -493,6 +517,13 @@ static const struct sc_def sc_defs[] = {
 		.no_finalize = true, .private_at_start = PAGE_BIT(SC_P) | PAGE_BIT(SC_Q),
 		.vmm = populate_vmm, .vmm_name = "populator", .after = populate_punch_after,
 	},
+	{
+		.pub = { "split-fault", "a vCPU accepts a private 2M folio and writes page Q "
+			 "while a VMM thread converts page P of it to shared (the 2M mapping "
+			 "split: DEMOTE)", "mock tdx" },
+		.nr_vcpus = 1, .huge = true,
+		.guest = split_fault_guest, .vmm = conv_once_vmm, .vmm_name = "converter",
+	},
 };
 
 /* ---- the frame -------------------------------------------------------------------------- */
@@ -503,7 +534,7 @@ static int sc_setup(struct sc *x)
 	struct ccvm_vm_opts vo = CCVM_OPTS_INIT(struct ccvm_vm_opts, .max_vcpus = SC_MAX_VCPUS);
 	struct ccvm_memory_region mr = {
 		.slot = 0, .flags = CCVM_MEM_GUEST_MEMFD, .guest_phys_addr = 0,
-		.memory_size = SC_PAGES * SC_PAGE, .gmem_offset = 0,
+		.memory_size = d->huge ? SC_2M : SC_PAGES * SC_PAGE, .gmem_offset = 0,
 	};
 	uint32_t i;
 	int r;
@@ -517,7 +548,11 @@ static int sc_setup(struct sc *x)
 		if (r)
 			return sc_fail(x, r, "SNP RMP design: %s", ccvm_strerror(r));
 	}
-	r = ccvm_gmem_create(x->vm, SC_PAGES * SC_PAGE, 0, &x->g);
+	if (d->huge)
+		r = ccvm_gmem_create(x->vm, SC_2M, CCVM_GMEM_FLAG_HUGETLB | CCVM_GMEM_HUGE_2MB,
+				     &x->g);
+	else
+		r = ccvm_gmem_create(x->vm, SC_PAGES * SC_PAGE, 0, &x->g);
 	if (r)
 		return sc_fail(x, r, "gmem_create: %s", ccvm_strerror(r));
 	/*
@@ -541,6 +576,11 @@ static int sc_setup(struct sc *x)
 		r = slot1(x, SC_SLOT1_GPA, SC_PAGE);
 		if (r)
 			return r;
+	}
+	if (d->huge) {
+		r = ccvm_vm_set_memory_attributes(x->vm, 0, SC_2M, CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0);
+		if (r)
+			return sc_fail(x, r, "2M private: %s", ccvm_strerror(r));
 	}
 	for (i = 0; i < SC_PAGES; i++) {
 		if (!(d->private_at_start & (1ull << i)))
@@ -720,6 +760,9 @@ int ccvm_builtin_scenario_create(const char *name, const char *backend,
 	}
 	x->po.sz = sizeof(x->po);
 	x->po.backend = x->backend;
+	/* The split of a 2M page adds a Dynamic PAMT pair on TDX: run with it. */
+	if (d->huge && !strcmp(backend, "tdx"))
+		x->po.flags |= CCVM_PLATFORM_TDX_DYNAMIC_PAMT;
 	x->def = d;
 	x->sc = CCVM_OPTS_INIT(struct ccvm_scenario, .name = d->pub.name, .run = sc_run,
 			       .ctx = x, .platform = &x->po);

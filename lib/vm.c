@@ -27,7 +27,7 @@
 /* ---- big-reader locks (lib/brlock.h) ------------------------------------ */
 
 /* Shards of a free-running brlock: the host's online CPUs, at most the array. */
-static unsigned int brlock_shards(void)
+unsigned int ccvm_host_cpu_shards(void)
 {
 	static _Atomic unsigned int cached;
 	unsigned int n = atomic_load_explicit(&cached, memory_order_relaxed);
@@ -49,7 +49,7 @@ int ccvm_brlock_init(struct ccvm_brlock *b, struct ccvm_sched *s, const char *na
 	if (!b)
 		return -EINVAL;
 	/* Serial: one shard, so schedules do not depend on the host. */
-	b->nr = s ? 1 : brlock_shards();
+	b->nr = s ? 1 : ccvm_host_cpu_shards();
 	for (i = 0; i < b->nr; i++) {
 		err = ccvm_rwlock_init(&b->shard[i].l, s, name);
 		if (err) {

@@ -13,6 +13,8 @@
  * state could say so).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -498,6 +500,110 @@ START_TEST(test_platform_break)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* the allocator's per-CPU windows                                      */
+/* ------------------------------------------------------------------ */
+
+#define WIN_PAGES	2048ull			/* an 8 MiB platform */
+
+/* Run the calling thread on @cpu (ignored if the host refuses). */
+static void pin_to(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/*
+ * Free-running on several CPUs, fresh pages come from one window of the
+ * bump region per CPU: two CPUs get pages of different 2 MiB blocks, the
+ * windows' free pages keep the invariants whole, every page can still be
+ * allocated (the last ones from any window) and freed, and a broken
+ * window is reported.  With one CPU the windows are off and the same
+ * walk checks the plain bump.
+ */
+START_TEST(test_page_windows)
+{
+	struct ccvm_platform_opts po = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						      .backend = "mock");
+	struct ccvm_invariant_report r = { .sz = sizeof(r) };
+	cpu_set_t allowed;
+	int cpus[2] = { -1, -1 }, nr_cpus = 0, cpu, err;
+	uint64_t *pfns = calloc(WIN_PAGES, sizeof(*pfns)), n = 0, i, saved;
+	struct ccvm_platform *p;
+
+	ck_assert_ptr_nonnull(pfns);
+	tu_quiet_log();
+	ck_assert_int_eq(pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed), 0);
+	for (cpu = 0; cpu < CPU_SETSIZE && nr_cpus < 2; cpu++)
+		if (CPU_ISSET(cpu, &allowed))
+			cpus[nr_cpus++] = cpu;
+	po.mem_bytes = WIN_PAGES * PG;
+	ck_assert_int_eq(ccvm_platform_create(&po, &p), 0);
+	/* Free-running on a host of several CPUs: windows on. */
+	if (ccvm_host_cpu_shards() > 1)
+		ck_assert_uint_eq(p->nr_windows, ccvm_host_cpu_shards());
+	else
+		ck_assert_uint_eq(p->nr_windows, 0);
+
+	pin_to(cpus[0]);
+	ck_assert_int_eq(ccvm_page_alloc(p, &pfns[n++]), 0);
+	if (nr_cpus == 2)
+		pin_to(cpus[1]);
+	ck_assert_int_eq(ccvm_page_alloc(p, &pfns[n++]), 0);
+	if (p->nr_windows > 1 && nr_cpus == 2 &&
+	    cpus[0] % (int)p->nr_windows != cpus[1] % (int)p->nr_windows)
+		ck_assert_uint_ne(pfns[0] >> 9, pfns[1] >> 9);
+	else
+		ck_assert_uint_eq(pfns[1], pfns[0] + 1);
+	ck_assert_int_eq(ccvm_platform_check_invariants(p, &r), 0);
+	ck_assert_int_eq(r.invariant, 0);
+
+	/* A window past the bump pointer is a broken allocator. */
+	if (p->nr_windows) {
+		saved = p->window[0].end;
+		p->window[0].end = p->bump + 1;
+		if (p->window[0].next > p->window[0].end)
+			p->window[0].next = p->window[0].end;
+		ck_assert_int_eq(ccvm_platform_check_invariants(p, &r), 0);
+		ck_assert_int_eq(r.invariant, 5);
+		p->window[0].end = saved;
+		if (p->window[0].next > saved)
+			p->window[0].next = saved;
+		ck_assert_int_eq(ccvm_platform_check_invariants(p, &r), 0);
+		ck_assert_int_eq(r.invariant, 0);
+	}
+
+	/* Every page, alternating CPUs, then nothing. */
+	for (;;) {
+		pin_to(cpus[n % (uint64_t)nr_cpus]);
+		ck_assert_uint_lt(n, WIN_PAGES);
+		err = ccvm_page_alloc(p, &pfns[n]);
+		if (err) {
+			ck_assert_int_eq(err, -ENOMEM);
+			break;
+		}
+		n++;
+	}
+	ck_assert_uint_eq(n, WIN_PAGES - 1);
+	ck_assert_uint_eq(atomic_load(&p->nr_free), 0);
+	for (i = 0; i < n; i++)
+		ck_assert(ccvm_page_is_allocated(p, pfns[i]));
+	ck_assert_int_eq(ccvm_platform_check_invariants(p, &r), 0);
+	ck_assert_int_eq(r.invariant, 0);
+	for (i = 0; i < n; i++)
+		ccvm_page_free(p, pfns[i]);
+	ck_assert_uint_eq(atomic_load(&p->nr_free), WIN_PAGES - 1);
+	ck_assert_int_eq(ccvm_platform_check_invariants(p, &r), 0);
+	ck_assert_int_eq(r.invariant, 0);
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+	pthread_setaffinity_np(pthread_self(), sizeof(allowed), &allowed);
+	free(pfns);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* tdx                                                                 */
 /* ------------------------------------------------------------------ */
 
@@ -830,6 +936,10 @@ Suite *invariants_suite(void)
 	tcase_add_test(tc, test_report_fields);
 	tcase_add_test(tc, test_check_is_invisible);
 	tcase_add_loop_test(tc, test_platform_break, 0, (int)CCVM_ARRAY_SIZE(platform_breaks));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("page_windows");
+	tcase_add_test(tc, test_page_windows);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("tdx");
