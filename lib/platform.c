@@ -98,6 +98,8 @@ static pthread_mutex_t map_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct map_entry map_cache[MAP_CACHE ? MAP_CACHE : 1];
 static unsigned int map_cache_n;
 static size_t map_cache_resident;
+/* Not a constant expression, so "n < 0" under ASan is no type-limits warning. */
+static const unsigned int map_cache_cap = MAP_CACHE;
 
 static void *map_get(size_t bytes, enum map_kind kind)
 {
@@ -139,7 +141,7 @@ static void map_put(void *addr, size_t bytes, size_t dirty, enum map_kind kind)
 	if (dirty > bytes)
 		dirty = bytes;
 	pthread_mutex_lock(&map_cache_lock);
-	if (map_cache_n < MAP_CACHE && map_cache_resident + dirty <= MAP_CACHE_RESIDENT) {
+	if (map_cache_n < map_cache_cap && map_cache_resident + dirty <= MAP_CACHE_RESIDENT) {
 		map_cache[map_cache_n++] = (struct map_entry){ addr, bytes, dirty, kind };
 		map_cache_resident += dirty;
 		kept = true;
