@@ -698,18 +698,23 @@ void ccvm_snp_set_update_mem_attr_hook(struct ccvm_platform *p, ccvm_snp_update_
 
 /*
  * sev_handle_rmp_fault() for a nested fault with the RMP bit on a private
- * access: a 2M RMP entry behind a 4K expectation is PSMASHed (a racing
- * PSMASH is fine); the core then zaps the gfn and faults again.
+ * access: a 2M RMP entry under a 4K NPT leaf is PSMASHed (a racing PSMASH
+ * is fine); the core then zaps the gfn and faults again.  Under a 2M NPT
+ * leaf KVM PSMASHes only for the size-mismatch bit, which the simulated
+ * RMP never raises on an access: there the zap and refault alone, so that
+ * no 2M NPT leaf stands over 4K RMP entries while the core zaps (I8).
  */
-static void handle_rmp_fault(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn)
+static void handle_rmp_fault(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn)
 {
+	struct ccvm_vm *vm = ccvm_vcpu_vm(vcpu);
 	struct ccvm_snp_rmp_entry e;
 
 	if (!ccvm_vm_gfn_is_private(vm, gfn))
 		return;
 	if (ccvm_snp_rmpread(vm_hw(vm), pfn, &e) || !e.assigned)
 		return;
-	if (e.level == CCVM_LEVEL_2M && e.asid == snp_vm(vm)->asid)
+	if (e.level == CCVM_LEVEL_2M && e.asid == snp_vm(vm)->asid &&
+	    ccvm_vcpu_private_level(vcpu, gfn) == CCVM_LEVEL_4K)
 		ccvm_snp_rmp_psmash(vm_hw(vm), vm, pfn);
 }
 
@@ -731,7 +736,7 @@ static int snp_guest_access(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn,
 		return -EACCES;		/* #VC: the guest PVALIDATEs and retries */
 	case CCVM_SNP_NPF_RMP:
 		if (is_private)
-			handle_rmp_fault(vm, gfn, pfn);
+			handle_rmp_fault(vcpu, gfn, pfn);
 		return CCVM_GUEST_NEEDS_FAULT;
 	default:
 		return -EIO;
@@ -865,8 +870,18 @@ static void psc_rescind(struct ccvm_vcpu *vcpu, uint64_t gpa, uint64_t npages)
 		if (ccvm_vm_gfn_to_gmem_pfn(vm, gfn, &pfn) || ccvm_snp_rmpread(hw, pfn, &e) ||
 		    !rmp_owned_at(&e, pfn, asid, gfn) || !e.validated)
 			continue;
-		if (e.level == CCVM_LEVEL_2M)
+		if (e.level == CCVM_LEVEL_2M) {
+			uint64_t hgfn = gfn & ~(PAGES_PER_2M - 1);
+
+			/*
+			 * The 4K rescind's size-mismatch fault: PSMASH and zap the
+			 * 2M gfn block, as sev_handle_rmp_fault() does, both inside
+			 * this exit (no lock held), so that no 2M NPT leaf is left
+			 * over the 4K entries when the exit reaches the VMM (I8).
+			 */
 			ccvm_snp_rmp_psmash(hw, vm, pfn);
+			ccvm_vm_zap_gfn_range(vm, hgfn, hgfn + PAGES_PER_2M);
+		}
 		ccvm_snp_pvalidate(hw, vm, asid, gfn << CCVM_PAGE_SHIFT, pfn, CCVM_LEVEL_4K,
 				   false);
 	}
