@@ -136,11 +136,13 @@ MUTANTS += begin-forgets-range
 MUTANTS += mirror-every-gen
 MUTANTS += no-seq-retry
 MUTANTS += snp-pending-after-walk
+MUTANTS += snp-psmash-before-zap
 MUTANTS += tdx-no-track
 begin-forgets-range_SRC := lib/mmu.c
 mirror-every-gen_SRC := lib/mmu.c
 no-seq-retry_SRC := lib/fault.c
 snp-pending-after-walk_SRC := backends/snp/snp.c
+snp-psmash-before-zap_SRC := backends/snp/snp.c
 tdx-no-track_SRC := backends/tdx/tdx.c
 
 # Benchmark programs, one binary each from bench/<name>.c, built and run by

@@ -391,11 +391,15 @@ static int bound_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
  */
 /*
  * As below, but the invalidation covers file pages [afirst, alast] (a
- * superset: whole folios) while only [first, last] is zapped.
+ * superset: whole folios) while only [first, last] is zapped.  With
+ * @break_huge (the folios of [afirst, alast] are about to be split into 4K
+ * folios), every private leaf above 4K over them is split or zapped too
+ * (ccvm_mmu_break_huge_private()): a 1G folio holds 2M leaves far from the
+ * converted range that would otherwise outlive their folio (I36).
  */
 static int gmem_invalidate_begin_wide(struct ccvm_gmem *g, uint64_t first, uint64_t last,
 				      uint64_t afirst, uint64_t alast, unsigned int filter,
-				      bool *begun)
+				      bool break_huge, bool *begun)
 {
 	struct ccvm_vm *vm = g->vm;
 	struct bound_walk w = { 0 };
@@ -432,6 +436,8 @@ static int gmem_invalidate_begin_wide(struct ccvm_gmem *g, uint64_t first, uint6
 		/* May yield (range->may_block): the range is published as in progress. */
 		if (zs < ze)
 			flush |= ccvm_mmu_unmap_gfn_range(vm, zs, ze, filter, true);
+		if (break_huge)
+			flush |= ccvm_mmu_break_huge_private(vm, w.r[i].start, w.r[i].end);
 	}
 	if (flush)
 		ccvm_mmu_flush_remote_tlbs(vm);
@@ -444,7 +450,7 @@ static int gmem_invalidate_begin_wide(struct ccvm_gmem *g, uint64_t first, uint6
 static int gmem_invalidate_begin_filter(struct ccvm_gmem *g, uint64_t first, uint64_t last,
 					unsigned int filter, bool *begun)
 {
-	return gmem_invalidate_begin_wide(g, first, last, first, last, filter, begun);
+	return gmem_invalidate_begin_wide(g, first, last, first, last, filter, false, begun);
 }
 
 /*
@@ -1208,7 +1214,7 @@ int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attr
 	/* 4. Point of no return.  5. Zap the old kind in every bound slot. */
 	err = gmem_invalidate_begin_wide(g, op.first, op.last, wfirst, wlast,
 					 op.to_private ? CCVM_FILTER_SHARED : CCVM_FILTER_PRIVATE,
-					 &begun);
+					 !op.to_private && inode->folio_order, &begun);
 	if (err) {
 		/* Only the walk's scratch array can fail: before any zap. */
 		a->error_offset = op.offset;

@@ -581,6 +581,17 @@ int ccvm_mmu_split_private(struct ccvm_vm *vm, uint64_t gfn);
 bool ccvm_mmu_unmap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end,
 			      unsigned int filter, bool can_yield);
 void ccvm_mmu_flush_remote_tlbs(struct ccvm_vm *vm);
+/*
+ * Before the huge folios behind gfns [start, end) are split into 4K folios:
+ * every private leaf above 4K there is split into 4K leaves over the same
+ * frames (mirror root: split_private_spte, TDX DEMOTE, pages keep their
+ * accepted state) or, where that is not possible (direct roots, a backend
+ * that cannot split), zapped; so no mapping outlives the folio size it was
+ * made for (I36).  4K and shared leaves stay.  mmu_lock held for write,
+ * inside an invalidation covering the range; never yields.
+ * Return: true if a TLB flush is needed.
+ */
+bool ccvm_mmu_break_huge_private(struct ccvm_vm *vm, uint64_t start, uint64_t end);
 /* Generation wrap: invalidate every direct root, never a mirror root. */
 void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm);
 

@@ -812,6 +812,7 @@ struct zap_range {
 	uint64_t first;		/* the caller's start: emptied tables inside go */
 	unsigned int filter;
 	bool by_leaf_kind;	/* both kinds in this root: the private bit selects */
+	bool huge_only;		/* only private leaves above 4K: split (mirror) or zap */
 	bool flush;
 	/* KVM's tdp_mmu_iter_cond_resched(): 0 = may not yield */
 	uint32_t interval;
@@ -841,6 +842,20 @@ static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
 			if (e == SPTE_FROZEN)
 				ccvm_vm_bug(z->vm, "frozen spte at gfn %#llx under mmu_lock write",
 					    (unsigned long long)gfn);
+			continue;
+		}
+		/*
+		 * Breaking huge leaves (their folio is about to be split): a
+		 * mirror leaf is split, keeping its pages and their state
+		 * (TDX: DEMOTE); any other, or one the backend cannot split,
+		 * goes.  4K leaves and shared leaves stay.
+		 */
+		if (spte_leaf(e) && z->huge_only) {
+			if (sp->level > CCVM_LEVEL_4K && (e & SPTE_PRIVATE) &&
+			    (!z->root->mirror || mirror_split_leaf(z->vm, ptr, e, gfn, sp->level))) {
+				zap_leaf(z->vm, z->root, ptr, e, gfn, sp->level);
+				z->flush = true;
+			}
 			continue;
 		}
 		/*
@@ -956,6 +971,28 @@ bool ccvm_mmu_unmap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end,
 		}
 		if (!gone)
 			root = root->next;
+	}
+	return z.flush;
+}
+
+bool ccvm_mmu_break_huge_private(struct ccvm_vm *vm, uint64_t start, uint64_t end)
+{
+	struct zap_range z = {
+		.vm = vm, .end = end, .first = start, .filter = CCVM_FILTER_PRIVATE,
+		.by_leaf_kind = !vm_has_mirror(vm), .huge_only = true,
+	};
+	struct ccvm_root *root;
+
+	if (start >= end)
+		return false;
+	/* Invalid roots too, as a zap: vCPUs may still use them until they reload. */
+	for (root = vm->mmu.roots; root; root = root->next) {
+		if (vm_has_mirror(vm) && !root->mirror)
+			continue;	/* private leaves live in the mirror root only */
+		z.root = root;
+		z.start = start;
+		z.resume = CCVM_INVALID_GFN;
+		zap_table(&z, root->sp);
 	}
 	return z.flush;
 }

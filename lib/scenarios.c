@@ -410,14 +410,19 @@ static int populate_punch_after(struct sc *x)
 }
 
 /*
- * split-fault (mock, tdx; snp not yet: its PCT finds I8 broken, a 2M leaf
- * over a 4K RMP entry, token S1:AI8Bo7WvA04CBwM): slot 0 is one 2M folio, all private.  The
+ * split-fault (mock, tdx, snp): slot 0 is one 2M folio, all private.  The
  * vCPU accepts the 2M (where guests accept: the host maps 2M, or 4K once
  * P went shared, and a 2M accept over 4K is -ERANGE), then accepts and
  * writes Q while the VMM converts P, in the same 2M, to shared: the split
  * of the 2M mapping (TDX: BLOCK, TRACK, DEMOTE with Dynamic PAMT's pair
  * added first; SNP: PSMASH before the 4K RMPUPDATE; mock: the 2M leaf
- * split) against the vCPU's fault, accept and write of Q.
+ * split) against the vCPU's fault, accept and write of Q.  On snp the 4K
+ * accept of Q inside the 2M RMP entry takes the size-mismatch path: PCT
+ * found I8 broken there (token S1:AI8Bo7WvA04CBwM, seed 1) while the
+ * backend PSMASHed under the 2M NPT leaf and the zap came after; now the
+ * zap comes first and the PSMASH under a 4K leaf (backends/snp/snp.c,
+ * snp_pvalidate_as_guest; the old order is the snp-psmash-before-zap
+ * mutant, tests/check_mutants.c).
  */
 static void split_fault_guest(struct ccvm_guest *g, void *arg)
 {
@@ -520,7 +525,7 @@ static const struct sc_def sc_defs[] = {
 	{
 		.pub = { "split-fault", "a vCPU accepts a private 2M folio and writes page Q "
 			 "while a VMM thread converts page P of it to shared (the 2M mapping "
-			 "split: DEMOTE)", "mock tdx" },
+			 "split: DEMOTE)", "mock tdx snp" },
 		.nr_vcpus = 1, .huge = true,
 		.guest = split_fault_guest, .vmm = conv_once_vmm, .vmm_name = "converter",
 	},

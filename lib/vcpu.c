@@ -72,6 +72,18 @@ bool ccvm_vcpu_guest_mode(const struct ccvm_vcpu *v)
 	return atomic_load_explicit(&v->in_guest, memory_order_acquire) != CCVM_VCPU_OUT;
 }
 
+int ccvm_vcpu_private_level(struct ccvm_vcpu *v, uint64_t gfn)
+{
+	struct ccvm_xlate x;
+
+	if (!v || gfn >= v->vm->max_gfn)
+		return 0;
+	/* Without the shared bit: the private view where the VM has one. */
+	if (ccvm_mmu_translate(v, gfn << CCVM_PAGE_SHIFT, &x) || !x.is_private)
+		return 0;
+	return x.level;
+}
+
 struct ccvm_run *ccvm_vcpu_run_state(struct ccvm_vcpu *v)
 {
 	return v ? &v->run : NULL;

@@ -628,6 +628,15 @@ START_TEST(test_services)
 	ck_assert_int_eq(ccvm_vcpu_pre_fault_memory(v, &gpa, &size), 0);
 	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(vm, 2, &pfn2), 0);
 
+	/* The private leaf's level as the vCPU sees it, 0 where none (mmu_lock held). */
+	ccvm_vm_mmu_write_lock(vm);
+	ck_assert_int_eq(ccvm_vcpu_private_level(v, 2), CCVM_LEVEL_4K);
+	ck_assert_int_eq(ccvm_vcpu_private_level(v, 7), CCVM_LEVEL_4K);
+	ck_assert_int_eq(ccvm_vcpu_private_level(v, 4), 0);
+	ck_assert_int_eq(ccvm_vcpu_private_level(v, 1ull << 52), 0);
+	ck_assert_int_eq(ccvm_vcpu_private_level(NULL, 2), 0);
+	ccvm_vm_mmu_write_unlock(vm);
+
 	r = svc_check(vm);
 	ck_assert_msg(r.invariant == 0, "%s", r.msg);
 	ck_assert_uint_eq(svc.nr_leaves, 3);
@@ -654,6 +663,9 @@ START_TEST(test_services)
 	ck_assert_uint_eq(svc.gfn[0], SVC_SKIP_GFN);
 	ck_assert_uint_eq(svc.pfn[0], pfn2);
 	ck_assert_uint_eq(svc.gfn[1], 7);
+	ccvm_vm_mmu_write_lock(vm);
+	ck_assert_int_eq(ccvm_vcpu_private_level(v, 2), 0);
+	ccvm_vm_mmu_write_unlock(vm);
 
 	/* Bad input, and page state outside the platform. */
 	ck_assert_int_eq(ccvm_memslot_for_each_gmem_pfn(vm, NULL, 0, 16, svc_gfn_cb, NULL),

@@ -9,8 +9,12 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#include <ccvm/backend.h>
 
 #include "internal.h"
+#include "../backends/snp/snp.h"
 #include "snapshot.h"
 #include "testutil.h"
 
@@ -448,6 +452,201 @@ START_TEST(test_1g_folio)
 }
 END_TEST
 
+/* ---- 1G folios: punch at folio granularity, every backend ---------------------------- */
+
+/* A 1G folio: allocation rounds down, a partial punch zeroes, a whole one frees. */
+START_TEST(test_1g_punch_and_close)
+{
+	struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						     .backend = "mock",
+						     .mem_bytes = 3 * TU_GiB);
+	struct ccvm_platform *q = tu_platform_up(&o);
+	struct ccvm_vm *w = tu_vm(q);
+	struct ccvm_gmem *g = tu_gmem(w, 2 * TU_GiB, HUGE | CCVM_GMEM_HUGE_1GB);
+	const uint64_t per_1g = 1ull << CCVM_FOLIO_ORDER_1G;
+	uint64_t free0 = tu_free_pages(q), pfn, off = 1000 * TU_PAGE;
+	uint8_t buf[16], zero[16] = { 0 };
+	struct tu_snap a, b;
+
+	tu_gmem_slot(w, 0, 0, 2 * TU_GiB, g, 0);
+	/* Both ends round down to the folio: up to 1G - 4K allocates nothing. */
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, 0, TU_GiB - TU_PAGE), 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, TU_2M, TU_GiB - 2 * TU_2M), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 0);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, TU_PAGE, TU_GiB + TU_2M), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, per_1g);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 1);
+	ck_assert_uint_eq(tu_free_pages(q), free0 - per_1g);
+	pfn = gfn_pfn(w, off / TU_PAGE);
+	ck_assert_uint_eq((pfn - off / TU_PAGE) & (per_1g - 1), 0);
+	memset(buf, 0xcd, sizeof(buf));
+	ck_assert_int_eq(ccvm_host_write_phys(q, pfn, 0, buf, sizeof(buf)), 0);
+	/* Page alignment is the only rule: a misaligned punch changes nothing. */
+	tu_snap_take(&a, q, w, g, NULL, 0, 2 * TU_GiB);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, off + 1, TU_2M), -EINVAL);
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, off, TU_2M - 1), -EINVAL);
+	tu_snap_take(&b, q, w, g, NULL, 0, 2 * TU_GiB);
+	tu_snap_assert_same(&a, &b);
+	/* 2M inside the folio (not 2M aligned): the folio stays, those pages zeroed. */
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, off, TU_2M), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, per_1g);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 1);
+	ck_assert_uint_eq(tu_free_pages(q), free0 - per_1g);
+	ck_assert_uint_eq(gfn_pfn(w, off / TU_PAGE), pfn);
+	ck_assert_int_eq(ccvm_page_folio_order(q, pfn), CCVM_FOLIO_ORDER_1G);
+	ck_assert_int_eq(ccvm_host_read_phys(q, pfn, 0, buf, sizeof(buf)), 0);
+	ck_assert_mem_eq(buf, zero, sizeof(buf));
+	/* Everything but the last page of the folio: still a partial punch. */
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, 0, TU_GiB - TU_PAGE), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, per_1g);
+	/* The whole folio (and the empty one after it): freed in one piece. */
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, PUNCH, 0, 2 * TU_GiB), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_pages, 0);
+	ck_assert_uint_eq(tu_free_pages(q), free0);
+	ck_assert_int_eq(ccvm_vm_gfn_to_gmem_pfn(w, off / TU_PAGE, &pfn), -ENOENT);
+	/* Allocated again, the block is whole; closing the file frees it. */
+	ck_assert_int_eq(ccvm_gmem_fallocate(g, KEEP, TU_GiB, TU_GiB), 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 1);
+	pfn = gfn_pfn(w, TU_GiB / TU_PAGE);
+	ck_assert_uint_eq(pfn & (per_1g - 1), 0);
+	ck_assert_int_eq(ccvm_page_folio_order(q, pfn + per_1g - 1), CCVM_FOLIO_ORDER_1G);
+	assert_inv(w);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(w, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	ck_assert_uint_eq(tu_free_pages(q), free0);
+	ck_assert_int_eq(ccvm_page_folio_order(q, pfn), 0);
+	ck_assert_int_eq(ccvm_vm_close(w), 0);
+	tu_platform_down(q);
+}
+END_TEST
+
+/* The guest accepts the first 4M and the last 2M of a 1G slot at 2M. */
+static void guest_accept_1g_edges(struct ccvm_guest *g, void *arg)
+{
+	uint8_t wr[32], rd[32];
+
+	(void)arg;
+	memset(wr, 0x3c, sizeof(wr));
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept_level(g, 0, 2 * TU_2M, CCVM_LEVEL_2M) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept_level(g, TU_GiB - TU_2M, TU_2M,
+						     CCVM_LEVEL_2M) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, TU_2M + 64, wr, sizeof(wr)) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, TU_2M + 64, rd, sizeof(rd)) == 0);
+	CCVM_GUEST_ASSERT(g, memcmp(wr, rd, sizeof(rd)) == 0);
+	/* Reads map what accepting did not (mock has no accept). */
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, 0, rd, 1) == 0);
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, TU_GiB - TU_2M, rd, 1) == 0);
+}
+
+/* The guest reads back what it wrote, after the host split and merged the folio. */
+static void guest_reads_back(struct ccvm_guest *g, void *arg)
+{
+	uint8_t want[32], rd[32];
+
+	(void)arg;
+	memset(want, 0x3c, sizeof(want));
+	CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, TU_2M + 64, rd, sizeof(rd)) == 0);
+	CCVM_GUEST_ASSERT(g, memcmp(want, rd, sizeof(rd)) == 0);
+}
+
+static const struct {
+	const char *backend;
+	uint32_t scheme;
+} g1_modes[] = {
+	{ "mock", CCVM_ATTR_SCHEME_VM }, { "mock", CCVM_ATTR_SCHEME_GMEM },
+	{ "snp", CCVM_ATTR_SCHEME_VM }, { "snp", CCVM_ATTR_SCHEME_GMEM },
+	{ "tdx", CCVM_ATTR_SCHEME_VM }, { "tdx", CCVM_ATTR_SCHEME_GMEM },
+};
+
+/*
+ * A 1G folio on every backend: the mapping level comes from the folio but
+ * stops at 2M (no 1G leaves, as upstream TDX and SNP); in place, one page
+ * converted to shared splits the whole folio to 4K (no mapping larger than
+ * its folio stays, I36), and converted back it is merged (I35), bytes kept.
+ */
+START_TEST(test_1g_folio_backends)
+{
+	const char *be = g1_modes[_i].backend;
+	bool inplace = g1_modes[_i].scheme == CCVM_ATTR_SCHEME_GMEM;
+	struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						     .backend = be, .mem_bytes = 3 * TU_GiB,
+						     .seed = 13);
+	struct ccvm_vm_opts vo = CCVM_OPTS_INIT(struct ccvm_vm_opts,
+						.attr_scheme = g1_modes[_i].scheme);
+	struct ccvm_platform *q = tu_platform_up(&o);
+	struct ccvm_vm *w = NULL;
+	struct ccvm_gmem *g;
+	struct ccvm_vcpu *c = NULL;
+	uint8_t *map, *buf;
+	uint64_t pfn, merges;
+
+	map = mmap(NULL, TU_GiB + TU_2M, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ck_assert(map != MAP_FAILED);
+	buf = (uint8_t *)(((uintptr_t)map + TU_2M - 1) & ~(uintptr_t)(TU_2M - 1));
+	ck_assert_int_eq(ccvm_vm_create(q, &vo, &w), 0);
+	g = tu_gmem(w, TU_GiB, HUGE | CCVM_GMEM_HUGE_1GB);
+	ck_assert_int_eq(tu_region(w, 0, CCVM_MEM_GUEST_MEMFD, 0, TU_GiB, inplace ? NULL : buf,
+				   g, 0), 0);
+	if (!inplace)
+		tu_set_attr(w, 0, TU_GiB, PRIV);
+	ck_assert_int_eq(ccvm_vcpu_create(w, 0, &c), 0);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(c, guest_accept_1g_edges, NULL), 0);
+	ck_assert_int_eq(ccvm_vm_finalize(w), 0);
+	tu_run_once(c, 0, CCVM_EXIT_DONE);
+	pfn = gfn_pfn(w, 0);
+	ck_assert_uint_eq(pfn & ((1ull << CCVM_FOLIO_ORDER_1G) - 1), 0);
+	ck_assert_int_eq(ccvm_page_folio_order(q, pfn), CCVM_FOLIO_ORDER_1G);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 1);
+	ck_assert_int_eq(level_at(w, 0), CCVM_LEVEL_2M);
+	ck_assert_int_eq(level_at(w, TU_2M), CCVM_LEVEL_2M);
+	ck_assert_int_eq(level_at(w, TU_GiB - TU_2M), CCVM_LEVEL_2M);
+	assert_inv(w);
+
+	/* One page in the middle of the folio to shared, and back. */
+	merges = tu_event(q, CCVM_EV_FOLIO_MERGE);
+	if (inplace)
+		convert(g, 100 * TU_2M + 7 * TU_PAGE, TU_PAGE, 0);
+	else
+		tu_set_attr(w, 100 * TU_2M + 7 * TU_PAGE, TU_PAGE, 0);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, inplace ? 0 : 1);
+	ck_assert_int_eq(ccvm_page_folio_order(q, pfn + 3), inplace ? 0 : CCVM_FOLIO_ORDER_1G);
+	if (inplace && !strcmp(be, "tdx")) {
+		/* The 2M leaves far from the page: demoted, their pages still accepted. */
+		ck_assert_int_eq(level_at(w, 0), CCVM_LEVEL_4K);
+		ck_assert_int_eq(level_at(w, TU_GiB - TU_2M), CCVM_LEVEL_4K);
+	} else if (inplace) {
+		/* Zapped: the next fault maps 4K over the 4K folios. */
+		ck_assert_int_eq(ccvm_vm_lookup_mapping(w, 0, NULL, NULL), -ENOENT);
+		ck_assert_int_eq(ccvm_vm_lookup_mapping(w, TU_GiB - TU_2M, NULL, NULL), -ENOENT);
+	} else {
+		ck_assert_int_eq(level_at(w, 0), CCVM_LEVEL_2M);
+	}
+	assert_inv(w);
+	if (inplace)
+		convert(g, 100 * TU_2M + 7 * TU_PAGE, TU_PAGE, PRIV);
+	else
+		tu_set_attr(w, 100 * TU_2M + 7 * TU_PAGE, TU_PAGE, PRIV);
+	ck_assert_uint_eq(tu_gmem_info(g).nr_huge_folios, 1);
+	ck_assert_uint_eq(tu_event(q, CCVM_EV_FOLIO_MERGE) - merges, inplace ? 1 : 0);
+	ck_assert_int_eq(ccvm_page_folio_order(q, pfn + 3), CCVM_FOLIO_ORDER_1G);
+	ck_assert_uint_eq(gfn_pfn(w, 3), pfn + 3);
+	assert_inv(w);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(c, guest_reads_back, NULL), 0);
+	tu_run_once(c, 0, CCVM_EXIT_DONE);
+	assert_inv(w);
+
+	ck_assert_int_eq(ccvm_vcpu_close(c), 0);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(w, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	ck_assert_int_eq(ccvm_vm_close(w), 0);
+	tu_platform_down(q);
+	munmap(map, TU_GiB + TU_2M);
+}
+END_TEST
+
 /* ---- the invariants, each broken on purpose ---------------------------------------- */
 
 static void assert_broken(struct ccvm_vm *v, uint32_t want)
@@ -525,6 +724,66 @@ START_TEST(test_i36_leaf_larger_than_folio)
 }
 END_TEST
 
+/* The guest accepts its first 2M at 2M (SNP: one 2M RMP entry, one PVALIDATE). */
+static void guest_accept_first_2m(struct ccvm_guest *g, void *arg)
+{
+	(void)arg;
+	CCVM_GUEST_ASSERT(g, ccvm_guest_accept_level(g, 0, TU_2M, CCVM_LEVEL_2M) == 0);
+}
+
+/*
+ * I8 on SNP (the NPT level never exceeds the RMP entry's, so a 2M mapping
+ * sits on one 2M entry with one validated bit: uniformly private, uniformly
+ * accepted): PSMASH behind KVM's back leaves a 2M NPT leaf over 512 4K RMP
+ * entries, each of which the guest could now rescind alone.  The checker
+ * names I8.
+ */
+START_TEST(test_i8_snp_npt_over_smashed_rmp)
+{
+	struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+						     .backend = "snp", .mem_bytes = TU_GiB,
+						     .seed = 13);
+	struct ccvm_platform *q = tu_platform_up(&o);
+	struct ccvm_snp_hw *hw = ccvm_snp_hw_of(q);
+	struct ccvm_vm *w = tu_vm(q);
+	struct ccvm_gmem *g;
+	struct ccvm_vcpu *c = NULL;
+	struct ccvm_snp_rmp_entry e;
+	uint8_t *map, *buf;
+	uint64_t pfn;
+
+	map = mmap(NULL, 3 * TU_2M, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ck_assert(map != MAP_FAILED);
+	buf = (uint8_t *)(((uintptr_t)map + TU_2M - 1) & ~(uintptr_t)(TU_2M - 1));
+	g = tu_gmem(w, 2 * TU_2M, HUGE);
+	ck_assert_int_eq(tu_region(w, 0, CCVM_MEM_GUEST_MEMFD, 0, 2 * TU_2M, buf, g, 0), 0);
+	tu_set_attr(w, 0, 2 * TU_2M, PRIV);
+	ck_assert_int_eq(ccvm_vcpu_create(w, 0, &c), 0);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(c, guest_accept_first_2m, NULL), 0);
+	ck_assert_int_eq(ccvm_vm_finalize(w), 0);
+	tu_run_once(c, 0, CCVM_EXIT_DONE);
+	ck_assert_int_eq(level_at(w, 0), CCVM_LEVEL_2M);
+	pfn = gfn_pfn(w, 0);
+	ck_assert_int_eq(ccvm_snp_rmpread(hw, pfn + 5, &e), 0);
+	ck_assert_uint_eq(e.level, CCVM_LEVEL_2M);
+	ck_assert(e.validated);
+	assert_inv(w);
+	/* Behind KVM's back: the 2M entry split, the NPT leaf left at 2M. */
+	ck_assert_int_eq(ccvm_snp_psmash(hw, w, pfn), CCVM_SNP_SUCCESS);
+	ck_assert_int_eq(ccvm_snp_rmpread(hw, pfn + 5, &e), 0);
+	ck_assert_uint_eq(e.level, CCVM_LEVEL_4K);
+	assert_broken(w, 8);
+	ck_assert_int_eq(ccvm_vcpu_close(c), 0);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(w, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	ck_assert_int_eq(ccvm_vm_close(w), 0);
+	tu_platform_down(q);
+	munmap(map, 3 * TU_2M);
+}
+END_TEST
+
 Suite *folio_suite(void)
 {
 	Suite *s = suite_create("folio");
@@ -558,11 +817,20 @@ Suite *folio_suite(void)
 	tcase_add_test(tc, test_1g_folio);
 	suite_add_tcase(s, tc);
 
+	/* Platforms of their own, 3 GiB each (lazily backed). */
+	tc = tcase_create("huge_1g");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_1g_punch_and_close);
+	tcase_add_loop_test(tc, test_1g_folio_backends, 0, TU_ARRAY_SIZE(g1_modes));
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("invariants");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_i35_whole_folio_with_shared_page);
 	tcase_add_test(tc, test_i35_page_order_disagrees);
 	tcase_add_test(tc, test_i36_leaf_larger_than_folio);
+	tcase_add_test(tc, test_i8_snp_npt_over_smashed_rmp);
 	suite_add_tcase(s, tc);
 	return s;
 }

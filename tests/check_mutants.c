@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The explorer's power: five deliberately broken builds (the MUTANTS of the
+ * The explorer's power: six deliberately broken builds (the MUTANTS of the
  * Makefile, each one library file compiled with -DCCVM_MUTANT_<NAME> and
  * linked into its own ccvm-explore) and, for each, a built-in scenario and
  * a budget of schedules (at most 10,000).  The test runs the mutant's
@@ -42,6 +42,8 @@ static const struct mutant mutants[] = {
 	{ "mirror-every-gen", "memslot-fault", "tdx", "pct", "200", "invariant I28 broken" },
 	/* SNP update_mem_attr (as posted) clears its pending range after its walk. */
 	{ "snp-pending-after-walk", "rmp-fault", "snp", "random", "400", "invariant I23 broken" },
+	/* SNP: a 4K PVALIDATE in a 2M entry PSMASHes under the 2M NPT leaf, zap after. */
+	{ "snp-psmash-before-zap", "split-fault", "snp", "pct", "100", "invariant I8 broken" },
 	/* TDX runtime removal without TRACK (and its kick): REMOVE refuses. */
 	{ "tdx-no-track", "kick-exit", "tdx", "random", "100", "VM is bugged or dead" },
 	/* A nested invalidate_begin forgets the range already in progress. */

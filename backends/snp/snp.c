@@ -794,8 +794,28 @@ static int snp_guest_access(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn,
  * it, or an update in flight will land): fault first.  A 4K PVALIDATE
  * inside a 2M RMP entry takes a nested fault with the size-mismatch bit,
  * which KVM answers with a PSMASH and a zap of the 2M gfn block so the
- * next fault maps 4K (the NPT level never exceeds the RMP's, I8); the
- * guest's retry then succeeds: CCVM_GUEST_NEEDS_ZAP.  A 2M PVALIDATE over
+ * next fault maps 4K (sev_handle_rmp_fault()).  KVM does the PSMASH first
+ * and the zap after, with no lock between: until the zap a 2M NPT leaf
+ * covers 4K RMP entries, which real hardware tolerates because every
+ * access through that leaf takes an RMP nested fault with the size bit
+ * and goes through the same handler.  The simulated hardware checks no
+ * NPT size on access, so here the NPT level never exceeds the RMP's at
+ * any point another thread can see (I8), and the two steps go the other
+ * way round, each at the level where it is safe:
+ *   - NPT leaf at 2M: CCVM_GUEST_NEEDS_ZAP without the PSMASH; the core
+ *     zaps the 2M gfn block (an invalidation: a fault that chose 2M from
+ *     the 2M RMP entry before it is stale and retries) and faults the page
+ *     in again at the accept's level, 4K, under the 2M RMP entry (a 4K
+ *     NPT leaf inside a 2M RMP entry is the legal direction);
+ *   - NPT leaf at 4K: PSMASH, under mmu_lock read, while the page table
+ *     holding that 4K leaf keeps any fault from putting a 2M leaf over the
+ *     block (the fault path never replaces a table by a huge leaf, and a
+ *     zap that removes the table is an invalidation, which makes a fault
+ *     that read the 2M RMP level before the PSMASH stale); then the
+ *     PVALIDATE again, now at a 4K entry.
+ * The explorer's split-fault scenario found the old order (I8 broken
+ * between the PSMASH and the zap; tests/check_explore.c replays it).
+ * A 2M PVALIDATE over
  * 4K RMP entries fails with FAIL_SIZEMISMATCH to the guest (-ERANGE),
  * which validates the 2M page by page, as Linux does.  Validating a
  * validated page is the guest's bug: FAIL_NOUPDATE, reported as -EEXIST.
@@ -818,20 +838,34 @@ static int snp_pvalidate_as_guest(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t
 		return -ERANGE;
 	}
 	rc = ccvm_snp_pvalidate(hw, vm, asid, gfn << CCVM_PAGE_SHIFT, pfn, level, true);
-	switch (rc) {
-	case CCVM_SNP_SUCCESS:
-		return 0;
-	case CCVM_SNP_FAIL_SIZEMISMATCH:
-		if (level == CCVM_LEVEL_2M) {
-			ccvm_log(CCVM_LOG_DEBUG, "snp vm %u: PVALIDATE of gfn %#" PRIx64 " at 2M "
-				 "over 4K RMP entries: FAIL_SIZEMISMATCH", ccvm_vm_id(vm), gfn);
-			return -ERANGE;
-		}
-		/* sev_handle_rmp_fault(): PSMASH (a racing one is fine), zap, refault. */
+	if (rc == CCVM_SNP_FAIL_SIZEMISMATCH && level == CCVM_LEVEL_4K) {
+		/* sev_handle_rmp_fault(), ordered for I8 (see above). */
+#ifndef CCVM_MUTANT_SNP_PSMASH_BEFORE_ZAP
+		if (ccvm_vcpu_private_level(vcpu, gfn) > CCVM_LEVEL_4K)
+			return CCVM_GUEST_NEEDS_ZAP;
+#else
+		/* The old order: PSMASH under the 2M leaf, then the core's zap. */
 		if (!ccvm_snp_rmpread(hw, pfn, &e) && e.assigned && e.level == CCVM_LEVEL_2M &&
 		    e.asid == asid)
 			ccvm_snp_rmp_psmash(hw, vm, pfn);
 		return CCVM_GUEST_NEEDS_ZAP;
+#endif
+		/* A racing PSMASH is fine: the entry is 4K either way. */
+		if (!ccvm_snp_rmpread(hw, pfn, &e) && e.assigned && e.level == CCVM_LEVEL_2M &&
+		    e.asid == asid)
+			ccvm_snp_rmp_psmash(hw, vm, pfn);
+		rc = ccvm_snp_pvalidate(hw, vm, asid, gfn << CCVM_PAGE_SHIFT, pfn, level, true);
+		/* Still 2M: the PSMASH failed; zap and refault, the guest retries. */
+		if (rc == CCVM_SNP_FAIL_SIZEMISMATCH)
+			return CCVM_GUEST_NEEDS_ZAP;
+	}
+	switch (rc) {
+	case CCVM_SNP_SUCCESS:
+		return 0;
+	case CCVM_SNP_FAIL_SIZEMISMATCH:
+		ccvm_log(CCVM_LOG_DEBUG, "snp vm %u: PVALIDATE of gfn %#" PRIx64 " at 2M "
+			 "over 4K RMP entries: FAIL_SIZEMISMATCH", ccvm_vm_id(vm), gfn);
+		return -ERANGE;
 	case CCVM_SNP_FAIL_NOUPDATE:
 		return -EEXIST;
 	case CCVM_SNP_NPF_RMP:

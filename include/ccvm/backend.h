@@ -45,8 +45,10 @@ extern "C" {
  * ccvm_page_folio_order() and ccvm_vm_gfn_to_gmem_folio().  5: the
  * guest_accept_level op (appended) and CCVM_GUEST_NEEDS_ZAP.  6: the
  * split_private_spte op (appended) and CCVM_GUEST_NEEDS_SPLIT.
- * 7: ccvm_platform_flags() and ccvm_pamt_account() (TDX Dynamic PAMT). */
-#define CCVM_BACKEND_ABI_MINOR	7
+ * 7: ccvm_platform_flags() and ccvm_pamt_account() (TDX Dynamic PAMT).
+ * 8: ccvm_vcpu_private_level(), for accept ops that must know the size of
+ * the private leaf (SNP: PSMASH only under a 4K one). */
+#define CCVM_BACKEND_ABI_MINOR	8
 #define CCVM_BACKEND_ABI_VERSION \
 	((uint32_t)((CCVM_BACKEND_ABI_MAJOR << 16) | CCVM_BACKEND_ABI_MINOR))
 
@@ -423,6 +425,30 @@ CCVM_API uint32_t ccvm_vcpu_id(const struct ccvm_vcpu *vcpu);
  *	}
  */
 CCVM_API bool ccvm_vcpu_guest_mode(const struct ccvm_vcpu *vcpu);
+
+/*
+ * ccvm_vcpu_private_level() - The level of the private leaf through which
+ * @vcpu's guest reaches @gfn now (CCVM_LEVEL_4K, CCVM_LEVEL_2M), 0 if no
+ * private leaf maps it: the walk a guest access does, on the vCPU's own
+ * root (the mirror root where the VM has one).
+ * Context: mmu_lock held, read or write: inside the guest_accept and
+ * guest_accept_level ops (read), or between ccvm_vm_mmu_write_lock() and
+ * ccvm_vm_mmu_write_unlock(); takes no lock.
+ * Return: the level, or 0 (not mapped private, @vcpu NULL, @gfn past the
+ * GPA width).
+ * Example:
+ *	// guest_accept: a 4K accept under a larger private leaf: rebuild the
+ *	// mapping at 4K first (the core zaps the 2M block and faults again).
+ *	int acme_guest_accept(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t pfn, bool mapped)
+ *	{
+ *		if (!mapped || pfn == UINT64_MAX)
+ *			return CCVM_GUEST_NEEDS_FAULT;
+ *		if (ccvm_vcpu_private_level(vcpu, gfn) > CCVM_LEVEL_4K)
+ *			return CCVM_GUEST_NEEDS_ZAP;
+ *		return 0;       // accepted at 4K
+ *	}
+ */
+CCVM_API int ccvm_vcpu_private_level(struct ccvm_vcpu *vcpu, uint64_t gfn);
 
 /*
  * ccvm_vm_gpa_bits() / ccvm_platform_nr_cpus() / ccvm_platform_nr_keyids()
