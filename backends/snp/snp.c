@@ -97,8 +97,13 @@
 /* Where KVM tells the RMP a vCPU save area lives (INITIAL_VMSA_GPA). */
 #define SNP_VMSA_GPA		0xfffffffff000ull
 
-/* Direct-map mutex stripes (free-running; one when serial). */
-#define SNP_DMAP_STRIPES	64
+/*
+ * Direct-map mutex stripes (free-running; one when serial).  A writer of
+ * the pending range holds all of them at once, inside slots_lock and the
+ * invalidate lock: few enough for ThreadSanitizer, whose deadlock
+ * detector tracks at most 64 locks held by one thread.
+ */
+#define SNP_DMAP_STRIPES	16
 
 /* One stripe: its mutex and nothing else on its cache lines. */
 struct snp_dmap_stripe {
