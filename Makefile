@@ -692,21 +692,24 @@ explore: $(EXPLORE_BIN)
 	echo "make explore: $$n sweeps, no failing schedule, $$(($$(date +%s) - start)) s"
 
 # `make explore-dfs` runs the systematic searches to exhaustion on every
-# backend: DFS over the 2-vCPU conv-fault with preemption bound
-# EXPLORE_DFS_BOUND (default 0: bound 1 and 2 do not finish in minutes yet,
-# docs/scheduler.md 4.3) and over the 1-vCPU conv-fault-1 with bound 2,
-# printing the number of distinct schedules of each.
+# backend: DFS over the 2-vCPU conv-fault (two writes, a round-trip
+# conversion) and conv-fault-2 (one write per vCPU, one conversion) with
+# preemption bound EXPLORE_DFS_BOUND (default 0: bound 1 does not finish in
+# minutes yet, docs/scheduler.md 4.3), and over the 1-vCPU conv-fault-1 with
+# bound 2, printing the number of distinct schedules of each.
 EXPLORE_DFS_BOUND ?= 0
 
 .PHONY: explore-dfs
 explore-dfs: $(EXPLORE_BIN)
 	$(Q)set -e; start=$$(date +%s); \
 	for be in mock tdx snp; do \
-		$(EXPLORE_BIN) conv-fault --backend $$be --strategy dfs \
-			--bound $(EXPLORE_DFS_BOUND) --quiet; \
+		for sc in conv-fault conv-fault-2; do \
+			$(EXPLORE_BIN) $$sc --backend $$be --strategy dfs \
+				--bound $(EXPLORE_DFS_BOUND) --quiet; \
+		done; \
 		$(EXPLORE_BIN) conv-fault-1 --backend $$be --strategy dfs --bound 2 --quiet; \
 	done; \
-	echo "make explore-dfs: 6 searches exhausted, no failing schedule, $$(($$(date +%s) - start)) s"
+	echo "make explore-dfs: 9 searches exhausted, no failing schedule, $$(($$(date +%s) - start)) s"
 
 # ---------------------------------------------------------------------------
 # Man pages: $(BUILD)/man/man3 holds one page per public call, generated

@@ -260,6 +260,25 @@ static void conv_once_guest(struct ccvm_guest *g, void *arg)
 	g_private(g, arg, SC_P, vcpu_val(g, 0));
 }
 
+/*
+ * conv-fault-2: conv-fault-1 with two vCPUs: each accepts P and writes its
+ * word once (no read back) while the VMM converts P to shared once; a
+ * memory-fault exit ends that vCPU's run loop.  Sized for DFS at bound 2.
+ */
+static void conv_once2_guest(struct ccvm_guest *g, void *arg)
+{
+	const struct sc *x = arg;
+	uint64_t gpa = SC_P + 8 * ccvm_guest_vcpu_id(g), val = vcpu_val(g, 0);
+	int r;
+
+	if (x->caps.requires_accept) {
+		r = ccvm_guest_accept(g, SC_P, SC_PAGE);
+		CCVM_GUEST_ASSERT(g, r == 0 || r == -EEXIST || r == -EACCES);
+	}
+	r = ccvm_guest_write(g, gpa, &val, sizeof(val));
+	CCVM_GUEST_ASSERT(g, r == 0 || r == -EACCES);
+}
+
 /* punch-write: a vCPU writes private P twice while the VMM punches P out of gmem. */
 static void punch_write_guest(struct ccvm_guest *g, void *arg)
 {
@@ -471,6 +490,12 @@ static const struct sc_def sc_defs[] = {
 			 "converts P to shared once (small enough to exhaust)", "mock tdx snp" },
 		.nr_vcpus = 1, .private_at_start = PAGE_BIT(SC_P), .fault_ends_run = true,
 		.guest = conv_once_guest, .vmm = conv_once_vmm, .vmm_name = "converter",
+	},
+	{
+		.pub = { "conv-fault-2", "2 vCPUs write their word of private page P once while "
+			 "a VMM thread converts P to shared once (sized for DFS)", "mock tdx snp" },
+		.nr_vcpus = 2, .private_at_start = PAGE_BIT(SC_P), .fault_ends_run = true,
+		.guest = conv_once2_guest, .vmm = conv_once_vmm, .vmm_name = "converter",
 	},
 	{
 		.pub = { "conv-punch", "a vCPU writes private pages P and Q while one VMM thread "

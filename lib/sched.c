@@ -682,7 +682,8 @@ static int pick_dfs(struct ccvm_sched *s, uint64_t en, unsigned int cur, unsigne
 			.enabled = en, .sleep = s->sleep, .lo = s->lo, .hi = s->hi,
 			.preempt = (uint16_t)s->preempt, .cur = (uint8_t)cur,
 			.nopreempt = !s->preempt_all && cur != CCVM_SCHED_NONE &&
-				     is_release(s->threads[cur].op),
+				     (is_release(s->threads[cur].op) ||
+				      s->threads[cur].op == CCVM_SCHED_OP_JOIN),
 		};
 		if (s->cache && !s->cache_off && state_seen(s, cur)) {
 			/* Explored from here already, by an equivalent interleaving. */
@@ -824,10 +825,10 @@ static bool quiescent_check(struct ccvm_sched *s);
 static struct ccvm_thread *pick(struct ccvm_sched *s, struct ccvm_thread *r)
 {
 	uint64_t en = 0, m;
-	unsigned int cur, def;
+	unsigned int cur, def, dcur;
 	struct ccvm_thread *t;
 	struct ccvm_sched_ring *ring;
-	int id;
+	int id, eager = -1;
 
 	if (s->step >= s->step_bound) {
 		sched_fail(s, CCVM_EXPLORE_FAIL_LIVELOCK, -ELOOP,
@@ -857,10 +858,36 @@ static struct ccvm_thread *pick(struct ccvm_sched *s, struct ccvm_thread *r)
 	}
 	cur = r && (en & BIT(r->id)) ? r->id : CCVM_SCHED_NONE;
 	def = cur != CCVM_SCHED_NONE ? cur : lowest(en);
+	dcur = cur;
 	if (s->sleep_sets && !s->dfs_off && !(en & ~s->sleep))
 		s->dfs_off = true;	/* only sleeping threads can run: redundant */
 
-	if (!(en & (en - 1))) {
+	if (s->strategy == CCVM_SCHED_DFS && !s->preempt_all) {
+		/*
+		 * A join whose thread ended is invisible (section 4.3): after
+		 * a step at which nobody kept running it runs at once, with
+		 * no node, and the step after it is picked as if it had not
+		 * happened (nobody is running), so what the join did not
+		 * decide costs no preemption.  The token records it as usual.
+		 */
+		bool after_join = s->after_join;
+
+		s->after_join = false;
+		if (after_join)
+			dcur = CCVM_SCHED_NONE;
+		if (dcur == CCVM_SCHED_NONE && (en & (en - 1))) {
+			for (m = en; m; m &= m - 1)
+				if (s->threads[lowest(m)].op == CCVM_SCHED_OP_JOIN)
+					break;
+			if (m) {
+				eager = (int)lowest(m);
+				s->after_join = true;
+			}
+		}
+	}
+	if (eager >= 0) {
+		id = eager;
+	} else if (!(en & (en - 1))) {
 		id = (int)def;
 	} else {
 		switch (s->strategy) {
@@ -872,7 +899,7 @@ static struct ccvm_thread *pick(struct ccvm_sched *s, struct ccvm_thread *r)
 			id = (int)pick_pct(s, r, en);
 			break;
 		case CCVM_SCHED_DFS:
-			id = pick_dfs(s, en, cur, def);
+			id = pick_dfs(s, en, dcur, dcur != CCVM_SCHED_NONE ? dcur : lowest(en));
 			break;
 		case CCVM_SCHED_REPLAY:
 			id = pick_replay(s, en, def);
@@ -1716,6 +1743,7 @@ void ccvm_sched_run_begin(struct ccvm_sched *s, bool can_unwind)
 	s->lo = 0;
 	s->hi = s->shard_count;
 	s->dfs_off = false;
+	s->after_join = false;
 	s->replay_i = 0;
 	/* State caching: fresh hashes; the object table is reset by generation. */
 	s->cache_off = s->cache && !s->objs;

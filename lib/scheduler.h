@@ -188,6 +188,7 @@ struct ccvm_sched {
 	uint32_t preempt, lo, hi;
 	bool dfs_off;				/* sleep-set blocked or state seen: no more nodes */
 	bool preempt_all;			/* DFS: preempt before releases too */
+	bool after_join;			/* DFS: the last step was an eager join */
 
 	/*
 	 * DFS state caching: the state after a sequence of steps is named by a

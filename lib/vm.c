@@ -397,10 +397,23 @@ bool ccvm_vm_is_finalized(const struct ccvm_vm *vm)
 
 void ccvm_vm_kick_all(struct ccvm_vm *vm)
 {
+	struct ccvm_sched *s = ccvm_sched_of(vm->p);
 	uint32_t i, n = ccvm_vm_nr_vcpus(vm);
 
-	for (i = 0; i < n; i++)
-		ccvm_vcpu_exit_guest(vm->vcpus[i]);
+	for (i = 0; i < n; i++) {
+		struct ccvm_vcpu *v = vm->vcpus[i];
+
+		/*
+		 * Free-running, the kick's scheduling point is nothing and a
+		 * vCPU found out of guest mode needs nothing either: skip the
+		 * call (a dynamic removal kicks every vCPU per page).  Serial,
+		 * every vCPU gets its point.
+		 */
+		if (!ccvm_sync_serial(s) &&
+		    atomic_load_explicit(&v->in_guest, memory_order_acquire) == CCVM_VCPU_OUT)
+			continue;
+		ccvm_vcpu_exit_guest(v);
+	}
 	ccvm_account(vm->p, vm, CCVM_EV_IPI, 1);
 	ccvm_account(vm->p, vm, CCVM_EV_KICK_VCPU, n);
 }

@@ -1119,6 +1119,48 @@ out:
 	return 0;
 }
 
+/*
+ * The node of height 1 holding @index's slot, or 0 when the path to it
+ * meets a value first (or the root does not reach @index).
+ */
+static uintptr_t leaf_node(const struct ccvm_xa *xa, uint64_t index)
+{
+	unsigned int shift = xa->height * XA_SHIFT;
+	uintptr_t entry = xa->root;
+
+	if (!xa->height || (shift < 64 && (index >> shift)))
+		return 0;
+	for (shift -= XA_SHIFT; shift; shift -= XA_SHIFT) {
+		if (!entry_is_node(entry))
+			return 0;
+		entry = node_slot(entry, (index >> shift) & XA_MASK);
+	}
+	return entry_is_node(entry) ? entry : 0;
+}
+
+/*
+ * One index into a plain leaf, when the planned store would change that
+ * node in place and nothing above it: the value differs from both
+ * neighbours (no run edge lost, so no collapse and no smaller class) and
+ * is not absent (the root cannot become shrinkable).  The page cache's
+ * common store, without the plan.  Return: whether it was done.
+ */
+static bool store_plain_in_place(struct ccvm_xa *xa, uint64_t index, uintptr_t entry)
+{
+	uintptr_t leaf = leaf_node(xa, index);
+	unsigned int off = (unsigned int)(index & XA_MASK);
+	uintptr_t *slots;
+
+	if (!entry || !leaf || entry_class(leaf) != XA_PLAIN)
+		return false;
+	slots = entry_to_plain(leaf)->slots;
+	if ((off && slots[off - 1] == entry) || (off < XA_MASK && slots[off + 1] == entry))
+		return false;
+	slots[off] = entry;
+	spare_trim(xa, CCVM_XA_CACHE_PER_CLASS);
+	return true;
+}
+
 int ccvm_xa_store_range(struct ccvm_xa *xa, uint64_t first, uint64_t last,
 			uint64_t value)
 {
@@ -1126,6 +1168,8 @@ int ccvm_xa_store_range(struct ccvm_xa *xa, uint64_t first, uint64_t last,
 
 	if (first > last || value > CCVM_XA_VALUE_MAX)
 		return -EINVAL;
+	if (first == last && store_plain_in_place(xa, first, value_to_entry(value)))
+		return 0;
 	st.xa = xa;
 	st.entry = value_to_entry(value);
 	st.sizing = false;
@@ -1146,6 +1190,20 @@ int ccvm_xa_reserve(struct ccvm_xa *xa, uint64_t first, uint64_t last)
 
 	if (first > last)
 		return -EINVAL;
+	/*
+	 * One index whose leaf node exists and takes a new run edge pair in
+	 * place (a plain node always does; a run node with room for two more
+	 * runs): the store plans no node anywhere, so there is nothing to set
+	 * aside.  The page cache's common case, without the sizing walk.
+	 */
+	if (first == last) {
+		uintptr_t leaf = leaf_node(xa, first);
+
+		if (leaf && (entry_class(leaf) == XA_PLAIN ||
+			     popcount64(entry_to_run(leaf)->starts) + 2 <=
+			     xa_class_runs[entry_class(leaf)]))
+			return 0;
+	}
 	st.xa = xa;
 	st.entry = XA_ANY_ENTRY;
 	st.sizing = true;

@@ -391,7 +391,9 @@ END_TEST
 
 /*
  * The reductions of bounded DFS on the same program.  No preemption before
- * a release (here: the workers' exits; main's joins follow them): bound 1
+ * a release (here: the workers' exits; main's joins follow them, and
+ * with a bound a join of an ended worker runs at once, as an invisible
+ * step, docs/scheduler.md 4.3): bound 1
  * drops the schedules that preempt A or B just before its exit, bound 2
  * likewise.  State caching then cuts the runs that reach a state an
  * equivalent interleaving reached before with no more preemptions spent;
