@@ -1127,17 +1127,69 @@ int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const char *na
 	return -err;
 }
 
+/*
+ * Free-running slow paths: spin a while before sleeping.  The library's
+ * locks are held for short sections (a zap of a small range, an xarray
+ * store, an install), and KVM's own mmu_lock is a spinning rwlock: a vCPU
+ * that went to sleep on the futex each time a conversion elsewhere took
+ * mmu_lock for write would pay a wakeup per section, and with a writer
+ * that takes the lock again a few hundred nanoseconds after it let it go
+ * (a converter's pre and post sections, back to back) the sleeper is
+ * woken only to find it taken again.  A waiter that stays on its CPU gets
+ * in between.  The spin is bounded (SPIN_TRIES tries, a few microseconds),
+ * then the waiter blocks as before: a holder that was preempted costs the
+ * spin, never more.  The waiter is counted for needbreak() from the start.
+ */
+#define SPIN_TRIES	256
+#define SPIN_PAUSES	16
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+static void spin_pause(void)
+{
+	int i;
+
+	for (i = 0; i < SPIN_PAUSES; i++)
+		cpu_relax();
+}
+
 void ccvm_sync_mutex_wait(struct ccvm_mutex *m)
 {
+	int i;
+
 	__atomic_fetch_add(&m->waiters, 1, __ATOMIC_RELAXED);
+	for (i = 0; i < SPIN_TRIES; i++) {
+		spin_pause();
+		if (pthread_mutex_trylock(&m->u.lock) == 0)
+			goto out;
+	}
 	pthread_mutex_lock(&m->u.lock);
+out:
 	__atomic_fetch_sub(&m->waiters, 1, __ATOMIC_RELAXED);
 }
 
 void ccvm_sync_rwlock_wait(struct ccvm_rwlock *l, int write)
 {
+	int i;
+
 	__atomic_fetch_add(&l->waiters, 1, __ATOMIC_RELAXED);
+	for (i = 0; i < SPIN_TRIES; i++) {
+		spin_pause();
+		if (ccvm_sync_rwlock_plain(l, write ? CCVM_SYNC_RW_TRYWRLOCK
+						    : CCVM_SYNC_RW_TRYRDLOCK) == 0)
+			goto out;
+	}
 	ccvm_sync_rwlock_plain(l, write ? CCVM_SYNC_RW_WRLOCK : CCVM_SYNC_RW_RDLOCK);
+out:
 	__atomic_fetch_sub(&l->waiters, 1, __ATOMIC_RELAXED);
 }
 

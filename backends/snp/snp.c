@@ -30,19 +30,29 @@
  * stay in gmem across the round trip; a punch frees it and the next fault
  * gets a zeroed page.
  *
- * The direct-map mutex.  The kernel adjusts its direct map (split a 2M/1G
+ * The direct-map mutexes.  The kernel adjusts its direct map (split a 2M/1G
  * mapping to 4K before a 4K page becomes private, I22) under a sleeping
  * lock, which is why the RMP work of a conversion runs in update_mem_attr,
- * outside mmu_lock.  Here one mutex per platform serialises every decision
- * to make a page private with the RMPUPDATE that follows it: gmem_prepare,
- * populate, update_mem_attr and the firmware/VMSA pages take it.
- * gmem_invalidate does not (it runs in the page-free path, which cannot
+ * outside mmu_lock.  Here a mutex serialises every decision to make a page
+ * private with the RMPUPDATE that follows it: gmem_prepare, populate,
+ * update_mem_attr and the firmware/VMSA pages take it.  RMPUPDATEs of
+ * pages in different 2M regions have nothing in common (the hardware
+ * locks the region, and a 2M entry, a PSMASH or a 4K entry inside it stay
+ * in that region), so the mutex is striped by 2M region of the pfn: a
+ * platform has SNP_DMAP_STRIPES of them, on cache lines of their own, and
+ * vCPUs preparing pages of different regions do not wait for each other.
+ * The pending range of an update in flight is read under one stripe (the
+ * page's) and written under every stripe, in index order.  On a serial
+ * platform (a deterministic scheduler) there is one stripe, so schedules
+ * and the explorer's state space are those of the single mutex.
+ * gmem_invalidate takes none (it runs in the page-free path, which cannot
  * sleep; splitting is lock-free in the hardware model).
- * update_mem_attr takes it per page, inside the core's walk of the pages
- * gmem holds (ccvm_memslot_for_each_gmem_pfn()).
+ * update_mem_attr takes the page's stripe per page, inside the core's walk
+ * of the pages gmem holds (ccvm_memslot_for_each_gmem_pfn()).
  * Lock order: slots_lock -> gmem invalidate_lock (read; the core holds it
- * around gmem_prepare, populate and that walk) -> dmap_mutex -> the core's
- * leaf locks (gmem pages_lock, attr_lock).
+ * around gmem_prepare, populate and that walk) -> dmap_mutex stripes (in
+ * index order when more than one) -> the core's leaf locks (gmem
+ * pages_lock, attr_lock).
  *
  * The race of the posted design.  update_mem_attr runs after the attribute
  * store changed and after the invalidation ended (under LOCKED, the core
@@ -87,10 +97,25 @@
 /* Where KVM tells the RMP a vCPU save area lives (INITIAL_VMSA_GPA). */
 #define SNP_VMSA_GPA		0xfffffffff000ull
 
+/*
+ * Direct-map mutex stripes (free-running; one when serial).  A writer of
+ * the pending range holds all of them at once, inside slots_lock and the
+ * invalidate lock: few enough for ThreadSanitizer, whose deadlock
+ * detector tracks at most 64 locks held by one thread.
+ */
+#define SNP_DMAP_STRIPES	16
+
+/* One stripe: its mutex and nothing else on its cache lines. */
+struct snp_dmap_stripe {
+	struct ccvm_mutex m;
+	char pad[128 - sizeof(struct ccvm_mutex)];
+};
+
 /* Platform private area; the hardware first so ccvm_snp_hw_of() works. */
 struct snp_platform {
 	struct ccvm_snp_hw hw;
-	struct ccvm_mutex dmap_mutex;
+	unsigned int nr_dmap;			/* stripes in use */
+	struct snp_dmap_stripe dmap[SNP_DMAP_STRIPES];
 	_Atomic(ccvm_snp_update_hook_fn) update_hook;
 	void *_Atomic update_hook_ctx;
 };
@@ -101,7 +126,8 @@ struct snp_vm {
 	uint64_t ctx_pfn;		/* firmware context page, NO_PFN if none */
 	bool launch_started;		/* SNP_LAUNCH_START done */
 	bool launch_finished;		/* SNP_LAUNCH_FINISH done */
-	/* a to-private update_mem_attr in flight: [start, end), dmap_mutex */
+	/* a to-private update_mem_attr in flight: [start, end); read under
+	 * one dmap stripe, written under all */
 	uint64_t pending_start, pending_end;
 };
 
@@ -128,9 +154,29 @@ static inline struct snp_vm *snp_vm(struct ccvm_vm *vm)
 	return ccvm_vm_priv(vm);
 }
 
-static inline struct ccvm_mutex *dmap_mutex(struct ccvm_vm *vm)
+/* The direct-map mutex of the 2M region holding @pfn. */
+static inline struct ccvm_mutex *dmap_mutex(struct ccvm_vm *vm, uint64_t pfn)
 {
-	return &snp_plat(ccvm_vm_platform(vm))->dmap_mutex;
+	struct snp_platform *sp = snp_plat(ccvm_vm_platform(vm));
+
+	return &sp->dmap[(pfn / PAGES_PER_2M) % sp->nr_dmap].m;
+}
+
+/* Every stripe, in index order: to write the pending range. */
+static void dmap_lock_all(struct snp_platform *sp)
+{
+	unsigned int i;
+
+	for (i = 0; i < sp->nr_dmap; i++)
+		ccvm_mutex_lock(&sp->dmap[i].m);
+}
+
+static void dmap_unlock_all(struct snp_platform *sp)
+{
+	unsigned int i = sp->nr_dmap;
+
+	while (i--)
+		ccvm_mutex_unlock(&sp->dmap[i].m);
 }
 
 /* Is the effective entry @e of @pfn the guest @asid's page at @gfn? */
@@ -169,15 +215,22 @@ static void snp_get_caps(const struct ccvm_vm *vm, struct ccvm_backend_caps *cap
 static int snp_platform_init(struct ccvm_platform *p)
 {
 	struct snp_platform *sp = snp_plat(p);
+	unsigned int i;
 	int err;
 
 	err = ccvm_snp_hw_init(p, &sp->hw);
 	if (err)
 		return err;
-	err = ccvm_mutex_init(&sp->dmap_mutex, ccvm_platform_sched(p), "dmap_mutex");
-	if (err) {
-		ccvm_snp_hw_fini(&sp->hw);
-		return err;
+	/* One stripe when serial: the schedules of a single mutex. */
+	sp->nr_dmap = ccvm_platform_sched(p) ? 1 : SNP_DMAP_STRIPES;
+	for (i = 0; i < sp->nr_dmap; i++) {
+		err = ccvm_mutex_init(&sp->dmap[i].m, ccvm_platform_sched(p), "dmap_mutex");
+		if (err) {
+			while (i--)
+				ccvm_mutex_destroy(&sp->dmap[i].m);
+			ccvm_snp_hw_fini(&sp->hw);
+			return err;
+		}
 	}
 	atomic_init(&sp->update_hook, NULL);
 	atomic_init(&sp->update_hook_ctx, NULL);
@@ -187,8 +240,10 @@ static int snp_platform_init(struct ccvm_platform *p)
 static void snp_platform_destroy(struct ccvm_platform *p)
 {
 	struct snp_platform *sp = snp_plat(p);
+	unsigned int i;
 
-	ccvm_mutex_destroy(&sp->dmap_mutex);
+	for (i = 0; i < sp->nr_dmap; i++)
+		ccvm_mutex_destroy(&sp->dmap[i].m);
 	ccvm_snp_hw_fini(&sp->hw);
 }
 
@@ -210,9 +265,9 @@ static int snp_vm_init(struct ccvm_vm *vm)
 	if (err)
 		goto err_asid;
 	/* SNP_GCTX_CREATE: the context page becomes the firmware's. */
-	ccvm_mutex_lock(dmap_mutex(vm));
+	ccvm_mutex_lock(dmap_mutex(vm, pfn));
 	err = ccvm_snp_fw_mark_pages(hw, vm, pfn, 1);
-	ccvm_mutex_unlock(dmap_mutex(vm));
+	ccvm_mutex_unlock(dmap_mutex(vm, pfn));
 	if (err) {
 		/* fw_mark_pages left it shared, or leaked it. */
 		ccvm_page_free(ccvm_vm_platform(vm), pfn);
@@ -294,7 +349,7 @@ static int snp_populate(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, const vo
 		return -EIO;
 	if (!sv->launch_started || sv->launch_finished)
 		return -EINVAL;
-	ccvm_mutex_lock(dmap_mutex(vm));
+	ccvm_mutex_lock(dmap_mutex(vm, pfn));
 	if (ccvm_snp_rmpread(hw, pfn, &e)) {
 		err = -EINVAL;
 		goto out;
@@ -326,7 +381,7 @@ static int snp_populate(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, const vo
 		err = -EIO;
 	}
 out:
-	ccvm_mutex_unlock(dmap_mutex(vm));
+	ccvm_mutex_unlock(dmap_mutex(vm, pfn));
 	return err;
 }
 
@@ -375,10 +430,10 @@ static int snp_vcpu_create(struct ccvm_vcpu *vcpu)
 	err = safe_alloc_page(p, &pfn);
 	if (err)
 		return err;
-	ccvm_mutex_lock(dmap_mutex(vm));
+	ccvm_mutex_lock(dmap_mutex(vm, pfn));
 	err = ccvm_snp_rmp_make_private(hw, vm, pfn, SNP_VMSA_GPA, CCVM_LEVEL_4K,
 					snp_vm(vm)->asid, true);
-	ccvm_mutex_unlock(dmap_mutex(vm));
+	ccvm_mutex_unlock(dmap_mutex(vm, pfn));
 	if (err) {
 		ccvm_page_free(p, pfn);
 		return -EIO;
@@ -405,13 +460,13 @@ static void snp_vcpu_free(struct ccvm_vcpu *vcpu)
 
 /* ---- guest_memfd hooks ------------------------------------------------------------ */
 
-/* dmap_mutex held. */
+/* A dmap stripe held. */
 static bool gfn_pending(const struct snp_vm *sv, uint64_t gfn)
 {
 	return gfn >= sv->pending_start && gfn < sv->pending_end;
 }
 
-/* sev_gmem_prepare(); dmap_mutex held. */
+/* sev_gmem_prepare(); the dmap stripe of @pfn held (its 2M region's). */
 static int prepare_locked(struct ccvm_vm *vm, uint64_t pfn, uint64_t gfn, int max_order)
 {
 	struct ccvm_snp_hw *hw = vm_hw(vm);
@@ -468,9 +523,9 @@ static int snp_gmem_prepare(struct ccvm_vm *vm, uint64_t pfn, uint64_t gfn, int 
 		return -EINVAL;
 	if (rmp_owned_at(&e, pfn, snp_vm(vm)->asid, gfn))
 		return 0;
-	ccvm_mutex_lock(dmap_mutex(vm));
+	ccvm_mutex_lock(dmap_mutex(vm, pfn));
 	err = prepare_locked(vm, pfn, gfn, max_order);
-	ccvm_mutex_unlock(dmap_mutex(vm));
+	ccvm_mutex_unlock(dmap_mutex(vm, pfn));
 	return err;
 }
 
@@ -526,7 +581,7 @@ static int snp_max_mapping_level(struct ccvm_vm *vm, uint64_t pfn, bool is_priva
 
 /* ---- conversions: update_mem_attr ---------------------------------------------- */
 
-/* shared -> private of one page already in gmem; dmap_mutex held. */
+/* shared -> private of one page already in gmem; its dmap stripe held. */
 static int convert_to_private(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn)
 {
 	struct ccvm_snp_hw *hw = vm_hw(vm);
@@ -554,7 +609,7 @@ static int convert_to_private(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn)
 /*
  * private -> shared of the page at @gfn and, for a 2M entry wholly inside
  * [gfn, end), of the whole entry; *@done gets the pages handled.
- * dmap_mutex held.
+ * The dmap stripe of @pfn held (a 2M entry and a PSMASH stay in its region).
  */
 static int convert_to_shared(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, uint64_t end,
 			     uint64_t *done)
@@ -607,12 +662,12 @@ static int convert_page(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, void *ct
 	uint64_t done = 1;
 	int err;
 
-	ccvm_mutex_lock(dmap_mutex(vm));
+	ccvm_mutex_lock(dmap_mutex(vm, pfn));
 	if (w->to_private)
 		err = convert_to_private(vm, gfn, pfn);
 	else
 		err = convert_to_shared(vm, gfn, pfn, w->end, &done);
-	ccvm_mutex_unlock(dmap_mutex(vm));
+	ccvm_mutex_unlock(dmap_mutex(vm, pfn));
 	if (err && !w->err)
 		w->err = err;
 	return (int)done;
@@ -620,10 +675,10 @@ static int convert_page(struct ccvm_vm *vm, uint64_t gfn, uint64_t pfn, void *ct
 
 static void sv_pending_clear(struct snp_platform *sp, struct snp_vm *sv)
 {
-	ccvm_mutex_lock(&sp->dmap_mutex);
+	dmap_lock_all(sp);
 	sv->pending_start = 0;
 	sv->pending_end = 0;
-	ccvm_mutex_unlock(&sp->dmap_mutex);
+	dmap_unlock_all(sp);
 }
 
 /*
@@ -652,10 +707,10 @@ static int snp_update_mem_attr(struct ccvm_vm *vm, struct ccvm_memslot *slot,
 		return -EIO;
 
 	if (w.to_private) {
-		ccvm_mutex_lock(&sp->dmap_mutex);
+		dmap_lock_all(sp);
 		sv->pending_start = start;
 		sv->pending_end = end;
-		ccvm_mutex_unlock(&sp->dmap_mutex);
+		dmap_unlock_all(sp);
 	}
 	/* The window between the attribute store and the RMPUPDATEs. */
 	hook = atomic_load(&sp->update_hook);
