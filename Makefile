@@ -187,8 +187,9 @@ STUDIES += study_004
 
 # Threaded Check suites also run under ThreadSanitizer by `make ci`
 # (CK_RUN_SUITE names, space separated; empty skips that step).
-TSAN_SUITES ?= conformance guest inplace mmu sched sched_lib snp snp_hw stress tdx_busy \
-	tdx_generation tdx_guest tdx_lifecycle tdx_module tdx_teardown vcpu
+TSAN_SUITES ?= conformance explore guest inplace mmu sched sched_lib snp snp_folio snp_hw \
+	stress tdx_busy tdx_generation tdx_guest tdx_huge tdx_lifecycle tdx_module tdx_teardown \
+	twins vcpu
 
 # ---------------------------------------------------------------------------
 # Configuration
