@@ -1237,7 +1237,7 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 							    "allocated", (unsigned long long)(pfn + i));
 		}
 	}
-	/* The per-CPU windows of the bump region: free pages on no list. */
+	/* The per-thread windows of the bump region: free pages on no list. */
 	for (unsigned int w = 0; w < p->nr_windows && !r.invariant; w++) {
 		r.nr_checks++;
 		if (p->window[w].next > p->window[w].end || p->window[w].end > p->bump) {

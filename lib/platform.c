@@ -12,6 +12,7 @@
  */
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -519,9 +520,26 @@ static uint64_t break_folio_block(struct ccvm_platform *p)
 }
 
 /*
+ * The window a thread allocates from: threads are dealt windows round
+ * robin on their first allocation and keep theirs.  Not the CPU the thread
+ * happens to run on: a thread that migrated in the middle of a fallocate
+ * would switch windows and get pages that are not contiguous, which a
+ * single allocating thread has always had, and which depended on luck.
+ */
+static unsigned int window_of_thread(unsigned int nr_windows)
+{
+	static atomic_uint next_slot;
+	static _Thread_local unsigned int slot;	/* 0: not dealt yet */
+
+	if (!slot)
+		slot = atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed) + 1;
+	return (slot - 1) % nr_windows;
+}
+
+/*
  * A page never handed out: the next of the bump region, or, with windows
  * (nr_windows, free-running on several CPUs), the next of the calling
- * CPU's window, which is refilled from the bump up to the next 2 MiB
+ * thread's window, which is refilled from the bump up to the next 2 MiB
  * boundary; once the bump is used up, any window's.  mem_lock held.
  * Return: a free pfn or FREE_LIST_END.
  */
@@ -529,12 +547,10 @@ static uint64_t bump_alloc(struct ccvm_platform *p)
 {
 	const uint64_t chunk = 1ull << CCVM_FOLIO_ORDER_2M;
 	unsigned int i;
-	int cpu;
 
 	if (!p->nr_windows)
 		return p->bump < p->nr_pages ? p->bump++ : FREE_LIST_END;
-	cpu = sched_getcpu();
-	i = cpu > 0 ? (unsigned int)cpu % p->nr_windows : 0;
+	i = window_of_thread(p->nr_windows);
 	if (p->window[i].next == p->window[i].end && p->bump < p->nr_pages) {
 		p->window[i].next = p->bump;
 		p->window[i].end = (p->bump | (chunk - 1)) + 1;

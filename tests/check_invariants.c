@@ -500,7 +500,7 @@ START_TEST(test_platform_break)
 END_TEST
 
 /* ------------------------------------------------------------------ */
-/* the allocator's per-CPU windows                                      */
+/* the allocator's windows                                              */
 /* ------------------------------------------------------------------ */
 
 #define WIN_PAGES	2048ull			/* an 8 MiB platform */
@@ -515,13 +515,40 @@ static void pin_to(int cpu)
 	(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
+struct win_alloc {
+	struct ccvm_platform *p;
+	uint64_t pfn;
+	int err;
+};
+
+static void *win_alloc_thread(void *arg)
+{
+	struct win_alloc *a = arg;
+
+	a->err = ccvm_page_alloc(a->p, &a->pfn);
+	return NULL;
+}
+
+/* One page allocated by a thread of its own (a new window slot). */
+static int alloc_in_new_thread(struct ccvm_platform *p, uint64_t *pfn)
+{
+	struct win_alloc a = { .p = p };
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, win_alloc_thread, &a), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	*pfn = a.pfn;
+	return a.err;
+}
+
 /*
  * Free-running on several CPUs, fresh pages come from one window of the
- * bump region per CPU: two CPUs get pages of different 2 MiB blocks, the
- * windows' free pages keep the invariants whole, every page can still be
- * allocated (the last ones from any window) and freed, and a broken
- * window is reported.  With one CPU the windows are off and the same
- * walk checks the plain bump.
+ * bump region per allocating thread: two threads get pages of different
+ * 2 MiB blocks, one thread's pages stay contiguous even when it moves to
+ * another CPU between two allocations, the windows' free pages keep the
+ * invariants whole, every page can still be allocated (the last ones
+ * from any window) and freed, and a broken window is reported.  With one
+ * CPU the windows are off and the same walk checks the plain bump.
  */
 START_TEST(test_page_windows)
 {
@@ -547,16 +574,20 @@ START_TEST(test_page_windows)
 	else
 		ck_assert_uint_eq(p->nr_windows, 0);
 
+	/* This thread, moved to another CPU between its two pages. */
 	pin_to(cpus[0]);
 	ck_assert_int_eq(ccvm_page_alloc(p, &pfns[n++]), 0);
 	if (nr_cpus == 2)
 		pin_to(cpus[1]);
 	ck_assert_int_eq(ccvm_page_alloc(p, &pfns[n++]), 0);
-	if (p->nr_windows > 1 && nr_cpus == 2 &&
-	    cpus[0] % (int)p->nr_windows != cpus[1] % (int)p->nr_windows)
-		ck_assert_uint_ne(pfns[0] >> 9, pfns[1] >> 9);
+	ck_assert_uint_eq(pfns[1], pfns[0] + 1);
+	pthread_setaffinity_np(pthread_self(), sizeof(allowed), &allowed);
+	/* The next thread is dealt the next window. */
+	ck_assert_int_eq(alloc_in_new_thread(p, &pfns[n++]), 0);
+	if (p->nr_windows > 1)
+		ck_assert_uint_ne(pfns[2] >> 9, pfns[0] >> 9);
 	else
-		ck_assert_uint_eq(pfns[1], pfns[0] + 1);
+		ck_assert_uint_eq(pfns[2], pfns[1] + 1);
 	ck_assert_int_eq(ccvm_platform_check_invariants(p, &r), 0);
 	ck_assert_int_eq(r.invariant, 0);
 
@@ -575,11 +606,10 @@ START_TEST(test_page_windows)
 		ck_assert_int_eq(r.invariant, 0);
 	}
 
-	/* Every page, alternating CPUs, then nothing. */
+	/* Every page, every eighth from a thread of its own, then nothing. */
 	for (;;) {
-		pin_to(cpus[n % (uint64_t)nr_cpus]);
 		ck_assert_uint_lt(n, WIN_PAGES);
-		err = ccvm_page_alloc(p, &pfns[n]);
+		err = n % 8 ? ccvm_page_alloc(p, &pfns[n]) : alloc_in_new_thread(p, &pfns[n]);
 		if (err) {
 			ck_assert_int_eq(err, -ENOMEM);
 			break;
@@ -598,7 +628,6 @@ START_TEST(test_page_windows)
 	ck_assert_int_eq(ccvm_platform_check_invariants(p, &r), 0);
 	ck_assert_int_eq(r.invariant, 0);
 	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
-	pthread_setaffinity_np(pthread_self(), sizeof(allowed), &allowed);
 	free(pfns);
 }
 END_TEST
