@@ -751,6 +751,17 @@ void ccvm_snp_set_update_mem_attr_hook(struct ccvm_platform *p, ccvm_snp_update_
 
 /* ---- guest side ------------------------------------------------------------------ */
 
+/* PSMASH @pfn's RMP entry if it is @asid's 2M entry; a racing PSMASH is fine. */
+static void psmash_own_2m(struct ccvm_snp_hw *hw, struct ccvm_vm *vm, uint64_t pfn,
+			  uint32_t asid)
+{
+	struct ccvm_snp_rmp_entry e;
+
+	if (!ccvm_snp_rmpread(hw, pfn, &e) && e.assigned && e.level == CCVM_LEVEL_2M &&
+	    e.asid == asid)
+		ccvm_snp_rmp_psmash(hw, vm, pfn);
+}
+
 /*
  * sev_handle_rmp_fault() for a nested fault with the RMP bit on a private
  * access: a 2M RMP entry under a 4K NPT leaf is PSMASHed (a racing PSMASH
@@ -836,7 +847,6 @@ static int snp_pvalidate_as_guest(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t
 	struct ccvm_vm *vm = ccvm_vcpu_vm(vcpu);
 	struct ccvm_snp_hw *hw = vm_hw(vm);
 	uint32_t asid = snp_vm(vm)->asid;
-	struct ccvm_snp_rmp_entry e;
 	int rc;
 
 	if (!mapped || pfn == NO_PFN)
@@ -855,15 +865,10 @@ static int snp_pvalidate_as_guest(struct ccvm_vcpu *vcpu, uint64_t gfn, uint64_t
 			return CCVM_GUEST_NEEDS_ZAP;
 #else
 		/* The old order: PSMASH under the 2M leaf, then the core's zap. */
-		if (!ccvm_snp_rmpread(hw, pfn, &e) && e.assigned && e.level == CCVM_LEVEL_2M &&
-		    e.asid == asid)
-			ccvm_snp_rmp_psmash(hw, vm, pfn);
+		psmash_own_2m(hw, vm, pfn, asid);
 		return CCVM_GUEST_NEEDS_ZAP;
 #endif
-		/* A racing PSMASH is fine: the entry is 4K either way. */
-		if (!ccvm_snp_rmpread(hw, pfn, &e) && e.assigned && e.level == CCVM_LEVEL_2M &&
-		    e.asid == asid)
-			ccvm_snp_rmp_psmash(hw, vm, pfn);
+		psmash_own_2m(hw, vm, pfn, asid);
 		rc = ccvm_snp_pvalidate(hw, vm, asid, gfn << CCVM_PAGE_SHIFT, pfn, level, true);
 		/* Still 2M: the PSMASH failed; zap and refault, the guest retries. */
 		if (rc == CCVM_SNP_FAIL_SIZEMISMATCH)
