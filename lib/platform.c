@@ -11,7 +11,6 @@
  * out, so a zero pfn in a data structure always means "none".
  */
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
