@@ -80,6 +80,19 @@ static void assert_inv(struct ccvm_vm *v)
 	ck_assert_msg(r.invariant == 0, "I%u: %s", r.invariant, r.msg);
 }
 
+/* Close @c, delete slot 0 of @v, close @g and @v, then @q and @map. */
+static void world_down(struct ccvm_platform *q, struct ccvm_vm *v, struct ccvm_vcpu *c,
+		       struct ccvm_gmem *g, void *map, size_t map_bytes)
+{
+	ck_assert_int_eq(ccvm_vcpu_close(c), 0);
+	ck_assert_int_eq(ccvm_vm_set_user_memory_region(v, &(struct ccvm_memory_region){
+		.slot = 0 }), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	ck_assert_int_eq(ccvm_vm_close(v), 0);
+	tu_platform_down(q);
+	munmap(map, map_bytes);
+}
+
 /* ---- create ---------------------------------------------------------------- */
 
 static const struct {
@@ -637,13 +650,7 @@ START_TEST(test_1g_folio_backends)
 	tu_run_once(c, 0, CCVM_EXIT_DONE);
 	assert_inv(w);
 
-	ck_assert_int_eq(ccvm_vcpu_close(c), 0);
-	ck_assert_int_eq(ccvm_vm_set_user_memory_region(w, &(struct ccvm_memory_region){
-		.slot = 0 }), 0);
-	ck_assert_int_eq(ccvm_gmem_close(g), 0);
-	ck_assert_int_eq(ccvm_vm_close(w), 0);
-	tu_platform_down(q);
-	munmap(map, TU_GiB + TU_2M);
+	world_down(q, w, c, g, map, TU_GiB + TU_2M);
 }
 END_TEST
 
@@ -774,13 +781,7 @@ START_TEST(test_i8_snp_npt_over_smashed_rmp)
 	ck_assert_int_eq(ccvm_snp_rmpread(hw, pfn + 5, &e), 0);
 	ck_assert_uint_eq(e.level, CCVM_LEVEL_4K);
 	assert_broken(w, 8);
-	ck_assert_int_eq(ccvm_vcpu_close(c), 0);
-	ck_assert_int_eq(ccvm_vm_set_user_memory_region(w, &(struct ccvm_memory_region){
-		.slot = 0 }), 0);
-	ck_assert_int_eq(ccvm_gmem_close(g), 0);
-	ck_assert_int_eq(ccvm_vm_close(w), 0);
-	tu_platform_down(q);
-	munmap(map, 3 * TU_2M);
+	world_down(q, w, c, g, map, 3 * TU_2M);
 }
 END_TEST
 
