@@ -342,6 +342,59 @@ static void run_once(const char *backend, unsigned int nr, bool converter, struc
 	free(r);
 }
 
+/*
+ * What the host gives two threads: the access phase's pattern (one word of
+ * every page of REGION, READ_PASSES times) in a plain loop over plain
+ * memory, no model, on 1 and on 2 threads released by one barrier.  Its
+ * 2-vs-1 ratio, taken in turn with the model's runs, is the ceiling the
+ * host allowed while they ran: the model cannot scale better than the
+ * memory it reads.
+ */
+struct host_ctx {
+	pthread_barrier_t *go;
+	volatile uint8_t *mem;
+	uint64_t sum, start, end;
+};
+
+static void *host_reader(void *arg)
+{
+	struct host_ctx *h = arg;
+	uint64_t off, sum = 0;
+	int pass;
+
+	pthread_barrier_wait(h->go);
+	h->start = now_ns();
+	for (pass = 0; pass < READ_PASSES; pass++)
+		for (off = 0; off < REGION; off += PAGE)
+			sum += h->mem[off];
+	h->end = now_ns();
+	h->sum = sum;
+	return NULL;
+}
+
+/* Reads per second over @n (1 or 2) threads of host_reader(). */
+static double host_reads(uint8_t *mem, unsigned int n)
+{
+	struct host_ctx h[2];
+	pthread_barrier_t go;
+	pthread_t t[2];
+	uint64_t start, end;
+	unsigned int i;
+
+	pthread_barrier_init(&go, NULL, n);
+	for (i = 0; i < n; i++) {
+		h[i] = (struct host_ctx){ .go = &go, .mem = mem + i * REGION };
+		if (pthread_create(&t[i], NULL, host_reader, &h[i]))
+			exit(EXIT_FAILURE);
+	}
+	for (i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
+	start = h[0].start < h[n - 1].start ? h[0].start : h[n - 1].start;
+	end = h[0].end > h[n - 1].end ? h[0].end : h[n - 1].end;
+	return (double)(n * (REGION / PAGE) * READ_PASSES) / ((double)(end - start) / 1e9);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -427,6 +480,7 @@ static void scaling_summary(const char *backend, const char *phase, unsigned int
 
 int main(int argc, char **argv)
 {
+	uint8_t *host_mem;
 	static const char *const backends[] = { "mock", "tdx", "snp" };
 	static const unsigned int counts[] = { 1, 2, 4, 8 };
 	const char *only = NULL;
@@ -448,11 +502,17 @@ int main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	host_mem = mmap(NULL, 2 * REGION, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (host_mem == MAP_FAILED)
+		return EXIT_FAILURE;
+	madvise(host_mem, 2 * REGION, MADV_HUGEPAGE);
+	memset(host_mem, 1, 2 * REGION);
 	printf("vCPU scaling: %llu MiB private per vCPU, best of %d (M pages/s touched, "
 	       "M reads/s)\n", (unsigned long long)(REGION / MIB), REPS);
 	for (b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
 		static struct result reps[5][REPS];	/* counts[0..3], then the converter's */
-		double tmed[5], rmed[5];
+		double tmed[5], rmed[5], host[3][REPS];
 		struct result res[5], conv, alone;
 		int rep;
 
@@ -471,7 +531,12 @@ int main(int argc, char **argv)
 					run_once(backends[b], counts[i], false, &reps[i][rep]);
 			if (!only_n)
 				run_once(backends[b], 1, true, &reps[4][rep]);
+			host[0][rep] = host_reads(host_mem, 1);
+			host[1][rep] = host_reads(host_mem, 2);
+			host[2][rep] = host[1][rep] / host[0][rep];
 		}
+		for (i = 0; i < 3; i++)
+			qsort(host[i], REPS, sizeof(double), cmp_double);
 		for (i = 0; i < 5; i++)
 			if ((i == 4 && !only_n) ||
 			    (i < 4 && !conv_only && (!only_n || counts[i] == only_n)))
@@ -505,6 +570,10 @@ int main(int argc, char **argv)
 		       conv.read_pps / 1e6, rmed[4] / 1e6, conv.read_pps / alone.read_pps,
 		       per_read(&conv, 1), conv.read.sleeps, conv.read.preempted,
 		       conv.conversions);
+		printf("  %-4s host, plain reads of the same pattern, no model, in turn with the "
+		       "runs: median 1 thread %.2f M/s, 2 threads %.2f M/s; 2 vs 1 of a turn: "
+		       "median %.2fx (%.2fx to %.2fx)\n", backends[b], host[0][REPS / 2] / 1e6,
+		       host[1][REPS / 2] / 1e6, host[2][REPS / 2], host[2][0], host[2][REPS - 1]);
 		printf("  %-4s medians: 2 vs 1 vCPUs touch %.2fx access %.2fx; 8 vs 2 touch %.2fx "
 		       "access %.2fx; converter %.2fx alone\n", backends[b], tmed[1] / tmed[0],
 		       rmed[1] / rmed[0], tmed[3] / tmed[1], rmed[3] / rmed[1], rmed[4] / rmed[0]);
