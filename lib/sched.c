@@ -1472,8 +1472,10 @@ void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_
 	step(s, t, CCVM_SCHED_OP_YIELD, CCVM_W_YIELD, NULL, NULL, where, site);
 }
 
-void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
-			 uint64_t old, const char *where, const struct ccvm_sync_site *site)
+/* A spin-wait step on @addr, touching @obj (read when @obj_read) and the machine (read). */
+static void spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size, uint64_t old,
+		      const void *obj, bool obj_read, const char *where,
+		      const struct ccvm_sync_site *site)
 {
 	struct ccvm_thread *t = controlled(s);
 
@@ -1484,9 +1486,22 @@ void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t
 	t->wsize = (uint8_t)size;
 	/* Compare as the caller does: the low @size bytes of @old. */
 	t->wold = size == 8 ? old : old & ((1ull << (size * 8)) - 1);
+	step_x(s, t, CCVM_SCHED_OP_SPIN, CCVM_W_CHANGE, (const void *)addr, obj, CCVM_SCHED_HW(s),
+	       (uint8_t)(CCVM_SCHED_RD_B | (obj_read ? CCVM_SCHED_RD_A : 0u)), where, site);
+}
+
+void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
+			 uint64_t old, const char *where, const struct ccvm_sync_site *site)
+{
 	/* It reads its word, and words the machine's users write (in_guest, entry_blocked). */
-	step_x(s, t, CCVM_SCHED_OP_SPIN, CCVM_W_CHANGE, (const void *)addr, (const void *)addr,
-	       CCVM_SCHED_HW(s), CCVM_SCHED_RD_B, where, site);
+	spin_wait(s, addr, size, old, (const void *)addr, false, where, site);
+}
+
+void ccvm_sync_spin_wait_on(struct ccvm_sched *s, const volatile void *addr, size_t size,
+			    uint64_t old, const void *obj, const char *where,
+			    const struct ccvm_sync_site *site)
+{
+	spin_wait(s, addr, size, old, obj ? obj : (const void *)addr, obj != NULL, where, site);
 }
 
 /* ---- threads ---------------------------------------------------------------------------- */
