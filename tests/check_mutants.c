@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The explorer's power: six deliberately broken builds (the MUTANTS of the
+ * The explorer's power: deliberately broken builds (the MUTANTS of the
  * Makefile, each one library file compiled with -DCCVM_MUTANT_<NAME> and
  * linked into its own ccvm-explore) and, for each, a built-in scenario and
  * a budget of schedules (at most 10,000).  The test runs the mutant's
