@@ -9,10 +9,11 @@
  *   touch   accept the region if the backend requires it, then write one
  *           word into every page: every page takes a private fault;
  *   access  read one word from every page, READ_PASSES times: no fault.
- * A phase's time runs from the first vCPU's start (each VMM thread reads
- * the clock after the barrier that releases them all) to the last vCPU's
- * sync exit; throughput is pages (or reads) per second over all
- * vCPUs.  The peer is the same benchmark with one vCPU, measured in the
+ * Before either, each guest stops at a first sync exit, so that its
+ * thread exists before the clock starts.  A phase's time runs from the
+ * first vCPU's start (each VMM thread reads the clock after the barrier
+ * that releases them all) to the last vCPU's sync exit; throughput is
+ * pages (or reads) per second over all vCPUs.  The peer is the same benchmark with one vCPU, measured in the
  * same run: the goals (issue: vCPUs that scale) are 2 vCPUs at least 1.7x
  * the throughput of 1, and 8 no slower than 2.
  *
@@ -33,13 +34,18 @@
  * it tells a lock whose cache line bounces (CPU per page grows with the
  * vCPUs) from a host that was busy (only the wall time grows).
  *
- * The simulated RAM is in transparent huge pages (CCVM_PLATFORM_RAM_THP):
- * without them a first touch is dominated by the host's own page fault on
- * the lazily mapped RAM, which measures the host kernel, not the model.
+ * The simulated RAM is in transparent huge pages and resident from the
+ * platform's creation on (CCVM_PLATFORM_RAM_THP | CCVM_PLATFORM_RAM_POPULATE):
+ * with lazily mapped RAM a first touch pays the host's own page fault,
+ * which with THP zeroes 2 MiB in the host kernel (about 40% of a touch
+ * phase), and on the 2-vCPU virtual machines this runs on two threads
+ * zeroing at once scale no better than 1x: that measured the host kernel,
+ * not the model.
  *
- * Each figure is the best of REPS runs: the machines are shared, and a
- * phase long enough to outlast the host scheduler's time slices (tens of
- * milliseconds per vCPU) keeps one preempted thread from deciding a ratio.
+ * Each figure is the best of REPS runs, with the median next to it: the
+ * machines are shared, and one preempted thread must not decide a ratio.
+ * The runs of all configurations take turns (1, 2, 4, 8 vCPUs, the
+ * converter; REPS times), so that load from elsewhere falls on all alike.
  * Exits non-zero when a run fails.
  *
  * Usage: bench_vcpus [-b BACKEND] [-c] [-n 1|2|4|8]
@@ -78,7 +84,7 @@
 		}								\
 	} while (0)
 
-enum { SYNC_TOUCHED = 1, SYNC_READ = 2 };
+enum { SYNC_TOUCHED = 1, SYNC_READ = 2, SYNC_READY = 3 };
 
 static uint64_t now_ns(void)
 {
@@ -160,6 +166,8 @@ static void guest(struct ccvm_guest *g, void *arg)
 	uint64_t off, word = 1;
 	int pass;
 
+	/* Started, outside the clock: a phase does not time thread creation. */
+	ccvm_guest_sync(g, SYNC_READY);
 	c->touch_cost = thread_cost();
 	if (c->run->accept)
 		CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, c->gpa, REGION) == 0);
@@ -192,9 +200,11 @@ static void *vmm_thread(void *arg)
 	struct vcpu_ctx *c = arg;
 	struct run *r = c->run;
 
+	c->err = run_to_sync(c, SYNC_READY);
 	pthread_barrier_wait(&r->start);
 	c->touch_start = now_ns();
-	c->err = run_to_sync(c, SYNC_TOUCHED);
+	if (!c->err)
+		c->err = run_to_sync(c, SYNC_TOUCHED);
 	c->touch_end = now_ns();
 	pthread_barrier_wait(&r->between);
 	c->conv_start = atomic_load(&r->conversions);
@@ -234,10 +244,10 @@ static void run_up(struct run *r, const char *backend, unsigned int nr, bool con
 	r->nr = nr;
 	r->converter_on = converter;
 	r->mem = nr * REGION + CONV_REGION;
-	po.mem_bytes = 2 * r->mem + 256 * MIB;
+	po.mem_bytes = r->mem + 128 * MIB;	/* the guest memory, tables, control pages */
 	po.nr_cpus = MAX_VCPUS;
-	/* The model's scaling, not the host's 4K page faults on first touch. */
-	po.flags = CCVM_PLATFORM_RAM_THP;
+	/* The model's scaling, not the host's page faults (and zeroing) on first touch. */
+	po.flags = CCVM_PLATFORM_RAM_THP | CCVM_PLATFORM_RAM_POPULATE;
 	r->shared = mmap(NULL, r->mem, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (r->shared == MAP_FAILED)
@@ -332,32 +342,100 @@ static void run_once(const char *backend, unsigned int nr, bool converter, struc
 	free(r);
 }
 
-static void best_of(const char *backend, unsigned int nr, bool converter, struct result *best)
+/*
+ * What the host gives two threads: the access phase's pattern (one word of
+ * every page of REGION, READ_PASSES times) in a plain loop over plain
+ * memory, no model, on 1 and on 2 threads released by one barrier.  Its
+ * 2-vs-1 ratio, taken in turn with the model's runs, is the ceiling the
+ * host allowed while they ran: the model cannot scale better than the
+ * memory it reads.
+ */
+struct host_ctx {
+	pthread_barrier_t *go;
+	volatile uint8_t *mem;
+	uint64_t sum, start, end;
+};
+
+static void *host_reader(void *arg)
 {
-	int rep;
+	struct host_ctx *h = arg;
+	uint64_t off, sum = 0;
+	int pass;
+
+	pthread_barrier_wait(h->go);
+	h->start = now_ns();
+	for (pass = 0; pass < READ_PASSES; pass++)
+		for (off = 0; off < REGION; off += PAGE)
+			sum += h->mem[off];
+	h->end = now_ns();
+	h->sum = sum;
+	return NULL;
+}
+
+/* Reads per second over @n (1 or 2) threads of host_reader(). */
+static double host_reads(uint8_t *mem, unsigned int n)
+{
+	struct host_ctx h[2];
+	pthread_barrier_t go;
+	pthread_t t[2];
+	uint64_t start, end;
+	unsigned int i;
+
+	pthread_barrier_init(&go, NULL, n);
+	for (i = 0; i < n; i++) {
+		h[i] = (struct host_ctx){ .go = &go, .mem = mem + i * REGION };
+		if (pthread_create(&t[i], NULL, host_reader, &h[i]))
+			exit(EXIT_FAILURE);
+	}
+	for (i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
+	start = h[0].start < h[n - 1].start ? h[0].start : h[n - 1].start;
+	end = h[0].end > h[n - 1].end ? h[0].end : h[n - 1].end;
+	return (double)(n * (REGION / PAGE) * READ_PASSES) / ((double)(end - start) / 1e9);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The best of the REPS results in @reps (a converter run counts only if
+ * the converter worked through the measured phase: on a loaded host it
+ * may not get a CPU at all, and the vCPU alone would pass for
+ * undisturbed), and the medians of the same runs.
+ */
+static void pick(const struct result *reps, bool converter, struct result *best,
+		 double *touch_median, double *read_median)
+{
+	double touch[REPS], read[REPS];
+	int rep, nread = 0;
 
 	memset(best, 0, sizeof(*best));
 	for (rep = 0; rep < REPS; rep++) {
-		struct result r;
+		const struct result *r = &reps[rep];
 
-		run_once(backend, nr, converter, &r);
-		if (r.touch_pps > best->touch_pps) {
-			best->touch_pps = r.touch_pps;
-			best->touch = r.touch;
+		touch[rep] = r->touch_pps;
+		if (r->touch_pps > best->touch_pps) {
+			best->touch_pps = r->touch_pps;
+			best->touch = r->touch;
 		}
-		/*
-		 * A converter run counts only if the converter worked through
-		 * the measured phase: on a loaded host it may not get a CPU at
-		 * all, and the vCPU alone would pass for undisturbed.
-		 */
-		if (converter && !r.conversions)
+		if (converter && !r->conversions)
 			continue;
-		if (r.read_pps > best->read_pps) {
-			best->read_pps = r.read_pps;
-			best->read = r.read;
-			best->conversions = r.conversions;
+		read[nread++] = r->read_pps;
+		if (r->read_pps > best->read_pps) {
+			best->read_pps = r->read_pps;
+			best->read = r->read;
+			best->conversions = r->conversions;
 		}
 	}
+	qsort(touch, REPS, sizeof(touch[0]), cmp_double);
+	qsort(read, (size_t)nread, sizeof(read[0]), cmp_double);
+	*touch_median = touch[REPS / 2];
+	*read_median = nread ? read[nread / 2] : 0;
 }
 
 static double per_read(const struct result *r, unsigned int nr)
@@ -402,6 +480,7 @@ static void scaling_summary(const char *backend, const char *phase, unsigned int
 
 int main(int argc, char **argv)
 {
+	uint8_t *host_mem;
 	static const char *const backends[] = { "mock", "tdx", "snp" };
 	static const unsigned int counts[] = { 1, 2, 4, 8 };
 	const char *only = NULL;
@@ -423,42 +502,81 @@ int main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	host_mem = mmap(NULL, 2 * REGION, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (host_mem == MAP_FAILED)
+		return EXIT_FAILURE;
+	madvise(host_mem, 2 * REGION, MADV_HUGEPAGE);
+	memset(host_mem, 1, 2 * REGION);
 	printf("vCPU scaling: %llu MiB private per vCPU, best of %d (M pages/s touched, "
 	       "M reads/s)\n", (unsigned long long)(REGION / MIB), REPS);
 	for (b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
-		struct result res[4], conv, alone;
+		static struct result reps[5][REPS];	/* counts[0..3], then the converter's */
+		double tmed[5], rmed[5], host[3][REPS];
+		struct result res[5], conv, alone;
+		int rep;
+
+		memset(res, 0, sizeof(res));
 
 		if (only && strcmp(only, backends[b]))
 			continue;
+		/*
+		 * The runs of every configuration take turns, rep by rep: a
+		 * burst of load from elsewhere on the host falls on all of them
+		 * alike, not on the 2-vCPU runs that happened to be next.
+		 */
+		for (rep = 0; rep < REPS; rep++) {
+			for (i = 0; i < 4 && !conv_only; i++)
+				if (!only_n || counts[i] == only_n)
+					run_once(backends[b], counts[i], false, &reps[i][rep]);
+			if (!only_n)
+				run_once(backends[b], 1, true, &reps[4][rep]);
+			host[0][rep] = host_reads(host_mem, 1);
+			host[1][rep] = host_reads(host_mem, 2);
+			host[2][rep] = host[1][rep] / host[0][rep];
+		}
+		for (i = 0; i < 3; i++)
+			qsort(host[i], REPS, sizeof(double), cmp_double);
+		for (i = 0; i < 5; i++)
+			if ((i == 4 && !only_n) ||
+			    (i < 4 && !conv_only && (!only_n || counts[i] == only_n)))
+				pick(reps[i], i == 4, &res[i], &tmed[i], &rmed[i]);
+		conv = res[4];
 		if (conv_only) {
-			best_of(backends[b], 1, true, &conv);
 			printf("  %-4s 1 vCPU with a converter elsewhere: access %7.2f M/s "
-			       "(%.0f ns CPU/read, %" PRIu64 " sleeps, %" PRIu64 " preempted), "
-			       "%" PRIu64 " conversions meanwhile\n", backends[b],
-			       conv.read_pps / 1e6, per_read(&conv, 1), conv.read.sleeps,
-			       conv.read.preempted, conv.conversions);
+			       "(median %.2f; %.0f ns CPU/read, %" PRIu64 " sleeps, %" PRIu64
+			       " preempted), %" PRIu64 " conversions meanwhile\n", backends[b],
+			       conv.read_pps / 1e6, rmed[4] / 1e6, per_read(&conv, 1),
+			       conv.read.sleeps, conv.read.preempted, conv.conversions);
 			continue;
 		}
 		for (i = 0; i < 4; i++) {
 			if (only_n && counts[i] != only_n)
 				continue;
-			best_of(backends[b], counts[i], false, &res[i]);
-			printf("  %-4s %u vCPUs: touch %5.2f M/s (%4.0f ns CPU/page, %3" PRIu64
-			       " sleeps)  access %6.2f M/s (%3.0f ns CPU/read, %3" PRIu64
-			       " sleeps)\n", backends[b], counts[i], res[i].touch_pps / 1e6,
+			printf("  %-4s %u vCPUs: touch %5.2f M/s (median %5.2f; %4.0f ns CPU/page, "
+			       "%3" PRIu64 " sleeps)  access %6.2f M/s (median %6.2f; %3.0f ns "
+			       "CPU/read, %3" PRIu64 " sleeps)\n", backends[b], counts[i],
+			       res[i].touch_pps / 1e6, tmed[i] / 1e6,
 			       (double)res[i].touch.cpu / (double)(counts[i] * (REGION / PAGE)),
-			       res[i].touch.sleeps, res[i].read_pps / 1e6,
+			       res[i].touch.sleeps, res[i].read_pps / 1e6, rmed[i] / 1e6,
 			       per_read(&res[i], counts[i]), res[i].read.sleeps);
 		}
 		if (only_n)
 			continue;
-		best_of(backends[b], 1, true, &conv);
 		alone = res[0];
-		printf("  %-4s 1 vCPU with a converter elsewhere: access %7.2f M/s (%.2fx alone, "
-		       "%.0f ns CPU/read, %" PRIu64 " sleeps, %" PRIu64 " preempted), %" PRIu64
-		       " conversions meanwhile\n", backends[b], conv.read_pps / 1e6,
-		       conv.read_pps / alone.read_pps, per_read(&conv, 1), conv.read.sleeps,
-		       conv.read.preempted, conv.conversions);
+		printf("  %-4s 1 vCPU with a converter elsewhere: access %7.2f M/s (median %.2f; "
+		       "%.2fx alone, %.0f ns CPU/read, %" PRIu64 " sleeps, %" PRIu64
+		       " preempted), %" PRIu64 " conversions meanwhile\n", backends[b],
+		       conv.read_pps / 1e6, rmed[4] / 1e6, conv.read_pps / alone.read_pps,
+		       per_read(&conv, 1), conv.read.sleeps, conv.read.preempted,
+		       conv.conversions);
+		printf("  %-4s host, plain reads of the same pattern, no model, in turn with the "
+		       "runs: median 1 thread %.2f M/s, 2 threads %.2f M/s; 2 vs 1 of a turn: "
+		       "median %.2fx (%.2fx to %.2fx)\n", backends[b], host[0][REPS / 2] / 1e6,
+		       host[1][REPS / 2] / 1e6, host[2][REPS / 2], host[2][0], host[2][REPS - 1]);
+		printf("  %-4s medians: 2 vs 1 vCPUs touch %.2fx access %.2fx; 8 vs 2 touch %.2fx "
+		       "access %.2fx; converter %.2fx alone\n", backends[b], tmed[1] / tmed[0],
+		       rmed[1] / rmed[0], tmed[3] / tmed[1], rmed[3] / rmed[1], rmed[4] / rmed[0]);
 		scaling_summary(backends[b], "touch", 2, 1, res[1].touch_pps, res[0].touch_pps, 1.7);
 		scaling_summary(backends[b], "access", 2, 1, res[1].read_pps, res[0].read_pps, 1.7);
 		scaling_summary(backends[b], "touch", 8, 2, res[3].touch_pps, res[1].touch_pps, 1.0);

@@ -79,6 +79,22 @@ static void memory_fault_exit(struct ccvm_fault_exit *exit, uint64_t gfn, bool i
 /* ---- the invalidation check ------------------------------------------------ */
 
 /*
+ * An invalidation is in progress and its range meets [@start, @end); one
+ * whose range is still empty counts only for a caller under mmu_lock
+ * (@locked), which could otherwise map what the invalidation will zap.
+ */
+static bool invalidation_covers(struct ccvm_mmu *m, uint64_t start, uint64_t end, bool locked)
+{
+	uint64_t s, e;
+
+	if (atomic_load_explicit(&m->invalidate_in_progress, memory_order_acquire) <= 0)
+		return false;
+	s = atomic_load_explicit(&m->range_start, memory_order_relaxed);
+	e = atomic_load_explicit(&m->range_end, memory_order_acquire);
+	return s == CCVM_INVALID_GFN ? locked : (start < e && s < end);
+}
+
+/*
  * Did an invalidation touch [start, end) since the fault took @seq?  As
  * mmu_invalidate_retry_gfn(): an invalidation still in progress over the
  * range, or any that ended since, means what the fault looked up may be
@@ -103,14 +119,8 @@ static bool invalidated_since(struct ccvm_vm *vm, uint64_t seq, uint64_t start,
 	(void)locked;
 	return false;
 #endif
-	if (ccvm_unlikely(atomic_load_explicit(&m->invalidate_in_progress,
-					       memory_order_acquire) > 0)) {
-		uint64_t s = atomic_load_explicit(&m->range_start, memory_order_relaxed);
-		uint64_t e = atomic_load_explicit(&m->range_end, memory_order_acquire);
-
-		if (s == CCVM_INVALID_GFN ? locked : (start < e && s < end))
-			return true;
-	}
+	if (ccvm_unlikely(invalidation_covers(m, start, end, locked)))
+		return true;
 	return atomic_load_explicit(&m->invalidate_seq, memory_order_acquire) != seq;
 }
 
@@ -356,6 +366,35 @@ struct fault_attempt {
 };
 
 /*
+ * Let what sent the fault of @a back finish before it runs again.
+ * Free-running: sched_yield(), the vCPU re-entering the guest to fault
+ * again.  Serial: while an invalidation covering the page is in progress
+ * every attempt fails the same check, so the fault waits until the
+ * invalidation record changes (one ends, or another begins) instead of
+ * yielding round after round: each such round would be a free switch whose
+ * every order the explorer must try although it changes nothing
+ * (docs/scheduler.md 8.2).  Other causes (a busy TDX installer, a frozen
+ * entry, an invalid slot or root) still yield.
+ */
+static void retry_backoff(const struct fault_attempt *a)
+{
+	struct ccvm_sched *s = ccvm_sched_of(a->vm->p);
+	struct ccvm_mmu *m = &a->vm->mmu;
+	uint64_t gfn = ccvm_gpa_to_gfn(a->vm, a->gpa);
+
+	if (ccvm_sync_serial(s)) {
+		long busy = atomic_load_explicit(&m->invalidate_in_progress, memory_order_acquire);
+
+		if (busy > 0 && invalidation_covers(m, gfn, gfn + 1, true)) {
+			ccvm_spin_wait_on(s, &m->invalidate_in_progress, busy, m,
+					  "fault retry: invalidation");
+			return;
+		}
+	}
+	ccvm_sched_yield(s, "fault retry");
+}
+
+/*
  * Run the fault of @a until it stops asking for a retry.  *@tries counts
  * the runs the caller's access has had so far, over calls: a guest access
  * that faults, re-executes and faults again spends the same budget.
@@ -383,8 +422,7 @@ static int fault_retry(struct fault_attempt *a, unsigned int *tries)
 			ret = launch_map_run(a->vm, ccvm_gpa_to_gfn(a->vm, a->gpa));
 		if (ret != CCVM_PF_RETRY)
 			return ret;
-		/* Let the invalidation or the busy installer finish. */
-		ccvm_sched_yield(ccvm_sched_of(a->vm->p), "fault retry");
+		retry_backoff(a);
 	}
 }
 

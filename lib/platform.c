@@ -91,13 +91,10 @@ int ccvm_opts_copy_at(const char *func, void *dst, size_t dst_sz, const void *sr
  */
 enum map_kind { MAP_RAM, MAP_RAM_THP, MAP_TABLE, MAP_CHUNK };
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
 struct map_entry {
 	void *addr;
 	size_t bytes, dirty;		/* dirty: a prefix that may be written */
+	size_t resident;		/* what it counts in MAP_CACHE_RESIDENT */
 	enum map_kind kind;
 };
 
@@ -109,9 +106,27 @@ static size_t map_cache_resident;
 /* Not a constant expression, so "n < 0" under ASan is no type-limits warning. */
 static const unsigned int map_cache_cap = MAP_CACHE;
 
-static void *map_get(size_t bytes, enum map_kind kind)
+/*
+ * Write-fault every page of [@m, @m + @bytes) in now (MADV_POPULATE_WRITE,
+ * or one write per page where the host kernel lacks it).  The pages read as
+ * zero either way.
+ */
+static void map_populate(void *m, size_t bytes)
 {
-	struct map_entry e = { NULL, 0, 0, MAP_RAM };
+	volatile uint8_t *b = m;
+	size_t off;
+
+#ifdef MADV_POPULATE_WRITE
+	if (!madvise(m, bytes, MADV_POPULATE_WRITE))
+		return;
+#endif
+	for (off = 0; off < bytes; off += CCVM_PAGE_SIZE)
+		b[off] = 0;
+}
+
+static void *map_get(size_t bytes, enum map_kind kind, bool populate)
+{
+	struct map_entry e = { NULL, 0, 0, 0, MAP_RAM };
 	unsigned int i;
 	void *m;
 
@@ -121,40 +136,49 @@ static void *map_get(size_t bytes, enum map_kind kind)
 			continue;
 		e = map_cache[i];
 		map_cache[i] = map_cache[--map_cache_n];
-		map_cache_resident -= e.dirty;
+		map_cache_resident -= e.resident;
 		break;
 	}
 	pthread_mutex_unlock(&map_cache_lock);
+	if (e.addr && kind == MAP_CHUNK)
+		return e.addr;		/* populated, and not zeroed: see MAP_CHUNK */
 	if (e.addr) {
-		if (kind != MAP_CHUNK)
-			memset(e.addr, 0, e.dirty);
-		return e.addr;
+		memset(e.addr, 0, e.dirty);
+		m = e.addr;
+	} else {
+		m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m == MAP_FAILED)
+			return NULL;
+		/* Best effort: a host without THP keeps 4K pages. */
+		if (kind == MAP_RAM_THP || kind == MAP_TABLE)
+			madvise(m, bytes, MADV_HUGEPAGE);
 	}
-	m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (m == MAP_FAILED)
-		return NULL;
-	/* Best effort: a host without THP keeps 4K pages. */
-	if (kind == MAP_CHUNK)
-		(void)madvise(m, bytes, MADV_POPULATE_WRITE);
-	else if (kind != MAP_RAM)
-		madvise(m, bytes, MADV_HUGEPAGE);
+	if (populate)
+		map_populate(m, bytes);
 	return m;
 }
 
-/* Give back @addr; nothing past its first @dirty bytes was written. */
-static void map_put(void *addr, size_t bytes, size_t dirty, enum map_kind kind)
+/*
+ * Give back @addr; nothing past its first @dirty bytes was written, and
+ * @populated says whether all of it is resident all the same.
+ */
+static void map_put(void *addr, size_t bytes, size_t dirty, enum map_kind kind,
+		    bool populated)
 {
+	size_t resident;
 	bool kept = false;
 
 	if (!addr)
 		return;
 	if (dirty > bytes)
 		dirty = bytes;
+	resident = populated ? bytes : dirty;
 	pthread_mutex_lock(&map_cache_lock);
-	if (map_cache_n < map_cache_cap && map_cache_resident + dirty <= MAP_CACHE_RESIDENT) {
-		map_cache[map_cache_n++] = (struct map_entry){ addr, bytes, dirty, kind };
-		map_cache_resident += dirty;
+	if (map_cache_n < map_cache_cap && map_cache_resident + resident <= MAP_CACHE_RESIDENT) {
+		map_cache[map_cache_n++] = (struct map_entry){ addr, bytes, dirty, resident,
+								kind };
+		map_cache_resident += resident;
 		kept = true;
 	}
 	pthread_mutex_unlock(&map_cache_lock);
@@ -164,30 +188,30 @@ static void map_put(void *addr, size_t bytes, size_t dirty, enum map_kind kind)
 
 void *ccvm_table_map(size_t bytes)
 {
-	return map_get(bytes, MAP_TABLE);
+	return map_get(bytes, MAP_TABLE, false);
 }
 
 void ccvm_table_unmap(void *table, size_t bytes)
 {
 	/* Any byte of a table may have been written. */
-	map_put(table, bytes, bytes, MAP_TABLE);
+	map_put(table, bytes, bytes, MAP_TABLE, false);
 }
 
 void *ccvm_chunk_map(size_t bytes)
 {
-	return map_get(bytes, MAP_CHUNK);
+	return map_get(bytes, MAP_CHUNK, true);
 }
 
 void ccvm_chunk_unmap(void *chunk, size_t bytes)
 {
-	map_put(chunk, bytes, bytes, MAP_CHUNK);
+	map_put(chunk, bytes, bytes, MAP_CHUNK, true);
 }
 
 static void platform_unmap(struct ccvm_platform *p)
 {
 	/* Nothing past the bump pointer was ever handed out, so never written. */
 	map_put(p->mem, p->nr_pages * CCVM_PAGE_SIZE, p->bump * CCVM_PAGE_SIZE,
-		(enum map_kind)p->mem_kind);
+		(enum map_kind)p->mem_kind, p->flags & CCVM_PLATFORM_RAM_POPULATE);
 	ccvm_table_unmap((void *)p->pfn_state, p->nr_pages);
 	ccvm_table_unmap(p->free_next, p->nr_pages * sizeof(uint32_t));
 }
@@ -268,7 +292,8 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 				 opts.sched);
 	if (opts.attr_scheme > CCVM_ATTR_SCHEME_GMEM)
 		return ccvm_fail(-EINVAL, "opts.attr_scheme %u: unknown", opts.attr_scheme);
-	if (opts.flags & ~(CCVM_PLATFORM_RAM_THP | CCVM_PLATFORM_TDX_DYNAMIC_PAMT))
+	if (opts.flags & ~(CCVM_PLATFORM_RAM_THP | CCVM_PLATFORM_TDX_DYNAMIC_PAMT |
+			   CCVM_PLATFORM_RAM_POPULATE))
 		return ccvm_fail(-EINVAL, "opts.flags %#llx: unknown bits (CCVM_PLATFORM_*)",
 				 (unsigned long long)opts.flags);
 	if (opts.costs) {
@@ -300,7 +325,8 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 
 	p->nr_pages = opts.mem_bytes >> CCVM_PAGE_SHIFT;
 	p->mem_kind = opts.flags & CCVM_PLATFORM_RAM_THP ? MAP_RAM_THP : MAP_RAM;
-	p->mem = map_get(opts.mem_bytes, (enum map_kind)p->mem_kind);
+	p->mem = map_get(opts.mem_bytes, (enum map_kind)p->mem_kind,
+			 opts.flags & CCVM_PLATFORM_RAM_POPULATE);
 	p->pfn_state = ccvm_table_map(p->nr_pages);
 	p->free_next = ccvm_table_map(p->nr_pages * sizeof(uint32_t));
 	if (!p->mem || !p->pfn_state || !p->free_next)

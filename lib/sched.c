@@ -193,6 +193,30 @@ static bool wr_ok(const struct ccvm_rwlock *l)
 	return l->u.model.writer < 0 && l->u.model.readers == 0;
 }
 
+static bool runnable(const struct ccvm_sched *s, const struct ccvm_thread *t);
+
+/*
+ * The threads of @mask that can run and are not yielding.  A yield is fair
+ * (as CHESS's, Musuvathi and Qadeer, PLDI 2008): the yielder records these
+ * threads at its yield (t->wold; each is cleared when it is picked) and can
+ * run again once none of those left can run.  Waiting only until *some* other thread had run let
+ * two back-off loops take turns forever while the thread they waited for
+ * never ran, at no preemption cost: the DFS found such unfair schedules and
+ * reported them as failures.
+ */
+static uint64_t runnable_nonyielding(const struct ccvm_sched *s, uint64_t mask)
+{
+	uint64_t m, en = 0;
+
+	for (m = mask & s->live; m; m &= m - 1) {
+		const struct ccvm_thread *u = &s->threads[lowest(m)];
+
+		if (u->wait != CCVM_W_YIELD && runnable(s, u))
+			en |= BIT(u->id);
+	}
+	return en;
+}
+
 static bool runnable(const struct ccvm_sched *s, const struct ccvm_thread *t)
 {
 	switch (t->wait) {
@@ -211,7 +235,7 @@ static bool runnable(const struct ccvm_sched *s, const struct ccvm_thread *t)
 	case CCVM_W_CHANGE:
 		return load_word(t->wobj, t->wsize) != t->wold;
 	case CCVM_W_YIELD:
-		return s->nswitch != t->wold;
+		return !runnable_nonyielding(s, t->wold);
 	}
 	return true;
 }
@@ -920,7 +944,10 @@ static struct ccvm_thread *pick(struct ccvm_sched *s, struct ccvm_thread *r)
 	}
 	t = &s->threads[id];
 	if (!r || r != t)
-		s->nswitch++;
+		s->nswitch++;	/* reported in the explorer's statistics */
+	for (m = s->live & ~BIT(id); m; m &= m - 1)
+		if (s->threads[lowest(m)].wait == CCVM_W_YIELD)
+			s->threads[lowest(m)].wold &= ~BIT(id);
 	if (s->sleep_sets && !s->dfs_off) {
 		for (m = s->sleep; m; m &= m - 1)
 			if (dependent(&s->threads[lowest(m)], t))
@@ -1460,7 +1487,7 @@ void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_
 		sched_yield();
 		return;
 	}
-	t->wold = s->nswitch;
+	t->wold = runnable_nonyielding(s, ~BIT(t->id));	/* who runs before it again */
 	/*
 	 * PCT: a yield is a back-off in a loop that waits for another thread;
 	 * run below every other thread from now on, or a yielder of high
@@ -1472,8 +1499,10 @@ void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_
 	step(s, t, CCVM_SCHED_OP_YIELD, CCVM_W_YIELD, NULL, NULL, where, site);
 }
 
-void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
-			 uint64_t old, const char *where, const struct ccvm_sync_site *site)
+/* A spin-wait step on @addr, touching @obj (read when @obj_read) and the machine (read). */
+static void spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size, uint64_t old,
+		      const void *obj, bool obj_read, const char *where,
+		      const struct ccvm_sync_site *site)
 {
 	struct ccvm_thread *t = controlled(s);
 
@@ -1484,9 +1513,22 @@ void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t
 	t->wsize = (uint8_t)size;
 	/* Compare as the caller does: the low @size bytes of @old. */
 	t->wold = size == 8 ? old : old & ((1ull << (size * 8)) - 1);
+	step_x(s, t, CCVM_SCHED_OP_SPIN, CCVM_W_CHANGE, (const void *)addr, obj, CCVM_SCHED_HW(s),
+	       (uint8_t)(CCVM_SCHED_RD_B | (obj_read ? CCVM_SCHED_RD_A : 0u)), where, site);
+}
+
+void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
+			 uint64_t old, const char *where, const struct ccvm_sync_site *site)
+{
 	/* It reads its word, and words the machine's users write (in_guest, entry_blocked). */
-	step_x(s, t, CCVM_SCHED_OP_SPIN, CCVM_W_CHANGE, (const void *)addr, (const void *)addr,
-	       CCVM_SCHED_HW(s), CCVM_SCHED_RD_B, where, site);
+	spin_wait(s, addr, size, old, (const void *)addr, false, where, site);
+}
+
+void ccvm_sync_spin_wait_on(struct ccvm_sched *s, const volatile void *addr, size_t size,
+			    uint64_t old, const void *obj, const char *where,
+			    const struct ccvm_sync_site *site)
+{
+	spin_wait(s, addr, size, old, obj ? obj : (const void *)addr, obj != NULL, where, site);
 }
 
 /* ---- threads ---------------------------------------------------------------------------- */

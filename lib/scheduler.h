@@ -43,7 +43,7 @@ enum ccvm_sched_wait {
 	CCVM_W_COND,		/* signalled and the mutex is free */
 	CCVM_W_JOIN,		/* the thread ended */
 	CCVM_W_CHANGE,		/* the watched word moved */
-	CCVM_W_YIELD,		/* another thread ran since */
+	CCVM_W_YIELD,		/* who could run at the yield has run since */
 };
 
 enum ccvm_thread_state {
@@ -84,7 +84,7 @@ struct ccvm_thread {
 	const char *oname;
 	const struct ccvm_sync_site *site;
 	struct ccvm_mutex *cmutex;		/* CCVM_W_COND: to take again */
-	uint64_t wold;				/* W_CHANGE: value seen; W_YIELD: switches */
+	uint64_t wold;				/* W_CHANGE: value seen; W_YIELD: threads to run first */
 	uint64_t ticket;			/* CCVM_W_COND: arrival order */
 	uint64_t prio;				/* PCT priority, higher runs */
 	uint32_t nheld;

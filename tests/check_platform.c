@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -614,6 +615,69 @@ START_TEST(test_ram_thp_flag)
 }
 END_TEST
 
+/* Fresh RAM reads zero: the first read of every page, then its own writes. */
+static void zero_guest(struct ccvm_guest *g, void *arg)
+{
+	uint64_t gpa, v;
+
+	(void)arg;
+	for (gpa = 0; gpa < 2 * TU_2M; gpa += TU_PAGE) {
+		CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, gpa, &v, sizeof(v)) == 0);
+		CCVM_GUEST_ASSERT(g, v == 0);
+	}
+	thp_guest(g, arg);
+}
+
+/* How many of the @bytes at @addr (page aligned) the host has resident. */
+static size_t resident_pages(void *addr, size_t bytes)
+{
+	size_t i, n = bytes / TU_PAGE, in = 0;
+	unsigned char *vec = malloc(n);
+
+	ck_assert_ptr_nonnull(vec);
+	ck_assert_int_eq(mincore(addr, bytes, vec), 0);
+	for (i = 0; i < n; i++)
+		in += vec[i] & 1;
+	free(vec);
+	return in;
+}
+
+/*
+ * CCVM_PLATFORM_RAM_POPULATE: all of RAM is resident once the platform
+ * exists, with or without THP, and still reads as fresh memory.
+ */
+START_TEST(test_ram_populate_flag)
+{
+	static const uint64_t kinds[] = { 0, CCVM_PLATFORM_RAM_THP };
+	unsigned int k;
+
+	for (k = 0; k < 2; k++) {
+		struct ccvm_platform_opts o = CCVM_OPTS_INIT(struct ccvm_platform_opts,
+							     .mem_bytes = 64 * TU_MiB,
+							     .flags = CCVM_PLATFORM_RAM_POPULATE |
+								      kinds[k]);
+		struct ccvm_platform *p = NULL;
+		struct ccvm_vcpu *v;
+		struct ccvm_gmem *g;
+		struct ccvm_vm *vm;
+
+		ck_assert_int_eq(ccvm_platform_create(&o, &p), 0);
+		ck_assert_uint_eq(resident_pages(p->mem, 64 * TU_MiB), 64 * TU_MiB / TU_PAGE);
+		vm = tu_vm(p);
+		g = tu_gmem(vm, 2 * TU_2M, 0);
+		tu_gmem_slot(vm, 0, 0, 2 * TU_2M, g, 0);
+		tu_set_attr(vm, 0, 2 * TU_2M, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+		ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
+		ck_assert_int_eq(ccvm_vcpu_set_guest(v, zero_guest, NULL), 0);
+		tu_expect_sync(v, 1);
+		ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+		ck_assert_int_eq(ccvm_gmem_close(g), 0);
+		ck_assert_int_eq(ccvm_vm_close(vm), 0);
+		ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+	}
+}
+END_TEST
+
 START_TEST(test_backend_caps_errors)
 {
 	struct ccvm_backend_caps caps;
@@ -850,6 +914,7 @@ Suite *platform_suite(void)
 	tcase_add_test(tc, test_trace_write_ok);
 	tcase_add_test(tc, test_version);
 	tcase_add_test(tc, test_ram_thp_flag);
+	tcase_add_test(tc, test_ram_populate_flag);
 	tcase_add_test(tc, test_counter_blocks_recycled);
 	suite_add_tcase(s, tc);
 	return s;

@@ -511,4 +511,20 @@ static inline void tu_watch_event(struct ccvm_platform *p, struct tu_event_watch
 	ck_assert_int_eq(ccvm_platform_set_trace(p, tu_watch_cb, w), 0);
 }
 
+/*
+ * TU_SANITIZED: built with ASan or TSan, which slow a schedule down 5 to 20
+ * times; the few tests whose explored trees have thousands of schedules
+ * search a smaller bound there.
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TU_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TU_SANITIZED 1
+#endif
+#endif
+#ifndef TU_SANITIZED
+#define TU_SANITIZED 0
+#endif
+
 #endif /* CCVM_TESTS_TESTUTIL_H */

@@ -511,9 +511,21 @@ struct ccvm_platform_opts {
 #define CCVM_PLATFORM_TDX_DYNAMIC_PAMT	(1ull << 1)
 
 /*
+ * Simulated RAM resident from the start: ccvm_platform_create() has the
+ * host kernel fault in (and zero) every page of it, as a VMM that
+ * preallocates guest memory does, so that no later first touch pays the
+ * host's page fault (with CCVM_PLATFORM_RAM_THP, a 2 MiB page zeroed in
+ * the host kernel).  Creation costs time in proportion to mem_bytes and
+ * all of it stays resident: for measuring the model, not the host, and
+ * for RAM that is going to be used anyway.  Off by default.
+ */
+#define CCVM_PLATFORM_RAM_POPULATE	(1ull << 2)
+
+/*
  * ccvm_platform_create() - Create a simulated host running the backend
  * named in @opts (NULL: defaults, the mock backend), and store it in *@out.
- * Memory is reserved lazily: untouched pages cost nothing.
+ * Memory is reserved lazily: untouched pages cost nothing (unless
+ * CCVM_PLATFORM_RAM_POPULATE asks for all of RAM resident at once).
  * Context: any thread.  With .sched = CCVM_SCHED_SERIAL the calling
  * thread becomes the platform's controlled thread 0.
  * Return: 0; -EINVAL for bad options (an unknown sched mode or flag too); -ENOENT

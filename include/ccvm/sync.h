@@ -296,6 +296,9 @@ CCVM_API void ccvm_sync_point2(struct ccvm_sched *s, const void *a, const void *
 CCVM_API void ccvm_sync_yield(struct ccvm_sched *s, const char *where, const struct ccvm_sync_site *site);
 CCVM_API void ccvm_sync_spin_wait(struct ccvm_sched *s, const volatile void *addr, size_t size,
 				  uint64_t old, const char *where, const struct ccvm_sync_site *site);
+CCVM_API void ccvm_sync_spin_wait_on(struct ccvm_sched *s, const volatile void *addr, size_t size,
+				     uint64_t old, const void *obj, const char *where,
+				     const struct ccvm_sync_site *site);
 
 /* The operations of ccvm_sync_rwlock_plain(). */
 #define CCVM_SYNC_RW_RDLOCK	0
@@ -583,6 +586,27 @@ static inline void ccvm_spin_wait_at(struct ccvm_sched *s, const volatile void *
 {
 	if (ccvm_sync_serial(s))
 		ccvm_sync_spin_wait(s, addr, size, old, where, site);
+	else
+		sched_yield();
+}
+
+/*
+ * ccvm_spin_wait_on() - ccvm_spin_wait() for a word that is part of a larger
+ * object @obj whose writers announce themselves at points naming @obj (e.g.
+ * a record of several words changed after one point).  In serial mode the
+ * wait step *reads* @obj instead of writing the word itself, so waiters on
+ * one object commute with each other and are ordered against its writers.
+ */
+#define ccvm_spin_wait_on(s, ptr, old, obj, where) \
+	ccvm_spin_wait_on_at((s), (ptr), sizeof(*(ptr)), (uint64_t)(old), (obj), (where), \
+			     CCVM_SYNC_SITE)
+
+static inline void ccvm_spin_wait_on_at(struct ccvm_sched *s, const volatile void *addr,
+					size_t size, uint64_t old, const void *obj,
+					const char *where, const struct ccvm_sync_site *site)
+{
+	if (ccvm_sync_serial(s))
+		ccvm_sync_spin_wait_on(s, addr, size, old, obj, where, site);
 	else
 		sched_yield();
 }
