@@ -137,13 +137,22 @@ MUTANTS += mirror-every-gen
 MUTANTS += no-seq-retry
 MUTANTS += snp-pending-after-walk
 MUTANTS += snp-psmash-before-zap
+MUTANTS += tdx-no-kick
 MUTANTS += tdx-no-track
 begin-forgets-range_SRC := lib/mmu.c
 mirror-every-gen_SRC := lib/mmu.c
 no-seq-retry_SRC := lib/fault.c
 snp-pending-after-walk_SRC := backends/snp/snp.c
 snp-psmash-before-zap_SRC := backends/snp/snp.c
+tdx-no-kick_SRC := backends/tdx/tdx.c
 tdx-no-track_SRC := backends/tdx/tdx.c
+
+# Mutants whose failure a test of the suite itself shows (a deterministic
+# twin, tests/check_twins.c), not a built-in scenario: each also links the
+# whole test program, <name>.o ahead of the library, into
+# $(BUILD)/mutants/ccvm-tests-<name>, which tests/check_mutants.c runs.
+MUTANT_TESTS :=
+MUTANT_TESTS += tdx-no-kick
 
 # Benchmark programs, one binary each from bench/<name>.c, built and run by
 # `make bench`: add new names here, sorted.  Extra libraries of a program go
@@ -290,6 +299,7 @@ TEST_BIN := $(BUILD)/tests/ccvm-tests
 EXAMPLE_BINS := $(EXAMPLES:%=$(BUILD)/examples/%)
 TOOL_BINS := $(TOOLS:%=$(BUILD)/tools/%)
 MUTANT_BINS := $(MUTANTS:%=$(BUILD)/mutants/ccvm-explore-%)
+MUTANT_TEST_BINS := $(MUTANT_TESTS:%=$(BUILD)/mutants/ccvm-tests-%)
 BENCH_BINS := $(BENCHES:%=$(BUILD)/bench/%)
 FUZZ_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(FUZZ_SRCS))
 FUZZ_BIN := $(BUILD)/tests/fuzz_ccvm
@@ -437,10 +447,18 @@ $(EXAMPLE_BACKEND_OBJ): examples/backend.c $(BUILD)/.flags
 -include $(EXAMPLE_BACKEND_OBJ:.o=.d)
 
 # The mutant programs and the explorer are run by tests/check_mutants.c.
-$(TEST_BIN): $(TEST_OBJS) $(EXAMPLE_BACKEND_OBJ) $(STUDY_LIB_OBJS) $(LIB) $(MUTANT_BINS) $(TOOL_BINS) | check-deps
+$(TEST_BIN): $(TEST_OBJS) $(EXAMPLE_BACKEND_OBJ) $(STUDY_LIB_OBJS) $(LIB) $(MUTANT_BINS) \
+		$(MUTANT_TEST_BINS) $(TOOL_BINS) | check-deps
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(EXAMPLE_BACKEND_OBJ) $(STUDY_LIB_OBJS) \
 		$(LIB) $(CHECK_LIBS) \
+		-lm $(LDLIBS)
+
+$(MUTANT_TEST_BINS): $(BUILD)/mutants/ccvm-tests-%: $(BUILD)/mutants/%.o $(TEST_OBJS) \
+		$(EXAMPLE_BACKEND_OBJ) $(STUDY_LIB_OBJS) $(LIB) | check-deps
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(EXAMPLE_BACKEND_OBJ) $(STUDY_LIB_OBJS) \
+		$< $(LIB) $(CHECK_LIBS) \
 		-lm $(LDLIBS)
 
 .PHONY: check check-build

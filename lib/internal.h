@@ -901,6 +901,16 @@ void ccvm_guest_exit_error(struct ccvm_guest *g, int error);
 /* ccvm_invariant_fail() and ccvm_invariant_count() are in <ccvm/backend.h>. */
 
 /*
+ * @bytes of populated memory for a VM's page-table chunk, from the
+ * platform's mapping cache when one of that size is kept there: its
+ * contents are then what the last user left (not zeroed).  Unmap gives it
+ * back to the cache (or to the kernel).  Context: any thread; no lock.
+ * Return: map: the chunk or NULL; unmap: nothing.
+ */
+void *ccvm_chunk_map(size_t bytes);
+void ccvm_chunk_unmap(void *chunk, size_t bytes);
+
+/*
  * Check every VM on @p's list and the platform itself; the first broken
  * invariant goes to @msg.  The deterministic scheduler calls it at each
  * quiescent point of a run (no controlled thread holds a lock of the sync

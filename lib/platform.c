@@ -81,11 +81,15 @@ int ccvm_opts_copy_at(const char *func, void *dst, size_t dst_sz, const void *sr
 #endif
 #endif
 #ifndef MAP_CACHE
-#define MAP_CACHE		8
+#define MAP_CACHE		16
 #endif
 #define MAP_CACHE_RESIDENT	(4ull << 20)
 
-enum map_kind { MAP_RAM, MAP_RAM_THP, MAP_TABLE };
+/*
+ * MAP_CHUNK: a VM's page-table chunk (lib/mmu.c), populated when mapped
+ * and handed back as it was left: its user writes every table it takes.
+ */
+enum map_kind { MAP_RAM, MAP_RAM_THP, MAP_TABLE, MAP_CHUNK };
 
 struct map_entry {
 	void *addr;
@@ -136,6 +140,8 @@ static void *map_get(size_t bytes, enum map_kind kind, bool populate)
 		break;
 	}
 	pthread_mutex_unlock(&map_cache_lock);
+	if (e.addr && kind == MAP_CHUNK)
+		return e.addr;		/* populated, and not zeroed: see MAP_CHUNK */
 	if (e.addr) {
 		memset(e.addr, 0, e.dirty);
 		m = e.addr;
@@ -145,7 +151,7 @@ static void *map_get(size_t bytes, enum map_kind kind, bool populate)
 		if (m == MAP_FAILED)
 			return NULL;
 		/* Best effort: a host without THP keeps 4K pages. */
-		if (kind != MAP_RAM)
+		if (kind == MAP_RAM_THP || kind == MAP_TABLE)
 			madvise(m, bytes, MADV_HUGEPAGE);
 	}
 	if (populate)
@@ -189,6 +195,16 @@ void ccvm_table_unmap(void *table, size_t bytes)
 {
 	/* Any byte of a table may have been written. */
 	map_put(table, bytes, bytes, MAP_TABLE, false);
+}
+
+void *ccvm_chunk_map(size_t bytes)
+{
+	return map_get(bytes, MAP_CHUNK, true);
+}
+
+void ccvm_chunk_unmap(void *chunk, size_t bytes)
+{
+	map_put(chunk, bytes, bytes, MAP_CHUNK, true);
 }
 
 static void platform_unmap(struct ccvm_platform *p)

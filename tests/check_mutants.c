@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The explorer's power: six deliberately broken builds (the MUTANTS of the
+ * The explorer's power: deliberately broken builds (the MUTANTS of the
  * Makefile, each one library file compiled with -DCCVM_MUTANT_<NAME> and
  * linked into its own ccvm-explore) and, for each, a built-in scenario and
  * a budget of schedules (at most 10,000).  The test runs the mutant's
@@ -68,8 +68,12 @@ static void sibling(char *out, size_t sz, const char *dir, const char *file)
 	ck_assert_int_lt(snprintf(out, sz, "%s/%s/%s", exe, dir, file), (int)sz);
 }
 
-/* Run @argv; its stdout into *@out (malloc'd); return its exit status. */
-static int run(char *const argv[], char **out)
+/*
+ * Run @argv with @env ("NAME=value" strings, NULL-terminated; NULL: none)
+ * added to the environment; its stdout into *@out (malloc'd); return its
+ * exit status.
+ */
+static int run_env(char *const argv[], char *const env[], char **out)
 {
 	size_t len = 0, cap = 1 << 16;
 	char *buf = malloc(cap);
@@ -91,6 +95,8 @@ static int run(char *const argv[], char **out)
 		close(fds[1]);
 		/* A failed run's platform is leaked on purpose (explore.c). */
 		setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
+		for (; env && *env; env++)
+			putenv(*env);
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -111,6 +117,11 @@ static int run(char *const argv[], char **out)
 	*out = buf;
 	ck_assert_msg(WIFEXITED(status), "%s died: %s", argv[0], buf);
 	return WEXITSTATUS(status);
+}
+
+static int run(char *const argv[], char **out)
+{
+	return run_env(argv, NULL, out);
 }
 
 /* The value after "@key" on its line of @text, malloc'd; NULL if absent. */
@@ -174,6 +185,95 @@ START_TEST(test_mutant)
 }
 END_TEST
 
+/*
+ * A mutant shown by a deterministic twin rather than a built-in scenario:
+ * tdx-no-kick, the TDX removal path's retry after a busy leaf made without
+ * kicking the vCPUs out of the TD (removal_seamcall()).  Its test program
+ * (<build>/mutants/ccvm-tests-tdx-no-kick, the whole suite linked with the
+ * mutant) runs the busy_removal twin of one leaf by DFS at preemption
+ * bound 1 (the bound the sanitizer builds run), which must fail with the
+ * leaf's mark; the token in the failure replays it (TW_REPLAY) with the
+ * same mark and token; the correct test program (this one) passes the same
+ * search.
+ */
+static const struct {
+	const char *leaf;		/* TW_LEAF=<i>: BLOCK, TRACK, REMOVE */
+	const char *expect;
+} twin_mutants[] = {
+	/* The retry finds the vCPU in guest mode: nothing took it out. */
+	{ "TW_LEAF=0", "the busy leaf's retry with the vCPU in guest mode" },
+	{ "TW_LEAF=1", "the busy leaf's retry with the vCPU in guest mode" },
+	/*
+	 * REMOVE: the removal never gets there.  TRACK, answered busy by the
+	 * module itself while the vCPU is in the TD, is retried without the
+	 * kick, is busy again, and the VM is bugged.
+	 */
+	{ "TW_LEAF=2", "0 busy answers, 0 retries" },
+};
+
+/* The token in "(token S1:...)" of @text, malloc'd; NULL if absent. */
+static char *twin_token(const char *text)
+{
+	const char *p = strstr(text, "(token S1:"), *e;
+
+	if (!p)
+		return NULL;
+	p += strlen("(token ");
+	e = strchr(p, ')');
+	return e ? strndup(p, (size_t)(e - p)) : NULL;
+}
+
+START_TEST(test_twin_mutant)
+{
+	char mut[PATH_MAX], self[PATH_MAX], replay_env[512], *out, *out2, *token;
+	char *argv[] = { mut, NULL };
+	char *env[] = { "CK_RUN_SUITE=twins", "CK_RUN_CASE=busy_removal", "TW_BOUND=1",
+			(char *)twin_mutants[_i].leaf, NULL, NULL };
+	const char *expect = twin_mutants[_i].expect;
+	struct ccvm_backend_caps caps = { .sz = sizeof(caps) };
+	ssize_t n;
+
+	if (ccvm_backend_caps("tdx", &caps))
+		return;		/* the backend is not built */
+	sibling(mut, sizeof(mut), "mutants", "ccvm-tests-tdx-no-kick");
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	ck_assert_int_gt(n, 0);
+	self[n] = '\0';
+
+	/* The mutant: the twin's DFS at bound 1 fails, with a token. */
+	ck_assert_msg(run_env(argv, env, &out) != 0, "tdx-no-kick %s: the twin passed:\n%s",
+		      twin_mutants[_i].leaf, out);
+	ck_assert_msg(strstr(out, expect), "tdx-no-kick %s: expected \"%s\" in:\n%s",
+		      twin_mutants[_i].leaf, expect, out);
+	token = twin_token(out);
+	ck_assert_msg(token, "tdx-no-kick %s: no token in:\n%s", twin_mutants[_i].leaf, out);
+	fprintf(stderr, "mutant tdx-no-kick: busy_removal %s, DFS bound 1: token %s\n",
+		twin_mutants[_i].leaf, token);
+
+	/* The token replays it: the same failure, the same token. */
+	ck_assert_int_lt(snprintf(replay_env, sizeof(replay_env), "TW_REPLAY=%s", token),
+			 (int)sizeof(replay_env));
+	env[4] = replay_env;
+	ck_assert_msg(run_env(argv, env, &out2) != 0, "tdx-no-kick %s: replay passed:\n%s",
+		      twin_mutants[_i].leaf, out2);
+	ck_assert_msg(strstr(out2, expect),
+		      "tdx-no-kick %s: replay: expected \"%s\" in:\n%s",
+		      twin_mutants[_i].leaf, expect, out2);
+	ck_assert_msg(strstr(out2, token), "tdx-no-kick %s: the replay's token differs:\n%s",
+		      twin_mutants[_i].leaf, out2);
+	free(out2);
+
+	/* The correct build, the same search: it passes. */
+	env[4] = NULL;
+	argv[0] = self;
+	ck_assert_msg(run_env(argv, env, &out2) == 0, "tdx-no-kick %s: the correct build "
+		      "failed:\n%s", twin_mutants[_i].leaf, out2);
+	free(out2);
+	free(token);
+	free(out);
+}
+END_TEST
+
 Suite *mutants_suite(void)
 {
 	Suite *s = suite_create("mutants");
@@ -181,6 +281,7 @@ Suite *mutants_suite(void)
 
 	tcase_set_timeout(tc, 300);
 	tcase_add_loop_test(tc, test_mutant, 0, (int)TU_ARRAY_SIZE(mutants));
+	tcase_add_loop_test(tc, test_twin_mutant, 0, (int)TU_ARRAY_SIZE(twin_mutants));
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1268,7 +1268,9 @@ static uint64_t removal_seamcall(struct ccvm_vm *vm, struct kvm_tdx *kt,
 		return st;
 	ccvm_vm_block_entry(vm);
 	atomic_store_explicit(&kt->wait_for_sept_zap, true, memory_order_release);
+#ifndef CCVM_MUTANT_TDX_NO_KICK
 	kick_all_vcpus(vm, kt);
+#endif	/* else broken on purpose (tests only): the retry meets a vCPU in the TD */
 	st = removal_call(kt, leaf, gpa, tl, pfn);
 	atomic_store_explicit(&kt->wait_for_sept_zap, false, memory_order_release);
 	ccvm_vm_unblock_entry(vm);
