@@ -555,9 +555,11 @@ static inline void ccvm_sched_point2_at(struct ccvm_sched *s, const void *a, con
 
 /*
  * ccvm_sched_yield() - Let others run (a retry loop's back-off).  Free-running:
- * sched_yield().  Serial: the caller is not runnable again until another
- * thread has run, unless no other thread can run at all; a loop that never
- * ends this way hits the step bound and is reported as a livelock.
+ * sched_yield().  Serial: the caller is not runnable again until every
+ * thread that could run at the yield (and was not yielding) has run or can
+ * no longer run, a fair yield; if no other thread can run at all it goes
+ * on.  A loop that never ends this way hits the step bound and is reported
+ * as a livelock.
  */
 #define ccvm_sched_yield(s, where)	ccvm_sched_yield_at((s), (where), CCVM_SYNC_SITE)
 
