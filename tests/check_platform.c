@@ -582,6 +582,27 @@ START_TEST(test_counter_blocks_recycled)
 }
 END_TEST
 
+/*
+ * On @p: one VM with 4 MiB of private gmem at gpa 0, one vCPU running @guest
+ * until its sync exit 1; then everything closed and @p destroyed.
+ */
+static void run_private_guest(struct ccvm_platform *p, ccvm_guest_fn guest)
+{
+	struct ccvm_vm *vm = tu_vm(p);
+	struct ccvm_gmem *g = tu_gmem(vm, 2 * TU_2M, 0);
+	struct ccvm_vcpu *v;
+
+	tu_gmem_slot(vm, 0, 0, 2 * TU_2M, g, 0);
+	tu_set_attr(vm, 0, 2 * TU_2M, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
+	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
+	ck_assert_int_eq(ccvm_vcpu_set_guest(v, guest, NULL), 0);
+	tu_expect_sync(v, 1);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+	ck_assert_int_eq(ccvm_gmem_close(g), 0);
+	ck_assert_int_eq(ccvm_vm_close(vm), 0);
+	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+}
+
 /* CCVM_PLATFORM_RAM_THP changes where RAM comes from, not what it holds. */
 START_TEST(test_ram_thp_flag)
 {
@@ -589,22 +610,9 @@ START_TEST(test_ram_thp_flag)
 						     .mem_bytes = 64 * TU_MiB,
 						     .flags = CCVM_PLATFORM_RAM_THP);
 	struct ccvm_platform *p = NULL;
-	struct ccvm_vcpu *v;
-	struct ccvm_gmem *g;
-	struct ccvm_vm *vm;
 
 	ck_assert_int_eq(ccvm_platform_create(&o, &p), 0);
-	vm = tu_vm(p);
-	g = tu_gmem(vm, 2 * TU_2M, 0);
-	tu_gmem_slot(vm, 0, 0, 2 * TU_2M, g, 0);
-	tu_set_attr(vm, 0, 2 * TU_2M, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
-	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
-	ck_assert_int_eq(ccvm_vcpu_set_guest(v, thp_guest, NULL), 0);
-	tu_expect_sync(v, 1);
-	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
-	ck_assert_int_eq(ccvm_gmem_close(g), 0);
-	ck_assert_int_eq(ccvm_vm_close(vm), 0);
-	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+	run_private_guest(p, thp_guest);
 
 	/* Unknown bits: refused, nothing created, the rule named. */
 	o.flags = CCVM_PLATFORM_RAM_THP << 1;
@@ -657,23 +665,10 @@ START_TEST(test_ram_populate_flag)
 							     .flags = CCVM_PLATFORM_RAM_POPULATE |
 								      kinds[k]);
 		struct ccvm_platform *p = NULL;
-		struct ccvm_vcpu *v;
-		struct ccvm_gmem *g;
-		struct ccvm_vm *vm;
 
 		ck_assert_int_eq(ccvm_platform_create(&o, &p), 0);
 		ck_assert_uint_eq(resident_pages(p->mem, 64 * TU_MiB), 64 * TU_MiB / TU_PAGE);
-		vm = tu_vm(p);
-		g = tu_gmem(vm, 2 * TU_2M, 0);
-		tu_gmem_slot(vm, 0, 0, 2 * TU_2M, g, 0);
-		tu_set_attr(vm, 0, 2 * TU_2M, CCVM_MEMORY_ATTRIBUTE_PRIVATE);
-		ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
-		ck_assert_int_eq(ccvm_vcpu_set_guest(v, zero_guest, NULL), 0);
-		tu_expect_sync(v, 1);
-		ck_assert_int_eq(ccvm_vcpu_close(v), 0);
-		ck_assert_int_eq(ccvm_gmem_close(g), 0);
-		ck_assert_int_eq(ccvm_vm_close(vm), 0);
-		ck_assert_int_eq(ccvm_platform_destroy(p), 0);
+		run_private_guest(p, zero_guest);
 	}
 }
 END_TEST
