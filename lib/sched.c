@@ -1146,7 +1146,7 @@ int ccvm_rwlock_init(struct ccvm_rwlock *l, struct ccvm_sched *s, const char *na
 	err = pthread_rwlockattr_init(&a);
 	if (err)
 		return -err;
-#ifdef PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP
+#ifdef PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP	/* glibc: the kind is an enum */
 	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 #endif
 	err = pthread_rwlock_init(&l->u.lock, &a);
