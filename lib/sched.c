@@ -1111,6 +1111,7 @@ int ccvm_mutex_init(struct ccvm_mutex *m, struct ccvm_sched *s, const char *name
 	m->sched = s;
 	m->name = name;
 	m->waiters = 0;
+	m->held = 0;
 	if (s) {
 		m->u.model.owner = -1;
 		m->u.model.outer = 0;

@@ -105,6 +105,7 @@ struct ccvm_mutex {
 	struct ccvm_sched *sched;		/* NULL: free-running */
 	const char *name;
 	unsigned int waiters;			/* free-running: threads blocked in lock */
+	unsigned int held;			/* free-running: locked (a hint to lockers) */
 	union {
 		pthread_mutex_t lock;
 		struct {
@@ -144,7 +145,7 @@ struct ccvm_cond {
 
 /* A process-wide mutex, always free-running: static struct ccvm_mutex m = ...; */
 #define CCVM_MUTEX_INITIALIZER(lock_name) \
-	{ 0, lock_name, 0, { PTHREAD_MUTEX_INITIALIZER } }
+	{ 0, lock_name, 0, 0, { PTHREAD_MUTEX_INITIALIZER } }
 
 /*
  * ccvm_platform_sched() - The scheduler of @p, to pass to the init calls.
@@ -327,31 +328,46 @@ CCVM_API void ccvm_sync_spin_wait_on(struct ccvm_sched *s, const volatile void *
 #define ccvm_mutex_trylock(m)	ccvm_mutex_trylock_at((m), CCVM_SYNC_SITE)
 
 /*
- * Free-running, a lock that is not free at once is taken out of line, where
- * the waiter is counted for ccvm_mutex_needbreak(); the uncontended path is
- * one try.
+ * Free-running, a locker that finds the mutex held goes out of line, where
+ * it is counted for ccvm_mutex_needbreak() and spins a little before it
+ * blocks; otherwise it calls pthread_mutex_lock() (not trylock, whose glibc
+ * path costs more).  The held flag is a hint: a locker that loses a race in
+ * the few instructions between its test and the lock blocks uncounted, so
+ * needbreak() may miss it once, as a holder polling a plain spinlock may.
  */
 static inline void ccvm_mutex_lock_at(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
 {
-	if (ccvm_sync_serial(m->sched))
+	if (ccvm_sync_serial(m->sched)) {
 		ccvm_sync_mutex_lock(m, site);
-	else if (__builtin_expect(pthread_mutex_trylock(&m->u.lock) != 0, 0))
+		return;
+	}
+	if (__builtin_expect(__atomic_load_n(&m->held, __ATOMIC_RELAXED) != 0, 0))
 		ccvm_sync_mutex_wait(m);
+	else
+		pthread_mutex_lock(&m->u.lock);
+	__atomic_store_n(&m->held, 1, __ATOMIC_RELAXED);
 }
 
 static inline int ccvm_mutex_trylock_at(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
 {
+	int err;
+
 	if (ccvm_sync_serial(m->sched))
 		return ccvm_sync_mutex_trylock(m, site);
-	return -pthread_mutex_trylock(&m->u.lock);
+	err = pthread_mutex_trylock(&m->u.lock);
+	if (!err)
+		__atomic_store_n(&m->held, 1, __ATOMIC_RELAXED);
+	return -err;
 }
 
 static inline void ccvm_mutex_unlock_at(struct ccvm_mutex *m, const struct ccvm_sync_site *site)
 {
-	if (ccvm_sync_serial(m->sched))
+	if (ccvm_sync_serial(m->sched)) {
 		ccvm_sync_mutex_unlock(m, site);
-	else
-		pthread_mutex_unlock(&m->u.lock);
+		return;
+	}
+	__atomic_store_n(&m->held, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&m->u.lock);
 }
 
 /* ---- rwlock ------------------------------------------------------------------ */
@@ -480,10 +496,13 @@ static inline void ccvm_mutex_cond_resched_at(struct ccvm_mutex *m,
 static inline void ccvm_cond_wait_at(struct ccvm_cond *c, struct ccvm_mutex *m,
 				     const struct ccvm_sync_site *site)
 {
-	if (ccvm_sync_serial(c->sched))
+	if (ccvm_sync_serial(c->sched)) {
 		ccvm_sync_cond_wait(c, m, site);
-	else
-		pthread_cond_wait(&c->cond, &m->u.lock);
+		return;
+	}
+	__atomic_store_n(&m->held, 0, __ATOMIC_RELAXED);
+	pthread_cond_wait(&c->cond, &m->u.lock);
+	__atomic_store_n(&m->held, 1, __ATOMIC_RELAXED);
 }
 
 static inline void ccvm_cond_signal_at(struct ccvm_cond *c, const struct ccvm_sync_site *site)
