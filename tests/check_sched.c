@@ -11,6 +11,8 @@
  * explorer runs a scenario many times in one process.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1335,6 +1337,90 @@ static void direct_round(uint32_t mode, struct direct *d)
 	ck_assert_int_eq(ccvm_platform_destroy(p), 0);
 }
 
+/*
+ * Free-running locks (no scheduler): a writer waiting behind a reader is
+ * counted for needbreak() and holds off new readers (the layer's rwlocks
+ * prefer writers, as the serial model does); a locker that finds a mutex
+ * held is counted too.  Each wait is bounded and polls the state it waits
+ * for; nothing is timed.
+ */
+struct free_locks {
+	struct ccvm_rwlock l;
+	struct ccvm_mutex m;
+	int wrote, locked;
+};
+
+static void *free_writer(void *arg)
+{
+	struct free_locks *f = arg;
+
+	ccvm_rwlock_wrlock(&f->l);
+	__atomic_store_n(&f->wrote, 1, __ATOMIC_RELEASE);
+	ccvm_rwlock_unlock(&f->l);
+	return NULL;
+}
+
+static void *free_locker(void *arg)
+{
+	struct free_locks *f = arg;
+
+	ccvm_mutex_lock(&f->m);
+	__atomic_store_n(&f->locked, 1, __ATOMIC_RELEASE);
+	ccvm_mutex_unlock(&f->m);
+	return NULL;
+}
+
+/* Poll @cond (re-evaluated each round) for at most about 60 s of yields. */
+#define POLL_UNTIL(cond)						\
+	do {								\
+		long n_;						\
+		for (n_ = 0; n_ < 60L * 1000 * 1000 && !(cond); n_++)	\
+			sched_yield();					\
+	} while (0)
+
+START_TEST(test_free_running_locks)
+{
+	struct free_locks f = { .wrote = 0, .locked = 0 };
+	pthread_t t;
+	int busy = 0;
+
+	ck_assert_int_eq(ccvm_rwlock_init(&f.l, NULL, "l"), 0);
+	ck_assert_int_eq(ccvm_mutex_init(&f.m, NULL, "m"), 0);
+
+	ccvm_rwlock_rdlock(&f.l);
+	ck_assert(!ccvm_rwlock_needbreak(&f.l));
+	ck_assert_int_eq(pthread_create(&t, NULL, free_writer, &f), 0);
+	POLL_UNTIL(ccvm_rwlock_needbreak(&f.l));
+	ck_assert(ccvm_rwlock_needbreak(&f.l));
+	/* Once the writer sleeps in the lock, a new reader is refused. */
+	POLL_UNTIL((busy = ccvm_rwlock_tryrdlock(&f.l)) == -EBUSY ||
+		   (ccvm_rwlock_unlock(&f.l), 0));
+	ck_assert_int_eq(busy, -EBUSY);
+	ck_assert_int_eq(__atomic_load_n(&f.wrote, __ATOMIC_ACQUIRE), 0);
+	ccvm_rwlock_unlock(&f.l);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(f.wrote, 1);
+	ck_assert(!ccvm_rwlock_needbreak(&f.l));
+
+	ccvm_mutex_lock(&f.m);
+	ck_assert(!ccvm_mutex_needbreak(&f.m));
+	ck_assert_int_eq(pthread_create(&t, NULL, free_locker, &f), 0);
+	POLL_UNTIL(ccvm_mutex_needbreak(&f.m));
+	ck_assert(ccvm_mutex_needbreak(&f.m));
+	ck_assert_int_eq(__atomic_load_n(&f.locked, __ATOMIC_ACQUIRE), 0);
+	ccvm_mutex_unlock(&f.m);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(f.locked, 1);
+	ck_assert(!ccvm_mutex_needbreak(&f.m));
+	ck_assert_int_eq(ccvm_mutex_trylock(&f.m), 0);
+	ck_assert_int_eq(ccvm_mutex_trylock(&f.m), -EBUSY);
+	ccvm_mutex_unlock(&f.m);
+
+	ccvm_mutex_destroy(&f.m);
+	ccvm_rwlock_destroy(&f.l);
+}
+END_TEST
+
 START_TEST(test_direct_and_free)
 {
 	struct direct d;
@@ -1520,6 +1606,7 @@ Suite *sched_suite(void)
 	tcase_add_test(tc, test_misuse);
 	tcase_add_test(tc, test_crash_token);
 	tcase_add_test(tc, test_direct_and_free);
+	tcase_add_test(tc, test_free_running_locks);
 	tcase_add_test(tc, test_direct_deadlock);
 	tcase_add_test(tc, test_bad_input);
 	suite_add_tcase(s, tc);
