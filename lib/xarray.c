@@ -1145,20 +1145,78 @@ static uintptr_t leaf_node(const struct ccvm_xa *xa, uint64_t index)
  * is not absent (the root cannot become shrinkable).  The page cache's
  * common store, without the plan.  Return: whether it was done.
  */
-static bool store_plain_in_place(struct ccvm_xa *xa, uint64_t index, uintptr_t entry)
+static bool store_plain_in_place(struct ccvm_xa *xa, uintptr_t leaf, unsigned int off,
+				 uintptr_t entry)
 {
-	uintptr_t leaf = leaf_node(xa, index);
-	unsigned int off = (unsigned int)(index & XA_MASK);
-	uintptr_t *slots;
+	uintptr_t *slots = entry_to_plain(leaf)->slots;
 
-	if (!entry || !leaf || entry_class(leaf) != XA_PLAIN)
-		return false;
-	slots = entry_to_plain(leaf)->slots;
 	if ((off && slots[off - 1] == entry) || (off < XA_MASK && slots[off + 1] == entry))
 		return false;
 	slots[off] = entry;
 	spare_trim(xa, CCVM_XA_CACHE_PER_CLASS);
 	return true;
+}
+
+/*
+ * One index into a run leaf, when the planned store would change that node
+ * in place and nothing above it: the value differs from both neighbours (it
+ * only adds run edges, so nothing collapses), is not absent, and the runs
+ * after the store need exactly the node's class (more would move it to a
+ * larger node, fewer would wish it into a smaller one).  Slot @off's run
+ * is split around it: zero, one or two new runs.  The page cache's store
+ * while a leaf fills up, before the leaf turns plain.  Return: whether it
+ * was done.
+ */
+static bool store_run_in_place(struct ccvm_xa *xa, uintptr_t leaf, unsigned int off,
+			       uintptr_t entry)
+{
+	struct xa_run_node *rn = entry_to_run(leaf);
+	uint64_t starts = rn->starts, ns = starts;
+	unsigned int k = run_of(starts, off), nr = popcount64(starts), add = 0;
+	bool at_start = starts & bit(off);
+	bool next_start = off == XA_MASK || (starts & bit(off + 1));
+	uintptr_t old = rn->ent[k];
+
+	if (off && entry == (at_start ? rn->ent[k - 1] : old))
+		return false;
+	if (off < XA_MASK && entry == (next_start ? rn->ent[k + 1] : old))
+		return false;
+	if (!at_start) {
+		ns |= bit(off);
+		add++;
+	}
+	if (!next_start) {
+		ns |= bit(off + 1);
+		add++;
+	}
+	if (class_for(nr + add) != entry_class(leaf))
+		return false;
+	/* Runs after k move up by @add; then k's head (if kept), entry, k's tail. */
+	memmove(&rn->ent[k + 1 + add], &rn->ent[k + 1], (nr - k - 1) * sizeof(rn->ent[0]));
+	if (!at_start)
+		k++;
+	rn->ent[k] = entry;
+	if (!next_start)
+		rn->ent[k + 1] = old;
+	rn->starts = ns;
+	shrink(xa);
+	spare_trim(xa, CCVM_XA_CACHE_PER_CLASS);
+	return true;
+}
+
+/* store_plain_in_place() or store_run_in_place(), whichever @index's leaf takes. */
+static bool store_in_place(struct ccvm_xa *xa, uint64_t index, uintptr_t entry)
+{
+	uintptr_t leaf;
+
+	if (!entry)
+		return false;
+	leaf = leaf_node(xa, index);
+	if (!leaf)
+		return false;
+	if (entry_class(leaf) == XA_PLAIN)
+		return store_plain_in_place(xa, leaf, (unsigned int)(index & XA_MASK), entry);
+	return store_run_in_place(xa, leaf, (unsigned int)(index & XA_MASK), entry);
 }
 
 int ccvm_xa_store_range(struct ccvm_xa *xa, uint64_t first, uint64_t last,
@@ -1168,7 +1226,7 @@ int ccvm_xa_store_range(struct ccvm_xa *xa, uint64_t first, uint64_t last,
 
 	if (first > last || value > CCVM_XA_VALUE_MAX)
 		return -EINVAL;
-	if (first == last && store_plain_in_place(xa, first, value_to_entry(value)))
+	if (first == last && store_in_place(xa, first, value_to_entry(value)))
 		return 0;
 	st.xa = xa;
 	st.entry = value_to_entry(value);
