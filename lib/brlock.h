@@ -29,9 +29,15 @@
 
 #define CCVM_BRLOCK_SHARDS	8
 
-/* One shard: its lock and nothing else on its cache lines. */
+/*
+ * One shard: its lock and nothing else on its cache lines.  The struct is
+ * aligned to a line, so the object that holds a brlock must be too
+ * (ccvm_zalloc_lines()): a shard that began in the middle of a line shared
+ * it with the read-mostly count before it, and every reader on another CPU
+ * missed on that line when this shard's readers wrote theirs.
+ */
 struct ccvm_brlock_shard {
-	struct ccvm_rwlock l;
+	_Alignas(64) struct ccvm_rwlock l;
 	char pad[192 - sizeof(struct ccvm_rwlock)];
 };
 

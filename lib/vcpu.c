@@ -111,8 +111,9 @@ static void vcpu_free_memory(struct ccvm_vcpu *v)
 
 static struct ccvm_vcpu *vcpu_alloc(struct ccvm_vm *vm, uint32_t id)
 {
-	struct ccvm_vcpu *v = calloc(1, sizeof(*v));
-	struct ccvm_guest *g = calloc(1, sizeof(*g));
+	/* Each on lines of its own: vCPUs on different CPUs write their own. */
+	struct ccvm_vcpu *v = ccvm_zalloc_lines(sizeof(*v));
+	struct ccvm_guest *g = ccvm_zalloc_lines(sizeof(*g));
 	size_t priv_size = ccvm_vcpu_priv_size(vm);
 	void *priv = priv_size ? calloc(1, priv_size) : NULL;
 	struct ccvm_sched *s = ccvm_sched_of(vm->p);

@@ -154,7 +154,7 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	if (opts.attr_scheme > CCVM_ATTR_SCHEME_GMEM)
 		return ccvm_fail(-EINVAL, "opts.attr_scheme %u: unknown", opts.attr_scheme);
 
-	vm = calloc(1, sizeof(*vm));
+	vm = ccvm_zalloc_lines(sizeof(*vm));	/* mmu_lock's shards are line-aligned */
 	if (!vm)
 		return -ENOMEM;
 	vm->p = p;
