@@ -360,11 +360,15 @@ static void run_once(const char *backend, unsigned int nr, bool converter, struc
 /*
  * What the host gives two threads: the access phase's pattern (one word of
  * every page of REGION, READ_PASSES times) in a plain loop over plain
- * memory, no model, on 1 and on 2 threads released by one barrier.  Its
- * 2-vs-1 ratio, taken in turn with the model's runs, is the ceiling the
- * host allowed while they ran: the model cannot scale better than the
- * memory it reads.
+ * memory, no model, on 1, 2 and 8 threads released by one barrier, each
+ * thread its own REGION as each vCPU has.  Its 2-vs-1 and 8-vs-2 ratios,
+ * taken in turn with the model's runs, are the ceilings the host allowed
+ * while they ran: the model cannot scale better than the memory it reads
+ * (8 threads read four times the memory of 2, more than the host's caches
+ * hold, on the same two cores).
  */
+#define HOST_MAX_THREADS	8
+
 struct host_ctx {
 	pthread_barrier_t *go;
 	volatile uint8_t *mem;
@@ -387,13 +391,13 @@ static void *host_reader(void *arg)
 	return NULL;
 }
 
-/* Reads per second over @n (1 or 2) threads of host_reader(). */
+/* Reads per second over @n (1..HOST_MAX_THREADS) threads of host_reader(). */
 static double host_reads(uint8_t *mem, unsigned int n)
 {
-	struct host_ctx h[2];
+	struct host_ctx h[HOST_MAX_THREADS];
 	pthread_barrier_t go;
-	pthread_t t[2];
-	uint64_t start, end;
+	pthread_t t[HOST_MAX_THREADS];
+	uint64_t start = UINT64_MAX, end = 0;
 	unsigned int i;
 
 	pthread_barrier_init(&go, NULL, n);
@@ -402,11 +406,14 @@ static double host_reads(uint8_t *mem, unsigned int n)
 		if (pthread_create(&t[i], NULL, host_reader, &h[i]))
 			exit(EXIT_FAILURE);
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		pthread_join(t[i], NULL);
+		if (h[i].start < start)
+			start = h[i].start;
+		if (h[i].end > end)
+			end = h[i].end;
+	}
 	pthread_barrier_destroy(&go);
-	start = h[0].start < h[n - 1].start ? h[0].start : h[n - 1].start;
-	end = h[0].end > h[n - 1].end ? h[0].end : h[n - 1].end;
 	return (double)(n * (REGION / PAGE) * READ_PASSES) / ((double)(end - start) / 1e9);
 }
 
@@ -517,17 +524,17 @@ int main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	host_mem = mmap(NULL, 2 * REGION, PROT_READ | PROT_WRITE,
+	host_mem = mmap(NULL, HOST_MAX_THREADS * REGION, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (host_mem == MAP_FAILED)
 		return EXIT_FAILURE;
-	madvise(host_mem, 2 * REGION, MADV_HUGEPAGE);
-	memset(host_mem, 1, 2 * REGION);
+	madvise(host_mem, HOST_MAX_THREADS * REGION, MADV_HUGEPAGE);
+	memset(host_mem, 1, HOST_MAX_THREADS * REGION);
 	printf("vCPU scaling: %llu MiB private per vCPU, best of %d (M pages/s touched, "
 	       "M reads/s)\n", (unsigned long long)(REGION / MIB), REPS);
 	for (b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
 		static struct result reps[5][REPS];	/* counts[0..3], then the converter's */
-		double tmed[5], rmed[5], host[3][REPS];
+		double tmed[5], rmed[5], host[5][REPS];
 		struct result res[5], conv, alone;
 		int rep;
 
@@ -549,8 +556,10 @@ int main(int argc, char **argv)
 			host[0][rep] = host_reads(host_mem, 1);
 			host[1][rep] = host_reads(host_mem, 2);
 			host[2][rep] = host[1][rep] / host[0][rep];
+			host[3][rep] = host_reads(host_mem, HOST_MAX_THREADS);
+			host[4][rep] = host[3][rep] / host[1][rep];
 		}
-		for (i = 0; i < 3; i++)
+		for (i = 0; i < 5; i++)
 			qsort(host[i], REPS, sizeof(double), cmp_double);
 		for (i = 0; i < 5; i++)
 			if ((i == 4 && !only_n) ||
@@ -587,8 +596,10 @@ int main(int argc, char **argv)
 		       conv.conversions);
 		printf("  %-4s host, plain reads of the same pattern, no model, in turn with the "
 		       "runs: median 1 thread %.2f M/s, 2 threads %.2f M/s; 2 vs 1 of a turn: "
+		       "median %.2fx (%.2fx to %.2fx); 8 threads %.2f M/s, 8 vs 2 of a turn: "
 		       "median %.2fx (%.2fx to %.2fx)\n", backends[b], host[0][REPS / 2] / 1e6,
-		       host[1][REPS / 2] / 1e6, host[2][REPS / 2], host[2][0], host[2][REPS - 1]);
+		       host[1][REPS / 2] / 1e6, host[2][REPS / 2], host[2][0], host[2][REPS - 1],
+		       host[3][REPS / 2] / 1e6, host[4][REPS / 2], host[4][0], host[4][REPS - 1]);
 		printf("  %-4s medians: 2 vs 1 vCPUs touch %.2fx access %.2fx; 8 vs 2 touch %.2fx "
 		       "access %.2fx; converter %.2fx alone\n", backends[b], tmed[1] / tmed[0],
 		       rmed[1] / rmed[0], tmed[3] / tmed[1], rmed[3] / rmed[1], rmed[4] / rmed[0]);
@@ -611,6 +622,8 @@ int main(int argc, char **argv)
 			    (double)res[0].touch.cpu / (REGION / PAGE));
 		cpu_summary(backends[b], "access", "read", "2 vCPUs", "1 vCPU", per_read(&res[1], 2),
 			    per_read(&res[0], 1));
+		cpu_summary(backends[b], "access", "read", "8 vCPUs", "2 vCPUs", per_read(&res[3], 8),
+			    per_read(&res[1], 2));
 		cpu_summary(backends[b], "access", "read", "conversions elsewhere", "alone",
 			    per_read(&conv, 1), per_read(&res[0], 1));
 	}
