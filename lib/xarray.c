@@ -328,7 +328,8 @@ static void spare_push(struct ccvm_xa *xa, void *node, unsigned int cls)
 
 	n->next = xa->spare[cls];
 	xa->spare[cls] = n;
-	xa->nr_spare_class[cls]++;
+	if (++xa->nr_spare_class[cls] == CCVM_XA_CACHE_PER_CLASS + 1)
+		xa->spare_over |= 1u << cls;
 	xa->nr_spare++;
 	xa->spare_bytes += class_bytes(cls);
 }
@@ -338,7 +339,8 @@ static void *spare_pop(struct ccvm_xa *xa, unsigned int cls)
 	struct ccvm_xa_node *n = xa->spare[cls];
 
 	xa->spare[cls] = n->next;
-	xa->nr_spare_class[cls]--;
+	if (xa->nr_spare_class[cls]-- == CCVM_XA_CACHE_PER_CLASS + 1)
+		xa->spare_over &= ~(1u << cls);
 	xa->nr_spare--;
 	xa->spare_bytes -= class_bytes(cls);
 	return n;
@@ -354,12 +356,17 @@ static unsigned int spare_fit(const struct ccvm_xa *xa, unsigned int lo, unsigne
 	return XA_NR_CLASSES;
 }
 
-/* Keep at most @keep free nodes of each class. */
+/*
+ * Keep at most @keep free nodes of each class.  Every store ends with a
+ * trim to the cache's size, so that case is one test of spare_over (the
+ * page cache stores under pages_lock, and the walk over the classes was a
+ * few per cent of a fault).
+ */
 static void spare_trim(struct ccvm_xa *xa, unsigned int keep)
 {
 	unsigned int cls;
 
-	if (xa->nr_spare <= keep)
+	if (xa->nr_spare <= keep || (keep >= CCVM_XA_CACHE_PER_CLASS && !xa->spare_over))
 		return;
 	for (cls = 0; cls < XA_NR_CLASSES; cls++) {
 		while (xa->nr_spare_class[cls] > keep)

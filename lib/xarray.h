@@ -55,6 +55,7 @@ struct ccvm_xa {
 	size_t spare_bytes;		/* their size */
 	struct ccvm_xa_node *spare[CCVM_XA_NR_CLASSES];	/* by size, singly linked */
 	unsigned int nr_spare_class[CCVM_XA_NR_CLASSES];
+	unsigned int spare_over;	/* classes with more than the cache keeps */
 };
 
 void ccvm_xa_init(struct ccvm_xa *xa);
