@@ -212,7 +212,7 @@ static int inode_get_folio(struct ccvm_gmem_inode *inode, uint64_t index, uint64
 	unsigned int o = inode->folio_order;
 	uint64_t nr = 1ull << o, head = index & ~(nr - 1), base, v;
 	bool split = o && !folio_all_private(inode, head, head + nr - 1);
-	size_t before;
+	size_t before, after;
 	int err;
 
 	ccvm_mutex_lock(&inode->pages_lock);
@@ -253,9 +253,9 @@ static int inode_get_folio(struct ccvm_gmem_inode *inode, uint64_t index, uint64
 			*order = split ? 0 : o;
 	}
 	/* Most inserts land in a leaf that exists: no platform-wide atomic then. */
-	if (ccvm_xa_memory(&inode->pages) != before)
-		ccvm_model_bytes_add(inode->p,
-				     (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
+	after = ccvm_xa_memory(&inode->pages);
+	if (after != before)
+		ccvm_model_bytes_add(inode->p, (int64_t)after - (int64_t)before);
 	ccvm_mutex_unlock(&inode->pages_lock);
 	return err;
 }
