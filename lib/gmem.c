@@ -1336,9 +1336,9 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 	 */
 	ccvm_rwlock_wrlock(&vm->memslots_rw);
 	/* attr_lock too: ccvm_vm_gfn_is_private() follows the pointers under it. */
-	ccvm_rwlock_wrlock(&vm->attr_lock);
+	ccvm_brlock_wrlock(&vm->attr_lock);
 	ccvm_xa_for_each_run(&g->bindings, 0, UINT64_MAX, cut_binding_cb, NULL);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_wrunlock(&vm->attr_lock);
 	ccvm_rwlock_unlock(&vm->memslots_rw);
 
 	ccvm_rwlock_wrlock(&inode->invalidate_lock);

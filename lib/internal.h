@@ -743,9 +743,10 @@ struct ccvm_vm {
 	 * A leaf: the per-VM store; in the GMEM scheme also the memslot array
 	 * and the slots' file pointers for ccvm_vm_gfn_is_private(), which may
 	 * run where memslots_rw cannot be taken (publishers and the release's
-	 * cut take it for write inside memslots_rw).
+	 * cut take it for write inside memslots_rw).  Every fault reads it
+	 * (twice on mock): its read side is sharded per CPU, as mmu_lock's.
 	 */
-	struct ccvm_rwlock attr_lock;
+	struct ccvm_brlock attr_lock;
 
 	struct ccvm_xa attrs;			/* gfn -> attributes, under attr_lock */
 	struct ccvm_memslots *memslots;		/* under memslots_rw */

@@ -271,9 +271,9 @@ static bool attrs_are(struct ccvm_vm *vm, uint64_t first, uint64_t last, uint64_
 {
 	bool ok;
 
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ok = ccvm_xa_range_is(&vm->attrs, first, last, attrs);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return ok;
 }
 
@@ -281,9 +281,9 @@ static bool attrs_uniform(struct ccvm_vm *vm, uint64_t first, uint64_t last)
 {
 	uint64_t end;
 
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ccvm_xa_run(&vm->attrs, first, &end);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return end >= last;
 }
 
@@ -337,9 +337,9 @@ static void check_attr_store(struct check *c)
 {
 	struct ccvm_vm *vm = c->vm;
 
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ccvm_xa_for_each_run(&vm->attrs, 0, UINT64_MAX, attr_value_cb, c);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 }
 
 /* ---- I33, I31: the in-place stores and the host's pins -------------------------- */
@@ -485,9 +485,9 @@ static void check_files(struct check *c)
 	struct ccvm_gmem *g;
 
 	if (ccvm_vm_in_place(vm)) {
-		ccvm_rwlock_rdlock(&vm->attr_lock);
+		unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 		ccvm_xa_for_each_run(&vm->attrs, 0, UINT64_MAX, vm_attr_private_cb, c);
-		ccvm_rwlock_unlock(&vm->attr_lock);
+		ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	}
 	for (g = vm->gmem_files; g && !failed(c); g = g->next_file) {
 		struct file_check fc = { .c = c, .inode = g->inode };

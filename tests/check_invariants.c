@@ -86,9 +86,9 @@ static void prefault(uint64_t gpa, uint64_t size)
 
 static void attr_store(uint64_t gfn, uint64_t value)
 {
-	ccvm_rwlock_wrlock(&F.vm->attr_lock);
+	ccvm_brlock_wrlock(&F.vm->attr_lock);
 	ck_assert_int_eq(ccvm_xa_store(&F.vm->attrs, gfn, value), 0);
-	ccvm_rwlock_unlock(&F.vm->attr_lock);
+	ccvm_brlock_wrunlock(&F.vm->attr_lock);
 }
 
 static struct ccvm_memslot *slot_at(uint64_t gfn)
