@@ -1334,12 +1334,12 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 	 * for faults in flight, and later faults get -EFAULT (a memory-fault
 	 * exit), as with a closed guest_memfd.
 	 */
-	ccvm_rwlock_wrlock(&vm->memslots_rw);
+	ccvm_brlock_wrlock(&vm->memslots_rw);
 	/* attr_lock too: ccvm_vm_gfn_is_private() follows the pointers under it. */
 	ccvm_brlock_wrlock(&vm->attr_lock);
 	ccvm_xa_for_each_run(&g->bindings, 0, UINT64_MAX, cut_binding_cb, NULL);
 	ccvm_brlock_wrunlock(&vm->attr_lock);
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_wrunlock(&vm->memslots_rw);
 
 	ccvm_rwlock_wrlock(&inode->invalidate_lock);
 	defer = ccvm_op_gmem_defer_removal(vm, inode);
@@ -1574,13 +1574,13 @@ int ccvm_vm_gfn_to_gmem_folio(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn, i
 
 	if (!vm || !pfn)
 		return -EINVAL;
-	ccvm_rwlock_rdlock(&vm->memslots_rw);
+	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	slot = ccvm_memslot_find(vm, gfn);
 	if (slot && (slot->flags & CCVM_MEM_GUEST_MEMFD))
 		err = ccvm_gmem_lookup_folio(slot, gfn, pfn, &o);
 	if (!err && order)
 		*order = gmem_mapping_order(slot, gfn, slot->pgoff + (gfn - slot->base_gfn), o);
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
 	return err;
 }
 
@@ -1589,11 +1589,11 @@ int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn)
 	struct ccvm_memslot *slot;
 	int err = -ENOENT;
 
-	ccvm_rwlock_rdlock(&vm->memslots_rw);
+	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	slot = ccvm_memslot_find(vm, gfn);
 	if (slot && (slot->flags & CCVM_MEM_GUEST_MEMFD))
 		err = ccvm_gmem_lookup_pfn(slot, gfn, pfn);
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
 	return err;
 }
 

@@ -737,7 +737,7 @@ struct ccvm_vm {
 
 	struct ccvm_mutex lock;			/* kvm->lock */
 	struct ccvm_mutex slots_lock;
-	struct ccvm_rwlock memslots_rw;
+	struct ccvm_brlock memslots_rw;		/* read side sharded per CPU */
 	struct ccvm_brlock mmu_lock;		/* read side sharded per CPU */
 	/*
 	 * A leaf: the per-VM store; in the GMEM scheme also the memslot array

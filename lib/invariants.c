@@ -1169,11 +1169,11 @@ int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *o
 
 	/* A quiescent point: no memslot change, no fault, no zap meanwhile. */
 	ccvm_mutex_lock(&vm->slots_lock);
-	ccvm_rwlock_wrlock(&vm->memslots_rw);
+	ccvm_brlock_wrlock(&vm->memslots_rw);
 	ccvm_brlock_wrlock(&vm->mmu_lock);
 	vm_check(&c);
 	ccvm_brlock_wrunlock(&vm->mmu_lock);
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_wrunlock(&vm->memslots_rw);
 	ccvm_mutex_unlock(&vm->slots_lock);
 
 	free(c.files);

@@ -95,9 +95,9 @@ static struct ccvm_memslot *slot_at(uint64_t gfn)
 {
 	struct ccvm_memslot *s;
 
-	ccvm_rwlock_rdlock(&F.vm->memslots_rw);
+	unsigned int slots_sh = ccvm_brlock_rdlock(&F.vm->memslots_rw);
 	s = ccvm_memslot_find(F.vm, gfn);
-	ccvm_rwlock_unlock(&F.vm->memslots_rw);
+	ccvm_brlock_rdunlock(&F.vm->memslots_rw, slots_sh);
 	ck_assert_ptr_nonnull(s);
 	return s;
 }
