@@ -470,7 +470,7 @@ struct ccvm_gmem_inode {
 	bool in_place;				/* GMEM scheme: attrs below is live */
 	unsigned int folio_order;		/* 0, or CCVM_FOLIO_ORDER_2M / _1G */
 	uint64_t nr_huge;			/* whole huge folios, under pages_lock */
-	struct ccvm_rwlock invalidate_lock;	/* filemap_invalidate_lock */
+	struct ccvm_brlock invalidate_lock;	/* filemap_invalidate_lock, read side per CPU */
 	struct ccvm_mutex pages_lock;		/* protects pages and pins */
 	struct ccvm_xa pages;			/* index -> CCVM_GMEM_VALUE(pfn) */
 	uint64_t nr_pages;			/* allocated, under pages_lock */
@@ -743,8 +743,8 @@ struct ccvm_vm {
 	 * A leaf: the per-VM store; in the GMEM scheme also the memslot array
 	 * and the slots' file pointers for ccvm_vm_gfn_is_private(), which may
 	 * run where memslots_rw cannot be taken (publishers and the release's
-	 * cut take it for write inside memslots_rw).  Every fault reads it
-	 * (twice on mock): its read side is sharded per CPU, as mmu_lock's.
+	 * cut take it for write inside memslots_rw).  Read by every fault
+	 * (twice on mock): sharded per CPU as mmu_lock is.
 	 */
 	struct ccvm_brlock attr_lock;
 
