@@ -242,12 +242,19 @@ struct ccvm_platform {
 	 * 2 MiB boundary), as the kernel's per-CPU page lists do, so that
 	 * vCPUs first touching memory do not interleave their
 	 * pages (host huge pages, pfn_state, RMP and PAMT lines).  Window
-	 * pages are below bump, free, on no list.  nr_windows is 0 when
-	 * serial or on one CPU (plain bump).  Under mem_lock.
+	 * pages are below bump, free, on no list, and not in nr_free.
+	 * nr_windows is 0 when serial or on one CPU (plain bump).  Each
+	 * window has a lock and a cache line of its own: a page from a
+	 * thread's window takes neither mem_lock nor a line that another
+	 * CPU writes.  Lock order: mem_lock, then a window's lock.
 	 */
 	unsigned int nr_windows;
-	struct { uint64_t next, end; } window[CCVM_BRLOCK_SHARDS];
-	_Atomic uint64_t nr_free;
+	struct ccvm_page_window {
+		_Alignas(CCVM_CACHELINE) struct ccvm_mutex lock;
+		uint64_t next, end;
+	} window[CCVM_BRLOCK_SHARDS];
+	/* Free pages on the lists and never handed out (not in windows). */
+	_Alignas(CCVM_CACHELINE) _Atomic uint64_t nr_free;
 	_Atomic uint64_t nr_leaked;
 
 	uint32_t nr_cpus;
