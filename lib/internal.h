@@ -239,8 +239,8 @@ struct ccvm_platform {
 	uint64_t bump;				/* pfns >= bump never handed out */
 	/*
 	 * Free-running with several host CPUs: fresh pages are handed out
-	 * from one window of the bump region per allocating thread (one
-	 * window per host CPU, dealt to threads round robin; up to the next
+	 * from one window of the bump region per allocating thread (8
+	 * windows, dealt to threads round robin; up to the next
 	 * 2 MiB boundary), as the kernel's per-CPU page lists do, so that
 	 * vCPUs first touching memory do not interleave their
 	 * pages (host huge pages, pfn_state, RMP and PAMT lines).  Window

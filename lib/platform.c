@@ -248,8 +248,13 @@ static void platform_locks_init(struct ccvm_platform *p)
 	ccvm_mutex_init(&p->mem_lock, s, "mem_lock");
 	ccvm_mutex_init(&p->trace_lock, NULL, "trace_lock");
 	ccvm_mutex_init(&p->inject_lock, s, "inject_lock");
-	/* Serial or one CPU: the plain bump, so pfns do not depend on the host. */
-	p->nr_windows = s || ccvm_host_cpu_shards() < 2 ? 0 : ccvm_host_cpu_shards();
+	/*
+	 * Serial or one CPU: the plain bump, so pfns do not depend on the host.
+	 * Otherwise as many windows as there is room for, not one per CPU:
+	 * threads are dealt windows, and 8 vCPU threads on 2 CPUs sharing 2
+	 * windows interleaved their pages and met on the windows' locks.
+	 */
+	p->nr_windows = s || ccvm_host_cpu_shards() < 2 ? 0 : CCVM_BRLOCK_SHARDS;
 	for (unsigned int i = 0; i < p->nr_windows; i++)
 		ccvm_mutex_init(&p->window[i].lock, s, "page window");
 }
