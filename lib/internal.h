@@ -350,6 +350,8 @@ int ccvm_fail_at(const char *func, int err, const char *fmt, ...)
  */
 int ccvm_page_alloc_folio(struct ccvm_platform *p, unsigned int order, uint64_t *pfn);
 void ccvm_page_free_folio(struct ccvm_platform *p, uint64_t pfn, unsigned int order);
+/* ccvm_page_free() of @n pages, under one hold of mem_lock when free-running. */
+void ccvm_page_free_many(struct ccvm_platform *p, const uint64_t *pfns, unsigned int n);
 /* Record that pages [pfn, pfn + nr) now belong to a folio of @order (split, merge). */
 void ccvm_page_set_folio_order(struct ccvm_platform *p, uint64_t pfn, uint64_t nr,
 			       unsigned int order);
