@@ -939,4 +939,41 @@ void ccvm_chunk_unmap(void *chunk, size_t bytes);
  */
 int ccvm_platform_check_all(struct ccvm_platform *p, char *msg, size_t msg_sz);
 
+/* The calling thread's cached block of counters @id, NULL when not in its cache. */
+static inline struct ccvm_counter_block *ccvm_counters_cached(uint64_t id)
+{
+	struct ccvm_counter_cache *cache = ccvm_counter_cache;
+	unsigned int i;
+
+	for (i = 0; i < CCVM_COUNTER_CACHE; i++)
+		if (cache[i].id == id)
+			return cache[i].b;
+	return NULL;
+}
+
+/*
+ * ccvm_account() for the library's per-page paths (a fault, a page's
+ * allocation, clearing, zap, a kick): the common case inline, two plain
+ * adds, with no call; anything else (blocks not cached yet, an IPI, a
+ * trace, an event out of range) calls ccvm_account().
+ */
+static inline void ccvm_account_fast(struct ccvm_platform *p, struct ccvm_vm *vm,
+				     enum ccvm_event ev, uint64_t n)
+{
+	struct ccvm_counter_block *bp, *bv = NULL;
+
+	if ((unsigned int)ev < CCVM_EV_NR && ev != CCVM_EV_IPI && !ccvm_tracing(p)) {
+		bp = ccvm_counters_cached(p->stats.id);
+		if (vm)
+			bv = ccvm_counters_cached(vm->stats.id);
+		if (ccvm_likely(bp && (bv || !vm))) {
+			ccvm_counter_add(&bp->ev[ev], n, true);
+			if (bv)
+				ccvm_counter_add(&bv->ev[ev], n, true);
+			return;
+		}
+	}
+	ccvm_account(p, vm, ev, n);
+}
+
 #endif /* CCVM_LIB_INTERNAL_H */

@@ -748,7 +748,7 @@ static void zap_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_
 
 	spte_store(ptr, 0);
 	atomic_fetch_sub_explicit(&vm->mmu.nr_leaves, 1, memory_order_relaxed);
-	ccvm_account(vm->p, vm, CCVM_EV_ZAP, 1);
+	ccvm_account_fast(vm->p, vm, CCVM_EV_ZAP, 1);
 	if (!root->mirror)
 		return;
 	/* No unwinding: a half-removed private page may still be the guest's. */

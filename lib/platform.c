@@ -869,7 +869,7 @@ void ccvm_page_clear(struct ccvm_platform *p, uint64_t pfn)
 		atomic_fetch_and_explicit(&p->pfn_state[pfn], (uint8_t)~CCVM_PFN_DIRTY,
 					  memory_order_relaxed);
 	}
-	ccvm_account(p, NULL, CCVM_EV_PAGE_CLEAR, 1);
+	ccvm_account_fast(p, NULL, CCVM_EV_PAGE_CLEAR, 1);
 }
 
 /* ---- host direct-map access (inspection) ------------------------------ */

@@ -435,33 +435,21 @@ static __attribute__((noinline)) void account_slow(struct ccvm_platform *p, stru
 		account_trace(p, vm, ev, n);
 }
 
-/* The calling thread's cached block of @c, NULL when not in its cache. */
-static inline struct ccvm_counter_block *counters_cached(struct ccvm_counter_cache *cache,
-							 uint64_t id)
-{
-	unsigned int i;
-
-	for (i = 0; i < CCVM_COUNTER_CACHE; i++)
-		if (cache[i].id == id)
-			return cache[i].b;
-	return NULL;
-}
-
 /*
  * The common case calls nothing: both blocks in the thread's cache, no
  * IPI to scale, no trace.  Whatever else goes through account_slow().
+ * The library's per-page paths inline the same (ccvm_account_fast()).
  */
 void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
 		  uint64_t n)
 {
-	struct ccvm_counter_cache *cache = ccvm_counter_cache;
 	struct ccvm_counter_block *bp, *bv = NULL;
 
 	if ((unsigned int)ev >= CCVM_EV_NR)
 		return;
-	bp = counters_cached(cache, p->stats.id);
+	bp = ccvm_counters_cached(p->stats.id);
 	if (vm)
-		bv = counters_cached(cache, vm->stats.id);
+		bv = ccvm_counters_cached(vm->stats.id);
 	if (ccvm_likely(bp && (bv || !vm) && ev != CCVM_EV_IPI && !ccvm_tracing(p))) {
 		ccvm_counter_add(&bp->ev[ev], n, true);
 		if (bv)

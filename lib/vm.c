@@ -418,7 +418,7 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm)
 				ccvm_vcpu_exit_guest(vcpus[i]);
 	}
 	ccvm_account(vm->p, vm, CCVM_EV_IPI, 1);
-	ccvm_account(vm->p, vm, CCVM_EV_KICK_VCPU, n);
+	ccvm_account_fast(vm->p, vm, CCVM_EV_KICK_VCPU, n);
 }
 
 void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm)
