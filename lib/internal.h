@@ -547,7 +547,6 @@ struct ccvm_mmu {
 	bool teardown;				/* VM teardown: root frees yield */
 	uint32_t teardown_leaves;		/* leaves freed since the last yield */
 	_Atomic uint64_t nr_sp;			/* page-table pages, all roots */
-	_Atomic uint64_t nr_leaves;		/* present leaves, all roots */
 	/*
 	 * Table memory (lib/mmu.c sp_alloc): chunks mapped and populated in
 	 * bulk, free tables on a list, all given back at ccvm_mmu_vm_uninit().
