@@ -50,9 +50,12 @@
  * converter; REPS times), so that load from elsewhere falls on all alike.
  * Exits non-zero when a run fails.
  *
- * Usage: bench_vcpus [-b BACKEND] [-c] [-n 1|2|4|8]
+ * Usage: bench_vcpus [-b BACKEND] [-c] [-m MIB] [-n 1|2|4|8]
  *   -b: one backend only; -c: only the conversions-elsewhere run; -n: only
- *   the runs with VCPUS vCPUs (all three for profiling: no summary rows).
+ *   the runs with VCPUS vCPUs (all three for profiling: no summary rows);
+ *   -m: MIB of private memory per vCPU (even, 2..1024; default 128), to
+ *   tell a lock from the memory hierarchy: 8 vCPUs of 128 MiB read 1 GiB,
+ *   more than some hosts' last-level cache, where 2 of 128 MiB fit.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -70,11 +73,14 @@
 
 #define MIB		(1ull << 20)
 #define PAGE		4096ull
-#define REGION		(128 * MIB)		/* per vCPU: a touch phase of over 10 ms */
+#define REGION_MIB	128			/* per vCPU: a touch phase of over 10 ms */
 #define CONV_REGION	(16 * MIB)		/* the converter's range */
 #define MAX_VCPUS	8
 #define READ_PASSES	32
 #define REPS		5
+
+/* Private memory per vCPU (-m; REGION_MIB by default). */
+static uint64_t region = REGION_MIB * MIB;
 
 #define CHECK(expr)								\
 	do {									\
@@ -185,14 +191,14 @@ static void guest(struct ccvm_guest *g, void *arg)
 	ccvm_guest_sync(g, SYNC_READY);
 	c->touch_cost = thread_cost();
 	if (c->run->accept)
-		CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, c->gpa, REGION) == 0);
-	for (off = 0; off < REGION; off += PAGE)
+		CCVM_GUEST_ASSERT(g, ccvm_guest_accept(g, c->gpa, region) == 0);
+	for (off = 0; off < region; off += PAGE)
 		CCVM_GUEST_ASSERT(g, ccvm_guest_write(g, c->gpa + off, &word, sizeof(word)) == 0);
 	cost_since(&c->touch_cost);
 	ccvm_guest_sync(g, SYNC_TOUCHED);
 	c->read_cost = thread_cost();
 	for (pass = 0; pass < READ_PASSES; pass++)
-		for (off = 0; off < REGION; off += PAGE)
+		for (off = 0; off < region; off += PAGE)
 			CCVM_GUEST_ASSERT(g, ccvm_guest_read(g, c->gpa + off + line_of(off),
 							     &word, sizeof(word)) == 0);
 	cost_since(&c->read_cost);
@@ -258,7 +264,7 @@ static void run_up(struct run *r, const char *backend, unsigned int nr, bool con
 	memset(r, 0, sizeof(*r));
 	r->nr = nr;
 	r->converter_on = converter;
-	r->mem = nr * REGION + CONV_REGION;
+	r->mem = nr * region + CONV_REGION;
 	po.mem_bytes = r->mem + 128 * MIB;	/* the guest memory, tables, control pages */
 	po.nr_cpus = MAX_VCPUS;
 	/* The model's scaling, not the host's page faults (and zeroing) on first touch. */
@@ -281,7 +287,7 @@ static void run_up(struct run *r, const char *backend, unsigned int nr, bool con
 		struct vcpu_ctx *c = &r->vcpus[i];
 
 		c->run = r;
-		c->gpa = i * REGION;
+		c->gpa = i * region;
 		CHECK(ccvm_vcpu_create(r->vm, i, &c->v));
 		CHECK(ccvm_vcpu_set_guest(c->v, guest, c));
 	}
@@ -349,8 +355,8 @@ static void run_once(const char *backend, unsigned int nr, bool converter, struc
 		cost_add(&res->touch, &c->touch_cost);
 		cost_add(&res->read, &c->read_cost);
 	}
-	res->touch_pps = (double)(nr * (REGION / PAGE)) / ((double)(touch_end - touch_start) / 1e9);
-	res->read_pps = (double)(nr * (REGION / PAGE) * READ_PASSES) /
+	res->touch_pps = (double)(nr * (region / PAGE)) / ((double)(touch_end - touch_start) / 1e9);
+	res->read_pps = (double)(nr * (region / PAGE) * READ_PASSES) /
 			((double)(read_end - read_start) / 1e9);
 	res->conversions = nr ? r->vcpus[0].conv_end - r->vcpus[0].conv_start : 0;
 	run_down(r);
@@ -359,9 +365,9 @@ static void run_once(const char *backend, unsigned int nr, bool converter, struc
 
 /*
  * What the host gives two threads: the access phase's pattern (one word of
- * every page of REGION, READ_PASSES times) in a plain loop over plain
+ * every page of region, READ_PASSES times) in a plain loop over plain
  * memory, no model, on 1, 2 and 8 threads released by one barrier, each
- * thread its own REGION as each vCPU has.  Its 2-vs-1 and 8-vs-2 ratios,
+ * thread its own region as each vCPU has.  Its 2-vs-1 and 8-vs-2 ratios,
  * taken in turn with the model's runs, are the ceilings the host allowed
  * while they ran: the model cannot scale better than the memory it reads
  * (8 threads read four times the memory of 2, more than the host's caches
@@ -384,7 +390,7 @@ static void *host_reader(void *arg)
 	pthread_barrier_wait(h->go);
 	h->start = now_ns();
 	for (pass = 0; pass < READ_PASSES; pass++)
-		for (off = 0; off < REGION; off += PAGE)
+		for (off = 0; off < region; off += PAGE)
 			sum += h->mem[off + line_of(off)];
 	h->end = now_ns();
 	h->sum = sum;
@@ -402,7 +408,7 @@ static double host_reads(uint8_t *mem, unsigned int n)
 
 	pthread_barrier_init(&go, NULL, n);
 	for (i = 0; i < n; i++) {
-		h[i] = (struct host_ctx){ .go = &go, .mem = mem + i * REGION };
+		h[i] = (struct host_ctx){ .go = &go, .mem = mem + i * region };
 		if (pthread_create(&t[i], NULL, host_reader, &h[i]))
 			exit(EXIT_FAILURE);
 	}
@@ -414,7 +420,7 @@ static double host_reads(uint8_t *mem, unsigned int n)
 			end = h[i].end;
 	}
 	pthread_barrier_destroy(&go);
-	return (double)(n * (REGION / PAGE) * READ_PASSES) / ((double)(end - start) / 1e9);
+	return (double)(n * (region / PAGE) * READ_PASSES) / ((double)(end - start) / 1e9);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -462,7 +468,7 @@ static void pick(const struct result *reps, bool converter, struct result *best,
 
 static double per_read(const struct result *r, unsigned int nr)
 {
-	return (double)r->read.cpu / (double)(nr * (REGION / PAGE) * READ_PASSES);
+	return (double)r->read.cpu / (double)(nr * (region / PAGE) * READ_PASSES);
 }
 
 static void summary(const char *goal, const char *ours, const char *peer, double ratio,
@@ -510,28 +516,32 @@ int main(int argc, char **argv)
 	unsigned int b, i, only_n = 0;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "b:cn:")) != -1) {
+	while ((opt = getopt(argc, argv, "b:cm:n:")) != -1) {
 		if (opt == 'b') {
 			only = optarg;
 		} else if (opt == 'c') {
 			conv_only = true;
+		} else if (opt == 'm' && atoi(optarg) >= 2 && atoi(optarg) <= 1024 &&
+			   !(atoi(optarg) & 1)) {
+			region = (uint64_t)atoi(optarg) * MIB;
 		} else if (opt == 'n' && (atoi(optarg) == 1 || atoi(optarg) == 2 ||
 					  atoi(optarg) == 4 || atoi(optarg) == 8)) {
 			only_n = (unsigned int)atoi(optarg);
 		} else {
-			fprintf(stderr, "usage: %s [-b BACKEND] [-c] [-n 1|2|4|8]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-b BACKEND] [-c] [-m MIB] [-n 1|2|4|8]\n",
+				argv[0]);
 			return EXIT_FAILURE;
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	host_mem = mmap(NULL, HOST_MAX_THREADS * REGION, PROT_READ | PROT_WRITE,
+	host_mem = mmap(NULL, HOST_MAX_THREADS * region, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (host_mem == MAP_FAILED)
 		return EXIT_FAILURE;
-	madvise(host_mem, HOST_MAX_THREADS * REGION, MADV_HUGEPAGE);
-	memset(host_mem, 1, HOST_MAX_THREADS * REGION);
+	madvise(host_mem, HOST_MAX_THREADS * region, MADV_HUGEPAGE);
+	memset(host_mem, 1, HOST_MAX_THREADS * region);
 	printf("vCPU scaling: %llu MiB private per vCPU, best of %d (M pages/s touched, "
-	       "M reads/s)\n", (unsigned long long)(REGION / MIB), REPS);
+	       "M reads/s)\n", (unsigned long long)(region / MIB), REPS);
 	for (b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
 		static struct result reps[5][REPS];	/* counts[0..3], then the converter's */
 		double tmed[5], rmed[5], host[5][REPS];
@@ -581,7 +591,7 @@ int main(int argc, char **argv)
 			       "%3" PRIu64 " sleeps)  access %6.2f M/s (median %6.2f; %3.0f ns "
 			       "CPU/read, %3" PRIu64 " sleeps)\n", backends[b], counts[i],
 			       res[i].touch_pps / 1e6, tmed[i] / 1e6,
-			       (double)res[i].touch.cpu / (double)(counts[i] * (REGION / PAGE)),
+			       (double)res[i].touch.cpu / (double)(counts[i] * (region / PAGE)),
 			       res[i].touch.sleeps, res[i].read_pps / 1e6, rmed[i] / 1e6,
 			       per_read(&res[i], counts[i]), res[i].read.sleeps);
 		}
@@ -618,8 +628,8 @@ int main(int argc, char **argv)
 				conv.read_pps / alone.read_pps >= 0.7);
 		}
 		cpu_summary(backends[b], "touch", "page", "2 vCPUs", "1 vCPU",
-			    (double)res[1].touch.cpu / (2 * (REGION / PAGE)),
-			    (double)res[0].touch.cpu / (REGION / PAGE));
+			    (double)res[1].touch.cpu / (2 * (region / PAGE)),
+			    (double)res[0].touch.cpu / (region / PAGE));
 		cpu_summary(backends[b], "access", "read", "2 vCPUs", "1 vCPU", per_read(&res[1], 2),
 			    per_read(&res[0], 1));
 		cpu_summary(backends[b], "access", "read", "8 vCPUs", "2 vCPUs", per_read(&res[3], 8),

@@ -1680,6 +1680,9 @@ int ccvm_xa_test_shape(const struct ccvm_xa *xa, size_t *per_class)
 			count++;
 		if (count != xa->nr_spare_class[cls])
 			return -EUCLEAN;
+		/* The trim's one-test shortcut: the mask names exactly the classes over. */
+		if (!!(xa->spare_over & (1u << cls)) != (count > CCVM_XA_CACHE_PER_CLASS))
+			return -EUCLEAN;
 		spare += count;
 		spare_bytes += count * class_bytes(cls);
 	}

@@ -137,7 +137,8 @@ void ccvm_xa_test_fail_alloc_from(int skip, int n);
  * @per_class[CCVM_XA_NR_CLASSES] (class CCVM_XA_NR_CLASSES - 1 is the plain
  * 64-slot node) and check the invariants: every node is 16-byte aligned,
  * holds at least two runs in the slots it uses, fits its class, keeps its
- * run map exact, and the node, byte and free-list counts add up.
+ * run map exact, and the node, byte and free-list counts (and the mask of
+ * classes over the cache size) add up.
  * Return: 0 or -EUCLEAN (the tests compare against a model for details).
  */
 int ccvm_xa_test_shape(const struct ccvm_xa *xa, size_t *per_class);

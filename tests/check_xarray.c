@@ -1410,6 +1410,45 @@ START_TEST(test_memory_fragmented)
 }
 END_TEST
 
+/*
+ * The shape check covers the mask of classes holding more free nodes than
+ * the cache keeps (the store's closing trim tests only the mask): a large
+ * reserve sets it, a trim clears it, and a wrong bit either way is caught.
+ */
+START_TEST(test_shape_checks_spare_mask)
+{
+	size_t per_class[CCVM_XA_NR_CLASSES];
+	unsigned int cls, over = CCVM_XA_NR_CLASSES;
+	struct ccvm_xa xa;
+	uint64_t i;
+
+	ccvm_xa_init(&xa);
+	/* Distinct values every other index: nothing merges, every node is full. */
+	for (i = 0; i < 64 * 64; i += 2)
+		expect_int_eq(ccvm_xa_store(&xa, i, 1 + i), 0);
+	/* A reserve for one store over all of them: more than the cache keeps. */
+	ccvm_xa_test_drop_spare(&xa);
+	expect_int_eq(ccvm_xa_reserve(&xa, 0, 64 * 64 * 64), 0);
+	for (cls = 0; cls < CCVM_XA_NR_CLASSES; cls++)
+		if (xa.nr_spare_class[cls] > CCVM_XA_CACHE_PER_CLASS)
+			over = cls;
+	ck_assert_uint_lt(over, CCVM_XA_NR_CLASSES);
+	expect_int_eq(ccvm_xa_test_shape(&xa, per_class), 0);
+	ck_assert_uint_ne(xa.spare_over & (1u << over), 0);
+	xa.spare_over &= ~(1u << over);
+	expect_int_eq(ccvm_xa_test_shape(&xa, per_class), -EUCLEAN);
+	xa.spare_over |= 1u << over;
+	/* A store trims to the cache size: the mask empties with it. */
+	expect_int_eq(ccvm_xa_store_range(&xa, 0, 64 * 64 - 1, 0), 0);
+	expect_int_eq(xa.spare_over, 0);
+	expect_int_eq(ccvm_xa_test_shape(&xa, per_class), 0);
+	xa.spare_over |= 1u << over;
+	expect_int_eq(ccvm_xa_test_shape(&xa, per_class), -EUCLEAN);
+	xa.spare_over = 0;
+	ccvm_xa_destroy(&xa);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Differential test against a flat array, millions of operations      */
 
@@ -1565,6 +1604,7 @@ Suite *xarray_suite(void)
 	tcase_add_test(tc, test_cache_serves_flips);
 	tcase_add_test(tc, test_dense_fill_allocs);
 	tcase_add_test(tc, test_memory_fragmented);
+	tcase_add_test(tc, test_shape_checks_spare_mask);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");
