@@ -30,9 +30,9 @@ uint64_t ccvm_attr_get(struct ccvm_vm *vm, uint64_t gfn)
 {
 	uint64_t v;
 
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	v = ccvm_xa_load(&vm->attrs, gfn);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return v;
 }
 
@@ -65,9 +65,9 @@ bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn)
 
 	if (!ccvm_vm_in_place(vm))
 		return ccvm_attr_get(vm, gfn) & CCVM_MEMORY_ATTRIBUTE_PRIVATE;
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ret = gmem_gfn_is_private(gfn < vm->max_gfn ? ccvm_memslot_find(vm, gfn) : NULL, gfn);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return ret;
 }
 
@@ -93,9 +93,9 @@ int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t *at
 	if (!ccvm_is_page_aligned(gpa))
 		return ccvm_fail(-EINVAL, "gpa 0x%llx not page aligned", (unsigned long long)gpa);
 	gfn = gpa >> CCVM_PAGE_SHIFT;
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	v = ccvm_xa_run(&vm->attrs, gfn, &last);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	*attributes = v;
 	if (run_bytes) {
 		/*
@@ -144,7 +144,7 @@ void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 	uint64_t hp = (slot->base_gfn + CCVM_PAGES_PER_2M - 1) & ~(CCVM_PAGES_PER_2M - 1);
 	uint64_t end = slot->base_gfn + slot->npages;
 
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	while (hp + CCVM_PAGES_PER_2M <= end) {
 		uint64_t last;
 
@@ -161,7 +161,7 @@ void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 		 */
 		hp = last >= end ? end : (last + 1) & ~(CCVM_PAGES_PER_2M - 1);
 	}
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 }
 
 /*
@@ -175,12 +175,12 @@ static void post_set_mixed(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64
 	uint64_t head = start & ~(CCVM_PAGES_PER_2M - 1);
 	uint64_t tail = (end - 1) & ~(CCVM_PAGES_PER_2M - 1);
 
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	if (hugepage_in_slot(slot, head))
 		set_mixed(slot, head, !hugepage_uniform(vm, head, attrs));
 	if (tail != head && hugepage_in_slot(slot, tail))
 		set_mixed(slot, tail, !hugepage_uniform(vm, tail, attrs));
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	/* Every 2M page strictly between head and tail lies inside the slot. */
 	if (tail > head + CCVM_PAGES_PER_2M)
 		ccvm_lpage_clear_range(slot->lpage_mixed, lpage_index(slot, head) + 1,
@@ -338,9 +338,9 @@ static int collect_runs(struct ccvm_vm *vm, uint64_t start, uint64_t end, struct
 	o->v = o->small;
 	o->nr = 0;
 	o->cap = CCVM_ARRAY_SIZE(o->small);
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	err = ccvm_xa_for_each_run(&vm->attrs, start, end - 1, collect_run, o);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return err;
 }
 
@@ -357,11 +357,11 @@ static int store_attrs(struct ccvm_vm *vm, uint64_t start, uint64_t end, uint64_
 	size_t before;
 	int err;
 
-	ccvm_rwlock_wrlock(&vm->attr_lock);
+	ccvm_brlock_wrlock(&vm->attr_lock);
 	before = ccvm_xa_memory(&vm->attrs);
 	err = ccvm_xa_store_range(&vm->attrs, start, end - 1, attrs);
 	ccvm_model_bytes_add(vm->p, (int64_t)ccvm_xa_memory(&vm->attrs) - (int64_t)before);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_wrunlock(&vm->attr_lock);
 	return err;
 }
 
@@ -458,12 +458,12 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		err = -EIO;
 		goto out;
 	}
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	if (ccvm_xa_range_is(&vm->attrs, start, end - 1, attributes)) {
-		ccvm_rwlock_unlock(&vm->attr_lock);
+		ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 		goto out;
 	}
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	/* Writers hold slots_lock; readers never look at the reserve. */
 	err = ccvm_xa_reserve(&vm->attrs, start, end - 1);
 	if (err)

@@ -180,7 +180,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		return ret;
 	ccvm_account_fast(vm->p, vm, CCVM_EV_FAULT, 1);
 
-	ccvm_rwlock_rdlock(&vm->memslots_rw);
+	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	/* The snapshot races with every invalidation: a point of its own. */
 	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate_seq snapshot");
 	seq = atomic_load_explicit(&vm->mmu.invalidate_seq, memory_order_acquire);
@@ -288,7 +288,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 	if (ret == 0 && mapped_level)
 		*mapped_level = f.level;
 out:
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
 	if (ret == CCVM_PF_RETRY)
 		ccvm_account(vm->p, vm, CCVM_EV_FAULT_RETRY, 1);
 	return ret;
@@ -324,7 +324,7 @@ static int launch_map_run(struct ccvm_vm *vm, uint64_t gfn)
 	uint64_t seq;
 	int order, ret;
 
-	ccvm_rwlock_rdlock(&vm->memslots_rw);
+	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate_seq snapshot");
 	seq = atomic_load_explicit(&vm->mmu.invalidate_seq, memory_order_acquire);
 	slot = ccvm_memslot_find(vm, gfn);
@@ -350,7 +350,7 @@ static int launch_map_run(struct ccvm_vm *vm, uint64_t gfn)
 	if (ret == 0)
 		ccvm_account(vm->p, vm, CCVM_EV_MAP_4K, 1);
 out:
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
 	return ret;
 }
 

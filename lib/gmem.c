@@ -47,7 +47,7 @@ void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode)
 	ccvm_xa_destroy(&inode->attrs);
 	ccvm_xa_destroy(&inode->pins);
 	ccvm_rwlock_destroy(&inode->attr_lock);
-	ccvm_rwlock_destroy(&inode->invalidate_lock);
+	ccvm_brlock_destroy(&inode->invalidate_lock);
 	ccvm_mutex_destroy(&inode->pages_lock);
 	ccvm_model_bytes_add(p, -(int64_t)sizeof(*inode));
 	free(inode);
@@ -308,7 +308,7 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 		return ccvm_fail(-EIO, "VM %u is %s", vm->id,
 				 ccvm_vm_usable(vm) ? "dead" : "bugged");
 
-	inode = calloc(1, sizeof(*inode));
+	inode = ccvm_zalloc_lines(sizeof(*inode));	/* invalidate_lock's shards */
 	g = calloc(1, sizeof(*g));
 	if (!inode || !g) {
 		free(inode);
@@ -333,7 +333,7 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 		free(g);
 		return -ENOMEM;
 	}
-	ccvm_rwlock_init(&inode->invalidate_lock, ccvm_sched_of(vm->p), "invalidate_lock");
+	ccvm_brlock_init(&inode->invalidate_lock, ccvm_sched_of(vm->p), "invalidate_lock");
 	ccvm_rwlock_init(&inode->attr_lock, ccvm_sched_of(vm->p), "gmem attr_lock");
 	ccvm_mutex_init(&inode->pages_lock, ccvm_sched_of(vm->p), "pages_lock");
 	ccvm_xa_init(&inode->pages);
@@ -551,7 +551,7 @@ static int gmem_punch_hole(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 	bool begun;
 	int err;
 
-	ccvm_rwlock_wrlock(&inode->invalidate_lock);
+	ccvm_brlock_wrlock(&inode->invalidate_lock);
 	/* 4K folios: a pinned page is punched all the same (the pin keeps the pfn). */
 	if (inode->folio_order && ffirst < fend) {
 		bad = first_pinned(inode, ffirst, fend - 1);
@@ -559,7 +559,7 @@ static int gmem_punch_hole(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 			err = ccvm_fail_at("ccvm_gmem_fallocate", -EAGAIN, "punch: page at offset "
 					   "%#llx of a folio to free is pinned by the host",
 					   (unsigned long long)(bad << CCVM_PAGE_SHIFT));
-			ccvm_rwlock_unlock(&inode->invalidate_lock);
+			ccvm_brlock_wrunlock(&inode->invalidate_lock);
 			return err;
 		}
 	}
@@ -577,7 +577,7 @@ static int gmem_punch_hole(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 	}
 	if (begun)
 		gmem_invalidate_end(g);
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_wrunlock(&inode->invalidate_lock);
 	return err;
 }
 
@@ -596,10 +596,10 @@ static int gmem_allocate(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 	first &= ~(nr - 1);
 	end = (last + 1) & ~(nr - 1);
 	/* Allocation does not prepare: no RMP or S-EPT work until a fault. */
-	ccvm_rwlock_rdlock(&inode->invalidate_lock);
+	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	for (i = first; !err && i < end; i += nr)
 		err = inode_get_page(inode, i, &pfn);
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_rdunlock(&inode->invalidate_lock, inv_sh);
 	return err;
 }
 
@@ -706,7 +706,7 @@ static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const v
 	last = (offset + len - 1) >> CCVM_PAGE_SHIFT;
 
 	/* As the user fault handler: the attribute check under the lock, shared. */
-	ccvm_rwlock_rdlock(&inode->invalidate_lock);
+	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	/* All or nothing: a private page anywhere refuses the whole access. */
 	for (i = first; i <= last; i++) {
 		if (ccvm_gmem_index_is_private(g, i)) {
@@ -740,7 +740,7 @@ static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const v
 		done += n;
 	}
 out:
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_rdunlock(&inode->invalidate_lock, inv_sh);
 	return err;
 }
 
@@ -880,7 +880,7 @@ int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 		return err;
 	inode = g->inode;
 
-	ccvm_rwlock_rdlock(&inode->invalidate_lock);
+	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	for (i = first; i <= last; i++) {
 		if (ccvm_gmem_index_is_private(g, i)) {
 			err = ccvm_reject(-EFAULT, "gmem pin: page at offset %#llx is private",
@@ -919,7 +919,7 @@ int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pins) - (int64_t)before);
 	ccvm_mutex_unlock(&inode->pages_lock);
 out:
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_rdunlock(&inode->invalidate_lock, inv_sh);
 	return err;
 }
 
@@ -935,7 +935,7 @@ int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 		return err;
 	inode = g->inode;
 
-	ccvm_rwlock_rdlock(&inode->invalidate_lock);
+	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	ccvm_mutex_lock(&inode->pages_lock);
 	for (i = first; i <= last; i++) {
 		if (!ccvm_xa_load(&inode->pins, i)) {
@@ -958,7 +958,7 @@ int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pins) - (int64_t)before);
 out:
 	ccvm_mutex_unlock(&inode->pages_lock);
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_rdunlock(&inode->invalidate_lock, inv_sh);
 	return err;
 }
 
@@ -1171,7 +1171,7 @@ int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attr
 	wfirst = op.first & ~(nr - 1);
 	wlast = op.last | (nr - 1);
 
-	ccvm_rwlock_wrlock(&inode->invalidate_lock);
+	ccvm_brlock_wrlock(&inode->invalidate_lock);
 	if (!ccvm_vm_usable(vm)) {
 		err = -EIO;
 		goto out;
@@ -1247,7 +1247,7 @@ int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attr
 	if (begun)
 		gmem_invalidate_end(g);
 out:
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_wrunlock(&inode->invalidate_lock);
 	return err;
 }
 
@@ -1279,9 +1279,9 @@ int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info)
 	i.nr_pages = g->inode->nr_pages;
 	i.nr_huge_folios = g->inode->nr_huge;
 	ccvm_mutex_unlock(&g->inode->pages_lock);
-	ccvm_rwlock_rdlock(&g->inode->invalidate_lock);
+	unsigned int inv_sh = ccvm_brlock_rdlock(&g->inode->invalidate_lock);
 	i.nr_bindings = g->nr_bindings;
-	ccvm_rwlock_unlock(&g->inode->invalidate_lock);
+	ccvm_brlock_rdunlock(&g->inode->invalidate_lock, inv_sh);
 	ccvm_mutex_lock(&g->inode->pages_lock);
 	i.nr_pinned = g->inode->nr_pins;
 	ccvm_mutex_unlock(&g->inode->pages_lock);
@@ -1334,14 +1334,14 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 	 * for faults in flight, and later faults get -EFAULT (a memory-fault
 	 * exit), as with a closed guest_memfd.
 	 */
-	ccvm_rwlock_wrlock(&vm->memslots_rw);
+	ccvm_brlock_wrlock(&vm->memslots_rw);
 	/* attr_lock too: ccvm_vm_gfn_is_private() follows the pointers under it. */
-	ccvm_rwlock_wrlock(&vm->attr_lock);
+	ccvm_brlock_wrlock(&vm->attr_lock);
 	ccvm_xa_for_each_run(&g->bindings, 0, UINT64_MAX, cut_binding_cb, NULL);
-	ccvm_rwlock_unlock(&vm->attr_lock);
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_wrunlock(&vm->attr_lock);
+	ccvm_brlock_wrunlock(&vm->memslots_rw);
 
-	ccvm_rwlock_wrlock(&inode->invalidate_lock);
+	ccvm_brlock_wrlock(&inode->invalidate_lock);
 	defer = ccvm_op_gmem_defer_removal(vm, inode);
 	/* A failing hook defers nothing: zap now, the safe default. */
 	if (defer <= 0 &&
@@ -1356,7 +1356,7 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 	ccvm_xa_destroy(&inode->pins);
 	inode->nr_pins = 0;
 	ccvm_mutex_unlock(&inode->pages_lock);
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_wrunlock(&inode->invalidate_lock);
 	for (pp = &vm->gmem_files; *pp; pp = &(*pp)->next_file) {
 		if (*pp == g) {
 			*pp = g->next_file;
@@ -1400,7 +1400,7 @@ int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gm
 				    "size 0x%llx", slot->id, (unsigned long long)offset,
 				    (unsigned long long)(offset + (slot->npages << CCVM_PAGE_SHIFT)),
 				    (unsigned long long)inode->size);
-	ccvm_rwlock_wrlock(&inode->invalidate_lock);
+	ccvm_brlock_wrlock(&inode->invalidate_lock);
 	if (!ccvm_xa_range_is(&g->bindings, first, last, 0)) {
 		/* the file range is bound to another slot */
 		err = ccvm_fail_at("ccvm_vm_set_user_memory_region", -EINVAL,
@@ -1412,7 +1412,7 @@ int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gm
 		if (!err)
 			g->nr_bindings++;
 	}
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_wrunlock(&inode->invalidate_lock);
 	if (err)
 		return err;
 	slot->inode = inode;
@@ -1435,11 +1435,11 @@ void ccvm_gmem_unbind(struct ccvm_memslot *slot)
 
 	if (!g)
 		return;
-	ccvm_rwlock_wrlock(&g->inode->invalidate_lock);
+	ccvm_brlock_wrlock(&g->inode->invalidate_lock);
 	/* Clearing existing entries needs no new nodes: this cannot fail. */
 	ccvm_xa_store_range(&g->bindings, slot->pgoff, slot->pgoff + slot->npages - 1, 0);
 	g->nr_bindings--;
-	ccvm_rwlock_unlock(&g->inode->invalidate_lock);
+	ccvm_brlock_wrunlock(&g->inode->invalidate_lock);
 	atomic_store(&slot->gmem, NULL);
 }
 
@@ -1477,7 +1477,7 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 		return -EFAULT;		/* the file was released */
 	inode = slot->inode;
 	index = slot->pgoff + (gfn - slot->base_gfn);
-	ccvm_rwlock_rdlock(&inode->invalidate_lock);
+	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	if (ccvm_xa_load(&g->bindings, index) != (uint64_t)(uintptr_t)slot) {
 		err = -EIO;		/* a stale memslot */
 		goto out;
@@ -1497,7 +1497,7 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 		ccvm_account(vm->p, vm, CCVM_EV_GMEM_PREPARE, 1);
 	}
 out:
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_rdunlock(&inode->invalidate_lock, inv_sh);
 	return err;
 }
 
@@ -1526,7 +1526,7 @@ int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t g
 		return -EINVAL;
 	inode = slot->inode;
 	index = slot->pgoff + (gfn - slot->base_gfn);
-	ccvm_rwlock_rdlock(&inode->invalidate_lock);
+	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	if (ccvm_xa_load(&g->bindings, index) != (uint64_t)(uintptr_t)slot) {
 		err = -EIO;
 		goto out;
@@ -1536,7 +1536,7 @@ int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t g
 		goto out;
 	err = ccvm_op_populate(vm, gfn, pfn, src, flags);
 out:
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_rdunlock(&inode->invalidate_lock, inv_sh);
 	return err;
 }
 
@@ -1574,13 +1574,13 @@ int ccvm_vm_gfn_to_gmem_folio(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn, i
 
 	if (!vm || !pfn)
 		return -EINVAL;
-	ccvm_rwlock_rdlock(&vm->memslots_rw);
+	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	slot = ccvm_memslot_find(vm, gfn);
 	if (slot && (slot->flags & CCVM_MEM_GUEST_MEMFD))
 		err = ccvm_gmem_lookup_folio(slot, gfn, pfn, &o);
 	if (!err && order)
 		*order = gmem_mapping_order(slot, gfn, slot->pgoff + (gfn - slot->base_gfn), o);
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
 	return err;
 }
 
@@ -1589,11 +1589,11 @@ int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn)
 	struct ccvm_memslot *slot;
 	int err = -ENOENT;
 
-	ccvm_rwlock_rdlock(&vm->memslots_rw);
+	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	slot = ccvm_memslot_find(vm, gfn);
 	if (slot && (slot->flags & CCVM_MEM_GUEST_MEMFD))
 		err = ccvm_gmem_lookup_pfn(slot, gfn, pfn);
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
 	return err;
 }
 
@@ -1635,7 +1635,7 @@ int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot
 	index = slot->pgoff + (start - slot->base_gfn);
 	last = slot->pgoff + (end - 1 - slot->base_gfn);
 
-	ccvm_rwlock_rdlock(&inode->invalidate_lock);
+	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	while (index <= last && !inode_next_page(inode, &index, last, &pfn)) {
 		ret = fn(vm, slot->base_gfn + (index - slot->pgoff), pfn, ctx);
 		if (ret < 0)
@@ -1646,7 +1646,7 @@ int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot
 		index += ret > 1 ? (uint64_t)ret : 1;
 		ret = 0;
 	}
-	ccvm_rwlock_unlock(&inode->invalidate_lock);
+	ccvm_brlock_rdunlock(&inode->invalidate_lock, inv_sh);
 	return ret < 0 ? ret : 0;
 }
 

@@ -242,12 +242,19 @@ struct ccvm_platform {
 	 * 2 MiB boundary), as the kernel's per-CPU page lists do, so that
 	 * vCPUs first touching memory do not interleave their
 	 * pages (host huge pages, pfn_state, RMP and PAMT lines).  Window
-	 * pages are below bump, free, on no list.  nr_windows is 0 when
-	 * serial or on one CPU (plain bump).  Under mem_lock.
+	 * pages are below bump, free, on no list, and not in nr_free.
+	 * nr_windows is 0 when serial or on one CPU (plain bump).  Each
+	 * window has a lock and a cache line of its own: a page from a
+	 * thread's window takes neither mem_lock nor a line that another
+	 * CPU writes.  Lock order: mem_lock, then a window's lock.
 	 */
 	unsigned int nr_windows;
-	struct { uint64_t next, end; } window[CCVM_BRLOCK_SHARDS];
-	_Atomic uint64_t nr_free;
+	struct ccvm_page_window {
+		_Alignas(CCVM_CACHELINE) struct ccvm_mutex lock;
+		uint64_t next, end;
+	} window[CCVM_BRLOCK_SHARDS];
+	/* Free pages on the lists and never handed out (not in windows). */
+	_Alignas(CCVM_CACHELINE) _Atomic uint64_t nr_free;
 	_Atomic uint64_t nr_leaked;
 
 	uint32_t nr_cpus;
@@ -472,7 +479,7 @@ struct ccvm_gmem_inode {
 	bool in_place;				/* GMEM scheme: attrs below is live */
 	unsigned int folio_order;		/* 0, or CCVM_FOLIO_ORDER_2M / _1G */
 	uint64_t nr_huge;			/* whole huge folios, under pages_lock */
-	struct ccvm_rwlock invalidate_lock;	/* filemap_invalidate_lock */
+	struct ccvm_brlock invalidate_lock;	/* filemap_invalidate_lock, read side per CPU */
 	struct ccvm_mutex pages_lock;		/* protects pages and pins */
 	struct ccvm_xa pages;			/* index -> CCVM_GMEM_VALUE(pfn) */
 	uint64_t nr_pages;			/* allocated, under pages_lock */
@@ -738,15 +745,16 @@ struct ccvm_vm {
 
 	struct ccvm_mutex lock;			/* kvm->lock */
 	struct ccvm_mutex slots_lock;
-	struct ccvm_rwlock memslots_rw;
+	struct ccvm_brlock memslots_rw;		/* read side sharded per CPU */
 	struct ccvm_brlock mmu_lock;		/* read side sharded per CPU */
 	/*
 	 * A leaf: the per-VM store; in the GMEM scheme also the memslot array
 	 * and the slots' file pointers for ccvm_vm_gfn_is_private(), which may
 	 * run where memslots_rw cannot be taken (publishers and the release's
-	 * cut take it for write inside memslots_rw).
+	 * cut take it for write inside memslots_rw).  Read by every fault
+	 * (twice on mock): sharded per CPU as mmu_lock is.
 	 */
-	struct ccvm_rwlock attr_lock;
+	struct ccvm_brlock attr_lock;
 
 	struct ccvm_xa attrs;			/* gfn -> attributes, under attr_lock */
 	struct ccvm_memslots *memslots;		/* under memslots_rw */

@@ -271,9 +271,9 @@ static bool attrs_are(struct ccvm_vm *vm, uint64_t first, uint64_t last, uint64_
 {
 	bool ok;
 
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ok = ccvm_xa_range_is(&vm->attrs, first, last, attrs);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return ok;
 }
 
@@ -281,9 +281,9 @@ static bool attrs_uniform(struct ccvm_vm *vm, uint64_t first, uint64_t last)
 {
 	uint64_t end;
 
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ccvm_xa_run(&vm->attrs, first, &end);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return end >= last;
 }
 
@@ -337,9 +337,9 @@ static void check_attr_store(struct check *c)
 {
 	struct ccvm_vm *vm = c->vm;
 
-	ccvm_rwlock_rdlock(&vm->attr_lock);
+	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ccvm_xa_for_each_run(&vm->attrs, 0, UINT64_MAX, attr_value_cb, c);
-	ccvm_rwlock_unlock(&vm->attr_lock);
+	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 }
 
 /* ---- I33, I31: the in-place stores and the host's pins -------------------------- */
@@ -485,9 +485,9 @@ static void check_files(struct check *c)
 	struct ccvm_gmem *g;
 
 	if (ccvm_vm_in_place(vm)) {
-		ccvm_rwlock_rdlock(&vm->attr_lock);
+		unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 		ccvm_xa_for_each_run(&vm->attrs, 0, UINT64_MAX, vm_attr_private_cb, c);
-		ccvm_rwlock_unlock(&vm->attr_lock);
+		ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	}
 	for (g = vm->gmem_files; g && !failed(c); g = g->next_file) {
 		struct file_check fc = { .c = c, .inode = g->inode };
@@ -1169,11 +1169,11 @@ int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *o
 
 	/* A quiescent point: no memslot change, no fault, no zap meanwhile. */
 	ccvm_mutex_lock(&vm->slots_lock);
-	ccvm_rwlock_wrlock(&vm->memslots_rw);
+	ccvm_brlock_wrlock(&vm->memslots_rw);
 	ccvm_brlock_wrlock(&vm->mmu_lock);
 	vm_check(&c);
 	ccvm_brlock_wrunlock(&vm->mmu_lock);
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_wrunlock(&vm->memslots_rw);
 	ccvm_mutex_unlock(&vm->slots_lock);
 
 	free(c.files);
@@ -1184,7 +1184,7 @@ int ccvm_vm_check_invariants(struct ccvm_vm *vm, struct ccvm_invariant_report *o
 int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invariant_report *out)
 {
 	struct ccvm_invariant_report r;
-	uint64_t pfn, n = 0, allocated = 0, leaked = 0, nr_free, nr_leaked;
+	uint64_t pfn, n = 0, allocated = 0, leaked = 0, nr_free, nr_leaked, in_windows = 0;
 	int err;
 
 	if (!p)
@@ -1194,6 +1194,8 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 		return err;
 
 	ccvm_mutex_lock(&p->mem_lock);
+	for (unsigned int w = 0; w < p->nr_windows; w++)
+		ccvm_mutex_lock(&p->window[w].lock);
 	nr_free = atomic_load(&p->nr_free);
 	nr_leaked = atomic_load(&p->nr_leaked);
 	/* The free list: bounded by the free count, so a cycle cannot hang us. */
@@ -1237,7 +1239,7 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 							    "allocated", (unsigned long long)(pfn + i));
 		}
 	}
-	/* The per-thread windows of the bump region: free pages on no list. */
+	/* The per-thread windows of the bump region: free pages on no list, not in nr_free. */
 	for (unsigned int w = 0; w < p->nr_windows && !r.invariant; w++) {
 		r.nr_checks++;
 		if (p->window[w].next > p->window[w].end || p->window[w].end > p->bump) {
@@ -1255,7 +1257,7 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 						    "%#x", (unsigned long long)pfn, w,
 						    atomic_load_explicit(&p->pfn_state[pfn],
 									 memory_order_relaxed));
-		n += p->window[w].end - p->window[w].next;
+		in_windows += p->window[w].end - p->window[w].next;
 	}
 	for (pfn = 1; pfn < p->nr_pages && !r.invariant; pfn++) {
 		uint8_t st = atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed);
@@ -1285,14 +1287,14 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 		r.nr_checks += 3;
 		if (n + never != nr_free)
 			ccvm_invariant_fail(&r, 5, NONE, NONE,
-					    "%llu pages free but %llu on the free lists and page windows and %llu "
+					    "%llu pages free but %llu on the free lists and %llu "
 					    "never handed out", (unsigned long long)nr_free,
 					    (unsigned long long)n, (unsigned long long)never);
-		else if (allocated + nr_free != p->nr_pages - 1)
+		else if (allocated + nr_free + in_windows != p->nr_pages - 1)
 			ccvm_invariant_fail(&r, 5, NONE, NONE,
-					    "%llu allocated + %llu free pages != %llu",
-					    (unsigned long long)allocated,
-					    (unsigned long long)nr_free,
+					    "%llu allocated + %llu free pages + %llu in page windows "
+					    "!= %llu", (unsigned long long)allocated,
+					    (unsigned long long)nr_free, (unsigned long long)in_windows,
 					    (unsigned long long)(p->nr_pages - 1));
 		else if (leaked != nr_leaked)
 			ccvm_invariant_fail(&r, 18, NONE, NONE,
@@ -1300,6 +1302,8 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 					    (unsigned long long)leaked,
 					    (unsigned long long)nr_leaked);
 	}
+	for (unsigned int w = p->nr_windows; w--; )
+		ccvm_mutex_unlock(&p->window[w].lock);
 	ccvm_mutex_unlock(&p->mem_lock);
 	report_end(out, &r);
 	return 0;

@@ -215,13 +215,13 @@ static void slots_publish(struct ccvm_vm *vm, struct ccvm_memslots *s)
 		wrapped = true;
 	}
 	s->generation = vm->generation;
-	ccvm_rwlock_wrlock(&vm->memslots_rw);
+	ccvm_brlock_wrlock(&vm->memslots_rw);
 	/* attr_lock too: ccvm_vm_gfn_is_private() reads the array under it. */
-	ccvm_rwlock_wrlock(&vm->attr_lock);
+	ccvm_brlock_wrlock(&vm->attr_lock);
 	old = vm->memslots;
 	vm->memslots = s;
-	ccvm_rwlock_unlock(&vm->attr_lock);
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_wrunlock(&vm->attr_lock);
+	ccvm_brlock_wrunlock(&vm->memslots_rw);
 	free(old);
 	ccvm_account(vm->p, vm, CCVM_EV_MEMSLOT_UPDATE, 1);
 	if (wrapped)
@@ -232,8 +232,8 @@ static void slots_publish(struct ccvm_vm *vm, struct ccvm_memslots *s)
 static void slot_invalidate_and_zap(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 {
 	atomic_store(&slot->invalid, true);
-	ccvm_rwlock_wrlock(&vm->memslots_rw);
-	ccvm_rwlock_unlock(&vm->memslots_rw);
+	ccvm_brlock_wrlock(&vm->memslots_rw);
+	ccvm_brlock_wrunlock(&vm->memslots_rw);
 
 	ccvm_brlock_wrlock(&vm->mmu_lock);
 	/* May yield: slot->invalid sends faults on it back to retry meanwhile. */

@@ -248,6 +248,10 @@ static void platform_locks_init(struct ccvm_platform *p)
 	ccvm_mutex_init(&p->mem_lock, s, "mem_lock");
 	ccvm_mutex_init(&p->trace_lock, NULL, "trace_lock");
 	ccvm_mutex_init(&p->inject_lock, s, "inject_lock");
+	/* Serial or one CPU: the plain bump, so pfns do not depend on the host. */
+	p->nr_windows = s || ccvm_host_cpu_shards() < 2 ? 0 : ccvm_host_cpu_shards();
+	for (unsigned int i = 0; i < p->nr_windows; i++)
+		ccvm_mutex_init(&p->window[i].lock, s, "page window");
 }
 
 static void platform_locks_destroy(struct ccvm_platform *p)
@@ -256,6 +260,8 @@ static void platform_locks_destroy(struct ccvm_platform *p)
 	ccvm_mutex_destroy(&p->mem_lock);
 	ccvm_mutex_destroy(&p->trace_lock);
 	ccvm_mutex_destroy(&p->inject_lock);
+	for (unsigned int i = 0; i < p->nr_windows; i++)
+		ccvm_mutex_destroy(&p->window[i].lock);
 }
 
 int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_platform **out)
@@ -310,7 +316,7 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 		return ccvm_fail(-EINVAL, "opts.flags: CCVM_PLATFORM_TDX_DYNAMIC_PAMT is for the "
 				 "tdx backend, not \"%s\"", ops->name);
 
-	p = calloc(1, sizeof(*p));
+	p = ccvm_zalloc_lines(sizeof(*p));	/* the allocator's windows are line-aligned */
 	vops = calloc(1, sizeof(*vops));
 	if (!p || !vops)
 		goto err_nomem;
@@ -349,8 +355,6 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	if (err)
 		goto err_unmap;
 	platform_locks_init(p);
-	/* Serial or one CPU: the plain bump, so pfns do not depend on the host. */
-	p->nr_windows = p->sched || ccvm_host_cpu_shards() < 2 ? 0 : ccvm_host_cpu_shards();
 	/* Serial: every op call and return is a scheduling point (backend-call.h). */
 	ccvm_op_hooks_set(p, CCVM_OP_HOOK_SCHED, p->sched != NULL);
 
@@ -518,7 +522,8 @@ static void free_list_push(struct ccvm_platform *p, uint64_t pfn)
 {
 	/* free_next is 32 bits; 0 ends the list (pfn 0 is never free). */
 	p->free_next[pfn] = p->free_head == FREE_LIST_END ? 0 : (uint32_t)p->free_head;
-	p->free_head = pfn;
+	/* Atomic: an allocation peeks at it without mem_lock (ccvm_page_alloc()). */
+	__atomic_store_n(&p->free_head, pfn, __ATOMIC_RELAXED);
 }
 
 /* Which folio list holds free blocks of @order: 0 for 2M, 1 for 1G, -1 none. */
@@ -583,50 +588,109 @@ static unsigned int window_of_thread(unsigned int nr_windows)
 }
 
 /*
- * A page never handed out: the next of the bump region, or, with windows
- * (nr_windows, free-running on several CPUs), the next of the calling
- * thread's window, which is refilled from the bump up to the next 2 MiB
- * boundary; once the bump is used up, any window's.  mem_lock held.
- * Return: a free pfn or FREE_LIST_END.
+ * A page from the calling thread's window, taking only the window's lock
+ * (free-running on several CPUs: nr_windows).  Return: a free pfn, or
+ * FREE_LIST_END when the window is empty.
+ */
+static uint64_t window_alloc(struct ccvm_platform *p)
+{
+	struct ccvm_page_window *w = &p->window[window_of_thread(p->nr_windows)];
+	uint64_t n = FREE_LIST_END;
+
+	ccvm_mutex_lock(&w->lock);
+	if (w->next < w->end)
+		n = w->next++;
+	ccvm_mutex_unlock(&w->lock);
+	return n;
+}
+
+/*
+ * A page never handed out: the next of the bump region, or, with windows,
+ * the next of the calling thread's window, which is refilled from the
+ * bump up to the next 2 MiB boundary (those pages leave nr_free: window
+ * pages are counted apart); once the bump is used up, any window's.
+ * mem_lock held.  Return: a free pfn or FREE_LIST_END.
  */
 static uint64_t bump_alloc(struct ccvm_platform *p)
 {
 	const uint64_t chunk = 1ull << CCVM_FOLIO_ORDER_2M;
 	unsigned int i;
+	uint64_t n;
 
-	if (!p->nr_windows)
-		return p->bump < p->nr_pages ? p->bump++ : FREE_LIST_END;
-	i = window_of_thread(p->nr_windows);
-	if (p->window[i].next == p->window[i].end && p->bump < p->nr_pages) {
-		p->window[i].next = p->bump;
-		p->window[i].end = (p->bump | (chunk - 1)) + 1;
-		if (p->window[i].end > p->nr_pages)
-			p->window[i].end = p->nr_pages;
-		p->bump = p->window[i].end;
+	if (!p->nr_windows) {
+		if (p->bump >= p->nr_pages)
+			return FREE_LIST_END;
+		atomic_fetch_sub_explicit(&p->nr_free, 1, memory_order_relaxed);
+		return p->bump++;
 	}
-	for (unsigned int j = 0; j < p->nr_windows; j++, i = (i + 1) % p->nr_windows)
-		if (p->window[i].next < p->window[i].end)
-			return p->window[i].next++;
+	i = window_of_thread(p->nr_windows);
+	for (unsigned int j = 0; j < p->nr_windows; j++, i = (i + 1) % p->nr_windows) {
+		struct ccvm_page_window *w = &p->window[i];
+
+		ccvm_mutex_lock(&w->lock);
+		if (!j && w->next == w->end && p->bump < p->nr_pages) {
+			w->next = p->bump;
+			w->end = (p->bump | (chunk - 1)) + 1;
+			if (w->end > p->nr_pages)
+				w->end = p->nr_pages;
+			p->bump = w->end;
+			atomic_fetch_sub_explicit(&p->nr_free, w->end - w->next,
+						  memory_order_relaxed);
+		}
+		n = w->next < w->end ? w->next++ : FREE_LIST_END;
+		ccvm_mutex_unlock(&w->lock);
+		if (n != FREE_LIST_END)
+			return n;
+	}
 	return FREE_LIST_END;
 }
 
+/*
+ * Free pages in the windows, which nr_free does not count.  Each window's
+ * lock is taken in turn: exact when nothing allocates meanwhile.
+ */
+static uint64_t window_free_pages(struct ccvm_platform *p)
+{
+	uint64_t n = 0;
+
+	for (unsigned int i = 0; i < p->nr_windows; i++) {
+		ccvm_mutex_lock(&p->window[i].lock);
+		n += p->window[i].end - p->window[i].next;
+		ccvm_mutex_unlock(&p->window[i].lock);
+	}
+	return n;
+}
+
+/*
+ * The free list first (the page given back last comes back first), then
+ * the bump.  With windows, while the free list is empty (a peek without
+ * mem_lock), the thread's window, which takes its own lock only.
+ */
 int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn)
 {
 	uint64_t n;
 
+	if (p->nr_windows &&
+	    __atomic_load_n(&p->free_head, __ATOMIC_RELAXED) == FREE_LIST_END &&
+	    (n = window_alloc(p)) != FREE_LIST_END)
+		goto out;
 	ccvm_mutex_lock(&p->mem_lock);
 	if (p->free_head != FREE_LIST_END) {
 		n = p->free_head;
-		p->free_head = p->free_next[n] ? p->free_next[n] : FREE_LIST_END;
+		__atomic_store_n(&p->free_head, p->free_next[n] ? p->free_next[n] : FREE_LIST_END,
+				 __ATOMIC_RELAXED);
+		atomic_fetch_sub_explicit(&p->nr_free, 1, memory_order_relaxed);
 	} else if ((n = bump_alloc(p)) != FREE_LIST_END) {
-		/* a fresh page */
-	} else if ((n = break_folio_block(p)) == FREE_LIST_END) {
+		/* a fresh page, nr_free already counted */
+	} else if ((n = break_folio_block(p)) != FREE_LIST_END) {
+		atomic_fetch_sub_explicit(&p->nr_free, 1, memory_order_relaxed);
+	} else {
 		ccvm_mutex_unlock(&p->mem_lock);
 		return -ENOMEM;
 	}
-	atomic_store_explicit(&p->pfn_state[n], CCVM_PFN_ALLOCATED, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&p->nr_free, 1, memory_order_relaxed);
 	ccvm_mutex_unlock(&p->mem_lock);
+out:
+	atomic_store_explicit(&p->pfn_state[n], CCVM_PFN_ALLOCATED, memory_order_relaxed);
 	*pfn = n;
 	ccvm_account(p, NULL, CCVM_EV_PAGE_ALLOC, 1);
 	return 0;
@@ -934,7 +998,7 @@ int ccvm_platform_get_stats(struct ccvm_platform *p, struct ccvm_stats *st)
 	memset(&s, 0, sizeof(s));
 	ccvm_counters_read(&p->stats, &p->costs, &s);
 	s.total_pages = p->nr_pages - 1;
-	s.free_pages = atomic_load(&p->nr_free);
+	s.free_pages = atomic_load(&p->nr_free) + window_free_pages(p);
 	s.leaked_pages = atomic_load(&p->nr_leaked);
 	s.model_bytes = atomic_load(&p->model_bytes);
 	s.pamt_pairs = atomic_load(&p->pamt_pairs);

@@ -82,9 +82,9 @@ static void vm_free(struct ccvm_vm *vm)
 	ccvm_xa_destroy(&vm->slot_ids);
 	ccvm_mutex_destroy(&vm->lock);
 	ccvm_mutex_destroy(&vm->slots_lock);
-	ccvm_rwlock_destroy(&vm->memslots_rw);
+	ccvm_brlock_destroy(&vm->memslots_rw);
 	ccvm_brlock_destroy(&vm->mmu_lock);
-	ccvm_rwlock_destroy(&vm->attr_lock);
+	ccvm_brlock_destroy(&vm->attr_lock);
 	ccvm_model_bytes_add(p, -(int64_t)(sizeof(*vm) + ccvm_vm_priv_size(vm) +
 					   vm->max_vcpus * sizeof(vm->vcpus[0])));
 	free(vm->vcpus);
@@ -181,12 +181,12 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	/* The rwlocks prefer writers: vCPUs fault continuously, zaps must not starve. */
 	ccvm_mutex_init(&vm->lock, ccvm_sched_of(p), "vm->lock");
 	ccvm_mutex_init(&vm->slots_lock, ccvm_sched_of(p), "slots_lock");
-	ccvm_rwlock_init(&vm->memslots_rw, ccvm_sched_of(p), "memslots_rw");
+	ccvm_brlock_init(&vm->memslots_rw, ccvm_sched_of(p), "memslots_rw");
 	ccvm_brlock_init(&vm->mmu_lock, ccvm_sched_of(p), "mmu_lock");
 	/* SPTEs are written under the read lock and read by every walker. */
 	for (unsigned int i = 0; i < vm->mmu_lock.nr; i++)
 		ccvm_sched_rwlock_hw(&vm->mmu_lock.shard[i].l);
-	ccvm_rwlock_init(&vm->attr_lock, ccvm_sched_of(p), "attr_lock");
+	ccvm_brlock_init(&vm->attr_lock, ccvm_sched_of(p), "attr_lock");
 	ccvm_xa_init(&vm->attrs);
 	ccvm_xa_init(&vm->slot_ids);
 	vm->state = CCVM_VM_CREATED;

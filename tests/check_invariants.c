@@ -86,18 +86,18 @@ static void prefault(uint64_t gpa, uint64_t size)
 
 static void attr_store(uint64_t gfn, uint64_t value)
 {
-	ccvm_rwlock_wrlock(&F.vm->attr_lock);
+	ccvm_brlock_wrlock(&F.vm->attr_lock);
 	ck_assert_int_eq(ccvm_xa_store(&F.vm->attrs, gfn, value), 0);
-	ccvm_rwlock_unlock(&F.vm->attr_lock);
+	ccvm_brlock_wrunlock(&F.vm->attr_lock);
 }
 
 static struct ccvm_memslot *slot_at(uint64_t gfn)
 {
 	struct ccvm_memslot *s;
 
-	ccvm_rwlock_rdlock(&F.vm->memslots_rw);
+	unsigned int slots_sh = ccvm_brlock_rdlock(&F.vm->memslots_rw);
 	s = ccvm_memslot_find(F.vm, gfn);
-	ccvm_rwlock_unlock(&F.vm->memslots_rw);
+	ccvm_brlock_rdunlock(&F.vm->memslots_rw, slots_sh);
 	ck_assert_ptr_nonnull(s);
 	return s;
 }

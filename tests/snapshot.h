@@ -96,7 +96,7 @@ static inline void tu_snap_take(struct tu_snap *s, struct ccvm_platform *p, stru
 		s->nr_runs = tu_attr_runs(vm, win_start, win_end, s->runs, TU_SNAP_RUNS);
 		s->generation = ccvm_vm_memslot_generation(vm);
 		/* internal.h: memslots cannot be listed through the API. */
-		ccvm_rwlock_rdlock(&vm->memslots_rw);
+		unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 		if (vm->memslots) {
 			s->nr_slots = vm->memslots->nr;
 			for (i = 0; i < vm->memslots->nr && i < TU_SNAP_SLOTS; i++) {
@@ -110,7 +110,7 @@ static inline void tu_snap_take(struct tu_snap *s, struct ccvm_platform *p, stru
 				};
 			}
 		}
-		ccvm_rwlock_unlock(&vm->memslots_rw);
+		ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
 		s->seq = tu_seq(vm);
 		s->in_progress = tu_in_progress(vm);
 		s->vst = tu_vstats(vm);
