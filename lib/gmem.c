@@ -24,6 +24,83 @@
 
 static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last);
 
+/* ---- the page cache's shards ------------------------------------------ */
+
+/*
+ * Shards of 2 MiB or more (whole folios), as few as make at most
+ * CCVM_GMEM_SHARDS over the file; one when serial.
+ */
+static void pages_init(struct ccvm_gmem_inode *inode, struct ccvm_sched *s)
+{
+	unsigned int shift = CCVM_FOLIO_ORDER_2M;
+
+	if (inode->folio_order > shift)
+		shift = inode->folio_order;
+	while (shift < 63 && ((inode->npages - 1) >> shift) >= CCVM_GMEM_SHARDS)
+		shift++;
+	inode->shard_shift = s ? 64 : shift;
+	inode->nr_shards = s ? 1 : (unsigned int)((inode->npages - 1) >> shift) + 1;
+	for (unsigned int k = 0; k < inode->nr_shards; k++) {
+		ccvm_mutex_init(&inode->shard[k].lock, s, "pages_lock");
+		ccvm_xa_init(&inode->shard[k].pages);
+	}
+}
+
+/* The indices of shard @k inside [first, last], in *@lo..*@hi: false if none. */
+static bool shard_span(const struct ccvm_gmem_inode *inode, unsigned int k, uint64_t first,
+		       uint64_t last, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t start = k ? (uint64_t)k << inode->shard_shift : 0;
+	uint64_t end = k + 1 < inode->nr_shards ? ((uint64_t)(k + 1) << inode->shard_shift) - 1
+						: UINT64_MAX;
+
+	*lo = first > start ? first : start;
+	*hi = last < end ? last : end;
+	return *lo <= *hi;
+}
+
+int ccvm_gmem_pages_for_each_run(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last,
+				 ccvm_xa_run_fn fn, void *ctx)
+{
+	uint64_t lo, hi;
+	int ret;
+
+	for (unsigned int k = 0; k < inode->nr_shards; k++) {
+		if (!shard_span(inode, k, first, last, &lo, &hi))
+			continue;
+		ret = ccvm_xa_for_each_run(&inode->shard[k].pages, lo, hi, fn, ctx);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* ccvm_xa_reserve() of [first, last] in every shard it meets; every lock held. */
+static int pages_reserve(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
+{
+	uint64_t lo, hi;
+	int err;
+
+	for (unsigned int k = 0; k < inode->nr_shards; k++) {
+		if (!shard_span(inode, k, first, last, &lo, &hi))
+			continue;
+		err = ccvm_xa_reserve(&inode->shard[k].pages, lo, hi);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* The page cache's memory, every shard; every lock held. */
+static size_t pages_memory(struct ccvm_gmem_inode *inode)
+{
+	size_t n = 0;
+
+	for (unsigned int k = 0; k < inode->nr_shards; k++)
+		n += ccvm_xa_memory(&inode->shard[k].pages);
+	return n;
+}
+
 void ccvm_gmem_inode_get(struct ccvm_gmem_inode *inode)
 {
 	atomic_fetch_add_explicit(&inode->refcount, 1, memory_order_relaxed);
@@ -40,15 +117,17 @@ void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode)
 	/* Eviction: truncate the page cache; every mapping is gone by now. */
 	if (inode->npages)
 		inode_free_pages(inode, 0, inode->npages - 1);
-	ccvm_model_bytes_add(p, -(int64_t)(ccvm_xa_memory(&inode->pages) +
+	ccvm_model_bytes_add(p, -(int64_t)(pages_memory(inode) +
 					   ccvm_xa_memory(&inode->attrs) +
 					   ccvm_xa_memory(&inode->pins)));
-	ccvm_xa_destroy(&inode->pages);
+	for (unsigned int k = 0; k < inode->nr_shards; k++) {
+		ccvm_xa_destroy(&inode->shard[k].pages);
+		ccvm_mutex_destroy(&inode->shard[k].lock);
+	}
 	ccvm_xa_destroy(&inode->attrs);
 	ccvm_xa_destroy(&inode->pins);
 	ccvm_rwlock_destroy(&inode->attr_lock);
 	ccvm_brlock_destroy(&inode->invalidate_lock);
-	ccvm_mutex_destroy(&inode->pages_lock);
 	ccvm_model_bytes_add(p, -(int64_t)sizeof(*inode));
 	free(inode);
 	ccvm_platform_inode_put(p);
@@ -56,6 +135,7 @@ void ccvm_gmem_inode_put(struct ccvm_gmem_inode *inode)
 
 struct free_batch {
 	struct ccvm_gmem_inode *inode;
+	struct ccvm_gmem_shard *shard;	/* the one being truncated */
 	uint64_t pfns[64];
 	unsigned int n;
 	uint64_t freed;
@@ -94,7 +174,7 @@ static void free_huge_folio(struct free_batch *b, uint64_t head, unsigned int or
 	ccvm_op_gmem_invalidate(p, head, head + nr);
 	ccvm_account(p, NULL, CCVM_EV_GMEM_INVALIDATE, nr);
 	ccvm_page_free_folio(p, head, order);
-	b->inode->nr_huge--;
+	b->shard->nr_huge--;
 }
 
 static int free_page_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
@@ -122,10 +202,10 @@ static int free_page_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx
 		if (b->n == CCVM_ARRAY_SIZE(b->pfns))
 			free_batch_flush(b);
 	}
-	/* Every batch, if someone waits for pages_lock (always when serial). */
+	/* Every batch, if someone waits for a pages_lock (always when serial). */
 	if (!--b->budget) {
 		b->budget = b->inode->p->resched_entries;
-		if (ccvm_mutex_needbreak(&b->inode->pages_lock)) {
+		if (ccvm_gmem_pages_needbreak(b->inode)) {
 			b->stop = last;
 			return 1;
 		}
@@ -135,51 +215,59 @@ static int free_page_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx
 
 /*
  * Truncate [first, last] of the page cache; mappings must be gone.  Every
- * resched_entries pages, if someone waits for pages_lock (always on a
- * serial platform), the lock is dropped and the CPU yielded, as truncation
+ * resched_entries pages, if someone waits for a pages_lock (always on a
+ * serial platform), the locks are dropped and the CPU yielded, as truncation
  * reschedules between folio batches; the caller's invalidate lock (or the
  * last reference) keeps everyone else out of the range meanwhile.
  */
 static void inode_free_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
 {
 	struct free_batch b = { .inode = inode };
-	uint64_t end;
+	uint64_t end, lo, hi;
 	size_t before;
 
-	ccvm_mutex_lock(&inode->pages_lock);
-	for (;;) {
-		b.freed = 0;
-		b.budget = inode->p->resched_entries;
-		b.stop = CCVM_INVALID_GFN;
-		before = ccvm_xa_memory(&inode->pages);
-		ccvm_xa_for_each_run(&inode->pages, first, last, free_page_cb, &b);
-		free_batch_flush(&b);
-		end = b.stop != CCVM_INVALID_GFN ? b.stop : last;
-		/* Erasing never needs new nodes: the entries it clears exist already. */
-		ccvm_xa_store_range(&inode->pages, first, end, 0);
-		inode->nr_pages -= b.freed;
-		ccvm_model_bytes_add(inode->p,
-				     (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
-		if (end == last)
-			break;
-		first = end + 1;
-		ccvm_mutex_cond_resched(&inode->pages_lock);
+	ccvm_gmem_pages_lock_all(inode);
+	for (unsigned int k = 0; k < inode->nr_shards; k++) {
+		struct ccvm_gmem_shard *s = &inode->shard[k];
+
+		if (!shard_span(inode, k, first, last, &lo, &hi))
+			continue;
+		b.shard = s;
+		for (;;) {
+			b.freed = 0;
+			b.budget = inode->p->resched_entries;
+			b.stop = CCVM_INVALID_GFN;
+			before = ccvm_xa_memory(&s->pages);
+			ccvm_xa_for_each_run(&s->pages, lo, hi, free_page_cb, &b);
+			free_batch_flush(&b);
+			end = b.stop != CCVM_INVALID_GFN ? b.stop : hi;
+			/* Erasing never needs new nodes: the entries it clears exist already. */
+			ccvm_xa_store_range(&s->pages, lo, end, 0);
+			s->nr_pages -= b.freed;
+			ccvm_model_bytes_add(inode->p,
+					     (int64_t)ccvm_xa_memory(&s->pages) - (int64_t)before);
+			if (end == hi)
+				break;
+			lo = end + 1;
+			ccvm_gmem_pages_cond_resched(inode);
+		}
 	}
-	ccvm_mutex_unlock(&inode->pages_lock);
+	ccvm_gmem_pages_unlock_all(inode);
 }
 
 /*
  * Store the pages of folio [head, head + 2^order) (pfns from @pfn) as 4K
  * folios; the range is reserved (single stores inside it cannot fail).
- * pages_lock held.
+ * Its shard's pages_lock held.
  */
 static void folio_store_split(struct ccvm_gmem_inode *inode, uint64_t head, uint64_t pfn,
 			      unsigned int order)
 {
+	struct ccvm_gmem_shard *s = ccvm_gmem_shard_of(inode, head);
 	uint64_t i, nr = 1ull << order;
 
 	for (i = 0; i < nr; i++)
-		ccvm_xa_store(&inode->pages, head + i, CCVM_GMEM_VALUE(pfn + i));
+		ccvm_xa_store(&s->pages, head + i, CCVM_GMEM_VALUE(pfn + i));
 	ccvm_page_set_folio_order(inode->p, pfn, nr, 0);
 }
 
@@ -204,7 +292,8 @@ static bool folio_all_private(struct ccvm_gmem_inode *inode, uint64_t first, uin
  * Page at @index and the order of the folio holding it, allocating the
  * folio zeroed if it is a hole (the whole naturally aligned folio for a
  * huge inode, split at once if a page of it is shared: kvm_gmem_get_folio
- * with a custom allocator).  Invalidate lock held; takes pages_lock.
+ * with a custom allocator).  Invalidate lock held; takes its shard's
+ * pages_lock.
  */
 static int inode_get_folio(struct ccvm_gmem_inode *inode, uint64_t index, uint64_t *pfn,
 			   unsigned int *order)
@@ -212,20 +301,21 @@ static int inode_get_folio(struct ccvm_gmem_inode *inode, uint64_t index, uint64
 	unsigned int o = inode->folio_order;
 	uint64_t nr = 1ull << o, head = index & ~(nr - 1), base, v;
 	bool split = o && !folio_all_private(inode, head, head + nr - 1);
+	struct ccvm_gmem_shard *s = ccvm_gmem_shard_of(inode, head);
 	size_t before, after;
 	int err;
 
-	ccvm_mutex_lock(&inode->pages_lock);
-	v = ccvm_xa_load(&inode->pages, index);
+	ccvm_mutex_lock(&s->lock);
+	v = ccvm_xa_load(&s->pages, index);
 	if (v) {
-		ccvm_mutex_unlock(&inode->pages_lock);
+		ccvm_mutex_unlock(&s->lock);
 		*pfn = ccvm_gmem_pfn_at(v, index);
 		if (order)
 			*order = CCVM_GMEM_ORDER(v);
 		return 0;
 	}
 	/* A huge inode's folio range is all present or all holes; be safe anyway. */
-	if (o && !ccvm_xa_range_is(&inode->pages, head, head + nr - 1, 0)) {
+	if (o && !ccvm_xa_range_is(&s->pages, head, head + nr - 1, 0)) {
 		ccvm_log(CCVM_LOG_WARN, "gmem: folio at index %#llx partly cached",
 			 (unsigned long long)head);
 		o = 0;
@@ -233,8 +323,8 @@ static int inode_get_folio(struct ccvm_gmem_inode *inode, uint64_t index, uint64
 		head = index;
 		split = false;
 	}
-	before = ccvm_xa_memory(&inode->pages);
-	err = ccvm_xa_reserve(&inode->pages, head, head + nr - 1);
+	before = ccvm_xa_memory(&s->pages);
+	err = ccvm_xa_reserve(&s->pages, head, head + nr - 1);
 	if (!err)
 		err = ccvm_page_alloc_folio(inode->p, o, &base);
 	if (!err) {
@@ -242,21 +332,21 @@ static int inode_get_folio(struct ccvm_gmem_inode *inode, uint64_t index, uint64
 			folio_store_split(inode, head, base, o);
 			ccvm_account(inode->p, NULL, CCVM_EV_FOLIO_SPLIT, 1);
 		} else {
-			ccvm_xa_store_range(&inode->pages, head, head + nr - 1,
+			ccvm_xa_store_range(&s->pages, head, head + nr - 1,
 					    CCVM_GMEM_VALUE_ORDER(base, o));
 			if (o)
-				inode->nr_huge++;
+				s->nr_huge++;
 		}
-		inode->nr_pages += nr;
+		s->nr_pages += nr;
 		*pfn = base + (index - head);
 		if (order)
 			*order = split ? 0 : o;
 	}
 	/* Most inserts land in a leaf that exists: no platform-wide atomic then. */
-	after = ccvm_xa_memory(&inode->pages);
+	after = ccvm_xa_memory(&s->pages);
 	if (after != before)
 		ccvm_model_bytes_add(inode->p, (int64_t)after - (int64_t)before);
-	ccvm_mutex_unlock(&inode->pages_lock);
+	ccvm_mutex_unlock(&s->lock);
 	return err;
 }
 
@@ -335,8 +425,7 @@ int ccvm_gmem_create(struct ccvm_vm *vm, uint64_t size, uint64_t flags, struct c
 	}
 	ccvm_brlock_init(&inode->invalidate_lock, ccvm_sched_of(vm->p), "invalidate_lock");
 	ccvm_rwlock_init(&inode->attr_lock, ccvm_sched_of(vm->p), "gmem attr_lock");
-	ccvm_mutex_init(&inode->pages_lock, ccvm_sched_of(vm->p), "pages_lock");
-	ccvm_xa_init(&inode->pages);
+	pages_init(inode, ccvm_sched_of(vm->p));
 	inode->file = g;
 	g->inode = inode;
 	g->vm = vm;
@@ -520,16 +609,16 @@ static int zero_walk_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx
 /*
  * A punch over part of a huge folio (kvm_gmem_zero_range of the HugeTLB
  * guest_memfd): the folio stays, its pages in [first, last] are zeroed.
- * Mappings are gone (invalidation in progress).  pages_lock taken.
+ * Mappings are gone (invalidation in progress).  Takes every pages_lock.
  */
 static void inode_zero_pages(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
 {
 	struct zero_walk z = { .p = inode->p };
 
-	ccvm_mutex_lock(&inode->pages_lock);
-	ccvm_xa_for_each_run(&inode->pages, first, last, zero_walk_cb, &z);
+	ccvm_gmem_pages_lock_all(inode);
+	ccvm_gmem_pages_for_each_run(inode, first, last, zero_walk_cb, &z);
 	zero_walk_flush(&z);
-	ccvm_mutex_unlock(&inode->pages_lock);
+	ccvm_gmem_pages_unlock_all(inode);
 }
 
 static uint64_t first_pinned(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last);
@@ -800,7 +889,7 @@ int ccvm_gmem_get_memory_attributes(struct ccvm_gmem *g, uint64_t offset,
 #define PIN_PFN(v)		CCVM_GMEM_PIN_PFN(v)
 #define PIN_COUNT(v)		((v) & PIN_COUNT_MAX)
 
-/* Is the page cached at @index pinned by the host?  pages_lock held. */
+/* Is the page cached at @index pinned by the host?  Every pages_lock held. */
 static bool index_pinned(struct ccvm_gmem_inode *inode, uint64_t index)
 {
 	uint64_t pin = ccvm_xa_load(&inode->pins, index);
@@ -808,7 +897,7 @@ static bool index_pinned(struct ccvm_gmem_inode *inode, uint64_t index)
 
 	if (!pin)
 		return false;
-	v = ccvm_xa_load(&inode->pages, index);
+	v = ccvm_gmem_pages_load(inode, index);
 	return v && ccvm_gmem_pfn_at(v, index) == PIN_PFN(pin);
 }
 
@@ -840,10 +929,10 @@ static uint64_t first_pinned(struct ccvm_gmem_inode *inode, uint64_t first, uint
 {
 	struct pin_scan ps = { .inode = inode, .found = UINT64_MAX };
 
-	ccvm_mutex_lock(&inode->pages_lock);
+	ccvm_gmem_pages_lock_all(inode);
 	if (inode->nr_pins)
 		ccvm_xa_for_each_run(&inode->pins, first, last, pin_scan_cb, &ps);
-	ccvm_mutex_unlock(&inode->pages_lock);
+	ccvm_gmem_pages_unlock_all(inode);
 	return ps.found;
 }
 
@@ -894,10 +983,10 @@ int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 		if (err)
 			goto out;
 	}
-	ccvm_mutex_lock(&inode->pages_lock);
+	ccvm_gmem_pages_lock_all(inode);
 	for (i = first; i <= last && !err; i++) {
 		pin = ccvm_xa_load(&inode->pins, i);
-		v = ccvm_xa_load(&inode->pages, i);
+		v = ccvm_gmem_pages_load(inode, i);
 		if (pin && (PIN_PFN(pin) != ccvm_gmem_pfn_at(v, i) ||
 			    PIN_COUNT(pin) == PIN_COUNT_MAX))
 			err = ccvm_reject(-EINVAL, "gmem pin: offset %#llx: an earlier pin still "
@@ -909,7 +998,7 @@ int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 		err = ccvm_xa_reserve(&inode->pins, first, last);
 	for (i = first; i <= last && !err; i++) {
 		pin = ccvm_xa_load(&inode->pins, i);
-		v = ccvm_xa_load(&inode->pages, i);
+		v = ccvm_gmem_pages_load(inode, i);
 		if (!pin)
 			inode->nr_pins++;
 		/* Single-index stores inside the reserved range cannot fail. */
@@ -917,7 +1006,7 @@ int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 			      PIN_VALUE(ccvm_gmem_pfn_at(v, i), PIN_COUNT(pin) + 1));
 	}
 	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pins) - (int64_t)before);
-	ccvm_mutex_unlock(&inode->pages_lock);
+	ccvm_gmem_pages_unlock_all(inode);
 out:
 	ccvm_brlock_rdunlock(&inode->invalidate_lock, inv_sh);
 	return err;
@@ -936,7 +1025,7 @@ int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 	inode = g->inode;
 
 	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
-	ccvm_mutex_lock(&inode->pages_lock);
+	ccvm_gmem_pages_lock_all(inode);
 	for (i = first; i <= last; i++) {
 		if (!ccvm_xa_load(&inode->pins, i)) {
 			err = ccvm_reject(-EINVAL, "gmem unpin: page at offset %#llx is not pinned",
@@ -957,7 +1046,7 @@ int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 	}
 	ccvm_model_bytes_add(inode->p, (int64_t)ccvm_xa_memory(&inode->pins) - (int64_t)before);
 out:
-	ccvm_mutex_unlock(&inode->pages_lock);
+	ccvm_gmem_pages_unlock_all(inode);
 	ccvm_brlock_rdunlock(&inode->invalidate_lock, inv_sh);
 	return err;
 }
@@ -1068,18 +1157,18 @@ static int zero_page_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx
 /*
  * Split every whole huge folio of [first, last] (folio aligned) into 4K
  * folios: the pfns stay, each page becomes its own folio.  The range is
- * reserved.  pages_lock held.
+ * reserved.  Every pages_lock held.
  */
 static void folios_split(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last)
 {
 	uint64_t nr = 1ull << inode->folio_order, h, v;
 
 	for (h = first; h <= last; h += nr) {
-		v = ccvm_xa_load(&inode->pages, h);
+		v = ccvm_gmem_pages_load(inode, h);
 		if (!v || !CCVM_GMEM_ORDER(v))
 			continue;
 		folio_store_split(inode, h, CCVM_GMEM_PFN(v), CCVM_GMEM_ORDER(v));
-		inode->nr_huge--;
+		ccvm_gmem_shard_of(inode, h)->nr_huge--;
 		ccvm_account(inode->p, NULL, CCVM_EV_FOLIO_SPLIT, 1);
 	}
 }
@@ -1088,28 +1177,29 @@ static void folios_split(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t
  * Restore the split folio at @head whole if it can be: every page present,
  * its pfns the naturally aligned block they were allocated as, none pinned
  * nor leaked.  The caller checked that every page is private and reserved
- * the range.  pages_lock held.  Return: whether it merged.
+ * the range.  Every pages_lock held.  Return: whether it merged.
  */
 static bool folio_try_merge(struct ccvm_gmem_inode *inode, uint64_t head)
 {
 	unsigned int order = inode->folio_order;
 	uint64_t nr = 1ull << order, base, i, v;
 
-	v = ccvm_xa_load(&inode->pages, head);
+	v = ccvm_gmem_pages_load(inode, head);
 	if (!v || CCVM_GMEM_ORDER(v))
 		return false;		/* a hole, or whole already */
 	base = CCVM_GMEM_PFN(v);
 	if (base & (nr - 1))
 		return false;
 	for (i = 0; i < nr; i++) {
-		v = ccvm_xa_load(&inode->pages, head + i);
+		v = ccvm_gmem_pages_load(inode, head + i);
 		if (!v || CCVM_GMEM_ORDER(v) || CCVM_GMEM_PFN(v) != base + i ||
 		    index_pinned(inode, head + i) || ccvm_page_is_leaked(inode->p, base + i))
 			return false;
 	}
-	ccvm_xa_store_range(&inode->pages, head, head + nr - 1, CCVM_GMEM_VALUE_ORDER(base, order));
+	ccvm_xa_store_range(&ccvm_gmem_shard_of(inode, head)->pages, head, head + nr - 1,
+			    CCVM_GMEM_VALUE_ORDER(base, order));
 	ccvm_page_set_folio_order(inode->p, base, nr, order);
-	inode->nr_huge++;
+	ccvm_gmem_shard_of(inode, head)->nr_huge++;
 	ccvm_account(inode->p, NULL, CCVM_EV_FOLIO_MERGE, 1);
 	return true;
 }
@@ -1124,24 +1214,22 @@ static void folios_restructure(struct ccvm_gmem_inode *inode, uint64_t first, ui
 	if (!inode->folio_order)
 		return;
 	if (!to_private) {
-		ccvm_mutex_lock(&inode->pages_lock);
-		before = ccvm_xa_memory(&inode->pages);
+		ccvm_gmem_pages_lock_all(inode);
+		before = pages_memory(inode);
 		folios_split(inode, first, last);
-		ccvm_model_bytes_add(inode->p,
-				     (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
-		ccvm_mutex_unlock(&inode->pages_lock);
+		ccvm_model_bytes_add(inode->p, (int64_t)pages_memory(inode) - (int64_t)before);
+		ccvm_gmem_pages_unlock_all(inode);
 		return;
 	}
 	for (h = first; h <= last; h += nr) {
 		/* The attributes first (attr_lock and pages_lock are both leaves). */
 		if (!folio_all_private(inode, h, h + nr - 1))
 			continue;
-		ccvm_mutex_lock(&inode->pages_lock);
-		before = ccvm_xa_memory(&inode->pages);
+		ccvm_gmem_pages_lock_all(inode);
+		before = pages_memory(inode);
 		folio_try_merge(inode, h);
-		ccvm_model_bytes_add(inode->p,
-				     (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
-		ccvm_mutex_unlock(&inode->pages_lock);
+		ccvm_model_bytes_add(inode->p, (int64_t)pages_memory(inode) - (int64_t)before);
+		ccvm_gmem_pages_unlock_all(inode);
 	}
 }
 
@@ -1191,12 +1279,11 @@ int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attr
 	}
 	/* Splitting and merging folios store into the page cache: reserve it too. */
 	if (inode->folio_order) {
-		ccvm_mutex_lock(&inode->pages_lock);
-		before = ccvm_xa_memory(&inode->pages);
-		err = ccvm_xa_reserve(&inode->pages, wfirst, wlast);
-		ccvm_model_bytes_add(inode->p,
-				     (int64_t)ccvm_xa_memory(&inode->pages) - (int64_t)before);
-		ccvm_mutex_unlock(&inode->pages_lock);
+		ccvm_gmem_pages_lock_all(inode);
+		before = pages_memory(inode);
+		err = pages_reserve(inode, wfirst, wlast);
+		ccvm_model_bytes_add(inode->p, (int64_t)pages_memory(inode) - (int64_t)before);
+		ccvm_gmem_pages_unlock_all(inode);
 		if (err) {
 			a->error_offset = op.offset;
 			err = -ENOMEM;
@@ -1226,12 +1313,13 @@ int ccvm_gmem_set_memory_attributes(struct ccvm_gmem *g, struct ccvm_memory_attr
 	/* 6. To shared: the platform takes its populated pages back. */
 	runs = (struct pfn_runs){ .p = inode->p };
 	if (!op.to_private) {
-		ccvm_mutex_lock(&inode->pages_lock);
-		ccvm_xa_for_each_run(&inode->pages, op.first, op.last, make_shared_cb, &runs);
+		ccvm_gmem_pages_lock_all(inode);
+		ccvm_gmem_pages_for_each_run(inode, op.first, op.last, make_shared_cb, &runs);
 		pfn_runs_flush(&runs);
 		if (op.flags & CCVM_MEMORY_ATTRIBUTES2_ZERO)
-			ccvm_xa_for_each_run(&inode->pages, op.first, op.last, zero_page_cb, &runs);
-		ccvm_mutex_unlock(&inode->pages_lock);
+			ccvm_gmem_pages_for_each_run(inode, op.first, op.last, zero_page_cb,
+						     &runs);
+		ccvm_gmem_pages_unlock_all(inode);
 	}
 	/* 7. Store. */
 	ccvm_rwlock_wrlock(&inode->attr_lock);
@@ -1275,16 +1363,18 @@ int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info)
 	i.size = g->inode->size;
 	i.flags = g->inode->flags;
 	i.folio_order = g->inode->folio_order;
-	ccvm_mutex_lock(&g->inode->pages_lock);
-	i.nr_pages = g->inode->nr_pages;
-	i.nr_huge_folios = g->inode->nr_huge;
-	ccvm_mutex_unlock(&g->inode->pages_lock);
+	ccvm_gmem_pages_lock_all(g->inode);
+	for (unsigned int k = 0; k < g->inode->nr_shards; k++) {
+		i.nr_pages += g->inode->shard[k].nr_pages;
+		i.nr_huge_folios += g->inode->shard[k].nr_huge;
+	}
+	ccvm_gmem_pages_unlock_all(g->inode);
 	unsigned int inv_sh = ccvm_brlock_rdlock(&g->inode->invalidate_lock);
 	i.nr_bindings = g->nr_bindings;
 	ccvm_brlock_rdunlock(&g->inode->invalidate_lock, inv_sh);
-	ccvm_mutex_lock(&g->inode->pages_lock);
+	ccvm_gmem_pages_lock_all(g->inode);
 	i.nr_pinned = g->inode->nr_pins;
-	ccvm_mutex_unlock(&g->inode->pages_lock);
+	ccvm_gmem_pages_unlock_all(g->inode);
 	if (g->inode->in_place) {
 		struct nr_private np = { 0 };
 
@@ -1351,11 +1441,11 @@ int ccvm_gmem_close(struct ccvm_gmem *g)
 		gmem_invalidate_end(g);
 	inode->file = NULL;
 	/* The pins go with the process's mappings of the file. */
-	ccvm_mutex_lock(&inode->pages_lock);
+	ccvm_gmem_pages_lock_all(inode);
 	ccvm_model_bytes_add(vm->p, -(int64_t)ccvm_xa_memory(&inode->pins));
 	ccvm_xa_destroy(&inode->pins);
 	inode->nr_pins = 0;
-	ccvm_mutex_unlock(&inode->pages_lock);
+	ccvm_gmem_pages_unlock_all(inode);
 	ccvm_brlock_wrunlock(&inode->invalidate_lock);
 	for (pp = &vm->gmem_files; *pp; pp = &(*pp)->next_file) {
 		if (*pp == g) {
@@ -1544,15 +1634,17 @@ int ccvm_gmem_lookup_folio(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pf
 			    unsigned int *order)
 {
 	struct ccvm_gmem_inode *inode;
+	struct ccvm_gmem_shard *s;
 	uint64_t index, v;
 
 	if (!atomic_load(&slot->gmem))
 		return -ENOENT;
 	inode = slot->inode;
-	ccvm_mutex_lock(&inode->pages_lock);
 	index = slot->pgoff + (gfn - slot->base_gfn);
-	v = ccvm_xa_load(&inode->pages, index);
-	ccvm_mutex_unlock(&inode->pages_lock);
+	s = ccvm_gmem_shard_of(inode, index);
+	ccvm_mutex_lock(&s->lock);
+	v = ccvm_xa_load(&s->pages, index);
+	ccvm_mutex_unlock(&s->lock);
 	if (!v)
 		return -ENOENT;
 	*pfn = ccvm_gmem_pfn_at(v, index);
@@ -1603,14 +1695,25 @@ int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn)
 static int inode_next_page(struct ccvm_gmem_inode *inode, uint64_t *index, uint64_t last,
 			   uint64_t *pfn)
 {
-	uint64_t v;
+	struct ccvm_gmem_shard *s;
+	uint64_t v, lo, hi;
 	int err;
 
-	ccvm_mutex_lock(&inode->pages_lock);
-	err = ccvm_xa_find(&inode->pages, index, last, &v);
-	ccvm_mutex_unlock(&inode->pages_lock);
-	if (!err)
+	/* Shard by shard, each under its own lock. */
+	for (;;) {
+		s = ccvm_gmem_shard_of(inode, *index);
+		shard_span(inode, (unsigned int)(s - inode->shard), *index, last, &lo, &hi);
+		ccvm_mutex_lock(&s->lock);
+		err = ccvm_xa_find(&s->pages, &lo, hi, &v);
+		ccvm_mutex_unlock(&s->lock);
+		if (!err || hi >= last)
+			break;
+		*index = hi + 1;
+	}
+	if (!err) {
+		*index = lo;
 		*pfn = ccvm_gmem_pfn_at(v, *index);
+	}
 	return err;
 }
 
@@ -1681,9 +1784,9 @@ int ccvm_vm_for_each_gmem_file_pfn(struct ccvm_vm *vm, ccvm_gmem_page_fn fn, voi
 	if (!vm || !fn)
 		return -EINVAL;
 	for (g = vm->gmem_files; g && !ret; g = g->next_file) {
-		ccvm_mutex_lock(&g->inode->pages_lock);
-		ret = ccvm_xa_for_each_run(&g->inode->pages, 0, UINT64_MAX, file_run_cb, &w);
-		ccvm_mutex_unlock(&g->inode->pages_lock);
+		ccvm_gmem_pages_lock_all(g->inode);
+		ret = ccvm_gmem_pages_for_each_run(g->inode, 0, UINT64_MAX, file_run_cb, &w);
+		ccvm_gmem_pages_unlock_all(g->inode);
 	}
 	return ret;
 }

@@ -470,6 +470,18 @@ static inline uint64_t ccvm_gmem_pfn_at(uint64_t v, uint64_t index)
 #define CCVM_GMEM_PIN_COUNT_BITS	20
 #define CCVM_GMEM_PIN_PFN(v)		((v) >> CCVM_GMEM_PIN_COUNT_BITS)
 
+/*
+ * A shard of a gmem page cache: the indices [k << shard_shift,
+ * (k + 1) << shard_shift) of its inode, under a lock of their own.
+ */
+#define CCVM_GMEM_SHARDS	16
+struct ccvm_gmem_shard {
+	_Alignas(CCVM_CACHELINE) struct ccvm_mutex lock;	/* "pages_lock" */
+	struct ccvm_xa pages;			/* index -> CCVM_GMEM_VALUE(pfn) */
+	uint64_t nr_pages;			/* allocated */
+	uint64_t nr_huge;			/* whole huge folios */
+};
+
 struct ccvm_gmem_inode {
 	struct ccvm_platform *p;
 	_Atomic long refcount;			/* open file + backend pins */
@@ -478,11 +490,17 @@ struct ccvm_gmem_inode {
 	uint64_t flags;
 	bool in_place;				/* GMEM scheme: attrs below is live */
 	unsigned int folio_order;		/* 0, or CCVM_FOLIO_ORDER_2M / _1G */
-	uint64_t nr_huge;			/* whole huge folios, under pages_lock */
 	struct ccvm_brlock invalidate_lock;	/* filemap_invalidate_lock, read side per CPU */
-	struct ccvm_mutex pages_lock;		/* protects pages and pins */
-	struct ccvm_xa pages;			/* index -> CCVM_GMEM_VALUE(pfn) */
-	uint64_t nr_pages;			/* allocated, under pages_lock */
+	/*
+	 * The page cache, in shards of contiguous indices (1 << shard_shift
+	 * each, whole folios), each with its own pages_lock: faults on
+	 * distant pages of one file take different locks, as vCPUs on
+	 * disjoint memory do.  One shard on a serial platform (the schedules
+	 * are those of one lock).  A walk over a range and the pins take
+	 * every shard's lock, in order (ccvm_gmem_pages_lock_all()).
+	 */
+	unsigned int nr_shards, shard_shift;
+	struct ccvm_gmem_shard shard[CCVM_GMEM_SHARDS];
 	/*
 	 * GMEM scheme: index -> attributes (0 shared, PRIVATE), covering every
 	 * index.  Written with invalidate_lock held for write, and attr_lock
@@ -490,8 +508,8 @@ struct ccvm_gmem_inode {
 	 */
 	struct ccvm_rwlock attr_lock;
 	struct ccvm_xa attrs;
-	struct ccvm_xa pins;			/* index -> host pin count */
-	uint64_t nr_pins;			/* indices with pins, under pages_lock */
+	struct ccvm_xa pins;			/* index -> host pin count, every pages_lock */
+	uint64_t nr_pins;			/* indices with pins, every pages_lock */
 	struct ccvm_gmem *file;			/* the one file, NULL once released */
 };
 
@@ -528,6 +546,62 @@ int ccvm_gmem_bind(struct ccvm_vm *vm, struct ccvm_memslot *slot, struct ccvm_gm
 void ccvm_gmem_unbind(struct ccvm_memslot *slot);
 /* Is the file page at @index private now (so the host may not touch it)? */
 bool ccvm_gmem_index_is_private(struct ccvm_gmem *g, uint64_t index);
+/* The page-cache shard holding index @index of @inode. */
+static inline struct ccvm_gmem_shard *ccvm_gmem_shard_of(struct ccvm_gmem_inode *inode,
+							 uint64_t index)
+{
+	uint64_t k = inode->shard_shift < 64 ? index >> inode->shard_shift : 0;
+
+	return &inode->shard[k < inode->nr_shards ? k : inode->nr_shards - 1];
+}
+/* Take (drop) every shard's pages_lock, in index order (one lock when serial). */
+#define ccvm_gmem_pages_lock_all(i)	ccvm_gmem_pages_lock_all_at((i), CCVM_SYNC_SITE)
+#define ccvm_gmem_pages_unlock_all(i)	ccvm_gmem_pages_unlock_all_at((i), CCVM_SYNC_SITE)
+#define ccvm_gmem_pages_cond_resched(i)	ccvm_gmem_pages_cond_resched_at((i), CCVM_SYNC_SITE)
+
+static inline void ccvm_gmem_pages_lock_all_at(struct ccvm_gmem_inode *inode,
+					       const struct ccvm_sync_site *site)
+{
+	for (unsigned int k = 0; k < inode->nr_shards; k++)
+		ccvm_mutex_lock_at(&inode->shard[k].lock, site);
+}
+
+static inline void ccvm_gmem_pages_unlock_all_at(struct ccvm_gmem_inode *inode,
+						 const struct ccvm_sync_site *site)
+{
+	for (unsigned int k = inode->nr_shards; k--; )
+		ccvm_mutex_unlock_at(&inode->shard[k].lock, site);
+}
+
+/* Should a holder of every pages_lock in a long walk let others in? */
+static inline int ccvm_gmem_pages_needbreak(const struct ccvm_gmem_inode *inode)
+{
+	for (unsigned int k = 0; k < inode->nr_shards; k++)
+		if (ccvm_mutex_needbreak(&inode->shard[k].lock))
+			return 1;
+	return 0;
+}
+
+/* Drop every pages_lock, let others run, take them again (ccvm_mutex_cond_resched()). */
+static inline void ccvm_gmem_pages_cond_resched_at(struct ccvm_gmem_inode *inode,
+						   const struct ccvm_sync_site *site)
+{
+	if (inode->nr_shards == 1) {
+		ccvm_mutex_cond_resched_at(&inode->shard[0].lock, site);
+		return;
+	}
+	ccvm_gmem_pages_unlock_all_at(inode, site);
+	sched_yield();
+	ccvm_gmem_pages_lock_all_at(inode, site);
+}
+/* The page-cache value at @index; its shard's lock held. */
+static inline uint64_t ccvm_gmem_pages_load(struct ccvm_gmem_inode *inode, uint64_t index)
+{
+	return ccvm_xa_load(&ccvm_gmem_shard_of(inode, index)->pages, index);
+}
+/* ccvm_xa_for_each_run() over the page cache (runs end at shard edges); every lock held. */
+int ccvm_gmem_pages_for_each_run(struct ccvm_gmem_inode *inode, uint64_t first, uint64_t last,
+				 ccvm_xa_run_fn fn, void *ctx);
 /* GMEM scheme: the attributes of inode page @index (takes attr_lock). */
 uint64_t ccvm_gmem_attr_get(struct ccvm_gmem_inode *inode, uint64_t index);
 

@@ -307,11 +307,12 @@ static bool file_attrs_are(struct ccvm_memslot *slot, uint64_t gfn, uint64_t n, 
 /* The inode page at @index (the page cache, whatever became of the file). */
 static uint64_t inode_pfn(struct ccvm_gmem_inode *inode, uint64_t index)
 {
+	struct ccvm_gmem_shard *s = ccvm_gmem_shard_of(inode, index);
 	uint64_t v;
 
-	ccvm_mutex_lock(&inode->pages_lock);
-	v = ccvm_xa_load(&inode->pages, index);
-	ccvm_mutex_unlock(&inode->pages_lock);
+	ccvm_mutex_lock(&s->lock);
+	v = ccvm_xa_load(&s->pages, index);
+	ccvm_mutex_unlock(&s->lock);
 	return v ? ccvm_gmem_pfn_at(v, index) : NONE;
 }
 
@@ -375,7 +376,7 @@ static int pin_cb(uint64_t first, uint64_t last, uint64_t value, void *ctx)
 		return 0;
 	for (i = first; ; i++) {
 		count(fc->c, 1);
-		v = ccvm_xa_load(&inode->pages, i);
+		v = ccvm_gmem_pages_load(inode, i);
 		/* A pin on a punched page holds a folio the file no longer has. */
 		if (v && ccvm_gmem_pfn_at(v, i) ==
 			 CCVM_GMEM_PIN_PFN(ccvm_xa_load(&inode->pins, i)) &&
@@ -501,12 +502,12 @@ static void check_files(struct check *c)
 		}
 		ccvm_rwlock_rdlock(&g->inode->attr_lock);
 		ccvm_xa_for_each_run(&g->inode->attrs, 0, UINT64_MAX, file_attr_cb, &fc);
-		ccvm_mutex_lock(&g->inode->pages_lock);
+		ccvm_gmem_pages_lock_all(g->inode);
 		if (!failed(c))
 			ccvm_xa_for_each_run(&g->inode->pins, 0, UINT64_MAX, pin_cb, &fc);
 		if (!failed(c))
-			ccvm_xa_for_each_run(&g->inode->pages, 0, UINT64_MAX, folio_cb, &fc);
-		ccvm_mutex_unlock(&g->inode->pages_lock);
+			ccvm_gmem_pages_for_each_run(g->inode, 0, UINT64_MAX, folio_cb, &fc);
+		ccvm_gmem_pages_unlock_all(g->inode);
 		ccvm_rwlock_unlock(&g->inode->attr_lock);
 	}
 }

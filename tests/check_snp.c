@@ -1098,10 +1098,10 @@ static void setup_huge(void)
 	vm_up();
 	ck_assert_int_eq(ccvm_gmem_create(vm, 2 * MEM_SIZE, 0, &gm), 0);
 	ck_assert_int_eq(ccvm_gmem_fallocate(gm, CCVM_FALLOC_KEEP_SIZE, 0, 2 * MEM_SIZE), 0);
-	first = CCVM_GMEM_PFN(ccvm_xa_load(&gm->inode->pages, 0));
+	first = CCVM_GMEM_PFN(ccvm_gmem_pages_load(gm->inode, 0));
 	k = (PER_2M - first % PER_2M) % PER_2M;
 	for (i = 0; i < MEM_PAGES; i++)
-		ck_assert_uint_eq(CCVM_GMEM_PFN(ccvm_xa_load(&gm->inode->pages, k + i)),
+		ck_assert_uint_eq(CCVM_GMEM_PFN(ccvm_gmem_pages_load(gm->inode, k + i)),
 				  first + k + i);
 	base_pfn = first + k;
 	huge_off = k * PG;
