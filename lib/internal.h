@@ -16,7 +16,9 @@
  *         vm->memslots_rw (write: publish; read: a fault in flight = SRCU)
  *           inode->invalidate_lock (write: punch/release; read: fault, allocate)
  *             vm->mmu_lock (write: zap, invalidate; read: fault install, guest access)
- *               vm->attr_lock, inode->pages_lock, platform->mem_lock (leaves)
+ *               vm->attr_lock, inode->pages_lock, platform->mem_lock (leaves;
+ *               a walk takes every page-cache shard's pages_lock, in order;
+ *               a page window's lock nests inside mem_lock)
  * A fault holds memslots_rw for read across pfn resolution and install, the
  * way a vCPU holds kvm->srcu; a memslot publisher takes it for write, which
  * waits for in-flight faults like synchronize_srcu().  gmem release cuts the

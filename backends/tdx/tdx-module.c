@@ -87,10 +87,6 @@ struct ccvm_tdx_td {
 	uint32_t slot;
 	uint32_t hkid;
 
-	_Atomic uint64_t tdr_lock;	/* sharex lock words (SX_*) */
-	_Atomic uint64_t sept_lock;
-	_Atomic uint64_t epoch_lock;
-
 	_Atomic int lifecycle;		/* written under tdr_lock exclusive */
 	_Atomic int op_state;		/* written under tdr_lock exclusive */
 	uint64_t pkg_configured;	/* under key_lock + tdr_lock exclusive */
@@ -105,18 +101,40 @@ struct ccvm_tdx_td {
 	uint32_t max_vcpus;
 	unsigned int nr_tdcs;
 
-	/* TD_EPOCH in bits 63:24, vCPUs in the guest per epoch parity in
-	 * bits 11:0 (even) and 23:12 (odd): one word so REMOVE reads a
-	 * consistent snapshot without a lock. */
-	_Atomic uint64_t epoch_word;
-	_Atomic int64_t nr_children;
 	_Atomic uint32_t nr_assoc;	/* vCPUs associated with a CPU */
 	_Atomic uint32_t nr_vcpus_init;
 	uint64_t mrtd;			/* under tdr_lock exclusive */
 
 	struct ccvm_mutex vp_list_lock;
 	struct ccvm_tdx_vp *vps;
+
+	/*
+	 * Written by every leaf on the TD (the sharex words, taken shared by
+	 * most), every entry and exit (epoch_word) and every page added or
+	 * removed (nr_children): a line of their own, so that the fields
+	 * above, which every leaf reads, do not move between the CPUs with
+	 * them.  The struct is allocated line-aligned (td_alloc()).
+	 */
+	_Alignas(64) _Atomic uint64_t tdr_lock;	/* sharex lock words (SX_*) */
+	_Atomic uint64_t sept_lock;
+	_Atomic uint64_t epoch_lock;
+	/* TD_EPOCH in bits 63:24, vCPUs in the guest per epoch parity in
+	 * bits 11:0 (even) and 23:12 (odd): one word so REMOVE reads a
+	 * consistent snapshot without a lock. */
+	_Atomic uint64_t epoch_word;
+	_Atomic int64_t nr_children;
 };
+
+/* A zeroed TD on whole cache lines (free() releases it), or NULL. */
+static struct ccvm_tdx_td *td_alloc(void)
+{
+	size_t n = (sizeof(struct ccvm_tdx_td) + 63) & ~(size_t)63;
+	struct ccvm_tdx_td *td = aligned_alloc(64, n);
+
+	if (td)
+		memset(td, 0, n);
+	return td;
+}
 
 /*
  * The TDVPR lock word.  A leaf takes it IDLE -> BUSY; VP.ENTER leaves it
@@ -1088,7 +1106,7 @@ static uint64_t mng_create(struct leaf_args *a)
 		st = TDX_HKID_NOT_FREE | CCVM_TDX_OPERAND_RDX;
 		goto out_pamt;
 	}
-	td = calloc(1, sizeof(*td));
+	td = td_alloc();
 	lock_wait(&m->pool_lock);
 	slot = td ? slot_alloc(m) : 0;
 	if (slot)
