@@ -92,9 +92,22 @@ static inline uint64_t rmpe_expected_gpa(uint64_t e, uint64_t entry_pfn, uint64_
 
 /* ---- region words -------------------------------------------------- */
 
+/*
+ * Region words are 32 bits, 16 to a cache line, and the allocator's
+ * windows give consecutive 2M regions to different vCPUs: side by side,
+ * two vCPUs' RMPUPDATEs and PVALIDATEs would write one line.  So the
+ * index is transposed within each block of 256 regions (the array is
+ * whole blocks): region r's word is on line r % 16 of its block, and a
+ * line holds regions 16 apart.
+ */
+static inline uint64_t region_slot(uint64_t r)
+{
+	return (r & ~255ull) | ((r & 15) << 4) | ((r >> 4) & 15);
+}
+
 static inline _Atomic uint32_t *region_of(struct ccvm_snp_hw *hw, uint64_t pfn)
 {
-	return &hw->region[pfn / CCVM_SNP_PAGES_PER_2M];
+	return &hw->region[region_slot(pfn / CCVM_SNP_PAGES_PER_2M)];
 }
 
 static inline uint32_t region_count(uint32_t word)
@@ -255,7 +268,8 @@ int ccvm_snp_hw_init(struct ccvm_platform *p, struct ccvm_snp_hw *hw)
 	hw->nr_gigs = (hw->nr_pages + CCVM_SNP_PAGES_PER_1G - 1) / CCVM_SNP_PAGES_PER_1G;
 
 	hw->rmp_bytes = round_to_page(hw->nr_pages * sizeof(hw->rmp[0]));
-	hw->region_bytes = round_to_page(hw->nr_regions * sizeof(hw->region[0]));
+	hw->region_bytes = round_to_page(((hw->nr_regions + 255) & ~255ull) *
+					 sizeof(hw->region[0]));
 	hw->rmp = ccvm_table_map(hw->rmp_bytes);
 	hw->region = ccvm_table_map(hw->region_bytes);
 	hw->gig_1g = calloc(hw->nr_gigs, sizeof(hw->gig_1g[0]));
@@ -275,7 +289,7 @@ int ccvm_snp_hw_init(struct ccvm_platform *p, struct ccvm_snp_hw *hw)
 			atomic_init(&hw->gig_1g[g], 1);
 	/* A partial last 2M region can only be mapped with 4K pages. */
 	if (hw->nr_pages % CCVM_SNP_PAGES_PER_2M)
-		atomic_store(&hw->region[hw->nr_regions - 1], REGION_DMAP_4K);
+		atomic_store(&hw->region[region_slot(hw->nr_regions - 1)], REGION_DMAP_4K);
 
 	atomic_init(&hw->fw_key, ccvm_platform_random(p));
 	ccvm_model_bytes(p, (int64_t)hw_heap_bytes(hw));
@@ -606,7 +620,7 @@ int ccvm_snp_directmap_check(struct ccvm_snp_hw *hw, uint64_t *bad_pfn)
 	uint32_t word, n;
 
 	for (i = 0; i < hw->nr_regions; i++) {
-		word = atomic_load_explicit(&hw->region[i], memory_order_acquire);
+		word = atomic_load_explicit(&hw->region[region_slot(i)], memory_order_acquire);
 		if (word & REGION_DMAP_4K)
 			continue;
 		n = region_count(word);
