@@ -178,7 +178,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 	ret = ccvm_mmu_reload(v);
 	if (ret)
 		return ret;
-	ccvm_account(vm->p, vm, CCVM_EV_FAULT, 1);
+	ccvm_account_fast(vm->p, vm, CCVM_EV_FAULT, 1);
 
 	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	/* The snapshot races with every invalidation: a point of its own. */
@@ -283,8 +283,8 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 	ccvm_brlock_rdunlock(&vm->mmu_lock, mmu_shard);
 
 	if (ret == 0 && f.installed)
-		ccvm_account(vm->p, vm, f.level == CCVM_LEVEL_2M ? CCVM_EV_MAP_2M
-								 : CCVM_EV_MAP_4K, 1);
+		ccvm_account_fast(vm->p, vm, f.level == CCVM_LEVEL_2M ? CCVM_EV_MAP_2M
+								      : CCVM_EV_MAP_4K, 1);
 	if (ret == 0 && mapped_level)
 		*mapped_level = f.level;
 out:

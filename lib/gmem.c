@@ -154,8 +154,8 @@ static void free_batch_flush(struct free_batch *b)
 			;
 		ccvm_op_gmem_invalidate(p, b->pfns[i], b->pfns[j - 1] + 1);
 		ccvm_account(p, NULL, CCVM_EV_GMEM_INVALIDATE, j - i);
-		for (; i < j; i++)
-			ccvm_page_free(p, b->pfns[i]);
+		ccvm_page_free_many(p, &b->pfns[i], j - i);
+		i = j;
 	}
 	b->n = 0;
 }

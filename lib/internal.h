@@ -359,6 +359,8 @@ int ccvm_fail_at(const char *func, int err, const char *fmt, ...)
  */
 int ccvm_page_alloc_folio(struct ccvm_platform *p, unsigned int order, uint64_t *pfn);
 void ccvm_page_free_folio(struct ccvm_platform *p, uint64_t pfn, unsigned int order);
+/* ccvm_page_free() of @n pages, under one hold of mem_lock when free-running. */
+void ccvm_page_free_many(struct ccvm_platform *p, const uint64_t *pfns, unsigned int n);
 /* Record that pages [pfn, pfn + nr) now belong to a folio of @order (split, merge). */
 void ccvm_page_set_folio_order(struct ccvm_platform *p, uint64_t pfn, uint64_t nr,
 			       unsigned int order);
@@ -628,7 +630,6 @@ struct ccvm_mmu {
 	bool teardown;				/* VM teardown: root frees yield */
 	uint32_t teardown_leaves;		/* leaves freed since the last yield */
 	_Atomic uint64_t nr_sp;			/* page-table pages, all roots */
-	_Atomic uint64_t nr_leaves;		/* present leaves, all roots */
 	/*
 	 * Table memory (lib/mmu.c sp_alloc): chunks mapped and populated in
 	 * bulk, free tables on a list, all given back at ccvm_mmu_vm_uninit().
@@ -1020,5 +1021,42 @@ void ccvm_chunk_unmap(void *chunk, size_t bytes);
  * layer nor is inside a backend op) and at the end.  Return: 0 or 1.
  */
 int ccvm_platform_check_all(struct ccvm_platform *p, char *msg, size_t msg_sz);
+
+/* The calling thread's cached block of counters @id, NULL when not in its cache. */
+static inline struct ccvm_counter_block *ccvm_counters_cached(uint64_t id)
+{
+	struct ccvm_counter_cache *cache = ccvm_counter_cache;
+	unsigned int i;
+
+	for (i = 0; i < CCVM_COUNTER_CACHE; i++)
+		if (cache[i].id == id)
+			return cache[i].b;
+	return NULL;
+}
+
+/*
+ * ccvm_account() for the library's per-page paths (a fault, a page's
+ * allocation, clearing, zap, a kick): the common case inline, two plain
+ * adds, with no call; anything else (blocks not cached yet, an IPI, a
+ * trace, an event out of range) calls ccvm_account().
+ */
+static inline void ccvm_account_fast(struct ccvm_platform *p, struct ccvm_vm *vm,
+				     enum ccvm_event ev, uint64_t n)
+{
+	struct ccvm_counter_block *bp, *bv = NULL;
+
+	if ((unsigned int)ev < CCVM_EV_NR && ev != CCVM_EV_IPI && !ccvm_tracing(p)) {
+		bp = ccvm_counters_cached(p->stats.id);
+		if (vm)
+			bv = ccvm_counters_cached(vm->stats.id);
+		if (ccvm_likely(bp && (bv || !vm))) {
+			ccvm_counter_add(&bp->ev[ev], n, true);
+			if (bv)
+				ccvm_counter_add(&bv->ev[ev], n, true);
+			return;
+		}
+	}
+	ccvm_account(p, vm, ev, n);
+}
 
 #endif /* CCVM_LIB_INTERNAL_H */

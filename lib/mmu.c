@@ -512,7 +512,6 @@ int ccvm_mmu_vm_init(struct ccvm_vm *vm)
 	atomic_init(&m->range_end, CCVM_INVALID_GFN);
 	m->range_added = false;
 	atomic_init(&m->nr_sp, 0);
-	atomic_init(&m->nr_leaves, 0);
 	sp_pool_init(m);
 	return 0;
 }
@@ -532,7 +531,6 @@ static void table_leak(struct ccvm_vm *vm, struct ccvm_sp *sp)
 			/* A private page the backend was never told to let go of. */
 			if (e & SPTE_PRIVATE)
 				ccvm_page_leak(vm->p, spte_frame(e));
-			atomic_fetch_sub_explicit(&vm->mmu.nr_leaves, 1, memory_order_relaxed);
 			continue;
 		}
 		child = spte_child(e);
@@ -747,8 +745,7 @@ static void zap_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_
 	int ret;
 
 	spte_store(ptr, 0);
-	atomic_fetch_sub_explicit(&vm->mmu.nr_leaves, 1, memory_order_relaxed);
-	ccvm_account(vm->p, vm, CCVM_EV_ZAP, 1);
+	ccvm_account_fast(vm->p, vm, CCVM_EV_ZAP, 1);
 	if (!root->mirror)
 		return;
 	/* No unwinding: a half-removed private page may still be the guest's. */
@@ -804,7 +801,6 @@ static int mirror_split_leaf(struct ccvm_vm *vm, _Atomic uint64_t *ptr, uint64_t
 		return ret;
 	}
 	spte_store(ptr, make_table(child));
-	atomic_fetch_add_explicit(&vm->mmu.nr_leaves, SPTE_PER_TABLE - 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -1146,7 +1142,6 @@ static int set_leaf(struct ccvm_vm *vm, struct ccvm_root *root, _Atomic uint64_t
 		if (ret)
 			return ret;
 	}
-	atomic_fetch_add_explicit(&vm->mmu.nr_leaves, 1, memory_order_relaxed);
 	f->installed = true;
 	f->level = level;
 	return 0;

@@ -397,11 +397,33 @@ void ccvm_account_ns(struct ccvm_platform *p, struct ccvm_vm *vm, uint64_t ns)
 		CCVM_COUNT(&vm->stats, extra_ns, ns);
 }
 
-void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
-		  uint64_t n)
+/*
+ * The trace record of one ccvm_account(), out of line: the counting path
+ * keeps a small frame (every SEAMCALL, fault and page counts through it).
+ */
+static __attribute__((noinline, cold)) void account_trace(struct ccvm_platform *p,
+							   struct ccvm_vm *vm,
+							   enum ccvm_event ev, uint64_t n)
 {
-	if ((unsigned int)ev >= CCVM_EV_NR)
-		return;
+	struct ccvm_trace_record rec = {
+		.kind = CCVM_TRACE_EVENT,
+		.id = ev,
+		.name = ccvm_event_names[ev],
+		.vm_id = vm ? vm->id : 0,
+		.vcpu_id = ccvm_trace_vcpu_id(),
+		.gfn = CCVM_INVALID_GFN,
+		.arg0 = n,
+		.sim_ns = ccvm_counters_sim_ns(&p->stats, &p->costs),
+		.wall_ns = ccvm_trace_clock(p),
+	};
+
+	ccvm_trace_emit(p, &rec);
+}
+
+/* ccvm_account() past its fast path: counters not cached yet, an IPI, a trace. */
+static __attribute__((noinline)) void account_slow(struct ccvm_platform *p, struct ccvm_vm *vm,
+						   enum ccvm_event ev, uint64_t n)
+{
 	CCVM_COUNT(&p->stats, ev[ev], n);
 	if (vm)
 		CCVM_COUNT(&vm->stats, ev[ev], n);
@@ -409,20 +431,32 @@ void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event e
 	if (ev == CCVM_EV_IPI && vm && p->costs.ipi_per_vcpu_ns)
 		ccvm_account_ns(p, vm, p->costs.ipi_per_vcpu_ns * n *
 				atomic_load_explicit(&vm->nr_vcpus, memory_order_relaxed));
-	if (ccvm_unlikely(ccvm_tracing(p))) {
-		struct ccvm_trace_record rec = {
-			.kind = CCVM_TRACE_EVENT,
-			.id = ev,
-			.name = ccvm_event_names[ev],
-			.vm_id = vm ? vm->id : 0,
-			.vcpu_id = ccvm_trace_vcpu_id(),
-			.gfn = CCVM_INVALID_GFN,
-			.arg0 = n,
-			.sim_ns = ccvm_counters_sim_ns(&p->stats, &p->costs),
-			.wall_ns = ccvm_trace_clock(p),
-		};
-		ccvm_trace_emit(p, &rec);
+	if (ccvm_unlikely(ccvm_tracing(p)))
+		account_trace(p, vm, ev, n);
+}
+
+/*
+ * The common case calls nothing: both blocks in the thread's cache, no
+ * IPI to scale, no trace.  Whatever else goes through account_slow().
+ * The library's per-page paths inline the same (ccvm_account_fast()).
+ */
+void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
+		  uint64_t n)
+{
+	struct ccvm_counter_block *bp, *bv = NULL;
+
+	if ((unsigned int)ev >= CCVM_EV_NR)
+		return;
+	bp = ccvm_counters_cached(p->stats.id);
+	if (vm)
+		bv = ccvm_counters_cached(vm->stats.id);
+	if (ccvm_likely(bp && (bv || !vm) && ev != CCVM_EV_IPI && !ccvm_tracing(p))) {
+		ccvm_counter_add(&bp->ev[ev], n, true);
+		if (bv)
+			ccvm_counter_add(&bv->ev[ev], n, true);
+		return;
 	}
+	account_slow(p, vm, ev, n);
 }
 
 void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *name,

@@ -399,23 +399,26 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm)
 {
 	struct ccvm_sched *s = ccvm_sched_of(vm->p);
 	uint32_t i, n = ccvm_vm_nr_vcpus(vm);
+	/* Sized for max_vcpus at creation: the array never moves. */
+	struct ccvm_vcpu *const *vcpus = vm->vcpus;
 
-	for (i = 0; i < n; i++) {
-		struct ccvm_vcpu *v = vm->vcpus[i];
-
-		/*
-		 * Free-running, the kick's scheduling point is nothing and a
-		 * vCPU found out of guest mode needs nothing either: skip the
-		 * call (a dynamic removal kicks every vCPU per page).  Serial,
-		 * every vCPU gets its point.
-		 */
-		if (!ccvm_sync_serial(s) &&
-		    atomic_load_explicit(&v->in_guest, memory_order_acquire) == CCVM_VCPU_OUT)
-			continue;
-		ccvm_vcpu_exit_guest(v);
+	/*
+	 * Free-running, the kick's scheduling point is nothing and a vCPU
+	 * found out of guest mode needs nothing either: skip the call (a
+	 * dynamic removal kicks every vCPU per page).  Serial, every vCPU
+	 * gets its point.
+	 */
+	if (ccvm_sync_serial(s)) {
+		for (i = 0; i < n; i++)
+			ccvm_vcpu_exit_guest(vcpus[i]);
+	} else {
+		for (i = 0; i < n; i++)
+			if (atomic_load_explicit(&vcpus[i]->in_guest, memory_order_acquire) !=
+			    CCVM_VCPU_OUT)
+				ccvm_vcpu_exit_guest(vcpus[i]);
 	}
 	ccvm_account(vm->p, vm, CCVM_EV_IPI, 1);
-	ccvm_account(vm->p, vm, CCVM_EV_KICK_VCPU, n);
+	ccvm_account_fast(vm->p, vm, CCVM_EV_KICK_VCPU, n);
 }
 
 void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm)

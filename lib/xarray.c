@@ -1256,18 +1256,27 @@ int ccvm_xa_reserve(struct ccvm_xa *xa, uint64_t first, uint64_t last)
 	if (first > last)
 		return -EINVAL;
 	/*
-	 * One index whose leaf node exists and takes a new run edge pair in
-	 * place (a plain node always does; a run node with room for two more
-	 * runs): the store plans no node anywhere, so there is nothing to set
-	 * aside.  The page cache's common case, without the sizing walk.
+	 * One index whose leaf node exists and takes the store's new run
+	 * edges in place (a plain node always does; a run node when it has
+	 * room for them: one at the slot unless a run starts there, one after
+	 * it unless a run starts there or it is the last): the store plans no
+	 * node anywhere, so there is nothing to set aside.  The page cache's
+	 * common case, without the sizing walk.
 	 */
 	if (first == last) {
 		uintptr_t leaf = leaf_node(xa, first);
+		unsigned int off = (unsigned int)(first & XA_MASK);
 
-		if (leaf && (entry_class(leaf) == XA_PLAIN ||
-			     popcount64(entry_to_run(leaf)->starts) + 2 <=
-			     xa_class_runs[entry_class(leaf)]))
+		if (leaf && entry_class(leaf) == XA_PLAIN)
 			return 0;
+		if (leaf) {
+			uint64_t starts = entry_to_run(leaf)->starts;
+			unsigned int add = !(starts & bit(off)) +
+					   (off < XA_MASK && !(starts & bit(off + 1)));
+
+			if (popcount64(starts) + add <= xa_class_runs[entry_class(leaf)])
+				return 0;
+		}
 	}
 	st.xa = xa;
 	st.entry = XA_ANY_ENTRY;
