@@ -28,9 +28,10 @@
 
 uint64_t ccvm_attr_get(struct ccvm_vm *vm, uint64_t gfn)
 {
+	unsigned int attr_sh;
 	uint64_t v;
 
-	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+	attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	v = ccvm_xa_load(&vm->attrs, gfn);
 	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return v;
@@ -61,11 +62,12 @@ bool ccvm_mem_is_private(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t
  */
 bool ccvm_vm_gfn_is_private(struct ccvm_vm *vm, uint64_t gfn)
 {
+	unsigned int attr_sh;
 	bool ret;
 
 	if (!ccvm_vm_in_place(vm))
 		return ccvm_attr_get(vm, gfn) & CCVM_MEMORY_ATTRIBUTE_PRIVATE;
-	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+	attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ret = gmem_gfn_is_private(gfn < vm->max_gfn ? ccvm_memslot_find(vm, gfn) : NULL, gfn);
 	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return ret;
@@ -84,6 +86,7 @@ int ccvm_vm_get_memory_attribute(struct ccvm_vm *vm, uint64_t gpa, uint64_t *att
 int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t *attributes,
 				  uint64_t *run_bytes)
 {
+	unsigned int attr_sh;
 	uint64_t gfn, last, v;
 
 	if (!run_bytes)
@@ -93,7 +96,7 @@ int ccvm_vm_get_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t *at
 	if (!ccvm_is_page_aligned(gpa))
 		return ccvm_fail(-EINVAL, "gpa 0x%llx not page aligned", (unsigned long long)gpa);
 	gfn = gpa >> CCVM_PAGE_SHIFT;
-	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+	attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	v = ccvm_xa_run(&vm->attrs, gfn, &last);
 	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	*attributes = v;
@@ -141,10 +144,11 @@ static bool is_mixed(struct ccvm_memslot *slot, uint64_t hp)
 /* Mixed flags of a new slot (kvm_mmu_init_memslot_memory_attributes). */
 void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 {
+	unsigned int attr_sh;
 	uint64_t hp = (slot->base_gfn + CCVM_PAGES_PER_2M - 1) & ~(CCVM_PAGES_PER_2M - 1);
 	uint64_t end = slot->base_gfn + slot->npages;
 
-	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+	attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	while (hp + CCVM_PAGES_PER_2M <= end) {
 		uint64_t last;
 
@@ -172,10 +176,11 @@ void ccvm_attr_init_memslot(struct ccvm_vm *vm, struct ccvm_memslot *slot)
 static void post_set_mixed(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t start,
 			   uint64_t end, uint64_t attrs)
 {
+	unsigned int attr_sh;
 	uint64_t head = start & ~(CCVM_PAGES_PER_2M - 1);
 	uint64_t tail = (end - 1) & ~(CCVM_PAGES_PER_2M - 1);
 
-	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+	attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	if (hugepage_in_slot(slot, head))
 		set_mixed(slot, head, !hugepage_uniform(vm, head, attrs));
 	if (tail != head && hugepage_in_slot(slot, tail))
@@ -333,12 +338,13 @@ static int collect_run(uint64_t first, uint64_t last, uint64_t value, void *ctx)
 
 static int collect_runs(struct ccvm_vm *vm, uint64_t start, uint64_t end, struct attr_runs *o)
 {
+	unsigned int attr_sh;
 	int err;
 
 	o->v = o->small;
 	o->nr = 0;
 	o->cap = CCVM_ARRAY_SIZE(o->small);
-	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+	attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	err = ccvm_xa_for_each_run(&vm->attrs, start, end - 1, collect_run, o);
 	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return err;
@@ -422,6 +428,7 @@ bug:
 int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t size,
 				  uint64_t attributes, uint64_t flags)
 {
+	unsigned int attr_sh;
 	struct slot_range *r = NULL;
 	struct attr_runs old = { 0 };
 	uint64_t start, end;
@@ -458,7 +465,7 @@ int ccvm_vm_set_memory_attributes(struct ccvm_vm *vm, uint64_t gpa, uint64_t siz
 		err = -EIO;
 		goto out;
 	}
-	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+	attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	if (ccvm_xa_range_is(&vm->attrs, start, end - 1, attributes)) {
 		ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 		goto out;

@@ -163,6 +163,7 @@ static int fault_backing_level(struct ccvm_vm *vm, const struct ccvm_page_fault 
 static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		     struct ccvm_fault_exit *exit, int *mapped_level)
 {
+	unsigned int slots_sh;
 	struct ccvm_vm *vm = v->vm;
 	struct ccvm_page_fault f = { .gfn = ccvm_gpa_to_gfn(vm, gpa) };
 	struct ccvm_memslot *slot;
@@ -180,7 +181,7 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		return ret;
 	ccvm_account_fast(vm->p, vm, CCVM_EV_FAULT, 1);
 
-	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
+	slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	/* The snapshot races with every invalidation: a point of its own. */
 	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate_seq snapshot");
 	seq = atomic_load_explicit(&vm->mmu.invalidate_seq, memory_order_acquire);
@@ -318,13 +319,14 @@ int ccvm_mmu_page_fault(struct ccvm_vcpu *v, uint64_t gpa, bool write,
  */
 static int launch_map_run(struct ccvm_vm *vm, uint64_t gfn)
 {
+	unsigned int slots_sh;
 	struct ccvm_page_fault f = { .gfn = gfn, .is_private = true, .level = CCVM_LEVEL_4K };
 	struct ccvm_memslot *slot;
 	struct ccvm_root *root;
 	uint64_t seq;
 	int order, ret;
 
-	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
+	slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate_seq snapshot");
 	seq = atomic_load_explicit(&vm->mmu.invalidate_seq, memory_order_acquire);
 	slot = ccvm_memslot_find(vm, gfn);

@@ -677,6 +677,7 @@ static int gmem_punch_hole(struct ccvm_gmem *g, uint64_t first, uint64_t last)
  */
 static int gmem_allocate(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 {
+	unsigned int inv_sh;
 	struct ccvm_gmem_inode *inode = g->inode;
 	uint64_t nr = 1ull << inode->folio_order;
 	uint64_t i, end, pfn;
@@ -685,7 +686,7 @@ static int gmem_allocate(struct ccvm_gmem *g, uint64_t first, uint64_t last)
 	first &= ~(nr - 1);
 	end = (last + 1) & ~(nr - 1);
 	/* Allocation does not prepare: no RMP or S-EPT work until a fault. */
-	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
+	inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	for (i = first; !err && i < end; i += nr)
 		err = inode_get_page(inode, i, &pfn);
 	ccvm_brlock_rdunlock(&inode->invalidate_lock, inv_sh);
@@ -762,6 +763,7 @@ bool ccvm_gmem_index_is_private(struct ccvm_gmem *g, uint64_t index)
 static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const void *wbuf,
 		       size_t len, uint64_t *fault_offset)
 {
+	unsigned int inv_sh;
 	struct ccvm_gmem_inode *inode;
 	struct ccvm_platform *p;
 	uint64_t first, last, i, pfn;
@@ -795,7 +797,7 @@ static int gmem_access(struct ccvm_gmem *g, uint64_t offset, void *rbuf, const v
 	last = (offset + len - 1) >> CCVM_PAGE_SHIFT;
 
 	/* As the user fault handler: the attribute check under the lock, shared. */
-	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
+	inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	/* All or nothing: a private page anywhere refuses the whole access. */
 	for (i = first; i <= last; i++) {
 		if (ccvm_gmem_index_is_private(g, i)) {
@@ -959,6 +961,7 @@ static int pin_args(struct ccvm_gmem *g, uint64_t offset, uint64_t size, const c
 
 int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 {
+	unsigned int inv_sh;
 	struct ccvm_gmem_inode *inode;
 	uint64_t first, last, i, pfn, v, pin;
 	size_t before;
@@ -969,7 +972,7 @@ int ccvm_gmem_pin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 		return err;
 	inode = g->inode;
 
-	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
+	inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	for (i = first; i <= last; i++) {
 		if (ccvm_gmem_index_is_private(g, i)) {
 			err = ccvm_reject(-EFAULT, "gmem pin: page at offset %#llx is private",
@@ -1014,6 +1017,7 @@ out:
 
 int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 {
+	unsigned int inv_sh;
 	struct ccvm_gmem_inode *inode;
 	uint64_t first, last, i, pin;
 	size_t before;
@@ -1024,7 +1028,7 @@ int ccvm_gmem_unpin(struct ccvm_gmem *g, uint64_t offset, uint64_t size)
 		return err;
 	inode = g->inode;
 
-	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
+	inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	ccvm_gmem_pages_lock_all(inode);
 	for (i = first; i <= last; i++) {
 		if (!ccvm_xa_load(&inode->pins, i)) {
@@ -1354,6 +1358,7 @@ static int nr_private_cb(uint64_t first, uint64_t last, uint64_t value, void *ct
 
 int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info)
 {
+	unsigned int inv_sh;
 	struct ccvm_gmem_info i;
 	size_t sz;
 
@@ -1369,7 +1374,7 @@ int ccvm_gmem_get_info(struct ccvm_gmem *g, struct ccvm_gmem_info *info)
 		i.nr_huge_folios += g->inode->shard[k].nr_huge;
 	}
 	ccvm_gmem_pages_unlock_all(g->inode);
-	unsigned int inv_sh = ccvm_brlock_rdlock(&g->inode->invalidate_lock);
+	inv_sh = ccvm_brlock_rdlock(&g->inode->invalidate_lock);
 	i.nr_bindings = g->nr_bindings;
 	ccvm_brlock_rdunlock(&g->inode->invalidate_lock, inv_sh);
 	ccvm_gmem_pages_lock_all(g->inode);
@@ -1557,6 +1562,7 @@ static int gmem_mapping_order(const struct ccvm_memslot *slot, uint64_t gfn, uin
 static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
 			uint64_t *pfn, int *max_order, bool is_private)
 {
+	unsigned int inv_sh;
 	struct ccvm_gmem *g = atomic_load(&slot->gmem);
 	struct ccvm_gmem_inode *inode;
 	unsigned int order;
@@ -1567,7 +1573,7 @@ static int gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t 
 		return -EFAULT;		/* the file was released */
 	inode = slot->inode;
 	index = slot->pgoff + (gfn - slot->base_gfn);
-	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
+	inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	if (ccvm_xa_load(&g->bindings, index) != (uint64_t)(uintptr_t)slot) {
 		err = -EIO;		/* a stale memslot */
 		goto out;
@@ -1607,6 +1613,7 @@ int ccvm_gmem_get_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gf
 int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t gfn,
 		       const void *src, uint64_t flags)
 {
+	unsigned int inv_sh;
 	struct ccvm_gmem *g = atomic_load(&slot->gmem);
 	struct ccvm_gmem_inode *inode;
 	uint64_t index, pfn;
@@ -1616,7 +1623,7 @@ int ccvm_gmem_populate(struct ccvm_vm *vm, struct ccvm_memslot *slot, uint64_t g
 		return -EINVAL;
 	inode = slot->inode;
 	index = slot->pgoff + (gfn - slot->base_gfn);
-	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
+	inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	if (ccvm_xa_load(&g->bindings, index) != (uint64_t)(uintptr_t)slot) {
 		err = -EIO;
 		goto out;
@@ -1660,13 +1667,14 @@ int ccvm_gmem_lookup_pfn(struct ccvm_memslot *slot, uint64_t gfn, uint64_t *pfn)
 
 int ccvm_vm_gfn_to_gmem_folio(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn, int *order)
 {
+	unsigned int slots_sh;
 	struct ccvm_memslot *slot;
 	unsigned int o = 0;
 	int err = -ENOENT;
 
 	if (!vm || !pfn)
 		return -EINVAL;
-	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
+	slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	slot = ccvm_memslot_find(vm, gfn);
 	if (slot && (slot->flags & CCVM_MEM_GUEST_MEMFD))
 		err = ccvm_gmem_lookup_folio(slot, gfn, pfn, &o);
@@ -1678,10 +1686,11 @@ int ccvm_vm_gfn_to_gmem_folio(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn, i
 
 int ccvm_vm_gfn_to_gmem_pfn(struct ccvm_vm *vm, uint64_t gfn, uint64_t *pfn)
 {
+	unsigned int slots_sh;
 	struct ccvm_memslot *slot;
 	int err = -ENOENT;
 
-	unsigned int slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
+	slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	slot = ccvm_memslot_find(vm, gfn);
 	if (slot && (slot->flags & CCVM_MEM_GUEST_MEMFD))
 		err = ccvm_gmem_lookup_pfn(slot, gfn, pfn);
@@ -1721,6 +1730,7 @@ int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot
 				   uint64_t start, uint64_t end, ccvm_gmem_gfn_fn fn,
 				   void *ctx)
 {
+	unsigned int inv_sh;
 	struct ccvm_gmem_inode *inode;
 	uint64_t index, last, pfn;
 	int ret = 0;
@@ -1738,7 +1748,7 @@ int ccvm_memslot_for_each_gmem_pfn(struct ccvm_vm *vm, struct ccvm_memslot *slot
 	index = slot->pgoff + (start - slot->base_gfn);
 	last = slot->pgoff + (end - 1 - slot->base_gfn);
 
-	unsigned int inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
+	inv_sh = ccvm_brlock_rdlock(&inode->invalidate_lock);
 	while (index <= last && !inode_next_page(inode, &index, last, &pfn)) {
 		ret = fn(vm, slot->base_gfn + (index - slot->pgoff), pfn, ctx);
 		if (ret < 0)

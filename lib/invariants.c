@@ -269,9 +269,10 @@ static int file_add(struct check *c, struct ccvm_gmem *g)
 /* Attribute store lookups; attr_lock is a leaf lock, taken per query. */
 static bool attrs_are(struct ccvm_vm *vm, uint64_t first, uint64_t last, uint64_t attrs)
 {
+	unsigned int attr_sh;
 	bool ok;
 
-	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+	attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ok = ccvm_xa_range_is(&vm->attrs, first, last, attrs);
 	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return ok;
@@ -279,9 +280,10 @@ static bool attrs_are(struct ccvm_vm *vm, uint64_t first, uint64_t last, uint64_
 
 static bool attrs_uniform(struct ccvm_vm *vm, uint64_t first, uint64_t last)
 {
+	unsigned int attr_sh;
 	uint64_t end;
 
-	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+	attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ccvm_xa_run(&vm->attrs, first, &end);
 	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	return end >= last;
@@ -336,9 +338,10 @@ static int attr_value_cb(uint64_t first, uint64_t last, uint64_t value, void *ct
 
 static void check_attr_store(struct check *c)
 {
+	unsigned int attr_sh;
 	struct ccvm_vm *vm = c->vm;
 
-	unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+	attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 	ccvm_xa_for_each_run(&vm->attrs, 0, UINT64_MAX, attr_value_cb, c);
 	ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 }
@@ -482,11 +485,12 @@ static int vm_attr_private_cb(uint64_t first, uint64_t last, uint64_t value, voi
 
 static void check_files(struct check *c)
 {
+	unsigned int attr_sh;
 	struct ccvm_vm *vm = c->vm;
 	struct ccvm_gmem *g;
 
 	if (ccvm_vm_in_place(vm)) {
-		unsigned int attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
+		attr_sh = ccvm_brlock_rdlock(&vm->attr_lock);
 		ccvm_xa_for_each_run(&vm->attrs, 0, UINT64_MAX, vm_attr_private_cb, c);
 		ccvm_brlock_rdunlock(&vm->attr_lock, attr_sh);
 	}

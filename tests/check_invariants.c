@@ -93,9 +93,10 @@ static void attr_store(uint64_t gfn, uint64_t value)
 
 static struct ccvm_memslot *slot_at(uint64_t gfn)
 {
+	unsigned int slots_sh;
 	struct ccvm_memslot *s;
 
-	unsigned int slots_sh = ccvm_brlock_rdlock(&F.vm->memslots_rw);
+	slots_sh = ccvm_brlock_rdlock(&F.vm->memslots_rw);
 	s = ccvm_memslot_find(F.vm, gfn);
 	ccvm_brlock_rdunlock(&F.vm->memslots_rw, slots_sh);
 	ck_assert_ptr_nonnull(s);
