@@ -797,83 +797,85 @@ int ccvm_page_folio_order(struct ccvm_platform *p, uint64_t pfn)
 	return (pfn_state(p, pfn) & CCVM_PFN_ORDER_MASK) >> CCVM_PFN_ORDER_SHIFT;
 }
 
-void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn)
+/*
+ * Free the pages of @pfns[0..@n) that pass the checks, under one hold of
+ * mem_lock, counted as one CCVM_EV_PAGE_FREE of their number.  A pfn out
+ * of range is ignored; one not allocated is warned about; a leaked page
+ * may still belong to a guest, so it never comes back.  Written pages are
+ * cleared first, outside the lock; with nothing to free, the lock is not
+ * taken at all.
+ */
+static void pages_free(struct ccvm_platform *p, const uint64_t *pfns, unsigned int n)
 {
+	unsigned int i, nr = 0, stray = 0, todo = 0;
+	uint64_t first_stray = 0;
 	uint8_t st;
 
-	if (!pfn_valid(p, pfn))
-		return;
-	st = pfn_state(p, pfn);
-	if (!(st & CCVM_PFN_ALLOCATED)) {
-		ccvm_log(CCVM_LOG_WARN, "free of pfn %#llx that is not allocated",
-			 (unsigned long long)pfn);
-		return;
+	for (i = 0; i < n; i++) {
+		if (!pfn_valid(p, pfns[i]))
+			continue;
+		st = pfn_state(p, pfns[i]);
+		if (!(st & CCVM_PFN_ALLOCATED)) {
+			if (!stray++)
+				first_stray = pfns[i];
+		} else if (!(st & CCVM_PFN_LEAKED)) {
+			if (st & CCVM_PFN_DIRTY)
+				memset(ccvm_page_ptr(p, pfns[i]), 0, CCVM_PAGE_SIZE);
+			todo++;
+		}
 	}
-	/* A leaked page may still belong to a guest: it never comes back. */
-	if (st & CCVM_PFN_LEAKED)
-		return;
-	if (st & CCVM_PFN_DIRTY)
-		memset(ccvm_page_ptr(p, pfn), 0, CCVM_PAGE_SIZE);
-	ccvm_mutex_lock(&p->mem_lock);
-	/* With the list, so that the state and the list never disagree unlocked. */
-	atomic_store_explicit(&p->pfn_state[pfn], 0, memory_order_relaxed);
-	free_list_push(p, pfn);
-	atomic_fetch_add_explicit(&p->nr_free, 1, memory_order_relaxed);
-	ccvm_mutex_unlock(&p->mem_lock);
-	ccvm_account(p, NULL, CCVM_EV_PAGE_FREE, 1);
+	if (todo) {
+		stray = 0;
+		ccvm_mutex_lock(&p->mem_lock);
+		for (i = 0; i < n; i++) {
+			if (!pfn_valid(p, pfns[i]))
+				continue;
+			/* Read again under the lock: a pfn twice in @pfns is freed once. */
+			st = pfn_state(p, pfns[i]);
+			if (!(st & CCVM_PFN_ALLOCATED)) {
+				if (!stray++)
+					first_stray = pfns[i];
+				continue;
+			}
+			if (st & CCVM_PFN_LEAKED)
+				continue;
+			/* With the list: the state and the list never disagree unlocked. */
+			atomic_store_explicit(&p->pfn_state[pfns[i]], 0, memory_order_relaxed);
+			free_list_push(p, pfns[i]);
+			nr++;
+		}
+		atomic_fetch_add_explicit(&p->nr_free, nr, memory_order_relaxed);
+		ccvm_mutex_unlock(&p->mem_lock);
+	}
+	if (stray)
+		ccvm_log(CCVM_LOG_WARN, "free of pfn %#llx that is not allocated%s",
+			 (unsigned long long)first_stray, stray > 1 ? " (and others)" : "");
+	if (nr)
+		ccvm_account(p, NULL, CCVM_EV_PAGE_FREE, nr);
+}
+
+void ccvm_page_free(struct ccvm_platform *p, uint64_t pfn)
+{
+	pages_free(p, &pfn, 1);
 }
 
 /*
- * ccvm_page_free() of each of @pfns[0..@n), the pages that pass its checks
- * under one hold of mem_lock and counted as one CCVM_EV_PAGE_FREE of their
- * number: as the calls one after another, with no allocation in between.
- * A serial platform and a traced one take the pages one call each, so
- * that the schedules the explorer sees and the trace's records are those
- * of the single frees.
+ * ccvm_page_free() of each of @pfns[0..@n), under one hold of mem_lock: as
+ * the calls one after another, with no allocation in between.  A serial
+ * platform and a traced one take the pages one call each, so that the
+ * schedules the explorer sees and the trace's records are those of the
+ * single frees.
  */
 void ccvm_page_free_many(struct ccvm_platform *p, const uint64_t *pfns, unsigned int n)
 {
-	unsigned int i, nr = 0, stray = 0;
-	uint64_t first_stray = 0;
-	uint8_t st;
+	unsigned int i;
 
 	if (ccvm_sync_serial(ccvm_sched_of(p)) || ccvm_tracing(p)) {
 		for (i = 0; i < n; i++)
 			ccvm_page_free(p, pfns[i]);
 		return;
 	}
-	/* The checks and the clearing of written pages, outside the lock. */
-	for (i = 0; i < n; i++) {
-		if (!pfn_valid(p, pfns[i]))
-			continue;
-		st = pfn_state(p, pfns[i]);
-		if ((st & CCVM_PFN_DIRTY) && (st & CCVM_PFN_ALLOCATED) && !(st & CCVM_PFN_LEAKED))
-			memset(ccvm_page_ptr(p, pfns[i]), 0, CCVM_PAGE_SIZE);
-	}
-	ccvm_mutex_lock(&p->mem_lock);
-	for (i = 0; i < n; i++) {
-		if (!pfn_valid(p, pfns[i]))
-			continue;
-		/* Read again under the lock: a pfn twice in @pfns is freed once. */
-		st = pfn_state(p, pfns[i]);
-		if (!(st & CCVM_PFN_ALLOCATED)) {
-			if (!stray++)
-				first_stray = pfns[i];
-			continue;
-		}
-		if (st & CCVM_PFN_LEAKED)
-			continue;
-		atomic_store_explicit(&p->pfn_state[pfns[i]], 0, memory_order_relaxed);
-		free_list_push(p, pfns[i]);
-		nr++;
-	}
-	atomic_fetch_add_explicit(&p->nr_free, nr, memory_order_relaxed);
-	ccvm_mutex_unlock(&p->mem_lock);
-	if (stray)
-		ccvm_log(CCVM_LOG_WARN, "free of pfn %#llx that is not allocated%s",
-			 (unsigned long long)first_stray, stray > 1 ? " (and others)" : "");
-	if (nr)
-		ccvm_account(p, NULL, CCVM_EV_PAGE_FREE, nr);
+	pages_free(p, pfns, n);
 }
 
 void ccvm_page_leak(struct ccvm_platform *p, uint64_t pfn)
