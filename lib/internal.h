@@ -1034,18 +1034,24 @@ static inline struct ccvm_counter_block *ccvm_counters_cached(uint64_t id)
 	return NULL;
 }
 
+/* ccvm_account() past its inline common case: blocks not cached yet, an IPI, a trace. */
+void ccvm_account_slow(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
+		       uint64_t n);
+
 /*
- * ccvm_account() for the library's per-page paths (a fault, a page's
- * allocation, clearing, zap, a kick): the common case inline, two plain
- * adds, with no call; anything else (blocks not cached yet, an IPI, a
- * trace, an event out of range) calls ccvm_account().
+ * ccvm_account(), inline for the library's per-page paths (a fault, a
+ * page's allocation, clearing, zap, a kick): the common case is two plain
+ * adds, with no call; anything else goes through ccvm_account_slow().
+ * ccvm_account() itself is this, out of line.
  */
 static inline void ccvm_account_fast(struct ccvm_platform *p, struct ccvm_vm *vm,
 				     enum ccvm_event ev, uint64_t n)
 {
 	struct ccvm_counter_block *bp, *bv = NULL;
 
-	if ((unsigned int)ev < CCVM_EV_NR && ev != CCVM_EV_IPI && !ccvm_tracing(p)) {
+	if ((unsigned int)ev >= CCVM_EV_NR)
+		return;
+	if (ev != CCVM_EV_IPI && !ccvm_tracing(p)) {
 		bp = ccvm_counters_cached(p->stats.id);
 		if (vm)
 			bv = ccvm_counters_cached(vm->stats.id);
@@ -1056,7 +1062,7 @@ static inline void ccvm_account_fast(struct ccvm_platform *p, struct ccvm_vm *vm
 			return;
 		}
 	}
-	ccvm_account(p, vm, ev, n);
+	ccvm_account_slow(p, vm, ev, n);
 }
 
 #endif /* CCVM_LIB_INTERNAL_H */

@@ -420,9 +420,8 @@ static __attribute__((noinline, cold)) void account_trace(struct ccvm_platform *
 	ccvm_trace_emit(p, &rec);
 }
 
-/* ccvm_account() past its fast path: counters not cached yet, an IPI, a trace. */
-static __attribute__((noinline)) void account_slow(struct ccvm_platform *p, struct ccvm_vm *vm,
-						   enum ccvm_event ev, uint64_t n)
+void ccvm_account_slow(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
+		       uint64_t n)
 {
 	CCVM_COUNT(&p->stats, ev[ev], n);
 	if (vm)
@@ -435,28 +434,10 @@ static __attribute__((noinline)) void account_slow(struct ccvm_platform *p, stru
 		account_trace(p, vm, ev, n);
 }
 
-/*
- * The common case calls nothing: both blocks in the thread's cache, no
- * IPI to scale, no trace.  Whatever else goes through account_slow().
- * The library's per-page paths inline the same (ccvm_account_fast()).
- */
 void ccvm_account(struct ccvm_platform *p, struct ccvm_vm *vm, enum ccvm_event ev,
 		  uint64_t n)
 {
-	struct ccvm_counter_block *bp, *bv = NULL;
-
-	if ((unsigned int)ev >= CCVM_EV_NR)
-		return;
-	bp = ccvm_counters_cached(p->stats.id);
-	if (vm)
-		bv = ccvm_counters_cached(vm->stats.id);
-	if (ccvm_likely(bp && (bv || !vm) && ev != CCVM_EV_IPI && !ccvm_tracing(p))) {
-		ccvm_counter_add(&bp->ev[ev], n, true);
-		if (bv)
-			ccvm_counter_add(&bv->ev[ev], n, true);
-		return;
-	}
-	account_slow(p, vm, ev, n);
+	ccvm_account_fast(p, vm, ev, n);
 }
 
 void ccvm_trace_note(struct ccvm_platform *p, struct ccvm_vm *vm, const char *name,
