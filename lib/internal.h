@@ -596,6 +596,7 @@ static inline void ccvm_gmem_pages_cond_resched_at(struct ccvm_gmem_inode *inode
 	sched_yield();
 	ccvm_gmem_pages_lock_all_at(inode, site);
 }
+
 /* The page-cache value at @index; its shard's lock held. */
 static inline uint64_t ccvm_gmem_pages_load(struct ccvm_gmem_inode *inode, uint64_t index)
 {
