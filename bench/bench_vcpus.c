@@ -48,6 +48,22 @@
  * machines are shared, and one preempted thread must not decide a ratio.
  * The runs of all configurations take turns (1, 2, 4, 8 vCPUs, the
  * converter; REPS times), so that load from elsewhere falls on all alike.
+ *
+ * Load from elsewhere does not fall on all alike, though: a compiler
+ * running on one of two CPUs halves a 2-vCPU phase and leaves a 1-vCPU one
+ * alone.  A whole run (every backend, minutes) nearly always met one, and
+ * its 2-vs-1 touch came out at 1.0-1.3x where a short run at a quiet
+ * moment gave 1.8x (issue 14; a trace of the host's scheduler during the
+ * 2-vCPU phases showed cc1 on the second CPU, and the guest threads
+ * sharing the first).  So each guest thread reads how long it waited for
+ * a CPU while runnable (run_delay, /proc/thread-self/schedstat: not the
+ * time it slept on a lock or in an exit) over each phase, and a run of no
+ * more threads than the host has CPUs counts for a phase only if none of
+ * its threads waited more than 1/WAIT_SHARE of it; the configurations
+ * short of REPS runs that count get more runs, in turn, up to MAX_RUNS.
+ * Runs of more vCPUs than CPUs wait for each other by design and always
+ * count.  Each line says how many runs counted; a goal whose figures come
+ * from none is not met, whatever the ratio.
  * Exits non-zero when a run fails.
  *
  * Usage: bench_vcpus [-b BACKEND] [-c] [-m MIB] [-n 1|2|4|8]
@@ -58,6 +74,7 @@
  *   more than some hosts' last-level cache, where 2 of 128 MiB fit.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -78,6 +95,8 @@
 #define MAX_VCPUS	8
 #define READ_PASSES	32
 #define REPS		5
+#define MAX_RUNS	(2 * REPS)		/* runs of a configuration, at most (main) */
+#define WAIT_SHARE	20			/* a thread may wait for a CPU 1/20 of a phase */
 
 /* Private memory per vCPU (-m; REGION_MIB by default). */
 static uint64_t region = REGION_MIB * MIB;
@@ -117,6 +136,7 @@ struct vcpu_ctx {
 	uint64_t read_start, read_end;
 	uint64_t conv_start, conv_end;		/* the converter's count at read_start/end */
 	struct cost touch_cost, read_cost;	/* its guest thread's, in each phase */
+	uint64_t touch_wait, read_wait;		/* ns its guest thread waited for a CPU */
 	pthread_t thread;
 	int err;
 };
@@ -169,6 +189,23 @@ static void cost_add(struct cost *sum, const struct cost *c)
 }
 
 /*
+ * Nanoseconds the thread that opened @fd (/proc/thread-self/schedstat)
+ * spent runnable but waiting for a CPU (run_delay), so far; 0 if unknown.
+ * A thread asleep (on a lock, in a sync exit) does not wait for a CPU.
+ */
+static uint64_t cpu_wait_ns(int fd)
+{
+	unsigned long long on_cpu, delay;
+	char buf[128];
+	ssize_t n;
+
+	if (fd < 0 || (n = pread(fd, buf, sizeof(buf) - 1, 0)) <= 0)
+		return 0;
+	buf[n] = '\0';
+	return sscanf(buf, "%llu %llu", &on_cpu, &delay) == 2 ? delay : 0;
+}
+
+/*
  * The access phase reads one word of each page, at a cache line that moves
  * with the page (line 0 of page 0, line 1 of page 1, ...): at one offset in
  * every page, all the reads fall in one set of each cache level and evict
@@ -206,16 +243,29 @@ static __attribute__((noinline)) void read_phase(struct ccvm_guest *g, struct vc
 static void guest(struct ccvm_guest *g, void *arg)
 {
 	struct vcpu_ctx *c = arg;
+	int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	uint64_t wait;
 
-	/* Started, outside the clock: a phase does not time thread creation. */
+	/*
+	 * Started, outside the clock: a phase does not time thread creation.
+	 * The waits for a CPU are read before each sync exit: a guest thread
+	 * woken for a phase that waits for a CPU before its first access waits
+	 * inside the phase.
+	 */
+	wait = cpu_wait_ns(fd);
 	ccvm_guest_sync(g, SYNC_READY);
 	c->touch_cost = thread_cost();
 	touch_phase(g, c);
 	cost_since(&c->touch_cost);
+	c->touch_wait = cpu_wait_ns(fd) - wait;
+	wait += c->touch_wait;
 	ccvm_guest_sync(g, SYNC_TOUCHED);
 	c->read_cost = thread_cost();
 	read_phase(g, c);
 	cost_since(&c->read_cost);
+	c->read_wait = cpu_wait_ns(fd) - wait;
+	if (fd >= 0)
+		close(fd);
 	ccvm_guest_sync(g, SYNC_READ);
 }
 
@@ -329,7 +379,11 @@ struct result {
 	double touch_pps, read_pps;	/* pages/s, reads/s over all vCPUs */
 	struct cost touch, read;	/* the guest threads', summed */
 	uint64_t conversions;		/* by the converter inside the access phase */
+	bool touch_ok, read_ok;		/* the phase's threads had the host's CPUs (see main) */
 };
+
+/* Online host CPUs: runs of at most this many vCPUs must get a CPU each. */
+static unsigned int host_cpus;
 
 static void run_once(const char *backend, unsigned int nr, bool converter, struct result *res)
 {
@@ -368,6 +422,20 @@ static void run_once(const char *backend, unsigned int nr, bool converter, struc
 		read_end = c->read_end > read_end ? c->read_end : read_end;
 		cost_add(&res->touch, &c->touch_cost);
 		cost_add(&res->read, &c->read_cost);
+	}
+	/*
+	 * Did every guest thread have a CPU through the phase?  Only asked of
+	 * runs with no more threads (converter included) than the host has
+	 * CPUs: 8 vCPUs on 2 CPUs wait for each other by design.
+	 */
+	res->touch_ok = res->read_ok = true;
+	for (i = 0; i < nr && nr + converter <= host_cpus; i++) {
+		struct vcpu_ctx *c = &r->vcpus[i];
+
+		if (c->touch_wait * WAIT_SHARE > touch_end - touch_start)
+			res->touch_ok = false;
+		if (c->read_wait * WAIT_SHARE > read_end - read_start)
+			res->read_ok = false;
 	}
 	res->touch_pps = (double)(nr * (region / PAGE)) / ((double)(touch_end - touch_start) / 1e9);
 	res->read_pps = (double)(nr * (region / PAGE) * READ_PASSES) /
@@ -444,40 +512,62 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/*
- * The best of the REPS results in @reps (a converter run counts only if
- * the converter worked through the measured phase: on a loaded host it
- * may not get a CPU at all, and the vCPU alone would pass for
- * undisturbed), and the medians of the same runs.
- */
-static void pick(const struct result *reps, bool converter, struct result *best,
-		 double *touch_median, double *read_median)
+/* Does run @r count for its touch (its access) phase? */
+static bool touch_counts(const struct result *r)
 {
-	double touch[REPS], read[REPS];
-	int rep, nread = 0;
+	return r->touch_ok;
+}
+
+static bool read_counts(const struct result *r, bool converter)
+{
+	return r->read_ok && (!converter || r->conversions);
+}
+
+/*
+ * The best of the @n results in @reps, and the medians, over the runs that
+ * count (touch_counts(), read_counts(): a converter run counts only if the
+ * converter worked through the measured phase, since on a loaded host it
+ * may not get a CPU at all and the vCPU alone would pass for undisturbed;
+ * a run of no more threads than CPUs only if its threads had the CPUs).
+ * *@ntouch and *@nread: how many counted.  A phase none of whose runs
+ * counted is picked from all of them, and its caller says so.
+ */
+static void pick(const struct result *reps, int n, bool converter, struct result *best,
+		 double *touch_median, double *read_median, int *ntouch, int *nread)
+{
+	double touch[MAX_RUNS], read[MAX_RUNS];
+	int rep, nt = 0, nr = 0, pass;
 
 	memset(best, 0, sizeof(*best));
-	for (rep = 0; rep < REPS; rep++) {
+	*ntouch = *nread = 0;
+	for (rep = 0; rep < n; rep++) {
+		*ntouch += touch_counts(&reps[rep]);
+		*nread += read_counts(&reps[rep], converter);
+	}
+	for (rep = 0; rep < n; rep++) {
 		const struct result *r = &reps[rep];
 
-		touch[rep] = r->touch_pps;
-		if (r->touch_pps > best->touch_pps) {
-			best->touch_pps = r->touch_pps;
-			best->touch = r->touch;
+		if (touch_counts(r) || !*ntouch) {
+			touch[nt++] = r->touch_pps;
+			if (r->touch_pps > best->touch_pps) {
+				best->touch_pps = r->touch_pps;
+				best->touch = r->touch;
+			}
 		}
-		if (converter && !r->conversions)
+		pass = read_counts(r, converter) || (!*nread && (!converter || r->conversions));
+		if (!pass)
 			continue;
-		read[nread++] = r->read_pps;
+		read[nr++] = r->read_pps;
 		if (r->read_pps > best->read_pps) {
 			best->read_pps = r->read_pps;
 			best->read = r->read;
 			best->conversions = r->conversions;
 		}
 	}
-	qsort(touch, REPS, sizeof(touch[0]), cmp_double);
-	qsort(read, (size_t)nread, sizeof(read[0]), cmp_double);
-	*touch_median = touch[REPS / 2];
-	*read_median = nread ? read[nread / 2] : 0;
+	qsort(touch, (size_t)nt, sizeof(touch[0]), cmp_double);
+	qsort(read, (size_t)nr, sizeof(read[0]), cmp_double);
+	*touch_median = nt ? touch[nt / 2] : 0;
+	*read_median = nr ? read[nr / 2] : 0;
 }
 
 static double per_read(const struct result *r, unsigned int nr)
@@ -508,8 +598,10 @@ static void cpu_summary(const char *backend, const char *phase, const char *unit
 	printf("SUMMARY|%s|%s|%s|%.2fx|-\n", goal, o, p, ours / peer);
 }
 
+/* @measured: both figures come from runs that counted (pick()). */
 static void scaling_summary(const char *backend, const char *phase, unsigned int n,
-			    unsigned int peer_n, double ours, double peer, double bound)
+			    unsigned int peer_n, double ours, double peer, double bound,
+			    bool measured)
 {
 	char goal[96], o[48], p[48];
 
@@ -517,7 +609,26 @@ static void scaling_summary(const char *backend, const char *phase, unsigned int
 		 phase, n, bound, peer_n);
 	snprintf(o, sizeof(o), "%u vCPUs %.2f M/s", n, ours / 1e6);
 	snprintf(p, sizeof(p), "%u vCPU%s %.2f M/s", peer_n, peer_n > 1 ? "s" : "", peer / 1e6);
-	summary(goal, o, p, ours / peer, ours / peer >= bound);
+	summary(goal, o, p, ours / peer, measured && ours / peer >= bound);
+}
+
+/* Is configuration @i (counts[0..3], 4: the converter's) part of this run? */
+static bool config_runs(unsigned int i, unsigned int only_n, bool conv_only,
+			const unsigned int *counts)
+{
+	return i == 4 ? !only_n : !conv_only && (!only_n || counts[i] == only_n);
+}
+
+/* Have @n runs of a configuration enough that count, REPS for each phase it reports? */
+static bool enough_counted(const struct result *reps, int n, bool converter)
+{
+	int rep, nt = 0, nr = 0;
+
+	for (rep = 0; rep < n; rep++) {
+		nt += touch_counts(&reps[rep]);
+		nr += read_counts(&reps[rep], converter);
+	}
+	return (converter || nt >= REPS) && nr >= REPS;
 }
 
 int main(int argc, char **argv)
@@ -548,6 +659,8 @@ int main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	host_cpus = sysconf(_SC_NPROCESSORS_ONLN) > 1 ?
+		    (unsigned int)sysconf(_SC_NPROCESSORS_ONLN) : 1;
 	host_mem = mmap(NULL, HOST_MAX_THREADS * region, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (host_mem == MAP_FAILED)
@@ -557,10 +670,10 @@ int main(int argc, char **argv)
 	printf("vCPU scaling: %llu MiB private per vCPU, best of %d (M pages/s touched, "
 	       "M reads/s)\n", (unsigned long long)(region / MIB), REPS);
 	for (b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
-		static struct result reps[5][REPS];	/* counts[0..3], then the converter's */
+		static struct result reps[5][MAX_RUNS];	/* counts[0..3], then the converter's */
 		double tmed[5], rmed[5], host[5][REPS];
 		struct result res[5], conv, alone;
-		int rep;
+		int rep, nruns[5] = { 0 }, ntouch[5] = { 0 }, nread[5] = { 0 };
 
 		memset(res, 0, sizeof(res));
 
@@ -572,30 +685,52 @@ int main(int argc, char **argv)
 		 * alike, not on the 2-vCPU runs that happened to be next.
 		 */
 		for (rep = 0; rep < REPS; rep++) {
-			for (i = 0; i < 4 && !conv_only; i++)
-				if (!only_n || counts[i] == only_n)
-					run_once(backends[b], counts[i], false, &reps[i][rep]);
-			if (!only_n)
-				run_once(backends[b], 1, true, &reps[4][rep]);
+			for (i = 0; i < 5; i++)
+				if (config_runs(i, only_n, conv_only, counts))
+					run_once(backends[b], i < 4 ? counts[i] : 1, i == 4,
+						 &reps[i][nruns[i]++]);
 			host[0][rep] = host_reads(host_mem, 1);
 			host[1][rep] = host_reads(host_mem, 2);
 			host[2][rep] = host[1][rep] / host[0][rep];
 			host[3][rep] = host_reads(host_mem, HOST_MAX_THREADS);
 			host[4][rep] = host[3][rep] / host[1][rep];
 		}
+		/*
+		 * A run whose guest threads waited for a CPU (another process
+		 * had one of them) does not count: a 2-vCPU run on one free CPU
+		 * measures the host's load, and a 1-vCPU run hardly notices it.
+		 * The configurations short of REPS runs that count get more, in
+		 * turn, up to MAX_RUNS each.
+		 */
+		for (rep = REPS; rep < MAX_RUNS; rep++) {
+			bool more = false;
+
+			for (i = 0; i < 5; i++) {
+				if (!config_runs(i, only_n, conv_only, counts) ||
+				    enough_counted(reps[i], nruns[i], i == 4))
+					continue;
+				run_once(backends[b], i < 4 ? counts[i] : 1, i == 4,
+					 &reps[i][nruns[i]++]);
+				more = true;
+			}
+			if (!more)
+				break;
+		}
 		for (i = 0; i < 5; i++)
 			qsort(host[i], REPS, sizeof(double), cmp_double);
 		for (i = 0; i < 5; i++)
-			if ((i == 4 && !only_n) ||
-			    (i < 4 && !conv_only && (!only_n || counts[i] == only_n)))
-				pick(reps[i], i == 4, &res[i], &tmed[i], &rmed[i]);
+			if (config_runs(i, only_n, conv_only, counts))
+				pick(reps[i], nruns[i], i == 4, &res[i], &tmed[i], &rmed[i],
+				     &ntouch[i], &nread[i]);
 		conv = res[4];
 		if (conv_only) {
 			printf("  %-4s 1 vCPU with a converter elsewhere: access %7.2f M/s "
 			       "(median %.2f; %.0f ns CPU/read, %" PRIu64 " sleeps, %" PRIu64
-			       " preempted), %" PRIu64 " conversions meanwhile\n", backends[b],
+			       " preempted), %" PRIu64 " conversions meanwhile; %d of %d runs "
+			       "counted\n", backends[b],
 			       conv.read_pps / 1e6, rmed[4] / 1e6, per_read(&conv, 1),
-			       conv.read.sleeps, conv.read.preempted, conv.conversions);
+			       conv.read.sleeps, conv.read.preempted, conv.conversions, nread[4],
+			       nruns[4]);
 			continue;
 		}
 		for (i = 0; i < 4; i++) {
@@ -603,21 +738,29 @@ int main(int argc, char **argv)
 				continue;
 			printf("  %-4s %u vCPUs: touch %5.2f M/s (median %5.2f; %4.0f ns CPU/page, "
 			       "%3" PRIu64 " sleeps)  access %6.2f M/s (median %6.2f; %3.0f ns "
-			       "CPU/read, %3" PRIu64 " sleeps)\n", backends[b], counts[i],
+			       "CPU/read, %3" PRIu64 " sleeps)  runs counted: %d and %d of %d\n",
+			       backends[b], counts[i],
 			       res[i].touch_pps / 1e6, tmed[i] / 1e6,
 			       (double)res[i].touch.cpu / (double)(counts[i] * (region / PAGE)),
 			       res[i].touch.sleeps, res[i].read_pps / 1e6, rmed[i] / 1e6,
-			       per_read(&res[i], counts[i]), res[i].read.sleeps);
+			       per_read(&res[i], counts[i]), res[i].read.sleeps, ntouch[i],
+			       nread[i], nruns[i]);
+			if (!ntouch[i] || !nread[i])
+				printf("  %-4s %u vCPUs: no %s run had a CPU per thread (another "
+				       "process held one): those figures are the host's load, and "
+				       "no goal counts them as met\n", backends[b], counts[i],
+				       !ntouch[i] && !nread[i] ? "touch or access" :
+				       !ntouch[i] ? "touch" : "access");
 		}
 		if (only_n)
 			continue;
 		alone = res[0];
 		printf("  %-4s 1 vCPU with a converter elsewhere: access %7.2f M/s (median %.2f; "
 		       "%.2fx alone, %.0f ns CPU/read, %" PRIu64 " sleeps, %" PRIu64
-		       " preempted), %" PRIu64 " conversions meanwhile\n", backends[b],
-		       conv.read_pps / 1e6, rmed[4] / 1e6, conv.read_pps / alone.read_pps,
-		       per_read(&conv, 1), conv.read.sleeps, conv.read.preempted,
-		       conv.conversions);
+		       " preempted), %" PRIu64 " conversions meanwhile; %d of %d runs counted\n",
+		       backends[b], conv.read_pps / 1e6, rmed[4] / 1e6,
+		       conv.read_pps / alone.read_pps, per_read(&conv, 1), conv.read.sleeps,
+		       conv.read.preempted, conv.conversions, nread[4], nruns[4]);
 		printf("  %-4s host, plain reads of the same pattern, no model, in turn with the "
 		       "runs: median 1 thread %.2f M/s, 2 threads %.2f M/s; 2 vs 1 of a turn: "
 		       "median %.2fx (%.2fx to %.2fx); 8 threads %.2f M/s, 8 vs 2 of a turn: "
@@ -627,10 +770,14 @@ int main(int argc, char **argv)
 		printf("  %-4s medians: 2 vs 1 vCPUs touch %.2fx access %.2fx; 8 vs 2 touch %.2fx "
 		       "access %.2fx; converter %.2fx alone\n", backends[b], tmed[1] / tmed[0],
 		       rmed[1] / rmed[0], tmed[3] / tmed[1], rmed[3] / rmed[1], rmed[4] / rmed[0]);
-		scaling_summary(backends[b], "touch", 2, 1, res[1].touch_pps, res[0].touch_pps, 1.7);
-		scaling_summary(backends[b], "access", 2, 1, res[1].read_pps, res[0].read_pps, 1.7);
-		scaling_summary(backends[b], "touch", 8, 2, res[3].touch_pps, res[1].touch_pps, 1.0);
-		scaling_summary(backends[b], "access", 8, 2, res[3].read_pps, res[1].read_pps, 1.0);
+		scaling_summary(backends[b], "touch", 2, 1, res[1].touch_pps, res[0].touch_pps, 1.7,
+				ntouch[1] && ntouch[0]);
+		scaling_summary(backends[b], "access", 2, 1, res[1].read_pps, res[0].read_pps, 1.7,
+				nread[1] && nread[0]);
+		scaling_summary(backends[b], "touch", 8, 2, res[3].touch_pps, res[1].touch_pps, 1.0,
+				ntouch[3] && ntouch[1]);
+		scaling_summary(backends[b], "access", 8, 2, res[3].read_pps, res[1].read_pps, 1.0,
+				nread[3] && nread[1]);
 		{
 			char goal[96], o[48], p[48];
 
@@ -639,7 +786,7 @@ int main(int argc, char **argv)
 			snprintf(o, sizeof(o), "%.2f M/s", conv.read_pps / 1e6);
 			snprintf(p, sizeof(p), "alone %.2f M/s", alone.read_pps / 1e6);
 			summary(goal, o, p, conv.read_pps / alone.read_pps,
-				conv.read_pps / alone.read_pps >= 0.7);
+				nread[4] && nread[0] && conv.read_pps / alone.read_pps >= 0.7);
 		}
 		cpu_summary(backends[b], "touch", "page", "2 vCPUs", "1 vCPU",
 			    (double)res[1].touch.cpu / (2 * (region / PAGE)),
