@@ -66,9 +66,12 @@ struct ccvm_tdx_inject_rule {
  * raises nr_4k before it reads v, a 2M one (or PAMT.REMOVE) locks v before
  * it reads nr_4k, both sequentially consistent: of two racing, at least one
  * sees the other and refuses, without either taking the other's lock.
+ * One region to a cache line: the platform's allocator windows give
+ * consecutive 2M regions to different vCPUs, whose every 4K assignment
+ * writes nr_4k.
  */
 struct ccvm_tdx_pamt2m {
-	_Atomic uint64_t v;
+	_Alignas(64) _Atomic uint64_t v;
 	_Atomic uint64_t nr_4k;
 	_Atomic uint64_t nr_pamt;	/* of nr_4k: pair pages (PT_PAMT) of any region */
 	_Atomic uint64_t pair[CCVM_TDX_DPAMT_PAIR_PAGES];
@@ -990,7 +993,7 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 	m->inject = calloc(NR_LEAF_SLOTS, sizeof(*m->inject));
 	m->pamt_touched = calloc(pamt_touched_words(m), sizeof(*m->pamt_touched));
 	m->nr_2m = (m->nr_pages + PAGES_2M - 1) / PAGES_2M;
-	m->pamt2m = calloc(m->nr_2m ? m->nr_2m : 1, sizeof(*m->pamt2m));
+	m->pamt2m = aligned_alloc(64, (m->nr_2m ? m->nr_2m : 1) * sizeof(*m->pamt2m));
 	m->sched = ccvm_platform_sched(p);
 	m->nr_cpu_slots = host_cpu_slots(m->sched);
 	m->cpu = aligned_alloc(64, m->nr_cpu_slots * sizeof(*m->cpu));
@@ -1007,6 +1010,7 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 				 m->nr_2m * sizeof(*m->pamt2m) +
 				 m->nr_cpu_slots * sizeof(*m->cpu)));
 	memset(m->cpu, 0, m->nr_cpu_slots * sizeof(*m->cpu));
+	memset(m->pamt2m, 0, (m->nr_2m ? m->nr_2m : 1) * sizeof(*m->pamt2m));
 	m->slot_hint = 1;
 	ccvm_mutex_init(&m->pool_lock, m->sched, "tdx pool_lock");
 	ccvm_mutex_init(&m->inject_lock, m->sched, "tdx inject_lock");
