@@ -84,6 +84,12 @@
  *                TDVPR lock (CCVM_TDX_OPERAND_TDVPR): held by VP.ADDCX,
  *                  VP.INIT, VP.FLUSH and by a vCPU for as long as it is in
  *                  the guest (VP.ENTER .. ccvm_tdx_vp_exit()).
+ *              The TDR, tree and epoch locks are sharex words on a serial
+ *              platform; free-running, big-reader locks whose sharers
+ *              count themselves on their host CPU's line, so that the
+ *              vCPUs' leaves do not move one line between the CPUs (a
+ *              try still never waits; of a sharer and an exclusive taker
+ *              that meet, at most one holds the lock).
  *
  * vCPU (struct ccvm_tdx_vp, created by VP.CREATE, freed by a successful
  * RECLAIM of its TDVPR page): TDVPR (PT_TDVPR) + CCVM_TDX_NR_TDCX TDCX
@@ -383,7 +389,10 @@ static inline unsigned int ccvm_tdx_cpu_slot(unsigned int nr)
 #endif
 	if (cpu < 0)
 		cpu = sched_getcpu();
-	return cpu > 0 ? (unsigned int)cpu % nr : 0;
+	if (cpu <= 0)
+		return 0;
+	/* No division in the common case: a slot per CPU. */
+	return (unsigned int)cpu < nr ? (unsigned int)cpu : (unsigned int)cpu % nr;
 }
 
 /*
