@@ -646,12 +646,17 @@ struct ccvm_root {
 struct ccvm_mmu {
 	struct ccvm_root *roots;		/* every root, valid or invalid */
 	int root_level;				/* 4 or 5 */
-	_Atomic uint64_t invalidate_seq;
+	/*
+	 * The invalidation protocol's words, written by every invalidation
+	 * (a conversion anywhere in the VM): on lines of their own, so that a
+	 * guest access's walk, which reads root_level, does not miss on them.
+	 */
+	_Alignas(CCVM_CACHELINE) _Atomic uint64_t invalidate_seq;
 	_Atomic long invalidate_in_progress;
 	_Atomic uint64_t range_start;		/* gfn, CCVM_INVALID_GFN = empty */
 	_Atomic uint64_t range_end;
 	bool range_added;			/* since the last first begin */
-	bool teardown;				/* VM teardown: root frees yield */
+	_Alignas(CCVM_CACHELINE) bool teardown;	/* VM teardown: root frees yield */
 	uint32_t teardown_leaves;		/* leaves freed since the last yield */
 	_Atomic uint64_t nr_sp;			/* page-table pages, all roots */
 	/*
@@ -869,7 +874,8 @@ struct ccvm_vm {
 
 	struct ccvm_mmu mmu;
 
-	struct ccvm_vcpu **vcpus;		/* by index of creation, under lock */
+	/* Read by every guest access (dead): away from the MMU's written words. */
+	_Alignas(CCVM_CACHELINE) struct ccvm_vcpu **vcpus; /* by index of creation, under lock */
 	_Atomic uint32_t nr_vcpus;
 
 	_Atomic int state;			/* enum ccvm_vm_state */
