@@ -297,6 +297,7 @@ void ccvm_vcpu_access_wait(struct ccvm_vcpu *v)
 	 */
 	if (!(seq & 1) || called_from_own_guest(v))
 		return;
+	ccvm_account(v->vm->p, v->vm, CCVM_EV_ACCESS_WAIT, 1);
 	while (atomic_load_explicit(&v->access_seq, memory_order_acquire) == seq)
 		sched_yield();
 }
