@@ -2,10 +2,17 @@
 /*
  * The guest side: what guest code calls, on its vCPU's guest thread.
  *
- * An access goes page by page, as the CPU's page walk does: in guest mode
- * and under mmu_lock read, translate through the vCPU's roots and ask the
- * backend whether the guest may touch the page (guest_access: TDX #VE on a
- * pending page, SNP validated bit), then copy the bytes.  A miss is a TDP
+ * An access goes page by page, as the CPU's page walk does: in guest mode,
+ * translate through the vCPU's roots and ask the backend whether the guest
+ * may touch the page (guest_access: TDX #VE on a pending page, SNP
+ * validated bit), then copy the bytes.  Like a CPU's load, it takes no
+ * lock (free-running): a conversion or a zap elsewhere in the VM does not
+ * stall it.  It announces itself instead (vcpu->access_seq odd while in
+ * flight), and whoever removes a translation waits for the accesses in
+ * flight before freeing what it led to: the TLB shootdown
+ * (ccvm_vm_sync_guest_accesses(), and a kick).  On a serial platform the
+ * access holds mmu_lock read instead, so the explorer's schedules, which
+ * see every lock, stay those of the lock's protocol.  A miss is a TDP
  * fault (a VM exit handled in the kernel): the fault path maps the page, or
  * asks to retry, or needs the VMM (a memory-fault or MMIO exit); then the
  * access runs again, which is how a CPU re-executes the faulting
@@ -171,6 +178,50 @@ static void guest_lock_in_guest_mode(struct ccvm_guest *g)
 	}
 }
 
+/*
+ * Open an access in guest mode: under mmu_lock read on a serial platform;
+ * free-running, by making vcpu->access_seq odd.  The store and the mode
+ * check after it are sequentially consistent: a kick (compare-exchange of
+ * the mode, then a read of the count) either finds this access and waits
+ * for it, or is seen here, and the access goes round to enter again.
+ */
+static void access_begin(struct ccvm_guest *g)
+{
+	struct ccvm_vcpu *v = g->vcpu;
+	struct ccvm_vm *vm = v->vm;
+	uint64_t seq;
+
+	if (!ccvm_vm_lockless_access(vm)) {
+		guest_lock_in_guest_mode(g);
+		return;
+	}
+	seq = atomic_load_explicit(&v->access_seq, memory_order_relaxed);
+	for (;;) {
+		ccvm_guest_enter(g);
+		atomic_store_explicit(&v->access_seq, seq + 1, memory_order_seq_cst);
+		if (ccvm_likely(atomic_load_explicit(&v->in_guest, memory_order_seq_cst) ==
+				CCVM_VCPU_IN && !ccvm_vm_is_dead(vm)))
+			return;
+		seq += 2;
+		atomic_store_explicit(&v->access_seq, seq, memory_order_release);
+		ccvm_vcpu_leave_guest(v);
+	}
+}
+
+/* Close the access access_begin() opened: release what it read to a waiter. */
+static void access_end(struct ccvm_vcpu *v)
+{
+	struct ccvm_vm *vm = v->vm;
+
+	if (!ccvm_vm_lockless_access(vm)) {
+		ccvm_brlock_rdunlock(&vm->mmu_lock, v->mmu_shard);
+		return;
+	}
+	atomic_store_explicit(&v->access_seq,
+			      atomic_load_explicit(&v->access_seq, memory_order_relaxed) + 1,
+			      memory_order_release);
+}
+
 /* ---- read and write ---------------------------------------------------------- */
 
 /*
@@ -190,12 +241,12 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 	int r;
 
 	for (;;) {
-		guest_lock_in_guest_mode(g);
+		access_begin(g);
 		/* The access itself: the guest's own step against faults and zaps. */
 		ccvm_sched_point(ccvm_sched_of(vm->p), CCVM_SCHED_HW(ccvm_sched_of(vm->p)),
 				 "guest access");
 		if (ccvm_mmu_translate(v, gpa, &x)) {
-			ccvm_brlock_rdunlock(&vm->mmu_lock, v->mmu_shard);
+			access_end(v);
 			goto fault;
 		}
 		r = ccvm_op_guest_access(v, gfn, x.pfn, x.is_private, write);
@@ -207,11 +258,11 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 			} else {
 				guest_copy(rbuf, x.hva + off, n);
 			}
-			ccvm_brlock_rdunlock(&vm->mmu_lock, v->mmu_shard);
+			access_end(v);
 			ccvm_account(vm->p, vm, CCVM_EV_GUEST_ACCESS, 1);
 			return (int64_t)n;
 		}
-		ccvm_brlock_rdunlock(&vm->mmu_lock, v->mmu_shard);
+		access_end(v);
 		if (r == -EACCES) {
 			guest_exception(g, gpa);
 			return -EACCES;

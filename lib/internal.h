@@ -15,7 +15,8 @@
  *       vm->slots_lock (memslot and attribute updates, gmem release)
  *         vm->memslots_rw (write: publish; read: a fault in flight = SRCU)
  *           inode->invalidate_lock (write: punch/release; read: fault, allocate)
- *             vm->mmu_lock (write: zap, invalidate; read: fault install, guest access)
+ *             vm->mmu_lock (write: zap, invalidate; read: fault install, and a
+ *             guest access on a serial platform)
  *               vm->attr_lock, inode->pages_lock, platform->mem_lock (leaves;
  *               a walk takes every page-cache shard's pages_lock, in order;
  *               a page window's lock nests inside mem_lock)
@@ -23,7 +24,10 @@
  * way a vCPU holds kvm->srcu; a memslot publisher takes it for write, which
  * waits for in-flight faults like synchronize_srcu().  gmem release cuts the
  * slots' file pointers under memslots_rw write before it takes the
- * invalidate lock, so no fault can reach a released file.
+ * invalidate lock, so no fault can reach a released file.  Free-running, a
+ * guest access takes no lock at all, as a CPU's load does not: whoever
+ * removes a translation waits for the accesses in flight before freeing
+ * what it led to (ccvm_vm_sync_guest_accesses(), the TLB shootdown).
  */
 #ifndef CCVM_LIB_INTERNAL_H
 #define CCVM_LIB_INTERNAL_H
@@ -54,6 +58,25 @@
 #define CCVM_ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define ccvm_likely(x)		__builtin_expect(!!(x), 1)
 #define ccvm_unlikely(x)	__builtin_expect(!!(x), 0)
+
+/*
+ * A full barrier (x86: mfence), for the two sides of a Dekker handshake:
+ * each stores its own word, then reads the other's.  GCC's ThreadSanitizer
+ * build warns that it does not model fences (-Wtsan); TSan checks
+ * happens-before, which the handshakes in here also give through their
+ * release stores and acquire loads, so the warning is off for this one.
+ */
+static inline void ccvm_full_barrier(void)
+{
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
+	atomic_thread_fence(memory_order_seq_cst);
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#pragma GCC diagnostic pop
+#endif
+}
 
 #define CCVM_CACHELINE		64
 
@@ -623,12 +646,17 @@ struct ccvm_root {
 struct ccvm_mmu {
 	struct ccvm_root *roots;		/* every root, valid or invalid */
 	int root_level;				/* 4 or 5 */
-	_Atomic uint64_t invalidate_seq;
+	/*
+	 * The invalidation protocol's words, written by every invalidation
+	 * (a conversion anywhere in the VM): on lines of their own, so that a
+	 * guest access's walk, which reads root_level, does not miss on them.
+	 */
+	_Alignas(CCVM_CACHELINE) _Atomic uint64_t invalidate_seq;
 	_Atomic long invalidate_in_progress;
 	_Atomic uint64_t range_start;		/* gfn, CCVM_INVALID_GFN = empty */
 	_Atomic uint64_t range_end;
 	bool range_added;			/* since the last first begin */
-	bool teardown;				/* VM teardown: root frees yield */
+	_Alignas(CCVM_CACHELINE) bool teardown;	/* VM teardown: root frees yield */
 	uint32_t teardown_leaves;		/* leaves freed since the last yield */
 	_Atomic uint64_t nr_sp;			/* page-table pages, all roots */
 	/*
@@ -700,7 +728,10 @@ bool ccvm_mmu_break_huge_private(struct ccvm_vm *vm, uint64_t start, uint64_t en
 /* Generation wrap: invalidate every direct root, never a mirror root. */
 void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm);
 
-/* Translate @gpa for a guest access; mmu_lock read held.  0 or -ENOENT. */
+/*
+ * Translate @gpa for a guest access: under mmu_lock read, or (free-running)
+ * inside the vCPU's access (ccvm_vcpu_access_wait()).  0 or -ENOENT.
+ */
 int ccvm_mmu_translate(struct ccvm_vcpu *v, uint64_t gpa, struct ccvm_xlate *x);
 /* Look up the leaf for @gpa in the VM's current roots (inspection). */
 int ccvm_mmu_lookup(struct ccvm_vm *vm, uint64_t gpa, uint64_t *pfn, int *level);
@@ -843,7 +874,8 @@ struct ccvm_vm {
 
 	struct ccvm_mmu mmu;
 
-	struct ccvm_vcpu **vcpus;		/* by index of creation, under lock */
+	/* Read by every guest access (dead): away from the MMU's written words. */
+	_Alignas(CCVM_CACHELINE) struct ccvm_vcpu **vcpus; /* by index of creation, under lock */
 	_Atomic uint32_t nr_vcpus;
 
 	_Atomic int state;			/* enum ccvm_vm_state */
@@ -900,6 +932,13 @@ struct ccvm_vcpu {
 	int accept_level;			/* a guest accept's level while it faults, 0 */
 
 	_Atomic int in_guest;			/* CCVM_VCPU_OUT/IN/EXITING */
+	/*
+	 * Free-running, a guest access takes no lock (lib/guest.c): this count
+	 * is odd while one is in flight, and a TLB flush or a kick waits for
+	 * it to move on (ccvm_vcpu_access_wait()).  Only the guest thread
+	 * writes it; on a serial platform it stays 0.
+	 */
+	_Atomic uint64_t access_seq;
 	unsigned int mmu_shard;			/* guest thread: mmu_lock shard it reads */
 	struct ccvm_run run;
 
@@ -991,6 +1030,28 @@ static inline bool ccvm_vcpu_in_guest(struct ccvm_vcpu *v)
 
 /* Leave guest mode (in_guest false + vcpu_exit), for a VM exit of any kind. */
 void ccvm_vcpu_leave_guest(struct ccvm_vcpu *v);
+
+/*
+ * Do guest accesses of @vm go without mmu_lock (free-running), or under
+ * mmu_lock read (serial: the explorer's schedules see the lock)?
+ */
+static inline bool ccvm_vm_lockless_access(const struct ccvm_vm *vm)
+{
+	return !ccvm_sync_serial(ccvm_sched_of(vm->p));
+}
+
+/* Wait until the guest access @v has in flight, if any, is over. */
+void ccvm_vcpu_access_wait(struct ccvm_vcpu *v);
+
+/*
+ * The TLB shootdown's wait: every guest access of @vm in flight when this
+ * is called (one that may still use a translation the caller has just
+ * removed) is over when it returns.  Only then may what those
+ * translations led to (a page, a page table, a host mapping) be freed.
+ * Free-running only; serial accesses hold mmu_lock read, which the
+ * callers exclude.
+ */
+void ccvm_vm_sync_guest_accesses(struct ccvm_vm *vm);
 /*
  * Exit to the VMM with vcpu->run filled by the caller: leave guest mode,
  * count and trace the exit, switch to the run caller (which returns

@@ -37,9 +37,14 @@
  *
  * Concurrency.  Faults install under mmu_lock read with compare-exchange,
  * so several vCPUs fault in parallel; zaps, fast zaps, root changes and the
- * invalidation primitives hold mmu_lock write, so a table is only freed
- * when no walker can be inside it.  A present mirror entry is never changed
- * under read: mirror roots only see non-present -> present atomically.
+ * invalidation primitives hold mmu_lock write, so no fault's walk is inside
+ * a table when it is freed.  A guest access walks without the lock when
+ * free-running, as the CPU's page walk does (lib/guest.c): a table a zap
+ * empties is unlinked at once but freed only after the TLB flush has
+ * waited for the accesses in flight (ccvm_vm_sync_guest_accesses()), the
+ * way KVM frees its tables after an RCU grace period.  A present mirror
+ * entry is never changed under read: mirror roots only see non-present ->
+ * present atomically.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +68,7 @@ struct ccvm_sp {
 	_Alignas(64) _Atomic uint64_t spte[SPTE_PER_TABLE];
 	uint64_t gfn;		/* first gfn this table covers */
 	uint64_t ext_pfn;	/* mirror: page handed to link_private_spt */
+	struct ccvm_sp *unlinked_next;	/* a zap's tables waiting to be freed */
 	int level;		/* level of this table's entries: 1 = 4K leaves */
 };
 
@@ -853,11 +859,40 @@ struct zap_range {
 	bool by_leaf_kind;	/* both kinds in this root: the private bit selects */
 	bool huge_only;		/* only private leaves above 4K: split (mirror) or zap */
 	bool flush;
+	struct ccvm_sp *unlinked;	/* emptied tables, freed after the flush */
 	/* KVM's tdp_mmu_iter_cond_resched(): 0 = may not yield */
 	uint32_t interval;
 	uint32_t leaves;	/* leaves visited since the walk (re)started */
 	uint64_t resume;	/* CCVM_INVALID_GFN, or the gfn to restart from */
 };
+
+/*
+ * @sp is out of its root: free it now if no guest access can be walking
+ * it (serial: they hold mmu_lock read), else once they are waited for.
+ */
+static void zap_unlinked(struct zap_range *z, struct ccvm_sp *sp)
+{
+	if (!ccvm_vm_lockless_access(z->vm)) {
+		sp_free(z->vm, sp);
+		return;
+	}
+	sp->unlinked_next = z->unlinked;
+	z->unlinked = sp;
+}
+
+/* Free the tables the walk unlinked: after the accesses in flight are done. */
+static void zap_free_unlinked(struct zap_range *z)
+{
+	struct ccvm_sp *sp;
+
+	if (!z->unlinked)
+		return;
+	ccvm_vm_sync_guest_accesses(z->vm);
+	while ((sp = z->unlinked)) {
+		z->unlinked = sp->unlinked_next;
+		sp_free(z->vm, sp);
+	}
+}
 
 static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
 {
@@ -942,7 +977,7 @@ static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
 		if (!z->root->mirror && gfn >= z->first && gfn + span <= z->end &&
 		    table_empty(child)) {
 			spte_store(ptr, 0);
-			sp_free(z->vm, child);
+			zap_unlinked(z, child);
 		}
 	}
 }
@@ -963,6 +998,7 @@ static struct ccvm_root *zap_yield(struct zap_range *z, struct ccvm_root *root, 
 		ccvm_mmu_flush_remote_tlbs(vm);
 		z->flush = false;
 	}
+	zap_free_unlinked(z);
 	atomic_fetch_add_explicit(&root->refcount, 1, memory_order_relaxed);
 	ccvm_brlock_cond_resched(&vm->mmu_lock);
 	/* Tables may have been freed meanwhile: the walk restarts from the root. */
@@ -1011,6 +1047,7 @@ bool ccvm_mmu_unmap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end,
 		if (!gone)
 			root = root->next;
 	}
+	zap_free_unlinked(&z);
 	return z.flush;
 }
 
@@ -1038,8 +1075,13 @@ bool ccvm_mmu_break_huge_private(struct ccvm_vm *vm, uint64_t start, uint64_t en
 
 void ccvm_mmu_flush_remote_tlbs(struct ccvm_vm *vm)
 {
-	/* Guest accesses translate under mmu_lock, so nothing is cached to drop. */
+	/*
+	 * Nothing is cached to drop (an access translates afresh), but an
+	 * access in flight may still use what was removed: wait for it, as
+	 * the shootdown's IPIs wait for every CPU to acknowledge.
+	 */
 	ccvm_account(vm->p, vm, CCVM_EV_TLB_FLUSH, 1);
+	ccvm_vm_sync_guest_accesses(vm);
 }
 
 void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm)
@@ -1054,6 +1096,8 @@ void ccvm_mmu_zap_all_fast(struct ccvm_vm *vm)
 			root_invalidate(vm, root);
 	}
 	ccvm_account(vm->p, vm, CCVM_EV_FAST_ZAP, 1);
+	/* No access keeps going through a root it saw valid (KVM's reload request). */
+	ccvm_vm_sync_guest_accesses(vm);
 	ccvm_brlock_wrunlock(&vm->mmu_lock);
 }
 

@@ -111,6 +111,7 @@ const char *const ccvm_event_names[CCVM_EV_NR] = {
 	[CCVM_EV_TDH_MEM_PAGE_DEMOTE] = "tdh.mem.page.demote",
 	[CCVM_EV_TDH_PHYMEM_PAMT_ADD] = "tdh.phymem.pamt.add",
 	[CCVM_EV_TDH_PHYMEM_PAMT_REMOVE] = "tdh.phymem.pamt.remove",
+	[CCVM_EV_ACCESS_WAIT] = "access.wait",
 };
 
 /* Simulated nanoseconds per event (assumptions; see the file comment). */

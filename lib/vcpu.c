@@ -24,7 +24,11 @@
  * happens under mmu_lock read: kicks come from removals that hold mmu_lock
  * for write, so an entry never slips between a kick and the retry it
  * protects, and a vCPU that was kicked notices before its next access.
+ * An access itself takes no lock when free-running (lib/guest.c): a kick
+ * that takes a vCPU out waits for the access it has in flight, as an IPI
+ * is taken between two instructions, never inside one.
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +285,23 @@ int ccvm_vcpu_set_guest(struct ccvm_vcpu *v, ccvm_guest_fn fn, void *arg)
 
 /* ---- guest mode ------------------------------------------------------------- */
 
+void ccvm_vcpu_access_wait(struct ccvm_vcpu *v)
+{
+	uint64_t seq = atomic_load_explicit(&v->access_seq, memory_order_seq_cst);
+
+	/*
+	 * Even: none in flight (and the acquire orders the last one's copy
+	 * before what the caller frees).  The guest thread's own vCPU is
+	 * never waited for: a kick from inside its own access would wait
+	 * for itself.
+	 */
+	if (!(seq & 1) || called_from_own_guest(v))
+		return;
+	ccvm_account(v->vm->p, v->vm, CCVM_EV_ACCESS_WAIT, 1);
+	while (atomic_load_explicit(&v->access_seq, memory_order_acquire) == seq)
+		sched_yield();
+}
+
 bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v)
 {
 	struct ccvm_sched *s = ccvm_sched_of(v->vm->p);
@@ -294,6 +315,8 @@ bool ccvm_vcpu_exit_guest(struct ccvm_vcpu *v)
 		return false;
 	if (state == CCVM_VCPU_IN &&
 	    atomic_compare_exchange_strong(&v->in_guest, &state, CCVM_VCPU_EXITING)) {
+		/* The IPI lands between instructions: an access finishes first. */
+		ccvm_vcpu_access_wait(v);
 		ccvm_op_vcpu_exit(v);
 		ccvm_sched_point2(s, &v->in_guest, CCVM_SCHED_HW(s), 0, "guest mode off");
 		atomic_store_explicit(&v->in_guest, CCVM_VCPU_OUT, memory_order_release);

@@ -412,6 +412,12 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm)
 		for (i = 0; i < n; i++)
 			ccvm_vcpu_exit_guest(vcpus[i]);
 	} else {
+		/*
+		 * The caller's change before any vCPU's mode is read: a vCPU
+		 * seen out of guest mode and entering later sees the change
+		 * in its next access (which opens with a full barrier too).
+		 */
+		ccvm_full_barrier();
 		for (i = 0; i < n; i++)
 			if (atomic_load_explicit(&vcpus[i]->in_guest, memory_order_acquire) !=
 			    CCVM_VCPU_OUT)
@@ -419,6 +425,25 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm)
 	}
 	ccvm_account(vm->p, vm, CCVM_EV_IPI, 1);
 	ccvm_account_fast(vm->p, vm, CCVM_EV_KICK_VCPU, n);
+}
+
+void ccvm_vm_sync_guest_accesses(struct ccvm_vm *vm)
+{
+	uint32_t i, n;
+	struct ccvm_vcpu *const *vcpus = vm->vcpus;
+
+	if (!ccvm_vm_lockless_access(vm))
+		return;
+	n = ccvm_vm_nr_vcpus(vm);
+	/*
+	 * Dekker's pattern with the access's opening: it stores its odd count
+	 * and then reads the translation; this side has removed the
+	 * translation and now reads the counts.  A full barrier on both
+	 * sides: an access either saw the removal or is seen here.
+	 */
+	ccvm_full_barrier();
+	for (i = 0; i < n; i++)
+		ccvm_vcpu_access_wait(vcpus[i]);
 }
 
 void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm)

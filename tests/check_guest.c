@@ -5,7 +5,9 @@
  * reads and writes with data both ways, MAP_GPA_RANGE hypercalls, #VE/#VC),
  * accept, a guest-driven conversion round trip, punch then re-fault, a
  * memslot deleted under a running vCPU, closing a vCPU blocked in an MMIO
- * exit, and vCPUs faulting while another thread converts and punches.
+ * exit, vCPUs faulting while another thread converts and punches, and the
+ * lock-free access: it goes on under a held mmu_lock, and a conversion
+ * that zaps its page waits for it.
  *
  * Most tests run on the mock backend.  Behaviour the mock cannot show (a
  * shared bit, accept, #VE/#VC, chunked hypercalls, busy entries, nested
@@ -47,6 +49,10 @@ static struct {
 	_Atomic uint8_t accepted[TB_PAGES];
 	_Atomic int enter_eagain;
 	_Atomic uint64_t needs_fault_gfn;
+	/* An access to hold_gfn waits inside guest_access for a flush to wait on it. */
+	_Atomic uint64_t hold_gfn;
+	_Atomic bool hold_done;		/* the flushing call has returned */
+	_Atomic int hold_saw_done;	/* 1: it had, while the access was in flight */
 	pthread_mutex_t lock;
 	int nr_accepts;
 	struct { uint64_t gfn, pfn; bool mapped; } accepts[16];
@@ -61,6 +67,9 @@ static void tb_reset(void)
 		atomic_store(&tb.accepted[i], 0);
 	atomic_store(&tb.enter_eagain, 0);
 	atomic_store(&tb.needs_fault_gfn, UINT64_MAX);
+	atomic_store(&tb.hold_gfn, UINT64_MAX);
+	atomic_store(&tb.hold_done, false);
+	atomic_store(&tb.hold_saw_done, -1);
 	tb.nr_accepts = 0;
 }
 
@@ -82,15 +91,41 @@ static int tb_vcpu_enter(struct ccvm_vcpu *v)
 	return 0;
 }
 
+static _Atomic int tb_held;	/* accesses that stopped in tb_hold() */
+
+/*
+ * Inside a guest access: tell the test, then stay until a flush or kick
+ * has found this access in flight and waits for it (event-driven: its
+ * count), or the call that should flush has returned, and note which.
+ */
+static void tb_hold(struct ccvm_vm *v)
+{
+	struct ccvm_stats st;
+
+	atomic_fetch_add(&tb_held, 1);
+	for (;;) {
+		st.sz = sizeof(st);
+		/* Or the flushing call returned without waiting: the bug this catches. */
+		if ((ccvm_vm_get_stats(v, &st) == 0 && st.events[CCVM_EV_ACCESS_WAIT]) ||
+		    atomic_load(&tb.hold_done))
+			break;
+		sched_yield();
+	}
+	atomic_store(&tb.hold_saw_done, atomic_load(&tb.hold_done));
+}
+
 /* Private pages must be accepted first (#VC), as with SNP's validated bit. */
 static int tb_guest_access(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn,
 			   bool is_private, bool write)
 {
 	uint64_t want = gfn;
 
-	(void)v; (void)pfn; (void)write;
+	(void)pfn; (void)write;
 	if (atomic_compare_exchange_strong(&tb.needs_fault_gfn, &want, UINT64_MAX))
 		return CCVM_GUEST_NEEDS_FAULT;
+	want = gfn;
+	if (atomic_compare_exchange_strong(&tb.hold_gfn, &want, UINT64_MAX))
+		tb_hold(ccvm_vcpu_vm(v));
 	if (atomic_load(&tb.accept_required) && is_private && gfn < TB_PAGES &&
 	    !atomic_load(&tb.accepted[gfn]))
 		return -EACCES;
@@ -714,6 +749,140 @@ START_TEST(test_busy_entry_is_retried)
 }
 END_TEST
 
+/* ---- lock-free accesses ------------------------------------------------------------ */
+
+/*
+ * A guest access takes no lock, as a CPU's load does not: a vCPU reading
+ * mapped memory goes on while another thread holds mmu_lock for write (a
+ * conversion or a zap elsewhere in the VM).
+ */
+#define LF_GPA	0x20000ull
+
+static struct tu_counter lf_in = TU_COUNTER_INIT, lf_locked = TU_COUNTER_INIT,
+			 lf_done = TU_COUNTER_INIT;
+
+static void guest_reads_under_writer(struct ccvm_guest *g, void *arg)
+{
+	uint64_t x = 0x5a5a, y = 0;
+	int i;
+
+	(void)arg;
+	/* Faults the page in; the vCPU stays in guest mode after the access. */
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, LF_GPA, &x, sizeof(x)));
+	counter_add(&lf_in);
+	wait_for(&lf_locked, 1);
+	for (i = 0; i < 100; i++) {
+		CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, LF_GPA, &y, sizeof(y)));
+		CCVM_GUEST_ASSERT(g, y == x);
+	}
+	counter_add(&lf_done);
+	ccvm_guest_sync(g, 1);
+}
+
+struct run_result {
+	struct ccvm_vcpu *v;
+	int ret;
+	uint32_t exit_reason;
+	uint64_t value;
+};
+
+static void *run_thread(void *arg)
+{
+	struct run_result *r = arg;
+
+	r->ret = ccvm_vcpu_run(r->v);
+	r->exit_reason = ccvm_vcpu_run_state(r->v)->exit_reason;
+	r->value = ccvm_vcpu_run_state(r->v)->sync.value;
+	return NULL;
+}
+
+START_TEST(test_access_while_mmu_lock_held_for_write)
+{
+	struct run_result r = { .v = vcpu_with_guest(0, guest_reads_under_writer, NULL) };
+	uint64_t faults;
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, run_thread, &r), 0);
+	wait_for(&lf_in, 1);
+	faults = tu_vm_event(vm, CCVM_EV_FAULT);
+	ccvm_vm_mmu_write_lock(vm);
+	counter_add(&lf_locked);
+	/* An access that took mmu_lock read would hang here (Check's timeout). */
+	wait_for(&lf_done, 1);
+	ccvm_vm_mmu_write_unlock(vm);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(r.ret, 0);
+	ck_assert_uint_eq(r.exit_reason, CCVM_EXIT_SYNC);
+	ck_assert_uint_eq(r.value, 1);
+	/* The reads hit the mapping: no fault while the lock was held. */
+	ck_assert_uint_eq(tu_vm_event(vm, CCVM_EV_FAULT), faults);
+	tu_run_once(r.v, 0, CCVM_EXIT_DONE);
+	ck_assert_int_eq(ccvm_vcpu_close(r.v), 0);
+}
+END_TEST
+
+/*
+ * The other side: a conversion that zaps a page a vCPU is reading at that
+ * moment does not return (and the page is not freed) before that access
+ * is over, as a TLB shootdown waits for every CPU's acknowledgement.  The
+ * access stops inside guest_access until the conversion counts its wait.
+ */
+#define LF_VALUE	0x1234abcdull
+
+static void guest_read_lf(struct ccvm_guest *g, void *arg)
+{
+	uint64_t x = LF_VALUE, y = 0;
+
+	(void)arg;
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_write(g, LF_GPA, &x, sizeof(x)));
+	ccvm_guest_sync(g, 1);
+	CCVM_GUEST_ASSERT(g, !ccvm_guest_read(g, LF_GPA, &y, sizeof(y)));
+	ccvm_guest_sync(g, y);
+}
+
+struct conv_one {
+	int err;
+};
+
+static void *convert_lf_thread(void *arg)
+{
+	struct conv_one *c = arg;
+
+	while (atomic_load(&tb_held) == 0)
+		sched_yield();
+	c->err = ccvm_vm_set_memory_attributes(vm, LF_GPA, 4096, 0, 0);
+	atomic_store(&tb.hold_done, true);
+	return NULL;
+}
+
+START_TEST(test_flush_waits_for_access_in_flight)
+{
+	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_read_lf, NULL);
+	struct run_result r = { .v = v };
+	struct conv_one c = { -1 };
+	pthread_t conv, t;
+	int saw_done;
+
+	/* The page mapped private with a known value; the next read holds. */
+	tu_expect_sync(v, 1);
+	atomic_store(&tb.hold_gfn, LF_GPA >> 12);
+	ck_assert_int_eq(pthread_create(&conv, NULL, convert_lf_thread, &c), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, run_thread, &r), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(pthread_join(conv, NULL), 0);
+	ck_assert_int_eq(c.err, 0);
+	ck_assert_int_eq(r.ret, 0);
+	ck_assert_uint_eq(r.exit_reason, CCVM_EXIT_SYNC);
+	/* The access read the private page, then the conversion returned. */
+	ck_assert_uint_eq(r.value, LF_VALUE);
+	saw_done = atomic_load(&tb.hold_saw_done);
+	ck_assert_msg(saw_done == 0, "the conversion returned while an access to the page "
+		      "it zapped was in flight (%d)", saw_done);
+	ck_assert_uint_ge(tu_vm_event(vm, CCVM_EV_ACCESS_WAIT), 1);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
 /* ---- conversions ---------------------------------------------------------------- */
 
 #define CONV_GPA	0x10000ull
@@ -1177,6 +1346,7 @@ Suite *guest_suite(void)
 	tcase_add_test(tc, test_exception_and_accept);
 	tcase_add_test(tc, test_guest_access_needs_fault);
 	tcase_add_test(tc, test_busy_entry_is_retried);
+	tcase_add_test(tc, test_flush_waits_for_access_in_flight);
 	tcase_add_loop_test(tc, test_conversion_round_trip, 0, 2);
 	suite_add_tcase(s, tc);
 
@@ -1185,6 +1355,7 @@ Suite *guest_suite(void)
 	tcase_add_test(tc, test_memslot_delete_under_running_vcpu);
 	tcase_add_test(tc, test_fault_while_converting);
 	tcase_add_test(tc, test_two_vcpus_write_one_page);
+	tcase_add_test(tc, test_access_while_mmu_lock_held_for_write);
 	suite_add_tcase(s, tc);
 	return s;
 }

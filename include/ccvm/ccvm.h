@@ -163,6 +163,7 @@ enum ccvm_event {
 	CCVM_EV_TDH_MEM_PAGE_DEMOTE,	/* 2M S-EPT leaf split into 512 4K leaves */
 	CCVM_EV_TDH_PHYMEM_PAMT_ADD,	/* Dynamic PAMT: page pair added to a 2M region */
 	CCVM_EV_TDH_PHYMEM_PAMT_REMOVE,	/* Dynamic PAMT: page pair taken back */
+	CCVM_EV_ACCESS_WAIT,		/* a flush or kick waited for a guest access in flight */
 	CCVM_EV_NR
 };
 
