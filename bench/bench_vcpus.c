@@ -64,6 +64,15 @@
  * Runs of more vCPUs than CPUs wait for each other by design and always
  * count.  Each line says how many runs counted; a goal whose figures come
  * from none is not met, whatever the ratio.
+ *
+ * Not explained yet: in some periods, runs that count show two concurrent
+ * guest threads costing 1.3-1.4x the CPU per page of one (a touch's 2-vCPU
+ * CPU time, not its wall time), in others 1.0-1.1x, in a whole run and in
+ * -n runs alike.  Not seen with both guest threads on one CPU, nor in
+ * plain loops of the same stores, atomics and arithmetic on two CPUs; not
+ * TLB shootdowns (none), the allocator's windows, malloc arenas or 128-byte
+ * line pairs; the cpu-clock profile puts the extra in page-table clearing
+ * (sp_alloc), malloc's slow path and the walk.
  * Exits non-zero when a run fails.
  *
  * Usage: bench_vcpus [-b BACKEND] [-c] [-m MIB] [-n 1|2|4|8]
