@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "tdx-module.h"
 
@@ -65,15 +66,40 @@ struct ccvm_tdx_inject_rule {
  * raises nr_4k before it reads v, a 2M one (or PAMT.REMOVE) locks v before
  * it reads nr_4k, both sequentially consistent: of two racing, at least one
  * sees the other and refuses, without either taking the other's lock.
+ * One region to a cache line: the platform's allocator windows give
+ * consecutive 2M regions to different vCPUs, whose every 4K assignment
+ * writes nr_4k.
  */
 struct ccvm_tdx_pamt2m {
-	_Atomic uint64_t v;
+	_Alignas(64) _Atomic uint64_t v;
 	_Atomic uint64_t nr_4k;
 	_Atomic uint64_t nr_pamt;	/* of nr_4k: pair pages (PT_PAMT) of any region */
 	_Atomic uint64_t pair[CCVM_TDX_DPAMT_PAIR_PAGES];
 };
 
 #define PAGES_2M	512u
+
+/* One host CPU's share of the module's counts: a line of its own. */
+struct ccvm_tdx_module_cpu {
+	_Alignas(64) _Atomic uint64_t nr_assigned;	/* wraps: the sum counts */
+};
+
+/* A TD's sharex locks (struct ccvm_tdx_td's lock[]). */
+enum td_lock { TDR_LOCK, SEPT_LOCK, EPOCH_LOCK, NR_TD_LOCKS };
+
+/*
+ * One host CPU's share of a TD's hot words, on a line of its own: the
+ * sharers of each sharex lock that took it on this CPU (big-reader form,
+ * free-running only), the vCPUs that entered the guest from this CPU per
+ * epoch parity, and the pages added minus those removed on this CPU.  The
+ * last two are counts whose sum over the CPUs is the TD's (each wraps: a
+ * vCPU may leave on another CPU than it entered from).
+ */
+struct td_cpu {
+	_Alignas(64) _Atomic uint64_t sharers[NR_TD_LOCKS];
+	_Atomic uint64_t in_guest[2];
+	_Atomic uint64_t children;
+};
 
 /* Leaf slots: SEAMCALL leaves 0..63, then ACCEPT.  One injection rule each. */
 #define NR_TDH_LEAVES	64
@@ -109,20 +135,24 @@ struct ccvm_tdx_td {
 	struct ccvm_tdx_vp *vps;
 
 	/*
-	 * Written by every leaf on the TD (the sharex words, taken shared by
-	 * most), every entry and exit (epoch_word) and every page added or
-	 * removed (nr_children): a line of their own, so that the fields
-	 * above, which every leaf reads, do not move between the CPUs with
-	 * them.  The struct is allocated line-aligned (td_alloc()).
+	 * The sharex lock words (SX_*: TDR, S-EPT tree, epoch) and TD_EPOCH
+	 * (bits 63:24 of epoch_word, the low bits 0).  On a serial platform
+	 * (nr_cpu 1) a sharer adds to the word, and every leaf on the TD
+	 * writes it; free-running, the words hold only the exclusive bit and
+	 * a sharer counts itself in cpu[] (td_lock_try()), so this line is
+	 * written by exclusive takers and TRACK alone, and stays in every
+	 * CPU's cache.  A line of its own; the struct is allocated line-aligned
+	 * (td_alloc()).
 	 */
-	_Alignas(64) _Atomic uint64_t tdr_lock;	/* sharex lock words (SX_*) */
-	_Atomic uint64_t sept_lock;
-	_Atomic uint64_t epoch_lock;
-	/* TD_EPOCH in bits 63:24, vCPUs in the guest per epoch parity in
-	 * bits 11:0 (even) and 23:12 (odd): one word so REMOVE reads a
-	 * consistent snapshot without a lock. */
+	_Alignas(64) _Atomic uint64_t lock[NR_TD_LOCKS];
 	_Atomic uint64_t epoch_word;
-	_Atomic int64_t nr_children;
+	/*
+	 * Slots of cpu[] in use, set at creation: 1 when serial, else the
+	 * host's online CPUs (at most CCVM_TDX_CPU_SLOTS).  The vCPUs in the
+	 * guest per epoch parity and the TD's child pages are sums over them.
+	 */
+	unsigned int nr_cpu;
+	struct td_cpu cpu[CCVM_TDX_CPU_SLOTS];
 };
 
 /* A zeroed TD on whole cache lines (free() releases it), or NULL. */
@@ -154,6 +184,7 @@ struct ccvm_tdx_vp {
 	uint16_t nr_tdcx;		/* under the TDVPR lock (run) */
 	_Atomic bool initialized;
 	uint64_t epoch;			/* TD epoch entered; valid in the guest */
+	_Atomic unsigned int epoch_slot; /* of the entry's epoch lock (shared) */
 	struct ccvm_tdx_vp *next;
 };
 
@@ -206,17 +237,10 @@ static inline bool sept_is_blocked(unsigned int s)
 /* ---- epoch word ---------------------------------------------------------- */
 
 #define EPOCH_SHIFT		24
-#define RC_BITS			12
-#define RC_MASK			((1ull << RC_BITS) - 1)
 
 static inline uint64_t epoch_of(uint64_t w)
 {
 	return w >> EPOCH_SHIFT;
-}
-
-static inline uint64_t epoch_rc(uint64_t w, uint64_t epoch)
-{
-	return (w >> (RC_BITS * (epoch & 1))) & RC_MASK;
 }
 
 /* ---- locks ------------------------------------------------------------------ */
@@ -285,6 +309,107 @@ static void sx_release(const struct ccvm_tdx_module *m, _Atomic uint64_t *l, boo
 		atomic_store_explicit(l, 0, memory_order_release);
 	else
 		atomic_fetch_sub_explicit(l, SX_SHARER, memory_order_release);
+}
+
+/*
+ * td_lock_try() - Try TD sharex lock @i once, exclusively or shared; never
+ * waits.  *@slot gets what td_lock_release() needs back.
+ *
+ * Serial (one slot): sx_try() on the word, the same scheduling points and
+ * outcomes as ever.  Free-running, the lock is a big-reader one, so that
+ * the sharers (nearly every leaf on the TD, every entry and accept) do not
+ * move one cache line between the CPUs: a sharer that finds the word free
+ * counts itself on the slot of the CPU it runs on, then looks at the word
+ * again, and backs off (busy) if an exclusive taker set it meanwhile; an
+ * exclusive taker sets the word's exclusive bit, then must find every
+ * slot empty, or clears it again (busy).  Both orders are sequentially
+ * consistent, so of a sharer and an exclusive taker racing, at least one
+ * sees the other: never both hold it.  When both see each other, both
+ * answer busy, as two leaves meeting on a lock do.  A sharer gives back
+ * the slot it took, wherever it runs by then.
+ */
+static bool td_lock_try(struct ccvm_tdx_td *td, enum td_lock i, bool excl, unsigned int *slot,
+			const char *what)
+{
+	_Atomic uint64_t *w = &td->lock[i];
+	unsigned int s;
+
+	*slot = 0;
+	if (td->nr_cpu <= 1)
+		return sx_try(td->m, w, excl, what);
+	/* Free-running: no scheduling point to make (m->sched is NULL). */
+	if (excl) {
+		uint64_t v = 0;
+
+		if (!atomic_compare_exchange_strong(w, &v, SX_EXCL))
+			return false;
+		for (s = 0; s < td->nr_cpu; s++) {
+			if (atomic_load(&td->cpu[s].sharers[i])) {
+				atomic_store_explicit(w, 0, memory_order_release);
+				return false;
+			}
+		}
+		return true;
+	}
+	if (atomic_load_explicit(w, memory_order_relaxed) & SX_EXCL)
+		return false;
+	s = ccvm_tdx_cpu_slot(td->nr_cpu);
+	atomic_fetch_add(&td->cpu[s].sharers[i], 1);
+	if (atomic_load(w) & SX_EXCL) {
+		atomic_fetch_sub_explicit(&td->cpu[s].sharers[i], 1, memory_order_release);
+		return false;
+	}
+	*slot = s;
+	return true;
+}
+
+static void td_lock_release(struct ccvm_tdx_td *td, enum td_lock i, bool excl, unsigned int slot,
+			    const char *what)
+{
+	if (td->nr_cpu <= 1)
+		sx_release(td->m, &td->lock[i], excl, what);
+	else if (excl)
+		atomic_store_explicit(&td->lock[i], 0, memory_order_release);
+	else
+		atomic_fetch_sub_explicit(&td->cpu[slot].sharers[i], 1, memory_order_release);
+}
+
+/* The slot of the calling thread's CPU among @td's. */
+static inline struct td_cpu *td_cpu_here(struct ccvm_tdx_td *td)
+{
+	return &td->cpu[ccvm_tdx_cpu_slot(td->nr_cpu)];
+}
+
+/* vCPUs in the guest that entered in an epoch of @parity: the slots' sum. */
+static uint64_t td_in_guest(struct ccvm_tdx_td *td, unsigned int parity)
+{
+	uint64_t n = 0;
+	unsigned int s;
+
+	for (s = 0; s < td->nr_cpu; s++)
+		n += atomic_load(&td->cpu[s].in_guest[parity]);
+	return n;
+}
+
+static void td_children_add(struct ccvm_tdx_td *td, int64_t delta, memory_order mo)
+{
+	atomic_fetch_add_explicit(&td_cpu_here(td)->children, (uint64_t)delta, mo);
+}
+
+static uint64_t td_children(const struct ccvm_tdx_td *td)
+{
+	uint64_t n = 0;
+	unsigned int s;
+
+	for (s = 0; s < td->nr_cpu; s++)
+		n += atomic_load_explicit(&td->cpu[s].children, memory_order_acquire);
+	return n;
+}
+
+static void module_assigned_add(struct ccvm_tdx_module *m, int64_t delta)
+{
+	atomic_fetch_add_explicit(&m->cpu[ccvm_tdx_cpu_slot(m->nr_cpu_slots)].nr_assigned,
+				  (uint64_t)delta, memory_order_relaxed);
 }
 
 /* Lock a word whose bit @lock_bit is its lock; *@val gets the unlocked value. */
@@ -395,6 +520,7 @@ static inline bool is_sw_status(uint64_t s)
  */
 struct td_guard {
 	bool tdr_excl;
+	unsigned int slot;	/* of the TDR lock taken shared */
 };
 
 #define OPS(x)		(1u << CCVM_TDX_OP_##x)
@@ -406,7 +532,7 @@ static uint64_t td_enter(struct ccvm_tdx_td *td, struct td_guard *g, bool tdr_ex
 	uint64_t st = TDX_SUCCESS;
 
 	g->tdr_excl = tdr_excl;
-	if (!sx_try(td->m, &td->tdr_lock, tdr_excl, "tdr_lock"))
+	if (!td_lock_try(td, TDR_LOCK, tdr_excl, &g->slot, "tdr_lock"))
 		return busy(CCVM_TDX_OPERAND_TDR);
 	if (td_lifecycle(td) != CCVM_TDX_TD_KEYS_CONFIGURED)
 		st = TDX_TD_KEYS_NOT_CONFIGURED;
@@ -415,13 +541,13 @@ static uint64_t td_enter(struct ccvm_tdx_td *td, struct td_guard *g, bool tdr_ex
 	else if (op_mask && !(op_mask & (1u << td_op_state(td))))
 		st = TDX_OP_STATE_INCORRECT;
 	if (st)
-		sx_release(td->m, &td->tdr_lock, tdr_excl, "tdr_lock");
+		td_lock_release(td, TDR_LOCK, tdr_excl, g->slot, "tdr_lock");
 	return st;
 }
 
 static void td_leave(struct ccvm_tdx_td *td, struct td_guard *g)
 {
-	sx_release(td->m, &td->tdr_lock, g->tdr_excl, "tdr_lock");
+	td_lock_release(td, TDR_LOCK, g->tdr_excl, g->slot, "tdr_lock");
 }
 
 /* The global key (KOT) lock, always exclusive; kot_unlock() returns @st. */
@@ -440,17 +566,18 @@ static uint64_t kot_unlock(struct ccvm_tdx_module *m, uint64_t st)
 static uint64_t key_enter(struct ccvm_tdx_td *td)
 {
 	uint64_t st = kot_lock(td->m);
+	unsigned int slot;
 
 	if (st)
 		return st;
-	if (!sx_try(td->m, &td->tdr_lock, true, "tdr_lock"))
+	if (!td_lock_try(td, TDR_LOCK, true, &slot, "tdr_lock"))
 		return kot_unlock(td->m, busy(CCVM_TDX_OPERAND_TDR));
 	return TDX_SUCCESS;
 }
 
 static uint64_t key_leave(struct ccvm_tdx_td *td, uint64_t st)
 {
-	sx_release(td->m, &td->tdr_lock, true, "tdr_lock");
+	td_lock_release(td, TDR_LOCK, true, 0, "tdr_lock");
 	return kot_unlock(td->m, st);
 }
 
@@ -500,15 +627,27 @@ static bool sept_walk(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 	}
 }
 
-/* BEPOCH tracked: a TRACK after the BLOCK and its epoch's vCPUs all gone. */
+/*
+ * BEPOCH tracked: a TRACK after the BLOCK and its epoch's vCPUs all gone.
+ * Without a lock: while TD_EPOCH stays bepoch + 1, the count of bepoch's
+ * parity only falls (entries count in the other parity), so a sum of 0 read
+ * slot by slot is 0 at its end, and one above 0 was so at its start; the
+ * epoch is read again after the sum, and a TRACK in between means bepoch
+ * was tracked (TRACK needs the previous epoch's count at 0).
+ */
 static bool tlb_tracked(struct ccvm_tdx_td *td, uint64_t bepoch)
 {
-	uint64_t w = atomic_load_explicit(&td->epoch_word, memory_order_acquire);
-	uint64_t epoch = epoch_of(w);
+	uint64_t epoch = epoch_of(atomic_load(&td->epoch_word));
+	uint64_t rc;
 
 	if (bepoch + 1 < epoch)
 		return true;
-	return bepoch + 1 == epoch && epoch_rc(w, bepoch) == 0;
+	if (bepoch + 1 != epoch)
+		return false;
+	rc = td_in_guest(td, bepoch & 1);
+	if (epoch_of(atomic_load(&td->epoch_word)) != epoch)
+		return true;
+	return rc == 0;
 }
 
 static void td_measure(struct ccvm_tdx_td *td, uint64_t tag, const void *data, size_t len)
@@ -695,9 +834,9 @@ static void pamt_assign(struct ccvm_tdx_td *td, uint64_t pfn, unsigned int type,
 	lock_release(m, "pamt entry unlock");
 	atomic_store_explicit(pamt_entry(m, pfn), pamt_make(type, td->slot, 0),
 			      memory_order_release);
-	atomic_fetch_add_explicit(&m->nr_assigned, 1, memory_order_relaxed);
+	module_assigned_add(m, 1);
 	if (child)
-		atomic_fetch_add_explicit(&td->nr_children, 1, memory_order_relaxed);
+		td_children_add(td, 1, memory_order_relaxed);
 }
 
 /* Return a locked page to PT_NDA (unlocks it; poison goes with the owner). */
@@ -705,7 +844,7 @@ static void pamt_release(struct ccvm_tdx_module *m, uint64_t pfn)
 {
 	lock_release(m, "pamt entry unlock");
 	atomic_store_explicit(pamt_entry(m, pfn), 0, memory_order_release);
-	atomic_fetch_sub_explicit(&m->nr_assigned, 1, memory_order_relaxed);
+	module_assigned_add(m, -1);
 	region_unreserve_4k(m, pfn);
 }
 
@@ -717,8 +856,8 @@ static void pamt_assign_2m(struct ccvm_tdx_td *td, uint64_t pfn)
 	lock_release(m, "pamt 2m entry unlock");
 	atomic_store_explicit(&region_of(m, pfn)->v, pamt_make(CCVM_TDX_PT_REG, td->slot, 0),
 			      memory_order_release);
-	atomic_fetch_add_explicit(&m->nr_assigned, PAGES_2M, memory_order_relaxed);
-	atomic_fetch_add_explicit(&td->nr_children, PAGES_2M, memory_order_relaxed);
+	module_assigned_add(m, PAGES_2M);
+	td_children_add(td, PAGES_2M, memory_order_relaxed);
 }
 
 /* Return the locked 2M page at @pfn to PT_NDA (unlocks it). */
@@ -726,7 +865,7 @@ static void pamt_release_2m(struct ccvm_tdx_module *m, uint64_t pfn)
 {
 	lock_release(m, "pamt 2m entry unlock");
 	atomic_store_explicit(&region_of(m, pfn)->v, 0, memory_order_release);
-	atomic_fetch_sub_explicit(&m->nr_assigned, PAGES_2M, memory_order_relaxed);
+	module_assigned_add(m, -(int64_t)PAGES_2M);
 }
 
 /*
@@ -799,7 +938,27 @@ static void module_free(struct ccvm_tdx_module *m)
 	free(m->inject);
 	free((void *)m->pamt_touched);
 	free(m->pamt2m);
+	free(m->cpu);
 	memset(m, 0, sizeof(*m));
+}
+
+/*
+ * Per-CPU slots: one on a serial platform (the counts and locks are then
+ * single words, as the explorer's schedules were recorded with), else one
+ * per online host CPU, at most CCVM_TDX_CPU_SLOTS.
+ */
+static unsigned int host_cpu_slots(const struct ccvm_sched *s)
+{
+	long n = s ? 1 : sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		return 1;
+	return n > CCVM_TDX_CPU_SLOTS ? CCVM_TDX_CPU_SLOTS : (unsigned int)n;
+}
+
+unsigned int ccvm_tdx_cpu_slots(const struct ccvm_tdx_module *m)
+{
+	return m && m->nr_cpu_slots ? m->nr_cpu_slots : 1;
 }
 
 int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
@@ -834,9 +993,12 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 	m->inject = calloc(NR_LEAF_SLOTS, sizeof(*m->inject));
 	m->pamt_touched = calloc(pamt_touched_words(m), sizeof(*m->pamt_touched));
 	m->nr_2m = (m->nr_pages + PAGES_2M - 1) / PAGES_2M;
-	m->pamt2m = calloc(m->nr_2m ? m->nr_2m : 1, sizeof(*m->pamt2m));
+	m->pamt2m = aligned_alloc(64, (m->nr_2m ? m->nr_2m : 1) * sizeof(*m->pamt2m));
+	m->sched = ccvm_platform_sched(p);
+	m->nr_cpu_slots = host_cpu_slots(m->sched);
+	m->cpu = aligned_alloc(64, m->nr_cpu_slots * sizeof(*m->cpu));
 	if (!m->pamt || !m->kot || !m->hkid_pool || !m->slots || !m->inject ||
-	    !m->pamt_touched || !m->pamt2m) {
+	    !m->pamt_touched || !m->pamt2m || !m->cpu) {
 		module_free(m);
 		return -ENOMEM;
 	}
@@ -845,9 +1007,11 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 				 (sizeof(*m->kot) + 1) +
 				 NR_LEAF_SLOTS * sizeof(*m->inject) +
 				 pamt_touched_words(m) * sizeof(*m->pamt_touched) +
-				 m->nr_2m * sizeof(*m->pamt2m)));
+				 m->nr_2m * sizeof(*m->pamt2m) +
+				 m->nr_cpu_slots * sizeof(*m->cpu)));
+	memset(m->cpu, 0, m->nr_cpu_slots * sizeof(*m->cpu));
+	memset(m->pamt2m, 0, (m->nr_2m ? m->nr_2m : 1) * sizeof(*m->pamt2m));
 	m->slot_hint = 1;
-	m->sched = ccvm_platform_sched(p);
 	ccvm_mutex_init(&m->pool_lock, m->sched, "tdx pool_lock");
 	ccvm_mutex_init(&m->inject_lock, m->sched, "tdx inject_lock");
 	m->initialized = true;
@@ -953,15 +1117,22 @@ int ccvm_tdx_set_entry_window(struct ccvm_tdx_module *m, bool on)
  * met it), so the entry lets go of the TD epoch lock.  Whoever ends it
  * first (the vCPU's thread, or a kicker) drops the lock, exactly once.
  */
-static void vp_entry_done(struct ccvm_tdx_vp *vp)
+static __attribute__((noinline)) void vp_entry_end(struct ccvm_tdx_vp *vp)
 {
 	uint64_t cur = VP_IN_GUEST | VP_ENTERING;
+	/* This entry's: a next one needs the CAS below to have succeeded. */
+	unsigned int slot = atomic_load_explicit(&vp->epoch_slot, memory_order_relaxed);
 
-	if (atomic_load_explicit(&vp->run, memory_order_acquire) != cur)
-		return;
 	if (atomic_compare_exchange_strong_explicit(&vp->run, &cur, VP_IN_GUEST,
 						    memory_order_acq_rel, memory_order_acquire))
-		sx_release(vp->td->m, &vp->td->epoch_lock, false, "epoch_lock (entry done)");
+		td_lock_release(vp->td, EPOCH_LOCK, false, slot, "epoch_lock (entry done)");
+}
+
+/* Every guest access calls it: the common case (no window open) inline. */
+static inline void vp_entry_done(struct ccvm_tdx_vp *vp)
+{
+	if (atomic_load_explicit(&vp->run, memory_order_acquire) == (VP_IN_GUEST | VP_ENTERING))
+		vp_entry_end(vp);
 }
 
 /* The rest of a real leaf's latency, spent holding an S-EPT entry lock. */
@@ -1118,6 +1289,7 @@ static uint64_t mng_create(struct leaf_args *a)
 		goto out_pamt;
 	}
 	td->m = m;
+	td->nr_cpu = m->nr_cpu_slots;
 	model_bytes(m, (int64_t)(sizeof(*td) + sizeof(struct ccvm_tdx_slot)));
 	atomic_init(&td->vm, a->vm);
 	td->tdr_pfn = tdr_pfn;
@@ -1484,7 +1656,8 @@ static uint64_t vp_enter(struct leaf_args *a)
 	struct ccvm_tdx_vp *vp = a->vp;
 	struct ccvm_tdx_td *td = a->td;
 	struct td_guard g;
-	uint64_t st, w;
+	unsigned int slot;
+	uint64_t st;
 	bool entering;
 
 	if (!cpu_ok(a->m, a->cpu))
@@ -1496,19 +1669,19 @@ static uint64_t vp_enter(struct leaf_args *a)
 		st = TDX_VCPU_STATE_INCORRECT;
 	else
 		st = vp_associate(vp, a->cpu);
-	if (!st && !sx_try(td->m, &td->epoch_lock, false, "epoch_lock"))
+	if (!st && !td_lock_try(td, EPOCH_LOCK, false, &slot, "epoch_lock"))
 		st = busy(CCVM_TDX_OPERAND_TD_EPOCH);
 	if (st)
 		return vp_leave(vp, &g, st);
 	/* TRACK needs the epoch lock exclusively: the epoch is stable here. */
-	w = atomic_load_explicit(&td->epoch_word, memory_order_relaxed);
-	vp->epoch = epoch_of(w);
-	atomic_fetch_add_explicit(&td->epoch_word, 1ull << (RC_BITS * (vp->epoch & 1)),
-				  memory_order_acq_rel);
+	vp->epoch = epoch_of(atomic_load_explicit(&td->epoch_word, memory_order_relaxed));
+	atomic_fetch_add(&td_cpu_here(td)->in_guest[vp->epoch & 1], 1);
 	/* With the entry window, the epoch lock goes at vp_entry_done(). */
 	entering = atomic_load_explicit(&td->m->entry_window, memory_order_relaxed);
 	if (!entering)
-		sx_release(td->m, &td->epoch_lock, false, "epoch_lock");
+		td_lock_release(td, EPOCH_LOCK, false, slot, "epoch_lock");
+	else
+		atomic_store_explicit(&vp->epoch_slot, slot, memory_order_relaxed);
 	lock_release(td->m, "tdvpr unlock");
 	atomic_store_explicit(&vp->run, entering ? VP_IN_GUEST | VP_ENTERING : VP_IN_GUEST,
 			      memory_order_release);
@@ -1547,7 +1720,7 @@ void ccvm_tdx_vp_exit(struct ccvm_tdx_vp *vp)
 			break;
 	}
 	/* The try of the TDVPR lock just before is the epoch count's point. */
-	atomic_fetch_sub_explicit(&vp->td->epoch_word, 1ull << (RC_BITS * (vp->epoch & 1)),
+	atomic_fetch_sub_explicit(&td_cpu_here(vp->td)->in_guest[vp->epoch & 1], 1,
 				  memory_order_release);
 	lock_release(vp->td->m, "tdvpr unlock");
 	atomic_store_explicit(&vp->run, VP_IDLE, memory_order_release);
@@ -1558,11 +1731,12 @@ static uint64_t vp_flush(struct leaf_args *a)
 	struct ccvm_tdx_vp *vp = a->vp;
 	struct ccvm_tdx_td *td = vp->td;
 	uint64_t st = TDX_SUCCESS;
+	unsigned int slot;
 	int lc, cur;
 
 	if (!cpu_ok(td->m, a->cpu))
 		return TDX_OPERAND_INVALID;
-	if (!sx_try(td->m, &td->tdr_lock, false, "tdr_lock"))
+	if (!td_lock_try(td, TDR_LOCK, false, &slot, "tdr_lock"))
 		return busy(CCVM_TDX_OPERAND_TDR);
 	lc = td_lifecycle(td);
 	if (lc != CCVM_TDX_TD_HKID_ASSIGNED && lc != CCVM_TDX_TD_KEYS_CONFIGURED) {
@@ -1584,7 +1758,7 @@ static uint64_t vp_flush(struct leaf_args *a)
 	}
 	vp_unlock(vp);
 out:
-	sx_release(td->m, &td->tdr_lock, false, "tdr_lock");
+	td_lock_release(td, TDR_LOCK, false, slot, "tdr_lock");
 	return st;
 }
 
@@ -1632,6 +1806,7 @@ struct sept_op {
 	struct ccvm_tdx_td *td;
 	const struct sept_gate *gate;
 	struct td_guard g;
+	unsigned int tree_slot;	/* of the tree lock taken shared */
 	bool locked;		/* TDR and tree locks held */
 	_Atomic uint64_t *e;	/* the entry asked for, or where the walk stopped */
 	int reached;		/* its level */
@@ -1659,7 +1834,7 @@ static uint64_t sept_lookup(struct sept_op *op, struct leaf_args *a)
 	st = td_enter(td, &op->g, gate->tdr_excl, gate->ops);
 	if (st)
 		return st;
-	if (!sx_try(td->m, &td->sept_lock, gate->tree_excl, "sept_lock")) {
+	if (!td_lock_try(td, SEPT_LOCK, gate->tree_excl, &op->tree_slot, "sept_lock")) {
 		td_leave(td, &op->g);
 		return busy(CCVM_TDX_OPERAND_SEPT);
 	}
@@ -1686,7 +1861,7 @@ static uint64_t sept_lookup(struct sept_op *op, struct leaf_args *a)
 static uint64_t sept_done(struct sept_op *op, uint64_t st)
 {
 	if (op->locked) {
-		sx_release(op->td->m, &op->td->sept_lock, op->gate->tree_excl, "sept_lock");
+		td_lock_release(op->td, SEPT_LOCK, op->gate->tree_excl, op->tree_slot, "sept_lock");
 		td_leave(op->td, &op->g);
 	}
 	return st;
@@ -1860,24 +2035,25 @@ static uint64_t mem_track(struct leaf_args *a)
 {
 	struct ccvm_tdx_td *td = a->td;
 	struct td_guard g;
-	uint64_t st, w;
+	unsigned int slot;
+	uint64_t st, epoch;
 
 	st = td_enter(td, &g, false, OPS_BUILT);
 	if (st)
 		return st;
-	if (!sx_try(td->m, &td->epoch_lock, true, "epoch_lock")) {
+	if (!td_lock_try(td, EPOCH_LOCK, true, &slot, "epoch_lock")) {
 		st = busy(CCVM_TDX_OPERAND_TD_EPOCH);
 		goto out;
 	}
-	w = atomic_load_explicit(&td->epoch_word, memory_order_acquire);
-	if (epoch_rc(w, epoch_of(w) - 1)) {
+	/* No entry in flight: the previous epoch's count can only fall. */
+	epoch = epoch_of(atomic_load(&td->epoch_word));
+	if (td_in_guest(td, (epoch - 1) & 1)) {
 		st = TDX_PREVIOUS_TLB_EPOCH_BUSY;
 	} else {
 		/* The previous epoch's (zero) count becomes the new one's. */
-		atomic_fetch_add_explicit(&td->epoch_word, 1ull << EPOCH_SHIFT,
-					  memory_order_acq_rel);
+		atomic_fetch_add(&td->epoch_word, 1ull << EPOCH_SHIFT);
 	}
-	sx_release(td->m, &td->epoch_lock, true, "epoch_lock");
+	td_lock_release(td, EPOCH_LOCK, true, slot, "epoch_lock");
 out:
 	td_leave(td, &g);
 	return st;
@@ -1926,7 +2102,7 @@ static uint64_t sept_unmap(struct sept_op *op, struct leaf_args *a, uint64_t st)
 		pamt_release_2m(a->m, op->pfn);
 	else
 		pamt_release(a->m, op->pfn);
-	atomic_fetch_sub_explicit(&a->td->nr_children, huge ? PAGES_2M : 1, memory_order_relaxed);
+	td_children_add(a->td, huge ? -(int64_t)PAGES_2M : -1, memory_order_relaxed);
 	if (a->pfn_out)
 		*a->pfn_out = op->pfn;
 	return sept_done(op, TDX_SUCCESS);
@@ -2128,7 +2304,7 @@ static uint64_t page_reclaim(struct leaf_args *a)
 	_Atomic uint64_t *pe;
 	struct ccvm_tdx_td *td;
 	uint64_t st, v;
-	unsigned int type;
+	unsigned int type, slot;
 	bool is_tdr, huge = false;
 
 	if (!pfn_ok(m, pfn))
@@ -2166,23 +2342,23 @@ static uint64_t page_reclaim(struct leaf_args *a)
 		info->level = huge ? CCVM_TDX_LEVEL_2M : CCVM_TDX_LEVEL_4K;
 	}
 	is_tdr = type == CCVM_TDX_PT_TDR;
-	if (!sx_try(td->m, &td->tdr_lock, is_tdr, "tdr_lock")) {
+	if (!td_lock_try(td, TDR_LOCK, is_tdr, &slot, "tdr_lock")) {
 		pamt_unlock_w(m, pe, v);
 		return busy(CCVM_TDX_OPERAND_TDR);
 	}
 	if (td_lifecycle(td) != CCVM_TDX_TD_TEARDOWN)
 		st = TDX_LIFECYCLE_STATE_INCORRECT;
-	else if (is_tdr && atomic_load_explicit(&td->nr_children, memory_order_acquire))
+	else if (is_tdr && td_children(td))
 		st = TDX_TD_ASSOCIATED_PAGES_EXIST;
 	if (st) {
-		sx_release(td->m, &td->tdr_lock, is_tdr, "tdr_lock");
+		td_lock_release(td, TDR_LOCK, is_tdr, slot, "tdr_lock");
 		pamt_unlock_w(m, pe, v);
 		return st;
 	}
 	if (is_tdr) {
 		atomic_store_explicit(&m->slots[td->slot].td, NULL, memory_order_release);
 		pamt_release(m, pfn);
-		sx_release(td->m, &td->tdr_lock, true, "tdr_lock");
+		td_lock_release(td, TDR_LOCK, true, slot, "tdr_lock");
 		td_free(td);
 		return TDX_SUCCESS;
 	}
@@ -2192,8 +2368,8 @@ static uint64_t page_reclaim(struct leaf_args *a)
 		pamt_release_2m(m, pfn);
 	else
 		pamt_release(m, pfn);
-	atomic_fetch_sub_explicit(&td->nr_children, huge ? PAGES_2M : 1, memory_order_release);
-	sx_release(td->m, &td->tdr_lock, false, "tdr_lock");
+	td_children_add(td, huge ? -(int64_t)PAGES_2M : -1, memory_order_release);
+	td_lock_release(td, TDR_LOCK, false, slot, "tdr_lock");
 	return TDX_SUCCESS;
 }
 
@@ -2357,7 +2533,7 @@ static uint64_t page_accept(struct leaf_args *a)
 	struct ccvm_tdx_td *td = a->td;
 	_Atomic uint64_t *e;
 	uint64_t st;
-	unsigned int s;
+	unsigned int s, slot;
 	int reached;
 
 	vp_entry_done(a->vp);	/* the guest runs: its entry is over */
@@ -2365,7 +2541,7 @@ static uint64_t page_accept(struct leaf_args *a)
 		return TDX_VCPU_STATE_INCORRECT;
 	if (!gpa_ok(td, a->gpa, a->level, CCVM_TDX_LEVEL_4K, CCVM_TDX_LEVEL_2M, 0))
 		return TDX_OPERAND_INVALID | CCVM_TDX_OPERAND_RCX;
-	if (!sx_try(td->m, &td->sept_lock, false, "sept_lock"))
+	if (!td_lock_try(td, SEPT_LOCK, false, &slot, "sept_lock"))
 		return busy(CCVM_TDX_OPERAND_SEPT);
 	if (!sept_walk(td, a->gpa, a->level, &e, &reached)) {
 		s = CCVM_TDX_SEPTE_STATE(atomic_load_explicit(e, memory_order_acquire));
@@ -2381,7 +2557,7 @@ static uint64_t page_accept(struct leaf_args *a)
 	} else {
 		st = accept_entry(a->m, td_vm(td), e, a->level == CCVM_TDX_LEVEL_2M);
 	}
-	sx_release(td->m, &td->sept_lock, false, "sept_lock");
+	td_lock_release(td, SEPT_LOCK, false, slot, "sept_lock");
 	return st;
 }
 
@@ -2923,7 +3099,12 @@ int ccvm_tdx_pamt_get(struct ccvm_tdx_module *m, uint64_t pfn,
 
 uint64_t ccvm_tdx_pamt_nr_assigned(struct ccvm_tdx_module *m)
 {
-	return atomic_load_explicit(&m->nr_assigned, memory_order_relaxed);
+	uint64_t n = 0;
+	unsigned int s;
+
+	for (s = 0; s < m->nr_cpu_slots; s++)
+		n += atomic_load_explicit(&m->cpu[s].nr_assigned, memory_order_relaxed);
+	return n;
 }
 
 bool ccvm_tdx_pamt_has_pair(struct ccvm_tdx_module *m, uint64_t pfn)
@@ -3002,7 +3183,7 @@ uint64_t ccvm_tdx_td_tdr_pfn(const struct ccvm_tdx_td *td)
 
 uint64_t ccvm_tdx_td_nr_children(const struct ccvm_tdx_td *td)
 {
-	return (uint64_t)atomic_load_explicit(&td->nr_children, memory_order_relaxed);
+	return td_children(td);
 }
 
 uint64_t ccvm_tdx_td_epoch(const struct ccvm_tdx_td *td)

@@ -84,6 +84,12 @@
  *                TDVPR lock (CCVM_TDX_OPERAND_TDVPR): held by VP.ADDCX,
  *                  VP.INIT, VP.FLUSH and by a vCPU for as long as it is in
  *                  the guest (VP.ENTER .. ccvm_tdx_vp_exit()).
+ *              The TDR, tree and epoch locks are sharex words on a serial
+ *              platform; free-running, big-reader locks whose sharers
+ *              count themselves on their host CPU's line, so that the
+ *              vCPUs' leaves do not move one line between the CPUs (a
+ *              try still never waits; of a sharer and an exclusive taker
+ *              that meet, at most one holds the lock).
  *
  * vCPU (struct ccvm_tdx_vp, created by VP.CREATE, freed by a successful
  * RECLAIM of its TDVPR page): TDVPR (PT_TDVPR) + CCVM_TDX_NR_TDCX TDCX
@@ -135,6 +141,7 @@
 #ifndef CCVM_BACKENDS_TDX_MODULE_H
 #define CCVM_BACKENDS_TDX_MODULE_H
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -346,6 +353,47 @@ struct ccvm_tdx_kot_entry;
 struct ccvm_tdx_slot;
 struct ccvm_tdx_inject_rule;
 struct ccvm_tdx_pamt2m;
+struct ccvm_tdx_module_cpu;
+
+/* glibc's rseq area (2.35 and later) holds the CPU a thread runs on. */
+#if defined(__GLIBC__) && defined(__x86_64__) && defined(__has_include)
+#if __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+#define CCVM_TDX_HAVE_RSEQ_CPU	1
+#endif
+#endif
+
+/* Per-CPU slots of the module's and its TDs' hot counts, at most. */
+#define CCVM_TDX_CPU_SLOTS	8
+
+/*
+ * ccvm_tdx_cpu_slot() - The slot, below @nr, of the host CPU the calling
+ * thread runs on: a hint (the thread may have moved by the time it is
+ * used), read from the rseq area glibc keeps current for every thread (one
+ * load), else from sched_getcpu().  0 when @nr is 1 (serial).
+ */
+static inline unsigned int ccvm_tdx_cpu_slot(unsigned int nr)
+{
+	int cpu = -1;
+
+	if (nr <= 1)
+		return 0;
+#ifdef CCVM_TDX_HAVE_RSEQ_CPU
+	if (__rseq_size) {
+		const char *tp;
+
+		__asm__("movq %%fs:0, %0" : "=r"(tp));
+		cpu = (int)__atomic_load_n(&((const struct rseq *)(tp + __rseq_offset))->cpu_id,
+					   __ATOMIC_RELAXED);
+	}
+#endif
+	if (cpu < 0)
+		cpu = sched_getcpu();
+	if (cpu <= 0)
+		return 0;
+	/* No division in the common case: a slot per CPU. */
+	return (unsigned int)cpu < nr ? (unsigned int)cpu : (unsigned int)cpu % nr;
+}
 
 /*
  * Global module state.  Lives in the tdx backend's platform private area
@@ -375,7 +423,9 @@ struct ccvm_tdx_module {
 	_Atomic bool entry_window;	/* VP.ENTER holds the epoch lock until the guest runs */
 	uint32_t wb_progress[CCVM_TDX_MAX_PACKAGES];
 	uint64_t secret;		/* key-stream seed */
-	_Atomic uint64_t nr_assigned;	/* PAMT entries not PT_NDA */
+	/* PAMT entries not PT_NDA: the sum over the per-CPU slots */
+	struct ccvm_tdx_module_cpu *cpu;	/* [nr_cpu_slots], line-aligned */
+	uint32_t nr_cpu_slots;		/* 1 when serial, else host CPUs (at most 8) */
 	_Atomic uint64_t nr_poisoned;	/* host writes to TD pages */
 	_Atomic uint32_t nr_inject_rules;
 	struct ccvm_mutex inject_lock;
@@ -456,6 +506,12 @@ uint32_t ccvm_tdx_nr_packages(const struct ccvm_tdx_module *m);
 /* Package of host CPU @cpu (the last one for an out-of-range cpu). */
 unsigned int ccvm_tdx_cpu_package(const struct ccvm_tdx_module *m, unsigned int cpu);
 uint32_t ccvm_tdx_nr_hkids(const struct ccvm_tdx_module *m);
+/*
+ * Per-CPU slots for counts that every vCPU's entry or fault writes (for
+ * ccvm_tdx_cpu_slot()): 1 on a serial platform, else the host's online
+ * CPUs, at most CCVM_TDX_CPU_SLOTS.
+ */
+unsigned int ccvm_tdx_cpu_slots(const struct ccvm_tdx_module *m);
 
 /*
  * CACHE.WB of one package takes @steps calls (the first steps - 1 return

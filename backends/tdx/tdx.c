@@ -110,6 +110,16 @@ enum tdx_hkid_state {
 	HKID_LEAKED,
 };
 
+/*
+ * vCPUs between a VP.ENTER and its vcpu_exit op, counted on the host CPU
+ * each entered or left from (the sum over the CPUs counts; each wraps): a
+ * line of its own, so that two vCPUs' entries and exits do not move one
+ * line between the CPUs.
+ */
+struct tdx_cpu_count {
+	_Alignas(64) _Atomic uint32_t nr_in_guest;
+};
+
 struct kvm_tdx {
 	struct ccvm_tdx_module *m;
 	struct ccvm_tdx_td *td;
@@ -120,7 +130,8 @@ struct kvm_tdx {
 	_Atomic int state;		/* enum tdx_td_state */
 	_Atomic int hkid_state;		/* enum tdx_hkid_state, written under mmu_lock */
 	_Atomic bool wait_for_sept_zap;
-	_Atomic uint32_t nr_in_guest;	/* from a VP.ENTER to its vcpu_exit op */
+	struct tdx_cpu_count *in_guest;	/* [nr_cpu_slots] (ccvm_tdx_cpu_slots()) */
+	unsigned int nr_cpu_slots;
 
 	struct ccvm_mutex lock;
 	struct ccvm_gmem_inode *deferred[CCVM_TDX_MAX_GMEM_INODES];
@@ -668,6 +679,8 @@ static void kvm_tdx_locks_fini(struct kvm_tdx *kt)
 	if (!kt->locks_ready)
 		return;
 	ccvm_mutex_destroy(&kt->lock);
+	free(kt->in_guest);
+	kt->in_guest = NULL;
 	ccvm_model_bytes(kt->m->p, -(int64_t)(kt->cap_orphans * sizeof(*kt->orphans)));
 	free(kt->orphans);
 	kt->orphans = NULL;
@@ -700,6 +713,11 @@ static int tdx_vm_init(struct ccvm_vm *vm)
 		return -EINVAL;
 	memset(kt, 0, sizeof(*kt));
 	kt->m = &tp->module;
+	kt->nr_cpu_slots = ccvm_tdx_cpu_slots(kt->m);
+	kt->in_guest = aligned_alloc(64, kt->nr_cpu_slots * sizeof(*kt->in_guest));
+	if (!kt->in_guest)
+		return -ENOMEM;
+	memset(kt->in_guest, 0, kt->nr_cpu_slots * sizeof(*kt->in_guest));
 	ccvm_mutex_init(&kt->lock, ccvm_platform_sched(p), "kvm_tdx->lock");
 	kt->locks_ready = true;
 
@@ -950,6 +968,28 @@ static void tdx_vcpu_free(struct ccvm_vcpu *v)
 	vt->nr_tdcx = 0;
 }
 
+/* The calling thread's CPU's count of vCPUs in the TD. */
+static struct tdx_cpu_count *in_guest_here(struct kvm_tdx *kt)
+{
+	return &kt->in_guest[ccvm_tdx_cpu_slot(kt->nr_cpu_slots)];
+}
+
+/*
+ * Whether a vCPU is between an entry and its exit op.  No entry is in
+ * flight (mmu_lock is held for write), so the counts only fall while they
+ * are read one by one: a sum of 0 was so at its end, and one above 0
+ * (a vCPU that left on a CPU read before) only costs a kick.
+ */
+static bool any_in_guest(struct kvm_tdx *kt)
+{
+	uint32_t n = 0;
+	unsigned int s;
+
+	for (s = 0; s < kt->nr_cpu_slots; s++)
+		n += atomic_load_explicit(&kt->in_guest[s].nr_in_guest, memory_order_acquire);
+	return n != 0;
+}
+
 /* TDH.VP.ENTER; never while a removal waits for the vCPUs to stay out (I21). */
 static int tdx_vcpu_enter(struct ccvm_vcpu *v)
 {
@@ -967,7 +1007,8 @@ static int tdx_vcpu_enter(struct ccvm_vcpu *v)
 	if (!err) {
 		st = ccvm_tdh_vp_enter(vt->vp, vt->cpu);
 		if (!tdx_error(st)) {
-			atomic_fetch_add_explicit(&kt->nr_in_guest, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&in_guest_here(kt)->nr_in_guest, 1,
+						  memory_order_relaxed);
 		} else if (tdx_busy(st)) {
 			err = -EAGAIN;
 		} else {
@@ -988,7 +1029,7 @@ static void tdx_vcpu_exit(struct ccvm_vcpu *v)
 		return;
 	ccvm_tdx_vp_exit(vt->vp);
 	/* After the module let go: a count of 0 means nobody is in the TD. */
-	atomic_fetch_sub_explicit(&kt->nr_in_guest, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&in_guest_here(kt)->nr_in_guest, 1, memory_order_release);
 }
 
 /* ---- guest_memfd ------------------------------------------------------------------- */
@@ -1220,7 +1261,7 @@ static int vcpu_force_exit(struct ccvm_vcpu *v, void *ctx)
 static void kick_all_vcpus(struct ccvm_vm *vm, struct kvm_tdx *kt)
 {
 	ccvm_vm_kick_all(vm);
-	if (atomic_load_explicit(&kt->nr_in_guest, memory_order_acquire))
+	if (any_in_guest(kt))
 		ccvm_vm_for_each_vcpu(vm, vcpu_force_exit, NULL);
 }
 
