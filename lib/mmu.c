@@ -1070,6 +1070,7 @@ bool ccvm_mmu_break_huge_private(struct ccvm_vm *vm, uint64_t start, uint64_t en
 		z.resume = CCVM_INVALID_GFN;
 		zap_table(&z, root->sp);
 	}
+	zap_free_unlinked(&z);
 	return z.flush;
 }
 
