@@ -59,25 +59,6 @@
 #define ccvm_likely(x)		__builtin_expect(!!(x), 1)
 #define ccvm_unlikely(x)	__builtin_expect(!!(x), 0)
 
-/*
- * A full barrier (x86: mfence), for the two sides of a Dekker handshake:
- * each stores its own word, then reads the other's.  GCC's ThreadSanitizer
- * build warns that it does not model fences (-Wtsan); TSan checks
- * happens-before, which the handshakes in here also give through their
- * release stores and acquire loads, so the warning is off for this one.
- */
-static inline void ccvm_full_barrier(void)
-{
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-	atomic_thread_fence(memory_order_seq_cst);
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#pragma GCC diagnostic pop
-#endif
-}
-
 #define CCVM_CACHELINE		64
 
 /*

@@ -245,23 +245,6 @@ static inline uint64_t epoch_of(uint64_t w)
 
 /* ---- locks ------------------------------------------------------------------ */
 
-/*
- * A full barrier between a lock taken and words read that other CPUs
- * change without it (Dekker's pattern).  GCC's ThreadSanitizer build warns
- * that it does not model fences (-Wtsan), which fails a -Werror build:
- * TSan checks happens-before, which the seq_cst loads after give anyway.
- */
-static inline void full_barrier(void)
-{
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-	atomic_thread_fence(memory_order_seq_cst);
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#pragma GCC diagnostic pop
-#endif
-}
 
 /*
  * lock_try() - Try lock word @w once: the attempt succeeds when the word's
@@ -835,7 +818,7 @@ static uint64_t pamt_lock_free_2m(struct ccvm_tdx_module *m, uint64_t pfn, uint3
 	r = region_of(m, pfn);
 	if (!word_trylock(m, &r->v, PAMT_LOCK, v, "pamt 2m entry lock"))
 		return busy(operand);
-	full_barrier();
+	ccvm_full_barrier();
 	if (pamt_type(*v) != CCVM_TDX_PT_NDA ||
 	    atomic_load_explicit(&r->nr_4k, memory_order_seq_cst)) {
 		pamt_unlock_w(m, &r->v, *v);
@@ -2451,7 +2434,7 @@ static uint64_t pamt_remove(struct leaf_args *a)
 	r = region_of(m, a->pfn);
 	if (!word_trylock(m, &r->v, PAMT_LOCK, &v, "pamt 2m entry lock"))
 		return busy(CCVM_TDX_OPERAND_RCX);
-	full_barrier();
+	ccvm_full_barrier();
 	for (i = 0; i < CCVM_TDX_DPAMT_PAIR_PAGES; i++)
 		pair[i] = atomic_load_explicit(&r->pair[i], memory_order_relaxed);
 	if (!pair[0])

@@ -53,6 +53,10 @@
 
 #include <ccvm/api.h>
 
+#if !defined(__GNUC__) && !defined(__cplusplus)
+#include <stdatomic.h>		/* ccvm_full_barrier() without the GNU builtin */
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -589,6 +593,32 @@ static inline void ccvm_sched_yield_at(struct ccvm_sched *s, const char *where,
 		ccvm_sync_yield(s, where, site);
 	else
 		sched_yield();
+}
+
+/*
+ * ccvm_full_barrier() - A full memory barrier (x86: mfence): every load and
+ * store before it is done before any after it.  For the two sides of a
+ * Dekker-style handshake, where each side stores its own word and then
+ * reads the other's (a lock taken, then a count that others change without
+ * it).  GCC's ThreadSanitizer build warns that it does not model fences
+ * (-Wtsan, an error under -Werror); TSan checks happens-before, which such
+ * handshakes give through their acquire loads as well, so the warning is
+ * off for this one call.
+ */
+static inline void ccvm_full_barrier(void)
+{
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
+#if defined(__GNUC__)
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+#else
+	atomic_thread_fence(memory_order_seq_cst);
+#endif
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#pragma GCC diagnostic pop
+#endif
 }
 
 /*
