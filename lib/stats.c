@@ -321,7 +321,12 @@ struct ccvm_counter_block *ccvm_counters_block_slow(struct ccvm_counters *c)
 				  !pthread_setspecific(counter_key, (void *)1);
 	}
 	if (!b) {
-		b = calloc(1, sizeof(*b));
+		/*
+		 * On lines of its own: two threads' blocks from one malloc
+		 * arena could be neighbours, and every count would then bounce
+		 * the line they share.
+		 */
+		b = ccvm_zalloc_lines(sizeof(*b));
 		if (!b)
 			return NULL;
 		b->next = atomic_load_explicit(&c->blocks, memory_order_relaxed);
