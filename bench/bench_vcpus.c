@@ -67,20 +67,13 @@
  * count.  Each line says how many runs counted; a goal whose figures come
  * from none is not met, whatever the ratio.
  *
- * Not explained yet: some runs that count show two concurrent guest
- * threads costing 1.3-1.4x the CPU per page of one (a touch's 2-vCPU CPU
- * time, not its wall time), others 1.0-1.1x, in a whole run and in -n runs
- * alike.  It follows the runs of one process, not the time: in fresh
- * processes of 2-vCPU runs only, the first costs about 20.5 ms of CPU per
- * thread, the second 18.8, the third 16 (one vCPU: 16 throughout); after
- * threads that used malloc first, only the first run is dear; later ones
- * turn dear again now and then.  Never with both guest threads on one CPU,
- * nor in plain loops of the same stores, atomics and arithmetic on two
- * CPUs; not TLB shootdowns (none in the phase), the allocator's window
- * pairs, nor 64-byte-aligned objects sharing 128-byte line pairs (all at
- * 128: the same); the cpu-clock profile of a dear run against a cheap one
- * puts the extra in the page walk, fault_run, the big-reader locks' rwlock
- * calls and the table clearing of sp_alloc.
+ * Found later: some runs that counted showed two concurrent guest threads
+ * costing 1.3-1.4x the CPU per page of one, following the runs of one
+ * process (which threads shared a malloc arena), never with both threads
+ * on one CPU, and never in two processes at once.  The cause was the
+ * library's per-thread counter blocks: from calloc(), two threads' blocks
+ * could be neighbours in one arena, and every count bounced the line they
+ * shared.  They are on lines of their own now (docs/architecture.md 5.1).
  * Exits non-zero when a run fails.
  *
  * Usage: bench_vcpus [-b BACKEND] [-c] [-m MIB] [-n 1|2|4|8]
