@@ -364,7 +364,8 @@ int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_pla
 	ccvm_op_hooks_set(p, CCVM_OP_HOOK_SCHED, p->sched != NULL);
 
 	if (vops->platform_priv_size) {
-		p->priv = calloc(1, vops->platform_priv_size);
+		/* On whole lines, so that a backend's _Alignas(64) words are aligned. */
+		p->priv = ccvm_zalloc_lines(vops->platform_priv_size);
 		if (!p->priv)
 			goto err_locks;
 		ccvm_model_bytes_add(p, (int64_t)vops->platform_priv_size);

@@ -119,7 +119,8 @@ static struct ccvm_vcpu *vcpu_alloc(struct ccvm_vm *vm, uint32_t id)
 	struct ccvm_vcpu *v = ccvm_zalloc_lines(sizeof(*v));
 	struct ccvm_guest *g = ccvm_zalloc_lines(sizeof(*g));
 	size_t priv_size = ccvm_vcpu_priv_size(vm);
-	void *priv = priv_size ? calloc(1, priv_size) : NULL;
+	/* The backend's part too: the next vCPU's was its neighbour in malloc. */
+	void *priv = priv_size ? ccvm_zalloc_lines(priv_size) : NULL;
 	struct ccvm_sched *s = ccvm_sched_of(vm->p);
 
 	if (!v || !g || (priv_size && !priv)) {

@@ -160,8 +160,9 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	vm->p = p;
 	vm->ops = p->ops;
 	vm->vcpus = calloc(opts.max_vcpus, sizeof(vm->vcpus[0]));
+	/* On whole lines, so that a backend's _Alignas(64) words are aligned. */
 	if (ccvm_vm_priv_size(vm))
-		vm->priv = calloc(1, ccvm_vm_priv_size(vm));
+		vm->priv = ccvm_zalloc_lines(ccvm_vm_priv_size(vm));
 	if (!vm->vcpus || (ccvm_vm_priv_size(vm) && !vm->priv)) {
 		free(vm->vcpus);
 		free(vm);

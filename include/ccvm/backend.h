@@ -296,7 +296,9 @@ CCVM_API int ccvm_backend_register(const struct ccvm_backend_ops *ops);
  * private area of a platform, VM or vCPU: platform_priv_size,
  * vm_priv_size and vcpu_priv_size bytes of the ops table, allocated
  * zeroed by the core before the matching init op and freed after the
- * matching destroy op.
+ * matching destroy op.  Each area starts on a cache line (64 bytes) and
+ * shares its lines with nothing else, so members aligned to a line stay
+ * apart from other CPUs' data.
  * Context: any op; no lock.
  * Return: the area (never NULL when its size is not 0).
  * Example:
