@@ -798,6 +798,23 @@ int ccvm_page_folio_order(struct ccvm_platform *p, uint64_t pfn)
 	return (pfn_state(p, pfn) & CCVM_PFN_ORDER_MASK) >> CCVM_PFN_ORDER_SHIFT;
 }
 
+/* What a free does with one pfn, by its state. */
+enum free_kind {
+	FREE_SKIP,	/* out of range, or leaked: it may still be a guest's */
+	FREE_STRAY,	/* not allocated: warned about */
+	FREE_PAGE,	/* freed */
+};
+
+static enum free_kind free_kind(struct ccvm_platform *p, uint64_t pfn, uint8_t *st)
+{
+	if (!pfn_valid(p, pfn))
+		return FREE_SKIP;
+	*st = pfn_state(p, pfn);
+	if (!(*st & CCVM_PFN_ALLOCATED))
+		return FREE_STRAY;
+	return *st & CCVM_PFN_LEAKED ? FREE_SKIP : FREE_PAGE;
+}
+
 /*
  * Free the pages of @pfns[0..@n) that pass the checks, under one hold of
  * mem_lock, counted as one CCVM_EV_PAGE_FREE of their number.  A pfn out
@@ -810,35 +827,28 @@ static void pages_free(struct ccvm_platform *p, const uint64_t *pfns, unsigned i
 {
 	unsigned int i, nr = 0, stray = 0, todo = 0;
 	uint64_t first_stray = 0;
-	uint8_t st;
+	enum free_kind k;
+	uint8_t st = 0;
 
 	for (i = 0; i < n; i++) {
-		if (!pfn_valid(p, pfns[i]))
+		k = free_kind(p, pfns[i], &st);
+		if (k == FREE_STRAY && !stray++)
+			first_stray = pfns[i];
+		if (k != FREE_PAGE)
 			continue;
-		st = pfn_state(p, pfns[i]);
-		if (!(st & CCVM_PFN_ALLOCATED)) {
-			if (!stray++)
-				first_stray = pfns[i];
-		} else if (!(st & CCVM_PFN_LEAKED)) {
-			if (st & CCVM_PFN_DIRTY)
-				memset(ccvm_page_ptr(p, pfns[i]), 0, CCVM_PAGE_SIZE);
-			todo++;
-		}
+		if (st & CCVM_PFN_DIRTY)
+			memset(ccvm_page_ptr(p, pfns[i]), 0, CCVM_PAGE_SIZE);
+		todo++;
 	}
 	if (todo) {
 		stray = 0;
 		ccvm_mutex_lock(&p->mem_lock);
 		for (i = 0; i < n; i++) {
-			if (!pfn_valid(p, pfns[i]))
-				continue;
-			/* Read again under the lock: a pfn twice in @pfns is freed once. */
-			st = pfn_state(p, pfns[i]);
-			if (!(st & CCVM_PFN_ALLOCATED)) {
-				if (!stray++)
-					first_stray = pfns[i];
-				continue;
-			}
-			if (st & CCVM_PFN_LEAKED)
+			/* Again under the lock: a pfn twice in @pfns is freed once. */
+			k = free_kind(p, pfns[i], &st);
+			if (k == FREE_STRAY && !stray++)
+				first_stray = pfns[i];
+			if (k != FREE_PAGE)
 				continue;
 			/* With the list: the state and the list never disagree unlocked. */
 			atomic_store_explicit(&p->pfn_state[pfns[i]], 0, memory_order_relaxed);
