@@ -245,7 +245,6 @@ static inline uint64_t epoch_of(uint64_t w)
 
 /* ---- locks ------------------------------------------------------------------ */
 
-
 /*
  * lock_try() - Try lock word @w once: the attempt succeeds when the word's
  * bits @mask equal @want, and then adds @take to it.  *@was (may be NULL)
