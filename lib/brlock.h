@@ -27,14 +27,6 @@
 
 #include <ccvm/sync.h>
 
-/* glibc's rseq area (2.35 and later) holds the CPU a thread runs on. */
-#if defined(__GLIBC__) && defined(__x86_64__) && defined(__has_include)
-#if __has_include(<sys/rseq.h>)
-#include <sys/rseq.h>
-#define CCVM_HAVE_RSEQ_CPU	1
-#endif
-#endif
-
 #define CCVM_BRLOCK_SHARDS	8
 
 /*
@@ -53,31 +45,6 @@ struct ccvm_brlock {
 	unsigned int nr;			/* shards in use: 1 when serial */
 	struct ccvm_brlock_shard shard[CCVM_BRLOCK_SHARDS];
 };
-
-/*
- * The CPU the calling thread runs on (a hint: it may have moved by the
- * time it is used).  From the rseq area that glibc registers for every
- * thread, where the kernel keeps it current: one load, where
- * sched_getcpu() is a call into the vDSO (about 9 ns here, and a fault
- * takes up to five big-reader locks); sched_getcpu() where there is no
- * rseq area.
- */
-static inline int ccvm_host_cpu(void)
-{
-#ifdef CCVM_HAVE_RSEQ_CPU
-	if (__rseq_size) {
-		const char *tp;
-		int cpu;
-
-		__asm__("movq %%fs:0, %0" : "=r"(tp));
-		cpu = (int)__atomic_load_n(&((const struct rseq *)(tp + __rseq_offset))->cpu_id,
-					   __ATOMIC_RELAXED);
-		if (cpu >= 0)
-			return cpu;
-	}
-#endif
-	return sched_getcpu();
-}
 
 /* The host's online CPUs, at least 1, at most CCVM_BRLOCK_SHARDS. */
 unsigned int ccvm_host_cpu_shards(void);

@@ -141,7 +141,6 @@
 #ifndef CCVM_BACKENDS_TDX_MODULE_H
 #define CCVM_BACKENDS_TDX_MODULE_H
 
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -355,40 +354,21 @@ struct ccvm_tdx_inject_rule;
 struct ccvm_tdx_pamt2m;
 struct ccvm_tdx_module_cpu;
 
-/* glibc's rseq area (2.35 and later) holds the CPU a thread runs on. */
-#if defined(__GLIBC__) && defined(__x86_64__) && defined(__has_include)
-#if __has_include(<sys/rseq.h>)
-#include <sys/rseq.h>
-#define CCVM_TDX_HAVE_RSEQ_CPU	1
-#endif
-#endif
-
 /* Per-CPU slots of the module's and its TDs' hot counts, at most. */
 #define CCVM_TDX_CPU_SLOTS	8
 
 /*
  * ccvm_tdx_cpu_slot() - The slot, below @nr, of the host CPU the calling
  * thread runs on: a hint (the thread may have moved by the time it is
- * used), read from the rseq area glibc keeps current for every thread (one
- * load), else from sched_getcpu().  0 when @nr is 1 (serial).
+ * used), from ccvm_host_cpu().  0 when @nr is 1 (serial).
  */
 static inline unsigned int ccvm_tdx_cpu_slot(unsigned int nr)
 {
-	int cpu = -1;
+	int cpu;
 
 	if (nr <= 1)
 		return 0;
-#ifdef CCVM_TDX_HAVE_RSEQ_CPU
-	if (__rseq_size) {
-		const char *tp;
-
-		__asm__("movq %%fs:0, %0" : "=r"(tp));
-		cpu = (int)__atomic_load_n(&((const struct rseq *)(tp + __rseq_offset))->cpu_id,
-					   __ATOMIC_RELAXED);
-	}
-#endif
-	if (cpu < 0)
-		cpu = sched_getcpu();
+	cpu = ccvm_host_cpu();
 	if (cpu <= 0)
 		return 0;
 	/* No division in the common case: a slot per CPU. */

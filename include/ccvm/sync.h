@@ -57,6 +57,14 @@
 #include <stdatomic.h>		/* ccvm_full_barrier() without the GNU builtin */
 #endif
 
+/* glibc's rseq area (2.35 and later) holds the CPU a thread runs on. */
+#if defined(__GLIBC__) && defined(__x86_64__) && defined(__has_include)
+#if __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+#define CCVM_HAVE_RSEQ_CPU	1
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -593,6 +601,35 @@ static inline void ccvm_sched_yield_at(struct ccvm_sched *s, const char *where,
 		ccvm_sync_yield(s, where, site);
 	else
 		sched_yield();
+}
+
+/*
+ * ccvm_host_cpu() - The host CPU the calling thread runs on: a hint (it may
+ * have moved by the time it is used), for per-CPU counts and lock shards.
+ * From the rseq area that glibc registers for every thread, where the
+ * kernel keeps it current (one load); else sched_getcpu() (a call into the
+ * vDSO) when the includer defined _GNU_SOURCE, which declares it.  -1 if
+ * neither can tell.
+ */
+static inline int ccvm_host_cpu(void)
+{
+#ifdef CCVM_HAVE_RSEQ_CPU
+	if (__rseq_size) {
+		const char *tp;
+		int cpu;
+
+		__asm__("movq %%fs:0, %0" : "=r"(tp));
+		cpu = (int)__atomic_load_n(&((const struct rseq *)(tp + __rseq_offset))->cpu_id,
+					   __ATOMIC_RELAXED);
+		if (cpu >= 0)
+			return cpu;
+	}
+#endif
+#ifdef __USE_GNU
+	return sched_getcpu();
+#else
+	return -1;
+#endif
 }
 
 /*
