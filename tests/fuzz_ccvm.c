@@ -1234,8 +1234,9 @@ static const int inject_errs[] = { -EIO, -ENOMEM, -EBUSY, -EAGAIN, -EINVAL, -EFA
 static void op_inject(struct world *w, const uint8_t *a)
 {
 	struct rec *r = rec_new(w, R_INJECT);
-	unsigned int nops = 0, op;
+	unsigned int nops = 0, op, times;
 	const char *name;
+	int err;
 
 	while (ccvm_backend_op_name(nops))
 		nops++;
@@ -1245,9 +1246,17 @@ static void op_inject(struct world *w, const uint8_t *a)
 	snprintf(r->what, sizeof(r->what), "inject %s", name ? name : "?");
 	if (!name)
 		return;
-	r->err = ccvm_inject_op_failure(w->p, name, 1 + a[1] % 8,
-					inject_errs[a[2] % (sizeof(inject_errs) / sizeof(inject_errs[0]))],
-					(a[2] >> 3) % 4);
+	err = inject_errs[a[2] % (sizeof(inject_errs) / sizeof(inject_errs[0]))];
+	times = (a[2] >> 3) % 4;
+	/*
+	 * A backend busy for good (-EBUSY, -EAGAIN) is retried: every fault
+	 * and entry would spin to CCVM_FAULT_RETRY_LIMIT before it reports,
+	 * seconds per page under the sanitizers and minutes per input.  The
+	 * bound itself has its tests; here busy is a passing state.
+	 */
+	if (!times && (err == -EBUSY || err == -EAGAIN))
+		times = 3;
+	r->err = ccvm_inject_op_failure(w->p, name, 1 + a[1] % 8, err, times);
 	if (!r->err)
 		w->injected = true;
 }
@@ -1286,6 +1295,18 @@ static void op_populate(struct world *w, const uint8_t *a)
 		src[i] = (uint8_t)(a[0] + i * 3);
 	snprintf(r->what, sizeof(r->what), "populate %#" PRIx64 "+%" PRIu64 "p", gpa, n);
 	r->flags = F_LAUNCH;
+	/*
+	 * A page a conversion took back from the guest: each backend finds
+	 * double population its own way.  TDX removed the page from the
+	 * S-EPT with the zap and adds it again; SNP's RMP entry stays
+	 * assigned until the file frees the page, -EEXIST.
+	 */
+	for (i = gpa / PAGE; i < gpa / PAGE + n && i < WIN_PAGES; i++) {
+		int idx = gmem_index(w, i);
+
+		if (idx >= 0 && w->zapdep[idx])
+			r->flags |= F_DIVERGE;
+	}
 	r->err = ccvm_vm_populate(w->vm, gpa, src, n * PAGE,
 				  (a[1] & 0x80) ? CCVM_POPULATE_MEASURE : 0);
 }
