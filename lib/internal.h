@@ -858,6 +858,14 @@ struct ccvm_vm {
 	/* Read by every guest access (dead): away from the MMU's written words. */
 	_Alignas(CCVM_CACHELINE) struct ccvm_vcpu **vcpus; /* by index of creation, under lock */
 	_Atomic uint32_t nr_vcpus;
+	/*
+	 * Bit i (vcpus[i]): a run of that vCPU has handed it to its guest and
+	 * not returned yet.  Only such a vCPU can be in guest mode or have an
+	 * access in flight, so kicks and the TLB shootdown visit only these
+	 * (a dynamic removal kicks every vCPU per page).  Its own lines: set
+	 * and cleared once per run, read by every kick.
+	 */
+	_Atomic uint64_t *running;
 
 	_Atomic int state;			/* enum ccvm_vm_state */
 	_Atomic bool bugged;
@@ -905,6 +913,7 @@ enum ccvm_guest_state {
 struct ccvm_vcpu {
 	struct ccvm_vm *vm;
 	uint32_t id;
+	uint32_t index;				/* in vm->vcpus and vm->running */
 	bool handle_closed;
 	struct ccvm_mutex mutex;		/* vcpu->mutex: run, pre-fault, set_guest */
 
@@ -1033,6 +1042,13 @@ void ccvm_vcpu_access_wait(struct ccvm_vcpu *v);
  * callers exclude.
  */
 void ccvm_vm_sync_guest_accesses(struct ccvm_vm *vm);
+
+/*
+ * Mark @v running (its run hands it to the guest) or not (the run got it
+ * back: the guest is out of guest mode with no access in flight).  A
+ * sequentially consistent read-modify-write: see ccvm_vm_kick_all().
+ */
+void ccvm_vm_vcpu_running(struct ccvm_vcpu *v, bool running);
 /*
  * Exit to the VMM with vcpu->run filled by the caller: leave guest mode,
  * count and trace the exit, switch to the run caller (which returns

@@ -180,6 +180,7 @@ int ccvm_vcpu_create(struct ccvm_vm *vm, uint32_t id, struct ccvm_vcpu **out)
 		return err;
 	}
 	/* Lock-free walkers load nr_vcpus with acquire, then read the slot. */
+	v->index = n;
 	vm->vcpus[n] = v;
 	atomic_store_explicit(&vm->nr_vcpus, n + 1, memory_order_release);
 	ccvm_vm_get(vm);
@@ -598,6 +599,7 @@ static int run_locked(struct ccvm_vcpu *v)
 				    "the first run", v->id, vm->caps.name);
 	}
 
+	ccvm_vm_vcpu_running(v, true);
 	ccvm_mutex_lock(&g->lock);
 	g->guest_turn = true;
 	g->state = CCVM_GUEST_RUNNING;
@@ -609,6 +611,7 @@ static int run_locked(struct ccvm_vcpu *v)
 			g->guest_turn = false;
 			g->state = CCVM_GUEST_READY;
 			ccvm_mutex_unlock(&g->lock);
+			ccvm_vm_vcpu_running(v, false);
 			return err;
 		}
 		g->thread_live = true;
@@ -620,6 +623,8 @@ static int run_locked(struct ccvm_vcpu *v)
 	ret = g->run_ret;
 	done = g->state == CCVM_GUEST_DONE;
 	ccvm_mutex_unlock(&g->lock);
+	/* The guest left guest mode before it handed the vCPU back. */
+	ccvm_vm_vcpu_running(v, false);
 
 	if (done) {
 		ccvm_thread_join(g->thread, NULL);

@@ -24,6 +24,12 @@
 #define MIN_GPA_BITS		36
 #define MAX_GPA_BITS		52
 
+/* vm->running: a bit per vCPU, in 64-bit words. */
+static size_t running_bytes(uint32_t max_vcpus)
+{
+	return (max_vcpus + 63) / 64 * sizeof(uint64_t);
+}
+
 /* ---- big-reader locks (lib/brlock.h) ------------------------------------ */
 
 /* Shards of a free-running brlock: the host's online CPUs, at most the array. */
@@ -86,8 +92,10 @@ static void vm_free(struct ccvm_vm *vm)
 	ccvm_brlock_destroy(&vm->mmu_lock);
 	ccvm_brlock_destroy(&vm->attr_lock);
 	ccvm_model_bytes_add(p, -(int64_t)(sizeof(*vm) + ccvm_vm_priv_size(vm) +
-					   vm->max_vcpus * sizeof(vm->vcpus[0])));
+					   vm->max_vcpus * sizeof(vm->vcpus[0]) +
+					   running_bytes(vm->max_vcpus)));
 	free(vm->vcpus);
+	free(vm->running);
 	free(vm->priv);
 	ccvm_counters_destroy(&vm->stats);
 	free(vm);
@@ -160,11 +168,14 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	vm->p = p;
 	vm->ops = p->ops;
 	vm->vcpus = calloc(opts.max_vcpus, sizeof(vm->vcpus[0]));
+	vm->running = ccvm_zalloc_lines(running_bytes(opts.max_vcpus));
 	/* On whole lines, so that a backend's _Alignas(64) words are aligned. */
 	if (ccvm_vm_priv_size(vm))
 		vm->priv = ccvm_zalloc_lines(ccvm_vm_priv_size(vm));
-	if (!vm->vcpus || (ccvm_vm_priv_size(vm) && !vm->priv)) {
+	if (!vm->vcpus || !vm->running || (ccvm_vm_priv_size(vm) && !vm->priv)) {
 		free(vm->vcpus);
+		free(vm->running);
+		free(vm->priv);
 		free(vm);
 		return -ENOMEM;
 	}
@@ -197,7 +208,8 @@ int ccvm_vm_create(struct ccvm_platform *p, const struct ccvm_vm_opts *uopts,
 	p->nr_vms++;
 	ccvm_mutex_unlock(&p->lock);
 	ccvm_model_bytes_add(p, (int64_t)(sizeof(*vm) + ccvm_vm_priv_size(vm) +
-					  opts.max_vcpus * sizeof(vm->vcpus[0])));
+					  opts.max_vcpus * sizeof(vm->vcpus[0]) +
+					  running_bytes(opts.max_vcpus)));
 	/* The caps a VM reports depend on it (the shared bit's position). */
 	ccvm_op_get_caps(vm, &vm->caps);
 	vm->caps.name = p->caps.name;
@@ -396,6 +408,50 @@ bool ccvm_vm_is_finalized(const struct ccvm_vm *vm)
 	return atomic_load(&vm->state) == CCVM_VM_FINALIZED;
 }
 
+void ccvm_vm_vcpu_running(struct ccvm_vcpu *v, bool running)
+{
+	_Atomic uint64_t *w = &v->vm->running[v->index / 64];
+	uint64_t bit = 1ull << (v->index % 64);
+
+	if (running)
+		atomic_fetch_or(w, bit);
+	else
+		atomic_fetch_and(w, ~bit);
+}
+
+/*
+ * Call @fn on every vCPU of @vm that a run has handed to its guest (only
+ * those can be in guest mode or in an access), free-running, after a full
+ * barrier: the caller's change (a zapped translation, a bumped epoch)
+ * before any vCPU's state is read.  A vCPU not seen running here marks
+ * itself running later (a sequentially consistent read-modify-write, in
+ * the total order after this read), so its guest's next entry and access,
+ * which open with full barriers too, see the change.  A vCPU seen no
+ * longer running gave its guest back after the guest left guest mode:
+ * the acquire orders its last access before what the caller does next.
+ */
+static void for_each_running_vcpu(struct ccvm_vm *vm, void (*fn)(struct ccvm_vcpu *v))
+{
+	uint32_t w, words = (ccvm_vm_nr_vcpus(vm) + 63) / 64;
+	struct ccvm_vcpu *const *vcpus = vm->vcpus;
+
+	ccvm_full_barrier();
+	for (w = 0; w < words; w++) {
+		uint64_t bits = atomic_load_explicit(&vm->running[w], memory_order_acquire);
+
+		while (bits) {
+			fn(vcpus[w * 64 + (uint32_t)__builtin_ctzll(bits)]);
+			bits &= bits - 1;
+		}
+	}
+}
+
+static void kick_one(struct ccvm_vcpu *v)
+{
+	if (atomic_load_explicit(&v->in_guest, memory_order_acquire) != CCVM_VCPU_OUT)
+		ccvm_vcpu_exit_guest(v);
+}
+
 void ccvm_vm_kick_all(struct ccvm_vm *vm)
 {
 	struct ccvm_sched *s = ccvm_sched_of(vm->p);
@@ -404,25 +460,16 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm)
 	struct ccvm_vcpu *const *vcpus = vm->vcpus;
 
 	/*
-	 * Free-running, the kick's scheduling point is nothing and a vCPU
-	 * found out of guest mode needs nothing either: skip the call (a
-	 * dynamic removal kicks every vCPU per page).  Serial, every vCPU
-	 * gets its point.
+	 * Serial, every vCPU gets the kick's scheduling point.  Free-running
+	 * the point is nothing, and a vCPU out of guest mode needs nothing
+	 * either: only the running ones are looked at (a dynamic removal
+	 * kicks every vCPU per page).
 	 */
 	if (ccvm_sync_serial(s)) {
 		for (i = 0; i < n; i++)
 			ccvm_vcpu_exit_guest(vcpus[i]);
 	} else {
-		/*
-		 * The caller's change before any vCPU's mode is read: a vCPU
-		 * seen out of guest mode and entering later sees the change
-		 * in its next access (which opens with a full barrier too).
-		 */
-		ccvm_full_barrier();
-		for (i = 0; i < n; i++)
-			if (atomic_load_explicit(&vcpus[i]->in_guest, memory_order_acquire) !=
-			    CCVM_VCPU_OUT)
-				ccvm_vcpu_exit_guest(vcpus[i]);
+		for_each_running_vcpu(vm, kick_one);
 	}
 	ccvm_account(vm->p, vm, CCVM_EV_IPI, 1);
 	ccvm_account_fast(vm->p, vm, CCVM_EV_KICK_VCPU, n);
@@ -430,21 +477,15 @@ void ccvm_vm_kick_all(struct ccvm_vm *vm)
 
 void ccvm_vm_sync_guest_accesses(struct ccvm_vm *vm)
 {
-	uint32_t i, n;
-	struct ccvm_vcpu *const *vcpus = vm->vcpus;
-
-	if (!ccvm_vm_lockless_access(vm))
-		return;
-	n = ccvm_vm_nr_vcpus(vm);
 	/*
 	 * Dekker's pattern with the access's opening: it stores its odd count
 	 * and then reads the translation; this side has removed the
-	 * translation and now reads the counts.  A full barrier on both
-	 * sides: an access either saw the removal or is seen here.
+	 * translation and now reads the counts (after the full barrier of
+	 * for_each_running_vcpu()): an access either saw the removal or is
+	 * seen here.
 	 */
-	ccvm_full_barrier();
-	for (i = 0; i < n; i++)
-		ccvm_vcpu_access_wait(vcpus[i]);
+	if (ccvm_vm_lockless_access(vm))
+		for_each_running_vcpu(vm, ccvm_vcpu_access_wait);
 }
 
 void ccvm_vm_mmu_write_lock(struct ccvm_vm *vm)
