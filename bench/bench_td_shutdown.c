@@ -71,7 +71,11 @@ static const struct row rows[] = {
  * Wall-time goals of a whole row (both TDs built, mapped and shut down,
  * in parallel): row 2 under 15 s, row 3 under 60 s.  Row 3 runs at 1/8 of
  * its size unless -r 3 asks for it alone; its wall time is then the
- * measured one times 8 (the work is linear in pages), labelled "est.".
+ * measured one times 8, labelled "est.", and judged neither met nor
+ * missed: the work is linear in pages but the time is not quite (mapping
+ * a page took 320 ns at 1/8 of the size and 380 ns at full size on the
+ * 2-core hosts: the metadata outgrows the caches and the TLB), so only
+ * `bench_td_shutdown -r 3` decides that goal.
  */
 static const double row_goal_s[] = { 0, 15.0, 60.0 };
 #define ROW3_DIVISOR	8
@@ -382,7 +386,8 @@ int main(int argc, char **argv)
 				 " GiB) wall s%s", k + 1, row->vcpus, row->guest_gb,
 				 row_div > 1 ? " (est. from 1/8 size)" : "");
 			printf("SUMMARY|%s|%.1f|%.0f|%.2f|%s\n", goal, wall, row_goal_s[k],
-			       wall / row_goal_s[k], wall <= row_goal_s[k] ? "yes" : "no");
+			       wall / row_goal_s[k], row_div > 1 ? "est., run -r 3" :
+			       wall <= row_goal_s[k] ? "yes" : "no");
 		}
 	}
 	return fail ? 1 : 0;

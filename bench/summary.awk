@@ -17,6 +17,8 @@ $1 == "SUMMARY" && NF == 6 {
 	} else if ($6 == "no") {
 		missed++
 		$6 = "NOT MET"
+	} else if ($6 ~ /^est\./) {
+		estimated++	# a goal judged only by a full-size run
 	} else {
 		shown++
 	}
@@ -59,6 +61,8 @@ END {
 		}
 	}
 	printf("%d goals met, %d not met, %d figures shown without a goal", met, missed, shown)
+	if (estimated)
+		printf(", %d estimated and not judged", estimated)
 	if (bad)
 		printf("; %d malformed SUMMARY lines", bad)
 	print ""
