@@ -1256,7 +1256,9 @@ static int vcpu_force_exit(struct ccvm_vcpu *v, void *ctx)
  * thread cleared its guest-mode flag but has not told the module yet
  * (lib/vcpu.c leaves in that order) is still in the TD's epoch, so it is
  * taken out here too, unless no vCPU is between an entry and its exit op.
- * mmu_lock is held for write: no entry and no access is in flight.
+ * mmu_lock is held for write: no entry is in flight (entry takes it for
+ * read).  A guest access takes no lock; the core's kick waits for one in
+ * flight before the vCPU is out.
  */
 static void kick_all_vcpus(struct ccvm_vm *vm, struct kvm_tdx *kt)
 {
