@@ -1046,7 +1046,8 @@ void ccvm_vm_sync_guest_accesses(struct ccvm_vm *vm);
 /*
  * Mark @v running (its run hands it to the guest) or not (the run got it
  * back: the guest is out of guest mode with no access in flight).  A
- * sequentially consistent read-modify-write: see ccvm_vm_kick_all().
+ * sequentially consistent read-modify-write: for_each_running_vcpu() in
+ * lib/vm.c says why.
  */
 void ccvm_vm_vcpu_running(struct ccvm_vcpu *v, bool running);
 /*
