@@ -66,13 +66,8 @@ void ccvm_brlock_destroy(struct ccvm_brlock *b);
 static inline unsigned int ccvm_brlock_rdlock_at(struct ccvm_brlock *b,
 						 const struct ccvm_sync_site *site)
 {
-	unsigned int i = 0;
+	unsigned int i = ccvm_host_cpu_slot(b->nr);
 
-	if (b->nr > 1) {
-		int cpu = ccvm_host_cpu();
-
-		i = cpu > 0 ? (unsigned int)cpu % b->nr : 0;
-	}
 	ccvm_rwlock_rdlock_at(&b->shard[i].l, site);
 	return i;
 }

@@ -353,7 +353,7 @@ static bool td_lock_try(struct ccvm_tdx_td *td, enum td_lock i, bool excl, unsig
 	}
 	if (atomic_load_explicit(w, memory_order_relaxed) & SX_EXCL)
 		return false;
-	s = ccvm_tdx_cpu_slot(td->nr_cpu);
+	s = ccvm_host_cpu_slot(td->nr_cpu);
 	atomic_fetch_add(&td->cpu[s].sharers[i], 1);
 	if (atomic_load(w) & SX_EXCL) {
 		atomic_fetch_sub_explicit(&td->cpu[s].sharers[i], 1, memory_order_release);
@@ -377,7 +377,7 @@ static void td_lock_release(struct ccvm_tdx_td *td, enum td_lock i, bool excl, u
 /* The slot of the calling thread's CPU among @td's. */
 static inline struct td_cpu *td_cpu_here(struct ccvm_tdx_td *td)
 {
-	return &td->cpu[ccvm_tdx_cpu_slot(td->nr_cpu)];
+	return &td->cpu[ccvm_host_cpu_slot(td->nr_cpu)];
 }
 
 /* vCPUs in the guest that entered in an epoch of @parity: the slots' sum. */
@@ -408,7 +408,7 @@ static uint64_t td_children(const struct ccvm_tdx_td *td)
 
 static void module_assigned_add(struct ccvm_tdx_module *m, int64_t delta)
 {
-	atomic_fetch_add_explicit(&m->cpu[ccvm_tdx_cpu_slot(m->nr_cpu_slots)].nr_assigned,
+	atomic_fetch_add_explicit(&m->cpu[ccvm_host_cpu_slot(m->nr_cpu_slots)].nr_assigned,
 				  (uint64_t)delta, memory_order_relaxed);
 }
 

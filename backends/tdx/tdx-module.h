@@ -358,24 +358,6 @@ struct ccvm_tdx_module_cpu;
 #define CCVM_TDX_CPU_SLOTS	8
 
 /*
- * ccvm_tdx_cpu_slot() - The slot, below @nr, of the host CPU the calling
- * thread runs on: a hint (the thread may have moved by the time it is
- * used), from ccvm_host_cpu().  0 when @nr is 1 (serial).
- */
-static inline unsigned int ccvm_tdx_cpu_slot(unsigned int nr)
-{
-	int cpu;
-
-	if (nr <= 1)
-		return 0;
-	cpu = ccvm_host_cpu();
-	if (cpu <= 0)
-		return 0;
-	/* No division in the common case: a slot per CPU. */
-	return (unsigned int)cpu < nr ? (unsigned int)cpu : (unsigned int)cpu % nr;
-}
-
-/*
  * Global module state.  Lives in the tdx backend's platform private area
  * (platform_priv_size = sizeof(struct ccvm_tdx_module)); its fields are
  * private to tdx-module.c: use the functions below.
@@ -488,7 +470,7 @@ unsigned int ccvm_tdx_cpu_package(const struct ccvm_tdx_module *m, unsigned int 
 uint32_t ccvm_tdx_nr_hkids(const struct ccvm_tdx_module *m);
 /*
  * Per-CPU slots for counts that every vCPU's entry or fault writes (for
- * ccvm_tdx_cpu_slot()): 1 on a serial platform, else the host's online
+ * ccvm_host_cpu_slot()): 1 on a serial platform, else the host's online
  * CPUs, at most CCVM_TDX_CPU_SLOTS.
  */
 unsigned int ccvm_tdx_cpu_slots(const struct ccvm_tdx_module *m);

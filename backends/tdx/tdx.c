@@ -971,7 +971,7 @@ static void tdx_vcpu_free(struct ccvm_vcpu *v)
 /* The calling thread's CPU's count of vCPUs in the TD. */
 static struct tdx_cpu_count *in_guest_here(struct kvm_tdx *kt)
 {
-	return &kt->in_guest[ccvm_tdx_cpu_slot(kt->nr_cpu_slots)];
+	return &kt->in_guest[ccvm_host_cpu_slot(kt->nr_cpu_slots)];
 }
 
 /*

@@ -633,6 +633,25 @@ static inline int ccvm_host_cpu(void)
 }
 
 /*
+ * ccvm_host_cpu_slot() - The slot, below @nr, of the host CPU the calling
+ * thread runs on (ccvm_host_cpu(); the same hint), for per-CPU shards of
+ * a lock or a count: the CPU itself while it is below @nr (no division,
+ * the common case), else the CPU modulo @nr; 0 when @nr is 0 or 1 (one
+ * shard: serial) or the CPU is unknown.
+ */
+static inline unsigned int ccvm_host_cpu_slot(unsigned int nr)
+{
+	int cpu;
+
+	if (nr <= 1)
+		return 0;
+	cpu = ccvm_host_cpu();
+	if (cpu <= 0)
+		return 0;
+	return (unsigned int)cpu < nr ? (unsigned int)cpu : (unsigned int)cpu % nr;
+}
+
+/*
  * ccvm_full_barrier() - A full memory barrier (x86: mfence): every load and
  * store before it is done before any after it.  For the two sides of a
  * Dekker-style handshake, where each side stores its own word and then
