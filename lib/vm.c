@@ -446,10 +446,10 @@ static void for_each_running_vcpu(struct ccvm_vm *vm, void (*fn)(struct ccvm_vcp
 	}
 }
 
+/* ccvm_vcpu_exit_guest() itself returns at once for a vCPU out of guest mode. */
 static void kick_one(struct ccvm_vcpu *v)
 {
-	if (atomic_load_explicit(&v->in_guest, memory_order_acquire) != CCVM_VCPU_OUT)
-		ccvm_vcpu_exit_guest(v);
+	ccvm_vcpu_exit_guest(v);
 }
 
 void ccvm_vm_kick_all(struct ccvm_vm *vm)
