@@ -880,14 +880,18 @@ static void zap_unlinked(struct zap_range *z, struct ccvm_sp *sp)
 	z->unlinked = sp;
 }
 
-/* Free the tables the walk unlinked: after the accesses in flight are done. */
-static void zap_free_unlinked(struct zap_range *z)
+/*
+ * Free the tables the walk unlinked: after the accesses in flight are done
+ * (@waited: a TLB flush just waited for them, after the last unlink).
+ */
+static void zap_free_unlinked(struct zap_range *z, bool waited)
 {
 	struct ccvm_sp *sp;
 
 	if (!z->unlinked)
 		return;
-	ccvm_vm_sync_guest_accesses(z->vm);
+	if (!waited)
+		ccvm_vm_sync_guest_accesses(z->vm);
 	while ((sp = z->unlinked)) {
 		z->unlinked = sp->unlinked_next;
 		sp_free(z->vm, sp);
@@ -992,13 +996,14 @@ static void zap_table(struct zap_range *z, struct ccvm_sp *sp)
 static struct ccvm_root *zap_yield(struct zap_range *z, struct ccvm_root *root, bool *gone)
 {
 	struct ccvm_vm *vm = z->vm;
+	bool flushed = z->flush;
 	struct ccvm_root *next;
 
-	if (z->flush) {
+	if (flushed) {
 		ccvm_mmu_flush_remote_tlbs(vm);
 		z->flush = false;
 	}
-	zap_free_unlinked(z);
+	zap_free_unlinked(z, flushed);
 	atomic_fetch_add_explicit(&root->refcount, 1, memory_order_relaxed);
 	ccvm_brlock_cond_resched(&vm->mmu_lock);
 	/* Tables may have been freed meanwhile: the walk restarts from the root. */
@@ -1047,7 +1052,7 @@ bool ccvm_mmu_unmap_gfn_range(struct ccvm_vm *vm, uint64_t start, uint64_t end,
 		if (!gone)
 			root = root->next;
 	}
-	zap_free_unlinked(&z);
+	zap_free_unlinked(&z, false);
 	return z.flush;
 }
 
@@ -1070,7 +1075,7 @@ bool ccvm_mmu_break_huge_private(struct ccvm_vm *vm, uint64_t start, uint64_t en
 		z.resume = CCVM_INVALID_GFN;
 		zap_table(&z, root->sp);
 	}
-	zap_free_unlinked(&z);
+	zap_free_unlinked(&z, false);
 	return z.flush;
 }
 
