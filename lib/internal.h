@@ -59,23 +59,6 @@
 #define ccvm_likely(x)		__builtin_expect(!!(x), 1)
 #define ccvm_unlikely(x)	__builtin_expect(!!(x), 0)
 
-#define CCVM_CACHELINE		64
-
-/*
- * A zeroed object on cache lines of its own (free() releases it): objects
- * that threads on different CPUs write (a vCPU, its guest context, a VM's
- * sharded locks) must not share a line with a neighbour on the heap.
- */
-static inline void *ccvm_zalloc_lines(size_t size)
-{
-	size_t n = (size + CCVM_CACHELINE - 1) & ~(size_t)(CCVM_CACHELINE - 1);
-	void *obj = aligned_alloc(CCVM_CACHELINE, n ? n : CCVM_CACHELINE);
-
-	if (obj)
-		memset(obj, 0, n ? n : CCVM_CACHELINE);
-	return obj;
-}
-
 static inline bool ccvm_is_page_aligned(uint64_t x)
 {
 	return (x & (CCVM_PAGE_SIZE - 1)) == 0;

@@ -142,7 +142,7 @@ struct ccvm_tdx_td {
 	 * a sharer counts itself in cpu[] (td_lock_try()), so this line is
 	 * written by exclusive takers and TRACK alone, and stays in every
 	 * CPU's cache.  A line of its own; the struct is allocated line-aligned
-	 * (td_alloc()).
+	 * (ccvm_zalloc_lines()).
 	 */
 	_Alignas(64) _Atomic uint64_t lock[NR_TD_LOCKS];
 	_Atomic uint64_t epoch_word;
@@ -154,17 +154,6 @@ struct ccvm_tdx_td {
 	unsigned int nr_cpu;
 	struct td_cpu cpu[CCVM_TDX_CPU_SLOTS];
 };
-
-/* A zeroed TD on whole cache lines (free() releases it), or NULL. */
-static struct ccvm_tdx_td *td_alloc(void)
-{
-	size_t n = (sizeof(struct ccvm_tdx_td) + 63) & ~(size_t)63;
-	struct ccvm_tdx_td *td = aligned_alloc(64, n);
-
-	if (td)
-		memset(td, 0, n);
-	return td;
-}
 
 /*
  * The TDVPR lock word.  A leaf takes it IDLE -> BUSY; VP.ENTER leaves it
@@ -993,10 +982,10 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 	m->inject = calloc(NR_LEAF_SLOTS, sizeof(*m->inject));
 	m->pamt_touched = calloc(pamt_touched_words(m), sizeof(*m->pamt_touched));
 	m->nr_2m = (m->nr_pages + PAGES_2M - 1) / PAGES_2M;
-	m->pamt2m = aligned_alloc(64, (m->nr_2m ? m->nr_2m : 1) * sizeof(*m->pamt2m));
+	m->pamt2m = ccvm_zalloc_lines((m->nr_2m ? m->nr_2m : 1) * sizeof(*m->pamt2m));
 	m->sched = ccvm_platform_sched(p);
 	m->nr_cpu_slots = host_cpu_slots(m->sched);
-	m->cpu = aligned_alloc(64, m->nr_cpu_slots * sizeof(*m->cpu));
+	m->cpu = ccvm_zalloc_lines(m->nr_cpu_slots * sizeof(*m->cpu));
 	if (!m->pamt || !m->kot || !m->hkid_pool || !m->slots || !m->inject ||
 	    !m->pamt_touched || !m->pamt2m || !m->cpu) {
 		module_free(m);
@@ -1009,8 +998,6 @@ int ccvm_tdx_module_init(struct ccvm_platform *p, struct ccvm_tdx_module *m)
 				 pamt_touched_words(m) * sizeof(*m->pamt_touched) +
 				 m->nr_2m * sizeof(*m->pamt2m) +
 				 m->nr_cpu_slots * sizeof(*m->cpu)));
-	memset(m->cpu, 0, m->nr_cpu_slots * sizeof(*m->cpu));
-	memset(m->pamt2m, 0, (m->nr_2m ? m->nr_2m : 1) * sizeof(*m->pamt2m));
 	m->slot_hint = 1;
 	ccvm_mutex_init(&m->pool_lock, m->sched, "tdx pool_lock");
 	ccvm_mutex_init(&m->inject_lock, m->sched, "tdx inject_lock");
@@ -1277,7 +1264,7 @@ static uint64_t mng_create(struct leaf_args *a)
 		st = TDX_HKID_NOT_FREE | CCVM_TDX_OPERAND_RDX;
 		goto out_pamt;
 	}
-	td = td_alloc();
+	td = ccvm_zalloc_lines(sizeof(*td));
 	lock_wait(&m->pool_lock);
 	slot = td ? slot_alloc(m) : 0;
 	if (slot)

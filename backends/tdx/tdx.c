@@ -714,10 +714,9 @@ static int tdx_vm_init(struct ccvm_vm *vm)
 	memset(kt, 0, sizeof(*kt));
 	kt->m = &tp->module;
 	kt->nr_cpu_slots = ccvm_tdx_cpu_slots(kt->m);
-	kt->in_guest = aligned_alloc(64, kt->nr_cpu_slots * sizeof(*kt->in_guest));
+	kt->in_guest = ccvm_zalloc_lines(kt->nr_cpu_slots * sizeof(*kt->in_guest));
 	if (!kt->in_guest)
 		return -ENOMEM;
-	memset(kt->in_guest, 0, kt->nr_cpu_slots * sizeof(*kt->in_guest));
 	ccvm_mutex_init(&kt->lock, ccvm_platform_sched(p), "kvm_tdx->lock");
 	kt->locks_ready = true;
 

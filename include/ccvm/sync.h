@@ -50,6 +50,8 @@
 #include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <ccvm/api.h>
 
@@ -601,6 +603,29 @@ static inline void ccvm_sched_yield_at(struct ccvm_sched *s, const char *where,
 		ccvm_sync_yield(s, where, site);
 	else
 		sched_yield();
+}
+
+/* The host's cache line, for objects that threads on different CPUs write. */
+#define CCVM_CACHELINE		64
+
+/*
+ * ccvm_zalloc_lines() - @size zeroed bytes on cache lines of their own
+ * (free() releases them), or NULL: an object that threads on different
+ * CPUs write (a vCPU, per-CPU counts, a sharded lock) must not share a
+ * line with its neighbour on the heap, and its _Alignas(CCVM_CACHELINE)
+ * members are then aligned.  0 bytes gets one line.
+ */
+static inline void *ccvm_zalloc_lines(size_t size)
+{
+	size_t n = (size + CCVM_CACHELINE - 1) & ~(size_t)(CCVM_CACHELINE - 1);
+	void *obj;
+
+	if (!n)
+		n = CCVM_CACHELINE;
+	obj = aligned_alloc(CCVM_CACHELINE, n);
+	if (obj)
+		memset(obj, 0, n);
+	return obj;
 }
 
 /*
