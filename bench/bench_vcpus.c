@@ -535,6 +535,18 @@ static bool read_counts(const struct result *r, bool converter)
 	return r->read_ok && (!converter || r->conversions);
 }
 
+/* How many of the @n runs in @reps count, for the touch and the access phase. */
+static void count_runs(const struct result *reps, int n, bool converter, int *ntouch, int *nread)
+{
+	int rep;
+
+	*ntouch = *nread = 0;
+	for (rep = 0; rep < n; rep++) {
+		*ntouch += touch_counts(&reps[rep]);
+		*nread += read_counts(&reps[rep], converter);
+	}
+}
+
 /*
  * The best of the @n results in @reps, and the medians, over the runs that
  * count (touch_counts(), read_counts(): a converter run counts only if the
@@ -551,11 +563,7 @@ static void pick(const struct result *reps, int n, bool converter, struct result
 	int rep, nt = 0, nr = 0, pass;
 
 	memset(best, 0, sizeof(*best));
-	*ntouch = *nread = 0;
-	for (rep = 0; rep < n; rep++) {
-		*ntouch += touch_counts(&reps[rep]);
-		*nread += read_counts(&reps[rep], converter);
-	}
+	count_runs(reps, n, converter, ntouch, nread);
 	for (rep = 0; rep < n; rep++) {
 		const struct result *r = &reps[rep];
 
@@ -634,12 +642,9 @@ static bool config_runs(unsigned int i, unsigned int only_n, bool conv_only,
 /* Have @n runs of a configuration enough that count, REPS for each phase it reports? */
 static bool enough_counted(const struct result *reps, int n, bool converter)
 {
-	int rep, nt = 0, nr = 0;
+	int nt, nr;
 
-	for (rep = 0; rep < n; rep++) {
-		nt += touch_counts(&reps[rep]);
-		nr += read_counts(&reps[rep], converter);
-	}
+	count_runs(reps, n, converter, &nt, &nr);
 	return (converter || nt >= REPS) && nr >= REPS;
 }
 
@@ -651,6 +656,7 @@ int main(int argc, char **argv)
 	const char *only = NULL;
 	bool conv_only = false;
 	unsigned int b, i, only_n = 0;
+	long ncpu;
 	int opt;
 
 	while ((opt = getopt(argc, argv, "b:cm:n:")) != -1) {
@@ -671,8 +677,8 @@ int main(int argc, char **argv)
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	host_cpus = sysconf(_SC_NPROCESSORS_ONLN) > 1 ?
-		    (unsigned int)sysconf(_SC_NPROCESSORS_ONLN) : 1;
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	host_cpus = ncpu > 1 ? (unsigned int)ncpu : 1;
 	host_mem = mmap(NULL, HOST_MAX_THREADS * region, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (host_mem == MAP_FAILED)
