@@ -779,30 +779,13 @@ static void guest_reads_under_writer(struct ccvm_guest *g, void *arg)
 	ccvm_guest_sync(g, 1);
 }
 
-struct run_result {
-	struct ccvm_vcpu *v;
-	int ret;
-	uint32_t exit_reason;
-	uint64_t value;
-};
-
-static void *run_thread(void *arg)
-{
-	struct run_result *r = arg;
-
-	r->ret = ccvm_vcpu_run(r->v);
-	r->exit_reason = ccvm_vcpu_run_state(r->v)->exit_reason;
-	r->value = ccvm_vcpu_run_state(r->v)->sync.value;
-	return NULL;
-}
-
 START_TEST(test_access_while_mmu_lock_held_for_write)
 {
-	struct run_result r = { .v = vcpu_with_guest(0, guest_reads_under_writer, NULL) };
+	struct tu_run r = { .v = vcpu_with_guest(0, guest_reads_under_writer, NULL) };
 	uint64_t faults;
 	pthread_t t;
 
-	ck_assert_int_eq(pthread_create(&t, NULL, run_thread, &r), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, tu_run_thread, &r), 0);
 	wait_for(&lf_in, 1);
 	faults = tu_vm_event(vm, CCVM_EV_FAULT);
 	ccvm_vm_mmu_write_lock(vm);
@@ -858,7 +841,7 @@ static void *convert_lf_thread(void *arg)
 START_TEST(test_flush_waits_for_access_in_flight)
 {
 	struct ccvm_vcpu *v = vcpu_with_guest(0, guest_read_lf, NULL);
-	struct run_result r = { .v = v };
+	struct tu_run r = { .v = v };
 	struct conv_one c = { -1 };
 	pthread_t conv, t;
 	int saw_done;
@@ -867,7 +850,7 @@ START_TEST(test_flush_waits_for_access_in_flight)
 	tu_expect_sync(v, 1);
 	atomic_store(&tb.hold_gfn, LF_GPA >> 12);
 	ck_assert_int_eq(pthread_create(&conv, NULL, convert_lf_thread, &c), 0);
-	ck_assert_int_eq(pthread_create(&t, NULL, run_thread, &r), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, tu_run_thread, &r), 0);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
 	ck_assert_int_eq(pthread_join(conv, NULL), 0);
 	ck_assert_int_eq(c.err, 0);

@@ -141,7 +141,7 @@ START_TEST(test_busy_removal_blocks_entry)
 {
 	unsigned int leaf = removal_leaves[_i];
 	struct spin_guest sg;
-	struct spin_run sr;
+	struct tu_run sr;
 	struct fill_arg a;
 	uint64_t enters0;
 	uint32_t i, busy = 0;
@@ -155,8 +155,8 @@ START_TEST(test_busy_removal_blocks_entry)
 	sg.started = false;
 	atomic_init(&sg.stop, false);
 	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[1], guest_touch_loop, &sg), 0);
-	sr = (struct spin_run){ .v = T.v[1] };
-	ck_assert_int_eq(pthread_create(&th, NULL, spin_thread, &sr), 0);
+	sr = (struct tu_run){ .v = T.v[1] };
+	ck_assert_int_eq(pthread_create(&th, NULL, tu_run_thread, &sr), 0);
 	pthread_mutex_lock(&sg.lock);
 	while (!sg.started)
 		pthread_cond_wait(&sg.cond, &sg.lock);

@@ -138,7 +138,7 @@ START_TEST(test_terminate)
 {
 	struct fill_arg a = { .gpa = 0x10000, .n = 16, .salt = 8 };
 	struct tu_event started = TU_EVENT_INIT;
-	struct spin_run sr;
+	struct tu_run sr;
 	struct ccvm_vcpu *v;
 	uint64_t leaves, reclaim0;
 	pthread_t th;
@@ -147,8 +147,8 @@ START_TEST(test_terminate)
 	guest_map_pages(a.gpa, a.n, &a);
 	/* vCPU 1 runs in the guest on its own thread while the TD is terminated. */
 	ck_assert_int_eq(ccvm_vcpu_set_guest(T.v[1], guest_spin, &started), 0);
-	sr = (struct spin_run){ .v = T.v[1] };
-	ck_assert_int_eq(pthread_create(&th, NULL, spin_thread, &sr), 0);
+	sr = (struct tu_run){ .v = T.v[1] };
+	ck_assert_int_eq(pthread_create(&th, NULL, tu_run_thread, &sr), 0);
 	tu_event_wait(&started, 1);
 	leaves = check_sept_mirror(SLOT0_GPA, SLOT0_SIZE / PG);
 	ck_assert_uint_eq(leaves, 17);

@@ -377,20 +377,6 @@ static inline void guest_map_pages(uint64_t gpa, uint64_t n, struct fill_arg *a)
 	expect_sync(T.v[0], 1, NULL);
 }
 
-/* ccvm_vcpu_run() on a thread of its own. */
-struct spin_run {
-	struct ccvm_vcpu *v;
-	int ret;
-};
-
-static inline void *spin_thread(void *arg)
-{
-	struct spin_run *sr = arg;
-
-	sr->ret = ccvm_vcpu_run(sr->v);
-	return NULL;
-}
-
 /* ------------------------------------------------------------------ */
 /* Invariant checkers                                                  */
 

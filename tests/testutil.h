@@ -375,6 +375,29 @@ static inline void tu_stats_assert_same(const char *what, const struct ccvm_stat
 /* ---- vCPU runs ------------------------------------------------------------ */
 
 /*
+ * ccvm_vcpu_run() on a thread of its own:
+ *	struct tu_run r = { .v = v };
+ *	pthread_create(&t, NULL, tu_run_thread, &r); ... pthread_join(t, NULL);
+ * then r.ret, the exit reason and, for a sync exit, its value.
+ */
+struct tu_run {
+	struct ccvm_vcpu *v;
+	int ret;
+	uint32_t exit_reason;
+	uint64_t value;
+};
+
+static inline void *tu_run_thread(void *arg)
+{
+	struct tu_run *r = arg;
+
+	r->ret = ccvm_vcpu_run(r->v);
+	r->exit_reason = ccvm_vcpu_run_state(r->v)->exit_reason;
+	r->value = ccvm_vcpu_run_state(r->v)->sync.value;
+	return NULL;
+}
+
+/*
  * One ccvm_vcpu_run(): it must return @want_ret with exit @want_exit; a guest
  * abort nobody expected fails with the guest's file, line and message.
  */
