@@ -58,6 +58,14 @@ static struct {
 	struct { uint64_t gfn, pfn; bool mapped; } accepts[16];
 } tb = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+static struct tu_event tb_held = TU_EVENT_INIT;	/* accesses that stopped in tb_hold() */
+/*
+ * What lets a held access go: an access.wait event (the platform's trace,
+ * tu_watch_event()), or one added by the call that should have waited,
+ * once it has returned (after setting tb.hold_done).
+ */
+static struct tu_event_watch tb_release;
+
 static void tb_reset(void)
 {
 	int i;
@@ -70,6 +78,7 @@ static void tb_reset(void)
 	atomic_store(&tb.hold_gfn, UINT64_MAX);
 	atomic_store(&tb.hold_done, false);
 	atomic_store(&tb.hold_saw_done, -1);
+	tu_event_set(&tb_held, 0);
 	tb.nr_accepts = 0;
 }
 
@@ -91,26 +100,17 @@ static int tb_vcpu_enter(struct ccvm_vcpu *v)
 	return 0;
 }
 
-static _Atomic int tb_held;	/* accesses that stopped in tb_hold() */
 
 /*
  * Inside a guest access: tell the test, then stay until a flush or kick
- * has found this access in flight and waits for it (event-driven: its
- * count), or the call that should flush has returned, and note which.
+ * has found this access in flight and waits for it, or the call that
+ * should flush has returned without waiting (the bug this catches), and
+ * note which.
  */
-static void tb_hold(struct ccvm_vm *v)
+static void tb_hold(void)
 {
-	struct ccvm_stats st;
-
-	atomic_fetch_add(&tb_held, 1);
-	for (;;) {
-		st.sz = sizeof(st);
-		/* Or the flushing call returned without waiting: the bug this catches. */
-		if ((ccvm_vm_get_stats(v, &st) == 0 && st.events[CCVM_EV_ACCESS_WAIT]) ||
-		    atomic_load(&tb.hold_done))
-			break;
-		sched_yield();
-	}
+	tu_event_add(&tb_held, 1);
+	tu_event_wait(&tb_release.ev, 1);
 	atomic_store(&tb.hold_saw_done, atomic_load(&tb.hold_done));
 }
 
@@ -120,12 +120,12 @@ static int tb_guest_access(struct ccvm_vcpu *v, uint64_t gfn, uint64_t pfn,
 {
 	uint64_t want = gfn;
 
-	(void)pfn; (void)write;
+	(void)v; (void)pfn; (void)write;
 	if (atomic_compare_exchange_strong(&tb.needs_fault_gfn, &want, UINT64_MAX))
 		return CCVM_GUEST_NEEDS_FAULT;
 	want = gfn;
 	if (atomic_compare_exchange_strong(&tb.hold_gfn, &want, UINT64_MAX))
-		tb_hold(ccvm_vcpu_vm(v));
+		tb_hold();
 	if (atomic_load(&tb.accept_required) && is_private && gfn < TB_PAGES &&
 	    !atomic_load(&tb.accepted[gfn]))
 		return -EACCES;
@@ -831,10 +831,10 @@ static void *convert_lf_thread(void *arg)
 {
 	struct conv_one *c = arg;
 
-	while (atomic_load(&tb_held) == 0)
-		sched_yield();
+	tu_event_wait(&tb_held, 1);
 	c->err = ccvm_vm_set_memory_attributes(vm, LF_GPA, 4096, 0, 0);
 	atomic_store(&tb.hold_done, true);
+	tu_event_add(&tb_release.ev, 1);
 	return NULL;
 }
 
@@ -848,11 +848,14 @@ START_TEST(test_flush_waits_for_access_in_flight)
 
 	/* The page mapped private with a known value; the next read holds. */
 	tu_expect_sync(v, 1);
+	tu_watch_event(p, &tb_release, CCVM_EV_ACCESS_WAIT);
 	atomic_store(&tb.hold_gfn, LF_GPA >> 12);
 	ck_assert_int_eq(pthread_create(&conv, NULL, convert_lf_thread, &c), 0);
 	ck_assert_int_eq(pthread_create(&t, NULL, tu_run_thread, &r), 0);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
 	ck_assert_int_eq(pthread_join(conv, NULL), 0);
+	ck_assert_int_eq(ccvm_platform_set_trace(p, NULL, NULL), 0);
+	tu_event_destroy(&tb_release.ev);
 	ck_assert_int_eq(c.err, 0);
 	ck_assert_int_eq(r.ret, 0);
 	ck_assert_uint_eq(r.exit_reason, CCVM_EXIT_SYNC);
