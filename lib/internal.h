@@ -920,8 +920,9 @@ struct ccvm_vcpu {
 	 * later word by 8 bytes, and at the end it grew the struct; either
 	 * way bench_vcpus -b tdx spent 43-48 ns of CPU per read with one vCPU
 	 * instead of 38-40, and 80-101 instead of 52-57 with eight, in runs
-	 * alternating with the parent (not explained: the words an access
-	 * writes are its vCPU's own, on lines of their own).
+	 * alternating with the parent.  Code placement, most likely: the
+	 * same swings came later from changes that touched no access path,
+	 * until the library was built aligned (CODE_ALIGN_FLAGS, Makefile).
 	 */
 	uint32_t index;
 	struct ccvm_run run;
