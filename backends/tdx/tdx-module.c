@@ -147,6 +147,13 @@ struct ccvm_tdx_td {
 	_Alignas(64) _Atomic uint64_t lock[NR_TD_LOCKS];
 	_Atomic uint64_t epoch_word;
 	/*
+	 * Child pages removed by PAGE.REMOVE and SEPT.REMOVE (negated, wraps):
+	 * written only under the S-EPT tree lock held exclusively, so a plain
+	 * add does (no locked instruction per removed page), on the line the
+	 * tree lock's taker writes anyway.  Part of td_children()'s sum.
+	 */
+	_Atomic uint64_t children_excl;
+	/*
 	 * Slots of cpu[] in use, set at creation: 1 when serial, else the
 	 * host's online CPUs (at most CCVM_TDX_CPU_SLOTS).  The vCPUs in the
 	 * guest per epoch parity and the TD's child pages are sums over them.
@@ -385,9 +392,17 @@ static void td_children_add(struct ccvm_tdx_td *td, int64_t delta, memory_order 
 	atomic_fetch_add_explicit(&td_cpu_here(td)->children, (uint64_t)delta, mo);
 }
 
+/* td_children_add() for a holder of the S-EPT tree lock exclusively. */
+static void td_children_add_excl(struct ccvm_tdx_td *td, int64_t delta)
+{
+	atomic_store_explicit(&td->children_excl,
+			      atomic_load_explicit(&td->children_excl, memory_order_relaxed) +
+			      (uint64_t)delta, memory_order_relaxed);
+}
+
 static uint64_t td_children(const struct ccvm_tdx_td *td)
 {
-	uint64_t n = 0;
+	uint64_t n = atomic_load_explicit(&td->children_excl, memory_order_acquire);
 	unsigned int s;
 
 	for (s = 0; s < td->nr_cpu; s++)
@@ -2037,8 +2052,15 @@ static uint64_t mem_track(struct leaf_args *a)
 	if (td_in_guest(td, (epoch - 1) & 1)) {
 		st = TDX_PREVIOUS_TLB_EPOCH_BUSY;
 	} else {
-		/* The previous epoch's (zero) count becomes the new one's. */
-		atomic_fetch_add(&td->epoch_word, 1ull << EPOCH_SHIFT);
+		/*
+		 * The previous epoch's (zero) count becomes the new one's.  Only
+		 * TRACK writes the word, under the epoch lock held exclusively:
+		 * a release store does (no locked instruction); the lock's
+		 * release orders it for the entries, and tlb_tracked() reads it
+		 * with its own loads.
+		 */
+		atomic_store_explicit(&td->epoch_word, (epoch + 1) << EPOCH_SHIFT,
+				      memory_order_release);
 	}
 	td_lock_release(td, EPOCH_LOCK, true, slot, "epoch_lock");
 out:
@@ -2089,7 +2111,7 @@ static uint64_t sept_unmap(struct sept_op *op, struct leaf_args *a, uint64_t st)
 		pamt_release_2m(a->m, op->pfn);
 	else
 		pamt_release(a->m, op->pfn);
-	td_children_add(a->td, huge ? -(int64_t)PAGES_2M : -1, memory_order_relaxed);
+	td_children_add_excl(a->td, huge ? -(int64_t)PAGES_2M : -1);
 	if (a->pfn_out)
 		*a->pfn_out = op->pfn;
 	return sept_done(op, TDX_SUCCESS);
