@@ -252,9 +252,11 @@ static int64_t access_page(struct ccvm_guest *g, uint64_t gpa, uint8_t *rbuf,
 		r = ccvm_op_guest_access(v, gfn, x.pfn, x.is_private, write);
 		if (r == 0) {
 			if (write) {
-				guest_copy(x.hva + off, wbuf, n);
+				/* Marked first: the mark's locked instruction then does
+				 * not wait for a store to a page not yet in the cache. */
 				if (x.pfn != CCVM_NO_PFN)
 					ccvm_page_mark_dirty(vm->p, x.pfn);
+				guest_copy(x.hva + off, wbuf, n);
 			} else {
 				guest_copy(rbuf, x.hva + off, n);
 			}
