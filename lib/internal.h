@@ -233,14 +233,14 @@ struct ccvm_platform {
 	 * pages (host huge pages, pfn_state, RMP and PAMT lines).  Window
 	 * pages are below bump, free, on no list, and not in nr_free.
 	 * nr_windows is 0 when serial or on one CPU (plain bump).  Each
-	 * window has a lock and a cache line of its own: a page from a
-	 * thread's window takes neither mem_lock nor a line that another
-	 * CPU writes.  Lock order: mem_lock, then a window's lock.
+	 * window is one word on a cache line of its own: a page from a
+	 * thread's window is one compare-and-swap, taking neither mem_lock
+	 * nor a line that another CPU writes.  Refills and the invariant
+	 * check change windows under mem_lock only (ccvm_window_*() below).
 	 */
 	unsigned int nr_windows;
 	struct ccvm_page_window {
-		_Alignas(CCVM_CACHELINE) struct ccvm_mutex lock;
-		uint64_t next, end;
+		_Alignas(CCVM_CACHELINE) _Atomic uint64_t w;
 	} window[CCVM_BRLOCK_SHARDS];
 	/* Free pages on the lists and never handed out (not in windows). */
 	_Alignas(CCVM_CACHELINE) _Atomic uint64_t nr_free;
@@ -278,6 +278,31 @@ struct ccvm_platform {
 	uint32_t resched_entries;		/* long loops yield this often */
 	uint32_t attr_scheme;			/* enum ccvm_attr_scheme, never DEFAULT */
 };
+
+/*
+ * A page window's word: the next pfn it hands out (bits 0-39; pfns are
+ * below 2^32), how many pages it has left from there (bits 40-62, at most
+ * a 2 MiB chunk's), and FROZEN (bit 63), which the invariant check sets
+ * under mem_lock so that no page leaves a window while it looks: an
+ * allocation that finds it frozen, or the window empty, goes to mem_lock.
+ */
+#define CCVM_WINDOW_LEFT_SHIFT	40
+#define CCVM_WINDOW_FROZEN	(1ull << 63)
+
+static inline uint64_t ccvm_window_next(uint64_t w)
+{
+	return w & ((1ull << CCVM_WINDOW_LEFT_SHIFT) - 1);
+}
+
+static inline uint64_t ccvm_window_left(uint64_t w)
+{
+	return (w & ~CCVM_WINDOW_FROZEN) >> CCVM_WINDOW_LEFT_SHIFT;
+}
+
+static inline uint64_t ccvm_window_make(uint64_t next, uint64_t left)
+{
+	return next | (left << CCVM_WINDOW_LEFT_SHIFT);
+}
 
 /*
  * The platform's scheduler, NULL when free-running: ccvm_platform_sched()

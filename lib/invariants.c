@@ -1199,8 +1199,9 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 		return err;
 
 	ccvm_mutex_lock(&p->mem_lock);
+	/* No page leaves a window while the windows are looked at. */
 	for (unsigned int w = 0; w < p->nr_windows; w++)
-		ccvm_mutex_lock(&p->window[w].lock);
+		atomic_fetch_or_explicit(&p->window[w].w, CCVM_WINDOW_FROZEN, memory_order_acq_rel);
 	nr_free = atomic_load(&p->nr_free);
 	nr_leaked = atomic_load(&p->nr_leaked);
 	/* The free list: bounded by the free count, so a cycle cannot hang us. */
@@ -1246,23 +1247,25 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 	}
 	/* The per-thread windows of the bump region: free pages on no list, not in nr_free. */
 	for (unsigned int w = 0; w < p->nr_windows && !r.invariant; w++) {
+		uint64_t word = atomic_load_explicit(&p->window[w].w, memory_order_acquire);
+		uint64_t next = ccvm_window_next(word), end = next + ccvm_window_left(word);
+
 		r.nr_checks++;
-		if (p->window[w].next > p->window[w].end || p->window[w].end > p->bump) {
-			ccvm_invariant_fail(&r, 5, NONE, p->window[w].next,
+		if (end > p->bump) {
+			ccvm_invariant_fail(&r, 5, NONE, next,
 					    "page window %u [%#llx, %#llx) is past the bump pointer "
-					    "%#llx", w, (unsigned long long)p->window[w].next,
-					    (unsigned long long)p->window[w].end,
-					    (unsigned long long)p->bump);
+					    "%#llx", w, (unsigned long long)next,
+					    (unsigned long long)end, (unsigned long long)p->bump);
 			break;
 		}
-		for (pfn = p->window[w].next; pfn < p->window[w].end && !r.invariant; pfn++)
+		for (pfn = next; pfn < end && !r.invariant; pfn++)
 			if (atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed))
 				ccvm_invariant_fail(&r, 5, NONE, pfn,
 						    "pfn %#llx is in page window %u but has state "
 						    "%#x", (unsigned long long)pfn, w,
 						    atomic_load_explicit(&p->pfn_state[pfn],
 									 memory_order_relaxed));
-		in_windows += p->window[w].end - p->window[w].next;
+		in_windows += end - next;
 	}
 	for (pfn = 1; pfn < p->nr_pages && !r.invariant; pfn++) {
 		uint8_t st = atomic_load_explicit(&p->pfn_state[pfn], memory_order_relaxed);
@@ -1308,7 +1311,7 @@ int ccvm_platform_check_invariants(struct ccvm_platform *p, struct ccvm_invarian
 					    (unsigned long long)nr_leaked);
 	}
 	for (unsigned int w = p->nr_windows; w--; )
-		ccvm_mutex_unlock(&p->window[w].lock);
+		atomic_fetch_and_explicit(&p->window[w].w, ~CCVM_WINDOW_FROZEN, memory_order_acq_rel);
 	ccvm_mutex_unlock(&p->mem_lock);
 	report_end(out, &r);
 	return 0;

@@ -255,8 +255,6 @@ static void platform_locks_init(struct ccvm_platform *p)
 	 * windows interleaved their pages and met on the windows' locks.
 	 */
 	p->nr_windows = s || ccvm_host_cpu_shards() < 2 ? 0 : CCVM_BRLOCK_SHARDS;
-	for (unsigned int i = 0; i < p->nr_windows; i++)
-		ccvm_mutex_init(&p->window[i].lock, s, "page window");
 }
 
 static void platform_locks_destroy(struct ccvm_platform *p)
@@ -265,8 +263,6 @@ static void platform_locks_destroy(struct ccvm_platform *p)
 	ccvm_mutex_destroy(&p->mem_lock);
 	ccvm_mutex_destroy(&p->trace_lock);
 	ccvm_mutex_destroy(&p->inject_lock);
-	for (unsigned int i = 0; i < p->nr_windows; i++)
-		ccvm_mutex_destroy(&p->window[i].lock);
 }
 
 int ccvm_platform_create(const struct ccvm_platform_opts *uopts, struct ccvm_platform **out)
@@ -594,20 +590,28 @@ static unsigned int window_of_thread(unsigned int nr_windows)
 }
 
 /*
- * A page from the calling thread's window, taking only the window's lock
+ * The next page of window @w: one compare-and-swap on the window's word
  * (free-running on several CPUs: nr_windows).  Return: a free pfn, or
- * FREE_LIST_END when the window is empty.
+ * FREE_LIST_END when the window is empty or frozen.
  */
+static uint64_t window_take(struct ccvm_page_window *w)
+{
+	uint64_t v = atomic_load_explicit(&w->w, memory_order_acquire);
+
+	do {
+		if ((v & CCVM_WINDOW_FROZEN) || !ccvm_window_left(v))
+			return FREE_LIST_END;
+	} while (!atomic_compare_exchange_weak_explicit(&w->w, &v,
+							ccvm_window_make(ccvm_window_next(v) + 1,
+									 ccvm_window_left(v) - 1),
+							memory_order_acq_rel, memory_order_acquire));
+	return ccvm_window_next(v);
+}
+
+/* A page from the calling thread's window, without mem_lock: window_take(). */
 static uint64_t window_alloc(struct ccvm_platform *p)
 {
-	struct ccvm_page_window *w = &p->window[window_of_thread(p->nr_windows)];
-	uint64_t n = FREE_LIST_END;
-
-	ccvm_mutex_lock(&w->lock);
-	if (w->next < w->end)
-		n = w->next++;
-	ccvm_mutex_unlock(&w->lock);
-	return n;
+	return window_take(&p->window[window_of_thread(p->nr_windows)]);
 }
 
 /*
@@ -632,19 +636,24 @@ static uint64_t bump_alloc(struct ccvm_platform *p)
 	i = window_of_thread(p->nr_windows);
 	for (unsigned int j = 0; j < p->nr_windows; j++, i = (i + 1) % p->nr_windows) {
 		struct ccvm_page_window *w = &p->window[i];
+		uint64_t v = atomic_load_explicit(&w->w, memory_order_acquire);
 
-		ccvm_mutex_lock(&w->lock);
-		if (!j && w->next == w->end && p->bump < p->nr_pages) {
-			w->next = p->bump;
-			w->end = (p->bump | (chunk - 1)) + 1;
-			if (w->end > p->nr_pages)
-				w->end = p->nr_pages;
-			p->bump = w->end;
-			atomic_fetch_sub_explicit(&p->nr_free, w->end - w->next,
+		/*
+		 * Empty: no allocation changes the word, and only mem_lock's
+		 * holder refills or freezes it, so it can be set outright.
+		 */
+		if (!j && !ccvm_window_left(v) && p->bump < p->nr_pages) {
+			uint64_t end = (p->bump | (chunk - 1)) + 1;
+
+			if (end > p->nr_pages)
+				end = p->nr_pages;
+			atomic_store_explicit(&w->w, ccvm_window_make(p->bump, end - p->bump),
+					      memory_order_release);
+			atomic_fetch_sub_explicit(&p->nr_free, end - p->bump,
 						  memory_order_relaxed);
+			p->bump = end;
 		}
-		n = w->next < w->end ? w->next++ : FREE_LIST_END;
-		ccvm_mutex_unlock(&w->lock);
+		n = window_take(w);
 		if (n != FREE_LIST_END)
 			return n;
 	}
@@ -653,24 +662,21 @@ static uint64_t bump_alloc(struct ccvm_platform *p)
 
 /*
  * Free pages in the windows, which nr_free does not count.  Each window's
- * lock is taken in turn: exact when nothing allocates meanwhile.
+ * word is read in turn: exact when nothing allocates meanwhile.
  */
 static uint64_t window_free_pages(struct ccvm_platform *p)
 {
 	uint64_t n = 0;
 
-	for (unsigned int i = 0; i < p->nr_windows; i++) {
-		ccvm_mutex_lock(&p->window[i].lock);
-		n += p->window[i].end - p->window[i].next;
-		ccvm_mutex_unlock(&p->window[i].lock);
-	}
+	for (unsigned int i = 0; i < p->nr_windows; i++)
+		n += ccvm_window_left(atomic_load_explicit(&p->window[i].w, memory_order_acquire));
 	return n;
 }
 
 /*
  * The free list first (the page given back last comes back first), then
  * the bump.  With windows, while the free list is empty (a peek without
- * mem_lock), the thread's window, which takes its own lock only.
+ * mem_lock), the thread's window, which takes no lock (window_take()).
  */
 int ccvm_page_alloc(struct ccvm_platform *p, uint64_t *pfn)
 {
