@@ -1276,6 +1276,22 @@ int ccvm_xa_reserve(struct ccvm_xa *xa, uint64_t first, uint64_t last)
 
 			if (popcount64(starts) + add <= xa_class_runs[entry_class(leaf)])
 				return 0;
+			/*
+			 * A run leaf out of room (a page-cache leaf filling up,
+			 * at each of its classes): the store moves it to one
+			 * node of the class its runs need, and nothing above
+			 * changes (a child node is a run of its own in its
+			 * parent), so that node is the whole need: what the
+			 * sizing walk below would count, without it.
+			 */
+			cls = class_for(popcount64(starts) + add);
+			if (spare_fit(xa, cls, XA_NR_CLASSES) < XA_NR_CLASSES)
+				return 0;
+			fresh[cls] = node_alloc(cls);
+			if (!fresh[cls])
+				return -ENOMEM;
+			spare_push(xa, fresh[cls], cls);
+			return 0;
 		}
 	}
 	st.xa = xa;
