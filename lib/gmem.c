@@ -303,10 +303,11 @@ static int inode_get_folio(struct ccvm_gmem_inode *inode, uint64_t index, uint64
 	bool split = o && !folio_all_private(inode, head, head + nr - 1);
 	struct ccvm_gmem_shard *s = ccvm_gmem_shard_of(inode, head);
 	size_t before, after;
+	uintptr_t leaf;		/* of index: one walk for the load, reserve and store */
 	int err;
 
 	ccvm_mutex_lock(&s->lock);
-	v = ccvm_xa_load(&s->pages, index);
+	v = ccvm_xa_load_leaf(&s->pages, index, &leaf);
 	if (v) {
 		ccvm_mutex_unlock(&s->lock);
 		*pfn = ccvm_gmem_pfn_at(v, index);
@@ -324,13 +325,16 @@ static int inode_get_folio(struct ccvm_gmem_inode *inode, uint64_t index, uint64
 		split = false;
 	}
 	before = ccvm_xa_memory(&s->pages);
-	err = ccvm_xa_reserve(&s->pages, head, head + nr - 1);
+	err = nr == 1 ? ccvm_xa_reserve_leaf(&s->pages, index, leaf) :
+			ccvm_xa_reserve(&s->pages, head, head + nr - 1);
 	if (!err)
 		err = ccvm_page_alloc_folio(inode->p, o, &base);
 	if (!err) {
 		if (split) {
 			folio_store_split(inode, head, base, o);
 			ccvm_account(inode->p, NULL, CCVM_EV_FOLIO_SPLIT, 1);
+		} else if (nr == 1) {
+			ccvm_xa_store_leaf(&s->pages, index, leaf, CCVM_GMEM_VALUE_ORDER(base, o));
 		} else {
 			ccvm_xa_store_range(&s->pages, head, head + nr - 1,
 					    CCVM_GMEM_VALUE_ORDER(base, o));

@@ -1211,30 +1211,26 @@ static bool store_run_in_place(struct ccvm_xa *xa, uintptr_t leaf, unsigned int 
 	return true;
 }
 
-/* store_plain_in_place() or store_run_in_place(), whichever @index's leaf takes. */
-static bool store_in_place(struct ccvm_xa *xa, uint64_t index, uintptr_t entry)
+/* store_plain_in_place() or store_run_in_place(), whichever @leaf (@index's) takes. */
+static bool store_in_leaf(struct ccvm_xa *xa, uintptr_t leaf, uint64_t index, uintptr_t entry)
 {
-	uintptr_t leaf;
-
-	if (!entry)
-		return false;
-	leaf = leaf_node(xa, index);
-	if (!leaf)
+	if (!entry || !leaf)
 		return false;
 	if (entry_class(leaf) == XA_PLAIN)
 		return store_plain_in_place(xa, leaf, (unsigned int)(index & XA_MASK), entry);
 	return store_run_in_place(xa, leaf, (unsigned int)(index & XA_MASK), entry);
 }
 
-int ccvm_xa_store_range(struct ccvm_xa *xa, uint64_t first, uint64_t last,
-			uint64_t value)
+static bool store_in_place(struct ccvm_xa *xa, uint64_t index, uintptr_t entry)
+{
+	return entry && store_in_leaf(xa, leaf_node(xa, index), index, entry);
+}
+
+/* The planned store of @value over [first, last]: the walk, the plans, the nodes. */
+static int store_planned(struct ccvm_xa *xa, uint64_t first, uint64_t last, uint64_t value)
 {
 	struct xa_store st;
 
-	if (first > last || value > CCVM_XA_VALUE_MAX)
-		return -EINVAL;
-	if (first == last && store_in_place(xa, first, value_to_entry(value)))
-		return 0;
 	st.xa = xa;
 	st.entry = value_to_entry(value);
 	st.sizing = false;
@@ -1246,6 +1242,69 @@ int ccvm_xa_store_range(struct ccvm_xa *xa, uint64_t first, uint64_t last,
 	return run_store(&st, first, last);
 }
 
+int ccvm_xa_store_range(struct ccvm_xa *xa, uint64_t first, uint64_t last,
+			uint64_t value)
+{
+	if (first > last || value > CCVM_XA_VALUE_MAX)
+		return -EINVAL;
+	if (first == last && store_in_place(xa, first, value_to_entry(value)))
+		return 0;
+	return store_planned(xa, first, last, value);
+}
+
+int ccvm_xa_store_leaf(struct ccvm_xa *xa, uint64_t index, uintptr_t leaf, uint64_t value)
+{
+	if (value > CCVM_XA_VALUE_MAX)
+		return -EINVAL;
+	if (store_in_leaf(xa, leaf, index, value_to_entry(value)))
+		return 0;
+	return store_planned(xa, index, index, value);
+}
+
+/*
+ * The reserve of one index whose leaf node is @leaf, without the sizing
+ * walk when there is a leaf.  When it exists and takes the store's new
+ * run edges in place (a plain node always does; a run node when it has
+ * room for them: one at the slot unless a run starts there, one after it
+ * unless a run starts there or it is the last), the store plans no node
+ * anywhere: nothing to set aside (the page cache's common case).  A run
+ * leaf out of room (a page-cache leaf filling up, at each of its classes):
+ * the store moves it to one node of the class its runs need, and nothing
+ * above changes (a child node is a run of its own in its parent), so that
+ * node is the whole need, matched against the free nodes as below.
+ * Return: 0 or -ENOMEM; 1 when there is no leaf (the sizing walk decides).
+ */
+static int reserve_in_leaf(struct ccvm_xa *xa, uintptr_t leaf, uint64_t index)
+{
+	unsigned int off = (unsigned int)(index & XA_MASK), add, cls;
+	uint64_t starts;
+	void *node;
+
+	if (!leaf)
+		return 1;
+	if (entry_class(leaf) == XA_PLAIN)
+		return 0;
+	starts = entry_to_run(leaf)->starts;
+	add = !(starts & bit(off)) + (off < XA_MASK && !(starts & bit(off + 1)));
+	if (popcount64(starts) + add <= xa_class_runs[entry_class(leaf)])
+		return 0;
+	cls = class_for(popcount64(starts) + add);
+	if (spare_fit(xa, cls, XA_NR_CLASSES) < XA_NR_CLASSES)
+		return 0;
+	node = node_alloc(cls);
+	if (!node)
+		return -ENOMEM;
+	spare_push(xa, node, cls);
+	return 0;
+}
+
+int ccvm_xa_reserve_leaf(struct ccvm_xa *xa, uint64_t index, uintptr_t leaf)
+{
+	int ret = reserve_in_leaf(xa, leaf, index);
+
+	return ret <= 0 ? ret : ccvm_xa_reserve(xa, index, index);
+}
+
 int ccvm_xa_reserve(struct ccvm_xa *xa, uint64_t first, uint64_t last)
 {
 	unsigned int have[XA_NR_CLASSES], missing[XA_NR_CLASSES] = { 0 };
@@ -1255,44 +1314,12 @@ int ccvm_xa_reserve(struct ccvm_xa *xa, uint64_t first, uint64_t last)
 
 	if (first > last)
 		return -EINVAL;
-	/*
-	 * One index whose leaf node exists and takes the store's new run
-	 * edges in place (a plain node always does; a run node when it has
-	 * room for them: one at the slot unless a run starts there, one after
-	 * it unless a run starts there or it is the last): the store plans no
-	 * node anywhere, so there is nothing to set aside.  The page cache's
-	 * common case, without the sizing walk.
-	 */
+	/* One index whose leaf node exists: without the sizing walk. */
 	if (first == last) {
-		uintptr_t leaf = leaf_node(xa, first);
-		unsigned int off = (unsigned int)(first & XA_MASK);
+		int ret = reserve_in_leaf(xa, leaf_node(xa, first), first);
 
-		if (leaf && entry_class(leaf) == XA_PLAIN)
-			return 0;
-		if (leaf) {
-			uint64_t starts = entry_to_run(leaf)->starts;
-			unsigned int add = !(starts & bit(off)) +
-					   (off < XA_MASK && !(starts & bit(off + 1)));
-
-			if (popcount64(starts) + add <= xa_class_runs[entry_class(leaf)])
-				return 0;
-			/*
-			 * A run leaf out of room (a page-cache leaf filling up,
-			 * at each of its classes): the store moves it to one
-			 * node of the class its runs need, and nothing above
-			 * changes (a child node is a run of its own in its
-			 * parent), so that node is the whole need: what the
-			 * sizing walk below would count, without it.
-			 */
-			cls = class_for(popcount64(starts) + add);
-			if (spare_fit(xa, cls, XA_NR_CLASSES) < XA_NR_CLASSES)
-				return 0;
-			fresh[cls] = node_alloc(cls);
-			if (!fresh[cls])
-				return -ENOMEM;
-			spare_push(xa, fresh[cls], cls);
-			return 0;
-		}
+		if (ret <= 0)
+			return ret;
 	}
 	st.xa = xa;
 	st.entry = XA_ANY_ENTRY;
@@ -1366,11 +1393,14 @@ void ccvm_xa_destroy(struct ccvm_xa *xa)
 /* ------------------------------------------------------------------ */
 /* Reading                                                             */
 
-uint64_t ccvm_xa_load(const struct ccvm_xa *xa, uint64_t index)
+/* The value at @index; in *@leaf (if not NULL) the node of height 1 holding its slot, or 0. */
+static inline uint64_t load_walk(const struct ccvm_xa *xa, uint64_t index, uintptr_t *leaf)
 {
 	unsigned int shift = xa->height * XA_SHIFT;
 	uintptr_t entry = xa->root;
 
+	if (leaf)
+		*leaf = 0;
 	if (shift < 64 && (index >> shift))
 		return 0;
 	while (entry_is_node(entry)) {
@@ -1378,6 +1408,8 @@ uint64_t ccvm_xa_load(const struct ccvm_xa *xa, uint64_t index)
 
 		shift -= XA_SHIFT;
 		off = (index >> shift) & XA_MASK;
+		if (leaf && !shift)
+			*leaf = entry;
 		if (entry_class(entry) == XA_PLAIN) {
 			entry = entry_to_plain(entry)->slots[off];
 		} else {
@@ -1397,6 +1429,16 @@ uint64_t ccvm_xa_load(const struct ccvm_xa *xa, uint64_t index)
 		}
 	}
 	return entry_to_value(entry);
+}
+
+uint64_t ccvm_xa_load(const struct ccvm_xa *xa, uint64_t index)
+{
+	return load_walk(xa, index, NULL);
+}
+
+uint64_t ccvm_xa_load_leaf(const struct ccvm_xa *xa, uint64_t index, uintptr_t *leaf)
+{
+	return load_walk(xa, index, leaf);
 }
 
 /*

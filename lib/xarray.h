@@ -86,6 +86,19 @@ static inline int ccvm_xa_store(struct ccvm_xa *xa, uint64_t index, uint64_t val
 int ccvm_xa_reserve(struct ccvm_xa *xa, uint64_t first, uint64_t last);
 
 /*
+ * One index, looked up once: ccvm_xa_load_leaf() is ccvm_xa_load() that
+ * also gives the node holding @index's slot (0 when the walk met a value
+ * above it); with the xa unchanged since, ccvm_xa_reserve_leaf() and
+ * ccvm_xa_store_leaf() are ccvm_xa_reserve() and ccvm_xa_store() of that
+ * index, with the same results and tree, without walking down again when
+ * the store fits that node in place (the page cache's miss: a load, then a
+ * reserve and a store of the page allocated in between).
+ */
+uint64_t ccvm_xa_load_leaf(const struct ccvm_xa *xa, uint64_t index, uintptr_t *leaf);
+int ccvm_xa_reserve_leaf(struct ccvm_xa *xa, uint64_t index, uintptr_t leaf);
+int ccvm_xa_store_leaf(struct ccvm_xa *xa, uint64_t index, uintptr_t leaf, uint64_t value);
+
+/*
  * ccvm_xa_run() - The value at @index and, in *@last, the last index of the
  * maximal run of that value that contains @index ("how far does the value
  * at i run").  Absent (0) is a value like any other.

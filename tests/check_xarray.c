@@ -994,6 +994,78 @@ START_TEST(test_random_dense)
 }
 END_TEST
 
+/*
+ * The one-walk calls of a page-cache miss (ccvm_xa_load_leaf(), then
+ * ccvm_xa_reserve_leaf() and ccvm_xa_store_leaf() with the leaf it gave)
+ * against ccvm_xa_load(), ccvm_xa_reserve() and ccvm_xa_store() on a twin:
+ * the same answers, contents, node shapes and memory after every step, in
+ * fills (distinct values, in order and not) and over fragmented stores,
+ * with failing allocations now and then.
+ */
+START_TEST(test_leaf_calls_twin)
+{
+	const uint64_t base = dense_bases[_i];
+	const uint64_t size = 4096;
+	struct ccvm_xa a, b;
+	int op;
+
+	ccvm_xa_init(&a);
+	ccvm_xa_init(&b);
+	rng_seed(0x1eaf + _i);
+	for (op = 0; op < 20000; op++) {
+		uint64_t i = op < 6000 ? base + (uint64_t)op % size : base + rng_below(size);
+		uint64_t value = op % 3 ? (uint64_t)op + 1 : rng_below(4);
+		size_t pa[CCVM_XA_NR_CLASSES] = { 0 }, pb[CCVM_XA_NR_CLASSES] = { 0 };
+		uintptr_t leaf;
+		int ra, rb, k;
+
+		if (rng_below(16) == 0) {
+			uint64_t last = i + rng_below(300);
+
+			if (last > base + size - 1 || last < i)
+				last = base + size - 1;
+			expect_int_eq(ccvm_xa_store_range(&a, i, last, rng_below(3)), 0);
+			expect_int_eq(ccvm_xa_store_range(&b, i, last, ccvm_xa_load(&a, i)), 0);
+			continue;
+		}
+		expect_u64_eq(ccvm_xa_load_leaf(&b, i, &leaf), ccvm_xa_load(&a, i));
+		if (rng_below(8) == 0) {
+			ccvm_xa_test_fail_alloc(1);
+			ra = ccvm_xa_reserve(&a, i, i);
+			ccvm_xa_test_fail_alloc(1);
+			rb = ccvm_xa_reserve_leaf(&b, i, leaf);
+			ccvm_xa_test_fail_alloc(-1);
+		} else {
+			ra = ccvm_xa_reserve(&a, i, i);
+			rb = ccvm_xa_reserve_leaf(&b, i, leaf);
+		}
+		expect_int_eq(rb, ra);
+		expect_u64_eq(ccvm_xa_memory(&b), ccvm_xa_memory(&a));
+		if (!ra) {
+			/* Reserved: the store cannot fail. */
+			ccvm_xa_test_fail_alloc(1 << 30);
+			expect_int_eq(ccvm_xa_store(&a, i, value), 0);
+			expect_int_eq(ccvm_xa_store_leaf(&b, i, leaf, value), 0);
+			ccvm_xa_test_fail_alloc(-1);
+		}
+		expect_u64_eq(ccvm_xa_memory(&b), ccvm_xa_memory(&a));
+		expect_int_eq(ccvm_xa_test_shape(&a, pa), 0);
+		expect_int_eq(ccvm_xa_test_shape(&b, pb), 0);
+		for (k = 0; k < CCVM_XA_NR_CLASSES; k++)
+			expect_u64_eq(pb[k], pa[k]);
+		for (k = 0; k < 8; k++) {
+			uint64_t j = base + rng_below(size);
+
+			expect_u64_eq(ccvm_xa_load(&b, j), ccvm_xa_load(&a, j));
+		}
+	}
+	for (op = 0; op < (int)size; op++)
+		expect_u64_eq(ccvm_xa_load(&b, base + op), ccvm_xa_load(&a, base + op));
+	ccvm_xa_destroy(&a);
+	ccvm_xa_destroy(&b);
+}
+END_TEST
+
 START_TEST(test_random_sparse)
 {
 	struct ccvm_xa xa;
@@ -1613,6 +1685,8 @@ Suite *xarray_suite(void)
 	tcase_add_loop_test(tc, test_random_dense, 0,
 			    sizeof(dense_bases) / sizeof(dense_bases[0]));
 	tcase_add_test(tc, test_random_sparse);
+	tcase_add_loop_test(tc, test_leaf_calls_twin, 0,
+			    sizeof(dense_bases) / sizeof(dense_bases[0]));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("flat");
