@@ -922,6 +922,10 @@ struct leaf_args {
 	/* A field added here is cleared in leaf_args_clear() too. */
 };
 
+/* The size on LP64 hosts, so that a field added without its clear fails to build. */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct leaf_args) == 168,
+	       "struct leaf_args changed: clear the new field in leaf_args_clear()");
+
 /*
  * Every field of *@a zero, one store each.  The entry points of the leaves
  * a dynamic removal makes per page (BLOCK, TRACK, REMOVE, WBINVD) fill
