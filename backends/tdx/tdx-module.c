@@ -929,7 +929,8 @@ _Static_assert(sizeof(void *) != 8 || sizeof(struct leaf_args) == 168,
 /*
  * Every field of *@a zero, one store each.  The entry points of the leaves
  * made per page (a dynamic removal's BLOCK, TRACK, REMOVE, WBINVD; a
- * teardown's RECLAIM; a guest's ACCEPT and the VP.ENTER after its fault)
+ * teardown's RECLAIM; a fault's PAGE.AUG; a guest's ACCEPT and the
+ * VP.ENTER after its fault)
  * fill their operands on this: gcc clears a compound literal of this size with
  * `rep stos`, whose start-up cost was about 7% of a removal's time.
  */
@@ -3063,8 +3064,15 @@ uint64_t ccvm_tdh_mr_extend(struct ccvm_tdx_td *td, uint64_t gpa)
 uint64_t ccvm_tdh_mem_page_aug(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 			       uint64_t pfn)
 {
-	return seamcall(CCVM_TDH_MEM_PAGE_AUG, &(struct leaf_args){
-		.td = td, .gpa = gpa, .level = level, .pfn = pfn });
+	struct leaf_args a;
+
+	/* Once per private page mapped after launch: leaf_args_clear(). */
+	leaf_args_clear(&a);
+	a.td = td;
+	a.gpa = gpa;
+	a.level = level;
+	a.pfn = pfn;
+	return seamcall(CCVM_TDH_MEM_PAGE_AUG, &a);
 }
 
 uint64_t ccvm_tdh_mem_range_block(struct ccvm_tdx_td *td, uint64_t gpa, int level)
