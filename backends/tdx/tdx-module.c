@@ -928,8 +928,10 @@ _Static_assert(sizeof(void *) != 8 || sizeof(struct leaf_args) == 168,
 
 /*
  * Every field of *@a zero, one store each.  The entry points of the leaves
- * a dynamic removal makes per page (BLOCK, TRACK, REMOVE, WBINVD) fill
- * their operands on this: gcc clears a compound literal of this size with
+ * made per page (a dynamic removal's BLOCK, TRACK, REMOVE, WBINVD; a
+ * teardown's RECLAIM; a fault's PAGE.AUG; a guest's ACCEPT and the
+ * VP.ENTER after its fault)
+ * fill their operands on this: gcc clears a compound literal of this size with
  * `rep stos`, whose start-up cost was about 7% of a removal's time.
  */
 static inline void leaf_args_clear(struct leaf_args *a)
@@ -3026,7 +3028,13 @@ uint64_t ccvm_tdh_vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu)
 
 uint64_t ccvm_tdh_vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
 {
-	return seamcall(CCVM_TDH_VP_ENTER, &(struct leaf_args){ .vp = vp, .cpu = cpu });
+	struct leaf_args a;
+
+	/* Once per guest entry: leaf_args_clear(), as the removal's leaves. */
+	leaf_args_clear(&a);
+	a.vp = vp;
+	a.cpu = cpu;
+	return seamcall(CCVM_TDH_VP_ENTER, &a);
 }
 
 uint64_t ccvm_tdh_vp_flush(struct ccvm_tdx_vp *vp, unsigned int cpu)
@@ -3056,8 +3064,15 @@ uint64_t ccvm_tdh_mr_extend(struct ccvm_tdx_td *td, uint64_t gpa)
 uint64_t ccvm_tdh_mem_page_aug(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 			       uint64_t pfn)
 {
-	return seamcall(CCVM_TDH_MEM_PAGE_AUG, &(struct leaf_args){
-		.td = td, .gpa = gpa, .level = level, .pfn = pfn });
+	struct leaf_args a;
+
+	/* Once per private page mapped after launch: leaf_args_clear(). */
+	leaf_args_clear(&a);
+	a.td = td;
+	a.gpa = gpa;
+	a.level = level;
+	a.pfn = pfn;
+	return seamcall(CCVM_TDH_MEM_PAGE_AUG, &a);
 }
 
 uint64_t ccvm_tdh_mem_range_block(struct ccvm_tdx_td *td, uint64_t gpa, int level)
@@ -3110,8 +3125,15 @@ uint64_t ccvm_tdh_phymem_page_wbinvd(struct ccvm_tdx_module *m, struct ccvm_vm *
 uint64_t ccvm_tdh_phymem_page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
 				      uint64_t pfn, struct ccvm_tdx_reclaim_info *info)
 {
-	return seamcall(CCVM_TDH_PHYMEM_PAGE_RECLAIM, &(struct leaf_args){
-		.m = m, .vm = vm, .pfn = pfn, .reclaim_info = info });
+	struct leaf_args a;
+
+	/* Once per page of a teardown: leaf_args_clear(). */
+	leaf_args_clear(&a);
+	a.m = m;
+	a.vm = vm;
+	a.pfn = pfn;
+	a.reclaim_info = info;
+	return seamcall(CCVM_TDH_PHYMEM_PAGE_RECLAIM, &a);
 }
 
 uint64_t ccvm_tdh_mem_page_demote(struct ccvm_tdx_td *td, uint64_t gpa, int level,
@@ -3137,8 +3159,14 @@ uint64_t ccvm_tdh_phymem_pamt_remove(struct ccvm_tdx_module *m, struct ccvm_vm *
 
 uint64_t ccvm_tdg_mem_page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
 {
-	return seamcall(CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT, &(struct leaf_args){
-		.vp = vp, .gpa = gpa, .level = level });
+	struct leaf_args a;
+
+	/* Once or twice per page a guest accepts: leaf_args_clear(). */
+	leaf_args_clear(&a);
+	a.vp = vp;
+	a.gpa = gpa;
+	a.level = level;
+	return seamcall(CCVM_TDX_LEAF_TDG_MEM_PAGE_ACCEPT, &a);
 }
 
 /* ---- inspection -------------------------------------------------------------------------- */
