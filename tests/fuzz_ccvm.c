@@ -243,6 +243,14 @@ struct world {
 	uint8_t fattr[GMEM_PAGES];	/* in place: the file's attributes */
 	struct slot_shadow slots[NR_SLOTS];
 	bool zapdep[GMEM_PAGES];
+	/*
+	 * File pages a deleted slot had bound: SNP's RMP entry of such a page,
+	 * once private, keeps the slot's GPA until the file frees the page, so
+	 * a private access through a slot that binds it elsewhere fails there
+	 * (the TDX zap removed it from the S-EPT; the mock keeps no GPA).
+	 * Cleared by a punch.
+	 */
+	bool moved[GMEM_PAGES];
 
 	struct rec recs[MAX_RECS];
 	unsigned int nrec;
@@ -459,8 +467,22 @@ static int punch(struct world *w, uint64_t off, uint64_t len)
 
 	if (!err)
 		for (i = off / PAGE; i < (off + len) / PAGE && i < GMEM_PAGES; i++)
-			w->zapdep[i] = false;
+			w->zapdep[i] = w->moved[i] = false;
 	return err;
+}
+
+/* Does [@gpa, @gpa + @len) reach a file page a deleted slot had bound (moved[])? */
+static bool reaches_moved(const struct world *w, uint64_t gpa, uint64_t len)
+{
+	uint64_t p;
+
+	for (p = gpa / PAGE; p < (gpa + len + PAGE - 1) / PAGE && p < WIN_PAGES; p++) {
+		int idx = gmem_index(w, p);
+
+		if (idx >= 0 && w->moved[idx])
+			return true;
+	}
+	return false;
 }
 
 static void check_invariants(struct world *w, const char *when)
@@ -631,7 +653,7 @@ static void op_slot(struct world *w, const uint8_t *a)
 	if (!npages) {
 		/* Deleted: its private mappings went without a punch. */
 		for (i = 0; s->gmem && i < s->npages; i++)
-			w->zapdep[s->gmem_page + i] = true;
+			w->zapdep[s->gmem_page + i] = w->moved[s->gmem_page + i] = true;
 		s->used = false;
 		return;
 	}
@@ -652,6 +674,8 @@ static void op_prefault(struct world *w, const uint8_t *a, struct ccvm_vcpu *v)
 	int err = 0;
 
 	snprintf(r->what, sizeof(r->what), "prefault %#" PRIx64 "+%#" PRIx64, gpa, size);
+	if (reaches_moved(w, gpa, size))
+		r->flags |= F_DIVERGE;
 	/* Partial progress returns 0: go on until done or an error, as a VMM. */
 	while (size) {
 		uint64_t left = size;
@@ -913,6 +937,8 @@ static void guest_rw(struct ccvm_guest *g, struct world *w, struct rec *r, const
 		 write ? "write" : "read", gpa, len, priv ? "private" : "shared");
 	if (!write && reads_zapdep(w, gpa, len))
 		r->flags |= F_ZAPDEP;
+	if (reaches_moved(w, gpa, len))
+		r->flags |= F_DIVERGE;
 	if (write)
 		for (i = 0; i < len; i++)
 			buf[i] = fill_byte(o->b[3], gpa + i);
@@ -1012,6 +1038,8 @@ static void guest_fn(struct ccvm_guest *g, void *arg)
 			for (p = gpa / PAGE; p < (gpa + size) / PAGE; p++)
 				if (!w->attr[p] || gmem_index(w, p) < 0)
 					r->flags |= F_ACCEPT_ODD;
+			if (reaches_moved(w, gpa, size))
+				r->flags |= F_DIVERGE;
 			w->accepted = true;
 			r->err = ccvm_guest_accept(g, gpa, size);
 			if (r->err == -EEXIST)
