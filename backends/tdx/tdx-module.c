@@ -919,48 +919,17 @@ struct leaf_args {
 	uint64_t *pair_out[CCVM_TDX_DPAMT_PAIR_PAGES];	/* PAMT.REMOVE's */
 	struct ccvm_tdx_sept_info *sept_info;
 	struct ccvm_tdx_reclaim_info *reclaim_info;
-	/* A field added here is cleared in leaf_args_clear() too. */
 };
 
-/* The size on LP64 hosts, so that a field added without its clear fails to build. */
-_Static_assert(sizeof(void *) != 8 || sizeof(struct leaf_args) == 168,
-	       "struct leaf_args changed: clear the new field in leaf_args_clear()");
-
 /*
- * Every field of *@a zero, one store each.  The entry points of the leaves
- * made per page (a dynamic removal's BLOCK, TRACK, REMOVE, WBINVD; a
- * teardown's RECLAIM; a fault's PAGE.AUG; a guest's ACCEPT and the
- * VP.ENTER after its fault)
- * fill their operands on this: gcc clears a compound literal of this size with
- * `rep stos`, whose start-up cost was about 7% of a removal's time.
+ * No operands: what the entry points of the leaves made per page (a dynamic
+ * removal's BLOCK, TRACK, REMOVE, WBINVD; a teardown's RECLAIM; a fault's
+ * PAGE.AUG; a guest's ACCEPT and the VP.ENTER after its fault) start from.
+ * gcc clears a compound literal of this size with `rep stos`, whose
+ * start-up cost was about 7% of a removal's time; a copy of this constant
+ * is a few vector moves.
  */
-static inline void leaf_args_clear(struct leaf_args *a)
-{
-	unsigned int i;
-
-	a->leaf = 0;
-	a->m = NULL;
-	a->vm = NULL;
-	a->td = NULL;
-	a->vp = NULL;
-	a->gpa = 0;
-	a->level = 0;
-	a->pfn = 0;
-	a->keyid = 0;
-	a->cpu = 0;
-	a->resume = false;
-	a->src = NULL;
-	a->params = NULL;
-	a->td_out = NULL;
-	a->vp_out = NULL;
-	a->pfn_out = NULL;
-	for (i = 0; i < CCVM_TDX_DPAMT_PAIR_PAGES; i++) {
-		a->pair[i] = 0;
-		a->pair_out[i] = NULL;
-	}
-	a->sept_info = NULL;
-	a->reclaim_info = NULL;
-}
+static const struct leaf_args leaf_args_none;
 
 static uint64_t seamcall(unsigned int nr, struct leaf_args *a);
 
@@ -968,9 +937,8 @@ static uint64_t seamcall(unsigned int nr, struct leaf_args *a);
 static inline uint64_t seamcall_td_gpa(unsigned int nr, struct ccvm_tdx_td *td, uint64_t gpa,
 				       int level, uint64_t *pfn_out)
 {
-	struct leaf_args a;
+	struct leaf_args a = leaf_args_none;
 
-	leaf_args_clear(&a);
 	a.td = td;
 	a.gpa = gpa;
 	a.level = level;
@@ -3028,10 +2996,8 @@ uint64_t ccvm_tdh_vp_init(struct ccvm_tdx_vp *vp, unsigned int cpu)
 
 uint64_t ccvm_tdh_vp_enter(struct ccvm_tdx_vp *vp, unsigned int cpu)
 {
-	struct leaf_args a;
+	struct leaf_args a = leaf_args_none;
 
-	/* Once per guest entry: leaf_args_clear(), as the removal's leaves. */
-	leaf_args_clear(&a);
 	a.vp = vp;
 	a.cpu = cpu;
 	return seamcall(CCVM_TDH_VP_ENTER, &a);
@@ -3064,10 +3030,8 @@ uint64_t ccvm_tdh_mr_extend(struct ccvm_tdx_td *td, uint64_t gpa)
 uint64_t ccvm_tdh_mem_page_aug(struct ccvm_tdx_td *td, uint64_t gpa, int level,
 			       uint64_t pfn)
 {
-	struct leaf_args a;
+	struct leaf_args a = leaf_args_none;
 
-	/* Once per private page mapped after launch: leaf_args_clear(). */
-	leaf_args_clear(&a);
 	a.td = td;
 	a.gpa = gpa;
 	a.level = level;
@@ -3112,9 +3076,8 @@ uint64_t ccvm_tdh_mem_range_unblock(struct ccvm_tdx_td *td, uint64_t gpa, int le
 uint64_t ccvm_tdh_phymem_page_wbinvd(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
 				     uint64_t pfn, uint32_t keyid)
 {
-	struct leaf_args a;
+	struct leaf_args a = leaf_args_none;
 
-	leaf_args_clear(&a);
 	a.m = m;
 	a.vm = vm;
 	a.pfn = pfn;
@@ -3125,10 +3088,8 @@ uint64_t ccvm_tdh_phymem_page_wbinvd(struct ccvm_tdx_module *m, struct ccvm_vm *
 uint64_t ccvm_tdh_phymem_page_reclaim(struct ccvm_tdx_module *m, struct ccvm_vm *vm,
 				      uint64_t pfn, struct ccvm_tdx_reclaim_info *info)
 {
-	struct leaf_args a;
+	struct leaf_args a = leaf_args_none;
 
-	/* Once per page of a teardown: leaf_args_clear(). */
-	leaf_args_clear(&a);
 	a.m = m;
 	a.vm = vm;
 	a.pfn = pfn;
@@ -3159,10 +3120,8 @@ uint64_t ccvm_tdh_phymem_pamt_remove(struct ccvm_tdx_module *m, struct ccvm_vm *
 
 uint64_t ccvm_tdg_mem_page_accept(struct ccvm_tdx_vp *vp, uint64_t gpa, int level)
 {
-	struct leaf_args a;
+	struct leaf_args a = leaf_args_none;
 
-	/* Once or twice per page a guest accepts: leaf_args_clear(). */
-	leaf_args_clear(&a);
 	a.vp = vp;
 	a.gpa = gpa;
 	a.level = level;
