@@ -161,9 +161,9 @@ static int fault_backing_level(struct ccvm_vm *vm, const struct ccvm_page_fault 
  * conversion racing with the fault is always caught by the stale check.
  */
 static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
-		     struct ccvm_fault_exit *exit, int *mapped_level)
+		     struct ccvm_fault_exit *exit, int *mapped_level, bool slots_held)
 {
-	unsigned int slots_sh;
+	unsigned int slots_sh = 0;
 	struct ccvm_vm *vm = v->vm;
 	struct ccvm_page_fault f = { .gfn = ccvm_gpa_to_gfn(vm, gpa) };
 	struct ccvm_memslot *slot;
@@ -181,7 +181,8 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 		return ret;
 	ccvm_account_fast(vm->p, vm, CCVM_EV_FAULT, 1);
 
-	slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
+	if (!slots_held)
+		slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	/* The snapshot races with every invalidation: a point of its own. */
 	ccvm_sched_point(ccvm_sched_of(vm->p), NULL, "invalidate_seq snapshot");
 	seq = atomic_load_explicit(&vm->mmu.invalidate_seq, memory_order_acquire);
@@ -289,7 +290,8 @@ static int fault_run(struct ccvm_vcpu *v, uint64_t gpa, enum access_kind kind,
 	if (ret == 0 && mapped_level)
 		*mapped_level = f.level;
 out:
-	ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
+	if (!slots_held)
+		ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
 	if (ret == CCVM_PF_RETRY)
 		ccvm_account(vm->p, vm, CCVM_EV_FAULT_RETRY, 1);
 	return ret;
@@ -307,7 +309,7 @@ int ccvm_mmu_page_fault(struct ccvm_vcpu *v, uint64_t gpa, bool write,
 	err = access_kind(v->vm, gpa, &kind);
 	if (err)
 		return err;
-	return fault_run(v, gpa, kind, exit, NULL);
+	return fault_run(v, gpa, kind, exit, NULL, false);
 }
 
 /*
@@ -365,6 +367,7 @@ struct fault_attempt {
 	enum access_kind kind;
 	struct ccvm_fault_exit *exit;
 	int *level;			/* out: level of the leaf, may be NULL */
+	unsigned int *slots_sh;		/* memslots_rw held by the caller: its shard */
 };
 
 /*
@@ -419,12 +422,22 @@ static int fault_retry(struct fault_attempt *a, unsigned int *tries)
 		}
 		++*tries;
 		if (a->v)
-			ret = fault_run(a->v, a->gpa, a->kind, a->exit, a->level);
+			ret = fault_run(a->v, a->gpa, a->kind, a->exit, a->level,
+					a->slots_sh != NULL);
 		else
 			ret = launch_map_run(a->vm, ccvm_gpa_to_gfn(a->vm, a->gpa));
 		if (ret != CCVM_PF_RETRY)
 			return ret;
+		/*
+		 * What the fault waits for may be a memslot update, which waits
+		 * for memslots_rw's readers: a caller's hold is dropped for the
+		 * wait (KVM drops its SRCU around a pre-fault's retry alike).
+		 */
+		if (a->slots_sh)
+			ccvm_brlock_rdunlock(&a->vm->memslots_rw, *a->slots_sh);
 		retry_backoff(a);
+		if (a->slots_sh)
+			*a->slots_sh = ccvm_brlock_rdlock(&a->vm->memslots_rw);
 	}
 }
 
@@ -453,13 +466,15 @@ int ccvm_fault_map_private(struct ccvm_vm *vm, uint64_t gfn)
 
 /* ---- KVM_PRE_FAULT_MEMORY ------------------------------------------------- */
 
-static int pre_fault_one(struct ccvm_vcpu *v, uint64_t gpa, int *level)
+/* One page of KVM_PRE_FAULT_MEMORY, memslots_rw held for read (shard *@slots_sh). */
+static int pre_fault_one(struct ccvm_vcpu *v, uint64_t gpa, int *level, unsigned int *slots_sh)
 {
 	struct ccvm_vm *vm = v->vm;
 	uint64_t gfn = ccvm_gpa_to_gfn(vm, gpa);
 	struct ccvm_fault_exit exit;
 	struct fault_attempt a = {
 		.vm = vm, .v = v, .gpa = gfn << CCVM_PAGE_SHIFT, .exit = &exit, .level = level,
+		.slots_sh = slots_sh,
 	};
 	unsigned int tries = 0;
 	int ret;
@@ -482,6 +497,7 @@ static int pre_fault_one(struct ccvm_vcpu *v, uint64_t gpa, int *level)
 
 int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *size)
 {
+	unsigned int slots_sh;
 	struct ccvm_vm *vm;
 	uint64_t full;
 	int ret = 0;
@@ -512,12 +528,24 @@ int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *siz
 	if (ret)
 		goto out;
 
+	/*
+	 * memslots_rw is held across the pages, as KVM holds its SRCU across
+	 * the ioctl's loop, rather than taken again by every page's fault.
+	 * It is a lock, though, where SRCU never blocks a reader: a memslot
+	 * update waiting for it would hold up every other fault of the VM
+	 * behind it, so the loop lets a waiting writer in between two pages.
+	 */
+	slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
 	full = *size;
 	while (*size) {
 		uint64_t g = *gpa, leaf_size, n;
 		int level = CCVM_LEVEL_4K;
 
-		ret = pre_fault_one(v, g, &level);
+		if (ccvm_brlock_needbreak(&vm->memslots_rw)) {
+			ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
+			slots_sh = ccvm_brlock_rdlock(&vm->memslots_rw);
+		}
+		ret = pre_fault_one(v, g, &level, &slots_sh);
 		if (ret < 0)
 			break;
 		/* Advance to the end of the leaf that now maps g. */
@@ -528,6 +556,7 @@ int ccvm_vcpu_pre_fault_memory(struct ccvm_vcpu *v, uint64_t *gpa, uint64_t *siz
 		*gpa += n;
 		*size -= n;
 	}
+	ccvm_brlock_rdunlock(&vm->memslots_rw, slots_sh);
 	if (*size != full)
 		ret = 0;
 out:

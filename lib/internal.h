@@ -21,8 +21,9 @@
  *               a walk takes every page-cache shard's pages_lock, in order;
  *               a page window's lock nests inside mem_lock)
  * A fault holds memslots_rw for read across pfn resolution and install, the
- * way a vCPU holds kvm->srcu; a memslot publisher takes it for write, which
- * waits for in-flight faults like synchronize_srcu().  gmem release cuts the
+ * way a vCPU holds kvm->srcu (KVM_PRE_FAULT_MEMORY across all its pages, but
+ * for its retries and a waiting writer); a memslot publisher takes it for
+ * write, which waits for in-flight faults like synchronize_srcu().  gmem release cuts the
  * slots' file pointers under memslots_rw write before it takes the
  * invalidate lock, so no fault can reach a released file.  Free-running, a
  * guest access takes no lock at all, as a CPU's load does not: whoever

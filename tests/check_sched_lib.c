@@ -455,6 +455,119 @@ START_TEST(test_checker_at_quiescent_points)
 }
 END_TEST
 
+/*
+ * KVM_PRE_FAULT_MEMORY holds memslots_rw across its pages (as KVM holds its
+ * SRCU across the ioctl's loop) while another thread deletes the slot: the
+ * deletion marks the slot invalid and then takes memslots_rw for write, and
+ * a pre-fault that meets the invalid slot retries.  Were the retry to keep
+ * its hold, neither could go on: the explorer would end the run as a
+ * deadlock.  Every schedule ends with the slot gone, nothing of it mapped
+ * (the invariants at each quiescent point) and the pre-fault having mapped
+ * a prefix (0) or nothing (-ENOENT, the slot was gone first).
+ */
+#define PD_PAGES	8u
+
+struct prefault_delete {
+	const char *backend;
+	struct ccvm_vm *vm;
+	struct ccvm_vcpu *v;
+	struct ccvm_gmem *g;
+	int prefault_ret;
+};
+
+static int pd_prefault(void *arg)
+{
+	struct prefault_delete *x = arg;
+	uint64_t gpa = 0, size = PD_PAGES * TU_PAGE;
+
+	x->prefault_ret = ccvm_vcpu_pre_fault_memory(x->v, &gpa, &size);
+	return 0;
+}
+
+static int pd_delete(void *arg)
+{
+	struct prefault_delete *x = arg;
+	struct ccvm_memory_region mr = { .slot = 0, .flags = CCVM_MEM_GUEST_MEMFD };
+
+	return ccvm_vm_set_user_memory_region(x->vm, &mr);
+}
+
+static int pd_run(struct ccvm_platform *p, void *ctx)
+{
+	struct prefault_delete *x = ctx;
+	struct ccvm_memory_region mr = { .slot = 0, .flags = CCVM_MEM_GUEST_MEMFD,
+					 .memory_size = PD_PAGES * TU_PAGE };
+	struct ccvm_thread *t[2];
+	unsigned int i, n = 0;
+	int r, ret, err;
+
+	x->vm = NULL;
+	x->v = NULL;
+	x->g = NULL;
+	x->prefault_ret = 1;
+	err = ccvm_vm_create(p, NULL, &x->vm);
+	if (!err)
+		err = ccvm_gmem_create(x->vm, PD_PAGES * TU_PAGE, 0, &x->g);
+	if (!err) {
+		mr.gmem = x->g;
+		err = ccvm_vm_set_user_memory_region(x->vm, &mr);
+	}
+	if (!err)
+		err = ccvm_vm_set_memory_attributes(x->vm, 0, PD_PAGES * TU_PAGE,
+						    CCVM_MEMORY_ATTRIBUTE_PRIVATE, 0);
+	if (!err)
+		err = ccvm_vcpu_create(x->vm, 0, &x->v);
+	if (!err)
+		err = ccvm_vm_finalize(x->vm);
+	if (!err)
+		err = ccvm_thread_create(p, &t[n], pd_prefault, x, "prefault");
+	if (!err && ++n)
+		err = ccvm_thread_create(p, &t[n], pd_delete, x, "delete");
+	if (!err)
+		n++;
+	for (i = 0; i < n; i++) {
+		ret = 0;
+		r = ccvm_thread_join(t[i], &ret);
+		if (!err)
+			err = r ? r : ret;
+	}
+	if (!err && x->prefault_ret != 0 && x->prefault_ret != -ENOENT)
+		err = x->prefault_ret < 0 ? x->prefault_ret : -EPROTO;
+	if (x->v)
+		ccvm_vcpu_close(x->v);
+	if (x->g)
+		ccvm_gmem_close(x->g);
+	if (x->vm)
+		ccvm_vm_close(x->vm);
+	return err;
+}
+
+START_TEST(test_prefault_vs_slot_delete)
+{
+	static const char *const backends[] = { "mock", "tdx", "snp" };
+	struct prefault_delete x = { .backend = backends[_i] };
+	struct ccvm_platform_opts po = l4_platform(x.backend);
+	struct ccvm_scenario sc = CCVM_OPTS_INIT(struct ccvm_scenario, .name = "prefault-delete",
+						 .run = pd_run, .ctx = &x, .platform = &po);
+	struct ccvm_explore_opts o = CCVM_OPTS_INIT(struct ccvm_explore_opts,
+						    .strategy = CCVM_EXPLORE_PCT, .seed = 1,
+						    .runs = 60, .flags = CCVM_EXPLORE_QUIET);
+	struct ccvm_explore_result res = CCVM_OPTS_INIT(struct ccvm_explore_result);
+	struct ccvm_backend_caps caps = { .sz = sizeof(caps) };
+	int r;
+
+	if (ccvm_backend_caps(x.backend, &caps))
+		return;		/* not built */
+	tu_quiet_log();
+	r = ccvm_explore(&sc, &o, &res);
+	ck_assert_msg(r == 0, "%s: %d (failure %u): %s", x.backend, r, res.failure,
+		      res.message ? res.message : "");
+	ck_assert_uint_eq(res.runs, 60);
+	ck_assert_uint_gt(res.checks, 1);
+	ccvm_explore_result_release(&res);
+}
+END_TEST
+
 Suite *sched_lib_suite(void)
 {
 	Suite *s = suite_create("sched_lib");
@@ -465,6 +578,10 @@ Suite *sched_lib_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("checker");
 	tcase_add_test(tc, test_checker_at_quiescent_points);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("prefault");
+	tcase_set_timeout(tc, 300);
+	tcase_add_loop_test(tc, test_prefault_vs_slot_delete, 0, 3);
 	suite_add_tcase(s, tc);
 	return s;
 }
