@@ -6,6 +6,9 @@
  * slots, the generation, the gmem bindings and every counter as they were.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "internal.h"
@@ -428,6 +431,62 @@ START_TEST(test_move)
 }
 END_TEST
 
+/*
+ * Free-running, a pre-fault of 512 pages holds memslots_rw across them
+ * while another thread keeps adding and deleting a slot elsewhere, each
+ * update taking memslots_rw for write: the pre-fault lets a waiting writer
+ * in between pages, so both finish (a hang is the test's timeout), every
+ * page is mapped and every update was made.  Under ThreadSanitizer (make
+ * ci-tsan) it is the hold-and-drop's race test.
+ */
+struct slot_toggler {
+	atomic_bool done;
+	unsigned int updates;
+	int err;
+};
+
+static void *toggle_slot(void *arg)
+{
+	struct slot_toggler *t = arg;
+	unsigned int n;
+
+	/* At least a few updates; at most a bound, should the pre-fault hang. */
+	for (n = 0; n < 100000 && (n < 8 || !atomic_load(&t->done)); n++) {
+		t->err = tu_region(vm, 5, 0, FREE_GPA, TU_2M, backing + TU_2M, NULL, 0);
+		if (!t->err)
+			t->err = tu_region(vm, 5, 0, FREE_GPA, 0, NULL, NULL, 0);
+		if (t->err)
+			break;
+		t->updates += 2;
+	}
+	return NULL;
+}
+
+START_TEST(test_prefault_beside_slot_updates)
+{
+	struct slot_toggler t = { .err = 0 };
+	uint64_t gen0 = ccvm_vm_memslot_generation(vm), gpa = SLOT0_GPA, size = TU_2M, off;
+	struct ccvm_vcpu *v = NULL;
+	pthread_t th;
+	int level, ret;
+
+	ck_assert_int_eq(ccvm_vm_set_memory_attributes(vm, SLOT0_GPA, TU_2M, PRIV, 0), 0);
+	ck_assert_int_eq(ccvm_vcpu_create(vm, 0, &v), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, toggle_slot, &t), 0);
+	ret = ccvm_vcpu_pre_fault_memory(v, &gpa, &size);
+	atomic_store(&t.done, true);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(ret, 0);
+	ck_assert_uint_eq(size, 0);
+	ck_assert_int_eq(t.err, 0);
+	ck_assert_uint_ge(t.updates, 16);
+	ck_assert_uint_eq(ccvm_vm_memslot_generation(vm), gen0 + t.updates);
+	for (off = 0; off < TU_2M; off += TU_PAGE)
+		ck_assert_int_eq(ccvm_vm_lookup_mapping(vm, SLOT0_GPA + off, NULL, &level), 0);
+	ck_assert_int_eq(ccvm_vcpu_close(v), 0);
+}
+END_TEST
+
 START_TEST(test_generation_wrap)
 {
 	struct ccvm_stats vst0, pst0, vst1, pst1;
@@ -502,6 +561,7 @@ Suite *memslot_suite(void)
 	tcase_add_test(tc, test_rebind_after_delete);
 	tcase_add_test(tc, test_move);
 	tcase_add_test(tc, test_generation_wrap);
+	tcase_add_test(tc, test_prefault_beside_slot_updates);
 	tcase_add_test(tc, test_attributes_survive_slots);
 	suite_add_tcase(s, tc);
 	return s;
