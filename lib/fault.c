@@ -431,7 +431,7 @@ static int fault_retry(struct fault_attempt *a, unsigned int *tries)
 		/*
 		 * What the fault waits for may be a memslot update, which waits
 		 * for memslots_rw's readers: a caller's hold is dropped for the
-		 * wait (KVM drops its SRCU around a pre-fault's retry alike).
+		 * wait, or the two would wait for each other.
 		 */
 		if (a->slots_sh)
 			ccvm_brlock_rdunlock(&a->vm->memslots_rw, *a->slots_sh);
